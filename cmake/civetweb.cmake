@@ -1,0 +1,32 @@
+# civetweb, compiled from Debian's source package as a static library.
+#
+# Debian's prebuilt libcivetweb 1.15 targets the OpenSSL 1.1 API (it dlopen()s
+# libssl.so and cannot find SSL_get_peer_certificate in OpenSSL 3) and has IPv6
+# off. Compiling the same source with OPENSSL_API_3_0 + NO_SSL_DL links OpenSSL 3
+# directly and gives kvmock IPv6. docs/architecture.md explains the choice.
+
+set(KVMOCK_CIVETWEB_SOURCE "${CMAKE_SOURCE_DIR}/.deps/civetweb" CACHE PATH
+    "civetweb source tree (Debian's source package; fetched when missing)")
+
+if(NOT EXISTS "${KVMOCK_CIVETWEB_SOURCE}/src/civetweb.c")
+    message(STATUS "Fetching civetweb source with apt-get source into ${KVMOCK_CIVETWEB_SOURCE}")
+    execute_process(
+        COMMAND "${CMAKE_SOURCE_DIR}/scripts/fetch-civetweb.sh" "${KVMOCK_CIVETWEB_SOURCE}"
+        RESULT_VARIABLE fetch_rc)
+    if(NOT fetch_rc EQUAL 0)
+        message(FATAL_ERROR "civetweb source is missing and could not be fetched. "
+                            "Run scripts/install-deps.sh as root (it enables deb-src), "
+                            "or pass -DKVMOCK_CIVETWEB_SOURCE=<dir>.")
+    endif()
+endif()
+
+add_library(civetweb_static STATIC "${KVMOCK_CIVETWEB_SOURCE}/src/civetweb.c")
+target_include_directories(civetweb_static SYSTEM PUBLIC "${KVMOCK_CIVETWEB_SOURCE}/include")
+target_compile_definitions(civetweb_static
+    PUBLIC OPENSSL_API_3_0 NO_SSL_DL USE_IPV6
+    PRIVATE NO_CGI NO_CACHING NO_FILES NDEBUG)
+# Third-party code: keep its warnings out of our -Werror build.
+target_compile_options(civetweb_static PRIVATE -w)
+set_target_properties(civetweb_static PROPERTIES POSITION_INDEPENDENT_CODE ON)
+target_link_libraries(civetweb_static PUBLIC OpenSSL::SSL OpenSSL::Crypto Threads::Threads
+                      ${CMAKE_DL_LIBS})

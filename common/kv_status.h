@@ -1,0 +1,91 @@
+/**
+ * @file kv_status.h
+ * @brief The one status type of kvmock and its table.
+ *
+ * Every function that can fail returns an `enum kv_status`. One table maps
+ * each status to the HTTP status, the Key Vault error code, the optional
+ * inner error code and a default message. Only the server's error writer
+ * turns a status into a response body; no other code writes status codes.
+ */
+#ifndef KV_STATUS_H
+#define KV_STATUS_H
+
+#define KV_MUST_CHECK __attribute__((warn_unused_result))
+
+enum kv_status {
+    KV_OK = 0,
+
+    /* 400 BadParameter */
+    KV_ERR_BAD_PARAM,        /**< generic bad input; the caller supplies the message */
+    KV_ERR_BAD_JSON,         /**< the body is not valid JSON or not an object */
+    KV_ERR_BODY_TOO_LARGE,   /**< the body exceeds the size cap */
+    KV_ERR_API_VERSION,      /**< api-version missing */
+    KV_ERR_API_VERSION_BAD,  /**< api-version not recognized */
+    KV_ERR_BAD_KEY_NAME,     /**< key name does not match ^[0-9a-zA-Z-]{1,127}$ */
+    KV_ERR_BAD_KTY,          /**< unknown or unsupported key type */
+    KV_ERR_BAD_KEY_SIZE,     /**< key size not allowed for the key type */
+    KV_ERR_BAD_CURVE,        /**< unknown curve */
+    KV_ERR_BAD_EXPONENT,     /**< RSA public exponent not allowed */
+    KV_ERR_BAD_ALG,          /**< unknown algorithm, or one that does not apply to the key */
+    KV_ERR_BAD_KEY_OPS,      /**< unknown key operation name */
+    KV_ERR_BAD_BASE64,       /**< a binary field is not valid base64url */
+    KV_ERR_BAD_INPUT_LENGTH, /**< value, digest, iv or tag of the wrong length */
+    KV_ERR_CRYPTO_FAILED,    /**< decrypt or unwrap failed (corrupt ciphertext or tag) */
+    KV_ERR_BAD_JWK,          /**< an imported JWK is incomplete or inconsistent */
+    KV_ERR_BAD_MAXRESULTS,   /**< maxresults outside 1..25 */
+    KV_ERR_BAD_SKIPTOKEN,    /**< $skiptoken is not one kvmock issued */
+    KV_ERR_BAD_BACKUP,       /**< a backup blob is corrupt or from another server */
+
+    /* 401 */
+    KV_ERR_UNAUTHORIZED, /**< no, malformed, expired or foreign bearer token */
+
+    /* 403 Forbidden */
+    KV_ERR_ACCESS_DENIED,     /**< access policy denies the permission */
+    KV_ERR_RBAC_DENIED,       /**< role assignments deny the data action */
+    KV_ERR_KEY_OP_FORBIDDEN,  /**< the operation is not in the version's key_ops */
+    KV_ERR_KEY_DISABLED,      /**< the key version is disabled */
+    KV_ERR_KEY_NOT_YET_VALID, /**< now is before the version's nbf */
+    KV_ERR_KEY_EXPIRED,       /**< now is after the version's exp */
+    KV_ERR_PURGE_PROTECTED,   /**< purge refused under purge protection */
+
+    /* 404 */
+    KV_ERR_KEY_NOT_FOUND,         /**< key or version not found */
+    KV_ERR_DELETED_KEY_NOT_FOUND, /**< no deleted key with that name */
+    KV_ERR_VAULT_NOT_FOUND,       /**< the Host names a vault that does not exist */
+    KV_ERR_ROUTE_NOT_FOUND,       /**< no route matches the path */
+
+    /* 405 */
+    KV_ERR_METHOD_NOT_ALLOWED, /**< the path exists but not with this method */
+
+    /* 409 Conflict */
+    KV_ERR_KEY_DELETED_RECOVERABLE, /**< the name is soft-deleted */
+    KV_ERR_KEY_EXISTS,              /**< restore onto an existing name */
+
+    /* 500 */
+    KV_ERR_NOMEM,    /**< allocation failed */
+    KV_ERR_STORE,    /**< LMDB or file system failure */
+    KV_ERR_CRYPTO,   /**< an OpenSSL or libsodium call failed unexpectedly */
+    KV_ERR_INTERNAL, /**< anything else that is kvmock's fault */
+
+    KV_STATUS_COUNT
+};
+
+/** One row of the status table. All strings are static. */
+struct kv_status_info {
+    int http_status;        /**< HTTP status code */
+    const char *code;       /**< Key Vault error code, e.g. "BadParameter" */
+    const char *inner_code; /**< innererror code, or NULL when there is none */
+    const char *message;    /**< default message, used when the caller has no better one */
+};
+
+/**
+ * @brief Look up a status in the table.
+ * @param[in] st any status; an out-of-range value maps to KV_ERR_INTERNAL.
+ * @return a pointer to a static row; never NULL.
+ */
+const struct kv_status_info *kv_status_info(enum kv_status st);
+
+/** @brief The symbolic name of a status ("KV_ERR_BAD_PARAM"), for logs and tests. */
+const char *kv_status_name(enum kv_status st);
+
+#endif

@@ -1,0 +1,143 @@
+#include "kv_status.h"
+
+#include <stddef.h>
+
+#define ROW(st, http, code, inner, msg) [st] = {http, code, inner, msg}
+
+static const struct kv_status_info table[KV_STATUS_COUNT] = {
+    ROW(KV_OK, 200, "OK", NULL, "OK"),
+
+    ROW(KV_ERR_BAD_PARAM, 400, "BadParameter", NULL, "The request is invalid."),
+    ROW(KV_ERR_BAD_JSON, 400, "BadParameter", NULL,
+        "The request body is not a valid JSON object."),
+    ROW(KV_ERR_BODY_TOO_LARGE, 400, "BadParameter", NULL,
+        "The request body is larger than the allowed maximum of 1048576 bytes."),
+    ROW(KV_ERR_API_VERSION, 400, "BadParameter", NULL,
+        "The api-version query parameter is required. Consider using the latest supported "
+        "version (2025-07-01)."),
+    ROW(KV_ERR_API_VERSION_BAD, 400, "BadParameter", NULL,
+        "The specified version is not recognized. Consider using the latest supported version "
+        "(2025-07-01)."),
+    ROW(KV_ERR_BAD_KEY_NAME, 400, "BadParameter", NULL,
+        "The key name is invalid. A key name must be 1-127 characters: letters, digits and "
+        "dashes."),
+    ROW(KV_ERR_BAD_KTY, 400, "BadParameter", NULL, "The key type (kty) is not supported."),
+    ROW(KV_ERR_BAD_KEY_SIZE, 400, "BadParameter", NULL,
+        "The key size is not supported for this key type."),
+    ROW(KV_ERR_BAD_CURVE, 400, "BadParameter", NULL,
+        "The curve (crv) is not supported for this key type."),
+    ROW(KV_ERR_BAD_EXPONENT, 400, "BadParameter", NULL,
+        "The RSA public exponent is not supported."),
+    ROW(KV_ERR_BAD_ALG, 400, "BadParameter", NULL,
+        "The algorithm (alg) is not supported for this key."),
+    ROW(KV_ERR_BAD_KEY_OPS, 400, "BadParameter", NULL, "The key operation is not recognized."),
+    ROW(KV_ERR_BAD_BASE64, 400, "BadParameter", NULL, "A value is not valid base64url."),
+    ROW(KV_ERR_BAD_INPUT_LENGTH, 400, "BadParameter", NULL,
+        "The length of the input is not valid for this key and algorithm."),
+    ROW(KV_ERR_CRYPTO_FAILED, 400, "BadParameter", NULL,
+        "The operation failed: the ciphertext or the tag is not valid for this key."),
+    ROW(KV_ERR_BAD_JWK, 400, "BadParameter", NULL,
+        "The JSON Web Key is incomplete or inconsistent."),
+    ROW(KV_ERR_BAD_MAXRESULTS, 400, "BadParameter", NULL,
+        "The value of maxresults must be an integer from 1 to 25."),
+    ROW(KV_ERR_BAD_SKIPTOKEN, 400, "BadParameter", NULL, "The $skiptoken is not valid."),
+    ROW(KV_ERR_BAD_BACKUP, 400, "BadParameter", NULL,
+        "The backup blob is corrupt or was not produced by this service."),
+
+    ROW(KV_ERR_UNAUTHORIZED, 401, "Unauthorized", NULL,
+        "Request is missing a Bearer or PoP token."),
+
+    ROW(KV_ERR_ACCESS_DENIED, 403, "Forbidden", "AccessDenied",
+        "The caller does not have the required permission on this key vault."),
+    ROW(KV_ERR_RBAC_DENIED, 403, "Forbidden", "ForbiddenByRbac",
+        "Caller is not authorized to perform this action by role assignments."),
+    ROW(KV_ERR_KEY_OP_FORBIDDEN, 403, "Forbidden", "KeyOperationForbidden",
+        "The operation is not permitted on this key."),
+    ROW(KV_ERR_KEY_DISABLED, 403, "Forbidden", "KeyDisabled",
+        "The operation is not allowed on a disabled key."),
+    ROW(KV_ERR_KEY_NOT_YET_VALID, 403, "Forbidden", "KeyNotYetValid",
+        "The operation is not allowed before the key's activation date (nbf)."),
+    ROW(KV_ERR_KEY_EXPIRED, 403, "Forbidden", "KeyExpired",
+        "The operation is not allowed on an expired key."),
+    ROW(KV_ERR_PURGE_PROTECTED, 403, "Forbidden", "PurgeProtected",
+        "Operation \"purge\" is not allowed because purge protection is enabled for this vault. "
+        "Key Vault service will automatically purge it after the retention period has passed."),
+
+    ROW(KV_ERR_KEY_NOT_FOUND, 404, "KeyNotFound", NULL,
+        "The key was not found in this key vault."),
+    ROW(KV_ERR_DELETED_KEY_NOT_FOUND, 404, "KeyNotFound", NULL, "Deleted Key not found."),
+    ROW(KV_ERR_VAULT_NOT_FOUND, 404, "VaultNotFound", NULL, "The vault was not found."),
+    ROW(KV_ERR_ROUTE_NOT_FOUND, 404, "NotFound", NULL,
+        "The requested resource path was not found."),
+
+    ROW(KV_ERR_METHOD_NOT_ALLOWED, 405, "MethodNotAllowed", NULL,
+        "The HTTP method is not allowed on this resource."),
+
+    ROW(KV_ERR_KEY_DELETED_RECOVERABLE, 409, "Conflict", "ObjectIsDeletedButRecoverable",
+        "The key is currently in a deleted but recoverable state, and its name cannot be "
+        "reused; in this state, the key can only be recovered or purged."),
+    ROW(KV_ERR_KEY_EXISTS, 409, "Conflict", NULL, "A key with this name already exists."),
+
+    ROW(KV_ERR_NOMEM, 500, "InternalServerError", NULL, "The server ran out of memory."),
+    ROW(KV_ERR_STORE, 500, "InternalServerError", NULL, "The key store failed."),
+    ROW(KV_ERR_CRYPTO, 500, "InternalServerError", NULL, "A cryptographic operation failed."),
+    ROW(KV_ERR_INTERNAL, 500, "InternalServerError", NULL, "An internal error occurred."),
+};
+
+#define NAME(st) [st] = #st
+
+static const char *const names[KV_STATUS_COUNT] = {
+    NAME(KV_OK),
+    NAME(KV_ERR_BAD_PARAM),
+    NAME(KV_ERR_BAD_JSON),
+    NAME(KV_ERR_BODY_TOO_LARGE),
+    NAME(KV_ERR_API_VERSION),
+    NAME(KV_ERR_API_VERSION_BAD),
+    NAME(KV_ERR_BAD_KEY_NAME),
+    NAME(KV_ERR_BAD_KTY),
+    NAME(KV_ERR_BAD_KEY_SIZE),
+    NAME(KV_ERR_BAD_CURVE),
+    NAME(KV_ERR_BAD_EXPONENT),
+    NAME(KV_ERR_BAD_ALG),
+    NAME(KV_ERR_BAD_KEY_OPS),
+    NAME(KV_ERR_BAD_BASE64),
+    NAME(KV_ERR_BAD_INPUT_LENGTH),
+    NAME(KV_ERR_CRYPTO_FAILED),
+    NAME(KV_ERR_BAD_JWK),
+    NAME(KV_ERR_BAD_MAXRESULTS),
+    NAME(KV_ERR_BAD_SKIPTOKEN),
+    NAME(KV_ERR_BAD_BACKUP),
+    NAME(KV_ERR_UNAUTHORIZED),
+    NAME(KV_ERR_ACCESS_DENIED),
+    NAME(KV_ERR_RBAC_DENIED),
+    NAME(KV_ERR_KEY_OP_FORBIDDEN),
+    NAME(KV_ERR_KEY_DISABLED),
+    NAME(KV_ERR_KEY_NOT_YET_VALID),
+    NAME(KV_ERR_KEY_EXPIRED),
+    NAME(KV_ERR_PURGE_PROTECTED),
+    NAME(KV_ERR_KEY_NOT_FOUND),
+    NAME(KV_ERR_DELETED_KEY_NOT_FOUND),
+    NAME(KV_ERR_VAULT_NOT_FOUND),
+    NAME(KV_ERR_ROUTE_NOT_FOUND),
+    NAME(KV_ERR_METHOD_NOT_ALLOWED),
+    NAME(KV_ERR_KEY_DELETED_RECOVERABLE),
+    NAME(KV_ERR_KEY_EXISTS),
+    NAME(KV_ERR_NOMEM),
+    NAME(KV_ERR_STORE),
+    NAME(KV_ERR_CRYPTO),
+    NAME(KV_ERR_INTERNAL),
+};
+
+const struct kv_status_info *kv_status_info(enum kv_status st)
+{
+    if ((unsigned)st >= KV_STATUS_COUNT)
+        st = KV_ERR_INTERNAL;
+    return &table[st];
+}
+
+const char *kv_status_name(enum kv_status st)
+{
+    if ((unsigned)st >= KV_STATUS_COUNT)
+        return "KV_STATUS_UNKNOWN";
+    return names[st];
+}

@@ -1,0 +1,319 @@
+/**
+ * @file ks.h
+ * @brief The key store: vaults, keys and their versions, key operations.
+ *
+ * The keystore owns the LMDB environment, key records, sealing of private
+ * material at rest, key generation and every cryptographic key operation.
+ * It knows nothing of HTTP, JSON requests or identities.
+ *
+ * Conventions:
+ * - Every function returns an `enum kv_status`; outputs are set only on KV_OK.
+ * - Every API call that reads or writes LMDB is one transaction.
+ * - Key names are matched case-insensitively; records keep the original casing.
+ * - Objects returned through `**out` are owned by the caller and released with
+ *   the matching `_free` function; `_free(NULL)` is a no-op.
+ * - No returned object carries private key material.
+ */
+#ifndef KS_H
+#define KS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kv_buf.h"
+#include "kv_status.h"
+
+#define KS_VAULT_NAME_MAX 24 /**< vault names: 1-24 of [0-9a-z-] */
+#define KS_NAME_MAX 127      /**< key names: 1-127 of [0-9a-zA-Z-] */
+#define KS_VERSION_LEN 32    /**< versions: 32 lowercase hex characters */
+#define KS_TENANT_MAX 64
+#define KS_PAGE_MAX 25         /**< largest page a list returns */
+#define KS_SKIPTOKEN_MAX 300   /**< longest skip token kvmock issues, with the NUL */
+
+/** Key types, without the HSM flag (kept separately). */
+enum ks_kty { KS_KTY_RSA = 0, KS_KTY_EC, KS_KTY_OCT };
+
+/** EC curves. */
+enum ks_crv { KS_CRV_NONE = 0, KS_CRV_P256, KS_CRV_P256K, KS_CRV_P384, KS_CRV_P521 };
+
+/** Key operations, as bits of a `key_ops` set. */
+enum ks_keyop {
+    KS_OP_ENCRYPT = 1u << 0,
+    KS_OP_DECRYPT = 1u << 1,
+    KS_OP_SIGN = 1u << 2,
+    KS_OP_VERIFY = 1u << 3,
+    KS_OP_WRAP = 1u << 4,
+    KS_OP_UNWRAP = 1u << 5,
+    KS_OP_IMPORT = 1u << 6,
+    KS_OP_EXPORT = 1u << 7,
+};
+#define KS_OP_ALL 0xffu
+
+/** Algorithms of the key operations (Key Vault's JsonWebKeyEncryptionAlgorithm
+ *  and JsonWebKeySignatureAlgorithm). */
+enum ks_alg {
+    KS_ALG_NONE = 0,
+    KS_ALG_RSA_OAEP,
+    KS_ALG_RSA_OAEP_256,
+    KS_ALG_RSA1_5,
+    KS_ALG_A128GCM,
+    KS_ALG_A192GCM,
+    KS_ALG_A256GCM,
+    KS_ALG_A128CBC,
+    KS_ALG_A192CBC,
+    KS_ALG_A256CBC,
+    KS_ALG_A128CBCPAD,
+    KS_ALG_A192CBCPAD,
+    KS_ALG_A256CBCPAD,
+    KS_ALG_A128KW,
+    KS_ALG_A192KW,
+    KS_ALG_A256KW,
+    KS_ALG_CKM_AES_KEY_WRAP,
+    KS_ALG_CKM_AES_KEY_WRAP_PAD,
+    KS_ALG_PS256,
+    KS_ALG_PS384,
+    KS_ALG_PS512,
+    KS_ALG_RS256,
+    KS_ALG_RS384,
+    KS_ALG_RS512,
+    KS_ALG_ES256,
+    KS_ALG_ES256K,
+    KS_ALG_ES384,
+    KS_ALG_ES512,
+    KS_ALG_HS256,
+    KS_ALG_HS384,
+    KS_ALG_HS512,
+    KS_ALG_COUNT
+};
+
+/* ---- names (Key Vault's wire spellings) ---------------------------------- */
+
+/** @brief "RSA", "RSA-HSM", "EC", "EC-HSM", "oct", "oct-HSM". Static string. */
+const char *ks_kty_name(enum ks_kty kty, int hsm);
+/** @brief Parse a kty (case-sensitive, as the service). @return KV_OK or KV_ERR_BAD_KTY. */
+enum kv_status ks_kty_parse(const char *name, enum ks_kty *kty, int *hsm) KV_MUST_CHECK;
+/** @brief "P-256", "P-256K", "P-384", "P-521"; NULL for KS_CRV_NONE. */
+const char *ks_crv_name(enum ks_crv crv);
+/** @brief Parse a curve name. @return KV_OK or KV_ERR_BAD_CURVE. */
+enum kv_status ks_crv_parse(const char *name, enum ks_crv *crv) KV_MUST_CHECK;
+/** @brief The wire name of one operation bit ("wrapKey"); NULL if not a single bit. */
+const char *ks_keyop_name(unsigned op);
+/** @brief Parse one operation name. @return KV_OK or KV_ERR_BAD_KEY_OPS. */
+enum kv_status ks_keyop_parse(const char *name, unsigned *op) KV_MUST_CHECK;
+/** @brief The wire name of an algorithm ("RSA-OAEP-256"); NULL for KS_ALG_NONE. */
+const char *ks_alg_name(enum ks_alg alg);
+/** @brief Parse an algorithm name. @return KV_OK or KV_ERR_BAD_ALG. */
+enum kv_status ks_alg_parse(const char *name, enum ks_alg *alg) KV_MUST_CHECK;
+/** @brief Whether a key name matches ^[0-9a-zA-Z-]{1,127}$. */
+int ks_key_name_valid(const char *name);
+/** @brief Whether a vault name matches ^[0-9a-z-]{1,24}$ (lowercase). */
+int ks_vault_name_valid(const char *name);
+
+/* ---- the clock ------------------------------------------------------------ */
+
+/** @brief kvmock's clock: Unix seconds, the real time plus the advanced offset. */
+int64_t ks_now(void);
+/** @brief Move kvmock's clock forward by @p seconds (not persisted). */
+void ks_clock_advance(int64_t seconds);
+
+/* ---- environment ------------------------------------------------------------ */
+
+struct ks_env;
+
+struct ks_open_opts {
+    const char *data_dir; /**< folder holding the LMDB files and root.key; must exist */
+    size_t map_size;      /**< initial LMDB map size in bytes; 0 = default (64 MiB) */
+    size_t cache_entries; /**< parsed-key cache capacity; 0 = default (4096) */
+};
+
+/**
+ * @brief Open (creating on first use) the store in @p opts->data_dir.
+ *
+ * Creates `DATA/kvmock.mdb` (LMDB, no sub-directory) and the sealing root key
+ * `DATA/root.key` (mode 0600) when they do not exist.
+ * @param[out] out the environment; release with ks_close().
+ * @return KV_OK, KV_ERR_STORE (with a log line naming the cause) or KV_ERR_NOMEM.
+ */
+enum kv_status ks_open(const struct ks_open_opts *opts, struct ks_env **out) KV_MUST_CHECK;
+
+/** @brief Close the store and wipe the root key. NULL is a no-op. */
+void ks_close(struct ks_env *env);
+
+/* ---- vaults ----------------------------------------------------------------- */
+
+struct ks_vault {
+    char name[KS_VAULT_NAME_MAX + 1]; /**< lowercase */
+    char tenant_id[KS_TENANT_MAX + 1];
+    int soft_delete;      /**< enableSoftDelete */
+    int retention_days;   /**< softDeleteRetentionInDays, 7..90 */
+    int purge_protection; /**< enablePurgeProtection */
+    int rbac;             /**< enableRbacAuthorization */
+};
+
+/**
+ * @brief Create or replace a vault's properties.
+ * @return KV_OK, KV_ERR_BAD_PARAM (bad name or retention), KV_ERR_STORE.
+ */
+enum kv_status ks_vault_put(struct ks_env *env, const struct ks_vault *vault) KV_MUST_CHECK;
+
+/**
+ * @brief Read a vault's properties.
+ * @param[in] name vault name (matched case-insensitively).
+ * @return KV_OK, KV_ERR_VAULT_NOT_FOUND, KV_ERR_STORE.
+ */
+enum kv_status ks_vault_get(struct ks_env *env, const char *name,
+                            struct ks_vault *out) KV_MUST_CHECK;
+
+/**
+ * @brief The recovery level a vault gives its keys ("Recoverable+Purgeable", ...)
+ * and the recoverable days (0 without soft delete). Static string.
+ */
+const char *ks_vault_recovery_level(const struct ks_vault *vault, int *recoverable_days);
+
+/* ---- keys ------------------------------------------------------------------ */
+
+struct ks_tags {
+    size_t count;
+    char **names;  /**< owned */
+    char **values; /**< owned */
+};
+
+/** @brief Free the tag strings and reset to empty. */
+void ks_tags_clear(struct ks_tags *tags);
+
+struct ks_attrs {
+    int enabled;
+    int64_t nbf; /**< 0 = not set */
+    int64_t exp; /**< 0 = not set */
+    int64_t created;
+    int64_t updated;
+    int exportable;
+};
+
+/** Public key material of a version (all buffers owned; empty for oct keys). */
+struct ks_pub {
+    struct kv_buf n, e; /**< RSA modulus and exponent, big-endian, no leading zeros */
+    struct kv_buf x, y; /**< EC point, each padded to the field size */
+    enum ks_crv crv;
+    int size_bits; /**< RSA modulus bits, EC field bits, oct key bits */
+};
+
+/** @brief Free the buffers of @p pub. */
+void ks_pub_clear(struct ks_pub *pub);
+
+/** One key version as callers see it. Never holds private material. */
+struct ks_key {
+    char name[KS_NAME_MAX + 1]; /**< original casing */
+    char version[KS_VERSION_LEN + 1];
+    enum ks_kty kty;
+    int hsm;
+    unsigned ops; /**< KS_OP_* bits */
+    struct ks_pub pub;
+    struct ks_attrs attrs;
+    struct ks_tags tags;
+    int managed;
+    int64_t deleted_date;       /**< 0 while the key is live */
+    int64_t scheduled_purge;    /**< 0 while the key is live */
+    const char *recovery_level; /**< static, from the vault */
+    int recoverable_days;
+};
+
+/** @brief Free a key and everything it owns. NULL is a no-op. */
+void ks_key_free(struct ks_key *key);
+
+/** Parameters of a create. Zero means "default" for every numeric field. */
+struct ks_create {
+    enum ks_kty kty;
+    int hsm;
+    int size_bits;          /**< RSA: 2048/3072/4096 (default 2048); oct: 128/192/256 (256) */
+    unsigned long exponent; /**< RSA public exponent: 3 or 65537 (default 65537) */
+    enum ks_crv crv;        /**< EC: default P-256 */
+    unsigned ops;           /**< KS_OP_* bits; used only when ops_set */
+    int ops_set;            /**< 0 = the kty's default key_ops */
+    struct ks_attrs attrs;  /**< enabled, nbf, exp, exportable; created/updated ignored */
+    struct ks_tags tags;    /**< borrowed: copied into the record */
+};
+
+/**
+ * @brief Create a key, or a new version of an existing one, in one transaction.
+ * @param[out] out the new version; release with ks_key_free().
+ * @return KV_OK; KV_ERR_VAULT_NOT_FOUND; KV_ERR_BAD_KEY_NAME, KV_ERR_BAD_KEY_SIZE,
+ *   KV_ERR_BAD_CURVE, KV_ERR_BAD_EXPONENT, KV_ERR_BAD_KTY;
+ *   KV_ERR_KEY_DELETED_RECOVERABLE when the name is soft-deleted;
+ *   KV_ERR_STORE, KV_ERR_CRYPTO, KV_ERR_NOMEM.
+ */
+enum kv_status ks_key_create(struct ks_env *env, const char *vault, const char *name,
+                             const struct ks_create *params, struct ks_key **out) KV_MUST_CHECK;
+
+/**
+ * @brief Read one version of a live key.
+ * @param[in] version NULL or "" for the current version.
+ * @return KV_OK, KV_ERR_KEY_NOT_FOUND, KV_ERR_STORE, KV_ERR_NOMEM.
+ */
+enum kv_status ks_key_get(struct ks_env *env, const char *vault, const char *name,
+                          const char *version, struct ks_key **out) KV_MUST_CHECK;
+
+/** One page of a list. */
+struct ks_key_page {
+    size_t count;
+    struct ks_key **items;               /**< owned */
+    char next[KS_SKIPTOKEN_MAX];          /**< skip token of the next page; "" on the last page */
+};
+
+/** @brief Free a page and its items. NULL is a no-op. */
+void ks_key_page_free(struct ks_key_page *page);
+
+/**
+ * @brief List the live keys of a vault (their current versions), ordered by name.
+ * @param[in] skiptoken NULL or "" for the first page, else a `next` from a previous page.
+ * @param[in] max page size, 1..KS_PAGE_MAX.
+ * A page starts at the token's position: listing never scans from the start.
+ * @return KV_OK, KV_ERR_BAD_SKIPTOKEN, KV_ERR_BAD_MAXRESULTS, KV_ERR_STORE, KV_ERR_NOMEM.
+ */
+enum kv_status ks_key_list(struct ks_env *env, const char *vault, const char *skiptoken,
+                           int max, struct ks_key_page **out) KV_MUST_CHECK;
+
+/**
+ * @brief List every version of a live key, in creation order.
+ * @return as ks_key_list(), plus KV_ERR_KEY_NOT_FOUND.
+ */
+enum kv_status ks_key_list_versions(struct ks_env *env, const char *vault, const char *name,
+                                    const char *skiptoken, int max,
+                                    struct ks_key_page **out) KV_MUST_CHECK;
+
+/** Input of a key operation. Buffers are borrowed. */
+struct ks_op_params {
+    enum ks_alg alg;
+    struct kv_buf value;  /**< plaintext, ciphertext, key to wrap, digest to sign, or signature */
+    struct kv_buf iv;     /**< AES-CBC/GCM: may be empty */
+    struct kv_buf aad;    /**< AES-GCM: may be empty */
+    struct kv_buf tag;    /**< AES-GCM decrypt */
+    struct kv_buf digest; /**< verify: the digest that was signed */
+};
+
+/** Output of a key operation. Buffers are owned by the caller. */
+struct ks_op_result {
+    struct kv_buf value; /**< ciphertext, plaintext, wrapped or unwrapped key, signature */
+    struct kv_buf iv;    /**< AES-CBC/GCM encrypt: the IV used */
+    struct kv_buf tag;   /**< AES-GCM encrypt: the tag */
+    int verified;        /**< verify: 1 when the signature is valid */
+    char version[KS_VERSION_LEN + 1]; /**< the version that did the operation */
+    char name[KS_NAME_MAX + 1];       /**< the key's name as stored (original casing) */
+};
+
+/** @brief Wipe and free the buffers of @p res. */
+void ks_op_result_clear(struct ks_op_result *res);
+
+/**
+ * @brief Run a key operation on a version of a live key.
+ * @param[in] op one of KS_OP_ENCRYPT, _DECRYPT, _SIGN, _VERIFY, _WRAP, _UNWRAP.
+ * @param[in] version NULL or "" for the current version.
+ * @return KV_OK; KV_ERR_KEY_NOT_FOUND; KV_ERR_KEY_OP_FORBIDDEN (op not in key_ops);
+ *   KV_ERR_KEY_DISABLED, KV_ERR_KEY_NOT_YET_VALID, KV_ERR_KEY_EXPIRED;
+ *   KV_ERR_BAD_ALG, KV_ERR_BAD_INPUT_LENGTH, KV_ERR_CRYPTO_FAILED; KV_ERR_STORE, KV_ERR_NOMEM.
+ */
+enum kv_status ks_key_op(struct ks_env *env, const char *vault, const char *name,
+                         const char *version, unsigned op, const struct ks_op_params *params,
+                         struct ks_op_result *out) KV_MUST_CHECK;
+
+#endif

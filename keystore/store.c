@@ -1,0 +1,328 @@
+/* The LMDB environment, transactions with map growth, and vault records. */
+#include "store.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crypto.h"
+#include "kv_file.h"
+#include "kv_log.h"
+
+#define DEFAULT_MAP_SIZE ((size_t)64 << 20)
+#define DEFAULT_CACHE_ENTRIES 4096
+#define MAX_READERS 1024
+
+static enum kv_status open_dbs(struct ks_env *e)
+{
+    MDB_txn *txn = NULL;
+    if (mdb_txn_begin(e->env, NULL, 0, &txn) != 0)
+        return KV_ERR_STORE;
+    int rc = mdb_dbi_open(txn, "vaults", MDB_CREATE, &e->db_vaults);
+    if (rc == 0)
+        rc = mdb_dbi_open(txn, "keys", MDB_CREATE, &e->db_keys);
+    if (rc == 0)
+        rc = mdb_dbi_open(txn, "heads", MDB_CREATE, &e->db_heads);
+    if (rc != 0) {
+        kv_log(KV_LOG_ERROR, "cannot open LMDB databases: %s", mdb_strerror(rc));
+        mdb_txn_abort(txn);
+        return KV_ERR_STORE;
+    }
+    rc = mdb_txn_commit(txn);
+    if (rc != 0) {
+        kv_log(KV_LOG_ERROR, "cannot create LMDB databases: %s", mdb_strerror(rc));
+        return KV_ERR_STORE;
+    }
+    return KV_OK;
+}
+
+enum kv_status ks_open(const struct ks_open_opts *opts, struct ks_env **out)
+{
+    enum kv_status st = KV_ERR_STORE;
+    char path[PATH_MAX];
+    struct ks_env *e = calloc(1, sizeof(*e));
+    if (e == NULL)
+        return KV_ERR_NOMEM;
+    if (pthread_rwlock_init(&e->resize_lock, NULL) != 0) {
+        free(e);
+        return KV_ERR_INTERNAL;
+    }
+
+    e->root_key = sodium_malloc(KS_ROOT_KEY_LEN);
+    if (e->root_key == NULL) {
+        st = KV_ERR_NOMEM;
+        goto out;
+    }
+    if (snprintf(path, sizeof(path), "%s/root.key", opts->data_dir) >= (int)sizeof(path))
+        goto out;
+    st = kv_secret_file(path, e->root_key, KS_ROOT_KEY_LEN);
+    if (st != KV_OK)
+        goto out;
+    sodium_mprotect_readonly(e->root_key);
+
+    st = KV_ERR_STORE;
+    if (snprintf(path, sizeof(path), "%s/kvmock.mdb", opts->data_dir) >= (int)sizeof(path))
+        goto out;
+    int rc = mdb_env_create(&e->env);
+    if (rc == 0)
+        rc = mdb_env_set_maxdbs(e->env, 8);
+    if (rc == 0)
+        rc = mdb_env_set_maxreaders(e->env, MAX_READERS);
+    if (rc == 0)
+        rc = mdb_env_set_mapsize(e->env, opts->map_size ? opts->map_size : DEFAULT_MAP_SIZE);
+    if (rc == 0)
+        rc = mdb_env_open(e->env, path, MDB_NOSUBDIR | MDB_NOTLS, 0600);
+    if (rc != 0) {
+        kv_log(KV_LOG_ERROR, "cannot open LMDB environment %s: %s", path, mdb_strerror(rc));
+        goto out;
+    }
+    /* A map larger than asked (set by an earlier run) is kept: 0 adopts the file's size. */
+    (void)mdb_env_set_mapsize(e->env, 0);
+    st = open_dbs(e);
+    if (st != KV_OK)
+        goto out;
+    e->cache = ks_cache_new(opts->cache_entries ? opts->cache_entries : DEFAULT_CACHE_ENTRIES);
+    if (e->cache == NULL) {
+        st = KV_ERR_NOMEM;
+        goto out;
+    }
+    *out = e;
+    e = NULL;
+    st = KV_OK;
+out:
+    ks_close(e);
+    return st;
+}
+
+void ks_close(struct ks_env *e)
+{
+    if (e == NULL)
+        return;
+    ks_cache_free(e->cache);
+    if (e->env != NULL)
+        mdb_env_close(e->env);
+    if (e->root_key != NULL)
+        sodium_free(e->root_key); /* sodium_free wipes the memory */
+    pthread_rwlock_destroy(&e->resize_lock);
+    free(e);
+}
+
+/* Double the map. No transaction is active: the caller holds no resize lock. */
+static enum kv_status grow_map(struct ks_env *e)
+{
+    pthread_rwlock_wrlock(&e->resize_lock);
+    MDB_envinfo info;
+    int rc = mdb_env_info(e->env, &info);
+    if (rc == 0)
+        rc = mdb_env_set_mapsize(e->env, info.me_mapsize * 2);
+    pthread_rwlock_unlock(&e->resize_lock);
+    if (rc != 0) {
+        kv_log(KV_LOG_ERROR, "cannot grow the LMDB map: %s", mdb_strerror(rc));
+        return KV_ERR_STORE;
+    }
+    kv_log(KV_LOG_INFO, "LMDB map grown to %zu MiB", (size_t)(info.me_mapsize * 2) >> 20);
+    return KV_OK;
+}
+
+enum kv_status ks_txn_write(struct ks_env *e, ks_txn_fn fn, void *arg)
+{
+    for (;;) {
+        struct ks_txn tx = {.env = e};
+        pthread_rwlock_rdlock(&e->resize_lock);
+        int rc = mdb_txn_begin(e->env, NULL, 0, &tx.txn);
+        if (rc != 0) {
+            pthread_rwlock_unlock(&e->resize_lock);
+            kv_log(KV_LOG_ERROR, "cannot begin a write transaction: %s", mdb_strerror(rc));
+            return KV_ERR_STORE;
+        }
+        enum kv_status st = fn(&tx, arg);
+        if (st == KV_OK) {
+            rc = mdb_txn_commit(tx.txn);
+            if (rc == MDB_MAP_FULL) {
+                tx.map_full = 1;
+            } else if (rc != 0) {
+                kv_log(KV_LOG_ERROR, "commit failed: %s", mdb_strerror(rc));
+                st = KV_ERR_STORE;
+            }
+        } else {
+            mdb_txn_abort(tx.txn);
+        }
+        pthread_rwlock_unlock(&e->resize_lock);
+        if (!tx.map_full)
+            return st;
+        st = grow_map(e);
+        if (st != KV_OK)
+            return st;
+    }
+}
+
+enum kv_status ks_txn_read(struct ks_env *e, ks_txn_fn fn, void *arg)
+{
+    struct ks_txn tx = {.env = e};
+    pthread_rwlock_rdlock(&e->resize_lock);
+    int rc = mdb_txn_begin(e->env, NULL, MDB_RDONLY, &tx.txn);
+    if (rc != 0) {
+        pthread_rwlock_unlock(&e->resize_lock);
+        kv_log(KV_LOG_ERROR, "cannot begin a read transaction: %s", mdb_strerror(rc));
+        return KV_ERR_STORE;
+    }
+    enum kv_status st = fn(&tx, arg);
+    mdb_txn_abort(tx.txn);
+    pthread_rwlock_unlock(&e->resize_lock);
+    return st;
+}
+
+enum kv_status ks_txn_put(struct ks_txn *tx, MDB_dbi dbi, const void *key, size_t key_len,
+                          const void *val, size_t val_len)
+{
+    MDB_val k = {key_len, (void *)key}, v = {val_len, (void *)val};
+    int rc = mdb_put(tx->txn, dbi, &k, &v, 0);
+    if (rc == MDB_MAP_FULL)
+        tx->map_full = 1;
+    if (rc != 0 && rc != MDB_MAP_FULL)
+        kv_log(KV_LOG_ERROR, "write failed: %s", mdb_strerror(rc));
+    return rc == 0 ? KV_OK : KV_ERR_STORE;
+}
+
+enum kv_status ks_txn_get(struct ks_txn *tx, MDB_dbi dbi, const void *key, size_t key_len,
+                          MDB_val *out)
+{
+    MDB_val k = {key_len, (void *)key};
+    int rc = mdb_get(tx->txn, dbi, &k, out);
+    if (rc == MDB_NOTFOUND)
+        return KV_ERR_KEY_NOT_FOUND;
+    if (rc != 0) {
+        kv_log(KV_LOG_ERROR, "read failed: %s", mdb_strerror(rc));
+        return KV_ERR_STORE;
+    }
+    return KV_OK;
+}
+
+enum kv_status ks_txn_del(struct ks_txn *tx, MDB_dbi dbi, const void *key, size_t key_len)
+{
+    MDB_val k = {key_len, (void *)key};
+    int rc = mdb_del(tx->txn, dbi, &k, NULL);
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        kv_log(KV_LOG_ERROR, "delete failed: %s", mdb_strerror(rc));
+        return KV_ERR_STORE;
+    }
+    return KV_OK;
+}
+
+/* ---- vaults ------------------------------------------------------------------ */
+
+static void lower_copy(char *dst, size_t cap, const char *src)
+{
+    size_t i = 0;
+    for (; src[i] && i + 1 < cap; i++)
+        dst[i] = (src[i] >= 'A' && src[i] <= 'Z') ? (char)(src[i] - 'A' + 'a') : src[i];
+    dst[i] = '\0';
+}
+
+static int json_bool(const cJSON *o, const char *name)
+{
+    return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, name));
+}
+
+enum kv_status ks_vault_read(struct ks_txn *tx, const char *name, struct ks_vault *out)
+{
+    char lname[KS_VAULT_NAME_MAX + 1];
+    if (strlen(name) > KS_VAULT_NAME_MAX)
+        return KV_ERR_VAULT_NOT_FOUND;
+    lower_copy(lname, sizeof(lname), name);
+    MDB_val v;
+    enum kv_status st = ks_txn_get(tx, tx->env->db_vaults, lname, strlen(lname), &v);
+    if (st == KV_ERR_KEY_NOT_FOUND)
+        return KV_ERR_VAULT_NOT_FOUND;
+    if (st != KV_OK)
+        return st;
+    cJSON *o = cJSON_ParseWithLength(v.mv_data, v.mv_size);
+    if (o == NULL)
+        return KV_ERR_STORE;
+    struct ks_vault vault = {0};
+    snprintf(vault.name, sizeof(vault.name), "%s", lname);
+    const cJSON *tid = cJSON_GetObjectItemCaseSensitive(o, "tenantId");
+    if (cJSON_IsString(tid))
+        snprintf(vault.tenant_id, sizeof(vault.tenant_id), "%s", tid->valuestring);
+    vault.soft_delete = json_bool(o, "enableSoftDelete");
+    vault.purge_protection = json_bool(o, "enablePurgeProtection");
+    vault.rbac = json_bool(o, "enableRbacAuthorization");
+    const cJSON *days = cJSON_GetObjectItemCaseSensitive(o, "softDeleteRetentionInDays");
+    vault.retention_days = cJSON_IsNumber(days) ? days->valueint : 90;
+    cJSON_Delete(o);
+    *out = vault;
+    return KV_OK;
+}
+
+struct vault_put_arg {
+    const struct ks_vault *vault;
+    const char *json;
+};
+
+static enum kv_status vault_put_fn(struct ks_txn *tx, void *arg)
+{
+    struct vault_put_arg *a = arg;
+    return ks_txn_put(tx, tx->env->db_vaults, a->vault->name, strlen(a->vault->name), a->json,
+                      strlen(a->json));
+}
+
+enum kv_status ks_vault_put(struct ks_env *e, const struct ks_vault *vault)
+{
+    if (!ks_vault_name_valid(vault->name) || vault->retention_days < 7 ||
+        vault->retention_days > 90 || (vault->purge_protection && !vault->soft_delete))
+        return KV_ERR_BAD_PARAM;
+    enum kv_status st = KV_ERR_NOMEM;
+    char *json = NULL;
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL || !cJSON_AddStringToObject(o, "tenantId", vault->tenant_id) ||
+        !cJSON_AddBoolToObject(o, "enableSoftDelete", vault->soft_delete) ||
+        !cJSON_AddNumberToObject(o, "softDeleteRetentionInDays", vault->retention_days) ||
+        !cJSON_AddBoolToObject(o, "enablePurgeProtection", vault->purge_protection) ||
+        !cJSON_AddBoolToObject(o, "enableRbacAuthorization", vault->rbac))
+        goto out;
+    json = cJSON_PrintUnformatted(o);
+    if (json == NULL)
+        goto out;
+    struct vault_put_arg a = {vault, json};
+    st = ks_txn_write(e, vault_put_fn, &a);
+out:
+    cJSON_Delete(o);
+    cJSON_free(json);
+    return st;
+}
+
+struct vault_get_arg {
+    const char *name;
+    struct ks_vault *out;
+};
+
+static enum kv_status vault_get_fn(struct ks_txn *tx, void *arg)
+{
+    struct vault_get_arg *a = arg;
+    return ks_vault_read(tx, a->name, a->out);
+}
+
+enum kv_status ks_vault_get(struct ks_env *e, const char *name, struct ks_vault *out)
+{
+    struct ks_vault v;
+    struct vault_get_arg a = {name, &v};
+    enum kv_status st = ks_txn_read(e, vault_get_fn, &a);
+    if (st == KV_OK)
+        *out = v;
+    return st;
+}
+
+const char *ks_vault_recovery_level(const struct ks_vault *v, int *recoverable_days)
+{
+    if (!v->soft_delete) {
+        *recoverable_days = 0;
+        return "Purgeable";
+    }
+    *recoverable_days = v->retention_days;
+    if (v->retention_days >= 90)
+        return v->purge_protection ? "Recoverable" : "Recoverable+Purgeable";
+    return v->purge_protection ? "CustomizedRecoverable" : "CustomizedRecoverable+Purgeable";
+}

@@ -1,0 +1,74 @@
+/**
+ * @file store.h
+ * @brief The LMDB environment and its transactions (keystore-internal).
+ *
+ * One environment, one file (DATA/kvmock.mdb), named databases:
+ * `vaults` (name -> properties), `keys` (vault\0name\0version -> version record),
+ * `heads` (vault\0name -> current version and deleted state), plus `policies`,
+ * `roles` and `audit` for the policy layer. Record values are JSON text.
+ *
+ * Transactions never overlap a map resize: every transaction holds the resize
+ * lock shared; growing the map after MDB_MAP_FULL takes it exclusively.
+ */
+#ifndef KS_STORE_H
+#define KS_STORE_H
+
+#include <lmdb.h>
+#include <pthread.h>
+
+#include "cache.h"
+#include "ks.h"
+#include "seal.h"
+
+struct ks_env {
+    MDB_env *env;
+    MDB_dbi db_vaults, db_keys, db_heads;
+    pthread_rwlock_t resize_lock;
+    unsigned char *root_key; /**< sodium_malloc'd, KS_ROOT_KEY_LEN bytes */
+    struct ks_cache *cache;
+};
+
+/** A transaction in progress. */
+struct ks_txn {
+    struct ks_env *env;
+    MDB_txn *txn;
+    int map_full; /**< set by ks_txn_put() when the map filled up */
+};
+
+/** Body of a write transaction; returns KV_OK to commit, anything else to abort. */
+typedef enum kv_status (*ks_txn_fn)(struct ks_txn *tx, void *arg);
+
+/**
+ * @brief Run @p fn in a write transaction and commit it. When the map fills up
+ * the transaction is aborted, the map doubled and @p fn run again from the start,
+ * so @p fn must not keep side effects outside the transaction between attempts.
+ * @return what @p fn returned, or KV_ERR_STORE when begin or commit fails.
+ */
+enum kv_status ks_txn_write(struct ks_env *env, ks_txn_fn fn, void *arg) KV_MUST_CHECK;
+
+/**
+ * @brief Run @p fn in a read-only transaction.
+ * @return what @p fn returned, or KV_ERR_STORE when begin fails.
+ */
+enum kv_status ks_txn_read(struct ks_env *env, ks_txn_fn fn, void *arg) KV_MUST_CHECK;
+
+/** @brief mdb_put that records MDB_MAP_FULL. @return KV_OK or KV_ERR_STORE. */
+enum kv_status ks_txn_put(struct ks_txn *tx, MDB_dbi dbi, const void *key, size_t key_len,
+                          const void *val, size_t val_len) KV_MUST_CHECK;
+
+/**
+ * @brief mdb_get. @p out points into the map and is valid until the transaction ends.
+ * @return KV_OK, KV_ERR_KEY_NOT_FOUND (no such record) or KV_ERR_STORE.
+ */
+enum kv_status ks_txn_get(struct ks_txn *tx, MDB_dbi dbi, const void *key, size_t key_len,
+                          MDB_val *out) KV_MUST_CHECK;
+
+/** @brief mdb_del. @return KV_OK (also when absent) or KV_ERR_STORE. */
+enum kv_status ks_txn_del(struct ks_txn *tx, MDB_dbi dbi, const void *key,
+                          size_t key_len) KV_MUST_CHECK;
+
+/** @brief Read a vault record inside a transaction. @return KV_OK, KV_ERR_VAULT_NOT_FOUND... */
+enum kv_status ks_vault_read(struct ks_txn *tx, const char *name,
+                             struct ks_vault *out) KV_MUST_CHECK;
+
+#endif

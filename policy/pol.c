@@ -1,0 +1,141 @@
+/* The policy context, identities and the evaluator. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "internal.h"
+#include "kv_file.h"
+
+static const char *const perm_names[POL_PERM_COUNT] = {
+    [POL_KEYS_GET] = "get",
+    [POL_KEYS_LIST] = "list",
+    [POL_KEYS_CREATE] = "create",
+    [POL_KEYS_UPDATE] = "update",
+    [POL_KEYS_IMPORT] = "import",
+    [POL_KEYS_DELETE] = "delete",
+    [POL_KEYS_RECOVER] = "recover",
+    [POL_KEYS_BACKUP] = "backup",
+    [POL_KEYS_RESTORE] = "restore",
+    [POL_KEYS_PURGE] = "purge",
+    [POL_KEYS_ENCRYPT] = "encrypt",
+    [POL_KEYS_DECRYPT] = "decrypt",
+    [POL_KEYS_WRAP] = "wrapKey",
+    [POL_KEYS_UNWRAP] = "unwrapKey",
+    [POL_KEYS_SIGN] = "sign",
+    [POL_KEYS_VERIFY] = "verify",
+    [POL_KEYS_RELEASE] = "release",
+    [POL_KEYS_ROTATE] = "rotate",
+    [POL_KEYS_GETROTATIONPOLICY] = "getrotationpolicy",
+    [POL_KEYS_SETROTATIONPOLICY] = "setrotationpolicy",
+};
+
+const char *pol_perm_name(enum pol_perm perm)
+{
+    return (unsigned)perm < POL_PERM_COUNT ? perm_names[perm] : "unknown";
+}
+
+enum kv_status pol_new(const char *data_dir, const char *tenant_id, struct pol_ctx **out)
+{
+    enum kv_status st = KV_ERR_NOMEM;
+    char path[4096];
+    struct pol_ctx *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return KV_ERR_NOMEM;
+    snprintf(c->tenant_id, sizeof(c->tenant_id), "%s", tenant_id);
+    c->secret = sodium_malloc(POL_SECRET_LEN);
+    if (c->secret == NULL)
+        goto out;
+    st = KV_ERR_STORE;
+    if (snprintf(path, sizeof(path), "%s/token.key", data_dir) >= (int)sizeof(path))
+        goto out;
+    st = kv_secret_file(path, c->secret, POL_SECRET_LEN);
+    if (st != KV_OK)
+        goto out;
+    sodium_mprotect_readonly(c->secret);
+    *out = c;
+    c = NULL;
+out:
+    pol_free(c);
+    return st;
+}
+
+void pol_free(struct pol_ctx *c)
+{
+    if (c == NULL)
+        return;
+    if (c->secret != NULL)
+        sodium_free(c->secret);
+    if (c->ids != NULL)
+        sodium_memzero(c->ids, c->n_ids * sizeof(*c->ids)); /* client secrets */
+    free(c->ids);
+    free(c);
+}
+
+const char *pol_tenant(const struct pol_ctx *c)
+{
+    return c->tenant_id;
+}
+
+enum kv_status pol_add_identity(struct pol_ctx *c, const struct pol_identity *id)
+{
+    for (size_t i = 0; i < c->n_ids; i++) {
+        const struct pol_identity *o = &c->ids[i];
+        if (strcmp(o->object_id, id->object_id) == 0 || strcmp(o->client_id, id->client_id) == 0 ||
+            (o->is_default && id->is_default))
+            return KV_ERR_BAD_PARAM;
+    }
+    struct pol_identity *ids = realloc(c->ids, (c->n_ids + 1) * sizeof(*ids));
+    if (ids == NULL)
+        return KV_ERR_NOMEM;
+    c->ids = ids;
+    struct pol_identity *n = &ids[c->n_ids++];
+    *n = *id;
+    if (n->tenant_id[0] == '\0')
+        snprintf(n->tenant_id, sizeof(n->tenant_id), "%s", c->tenant_id);
+    if (n->resource_id[0] == '\0')
+        snprintf(n->resource_id, sizeof(n->resource_id),
+                 "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/kvmock/"
+                 "providers/Microsoft.ManagedIdentity/userAssignedIdentities/%s",
+                 n->name);
+    return KV_OK;
+}
+
+const struct pol_identity *pol_find_identity(const struct pol_ctx *c, const char *client_id,
+                                             const char *object_id, const char *resource_id)
+{
+    for (size_t i = 0; i < c->n_ids; i++) {
+        const struct pol_identity *id = &c->ids[i];
+        if (client_id != NULL) {
+            if (strcasecmp(id->client_id, client_id) == 0)
+                return id;
+        } else if (object_id != NULL) {
+            if (strcasecmp(id->object_id, object_id) == 0)
+                return id;
+        } else if (resource_id != NULL) {
+            if (strcasecmp(id->resource_id, resource_id) == 0)
+                return id;
+        } else if (id->is_default) {
+            return id;
+        }
+    }
+    return NULL;
+}
+
+enum kv_status pol_allowed(const struct pol_ctx *c, const struct pol_claims *who,
+                           const struct ks_vault *vault, const char *key_name, enum pol_perm perm)
+{
+    (void)key_name;
+    if ((unsigned)perm >= POL_PERM_COUNT)
+        return KV_ERR_ACCESS_DENIED;
+    /* Tokens only work in their own directory. */
+    const char *vault_tenant = vault->tenant_id[0] ? vault->tenant_id : c->tenant_id;
+    if (strcasecmp(who->tid, vault_tenant) != 0)
+        return KV_ERR_UNAUTHORIZED;
+    /* Until access policies and role assignments are stored, the default
+     * identity holds every key permission, like a vault's creator. */
+    const struct pol_identity *id = pol_find_identity(c, NULL, NULL, NULL);
+    if (id != NULL && strcasecmp(id->object_id, who->oid) == 0)
+        return KV_OK;
+    return KV_ERR_ACCESS_DENIED;
+}

@@ -1,0 +1,156 @@
+/* HS256 JSON Web Tokens signed with kvmock's own secret. */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "internal.h"
+#include "kv_buf.h"
+
+#define TOKEN_MAX 8192
+
+static const char header_json[] = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
+
+static void sign(const struct pol_ctx *c, const char *data, size_t len,
+                 unsigned char mac[crypto_auth_hmacsha256_BYTES])
+{
+    crypto_auth_hmacsha256(mac, (const unsigned char *)data, len, c->secret);
+}
+
+enum kv_status pol_token_issue(const struct pol_ctx *c, const struct pol_identity *id,
+                               const char *aud, int64_t now, char **token, int64_t *expires_on)
+{
+    enum kv_status st = KV_ERR_NOMEM;
+    cJSON *p = cJSON_CreateObject();
+    char *payload = NULL, *h64 = NULL, *p64 = NULL, *s64 = NULL, *out = NULL;
+    char iss[128];
+    int64_t exp = now + POL_TOKEN_LIFETIME;
+    snprintf(iss, sizeof(iss), "https://sts.windows.net/%s/", id->tenant_id);
+    if (p == NULL || !cJSON_AddStringToObject(p, "aud", aud) ||
+        !cJSON_AddStringToObject(p, "iss", iss) ||
+        !cJSON_AddNumberToObject(p, "iat", (double)now) ||
+        !cJSON_AddNumberToObject(p, "nbf", (double)now) ||
+        !cJSON_AddNumberToObject(p, "exp", (double)exp) ||
+        !cJSON_AddStringToObject(p, "appid", id->client_id) ||
+        !cJSON_AddStringToObject(p, "oid", id->object_id) ||
+        !cJSON_AddStringToObject(p, "sub", id->object_id) ||
+        !cJSON_AddStringToObject(p, "tid", id->tenant_id) ||
+        !cJSON_AddStringToObject(p, "idtyp", "app") || !cJSON_AddStringToObject(p, "ver", "1.0"))
+        goto out;
+    payload = cJSON_PrintUnformatted(p);
+    if (payload == NULL ||
+        kv_b64url_encode(header_json, sizeof(header_json) - 1, &h64) != KV_OK ||
+        kv_b64url_encode(payload, strlen(payload), &p64) != KV_OK)
+        goto out;
+    size_t signed_len = strlen(h64) + 1 + strlen(p64);
+    out = malloc(signed_len + 1 + 64);
+    if (out == NULL)
+        goto out;
+    snprintf(out, signed_len + 1, "%s.%s", h64, p64);
+    unsigned char mac[crypto_auth_hmacsha256_BYTES];
+    sign(c, out, signed_len, mac);
+    if (kv_b64url_encode(mac, sizeof(mac), &s64) != KV_OK)
+        goto out;
+    snprintf(out + signed_len, 1 + 64, ".%s", s64);
+    *token = out;
+    *expires_on = exp;
+    out = NULL;
+    st = KV_OK;
+out:
+    cJSON_Delete(p);
+    cJSON_free(payload);
+    free(h64);
+    free(p64);
+    free(s64);
+    free(out);
+    return st;
+}
+
+static int copy_claim(const cJSON *o, const char *name, char *dst, size_t cap)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+    if (!cJSON_IsString(v) || strlen(v->valuestring) >= cap)
+        return 0;
+    memcpy(dst, v->valuestring, strlen(v->valuestring) + 1);
+    return 1;
+}
+
+static int num_claim(const cJSON *o, const char *name, int64_t *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+    if (!cJSON_IsNumber(v))
+        return 0;
+    *out = (int64_t)v->valuedouble;
+    return 1;
+}
+
+/* Compare audiences, ignoring one trailing slash and ASCII case. */
+static int aud_equal(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 0 && a[la - 1] == '/')
+        la--;
+    if (lb > 0 && b[lb - 1] == '/')
+        lb--;
+    return la == lb && strncasecmp(a, b, la) == 0;
+}
+
+enum kv_status pol_token_verify(const struct pol_ctx *c, const char *token, int64_t now,
+                                const char *const *auds, size_t n_auds, struct pol_claims *out)
+{
+    enum kv_status st = KV_ERR_UNAUTHORIZED;
+    struct kv_buf hdr = {0}, sig = {0}, body = {0};
+    cJSON *h = NULL, *p = NULL;
+    char part[TOKEN_MAX];
+    size_t len = strlen(token);
+    const char *dot1 = strchr(token, '.');
+    const char *dot2 = dot1 ? strchr(dot1 + 1, '.') : NULL;
+    if (len >= TOKEN_MAX || dot1 == NULL || dot2 == NULL || strchr(dot2 + 1, '.') != NULL)
+        goto out;
+
+    /* The signature first: nothing of an unsigned token is parsed further. */
+    if (kv_b64url_decode(dot2 + 1, &sig) != KV_OK || sig.len != crypto_auth_hmacsha256_BYTES)
+        goto out;
+    if (crypto_auth_hmacsha256_verify(sig.data, (const unsigned char *)token,
+                                      (size_t)(dot2 - token), c->secret) != 0)
+        goto out;
+
+    memcpy(part, token, (size_t)(dot1 - token));
+    part[dot1 - token] = '\0';
+    if (kv_b64url_decode(part, &hdr) != KV_OK)
+        goto out;
+    h = cJSON_ParseWithLength((const char *)hdr.data, hdr.len);
+    const cJSON *alg = cJSON_GetObjectItemCaseSensitive(h, "alg");
+    if (!cJSON_IsString(alg) || strcmp(alg->valuestring, "HS256") != 0)
+        goto out;
+
+    memcpy(part, dot1 + 1, (size_t)(dot2 - dot1 - 1));
+    part[dot2 - dot1 - 1] = '\0';
+    if (kv_b64url_decode(part, &body) != KV_OK)
+        goto out;
+    p = cJSON_ParseWithLength((const char *)body.data, body.len);
+    struct pol_claims cl = {0};
+    if (!cJSON_IsObject(p) || !copy_claim(p, "oid", cl.oid, sizeof(cl.oid)) ||
+        !copy_claim(p, "appid", cl.appid, sizeof(cl.appid)) ||
+        !copy_claim(p, "tid", cl.tid, sizeof(cl.tid)) ||
+        !copy_claim(p, "aud", cl.aud, sizeof(cl.aud)) || !num_claim(p, "iat", &cl.iat) ||
+        !num_claim(p, "nbf", &cl.nbf) || !num_claim(p, "exp", &cl.exp))
+        goto out;
+    if (now < cl.nbf || now >= cl.exp)
+        goto out;
+    for (size_t i = 0; i < n_auds; i++) {
+        if (aud_equal(cl.aud, auds[i])) {
+            *out = cl;
+            st = KV_OK;
+            break;
+        }
+    }
+out:
+    cJSON_Delete(h);
+    cJSON_Delete(p);
+    kv_buf_free(&hdr);
+    kv_buf_free(&sig);
+    kv_buf_free(&body);
+    return st;
+}

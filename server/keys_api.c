@@ -1,0 +1,600 @@
+/* The keys data plane: JSON in, keystore call, JSON out. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "srv.h"
+
+#define TAGS_MAX 15
+#define TAG_NAME_MAX 512
+#define TAG_VALUE_MAX 256
+
+/* ---- errors that name the key --------------------------------------------------- */
+
+static void send_key_error(struct srv_req *req, enum kv_status st, const char *op)
+{
+    char id[KS_NAME_MAX + KS_VERSION_LEN + 2];
+    if (req->version[0] != '\0')
+        snprintf(id, sizeof(id), "%s/%s", req->key_name, req->version);
+    else
+        snprintf(id, sizeof(id), "%s", req->key_name);
+    switch (st) {
+    case KV_ERR_KEY_NOT_FOUND:
+        srv_send_errorf(req, st,
+                        "A key with (name/id) %s was not found in this key vault. If you "
+                        "recently deleted this key you may be able to recover it using the "
+                        "correct recovery command. For help resolving this issue, please see "
+                        "https://go.microsoft.com/fwlink/?linkid=2125182",
+                        id);
+        break;
+    case KV_ERR_VAULT_NOT_FOUND:
+        srv_send_errorf(req, st, "Vault not found: %s", req->vault);
+        break;
+    case KV_ERR_KEY_OP_FORBIDDEN:
+        srv_send_errorf(req, st, "Operation %s is not permitted on this key.", op ? op : "");
+        break;
+    case KV_ERR_KEY_DISABLED:
+        srv_send_errorf(req, st, "Operation %s is not allowed on a disabled key.", op ? op : "");
+        break;
+    case KV_ERR_KEY_DELETED_RECOVERABLE:
+        srv_send_errorf(req, st,
+                        "Key %s is currently in a deleted but recoverable state, and its name "
+                        "cannot be reused; in this state, the key can only be recovered or "
+                        "purged.",
+                        req->key_name);
+        break;
+    default:
+        srv_send_error(req, st, NULL);
+    }
+}
+
+/* ---- JSON field readers (a wrong type is a BadParameter naming the field) ------------- */
+
+struct field_error {
+    char message[160];
+};
+
+static enum kv_status bad_field(struct field_error *fe, const char *name, const char *why)
+{
+    snprintf(fe->message, sizeof(fe->message), "The parameter '%s' %s.", name, why);
+    return KV_ERR_BAD_PARAM;
+}
+
+/* An optional integer field. */
+static enum kv_status opt_int(const cJSON *o, const char *name, int64_t lo, int64_t hi,
+                              int64_t *out, int *present, struct field_error *fe)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+    *present = 0;
+    if (v == NULL || cJSON_IsNull(v))
+        return KV_OK;
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble < (double)lo ||
+        v->valuedouble > (double)hi)
+        return bad_field(fe, name, "must be a number in range");
+    *out = (int64_t)v->valuedouble; /* fractional seconds are truncated */
+    *present = 1;
+    return KV_OK;
+}
+
+static enum kv_status opt_bool(const cJSON *o, const char *name, int *out, struct field_error *fe)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+    if (v == NULL || cJSON_IsNull(v))
+        return KV_OK;
+    if (!cJSON_IsBool(v))
+        return bad_field(fe, name, "must be a boolean");
+    *out = cJSON_IsTrue(v);
+    return KV_OK;
+}
+
+/* An optional string field; NULL when absent. */
+static enum kv_status opt_string(const cJSON *o, const char *name, const char **out,
+                                 struct field_error *fe)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+    *out = NULL;
+    if (v == NULL || cJSON_IsNull(v))
+        return KV_OK;
+    if (!cJSON_IsString(v))
+        return bad_field(fe, name, "must be a string");
+    *out = v->valuestring;
+    return KV_OK;
+}
+
+/* An optional base64url field, decoded. */
+static enum kv_status opt_b64(const cJSON *o, const char *name, struct kv_buf *out,
+                              struct field_error *fe)
+{
+    const char *s = NULL;
+    enum kv_status st = opt_string(o, name, &s, fe);
+    if (st != KV_OK || s == NULL)
+        return st;
+    if (kv_b64url_decode(s, out) != KV_OK)
+        return bad_field(fe, name, "is not valid base64url");
+    return KV_OK;
+}
+
+static enum kv_status parse_key_ops(const cJSON *o, unsigned *ops, int *set,
+                                    struct field_error *fe)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "key_ops");
+    *set = 0;
+    if (v == NULL || cJSON_IsNull(v))
+        return KV_OK;
+    if (!cJSON_IsArray(v))
+        return bad_field(fe, "key_ops", "must be an array of strings");
+    unsigned bits = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, v)
+    {
+        unsigned op = 0;
+        if (!cJSON_IsString(it) || ks_keyop_parse(it->valuestring, &op) != KV_OK)
+            return bad_field(fe, "key_ops", "contains an unknown key operation");
+        bits |= op;
+    }
+    *ops = bits;
+    *set = 1;
+    return KV_OK;
+}
+
+static enum kv_status parse_attributes(const cJSON *o, struct ks_attrs *a, struct field_error *fe)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "attributes");
+    if (v == NULL || cJSON_IsNull(v))
+        return KV_OK;
+    if (!cJSON_IsObject(v))
+        return bad_field(fe, "attributes", "must be an object");
+    int present = 0;
+    enum kv_status st = opt_bool(v, "enabled", &a->enabled, fe);
+    if (st == KV_OK)
+        st = opt_int(v, "nbf", 0, INT64_C(253402300799), &a->nbf, &present, fe);
+    if (st == KV_OK)
+        st = opt_int(v, "exp", 0, INT64_C(253402300799), &a->exp, &present, fe);
+    if (st == KV_OK)
+        st = opt_bool(v, "exportable", &a->exportable, fe);
+    return st;
+}
+
+/* Tags are borrowed from the JSON document: the keystore copies them. */
+static enum kv_status parse_tags(const cJSON *o, struct ks_tags *t, struct field_error *fe)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "tags");
+    if (v == NULL || cJSON_IsNull(v))
+        return KV_OK;
+    if (!cJSON_IsObject(v))
+        return bad_field(fe, "tags", "must be an object of strings");
+    size_t n = (size_t)cJSON_GetArraySize(v);
+    if (n > TAGS_MAX)
+        return bad_field(fe, "tags", "must have at most 15 entries");
+    if (n == 0)
+        return KV_OK;
+    t->names = calloc(n, sizeof(char *));
+    t->values = calloc(n, sizeof(char *));
+    if (t->names == NULL || t->values == NULL)
+        return KV_ERR_NOMEM;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, v)
+    {
+        if (!cJSON_IsString(it) || strlen(it->string) == 0 ||
+            strlen(it->string) > TAG_NAME_MAX || strlen(it->valuestring) > TAG_VALUE_MAX)
+            return bad_field(fe, "tags", "must map names of 1-512 characters to strings of at "
+                                         "most 256 characters");
+        t->names[t->count] = it->string;
+        t->values[t->count] = it->valuestring;
+        t->count++;
+    }
+    return KV_OK;
+}
+
+/* Free a tag set whose strings are borrowed. */
+static void tags_release_borrowed(struct ks_tags *t)
+{
+    free(t->names);
+    free(t->values);
+    t->names = t->values = NULL;
+    t->count = 0;
+}
+
+/* ---- JSON builders ------------------------------------------------------------------ */
+
+static int add_b64(cJSON *o, const char *name, const struct kv_buf *b)
+{
+    char *s = NULL;
+    if (kv_b64url_encode(b->data, b->len, &s) != KV_OK)
+        return 0;
+    int ok = cJSON_AddStringToObject(o, name, s) != NULL;
+    free(s);
+    return ok;
+}
+
+static void key_id(const struct srv_req *req, const struct ks_key *k, int with_version,
+                   char *out, size_t cap)
+{
+    char base[SRV_HOST_MAX + 16];
+    srv_base_url(req, base, sizeof(base));
+    if (with_version)
+        snprintf(out, cap, "%s/keys/%s/%s", base, k->name, k->version);
+    else
+        snprintf(out, cap, "%s/keys/%s", base, k->name);
+}
+
+static cJSON *attributes_json(const struct ks_key *k)
+{
+    cJSON *a = cJSON_CreateObject();
+    if (a == NULL)
+        return NULL;
+    int ok = cJSON_AddBoolToObject(a, "enabled", k->attrs.enabled) != NULL;
+    if (ok && k->attrs.nbf != 0)
+        ok = cJSON_AddNumberToObject(a, "nbf", (double)k->attrs.nbf) != NULL;
+    if (ok && k->attrs.exp != 0)
+        ok = cJSON_AddNumberToObject(a, "exp", (double)k->attrs.exp) != NULL;
+    if (ok)
+        ok = cJSON_AddNumberToObject(a, "created", (double)k->attrs.created) &&
+             cJSON_AddNumberToObject(a, "updated", (double)k->attrs.updated) &&
+             cJSON_AddStringToObject(a, "recoveryLevel", k->recovery_level) &&
+             cJSON_AddNumberToObject(a, "recoverableDays", k->recoverable_days);
+    if (ok && k->attrs.exportable)
+        ok = cJSON_AddBoolToObject(a, "exportable", 1) != NULL;
+    if (!ok) {
+        cJSON_Delete(a);
+        return NULL;
+    }
+    return a;
+}
+
+static int add_tags(cJSON *o, const struct ks_tags *t)
+{
+    if (t->count == 0)
+        return 1;
+    cJSON *tags = cJSON_AddObjectToObject(o, "tags");
+    for (size_t i = 0; tags != NULL && i < t->count; i++) {
+        if (cJSON_AddStringToObject(tags, t->names[i], t->values[i]) == NULL)
+            return 0;
+    }
+    return tags != NULL;
+}
+
+/* The JsonWebKey of a version: public members only. */
+static cJSON *jwk_json(const struct srv_req *req, const struct ks_key *k)
+{
+    char kid[SRV_HOST_MAX + KS_NAME_MAX + KS_VERSION_LEN + 32];
+    key_id(req, k, 1, kid, sizeof(kid));
+    cJSON *j = cJSON_CreateObject();
+    cJSON *ops = cJSON_AddArrayToObject(j, "key_ops");
+    int ok = j != NULL && ops != NULL && cJSON_AddStringToObject(j, "kid", kid) &&
+             cJSON_AddStringToObject(j, "kty", ks_kty_name(k->kty, k->hsm));
+    for (unsigned bit = 1; ok && bit <= KS_OP_EXPORT; bit <<= 1) {
+        if (k->ops & bit)
+            ok = cJSON_AddItemToArray(ops, cJSON_CreateString(ks_keyop_name(bit)));
+    }
+    if (ok && k->kty == KS_KTY_RSA)
+        ok = add_b64(j, "n", &k->pub.n) && add_b64(j, "e", &k->pub.e);
+    if (ok && k->kty == KS_KTY_EC)
+        ok = cJSON_AddStringToObject(j, "crv", ks_crv_name(k->pub.crv)) &&
+             add_b64(j, "x", &k->pub.x) && add_b64(j, "y", &k->pub.y);
+    if (!ok) {
+        cJSON_Delete(j);
+        return NULL;
+    }
+    return j;
+}
+
+/* KeyBundle: {key, attributes, tags?}. */
+static cJSON *bundle_json(const struct srv_req *req, const struct ks_key *k)
+{
+    cJSON *b = cJSON_CreateObject();
+    cJSON *jwk = jwk_json(req, k), *attrs = attributes_json(k);
+    if (b == NULL || jwk == NULL || attrs == NULL) {
+        cJSON_Delete(b);
+        cJSON_Delete(jwk);
+        cJSON_Delete(attrs);
+        return NULL;
+    }
+    cJSON_AddItemToObject(b, "key", jwk);
+    cJSON_AddItemToObject(b, "attributes", attrs);
+    if (!add_tags(b, &k->tags)) {
+        cJSON_Delete(b);
+        return NULL;
+    }
+    return b;
+}
+
+/* KeyItem: {kid, attributes, tags?}. */
+static cJSON *item_json(const struct srv_req *req, const struct ks_key *k, int with_version)
+{
+    char kid[SRV_HOST_MAX + KS_NAME_MAX + KS_VERSION_LEN + 32];
+    key_id(req, k, with_version, kid, sizeof(kid));
+    cJSON *it = cJSON_CreateObject();
+    cJSON *attrs = attributes_json(k);
+    if (it == NULL || attrs == NULL || !cJSON_AddStringToObject(it, "kid", kid)) {
+        cJSON_Delete(it);
+        cJSON_Delete(attrs);
+        return NULL;
+    }
+    cJSON_AddItemToObject(it, "attributes", attrs);
+    if (!add_tags(it, &k->tags)) {
+        cJSON_Delete(it);
+        return NULL;
+    }
+    return it;
+}
+
+/* ---- handlers ------------------------------------------------------------------------- */
+
+static void send_bundle(struct srv_req *req, struct ks_key *k)
+{
+    cJSON *b = bundle_json(req, k);
+    ks_key_free(k);
+    if (b == NULL)
+        srv_send_error(req, KV_ERR_NOMEM, NULL);
+    else
+        srv_send_json(req, 200, b);
+}
+
+static void h_create(struct srv_req *req)
+{
+    struct field_error fe = {{0}};
+    struct ks_create p = {.attrs = {.enabled = 1}};
+    const char *kty = NULL, *crv = NULL;
+    int64_t size = 0, exponent = 0;
+    int present = 0;
+    const cJSON *body = req->body;
+
+    enum kv_status st = opt_string(body, "kty", &kty, &fe);
+    if (st == KV_OK && kty == NULL)
+        st = bad_field(&fe, "kty", "is required");
+    if (st == KV_OK && ks_kty_parse(kty, &p.kty, &p.hsm) != KV_OK)
+        st = bad_field(&fe, "kty", "is not a supported key type");
+    if (st == KV_OK)
+        st = opt_int(body, "key_size", 0, 65536, &size, &present, &fe);
+    if (st == KV_OK)
+        st = opt_int(body, "public_exponent", 0, UINT32_MAX, &exponent, &present, &fe);
+    if (st == KV_OK)
+        st = opt_string(body, "crv", &crv, &fe);
+    if (st == KV_OK && crv != NULL && ks_crv_parse(crv, &p.crv) != KV_OK)
+        st = bad_field(&fe, "crv", "is not a supported curve");
+    if (st == KV_OK)
+        st = parse_key_ops(body, &p.ops, &p.ops_set, &fe);
+    if (st == KV_OK)
+        st = parse_attributes(body, &p.attrs, &fe);
+    if (st == KV_OK)
+        st = parse_tags(body, &p.tags, &fe);
+    if (st == KV_OK && (p.attrs.exportable ||
+                        cJSON_GetObjectItemCaseSensitive(body, "release_policy") != NULL))
+        st = bad_field(&fe, "release_policy", "is not supported: kvmock does not release keys");
+    if (st != KV_OK) {
+        tags_release_borrowed(&p.tags);
+        srv_send_error(req, st, fe.message[0] ? fe.message : NULL);
+        return;
+    }
+    if (p.kty == KS_KTY_EC && crv == NULL && size != 0) {
+        /* A size picks the curve when no crv is given. */
+        p.crv = size == 256 ? KS_CRV_P256 : size == 384 ? KS_CRV_P384 : size == 521 ? KS_CRV_P521
+                                                                                    : KS_CRV_NONE;
+        if (p.crv == KS_CRV_NONE) {
+            tags_release_borrowed(&p.tags);
+            srv_send_error(req, KV_ERR_BAD_KEY_SIZE, NULL);
+            return;
+        }
+    }
+    if (p.kty != KS_KTY_EC)
+        p.size_bits = (int)size;
+    p.exponent = (unsigned long)exponent;
+
+    struct ks_key *k = NULL;
+    st = ks_key_create(req->srv->ks, req->vault, req->key_name, &p, &k);
+    tags_release_borrowed(&p.tags);
+    if (st != KV_OK) {
+        send_key_error(req, st, NULL);
+        return;
+    }
+    send_bundle(req, k);
+}
+
+static void h_get(struct srv_req *req)
+{
+    struct ks_key *k = NULL;
+    enum kv_status st = ks_key_get(req->srv->ks, req->vault, req->key_name, req->version, &k);
+    if (st != KV_OK) {
+        send_key_error(req, st, NULL);
+        return;
+    }
+    send_bundle(req, k);
+}
+
+/* maxresults: absent = 25; else an integer 1..25. */
+static enum kv_status page_size(const struct srv_req *req, int *out)
+{
+    const char *v = srv_query_get(req, "maxresults");
+    if (v == NULL || v[0] == '\0') {
+        *out = KS_PAGE_MAX;
+        return KV_OK;
+    }
+    if (strlen(v) > 3 || strspn(v, "0123456789") != strlen(v))
+        return KV_ERR_BAD_MAXRESULTS;
+    int n = atoi(v);
+    if (n < 1 || n > KS_PAGE_MAX)
+        return KV_ERR_BAD_MAXRESULTS;
+    *out = n;
+    return KV_OK;
+}
+
+/* {"value": [...], "nextLink": "...|null"} with an absolute next link on our own host. */
+static void send_page(struct srv_req *req, struct ks_key_page *page, const char *path,
+                      int with_version, int max)
+{
+    cJSON *doc = cJSON_CreateObject();
+    cJSON *value = cJSON_AddArrayToObject(doc, "value");
+    int ok = doc != NULL && value != NULL;
+    for (size_t i = 0; ok && i < page->count; i++) {
+        cJSON *it = item_json(req, page->items[i], with_version);
+        ok = it != NULL && cJSON_AddItemToArray(value, it);
+    }
+    if (ok && page->next[0] != '\0') {
+        char base[SRV_HOST_MAX + 16], link[1024];
+        srv_base_url(req, base, sizeof(base));
+        const char *api = srv_query_get(req, "api-version");
+        /* api-version values are [0-9a-z.-]: safe in a URL as they are. */
+        snprintf(link, sizeof(link), "%s%s?api-version=%s&$skiptoken=%s&maxresults=%d", base,
+                 path, api ? api : "", page->next, max);
+        ok = cJSON_AddStringToObject(doc, "nextLink", link) != NULL;
+    } else if (ok) {
+        ok = cJSON_AddNullToObject(doc, "nextLink") != NULL;
+    }
+    ks_key_page_free(page);
+    if (!ok) {
+        cJSON_Delete(doc);
+        srv_send_error(req, KV_ERR_NOMEM, NULL);
+        return;
+    }
+    srv_send_json(req, 200, doc);
+}
+
+static void h_list(struct srv_req *req)
+{
+    int max = 0;
+    struct ks_key_page *page = NULL;
+    enum kv_status st = page_size(req, &max);
+    if (st == KV_OK)
+        st = ks_key_list(req->srv->ks, req->vault, srv_query_get(req, "$skiptoken"), max, &page);
+    if (st != KV_OK) {
+        send_key_error(req, st, NULL);
+        return;
+    }
+    send_page(req, page, "/keys", 0, max);
+}
+
+static void h_versions(struct srv_req *req)
+{
+    int max = 0;
+    struct ks_key_page *page = NULL;
+    enum kv_status st = page_size(req, &max);
+    if (st == KV_OK)
+        st = ks_key_list_versions(req->srv->ks, req->vault, req->key_name,
+                                  srv_query_get(req, "$skiptoken"), max, &page);
+    if (st != KV_OK) {
+        send_key_error(req, st, NULL);
+        return;
+    }
+    char path[KS_NAME_MAX + 32];
+    snprintf(path, sizeof(path), "/keys/%s/versions", req->key_name);
+    send_page(req, page, path, 1, max);
+}
+
+/* encrypt, decrypt, sign, verify, wrapKey, unwrapKey: one body shape, one result shape. */
+static void key_operation(struct srv_req *req, unsigned op)
+{
+    struct field_error fe = {{0}};
+    struct ks_op_params p = {0};
+    struct ks_op_result res = {0};
+    const char *alg = NULL, *opname = ks_keyop_name(op);
+    const cJSON *body = req->body;
+    cJSON *doc = NULL;
+
+    enum kv_status st = opt_string(body, "alg", &alg, &fe);
+    if (st == KV_OK && alg == NULL)
+        st = bad_field(&fe, "alg", "is required");
+    if (st == KV_OK && ks_alg_parse(alg, &p.alg) != KV_OK)
+        st = bad_field(&fe, "alg", "is not a supported algorithm");
+    if (st == KV_OK)
+        st = opt_b64(body, "value", &p.value, &fe);
+    if (st == KV_OK && cJSON_GetObjectItemCaseSensitive(body, "value") == NULL)
+        st = bad_field(&fe, "value", "is required");
+    if (st == KV_OK)
+        st = opt_b64(body, "iv", &p.iv, &fe);
+    if (st == KV_OK)
+        st = opt_b64(body, "aad", &p.aad, &fe);
+    if (st == KV_OK)
+        st = opt_b64(body, "tag", &p.tag, &fe);
+    if (st == KV_OK && op == KS_OP_VERIFY) {
+        st = opt_b64(body, "digest", &p.digest, &fe);
+        if (st == KV_OK && cJSON_GetObjectItemCaseSensitive(body, "digest") == NULL)
+            st = bad_field(&fe, "digest", "is required");
+    }
+    if (st != KV_OK) {
+        srv_send_error(req, st, fe.message[0] ? fe.message : NULL);
+        goto out;
+    }
+    st = ks_key_op(req->srv->ks, req->vault, req->key_name, req->version, op, &p, &res);
+    if (st != KV_OK) {
+        send_key_error(req, st, opname);
+        goto out;
+    }
+    doc = cJSON_CreateObject();
+    int ok = doc != NULL;
+    if (ok && op == KS_OP_VERIFY) {
+        ok = cJSON_AddBoolToObject(doc, "value", res.verified) != NULL;
+    } else if (ok) {
+        char kid[SRV_HOST_MAX + KS_NAME_MAX + KS_VERSION_LEN + 32], base[SRV_HOST_MAX + 16];
+        srv_base_url(req, base, sizeof(base));
+        snprintf(kid, sizeof(kid), "%s/keys/%s/%s", base, res.name, res.version);
+        ok = cJSON_AddStringToObject(doc, "kid", kid) && add_b64(doc, "value", &res.value);
+        if (ok && res.iv.len > 0)
+            ok = add_b64(doc, "iv", &res.iv);
+        if (ok && res.tag.len > 0)
+            ok = add_b64(doc, "tag", &res.tag);
+        if (ok && p.aad.len > 0)
+            ok = add_b64(doc, "aad", &p.aad);
+    }
+    if (!ok) {
+        cJSON_Delete(doc);
+        srv_send_error(req, KV_ERR_NOMEM, NULL);
+        goto out;
+    }
+    srv_send_json(req, 200, doc);
+out:
+    ks_op_result_clear(&res);
+    kv_buf_wipe(&p.value);
+    kv_buf_free(&p.iv);
+    kv_buf_free(&p.aad);
+    kv_buf_free(&p.tag);
+    kv_buf_free(&p.digest);
+}
+
+static void h_encrypt(struct srv_req *req)
+{
+    key_operation(req, KS_OP_ENCRYPT);
+}
+
+static void h_decrypt(struct srv_req *req)
+{
+    key_operation(req, KS_OP_DECRYPT);
+}
+
+static void h_sign(struct srv_req *req)
+{
+    key_operation(req, KS_OP_SIGN);
+}
+
+static void h_verify(struct srv_req *req)
+{
+    key_operation(req, KS_OP_VERIFY);
+}
+
+static void h_wrap(struct srv_req *req)
+{
+    key_operation(req, KS_OP_WRAP);
+}
+
+static void h_unwrap(struct srv_req *req)
+{
+    key_operation(req, KS_OP_UNWRAP);
+}
+
+/* Literal segments come before {version} so that they win. */
+const struct srv_route srv_key_routes[] = {
+    {"GET", "/keys", POL_KEYS_LIST, SRV_BODY_NONE, h_list},
+    {"POST", "/keys/{name}/create", POL_KEYS_CREATE, SRV_BODY_JSON, h_create},
+    {"GET", "/keys/{name}/versions", POL_KEYS_LIST, SRV_BODY_NONE, h_versions},
+    {"GET", "/keys/{name}", POL_KEYS_GET, SRV_BODY_NONE, h_get},
+    {"GET", "/keys/{name}/{version}", POL_KEYS_GET, SRV_BODY_NONE, h_get},
+    {"POST", "/keys/{name}/{version}/encrypt", POL_KEYS_ENCRYPT, SRV_BODY_JSON, h_encrypt},
+    {"POST", "/keys/{name}/{version}/decrypt", POL_KEYS_DECRYPT, SRV_BODY_JSON, h_decrypt},
+    {"POST", "/keys/{name}/{version}/sign", POL_KEYS_SIGN, SRV_BODY_JSON, h_sign},
+    {"POST", "/keys/{name}/{version}/verify", POL_KEYS_VERIFY, SRV_BODY_JSON, h_verify},
+    {"POST", "/keys/{name}/{version}/wrapkey", POL_KEYS_WRAP, SRV_BODY_JSON, h_wrap},
+    {"POST", "/keys/{name}/{version}/unwrapkey", POL_KEYS_UNWRAP, SRV_BODY_JSON, h_unwrap},
+};
+
+const size_t srv_key_routes_count = sizeof(srv_key_routes) / sizeof(srv_key_routes[0]);

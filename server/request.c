@@ -1,0 +1,175 @@
+/* Requests: path segments, query parameters, headers and bodies. */
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "srv.h"
+
+/* Percent-decode @p s in place (form semantics when @p form: '+' is a space).
+ * @return 0, or -1 when the result would contain a NUL byte. */
+static int decode_in_place(char *s, int form)
+{
+    size_t len = strlen(s);
+    int n = mg_url_decode(s, (int)len, s, (int)len + 1, form);
+    if (n < 0 || (size_t)n != strlen(s))
+        return -1;
+    return 0;
+}
+
+static enum kv_status split_path(struct srv_req *req, const char *raw)
+{
+    req->path_buf = strdup(raw);
+    if (req->path_buf == NULL)
+        return KV_ERR_NOMEM;
+    char *p = req->path_buf;
+    if (*p == '/')
+        p++;
+    for (;;) {
+        if (req->nseg == SRV_MAX_SEGMENTS)
+            return KV_ERR_ROUTE_NOT_FOUND;
+        req->seg[req->nseg++] = p;
+        char *slash = strchr(p, '/');
+        if (slash != NULL)
+            *slash = '\0';
+        if (decode_in_place(p, 0) != 0)
+            return KV_ERR_BAD_PARAM;
+        if (slash == NULL)
+            break;
+        p = slash + 1;
+    }
+    return KV_OK;
+}
+
+static enum kv_status split_query(struct srv_req *req, const char *qs)
+{
+    req->query_buf = strdup(qs);
+    if (req->query_buf == NULL)
+        return KV_ERR_NOMEM;
+    char *save = NULL;
+    for (char *pair = strtok_r(req->query_buf, "&", &save); pair != NULL;
+         pair = strtok_r(NULL, "&", &save)) {
+        if (req->nquery == SRV_MAX_QUERY)
+            return KV_ERR_BAD_PARAM;
+        char *eq = strchr(pair, '=');
+        char *value = eq ? eq + 1 : pair + strlen(pair);
+        if (eq != NULL)
+            *eq = '\0';
+        if (decode_in_place(pair, 1) != 0 || decode_in_place(value, 1) != 0)
+            return KV_ERR_BAD_PARAM;
+        req->query[req->nquery].name = pair;
+        req->query[req->nquery].value = value;
+        req->nquery++;
+    }
+    return KV_OK;
+}
+
+enum kv_status srv_req_init(struct srv_req *req, struct mg_connection *conn,
+                            const struct srv *srv)
+{
+    memset(req, 0, sizeof(*req));
+    req->conn = conn;
+    req->srv = srv;
+    req->ri = mg_get_request_info(conn);
+    req->is_https = req->ri->is_ssl;
+
+    unsigned char rid[16];
+    randombytes_buf(rid, sizeof(rid));
+    rid[6] = (unsigned char)((rid[6] & 0x0f) | 0x40);
+    rid[8] = (unsigned char)((rid[8] & 0x3f) | 0x80);
+    char hex[33];
+    sodium_bin2hex(hex, sizeof(hex), rid, sizeof(rid));
+    snprintf(req->request_id, sizeof(req->request_id), "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8,
+             hex + 12, hex + 16, hex + 20);
+
+    const char *raw = req->ri->local_uri_raw;
+    if (raw == NULL || raw[0] != '/')
+        return KV_ERR_ROUTE_NOT_FOUND;
+    enum kv_status st = split_path(req, raw);
+    if (st == KV_OK && req->ri->query_string != NULL)
+        st = split_query(req, req->ri->query_string);
+    return st;
+}
+
+void srv_req_release(struct srv_req *req)
+{
+    free(req->path_buf);
+    free(req->query_buf);
+    cJSON_Delete(req->body);
+    req->path_buf = req->query_buf = NULL;
+    req->body = NULL;
+}
+
+const char *srv_query_get(const struct srv_req *req, const char *name)
+{
+    for (size_t i = 0; i < req->nquery; i++) {
+        if (strcasecmp(req->query[i].name, name) == 0)
+            return req->query[i].value;
+    }
+    return NULL;
+}
+
+const char *srv_header(const struct srv_req *req, const char *name)
+{
+    return mg_get_header(req->conn, name);
+}
+
+enum kv_status srv_read_body(struct srv_req *req, size_t max, char **out, size_t *out_len)
+{
+    long long declared = req->ri->content_length;
+    if (declared > (long long)max)
+        return KV_ERR_BODY_TOO_LARGE;
+    size_t cap = declared > 0 ? (size_t)declared + 1 : 4096, len = 0;
+    char *buf = malloc(cap);
+    if (buf == NULL)
+        return KV_ERR_NOMEM;
+    for (;;) {
+        if (len + 1 == cap) {
+            if (cap > max) {
+                free(buf);
+                return KV_ERR_BODY_TOO_LARGE;
+            }
+            size_t ncap = cap * 2 > max + 2 ? max + 2 : cap * 2;
+            char *nb = realloc(buf, ncap);
+            if (nb == NULL) {
+                free(buf);
+                return KV_ERR_NOMEM;
+            }
+            buf = nb;
+            cap = ncap;
+        }
+        int n = mg_read(req->conn, buf + len, cap - len - 1);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+        if (len > max) {
+            free(buf);
+            return KV_ERR_BODY_TOO_LARGE;
+        }
+    }
+    buf[len] = '\0';
+    *out = buf;
+    if (out_len != NULL)
+        *out_len = len;
+    return KV_OK;
+}
+
+enum kv_status srv_read_json_body(struct srv_req *req)
+{
+    char *text = NULL;
+    size_t len = 0;
+    enum kv_status st = srv_read_body(req, SRV_BODY_MAX, &text, &len);
+    if (st != KV_OK)
+        return st;
+    size_t i = 0;
+    while (i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\r' || text[i] == '\n'))
+        i++;
+    cJSON *doc = i == len ? cJSON_CreateObject() : cJSON_ParseWithLengthOpts(text, len, NULL, 1);
+    free(text);
+    if (doc == NULL || !cJSON_IsObject(doc)) {
+        cJSON_Delete(doc);
+        return KV_ERR_BAD_JSON;
+    }
+    req->body = doc;
+    return KV_OK;
+}

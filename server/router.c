@@ -1,0 +1,57 @@
+/* Route matching over a table of {method, pattern, permission, handler}. */
+#include <string.h>
+#include <strings.h>
+
+#include "srv.h"
+
+/* Match one pattern against the segments. Returns 1 on a match. */
+static int match_pattern(const char *pattern, char *const *seg, size_t nseg, const char **name,
+                         const char **version)
+{
+    const char *p = pattern;
+    size_t i = 0;
+    *name = *version = NULL;
+    if (*p == '/')
+        p++;
+    while (*p != '\0') {
+        const char *end = strchr(p, '/');
+        size_t plen = end ? (size_t)(end - p) : strlen(p);
+        if (i == nseg)
+            return 0;
+        const char *s = seg[i];
+        if (plen == 6 && strncmp(p, "{name}", 6) == 0) {
+            if (s[0] == '\0')
+                return 0;
+            *name = s;
+        } else if (plen == 9 && strncmp(p, "{version}", 9) == 0) {
+            *version = s; /* may be empty: the current version */
+        } else if (strlen(s) != plen || strncasecmp(p, s, plen) != 0) {
+            return 0;
+        }
+        i++;
+        p = end ? end + 1 : p + plen;
+    }
+    /* All segments used, or only one trailing empty segment left ("/keys/"). */
+    return i == nseg || (i + 1 == nseg && seg[i][0] == '\0');
+}
+
+enum srv_match srv_route_match(const struct srv_route *table, size_t n, const char *method,
+                               char *const *seg, size_t nseg, const struct srv_route **route,
+                               const char **name, const char **version)
+{
+    int path_known = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *nm, *ver;
+        if (!match_pattern(table[i].pattern, seg, nseg, &nm, &ver))
+            continue;
+        if (strcmp(table[i].method, method) != 0) {
+            path_known = 1;
+            continue;
+        }
+        *route = &table[i];
+        *name = nm;
+        *version = ver;
+        return SRV_MATCH_OK;
+    }
+    return path_known ? SRV_MATCH_BAD_METHOD : SRV_MATCH_NO_ROUTE;
+}

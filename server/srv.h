@@ -1,0 +1,194 @@
+/**
+ * @file srv.h
+ * @brief The server: shared state, requests and responses.
+ *
+ * Request path (docs/architecture.md): civetweb calls srv_dispatch(), which
+ * resolves the vault from the Host header, authenticates the bearer token
+ * (policy/), matches the route table, checks api-version and asks the
+ * evaluator for the route's permission, and only then reads the body and
+ * calls the handler, which calls the keystore. Handlers never write status
+ * codes by hand: they return an `enum kv_status`, and srv_send_error() is the
+ * one function that writes error bodies.
+ */
+#ifndef SRV_H
+#define SRV_H
+
+#include <civetweb.h>
+#include <cjson/cJSON.h>
+#include <stddef.h>
+
+#include "ks.h"
+#include "kv_status.h"
+#include "pol.h"
+
+#define SRV_BODY_MAX (1024 * 1024) /**< request body cap */
+#define SRV_HOST_MAX 256
+#define SRV_MAX_QUERY 32
+#define SRV_MAX_SEGMENTS 8
+
+/** State shared by every request. Read-only once the server runs. */
+struct srv {
+    struct ks_env *ks;
+    struct pol_ctx *pol;
+    char identity_header[256]; /**< the X-IDENTITY-HEADER / MSI secret value */
+    char *ca_pem;              /**< contents of DATA/tls/ca.pem, served at /ca.pem */
+    size_t ca_pem_len;
+    int https_port, http_port;
+};
+
+struct srv_query {
+    char *name;  /**< percent-decoded */
+    char *value; /**< percent-decoded */
+};
+
+/** One request being handled. Lives on the worker thread's stack. */
+struct srv_req {
+    struct mg_connection *conn;
+    const struct mg_request_info *ri;
+    const struct srv *srv;
+    int is_https;
+    char request_id[37];
+
+    /* the path split into raw segments (not collapsed: "a//b" has an empty one) */
+    char *path_buf;
+    char *seg[SRV_MAX_SEGMENTS];
+    size_t nseg;
+
+    char *query_buf;
+    struct srv_query query[SRV_MAX_QUERY];
+    size_t nquery;
+
+    /* the Host header, the vault it names and its challenge resource */
+    char host[SRV_HOST_MAX];
+    char vault[KS_VAULT_NAME_MAX + 1];
+    char resource[SRV_HOST_MAX + 16];
+
+    struct pol_claims who; /**< set once the token verified */
+    char key_name[KS_NAME_MAX + 1];
+    char version[KS_VERSION_LEN + 1];
+
+    cJSON *body; /**< parsed JSON body (object), or NULL when the route has none */
+};
+
+/* ---- requests (request.c) ------------------------------------------------------ */
+
+/**
+ * @brief Fill the request from civetweb's view: split the raw path into
+ * segments and percent-decode each; decode query names and values.
+ * @return KV_OK, KV_ERR_BAD_PARAM (bad escape, NUL, too many segments or
+ *   parameters), KV_ERR_NOMEM. The caller always calls srv_req_release().
+ */
+enum kv_status srv_req_init(struct srv_req *req, struct mg_connection *conn,
+                            const struct srv *srv) KV_MUST_CHECK;
+
+/** @brief Free what srv_req_init() and the handlers allocated. */
+void srv_req_release(struct srv_req *req);
+
+/** @brief The decoded value of query parameter @p name (case-insensitive), or NULL. */
+const char *srv_query_get(const struct srv_req *req, const char *name);
+
+/** @brief A request header's value, or NULL. */
+const char *srv_header(const struct srv_req *req, const char *name);
+
+/**
+ * @brief Read the body (looping, chunked or not) up to SRV_BODY_MAX and parse it
+ * as a JSON object into req->body. An empty body gives an empty object.
+ * @return KV_OK, KV_ERR_BODY_TOO_LARGE, KV_ERR_BAD_JSON, KV_ERR_NOMEM.
+ */
+enum kv_status srv_read_json_body(struct srv_req *req) KV_MUST_CHECK;
+
+/**
+ * @brief Read the raw body up to @p max bytes (NUL-terminated).
+ * @param[out] out a new buffer the caller frees.
+ * @return KV_OK, KV_ERR_BODY_TOO_LARGE, KV_ERR_NOMEM.
+ */
+enum kv_status srv_read_body(struct srv_req *req, size_t max, char **out,
+                             size_t *out_len) KV_MUST_CHECK;
+
+/* ---- responses (response.c) ------------------------------------------------------ */
+
+/** @brief Send @p body (consumed) as JSON with HTTP status @p http_status. */
+void srv_send_json(struct srv_req *req, int http_status, cJSON *body);
+
+/** @brief Send a body with a content type (the body is copied to the socket). */
+void srv_send_raw(struct srv_req *req, int http_status, const char *content_type,
+                  const char *body, size_t len);
+
+/** @brief Send an empty response (e.g. 204). */
+void srv_send_empty(struct srv_req *req, int http_status);
+
+/**
+ * @brief The one function that writes error bodies:
+ * `{"error":{"code","message"[,"innererror":{"code"}]}}` with the status and
+ * codes from the status table. A 401 also carries the Key Vault challenge.
+ * @param[in] message NULL for the table's default message.
+ */
+void srv_send_error(struct srv_req *req, enum kv_status st, const char *message);
+
+/** @brief srv_send_error() with a printf-style message. */
+void srv_send_errorf(struct srv_req *req, enum kv_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/**
+ * @brief The base URL a client reached this request on: "https://" + Host.
+ * @param[out] out buffer of at least SRV_HOST_MAX + 16 bytes.
+ */
+void srv_base_url(const struct srv_req *req, char *out, size_t cap);
+
+/* ---- vault host resolution (vaulthost.c) ------------------------------------------- */
+
+/**
+ * @brief Resolve the vault and the challenge resource from the Host header:
+ * `NAME.vault.DOMAIN[:port]` is vault NAME with resource `https://vault.DOMAIN[:port]`;
+ * any other host is vault `default` with resource `https://vault.azure.net`.
+ * @return KV_OK or KV_ERR_BAD_PARAM (missing or malformed Host).
+ */
+enum kv_status srv_resolve_vault(struct srv_req *req) KV_MUST_CHECK;
+
+/* ---- dispatch (dispatch.c) ----------------------------------------------------------- */
+
+/** @brief civetweb's begin_request callback: handles every request. */
+int srv_dispatch(struct mg_connection *conn);
+
+/* ---- handlers ------------------------------------------------------------------------ */
+
+/** A route handler. The dispatcher has authenticated, authorised and parsed. */
+typedef void (*srv_handler)(struct srv_req *req);
+
+/** @brief Whether the route needs a JSON body read before the handler runs. */
+enum srv_body { SRV_BODY_NONE = 0, SRV_BODY_JSON };
+
+struct srv_route {
+    const char *method;
+    const char *pattern; /**< e.g. "/keys/{name}/{version}/wrapkey" */
+    enum pol_perm perm;  /**< the access-policy permission the route needs */
+    enum srv_body body;
+    srv_handler handler;
+};
+
+/** Outcome of matching a request against the route table. */
+enum srv_match { SRV_MATCH_OK, SRV_MATCH_NO_ROUTE, SRV_MATCH_BAD_METHOD };
+
+/**
+ * @brief Find the route for a method and decoded path segments. Literal segments
+ * match case-insensitively and win over parameters; `{version}` may be empty
+ * (the current version), and one trailing empty segment is ignored.
+ * @param[out] route the route on SRV_MATCH_OK.
+ * @param[out] name, version pointers into @p seg on SRV_MATCH_OK (NULL if absent).
+ */
+enum srv_match srv_route_match(const struct srv_route *table, size_t n, const char *method,
+                               char *const *seg, size_t nseg, const struct srv_route **route,
+                               const char **name, const char **version);
+
+/** The data-plane route table (keys_api.c). */
+extern const struct srv_route srv_key_routes[];
+extern const size_t srv_key_routes_count;
+
+/** @brief Managed-identity token endpoints on the HTTP port (identity_api.c).
+ * @return 1 when the request was one of them and has been answered. */
+int srv_identity_endpoint(struct srv_req *req);
+
+/** @brief Whether an api-version value is one kvmock accepts. */
+int srv_api_version_known(const char *v);
+
+#endif

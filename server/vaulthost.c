@@ -1,0 +1,65 @@
+/* The vault a request is for, from its Host header. */
+#include <stdio.h>
+#include <string.h>
+
+#include "srv.h"
+
+static int host_char_ok(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '.' || c == '-' || c == ':' || c == '[' || c == ']';
+}
+
+enum kv_status srv_resolve_vault(struct srv_req *req)
+{
+    const char *host = srv_header(req, "Host");
+    if (host == NULL || host[0] == '\0' || strlen(host) >= SRV_HOST_MAX)
+        return KV_ERR_BAD_PARAM;
+    for (const char *p = host; *p; p++) {
+        if (!host_char_ok(*p))
+            return KV_ERR_BAD_PARAM;
+    }
+    snprintf(req->host, sizeof(req->host), "%s", host);
+
+    /* Split host name and port: "[v6]:port", "name:port" or "name". */
+    char name[SRV_HOST_MAX];
+    const char *port = NULL;
+    if (host[0] == '[') {
+        const char *close = strchr(host, ']');
+        if (close == NULL || (close[1] != '\0' && close[1] != ':'))
+            return KV_ERR_BAD_PARAM;
+        snprintf(name, sizeof(name), "%.*s", (int)(close - host + 1), host);
+        port = close[1] == ':' ? close + 2 : NULL;
+    } else {
+        const char *colon = strchr(host, ':');
+        if (colon != NULL && strchr(colon + 1, ':') != NULL)
+            return KV_ERR_BAD_PARAM;
+        snprintf(name, sizeof(name), "%.*s", colon ? (int)(colon - host) : (int)strlen(host),
+                 host);
+        port = colon ? colon + 1 : NULL;
+    }
+    if (port != NULL) {
+        if (port[0] == '\0' || strlen(port) > 5 || strspn(port, "0123456789") != strlen(port))
+            return KV_ERR_BAD_PARAM;
+    }
+    for (char *p = name; *p; p++) {
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p - 'A' + 'a');
+    }
+
+    /* NAME.vault.DOMAIN names vault NAME; anything else is the default vault. */
+    const char *dot = strchr(name, '.');
+    if (dot != NULL && dot != name && strncmp(dot, ".vault.", 7) == 0 && dot[7] != '\0') {
+        size_t label = (size_t)(dot - name);
+        if (label <= KS_VAULT_NAME_MAX)
+            snprintf(req->vault, sizeof(req->vault), "%.*s", (int)label, name);
+        else
+            req->vault[0] = '\0'; /* no such vault can exist */
+        snprintf(req->resource, sizeof(req->resource), "https://%s%s%s", dot + 1,
+                 port ? ":" : "", port ? port : "");
+    } else {
+        snprintf(req->vault, sizeof(req->vault), "default");
+        snprintf(req->resource, sizeof(req->resource), "https://vault.azure.net");
+    }
+    return KV_OK;
+}
