@@ -39,6 +39,8 @@ enum kv_status pol_new(const char *data_dir, const char *tenant_id, struct pol_c
 {
     enum kv_status st = KV_ERR_NOMEM;
     char path[4096];
+    if (sodium_init() < 0)
+        return KV_ERR_INTERNAL;
     struct pol_ctx *c = calloc(1, sizeof(*c));
     if (c == NULL)
         return KV_ERR_NOMEM;

@@ -164,7 +164,13 @@ enum kv_status srv_read_json_body(struct srv_req *req)
     size_t i = 0;
     while (i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\r' || text[i] == '\n'))
         i++;
-    cJSON *doc = i == len ? cJSON_CreateObject() : cJSON_ParseWithLengthOpts(text, len, NULL, 1);
+    /* cJSON's "require null terminated" wants the NUL inside the length; a NUL
+     * inside the body itself is refused first. */
+    cJSON *doc = NULL;
+    if (i == len)
+        doc = cJSON_CreateObject();
+    else if (strlen(text) == len)
+        doc = cJSON_ParseWithLengthOpts(text, len + 1, NULL, 1);
     free(text);
     if (doc == NULL || !cJSON_IsObject(doc)) {
         cJSON_Delete(doc);

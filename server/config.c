@@ -1,0 +1,477 @@
+/* Command line, environment and the configuration file. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "config.h"
+#include "kv_file.h"
+
+#define CONFIG_FILE_MAX (4 * 1024 * 1024)
+
+const char srv_usage[] =
+    "usage: kvmock [--data DIR] [--https-port N] [--http-port N] [--config FILE]\n"
+    "              [--hostname NAME]... [--log-level error|warn|info|debug]\n"
+    "\n"
+    "  --data DIR        state folder (env KVMOCK_DATA, default ./kvmock-data)\n"
+    "  --https-port N    Key Vault API port (env KVMOCK_HTTPS_PORT, default 8443)\n"
+    "  --http-port N     token endpoints, /healthz, /ca.pem, /admin (env KVMOCK_HTTP_PORT, "
+    "default 8080)\n"
+    "  --config FILE     tenant, identities and vaults (env KVMOCK_CONFIG)\n"
+    "  --hostname NAME   extra name for the TLS certificate; repeatable\n"
+    "                    (env KVMOCK_HOSTNAMES, comma-separated)\n"
+    "  --log-level L     error, warn, info (default) or debug (env KVMOCK_LOG_LEVEL)\n";
+
+static enum kv_status fail(char *err, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static enum kv_status fail(char *err, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, cap, fmt, ap);
+    va_end(ap);
+    return KV_ERR_BAD_PARAM;
+}
+
+/* ---- flags and environment ---------------------------------------------------------- */
+
+static int parse_port(const char *s, int *out)
+{
+    char *end = NULL;
+    long v = strtol(s, &end, 10);
+    if (s[0] == '\0' || *end != '\0' || v < 1 || v > 65535)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+static enum kv_status add_hostname(struct srv_config *cfg, const char *name, size_t len,
+                                   char *err, size_t cap)
+{
+    if (len == 0)
+        return KV_OK;
+    if (len > 253)
+        return fail(err, cap, "--hostname '%.*s...' is too long", 32, name);
+    for (size_t i = 0; i < len; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '-' || c == ':' || c == '*'))
+            return fail(err, cap, "--hostname '%.*s' is not a host name or address", (int)len,
+                        name);
+    }
+    if (cfg->n_hostnames == SRV_MAX_HOSTNAMES)
+        return fail(err, cap, "at most %d host names are supported", SRV_MAX_HOSTNAMES);
+    char *copy = strndup(name, len);
+    if (copy == NULL)
+        return KV_ERR_NOMEM;
+    cfg->hostnames[cfg->n_hostnames++] = copy;
+    return KV_OK;
+}
+
+static enum kv_status set_path(char *dst, size_t dstcap, const char *value, const char *flag,
+                               char *err, size_t cap)
+{
+    if (value[0] == '\0' || strlen(value) >= dstcap)
+        return fail(err, cap, "%s needs a path (at most %zu bytes)", flag, dstcap - 1);
+    snprintf(dst, dstcap, "%s", value);
+    return KV_OK;
+}
+
+/* One setting, from a flag or from the environment. */
+static enum kv_status apply(struct srv_config *cfg, const char *flag, const char *value,
+                            char *err, size_t cap)
+{
+    if (strcmp(flag, "--data") == 0)
+        return set_path(cfg->data_dir, sizeof(cfg->data_dir), value, flag, err, cap);
+    if (strcmp(flag, "--config") == 0)
+        return set_path(cfg->config_path, sizeof(cfg->config_path), value, flag, err, cap);
+    if (strcmp(flag, "--https-port") == 0 || strcmp(flag, "--http-port") == 0) {
+        int *port = strcmp(flag, "--https-port") == 0 ? &cfg->https_port : &cfg->http_port;
+        if (parse_port(value, port) != 0)
+            return fail(err, cap, "%s must be a port number from 1 to 65535, not '%s'", flag,
+                        value);
+        return KV_OK;
+    }
+    if (strcmp(flag, "--hostname") == 0) {
+        /* the environment form is comma-separated */
+        const char *p = value;
+        for (;;) {
+            const char *comma = strchr(p, ',');
+            size_t len = comma ? (size_t)(comma - p) : strlen(p);
+            enum kv_status st = add_hostname(cfg, p, len, err, cap);
+            if (st != KV_OK || comma == NULL)
+                return st;
+            p = comma + 1;
+        }
+    }
+    if (strcmp(flag, "--log-level") == 0) {
+        if (kv_log_parse_level(value, &cfg->log_level) != 0)
+            return fail(err, cap, "--log-level must be error, warn, info or debug, not '%s'",
+                        value);
+        return KV_OK;
+    }
+    return fail(err, cap, "unknown option '%s'\n\n%s", flag, srv_usage);
+}
+
+static enum kv_status parse_command_line(struct srv_config *cfg, int argc, char **argv,
+                                         char *err, size_t cap)
+{
+    static const struct {
+        const char *env, *flag;
+    } envs[] = {
+        {"KVMOCK_DATA", "--data"},         {"KVMOCK_HTTPS_PORT", "--https-port"},
+        {"KVMOCK_HTTP_PORT", "--http-port"}, {"KVMOCK_CONFIG", "--config"},
+        {"KVMOCK_HOSTNAMES", "--hostname"}, {"KVMOCK_LOG_LEVEL", "--log-level"},
+    };
+    enum kv_status st;
+
+    /* Flags first, so that "--help" and bad flags answer before anything else. */
+    int given[sizeof(envs) / sizeof(envs[0])] = {0};
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            err[0] = '\0';
+            return KV_ERR_BAD_PARAM;
+        }
+        char flag[32];
+        const char *value;
+        const char *eq = strchr(arg, '=');
+        if (strncmp(arg, "--", 2) == 0 && eq != NULL && (size_t)(eq - arg) < sizeof(flag)) {
+            snprintf(flag, sizeof(flag), "%.*s", (int)(eq - arg), arg);
+            value = eq + 1;
+        } else {
+            snprintf(flag, sizeof(flag), "%s", arg);
+            if (i + 1 >= argc)
+                return fail(err, cap, "option '%s' needs a value\n\n%s", arg, srv_usage);
+            value = argv[++i];
+        }
+        st = apply(cfg, flag, value, err, cap);
+        if (st != KV_OK)
+            return st;
+        for (size_t e = 0; e < sizeof(envs) / sizeof(envs[0]); e++) {
+            if (strcmp(envs[e].flag, flag) == 0)
+                given[e] = 1;
+        }
+    }
+    for (size_t e = 0; e < sizeof(envs) / sizeof(envs[0]); e++) {
+        const char *v = getenv(envs[e].env);
+        if (given[e] || v == NULL || v[0] == '\0')
+            continue;
+        st = apply(cfg, envs[e].flag, v, err, cap);
+        if (st != KV_OK) {
+            char why[512];
+            snprintf(why, sizeof(why), "%s", err);
+            return fail(err, cap, "%s: %s", envs[e].env, why);
+        }
+    }
+    if (cfg->https_port == cfg->http_port)
+        return fail(err, cap, "the HTTPS and HTTP ports must differ (both are %d)",
+                    cfg->http_port);
+    return KV_OK;
+}
+
+/* ---- the configuration file ---------------------------------------------------------- */
+
+/* Refuse any member not in @p allowed, naming it. */
+static enum kv_status only_fields(const cJSON *o, const char *const *allowed, const char *where,
+                                  char *err, size_t cap)
+{
+    const cJSON *m;
+    cJSON_ArrayForEach(m, o)
+    {
+        int known = 0;
+        for (const char *const *a = allowed; *a != NULL && !known; a++)
+            known = strcmp(m->string, *a) == 0;
+        if (!known)
+            return fail(err, cap, "config: unknown field '%s' in %s", m->string, where);
+    }
+    return KV_OK;
+}
+
+static enum kv_status get_string(const cJSON *o, const char *name, const char *where, char *dst,
+                                 size_t dstcap, int required, char *err, size_t cap)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+    if (v == NULL) {
+        if (required)
+            return fail(err, cap, "config: %s needs '%s'", where, name);
+        return KV_OK;
+    }
+    if (!cJSON_IsString(v) || v->valuestring[0] == '\0' || strlen(v->valuestring) >= dstcap)
+        return fail(err, cap, "config: '%s' in %s must be a non-empty string of at most %zu bytes",
+                    name, where, dstcap - 1);
+    snprintf(dst, dstcap, "%s", v->valuestring);
+    return KV_OK;
+}
+
+static enum kv_status get_bool(const cJSON *o, const char *name, const char *where, int *out,
+                               char *err, size_t cap)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+    if (v == NULL)
+        return KV_OK;
+    if (!cJSON_IsBool(v))
+        return fail(err, cap, "config: '%s' in %s must be true or false", name, where);
+    *out = cJSON_IsTrue(v);
+    return KV_OK;
+}
+
+static enum kv_status parse_identity(const cJSON *o, size_t i, struct pol_identity *id,
+                                     char *err, size_t cap)
+{
+    static const char *const fields[] = {"name",     "objectId",   "clientId", "clientSecret",
+                                         "tenantId", "resourceId", "default",  "manage",
+                                         NULL};
+    char where[48];
+    snprintf(where, sizeof(where), "identities[%zu]", i);
+    if (!cJSON_IsObject(o))
+        return fail(err, cap, "config: %s must be an object", where);
+    enum kv_status st = only_fields(o, fields, where, err, cap);
+    if (st == KV_OK)
+        st = get_string(o, "name", where, id->name, sizeof(id->name), 1, err, cap);
+    if (st == KV_OK)
+        st = get_string(o, "objectId", where, id->object_id, sizeof(id->object_id), 1, err, cap);
+    if (st == KV_OK)
+        st = get_string(o, "clientId", where, id->client_id, sizeof(id->client_id), 1, err, cap);
+    if (st == KV_OK)
+        st = get_string(o, "clientSecret", where, id->client_secret, sizeof(id->client_secret),
+                        0, err, cap);
+    if (st == KV_OK)
+        st = get_string(o, "tenantId", where, id->tenant_id, sizeof(id->tenant_id), 0, err, cap);
+    if (st == KV_OK)
+        st = get_string(o, "resourceId", where, id->resource_id, sizeof(id->resource_id), 0, err,
+                        cap);
+    if (st == KV_OK)
+        st = get_bool(o, "default", where, &id->is_default, err, cap);
+    if (st == KV_OK)
+        st = get_bool(o, "manage", where, &id->manage, err, cap);
+    return st;
+}
+
+static enum kv_status parse_vault(const cJSON *o, size_t i, const char *tenant,
+                                  struct ks_vault *v, char *err, size_t cap)
+{
+    static const char *const fields[] = {"name", "properties", NULL};
+    static const char *const props[] = {"enableSoftDelete", "softDeleteRetentionInDays",
+                                        "enablePurgeProtection", "enableRbacAuthorization",
+                                        "accessPolicies", NULL};
+    char where[64];
+    snprintf(where, sizeof(where), "vaults[%zu]", i);
+    if (!cJSON_IsObject(o))
+        return fail(err, cap, "config: %s must be an object", where);
+    enum kv_status st = only_fields(o, fields, where, err, cap);
+    if (st == KV_OK)
+        st = get_string(o, "name", where, v->name, sizeof(v->name), 1, err, cap);
+    if (st != KV_OK)
+        return st;
+    if (!ks_vault_name_valid(v->name))
+        return fail(err, cap,
+                    "config: vault name '%s' must be 1-24 lowercase letters, digits and '-'",
+                    v->name);
+    snprintf(v->tenant_id, sizeof(v->tenant_id), "%s", tenant);
+    v->soft_delete = 1;
+    v->retention_days = 90;
+
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(o, "properties");
+    if (p == NULL)
+        return KV_OK;
+    snprintf(where, sizeof(where), "vaults[%zu].properties", i);
+    if (!cJSON_IsObject(p))
+        return fail(err, cap, "config: %s must be an object", where);
+    st = only_fields(p, props, where, err, cap);
+    if (st == KV_OK)
+        st = get_bool(p, "enableSoftDelete", where, &v->soft_delete, err, cap);
+    if (st == KV_OK)
+        st = get_bool(p, "enablePurgeProtection", where, &v->purge_protection, err, cap);
+    if (st == KV_OK)
+        st = get_bool(p, "enableRbacAuthorization", where, &v->rbac, err, cap);
+    if (st != KV_OK)
+        return st;
+    const cJSON *days = cJSON_GetObjectItemCaseSensitive(p, "softDeleteRetentionInDays");
+    if (days != NULL) {
+        if (!cJSON_IsNumber(days) || days->valuedouble != floor(days->valuedouble) ||
+            days->valuedouble < 7 || days->valuedouble > 90)
+            return fail(err, cap,
+                        "config: vault '%s': softDeleteRetentionInDays must be an integer "
+                        "between 7 and 90",
+                        v->name);
+        v->retention_days = (int)days->valuedouble;
+    }
+    if (v->purge_protection && !v->soft_delete)
+        return fail(err, cap, "config: vault '%s': enablePurgeProtection requires enableSoftDelete",
+                    v->name);
+    /* Not evaluated yet: refuse rather than silently grant access. */
+    const cJSON *policies = cJSON_GetObjectItemCaseSensitive(p, "accessPolicies");
+    if (policies != NULL && cJSON_GetArraySize(policies) > 0)
+        return fail(err, cap, "config: vault '%s': accessPolicies are not supported yet", v->name);
+    if (v->rbac)
+        return fail(err, cap, "config: vault '%s': enableRbacAuthorization is not supported yet",
+                    v->name);
+    return KV_OK;
+}
+
+static enum kv_status parse_file(struct srv_config *cfg, const cJSON *doc, char *err, size_t cap)
+{
+    static const char *const fields[] = {"tenantId", "identityHeader", "identities", "vaults",
+                                         "roleAssignments", NULL};
+    if (!cJSON_IsObject(doc))
+        return fail(err, cap, "config: the file must hold a JSON object");
+    enum kv_status st = only_fields(doc, fields, "the top level", err, cap);
+    if (st == KV_OK)
+        st = get_string(doc, "tenantId", "the top level", cfg->tenant_id, sizeof(cfg->tenant_id), 0,
+                        err, cap);
+    if (st == KV_OK)
+        st = get_string(doc, "identityHeader", "the top level", cfg->identity_header,
+                        sizeof(cfg->identity_header), 0, err, cap);
+    if (st != KV_OK)
+        return st;
+
+    const cJSON *ra = cJSON_GetObjectItemCaseSensitive(doc, "roleAssignments");
+    if (ra != NULL && cJSON_GetArraySize(ra) > 0)
+        return fail(err, cap, "config: roleAssignments are not supported yet");
+
+    const cJSON *ids = cJSON_GetObjectItemCaseSensitive(doc, "identities");
+    if (ids != NULL) {
+        if (!cJSON_IsArray(ids))
+            return fail(err, cap, "config: 'identities' must be an array");
+        size_t n = (size_t)cJSON_GetArraySize(ids);
+        if (n > 0) {
+            cfg->identities = calloc(n, sizeof(*cfg->identities));
+            if (cfg->identities == NULL)
+                return KV_ERR_NOMEM;
+        }
+        const cJSON *o;
+        cJSON_ArrayForEach(o, ids)
+        {
+            st = parse_identity(o, cfg->n_identities, &cfg->identities[cfg->n_identities], err,
+                                cap);
+            if (st != KV_OK)
+                return st;
+            cfg->n_identities++;
+        }
+    }
+
+    const cJSON *vaults = cJSON_GetObjectItemCaseSensitive(doc, "vaults");
+    if (vaults != NULL) {
+        if (!cJSON_IsArray(vaults))
+            return fail(err, cap, "config: 'vaults' must be an array");
+        size_t n = (size_t)cJSON_GetArraySize(vaults);
+        if (n > 0) {
+            cfg->vaults = calloc(n, sizeof(*cfg->vaults));
+            if (cfg->vaults == NULL)
+                return KV_ERR_NOMEM;
+        }
+        const cJSON *o;
+        cJSON_ArrayForEach(o, vaults)
+        {
+            struct ks_vault *v = &cfg->vaults[cfg->n_vaults];
+            st = parse_vault(o, cfg->n_vaults, cfg->tenant_id, v, err, cap);
+            if (st != KV_OK)
+                return st;
+            for (size_t j = 0; j < cfg->n_vaults; j++) {
+                if (strcmp(cfg->vaults[j].name, v->name) == 0)
+                    return fail(err, cap, "config: vault '%s' is named twice", v->name);
+            }
+            cfg->n_vaults++;
+        }
+    }
+    return KV_OK;
+}
+
+static enum kv_status load_file(struct srv_config *cfg, char *err, size_t cap)
+{
+    char *text = NULL;
+    size_t len = 0;
+    if (kv_file_read(cfg->config_path, CONFIG_FILE_MAX, &text, &len) != KV_OK)
+        return fail(err, cap, "config: cannot read '%s'", cfg->config_path);
+    const char *end = NULL;
+    cJSON *doc = strlen(text) == len ? cJSON_ParseWithLengthOpts(text, len + 1, &end, 1) : NULL;
+    enum kv_status st;
+    if (doc == NULL) {
+        size_t at = end != NULL && end >= text ? (size_t)(end - text) : 0;
+        st = fail(err, cap, "config: '%s' is not valid JSON (near byte %zu)", cfg->config_path, at);
+    } else {
+        st = parse_file(cfg, doc, err, cap);
+    }
+    cJSON_Delete(doc);
+    free(text);
+    return st;
+}
+
+/* Identities and vaults the file left out, and the rules between them. */
+static enum kv_status complete(struct srv_config *cfg, char *err, size_t cap)
+{
+    if (cfg->n_identities == 0) {
+        cfg->identities = calloc(1, sizeof(*cfg->identities));
+        if (cfg->identities == NULL)
+            return KV_ERR_NOMEM;
+        struct pol_identity *id = &cfg->identities[0];
+        snprintf(id->name, sizeof(id->name), "default");
+        snprintf(id->object_id, sizeof(id->object_id), SRV_DEFAULT_OBJECT_ID);
+        snprintf(id->client_id, sizeof(id->client_id), SRV_DEFAULT_CLIENT_ID);
+        id->is_default = 1;
+        id->manage = 1;
+        cfg->n_identities = 1;
+    }
+    size_t defaults = 0;
+    for (size_t i = 0; i < cfg->n_identities; i++)
+        defaults += cfg->identities[i].is_default != 0;
+    if (defaults > 1)
+        return fail(err, cap, "config: only one identity can be the default");
+    if (defaults == 0)
+        cfg->identities[0].is_default = 1;
+    for (size_t i = 0; i < cfg->n_identities; i++) {
+        if (cfg->identities[i].is_default)
+            cfg->identities[i].manage = 1;
+    }
+
+    if (cfg->n_vaults == 0) {
+        cfg->vaults = calloc(1, sizeof(*cfg->vaults));
+        if (cfg->vaults == NULL)
+            return KV_ERR_NOMEM;
+        struct ks_vault *v = &cfg->vaults[0];
+        snprintf(v->name, sizeof(v->name), "default");
+        snprintf(v->tenant_id, sizeof(v->tenant_id), "%s", cfg->tenant_id);
+        v->soft_delete = 1;
+        v->retention_days = 90;
+        cfg->n_vaults = 1;
+    }
+    return KV_OK;
+}
+
+enum kv_status srv_config_load(int argc, char **argv, struct srv_config *cfg, char *err,
+                               size_t errcap)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    snprintf(cfg->data_dir, sizeof(cfg->data_dir), "./kvmock-data");
+    cfg->https_port = 8443;
+    cfg->http_port = 8080;
+    cfg->log_level = KV_LOG_INFO;
+    snprintf(cfg->tenant_id, sizeof(cfg->tenant_id), SRV_DEFAULT_TENANT);
+    snprintf(cfg->identity_header, sizeof(cfg->identity_header), "kvmock");
+    err[0] = '\0';
+
+    enum kv_status st = parse_command_line(cfg, argc, argv, err, errcap);
+    if (st == KV_OK && cfg->config_path[0] != '\0')
+        st = load_file(cfg, err, errcap);
+    if (st == KV_OK)
+        st = complete(cfg, err, errcap);
+    if (st == KV_ERR_NOMEM)
+        snprintf(err, errcap, "out of memory");
+    return st;
+}
+
+void srv_config_free(struct srv_config *cfg)
+{
+    for (size_t i = 0; i < cfg->n_hostnames; i++)
+        free(cfg->hostnames[i]);
+    if (cfg->identities != NULL)
+        explicit_bzero(cfg->identities, cfg->n_identities * sizeof(*cfg->identities));
+    free(cfg->identities);
+    free(cfg->vaults);
+    memset(cfg, 0, sizeof(*cfg));
+}

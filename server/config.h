@@ -1,0 +1,58 @@
+/**
+ * @file config.h
+ * @brief Command line, environment and the configuration file.
+ *
+ * Flags win over environment variables, which win over defaults
+ * (docs and ../shared/keyvault/interface.md). The configuration file names
+ * follow Azure Resource Manager's Key Vault resource.
+ */
+#ifndef SRV_CONFIG_H
+#define SRV_CONFIG_H
+
+#include <stddef.h>
+
+#include "ks.h"
+#include "kv_log.h"
+#include "kv_status.h"
+#include "pol.h"
+
+#define SRV_MAX_HOSTNAMES 32
+
+#define SRV_DEFAULT_TENANT "6b766d6f-636b-4000-8000-000000000001"
+#define SRV_DEFAULT_OBJECT_ID "6b766d6f-636b-4000-8000-0000000000a1"
+#define SRV_DEFAULT_CLIENT_ID "6b766d6f-636b-4000-8000-0000000000c1"
+
+struct srv_config {
+    /* command line and environment */
+    char data_dir[4096];
+    int https_port, http_port;
+    char config_path[4096]; /**< "" when there is none */
+    char *hostnames[SRV_MAX_HOSTNAMES];
+    size_t n_hostnames;
+    enum kv_log_level log_level;
+
+    /* the configuration file, or the defaults */
+    char tenant_id[POL_ID_MAX];
+    char identity_header[256];
+    struct pol_identity *identities;
+    size_t n_identities;
+    struct ks_vault *vaults;
+    size_t n_vaults;
+};
+
+/**
+ * @brief Read flags, environment and (if named) the configuration file.
+ * @param[out] err a message for the user when the result is not KV_OK.
+ * @return KV_OK; KV_ERR_BAD_PARAM for bad flags or configuration; KV_ERR_NOMEM.
+ *   A `--help` request is KV_ERR_BAD_PARAM with an empty message.
+ */
+enum kv_status srv_config_load(int argc, char **argv, struct srv_config *cfg, char *err,
+                               size_t errcap) KV_MUST_CHECK;
+
+/** @brief Free what srv_config_load() allocated. */
+void srv_config_free(struct srv_config *cfg);
+
+/** @brief The usage text. */
+extern const char srv_usage[];
+
+#endif

@@ -1,0 +1,264 @@
+/*
+ * The request path. Every request enters here (civetweb's begin_request
+ * callback). On the HTTPS port the order is fixed, because the SDKs depend on
+ * it: the first request of a client carries neither token nor body and must
+ * get the 401 challenge before anything is parsed or validated.
+ *
+ *   Host -> bearer token -> vault -> api-version -> route -> permission
+ *        -> JSON body -> handler -> keystore
+ */
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "kv_log.h"
+#include "srv.h"
+
+/* Every api-version an SDK, az or a REST client is known to send for keys. */
+static const char *const api_versions[] = {
+    "2016-10-01",    "7.0",           "7.1",           "7.2",
+    "7.3",           "7.3-preview",   "7.4",           "7.4-preview.1",
+    "7.5",           "7.5-preview.1", "7.6",           "7.6-preview.1",
+    "7.6-preview.2", "2025-06-01-preview", "2025-07-01", "2026-01-01-preview",
+};
+
+#define LATEST_API_VERSION "2025-07-01"
+
+/* Key Vault's first-party application id, a valid audience besides the URL. */
+#define KEYVAULT_APP_ID "cfa8b339-82a2-471a-a3c9-0fc0be7a4093"
+
+int srv_api_version_known(const char *v)
+{
+    for (size_t i = 0; i < sizeof(api_versions) / sizeof(api_versions[0]); i++) {
+        if (strcmp(v, api_versions[i]) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static int path_is(const struct srv_req *req, const char *a, const char *b)
+{
+    return req->nseg >= 1 && strcasecmp(req->seg[0], a) == 0 &&
+           ((b == NULL && req->nseg == 1) ||
+            (b != NULL && req->nseg == 2 && strcasecmp(req->seg[1], b) == 0));
+}
+
+static void send_health(struct srv_req *req)
+{
+    cJSON *doc = cJSON_CreateObject();
+    if (doc != NULL && cJSON_AddStringToObject(doc, "status", "ok") == NULL) {
+        cJSON_Delete(doc);
+        doc = NULL;
+    }
+    srv_send_json(req, 200, doc);
+}
+
+/* ---- the Key Vault data plane (HTTPS) ---------------------------------------------- */
+
+static enum kv_status authenticate(struct srv_req *req)
+{
+    const char *auth = srv_header(req, "Authorization");
+    if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0)
+        return KV_ERR_UNAUTHORIZED;
+    const char *token = auth + 7;
+    while (*token == ' ')
+        token++;
+    const char *auds[] = {req->resource, "https://vault.azure.net", KEYVAULT_APP_ID};
+    return pol_token_verify(req->srv->pol, token, ks_now(), auds, sizeof(auds) / sizeof(auds[0]),
+                            &req->who);
+}
+
+static enum kv_status check_api_version(struct srv_req *req)
+{
+    const char *v = srv_query_get(req, "api-version");
+    if (v == NULL || v[0] == '\0') {
+        srv_send_error(req, KV_ERR_API_VERSION, NULL);
+        return KV_ERR_API_VERSION;
+    }
+    if (!srv_api_version_known(v)) {
+        srv_send_errorf(req, KV_ERR_API_VERSION_BAD,
+                        "The specified version (%.64s) is not recognized. Consider using the "
+                        "latest supported version (" LATEST_API_VERSION ").",
+                        v);
+        return KV_ERR_API_VERSION_BAD;
+    }
+    return KV_OK;
+}
+
+/* Copy the name and version segments the route matched, checking their form. */
+static enum kv_status take_name_version(struct srv_req *req, const struct srv_route *route,
+                                        const char *name, const char *version)
+{
+    if (name != NULL) {
+        if (!ks_key_name_valid(name)) {
+            if (route->perm == POL_KEYS_CREATE) {
+                srv_send_errorf(req, KV_ERR_BAD_KEY_NAME,
+                                "The request URI contains an invalid name: %.160s", name);
+                return KV_ERR_BAD_KEY_NAME;
+            }
+            /* No key can have this name, so it is simply not found. */
+            srv_send_errorf(req, KV_ERR_KEY_NOT_FOUND,
+                            "A key with (name/id) %.160s was not found in this key vault.",
+                            name);
+            return KV_ERR_KEY_NOT_FOUND;
+        }
+        snprintf(req->key_name, sizeof(req->key_name), "%s", name);
+    }
+    if (version != NULL && version[0] != '\0') {
+        if (strlen(version) > KS_VERSION_LEN) {
+            srv_send_errorf(req, KV_ERR_KEY_NOT_FOUND,
+                            "A key with (name/id) %s/%.64s was not found in this key vault.",
+                            req->key_name, version);
+            return KV_ERR_KEY_NOT_FOUND;
+        }
+        snprintf(req->version, sizeof(req->version), "%s", version);
+    }
+    return KV_OK;
+}
+
+static void vault_api(struct srv_req *req)
+{
+    if (srv_resolve_vault(req) != KV_OK) {
+        snprintf(req->resource, sizeof(req->resource), "https://vault.azure.net");
+        srv_send_error(req, KV_ERR_BAD_PARAM, "The Host header is missing or malformed.");
+        return;
+    }
+    if (authenticate(req) != KV_OK) {
+        const char *auth = srv_header(req, "Authorization");
+        srv_send_error(req, KV_ERR_UNAUTHORIZED,
+                       auth == NULL ? NULL : "The access token is invalid or has expired.");
+        return;
+    }
+
+    struct ks_vault vault;
+    enum kv_status st = req->vault[0] ? ks_vault_get(req->srv->ks, req->vault, &vault)
+                                      : KV_ERR_VAULT_NOT_FOUND;
+    if (st != KV_OK) {
+        if (st == KV_ERR_VAULT_NOT_FOUND)
+            srv_send_errorf(req, st, "Vault not found: %s", req->host);
+        else
+            srv_send_error(req, st, NULL);
+        return;
+    }
+    if (check_api_version(req) != KV_OK)
+        return;
+
+    const struct srv_route *route = NULL;
+    const char *name = NULL, *version = NULL;
+    switch (srv_route_match(srv_key_routes, srv_key_routes_count, req->ri->request_method,
+                            req->seg, req->nseg, &route, &name, &version)) {
+    case SRV_MATCH_OK:
+        break;
+    case SRV_MATCH_BAD_METHOD:
+        srv_send_errorf(req, KV_ERR_METHOD_NOT_ALLOWED,
+                        "The requested resource does not support http method '%.16s'.",
+                        req->ri->request_method);
+        return;
+    case SRV_MATCH_NO_ROUTE:
+    default:
+        srv_send_error(req, KV_ERR_ROUTE_NOT_FOUND, NULL);
+        return;
+    }
+    if (take_name_version(req, route, name, version) != KV_OK)
+        return;
+
+    st = pol_allowed(req->srv->pol, &req->who, &vault, req->key_name[0] ? req->key_name : NULL,
+                     route->perm);
+    if (st == KV_ERR_ACCESS_DENIED) {
+        srv_send_errorf(req, st,
+                        "The user, group or application 'appid=%s;oid=%s' does not have keys %s "
+                        "permission on key vault '%s;location=local'. For help resolving this "
+                        "issue, please see https://go.microsoft.com/fwlink/?linkid=2125287",
+                        req->who.appid, req->who.oid, pol_perm_name(route->perm), vault.name);
+        return;
+    }
+    if (st != KV_OK) {
+        srv_send_error(req, st, NULL);
+        return;
+    }
+
+    if (route->body == SRV_BODY_JSON) {
+        st = srv_read_json_body(req);
+        if (st != KV_OK) {
+            srv_send_error(req, st, NULL);
+            return;
+        }
+    }
+    route->handler(req);
+}
+
+/* ---- the HTTP port: health, CA certificate, token endpoints, admin ----------------- */
+
+static int from_loopback(const struct srv_req *req)
+{
+    const char *ip = req->ri->remote_addr;
+    return strncmp(ip, "127.", 4) == 0 || strcmp(ip, "::1") == 0 ||
+           strncmp(ip, "::ffff:127.", 11) == 0;
+}
+
+static void admin_clock(struct srv_req *req)
+{
+    enum kv_status st = srv_read_json_body(req);
+    if (st != KV_OK) {
+        srv_send_error(req, st, NULL);
+        return;
+    }
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(req->body, "advanceSeconds");
+    if (!cJSON_IsNumber(n) || n->valuedouble < 0 || n->valuedouble > 100.0 * 365 * 86400 ||
+        n->valuedouble != (double)(int64_t)n->valuedouble) {
+        srv_send_error(req, KV_ERR_BAD_PARAM,
+                       "'advanceSeconds' must be a non-negative integer number of seconds.");
+        return;
+    }
+    ks_clock_advance((int64_t)n->valuedouble);
+    cJSON *doc = cJSON_CreateObject();
+    if (doc != NULL && cJSON_AddNumberToObject(doc, "now", (double)ks_now()) == NULL) {
+        cJSON_Delete(doc);
+        doc = NULL;
+    }
+    kv_log(KV_LOG_INFO, "clock advanced by %lld s", (long long)n->valuedouble);
+    srv_send_json(req, 200, doc);
+}
+
+static void http_port(struct srv_req *req)
+{
+    const char *method = req->ri->request_method;
+    if (path_is(req, "healthz", NULL)) {
+        send_health(req);
+    } else if (path_is(req, "ca.pem", NULL) && strcmp(method, "GET") == 0) {
+        srv_send_raw(req, 200, "application/x-pem-file", req->srv->ca_pem, req->srv->ca_pem_len);
+    } else if (srv_identity_endpoint(req)) {
+        /* answered */
+    } else if (path_is(req, "admin", "clock")) {
+        if (!from_loopback(req))
+            srv_send_error(req, KV_ERR_ACCESS_DENIED, "Admin endpoints answer on loopback only.");
+        else if (strcmp(method, "POST") != 0)
+            srv_send_error(req, KV_ERR_METHOD_NOT_ALLOWED, NULL);
+        else
+            admin_clock(req);
+    } else {
+        srv_send_error(req, KV_ERR_ROUTE_NOT_FOUND, NULL);
+    }
+}
+
+int srv_dispatch(struct mg_connection *conn)
+{
+    const struct srv *srv = mg_get_user_data(mg_get_context(conn));
+    struct srv_req req;
+    enum kv_status st = srv_req_init(&req, conn, srv);
+    if (kv_log_enabled(KV_LOG_DEBUG))
+        kv_log(KV_LOG_DEBUG, "%s %s %s%s", req.request_id, req.ri->request_method,
+               req.is_https ? "https " : "http ", req.ri->local_uri_raw);
+    if (st != KV_OK) {
+        snprintf(req.resource, sizeof(req.resource), "https://vault.azure.net");
+        srv_send_error(&req, st, NULL);
+    } else if (req.is_https && path_is(&req, "healthz", NULL)) {
+        send_health(&req);
+    } else if (req.is_https) {
+        vault_api(&req);
+    } else {
+        http_port(&req);
+    }
+    srv_req_release(&req);
+    return 1;
+}

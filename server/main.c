@@ -1,0 +1,197 @@
+/*
+ * kvmock's entry point: read the configuration, open the store, prepare TLS,
+ * start civetweb, print the ready line, and stop cleanly on SIGTERM/SIGINT.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "kv_file.h"
+#include "kv_log.h"
+#include "srv.h"
+#include "tls.h"
+
+#define CA_PEM_MAX (64 * 1024)
+
+static atomic_int server_started;
+
+/* civetweb's own messages: failures at start matter, per-connection noise does not. */
+static int log_civetweb(const struct mg_connection *conn, const char *message)
+{
+    (void)conn;
+    kv_log(atomic_load(&server_started) ? KV_LOG_DEBUG : KV_LOG_ERROR, "civetweb: %s", message);
+    return 1;
+}
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+    char buf[4096];
+    if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+        return -1;
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, mode) != 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    if (mkdir(buf, mode) != 0 && errno != EEXIST)
+        return -1;
+    return 0;
+}
+
+/* Write the configured vaults and identities into the running state. */
+static enum kv_status apply_config(const struct srv_config *cfg, struct srv *srv)
+{
+    for (size_t i = 0; i < cfg->n_identities; i++) {
+        enum kv_status st = pol_add_identity(srv->pol, &cfg->identities[i]);
+        if (st != KV_OK) {
+            kv_log(KV_LOG_ERROR, "config: identity '%s' repeats another identity's ids",
+                   cfg->identities[i].name);
+            return st;
+        }
+    }
+    for (size_t i = 0; i < cfg->n_vaults; i++) {
+        enum kv_status st = ks_vault_put(srv->ks, &cfg->vaults[i]);
+        if (st != KV_OK) {
+            kv_log(KV_LOG_ERROR, "cannot store vault '%s': %s", cfg->vaults[i].name,
+                   kv_status_name(st));
+            return st;
+        }
+    }
+    return KV_OK;
+}
+
+static struct mg_context *start_civetweb(const struct srv_config *cfg, struct srv *srv,
+                                         const struct srv_tls_paths *tls)
+{
+    char ports[64];
+    /* '+' listens on IPv4 and IPv6 at once: *.vault.localhost resolves to ::1 first. */
+    snprintf(ports, sizeof(ports), "+%ds,+%d", cfg->https_port, cfg->http_port);
+    const char *options[] = {
+        "listening_ports", ports,
+        "ssl_certificate", tls->server_pem,
+        "ssl_protocol_version", "4", /* TLS 1.2 and later */
+        "num_threads", "128",        /* one per keep-alive connection */
+        "enable_keep_alive", "yes",
+        "keep_alive_timeout_ms", "5000",
+        "request_timeout_ms", "30000",
+        "decode_url", "no", /* the router needs the raw path: "//" is meaningful */
+        NULL,
+    };
+    struct mg_callbacks callbacks;
+    memset(&callbacks, 0, sizeof(callbacks));
+    callbacks.begin_request = srv_dispatch;
+    callbacks.log_message = log_civetweb;
+
+    struct mg_init_data init = {.callbacks = &callbacks,
+                                .user_data = srv,
+                                .configuration_options = options};
+    char text[256] = "";
+    struct mg_error_data error = {.text = text, .text_buffer_size = sizeof(text)};
+    struct mg_context *ctx = mg_start2(&init, &error);
+    if (ctx == NULL)
+        kv_log(KV_LOG_ERROR, "cannot start the server on ports %d and %d: %s", cfg->https_port,
+               cfg->http_port, text[0] ? text : "unknown error");
+    return ctx;
+}
+
+static int run(const struct srv_config *cfg)
+{
+    int rc = 1;
+    struct srv srv;
+    struct mg_context *ctx = NULL;
+    struct srv_tls_paths tls;
+    memset(&srv, 0, sizeof(srv));
+    srv.https_port = cfg->https_port;
+    srv.http_port = cfg->http_port;
+    snprintf(srv.identity_header, sizeof(srv.identity_header), "%s", cfg->identity_header);
+
+    if (mkdir_p(cfg->data_dir, 0700) != 0) {
+        kv_log(KV_LOG_ERROR, "cannot create the data folder '%s': %s", cfg->data_dir,
+               strerror(errno));
+        return 1;
+    }
+    struct ks_open_opts opts = {.data_dir = cfg->data_dir};
+    if (ks_open(&opts, &srv.ks) != KV_OK)
+        goto out;
+    if (pol_new(cfg->data_dir, cfg->tenant_id, &srv.pol) != KV_OK) {
+        kv_log(KV_LOG_ERROR, "cannot load the token signing key in '%s'", cfg->data_dir);
+        goto out;
+    }
+    if (apply_config(cfg, &srv) != KV_OK)
+        goto out;
+    if (srv_tls_prepare(cfg->data_dir, (const char *const *)cfg->hostnames, cfg->n_hostnames,
+                        &tls) != KV_OK)
+        goto out;
+    if (kv_file_read(tls.ca_pem, CA_PEM_MAX, &srv.ca_pem, &srv.ca_pem_len) != KV_OK) {
+        kv_log(KV_LOG_ERROR, "cannot read '%s'", tls.ca_pem);
+        goto out;
+    }
+
+    /* Workers inherit this mask, so only sigwait() below sees the stop signals. */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    ctx = start_civetweb(cfg, &srv, &tls);
+    if (ctx == NULL)
+        goto out;
+    atomic_store(&server_started, 1);
+
+    const struct pol_identity *def = pol_find_identity(srv.pol, NULL, NULL, NULL);
+    printf("kvmock ready https=%d http=%d tenant=%s identity=%s identity-header=%s data=%s "
+           "ca=%s\n",
+           cfg->https_port, cfg->http_port, cfg->tenant_id, def ? def->object_id : "-",
+           cfg->identity_header, cfg->data_dir, tls.ca_pem);
+    fflush(stdout);
+
+    int sig = 0;
+    sigwait(&stop, &sig);
+    kv_log(KV_LOG_INFO, "signal %d: stopping", sig);
+    rc = 0;
+out:
+    if (ctx != NULL)
+        mg_stop(ctx); /* waits for every in-flight request */
+    free(srv.ca_pem);
+    pol_free(srv.pol);
+    ks_close(srv.ks);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    struct srv_config cfg;
+    char err[1024];
+    enum kv_status st = srv_config_load(argc, argv, &cfg, err, sizeof(err));
+    if (st != KV_OK) {
+        int help = err[0] == '\0';
+        fprintf(help ? stdout : stderr, "%s%s", help ? "" : "kvmock: ", help ? srv_usage : err);
+        if (!help && err[strlen(err) - 1] != '\n')
+            fputc('\n', stderr);
+        srv_config_free(&cfg);
+        return help ? 0 : 2;
+    }
+    kv_log_set_level(cfg.log_level);
+
+    unsigned features = mg_init_library(MG_FEATURES_TLS);
+    if (!(features & MG_FEATURES_TLS) || !mg_check_feature(MG_FEATURES_IPV6)) {
+        kv_log(KV_LOG_ERROR, "civetweb was built without TLS or IPv6 support");
+        srv_config_free(&cfg);
+        return 1;
+    }
+    int rc = run(&cfg);
+    mg_exit_library();
+    srv_config_free(&cfg);
+    return rc;
+}

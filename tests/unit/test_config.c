@@ -1,0 +1,152 @@
+/* Flags, environment and the configuration file, with their error messages. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "config.h"
+
+static char err[1024];
+static char cfg_path[] = "/tmp/kvmock-config-XXXXXX";
+
+static enum kv_status load(struct srv_config *cfg, const char *json, int argc, char **argv)
+{
+    if (json != NULL) {
+        FILE *f = fopen(cfg_path, "w");
+        fputs(json, f);
+        fclose(f);
+    }
+    return srv_config_load(argc, argv, cfg, err, sizeof(err));
+}
+
+/* A config file must be refused with a message containing @p want. */
+static void refused(const char *json, const char *want)
+{
+    struct srv_config cfg;
+    char *argv[] = {"kvmock", "--config", cfg_path, NULL};
+    enum kv_status st = load(&cfg, json, 3, argv);
+    if (st != KV_ERR_BAD_PARAM || strstr(err, want) == NULL) {
+        fprintf(stderr, "config %s: got %s \"%s\", want \"%s\"\n", json, kv_status_name(st), err,
+                want);
+        check_failures++;
+    }
+    srv_config_free(&cfg);
+}
+
+int main(void)
+{
+    int fd = mkstemp(cfg_path);
+    CHECK(fd >= 0);
+    close(fd);
+    unsetenv("KVMOCK_DATA");
+    unsetenv("KVMOCK_HTTPS_PORT");
+    unsetenv("KVMOCK_HTTP_PORT");
+    unsetenv("KVMOCK_CONFIG");
+    unsetenv("KVMOCK_HOSTNAMES");
+    unsetenv("KVMOCK_LOG_LEVEL");
+
+    /* defaults: one tenant, one default identity, one vault "default" */
+    struct srv_config cfg;
+    char *argv0[] = {"kvmock", NULL};
+    CHECK_ST(load(&cfg, NULL, 1, argv0), KV_OK);
+    CHECK_STR(cfg.data_dir, "./kvmock-data");
+    CHECK(cfg.https_port == 8443 && cfg.http_port == 8080);
+    CHECK_STR(cfg.tenant_id, SRV_DEFAULT_TENANT);
+    CHECK_STR(cfg.identity_header, "kvmock");
+    CHECK(cfg.n_identities == 1 && cfg.identities[0].is_default && cfg.identities[0].manage);
+    CHECK(cfg.n_vaults == 1 && strcmp(cfg.vaults[0].name, "default") == 0);
+    CHECK(cfg.vaults[0].soft_delete && cfg.vaults[0].retention_days == 90 &&
+          !cfg.vaults[0].purge_protection);
+    srv_config_free(&cfg);
+
+    /* flags, both spellings, and the environment under them */
+    setenv("KVMOCK_HTTP_PORT", "9090", 1);
+    setenv("KVMOCK_HTTPS_PORT", "9443", 1);
+    setenv("KVMOCK_HOSTNAMES", "kvmock,kv.example", 1);
+    char *argv1[] = {"kvmock", "--data", "/tmp/x", "--https-port=10443", "--hostname", "extra",
+                     "--log-level", "debug", NULL};
+    CHECK_ST(load(&cfg, NULL, 8, argv1), KV_OK);
+    CHECK_STR(cfg.data_dir, "/tmp/x");
+    CHECK(cfg.https_port == 10443 && cfg.http_port == 9090);
+    CHECK(cfg.n_hostnames == 1 && strcmp(cfg.hostnames[0], "extra") == 0);
+    CHECK(cfg.log_level == KV_LOG_DEBUG);
+    srv_config_free(&cfg);
+    CHECK_ST(load(&cfg, NULL, 1, argv0), KV_OK);
+    CHECK(cfg.n_hostnames == 2 && strcmp(cfg.hostnames[1], "kv.example") == 0);
+    CHECK(cfg.https_port == 9443);
+    srv_config_free(&cfg);
+    unsetenv("KVMOCK_HTTP_PORT");
+    unsetenv("KVMOCK_HTTPS_PORT");
+    unsetenv("KVMOCK_HOSTNAMES");
+
+    /* bad flags */
+    char *argv2[] = {"kvmock", "--https-port", "0", NULL};
+    CHECK_ST(load(&cfg, NULL, 3, argv2), KV_ERR_BAD_PARAM);
+    CHECK(strstr(err, "--https-port") != NULL);
+    srv_config_free(&cfg);
+    char *argv3[] = {"kvmock", "--frobnicate", "1", NULL};
+    CHECK_ST(load(&cfg, NULL, 3, argv3), KV_ERR_BAD_PARAM);
+    CHECK(strstr(err, "--frobnicate") != NULL);
+    srv_config_free(&cfg);
+    char *argv4[] = {"kvmock", "--data", NULL};
+    CHECK_ST(load(&cfg, NULL, 2, argv4), KV_ERR_BAD_PARAM);
+    srv_config_free(&cfg);
+    char *argv5[] = {"kvmock", "--help", NULL};
+    CHECK_ST(load(&cfg, NULL, 2, argv5), KV_ERR_BAD_PARAM);
+    CHECK(err[0] == '\0');
+    srv_config_free(&cfg);
+
+    /* a full configuration file */
+    char *argvc[] = {"kvmock", "--config", cfg_path, NULL};
+    CHECK_ST(load(&cfg,
+                  "{\"tenantId\":\"t-1\",\"identityHeader\":\"s3cret\","
+                  "\"identities\":[{\"name\":\"app\",\"objectId\":\"o1\",\"clientId\":\"c1\"},"
+                  "{\"name\":\"ci\",\"objectId\":\"o2\",\"clientId\":\"c2\",\"default\":true,"
+                  "\"clientSecret\":\"x\",\"manage\":true}],"
+                  "\"vaults\":[{\"name\":\"cmk\",\"properties\":{\"enableSoftDelete\":true,"
+                  "\"softDeleteRetentionInDays\":7,\"enablePurgeProtection\":true}},"
+                  "{\"name\":\"plain\",\"properties\":{\"enableSoftDelete\":false}}]}",
+                  3, argvc),
+             KV_OK);
+    if (cfg.n_vaults != 2) {
+        fprintf(stderr, "full config refused: %s\n", err);
+        CHECK_DONE();
+    }
+    CHECK_STR(cfg.tenant_id, "t-1");
+    CHECK_STR(cfg.identity_header, "s3cret");
+    CHECK(cfg.n_identities == 2 && !cfg.identities[0].is_default && cfg.identities[1].is_default);
+    CHECK(cfg.n_vaults == 2);
+    CHECK(cfg.vaults[0].retention_days == 7 && cfg.vaults[0].purge_protection);
+    CHECK_STR(cfg.vaults[0].tenant_id, "t-1");
+    CHECK(!cfg.vaults[1].soft_delete);
+    srv_config_free(&cfg);
+
+    /* the rules, each with a message naming the problem */
+    refused("{\"vaults\":[{\"name\":\"v\",\"properties\":{\"softDeleteRetentionInDays\":6}}]}",
+            "between 7 and 90");
+    refused("{\"vaults\":[{\"name\":\"v\",\"properties\":{\"softDeleteRetentionInDays\":91}}]}",
+            "between 7 and 90");
+    refused("{\"vaults\":[{\"name\":\"v\",\"properties\":{\"enableSoftDelete\":false,"
+            "\"enablePurgeProtection\":true}}]}",
+            "requires enableSoftDelete");
+    refused("{\"tenantID\":\"x\"}", "unknown field 'tenantID'");
+    refused("{\"vaults\":[{\"name\":\"v\",\"colour\":1}]}", "unknown field 'colour'");
+    refused("{\"vaults\":[{\"name\":\"v\",\"properties\":{\"softDelete\":true}}]}",
+            "unknown field 'softDelete'");
+    refused("{\"identities\":[{\"name\":\"a\",\"objectId\":\"o\",\"clientId\":\"c\",\"x\":1}]}",
+            "unknown field 'x'");
+    refused("{\"identities\":[{\"name\":\"a\",\"objectId\":\"o\"}]}", "needs 'clientId'");
+    refused("{\"identities\":[{\"name\":\"a\",\"objectId\":\"o\",\"clientId\":\"c\","
+            "\"default\":true},{\"name\":\"b\",\"objectId\":\"p\",\"clientId\":\"d\","
+            "\"default\":true}]}",
+            "only one identity");
+    refused("{\"vaults\":[{\"name\":\"Bad_Name\"}]}", "vault name");
+    refused("{\"vaults\":[{\"name\":\"v\"},{\"name\":\"v\"}]}", "named twice");
+    refused("{\"vaults\":[{\"name\":\"v\",\"properties\":{\"enableSoftDelete\":\"yes\"}}]}",
+            "true or false");
+    refused("{\"vaults\": [", "not valid JSON");
+    refused("[]", "JSON object");
+    unlink(cfg_path);
+    refused(NULL, "cannot read");
+    CHECK_DONE();
+}

@@ -1,0 +1,49 @@
+/* The status table: every status has an HTTP status, a code and a message. */
+#include <string.h>
+
+#include "check.h"
+#include "kv_status.h"
+
+static void row(enum kv_status st, int http, const char *code, const char *inner)
+{
+    const struct kv_status_info *i = kv_status_info(st);
+    if (i->http_status != http) {
+        fprintf(stderr, "%s: http %d, want %d\n", kv_status_name(st), i->http_status, http);
+        check_failures++;
+    }
+    CHECK_STR(i->code, code);
+    if (inner == NULL)
+        CHECK(i->inner_code == NULL);
+    else
+        CHECK_STR(i->inner_code, inner);
+    CHECK(i->message != NULL && i->message[0] != '\0');
+}
+
+int main(void)
+{
+    for (int st = KV_OK; st < KV_STATUS_COUNT; st++) {
+        const struct kv_status_info *i = kv_status_info((enum kv_status)st);
+        CHECK(i != NULL && i->code != NULL && i->message != NULL);
+        CHECK(i->http_status >= 200 && i->http_status < 600);
+        CHECK(strncmp(kv_status_name((enum kv_status)st), "KV_", 3) == 0);
+        /* client errors must never be 5xx: the SDKs retry those with back-off */
+        if (st >= KV_ERR_BAD_PARAM && st <= KV_ERR_BAD_BACKUP)
+            CHECK(i->http_status == 400);
+    }
+    row(KV_ERR_BAD_PARAM, 400, "BadParameter", NULL);
+    row(KV_ERR_API_VERSION_BAD, 400, "BadParameter", NULL);
+    row(KV_ERR_UNAUTHORIZED, 401, "Unauthorized", NULL);
+    row(KV_ERR_ACCESS_DENIED, 403, "Forbidden", "AccessDenied");
+    row(KV_ERR_RBAC_DENIED, 403, "Forbidden", "ForbiddenByRbac");
+    row(KV_ERR_KEY_OP_FORBIDDEN, 403, "Forbidden", "KeyOperationForbidden");
+    row(KV_ERR_KEY_NOT_FOUND, 404, "KeyNotFound", NULL);
+    row(KV_ERR_VAULT_NOT_FOUND, 404, "VaultNotFound", NULL);
+    row(KV_ERR_ROUTE_NOT_FOUND, 404, "NotFound", NULL);
+    row(KV_ERR_METHOD_NOT_ALLOWED, 405, "MethodNotAllowed", NULL);
+    row(KV_ERR_KEY_DELETED_RECOVERABLE, 409, "Conflict", "ObjectIsDeletedButRecoverable");
+    CHECK(kv_status_info(KV_ERR_NOMEM)->http_status == 500);
+    /* out-of-range values map to something printable */
+    CHECK(kv_status_info((enum kv_status)9999) != NULL);
+    CHECK(kv_status_name((enum kv_status)9999) != NULL);
+    CHECK_DONE();
+}

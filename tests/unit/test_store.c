@@ -1,0 +1,331 @@
+#define _GNU_SOURCE /* memmem */
+/*
+ * The key store: vaults, versions, paging, key operations, transactions that
+ * survive a full map, sealing at rest and persistence across a reopen.
+ */
+#include <dirent.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "ks.h"
+#include "kv_buf.h"
+
+static char dir[] = "/tmp/kvmock-store-XXXXXX";
+
+static struct ks_env *open_store(size_t map_size)
+{
+    struct ks_env *env = NULL;
+    struct ks_open_opts o = {.data_dir = dir, .map_size = map_size, .cache_entries = 4};
+    CHECK_ST(ks_open(&o, &env), KV_OK);
+    return env;
+}
+
+static void put_vault(struct ks_env *env, const char *name)
+{
+    struct ks_vault v = {.soft_delete = 1, .retention_days = 90};
+    snprintf(v.name, sizeof(v.name), "%s", name);
+    snprintf(v.tenant_id, sizeof(v.tenant_id), "t");
+    CHECK_ST(ks_vault_put(env, &v), KV_OK);
+}
+
+static struct ks_key *create(struct ks_env *env, const char *vault, const char *name,
+                             enum ks_kty kty)
+{
+    struct ks_create p = {.kty = kty};
+    struct ks_key *k = NULL;
+    CHECK_ST(ks_key_create(env, vault, name, &p, &k), KV_OK);
+    return k;
+}
+
+static int is_version(const char *v)
+{
+    if (strlen(v) != 32)
+        return 0;
+    for (const char *p = v; *p; p++) {
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+            return 0;
+    }
+    return 1;
+}
+
+/* Whether @p needle occurs anywhere in the files of the data folder. */
+static int data_contains(const unsigned char *needle, size_t len)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/kvmock.mdb", dir);
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return 0;
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *all = malloc((size_t)size);
+    int found = 0;
+    if (all != NULL && fread(all, 1, (size_t)size, f) == (size_t)size)
+        found = memmem(all, (size_t)size, needle, len) != NULL;
+    free(all);
+    fclose(f);
+    return found;
+}
+
+static void vaults(struct ks_env *env)
+{
+    struct ks_vault v;
+    CHECK_ST(ks_vault_get(env, "nosuch", &v), KV_ERR_VAULT_NOT_FOUND);
+    put_vault(env, "default");
+    CHECK_ST(ks_vault_get(env, "DEFAULT", &v), KV_OK);
+    CHECK_STR(v.name, "default");
+    CHECK(v.soft_delete && v.retention_days == 90);
+    int days = 0;
+    CHECK_STR(ks_vault_recovery_level(&v, &days), "Recoverable+Purgeable");
+    CHECK(days == 90);
+    struct ks_vault bad = {.name = "Bad_Name", .retention_days = 90};
+    CHECK_ST(ks_vault_put(env, &bad), KV_ERR_BAD_PARAM);
+}
+
+static void keys(struct ks_env *env)
+{
+    struct ks_key *k1 = create(env, "default", "Disk-Key", KS_KTY_RSA);
+    struct ks_key *k2 = create(env, "default", "disk-key", KS_KTY_RSA); /* same name: new version */
+    if (k1 == NULL || k2 == NULL)
+        goto out;
+    CHECK(is_version(k1->version) && is_version(k2->version));
+    CHECK(strcmp(k1->version, k2->version) != 0);
+    CHECK_STR(k2->name, "Disk-Key"); /* names are case-insensitive; the first casing stays */
+    CHECK(k1->pub.n.len == 256 && k1->pub.size_bits == 2048);
+    CHECK(k1->ops == (KS_OP_ENCRYPT | KS_OP_DECRYPT | KS_OP_SIGN | KS_OP_VERIFY | KS_OP_WRAP |
+                      KS_OP_UNWRAP));
+    CHECK(k1->attrs.enabled && k1->attrs.created > 0);
+    CHECK_STR(k1->recovery_level, "Recoverable+Purgeable");
+
+    /* get: current and explicit versions */
+    struct ks_key *g = NULL;
+    CHECK_ST(ks_key_get(env, "default", "DISK-KEY", NULL, &g), KV_OK);
+    CHECK(g != NULL && strcmp(g->version, k2->version) == 0);
+    ks_key_free(g);
+    g = NULL;
+    CHECK_ST(ks_key_get(env, "default", "disk-key", k1->version, &g), KV_OK);
+    CHECK(g != NULL && g->pub.n.len == k1->pub.n.len &&
+          memcmp(g->pub.n.data, k1->pub.n.data, g->pub.n.len) == 0);
+    ks_key_free(g);
+    g = NULL;
+    CHECK_ST(ks_key_get(env, "default", "disk-key", "00000000000000000000000000000000", &g),
+             KV_ERR_KEY_NOT_FOUND);
+    CHECK_ST(ks_key_get(env, "default", "disk-key", "not-a-version", &g), KV_ERR_KEY_NOT_FOUND);
+    CHECK_ST(ks_key_get(env, "default", "nosuch", NULL, &g), KV_ERR_KEY_NOT_FOUND);
+    CHECK_ST(ks_key_get(env, "other", "disk-key", NULL, &g), KV_ERR_KEY_NOT_FOUND);
+
+    /* key operations on either version; the old one keeps working */
+    unsigned char secret[32];
+    randombytes_buf(secret, sizeof(secret));
+    struct ks_op_params p = {.alg = KS_ALG_RSA_OAEP_256, .value = {secret, sizeof(secret)}};
+    struct ks_op_result wrapped = {0}, unwrapped = {0};
+    CHECK_ST(ks_key_op(env, "default", "disk-key", k1->version, KS_OP_WRAP, &p, &wrapped), KV_OK);
+    CHECK_STR(wrapped.version, k1->version);
+    struct ks_op_params q = {.alg = KS_ALG_RSA_OAEP_256, .value = wrapped.value};
+    CHECK_ST(ks_key_op(env, "default", "disk-key", k1->version, KS_OP_UNWRAP, &q, &unwrapped),
+             KV_OK);
+    CHECK(unwrapped.value.len == 32 && memcmp(unwrapped.value.data, secret, 32) == 0);
+    ks_op_result_clear(&unwrapped);
+    /* the current version cannot unwrap what the old one wrapped */
+    CHECK_ST(ks_key_op(env, "default", "disk-key", NULL, KS_OP_UNWRAP, &q, &unwrapped),
+             KV_ERR_CRYPTO_FAILED);
+    ks_op_result_clear(&unwrapped);
+    ks_op_result_clear(&wrapped);
+
+    /* an operation outside key_ops is forbidden */
+    struct ks_create sv = {.kty = KS_KTY_RSA, .ops = KS_OP_SIGN | KS_OP_VERIFY, .ops_set = 1};
+    struct ks_key *signer = NULL;
+    CHECK_ST(ks_key_create(env, "default", "signer", &sv, &signer), KV_OK);
+    CHECK_ST(ks_key_op(env, "default", "signer", NULL, KS_OP_WRAP, &p, &wrapped),
+             KV_ERR_KEY_OP_FORBIDDEN);
+    ks_key_free(signer);
+
+    /* bad parameters change nothing */
+    struct ks_create bad = {.kty = KS_KTY_RSA, .size_bits = 1024};
+    struct ks_key *nk = NULL;
+    CHECK_ST(ks_key_create(env, "default", "weak", &bad, &nk), KV_ERR_BAD_KEY_SIZE);
+    CHECK_ST(ks_key_get(env, "default", "weak", NULL, &nk), KV_ERR_KEY_NOT_FOUND);
+    struct ks_create ec = {.kty = KS_KTY_EC};
+    CHECK_ST(ks_key_create(env, "default", "bad_name", &ec, &nk), KV_ERR_BAD_KEY_NAME);
+    CHECK_ST(ks_key_create(env, "nosuch", "k", &ec, &nk), KV_ERR_VAULT_NOT_FOUND);
+    CHECK(nk == NULL);
+
+    /* the store holds the public modulus in the clear (the scan can find things) */
+    char *n64 = NULL;
+    CHECK_ST(kv_b64url_encode(k1->pub.n.data, k1->pub.n.len, &n64), KV_OK);
+    CHECK(n64 != NULL && data_contains((const unsigned char *)n64, strlen(n64)));
+    free(n64);
+out:
+    ks_key_free(k1);
+    ks_key_free(k2);
+}
+
+static void paging(struct ks_env *env)
+{
+    put_vault(env, "paged");
+    char name[32];
+    for (int i = 0; i < 7; i++) {
+        snprintf(name, sizeof(name), "ec-%02d", i);
+        ks_key_free(create(env, "paged", name, KS_KTY_EC));
+    }
+    ks_key_free(create(env, "paged", "ec-03", KS_KTY_EC));
+
+    /* keys, three per page, in name order, each once */
+    char token[KS_SKIPTOKEN_MAX] = "";
+    int seen = 0, pages = 0;
+    for (;;) {
+        struct ks_key_page *page = NULL;
+        CHECK_ST(ks_key_list(env, "paged", token, 3, &page), KV_OK);
+        if (page == NULL)
+            break;
+        pages++;
+        CHECK(page->count <= 3);
+        for (size_t i = 0; i < page->count; i++) {
+            snprintf(name, sizeof(name), "ec-%02d", seen++);
+            CHECK_STR(page->items[i]->name, name);
+        }
+        snprintf(token, sizeof(token), "%s", page->next);
+        ks_key_page_free(page);
+        if (token[0] == '\0' || pages > 10)
+            break;
+    }
+    CHECK(seen == 7 && pages == 3);
+
+    /* versions of one key, one per page */
+    token[0] = '\0';
+    seen = 0;
+    for (pages = 0; pages < 10; pages++) {
+        struct ks_key_page *page = NULL;
+        CHECK_ST(ks_key_list_versions(env, "paged", "EC-03", token, 1, &page), KV_OK);
+        if (page == NULL)
+            break;
+        seen += (int)page->count;
+        snprintf(token, sizeof(token), "%s", page->next);
+        ks_key_page_free(page);
+        if (token[0] == '\0')
+            break;
+    }
+    CHECK(seen == 2);
+
+    struct ks_key_page *page = NULL;
+    CHECK_ST(ks_key_list(env, "paged", "zz-not-hex", 3, &page), KV_ERR_BAD_SKIPTOKEN);
+    CHECK_ST(ks_key_list(env, "paged", NULL, 0, &page), KV_ERR_BAD_MAXRESULTS);
+    CHECK_ST(ks_key_list(env, "paged", NULL, 26, &page), KV_ERR_BAD_MAXRESULTS);
+    CHECK_ST(ks_key_list_versions(env, "paged", "nosuch", NULL, 3, &page), KV_ERR_KEY_NOT_FOUND);
+    CHECK(page == NULL);
+    /* an empty vault lists nothing */
+    put_vault(env, "empty");
+    CHECK_ST(ks_key_list(env, "empty", NULL, 25, &page), KV_OK);
+    CHECK(page != NULL && page->count == 0 && page->next[0] == '\0');
+    ks_key_page_free(page);
+}
+
+/* Many writes into a tiny map: every one lands, the map grows. */
+static void map_growth(void)
+{
+    struct ks_env *env = open_store(64 * 1024);
+    if (env == NULL)
+        return;
+    put_vault(env, "grow");
+    char name[32];
+    for (int i = 0; i < 60; i++) {
+        snprintf(name, sizeof(name), "k%03d", i);
+        struct ks_create p = {.kty = KS_KTY_OCT};
+        struct ks_key *k = NULL;
+        CHECK_ST(ks_key_create(env, "grow", name, &p, &k), KV_OK);
+        ks_key_free(k);
+    }
+    ks_close(env);
+    env = open_store(0);
+    int count = 0;
+    char token[KS_SKIPTOKEN_MAX] = "";
+    for (int pages = 0; env != NULL && pages < 10; pages++) {
+        struct ks_key_page *page = NULL;
+        CHECK_ST(ks_key_list(env, "grow", token, 25, &page), KV_OK);
+        if (page == NULL)
+            break;
+        count += (int)page->count;
+        snprintf(token, sizeof(token), "%s", page->next);
+        ks_key_page_free(page);
+        if (token[0] == '\0')
+            break;
+    }
+    CHECK(count == 60);
+    ks_close(env);
+}
+
+static void persistence(void)
+{
+    struct ks_env *env = open_store(0);
+    if (env == NULL)
+        return;
+    struct ks_key *k = NULL;
+    CHECK_ST(ks_key_get(env, "default", "disk-key", NULL, &k), KV_OK);
+    if (k != NULL) {
+        unsigned char secret[16] = "0123456789abcdef";
+        struct ks_op_params p = {.alg = KS_ALG_RSA_OAEP, .value = {secret, sizeof(secret)}};
+        struct ks_op_result r = {0};
+        CHECK_ST(ks_key_op(env, "default", "disk-key", NULL, KS_OP_WRAP, &p, &r), KV_OK);
+        ks_op_result_clear(&r);
+    }
+    ks_key_free(k);
+    ks_close(env);
+
+    /* the root key file is private */
+    char path[512];
+    snprintf(path, sizeof(path), "%s/root.key", dir);
+    struct stat sb;
+    CHECK(stat(path, &sb) == 0 && (sb.st_mode & 0077) == 0);
+
+    /* another root key cannot open the sealed material */
+    unlink(path);
+    env = open_store(0);
+    if (env != NULL) {
+        unsigned char secret[16] = "0123456789abcdef";
+        struct ks_op_params p = {.alg = KS_ALG_RSA_OAEP, .value = {secret, sizeof(secret)}};
+        struct ks_op_result r = {0};
+        CHECK(ks_key_op(env, "default", "disk-key", NULL, KS_OP_WRAP, &p, &r) != KV_OK);
+        ks_op_result_clear(&r);
+        ks_close(env);
+    }
+}
+
+static void cleanup(void)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char path[512];
+    while (d != NULL && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        unlink(path);
+    }
+    if (d != NULL)
+        closedir(d);
+    rmdir(dir);
+}
+
+int main(void)
+{
+    CHECK(sodium_init() >= 0);
+    CHECK(mkdtemp(dir) != NULL);
+    struct ks_env *env = open_store(0);
+    if (env != NULL) {
+        vaults(env);
+        keys(env);
+        paging(env);
+        ks_close(env);
+    }
+    persistence();
+    cleanup();
+    CHECK(mkdtemp(strcpy(dir, "/tmp/kvmock-store-XXXXXX")) != NULL);
+    map_growth();
+    cleanup();
+    CHECK_DONE();
+}
