@@ -30,15 +30,6 @@ struct ks_material;
 enum kv_status ks_material_generate(enum ks_kty kty, int size_bits, unsigned long exponent,
                                     enum ks_crv crv, struct ks_material **out) KV_MUST_CHECK;
 
-/** A private JWK as raw big-endian bytes (import). Buffers are borrowed. */
-struct ks_jwk {
-    enum ks_kty kty;
-    enum ks_crv crv;
-    struct kv_buf n, e, d, p, q, dp, dq, qi; /**< RSA */
-    struct kv_buf x, y;                      /**< EC public point (d shared with RSA's d) */
-    struct kv_buf k;                         /**< oct */
-};
-
 /**
  * @brief Build key material from a private JWK, checking that it is complete
  * and consistent (RSA: n = p*q and d matches; EC: the point is on the curve and

@@ -236,13 +236,77 @@ out:
     return st;
 }
 
-/* A head record: current version and deleted state. */
+/* A head record: current version, deleted state and rotation policy. */
 struct head {
     char name[KS_NAME_MAX + 1];
     char current[KS_VERSION_LEN + 1];
     int64_t deleted_date;
     int64_t scheduled_purge;
+    struct ks_rotation_policy policy;
 };
+
+enum head_state { HEAD_LIVE, HEAD_DELETED, HEAD_GONE };
+
+/* A soft-deleted key whose scheduled purge date has passed is gone, whether or
+ * not a sweep has removed its records yet. */
+static enum head_state head_state(const struct head *h, int64_t now)
+{
+    if (h->deleted_date == 0)
+        return HEAD_LIVE;
+    return now >= h->scheduled_purge ? HEAD_GONE : HEAD_DELETED;
+}
+
+static void policy_from_json(const cJSON *o, struct ks_rotation_policy *p)
+{
+    memset(p, 0, sizeof(*p));
+    if (!cJSON_IsObject(o))
+        return;
+    p->is_set = 1;
+    snprintf(p->expiry, sizeof(p->expiry), "%s", jstr(o, "expiry") ? jstr(o, "expiry") : "");
+    p->expiry_s = jint(o, "expiry_s");
+    p->created = jint(o, "created");
+    p->updated = jint(o, "updated");
+    const cJSON *a;
+    cJSON_ArrayForEach(a, cJSON_GetObjectItemCaseSensitive(o, "actions"))
+    {
+        if (p->n_actions == KS_POLICY_ACTIONS_MAX)
+            break;
+        struct ks_lifetime_action *la = &p->actions[p->n_actions++];
+        la->rotate = jint(a, "rotate") != 0;
+        snprintf(la->after_create, sizeof(la->after_create), "%s",
+                 jstr(a, "ac") ? jstr(a, "ac") : "");
+        la->after_create_s = jint(a, "ac_s");
+        snprintf(la->before_expiry, sizeof(la->before_expiry), "%s",
+                 jstr(a, "be") ? jstr(a, "be") : "");
+        la->before_expiry_s = jint(a, "be_s");
+    }
+}
+
+static cJSON *policy_to_json(const struct ks_rotation_policy *p)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON *actions = o ? cJSON_AddArrayToObject(o, "actions") : NULL;
+    if (actions == NULL || !cJSON_AddStringToObject(o, "expiry", p->expiry) ||
+        !cJSON_AddNumberToObject(o, "expiry_s", (double)p->expiry_s) ||
+        !cJSON_AddNumberToObject(o, "created", (double)p->created) ||
+        !cJSON_AddNumberToObject(o, "updated", (double)p->updated))
+        goto fail;
+    for (size_t i = 0; i < p->n_actions; i++) {
+        const struct ks_lifetime_action *la = &p->actions[i];
+        cJSON *a = cJSON_CreateObject();
+        if (a == NULL || !cJSON_AddItemToArray(actions, a) ||
+            !cJSON_AddNumberToObject(a, "rotate", la->rotate) ||
+            !cJSON_AddStringToObject(a, "ac", la->after_create) ||
+            !cJSON_AddNumberToObject(a, "ac_s", (double)la->after_create_s) ||
+            !cJSON_AddStringToObject(a, "be", la->before_expiry) ||
+            !cJSON_AddNumberToObject(a, "be_s", (double)la->before_expiry_s))
+            goto fail;
+    }
+    return o;
+fail:
+    cJSON_Delete(o);
+    return NULL;
+}
 
 static enum kv_status head_read(struct ks_txn *tx, const struct loc *l, struct head *out)
 {
@@ -260,6 +324,7 @@ static enum kv_status head_read(struct ks_txn *tx, const struct loc *l, struct h
         memcpy(out->current, cur, KS_VERSION_LEN + 1);
         out->deleted_date = jint(o, "deleted");
         out->scheduled_purge = jint(o, "purge");
+        policy_from_json(cJSON_GetObjectItemCaseSensitive(o, "policy"), &out->policy);
         st = KV_OK;
     }
     cJSON_Delete(o);
@@ -276,6 +341,13 @@ static enum kv_status head_write(struct ks_txn *tx, const struct loc *l, const s
         !cJSON_AddNumberToObject(o, "deleted", (double)h->deleted_date) ||
         !cJSON_AddNumberToObject(o, "purge", (double)h->scheduled_purge))
         goto out;
+    if (h->policy.is_set) {
+        cJSON *pol = policy_to_json(&h->policy);
+        if (pol == NULL || !cJSON_AddItemToObject(o, "policy", pol)) {
+            cJSON_Delete(pol);
+            goto out;
+        }
+    }
     json = cJSON_PrintUnformatted(o);
     if (json == NULL)
         goto out;
@@ -284,6 +356,35 @@ out:
     cJSON_Delete(o);
     cJSON_free(json);
     return st;
+}
+
+/* Remove a key for good: every version record, the head, and cached material. */
+static enum kv_status purge_records(struct ks_txn *tx, const struct loc *l)
+{
+    char prefix[LOC_MAX];
+    memcpy(prefix, l->bytes, l->head_len);
+    prefix[l->head_len] = '\0';
+    size_t plen = l->head_len + 1;
+    MDB_cursor *cur = NULL;
+    if (mdb_cursor_open(tx->txn, tx->env->db_keys, &cur) != 0)
+        return KV_ERR_STORE;
+    int rc;
+    for (;;) {
+        MDB_val k = {plen, prefix}, v;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        if (rc != 0 || k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
+            break;
+        ks_cache_remove(tx->env->cache, k.mv_data, k.mv_size);
+        rc = mdb_cursor_del(cur, 0);
+        if (rc == MDB_MAP_FULL)
+            tx->map_full = 1;
+        if (rc != 0)
+            break;
+    }
+    mdb_cursor_close(cur);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return KV_ERR_STORE;
+    return ks_txn_del(tx, tx->env->db_heads, l->bytes, l->head_len);
 }
 
 /* ---- create -------------------------------------------------------------------- */
@@ -344,6 +445,7 @@ struct create_arg {
     struct loc *l;
     struct ks_key *key; /* filled: name, version, pub, attrs, tags, ops */
     const char *record;
+    int existing_only; /* rotate: the key must exist and be live */
 };
 
 static enum kv_status create_fn(struct ks_txn *tx, void *arg)
@@ -355,11 +457,27 @@ static enum kv_status create_fn(struct ks_txn *tx, void *arg)
         return st;
     struct head h;
     st = head_read(tx, a->l, &h);
-    if (st == KV_OK && h.deleted_date != 0)
-        return KV_ERR_KEY_DELETED_RECOVERABLE;
     if (st != KV_OK && st != KV_ERR_KEY_NOT_FOUND)
         return st;
+    if (st == KV_OK) {
+        switch (head_state(&h, ks_now())) {
+        case HEAD_LIVE:
+            break;
+        case HEAD_DELETED:
+            return a->existing_only ? KV_ERR_KEY_NOT_FOUND : KV_ERR_KEY_DELETED_RECOVERABLE;
+        case HEAD_GONE:
+            if (a->existing_only)
+                return KV_ERR_KEY_NOT_FOUND;
+            st = purge_records(tx, a->l);
+            if (st != KV_OK)
+                return st;
+            st = KV_ERR_KEY_NOT_FOUND;
+            break;
+        }
+    }
     if (st == KV_ERR_KEY_NOT_FOUND) {
+        if (a->existing_only)
+            return st;
         memset(&h, 0, sizeof(h));
         snprintf(h.name, sizeof(h.name), "%s", a->key->name);
     }
@@ -405,42 +523,39 @@ static enum kv_status vault_exists_fn(struct ks_txn *tx, void *arg)
     return ks_vault_read(tx, arg, &v);
 }
 
-enum kv_status ks_key_create(struct ks_env *env, const char *vault, const char *name,
-                             const struct ks_create *p, struct ks_key **out)
-{
-    if (!ks_key_name_valid(name))
-        return KV_ERR_BAD_KEY_NAME;
-    /* Refuse an unknown vault before spending seconds on an RSA key. */
-    enum kv_status st = ks_txn_read(env, vault_exists_fn, (void *)vault);
-    if (st != KV_OK)
-        return st;
+/* What a new version is made of, besides its material. */
+struct version_spec {
+    enum ks_kty kty;
+    int hsm;
+    unsigned ops;
+    struct ks_attrs attrs;
+    const struct ks_tags *tags;
+    int existing_only;
+};
 
-    struct ks_material *m = NULL;
+/* Seal material @p m (consumed) and store it as a new version of vault/name. */
+static enum kv_status store_version(struct ks_env *env, const char *vault, const char *name,
+                                    struct ks_material *m, const struct version_spec *spec,
+                                    struct ks_key **out)
+{
     struct kv_buf priv = {0}, sealed = {0};
     char *record = NULL;
     struct loc l;
+    enum kv_status st = KV_ERR_NOMEM;
     struct ks_key *k = calloc(1, sizeof(*k));
     if (k == NULL)
-        return KV_ERR_NOMEM;
-
-    int bits = p->size_bits;
-    if (bits == 0)
-        bits = p->kty == KS_KTY_OCT ? 256 : 2048;
-    st = ks_material_generate(p->kty, bits, p->exponent ? p->exponent : 65537,
-                              p->crv != KS_CRV_NONE ? p->crv : KS_CRV_P256, &m);
-    if (st != KV_OK)
         goto out;
     st = ks_material_public(m, &k->pub);
     if (st != KV_OK)
         goto out;
     snprintf(k->name, sizeof(k->name), "%s", name);
     new_version(k->version);
-    k->kty = p->kty;
-    k->hsm = p->hsm;
-    k->ops = p->ops_set ? p->ops : default_ops(p->kty);
-    k->attrs = p->attrs;
+    k->kty = spec->kty;
+    k->hsm = spec->hsm;
+    k->ops = spec->ops;
+    k->attrs = spec->attrs;
     k->attrs.created = k->attrs.updated = ks_now();
-    st = tags_copy(&p->tags, &k->tags);
+    st = tags_copy(spec->tags, &k->tags);
     if (st != KV_OK)
         goto out;
 
@@ -456,7 +571,7 @@ enum kv_status ks_key_create(struct ks_env *env, const char *vault, const char *
     if (st != KV_OK)
         goto out;
 
-    struct create_arg a = {vault, &l, k, record};
+    struct create_arg a = {vault, &l, k, record, spec->existing_only};
     st = ks_txn_write(env, create_fn, &a);
     if (st != KV_OK)
         goto out;
@@ -472,6 +587,46 @@ out:
     cJSON_free(record);
     ks_key_free(k);
     return st;
+}
+
+enum kv_status ks_key_create(struct ks_env *env, const char *vault, const char *name,
+                             const struct ks_create *p, struct ks_key **out)
+{
+    if (!ks_key_name_valid(name))
+        return KV_ERR_BAD_KEY_NAME;
+    /* Refuse an unknown vault before spending seconds on an RSA key. */
+    enum kv_status st = ks_txn_read(env, vault_exists_fn, (void *)vault);
+    if (st != KV_OK)
+        return st;
+    int bits = p->size_bits;
+    if (bits == 0)
+        bits = p->kty == KS_KTY_OCT ? 256 : 2048;
+    struct ks_material *m = NULL;
+    st = ks_material_generate(p->kty, bits, p->exponent ? p->exponent : 65537,
+                              p->crv != KS_CRV_NONE ? p->crv : KS_CRV_P256, &m);
+    if (st != KV_OK)
+        return st;
+    struct version_spec spec = {p->kty, p->hsm, p->ops_set ? p->ops : default_ops(p->kty),
+                                p->attrs, &p->tags, 0};
+    return store_version(env, vault, name, m, &spec, out);
+}
+
+enum kv_status ks_key_import(struct ks_env *env, const char *vault, const char *name,
+                             const struct ks_import *p, struct ks_key **out)
+{
+    if (!ks_key_name_valid(name))
+        return KV_ERR_BAD_KEY_NAME;
+    enum kv_status st = ks_txn_read(env, vault_exists_fn, (void *)vault);
+    if (st != KV_OK)
+        return st;
+    struct ks_material *m = NULL;
+    st = ks_material_from_jwk(&p->jwk, &m);
+    if (st != KV_OK)
+        return st;
+    struct version_spec spec = {p->jwk.kty, p->hsm,
+                                p->ops_set ? p->ops : default_ops(p->jwk.kty), p->attrs,
+                                &p->tags, 0};
+    return store_version(env, vault, name, m, &spec, out);
 }
 
 /* ---- get ------------------------------------------------------------------------- */
@@ -491,7 +646,7 @@ static enum kv_status resolve_version(struct ks_txn *tx, struct loc *l, const ch
     enum kv_status st = head_read(tx, l, &h);
     if (st != KV_OK)
         return st;
-    if (h.deleted_date != 0)
+    if (head_state(&h, ks_now()) != HEAD_LIVE)
         return KV_ERR_KEY_NOT_FOUND;
     if (version == NULL || version[0] == '\0') {
         memcpy(resolved, h.current, KS_VERSION_LEN + 1);
@@ -547,6 +702,7 @@ enum kv_status ks_key_get(struct ks_env *env, const char *vault, const char *nam
 struct list_arg {
     const char *vault;
     const char *name; /* NULL: list keys; else list this key's versions */
+    int deleted;      /* list soft-deleted keys instead of live ones */
     const unsigned char *after;
     size_t after_len;
     int max;
@@ -566,16 +722,21 @@ static enum kv_status page_add(struct ks_key_page *p, struct ks_key *k, int max)
     return KV_OK;
 }
 
-/* Whether a head record is live; sets its current version. */
-static int head_live(const MDB_val *v, char current[KS_VERSION_LEN + 1])
+/* Read a head record from a list scan. @return 1 when it is in the wanted state. */
+static int head_listed(const MDB_val *v, int deleted, struct head *h)
 {
     cJSON *o = cJSON_ParseWithLength(v->mv_data, v->mv_size);
     const char *cur = o ? jstr(o, "current") : NULL;
-    int live = cur != NULL && strlen(cur) == KS_VERSION_LEN && jint(o, "deleted") == 0;
-    if (live)
-        memcpy(current, cur, KS_VERSION_LEN + 1);
+    int ok = cur != NULL && strlen(cur) == KS_VERSION_LEN;
+    if (ok) {
+        memset(h, 0, sizeof(*h));
+        memcpy(h->current, cur, KS_VERSION_LEN + 1);
+        h->deleted_date = jint(o, "deleted");
+        h->scheduled_purge = jint(o, "purge");
+        ok = head_state(h, ks_now()) == (deleted ? HEAD_DELETED : HEAD_LIVE);
+    }
     cJSON_Delete(o);
-    return live;
+    return ok;
 }
 
 /* Read the item a list entry stands for, or set *item to NULL to skip the entry. */
@@ -595,18 +756,24 @@ static enum kv_status list_item(struct ks_txn *tx, const struct list_arg *a,
         version[KS_VERSION_LEN] = '\0';
         return key_from_record(v, version, vault, item);
     }
-    /* A key: its head, if live, names the current version. */
-    if (rest > KS_NAME_MAX || memchr(suffix, 0, rest) != NULL || !head_live(v, version))
+    /* A key: its head, if in the wanted state, names the current version. */
+    struct head h;
+    if (rest > KS_NAME_MAX || memchr(suffix, 0, rest) != NULL || !head_listed(v, a->deleted, &h))
         return KV_OK;
+    memcpy(version, h.current, KS_VERSION_LEN + 1);
     struct loc kl;
     memcpy(kl.bytes, k->mv_data, k->mv_size);
     kl.head_len = k->mv_size;
     loc_set_version(&kl, version);
     MDB_val rv;
     enum kv_status st = ks_txn_get(tx, tx->env->db_keys, kl.bytes, kl.len, &rv);
-    if (st != KV_OK)
-        return st;
-    return key_from_record(&rv, version, vault, item);
+    if (st == KV_OK)
+        st = key_from_record(&rv, version, vault, item);
+    if (st == KV_OK && a->deleted) {
+        (*item)->deleted_date = h.deleted_date;
+        (*item)->scheduled_purge = h.scheduled_purge;
+    }
+    return st;
 }
 
 static enum kv_status list_fn(struct ks_txn *tx, void *arg)
@@ -626,7 +793,7 @@ static enum kv_status list_fn(struct ks_txn *tx, void *arg)
         st = head_read(tx, &l, &h);
         if (st != KV_OK)
             return st;
-        if (h.deleted_date != 0)
+        if (head_state(&h, ks_now()) != HEAD_LIVE)
             return KV_ERR_KEY_NOT_FOUND;
         dbi = tx->env->db_keys;
         l.bytes[l.head_len] = '\0';
@@ -677,7 +844,8 @@ static enum kv_status list_fn(struct ks_txn *tx, void *arg)
 }
 
 static enum kv_status list_common(struct ks_env *env, const char *vault, const char *name,
-                                  const char *skiptoken, int max, struct ks_key_page **out)
+                                  int deleted, const char *skiptoken, int max,
+                                  struct ks_key_page **out)
 {
     if (max < 1 || max > KS_PAGE_MAX)
         return KV_ERR_BAD_MAXRESULTS;
@@ -698,7 +866,7 @@ static enum kv_status list_common(struct ks_env *env, const char *vault, const c
     struct ks_key_page *page = calloc(1, sizeof(*page));
     if (page == NULL)
         return KV_ERR_NOMEM;
-    struct list_arg a = {vault, name, after, after_len, max, page};
+    struct list_arg a = {vault, name, deleted, after, after_len, max, page};
     enum kv_status st = ks_txn_read(env, list_fn, &a);
     if (st != KV_OK) {
         ks_key_page_free(page);
@@ -711,13 +879,19 @@ static enum kv_status list_common(struct ks_env *env, const char *vault, const c
 enum kv_status ks_key_list(struct ks_env *env, const char *vault, const char *skiptoken, int max,
                            struct ks_key_page **out)
 {
-    return list_common(env, vault, NULL, skiptoken, max, out);
+    return list_common(env, vault, NULL, 0, skiptoken, max, out);
+}
+
+enum kv_status ks_deleted_list(struct ks_env *env, const char *vault, const char *skiptoken,
+                               int max, struct ks_key_page **out)
+{
+    return list_common(env, vault, NULL, 1, skiptoken, max, out);
 }
 
 enum kv_status ks_key_list_versions(struct ks_env *env, const char *vault, const char *name,
                                     const char *skiptoken, int max, struct ks_key_page **out)
 {
-    return list_common(env, vault, name, skiptoken, max, out);
+    return list_common(env, vault, name, 0, skiptoken, max, out);
 }
 
 /* ---- key operations ------------------------------------------------------------ */
@@ -816,5 +990,738 @@ enum kv_status ks_key_op(struct ks_env *env, const char *vault, const char *name
 out:
     ks_cache_release(env->cache, ref);
     kv_buf_free(&a.sealed);
+    return st;
+}
+
+/* ---- delete, deleted keys, recover, purge ---------------------------------------- */
+
+/* Read the current version record of a head into a key. */
+static enum kv_status current_key(struct ks_txn *tx, struct loc *l, const struct head *h,
+                                  const struct ks_vault *vault, struct ks_key **out)
+{
+    loc_set_version(l, h->current);
+    MDB_val v;
+    enum kv_status st = ks_txn_get(tx, tx->env->db_keys, l->bytes, l->len, &v);
+    if (st == KV_ERR_KEY_NOT_FOUND)
+        st = KV_ERR_STORE; /* a head always names a stored version */
+    if (st != KV_OK)
+        return st;
+    return key_from_record(&v, h->current, vault, out);
+}
+
+enum lifecycle_op { LC_DELETE, LC_GET_DELETED, LC_RECOVER, LC_PURGE };
+
+struct lifecycle_arg {
+    const char *vault;
+    struct loc *l;
+    enum lifecycle_op op;
+    struct ks_key *key; /* out */
+};
+
+static enum kv_status lifecycle_fn(struct ks_txn *tx, void *arg)
+{
+    struct lifecycle_arg *a = arg;
+    struct ks_vault vault;
+    enum kv_status st = ks_vault_read(tx, a->vault, &vault);
+    if (st != KV_OK)
+        return st;
+    struct head h;
+    st = head_read(tx, a->l, &h);
+    if (st != KV_OK && st != KV_ERR_KEY_NOT_FOUND)
+        return st;
+    enum head_state hs = st == KV_OK ? head_state(&h, ks_now()) : HEAD_GONE;
+
+    if (a->op == LC_DELETE) {
+        if (hs != HEAD_LIVE)
+            return KV_ERR_KEY_NOT_FOUND;
+        st = current_key(tx, a->l, &h, &vault, &a->key);
+        if (st != KV_OK)
+            return st;
+        if (!vault.soft_delete)
+            return purge_records(tx, a->l);
+        h.deleted_date = ks_now();
+        h.scheduled_purge = h.deleted_date + (int64_t)vault.retention_days * 86400;
+        a->key->deleted_date = h.deleted_date;
+        a->key->scheduled_purge = h.scheduled_purge;
+        return head_write(tx, a->l, &h);
+    }
+
+    if (hs != HEAD_DELETED)
+        return KV_ERR_DELETED_KEY_NOT_FOUND;
+    switch (a->op) {
+    case LC_GET_DELETED:
+        st = current_key(tx, a->l, &h, &vault, &a->key);
+        if (st == KV_OK) {
+            a->key->deleted_date = h.deleted_date;
+            a->key->scheduled_purge = h.scheduled_purge;
+        }
+        return st;
+    case LC_RECOVER:
+        h.deleted_date = h.scheduled_purge = 0;
+        st = head_write(tx, a->l, &h);
+        if (st == KV_OK)
+            st = current_key(tx, a->l, &h, &vault, &a->key);
+        return st;
+    case LC_PURGE:
+        if (vault.purge_protection)
+            return KV_ERR_PURGE_PROTECTED;
+        return purge_records(tx, a->l);
+    default:
+        return KV_ERR_INTERNAL;
+    }
+}
+
+static enum kv_status lifecycle(struct ks_env *env, const char *vault, const char *name,
+                                enum lifecycle_op op, struct ks_key **out)
+{
+    if (!names_fit(vault, name))
+        return op == LC_DELETE ? KV_ERR_KEY_NOT_FOUND : KV_ERR_DELETED_KEY_NOT_FOUND;
+    struct loc l;
+    loc_init(&l, vault, name);
+    struct lifecycle_arg a = {vault, &l, op, NULL};
+    enum kv_status st = op == LC_GET_DELETED ? ks_txn_read(env, lifecycle_fn, &a)
+                                             : ks_txn_write(env, lifecycle_fn, &a);
+    if (st == KV_OK && out != NULL) {
+        *out = a.key;
+        a.key = NULL;
+    }
+    ks_key_free(a.key);
+    return st;
+}
+
+enum kv_status ks_key_delete(struct ks_env *env, const char *vault, const char *name,
+                             struct ks_key **out)
+{
+    return lifecycle(env, vault, name, LC_DELETE, out);
+}
+
+enum kv_status ks_deleted_get(struct ks_env *env, const char *vault, const char *name,
+                              struct ks_key **out)
+{
+    return lifecycle(env, vault, name, LC_GET_DELETED, out);
+}
+
+enum kv_status ks_deleted_recover(struct ks_env *env, const char *vault, const char *name,
+                                  struct ks_key **out)
+{
+    return lifecycle(env, vault, name, LC_RECOVER, out);
+}
+
+enum kv_status ks_deleted_purge(struct ks_env *env, const char *vault, const char *name)
+{
+    return lifecycle(env, vault, name, LC_PURGE, NULL);
+}
+
+/* ---- update -------------------------------------------------------------------------- */
+
+struct update_arg {
+    const char *vault;
+    struct loc *l;
+    const char *version;
+    const struct ks_update *u;
+    struct ks_key *key; /* out */
+};
+
+static int replace_number(cJSON *o, const char *name, double value)
+{
+    cJSON *n = cJSON_CreateNumber(value);
+    if (n == NULL)
+        return 0;
+    if (cJSON_GetObjectItemCaseSensitive(o, name) != NULL)
+        return cJSON_ReplaceItemInObjectCaseSensitive(o, name, n) ? 1 : (cJSON_Delete(n), 0);
+    return cJSON_AddItemToObject(o, name, n) ? 1 : (cJSON_Delete(n), 0);
+}
+
+static enum kv_status update_fn(struct ks_txn *tx, void *arg)
+{
+    struct update_arg *a = arg;
+    const struct ks_update *u = a->u;
+    struct ks_vault vault;
+    enum kv_status st = ks_vault_read(tx, a->vault, &vault);
+    if (st != KV_OK)
+        return st;
+    char version[KS_VERSION_LEN + 1];
+    st = resolve_version(tx, a->l, a->version, version);
+    if (st != KV_OK)
+        return st;
+    MDB_val v;
+    st = ks_txn_get(tx, tx->env->db_keys, a->l->bytes, a->l->len, &v);
+    if (st != KV_OK)
+        return st;
+    cJSON *o = cJSON_ParseWithLength(v.mv_data, v.mv_size);
+    char *json = NULL;
+    if (o == NULL)
+        return KV_ERR_STORE;
+    st = KV_ERR_NOMEM;
+    int ok = 1;
+    if (u->enabled_set) {
+        cJSON *b = cJSON_CreateBool(u->enabled);
+        ok = b != NULL && cJSON_ReplaceItemInObjectCaseSensitive(o, "enabled", b);
+        if (!ok)
+            cJSON_Delete(b);
+    }
+    if (ok && u->nbf_set)
+        ok = replace_number(o, "nbf", (double)u->nbf);
+    if (ok && u->exp_set)
+        ok = replace_number(o, "exp", (double)u->exp);
+    if (ok && u->ops_set)
+        ok = replace_number(o, "ops", (double)u->ops);
+    if (ok && u->tags_set) {
+        cJSON *t = tags_to_json(&u->tags);
+        ok = t != NULL && cJSON_ReplaceItemInObjectCaseSensitive(o, "tags", t);
+        if (!ok)
+            cJSON_Delete(t);
+    }
+    if (ok)
+        ok = replace_number(o, "updated", (double)ks_now());
+    if (ok)
+        json = cJSON_PrintUnformatted(o);
+    if (json != NULL) {
+        st = ks_txn_put(tx, tx->env->db_keys, a->l->bytes, a->l->len, json, strlen(json));
+        if (st == KV_OK) {
+            MDB_val nv = {strlen(json), json};
+            st = key_from_record(&nv, version, &vault, &a->key);
+        }
+    }
+    cJSON_free(json);
+    cJSON_Delete(o);
+    return st;
+}
+
+enum kv_status ks_key_update(struct ks_env *env, const char *vault, const char *name,
+                             const char *version, const struct ks_update *u, struct ks_key **out)
+{
+    if (!names_fit(vault, name))
+        return KV_ERR_KEY_NOT_FOUND;
+    struct loc l;
+    loc_init(&l, vault, name);
+    struct update_arg a = {vault, &l, version, u, NULL};
+    enum kv_status st = ks_txn_write(env, update_fn, &a);
+    if (st == KV_OK) {
+        *out = a.key;
+        a.key = NULL;
+    }
+    ks_key_free(a.key);
+    return st;
+}
+
+/* ---- rotation policy and rotate --------------------------------------------------------- */
+
+struct policy_arg {
+    const char *vault;
+    struct loc *l;
+    const struct ks_rotation_policy *in; /* NULL: read */
+    struct ks_rotation_policy out;
+};
+
+static enum kv_status policy_fn(struct ks_txn *tx, void *arg)
+{
+    struct policy_arg *a = arg;
+    struct ks_vault vault;
+    enum kv_status st = ks_vault_read(tx, a->vault, &vault);
+    if (st != KV_OK)
+        return st;
+    struct head h;
+    st = head_read(tx, a->l, &h);
+    if (st != KV_OK)
+        return st;
+    if (head_state(&h, ks_now()) != HEAD_LIVE)
+        return KV_ERR_KEY_NOT_FOUND;
+    if (a->in != NULL) {
+        int64_t created = h.policy.is_set ? h.policy.created : ks_now();
+        h.policy = *a->in;
+        h.policy.is_set = 1;
+        h.policy.created = created;
+        h.policy.updated = ks_now();
+        st = head_write(tx, a->l, &h);
+    }
+    a->out = h.policy;
+    return st;
+}
+
+static enum kv_status policy_common(struct ks_env *env, const char *vault, const char *name,
+                                    const struct ks_rotation_policy *in,
+                                    struct ks_rotation_policy *out)
+{
+    if (!names_fit(vault, name))
+        return KV_ERR_KEY_NOT_FOUND;
+    struct loc l;
+    loc_init(&l, vault, name);
+    struct policy_arg a = {vault, &l, in, {0}};
+    enum kv_status st =
+        in ? ks_txn_write(env, policy_fn, &a) : ks_txn_read(env, policy_fn, &a);
+    if (st == KV_OK)
+        *out = a.out;
+    return st;
+}
+
+enum kv_status ks_rotation_policy_get(struct ks_env *env, const char *vault, const char *name,
+                                      struct ks_rotation_policy *out)
+{
+    return policy_common(env, vault, name, NULL, out);
+}
+
+enum kv_status ks_rotation_policy_set(struct ks_env *env, const char *vault, const char *name,
+                                      const struct ks_rotation_policy *in,
+                                      struct ks_rotation_policy *out)
+{
+    return policy_common(env, vault, name, in, out);
+}
+
+/* The public exponent of an RSA key as a number. */
+static unsigned long exponent_of(const struct ks_pub *pub)
+{
+    unsigned long e = 0;
+    for (size_t i = 0; i < pub->e.len && i < sizeof(e); i++)
+        e = (e << 8) | pub->e.data[i];
+    return e;
+}
+
+enum kv_status ks_key_rotate(struct ks_env *env, const char *vault, const char *name,
+                             struct ks_key **out)
+{
+    struct ks_key *cur = NULL;
+    struct ks_rotation_policy pol;
+    enum kv_status st = ks_key_get(env, vault, name, NULL, &cur);
+    if (st == KV_OK)
+        st = ks_rotation_policy_get(env, vault, name, &pol);
+    if (st != KV_OK) {
+        ks_key_free(cur);
+        return st;
+    }
+    struct ks_material *m = NULL;
+    st = ks_material_generate(cur->kty, cur->pub.size_bits, exponent_of(&cur->pub), cur->pub.crv,
+                              &m);
+    if (st == KV_OK) {
+        struct version_spec spec = {cur->kty, cur->hsm, cur->ops, {0}, &cur->tags, 1};
+        spec.attrs.enabled = 1;
+        spec.attrs.exportable = cur->attrs.exportable;
+        if (pol.is_set && pol.expiry_s > 0)
+            spec.attrs.exp = ks_now() + pol.expiry_s;
+        st = store_version(env, vault, cur->name, m, &spec, out);
+    }
+    ks_key_free(cur);
+    return st;
+}
+
+/* ---- backup and restore --------------------------------------------------------------- */
+
+#define BACKUP_FORMAT "kvmock-key-backup-1"
+static const char backup_ad[] = "kvmock key backup";
+
+struct backup_arg {
+    const char *vault;
+    struct loc *l;
+    struct head head;
+    cJSON *versions; /* out: [{"version", "record"}] with records as stored */
+};
+
+static enum kv_status backup_fn(struct ks_txn *tx, void *arg)
+{
+    struct backup_arg *a = arg;
+    struct ks_vault vault;
+    enum kv_status st = ks_vault_read(tx, a->vault, &vault);
+    if (st != KV_OK)
+        return st;
+    st = head_read(tx, a->l, &a->head);
+    if (st != KV_OK)
+        return st;
+    if (head_state(&a->head, ks_now()) != HEAD_LIVE)
+        return KV_ERR_KEY_NOT_FOUND;
+
+    char prefix[LOC_MAX];
+    memcpy(prefix, a->l->bytes, a->l->head_len);
+    prefix[a->l->head_len] = '\0';
+    size_t plen = a->l->head_len + 1;
+    MDB_cursor *cur = NULL;
+    if (mdb_cursor_open(tx->txn, tx->env->db_keys, &cur) != 0)
+        return KV_ERR_STORE;
+    MDB_val k = {plen, prefix}, v;
+    int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    for (; rc == 0 && st == KV_OK; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != plen + KS_VERSION_LEN || memcmp(k.mv_data, prefix, plen) != 0)
+            break;
+        cJSON *item = cJSON_CreateObject();
+        cJSON *rec = cJSON_ParseWithLength(v.mv_data, v.mv_size);
+        char version[KS_VERSION_LEN + 1];
+        memcpy(version, (char *)k.mv_data + plen, KS_VERSION_LEN);
+        version[KS_VERSION_LEN] = '\0';
+        if (item == NULL || rec == NULL || !cJSON_AddItemToArray(a->versions, item) ||
+            !cJSON_AddStringToObject(item, "version", version)) {
+            cJSON_Delete(rec);
+            st = KV_ERR_NOMEM;
+            break;
+        }
+        cJSON_AddItemToObject(item, "record", rec);
+    }
+    mdb_cursor_close(cur);
+    if (st == KV_OK && rc != 0 && rc != MDB_NOTFOUND)
+        st = KV_ERR_STORE;
+    return st;
+}
+
+/* Swap a record's sealed material between "sealed" (bound to a location) and
+ * "material" (plain, only ever inside a sealed backup). */
+static enum kv_status reseal(struct ks_env *env, cJSON *rec, const struct loc *from,
+                             const struct loc *to)
+{
+    struct kv_buf in = {0}, plain = {0}, out = {0};
+    char *text = NULL;
+    enum kv_status st;
+    if (from != NULL) {
+        st = jbuf(rec, "sealed", &in);
+        if (st == KV_OK)
+            st = ks_unseal(env->root_key, from->bytes, from->len, in.data, in.len, &plain);
+        if (st == KV_OK && kv_b64url_encode(plain.data, plain.len, &text) != KV_OK)
+            st = KV_ERR_NOMEM;
+        if (st == KV_OK) {
+            cJSON_DeleteItemFromObjectCaseSensitive(rec, "sealed");
+            if (!cJSON_AddStringToObject(rec, "material", text))
+                st = KV_ERR_NOMEM;
+        }
+    } else {
+        const char *m = jstr(rec, "material");
+        st = m != NULL && kv_b64url_decode(m, &plain) == KV_OK ? KV_OK : KV_ERR_BAD_BACKUP;
+        if (st == KV_OK)
+            st = ks_seal(env->root_key, to->bytes, to->len, plain.data, plain.len, &out);
+        if (st == KV_OK && kv_b64url_encode(out.data, out.len, &text) != KV_OK)
+            st = KV_ERR_NOMEM;
+        if (st == KV_OK) {
+            cJSON *mat = cJSON_GetObjectItemCaseSensitive(rec, "material");
+            sodium_memzero(mat->valuestring, strlen(mat->valuestring));
+            cJSON_DeleteItemFromObjectCaseSensitive(rec, "material");
+            if (!cJSON_AddStringToObject(rec, "sealed", text))
+                st = KV_ERR_NOMEM;
+        }
+    }
+    if (text != NULL)
+        sodium_memzero(text, strlen(text));
+    free(text);
+    kv_buf_free(&in);
+    kv_buf_wipe(&plain);
+    kv_buf_free(&out);
+    return st;
+}
+
+/* Wipe every "material" string of a backup document, then free it. */
+static void backup_doc_free(cJSON *doc)
+{
+    const cJSON *item;
+    cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(doc, "versions"))
+    {
+        cJSON *m = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(item, "record"),
+                                                    "material");
+        if (cJSON_IsString(m))
+            sodium_memzero(m->valuestring, strlen(m->valuestring));
+    }
+    cJSON_Delete(doc);
+}
+
+enum kv_status ks_key_backup(struct ks_env *env, const char *vault, const char *name,
+                             struct kv_buf *out)
+{
+    if (!names_fit(vault, name))
+        return KV_ERR_KEY_NOT_FOUND;
+    struct loc l;
+    loc_init(&l, vault, name);
+    cJSON *doc = cJSON_CreateObject();
+    cJSON *versions = doc ? cJSON_AddArrayToObject(doc, "versions") : NULL;
+    char *text = NULL;
+    if (versions == NULL) {
+        cJSON_Delete(doc);
+        return KV_ERR_NOMEM;
+    }
+    struct backup_arg a = {vault, &l, {{0}}, versions};
+    enum kv_status st = ks_txn_read(env, backup_fn, &a);
+    if (st != KV_OK)
+        goto out;
+    st = KV_ERR_NOMEM;
+    if (!cJSON_AddStringToObject(doc, "format", BACKUP_FORMAT) ||
+        !cJSON_AddStringToObject(doc, "name", a.head.name) ||
+        !cJSON_AddStringToObject(doc, "current", a.head.current))
+        goto out;
+    if (a.head.policy.is_set) {
+        cJSON *pol = policy_to_json(&a.head.policy);
+        if (pol == NULL || !cJSON_AddItemToObject(doc, "policy", pol)) {
+            cJSON_Delete(pol);
+            goto out;
+        }
+    }
+    st = KV_OK;
+    cJSON *item;
+    cJSON_ArrayForEach(item, versions)
+    {
+        struct loc vl = l;
+        loc_set_version(&vl, jstr(item, "version"));
+        st = reseal(env, cJSON_GetObjectItemCaseSensitive(item, "record"), &vl, NULL);
+        if (st != KV_OK)
+            goto out;
+    }
+    text = cJSON_PrintUnformatted(doc);
+    if (text == NULL) {
+        st = KV_ERR_NOMEM;
+        goto out;
+    }
+    st = ks_seal(env->root_key, backup_ad, sizeof(backup_ad), (unsigned char *)text, strlen(text),
+                 out);
+out:
+    if (text != NULL)
+        sodium_memzero(text, strlen(text));
+    cJSON_free(text);
+    backup_doc_free(doc);
+    return st;
+}
+
+struct restore_arg {
+    const char *vault;
+    struct loc *l;
+    cJSON *doc;
+    struct head head;
+    struct ks_key *key; /* out */
+};
+
+static enum kv_status restore_fn(struct ks_txn *tx, void *arg)
+{
+    struct restore_arg *a = arg;
+    struct ks_vault vault;
+    enum kv_status st = ks_vault_read(tx, a->vault, &vault);
+    if (st != KV_OK)
+        return st;
+    struct head h;
+    st = head_read(tx, a->l, &h);
+    if (st == KV_OK) {
+        enum head_state hs = head_state(&h, ks_now());
+        if (hs == HEAD_LIVE)
+            return KV_ERR_KEY_EXISTS;
+        if (hs == HEAD_DELETED)
+            return KV_ERR_KEY_DELETED_RECOVERABLE;
+        st = purge_records(tx, a->l);
+        if (st != KV_OK)
+            return st;
+    } else if (st != KV_ERR_KEY_NOT_FOUND) {
+        return st;
+    }
+    const cJSON *item;
+    cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(a->doc, "versions"))
+    {
+        struct loc vl = *a->l;
+        loc_set_version(&vl, jstr(item, "version"));
+        char *json = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(item, "record"));
+        if (json == NULL)
+            return KV_ERR_NOMEM;
+        st = ks_txn_put(tx, tx->env->db_keys, vl.bytes, vl.len, json, strlen(json));
+        cJSON_free(json);
+        if (st != KV_OK)
+            return st;
+    }
+    st = head_write(tx, a->l, &a->head);
+    if (st == KV_OK)
+        st = current_key(tx, a->l, &a->head, &vault, &a->key);
+    return st;
+}
+
+/* Check a backup document's shape; fills the head it restores. */
+static enum kv_status restore_check(const cJSON *doc, struct head *h)
+{
+    const char *format = jstr(doc, "format"), *name = jstr(doc, "name"),
+               *current = jstr(doc, "current");
+    const cJSON *versions = cJSON_GetObjectItemCaseSensitive(doc, "versions");
+    if (format == NULL || strcmp(format, BACKUP_FORMAT) != 0 || name == NULL ||
+        !ks_key_name_valid(name) || current == NULL || !version_valid(current) ||
+        !cJSON_IsArray(versions) || cJSON_GetArraySize(versions) < 1)
+        return KV_ERR_BAD_BACKUP;
+    int has_current = 0;
+    const cJSON *item;
+    cJSON_ArrayForEach(item, versions)
+    {
+        const char *v = jstr(item, "version");
+        const cJSON *rec = cJSON_GetObjectItemCaseSensitive(item, "record");
+        if (v == NULL || !version_valid(v) || !cJSON_IsObject(rec) ||
+            jstr(rec, "material") == NULL)
+            return KV_ERR_BAD_BACKUP;
+        has_current |= strcmp(v, current) == 0;
+    }
+    if (!has_current)
+        return KV_ERR_BAD_BACKUP;
+    memset(h, 0, sizeof(*h));
+    snprintf(h->name, sizeof(h->name), "%s", name);
+    memcpy(h->current, current, KS_VERSION_LEN + 1);
+    policy_from_json(cJSON_GetObjectItemCaseSensitive(doc, "policy"), &h->policy);
+    return KV_OK;
+}
+
+enum kv_status ks_key_restore(struct ks_env *env, const char *vault, const unsigned char *blob,
+                              size_t len, struct ks_key **out)
+{
+    struct kv_buf plain = {0};
+    cJSON *doc = NULL;
+    struct restore_arg a = {vault, NULL, NULL, {{0}}, NULL};
+    struct loc l;
+    enum kv_status st = ks_unseal(env->root_key, backup_ad, sizeof(backup_ad), blob, len, &plain);
+    if (st != KV_OK) {
+        st = st == KV_ERR_NOMEM ? st : KV_ERR_BAD_BACKUP;
+        goto out;
+    }
+    doc = cJSON_ParseWithLength((const char *)plain.data, plain.len);
+    st = doc != NULL ? restore_check(doc, &a.head) : KV_ERR_BAD_BACKUP;
+    if (st != KV_OK)
+        goto out;
+    if (strlen(vault) > KS_VAULT_NAME_MAX) {
+        st = KV_ERR_VAULT_NOT_FOUND;
+        goto out;
+    }
+    loc_init(&l, vault, a.head.name);
+    cJSON *item;
+    cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(doc, "versions"))
+    {
+        struct loc vl = l;
+        loc_set_version(&vl, jstr(item, "version"));
+        st = reseal(env, cJSON_GetObjectItemCaseSensitive(item, "record"), NULL, &vl);
+        if (st != KV_OK)
+            goto out;
+    }
+    a.l = &l;
+    a.doc = doc;
+    st = ks_txn_write(env, restore_fn, &a);
+    if (st == KV_OK) {
+        *out = a.key;
+        a.key = NULL;
+    }
+out:
+    ks_key_free(a.key);
+    backup_doc_free(doc);
+    kv_buf_wipe(&plain);
+    return st;
+}
+
+/* ---- the sweep: scheduled purges and rotation triggers ---------------------------------- */
+
+struct sweep_item {
+    char vault[KS_VAULT_NAME_MAX + 1];
+    char name[KS_NAME_MAX + 1];
+    int purge; /* 1: purge; 0: rotate */
+};
+
+struct sweep_arg {
+    struct sweep_item *items;
+    size_t count, cap;
+};
+
+/* Whether a live key's Rotate trigger has passed. */
+static int rotation_due(struct ks_txn *tx, const MDB_val *hk, const struct head *h, int64_t now)
+{
+    const struct ks_lifetime_action *rot = NULL;
+    for (size_t i = 0; i < h->policy.n_actions; i++) {
+        if (h->policy.actions[i].rotate)
+            rot = &h->policy.actions[i];
+    }
+    if (!h->policy.is_set || rot == NULL)
+        return 0;
+    struct loc l;
+    memcpy(l.bytes, hk->mv_data, hk->mv_size);
+    l.head_len = hk->mv_size;
+    loc_set_version(&l, h->current);
+    MDB_val v;
+    if (ks_txn_get(tx, tx->env->db_keys, l.bytes, l.len, &v) != KV_OK)
+        return 0;
+    cJSON *o = cJSON_ParseWithLength(v.mv_data, v.mv_size);
+    int64_t created = jint(o, "created"), exp = jint(o, "exp");
+    cJSON_Delete(o);
+    if (rot->after_create_s > 0)
+        return created + rot->after_create_s <= now;
+    if (rot->before_expiry_s > 0 && exp != 0)
+        return exp - rot->before_expiry_s <= now;
+    return 0;
+}
+
+static enum kv_status sweep_scan_fn(struct ks_txn *tx, void *arg)
+{
+    struct sweep_arg *a = arg;
+    MDB_cursor *cur = NULL;
+    if (mdb_cursor_open(tx->txn, tx->env->db_heads, &cur) != 0)
+        return KV_ERR_STORE;
+    int64_t now = ks_now();
+    MDB_val k, v;
+    enum kv_status st = KV_OK;
+    int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    for (; rc == 0 && st == KV_OK; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        const char *kb = k.mv_data;
+        const char *sep = memchr(kb, '\0', k.mv_size);
+        if (sep == NULL || (size_t)(sep - kb) > KS_VAULT_NAME_MAX ||
+            k.mv_size - (size_t)(sep - kb) - 1 > KS_NAME_MAX)
+            continue;
+        struct loc l;
+        memcpy(l.bytes, kb, k.mv_size);
+        l.head_len = l.len = k.mv_size;
+        struct head h;
+        if (head_read(tx, &l, &h) != KV_OK)
+            continue;
+        enum head_state hs = head_state(&h, now);
+        int purge = hs == HEAD_GONE;
+        if (!purge && !(hs == HEAD_LIVE && rotation_due(tx, &k, &h, now)))
+            continue;
+        if (a->count == a->cap) {
+            size_t ncap = a->cap ? a->cap * 2 : 16;
+            struct sweep_item *n = realloc(a->items, ncap * sizeof(*n));
+            if (n == NULL) {
+                st = KV_ERR_NOMEM;
+                break;
+            }
+            a->items = n;
+            a->cap = ncap;
+        }
+        struct sweep_item *it = &a->items[a->count++];
+        snprintf(it->vault, sizeof(it->vault), "%.*s", (int)(sep - kb), kb);
+        snprintf(it->name, sizeof(it->name), "%s", h.name);
+        it->purge = purge;
+    }
+    mdb_cursor_close(cur);
+    return st;
+}
+
+struct purge_due_arg {
+    const struct sweep_item *item;
+};
+
+static enum kv_status purge_due_fn(struct ks_txn *tx, void *arg)
+{
+    const struct sweep_item *it = ((struct purge_due_arg *)arg)->item;
+    struct loc l;
+    loc_init(&l, it->vault, it->name);
+    struct head h;
+    enum kv_status st = head_read(tx, &l, &h);
+    if (st != KV_OK)
+        return st == KV_ERR_KEY_NOT_FOUND ? KV_OK : st;
+    if (head_state(&h, ks_now()) != HEAD_GONE)
+        return KV_OK; /* changed since the scan */
+    return purge_records(tx, &l);
+}
+
+enum kv_status ks_sweep(struct ks_env *env, size_t *purged, size_t *rotated)
+{
+    struct sweep_arg a = {0};
+    size_t np = 0, nr = 0;
+    enum kv_status st = ks_txn_read(env, sweep_scan_fn, &a);
+    for (size_t i = 0; st == KV_OK && i < a.count; i++) {
+        const struct sweep_item *it = &a.items[i];
+        if (it->purge) {
+            struct purge_due_arg pa = {it};
+            st = ks_txn_write(env, purge_due_fn, &pa);
+            np++;
+        } else {
+            struct ks_key *k = NULL;
+            st = ks_key_rotate(env, it->vault, it->name, &k);
+            ks_key_free(k);
+            if (st == KV_ERR_KEY_NOT_FOUND)
+                st = KV_OK; /* deleted since the scan */
+            else
+                nr++;
+        }
+    }
+    free(a.items);
+    if (purged != NULL)
+        *purged = np;
+    if (rotated != NULL)
+        *rotated = nr;
     return st;
 }

@@ -316,4 +316,165 @@ enum kv_status ks_key_op(struct ks_env *env, const char *vault, const char *name
                          const char *version, unsigned op, const struct ks_op_params *params,
                          struct ks_op_result *out) KV_MUST_CHECK;
 
+/* ---- the lifecycle: delete, recover, purge, update, import, rotate, backup ---- */
+
+/**
+ * @brief Delete a key: every version moves to the deleted state in one
+ * transaction. With the vault's soft delete off, the key is purged at once.
+ * @param[out] out the current version as it was deleted: deleted_date and
+ *   scheduled_purge are set when it was soft-deleted, and both 0 when it was purged.
+ * @return KV_OK, KV_ERR_VAULT_NOT_FOUND, KV_ERR_KEY_NOT_FOUND, KV_ERR_STORE, KV_ERR_NOMEM.
+ */
+enum kv_status ks_key_delete(struct ks_env *env, const char *vault, const char *name,
+                             struct ks_key **out) KV_MUST_CHECK;
+
+/**
+ * @brief Read a soft-deleted key's current version (deleted_date and scheduled_purge set).
+ * A key whose scheduled purge date has passed is gone.
+ * @return KV_OK, KV_ERR_DELETED_KEY_NOT_FOUND, KV_ERR_VAULT_NOT_FOUND, KV_ERR_STORE, KV_ERR_NOMEM.
+ */
+enum kv_status ks_deleted_get(struct ks_env *env, const char *vault, const char *name,
+                              struct ks_key **out) KV_MUST_CHECK;
+
+/** @brief List soft-deleted keys, paged like ks_key_list(). */
+enum kv_status ks_deleted_list(struct ks_env *env, const char *vault, const char *skiptoken,
+                               int max, struct ks_key_page **out) KV_MUST_CHECK;
+
+/**
+ * @brief Recover a soft-deleted key with all its versions, unchanged.
+ * @param[out] out the current version.
+ * @return KV_OK, KV_ERR_DELETED_KEY_NOT_FOUND, KV_ERR_VAULT_NOT_FOUND, KV_ERR_STORE, KV_ERR_NOMEM.
+ */
+enum kv_status ks_deleted_recover(struct ks_env *env, const char *vault, const char *name,
+                                  struct ks_key **out) KV_MUST_CHECK;
+
+/**
+ * @brief Purge a soft-deleted key: every version is removed for good.
+ * @return KV_OK, KV_ERR_DELETED_KEY_NOT_FOUND, KV_ERR_PURGE_PROTECTED (nothing removed),
+ *   KV_ERR_VAULT_NOT_FOUND, KV_ERR_STORE.
+ */
+enum kv_status ks_deleted_purge(struct ks_env *env, const char *vault,
+                                const char *name) KV_MUST_CHECK;
+
+/** Changes to one version; only the fields marked set change. */
+struct ks_update {
+    int enabled_set, enabled;
+    int nbf_set;
+    int64_t nbf; /**< 0 clears */
+    int exp_set;
+    int64_t exp; /**< 0 clears */
+    int ops_set;
+    unsigned ops;
+    int tags_set;
+    struct ks_tags tags; /**< borrowed; replaces the old tags wholesale */
+};
+
+/**
+ * @brief Update the attributes, key_ops or tags of one version and bump `updated`.
+ * @param[in] version NULL or "" for the current version.
+ * @return KV_OK, KV_ERR_KEY_NOT_FOUND, KV_ERR_VAULT_NOT_FOUND, KV_ERR_STORE, KV_ERR_NOMEM.
+ */
+enum kv_status ks_key_update(struct ks_env *env, const char *vault, const char *name,
+                             const char *version, const struct ks_update *u,
+                             struct ks_key **out) KV_MUST_CHECK;
+
+/** A private JWK as raw big-endian bytes (import). Buffers are borrowed. */
+struct ks_jwk {
+    enum ks_kty kty;
+    enum ks_crv crv;
+    struct kv_buf n, e, d, p, q, dp, dq, qi; /**< RSA */
+    struct kv_buf x, y;                      /**< EC public point (d shared with RSA's d) */
+    struct kv_buf k;                         /**< oct */
+};
+
+struct ks_import {
+    struct ks_jwk jwk;
+    int hsm;
+    unsigned ops; /**< used only when ops_set */
+    int ops_set;
+    struct ks_attrs attrs; /**< enabled, nbf, exp */
+    struct ks_tags tags;   /**< borrowed */
+};
+
+/**
+ * @brief Import a private key as a new version (a new key when the name is new).
+ * @return KV_OK, KV_ERR_BAD_JWK, KV_ERR_BAD_KEY_SIZE, KV_ERR_BAD_CURVE, KV_ERR_BAD_KEY_NAME,
+ *   KV_ERR_KEY_DELETED_RECOVERABLE, KV_ERR_VAULT_NOT_FOUND, KV_ERR_STORE, KV_ERR_NOMEM.
+ */
+enum kv_status ks_key_import(struct ks_env *env, const char *vault, const char *name,
+                             const struct ks_import *p, struct ks_key **out) KV_MUST_CHECK;
+
+/**
+ * @brief Rotate: add a version with the current version's type, size or curve,
+ * exponent, key_ops and tags. The rotation policy's expiry applies to it.
+ * @return KV_OK, KV_ERR_KEY_NOT_FOUND, KV_ERR_VAULT_NOT_FOUND, KV_ERR_STORE, KV_ERR_CRYPTO,
+ *   KV_ERR_NOMEM.
+ */
+enum kv_status ks_key_rotate(struct ks_env *env, const char *vault, const char *name,
+                             struct ks_key **out) KV_MUST_CHECK;
+
+#define KS_DURATION_MAX 32
+#define KS_POLICY_ACTIONS_MAX 2
+
+/** One lifetime action of a rotation policy. */
+struct ks_lifetime_action {
+    int rotate; /**< 1: Rotate, 0: Notify */
+    char after_create[KS_DURATION_MAX];  /**< ISO 8601 duration or "" */
+    int64_t after_create_s;
+    char before_expiry[KS_DURATION_MAX]; /**< ISO 8601 duration or "" */
+    int64_t before_expiry_s;
+};
+
+/** A key's rotation policy. Durations keep the caller's spelling and their seconds. */
+struct ks_rotation_policy {
+    int is_set; /**< 0: never set; the service's default policy applies */
+    char expiry[KS_DURATION_MAX]; /**< expiryTime, "" = none */
+    int64_t expiry_s;
+    size_t n_actions;
+    struct ks_lifetime_action actions[KS_POLICY_ACTIONS_MAX];
+    int64_t created, updated;
+};
+
+/**
+ * @brief Read a live key's rotation policy (is_set 0 when none was set).
+ * @return KV_OK, KV_ERR_KEY_NOT_FOUND, KV_ERR_VAULT_NOT_FOUND, KV_ERR_STORE.
+ */
+enum kv_status ks_rotation_policy_get(struct ks_env *env, const char *vault, const char *name,
+                                      struct ks_rotation_policy *out) KV_MUST_CHECK;
+
+/**
+ * @brief Replace a live key's rotation policy (the caller validated it).
+ * @param[out] out the stored policy with created/updated.
+ * @return as ks_rotation_policy_get().
+ */
+enum kv_status ks_rotation_policy_set(struct ks_env *env, const char *vault, const char *name,
+                                      const struct ks_rotation_policy *in,
+                                      struct ks_rotation_policy *out) KV_MUST_CHECK;
+
+/**
+ * @brief Back up a live key with every version as one opaque blob, sealed under
+ * the root key: it opens only on this kvmock's data folder.
+ * @param[out] out release with kv_buf_free().
+ * @return KV_OK, KV_ERR_KEY_NOT_FOUND, KV_ERR_VAULT_NOT_FOUND, KV_ERR_STORE, KV_ERR_NOMEM.
+ */
+enum kv_status ks_key_backup(struct ks_env *env, const char *vault, const char *name,
+                             struct kv_buf *out) KV_MUST_CHECK;
+
+/**
+ * @brief Restore a backup into @p vault with the same version ids.
+ * @param[out] out the current version.
+ * @return KV_OK; KV_ERR_BAD_BACKUP (corrupt or from another kvmock); KV_ERR_KEY_EXISTS;
+ *   KV_ERR_KEY_DELETED_RECOVERABLE; KV_ERR_VAULT_NOT_FOUND, KV_ERR_STORE, KV_ERR_NOMEM.
+ */
+enum kv_status ks_key_restore(struct ks_env *env, const char *vault, const unsigned char *blob,
+                              size_t len, struct ks_key **out) KV_MUST_CHECK;
+
+/**
+ * @brief Apply what kvmock's clock has made due: purge soft-deleted keys past
+ * their scheduled purge date, and rotate keys whose Rotate trigger has passed.
+ * @param[out] purged, rotated counts (may be NULL).
+ * @return KV_OK or the first failure.
+ */
+enum kv_status ks_sweep(struct ks_env *env, size_t *purged, size_t *rotated) KV_MUST_CHECK;
+
 #endif

@@ -123,7 +123,7 @@ static enum kv_status grow_map(struct ks_env *e)
         kv_log(KV_LOG_ERROR, "cannot grow the LMDB map: %s", mdb_strerror(rc));
         return KV_ERR_STORE;
     }
-    kv_log(KV_LOG_INFO, "LMDB map grown to %zu MiB", (size_t)(info.me_mapsize * 2) >> 20);
+    kv_log(KV_LOG_INFO, "LMDB map grown to %zu KiB", (size_t)(info.me_mapsize * 2) >> 10);
     return KV_OK;
 }
 

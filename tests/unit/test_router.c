@@ -108,7 +108,8 @@ int main(void)
     match("GET", "/keys//", SRV_MATCH_NO_ROUTE, NULL, NULL);
     match("POST", "/keys/k1/abc/frobnicate", SRV_MATCH_NO_ROUTE, NULL, NULL);
     match("DELETE", "/keys", SRV_MATCH_BAD_METHOD, NULL, NULL);
-    match("GET", "/keys/k1/create", SRV_MATCH_BAD_METHOD, NULL, NULL);
+    /* GET /keys/k1/create reads a version named "create" (there is none: 404) */
+    expect("GET", "/keys/k1/create", "/keys/{name}/{version}", "k1", "create");
     match("GET", "/keys/k1/abc/wrapkey", SRV_MATCH_BAD_METHOD, NULL, NULL);
     match("POST", "/keys/k1/versions", SRV_MATCH_BAD_METHOD, NULL, NULL);
 

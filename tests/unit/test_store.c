@@ -35,7 +35,7 @@ static void put_vault(struct ks_env *env, const char *name)
 static struct ks_key *create(struct ks_env *env, const char *vault, const char *name,
                              enum ks_kty kty)
 {
-    struct ks_create p = {.kty = kty};
+    struct ks_create p = {.kty = kty, .attrs = {.enabled = 1}};
     struct ks_key *k = NULL;
     CHECK_ST(ks_key_create(env, vault, name, &p, &k), KV_OK);
     return k;
@@ -95,7 +95,7 @@ static void keys(struct ks_env *env)
         goto out;
     CHECK(is_version(k1->version) && is_version(k2->version));
     CHECK(strcmp(k1->version, k2->version) != 0);
-    CHECK_STR(k2->name, "Disk-Key"); /* names are case-insensitive; the first casing stays */
+    CHECK_STR(k2->name, "disk-key"); /* names match case-insensitively; each version keeps its spelling */
     CHECK(k1->pub.n.len == 256 && k1->pub.size_bits == 2048);
     CHECK(k1->ops == (KS_OP_ENCRYPT | KS_OP_DECRYPT | KS_OP_SIGN | KS_OP_VERIFY | KS_OP_WRAP |
                       KS_OP_UNWRAP));
@@ -117,7 +117,7 @@ static void keys(struct ks_env *env)
              KV_ERR_KEY_NOT_FOUND);
     CHECK_ST(ks_key_get(env, "default", "disk-key", "not-a-version", &g), KV_ERR_KEY_NOT_FOUND);
     CHECK_ST(ks_key_get(env, "default", "nosuch", NULL, &g), KV_ERR_KEY_NOT_FOUND);
-    CHECK_ST(ks_key_get(env, "other", "disk-key", NULL, &g), KV_ERR_KEY_NOT_FOUND);
+    CHECK_ST(ks_key_get(env, "other", "disk-key", NULL, &g), KV_ERR_VAULT_NOT_FOUND);
 
     /* key operations on either version; the old one keeps working */
     unsigned char secret[32];
@@ -138,7 +138,8 @@ static void keys(struct ks_env *env)
     ks_op_result_clear(&wrapped);
 
     /* an operation outside key_ops is forbidden */
-    struct ks_create sv = {.kty = KS_KTY_RSA, .ops = KS_OP_SIGN | KS_OP_VERIFY, .ops_set = 1};
+    struct ks_create sv = {.kty = KS_KTY_RSA, .ops = KS_OP_SIGN | KS_OP_VERIFY, .ops_set = 1,
+                          .attrs = {.enabled = 1}};
     struct ks_key *signer = NULL;
     CHECK_ST(ks_key_create(env, "default", "signer", &sv, &signer), KV_OK);
     CHECK_ST(ks_key_op(env, "default", "signer", NULL, KS_OP_WRAP, &p, &wrapped),
@@ -235,7 +236,7 @@ static void map_growth(void)
     char name[32];
     for (int i = 0; i < 60; i++) {
         snprintf(name, sizeof(name), "k%03d", i);
-        struct ks_create p = {.kty = KS_KTY_OCT};
+        struct ks_create p = {.kty = KS_KTY_OCT, .attrs = {.enabled = 1}};
         struct ks_key *k = NULL;
         CHECK_ST(ks_key_create(env, "grow", name, &p, &k), KV_OK);
         ks_key_free(k);
