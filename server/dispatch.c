@@ -91,7 +91,7 @@ static enum kv_status take_name_version(struct srv_req *req, const struct srv_ro
 {
     if (name != NULL) {
         if (!ks_key_name_valid(name)) {
-            if (route->perm == POL_KEYS_CREATE) {
+            if (route->perm == POL_KEYS_CREATE || route->perm == POL_KEYS_IMPORT) {
                 srv_send_errorf(req, KV_ERR_BAD_KEY_NAME,
                                 "The request URI contains an invalid name: %.160s", name);
                 return KV_ERR_BAD_KEY_NAME;
@@ -211,6 +211,12 @@ static void admin_clock(struct srv_req *req)
         return;
     }
     ks_clock_advance((int64_t)n->valuedouble);
+    /* What the new time made due happens before the answer. */
+    size_t purged = 0, rotated = 0;
+    if (ks_sweep(req->srv->ks, &purged, &rotated) != KV_OK)
+        kv_log(KV_LOG_WARN, "sweep after the clock moved did not finish");
+    else if (purged + rotated > 0)
+        kv_log(KV_LOG_INFO, "sweep: %zu key(s) purged, %zu rotated", purged, rotated);
     cJSON *doc = cJSON_CreateObject();
     if (doc != NULL && cJSON_AddNumberToObject(doc, "now", (double)ks_now()) == NULL) {
         cJSON_Delete(doc);

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "srv.h"
 
@@ -27,6 +28,9 @@ static void send_key_error(struct srv_req *req, enum kv_status st, const char *o
                         "correct recovery command. For help resolving this issue, please see "
                         "https://go.microsoft.com/fwlink/?linkid=2125182",
                         id);
+        break;
+    case KV_ERR_DELETED_KEY_NOT_FOUND:
+        srv_send_errorf(req, st, "Deleted Key not found: %s", req->key_name);
         break;
     case KV_ERR_VAULT_NOT_FOUND:
         srv_send_errorf(req, st, "Vault not found: %s", req->vault);
@@ -420,6 +424,8 @@ static enum kv_status page_size(const struct srv_req *req, int *out)
     return KV_OK;
 }
 
+static int add_deleted_fields(const struct srv_req *req, cJSON *o, const struct ks_key *k);
+
 /* {"value": [...], "nextLink": "...|null"} with an absolute next link on our own host. */
 static void send_page(struct srv_req *req, struct ks_key_page *page, const char *path,
                       int with_version, int max)
@@ -430,6 +436,8 @@ static void send_page(struct srv_req *req, struct ks_key_page *page, const char 
     for (size_t i = 0; ok && i < page->count; i++) {
         cJSON *it = item_json(req, page->items[i], with_version);
         ok = it != NULL && cJSON_AddItemToArray(value, it);
+        if (ok && page->items[i]->deleted_date != 0)
+            ok = add_deleted_fields(req, it, page->items[i]);
     }
     if (ok && page->next[0] != '\0') {
         char base[SRV_HOST_MAX + 16], link[1024];
@@ -582,19 +590,492 @@ static void h_unwrap(struct srv_req *req)
     key_operation(req, KS_OP_UNWRAP);
 }
 
-/* Literal segments come before {version} so that they win. */
+/* ---- the lifecycle ------------------------------------------------------------------ */
+
+static int add_deleted_fields(const struct srv_req *req, cJSON *o, const struct ks_key *k)
+{
+    char base[SRV_HOST_MAX + 16], rid[SRV_HOST_MAX + KS_NAME_MAX + 32];
+    srv_base_url(req, base, sizeof(base));
+    snprintf(rid, sizeof(rid), "%s/deletedkeys/%s", base, k->name);
+    return cJSON_AddStringToObject(o, "recoveryId", rid) &&
+           cJSON_AddNumberToObject(o, "deletedDate", (double)k->deleted_date) &&
+           cJSON_AddNumberToObject(o, "scheduledPurgeDate", (double)k->scheduled_purge);
+}
+
+/* DeletedKeyBundle; a key purged at once (no soft delete) is a plain KeyBundle. */
+static void send_deleted_bundle(struct srv_req *req, struct ks_key *k)
+{
+    cJSON *b = bundle_json(req, k);
+    if (b != NULL && k->deleted_date != 0 && !add_deleted_fields(req, b, k)) {
+        cJSON_Delete(b);
+        b = NULL;
+    }
+    ks_key_free(k);
+    if (b == NULL)
+        srv_send_error(req, KV_ERR_NOMEM, NULL);
+    else
+        srv_send_json(req, 200, b);
+}
+
+static void h_delete(struct srv_req *req)
+{
+    struct ks_key *k = NULL;
+    enum kv_status st = ks_key_delete(req->srv->ks, req->vault, req->key_name, &k);
+    if (st != KV_OK) {
+        send_key_error(req, st, NULL);
+        return;
+    }
+    send_deleted_bundle(req, k);
+}
+
+static void h_deleted_get(struct srv_req *req)
+{
+    struct ks_key *k = NULL;
+    enum kv_status st = ks_deleted_get(req->srv->ks, req->vault, req->key_name, &k);
+    if (st != KV_OK) {
+        send_key_error(req, st, NULL);
+        return;
+    }
+    send_deleted_bundle(req, k);
+}
+
+static void h_deleted_list(struct srv_req *req)
+{
+    int max = 0;
+    struct ks_key_page *page = NULL;
+    enum kv_status st = page_size(req, &max);
+    if (st == KV_OK)
+        st = ks_deleted_list(req->srv->ks, req->vault, srv_query_get(req, "$skiptoken"), max,
+                             &page);
+    if (st != KV_OK) {
+        send_key_error(req, st, NULL);
+        return;
+    }
+    send_page(req, page, "/deletedkeys", 0, max);
+}
+
+static void h_recover(struct srv_req *req)
+{
+    struct ks_key *k = NULL;
+    enum kv_status st = ks_deleted_recover(req->srv->ks, req->vault, req->key_name, &k);
+    if (st != KV_OK) {
+        send_key_error(req, st, NULL);
+        return;
+    }
+    send_bundle(req, k);
+}
+
+static void h_purge(struct srv_req *req)
+{
+    enum kv_status st = ks_deleted_purge(req->srv->ks, req->vault, req->key_name);
+    if (st != KV_OK) {
+        send_key_error(req, st, NULL);
+        return;
+    }
+    srv_send_empty(req, 204);
+}
+
+static void h_update(struct srv_req *req)
+{
+    struct field_error fe = {{0}};
+    struct ks_update u = {0};
+    struct ks_attrs a = {.enabled = -1, .nbf = -1, .exp = -1};
+    const cJSON *body = req->body, *attrs = cJSON_GetObjectItemCaseSensitive(body, "attributes");
+    int present = 0;
+
+    enum kv_status st = parse_key_ops(body, &u.ops, &u.ops_set, &fe);
+    if (st == KV_OK && attrs != NULL && !cJSON_IsNull(attrs) && !cJSON_IsObject(attrs))
+        st = bad_field(&fe, "attributes", "must be an object");
+    if (st == KV_OK && cJSON_IsObject(attrs)) {
+        st = opt_bool(attrs, "enabled", &a.enabled, &fe);
+        u.enabled_set = a.enabled != -1;
+        u.enabled = a.enabled;
+        if (st == KV_OK)
+            st = opt_int(attrs, "nbf", 0, INT64_C(253402300799), &u.nbf, &u.nbf_set, &fe);
+        if (st == KV_OK)
+            st = opt_int(attrs, "exp", 0, INT64_C(253402300799), &u.exp, &u.exp_set, &fe);
+        (void)present;
+    }
+    if (st == KV_OK && cJSON_GetObjectItemCaseSensitive(body, "tags") != NULL &&
+        !cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(body, "tags"))) {
+        u.tags_set = 1;
+        st = parse_tags(body, &u.tags, &fe);
+    }
+    if (st == KV_OK && cJSON_GetObjectItemCaseSensitive(body, "release_policy") != NULL)
+        st = bad_field(&fe, "release_policy", "is not supported: kvmock does not release keys");
+    if (st != KV_OK) {
+        tags_release_borrowed(&u.tags);
+        srv_send_error(req, st, fe.message[0] ? fe.message : NULL);
+        return;
+    }
+    struct ks_key *k = NULL;
+    st = ks_key_update(req->srv->ks, req->vault, req->key_name, req->version, &u, &k);
+    tags_release_borrowed(&u.tags);
+    if (st != KV_OK) {
+        send_key_error(req, st, NULL);
+        return;
+    }
+    send_bundle(req, k);
+}
+
+/* The private JWK of an import; buffers are decoded into @p j and owned by it. */
+static enum kv_status parse_jwk(const cJSON *key, struct ks_jwk *j, struct field_error *fe)
+{
+    static const char *const rsa[] = {"n", "e", "d", "p", "q", "dp", "dq", "qi"};
+    const char *kty = NULL, *crv = NULL;
+    int hsm = 0;
+    if (!cJSON_IsObject(key))
+        return bad_field(fe, "key", "is required and must be a JSON web key");
+    enum kv_status st = opt_string(key, "kty", &kty, fe);
+    if (st == KV_OK && (kty == NULL || ks_kty_parse(kty, &j->kty, &hsm) != KV_OK))
+        st = bad_field(fe, "key.kty", "is missing or not a supported key type");
+    if (st == KV_OK && j->kty == KS_KTY_RSA) {
+        struct kv_buf *bufs[] = {&j->n, &j->e, &j->d, &j->p, &j->q, &j->dp, &j->dq, &j->qi};
+        for (size_t i = 0; st == KV_OK && i < sizeof(rsa) / sizeof(rsa[0]); i++) {
+            st = opt_b64(key, rsa[i], bufs[i], fe);
+            if (st == KV_OK && bufs[i]->len == 0)
+                st = bad_field(fe, "key", "is not a complete RSA private key");
+        }
+    } else if (st == KV_OK && j->kty == KS_KTY_EC) {
+        st = opt_string(key, "crv", &crv, fe);
+        if (st == KV_OK && (crv == NULL || ks_crv_parse(crv, &j->crv) != KV_OK))
+            st = bad_field(fe, "key.crv", "is missing or not a supported curve");
+        if (st == KV_OK)
+            st = opt_b64(key, "x", &j->x, fe);
+        if (st == KV_OK)
+            st = opt_b64(key, "y", &j->y, fe);
+        if (st == KV_OK)
+            st = opt_b64(key, "d", &j->d, fe);
+        if (st == KV_OK && (j->x.len == 0 || j->y.len == 0 || j->d.len == 0))
+            st = bad_field(fe, "key", "is not a complete EC private key");
+    } else if (st == KV_OK) {
+        st = opt_b64(key, "k", &j->k, fe);
+        if (st == KV_OK && j->k.len == 0)
+            st = bad_field(fe, "key.k", "is required for an oct key");
+    }
+    return st;
+}
+
+static void jwk_wipe(struct ks_jwk *j)
+{
+    struct kv_buf *bufs[] = {&j->n, &j->e, &j->d, &j->p, &j->q, &j->dp,
+                             &j->dq, &j->qi, &j->x, &j->y, &j->k};
+    for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++)
+        kv_buf_wipe(bufs[i]);
+}
+
+static void h_import(struct srv_req *req)
+{
+    struct field_error fe = {{0}};
+    struct ks_import p = {.attrs = {.enabled = 1}};
+    const cJSON *body = req->body, *key = cJSON_GetObjectItemCaseSensitive(body, "key");
+    enum kv_status st = parse_jwk(key, &p.jwk, &fe);
+    if (st == KV_OK)
+        st = opt_bool(body, "Hsm", &p.hsm, &fe);
+    if (st == KV_OK) {
+        int hsm_kty = 0;
+        const char *kty = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(key, "kty"));
+        enum ks_kty ignored;
+        if (kty != NULL && ks_kty_parse(kty, &ignored, &hsm_kty) == KV_OK && hsm_kty)
+            p.hsm = 1;
+    }
+    if (st == KV_OK)
+        st = parse_key_ops(key, &p.ops, &p.ops_set, &fe);
+    if (st == KV_OK)
+        st = parse_attributes(body, &p.attrs, &fe);
+    if (st == KV_OK)
+        st = parse_tags(body, &p.tags, &fe);
+    if (st == KV_OK && (p.attrs.exportable ||
+                        cJSON_GetObjectItemCaseSensitive(body, "release_policy") != NULL))
+        st = bad_field(&fe, "release_policy", "is not supported: kvmock does not release keys");
+    if (st == KV_OK) {
+        struct ks_key *k = NULL;
+        st = ks_key_import(req->srv->ks, req->vault, req->key_name, &p, &k);
+        if (st == KV_OK)
+            send_bundle(req, k);
+        else if (st == KV_ERR_BAD_JWK)
+            srv_send_error(req, st, "The key is not a valid private key: its parts are missing "
+                                    "or do not match.");
+        else
+            send_key_error(req, st, NULL);
+    } else {
+        srv_send_error(req, st, fe.message[0] ? fe.message : NULL);
+    }
+    jwk_wipe(&p.jwk);
+    tags_release_borrowed(&p.tags);
+}
+
+static void h_rotate(struct srv_req *req)
+{
+    struct ks_key *k = NULL;
+    enum kv_status st = ks_key_rotate(req->srv->ks, req->vault, req->key_name, &k);
+    if (st != KV_OK) {
+        send_key_error(req, st, NULL);
+        return;
+    }
+    send_bundle(req, k);
+}
+
+/* An ISO 8601 duration ("P90D", "P1Y2M", "PT12H", "P2W") in seconds; years are
+ * 365 days and months 30, as a retention calendar. @return 0 or -1. */
+static int parse_duration(const char *s, int64_t *out)
+{
+    int64_t total = 0;
+    int in_time = 0, parts = 0;
+    if (s == NULL || s[0] != 'P')
+        return -1;
+    for (const char *p = s + 1; *p;) {
+        if (*p == 'T') {
+            if (in_time)
+                return -1;
+            in_time = 1;
+            p++;
+            continue;
+        }
+        if (*p < '0' || *p > '9')
+            return -1;
+        int64_t n = 0;
+        while (*p >= '0' && *p <= '9') {
+            n = n * 10 + (*p++ - '0');
+            if (n > 100000)
+                return -1;
+        }
+        int64_t unit;
+        switch (*p++) {
+        case 'Y': unit = in_time ? -1 : 365 * 86400; break;
+        case 'M': unit = in_time ? 60 : 30 * 86400; break;
+        case 'W': unit = in_time ? -1 : 7 * 86400; break;
+        case 'D': unit = in_time ? -1 : 86400; break;
+        case 'H': unit = in_time ? 3600 : -1; break;
+        case 'S': unit = in_time ? 1 : -1; break;
+        default: return -1;
+        }
+        if (unit < 0)
+            return -1;
+        total += n * unit;
+        parts++;
+    }
+    if (parts == 0)
+        return -1;
+    *out = total;
+    return 0;
+}
+
+static enum kv_status parse_policy(const cJSON *body, struct ks_rotation_policy *p,
+                                   struct field_error *fe)
+{
+    const cJSON *attrs = cJSON_GetObjectItemCaseSensitive(body, "attributes");
+    const cJSON *actions = cJSON_GetObjectItemCaseSensitive(body, "lifetimeActions");
+    memset(p, 0, sizeof(*p));
+    if (attrs != NULL && !cJSON_IsNull(attrs)) {
+        const char *expiry = NULL;
+        if (!cJSON_IsObject(attrs))
+            return bad_field(fe, "attributes", "must be an object");
+        enum kv_status st = opt_string(attrs, "expiryTime", &expiry, fe);
+        if (st != KV_OK)
+            return st;
+        if (expiry != NULL) {
+            if (strlen(expiry) >= sizeof(p->expiry) || parse_duration(expiry, &p->expiry_s) != 0)
+                return bad_field(fe, "attributes.expiryTime", "must be an ISO 8601 duration");
+            if (p->expiry_s < 28 * 86400)
+                return bad_field(fe, "attributes.expiryTime", "must be at least 28 days (P28D)");
+            snprintf(p->expiry, sizeof(p->expiry), "%s", expiry);
+        }
+    }
+    if (actions == NULL || cJSON_IsNull(actions))
+        return KV_OK;
+    if (!cJSON_IsArray(actions))
+        return bad_field(fe, "lifetimeActions", "must be an array");
+    int rotates = 0, notifies = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, actions)
+    {
+        const cJSON *trigger = cJSON_GetObjectItemCaseSensitive(it, "trigger");
+        const cJSON *action = cJSON_GetObjectItemCaseSensitive(it, "action");
+        const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(action, "type"));
+        if (p->n_actions == KS_POLICY_ACTIONS_MAX)
+            return bad_field(fe, "lifetimeActions", "may hold at most one Rotate and one Notify");
+        struct ks_lifetime_action *la = &p->actions[p->n_actions];
+        if (type != NULL && strcasecmp(type, "Rotate") == 0)
+            la->rotate = 1, rotates++;
+        else if (type != NULL && strcasecmp(type, "Notify") == 0)
+            notifies++;
+        else
+            return bad_field(fe, "lifetimeActions.action.type", "must be Rotate or Notify");
+        if (rotates > 1 || notifies > 1)
+            return bad_field(fe, "lifetimeActions", "may hold at most one Rotate and one Notify");
+        const char *ac = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(trigger,
+                                                                               "timeAfterCreate"));
+        const char *be = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(trigger,
+                                                                               "timeBeforeExpiry"));
+        if (!cJSON_IsObject(trigger) || (ac == NULL) == (be == NULL))
+            return bad_field(fe, "lifetimeActions.trigger",
+                             "must have exactly one of timeAfterCreate and timeBeforeExpiry");
+        const char *d = ac ? ac : be;
+        int64_t secs = 0;
+        if (strlen(d) >= KS_DURATION_MAX || parse_duration(d, &secs) != 0)
+            return bad_field(fe, "lifetimeActions.trigger", "must hold ISO 8601 durations");
+        if (secs < 7 * 86400)
+            return bad_field(fe, "lifetimeActions.trigger", "must be at least 7 days (P7D)");
+        if (ac != NULL) {
+            snprintf(la->after_create, sizeof(la->after_create), "%s", ac);
+            la->after_create_s = secs;
+        } else {
+            if (p->expiry_s == 0)
+                return bad_field(fe, "lifetimeActions.trigger",
+                                 "timeBeforeExpiry needs attributes.expiryTime");
+            snprintf(la->before_expiry, sizeof(la->before_expiry), "%s", be);
+            la->before_expiry_s = secs;
+        }
+        if (p->expiry_s != 0 && secs >= p->expiry_s)
+            return bad_field(fe, "lifetimeActions.trigger", "must be shorter than expiryTime");
+        p->n_actions++;
+    }
+    return KV_OK;
+}
+
+static void send_policy(struct srv_req *req, const struct ks_rotation_policy *p)
+{
+    char base[SRV_HOST_MAX + 16], id[SRV_HOST_MAX + KS_NAME_MAX + 48];
+    srv_base_url(req, base, sizeof(base));
+    snprintf(id, sizeof(id), "%s/keys/%s/rotationpolicy", base, req->key_name);
+    cJSON *doc = cJSON_CreateObject();
+    cJSON *actions = cJSON_AddArrayToObject(doc, "lifetimeActions");
+    cJSON *attrs = cJSON_AddObjectToObject(doc, "attributes");
+    int ok = doc && actions && attrs && cJSON_AddStringToObject(doc, "id", id);
+    if (!p->is_set) {
+        /* the service's default: notify 30 days before expiry */
+        cJSON *a = cJSON_CreateObject();
+        ok = ok && a && cJSON_AddItemToArray(actions, a);
+        cJSON *t = ok ? cJSON_AddObjectToObject(a, "trigger") : NULL;
+        cJSON *act = ok ? cJSON_AddObjectToObject(a, "action") : NULL;
+        ok = ok && t && act && cJSON_AddStringToObject(t, "timeBeforeExpiry", "P30D") &&
+             cJSON_AddStringToObject(act, "type", "Notify");
+    }
+    for (size_t i = 0; ok && p->is_set && i < p->n_actions; i++) {
+        const struct ks_lifetime_action *la = &p->actions[i];
+        cJSON *a = cJSON_CreateObject();
+        ok = a && cJSON_AddItemToArray(actions, a);
+        cJSON *t = ok ? cJSON_AddObjectToObject(a, "trigger") : NULL;
+        cJSON *act = ok ? cJSON_AddObjectToObject(a, "action") : NULL;
+        ok = ok && t && act &&
+             (la->after_create[0] ? cJSON_AddStringToObject(t, "timeAfterCreate", la->after_create)
+                                  : cJSON_AddStringToObject(t, "timeBeforeExpiry",
+                                                            la->before_expiry)) &&
+             cJSON_AddStringToObject(act, "type", la->rotate ? "Rotate" : "Notify");
+    }
+    if (ok && p->is_set) {
+        ok = (p->expiry[0] == '\0' || cJSON_AddStringToObject(attrs, "expiryTime", p->expiry)) &&
+             cJSON_AddNumberToObject(attrs, "created", (double)p->created) &&
+             cJSON_AddNumberToObject(attrs, "updated", (double)p->updated);
+    }
+    if (!ok) {
+        cJSON_Delete(doc);
+        srv_send_error(req, KV_ERR_NOMEM, NULL);
+        return;
+    }
+    srv_send_json(req, 200, doc);
+}
+
+static void h_policy_get(struct srv_req *req)
+{
+    struct ks_rotation_policy p;
+    enum kv_status st = ks_rotation_policy_get(req->srv->ks, req->vault, req->key_name, &p);
+    if (st != KV_OK) {
+        send_key_error(req, st, NULL);
+        return;
+    }
+    send_policy(req, &p);
+}
+
+static void h_policy_set(struct srv_req *req)
+{
+    struct field_error fe = {{0}};
+    struct ks_rotation_policy in, out;
+    enum kv_status st = parse_policy(req->body, &in, &fe);
+    if (st != KV_OK) {
+        srv_send_error(req, st, fe.message[0] ? fe.message : NULL);
+        return;
+    }
+    st = ks_rotation_policy_set(req->srv->ks, req->vault, req->key_name, &in, &out);
+    if (st != KV_OK) {
+        send_key_error(req, st, NULL);
+        return;
+    }
+    send_policy(req, &out);
+}
+
+static void h_backup(struct srv_req *req)
+{
+    struct kv_buf blob = {0};
+    enum kv_status st = ks_key_backup(req->srv->ks, req->vault, req->key_name, &blob);
+    if (st != KV_OK) {
+        send_key_error(req, st, NULL);
+        return;
+    }
+    cJSON *doc = cJSON_CreateObject();
+    if (doc == NULL || !add_b64(doc, "value", &blob)) {
+        cJSON_Delete(doc);
+        doc = NULL;
+    }
+    kv_buf_free(&blob);
+    srv_send_json(req, 200, doc);
+}
+
+static void h_restore(struct srv_req *req)
+{
+    struct field_error fe = {{0}};
+    struct kv_buf blob = {0};
+    enum kv_status st = opt_b64(req->body, "value", &blob, &fe);
+    if (st == KV_OK && blob.len == 0)
+        st = bad_field(&fe, "value", "is required");
+    if (st != KV_OK) {
+        kv_buf_free(&blob);
+        srv_send_error(req, st, fe.message);
+        return;
+    }
+    struct ks_key *k = NULL;
+    st = ks_key_restore(req->srv->ks, req->vault, blob.data, blob.len, &k);
+    kv_buf_free(&blob);
+    if (st == KV_OK) {
+        send_bundle(req, k);
+    } else if (st == KV_ERR_BAD_BACKUP) {
+        srv_send_error(req, st, "Backup blob contains invalid or corrupt version.");
+    } else {
+        /* the name comes from the blob: report without one */
+        srv_send_error(req, st, NULL);
+    }
+}
+
+/* Literal segments come before {name} and {version} so that they win; the
+ * method decides between "POST /keys/restore" and an import named "restore". */
 const struct srv_route srv_key_routes[] = {
     {"GET", "/keys", POL_KEYS_LIST, SRV_BODY_NONE, h_list},
+    {"POST", "/keys/restore", POL_KEYS_RESTORE, SRV_BODY_JSON, h_restore},
     {"POST", "/keys/{name}/create", POL_KEYS_CREATE, SRV_BODY_JSON, h_create},
     {"GET", "/keys/{name}/versions", POL_KEYS_LIST, SRV_BODY_NONE, h_versions},
+    {"POST", "/keys/{name}/backup", POL_KEYS_BACKUP, SRV_BODY_NONE, h_backup},
+    {"POST", "/keys/{name}/rotate", POL_KEYS_ROTATE, SRV_BODY_NONE, h_rotate},
+    {"GET", "/keys/{name}/rotationpolicy", POL_KEYS_GETROTATIONPOLICY, SRV_BODY_NONE,
+     h_policy_get},
+    {"PUT", "/keys/{name}/rotationpolicy", POL_KEYS_SETROTATIONPOLICY, SRV_BODY_JSON,
+     h_policy_set},
     {"GET", "/keys/{name}", POL_KEYS_GET, SRV_BODY_NONE, h_get},
+    {"PUT", "/keys/{name}", POL_KEYS_IMPORT, SRV_BODY_JSON, h_import},
+    {"DELETE", "/keys/{name}", POL_KEYS_DELETE, SRV_BODY_NONE, h_delete},
+    {"PATCH", "/keys/{name}", POL_KEYS_UPDATE, SRV_BODY_JSON, h_update},
     {"GET", "/keys/{name}/{version}", POL_KEYS_GET, SRV_BODY_NONE, h_get},
+    {"PATCH", "/keys/{name}/{version}", POL_KEYS_UPDATE, SRV_BODY_JSON, h_update},
     {"POST", "/keys/{name}/{version}/encrypt", POL_KEYS_ENCRYPT, SRV_BODY_JSON, h_encrypt},
     {"POST", "/keys/{name}/{version}/decrypt", POL_KEYS_DECRYPT, SRV_BODY_JSON, h_decrypt},
     {"POST", "/keys/{name}/{version}/sign", POL_KEYS_SIGN, SRV_BODY_JSON, h_sign},
     {"POST", "/keys/{name}/{version}/verify", POL_KEYS_VERIFY, SRV_BODY_JSON, h_verify},
     {"POST", "/keys/{name}/{version}/wrapkey", POL_KEYS_WRAP, SRV_BODY_JSON, h_wrap},
     {"POST", "/keys/{name}/{version}/unwrapkey", POL_KEYS_UNWRAP, SRV_BODY_JSON, h_unwrap},
+    {"GET", "/deletedkeys", POL_KEYS_LIST, SRV_BODY_NONE, h_deleted_list},
+    {"GET", "/deletedkeys/{name}", POL_KEYS_GET, SRV_BODY_NONE, h_deleted_get},
+    {"DELETE", "/deletedkeys/{name}", POL_KEYS_PURGE, SRV_BODY_NONE, h_purge},
+    {"POST", "/deletedkeys/{name}/recover", POL_KEYS_RECOVER, SRV_BODY_NONE, h_recover},
 };
 
 const size_t srv_key_routes_count = sizeof(srv_key_routes) / sizeof(srv_key_routes[0]);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,6 +19,7 @@
 #include "tls.h"
 
 #define CA_PEM_MAX (64 * 1024)
+#define SWEEP_INTERVAL_S 30
 
 static atomic_int server_started;
 
@@ -156,8 +158,16 @@ static int run(const struct srv_config *cfg)
            cfg->identity_header, cfg->data_dir, tls.ca_pem);
     fflush(stdout);
 
-    int sig = 0;
-    sigwait(&stop, &sig);
+    /* Wait for a stop signal; meanwhile purge and rotate what the clock made due. */
+    int sig;
+    for (;;) {
+        struct timespec every = {.tv_sec = SWEEP_INTERVAL_S};
+        sig = sigtimedwait(&stop, NULL, &every);
+        if (sig > 0)
+            break;
+        if (errno == EAGAIN && ks_sweep(srv.ks, NULL, NULL) != KV_OK)
+            kv_log(KV_LOG_WARN, "periodic sweep did not finish");
+    }
     kv_log(KV_LOG_INFO, "signal %d: stopping", sig);
     rc = 0;
 out:
