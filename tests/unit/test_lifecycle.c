@@ -1,0 +1,344 @@
+/*
+ * The key lifecycle in the keystore: active -> deleted -> recovered or purged,
+ * retention arithmetic and recovery levels, purge protection, automatic purge,
+ * update, import, rotate and its policy, backup/restore.
+ */
+#include <dirent.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "ks.h"
+#include "kv_buf.h"
+
+static char dir[] = "/tmp/kvmock-life-XXXXXX";
+static struct ks_env *env;
+
+static void put_vault(const char *name, int soft_delete, int days, int pp)
+{
+    struct ks_vault v = {.soft_delete = soft_delete, .retention_days = days,
+                         .purge_protection = pp};
+    snprintf(v.name, sizeof(v.name), "%s", name);
+    snprintf(v.tenant_id, sizeof(v.tenant_id), "t");
+    CHECK_ST(ks_vault_put(env, &v), KV_OK);
+}
+
+static struct ks_key *create(const char *vault, const char *name, enum ks_kty kty)
+{
+    struct ks_create p = {.kty = kty, .attrs = {.enabled = 1}};
+    struct ks_key *k = NULL;
+    CHECK_ST(ks_key_create(env, vault, name, &p, &k), KV_OK);
+    return k;
+}
+
+static void recovery_levels(void)
+{
+    struct ks_vault v = {.soft_delete = 1, .retention_days = 90};
+    int days = -1;
+    CHECK_STR(ks_vault_recovery_level(&v, &days), "Recoverable+Purgeable");
+    CHECK(days == 90);
+    v.purge_protection = 1;
+    CHECK_STR(ks_vault_recovery_level(&v, &days), "Recoverable");
+    v.retention_days = 7;
+    CHECK_STR(ks_vault_recovery_level(&v, &days), "CustomizedRecoverable");
+    CHECK(days == 7);
+    v.purge_protection = 0;
+    CHECK_STR(ks_vault_recovery_level(&v, &days), "CustomizedRecoverable+Purgeable");
+    v.soft_delete = 0;
+    CHECK_STR(ks_vault_recovery_level(&v, &days), "Purgeable");
+    CHECK(days == 0);
+}
+
+static void delete_recover_purge(void)
+{
+    put_vault("soft", 1, 10, 0);
+    struct ks_key *k1 = create("soft", "cmk", KS_KTY_RSA);
+    struct ks_key *k2 = create("soft", "cmk", KS_KTY_RSA);
+    struct ks_key *d = NULL, *g = NULL;
+    if (k1 == NULL || k2 == NULL)
+        goto out;
+
+    CHECK_ST(ks_deleted_get(env, "soft", "cmk", &g), KV_ERR_DELETED_KEY_NOT_FOUND);
+    CHECK_ST(ks_deleted_recover(env, "soft", "cmk", &g), KV_ERR_DELETED_KEY_NOT_FOUND);
+    CHECK_ST(ks_deleted_purge(env, "soft", "cmk"), KV_ERR_DELETED_KEY_NOT_FOUND);
+
+    int64_t before = ks_now();
+    CHECK_ST(ks_key_delete(env, "soft", "CMK", &d), KV_OK);
+    if (d != NULL) {
+        CHECK_STR(d->version, k2->version);
+        CHECK(d->deleted_date >= before && d->deleted_date <= ks_now());
+        CHECK(d->scheduled_purge == d->deleted_date + 10 * 86400);
+        CHECK_STR(d->recovery_level, "CustomizedRecoverable+Purgeable");
+        CHECK(d->recoverable_days == 10);
+    }
+    /* deleted: not gettable, not listed, not usable, name not reusable */
+    CHECK_ST(ks_key_get(env, "soft", "cmk", NULL, &g), KV_ERR_KEY_NOT_FOUND);
+    CHECK_ST(ks_key_get(env, "soft", "cmk", k1->version, &g), KV_ERR_KEY_NOT_FOUND);
+    CHECK_ST(ks_key_delete(env, "soft", "cmk", &g), KV_ERR_KEY_NOT_FOUND);
+    struct ks_key_page *page = NULL;
+    CHECK_ST(ks_key_list(env, "soft", NULL, 25, &page), KV_OK);
+    CHECK(page != NULL && page->count == 0);
+    ks_key_page_free(page);
+    page = NULL;
+    struct ks_create again = {.kty = KS_KTY_EC, .attrs = {.enabled = 1}};
+    CHECK_ST(ks_key_create(env, "soft", "cmk", &again, &g), KV_ERR_KEY_DELETED_RECOVERABLE);
+    CHECK(g == NULL);
+
+    /* the deleted key is visible as deleted */
+    CHECK_ST(ks_deleted_get(env, "soft", "cmk", &g), KV_OK);
+    CHECK(g != NULL && g->scheduled_purge == d->scheduled_purge);
+    ks_key_free(g);
+    g = NULL;
+    CHECK_ST(ks_deleted_list(env, "soft", NULL, 25, &page), KV_OK);
+    CHECK(page != NULL && page->count == 1 && page->items[0]->deleted_date != 0);
+    ks_key_page_free(page);
+    page = NULL;
+
+    /* recover brings back every version unchanged */
+    CHECK_ST(ks_deleted_recover(env, "soft", "cmk", &g), KV_OK);
+    CHECK(g != NULL && strcmp(g->version, k2->version) == 0 && g->deleted_date == 0);
+    ks_key_free(g);
+    g = NULL;
+    CHECK_ST(ks_key_get(env, "soft", "cmk", k1->version, &g), KV_OK);
+    CHECK(g != NULL && g->pub.n.len == k1->pub.n.len &&
+          memcmp(g->pub.n.data, k1->pub.n.data, g->pub.n.len) == 0);
+    ks_key_free(g);
+    g = NULL;
+    CHECK_ST(ks_deleted_get(env, "soft", "cmk", &g), KV_ERR_DELETED_KEY_NOT_FOUND);
+
+    /* delete again and purge: the name is free */
+    ks_key_free(d);
+    d = NULL;
+    CHECK_ST(ks_key_delete(env, "soft", "cmk", &d), KV_OK);
+    CHECK_ST(ks_deleted_purge(env, "soft", "cmk"), KV_OK);
+    CHECK_ST(ks_deleted_get(env, "soft", "cmk", &g), KV_ERR_DELETED_KEY_NOT_FOUND);
+    CHECK_ST(ks_key_get(env, "soft", "cmk", k1->version, &g), KV_ERR_KEY_NOT_FOUND);
+    CHECK_ST(ks_key_create(env, "soft", "cmk", &again, &g), KV_OK);
+    ks_key_free(g);
+out:
+    ks_key_free(d);
+    ks_key_free(k1);
+    ks_key_free(k2);
+}
+
+static void purge_protection_and_expiry(void)
+{
+    put_vault("pp", 1, 7, 1);
+    struct ks_key *k = create("pp", "cmk", KS_KTY_EC), *d = NULL, *g = NULL;
+    CHECK_ST(ks_key_delete(env, "pp", "cmk", &d), KV_OK);
+    CHECK(d != NULL && strcmp(d->recovery_level, "CustomizedRecoverable") == 0);
+    CHECK_ST(ks_deleted_purge(env, "pp", "cmk"), KV_ERR_PURGE_PROTECTED);
+    CHECK_ST(ks_deleted_get(env, "pp", "cmk", &g), KV_OK); /* nothing removed */
+    ks_key_free(g);
+    g = NULL;
+
+    /* one second before the scheduled purge it is still there; at it, gone */
+    ks_clock_advance(d->scheduled_purge - ks_now() - 1);
+    CHECK_ST(ks_deleted_get(env, "pp", "cmk", &g), KV_OK);
+    ks_key_free(g);
+    g = NULL;
+    ks_clock_advance(1);
+    CHECK_ST(ks_deleted_get(env, "pp", "cmk", &g), KV_ERR_DELETED_KEY_NOT_FOUND);
+    size_t purged = 0, rotated = 0;
+    CHECK_ST(ks_sweep(env, &purged, &rotated), KV_OK);
+    CHECK(purged == 1 && rotated == 0);
+    CHECK_ST(ks_sweep(env, &purged, &rotated), KV_OK);
+    CHECK(purged == 0);
+    /* the name is free again */
+    struct ks_key *n = create("pp", "cmk", KS_KTY_EC);
+    CHECK(n != NULL);
+    ks_key_free(n);
+    ks_key_free(k);
+    ks_key_free(d);
+}
+
+static void no_soft_delete(void)
+{
+    put_vault("hard", 0, 90, 0);
+    struct ks_key *k = create("hard", "tmp", KS_KTY_OCT), *d = NULL, *g = NULL;
+    CHECK_ST(ks_key_delete(env, "hard", "tmp", &d), KV_OK);
+    CHECK(d != NULL && d->deleted_date == 0 && strcmp(d->recovery_level, "Purgeable") == 0);
+    CHECK_ST(ks_deleted_get(env, "hard", "tmp", &g), KV_ERR_DELETED_KEY_NOT_FOUND);
+    CHECK_ST(ks_key_get(env, "hard", "tmp", NULL, &g), KV_ERR_KEY_NOT_FOUND);
+    ks_key_free(k);
+    ks_key_free(d);
+}
+
+static void update(void)
+{
+    struct ks_key *k1 = create("soft", "upd", KS_KTY_RSA);
+    struct ks_key *k2 = create("soft", "upd", KS_KTY_RSA), *u = NULL;
+    if (k1 == NULL || k2 == NULL)
+        goto out;
+    char *names[] = {"env"}, *values[] = {"test"};
+    struct ks_update up = {.enabled_set = 1, .enabled = 0, .exp_set = 1, .exp = 4102444800,
+                           .ops_set = 1, .ops = KS_OP_WRAP | KS_OP_UNWRAP, .tags_set = 1,
+                           .tags = {1, names, values}};
+    ks_clock_advance(5);
+    CHECK_ST(ks_key_update(env, "soft", "upd", k1->version, &up, &u), KV_OK);
+    if (u != NULL) {
+        CHECK(!u->attrs.enabled && u->attrs.exp == 4102444800);
+        CHECK(u->ops == (KS_OP_WRAP | KS_OP_UNWRAP));
+        CHECK(u->tags.count == 1 && strcmp(u->tags.values[0], "test") == 0);
+        CHECK(u->attrs.updated > u->attrs.created);
+    }
+    ks_key_free(u);
+    u = NULL;
+    /* only that version changed */
+    CHECK_ST(ks_key_get(env, "soft", "upd", NULL, &u), KV_OK);
+    CHECK(u != NULL && u->attrs.enabled && u->tags.count == 0);
+    ks_key_free(u);
+    u = NULL;
+
+    /* disabled, not yet valid and expired versions refuse operations */
+    unsigned char secret[32] = {1};
+    struct ks_op_params p = {.alg = KS_ALG_RSA_OAEP, .value = {secret, sizeof(secret)}};
+    struct ks_op_result r = {0};
+    CHECK_ST(ks_key_op(env, "soft", "upd", k1->version, KS_OP_WRAP, &p, &r),
+             KV_ERR_KEY_DISABLED);
+    struct ks_update nbf = {.enabled_set = 1, .enabled = 1, .nbf_set = 1, .nbf = ks_now() + 100};
+    CHECK_ST(ks_key_update(env, "soft", "upd", k1->version, &nbf, &u), KV_OK);
+    ks_key_free(u);
+    u = NULL;
+    CHECK_ST(ks_key_op(env, "soft", "upd", k1->version, KS_OP_WRAP, &p, &r),
+             KV_ERR_KEY_NOT_YET_VALID);
+    struct ks_update exp = {.nbf_set = 1, .nbf = 0, .exp_set = 1, .exp = ks_now()};
+    CHECK_ST(ks_key_update(env, "soft", "upd", k1->version, &exp, &u), KV_OK);
+    ks_key_free(u);
+    u = NULL;
+    CHECK_ST(ks_key_op(env, "soft", "upd", k1->version, KS_OP_WRAP, &p, &r), KV_ERR_KEY_EXPIRED);
+    /* the current version is unaffected */
+    CHECK_ST(ks_key_op(env, "soft", "upd", NULL, KS_OP_WRAP, &p, &r), KV_OK);
+    ks_op_result_clear(&r);
+    CHECK_ST(ks_key_update(env, "soft", "nosuch", NULL, &exp, &u), KV_ERR_KEY_NOT_FOUND);
+out:
+    ks_key_free(k1);
+    ks_key_free(k2);
+}
+
+static void rotate_and_policy(void)
+{
+    struct ks_create p = {.kty = KS_KTY_RSA, .size_bits = 3072, .exponent = 3,
+                          .ops = KS_OP_WRAP | KS_OP_UNWRAP, .ops_set = 1,
+                          .attrs = {.enabled = 1}};
+    struct ks_key *k = NULL, *r = NULL;
+    CHECK_ST(ks_key_create(env, "soft", "rot", &p, &k), KV_OK);
+    struct ks_rotation_policy pol;
+    CHECK_ST(ks_rotation_policy_get(env, "soft", "rot", &pol), KV_OK);
+    CHECK(!pol.is_set);
+
+    struct ks_rotation_policy in = {.expiry = "P60D", .expiry_s = 60 * 86400, .n_actions = 1,
+                                    .actions = {{.rotate = 1, .after_create = "P30D",
+                                                 .after_create_s = 30 * 86400}}};
+    CHECK_ST(ks_rotation_policy_set(env, "soft", "rot", &in, &pol), KV_OK);
+    CHECK(pol.is_set && pol.created > 0 && pol.updated >= pol.created);
+    CHECK_ST(ks_rotation_policy_get(env, "soft", "rot", &pol), KV_OK);
+    CHECK(pol.is_set && pol.n_actions == 1 && pol.actions[0].rotate &&
+          strcmp(pol.actions[0].after_create, "P30D") == 0 && pol.expiry_s == 60 * 86400);
+
+    /* a manual rotation keeps type, size, exponent and ops, and applies the expiry */
+    CHECK_ST(ks_key_rotate(env, "soft", "rot", &r), KV_OK);
+    if (r != NULL && k != NULL) {
+        CHECK(strcmp(r->version, k->version) != 0);
+        CHECK(r->pub.size_bits == 3072 && r->pub.e.len == 1 && r->pub.e.data[0] == 3);
+        CHECK(r->ops == (KS_OP_WRAP | KS_OP_UNWRAP));
+        CHECK(r->attrs.exp == r->attrs.created + 60 * 86400);
+    }
+    /* the trigger: 30 days after the current version was created */
+    size_t purged = 0, rotated = 0;
+    ks_clock_advance(29 * 86400);
+    CHECK_ST(ks_sweep(env, &purged, &rotated), KV_OK);
+    CHECK(rotated == 0);
+    ks_clock_advance(1 * 86400);
+    CHECK_ST(ks_sweep(env, &purged, &rotated), KV_OK);
+    CHECK(rotated == 1);
+    struct ks_key_page *page = NULL;
+    CHECK_ST(ks_key_list_versions(env, "soft", "rot", NULL, 25, &page), KV_OK);
+    CHECK(page != NULL && page->count == 3);
+    ks_key_page_free(page);
+    CHECK_ST(ks_key_rotate(env, "soft", "nosuch", &r), KV_ERR_KEY_NOT_FOUND);
+    ks_key_free(k);
+    ks_key_free(r);
+}
+
+static void backup_restore(void)
+{
+    struct ks_key *k1 = create("soft", "bk", KS_KTY_RSA);
+    struct ks_key *k2 = create("soft", "bk", KS_KTY_RSA), *r = NULL, *d = NULL;
+    struct kv_buf blob = {0};
+    if (k1 == NULL || k2 == NULL)
+        goto out;
+    unsigned char secret[32];
+    randombytes_buf(secret, sizeof(secret));
+    struct ks_op_params p = {.alg = KS_ALG_RSA_OAEP_256, .value = {secret, sizeof(secret)}};
+    struct ks_op_result w = {0}, u = {0};
+    CHECK_ST(ks_key_op(env, "soft", "bk", k1->version, KS_OP_WRAP, &p, &w), KV_OK);
+
+    CHECK_ST(ks_key_backup(env, "soft", "bk", &blob), KV_OK);
+    CHECK(blob.len > 0);
+    /* restoring over a live key conflicts */
+    CHECK_ST(ks_key_restore(env, "soft", blob.data, blob.len, &r), KV_ERR_KEY_EXISTS);
+    /* a soft-deleted name conflicts too */
+    CHECK_ST(ks_key_delete(env, "soft", "bk", &d), KV_OK);
+    CHECK_ST(ks_key_restore(env, "soft", blob.data, blob.len, &r),
+             KV_ERR_KEY_DELETED_RECOVERABLE);
+    CHECK_ST(ks_deleted_purge(env, "soft", "bk"), KV_OK);
+    /* a corrupt blob is refused */
+    blob.data[blob.len / 2] ^= 1;
+    CHECK_ST(ks_key_restore(env, "soft", blob.data, blob.len, &r), KV_ERR_BAD_BACKUP);
+    blob.data[blob.len / 2] ^= 1;
+    CHECK_ST(ks_key_restore(env, "soft", blob.data, 10, &r), KV_ERR_BAD_BACKUP);
+    /* restored into another vault: same versions, old ciphertext unwraps */
+    CHECK_ST(ks_key_restore(env, "paged", blob.data, blob.len, &r), KV_OK);
+    CHECK(r != NULL && strcmp(r->version, k2->version) == 0);
+    struct ks_op_params q = {.alg = KS_ALG_RSA_OAEP_256, .value = w.value};
+    CHECK_ST(ks_key_op(env, "paged", "bk", k1->version, KS_OP_UNWRAP, &q, &u), KV_OK);
+    CHECK(u.value.len == 32 && memcmp(u.value.data, secret, 32) == 0);
+    ks_op_result_clear(&u);
+    ks_op_result_clear(&w);
+out:
+    kv_buf_free(&blob);
+    ks_key_free(k1);
+    ks_key_free(k2);
+    ks_key_free(r);
+    ks_key_free(d);
+}
+
+static void cleanup(void)
+{
+    DIR *dd = opendir(dir);
+    struct dirent *e;
+    char path[512];
+    while (dd != NULL && (e = readdir(dd)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        unlink(path);
+    }
+    if (dd != NULL)
+        closedir(dd);
+    rmdir(dir);
+}
+
+int main(void)
+{
+    CHECK(sodium_init() >= 0);
+    CHECK(mkdtemp(dir) != NULL);
+    struct ks_open_opts o = {.data_dir = dir};
+    CHECK_ST(ks_open(&o, &env), KV_OK);
+    if (env != NULL) {
+        put_vault("paged", 1, 90, 0);
+        recovery_levels();
+        delete_recover_purge();
+        purge_protection_and_expiry();
+        no_soft_delete();
+        update();
+        rotate_and_policy();
+        backup_restore();
+        ks_close(env);
+    }
+    cleanup();
+    CHECK_DONE();
+}
