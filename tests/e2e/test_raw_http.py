@@ -1,0 +1,374 @@
+"""Raw HTTP against a running kvmock: what the SDKs hide. Exact status codes,
+error bodies, the challenge header byte for byte, path quirks, token checks,
+bad input (each followed by a check that nothing changed), and the lifecycle
+refusals."""
+import base64
+import json
+import os
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Kvmock, Runner, check, eq, parse_args  # noqa: E402
+
+API = "api-version=7.4"
+TENANT = "6b766d6f-636b-4000-8000-000000000001"
+CONFIG = {
+    "vaults": [
+        {"name": "default"},
+        {"name": "cmk", "properties": {"softDeleteRetentionInDays": 7,
+                                        "enablePurgeProtection": True}},
+    ]
+}
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def unb64url(text):
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def error_of(body):
+    doc = json.loads(body)
+    check(set(doc) == {"error"}, f"error body has only 'error': {doc}")
+    err = doc["error"]
+    check(isinstance(err.get("message"), str) and err["message"], f"error has a message: {doc}")
+    return err
+
+
+def main():
+    args = parse_args()
+    fd, cfg = tempfile.mkstemp(suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        json.dump(CONFIG, f)
+    runner = Runner()
+    with Kvmock(args.kvmock, config=cfg) as kv:
+        P = kv.https_port
+        vault_host = f"default.vault.localhost:{P}"
+
+        def call(method, path, body=None, host=None, token=True, headers=None):
+            return kv.https(method, path, body=body, host=host, token=token, headers=headers)
+
+        def expect_error(resp, status, code, inner=None):
+            st, _, body = resp
+            eq(st, status, f"status (body {body[:300]!r})")
+            err = error_of(body)
+            eq(err["code"], code)
+            if inner is None:
+                check("innererror" not in err, f"no innererror expected: {err}")
+            else:
+                eq(err.get("innererror", {}).get("code"), inner)
+            return err
+
+        def key_names(vault_host_=None):
+            st, _, body = call("GET", f"/keys?{API}", host=vault_host_)
+            eq(st, 200)
+            return sorted(i["kid"].rsplit("/", 1)[1] for i in json.loads(body)["value"])
+
+        # one key to work with
+        st, _, body = call("POST", f"/keys/base/create?{API}", {"kty": "RSA", "key_size": 2048})
+        eq(st, 200, body)
+        base = json.loads(body)
+
+        @runner.test
+        def challenge_header_exact():
+            st, hdrs, body = call("GET", f"/keys?{API}", host=vault_host, token=None)
+            eq(st, 401)
+            eq(hdrs["www-authenticate"],
+               f'Bearer authorization="https://login.microsoftonline.com/{TENANT}", '
+               f'resource="https://vault.localhost:{P}"')
+            eq(json.loads(body), {"error": {"code": "Unauthorized",
+                                            "message": "Request is missing a Bearer or PoP token."}})
+            eq(hdrs["content-type"], "application/json; charset=utf-8")
+            st, hdrs, _ = call("GET", f"/keys?{API}", host=f"localhost:{P}", token=None)
+            eq(st, 401)
+            eq(hdrs["www-authenticate"],
+               f'Bearer authorization="https://login.microsoftonline.com/{TENANT}", '
+               'resource="https://vault.azure.net"')
+
+        @runner.test
+        def challenge_comes_before_anything_else():
+            # the SDK probe: no token, no body, even on create with bad query
+            st, hdrs, _ = call("POST", "/keys/x/create", host=vault_host, token=None,
+                               headers={"Content-Length": "0"})
+            eq(st, 401)
+            check("www-authenticate" in hdrs)
+            st, _, _ = call("DELETE", "/nowhere", token=None)
+            eq(st, 401)
+            # a vault that does not exist challenges too, then 404 with a token
+            st, _, _ = call("GET", f"/keys?{API}", host=f"nosuch.vault.localhost:{P}", token=None)
+            eq(st, 401)
+            expect_error(call("GET", f"/keys?{API}", host=f"nosuch.vault.localhost:{P}",
+                              token=kv.token(f"https://vault.localhost:{P}")),
+                         404, "VaultNotFound")
+
+        @runner.test
+        def token_checks():
+            good = kv.token()
+            eq(call("GET", f"/keys?{API}", token=good)[0], 200)
+            parts = good.split(".")
+            payload = json.loads(unb64url(parts[1]))
+            for claim in ("tid", "oid", "appid", "aud", "iat", "nbf", "exp"):
+                check(claim in payload, f"token carries {claim}")
+            eq(payload["tid"], TENANT)
+            # tampered payload, forged signature, alg none, wrong audience
+            payload["oid"] = "00000000-0000-0000-0000-000000000000"
+            forged = parts[0] + "." + b64url(json.dumps(payload).encode()) + "." + parts[2]
+            none = b64url(b'{"alg":"none","typ":"JWT"}') + "." + parts[1] + "."
+            sig = bytearray(unb64url(parts[2]))
+            sig[0] ^= 1
+            badsig = parts[0] + "." + parts[1] + "." + b64url(bytes(sig))
+            for bad in (forged, none, badsig, "garbage", kv.token("https://management.azure.com")):
+                st, hdrs, body = call("GET", f"/keys?{API}", token=bad)
+                eq(st, 401, f"token {bad[:20]}... refused")
+                check("www-authenticate" in hdrs)
+                eq(error_of(body)["code"], "Unauthorized")
+            # audiences: the challenge resource of the vault host works
+            eq(call("GET", f"/keys?{API}", host=vault_host,
+                    token=kv.token(f"https://vault.localhost:{P}"))[0], 200)
+
+        @runner.test
+        def api_version_rules():
+            expect_error(call("GET", "/keys"), 400, "BadParameter")
+            err = expect_error(call("GET", "/keys?api-version=9.9"), 400, "BadParameter")
+            eq(err["message"], "The specified version (9.9) is not recognized. Consider using the "
+                               "latest supported version (2025-07-01).")
+            for v in ("7.0", "7.1", "7.2", "7.3", "7.4", "7.5", "7.6", "7.4-preview.1",
+                      "2016-10-01", "2025-07-01"):
+                eq(call("GET", f"/keys?api-version={v}")[0], 200, v)
+            # percent-encoded names and values (JS sends api%2Dversion)
+            eq(call("GET", "/keys?api%2Dversion=7%2E4")[0], 200)
+
+        @runner.test
+        def routes_404_405():
+            expect_error(call("GET", f"/secrets?{API}"), 404, "NotFound")
+            expect_error(call("GET", f"/keys/base/{base['key']['kid'][-32:]}/wrapkey?{API}"),
+                         405, "MethodNotAllowed")
+            expect_error(call("DELETE", f"/keys?{API}"), 405, "MethodNotAllowed")
+
+        @runner.test
+        def path_quirks_mean_latest():
+            kid = base["key"]["kid"]
+            for path in ("/keys/base", "/keys/base/", "/keys/BASE/"):
+                st, _, body = call("GET", f"{path}?{API}")
+                eq(st, 200, path)
+                eq(json.loads(body)["key"]["kid"].rsplit("/", 1)[1], kid.rsplit("/", 1)[1])
+            data = os.urandom(32)
+            st, _, body = call("POST", f"/keys/base//wrapkey?{API}",
+                               {"alg": "RSA-OAEP", "value": b64url(data)})
+            eq(st, 200, body)
+            eq(json.loads(body)["kid"], kid.replace(f"localhost:{P}", f"localhost:{P}"))
+
+        @runner.test
+        def ids_follow_the_host():
+            for host in (vault_host, f"127.0.0.1:{P}", f"localhost:{P}"):
+                st, _, body = call("GET", f"/keys/base?{API}", host=host,
+                                   token=kv.token(f"https://vault.localhost:{P}")
+                                   if host == vault_host else True)
+                eq(st, 200)
+                check(json.loads(body)["key"]["kid"].startswith(f"https://{host}/keys/base/"))
+            for i in range(3):
+                eq(call("POST", f"/keys/page{i}/create?{API}", {"kty": "EC"})[0], 200)
+            st, _, body = call("GET", f"/keys?{API}&maxresults=2", host=f"127.0.0.1:{P}")
+            doc = json.loads(body)
+            eq(len(doc["value"]), 2)
+            link = doc["nextLink"]
+            check(link.startswith(f"https://127.0.0.1:{P}/keys?api-version=7.4&$skiptoken="), link)
+            check(link.endswith("&maxresults=2"), link)
+            seen = [i["kid"] for i in doc["value"]]
+            while link:
+                st, _, body = call("GET", link[len(f"https://127.0.0.1:{P}"):],
+                                   host=f"127.0.0.1:{P}")
+                eq(st, 200)
+                doc = json.loads(body)
+                check(isinstance(doc["value"], list))
+                seen += [i["kid"] for i in doc["value"]]
+                link = doc["nextLink"]
+            eq(len(seen), len(set(seen)))
+            eq(sorted(s.rsplit("/", 1)[1] for s in seen), key_names())
+            expect_error(call("GET", f"/keys?{API}&maxresults=26"), 400, "BadParameter")
+            expect_error(call("GET", f"/keys?{API}&maxresults=0"), 400, "BadParameter")
+            expect_error(call("GET", f"/keys?{API}&$skiptoken=zz"), 400, "BadParameter")
+
+        @runner.test
+        def bundles_never_carry_private_parts():
+            st, _, body = call("GET", f"/keys/base?{API}")
+            key = json.loads(body)["key"]
+            for member in ("d", "p", "q", "dp", "dq", "qi", "k"):
+                check(member not in key, f"{member} not returned")
+            eq(key["e"], "AQAB")
+            check("=" not in key["n"], "base64url without padding")
+            eq(len(unb64url(key["n"])), 256)
+            attrs = json.loads(body)["attributes"]
+            check(isinstance(attrs["created"], int) and isinstance(attrs["updated"], int))
+            eq(sorted(key["key_ops"]),
+               sorted(["encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey"]))
+            st, _, body = call("POST", f"/keys/ec1/create?{API}", {"kty": "EC"})
+            eq(json.loads(body)["key"]["crv"], "P-256")
+            eq(sorted(json.loads(body)["key"]["key_ops"]), ["sign", "verify"])
+
+        @runner.test
+        def bad_input_is_400_and_changes_nothing():
+            before = key_names()
+            cases = [
+                ("POST", "/keys/new1/create", b"{not json"),
+                ("POST", "/keys/new1/create", b"[1,2]"),
+                ("POST", "/keys/new1/create", {"kty": 5}),
+                ("POST", "/keys/new1/create", {"kty": "DSA"}),
+                ("POST", "/keys/new1/create", {"kty": "RSA", "key_size": 1024}),
+                ("POST", "/keys/new1/create", {"kty": "RSA", "key_size": "2048"}),
+                ("POST", "/keys/new1/create", {"kty": "RSA", "public_exponent": 5}),
+                ("POST", "/keys/new1/create", {"kty": "EC", "crv": "P-192"}),
+                ("POST", "/keys/new1/create", {"kty": "RSA", "key_ops": ["fly"]}),
+                ("POST", "/keys/new1/create", {"kty": "RSA", "attributes": {"enabled": "yes"}}),
+                ("POST", "/keys/new1/create", {"kty": "RSA", "tags": {"a": 1}}),
+                ("POST", "/keys/bad_name/create", {"kty": "RSA"}),
+                ("POST", "/keys/" + "a" * 128 + "/create", {"kty": "RSA"}),
+            ]
+            for method, path, body in cases:
+                expect_error(call(method, f"{path}?{API}", body), 400, "BadParameter")
+            # a body over 1 MiB
+            huge = b'{"kty":"RSA","tags":{"a":"' + b"x" * (1024 * 1024) + b'"}}'
+            expect_error(call("POST", f"/keys/new1/create?{API}", huge), 400, "BadParameter")
+            eq(key_names(), before)
+
+            wrap = f"/keys/base/wrapkey?{API}"
+            unwrap = f"/keys/base/unwrapkey?{API}"
+            for body in ({"alg": "RSA-OAEP"},                       # no value
+                         {"alg": "A256KW", "value": b64url(b"x" * 32)},  # alg for another kty
+                         {"alg": "NOPE", "value": b64url(b"x")},
+                         {"alg": "RSA-OAEP", "value": "not*base64"},
+                         {"alg": "RSA-OAEP", "value": 7}):
+                expect_error(call("POST", wrap, body), 400, "BadParameter")
+            # wrong-length and corrupt ciphertexts
+            expect_error(call("POST", unwrap, {"alg": "RSA-OAEP", "value": b64url(b"x" * 100)}),
+                         400, "BadParameter")
+            expect_error(call("POST", unwrap, {"alg": "RSA-OAEP", "value": b64url(b"x" * 256)}),
+                         400, "BadParameter")
+            # the key still works and is unchanged
+            st, _, body = call("GET", f"/keys/base?{API}")
+            eq(json.loads(body)["key"]["n"], base["key"]["n"])
+
+        @runner.test
+        def key_ops_are_enforced():
+            st, _, body = call("POST", f"/keys/signer/create?{API}",
+                               {"kty": "RSA", "key_ops": ["sign", "verify"]})
+            eq(st, 200, body)
+            err = expect_error(call("POST", f"/keys/signer/wrapkey?{API}",
+                                    {"alg": "RSA-OAEP", "value": b64url(b"k" * 32)}),
+                               403, "Forbidden", "KeyOperationForbidden")
+            check("wrapKey" in err["message"], err["message"])
+
+        @runner.test
+        def expired_token_after_the_clock_moves():
+            tok = kv.token()
+            eq(call("GET", f"/keys?{API}", token=tok)[0], 200)
+            kv.advance_clock(3601)
+            expect_error(call("GET", f"/keys?{API}", token=tok), 401, "Unauthorized")
+            eq(call("GET", f"/keys?{API}", token=kv.token())[0], 200)
+
+        @runner.test
+        def identity_endpoints():
+            st, _, body = kv.http("GET", "/msi/token?api-version=2019-08-01&resource=https://vault.azure.net",
+                                  headers={"X-IDENTITY-HEADER": kv.identity_header})
+            eq(st, 200)
+            doc = json.loads(body)
+            check("message" not in doc)
+            for f in ("access_token", "expires_on", "expires_in", "resource", "token_type", "client_id"):
+                check(f in doc, f)
+            check(isinstance(doc["expires_on"], str) and doc["expires_on"].isdigit())
+            eq(doc["token_type"], "Bearer")
+            st, _, body = kv.http("GET", "/msi/token?api-version=2019-08-01&resource=r",
+                                  headers={"X-IDENTITY-HEADER": "wrong"})
+            eq(st, 400)
+            check("access_token" not in json.loads(body))
+            st, _, body = kv.http("GET", "/msi/token?api-version=2019-08-01&resource=r&client_id=nobody",
+                                  headers={"X-IDENTITY-HEADER": kv.identity_header})
+            eq(st, 400)
+            st, _, body = kv.http("GET", "/metadata/identity/oauth2/token?resource=r")
+            eq(st, 400)
+            eq(json.loads(body), {"error": "invalid_request",
+                                  "error_description": "Required metadata header not specified"})
+            for path in ("/metadata/identity/oauth2/token/", "/METADATA/identity/oauth2/token"):
+                st, _, _ = kv.http("GET", path + "?api-version=2018-02-01&resource=r",
+                                   headers={"Metadata": "true"})
+                eq(st, 200, path)
+            st, _, body = kv.http("GET", "/healthz")
+            eq(st, 200)
+            st, _, body = kv.http("GET", "/ca.pem")
+            eq(st, 200)
+            check(body.startswith(b"-----BEGIN CERTIFICATE-----"))
+            with open(kv.ca_path, "rb") as f:
+                eq(f.read(), body)
+
+        @runner.test
+        def lifecycle_refusals_change_nothing():
+            cmk = f"cmk.vault.localhost:{P}"
+            tok = kv.token(f"https://vault.localhost:{P}")
+
+            def c(method, path, body=None):
+                return call(method, f"{path}?{API}", body, host=cmk, token=tok)
+
+            eq(c("POST", "/keys/disk/create", {"kty": "RSA"})[0], 200)
+            st, _, body = c("DELETE", "/keys/disk")
+            eq(st, 200)
+            deleted = json.loads(body)
+            eq(deleted["recoveryId"], f"https://{cmk}/deletedkeys/disk")
+            eq(deleted["scheduledPurgeDate"] - deleted["deletedDate"], 7 * 86400)
+            eq(deleted["attributes"]["recoveryLevel"], "CustomizedRecoverable")
+            eq(deleted["attributes"]["recoverableDays"], 7)
+            # purge refused under purge protection; still deleted afterwards
+            err = expect_error(c("DELETE", "/deletedkeys/disk"), 403, "Forbidden", "PurgeProtected")
+            check("purge protection is enabled" in err["message"], err["message"])
+            eq(c("GET", "/deletedkeys/disk")[0], 200)
+            # name reuse refused; still deleted afterwards
+            expect_error(c("POST", "/keys/disk/create", {"kty": "RSA"}), 409, "Conflict",
+                         "ObjectIsDeletedButRecoverable")
+            expect_error(c("GET", "/keys/disk"), 404, "KeyNotFound")
+            eq(c("GET", "/deletedkeys/disk")[0], 200)
+            # operations on what is not deleted / not there
+            expect_error(c("POST", "/deletedkeys/nosuch/recover"), 404, "KeyNotFound")
+            expect_error(c("DELETE", "/keys/nosuch"), 404, "KeyNotFound")
+            # recover, then a disabled key refuses operations but reads fine
+            eq(c("POST", "/deletedkeys/disk/recover")[0], 200)
+            eq(c("PATCH", "/keys/disk", {"attributes": {"enabled": False}})[0], 200)
+            expect_error(c("POST", "/keys/disk/wrapkey", {"alg": "RSA-OAEP", "value": b64url(b"k" * 32)}),
+                         403, "Forbidden", "KeyDisabled")
+            st, _, body = c("GET", "/keys/disk")
+            eq(st, 200)
+            eq(json.loads(body)["attributes"]["enabled"], False)
+            # backup: restore over the live key conflicts; a corrupt blob is 400
+            st, _, body = c("POST", "/keys/disk/backup")
+            eq(st, 200)
+            blob = json.loads(body)["value"]
+            expect_error(c("POST", "/keys/restore", {"value": blob}), 409, "Conflict")
+            expect_error(c("POST", "/keys/restore", {"value": blob[:-4] + "AAAA"}), 400, "BadParameter")
+            expect_error(c("POST", "/keys/restore", {"value": "!!"}), 400, "BadParameter")
+            # a rotation policy under 28 days is refused and the old one stays
+            expect_error(c("PUT", "/keys/disk/rotationpolicy", {"attributes": {"expiryTime": "P27D"}}),
+                         400, "BadParameter")
+            st, _, body = c("GET", "/keys/disk/rotationpolicy")
+            eq(st, 200)
+            eq(json.loads(body)["lifetimeActions"],
+               [{"trigger": {"timeBeforeExpiry": "P30D"}, "action": {"type": "Notify"}}])
+            # import of an inconsistent JWK: 400, nothing stored
+            jwk = {"kty": "RSA", "n": base["key"]["n"], "e": "AQAB", "d": "AQAB", "p": "AQAB",
+                   "q": "AQAB", "dp": "AQAB", "dq": "AQAB", "qi": "AQAB"}
+            expect_error(c("PUT", "/keys/imp", {"key": jwk}), 400, "BadParameter")
+            expect_error(c("GET", "/keys/imp"), 404, "KeyNotFound")
+            # purge happens by itself once the clock passes the scheduled date
+            eq(c("DELETE", "/keys/disk")[0], 200)
+            kv.advance_clock(8 * 86400)
+            tok2 = kv.token(f"https://vault.localhost:{P}")
+            st, _, _ = call("GET", f"/deletedkeys/disk?{API}", host=cmk, token=tok2)
+            eq(st, 404)
+
+        runner.run_collected()
+    os.unlink(cfg)
+    sys.exit(runner.exit_code())
+
+
+if __name__ == "__main__":
+    main()
