@@ -1,0 +1,1218 @@
+/**
+ * @file crypto.c
+ * @brief Key material and key operations over OpenSSL 3 EVP (see crypto.h).
+ *
+ * RSA and EC keys are provider EVP_PKEYs; oct keys are raw bytes. Every
+ * operation builds its own contexts, so a material is never written after it
+ * is built. Scratch buffers that held plaintext or private material are wiped
+ * with sodium_memzero() (through kv_buf_wipe()) or OPENSSL_cleanse().
+ */
+#include "crypto.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/ec.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
+#include <openssl/param_build.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
+#include <sodium.h>
+
+#define OCT_KEY_MAX         32  /**< longest oct key: AES-256 */
+#define GCM_IV_LEN          12  /**< the IV AES-GCM encrypt makes */
+#define GCM_TAG_LEN         16  /**< the AES-GCM tag */
+#define AES_BLOCK_LEN       16  /**< AES block, and the AES-CBC IV */
+#define KW_BLOCK_LEN        8   /**< the RFC 3394 / RFC 5649 semiblock */
+#define EC_FIELD_MAX        66  /**< P-521 field size in bytes */
+#define RSA_JWK_MAX         513 /**< longest RSA JWK part: a 4096-bit modulus and a zero */
+#define OAEP_OVERHEAD(hlen) (2 * (hlen) + 2)
+#define PKCS1_OVERHEAD      11
+/** Largest input any operation takes: the EVP cipher calls count in int. */
+#define OP_INPUT_MAX ((size_t)INT_MAX - 64)
+
+/** An EC curve: its Key Vault name, its OpenSSL group and sizes. */
+struct curve {
+    enum ks_crv crv;
+    const char *group; /**< OpenSSL group name */
+    int nid;
+    size_t field_len; /**< bytes of a coordinate and of each half of a signature */
+    int bits;
+};
+
+static const struct curve curves[] = {
+    {KS_CRV_P256, "prime256v1", NID_X9_62_prime256v1, 32, 256},
+    {KS_CRV_P256K, "secp256k1", NID_secp256k1, 32, 256},
+    {KS_CRV_P384, "secp384r1", NID_secp384r1, 48, 384},
+    {KS_CRV_P521, "secp521r1", NID_secp521r1, 66, 521},
+};
+
+struct ks_material {
+    enum ks_kty kty;
+    EVP_PKEY *pkey;                 /**< RSA and EC */
+    const struct curve *curve;      /**< EC */
+    size_t oct_len;                 /**< oct: 16, 24 or 32 */
+    unsigned char oct[OCT_KEY_MAX]; /**< oct key bytes */
+};
+
+/** What an algorithm is, as far as dispatch is concerned. */
+enum alg_kind {
+    KIND_NONE = 0,
+    KIND_RSA_ENC, /**< RSA encrypt/decrypt and wrap/unwrap */
+    KIND_RSA_SIG, /**< RSASSA-PKCS1-v1_5 and RSASSA-PSS over a digest */
+    KIND_ECDSA,   /**< ECDSA over a digest, raw R||S */
+    KIND_HMAC,    /**< HMAC over the data */
+    KIND_GCM,
+    KIND_CBC,
+    KIND_CBCPAD,
+    KIND_KW,  /**< RFC 3394 */
+    KIND_KWP, /**< RFC 5649 */
+};
+
+struct alg_info {
+    enum alg_kind kind;
+    const EVP_MD *(*md)(void); /**< OAEP hash, signature hash or HMAC hash */
+    int rsa_pad;               /**< RSA padding mode */
+    size_t key_len;            /**< AES: the oct key length it needs; 0 = the key's own */
+    enum ks_crv crv;           /**< ECDSA: the curve it needs */
+};
+
+static const struct alg_info alg_table[KS_ALG_COUNT] = {
+    [KS_ALG_RSA_OAEP] = {KIND_RSA_ENC, EVP_sha1, RSA_PKCS1_OAEP_PADDING, 0, KS_CRV_NONE},
+    [KS_ALG_RSA_OAEP_256] = {KIND_RSA_ENC, EVP_sha256, RSA_PKCS1_OAEP_PADDING, 0, KS_CRV_NONE},
+    [KS_ALG_RSA1_5] = {KIND_RSA_ENC, NULL, RSA_PKCS1_PADDING, 0, KS_CRV_NONE},
+    [KS_ALG_A128GCM] = {KIND_GCM, NULL, 0, 16, KS_CRV_NONE},
+    [KS_ALG_A192GCM] = {KIND_GCM, NULL, 0, 24, KS_CRV_NONE},
+    [KS_ALG_A256GCM] = {KIND_GCM, NULL, 0, 32, KS_CRV_NONE},
+    [KS_ALG_A128CBC] = {KIND_CBC, NULL, 0, 16, KS_CRV_NONE},
+    [KS_ALG_A192CBC] = {KIND_CBC, NULL, 0, 24, KS_CRV_NONE},
+    [KS_ALG_A256CBC] = {KIND_CBC, NULL, 0, 32, KS_CRV_NONE},
+    [KS_ALG_A128CBCPAD] = {KIND_CBCPAD, NULL, 0, 16, KS_CRV_NONE},
+    [KS_ALG_A192CBCPAD] = {KIND_CBCPAD, NULL, 0, 24, KS_CRV_NONE},
+    [KS_ALG_A256CBCPAD] = {KIND_CBCPAD, NULL, 0, 32, KS_CRV_NONE},
+    [KS_ALG_A128KW] = {KIND_KW, NULL, 0, 16, KS_CRV_NONE},
+    [KS_ALG_A192KW] = {KIND_KW, NULL, 0, 24, KS_CRV_NONE},
+    [KS_ALG_A256KW] = {KIND_KW, NULL, 0, 32, KS_CRV_NONE},
+    [KS_ALG_CKM_AES_KEY_WRAP] = {KIND_KW, NULL, 0, 0, KS_CRV_NONE},
+    [KS_ALG_CKM_AES_KEY_WRAP_PAD] = {KIND_KWP, NULL, 0, 0, KS_CRV_NONE},
+    [KS_ALG_PS256] = {KIND_RSA_SIG, EVP_sha256, RSA_PKCS1_PSS_PADDING, 0, KS_CRV_NONE},
+    [KS_ALG_PS384] = {KIND_RSA_SIG, EVP_sha384, RSA_PKCS1_PSS_PADDING, 0, KS_CRV_NONE},
+    [KS_ALG_PS512] = {KIND_RSA_SIG, EVP_sha512, RSA_PKCS1_PSS_PADDING, 0, KS_CRV_NONE},
+    [KS_ALG_RS256] = {KIND_RSA_SIG, EVP_sha256, RSA_PKCS1_PADDING, 0, KS_CRV_NONE},
+    [KS_ALG_RS384] = {KIND_RSA_SIG, EVP_sha384, RSA_PKCS1_PADDING, 0, KS_CRV_NONE},
+    [KS_ALG_RS512] = {KIND_RSA_SIG, EVP_sha512, RSA_PKCS1_PADDING, 0, KS_CRV_NONE},
+    [KS_ALG_ES256] = {KIND_ECDSA, EVP_sha256, 0, 0, KS_CRV_P256},
+    [KS_ALG_ES256K] = {KIND_ECDSA, EVP_sha256, 0, 0, KS_CRV_P256K},
+    [KS_ALG_ES384] = {KIND_ECDSA, EVP_sha384, 0, 0, KS_CRV_P384},
+    [KS_ALG_ES512] = {KIND_ECDSA, EVP_sha512, 0, 0, KS_CRV_P521},
+    [KS_ALG_HS256] = {KIND_HMAC, EVP_sha256, 0, 0, KS_CRV_NONE},
+    [KS_ALG_HS384] = {KIND_HMAC, EVP_sha384, 0, 0, KS_CRV_NONE},
+    [KS_ALG_HS512] = {KIND_HMAC, EVP_sha512, 0, 0, KS_CRV_NONE},
+};
+
+/* ---- small helpers ---------------------------------------------------------- */
+
+/** A non-NULL pointer for OpenSSL calls that are given zero bytes. */
+static const unsigned char *bytes_of(const struct kv_buf *b)
+{
+    static const unsigned char empty[1];
+    return b->data != NULL ? b->data : empty;
+}
+
+static const struct curve *curve_by_crv(enum ks_crv crv)
+{
+    for (size_t i = 0; i < sizeof(curves) / sizeof(curves[0]); i++)
+        if (curves[i].crv == crv)
+            return &curves[i];
+    return NULL;
+}
+
+/** The curve of an EC key, from its OpenSSL group name; NULL if not one of ours. */
+static const struct curve *curve_of(const EVP_PKEY *pkey)
+{
+    char name[80];
+    size_t len = 0;
+    if (EVP_PKEY_get_group_name(pkey, name, sizeof(name), &len) != 1)
+        return NULL;
+    int nid = OBJ_txt2nid(name);
+    if (nid == NID_undef)
+        nid = EC_curve_nist2nid(name);
+    for (size_t i = 0; i < sizeof(curves) / sizeof(curves[0]); i++)
+        if (curves[i].nid == nid)
+            return &curves[i];
+    return NULL;
+}
+
+/**
+ * Move the first @p used bytes of @p scratch to @p out, leaving @p out exactly
+ * @p used bytes long so that a later kv_buf_wipe() covers every byte. The
+ * scratch buffer is wiped and reset either way.
+ */
+static enum kv_status take(struct kv_buf *scratch, size_t used, struct kv_buf *out)
+{
+    if (used == scratch->len) {
+        *out = *scratch;
+        *scratch = (struct kv_buf){0};
+        return KV_OK;
+    }
+    enum kv_status st = kv_buf_dup(scratch->data, used, out);
+    kv_buf_wipe(scratch);
+    return st;
+}
+
+static struct ks_material *material_new(enum ks_kty kty)
+{
+    struct ks_material *m = calloc(1, sizeof(*m));
+    if (m != NULL)
+        m->kty = kty;
+    return m;
+}
+
+/** A BIGNUM from big-endian bytes; @p secret ones live in secure memory. */
+static BIGNUM *bn_from(const struct kv_buf *b, int secret)
+{
+    BIGNUM *bn = secret ? BN_secure_new() : BN_new();
+    if (bn == NULL)
+        return NULL;
+    if (BN_bin2bn(bytes_of(b), (int)b->len, bn) == NULL) {
+        BN_clear_free(bn);
+        return NULL;
+    }
+    return bn;
+}
+
+/* ---- generation ------------------------------------------------------------- */
+
+static enum kv_status generate_rsa(int bits, unsigned long exponent, struct ks_material **out)
+{
+    if (bits != 2048 && bits != 3072 && bits != 4096)
+        return KV_ERR_BAD_KEY_SIZE;
+    if (exponent != 3 && exponent != 65537)
+        return KV_ERR_BAD_EXPONENT;
+
+    enum kv_status st = KV_ERR_NOMEM;
+    EVP_PKEY_CTX *ctx = NULL;
+    BIGNUM *e = NULL;
+    struct ks_material *m = material_new(KS_KTY_RSA);
+    if (m == NULL)
+        goto out;
+    e = BN_new();
+    if (e == NULL || BN_set_word(e, exponent) != 1)
+        goto out;
+    st = KV_ERR_CRYPTO;
+    ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
+    if (ctx == NULL || EVP_PKEY_keygen_init(ctx) <= 0 ||
+        EVP_PKEY_CTX_set_rsa_keygen_bits(ctx, bits) <= 0 ||
+        EVP_PKEY_CTX_set1_rsa_keygen_pubexp(ctx, e) <= 0 || EVP_PKEY_generate(ctx, &m->pkey) <= 0)
+        goto out;
+    *out = m;
+    m = NULL;
+    st = KV_OK;
+out:
+    ks_material_free(m);
+    EVP_PKEY_CTX_free(ctx);
+    BN_free(e);
+    return st;
+}
+
+static enum kv_status generate_ec(enum ks_crv crv, struct ks_material **out)
+{
+    const struct curve *c = curve_by_crv(crv);
+    if (c == NULL)
+        return KV_ERR_BAD_CURVE;
+
+    enum kv_status st = KV_ERR_NOMEM;
+    EVP_PKEY_CTX *ctx = NULL;
+    struct ks_material *m = material_new(KS_KTY_EC);
+    if (m == NULL)
+        goto out;
+    m->curve = c;
+    st = KV_ERR_CRYPTO;
+    ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+    if (ctx == NULL || EVP_PKEY_keygen_init(ctx) <= 0 ||
+        EVP_PKEY_CTX_set_group_name(ctx, c->group) <= 0 || EVP_PKEY_generate(ctx, &m->pkey) <= 0)
+        goto out;
+    *out = m;
+    m = NULL;
+    st = KV_OK;
+out:
+    ks_material_free(m);
+    EVP_PKEY_CTX_free(ctx);
+    return st;
+}
+
+static enum kv_status generate_oct(int bits, struct ks_material **out)
+{
+    if (bits != 128 && bits != 192 && bits != 256)
+        return KV_ERR_BAD_KEY_SIZE;
+    struct ks_material *m = material_new(KS_KTY_OCT);
+    if (m == NULL)
+        return KV_ERR_NOMEM;
+    m->oct_len = (size_t)bits / 8;
+    randombytes_buf(m->oct, m->oct_len);
+    *out = m;
+    return KV_OK;
+}
+
+enum kv_status ks_material_generate(enum ks_kty kty, int size_bits, unsigned long exponent,
+                                    enum ks_crv crv, struct ks_material **out)
+{
+    enum kv_status st;
+    switch (kty) {
+    case KS_KTY_RSA:
+        st = generate_rsa(size_bits, exponent, out);
+        break;
+    case KS_KTY_EC:
+        st = generate_ec(crv, out);
+        break;
+    case KS_KTY_OCT:
+        st = generate_oct(size_bits, out);
+        break;
+    default:
+        st = KV_ERR_BAD_KTY;
+        break;
+    }
+    if (st != KV_OK)
+        ERR_clear_error();
+    return st;
+}
+
+/* ---- JWK import ------------------------------------------------------------- */
+
+/**
+ * Build an EVP_PKEY key pair of @p type from @p params and run OpenSSL's full
+ * key check on it (RSA: primes, n = p*q, d, CRT values; EC: point on the curve,
+ * private scalar in range, public = d*G).
+ */
+static enum kv_status pkey_from_params(const char *type, const OSSL_PARAM *params, EVP_PKEY **out)
+{
+    enum kv_status st = KV_ERR_BAD_JWK;
+    EVP_PKEY *pkey = NULL;
+    EVP_PKEY_CTX *check = NULL;
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, type, NULL);
+    if (ctx == NULL) {
+        st = KV_ERR_CRYPTO;
+        goto out;
+    }
+    if (EVP_PKEY_fromdata_init(ctx) <= 0) {
+        st = KV_ERR_CRYPTO;
+        goto out;
+    }
+    if (EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_KEYPAIR, (OSSL_PARAM *)params) <= 0)
+        goto out;
+    check = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
+    if (check == NULL) {
+        st = KV_ERR_NOMEM;
+        goto out;
+    }
+    if (EVP_PKEY_check(check) != 1)
+        goto out;
+    *out = pkey;
+    pkey = NULL;
+    st = KV_OK;
+out:
+    EVP_PKEY_CTX_free(check);
+    EVP_PKEY_CTX_free(ctx);
+    EVP_PKEY_free(pkey);
+    return st;
+}
+
+static enum kv_status jwk_rsa(const struct ks_jwk *jwk, struct ks_material **out)
+{
+    enum { N_PARTS = 8 };
+    const struct kv_buf *parts[N_PARTS] = {&jwk->n, &jwk->e,  &jwk->d,  &jwk->p,
+                                           &jwk->q, &jwk->dp, &jwk->dq, &jwk->qi};
+    static const char *const names[N_PARTS] = {
+        OSSL_PKEY_PARAM_RSA_N,         OSSL_PKEY_PARAM_RSA_E,
+        OSSL_PKEY_PARAM_RSA_D,         OSSL_PKEY_PARAM_RSA_FACTOR1,
+        OSSL_PKEY_PARAM_RSA_FACTOR2,   OSSL_PKEY_PARAM_RSA_EXPONENT1,
+        OSSL_PKEY_PARAM_RSA_EXPONENT2, OSSL_PKEY_PARAM_RSA_COEFFICIENT1};
+    for (int i = 0; i < N_PARTS; i++)
+        if (parts[i]->len == 0)
+            return KV_ERR_BAD_JWK;
+    if (jwk->n.len > RSA_JWK_MAX)
+        return KV_ERR_BAD_KEY_SIZE;
+    /* No part is longer than the modulus, which bounds the work of the key check. */
+    for (int i = 1; i < N_PARTS; i++)
+        if (parts[i]->len > jwk->n.len)
+            return KV_ERR_BAD_JWK;
+
+    enum kv_status st = KV_ERR_NOMEM;
+    BIGNUM *bn[N_PARTS] = {0};
+    OSSL_PARAM_BLD *bld = NULL;
+    OSSL_PARAM *params = NULL;
+    struct ks_material *m = material_new(KS_KTY_RSA);
+    if (m == NULL)
+        goto out;
+    bld = OSSL_PARAM_BLD_new();
+    if (bld == NULL)
+        goto out;
+    for (int i = 0; i < N_PARTS; i++) {
+        /* n and e are public; everything else lives in secure memory. */
+        bn[i] = bn_from(parts[i], i >= 2);
+        if (bn[i] == NULL || OSSL_PARAM_BLD_push_BN(bld, names[i], bn[i]) != 1)
+            goto out;
+    }
+    /* Refuse other sizes before the (costly) consistency check. */
+    int bits = BN_num_bits(bn[0]);
+    if (bits != 2048 && bits != 3072 && bits != 4096) {
+        st = KV_ERR_BAD_KEY_SIZE;
+        goto out;
+    }
+    params = OSSL_PARAM_BLD_to_param(bld);
+    if (params == NULL)
+        goto out;
+    st = pkey_from_params("RSA", params, &m->pkey);
+    if (st != KV_OK)
+        goto out;
+    *out = m;
+    m = NULL;
+    st = KV_OK;
+out:
+    OSSL_PARAM_free(params); /* clears the secure part */
+    OSSL_PARAM_BLD_free(bld);
+    for (int i = 0; i < N_PARTS; i++)
+        BN_clear_free(bn[i]);
+    ks_material_free(m);
+    return st;
+}
+
+static enum kv_status jwk_ec(const struct ks_jwk *jwk, struct ks_material **out)
+{
+    if (jwk->crv == KS_CRV_NONE)
+        return KV_ERR_BAD_JWK;
+    const struct curve *c = curve_by_crv(jwk->crv);
+    if (c == NULL)
+        return KV_ERR_BAD_CURVE;
+    size_t fl = c->field_len;
+    if (jwk->x.len == 0 || jwk->y.len == 0 || jwk->d.len == 0 || jwk->x.len > fl ||
+        jwk->y.len > fl || jwk->d.len > fl)
+        return KV_ERR_BAD_JWK;
+
+    /* The public point as an uncompressed SEC1 octet string: 04 || X || Y. */
+    unsigned char point[1 + 2 * EC_FIELD_MAX] = {0};
+    point[0] = 0x04;
+    memcpy(point + 1 + (fl - jwk->x.len), jwk->x.data, jwk->x.len);
+    memcpy(point + 1 + fl + (fl - jwk->y.len), jwk->y.data, jwk->y.len);
+
+    enum kv_status st = KV_ERR_NOMEM;
+    BIGNUM *d = NULL;
+    OSSL_PARAM_BLD *bld = NULL;
+    OSSL_PARAM *params = NULL;
+    struct ks_material *m = material_new(KS_KTY_EC);
+    if (m == NULL)
+        goto out;
+    m->curve = c;
+    d = bn_from(&jwk->d, 1);
+    bld = OSSL_PARAM_BLD_new();
+    if (d == NULL || bld == NULL ||
+        OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, c->group, 0) != 1 ||
+        OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point, 1 + 2 * fl) != 1 ||
+        OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_PRIV_KEY, d) != 1)
+        goto out;
+    params = OSSL_PARAM_BLD_to_param(bld);
+    if (params == NULL)
+        goto out;
+    st = pkey_from_params("EC", params, &m->pkey);
+    if (st != KV_OK)
+        goto out;
+    *out = m;
+    m = NULL;
+    st = KV_OK;
+out:
+    OSSL_PARAM_free(params);
+    OSSL_PARAM_BLD_free(bld);
+    BN_clear_free(d);
+    ks_material_free(m);
+    return st;
+}
+
+static enum kv_status jwk_oct(const struct ks_jwk *jwk, struct ks_material **out)
+{
+    if (jwk->k.len == 0)
+        return KV_ERR_BAD_JWK;
+    if (jwk->k.len != 16 && jwk->k.len != 24 && jwk->k.len != 32)
+        return KV_ERR_BAD_KEY_SIZE;
+    struct ks_material *m = material_new(KS_KTY_OCT);
+    if (m == NULL)
+        return KV_ERR_NOMEM;
+    m->oct_len = jwk->k.len;
+    memcpy(m->oct, jwk->k.data, jwk->k.len);
+    *out = m;
+    return KV_OK;
+}
+
+enum kv_status ks_material_from_jwk(const struct ks_jwk *jwk, struct ks_material **out)
+{
+    enum kv_status st;
+    switch (jwk->kty) {
+    case KS_KTY_RSA:
+        st = jwk_rsa(jwk, out);
+        break;
+    case KS_KTY_EC:
+        st = jwk_ec(jwk, out);
+        break;
+    case KS_KTY_OCT:
+        st = jwk_oct(jwk, out);
+        break;
+    default:
+        st = KV_ERR_BAD_JWK;
+        break;
+    }
+    if (st != KV_OK)
+        ERR_clear_error();
+    return st;
+}
+
+/* ---- serialisation ---------------------------------------------------------- */
+
+enum kv_status ks_material_serialize(const struct ks_material *m, struct kv_buf *out)
+{
+    if (m->kty == KS_KTY_OCT)
+        return kv_buf_dup(m->oct, m->oct_len, out);
+
+    enum kv_status st = KV_ERR_CRYPTO;
+    struct kv_buf der = {0};
+    PKCS8_PRIV_KEY_INFO *p8 = EVP_PKEY2PKCS8(m->pkey);
+    if (p8 == NULL)
+        goto out;
+    int len = i2d_PKCS8_PRIV_KEY_INFO(p8, NULL);
+    if (len <= 0)
+        goto out;
+    st = kv_buf_alloc((size_t)len, &der);
+    if (st != KV_OK)
+        goto out;
+    st = KV_ERR_CRYPTO;
+    unsigned char *p = der.data;
+    if (i2d_PKCS8_PRIV_KEY_INFO(p8, &p) != len)
+        goto out;
+    *out = der;
+    der = (struct kv_buf){0};
+    st = KV_OK;
+out:
+    kv_buf_wipe(&der);
+    PKCS8_PRIV_KEY_INFO_free(p8); /* clears the private key octets */
+    if (st != KV_OK)
+        ERR_clear_error();
+    return st;
+}
+
+enum kv_status ks_material_deserialize(enum ks_kty kty, const unsigned char *bytes, size_t len,
+                                       struct ks_material **out)
+{
+    struct ks_material *m = material_new(kty);
+    if (m == NULL)
+        return KV_ERR_NOMEM;
+
+    enum kv_status st = KV_ERR_CRYPTO;
+    if (kty == KS_KTY_OCT) {
+        if (len != 16 && len != 24 && len != 32)
+            goto out;
+        m->oct_len = len;
+        memcpy(m->oct, bytes, len);
+    } else if (kty == KS_KTY_RSA || kty == KS_KTY_EC) {
+        if (len == 0 || len > LONG_MAX)
+            goto out;
+        const unsigned char *p = bytes;
+        m->pkey = d2i_AutoPrivateKey(NULL, &p, (long)len);
+        if (m->pkey == NULL || p != bytes + len)
+            goto out;
+        if (kty == KS_KTY_RSA && !EVP_PKEY_is_a(m->pkey, "RSA"))
+            goto out;
+        if (kty == KS_KTY_EC) {
+            if (!EVP_PKEY_is_a(m->pkey, "EC"))
+                goto out;
+            m->curve = curve_of(m->pkey);
+            if (m->curve == NULL)
+                goto out;
+        }
+    } else {
+        goto out;
+    }
+    *out = m;
+    m = NULL;
+    st = KV_OK;
+out:
+    ks_material_free(m);
+    if (st != KV_OK)
+        ERR_clear_error();
+    return st;
+}
+
+/* ---- public part -------------------------------------------------------------- */
+
+enum ks_kty ks_material_kty(const struct ks_material *m)
+{
+    return m->kty;
+}
+
+/** A BIGNUM parameter of @p pkey as big-endian bytes, left-padded to @p pad (0 = minimal). */
+static enum kv_status bn_param(const EVP_PKEY *pkey, const char *name, size_t pad,
+                               struct kv_buf *out)
+{
+    BIGNUM *bn = NULL;
+    struct kv_buf b = {0};
+    enum kv_status st = KV_ERR_CRYPTO;
+    if (EVP_PKEY_get_bn_param(pkey, name, &bn) != 1)
+        goto out;
+    size_t n = (size_t)BN_num_bytes(bn);
+    if (pad != 0 && n > pad)
+        goto out;
+    if (pad == 0)
+        pad = n;
+    st = kv_buf_alloc(pad, &b);
+    if (st != KV_OK)
+        goto out;
+    st = KV_ERR_CRYPTO;
+    if (BN_bn2binpad(bn, b.data, (int)pad) != (int)pad)
+        goto out;
+    *out = b;
+    b = (struct kv_buf){0};
+    st = KV_OK;
+out:
+    kv_buf_free(&b);
+    BN_free(bn);
+    return st;
+}
+
+enum kv_status ks_material_public(const struct ks_material *m, struct ks_pub *out)
+{
+    struct ks_pub pub = {0};
+    enum kv_status st = KV_OK;
+    switch (m->kty) {
+    case KS_KTY_RSA:
+        st = bn_param(m->pkey, OSSL_PKEY_PARAM_RSA_N, 0, &pub.n);
+        if (st == KV_OK)
+            st = bn_param(m->pkey, OSSL_PKEY_PARAM_RSA_E, 0, &pub.e);
+        pub.size_bits = EVP_PKEY_get_bits(m->pkey);
+        break;
+    case KS_KTY_EC:
+        st = bn_param(m->pkey, OSSL_PKEY_PARAM_EC_PUB_X, m->curve->field_len, &pub.x);
+        if (st == KV_OK)
+            st = bn_param(m->pkey, OSSL_PKEY_PARAM_EC_PUB_Y, m->curve->field_len, &pub.y);
+        pub.crv = m->curve->crv;
+        pub.size_bits = m->curve->bits;
+        break;
+    case KS_KTY_OCT:
+        pub.size_bits = (int)m->oct_len * 8;
+        break;
+    default:
+        st = KV_ERR_INTERNAL;
+        break;
+    }
+    if (st != KV_OK) {
+        ks_pub_clear(&pub);
+        ERR_clear_error();
+        return st;
+    }
+    *out = pub;
+    return KV_OK;
+}
+
+void ks_pub_clear(struct ks_pub *pub)
+{
+    if (pub == NULL)
+        return;
+    kv_buf_wipe(&pub->n);
+    kv_buf_wipe(&pub->e);
+    kv_buf_wipe(&pub->x);
+    kv_buf_wipe(&pub->y);
+    pub->crv = KS_CRV_NONE;
+    pub->size_bits = 0;
+}
+
+void ks_op_result_clear(struct ks_op_result *res)
+{
+    if (res == NULL)
+        return;
+    kv_buf_wipe(&res->value);
+    kv_buf_wipe(&res->iv);
+    kv_buf_wipe(&res->tag);
+    res->verified = 0;
+}
+
+void ks_material_free(struct ks_material *m)
+{
+    if (m == NULL)
+        return;
+    EVP_PKEY_free(m->pkey);
+    sodium_memzero(m, sizeof(*m));
+    free(m);
+}
+
+/* ---- RSA ---------------------------------------------------------------------- */
+
+/** A context of @p m's key set up for @p ai: padding, OAEP or signature hash, PSS salt. */
+static enum kv_status rsa_ctx(const struct ks_material *m, const struct alg_info *ai,
+                              int (*init)(EVP_PKEY_CTX *), EVP_PKEY_CTX **out)
+{
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, m->pkey, NULL);
+    if (ctx == NULL)
+        return KV_ERR_NOMEM;
+    const EVP_MD *md = ai->md != NULL ? ai->md() : NULL;
+    int ok = init(ctx) > 0 && EVP_PKEY_CTX_set_rsa_padding(ctx, ai->rsa_pad) > 0;
+    if (ok && ai->kind == KIND_RSA_ENC && ai->rsa_pad == RSA_PKCS1_OAEP_PADDING)
+        ok = EVP_PKEY_CTX_set_rsa_oaep_md(ctx, md) > 0 && EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, md) > 0;
+    if (ok && ai->kind == KIND_RSA_SIG)
+        ok = EVP_PKEY_CTX_set_signature_md(ctx, md) > 0;
+    if (ok && ai->kind == KIND_RSA_SIG && ai->rsa_pad == RSA_PKCS1_PSS_PADDING)
+        ok = EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx, RSA_PSS_SALTLEN_DIGEST) > 0 &&
+             EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, md) > 0;
+    if (!ok) {
+        EVP_PKEY_CTX_free(ctx);
+        return KV_ERR_CRYPTO;
+    }
+    *out = ctx;
+    return KV_OK;
+}
+
+static enum kv_status rsa_encrypt(const struct ks_material *m, const struct alg_info *ai,
+                                  const struct kv_buf *in, struct kv_buf *out)
+{
+    size_t k = (size_t)EVP_PKEY_get_size(m->pkey);
+    size_t overhead = ai->rsa_pad == RSA_PKCS1_OAEP_PADDING
+                          ? OAEP_OVERHEAD((size_t)EVP_MD_get_size(ai->md()))
+                          : PKCS1_OVERHEAD;
+    if (in->len + overhead > k)
+        return KV_ERR_BAD_INPUT_LENGTH;
+
+    EVP_PKEY_CTX *ctx = NULL;
+    struct kv_buf ct = {0};
+    enum kv_status st = rsa_ctx(m, ai, EVP_PKEY_encrypt_init, &ctx);
+    if (st != KV_OK)
+        goto out;
+    st = kv_buf_alloc(k, &ct);
+    if (st != KV_OK)
+        goto out;
+    size_t len = k;
+    st = KV_ERR_CRYPTO;
+    if (EVP_PKEY_encrypt(ctx, ct.data, &len, bytes_of(in), in->len) <= 0 || len > k)
+        goto out;
+    st = take(&ct, len, out);
+out:
+    kv_buf_free(&ct);
+    EVP_PKEY_CTX_free(ctx);
+    return st;
+}
+
+static enum kv_status rsa_decrypt(const struct ks_material *m, const struct alg_info *ai,
+                                  const struct kv_buf *in, struct kv_buf *out)
+{
+    size_t k = (size_t)EVP_PKEY_get_size(m->pkey);
+    if (in->len != k)
+        return KV_ERR_BAD_INPUT_LENGTH;
+
+    EVP_PKEY_CTX *ctx = NULL;
+    struct kv_buf pt = {0};
+    enum kv_status st = rsa_ctx(m, ai, EVP_PKEY_decrypt_init, &ctx);
+    if (st != KV_OK)
+        goto out;
+    st = kv_buf_alloc(k, &pt);
+    if (st != KV_OK)
+        goto out;
+    size_t len = k;
+    st = KV_ERR_CRYPTO_FAILED;
+    if (EVP_PKEY_decrypt(ctx, pt.data, &len, in->data, in->len) <= 0 || len > k)
+        goto out;
+    st = take(&pt, len, out);
+out:
+    kv_buf_wipe(&pt);
+    EVP_PKEY_CTX_free(ctx);
+    return st;
+}
+
+static enum kv_status rsa_sign(const struct ks_material *m, const struct alg_info *ai,
+                               const struct kv_buf *digest, struct kv_buf *out)
+{
+    if (digest->len != (size_t)EVP_MD_get_size(ai->md()))
+        return KV_ERR_BAD_INPUT_LENGTH;
+
+    size_t k = (size_t)EVP_PKEY_get_size(m->pkey);
+    EVP_PKEY_CTX *ctx = NULL;
+    struct kv_buf sig = {0};
+    enum kv_status st = rsa_ctx(m, ai, EVP_PKEY_sign_init, &ctx);
+    if (st != KV_OK)
+        goto out;
+    st = kv_buf_alloc(k, &sig);
+    if (st != KV_OK)
+        goto out;
+    size_t len = k;
+    st = KV_ERR_CRYPTO;
+    if (EVP_PKEY_sign(ctx, sig.data, &len, digest->data, digest->len) <= 0 || len > k)
+        goto out;
+    st = take(&sig, len, out);
+out:
+    kv_buf_free(&sig);
+    EVP_PKEY_CTX_free(ctx);
+    return st;
+}
+
+static enum kv_status rsa_verify(const struct ks_material *m, const struct alg_info *ai,
+                                 const struct kv_buf *digest, const struct kv_buf *sig,
+                                 int *verified)
+{
+    if (digest->len != (size_t)EVP_MD_get_size(ai->md()))
+        return KV_ERR_BAD_INPUT_LENGTH;
+    if (sig->len != (size_t)EVP_PKEY_get_size(m->pkey)) {
+        *verified = 0;
+        return KV_OK;
+    }
+    EVP_PKEY_CTX *ctx = NULL;
+    enum kv_status st = rsa_ctx(m, ai, EVP_PKEY_verify_init, &ctx);
+    if (st != KV_OK)
+        return st;
+    /* 1 is a valid signature; 0 and the negative "malformed" results are not. */
+    *verified = EVP_PKEY_verify(ctx, sig->data, sig->len, digest->data, digest->len) == 1;
+    EVP_PKEY_CTX_free(ctx);
+    ERR_clear_error();
+    return KV_OK;
+}
+
+/* ---- ECDSA -------------------------------------------------------------------- */
+
+static enum kv_status ec_ctx(const struct ks_material *m, const struct alg_info *ai,
+                             int (*init)(EVP_PKEY_CTX *), EVP_PKEY_CTX **out)
+{
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, m->pkey, NULL);
+    if (ctx == NULL)
+        return KV_ERR_NOMEM;
+    if (init(ctx) <= 0 || EVP_PKEY_CTX_set_signature_md(ctx, ai->md()) <= 0) {
+        EVP_PKEY_CTX_free(ctx);
+        return KV_ERR_CRYPTO;
+    }
+    *out = ctx;
+    return KV_OK;
+}
+
+static enum kv_status ec_sign(const struct ks_material *m, const struct alg_info *ai,
+                              const struct kv_buf *digest, struct kv_buf *out)
+{
+    if (digest->len != (size_t)EVP_MD_get_size(ai->md()))
+        return KV_ERR_BAD_INPUT_LENGTH;
+
+    size_t fl = m->curve->field_len;
+    EVP_PKEY_CTX *ctx = NULL;
+    ECDSA_SIG *sig = NULL;
+    struct kv_buf der = {0}, raw = {0};
+    enum kv_status st = ec_ctx(m, ai, EVP_PKEY_sign_init, &ctx);
+    if (st != KV_OK)
+        goto out;
+    size_t der_len = 0;
+    st = KV_ERR_CRYPTO;
+    if (EVP_PKEY_sign(ctx, NULL, &der_len, digest->data, digest->len) <= 0)
+        goto out;
+    st = kv_buf_alloc(der_len, &der);
+    if (st != KV_OK)
+        goto out;
+    st = KV_ERR_CRYPTO;
+    if (EVP_PKEY_sign(ctx, der.data, &der_len, digest->data, digest->len) <= 0)
+        goto out;
+    const unsigned char *p = der.data;
+    sig = d2i_ECDSA_SIG(NULL, &p, (long)der_len);
+    if (sig == NULL)
+        goto out;
+    st = kv_buf_alloc(2 * fl, &raw);
+    if (st != KV_OK)
+        goto out;
+    st = KV_ERR_CRYPTO;
+    const BIGNUM *r = NULL, *s = NULL;
+    ECDSA_SIG_get0(sig, &r, &s);
+    if (BN_bn2binpad(r, raw.data, (int)fl) != (int)fl ||
+        BN_bn2binpad(s, raw.data + fl, (int)fl) != (int)fl)
+        goto out;
+    *out = raw;
+    raw = (struct kv_buf){0};
+    st = KV_OK;
+out:
+    kv_buf_free(&raw);
+    kv_buf_free(&der);
+    ECDSA_SIG_free(sig);
+    EVP_PKEY_CTX_free(ctx);
+    return st;
+}
+
+static enum kv_status ec_verify(const struct ks_material *m, const struct alg_info *ai,
+                                const struct kv_buf *digest, const struct kv_buf *raw,
+                                int *verified)
+{
+    if (digest->len != (size_t)EVP_MD_get_size(ai->md()))
+        return KV_ERR_BAD_INPUT_LENGTH;
+    size_t fl = m->curve->field_len;
+    if (raw->len != 2 * fl) {
+        *verified = 0;
+        return KV_OK;
+    }
+
+    enum kv_status st = KV_ERR_NOMEM;
+    EVP_PKEY_CTX *ctx = NULL;
+    unsigned char *der = NULL;
+    BIGNUM *r = BN_bin2bn(raw->data, (int)fl, NULL);
+    BIGNUM *s = BN_bin2bn(raw->data + fl, (int)fl, NULL);
+    ECDSA_SIG *sig = ECDSA_SIG_new();
+    if (r == NULL || s == NULL || sig == NULL || ECDSA_SIG_set0(sig, r, s) != 1)
+        goto out;
+    r = s = NULL; /* owned by sig now */
+    int der_len = i2d_ECDSA_SIG(sig, &der);
+    if (der_len <= 0) {
+        st = KV_ERR_CRYPTO;
+        goto out;
+    }
+    st = ec_ctx(m, ai, EVP_PKEY_verify_init, &ctx);
+    if (st != KV_OK)
+        goto out;
+    *verified = EVP_PKEY_verify(ctx, der, (size_t)der_len, digest->data, digest->len) == 1;
+    st = KV_OK;
+out:
+    OPENSSL_free(der);
+    ECDSA_SIG_free(sig);
+    BN_free(r);
+    BN_free(s);
+    EVP_PKEY_CTX_free(ctx);
+    ERR_clear_error();
+    return st;
+}
+
+/* ---- HMAC --------------------------------------------------------------------- */
+
+static enum kv_status hmac(const struct ks_material *m, const struct alg_info *ai,
+                           const struct kv_buf *data, unsigned char mac[EVP_MAX_MD_SIZE],
+                           size_t *mac_len)
+{
+    const char *md = EVP_MD_get0_name(ai->md());
+    if (EVP_Q_mac(NULL, "HMAC", NULL, md, NULL, m->oct, m->oct_len, bytes_of(data), data->len, mac,
+                  EVP_MAX_MD_SIZE, mac_len) == NULL)
+        return KV_ERR_CRYPTO;
+    return KV_OK;
+}
+
+static enum kv_status hmac_sign(const struct ks_material *m, const struct alg_info *ai,
+                                const struct kv_buf *data, struct kv_buf *out)
+{
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    size_t len = 0;
+    enum kv_status st = hmac(m, ai, data, mac, &len);
+    if (st == KV_OK)
+        st = kv_buf_dup(mac, len, out);
+    sodium_memzero(mac, sizeof(mac));
+    return st;
+}
+
+static enum kv_status hmac_verify(const struct ks_material *m, const struct alg_info *ai,
+                                  const struct kv_buf *data, const struct kv_buf *sig,
+                                  int *verified)
+{
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    size_t len = 0;
+    enum kv_status st = hmac(m, ai, data, mac, &len);
+    if (st == KV_OK)
+        *verified = sig->len == len && CRYPTO_memcmp(mac, sig->data, len) == 0;
+    sodium_memzero(mac, sizeof(mac));
+    return st;
+}
+
+/* ---- AES ---------------------------------------------------------------------- */
+
+/** The EVP cipher of an AES algorithm kind for a 16-, 24- or 32-byte key. */
+static const EVP_CIPHER *aes_cipher(enum alg_kind kind, size_t key_len)
+{
+    switch (kind) {
+    case KIND_GCM:
+        return key_len == 16   ? EVP_aes_128_gcm()
+               : key_len == 24 ? EVP_aes_192_gcm()
+                               : EVP_aes_256_gcm();
+    case KIND_CBC:
+    case KIND_CBCPAD:
+        return key_len == 16   ? EVP_aes_128_cbc()
+               : key_len == 24 ? EVP_aes_192_cbc()
+                               : EVP_aes_256_cbc();
+    case KIND_KW:
+        return key_len == 16   ? EVP_aes_128_wrap()
+               : key_len == 24 ? EVP_aes_192_wrap()
+                               : EVP_aes_256_wrap();
+    case KIND_KWP:
+        return key_len == 16   ? EVP_aes_128_wrap_pad()
+               : key_len == 24 ? EVP_aes_192_wrap_pad()
+                               : EVP_aes_256_wrap_pad();
+    default:
+        return NULL;
+    }
+}
+
+static enum kv_status gcm_encrypt(const struct ks_material *m, const struct ks_op_params *p,
+                                  struct ks_op_result *r)
+{
+    if (p->value.len > OP_INPUT_MAX || p->aad.len > OP_INPUT_MAX)
+        return KV_ERR_BAD_INPUT_LENGTH;
+
+    enum kv_status st = KV_ERR_NOMEM;
+    EVP_CIPHER_CTX *ctx = NULL;
+    struct kv_buf iv = {0}, tag = {0}, ct = {0};
+    if (kv_buf_alloc(GCM_IV_LEN, &iv) != KV_OK || kv_buf_alloc(GCM_TAG_LEN, &tag) != KV_OK ||
+        kv_buf_alloc(p->value.len, &ct) != KV_OK)
+        goto out;
+    randombytes_buf(iv.data, iv.len);
+    ctx = EVP_CIPHER_CTX_new();
+    if (ctx == NULL)
+        goto out;
+    st = KV_ERR_CRYPTO;
+    int len = 0, fin = 0;
+    if (EVP_EncryptInit_ex(ctx, aes_cipher(KIND_GCM, m->oct_len), NULL, NULL, NULL) != 1 ||
+        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, GCM_IV_LEN, NULL) != 1 ||
+        EVP_EncryptInit_ex(ctx, NULL, NULL, m->oct, iv.data) != 1)
+        goto out;
+    if (p->aad.len > 0 && EVP_EncryptUpdate(ctx, NULL, &len, p->aad.data, (int)p->aad.len) != 1)
+        goto out;
+    len = 0;
+    if (p->value.len > 0 &&
+        EVP_EncryptUpdate(ctx, ct.data, &len, p->value.data, (int)p->value.len) != 1)
+        goto out;
+    if (EVP_EncryptFinal_ex(ctx, ct.data + len, &fin) != 1 ||
+        (size_t)len + (size_t)fin != p->value.len ||
+        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, GCM_TAG_LEN, tag.data) != 1)
+        goto out;
+    r->value = ct;
+    r->iv = iv;
+    r->tag = tag;
+    ct = iv = tag = (struct kv_buf){0};
+    st = KV_OK;
+out:
+    kv_buf_free(&ct);
+    kv_buf_free(&iv);
+    kv_buf_free(&tag);
+    EVP_CIPHER_CTX_free(ctx);
+    return st;
+}
+
+static enum kv_status gcm_decrypt(const struct ks_material *m, const struct ks_op_params *p,
+                                  struct ks_op_result *r)
+{
+    if (p->value.len > OP_INPUT_MAX || p->aad.len > OP_INPUT_MAX || p->iv.len != GCM_IV_LEN ||
+        p->tag.len != GCM_TAG_LEN)
+        return KV_ERR_BAD_INPUT_LENGTH;
+
+    enum kv_status st = KV_ERR_NOMEM;
+    EVP_CIPHER_CTX *ctx = NULL;
+    struct kv_buf pt = {0};
+    unsigned char tag[GCM_TAG_LEN];
+    memcpy(tag, p->tag.data, GCM_TAG_LEN); /* the ctrl takes a non-const pointer */
+    if (kv_buf_alloc(p->value.len, &pt) != KV_OK)
+        goto out;
+    ctx = EVP_CIPHER_CTX_new();
+    if (ctx == NULL)
+        goto out;
+    st = KV_ERR_CRYPTO;
+    int len = 0, fin = 0;
+    if (EVP_DecryptInit_ex(ctx, aes_cipher(KIND_GCM, m->oct_len), NULL, NULL, NULL) != 1 ||
+        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, GCM_IV_LEN, NULL) != 1 ||
+        EVP_DecryptInit_ex(ctx, NULL, NULL, m->oct, p->iv.data) != 1)
+        goto out;
+    if (p->aad.len > 0 && EVP_DecryptUpdate(ctx, NULL, &len, p->aad.data, (int)p->aad.len) != 1)
+        goto out;
+    len = 0;
+    if (p->value.len > 0 &&
+        EVP_DecryptUpdate(ctx, pt.data, &len, p->value.data, (int)p->value.len) != 1)
+        goto out;
+    if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, GCM_TAG_LEN, tag) != 1)
+        goto out;
+    st = KV_ERR_CRYPTO_FAILED;
+    if (EVP_DecryptFinal_ex(ctx, pt.data + len, &fin) != 1)
+        goto out;
+    st = take(&pt, (size_t)len + (size_t)fin, &r->value);
+out:
+    kv_buf_wipe(&pt);
+    EVP_CIPHER_CTX_free(ctx);
+    return st;
+}
+
+static enum kv_status cbc_crypt(const struct ks_material *m, const struct ks_op_params *p, int pad,
+                                int enc, struct ks_op_result *r)
+{
+    size_t n = p->value.len;
+    if (n > OP_INPUT_MAX)
+        return KV_ERR_BAD_INPUT_LENGTH;
+    /* Without padding the input is whole blocks; with it, so is every ciphertext. */
+    if ((!pad || !enc) && n % AES_BLOCK_LEN != 0)
+        return KV_ERR_BAD_INPUT_LENGTH;
+    if (pad && !enc && n == 0)
+        return KV_ERR_BAD_INPUT_LENGTH;
+    if (p->iv.len != AES_BLOCK_LEN && !(enc && p->iv.len == 0))
+        return KV_ERR_BAD_INPUT_LENGTH;
+
+    enum kv_status st = KV_ERR_NOMEM;
+    EVP_CIPHER_CTX *ctx = NULL;
+    struct kv_buf iv = {0}, buf = {0};
+    if (kv_buf_alloc(AES_BLOCK_LEN, &iv) != KV_OK || kv_buf_alloc(n + AES_BLOCK_LEN, &buf) != KV_OK)
+        goto out;
+    if (p->iv.len == 0)
+        randombytes_buf(iv.data, iv.len);
+    else
+        memcpy(iv.data, p->iv.data, AES_BLOCK_LEN);
+    ctx = EVP_CIPHER_CTX_new();
+    if (ctx == NULL)
+        goto out;
+    st = KV_ERR_CRYPTO;
+    int len = 0, fin = 0;
+    if (EVP_CipherInit_ex(ctx, aes_cipher(KIND_CBC, m->oct_len), NULL, m->oct, iv.data, enc) != 1 ||
+        EVP_CIPHER_CTX_set_padding(ctx, pad) != 1)
+        goto out;
+    if (n > 0 && EVP_CipherUpdate(ctx, buf.data, &len, p->value.data, (int)n) != 1)
+        goto out;
+    if (EVP_CipherFinal_ex(ctx, buf.data + len, &fin) != 1) {
+        st = enc ? KV_ERR_CRYPTO : KV_ERR_CRYPTO_FAILED; /* bad padding */
+        goto out;
+    }
+    st = take(&buf, (size_t)len + (size_t)fin, &r->value);
+    if (st == KV_OK && enc) {
+        r->iv = iv;
+        iv = (struct kv_buf){0};
+    }
+out:
+    kv_buf_wipe(&buf);
+    kv_buf_free(&iv);
+    EVP_CIPHER_CTX_free(ctx);
+    return st;
+}
+
+static enum kv_status key_wrap(const struct ks_material *m, enum alg_kind kind, int enc,
+                               const struct kv_buf *in, struct kv_buf *out)
+{
+    size_t n = in->len;
+    int ok_len;
+    if (kind == KIND_KW) /* RFC 3394: at least two semiblocks of key data */
+        ok_len = n % KW_BLOCK_LEN == 0 && n >= (enc ? 2 : 3) * KW_BLOCK_LEN;
+    else /* RFC 5649: any non-empty key; the wrapped form is at least two semiblocks */
+        ok_len = enc ? n > 0 : n % KW_BLOCK_LEN == 0 && n >= 2 * KW_BLOCK_LEN;
+    if (!ok_len || n > OP_INPUT_MAX)
+        return KV_ERR_BAD_INPUT_LENGTH;
+
+    enum kv_status st = KV_ERR_NOMEM;
+    EVP_CIPHER_CTX *ctx = NULL;
+    struct kv_buf buf = {0};
+    /* Wrapping adds at most 7 bytes of padding and one semiblock. */
+    if (kv_buf_alloc(n + 2 * KW_BLOCK_LEN, &buf) != KV_OK)
+        goto out;
+    ctx = EVP_CIPHER_CTX_new();
+    if (ctx == NULL)
+        goto out;
+    st = KV_ERR_CRYPTO;
+    EVP_CIPHER_CTX_set_flags(ctx, EVP_CIPHER_CTX_FLAG_WRAP_ALLOW);
+    if (EVP_CipherInit_ex(ctx, aes_cipher(kind, m->oct_len), NULL, m->oct, NULL, enc) != 1)
+        goto out;
+    int len = 0, fin = 0;
+    if (EVP_CipherUpdate(ctx, buf.data, &len, in->data, (int)n) != 1 || len <= 0 ||
+        EVP_CipherFinal_ex(ctx, buf.data + len, &fin) != 1) {
+        st = enc ? KV_ERR_CRYPTO : KV_ERR_CRYPTO_FAILED; /* integrity check failed */
+        goto out;
+    }
+    st = take(&buf, (size_t)len + (size_t)fin, out);
+out:
+    kv_buf_wipe(&buf);
+    EVP_CIPHER_CTX_free(ctx);
+    return st;
+}
+
+/* ---- dispatch ----------------------------------------------------------------- */
+
+/** Whether algorithms of @p kind serve operation @p op (the table in crypto.h). */
+static int op_allows(unsigned op, enum alg_kind kind)
+{
+    switch (op) {
+    case KS_OP_ENCRYPT:
+    case KS_OP_DECRYPT:
+        return kind == KIND_RSA_ENC || kind == KIND_GCM || kind == KIND_CBC || kind == KIND_CBCPAD;
+    case KS_OP_WRAP:
+    case KS_OP_UNWRAP:
+        return kind == KIND_RSA_ENC || kind == KIND_KW || kind == KIND_KWP;
+    case KS_OP_SIGN:
+    case KS_OP_VERIFY:
+        return kind == KIND_RSA_SIG || kind == KIND_ECDSA || kind == KIND_HMAC;
+    default:
+        return 0;
+    }
+}
+
+/** Whether @p ai applies to the key type, curve and size of @p m. */
+static int key_allows(const struct ks_material *m, const struct alg_info *ai)
+{
+    switch (ai->kind) {
+    case KIND_RSA_ENC:
+    case KIND_RSA_SIG:
+        return m->kty == KS_KTY_RSA;
+    case KIND_ECDSA:
+        return m->kty == KS_KTY_EC && m->curve->crv == ai->crv;
+    case KIND_HMAC:
+        return m->kty == KS_KTY_OCT;
+    case KIND_GCM:
+    case KIND_CBC:
+    case KIND_CBCPAD:
+    case KIND_KW:
+    case KIND_KWP:
+        return m->kty == KS_KTY_OCT && (ai->key_len == 0 || ai->key_len == m->oct_len);
+    default:
+        return 0;
+    }
+}
+
+enum kv_status ks_material_op(const struct ks_material *m, unsigned op,
+                              const struct ks_op_params *params, struct ks_op_result *out)
+{
+    if (op != KS_OP_ENCRYPT && op != KS_OP_DECRYPT && op != KS_OP_SIGN && op != KS_OP_VERIFY &&
+        op != KS_OP_WRAP && op != KS_OP_UNWRAP)
+        return KV_ERR_INTERNAL;
+    if ((unsigned)params->alg >= KS_ALG_COUNT)
+        return KV_ERR_BAD_ALG;
+    const struct alg_info *ai = &alg_table[params->alg];
+    if (!op_allows(op, ai->kind) || !key_allows(m, ai))
+        return KV_ERR_BAD_ALG;
+
+    int enc = op == KS_OP_ENCRYPT || op == KS_OP_WRAP;
+    struct ks_op_result r = {0};
+    enum kv_status st = KV_ERR_INTERNAL;
+    switch (ai->kind) {
+    case KIND_RSA_ENC:
+        st = enc ? rsa_encrypt(m, ai, &params->value, &r.value)
+                 : rsa_decrypt(m, ai, &params->value, &r.value);
+        break;
+    case KIND_RSA_SIG:
+        st = op == KS_OP_SIGN ? rsa_sign(m, ai, &params->value, &r.value)
+                              : rsa_verify(m, ai, &params->digest, &params->value, &r.verified);
+        break;
+    case KIND_ECDSA:
+        st = op == KS_OP_SIGN ? ec_sign(m, ai, &params->value, &r.value)
+                              : ec_verify(m, ai, &params->digest, &params->value, &r.verified);
+        break;
+    case KIND_HMAC:
+        st = op == KS_OP_SIGN ? hmac_sign(m, ai, &params->value, &r.value)
+                              : hmac_verify(m, ai, &params->digest, &params->value, &r.verified);
+        break;
+    case KIND_GCM:
+        st = enc ? gcm_encrypt(m, params, &r) : gcm_decrypt(m, params, &r);
+        break;
+    case KIND_CBC:
+    case KIND_CBCPAD:
+        st = cbc_crypt(m, params, ai->kind == KIND_CBCPAD, enc, &r);
+        break;
+    case KIND_KW:
+    case KIND_KWP:
+        st = key_wrap(m, ai->kind, enc, &params->value, &r.value);
+        break;
+    default:
+        break;
+    }
+    if (st != KV_OK) {
+        ks_op_result_clear(&r);
+        ERR_clear_error();
+        return st;
+    }
+    out->value = r.value;
+    out->iv = r.iv;
+    out->tag = r.tag;
+    out->verified = r.verified;
+    return KV_OK;
+}
