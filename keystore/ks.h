@@ -139,6 +139,46 @@ enum kv_status ks_open(const struct ks_open_opts *opts, struct ks_env **out) KV_
 /** @brief Close the store and wipe the root key. NULL is a no-op. */
 void ks_close(struct ks_env *env);
 
+/* ---- records of other layers: access policies, role assignments, audit ------------ */
+
+/** Tables the keystore stores for the policy and server layers, which own
+ *  their meaning; the keystore only keeps them durable and transactional. */
+enum ks_table { KS_TABLE_POLICIES = 0, KS_TABLE_ROLES, KS_TABLE_AUDIT, KS_TABLE_COUNT };
+
+/** @brief Store @p val under @p key (replacing). @return KV_OK, KV_ERR_BAD_PARAM, KV_ERR_STORE. */
+enum kv_status ks_record_put(struct ks_env *env, enum ks_table table, const void *key,
+                             size_t key_len, const void *val, size_t val_len) KV_MUST_CHECK;
+
+/**
+ * @brief Delete the records whose key starts with @p prefix (one record when the
+ * prefix is a whole key).
+ * @param[out] deleted how many were deleted (may be NULL).
+ * @return KV_OK, KV_ERR_STORE.
+ */
+enum kv_status ks_record_del(struct ks_env *env, enum ks_table table, const void *prefix,
+                             size_t prefix_len, size_t *deleted) KV_MUST_CHECK;
+
+/** Called for each record of a scan; anything but KV_OK stops the scan and is returned. */
+typedef enum kv_status (*ks_record_fn)(const void *key, size_t key_len, const void *val,
+                                       size_t val_len, void *arg);
+
+/**
+ * @brief Visit, in key order inside one read transaction, the records whose key
+ * starts with @p prefix, from the first key >= @p from (NULL: the prefix).
+ * The pointers passed to @p fn are valid only during the call.
+ */
+enum kv_status ks_record_scan(struct ks_env *env, enum ks_table table, const void *prefix,
+                              size_t prefix_len, const void *from, size_t from_len,
+                              ks_record_fn fn, void *arg) KV_MUST_CHECK;
+
+/**
+ * @brief Append a record under the next sequence number (8 bytes, big-endian,
+ * starting at 1), so that keys order as appended.
+ * @param[out] seq the number used (may be NULL).
+ */
+enum kv_status ks_record_append(struct ks_env *env, enum ks_table table, const void *val,
+                                size_t val_len, uint64_t *seq) KV_MUST_CHECK;
+
 /* ---- vaults ----------------------------------------------------------------- */
 
 struct ks_vault {

@@ -26,6 +26,9 @@ static enum kv_status open_dbs(struct ks_env *e)
         rc = mdb_dbi_open(txn, "keys", MDB_CREATE, &e->db_keys);
     if (rc == 0)
         rc = mdb_dbi_open(txn, "heads", MDB_CREATE, &e->db_heads);
+    static const char *const tables[KS_TABLE_COUNT] = {"policies", "roles", "audit"};
+    for (int t = 0; rc == 0 && t < KS_TABLE_COUNT; t++)
+        rc = mdb_dbi_open(txn, tables[t], MDB_CREATE, &e->db_tables[t]);
     if (rc != 0) {
         kv_log(KV_LOG_ERROR, "cannot open LMDB databases: %s", mdb_strerror(rc));
         mdb_txn_abort(txn);

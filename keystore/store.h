@@ -23,6 +23,7 @@
 struct ks_env {
     MDB_env *env;
     MDB_dbi db_vaults, db_keys, db_heads;
+    MDB_dbi db_tables[KS_TABLE_COUNT]; /**< policies, roles, audit (records.c) */
     pthread_rwlock_t resize_lock;
     unsigned char *root_key; /**< sodium_malloc'd, KS_ROOT_KEY_LEN bytes */
     struct ks_cache *cache;
