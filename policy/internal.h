@@ -2,6 +2,7 @@
 #ifndef POL_INTERNAL_H
 #define POL_INTERNAL_H
 
+#include <pthread.h>
 #include <sodium.h>
 
 #include "pol.h"
@@ -13,6 +14,15 @@ struct pol_ctx {
     unsigned char *secret; /**< sodium_malloc'd token signing key */
     struct pol_identity *ids;
     size_t n_ids;
+
+    /* Access policies and role assignments: LMDB is the truth, these arrays a
+     * snapshot that the evaluator reads under the read lock. */
+    struct ks_env *ks;
+    pthread_rwlock_t lock;
+    struct pol_access_policy *policies;
+    size_t n_policies;
+    struct pol_role_assignment *roles;
+    size_t n_roles;
 };
 
 #endif

@@ -44,6 +44,10 @@ enum kv_status pol_new(const char *data_dir, const char *tenant_id, struct pol_c
     struct pol_ctx *c = calloc(1, sizeof(*c));
     if (c == NULL)
         return KV_ERR_NOMEM;
+    if (pthread_rwlock_init(&c->lock, NULL) != 0) {
+        free(c);
+        return KV_ERR_INTERNAL;
+    }
     snprintf(c->tenant_id, sizeof(c->tenant_id), "%s", tenant_id);
     c->secret = sodium_malloc(POL_SECRET_LEN);
     if (c->secret == NULL)
@@ -71,6 +75,9 @@ void pol_free(struct pol_ctx *c)
     if (c->ids != NULL)
         sodium_memzero(c->ids, c->n_ids * sizeof(*c->ids)); /* client secrets */
     free(c->ids);
+    free(c->policies);
+    free(c->roles);
+    pthread_rwlock_destroy(&c->lock);
     free(c);
 }
 
@@ -122,22 +129,4 @@ const struct pol_identity *pol_find_identity(const struct pol_ctx *c, const char
         }
     }
     return NULL;
-}
-
-enum kv_status pol_allowed(const struct pol_ctx *c, const struct pol_claims *who,
-                           const struct ks_vault *vault, const char *key_name, enum pol_perm perm)
-{
-    (void)key_name;
-    if ((unsigned)perm >= POL_PERM_COUNT)
-        return KV_ERR_ACCESS_DENIED;
-    /* Tokens only work in their own directory. */
-    const char *vault_tenant = vault->tenant_id[0] ? vault->tenant_id : c->tenant_id;
-    if (strcasecmp(who->tid, vault_tenant) != 0)
-        return KV_ERR_UNAUTHORIZED;
-    /* Until access policies and role assignments are stored, the default
-     * identity holds every key permission, like a vault's creator. */
-    const struct pol_identity *id = pol_find_identity(c, NULL, NULL, NULL);
-    if (id != NULL && strcasecmp(id->object_id, who->oid) == 0)
-        return KV_OK;
-    return KV_ERR_ACCESS_DENIED;
 }

@@ -126,13 +126,114 @@ enum kv_status pol_token_verify(const struct pol_ctx *ctx, const char *token, in
                                 const char *const *auds, size_t n_auds,
                                 struct pol_claims *out) KV_MUST_CHECK;
 
+/* ---- access policies and role assignments ----------------------------------------- */
+
+/** A set of key permissions: bit (1u << enum pol_perm). */
+typedef uint32_t pol_perms;
+#define POL_PERMS_ALL ((pol_perms)((1u << POL_PERM_COUNT) - 1))
+
 /**
- * @brief Decide whether @p who may use @p perm on @p vault (and, for a key
- * scope, on the key @p key_name, which may be NULL).
- * @return KV_OK, KV_ERR_UNAUTHORIZED (token from another tenant),
- *   KV_ERR_ACCESS_DENIED.
+ * @brief Parse an access-policy permission name, case-insensitively ("wrapKey",
+ * "unwrapkey", "all").
+ * @return KV_OK or KV_ERR_BAD_PARAM.
  */
-enum kv_status pol_allowed(const struct pol_ctx *ctx, const struct pol_claims *who,
+enum kv_status pol_perm_parse(const char *name, pol_perms *out) KV_MUST_CHECK;
+
+/** An access policy entry of a vault (Azure's accessPolicies[] item, keys only). */
+struct pol_access_policy {
+    char vault[KS_VAULT_NAME_MAX + 1];
+    char tenant_id[POL_ID_MAX];
+    char object_id[POL_ID_MAX];
+    char application_id[POL_ID_MAX]; /**< "" = any application */
+    pol_perms keys;
+};
+
+/** The built-in Key Vault data-plane roles. */
+enum pol_role {
+    POL_ROLE_ADMINISTRATOR = 0,
+    POL_ROLE_CRYPTO_OFFICER,
+    POL_ROLE_CRYPTO_USER,
+    POL_ROLE_CRYPTO_SERVICE_ENCRYPTION_USER,
+    POL_ROLE_READER,
+    POL_ROLE_COUNT
+};
+
+/**
+ * @brief Parse a role by name ("Key Vault Crypto User"), by role definition id
+ * (GUID) or by a roleDefinitionId path ending in the GUID.
+ * @return KV_OK or KV_ERR_BAD_PARAM.
+ */
+enum kv_status pol_role_parse(const char *text, enum pol_role *out) KV_MUST_CHECK;
+/** @brief The role's name. Static string. */
+const char *pol_role_name(enum pol_role role);
+/** @brief The role definition GUID. Static string. */
+const char *pol_role_id(enum pol_role role);
+/** @brief The key permissions a role's data actions grant. */
+pol_perms pol_role_perms(enum pol_role role);
+
+/** A role assignment at vault or key scope. */
+struct pol_role_assignment {
+    char id[POL_ID_MAX]; /**< the assignment's name (a GUID) */
+    char principal_id[POL_ID_MAX];
+    enum pol_role role;
+    char vault[KS_VAULT_NAME_MAX + 1];
+    char key[KS_NAME_MAX + 1]; /**< "" = the whole vault */
+};
+
+/**
+ * @brief Parse a scope: "/vaults/V[/keys/K]" or the ARM form
+ * "/subscriptions/S/resourceGroups/G/providers/Microsoft.KeyVault/vaults/V[/keys/K]".
+ * @return KV_OK or KV_ERR_BAD_PARAM.
+ */
+enum kv_status pol_scope_parse(const char *scope, char vault[KS_VAULT_NAME_MAX + 1],
+                               char key[KS_NAME_MAX + 1]) KV_MUST_CHECK;
+
+/**
+ * @brief Keep access policies and role assignments in @p ks (tables
+ * KS_TABLE_POLICIES and KS_TABLE_ROLES) and load them into memory.
+ * @return KV_OK, KV_ERR_STORE, KV_ERR_NOMEM.
+ */
+enum kv_status pol_attach(struct pol_ctx *ctx, struct ks_env *ks) KV_MUST_CHECK;
+
+/** @brief Add or replace (same vault, tenant, object and application) an access policy. */
+enum kv_status pol_policy_put(struct pol_ctx *ctx,
+                              const struct pol_access_policy *p) KV_MUST_CHECK;
+
+/** @brief Remove an access policy. @return KV_OK (also when there was none), KV_ERR_STORE. */
+enum kv_status pol_policy_remove(struct pol_ctx *ctx, const char *vault, const char *tenant_id,
+                                 const char *object_id,
+                                 const char *application_id) KV_MUST_CHECK;
+
+/** @brief Remove every access policy of a vault. */
+enum kv_status pol_policy_clear(struct pol_ctx *ctx, const char *vault) KV_MUST_CHECK;
+
+/**
+ * @brief Copy a vault's access policies into @p out (at most @p cap).
+ * @return how many the vault has (may exceed @p cap).
+ */
+size_t pol_policy_list(struct pol_ctx *ctx, const char *vault, struct pol_access_policy *out,
+                       size_t cap);
+
+/** @brief Add or replace (same id) a role assignment. */
+enum kv_status pol_role_put(struct pol_ctx *ctx,
+                            const struct pol_role_assignment *ra) KV_MUST_CHECK;
+
+/** @brief Remove a role assignment. @return KV_OK, KV_ERR_BAD_PARAM (no such id), KV_ERR_STORE. */
+enum kv_status pol_role_remove(struct pol_ctx *ctx, const char *id) KV_MUST_CHECK;
+
+/** @brief Find a role assignment by id. @return 1 and fill @p out when found. */
+int pol_role_get(struct pol_ctx *ctx, const char *id, struct pol_role_assignment *out);
+
+/**
+ * @brief Decide whether @p who may use @p perm on @p vault, and for a key scope
+ * on the key @p key_name (may be NULL). Under access policies, an entry for the
+ * caller's tenant and object id (and application id, when the entry names one)
+ * must grant the permission. Under RBAC, a role assignment to the caller at the
+ * vault's scope or at the key's scope must grant it.
+ * @return KV_OK, KV_ERR_UNAUTHORIZED (token from another tenant),
+ *   KV_ERR_ACCESS_DENIED, KV_ERR_RBAC_DENIED.
+ */
+enum kv_status pol_allowed(struct pol_ctx *ctx, const struct pol_claims *who,
                            const struct ks_vault *vault, const char *key_name,
                            enum pol_perm perm) KV_MUST_CHECK;
 

@@ -10,6 +10,8 @@
 #include "config.h"
 #include "kv_file.h"
 
+#include <sodium.h>
+
 #define CONFIG_FILE_MAX (4 * 1024 * 1024)
 
 const char srv_usage[] =
@@ -304,13 +306,136 @@ static enum kv_status parse_vault(const cJSON *o, size_t i, const char *tenant,
     if (v->purge_protection && !v->soft_delete)
         return fail(err, cap, "config: vault '%s': enablePurgeProtection requires enableSoftDelete",
                     v->name);
-    /* Not evaluated yet: refuse rather than silently grant access. */
-    const cJSON *policies = cJSON_GetObjectItemCaseSensitive(p, "accessPolicies");
-    if (policies != NULL && cJSON_GetArraySize(policies) > 0)
-        return fail(err, cap, "config: vault '%s': accessPolicies are not supported yet", v->name);
-    if (v->rbac)
-        return fail(err, cap, "config: vault '%s': enableRbacAuthorization is not supported yet",
-                    v->name);
+    return KV_OK;
+}
+
+static enum kv_status add_policy(struct srv_config *cfg, const struct pol_access_policy *p)
+{
+    struct pol_access_policy *n = realloc(cfg->policies, (cfg->n_policies + 1) * sizeof(*n));
+    if (n == NULL)
+        return KV_ERR_NOMEM;
+    cfg->policies = n;
+    cfg->policies[cfg->n_policies++] = *p;
+    return KV_OK;
+}
+
+static enum kv_status parse_policies(struct srv_config *cfg, const cJSON *vault_json, size_t vi,
+                                     char *err, size_t cap)
+{
+    static const char *const fields[] = {"tenantId", "objectId", "applicationId", "permissions",
+                                         NULL};
+    static const char *const perm_fields[] = {"keys", "secrets", "certificates", "storage", NULL};
+    const struct ks_vault *v = &cfg->vaults[vi];
+    const cJSON *props = cJSON_GetObjectItemCaseSensitive(vault_json, "properties");
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(props, "accessPolicies");
+    if (list == NULL)
+        return KV_OK;
+    if (!cJSON_IsArray(list))
+        return fail(err, cap, "config: vault '%s': accessPolicies must be an array", v->name);
+    cfg->policies_given[vi] = 1;
+    size_t i = 0;
+    const cJSON *o;
+    cJSON_ArrayForEach(o, list)
+    {
+        char where[96];
+        snprintf(where, sizeof(where), "vault '%s' accessPolicies[%zu]", v->name, i++);
+        struct pol_access_policy p = {0};
+        snprintf(p.vault, sizeof(p.vault), "%s", v->name);
+        if (!cJSON_IsObject(o))
+            return fail(err, cap, "config: %s must be an object", where);
+        enum kv_status st = only_fields(o, fields, where, err, cap);
+        if (st == KV_OK)
+            st = get_string(o, "objectId", where, p.object_id, sizeof(p.object_id), 1, err, cap);
+        if (st == KV_OK)
+            st = get_string(o, "applicationId", where, p.application_id,
+                            sizeof(p.application_id), 0, err, cap);
+        snprintf(p.tenant_id, sizeof(p.tenant_id), "%.*s", (int)sizeof(p.tenant_id) - 1, v->tenant_id);
+        if (st == KV_OK)
+            st = get_string(o, "tenantId", where, p.tenant_id, sizeof(p.tenant_id), 0, err, cap);
+        if (st != KV_OK)
+            return st;
+        const cJSON *perms = cJSON_GetObjectItemCaseSensitive(o, "permissions");
+        if (!cJSON_IsObject(perms))
+            return fail(err, cap, "config: %s needs 'permissions'", where);
+        st = only_fields(perms, perm_fields, where, err, cap);
+        if (st != KV_OK)
+            return st;
+        const cJSON *keys = cJSON_GetObjectItemCaseSensitive(perms, "keys");
+        if (keys != NULL && !cJSON_IsArray(keys))
+            return fail(err, cap, "config: %s: permissions.keys must be an array", where);
+        const cJSON *k;
+        cJSON_ArrayForEach(k, keys)
+        {
+            pol_perms bits = 0;
+            if (!cJSON_IsString(k) || pol_perm_parse(k->valuestring, &bits) != KV_OK)
+                return fail(err, cap, "config: %s: unknown key permission '%s'", where,
+                            cJSON_IsString(k) ? k->valuestring : "?");
+            p.keys |= bits;
+        }
+        st = add_policy(cfg, &p);
+        if (st != KV_OK)
+            return st;
+    }
+    return KV_OK;
+}
+
+static enum kv_status parse_roles(struct srv_config *cfg, const cJSON *list, char *err,
+                                  size_t cap)
+{
+    static const char *const fields[] = {"principalId", "roleDefinitionName", "roleDefinitionId",
+                                         "scope", "name", "id", NULL};
+    if (list == NULL)
+        return KV_OK;
+    if (!cJSON_IsArray(list))
+        return fail(err, cap, "config: 'roleAssignments' must be an array");
+    size_t n = (size_t)cJSON_GetArraySize(list);
+    if (n == 0)
+        return KV_OK;
+    cfg->roles = calloc(n, sizeof(*cfg->roles));
+    if (cfg->roles == NULL)
+        return KV_ERR_NOMEM;
+    const cJSON *o;
+    cJSON_ArrayForEach(o, list)
+    {
+        char where[48], scope[600] = "", role[160] = "";
+        snprintf(where, sizeof(where), "roleAssignments[%zu]", cfg->n_roles);
+        struct pol_role_assignment *r = &cfg->roles[cfg->n_roles];
+        if (!cJSON_IsObject(o))
+            return fail(err, cap, "config: %s must be an object", where);
+        enum kv_status st = only_fields(o, fields, where, err, cap);
+        if (st == KV_OK)
+            st = get_string(o, "principalId", where, r->principal_id, sizeof(r->principal_id), 1,
+                            err, cap);
+        if (st == KV_OK)
+            st = get_string(o, "scope", where, scope, sizeof(scope), 1, err, cap);
+        if (st == KV_OK)
+            st = get_string(o, "roleDefinitionName", where, role, sizeof(role), 0, err, cap);
+        if (st == KV_OK && role[0] == '\0')
+            st = get_string(o, "roleDefinitionId", where, role, sizeof(role), 0, err, cap);
+        if (st == KV_OK)
+            st = get_string(o, "name", where, r->id, sizeof(r->id), 0, err, cap);
+        if (st != KV_OK)
+            return st;
+        if (role[0] == '\0' || pol_role_parse(role, &r->role) != KV_OK)
+            return fail(err, cap, "config: %s: unknown role '%s'", where, role);
+        if (pol_scope_parse(scope, r->vault, r->key) != KV_OK)
+            return fail(err, cap,
+                        "config: %s: scope '%s' must be /vaults/NAME or /vaults/NAME/keys/KEY",
+                        where, scope);
+        if (r->id[0] == '\0') {
+            /* a stable id derived from the assignment, so restarts do not duplicate it */
+            unsigned char h[16];
+            char text[700];
+            snprintf(text, sizeof(text), "%s|%s|%s", r->principal_id, pol_role_id(r->role),
+                     scope);
+            crypto_generichash(h, sizeof(h), (unsigned char *)text, strlen(text), NULL, 0);
+            char hex[33];
+            sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
+            snprintf(r->id, sizeof(r->id), "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12,
+                     hex + 16, hex + 20);
+        }
+        cfg->n_roles++;
+    }
     return KV_OK;
 }
 
@@ -330,9 +455,6 @@ static enum kv_status parse_file(struct srv_config *cfg, const cJSON *doc, char 
     if (st != KV_OK)
         return st;
 
-    const cJSON *ra = cJSON_GetObjectItemCaseSensitive(doc, "roleAssignments");
-    if (ra != NULL && cJSON_GetArraySize(ra) > 0)
-        return fail(err, cap, "config: roleAssignments are not supported yet");
 
     const cJSON *ids = cJSON_GetObjectItemCaseSensitive(doc, "identities");
     if (ids != NULL) {
@@ -362,7 +484,8 @@ static enum kv_status parse_file(struct srv_config *cfg, const cJSON *doc, char 
         size_t n = (size_t)cJSON_GetArraySize(vaults);
         if (n > 0) {
             cfg->vaults = calloc(n, sizeof(*cfg->vaults));
-            if (cfg->vaults == NULL)
+            cfg->policies_given = calloc(n, sizeof(*cfg->policies_given));
+            if (cfg->vaults == NULL || cfg->policies_given == NULL)
                 return KV_ERR_NOMEM;
         }
         const cJSON *o;
@@ -377,9 +500,12 @@ static enum kv_status parse_file(struct srv_config *cfg, const cJSON *doc, char 
                     return fail(err, cap, "config: vault '%s' is named twice", v->name);
             }
             cfg->n_vaults++;
+            st = parse_policies(cfg, o, cfg->n_vaults - 1, err, cap);
+            if (st != KV_OK)
+                return st;
         }
     }
-    return KV_OK;
+    return parse_roles(cfg, cJSON_GetObjectItemCaseSensitive(doc, "roleAssignments"), err, cap);
 }
 
 static enum kv_status load_file(struct srv_config *cfg, char *err, size_t cap)
@@ -431,7 +557,8 @@ static enum kv_status complete(struct srv_config *cfg, char *err, size_t cap)
 
     if (cfg->n_vaults == 0) {
         cfg->vaults = calloc(1, sizeof(*cfg->vaults));
-        if (cfg->vaults == NULL)
+        cfg->policies_given = calloc(1, sizeof(*cfg->policies_given));
+        if (cfg->vaults == NULL || cfg->policies_given == NULL)
             return KV_ERR_NOMEM;
         struct ks_vault *v = &cfg->vaults[0];
         snprintf(v->name, sizeof(v->name), "default");
@@ -473,5 +600,8 @@ void srv_config_free(struct srv_config *cfg)
         explicit_bzero(cfg->identities, cfg->n_identities * sizeof(*cfg->identities));
     free(cfg->identities);
     free(cfg->vaults);
+    free(cfg->policies);
+    free(cfg->policies_given);
+    free(cfg->roles);
     memset(cfg, 0, sizeof(*cfg));
 }

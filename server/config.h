@@ -38,6 +38,14 @@ struct srv_config {
     size_t n_identities;
     struct ks_vault *vaults;
     size_t n_vaults;
+    /* access policies of the vaults (vault names inside); a vault listed in
+     * policies_given has exactly these, else its creator (the default identity)
+     * holds every key permission */
+    struct pol_access_policy *policies;
+    size_t n_policies;
+    int *policies_given; /**< per vault */
+    struct pol_role_assignment *roles;
+    size_t n_roles;
 };
 
 /**

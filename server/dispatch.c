@@ -172,6 +172,15 @@ static void vault_api(struct srv_req *req)
                         req->who.appid, req->who.oid, pol_perm_name(route->perm), vault.name);
         return;
     }
+    if (st == KV_ERR_RBAC_DENIED) {
+        srv_send_errorf(req, st,
+                        "Caller is not authorized to perform action on resource. If role "
+                        "assignments, deny assignments or role definitions were changed recently, "
+                        "please observe propagation time. Caller: appid=%s;oid=%s. Action: "
+                        "'keys/%s'. Vault: %s;location=local.",
+                        req->who.appid, req->who.oid, pol_perm_name(route->perm), vault.name);
+        return;
+    }
     if (st != KV_OK) {
         srv_send_error(req, st, NULL);
         return;

@@ -49,7 +49,34 @@ static int mkdir_p(const char *path, mode_t mode)
     return 0;
 }
 
-/* Write the configured vaults and identities into the running state. */
+/* Seed a new vault's access policies: the configured ones, or else every key
+ * permission for its creator, the default identity (as in the portal). */
+static enum kv_status seed_policies(const struct srv_config *cfg, size_t vi, struct srv *srv)
+{
+    const struct ks_vault *v = &cfg->vaults[vi];
+    if (!cfg->policies_given[vi]) {
+        const struct pol_identity *creator = pol_find_identity(srv->pol, NULL, NULL, NULL);
+        struct pol_access_policy p = {.keys = POL_PERMS_ALL};
+        snprintf(p.vault, sizeof(p.vault), "%s", v->name);
+        snprintf(p.tenant_id, sizeof(p.tenant_id), "%s", creator->tenant_id);
+        snprintf(p.object_id, sizeof(p.object_id), "%s", creator->object_id);
+        return pol_policy_put(srv->pol, &p);
+    }
+    for (size_t i = 0; i < cfg->n_policies; i++) {
+        if (strcmp(cfg->policies[i].vault, v->name) != 0)
+            continue;
+        enum kv_status st = pol_policy_put(srv->pol, &cfg->policies[i]);
+        if (st != KV_OK)
+            return st;
+    }
+    return KV_OK;
+}
+
+/*
+ * Write the configured identities and vaults into the running state. Access
+ * policies and role assignments are seeded when their vault is new: after
+ * that, LMDB holds them and the management plane changes them.
+ */
 static enum kv_status apply_config(const struct srv_config *cfg, struct srv *srv)
 {
     for (size_t i = 0; i < cfg->n_identities; i++) {
@@ -60,11 +87,33 @@ static enum kv_status apply_config(const struct srv_config *cfg, struct srv *srv
             return st;
         }
     }
+    enum kv_status st = pol_attach(srv->pol, srv->ks);
+    if (st != KV_OK) {
+        kv_log(KV_LOG_ERROR, "cannot load access policies and role assignments");
+        return st;
+    }
     for (size_t i = 0; i < cfg->n_vaults; i++) {
-        enum kv_status st = ks_vault_put(srv->ks, &cfg->vaults[i]);
+        const struct ks_vault *v = &cfg->vaults[i];
+        struct ks_vault old;
+        st = ks_vault_get(srv->ks, v->name, &old);
+        int is_new = st == KV_ERR_VAULT_NOT_FOUND;
+        if (st != KV_OK && !is_new)
+            return st;
+        if (!is_new && old.purge_protection && !v->purge_protection) {
+            kv_log(KV_LOG_ERROR,
+                   "config: vault '%s' has purge protection, which cannot be turned off once on",
+                   v->name);
+            return KV_ERR_BAD_PARAM;
+        }
+        st = ks_vault_put(srv->ks, v);
+        if (st == KV_OK && is_new)
+            st = seed_policies(cfg, i, srv);
+        for (size_t r = 0; st == KV_OK && is_new && r < cfg->n_roles; r++) {
+            if (strcmp(cfg->roles[r].vault, v->name) == 0)
+                st = pol_role_put(srv->pol, &cfg->roles[r]);
+        }
         if (st != KV_OK) {
-            kv_log(KV_LOG_ERROR, "cannot store vault '%s': %s", cfg->vaults[i].name,
-                   kv_status_name(st));
+            kv_log(KV_LOG_ERROR, "cannot store vault '%s': %s", v->name, kv_status_name(st));
             return st;
         }
     }

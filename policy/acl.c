@@ -1,0 +1,464 @@
+/*
+ * Access policies and role assignments: kept in the keystore's LMDB tables,
+ * mirrored in memory, and the evaluator pol_allowed() over that snapshot.
+ *
+ * Writers change LMDB first and the snapshot second, under the write lock;
+ * the evaluator takes the read lock and allocates nothing.
+ */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "internal.h"
+
+/* ---- permissions and roles ------------------------------------------------------------ */
+
+enum kv_status pol_perm_parse(const char *name, pol_perms *out)
+{
+    if (strcasecmp(name, "all") == 0) {
+        *out = POL_PERMS_ALL;
+        return KV_OK;
+    }
+    for (int p = 0; p < POL_PERM_COUNT; p++) {
+        if (strcasecmp(name, pol_perm_name((enum pol_perm)p)) == 0) {
+            *out = (pol_perms)1u << p;
+            return KV_OK;
+        }
+    }
+    return KV_ERR_BAD_PARAM;
+}
+
+#define BIT(p) ((pol_perms)1u << (p))
+
+static const struct {
+    const char *name;
+    const char *id;
+    pol_perms perms;
+} roles[POL_ROLE_COUNT] = {
+    [POL_ROLE_ADMINISTRATOR] = {"Key Vault Administrator", "00482a5a-887f-4fb3-b363-3b7fe8e74483",
+                                POL_PERMS_ALL},
+    [POL_ROLE_CRYPTO_OFFICER] = {"Key Vault Crypto Officer",
+                                 "14b46e9e-c2b7-41b4-b07b-48a6ebf60603", POL_PERMS_ALL},
+    /* keys/read, update, backup and the cryptographic actions */
+    [POL_ROLE_CRYPTO_USER] = {"Key Vault Crypto User", "12338af0-0e69-4776-bea7-57ae8d297424",
+                              BIT(POL_KEYS_GET) | BIT(POL_KEYS_LIST) | BIT(POL_KEYS_UPDATE) |
+                                  BIT(POL_KEYS_BACKUP) | BIT(POL_KEYS_ENCRYPT) |
+                                  BIT(POL_KEYS_DECRYPT) | BIT(POL_KEYS_WRAP) |
+                                  BIT(POL_KEYS_UNWRAP) | BIT(POL_KEYS_SIGN) |
+                                  BIT(POL_KEYS_VERIFY)},
+    /* keys/read, wrap and unwrap: what a customer-managed-key service needs */
+    [POL_ROLE_CRYPTO_SERVICE_ENCRYPTION_USER] = {"Key Vault Crypto Service Encryption User",
+                                                 "e147488a-f6f5-4113-8e2d-b22465e65bf6",
+                                                 BIT(POL_KEYS_GET) | BIT(POL_KEYS_LIST) |
+                                                     BIT(POL_KEYS_WRAP) | BIT(POL_KEYS_UNWRAP)},
+    /* metadata only */
+    [POL_ROLE_READER] = {"Key Vault Reader", "21090545-7ca7-4776-b22c-e363652d74d2",
+                         BIT(POL_KEYS_GET) | BIT(POL_KEYS_LIST) |
+                             BIT(POL_KEYS_GETROTATIONPOLICY)},
+};
+
+enum kv_status pol_role_parse(const char *text, enum pol_role *out)
+{
+    const char *slash = strrchr(text, '/');
+    const char *guid = slash ? slash + 1 : text;
+    for (int r = 0; r < POL_ROLE_COUNT; r++) {
+        if (strcasecmp(text, roles[r].name) == 0 || strcasecmp(guid, roles[r].id) == 0) {
+            *out = (enum pol_role)r;
+            return KV_OK;
+        }
+    }
+    return KV_ERR_BAD_PARAM;
+}
+
+const char *pol_role_name(enum pol_role r)
+{
+    return (unsigned)r < POL_ROLE_COUNT ? roles[r].name : "unknown";
+}
+
+const char *pol_role_id(enum pol_role r)
+{
+    return (unsigned)r < POL_ROLE_COUNT ? roles[r].id : "";
+}
+
+pol_perms pol_role_perms(enum pol_role r)
+{
+    return (unsigned)r < POL_ROLE_COUNT ? roles[r].perms : 0;
+}
+
+/* Copy @p len bytes of @p src as a lowercase string into @p dst. */
+static int copy_lower(char *dst, size_t cap, const char *src, size_t len)
+{
+    if (len == 0 || len >= cap)
+        return -1;
+    for (size_t i = 0; i < len; i++)
+        dst[i] = (src[i] >= 'A' && src[i] <= 'Z') ? (char)(src[i] - 'A' + 'a') : src[i];
+    dst[len] = '\0';
+    return 0;
+}
+
+enum kv_status pol_scope_parse(const char *scope, char vault[KS_VAULT_NAME_MAX + 1],
+                               char key[KS_NAME_MAX + 1])
+{
+    const char *p = scope;
+    /* The ARM form: /subscriptions/S/resourceGroups/G/providers/Microsoft.KeyVault/vaults/... */
+    if (strncasecmp(p, "/subscriptions/", 15) == 0) {
+        static const char prov[] = "/providers/microsoft.keyvault";
+        const char *at = NULL;
+        for (const char *q = p; *q && at == NULL; q++) {
+            if (strncasecmp(q, prov, sizeof(prov) - 1) == 0)
+                at = q;
+        }
+        if (at == NULL)
+            return KV_ERR_BAD_PARAM;
+        p = at + sizeof(prov) - 1;
+    }
+    if (strncasecmp(p, "/vaults/", 8) != 0)
+        return KV_ERR_BAD_PARAM;
+    p += 8;
+    const char *end = strchr(p, '/');
+    size_t vlen = end ? (size_t)(end - p) : strlen(p);
+    if (copy_lower(vault, KS_VAULT_NAME_MAX + 1, p, vlen) != 0 || !ks_vault_name_valid(vault))
+        return KV_ERR_BAD_PARAM;
+    key[0] = '\0';
+    if (end == NULL || end[1] == '\0')
+        return KV_OK;
+    if (strncasecmp(end, "/keys/", 6) != 0)
+        return KV_ERR_BAD_PARAM;
+    const char *k = end + 6;
+    size_t klen = strlen(k);
+    if (klen > 0 && k[klen - 1] == '/')
+        klen--;
+    if (klen == 0 || klen > KS_NAME_MAX)
+        return KV_ERR_BAD_PARAM;
+    memcpy(key, k, klen);
+    key[klen] = '\0';
+    return ks_key_name_valid(key) ? KV_OK : KV_ERR_BAD_PARAM;
+}
+
+/* ---- records ------------------------------------------------------------------------- */
+
+/* LMDB key of an access policy: vault\0tenant\0object\0application\0, lowercase.
+ * Every part ends in a NUL, so a key is never a prefix of another. */
+static size_t policy_key(const struct pol_access_policy *p, char *out, size_t cap)
+{
+    const char *parts[] = {p->vault, p->tenant_id, p->object_id, p->application_id};
+    size_t len = 0;
+    for (size_t i = 0; i < 4; i++) {
+        size_t n = strlen(parts[i]);
+        if (len + n + 1 > cap)
+            return 0;
+        for (size_t j = 0; j < n; j++) {
+            char c = parts[i][j];
+            out[len++] = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+        }
+        out[len++] = '\0';
+    }
+    return len;
+}
+
+static char *policy_json(const struct pol_access_policy *p)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON *keys = o ? cJSON_AddArrayToObject(o, "keys") : NULL;
+    char *text = NULL;
+    int ok = keys && cJSON_AddStringToObject(o, "vault", p->vault) &&
+             cJSON_AddStringToObject(o, "tenantId", p->tenant_id) &&
+             cJSON_AddStringToObject(o, "objectId", p->object_id) &&
+             cJSON_AddStringToObject(o, "applicationId", p->application_id);
+    for (int i = 0; ok && i < POL_PERM_COUNT; i++) {
+        if (p->keys & BIT(i))
+            ok = cJSON_AddItemToArray(keys, cJSON_CreateString(pol_perm_name((enum pol_perm)i)));
+    }
+    if (ok)
+        text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return text;
+}
+
+static int copy_str(const cJSON *o, const char *name, char *dst, size_t cap, int required)
+{
+    const char *v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, name));
+    if (v == NULL || strlen(v) >= cap)
+        return !required && v == NULL ? (dst[0] = '\0', 1) : 0;
+    snprintf(dst, cap, "%s", v);
+    return 1;
+}
+
+static int policy_from_json(const void *val, size_t len, struct pol_access_policy *p)
+{
+    cJSON *o = cJSON_ParseWithLength(val, len);
+    memset(p, 0, sizeof(*p));
+    int ok = o && copy_str(o, "vault", p->vault, sizeof(p->vault), 1) &&
+             copy_str(o, "tenantId", p->tenant_id, sizeof(p->tenant_id), 1) &&
+             copy_str(o, "objectId", p->object_id, sizeof(p->object_id), 1) &&
+             copy_str(o, "applicationId", p->application_id, sizeof(p->application_id), 0);
+    const cJSON *keys = ok ? cJSON_GetObjectItemCaseSensitive(o, "keys") : NULL;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, keys)
+    {
+        pol_perms bits = 0;
+        if (cJSON_IsString(it) && pol_perm_parse(it->valuestring, &bits) == KV_OK)
+            p->keys |= bits;
+    }
+    cJSON_Delete(o);
+    return ok;
+}
+
+static char *role_json(const struct pol_role_assignment *r)
+{
+    cJSON *o = cJSON_CreateObject();
+    char *text = NULL;
+    if (o && cJSON_AddStringToObject(o, "id", r->id) &&
+        cJSON_AddStringToObject(o, "principalId", r->principal_id) &&
+        cJSON_AddStringToObject(o, "role", pol_role_id(r->role)) &&
+        cJSON_AddStringToObject(o, "vault", r->vault) && cJSON_AddStringToObject(o, "key", r->key))
+        text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return text;
+}
+
+static int role_from_json(const void *val, size_t len, struct pol_role_assignment *r)
+{
+    cJSON *o = cJSON_ParseWithLength(val, len);
+    memset(r, 0, sizeof(*r));
+    const char *role = o ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "role")) : NULL;
+    int ok = o && role && pol_role_parse(role, &r->role) == KV_OK &&
+             copy_str(o, "id", r->id, sizeof(r->id), 1) &&
+             copy_str(o, "principalId", r->principal_id, sizeof(r->principal_id), 1) &&
+             copy_str(o, "vault", r->vault, sizeof(r->vault), 1) &&
+             copy_str(o, "key", r->key, sizeof(r->key), 0);
+    cJSON_Delete(o);
+    return ok;
+}
+
+/* ---- loading ---------------------------------------------------------------------------- */
+
+struct load_arg {
+    struct pol_ctx *c;
+    enum ks_table table;
+};
+
+static enum kv_status load_fn(const void *key, size_t key_len, const void *val, size_t val_len,
+                              void *arg)
+{
+    (void)key;
+    (void)key_len;
+    struct load_arg *a = arg;
+    struct pol_ctx *c = a->c;
+    if (a->table == KS_TABLE_POLICIES) {
+        struct pol_access_policy p;
+        if (!policy_from_json(val, val_len, &p))
+            return KV_OK; /* skip what cannot be read */
+        struct pol_access_policy *n = realloc(c->policies, (c->n_policies + 1) * sizeof(*n));
+        if (n == NULL)
+            return KV_ERR_NOMEM;
+        c->policies = n;
+        c->policies[c->n_policies++] = p;
+    } else {
+        struct pol_role_assignment r;
+        if (!role_from_json(val, val_len, &r))
+            return KV_OK;
+        struct pol_role_assignment *n = realloc(c->roles, (c->n_roles + 1) * sizeof(*n));
+        if (n == NULL)
+            return KV_ERR_NOMEM;
+        c->roles = n;
+        c->roles[c->n_roles++] = r;
+    }
+    return KV_OK;
+}
+
+/* Reload the snapshot from LMDB. The caller holds the write lock. */
+static enum kv_status reload(struct pol_ctx *c)
+{
+    free(c->policies);
+    free(c->roles);
+    c->policies = NULL;
+    c->roles = NULL;
+    c->n_policies = c->n_roles = 0;
+    struct load_arg a = {c, KS_TABLE_POLICIES};
+    enum kv_status st = ks_record_scan(c->ks, KS_TABLE_POLICIES, NULL, 0, NULL, 0, load_fn, &a);
+    if (st == KV_OK) {
+        a.table = KS_TABLE_ROLES;
+        st = ks_record_scan(c->ks, KS_TABLE_ROLES, NULL, 0, NULL, 0, load_fn, &a);
+    }
+    return st;
+}
+
+enum kv_status pol_attach(struct pol_ctx *c, struct ks_env *ks)
+{
+    pthread_rwlock_wrlock(&c->lock);
+    c->ks = ks;
+    enum kv_status st = reload(c);
+    pthread_rwlock_unlock(&c->lock);
+    return st;
+}
+
+/* ---- changes ----------------------------------------------------------------------------- */
+
+enum kv_status pol_policy_put(struct pol_ctx *c, const struct pol_access_policy *p)
+{
+    char key[512];
+    size_t klen = policy_key(p, key, sizeof(key));
+    char *json = klen ? policy_json(p) : NULL;
+    if (klen == 0 || !ks_vault_name_valid(p->vault) || p->object_id[0] == '\0' ||
+        p->tenant_id[0] == '\0') {
+        cJSON_free(json);
+        return KV_ERR_BAD_PARAM;
+    }
+    if (json == NULL)
+        return KV_ERR_NOMEM;
+    pthread_rwlock_wrlock(&c->lock);
+    enum kv_status st = ks_record_put(c->ks, KS_TABLE_POLICIES, key, klen, json, strlen(json));
+    if (st == KV_OK)
+        st = reload(c);
+    pthread_rwlock_unlock(&c->lock);
+    cJSON_free(json);
+    return st;
+}
+
+enum kv_status pol_policy_remove(struct pol_ctx *c, const char *vault, const char *tenant_id,
+                                 const char *object_id, const char *application_id)
+{
+    struct pol_access_policy p = {0};
+    snprintf(p.vault, sizeof(p.vault), "%s", vault);
+    snprintf(p.tenant_id, sizeof(p.tenant_id), "%s", tenant_id);
+    snprintf(p.object_id, sizeof(p.object_id), "%s", object_id);
+    snprintf(p.application_id, sizeof(p.application_id), "%s",
+             application_id ? application_id : "");
+    char key[512];
+    size_t klen = policy_key(&p, key, sizeof(key));
+    if (klen == 0)
+        return KV_ERR_BAD_PARAM;
+    pthread_rwlock_wrlock(&c->lock);
+    enum kv_status st = ks_record_del(c->ks, KS_TABLE_POLICIES, key, klen, NULL);
+    if (st == KV_OK)
+        st = reload(c);
+    pthread_rwlock_unlock(&c->lock);
+    return st;
+}
+
+enum kv_status pol_policy_clear(struct pol_ctx *c, const char *vault)
+{
+    char prefix[KS_VAULT_NAME_MAX + 2];
+    size_t vlen = strlen(vault);
+    if (vlen == 0 || copy_lower(prefix, sizeof(prefix) - 1, vault, vlen) != 0)
+        return KV_ERR_BAD_PARAM;
+    pthread_rwlock_wrlock(&c->lock);
+    enum kv_status st = ks_record_del(c->ks, KS_TABLE_POLICIES, prefix, vlen + 1, NULL);
+    if (st == KV_OK)
+        st = reload(c);
+    pthread_rwlock_unlock(&c->lock);
+    return st;
+}
+
+size_t pol_policy_list(struct pol_ctx *c, const char *vault, struct pol_access_policy *out,
+                       size_t cap)
+{
+    size_t n = 0;
+    pthread_rwlock_rdlock(&c->lock);
+    for (size_t i = 0; i < c->n_policies; i++) {
+        if (strcasecmp(c->policies[i].vault, vault) != 0)
+            continue;
+        if (n < cap)
+            out[n] = c->policies[i];
+        n++;
+    }
+    pthread_rwlock_unlock(&c->lock);
+    return n;
+}
+
+enum kv_status pol_role_put(struct pol_ctx *c, const struct pol_role_assignment *ra)
+{
+    char key[POL_ID_MAX + 1];
+    if ((unsigned)ra->role >= POL_ROLE_COUNT || ra->principal_id[0] == '\0' ||
+        !ks_vault_name_valid(ra->vault) || (ra->key[0] != '\0' && !ks_key_name_valid(ra->key)) ||
+        copy_lower(key, sizeof(key), ra->id, strlen(ra->id)) != 0)
+        return KV_ERR_BAD_PARAM;
+    char *json = role_json(ra);
+    if (json == NULL)
+        return KV_ERR_NOMEM;
+    pthread_rwlock_wrlock(&c->lock);
+    /* the NUL is part of the key, so one id is never a prefix of another */
+    enum kv_status st =
+        ks_record_put(c->ks, KS_TABLE_ROLES, key, strlen(key) + 1, json, strlen(json));
+    if (st == KV_OK)
+        st = reload(c);
+    pthread_rwlock_unlock(&c->lock);
+    cJSON_free(json);
+    return st;
+}
+
+enum kv_status pol_role_remove(struct pol_ctx *c, const char *id)
+{
+    struct pol_role_assignment r;
+    if (!pol_role_get(c, id, &r))
+        return KV_ERR_BAD_PARAM;
+    char key[POL_ID_MAX + 1];
+    if (copy_lower(key, sizeof(key), r.id, strlen(r.id)) != 0)
+        return KV_ERR_BAD_PARAM;
+    pthread_rwlock_wrlock(&c->lock);
+    enum kv_status st = ks_record_del(c->ks, KS_TABLE_ROLES, key, strlen(key) + 1, NULL);
+    if (st == KV_OK)
+        st = reload(c);
+    pthread_rwlock_unlock(&c->lock);
+    return st;
+}
+
+int pol_role_get(struct pol_ctx *c, const char *id, struct pol_role_assignment *out)
+{
+    int found = 0;
+    pthread_rwlock_rdlock(&c->lock);
+    for (size_t i = 0; i < c->n_roles && !found; i++) {
+        if (strcasecmp(c->roles[i].id, id) == 0) {
+            *out = c->roles[i];
+            found = 1;
+        }
+    }
+    pthread_rwlock_unlock(&c->lock);
+    return found;
+}
+
+/* ---- the evaluator ----------------------------------------------------------------------- */
+
+enum kv_status pol_allowed(struct pol_ctx *c, const struct pol_claims *who,
+                           const struct ks_vault *vault, const char *key_name, enum pol_perm perm)
+{
+    if ((unsigned)perm >= POL_PERM_COUNT)
+        return KV_ERR_ACCESS_DENIED;
+    /* Tokens only work in their own directory. */
+    const char *vault_tenant = vault->tenant_id[0] ? vault->tenant_id : c->tenant_id;
+    if (strcasecmp(who->tid, vault_tenant) != 0)
+        return KV_ERR_UNAUTHORIZED;
+
+    enum kv_status st = vault->rbac ? KV_ERR_RBAC_DENIED : KV_ERR_ACCESS_DENIED;
+    pthread_rwlock_rdlock(&c->lock);
+    if (vault->rbac) {
+        for (size_t i = 0; i < c->n_roles && st != KV_OK; i++) {
+            const struct pol_role_assignment *r = &c->roles[i];
+            if (strcasecmp(r->principal_id, who->oid) != 0 ||
+                strcasecmp(r->vault, vault->name) != 0)
+                continue;
+            /* a vault-scope assignment reaches every key; a key-scope one only its key */
+            if (r->key[0] != '\0' && (key_name == NULL || strcasecmp(r->key, key_name) != 0))
+                continue;
+            if (pol_role_perms(r->role) & BIT(perm))
+                st = KV_OK;
+        }
+    } else {
+        for (size_t i = 0; i < c->n_policies && st != KV_OK; i++) {
+            const struct pol_access_policy *p = &c->policies[i];
+            if (strcasecmp(p->vault, vault->name) != 0 ||
+                strcasecmp(p->tenant_id, who->tid) != 0 ||
+                strcasecmp(p->object_id, who->oid) != 0)
+                continue;
+            if (p->application_id[0] != '\0' && strcasecmp(p->application_id, who->appid) != 0)
+                continue;
+            if (p->keys & BIT(perm))
+                st = KV_OK;
+        }
+    }
+    pthread_rwlock_unlock(&c->lock);
+    return st;
+}

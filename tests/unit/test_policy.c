@@ -1,0 +1,196 @@
+/*
+ * The evaluator: access policies per permission and `all`, application-bound
+ * entries, tenant mismatch, RBAC roles and scope inheritance, persistence and
+ * revocation.
+ */
+#include <dirent.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "pol.h"
+
+static char dir[] = "/tmp/kvmock-policy-XXXXXX";
+
+static struct pol_claims who(const char *tid, const char *oid, const char *appid)
+{
+    struct pol_claims c;
+    memset(&c, 0, sizeof(c));
+    snprintf(c.tid, sizeof(c.tid), "%s", tid);
+    snprintf(c.oid, sizeof(c.oid), "%s", oid);
+    snprintf(c.appid, sizeof(c.appid), "%s", appid);
+    return c;
+}
+
+static struct ks_vault vault(const char *name, int rbac)
+{
+    struct ks_vault v = {.soft_delete = 1, .retention_days = 90, .rbac = rbac};
+    snprintf(v.name, sizeof(v.name), "%s", name);
+    snprintf(v.tenant_id, sizeof(v.tenant_id), "t1");
+    return v;
+}
+
+static void expect(struct pol_ctx *c, struct pol_claims w, struct ks_vault v, const char *key,
+                   enum pol_perm perm, enum kv_status want)
+{
+    enum kv_status got = pol_allowed(c, &w, &v, key, perm);
+    if (got != want) {
+        fprintf(stderr, "oid %s on %s/%s %s: %s, want %s\n", w.oid, v.name, key ? key : "-",
+                pol_perm_name(perm), kv_status_name(got), kv_status_name(want));
+        check_failures++;
+    }
+}
+
+static void cleanup(void)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char path[512];
+    while (d != NULL && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        unlink(path);
+    }
+    if (d != NULL)
+        closedir(d);
+    rmdir(dir);
+}
+
+int main(void)
+{
+    CHECK(sodium_init() >= 0);
+    CHECK(mkdtemp(dir) != NULL);
+    struct ks_env *ks = NULL;
+    struct pol_ctx *c = NULL;
+    struct ks_open_opts o = {.data_dir = dir};
+    CHECK_ST(ks_open(&o, &ks), KV_OK);
+    CHECK_ST(pol_new(dir, "t1", &c), KV_OK);
+    if (ks == NULL || c == NULL)
+        CHECK_DONE();
+    CHECK_ST(pol_attach(c, ks), KV_OK);
+
+    /* permission names */
+    pol_perms bits = 0;
+    CHECK_ST(pol_perm_parse("wrapKey", &bits), KV_OK);
+    CHECK(bits == (1u << POL_KEYS_WRAP));
+    CHECK_ST(pol_perm_parse("UNWRAPKEY", &bits), KV_OK);
+    CHECK_ST(pol_perm_parse("all", &bits), KV_OK);
+    CHECK(bits == POL_PERMS_ALL);
+    CHECK_ST(pol_perm_parse("fly", &bits), KV_ERR_BAD_PARAM);
+
+    /* a customer-managed-key identity: get, wrapKey, unwrapKey on one vault */
+    struct pol_access_policy cmk = {.vault = "cmk", .tenant_id = "t1", .object_id = "app-oid",
+                                    .keys = (1u << POL_KEYS_GET) | (1u << POL_KEYS_WRAP) |
+                                            (1u << POL_KEYS_UNWRAP)};
+    CHECK_ST(pol_policy_put(c, &cmk), KV_OK);
+    struct pol_access_policy admin = {.vault = "cmk", .tenant_id = "t1", .object_id = "admin",
+                                      .keys = POL_PERMS_ALL};
+    CHECK_ST(pol_policy_put(c, &admin), KV_OK);
+    /* bound to one application */
+    struct pol_access_policy bound = {.vault = "cmk", .tenant_id = "t1", .object_id = "user",
+                                      .application_id = "the-app", .keys = POL_PERMS_ALL};
+    CHECK_ST(pol_policy_put(c, &bound), KV_OK);
+
+    struct ks_vault v = vault("cmk", 0), other = vault("other", 0);
+    struct pol_claims app = who("t1", "APP-OID", "cid"), adm = who("t1", "admin", "x");
+    for (int p = 0; p < POL_PERM_COUNT; p++) {
+        int granted = p == POL_KEYS_GET || p == POL_KEYS_WRAP || p == POL_KEYS_UNWRAP;
+        expect(c, app, v, "k", (enum pol_perm)p, granted ? KV_OK : KV_ERR_ACCESS_DENIED);
+        expect(c, adm, v, "k", (enum pol_perm)p, KV_OK);
+        expect(c, adm, other, "k", (enum pol_perm)p, KV_ERR_ACCESS_DENIED);
+    }
+    expect(c, who("t1", "user", "the-app"), v, NULL, POL_KEYS_LIST, KV_OK);
+    expect(c, who("t1", "user", "another-app"), v, NULL, POL_KEYS_LIST, KV_ERR_ACCESS_DENIED);
+    /* another tenant: not even asked */
+    expect(c, who("t2", "admin", "x"), v, "k", POL_KEYS_GET, KV_ERR_UNAUTHORIZED);
+
+    /* listing and revocation */
+    struct pol_access_policy list[8];
+    CHECK(pol_policy_list(c, "cmk", list, 8) == 3);
+    CHECK(pol_policy_list(c, "other", list, 8) == 0);
+    CHECK_ST(pol_policy_remove(c, "cmk", "t1", "app-oid", ""), KV_OK);
+    expect(c, app, v, "k", POL_KEYS_UNWRAP, KV_ERR_ACCESS_DENIED);
+    expect(c, adm, v, "k", POL_KEYS_UNWRAP, KV_OK);
+    /* removing the unbound entry leaves the application-bound one */
+    CHECK_ST(pol_policy_remove(c, "cmk", "t1", "user", ""), KV_OK);
+    expect(c, who("t1", "user", "the-app"), v, NULL, POL_KEYS_LIST, KV_OK);
+    CHECK_ST(pol_policy_put(c, &cmk), KV_OK);
+    expect(c, app, v, "k", POL_KEYS_UNWRAP, KV_OK);
+
+    /* RBAC: access policies no longer count; roles and their scopes do */
+    struct ks_vault r = vault("cmk", 1);
+    expect(c, adm, r, "k", POL_KEYS_GET, KV_ERR_RBAC_DENIED);
+    enum pol_role role;
+    CHECK_ST(pol_role_parse("Key Vault Crypto Service Encryption User", &role), KV_OK);
+    CHECK(role == POL_ROLE_CRYPTO_SERVICE_ENCRYPTION_USER);
+    CHECK_ST(pol_role_parse("/subscriptions/s/providers/Microsoft.Authorization/roleDefinitions/"
+                            "12338af0-0e69-4776-bea7-57ae8d297424",
+                            &role),
+             KV_OK);
+    CHECK(role == POL_ROLE_CRYPTO_USER);
+    CHECK_ST(pol_role_parse("Owner", &role), KV_ERR_BAD_PARAM);
+
+    struct pol_role_assignment key_scope = {.id = "ra-1", .principal_id = "app-oid",
+                                            .role = POL_ROLE_CRYPTO_SERVICE_ENCRYPTION_USER,
+                                            .vault = "cmk", .key = "disk"};
+    CHECK_ST(pol_role_put(c, &key_scope), KV_OK);
+    expect(c, app, r, "disk", POL_KEYS_UNWRAP, KV_OK);
+    expect(c, app, r, "disk", POL_KEYS_GET, KV_OK);
+    expect(c, app, r, "disk", POL_KEYS_DELETE, KV_ERR_RBAC_DENIED);
+    expect(c, app, r, "other-key", POL_KEYS_UNWRAP, KV_ERR_RBAC_DENIED); /* no reach */
+    expect(c, app, r, NULL, POL_KEYS_LIST, KV_ERR_RBAC_DENIED);         /* vault-level */
+
+    struct pol_role_assignment vault_scope = {.id = "ra-2", .principal_id = "admin",
+                                              .role = POL_ROLE_CRYPTO_OFFICER, .vault = "cmk"};
+    CHECK_ST(pol_role_put(c, &vault_scope), KV_OK);
+    for (int p = 0; p < POL_PERM_COUNT; p++)
+        expect(c, adm, r, "any-key", (enum pol_perm)p, KV_OK); /* vault scope reaches keys */
+    struct pol_role_assignment reader = {.id = "ra-3", .principal_id = "auditor",
+                                         .role = POL_ROLE_READER, .vault = "cmk"};
+    CHECK_ST(pol_role_put(c, &reader), KV_OK);
+    expect(c, who("t1", "auditor", "x"), r, "k", POL_KEYS_GET, KV_OK);
+    expect(c, who("t1", "auditor", "x"), r, "k", POL_KEYS_UNWRAP, KV_ERR_RBAC_DENIED);
+
+    /* a bad assignment is refused */
+    struct pol_role_assignment bad = {.id = "ra-9", .principal_id = "x", .role = POL_ROLE_READER,
+                                      .vault = "Bad_Vault"};
+    CHECK_ST(pol_role_put(c, &bad), KV_ERR_BAD_PARAM);
+
+    /* everything persists: a new context over the same store sees it */
+    pol_free(c);
+    c = NULL;
+    CHECK_ST(pol_new(dir, "t1", &c), KV_OK);
+    CHECK_ST(pol_attach(c, ks), KV_OK);
+    expect(c, app, r, "disk", POL_KEYS_UNWRAP, KV_OK);
+    expect(c, app, v, "k", POL_KEYS_WRAP, KV_OK);
+    struct pol_role_assignment got;
+    CHECK(pol_role_get(c, "RA-1", &got) && strcmp(got.key, "disk") == 0);
+
+    /* revoking a role takes effect at once */
+    CHECK_ST(pol_role_remove(c, "ra-1"), KV_OK);
+    expect(c, app, r, "disk", POL_KEYS_UNWRAP, KV_ERR_RBAC_DENIED);
+    CHECK_ST(pol_role_remove(c, "ra-1"), KV_ERR_BAD_PARAM);
+    CHECK(pol_role_get(c, "ra-2", &got));
+
+    /* scopes */
+    char sv[KS_VAULT_NAME_MAX + 1], sk[KS_NAME_MAX + 1];
+    CHECK_ST(pol_scope_parse("/vaults/cmk", sv, sk), KV_OK);
+    CHECK(strcmp(sv, "cmk") == 0 && sk[0] == '\0');
+    CHECK_ST(pol_scope_parse("/vaults/CMK/keys/Disk", sv, sk), KV_OK);
+    CHECK(strcmp(sv, "cmk") == 0 && strcmp(sk, "Disk") == 0);
+    CHECK_ST(pol_scope_parse("/subscriptions/0/resourceGroups/rg/providers/Microsoft.KeyVault/"
+                             "vaults/cmk/keys/disk",
+                             sv, sk),
+             KV_OK);
+    CHECK(strcmp(sv, "cmk") == 0 && strcmp(sk, "disk") == 0);
+    CHECK_ST(pol_scope_parse("/vaults/cmk/secrets/s", sv, sk), KV_ERR_BAD_PARAM);
+    CHECK_ST(pol_scope_parse("/keys/disk", sv, sk), KV_ERR_BAD_PARAM);
+
+    pol_free(c);
+    ks_close(ks);
+    cleanup();
+    CHECK_DONE();
+}
