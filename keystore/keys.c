@@ -1725,3 +1725,78 @@ enum kv_status ks_sweep(struct ks_env *env, size_t *purged, size_t *rotated)
         *rotated = nr;
     return st;
 }
+
+/* ---- whole vaults ---------------------------------------------------------------------- */
+
+static enum kv_status vault_delete_fn(struct ks_txn *tx, void *arg)
+{
+    const char *name = arg;
+    struct ks_vault vault;
+    enum kv_status st = ks_vault_read(tx, name, &vault);
+    if (st != KV_OK)
+        return st;
+    size_t plen = strlen(vault.name) + 1;
+    MDB_cursor *cur = NULL;
+    for (;;) {
+        /* the first head of the vault, again after each purge */
+        if (mdb_cursor_open(tx->txn, tx->env->db_heads, &cur) != 0)
+            return KV_ERR_STORE;
+        MDB_val k = {plen, vault.name}, v;
+        int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        struct loc l;
+        int found = rc == 0 && k.mv_size >= plen && k.mv_size < LOC_MAX &&
+                    memcmp(k.mv_data, vault.name, plen) == 0;
+        if (found) {
+            memcpy(l.bytes, k.mv_data, k.mv_size);
+            l.head_len = l.len = k.mv_size;
+        }
+        mdb_cursor_close(cur);
+        if (rc != 0 && rc != MDB_NOTFOUND)
+            return KV_ERR_STORE;
+        if (!found)
+            break;
+        st = purge_records(tx, &l);
+        if (st != KV_OK)
+            return st;
+    }
+    return ks_txn_del(tx, tx->env->db_vaults, vault.name, strlen(vault.name));
+}
+
+enum kv_status ks_vault_delete(struct ks_env *env, const char *name)
+{
+    if (!ks_vault_name_valid(name))
+        return KV_ERR_VAULT_NOT_FOUND;
+    return ks_txn_write(env, vault_delete_fn, (void *)name);
+}
+
+struct vault_list_arg {
+    char (*names)[KS_VAULT_NAME_MAX + 1];
+    size_t cap, count;
+};
+
+static enum kv_status vault_list_fn(struct ks_txn *tx, void *arg)
+{
+    struct vault_list_arg *a = arg;
+    MDB_cursor *cur = NULL;
+    if (mdb_cursor_open(tx->txn, tx->env->db_vaults, &cur) != 0)
+        return KV_ERR_STORE;
+    MDB_val k, v;
+    for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (a->count < a->cap && k.mv_size <= KS_VAULT_NAME_MAX) {
+            memcpy(a->names[a->count], k.mv_data, k.mv_size);
+            a->names[a->count][k.mv_size] = '\0';
+        }
+        a->count++;
+    }
+    mdb_cursor_close(cur);
+    return KV_OK;
+}
+
+size_t ks_vault_list(struct ks_env *env, char (*names)[KS_VAULT_NAME_MAX + 1], size_t cap)
+{
+    struct vault_list_arg a = {names, cap, 0};
+    if (ks_txn_read(env, vault_list_fn, &a) != KV_OK)
+        return 0;
+    return a.count;
+}

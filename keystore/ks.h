@@ -192,7 +192,8 @@ struct ks_vault {
 
 /**
  * @brief Create or replace a vault's properties.
- * @return KV_OK, KV_ERR_BAD_PARAM (bad name or retention), KV_ERR_STORE.
+ * @return KV_OK, KV_ERR_BAD_PARAM (bad name or retention, purge protection without
+ *   soft delete), KV_ERR_PURGE_PROTECTED (turning purge protection off), KV_ERR_STORE.
  */
 enum kv_status ks_vault_put(struct ks_env *env, const struct ks_vault *vault) KV_MUST_CHECK;
 
@@ -203,6 +204,18 @@ enum kv_status ks_vault_put(struct ks_env *env, const struct ks_vault *vault) KV
  */
 enum kv_status ks_vault_get(struct ks_env *env, const char *name,
                             struct ks_vault *out) KV_MUST_CHECK;
+
+/**
+ * @brief Delete a vault with every key and version in it, in one transaction.
+ * @return KV_OK, KV_ERR_VAULT_NOT_FOUND, KV_ERR_STORE.
+ */
+enum kv_status ks_vault_delete(struct ks_env *env, const char *name) KV_MUST_CHECK;
+
+/**
+ * @brief List vault names (at most @p cap, in name order).
+ * @return how many vaults there are (may exceed @p cap).
+ */
+size_t ks_vault_list(struct ks_env *env, char (*names)[KS_VAULT_NAME_MAX + 1], size_t cap);
 
 /**
  * @brief The recovery level a vault gives its keys ("Recoverable+Purgeable", ...)

@@ -268,6 +268,13 @@ struct vault_put_arg {
 static enum kv_status vault_put_fn(struct ks_txn *tx, void *arg)
 {
     struct vault_put_arg *a = arg;
+    struct ks_vault old;
+    enum kv_status st = ks_vault_read(tx, a->vault->name, &old);
+    if (st != KV_OK && st != KV_ERR_VAULT_NOT_FOUND)
+        return st;
+    /* Purge protection cannot be turned off once on. */
+    if (st == KV_OK && old.purge_protection && !a->vault->purge_protection)
+        return KV_ERR_PURGE_PROTECTED;
     return ks_txn_put(tx, tx->env->db_vaults, a->vault->name, strlen(a->vault->name), a->json,
                       strlen(a->json));
 }
