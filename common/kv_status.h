@@ -61,6 +61,13 @@ enum kv_status {
     KV_ERR_KEY_DELETED_RECOVERABLE, /**< the name is soft-deleted */
     KV_ERR_KEY_EXISTS,              /**< restore onto an existing name */
 
+    /* Azure Resource Manager (the management plane) */
+    KV_ERR_ARM_BAD_REQUEST,  /**< 400 BadRequest: a management request body or parameter */
+    KV_ERR_ARM_UNAUTHORIZED, /**< 401 InvalidAuthenticationToken */
+    KV_ERR_ARM_FORBIDDEN,    /**< 403 AuthorizationFailed: the caller may not manage */
+    KV_ERR_ARM_NOT_FOUND,    /**< 404 ResourceNotFound */
+    KV_ERR_ARM_CONFLICT,     /**< 409 Conflict */
+
     /* 500 */
     KV_ERR_NOMEM,    /**< allocation failed */
     KV_ERR_STORE,    /**< LMDB or file system failure */

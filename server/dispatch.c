@@ -55,7 +55,7 @@ static void send_health(struct srv_req *req)
 
 /* ---- the Key Vault data plane (HTTPS) ---------------------------------------------- */
 
-static enum kv_status authenticate(struct srv_req *req)
+enum kv_status srv_authenticate(struct srv_req *req, const char *const *auds, size_t n_auds)
 {
     const char *auth = srv_header(req, "Authorization");
     if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0)
@@ -63,9 +63,13 @@ static enum kv_status authenticate(struct srv_req *req)
     const char *token = auth + 7;
     while (*token == ' ')
         token++;
+    return pol_token_verify(req->srv->pol, token, ks_now(), auds, n_auds, &req->who);
+}
+
+static enum kv_status authenticate(struct srv_req *req)
+{
     const char *auds[] = {req->resource, "https://vault.azure.net", KEYVAULT_APP_ID};
-    return pol_token_verify(req->srv->pol, token, ks_now(), auds, sizeof(auds) / sizeof(auds[0]),
-                            &req->who);
+    return srv_authenticate(req, auds, sizeof(auds) / sizeof(auds[0]));
 }
 
 static enum kv_status check_api_version(struct srv_req *req)
@@ -269,6 +273,8 @@ int srv_dispatch(struct mg_connection *conn)
         srv_send_error(&req, st, NULL);
     } else if (req.is_https && path_is(&req, "healthz", NULL)) {
         send_health(&req);
+    } else if (req.is_https && srv_mgmt_endpoint(&req)) {
+        /* answered */
     } else if (req.is_https) {
         vault_api(&req);
     } else {

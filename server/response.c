@@ -73,7 +73,7 @@ void srv_send_error(struct srv_req *req, enum kv_status st, const char *message)
     const char *body = text ? text : fallback;
 
     send_common(req, info->http_status, "application/json; charset=utf-8", strlen(body));
-    if (info->http_status == 401) {
+    if (st == KV_ERR_UNAUTHORIZED) {
         char challenge[SRV_HOST_MAX + 192];
         snprintf(challenge, sizeof(challenge),
                  "Bearer authorization=\"https://login.microsoftonline.com/%s\", "

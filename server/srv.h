@@ -24,7 +24,7 @@
 #define SRV_BODY_MAX (1024 * 1024) /**< request body cap */
 #define SRV_HOST_MAX 256
 #define SRV_MAX_QUERY 32
-#define SRV_MAX_SEGMENTS 8
+#define SRV_MAX_SEGMENTS 16
 
 /** State shared by every request. Read-only once the server runs. */
 struct srv {
@@ -187,6 +187,17 @@ extern const size_t srv_key_routes_count;
 /** @brief Managed-identity token endpoints on the HTTP port (identity_api.c).
  * @return 1 when the request was one of them and has been answered. */
 int srv_identity_endpoint(struct srv_req *req);
+
+/** @brief The management plane (Azure Resource Manager paths on the HTTPS port,
+ * mgmt_api.c). @return 1 when the request was for it and has been answered. */
+int srv_mgmt_endpoint(struct srv_req *req);
+
+/**
+ * @brief Authenticate the request's bearer token for one of @p auds.
+ * @return KV_OK (req->who set) or KV_ERR_UNAUTHORIZED.
+ */
+enum kv_status srv_authenticate(struct srv_req *req, const char *const *auds,
+                                size_t n_auds) KV_MUST_CHECK;
 
 /** @brief Whether an api-version value is one kvmock accepts. */
 int srv_api_version_known(const char *v);

@@ -1,0 +1,576 @@
+/*
+ * The management plane, in Azure Resource Manager's shapes, on the HTTPS port:
+ *
+ *   {PUT,GET,DELETE} /subscriptions/S/resourceGroups/G/providers/Microsoft.KeyVault/vaults/V
+ *   GET              /subscriptions/S/resourceGroups/G/providers/Microsoft.KeyVault/vaults
+ *   PUT              .../vaults/V/accessPolicies/{add|replace|remove}
+ *   {PUT,GET,DELETE} {scope}/providers/Microsoft.Authorization/roleAssignments/ID
+ *
+ * Any subscription and resource group is accepted. Callers need a token for
+ * https://management.azure.com from an identity with `manage`.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "kv_log.h"
+#include "srv.h"
+
+#define MAX_POLICIES 1024
+
+static const char *const arm_api_versions[] = {
+    "2015-06-01", "2016-10-01", "2018-02-14", "2019-09-01", "2021-04-01-preview",
+    "2021-06-01-preview", "2021-10-01", "2021-11-01-preview", "2022-02-01-preview",
+    "2022-07-01", "2022-11-01", "2023-02-01", "2023-07-01", "2023-08-01-preview",
+    "2024-04-01-preview", "2024-11-01", "2024-12-01-preview",
+};
+
+static const char *const authz_api_versions[] = {
+    "2015-07-01", "2018-01-01-preview", "2018-09-01-preview", "2020-03-01-preview",
+    "2020-04-01-preview", "2020-08-01-preview", "2020-10-01-preview", "2021-04-01-preview",
+    "2022-01-01-preview", "2022-04-01",
+};
+
+static int known(const char *v, const char *const *list, size_t n)
+{
+    for (size_t i = 0; v != NULL && i < n; i++) {
+        if (strcmp(v, list[i]) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* ---- authentication and the caller's right to manage ------------------------------------ */
+
+static enum kv_status authorize(struct srv_req *req, const char *action, const char *scope)
+{
+    const char *auds[] = {"https://management.azure.com", "https://management.core.windows.net"};
+    if (srv_authenticate(req, auds, 2) != KV_OK) {
+        srv_send_error(req, KV_ERR_ARM_UNAUTHORIZED, NULL);
+        return KV_ERR_ARM_UNAUTHORIZED;
+    }
+    const struct pol_identity *id = pol_find_identity(req->srv->pol, NULL, req->who.oid, NULL);
+    if (id == NULL || !id->manage || strcasecmp(id->tenant_id, req->who.tid) != 0) {
+        srv_send_errorf(req, KV_ERR_ARM_FORBIDDEN,
+                        "The client '%s' with object id '%s' does not have authorization to "
+                        "perform action '%s' over scope '%.300s' or the scope is invalid.",
+                        req->who.appid, req->who.oid, action, scope);
+        return KV_ERR_ARM_FORBIDDEN;
+    }
+    return KV_OK;
+}
+
+/* ---- JSON ---------------------------------------------------------------------------------- */
+
+static cJSON *policy_json(const struct pol_access_policy *p)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON *perms = o ? cJSON_AddObjectToObject(o, "permissions") : NULL;
+    cJSON *keys = perms ? cJSON_AddArrayToObject(perms, "keys") : NULL;
+    int ok = keys && cJSON_AddArrayToObject(perms, "secrets") &&
+             cJSON_AddArrayToObject(perms, "certificates") &&
+             cJSON_AddStringToObject(o, "tenantId", p->tenant_id) &&
+             cJSON_AddStringToObject(o, "objectId", p->object_id);
+    if (ok && p->application_id[0] != '\0')
+        ok = cJSON_AddStringToObject(o, "applicationId", p->application_id) != NULL;
+    for (int i = 0; ok && i < POL_PERM_COUNT; i++) {
+        if (p->keys & ((pol_perms)1u << i))
+            ok = cJSON_AddItemToArray(keys, cJSON_CreateString(pol_perm_name((enum pol_perm)i)));
+    }
+    if (!ok) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+static cJSON *policies_json(struct srv_req *req, const char *vault)
+{
+    static __thread struct pol_access_policy list[MAX_POLICIES];
+    size_t n = pol_policy_list(req->srv->pol, vault, list, MAX_POLICIES);
+    cJSON *arr = cJSON_CreateArray();
+    for (size_t i = 0; arr != NULL && i < n && i < MAX_POLICIES; i++) {
+        cJSON *p = policy_json(&list[i]);
+        if (p == NULL || !cJSON_AddItemToArray(arr, p)) {
+            cJSON_Delete(p);
+            cJSON_Delete(arr);
+            return NULL;
+        }
+    }
+    return arr;
+}
+
+/* The vault's ARM id: the request path up to and including the vault name. */
+static void vault_id(const struct srv_req *req, const char *name, char *out, size_t cap)
+{
+    snprintf(out, cap, "/subscriptions/%s/resourceGroups/%s/providers/Microsoft.KeyVault/vaults/%s",
+             req->seg[1], req->seg[3], name);
+}
+
+static cJSON *vault_json(struct srv_req *req, const struct ks_vault *v, const char *location)
+{
+    char id[1024], uri[128];
+    vault_id(req, v->name, id, sizeof(id));
+    snprintf(uri, sizeof(uri), "https://%s.vault.localhost:%d/", v->name, req->srv->https_port);
+    cJSON *o = cJSON_CreateObject();
+    cJSON *props = o ? cJSON_AddObjectToObject(o, "properties") : NULL;
+    cJSON *sku = props ? cJSON_AddObjectToObject(props, "sku") : NULL;
+    cJSON *policies = sku ? policies_json(req, v->name) : NULL;
+    if (policies != NULL && !cJSON_AddItemToObject(props, "accessPolicies", policies)) {
+        cJSON_Delete(policies);
+        policies = NULL;
+    }
+    int ok = policies && cJSON_AddStringToObject(o, "id", id) &&
+             cJSON_AddStringToObject(o, "name", v->name) &&
+             cJSON_AddStringToObject(o, "type", "Microsoft.KeyVault/vaults") &&
+             cJSON_AddStringToObject(o, "location", location) && cJSON_AddObjectToObject(o, "tags") &&
+             cJSON_AddStringToObject(sku, "family", "A") &&
+             cJSON_AddStringToObject(sku, "name", "standard") &&
+             cJSON_AddStringToObject(props, "tenantId", v->tenant_id) &&
+             cJSON_AddStringToObject(props, "vaultUri", uri) &&
+             cJSON_AddBoolToObject(props, "enableSoftDelete", v->soft_delete) &&
+             cJSON_AddNumberToObject(props, "softDeleteRetentionInDays", v->retention_days) &&
+             cJSON_AddBoolToObject(props, "enableRbacAuthorization", v->rbac) &&
+             cJSON_AddStringToObject(props, "provisioningState", "Succeeded");
+    if (ok && v->purge_protection)
+        ok = cJSON_AddBoolToObject(props, "enablePurgeProtection", 1) != NULL;
+    if (!ok) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* Parse one accessPolicies[] entry of a request. */
+static enum kv_status parse_policy(const cJSON *o, const char *vault, const char *tenant,
+                                   struct pol_access_policy *p, char *why, size_t cap)
+{
+    memset(p, 0, sizeof(*p));
+    snprintf(p->vault, sizeof(p->vault), "%s", vault);
+    const char *t = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "tenantId"));
+    const char *oid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "objectId"));
+    const char *app = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "applicationId"));
+    const cJSON *perms = cJSON_GetObjectItemCaseSensitive(o, "permissions");
+    const cJSON *keys = cJSON_GetObjectItemCaseSensitive(perms, "keys");
+    if (!cJSON_IsObject(o) || oid == NULL || oid[0] == '\0' || strlen(oid) >= POL_ID_MAX ||
+        (t != NULL && strlen(t) >= POL_ID_MAX) || (app != NULL && strlen(app) >= POL_ID_MAX) ||
+        !cJSON_IsObject(perms) || (keys != NULL && !cJSON_IsArray(keys))) {
+        snprintf(why, cap, "An access policy needs objectId and permissions.");
+        return KV_ERR_ARM_BAD_REQUEST;
+    }
+    snprintf(p->tenant_id, sizeof(p->tenant_id), "%s", t ? t : tenant);
+    snprintf(p->object_id, sizeof(p->object_id), "%s", oid);
+    snprintf(p->application_id, sizeof(p->application_id), "%s", app ? app : "");
+    const cJSON *k;
+    cJSON_ArrayForEach(k, keys)
+    {
+        pol_perms bits = 0;
+        if (!cJSON_IsString(k) || pol_perm_parse(k->valuestring, &bits) != KV_OK) {
+            snprintf(why, cap, "Invalid key permission '%.64s'.",
+                     cJSON_IsString(k) ? k->valuestring : "?");
+            return KV_ERR_ARM_BAD_REQUEST;
+        }
+        p->keys |= bits;
+    }
+    return KV_OK;
+}
+
+/* ---- vaults --------------------------------------------------------------------------------- */
+
+static void vault_put(struct srv_req *req, const char *name)
+{
+    char why[256] = "";
+    enum kv_status st = srv_read_json_body(req);
+    if (st != KV_OK) {
+        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST, "The request body is not a JSON object.");
+        return;
+    }
+    const cJSON *props = cJSON_GetObjectItemCaseSensitive(req->body, "properties");
+    const char *location =
+        cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(req->body, "location"));
+    if (!ks_vault_name_valid(name)) {
+        srv_send_errorf(req, KV_ERR_ARM_BAD_REQUEST,
+                        "The vault name '%.64s' is invalid: 3-24 lowercase letters, digits and "
+                        "dashes.", name);
+        return;
+    }
+    if (!cJSON_IsObject(props)) {
+        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST, "The 'properties' object is required.");
+        return;
+    }
+    struct ks_vault old, v = {0};
+    int exists = ks_vault_get(req->srv->ks, name, &old) == KV_OK;
+    snprintf(v.name, sizeof(v.name), "%s", name);
+    const char *tenant = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(props, "tenantId"));
+    snprintf(v.tenant_id, sizeof(v.tenant_id), "%s",
+             tenant && strlen(tenant) < sizeof(v.tenant_id) ? tenant : pol_tenant(req->srv->pol));
+    const cJSON *sd = cJSON_GetObjectItemCaseSensitive(props, "enableSoftDelete");
+    const cJSON *days = cJSON_GetObjectItemCaseSensitive(props, "softDeleteRetentionInDays");
+    const cJSON *pp = cJSON_GetObjectItemCaseSensitive(props, "enablePurgeProtection");
+    const cJSON *rbac = cJSON_GetObjectItemCaseSensitive(props, "enableRbacAuthorization");
+    v.soft_delete = sd == NULL || cJSON_IsNull(sd) ? (exists ? old.soft_delete : 1) : cJSON_IsTrue(sd);
+    v.retention_days = cJSON_IsNumber(days) ? days->valueint : (exists ? old.retention_days : 90);
+    v.purge_protection = cJSON_IsBool(pp) ? cJSON_IsTrue(pp) : (exists && old.purge_protection);
+    v.rbac = cJSON_IsBool(rbac) ? cJSON_IsTrue(rbac) : (exists && old.rbac);
+    if ((days != NULL && !cJSON_IsNumber(days)) || v.retention_days < 7 || v.retention_days > 90) {
+        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST,
+                       "softDeleteRetentionInDays must be an integer between 7 and 90.");
+        return;
+    }
+    if (v.purge_protection && !v.soft_delete) {
+        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST,
+                       "enablePurgeProtection requires enableSoftDelete.");
+        return;
+    }
+    if (exists && old.purge_protection && !v.purge_protection) {
+        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST,
+                       "The property \"enablePurgeProtection\" cannot be set to false. Enabling "
+                       "the purge protection for a vault is an irreversible action.");
+        return;
+    }
+    /* The access policies in the body replace the vault's, all checked first. */
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(props, "accessPolicies");
+    size_t n = cJSON_IsArray(list) ? (size_t)cJSON_GetArraySize(list) : 0;
+    if (list != NULL && !cJSON_IsNull(list) && !cJSON_IsArray(list)) {
+        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST, "accessPolicies must be an array.");
+        return;
+    }
+    struct pol_access_policy *policies = n ? calloc(n, sizeof(*policies)) : NULL;
+    if (n && policies == NULL) {
+        srv_send_error(req, KV_ERR_NOMEM, NULL);
+        return;
+    }
+    size_t i = 0;
+    const cJSON *o;
+    cJSON_ArrayForEach(o, list)
+    {
+        st = parse_policy(o, name, v.tenant_id, &policies[i++], why, sizeof(why));
+        if (st != KV_OK)
+            break;
+    }
+    if (st == KV_OK)
+        st = ks_vault_put(req->srv->ks, &v);
+    if (st == KV_OK && list != NULL)
+        st = pol_policy_clear(req->srv->pol, name);
+    for (i = 0; st == KV_OK && i < n; i++)
+        st = pol_policy_put(req->srv->pol, &policies[i]);
+    free(policies);
+    if (st != KV_OK) {
+        srv_send_error(req, st == KV_ERR_ARM_BAD_REQUEST ? st : KV_ERR_INTERNAL,
+                       why[0] ? why : NULL);
+        return;
+    }
+    kv_log(KV_LOG_INFO, "vault '%s' %s by %s", name, exists ? "updated" : "created", req->who.oid);
+    cJSON *doc = vault_json(req, &v, location ? location : "local");
+    srv_send_json(req, exists ? 200 : 201, doc);
+}
+
+static void vault_get(struct srv_req *req, const char *name)
+{
+    struct ks_vault v;
+    if (ks_vault_get(req->srv->ks, name, &v) != KV_OK) {
+        srv_send_errorf(req, KV_ERR_ARM_NOT_FOUND,
+                        "The Resource 'Microsoft.KeyVault/vaults/%.64s' under resource group "
+                        "'%.90s' was not found.",
+                        name, req->seg[3]);
+        return;
+    }
+    srv_send_json(req, 200, vault_json(req, &v, "local"));
+}
+
+static void vault_delete(struct srv_req *req, const char *name)
+{
+    enum kv_status st = ks_vault_delete(req->srv->ks, name);
+    if (st == KV_ERR_VAULT_NOT_FOUND) {
+        srv_send_empty(req, 204);
+        return;
+    }
+    if (st == KV_OK)
+        st = pol_policy_clear(req->srv->pol, name);
+    if (st != KV_OK) {
+        srv_send_error(req, st, NULL);
+        return;
+    }
+    kv_log(KV_LOG_INFO, "vault '%s' deleted by %s", name, req->who.oid);
+    srv_send_empty(req, 200);
+}
+
+static void vault_list(struct srv_req *req)
+{
+    static __thread char names[256][KS_VAULT_NAME_MAX + 1];
+    size_t n = ks_vault_list(req->srv->ks, names, 256);
+    cJSON *doc = cJSON_CreateObject();
+    cJSON *value = doc ? cJSON_AddArrayToObject(doc, "value") : NULL;
+    for (size_t i = 0; value != NULL && i < n && i < 256; i++) {
+        struct ks_vault v;
+        if (ks_vault_get(req->srv->ks, names[i], &v) != KV_OK)
+            continue;
+        cJSON *item = vault_json(req, &v, "local");
+        if (item != NULL)
+            cJSON_AddItemToArray(value, item);
+    }
+    srv_send_json(req, 200, value ? doc : (cJSON_Delete(doc), NULL));
+}
+
+/* PUT .../accessPolicies/{add|replace|remove} */
+static void access_policies(struct srv_req *req, const char *name, const char *kind)
+{
+    char why[256] = "";
+    struct ks_vault v;
+    if (ks_vault_get(req->srv->ks, name, &v) != KV_OK) {
+        srv_send_errorf(req, KV_ERR_ARM_NOT_FOUND,
+                        "The Resource 'Microsoft.KeyVault/vaults/%.64s' was not found.", name);
+        return;
+    }
+    int add = strcasecmp(kind, "add") == 0, replace = strcasecmp(kind, "replace") == 0;
+    if (!add && !replace && strcasecmp(kind, "remove") != 0) {
+        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST,
+                       "The operation kind must be add, replace or remove.");
+        return;
+    }
+    enum kv_status st = srv_read_json_body(req);
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(req->body, "properties"), "accessPolicies");
+    if (st != KV_OK || !cJSON_IsArray(list)) {
+        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST, "properties.accessPolicies is required.");
+        return;
+    }
+    static __thread struct pol_access_policy current[MAX_POLICIES];
+    size_t n = pol_policy_list(req->srv->pol, name, current, MAX_POLICIES);
+    const cJSON *o;
+    /* check every entry before changing anything */
+    cJSON_ArrayForEach(o, list)
+    {
+        struct pol_access_policy p;
+        st = parse_policy(o, name, v.tenant_id, &p, why, sizeof(why));
+        if (st != KV_OK) {
+            srv_send_error(req, st, why);
+            return;
+        }
+    }
+    cJSON_ArrayForEach(o, list)
+    {
+        struct pol_access_policy p;
+        st = parse_policy(o, name, v.tenant_id, &p, why, sizeof(why));
+        pol_perms had = 0;
+        for (size_t i = 0; i < n && i < MAX_POLICIES; i++) {
+            if (strcasecmp(current[i].tenant_id, p.tenant_id) == 0 &&
+                strcasecmp(current[i].object_id, p.object_id) == 0 &&
+                strcasecmp(current[i].application_id, p.application_id) == 0)
+                had = current[i].keys;
+        }
+        if (add)
+            p.keys |= had;
+        else if (!replace)
+            p.keys = p.keys ? had & ~p.keys : 0; /* remove: the listed permissions, or all */
+        if (p.keys == 0)
+            st = pol_policy_remove(req->srv->pol, name, p.tenant_id, p.object_id,
+                                   p.application_id);
+        else
+            st = pol_policy_put(req->srv->pol, &p);
+        if (st != KV_OK)
+            break;
+    }
+    if (st != KV_OK) {
+        srv_send_error(req, st, NULL);
+        return;
+    }
+    kv_log(KV_LOG_INFO, "vault '%s' access policies: %s by %s", name, kind, req->who.oid);
+    char id[1100];
+    vault_id(req, name, id, sizeof(id) - 40);
+    size_t len = strlen(id);
+    snprintf(id + len, sizeof(id) - len, "/accessPolicies/%s", kind);
+    cJSON *doc = cJSON_CreateObject();
+    cJSON *props = doc ? cJSON_AddObjectToObject(doc, "properties") : NULL;
+    cJSON *policies = props ? policies_json(req, name) : NULL;
+    if (policies == NULL || !cJSON_AddStringToObject(doc, "id", id) ||
+        !cJSON_AddStringToObject(doc, "name", kind) ||
+        !cJSON_AddStringToObject(doc, "type", "Microsoft.KeyVault/vaults/accessPolicies") ||
+        !cJSON_AddItemToObject(props, "accessPolicies", policies)) {
+        cJSON_Delete(doc);
+        doc = NULL;
+    }
+    srv_send_json(req, 200, doc);
+}
+
+/* ---- role assignments ------------------------------------------------------------------------ */
+
+static cJSON *assignment_json(const char *scope, const struct pol_role_assignment *r)
+{
+    char id[1200], def[200];
+    snprintf(id, sizeof(id), "%s/providers/Microsoft.Authorization/roleAssignments/%s", scope,
+             r->id);
+    snprintf(def, sizeof(def),
+             "/subscriptions/00000000-0000-0000-0000-000000000000/providers/"
+             "Microsoft.Authorization/roleDefinitions/%s",
+             pol_role_id(r->role));
+    cJSON *o = cJSON_CreateObject();
+    cJSON *props = o ? cJSON_AddObjectToObject(o, "properties") : NULL;
+    if (props == NULL || !cJSON_AddStringToObject(o, "id", id) ||
+        !cJSON_AddStringToObject(o, "name", r->id) ||
+        !cJSON_AddStringToObject(o, "type", "Microsoft.Authorization/roleAssignments") ||
+        !cJSON_AddStringToObject(props, "roleDefinitionId", def) ||
+        !cJSON_AddStringToObject(props, "principalId", r->principal_id) ||
+        !cJSON_AddStringToObject(props, "scope", scope)) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+static void role_assignment(struct srv_req *req, const char *scope, const char *id)
+{
+    const char *method = req->ri->request_method;
+    struct pol_role_assignment r;
+    if (strlen(id) == 0 || strlen(id) >= sizeof(r.id)) {
+        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST, "The role assignment name is invalid.");
+        return;
+    }
+    if (strcmp(method, "GET") == 0 || strcmp(method, "DELETE") == 0) {
+        if (!pol_role_get(req->srv->pol, id, &r)) {
+            if (strcmp(method, "DELETE") == 0) {
+                srv_send_empty(req, 204);
+                return;
+            }
+            srv_send_errorf(req, KV_ERR_ARM_NOT_FOUND,
+                            "The role assignment '%s' is not found.", id);
+            return;
+        }
+        if (strcmp(method, "DELETE") == 0) {
+            enum kv_status st = pol_role_remove(req->srv->pol, id);
+            if (st != KV_OK) {
+                srv_send_error(req, st, NULL);
+                return;
+            }
+            kv_log(KV_LOG_INFO, "role assignment %s removed by %s", id, req->who.oid);
+        }
+        srv_send_json(req, 200, assignment_json(scope, &r));
+        return;
+    }
+    if (strcmp(method, "PUT") != 0) {
+        srv_send_error(req, KV_ERR_METHOD_NOT_ALLOWED, NULL);
+        return;
+    }
+    memset(&r, 0, sizeof(r));
+    snprintf(r.id, sizeof(r.id), "%s", id);
+    if (pol_scope_parse(scope, r.vault, r.key) != KV_OK) {
+        srv_send_errorf(req, KV_ERR_ARM_BAD_REQUEST,
+                        "The scope '%.300s' is not a Key Vault vault or key.", scope);
+        return;
+    }
+    struct ks_vault v;
+    if (ks_vault_get(req->srv->ks, r.vault, &v) != KV_OK) {
+        srv_send_errorf(req, KV_ERR_ARM_NOT_FOUND, "The vault '%s' was not found.", r.vault);
+        return;
+    }
+    enum kv_status st = srv_read_json_body(req);
+    const cJSON *props = cJSON_GetObjectItemCaseSensitive(req->body, "properties");
+    const char *def =
+        cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(props, "roleDefinitionId"));
+    const char *principal =
+        cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(props, "principalId"));
+    if (st != KV_OK || def == NULL || principal == NULL || principal[0] == '\0' ||
+        strlen(principal) >= sizeof(r.principal_id)) {
+        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST,
+                       "properties.roleDefinitionId and properties.principalId are required.");
+        return;
+    }
+    if (pol_role_parse(def, &r.role) != KV_OK) {
+        srv_send_errorf(req, KV_ERR_ARM_BAD_REQUEST,
+                        "The role definition '%.200s' is not a Key Vault data-plane role.", def);
+        return;
+    }
+    snprintf(r.principal_id, sizeof(r.principal_id), "%s", principal);
+    struct pol_role_assignment old;
+    int existed = pol_role_get(req->srv->pol, id, &old);
+    st = pol_role_put(req->srv->pol, &r);
+    if (st != KV_OK) {
+        srv_send_error(req, st == KV_ERR_BAD_PARAM ? KV_ERR_ARM_BAD_REQUEST : st, NULL);
+        return;
+    }
+    kv_log(KV_LOG_INFO, "role assignment %s (%s) put by %s", id, pol_role_name(r.role),
+           req->who.oid);
+    srv_send_json(req, existed ? 200 : 201, assignment_json(scope, &r));
+}
+
+/* ---- dispatch ---------------------------------------------------------------------------- */
+
+/* The raw path up to the segment @p upto (exclusive), joined again. */
+static void join(const struct srv_req *req, size_t upto, char *out, size_t cap)
+{
+    size_t len = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < upto && len + 1 < cap; i++)
+        len += (size_t)snprintf(out + len, cap - len, "/%s", req->seg[i]);
+}
+
+static int seg_is(const struct srv_req *req, size_t i, const char *want)
+{
+    return i < req->nseg && strcasecmp(req->seg[i], want) == 0;
+}
+
+int srv_mgmt_endpoint(struct srv_req *req)
+{
+    /* role assignments: {scope}/providers/Microsoft.Authorization/roleAssignments/{id} */
+    for (size_t i = 0; i + 2 < req->nseg; i++) {
+        if (seg_is(req, i, "providers") && seg_is(req, i + 1, "Microsoft.Authorization") &&
+            seg_is(req, i + 2, "roleAssignments")) {
+            char scope[1024];
+            join(req, i, scope, sizeof(scope));
+            if (authorize(req, "Microsoft.Authorization/roleAssignments/write", scope) != KV_OK)
+                return 1;
+            if (!known(srv_query_get(req, "api-version"), authz_api_versions,
+                       sizeof(authz_api_versions) / sizeof(authz_api_versions[0]))) {
+                srv_send_error(req, KV_ERR_ARM_BAD_REQUEST,
+                               "The api-version is missing or not supported for "
+                               "Microsoft.Authorization (use 2022-04-01).");
+                return 1;
+            }
+            if (i + 4 != req->nseg) {
+                srv_send_error(req, KV_ERR_ROUTE_NOT_FOUND, NULL);
+                return 1;
+            }
+            role_assignment(req, scope, req->seg[i + 3]);
+            return 1;
+        }
+    }
+    if (!seg_is(req, 0, "subscriptions"))
+        return 0;
+
+    char scope[1024];
+    join(req, req->nseg, scope, sizeof(scope));
+    const char *method = req->ri->request_method;
+    if (authorize(req, strcmp(method, "GET") == 0 ? "Microsoft.KeyVault/vaults/read"
+                                                  : "Microsoft.KeyVault/vaults/write",
+                  scope) != KV_OK)
+        return 1;
+    if (!(req->nseg >= 7 && seg_is(req, 2, "resourceGroups") && seg_is(req, 4, "providers") &&
+          seg_is(req, 5, "Microsoft.KeyVault") && seg_is(req, 6, "vaults"))) {
+        srv_send_error(req, KV_ERR_ROUTE_NOT_FOUND, NULL);
+        return 1;
+    }
+    if (!known(srv_query_get(req, "api-version"), arm_api_versions,
+               sizeof(arm_api_versions) / sizeof(arm_api_versions[0]))) {
+        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST,
+                       "The api-version is missing or not supported for Microsoft.KeyVault "
+                       "(use 2023-07-01).");
+        return 1;
+    }
+    if (req->nseg == 7 && strcmp(method, "GET") == 0) {
+        vault_list(req);
+    } else if (req->nseg == 8 && strcmp(method, "PUT") == 0) {
+        vault_put(req, req->seg[7]);
+    } else if (req->nseg == 8 && strcmp(method, "GET") == 0) {
+        vault_get(req, req->seg[7]);
+    } else if (req->nseg == 8 && strcmp(method, "DELETE") == 0) {
+        vault_delete(req, req->seg[7]);
+    } else if (req->nseg == 10 && seg_is(req, 8, "accessPolicies") && strcmp(method, "PUT") == 0) {
+        access_policies(req, req->seg[7], req->seg[9]);
+    } else if (req->nseg == 8 || (req->nseg == 10 && seg_is(req, 8, "accessPolicies"))) {
+        srv_send_error(req, KV_ERR_METHOD_NOT_ALLOWED, NULL);
+    } else {
+        srv_send_error(req, KV_ERR_ROUTE_NOT_FOUND, NULL);
+    }
+    return 1;
+}
