@@ -129,6 +129,8 @@ static void vault_api(struct srv_req *req)
     }
     if (authenticate(req) != KV_OK) {
         const char *auth = srv_header(req, "Authorization");
+        if (auth != NULL)
+            req->operation = "Authentication"; /* a refused token is audited; a probe is not */
         srv_send_error(req, KV_ERR_UNAUTHORIZED,
                        auth == NULL ? NULL : "The access token is invalid or has expired.");
         return;
@@ -163,6 +165,7 @@ static void vault_api(struct srv_req *req)
         srv_send_error(req, KV_ERR_ROUTE_NOT_FOUND, NULL);
         return;
     }
+    req->operation = route->operation;
     if (take_name_version(req, route, name, version) != KV_OK)
         return;
 
@@ -189,6 +192,7 @@ static void vault_api(struct srv_req *req)
         srv_send_error(req, st, NULL);
         return;
     }
+    req->policy_match = 1;
 
     if (route->body == SRV_BODY_JSON) {
         st = srv_read_json_body(req);
@@ -248,13 +252,16 @@ static void http_port(struct srv_req *req)
         srv_send_raw(req, 200, "application/x-pem-file", req->srv->ca_pem, req->srv->ca_pem_len);
     } else if (srv_identity_endpoint(req)) {
         /* answered */
-    } else if (path_is(req, "admin", "clock")) {
+    } else if (path_is(req, "admin", "clock") || path_is(req, "admin", "audit")) {
+        int clock = strcasecmp(req->seg[1], "clock") == 0;
         if (!from_loopback(req))
             srv_send_error(req, KV_ERR_ACCESS_DENIED, "Admin endpoints answer on loopback only.");
-        else if (strcmp(method, "POST") != 0)
+        else if (strcmp(method, clock ? "POST" : "GET") != 0)
             srv_send_error(req, KV_ERR_METHOD_NOT_ALLOWED, NULL);
-        else
+        else if (clock)
             admin_clock(req);
+        else
+            srv_audit_page(req);
     } else {
         srv_send_error(req, KV_ERR_ROUTE_NOT_FOUND, NULL);
     }
@@ -280,6 +287,7 @@ int srv_dispatch(struct mg_connection *conn)
     } else {
         http_port(&req);
     }
+    srv_audit(&req);
     srv_req_release(&req);
     return 1;
 }

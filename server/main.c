@@ -230,6 +230,20 @@ out:
 
 int main(int argc, char **argv)
 {
+    /* "kvmock audit [--data DIR]": the audit log as JSON lines */
+    if (argc >= 2 && strcmp(argv[1], "audit") == 0) {
+        const char *dir = getenv("KVMOCK_DATA") ? getenv("KVMOCK_DATA") : "./kvmock-data";
+        if (argc == 4 && strcmp(argv[2], "--data") == 0)
+            dir = argv[3];
+        else if (argc == 3 && strncmp(argv[2], "--data=", 7) == 0)
+            dir = argv[2] + 7;
+        else if (argc != 2) {
+            fprintf(stderr, "usage: kvmock audit [--data DIR]\n");
+            return 2;
+        }
+        kv_log_set_level(KV_LOG_WARN);
+        return srv_audit_dump(dir);
+    }
     struct srv_config cfg;
     char err[1024];
     enum kv_status st = srv_config_load(argc, argv, &cfg, err, sizeof(err));

@@ -58,6 +58,7 @@ static enum kv_status authorize(struct srv_req *req, const char *action, const c
                         req->who.appid, req->who.oid, action, scope);
         return KV_ERR_ARM_FORBIDDEN;
     }
+    req->policy_match = 1;
     return KV_OK;
 }
 
@@ -518,6 +519,9 @@ int srv_mgmt_endpoint(struct srv_req *req)
             seg_is(req, i + 2, "roleAssignments")) {
             char scope[1024];
             join(req, i, scope, sizeof(scope));
+            req->operation = strcmp(req->ri->request_method, "PUT") == 0      ? "RoleAssignmentPut"
+                             : strcmp(req->ri->request_method, "DELETE") == 0 ? "RoleAssignmentDelete"
+                                                                              : "RoleAssignmentGet";
             if (authorize(req, "Microsoft.Authorization/roleAssignments/write", scope) != KV_OK)
                 return 1;
             if (!known(srv_query_get(req, "api-version"), authz_api_versions,
@@ -541,6 +545,13 @@ int srv_mgmt_endpoint(struct srv_req *req)
     char scope[1024];
     join(req, req->nseg, scope, sizeof(scope));
     const char *method = req->ri->request_method;
+    if (req->nseg >= 8)
+        snprintf(req->vault, sizeof(req->vault), "%.*s", KS_VAULT_NAME_MAX, req->seg[7]);
+    req->operation = req->nseg == 10                  ? "VaultAccessPolicyUpdate"
+                     : req->nseg == 7                 ? "VaultList"
+                     : strcmp(method, "PUT") == 0     ? "VaultPut"
+                     : strcmp(method, "DELETE") == 0  ? "VaultDelete"
+                                                      : "VaultGet";
     if (authorize(req, strcmp(method, "GET") == 0 ? "Microsoft.KeyVault/vaults/read"
                                                   : "Microsoft.KeyVault/vaults/write",
                   scope) != KV_OK)

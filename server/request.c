@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "srv.h"
 
@@ -72,6 +73,9 @@ enum kv_status srv_req_init(struct srv_req *req, struct mg_connection *conn,
     req->srv = srv;
     req->ri = mg_get_request_info(conn);
     req->is_https = req->ri->is_ssl;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    req->start_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 
     unsigned char rid[16];
     randombytes_buf(rid, sizeof(rid));

@@ -68,6 +68,12 @@ struct srv_req {
     char version[KS_VERSION_LEN + 1];
 
     cJSON *body; /**< parsed JSON body (object), or NULL when the route has none */
+
+    /* for the audit log */
+    int status;            /**< the HTTP status sent, 0 until a response is sent */
+    int64_t start_ms;      /**< when the request arrived (monotonic) */
+    const char *operation; /**< the audit operation name, NULL = not audited */
+    int policy_match;      /**< the caller's access was checked and granted */
 };
 
 /* ---- requests (request.c) ------------------------------------------------------ */
@@ -159,6 +165,7 @@ typedef void (*srv_handler)(struct srv_req *req);
 enum srv_body { SRV_BODY_NONE = 0, SRV_BODY_JSON };
 
 struct srv_route {
+    const char *operation; /**< the audit log's operationName, e.g. "KeyUnwrap" */
     const char *method;
     const char *pattern; /**< e.g. "/keys/{name}/{version}/wrapkey" */
     enum pol_perm perm;  /**< the access-policy permission the route needs */
@@ -198,6 +205,21 @@ int srv_mgmt_endpoint(struct srv_req *req);
  */
 enum kv_status srv_authenticate(struct srv_req *req, const char *const *auds,
                                 size_t n_auds) KV_MUST_CHECK;
+
+/**
+ * @brief Append the request's audit record (audit.c): operation, caller, vault,
+ * key id, status. Does nothing when req->operation is NULL. Never records secrets.
+ */
+void srv_audit(struct srv_req *req);
+
+/**
+ * @brief GET /admin/audit on the HTTP port: records oldest first, paged with
+ * maxresults (1-1000, default 100) and an absolute nextLink.
+ */
+void srv_audit_page(struct srv_req *req);
+
+/** @brief Print every audit record of a data folder as JSON lines (`kvmock audit`). */
+int srv_audit_dump(const char *data_dir);
 
 /** @brief Whether an api-version value is one kvmock accepts. */
 int srv_api_version_known(const char *v);
