@@ -46,6 +46,8 @@ enum kv_status ks_open(const struct ks_open_opts *opts, struct ks_env **out)
 {
     enum kv_status st = KV_ERR_STORE;
     char path[PATH_MAX];
+    if (sodium_init() < 0)
+        return KV_ERR_INTERNAL;
     struct ks_env *e = calloc(1, sizeof(*e));
     if (e == NULL)
         return KV_ERR_NOMEM;

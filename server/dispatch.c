@@ -280,6 +280,8 @@ int srv_dispatch(struct mg_connection *conn)
         srv_send_error(&req, st, NULL);
     } else if (req.is_https && path_is(&req, "healthz", NULL)) {
         send_health(&req);
+    } else if (req.is_https && srv_entra_endpoint(&req)) {
+        /* answered */
     } else if (req.is_https && srv_mgmt_endpoint(&req)) {
         /* answered */
     } else if (req.is_https) {

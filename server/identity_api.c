@@ -7,6 +7,14 @@
  *   Cloud Shell   POST /msi/token  (form body resource=R)             Metadata: true
  *   IMDS          GET  /metadata/identity/oauth2/token[/]?resource=R  Metadata: true
  *
+ * and, on the HTTPS port, an Entra-shaped client-credentials authority for
+ * identities with a client secret (srv_entra_endpoint()):
+ *
+ *   GET  /{tenant}/v2.0/.well-known/openid-configuration
+ *   GET  /{tenant}/discovery/v2.0/keys
+ *   POST /{tenant}/oauth2/v2.0/token   grant_type=client_credentials, client_id,
+ *                                      client_secret, scope=R/.default
+ *
  * Errors are 400 JSON in the OAuth shape: the libraries read a 400 as "no
  * identity here" and never retry it, unlike a 5xx.
  */
@@ -14,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include <sodium.h>
 
 #include "kv_log.h"
 #include "srv.h"
@@ -58,6 +68,7 @@ static int header_equals(const struct srv_req *req, const char *name, const char
 struct mi_params {
     char *form; /* owned copy of the body, split in place */
     const char *resource, *client_id, *object_id, *resource_id;
+    const char *grant_type, *client_secret, *scope;
 };
 
 static void form_lookup(struct mi_params *p, char *form)
@@ -80,6 +91,12 @@ static void form_lookup(struct mi_params *p, char *form)
             p->object_id = v;
         else if (strcmp(pair, "mi_res_id") == 0 || strcmp(pair, "msi_res_id") == 0)
             p->resource_id = v;
+        else if (strcmp(pair, "grant_type") == 0)
+            p->grant_type = v;
+        else if (strcmp(pair, "client_secret") == 0)
+            p->client_secret = v;
+        else if (strcmp(pair, "scope") == 0)
+            p->scope = v;
     }
 }
 
@@ -214,6 +231,141 @@ int srv_identity_endpoint(struct srv_req *req)
     }
     if (raw_path_is(req, "/metadata/identity/oauth2/token")) {
         imds(req);
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- the Entra-shaped client-credentials authority (HTTPS port) ---------------------------- */
+
+static void send_aad_error(struct srv_req *req, int status, const char *error,
+                           const char *description)
+{
+    cJSON *doc = cJSON_CreateObject();
+    if (doc != NULL && (cJSON_AddStringToObject(doc, "error", error) == NULL ||
+                        cJSON_AddStringToObject(doc, "error_description", description) == NULL ||
+                        cJSON_AddStringToObject(doc, "correlation_id", req->request_id) == NULL)) {
+        cJSON_Delete(doc);
+        doc = NULL;
+    }
+    srv_send_json(req, status, doc);
+}
+
+static void openid_configuration(struct srv_req *req, const char *tenant)
+{
+    char base[SRV_HOST_MAX + 16 + POL_ID_MAX], v[SRV_HOST_MAX + 200];
+    srv_base_url(req, base, sizeof(base) - POL_ID_MAX);
+    size_t len = strlen(base);
+    snprintf(base + len, sizeof(base) - len, "/%s", tenant);
+    cJSON *doc = cJSON_CreateObject();
+    cJSON *grants = doc ? cJSON_AddArrayToObject(doc, "grant_types_supported") : NULL;
+    int ok = grants != NULL && cJSON_AddItemToArray(grants, cJSON_CreateString("client_credentials"));
+    static const struct {
+        const char *name, *suffix;
+    } endpoints[] = {
+        {"token_endpoint", "/oauth2/v2.0/token"},
+        {"authorization_endpoint", "/oauth2/v2.0/authorize"},
+        {"device_authorization_endpoint", "/oauth2/v2.0/devicecode"},
+        {"end_session_endpoint", "/oauth2/v2.0/logout"},
+        {"jwks_uri", "/discovery/v2.0/keys"},
+        {"issuer", "/v2.0"},
+    };
+    for (size_t i = 0; ok && i < sizeof(endpoints) / sizeof(endpoints[0]); i++) {
+        snprintf(v, sizeof(v), "%s%s", base, endpoints[i].suffix);
+        ok = cJSON_AddStringToObject(doc, endpoints[i].name, v) != NULL;
+    }
+    ok = ok && cJSON_AddStringToObject(doc, "tenant_region_scope", "WW") &&
+         cJSON_AddStringToObject(doc, "cloud_instance_name", "kvmock");
+    srv_send_json(req, 200, ok ? doc : (cJSON_Delete(doc), NULL));
+}
+
+static void client_credentials(struct srv_req *req, const char *tenant)
+{
+    struct mi_params p = {0};
+    size_t len = 0;
+    if (strcmp(req->ri->request_method, "POST") != 0) {
+        srv_send_error(req, KV_ERR_METHOD_NOT_ALLOWED, NULL);
+        return;
+    }
+    if (srv_read_body(req, FORM_MAX, &p.form, &len) != KV_OK) {
+        send_aad_error(req, 400, "invalid_request", "AADSTS900144: The request body is too large.");
+        return;
+    }
+    form_lookup(&p, p.form);
+    const struct pol_identity *id =
+        p.client_id ? pol_find_identity(req->srv->pol, p.client_id, NULL, NULL) : NULL;
+    char aud[POL_AUD_MAX];
+    if (p.grant_type == NULL || strcmp(p.grant_type, "client_credentials") != 0) {
+        send_aad_error(req, 400, "unsupported_grant_type",
+                       "AADSTS70003: The app requested an unsupported grant type; only "
+                       "client_credentials is served.");
+    } else if (id == NULL || id->client_secret[0] == '\0') {
+        send_aad_error(req, 400, "unauthorized_client",
+                       "AADSTS700016: Application with the given identifier was not found in the "
+                       "directory.");
+    } else if (strcasecmp(tenant, id->tenant_id) != 0 && strcasecmp(tenant, "organizations") != 0) {
+        send_aad_error(req, 400, "invalid_request",
+                       "AADSTS90002: The application does not belong to this tenant.");
+    } else if (p.client_secret == NULL || strlen(p.client_secret) != strlen(id->client_secret) ||
+               sodium_memcmp(p.client_secret, id->client_secret, strlen(id->client_secret)) != 0) {
+        send_aad_error(req, 401, "invalid_client",
+                       "AADSTS7000215: Invalid client secret provided.");
+    } else if (p.scope == NULL || strlen(p.scope) < 10 ||
+               strcmp(p.scope + strlen(p.scope) - 9, "/.default") != 0 ||
+               strlen(p.scope) - 9 >= sizeof(aud)) {
+        send_aad_error(req, 400, "invalid_scope",
+                       "AADSTS1002012: The scope must be a resource followed by /.default.");
+    } else {
+        /* the first scope only: "R/.default" */
+        const char *space = strchr(p.scope, ' ');
+        size_t n = (space ? (size_t)(space - p.scope) : strlen(p.scope)) - 9;
+        snprintf(aud, sizeof(aud), "%.*s", (int)n, p.scope);
+        char *token = NULL;
+        int64_t now = ks_now(), exp = 0;
+        if (pol_token_issue(req->srv->pol, id, aud, now, &token, &exp) != KV_OK) {
+            srv_send_error(req, KV_ERR_NOMEM, NULL);
+        } else {
+            cJSON *doc = cJSON_CreateObject();
+            int ok = doc && cJSON_AddStringToObject(doc, "token_type", "Bearer") &&
+                     cJSON_AddNumberToObject(doc, "expires_in", (double)(exp - now)) &&
+                     cJSON_AddNumberToObject(doc, "ext_expires_in", (double)(exp - now)) &&
+                     cJSON_AddStringToObject(doc, "access_token", token);
+            sodium_memzero(token, strlen(token));
+            free(token);
+            kv_log(KV_LOG_DEBUG, "%s token issued to %s for %s", req->request_id, id->name, aud);
+            srv_send_json(req, 200, ok ? doc : (cJSON_Delete(doc), NULL));
+        }
+    }
+    if (p.form != NULL)
+        sodium_memzero(p.form, len); /* it held the secret */
+    free(p.form);
+}
+
+int srv_entra_endpoint(struct srv_req *req)
+{
+    if (req->nseg < 2 || req->seg[0][0] == '\0' || strlen(req->seg[0]) >= POL_ID_MAX)
+        return 0;
+    const char *tenant = req->seg[0];
+    const char *s1 = req->seg[1], *s2 = req->nseg > 2 ? req->seg[2] : "";
+    if (req->nseg == 4 && strcmp(s1, "oauth2") == 0 && strcmp(s2, "v2.0") == 0 &&
+        strcmp(req->seg[3], "token") == 0) {
+        client_credentials(req, tenant);
+        return 1;
+    }
+    if (req->nseg == 4 && strcmp(s1, "v2.0") == 0 && strcmp(s2, ".well-known") == 0 &&
+        strcmp(req->seg[3], "openid-configuration") == 0) {
+        openid_configuration(req, tenant);
+        return 1;
+    }
+    if (req->nseg == 4 && strcmp(s1, "discovery") == 0 && strcmp(s2, "v2.0") == 0 &&
+        strcmp(req->seg[3], "keys") == 0) {
+        /* kvmock's tokens are HMAC-signed: there is no public key to publish */
+        cJSON *doc = cJSON_CreateObject();
+        if (doc != NULL && cJSON_AddArrayToObject(doc, "keys") == NULL) {
+            cJSON_Delete(doc);
+            doc = NULL;
+        }
+        srv_send_json(req, 200, doc);
         return 1;
     }
     return 0;

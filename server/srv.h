@@ -195,6 +195,10 @@ extern const size_t srv_key_routes_count;
  * @return 1 when the request was one of them and has been answered. */
 int srv_identity_endpoint(struct srv_req *req);
 
+/** @brief The Entra-shaped client-credentials authority on the HTTPS port
+ * (identity_api.c). @return 1 when the request was for it and has been answered. */
+int srv_entra_endpoint(struct srv_req *req);
+
 /** @brief The management plane (Azure Resource Manager paths on the HTTPS port,
  * mgmt_api.c). @return 1 when the request was for it and has been answered. */
 int srv_mgmt_endpoint(struct srv_req *req);
