@@ -86,6 +86,13 @@ enum kv_status srv_req_init(struct srv_req *req, struct mg_connection *conn,
     snprintf(req->request_id, sizeof(req->request_id), "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8,
              hex + 12, hex + 16, hex + 20);
 
+    /* The Host as sent, when it looks like one: ids and links are built from it. */
+    const char *host = mg_get_header(conn, "Host");
+    if (host != NULL && strlen(host) < sizeof(req->host) &&
+        strspn(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]") ==
+            strlen(host))
+        snprintf(req->host, sizeof(req->host), "%s", host);
+
     const char *raw = req->ri->local_uri_raw;
     if (raw == NULL || raw[0] != '/')
         return KV_ERR_ROUTE_NOT_FOUND;
