@@ -24,4 +24,10 @@ int kv_log_enabled(enum kv_log_level level);
 /** @brief Print one line, prefixed with the time and the level, when @p level is enabled. */
 void kv_log(enum kv_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/**
+ * @brief Log one JSON line with extra members: @p fields is the inside of a JSON
+ * object (`"status":200,"vault":"default"`), already escaped, or NULL.
+ */
+void kv_log_fields(enum kv_log_level level, const char *msg, const char *fields);
+
 #endif

@@ -30,6 +30,39 @@ int kv_log_enabled(enum kv_log_level level)
     return (int)level <= current_level;
 }
 
+/* Append @p text to @p out as the inside of a JSON string. */
+static size_t json_escape(char *out, size_t cap, const char *text)
+{
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)text; *p && n + 7 < cap; p++) {
+        if (*p == '"' || *p == '\\') {
+            out[n++] = '\\';
+            out[n++] = (char)*p;
+        } else if (*p < 0x20) {
+            n += (size_t)snprintf(out + n, cap - n, "\\u%04x", *p);
+        } else {
+            out[n++] = (char)*p;
+        }
+    }
+    out[n] = '\0';
+    return n;
+}
+
+static void emit(enum kv_log_level level, const char *msg, const char *fields)
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    char stamp[32], escaped[2048];
+    strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+    json_escape(escaped, sizeof(escaped), msg);
+    /* One fprintf call per line so that lines from threads do not interleave. */
+    fprintf(stderr, "{\"time\":\"%s.%03ldZ\",\"level\":\"%s\",\"msg\":\"%s\"%s%s}\n", stamp,
+            ts.tv_nsec / 1000000L, level_names[level], escaped, fields ? "," : "",
+            fields ? fields : "");
+}
+
 void kv_log(enum kv_log_level level, const char *fmt, ...)
 {
     if (!kv_log_enabled(level))
@@ -39,13 +72,11 @@ void kv_log(enum kv_log_level level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
+    emit(level, line, NULL);
+}
 
-    struct timespec ts;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    char stamp[32];
-    strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
-    /* One fprintf call per line so that lines from threads do not interleave. */
-    fprintf(stderr, "%s.%03ldZ %s %s\n", stamp, ts.tv_nsec / 1000000L, level_names[level], line);
+void kv_log_fields(enum kv_log_level level, const char *msg, const char *fields)
+{
+    if (kv_log_enabled(level))
+        emit(level, msg, fields);
 }

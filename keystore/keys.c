@@ -1800,3 +1800,46 @@ size_t ks_vault_list(struct ks_env *env, char (*names)[KS_VAULT_NAME_MAX + 1], s
         return 0;
     return a.count;
 }
+
+struct count_arg {
+    const char *vault;
+    size_t live, deleted;
+};
+
+static enum kv_status count_fn(struct ks_txn *tx, void *arg)
+{
+    struct count_arg *a = arg;
+    char prefix[KS_VAULT_NAME_MAX + 2];
+    size_t plen = strlen(a->vault) + 1;
+    lower(prefix, a->vault, plen - 1);
+    prefix[plen - 1] = '\0';
+    MDB_cursor *cur = NULL;
+    if (mdb_cursor_open(tx->txn, tx->env->db_heads, &cur) != 0)
+        return KV_ERR_STORE;
+    MDB_val k = {plen, prefix}, v;
+    int64_t now = ks_now();
+    for (int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+         rc == 0 && k.mv_size >= plen && memcmp(k.mv_data, prefix, plen) == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        struct head h;
+        memset(&h, 0, sizeof(h));
+        if (head_listed(&v, 0, &h))
+            a->live++;
+        else if (head_state(&h, now) == HEAD_DELETED)
+            a->deleted++;
+    }
+    mdb_cursor_close(cur);
+    return KV_OK;
+}
+
+enum kv_status ks_vault_key_count(struct ks_env *env, const char *name, size_t *live,
+                                  size_t *deleted)
+{
+    struct count_arg a = {name, 0, 0};
+    if (strlen(name) > KS_VAULT_NAME_MAX)
+        return KV_ERR_VAULT_NOT_FOUND;
+    enum kv_status st = ks_txn_read(env, count_fn, &a);
+    *live = a.live;
+    *deleted = a.deleted;
+    return st;
+}

@@ -218,6 +218,16 @@ enum kv_status ks_vault_delete(struct ks_env *env, const char *name) KV_MUST_CHE
 size_t ks_vault_list(struct ks_env *env, char (*names)[KS_VAULT_NAME_MAX + 1], size_t cap);
 
 /**
+ * @brief Count a vault's keys: live ones and soft-deleted ones (scans the vault's heads).
+ * @return KV_OK, KV_ERR_STORE.
+ */
+enum kv_status ks_vault_key_count(struct ks_env *env, const char *name, size_t *live,
+                                  size_t *deleted) KV_MUST_CHECK;
+
+/** @brief The LMDB map: bytes in use (pages used x page size) and its current size. */
+void ks_map_usage(struct ks_env *env, size_t *used, size_t *size);
+
+/**
  * @brief The recovery level a vault gives its keys ("Recoverable+Purgeable", ...)
  * and the recoverable days (0 without soft delete). Static string.
  */

@@ -338,3 +338,14 @@ const char *ks_vault_recovery_level(const struct ks_vault *v, int *recoverable_d
         return v->purge_protection ? "Recoverable" : "Recoverable+Purgeable";
     return v->purge_protection ? "CustomizedRecoverable" : "CustomizedRecoverable+Purgeable";
 }
+
+void ks_map_usage(struct ks_env *e, size_t *used, size_t *size)
+{
+    MDB_envinfo info;
+    MDB_stat st;
+    *used = *size = 0;
+    if (mdb_env_info(e->env, &info) == 0 && mdb_env_stat(e->env, &st) == 0) {
+        *used = (size_t)(info.me_last_pgno + 1) * st.ms_psize;
+        *size = info.me_mapsize;
+    }
+}

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "kv_log.h"
 #include "srv.h"
@@ -166,6 +167,7 @@ static void vault_api(struct srv_req *req)
         return;
     }
     req->operation = route->operation;
+    req->route = route->pattern;
     if (take_name_version(req, route, name, version) != KV_OK)
         return;
 
@@ -248,6 +250,8 @@ static void http_port(struct srv_req *req)
     const char *method = req->ri->request_method;
     if (path_is(req, "healthz", NULL)) {
         send_health(req);
+    } else if (path_is(req, "metrics", NULL) && strcmp(method, "GET") == 0) {
+        srv_metrics_page(req);
     } else if (path_is(req, "ca.pem", NULL) && strcmp(method, "GET") == 0) {
         srv_send_raw(req, 200, "application/x-pem-file", req->srv->ca_pem, req->srv->ca_pem_len);
     } else if (srv_identity_endpoint(req)) {
@@ -267,11 +271,40 @@ static void http_port(struct srv_req *req)
     }
 }
 
+/* One JSON log line per request, and the metrics: no bodies, tokens or keys. */
+static void log_request(struct srv_req *req)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    int64_t ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 - req->start_ms;
+    srv_metrics_record(req, ms);
+    if (!kv_log_enabled(KV_LOG_INFO))
+        return;
+    cJSON *o = cJSON_CreateObject();
+    char *text = NULL;
+    if (o && cJSON_AddStringToObject(o, "method", req->ri->request_method) &&
+        cJSON_AddStringToObject(o, "route", req->route ? req->route : "-") &&
+        cJSON_AddStringToObject(o, "operation", req->operation ? req->operation : "-") &&
+        cJSON_AddNumberToObject(o, "status", req->status) &&
+        cJSON_AddNumberToObject(o, "latency_ms", (double)ms) &&
+        cJSON_AddStringToObject(o, "vault", req->vault) &&
+        cJSON_AddStringToObject(o, "oid", req->who.oid) &&
+        cJSON_AddStringToObject(o, "request_id", req->request_id))
+        text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (text != NULL && strlen(text) > 2) {
+        text[strlen(text) - 1] = '\0'; /* the members, without the braces */
+        kv_log_fields(KV_LOG_INFO, "request", text + 1);
+    }
+    cJSON_free(text);
+}
+
 int srv_dispatch(struct mg_connection *conn)
 {
     const struct srv *srv = mg_get_user_data(mg_get_context(conn));
     struct srv_req req;
     enum kv_status st = srv_req_init(&req, conn, srv);
+    req.route = req.ri->local_uri_raw; /* a route pattern replaces it once matched */
     if (kv_log_enabled(KV_LOG_DEBUG))
         kv_log(KV_LOG_DEBUG, "%s %s %s%s", req.request_id, req.ri->request_method,
                req.is_https ? "https " : "http ", req.ri->local_uri_raw);
@@ -290,6 +323,7 @@ int srv_dispatch(struct mg_connection *conn)
         http_port(&req);
     }
     srv_audit(&req);
+    log_request(&req);
     srv_req_release(&req);
     return 1;
 }

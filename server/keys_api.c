@@ -1,5 +1,6 @@
 /* The keys data plane: JSON in, keystore call, JSON out. */
 #include <math.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1047,6 +1048,47 @@ static void h_restore(struct srv_req *req)
     }
 }
 
+/* POST /rng: random bytes from libsodium's generator. */
+static void h_rng(struct srv_req *req)
+{
+    struct field_error fe = {{0}};
+    int64_t count = 0;
+    int present = 0;
+    enum kv_status st = opt_int(req->body, "count", 1, 128, &count, &present, &fe);
+    if (st == KV_OK && !present)
+        st = bad_field(&fe, "count", "is required (1 to 128)");
+    if (st != KV_OK) {
+        srv_send_error(req, st, fe.message[0] ? fe.message : "The parameter 'count' must be 1 to 128.");
+        return;
+    }
+    unsigned char bytes[128];
+    randombytes_buf(bytes, (size_t)count);
+    struct kv_buf b = {bytes, (size_t)count};
+    cJSON *doc = cJSON_CreateObject();
+    if (doc == NULL || !add_b64(doc, "value", &b)) {
+        cJSON_Delete(doc);
+        doc = NULL;
+    }
+    sodium_memzero(bytes, sizeof(bytes));
+    srv_send_json(req, 200, doc);
+}
+
+/* POST /keys/{name}/{version}/release: kvmock never creates exportable keys, so
+ * there is nothing it could release; it says so rather than faking a release. */
+static void h_release(struct srv_req *req)
+{
+    struct ks_key *k = NULL;
+    enum kv_status st = ks_key_get(req->srv->ks, req->vault, req->key_name, req->version, &k);
+    ks_key_free(k);
+    if (st != KV_OK) {
+        send_key_error(req, st, NULL);
+        return;
+    }
+    srv_send_error(req, KV_ERR_BAD_PARAM,
+                   "Key release is not supported by kvmock: keys are never exportable and carry "
+                   "no release policy.");
+}
+
 /* Literal segments come before {name} and {version} so that they win; the
  * method decides between "POST /keys/restore" and an import named "restore". */
 const struct srv_route srv_key_routes[] = {
@@ -1066,12 +1108,14 @@ const struct srv_route srv_key_routes[] = {
     {"KeyUpdate", "PATCH", "/keys/{name}", POL_KEYS_UPDATE, SRV_BODY_JSON, h_update},
     {"KeyGet", "GET", "/keys/{name}/{version}", POL_KEYS_GET, SRV_BODY_NONE, h_get},
     {"KeyUpdate", "PATCH", "/keys/{name}/{version}", POL_KEYS_UPDATE, SRV_BODY_JSON, h_update},
+    {"KeyRelease", "POST", "/keys/{name}/{version}/release", POL_KEYS_RELEASE, SRV_BODY_JSON, h_release},
     {"KeyEncrypt", "POST", "/keys/{name}/{version}/encrypt", POL_KEYS_ENCRYPT, SRV_BODY_JSON, h_encrypt},
     {"KeyDecrypt", "POST", "/keys/{name}/{version}/decrypt", POL_KEYS_DECRYPT, SRV_BODY_JSON, h_decrypt},
     {"KeySign", "POST", "/keys/{name}/{version}/sign", POL_KEYS_SIGN, SRV_BODY_JSON, h_sign},
     {"KeyVerify", "POST", "/keys/{name}/{version}/verify", POL_KEYS_VERIFY, SRV_BODY_JSON, h_verify},
     {"KeyWrap", "POST", "/keys/{name}/{version}/wrapkey", POL_KEYS_WRAP, SRV_BODY_JSON, h_wrap},
     {"KeyUnwrap", "POST", "/keys/{name}/{version}/unwrapkey", POL_KEYS_UNWRAP, SRV_BODY_JSON, h_unwrap},
+    {"GetRandomBytes", "POST", "/rng", POL_KEYS_GET, SRV_BODY_JSON, h_rng},
     {"KeyListDeleted", "GET", "/deletedkeys", POL_KEYS_LIST, SRV_BODY_NONE, h_deleted_list},
     {"KeyGetDeleted", "GET", "/deletedkeys/{name}", POL_KEYS_GET, SRV_BODY_NONE, h_deleted_get},
     {"KeyPurge", "DELETE", "/deletedkeys/{name}", POL_KEYS_PURGE, SRV_BODY_NONE, h_purge},

@@ -73,6 +73,7 @@ struct srv_req {
     int status;            /**< the HTTP status sent, 0 until a response is sent */
     int64_t start_ms;      /**< when the request arrived (monotonic) */
     const char *operation; /**< the audit operation name, NULL = not audited */
+    const char *route;     /**< the matched route pattern, for the request log */
     int policy_match;      /**< the caller's access was checked and granted */
 };
 
@@ -224,6 +225,12 @@ void srv_audit_page(struct srv_req *req);
 
 /** @brief Print every audit record of a data folder as JSON lines (`kvmock audit`). */
 int srv_audit_dump(const char *data_dir);
+
+/** @brief Count a finished request in the metrics (metrics.c). */
+void srv_metrics_record(const struct srv_req *req, int64_t latency_ms);
+
+/** @brief GET /metrics on the HTTP port, in Prometheus text format. */
+void srv_metrics_page(struct srv_req *req);
 
 /** @brief Whether an api-version value is one kvmock accepts. */
 int srv_api_version_known(const char *v);

@@ -1,0 +1,153 @@
+/*
+ * Prometheus metrics on the HTTP port (GET /metrics): requests by operation
+ * and status, a latency histogram, keys per vault, LMDB map usage.
+ * Counters are lock-free atomics indexed by small fixed tables.
+ */
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "srv.h"
+
+/* Operations counted one by one; anything else is "other". */
+static const char *const operations[] = {
+    "KeyCreate", "KeyImport", "KeyGet", "KeyList", "KeyListVersions", "KeyUpdate", "KeyDelete",
+    "KeyGetDeleted", "KeyListDeleted", "KeyRecover", "KeyPurge", "KeyBackup", "KeyRestore",
+    "KeyRotate", "KeyRotationPolicyGet", "KeyRotationPolicySet", "KeyEncrypt", "KeyDecrypt",
+    "KeySign", "KeyVerify", "KeyWrap", "KeyUnwrap", "KeyRelease", "GetRandomBytes",
+    "Authentication", "VaultPut", "VaultGet", "VaultDelete", "VaultList",
+    "VaultAccessPolicyUpdate", "RoleAssignmentPut", "RoleAssignmentGet", "RoleAssignmentDelete",
+    "other",
+};
+#define N_OPS (sizeof(operations) / sizeof(operations[0]))
+
+static const int statuses[] = {200, 201, 204, 400, 401, 403, 404, 405, 409, 500, 0};
+#define N_STATUS (sizeof(statuses) / sizeof(statuses[0])) /* the last is "other" */
+
+static const int64_t buckets_ms[] = {1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500};
+#define N_BUCKETS (sizeof(buckets_ms) / sizeof(buckets_ms[0]))
+
+static atomic_ullong requests[N_OPS][N_STATUS];
+static atomic_ullong latency[N_BUCKETS + 1]; /* the last is +Inf */
+static atomic_ullong latency_sum_ms, latency_count;
+
+static size_t op_index(const char *op)
+{
+    for (size_t i = 0; op != NULL && i + 1 < N_OPS; i++) {
+        if (strcmp(op, operations[i]) == 0)
+            return i;
+    }
+    return N_OPS - 1;
+}
+
+void srv_metrics_record(const struct srv_req *req, int64_t latency_ms)
+{
+    size_t s = N_STATUS - 1;
+    for (size_t i = 0; i + 1 < N_STATUS; i++) {
+        if (statuses[i] == req->status)
+            s = i;
+    }
+    atomic_fetch_add(&requests[op_index(req->operation)][s], 1);
+    size_t b = N_BUCKETS;
+    for (size_t i = 0; i < N_BUCKETS; i++) {
+        if (latency_ms <= buckets_ms[i]) {
+            b = i;
+            break;
+        }
+    }
+    atomic_fetch_add(&latency[b], 1);
+    atomic_fetch_add(&latency_sum_ms, (unsigned long long)(latency_ms > 0 ? latency_ms : 0));
+    atomic_fetch_add(&latency_count, 1);
+}
+
+struct text {
+    char *buf;
+    size_t len, cap;
+    int failed;
+};
+
+static void add(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void add(struct text *t, const char *fmt, ...)
+{
+    for (int tries = 0; tries < 2 && !t->failed; tries++) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(t->buf ? t->buf + t->len : NULL, t->buf ? t->cap - t->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            t->failed = 1;
+            return;
+        }
+        if (t->buf != NULL && t->len + (size_t)n < t->cap) {
+            t->len += (size_t)n;
+            return;
+        }
+        size_t ncap = (t->cap + (size_t)n + 1) * 2;
+        char *nb = realloc(t->buf, ncap);
+        if (nb == NULL) {
+            t->failed = 1;
+            return;
+        }
+        t->buf = nb;
+        t->cap = ncap;
+    }
+}
+
+void srv_metrics_page(struct srv_req *req)
+{
+    struct text t = {0};
+    add(&t, "# HELP kvmock_requests_total Requests by operation and HTTP status.\n"
+            "# TYPE kvmock_requests_total counter\n");
+    for (size_t o = 0; o < N_OPS; o++) {
+        for (size_t s = 0; s < N_STATUS; s++) {
+            unsigned long long n = atomic_load(&requests[o][s]);
+            if (n == 0)
+                continue;
+            char code[8];
+            snprintf(code, sizeof(code), "%d", statuses[s]);
+            add(&t, "kvmock_requests_total{operation=\"%s\",status=\"%s\"} %llu\n", operations[o],
+                statuses[s] ? code : "other", n);
+        }
+    }
+    add(&t, "# HELP kvmock_request_duration_seconds Request latency.\n"
+            "# TYPE kvmock_request_duration_seconds histogram\n");
+    unsigned long long cumulative = 0;
+    for (size_t b = 0; b <= N_BUCKETS; b++) {
+        cumulative += atomic_load(&latency[b]);
+        if (b < N_BUCKETS)
+            add(&t, "kvmock_request_duration_seconds_bucket{le=\"%.3f\"} %llu\n",
+                (double)buckets_ms[b] / 1000.0, cumulative);
+        else
+            add(&t, "kvmock_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n", cumulative);
+    }
+    add(&t, "kvmock_request_duration_seconds_sum %.3f\nkvmock_request_duration_seconds_count %llu\n",
+        (double)atomic_load(&latency_sum_ms) / 1000.0, atomic_load(&latency_count));
+
+    add(&t, "# HELP kvmock_keys Keys per vault and state.\n# TYPE kvmock_keys gauge\n");
+    static __thread char names[256][KS_VAULT_NAME_MAX + 1];
+    size_t n = ks_vault_list(req->srv->ks, names, 256);
+    for (size_t i = 0; i < n && i < 256; i++) {
+        size_t live = 0, deleted = 0;
+        if (ks_vault_key_count(req->srv->ks, names[i], &live, &deleted) != KV_OK)
+            continue;
+        add(&t, "kvmock_keys{vault=\"%s\",state=\"live\"} %zu\n", names[i], live);
+        add(&t, "kvmock_keys{vault=\"%s\",state=\"deleted\"} %zu\n", names[i], deleted);
+    }
+    size_t used = 0, size = 0;
+    ks_map_usage(req->srv->ks, &used, &size);
+    add(&t, "# HELP kvmock_lmdb_map_used_bytes Bytes of the LMDB map in use.\n"
+            "# TYPE kvmock_lmdb_map_used_bytes gauge\nkvmock_lmdb_map_used_bytes %zu\n"
+            "# HELP kvmock_lmdb_map_size_bytes Current LMDB map size (it grows when full).\n"
+            "# TYPE kvmock_lmdb_map_size_bytes gauge\nkvmock_lmdb_map_size_bytes %zu\n",
+        used, size);
+    if (t.failed) {
+        free(t.buf);
+        srv_send_error(req, KV_ERR_NOMEM, NULL);
+        return;
+    }
+    srv_send_raw(req, 200, "text/plain; version=0.0.4; charset=utf-8", t.buf, t.len);
+    free(t.buf);
+}
