@@ -121,6 +121,31 @@ int main(void)
     CHECK(!cfg.vaults[1].soft_delete);
     srv_config_free(&cfg);
 
+    /* access policies and role assignments */
+    CHECK_ST(load(&cfg,
+                  "{\"tenantId\":\"t-1\",\"vaults\":[{\"name\":\"cmk\",\"properties\":{"
+                  "\"accessPolicies\":[{\"objectId\":\"o1\",\"permissions\":{\"keys\":[\"get\","
+                  "\"WrapKey\",\"unwrapKey\"],\"secrets\":[]}}]}},{\"name\":\"open\"},"
+                  "{\"name\":\"rb\",\"properties\":{\"enableRbacAuthorization\":true}}],"
+                  "\"roleAssignments\":[{\"principalId\":\"o1\",\"roleDefinitionName\":"
+                  "\"Key Vault Crypto Service Encryption User\",\"scope\":\"/vaults/rb/keys/disk\"},"
+                  "{\"principalId\":\"o2\",\"roleDefinitionId\":\"14b46e9e-c2b7-41b4-b07b-48a6ebf60603\","
+                  "\"scope\":\"/subscriptions/s/resourceGroups/g/providers/Microsoft.KeyVault/vaults/rb\"}]}",
+                  3, argvc),
+             KV_OK);
+    CHECK(cfg.n_policies == 1 && strcmp(cfg.policies[0].vault, "cmk") == 0);
+    CHECK(cfg.policies[0].keys ==
+          ((1u << POL_KEYS_GET) | (1u << POL_KEYS_WRAP) | (1u << POL_KEYS_UNWRAP)));
+    CHECK_STR(cfg.policies[0].tenant_id, "t-1");
+    CHECK(cfg.policies_given[0] && !cfg.policies_given[1]);
+    CHECK(cfg.vaults[2].rbac);
+    CHECK(cfg.n_roles == 2);
+    CHECK(cfg.roles[0].role == POL_ROLE_CRYPTO_SERVICE_ENCRYPTION_USER);
+    CHECK_STR(cfg.roles[0].key, "disk");
+    CHECK(cfg.roles[1].role == POL_ROLE_CRYPTO_OFFICER && cfg.roles[1].key[0] == '\0');
+    CHECK(strlen(cfg.roles[0].id) == 36 && strcmp(cfg.roles[0].id, cfg.roles[1].id) != 0);
+    srv_config_free(&cfg);
+
     /* the rules, each with a message naming the problem */
     refused("{\"vaults\":[{\"name\":\"v\",\"properties\":{\"softDeleteRetentionInDays\":6}}]}",
             "between 7 and 90");
@@ -145,6 +170,17 @@ int main(void)
     refused("{\"vaults\":[{\"name\":\"v\",\"properties\":{\"enableSoftDelete\":\"yes\"}}]}",
             "true or false");
     refused("{\"vaults\": [", "not valid JSON");
+    refused("{\"vaults\":[{\"name\":\"v\",\"properties\":{\"accessPolicies\":[{\"objectId\":\"o\","
+            "\"permissions\":{\"keys\":[\"fly\"]}}]}}]}",
+            "unknown key permission 'fly'");
+    refused("{\"vaults\":[{\"name\":\"v\",\"properties\":{\"accessPolicies\":[{\"objectId\":\"o\"}]}}]}",
+            "needs 'permissions'");
+    refused("{\"roleAssignments\":[{\"principalId\":\"p\",\"roleDefinitionName\":\"Owner\","
+            "\"scope\":\"/vaults/v\"}]}",
+            "unknown role 'Owner'");
+    refused("{\"roleAssignments\":[{\"principalId\":\"p\",\"roleDefinitionName\":\"Key Vault Reader\","
+            "\"scope\":\"/secrets/v\"}]}",
+            "scope '/secrets/v'");
     refused("[]", "JSON object");
     unlink(cfg_path);
     refused(NULL, "cannot read");

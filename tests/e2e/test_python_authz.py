@@ -1,0 +1,286 @@
+"""Identities and authorization through the real Python SDK and raw HTTP:
+user-assigned managed identities, client credentials against kvmock's
+Entra-shaped authority, access policies and RBAC enforced per call,
+revocation through the management plane, refused tokens, and the audit log."""
+import base64
+import json
+import os
+import secrets
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Kvmock, Runner, check, eq, parse_args  # noqa: E402
+
+from azure.core.exceptions import HttpResponseError
+from azure.identity import ClientSecretCredential, ManagedIdentityCredential
+from azure.keyvault.keys import KeyClient
+from azure.keyvault.keys.crypto import CryptographyClient, KeyWrapAlgorithm
+
+TENANT = "6b766d6f-636b-4000-8000-000000000001"
+OTHER_TENANT = "6b766d6f-636b-4000-8000-0000000000ff"
+APP = {"name": "app", "objectId": "0a000000-0000-4000-8000-000000000001",
+       "clientId": "0c000000-0000-4000-8000-000000000001", "default": True}
+CI = {"name": "ci", "objectId": "0a000000-0000-4000-8000-000000000002",
+      "clientId": "0c000000-0000-4000-8000-000000000002", "clientSecret": "ci-secret-1",
+      "manage": True}
+DISK = {"name": "disk-service", "objectId": "0a000000-0000-4000-8000-000000000003",
+        "clientId": "0c000000-0000-4000-8000-000000000003"}
+GUEST = {"name": "guest", "objectId": "0a000000-0000-4000-8000-000000000004",
+         "clientId": "0c000000-0000-4000-8000-000000000004", "tenantId": OTHER_TENANT}
+ALL = {"keys": ["all"]}
+CONFIG = {
+    "tenantId": TENANT,
+    "identities": [APP, CI, DISK, GUEST],
+    "vaults": [
+        {"name": "cmk", "properties": {"accessPolicies": [
+            {"objectId": CI["objectId"], "permissions": ALL},
+            {"objectId": DISK["objectId"], "permissions": {"keys": ["get", "wrapKey", "unwrapKey"]}},
+        ]}},
+        {"name": "rbac", "properties": {"enableRbacAuthorization": True}},
+    ],
+    "roleAssignments": [
+        {"principalId": CI["objectId"], "roleDefinitionName": "Key Vault Crypto Officer",
+         "scope": "/vaults/rbac"},
+        {"principalId": DISK["objectId"],
+         "roleDefinitionName": "Key Vault Crypto Service Encryption User",
+         "scope": "/vaults/rbac/keys/disk"},
+    ],
+}
+ARM = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.KeyVault/vaults"
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def unb64url(text):
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def inner_code(err):
+    body = err.response.json()
+    return body["error"].get("innererror", {}).get("code")
+
+
+def main():
+    args = parse_args()
+    fd, cfg = tempfile.mkstemp(suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        json.dump(CONFIG, f)
+    runner = Runner()
+    with Kvmock(args.kvmock, config=cfg) as kv:
+        kv.apply_env()
+        P = kv.https_port
+        authority = f"https://localhost:{P}"
+
+        def ci_cred():
+            # Debian's azure-identity 1.13 names the option instance_discovery=False;
+            # later releases call it disable_instance_discovery=True.
+            return ClientSecretCredential(TENANT, CI["clientId"], CI["clientSecret"],
+                                          authority=authority, instance_discovery=False)
+
+        def disk_cred():
+            return ManagedIdentityCredential(client_id=DISK["clientId"])
+
+        def mgmt_token():
+            st, _, body = kv.https("POST", f"/{TENANT}/oauth2/v2.0/token", token=None,
+                                   body=("grant_type=client_credentials&client_id=" + CI["clientId"]
+                                         + "&client_secret=" + CI["clientSecret"]
+                                         + "&scope=https%3A%2F%2Fmanagement.azure.com%2F.default"
+                                         ).encode(),
+                                   headers={"Content-Type": "application/x-www-form-urlencoded"})
+            eq(st, 200, body)
+            return json.loads(body)["access_token"]
+
+        admin = KeyClient(kv.vault_url("cmk"), ci_cred())
+        disk_key = admin.create_rsa_key("disk")
+
+        @runner.test
+        def client_credentials_work_and_wrong_secrets_do_not():
+            eq(admin.get_key("disk").name, "disk")
+            st, _, body = kv.https("POST", f"/{TENANT}/oauth2/v2.0/token", token=None,
+                                   body=b"grant_type=client_credentials&client_id=" + CI["clientId"].encode()
+                                   + b"&client_secret=wrong&scope=https%3A%2F%2Fvault.azure.net%2F.default",
+                                   headers={"Content-Type": "application/x-www-form-urlencoded"})
+            eq(st, 401)
+            eq(json.loads(body)["error"], "invalid_client")
+            check("access_token" not in json.loads(body))
+            st, _, body = kv.https("POST", f"/{TENANT}/oauth2/v2.0/token", token=None,
+                                   body=b"grant_type=client_credentials&client_id=nobody"
+                                   b"&client_secret=x&scope=https%3A%2F%2Fvault.azure.net%2F.default",
+                                   headers={"Content-Type": "application/x-www-form-urlencoded"})
+            eq(st, 400)
+            eq(json.loads(body)["error"], "unauthorized_client")
+
+        @runner.test
+        def access_policy_grants_exactly_get_wrap_unwrap():
+            cred = disk_cred()
+            client = KeyClient(kv.vault_url("cmk"), cred)
+            eq(client.get_key("disk").id, disk_key.id)
+            crypto = CryptographyClient(disk_key.id, cred)
+            dek = secrets.token_bytes(32)
+            wrapped = crypto.wrap_key(KeyWrapAlgorithm.rsa_oaep_256, dek)
+            eq(crypto.unwrap_key(KeyWrapAlgorithm.rsa_oaep_256, wrapped.encrypted_key).key, dek)
+            for name, action in (("create", lambda: client.create_rsa_key("x")),
+                                 ("delete", lambda: client.begin_delete_key("disk")),
+                                 ("purge", lambda: client.purge_deleted_key("disk")),
+                                 ("list", lambda: list(client.list_properties_of_keys()))):
+                try:
+                    action()
+                    check(False, f"{name} must be refused")
+                except HttpResponseError as e:
+                    eq(e.status_code, 403, name)
+                    eq(e.error.code, "Forbidden", name)
+                    eq(inner_code(e), "AccessDenied", name)
+                    check(DISK["objectId"] in e.message, e.message)
+            eq(admin.get_key("disk").name, "disk")  # nothing was deleted
+
+        @runner.test
+        def rbac_key_scope():
+            officer = KeyClient(kv.vault_url("rbac"), ci_cred())
+            k = officer.create_rsa_key("disk")
+            officer.create_rsa_key("other")
+            cred = disk_cred()
+            crypto = CryptographyClient(k.id, cred)
+            dek = secrets.token_bytes(32)
+            wrapped = crypto.wrap_key(KeyWrapAlgorithm.rsa_oaep, dek)
+            eq(crypto.unwrap_key(KeyWrapAlgorithm.rsa_oaep, wrapped.encrypted_key).key, dek)
+            client = KeyClient(kv.vault_url("rbac"), cred)
+            for name, action in (("other key", lambda: client.get_key("other")),
+                                 ("create", lambda: client.create_rsa_key("new")),
+                                 ("delete", lambda: client.begin_delete_key("disk"))):
+                try:
+                    action()
+                    check(False, f"{name} must be refused")
+                except HttpResponseError as e:
+                    eq(e.status_code, 403, name)
+                    eq(inner_code(e), "ForbiddenByRbac", name)
+
+        @runner.test
+        def revoke_and_grant_through_the_management_plane():
+            tok = mgmt_token()
+            cred = disk_cred()
+            crypto = CryptographyClient(disk_key.id, cred)
+            wrapped = crypto.wrap_key(KeyWrapAlgorithm.rsa_oaep_256, b"k" * 32).encrypted_key
+            entry = {"tenantId": TENANT, "objectId": DISK["objectId"],
+                     "permissions": {"keys": ["get", "wrapKey", "unwrapKey"]}}
+            st, _, body = kv.https("PUT", f"{ARM}/cmk/accessPolicies/remove?api-version=2023-07-01",
+                                   {"properties": {"accessPolicies": [entry]}}, token=tok)
+            eq(st, 200, body)
+            check(DISK["objectId"] not in body.decode())
+            try:
+                crypto.unwrap_key(KeyWrapAlgorithm.rsa_oaep_256, wrapped)
+                check(False, "the revoked identity must be refused")
+            except HttpResponseError as e:
+                eq(e.status_code, 403)
+            st, _, body = kv.https("PUT", f"{ARM}/cmk/accessPolicies/add?api-version=2023-07-01",
+                                   {"properties": {"accessPolicies": [entry]}}, token=tok)
+            eq(st, 200, body)
+            eq(crypto.unwrap_key(KeyWrapAlgorithm.rsa_oaep_256, wrapped).key, b"k" * 32)
+            # a role assignment removed at runtime stops RBAC access too
+            st, _, body = kv.https("GET", f"{ARM}/cmk?api-version=2023-07-01", token=tok)
+            eq(st, 200)
+            eq(json.loads(body)["properties"]["vaultUri"], f"https://cmk.vault.localhost:{P}/")
+            # management needs the manage right: the disk identity has none
+            st, _, body = kv.https("GET", f"{ARM}/cmk?api-version=2023-07-01",
+                                   token=kv.token("https://management.azure.com",
+                                                  client_id=DISK["clientId"]))
+            eq(st, 403)
+            eq(json.loads(body)["error"]["code"], "AuthorizationFailed")
+            # and a vault token is not a management token
+            st, _, _ = kv.https("GET", f"{ARM}/cmk?api-version=2023-07-01", token=kv.token())
+            eq(st, 401)
+
+        @runner.test
+        def management_creates_vaults_with_purge_protection():
+            tok = mgmt_token()
+            body = {"location": "westeurope", "properties": {
+                "tenantId": TENANT, "sku": {"family": "A", "name": "standard"},
+                "enableSoftDelete": True, "softDeleteRetentionInDays": 7,
+                "enablePurgeProtection": True,
+                "accessPolicies": [{"tenantId": TENANT, "objectId": CI["objectId"],
+                                    "permissions": ALL}]}}
+            st, _, resp = kv.https("PUT", f"{ARM}/made?api-version=2023-07-01", body, token=tok)
+            check(st in (200, 201), resp)
+            client = KeyClient(kv.vault_url("made"), ci_cred())
+            k = client.create_ec_key("k")
+            eq(k.properties.recovery_level, "CustomizedRecoverable")
+            body["properties"]["enablePurgeProtection"] = False
+            st, _, resp = kv.https("PUT", f"{ARM}/made?api-version=2023-07-01", body, token=tok)
+            eq(st, 400, resp)
+            st, _, resp = kv.https("GET", f"{ARM}/made?api-version=2023-07-01", token=tok)
+            eq(json.loads(resp)["properties"]["enablePurgeProtection"], True)
+
+        @runner.test
+        def refused_tokens_are_401_and_audited():
+            good = kv.token(client_id=CI["clientId"])
+            parts = good.split(".")
+            payload = json.loads(unb64url(parts[1]))
+            payload["oid"] = APP["objectId"]
+            forged = parts[0] + "." + b64url(json.dumps(payload).encode()) + "." + parts[2]
+            none = b64url(b'{"alg":"none","typ":"JWT"}') + "." + parts[1] + "."
+            wrong_aud = kv.token("https://storage.azure.com", client_id=CI["clientId"])
+            guest = kv.token(f"https://vault.localhost:{P}", client_id=GUEST["clientId"])
+            eq(json.loads(unb64url(guest.split(".")[1]))["tid"], OTHER_TENANT)
+            host = f"cmk.vault.localhost:{P}"
+            before = audit_count(kv)
+            for label, tok in (("forged", forged), ("alg none", none), ("audience", wrong_aud),
+                               ("other tenant", guest)):
+                st, hdrs, body = kv.https("GET", "/keys/disk?api-version=7.4", host=host, token=tok)
+                eq(st, 401, label)
+                check("www-authenticate" in hdrs, label)
+            expired = kv.token(f"https://vault.localhost:{P}", client_id=CI["clientId"])
+            kv.advance_clock(3601)
+            st, _, _ = kv.https("GET", "/keys/disk?api-version=7.4", host=host, token=expired)
+            eq(st, 401, "expired")
+            records = audit_records(kv)[before:]
+            refusals = [r for r in records if r["properties"]["httpStatusCode"] == 401]
+            eq(len(refusals), 5, json.dumps(records, indent=1)[:2000])
+            for r in refusals:
+                eq(r["operationName"], "Authentication")
+                eq(r["resultType"], "Failure")
+                check("token" not in json.dumps(r).lower().replace("authentication", ""),
+                      "no token in the audit record")
+
+        @runner.test
+        def audit_records_allowed_and_denied_calls():
+            records = audit_records(kv)
+            ops = {(r["operationName"], r["properties"]["httpStatusCode"], r["identity"]["claim"]["oid"])
+                   for r in records}
+            check(("KeyUnwrap", 200, DISK["objectId"]) in ops, "unwrap allowed is audited")
+            check(("KeyCreate", 403, DISK["objectId"]) in ops, "create denied is audited")
+            check(("VaultAccessPolicyUpdate", 200, CI["objectId"]) in ops, "management is audited")
+            for r in records:
+                eq(r["category"], "AuditEvent")
+                check(r["time"].endswith("Z"))
+            # the same log from the command line, as JSON lines
+            import subprocess
+            out = subprocess.run([args.kvmock, "audit", "--data", kv.data_dir], check=True,
+                                 capture_output=True, text=True).stdout.splitlines()
+            check(len(out) >= len(records), f"{len(out)} lines for {len(records)} records")
+            eq(json.loads(out[0])["category"], "AuditEvent")
+
+        runner.run_collected()
+    os.unlink(cfg)
+    sys.exit(runner.exit_code())
+
+
+def audit_records(kv):
+    records, path = [], "/admin/audit?maxresults=1000"
+    while path:
+        st, _, body = kv.http("GET", path)
+        eq(st, 200, body)
+        doc = json.loads(body)
+        records += doc["value"]
+        link = doc["nextLink"]
+        path = link[link.index("/admin"):] if link else None
+    return records
+
+
+def audit_count(kv):
+    return len(audit_records(kv))
+
+
+if __name__ == "__main__":
+    main()
