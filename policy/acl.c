@@ -406,6 +406,22 @@ enum kv_status pol_role_remove(struct pol_ctx *c, const char *id)
     return st;
 }
 
+size_t pol_role_list(struct pol_ctx *c, const char *vault, struct pol_role_assignment *out,
+                     size_t cap)
+{
+    size_t n = 0;
+    pthread_rwlock_rdlock(&c->lock);
+    for (size_t i = 0; i < c->n_roles; i++) {
+        if (strcasecmp(c->roles[i].vault, vault) != 0)
+            continue;
+        if (n < cap)
+            out[n] = c->roles[i];
+        n++;
+    }
+    pthread_rwlock_unlock(&c->lock);
+    return n;
+}
+
 int pol_role_get(struct pol_ctx *c, const char *id, struct pol_role_assignment *out)
 {
     int found = 0;

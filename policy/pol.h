@@ -221,6 +221,13 @@ enum kv_status pol_role_put(struct pol_ctx *ctx,
 /** @brief Remove a role assignment. @return KV_OK, KV_ERR_BAD_PARAM (no such id), KV_ERR_STORE. */
 enum kv_status pol_role_remove(struct pol_ctx *ctx, const char *id) KV_MUST_CHECK;
 
+/**
+ * @brief Copy the role assignments of a vault (at any scope in it) into @p out.
+ * @return how many there are (may exceed @p cap).
+ */
+size_t pol_role_list(struct pol_ctx *ctx, const char *vault, struct pol_role_assignment *out,
+                     size_t cap);
+
 /** @brief Find a role assignment by id. @return 1 and fill @p out when found. */
 int pol_role_get(struct pol_ctx *ctx, const char *id, struct pol_role_assignment *out);
 

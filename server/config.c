@@ -16,7 +16,7 @@
 
 const char srv_usage[] =
     "usage: kvmock [--data DIR] [--https-port N] [--http-port N] [--config FILE]\n"
-    "              [--hostname NAME]... [--log-level error|warn|info|debug]\n"
+    "              [--hostname NAME]... [--log-level error|warn|info|debug] [--ui on|off]\n"
     "\n"
     "  --data DIR        state folder (env KVMOCK_DATA, default ./kvmock-data)\n"
     "  --https-port N    Key Vault API port (env KVMOCK_HTTPS_PORT, default 8443)\n"
@@ -25,7 +25,9 @@ const char srv_usage[] =
     "  --config FILE     tenant, identities and vaults (env KVMOCK_CONFIG)\n"
     "  --hostname NAME   extra name for the TLS certificate; repeatable\n"
     "                    (env KVMOCK_HOSTNAMES, comma-separated)\n"
-    "  --log-level L     error, warn, info (default) or debug (env KVMOCK_LOG_LEVEL)\n";
+    "  --log-level L     error, warn, info (default) or debug (env KVMOCK_LOG_LEVEL)\n"
+    "  --ui on|off       the web view at /ui on the HTTP port, loopback only (env KVMOCK_UI,\n"
+    "                    default on)\n";
 
 static enum kv_status fail(char *err, size_t cap, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -110,6 +112,13 @@ static enum kv_status apply(struct srv_config *cfg, const char *flag, const char
             p = comma + 1;
         }
     }
+    if (strcmp(flag, "--ui") == 0) {
+        if (strcmp(value, "on") == 0 || strcmp(value, "off") == 0) {
+            cfg->ui = strcmp(value, "on") == 0;
+            return KV_OK;
+        }
+        return fail(err, cap, "--ui must be on or off, not '%s'", value);
+    }
     if (strcmp(flag, "--log-level") == 0) {
         if (kv_log_parse_level(value, &cfg->log_level) != 0)
             return fail(err, cap, "--log-level must be error, warn, info or debug, not '%s'",
@@ -128,6 +137,7 @@ static enum kv_status parse_command_line(struct srv_config *cfg, int argc, char 
         {"KVMOCK_DATA", "--data"},         {"KVMOCK_HTTPS_PORT", "--https-port"},
         {"KVMOCK_HTTP_PORT", "--http-port"}, {"KVMOCK_CONFIG", "--config"},
         {"KVMOCK_HOSTNAMES", "--hostname"}, {"KVMOCK_LOG_LEVEL", "--log-level"},
+        {"KVMOCK_UI", "--ui"},
     };
     enum kv_status st;
 
@@ -578,6 +588,7 @@ enum kv_status srv_config_load(int argc, char **argv, struct srv_config *cfg, ch
     cfg->https_port = 8443;
     cfg->http_port = 8080;
     cfg->log_level = KV_LOG_INFO;
+    cfg->ui = 1;
     snprintf(cfg->tenant_id, sizeof(cfg->tenant_id), SRV_DEFAULT_TENANT);
     snprintf(cfg->identity_header, sizeof(cfg->identity_header), "kvmock");
     err[0] = '\0';

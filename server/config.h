@@ -30,6 +30,7 @@ struct srv_config {
     char *hostnames[SRV_MAX_HOSTNAMES];
     size_t n_hostnames;
     enum kv_log_level log_level;
+    int ui; /**< --ui on|off (KVMOCK_UI), default on */
 
     /* the configuration file, or the defaults */
     char tenant_id[POL_ID_MAX];

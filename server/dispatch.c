@@ -254,7 +254,7 @@ static void http_port(struct srv_req *req)
         srv_metrics_page(req);
     } else if (path_is(req, "ca.pem", NULL) && strcmp(method, "GET") == 0) {
         srv_send_raw(req, 200, "application/x-pem-file", req->srv->ca_pem, req->srv->ca_pem_len);
-    } else if (srv_identity_endpoint(req)) {
+    } else if (srv_identity_endpoint(req) || srv_ui_endpoint(req)) {
         /* answered */
     } else if (path_is(req, "admin", "clock") || path_is(req, "admin", "audit")) {
         int clock = strcasecmp(req->seg[1], "clock") == 0;

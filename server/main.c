@@ -163,6 +163,7 @@ static int run(const struct srv_config *cfg)
     memset(&srv, 0, sizeof(srv));
     srv.https_port = cfg->https_port;
     srv.http_port = cfg->http_port;
+    srv.ui_enabled = cfg->ui;
     snprintf(srv.identity_header, sizeof(srv.identity_header), "%s", cfg->identity_header);
 
     if (mkdir_p(cfg->data_dir, 0700) != 0) {

@@ -34,6 +34,7 @@ struct srv {
     char *ca_pem;              /**< contents of DATA/tls/ca.pem, served at /ca.pem */
     size_t ca_pem_len;
     int https_port, http_port;
+    int ui_enabled; /**< the web view at /ui on the HTTP port */
 };
 
 struct srv_query {
@@ -225,6 +226,9 @@ void srv_audit_page(struct srv_req *req);
 
 /** @brief Print every audit record of a data folder as JSON lines (`kvmock audit`). */
 int srv_audit_dump(const char *data_dir);
+
+/** @brief The web view (ui.c). @return 1 when the request was for it and has been answered. */
+int srv_ui_endpoint(struct srv_req *req);
 
 /** @brief Count a finished request in the metrics (metrics.c). */
 void srv_metrics_record(const struct srv_req *req, int64_t latency_ms);

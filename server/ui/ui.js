@@ -1,0 +1,111 @@
+// kvmock's web view: read-only state and the audit stream, plus the clock.
+"use strict";
+
+const el = (tag, attrs = {}, ...children) => {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return e;
+};
+const when = (s) => (s ? new Date(s * 1000).toISOString().replace(".000Z", "Z") : "");
+
+function table(headers, rows, rowClass) {
+  if (rows.length === 0) return el("p", { class: "empty" }, "none");
+  const body = el("tbody");
+  for (const r of rows) {
+    const tr = el("tr", rowClass ? { class: rowClass(r) } : {});
+    for (const cell of r.cells) tr.append(el("td", {}, cell));
+    body.append(tr);
+  }
+  return el("table", {}, el("thead", {}, el("tr", {}, ...headers.map((h) => el("th", {}, h)))), body);
+}
+
+function renderVault(v) {
+  const p = v.properties;
+  const box = el("div", { class: "vault", "data-vault": v.name });
+  box.append(el("h2", {}, `vault ${v.name}`));
+  box.append(el("p", { class: "props" },
+    `soft delete: ${p.enableSoftDelete ? `on, ${p.softDeleteRetentionInDays} days` : "off"} · ` +
+    `purge protection: ${p.enablePurgeProtection ? "on" : "off"} · ` +
+    `authorization: ${p.enableRbacAuthorization ? "RBAC" : "access policies"} · ` +
+    `recovery level: ${v.recoveryLevel}`));
+  const versions = [];
+  for (const k of v.keys) {
+    for (const ver of k.versions) {
+      versions.push({
+        disabled: !ver.enabled,
+        cells: [k.name, ver.version + (ver.version === k.current ? " (current)" : ""), ver.kty,
+                ver.enabled ? "yes" : "no", when(ver.created), when(ver.exp), ver.keyOps.join(" ")],
+      });
+    }
+  }
+  box.append(el("h3", {}, "Keys"));
+  box.append(table(["key", "version", "type", "enabled", "created", "expires", "operations"], versions,
+    (r) => (r.disabled ? "disabled key-row" : "key-row")));
+  box.append(el("h3", {}, "Deleted keys"));
+  box.append(table(["key", "deleted", "scheduled purge"],
+    v.deletedKeys.map((d) => ({ cells: [d.name, when(d.deletedDate), when(d.scheduledPurgeDate)] })),
+    () => "deleted-row"));
+  box.append(el("h3", {}, "Access policies"));
+  box.append(table(["object id", "application id", "key permissions"],
+    v.accessPolicies.map((a) => ({ cells: [a.objectId, a.applicationId || "", a.keys.join(" ")] })),
+    () => "policy-row"));
+  box.append(el("h3", {}, "Role assignments"));
+  box.append(table(["assignment", "principal", "role", "scope"],
+    v.roleAssignments.map((r) => ({ cells: [r.id, r.principalId, r.role, r.scope] })),
+    () => "role-row"));
+  return box;
+}
+
+async function refreshState() {
+  const res = await fetch("/ui/api/state");
+  if (!res.ok) return;
+  const state = await res.json();
+  document.getElementById("now").textContent = when(state.now);
+  const root = document.getElementById("vaults");
+  root.replaceChildren(...state.vaults.map(renderVault));
+}
+
+let auditNext = "/admin/audit?maxresults=1000";
+async function refreshAudit() {
+  while (auditNext) {
+    const res = await fetch(auditNext);
+    if (!res.ok) return;
+    const doc = await res.json();
+    const body = document.querySelector("#audit tbody");
+    for (const r of doc.value) {
+      const status = r.properties.httpStatusCode;
+      const denied = status === 401 || status === 403;
+      const key = r.properties.id ? r.properties.id.replace(/^https:\/\/[^/]+\/keys\//, "") : "";
+      body.prepend(el("tr", { class: denied ? "denied audit-row" : "audit-row" },
+        el("td", {}, r.time), el("td", {}, r.operationName), el("td", {}, status),
+        el("td", {}, r.identity.claim.oid || ""), el("td", {}, r.properties.vault || ""),
+        el("td", {}, key)));
+      auditSeen++;
+    }
+    if (!doc.nextLink) {
+      // resume after the last record seen
+      auditNext = `/admin/audit?maxresults=1000&$skiptoken=${auditSeen + 1}`;
+      return;
+    }
+    auditNext = doc.nextLink.replace(/^https?:\/\/[^/]+/, "");
+  }
+}
+let auditSeen = 0;
+
+document.getElementById("advance").addEventListener("click", async () => {
+  const days = Number(document.getElementById("advance-days").value || 0);
+  await fetch("/admin/clock", { method: "POST", headers: { "Content-Type": "application/json" },
+                                body: JSON.stringify({ advanceSeconds: Math.round(days * 86400) }) });
+  await refreshState();
+});
+
+async function tick() {
+  try {
+    await refreshState();
+    await refreshAudit();
+  } finally {
+    setTimeout(tick, 2000);
+  }
+}
+tick();
