@@ -17,6 +17,7 @@
 const char srv_usage[] =
     "usage: kvmock [--data DIR] [--https-port N] [--http-port N] [--config FILE]\n"
     "              [--hostname NAME]... [--log-level error|warn|info|debug] [--ui on|off]\n"
+    "              [--map-size MIB]\n"
     "\n"
     "  --data DIR        state folder (env KVMOCK_DATA, default ./kvmock-data)\n"
     "  --https-port N    Key Vault API port (env KVMOCK_HTTPS_PORT, default 8443)\n"
@@ -26,6 +27,8 @@ const char srv_usage[] =
     "  --hostname NAME   extra name for the TLS certificate; repeatable\n"
     "                    (env KVMOCK_HOSTNAMES, comma-separated)\n"
     "  --log-level L     error, warn, info (default) or debug (env KVMOCK_LOG_LEVEL)\n"
+    "  --map-size MIB    initial LMDB map size (env KVMOCK_MAP_SIZE, default 64); it grows\n"
+    "                    when full\n"
     "  --ui on|off       the web view at /ui on the HTTP port, loopback only (env KVMOCK_UI,\n"
     "                    default on)\n";
 
@@ -112,6 +115,15 @@ static enum kv_status apply(struct srv_config *cfg, const char *flag, const char
             p = comma + 1;
         }
     }
+    if (strcmp(flag, "--map-size") == 0) {
+        char *end = NULL;
+        long v = strtol(value, &end, 10);
+        if (value[0] == '\0' || *end != '\0' || v < 1 || v > 1024 * 1024)
+            return fail(err, cap, "--map-size must be a size in MiB from 1 to 1048576, not '%s'",
+                        value);
+        cfg->map_size_mib = (size_t)v;
+        return KV_OK;
+    }
     if (strcmp(flag, "--ui") == 0) {
         if (strcmp(value, "on") == 0 || strcmp(value, "off") == 0) {
             cfg->ui = strcmp(value, "on") == 0;
@@ -137,7 +149,7 @@ static enum kv_status parse_command_line(struct srv_config *cfg, int argc, char 
         {"KVMOCK_DATA", "--data"},         {"KVMOCK_HTTPS_PORT", "--https-port"},
         {"KVMOCK_HTTP_PORT", "--http-port"}, {"KVMOCK_CONFIG", "--config"},
         {"KVMOCK_HOSTNAMES", "--hostname"}, {"KVMOCK_LOG_LEVEL", "--log-level"},
-        {"KVMOCK_UI", "--ui"},
+        {"KVMOCK_UI", "--ui"},             {"KVMOCK_MAP_SIZE", "--map-size"},
     };
     enum kv_status st;
 

@@ -31,6 +31,7 @@ struct srv_config {
     size_t n_hostnames;
     enum kv_log_level log_level;
     int ui; /**< --ui on|off (KVMOCK_UI), default on */
+    size_t map_size_mib; /**< --map-size (KVMOCK_MAP_SIZE): initial LMDB map in MiB, 0 = default */
 
     /* the configuration file, or the defaults */
     char tenant_id[POL_ID_MAX];

@@ -91,6 +91,14 @@ int main(void)
     char *argv4[] = {"kvmock", "--data", NULL};
     CHECK_ST(load(&cfg, NULL, 2, argv4), KV_ERR_BAD_PARAM);
     srv_config_free(&cfg);
+    char *argv6[] = {"kvmock", "--map-size", "2", "--ui", "off", NULL};
+    CHECK_ST(load(&cfg, NULL, 5, argv6), KV_OK);
+    CHECK(cfg.map_size_mib == 2 && cfg.ui == 0);
+    srv_config_free(&cfg);
+    char *argv7[] = {"kvmock", "--map-size", "0", NULL};
+    CHECK_ST(load(&cfg, NULL, 3, argv7), KV_ERR_BAD_PARAM);
+    CHECK(strstr(err, "--map-size") != NULL);
+    srv_config_free(&cfg);
     char *argv5[] = {"kvmock", "--help", NULL};
     CHECK_ST(load(&cfg, NULL, 2, argv5), KV_ERR_BAD_PARAM);
     CHECK(err[0] == '\0');
