@@ -1,7 +1,24 @@
-"""Shared harness of the Python end-to-end tests: start build/kvmock on free
-ports with a temporary data folder, talk to it over raw HTTP(S), stop it with
-SIGTERM and insist on a clean exit with no sanitizer report."""
+"""Shared harness of the Python end-to-end tests.
+
+Starts a kvmock binary on free ports with a temporary data folder, talks to it
+over raw HTTP(S), and stops it with SIGTERM, insisting on exit code 0 and on a
+log free of sanitizer reports (AddressSanitizer, LeakSanitizer, UBSan's
+"runtime error:"). Standard library only; run with /usr/bin/python3.
+
+    args = parse_args()
+    runner = Runner()
+    with Kvmock(args.kvmock) as kv:
+        @runner.test
+        def something():
+            st, hdrs, body = kv.https("GET", "/keys?api-version=7.4")
+            eq(st, 200, "list keys")
+        runner.run_collected()
+    sys.exit(runner.exit_code())
+
+(or `runner.run()`, which runs the collected tests and exits 1 if any failed.)
+"""
 import argparse
+import atexit
 import http.client
 import json
 import os
@@ -17,15 +34,37 @@ import traceback
 import urllib.parse
 
 SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "runtime error:")
+READY_PREFIX = "kvmock ready"
+BIND_FAILURE_MARKS = ("Address already in use", "cannot start the server on ports")
+
+# Every server this process started and has not stopped yet: killed at exit so
+# that a crashing test never leaves a kvmock behind. Log folders of servers
+# that stopped cleanly are removed at exit too (a failure keeps its log).
+_LIVE = set()
+_INSTANCES = []
 
 
-def parse_args():
+@atexit.register
+def _kill_leftovers():
+    for proc in list(_LIVE):
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    _LIVE.clear()
+    for kv in _INSTANCES:
+        if kv.proc is None and kv.own_dir:
+            shutil.rmtree(kv.data_dir, ignore_errors=True)
+        if kv.proc is None and not kv._failed:
+            shutil.rmtree(kv._log_dir, ignore_errors=True)
+
+
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser()
     p.add_argument("--kvmock", required=True, help="path to the kvmock binary")
     return p.parse_args()
 
 
-def free_port():
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -42,100 +81,185 @@ def eq(a, b, msg=""):
 
 
 class Kvmock:
+    """One kvmock server. A context manager: start() on enter, stop() on exit
+    (the data folder is removed on that final stop if the harness created it)."""
+
     def __init__(self, binary, data_dir=None, config=None, extra_args=()):
         self.binary = os.path.abspath(binary)
         self.own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="kvmock-e2e-")
         self.config = config
-        self.extra_args = list(extra_args)
+        self.extra_args = [str(a) for a in extra_args]
         self.https_port = None
         self.http_port = None
         self.identity_header = "kvmock"
         self.ready_line = None
         self.proc = None
-        self.log_path = os.path.join(tempfile.mkdtemp(prefix="kvmock-log-"), "kvmock.log")
+        self._log_dir = tempfile.mkdtemp(prefix="kvmock-log-")
+        self.log_path = os.path.join(self._log_dir, "kvmock.log")
+        self._log_start = 0  # offset in the log where the current run begins
+        self._failed = False
+        _INSTANCES.append(self)
 
     @property
     def ca_path(self):
         return os.path.join(self.data_dir, "tls", "ca.pem")
 
     def __enter__(self):
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self._cleanup(keep_log=True)
+            raise
         return self
 
     def __exit__(self, *exc):
         self.stop(final=True)
         return False
 
-    def start(self, timeout=60):
-        if self.https_port is None:
-            self.https_port, self.http_port = free_port(), free_port()
-            while self.http_port == self.https_port:
+    # ---- process -------------------------------------------------------------------------
+
+    def start(self, timeout=30):
+        """Start on free ports (the same ones again after a stop), wait for the
+        ready line on stdout and for /healthz, raise with the log tail if not."""
+        if self.proc is not None:
+            raise RuntimeError("kvmock is already running")
+        fixed = self.https_port is not None
+        for attempt in range(3):
+            if not fixed:
+                self.https_port = free_port()
                 self.http_port = free_port()
+                while self.http_port == self.https_port:
+                    self.http_port = free_port()
+            try:
+                self._start_once(timeout)
+                return
+            except _BindFailure:
+                if fixed or attempt == 2:
+                    raise RuntimeError("kvmock could not bind its ports\n" + self.log_tail())
+                self.https_port = self.http_port = None
+
+    def _start_once(self, timeout):
         cmd = [self.binary, "--data", self.data_dir, "--https-port", str(self.https_port),
                "--http-port", str(self.http_port)]
         if self.config:
             cmd += ["--config", self.config]
         cmd += self.extra_args
-        self.log = open(self.log_path, "ab")
         env = dict(os.environ)
         for k in ("KVMOCK_DATA", "KVMOCK_HTTPS_PORT", "KVMOCK_HTTP_PORT", "KVMOCK_CONFIG",
                   "KVMOCK_HOSTNAMES"):
             env.pop(k, None)
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log, env=env)
+        with open(self.log_path, "ab") as log:
+            self._log_start = log.tell()
+            log.write(f"==== {' '.join(cmd)}\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                         env=env)
+        _LIVE.add(self.proc)
         deadline = time.time() + timeout
-        line = self.proc.stdout.readline().decode(errors="replace")
-        if not line.startswith("kvmock ready"):
-            self.proc.wait(timeout=10)
-            raise RuntimeError(f"kvmock did not start (exit {self.proc.returncode}): "
-                               f"{line!r}\n{self.log_tail()}")
-        self.ready_line = line.strip()
-        while time.time() < deadline:
-            try:
-                st, _, _ = self.http("GET", "/healthz")
-                if st == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError("kvmock /healthz did not answer\n" + self.log_tail())
+        try:
+            self.ready_line = self._wait_ready(deadline)
+            for field in self.ready_line.split():
+                if field.startswith("identity-header="):
+                    self.identity_header = field.split("=", 1)[1]
+            while True:
+                try:
+                    if self.http("GET", "/healthz", timeout=5)[0] == 200:
+                        return
+                except OSError:
+                    pass
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"kvmock exited with {self.proc.returncode} after its "
+                                       f"ready line\n{self.log_tail()}")
+                if time.time() > deadline:
+                    raise RuntimeError("kvmock /healthz did not answer 200\n" + self.log_tail())
+                time.sleep(0.05)
+        except BaseException:
+            self._kill()
+            raise
 
-    def log_tail(self, n=60):
+    def _wait_ready(self, deadline):
+        while True:
+            for line in self._run_log().splitlines():
+                if line.startswith(READY_PREFIX):
+                    return line.strip()
+            rc = self.proc.poll()
+            if rc is not None:
+                text = self._run_log()
+                if any(m in text for m in BIND_FAILURE_MARKS):
+                    raise _BindFailure()
+                raise RuntimeError(f"kvmock exited with {rc} before its ready line\n"
+                                   + self.log_tail())
+            if time.time() > deadline:
+                raise RuntimeError("kvmock printed no ready line in time\n" + self.log_tail())
+            time.sleep(0.05)
+
+    def _run_log(self):
+        """The log of the current (or last) run only."""
         try:
             with open(self.log_path, "rb") as f:
-                return "\n".join(f.read().decode(errors="replace").splitlines()[-n:])
+                f.seek(self._log_start)
+                return f.read().decode(errors="replace")
         except OSError:
             return ""
 
-    def stop(self, final=False):
+    def log_tail(self, n=60):
+        lines = self._run_log().splitlines()[-n:]
+        return f"---- last {len(lines)} lines of {self.log_path}\n" + "\n".join(lines)
+
+    def _kill(self):
         if self.proc is not None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                rc = self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
+            if self.proc.poll() is None:
                 self.proc.kill()
-                self.proc.wait()
-                raise AssertionError("kvmock did not stop within 30 s of SIGTERM\n" + self.log_tail())
-            finally:
-                self.proc.stdout.close()
-                self.log.close()
-                self.proc = None
-            with open(self.log_path, "rb") as f:
-                text = f.read().decode(errors="replace")
+            self.proc.wait()
+            _LIVE.discard(self.proc)
+            self.proc = None
+
+    def stop(self, final=False, timeout=20):
+        """SIGTERM and wait; raise AssertionError if the exit code is not 0 or the
+        log holds a sanitizer report. final=True also removes what we created."""
+        try:
+            if self.proc is None:
+                return
+            proc = self.proc
+            proc.send_signal(signal.SIGTERM)
+            try:
+                rc = proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self._kill()
+                self._failed = True
+                raise AssertionError(f"kvmock did not stop within {timeout} s of SIGTERM\n"
+                                     + self.log_tail(200))
+            _LIVE.discard(proc)
+            self.proc = None
+            text = self._run_log()
             marks = [m for m in SANITIZER_MARKS if m in text]
             if rc != 0 or marks:
-                raise AssertionError(f"kvmock exited with {rc}, sanitizer reports {marks}\n"
-                                     + self.log_tail(200))
-        if final and self.own_dir:
+                self._failed = True
+                print(self.log_tail(200), flush=True)
+                raise AssertionError(f"kvmock exited with {rc}, sanitizer reports {marks} "
+                                     f"(log tail above, whole log in {self.log_path})")
+        finally:
+            if final:
+                self._cleanup(keep_log=self._failed)
+
+    def _cleanup(self, keep_log):
+        self._kill()
+        if self.own_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
+        if keep_log:
+            print(f"kvmock log kept in {self.log_path}", flush=True)
+        else:
+            shutil.rmtree(self._log_dir, ignore_errors=True)
 
     def restart(self):
+        """Stop, then start again on the same ports and data folder."""
         self.stop()
         self.start()
 
     # ---- tokens and URLs -------------------------------------------------------------
 
-    def token(self, resource="https://vault.azure.net", client_id=None):
+    def token(self, resource="https://vault.azure.net", client_id=None) -> str:
         q = {"api-version": "2019-08-01", "resource": resource}
         if client_id:
             q["client_id"] = client_id
@@ -145,19 +269,19 @@ class Kvmock:
             raise AssertionError(f"token endpoint answered {st}: {body!r}")
         return json.loads(body)["access_token"]
 
-    def vault_url(self, vault="default"):
+    def vault_url(self, vault="default") -> str:
         return f"https://{vault}.vault.localhost:{self.https_port}"
 
-    def localhost_url(self):
+    def localhost_url(self) -> str:
         return f"https://localhost:{self.https_port}"
 
-    def advance_clock(self, seconds):
+    def advance_clock(self, seconds) -> int:
         st, _, body = self.http("POST", "/admin/clock", {"advanceSeconds": seconds})
         if st != 200:
             raise AssertionError(f"/admin/clock answered {st}: {body!r}")
         return json.loads(body)["now"]
 
-    def sdk_env(self):
+    def sdk_env(self) -> dict:
         return {
             "IDENTITY_ENDPOINT": f"http://127.0.0.1:{self.http_port}/msi/token",
             "IDENTITY_HEADER": self.identity_header,
@@ -166,9 +290,14 @@ class Kvmock:
         }
 
     def apply_env(self):
+        """Point the Azure SDKs of this process at this server (managed identity
+        and CA), and drop variables that would send the credential elsewhere."""
         for k in ("MSI_ENDPOINT", "MSI_SECRET", "IDENTITY_SERVER_THUMBPRINT", "IMDS_ENDPOINT",
+                  "AZURE_POD_IDENTITY_AUTHORITY_HOST", "AZURE_FEDERATED_TOKEN_FILE",
                   "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_TENANT_ID",
-                  "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+                  "AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_USERNAME", "AZURE_PASSWORD",
+                  "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy",
+                  "ALL_PROXY", "all_proxy"):
             os.environ.pop(k, None)
         os.environ["NO_PROXY"] = "*"
         os.environ.update(self.sdk_env())
@@ -181,41 +310,16 @@ class Kvmock:
             return None
         if isinstance(body, (bytes, bytearray)):
             return bytes(body)
-        headers.setdefault("Content-Type", "application/json")
+        if isinstance(body, str):
+            return body.encode()
+        if not any(k.lower() == "content-type" for k in headers):
+            headers["Content-Type"] = "application/json"
         return json.dumps(body).encode()
 
     @staticmethod
     def _exchange(conn, method, path, data, headers):
-        try:
-            conn.request(method, path, body=data, headers=headers)
-            resp = conn.getresponse()
-            payload = resp.read()
-            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, payload
-        finally:
-            conn.close()
-
-    def https(self, method, path, body=None, headers=None, host=None, token=True):
-        """Raw HTTPS with verification on, connected to 127.0.0.1 with the given Host."""
-        headers = dict(headers or {})
-        host = host or f"localhost:{self.https_port}"
-        headers["Host"] = host
-        if token is True:
-            token = self.token()
-        if token:
-            headers["Authorization"] = "Bearer " + token
-        data = self._encode(body, headers)
-        ctx = ssl.create_default_context(cafile=self.ca_path)
-        name = host[1:host.index("]")] if host.startswith("[") else host.rsplit(":", 1)[0]
-
-        class Conn(http.client.HTTPSConnection):
-            def connect(inner):
-                sock = socket.create_connection(("127.0.0.1", self.https_port), timeout=60)
-                inner.sock = ctx.wrap_socket(sock, server_hostname=name)
-
-        conn = Conn("127.0.0.1", self.https_port, context=ctx, timeout=60)
-        return self._exchange_with_host(conn, method, path, data, headers)
-
-    def _exchange_with_host(self, conn, method, path, data, headers):
+        """Send exactly the given headers (plus Content-Length), return
+        (status, {lowercase header: value}, body bytes)."""
         try:
             conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
             for k, v in headers.items():
@@ -231,15 +335,52 @@ class Kvmock:
         finally:
             conn.close()
 
-    def http(self, method, path, body=None, headers=None):
+    def ssl_context(self):
+        return ssl.create_default_context(cafile=self.ca_path)
+
+    def https(self, method, path, body=None, headers=None, host=None, token=True, timeout=60):
+        """Raw HTTPS, certificate verification on (trusting ca_path), connected to
+        127.0.0.1 with Host and SNI from `host` (default localhost:{https_port}).
+        token: True = a fresh default token, a str = that token, None = no header."""
         headers = dict(headers or {})
+        host = host or f"localhost:{self.https_port}"
+        if not any(k.lower() == "host" for k in headers):
+            headers["Host"] = host
+        if token is True:
+            token = self.token()
+        if token:
+            headers["Authorization"] = "Bearer " + token
         data = self._encode(body, headers)
-        conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=60)
-        return self._exchange(conn, method, path, data, headers)
+        ctx = self.ssl_context()
+        name = host[1:host.index("]")] if host.startswith("[") else host.rsplit(":", 1)[0]
+        port = self.https_port
+
+        class Conn(http.client.HTTPSConnection):
+            def connect(inner):
+                sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+                inner.sock = ctx.wrap_socket(sock, server_hostname=name)
+
+        return self._exchange(Conn("127.0.0.1", port, context=ctx, timeout=timeout),
+                              method, path, data, headers)
+
+    def http(self, method, path, body=None, headers=None, timeout=60):
+        """Raw plain HTTP to 127.0.0.1:{http_port}."""
+        headers = dict(headers or {})
+        if not any(k.lower() == "host" for k in headers):
+            headers["Host"] = f"127.0.0.1:{self.http_port}"
+        data = self._encode(body, headers)
+        return self._exchange(http.client.HTTPConnection("127.0.0.1", self.http_port,
+                                                         timeout=timeout),
+                              method, path, data, headers)
+
+
+class _BindFailure(Exception):
+    pass
 
 
 class Runner:
-    """A tiny runner: collect tests with @runner.test, run them in order, report."""
+    """A tiny runner: collect tests with @runner.test (or pass a list to run),
+    run them in order, print PASS/FAIL per test with the traceback."""
 
     def __init__(self):
         self.tests = []
@@ -250,7 +391,7 @@ class Runner:
         self.tests.append(fn)
         return fn
 
-    def run(self, tests):
+    def run_tests(self, tests):
         for fn in tests:
             self.ran += 1
             t0 = time.time()
@@ -260,11 +401,21 @@ class Runner:
             except Exception:  # noqa: BLE001 - report every failure and go on
                 self.failed.append(fn.__name__)
                 print(f"FAIL {fn.__name__}", flush=True)
-                traceback.print_exc()
+                traceback.print_exc(file=sys.stdout)
                 sys.stdout.flush()
 
+    def run(self, tests=None, exit=True):
+        """Run `tests` (default: the collected ones); then exit 1 if any failed
+        (or none ran), 0 otherwise. exit=False only returns that code."""
+        self.run_tests(self.tests if tests is None else tests)
+        code = self.exit_code()
+        if exit:
+            sys.exit(code)
+        return code
+
     def run_collected(self):
-        self.run(self.tests)
+        """Run the collected tests without exiting; call exit_code() later."""
+        self.run_tests(self.tests)
 
     def exit_code(self):
         print(f"{self.ran - len(self.failed)}/{self.ran} passed"

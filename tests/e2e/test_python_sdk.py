@@ -1,22 +1,36 @@
-"""The core scenario through Debian's real Python SDK (azure-keyvault-keys with
-ManagedIdentityCredential from IDENTITY_ENDPOINT/IDENTITY_HEADER): create RSA
-and EC keys, read them back, page through versions and keys, wrap locally and
-unwrap on the server, and every algorithm of the crypto client. Run twice:
-through https://default.vault.localhost:P with the challenge-resource check
-on, and through https://localhost:P with it off."""
+"""The core scenario through Debian's real Python SDK (azure-keyvault-keys
+4.8.0b3, azure-identity ManagedIdentityCredential from IDENTITY_ENDPOINT and
+IDENTITY_HEADER): create RSA and EC keys, read them back, page through
+versions and keys, wrap locally and unwrap on the server, wrap on the server,
+and the key_ops / not-found errors.
+
+The whole scenario runs twice:
+  (a) https://default.vault.localhost:P with the SDK's challenge-resource
+      check left on (the default);
+  (b) https://localhost:P with verify_challenge_resource=False.
+
+Every SDK client gets a recording pipeline policy (after the auth policy), so
+the tests also check what went over the wire: the 401 challenge and its
+header, which operations the SDK did locally and which reached the server,
+maxresults on list calls, and that nextLink is absolute on the request's host.
+"""
+import base64
 import hashlib
 import os
 import re
 import secrets
 import sys
+import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Kvmock, Runner, check, eq, parse_args  # noqa: E402
 
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
-from azure.identity import ManagedIdentityCredential
-from azure.keyvault.keys import KeyClient
-from azure.keyvault.keys.crypto import (
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError  # noqa: E402
+from azure.core.pipeline.policies import SansIOHTTPPolicy  # noqa: E402
+from azure.core.rest import HttpRequest  # noqa: E402
+from azure.identity import ManagedIdentityCredential  # noqa: E402
+from azure.keyvault.keys import KeyClient  # noqa: E402
+from azure.keyvault.keys.crypto import (  # noqa: E402
     CryptographyClient,
     EncryptionAlgorithm,
     KeyWrapAlgorithm,
@@ -24,81 +38,318 @@ from azure.keyvault.keys.crypto import (
 )
 
 VERSION = re.compile(r"^[0-9a-f]{32}$")
-RSA_OPS = ["decrypt", "encrypt", "sign", "unwrapKey", "verify", "wrapKey"]
+RSA_OPS = sorted(["encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey"])  # contract §2.1
+EC_OPS = sorted(["sign", "verify"])
+EC_LEN = {"P-256": 32, "P-256K": 32, "P-384": 48, "P-521": 66}
 HASHES = {"256": hashlib.sha256, "384": hashlib.sha384, "512": hashlib.sha512}
+WRAP_ALGS = (KeyWrapAlgorithm.rsa_oaep, KeyWrapAlgorithm.rsa_oaep_256, KeyWrapAlgorithm.rsa1_5)
+PRIVATE = ("d", "p", "q", "dp", "dq", "qi", "k")
+
+# Every key name created in the default vault by this file (both scenarios
+# share that vault), to check the key listing exactly.
+CREATED = set()
 
 
-def scenario(runner, kv, url, prefix, **client_kwargs):
-    cred = ManagedIdentityCredential()
-    client = KeyClient(url, cred, **client_kwargs)
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def unb64url(text):
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class Recorder(SansIOHTTPPolicy):
+    """Records every request the SDK pipeline sends, after the auth policy:
+    (method, url, status, WWW-Authenticate, has Authorization)."""
+
+    def __init__(self):
+        self.log = []
+
+    def on_response(self, request, response):
+        req, resp = request.http_request, response.http_response
+        self.log.append((req.method, req.url, resp.status_code,
+                         resp.headers.get("WWW-Authenticate"),
+                         "Authorization" in req.headers))
+
+    def mark(self):
+        return len(self.log)
+
+    def since(self, mark):
+        return self.log[mark:]
+
+
+class RecordingCredential(ManagedIdentityCredential):
+    """The real ManagedIdentityCredential, remembering the scopes asked for."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.scopes = []
+
+    def get_token(self, *scopes, **kwargs):
+        self.scopes.append(scopes)
+        return super().get_token(*scopes, **kwargs)
+
+
+def path_of(url):
+    return urllib.parse.urlsplit(url).path
+
+
+def query_of(url):
+    return urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+
+
+def expect_error(fn, status, code, inner=None, cls=HttpResponseError):
+    try:
+        fn()
+    except cls as e:
+        eq(e.status_code, status, f"status ({e.message})")
+        check(e.error is not None, f"no Key Vault error body: {e.message}")
+        eq(e.error.code, code, "error.code")
+        if inner is not None:
+            eq((e.error.innererror or {}).get("code"), inner, "error.innererror.code")
+        return e
+    raise AssertionError(f"expected {status} {code}, the call succeeded")
+
+
+def scenario(runner, kv, url, prefix, resource, **client_kwargs):
+    """Register the scenario's tests for vault URL `url`; `resource` is what the
+    401 challenge must name for that host."""
+    rec = Recorder()
+    cred = RecordingCredential()
+    kw = dict(client_kwargs, per_retry_policies=[rec])
+    client = KeyClient(url, cred, **kw)
+    keys = {}  # name -> KeyVaultKey as created (the latest version)
+    tenant = dict(f.split("=", 1) for f in kv.ready_line.split() if "=" in f)["tenant"]
 
     def crypto(key_or_id):
-        return CryptographyClient(key_or_id, cred, **client_kwargs)
+        return CryptographyClient(key_or_id, cred, **kw)
+
+    def create(kind, name, **kwargs):
+        k = getattr(client, f"create_{kind}_key")(prefix + name, **kwargs)
+        CREATED.add((prefix + name).lower())
+        keys[name] = k
+        return k
+
+    def check_bundle(k, name, kty, ops):
+        eq(k.name, prefix + name, "name")
+        eq(k.key_type, kty, "kty")
+        eq(sorted(k.key_operations), ops, f"key_ops of {kty}")
+        v = k.properties.version
+        check(isinstance(v, str) and VERSION.match(v), f"version {v!r} is not 32 lowercase hex")
+        eq(k.id, f"{url}/keys/{prefix}{name}/{v}", "kid")
+        eq(k.key.kid, k.id, "key.kid")
+        for m in PRIVATE:
+            eq(getattr(k.key, m, None), None, f"private JWK member {m} returned")
+        p = k.properties
+        eq(p.enabled, True, "enabled")
+        check(p.created_on is not None and p.created_on.tzinfo is not None, "created")
+        eq(p.updated_on, p.created_on, "updated == created on a new key")
+        eq(p.recovery_level, "Recoverable+Purgeable", "recoveryLevel of the default vault")
+        eq(p.recoverable_days, 90, "recoverableDays of the default vault")
+
+    def check_rsa(k, name, size, kty="RSA", e=b"\x01\x00\x01"):
+        check_bundle(k, name, kty, RSA_OPS)
+        eq(len(k.key.n), size // 8, "modulus length")
+        check(k.key.n[0] & 0x80, "modulus has its top bit set")
+        eq(k.key.e, e, "public exponent")
+
+    def check_ec(k, name, crv, kty="EC"):
+        check_bundle(k, name, kty, EC_OPS)
+        eq(k.key.crv, crv, "crv")
+        eq(len(k.key.x), EC_LEN[crv], "x length")
+        eq(len(k.key.y), EC_LEN[crv], "y length")
 
     @runner.test
-    def create_and_get_rsa():
-        for size in (2048, 3072):
-            k = client.create_rsa_key(f"{prefix}rsa{size}", size=size)
-            eq(k.key_type, "RSA")
-            eq(len(k.key.n), size // 8)
-            eq(k.key.e, b"\x01\x00\x01")
-            eq(sorted(k.key_operations), RSA_OPS)
-            check(VERSION.match(k.properties.version), k.properties.version)
-            eq(k.id, f"{url}/keys/{prefix}rsa{size}/{k.properties.version}")
-            g = client.get_key(f"{prefix}rsa{size}")
-            eq(g.id, k.id)
-            eq(g.key.n, k.key.n)
-            check(getattr(g.key, "d", None) is None, "no private parts")
-        hsm = client.create_rsa_key(f"{prefix}rsahsm", size=2048, hardware_protected=True,
-                                    public_exponent=3)
-        eq(hsm.key_type, "RSA-HSM")
-        eq(hsm.key.e, b"\x03")
+    def challenge_on_the_first_request():
+        # the first request to this host carries no body and no token: 401 with
+        # the challenge, then the SDK retries with the body and a token
+        m = rec.mark()
+        k = create("rsa", "rsa2048", size=2048)
+        check_rsa(k, "rsa2048", 2048)
+        sent = rec.since(m)
+        eq(len(sent), 2, f"challenge + retry, got {sent}")
+        (m1, u1, s1, www, auth1), (m2, u2, s2, _, auth2) = sent
+        eq((m1, path_of(u1), s1, auth1), ("POST", f"/keys/{prefix}rsa2048/create", 401, False))
+        eq(www, f'Bearer authorization="https://login.microsoftonline.com/{tenant}", '
+                f'resource="{resource}"', "WWW-Authenticate")
+        eq((m2, u2, s2, auth2), ("POST", u1, 200, True))
+        eq(cred.scopes[0], (resource + "/.default",), "token scope")
 
     @runner.test
-    def create_ec_curves():
-        for crv, length in (("P-256", 32), ("P-256K", 32), ("P-384", 48), ("P-521", 66)):
-            k = client.create_ec_key(f"{prefix}ec{crv.replace('-', '')}", curve=crv)
-            eq(k.key_type, "EC")
-            eq(k.key.crv, crv)
-            eq(len(k.key.x), length)
-            eq(len(k.key.y), length)
-            eq(sorted(k.key_operations), ["sign", "verify"])
-        eq(client.create_ec_key(f"{prefix}echsm", hardware_protected=True).key_type, "EC-HSM")
+    def rsa_keys():
+        check_rsa(create("rsa", "rsa3072", size=3072), "rsa3072", 3072)
+        check_rsa(create("rsa", "rsae3", size=2048, public_exponent=3), "rsae3", 2048, e=b"\x03")
+        check_rsa(create("rsa", "rsahsm", size=2048, hardware_protected=True), "rsahsm", 2048,
+                  kty="RSA-HSM")
+        check_rsa(create("rsa", "rsadefault"), "rsadefault", 2048)  # default size 2048
+        check(keys["rsa3072"].key.n != keys["rsa2048"].key.n, "distinct moduli")
 
     @runner.test
-    def versions_and_paging():
-        name = f"{prefix}paged"
-        made = [client.create_ec_key(name).properties.version for _ in range(3)]
-        eq(client.get_key(name).properties.version, made[-1])
-        eq(client.get_key(name, made[0]).properties.version, made[0])
-        pages = list(client.list_properties_of_key_versions(name, max_page_size=2).by_page())
-        check(len(pages) >= 2, f"{len(pages)} pages")
-        eq(sorted(p.version for page in pages for p in page), sorted(made))
+    def ec_keys():
+        check_ec(create("ec", "ecdefault"), "ecdefault", "P-256")  # default curve P-256
+        for crv in ("P-256", "P-256K", "P-384", "P-521"):
+            name = "ec" + crv.replace("-", "")
+            check_ec(create("ec", name, curve=crv), name, crv)
+        check_ec(create("ec", "echsm", curve="P-384", hardware_protected=True), "echsm", "P-384",
+                 kty="EC-HSM")
+        check(keys["ecP256"].key.x != keys["ecdefault"].key.x, "distinct points")
+
+    @runner.test
+    def versions_and_get():
+        first = keys["rsa2048"]
+        again = create("rsa", "rsa2048", size=2048)
+        check_rsa(again, "rsa2048", 2048)
+        check(again.properties.version != first.properties.version, "a new version")
+        check(again.key.n != first.key.n, "new key material")
+        latest = client.get_key(prefix + "rsa2048")
+        eq(latest.id, again.id, "get without a version = the latest")
+        eq(latest.key.n, again.key.n)
+        old = client.get_key(prefix + "rsa2048", first.properties.version)
+        eq(old.id, first.id, "get with a version")
+        eq(old.key.n, first.key.n)
+        eq(old.key.e, first.key.e)
+        check_rsa(old, "rsa2048", 2048)
+        ec = client.get_key(prefix + "ecP384")
+        eq((ec.id, ec.key.x, ec.key.y), (keys["ecP384"].id, keys["ecP384"].key.x,
+                                         keys["ecP384"].key.y))
+        keys["rsa2048.v1"] = first
+
+    @runner.test
+    def list_versions_across_pages():
+        made = [create("ec", "paged").properties.version for _ in range(5)]
+        m = rec.mark()
+        pager = client.list_properties_of_key_versions(prefix + "paged", max_page_size=2).by_page()
+        pages, links = [], []
+        for page in pager:
+            pages.append(list(page))
+            links.append(pager.continuation_token)
+        eq([len(p) for p in pages], [2, 2, 1], "page sizes with maxresults=2")
+        eq(links[-1], None, "no nextLink after the last page")
+        for link in links[:-1]:
+            check(link.startswith(f"{url}/keys/{prefix}paged/versions?"),
+                  f"nextLink {link!r} is absolute on {url}")
+        gets = [r for r in rec.since(m) if r[0] == "GET"]
+        eq(len(gets), 3, "one GET per page")
+        for r in gets:
+            eq(query_of(r[1]).get("maxresults"), ["2"], f"maxresults on {r[1]}")
+        items = [p for page in pages for p in page]
+        eq(sorted(p.version for p in items), sorted(made))
+        for p in items:
+            eq(p.id, f"{url}/keys/{prefix}paged/{p.version}", "version item kid has the version")
+            eq(p.name, prefix + "paged")
+            eq(p.enabled, True)
+        # default page size (25) across more versions than one page holds
+        m = rec.mark()
+        more = [create("ec", "paged").properties.version for _ in range(22)]
+        pages = list(client.list_properties_of_key_versions(prefix + "paged").by_page())
+        pages = [list(p) for p in pages]
+        eq([len(p) for p in pages], [25, 2], "27 versions with the default page size")
+        eq(sorted(p.version for page in pages for p in page), sorted(made + more))
+        gets = [r for r in rec.since(m) if r[0] == "GET"]
+        check("maxresults" not in query_of(gets[0][1]), f"no maxresults asked: {gets[0][1]}")
+
+    @runner.test
+    def list_keys_across_pages():
         for i in range(27):
-            client.create_ec_key(f"{prefix}many{i:02d}")
-        pages = list(client.list_properties_of_keys().by_page())
-        check(len(pages) >= 2, "more than one page of 25")
-        names = [p.name for page in pages for p in page]
-        eq(len(names), len(set(names)))
-        for i in range(27):
-            check(f"{prefix}many{i:02d}" in names)
+            create("ec", f"many{i:02d}")
+        pager = client.list_properties_of_keys().by_page()
+        pages, links = [], []
+        for page in pager:
+            pages.append(list(page))
+            links.append(pager.continuation_token)
+        check(len(pages) >= 2, f"{len(pages)} pages: expected more than one page of 25")
+        eq(len(pages[0]), 25, "the default page size")
+        check(all(len(p) <= 25 for p in pages), [len(p) for p in pages])
+        for link in links[:-1]:
+            check(link.startswith(f"{url}/keys?"), f"nextLink {link!r} is absolute on {url}")
+        eq(links[-1], None)
+        items = [p for page in pages for p in page]
+        names = [p.name.lower() for p in items]
+        eq(len(names), len(set(names)), "each key listed once")
+        eq(set(names), CREATED, "the listing is exactly the keys created")
+        for p in items:
+            eq(p.version, None, "key list items carry no version")
+            eq(p.id, f"{url}/keys/{p.name}", "key list kid")
+            eq(p.enabled, True)
+        # maxresults on the keys listing too
+        pages = [list(p) for p in client.list_properties_of_keys(max_page_size=7).by_page()]
+        check(all(len(p) <= 7 for p in pages) and len(pages[0]) == 7, [len(p) for p in pages])
+        eq(len(pages), -(-len(CREATED) // 7), "page count with maxresults=7")
+        eq(sorted(p.name.lower() for page in pages for p in page), sorted(CREATED))
 
     @runner.test
-    def wrap_locally_unwrap_on_the_server():
-        k = client.get_key(f"{prefix}rsa2048")
-        local = crypto(k)  # has the public key: wraps locally
-        remote = crypto(k.id)  # only the id: every operation goes to the server
-        for alg in (KeyWrapAlgorithm.rsa_oaep, KeyWrapAlgorithm.rsa_oaep_256, KeyWrapAlgorithm.rsa1_5):
+    def wrap_locally_then_unwrap_on_the_server():
+        for name in ("rsa2048", "rsa3072", "rsahsm", "rsae3"):
+            k = client.get_key(prefix + name)
+            local = crypto(k)  # holds the public key: wraps locally
+            for alg in WRAP_ALGS:
+                dek = secrets.token_bytes(32)
+                m = rec.mark()
+                wrapped = local.wrap_key(alg, dek)
+                eq(rec.since(m), [], f"{alg} wrap with a KeyVaultKey stays local")
+                eq(wrapped.key_id, k.id)
+                eq(len(wrapped.encrypted_key), len(k.key.n), "RSA ciphertext length")
+                m = rec.mark()
+                out = local.unwrap_key(alg, wrapped.encrypted_key)
+                eq(out.key, dek, f"{name} {alg} unwrap")
+                eq(out.key_id, k.id)
+                posts = [(r[0], path_of(r[1]), r[2]) for r in rec.since(m)]
+                eq(posts, [("POST", f"/keys/{prefix}{name}/{k.properties.version}/unwrapkey", 200)],
+                   "unwrap went to the server")
+
+    @runner.test
+    def crypto_client_from_the_key_id():
+        # built from the id only, the SDK first GETs the key; unwrap (a private
+        # key operation) always goes to the server
+        k = keys["rsa2048.v1"]  # an older version, by its versioned id
+        remote = crypto(k.id)
+        for alg in WRAP_ALGS:
             dek = secrets.token_bytes(32)
-            wrapped = local.wrap_key(alg, dek)
-            eq(remote.unwrap_key(alg, wrapped.encrypted_key).key, dek, alg)
             wrapped = remote.wrap_key(alg, dek)
             eq(wrapped.key_id, k.id)
-            eq(remote.unwrap_key(alg, wrapped.encrypted_key).key, dek, alg)
+            m = rec.mark()
+            out = crypto(k.id).unwrap_key(alg, wrapped.encrypted_key)
+            eq(out.key, dek, f"{alg}")
+            eq(out.key_id, k.id)
+            paths = [(r[0], path_of(r[1]), r[2]) for r in rec.since(m)]
+            check(("POST", f"/keys/{prefix}rsa2048/{k.properties.version}/unwrapkey", 200) in paths,
+                  paths)
+
+    @runner.test
+    def wrap_on_the_server():
+        # the SDK never sends wrapkey for RSA when it has the public key, so
+        # drive the server's wrap through the KeyClient pipeline
+        for name in ("rsa2048", "rsa3072"):
+            k = client.get_key(prefix + name)
+            v = k.properties.version
+            for alg in WRAP_ALGS:
+                dek = secrets.token_bytes(32)
+                m = rec.mark()
+                resp = client.send_request(HttpRequest(
+                    "POST", f"/keys/{prefix}{name}/{v}/wrapkey",
+                    json={"alg": str(alg.value), "value": b64url(dek)}))
+                eq(resp.status_code, 200, resp.text())
+                body = resp.json()
+                eq(body["kid"], k.id)
+                check("=" not in body["value"], "base64url without padding")
+                ct = unb64url(body["value"])
+                eq(len(ct), len(k.key.n), "ciphertext length = modulus length")
+                eq([(r[0], path_of(r[1]), r[2]) for r in rec.since(m)],
+                   [("POST", f"/keys/{prefix}{name}/{v}/wrapkey", 200)])
+                eq(crypto(k).unwrap_key(alg, ct).key, dek, f"{name} {alg}")
+            # wrapkey on the versionless path uses the current version
+            dek = secrets.token_bytes(32)
+            resp = client.send_request(HttpRequest(
+                "POST", f"/keys/{prefix}{name}//wrapkey",
+                json={"alg": "RSA-OAEP-256", "value": b64url(dek)}))
+            eq(resp.status_code, 200, resp.text())
+            eq(resp.json()["kid"], k.id, "empty version = latest")
+            eq(crypto(k).unwrap_key(KeyWrapAlgorithm.rsa_oaep_256,
+                                    unb64url(resp.json()["value"])).key, dek)
 
     @runner.test
     def encrypt_decrypt_rsa():
-        k = client.get_key(f"{prefix}rsa3072")
+        k = client.get_key(prefix + "rsa3072")
         local, remote = crypto(k), crypto(k.id)
         for alg in (EncryptionAlgorithm.rsa_oaep, EncryptionAlgorithm.rsa_oaep_256,
                     EncryptionAlgorithm.rsa1_5):
@@ -107,37 +358,58 @@ def scenario(runner, kv, url, prefix, **client_kwargs):
 
     @runner.test
     def sign_on_the_server_verify_locally():
-        rsa = client.get_key(f"{prefix}rsa2048")
+        rsa = client.get_key(prefix + "rsa2048")
         for alg in ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512"):
             digest = HASHES[alg[2:]](b"message").digest()
             sig = crypto(rsa.id).sign(SignatureAlgorithm(alg), digest).signature
+            eq(len(sig), 256, "RSA-2048 signature length")
             check(crypto(rsa).verify(SignatureAlgorithm(alg), digest, sig).is_valid, alg)
             check(not crypto(rsa).verify(SignatureAlgorithm(alg), digest,
                                          bytes([sig[0] ^ 1]) + sig[1:]).is_valid, alg)
         for crv, alg in (("P256", "ES256"), ("P256K", "ES256K"), ("P384", "ES384"),
                          ("P521", "ES512")):
-            k = client.get_key(f"{prefix}ec{crv}")
+            k = client.get_key(prefix + "ec" + crv)
             digest = HASHES[alg[2:5]](b"message").digest()
             sig = crypto(k.id).sign(SignatureAlgorithm(alg), digest).signature
             eq(len(sig), 2 * len(k.key.x), "raw R||S")
             check(crypto(k).verify(SignatureAlgorithm(alg), digest, sig).is_valid, alg)
-            # the server's verify agrees
             check(crypto(k.id).verify(SignatureAlgorithm(alg), digest, sig).is_valid, alg)
 
     @runner.test
-    def key_ops_and_missing_keys():
-        k = client.create_rsa_key(f"{prefix}signonly", key_operations=["sign", "verify"])
-        try:
-            crypto(k.id).wrap_key(KeyWrapAlgorithm.rsa_oaep, b"k" * 32)
-            check(False, "wrapKey is not in key_ops")
-        except HttpResponseError as e:
-            eq(e.status_code, 403)
-            eq(e.error.code, "Forbidden")
-        try:
-            client.get_key(f"{prefix}nosuch")
-            check(False, "a missing key")
-        except ResourceNotFoundError as e:
-            eq(e.error.code, "KeyNotFound")
+    def operation_not_in_key_ops():
+        k = create("rsa", "signonly", key_operations=["sign", "verify"])
+        check_bundle(k, "signonly", "RSA", EC_OPS)
+        eq(client.get_key(prefix + "signonly").key_operations, ["sign", "verify"])
+        ct = crypto(keys["rsa2048"]).wrap_key(KeyWrapAlgorithm.rsa_oaep, b"k" * 32).encrypted_key
+        m = rec.mark()
+        expect_error(lambda: crypto(k.id).unwrap_key(KeyWrapAlgorithm.rsa_oaep, ct),
+                     403, "Forbidden", "KeyOperationForbidden")
+        check(("POST", f"/keys/{prefix}signonly/{k.properties.version}/unwrapkey", 403)
+              in [(r[0], path_of(r[1]), r[2]) for r in rec.since(m)], rec.since(m))
+        # the SDK refuses the local wrap (key_ops) and falls back to the server
+        m = rec.mark()
+        expect_error(lambda: crypto(k).wrap_key(KeyWrapAlgorithm.rsa_oaep_256, b"k" * 32),
+                     403, "Forbidden", "KeyOperationForbidden")
+        check(("POST", f"/keys/{prefix}signonly/{k.properties.version}/wrapkey", 403)
+              in [(r[0], path_of(r[1]), r[2]) for r in rec.since(m)], rec.since(m))
+
+    @runner.test
+    def missing_keys():
+        e = expect_error(lambda: client.get_key(prefix + "nosuch"), 404, "KeyNotFound",
+                         cls=ResourceNotFoundError)
+        check(not e.error.innererror, f"KeyNotFound has no innererror: {e.error.innererror}")
+        expect_error(lambda: client.get_key(prefix + "rsa2048", "0" * 32), 404, "KeyNotFound",
+                     cls=ResourceNotFoundError)
+        expect_error(lambda: crypto(f"{url}/keys/{prefix}nosuch/{'1' * 32}").unwrap_key(
+            KeyWrapAlgorithm.rsa_oaep, b"x" * 256), 404, "KeyNotFound")
+
+    @runner.test
+    def every_token_was_for_the_challenge_resource():
+        check(cred.scopes, "the credential was asked for a token")
+        eq(set(cred.scopes), {(resource + "/.default",)}, "token scopes")
+        statuses = [r[2] for r in rec.log]
+        eq(statuses.count(401), 1, "exactly one challenge per host and process")
+        check(all(r[4] for r in rec.log[1:]), "every later request carried a token")
 
 
 def main():
@@ -145,18 +417,33 @@ def main():
     runner = Runner()
     with Kvmock(args.kvmock) as kv:
         kv.apply_env()
-        scenario(runner, kv, kv.vault_url("default"), "a-")
-        scenario(runner, kv, kv.localhost_url(), "b-", verify_challenge_resource=False)
+        P = kv.https_port
+        scenario(runner, kv, kv.vault_url("default"), "a-", f"https://vault.localhost:{P}")
+        scenario(runner, kv, kv.localhost_url(), "b-", "https://vault.azure.net",
+                 verify_challenge_resource=False)
+
+        @runner.test
+        def localhost_without_turning_the_check_off_is_refused_by_the_sdk():
+            # documents why (b) needs verify_challenge_resource=False: the
+            # challenge for localhost names https://vault.azure.net
+            client = KeyClient(f"https://127.0.0.1:{P}", ManagedIdentityCredential())
+            try:
+                client.get_key("a-rsa2048")
+                check(False, "the SDK should refuse the challenge resource")
+            except ValueError as e:
+                check("does not match the requested domain" in str(e), str(e))
 
         @runner.test
         def missing_vault():
-            client = KeyClient(kv.vault_url("nosuch"), ManagedIdentityCredential())
-            try:
-                client.get_key("k")
-                check(False, "the vault does not exist")
-            except HttpResponseError as e:
-                eq(e.status_code, 404)
-                eq(e.error.code, "VaultNotFound")
+            rec = Recorder()
+            client = KeyClient(kv.vault_url("nosuch"), ManagedIdentityCredential(),
+                               per_retry_policies=[rec])
+            expect_error(lambda: client.get_key("k"), 404, "VaultNotFound",
+                         cls=ResourceNotFoundError)
+            eq([r[2] for r in rec.log], [401, 404], "challenge first, then 404 with the token")
+            check(f'resource="https://vault.localhost:{P}"' in rec.log[0][3], rec.log[0][3])
+            expect_error(lambda: client.create_rsa_key("k"), 404, "VaultNotFound",
+                         cls=ResourceNotFoundError)
 
         runner.run_collected()
     sys.exit(runner.exit_code())
