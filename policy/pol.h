@@ -117,8 +117,9 @@ enum kv_status pol_token_issue(const struct pol_ctx *ctx, const struct pol_ident
 
 /**
  * @brief Verify a bearer token: HS256 signature under kvmock's secret (constant
- * time), `nbf <= now < exp`, and an audience among @p auds (a trailing slash is
- * ignored on both sides).
+ * time), `nbf <= now < exp`, an audience among @p auds (a trailing slash is
+ * ignored on both sides), and an identity that still exists with the token's
+ * object id, client id and tenant.
  * @param[out] out the claims, set only on success.
  * @return KV_OK or KV_ERR_UNAUTHORIZED.
  */

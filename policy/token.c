@@ -139,6 +139,11 @@ enum kv_status pol_token_verify(const struct pol_ctx *c, const char *token, int6
         goto out;
     if (now < cl.nbf || now >= cl.exp)
         goto out;
+    /* The identity must still exist, as issued: a removed identity's tokens die with it. */
+    const struct pol_identity *id = pol_find_identity(c, NULL, cl.oid, NULL);
+    if (id == NULL || strcasecmp(id->client_id, cl.appid) != 0 ||
+        strcasecmp(id->tenant_id, cl.tid) != 0)
+        goto out;
     for (size_t i = 0; i < n_auds; i++) {
         if (aud_equal(cl.aud, auds[i])) {
             *out = cl;

@@ -130,10 +130,10 @@ static struct mg_context *start_civetweb(const struct srv_config *cfg, struct sr
         "listening_ports", ports,
         "ssl_certificate", tls->server_pem,
         "ssl_protocol_version", "4", /* TLS 1.2 and later */
-        "num_threads", "128",        /* one per keep-alive connection */
+        "num_threads", "512",        /* one per connection: slow clients must not starve others */
         "enable_keep_alive", "yes",
         "keep_alive_timeout_ms", "5000",
-        "request_timeout_ms", "30000",
+        "request_timeout_ms", "10000",
         "decode_url", "no", /* the router needs the raw path: "//" is meaningful */
         NULL,
     };

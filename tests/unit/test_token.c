@@ -113,16 +113,22 @@ int main(void)
     pol_free(c);
     c = NULL;
     CHECK_ST(pol_new(dir, "tenant-1", &c), KV_OK);
-    if (c != NULL)
+    if (c != NULL) {
+        /* same secret, but the identity is gone: its tokens are refused */
+        CHECK_ST(verify(c, tok, now), KV_ERR_UNAUTHORIZED);
+        CHECK_ST(pol_add_identity(c, &app), KV_OK);
         CHECK_ST(verify(c, tok, now), KV_OK);
+    }
 
     /* another data folder has another secret */
     char dir2[] = "/tmp/kvmock-token-XXXXXX";
     CHECK(mkdtemp(dir2) != NULL);
     struct pol_ctx *c2 = NULL;
     CHECK_ST(pol_new(dir2, "tenant-1", &c2), KV_OK);
-    if (c2 != NULL)
+    if (c2 != NULL) {
+        CHECK_ST(pol_add_identity(c2, &app), KV_OK);
         CHECK_ST(verify(c2, tok, now), KV_ERR_UNAUTHORIZED);
+    }
     pol_free(c2);
     snprintf(path, sizeof(path), "%s/token.key", dir2);
     unlink(path);
