@@ -365,6 +365,34 @@ def main():
             st, _, _ = call("GET", f"/deletedkeys/disk?{API}", host=cmk, token=tok2)
             eq(st, 404)
 
+        @runner.test
+        def metrics_and_request_logs():
+            st, hdrs, body = kv.http("GET", "/metrics")
+            eq(st, 200)
+            check(hdrs["content-type"].startswith("text/plain"), hdrs["content-type"])
+            text = body.decode()
+            check('kvmock_requests_total{operation="KeyCreate",status="200"}' in text, text[:500])
+            check('kvmock_keys{vault="default",state="live"}' in text)
+            check("kvmock_request_duration_seconds_bucket{le=\"+Inf\"}" in text)
+            check("kvmock_lmdb_map_used_bytes" in text and "kvmock_lmdb_map_size_bytes" in text)
+            live = [l for l in text.splitlines() if l.startswith('kvmock_keys{vault="default",state="live"}')]
+            eq(int(live[0].split()[-1]), len(key_names()))
+            # one JSON line per request, with no token or key material in it
+            tok = kv.token()
+            eq(call("GET", f"/keys/base?{API}", token=tok)[0], 200)
+            with open(kv.log_path, encoding="utf-8", errors="replace") as f:
+                lines = [json.loads(l) for l in f if l.startswith("{")]
+            reqs = [l for l in lines if l.get("msg") == "request"]
+            check(reqs, "request lines are logged")
+            last = [l for l in reqs if l.get("route") == "/keys/{name}"][-1]
+            for field in ("method", "route", "status", "latency_ms", "vault", "oid", "request_id"):
+                check(field in last, field)
+            eq(last["status"], 200)
+            with open(kv.log_path, encoding="utf-8", errors="replace") as f:
+                log = f.read()
+            check(tok.split(".")[2] not in log, "no token signature in the log")
+            check(base["key"]["n"] not in log, "no key material in the log")
+
         runner.run_collected()
     os.unlink(cfg)
     sys.exit(runner.exit_code())
