@@ -127,8 +127,8 @@ void srv_metrics_page(struct srv_req *req)
         (double)atomic_load(&latency_sum_ms) / 1000.0, atomic_load(&latency_count));
 
     add(&t, "# HELP kvmock_keys Keys per vault and state.\n# TYPE kvmock_keys gauge\n");
-    static __thread char names[256][KS_VAULT_NAME_MAX + 1];
-    size_t n = ks_vault_list(req->srv->ks, names, 256);
+    char(*names)[KS_VAULT_NAME_MAX + 1] = calloc(256, sizeof(*names));
+    size_t n = names ? ks_vault_list(req->srv->ks, names, 256) : 0;
     for (size_t i = 0; i < n && i < 256; i++) {
         size_t live = 0, deleted = 0;
         if (ks_vault_key_count(req->srv->ks, names[i], &live, &deleted) != KV_OK)
@@ -136,6 +136,7 @@ void srv_metrics_page(struct srv_req *req)
         add(&t, "kvmock_keys{vault=\"%s\",state=\"live\"} %zu\n", names[i], live);
         add(&t, "kvmock_keys{vault=\"%s\",state=\"deleted\"} %zu\n", names[i], deleted);
     }
+    free(names);
     size_t used = 0, size = 0;
     ks_map_usage(req->srv->ks, &used, &size);
     add(&t, "# HELP kvmock_lmdb_map_used_bytes Bytes of the LMDB map in use.\n"

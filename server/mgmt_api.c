@@ -88,17 +88,18 @@ static cJSON *policy_json(const struct pol_access_policy *p)
 
 static cJSON *policies_json(struct srv_req *req, const char *vault)
 {
-    static __thread struct pol_access_policy list[MAX_POLICIES];
-    size_t n = pol_policy_list(req->srv->pol, vault, list, MAX_POLICIES);
-    cJSON *arr = cJSON_CreateArray();
+    struct pol_access_policy *list = calloc(MAX_POLICIES, sizeof(*list));
+    size_t n = list ? pol_policy_list(req->srv->pol, vault, list, MAX_POLICIES) : 0;
+    cJSON *arr = list ? cJSON_CreateArray() : NULL;
     for (size_t i = 0; arr != NULL && i < n && i < MAX_POLICIES; i++) {
         cJSON *p = policy_json(&list[i]);
         if (p == NULL || !cJSON_AddItemToArray(arr, p)) {
             cJSON_Delete(p);
             cJSON_Delete(arr);
-            return NULL;
+            arr = NULL;
         }
     }
+    free(list);
     return arr;
 }
 
@@ -299,9 +300,9 @@ static void vault_delete(struct srv_req *req, const char *name)
 
 static void vault_list(struct srv_req *req)
 {
-    static __thread char names[256][KS_VAULT_NAME_MAX + 1];
-    size_t n = ks_vault_list(req->srv->ks, names, 256);
-    cJSON *doc = cJSON_CreateObject();
+    char(*names)[KS_VAULT_NAME_MAX + 1] = calloc(256, sizeof(*names));
+    size_t n = names ? ks_vault_list(req->srv->ks, names, 256) : 0;
+    cJSON *doc = names ? cJSON_CreateObject() : NULL;
     cJSON *value = doc ? cJSON_AddArrayToObject(doc, "value") : NULL;
     for (size_t i = 0; value != NULL && i < n && i < 256; i++) {
         struct ks_vault v;
@@ -311,6 +312,7 @@ static void vault_list(struct srv_req *req)
         if (item != NULL)
             cJSON_AddItemToArray(value, item);
     }
+    free(names);
     srv_send_json(req, 200, value ? doc : (cJSON_Delete(doc), NULL));
 }
 
@@ -337,7 +339,11 @@ static void access_policies(struct srv_req *req, const char *name, const char *k
         srv_send_error(req, KV_ERR_ARM_BAD_REQUEST, "properties.accessPolicies is required.");
         return;
     }
-    static __thread struct pol_access_policy current[MAX_POLICIES];
+    struct pol_access_policy *current = calloc(MAX_POLICIES, sizeof(*current));
+    if (current == NULL) {
+        srv_send_error(req, KV_ERR_NOMEM, NULL);
+        return;
+    }
     size_t n = pol_policy_list(req->srv->pol, name, current, MAX_POLICIES);
     const cJSON *o;
     /* check every entry before changing anything */
@@ -346,6 +352,7 @@ static void access_policies(struct srv_req *req, const char *name, const char *k
         struct pol_access_policy p;
         st = parse_policy(o, name, v.tenant_id, &p, why, sizeof(why));
         if (st != KV_OK) {
+            free(current);
             srv_send_error(req, st, why);
             return;
         }
@@ -373,6 +380,7 @@ static void access_policies(struct srv_req *req, const char *name, const char *k
         if (st != KV_OK)
             break;
     }
+    free(current);
     if (st != KV_OK) {
         srv_send_error(req, st, NULL);
         return;

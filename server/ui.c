@@ -116,8 +116,13 @@ static int add_deleted(struct srv_req *req, const char *vault, cJSON *deleted)
 
 static void add_access(struct srv_req *req, const char *vault, cJSON *policies, cJSON *roles)
 {
-    static __thread struct pol_access_policy p[UI_MAX_ENTRIES];
-    static __thread struct pol_role_assignment r[UI_MAX_ENTRIES];
+    struct pol_access_policy *p = calloc(UI_MAX_ENTRIES, sizeof(*p));
+    struct pol_role_assignment *r = calloc(UI_MAX_ENTRIES, sizeof(*r));
+    if (p == NULL || r == NULL) {
+        free(p);
+        free(r);
+        return;
+    }
     size_t np = pol_policy_list(req->srv->pol, vault, p, UI_MAX_ENTRIES);
     for (size_t i = 0; i < np && i < UI_MAX_ENTRIES; i++) {
         cJSON *o = cJSON_CreateObject();
@@ -145,13 +150,15 @@ static void add_access(struct srv_req *req, const char *vault, cJSON *policies, 
         cJSON_AddStringToObject(o, "role", pol_role_name(r[i].role));
         cJSON_AddStringToObject(o, "scope", scope);
     }
+    free(p);
+    free(r);
 }
 
 static void send_state(struct srv_req *req)
 {
-    static __thread char names[UI_MAX_VAULTS][KS_VAULT_NAME_MAX + 1];
-    size_t n = ks_vault_list(req->srv->ks, names, UI_MAX_VAULTS);
-    cJSON *doc = cJSON_CreateObject();
+    char(*names)[KS_VAULT_NAME_MAX + 1] = calloc(UI_MAX_VAULTS, sizeof(*names));
+    size_t n = names ? ks_vault_list(req->srv->ks, names, UI_MAX_VAULTS) : 0;
+    cJSON *doc = names ? cJSON_CreateObject() : NULL;
     cJSON *vaults = doc ? cJSON_AddArrayToObject(doc, "vaults") : NULL;
     int ok = vaults != NULL && cJSON_AddNumberToObject(doc, "now", (double)ks_now()) != NULL;
     for (size_t i = 0; ok && i < n && i < UI_MAX_VAULTS; i++) {
@@ -178,6 +185,7 @@ static void send_state(struct srv_req *req)
         else if (o != NULL && roles == NULL)
             cJSON_Delete(o);
     }
+    free(names);
     if (!ok) {
         cJSON_Delete(doc);
         srv_send_error(req, KV_ERR_NOMEM, NULL);
