@@ -575,9 +575,8 @@ static enum kv_status store_version(struct ks_env *env, const char *vault, const
     st = ks_txn_write(env, create_fn, &a);
     if (st != KV_OK)
         goto out;
-    /* Warm the cache: the new version is likely used next. */
-    ks_cache_release(env->cache, ks_cache_put(env->cache, l.bytes, l.len, m));
-    m = NULL;
+    /* The cache fills on use, not on create: keys made in bulk and never used
+     * (tests, labs) would otherwise hold memory up to the cache's capacity. */
     *out = k;
     k = NULL;
 out:

@@ -26,10 +26,12 @@ def b64(data):
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def rss_kib(pid):
+def rss_kib(pid, field="RssAnon"):
+    """Resident KiB: RssAnon is the heap and stacks; RssFile includes the pages of
+    the LMDB file (which holds the growing audit log) and shared libraries."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
 
@@ -125,19 +127,20 @@ def main():
         clients = [Client(kv, i, stop, a.rate, stats) for i in range(a.clients)]
         for c in clients:
             c.start()
-        warmup = min(15, a.seconds // 4)
+        warmup = min(60, a.seconds // 4)
         time.sleep(warmup)
-        rss0, fd0 = rss_kib(pid), fd_count(pid)
+        rss0, fd0, file0 = rss_kib(pid), fd_count(pid), rss_kib(pid, "RssFile")
         time.sleep(a.seconds - warmup)
         stop.set()
         for c in clients:
             c.join(timeout=30)
         time.sleep(1)
-        rss1, fd1 = rss_kib(pid), fd_count(pid)
+        rss1, fd1, file1 = rss_kib(pid), fd_count(pid), rss_kib(pid, "RssFile")
     growth = (rss1 - rss0) / rss0 if rss0 else 0.0
     print(f"soak: {a.seconds} s, {a.clients} clients, {stats['requests']} requests, "
           f"{stats['token_refreshes']} token refreshes, {len(stats['errors'])} unexpected errors")
-    print(f"soak: RSS after warm-up {rss0} KiB, at the end {rss1} KiB ({growth:+.1%}); "
+    print(f"soak: anonymous RSS after warm-up {rss0} KiB, at the end {rss1} KiB ({growth:+.1%}); "
+          f"file-backed RSS {file0} -> {file1} KiB (LMDB pages, audit log included); "
           f"open fds {fd0} -> {fd1}")
     for e in stats["errors"][:20]:
         print("  error:", e)
