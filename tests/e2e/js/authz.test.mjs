@@ -1,0 +1,280 @@
+#!/usr/bin/env node
+// Identities and authorization through the official JS SDKs: a user-assigned
+// managed identity (ManagedIdentityCredential({clientId})), client
+// credentials against kvmock's Entra-shaped authority (ClientSecretCredential
+// with authorityHost and disableInstanceDiscovery), access policies and RBAC
+// enforced per call, and revocation through the management plane with
+// @azure/arm-keyvault. The JS counterpart of test_python_authz.py.
+//
+//   npm ci --prefix tests/e2e/js
+//   node tests/e2e/js/authz.test.mjs --kvmock build/kvmock
+//
+// The script is both the driver (starts kvmock with a config file, stops it
+// and checks a clean exit) and, with --child, the scenario (see helpers.mjs).
+
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { fileURLToPath } from "node:url";
+import {
+  decodeJwt, errorBody, expectRestError, isChild, makeRecorder, makeReporter, runDriver, runScenario,
+  sameBytes, scenarioEnv,
+} from "./helpers.mjs";
+
+const TENANT = "6b766d6f-636b-4000-8000-000000000001";
+const OTHER_TENANT = "6b766d6f-636b-4000-8000-0000000000ff";
+const APP = { name: "app", objectId: "0a000000-0000-4000-8000-000000000001", clientId: "0c000000-0000-4000-8000-000000000001", default: true };
+const CI = { name: "ci", objectId: "0a000000-0000-4000-8000-000000000002", clientId: "0c000000-0000-4000-8000-000000000002", clientSecret: "ci-secret-1", manage: true };
+const DISK = { name: "disk-service", objectId: "0a000000-0000-4000-8000-000000000003", clientId: "0c000000-0000-4000-8000-000000000003" };
+const GUEST = { name: "guest", objectId: "0a000000-0000-4000-8000-000000000004", clientId: "0c000000-0000-4000-8000-000000000004", tenantId: OTHER_TENANT };
+const ALL = { keys: ["all"] };
+const DISK_PERMS = { keys: ["get", "wrapKey", "unwrapKey"] };
+const CONFIG = {
+  tenantId: TENANT,
+  identities: [APP, CI, DISK, GUEST],
+  vaults: [
+    { name: "cmk", properties: { accessPolicies: [
+      { objectId: CI.objectId, permissions: ALL },
+      { objectId: DISK.objectId, permissions: DISK_PERMS },
+    ] } },
+    { name: "rbac", properties: { enableRbacAuthorization: true } },
+  ],
+  roleAssignments: [
+    { principalId: CI.objectId, roleDefinitionName: "Key Vault Crypto Officer", scope: "/vaults/rbac" },
+    { principalId: DISK.objectId, roleDefinitionName: "Key Vault Crypto Service Encryption User", scope: "/vaults/rbac/keys/disk" },
+  ],
+};
+const SUBSCRIPTION = "00000000-0000-0000-0000-000000000000";
+const RG = "rg";
+// The functional management-plane checks use the api-version the README
+// documents; a separate group checks the SDK's own default version.
+const ARM_API_VERSION = "2023-07-01";
+
+if (!isChild()) {
+  await runDriver({ script: fileURLToPath(import.meta.url), config: CONFIG });
+} else {
+  runScenario("[authz]", scenario);
+}
+
+async function scenario() {
+  const { ClientSecretCredential, ManagedIdentityCredential } = await import("@azure/identity");
+  const { KeyClient, CryptographyClient } = await import("@azure/keyvault-keys");
+  const { KeyVaultManagementClient } = await import("@azure/arm-keyvault");
+
+  const env = scenarioEnv();
+  const rec = makeRecorder();
+  const { group, summary } = makeReporter("[authz]");
+  const authority = env.localhostUrl;
+
+  // What the README documents for JS client credentials.
+  const ciCred = () => new ClientSecretCredential(TENANT, CI.clientId, CI.clientSecret,
+    { authorityHost: authority, disableInstanceDiscovery: true });
+  const diskCred = () => new ManagedIdentityCredential({ clientId: DISK.clientId });
+  const keys = (vault, cred) => new KeyClient(env.vaultUrl(vault), cred, rec.options());
+  const crypto = (key, cred) => new CryptographyClient(key, cred, rec.options());
+  // apiVersion null: the SDK's own default (2025-05-01 in 4.0.0).
+  const arm = (cred, apiVersion = ARM_API_VERSION) => new KeyVaultManagementClient(cred, SUBSCRIPTION, rec.options({
+    endpoint: authority,
+    credentialScopes: ["https://management.azure.com/.default"],
+    ...(apiVersion ? { apiVersion } : {}),
+  }));
+
+  /**
+   * 403 with RestError.code Forbidden, the innererror code, and a message
+   * naming the caller's object id; returns the body. paged: the SDK's paging
+   * helper replaces code and message with "Pagination failed with unexpected
+   * statusCode 403", so code and message are read from the recorded body.
+   */
+  async function refused(promise, inner, what, { oid = DISK.objectId, paged = false } = {}) {
+    const err = await expectRestError(promise, 403, paged ? undefined : "Forbidden", what);
+    const body = errorBody(err, rec);
+    assert.equal(body.error?.code, "Forbidden", `${what}: error.code in the body`);
+    assert.equal(body.error?.innererror?.code, inner, `${what}: innererror.code (body ${JSON.stringify(body)})`);
+    const message = paged ? body.error?.message ?? "" : err.message;
+    assert.ok(message.includes(oid), `${what}: the message names the caller's object id ${oid}: ${message}`);
+    return body;
+  }
+
+  let admin; // a KeyClient on vault cmk as ci
+  let diskKey; // key "disk" on vault cmk
+
+  await group("ClientSecretCredential (authorityHost https://localhost:P, disableInstanceDiscovery) gets tokens for ci", async () => {
+    const cred = ciCred();
+    const t = await cred.getToken(`https://vault.localhost:${env.httpsPort}/.default`);
+    const c = decodeJwt(t.token);
+    assert.equal(c.oid, CI.objectId, "oid");
+    assert.equal(c.appid, CI.clientId, "appid");
+    assert.equal(c.tid, TENANT, "tid");
+    assert.ok(t.expiresOnTimestamp > Date.now() + 60_000, "expires in the future");
+    admin = keys("cmk", cred);
+    diskKey = await admin.createRsaKey("disk", { keySize: 2048 });
+    assert.equal(diskKey.name, "disk", "ci (access policy: all) creates a key on cmk");
+    const wrong = new ClientSecretCredential(TENANT, CI.clientId, "wrong-secret", { authorityHost: authority, disableInstanceDiscovery: true });
+    let err;
+    try {
+      await wrong.getToken("https://vault.azure.net/.default");
+    } catch (e) {
+      err = e;
+    }
+    assert.ok(err, "a wrong secret gets no token");
+    // @azure/identity turns msal's ServerError into AuthenticationRequiredError.
+    assert.equal(err.name, "AuthenticationRequiredError", `a wrong secret: ${err.name}: ${err.message}`);
+    assert.match(err.message, /invalid_client/, "the error names invalid_client");
+    assert.match(err.message, /AADSTS7000215/, "the error carries Entra's code for an invalid secret");
+  });
+
+  await group("disk-service (user-assigned MI, access policy get/wrapKey/unwrapKey): get, wrap, unwrap; create/delete/purge/list refused 403", async () => {
+    const cred = diskCred();
+    const t = decodeJwt((await cred.getToken("https://vault.azure.net/.default")).token);
+    assert.equal(t.oid, DISK.objectId, "the token is disk-service's");
+    assert.equal(t.appid, DISK.clientId, "appid");
+    const client = keys("cmk", cred);
+    assert.equal((await client.getKey("disk")).id, diskKey.id, "get");
+    const c = crypto(diskKey.id, cred);
+    const dek = randomBytes(32);
+    const since = rec.exchanges.length;
+    const w = await c.wrapKey("RSA-OAEP-256", dek);
+    assert.equal(rec.find(since, "POST", `${new URL(diskKey.id).pathname}/wrapkey`).length, 1,
+      `wrapKey RSA-OAEP-256 reached the server (saw ${rec.describe(since)})`);
+    assert.equal(w.keyID, diskKey.id, "wrap keyID");
+    sameBytes((await c.unwrapKey("RSA-OAEP-256", w.result)).result, dek, "unwrap");
+
+    await refused(client.createRsaKey("x", { keySize: 2048 }), "AccessDenied", "create");
+    await refused(client.beginDeleteKey("disk"), "AccessDenied", "delete");
+    await refused(client.purgeDeletedKey("disk"), "AccessDenied", "purge");
+    await refused((async () => { for await (const p of client.listPropertiesOfKeys()) void p; })(), "AccessDenied", "list", { paged: true });
+    await refused(crypto(diskKey.id, cred).sign("RS256", randomBytes(32)), "AccessDenied", "sign (not granted)");
+    assert.equal((await admin.getKey("disk")).id, diskKey.id, "nothing was deleted");
+  });
+
+  await group("RBAC: Crypto Officer (ci) at the vault, Crypto Service Encryption User (disk-service) at /keys/disk only", async () => {
+    const officer = keys("rbac", ciCred());
+    const k = await officer.createRsaKey("disk", { keySize: 2048 });
+    const other = await officer.createRsaKey("other", { keySize: 2048 });
+    const cred = diskCred();
+    const c = crypto(k.id, cred);
+    const dek = randomBytes(32);
+    const w = await c.wrapKey("RSA-OAEP", dek);
+    sameBytes((await c.unwrapKey("RSA-OAEP", w.result)).result, dek, "wrap/unwrap on the assigned key");
+    const w2 = await c.wrapKey("RSA-OAEP-256", dek);
+    sameBytes((await c.unwrapKey("RSA-OAEP-256", w2.result)).result, dek, "server-side wrap/unwrap on the assigned key");
+    const client = keys("rbac", cred);
+    await refused(client.getKey("other"), "ForbiddenByRbac", "get of another key");
+    await refused(crypto(other.id, cred).unwrapKey("RSA-OAEP", w.result), "ForbiddenByRbac", "unwrap with another key");
+    await refused(client.createRsaKey("new", { keySize: 2048 }), "ForbiddenByRbac", "create");
+    await refused(client.beginDeleteKey("disk"), "ForbiddenByRbac", "delete");
+    await refused(crypto(k.id, cred).sign("RS256", randomBytes(32)), "ForbiddenByRbac", "sign (not in the role)");
+    assert.equal((await officer.getKey("disk")).id, k.id, "the key is still there");
+  });
+
+  await group("an identity of another tenant (guest) is refused with 401 and a challenge", async () => {
+    const cred = new ManagedIdentityCredential({ clientId: GUEST.clientId });
+    const t = decodeJwt((await cred.getToken(`https://vault.localhost:${env.httpsPort}/.default`)).token);
+    assert.equal(t.tid, OTHER_TENANT, "the guest's token names its own tenant");
+    const since = rec.exchanges.length;
+    await expectRestError(keys("cmk", cred).getKey("disk"), 401, undefined, "getKey as guest");
+    const hits = rec.find(since, "GET", "/keys/disk/");
+    assert.ok(hits.length >= 1 && hits.every((x) => x.status === 401), `GET /keys/disk/ answered 401 (saw ${rec.describe(since)})`);
+  });
+
+  await group("management plane (@azure/arm-keyvault as ci): create a vault with purge protection, get it, use it", async () => {
+    const mgmt = arm(ciCred());
+    const params = {
+      location: "westeurope",
+      properties: {
+        tenantId: TENANT,
+        sku: { family: "A", name: "standard" },
+        enableSoftDelete: true,
+        softDeleteRetentionInDays: 7,
+        enablePurgeProtection: true,
+        accessPolicies: [
+          { tenantId: TENANT, objectId: CI.objectId, permissions: ALL },
+          { tenantId: TENANT, objectId: DISK.objectId, permissions: DISK_PERMS },
+        ],
+      },
+    };
+    const since = rec.exchanges.length;
+    const made = await mgmt.vaults.beginCreateOrUpdateAndWait(RG, "made", params, { updateIntervalInMs: 100 });
+    const puts = rec.find(since, "PUT", /\/vaults\/made$/);
+    assert.equal(puts.length, 1, `one PUT .../vaults/made (saw ${rec.describe(since)})`);
+    assert.ok([200, 201].includes(puts[0].status), `PUT status ${puts[0].status}`);
+    assert.equal(JSON.parse(puts[0].body).properties?.provisioningState, "Succeeded", "provisioningState in the PUT answer");
+    assert.equal(made.name, "made", "name");
+    assert.equal(made.id, `/subscriptions/${SUBSCRIPTION}/resourceGroups/${RG}/providers/Microsoft.KeyVault/vaults/made`, "id");
+    assert.equal(made.properties.vaultUri, `https://made.vault.localhost:${env.httpsPort}/`, "vaultUri");
+    assert.equal(made.properties.enablePurgeProtection, true, "enablePurgeProtection");
+    assert.equal(made.properties.softDeleteRetentionInDays, 7, "softDeleteRetentionInDays");
+
+    const got = await mgmt.vaults.get(RG, "made");
+    assert.equal(got.properties.vaultUri, made.properties.vaultUri, "vaults.get vaultUri");
+    assert.equal(got.properties.enablePurgeProtection, true, "vaults.get enablePurgeProtection");
+    assert.equal(got.properties.tenantId, TENANT, "vaults.get tenantId");
+    const policyOids = (got.properties.accessPolicies ?? []).map((p) => p.objectId).sort();
+    assert.deepEqual(policyOids, [CI.objectId, DISK.objectId].sort(), "vaults.get access policies");
+
+    const cmkVault = await mgmt.vaults.get(RG, "cmk");
+    assert.equal(cmkVault.properties.vaultUri, `https://cmk.vault.localhost:${env.httpsPort}/`, "vaults.get of the configured vault cmk");
+
+    // The new vault answers at once, with its policies.
+    const k = await keys("made", ciCred()).createEcKey("k", { curve: "P-256" });
+    assert.equal(k.properties.recoveryLevel, "CustomizedRecoverable", "purge protection + 7 days");
+    assert.equal(k.properties.recoverableDays, 7, "recoverableDays");
+    const rk = await keys("made", ciCred()).createRsaKey("r", { keySize: 2048 });
+    const c = crypto(rk.id, diskCred());
+    const dek = randomBytes(32);
+    sameBytes((await c.unwrapKey("RSA-OAEP-256", (await c.wrapKey("RSA-OAEP-256", dek)).result)).result, dek,
+      "disk-service wraps/unwraps on the new vault");
+
+    // Purge protection cannot be turned off.
+    const off = structuredClone(params);
+    off.properties.enablePurgeProtection = false;
+    await expectRestError(mgmt.vaults.beginCreateOrUpdateAndWait(RG, "made", off, { updateIntervalInMs: 100 }), 400, undefined,
+      "turning purge protection off");
+    assert.equal((await mgmt.vaults.get(RG, "made")).properties.enablePurgeProtection, true, "still on");
+  });
+
+  await group("management plane: updateAccessPolicy remove -> disk-service's next unwrap 403; add -> works again", async () => {
+    const mgmt = arm(ciCred());
+    const cred = diskCred();
+    const c = crypto(diskKey.id, cred);
+    const dek = randomBytes(32);
+    const wrapped = (await c.wrapKey("RSA-OAEP-256", dek)).result;
+    sameBytes((await c.unwrapKey("RSA-OAEP-256", wrapped)).result, dek, "unwrap before the revocation");
+    const entry = { tenantId: TENANT, objectId: DISK.objectId, permissions: DISK_PERMS };
+
+    const removed = await mgmt.vaults.updateAccessPolicy(RG, "cmk", "remove", { properties: { accessPolicies: [entry] } });
+    assert.ok(!(removed.properties?.accessPolicies ?? []).some((p) => p.objectId === DISK.objectId),
+      `the answer no longer lists disk-service: ${JSON.stringify(removed)}`);
+    const afterRemove = await mgmt.vaults.get(RG, "cmk");
+    assert.deepEqual(afterRemove.properties.accessPolicies.map((p) => p.objectId), [CI.objectId], "vaults.get: only ci left");
+    await refused(c.unwrapKey("RSA-OAEP-256", wrapped), "AccessDenied", "unwrap right after the revocation");
+
+    const added = await mgmt.vaults.updateAccessPolicy(RG, "cmk", "add", { properties: { accessPolicies: [entry] } });
+    assert.ok((added.properties?.accessPolicies ?? []).some((p) => p.objectId === DISK.objectId),
+      `the answer lists disk-service again: ${JSON.stringify(added)}`);
+    sameBytes((await c.unwrapKey("RSA-OAEP-256", wrapped)).result, dek, "unwrap after the grant");
+  });
+
+  await group("management plane with @azure/arm-keyvault's default api-version: vaults.get and updateAccessPolicy", async () => {
+    // @azure/arm-keyvault 4.0.0 sends api-version=2025-05-01 unless told otherwise.
+    const mgmt = arm(ciCred(), null);
+    const since = rec.exchanges.length;
+    let got;
+    try {
+      got = await mgmt.vaults.get(RG, "cmk");
+    } finally {
+      const x = rec.exchanges.slice(since).find((e) => e.method === "GET");
+      if (x) console.log(`     [authz] GET ${x.url.pathname}${x.url.search} -> ${x.status} ${x.body.slice(0, 300)}`);
+    }
+    assert.equal(got.properties.vaultUri, `https://cmk.vault.localhost:${env.httpsPort}/`, "vaultUri");
+    const entry = { tenantId: TENANT, objectId: DISK.objectId, permissions: DISK_PERMS };
+    const added = await mgmt.vaults.updateAccessPolicy(RG, "cmk", "add", { properties: { accessPolicies: [entry] } });
+    assert.ok(added.properties.accessPolicies.some((p) => p.objectId === DISK.objectId), "add answers the policies");
+  });
+
+  await group("management plane refuses an identity without manage (disk-service): 403 AuthorizationFailed", async () => {
+    const mgmt = arm(diskCred());
+    await expectRestError(mgmt.vaults.get(RG, "cmk"), 403, "AuthorizationFailed", "vaults.get as disk-service");
+  });
+
+  return summary();
+}
