@@ -342,7 +342,7 @@ def main():
             check(status_of(line) in (400,), f"CL+TE: {line} {body[:100]!r}")
             eq(call("GET", f"/keys/smuggle?{API}")[0], 404, "nothing created by CL+TE")
             table.add("Content-Length + Transfer-Encoding", "TE: chunked + CL: 40 + smuggled GET",
-                      f"{line} {short(body, 50)}")
+                      f"{line} {short(body, 50)}", "refused (TE wins, empty body)")
             alive("CL+TE")
 
         @runner.test

@@ -35,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -114,6 +115,10 @@ def tail(path, n=60):
         return ""
 
 
+class Truncated(http.client.HTTPException):
+    """An answer cut short: a status line and nothing else."""
+
+
 class Client:
     """One keep-alive HTTPS connection to the server (reconnects on demand)."""
 
@@ -144,6 +149,11 @@ class Client:
         except Exception:
             self.close()
             raise
+        if r.getheader("Content-Length") is None and not payload:
+            # a status line and then the end of the stream: the server died while
+            # answering (kvmock always sends Content-Length)
+            self.close()
+            raise Truncated(f"{method} {path}: {r.status} without headers or body")
         return r.status, (json.loads(payload) if payload else None)
 
     def close(self):
@@ -164,6 +174,7 @@ class Model:
         self.by_op = {}
         self.cycle_versions = []  # (name, version) acknowledged in the current cycle
         self.pending_delete = set()  # names whose delete was sent but not acknowledged
+        self.truncated = []  # when answers were cut short (must be after a kill)
 
     def ack(self, op):
         self.acked += 1
@@ -272,11 +283,15 @@ def worker(srv, model, rng, wid, cycle, stop, errors):
                 with model.lock:
                     model.sigs.append((name, version, "ES256", digest, unb64url(doc["value"])))
                     model.ack("sign")
+    except Truncated:
+        with model.lock:  # checked against the kill time: only a kill may cut an answer
+            model.truncated.append(time.time())
     except (OSError, http.client.HTTPException):
         pass  # the server was killed: whatever was in flight is unacknowledged
     except Exception as e:  # noqa: BLE001 - a wrong answer while the server was alive
         if not stop.is_set():
-            errors.append(f"worker {wid}: {e!r}")
+            errors.append(f"worker {wid}, cycle {cycle}, op {op}: {e!r}\n"
+                          + traceback.format_exc(limit=3))
     finally:
         cl.close()
 
@@ -377,6 +392,7 @@ def main():
     failures, errors = [], []
     kills = 0
     lost = 0
+    truncated_total = 0
     t_start = time.time()
     srv = Server(binary, data, log_path)
     try:
@@ -391,6 +407,7 @@ def main():
             for t in threads:
                 t.start()
             time.sleep(rng.uniform(0.3 * args.seconds, 1.7 * args.seconds))
+            kill_time = time.time()
             srv.kill()
             kills += 1
             stop.set()
@@ -399,6 +416,12 @@ def main():
                 t.join(timeout=60)
             t_join = time.time()
             model.pending_delete.clear()
+            early = [t for t in model.truncated if t < kill_time]
+            if early:
+                failures.append(f"cycle {cycle}: {len(early)} answer(s) cut short "
+                                f"{kill_time - min(early):.2f} s before the kill")
+            truncated_total += len(model.truncated)
+            model.truncated = []
             # deletes in flight may have committed: keys whose delete was not acknowledged
             # may be live or deleted; the checks below accept both for them
 
@@ -498,7 +521,8 @@ def main():
     print(f"\nseed {seed}; kills {kills}; acknowledged operations {model.acked} ({ops}); "
           f"keys {len(model.keys)}; versions checked {versions_checked}; wraps checked "
           f"{len(model.wraps)}; signatures checked {len(model.sigs)}; deleted keys recovered "
-          f"{recovered}; lost {lost}; {time.time() - t_start:.0f} s", flush=True)
+          f"{recovered}; answers cut short by a kill {truncated_total}; lost {lost}; "
+          f"{time.time() - t_start:.0f} s", flush=True)
     for e in errors:
         print("ERROR", e, flush=True)
     for f in failures:

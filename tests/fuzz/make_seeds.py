@@ -1,0 +1,194 @@
+#!/usr/bin/python3
+"""Write the seed corpora of the fuzz targets into tests/fuzz/corpus/<target>/.
+
+Seeds are small, hand-shaped inputs in each target's input format (see the
+comment at the top of each fuzz_*.c). fuzz_restore's seeds (real backups) come
+from the target itself: run.sh calls it with FUZZ_RESTORE_SEEDS=DIR; this
+script then copies its backup blobs into fuzz_http's restore seeds.
+Usage: make_seeds.py [--restore-seeds DIR]"""
+import base64
+import json
+import os
+import struct
+import sys
+
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CORPUS = os.path.join(HERE, "corpus")
+
+
+def b64url(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def write(target, name, data):
+    d = os.path.join(CORPUS, target)
+    os.makedirs(d, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode()
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+def be(n, size=None):
+    size = size or max(1, (n.bit_length() + 7) // 8)
+    return n.to_bytes(size, "big")
+
+
+def main():
+    restore_dir = None
+    if len(sys.argv) == 3 and sys.argv[1] == "--restore-seeds":
+        restore_dir = sys.argv[2]
+
+    # ---- base64url
+    for i, s in enumerate(["", "AQAB", "aGVsbG8", "a-_b", "AAAA==", "x", "AQAB=", "////", "a+b/",
+                           "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo"]):
+        write("fuzz_b64url", f"seed{i}", s)
+
+    # ---- tokens: 0 raw, 1 signed "header\0payload", 2 mutations of a valid token
+    hdr = '{"alg":"HS256","typ":"JWT"}'
+    claims = {"aud": "https://vault.azure.net", "iss": "https://sts.windows.net/t/", "iat": 1699999990,
+              "nbf": 1699999990, "exp": 1700003590, "appid": "cid-1", "oid": "oid-1", "tid": "tenant-1"}
+    write("fuzz_token", "signed-good", b"\x01" + hdr.encode() + b"\0" + json.dumps(claims).encode())
+    write("fuzz_token", "signed-none", b"\x01" + b'{"alg":"none"}\0' + json.dumps(claims).encode())
+    for i, (k, v) in enumerate((("nbf", 1800000000), ("exp", 1600000000), ("aud", "https://storage.azure.com"),
+                 ("oid", 5), ("exp", "1700003590"), ("aud", "https://vault.localhost:8443/"),
+                 ("tid", "x" * 70), ("nbf", 1e300), ("exp", -1e300))):
+        c = dict(claims)
+        c[k] = v
+        write("fuzz_token", f"signed-{k}-{i}", b"\x01" + hdr.encode() + b"\0" + json.dumps(c).encode())
+    tok = ".".join([b64url(hdr.encode()), b64url(json.dumps(claims).encode()), b64url(b"\1" * 32)])
+    write("fuzz_token", "raw-badsig", b"\x00" + tok.encode())
+    write("fuzz_token", "raw-dots", b"\x00a.b.c.d")
+    write("fuzz_token", "raw-empty", b"\x00..")
+    write("fuzz_token", "mutate", b"\x02" + bytes([5, ord("x"), 200, ord("A"), 250, ord("_")]))
+
+    # ---- router: method byte, decode-size byte, "PATH[?QUERY]"
+    routes = ["/keys?api-version=7.4&maxresults=2", "/keys/name/create?api-version=7.4",
+              "/keys/k/0123456789abcdef0123456789abcdef/wrapkey", "/keys/k//unwrapkey",
+              "/deletedkeys/k/recover", "/keys/k/versions?$skiptoken=6b&maxresults=25",
+              "/keys/%2e%2e/x", "/keys/K%2Dey/rotationpolicy", "/rng?api%2Dversion=7%2E4",
+              "/keys/restore", "/keys/k/", "/deletedkeys/k", "/keys/k/v/release",
+              "/keys/a+b?x=%zz&y=%2", "/keys/k%00/x"]
+    for i, r in enumerate(routes):
+        write("fuzz_route", f"seed{i}", bytes([i % 7, 16 + i]) + r.encode())
+
+    # ---- JWK import: kty, crv, then fields n e d p q dp dq qi x y k as u16 length + bytes
+    def jwk_seed(kty, crv, fields):
+        out = bytes([kty, crv])
+        for f in fields:
+            out += struct.pack("<H", len(f)) + f
+        return out
+
+    key = rsa.generate_private_key(65537, 2048)
+    pn, pv = key.private_numbers(), key.private_numbers().public_numbers
+    size = 256
+    write("fuzz_jwk", "rsa2048", jwk_seed(0, 0, [be(pv.n), be(pv.e), be(pn.d, size), be(pn.p), be(pn.q),
+                                                 be(pn.dmp1), be(pn.dmq1), be(pn.iqmp)]))
+    write("fuzz_jwk", "rsa2048-bad-d", jwk_seed(0, 0, [be(pv.n), be(pv.e), be(pn.d + 2, size), be(pn.p),
+                                                       be(pn.q), be(pn.dmp1), be(pn.dmq1), be(pn.iqmp)]))
+    for crv_idx, curve, fs in ((1, ec.SECP256R1(), 32), (2, ec.SECP256K1(), 32), (3, ec.SECP384R1(), 48),
+                               (4, ec.SECP521R1(), 66)):
+        k = ec.generate_private_key(curve)
+        n = k.private_numbers()
+        empty = [b""] * 8
+        fields = empty[:2] + [be(n.private_value, fs)] + empty[3:] + [
+            be(n.public_numbers.x, fs), be(n.public_numbers.y, fs)]
+        write("fuzz_jwk", f"ec-{curve.name}", jwk_seed(1, crv_idx, fields))
+    for bits in (128, 192, 256):
+        write("fuzz_jwk", f"oct{bits}", jwk_seed(2, 0, [b""] * 10 + [os.urandom(bits // 8)]))
+
+    # ---- restore documents (shape only; run.sh adds real backups made by the target)
+    doc = {"format": "kvmock-key-backup-1", "name": "k", "current": "0" * 32,
+           "versions": [{"version": "0" * 32, "record": {"kty": "oct", "material": b64url(b"k" * 32)}}]}
+    write("fuzz_restore", "doc-minimal", b"\x01" + json.dumps(doc).encode())
+
+    # ---- HTTP: template byte, variant byte, body
+    T = {"create": 0, "import": 1, "update": 2, "op": 3, "policy": 4, "restore": 5, "rng": 6,
+         "entra": 7, "vault": 8, "policies": 9, "role": 10, "msi": 11, "clock": 12, "raw": 13}
+    ops = ["rsa//wrapkey", "rsa//unwrapkey", "rsa//encrypt", "rsa//decrypt", "rsa//sign",
+           "rsa//verify", "ec//sign", "ec//verify", "oct//wrapkey", "oct//unwrapkey", "oct//encrypt",
+           "oct//decrypt", "oct//sign", "oct//verify", "rsa//release"]
+
+    def http(name, t, variant, body):
+        if not isinstance(body, (bytes, str)):
+            body = json.dumps(body)
+        if isinstance(body, str):
+            body = body.encode()
+        write("fuzz_http", name, bytes([T[t], variant]) + body)
+
+    http("create-ec", "create", 0, {"kty": "EC", "crv": "P-384", "key_ops": ["sign", "verify"]})
+    http("create-oct", "create", 0, {"kty": "oct", "key_size": 128, "tags": {"a": "b"},
+                                     "attributes": {"enabled": True, "exp": 2000000000}})
+    http("create-rsa", "create", 0, {"kty": "RSA", "key_size": 2048, "public_exponent": 65537})
+    http("import-oct", "import", 0, {"key": {"kty": "oct", "k": b64url(os.urandom(32))}, "Hsm": True})
+    ek = ec.generate_private_key(ec.SECP256R1()).private_numbers()
+    http("import-ec", "import", 0, {"key": {"kty": "EC", "crv": "P-256",
+                                            "x": b64url(be(ek.public_numbers.x, 32)),
+                                            "y": b64url(be(ek.public_numbers.y, 32)),
+                                            "d": b64url(be(ek.private_value, 32))}})
+    http("update", "update", 0, {"attributes": {"enabled": False, "nbf": 1, "exp": 4102444800},
+                                 "key_ops": ["sign"], "tags": {"x": "y"}})
+    vals = {"wrapkey": {"alg": "RSA-OAEP-256", "value": b64url(b"k" * 32)},
+            "unwrapkey": {"alg": "RSA-OAEP", "value": b64url(b"c" * 256)},
+            "encrypt": {"alg": "RSA1_5", "value": b64url(b"hello")},
+            "decrypt": {"alg": "RSA-OAEP", "value": b64url(b"c" * 256)},
+            "sign": {"alg": "PS256", "value": b64url(b"d" * 32)},
+            "verify": {"alg": "RS256", "digest": b64url(b"d" * 32), "value": b64url(b"s" * 256)},
+            "release": {"target": "x"}}
+    for i, op in enumerate(ops):
+        kind = op.split("//")[1]
+        body = dict(vals[kind])
+        if op.startswith("ec"):
+            body["alg"] = "ES256"
+        if op.startswith("oct"):
+            body = {"alg": {"wrapkey": "A256KW", "unwrapkey": "A256KW", "encrypt": "A256GCM",
+                            "decrypt": "A256CBCPAD", "sign": "HS256", "verify": "HS256"}[kind],
+                    "value": b64url(b"v" * 40), "iv": b64url(b"i" * 16), "tag": b64url(b"t" * 16),
+                    "aad": b64url(b"a"), "digest": b64url(b"d" * 32)}
+        http(f"op-{op.replace('//', '-')}", "op", i, body)
+    http("policy", "policy", 0, {"lifetimeActions": [
+        {"trigger": {"timeAfterCreate": "P90D"}, "action": {"type": "Rotate"}},
+        {"trigger": {"timeBeforeExpiry": "P30D"}, "action": {"type": "Notify"}}],
+        "attributes": {"expiryTime": "P1Y2M3DT4H5M6S"}})
+    http("restore-bad", "restore", 0, {"value": b64url(b"\1" * 80)})
+    http("rng", "rng", 0, {"count": 64})
+    http("entra", "entra", 0, "grant_type=client_credentials&client_id=6b766d6f-636b-4000-8000-0000000000c1"
+         "&client_secret=s3cret&scope=https%3A%2F%2Fvault.azure.net%2F.default")
+    http("vault", "vault", 0, {"location": "local", "properties": {
+        "tenantId": "6b766d6f-636b-4000-8000-000000000001", "sku": {"family": "A", "name": "standard"},
+        "enableSoftDelete": True, "softDeleteRetentionInDays": 7, "enableRbacAuthorization": False,
+        "accessPolicies": [{"tenantId": "6b766d6f-636b-4000-8000-000000000001",
+                            "objectId": "6b766d6f-636b-4000-8000-0000000000a1",
+                            "permissions": {"keys": ["get", "list", "wrapKey"]}}]}})
+    for i, kind in enumerate(["add", "replace", "remove"]):
+        http(f"policies-{kind}", "policies", i, {"properties": {"accessPolicies": [
+            {"tenantId": "6b766d6f-636b-4000-8000-000000000001", "objectId": "o-1",
+             "applicationId": "a-1", "permissions": {"keys": ["all"]}}]}})
+    http("role", "role", 0, {"properties": {
+        "roleDefinitionId": "/providers/Microsoft.Authorization/roleDefinitions/"
+                            "12338af0-0e69-4776-bea7-57ae8d297424",
+        "principalId": "6b766d6f-636b-4000-8000-0000000000a1"}})
+    http("msi", "msi", 0, "resource=https%3A%2F%2Fvault.azure.net&client_id=x")
+    http("clock", "clock", 0, {"advanceSeconds": 86400})
+    for i, line in enumerate(["GET /keys?api-version=7.4&maxresults=2 HTTP/1.1",
+                              "GET /keys/rsa/versions?api-version=7.4 HTTP/1.1",
+                              "DELETE /keys/upd?api-version=7.4 HTTP/1.1",
+                              "GET /deletedkeys?api-version=7.4&$skiptoken=00 HTTP/1.1",
+                              "POST /keys/rsa/backup?api-version=7.4 HTTP/1.1",
+                              "GET /subscriptions/s/resourceGroups/g/providers/Microsoft.KeyVault/"
+                              "vaults?api-version=2023-07-01 HTTP/1.1\r\nX-A: b"]):
+        http(f"raw{i}", "raw", 0, line)
+
+    if restore_dir:
+        for name in sorted(os.listdir(restore_dir)):
+            with open(os.path.join(restore_dir, name), "rb") as f:
+                data = f.read()
+            write("fuzz_restore", name, data)
+            if name.startswith("blob-"):
+                http(f"restore-{name}", "restore", 0, {"value": b64url(data[1:])})
+
+
+if __name__ == "__main__":
+    main()
