@@ -20,6 +20,10 @@ build=${KVMOCK_FUZZ_BUILD:-$root/build-fuzz}
 targets=${KVMOCK_FUZZ_TARGETS:-"fuzz_b64url fuzz_token fuzz_route fuzz_jwk fuzz_restore fuzz_http"}
 jobs=${KVMOCK_FUZZ_JOBS:-$(nproc)}
 
+# the targets' temporary data folders: a crashing run cannot remove its own
+mkdir -p "$build/fuzz-tmp"
+export TMPDIR="$build/fuzz-tmp"
+
 command -v clang >/dev/null || { echo "run.sh: clang is not installed" >&2; exit 2; }
 CC=clang cmake -S "$root" -B "$build" -DKVMOCK_FUZZ=ON -DKVMOCK_SANITIZE=ON -DKVMOCK_E2E=OFF \
     -DCMAKE_C_FLAGS=-fsanitize=fuzzer-no-link >/dev/null
