@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "crypto.h"
 #include "store.h"
@@ -71,7 +72,10 @@ static void new_version(char out[KS_VERSION_LEN + 1])
 static int64_t jint(const cJSON *o, const char *name)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
-    return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : 0;
+    /* in range before the cast: a record from a backup blob is input */
+    if (!cJSON_IsNumber(v) || !(v->valuedouble > -9.0e18 && v->valuedouble < 9.0e18))
+        return 0;
+    return (int64_t)v->valuedouble;
 }
 
 static const char *jstr(const cJSON *o, const char *name)
@@ -1508,7 +1512,15 @@ static enum kv_status restore_fn(struct ks_txn *tx, void *arg)
         char *json = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(item, "record"));
         if (json == NULL)
             return KV_ERR_NOMEM;
-        st = ks_txn_put(tx, tx->env->db_keys, vl.bytes, vl.len, json, strlen(json));
+        /* every version must read back as a key, or nothing is restored */
+        struct ks_key *check = NULL;
+        MDB_val rv = {strlen(json), json};
+        st = key_from_record(&rv, jstr(item, "version"), &vault, &check);
+        ks_key_free(check);
+        if (st == KV_OK)
+            st = ks_txn_put(tx, tx->env->db_keys, vl.bytes, vl.len, json, strlen(json));
+        else if (st == KV_ERR_STORE)
+            st = KV_ERR_BAD_BACKUP;
         cJSON_free(json);
         if (st != KV_OK)
             return st;
@@ -1537,6 +1549,9 @@ static enum kv_status restore_check(const cJSON *doc, struct head *h)
         const cJSON *rec = cJSON_GetObjectItemCaseSensitive(item, "record");
         if (v == NULL || !version_valid(v) || !cJSON_IsObject(rec) ||
             jstr(rec, "material") == NULL)
+            return KV_ERR_BAD_BACKUP;
+        const char *rname = jstr(rec, "name");
+        if (rname == NULL || strcasecmp(rname, name) != 0)
             return KV_ERR_BAD_BACKUP;
         has_current |= strcmp(v, current) == 0;
     }

@@ -113,8 +113,10 @@ int ks_vault_name_valid(const char *name);
 
 /** @brief kvmock's clock: Unix seconds, the real time plus the advanced offset. */
 int64_t ks_now(void);
-/** @brief Move kvmock's clock forward by @p seconds (not persisted). */
+/** @brief Move kvmock's clock forward by @p seconds (the server persists the offset). */
 void ks_clock_advance(int64_t seconds);
+/** @brief How far kvmock's clock is ahead of the real time, in seconds. */
+int64_t ks_clock_offset(void);
 
 /* ---- environment ------------------------------------------------------------ */
 

@@ -173,3 +173,8 @@ void ks_clock_advance(int64_t seconds)
 {
     atomic_fetch_add(&clock_offset, seconds);
 }
+
+int64_t ks_clock_offset(void)
+{
+    return atomic_load(&clock_offset);
+}

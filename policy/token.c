@@ -79,7 +79,7 @@ static int copy_claim(const cJSON *o, const char *name, char *dst, size_t cap)
 static int num_claim(const cJSON *o, const char *name, int64_t *out)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
-    if (!cJSON_IsNumber(v))
+    if (!cJSON_IsNumber(v) || !(v->valuedouble > -9.0e18 && v->valuedouble < 9.0e18))
         return 0;
     *out = (int64_t)v->valuedouble;
     return 1;

@@ -436,6 +436,8 @@ static enum kv_status parse_roles(struct srv_config *cfg, const cJSON *list, cha
             st = get_string(o, "roleDefinitionId", where, role, sizeof(role), 0, err, cap);
         if (st == KV_OK)
             st = get_string(o, "name", where, r->id, sizeof(r->id), 0, err, cap);
+        if (st == KV_OK && r->id[0] == '\0')
+            st = get_string(o, "id", where, r->id, sizeof(r->id), 0, err, cap);
         if (st != KV_OK)
             return st;
         if (role[0] == '\0' || pol_role_parse(role, &r->role) != KV_OK)

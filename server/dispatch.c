@@ -12,6 +12,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "kv_file.h"
 #include "kv_log.h"
 #include "srv.h"
 
@@ -230,6 +231,11 @@ static void admin_clock(struct srv_req *req)
         return;
     }
     ks_clock_advance((int64_t)n->valuedouble);
+    char offset[64];
+    int len = snprintf(offset, sizeof(offset), "{\"offsetSeconds\":%lld}\n",
+                       (long long)ks_clock_offset());
+    if (kv_file_write_atomic(req->srv->clock_path, offset, (size_t)len, 0600) != KV_OK)
+        kv_log(KV_LOG_WARN, "cannot keep the clock offset in %s", req->srv->clock_path);
     /* What the new time made due happens before the answer. */
     size_t purged = 0, rotated = 0;
     if (ks_sweep(req->srv->ks, &purged, &rotated) != KV_OK)

@@ -186,6 +186,17 @@ static int run(const struct srv_config *cfg)
                strerror(errno));
         return 1;
     }
+    /* The clock offset /admin/clock set, so retention and expiry survive a restart. */
+    snprintf(srv.clock_path, sizeof(srv.clock_path), "%s/clock.json", cfg->data_dir);
+    char *clock_text = NULL;
+    if (kv_file_read(srv.clock_path, 256, &clock_text, NULL) == KV_OK) {
+        cJSON *c = cJSON_Parse(clock_text);
+        const cJSON *off = cJSON_GetObjectItemCaseSensitive(c, "offsetSeconds");
+        if (cJSON_IsNumber(off) && off->valuedouble > 0)
+            ks_clock_advance((int64_t)off->valuedouble);
+        cJSON_Delete(c);
+        free(clock_text);
+    }
     struct ks_open_opts opts = {.data_dir = cfg->data_dir, .map_size = cfg->map_size_mib << 20};
     if (ks_open(&opts, &srv.ks) != KV_OK)
         goto out;

@@ -437,7 +437,13 @@ static void role_assignment(struct srv_req *req, const char *scope, const char *
         return;
     }
     if (strcmp(method, "GET") == 0 || strcmp(method, "DELETE") == 0) {
-        if (!pol_role_get(req->srv->pol, id, &r)) {
+        char sv[KS_VAULT_NAME_MAX + 1], sk[KS_NAME_MAX + 1];
+        int found = pol_role_get(req->srv->pol, id, &r);
+        /* an assignment answers only at its own scope */
+        if (found && (pol_scope_parse(scope, sv, sk) != KV_OK || strcasecmp(sv, r.vault) != 0 ||
+                      strcasecmp(sk, r.key) != 0))
+            found = 0;
+        if (!found) {
             if (strcmp(method, "DELETE") == 0) {
                 srv_send_empty(req, 204);
                 return;

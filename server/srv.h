@@ -35,6 +35,7 @@ struct srv {
     size_t ca_pem_len;
     int https_port, http_port;
     int ui_enabled; /**< the web view at /ui on the HTTP port */
+    char clock_path[4200]; /**< DATA/clock.json: the clock's offset, kept across restarts */
 };
 
 struct srv_query {
