@@ -193,6 +193,14 @@ def main():
             for rel in ("root.key", "kvmock.mdb", os.path.join("tls", "ca.pem")):
                 check(rel in seen, f"{rel} missing from the data folder: {sorted(seen)}")
 
+        @runner.test
+        def the_clock_offset_survives_a_restart():
+            ahead = kv.advance_clock(5 * 86400)
+            kv.restart()
+            now = kv.advance_clock(0)
+            check(now >= ahead, f"kvmock's clock went back from {ahead} to {now}")
+            check(now < ahead + 600, f"kvmock's clock jumped to {now}")
+
         runner.run_collected()
     sys.exit(runner.exit_code())
 
