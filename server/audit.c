@@ -34,8 +34,9 @@ static const char *reason(int status)
 
 void srv_audit(struct srv_req *req)
 {
-    if (req->operation == NULL)
+    if (req->operation == NULL || req->audited)
         return;
+    req->audited = 1;
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     int64_t duration = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 - req->start_ms;

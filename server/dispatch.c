@@ -328,7 +328,6 @@ int srv_dispatch(struct mg_connection *conn)
     } else {
         http_port(&req);
     }
-    srv_audit(&req);
     log_request(&req);
     srv_req_release(&req);
     return 1;

@@ -12,6 +12,9 @@ static void send_common(struct srv_req *req, int http_status, const char *conten
     char length[32];
     snprintf(length, sizeof(length), "%zu", len);
     req->status = http_status;
+    /* The audit record is written before the answer leaves, so a client that saw
+     * the answer finds the record. */
+    srv_audit(req);
     mg_response_header_start(req->conn, http_status);
     if (content_type != NULL)
         mg_response_header_add(req->conn, "Content-Type", content_type, -1);

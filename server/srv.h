@@ -77,6 +77,7 @@ struct srv_req {
     const char *operation; /**< the audit operation name, NULL = not audited */
     const char *route;     /**< the matched route pattern, for the request log */
     int policy_match;      /**< the caller's access was checked and granted */
+    int audited;           /**< the audit record has been written */
 };
 
 /* ---- requests (request.c) ------------------------------------------------------ */
@@ -215,7 +216,8 @@ enum kv_status srv_authenticate(struct srv_req *req, const char *const *auds,
 
 /**
  * @brief Append the request's audit record (audit.c): operation, caller, vault,
- * key id, status. Does nothing when req->operation is NULL. Never records secrets.
+ * key id, status. Called as the response starts; does nothing when
+ * req->operation is NULL or the record was written. Never records secrets.
  */
 void srv_audit(struct srv_req *req);
 
