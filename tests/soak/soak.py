@@ -5,7 +5,9 @@ within 10% of what it was after warm-up, no growth in open file descriptors.
 
   soak.py --kvmock build/kvmock [--seconds 600] [--clients 8] [--rate 200]
 
-The test command runs a 60-second version; the full one is 10 minutes.
+The test command runs a 60-second version on the sanitizer build, where it
+checks errors and file descriptors (AddressSanitizer's allocator decides RSS
+there); the full 10-minute run on a release build also holds RSS to +10%.
 """
 import argparse
 import base64
@@ -116,6 +118,9 @@ def main():
     p.add_argument("--seconds", type=int, default=600)
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--rate", type=float, default=25.0, help="requests per second per client")
+    p.add_argument("--max-rss-growth", type=float, default=0.10,
+                   help="allowed growth of anonymous RSS after warm-up (negative: report only; "
+                        "for sanitizer builds, whose allocator decides RSS)")
     a = p.parse_args()
     stats = {"requests": 0, "errors": [], "token_refreshes": 0}
     # Under AddressSanitizer, freed memory waits in a quarantine of up to 256 MB,
@@ -144,7 +149,8 @@ def main():
           f"open fds {fd0} -> {fd1}")
     for e in stats["errors"][:20]:
         print("  error:", e)
-    ok = not stats["errors"] and growth <= 0.10 and fd1 <= fd0 and stats["requests"] > 0
+    rss_ok = a.max_rss_growth < 0 or growth <= a.max_rss_growth
+    ok = not stats["errors"] and rss_ok and fd1 <= fd0 and stats["requests"] > 0
     print("PASS soak" if ok else "FAIL soak")
     sys.exit(0 if ok else 1)
 
