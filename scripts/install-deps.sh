@@ -33,7 +33,7 @@ export DEBIAN_FRONTEND=noninteractive
 packages="build-essential cmake pkg-config dpkg-dev ca-certificates curl
           libcivetweb-dev liblmdb-dev lmdb-utils libcjson-dev libsodium-dev libssl-dev"
 if [ "$with_tests" -eq 1 ]; then
-    packages="$packages python3 python3-azure libnss-myhostname chromium openssl"
+    packages="$packages python3 python3-azure libnss-myhostname chromium openssl clang libclang-rt-14-dev"
     # Node.js and npm for the JavaScript SDK tests: Debian's, unless the machine
     # already has a Node.js with npm (apt must not replace it).
     if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
