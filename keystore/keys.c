@@ -60,6 +60,18 @@ static int version_valid(const char *v)
     return n == KS_VERSION_LEN;
 }
 
+/* A version as stored: 32 lowercase hex characters (backups must carry them so). */
+static int version_lower(const char *v)
+{
+    if (!version_valid(v))
+        return 0;
+    for (const char *p = v; *p; p++) {
+        if (*p >= 'A' && *p <= 'F')
+            return 0;
+    }
+    return 1;
+}
+
 static void new_version(char out[KS_VERSION_LEN + 1])
 {
     unsigned char raw[KS_VERSION_LEN / 2];
@@ -1538,7 +1550,7 @@ static enum kv_status restore_check(const cJSON *doc, struct head *h)
                *current = jstr(doc, "current");
     const cJSON *versions = cJSON_GetObjectItemCaseSensitive(doc, "versions");
     if (format == NULL || strcmp(format, BACKUP_FORMAT) != 0 || name == NULL ||
-        !ks_key_name_valid(name) || current == NULL || !version_valid(current) ||
+        !ks_key_name_valid(name) || current == NULL || !version_lower(current) ||
         !cJSON_IsArray(versions) || cJSON_GetArraySize(versions) < 1)
         return KV_ERR_BAD_BACKUP;
     int has_current = 0;
@@ -1547,7 +1559,7 @@ static enum kv_status restore_check(const cJSON *doc, struct head *h)
     {
         const char *v = jstr(item, "version");
         const cJSON *rec = cJSON_GetObjectItemCaseSensitive(item, "record");
-        if (v == NULL || !version_valid(v) || !cJSON_IsObject(rec) ||
+        if (v == NULL || !version_lower(v) || !cJSON_IsObject(rec) ||
             jstr(rec, "material") == NULL)
             return KV_ERR_BAD_BACKUP;
         const char *rname = jstr(rec, "name");
