@@ -67,6 +67,9 @@ enum kv_status {
     KV_ERR_ARM_FORBIDDEN,    /**< 403 AuthorizationFailed: the caller may not manage */
     KV_ERR_ARM_NOT_FOUND,    /**< 404 ResourceNotFound */
     KV_ERR_ARM_CONFLICT,     /**< 409 Conflict */
+    KV_ERR_VAULT_DELETED,    /**< 409 ConflictError: a deleted vault holds the name */
+    KV_ERR_ARM_NO_DELETED_VAULT,   /**< 400 SoftDeletedVaultDoesNotExist: nothing to recover */
+    KV_ERR_ARM_PURGE_NOT_ALLOWED,  /**< 405 MethodNotAllowed: purge under purge protection */
 
     /* 500 */
     KV_ERR_NOMEM,    /**< allocation failed */

@@ -85,6 +85,15 @@ static const struct kv_status_info table[KV_STATUS_COUNT] = {
         "The client does not have authorization to perform this action."),
     ROW(KV_ERR_ARM_NOT_FOUND, 404, "ResourceNotFound", NULL, "The resource was not found."),
     ROW(KV_ERR_ARM_CONFLICT, 409, "Conflict", NULL, "The request conflicts with the resource."),
+    ROW(KV_ERR_VAULT_DELETED, 409, "ConflictError", NULL,
+        "A vault with the same name already exists in deleted state. You need to either recover "
+        "or purge existing key vault. Follow this link "
+        "https://go.microsoft.com/fwlink/?linkid=2149745 for more information on soft delete."),
+    ROW(KV_ERR_ARM_NO_DELETED_VAULT, 400, "SoftDeletedVaultDoesNotExist", NULL,
+        "A soft deleted vault with the given name does not exist. Ensure that the name for the "
+        "vault that is being attempted to recover is in a recoverable state."),
+    ROW(KV_ERR_ARM_PURGE_NOT_ALLOWED, 405, "MethodNotAllowed", NULL,
+        "Operation 'DeletedVaultPurge' is not allowed."),
 
     ROW(KV_ERR_NOMEM, 500, "InternalServerError", NULL, "The server ran out of memory."),
     ROW(KV_ERR_STORE, 500, "InternalServerError", NULL, "The key store failed."),
@@ -135,6 +144,9 @@ static const char *const names[KV_STATUS_COUNT] = {
     NAME(KV_ERR_ARM_FORBIDDEN),
     NAME(KV_ERR_ARM_NOT_FOUND),
     NAME(KV_ERR_ARM_CONFLICT),
+    NAME(KV_ERR_VAULT_DELETED),
+    NAME(KV_ERR_ARM_NO_DELETED_VAULT),
+    NAME(KV_ERR_ARM_PURGE_NOT_ALLOWED),
     NAME(KV_ERR_NOMEM),
     NAME(KV_ERR_STORE),
     NAME(KV_ERR_CRYPTO),

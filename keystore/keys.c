@@ -15,6 +15,7 @@
 
 #include "crypto.h"
 #include "store.h"
+#include "vaults.h"
 
 #define LOC_MAX (KS_VAULT_NAME_MAX + 1 + KS_NAME_MAX + 1 + KS_VERSION_LEN + 1)
 
@@ -1727,7 +1728,9 @@ enum kv_status ks_sweep(struct ks_env *env, size_t *purged, size_t *rotated)
 {
     struct sweep_arg a = {0};
     size_t np = 0, nr = 0;
-    enum kv_status st = ks_txn_read(env, sweep_scan_fn, &a);
+    enum kv_status st = ks_vault_sweep(env, &np); /* deleted vaults past their date */
+    if (st == KV_OK)
+        st = ks_txn_read(env, sweep_scan_fn, &a);
     for (size_t i = 0; st == KV_OK && i < a.count; i++) {
         const struct sweep_item *it = &a.items[i];
         if (it->purge) {
@@ -1738,8 +1741,8 @@ enum kv_status ks_sweep(struct ks_env *env, size_t *purged, size_t *rotated)
             struct ks_key *k = NULL;
             st = ks_key_rotate(env, it->vault, it->name, &k);
             ks_key_free(k);
-            if (st == KV_ERR_KEY_NOT_FOUND)
-                st = KV_OK; /* deleted since the scan */
+            if (st == KV_ERR_KEY_NOT_FOUND || st == KV_ERR_VAULT_NOT_FOUND)
+                st = KV_OK; /* deleted since the scan, or its vault is in the deleted state */
             else
                 nr++;
         }
@@ -1754,24 +1757,19 @@ enum kv_status ks_sweep(struct ks_env *env, size_t *purged, size_t *rotated)
 
 /* ---- whole vaults ---------------------------------------------------------------------- */
 
-static enum kv_status vault_delete_fn(struct ks_txn *tx, void *arg)
+enum kv_status ks_vault_keys_purge(struct ks_txn *tx, const char *lname)
 {
-    const char *name = arg;
-    struct ks_vault vault;
-    enum kv_status st = ks_vault_read(tx, name, &vault);
-    if (st != KV_OK)
-        return st;
-    size_t plen = strlen(vault.name) + 1;
+    size_t plen = strlen(lname) + 1;
     MDB_cursor *cur = NULL;
     for (;;) {
         /* the first head of the vault, again after each purge */
         if (mdb_cursor_open(tx->txn, tx->env->db_heads, &cur) != 0)
             return KV_ERR_STORE;
-        MDB_val k = {plen, vault.name}, v;
+        MDB_val k = {plen, (void *)lname}, v;
         int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
         struct loc l;
         int found = rc == 0 && k.mv_size >= plen && k.mv_size < LOC_MAX &&
-                    memcmp(k.mv_data, vault.name, plen) == 0;
+                    memcmp(k.mv_data, lname, plen) == 0;
         if (found) {
             memcpy(l.bytes, k.mv_data, k.mv_size);
             l.head_len = l.len = k.mv_size;
@@ -1780,11 +1778,22 @@ static enum kv_status vault_delete_fn(struct ks_txn *tx, void *arg)
         if (rc != 0 && rc != MDB_NOTFOUND)
             return KV_ERR_STORE;
         if (!found)
-            break;
-        st = purge_records(tx, &l);
+            return KV_OK;
+        enum kv_status st = purge_records(tx, &l);
         if (st != KV_OK)
             return st;
     }
+}
+
+static enum kv_status vault_delete_fn(struct ks_txn *tx, void *arg)
+{
+    const char *name = arg;
+    struct ks_vault vault;
+    enum kv_status st = ks_vault_read(tx, name, &vault);
+    if (st == KV_OK)
+        st = ks_vault_keys_purge(tx, vault.name);
+    if (st != KV_OK)
+        return st;
     return ks_txn_del(tx, tx->env->db_vaults, vault.name, strlen(vault.name));
 }
 
@@ -1809,6 +1818,8 @@ static enum kv_status vault_list_fn(struct ks_txn *tx, void *arg)
     MDB_val k, v;
     for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (memchr(k.mv_data, '\0', k.mv_size) != NULL)
+            continue; /* a deleted vault's record (vaults.c) */
         if (a->count < a->cap && k.mv_size <= KS_VAULT_NAME_MAX) {
             memcpy(a->names[a->count], k.mv_data, k.mv_size);
             a->names[a->count][k.mv_size] = '\0';

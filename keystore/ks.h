@@ -235,6 +235,84 @@ void ks_map_usage(struct ks_env *env, size_t *used, size_t *size);
  */
 const char *ks_vault_recovery_level(const struct ks_vault *vault, int *recoverable_days);
 
+/* ---- deleted vaults: soft delete, recover, purge of whole vaults (vaults.c) ---- */
+
+#define KS_RESOURCE_ID_MAX 511 /**< longest resource id kept with a deleted vault */
+
+/** A vault in the deleted state. Its keys are kept, unreachable, until it is
+ *  recovered or purged. */
+struct ks_deleted_vault {
+    struct ks_vault vault;                    /**< the properties it had when deleted */
+    char resource_id[KS_RESOURCE_ID_MAX + 1]; /**< the caller's label, e.g. the ARM id */
+    int64_t deleted_date;                     /**< kvmock's clock at deletion */
+    int64_t scheduled_purge;                  /**< deleted_date + retention days */
+};
+
+/**
+ * @brief Create a vault, unless a deleted vault holds the name. A deleted vault
+ * whose scheduled purge date has passed is purged first and does not hold it.
+ * Otherwise as ks_vault_put() (which updates live vaults).
+ * @return KV_OK, KV_ERR_VAULT_DELETED (a deleted vault holds the name), and the
+ *   errors of ks_vault_put().
+ */
+enum kv_status ks_vault_create(struct ks_env *env, const struct ks_vault *vault) KV_MUST_CHECK;
+
+/**
+ * @brief Delete a vault as Azure does. With soft delete on, the vault moves to
+ * the deleted state in one transaction: its host stops answering (ks_vault_get()
+ * gives KV_ERR_VAULT_NOT_FOUND), its keys are kept, and it is scheduled for purge
+ * at ks_now() + retention days. With soft delete off it is removed at once with
+ * every key (as ks_vault_delete()).
+ * @param[in] resource_id kept with the deleted vault (NULL: ""); at most
+ *   KS_RESOURCE_ID_MAX characters.
+ * @param[out] out the deleted vault (may be NULL); deleted_date and scheduled_purge
+ *   are 0 when it was removed at once.
+ * @return KV_OK, KV_ERR_VAULT_NOT_FOUND, KV_ERR_BAD_PARAM (resource id too long),
+ *   KV_ERR_STORE, KV_ERR_NOMEM.
+ */
+enum kv_status ks_vault_soft_delete(struct ks_env *env, const char *name,
+                                    const char *resource_id,
+                                    struct ks_deleted_vault *out) KV_MUST_CHECK;
+
+/**
+ * @brief Read a deleted vault. One whose scheduled purge date has passed is
+ * purged now and is not found.
+ * @param[in] name matched case-insensitively.
+ * @return KV_OK, KV_ERR_VAULT_NOT_FOUND (no such deleted vault), KV_ERR_STORE.
+ */
+enum kv_status ks_deleted_vault_get(struct ks_env *env, const char *name,
+                                    struct ks_deleted_vault *out) KV_MUST_CHECK;
+
+/**
+ * @brief List deleted vaults in name order, one page, skipping those past their
+ * scheduled purge date.
+ * @param[in] after NULL or "" for the first page, else the @p next of the previous page.
+ * @param[in] max page size, 1..KS_PAGE_MAX.
+ * @param[out] out at least @p max entries; @p count of them are set.
+ * @param[out] next the name to pass as @p after for the next page; "" on the last page.
+ * @return KV_OK, KV_ERR_BAD_SKIPTOKEN, KV_ERR_BAD_MAXRESULTS, KV_ERR_STORE, KV_ERR_NOMEM.
+ */
+enum kv_status ks_deleted_vault_list(struct ks_env *env, const char *after, int max,
+                                     struct ks_deleted_vault *out, size_t *count,
+                                     char next[KS_VAULT_NAME_MAX + 1]) KV_MUST_CHECK;
+
+/**
+ * @brief Recover a deleted vault with its keys, as it was when deleted.
+ * @param[out] out the recovered vault's properties.
+ * @return KV_OK, KV_ERR_VAULT_NOT_FOUND (no such deleted vault), KV_ERR_ARM_CONFLICT
+ *   (a live vault holds the name), KV_ERR_STORE, KV_ERR_NOMEM.
+ */
+enum kv_status ks_deleted_vault_recover(struct ks_env *env, const char *name,
+                                        struct ks_vault *out) KV_MUST_CHECK;
+
+/**
+ * @brief Purge a deleted vault and every key in it, for good.
+ * @return KV_OK, KV_ERR_VAULT_NOT_FOUND (no such deleted vault), KV_ERR_PURGE_PROTECTED
+ *   (purge protection is on and the scheduled purge date has not come; nothing
+ *   removed), KV_ERR_STORE.
+ */
+enum kv_status ks_deleted_vault_purge(struct ks_env *env, const char *name) KV_MUST_CHECK;
+
 /* ---- keys ------------------------------------------------------------------ */
 
 struct ks_tags {
@@ -535,9 +613,10 @@ enum kv_status ks_key_restore(struct ks_env *env, const char *vault, const unsig
                               size_t len, struct ks_key **out) KV_MUST_CHECK;
 
 /**
- * @brief Apply what kvmock's clock has made due: purge soft-deleted keys past
- * their scheduled purge date, and rotate keys whose Rotate trigger has passed.
- * @param[out] purged, rotated counts (may be NULL).
+ * @brief Apply what kvmock's clock has made due: purge deleted vaults (with their
+ * keys) and soft-deleted keys past their scheduled purge date, and rotate keys
+ * whose Rotate trigger has passed (not in deleted vaults).
+ * @param[out] purged, rotated counts (may be NULL); purged counts vaults and keys.
  * @return KV_OK or the first failure.
  */
 enum kv_status ks_sweep(struct ks_env *env, size_t *purged, size_t *rotated) KV_MUST_CHECK;

@@ -1,0 +1,481 @@
+/* Soft delete of whole vaults: the deleted state, recovery, purge and the scheduled purge.
+ *
+ * A deleted vault's record lives in the `vaults` database under
+ * KS_DELETED_VAULT_PREFIX + name. ks_vault_read() looks names up as C strings,
+ * so it never finds such a record: the vault's host answers VaultNotFound at once,
+ * and ks_vault_list() skips it. The record is JSON:
+ *
+ *   {"vault": <the vault's own record, verbatim>, "resourceId": "...",
+ *    "deletionDate": N, "scheduledPurgeDate": N}
+ *
+ * The vault's keys stay where they are (heads and keys under name\0...), untouched,
+ * until a recovery puts the vault record back or a purge removes them with it.
+ *
+ * Creating, deleting, recovering and purging vaults here are serialized by one
+ * mutex, so a create's check for a deleted vault of the same name and its write
+ * (ks_vault_put(), its own transaction) cannot interleave with a delete.
+ */
+#include <cjson/cJSON.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store.h"
+#include "vaults.h"
+
+#define DKEY_MAX (KS_DELETED_VAULT_PREFIX_LEN + KS_VAULT_NAME_MAX)
+
+static pthread_mutex_t vault_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Lowercase @p name into @p out; 0 when it is not a vault name. */
+static int norm_name(const char *name, char out[KS_VAULT_NAME_MAX + 1])
+{
+    size_t n = name ? strlen(name) : 0;
+    if (n == 0 || n > KS_VAULT_NAME_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        out[i] = (name[i] >= 'A' && name[i] <= 'Z') ? (char)(name[i] - 'A' + 'a') : name[i];
+    out[n] = '\0';
+    return ks_vault_name_valid(out);
+}
+
+/* The deleted-vault record key of the lowercase name @p lname; returns its length. */
+static size_t dkey(char out[DKEY_MAX], const char *lname)
+{
+    size_t n = strlen(lname);
+    memcpy(out, KS_DELETED_VAULT_PREFIX, KS_DELETED_VAULT_PREFIX_LEN);
+    memcpy(out + KS_DELETED_VAULT_PREFIX_LEN, lname, n);
+    return KS_DELETED_VAULT_PREFIX_LEN + n;
+}
+
+static int64_t jnum(const cJSON *o, const char *name)
+{
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(o, name);
+    return cJSON_IsNumber(n) ? (int64_t)n->valuedouble : 0;
+}
+
+static int jtrue(const cJSON *o, const char *name)
+{
+    return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, name));
+}
+
+/* Decode a deleted-vault record. */
+static enum kv_status parse_deleted(const MDB_val *v, const char *lname,
+                                    struct ks_deleted_vault *out)
+{
+    cJSON *doc = cJSON_ParseWithLength(v->mv_data, v->mv_size);
+    const cJSON *vault = cJSON_GetObjectItemCaseSensitive(doc, "vault");
+    if (!cJSON_IsObject(vault)) {
+        cJSON_Delete(doc);
+        return KV_ERR_STORE;
+    }
+    struct ks_deleted_vault d;
+    memset(&d, 0, sizeof(d));
+    snprintf(d.vault.name, sizeof(d.vault.name), "%s", lname);
+    const char *tid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(vault, "tenantId"));
+    snprintf(d.vault.tenant_id, sizeof(d.vault.tenant_id), "%s", tid ? tid : "");
+    d.vault.soft_delete = jtrue(vault, "enableSoftDelete");
+    d.vault.purge_protection = jtrue(vault, "enablePurgeProtection");
+    d.vault.rbac = jtrue(vault, "enableRbacAuthorization");
+    const cJSON *days = cJSON_GetObjectItemCaseSensitive(vault, "softDeleteRetentionInDays");
+    d.vault.retention_days = cJSON_IsNumber(days) ? days->valueint : 90;
+    const char *rid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "resourceId"));
+    snprintf(d.resource_id, sizeof(d.resource_id), "%s", rid ? rid : "");
+    d.deleted_date = jnum(doc, "deletionDate");
+    d.scheduled_purge = jnum(doc, "scheduledPurgeDate");
+    cJSON_Delete(doc);
+    *out = d;
+    return KV_OK;
+}
+
+/* Read the deleted vault @p lname inside @p tx: KV_ERR_VAULT_NOT_FOUND when there is none. */
+static enum kv_status read_deleted(struct ks_txn *tx, const char *lname,
+                                   struct ks_deleted_vault *out)
+{
+    char k[DKEY_MAX];
+    MDB_val v;
+    enum kv_status st = ks_txn_get(tx, tx->env->db_vaults, k, dkey(k, lname), &v);
+    if (st == KV_ERR_KEY_NOT_FOUND)
+        return KV_ERR_VAULT_NOT_FOUND;
+    if (st != KV_OK)
+        return st;
+    return parse_deleted(&v, lname, out);
+}
+
+static int due(const struct ks_deleted_vault *d, int64_t now)
+{
+    return d->scheduled_purge <= now;
+}
+
+/* ---- delete ------------------------------------------------------------------------------ */
+
+struct delete_arg {
+    const char *lname;
+    const char *resource_id;
+    struct ks_deleted_vault out;
+};
+
+static enum kv_status delete_fn(struct ks_txn *tx, void *arg)
+{
+    struct delete_arg *a = arg;
+    struct ks_vault v;
+    enum kv_status st = ks_vault_read(tx, a->lname, &v);
+    if (st != KV_OK)
+        return st;
+    memset(&a->out, 0, sizeof(a->out));
+    a->out.vault = v;
+    snprintf(a->out.resource_id, sizeof(a->out.resource_id), "%s", a->resource_id);
+    if (!v.soft_delete) {
+        st = ks_vault_keys_purge(tx, a->lname);
+        return st == KV_OK ? ks_txn_del(tx, tx->env->db_vaults, a->lname, strlen(a->lname)) : st;
+    }
+    MDB_val raw;
+    st = ks_txn_get(tx, tx->env->db_vaults, a->lname, strlen(a->lname), &raw);
+    if (st != KV_OK)
+        return st == KV_ERR_KEY_NOT_FOUND ? KV_ERR_VAULT_NOT_FOUND : st;
+    a->out.deleted_date = ks_now();
+    a->out.scheduled_purge = a->out.deleted_date + (int64_t)v.retention_days * 86400;
+    st = KV_ERR_NOMEM;
+    char *json = NULL;
+    cJSON *doc = cJSON_CreateObject();
+    cJSON *vault = cJSON_ParseWithLength(raw.mv_data, raw.mv_size);
+    if (vault != NULL && !cJSON_IsObject(vault)) {
+        st = KV_ERR_STORE;
+        goto out;
+    }
+    if (doc == NULL || vault == NULL || !cJSON_AddItemToObject(doc, "vault", vault))
+        goto out;
+    vault = NULL; /* owned by doc now */
+    if (!cJSON_AddStringToObject(doc, "resourceId", a->out.resource_id) ||
+        !cJSON_AddNumberToObject(doc, "deletionDate", (double)a->out.deleted_date) ||
+        !cJSON_AddNumberToObject(doc, "scheduledPurgeDate", (double)a->out.scheduled_purge))
+        goto out;
+    json = cJSON_PrintUnformatted(doc);
+    if (json == NULL)
+        goto out;
+    char k[DKEY_MAX];
+    st = ks_txn_put(tx, tx->env->db_vaults, k, dkey(k, a->lname), json, strlen(json));
+    if (st == KV_OK)
+        st = ks_txn_del(tx, tx->env->db_vaults, a->lname, strlen(a->lname));
+out:
+    cJSON_Delete(vault);
+    cJSON_Delete(doc);
+    cJSON_free(json);
+    return st;
+}
+
+enum kv_status ks_vault_soft_delete(struct ks_env *env, const char *name, const char *resource_id,
+                                    struct ks_deleted_vault *out)
+{
+    char lname[KS_VAULT_NAME_MAX + 1];
+    if (!norm_name(name, lname))
+        return KV_ERR_VAULT_NOT_FOUND;
+    if (resource_id == NULL)
+        resource_id = "";
+    if (strlen(resource_id) > KS_RESOURCE_ID_MAX)
+        return KV_ERR_BAD_PARAM;
+    struct delete_arg a = {.lname = lname, .resource_id = resource_id};
+    pthread_mutex_lock(&vault_lock);
+    enum kv_status st = ks_txn_write(env, delete_fn, &a);
+    pthread_mutex_unlock(&vault_lock);
+    if (st == KV_OK && out != NULL)
+        *out = a.out;
+    return st;
+}
+
+/* ---- purge ------------------------------------------------------------------------------- */
+
+struct purge_arg {
+    const char *lname;
+    int only_due; /* the sweep: purge only when the scheduled date has passed */
+    int purged;
+};
+
+static enum kv_status purge_fn(struct ks_txn *tx, void *arg)
+{
+    struct purge_arg *a = arg;
+    struct ks_deleted_vault d;
+    a->purged = 0;
+    enum kv_status st = read_deleted(tx, a->lname, &d);
+    if (st != KV_OK)
+        return st;
+    int64_t now = ks_now();
+    if (a->only_due && !due(&d, now))
+        return KV_OK; /* recovered or changed since the scan */
+    if (d.vault.purge_protection && !due(&d, now))
+        return KV_ERR_PURGE_PROTECTED;
+    /* A live vault of the same name (re-created from a config file) shares the
+     * key records: they are its keys now, so only the deleted record goes. */
+    struct ks_vault live;
+    st = ks_vault_read(tx, a->lname, &live);
+    if (st == KV_ERR_VAULT_NOT_FOUND)
+        st = ks_vault_keys_purge(tx, a->lname);
+    if (st != KV_OK)
+        return st;
+    char k[DKEY_MAX];
+    st = ks_txn_del(tx, tx->env->db_vaults, k, dkey(k, a->lname));
+    a->purged = st == KV_OK;
+    return st;
+}
+
+/* Purge @p lname when its scheduled purge date has passed; the caller holds vault_lock. */
+static enum kv_status purge_if_due(struct ks_env *env, const char *lname, int *purged)
+{
+    struct purge_arg a = {.lname = lname, .only_due = 1};
+    enum kv_status st = ks_txn_write(env, purge_fn, &a);
+    if (purged != NULL)
+        *purged = st == KV_OK && a.purged;
+    return st == KV_ERR_VAULT_NOT_FOUND ? KV_OK : st;
+}
+
+enum kv_status ks_deleted_vault_purge(struct ks_env *env, const char *name)
+{
+    char lname[KS_VAULT_NAME_MAX + 1];
+    if (!norm_name(name, lname))
+        return KV_ERR_VAULT_NOT_FOUND;
+    struct purge_arg a = {.lname = lname};
+    pthread_mutex_lock(&vault_lock);
+    enum kv_status st = ks_txn_write(env, purge_fn, &a);
+    pthread_mutex_unlock(&vault_lock);
+    return st;
+}
+
+/* ---- get and list -------------------------------------------------------------------------- */
+
+struct get_arg {
+    const char *lname;
+    struct ks_deleted_vault out;
+};
+
+static enum kv_status get_fn(struct ks_txn *tx, void *arg)
+{
+    struct get_arg *a = arg;
+    return read_deleted(tx, a->lname, &a->out);
+}
+
+enum kv_status ks_deleted_vault_get(struct ks_env *env, const char *name,
+                                    struct ks_deleted_vault *out)
+{
+    char lname[KS_VAULT_NAME_MAX + 1];
+    if (!norm_name(name, lname))
+        return KV_ERR_VAULT_NOT_FOUND;
+    struct get_arg a = {.lname = lname};
+    enum kv_status st = ks_txn_read(env, get_fn, &a);
+    if (st == KV_OK && due(&a.out, ks_now())) {
+        /* gone: purge it now rather than at the next sweep */
+        pthread_mutex_lock(&vault_lock);
+        st = purge_if_due(env, lname, NULL);
+        pthread_mutex_unlock(&vault_lock);
+        return st == KV_OK ? KV_ERR_VAULT_NOT_FOUND : st;
+    }
+    if (st == KV_OK)
+        *out = a.out;
+    return st;
+}
+
+struct list_arg {
+    const char *after; /* lowercase name or "" */
+    int max;
+    struct ks_deleted_vault *out;
+    size_t count;
+    char next[KS_VAULT_NAME_MAX + 1];
+};
+
+static enum kv_status list_fn(struct ks_txn *tx, void *arg)
+{
+    struct list_arg *a = arg;
+    char start[DKEY_MAX + 1];
+    size_t slen = dkey(start, a->after);
+    if (a->after[0] != '\0')
+        start[slen++] = '\0'; /* the first key after the token's own */
+    MDB_cursor *cur = NULL;
+    if (mdb_cursor_open(tx->txn, tx->env->db_vaults, &cur) != 0)
+        return KV_ERR_STORE;
+    int64_t now = ks_now();
+    enum kv_status st = KV_OK;
+    MDB_val k = {slen, start}, v;
+    int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size <= KS_DELETED_VAULT_PREFIX_LEN || k.mv_size > DKEY_MAX ||
+            memcmp(k.mv_data, KS_DELETED_VAULT_PREFIX, KS_DELETED_VAULT_PREFIX_LEN) != 0)
+            break;
+        char lname[KS_VAULT_NAME_MAX + 1];
+        size_t n = k.mv_size - KS_DELETED_VAULT_PREFIX_LEN;
+        memcpy(lname, (const char *)k.mv_data + KS_DELETED_VAULT_PREFIX_LEN, n);
+        lname[n] = '\0';
+        struct ks_deleted_vault d;
+        if (parse_deleted(&v, lname, &d) != KV_OK || due(&d, now))
+            continue; /* gone; the sweep removes it */
+        if (a->count == (size_t)a->max) {
+            /* one more exists: the page ends at the previous one */
+            snprintf(a->next, sizeof(a->next), "%s", a->out[a->count - 1].vault.name);
+            break;
+        }
+        a->out[a->count++] = d;
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        st = KV_ERR_STORE;
+    mdb_cursor_close(cur);
+    return st;
+}
+
+enum kv_status ks_deleted_vault_list(struct ks_env *env, const char *after, int max,
+                                     struct ks_deleted_vault *out, size_t *count,
+                                     char next[KS_VAULT_NAME_MAX + 1])
+{
+    char lafter[KS_VAULT_NAME_MAX + 1] = "";
+    if (max < 1 || max > KS_PAGE_MAX)
+        return KV_ERR_BAD_MAXRESULTS;
+    if (after != NULL && after[0] != '\0' && !norm_name(after, lafter))
+        return KV_ERR_BAD_SKIPTOKEN;
+    struct list_arg a = {.after = lafter, .max = max, .out = out};
+    enum kv_status st = ks_txn_read(env, list_fn, &a);
+    if (st != KV_OK)
+        return st;
+    *count = a.count;
+    snprintf(next, KS_VAULT_NAME_MAX + 1, "%s", a.next);
+    return KV_OK;
+}
+
+/* ---- recover ------------------------------------------------------------------------------- */
+
+struct recover_arg {
+    const char *lname;
+    struct ks_vault out;
+};
+
+static enum kv_status recover_fn(struct ks_txn *tx, void *arg)
+{
+    struct recover_arg *a = arg;
+    char k[DKEY_MAX];
+    size_t klen = dkey(k, a->lname);
+    MDB_val v;
+    enum kv_status st = ks_txn_get(tx, tx->env->db_vaults, k, klen, &v);
+    if (st == KV_ERR_KEY_NOT_FOUND)
+        return KV_ERR_VAULT_NOT_FOUND;
+    if (st != KV_OK)
+        return st;
+    struct ks_deleted_vault d;
+    st = parse_deleted(&v, a->lname, &d);
+    if (st != KV_OK)
+        return st;
+    if (due(&d, ks_now()))
+        return KV_ERR_VAULT_NOT_FOUND; /* gone; the caller purges it */
+    struct ks_vault live;
+    st = ks_vault_read(tx, a->lname, &live);
+    if (st == KV_OK)
+        return KV_ERR_ARM_CONFLICT;
+    if (st != KV_ERR_VAULT_NOT_FOUND)
+        return st;
+    cJSON *doc = cJSON_ParseWithLength(v.mv_data, v.mv_size);
+    char *json = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(doc, "vault"));
+    cJSON_Delete(doc);
+    if (json == NULL)
+        return KV_ERR_NOMEM;
+    st = ks_txn_put(tx, tx->env->db_vaults, a->lname, strlen(a->lname), json, strlen(json));
+    cJSON_free(json);
+    if (st == KV_OK)
+        st = ks_txn_del(tx, tx->env->db_vaults, k, klen);
+    if (st == KV_OK)
+        a->out = d.vault;
+    return st;
+}
+
+enum kv_status ks_deleted_vault_recover(struct ks_env *env, const char *name, struct ks_vault *out)
+{
+    char lname[KS_VAULT_NAME_MAX + 1];
+    if (!norm_name(name, lname))
+        return KV_ERR_VAULT_NOT_FOUND;
+    struct recover_arg a = {.lname = lname};
+    pthread_mutex_lock(&vault_lock);
+    enum kv_status st = ks_txn_write(env, recover_fn, &a);
+    if (st == KV_ERR_VAULT_NOT_FOUND && purge_if_due(env, lname, NULL) != KV_OK)
+        st = KV_ERR_STORE;
+    pthread_mutex_unlock(&vault_lock);
+    if (st == KV_OK)
+        *out = a.out;
+    return st;
+}
+
+/* ---- create ---------------------------------------------------------------------------------- */
+
+enum kv_status ks_vault_create(struct ks_env *env, const struct ks_vault *vault)
+{
+    char lname[KS_VAULT_NAME_MAX + 1];
+    if (!norm_name(vault->name, lname))
+        return KV_ERR_BAD_PARAM;
+    struct get_arg a = {.lname = lname};
+    pthread_mutex_lock(&vault_lock);
+    enum kv_status st = ks_txn_read(env, get_fn, &a);
+    if (st == KV_OK && due(&a.out, ks_now()))
+        st = purge_if_due(env, lname, NULL) == KV_OK ? KV_ERR_VAULT_NOT_FOUND : KV_ERR_STORE;
+    else if (st == KV_OK)
+        st = KV_ERR_VAULT_DELETED;
+    if (st == KV_ERR_VAULT_NOT_FOUND)
+        st = ks_vault_put(env, vault);
+    pthread_mutex_unlock(&vault_lock);
+    return st;
+}
+
+/* ---- the sweep ------------------------------------------------------------------------------- */
+
+struct sweep_arg {
+    char (*names)[KS_VAULT_NAME_MAX + 1];
+    size_t count, cap;
+};
+
+static enum kv_status sweep_scan_fn(struct ks_txn *tx, void *arg)
+{
+    struct sweep_arg *a = arg;
+    MDB_cursor *cur = NULL;
+    if (mdb_cursor_open(tx->txn, tx->env->db_vaults, &cur) != 0)
+        return KV_ERR_STORE;
+    int64_t now = ks_now();
+    enum kv_status st = KV_OK;
+    MDB_val k = {KS_DELETED_VAULT_PREFIX_LEN, KS_DELETED_VAULT_PREFIX}, v;
+    for (int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0 && st == KV_OK;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size <= KS_DELETED_VAULT_PREFIX_LEN || k.mv_size > DKEY_MAX ||
+            memcmp(k.mv_data, KS_DELETED_VAULT_PREFIX, KS_DELETED_VAULT_PREFIX_LEN) != 0)
+            break;
+        char lname[KS_VAULT_NAME_MAX + 1];
+        size_t n = k.mv_size - KS_DELETED_VAULT_PREFIX_LEN;
+        memcpy(lname, (const char *)k.mv_data + KS_DELETED_VAULT_PREFIX_LEN, n);
+        lname[n] = '\0';
+        struct ks_deleted_vault d;
+        if (parse_deleted(&v, lname, &d) != KV_OK || !due(&d, now))
+            continue;
+        if (a->count == a->cap) {
+            size_t ncap = a->cap ? a->cap * 2 : 8;
+            char(*nn)[KS_VAULT_NAME_MAX + 1] = realloc(a->names, ncap * sizeof(*nn));
+            if (nn == NULL) {
+                st = KV_ERR_NOMEM;
+                break;
+            }
+            a->names = nn;
+            a->cap = ncap;
+        }
+        memcpy(a->names[a->count++], lname, n + 1);
+    }
+    mdb_cursor_close(cur);
+    return st;
+}
+
+enum kv_status ks_vault_sweep(struct ks_env *env, size_t *purged)
+{
+    struct sweep_arg a = {0};
+    size_t np = 0;
+    pthread_mutex_lock(&vault_lock);
+    enum kv_status st = ks_txn_read(env, sweep_scan_fn, &a);
+    for (size_t i = 0; st == KV_OK && i < a.count; i++) {
+        int one = 0;
+        st = purge_if_due(env, a.names[i], &one);
+        np += (size_t)one;
+    }
+    pthread_mutex_unlock(&vault_lock);
+    free(a.names);
+    if (purged != NULL)
+        *purged = np;
+    return st;
+}

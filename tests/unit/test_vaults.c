@@ -1,0 +1,270 @@
+/*
+ * Soft delete of whole vaults in the keystore (vaults.c): the deleted state,
+ * the name it holds, recovery with the keys, purge and purge protection, the
+ * scheduled purge by the sweep and on access, paging, and persistence.
+ */
+#include <dirent.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "ks.h"
+
+#define DAY 86400
+
+static char dir[] = "/tmp/kvmock-vaults-XXXXXX";
+static struct ks_env *env;
+
+static struct ks_vault vault(const char *name, int soft_delete, int days, int pp)
+{
+    struct ks_vault v = {
+        .soft_delete = soft_delete, .retention_days = days, .purge_protection = pp};
+    snprintf(v.name, sizeof(v.name), "%s", name);
+    snprintf(v.tenant_id, sizeof(v.tenant_id), "t");
+    return v;
+}
+
+static void put_vault(const char *name, int soft_delete, int days, int pp)
+{
+    struct ks_vault v = vault(name, soft_delete, days, pp);
+    CHECK_ST(ks_vault_create(env, &v), KV_OK);
+}
+
+/* Create an oct key (fast) and return its version in @p version. */
+static void create_key(const char *v, const char *name, char version[KS_VERSION_LEN + 1])
+{
+    struct ks_create p = {.kty = KS_KTY_OCT, .attrs = {.enabled = 1}};
+    struct ks_key *k = NULL;
+    CHECK_ST(ks_key_create(env, v, name, &p, &k), KV_OK);
+    snprintf(version, KS_VERSION_LEN + 1, "%s", k ? k->version : "");
+    ks_key_free(k);
+}
+
+static int listed(const char *name)
+{
+    char names[64][KS_VAULT_NAME_MAX + 1];
+    size_t n = ks_vault_list(env, names, 64);
+    for (size_t i = 0; i < n && i < 64; i++) {
+        if (strcmp(names[i], name) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static enum kv_status key_get(const char *v, const char *name, const char *version)
+{
+    struct ks_key *k = NULL;
+    enum kv_status st = ks_key_get(env, v, name, version, &k);
+    ks_key_free(k);
+    return st;
+}
+
+static void delete_then_recover(void)
+{
+    char ver[KS_VERSION_LEN + 1];
+    put_vault("sv", 1, 7, 0);
+    create_key("sv", "cmk", ver);
+    struct ks_deleted_vault d;
+    int64_t before = ks_now();
+    CHECK_ST(ks_vault_soft_delete(env, "SV", "/subscriptions/s/resourceGroups/g/v/sv", &d), KV_OK);
+    CHECK(d.deleted_date >= before && d.deleted_date <= ks_now());
+    CHECK(d.scheduled_purge == d.deleted_date + 7 * DAY);
+    CHECK_STR(d.vault.name, "sv");
+
+    /* the vault is gone for the data plane, and its keys with it */
+    struct ks_vault v;
+    CHECK_ST(ks_vault_get(env, "sv", &v), KV_ERR_VAULT_NOT_FOUND);
+    CHECK(!listed("sv"));
+    CHECK(listed("other"));
+    CHECK(key_get("sv", "cmk", NULL) != KV_OK);
+    size_t live = 9, deleted = 9;
+    CHECK_ST(ks_vault_key_count(env, "sv", &live, &deleted), KV_OK);
+    CHECK(live == 1); /* the key records are kept */
+
+    /* it holds its name */
+    struct ks_vault again = vault("sv", 1, 90, 0);
+    CHECK_ST(ks_vault_create(env, &again), KV_ERR_VAULT_DELETED);
+    CHECK_ST(ks_vault_get(env, "sv", &v), KV_ERR_VAULT_NOT_FOUND);
+
+    struct ks_deleted_vault g;
+    CHECK_ST(ks_deleted_vault_get(env, "sv", &g), KV_OK);
+    CHECK_STR(g.resource_id, "/subscriptions/s/resourceGroups/g/v/sv");
+    CHECK(g.deleted_date == d.deleted_date && g.scheduled_purge == d.scheduled_purge);
+    CHECK(g.vault.soft_delete && g.vault.retention_days == 7 && !g.vault.purge_protection);
+
+    /* a second delete finds no live vault */
+    CHECK_ST(ks_vault_soft_delete(env, "sv", NULL, NULL), KV_ERR_VAULT_NOT_FOUND);
+
+    struct ks_vault r;
+    CHECK_ST(ks_deleted_vault_recover(env, "sv", &r), KV_OK);
+    CHECK_STR(r.name, "sv");
+    CHECK(r.retention_days == 7 && r.soft_delete);
+    CHECK_ST(ks_vault_get(env, "sv", &v), KV_OK);
+    CHECK(v.retention_days == 7);
+    CHECK(listed("sv"));
+    CHECK_ST(key_get("sv", "cmk", ver), KV_OK);
+    CHECK_ST(ks_deleted_vault_get(env, "sv", &g), KV_ERR_VAULT_NOT_FOUND);
+    CHECK_ST(ks_deleted_vault_recover(env, "sv", &r), KV_ERR_VAULT_NOT_FOUND);
+    CHECK_ST(ks_deleted_vault_purge(env, "sv"), KV_ERR_VAULT_NOT_FOUND);
+}
+
+static void without_soft_delete(void)
+{
+    char ver[KS_VERSION_LEN + 1];
+    put_vault("hard", 0, 7, 0);
+    create_key("hard", "k", ver);
+    struct ks_deleted_vault d;
+    CHECK_ST(ks_vault_soft_delete(env, "hard", "id", &d), KV_OK);
+    CHECK(d.deleted_date == 0 && d.scheduled_purge == 0);
+    struct ks_deleted_vault g;
+    CHECK_ST(ks_deleted_vault_get(env, "hard", &g), KV_ERR_VAULT_NOT_FOUND);
+    /* the name is free and nothing of the old vault comes back */
+    put_vault("hard", 0, 7, 0);
+    CHECK_ST(key_get("hard", "k", NULL), KV_ERR_KEY_NOT_FOUND);
+}
+
+static void purge_and_protection(void)
+{
+    char ver[KS_VERSION_LEN + 1];
+    put_vault("open", 1, 7, 0);
+    create_key("open", "k", ver);
+    CHECK_ST(ks_vault_soft_delete(env, "open", "id", NULL), KV_OK);
+    CHECK_ST(ks_deleted_vault_purge(env, "open"), KV_OK);
+    struct ks_deleted_vault g;
+    CHECK_ST(ks_deleted_vault_get(env, "open", &g), KV_ERR_VAULT_NOT_FOUND);
+    put_vault("open", 1, 7, 0);
+    CHECK_ST(key_get("open", "k", NULL), KV_ERR_KEY_NOT_FOUND);
+
+    put_vault("locked", 1, 7, 1);
+    create_key("locked", "k", ver);
+    struct ks_deleted_vault d;
+    CHECK_ST(ks_vault_soft_delete(env, "locked", "id", &d), KV_OK);
+    CHECK(d.vault.purge_protection);
+    CHECK_ST(ks_deleted_vault_purge(env, "locked"), KV_ERR_PURGE_PROTECTED);
+    ks_clock_advance(d.scheduled_purge - ks_now() - 1);
+    CHECK_ST(ks_deleted_vault_purge(env, "locked"), KV_ERR_PURGE_PROTECTED);
+    CHECK_ST(ks_deleted_vault_get(env, "locked", &g), KV_OK); /* nothing was removed */
+    ks_clock_advance(1);
+    CHECK_ST(ks_deleted_vault_purge(env, "locked"), KV_OK);
+    put_vault("locked", 1, 7, 1);
+    CHECK_ST(key_get("locked", "k", NULL), KV_ERR_KEY_NOT_FOUND);
+}
+
+static void scheduled_purge(void)
+{
+    char ver[KS_VERSION_LEN + 1];
+    /* by the sweep */
+    put_vault("swept", 1, 7, 1);
+    create_key("swept", "k", ver);
+    struct ks_rotation_policy in = {
+        .n_actions = 1, .actions = {{.rotate = 1, .after_create = "P1D", .after_create_s = DAY}}};
+    struct ks_rotation_policy pol;
+    CHECK_ST(ks_rotation_policy_set(env, "swept", "k", &in, &pol), KV_OK);
+    struct ks_deleted_vault d;
+    CHECK_ST(ks_vault_soft_delete(env, "swept", "id", &d), KV_OK);
+    /* a rotation due in a deleted vault neither runs nor stops the sweep */
+    ks_clock_advance(2 * DAY);
+    size_t purged = 9, rotated = 9;
+    CHECK_ST(ks_sweep(env, &purged, &rotated), KV_OK);
+    CHECK(purged == 0 && rotated == 0);
+    struct ks_deleted_vault g;
+    CHECK_ST(ks_deleted_vault_get(env, "swept", &g), KV_OK);
+    ks_clock_advance(d.scheduled_purge - ks_now());
+    CHECK_ST(ks_sweep(env, &purged, &rotated), KV_OK);
+    CHECK(purged == 1);
+    CHECK_ST(ks_deleted_vault_get(env, "swept", &g), KV_ERR_VAULT_NOT_FOUND);
+    size_t live = 9, deleted = 9;
+    CHECK_ST(ks_vault_key_count(env, "swept", &live, &deleted), KV_OK);
+    CHECK(live == 0 && deleted == 0); /* the keys went with it */
+
+    /* on access: a get, a create and a recover find it gone */
+    put_vault("lapsed", 1, 7, 0);
+    create_key("lapsed", "k", ver);
+    CHECK_ST(ks_vault_soft_delete(env, "lapsed", "id", &d), KV_OK);
+    ks_clock_advance(7 * DAY);
+    struct ks_vault r;
+    CHECK_ST(ks_deleted_vault_recover(env, "lapsed", &r), KV_ERR_VAULT_NOT_FOUND);
+    CHECK_ST(ks_vault_key_count(env, "lapsed", &live, &deleted), KV_OK);
+    CHECK(live == 0);
+    put_vault("lapsed", 1, 7, 0);
+    CHECK_ST(key_get("lapsed", "k", NULL), KV_ERR_KEY_NOT_FOUND);
+}
+
+static void paging(void)
+{
+    const char *names[] = {"pa", "pb", "pc"};
+    for (size_t i = 0; i < 3; i++) {
+        put_vault(names[i], 1, 90, 0);
+        CHECK_ST(ks_vault_soft_delete(env, names[i], "id", NULL), KV_OK);
+    }
+    struct ks_deleted_vault page[KS_PAGE_MAX];
+    size_t n = 0;
+    char next[KS_VAULT_NAME_MAX + 1];
+    CHECK_ST(ks_deleted_vault_list(env, NULL, 2, page, &n, next), KV_OK);
+    CHECK(n == 2);
+    if (n == 2) {
+        CHECK_STR(page[0].vault.name, "pa");
+        CHECK_STR(page[1].vault.name, "pb");
+    }
+    CHECK_STR(next, "pb");
+    CHECK_ST(ks_deleted_vault_list(env, next, 2, page, &n, next), KV_OK);
+    CHECK(n == 1 && strcmp(page[0].vault.name, "pc") == 0);
+    CHECK_STR(next, "");
+    CHECK_ST(ks_deleted_vault_list(env, "NOT A NAME", 2, page, &n, next), KV_ERR_BAD_SKIPTOKEN);
+    CHECK_ST(ks_deleted_vault_list(env, NULL, 0, page, &n, next), KV_ERR_BAD_MAXRESULTS);
+}
+
+static void persists(void)
+{
+    ks_close(env);
+    env = NULL;
+    struct ks_open_opts o = {.data_dir = dir};
+    CHECK_ST(ks_open(&o, &env), KV_OK);
+    if (env == NULL)
+        return;
+    struct ks_deleted_vault g;
+    CHECK_ST(ks_deleted_vault_get(env, "pb", &g), KV_OK);
+    CHECK_STR(g.resource_id, "id");
+    struct ks_vault v;
+    CHECK_ST(ks_vault_get(env, "pb", &v), KV_ERR_VAULT_NOT_FOUND);
+    CHECK_ST(ks_deleted_vault_recover(env, "pb", &v), KV_OK);
+    CHECK_ST(ks_vault_get(env, "pb", &v), KV_OK);
+}
+
+static void cleanup(void)
+{
+    DIR *dd = opendir(dir);
+    struct dirent *e;
+    char path[512];
+    while (dd != NULL && (e = readdir(dd)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        unlink(path);
+    }
+    if (dd != NULL)
+        closedir(dd);
+    rmdir(dir);
+}
+
+int main(void)
+{
+    CHECK(sodium_init() >= 0);
+    CHECK(mkdtemp(dir) != NULL);
+    struct ks_open_opts o = {.data_dir = dir};
+    CHECK_ST(ks_open(&o, &env), KV_OK);
+    if (env != NULL) {
+        put_vault("other", 1, 90, 0);
+        delete_then_recover();
+        without_soft_delete();
+        purge_and_protection();
+        scheduled_purge();
+        paging();
+        persists();
+        ks_close(env);
+    }
+    cleanup();
+    CHECK_DONE();
+}
