@@ -4,15 +4,22 @@
  *   {PUT,GET,DELETE} /subscriptions/S/resourceGroups/G/providers/Microsoft.KeyVault/vaults/V
  *   GET              /subscriptions/S/resourceGroups/G/providers/Microsoft.KeyVault/vaults
  *   PUT              .../vaults/V/accessPolicies/{add|replace|remove}
+ *   GET              /subscriptions/S/providers/Microsoft.KeyVault/deletedVaults
+ *   GET              /subscriptions/S/providers/Microsoft.KeyVault/locations/L/deletedVaults/V
+ *   POST             .../locations/L/deletedVaults/V/purge
  *   {PUT,GET,DELETE} {scope}/providers/Microsoft.Authorization/roleAssignments/ID
  *
- * Any subscription and resource group is accepted. Callers need a token for
- * https://management.azure.com from an identity with `manage`.
+ * Any subscription, resource group and location is accepted. Callers need a token
+ * for https://management.azure.com from an identity with `manage`.
+ *
+ * Deleting a vault with soft delete on moves it to the deleted state (keystore
+ * vaults.c); PUT with properties.createMode "recover" brings it back.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "kv_log.h"
 #include "srv.h"
@@ -180,6 +187,26 @@ static enum kv_status parse_policy(const cJSON *o, const char *vault, const char
 
 /* ---- vaults --------------------------------------------------------------------------------- */
 
+/* PUT .../vaults/V with properties.createMode "recover": the deleted vault comes back
+ * as it was, with its keys and access policies; the other properties are ignored. */
+static void vault_recover(struct srv_req *req, const char *name, const char *location)
+{
+    req->operation = "VaultRecover";
+    struct ks_vault v;
+    enum kv_status st = ks_deleted_vault_recover(req->srv->ks, name, &v);
+    if (st == KV_ERR_VAULT_NOT_FOUND || st == KV_ERR_ARM_CONFLICT) {
+        srv_send_error(req, KV_ERR_ARM_NO_DELETED_VAULT, NULL);
+        return;
+    }
+    if (st != KV_OK) {
+        srv_send_error(req, st, NULL);
+        return;
+    }
+    kv_log(KV_LOG_INFO, "vault '%s' recovered by %s", name, req->who.oid);
+    srv_send_json(req, 200, vault_json(req, &v, location ? location : "local"));
+}
+
+
 static void vault_put(struct srv_req *req, const char *name)
 {
     char why[256] = "";
@@ -199,6 +226,18 @@ static void vault_put(struct srv_req *req, const char *name)
     }
     if (!cJSON_IsObject(props)) {
         srv_send_error(req, KV_ERR_ARM_BAD_REQUEST, "The 'properties' object is required.");
+        return;
+    }
+    const cJSON *mode = cJSON_GetObjectItemCaseSensitive(props, "createMode");
+    if (mode != NULL && !cJSON_IsNull(mode) &&
+        (!cJSON_IsString(mode) || (strcasecmp(mode->valuestring, "default") != 0 &&
+                                   strcasecmp(mode->valuestring, "recover") != 0))) {
+        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST,
+                       "properties.createMode must be 'default' or 'recover'.");
+        return;
+    }
+    if (cJSON_IsString(mode) && strcasecmp(mode->valuestring, "recover") == 0) {
+        vault_recover(req, name, location);
         return;
     }
     struct ks_vault old, v = {0};
@@ -251,16 +290,18 @@ static void vault_put(struct srv_req *req, const char *name)
         if (st != KV_OK)
             break;
     }
+    /* A new vault refuses a name that a deleted vault holds. */
     if (st == KV_OK)
-        st = ks_vault_put(req->srv->ks, &v);
-    if (st == KV_OK && list != NULL)
+        st = exists ? ks_vault_put(req->srv->ks, &v) : ks_vault_create(req->srv->ks, &v);
+    /* A new vault starts with no access policies, whatever a purged namesake left. */
+    if (st == KV_OK && (list != NULL || !exists))
         st = pol_policy_clear(req->srv->pol, name);
     for (i = 0; st == KV_OK && i < n; i++)
         st = pol_policy_put(req->srv->pol, &policies[i]);
     free(policies);
     if (st != KV_OK) {
-        srv_send_error(req, st == KV_ERR_ARM_BAD_REQUEST ? st : KV_ERR_INTERNAL,
-                       why[0] ? why : NULL);
+        int told = st == KV_ERR_ARM_BAD_REQUEST || st == KV_ERR_VAULT_DELETED;
+        srv_send_error(req, told ? st : KV_ERR_INTERNAL, why[0] ? why : NULL);
         return;
     }
     kv_log(KV_LOG_INFO, "vault '%s' %s by %s", name, exists ? "updated" : "created", req->who.oid);
@@ -283,18 +324,24 @@ static void vault_get(struct srv_req *req, const char *name)
 
 static void vault_delete(struct srv_req *req, const char *name)
 {
-    enum kv_status st = ks_vault_delete(req->srv->ks, name);
+    char id[1024];
+    vault_id(req, name, id, sizeof(id));
+    struct ks_deleted_vault d;
+    enum kv_status st = ks_vault_soft_delete(req->srv->ks, name, id, &d);
     if (st == KV_ERR_VAULT_NOT_FOUND) {
         srv_send_empty(req, 204);
         return;
     }
-    if (st == KV_OK)
+    /* A vault removed at once takes its access policies along; a deleted one
+     * keeps them for its recovery (they go when it is purged). */
+    if (st == KV_OK && d.deleted_date == 0)
         st = pol_policy_clear(req->srv->pol, name);
     if (st != KV_OK) {
-        srv_send_error(req, st, NULL);
+        srv_send_error(req, st == KV_ERR_BAD_PARAM ? KV_ERR_ARM_BAD_REQUEST : st, NULL);
         return;
     }
-    kv_log(KV_LOG_INFO, "vault '%s' deleted by %s", name, req->who.oid);
+    kv_log(KV_LOG_INFO, "vault '%s' %s by %s", name, d.deleted_date ? "soft-deleted" : "deleted",
+           req->who.oid);
     srv_send_empty(req, 200);
 }
 
@@ -401,6 +448,181 @@ static void access_policies(struct srv_req *req, const char *name, const char *k
         doc = NULL;
     }
     srv_send_json(req, 200, doc);
+}
+
+/* ---- deleted vaults ---------------------------------------------------------------------- */
+
+static void iso_time(int64_t t, char out[32])
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    gmtime_r(&tt, &tm);
+    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* A DeletedVault: id, name, type and properties {vaultId, location, deletionDate,
+ * scheduledPurgeDate, tags, purgeProtectionEnabled}. */
+static cJSON *deleted_vault_json(struct srv_req *req, const struct ks_deleted_vault *d,
+                                 const char *location)
+{
+    char id[1024], when[32], purge[32];
+    snprintf(id, sizeof(id),
+             "/subscriptions/%s/providers/Microsoft.KeyVault/locations/%.64s/deletedVaults/%s",
+             req->seg[1], location, d->vault.name);
+    iso_time(d->deleted_date, when);
+    iso_time(d->scheduled_purge, purge);
+    cJSON *o = cJSON_CreateObject();
+    cJSON *props = o ? cJSON_AddObjectToObject(o, "properties") : NULL;
+    if (props == NULL || !cJSON_AddStringToObject(o, "id", id) ||
+        !cJSON_AddStringToObject(o, "name", d->vault.name) ||
+        !cJSON_AddStringToObject(o, "type", "Microsoft.KeyVault/deletedVaults") ||
+        !cJSON_AddStringToObject(props, "vaultId", d->resource_id) ||
+        !cJSON_AddStringToObject(props, "location", location) ||
+        !cJSON_AddStringToObject(props, "deletionDate", when) ||
+        !cJSON_AddStringToObject(props, "scheduledPurgeDate", purge) ||
+        !cJSON_AddObjectToObject(props, "tags") ||
+        !cJSON_AddBoolToObject(props, "purgeProtectionEnabled", d->vault.purge_protection)) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+static void deleted_not_found(struct srv_req *req, const char *name)
+{
+    srv_send_errorf(req, KV_ERR_ARM_NOT_FOUND,
+                    "The Resource 'Microsoft.KeyVault/deletedVaults/%.64s' under subscription "
+                    "'%.64s' was not found.",
+                    name, req->seg[1]);
+}
+
+/* GET /subscriptions/S/providers/Microsoft.KeyVault/deletedVaults[?$top=N&$skiptoken=T] */
+static void deleted_vault_list(struct srv_req *req)
+{
+    const char *top = srv_query_get(req, "$top");
+    const char *skip = srv_query_get(req, "$skiptoken");
+    int max = KS_PAGE_MAX;
+    if (top != NULL) {
+        char *end = NULL;
+        long n = strtol(top, &end, 10);
+        if (end == top || *end != '\0' || n < 1) {
+            srv_send_error(req, KV_ERR_ARM_BAD_REQUEST, "$top must be a positive integer.");
+            return;
+        }
+        max = n < KS_PAGE_MAX ? (int)n : KS_PAGE_MAX;
+    }
+    struct ks_deleted_vault page[KS_PAGE_MAX];
+    size_t n = 0;
+    char next[KS_VAULT_NAME_MAX + 1];
+    enum kv_status st = ks_deleted_vault_list(req->srv->ks, skip, max, page, &n, next);
+    if (st == KV_ERR_BAD_SKIPTOKEN) {
+        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST, "The $skiptoken is not valid.");
+        return;
+    }
+    if (st != KV_OK) {
+        srv_send_error(req, st, NULL);
+        return;
+    }
+    cJSON *doc = cJSON_CreateObject();
+    cJSON *value = doc ? cJSON_AddArrayToObject(doc, "value") : NULL;
+    int ok = value != NULL;
+    for (size_t i = 0; ok && i < n; i++) {
+        cJSON *it = deleted_vault_json(req, &page[i], "local");
+        ok = it != NULL && cJSON_AddItemToArray(value, it);
+        if (!ok)
+            cJSON_Delete(it);
+    }
+    if (ok && next[0] != '\0') {
+        char base[SRV_HOST_MAX + 16], link[1400];
+        srv_base_url(req, base, sizeof(base));
+        const char *api = srv_query_get(req, "api-version");
+        /* api-version values and vault names are URL-safe as they are */
+        snprintf(link, sizeof(link),
+                 "%s/subscriptions/%.64s/providers/Microsoft.KeyVault/deletedVaults"
+                 "?api-version=%s&%%24top=%d&%%24skiptoken=%s",
+                 base, req->seg[1], api ? api : "", max, next);
+        ok = cJSON_AddStringToObject(doc, "nextLink", link) != NULL;
+    }
+    if (!ok) {
+        cJSON_Delete(doc);
+        srv_send_error(req, KV_ERR_NOMEM, NULL);
+        return;
+    }
+    srv_send_json(req, 200, doc);
+}
+
+/* GET .../locations/L/deletedVaults/V */
+static void deleted_vault_get(struct srv_req *req, const char *location, const char *name)
+{
+    struct ks_deleted_vault d;
+    enum kv_status st = ks_deleted_vault_get(req->srv->ks, name, &d);
+    if (st == KV_ERR_VAULT_NOT_FOUND) {
+        deleted_not_found(req, name);
+        return;
+    }
+    if (st != KV_OK) {
+        srv_send_error(req, st, NULL);
+        return;
+    }
+    srv_send_json(req, 200, deleted_vault_json(req, &d, location));
+}
+
+/* POST .../locations/L/deletedVaults/V/purge: a long-running operation in Azure; kvmock
+ * purges at once and answers 200 with no body, which the SDK pollers take as done. */
+static void deleted_vault_purge(struct srv_req *req, const char *name)
+{
+    enum kv_status st = ks_deleted_vault_purge(req->srv->ks, name);
+    if (st == KV_ERR_VAULT_NOT_FOUND) {
+        deleted_not_found(req, name);
+        return;
+    }
+    if (st == KV_OK)
+        st = pol_policy_clear(req->srv->pol, name);
+    if (st != KV_OK) {
+        srv_send_error(req, st == KV_ERR_PURGE_PROTECTED ? KV_ERR_ARM_PURGE_NOT_ALLOWED : st, NULL);
+        return;
+    }
+    kv_log(KV_LOG_INFO, "deleted vault '%s' purged by %s", name, req->who.oid);
+    srv_send_empty(req, 200);
+}
+
+static int seg_is(const struct srv_req *req, size_t i, const char *want);
+
+/* /subscriptions/S/providers/Microsoft.KeyVault/deletedVaults and
+ * /subscriptions/S/providers/Microsoft.KeyVault/locations/L/deletedVaults/V[/purge] */
+static void deleted_vaults_endpoint(struct srv_req *req, const char *scope)
+{
+    const char *method = req->ri->request_method;
+    int list = req->nseg == 5 && seg_is(req, 4, "deletedVaults");
+    int one = (req->nseg == 8 || req->nseg == 9) && seg_is(req, 4, "locations") &&
+              seg_is(req, 6, "deletedVaults") && (req->nseg == 8 || seg_is(req, 8, "purge"));
+    if (one)
+        snprintf(req->vault, sizeof(req->vault), "%.*s", KS_VAULT_NAME_MAX, req->seg[7]);
+    req->operation = list ? "VaultListDeleted" : req->nseg == 9 ? "VaultPurge" : "VaultGetDeleted";
+    if (authorize(req,
+                  req->nseg == 9 ? "Microsoft.KeyVault/locations/deletedVaults/purge/action"
+                                 : "Microsoft.KeyVault/deletedVaults/read",
+                  scope) != KV_OK)
+        return;
+    if (!list && !one) {
+        srv_send_error(req, KV_ERR_ROUTE_NOT_FOUND, NULL);
+        return;
+    }
+    if (!known(srv_query_get(req, "api-version"), arm_api_versions,
+               sizeof(arm_api_versions) / sizeof(arm_api_versions[0]))) {
+        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST,
+                       "The api-version is missing or not supported for Microsoft.KeyVault "
+                       "(use 2023-07-01).");
+        return;
+    }
+    if (list && strcmp(method, "GET") == 0)
+        deleted_vault_list(req);
+    else if (req->nseg == 8 && strcmp(method, "GET") == 0)
+        deleted_vault_get(req, req->seg[5], req->seg[7]);
+    else if (req->nseg == 9 && strcmp(method, "POST") == 0)
+        deleted_vault_purge(req, req->seg[7]);
+    else
+        srv_send_error(req, KV_ERR_METHOD_NOT_ALLOWED, NULL);
 }
 
 /* ---- role assignments ------------------------------------------------------------------------ */
@@ -559,6 +781,10 @@ int srv_mgmt_endpoint(struct srv_req *req)
     char scope[1024];
     join(req, req->nseg, scope, sizeof(scope));
     const char *method = req->ri->request_method;
+    if (req->nseg >= 5 && seg_is(req, 2, "providers") && seg_is(req, 3, "Microsoft.KeyVault")) {
+        deleted_vaults_endpoint(req, scope);
+        return 1;
+    }
     if (req->nseg >= 8)
         snprintf(req->vault, sizeof(req->vault), "%.*s", KS_VAULT_NAME_MAX, req->seg[7]);
     req->operation = req->nseg == 10                  ? "VaultAccessPolicyUpdate"
