@@ -4,7 +4,9 @@
 // credentials against kvmock's Entra-shaped authority (ClientSecretCredential
 // with authorityHost and disableInstanceDiscovery), access policies and RBAC
 // enforced per call, and revocation through the management plane with
-// @azure/arm-keyvault. The JS counterpart of test_python_authz.py.
+// @azure/arm-keyvault, including soft delete of whole vaults (delete,
+// getDeleted, listDeleted, recover through createMode "recover",
+// beginPurgeDeletedAndWait). The JS counterpart of test_python_authz.py.
 //
 //   npm ci --prefix tests/e2e/js
 //   node tests/e2e/js/authz.test.mjs --kvmock build/kvmock
@@ -16,8 +18,8 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import {
-  decodeJwt, errorBody, expectRestError, isChild, makeRecorder, makeReporter, runDriver, runScenario,
-  sameBytes, scenarioEnv,
+  advanceClock, DAY, decodeJwt, errorBody, expectRestError, isChild, makeRecorder, makeReporter, runDriver,
+  runScenario, sameBytes, scenarioEnv,
 } from "./helpers.mjs";
 
 const TENANT = "6b766d6f-636b-4000-8000-000000000001";
@@ -274,6 +276,77 @@ async function scenario() {
   await group("management plane refuses an identity without manage (disk-service): 403 AuthorizationFailed", async () => {
     const mgmt = arm(diskCred());
     await expectRestError(mgmt.vaults.get(RG, "cmk"), 403, "AuthorizationFailed", "vaults.get as disk-service");
+  });
+
+  await group("management plane soft delete: vaults.delete, getDeleted, listDeleted, recover (createMode recover), beginPurgeDeletedAndWait", async () => {
+    const mgmt = arm(ciCred());
+    const params = (extra = {}) => ({
+      location: "westeurope",
+      properties: {
+        tenantId: TENANT,
+        sku: { family: "A", name: "standard" },
+        softDeleteRetentionInDays: 7,
+        accessPolicies: [{ tenantId: TENANT, objectId: CI.objectId, permissions: ALL }],
+        ...extra,
+      },
+    });
+    const deletedNames = async () => {
+      const names = [];
+      for await (const v of mgmt.vaults.listDeleted()) names.push(v.name);
+      return names;
+    };
+    await mgmt.vaults.beginCreateOrUpdateAndWait(RG, "gone", params(), { updateIntervalInMs: 100 });
+    const key = await keys("gone", ciCred()).createRsaKey("k", { keySize: 2048 });
+    const dek = randomBytes(32);
+    const wrapped = (await crypto(key.id, ciCred()).wrapKey("RSA-OAEP-256", dek)).result;
+
+    await mgmt.vaults.delete(RG, "gone");
+    await expectRestError(keys("gone", ciCred()).getKey("k"), 404, "VaultNotFound", "the deleted vault's host");
+    await expectRestError(mgmt.vaults.get(RG, "gone"), 404, "ResourceNotFound", "vaults.get of a deleted vault");
+
+    const d = await mgmt.vaults.getDeleted("gone", "westeurope");
+    assert.equal(d.name, "gone", "getDeleted name");
+    assert.equal(d.type, "Microsoft.KeyVault/deletedVaults", "getDeleted type");
+    assert.equal(d.id, `/subscriptions/${SUBSCRIPTION}/providers/Microsoft.KeyVault/locations/westeurope/deletedVaults/gone`, "getDeleted id");
+    assert.equal(d.properties.vaultId, `/subscriptions/${SUBSCRIPTION}/resourceGroups/${RG}/providers/Microsoft.KeyVault/vaults/gone`, "vaultId");
+    assert.equal(d.properties.location, "westeurope", "location");
+    assert.equal(d.properties.purgeProtectionEnabled, false, "purgeProtectionEnabled");
+    assert.ok(d.properties.deletionDate instanceof Date, "deletionDate is a date");
+    assert.equal(d.properties.scheduledPurgeDate - d.properties.deletionDate, 7 * DAY * 1000, "scheduledPurgeDate = deletion + 7 days");
+    assert.ok((await deletedNames()).includes("gone"), "listDeleted");
+
+    const conflict = await expectRestError(mgmt.vaults.beginCreateOrUpdateAndWait(RG, "gone", params(), { updateIntervalInMs: 100 }),
+      409, "ConflictError", "creating over a deleted vault");
+    assert.match(conflict.message, /already exists in deleted state/, "the service's message");
+    await expectRestError(mgmt.vaults.beginCreateOrUpdateAndWait(RG, "never", params({ createMode: "recover" }), { updateIntervalInMs: 100 }),
+      400, "SoftDeletedVaultDoesNotExist", "recovering a vault that was never deleted");
+
+    const back = await mgmt.vaults.beginCreateOrUpdateAndWait(RG, "gone", params({ createMode: "recover" }), { updateIntervalInMs: 100 });
+    assert.equal(back.name, "gone", "recovered");
+    assert.equal(back.properties.vaultUri, `https://gone.vault.localhost:${env.httpsPort}/`, "vaultUri");
+    sameBytes((await crypto(key.id, ciCred()).unwrapKey("RSA-OAEP-256", wrapped)).result, dek, "the key is back and unwraps");
+    assert.ok(!(await deletedNames()).includes("gone"), "no longer listed as deleted");
+
+    await mgmt.vaults.delete(RG, "gone");
+    const since = rec.exchanges.length;
+    await mgmt.vaults.beginPurgeDeletedAndWait("gone", "westeurope", { updateIntervalInMs: 100 });
+    const posts = rec.find(since, "POST", /\/deletedVaults\/gone\/purge$/);
+    assert.equal(posts.length, 1, `one POST .../purge (saw ${rec.describe(since)})`);
+    await expectRestError(mgmt.vaults.getDeleted("gone", "westeurope"), 404, "ResourceNotFound", "getDeleted after the purge");
+    await mgmt.vaults.beginCreateOrUpdateAndWait(RG, "gone", params(), { updateIntervalInMs: 100 });
+    await expectRestError(keys("gone", ciCred()).getKey("k"), 404, "KeyNotFound", "the purged vault's key stays gone");
+
+    // "made" (previous group) has purge protection: purge is refused until its date.
+    await mgmt.vaults.delete(RG, "made");
+    const pp = await mgmt.vaults.getDeleted("made", "westeurope");
+    assert.equal(pp.properties.purgeProtectionEnabled, true, "purgeProtectionEnabled");
+    await expectRestError(mgmt.vaults.beginPurgeDeletedAndWait("made", "westeurope", { updateIntervalInMs: 100 }),
+      405, "MethodNotAllowed", "purge under purge protection");
+    await advanceClock(env, 7 * DAY + 60);
+    // kvmock's clock moved a week: a new credential gets a token that is valid on it
+    const later = arm(ciCred());
+    await expectRestError(later.vaults.getDeleted("made", "westeurope"), 404, "ResourceNotFound",
+      "purged by the scheduled purge once its date passed");
   });
 
   return summary();
