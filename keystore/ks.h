@@ -181,6 +181,17 @@ enum kv_status ks_record_scan(struct ks_env *env, enum ks_table table, const voi
 enum kv_status ks_record_append(struct ks_env *env, enum ks_table table, const void *val,
                                 size_t val_len, uint64_t *seq) KV_MUST_CHECK;
 
+/**
+ * @brief Append @p n records in one transaction, under consecutive sequence
+ * numbers, then, when @p keep is not 0, delete the oldest records so that at most
+ * @p keep remain (a bounded log).
+ * @param[out] first_seq the number of the first record appended (may be NULL).
+ * @return KV_OK, KV_ERR_BAD_PARAM, KV_ERR_STORE.
+ */
+enum kv_status ks_record_append_many(struct ks_env *env, enum ks_table table,
+                                     const void *const *vals, const size_t *lens, size_t n,
+                                     size_t keep, uint64_t *first_seq) KV_MUST_CHECK;
+
 /* ---- vaults ----------------------------------------------------------------- */
 
 struct ks_vault {

@@ -1,6 +1,7 @@
 /* Records the keystore keeps for other layers: put, delete by prefix, scan, append. */
 #include <string.h>
 
+#include "kv_log.h"
 #include "store.h"
 
 struct put_arg {
@@ -122,16 +123,20 @@ enum kv_status ks_record_scan(struct ks_env *env, enum ks_table table, const voi
     return ks_txn_read(env, scan_fn, &a);
 }
 
-struct append_arg {
+struct append_many_arg {
     MDB_dbi dbi;
-    const void *val;
-    size_t val_len;
-    uint64_t seq;
+    const void *const *vals;
+    const size_t *lens;
+    size_t n, keep;
+    uint64_t first;
 };
 
-static enum kv_status append_fn(struct ks_txn *tx, void *arg)
+/* Appends at the right edge with MDB_APPEND (full pages, no split in the middle),
+ * then drops the oldest records beyond the cap: their pages go back to LMDB's
+ * free list and are reused, so the table keeps a bounded size in the map. */
+static enum kv_status append_many_fn(struct ks_txn *tx, void *arg)
 {
-    struct append_arg *a = arg;
+    struct append_many_arg *a = arg;
     MDB_cursor *cur = NULL;
     if (mdb_cursor_open(tx->txn, a->dbi, &cur) != 0)
         return KV_ERR_STORE;
@@ -142,25 +147,57 @@ static enum kv_status append_fn(struct ks_txn *tx, void *arg)
         const unsigned char *b = k.mv_data;
         for (int i = 0; i < 8; i++)
             last = (last << 8) | b[i];
+    } else if (rc != MDB_NOTFOUND) {
+        mdb_cursor_close(cur);
+        return KV_ERR_STORE;
+    }
+    a->first = last + 1;
+    rc = 0;
+    for (size_t i = 0; i < a->n && rc == 0; i++) {
+        unsigned char key[8];
+        uint64_t seq = last + 1 + i;
+        for (int j = 0; j < 8; j++)
+            key[j] = (unsigned char)(seq >> (56 - 8 * j));
+        k.mv_size = sizeof(key);
+        k.mv_data = key;
+        v.mv_size = a->lens[i];
+        v.mv_data = (void *)a->vals[i];
+        rc = mdb_cursor_put(cur, &k, &v, MDB_APPEND);
+    }
+    MDB_stat stat;
+    if (rc == 0 && a->keep > 0 && (rc = mdb_stat(tx->txn, a->dbi, &stat)) == 0) {
+        for (size_t extra = stat.ms_entries > a->keep ? stat.ms_entries - a->keep : 0;
+             extra > 0 && rc == 0; extra--) {
+            rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+            if (rc == 0)
+                rc = mdb_cursor_del(cur, 0);
+        }
     }
     mdb_cursor_close(cur);
-    if (rc != 0 && rc != MDB_NOTFOUND)
-        return KV_ERR_STORE;
-    a->seq = last + 1;
-    unsigned char key[8];
-    for (int i = 0; i < 8; i++)
-        key[i] = (unsigned char)(a->seq >> (56 - 8 * i));
-    return ks_txn_put(tx, a->dbi, key, sizeof(key), a->val, a->val_len);
+    if (rc == MDB_MAP_FULL)
+        tx->map_full = 1;
+    else if (rc != 0)
+        kv_log(KV_LOG_ERROR, "append failed: %s", mdb_strerror(rc));
+    return rc == 0 ? KV_OK : KV_ERR_STORE;
+}
+
+enum kv_status ks_record_append_many(struct ks_env *env, enum ks_table table,
+                                     const void *const *vals, const size_t *lens, size_t n,
+                                     size_t keep, uint64_t *first_seq)
+{
+    if (!table_ok(table) || (n > 0 && (vals == NULL || lens == NULL)))
+        return KV_ERR_BAD_PARAM;
+    if (n == 0 && keep == 0)
+        return KV_OK;
+    struct append_many_arg a = {env->db_tables[table], vals, lens, n, keep, 0};
+    enum kv_status st = ks_txn_write(env, append_many_fn, &a);
+    if (st == KV_OK && first_seq != NULL)
+        *first_seq = a.first;
+    return st;
 }
 
 enum kv_status ks_record_append(struct ks_env *env, enum ks_table table, const void *val,
                                 size_t val_len, uint64_t *seq)
 {
-    if (!table_ok(table))
-        return KV_ERR_BAD_PARAM;
-    struct append_arg a = {env->db_tables[table], val, val_len, 0};
-    enum kv_status st = ks_txn_write(env, append_fn, &a);
-    if (st == KV_OK && seq != NULL)
-        *seq = a.seq;
-    return st;
+    return ks_record_append_many(env, table, &val, &val_len, 1, 0, seq);
 }

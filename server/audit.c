@@ -3,7 +3,19 @@
  * AuditEvent diagnostic log, appended to the keystore's audit table.
  * Records name callers, vaults, key ids and results; never tokens, bodies or
  * key material.
+ *
+ * Records are written by one writer thread, many per transaction (group
+ * commit), so an audited read does not wait for a disk sync of its own:
+ * - a call that changed state (a 2xx create, import, update, delete, ...) waits
+ *   until its record is committed before its answer leaves, so an acknowledged
+ *   change is in the log even after a crash;
+ * - any other record (reads, key operations, refusals) is committed within
+ *   AUDIT_DELAY_MS; reading the log through the server (/admin/audit, the web
+ *   view) first commits what is queued, so a client that has an answer finds
+ *   its record.
+ * The table keeps the newest `--audit-max` records (0: all).
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +27,172 @@
 
 #define AUDIT_PAGE_DEFAULT 100
 #define AUDIT_PAGE_MAX 1000
+#define AUDIT_DELAY_MS 5
+#define AUDIT_BATCH_MAX 1024
+
+struct srv_audit_log {
+    struct ks_env *ks;
+    size_t keep;
+    pthread_mutex_t mu;
+    pthread_cond_t work; /* to the writer: records queued, someone waits, or stop */
+    pthread_cond_t done; /* from the writer: `committed` moved */
+    char **queue;        /* record texts, oldest first */
+    size_t n, cap;
+    uint64_t queued, committed; /* counts of records ever queued / handled */
+    uint64_t wanted;            /* the writer commits at once up to here */
+    struct timespec first_at;   /* when the oldest queued record arrived */
+    int stop;
+    pthread_t thread;
+};
+
+static void commit_batch(struct srv_audit_log *a, char **batch, size_t n)
+{
+    size_t lens[AUDIT_BATCH_MAX];
+    for (size_t i = 0; i < n; i++)
+        lens[i] = strlen(batch[i]);
+    if (ks_record_append_many(a->ks, KS_TABLE_AUDIT, (const void *const *)batch, lens, n,
+                              a->keep, NULL) != KV_OK)
+        kv_log(KV_LOG_WARN, "%zu audit record(s) not written", n);
+    for (size_t i = 0; i < n; i++)
+        cJSON_free(batch[i]);
+}
+
+static int due(const struct srv_audit_log *a, struct timespec *deadline)
+{
+    if (a->stop || a->wanted > a->committed || a->n >= AUDIT_BATCH_MAX)
+        return 1;
+    *deadline = a->first_at;
+    deadline->tv_nsec += AUDIT_DELAY_MS * 1000000L;
+    if (deadline->tv_nsec >= 1000000000L) {
+        deadline->tv_sec++;
+        deadline->tv_nsec -= 1000000000L;
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec > deadline->tv_sec ||
+           (now.tv_sec == deadline->tv_sec && now.tv_nsec >= deadline->tv_nsec);
+}
+
+static void *writer(void *arg)
+{
+    struct srv_audit_log *a = arg;
+    char *batch[AUDIT_BATCH_MAX];
+    pthread_mutex_lock(&a->mu);
+    for (;;) {
+        struct timespec deadline;
+        if (a->n == 0) {
+            if (a->stop)
+                break;
+            pthread_cond_wait(&a->work, &a->mu);
+            continue;
+        }
+        if (!due(a, &deadline)) {
+            pthread_cond_timedwait(&a->work, &a->mu, &deadline);
+            continue;
+        }
+        size_t n = a->n < AUDIT_BATCH_MAX ? a->n : AUDIT_BATCH_MAX;
+        memcpy(batch, a->queue, n * sizeof(*batch));
+        memmove(a->queue, a->queue + n, (a->n - n) * sizeof(*batch));
+        a->n -= n;
+        clock_gettime(CLOCK_MONOTONIC, &a->first_at);
+        pthread_mutex_unlock(&a->mu);
+        commit_batch(a, batch, n);
+        pthread_mutex_lock(&a->mu);
+        a->committed += n;
+        pthread_cond_broadcast(&a->done);
+    }
+    pthread_mutex_unlock(&a->mu);
+    return NULL;
+}
+
+enum kv_status srv_audit_start(struct ks_env *ks, size_t keep, struct srv_audit_log **out)
+{
+    struct srv_audit_log *a = calloc(1, sizeof(*a));
+    if (a == NULL)
+        return KV_ERR_NOMEM;
+    a->ks = ks;
+    a->keep = keep;
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_mutex_init(&a->mu, NULL);
+    pthread_cond_init(&a->work, &attr);
+    pthread_cond_init(&a->done, NULL);
+    pthread_condattr_destroy(&attr);
+    if (pthread_create(&a->thread, NULL, writer, a) != 0) {
+        pthread_cond_destroy(&a->work);
+        pthread_cond_destroy(&a->done);
+        pthread_mutex_destroy(&a->mu);
+        free(a);
+        return KV_ERR_INTERNAL;
+    }
+    *out = a;
+    return KV_OK;
+}
+
+void srv_audit_stop(struct srv_audit_log *a)
+{
+    if (a == NULL)
+        return;
+    pthread_mutex_lock(&a->mu);
+    a->stop = 1;
+    pthread_cond_signal(&a->work);
+    pthread_mutex_unlock(&a->mu);
+    pthread_join(a->thread, NULL); /* the writer drains the queue first */
+    free(a->queue);
+    pthread_cond_destroy(&a->work);
+    pthread_cond_destroy(&a->done);
+    pthread_mutex_destroy(&a->mu);
+    free(a);
+}
+
+/* Wait, with the lock held, until every record up to @p seq is committed. */
+static void wait_committed(struct srv_audit_log *a, uint64_t seq)
+{
+    if (a->committed >= seq)
+        return;
+    if (a->wanted < seq)
+        a->wanted = seq;
+    pthread_cond_signal(&a->work);
+    while (a->committed < seq)
+        pthread_cond_wait(&a->done, &a->mu);
+}
+
+void srv_audit_flush(struct srv_audit_log *a)
+{
+    if (a == NULL)
+        return;
+    pthread_mutex_lock(&a->mu);
+    wait_committed(a, a->queued);
+    pthread_mutex_unlock(&a->mu);
+}
+
+/* Queue one record (taking @p text); with @p wait, return once it is committed. */
+static enum kv_status enqueue(struct srv_audit_log *a, char *text, int wait)
+{
+    pthread_mutex_lock(&a->mu);
+    if (a->n == a->cap) {
+        size_t cap = a->cap ? a->cap * 2 : 64;
+        char **q = realloc(a->queue, cap * sizeof(*q));
+        if (q == NULL) {
+            pthread_mutex_unlock(&a->mu);
+            cJSON_free(text);
+            return KV_ERR_NOMEM;
+        }
+        a->queue = q;
+        a->cap = cap;
+    }
+    if (a->n == 0)
+        clock_gettime(CLOCK_MONOTONIC, &a->first_at);
+    a->queue[a->n++] = text;
+    uint64_t seq = ++a->queued;
+    if (wait)
+        wait_committed(a, seq);
+    else if (a->n == 1 || a->n == AUDIT_BATCH_MAX)
+        pthread_cond_signal(&a->work); /* starts the writer's delay, or a full batch */
+    pthread_mutex_unlock(&a->mu);
+    return KV_OK;
+}
 
 static const char *reason(int status)
 {
@@ -30,6 +208,25 @@ static const char *reason(int status)
     case 409: return "Conflict";
     default: return status >= 500 ? "InternalServerError" : "Other";
     }
+}
+
+/* Whether the call changed what the store holds: then its record is committed
+ * before the answer. Key operations are POSTs that change nothing. */
+static int changed_state(const struct srv_req *req)
+{
+    static const char *const reads[] = {
+        "KeyEncrypt", "KeyDecrypt", "KeySign",     "KeyVerify",     "KeyWrap",
+        "KeyUnwrap",  "KeyBackup",  "KeyRelease", "GetRandomBytes",
+    };
+    const char *m = req->ri->request_method;
+    if (req->status < 200 || req->status >= 300 || strcmp(m, "GET") == 0 ||
+        strcmp(m, "HEAD") == 0)
+        return 0;
+    for (size_t i = 0; i < sizeof(reads) / sizeof(reads[0]); i++) {
+        if (strcmp(req->operation, reads[i]) == 0)
+            return 0;
+    }
+    return 1;
 }
 
 void srv_audit(struct srv_req *req)
@@ -79,10 +276,15 @@ void srv_audit(struct srv_req *req)
     if (ok)
         text = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
-    if (text == NULL ||
-        ks_record_append(req->srv->ks, KS_TABLE_AUDIT, text, strlen(text), NULL) != KV_OK)
+    enum kv_status st = KV_ERR_NOMEM;
+    if (text != NULL && req->srv->audit != NULL) {
+        st = enqueue(req->srv->audit, text, changed_state(req));
+    } else if (text != NULL) {
+        st = ks_record_append(req->srv->ks, KS_TABLE_AUDIT, text, strlen(text), NULL);
+        cJSON_free(text);
+    }
+    if (st != KV_OK)
         kv_log(KV_LOG_WARN, "request %s: audit record not written", req->request_id);
-    cJSON_free(text);
 }
 
 /* ---- reading ---------------------------------------------------------------------------- */
@@ -127,6 +329,7 @@ void srv_audit_page(struct srv_req *req)
         }
         max = (int)v;
     }
+    srv_audit_flush(req->srv->audit); /* what was answered before is in the page */
     unsigned char from[8];
     if (token != NULL) {
         char *end = NULL;

@@ -222,6 +222,11 @@ static int run(const struct srv_config *cfg)
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    if (srv_audit_start(srv.ks, cfg->audit_max, &srv.audit) != KV_OK) {
+        kv_log(KV_LOG_ERROR, "cannot start the audit writer");
+        goto out;
+    }
+
     ctx = start_civetweb(cfg, &srv, &tls);
     if (ctx == NULL)
         goto out;
@@ -249,6 +254,7 @@ static int run(const struct srv_config *cfg)
 out:
     if (ctx != NULL)
         mg_stop(ctx); /* waits for every in-flight request */
+    srv_audit_stop(srv.audit); /* commits the records still queued */
     free(srv.ca_pem);
     pol_free(srv.pol);
     ks_close(srv.ks);

@@ -36,6 +36,7 @@ struct srv {
     int https_port, http_port;
     int ui_enabled; /**< the web view at /ui on the HTTP port */
     char clock_path[4200]; /**< DATA/clock.json: the clock's offset, kept across restarts */
+    struct srv_audit_log *audit; /**< the audit writer (audit.c); NULL: write directly */
 };
 
 struct srv_query {
@@ -217,9 +218,25 @@ enum kv_status srv_authenticate(struct srv_req *req, const char *const *auds,
 /**
  * @brief Append the request's audit record (audit.c): operation, caller, vault,
  * key id, status. Called as the response starts; does nothing when
- * req->operation is NULL or the record was written. Never records secrets.
+ * req->operation is NULL or the record was written. A call that changed state
+ * returns once its record is committed; other records are committed by the
+ * writer within a few milliseconds. Never records secrets.
  */
 void srv_audit(struct srv_req *req);
+
+/**
+ * @brief Start the audit writer: one thread that commits queued records in
+ * batches to the audit table, keeping at most @p keep records (0: all).
+ * @return KV_OK, KV_ERR_NOMEM, KV_ERR_INTERNAL.
+ */
+enum kv_status srv_audit_start(struct ks_env *ks, size_t keep,
+                               struct srv_audit_log **out) KV_MUST_CHECK;
+
+/** @brief Commit every record queued so far, then return. NULL is a no-op. */
+void srv_audit_flush(struct srv_audit_log *audit);
+
+/** @brief Commit what is queued and stop the writer. NULL is a no-op. */
+void srv_audit_stop(struct srv_audit_log *audit);
 
 /**
  * @brief GET /admin/audit on the HTTP port: records oldest first, paged with
