@@ -1,36 +1,90 @@
 /* Responses: JSON bodies, errors and the Key Vault challenge. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 
 #include "kv_log.h"
 #include "srv.h"
 
-static void send_common(struct srv_req *req, int http_status, const char *content_type,
-                        size_t len)
+/* Bodies up to this size are copied behind the headers and sent in one write. */
+#define SEND_COPY_MAX (256 * 1024)
+
+/* civetweb's rule: the client's Connection header if it sent one, else HTTP/1.1
+ * keeps the connection. */
+static int keep_alive(const struct srv_req *req)
 {
-    char length[32];
-    snprintf(length, sizeof(length), "%zu", len);
+    const char *c = srv_header(req, "Connection");
+    if (c == NULL)
+        return req->ri->http_version != NULL && strcmp(req->ri->http_version, "1.1") == 0;
+    for (const char *p = c; *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        size_t n = strcspn(p, " ,");
+        if (n == 10 && strncasecmp(p, "keep-alive", 10) == 0)
+            return 1;
+        p += n;
+    }
+    return 0;
+}
+
+/*
+ * Every answer leaves in one write (one TLS record, one TCP segment when it
+ * fits): status line, headers and body formatted into one buffer. civetweb's
+ * own header functions write each line separately. The audit record is
+ * written first, so a client that saw the answer finds the record.
+ */
+static void send_response(struct srv_req *req, int http_status, const char *content_type,
+                          const char *challenge, const char *body, size_t len)
+{
     req->status = http_status;
-    /* The audit record is written before the answer leaves, so a client that saw
-     * the answer finds the record. */
     srv_audit(req);
-    mg_response_header_start(req->conn, http_status);
-    if (content_type != NULL)
-        mg_response_header_add(req->conn, "Content-Type", content_type, -1);
-    mg_response_header_add(req->conn, "Content-Length", length, -1);
-    mg_response_header_add(req->conn, "Cache-Control", "no-cache", -1);
-    mg_response_header_add(req->conn, "x-ms-request-id", req->request_id, -1);
-    mg_response_header_add(req->conn, "x-ms-keyvault-service-version", "kvmock", -1);
+
+    char date[64];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    char head[SRV_HOST_MAX * 2 + 1024];
+    int n = snprintf(head, sizeof(head),
+                     "HTTP/%s %d %s\r\n"
+                     "%s%s%s"
+                     "Content-Length: %zu\r\n"
+                     "Cache-Control: no-cache\r\n"
+                     "x-ms-request-id: %s\r\n"
+                     "x-ms-keyvault-service-version: kvmock\r\n"
+                     "%s%s%s"
+                     "Date: %s\r\n"
+                     "Connection: %s\r\n\r\n",
+                     req->ri->http_version ? req->ri->http_version : "1.0", http_status,
+                     mg_get_response_code_text(req->conn, http_status),
+                     content_type ? "Content-Type: " : "", content_type ? content_type : "",
+                     content_type ? "\r\n" : "", len, req->request_id,
+                     challenge ? "WWW-Authenticate: " : "", challenge ? challenge : "",
+                     challenge ? "\r\n" : "", date, keep_alive(req) ? "keep-alive" : "close");
+    if (n < 0 || (size_t)n >= sizeof(head)) {
+        kv_log(KV_LOG_ERROR, "request %s: response headers do not fit", req->request_id);
+        return;
+    }
+    char *one = len > 0 && len <= SEND_COPY_MAX ? malloc((size_t)n + len) : NULL;
+    if (one != NULL) {
+        memcpy(one, head, (size_t)n);
+        memcpy(one + n, body, len);
+        mg_write(req->conn, one, (size_t)n + len);
+        free(one);
+        return;
+    }
+    mg_write(req->conn, head, (size_t)n);
+    if (len > 0)
+        mg_write(req->conn, body, len);
 }
 
 void srv_send_raw(struct srv_req *req, int http_status, const char *content_type,
                   const char *body, size_t len)
 {
-    send_common(req, http_status, content_type, len);
-    mg_response_header_send(req->conn);
-    if (len > 0)
-        mg_write(req->conn, body, len);
+    send_response(req, http_status, content_type, NULL, body, len);
 }
 
 void srv_send_empty(struct srv_req *req, int http_status)
@@ -76,17 +130,14 @@ void srv_send_error(struct srv_req *req, enum kv_status st, const char *message)
         "{\"error\":{\"code\":\"InternalServerError\",\"message\":\"Out of memory.\"}}";
     const char *body = text ? text : fallback;
 
-    send_common(req, info->http_status, "application/json; charset=utf-8", strlen(body));
-    if (st == KV_ERR_UNAUTHORIZED) {
-        char challenge[SRV_HOST_MAX + 192];
+    char challenge[SRV_HOST_MAX + 192];
+    if (st == KV_ERR_UNAUTHORIZED)
         snprintf(challenge, sizeof(challenge),
                  "Bearer authorization=\"https://login.microsoftonline.com/%s\", "
                  "resource=\"%s\"",
                  pol_tenant(req->srv->pol), req->resource);
-        mg_response_header_add(req->conn, "WWW-Authenticate", challenge, -1);
-    }
-    mg_response_header_send(req->conn);
-    mg_write(req->conn, body, strlen(body));
+    send_response(req, info->http_status, "application/json; charset=utf-8",
+                  st == KV_ERR_UNAUTHORIZED ? challenge : NULL, body, strlen(body));
     cJSON_free(text);
 }
 
