@@ -9,8 +9,18 @@
 
 #define POL_SECRET_LEN crypto_auth_hmacsha256_KEYBYTES
 
+/* Verified tokens' claims, keyed by their signature (token.c). */
+#define POL_TOKEN_CACHE_SLOTS 256
+struct pol_token_slot {
+    pthread_mutex_t mu;
+    int used;
+    unsigned char mac[crypto_auth_hmacsha256_BYTES];
+    struct pol_claims claims;
+};
+
 struct pol_ctx {
     char tenant_id[POL_ID_MAX];
+    struct pol_token_slot *token_cache; /**< POL_TOKEN_CACHE_SLOTS slots */
     unsigned char *secret; /**< sodium_malloc'd token signing key */
     struct pol_identity *ids;
     size_t n_ids;

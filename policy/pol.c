@@ -49,6 +49,11 @@ enum kv_status pol_new(const char *data_dir, const char *tenant_id, struct pol_c
         return KV_ERR_INTERNAL;
     }
     snprintf(c->tenant_id, sizeof(c->tenant_id), "%s", tenant_id);
+    c->token_cache = calloc(POL_TOKEN_CACHE_SLOTS, sizeof(*c->token_cache));
+    if (c->token_cache == NULL)
+        goto out;
+    for (size_t i = 0; i < POL_TOKEN_CACHE_SLOTS; i++)
+        pthread_mutex_init(&c->token_cache[i].mu, NULL);
     c->secret = sodium_malloc(POL_SECRET_LEN);
     if (c->secret == NULL)
         goto out;
@@ -77,6 +82,11 @@ void pol_free(struct pol_ctx *c)
     free(c->ids);
     free(c->policies);
     free(c->roles);
+    if (c->token_cache != NULL) {
+        for (size_t i = 0; i < POL_TOKEN_CACHE_SLOTS; i++)
+            pthread_mutex_destroy(&c->token_cache[i].mu);
+        free(c->token_cache);
+    }
     pthread_rwlock_destroy(&c->lock);
     free(c);
 }

@@ -96,26 +96,14 @@ static int aud_equal(const char *a, const char *b)
     return la == lb && strncasecmp(a, b, la) == 0;
 }
 
-enum kv_status pol_token_verify(const struct pol_ctx *c, const char *token, int64_t now,
-                                const char *const *auds, size_t n_auds, struct pol_claims *out)
+/* The header (alg must be HS256) and the claims of a token whose signature verified. */
+static enum kv_status parse_claims(const char *token, const char *dot1, const char *dot2,
+                                   struct pol_claims *cl)
 {
     enum kv_status st = KV_ERR_UNAUTHORIZED;
-    struct kv_buf hdr = {0}, sig = {0}, body = {0};
+    struct kv_buf hdr = {0}, body = {0};
     cJSON *h = NULL, *p = NULL;
     char part[TOKEN_MAX];
-    size_t len = strlen(token);
-    const char *dot1 = strchr(token, '.');
-    const char *dot2 = dot1 ? strchr(dot1 + 1, '.') : NULL;
-    if (len >= TOKEN_MAX || dot1 == NULL || dot2 == NULL || strchr(dot2 + 1, '.') != NULL)
-        goto out;
-
-    /* The signature first: nothing of an unsigned token is parsed further. */
-    if (kv_b64url_decode(dot2 + 1, &sig) != KV_OK || sig.len != crypto_auth_hmacsha256_BYTES)
-        goto out;
-    if (crypto_auth_hmacsha256_verify(sig.data, (const unsigned char *)token,
-                                      (size_t)(dot2 - token), c->secret) != 0)
-        goto out;
-
     memcpy(part, token, (size_t)(dot1 - token));
     part[dot1 - token] = '\0';
     if (kv_b64url_decode(part, &hdr) != KV_OK)
@@ -130,13 +118,71 @@ enum kv_status pol_token_verify(const struct pol_ctx *c, const char *token, int6
     if (kv_b64url_decode(part, &body) != KV_OK)
         goto out;
     p = cJSON_ParseWithLength((const char *)body.data, body.len);
+    if (cJSON_IsObject(p) && copy_claim(p, "oid", cl->oid, sizeof(cl->oid)) &&
+        copy_claim(p, "appid", cl->appid, sizeof(cl->appid)) &&
+        copy_claim(p, "tid", cl->tid, sizeof(cl->tid)) &&
+        copy_claim(p, "aud", cl->aud, sizeof(cl->aud)) && num_claim(p, "iat", &cl->iat) &&
+        num_claim(p, "nbf", &cl->nbf) && num_claim(p, "exp", &cl->exp))
+        st = KV_OK;
+out:
+    cJSON_Delete(h);
+    cJSON_Delete(p);
+    kv_buf_free(&hdr);
+    kv_buf_free(&body);
+    return st;
+}
+
+/* Verified claims, keyed by the token's signature: a token seen before skips the
+ * decoding and parsing. Only a token whose signature verified gets here. */
+static int cache_get(const struct pol_ctx *c, const unsigned char *mac, struct pol_claims *cl)
+{
+    struct pol_token_slot *slot =
+        &c->token_cache[(mac[0] | (unsigned)mac[1] << 8) % POL_TOKEN_CACHE_SLOTS];
+    pthread_mutex_lock(&slot->mu);
+    int hit = slot->used && memcmp(slot->mac, mac, sizeof(slot->mac)) == 0;
+    if (hit)
+        *cl = slot->claims;
+    pthread_mutex_unlock(&slot->mu);
+    return hit;
+}
+
+static void cache_put(const struct pol_ctx *c, const unsigned char *mac,
+                      const struct pol_claims *cl)
+{
+    struct pol_token_slot *slot =
+        &c->token_cache[(mac[0] | (unsigned)mac[1] << 8) % POL_TOKEN_CACHE_SLOTS];
+    pthread_mutex_lock(&slot->mu);
+    memcpy(slot->mac, mac, sizeof(slot->mac));
+    slot->claims = *cl;
+    slot->used = 1;
+    pthread_mutex_unlock(&slot->mu);
+}
+
+enum kv_status pol_token_verify(const struct pol_ctx *c, const char *token, int64_t now,
+                                const char *const *auds, size_t n_auds, struct pol_claims *out)
+{
+    enum kv_status st = KV_ERR_UNAUTHORIZED;
+    struct kv_buf sig = {0};
     struct pol_claims cl = {0};
-    if (!cJSON_IsObject(p) || !copy_claim(p, "oid", cl.oid, sizeof(cl.oid)) ||
-        !copy_claim(p, "appid", cl.appid, sizeof(cl.appid)) ||
-        !copy_claim(p, "tid", cl.tid, sizeof(cl.tid)) ||
-        !copy_claim(p, "aud", cl.aud, sizeof(cl.aud)) || !num_claim(p, "iat", &cl.iat) ||
-        !num_claim(p, "nbf", &cl.nbf) || !num_claim(p, "exp", &cl.exp))
+    size_t len = strlen(token);
+    const char *dot1 = strchr(token, '.');
+    const char *dot2 = dot1 ? strchr(dot1 + 1, '.') : NULL;
+    if (len >= TOKEN_MAX || dot1 == NULL || dot2 == NULL || strchr(dot2 + 1, '.') != NULL)
         goto out;
+
+    /* The signature first: nothing of an unsigned token is parsed further. */
+    if (kv_b64url_decode(dot2 + 1, &sig) != KV_OK || sig.len != crypto_auth_hmacsha256_BYTES)
+        goto out;
+    if (crypto_auth_hmacsha256_verify(sig.data, (const unsigned char *)token,
+                                      (size_t)(dot2 - token), c->secret) != 0)
+        goto out;
+    if (!cache_get(c, sig.data, &cl)) {
+        if (parse_claims(token, dot1, dot2, &cl) != KV_OK)
+            goto out;
+        cache_put(c, sig.data, &cl);
+    }
+
+    /* Checked on every request, cached or not. */
     if (now < cl.nbf || now >= cl.exp)
         goto out;
     /* The identity must still exist, as issued: a removed identity's tokens die with it. */
@@ -152,10 +198,6 @@ enum kv_status pol_token_verify(const struct pol_ctx *c, const char *token, int6
         }
     }
 out:
-    cJSON_Delete(h);
-    cJSON_Delete(p);
-    kv_buf_free(&hdr);
     kv_buf_free(&sig);
-    kv_buf_free(&body);
     return st;
 }
