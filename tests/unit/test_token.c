@@ -109,6 +109,34 @@ int main(void)
     CHECK_ST(verify(c, tok2, now), KV_ERR_UNAUTHORIZED);
     free(tok2);
 
+    /* Verified claims are cached by signature; every check still runs on a hit:
+     * a token seen for the vault is refused for another audience, and tokens
+     * that evict each other from the cache's slots all still verify. */
+    const char *const other_auds[] = {"https://management.azure.com"};
+    CHECK_ST(verify(c, tok, now), KV_OK);
+    CHECK_ST(pol_token_verify(c, tok, now, other_auds, 1, &cl), KV_ERR_UNAUTHORIZED);
+    char *many[600];
+    int all_ok = 1;
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 600; i++) {
+            if (round == 0 && pol_token_issue(c, pol_find_identity(c, NULL, NULL, NULL),
+                                              "https://vault.azure.net", now + i, &many[i],
+                                              &exp) != KV_OK) {
+                many[i] = NULL;
+                all_ok = 0;
+                continue;
+            }
+            memset(&cl, 0, sizeof(cl));
+            if (many[i] == NULL || verify(c, many[i], now + i) != KV_OK ||
+                pol_token_verify(c, many[i], now + i, vault_auds, 2, &cl) != KV_OK ||
+                cl.iat != now + i || strcmp(cl.oid, "oid-1") != 0)
+                all_ok = 0;
+        }
+    }
+    CHECK(all_ok);
+    for (int i = 0; i < 600; i++)
+        free(many[i]);
+
     /* the secret persists: a new context verifies the old token */
     pol_free(c);
     c = NULL;

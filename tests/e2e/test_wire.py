@@ -1,0 +1,221 @@
+"""The answer on the wire and the audit writer, against a running kvmock.
+
+- Every answer is one well-formed HTTP/1.1 message with Key Vault's headers;
+  keep-alive follows the client (many requests on one connection, Connection:
+  close, HTTP/1.0), bodies of every size arrive whole.
+- A verified token's claims are cached, but every check still runs on every
+  request: a token used once is refused after it expires and for another audience.
+- Audit records: a state change's record is committed before its answer (the
+  LMDB file holds it while the server runs); a read's record is in /admin/audit
+  as soon as the read was answered; records queued at SIGTERM are committed;
+  --audit-max keeps only the newest records.
+"""
+import base64
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Kvmock, Runner, check, eq, parse_args  # noqa: E402
+
+API = "api-version=7.4"
+
+
+def claims(token):
+    part = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+
+
+def read_response(f):
+    """One HTTP response from a buffered socket file: (status line, headers, body)."""
+    status = f.readline().decode().rstrip("\r\n")
+    headers = {}
+    for line in iter(f.readline, b"\r\n"):
+        check(line.endswith(b"\r\n"), f"header line ends with CRLF: {line!r}")
+        name, _, value = line.decode().rstrip("\r\n").partition(":")
+        check(name.lower() not in headers, f"header {name} sent once")
+        headers[name.lower()] = value.strip()
+    body = f.read(int(headers["content-length"]))
+    return status, headers, body
+
+
+def audit_ops(kv):
+    """(operationName, httpStatusCode, key id) of every record, through the server."""
+    out, path = [], "/admin/audit?maxresults=1000"
+    while path:
+        st, _, body = kv.http("GET", path)
+        eq(st, 200, "audit page")
+        doc = json.loads(body)
+        out += [(r["operationName"], r["properties"]["httpStatusCode"], r["properties"]["id"])
+                for r in doc["value"]]
+        path = doc["nextLink"] and doc["nextLink"].split(str(kv.http_port), 1)[1]
+    return out
+
+
+def audit_lines(kv):
+    """The audit table as `kvmock audit` reads it from the LMDB file."""
+    out = subprocess.run([kv.binary, "audit", "--data", kv.data_dir], check=True,
+                         capture_output=True, text=True).stdout.splitlines()
+    return [json.loads(line) for line in out]
+
+
+def main():
+    args = parse_args()
+    runner = Runner()
+    with Kvmock(args.kvmock) as kv:
+        token = kv.token()
+        host = f"default.vault.localhost:{kv.https_port}"
+
+        def tls_socket():
+            ctx = kv.ssl_context()
+            sock = socket.create_connection(("127.0.0.1", kv.https_port), timeout=30)
+            return ctx.wrap_socket(sock, server_hostname="default.vault.localhost")
+
+        def request(method, path, body=b"", version="HTTP/1.1", extra=""):
+            return (f"{method} {path} {version}\r\nHost: {host}\r\n"
+                    f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(body)}\r\n{extra}\r\n").encode() + body
+
+        st, _, body = kv.https("POST", f"/keys/wire/create?{API}", {"kty": "RSA"}, host=host,
+                               token=token)
+        eq(st, 200, f"create: {body[:200]!r}")
+        kid = json.loads(body)["key"]["kid"]
+
+        @runner.test
+        def one_connection_many_answers():
+            s = tls_socket()
+            f = s.makefile("rb")
+            big = base64.urlsafe_b64encode(os.urandom(190)).rstrip(b"=").decode()
+            for i in range(50):
+                # alternate small answers, errors (with the challenge) and larger bodies
+                if i % 5 == 4:
+                    s.sendall(request("GET", f"/keys/wire?{API}").replace(
+                        f"Bearer {token}".encode(), b"Bearer x.y.z"))
+                    status, h, body = read_response(f)
+                    eq(status, "HTTP/1.1 401 Unauthorized")
+                    check(h["www-authenticate"].startswith('Bearer authorization="https://'),
+                          h.get("www-authenticate"))
+                    eq(h["connection"], "keep-alive")
+                    continue
+                wrap = json.dumps({"alg": "RSA-OAEP", "value": big}).encode()
+                s.sendall(request("POST", f"/keys/wire/{kid.rsplit('/', 1)[1]}/wrapkey?{API}",
+                                  wrap) if i % 2 else request("GET", f"/keys/wire?{API}"))
+                status, h, body = read_response(f)
+                eq(status, "HTTP/1.1 200 OK", body[:200])
+                eq(h["content-type"], "application/json; charset=utf-8")
+                eq(h["cache-control"], "no-cache")
+                eq(h["x-ms-keyvault-service-version"], "kvmock")
+                eq(len(h["x-ms-request-id"]), 36)
+                eq(h["connection"], "keep-alive")
+                check(h["date"].endswith(" GMT"), h["date"])
+                doc = json.loads(body)
+                eq(doc["kid"] if i % 2 else doc["key"]["kid"], kid)
+            s.close()
+
+        @runner.test
+        def big_answer_arrives_whole():
+            s = tls_socket()
+            f = s.makefile("rb")
+            s.sendall(request("POST", f"/keys/wire/backup?{API}"))
+            status, h, body = read_response(f)
+            eq(status, "HTTP/1.1 200 OK")
+            eq(len(body), int(h["content-length"]))
+            check(len(json.loads(body)["value"]) > 1000, "a backup blob")
+            s.close()
+
+        @runner.test
+        def connection_close_and_http10_close():
+            for version, extra in (("HTTP/1.1", "Connection: close\r\n"), ("HTTP/1.0", "")):
+                s = tls_socket()
+                f = s.makefile("rb")
+                s.sendall(request("GET", f"/keys/wire?{API}", version=version, extra=extra))
+                status, h, body = read_response(f)
+                check(status.endswith(" 200 OK"), status)
+                eq(h["connection"], "close", version)
+                eq(f.read(), b"", "the server closed the connection")
+                s.close()
+
+        @runner.test
+        def cached_token_is_still_checked():
+            t = kv.token()
+            eq(kv.https("GET", f"/keys/wire?{API}", host=host, token=t)[0], 200)
+            # the same (now cached) token for a resource it was not issued for
+            other = kv.https("GET", f"/keys/wire?{API}", host=host,
+                             token=kv.token(resource="https://management.azure.com"))
+            eq(other[0], 401, "a token for another audience")
+            eq(kv.https("GET", f"/keys/wire?{API}", host=host, token=t)[0], 200, "cached again")
+            kv.advance_clock(claims(t)["exp"] - int(time.time()) + 60)
+            eq(kv.https("GET", f"/keys/wire?{API}", host=host, token=t)[0], 401,
+               "a cached token past its expiry")
+            nonlocal token
+            token = kv.token()
+            eq(kv.https("GET", f"/keys/wire?{API}", host=host, token=token)[0], 200)
+
+        @runner.test
+        def state_change_is_committed_before_its_answer():
+            st, _, _ = kv.https("POST", f"/keys/committed/create?{API}", {"kty": "EC"},
+                                host=host, token=token)
+            eq(st, 200)
+            # read from the LMDB file directly, not through the server (no flush)
+            ops = [(r["operationName"], r["properties"]["id"]) for r in audit_lines(kv)]
+            check(any(op == "KeyCreate" and rid.endswith("/keys/committed") for op, rid in ops),
+                  "the create's record is in the file when its answer arrives")
+
+        @runner.test
+        def read_record_is_there_once_answered():
+            for _ in range(3):
+                eq(kv.https("GET", f"/keys/committed?{API}", host=host, token=token)[0], 200)
+                ops = audit_ops(kv)
+                eq(ops[-1][:2], ("KeyGet", 200), "the last record is the get just answered")
+
+        runner.run_collected()
+
+        # Reads queued when the server stops are committed before it exits.
+        before = len(audit_lines(kv))
+        for _ in range(20):
+            eq(kv.https("GET", f"/keys/wire?{API}", host=host, token=token)[0], 200)
+        kv.stop()
+        after = audit_lines(kv)
+        runner.run_tests([lambda: eq(len(after), before + 20, "every read audited by the stop")])
+        kv.start()
+
+    # --audit-max keeps the newest records, in order, and the file stops growing.
+    with Kvmock(args.kvmock, extra_args=["--audit-max", "30"]) as kv:
+        token = kv.token()
+        host = f"default.vault.localhost:{kv.https_port}"
+
+        @runner.test
+        def audit_max_keeps_the_newest():
+            eq(kv.https("POST", f"/keys/capped/create?{API}", {"kty": "oct"}, host=host,
+                        token=token)[0], 200)
+            for i in range(100):
+                eq(kv.https("GET", f"/keys/capped/{'x' * (i % 3)}?{API}", host=host,
+                            token=token)[0], 200 if i % 3 == 0 else 404)
+            ops = audit_ops(kv)
+            eq(len(ops), 30, "records kept")
+            eq(ops[-1][:2], ("KeyGet", 200), "the newest is the last get")
+            eq([op for op, _, _ in ops].count("KeyCreate"), 0, "the oldest are gone")
+            size = os.path.getsize(os.path.join(kv.data_dir, "kvmock.mdb"))
+            for i in range(300):
+                kv.https("GET", f"/keys/capped?{API}", host=host, token=token)
+            audit_ops(kv)
+            eq(len(audit_ops(kv)), 30)
+            eq(os.path.getsize(os.path.join(kv.data_dir, "kvmock.mdb")), size,
+               "pages of dropped records are reused")
+
+        @runner.test
+        def audit_max_is_checked():
+            r = subprocess.run([kv.binary, "--audit-max", "-1"], capture_output=True, text=True)
+            eq(r.returncode, 2)
+            check("--audit-max must be" in r.stderr, r.stderr)
+
+        runner.run_tests(runner.tests[-2:])
+    sys.exit(runner.exit_code())
+
+
+if __name__ == "__main__":
+    main()
