@@ -17,7 +17,7 @@
 const char srv_usage[] =
     "usage: kvmock [--data DIR] [--https-port N] [--http-port N] [--config FILE]\n"
     "              [--hostname NAME]... [--log-level error|warn|info|debug] [--ui on|off]\n"
-    "              [--map-size MIB] [--audit-max N]\n"
+    "              [--map-size MIB] [--audit-max N] [--threads N]\n"
     "\n"
     "  --data DIR        state folder (env KVMOCK_DATA, default ./kvmock-data)\n"
     "  --https-port N    Key Vault API port (env KVMOCK_HTTPS_PORT, default 8443)\n"
@@ -31,6 +31,8 @@ const char srv_usage[] =
     "                    when full\n"
     "  --audit-max N     keep the newest N audit records (env KVMOCK_AUDIT_MAX, default\n"
     "                    10000; 0 keeps all)\n"
+    "  --threads N       worker threads, one per open connection (env KVMOCK_THREADS,\n"
+    "                    default 256, 8 to 4096)\n"
     "  --ui on|off       the web view at /ui on the HTTP port, loopback only (env KVMOCK_UI,\n"
     "                    default on)\n";
 
@@ -135,6 +137,14 @@ static enum kv_status apply(struct srv_config *cfg, const char *flag, const char
         cfg->audit_max = (size_t)v;
         return KV_OK;
     }
+    if (strcmp(flag, "--threads") == 0) {
+        char *end = NULL;
+        long v = strtol(value, &end, 10);
+        if (value[0] == '\0' || *end != '\0' || v < 8 || v > 4096)
+            return fail(err, cap, "--threads must be a number from 8 to 4096, not '%s'", value);
+        cfg->threads = (int)v;
+        return KV_OK;
+    }
     if (strcmp(flag, "--ui") == 0) {
         if (strcmp(value, "on") == 0 || strcmp(value, "off") == 0) {
             cfg->ui = strcmp(value, "on") == 0;
@@ -161,7 +171,7 @@ static enum kv_status parse_command_line(struct srv_config *cfg, int argc, char 
         {"KVMOCK_HTTP_PORT", "--http-port"}, {"KVMOCK_CONFIG", "--config"},
         {"KVMOCK_HOSTNAMES", "--hostname"}, {"KVMOCK_LOG_LEVEL", "--log-level"},
         {"KVMOCK_UI", "--ui"},             {"KVMOCK_MAP_SIZE", "--map-size"},
-        {"KVMOCK_AUDIT_MAX", "--audit-max"},
+        {"KVMOCK_AUDIT_MAX", "--audit-max"}, {"KVMOCK_THREADS", "--threads"},
     };
     enum kv_status st;
 
@@ -616,6 +626,7 @@ enum kv_status srv_config_load(int argc, char **argv, struct srv_config *cfg, ch
     cfg->log_level = KV_LOG_INFO;
     cfg->ui = 1;
     cfg->audit_max = SRV_AUDIT_MAX_DEFAULT;
+    cfg->threads = SRV_THREADS_DEFAULT;
     snprintf(cfg->tenant_id, sizeof(cfg->tenant_id), SRV_DEFAULT_TENANT);
     snprintf(cfg->identity_header, sizeof(cfg->identity_header), "kvmock");
     err[0] = '\0';

@@ -18,6 +18,7 @@
 
 #define SRV_MAX_HOSTNAMES 32
 
+#define SRV_THREADS_DEFAULT 256 /**< workers unless --threads says */
 #define SRV_AUDIT_MAX_DEFAULT 10000 /**< audit records kept unless --audit-max says */
 #define SRV_DEFAULT_TENANT "6b766d6f-636b-4000-8000-000000000001"
 #define SRV_DEFAULT_OBJECT_ID "6b766d6f-636b-4000-8000-0000000000a1"
@@ -34,6 +35,7 @@ struct srv_config {
     int ui; /**< --ui on|off (KVMOCK_UI), default on */
     size_t map_size_mib; /**< --map-size (KVMOCK_MAP_SIZE): initial LMDB map in MiB, 0 = default */
     size_t audit_max;    /**< --audit-max (KVMOCK_AUDIT_MAX): audit records kept, 0 = all */
+    int threads;         /**< --threads (KVMOCK_THREADS): civetweb worker threads */
 
     /* the configuration file, or the defaults */
     char tenant_id[POL_ID_MAX];

@@ -136,14 +136,15 @@ static enum kv_status apply_config(const struct srv_config *cfg, struct srv *srv
 static struct mg_context *start_civetweb(const struct srv_config *cfg, struct srv *srv,
                                          const struct srv_tls_paths *tls)
 {
-    char ports[64];
+    char ports[64], threads[16];
+    snprintf(threads, sizeof(threads), "%d", cfg->threads);
     /* '+' listens on IPv4 and IPv6 at once: *.vault.localhost resolves to ::1 first. */
     snprintf(ports, sizeof(ports), "+%ds,+%d", cfg->https_port, cfg->http_port);
     const char *options[] = {
         "listening_ports", ports,
         "ssl_certificate", tls->server_pem,
         "ssl_protocol_version", "4", /* TLS 1.2 and later */
-        "num_threads", "256",        /* one per connection: slow clients must not starve others */
+        "num_threads", threads, /* one per open connection: slow clients must not starve others */
         "enable_keep_alive", "yes",
         "tcp_nodelay", "1", /* headers and body are separate writes: no Nagle stall */
         "keep_alive_timeout_ms", "5000",

@@ -99,6 +99,30 @@ int main(void)
     CHECK_ST(load(&cfg, NULL, 3, argv7), KV_ERR_BAD_PARAM);
     CHECK(strstr(err, "--map-size") != NULL);
     srv_config_free(&cfg);
+    /* worker threads and the audit cap: defaults, flags, environment, range */
+    char *argv8[] = {"kvmock", NULL};
+    CHECK_ST(load(&cfg, NULL, 1, argv8), KV_OK);
+    CHECK(cfg.threads == 256 && cfg.audit_max == 10000);
+    srv_config_free(&cfg);
+    char *argv9[] = {"kvmock", "--threads", "64", "--audit-max", "0", NULL};
+    CHECK_ST(load(&cfg, NULL, 5, argv9), KV_OK);
+    CHECK(cfg.threads == 64 && cfg.audit_max == 0);
+    srv_config_free(&cfg);
+    setenv("KVMOCK_THREADS", "32", 1);
+    setenv("KVMOCK_AUDIT_MAX", "500", 1);
+    CHECK_ST(load(&cfg, NULL, 1, argv8), KV_OK);
+    CHECK(cfg.threads == 32 && cfg.audit_max == 500);
+    srv_config_free(&cfg);
+    unsetenv("KVMOCK_THREADS");
+    unsetenv("KVMOCK_AUDIT_MAX");
+    const char *bad_values[][2] = {{"--threads", "4"}, {"--threads", "5000"}, {"--threads", "x"},
+                                   {"--audit-max", "-1"}, {"--audit-max", "1e3"}};
+    for (size_t i = 0; i < sizeof(bad_values) / sizeof(bad_values[0]); i++) {
+        char *argvb[] = {"kvmock", (char *)bad_values[i][0], (char *)bad_values[i][1], NULL};
+        CHECK_ST(load(&cfg, NULL, 3, argvb), KV_ERR_BAD_PARAM);
+        CHECK(strstr(err, bad_values[i][0]) != NULL);
+        srv_config_free(&cfg);
+    }
     char *argv5[] = {"kvmock", "--help", NULL};
     CHECK_ST(load(&cfg, NULL, 2, argv5), KV_ERR_BAD_PARAM);
     CHECK(err[0] == '\0');
