@@ -112,6 +112,14 @@ static enum kv_status apply_config(const struct srv_config *cfg, struct srv *srv
         int is_new = st == KV_ERR_VAULT_NOT_FOUND;
         if (st != KV_OK && !is_new)
             return st;
+        struct ks_deleted_vault gone;
+        if (is_new && ks_deleted_vault_get(srv->ks, v->name, &gone) == KV_OK) {
+            /* Deleted through the management plane: it stays deleted until it is
+             * recovered (createMode recover) or purged, as in Azure. */
+            kv_log(KV_LOG_INFO, "config: vault '%s' is deleted; recover or purge it first",
+                   v->name);
+            continue;
+        }
         if (!is_new && old.purge_protection && !v->purge_protection) {
             kv_log(KV_LOG_ERROR,
                    "config: vault '%s' has purge protection, which cannot be turned off once on",

@@ -287,6 +287,20 @@ def main():
             eq(put_vault("sdr", mode="recover")[0], 200)
             eq(unwrap("sdr", "cmk", wrapped), dek)
 
+        @runner.test
+        def a_deleted_config_vault_stays_deleted_across_a_restart():
+            # "default" comes from the configuration: a restart must not bring it back
+            create_key("default", "keep")
+            eq(mgmt("DELETE", f"{ARM}/default?{API}")[0], 200)
+            kv.restart()
+            eq(data("GET", "default", "/keys/keep")[0], 404)
+            st, _, body = mgmt("GET", f"{DELETED}/locations/westeurope/deletedVaults/default?{API}")
+            eq(st, 200, body)
+            eq(put_vault("default", mode="recover")[0], 200)
+            eq(data("GET", "default", "/keys/keep")[0], 200)
+            kv.restart()
+            eq(data("GET", "default", "/keys/keep")[0], 200)
+
         runner.run_collected()
     os.unlink(cfg)
     sys.exit(runner.exit_code())
