@@ -444,7 +444,8 @@ static enum kv_status record_json(const struct ks_key *k, const struct kv_buf *s
         !add_b64(o, "e", &k->pub.e) || !add_b64(o, "x", &k->pub.x) ||
         !add_b64(o, "y", &k->pub.y) || !add_b64(o, "sealed", sealed))
         goto out;
-    cJSON_AddItemToObject(o, "tags", tags);
+    if (!cJSON_AddItemToObject(o, "tags", tags))
+        goto out;
     tags = NULL;
     char *json = cJSON_PrintUnformatted(o);
     if (json == NULL)
@@ -1362,13 +1363,18 @@ static enum kv_status backup_fn(struct ks_txn *tx, void *arg)
         char version[KS_VERSION_LEN + 1];
         memcpy(version, (char *)k.mv_data + plen, KS_VERSION_LEN);
         version[KS_VERSION_LEN] = '\0';
-        if (item == NULL || rec == NULL || !cJSON_AddItemToArray(a->versions, item) ||
-            !cJSON_AddStringToObject(item, "version", version)) {
+        if (item == NULL || rec == NULL || !cJSON_AddItemToArray(a->versions, item)) {
+            cJSON_Delete(item); /* not in the array: ours to free */
             cJSON_Delete(rec);
             st = KV_ERR_NOMEM;
             break;
         }
-        cJSON_AddItemToObject(item, "record", rec);
+        if (!cJSON_AddStringToObject(item, "version", version) ||
+            !cJSON_AddItemToObject(item, "record", rec)) {
+            cJSON_Delete(rec);
+            st = KV_ERR_NOMEM;
+            break;
+        }
     }
     mdb_cursor_close(cur);
     if (st == KV_OK && rc != 0 && rc != MDB_NOTFOUND)
@@ -1397,7 +1403,9 @@ static enum kv_status reseal(struct ks_env *env, cJSON *rec, const struct loc *f
         }
     } else {
         const char *m = jstr(rec, "material");
-        st = m != NULL && kv_b64url_decode(m, &plain) == KV_OK ? KV_OK : KV_ERR_BAD_BACKUP;
+        st = m != NULL ? kv_b64url_decode(m, &plain) : KV_ERR_BAD_BACKUP;
+        if (st != KV_OK && st != KV_ERR_NOMEM)
+            st = KV_ERR_BAD_BACKUP;
         if (st == KV_OK)
             st = ks_seal(env->root_key, to->bytes, to->len, plain.data, plain.len, &out);
         if (st == KV_OK && kv_b64url_encode(out.data, out.len, &text) != KV_OK)
@@ -1529,6 +1537,8 @@ static enum kv_status restore_fn(struct ks_txn *tx, void *arg)
         struct ks_key *check = NULL;
         MDB_val rv = {strlen(json), json};
         st = key_from_record(&rv, jstr(item, "version"), &vault, &check);
+        if (st == KV_ERR_STORE) /* out of memory, or a bad record: a second try says which */
+            st = key_from_record(&rv, jstr(item, "version"), &vault, &check);
         ks_key_free(check);
         if (st == KV_OK)
             st = ks_txn_put(tx, tx->env->db_keys, vl.bytes, vl.len, json, strlen(json));
@@ -1590,6 +1600,8 @@ enum kv_status ks_key_restore(struct ks_env *env, const char *vault, const unsig
         goto out;
     }
     doc = cJSON_ParseWithLength((const char *)plain.data, plain.len);
+    if (doc == NULL) /* out of memory, or not JSON: only a second failure says which */
+        doc = cJSON_ParseWithLength((const char *)plain.data, plain.len);
     st = doc != NULL ? restore_check(doc, &a.head) : KV_ERR_BAD_BACKUP;
     if (st != KV_OK)
         goto out;
