@@ -118,6 +118,32 @@ static const struct alg_info alg_table[KS_ALG_COUNT] = {
 
 /* ---- small helpers ---------------------------------------------------------- */
 
+/**
+ * Whether OpenSSL's error queue holds an allocation failure, so that a failed
+ * call is the server's trouble (KV_ERR_NOMEM) and not a verdict on the input
+ * (a bad JWK, a ciphertext that does not decrypt). Empties the queue.
+ */
+static int openssl_oom(void)
+{
+    int oom = 0;
+    unsigned long e;
+    while ((e = ERR_get_error()) != 0) {
+        if (ERR_GET_REASON(e) == ERR_R_MALLOC_FAILURE)
+            oom = 1;
+    }
+    return oom;
+}
+
+/**
+ * Whether a freshly built key has its size and bits: OpenSSL caches them when
+ * the key is made, and a cache that failed to fill (out of memory) leaves a key
+ * whose every later operation is refused for a wrong input length.
+ */
+static int pkey_usable(const EVP_PKEY *pkey)
+{
+    return EVP_PKEY_get_size(pkey) > 0 && EVP_PKEY_get_bits(pkey) > 0;
+}
+
 /** A non-NULL pointer for OpenSSL calls that are given zero bytes. */
 static const unsigned char *bytes_of(const struct kv_buf *b)
 {
@@ -209,7 +235,8 @@ static enum kv_status generate_rsa(int bits, unsigned long exponent, struct ks_m
     ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
     if (ctx == NULL || EVP_PKEY_keygen_init(ctx) <= 0 ||
         EVP_PKEY_CTX_set_rsa_keygen_bits(ctx, bits) <= 0 ||
-        EVP_PKEY_CTX_set1_rsa_keygen_pubexp(ctx, e) <= 0 || EVP_PKEY_generate(ctx, &m->pkey) <= 0)
+        EVP_PKEY_CTX_set1_rsa_keygen_pubexp(ctx, e) <= 0 || EVP_PKEY_generate(ctx, &m->pkey) <= 0 ||
+        !pkey_usable(m->pkey))
         goto out;
     *out = m;
     m = NULL;
@@ -236,7 +263,8 @@ static enum kv_status generate_ec(enum ks_crv crv, struct ks_material **out)
     st = KV_ERR_CRYPTO;
     ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
     if (ctx == NULL || EVP_PKEY_keygen_init(ctx) <= 0 ||
-        EVP_PKEY_CTX_set_group_name(ctx, c->group) <= 0 || EVP_PKEY_generate(ctx, &m->pkey) <= 0)
+        EVP_PKEY_CTX_set_group_name(ctx, c->group) <= 0 || EVP_PKEY_generate(ctx, &m->pkey) <= 0 ||
+        !pkey_usable(m->pkey))
         goto out;
     *out = m;
     m = NULL;
@@ -290,7 +318,8 @@ enum kv_status ks_material_generate(enum ks_kty kty, int size_bits, unsigned lon
  * key check on it (RSA: primes, n = p*q, d, CRT values; EC: point on the curve,
  * private scalar in range, public = d*G).
  */
-static enum kv_status pkey_from_params(const char *type, const OSSL_PARAM *params, EVP_PKEY **out)
+static enum kv_status pkey_from_params_once(const char *type, const OSSL_PARAM *params,
+                                            EVP_PKEY **out)
 {
     enum kv_status st = KV_ERR_BAD_JWK;
     EVP_PKEY *pkey = NULL;
@@ -304,15 +333,23 @@ static enum kv_status pkey_from_params(const char *type, const OSSL_PARAM *param
         st = KV_ERR_CRYPTO;
         goto out;
     }
-    if (EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_KEYPAIR, (OSSL_PARAM *)params) <= 0)
+    if (EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_KEYPAIR, (OSSL_PARAM *)params) <= 0) {
+        st = openssl_oom() ? KV_ERR_NOMEM : KV_ERR_BAD_JWK;
         goto out;
+    }
     check = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
     if (check == NULL) {
         st = KV_ERR_NOMEM;
         goto out;
     }
-    if (EVP_PKEY_check(check) != 1)
+    if (EVP_PKEY_check(check) != 1) {
+        st = openssl_oom() ? KV_ERR_NOMEM : KV_ERR_BAD_JWK;
         goto out;
+    }
+    if (!pkey_usable(pkey)) {
+        st = KV_ERR_NOMEM;
+        goto out;
+    }
     *out = pkey;
     pkey = NULL;
     st = KV_OK;
@@ -320,6 +357,20 @@ out:
     EVP_PKEY_CTX_free(check);
     EVP_PKEY_CTX_free(ctx);
     EVP_PKEY_free(pkey);
+    return st;
+}
+
+/*
+ * OpenSSL does not always say that it ran out of memory: its RSA check reports
+ * a primality test that could not allocate as "p not prime", and some import
+ * and point checks fail with nothing queued. A key refused as bad is therefore
+ * built and checked a second time before it is called bad.
+ */
+static enum kv_status pkey_from_params(const char *type, const OSSL_PARAM *params, EVP_PKEY **out)
+{
+    enum kv_status st = pkey_from_params_once(type, params, out);
+    if (st == KV_ERR_BAD_JWK)
+        st = pkey_from_params_once(type, params, out);
     return st;
 }
 
@@ -521,7 +572,7 @@ enum kv_status ks_material_deserialize(enum ks_kty kty, const unsigned char *byt
             goto out;
         const unsigned char *p = bytes;
         m->pkey = d2i_AutoPrivateKey(NULL, &p, (long)len);
-        if (m->pkey == NULL || p != bytes + len)
+        if (m->pkey == NULL || p != bytes + len || !pkey_usable(m->pkey))
             goto out;
         if (kty == KS_KTY_RSA && !EVP_PKEY_is_a(m->pkey, "RSA"))
             goto out;
@@ -718,8 +769,19 @@ static enum kv_status rsa_decrypt(const struct ks_material *m, const struct alg_
         goto out;
     size_t len = k;
     st = KV_ERR_CRYPTO_FAILED;
-    if (EVP_PKEY_decrypt(ctx, pt.data, &len, in->data, in->len) <= 0 || len > k)
-        goto out;
+    if (EVP_PKEY_decrypt(ctx, pt.data, &len, in->data, in->len) <= 0 || len > k) {
+        /* OpenSSL hides why an RSA decryption failed (no padding oracle), an
+         * allocation failure included: a refused ciphertext is tried again. */
+        len = k;
+        if (openssl_oom())
+            st = KV_ERR_NOMEM;
+        else if (EVP_PKEY_decrypt(ctx, pt.data, &len, in->data, in->len) <= 0 || len > k)
+            st = openssl_oom() ? KV_ERR_NOMEM : KV_ERR_CRYPTO_FAILED;
+        else
+            st = KV_OK;
+        if (st != KV_OK)
+            goto out;
+    }
     st = take(&pt, len, out);
 out:
     kv_buf_wipe(&pt);
@@ -767,9 +829,13 @@ static enum kv_status rsa_verify(const struct ks_material *m, const struct alg_i
     enum kv_status st = rsa_ctx(m, ai, EVP_PKEY_verify_init, &ctx);
     if (st != KV_OK)
         return st;
-    /* 1 is a valid signature; 0 and the negative "malformed" results are not. */
-    *verified = EVP_PKEY_verify(ctx, sig->data, sig->len, digest->data, digest->len) == 1;
+    /* 1 is a valid signature; 0 and the negative "malformed" results are not,
+     * unless OpenSSL ran out of memory on the way. */
+    int rc = EVP_PKEY_verify(ctx, sig->data, sig->len, digest->data, digest->len);
     EVP_PKEY_CTX_free(ctx);
+    if (rc < 0 && openssl_oom())
+        return KV_ERR_NOMEM;
+    *verified = rc == 1;
     ERR_clear_error();
     return KV_OK;
 }
@@ -866,7 +932,12 @@ static enum kv_status ec_verify(const struct ks_material *m, const struct alg_in
     st = ec_ctx(m, ai, EVP_PKEY_verify_init, &ctx);
     if (st != KV_OK)
         goto out;
-    *verified = EVP_PKEY_verify(ctx, der, (size_t)der_len, digest->data, digest->len) == 1;
+    int rc = EVP_PKEY_verify(ctx, der, (size_t)der_len, digest->data, digest->len);
+    if (rc < 0 && openssl_oom()) {
+        st = KV_ERR_NOMEM;
+        goto out;
+    }
+    *verified = rc == 1;
     st = KV_OK;
 out:
     OPENSSL_free(der);
