@@ -1,0 +1,566 @@
+/*
+ * Allocation-failure injection over the keystore paths that handle key
+ * material (the SQLite way): for n = 1, 2, ... the n-th allocation of the
+ * operation fails, and the operation must give KV_OK or a clean server-side
+ * error (KV_ERR_NOMEM, KV_ERR_STORE, KV_ERR_CRYPTO, KV_ERR_INTERNAL), leave no
+ * allocation behind, and leave the store as it was; until a run completes
+ * without reaching the armed allocation.
+ *
+ * Every allocator on these paths is counted (tests/unit/alloc_hook.h):
+ * kvmock's own and LMDB's (linked statically here, both through --wrap),
+ * OpenSSL's and cJSON's (through their hooks). Inside OpenSSL's own work (key
+ * generation, JWK import, DER parsing, the key operation: up to thousands of
+ * allocations each, RSA keygen costing a second a run) the first WINDOW_HEAD
+ * and last WINDOW_TAIL allocations and every WINDOW_STRIDE-th are failed;
+ * every allocation outside those windows (kvmock, cJSON, LMDB) is failed,
+ * except after an RSA keygen or RSA import check (every AFTER_KEYGEN_STRIDE-th:
+ * the EC and oct rows run the same code with every allocation failed).
+ */
+#include <sodium.h>
+#include <stdio.h>
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h>
+#define LEAK_CHECK() __lsan_do_recoverable_leak_check()
+#else
+#define LEAK_CHECK() 0
+#endif
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "alloc_hook.h"
+#include "check.h"
+#include "crypto.h"
+#include "ks.h"
+#include "kv_buf.h"
+#include "seal.h"
+#include "store.h"
+#include "kv_log.h"
+#include "testkeys.h"
+
+#define VAULT "v"
+#define WINDOW_HEAD 40
+#define WINDOW_TAIL 10
+#define WINDOW_STRIDE 23
+#define AFTER_KEYGEN_STRIDE 13
+
+static char dir[] = "/tmp/kvmock-faults-XXXXXX";
+static struct ks_env *env;
+static struct testkeys tk;
+static struct kv_buf backup_blob; /* of "bk", which is purged before the restore loop */
+static unsigned long iter;        /* distinct names for successful runs */
+
+/* Windows of the run without failures where OpenSSL does the work (key
+ * generation, JWK import, DER parsing, the key operation itself), measured by
+ * the wrappers below. */
+#define MAX_WINDOWS 8
+static int measuring;
+static size_t n_windows;
+static unsigned long win_from[MAX_WINDOWS], win_to[MAX_WINDOWS];
+
+static void window_open(void)
+{
+    if (measuring && n_windows < MAX_WINDOWS)
+        win_from[n_windows] = ah_count() + 1;
+}
+
+static void window_close(void)
+{
+    if (measuring && n_windows < MAX_WINDOWS)
+        win_to[n_windows++] = ah_count();
+}
+
+#define WRAP(ret, fn, params, args)                                                              \
+    ret __real_##fn params;                                                                      \
+    ret __wrap_##fn params;                                                                      \
+    ret __wrap_##fn params                                                                       \
+    {                                                                                            \
+        window_open();                                                                           \
+        ret r_ = __real_##fn args;                                                               \
+        window_close();                                                                          \
+        return r_;                                                                               \
+    }
+
+WRAP(enum kv_status, ks_material_generate,
+     (enum ks_kty kty, int size_bits, unsigned long exponent, enum ks_crv crv,
+      struct ks_material **out),
+     (kty, size_bits, exponent, crv, out))
+WRAP(enum kv_status, ks_material_from_jwk, (const struct ks_jwk *jwk, struct ks_material **out),
+     (jwk, out))
+WRAP(enum kv_status, ks_material_deserialize,
+     (enum ks_kty kty, const unsigned char *bytes, size_t len, struct ks_material **out),
+     (kty, bytes, len, out))
+WRAP(enum kv_status, ks_material_op,
+     (const struct ks_material *m, unsigned op, const struct ks_op_params *params,
+      struct ks_op_result *out),
+     (m, op, params, out))
+
+/* Whether allocation @p n is failed in turn: every one outside OpenSSL's
+ * windows; inside, the first and last few and every WINDOW_STRIDE-th. */
+static int tested(int sparse, unsigned long n)
+{
+    /* after a (slow) RSA key generation or import check, every
+     * AFTER_KEYGEN_STRIDE-th only: the same code runs after every EC and oct
+     * create or import, where all are failed */
+    if (sparse && n_windows > 0 && n > win_to[0] && (n - win_to[0]) % AFTER_KEYGEN_STRIDE != 1)
+        return 0;
+    for (size_t i = 0; i < n_windows; i++) {
+        if (n < win_from[i] || n > win_to[i])
+            continue;
+        return n - win_from[i] < WINDOW_HEAD || win_to[i] - n < WINDOW_TAIL ||
+               (n - win_from[i]) % WINDOW_STRIDE == 0;
+    }
+    return 1;
+}
+
+/* ---- what the store holds for one name ------------------------------------------ */
+
+/* A fingerprint of a key: its live versions in order, or its absence. */
+static void fingerprint(const char *name, char *out, size_t cap)
+{
+    struct ks_key_page *page = NULL;
+    size_t len = 0;
+    out[0] = '\0';
+    enum kv_status st = ks_key_list_versions(env, VAULT, name, NULL, KS_PAGE_MAX, &page);
+    len += (size_t)snprintf(out + len, cap - len, "%s:", kv_status_name(st));
+    for (size_t i = 0; st == KV_OK && i < page->count && len < cap; i++)
+        len += (size_t)snprintf(out + len, cap - len, "%s,", page->items[i]->version);
+    ks_key_page_free(page);
+    struct ks_key *k = NULL;
+    st = ks_key_get(env, VAULT, name, NULL, &k);
+    if (len < cap)
+        snprintf(out + len, cap - len, "|%s:%s", kv_status_name(st), st == KV_OK ? k->version : "");
+    ks_key_free(k);
+}
+
+/* Drop a version's parsed material from the cache, so the next operation opens the seal. */
+static void uncache(const char *name, const char *version)
+{
+    char loc[KS_VAULT_NAME_MAX + KS_NAME_MAX + KS_VERSION_LEN + 3];
+    size_t vl = strlen(VAULT), nl = strlen(name);
+    memcpy(loc, VAULT, vl + 1);
+    memcpy(loc + vl + 1, name, nl + 1);
+    memcpy(loc + vl + 1 + nl + 1, version, KS_VERSION_LEN);
+    ks_cache_remove(env->cache, loc, vl + 1 + nl + 1 + KS_VERSION_LEN);
+}
+
+/* ---- the operations ------------------------------------------------------------------ */
+
+struct op {
+    const char *what;
+    /* Run once; @p name is where it writes (or what it reads). */
+    enum kv_status (*run)(const struct op *op, const char *name);
+    /* Make a fresh target name (and set it up when needed); NULL = op->target. */
+    void (*prepare)(const struct op *op, char *name, size_t cap);
+    void (*after_success)(const struct op *op, const char *name);
+    const char *target;
+    enum ks_kty kty;
+    int size;
+    enum ks_alg alg;
+    unsigned key_op;
+    int sparse; /* RSA create and import: see tested() */
+};
+
+static void fresh_name(const struct op *op, char *name, size_t cap)
+{
+    snprintf(name, cap, "%s-%lu", op->target, ++iter);
+}
+
+static enum kv_status run_create(const struct op *op, const char *name)
+{
+    struct ks_create p = {.kty = op->kty, .size_bits = op->size, .attrs = {.enabled = 1}};
+    char *tn = "purpose", *tv = "faults";
+    p.tags.count = 1;
+    p.tags.names = &tn;
+    p.tags.values = &tv;
+    struct ks_key *k = NULL;
+    enum kv_status st = ks_key_create(env, VAULT, name, &p, &k);
+    ks_key_free(k);
+    return st;
+}
+
+static enum kv_status run_import(const struct op *op, const char *name)
+{
+    struct ks_import p = {.attrs = {.enabled = 1}};
+    p.jwk = op->kty == KS_KTY_RSA ? tk.rsa : op->kty == KS_KTY_EC ? tk.ec : tk.oct;
+    struct ks_key *k = NULL;
+    enum kv_status st = ks_key_import(env, VAULT, name, &p, &k);
+    ks_key_free(k);
+    return st;
+}
+
+static enum kv_status run_rotate(const struct op *op, const char *name)
+{
+    (void)op;
+    struct ks_key *k = NULL;
+    enum kv_status st = ks_key_rotate(env, VAULT, name, &k);
+    ks_key_free(k);
+    return st;
+}
+
+/* The input an operation takes, made with the key's own public half or on the server. */
+static struct kv_buf op_input[KS_ALG_COUNT][8];
+static struct kv_buf gcm_iv, gcm_tag;
+
+static enum kv_status run_keyop(const struct op *op, const char *name)
+{
+    struct ks_op_params p = {.alg = op->alg};
+    p.value = op_input[op->alg][__builtin_ctz(op->key_op)];
+    if (op->key_op == KS_OP_VERIFY)
+        p.digest = op_input[op->alg][__builtin_ctz(KS_OP_SIGN)];
+    if (op->alg == KS_ALG_A256GCM) {
+        p.iv = gcm_iv;
+        p.tag = gcm_tag;
+    }
+    struct ks_op_result r = {0};
+    enum kv_status st = ks_key_op(env, VAULT, name, NULL, op->key_op, &p, &r);
+    if (st == KV_OK && op->key_op == KS_OP_VERIFY && !r.verified)
+        st = KV_ERR_BAD_PARAM; /* a good signature called bad: not a clean answer */
+    ks_op_result_clear(&r);
+    return st;
+}
+
+/* Drop the key from the cache: before a run, so the run opens the seal; after
+ * one, because the cache's entry is not a leak. */
+static void keyop_uncache(const struct op *op, const char *name)
+{
+    (void)op;
+    struct ks_key *k = NULL;
+    if (ks_key_get(env, VAULT, name, NULL, &k) == KV_OK)
+        uncache(name, k->version);
+    ks_key_free(k);
+}
+
+static void keyop_prepare(const struct op *op, char *name, size_t cap)
+{
+    (void)cap;
+    keyop_uncache(op, name);
+}
+
+static enum kv_status run_backup(const struct op *op, const char *name)
+{
+    (void)op;
+    struct kv_buf b = {0};
+    enum kv_status st = ks_key_backup(env, VAULT, name, &b);
+    kv_buf_free(&b);
+    return st;
+}
+
+static enum kv_status run_restore(const struct op *op, const char *name)
+{
+    (void)op;
+    (void)name;
+    struct ks_key *k = NULL;
+    enum kv_status st = ks_key_restore(env, VAULT, backup_blob.data, backup_blob.len, &k);
+    ks_key_free(k);
+    return st;
+}
+
+static void restore_after(const struct op *op, const char *name)
+{
+    (void)op;
+    struct ks_key *k = NULL;
+    CHECK_ST(ks_key_delete(env, VAULT, name, &k), KV_OK); /* soft delete is off: purged */
+    ks_key_free(k);
+}
+
+static enum kv_status run_seal(const struct op *op, const char *name)
+{
+    (void)op;
+    (void)name;
+    static const unsigned char ad[] = "v\0seal\0loc";
+    struct kv_buf sealed = {0}, plain = {0};
+    enum kv_status st = ks_seal(env->root_key, ad, sizeof(ad), tk.rsa.d.data, tk.rsa.d.len, &sealed);
+    if (st == KV_OK)
+        st = ks_unseal(env->root_key, ad, sizeof(ad), sealed.data, sealed.len, &plain);
+    if (st == KV_OK && (plain.len != tk.rsa.d.len || memcmp(plain.data, tk.rsa.d.data, plain.len)))
+        st = KV_ERR_INTERNAL;
+    kv_buf_wipe(&plain);
+    kv_buf_free(&sealed);
+    return st;
+}
+
+static const struct op ops[] = {
+    {"create EC P-256", run_create, fresh_name, NULL, "c-ec", KS_KTY_EC, 0, 0, 0},
+    {"create oct 256", run_create, fresh_name, NULL, "c-oct", KS_KTY_OCT, 256, 0, 0},
+    {"create RSA 2048", run_create, fresh_name, NULL, "c-rsa", KS_KTY_RSA, 2048, 0, 0, 1},
+    {"create EC, new version", run_create, NULL, NULL, "ec-existing", KS_KTY_EC, 0, 0, 0},
+    {"import RSA 2048", run_import, fresh_name, NULL, "i-rsa", KS_KTY_RSA, 0, 0, 0, 1},
+    {"import EC P-256", run_import, fresh_name, NULL, "i-ec", KS_KTY_EC, 0, 0, 0},
+    {"import oct 256", run_import, fresh_name, NULL, "i-oct", KS_KTY_OCT, 0, 0, 0},
+    {"import RSA, new version", run_import, NULL, NULL, "k-rsa-nv", KS_KTY_RSA, 0, 0, 0, 1},
+    {"unwrap RSA-OAEP-256", run_keyop, keyop_prepare, keyop_uncache, "k-rsa", 0, 0, KS_ALG_RSA_OAEP_256,
+     KS_OP_UNWRAP},
+    {"decrypt RSA-OAEP", run_keyop, keyop_prepare, keyop_uncache, "k-rsa", 0, 0, KS_ALG_RSA_OAEP,
+     KS_OP_DECRYPT},
+    {"sign PS256", run_keyop, keyop_prepare, keyop_uncache, "k-rsa", 0, 0, KS_ALG_PS256, KS_OP_SIGN},
+    {"wrap RSA1_5", run_keyop, keyop_prepare, keyop_uncache, "k-rsa", 0, 0, KS_ALG_RSA1_5, KS_OP_WRAP},
+    {"encrypt RSA-OAEP-256", run_keyop, keyop_prepare, keyop_uncache, "k-rsa", 0, 0, KS_ALG_RSA_OAEP_256,
+     KS_OP_ENCRYPT},
+    {"sign ES256", run_keyop, keyop_prepare, keyop_uncache, "k-ec", 0, 0, KS_ALG_ES256, KS_OP_SIGN},
+    {"verify ES256", run_keyop, keyop_prepare, keyop_uncache, "k-ec", 0, 0, KS_ALG_ES256, KS_OP_VERIFY},
+    {"unwrap A256KW", run_keyop, keyop_prepare, keyop_uncache, "k-oct", 0, 0, KS_ALG_A256KW, KS_OP_UNWRAP},
+    {"wrap A256KW", run_keyop, keyop_prepare, keyop_uncache, "k-oct", 0, 0, KS_ALG_A256KW, KS_OP_WRAP},
+    {"decrypt A256GCM", run_keyop, keyop_prepare, keyop_uncache, "k-oct", 0, 0, KS_ALG_A256GCM,
+     KS_OP_DECRYPT},
+    {"encrypt A256CBCPAD", run_keyop, keyop_prepare, keyop_uncache, "k-oct", 0, 0, KS_ALG_A256CBCPAD,
+     KS_OP_ENCRYPT},
+    {"rotate EC", run_rotate, NULL, NULL, "ec-existing", 0, 0, 0, 0},
+    {"rotate oct", run_rotate, NULL, NULL, "k-oct2", 0, 0, 0, 0},
+    {"backup RSA (2 versions)", run_backup, NULL, NULL, "k-rsa", 0, 0, 0, 0},
+    {"backup EC", run_backup, NULL, NULL, "k-ec", 0, 0, 0, 0},
+    {"restore RSA (2 versions)", run_restore, NULL, restore_after, "bk", 0, 0, 0, 0},
+    {"seal and unseal", run_seal, NULL, NULL, "-", 0, 0, 0, 0},
+};
+
+/* ---- the loop ------------------------------------------------------------------------- */
+
+static int clean_error(enum kv_status st)
+{
+    return st == KV_ERR_NOMEM || st == KV_ERR_STORE || st == KV_ERR_CRYPTO ||
+           st == KV_ERR_INTERNAL;
+}
+
+struct tally {
+    unsigned long points, runs, ok_runs;
+    unsigned long by_status[KV_STATUS_COUNT];
+};
+
+static unsigned long total_points, total_ops;
+
+static void fault_loop(const struct op *op)
+{
+    char name[KS_NAME_MAX + 1], before[4096], after[4096];
+    struct tally t = {0};
+    /* one run without failures: how many allocations, and where keygen is */
+    snprintf(name, sizeof(name), "%s", op->target);
+    if (op->prepare)
+        op->prepare(op, name, sizeof(name));
+    measuring = 1;
+    n_windows = 0;
+    ah_arm(0);
+    enum kv_status st = op->run(op, name);
+    unsigned long clean_count = ah_count();
+    measuring = 0;
+    CHECK_ST(st, KV_OK);
+    if (op->after_success)
+        op->after_success(op, name);
+
+    time_t t0 = time(NULL);
+    int failures_before = check_failures;
+    for (unsigned long n = 1;; n++) {
+        if (!tested(op->sparse, n))
+            continue;
+        snprintf(name, sizeof(name), "%s", op->target);
+        if (op->prepare)
+            op->prepare(op, name, sizeof(name));
+        fingerprint(name, before, sizeof(before));
+        unsigned gen = ah_generation_next();
+        ah_arm(n);
+        st = op->run(op, name);
+        int hit = ah_disarm();
+        t.runs++;
+        t.by_status[st < KV_STATUS_COUNT ? st : KV_ERR_INTERNAL]++;
+        if ((st == KV_OK || op->run == run_keyop) && op->after_success)
+            op->after_success(op, name); /* a key operation may cache the key and then fail */
+        size_t left = ah_live_since(gen, 0);
+        if (left != 0) {
+            fprintf(stderr, "%s: failing allocation %lu (%s) left %zu block(s):\n", op->what, n,
+                    kv_status_name(st), left);
+            ah_live_since(gen, 1);
+            /* again, recording where each block comes from */
+            snprintf(name, sizeof(name), "%s", op->target);
+            if (op->prepare)
+                op->prepare(op, name, sizeof(name));
+            gen = ah_generation_next();
+            ah_record_frames(1);
+            ah_arm(n);
+            enum kv_status st2 = op->run(op, name);
+            ah_disarm();
+            ah_record_frames(0);
+            if ((st2 == KV_OK || op->run == run_keyop) && op->after_success)
+                op->after_success(op, name);
+            /* LMDB keeps the dirty pages it frees on a list of its own for the
+             * next transaction: one that needed a new page shows a block left
+             * behind that a second run does not leave. What a second run leaves
+             * too is a leak. */
+            if (ah_live_since(gen, 1) != 0)
+                check_failures++;
+            else
+                fprintf(stderr, "  (not left by a second run: a cache, not counted)\n");
+        }
+        if (st != KV_OK) {
+            if (!hit || !clean_error(st)) {
+                fprintf(stderr, "%s: failing allocation %lu gave %s%s\n", op->what, n,
+                        kv_status_name(st), hit ? "" : " without reaching it");
+                check_failures++;
+            }
+            fingerprint(name, after, sizeof(after));
+            if (strcmp(before, after) != 0) {
+                fprintf(stderr, "%s: failing allocation %lu (%s) changed the store:\n  %s\n  %s\n",
+                        op->what, n, kv_status_name(st), before, after);
+                check_failures++;
+            }
+        } else {
+            t.ok_runs++;
+        }
+        if (hit)
+            t.points++;
+        if (!hit) {
+            CHECK_ST(st, KV_OK);
+            break;
+        }
+        if (check_failures - failures_before > 5) {
+            fprintf(stderr, "%s: too many failures, next operation\n", op->what);
+            break;
+        }
+    }
+    if (LEAK_CHECK()) {
+        fprintf(stderr, "%s: LeakSanitizer found leaks (above)\n", op->what);
+        check_failures++;
+    }
+    total_points += t.points;
+    total_ops++;
+    printf("%-26s %5lu allocations, %5lu failed in turn (%lu runs, %lu s): ", op->what,
+           clean_count, t.points, t.runs, (unsigned long)(time(NULL) - t0));
+    for (int s = 0; s < KV_STATUS_COUNT; s++)
+        if (t.by_status[s])
+            printf("%s %lu ", kv_status_name((enum kv_status)s), t.by_status[s]);
+    printf("\n");
+    fflush(stdout);
+}
+
+/* ---- set-up ----------------------------------------------------------------------------- */
+
+static void put_key(const char *name, const struct ks_jwk *jwk)
+{
+    struct ks_import p = {.jwk = *jwk, .attrs = {.enabled = 1}};
+    struct ks_key *k = NULL;
+    CHECK_ST(ks_key_import(env, VAULT, name, &p, &k), KV_OK);
+    ks_key_free(k);
+}
+
+/* Make the input of every key operation in the table (with the server, no failures armed). */
+static void make_inputs(void)
+{
+    for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+        const struct op *op = &ops[i];
+        if (op->run != run_keyop)
+            continue;
+        struct kv_buf *in = &op_input[op->alg][__builtin_ctz(op->key_op)];
+        if (in->data != NULL || op->key_op == KS_OP_VERIFY)
+            continue;
+        unsigned enc_op = op->key_op;
+        size_t len = 32;
+        if (op->key_op == KS_OP_DECRYPT)
+            enc_op = KS_OP_ENCRYPT;
+        else if (op->key_op == KS_OP_UNWRAP)
+            enc_op = KS_OP_WRAP;
+        else if (op->key_op == KS_OP_VERIFY)
+            enc_op = KS_OP_SIGN;
+        struct kv_buf plain = {0};
+        CHECK_ST(kv_buf_alloc(len, &plain), KV_OK);
+        randombytes_buf(plain.data, len);
+        if (enc_op == op->key_op) {
+            *in = plain;
+            continue;
+        }
+        struct ks_op_params p = {.alg = op->alg, .value = plain};
+        struct ks_op_result r = {0};
+        CHECK_ST(ks_key_op(env, VAULT, op->target, NULL, enc_op, &p, &r), KV_OK);
+        kv_buf_free(&plain);
+        if (op->alg == KS_ALG_A256GCM) {
+            gcm_iv = r.iv;
+            gcm_tag = r.tag;
+            r.iv = r.tag = (struct kv_buf){0};
+        }
+        *in = r.value;
+        r.value = (struct kv_buf){0};
+        ks_op_result_clear(&r);
+    }
+}
+
+int main(void)
+{
+    if (ah_install() != 0) {
+        fprintf(stderr, "OpenSSL allocated before the allocation hooks were installed\n");
+        return 1;
+    }
+    kv_log_set_level((enum kv_log_level)-1); /* the store logs each failed transaction */
+    if (sodium_init() < 0 || mkdtemp(dir) == NULL)
+        return 1;
+    struct ks_open_opts o = {.data_dir = dir, .cache_entries = 8};
+    CHECK_ST(ks_open(&o, &env), KV_OK);
+    if (env == NULL || tk_make(&tk) != 0)
+        return 1;
+    struct ks_vault v = {.soft_delete = 0, .retention_days = 7};
+    snprintf(v.name, sizeof(v.name), VAULT);
+    snprintf(v.tenant_id, sizeof(v.tenant_id), "t");
+    CHECK_ST(ks_vault_put(env, &v), KV_OK);
+
+    /* the keys the operations use */
+    put_key("k-rsa", &tk.rsa);
+    put_key("k-rsa", &tk.rsa); /* two versions */
+    put_key("k-rsa-nv", &tk.rsa);
+    put_key("k-ec", &tk.ec);
+    put_key("k-oct", &tk.oct);
+    put_key("k-oct2", &tk.oct);
+    put_key("ec-existing", &tk.ec);
+    put_key("bk", &tk.rsa);
+    put_key("bk", &tk.rsa);
+    CHECK_ST(ks_key_backup(env, VAULT, "bk", &backup_blob), KV_OK);
+    struct ks_key *gone = NULL;
+    CHECK_ST(ks_key_delete(env, VAULT, "bk", &gone), KV_OK);
+    ks_key_free(gone);
+    make_inputs();
+    /* verify ES256 takes a digest and a signature: sign a digest first */
+    {
+        struct kv_buf digest = {0};
+        CHECK_ST(kv_buf_alloc(32, &digest), KV_OK);
+        randombytes_buf(digest.data, 32);
+        struct ks_op_params p = {.alg = KS_ALG_ES256, .value = digest};
+        struct ks_op_result r = {0};
+        CHECK_ST(ks_key_op(env, VAULT, "k-ec", NULL, KS_OP_SIGN, &p, &r), KV_OK);
+        kv_buf_free(&op_input[KS_ALG_ES256][__builtin_ctz(KS_OP_VERIFY)]);
+        op_input[KS_ALG_ES256][__builtin_ctz(KS_OP_VERIFY)] = r.value; /* signature */
+        kv_buf_free(&op_input[KS_ALG_ES256][__builtin_ctz(KS_OP_SIGN)]);
+        op_input[KS_ALG_ES256][__builtin_ctz(KS_OP_SIGN)] = digest;
+        r.value = (struct kv_buf){0};
+        ks_op_result_clear(&r);
+    }
+    if (check_failures)
+        CHECK_DONE();
+
+    /* Warm-up: OpenSSL fetches and caches its algorithms, and sets up its
+     * per-thread error state, the first time each is used. */
+    for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+        char name[KS_NAME_MAX + 1];
+        snprintf(name, sizeof(name), "%s", ops[i].target);
+        if (ops[i].prepare)
+            ops[i].prepare(&ops[i], name, sizeof(name));
+        enum kv_status st = ops[i].run(&ops[i], name);
+        if (st != KV_OK && ops[i].run != run_keyop)
+            fprintf(stderr, "warm-up %s: %s\n", ops[i].what, kv_status_name(st));
+        if (st == KV_OK && ops[i].after_success)
+            ops[i].after_success(&ops[i], name);
+    }
+
+    for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
+        fault_loop(&ops[i]);
+    printf("%lu operations, %lu allocation points failed in turn\n", total_ops, total_points);
+
+    for (size_t i = 0; i < KS_ALG_COUNT; i++)
+        for (size_t j = 0; j < 8; j++)
+            kv_buf_free(&op_input[i][j]);
+    kv_buf_free(&backup_blob);
+    kv_buf_free(&gcm_iv);
+    kv_buf_free(&gcm_tag);
+    tk_free(&tk);
+    ks_close(env);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
+    CHECK_DONE();
+}
