@@ -535,6 +535,63 @@ fail:
     return KV_ERR_NOMEM;
 }
 
+/* ---- parsed versions, remembered by their record bytes (memo.h) ------------------- */
+
+static int key_copy(void *dst, const void *src)
+{
+    const struct ks_key *s = src;
+    struct ks_key *d = dst;
+    *d = *s;
+    memset(&d->pub.n, 0, sizeof(d->pub.n));
+    memset(&d->pub.e, 0, sizeof(d->pub.e));
+    memset(&d->pub.x, 0, sizeof(d->pub.x));
+    memset(&d->pub.y, 0, sizeof(d->pub.y));
+    memset(&d->tags, 0, sizeof(d->tags));
+    const struct kv_buf *from[] = {&s->pub.n, &s->pub.e, &s->pub.x, &s->pub.y};
+    struct kv_buf *to[] = {&d->pub.n, &d->pub.e, &d->pub.x, &d->pub.y};
+    for (size_t i = 0; i < 4; i++) {
+        if (from[i]->len > 0 && kv_buf_dup(from[i]->data, from[i]->len, to[i]) != KV_OK) {
+            ks_pub_clear(&d->pub);
+            return -1;
+        }
+    }
+    if (tags_copy(&s->tags, &d->tags) != KV_OK) {
+        ks_pub_clear(&d->pub);
+        return -1;
+    }
+    return 0;
+}
+
+static void key_clear(void *obj)
+{
+    struct ks_key *k = obj;
+    ks_pub_clear(&k->pub);
+    ks_tags_clear(&k->tags);
+}
+
+struct ks_memo *ks_key_memo_new(size_t slots)
+{
+    return ks_memo_new(slots, sizeof(struct ks_key), key_copy, key_clear);
+}
+
+/* key_from_record(), through the memo: a version read again skips the parsing. */
+static enum kv_status key_read(struct ks_env *env, const MDB_val *val, const char *version,
+                               const struct ks_vault *vault, struct ks_key **out)
+{
+    size_t vlen = strlen(version);
+    struct ks_key *k = calloc(1, sizeof(*k));
+    if (k != NULL && ks_memo_get(env->key_memo, version, vlen, val->mv_data, val->mv_size, k)) {
+        set_recovery(k, vault);
+        *out = k;
+        return KV_OK;
+    }
+    free(k);
+    enum kv_status st = key_from_record(val, version, vault, out);
+    if (st == KV_OK)
+        ks_memo_put(env->key_memo, version, vlen, val->mv_data, val->mv_size, *out);
+    return st;
+}
+
 static enum kv_status vault_exists_fn(struct ks_txn *tx, void *arg)
 {
     struct ks_vault v;
@@ -692,7 +749,7 @@ static enum kv_status get_fn(struct ks_txn *tx, void *arg)
     st = ks_txn_get(tx, tx->env->db_keys, a->l->bytes, a->l->len, &v);
     if (st != KV_OK)
         return st;
-    return key_from_record(&v, version, &vault, &a->key);
+    return key_read(tx->env, &v, version, &vault, &a->key);
 }
 
 static int names_fit(const char *vault, const char *name)
@@ -771,7 +828,7 @@ static enum kv_status list_item(struct ks_txn *tx, const struct list_arg *a,
             return KV_OK;
         memcpy(version, suffix, KS_VERSION_LEN);
         version[KS_VERSION_LEN] = '\0';
-        return key_from_record(v, version, vault, item);
+        return key_read(tx->env, v, version, vault, item);
     }
     /* A key: its head, if in the wanted state, names the current version. */
     struct head h;
@@ -785,7 +842,7 @@ static enum kv_status list_item(struct ks_txn *tx, const struct list_arg *a,
     MDB_val rv;
     enum kv_status st = ks_txn_get(tx, tx->env->db_keys, kl.bytes, kl.len, &rv);
     if (st == KV_OK)
-        st = key_from_record(&rv, version, vault, item);
+        st = key_read(tx->env, &rv, version, vault, item);
     if (st == KV_OK && a->deleted) {
         (*item)->deleted_date = h.deleted_date;
         (*item)->scheduled_purge = h.scheduled_purge;
@@ -1023,7 +1080,7 @@ static enum kv_status current_key(struct ks_txn *tx, struct loc *l, const struct
         st = KV_ERR_STORE; /* a head always names a stored version */
     if (st != KV_OK)
         return st;
-    return key_from_record(&v, h->current, vault, out);
+    return key_read(tx->env, &v, h->current, vault, out);
 }
 
 enum lifecycle_op { LC_DELETE, LC_GET_DELETED, LC_RECOVER, LC_PURGE };

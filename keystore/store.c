@@ -42,6 +42,21 @@ static enum kv_status open_dbs(struct ks_env *e)
     return KV_OK;
 }
 
+/* Parsed vault records and key versions are remembered by their bytes (memo.h). */
+#define VAULT_MEMO_SLOTS 64
+#define KEY_MEMO_SLOTS 1024
+
+static int vault_copy(void *dst, const void *src)
+{
+    memcpy(dst, src, sizeof(struct ks_vault));
+    return 0;
+}
+
+static void vault_clear(void *obj)
+{
+    (void)obj;
+}
+
 enum kv_status ks_open(const struct ks_open_opts *opts, struct ks_env **out)
 {
     enum kv_status st = KV_ERR_STORE;
@@ -90,7 +105,9 @@ enum kv_status ks_open(const struct ks_open_opts *opts, struct ks_env **out)
     if (st != KV_OK)
         goto out;
     e->cache = ks_cache_new(opts->cache_entries ? opts->cache_entries : DEFAULT_CACHE_ENTRIES);
-    if (e->cache == NULL) {
+    e->vault_memo = ks_memo_new(VAULT_MEMO_SLOTS, sizeof(struct ks_vault), vault_copy, vault_clear);
+    e->key_memo = ks_key_memo_new(KEY_MEMO_SLOTS);
+    if (e->cache == NULL || e->vault_memo == NULL || e->key_memo == NULL) {
         st = KV_ERR_NOMEM;
         goto out;
     }
@@ -107,6 +124,8 @@ void ks_close(struct ks_env *e)
     if (e == NULL)
         return;
     ks_cache_free(e->cache);
+    ks_memo_free(e->vault_memo);
+    ks_memo_free(e->key_memo);
     if (e->env != NULL)
         mdb_env_close(e->env);
     if (e->root_key != NULL)
@@ -244,6 +263,8 @@ enum kv_status ks_vault_read(struct ks_txn *tx, const char *name, struct ks_vaul
         return KV_ERR_VAULT_NOT_FOUND;
     if (st != KV_OK)
         return st;
+    if (ks_memo_get(tx->env->vault_memo, lname, strlen(lname), v.mv_data, v.mv_size, out))
+        return KV_OK;
     cJSON *o = cJSON_ParseWithLength(v.mv_data, v.mv_size);
     if (o == NULL)
         return KV_ERR_STORE;
@@ -258,6 +279,7 @@ enum kv_status ks_vault_read(struct ks_txn *tx, const char *name, struct ks_vaul
     const cJSON *days = cJSON_GetObjectItemCaseSensitive(o, "softDeleteRetentionInDays");
     vault.retention_days = cJSON_IsNumber(days) ? days->valueint : 90;
     cJSON_Delete(o);
+    ks_memo_put(tx->env->vault_memo, lname, strlen(lname), v.mv_data, v.mv_size, &vault);
     *out = vault;
     return KV_OK;
 }
