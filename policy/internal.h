@@ -9,12 +9,13 @@
 
 #define POL_SECRET_LEN crypto_auth_hmacsha256_KEYBYTES
 
-/* Verified tokens' claims, keyed by their signature (token.c). */
+/* Tokens whose signature verified, with their claims (token.c). */
 #define POL_TOKEN_CACHE_SLOTS 256
+#define POL_TOKEN_CACHE_LEN 2048 /**< longer tokens are verified every time */
 struct pol_token_slot {
     pthread_mutex_t mu;
-    int used;
-    unsigned char mac[crypto_auth_hmacsha256_BYTES];
+    size_t len; /**< 0: empty */
+    char token[POL_TOKEN_CACHE_LEN];
     struct pol_claims claims;
 };
 

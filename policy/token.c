@@ -132,29 +132,41 @@ out:
     return st;
 }
 
-/* Verified claims, keyed by the token's signature: a token seen before skips the
- * decoding and parsing. Only a token whose signature verified gets here. */
-static int cache_get(const struct pol_ctx *c, const unsigned char *mac, struct pol_claims *cl)
+/* Tokens whose signature verified, with their claims: the same token string
+ * again skips the signature check, the decoding and the parsing (a token is
+ * exactly what was verified, byte for byte). The slot is chosen by the last
+ * characters of the signature, which are random. */
+static struct pol_token_slot *slot_of(const struct pol_ctx *c, const char *token, size_t len)
 {
-    struct pol_token_slot *slot =
-        &c->token_cache[(mac[0] | (unsigned)mac[1] << 8) % POL_TOKEN_CACHE_SLOTS];
+    unsigned h = 2166136261u;
+    for (size_t i = len > 8 ? len - 8 : 0; i < len; i++)
+        h = (h ^ (unsigned char)token[i]) * 16777619u;
+    return &c->token_cache[h % POL_TOKEN_CACHE_SLOTS];
+}
+
+static int cache_get(const struct pol_ctx *c, const char *token, size_t len,
+                     struct pol_claims *cl)
+{
+    struct pol_token_slot *slot = slot_of(c, token, len);
     pthread_mutex_lock(&slot->mu);
-    int hit = slot->used && memcmp(slot->mac, mac, sizeof(slot->mac)) == 0;
+    /* constant time: the comparison says nothing about a cached token's bytes */
+    int hit = slot->len == len && sodium_memcmp(slot->token, token, len) == 0;
     if (hit)
         *cl = slot->claims;
     pthread_mutex_unlock(&slot->mu);
     return hit;
 }
 
-static void cache_put(const struct pol_ctx *c, const unsigned char *mac,
+static void cache_put(const struct pol_ctx *c, const char *token, size_t len,
                       const struct pol_claims *cl)
 {
-    struct pol_token_slot *slot =
-        &c->token_cache[(mac[0] | (unsigned)mac[1] << 8) % POL_TOKEN_CACHE_SLOTS];
+    if (len >= POL_TOKEN_CACHE_LEN)
+        return;
+    struct pol_token_slot *slot = slot_of(c, token, len);
     pthread_mutex_lock(&slot->mu);
-    memcpy(slot->mac, mac, sizeof(slot->mac));
+    memcpy(slot->token, token, len);
+    slot->len = len;
     slot->claims = *cl;
-    slot->used = 1;
     pthread_mutex_unlock(&slot->mu);
 }
 
@@ -170,16 +182,17 @@ enum kv_status pol_token_verify(const struct pol_ctx *c, const char *token, int6
     if (len >= TOKEN_MAX || dot1 == NULL || dot2 == NULL || strchr(dot2 + 1, '.') != NULL)
         goto out;
 
-    /* The signature first: nothing of an unsigned token is parsed further. */
-    if (kv_b64url_decode(dot2 + 1, &sig) != KV_OK || sig.len != crypto_auth_hmacsha256_BYTES)
-        goto out;
-    if (crypto_auth_hmacsha256_verify(sig.data, (const unsigned char *)token,
-                                      (size_t)(dot2 - token), c->secret) != 0)
-        goto out;
-    if (!cache_get(c, sig.data, &cl)) {
+    if (!cache_get(c, token, len, &cl)) {
+        /* The signature first: nothing of an unsigned token is parsed further. */
+        if (kv_b64url_decode(dot2 + 1, &sig) != KV_OK ||
+            sig.len != crypto_auth_hmacsha256_BYTES)
+            goto out;
+        if (crypto_auth_hmacsha256_verify(sig.data, (const unsigned char *)token,
+                                          (size_t)(dot2 - token), c->secret) != 0)
+            goto out;
         if (parse_claims(token, dot1, dot2, &cl) != KV_OK)
             goto out;
-        cache_put(c, sig.data, &cl);
+        cache_put(c, token, len, &cl);
     }
 
     /* Checked on every request, cached or not. */
