@@ -54,7 +54,7 @@ static void commit_batch(struct srv_audit_log *a, char **batch, size_t n)
                               a->keep, NULL) != KV_OK)
         kv_log(KV_LOG_WARN, "%zu audit record(s) not written", n);
     for (size_t i = 0; i < n; i++)
-        cJSON_free(batch[i]);
+        free(batch[i]);
 }
 
 static int due(const struct srv_audit_log *a, struct timespec *deadline)
@@ -176,7 +176,7 @@ static enum kv_status enqueue(struct srv_audit_log *a, char *text, int wait)
         char **q = realloc(a->queue, cap * sizeof(*q));
         if (q == NULL) {
             pthread_mutex_unlock(&a->mu);
-            cJSON_free(text);
+            free(text);
             return KV_ERR_NOMEM;
         }
         a->queue = q;
@@ -229,6 +229,56 @@ static int changed_state(const struct srv_req *req)
     return 1;
 }
 
+/* A record being written: JSON text in a fixed buffer. */
+struct out {
+    char buf[4096];
+    size_t len; /* reaching sizeof(buf) means it did not fit */
+};
+
+static void put_bytes(struct out *o, const char *s, size_t n)
+{
+    if (o->len + n >= sizeof(o->buf)) {
+        o->len = sizeof(o->buf);
+        return;
+    }
+    memcpy(o->buf + o->len, s, n);
+    o->len += n;
+    o->buf[o->len] = '\0';
+}
+
+static void put(struct out *o, const char *s)
+{
+    put_bytes(o, s, strlen(s));
+}
+
+static void put_num(struct out *o, const char *prefix, int64_t v)
+{
+    char num[32];
+    put(o, prefix);
+    int n = snprintf(num, sizeof(num), "%lld", (long long)v);
+    put_bytes(o, num, (size_t)n);
+}
+
+/* A JSON string: quotes, backslashes and control characters escaped. */
+static void put_str(struct out *o, const char *s)
+{
+    put_bytes(o, "\"", 1);
+    for (const char *run = s;; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c != '\0' && c != '"' && c != '\\' && c >= 0x20)
+            continue;
+        put_bytes(o, run, (size_t)(s - run));
+        if (c == '\0')
+            break;
+        char esc[8];
+        int n = c == '"' || c == '\\' ? snprintf(esc, sizeof(esc), "\\%c", c)
+                                       : snprintf(esc, sizeof(esc), "\\u%04x", c);
+        put_bytes(o, esc, (size_t)n);
+        run = s + 1;
+    }
+    put_bytes(o, "\"", 1);
+}
+
 void srv_audit(struct srv_req *req)
 {
     if (req->operation == NULL || req->audited)
@@ -250,38 +300,44 @@ void srv_audit(struct srv_req *req)
         snprintf(id, sizeof(id), "https://%s/keys/%s%s%s", req->host, req->key_name,
                  req->version[0] ? "/" : "", req->version);
 
-    cJSON *o = cJSON_CreateObject();
-    cJSON *identity = o ? cJSON_AddObjectToObject(o, "identity") : NULL;
-    cJSON *claim = identity ? cJSON_AddObjectToObject(identity, "claim") : NULL;
-    cJSON *props = o ? cJSON_AddObjectToObject(o, "properties") : NULL;
-    char *text = NULL;
-    int ok = claim && props && cJSON_AddStringToObject(o, "time", when) &&
-             cJSON_AddStringToObject(o, "category", "AuditEvent") &&
-             cJSON_AddStringToObject(o, "operationName", req->operation) &&
-             cJSON_AddStringToObject(o, "resultType",
-                                     req->status >= 200 && req->status < 300 ? "Success"
-                                                                             : "Failure") &&
-             cJSON_AddStringToObject(o, "resultSignature", reason(req->status)) &&
-             cJSON_AddNumberToObject(o, "durationMs", (double)duration) &&
-             cJSON_AddStringToObject(o, "callerIpAddress", req->ri->remote_addr) &&
-             cJSON_AddStringToObject(o, "correlationId", req->request_id) &&
-             cJSON_AddStringToObject(claim, "oid", req->who.oid) &&
-             cJSON_AddStringToObject(claim, "appid", req->who.appid) &&
-             cJSON_AddStringToObject(claim, "tid", req->who.tid) &&
-             cJSON_AddStringToObject(props, "id", id) &&
-             cJSON_AddNumberToObject(props, "httpStatusCode", req->status) &&
-             cJSON_AddStringToObject(props, "requestUri", uri) &&
-             cJSON_AddBoolToObject(props, "isAccessPolicyMatch", req->policy_match) &&
-             cJSON_AddStringToObject(props, "vault", req->vault);
-    if (ok)
-        text = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
+    /* Written by hand: this runs for every request, and cJSON would allocate
+     * every member. The strings are escaped as JSON requires. */
+    struct out o = {{0}, 0};
+    put(&o, "{\"time\":");
+    put_str(&o, when);
+    put(&o, ",\"category\":\"AuditEvent\",\"operationName\":");
+    put_str(&o, req->operation);
+    put(&o, ",\"resultType\":");
+    put_str(&o, req->status >= 200 && req->status < 300 ? "Success" : "Failure");
+    put(&o, ",\"resultSignature\":");
+    put_str(&o, reason(req->status));
+    put_num(&o, ",\"durationMs\":", duration);
+    put(&o, ",\"callerIpAddress\":");
+    put_str(&o, req->ri->remote_addr);
+    put(&o, ",\"correlationId\":");
+    put_str(&o, req->request_id);
+    put(&o, ",\"identity\":{\"claim\":{\"oid\":");
+    put_str(&o, req->who.oid);
+    put(&o, ",\"appid\":");
+    put_str(&o, req->who.appid);
+    put(&o, ",\"tid\":");
+    put_str(&o, req->who.tid);
+    put(&o, "}},\"properties\":{\"id\":");
+    put_str(&o, id);
+    put_num(&o, ",\"httpStatusCode\":", req->status);
+    put(&o, ",\"requestUri\":");
+    put_str(&o, uri);
+    put(&o, req->policy_match ? ",\"isAccessPolicyMatch\":true,\"vault\":"
+                              : ",\"isAccessPolicyMatch\":false,\"vault\":");
+    put_str(&o, req->vault);
+    put(&o, "}}");
+    char *text = o.len < sizeof(o.buf) ? strdup(o.buf) : NULL; /* a full buffer: cut short */
     enum kv_status st = KV_ERR_NOMEM;
     if (text != NULL && req->srv->audit != NULL) {
         st = enqueue(req->srv->audit, text, changed_state(req));
     } else if (text != NULL) {
         st = ks_record_append(req->srv->ks, KS_TABLE_AUDIT, text, strlen(text), NULL);
-        cJSON_free(text);
+        free(text);
     }
     if (st != KV_OK)
         kv_log(KV_LOG_WARN, "request %s: audit record not written", req->request_id);

@@ -63,6 +63,18 @@ def audit_lines(kv):
     return [json.loads(line) for line in out]
 
 
+def audit_lines_flushed(kv):
+    """Every record, through /admin/audit (which commits what is queued first)."""
+    out, path = [], "/admin/audit?maxresults=1000"
+    while path:
+        st, _, body = kv.http("GET", path)
+        eq(st, 200, "audit page")
+        doc = json.loads(body)
+        out += doc["value"]
+        path = doc["nextLink"] and doc["nextLink"].split(str(kv.http_port), 1)[1]
+    return out
+
+
 def main():
     args = parse_args()
     runner = Runner()
@@ -171,6 +183,18 @@ def main():
                 eq(kv.https("GET", f"/keys/committed?{API}", host=host, token=token)[0], 200)
                 ops = audit_ops(kv)
                 eq(ops[-1][:2], ("KeyGet", 200), "the last record is the get just answered")
+
+        @runner.test
+        def audit_record_escapes_what_the_client_sent():
+            s = tls_socket()
+            f = s.makefile("rb")
+            s.sendall(request("GET", f'/keys/q"u\\ote?{API}'))
+            status, _, _ = read_response(f)
+            check(status.startswith("HTTP/1.1 404"), status)
+            s.close()
+            uris = [r["properties"]["requestUri"] for r in audit_lines_flushed(kv)]
+            check(any(u.endswith('/keys/q"u\\ote') for u in uris),
+                  f"the record holds the path as sent: {uris[-1]!r}")
 
         runner.run_collected()
 
