@@ -331,21 +331,30 @@ static enum kv_status head_read(struct ks_txn *tx, const struct loc *l, struct h
     enum kv_status st = ks_txn_get(tx, tx->env->db_heads, l->bytes, l->head_len, &v);
     if (st != KV_OK)
         return st;
+    if (ks_memo_get(tx->env->head_memo, l->bytes, l->head_len, v.mv_data, v.mv_size, out))
+        return KV_OK;
     cJSON *o = cJSON_ParseWithLength(v.mv_data, v.mv_size);
     if (o == NULL)
         return KV_ERR_STORE;
     const char *name = jstr(o, "name"), *cur = jstr(o, "current");
     st = KV_ERR_STORE;
     if (name != NULL && cur != NULL && strlen(cur) == KS_VERSION_LEN) {
+        memset(out, 0, sizeof(*out));
         snprintf(out->name, sizeof(out->name), "%s", name);
         memcpy(out->current, cur, KS_VERSION_LEN + 1);
         out->deleted_date = jint(o, "deleted");
         out->scheduled_purge = jint(o, "purge");
         policy_from_json(cJSON_GetObjectItemCaseSensitive(o, "policy"), &out->policy);
+        ks_memo_put(tx->env->head_memo, l->bytes, l->head_len, v.mv_data, v.mv_size, out);
         st = KV_OK;
     }
     cJSON_Delete(o);
     return st;
+}
+
+struct ks_memo *ks_head_memo_new(size_t slots)
+{
+    return ks_memo_new(slots, sizeof(struct head), NULL, NULL);
 }
 
 static enum kv_status head_write(struct ks_txn *tx, const struct loc *l, const struct head *h)
@@ -996,26 +1005,28 @@ static enum kv_status op_fn(struct ks_txn *tx, void *arg)
     st = ks_txn_get(tx, tx->env->db_keys, a->l->bytes, a->l->len, &v);
     if (st != KV_OK)
         return st;
-    cJSON *o = cJSON_ParseWithLength(v.mv_data, v.mv_size);
-    if (o == NULL)
-        return KV_ERR_STORE;
-    const char *kty = jstr(o, "kty"), *stored = jstr(o, "name");
-    int hsm = 0;
-    snprintf(a->stored_name, sizeof(a->stored_name), "%s", stored ? stored : "");
-    int64_t now = ks_now(), nbf = jint(o, "nbf"), exp = jint(o, "exp");
-    if (kty == NULL || ks_kty_parse(kty, &a->kty, &hsm) != KV_OK)
-        st = KV_ERR_STORE;
-    else if (((unsigned)jint(o, "ops") & a->op) == 0)
+    struct ks_key *k = NULL;
+    st = key_read(tx->env, &v, a->resolved, &vault, &k);
+    if (st != KV_OK)
+        return st;
+    a->kty = k->kty;
+    snprintf(a->stored_name, sizeof(a->stored_name), "%s", k->name);
+    int64_t now = ks_now();
+    if ((k->ops & a->op) == 0)
         st = KV_ERR_KEY_OP_FORBIDDEN;
-    else if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "enabled")))
+    else if (!k->attrs.enabled)
         st = KV_ERR_KEY_DISABLED;
-    else if (nbf != 0 && now < nbf)
+    else if (k->attrs.nbf != 0 && now < k->attrs.nbf)
         st = KV_ERR_KEY_NOT_YET_VALID;
-    else if (exp != 0 && now >= exp)
+    else if (k->attrs.exp != 0 && now >= k->attrs.exp)
         st = KV_ERR_KEY_EXPIRED;
-    else if (a->need_sealed)
-        st = jbuf(o, "sealed", &a->sealed);
-    cJSON_Delete(o);
+    ks_key_free(k);
+    if (st == KV_OK && a->need_sealed) {
+        /* only on a miss of the material cache: the sealed part is not memoized */
+        cJSON *o = cJSON_ParseWithLength(v.mv_data, v.mv_size);
+        st = o != NULL ? jbuf(o, "sealed", &a->sealed) : KV_ERR_STORE;
+        cJSON_Delete(o);
+    }
     return st;
 }
 

@@ -19,6 +19,14 @@ struct ks_memo {
     struct slot slots[];
 };
 
+static int copy_obj(const struct ks_memo *m, void *dst, const void *src)
+{
+    if (m->copy != NULL)
+        return m->copy(dst, src);
+    memcpy(dst, src, m->obj_size);
+    return 0;
+}
+
 static struct slot *slot_of(struct ks_memo *m, const void *id, size_t id_len)
 {
     unsigned h = 2166136261u;
@@ -30,7 +38,8 @@ static struct slot *slot_of(struct ks_memo *m, const void *id, size_t id_len)
 static void empty(struct ks_memo *m, struct slot *s)
 {
     if (s->obj != NULL) {
-        m->clear(s->obj);
+        if (m->clear != NULL)
+            m->clear(s->obj);
         free(s->obj);
     }
     free(s->rec);
@@ -75,7 +84,7 @@ int ks_memo_get(struct ks_memo *m, const void *id, size_t id_len, const void *re
     pthread_mutex_lock(&s->mu);
     if (s->obj != NULL && s->id_len == id_len && s->rec_len == rec_len &&
         memcmp(s->rec, id, id_len) == 0 && memcmp(s->rec + id_len, rec, rec_len) == 0)
-        hit = m->copy(out, s->obj) == 0;
+        hit = copy_obj(m, out, s->obj) == 0;
     pthread_mutex_unlock(&s->mu);
     return hit;
 }
@@ -84,10 +93,10 @@ void ks_memo_put(struct ks_memo *m, const void *id, size_t id_len, const void *r
                  size_t rec_len, const void *obj)
 {
     unsigned char *bytes = malloc(id_len + rec_len);
-    void *copy = calloc(1, m->obj_size);
-    if (bytes == NULL || copy == NULL || m->copy(copy, obj) != 0) {
+    void *dup = calloc(1, m->obj_size);
+    if (bytes == NULL || dup == NULL || copy_obj(m, dup, obj) != 0) {
         free(bytes);
-        free(copy); /* a failed copy frees what it took */
+        free(dup); /* a failed copy frees what it took */
         return;
     }
     memcpy(bytes, id, id_len);
@@ -98,6 +107,6 @@ void ks_memo_put(struct ks_memo *m, const void *id, size_t id_len, const void *r
     s->rec = bytes;
     s->id_len = id_len;
     s->rec_len = rec_len;
-    s->obj = copy;
+    s->obj = dup;
     pthread_mutex_unlock(&s->mu);
 }

@@ -13,7 +13,8 @@
 
 #include <stddef.h>
 
-/** Copy a parsed object into @p dst (deep). @return 0, or -1 when out of memory. */
+/** Copy a parsed object into @p dst (deep). @return 0, or -1 when out of memory,
+ *  leaving nothing owned in @p dst. */
 typedef int (*ks_memo_copy_fn)(void *dst, const void *src);
 /** Free what a copy owns (not the object's own memory). */
 typedef void (*ks_memo_clear_fn)(void *obj);
@@ -22,6 +23,7 @@ struct ks_memo;
 
 /**
  * @brief Create a memo of @p slots slots holding objects of @p obj_size bytes.
+ * With @p copy and @p clear NULL the objects are plain data, copied with memcpy.
  * @return NULL when out of memory.
  */
 struct ks_memo *ks_memo_new(size_t slots, size_t obj_size, ks_memo_copy_fn copy,

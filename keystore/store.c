@@ -44,18 +44,7 @@ static enum kv_status open_dbs(struct ks_env *e)
 
 /* Parsed vault records and key versions are remembered by their bytes (memo.h). */
 #define VAULT_MEMO_SLOTS 64
-#define KEY_MEMO_SLOTS 1024
-
-static int vault_copy(void *dst, const void *src)
-{
-    memcpy(dst, src, sizeof(struct ks_vault));
-    return 0;
-}
-
-static void vault_clear(void *obj)
-{
-    (void)obj;
-}
+#define KEY_MEMO_SLOTS 1024 /* key versions, and key heads */
 
 enum kv_status ks_open(const struct ks_open_opts *opts, struct ks_env **out)
 {
@@ -105,9 +94,11 @@ enum kv_status ks_open(const struct ks_open_opts *opts, struct ks_env **out)
     if (st != KV_OK)
         goto out;
     e->cache = ks_cache_new(opts->cache_entries ? opts->cache_entries : DEFAULT_CACHE_ENTRIES);
-    e->vault_memo = ks_memo_new(VAULT_MEMO_SLOTS, sizeof(struct ks_vault), vault_copy, vault_clear);
+    e->vault_memo = ks_memo_new(VAULT_MEMO_SLOTS, sizeof(struct ks_vault), NULL, NULL);
     e->key_memo = ks_key_memo_new(KEY_MEMO_SLOTS);
-    if (e->cache == NULL || e->vault_memo == NULL || e->key_memo == NULL) {
+    e->head_memo = ks_head_memo_new(KEY_MEMO_SLOTS);
+    if (e->cache == NULL || e->vault_memo == NULL || e->key_memo == NULL ||
+        e->head_memo == NULL) {
         st = KV_ERR_NOMEM;
         goto out;
     }
@@ -126,6 +117,7 @@ void ks_close(struct ks_env *e)
     ks_cache_free(e->cache);
     ks_memo_free(e->vault_memo);
     ks_memo_free(e->key_memo);
+    ks_memo_free(e->head_memo);
     if (e->env != NULL)
         mdb_env_close(e->env);
     if (e->root_key != NULL)

@@ -28,7 +28,7 @@ struct ks_env {
     pthread_rwlock_t resize_lock;
     unsigned char *root_key; /**< sodium_malloc'd, KS_ROOT_KEY_LEN bytes */
     struct ks_cache *cache;
-    struct ks_memo *vault_memo, *key_memo; /**< parsed records (memo.h) */
+    struct ks_memo *vault_memo, *key_memo, *head_memo; /**< parsed records (memo.h) */
 };
 
 /** A transaction in progress. */
@@ -40,6 +40,9 @@ struct ks_txn {
 
 /** @brief The memo of parsed key versions (keys.c). @return NULL when out of memory. */
 struct ks_memo *ks_key_memo_new(size_t slots);
+
+/** @brief The memo of parsed key heads (keys.c). @return NULL when out of memory. */
+struct ks_memo *ks_head_memo_new(size_t slots);
 
 /** Body of a write transaction; returns KV_OK to commit, anything else to abort. */
 typedef enum kv_status (*ks_txn_fn)(struct ks_txn *tx, void *arg);

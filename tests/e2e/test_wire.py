@@ -228,8 +228,10 @@ def main():
                 kv.https("GET", f"/keys/capped?{API}", host=host, token=token)
             audit_ops(kv)
             eq(len(audit_ops(kv)), 30)
-            eq(os.path.getsize(os.path.join(kv.data_dir, "kvmock.mdb")), size,
-               "pages of dropped records are reused")
+            # 300 records take ~130 KiB; with the cap the file stays put, give or take
+            # the pages a concurrent reader kept from reuse for a moment
+            grown = os.path.getsize(os.path.join(kv.data_dir, "kvmock.mdb")) - size
+            check(grown <= 48 * 1024, f"pages of dropped records are reused (grew {grown} B)")
 
         @runner.test
         def audit_max_is_checked():
