@@ -55,6 +55,9 @@ enum kv_status ks_open(const struct ks_open_opts *opts, struct ks_env **out)
     struct ks_env *e = calloc(1, sizeof(*e));
     if (e == NULL)
         return KV_ERR_NOMEM;
+    pthread_mutex_init(&e->writers_mu, NULL);
+    pthread_cond_init(&e->writers_cv, NULL);
+    e->writers_tail = &e->writers;
     if (pthread_rwlock_init(&e->resize_lock, NULL) != 0) {
         free(e);
         return KV_ERR_INTERNAL;
@@ -123,6 +126,8 @@ void ks_close(struct ks_env *e)
     if (e->root_key != NULL)
         sodium_free(e->root_key); /* sodium_free wipes the memory */
     pthread_rwlock_destroy(&e->resize_lock);
+    pthread_cond_destroy(&e->writers_cv);
+    pthread_mutex_destroy(&e->writers_mu);
     free(e);
 }
 
@@ -143,36 +148,121 @@ static enum kv_status grow_map(struct ks_env *e)
     return KV_OK;
 }
 
-enum kv_status ks_txn_write(struct ks_env *e, ks_txn_fn fn, void *arg)
+/* One writer waiting in ks_txn_write(); lives on its thread's stack. */
+struct ks_writer {
+    ks_txn_fn fn;
+    void *arg;
+    enum kv_status st;
+    int done;
+    struct ks_writer *next;
+};
+
+/* Run one writer's body in a child of @p parent. @return 1 when the map filled up
+ * (the child is aborted and the writer must run again after the map grows). */
+static int run_child(struct ks_env *e, MDB_txn *parent, struct ks_writer *w)
 {
-    for (;;) {
-        struct ks_txn tx = {.env = e};
+    struct ks_txn tx = {.env = e};
+    int rc = mdb_txn_begin(e->env, parent, 0, &tx.txn);
+    if (rc != 0) {
+        kv_log(KV_LOG_ERROR, "cannot begin a write transaction: %s", mdb_strerror(rc));
+        w->st = KV_ERR_STORE;
+        return 0;
+    }
+    enum kv_status st = w->fn(&tx, w->arg);
+    if (st == KV_OK) {
+        rc = mdb_txn_commit(tx.txn);
+        if (rc == MDB_MAP_FULL) {
+            tx.map_full = 1;
+        } else if (rc != 0) {
+            kv_log(KV_LOG_ERROR, "commit failed: %s", mdb_strerror(rc));
+            st = KV_ERR_STORE;
+        }
+    } else {
+        mdb_txn_abort(tx.txn);
+    }
+    w->st = st;
+    return tx.map_full;
+}
+
+/*
+ * Run a batch of writers: each in its own child transaction of one parent
+ * (a writer that fails leaves the others untouched), then one commit and one
+ * sync for all. When the map fills up, the writers before the one that hit it
+ * are committed, the map grows, and the rest run in a new parent.
+ */
+static void run_batch(struct ks_env *e, struct ks_writer *w)
+{
+    while (w != NULL) {
+        struct ks_writer *first = w;
+        MDB_txn *parent = NULL;
         pthread_rwlock_rdlock(&e->resize_lock);
-        int rc = mdb_txn_begin(e->env, NULL, 0, &tx.txn);
+        int rc = mdb_txn_begin(e->env, NULL, 0, &parent);
         if (rc != 0) {
             pthread_rwlock_unlock(&e->resize_lock);
             kv_log(KV_LOG_ERROR, "cannot begin a write transaction: %s", mdb_strerror(rc));
-            return KV_ERR_STORE;
+            for (; w != NULL; w = w->next)
+                w->st = KV_ERR_STORE;
+            return;
         }
-        enum kv_status st = fn(&tx, arg);
-        if (st == KV_OK) {
-            rc = mdb_txn_commit(tx.txn);
-            if (rc == MDB_MAP_FULL) {
-                tx.map_full = 1;
-            } else if (rc != 0) {
-                kv_log(KV_LOG_ERROR, "commit failed: %s", mdb_strerror(rc));
-                st = KV_ERR_STORE;
-            }
-        } else {
-            mdb_txn_abort(tx.txn);
+        int full = 0;
+        for (; w != NULL && !full; w = full ? w : w->next)
+            full = run_child(e, parent, w);
+        rc = mdb_txn_commit(parent);
+        if (rc == MDB_MAP_FULL) {
+            full = 1;
+            w = first; /* nothing of this parent was kept: every writer runs again */
+        } else if (rc != 0) {
+            kv_log(KV_LOG_ERROR, "commit failed: %s", mdb_strerror(rc));
+            for (struct ks_writer *x = first; x != w; x = x->next)
+                if (x->st == KV_OK)
+                    x->st = KV_ERR_STORE;
         }
         pthread_rwlock_unlock(&e->resize_lock);
-        if (!tx.map_full)
-            return st;
-        st = grow_map(e);
-        if (st != KV_OK)
-            return st;
+        if (!full)
+            continue;
+        enum kv_status st = grow_map(e);
+        if (st != KV_OK) {
+            for (; w != NULL; w = w->next)
+                w->st = st;
+            return;
+        }
     }
+}
+
+/*
+ * Group commit: a writer queues itself; the first that finds no batch running
+ * takes the whole queue, runs it (run_batch) and wakes everyone in it. Under
+ * concurrent writes many share one commit and its disk sync, instead of each
+ * waiting for the single LMDB writer and syncing alone.
+ */
+enum kv_status ks_txn_write(struct ks_env *e, ks_txn_fn fn, void *arg)
+{
+    struct ks_writer me = {fn, arg, KV_OK, 0, NULL};
+    pthread_mutex_lock(&e->writers_mu);
+    *e->writers_tail = &me;
+    e->writers_tail = &me.next;
+    while (!me.done) {
+        if (e->writers_busy) {
+            pthread_cond_wait(&e->writers_cv, &e->writers_mu);
+            continue;
+        }
+        e->writers_busy = 1;
+        struct ks_writer *batch = e->writers;
+        e->writers = NULL;
+        e->writers_tail = &e->writers;
+        pthread_mutex_unlock(&e->writers_mu);
+        run_batch(e, batch);
+        pthread_mutex_lock(&e->writers_mu);
+        while (batch != NULL) {
+            struct ks_writer *next = batch->next; /* a finished writer's frame may go at once */
+            batch->done = 1;
+            batch = next;
+        }
+        e->writers_busy = 0;
+        pthread_cond_broadcast(&e->writers_cv);
+    }
+    pthread_mutex_unlock(&e->writers_mu);
+    return me.st;
 }
 
 enum kv_status ks_txn_read(struct ks_env *e, ks_txn_fn fn, void *arg)

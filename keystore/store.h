@@ -29,6 +29,11 @@ struct ks_env {
     unsigned char *root_key; /**< sodium_malloc'd, KS_ROOT_KEY_LEN bytes */
     struct ks_cache *cache;
     struct ks_memo *vault_memo, *key_memo, *head_memo; /**< parsed records (memo.h) */
+    /* writers waiting for the next group commit (store.c ks_txn_write) */
+    pthread_mutex_t writers_mu;
+    pthread_cond_t writers_cv;
+    struct ks_writer *writers, **writers_tail;
+    int writers_busy;
 };
 
 /** A transaction in progress. */
@@ -48,9 +53,12 @@ struct ks_memo *ks_head_memo_new(size_t slots);
 typedef enum kv_status (*ks_txn_fn)(struct ks_txn *tx, void *arg);
 
 /**
- * @brief Run @p fn in a write transaction and commit it. When the map fills up
- * the transaction is aborted, the map doubled and @p fn run again from the start,
- * so @p fn must not keep side effects outside the transaction between attempts.
+ * @brief Run @p fn in a write transaction and commit it. Concurrent callers share
+ * one commit (group commit), each @p fn in its own nested transaction, so one
+ * failing leaves the others alone; @p fn may run on another caller's thread.
+ * When the map fills up the transaction is aborted, the map doubled and @p fn
+ * run again from the start, so @p fn must not keep side effects outside the
+ * transaction between attempts.
  * @return what @p fn returned, or KV_ERR_STORE when begin or commit fails.
  */
 enum kv_status ks_txn_write(struct ks_env *env, ks_txn_fn fn, void *arg) KV_MUST_CHECK;

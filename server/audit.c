@@ -4,15 +4,16 @@
  * Records name callers, vaults, key ids and results; never tokens, bodies or
  * key material.
  *
- * Records are written by one writer thread, many per transaction (group
- * commit), so an audited read does not wait for a disk sync of its own:
- * - a call that changed state (a 2xx create, import, update, delete, ...) waits
- *   until its record is committed before its answer leaves, so an acknowledged
- *   change is in the log even after a crash;
- * - any other record (reads, key operations, refusals) is committed within
- *   AUDIT_DELAY_MS; reading the log through the server (/admin/audit, the web
- *   view) first commits what is queued, so a client that has an answer finds
- *   its record.
+ * Records are committed many per transaction, so an audited call does not
+ * wait for a disk sync of its own:
+ * - a call that changed state (a 2xx create, import, update, delete, ...)
+ *   commits its record before its answer leaves, in the keystore's group commit
+ *   (shared with concurrent writes), so an acknowledged change is in the log
+ *   even after a crash;
+ * - any other record (reads, key operations, refusals) is queued for one writer
+ *   thread, which commits the queue at most AUDIT_DELAY_MS later; reading the
+ *   log through the server (/admin/audit, the web view) first commits what is
+ *   queued, so a client that has an answer finds its record.
  * The table keeps the newest `--audit-max` records (0: all).
  */
 #include <pthread.h>
@@ -167,8 +168,8 @@ void srv_audit_flush(struct srv_audit_log *a)
     pthread_mutex_unlock(&a->mu);
 }
 
-/* Queue one record (taking @p text); with @p wait, return once it is committed. */
-static enum kv_status enqueue(struct srv_audit_log *a, char *text, int wait)
+/* Queue one record (taking @p text) for the writer. */
+static enum kv_status enqueue(struct srv_audit_log *a, char *text)
 {
     pthread_mutex_lock(&a->mu);
     if (a->n == a->cap) {
@@ -185,10 +186,8 @@ static enum kv_status enqueue(struct srv_audit_log *a, char *text, int wait)
     if (a->n == 0)
         clock_gettime(CLOCK_MONOTONIC, &a->first_at);
     a->queue[a->n++] = text;
-    uint64_t seq = ++a->queued;
-    if (wait)
-        wait_committed(a, seq);
-    else if (a->n == 1 || a->n == AUDIT_BATCH_MAX)
+    a->queued++;
+    if (a->n == 1 || a->n == AUDIT_BATCH_MAX)
         pthread_cond_signal(&a->work); /* starts the writer's delay, or a full batch */
     pthread_mutex_unlock(&a->mu);
     return KV_OK;
@@ -333,10 +332,14 @@ void srv_audit(struct srv_req *req)
     put(&o, "}}");
     char *text = o.len < sizeof(o.buf) ? strdup(o.buf) : NULL; /* a full buffer: cut short */
     enum kv_status st = KV_ERR_NOMEM;
-    if (text != NULL && req->srv->audit != NULL) {
-        st = enqueue(req->srv->audit, text, changed_state(req));
+    if (text != NULL && req->srv->audit != NULL && !changed_state(req)) {
+        st = enqueue(req->srv->audit, text);
     } else if (text != NULL) {
-        st = ks_record_append(req->srv->ks, KS_TABLE_AUDIT, text, strlen(text), NULL);
+        /* committed now, in the keystore's next group commit */
+        const void *val = text;
+        size_t len = strlen(text);
+        st = ks_record_append_many(req->srv->ks, KS_TABLE_AUDIT, &val, &len, 1,
+                                   req->srv->audit ? req->srv->audit->keep : 0, NULL);
         free(text);
     }
     if (st != KV_OK)

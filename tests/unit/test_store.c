@@ -13,6 +13,9 @@
 #include "check.h"
 #include "ks.h"
 #include "kv_buf.h"
+#include "store.h" /* ks_txn_write(), for the group commit */
+
+#include <pthread.h>
 
 static char dir[] = "/tmp/kvmock-store-XXXXXX";
 
@@ -260,6 +263,87 @@ static void map_growth(void)
     ks_close(env);
 }
 
+/* ---- group commit: concurrent writers share commits, each in its own child ---- */
+
+#define WRITERS 8
+#define WRITES 150
+
+struct writer_arg {
+    struct ks_env *env;
+    int id;
+    int wrong; /* statuses other than the expected one */
+};
+
+struct put_one {
+    MDB_dbi dbi;
+    char key[32];
+    char val[300];
+    int fail; /* the body writes, then fails: the write must not land */
+};
+
+static enum kv_status put_one_fn(struct ks_txn *tx, void *arg)
+{
+    struct put_one *p = arg;
+    enum kv_status st = ks_txn_put(tx, p->dbi, p->key, strlen(p->key), p->val, strlen(p->val));
+    return st == KV_OK && p->fail ? KV_ERR_BAD_PARAM : st;
+}
+
+static void *writer_thread(void *arg)
+{
+    struct writer_arg *w = arg;
+    for (int i = 0; i < WRITES; i++) {
+        struct put_one p = {.dbi = w->env->db_tables[KS_TABLE_ROLES], .fail = i % 10 == 3};
+        snprintf(p.key, sizeof(p.key), "w%d-%03d", w->id, i);
+        memset(p.val, 'a' + w->id, sizeof(p.val) - 1);
+        p.val[sizeof(p.val) - 1] = '\0';
+        if (ks_txn_write(w->env, put_one_fn, &p) != (p.fail ? KV_ERR_BAD_PARAM : KV_OK))
+            w->wrong++;
+    }
+    return NULL;
+}
+
+struct count_arg {
+    int count, bad;
+};
+
+static enum kv_status count_fn(const void *key, size_t key_len, const void *val, size_t val_len,
+                               void *arg)
+{
+    struct count_arg *c = arg;
+    int id = -1, i = -1;
+    char k[32];
+    snprintf(k, sizeof(k), "%.*s", (int)key_len, (const char *)key);
+    if (sscanf(k, "w%d-%d", &id, &i) != 2 || i % 10 == 3 || val_len != 299 ||
+        ((const char *)val)[0] != 'a' + id)
+        c->bad++;
+    c->count++;
+    return KV_OK;
+}
+
+static void group_commit(void)
+{
+    /* a small map, so that batches also meet a full map and go on after it grows */
+    struct ks_env *env = open_store(64 * 1024);
+    if (env == NULL)
+        return;
+    pthread_t t[WRITERS];
+    struct writer_arg w[WRITERS];
+    for (int i = 0; i < WRITERS; i++) {
+        w[i] = (struct writer_arg){env, i, 0};
+        CHECK(pthread_create(&t[i], NULL, writer_thread, &w[i]) == 0);
+    }
+    int wrong = 0;
+    for (int i = 0; i < WRITERS; i++) {
+        pthread_join(t[i], NULL);
+        wrong += w[i].wrong;
+    }
+    CHECK(wrong == 0);
+    struct count_arg c = {0, 0};
+    CHECK_ST(ks_record_scan(env, KS_TABLE_ROLES, "w", 1, NULL, 0, count_fn, &c), KV_OK);
+    CHECK(c.bad == 0 && c.count == WRITERS * (WRITES - WRITES / 10));
+    ks_close(env);
+}
+
 static void persistence(void)
 {
     struct ks_env *env = open_store(0);
@@ -391,6 +475,9 @@ int main(void)
     cleanup();
     CHECK(mkdtemp(strcpy(dir, "/tmp/kvmock-store-XXXXXX")) != NULL);
     map_growth();
+    cleanup();
+    CHECK(mkdtemp(strcpy(dir, "/tmp/kvmock-store-XXXXXX")) != NULL);
+    group_commit();
     cleanup();
     CHECK_DONE();
 }
