@@ -122,10 +122,21 @@ int64_t ks_clock_offset(void);
 
 struct ks_env;
 
+/** What a commit waits for before it returns (LMDB's sync modes). */
+enum ks_sync {
+    KS_SYNC_FULL = 0, /**< data and meta page synced: a commit survives a power loss */
+    KS_SYNC_DATA,     /**< data synced, meta page not (MDB_NOMETASYNC): a system crash
+                           may undo the last commit; the store stays consistent */
+    KS_SYNC_NONE,     /**< nothing synced (MDB_NOSYNC): the OS writes when it likes; a
+                           kvmock crash loses nothing, a system crash may lose recent
+                           commits */
+};
+
 struct ks_open_opts {
     const char *data_dir; /**< folder holding the LMDB files and root.key; must exist */
     size_t map_size;      /**< initial LMDB map size in bytes; 0 = default (64 MiB) */
     size_t cache_entries; /**< parsed-key cache capacity; 0 = default (4096) */
+    enum ks_sync sync;    /**< what a commit waits for; 0 = KS_SYNC_FULL */
 };
 
 /**

@@ -86,7 +86,12 @@ enum kv_status ks_open(const struct ks_open_opts *opts, struct ks_env **out)
     if (rc == 0)
         rc = mdb_env_set_mapsize(e->env, opts->map_size ? opts->map_size : DEFAULT_MAP_SIZE);
     if (rc == 0)
-        rc = mdb_env_open(e->env, path, MDB_NOSUBDIR | MDB_NOTLS, 0600);
+        rc = mdb_env_open(e->env, path,
+                          MDB_NOSUBDIR | MDB_NOTLS |
+                              (opts->sync == KS_SYNC_DATA   ? MDB_NOMETASYNC
+                               : opts->sync == KS_SYNC_NONE ? MDB_NOSYNC
+                                                            : 0),
+                          0600);
     if (rc != 0) {
         kv_log(KV_LOG_ERROR, "cannot open LMDB environment %s: %s", path, mdb_strerror(rc));
         goto out;

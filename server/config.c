@@ -17,7 +17,7 @@
 const char srv_usage[] =
     "usage: kvmock [--data DIR] [--https-port N] [--http-port N] [--config FILE]\n"
     "              [--hostname NAME]... [--log-level error|warn|info|debug] [--ui on|off]\n"
-    "              [--map-size MIB] [--audit-max N] [--threads N]\n"
+    "              [--map-size MIB] [--audit-max N] [--threads N] [--sync full|data|none]\n"
     "\n"
     "  --data DIR        state folder (env KVMOCK_DATA, default ./kvmock-data)\n"
     "  --https-port N    Key Vault API port (env KVMOCK_HTTPS_PORT, default 8443)\n"
@@ -32,7 +32,9 @@ const char srv_usage[] =
     "  --audit-max N     keep the newest N audit records (env KVMOCK_AUDIT_MAX, default\n"
     "                    10000; 0 keeps all)\n"
     "  --threads N       worker threads, one per open connection (env KVMOCK_THREADS,\n"
-    "                    default 256, 8 to 4096)\n"
+    "                    default 256, 8 to 4096)\n"    "  --sync MODE       what a write waits for (env KVMOCK_SYNC): full (default, survives\n"
+    "                    a power loss), data (a system crash may undo the last write) or\n"
+    "                    none (only a system crash can lose recent writes)\n"
     "  --ui on|off       the web view at /ui on the HTTP port, loopback only (env KVMOCK_UI,\n"
     "                    default on)\n";
 
@@ -145,6 +147,16 @@ static enum kv_status apply(struct srv_config *cfg, const char *flag, const char
         cfg->threads = (int)v;
         return KV_OK;
     }
+    if (strcmp(flag, "--sync") == 0) {
+        static const char *const modes[] = {"full", "data", "none"};
+        for (int m = 0; m < 3; m++) {
+            if (strcmp(value, modes[m]) == 0) {
+                cfg->sync = (enum ks_sync)m;
+                return KV_OK;
+            }
+        }
+        return fail(err, cap, "--sync must be full, data or none, not '%s'", value);
+    }
     if (strcmp(flag, "--ui") == 0) {
         if (strcmp(value, "on") == 0 || strcmp(value, "off") == 0) {
             cfg->ui = strcmp(value, "on") == 0;
@@ -172,6 +184,7 @@ static enum kv_status parse_command_line(struct srv_config *cfg, int argc, char 
         {"KVMOCK_HOSTNAMES", "--hostname"}, {"KVMOCK_LOG_LEVEL", "--log-level"},
         {"KVMOCK_UI", "--ui"},             {"KVMOCK_MAP_SIZE", "--map-size"},
         {"KVMOCK_AUDIT_MAX", "--audit-max"}, {"KVMOCK_THREADS", "--threads"},
+        {"KVMOCK_SYNC", "--sync"},
     };
     enum kv_status st;
 

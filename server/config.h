@@ -36,6 +36,7 @@ struct srv_config {
     size_t map_size_mib; /**< --map-size (KVMOCK_MAP_SIZE): initial LMDB map in MiB, 0 = default */
     size_t audit_max;    /**< --audit-max (KVMOCK_AUDIT_MAX): audit records kept, 0 = all */
     int threads;         /**< --threads (KVMOCK_THREADS): civetweb worker threads */
+    enum ks_sync sync;   /**< --sync (KVMOCK_SYNC): what a write waits for */
 
     /* the configuration file, or the defaults */
     char tenant_id[POL_ID_MAX];

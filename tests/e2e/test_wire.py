@@ -9,6 +9,7 @@
   LMDB file holds it while the server runs); a read's record is in /admin/audit
   as soon as the read was answered; records queued at SIGTERM are committed;
   --audit-max keeps only the newest records.
+- --sync none and data still keep every acknowledged write when kvmock is killed.
 """
 import base64
 import json
@@ -240,6 +241,29 @@ def main():
             check("--audit-max must be" in r.stderr, r.stderr)
 
         runner.run_tests(runner.tests[-2:])
+    # --sync none: a write is acknowledged before any sync, yet a killed kvmock
+    # loses nothing (the kernel holds the pages); only a system crash could.
+    for mode in ("none", "data"):
+        with Kvmock(args.kvmock, extra_args=["--sync", mode]) as kv:
+            host = f"default.vault.localhost:{kv.https_port}"
+
+            def writes_survive_sigkill():
+                token = kv.token()
+                kids = []
+                for i in range(20):
+                    st, _, body = kv.https("POST", f"/keys/s{i}/create?{API}", {"kty": "oct"},
+                                           host=host, token=token)
+                    eq(st, 200, body[:200])
+                    kids.append(json.loads(body)["key"]["kid"])
+                kv._kill()  # SIGKILL
+                kv.start()
+                token = kv.token()
+                for i, kid in enumerate(kids):
+                    st, _, body = kv.https("GET", f"/keys/s{i}?{API}", host=host, token=token)
+                    eq((st, json.loads(body)["key"]["kid"]), (200, kid), f"key s{i}")
+
+            writes_survive_sigkill.__name__ = f"sync_{mode}_writes_survive_sigkill"
+            runner.run_tests([writes_survive_sigkill])
     sys.exit(runner.exit_code())
 
 

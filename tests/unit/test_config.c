@@ -102,21 +102,24 @@ int main(void)
     /* worker threads and the audit cap: defaults, flags, environment, range */
     char *argv8[] = {"kvmock", NULL};
     CHECK_ST(load(&cfg, NULL, 1, argv8), KV_OK);
-    CHECK(cfg.threads == 256 && cfg.audit_max == 10000);
+    CHECK(cfg.threads == 256 && cfg.audit_max == 10000 && cfg.sync == KS_SYNC_FULL);
     srv_config_free(&cfg);
-    char *argv9[] = {"kvmock", "--threads", "64", "--audit-max", "0", NULL};
-    CHECK_ST(load(&cfg, NULL, 5, argv9), KV_OK);
-    CHECK(cfg.threads == 64 && cfg.audit_max == 0);
+    char *argv9[] = {"kvmock", "--threads", "64", "--audit-max", "0", "--sync", "none", NULL};
+    CHECK_ST(load(&cfg, NULL, 7, argv9), KV_OK);
+    CHECK(cfg.threads == 64 && cfg.audit_max == 0 && cfg.sync == KS_SYNC_NONE);
     srv_config_free(&cfg);
     setenv("KVMOCK_THREADS", "32", 1);
     setenv("KVMOCK_AUDIT_MAX", "500", 1);
+    setenv("KVMOCK_SYNC", "data", 1);
     CHECK_ST(load(&cfg, NULL, 1, argv8), KV_OK);
-    CHECK(cfg.threads == 32 && cfg.audit_max == 500);
+    CHECK(cfg.threads == 32 && cfg.audit_max == 500 && cfg.sync == KS_SYNC_DATA);
     srv_config_free(&cfg);
     unsetenv("KVMOCK_THREADS");
     unsetenv("KVMOCK_AUDIT_MAX");
+    unsetenv("KVMOCK_SYNC");
     const char *bad_values[][2] = {{"--threads", "4"}, {"--threads", "5000"}, {"--threads", "x"},
-                                   {"--audit-max", "-1"}, {"--audit-max", "1e3"}};
+                                   {"--audit-max", "-1"}, {"--audit-max", "1e3"},
+                                   {"--sync", "fast"}, {"--sync", ""}};
     for (size_t i = 0; i < sizeof(bad_values) / sizeof(bad_values[0]); i++) {
         char *argvb[] = {"kvmock", (char *)bad_values[i][0], (char *)bad_values[i][1], NULL};
         CHECK_ST(load(&cfg, NULL, 3, argvb), KV_ERR_BAD_PARAM);
