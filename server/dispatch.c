@@ -133,8 +133,11 @@ static void vault_api(struct srv_req *req)
         const char *auth = srv_header(req, "Authorization");
         if (auth != NULL)
             req->operation = "Authentication"; /* a refused token is audited; a probe is not */
+        /* Key Vault: no bearer token at all (none, or another scheme) is "missing";
+         * a bearer token that does not verify is "invalid". */
+        int bearer = auth != NULL && strncasecmp(auth, "Bearer ", 7) == 0;
         srv_send_error(req, KV_ERR_UNAUTHORIZED,
-                       auth == NULL ? NULL : "The access token is invalid or has expired.");
+                       bearer ? "The access token is invalid or has expired." : NULL);
         return;
     }
 
@@ -189,6 +192,15 @@ static void vault_api(struct srv_req *req)
                         "please observe propagation time. Caller: appid=%s;oid=%s. Action: "
                         "'keys/%s'. Vault: %s;location=local.",
                         req->who.appid, req->who.oid, pol_perm_name(route->perm), vault.name);
+        return;
+    }
+    if (st == KV_ERR_UNAUTHORIZED) {
+        /* a valid token of another directory: Key Vault names both issuers */
+        const char *tenant = vault.tenant_id[0] ? vault.tenant_id : pol_tenant(req->srv->pol);
+        srv_send_errorf(req, st,
+                        "AKV10032: Invalid issuer. Expected one of https://sts.windows.net/%s/, "
+                        "found https://sts.windows.net/%s/.",
+                        tenant, req->who.tid);
         return;
     }
     if (st != KV_OK) {
@@ -305,6 +317,17 @@ static void log_request(struct srv_req *req)
     cJSON_free(text);
 }
 
+/* How many Host headers the request carries (civetweb keeps each one). */
+static int host_headers(const struct srv_req *req)
+{
+    int n = 0;
+    for (int i = 0; i < req->ri->num_headers; i++) {
+        if (strcasecmp(req->ri->http_headers[i].name, "Host") == 0)
+            n++;
+    }
+    return n;
+}
+
 int srv_dispatch(struct mg_connection *conn)
 {
     const struct srv *srv = mg_get_user_data(mg_get_context(conn));
@@ -314,7 +337,11 @@ int srv_dispatch(struct mg_connection *conn)
     if (kv_log_enabled(KV_LOG_DEBUG))
         kv_log(KV_LOG_DEBUG, "%s %s %s%s", req.request_id, req.ri->request_method,
                req.is_https ? "https " : "http ", req.ri->local_uri_raw);
-    if (st != KV_OK) {
+    if (st == KV_OK && host_headers(&req) > 1) {
+        /* RFC 9112 section 3.2: more than one Host is a bad request */
+        snprintf(req.resource, sizeof(req.resource), "https://vault.azure.net");
+        srv_send_error(&req, KV_ERR_BAD_PARAM, "The request has more than one Host header.");
+    } else if (st != KV_OK) {
         snprintf(req.resource, sizeof(req.resource), "https://vault.azure.net");
         srv_send_error(&req, st, NULL);
     } else if (req.is_https && path_is(&req, "healthz", NULL)) {
