@@ -7,10 +7,21 @@
 
 #include "srv.h"
 
+static int hex_digit(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
 /* Percent-decode @p s in place (form semantics when @p form: '+' is a space).
- * @return 0, or -1 when the result would contain a NUL byte. */
+ * @return 0, or -1 on a bad escape ('%' not followed by two hex digits, which
+ * mg_url_decode would pass through as it is) or when the result would contain
+ * a NUL byte. */
 static int decode_in_place(char *s, int form)
 {
+    for (const char *p = strchr(s, '%'); p != NULL; p = strchr(p + 1, '%')) {
+        if (!hex_digit(p[1]) || !hex_digit(p[2]))
+            return -1;
+    }
     size_t len = strlen(s);
     int n = mg_url_decode(s, (int)len, s, (int)len + 1, form);
     if (n < 0 || (size_t)n != strlen(s))
