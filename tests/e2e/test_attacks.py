@@ -33,6 +33,10 @@ GUEST = {"name": "guest", "objectId": "22222222-2222-4222-8222-222222222222",
 TEMP = {"name": "temp", "objectId": "33333333-3333-4333-8333-333333333333",
         "clientId": "33333333-aaaa-4333-8333-333333333333"}
 
+# Key Vault's 401 messages: no bearer token, and a bearer token that does not verify.
+MISSING = "Request is missing a Bearer or PoP token."
+INVALID = "The access token is invalid or has expired."
+
 # How long a good request may take after an attack (the required behaviour).
 ALIVE_WITHIN_S = 5.0
 SLOW_CONNECTIONS = 200
@@ -146,12 +150,14 @@ def main():
             check(dt <= ALIVE_WITHIN_S, f"good request after {what} took {dt:.1f} s")
             check(kv.proc.poll() is None, f"kvmock still running after {what}")
 
-        def refused(attack, sent, resp, statuses, code=None, challenge=False):
+        def refused(attack, sent, resp, statuses, code=None, challenge=False, message=None):
             st, hdrs, body = resp
             got = f"{st} {body[:120].decode(errors='replace')}"
             ok = st in statuses
             if ok and code is not None:
                 ok = json.loads(body)["error"]["code"] == code
+            if ok and message is not None:
+                ok = message in json.loads(body)["error"]["message"]
             if ok and challenge:
                 ok = "www-authenticate" in hdrs
                 got += " + WWW-Authenticate"
@@ -159,6 +165,9 @@ def main():
             check(st in statuses, f"{attack}: status {st} not in {statuses}: {body[:300]!r}")
             if code is not None:
                 eq(json.loads(body)["error"]["code"], code, attack)
+            if message is not None:
+                check(message in json.loads(body)["error"]["message"],
+                      f"{attack}: message has {message!r}: {body[:300]!r}")
             if challenge:
                 check("www-authenticate" in hdrs, f"{attack}: WWW-Authenticate present")
             alive(attack)
@@ -173,10 +182,13 @@ def main():
         @runner.test
         def no_token():
             refused("no token", f"GET /keys?{API} without Authorization",
-                    call("GET", f"/keys?{API}", token=None), {401}, "Unauthorized", True)
+                    call("GET", f"/keys?{API}", token=None), {401}, "Unauthorized", True,
+                    MISSING)
+            # D7: another scheme is no bearer token at all: "missing", not "invalid"
             refused("Basic scheme", "Authorization: Basic YTpi",
                     call("GET", f"/keys?{API}", token=None,
-                         headers={"Authorization": "Basic YTpi"}), {401}, "Unauthorized", True)
+                         headers={"Authorization": "Basic YTpi"}), {401}, "Unauthorized", True,
+                    MISSING)
 
         @runner.test
         def token_from_another_secret():
@@ -185,7 +197,8 @@ def main():
             with Kvmock(args.kvmock, config=cfg) as other:
                 foreign = other.token()
             refused("token signed with another secret", "token from a second kvmock (other DATA/token.key)",
-                    call("GET", f"/keys?{API}", token=foreign), {401}, "Unauthorized", True)
+                    call("GET", f"/keys?{API}", token=foreign), {401}, "Unauthorized", True,
+                    INVALID)
 
         @runner.test
         def alg_none():
@@ -206,8 +219,10 @@ def main():
         def token_of_another_tenant():
             guest = kv.token(client_id=GUEST["clientId"])
             eq(json.loads(unb64url(guest.split(".")[1]))["tid"], OTHER_TENANT)
+            # D7: a token was presented: Key Vault's invalid-issuer message, not "missing"
             refused("token for another tenant", f"token of identity 'guest' (tid {OTHER_TENANT[:8]}...)",
-                    call("GET", f"/keys?{API}", token=guest), {401}, "Unauthorized", True)
+                    call("GET", f"/keys?{API}", token=guest), {401}, "Unauthorized", True,
+                    f"AKV10032: Invalid issuer. Expected one of https://sts.windows.net/{MAIN_TENANT}/")
 
         @runner.test
         def token_for_another_audience():
@@ -232,7 +247,7 @@ def main():
             eq(call("GET", f"/keys?{API}", token=tok)[0], 200)
             kv.advance_clock(3601)
             refused("expired token", "token issued, then clock advanced 3601 s",
-                    call("GET", f"/keys?{API}", token=tok), {401}, "Unauthorized", True)
+                    call("GET", f"/keys?{API}", token=tok), {401}, "Unauthorized", True, INVALID)
 
         @runner.test
         def not_yet_valid_token():
@@ -291,6 +306,16 @@ def main():
             alive("NUL in query")
 
         @runner.test
+        def bad_percent_escapes():
+            # D9: an escape that is not '%' and two hex digits is refused, in the
+            # path and in the query, before anything else is read
+            for path in ("/keys/ta%zzrget", "/keys/target%2", f"/keys?{API}&x=%zz",
+                         f"/keys?{API}&x=%2", f"/keys?{API}&%g0=1"):
+                url = path if "?" in path else f"{path}?{API}"
+                refused(f"bad escape `{path.split('/keys', 1)[1] or path}`", f"GET {url}",
+                        call("GET", url), {400}, "BadParameter")
+
+        @runner.test
         def too_many_segments_and_parameters():
             path = "/keys" + "/a" * 20
             refused("20 path segments", f"GET {path}?{API}",
@@ -327,16 +352,18 @@ def main():
             table.add("CRLF in a header value", "X-A: a\\r\\nSet-Cookie: evil=1",
                       f"{line}, no Set-Cookie reflected", "harmless")
             alive("CRLF header")
-            # CRLF smuggling a second Host (a vault switch) after the real one
-            line, hdrs, body, note = raw_tls(
-                kv, req + auth + b"X-A: a\r\nHost: cmk.vault.localhost\r\nConnection: close\r\n\r\n")
-            st = status_of(line)
-            check(st in (200, 400), f"duplicate Host: {line}")
-            if st == 200:
+            # CRLF smuggling a second Host (a vault switch) after the real one; two
+            # Host headers are a bad request (RFC 9112 section 3.2; D8)
+            for what, extra in (("CRLF smuggling a 2nd Host", b"X-A: a\r\nHost: cmk.vault.localhost\r\n"),
+                                ("two Host headers", b"Host: localhost\r\n")):
+                line, hdrs, body, note = raw_tls(kv, req + auth + extra + b"Connection: close\r\n\r\n")
+                st = status_of(line)
+                ok = st == 400 and json.loads(body or b"{}").get("error", {}).get("code") == "BadParameter"
+                check(ok, f"{what}: {line} {body[:200]!r}")
                 check(b"cmk.vault.localhost" not in body, "the second Host is not used")
-            table.add("CRLF smuggling a 2nd Host", "Host: localhost ... X-A: a\\r\\nHost: cmk.vault.localhost",
-                      f"{line}; first Host used", "no vault switch")
-            alive("duplicate Host")
+                table.add(what, "Host: localhost ... " + short(extra, 60),
+                          f"{line} {short(body, 50)}", "refused" if ok else "NOT REFUSED (defect)")
+                alive(what)
             # Content-Length and Transfer-Encoding together
             line, _, body, note = raw_tls(
                 kv, b"POST /keys/smuggle/create?" + API.encode() + b" HTTP/1.1\r\nHost: localhost\r\n"
