@@ -145,6 +145,25 @@ static void uncache(const char *name, const char *version)
     ks_cache_remove(env->cache, loc, vl + 1 + nl + 1 + KS_VERSION_LEN);
 }
 
+/* The keystore remembers parsed records (memo.h): a remembered parse is a cache,
+ * not a leak, and an empty memo makes every run parse. Slots as in store.c. */
+static void memos_free(void)
+{
+    ks_memo_free(env->vault_memo);
+    ks_memo_free(env->key_memo);
+    ks_memo_free(env->head_memo);
+    env->vault_memo = env->key_memo = env->head_memo = NULL;
+}
+
+static void memos_new(void)
+{
+    env->vault_memo = ks_memo_new(64, sizeof(struct ks_vault), NULL, NULL);
+    env->key_memo = ks_key_memo_new(1024);
+    env->head_memo = ks_head_memo_new(1024);
+    if (env->vault_memo == NULL || env->key_memo == NULL || env->head_memo == NULL)
+        abort();
+}
+
 /* ---- the operations ------------------------------------------------------------------ */
 
 struct op {
@@ -356,6 +375,8 @@ static void fault_loop(const struct op *op)
         if (op->prepare)
             op->prepare(op, name, sizeof(name));
         fingerprint(name, before, sizeof(before));
+        memos_free();
+        memos_new();
         unsigned gen = ah_generation_next();
         ah_arm(n);
         st = op->run(op, name);
@@ -364,15 +385,21 @@ static void fault_loop(const struct op *op)
         t.by_status[st < KV_STATUS_COUNT ? st : KV_ERR_INTERNAL]++;
         if ((st == KV_OK || op->run == run_keyop) && op->after_success)
             op->after_success(op, name); /* a key operation may cache the key and then fail */
+        memos_free();
         size_t left = ah_live_since(gen, 0);
         if (left != 0) {
             fprintf(stderr, "%s: failing allocation %lu (%s) left %zu block(s):\n", op->what, n,
                     kv_status_name(st), left);
             ah_live_since(gen, 1);
+        }
+        memos_new();
+        if (left != 0) {
             /* again, recording where each block comes from */
             snprintf(name, sizeof(name), "%s", op->target);
             if (op->prepare)
                 op->prepare(op, name, sizeof(name));
+            memos_free();
+            memos_new();
             gen = ah_generation_next();
             ah_record_frames(1);
             ah_arm(n);
@@ -381,6 +408,7 @@ static void fault_loop(const struct op *op)
             ah_record_frames(0);
             if ((st2 == KV_OK || op->run == run_keyop) && op->after_success)
                 op->after_success(op, name);
+            memos_free();
             /* LMDB keeps the dirty pages it frees on a list of its own for the
              * next transaction: one that needed a new page shows a block left
              * behind that a second run does not leave. What a second run leaves
@@ -389,6 +417,7 @@ static void fault_loop(const struct op *op)
                 check_failures++;
             else
                 fprintf(stderr, "  (not left by a second run: a cache, not counted)\n");
+            memos_new();
         }
         if (st != KV_OK) {
             if (!hit || !clean_error(st)) {
