@@ -60,7 +60,9 @@ enum kv_status kv_b64url_decode(const char *text, struct kv_buf *out)
     if (sodium_base642bin(b.data, cap, text, tlen, NULL, &bin_len, &end,
                           sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
         end != text + tlen) {
-        kv_buf_free(&b);
+        /* the part before the bad character is decoded already: it may be a
+         * private key's (a JWK's d), so wipe the whole buffer */
+        kv_buf_wipe(&b);
         return KV_ERR_BAD_BASE64;
     }
     b.len = bin_len;
