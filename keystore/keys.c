@@ -7,6 +7,7 @@
  * are case-insensitive; records keep the original casing.
  */
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1392,6 +1393,10 @@ enum kv_status ks_key_rotate(struct ks_env *env, const char *vault, const char *
 /* ---- backup and restore --------------------------------------------------------------- */
 
 #define BACKUP_FORMAT "kvmock-key-backup-1"
+/* The first guess at a backup document's printed size: this much, plus per
+ * version its material's text and this much for the rest of its record. */
+#define BACKUP_PRINT_BASE    1024
+#define BACKUP_PRINT_VERSION 2048
 static const char backup_ad[] = "kvmock key backup";
 
 struct backup_arg {
@@ -1509,6 +1514,30 @@ static void backup_doc_free(cJSON *doc)
     cJSON_Delete(doc);
 }
 
+/* Print a backup document into a buffer of our own. cJSON_PrintUnformatted
+ * grows its buffer by reallocation and frees the outgrown copies, which hold
+ * the plain material, unwiped; here a buffer too small is wiped and freed and
+ * a larger one tried. The first try has @p hint bytes. The caller wipes *out
+ * over its capacity *cap. */
+static enum kv_status backup_print(cJSON *doc, size_t hint, char **out, size_t *cap)
+{
+    for (size_t n = hint;; n *= 2) {
+        if (n > INT_MAX)
+            return KV_ERR_NOMEM;
+        char *buf = malloc(n);
+        if (buf == NULL)
+            return KV_ERR_NOMEM;
+        /* no allocation inside: it fails only when the text does not fit */
+        if (cJSON_PrintPreallocated(doc, buf, (int)n, 0)) {
+            *out = buf;
+            *cap = n;
+            return KV_OK;
+        }
+        sodium_memzero(buf, n);
+        free(buf);
+    }
+}
+
 enum kv_status ks_key_backup(struct ks_env *env, const char *vault, const char *name,
                              struct kv_buf *out)
 {
@@ -1519,6 +1548,7 @@ enum kv_status ks_key_backup(struct ks_env *env, const char *vault, const char *
     cJSON *doc = cJSON_CreateObject();
     cJSON *versions = doc ? cJSON_AddArrayToObject(doc, "versions") : NULL;
     char *text = NULL;
+    size_t text_cap = 0;
     if (versions == NULL) {
         cJSON_Delete(doc);
         return KV_ERR_NOMEM;
@@ -1540,26 +1570,27 @@ enum kv_status ks_key_backup(struct ks_env *env, const char *vault, const char *
         }
     }
     st = KV_OK;
+    size_t hint = BACKUP_PRINT_BASE;
     cJSON *item;
     cJSON_ArrayForEach(item, versions)
     {
         struct loc vl = l;
         loc_set_version(&vl, jstr(item, "version"));
-        st = reseal(env, cJSON_GetObjectItemCaseSensitive(item, "record"), &vl, NULL);
+        cJSON *rec = cJSON_GetObjectItemCaseSensitive(item, "record");
+        st = reseal(env, rec, &vl, NULL);
         if (st != KV_OK)
             goto out;
+        hint += BACKUP_PRINT_VERSION + strlen(jstr(rec, "material"));
     }
-    text = cJSON_PrintUnformatted(doc);
-    if (text == NULL) {
-        st = KV_ERR_NOMEM;
+    st = backup_print(doc, hint, &text, &text_cap);
+    if (st != KV_OK)
         goto out;
-    }
     st = ks_seal(env->root_key, backup_ad, sizeof(backup_ad), (unsigned char *)text, strlen(text),
                  out);
 out:
     if (text != NULL)
-        sodium_memzero(text, strlen(text));
-    cJSON_free(text);
+        sodium_memzero(text, text_cap);
+    free(text);
     backup_doc_free(doc);
     return st;
 }
