@@ -6,10 +6,17 @@
  * operation builds its own contexts, so a material is never written after it
  * is built. Scratch buffers that held plaintext or private material are wiped
  * with sodium_memzero() (through kv_buf_wipe()) or OPENSSL_cleanse().
+ *
+ * OpenSSL's own scratch copies are wiped too: its DER decoders and encoders
+ * (d2i_AutoPrivateKey, EVP_PKEY2PKCS8) and its key checks free buffers that
+ * held the private key with a plain OPENSSL_free. So every block OpenSSL frees
+ * is zeroed first (wipe_free below), through CRYPTO_set_mem_functions(),
+ * installed when the program loads, before OpenSSL allocates anything.
  */
 #include "crypto.h"
 
 #include <limits.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -115,6 +122,53 @@ static const struct alg_info alg_table[KS_ALG_COUNT] = {
     [KS_ALG_HS384] = {KIND_HMAC, EVP_sha384, 0, 0, KS_CRV_NONE},
     [KS_ALG_HS512] = {KIND_HMAC, EVP_sha512, 0, 0, KS_CRV_NONE},
 };
+
+/* ---- OpenSSL's allocator: every block is wiped when it is freed --------------- */
+
+static void *wipe_malloc(size_t n, const char *file, int line)
+{
+    (void)file;
+    (void)line;
+    return n != 0 ? malloc(n) : NULL; /* as CRYPTO_malloc: NULL for 0 bytes */
+}
+
+static void wipe_free(void *p, const char *file, int line)
+{
+    (void)file;
+    (void)line;
+    if (p == NULL)
+        return;
+    sodium_memzero(p, malloc_usable_size(p));
+    free(p);
+}
+
+/* Never realloc(): a block that moves would leave its old bytes behind. */
+static void *wipe_realloc(void *p, size_t n, const char *file, int line)
+{
+    if (p == NULL)
+        return wipe_malloc(n, file, line);
+    if (n == 0) {
+        wipe_free(p, file, line);
+        return NULL;
+    }
+    size_t old = malloc_usable_size(p);
+    if (n <= old)
+        return p; /* the block is large enough already */
+    void *q = malloc(n);
+    if (q == NULL)
+        return NULL;
+    memcpy(q, p, old);
+    wipe_free(p, file, line);
+    return q;
+}
+
+/* Before main(): CRYPTO_set_mem_functions() only works before OpenSSL's first
+ * allocation. A program that installs its own functions later (the unit tests'
+ * counting allocator) replaces these. */
+__attribute__((constructor)) static void install_wiping_allocator(void)
+{
+    (void)CRYPTO_set_mem_functions(wipe_malloc, wipe_realloc, wipe_free);
+}
 
 /* ---- small helpers ---------------------------------------------------------- */
 
