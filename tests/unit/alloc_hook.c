@@ -44,6 +44,11 @@ static unsigned long count, fail_at;
 static int hit;
 static unsigned generation = 1;
 static void (*free_cb)(const unsigned char *, size_t, enum ah_origin, void *);
+/* ah_install_chained(): the program's own OpenSSL allocator, called inside ours */
+static CRYPTO_malloc_fn chain_malloc;
+static CRYPTO_realloc_fn chain_realloc;
+static CRYPTO_free_fn chain_free;
+static __thread int in_openssl; /* inside a chained OpenSSL allocator call */
 
 static size_t slot_of(uintptr_t key)
 {
@@ -171,14 +176,14 @@ static void *do_realloc(void *p, size_t n, int openssl, void *caller)
 
 void *__wrap_malloc(size_t n)
 {
-    return do_malloc(n, 0);
+    return do_malloc(n, in_openssl > 0);
 }
 
 void *__wrap_calloc(size_t n, size_t size)
 {
     if (size != 0 && n > SIZE_MAX / size)
         return NULL;
-    void *p = do_malloc(n * size, 0);
+    void *p = do_malloc(n * size, in_openssl > 0);
     if (p != NULL)
         memset(p, 0, n * size);
     return p;
@@ -186,12 +191,12 @@ void *__wrap_calloc(size_t n, size_t size)
 
 void *__wrap_realloc(void *p, size_t n)
 {
-    return do_realloc(p, n, 0, __builtin_return_address(0));
+    return do_realloc(p, n, in_openssl > 0, __builtin_return_address(0));
 }
 
 void __wrap_free(void *p)
 {
-    do_free(p, AH_WRAPPED, __builtin_return_address(0));
+    do_free(p, in_openssl > 0 ? AH_OPENSSL : AH_WRAPPED, __builtin_return_address(0));
 }
 
 char *__wrap_strdup(const char *s)
@@ -216,22 +221,34 @@ char *__wrap_strndup(const char *s, size_t n)
 
 static void *ossl_malloc(size_t n, const char *file, int line)
 {
-    (void)file;
-    (void)line;
+    if (chain_malloc != NULL) {
+        in_openssl++;
+        void *p = chain_malloc(n, file, line);
+        in_openssl--;
+        return p;
+    }
     return do_malloc(n, 1);
 }
 
 static void *ossl_realloc(void *p, size_t n, const char *file, int line)
 {
-    (void)file;
-    (void)line;
+    if (chain_realloc != NULL) {
+        in_openssl++;
+        void *q = chain_realloc(p, n, file, line);
+        in_openssl--;
+        return q;
+    }
     return do_realloc(p, n, 1, __builtin_return_address(0));
 }
 
 static void ossl_free(void *p, const char *file, int line)
 {
-    (void)file;
-    (void)line;
+    if (chain_free != NULL) {
+        in_openssl++;
+        chain_free(p, file, line);
+        in_openssl--;
+        return;
+    }
     do_free(p, AH_OPENSSL, __builtin_return_address(0));
 }
 
@@ -259,6 +276,25 @@ int ah_install(void)
     cJSON_Hooks hooks = {cjson_malloc, cjson_free};
     cJSON_InitHooks(&hooks);
     return 0;
+}
+
+int ah_install_chained(void)
+{
+    CRYPTO_malloc_fn m = NULL;
+    CRYPTO_realloc_fn r = NULL;
+    CRYPTO_free_fn f = NULL;
+    CRYPTO_get_mem_functions(&m, &r, &f);
+    if (m != CRYPTO_malloc && r != CRYPTO_realloc && f != CRYPTO_free) {
+        chain_malloc = m;
+        chain_realloc = r;
+        chain_free = f;
+    }
+    return ah_install();
+}
+
+int ah_in_openssl(void)
+{
+    return in_openssl > 0;
 }
 
 void ah_arm(unsigned long n)

@@ -26,6 +26,18 @@
 int ah_install(void);
 
 /**
+ * @brief As ah_install(), but when the program installed an OpenSSL allocator of
+ * its own (kvmock wipes every block OpenSSL frees: keystore/crypto.c), OpenSSL's
+ * calls go through it: its malloc/realloc/free calls are counted (as OpenSSL's)
+ * and the free hook sees each block after that allocator is done with it.
+ * @return 0, or -1 when too late.
+ */
+int ah_install_chained(void);
+
+/** @brief Whether the calling thread is inside a chained OpenSSL allocator call. */
+int ah_in_openssl(void);
+
+/**
  * @brief Arm a failure: the @p n-th allocation from now returns NULL (0 disarms).
  * Also resets the allocation counter and the "hit" flag.
  */
