@@ -363,10 +363,13 @@ static enum kv_status head_write(struct ks_txn *tx, const struct loc *l, const s
     enum kv_status st = KV_ERR_NOMEM;
     cJSON *o = cJSON_CreateObject();
     char *json = NULL;
+    /* a live key's head leaves out its deleted and purge dates (0) */
     if (o == NULL || !cJSON_AddStringToObject(o, "name", h->name) ||
         !cJSON_AddStringToObject(o, "current", h->current) ||
-        !cJSON_AddNumberToObject(o, "deleted", (double)h->deleted_date) ||
-        !cJSON_AddNumberToObject(o, "purge", (double)h->scheduled_purge))
+        (h->deleted_date != 0 &&
+         !cJSON_AddNumberToObject(o, "deleted", (double)h->deleted_date)) ||
+        (h->scheduled_purge != 0 &&
+         !cJSON_AddNumberToObject(o, "purge", (double)h->scheduled_purge)))
         goto out;
     if (h->policy.is_set) {
         cJSON *pol = policy_to_json(&h->policy);
@@ -440,13 +443,16 @@ static enum kv_status record_json(const struct ks_key *k, const struct kv_buf *s
     const char *crv = ks_crv_name(k->pub.crv);
     if (o == NULL || tags == NULL)
         goto out;
+    /* Members at their default (false, 0, no tags) are left out: every reader
+     * takes a missing member as its default, and a smaller record fits more
+     * versions in a page. */
     if (!cJSON_AddStringToObject(o, "name", k->name) ||
         !cJSON_AddStringToObject(o, "kty", ks_kty_name(k->kty, k->hsm)) ||
         !cJSON_AddNumberToObject(o, "ops", k->ops) ||
         !cJSON_AddBoolToObject(o, "enabled", k->attrs.enabled) ||
-        !cJSON_AddBoolToObject(o, "exportable", k->attrs.exportable) ||
-        !cJSON_AddNumberToObject(o, "nbf", (double)k->attrs.nbf) ||
-        !cJSON_AddNumberToObject(o, "exp", (double)k->attrs.exp) ||
+        (k->attrs.exportable && !cJSON_AddBoolToObject(o, "exportable", 1)) ||
+        (k->attrs.nbf != 0 && !cJSON_AddNumberToObject(o, "nbf", (double)k->attrs.nbf)) ||
+        (k->attrs.exp != 0 && !cJSON_AddNumberToObject(o, "exp", (double)k->attrs.exp)) ||
         !cJSON_AddNumberToObject(o, "created", (double)k->attrs.created) ||
         !cJSON_AddNumberToObject(o, "updated", (double)k->attrs.updated) ||
         !cJSON_AddNumberToObject(o, "bits", k->pub.size_bits) ||
@@ -454,9 +460,11 @@ static enum kv_status record_json(const struct ks_key *k, const struct kv_buf *s
         !add_b64(o, "e", &k->pub.e) || !add_b64(o, "x", &k->pub.x) ||
         !add_b64(o, "y", &k->pub.y) || !add_b64(o, "sealed", sealed))
         goto out;
-    if (!cJSON_AddItemToObject(o, "tags", tags))
-        goto out;
-    tags = NULL;
+    if (k->tags.count > 0) {
+        if (!cJSON_AddItemToObject(o, "tags", tags))
+            goto out;
+        tags = NULL;
+    }
     char *json = cJSON_PrintUnformatted(o);
     if (json == NULL)
         goto out;
@@ -1208,14 +1216,19 @@ struct update_arg {
     struct ks_key *key; /* out */
 };
 
-static int replace_number(cJSON *o, const char *name, double value)
+/* Replace a member, or add it: records leave out members at their default. */
+static int replace_item(cJSON *o, const char *name, cJSON *item)
 {
-    cJSON *n = cJSON_CreateNumber(value);
-    if (n == NULL)
+    if (item == NULL)
         return 0;
     if (cJSON_GetObjectItemCaseSensitive(o, name) != NULL)
-        return cJSON_ReplaceItemInObjectCaseSensitive(o, name, n) ? 1 : (cJSON_Delete(n), 0);
-    return cJSON_AddItemToObject(o, name, n) ? 1 : (cJSON_Delete(n), 0);
+        return cJSON_ReplaceItemInObjectCaseSensitive(o, name, item) ? 1 : (cJSON_Delete(item), 0);
+    return cJSON_AddItemToObject(o, name, item) ? 1 : (cJSON_Delete(item), 0);
+}
+
+static int replace_number(cJSON *o, const char *name, double value)
+{
+    return replace_item(o, name, cJSON_CreateNumber(value));
 }
 
 static enum kv_status update_fn(struct ks_txn *tx, void *arg)
@@ -1240,24 +1253,16 @@ static enum kv_status update_fn(struct ks_txn *tx, void *arg)
         return KV_ERR_STORE;
     st = KV_ERR_NOMEM;
     int ok = 1;
-    if (u->enabled_set) {
-        cJSON *b = cJSON_CreateBool(u->enabled);
-        ok = b != NULL && cJSON_ReplaceItemInObjectCaseSensitive(o, "enabled", b);
-        if (!ok)
-            cJSON_Delete(b);
-    }
+    if (u->enabled_set)
+        ok = replace_item(o, "enabled", cJSON_CreateBool(u->enabled));
     if (ok && u->nbf_set)
         ok = replace_number(o, "nbf", (double)u->nbf);
     if (ok && u->exp_set)
         ok = replace_number(o, "exp", (double)u->exp);
     if (ok && u->ops_set)
         ok = replace_number(o, "ops", (double)u->ops);
-    if (ok && u->tags_set) {
-        cJSON *t = tags_to_json(&u->tags);
-        ok = t != NULL && cJSON_ReplaceItemInObjectCaseSensitive(o, "tags", t);
-        if (!ok)
-            cJSON_Delete(t);
-    }
+    if (ok && u->tags_set)
+        ok = replace_item(o, "tags", tags_to_json(&u->tags));
     if (ok)
         ok = replace_number(o, "updated", (double)ks_now());
     if (ok)
