@@ -344,6 +344,75 @@ static void group_commit(void)
     ks_close(env);
 }
 
+/* ---- records written by earlier versions, with every member spelled out ------------- */
+
+struct rewrite_arg {
+    struct ks_env *env;
+    const char *vault, *name, *version;
+};
+
+/* Add the members a record now leaves out at their default, as older records have. */
+static enum kv_status spell_out_fn(struct ks_txn *tx, void *arg)
+{
+    struct rewrite_arg *a = arg;
+    char key[128];
+    size_t vl = strlen(a->vault), nl = strlen(a->name);
+    memcpy(key, a->vault, vl + 1);
+    memcpy(key + vl + 1, a->name, nl + 1);
+    memcpy(key + vl + 1 + nl + 1, a->version, KS_VERSION_LEN);
+    MDB_val v;
+    enum kv_status st = ks_txn_get(tx, tx->env->db_keys, key, vl + nl + 2 + KS_VERSION_LEN, &v);
+    if (st != KV_OK)
+        return st;
+    char rec[4096];
+    int n = snprintf(rec, sizeof(rec), "%.*s,\"exportable\":false,\"nbf\":0,\"exp\":0,\"tags\":{}}",
+                     (int)v.mv_size - 1, (const char *)v.mv_data);
+    if (n <= 0 || (size_t)n >= sizeof(rec))
+        return KV_ERR_INTERNAL;
+    st = ks_txn_put(tx, tx->env->db_keys, key, vl + nl + 2 + KS_VERSION_LEN, rec, (size_t)n);
+    if (st != KV_OK)
+        return st;
+    char head[256];
+    n = snprintf(head, sizeof(head),
+                 "{\"name\":\"%s\",\"current\":\"%s\",\"deleted\":0,\"purge\":0}", a->name,
+                 a->version);
+    return ks_txn_put(tx, tx->env->db_heads, key, vl + nl + 1, head, (size_t)n);
+}
+
+static void older_records(void)
+{
+    struct ks_env *env = open_store(0);
+    if (env == NULL)
+        return;
+    put_vault(env, "old");
+    struct ks_key *k = create(env, "old", "spelled", KS_KTY_OCT);
+    if (k == NULL) {
+        ks_close(env);
+        return;
+    }
+    struct rewrite_arg a = {env, "old", "spelled", k->version};
+    CHECK_ST(ks_txn_write(env, spell_out_fn, &a), KV_OK);
+    struct ks_key *g = NULL;
+    CHECK_ST(ks_key_get(env, "old", "spelled", NULL, &g), KV_OK);
+    CHECK(g != NULL && strcmp(g->version, k->version) == 0 && g->attrs.enabled &&
+          !g->attrs.exportable && g->attrs.nbf == 0 && g->attrs.exp == 0 && g->tags.count == 0 &&
+          g->attrs.created == k->attrs.created && g->ops == k->ops);
+    ks_key_free(g);
+    /* an update of a record that leaves members out adds them */
+    char *names[] = {"env"}, *values[] = {"ci"};
+    struct ks_update u = {.tags_set = 1, .tags = {1, names, values}, .nbf_set = 1, .nbf = 1000};
+    g = NULL;
+    CHECK_ST(ks_key_update(env, "old", "spelled", NULL, &u, &g), KV_OK);
+    ks_key_free(g);
+    g = NULL;
+    CHECK_ST(ks_key_get(env, "old", "spelled", NULL, &g), KV_OK);
+    CHECK(g != NULL && g->tags.count == 1 && strcmp(g->tags.values[0], "ci") == 0 &&
+          g->attrs.nbf == 1000);
+    ks_key_free(g);
+    ks_key_free(k);
+    ks_close(env);
+}
+
 static void persistence(void)
 {
     struct ks_env *env = open_store(0);
@@ -478,6 +547,9 @@ int main(void)
     cleanup();
     CHECK(mkdtemp(strcpy(dir, "/tmp/kvmock-store-XXXXXX")) != NULL);
     group_commit();
+    cleanup();
+    CHECK(mkdtemp(strcpy(dir, "/tmp/kvmock-store-XXXXXX")) != NULL);
+    older_records();
     cleanup();
     CHECK_DONE();
 }
