@@ -42,9 +42,6 @@ static enum kv_status open_dbs(struct ks_env *e)
     return KV_OK;
 }
 
-/* Parsed vault records and key versions are remembered by their bytes (memo.h). */
-#define VAULT_MEMO_SLOTS 64
-#define KEY_MEMO_SLOTS 1024 /* key versions, and key heads */
 
 enum kv_status ks_open(const struct ks_open_opts *opts, struct ks_env **out)
 {
@@ -102,9 +99,9 @@ enum kv_status ks_open(const struct ks_open_opts *opts, struct ks_env **out)
     if (st != KV_OK)
         goto out;
     e->cache = ks_cache_new(opts->cache_entries ? opts->cache_entries : DEFAULT_CACHE_ENTRIES);
-    e->vault_memo = ks_memo_new(VAULT_MEMO_SLOTS, sizeof(struct ks_vault), NULL, NULL);
-    e->key_memo = ks_key_memo_new(KEY_MEMO_SLOTS);
-    e->head_memo = ks_head_memo_new(KEY_MEMO_SLOTS);
+    e->vault_memo = ks_memo_new(KS_VAULT_MEMO_SLOTS, sizeof(struct ks_vault), NULL, NULL);
+    e->key_memo = ks_key_memo_new(KS_KEY_MEMO_SLOTS);
+    e->head_memo = ks_head_memo_new(KS_KEY_MEMO_SLOTS);
     if (e->cache == NULL || e->vault_memo == NULL || e->key_memo == NULL ||
         e->head_memo == NULL) {
         st = KV_ERR_NOMEM;

@@ -43,6 +43,10 @@ struct ks_txn {
     int map_full; /**< set by ks_txn_put() when the map filled up */
 };
 
+/* Slots of the memos of parsed records (memo.h): the hot set, bounded. */
+#define KS_VAULT_MEMO_SLOTS 64
+#define KS_KEY_MEMO_SLOTS 256 /**< key versions, and key heads */
+
 /** @brief The memo of parsed key versions (keys.c). @return NULL when out of memory. */
 struct ks_memo *ks_key_memo_new(size_t slots);
 

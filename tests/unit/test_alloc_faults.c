@@ -146,7 +146,7 @@ static void uncache(const char *name, const char *version)
 }
 
 /* The keystore remembers parsed records (memo.h): a remembered parse is a cache,
- * not a leak, and an empty memo makes every run parse. Slots as in store.c. */
+ * not a leak, and an empty memo makes every run parse. Slots as in store.h. */
 static void memos_free(void)
 {
     ks_memo_free(env->vault_memo);
@@ -157,9 +157,9 @@ static void memos_free(void)
 
 static void memos_new(void)
 {
-    env->vault_memo = ks_memo_new(64, sizeof(struct ks_vault), NULL, NULL);
-    env->key_memo = ks_key_memo_new(1024);
-    env->head_memo = ks_head_memo_new(1024);
+    env->vault_memo = ks_memo_new(KS_VAULT_MEMO_SLOTS, sizeof(struct ks_vault), NULL, NULL);
+    env->key_memo = ks_key_memo_new(KS_KEY_MEMO_SLOTS);
+    env->head_memo = ks_head_memo_new(KS_KEY_MEMO_SLOTS);
     if (env->vault_memo == NULL || env->key_memo == NULL || env->head_memo == NULL)
         abort();
 }
