@@ -224,6 +224,15 @@ static void key_id(const struct srv_req *req, const struct ks_key *k, int with_v
         snprintf(out, cap, "%s/keys/%s", base, k->name);
 }
 
+/* An integer member, printed once with %lld: cJSON prints a number with
+ * "%1.15g" and reads it back with sscanf to check it, on every answer. */
+static cJSON *add_int(cJSON *o, const char *name, int64_t v)
+{
+    char text[24];
+    snprintf(text, sizeof(text), "%lld", (long long)v);
+    return cJSON_AddRawToObject(o, name, text);
+}
+
 static cJSON *attributes_json(const struct ks_key *k)
 {
     cJSON *a = cJSON_CreateObject();
@@ -231,14 +240,13 @@ static cJSON *attributes_json(const struct ks_key *k)
         return NULL;
     int ok = cJSON_AddBoolToObject(a, "enabled", k->attrs.enabled) != NULL;
     if (ok && k->attrs.nbf != 0)
-        ok = cJSON_AddNumberToObject(a, "nbf", (double)k->attrs.nbf) != NULL;
+        ok = add_int(a, "nbf", k->attrs.nbf) != NULL;
     if (ok && k->attrs.exp != 0)
-        ok = cJSON_AddNumberToObject(a, "exp", (double)k->attrs.exp) != NULL;
+        ok = add_int(a, "exp", k->attrs.exp) != NULL;
     if (ok)
-        ok = cJSON_AddNumberToObject(a, "created", (double)k->attrs.created) &&
-             cJSON_AddNumberToObject(a, "updated", (double)k->attrs.updated) &&
+        ok = add_int(a, "created", k->attrs.created) && add_int(a, "updated", k->attrs.updated) &&
              cJSON_AddStringToObject(a, "recoveryLevel", k->recovery_level) &&
-             cJSON_AddNumberToObject(a, "recoverableDays", k->recoverable_days);
+             add_int(a, "recoverableDays", k->recoverable_days);
     if (ok && k->attrs.exportable)
         ok = cJSON_AddBoolToObject(a, "exportable", 1) != NULL;
     if (!ok) {
@@ -599,8 +607,8 @@ static int add_deleted_fields(const struct srv_req *req, cJSON *o, const struct 
     srv_base_url(req, base, sizeof(base));
     snprintf(rid, sizeof(rid), "%s/deletedkeys/%s", base, k->name);
     return cJSON_AddStringToObject(o, "recoveryId", rid) &&
-           cJSON_AddNumberToObject(o, "deletedDate", (double)k->deleted_date) &&
-           cJSON_AddNumberToObject(o, "scheduledPurgeDate", (double)k->scheduled_purge);
+           add_int(o, "deletedDate", k->deleted_date) &&
+           add_int(o, "scheduledPurgeDate", k->scheduled_purge);
 }
 
 /* DeletedKeyBundle; a key purged at once (no soft delete) is a plain KeyBundle. */
