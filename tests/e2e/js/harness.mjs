@@ -99,8 +99,11 @@ function launch(bin, dataDir, httpsPort, httpPort, extraArgs, env) {
 
 async function waitReady(h) {
   const deadline = Date.now() + READY_TIMEOUT_MS;
-  const timeout = sleep(READY_TIMEOUT_MS).then(() => "timeout");
+  // cleared once settled: a pending timer would hold the process for 90 s after the tests
+  let timer;
+  const timeout = new Promise((r) => { timer = setTimeout(() => r("timeout"), READY_TIMEOUT_MS); });
   const r = await Promise.race([h.readyPromise, h.exitPromise.then(() => "exited"), timeout]);
+  clearTimeout(timer);
   if (r === "exited" || h.exited) throw new Error(`kvmock exited before it was ready (${JSON.stringify(h.exited)})`);
   if (r === "timeout") throw new Error(`no "kvmock ready" line within ${READY_TIMEOUT_MS} ms`);
   let last = "";
@@ -168,7 +171,12 @@ export async function stopKvmock(h, { keepData = false } = {}) {
   const problems = [];
   if (!h.exited) {
     h.proc.kill("SIGTERM");
-    const r = await Promise.race([h.exitPromise, sleep(STOP_TIMEOUT_MS).then(() => null)]);
+    let timer;
+    const r = await Promise.race([
+      h.exitPromise,
+      new Promise((res) => { timer = setTimeout(() => res(null), STOP_TIMEOUT_MS); }),
+    ]);
+    clearTimeout(timer);
     if (r === null) {
       problems.push(`kvmock did not exit within ${STOP_TIMEOUT_MS} ms of SIGTERM (killed)`);
       h.proc.kill("SIGKILL");
