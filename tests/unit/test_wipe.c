@@ -884,16 +884,10 @@ int main(int argc, char **argv)
     wins = calloc((size_t)1 << WIN_BITS, sizeof(*wins));
     if (arena == MAP_FAILED || blocks == MAP_FAILED || wins == NULL)
         return 1;
-    if (sodium_init() < 0 || mkdtemp(dir) == NULL)
+    if (tk_store_open(dir, VAULT, &env, &tk) != 0) {
+        fprintf(stderr, "cannot open the store with the test keys in %s\n", dir);
         return 1;
-    struct ks_open_opts o = {.data_dir = dir, .cache_entries = 8};
-    CHECK_ST(ks_open(&o, &env), KV_OK);
-    if (env == NULL || tk_make(&tk) != 0)
-        return 1;
-    struct ks_vault v = {.soft_delete = 0, .retention_days = 7};
-    snprintf(v.name, sizeof(v.name), VAULT);
-    snprintf(v.tenant_id, sizeof(v.tenant_id), "t");
-    CHECK_ST(ks_vault_put(env, &v), KV_OK);
+    }
     ah_on_free(on_free);
 
     self_check();

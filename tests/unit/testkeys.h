@@ -6,6 +6,7 @@
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -69,6 +70,21 @@ static void tk_free(struct testkeys *t)
     tk_jwk_free(&t->rsa);
     tk_jwk_free(&t->ec);
     tk_jwk_free(&t->oct);
+}
+
+/* The store both tests run on: opened in @p dir (a mkdtemp template), with the
+ * known keys made and a vault @p vault without soft delete. @return 0 or -1. */
+static int tk_store_open(char *dir, const char *vault, struct ks_env **env, struct testkeys *tk)
+{
+    if (sodium_init() < 0 || mkdtemp(dir) == NULL)
+        return -1;
+    struct ks_open_opts o = {.data_dir = dir, .cache_entries = 8};
+    if (ks_open(&o, env) != KV_OK || tk_make(tk) != 0)
+        return -1;
+    struct ks_vault v = {.soft_delete = 0, .retention_days = 7};
+    snprintf(v.name, sizeof(v.name), "%s", vault);
+    snprintf(v.tenant_id, sizeof(v.tenant_id), "t");
+    return ks_vault_put(*env, &v) == KV_OK ? 0 : -1;
 }
 
 #endif
