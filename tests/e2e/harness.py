@@ -85,10 +85,10 @@ class Kvmock:
     (the data folder is removed on that final stop if the harness created it)."""
 
     def __init__(self, binary, data_dir=None, config=None, extra_args=()):
+        """config: a configuration file's path, or the configuration as a dict."""
         self.binary = os.path.abspath(binary)
         self.own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="kvmock-e2e-")
-        self.config = config
         self.extra_args = [str(a) for a in extra_args]
         self.https_port = None
         self.http_port = None
@@ -96,6 +96,13 @@ class Kvmock:
         self.ready_line = None
         self.proc = None
         self._log_dir = tempfile.mkdtemp(prefix="kvmock-log-")
+        # config: a path, or a dict written as JSON next to the log (removed with it)
+        if isinstance(config, dict):
+            path = os.path.join(self._log_dir, "config.json")
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump(config, f)
+            config = path
+        self.config = config
         self.log_path = os.path.join(self._log_dir, "kvmock.log")
         self._log_start = 0  # offset in the log where the current run begins
         self._failed = False
@@ -280,6 +287,20 @@ class Kvmock:
         if st != 200:
             raise AssertionError(f"/admin/clock answered {st}: {body!r}")
         return json.loads(body)["now"]
+
+    def audit_records(self, page=1000) -> list:
+        """Every audit record, oldest first, through GET /admin/audit (all pages;
+        the server commits its queued records before it reads)."""
+        records, path = [], f"/admin/audit?maxresults={page}"
+        while path:
+            st, _, body = self.http("GET", path)
+            if st != 200:
+                raise AssertionError(f"/admin/audit answered {st}: {body!r}")
+            doc = json.loads(body)
+            records += doc["value"]
+            link = doc["nextLink"]
+            path = link[link.index("/admin"):] if link else None
+        return records
 
     def sdk_env(self) -> dict:
         return {

@@ -7,7 +7,6 @@ import json
 import os
 import secrets
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Kvmock, Runner, check, eq, parse_args  # noqa: E402
@@ -65,11 +64,8 @@ def inner_code(err):
 
 def main():
     args = parse_args()
-    fd, cfg = tempfile.mkstemp(suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(CONFIG, f)
     runner = Runner()
-    with Kvmock(args.kvmock, config=cfg) as kv:
+    with Kvmock(args.kvmock, config=CONFIG) as kv:
         kv.apply_env()
         P = kv.https_port
         authority = f"https://localhost:{P}"
@@ -234,7 +230,7 @@ def main():
             kv.advance_clock(3601)
             st, _, _ = kv.https("GET", "/keys/disk?api-version=7.4", host=host, token=expired)
             eq(st, 401, "expired")
-            records = audit_records(kv)[before:]
+            records = kv.audit_records()[before:]
             refusals = [r for r in records if r["properties"]["httpStatusCode"] == 401]
             eq(len(refusals), 5, json.dumps(records, indent=1)[:2000])
             # a token that does not verify is refused as "Authentication"; one from
@@ -248,7 +244,7 @@ def main():
 
         @runner.test
         def audit_records_allowed_and_denied_calls():
-            records = audit_records(kv)
+            records = kv.audit_records()
             ops = {(r["operationName"], r["properties"]["httpStatusCode"], r["identity"]["claim"]["oid"])
                    for r in records}
             check(("KeyUnwrap", 200, DISK["objectId"]) in ops, "unwrap allowed is audited")
@@ -265,24 +261,11 @@ def main():
             eq(json.loads(out[0])["category"], "AuditEvent")
 
         runner.run_collected()
-    os.unlink(cfg)
     sys.exit(runner.exit_code())
 
 
-def audit_records(kv):
-    records, path = [], "/admin/audit?maxresults=1000"
-    while path:
-        st, _, body = kv.http("GET", path)
-        eq(st, 200, body)
-        doc = json.loads(body)
-        records += doc["value"]
-        link = doc["nextLink"]
-        path = link[link.index("/admin"):] if link else None
-    return records
-
-
 def audit_count(kv):
-    return len(audit_records(kv))
+    return len(kv.audit_records())
 
 
 if __name__ == "__main__":

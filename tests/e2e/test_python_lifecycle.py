@@ -1,11 +1,9 @@
 """Key lifecycle through the real Python SDK: soft delete, recover, purge,
 purge protection, update, import, rotate and its policy, backup/restore,
 and the customer-managed-key scenario on a purge-protected vault."""
-import json
 import os
 import secrets
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Kvmock, Runner, check, eq, parse_args  # noqa: E402
@@ -40,11 +38,8 @@ def int_bytes(n):
 
 def main():
     args = parse_args()
-    fd, cfg = tempfile.mkstemp(suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(CONFIG, f)
     runner = Runner()
-    with Kvmock(args.kvmock, config=cfg) as kv:
+    with Kvmock(args.kvmock, config=CONFIG) as kv:
         kv.apply_env()
         cred = client = cmk = nosoft = None
 
@@ -270,7 +265,6 @@ def main():
                 pass
 
         runner.run_collected()
-    os.unlink(cfg)
     sys.exit(runner.exit_code())
 
 

@@ -6,7 +6,6 @@ import base64
 import json
 import os
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Kvmock, Runner, check, eq, parse_args  # noqa: E402
@@ -40,11 +39,8 @@ def error_of(body):
 
 def main():
     args = parse_args()
-    fd, cfg = tempfile.mkstemp(suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(CONFIG, f)
     runner = Runner()
-    with Kvmock(args.kvmock, config=cfg) as kv:
+    with Kvmock(args.kvmock, config=CONFIG) as kv:
         P = kv.https_port
         vault_host = f"default.vault.localhost:{P}"
 
@@ -394,7 +390,6 @@ def main():
             check(base["key"]["n"] not in log, "no key material in the log")
 
         runner.run_collected()
-    os.unlink(cfg)
     sys.exit(runner.exit_code())
 
 

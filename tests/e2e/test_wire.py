@@ -46,15 +46,8 @@ def read_response(f):
 
 def audit_ops(kv):
     """(operationName, httpStatusCode, key id) of every record, through the server."""
-    out, path = [], "/admin/audit?maxresults=1000"
-    while path:
-        st, _, body = kv.http("GET", path)
-        eq(st, 200, "audit page")
-        doc = json.loads(body)
-        out += [(r["operationName"], r["properties"]["httpStatusCode"], r["properties"]["id"])
-                for r in doc["value"]]
-        path = doc["nextLink"] and doc["nextLink"].split(str(kv.http_port), 1)[1]
-    return out
+    return [(r["operationName"], r["properties"]["httpStatusCode"], r["properties"]["id"])
+            for r in kv.audit_records()]
 
 
 def audit_lines(kv):
@@ -62,18 +55,6 @@ def audit_lines(kv):
     out = subprocess.run([kv.binary, "audit", "--data", kv.data_dir], check=True,
                          capture_output=True, text=True).stdout.splitlines()
     return [json.loads(line) for line in out]
-
-
-def audit_lines_flushed(kv):
-    """Every record, through /admin/audit (which commits what is queued first)."""
-    out, path = [], "/admin/audit?maxresults=1000"
-    while path:
-        st, _, body = kv.http("GET", path)
-        eq(st, 200, "audit page")
-        doc = json.loads(body)
-        out += doc["value"]
-        path = doc["nextLink"] and doc["nextLink"].split(str(kv.http_port), 1)[1]
-    return out
 
 
 def main():
@@ -193,7 +174,7 @@ def main():
             status, _, _ = read_response(f)
             check(status.startswith("HTTP/1.1 404"), status)
             s.close()
-            uris = [r["properties"]["requestUri"] for r in audit_lines_flushed(kv)]
+            uris = [r["properties"]["requestUri"] for r in kv.audit_records()]
             check(any(u.endswith('/keys/q"u\\ote') for u in uris),
                   f"the record holds the path as sent: {uris[-1]!r}")
 
