@@ -368,31 +368,19 @@ enum kv_status ks_vault_read(struct ks_txn *tx, const char *name, struct ks_vaul
     return KV_OK;
 }
 
-struct vault_put_arg {
-    const struct ks_vault *vault;
-    const char *json;
-};
-
-static enum kv_status vault_put_fn(struct ks_txn *tx, void *arg)
-{
-    struct vault_put_arg *a = arg;
-    struct ks_vault old;
-    enum kv_status st = ks_vault_read(tx, a->vault->name, &old);
-    if (st != KV_OK && st != KV_ERR_VAULT_NOT_FOUND)
-        return st;
-    /* Purge protection cannot be turned off once on. */
-    if (st == KV_OK && old.purge_protection && !a->vault->purge_protection)
-        return KV_ERR_PURGE_PROTECTED;
-    return ks_txn_put(tx, tx->env->db_vaults, a->vault->name, strlen(a->vault->name), a->json,
-                      strlen(a->json));
-}
-
-enum kv_status ks_vault_put(struct ks_env *e, const struct ks_vault *vault)
+enum kv_status ks_vault_write(struct ks_txn *tx, const struct ks_vault *vault)
 {
     if (!ks_vault_name_valid(vault->name) || vault->retention_days < 7 ||
         vault->retention_days > 90 || (vault->purge_protection && !vault->soft_delete))
         return KV_ERR_BAD_PARAM;
-    enum kv_status st = KV_ERR_NOMEM;
+    struct ks_vault old;
+    enum kv_status st = ks_vault_read(tx, vault->name, &old);
+    if (st != KV_OK && st != KV_ERR_VAULT_NOT_FOUND)
+        return st;
+    /* Purge protection cannot be turned off once on. */
+    if (st == KV_OK && old.purge_protection && !vault->purge_protection)
+        return KV_ERR_PURGE_PROTECTED;
+    st = KV_ERR_NOMEM;
     char *json = NULL;
     cJSON *o = cJSON_CreateObject();
     if (o == NULL || !cJSON_AddStringToObject(o, "tenantId", vault->tenant_id) ||
@@ -402,14 +390,23 @@ enum kv_status ks_vault_put(struct ks_env *e, const struct ks_vault *vault)
         !cJSON_AddBoolToObject(o, "enableRbacAuthorization", vault->rbac))
         goto out;
     json = cJSON_PrintUnformatted(o);
-    if (json == NULL)
-        goto out;
-    struct vault_put_arg a = {vault, json};
-    st = ks_txn_write(e, vault_put_fn, &a);
+    if (json != NULL)
+        st = ks_txn_put(tx, tx->env->db_vaults, vault->name, strlen(vault->name), json,
+                        strlen(json));
 out:
     cJSON_Delete(o);
     cJSON_free(json);
     return st;
+}
+
+static enum kv_status vault_put_fn(struct ks_txn *tx, void *arg)
+{
+    return ks_vault_write(tx, arg);
+}
+
+enum kv_status ks_vault_put(struct ks_env *e, const struct ks_vault *vault)
+{
+    return ks_txn_write(e, vault_put_fn, (void *)vault);
 }
 
 struct vault_get_arg {

@@ -47,6 +47,12 @@ struct ks_txn {
 #define KS_VAULT_MEMO_SLOTS 64
 #define KS_KEY_MEMO_SLOTS 256 /**< key versions, and key heads */
 
+/**
+ * @brief ks_vault_put() inside @p tx: check and write a vault's properties.
+ * @return KV_OK, KV_ERR_BAD_PARAM, KV_ERR_PURGE_PROTECTED, KV_ERR_STORE, KV_ERR_NOMEM.
+ */
+enum kv_status ks_vault_write(struct ks_txn *tx, const struct ks_vault *vault) KV_MUST_CHECK;
+
 /** @brief The memo of parsed key versions (keys.c). @return NULL when out of memory. */
 struct ks_memo *ks_key_memo_new(size_t slots);
 

@@ -11,12 +11,11 @@
  * The vault's keys stay where they are (heads and keys under name\0...), untouched,
  * until a recovery puts the vault record back or a purge removes them with it.
  *
- * Creating, deleting, recovering and purging vaults here are serialized by one
- * mutex, so a create's check for a deleted vault of the same name and its write
- * (ks_vault_put(), its own transaction) cannot interleave with a delete.
+ * Every change here is one write transaction that checks what it changes (a
+ * create looks for a deleted vault of the same name in the transaction that
+ * writes the vault), so no lock beyond LMDB's single writer is needed.
  */
 #include <cjson/cJSON.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,8 +24,6 @@
 #include "vaults.h"
 
 #define DKEY_MAX (KS_DELETED_VAULT_PREFIX_LEN + KS_VAULT_NAME_MAX)
-
-static pthread_mutex_t vault_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* Lowercase @p name into @p out; 0 when it is not a vault name. */
 static int norm_name(const char *name, char out[KS_VAULT_NAME_MAX + 1])
@@ -176,9 +173,7 @@ enum kv_status ks_vault_soft_delete(struct ks_env *env, const char *name, const 
     if (strlen(resource_id) > KS_RESOURCE_ID_MAX)
         return KV_ERR_BAD_PARAM;
     struct delete_arg a = {.lname = lname, .resource_id = resource_id};
-    pthread_mutex_lock(&vault_lock);
     enum kv_status st = ks_txn_write(env, delete_fn, &a);
-    pthread_mutex_unlock(&vault_lock);
     if (st == KV_OK && out != NULL)
         *out = a.out;
     return st;
@@ -191,6 +186,21 @@ struct purge_arg {
     int only_due; /* the sweep: purge only when the scheduled date has passed */
     int purged;
 };
+
+/* Remove the deleted vault @p lname and its keys inside @p tx. */
+static enum kv_status purge_deleted(struct ks_txn *tx, const char *lname)
+{
+    /* A live vault of the same name shares the key records: they are its keys
+     * now, so only the deleted record goes. */
+    struct ks_vault live;
+    enum kv_status st = ks_vault_read(tx, lname, &live);
+    if (st == KV_ERR_VAULT_NOT_FOUND)
+        st = ks_vault_keys_purge(tx, lname);
+    if (st != KV_OK)
+        return st;
+    char k[DKEY_MAX];
+    return ks_txn_del(tx, tx->env->db_vaults, k, dkey(k, lname));
+}
 
 static enum kv_status purge_fn(struct ks_txn *tx, void *arg)
 {
@@ -205,21 +215,12 @@ static enum kv_status purge_fn(struct ks_txn *tx, void *arg)
         return KV_OK; /* recovered or changed since the scan */
     if (d.vault.purge_protection && !due(&d, now))
         return KV_ERR_PURGE_PROTECTED;
-    /* A live vault of the same name (re-created from a config file) shares the
-     * key records: they are its keys now, so only the deleted record goes. */
-    struct ks_vault live;
-    st = ks_vault_read(tx, a->lname, &live);
-    if (st == KV_ERR_VAULT_NOT_FOUND)
-        st = ks_vault_keys_purge(tx, a->lname);
-    if (st != KV_OK)
-        return st;
-    char k[DKEY_MAX];
-    st = ks_txn_del(tx, tx->env->db_vaults, k, dkey(k, a->lname));
+    st = purge_deleted(tx, a->lname);
     a->purged = st == KV_OK;
     return st;
 }
 
-/* Purge @p lname when its scheduled purge date has passed; the caller holds vault_lock. */
+/* Purge @p lname when its scheduled purge date has passed (checked in the transaction). */
 static enum kv_status purge_if_due(struct ks_env *env, const char *lname, int *purged)
 {
     struct purge_arg a = {.lname = lname, .only_due = 1};
@@ -235,10 +236,7 @@ enum kv_status ks_deleted_vault_purge(struct ks_env *env, const char *name)
     if (!norm_name(name, lname))
         return KV_ERR_VAULT_NOT_FOUND;
     struct purge_arg a = {.lname = lname};
-    pthread_mutex_lock(&vault_lock);
-    enum kv_status st = ks_txn_write(env, purge_fn, &a);
-    pthread_mutex_unlock(&vault_lock);
-    return st;
+    return ks_txn_write(env, purge_fn, &a);
 }
 
 /* ---- get and list -------------------------------------------------------------------------- */
@@ -264,9 +262,7 @@ enum kv_status ks_deleted_vault_get(struct ks_env *env, const char *name,
     enum kv_status st = ks_txn_read(env, get_fn, &a);
     if (st == KV_OK && due(&a.out, ks_now())) {
         /* gone: purge it now rather than at the next sweep */
-        pthread_mutex_lock(&vault_lock);
         st = purge_if_due(env, lname, NULL);
-        pthread_mutex_unlock(&vault_lock);
         return st == KV_OK ? KV_ERR_VAULT_NOT_FOUND : st;
     }
     if (st == KV_OK)
@@ -388,11 +384,9 @@ enum kv_status ks_deleted_vault_recover(struct ks_env *env, const char *name, st
     if (!norm_name(name, lname))
         return KV_ERR_VAULT_NOT_FOUND;
     struct recover_arg a = {.lname = lname};
-    pthread_mutex_lock(&vault_lock);
     enum kv_status st = ks_txn_write(env, recover_fn, &a);
     if (st == KV_ERR_VAULT_NOT_FOUND && purge_if_due(env, lname, NULL) != KV_OK)
         st = KV_ERR_STORE;
-    pthread_mutex_unlock(&vault_lock);
     if (st == KV_OK)
         *out = a.out;
     return st;
@@ -400,22 +394,34 @@ enum kv_status ks_deleted_vault_recover(struct ks_env *env, const char *name, st
 
 /* ---- create ---------------------------------------------------------------------------------- */
 
+struct create_arg {
+    const char *lname;
+    const struct ks_vault *vault;
+};
+
+/* A deleted vault holds its name until its scheduled purge date; one past that
+ * date is purged here, in the transaction that creates the new vault. */
+static enum kv_status create_fn(struct ks_txn *tx, void *arg)
+{
+    struct create_arg *a = arg;
+    struct ks_deleted_vault d;
+    enum kv_status st = read_deleted(tx, a->lname, &d);
+    if (st == KV_OK && !due(&d, ks_now()))
+        return KV_ERR_VAULT_DELETED;
+    if (st == KV_OK)
+        st = purge_deleted(tx, a->lname);
+    else if (st == KV_ERR_VAULT_NOT_FOUND)
+        st = KV_OK;
+    return st == KV_OK ? ks_vault_write(tx, a->vault) : st;
+}
+
 enum kv_status ks_vault_create(struct ks_env *env, const struct ks_vault *vault)
 {
     char lname[KS_VAULT_NAME_MAX + 1];
     if (!norm_name(vault->name, lname))
         return KV_ERR_BAD_PARAM;
-    struct get_arg a = {.lname = lname};
-    pthread_mutex_lock(&vault_lock);
-    enum kv_status st = ks_txn_read(env, get_fn, &a);
-    if (st == KV_OK && due(&a.out, ks_now()))
-        st = purge_if_due(env, lname, NULL) == KV_OK ? KV_ERR_VAULT_NOT_FOUND : KV_ERR_STORE;
-    else if (st == KV_OK)
-        st = KV_ERR_VAULT_DELETED;
-    if (st == KV_ERR_VAULT_NOT_FOUND)
-        st = ks_vault_put(env, vault);
-    pthread_mutex_unlock(&vault_lock);
-    return st;
+    struct create_arg a = {lname, vault};
+    return ks_txn_write(env, create_fn, &a);
 }
 
 /* ---- the sweep ------------------------------------------------------------------------------- */
@@ -466,14 +472,12 @@ enum kv_status ks_vault_sweep(struct ks_env *env, size_t *purged)
 {
     struct sweep_arg a = {0};
     size_t np = 0;
-    pthread_mutex_lock(&vault_lock);
     enum kv_status st = ks_txn_read(env, sweep_scan_fn, &a);
     for (size_t i = 0; st == KV_OK && i < a.count; i++) {
         int one = 0;
         st = purge_if_due(env, a.names[i], &one);
         np += (size_t)one;
     }
-    pthread_mutex_unlock(&vault_lock);
     free(a.names);
     if (purged != NULL)
         *purged = np;
