@@ -52,11 +52,21 @@ static enum kv_status fail(char *err, size_t cap, const char *fmt, ...)
 
 /* ---- flags and environment ---------------------------------------------------------- */
 
-static int parse_port(const char *s, int *out)
+/* A whole decimal number from @p min to @p max. @return 0, or -1 (out untouched). */
+static int parse_number(const char *s, long long min, long long max, long long *out)
 {
     char *end = NULL;
-    long v = strtol(s, &end, 10);
-    if (s[0] == '\0' || *end != '\0' || v < 1 || v > 65535)
+    long long v = strtoll(s, &end, 10);
+    if (s[0] == '\0' || *end != '\0' || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_port(const char *s, int *out)
+{
+    long long v;
+    if (parse_number(s, 1, 65535, &v) != 0)
         return -1;
     *out = (int)v;
     return 0;
@@ -121,30 +131,25 @@ static enum kv_status apply(struct srv_config *cfg, const char *flag, const char
             p = comma + 1;
         }
     }
+    long long n;
     if (strcmp(flag, "--map-size") == 0) {
-        char *end = NULL;
-        long v = strtol(value, &end, 10);
-        if (value[0] == '\0' || *end != '\0' || v < 1 || v > 1024 * 1024)
+        if (parse_number(value, 1, 1024 * 1024, &n) != 0)
             return fail(err, cap, "--map-size must be a size in MiB from 1 to 1048576, not '%s'",
                         value);
-        cfg->map_size_mib = (size_t)v;
+        cfg->map_size_mib = (size_t)n;
         return KV_OK;
     }
     if (strcmp(flag, "--audit-max") == 0) {
-        char *end = NULL;
-        long long v = strtoll(value, &end, 10);
-        if (value[0] == '\0' || *end != '\0' || v < 0 || v > 1000000000LL)
+        if (parse_number(value, 0, 1000000000LL, &n) != 0)
             return fail(err, cap, "--audit-max must be a number of records from 0 to 1000000000, "
                         "not '%s'", value);
-        cfg->audit_max = (size_t)v;
+        cfg->audit_max = (size_t)n;
         return KV_OK;
     }
     if (strcmp(flag, "--threads") == 0) {
-        char *end = NULL;
-        long v = strtol(value, &end, 10);
-        if (value[0] == '\0' || *end != '\0' || v < 8 || v > 4096)
+        if (parse_number(value, 8, 4096, &n) != 0)
             return fail(err, cap, "--threads must be a number from 8 to 4096, not '%s'", value);
-        cfg->threads = (int)v;
+        cfg->threads = (int)n;
         return KV_OK;
     }
     if (strcmp(flag, "--sync") == 0) {
