@@ -2,9 +2,11 @@
 #ifndef KV_CHECK_H
 #define KV_CHECK_H
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int check_failures;
 
@@ -45,5 +47,22 @@ static int check_failures;
         printf("ok\n");                                                                          \
         return 0;                                                                                \
     } while (0)
+
+/* Remove a test's data folder and the files in it (it holds no sub-folders). */
+static inline void check_remove_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char path[512];
+    while (d != NULL && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        unlink(path);
+    }
+    if (d != NULL)
+        closedir(d);
+    rmdir(dir);
+}
 
 #endif

@@ -581,9 +581,6 @@ int main(void)
     kv_buf_free(&gcm_tag);
     tk_free(&tk);
     ks_close(env);
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
+    check_remove_dir(dir);
     CHECK_DONE();
 }

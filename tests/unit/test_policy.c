@@ -45,18 +45,7 @@ static void expect(struct pol_ctx *c, struct pol_claims w, struct ks_vault v, co
 
 static void cleanup(void)
 {
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    char path[512];
-    while (d != NULL && (e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.')
-            continue;
-        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        unlink(path);
-    }
-    if (d != NULL)
-        closedir(d);
-    rmdir(dir);
+    check_remove_dir(dir);
 }
 
 int main(void)

@@ -451,18 +451,7 @@ static void persistence(void)
 
 static void cleanup(void)
 {
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    char path[512];
-    while (d != NULL && (e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.')
-            continue;
-        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        unlink(path);
-    }
-    if (d != NULL)
-        closedir(d);
-    rmdir(dir);
+    check_remove_dir(dir);
 }
 
 struct log_arg {

@@ -235,18 +235,7 @@ static void persists(void)
 
 static void cleanup(void)
 {
-    DIR *dd = opendir(dir);
-    struct dirent *e;
-    char path[512];
-    while (dd != NULL && (e = readdir(dd)) != NULL) {
-        if (e->d_name[0] == '.')
-            continue;
-        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        unlink(path);
-    }
-    if (dd != NULL)
-        closedir(dd);
-    rmdir(dir);
+    check_remove_dir(dir);
 }
 
 int main(void)

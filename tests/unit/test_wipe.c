@@ -947,9 +947,6 @@ int main(int argc, char **argv)
     tk_free(&tk);
     ks_close(env);
     free(wins);
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
+    check_remove_dir(dir);
     CHECK_DONE();
 }
