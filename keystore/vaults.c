@@ -278,21 +278,25 @@ struct list_arg {
     char next[KS_VAULT_NAME_MAX + 1];
 };
 
-static enum kv_status list_fn(struct ks_txn *tx, void *arg)
+/* Called for each deleted vault a walk visits, in name order.
+ * @return 1 to go on, 0 to stop, -1 when out of memory (the walk fails). */
+typedef int (*deleted_fn)(const struct ks_deleted_vault *d, int64_t now, void *arg);
+
+/* Visit the deleted vaults whose name sorts after @p after ("" for all). */
+static enum kv_status walk_deleted(struct ks_txn *tx, const char *after, deleted_fn fn, void *arg)
 {
-    struct list_arg *a = arg;
     char start[DKEY_MAX + 1];
-    size_t slen = dkey(start, a->after);
-    if (a->after[0] != '\0')
-        start[slen++] = '\0'; /* the first key after the token's own */
+    size_t slen = dkey(start, after);
+    if (after[0] != '\0')
+        start[slen++] = '\0'; /* the first key after the given name's own */
     MDB_cursor *cur = NULL;
     if (mdb_cursor_open(tx->txn, tx->env->db_vaults, &cur) != 0)
         return KV_ERR_STORE;
     int64_t now = ks_now();
-    enum kv_status st = KV_OK;
+    int go = 1;
     MDB_val k = {slen, start}, v;
     int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-    for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    for (; rc == 0 && go == 1; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         if (k.mv_size <= KS_DELETED_VAULT_PREFIX_LEN || k.mv_size > DKEY_MAX ||
             memcmp(k.mv_data, KS_DELETED_VAULT_PREFIX, KS_DELETED_VAULT_PREFIX_LEN) != 0)
             break;
@@ -301,19 +305,33 @@ static enum kv_status list_fn(struct ks_txn *tx, void *arg)
         memcpy(lname, (const char *)k.mv_data + KS_DELETED_VAULT_PREFIX_LEN, n);
         lname[n] = '\0';
         struct ks_deleted_vault d;
-        if (parse_deleted(&v, lname, &d) != KV_OK || due(&d, now))
-            continue; /* gone; the sweep removes it */
-        if (a->count == (size_t)a->max) {
-            /* one more exists: the page ends at the previous one */
-            snprintf(a->next, sizeof(a->next), "%s", a->out[a->count - 1].vault.name);
-            break;
-        }
-        a->out[a->count++] = d;
+        if (parse_deleted(&v, lname, &d) == KV_OK)
+            go = fn(&d, now, arg);
     }
-    if (rc != 0 && rc != MDB_NOTFOUND)
-        st = KV_ERR_STORE;
     mdb_cursor_close(cur);
-    return st;
+    if (go < 0)
+        return KV_ERR_NOMEM;
+    return go == 1 && rc != 0 && rc != MDB_NOTFOUND ? KV_ERR_STORE : KV_OK;
+}
+
+static int list_one(const struct ks_deleted_vault *d, int64_t now, void *arg)
+{
+    struct list_arg *a = arg;
+    if (due(d, now))
+        return 1; /* gone; the sweep removes it */
+    if (a->count == (size_t)a->max) {
+        /* one more exists: the page ends at the previous one */
+        snprintf(a->next, sizeof(a->next), "%s", a->out[a->count - 1].vault.name);
+        return 0;
+    }
+    a->out[a->count++] = *d;
+    return 1;
+}
+
+static enum kv_status list_fn(struct ks_txn *tx, void *arg)
+{
+    struct list_arg *a = arg;
+    return walk_deleted(tx, a->after, list_one, a);
 }
 
 enum kv_status ks_deleted_vault_list(struct ks_env *env, const char *after, int max,
@@ -431,41 +449,26 @@ struct sweep_arg {
     size_t count, cap;
 };
 
-static enum kv_status sweep_scan_fn(struct ks_txn *tx, void *arg)
+static int sweep_one(const struct ks_deleted_vault *d, int64_t now, void *arg)
 {
     struct sweep_arg *a = arg;
-    MDB_cursor *cur = NULL;
-    if (mdb_cursor_open(tx->txn, tx->env->db_vaults, &cur) != 0)
-        return KV_ERR_STORE;
-    int64_t now = ks_now();
-    enum kv_status st = KV_OK;
-    MDB_val k = {KS_DELETED_VAULT_PREFIX_LEN, KS_DELETED_VAULT_PREFIX}, v;
-    for (int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0 && st == KV_OK;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        if (k.mv_size <= KS_DELETED_VAULT_PREFIX_LEN || k.mv_size > DKEY_MAX ||
-            memcmp(k.mv_data, KS_DELETED_VAULT_PREFIX, KS_DELETED_VAULT_PREFIX_LEN) != 0)
-            break;
-        char lname[KS_VAULT_NAME_MAX + 1];
-        size_t n = k.mv_size - KS_DELETED_VAULT_PREFIX_LEN;
-        memcpy(lname, (const char *)k.mv_data + KS_DELETED_VAULT_PREFIX_LEN, n);
-        lname[n] = '\0';
-        struct ks_deleted_vault d;
-        if (parse_deleted(&v, lname, &d) != KV_OK || !due(&d, now))
-            continue;
-        if (a->count == a->cap) {
-            size_t ncap = a->cap ? a->cap * 2 : 8;
-            char(*nn)[KS_VAULT_NAME_MAX + 1] = realloc(a->names, ncap * sizeof(*nn));
-            if (nn == NULL) {
-                st = KV_ERR_NOMEM;
-                break;
-            }
-            a->names = nn;
-            a->cap = ncap;
-        }
-        memcpy(a->names[a->count++], lname, n + 1);
+    if (!due(d, now))
+        return 1;
+    if (a->count == a->cap) {
+        size_t ncap = a->cap ? a->cap * 2 : 8;
+        char(*nn)[KS_VAULT_NAME_MAX + 1] = realloc(a->names, ncap * sizeof(*nn));
+        if (nn == NULL)
+            return -1;
+        a->names = nn;
+        a->cap = ncap;
     }
-    mdb_cursor_close(cur);
-    return st;
+    snprintf(a->names[a->count++], KS_VAULT_NAME_MAX + 1, "%s", d->vault.name);
+    return 1;
+}
+
+static enum kv_status sweep_scan_fn(struct ks_txn *tx, void *arg)
+{
+    return walk_deleted(tx, "", sweep_one, arg);
 }
 
 enum kv_status ks_vault_sweep(struct ks_env *env, size_t *purged)
