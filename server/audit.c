@@ -228,56 +228,6 @@ static int changed_state(const struct srv_req *req)
     return 1;
 }
 
-/* A record being written: JSON text in a fixed buffer. */
-struct out {
-    char buf[4096];
-    size_t len; /* reaching sizeof(buf) means it did not fit */
-};
-
-static void put_bytes(struct out *o, const char *s, size_t n)
-{
-    if (o->len + n >= sizeof(o->buf)) {
-        o->len = sizeof(o->buf);
-        return;
-    }
-    memcpy(o->buf + o->len, s, n);
-    o->len += n;
-    o->buf[o->len] = '\0';
-}
-
-static void put(struct out *o, const char *s)
-{
-    put_bytes(o, s, strlen(s));
-}
-
-static void put_num(struct out *o, const char *prefix, int64_t v)
-{
-    char num[32];
-    put(o, prefix);
-    int n = snprintf(num, sizeof(num), "%lld", (long long)v);
-    put_bytes(o, num, (size_t)n);
-}
-
-/* A JSON string: quotes, backslashes and control characters escaped. */
-static void put_str(struct out *o, const char *s)
-{
-    put_bytes(o, "\"", 1);
-    for (const char *run = s;; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c != '\0' && c != '"' && c != '\\' && c >= 0x20)
-            continue;
-        put_bytes(o, run, (size_t)(s - run));
-        if (c == '\0')
-            break;
-        char esc[8];
-        int n = c == '"' || c == '\\' ? snprintf(esc, sizeof(esc), "\\%c", c)
-                                       : snprintf(esc, sizeof(esc), "\\u%04x", c);
-        put_bytes(o, esc, (size_t)n);
-        run = s + 1;
-    }
-    put_bytes(o, "\"", 1);
-}
-
 void srv_audit(struct srv_req *req)
 {
     if (req->operation == NULL || req->audited)
@@ -299,38 +249,35 @@ void srv_audit(struct srv_req *req)
         snprintf(id, sizeof(id), "https://%s/keys/%s%s%s", req->host, req->key_name,
                  req->version[0] ? "/" : "", req->version);
 
-    /* Written by hand: this runs for every request, and cJSON would allocate
-     * every member. The strings are escaped as JSON requires. */
-    struct out o = {{0}, 0};
-    put(&o, "{\"time\":");
-    put_str(&o, when);
-    put(&o, ",\"category\":\"AuditEvent\",\"operationName\":");
-    put_str(&o, req->operation);
-    put(&o, ",\"resultType\":");
-    put_str(&o, req->status >= 200 && req->status < 300 ? "Success" : "Failure");
-    put(&o, ",\"resultSignature\":");
-    put_str(&o, reason(req->status));
-    put_num(&o, ",\"durationMs\":", duration);
-    put(&o, ",\"callerIpAddress\":");
-    put_str(&o, req->ri->remote_addr);
-    put(&o, ",\"correlationId\":");
-    put_str(&o, req->request_id);
-    put(&o, ",\"identity\":{\"claim\":{\"oid\":");
-    put_str(&o, req->who.oid);
-    put(&o, ",\"appid\":");
-    put_str(&o, req->who.appid);
-    put(&o, ",\"tid\":");
-    put_str(&o, req->who.tid);
-    put(&o, "}},\"properties\":{\"id\":");
-    put_str(&o, id);
-    put_num(&o, ",\"httpStatusCode\":", req->status);
-    put(&o, ",\"requestUri\":");
-    put_str(&o, uri);
-    put(&o, req->policy_match ? ",\"isAccessPolicyMatch\":true,\"vault\":"
-                              : ",\"isAccessPolicyMatch\":false,\"vault\":");
-    put_str(&o, req->vault);
-    put(&o, "}}");
-    char *text = o.len < sizeof(o.buf) ? strdup(o.buf) : NULL; /* a full buffer: cut short */
+    /* Written with kv_json: this runs for every request, and a cJSON tree
+     * would allocate every member. */
+    struct kv_json j;
+    kv_json_init(&j);
+    kv_json_open(&j, NULL, '{');
+    kv_json_str(&j, "time", when);
+    kv_json_str(&j, "category", "AuditEvent");
+    kv_json_str(&j, "operationName", req->operation);
+    kv_json_str(&j, "resultType", req->status >= 200 && req->status < 300 ? "Success" : "Failure");
+    kv_json_str(&j, "resultSignature", reason(req->status));
+    kv_json_int(&j, "durationMs", duration);
+    kv_json_str(&j, "callerIpAddress", req->ri->remote_addr);
+    kv_json_str(&j, "correlationId", req->request_id);
+    kv_json_open(&j, "identity", '{');
+    kv_json_open(&j, "claim", '{');
+    kv_json_str(&j, "oid", req->who.oid);
+    kv_json_str(&j, "appid", req->who.appid);
+    kv_json_str(&j, "tid", req->who.tid);
+    kv_json_close(&j, '}');
+    kv_json_close(&j, '}');
+    kv_json_open(&j, "properties", '{');
+    kv_json_str(&j, "id", id);
+    kv_json_int(&j, "httpStatusCode", req->status);
+    kv_json_str(&j, "requestUri", uri);
+    kv_json_bool(&j, "isAccessPolicyMatch", req->policy_match);
+    kv_json_str(&j, "vault", req->vault);
+    kv_json_close(&j, '}');
+    kv_json_close(&j, '}');
+    char *text = kv_json_take(&j, NULL);
     enum kv_status st = KV_ERR_NOMEM;
     if (text != NULL && req->srv->audit != NULL && !changed_state(req)) {
         st = enqueue(req->srv->audit, text);

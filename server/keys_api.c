@@ -201,16 +201,12 @@ static void tags_release_borrowed(struct ks_tags *t)
     t->count = 0;
 }
 
-/* ---- JSON builders ------------------------------------------------------------------ */
+/* ---- JSON builders ------------------------------------------------------------------
+ * Written with kv_json (no cJSON tree): these answers are the ones given most. */
 
-static int add_b64(cJSON *o, const char *name, const struct kv_buf *b)
+static void add_b64(struct kv_json *j, const char *name, const struct kv_buf *b)
 {
-    char *s = NULL;
-    if (kv_b64url_encode(b->data, b->len, &s) != KV_OK)
-        return 0;
-    int ok = cJSON_AddStringToObject(o, name, s) != NULL;
-    free(s);
-    return ok;
+    kv_json_b64url(j, name, b->data, b->len);
 }
 
 static void key_id(const struct srv_req *req, const struct ks_key *k, int with_version,
@@ -224,125 +220,107 @@ static void key_id(const struct srv_req *req, const struct ks_key *k, int with_v
         snprintf(out, cap, "%s/keys/%s", base, k->name);
 }
 
-/* An integer member, printed once with %lld: cJSON prints a number with
- * "%1.15g" and reads it back with sscanf to check it, on every answer. */
-static cJSON *add_int(cJSON *o, const char *name, int64_t v)
+static void attributes_json(struct kv_json *j, const struct ks_key *k)
 {
-    char text[24];
-    snprintf(text, sizeof(text), "%lld", (long long)v);
-    return cJSON_AddRawToObject(o, name, text);
+    kv_json_open(j, "attributes", '{');
+    kv_json_bool(j, "enabled", k->attrs.enabled);
+    if (k->attrs.nbf != 0)
+        kv_json_int(j, "nbf", k->attrs.nbf);
+    if (k->attrs.exp != 0)
+        kv_json_int(j, "exp", k->attrs.exp);
+    kv_json_int(j, "created", k->attrs.created);
+    kv_json_int(j, "updated", k->attrs.updated);
+    kv_json_str(j, "recoveryLevel", k->recovery_level);
+    kv_json_int(j, "recoverableDays", k->recoverable_days);
+    if (k->attrs.exportable)
+        kv_json_bool(j, "exportable", 1);
+    kv_json_close(j, '}');
 }
 
-static cJSON *attributes_json(const struct ks_key *k)
-{
-    cJSON *a = cJSON_CreateObject();
-    if (a == NULL)
-        return NULL;
-    int ok = cJSON_AddBoolToObject(a, "enabled", k->attrs.enabled) != NULL;
-    if (ok && k->attrs.nbf != 0)
-        ok = add_int(a, "nbf", k->attrs.nbf) != NULL;
-    if (ok && k->attrs.exp != 0)
-        ok = add_int(a, "exp", k->attrs.exp) != NULL;
-    if (ok)
-        ok = add_int(a, "created", k->attrs.created) && add_int(a, "updated", k->attrs.updated) &&
-             cJSON_AddStringToObject(a, "recoveryLevel", k->recovery_level) &&
-             add_int(a, "recoverableDays", k->recoverable_days);
-    if (ok && k->attrs.exportable)
-        ok = cJSON_AddBoolToObject(a, "exportable", 1) != NULL;
-    if (!ok) {
-        cJSON_Delete(a);
-        return NULL;
-    }
-    return a;
-}
-
-static int add_tags(cJSON *o, const struct ks_tags *t)
+static void tags_json(struct kv_json *j, const struct ks_tags *t)
 {
     if (t->count == 0)
-        return 1;
-    cJSON *tags = cJSON_AddObjectToObject(o, "tags");
-    for (size_t i = 0; tags != NULL && i < t->count; i++) {
-        if (cJSON_AddStringToObject(tags, t->names[i], t->values[i]) == NULL)
-            return 0;
-    }
-    return tags != NULL;
+        return;
+    kv_json_open(j, "tags", '{');
+    for (size_t i = 0; i < t->count; i++)
+        kv_json_str(j, t->names[i], t->values[i]);
+    kv_json_close(j, '}');
 }
 
 /* The JsonWebKey of a version: public members only. */
-static cJSON *jwk_json(const struct srv_req *req, const struct ks_key *k)
+static void jwk_json(struct kv_json *j, const struct srv_req *req, const struct ks_key *k)
 {
     char kid[SRV_HOST_MAX + KS_NAME_MAX + KS_VERSION_LEN + 32];
     key_id(req, k, 1, kid, sizeof(kid));
-    cJSON *j = cJSON_CreateObject();
-    cJSON *ops = cJSON_AddArrayToObject(j, "key_ops");
-    int ok = j != NULL && ops != NULL && cJSON_AddStringToObject(j, "kid", kid) &&
-             cJSON_AddStringToObject(j, "kty", ks_kty_name(k->kty, k->hsm));
-    for (unsigned bit = 1; ok && bit <= KS_OP_EXPORT; bit <<= 1) {
+    kv_json_open(j, "key", '{');
+    kv_json_open(j, "key_ops", '[');
+    for (unsigned bit = 1; bit <= KS_OP_EXPORT; bit <<= 1) {
         if (k->ops & bit)
-            ok = cJSON_AddItemToArray(ops, cJSON_CreateString(ks_keyop_name(bit)));
+            kv_json_str(j, NULL, ks_keyop_name(bit));
     }
-    if (ok && k->kty == KS_KTY_RSA)
-        ok = add_b64(j, "n", &k->pub.n) && add_b64(j, "e", &k->pub.e);
-    if (ok && k->kty == KS_KTY_EC)
-        ok = cJSON_AddStringToObject(j, "crv", ks_crv_name(k->pub.crv)) &&
-             add_b64(j, "x", &k->pub.x) && add_b64(j, "y", &k->pub.y);
-    if (!ok) {
-        cJSON_Delete(j);
-        return NULL;
+    kv_json_close(j, ']');
+    kv_json_str(j, "kid", kid);
+    kv_json_str(j, "kty", ks_kty_name(k->kty, k->hsm));
+    if (k->kty == KS_KTY_RSA) {
+        add_b64(j, "n", &k->pub.n);
+        add_b64(j, "e", &k->pub.e);
     }
-    return j;
+    if (k->kty == KS_KTY_EC) {
+        kv_json_str(j, "crv", ks_crv_name(k->pub.crv));
+        add_b64(j, "x", &k->pub.x);
+        add_b64(j, "y", &k->pub.y);
+    }
+    kv_json_close(j, '}');
 }
 
-/* KeyBundle: {key, attributes, tags?}. */
-static cJSON *bundle_json(const struct srv_req *req, const struct ks_key *k)
+static void deleted_fields(struct kv_json *j, const struct srv_req *req, const struct ks_key *k)
 {
-    cJSON *b = cJSON_CreateObject();
-    cJSON *jwk = jwk_json(req, k), *attrs = attributes_json(k);
-    if (b == NULL || jwk == NULL || attrs == NULL) {
-        cJSON_Delete(b);
-        cJSON_Delete(jwk);
-        cJSON_Delete(attrs);
-        return NULL;
-    }
-    cJSON_AddItemToObject(b, "key", jwk);
-    cJSON_AddItemToObject(b, "attributes", attrs);
-    if (!add_tags(b, &k->tags)) {
-        cJSON_Delete(b);
-        return NULL;
-    }
-    return b;
+    char base[SRV_HOST_MAX + 16], rid[SRV_HOST_MAX + KS_NAME_MAX + 32];
+    srv_base_url(req, base, sizeof(base));
+    snprintf(rid, sizeof(rid), "%s/deletedkeys/%s", base, k->name);
+    kv_json_str(j, "recoveryId", rid);
+    kv_json_int(j, "deletedDate", k->deleted_date);
+    kv_json_int(j, "scheduledPurgeDate", k->scheduled_purge);
 }
 
-/* KeyItem: {kid, attributes, tags?}. */
-static cJSON *item_json(const struct srv_req *req, const struct ks_key *k, int with_version)
+/* KeyBundle: {key, attributes, tags?}, and a deleted key's members (DeletedKeyBundle). */
+static void bundle_json(struct kv_json *j, const struct srv_req *req, const struct ks_key *k)
+{
+    kv_json_open(j, NULL, '{');
+    jwk_json(j, req, k);
+    attributes_json(j, k);
+    tags_json(j, &k->tags);
+    if (k->deleted_date != 0)
+        deleted_fields(j, req, k);
+    kv_json_close(j, '}');
+}
+
+/* KeyItem: {kid, attributes, tags?}, and a deleted key's members (DeletedKeyItem). */
+static void item_json(struct kv_json *j, const struct srv_req *req, const struct ks_key *k,
+                      int with_version)
 {
     char kid[SRV_HOST_MAX + KS_NAME_MAX + KS_VERSION_LEN + 32];
     key_id(req, k, with_version, kid, sizeof(kid));
-    cJSON *it = cJSON_CreateObject();
-    cJSON *attrs = attributes_json(k);
-    if (it == NULL || attrs == NULL || !cJSON_AddStringToObject(it, "kid", kid)) {
-        cJSON_Delete(it);
-        cJSON_Delete(attrs);
-        return NULL;
-    }
-    cJSON_AddItemToObject(it, "attributes", attrs);
-    if (!add_tags(it, &k->tags)) {
-        cJSON_Delete(it);
-        return NULL;
-    }
-    return it;
+    kv_json_open(j, NULL, '{');
+    kv_json_str(j, "kid", kid);
+    attributes_json(j, k);
+    tags_json(j, &k->tags);
+    if (k->deleted_date != 0)
+        deleted_fields(j, req, k);
+    kv_json_close(j, '}');
 }
 
 /* ---- handlers ------------------------------------------------------------------------- */
 
+/* A KeyBundle, or a DeletedKeyBundle for a deleted key (a key purged at once,
+ * without soft delete, has no deletion date and answers a plain KeyBundle). */
 static void send_bundle(struct srv_req *req, struct ks_key *k)
 {
-    cJSON *b = bundle_json(req, k);
+    struct kv_json j;
+    kv_json_init(&j);
+    bundle_json(&j, req, k);
     ks_key_free(k);
-    if (b == NULL)
-        srv_send_error(req, KV_ERR_NOMEM, NULL);
-    else
-        srv_send_json(req, 200, b);
+    srv_send_json_text(req, 200, &j);
 }
 
 static void h_create(struct srv_req *req)
@@ -433,39 +411,31 @@ static enum kv_status page_size(const struct srv_req *req, int *out)
     return KV_OK;
 }
 
-static int add_deleted_fields(const struct srv_req *req, cJSON *o, const struct ks_key *k);
-
 /* {"value": [...], "nextLink": "...|null"} with an absolute next link on our own host. */
 static void send_page(struct srv_req *req, struct ks_key_page *page, const char *path,
                       int with_version, int max)
 {
-    cJSON *doc = cJSON_CreateObject();
-    cJSON *value = cJSON_AddArrayToObject(doc, "value");
-    int ok = doc != NULL && value != NULL;
-    for (size_t i = 0; ok && i < page->count; i++) {
-        cJSON *it = item_json(req, page->items[i], with_version);
-        ok = it != NULL && cJSON_AddItemToArray(value, it);
-        if (ok && page->items[i]->deleted_date != 0)
-            ok = add_deleted_fields(req, it, page->items[i]);
-    }
-    if (ok && page->next[0] != '\0') {
+    struct kv_json j;
+    kv_json_init(&j);
+    kv_json_open(&j, NULL, '{');
+    kv_json_open(&j, "value", '[');
+    for (size_t i = 0; i < page->count; i++)
+        item_json(&j, req, page->items[i], with_version);
+    kv_json_close(&j, ']');
+    if (page->next[0] != '\0') {
         char base[SRV_HOST_MAX + 16], link[1024];
         srv_base_url(req, base, sizeof(base));
         const char *api = srv_query_get(req, "api-version");
         /* api-version values are [0-9a-z.-]: safe in a URL as they are. */
         snprintf(link, sizeof(link), "%s%s?api-version=%s&$skiptoken=%s&maxresults=%d", base,
                  path, api ? api : "", page->next, max);
-        ok = cJSON_AddStringToObject(doc, "nextLink", link) != NULL;
-    } else if (ok) {
-        ok = cJSON_AddNullToObject(doc, "nextLink") != NULL;
+        kv_json_str(&j, "nextLink", link);
+    } else {
+        kv_json_str(&j, "nextLink", NULL);
     }
+    kv_json_close(&j, '}');
     ks_key_page_free(page);
-    if (!ok) {
-        cJSON_Delete(doc);
-        srv_send_error(req, KV_ERR_NOMEM, NULL);
-        return;
-    }
-    srv_send_json(req, 200, doc);
+    srv_send_json_text(req, 200, &j);
 }
 
 static void h_list(struct srv_req *req)
@@ -507,7 +477,6 @@ static void key_operation(struct srv_req *req, unsigned op)
     struct ks_op_result res = {0};
     const char *alg = NULL, *opname = ks_keyop_name(op);
     const cJSON *body = req->body;
-    cJSON *doc = NULL;
 
     enum kv_status st = opt_string(body, "alg", &alg, &fe);
     if (st == KV_OK && alg == NULL)
@@ -538,28 +507,29 @@ static void key_operation(struct srv_req *req, unsigned op)
         send_key_error(req, st, opname);
         goto out;
     }
-    doc = cJSON_CreateObject();
-    int ok = doc != NULL;
-    if (ok && op == KS_OP_VERIFY) {
-        ok = cJSON_AddBoolToObject(doc, "value", res.verified) != NULL;
-    } else if (ok) {
+    struct kv_json j;
+    kv_json_init(&j);
+    kv_json_open(&j, NULL, '{');
+    if (op == KS_OP_VERIFY) {
+        kv_json_bool(&j, "value", res.verified);
+    } else {
         char kid[SRV_HOST_MAX + KS_NAME_MAX + KS_VERSION_LEN + 32], base[SRV_HOST_MAX + 16];
         srv_base_url(req, base, sizeof(base));
         snprintf(kid, sizeof(kid), "%s/keys/%s/%s", base, res.name, res.version);
-        ok = cJSON_AddStringToObject(doc, "kid", kid) && add_b64(doc, "value", &res.value);
-        if (ok && res.iv.len > 0)
-            ok = add_b64(doc, "iv", &res.iv);
-        if (ok && res.tag.len > 0)
-            ok = add_b64(doc, "tag", &res.tag);
-        if (ok && p.aad.len > 0)
-            ok = add_b64(doc, "aad", &p.aad);
+        kv_json_str(&j, "kid", kid);
+        if (op == KS_OP_DECRYPT || op == KS_OP_UNWRAP) /* a plaintext or a key */
+            kv_json_b64url_secret(&j, "value", res.value.data, res.value.len);
+        else
+            add_b64(&j, "value", &res.value);
+        if (res.iv.len > 0)
+            add_b64(&j, "iv", &res.iv);
+        if (res.tag.len > 0)
+            add_b64(&j, "tag", &res.tag);
+        if (p.aad.len > 0)
+            add_b64(&j, "aad", &p.aad);
     }
-    if (!ok) {
-        cJSON_Delete(doc);
-        srv_send_error(req, KV_ERR_NOMEM, NULL);
-        goto out;
-    }
-    srv_send_json(req, 200, doc);
+    kv_json_close(&j, '}');
+    srv_send_json_text(req, 200, &j);
 out:
     ks_op_result_clear(&res);
     kv_buf_wipe(&p.value);
@@ -601,31 +571,6 @@ static void h_unwrap(struct srv_req *req)
 
 /* ---- the lifecycle ------------------------------------------------------------------ */
 
-static int add_deleted_fields(const struct srv_req *req, cJSON *o, const struct ks_key *k)
-{
-    char base[SRV_HOST_MAX + 16], rid[SRV_HOST_MAX + KS_NAME_MAX + 32];
-    srv_base_url(req, base, sizeof(base));
-    snprintf(rid, sizeof(rid), "%s/deletedkeys/%s", base, k->name);
-    return cJSON_AddStringToObject(o, "recoveryId", rid) &&
-           add_int(o, "deletedDate", k->deleted_date) &&
-           add_int(o, "scheduledPurgeDate", k->scheduled_purge);
-}
-
-/* DeletedKeyBundle; a key purged at once (no soft delete) is a plain KeyBundle. */
-static void send_deleted_bundle(struct srv_req *req, struct ks_key *k)
-{
-    cJSON *b = bundle_json(req, k);
-    if (b != NULL && k->deleted_date != 0 && !add_deleted_fields(req, b, k)) {
-        cJSON_Delete(b);
-        b = NULL;
-    }
-    ks_key_free(k);
-    if (b == NULL)
-        srv_send_error(req, KV_ERR_NOMEM, NULL);
-    else
-        srv_send_json(req, 200, b);
-}
-
 static void h_delete(struct srv_req *req)
 {
     struct ks_key *k = NULL;
@@ -634,7 +579,7 @@ static void h_delete(struct srv_req *req)
         send_key_error(req, st, NULL);
         return;
     }
-    send_deleted_bundle(req, k);
+    send_bundle(req, k);
 }
 
 static void h_deleted_get(struct srv_req *req)
@@ -645,7 +590,7 @@ static void h_deleted_get(struct srv_req *req)
         send_key_error(req, st, NULL);
         return;
     }
-    send_deleted_bundle(req, k);
+    send_bundle(req, k);
 }
 
 static void h_deleted_list(struct srv_req *req)
@@ -1014,6 +959,20 @@ static void h_policy_set(struct srv_req *req)
     send_policy(req, &out);
 }
 
+/* {"value": base64url}; a secret value is encoded in constant time. */
+static void send_value(struct srv_req *req, const struct kv_buf *value, int secret)
+{
+    struct kv_json j;
+    kv_json_init(&j);
+    kv_json_open(&j, NULL, '{');
+    if (secret)
+        kv_json_b64url_secret(&j, "value", value->data, value->len);
+    else
+        add_b64(&j, "value", value);
+    kv_json_close(&j, '}');
+    srv_send_json_text(req, 200, &j);
+}
+
 static void h_backup(struct srv_req *req)
 {
     struct kv_buf blob = {0};
@@ -1022,13 +981,8 @@ static void h_backup(struct srv_req *req)
         send_key_error(req, st, NULL);
         return;
     }
-    cJSON *doc = cJSON_CreateObject();
-    if (doc == NULL || !add_b64(doc, "value", &blob)) {
-        cJSON_Delete(doc);
-        doc = NULL;
-    }
+    send_value(req, &blob, 0); /* sealed */
     kv_buf_free(&blob);
-    srv_send_json(req, 200, doc);
 }
 
 static void h_restore(struct srv_req *req)
@@ -1072,13 +1026,8 @@ static void h_rng(struct srv_req *req)
     unsigned char bytes[128];
     randombytes_buf(bytes, (size_t)count);
     struct kv_buf b = {bytes, (size_t)count};
-    cJSON *doc = cJSON_CreateObject();
-    if (doc == NULL || !add_b64(doc, "value", &b)) {
-        cJSON_Delete(doc);
-        doc = NULL;
-    }
+    send_value(req, &b, 1);
     sodium_memzero(bytes, sizeof(bytes));
-    srv_send_json(req, 200, doc);
 }
 
 /* POST /keys/{name}/{version}/release: kvmock never creates exportable keys, so

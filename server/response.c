@@ -1,4 +1,5 @@
 /* Responses: JSON bodies, errors and the Key Vault challenge. */
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,61 @@ static int keep_alive(const struct srv_req *req)
     return 0;
 }
 
+/* The Date header's value; formatted once a second per thread. */
+static const char *http_date(void)
+{
+    static __thread time_t last = -1;
+    static __thread char text[40];
+    time_t now = time(NULL);
+    if (now != last) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(text, sizeof(text), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        last = now;
+    }
+    return text;
+}
+
+/* Response headers being written; `over` once they do not fit. */
+struct head {
+    char buf[SRV_HOST_MAX * 2 + 1024];
+    size_t len;
+    int over;
+};
+
+static void hput(struct head *h, const char *s)
+{
+    size_t n = strlen(s);
+    if (h->over || n >= sizeof(h->buf) - h->len) {
+        h->over = 1;
+        return;
+    }
+    memcpy(h->buf + h->len, s, n);
+    h->len += n;
+}
+
+static void hput_num(struct head *h, size_t v)
+{
+    char text[24], *p = text + sizeof(text);
+    *--p = '\0';
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    hput(h, p);
+}
+
+/* One header line; nothing when @p value is NULL. */
+static void hline(struct head *h, const char *name, const char *value)
+{
+    if (value == NULL)
+        return;
+    hput(h, name);
+    hput(h, ": ");
+    hput(h, value);
+    hput(h, "\r\n");
+}
+
 /*
  * Every answer leaves in one write (one TLS record, one TCP segment when it
  * fits): status line, headers and body formatted into one buffer. civetweb's
@@ -42,41 +98,41 @@ static void send_response(struct srv_req *req, int http_status, const char *cont
     req->status = http_status;
     srv_audit(req);
 
-    char date[64];
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
-    char head[SRV_HOST_MAX * 2 + 1024];
-    int n = snprintf(head, sizeof(head),
-                     "HTTP/%s %d %s\r\n"
-                     "%s%s%s"
-                     "Content-Length: %zu\r\n"
-                     "Cache-Control: no-cache\r\n"
-                     "x-ms-request-id: %s\r\n"
-                     "x-ms-keyvault-service-version: kvmock\r\n"
-                     "%s%s%s"
-                     "Date: %s\r\n"
-                     "Connection: %s\r\n\r\n",
-                     req->ri->http_version ? req->ri->http_version : "1.0", http_status,
-                     mg_get_response_code_text(req->conn, http_status),
-                     content_type ? "Content-Type: " : "", content_type ? content_type : "",
-                     content_type ? "\r\n" : "", len, req->request_id,
-                     challenge ? "WWW-Authenticate: " : "", challenge ? challenge : "",
-                     challenge ? "\r\n" : "", date, keep_alive(req) ? "keep-alive" : "close");
-    if (n < 0 || (size_t)n >= sizeof(head)) {
+    struct head h;
+    h.len = 0;
+    h.over = 0;
+    hput(&h, "HTTP/");
+    hput(&h, req->ri->http_version ? req->ri->http_version : "1.0");
+    hput(&h, " ");
+    hput_num(&h, (size_t)http_status);
+    hput(&h, " ");
+    hput(&h, mg_get_response_code_text(req->conn, http_status));
+    hput(&h, "\r\n");
+    hline(&h, "Content-Type", content_type);
+    hput(&h, "Content-Length: ");
+    hput_num(&h, len);
+    hput(&h, "\r\nCache-Control: no-cache\r\n");
+    hline(&h, "x-ms-request-id", req->request_id);
+    hput(&h, "x-ms-keyvault-service-version: kvmock\r\n");
+    hline(&h, "WWW-Authenticate", challenge);
+    hline(&h, "Date", http_date());
+    hline(&h, "Connection", keep_alive(req) ? "keep-alive" : "close");
+    hput(&h, "\r\n");
+    if (h.over) {
         kv_log(KV_LOG_ERROR, "request %s: response headers do not fit", req->request_id);
         return;
     }
-    char *one = len > 0 && len <= SEND_COPY_MAX ? malloc((size_t)n + len) : NULL;
+    size_t n = h.len;
+    char *one = len > 0 && len <= SEND_COPY_MAX ? malloc(n + len) : NULL;
     if (one != NULL) {
-        memcpy(one, head, (size_t)n);
+        memcpy(one, h.buf, n);
         memcpy(one + n, body, len);
-        mg_write(req->conn, one, (size_t)n + len);
+        mg_write(req->conn, one, n + len);
+        sodium_memzero(one, n + len); /* the body may be unwrapped key bytes */
         free(one);
         return;
     }
-    mg_write(req->conn, head, (size_t)n);
+    mg_write(req->conn, h.buf, n);
     if (len > 0)
         mg_write(req->conn, body, len);
 }
@@ -102,6 +158,19 @@ void srv_send_json(struct srv_req *req, int http_status, cJSON *body)
     }
     srv_send_raw(req, http_status, "application/json; charset=utf-8", text, strlen(text));
     cJSON_free(text);
+}
+
+void srv_send_json_text(struct srv_req *req, int http_status, struct kv_json *j)
+{
+    size_t len = 0;
+    char *text = kv_json_take(j, &len);
+    if (text == NULL) {
+        srv_send_error(req, KV_ERR_NOMEM, NULL);
+        return;
+    }
+    srv_send_raw(req, http_status, "application/json; charset=utf-8", text, len);
+    sodium_memzero(text, len);
+    free(text);
 }
 
 void srv_base_url(const struct srv_req *req, char *out, size_t cap)

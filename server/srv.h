@@ -18,6 +18,7 @@
 #include <stddef.h>
 
 #include "ks.h"
+#include "kv_json.h"
 #include "kv_status.h"
 #include "pol.h"
 
@@ -120,6 +121,12 @@ enum kv_status srv_read_body(struct srv_req *req, size_t max, char **out,
 
 /** @brief Send @p body (consumed) as JSON with HTTP status @p http_status. */
 void srv_send_json(struct srv_req *req, int http_status, cJSON *body);
+
+/**
+ * @brief Send the text of @p j as JSON (an out-of-memory error if the writer
+ * failed); the text is zeroed and freed after sending.
+ */
+void srv_send_json_text(struct srv_req *req, int http_status, struct kv_json *j);
 
 /** @brief Send a body with a content type (the body is copied to the socket). */
 void srv_send_raw(struct srv_req *req, int http_status, const char *content_type,

@@ -1,0 +1,240 @@
+/* The JSON text writer (kv_json.h). */
+#include "kv_json.h"
+
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FIRST_CAP 1024
+
+void kv_json_init(struct kv_json *j)
+{
+    memset(j, 0, sizeof(*j));
+}
+
+void kv_json_free(struct kv_json *j)
+{
+    if (j->buf != NULL)
+        sodium_memzero(j->buf, j->cap);
+    free(j->buf);
+    kv_json_init(j);
+}
+
+static void fail(struct kv_json *j)
+{
+    kv_json_free(j);
+    j->failed = 1;
+}
+
+/* Room for @p n more bytes and the final NUL. The old block is zeroed before it
+ * is freed: realloc would leave a copy of what was written so far. */
+static int reserve(struct kv_json *j, size_t n)
+{
+    if (j->failed)
+        return 0;
+    if (j->len + n < j->cap)
+        return 1;
+    size_t cap = j->cap ? j->cap : FIRST_CAP;
+    while (cap <= j->len + n) {
+        if (cap > SIZE_MAX / 2) {
+            fail(j);
+            return 0;
+        }
+        cap *= 2;
+    }
+    char *b = malloc(cap);
+    if (b == NULL) {
+        fail(j);
+        return 0;
+    }
+    if (j->buf != NULL) {
+        memcpy(b, j->buf, j->len);
+        sodium_memzero(j->buf, j->cap);
+        free(j->buf);
+    }
+    j->buf = b;
+    j->cap = cap;
+    return 1;
+}
+
+static void put(struct kv_json *j, const char *s, size_t n)
+{
+    if (!reserve(j, n))
+        return;
+    memcpy(j->buf + j->len, s, n);
+    j->len += n;
+}
+
+/* A quoted string: quotes, backslashes and control characters escaped, the
+ * rest (UTF-8 included) as it is. Room for the worst case (every byte as
+ * \u00XX) is made once, then the bytes are copied one by one. */
+static void put_string(struct kv_json *j, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t n = strlen(s);
+    if (n > (SIZE_MAX - 2) / 6) {
+        fail(j);
+        return;
+    }
+    if (!reserve(j, 6 * n + 2))
+        return;
+    char *d = j->buf + j->len;
+    *d++ = '"';
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            *d++ = (char)c;
+        } else if (c == '"' || c == '\\') {
+            *d++ = '\\';
+            *d++ = (char)c;
+        } else {
+            memcpy(d, "\\u00", 4);
+            d[4] = hex[c >> 4];
+            d[5] = hex[c & 15];
+            d += 6;
+        }
+    }
+    *d++ = '"';
+    j->len = (size_t)(d - j->buf);
+}
+
+/* The comma and the key that come before a value at the current level. */
+static void member(struct kv_json *j, const char *key)
+{
+    if (j->failed)
+        return;
+    if (j->depth > 0) {
+        if (j->had_member[j->depth - 1])
+            put(j, ",", 1);
+        j->had_member[j->depth - 1] = 1;
+    }
+    if (key != NULL) {
+        put_string(j, key);
+        put(j, ":", 1);
+    }
+}
+
+void kv_json_open(struct kv_json *j, const char *key, char bracket)
+{
+    member(j, key);
+    if (j->failed)
+        return;
+    if (j->depth == KV_JSON_DEPTH) {
+        fail(j);
+        return;
+    }
+    j->had_member[j->depth++] = 0;
+    put(j, &bracket, 1);
+}
+
+void kv_json_close(struct kv_json *j, char bracket)
+{
+    if (j->failed)
+        return;
+    if (j->depth == 0) {
+        fail(j);
+        return;
+    }
+    j->depth--;
+    put(j, &bracket, 1);
+}
+
+void kv_json_str(struct kv_json *j, const char *key, const char *s)
+{
+    member(j, key);
+    if (s == NULL)
+        put(j, "null", 4);
+    else
+        put_string(j, s);
+}
+
+void kv_json_int(struct kv_json *j, const char *key, int64_t v)
+{
+    char text[24], *p = text + sizeof(text);
+    /* the magnitude as unsigned: -INT64_MIN does not fit an int64_t */
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (v < 0)
+        *--p = '-';
+    member(j, key);
+    put(j, p, (size_t)(text + sizeof(text) - p));
+}
+
+void kv_json_bool(struct kv_json *j, const char *key, int v)
+{
+    member(j, key);
+    if (v)
+        put(j, "true", 4);
+    else
+        put(j, "false", 5);
+}
+
+/* Unpadded base64url of public bytes, by table. */
+static void put_b64url(struct kv_json *j, const unsigned char *in, size_t len)
+{
+    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    if (len > (SIZE_MAX - 3) / 4 * 3) {
+        fail(j);
+        return;
+    }
+    if (!reserve(j, (len + 2) / 3 * 4 + 2))
+        return;
+    char *d = j->buf + j->len;
+    *d++ = '"';
+    size_t i = 0;
+    for (; i + 3 <= len; i += 3) {
+        unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8 | in[i + 2];
+        *d++ = abc[v >> 18];
+        *d++ = abc[(v >> 12) & 63];
+        *d++ = abc[(v >> 6) & 63];
+        *d++ = abc[v & 63];
+    }
+    if (len - i == 1) {
+        unsigned v = (unsigned)in[i] << 16;
+        *d++ = abc[v >> 18];
+        *d++ = abc[(v >> 12) & 63];
+    } else if (len - i == 2) {
+        unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8;
+        *d++ = abc[v >> 18];
+        *d++ = abc[(v >> 12) & 63];
+        *d++ = abc[(v >> 6) & 63];
+    }
+    *d++ = '"';
+    j->len = (size_t)(d - j->buf);
+}
+
+void kv_json_b64url(struct kv_json *j, const char *key, const void *data, size_t len)
+{
+    member(j, key);
+    put_b64url(j, data, len);
+}
+
+void kv_json_b64url_secret(struct kv_json *j, const char *key, const void *data, size_t len)
+{
+    member(j, key);
+    size_t cap = sodium_base64_encoded_len(len, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    if (!reserve(j, cap + 2))
+        return;
+    j->buf[j->len++] = '"';
+    sodium_bin2base64(j->buf + j->len, cap, data, len, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    j->len += cap - 1; /* cap counts the NUL */
+    j->buf[j->len++] = '"';
+}
+
+char *kv_json_take(struct kv_json *j, size_t *len)
+{
+    /* nothing written is not a JSON text either */
+    if (j->failed || j->depth != 0 || j->len == 0 || !reserve(j, 0)) {
+        kv_json_free(j);
+        return NULL;
+    }
+    j->buf[j->len] = '\0';
+    char *text = j->buf;
+    if (len != NULL)
+        *len = j->len;
+    kv_json_init(j);
+    return text;
+}
