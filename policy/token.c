@@ -1,5 +1,6 @@
 /* HS256 JSON Web Tokens signed with kvmock's own secret. */
 #include <cjson/cJSON.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,13 +145,29 @@ static struct pol_token_slot *slot_of(const struct pol_ctx *c, const char *token
     return &c->token_cache[h % POL_TOKEN_CACHE_SLOTS];
 }
 
+/* Equality of two strings of @p n bytes in time that depends on @p n only
+ * (it says nothing about a cached token's bytes), 8 bytes at a time. */
+static int same_bytes(const char *a, const char *b, size_t n)
+{
+    uint64_t diff = 0;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x, y;
+        memcpy(&x, a + i, 8);
+        memcpy(&y, b + i, 8);
+        diff |= x ^ y;
+    }
+    for (; i < n; i++)
+        diff |= (unsigned char)(a[i] ^ b[i]);
+    return diff == 0;
+}
+
 static int cache_get(const struct pol_ctx *c, const char *token, size_t len,
                      struct pol_claims *cl)
 {
     struct pol_token_slot *slot = slot_of(c, token, len);
     pthread_mutex_lock(&slot->mu);
-    /* constant time: the comparison says nothing about a cached token's bytes */
-    int hit = slot->len == len && sodium_memcmp(slot->token, token, len) == 0;
+    int hit = slot->len == len && same_bytes(slot->token, token, len);
     if (hit)
         *cl = slot->claims;
     pthread_mutex_unlock(&slot->mu);
