@@ -454,12 +454,21 @@ def main():
                 except (OSError, ssl.SSLError):
                     pass
 
+            def server_threads(server):
+                with open(f"/proc/{server.proc.pid}/status") as f:
+                    return int(next(l for l in f if l.startswith("Threads:")).split()[1])
+
+            # workers start on demand (cmake/civetweb-workers-on-demand.patch): a fresh
+            # server runs few threads; during the attack one worker per hanging connection
+            with Kvmock(args.kvmock, config=cfg) as fresh:
+                fresh_threads = server_threads(fresh)
             tok = kv.token()
             threads = [threading.Thread(target=hang, daemon=True) for _ in range(SLOW_CONNECTIONS)]
             for t in threads:
                 t.start()
             time.sleep(3)
             done_before = handshakes[0]
+            threads_during = server_threads(kv)
             t0 = time.time()
             try:
                 st = call("GET", f"/keys?{API}", token=tok)[0]
@@ -480,6 +489,9 @@ def main():
             check(st == 200 and dt <= ALIVE_WITHIN_S,
                   f"a good request during slowloris answered {st} after {dt:.1f} s "
                   f"(required: 200 within {ALIVE_WITHIN_S} s)")
+            check(fresh_threads < 32 and threads_during > done_before,
+                  f"server threads: {fresh_threads} in a fresh server, {threads_during} with "
+                  f"{done_before} connections hanging (workers must start on demand)")
             alive("slowloris")
 
         @runner.test
