@@ -30,7 +30,7 @@ if ! grep -rqs '^Types:.*deb-src\|^deb-src ' /etc/apt/sources.list /etc/apt/sour
 fi
 
 export DEBIAN_FRONTEND=noninteractive
-packages="build-essential cmake pkg-config dpkg-dev ca-certificates curl
+packages="build-essential cmake pkg-config dpkg-dev patch ca-certificates curl
           libcivetweb-dev liblmdb-dev lmdb-utils libcjson-dev libsodium-dev libssl-dev"
 if [ "$with_tests" -eq 1 ]; then
     packages="$packages python3 python3-azure libnss-myhostname chromium openssl clang libclang-rt-14-dev"
