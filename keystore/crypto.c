@@ -17,6 +17,7 @@
 
 #include <limits.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,6 +39,9 @@
 #define AES_BLOCK_LEN       16  /**< AES block, and the AES-CBC IV */
 #define KW_BLOCK_LEN        8   /**< the RFC 3394 / RFC 5649 semiblock */
 #define EC_FIELD_MAX        66  /**< P-521 field size in bytes */
+#define EC_POINT_MAX        (1 + 2 * EC_FIELD_MAX) /**< an uncompressed SEC1 point */
+/** First byte of a serialised EC key in kvmock's own form (PKCS#8 DER starts 0x30). */
+#define EC_SERIAL_TAG       0x01
 #define RSA_JWK_MAX         513 /**< longest RSA JWK part: a 4096-bit modulus and a zero */
 #define OAEP_OVERHEAD(hlen) (2 * (hlen) + 2)
 #define PKCS1_OVERHEAD      11
@@ -51,19 +55,22 @@ struct curve {
     int nid;
     size_t field_len; /**< bytes of a coordinate and of each half of a signature */
     int bits;
+    unsigned char code; /**< in serialised keys: never change */
 };
 
 static const struct curve curves[] = {
-    {KS_CRV_P256, "prime256v1", NID_X9_62_prime256v1, 32, 256},
-    {KS_CRV_P256K, "secp256k1", NID_secp256k1, 32, 256},
-    {KS_CRV_P384, "secp384r1", NID_secp384r1, 48, 384},
-    {KS_CRV_P521, "secp521r1", NID_secp521r1, 66, 521},
+    {KS_CRV_P256, "prime256v1", NID_X9_62_prime256v1, 32, 256, 1},
+    {KS_CRV_P256K, "secp256k1", NID_secp256k1, 32, 256, 2},
+    {KS_CRV_P384, "secp384r1", NID_secp384r1, 48, 384, 3},
+    {KS_CRV_P521, "secp521r1", NID_secp521r1, 66, 521, 4},
 };
 
 struct ks_material {
     enum ks_kty kty;
     EVP_PKEY *pkey;                 /**< RSA and EC */
     const struct curve *curve;      /**< EC */
+    unsigned char point[EC_POINT_MAX]; /**< EC: the public point, 04 || X || Y, kept
+                                          because OpenSSL computes it on every request */
     size_t oct_len;                 /**< oct: 16, 24 or 32 */
     unsigned char oct[OCT_KEY_MAX]; /**< oct key bytes */
 };
@@ -267,6 +274,17 @@ static BIGNUM *bn_from(const struct kv_buf *b, int secret)
     return bn;
 }
 
+/** Keep the public point of an EC key (m->point), uncompressed: 04 || X || Y. */
+static enum kv_status keep_point(struct ks_material *m)
+{
+    size_t len = 0;
+    if (EVP_PKEY_get_octet_string_param(m->pkey, OSSL_PKEY_PARAM_PUB_KEY, m->point,
+                                        sizeof(m->point), &len) != 1 ||
+        len != 1 + 2 * m->curve->field_len || m->point[0] != 0x04)
+        return openssl_oom() ? KV_ERR_NOMEM : KV_ERR_CRYPTO;
+    return KV_OK;
+}
+
 /* ---- generation ------------------------------------------------------------- */
 
 static enum kv_status generate_rsa(int bits, unsigned long exponent, struct ks_material **out)
@@ -302,6 +320,30 @@ out:
     return st;
 }
 
+/*
+ * Each curve's domain parameters, made on first use and kept for the process:
+ * a key generated from them copies the group, where one generated from the
+ * curve's name builds it again (about half of a P-256 key's cost).
+ */
+static EVP_PKEY *curve_params[sizeof(curves) / sizeof(curves[0])];
+static pthread_mutex_t curve_params_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static EVP_PKEY *params_of(const struct curve *c)
+{
+    size_t i = (size_t)(c - curves);
+    pthread_mutex_lock(&curve_params_mu);
+    if (curve_params[i] == NULL) {
+        EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+        if (ctx != NULL && EVP_PKEY_paramgen_init(ctx) > 0 &&
+            EVP_PKEY_CTX_set_group_name(ctx, c->group) > 0)
+            EVP_PKEY_paramgen(ctx, &curve_params[i]);
+        EVP_PKEY_CTX_free(ctx);
+    }
+    EVP_PKEY *params = curve_params[i];
+    pthread_mutex_unlock(&curve_params_mu);
+    return params;
+}
+
 static enum kv_status generate_ec(enum ks_crv crv, struct ks_material **out)
 {
     const struct curve *c = curve_by_crv(crv);
@@ -315,10 +357,15 @@ static enum kv_status generate_ec(enum ks_crv crv, struct ks_material **out)
         goto out;
     m->curve = c;
     st = KV_ERR_CRYPTO;
-    ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
-    if (ctx == NULL || EVP_PKEY_keygen_init(ctx) <= 0 ||
-        EVP_PKEY_CTX_set_group_name(ctx, c->group) <= 0 || EVP_PKEY_generate(ctx, &m->pkey) <= 0 ||
-        !pkey_usable(m->pkey))
+    EVP_PKEY *params = params_of(c);
+    ctx = params ? EVP_PKEY_CTX_new_from_pkey(NULL, params, NULL) : NULL;
+    if (ctx == NULL || EVP_PKEY_keygen_init(ctx) <= 0 || EVP_PKEY_generate(ctx, &m->pkey) <= 0 ||
+        !pkey_usable(m->pkey)) {
+        st = openssl_oom() ? KV_ERR_NOMEM : KV_ERR_CRYPTO;
+        goto out;
+    }
+    st = keep_point(m);
+    if (st != KV_OK)
         goto out;
     *out = m;
     m = NULL;
@@ -488,6 +535,64 @@ out:
     return st;
 }
 
+/**
+ * An EC key pair on @p c from its private scalar (@p d_len big-endian bytes) and
+ * its public point (uncompressed SEC1, 1 + 2 * field_len bytes). A key from
+ * outside (@p check) gets OpenSSL's full key check; one kvmock serialised itself
+ * came out of an authenticated seal and only has to build.
+ */
+static enum kv_status ec_from_parts(const struct curve *c, const unsigned char *d, size_t d_len,
+                                    const unsigned char *point, int check,
+                                    struct ks_material **out)
+{
+    enum kv_status st = KV_ERR_NOMEM;
+    struct kv_buf dbuf = {(unsigned char *)d, d_len};
+    BIGNUM *bn = NULL;
+    OSSL_PARAM_BLD *bld = NULL;
+    OSSL_PARAM *params = NULL;
+    EVP_PKEY_CTX *ctx = NULL;
+    struct ks_material *m = material_new(KS_KTY_EC);
+    if (m == NULL)
+        goto out;
+    m->curve = c;
+    memcpy(m->point, point, 1 + 2 * c->field_len);
+    bn = bn_from(&dbuf, 1);
+    bld = OSSL_PARAM_BLD_new();
+    if (bn == NULL || bld == NULL ||
+        OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, c->group, 0) != 1 ||
+        OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point,
+                                         1 + 2 * c->field_len) != 1 ||
+        OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_PRIV_KEY, bn) != 1)
+        goto out;
+    params = OSSL_PARAM_BLD_to_param(bld);
+    if (params == NULL)
+        goto out;
+    if (check) {
+        st = pkey_from_params("EC", params, &m->pkey);
+        if (st != KV_OK)
+            goto out;
+    } else {
+        st = KV_ERR_CRYPTO;
+        ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+        if (ctx == NULL || EVP_PKEY_fromdata_init(ctx) <= 0 ||
+            EVP_PKEY_fromdata(ctx, &m->pkey, EVP_PKEY_KEYPAIR, params) <= 0 ||
+            !pkey_usable(m->pkey)) {
+            st = openssl_oom() ? KV_ERR_NOMEM : KV_ERR_CRYPTO;
+            goto out;
+        }
+    }
+    *out = m;
+    m = NULL;
+    st = KV_OK;
+out:
+    EVP_PKEY_CTX_free(ctx);
+    OSSL_PARAM_free(params);
+    OSSL_PARAM_BLD_free(bld);
+    BN_clear_free(bn);
+    ks_material_free(m);
+    return st;
+}
+
 static enum kv_status jwk_ec(const struct ks_jwk *jwk, struct ks_material **out)
 {
     if (jwk->crv == KS_CRV_NONE)
@@ -501,41 +606,11 @@ static enum kv_status jwk_ec(const struct ks_jwk *jwk, struct ks_material **out)
         return KV_ERR_BAD_JWK;
 
     /* The public point as an uncompressed SEC1 octet string: 04 || X || Y. */
-    unsigned char point[1 + 2 * EC_FIELD_MAX] = {0};
+    unsigned char point[EC_POINT_MAX] = {0};
     point[0] = 0x04;
     memcpy(point + 1 + (fl - jwk->x.len), jwk->x.data, jwk->x.len);
     memcpy(point + 1 + fl + (fl - jwk->y.len), jwk->y.data, jwk->y.len);
-
-    enum kv_status st = KV_ERR_NOMEM;
-    BIGNUM *d = NULL;
-    OSSL_PARAM_BLD *bld = NULL;
-    OSSL_PARAM *params = NULL;
-    struct ks_material *m = material_new(KS_KTY_EC);
-    if (m == NULL)
-        goto out;
-    m->curve = c;
-    d = bn_from(&jwk->d, 1);
-    bld = OSSL_PARAM_BLD_new();
-    if (d == NULL || bld == NULL ||
-        OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, c->group, 0) != 1 ||
-        OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point, 1 + 2 * fl) != 1 ||
-        OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_PRIV_KEY, d) != 1)
-        goto out;
-    params = OSSL_PARAM_BLD_to_param(bld);
-    if (params == NULL)
-        goto out;
-    st = pkey_from_params("EC", params, &m->pkey);
-    if (st != KV_OK)
-        goto out;
-    *out = m;
-    m = NULL;
-    st = KV_OK;
-out:
-    OSSL_PARAM_free(params);
-    OSSL_PARAM_BLD_free(bld);
-    BN_clear_free(d);
-    ks_material_free(m);
-    return st;
+    return ec_from_parts(c, jwk->d.data, jwk->d.len, point, 1, out);
 }
 
 static enum kv_status jwk_oct(const struct ks_jwk *jwk, struct ks_material **out)
@@ -577,10 +652,66 @@ enum kv_status ks_material_from_jwk(const struct ks_jwk *jwk, struct ks_material
 
 /* ---- serialisation ---------------------------------------------------------- */
 
+/*
+ * An EC key in kvmock's own form: EC_SERIAL_TAG, the curve's code, the private
+ * scalar (field_len bytes) and the public point (04 || X || Y). OpenSSL 3's
+ * PKCS#8 encoder and decoder cost about 80 and 450 microseconds a key (they
+ * look up their implementations on every call); this form costs a few.
+ * Keys stored as PKCS#8 by earlier versions still load (ks_material_deserialize).
+ */
+static enum kv_status ec_serialize(const struct ks_material *m, struct kv_buf *out)
+{
+    size_t fl = m->curve->field_len;
+    struct kv_buf b = {0};
+    BIGNUM *d = NULL;
+    enum kv_status st = kv_buf_alloc(2 + fl + 1 + 2 * fl, &b);
+    if (st != KV_OK)
+        return st;
+    b.data[0] = EC_SERIAL_TAG;
+    b.data[1] = m->curve->code;
+    memcpy(b.data + 2 + fl, m->point, 1 + 2 * fl);
+    st = KV_ERR_CRYPTO;
+    if (EVP_PKEY_get_bn_param(m->pkey, OSSL_PKEY_PARAM_PRIV_KEY, &d) != 1) {
+        st = openssl_oom() ? KV_ERR_NOMEM : KV_ERR_CRYPTO;
+        goto out;
+    }
+    if (BN_bn2binpad(d, b.data + 2, (int)fl) != (int)fl)
+        goto out;
+    *out = b;
+    b = (struct kv_buf){0};
+    st = KV_OK;
+out:
+    BN_clear_free(d);
+    kv_buf_wipe(&b);
+    if (st != KV_OK)
+        ERR_clear_error();
+    return st;
+}
+
+static enum kv_status ec_deserialize(const unsigned char *bytes, size_t len,
+                                     struct ks_material **out)
+{
+    const struct curve *c = NULL;
+    for (size_t i = 0; len >= 2 && i < sizeof(curves) / sizeof(curves[0]); i++)
+        if (curves[i].code == bytes[1])
+            c = &curves[i];
+    if (c == NULL || len != 2 + c->field_len + 1 + 2 * c->field_len)
+        return KV_ERR_CRYPTO;
+    const unsigned char *point = bytes + 2 + c->field_len;
+    if (point[0] != 0x04)
+        return KV_ERR_CRYPTO;
+    enum kv_status st = ec_from_parts(c, bytes + 2, c->field_len, point, 0, out);
+    if (st != KV_OK)
+        ERR_clear_error();
+    return st;
+}
+
 enum kv_status ks_material_serialize(const struct ks_material *m, struct kv_buf *out)
 {
     if (m->kty == KS_KTY_OCT)
         return kv_buf_dup(m->oct, m->oct_len, out);
+    if (m->kty == KS_KTY_EC)
+        return ec_serialize(m, out);
 
     enum kv_status st = KV_ERR_CRYPTO;
     struct kv_buf der = {0};
@@ -611,6 +742,8 @@ out:
 enum kv_status ks_material_deserialize(enum ks_kty kty, const unsigned char *bytes, size_t len,
                                        struct ks_material **out)
 {
+    if (kty == KS_KTY_EC && len > 0 && bytes[0] == EC_SERIAL_TAG)
+        return ec_deserialize(bytes, len, out);
     struct ks_material *m = material_new(kty);
     if (m == NULL)
         return KV_ERR_NOMEM;
@@ -634,7 +767,7 @@ enum kv_status ks_material_deserialize(enum ks_kty kty, const unsigned char *byt
             if (!EVP_PKEY_is_a(m->pkey, "EC"))
                 goto out;
             m->curve = curve_of(m->pkey);
-            if (m->curve == NULL)
+            if (m->curve == NULL || keep_point(m) != KV_OK)
                 goto out;
         }
     } else {
@@ -697,13 +830,15 @@ enum kv_status ks_material_public(const struct ks_material *m, struct ks_pub *ou
             st = bn_param(m->pkey, OSSL_PKEY_PARAM_RSA_E, 0, &pub.e);
         pub.size_bits = EVP_PKEY_get_bits(m->pkey);
         break;
-    case KS_KTY_EC:
-        st = bn_param(m->pkey, OSSL_PKEY_PARAM_EC_PUB_X, m->curve->field_len, &pub.x);
+    case KS_KTY_EC: {
+        size_t fl = m->curve->field_len;
+        st = kv_buf_dup(m->point + 1, fl, &pub.x);
         if (st == KV_OK)
-            st = bn_param(m->pkey, OSSL_PKEY_PARAM_EC_PUB_Y, m->curve->field_len, &pub.y);
+            st = kv_buf_dup(m->point + 1 + fl, fl, &pub.y);
         pub.crv = m->curve->crv;
         pub.size_bits = m->curve->bits;
         break;
+    }
     case KS_KTY_OCT:
         pub.size_bits = (int)m->oct_len * 8;
         break;

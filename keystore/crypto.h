@@ -41,8 +41,9 @@ enum kv_status ks_material_from_jwk(const struct ks_jwk *jwk,
                                     struct ks_material **out) KV_MUST_CHECK;
 
 /**
- * @brief Serialise the private material for sealing: PKCS#8 DER for RSA and EC,
- * the raw key bytes for oct.
+ * @brief Serialise the private material for sealing: PKCS#8 DER for RSA; for EC
+ * a tag byte (0x01), the curve's code, the private scalar and the uncompressed
+ * public point (EC keys stored as PKCS#8 DER still load); the raw key bytes for oct.
  * @param[out] out owned by the caller, who must release it with kv_buf_wipe().
  * @return KV_OK, KV_ERR_CRYPTO, KV_ERR_NOMEM.
  */

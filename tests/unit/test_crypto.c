@@ -11,6 +11,7 @@
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
+#include <openssl/param_build.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 #include <sodium.h>
@@ -73,13 +74,56 @@ static int verify(const struct ks_material *m, enum ks_alg alg, const struct kv_
     return v;
 }
 
-/** An independent OpenSSL view of a material: its serialised PKCS#8 parsed here. */
+/* The serialised EC form (crypto.h): 0x01, the curve's code, the private scalar,
+ * the uncompressed public point. Curve codes and OpenSSL group names: */
+static const char *const ec_code_group[] = {NULL, "prime256v1", "secp256k1", "secp384r1",
+                                            "secp521r1"};
+static const size_t ec_code_field[] = {0, 32, 32, 48, 66};
+
+/* An EC key built here from the serialised form, and checked by OpenSSL
+ * (public point on the curve and equal to d*G). */
+static EVP_PKEY *ec_form_to_pkey(const struct kv_buf *b)
+{
+    CHECK(b->len > 2 && b->data[0] == 0x01 && b->data[1] >= 1 && b->data[1] <= 4);
+    if (b->len <= 2 || b->data[1] < 1 || b->data[1] > 4)
+        return NULL;
+    size_t fl = ec_code_field[b->data[1]];
+    CHECK(b->len == 2 + fl + 1 + 2 * fl && b->data[2 + fl] == 0x04);
+    if (b->len != 2 + fl + 1 + 2 * fl)
+        return NULL;
+    BIGNUM *d = BN_bin2bn(b->data + 2, (int)fl, NULL);
+    OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+    OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, ec_code_group[b->data[1]], 0);
+    OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, b->data + 2 + fl, 1 + 2 * fl);
+    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_PRIV_KEY, d);
+    OSSL_PARAM *params = OSSL_PARAM_BLD_to_param(bld);
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+    EVP_PKEY *pkey = NULL;
+    CHECK(EVP_PKEY_fromdata_init(ctx) == 1 &&
+          EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_KEYPAIR, params) == 1);
+    EVP_PKEY_CTX *check = pkey ? EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL) : NULL;
+    CHECK(check != NULL && EVP_PKEY_check(check) == 1);
+    EVP_PKEY_CTX_free(check);
+    EVP_PKEY_CTX_free(ctx);
+    OSSL_PARAM_free(params);
+    OSSL_PARAM_BLD_free(bld);
+    BN_clear_free(d);
+    return pkey;
+}
+
+/** An independent OpenSSL view of a material: its serialised form (PKCS#8 DER
+ * for RSA, kvmock's own form for EC) parsed here. */
 static EVP_PKEY *to_pkey(const struct ks_material *m)
 {
     struct kv_buf der = {0};
     CHECK_ST(ks_material_serialize(m, &der), KV_OK);
-    const unsigned char *p = der.data;
-    EVP_PKEY *pkey = d2i_AutoPrivateKey(NULL, &p, (long)der.len);
+    EVP_PKEY *pkey = NULL;
+    if (ks_material_kty(m) == KS_KTY_EC) {
+        pkey = ec_form_to_pkey(&der);
+    } else {
+        const unsigned char *p = der.data;
+        pkey = d2i_AutoPrivateKey(NULL, &p, (long)der.len);
+    }
     CHECK(pkey != NULL);
     kv_buf_wipe(&der);
     return pkey;
@@ -352,16 +396,46 @@ static void test_serialize(void)
     CHECK_ST(ks_material_deserialize(KS_KTY_EC, longer.data, longer.len, &m), KV_ERR_CRYPTO);
     CHECK(m == NULL);
     kv_buf_wipe(&longer);
-    /* the serialised form is PKCS#8 (PrivateKeyInfo: version 0 then an AlgorithmIdentifier) */
+    /* RSA's serialised form is PKCS#8 (PrivateKeyInfo: version 0 then an AlgorithmIdentifier) */
     CHECK(rsa_der.len > 8 && rsa_der.data[0] == 0x30);
     const unsigned char *p = rsa_der.data;
     PKCS8_PRIV_KEY_INFO *p8 = d2i_PKCS8_PRIV_KEY_INFO(NULL, &p, (long)rsa_der.len);
     CHECK(p8 != NULL && p == rsa_der.data + rsa_der.len);
     PKCS8_PRIV_KEY_INFO_free(p8);
-    p = ec_der.data;
-    p8 = d2i_PKCS8_PRIV_KEY_INFO(NULL, &p, (long)ec_der.len);
-    CHECK(p8 != NULL && p == ec_der.data + ec_der.len);
-    PKCS8_PRIV_KEY_INFO_free(p8);
+
+    /* EC's own form: an unknown curve code, a cut or longer one, a compressed
+     * point marker are refused */
+    struct kv_buf bad = {0};
+    CHECK_ST(kv_buf_dup(ec_der.data, ec_der.len, &bad), KV_OK);
+    bad.data[1] = 9;
+    CHECK_ST(ks_material_deserialize(KS_KTY_EC, bad.data, bad.len, &m), KV_ERR_CRYPTO);
+    bad.data[1] = ec_der.data[1];
+    CHECK_ST(ks_material_deserialize(KS_KTY_EC, bad.data, bad.len - 1, &m), KV_ERR_CRYPTO);
+    CHECK_ST(ks_material_deserialize(KS_KTY_EC, bad.data, 1, &m), KV_ERR_CRYPTO);
+    bad.data[2 + 32] = 0x02; /* ec[0] is P-256: the point starts after 32 bytes of scalar */
+    CHECK_ST(ks_material_deserialize(KS_KTY_EC, bad.data, bad.len, &m), KV_ERR_CRYPTO);
+    CHECK(m == NULL);
+    kv_buf_wipe(&bad);
+
+    /* EC keys stored as PKCS#8 DER (kvmock before the own form) still load */
+    for (int i = 0; i < N_EC; i++) {
+        EVP_PKEY *pkey = to_pkey(ec[i]);
+        PKCS8_PRIV_KEY_INFO *info = pkey ? EVP_PKEY2PKCS8(pkey) : NULL;
+        unsigned char *der = NULL;
+        int len = info ? i2d_PKCS8_PRIV_KEY_INFO(info, &der) : -1;
+        CHECK(len > 0 && der[0] == 0x30);
+        struct ks_material *old = NULL;
+        if (len > 0)
+            CHECK_ST(ks_material_deserialize(KS_KTY_EC, der, (size_t)len, &old), KV_OK);
+        CHECK(old != NULL && pub_eq(ec[i], old));
+        struct ks_material *again = old ? reload(old) : NULL; /* and is saved in the new form */
+        CHECK(again != NULL && pub_eq(ec[i], again));
+        ks_material_free(again);
+        ks_material_free(old);
+        OPENSSL_clear_free(der, len > 0 ? (size_t)len : 0);
+        PKCS8_PRIV_KEY_INFO_free(info);
+        EVP_PKEY_free(pkey);
+    }
     kv_buf_wipe(&rsa_der);
     kv_buf_wipe(&ec_der);
 }

@@ -406,11 +406,23 @@ static void add_jwk(const char *who, const struct ks_jwk *j)
     }
 }
 
-/* The private parts of a serialized key (PKCS#8 DER, or oct bytes) as needles. */
+/* The private parts of a serialized key (PKCS#8 DER for RSA, kvmock's own EC
+ * form, or oct bytes) as needles. */
 static void add_serialized(size_t i)
 {
     if (serial[i].kty == KS_KTY_OCT) {
         add_secret("serialized oct k", serial[i].der, serial[i].len);
+        return;
+    }
+    if (serial[i].kty == KS_KTY_EC) {
+        /* 0x01, curve code, d (field_len bytes), 04 || X || Y */
+        size_t fl = (serial[i].len - 3) / 3;
+        if (serial[i].len < 6 || serial[i].der[0] != 0x01 || serial[i].len != 3 + 3 * fl) {
+            fprintf(stderr, "a serialized EC key is not in kvmock's form\n");
+            check_failures++;
+            return;
+        }
+        add_secret("serialized EC d", serial[i].der + 2, fl);
         return;
     }
     const unsigned char *p = serial[i].der;
@@ -424,21 +436,17 @@ static void add_serialized(size_t i)
         {OSSL_PKEY_PARAM_RSA_D, "d"},          {OSSL_PKEY_PARAM_RSA_FACTOR1, "p"},
         {OSSL_PKEY_PARAM_RSA_FACTOR2, "q"},    {OSSL_PKEY_PARAM_RSA_EXPONENT1, "dp"},
         {OSSL_PKEY_PARAM_RSA_EXPONENT2, "dq"}, {OSSL_PKEY_PARAM_RSA_COEFFICIENT1, "qi"}};
-    static const char *const ec[][2] = {{OSSL_PKEY_PARAM_PRIV_KEY, "d"}};
-    int is_rsa = EVP_PKEY_is_a(pkey, "RSA");
-    size_t count = is_rsa ? sizeof(rsa) / sizeof(rsa[0]) : 1;
-    for (size_t j = 0; j < count; j++) {
-        const char *const *pn = is_rsa ? rsa[j] : ec[j];
+    for (size_t j = 0; j < sizeof(rsa) / sizeof(rsa[0]); j++) {
         BIGNUM *bn = NULL;
         unsigned char bytes[1024];
         char label[48];
-        if (EVP_PKEY_get_bn_param(pkey, pn[0], &bn) != 1) {
+        if (EVP_PKEY_get_bn_param(pkey, rsa[j][0], &bn) != 1) {
             check_failures++;
             continue;
         }
         int n = BN_bn2bin(bn, bytes);
         BN_clear_free(bn);
-        snprintf(label, sizeof(label), "serialized %s %s", is_rsa ? "RSA" : "EC", pn[1]);
+        snprintf(label, sizeof(label), "serialized RSA %s", rsa[j][1]);
         add_secret(label, bytes, (size_t)n);
         OPENSSL_cleanse(bytes, sizeof(bytes));
     }
