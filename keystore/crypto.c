@@ -66,8 +66,23 @@ static const struct curve curves[] = {
     {KS_CRV_P521, "secp521r1", NID_secp521r1, 66, 521, 4},
 };
 
+/* RSA contexts set up for one algorithm and operation, kept for the next call:
+ * creating and configuring an EVP_PKEY_CTX (provider lookups, padding and
+ * digest settings) costs about an eighth of an RSA public operation. */
+#define RSA_CTX_POOL 8
+struct rsa_ctx_pool {
+    pthread_mutex_t mu;
+    size_t n;
+    struct {
+        const void *alg; /**< the alg_info the context was set up for */
+        int (*init)(EVP_PKEY_CTX *);
+        EVP_PKEY_CTX *ctx;
+    } e[RSA_CTX_POOL];
+};
+
 struct ks_material {
     enum ks_kty kty;
+    struct rsa_ctx_pool *pool;      /**< RSA: idle contexts (NULL: none kept) */
     EVP_PKEY *pkey;                 /**< RSA and EC */
     const struct curve *curve;      /**< EC */
     unsigned char point[EC_POINT_MAX]; /**< EC: the public point, 04 || X || Y, kept
@@ -257,8 +272,15 @@ static enum kv_status take(struct kv_buf *scratch, size_t used, struct kv_buf *o
 static struct ks_material *material_new(enum ks_kty kty)
 {
     struct ks_material *m = calloc(1, sizeof(*m));
-    if (m != NULL)
-        m->kty = kty;
+    if (m == NULL)
+        return NULL;
+    m->kty = kty;
+    if (kty == KS_KTY_RSA) {
+        /* without a pool every call sets up its own context, which works too */
+        m->pool = calloc(1, sizeof(*m->pool));
+        if (m->pool != NULL)
+            pthread_mutex_init(&m->pool->mu, NULL);
+    }
     return m;
 }
 
@@ -882,6 +904,12 @@ void ks_material_free(struct ks_material *m)
 {
     if (m == NULL)
         return;
+    if (m->pool != NULL) {
+        for (size_t i = 0; i < m->pool->n; i++)
+            EVP_PKEY_CTX_free(m->pool->e[i].ctx);
+        pthread_mutex_destroy(&m->pool->mu);
+        free(m->pool);
+    }
     EVP_PKEY_free(m->pkey);
     sodium_memzero(m, sizeof(*m));
     free(m);
@@ -893,6 +921,19 @@ void ks_material_free(struct ks_material *m)
 static enum kv_status rsa_ctx(const struct ks_material *m, const struct alg_info *ai,
                               int (*init)(EVP_PKEY_CTX *), EVP_PKEY_CTX **out)
 {
+    struct rsa_ctx_pool *pool = m->pool;
+    if (pool != NULL) {
+        pthread_mutex_lock(&pool->mu);
+        for (size_t i = pool->n; i-- > 0;) {
+            if (pool->e[i].alg == ai && pool->e[i].init == init) {
+                *out = pool->e[i].ctx;
+                pool->e[i] = pool->e[--pool->n];
+                pthread_mutex_unlock(&pool->mu);
+                return KV_OK;
+            }
+        }
+        pthread_mutex_unlock(&pool->mu);
+    }
     EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, m->pkey, NULL);
     if (ctx == NULL)
         return KV_ERR_NOMEM;
@@ -911,6 +952,28 @@ static enum kv_status rsa_ctx(const struct ks_material *m, const struct alg_info
     }
     *out = ctx;
     return KV_OK;
+}
+
+/* Give back a context from rsa_ctx(): kept for the next call after a success,
+ * freed after a failure (OpenSSL may have left it half-way) or when the pool is full. */
+static void rsa_ctx_done(const struct ks_material *m, const struct alg_info *ai,
+                         int (*init)(EVP_PKEY_CTX *), EVP_PKEY_CTX *ctx, int ok)
+{
+    struct rsa_ctx_pool *pool = m->pool;
+    if (ctx == NULL)
+        return;
+    if (ok && pool != NULL) {
+        pthread_mutex_lock(&pool->mu);
+        if (pool->n < RSA_CTX_POOL) {
+            pool->e[pool->n].alg = ai;
+            pool->e[pool->n].init = init;
+            pool->e[pool->n].ctx = ctx;
+            pool->n++;
+            ctx = NULL;
+        }
+        pthread_mutex_unlock(&pool->mu);
+    }
+    EVP_PKEY_CTX_free(ctx);
 }
 
 static enum kv_status rsa_encrypt(const struct ks_material *m, const struct alg_info *ai,
@@ -938,7 +1001,7 @@ static enum kv_status rsa_encrypt(const struct ks_material *m, const struct alg_
     st = take(&ct, len, out);
 out:
     kv_buf_free(&ct);
-    EVP_PKEY_CTX_free(ctx);
+    rsa_ctx_done(m, ai, EVP_PKEY_encrypt_init, ctx, st == KV_OK);
     return st;
 }
 
@@ -975,7 +1038,7 @@ static enum kv_status rsa_decrypt(const struct ks_material *m, const struct alg_
     st = take(&pt, len, out);
 out:
     kv_buf_wipe(&pt);
-    EVP_PKEY_CTX_free(ctx);
+    rsa_ctx_done(m, ai, EVP_PKEY_decrypt_init, ctx, st == KV_OK);
     return st;
 }
 
@@ -1001,7 +1064,7 @@ static enum kv_status rsa_sign(const struct ks_material *m, const struct alg_inf
     st = take(&sig, len, out);
 out:
     kv_buf_free(&sig);
-    EVP_PKEY_CTX_free(ctx);
+    rsa_ctx_done(m, ai, EVP_PKEY_sign_init, ctx, st == KV_OK);
     return st;
 }
 
@@ -1022,7 +1085,7 @@ static enum kv_status rsa_verify(const struct ks_material *m, const struct alg_i
     /* 1 is a valid signature; 0 and the negative "malformed" results are not,
      * unless OpenSSL ran out of memory on the way. */
     int rc = EVP_PKEY_verify(ctx, sig->data, sig->len, digest->data, digest->len);
-    EVP_PKEY_CTX_free(ctx);
+    rsa_ctx_done(m, ai, EVP_PKEY_verify_init, ctx, rc == 1);
     if (rc < 0 && openssl_oom())
         return KV_ERR_NOMEM;
     *verified = rc == 1;

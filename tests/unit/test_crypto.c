@@ -1307,6 +1307,11 @@ static void *worker(void *vp)
         a->ok &= op1(rsa[0], KS_OP_UNWRAP, KS_ALG_RSA_OAEP_256, &w.value, &u) == KV_OK;
         a->ok &= buf_eq(&u.value, &s);
         ks_op_result_clear(&sig);
+        /* RSA contexts are kept per algorithm and operation and shared by threads */
+        enum ks_alg rsa_sig = i % 2 ? KS_ALG_PS256 : KS_ALG_RS256;
+        a->ok &= op1(rsa[0], KS_OP_SIGN, rsa_sig, &digest, &sig) == KV_OK;
+        a->ok &= verify(rsa[0], rsa_sig, &digest, &sig.value) == 1;
+        ks_op_result_clear(&sig);
         ks_op_result_clear(&w);
         ks_op_result_clear(&u);
         a->ok &= op1(oct[0], KS_OP_WRAP, KS_ALG_A128KW, &s, &w) == KV_OK;
