@@ -203,6 +203,29 @@ enum kv_status ks_record_append_many(struct ks_env *env, enum ks_table table,
                                      const void *const *vals, const size_t *lens, size_t n,
                                      size_t keep, uint64_t *first_seq) KV_MUST_CHECK;
 
+/**
+ * A record that goes into the same transaction as a state change: attached to
+ * the calling thread with ks_txn_attach(), it is built and appended inside the
+ * next write transaction of that thread that succeeds, so the change and its
+ * record commit together (one commit, one disk sync) or not at all.
+ */
+struct ks_attach {
+    enum ks_table table;
+    size_t keep; /**< the table's cap, as for ks_record_append_many() (0: none) */
+    /** The record, malloc()ed (freed by the keystore), or NULL for none. It is
+     * called inside the transaction, possibly on another thread while the
+     * attaching thread waits for the commit. */
+    char *(*build)(void *arg, size_t *len);
+    void *arg;
+    int written; /**< set once the record was committed with a write */
+};
+
+/**
+ * @brief Attach @p a to the calling thread's next successful write (NULL
+ * detaches). The caller keeps @p a alive until it detaches.
+ */
+void ks_txn_attach(struct ks_attach *a);
+
 /* ---- vaults ----------------------------------------------------------------- */
 
 struct ks_vault {

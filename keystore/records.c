@@ -181,6 +181,19 @@ static enum kv_status append_many_fn(struct ks_txn *tx, void *arg)
     return rc == 0 ? KV_OK : KV_ERR_STORE;
 }
 
+enum kv_status ks_records_append_tx(struct ks_txn *tx, enum ks_table table,
+                                    const void *const *vals, const size_t *lens, size_t n,
+                                    size_t keep, uint64_t *first_seq)
+{
+    if (!table_ok(table) || (n > 0 && (vals == NULL || lens == NULL)))
+        return KV_ERR_BAD_PARAM;
+    struct append_many_arg a = {tx->env->db_tables[table], vals, lens, n, keep, 0};
+    enum kv_status st = append_many_fn(tx, &a);
+    if (st == KV_OK && first_seq != NULL)
+        *first_seq = a.first;
+    return st;
+}
+
 enum kv_status ks_record_append_many(struct ks_env *env, enum ks_table table,
                                      const void *const *vals, const size_t *lens, size_t n,
                                      size_t keep, uint64_t *first_seq)

@@ -154,10 +154,38 @@ static enum kv_status grow_map(struct ks_env *e)
 struct ks_writer {
     ks_txn_fn fn;
     void *arg;
+    struct ks_attach *attach; /* the thread's attached record, if any */
+    int attached;             /* the record went into this writer's child transaction */
     enum kv_status st;
     int done;
     struct ks_writer *next;
 };
+
+/* The calling thread's attached record (ks_txn_attach). */
+static __thread struct ks_attach *attached;
+
+void ks_txn_attach(struct ks_attach *a)
+{
+    attached = a;
+}
+
+/* Append a writer's attached record in its child transaction, after its body. */
+static enum kv_status append_attached(struct ks_txn *tx, struct ks_writer *w)
+{
+    w->attached = 0;
+    if (w->attach == NULL)
+        return KV_OK;
+    size_t len = 0;
+    char *text = w->attach->build(w->attach->arg, &len);
+    if (text == NULL)
+        return KV_OK; /* nothing attached: the caller writes its record itself */
+    const void *val = text;
+    enum kv_status st =
+        ks_records_append_tx(tx, w->attach->table, &val, &len, 1, w->attach->keep, NULL);
+    free(text);
+    w->attached = st == KV_OK;
+    return st;
+}
 
 /* Run one writer's body in a child of @p parent. @return 1 when the map filled up
  * (the child is aborted and the writer must run again after the map grows). */
@@ -171,6 +199,8 @@ static int run_child(struct ks_env *e, MDB_txn *parent, struct ks_writer *w)
         return 0;
     }
     enum kv_status st = w->fn(&tx, w->arg);
+    if (st == KV_OK)
+        st = append_attached(&tx, w);
     if (st == KV_OK) {
         rc = mdb_txn_commit(tx.txn);
         if (rc == MDB_MAP_FULL) {
@@ -239,7 +269,8 @@ static void run_batch(struct ks_env *e, struct ks_writer *w)
  */
 enum kv_status ks_txn_write(struct ks_env *e, ks_txn_fn fn, void *arg)
 {
-    struct ks_writer me = {fn, arg, KV_OK, 0, NULL};
+    struct ks_writer me = {fn, arg, attached && !attached->written ? attached : NULL, 0, KV_OK, 0,
+                           NULL};
     pthread_mutex_lock(&e->writers_mu);
     *e->writers_tail = &me;
     e->writers_tail = &me.next;
@@ -257,6 +288,8 @@ enum kv_status ks_txn_write(struct ks_env *e, ks_txn_fn fn, void *arg)
         pthread_mutex_lock(&e->writers_mu);
         while (batch != NULL) {
             struct ks_writer *next = batch->next; /* a finished writer's frame may go at once */
+            if (batch->st == KV_OK && batch->attached)
+                batch->attach->written = 1;
             batch->done = 1;
             batch = next;
         }

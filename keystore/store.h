@@ -74,6 +74,14 @@ typedef enum kv_status (*ks_txn_fn)(struct ks_txn *tx, void *arg);
 enum kv_status ks_txn_write(struct ks_env *env, ks_txn_fn fn, void *arg) KV_MUST_CHECK;
 
 /**
+ * @brief Append records inside @p tx (records.c; ks_record_append_many() is this
+ * in a write transaction of its own).
+ */
+enum kv_status ks_records_append_tx(struct ks_txn *tx, enum ks_table table,
+                                    const void *const *vals, const size_t *lens, size_t n,
+                                    size_t keep, uint64_t *first_seq) KV_MUST_CHECK;
+
+/**
  * @brief Run @p fn in a read-only transaction.
  * @return what @p fn returned, or KV_ERR_STORE when begin fails.
  */

@@ -209,17 +209,16 @@ static const char *reason(int status)
     }
 }
 
-/* Whether the call changed what the store holds: then its record is committed
- * before the answer. Key operations are POSTs that change nothing. */
-static int changed_state(const struct srv_req *req)
+/* Whether the call changes what the store holds when it succeeds. Key
+ * operations are POSTs that change nothing. */
+static int changes_state(const struct srv_req *req)
 {
     static const char *const reads[] = {
         "KeyEncrypt", "KeyDecrypt", "KeySign",     "KeyVerify",     "KeyWrap",
         "KeyUnwrap",  "KeyBackup",  "KeyRelease", "GetRandomBytes",
     };
     const char *m = req->ri->request_method;
-    if (req->status < 200 || req->status >= 300 || strcmp(m, "GET") == 0 ||
-        strcmp(m, "HEAD") == 0)
+    if (req->operation == NULL || strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0)
         return 0;
     for (size_t i = 0; i < sizeof(reads) / sizeof(reads[0]); i++) {
         if (strcmp(req->operation, reads[i]) == 0)
@@ -228,11 +227,22 @@ static int changed_state(const struct srv_req *req)
     return 1;
 }
 
-void srv_audit(struct srv_req *req)
+/* Whether the call changed what the store holds: then its record is committed
+ * before the answer. */
+static int changed_state(const struct srv_req *req)
 {
-    if (req->operation == NULL || req->audited)
-        return;
-    req->audited = 1;
+    return req->status >= 200 && req->status < 300 && changes_state(req);
+}
+
+/* The status a data-plane state change answers when it succeeds. */
+static int success_status(const struct srv_req *req)
+{
+    return strcmp(req->operation, "KeyPurge") == 0 ? 204 : 200;
+}
+
+/* The AuditEvent record of @p req as if it answered @p status (malloc()ed). */
+static char *record_text(const struct srv_req *req, int status)
+{
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     int64_t duration = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 - req->start_ms;
@@ -257,8 +267,8 @@ void srv_audit(struct srv_req *req)
     kv_json_str(&j, "time", when);
     kv_json_str(&j, "category", "AuditEvent");
     kv_json_str(&j, "operationName", req->operation);
-    kv_json_str(&j, "resultType", req->status >= 200 && req->status < 300 ? "Success" : "Failure");
-    kv_json_str(&j, "resultSignature", reason(req->status));
+    kv_json_str(&j, "resultType", status >= 200 && status < 300 ? "Success" : "Failure");
+    kv_json_str(&j, "resultSignature", reason(status));
     kv_json_int(&j, "durationMs", duration);
     kv_json_str(&j, "callerIpAddress", req->ri->remote_addr);
     kv_json_str(&j, "correlationId", req->request_id);
@@ -271,13 +281,46 @@ void srv_audit(struct srv_req *req)
     kv_json_close(&j, '}');
     kv_json_open(&j, "properties", '{');
     kv_json_str(&j, "id", id);
-    kv_json_int(&j, "httpStatusCode", req->status);
+    kv_json_int(&j, "httpStatusCode", status);
     kv_json_str(&j, "requestUri", uri);
     kv_json_bool(&j, "isAccessPolicyMatch", req->policy_match);
     kv_json_str(&j, "vault", req->vault);
     kv_json_close(&j, '}');
     kv_json_close(&j, '}');
-    char *text = kv_json_take(&j, NULL);
+    return kv_json_take(&j, NULL);
+}
+
+static char *attached_record(void *arg, size_t *len)
+{
+    const struct srv_req *req = arg;
+    char *text = record_text(req, success_status(req));
+    *len = text ? strlen(text) : 0;
+    return text;
+}
+
+void srv_audit_attach(struct srv_req *req)
+{
+    if (!changes_state(req))
+        return;
+    req->attach = (struct ks_attach){
+        .table = KS_TABLE_AUDIT,
+        .keep = req->srv->audit ? req->srv->audit->keep : 0,
+        .build = attached_record,
+        .arg = req,
+    };
+    ks_txn_attach(&req->attach);
+}
+
+void srv_audit(struct srv_req *req)
+{
+    ks_txn_attach(NULL); /* from here on, writes are not the request's state change */
+    if (req->operation == NULL || req->audited)
+        return;
+    req->audited = 1;
+    /* committed with the change itself, as the answer it gives now */
+    if (req->attach.written && req->status == success_status(req))
+        return;
+    char *text = record_text(req, req->status);
     enum kv_status st = KV_ERR_NOMEM;
     if (text != NULL && req->srv->audit != NULL && !changed_state(req)) {
         st = enqueue(req->srv->audit, text);

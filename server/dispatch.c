@@ -216,7 +216,9 @@ static void vault_api(struct srv_req *req)
             return;
         }
     }
+    srv_audit_attach(req);
     route->handler(req);
+    ks_txn_attach(NULL); /* a handler that sent nothing: srv_audit() did not detach */
 }
 
 /* ---- the HTTP port: health, CA certificate, token endpoints, admin ----------------- */

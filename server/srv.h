@@ -80,6 +80,7 @@ struct srv_req {
     const char *route;     /**< the matched route pattern, for the request log */
     int policy_match;      /**< the caller's access was checked and granted */
     int audited;           /**< the audit record has been written */
+    struct ks_attach attach; /**< a state change's record, committed with the change */
 };
 
 /* ---- requests (request.c) ------------------------------------------------------ */
@@ -230,6 +231,15 @@ enum kv_status srv_authenticate(struct srv_req *req, const char *const *auds,
  * writer within a few milliseconds. Never records secrets.
  */
 void srv_audit(struct srv_req *req);
+
+/**
+ * @brief Before a data-plane handler runs: a call that changes state gets its
+ * success record attached to the thread's next keystore write (ks_txn_attach),
+ * so that the change and its record commit together. srv_audit() detaches it,
+ * and writes the record itself when the attached one was not committed or the
+ * answer is not the success it described.
+ */
+void srv_audit_attach(struct srv_req *req);
 
 /**
  * @brief Start the audit writer: one thread that commits queued records in

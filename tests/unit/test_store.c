@@ -517,6 +517,106 @@ static void record_log(struct ks_env *env)
              KV_ERR_BAD_PARAM);
 }
 
+/* ---- a record attached to a thread's next write (ks_txn_attach) ---------------------- */
+
+static char *build_attached(void *arg, size_t *len)
+{
+    int *calls = arg;
+    (*calls)++;
+    char *text = strdup("attached record");
+    *len = text ? strlen(text) : 0;
+    return text;
+}
+
+static char *build_nothing(void *arg, size_t *len)
+{
+    (void)arg;
+    *len = 0;
+    return NULL;
+}
+
+static enum kv_status refused_fn(struct ks_txn *tx, void *arg)
+{
+    (void)arg;
+    /* what it wrote goes with it */
+    CHECK_ST(ks_txn_put(tx, tx->env->db_tables[KS_TABLE_ROLES], "gone", 4, "x", 1), KV_OK);
+    return KV_ERR_BAD_PARAM;
+}
+
+static enum kv_status attached_fn(const void *key, size_t key_len, const void *val, size_t val_len,
+                               void *arg)
+{
+    (void)key;
+    (void)key_len;
+    if (val_len == 15 && memcmp(val, "attached record", 15) == 0)
+        ++*(size_t *)arg;
+    return KV_OK;
+}
+
+static size_t attached_count(struct ks_env *env)
+{
+    size_t n = 0;
+    CHECK_ST(ks_record_scan(env, KS_TABLE_AUDIT, NULL, 0, NULL, 0, attached_fn, &n), KV_OK);
+    return n;
+}
+
+static void *other_thread_write(void *arg)
+{
+    CHECK_ST(ks_record_put(arg, KS_TABLE_ROLES, "other", 5, "v", 1), KV_OK);
+    return NULL;
+}
+
+static void attached_records(void)
+{
+    struct ks_env *env = open_store(0);
+    if (env == NULL)
+        return;
+    int calls = 0;
+    struct ks_attach a = {.table = KS_TABLE_AUDIT, .build = build_attached, .arg = &calls};
+    ks_txn_attach(&a);
+
+    /* a write that fails takes its record with it */
+    CHECK_ST(ks_txn_write(env, refused_fn, NULL), KV_ERR_BAD_PARAM);
+    CHECK(!a.written && attached_count(env) == 0);
+
+    /* another thread's write does not carry this thread's record */
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, other_thread_write, env) == 0);
+    pthread_join(t, NULL);
+    CHECK(!a.written && attached_count(env) == 0);
+
+    /* the next write that succeeds commits it, once */
+    CHECK_ST(ks_record_put(env, KS_TABLE_ROLES, "change", 6, "v", 1), KV_OK);
+    CHECK(a.written && attached_count(env) == 1);
+    CHECK_ST(ks_record_put(env, KS_TABLE_ROLES, "change 2", 8, "v", 1), KV_OK);
+    CHECK(attached_count(env) == 1);
+    CHECK(calls == 1); /* built only once the body succeeded */
+
+    /* detached, or nothing to attach: the write goes alone */
+    ks_txn_attach(NULL);
+    CHECK_ST(ks_record_put(env, KS_TABLE_ROLES, "change 3", 8, "v", 1), KV_OK);
+    struct ks_attach none = {.table = KS_TABLE_AUDIT, .build = build_nothing};
+    ks_txn_attach(&none);
+    CHECK_ST(ks_record_put(env, KS_TABLE_ROLES, "change 4", 8, "v", 1), KV_OK);
+    CHECK(!none.written && attached_count(env) == 1);
+
+    /* the table's cap applies in the same transaction */
+    for (int i = 0; i < 5; i++)
+        CHECK_ST(ks_record_append(env, KS_TABLE_AUDIT, "filler", 6, NULL), KV_OK);
+    calls = 0;
+    struct ks_attach capped = {.table = KS_TABLE_AUDIT, .keep = 3, .build = build_attached,
+                               .arg = &calls};
+    ks_txn_attach(&capped);
+    CHECK_ST(ks_record_put(env, KS_TABLE_ROLES, "change 5", 8, "v", 1), KV_OK);
+    ks_txn_attach(NULL);
+    size_t total = 0;
+    struct log_arg la = {0, 0, 0, 1};
+    CHECK_ST(ks_record_scan(env, KS_TABLE_AUDIT, NULL, 0, NULL, 0, log_fn, &la), KV_OK);
+    total = la.count;
+    CHECK(capped.written && total == 3 && attached_count(env) == 1);
+    ks_close(env);
+}
+
 int main(void)
 {
     CHECK(sodium_init() >= 0);
@@ -539,6 +639,9 @@ int main(void)
     cleanup();
     CHECK(mkdtemp(strcpy(dir, "/tmp/kvmock-store-XXXXXX")) != NULL);
     older_records();
+    cleanup();
+    CHECK(mkdtemp(strcpy(dir, "/tmp/kvmock-store-XXXXXX")) != NULL);
+    attached_records();
     cleanup();
     CHECK_DONE();
 }
