@@ -355,12 +355,15 @@ enum kv_status ks_txn_del(struct ks_txn *tx, MDB_dbi dbi, const void *key, size_
 
 /* ---- vaults ------------------------------------------------------------------ */
 
-static void lower_copy(char *dst, size_t cap, const char *src)
+size_t ks_vault_lower(const char *name, char out[KS_VAULT_NAME_MAX + 1])
 {
-    size_t i = 0;
-    for (; src[i] && i + 1 < cap; i++)
-        dst[i] = (src[i] >= 'A' && src[i] <= 'Z') ? (char)(src[i] - 'A' + 'a') : src[i];
-    dst[i] = '\0';
+    size_t n = name ? strlen(name) : 0;
+    if (n == 0 || n > KS_VAULT_NAME_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        out[i] = (name[i] >= 'A' && name[i] <= 'Z') ? (char)(name[i] - 'A' + 'a') : name[i];
+    out[n] = '\0';
+    return n;
 }
 
 static int json_bool(const cJSON *o, const char *name)
@@ -371,9 +374,8 @@ static int json_bool(const cJSON *o, const char *name)
 enum kv_status ks_vault_read(struct ks_txn *tx, const char *name, struct ks_vault *out)
 {
     char lname[KS_VAULT_NAME_MAX + 1];
-    if (strlen(name) > KS_VAULT_NAME_MAX)
+    if (ks_vault_lower(name, lname) == 0)
         return KV_ERR_VAULT_NOT_FOUND;
-    lower_copy(lname, sizeof(lname), name);
     MDB_val v;
     enum kv_status st = ks_txn_get(tx, tx->env->db_vaults, lname, strlen(lname), &v);
     if (st == KV_ERR_KEY_NOT_FOUND)

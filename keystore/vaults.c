@@ -28,13 +28,7 @@
 /* Lowercase @p name into @p out; 0 when it is not a vault name. */
 static int norm_name(const char *name, char out[KS_VAULT_NAME_MAX + 1])
 {
-    size_t n = name ? strlen(name) : 0;
-    if (n == 0 || n > KS_VAULT_NAME_MAX)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        out[i] = (name[i] >= 'A' && name[i] <= 'Z') ? (char)(name[i] - 'A' + 'a') : name[i];
-    out[n] = '\0';
-    return ks_vault_name_valid(out);
+    return ks_vault_lower(name, out) != 0 && ks_vault_name_valid(out);
 }
 
 /* The deleted-vault record key of the lowercase name @p lname; returns its length. */
