@@ -30,6 +30,7 @@
 #define AUDIT_PAGE_MAX 1000
 #define AUDIT_DELAY_MS 5
 #define AUDIT_BATCH_MAX 1024
+#define AUDIT_QUEUE_KEEP 4096 /* a drained queue larger than this many entries is freed */
 
 struct srv_audit_log {
     struct ks_env *ks;
@@ -95,6 +96,12 @@ static void *writer(void *arg)
         memcpy(batch, a->queue, n * sizeof(*batch));
         memmove(a->queue, a->queue + n, (a->n - n) * sizeof(*batch));
         a->n -= n;
+        if (a->n == 0 && a->cap > AUDIT_QUEUE_KEEP) {
+            /* a burst is over: give its queue back (enqueue starts a new one) */
+            free(a->queue);
+            a->queue = NULL;
+            a->cap = 0;
+        }
         clock_gettime(CLOCK_MONOTONIC, &a->first_at);
         pthread_mutex_unlock(&a->mu);
         commit_batch(a, batch, n);
