@@ -249,15 +249,30 @@ static int run(const struct srv_config *cfg)
            cfg->identity_header, cfg->data_dir, tls.ca_pem);
     fflush(stdout);
 
-    /* Wait for a stop signal; meanwhile purge and rotate what the clock made due. */
-    int sig;
+    /* Wait for a stop signal; meanwhile purge and rotate what the clock made due,
+     * and when the server goes quiet after serving, give the heap's free pages
+     * back to the system (glibc keeps them after a burst; malloc_trim only holds
+     * the arena locks while nothing is being served). */
+    int sig, ticks = 0;
+    unsigned long long served_then = srv_metrics_answered(), served_at_trim = served_then;
     for (;;) {
-        struct timespec every = {.tv_sec = SWEEP_INTERVAL_S};
-        sig = sigtimedwait(&stop, NULL, &every);
+        struct timespec tick = {.tv_sec = 1};
+        sig = sigtimedwait(&stop, NULL, &tick);
         if (sig > 0)
             break;
-        if (errno == EAGAIN && ks_sweep(srv.ks, NULL, NULL) != KV_OK)
-            kv_log(KV_LOG_WARN, "periodic sweep did not finish");
+        if (errno != EAGAIN)
+            continue;
+        if (++ticks >= SWEEP_INTERVAL_S) {
+            ticks = 0;
+            if (ks_sweep(srv.ks, NULL, NULL) != KV_OK)
+                kv_log(KV_LOG_WARN, "periodic sweep did not finish");
+        }
+        unsigned long long served = srv_metrics_answered();
+        if (served == served_then && served != served_at_trim) {
+            malloc_trim(0);
+            served_at_trim = served;
+        }
+        served_then = served;
     }
     kv_log(KV_LOG_INFO, "signal %d: stopping", sig);
     rc = 0;

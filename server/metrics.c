@@ -62,6 +62,11 @@ void srv_metrics_record(const struct srv_req *req, int64_t latency_ms)
     atomic_fetch_add(&latency_count, 1);
 }
 
+unsigned long long srv_metrics_answered(void)
+{
+    return atomic_load(&latency_count);
+}
+
 struct text {
     char *buf;
     size_t len, cap;

@@ -270,6 +270,9 @@ int srv_ui_endpoint(struct srv_req *req);
 /** @brief Count a finished request in the metrics (metrics.c). */
 void srv_metrics_record(const struct srv_req *req, int64_t latency_ms);
 
+/** @brief How many requests have been answered since start. */
+unsigned long long srv_metrics_answered(void);
+
 /** @brief GET /metrics on the HTTP port, in Prometheus text format. */
 void srv_metrics_page(struct srv_req *req);
 
