@@ -35,6 +35,24 @@ const char *pol_perm_name(enum pol_perm perm)
     return (unsigned)perm < POL_PERM_COUNT ? perm_names[perm] : "unknown";
 }
 
+int pol_perm_changes_state(enum pol_perm perm)
+{
+    switch (perm) {
+    case POL_KEYS_CREATE:
+    case POL_KEYS_UPDATE:
+    case POL_KEYS_IMPORT:
+    case POL_KEYS_DELETE:
+    case POL_KEYS_RECOVER:
+    case POL_KEYS_RESTORE:
+    case POL_KEYS_PURGE:
+    case POL_KEYS_ROTATE:
+    case POL_KEYS_SETROTATIONPOLICY:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 enum kv_status pol_new(const char *data_dir, const char *tenant_id, struct pol_ctx **out)
 {
     enum kv_status st = KV_ERR_NOMEM;

@@ -47,6 +47,13 @@ enum pol_perm {
 /** @brief The access-policy spelling of a permission ("wrapKey"). Static string. */
 const char *pol_perm_name(enum pol_perm perm);
 
+/**
+ * @brief Whether a call that needs @p perm changes what the vault holds when it
+ * succeeds (create, import, update, delete, recover, restore, purge, rotate,
+ * set the rotation policy); reads and key operations do not.
+ */
+int pol_perm_changes_state(enum pol_perm perm);
+
 /** An identity kvmock issues tokens for. */
 struct pol_identity {
     char name[POL_ID_MAX];

@@ -216,22 +216,17 @@ static const char *reason(int status)
     }
 }
 
-/* Whether the call changes what the store holds when it succeeds. Key
- * operations are POSTs that change nothing. */
+/* Whether the call changes what the store holds when it succeeds: on the data
+ * plane, what its route's permission says (key operations are POSTs that change
+ * nothing); elsewhere (the management plane), every method but GET and HEAD. */
 static int changes_state(const struct srv_req *req)
 {
-    static const char *const reads[] = {
-        "KeyEncrypt", "KeyDecrypt", "KeySign",     "KeyVerify",     "KeyWrap",
-        "KeyUnwrap",  "KeyBackup",  "KeyRelease", "GetRandomBytes",
-    };
-    const char *m = req->ri->request_method;
-    if (req->operation == NULL || strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0)
+    if (req->operation == NULL)
         return 0;
-    for (size_t i = 0; i < sizeof(reads) / sizeof(reads[0]); i++) {
-        if (strcmp(req->operation, reads[i]) == 0)
-            return 0;
-    }
-    return 1;
+    if (req->route_def != NULL)
+        return pol_perm_changes_state(req->route_def->perm);
+    const char *m = req->ri->request_method;
+    return strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0;
 }
 
 /* Whether the call changed what the store holds: then its record is committed

@@ -172,6 +172,7 @@ static void vault_api(struct srv_req *req)
     }
     req->operation = route->operation;
     req->route = route->pattern;
+    req->route_def = route;
     if (take_name_version(req, route, name, version) != KV_OK)
         return;
 

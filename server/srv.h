@@ -78,6 +78,7 @@ struct srv_req {
     int64_t start_ms;      /**< when the request arrived (monotonic) */
     const char *operation; /**< the audit operation name, NULL = not audited */
     const char *route;     /**< the matched route pattern, for the request log */
+    const struct srv_route *route_def; /**< the matched data-plane route, NULL elsewhere */
     int policy_match;      /**< the caller's access was checked and granted */
     int audited;           /**< the audit record has been written */
     struct ks_attach attach; /**< a state change's record, committed with the change */

@@ -70,6 +70,17 @@ int main(void)
     CHECK(bits == POL_PERMS_ALL);
     CHECK_ST(pol_perm_parse("fly", &bits), KV_ERR_BAD_PARAM);
 
+    /* which permissions change what a vault holds (their records commit with the change) */
+    for (int p = 0; p < POL_PERM_COUNT; p++) {
+        int want = p == POL_KEYS_CREATE || p == POL_KEYS_UPDATE || p == POL_KEYS_IMPORT ||
+                   p == POL_KEYS_DELETE || p == POL_KEYS_RECOVER || p == POL_KEYS_RESTORE ||
+                   p == POL_KEYS_PURGE || p == POL_KEYS_ROTATE || p == POL_KEYS_SETROTATIONPOLICY;
+        if (pol_perm_changes_state((enum pol_perm)p) != want) {
+            fprintf(stderr, "pol_perm_changes_state(%s) != %d\n", pol_perm_name((enum pol_perm)p), want);
+            check_failures++;
+        }
+    }
+
     /* a customer-managed-key identity: get, wrapKey, unwrapKey on one vault */
     struct pol_access_policy cmk = {.vault = "cmk", .tenant_id = "t1", .object_id = "app-oid",
                                     .keys = (1u << POL_KEYS_GET) | (1u << POL_KEYS_WRAP) |
