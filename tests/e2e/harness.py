@@ -19,6 +19,7 @@ log free of sanitizer reports (AddressSanitizer, LeakSanitizer, UBSan's
 """
 import argparse
 import atexit
+import base64
 import http.client
 import json
 import os
@@ -78,6 +79,21 @@ def check(cond, msg="check failed"):
 def eq(a, b, msg=""):
     if a != b:
         raise AssertionError(f"{msg}: {a!r} != {b!r}" if msg else f"{a!r} != {b!r}")
+
+
+def b64url(data):
+    """Bytes as Key Vault's JSON carries them: unpadded base64url."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def unb64url(text):
+    """The bytes of an unpadded (or padded) base64url string."""
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def int_bytes(n, size=None):
+    """An integer as big-endian bytes, minimal or left-padded to @size."""
+    return n.to_bytes(size or (n.bit_length() + 7) // 8, "big")
 
 
 class Kvmock:

@@ -9,7 +9,6 @@ copy.
 
 Rows that need a restart (tokens of a removed identity, tokens not yet valid)
 restart the same server on the same data folder and ports."""
-import base64
 import json
 import os
 import socket
@@ -21,7 +20,7 @@ import time
 import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Kvmock, Runner, check, eq, parse_args  # noqa: E402
+from harness import Kvmock, Runner, check, eq, parse_args, b64url, unb64url  # noqa: E402
 
 API = "api-version=7.4"
 MAIN_TENANT = "6b766d6f-636b-4000-8000-000000000001"
@@ -49,14 +48,6 @@ def config(with_temp):
         pols.append({"objectId": TEMP["objectId"], "permissions": {"keys": ["all"]}})
     return {"tenantId": MAIN_TENANT, "identities": ids,
             "vaults": [{"name": "default", "properties": {"accessPolicies": pols}}]}
-
-
-def b64url(data):
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def unb64url(text):
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def short(data, n=70):

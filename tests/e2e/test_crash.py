@@ -20,7 +20,6 @@ A last clean start and SIGTERM stop must exit 0 with no sanitizer report.
 Options: --kills N (default 20), --seconds S (load per cycle, mean; default 1.0),
 --workers W (default 6), --seed."""
 import argparse
-import base64
 import hashlib
 import http.client
 import json
@@ -39,17 +38,9 @@ import traceback
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import SANITIZER_MARKS, Kvmock, check, eq, free_port  # noqa: E402
+from harness import SANITIZER_MARKS, Kvmock, check, eq, free_port, b64url, unb64url  # noqa: E402
 
 API = "api-version=7.4"
-
-
-def b64url(data):
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def unb64url(text):
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 class Server:

@@ -10,14 +10,14 @@ verify on the other.
 
 --markdown prints the README's compatibility table. Exits 1 if any cell fails.
 """
-import base64
 import hashlib
 import hmac
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Kvmock, parse_args  # noqa: E402
+from harness import (  # noqa: E402
+    Kvmock, parse_args, b64url as b64, unb64url as unb64, int_bytes as ibytes)
 
 from cryptography.hazmat.primitives import hashes, padding as sympad
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
@@ -35,18 +35,6 @@ HASH = {"256": (hashes.SHA256, hashlib.sha256), "384": (hashes.SHA384, hashlib.s
         "512": (hashes.SHA512, hashlib.sha512)}
 CURVES = {"P-256": (ec.SECP256R1, "ES256", 32), "P-256K": (ec.SECP256K1, "ES256K", 32),
           "P-384": (ec.SECP384R1, "ES384", 48), "P-521": (ec.SECP521R1, "ES512", 66)}
-
-
-def b64(data):
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def unb64(text):
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def ibytes(n, length=None):
-    return n.to_bytes(length or (n.bit_length() + 7) // 8, "big")
 
 
 class Matrix:

@@ -2,14 +2,13 @@
 user-assigned managed identities, client credentials against kvmock's
 Entra-shaped authority, access policies and RBAC enforced per call,
 revocation through the management plane, refused tokens, and the audit log."""
-import base64
 import json
 import os
 import secrets
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Kvmock, Runner, check, eq, parse_args  # noqa: E402
+from harness import Kvmock, Runner, check, eq, parse_args, b64url, unb64url  # noqa: E402
 
 from azure.core.exceptions import HttpResponseError
 from azure.identity import ClientSecretCredential, ManagedIdentityCredential
@@ -47,14 +46,6 @@ CONFIG = {
     ],
 }
 ARM = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.KeyVault/vaults"
-
-
-def b64url(data):
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def unb64url(text):
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def inner_code(err):

@@ -6,7 +6,7 @@ import secrets
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Kvmock, Runner, check, eq, parse_args  # noqa: E402
+from harness import Kvmock, Runner, check, eq, parse_args, int_bytes  # noqa: E402
 
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.identity import ManagedIdentityCredential
@@ -30,10 +30,6 @@ CONFIG = {
 }
 
 DAY = 86400
-
-
-def int_bytes(n):
-    return n.to_bytes((n.bit_length() + 7) // 8, "big")
 
 
 def main():

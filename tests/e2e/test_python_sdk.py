@@ -14,7 +14,6 @@ the tests also check what went over the wire: the 401 challenge and its
 header, which operations the SDK did locally and which reached the server,
 maxresults on list calls, and that nextLink is absolute on the request's host.
 """
-import base64
 import hashlib
 import os
 import re
@@ -23,7 +22,7 @@ import sys
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Kvmock, Runner, check, eq, parse_args  # noqa: E402
+from harness import Kvmock, Runner, check, eq, parse_args, b64url, unb64url  # noqa: E402
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError  # noqa: E402
 from azure.core.pipeline.policies import SansIOHTTPPolicy  # noqa: E402
@@ -48,14 +47,6 @@ PRIVATE = ("d", "p", "q", "dp", "dq", "qi", "k")
 # Every key name created in the default vault by this file (both scenarios
 # share that vault), to check the key listing exactly.
 CREATED = set()
-
-
-def b64url(data):
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def unb64url(text):
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 class Recorder(SansIOHTTPPolicy):

@@ -2,13 +2,12 @@
 error bodies, the challenge header byte for byte, path quirks, token checks,
 bad input (each followed by a check that nothing changed), and the lifecycle
 refusals."""
-import base64
 import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Kvmock, Runner, check, eq, parse_args  # noqa: E402
+from harness import Kvmock, Runner, check, eq, parse_args, b64url, unb64url  # noqa: E402
 
 API = "api-version=7.4"
 TENANT = "6b766d6f-636b-4000-8000-000000000001"
@@ -19,14 +18,6 @@ CONFIG = {
                                         "enablePurgeProtection": True}},
     ]
 }
-
-
-def b64url(data):
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def unb64url(text):
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def error_of(body):

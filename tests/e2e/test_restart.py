@@ -2,7 +2,6 @@
 data folder and ports, and data wrapped with an old version still unwraps with
 that version. Files under the data folder that hold secrets are private (0600),
 and the LMDB file holds no plaintext private key material."""
-import base64
 import json
 import os
 import secrets
@@ -10,7 +9,8 @@ import stat
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Kvmock, Runner, check, eq, parse_args  # noqa: E402
+from harness import (  # noqa: E402
+    Kvmock, Runner, check, eq, parse_args, b64url, unb64url, int_bytes)
 
 from azure.core.exceptions import HttpResponseError  # noqa: E402
 from azure.core.rest import HttpRequest  # noqa: E402
@@ -20,18 +20,6 @@ from azure.keyvault.keys.crypto import CryptographyClient, KeyWrapAlgorithm  # n
 from cryptography.hazmat.primitives.asymmetric import ec, rsa  # noqa: E402
 
 API = "api-version=7.4"
-
-
-def b64url(data):
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def unb64url(text):
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def int_bytes(n):
-    return n.to_bytes((n.bit_length() + 7) // 8, "big")
 
 
 def main():

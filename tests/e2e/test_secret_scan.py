@@ -28,25 +28,14 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Kvmock, Runner, check, eq, parse_args  # noqa: E402
+from harness import (  # noqa: E402
+    Kvmock, Runner, check, eq, parse_args, b64url, unb64url, int_bytes)
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa  # noqa: E402
 
 API = "api-version=7.4"
 PIECE_BYTES = 16
 PIECE_CHARS = 24
-
-
-def b64url(data):
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def unb64url(text):
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def int_bytes(n, size=None):
-    return n.to_bytes(size or (n.bit_length() + 7) // 8, "big")
 
 
 # ---- needles ----------------------------------------------------------------------------

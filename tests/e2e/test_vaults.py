@@ -3,7 +3,6 @@ HTTP: delete -> the vault's host refuses -> list/get deleted -> recover with
 the keys; purge; purge protection until the scheduled purge date (kvmock's
 clock moved through /admin/clock); the name a deleted vault holds; vaults
 without soft delete; paging; the manage right; the audit log; a restart."""
-import base64
 import calendar
 import json
 import os
@@ -12,7 +11,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Kvmock, Runner, check, eq, parse_args  # noqa: E402
+from harness import Kvmock, Runner, check, eq, parse_args, b64url, unb64url  # noqa: E402
 
 TENANT = "6b766d6f-636b-4000-8000-000000000001"
 APP = {"name": "app", "objectId": "0a000000-0000-4000-8000-0000000000a1",
@@ -25,14 +24,6 @@ ARM = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.KeyVault/vaul
 DELETED = f"/subscriptions/{SUB}/providers/Microsoft.KeyVault"
 API = "api-version=2023-07-01"
 DAY = 86400
-
-
-def b64url(data):
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def unb64url(text):
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def iso(text):
