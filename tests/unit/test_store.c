@@ -17,7 +17,8 @@
 
 #include <pthread.h>
 
-static char dir[] = "/tmp/kvmock-store-XXXXXX";
+#define DIR_TEMPLATE "/tmp/kvmock-store-XXXXXX" /* mkdtemp() fills in the X's */
+static char dir[sizeof(DIR_TEMPLATE)];
 
 static struct ks_env *open_store(size_t map_size)
 {
@@ -449,8 +450,11 @@ static void persistence(void)
     }
 }
 
-static void cleanup(void)
+/* Run one part of the test in a data folder of its own, removed afterwards. */
+static void in_fresh_dir(void (*part)(void))
 {
+    CHECK(mkdtemp(strcpy(dir, DIR_TEMPLATE)) != NULL);
+    part();
     check_remove_dir(dir);
 }
 
@@ -617,10 +621,9 @@ static void attached_records(void)
     ks_close(env);
 }
 
-int main(void)
+/* Vaults, keys, paging and the record log in one store, then that store reopened. */
+static void one_store_reopened(void)
 {
-    CHECK(sodium_init() >= 0);
-    CHECK(mkdtemp(dir) != NULL);
     struct ks_env *env = open_store(0);
     if (env != NULL) {
         vaults(env);
@@ -630,18 +633,15 @@ int main(void)
         ks_close(env);
     }
     persistence();
-    cleanup();
-    CHECK(mkdtemp(strcpy(dir, "/tmp/kvmock-store-XXXXXX")) != NULL);
-    map_growth();
-    cleanup();
-    CHECK(mkdtemp(strcpy(dir, "/tmp/kvmock-store-XXXXXX")) != NULL);
-    group_commit();
-    cleanup();
-    CHECK(mkdtemp(strcpy(dir, "/tmp/kvmock-store-XXXXXX")) != NULL);
-    older_records();
-    cleanup();
-    CHECK(mkdtemp(strcpy(dir, "/tmp/kvmock-store-XXXXXX")) != NULL);
-    attached_records();
-    cleanup();
+}
+
+int main(void)
+{
+    CHECK(sodium_init() >= 0);
+    in_fresh_dir(one_store_reopened);
+    in_fresh_dir(map_growth);
+    in_fresh_dir(group_commit);
+    in_fresh_dir(older_records);
+    in_fresh_dir(attached_records);
     CHECK_DONE();
 }
