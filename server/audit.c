@@ -236,10 +236,11 @@ static int changed_state(const struct srv_req *req)
     return req->status >= 200 && req->status < 300 && changes_state(req);
 }
 
-/* The status a data-plane state change answers when it succeeds. */
+/* The status a data-plane state change answers when it succeeds (its route's). */
 static int success_status(const struct srv_req *req)
 {
-    return strcmp(req->operation, "KeyPurge") == 0 ? 204 : 200;
+    return req->route_def != NULL && req->route_def->ok_status != 0 ? req->route_def->ok_status
+                                                                     : 200;
 }
 
 /* The AuditEvent record of @p req as if it answered @p status (malloc()ed). */

@@ -626,7 +626,7 @@ static void h_purge(struct srv_req *req)
         send_key_error(req, st, NULL);
         return;
     }
-    srv_send_empty(req, 204);
+    srv_send_empty(req, req->route_def->ok_status);
 }
 
 static void h_update(struct srv_req *req)
@@ -1075,7 +1075,7 @@ const struct srv_route srv_key_routes[] = {
     {"GetRandomBytes", "POST", "/rng", POL_KEYS_GET, SRV_BODY_JSON, h_rng},
     {"KeyListDeleted", "GET", "/deletedkeys", POL_KEYS_LIST, SRV_BODY_NONE, h_deleted_list},
     {"KeyGetDeleted", "GET", "/deletedkeys/{name}", POL_KEYS_GET, SRV_BODY_NONE, h_deleted_get},
-    {"KeyPurge", "DELETE", "/deletedkeys/{name}", POL_KEYS_PURGE, SRV_BODY_NONE, h_purge},
+    {"KeyPurge", "DELETE", "/deletedkeys/{name}", POL_KEYS_PURGE, SRV_BODY_NONE, h_purge, 204},
     {"KeyRecover", "POST", "/deletedkeys/{name}/recover", POL_KEYS_RECOVER, SRV_BODY_NONE, h_recover},
 };
 

@@ -185,6 +185,7 @@ struct srv_route {
     enum pol_perm perm;  /**< the access-policy permission the route needs */
     enum srv_body body;
     srv_handler handler;
+    int ok_status; /**< the status a success answers, when not 200 (a purge: 204) */
 };
 
 /** Outcome of matching a request against the route table. */

@@ -50,6 +50,11 @@ def audit_ops(kv):
             for r in kv.audit_records()]
 
 
+def audit_ops_since(kv, first):
+    """The records after the first `first` ones, through the server (queued ones included)."""
+    return kv.audit_records()[first:]
+
+
 def audit_lines(kv):
     """The audit table as `kvmock audit` reads it from the LMDB file."""
     out = subprocess.run([kv.binary, "audit", "--data", kv.data_dir], check=True,
@@ -158,6 +163,27 @@ def main():
             ops = [(r["operationName"], r["properties"]["id"]) for r in audit_lines(kv)]
             check(any(op == "KeyCreate" and rid.endswith("/keys/committed") for op, rid in ops),
                   "the create's record is in the file when its answer arrives")
+
+        @runner.test
+        def state_changes_are_recorded_once_with_the_status_answered():
+            # a change's record commits with the change (ks_txn_attach); a refused change
+            # and one answering another status than 200 (a purge: 204) are recorded as answered
+            calls = [("POST", f"/keys/once/create?{API}", {"kty": "EC"}, 200, "KeyCreate"),
+                     ("POST", f"/keys/once/create?{API}", {"kty": "EC", "crv": "P-7"}, 400,
+                      "KeyCreate"),
+                     ("PATCH", f"/keys/once?{API}", {"attributes": {"enabled": False}}, 200,
+                      "KeyUpdate"),
+                     ("DELETE", f"/keys/once?{API}", None, 200, "KeyDelete"),
+                     ("DELETE", f"/deletedkeys/once?{API}", None, 204, "KeyPurge"),
+                     ("DELETE", f"/deletedkeys/once?{API}", None, 404, "KeyPurge")]
+            before = len(audit_lines(kv))
+            for method, path, body, want, _ in calls:
+                eq(kv.https(method, path, body, host=host, token=token)[0], want, f"{method} {path}")
+            got = [(r["operationName"], r["properties"]["httpStatusCode"])
+                   for r in audit_ops_since(kv, before) if "/keys/once" in r["properties"]["id"]]
+            # once each; the log's order is commit order (a refusal's record is queued,
+            # a change's commits with it), not answer order
+            eq(sorted(got), sorted((op, want) for _, _, _, want, op in calls))
 
         @runner.test
         def read_record_is_there_once_answered():
