@@ -83,10 +83,11 @@ struct rsa_ctx_pool {
 struct ks_material {
     enum ks_kty kty;
     struct rsa_ctx_pool *pool;      /**< RSA: idle contexts (NULL: none kept) */
-    EVP_PKEY *pkey;                 /**< RSA and EC */
+    EVP_PKEY *pkey;                 /**< RSA, and EC keys that were loaded or imported */
     const struct curve *curve;      /**< EC */
     unsigned char point[EC_POINT_MAX]; /**< EC: the public point, 04 || X || Y, kept
                                           because OpenSSL computes it on every request */
+    unsigned char d[EC_FIELD_MAX];  /**< EC: the private scalar, field_len bytes big-endian */
     size_t oct_len;                 /**< oct: 16, 24 or 32 */
     unsigned char oct[OCT_KEY_MAX]; /**< oct key bytes */
 };
@@ -308,6 +309,20 @@ static enum kv_status keep_point(struct ks_material *m)
     return KV_OK;
 }
 
+/** Keep the private scalar of a loaded EC key (m->d), left-padded to the field size. */
+static enum kv_status keep_scalar(struct ks_material *m)
+{
+    BIGNUM *d = NULL;
+    int fl = (int)m->curve->field_len;
+    enum kv_status st = KV_OK;
+    if (EVP_PKEY_get_bn_param(m->pkey, OSSL_PKEY_PARAM_PRIV_KEY, &d) != 1)
+        st = openssl_oom() ? KV_ERR_NOMEM : KV_ERR_CRYPTO;
+    else if (BN_bn2binpad(d, m->d, fl) != fl)
+        st = KV_ERR_CRYPTO;
+    BN_clear_free(d);
+    return st;
+}
+
 /* ---- generation ------------------------------------------------------------- */
 
 static enum kv_status generate_rsa(int bits, unsigned long exponent, struct ks_material **out)
@@ -344,29 +359,34 @@ out:
 }
 
 /*
- * Each curve's domain parameters, made on first use and kept for the process:
- * a key generated from them copies the group, where one generated from the
- * curve's name builds it again (about half of a P-256 key's cost).
+ * Each curve's group, made on first use and kept for the process. Key
+ * generation reads it from many threads at once, which OpenSSL allows for a
+ * group nobody changes.
  */
-static EVP_PKEY *curve_params[sizeof(curves) / sizeof(curves[0])];
-static pthread_mutex_t curve_params_mu = PTHREAD_MUTEX_INITIALIZER;
+static EC_GROUP *curve_groups[sizeof(curves) / sizeof(curves[0])];
+static pthread_mutex_t curve_groups_mu = PTHREAD_MUTEX_INITIALIZER;
 
-static EVP_PKEY *params_of(const struct curve *c)
+static const EC_GROUP *group_of(const struct curve *c)
 {
     size_t i = (size_t)(c - curves);
-    pthread_mutex_lock(&curve_params_mu);
-    if (curve_params[i] == NULL) {
-        EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
-        if (ctx != NULL && EVP_PKEY_paramgen_init(ctx) > 0 &&
-            EVP_PKEY_CTX_set_group_name(ctx, c->group) > 0)
-            EVP_PKEY_paramgen(ctx, &curve_params[i]);
-        EVP_PKEY_CTX_free(ctx);
-    }
-    EVP_PKEY *params = curve_params[i];
-    pthread_mutex_unlock(&curve_params_mu);
-    return params;
+    pthread_mutex_lock(&curve_groups_mu);
+    if (curve_groups[i] == NULL)
+        curve_groups[i] = EC_GROUP_new_by_curve_name_ex(NULL, NULL, c->nid);
+    const EC_GROUP *group = curve_groups[i];
+    pthread_mutex_unlock(&curve_groups_mu);
+    return group;
 }
 
+/*
+ * A new EC key is its private scalar d, drawn uniformly from [1, n-1] by
+ * OpenSSL's private-key generator, and its public point d*G by OpenSSL's
+ * constant-time fixed-base multiplication: the two steps of OpenSSL's own EC
+ * key generation (and of FIPS 186-4 B.4.2), called directly. A new key is
+ * sealed and stored, never used for an operation as it is, so no EVP_PKEY is
+ * built for it: making one and reading the scalar and point back out of it
+ * cost as much as the multiplication. An operation on such a material builds
+ * its EVP_PKEY then (ec_ctx).
+ */
 static enum kv_status generate_ec(enum ks_crv crv, struct ks_material **out)
 {
     const struct curve *c = curve_by_crv(crv);
@@ -374,28 +394,36 @@ static enum kv_status generate_ec(enum ks_crv crv, struct ks_material **out)
         return KV_ERR_BAD_CURVE;
 
     enum kv_status st = KV_ERR_NOMEM;
-    EVP_PKEY_CTX *ctx = NULL;
+    size_t fl = c->field_len;
+    const EC_GROUP *group = group_of(c);
+    BN_CTX *bnctx = BN_CTX_secure_new();
+    BIGNUM *d = BN_secure_new();
+    EC_POINT *pub = group != NULL ? EC_POINT_new(group) : NULL;
     struct ks_material *m = material_new(KS_KTY_EC);
-    if (m == NULL)
+    if (group == NULL || bnctx == NULL || d == NULL || pub == NULL || m == NULL)
         goto out;
     m->curve = c;
     st = KV_ERR_CRYPTO;
-    EVP_PKEY *params = params_of(c);
-    ctx = params ? EVP_PKEY_CTX_new_from_pkey(NULL, params, NULL) : NULL;
-    if (ctx == NULL || EVP_PKEY_keygen_init(ctx) <= 0 || EVP_PKEY_generate(ctx, &m->pkey) <= 0 ||
-        !pkey_usable(m->pkey)) {
-        st = openssl_oom() ? KV_ERR_NOMEM : KV_ERR_CRYPTO;
-        goto out;
-    }
-    st = keep_point(m);
-    if (st != KV_OK)
+    do {
+        if (BN_priv_rand_range_ex(d, EC_GROUP_get0_order(group), 0, bnctx) != 1)
+            goto out;
+    } while (BN_is_zero(d));
+    BN_set_flags(d, BN_FLG_CONSTTIME);
+    if (EC_POINT_mul(group, pub, d, NULL, NULL, bnctx) != 1 ||
+        EC_POINT_point2oct(group, pub, POINT_CONVERSION_UNCOMPRESSED, m->point, sizeof(m->point),
+                           bnctx) != 1 + 2 * fl ||
+        BN_bn2binpad(d, m->d, (int)fl) != (int)fl)
         goto out;
     *out = m;
     m = NULL;
     st = KV_OK;
 out:
+    if (st != KV_OK && openssl_oom())
+        st = KV_ERR_NOMEM;
     ks_material_free(m);
-    EVP_PKEY_CTX_free(ctx);
+    EC_POINT_free(pub);
+    BN_clear_free(d);
+    BN_CTX_free(bnctx);
     return st;
 }
 
@@ -559,28 +587,21 @@ out:
 }
 
 /**
- * An EC key pair on @p c from its private scalar (@p d_len big-endian bytes) and
- * its public point (uncompressed SEC1, 1 + 2 * field_len bytes). A key from
- * outside (@p check) gets OpenSSL's full key check; one kvmock serialised itself
- * came out of an authenticated seal and only has to build.
+ * The EVP_PKEY of an EC key pair on @p c from its private scalar (@p d_len
+ * big-endian bytes) and its public point (uncompressed SEC1, 1 + 2 * field_len
+ * bytes). A key from outside (@p check) gets OpenSSL's full key check; one
+ * kvmock made or serialised itself only has to build.
  */
-static enum kv_status ec_from_parts(const struct curve *c, const unsigned char *d, size_t d_len,
-                                    const unsigned char *point, int check,
-                                    struct ks_material **out)
+static enum kv_status ec_pkey(const struct curve *c, const unsigned char *d, size_t d_len,
+                              const unsigned char *point, int check, EVP_PKEY **out)
 {
     enum kv_status st = KV_ERR_NOMEM;
     struct kv_buf dbuf = {(unsigned char *)d, d_len};
-    BIGNUM *bn = NULL;
-    OSSL_PARAM_BLD *bld = NULL;
+    BIGNUM *bn = bn_from(&dbuf, 1);
+    OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
     OSSL_PARAM *params = NULL;
     EVP_PKEY_CTX *ctx = NULL;
-    struct ks_material *m = material_new(KS_KTY_EC);
-    if (m == NULL)
-        goto out;
-    m->curve = c;
-    memcpy(m->point, point, 1 + 2 * c->field_len);
-    bn = bn_from(&dbuf, 1);
-    bld = OSSL_PARAM_BLD_new();
+    EVP_PKEY *pkey = NULL;
     if (bn == NULL || bld == NULL ||
         OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, c->group, 0) != 1 ||
         OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point,
@@ -591,29 +612,49 @@ static enum kv_status ec_from_parts(const struct curve *c, const unsigned char *
     if (params == NULL)
         goto out;
     if (check) {
-        st = pkey_from_params("EC", params, &m->pkey);
-        if (st != KV_OK)
-            goto out;
-    } else {
-        st = KV_ERR_CRYPTO;
-        ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
-        if (ctx == NULL || EVP_PKEY_fromdata_init(ctx) <= 0 ||
-            EVP_PKEY_fromdata(ctx, &m->pkey, EVP_PKEY_KEYPAIR, params) <= 0 ||
-            !pkey_usable(m->pkey)) {
-            st = openssl_oom() ? KV_ERR_NOMEM : KV_ERR_CRYPTO;
-            goto out;
-        }
+        st = pkey_from_params("EC", params, out);
+        goto out;
     }
-    *out = m;
-    m = NULL;
+    st = KV_ERR_CRYPTO;
+    ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+    if (ctx == NULL || EVP_PKEY_fromdata_init(ctx) <= 0 ||
+        EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_KEYPAIR, params) <= 0 || !pkey_usable(pkey)) {
+        st = openssl_oom() ? KV_ERR_NOMEM : KV_ERR_CRYPTO;
+        goto out;
+    }
+    *out = pkey;
+    pkey = NULL;
     st = KV_OK;
 out:
+    EVP_PKEY_free(pkey);
     EVP_PKEY_CTX_free(ctx);
     OSSL_PARAM_free(params);
     OSSL_PARAM_BLD_free(bld);
     BN_clear_free(bn);
-    ks_material_free(m);
     return st;
+}
+
+/** An EC material on @p c from its parts (see ec_pkey()), with its EVP_PKEY. */
+static enum kv_status ec_from_parts(const struct curve *c, const unsigned char *d, size_t d_len,
+                                    const unsigned char *point, int check,
+                                    struct ks_material **out)
+{
+    size_t fl = c->field_len;
+    if (d_len > fl)
+        return check ? KV_ERR_BAD_JWK : KV_ERR_CRYPTO;
+    struct ks_material *m = material_new(KS_KTY_EC);
+    if (m == NULL)
+        return KV_ERR_NOMEM;
+    m->curve = c;
+    memcpy(m->point, point, 1 + 2 * fl);
+    memcpy(m->d + (fl - d_len), d, d_len);
+    enum kv_status st = ec_pkey(c, d, d_len, point, check, &m->pkey);
+    if (st != KV_OK) {
+        ks_material_free(m);
+        return st;
+    }
+    *out = m;
+    return KV_OK;
 }
 
 static enum kv_status jwk_ec(const struct ks_jwk *jwk, struct ks_material **out)
@@ -686,29 +727,15 @@ static enum kv_status ec_serialize(const struct ks_material *m, struct kv_buf *o
 {
     size_t fl = m->curve->field_len;
     struct kv_buf b = {0};
-    BIGNUM *d = NULL;
     enum kv_status st = kv_buf_alloc(2 + fl + 1 + 2 * fl, &b);
     if (st != KV_OK)
         return st;
     b.data[0] = EC_SERIAL_TAG;
     b.data[1] = m->curve->code;
+    memcpy(b.data + 2, m->d, fl);
     memcpy(b.data + 2 + fl, m->point, 1 + 2 * fl);
-    st = KV_ERR_CRYPTO;
-    if (EVP_PKEY_get_bn_param(m->pkey, OSSL_PKEY_PARAM_PRIV_KEY, &d) != 1) {
-        st = openssl_oom() ? KV_ERR_NOMEM : KV_ERR_CRYPTO;
-        goto out;
-    }
-    if (BN_bn2binpad(d, b.data + 2, (int)fl) != (int)fl)
-        goto out;
     *out = b;
-    b = (struct kv_buf){0};
-    st = KV_OK;
-out:
-    BN_clear_free(d);
-    kv_buf_wipe(&b);
-    if (st != KV_OK)
-        ERR_clear_error();
-    return st;
+    return KV_OK;
 }
 
 static enum kv_status ec_deserialize(const unsigned char *bytes, size_t len,
@@ -790,7 +817,7 @@ enum kv_status ks_material_deserialize(enum ks_kty kty, const unsigned char *byt
             if (!EVP_PKEY_is_a(m->pkey, "EC"))
                 goto out;
             m->curve = curve_of(m->pkey);
-            if (m->curve == NULL || keep_point(m) != KV_OK)
+            if (m->curve == NULL || keep_point(m) != KV_OK || keep_scalar(m) != KV_OK)
                 goto out;
         }
     } else {
@@ -1098,7 +1125,16 @@ static enum kv_status rsa_verify(const struct ks_material *m, const struct alg_i
 static enum kv_status ec_ctx(const struct ks_material *m, const struct alg_info *ai,
                              int (*init)(EVP_PKEY_CTX *), EVP_PKEY_CTX **out)
 {
-    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, m->pkey, NULL);
+    /* a key generated in this process has no EVP_PKEY yet (generate_ec) */
+    EVP_PKEY *own = NULL;
+    if (m->pkey == NULL) {
+        enum kv_status st = ec_pkey(m->curve, m->d, m->curve->field_len, m->point, 0, &own);
+        if (st != KV_OK)
+            return st;
+    }
+    /* the context holds its own reference to the key */
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, own != NULL ? own : m->pkey, NULL);
+    EVP_PKEY_free(own);
     if (ctx == NULL)
         return KV_ERR_NOMEM;
     if (init(ctx) <= 0 || EVP_PKEY_CTX_set_signature_md(ctx, ai->md()) <= 0) {

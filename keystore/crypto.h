@@ -2,8 +2,10 @@
  * @file crypto.h
  * @brief Key material and key operations over OpenSSL 3 (keystore-internal).
  *
- * A `struct ks_material` is a parsed private key: an EVP_PKEY for RSA and EC,
- * raw key bytes for oct. It is immutable once built, so one material may be
+ * A `struct ks_material` is a parsed private key: an EVP_PKEY for RSA; the
+ * private scalar and public point for EC, with an EVP_PKEY when it was loaded
+ * or imported (a new key gets one when an operation needs it); raw key bytes
+ * for oct. It is immutable once built, so one material may be
  * used by several threads at once (each operation makes its own contexts).
  *
  * Nothing here re-implements a primitive: RSA, ECDSA, AES-KW, AES-GCM,

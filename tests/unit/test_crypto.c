@@ -272,6 +272,21 @@ static void test_generate(void)
         CHECK(pub.n.len == 0 && pub.e.len == 0);
         ks_pub_clear(&pub);
         CHECK(pub.x.data == NULL && pub.y.data == NULL && pub.crv == KS_CRV_NONE);
+        /* OpenSSL's full key check on the new key: the scalar is in [1, n-1], the
+         * point is on the curve and equals d*G (ec_form_to_pkey) */
+        EVP_PKEY_free(to_pkey(ec[i]));
+        /* a second key on the curve has another scalar and point */
+        struct ks_material *e2 = NULL;
+        struct kv_buf s1 = {0}, s2 = {0};
+        CHECK_ST(ks_material_generate(KS_KTY_EC, 0, 0, ec_crv[i], &e2), KV_OK);
+        CHECK_ST(ks_material_serialize(ec[i], &s1), KV_OK);
+        CHECK_ST(ks_material_serialize(e2, &s2), KV_OK);
+        size_t fl = ec_field[i];
+        CHECK(s1.len == s2.len && memcmp(s1.data + 2, s2.data + 2, fl) != 0 &&
+              memcmp(s1.data + 2 + fl, s2.data + 2 + fl, 1 + 2 * fl) != 0);
+        kv_buf_wipe(&s1);
+        kv_buf_wipe(&s2);
+        ks_material_free(e2);
     }
     for (int i = 0; i < N_OCT; i++) {
         CHECK_ST(ks_material_generate(KS_KTY_OCT, 128 + 64 * i, 0, KS_CRV_NONE, &oct[i]), KV_OK);
