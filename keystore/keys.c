@@ -15,6 +15,7 @@
 #include <strings.h>
 
 #include "crypto.h"
+#include "kv_json.h"
 #include "store.h"
 #include "vaults.h"
 
@@ -107,18 +108,6 @@ static enum kv_status jbuf(const cJSON *o, const char *name, struct kv_buf *out)
         return KV_OK;
     }
     return kv_b64url_decode(s, out) == KV_OK ? KV_OK : KV_ERR_STORE;
-}
-
-static int add_b64(cJSON *o, const char *name, const struct kv_buf *b)
-{
-    if (b->len == 0)
-        return 1;
-    char *s = NULL;
-    if (kv_b64url_encode(b->data, b->len, &s) != KV_OK)
-        return 0;
-    int ok = cJSON_AddStringToObject(o, name, s) != NULL;
-    free(s);
-    return ok;
 }
 
 /* ---- tags ---------------------------------------------------------------------- */
@@ -434,46 +423,53 @@ static unsigned default_ops(enum ks_kty kty)
 }
 
 /* Build the JSON text of a version record. */
+static void put_b64(struct kv_json *j, const char *name, const struct kv_buf *b)
+{
+    if (b->len > 0)
+        kv_json_b64url(j, name, b->data, b->len);
+}
+
+/* A version's record. It is written on every create, so it goes through the
+ * JSON writer rather than a cJSON tree; readers parse it with cJSON. */
 static enum kv_status record_json(const struct ks_key *k, const struct kv_buf *sealed,
                                   char **out)
 {
-    enum kv_status st = KV_ERR_NOMEM;
-    cJSON *o = cJSON_CreateObject();
-    cJSON *tags = tags_to_json(&k->tags);
     const char *crv = ks_crv_name(k->pub.crv);
-    if (o == NULL || tags == NULL)
-        goto out;
+    struct kv_json j;
+    kv_json_init(&j);
     /* Members at their default (false, 0, no tags) are left out: every reader
      * takes a missing member as its default, and a smaller record fits more
      * versions in a page. */
-    if (!cJSON_AddStringToObject(o, "name", k->name) ||
-        !cJSON_AddStringToObject(o, "kty", ks_kty_name(k->kty, k->hsm)) ||
-        !cJSON_AddNumberToObject(o, "ops", k->ops) ||
-        !cJSON_AddBoolToObject(o, "enabled", k->attrs.enabled) ||
-        (k->attrs.exportable && !cJSON_AddBoolToObject(o, "exportable", 1)) ||
-        (k->attrs.nbf != 0 && !cJSON_AddNumberToObject(o, "nbf", (double)k->attrs.nbf)) ||
-        (k->attrs.exp != 0 && !cJSON_AddNumberToObject(o, "exp", (double)k->attrs.exp)) ||
-        !cJSON_AddNumberToObject(o, "created", (double)k->attrs.created) ||
-        !cJSON_AddNumberToObject(o, "updated", (double)k->attrs.updated) ||
-        !cJSON_AddNumberToObject(o, "bits", k->pub.size_bits) ||
-        (crv != NULL && !cJSON_AddStringToObject(o, "crv", crv)) || !add_b64(o, "n", &k->pub.n) ||
-        !add_b64(o, "e", &k->pub.e) || !add_b64(o, "x", &k->pub.x) ||
-        !add_b64(o, "y", &k->pub.y) || !add_b64(o, "sealed", sealed))
-        goto out;
+    kv_json_open(&j, NULL, '{');
+    kv_json_str(&j, "name", k->name);
+    kv_json_str(&j, "kty", ks_kty_name(k->kty, k->hsm));
+    kv_json_int(&j, "ops", k->ops);
+    kv_json_bool(&j, "enabled", k->attrs.enabled);
+    if (k->attrs.exportable)
+        kv_json_bool(&j, "exportable", 1);
+    if (k->attrs.nbf != 0)
+        kv_json_int(&j, "nbf", k->attrs.nbf);
+    if (k->attrs.exp != 0)
+        kv_json_int(&j, "exp", k->attrs.exp);
+    kv_json_int(&j, "created", k->attrs.created);
+    kv_json_int(&j, "updated", k->attrs.updated);
+    kv_json_int(&j, "bits", k->pub.size_bits);
+    if (crv != NULL)
+        kv_json_str(&j, "crv", crv);
+    put_b64(&j, "n", &k->pub.n);
+    put_b64(&j, "e", &k->pub.e);
+    put_b64(&j, "x", &k->pub.x);
+    put_b64(&j, "y", &k->pub.y);
+    put_b64(&j, "sealed", sealed);
     if (k->tags.count > 0) {
-        if (!cJSON_AddItemToObject(o, "tags", tags))
-            goto out;
-        tags = NULL;
+        kv_json_open(&j, "tags", '{');
+        for (size_t i = 0; i < k->tags.count; i++)
+            kv_json_str(&j, k->tags.names[i], k->tags.values[i]);
+        kv_json_close(&j, '}');
     }
-    char *json = cJSON_PrintUnformatted(o);
-    if (json == NULL)
-        goto out;
-    *out = json;
-    st = KV_OK;
-out:
-    cJSON_Delete(tags);
-    cJSON_Delete(o);
-    return st;
+    kv_json_close(&j, '}');
+    *out = kv_json_take(&j, NULL);
+    return *out != NULL ? KV_OK : KV_ERR_NOMEM;
 }
 
 struct create_arg {
@@ -676,7 +672,7 @@ out:
     ks_material_free(m);
     kv_buf_wipe(&priv);
     kv_buf_free(&sealed);
-    cJSON_free(record);
+    free(record);
     ks_key_free(k);
     return st;
 }
