@@ -4,6 +4,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <limits.h>
+#include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,7 +54,6 @@ enum kv_status ks_open(const struct ks_open_opts *opts, struct ks_env **out)
     if (e == NULL)
         return KV_ERR_NOMEM;
     pthread_mutex_init(&e->writers_mu, NULL);
-    pthread_cond_init(&e->writers_cv, NULL);
     e->writers_tail = &e->writers;
     if (pthread_rwlock_init(&e->resize_lock, NULL) != 0) {
         free(e);
@@ -128,7 +128,6 @@ void ks_close(struct ks_env *e)
     if (e->root_key != NULL)
         sodium_free(e->root_key); /* sodium_free wipes the memory */
     pthread_rwlock_destroy(&e->resize_lock);
-    pthread_cond_destroy(&e->writers_cv);
     pthread_mutex_destroy(&e->writers_mu);
     free(e);
 }
@@ -157,7 +156,8 @@ struct ks_writer {
     struct ks_attach *attach; /* the thread's attached record, if any */
     int attached;             /* the record went into this writer's child transaction */
     enum kv_status st;
-    int done;
+    int done;                 /* its batch ran: st is its result */
+    sem_t wake;               /* posted once: done, or it leads the next batch */
     struct ks_writer *next;
 };
 
@@ -262,41 +262,61 @@ static void run_batch(struct ks_env *e, struct ks_writer *w)
 }
 
 /*
- * Group commit: a writer queues itself; the first that finds no batch running
- * takes the whole queue, runs it (run_batch) and wakes everyone in it. Under
- * concurrent writes many share one commit and its disk sync, instead of each
- * waiting for the single LMDB writer and syncing alone.
+ * Group commit: a writer queues itself; if no batch is running it leads,
+ * otherwise it sleeps on its own semaphore. A leader takes the whole queue,
+ * runs it (run_batch), hands the lead to the first writer queued meanwhile
+ * and then wakes the writers of its batch, one post each. Under concurrent
+ * writes many share one commit and its disk sync, instead of each waiting for
+ * the single LMDB writer and syncing alone; and a batch's end wakes only the
+ * threads it concerns, not every waiter to fight over one lock.
  */
+static void wait_woken(sem_t *s)
+{
+    while (sem_wait(s) != 0 && errno == EINTR)
+        ;
+}
+
 enum kv_status ks_txn_write(struct ks_env *e, ks_txn_fn fn, void *arg)
 {
     struct ks_writer me = {fn, arg, attached && !attached->written ? attached : NULL, 0, KV_OK, 0,
-                           NULL};
+                           .next = NULL};
+    sem_init(&me.wake, 0, 0);
     pthread_mutex_lock(&e->writers_mu);
     *e->writers_tail = &me;
     e->writers_tail = &me.next;
-    while (!me.done) {
-        if (e->writers_busy) {
-            pthread_cond_wait(&e->writers_cv, &e->writers_mu);
-            continue;
-        }
-        e->writers_busy = 1;
-        struct ks_writer *batch = e->writers;
-        e->writers = NULL;
-        e->writers_tail = &e->writers;
-        pthread_mutex_unlock(&e->writers_mu);
-        run_batch(e, batch);
-        pthread_mutex_lock(&e->writers_mu);
-        while (batch != NULL) {
-            struct ks_writer *next = batch->next; /* a finished writer's frame may go at once */
-            if (batch->st == KV_OK && batch->attached)
-                batch->attach->written = 1;
-            batch->done = 1;
-            batch = next;
-        }
-        e->writers_busy = 0;
-        pthread_cond_broadcast(&e->writers_cv);
-    }
+    int lead = !e->writers_busy;
+    e->writers_busy = 1;
     pthread_mutex_unlock(&e->writers_mu);
+    if (!lead)
+        wait_woken(&me.wake); /* the semaphore orders done, st and the queue */
+    if (me.done) {
+        sem_destroy(&me.wake);
+        return me.st;
+    }
+
+    pthread_mutex_lock(&e->writers_mu);
+    struct ks_writer *batch = e->writers;
+    e->writers = NULL;
+    e->writers_tail = &e->writers;
+    pthread_mutex_unlock(&e->writers_mu);
+    run_batch(e, batch);
+    pthread_mutex_lock(&e->writers_mu);
+    struct ks_writer *next_leader = e->writers;
+    if (next_leader == NULL)
+        e->writers_busy = 0;
+    pthread_mutex_unlock(&e->writers_mu);
+    if (next_leader != NULL)
+        sem_post(&next_leader->wake);
+    while (batch != NULL) {
+        struct ks_writer *next = batch->next; /* a woken writer's frame may go at once */
+        if (batch->st == KV_OK && batch->attached)
+            batch->attach->written = 1;
+        batch->done = 1;
+        if (batch != &me)
+            sem_post(&batch->wake);
+        batch = next;
+    }
+    sem_destroy(&me.wake);
     return me.st;
 }
 

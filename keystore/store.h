@@ -31,7 +31,6 @@ struct ks_env {
     struct ks_memo *vault_memo, *key_memo, *head_memo; /**< parsed records (memo.h) */
     /* writers waiting for the next group commit (store.c ks_txn_write) */
     pthread_mutex_t writers_mu;
-    pthread_cond_t writers_cv;
     struct ks_writer *writers, **writers_tail;
     int writers_busy;
 };
