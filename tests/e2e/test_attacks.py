@@ -73,15 +73,20 @@ class Table:
         return "\n".join(out)
 
 
-def raw_tls(kv, data, timeout=10, server_hostname="localhost"):
+def raw_tls(kv, data, timeout=10, server_hostname="localhost", pause=0.05):
     """Send raw bytes over TLS to the HTTPS port and read until the server closes
-    (or the timeout). Returns (status line, headers text, body, note)."""
+    (or the timeout). `data` is bytes, or a list of byte strings sent one after
+    another, `pause` seconds apart (each in TLS records of its own).
+    Returns (status line, headers text, body, note)."""
     ctx = ssl.create_default_context(cafile=kv.ca_path)
     sock = socket.create_connection(("127.0.0.1", kv.https_port), timeout=timeout)
     s = ctx.wrap_socket(sock, server_hostname=server_hostname)
     out, note = b"", ""
     try:
-        s.sendall(data)
+        for n, piece in enumerate(data if isinstance(data, list) else [data]):
+            if n:
+                time.sleep(pause)
+            s.sendall(piece)
     except (OSError, ssl.SSLError) as e:  # the server may close before reading all
         note = f"send stopped: {type(e).__name__}"
     try:
@@ -382,6 +387,49 @@ def main():
                 table.add(f"oversized headers: {what}", f"GET /keys + {what}",
                           f"{line or '(no answer)'} {note}".strip())
                 alive(what)
+
+        @runner.test
+        def header_bytes():
+            # civetweb's scan for the end of the headers, which kvmock patches
+            # (cmake/civetweb-header-scan.patch: eight bytes at a time) and must answer
+            # as civetweb did: a control character (below 32 but CR and LF, or 127) is
+            # a bad request wherever it is, at every offset from a long line's start
+            # (every alignment of an eight-byte step); bytes of 128 and above are
+            # ordinary; bare LF line ends and headers that arrive in pieces (the end
+            # split too) are read to their end.
+            tok = kv.token().encode()
+            req = (b"GET /keys?" + API.encode() + b" HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer "
+                   + tok + b"\r\n")
+            for byte in (0x00, 0x01, 0x1F, 0x7F):
+                lines = []
+                for offset in range(17):
+                    value = b"a" * (100 + offset) + bytes([byte]) + b"b" * 20
+                    line, _, body, note = raw_tls(kv, req + b"X-A: " + value + b"\r\nConnection: close\r\n\r\n")
+                    check(status_of(line) == 400, f"byte {byte:#04x} at {100 + offset}: {line!r} {body[:100]!r} {note}")
+                    lines.append(line)
+                table.add(f"control byte {byte:#04x} in a header value",
+                          f"X-A: a*100..116 + \\x{byte:02x} + b*20 (17 offsets)",
+                          f"{lines[0]} {short(body, 40)} (all 17: {sorted(set(status_of(x) for x in lines))})")
+                alive(f"control byte {byte:#04x}")
+            value = "é ü 漢字".encode() + b" \x80\xfe\xff"
+            line, _, body, note = raw_tls(kv, req + b"X-A: " + value + b"\r\nConnection: close\r\n\r\n")
+            eq(status_of(line), 200, f"bytes of 128 and above: {line!r} {body[:200]!r} {note}")
+            check(b'"value"' in body, "bytes of 128 and above: the key list is answered")
+            table.add("bytes of 128 and above in a header value", "X-A: UTF-8 text + \\x80\\xfe\\xff",
+                      f"{line}, answered", "ordinary")
+            alive("bytes of 128 and above")
+            bare = req.replace(b"\r\n", b"\n") + b"Connection: close\n\n"
+            line, _, body, note = raw_tls(kv, bare)
+            eq(status_of(line), 200, f"bare LF line ends: {line!r} {body[:200]!r} {note}")
+            table.add("bare LF line ends", "GET /keys ...\\n...\\n\\n", f"{line}, answered", "accepted")
+            alive("bare LF")
+            whole = req + b"X-A: " + b"c" * 3000 + b"\r\nConnection: close\r\n\r\n"
+            pieces = [whole[:7], whole[7:900], whole[900:-3], whole[-3:-1], whole[-1:]]
+            line, _, body, note = raw_tls(kv, pieces)
+            eq(status_of(line), 200, f"headers in 5 pieces: {line!r} {body[:200]!r} {note}")
+            table.add("headers in 5 TLS writes, the final CRLFCRLF split", "GET /keys + 3 KB header, 5 writes 50 ms apart",
+                      f"{line}, answered", "accepted")
+            alive("headers in pieces")
 
         # ---- bodies ---------------------------------------------------------------------
 
