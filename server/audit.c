@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "kv_log.h"
+#include "kv_str.h"
 #include "srv.h"
 
 #define AUDIT_PAGE_DEFAULT 100
@@ -250,17 +251,15 @@ static char *record_text(const struct srv_req *req, int status)
     clock_gettime(CLOCK_MONOTONIC, &now);
     int64_t duration = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 - req->start_ms;
 
-    char when[32], uri[SRV_HOST_MAX + 600], id[SRV_HOST_MAX + KS_NAME_MAX + KS_VERSION_LEN + 32];
-    time_t t = (time_t)ks_now();
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    snprintf(uri, sizeof(uri), "%s://%s%.512s", req->is_https ? "https" : "http", req->host,
-             req->ri->local_uri_raw);
+    char when[21], uri[SRV_HOST_MAX + 600], id[SRV_HOST_MAX + KS_NAME_MAX + KS_VERSION_LEN + 32];
+    kv_str_utc(when, ks_now());
+    kv_str_join(uri, sizeof(uri), req->is_https ? "https://" : "http://", req->host, NULL);
+    size_t at = strlen(uri);
+    kv_str_join_n(uri + at, sizeof(uri) - at, req->ri->local_uri_raw, 512, NULL);
     id[0] = '\0';
     if (req->key_name[0] != '\0')
-        snprintf(id, sizeof(id), "https://%s/keys/%s%s%s", req->host, req->key_name,
-                 req->version[0] ? "/" : "", req->version);
+        kv_str_join(id, sizeof(id), "https://", req->host, "/keys/", req->key_name,
+                    req->version[0] ? "/" : "", req->version, NULL);
 
     /* Written with kv_json: this runs for every request, and a cJSON tree
      * would allocate every member. */

@@ -14,6 +14,7 @@
 
 #include "kv_file.h"
 #include "kv_log.h"
+#include "kv_str.h"
 #include "srv.h"
 
 /* Every api-version an SDK, az or a REST client is known to send for keys. */
@@ -108,7 +109,7 @@ static enum kv_status take_name_version(struct srv_req *req, const struct srv_ro
                             name);
             return KV_ERR_KEY_NOT_FOUND;
         }
-        snprintf(req->key_name, sizeof(req->key_name), "%s", name);
+        kv_str_join(req->key_name, sizeof(req->key_name), name, NULL);
     }
     if (version != NULL && version[0] != '\0') {
         if (strlen(version) > KS_VERSION_LEN) {
@@ -117,7 +118,7 @@ static enum kv_status take_name_version(struct srv_req *req, const struct srv_ro
                             req->key_name, version);
             return KV_ERR_KEY_NOT_FOUND;
         }
-        snprintf(req->version, sizeof(req->version), "%s", version);
+        kv_str_join(req->version, sizeof(req->version), version, NULL);
     }
     return KV_OK;
 }

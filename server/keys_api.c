@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "kv_str.h"
 #include "srv.h"
 
 #define TAGS_MAX 15
@@ -214,10 +215,8 @@ static void key_id(const struct srv_req *req, const struct ks_key *k, int with_v
 {
     char base[SRV_HOST_MAX + 16];
     srv_base_url(req, base, sizeof(base));
-    if (with_version)
-        snprintf(out, cap, "%s/keys/%s/%s", base, k->name, k->version);
-    else
-        snprintf(out, cap, "%s/keys/%s", base, k->name);
+    kv_str_join(out, cap, base, "/keys/", k->name, with_version ? "/" : "",
+                with_version ? k->version : "", NULL);
 }
 
 static void attributes_json(struct kv_json *j, const struct ks_key *k)

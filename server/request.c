@@ -1,11 +1,59 @@
 /* Requests: path segments, query parameters, headers and bodies. */
+#include <pthread.h>
 #include <sodium.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
 
+#include "kv_str.h"
 #include "srv.h"
+
+/* Request ids (x-ms-request-id) are version-4 UUIDs. Their 122 free bits are
+ * a key drawn once per process and the count of requests so far, put through
+ * a bijection of 62-bit values: an id never repeats within a process (for
+ * 2^62 requests), ids of two processes differ, and a request makes no system
+ * call for it (libsodium's randombytes_buf is one getrandom() each). An id
+ * only names a request; nothing relies on it being unpredictable. */
+static uint64_t rid_key[2];
+static atomic_uint_fast64_t rid_count;
+static pthread_once_t rid_once = PTHREAD_ONCE_INIT;
+
+static void rid_init(void)
+{
+    randombytes_buf(rid_key, sizeof(rid_key));
+}
+
+/* A bijection of [0, 2^62): xor-shifts and multiplications by odd numbers,
+ * each invertible modulo 2^62. */
+static uint64_t mix62(uint64_t x)
+{
+    const uint64_t m = (UINT64_C(1) << 62) - 1;
+    x &= m;
+    x ^= x >> 31;
+    x = (x * UINT64_C(0xbf58476d1ce4e5b9)) & m;
+    x ^= x >> 29;
+    x = (x * UINT64_C(0x94d049bb133111eb)) & m;
+    x ^= x >> 32;
+    return x;
+}
+
+static void request_id(char out[37])
+{
+    pthread_once(&rid_once, rid_init);
+    uint64_t n = atomic_fetch_add_explicit(&rid_count, 1, memory_order_relaxed);
+    uint64_t hi = rid_key[0], lo = mix62(n ^ rid_key[1]);
+    unsigned char b[16];
+    for (int i = 0; i < 8; i++) {
+        b[i] = (unsigned char)(hi >> (56 - 8 * i));
+        b[8 + i] = (unsigned char)(lo >> (56 - 8 * i));
+    }
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
+    b[8] = (unsigned char)(b[8] | 0x80);          /* variant 10: lo's top two bits are 0 */
+    kv_str_uuid(out, b);
+}
 
 static int hex_digit(char c)
 {
@@ -88,21 +136,14 @@ enum kv_status srv_req_init(struct srv_req *req, struct mg_connection *conn,
     clock_gettime(CLOCK_MONOTONIC, &now);
     req->start_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 
-    unsigned char rid[16];
-    randombytes_buf(rid, sizeof(rid));
-    rid[6] = (unsigned char)((rid[6] & 0x0f) | 0x40);
-    rid[8] = (unsigned char)((rid[8] & 0x3f) | 0x80);
-    char hex[33];
-    sodium_bin2hex(hex, sizeof(hex), rid, sizeof(rid));
-    snprintf(req->request_id, sizeof(req->request_id), "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8,
-             hex + 12, hex + 16, hex + 20);
+    request_id(req->request_id);
 
     /* The Host as sent, when it looks like one: ids and links are built from it. */
     const char *host = mg_get_header(conn, "Host");
     if (host != NULL && strlen(host) < sizeof(req->host) &&
         strspn(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]") ==
             strlen(host))
-        snprintf(req->host, sizeof(req->host), "%s", host);
+        memcpy(req->host, host, strlen(host) + 1);
 
     const char *raw = req->ri->local_uri_raw;
     if (raw == NULL || raw[0] != '/')

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "kv_log.h"
+#include "kv_str.h"
 #include "srv.h"
 
 /* Bodies up to this size are copied behind the headers and sent in one write. */
@@ -175,7 +176,7 @@ void srv_send_json_text(struct srv_req *req, int http_status, struct kv_json *j)
 
 void srv_base_url(const struct srv_req *req, char *out, size_t cap)
 {
-    snprintf(out, cap, "%s://%s", req->is_https ? "https" : "http", req->host);
+    kv_str_join(out, cap, req->is_https ? "https://" : "http://", req->host, NULL);
 }
 
 void srv_send_error(struct srv_req *req, enum kv_status st, const char *message)

@@ -1,7 +1,7 @@
 /* The vault a request is for, from its Host header. */
-#include <stdio.h>
 #include <string.h>
 
+#include "kv_str.h"
 #include "srv.h"
 
 static int host_char_ok(char c)
@@ -19,7 +19,7 @@ enum kv_status srv_resolve_vault(struct srv_req *req)
         if (!host_char_ok(*p))
             return KV_ERR_BAD_PARAM;
     }
-    snprintf(req->host, sizeof(req->host), "%s", host);
+    memcpy(req->host, host, strlen(host) + 1);
 
     /* Split host name and port: "[v6]:port", "name:port" or "name". */
     char name[SRV_HOST_MAX];
@@ -28,14 +28,14 @@ enum kv_status srv_resolve_vault(struct srv_req *req)
         const char *close = strchr(host, ']');
         if (close == NULL || (close[1] != '\0' && close[1] != ':'))
             return KV_ERR_BAD_PARAM;
-        snprintf(name, sizeof(name), "%.*s", (int)(close - host + 1), host);
+        kv_str_join_n(name, sizeof(name), host, (size_t)(close - host + 1), NULL);
         port = close[1] == ':' ? close + 2 : NULL;
     } else {
         const char *colon = strchr(host, ':');
         if (colon != NULL && strchr(colon + 1, ':') != NULL)
             return KV_ERR_BAD_PARAM;
-        snprintf(name, sizeof(name), "%.*s", colon ? (int)(colon - host) : (int)strlen(host),
-                 host);
+        kv_str_join_n(name, sizeof(name), host, colon ? (size_t)(colon - host) : strlen(host),
+                      NULL);
         port = colon ? colon + 1 : NULL;
     }
     if (port != NULL) {
@@ -52,14 +52,14 @@ enum kv_status srv_resolve_vault(struct srv_req *req)
     if (dot != NULL && dot != name && strncmp(dot, ".vault.", 7) == 0 && dot[7] != '\0') {
         size_t label = (size_t)(dot - name);
         if (label <= KS_VAULT_NAME_MAX)
-            snprintf(req->vault, sizeof(req->vault), "%.*s", (int)label, name);
+            kv_str_join_n(req->vault, sizeof(req->vault), name, label, NULL);
         else
             req->vault[0] = '\0'; /* no such vault can exist */
-        snprintf(req->resource, sizeof(req->resource), "https://%s%s%s", dot + 1,
-                 port ? ":" : "", port ? port : "");
+        kv_str_join(req->resource, sizeof(req->resource), "https://", dot + 1, port ? ":" : "",
+                    port ? port : "", NULL);
     } else {
-        snprintf(req->vault, sizeof(req->vault), "default");
-        snprintf(req->resource, sizeof(req->resource), "https://vault.azure.net");
+        kv_str_join(req->vault, sizeof(req->vault), "default", NULL);
+        kv_str_join(req->resource, sizeof(req->resource), "https://vault.azure.net", NULL);
     }
     return KV_OK;
 }

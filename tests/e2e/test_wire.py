@@ -14,6 +14,7 @@
 import base64
 import json
 import os
+import re
 import socket
 import ssl
 import subprocess
@@ -89,6 +90,7 @@ def main():
             s = tls_socket()
             f = s.makefile("rb")
             big = base64.urlsafe_b64encode(os.urandom(190)).rstrip(b"=").decode()
+            ids = []
             for i in range(50):
                 # alternate small answers, errors (with the challenge) and larger bodies
                 if i % 5 == 4:
@@ -99,6 +101,7 @@ def main():
                     check(h["www-authenticate"].startswith('Bearer authorization="https://'),
                           h.get("www-authenticate"))
                     eq(h["connection"], "keep-alive")
+                    ids.append(h["x-ms-request-id"])
                     continue
                 wrap = json.dumps({"alg": "RSA-OAEP", "value": big}).encode()
                 s.sendall(request("POST", f"/keys/wire/{kid.rsplit('/', 1)[1]}/wrapkey?{API}",
@@ -108,12 +111,17 @@ def main():
                 eq(h["content-type"], "application/json; charset=utf-8")
                 eq(h["cache-control"], "no-cache")
                 eq(h["x-ms-keyvault-service-version"], "kvmock")
-                eq(len(h["x-ms-request-id"]), 36)
+                ids.append(h["x-ms-request-id"])
                 eq(h["connection"], "keep-alive")
                 check(h["date"].endswith(" GMT"), h["date"])
                 doc = json.loads(body)
                 eq(doc["kid"] if i % 2 else doc["key"]["kid"], kid)
             s.close()
+            # request ids: version-4 UUIDs (RFC 9562 section 5.4), one per answer
+            uuid4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+            for rid in ids:
+                check(uuid4.match(rid), f"x-ms-request-id {rid!r} is a version-4 UUID")
+            eq(len(set(ids)), len(ids), "every answer has its own request id")
 
         @runner.test
         def big_answer_arrives_whole():

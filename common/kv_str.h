@@ -1,0 +1,39 @@
+/**
+ * @file kv_str.h
+ * @brief Bounded text joining without printf, for texts made on every request.
+ *
+ * Ids, URLs and the request id are built on every request; `snprintf` with
+ * `%s` runs glibc's whole format machine (about a thousand instructions a
+ * call). These helpers copy the pieces instead. Like `snprintf`, they always
+ * end the text with a NUL and cut what does not fit.
+ */
+#ifndef KV_STR_H
+#define KV_STR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/**
+ * @brief Join strings into @p out (@p cap > 0 bytes).
+ *
+ * The arguments after @p cap are `const char *` pieces, ended by NULL.
+ * @return 1 if the whole text fitted, 0 if it was cut.
+ */
+int kv_str_join(char *out, size_t cap, ...);
+
+/** @brief The same, with the first piece cut to at most @p n1 bytes. */
+int kv_str_join_n(char *out, size_t cap, const char *p1, size_t n1, ...);
+
+/**
+ * @brief Write @p bytes 16 bytes as a UUID in its 36-character form
+ * (lowercase hex, dashes after 4, 6, 8 and 10 bytes) and a NUL into @p out.
+ */
+void kv_str_uuid(char out[37], const unsigned char bytes[16]);
+
+/**
+ * @brief Write UTC time @p t as `YYYY-MM-DDTHH:MM:SSZ` and a NUL into @p out
+ * (years 0 to 9999; others are written as 0000-01-01T00:00:00Z).
+ */
+void kv_str_utc(char out[21], int64_t t);
+
+#endif
