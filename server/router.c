@@ -39,19 +39,23 @@ enum srv_match srv_route_match(const struct srv_route *table, size_t n, const ch
                                char *const *seg, size_t nseg, const struct srv_route **route,
                                const char **name, const char **version)
 {
-    int path_known = 0;
+    /* The routes of the request's method first, in table order (the method is
+     * the cheaper test); the others only to tell a path that exists for
+     * another method (405) from one that does not (404). */
     for (size_t i = 0; i < n; i++) {
         const char *nm, *ver;
-        if (!match_pattern(table[i].pattern, seg, nseg, &nm, &ver))
+        if (strcmp(table[i].method, method) != 0 ||
+            !match_pattern(table[i].pattern, seg, nseg, &nm, &ver))
             continue;
-        if (strcmp(table[i].method, method) != 0) {
-            path_known = 1;
-            continue;
-        }
         *route = &table[i];
         *name = nm;
         *version = ver;
         return SRV_MATCH_OK;
     }
-    return path_known ? SRV_MATCH_BAD_METHOD : SRV_MATCH_NO_ROUTE;
+    for (size_t i = 0; i < n; i++) {
+        const char *nm, *ver;
+        if (match_pattern(table[i].pattern, seg, nseg, &nm, &ver))
+            return SRV_MATCH_BAD_METHOD;
+    }
+    return SRV_MATCH_NO_ROUTE;
 }
