@@ -3,6 +3,7 @@
 
 #include <openssl/evp.h>
 #include <sodium.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -66,9 +67,21 @@ static void put(struct kv_json *j, const char *s, size_t n)
     j->len += n;
 }
 
+/* Whether any byte of @p w needs an escape: below 0x20, '"' or '\\'. A byte
+ * below 0x20 sets its top bit in (w - 0x20 ones) & ~w, a byte equal to b sets
+ * it in (x - ones) & ~x with x = w ^ b ones, and a borrow only starts at such
+ * a byte, so the answer is exact. */
+static int word_needs_escape(uint64_t w)
+{
+    const uint64_t ones = 0x0101010101010101ULL, tops = 0x8080808080808080ULL;
+    uint64_t q = w ^ (0x22 * ones), b = w ^ (0x5C * ones);
+    return ((((w - 0x20 * ones) & ~w) | ((q - ones) & ~q) | ((b - ones) & ~b)) & tops) != 0;
+}
+
 /* A quoted string: quotes, backslashes and control characters escaped, the
  * rest (UTF-8 included) as it is. Room for the worst case (every byte as
- * \u00XX) is made once, then the bytes are copied one by one. */
+ * \u00XX) is made once; eight bytes are copied at once while none of them
+ * needs an escape, the others one by one. */
 static void put_string(struct kv_json *j, const char *s)
 {
     static const char hex[] = "0123456789abcdef";
@@ -81,8 +94,19 @@ static void put_string(struct kv_json *j, const char *s)
         return;
     char *d = j->buf + j->len;
     *d++ = '"';
-    for (; *s != '\0'; s++) {
-        unsigned char c = (unsigned char)*s;
+    size_t i = 0;
+    while (i < n) {
+        if (n - i >= 8) {
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            if (!word_needs_escape(w)) {
+                memcpy(d, &w, 8);
+                d += 8;
+                i += 8;
+                continue;
+            }
+        }
+        unsigned char c = (unsigned char)s[i++];
         if (c >= 0x20 && c != '"' && c != '\\') {
             *d++ = (char)c;
         } else if (c == '"' || c == '\\') {

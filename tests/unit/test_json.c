@@ -2,6 +2,7 @@
 #include <cjson/cJSON.h>
 #include <sodium.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,6 +57,36 @@ static void strings(void)
     CHECK(cJSON_IsString(s) && strcmp(s->valuestring, all) == 0);
     cJSON_Delete(doc);
     free(text);
+
+    /* Strings are copied eight bytes at a time while no byte needs an escape:
+     * every byte 1..255 at every offset of a string long enough for two such
+     * steps on each side gives the text a byte-by-byte escaper gives. */
+    for (int c = 1; c < 256; c++) {
+        for (size_t at = 0; at < 17; at++) {
+            char in[40], want[64];
+            memset(in, 'a', sizeof(in));
+            in[at] = (char)c;
+            in[at + 18] = '\0';
+            size_t w = 0;
+            want[w++] = '"';
+            for (size_t i = 0; in[i] != '\0'; i++) {
+                unsigned char b = (unsigned char)in[i];
+                if (b == '"' || b == '\\') {
+                    want[w++] = '\\';
+                    want[w++] = (char)b;
+                } else if (b < 0x20) {
+                    w += (size_t)sprintf(want + w, "\\u%04x", b);
+                } else {
+                    want[w++] = (char)b;
+                }
+            }
+            want[w++] = '"';
+            want[w] = '\0';
+            kv_json_init(&j);
+            kv_json_str(&j, NULL, in);
+            text_is(&j, want);
+        }
+    }
 }
 
 static void numbers_and_nesting(void)
