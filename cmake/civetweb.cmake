@@ -26,9 +26,10 @@ endif()
 #   same idea as its prespawn_threads option). kvmock keeps 256 workers so that
 #   slow clients cannot take them all, but an idle server should not hold 256
 #   thread stacks;
-# - the scan for the end of a request's headers looks each byte up in a table
-#   instead of calling isprint() on it, with the same answer for every input:
-#   it was a third of kvmock's instructions for a GET /healthz.
+# - the scan for the end of a request's headers skips eight bytes at a time
+#   while none is a control character, instead of calling isprint() on every
+#   byte, with the same answer for every input: the two scans per request were
+#   26k of the 65k instructions kvmock spent on a GET /healthz.
 set(KVMOCK_CIVETWEB_PATCHES "${CMAKE_SOURCE_DIR}/cmake/civetweb-workers-on-demand.patch"
                             "${CMAKE_SOURCE_DIR}/cmake/civetweb-header-scan.patch")
 set(KVMOCK_CIVETWEB_PATCHED "${CMAKE_BINARY_DIR}/civetweb-patched/src/civetweb.c")

@@ -253,7 +253,7 @@ static char *record_text(const struct srv_req *req, int status)
 
     char when[21], uri[SRV_HOST_MAX + 600], id[SRV_HOST_MAX + KS_NAME_MAX + KS_VERSION_LEN + 32];
     kv_str_utc(when, ks_now());
-    kv_str_join(uri, sizeof(uri), req->is_https ? "https://" : "http://", req->host, NULL);
+    srv_base_url(req, uri, sizeof(uri));
     size_t at = strlen(uri);
     kv_str_join_n(uri + at, sizeof(uri) - at, req->ri->local_uri_raw, 512, NULL);
     id[0] = '\0';

@@ -9,6 +9,7 @@
 
 #include "config.h"
 #include "kv_file.h"
+#include "kv_str.h"
 
 #include <sodium.h>
 
@@ -493,10 +494,7 @@ static enum kv_status parse_roles(struct srv_config *cfg, const cJSON *list, cha
             snprintf(text, sizeof(text), "%s|%s|%s", r->principal_id, pol_role_id(r->role),
                      scope);
             crypto_generichash(h, sizeof(h), (unsigned char *)text, strlen(text), NULL, 0);
-            char hex[33];
-            sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
-            snprintf(r->id, sizeof(r->id), "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12,
-                     hex + 16, hex + 20);
+            kv_str_uuid(r->id, h);
         }
         cfg->n_roles++;
     }

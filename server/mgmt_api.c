@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "kv_log.h"
+#include "kv_str.h"
 #include "srv.h"
 
 #define MAX_POLICIES 1024
@@ -452,14 +453,6 @@ static void access_policies(struct srv_req *req, const char *name, const char *k
 
 /* ---- deleted vaults ---------------------------------------------------------------------- */
 
-static void iso_time(int64_t t, char out[32])
-{
-    time_t tt = (time_t)t;
-    struct tm tm;
-    gmtime_r(&tt, &tm);
-    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 /* A DeletedVault: id, name, type and properties {vaultId, location, deletionDate,
  * scheduledPurgeDate, tags, purgeProtectionEnabled}. */
 static cJSON *deleted_vault_json(struct srv_req *req, const struct ks_deleted_vault *d,
@@ -469,8 +462,8 @@ static cJSON *deleted_vault_json(struct srv_req *req, const struct ks_deleted_va
     snprintf(id, sizeof(id),
              "/subscriptions/%s/providers/Microsoft.KeyVault/locations/%.64s/deletedVaults/%s",
              req->seg[1], location, d->vault.name);
-    iso_time(d->deleted_date, when);
-    iso_time(d->scheduled_purge, purge);
+    kv_str_utc(when, d->deleted_date);
+    kv_str_utc(purge, d->scheduled_purge);
     cJSON *o = cJSON_CreateObject();
     cJSON *props = o ? cJSON_AddObjectToObject(o, "properties") : NULL;
     if (props == NULL || !cJSON_AddStringToObject(o, "id", id) ||

@@ -4,22 +4,12 @@
 #include "kv_str.h"
 #include "srv.h"
 
-static int host_char_ok(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '-' || c == ':' || c == '[' || c == ']';
-}
-
 enum kv_status srv_resolve_vault(struct srv_req *req)
 {
-    const char *host = srv_header(req, "Host");
-    if (host == NULL || host[0] == '\0' || strlen(host) >= SRV_HOST_MAX)
+    /* srv_req_init keeps a Host that fits and has only host characters */
+    const char *host = req->host;
+    if (host[0] == '\0')
         return KV_ERR_BAD_PARAM;
-    for (const char *p = host; *p; p++) {
-        if (!host_char_ok(*p))
-            return KV_ERR_BAD_PARAM;
-    }
-    memcpy(req->host, host, strlen(host) + 1);
 
     /* Split host name and port: "[v6]:port", "name:port" or "name". */
     char name[SRV_HOST_MAX];
