@@ -28,14 +28,13 @@ static void fail(struct kv_json *j)
     j->failed = 1;
 }
 
-/* Room for @p n more bytes and the final NUL. The old block is zeroed before it
- * is freed: realloc would leave a copy of what was written so far. */
-static int reserve(struct kv_json *j, size_t n)
+/* Make room for @p n more bytes and the final NUL in a larger block. The old
+ * block is zeroed before it is freed: realloc would leave a copy of what was
+ * written so far. */
+static int grow(struct kv_json *j, size_t n)
 {
     if (j->failed)
         return 0;
-    if (j->len + n < j->cap)
-        return 1;
     size_t cap = j->cap ? j->cap : FIRST_CAP;
     while (cap <= j->len + n) {
         if (cap > SIZE_MAX / 2) {
@@ -59,6 +58,13 @@ static int reserve(struct kv_json *j, size_t n)
     return 1;
 }
 
+/* Room for @p n more bytes and the final NUL; the common case inline. A failed
+ * writer has cap 0, so it always takes grow(), which refuses. */
+static inline int reserve(struct kv_json *j, size_t n)
+{
+    return j->len + n < j->cap ? 1 : grow(j, n);
+}
+
 static void put(struct kv_json *j, const char *s, size_t n)
 {
     if (!reserve(j, n))
@@ -80,43 +86,50 @@ static int word_needs_escape(uint64_t w)
 
 /* A quoted string: quotes, backslashes and control characters escaped, the
  * rest (UTF-8 included) as it is. Room for the worst case (every byte as
- * \u00XX) is made once; eight bytes are copied at once while none of them
- * needs an escape, the others one by one. */
+ * \u00XX, and a word's slack) is made once. The string goes eight bytes at a
+ * time: a last step shorter than eight is padded with 'a' (which needs no
+ * escape) for the test, and a step holding a byte that needs an escape is
+ * written byte by byte. */
 static void put_string(struct kv_json *j, const char *s)
 {
     static const char hex[] = "0123456789abcdef";
+    const uint64_t pad = 0x6161616161616161ULL;
     size_t n = strlen(s);
-    if (n > (SIZE_MAX - 2) / 6) {
+    if (n > (SIZE_MAX - 10) / 6) {
         fail(j);
         return;
     }
-    if (!reserve(j, 6 * n + 2))
+    if (!reserve(j, 6 * n + 10))
         return;
     char *d = j->buf + j->len;
     *d++ = '"';
     size_t i = 0;
     while (i < n) {
-        if (n - i >= 8) {
-            uint64_t w;
-            memcpy(&w, s + i, 8);
-            if (!word_needs_escape(w)) {
-                memcpy(d, &w, 8);
-                d += 8;
-                i += 8;
-                continue;
-            }
+        size_t step = n - i < 8 ? n - i : 8;
+        uint64_t w = pad;
+        if (step == 8)
+            memcpy(&w, s + i, 8); /* inlined as one load */
+        else
+            memcpy(&w, s + i, step);
+        if (!word_needs_escape(w)) {
+            memcpy(d, &w, 8); /* the slack past the step is overwritten or unused */
+            d += step;
+            i += step;
+            continue;
         }
-        unsigned char c = (unsigned char)s[i++];
-        if (c >= 0x20 && c != '"' && c != '\\') {
-            *d++ = (char)c;
-        } else if (c == '"' || c == '\\') {
-            *d++ = '\\';
-            *d++ = (char)c;
-        } else {
-            memcpy(d, "\\u00", 4);
-            d[4] = hex[c >> 4];
-            d[5] = hex[c & 15];
-            d += 6;
+        for (size_t end = i + step; i < end; i++) {
+            unsigned char c = (unsigned char)s[i];
+            if (c >= 0x20 && c != '"' && c != '\\') {
+                *d++ = (char)c;
+            } else if (c == '"' || c == '\\') {
+                *d++ = '\\';
+                *d++ = (char)c;
+            } else {
+                memcpy(d, "\\u00", 4);
+                d[4] = hex[c >> 4];
+                d[5] = hex[c & 15];
+                d += 6;
+            }
         }
     }
     *d++ = '"';

@@ -38,8 +38,9 @@ static void strings(void)
     kv_json_str(&j, "empty", "");
     kv_json_str(&j, "none", NULL);
     kv_json_close(&j, '}');
-    text_is(&j, "{\"plain\":\"abc\",\"quote\\\"key\":\"a\\\"b\\\\c/d\",\"ctl\":\"\\u0001\\u000a"
-                "\\u0009\\u001f\",\"utf8\":\"caf\xc3\xa9 \xe2\x82\xac\",\"empty\":\"\",\"none\":null}");
+    text_is(&j,
+            "{\"plain\":\"abc\",\"quote\\\"key\":\"a\\\"b\\\\c/d\",\"ctl\":\"\\u0001\\u000a"
+            "\\u0009\\u001f\",\"utf8\":\"caf\xc3\xa9 \xe2\x82\xac\",\"empty\":\"\",\"none\":null}");
 
     /* what cJSON reads back is what was written, for every byte 1..255 */
     char all[256];
@@ -58,33 +59,35 @@ static void strings(void)
     cJSON_Delete(doc);
     free(text);
 
-    /* Strings are copied eight bytes at a time while no byte needs an escape:
-     * every byte 1..255 at every offset of a string long enough for two such
-     * steps on each side gives the text a byte-by-byte escaper gives. */
+    /* Strings go eight bytes at a time, a shorter last step padded: every
+     * byte 1..255 at every offset of every length up to three steps gives the
+     * text a byte-by-byte escaper gives. */
     for (int c = 1; c < 256; c++) {
-        for (size_t at = 0; at < 17; at++) {
-            char in[40], want[64];
-            memset(in, 'a', sizeof(in));
-            in[at] = (char)c;
-            in[at + 18] = '\0';
-            size_t w = 0;
-            want[w++] = '"';
-            for (size_t i = 0; in[i] != '\0'; i++) {
-                unsigned char b = (unsigned char)in[i];
-                if (b == '"' || b == '\\') {
-                    want[w++] = '\\';
-                    want[w++] = (char)b;
-                } else if (b < 0x20) {
-                    w += (size_t)sprintf(want + w, "\\u%04x", b);
-                } else {
-                    want[w++] = (char)b;
+        for (size_t len = 1; len <= 24; len++) {
+            for (size_t at = 0; at < len; at++) {
+                char in[40], want[160];
+                memset(in, 'a', sizeof(in));
+                in[at] = (char)c;
+                in[len] = '\0';
+                size_t w = 0;
+                want[w++] = '"';
+                for (size_t i = 0; in[i] != '\0'; i++) {
+                    unsigned char b = (unsigned char)in[i];
+                    if (b == '"' || b == '\\') {
+                        want[w++] = '\\';
+                        want[w++] = (char)b;
+                    } else if (b < 0x20) {
+                        w += (size_t)sprintf(want + w, "\\u%04x", b);
+                    } else {
+                        want[w++] = (char)b;
+                    }
                 }
+                want[w++] = '"';
+                want[w] = '\0';
+                kv_json_init(&j);
+                kv_json_str(&j, NULL, in);
+                text_is(&j, want);
             }
-            want[w++] = '"';
-            want[w] = '\0';
-            kv_json_init(&j);
-            kv_json_str(&j, NULL, in);
-            text_is(&j, want);
         }
     }
 }
