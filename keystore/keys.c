@@ -16,6 +16,7 @@
 
 #include "crypto.h"
 #include "kv_json.h"
+#include "kv_str.h"
 #include "store.h"
 #include "vaults.h"
 
@@ -1015,7 +1016,7 @@ static enum kv_status op_fn(struct ks_txn *tx, void *arg)
     if (st != KV_OK)
         return st;
     a->kty = k->kty;
-    snprintf(a->stored_name, sizeof(a->stored_name), "%s", k->name);
+    kv_str_join(a->stored_name, sizeof(a->stored_name), k->name, NULL);
     int64_t now = ks_now();
     if ((k->ops & a->op) == 0)
         st = KV_ERR_KEY_OP_FORBIDDEN;

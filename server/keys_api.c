@@ -210,13 +210,14 @@ static void add_b64(struct kv_json *j, const char *name, const struct kv_buf *b)
     kv_json_b64url(j, name, b->data, b->len);
 }
 
-static void key_id(const struct srv_req *req, const struct ks_key *k, int with_version,
-                   char *out, size_t cap)
+/* A key's id: the vault URL, /keys/name, and /version unless @p version is NULL. */
+static void key_id(const struct srv_req *req, const char *name, const char *version, char *out,
+                   size_t cap)
 {
     char base[SRV_HOST_MAX + 16];
     srv_base_url(req, base, sizeof(base));
-    kv_str_join(out, cap, base, "/keys/", k->name, with_version ? "/" : "",
-                with_version ? k->version : "", NULL);
+    kv_str_join(out, cap, base, "/keys/", name, version != NULL ? "/" : "",
+                version != NULL ? version : "", NULL);
 }
 
 static void attributes_json(struct kv_json *j, const struct ks_key *k)
@@ -250,7 +251,7 @@ static void tags_json(struct kv_json *j, const struct ks_tags *t)
 static void jwk_json(struct kv_json *j, const struct srv_req *req, const struct ks_key *k)
 {
     char kid[SRV_HOST_MAX + KS_NAME_MAX + KS_VERSION_LEN + 32];
-    key_id(req, k, 1, kid, sizeof(kid));
+    key_id(req, k->name, k->version, kid, sizeof(kid));
     kv_json_open(j, "key", '{');
     kv_json_open(j, "key_ops", '[');
     for (unsigned bit = 1; bit <= KS_OP_EXPORT; bit <<= 1) {
@@ -299,7 +300,7 @@ static void item_json(struct kv_json *j, const struct srv_req *req, const struct
                       int with_version)
 {
     char kid[SRV_HOST_MAX + KS_NAME_MAX + KS_VERSION_LEN + 32];
-    key_id(req, k, with_version, kid, sizeof(kid));
+    key_id(req, k->name, with_version ? k->version : NULL, kid, sizeof(kid));
     kv_json_open(j, NULL, '{');
     kv_json_str(j, "kid", kid);
     attributes_json(j, k);
@@ -512,9 +513,8 @@ static void key_operation(struct srv_req *req, unsigned op)
     if (op == KS_OP_VERIFY) {
         kv_json_bool(&j, "value", res.verified);
     } else {
-        char kid[SRV_HOST_MAX + KS_NAME_MAX + KS_VERSION_LEN + 32], base[SRV_HOST_MAX + 16];
-        srv_base_url(req, base, sizeof(base));
-        snprintf(kid, sizeof(kid), "%s/keys/%s/%s", base, res.name, res.version);
+        char kid[SRV_HOST_MAX + KS_NAME_MAX + KS_VERSION_LEN + 32];
+        key_id(req, res.name, res.version, kid, sizeof(kid));
         kv_json_str(&j, "kid", kid);
         if (op == KS_OP_DECRYPT || op == KS_OP_UNWRAP) /* a plaintext or a key */
             kv_json_b64url_secret(&j, "value", res.value.data, res.value.len);
