@@ -35,6 +35,31 @@ static int match_pattern(const char *pattern, char *const *seg, size_t nseg, con
     return i == nseg || (i + 1 == nseg && seg[i][0] == '\0');
 }
 
+/*
+ * Whether @p pattern surely does not match: it has another number of segments,
+ * or its last segment is literal and differs from the path's segment there.
+ * Patterns of one method mostly differ in their last segment, and this tells
+ * them apart without walking the others. 0 when unsure: a pattern without a
+ * leading '/', with a trailing one, or ending in a placeholder is left to
+ * match_pattern(), whose answer this never contradicts.
+ */
+static int surely_differs(const char *pattern, char *const *seg, size_t nseg)
+{
+    size_t k = 0; /* segments, with the leading '/' */
+    const char *last = NULL;
+    for (const char *q = pattern; *q != '\0'; q++) {
+        if (*q == '/') {
+            k++;
+            last = q + 1;
+        }
+    }
+    if (pattern[0] != '/' || last == NULL || last[0] == '\0' || last[0] == '{')
+        return 0;
+    if (k != nseg && !(k + 1 == nseg && seg[nseg - 1][0] == '\0'))
+        return 1;
+    return strcasecmp(last, seg[k - 1]) != 0;
+}
+
 enum srv_match srv_route_match(const struct srv_route *table, size_t n, const char *method,
                                char *const *seg, size_t nseg, const struct srv_route **route,
                                const char **name, const char **version)
@@ -44,7 +69,7 @@ enum srv_match srv_route_match(const struct srv_route *table, size_t n, const ch
      * another method (405) from one that does not (404). */
     for (size_t i = 0; i < n; i++) {
         const char *nm, *ver;
-        if (strcmp(table[i].method, method) != 0 ||
+        if (strcmp(table[i].method, method) != 0 || surely_differs(table[i].pattern, seg, nseg) ||
             !match_pattern(table[i].pattern, seg, nseg, &nm, &ver))
             continue;
         *route = &table[i];
@@ -54,7 +79,8 @@ enum srv_match srv_route_match(const struct srv_route *table, size_t n, const ch
     }
     for (size_t i = 0; i < n; i++) {
         const char *nm, *ver;
-        if (match_pattern(table[i].pattern, seg, nseg, &nm, &ver))
+        if (!surely_differs(table[i].pattern, seg, nseg) &&
+            match_pattern(table[i].pattern, seg, nseg, &nm, &ver))
             return SRV_MATCH_BAD_METHOD;
     }
     return SRV_MATCH_NO_ROUTE;

@@ -1,5 +1,7 @@
 /* The route table and its matcher: SDK path quirks, literal segments, 404 vs 405. */
+#include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "check.h"
 #include "srv.h"
@@ -62,8 +64,78 @@ static void expect(const char *method, const char *path, const char *pattern, co
         CHECK_STR(v, version);
 }
 
+/* The matcher's rule, written independently: each segment of the pattern
+ * matches one segment of the path ({name}: any non-empty one, {version}: any,
+ * a literal: itself without regard to case), and the path may have one empty
+ * segment more at the end. */
+static int reference_match(const char *pattern)
+{
+    char pat[128];
+    snprintf(pat, sizeof(pat), "%s", pattern + 1);
+    size_t i = 0;
+    for (char *save = NULL, *p = strtok_r(pat, "/", &save); p != NULL;
+         p = strtok_r(NULL, "/", &save), i++) {
+        if (i == nseg)
+            return 0;
+        if (strcmp(p, "{name}") == 0 ? seg[i][0] == '\0'
+                                     : strcmp(p, "{version}") != 0 && strcasecmp(p, seg[i]) != 0)
+            return 0;
+    }
+    return i == nseg || (i + 1 == nseg && seg[i][0] == '\0');
+}
+
+/* Every path of up to four segments from words of the table (and others),
+ * with every method: the route the matcher picks is the first of the table the
+ * reference rule matches with that method, 405 when only others do, else 404. */
+static void exhaustive(void)
+{
+    static const char *const words[] = {
+        "",          "keys",     "KEYS",        "k1",      "restore", "create", "wrapkey",
+        "UnwrapKey", "versions", "deletedkeys", "recover", "rng",     "x"};
+    static const char *const methods[] = {"GET", "PUT", "POST", "PATCH", "DELETE", "HEAD"};
+    const size_t nw = sizeof(words) / sizeof(words[0]);
+    for (size_t len = 1; len <= 4; len++) {
+        size_t total = 1;
+        for (size_t i = 0; i < len; i++)
+            total *= nw;
+        for (size_t code = 0; code < total; code++) {
+            char path[128] = "";
+            for (size_t i = 0, c = code; i < len; i++, c /= nw) {
+                strcat(path, "/");
+                strcat(path, words[c % nw]);
+            }
+            for (size_t m = 0; m < sizeof(methods) / sizeof(methods[0]); m++) {
+                split(path);
+                const struct srv_route *want = NULL;
+                int other = 0;
+                for (size_t r = 0; r < srv_key_routes_count; r++) {
+                    if (!reference_match(srv_key_routes[r].pattern))
+                        continue;
+                    if (strcmp(srv_key_routes[r].method, methods[m]) != 0)
+                        other = 1;
+                    else if (want == NULL)
+                        want = &srv_key_routes[r];
+                }
+                const struct srv_route *got = NULL;
+                const char *nm, *ver;
+                enum srv_match st = srv_route_match(srv_key_routes, srv_key_routes_count,
+                                                    methods[m], seg, nseg, &got, &nm, &ver);
+                enum srv_match st_want = want    ? SRV_MATCH_OK
+                                         : other ? SRV_MATCH_BAD_METHOD
+                                                 : SRV_MATCH_NO_ROUTE;
+                if (st != st_want || (st == SRV_MATCH_OK && got != want)) {
+                    fprintf(stderr, "%s %s: match %d, want %d\n", methods[m], path, st, st_want);
+                    check_failures++;
+                }
+            }
+        }
+    }
+}
+
 int main(void)
 {
+    exhaustive();
+
     /* plain routes */
     expect("GET", "/keys", "/keys", NULL, NULL);
     expect("GET", "/keys/", "/keys", NULL, NULL);
