@@ -34,13 +34,13 @@
 #include <openssl/x509.h>
 #include <sodium.h>
 
-#define OCT_KEY_MAX         32  /**< longest oct key: AES-256 */
-#define GCM_IV_LEN          12  /**< the IV AES-GCM encrypt makes */
-#define GCM_TAG_LEN         16  /**< the AES-GCM tag */
-#define AES_BLOCK_LEN       16  /**< AES block, and the AES-CBC IV */
-#define KW_BLOCK_LEN        8   /**< the RFC 3394 / RFC 5649 semiblock */
-#define EC_FIELD_MAX        66  /**< P-521 field size in bytes */
-#define EC_POINT_MAX        (1 + 2 * EC_FIELD_MAX) /**< an uncompressed SEC1 point */
+#define OCT_KEY_MAX   32                     /**< longest oct key: AES-256 */
+#define GCM_IV_LEN    12                     /**< the IV AES-GCM encrypt makes */
+#define GCM_TAG_LEN   16                     /**< the AES-GCM tag */
+#define AES_BLOCK_LEN 16                     /**< AES block, and the AES-CBC IV */
+#define KW_BLOCK_LEN  8                      /**< the RFC 3394 / RFC 5649 semiblock */
+#define EC_FIELD_MAX  66                     /**< P-521 field size in bytes */
+#define EC_POINT_MAX  (1 + 2 * EC_FIELD_MAX) /**< an uncompressed SEC1 point */
 /** First byte of a serialised EC key in kvmock's own form (PKCS#8 DER starts 0x30). */
 #define EC_SERIAL_TAG       0x01
 #define RSA_JWK_MAX         513 /**< longest RSA JWK part: a 4096-bit modulus and a zero */
@@ -66,30 +66,34 @@ static const struct curve curves[] = {
     {KS_CRV_P521, "secp521r1", NID_secp521r1, 66, 521, 4},
 };
 
-/* RSA contexts set up for one algorithm and operation, kept for the next call:
- * creating and configuring an EVP_PKEY_CTX (provider lookups, padding and
- * digest settings) costs about an eighth of an RSA public operation. */
-#define RSA_CTX_POOL 8
-struct rsa_ctx_pool {
+/* Contexts set up for one algorithm and operation, kept for the next call:
+ * creating and configuring an RSA EVP_PKEY_CTX (provider lookups, padding and
+ * digest settings) costs about an eighth of an RSA public operation, and an
+ * AES context's set-up (key schedule, provider) about a third of an A256KW
+ * wrap's own work. A material's pool holds contexts of one kind: EVP_PKEY_CTX
+ * for RSA, EVP_CIPHER_CTX (AES-ECB, for key wrap) for oct. */
+#define CTX_POOL 8
+struct ctx_pool {
     pthread_mutex_t mu;
     size_t n;
     struct {
-        const void *alg; /**< the alg_info the context was set up for */
-        int (*init)(EVP_PKEY_CTX *);
-        EVP_PKEY_CTX *ctx;
-    } e[RSA_CTX_POOL];
+        const void *alg;             /**< the alg_info the context was set up for */
+        int (*init)(EVP_PKEY_CTX *); /**< RSA: the operation */
+        int enc;                     /**< AES: encrypting or decrypting */
+        void *ctx;
+    } e[CTX_POOL];
 };
 
 struct ks_material {
     enum ks_kty kty;
-    struct rsa_ctx_pool *pool;      /**< RSA: idle contexts (NULL: none kept) */
-    EVP_PKEY *pkey;                 /**< RSA, and EC keys that were loaded or imported */
-    const struct curve *curve;      /**< EC */
+    struct ctx_pool *pool;             /**< RSA and oct: idle contexts (NULL: none kept) */
+    EVP_PKEY *pkey;                    /**< RSA, and EC keys that were loaded or imported */
+    const struct curve *curve;         /**< EC */
     unsigned char point[EC_POINT_MAX]; /**< EC: the public point, 04 || X || Y, kept
                                           because OpenSSL computes it on every request */
-    unsigned char d[EC_FIELD_MAX];  /**< EC: the private scalar, field_len bytes big-endian */
-    size_t oct_len;                 /**< oct: 16, 24 or 32 */
-    unsigned char oct[OCT_KEY_MAX]; /**< oct key bytes */
+    unsigned char d[EC_FIELD_MAX];     /**< EC: the private scalar, field_len bytes big-endian */
+    size_t oct_len;                    /**< oct: 16, 24 or 32 */
+    unsigned char oct[OCT_KEY_MAX];    /**< oct key bytes */
 };
 
 /** What an algorithm is, as far as dispatch is concerned. */
@@ -276,7 +280,7 @@ static struct ks_material *material_new(enum ks_kty kty)
     if (m == NULL)
         return NULL;
     m->kty = kty;
-    if (kty == KS_KTY_RSA) {
+    if (kty == KS_KTY_RSA || kty == KS_KTY_OCT) {
         /* without a pool every call sets up its own context, which works too */
         m->pool = calloc(1, sizeof(*m->pool));
         if (m->pool != NULL)
@@ -636,8 +640,7 @@ out:
 
 /** An EC material on @p c from its parts (see ec_pkey()), with its EVP_PKEY. */
 static enum kv_status ec_from_parts(const struct curve *c, const unsigned char *d, size_t d_len,
-                                    const unsigned char *point, int check,
-                                    struct ks_material **out)
+                                    const unsigned char *point, int check, struct ks_material **out)
 {
     size_t fl = c->field_len;
     if (d_len > fl)
@@ -932,8 +935,12 @@ void ks_material_free(struct ks_material *m)
     if (m == NULL)
         return;
     if (m->pool != NULL) {
-        for (size_t i = 0; i < m->pool->n; i++)
-            EVP_PKEY_CTX_free(m->pool->e[i].ctx);
+        for (size_t i = 0; i < m->pool->n; i++) {
+            if (m->kty == KS_KTY_RSA)
+                EVP_PKEY_CTX_free(m->pool->e[i].ctx);
+            else
+                EVP_CIPHER_CTX_free(m->pool->e[i].ctx); /* cleanses the key schedule */
+        }
         pthread_mutex_destroy(&m->pool->mu);
         free(m->pool);
     }
@@ -942,26 +949,61 @@ void ks_material_free(struct ks_material *m)
     free(m);
 }
 
+/* ---- contexts kept for the next call ---------------------------------------- */
+
+/** An idle context of @p m set up for (@p alg, @p init, @p enc), or NULL. */
+static void *pool_take(const struct ks_material *m, const void *alg, int (*init)(EVP_PKEY_CTX *),
+                       int enc)
+{
+    struct ctx_pool *pool = m->pool;
+    void *ctx = NULL;
+    if (pool == NULL)
+        return NULL;
+    pthread_mutex_lock(&pool->mu);
+    for (size_t i = pool->n; i-- > 0;) {
+        if (pool->e[i].alg == alg && pool->e[i].init == init && pool->e[i].enc == enc) {
+            ctx = pool->e[i].ctx;
+            pool->e[i] = pool->e[--pool->n];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&pool->mu);
+    return ctx;
+}
+
+/** Keep @p ctx for the next call; returns it when the pool is full or absent
+ * (the caller frees it then), else NULL. */
+static void *pool_give(const struct ks_material *m, const void *alg, int (*init)(EVP_PKEY_CTX *),
+                       int enc, void *ctx)
+{
+    struct ctx_pool *pool = m->pool;
+    if (pool == NULL)
+        return ctx;
+    pthread_mutex_lock(&pool->mu);
+    if (pool->n < CTX_POOL) {
+        pool->e[pool->n].alg = alg;
+        pool->e[pool->n].init = init;
+        pool->e[pool->n].enc = enc;
+        pool->e[pool->n].ctx = ctx;
+        pool->n++;
+        ctx = NULL;
+    }
+    pthread_mutex_unlock(&pool->mu);
+    return ctx;
+}
+
 /* ---- RSA ---------------------------------------------------------------------- */
 
 /** A context of @p m's key set up for @p ai: padding, OAEP or signature hash, PSS salt. */
 static enum kv_status rsa_ctx(const struct ks_material *m, const struct alg_info *ai,
                               int (*init)(EVP_PKEY_CTX *), EVP_PKEY_CTX **out)
 {
-    struct rsa_ctx_pool *pool = m->pool;
-    if (pool != NULL) {
-        pthread_mutex_lock(&pool->mu);
-        for (size_t i = pool->n; i-- > 0;) {
-            if (pool->e[i].alg == ai && pool->e[i].init == init) {
-                *out = pool->e[i].ctx;
-                pool->e[i] = pool->e[--pool->n];
-                pthread_mutex_unlock(&pool->mu);
-                return KV_OK;
-            }
-        }
-        pthread_mutex_unlock(&pool->mu);
+    EVP_PKEY_CTX *ctx = pool_take(m, ai, init, 0);
+    if (ctx != NULL) {
+        *out = ctx;
+        return KV_OK;
     }
-    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, m->pkey, NULL);
+    ctx = EVP_PKEY_CTX_new_from_pkey(NULL, m->pkey, NULL);
     if (ctx == NULL)
         return KV_ERR_NOMEM;
     const EVP_MD *md = ai->md != NULL ? ai->md() : NULL;
@@ -986,20 +1028,8 @@ static enum kv_status rsa_ctx(const struct ks_material *m, const struct alg_info
 static void rsa_ctx_done(const struct ks_material *m, const struct alg_info *ai,
                          int (*init)(EVP_PKEY_CTX *), EVP_PKEY_CTX *ctx, int ok)
 {
-    struct rsa_ctx_pool *pool = m->pool;
-    if (ctx == NULL)
-        return;
-    if (ok && pool != NULL) {
-        pthread_mutex_lock(&pool->mu);
-        if (pool->n < RSA_CTX_POOL) {
-            pool->e[pool->n].alg = ai;
-            pool->e[pool->n].init = init;
-            pool->e[pool->n].ctx = ctx;
-            pool->n++;
-            ctx = NULL;
-        }
-        pthread_mutex_unlock(&pool->mu);
-    }
+    if (ctx != NULL && ok)
+        ctx = pool_give(m, ai, init, 0, ctx);
     EVP_PKEY_CTX_free(ctx);
 }
 
@@ -1492,13 +1522,21 @@ static enum kv_status aes_kw(const struct ks_material *m, int enc, const struct 
     enum kv_status st = KV_ERR_NOMEM;
     struct kv_buf buf = {0}; /* A, then R[1..n] */
     unsigned char block[AES_BLOCK_LEN];
-    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-    if (ctx == NULL || kv_buf_alloc((n + 1) * KW_BLOCK_LEN, &buf) != KV_OK)
+    /* an ECB context keeps nothing between blocks but the key schedule */
+    EVP_CIPHER_CTX *ctx = pool_take(m, cipher, NULL, enc);
+    if (ctx == NULL) {
+        ctx = EVP_CIPHER_CTX_new();
+        if (ctx == NULL)
+            goto out;
+        if (EVP_CipherInit_ex(ctx, cipher, NULL, m->oct, NULL, enc) != 1 ||
+            EVP_CIPHER_CTX_set_padding(ctx, 0) != 1) {
+            st = KV_ERR_CRYPTO;
+            goto out;
+        }
+    }
+    if (kv_buf_alloc((n + 1) * KW_BLOCK_LEN, &buf) != KV_OK)
         goto out;
     st = KV_ERR_CRYPTO;
-    if (EVP_CipherInit_ex(ctx, cipher, NULL, m->oct, NULL, enc) != 1 ||
-        EVP_CIPHER_CTX_set_padding(ctx, 0) != 1)
-        goto out;
     unsigned char *a = buf.data, *r = buf.data + KW_BLOCK_LEN;
     if (enc) {
         memcpy(a, kw_iv, KW_BLOCK_LEN);
@@ -1516,9 +1554,9 @@ static enum kv_status aes_kw(const struct ks_material *m, int enc, const struct 
             if (!enc)
                 kw_xor_t(block, t);
             memcpy(block + KW_BLOCK_LEN, ri, KW_BLOCK_LEN);
-            int len = 0;
-            if (EVP_CipherUpdate(ctx, block, &len, block, AES_BLOCK_LEN) != 1 ||
-                len != AES_BLOCK_LEN)
+            /* one block, padding off: EVP_Cipher, without EVP_CipherUpdate's
+             * buffering (positive on success: 1, or the bytes written) */
+            if (EVP_Cipher(ctx, block, block, AES_BLOCK_LEN) <= 0)
                 goto out;
             memcpy(a, block, KW_BLOCK_LEN);
             if (enc)
@@ -1538,6 +1576,10 @@ static enum kv_status aes_kw(const struct ks_material *m, int enc, const struct 
 out:
     sodium_memzero(block, sizeof(block));
     kv_buf_wipe(&buf);
+    /* a context that failed a step is not kept; an unwrap that failed its
+     * integrity check ran every step and is */
+    if (ctx != NULL && (st == KV_OK || st == KV_ERR_CRYPTO_FAILED))
+        ctx = pool_give(m, cipher, NULL, enc, ctx);
     EVP_CIPHER_CTX_free(ctx);
     return st;
 }

@@ -5,8 +5,9 @@
  * A `struct ks_material` is a parsed private key: an EVP_PKEY for RSA; the
  * private scalar and public point for EC, with an EVP_PKEY when it was loaded
  * or imported (a new key gets one when an operation needs it); raw key bytes
- * for oct. It is immutable once built, so one material may be
- * used by several threads at once (each operation makes its own contexts).
+ * for oct. Its key is immutable once built, so one material may be used by
+ * several threads at once; the OpenSSL contexts an operation sets up for RSA
+ * and AES key wrap are kept, under a lock, for the next operation.
  *
  * Nothing here re-implements a primitive: RSA, ECDSA, AES-KW, AES-GCM,
  * AES-CBC and HMAC all go through OpenSSL EVP; random bytes and wiping come

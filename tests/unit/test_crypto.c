@@ -1329,8 +1329,12 @@ static void *worker(void *vp)
         ks_op_result_clear(&sig);
         ks_op_result_clear(&w);
         ks_op_result_clear(&u);
+        /* so are AES key wrap contexts, one per direction */
         a->ok &= op1(oct[0], KS_OP_WRAP, KS_ALG_A128KW, &s, &w) == KV_OK;
+        a->ok &= op1(oct[0], KS_OP_UNWRAP, KS_ALG_A128KW, &w.value, &u) == KV_OK;
+        a->ok &= buf_eq(&u.value, &s);
         ks_op_result_clear(&w);
+        ks_op_result_clear(&u);
     }
     return NULL;
 }
