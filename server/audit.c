@@ -29,8 +29,12 @@
 
 #define AUDIT_PAGE_DEFAULT 100
 #define AUDIT_PAGE_MAX 1000
-#define AUDIT_DELAY_MS 5
-#define AUDIT_BATCH_MAX 1024
+/* A commit of queued records costs the same few disk syncs whatever its size:
+ * at 20 k reads a second, committing every 5 ms took a fifth of the throughput
+ * of a read-only load (bench/PROFILE.md, fifth round); every 100 ms, about as
+ * much as no sync at all. */
+#define AUDIT_DELAY_MS 100
+#define AUDIT_BATCH_MAX 4096
 #define AUDIT_QUEUE_KEEP 4096 /* a drained queue larger than this many entries is freed */
 
 struct srv_audit_log {
