@@ -31,8 +31,8 @@
 #define AUDIT_PAGE_MAX 1000
 /* A commit of queued records costs the same few disk syncs whatever its size:
  * at 20 k reads a second, committing every 5 ms took a fifth of the throughput
- * of a read-only load (bench/PROFILE.md, fifth round); every 100 ms, about as
- * much as no sync at all. */
+ * of a read-only load (bench/PROFILE.md, fifth round), where committing every
+ * 100 ms costs about as little as not syncing at all. */
 #define AUDIT_DELAY_MS 100
 #define AUDIT_BATCH_MAX 4096
 #define AUDIT_QUEUE_KEEP 4096 /* a drained queue larger than this many entries is freed */
