@@ -36,28 +36,28 @@ static int match_pattern(const char *pattern, char *const *seg, size_t nseg, con
 }
 
 /*
- * Whether @p pattern surely does not match: it has another number of segments,
- * or its last segment is literal and differs from the path's segment there.
+ * Whether @p pattern surely does not match: its last segment is literal and
+ * differs from the path's last segment (the one before a trailing empty one).
  * Patterns of one method mostly differ in their last segment, and this tells
- * them apart without walking the others. 0 when unsure: a pattern without a
- * leading '/', with a trailing one, or ending in a placeholder is left to
- * match_pattern(), whose answer this never contradicts.
+ * them apart without walking the others. 0 when unsure (a pattern ending in a
+ * placeholder or '/'): match_pattern() decides, and this never contradicts it.
+ * A match consumes the pattern's k segments, with nothing or one empty segment
+ * after them, and its last literal equals path segment k, a non-empty one: the
+ * last, or the one before an empty last.
  */
 static int surely_differs(const char *pattern, char *const *seg, size_t nseg)
 {
-    size_t k = 0; /* segments, with the leading '/' */
-    const char *last = NULL;
-    for (const char *q = pattern; *q != '\0'; q++) {
-        if (*q == '/') {
-            k++;
-            last = q + 1;
-        }
-    }
-    if (pattern[0] != '/' || last == NULL || last[0] == '\0' || last[0] == '{')
+    const char *slash = strrchr(pattern, '/');
+    const char *last = slash != NULL ? slash + 1 : pattern;
+    if (last[0] == '\0' || last[0] == '{' || nseg == 0)
         return 0;
-    if (k != nseg && !(k + 1 == nseg && seg[nseg - 1][0] == '\0'))
-        return 1;
-    return strcasecmp(last, seg[k - 1]) != 0;
+    const char *t = seg[nseg - 1];
+    if (t[0] == '\0') {
+        if (nseg < 2)
+            return 1; /* the literal would have to be empty */
+        t = seg[nseg - 2];
+    }
+    return strcasecmp(last, t) != 0;
 }
 
 enum srv_match srv_route_match(const struct srv_route *table, size_t n, const char *method,
