@@ -77,7 +77,7 @@ struct ctx_pool {
     pthread_mutex_t mu;
     size_t n;
     struct {
-        const void *alg;             /**< the alg_info the context was set up for */
+        const void *alg;             /**< what it was set up for: RSA's alg_info, AES's cipher */
         int (*init)(EVP_PKEY_CTX *); /**< RSA: the operation */
         int enc;                     /**< AES: encrypting or decrypting */
         void *ctx;
