@@ -137,6 +137,9 @@ struct ks_open_opts {
     size_t map_size;      /**< initial LMDB map size in bytes; 0 = default (64 MiB) */
     size_t cache_entries; /**< parsed-key cache capacity; 0 = default (4096) */
     enum ks_sync sync;    /**< what a commit waits for; 0 = KS_SYNC_FULL */
+    size_t threads;       /**< worker threads that will read (each keeps a reader slot;
+                               64 more are kept for other threads and nested reads);
+                               0 = default (1000) */
 };
 
 /**

@@ -15,7 +15,8 @@
 
 #define DEFAULT_MAP_SIZE ((size_t)64 << 20)
 #define DEFAULT_CACHE_ENTRIES 4096
-#define MAX_READERS 1024
+#define DEFAULT_THREADS 1000
+#define SPARE_READERS 64 /* reader slots beyond one per thread: nested reads */
 
 static enum kv_status open_dbs(struct ks_env *e)
 {
@@ -44,6 +45,67 @@ static enum kv_status open_dbs(struct ks_env *e)
 }
 
 
+/*
+ * Read transactions are kept: each thread has one, reset between reads
+ * (mdb_txn_reset: with MDB_NOTLS the handle keeps its reader slot, and a
+ * reset one pins no pages), and renews it for the next. A read then neither
+ * allocates the handle nor takes the reader table's mutex to find a slot, as
+ * mdb_txn_begin does; under many connections both were waits in the allocator's
+ * and LMDB's locks on every read. A thread's handle is aborted when the thread
+ * ends, and by ks_close() for threads still running.
+ */
+struct ks_reader {
+    MDB_txn *txn;
+    int busy; /* a read is in it: a nested read begins its own */
+    struct ks_env *env;
+    struct ks_reader *prev, *next; /* env->readers */
+};
+
+static void reader_unlink(struct ks_reader *r)
+{
+    struct ks_env *e = r->env;
+    pthread_mutex_lock(&e->readers_mu);
+    if (r->prev != NULL)
+        r->prev->next = r->next;
+    else
+        e->readers = r->next;
+    if (r->next != NULL)
+        r->next->prev = r->prev;
+    pthread_mutex_unlock(&e->readers_mu);
+}
+
+/* A thread ends: its reader slot goes back to the table. */
+static void reader_end(void *arg)
+{
+    struct ks_reader *r = arg;
+    reader_unlink(r);
+    mdb_txn_abort(r->txn);
+    free(r);
+}
+
+/* Keep @p txn, just read, as the calling thread's. @return 0 when it cannot. */
+static int reader_keep(struct ks_env *e, MDB_txn *txn)
+{
+    if (pthread_getspecific(e->reader_key) != NULL)
+        return 0; /* a nested read kept its own first */
+    struct ks_reader *r = malloc(sizeof(*r));
+    if (r == NULL)
+        return 0;
+    *r = (struct ks_reader){.txn = txn, .env = e};
+    if (pthread_setspecific(e->reader_key, r) != 0) {
+        free(r);
+        return 0;
+    }
+    mdb_txn_reset(txn);
+    pthread_mutex_lock(&e->readers_mu);
+    r->next = e->readers;
+    if (r->next != NULL)
+        r->next->prev = r;
+    e->readers = r;
+    pthread_mutex_unlock(&e->readers_mu);
+    return 1;
+}
+
 enum kv_status ks_open(const struct ks_open_opts *opts, struct ks_env **out)
 {
     enum kv_status st = KV_ERR_STORE;
@@ -55,10 +117,16 @@ enum kv_status ks_open(const struct ks_open_opts *opts, struct ks_env **out)
         return KV_ERR_NOMEM;
     pthread_mutex_init(&e->writers_mu, NULL);
     e->writers_tail = &e->writers;
+    pthread_mutex_init(&e->readers_mu, NULL);
     if (pthread_rwlock_init(&e->resize_lock, NULL) != 0) {
         free(e);
         return KV_ERR_INTERNAL;
     }
+    if (pthread_key_create(&e->reader_key, reader_end) != 0) {
+        ks_close(e);
+        return KV_ERR_INTERNAL;
+    }
+    e->reader_key_made = 1;
 
     e->root_key = sodium_malloc(KS_ROOT_KEY_LEN);
     if (e->root_key == NULL) {
@@ -79,7 +147,8 @@ enum kv_status ks_open(const struct ks_open_opts *opts, struct ks_env **out)
     if (rc == 0)
         rc = mdb_env_set_maxdbs(e->env, 8);
     if (rc == 0)
-        rc = mdb_env_set_maxreaders(e->env, MAX_READERS);
+        rc = mdb_env_set_maxreaders(
+            e->env, (unsigned)(opts->threads ? opts->threads : DEFAULT_THREADS) + SPARE_READERS);
     if (rc == 0)
         rc = mdb_env_set_mapsize(e->env, opts->map_size ? opts->map_size : DEFAULT_MAP_SIZE);
     if (rc == 0)
@@ -119,6 +188,15 @@ void ks_close(struct ks_env *e)
 {
     if (e == NULL)
         return;
+    if (e->reader_key_made)
+        pthread_key_delete(e->reader_key); /* no thread's end runs reader_end now */
+    while (e->readers != NULL) {
+        struct ks_reader *r = e->readers;
+        e->readers = r->next;
+        mdb_txn_abort(r->txn);
+        free(r);
+    }
+    pthread_mutex_destroy(&e->readers_mu);
     ks_cache_free(e->cache);
     ks_memo_free(e->vault_memo);
     ks_memo_free(e->key_memo);
@@ -323,15 +401,38 @@ enum kv_status ks_txn_write(struct ks_env *e, ks_txn_fn fn, void *arg)
 enum kv_status ks_txn_read(struct ks_env *e, ks_txn_fn fn, void *arg)
 {
     struct ks_txn tx = {.env = e};
+    struct ks_reader *r = pthread_getspecific(e->reader_key);
+    int mine = r == NULL; /* the thread's first read: its handle is kept after */
     pthread_rwlock_rdlock(&e->resize_lock);
-    int rc = mdb_txn_begin(e->env, NULL, MDB_RDONLY, &tx.txn);
+    int rc;
+    if (r != NULL && r->busy) {
+        r = NULL;
+    } else if (r != NULL && mdb_txn_renew(r->txn) != 0) {
+        pthread_setspecific(e->reader_key, NULL); /* dropped; the next read keeps a new one */
+        reader_end(r);
+        r = NULL;
+        mine = 1;
+    }
+    if (r != NULL) {
+        tx.txn = r->txn;
+        rc = 0;
+    } else {
+        rc = mdb_txn_begin(e->env, NULL, MDB_RDONLY, &tx.txn);
+    }
     if (rc != 0) {
         pthread_rwlock_unlock(&e->resize_lock);
         kv_log(KV_LOG_ERROR, "cannot begin a read transaction: %s", mdb_strerror(rc));
         return KV_ERR_STORE;
     }
+    if (r != NULL)
+        r->busy = 1;
     enum kv_status st = fn(&tx, arg);
-    mdb_txn_abort(tx.txn);
+    if (r != NULL) {
+        mdb_txn_reset(tx.txn);
+        r->busy = 0;
+    } else if (!mine || !reader_keep(e, tx.txn)) {
+        mdb_txn_abort(tx.txn);
+    }
     pthread_rwlock_unlock(&e->resize_lock);
     return st;
 }

@@ -33,6 +33,11 @@ struct ks_env {
     pthread_mutex_t writers_mu;
     struct ks_writer *writers, **writers_tail;
     int writers_busy;
+    /* each thread's reset read transaction (store.c ks_txn_read) */
+    pthread_key_t reader_key;
+    int reader_key_made;
+    pthread_mutex_t readers_mu;
+    struct ks_reader *readers; /**< every thread's, for ks_close() */
 };
 
 /** A transaction in progress. */
@@ -87,7 +92,8 @@ enum kv_status ks_records_append_tx(struct ks_txn *tx, enum ks_table table,
                                     size_t keep, uint64_t *first_seq) KV_MUST_CHECK;
 
 /**
- * @brief Run @p fn in a read-only transaction.
+ * @brief Run @p fn in a read-only transaction. Each thread keeps its transaction
+ * handle and its reader slot between reads; a read nested in another gets its own.
  * @return what @p fn returned, or KV_ERR_STORE when begin fails.
  */
 enum kv_status ks_txn_read(struct ks_env *env, ks_txn_fn fn, void *arg) KV_MUST_CHECK;

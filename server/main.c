@@ -207,7 +207,10 @@ static int run(const struct srv_config *cfg)
         free(clock_text);
     }
     struct ks_open_opts opts = {
-        .data_dir = cfg->data_dir, .map_size = cfg->map_size_mib << 20, .sync = cfg->sync};
+        .data_dir = cfg->data_dir,
+        .map_size = cfg->map_size_mib << 20,
+        .sync = cfg->sync,
+        .threads = (size_t)cfg->threads};
     if (ks_open(&opts, &srv.ks) != KV_OK)
         goto out;
     if (pol_new(cfg->data_dir, cfg->tenant_id, &srv.pol) != KV_OK) {

@@ -16,6 +16,7 @@
 #include "store.h" /* ks_txn_write(), for the group commit */
 
 #include <pthread.h>
+#include <semaphore.h>
 
 #define DIR_TEMPLATE "/tmp/kvmock-store-XXXXXX" /* mkdtemp() fills in the X's */
 static char dir[sizeof(DIR_TEMPLATE)];
@@ -635,6 +636,130 @@ static void one_store_reopened(void)
     persistence();
 }
 
+/* ---- read transactions: each thread keeps one and renews it ---------------------- */
+
+#define READER_THREADS 150 /* many more than the store's reader slots below */
+
+static int read_vault_retention(struct ks_env *env, const char *name)
+{
+    struct ks_vault v;
+    return ks_vault_get(env, name, &v) == KV_OK ? v.retention_days : -1;
+}
+
+static void *one_read(void *arg)
+{
+    struct ks_env *env = arg;
+    return read_vault_retention(env, "r") == 90 ? env : NULL;
+}
+
+struct nested {
+    struct ks_env *env;
+    int inner_days;
+};
+
+static enum kv_status inner_fn(struct ks_txn *tx, void *arg)
+{
+    struct nested *n = arg;
+    struct ks_vault v;
+    enum kv_status st = ks_vault_read(tx, "r", &v);
+    n->inner_days = st == KV_OK ? v.retention_days : -1;
+    return st;
+}
+
+static enum kv_status outer_fn(struct ks_txn *tx, void *arg)
+{
+    struct nested *n = arg;
+    struct ks_vault v;
+    enum kv_status st = ks_vault_read(tx, "r", &v);
+    if (st == KV_OK)
+        st = ks_txn_read(n->env, inner_fn, n); /* the thread's kept one is in use */
+    if (st == KV_OK)
+        st = ks_vault_read(tx, "r", &v); /* the outer one still reads */
+    return st;
+}
+
+struct parked {
+    struct ks_env *env;
+    sem_t read, go;
+    int ok;
+};
+
+static void *read_then_park(void *arg)
+{
+    struct parked *p = arg;
+    p->ok = read_vault_retention(p->env, "r") == 30;
+    sem_post(&p->read);
+    while (sem_wait(&p->go) != 0)
+        ;
+    return NULL; /* ends after ks_close(): its kept transaction is already gone */
+}
+
+static void kept_readers(void)
+{
+    struct ks_env *env = NULL;
+    struct ks_open_opts o = {.data_dir = dir, .map_size = 64 * 1024, .threads = 2};
+    CHECK_ST(ks_open(&o, &env), KV_OK);
+    if (env == NULL)
+        return;
+    put_vault(env, "r");
+
+    /* a thread that ends gives its reader slot back: 2 + 64 slots, 150 threads */
+    int failed = 0;
+    for (int i = 0; i < READER_THREADS; i += 5) {
+        pthread_t t[5];
+        for (int k = 0; k < 5; k++)
+            CHECK(pthread_create(&t[k], NULL, one_read, env) == 0);
+        for (int k = 0; k < 5; k++) {
+            void *r = NULL;
+            pthread_join(t[k], &r);
+            failed += r == NULL;
+        }
+    }
+    CHECK(failed == 0);
+
+    /* a renewed transaction sees what was written since the last read */
+    CHECK(read_vault_retention(env, "r") == 90);
+    struct ks_vault v = {.soft_delete = 1, .retention_days = 30};
+    snprintf(v.name, sizeof(v.name), "r");
+    snprintf(v.tenant_id, sizeof(v.tenant_id), "t");
+    CHECK_ST(ks_vault_put(env, &v), KV_OK);
+    CHECK(read_vault_retention(env, "r") == 30);
+
+    /* ... and what was written after the map grew under it */
+    for (int i = 0; i < 40; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "g%03d", i);
+        struct ks_create p = {.kty = KS_KTY_OCT, .attrs = {.enabled = 1}};
+        struct ks_key *k = NULL;
+        CHECK_ST(ks_key_create(env, "r", name, &p, &k), KV_OK);
+        ks_key_free(k);
+        CHECK_ST(ks_key_get(env, "r", name, NULL, &k), KV_OK);
+        CHECK(k != NULL && strcmp(k->name, name) == 0);
+        ks_key_free(k);
+    }
+
+    /* a read inside a read gets its own transaction */
+    struct nested n = {env, 0};
+    CHECK_ST(ks_txn_read(env, outer_fn, &n), KV_OK);
+    CHECK(n.inner_days == 30);
+    CHECK(read_vault_retention(env, "r") == 30);
+
+    /* a thread still running when the store closes: its handle goes with the store */
+    struct parked p = {.env = env};
+    sem_init(&p.read, 0, 0);
+    sem_init(&p.go, 0, 0);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, read_then_park, &p) == 0);
+    while (sem_wait(&p.read) != 0)
+        ;
+    ks_close(env);
+    sem_post(&p.go);
+    pthread_join(t, NULL);
+    CHECK(p.ok);
+    sem_destroy(&p.read);
+    sem_destroy(&p.go);
+}
+
 int main(void)
 {
     CHECK(sodium_init() >= 0);
@@ -643,5 +768,6 @@ int main(void)
     in_fresh_dir(group_commit);
     in_fresh_dir(older_records);
     in_fresh_dir(attached_records);
+    in_fresh_dir(kept_readers);
     CHECK_DONE();
 }
