@@ -34,17 +34,28 @@
  * of a read-only load (bench/PROFILE.md, fifth round), where committing every
  * 100 ms costs about as little as not syncing at all. */
 #define AUDIT_DELAY_MS 100
-#define AUDIT_BATCH_MAX 4096
-#define AUDIT_QUEUE_KEEP 4096 /* a drained queue larger than this many entries is freed */
+#define AUDIT_BATCH_MAX 4096 /* records per transaction */
+#define AUDIT_QUEUE_FIRST (64 << 10)
+#define AUDIT_QUEUE_KEEP (4 << 20) /* a drained queue larger than this is freed */
+
+/* Queued records, back to back, each with its NUL. The texts are copied in:
+ * a record freed by the writer thread would go back to the allocator arena of
+ * the thread that built it, taking that arena's lock against the thread's own
+ * next request; a copy is freed where it was made. */
+struct audit_queue {
+    char *bytes;
+    size_t len, cap;
+    size_t n; /* records */
+};
 
 struct srv_audit_log {
     struct ks_env *ks;
     size_t keep;
     pthread_mutex_t mu;
-    pthread_cond_t work; /* to the writer: records queued, someone waits, or stop */
-    pthread_cond_t done; /* from the writer: `committed` moved */
-    char **queue;        /* record texts, oldest first */
-    size_t n, cap;
+    pthread_cond_t work;       /* to the writer: records queued, someone waits, or stop */
+    pthread_cond_t done;       /* from the writer: `committed` moved */
+    struct audit_queue queue;  /* what the requests fill */
+    struct audit_queue spare;  /* the writer's last, emptied, for the next round */
     uint64_t queued, committed; /* counts of records ever queued / handled */
     uint64_t wanted;            /* the writer commits at once up to here */
     struct timespec first_at;   /* when the oldest queued record arrived */
@@ -52,21 +63,28 @@ struct srv_audit_log {
     pthread_t thread;
 };
 
-static void commit_batch(struct srv_audit_log *a, char **batch, size_t n)
+/* Commit every record of @p q, AUDIT_BATCH_MAX to a transaction, and empty it. */
+static void commit_queue(struct srv_audit_log *a, struct audit_queue *q)
 {
+    const void *vals[AUDIT_BATCH_MAX];
     size_t lens[AUDIT_BATCH_MAX];
-    for (size_t i = 0; i < n; i++)
-        lens[i] = strlen(batch[i]);
-    if (ks_record_append_many(a->ks, KS_TABLE_AUDIT, (const void *const *)batch, lens, n,
-                              a->keep, NULL) != KV_OK)
-        kv_log(KV_LOG_WARN, "%zu audit record(s) not written", n);
-    for (size_t i = 0; i < n; i++)
-        free(batch[i]);
+    const char *at = q->bytes, *end = q->bytes + q->len;
+    while (at < end) {
+        size_t n = 0;
+        for (; n < AUDIT_BATCH_MAX && at < end; n++) {
+            vals[n] = at;
+            lens[n] = strlen(at);
+            at += lens[n] + 1;
+        }
+        if (ks_record_append_many(a->ks, KS_TABLE_AUDIT, vals, lens, n, a->keep, NULL) != KV_OK)
+            kv_log(KV_LOG_WARN, "%zu audit record(s) not written", n);
+    }
+    q->len = q->n = 0;
 }
 
 static int due(const struct srv_audit_log *a, struct timespec *deadline)
 {
-    if (a->stop || a->wanted > a->committed || a->n >= AUDIT_BATCH_MAX)
+    if (a->stop || a->wanted > a->committed || a->queue.n >= AUDIT_BATCH_MAX)
         return 1;
     *deadline = a->first_at;
     deadline->tv_nsec += AUDIT_DELAY_MS * 1000000L;
@@ -83,11 +101,10 @@ static int due(const struct srv_audit_log *a, struct timespec *deadline)
 static void *writer(void *arg)
 {
     struct srv_audit_log *a = arg;
-    char *batch[AUDIT_BATCH_MAX];
     pthread_mutex_lock(&a->mu);
     for (;;) {
         struct timespec deadline;
-        if (a->n == 0) {
+        if (a->queue.n == 0) {
             if (a->stop)
                 break;
             pthread_cond_wait(&a->work, &a->mu);
@@ -97,20 +114,20 @@ static void *writer(void *arg)
             pthread_cond_timedwait(&a->work, &a->mu, &deadline);
             continue;
         }
-        size_t n = a->n < AUDIT_BATCH_MAX ? a->n : AUDIT_BATCH_MAX;
-        memcpy(batch, a->queue, n * sizeof(*batch));
-        memmove(a->queue, a->queue + n, (a->n - n) * sizeof(*batch));
-        a->n -= n;
-        if (a->n == 0 && a->cap > AUDIT_QUEUE_KEEP) {
-            /* a burst is over: give its queue back (enqueue starts a new one) */
-            free(a->queue);
-            a->queue = NULL;
-            a->cap = 0;
-        }
+        struct audit_queue batch = a->queue;
+        a->queue = a->spare;
+        a->spare = (struct audit_queue){0};
         clock_gettime(CLOCK_MONOTONIC, &a->first_at);
         pthread_mutex_unlock(&a->mu);
-        commit_batch(a, batch, n);
+        size_t n = batch.n;
+        commit_queue(a, &batch);
+        if (batch.cap > AUDIT_QUEUE_KEEP) {
+            /* a burst is over: give its queue back (enqueue starts a new one) */
+            free(batch.bytes);
+            batch = (struct audit_queue){0};
+        }
         pthread_mutex_lock(&a->mu);
+        a->spare = batch;
         a->committed += n;
         pthread_cond_broadcast(&a->done);
     }
@@ -152,7 +169,8 @@ void srv_audit_stop(struct srv_audit_log *a)
     pthread_cond_signal(&a->work);
     pthread_mutex_unlock(&a->mu);
     pthread_join(a->thread, NULL); /* the writer drains the queue first */
-    free(a->queue);
+    free(a->queue.bytes);
+    free(a->spare.bytes);
     pthread_cond_destroy(&a->work);
     pthread_cond_destroy(&a->done);
     pthread_mutex_destroy(&a->mu);
@@ -180,29 +198,37 @@ void srv_audit_flush(struct srv_audit_log *a)
     pthread_mutex_unlock(&a->mu);
 }
 
-/* Queue one record (taking @p text) for the writer. */
+/* Queue a copy of one record for the writer; @p text is freed. */
 static enum kv_status enqueue(struct srv_audit_log *a, char *text)
 {
+    size_t len = strlen(text) + 1;
+    enum kv_status st = KV_OK;
     pthread_mutex_lock(&a->mu);
-    if (a->n == a->cap) {
-        size_t cap = a->cap ? a->cap * 2 : 64;
-        char **q = realloc(a->queue, cap * sizeof(*q));
-        if (q == NULL) {
-            pthread_mutex_unlock(&a->mu);
-            free(text);
-            return KV_ERR_NOMEM;
+    struct audit_queue *q = &a->queue;
+    if (q->cap - q->len < len) {
+        size_t cap = q->cap ? q->cap : AUDIT_QUEUE_FIRST;
+        while (cap - q->len < len)
+            cap *= 2;
+        char *bytes = realloc(q->bytes, cap);
+        if (bytes == NULL) {
+            st = KV_ERR_NOMEM;
+            goto out;
         }
-        a->queue = q;
-        a->cap = cap;
+        q->bytes = bytes;
+        q->cap = cap;
     }
-    if (a->n == 0)
+    if (q->n == 0)
         clock_gettime(CLOCK_MONOTONIC, &a->first_at);
-    a->queue[a->n++] = text;
+    memcpy(q->bytes + q->len, text, len);
+    q->len += len;
+    q->n++;
     a->queued++;
-    if (a->n == 1 || a->n == AUDIT_BATCH_MAX)
+    if (q->n == 1 || q->n == AUDIT_BATCH_MAX)
         pthread_cond_signal(&a->work); /* starts the writer's delay, or a full batch */
+out:
     pthread_mutex_unlock(&a->mu);
-    return KV_OK;
+    free(text);
+    return st;
 }
 
 static const char *reason(int status)

@@ -1,0 +1,137 @@
+/*
+ * The audit writer (server/audit.c): records queued by many threads at once
+ * are all committed, each thread's in the order it queued them, whether the
+ * writer takes them on its delay, when a batch fills up, on a flush or at stop.
+ */
+#include <civetweb.h>
+#include <cjson/cJSON.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "srv.h"
+
+#define DIR_TEMPLATE "/tmp/kvmock-audit-XXXXXX"
+#define PRODUCERS 4
+#define PER_PRODUCER 6000 /* 24000 in all: the writer's queue passes a batch's 4096 records */
+
+struct producer {
+    const struct srv *srv;
+    int id;
+    int first, count;
+};
+
+static void *produce(void *arg)
+{
+    const struct producer *p = arg;
+    struct mg_request_info ri = {.request_method = "GET", .local_uri_raw = "/keys/audited"};
+    snprintf(ri.remote_addr, sizeof(ri.remote_addr), "127.0.0.%d", p->id);
+    for (int i = p->first; i < p->first + p->count; i++) {
+        struct srv_req req = {.ri = &ri, .srv = p->srv, .is_https = 1, .status = 200,
+                              .operation = "KeyGet"};
+        snprintf(req.request_id, sizeof(req.request_id), "%d-%06d", p->id, i);
+        snprintf(req.host, sizeof(req.host), "audit.vault.azure.net");
+        snprintf(req.vault, sizeof(req.vault), "audit");
+        snprintf(req.key_name, sizeof(req.key_name), "audited");
+        srv_audit(&req);
+    }
+    return NULL;
+}
+
+/* What the table holds: per producer, how many records and whether in order. */
+struct tally {
+    int count[PRODUCERS + 1];
+    int next[PRODUCERS + 1]; /* the number the producer's next record must carry */
+    int out_of_order, malformed;
+};
+
+static enum kv_status tally_fn(const void *key, size_t key_len, const void *val, size_t val_len,
+                               void *arg)
+{
+    (void)key;
+    (void)key_len;
+    struct tally *t = arg;
+    cJSON *o = cJSON_ParseWithLength(val, val_len);
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "correlationId");
+    const cJSON *op = cJSON_GetObjectItemCaseSensitive(o, "operationName");
+    int producer = -1, seq = -1;
+    if (!cJSON_IsString(id) || sscanf(id->valuestring, "%d-%d", &producer, &seq) != 2 ||
+        producer < 1 || producer > PRODUCERS || !cJSON_IsString(op) ||
+        strcmp(op->valuestring, "KeyGet") != 0) {
+        t->malformed++;
+    } else {
+        t->out_of_order += seq != t->next[producer];
+        t->next[producer] = seq + 1;
+        t->count[producer]++;
+    }
+    cJSON_Delete(o);
+    return KV_OK;
+}
+
+static void tally(struct ks_env *ks, struct tally *t)
+{
+    memset(t, 0, sizeof(*t));
+    CHECK_ST(ks_record_scan(ks, KS_TABLE_AUDIT, NULL, 0, NULL, 0, tally_fn, t), KV_OK);
+}
+
+static void run_producers(const struct srv *srv, int first, int count)
+{
+    pthread_t t[PRODUCERS];
+    struct producer p[PRODUCERS];
+    for (int i = 0; i < PRODUCERS; i++) {
+        p[i] = (struct producer){srv, i + 1, first, count};
+        CHECK(pthread_create(&t[i], NULL, produce, &p[i]) == 0);
+    }
+    for (int i = 0; i < PRODUCERS; i++)
+        pthread_join(t[i], NULL);
+}
+
+int main(void)
+{
+    CHECK(sodium_init() >= 0);
+    char dir[] = DIR_TEMPLATE;
+    CHECK(mkdtemp(dir) != NULL);
+    struct ks_env *ks = NULL;
+    struct ks_open_opts o = {.data_dir = dir};
+    CHECK_ST(ks_open(&o, &ks), KV_OK);
+    struct srv srv = {.ks = ks};
+    CHECK_ST(srv_audit_start(ks, 0, &srv.audit), KV_OK);
+    if (ks == NULL || srv.audit == NULL)
+        return 1;
+
+    /* a burst from four threads: everything is there after a flush, in order */
+    run_producers(&srv, 0, PER_PRODUCER);
+    srv_audit_flush(srv.audit);
+    struct tally t;
+    tally(ks, &t);
+    CHECK(t.malformed == 0 && t.out_of_order == 0);
+    for (int i = 1; i <= PRODUCERS; i++)
+        CHECK(t.count[i] == PER_PRODUCER);
+
+    /* a few more, left to the writer's delay */
+    run_producers(&srv, PER_PRODUCER, 10);
+    for (int waited = 0; waited < 500; waited++) {
+        tally(ks, &t);
+        if (t.count[1] + t.count[2] + t.count[3] + t.count[4] == PRODUCERS * (PER_PRODUCER + 10))
+            break;
+        usleep(10 * 1000);
+    }
+    for (int i = 1; i <= PRODUCERS; i++)
+        CHECK(t.count[i] == PER_PRODUCER + 10);
+
+    /* and what is queued when the writer stops is committed by the stop */
+    run_producers(&srv, PER_PRODUCER + 10, 500);
+    srv_audit_stop(srv.audit);
+    tally(ks, &t);
+    CHECK(t.malformed == 0 && t.out_of_order == 0);
+    for (int i = 1; i <= PRODUCERS; i++)
+        CHECK(t.count[i] == PER_PRODUCER + 510);
+
+    ks_close(ks);
+    check_remove_dir(dir);
+    CHECK_DONE();
+}
