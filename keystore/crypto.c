@@ -70,8 +70,8 @@ static const struct curve curves[] = {
  * creating and configuring an RSA EVP_PKEY_CTX (provider lookups, padding and
  * digest settings) costs about an eighth of an RSA public operation, and an
  * AES context's (key schedule, provider calls: about 2.5 k instructions) a
- * quarter of an A256KW wrap's own work. A material's pool holds contexts of one kind: EVP_PKEY_CTX
- * for RSA, EVP_CIPHER_CTX (AES-ECB, for key wrap) for oct. */
+ * quarter of an A256KW wrap's own work. A material's pool holds contexts of
+ * one kind: EVP_PKEY_CTX for RSA, EVP_CIPHER_CTX (AES-ECB, for key wrap) for oct. */
 #define CTX_POOL 8
 struct ctx_pool {
     pthread_mutex_t mu;

@@ -402,7 +402,6 @@ enum kv_status ks_txn_read(struct ks_env *e, ks_txn_fn fn, void *arg)
 {
     struct ks_txn tx = {.env = e};
     struct ks_reader *r = pthread_getspecific(e->reader_key);
-    int mine = r == NULL; /* the thread's first read: its handle is kept after */
     pthread_rwlock_rdlock(&e->resize_lock);
     int rc;
     if (r != NULL && r->busy) {
@@ -411,7 +410,6 @@ enum kv_status ks_txn_read(struct ks_env *e, ks_txn_fn fn, void *arg)
         pthread_setspecific(e->reader_key, NULL); /* dropped; the next read keeps a new one */
         reader_end(r);
         r = NULL;
-        mine = 1;
     }
     if (r != NULL) {
         tx.txn = r->txn;
@@ -430,7 +428,7 @@ enum kv_status ks_txn_read(struct ks_env *e, ks_txn_fn fn, void *arg)
     if (r != NULL) {
         mdb_txn_reset(tx.txn);
         r->busy = 0;
-    } else if (!mine || !reader_keep(e, tx.txn)) {
+    } else if (!reader_keep(e, tx.txn)) { /* kept when the thread has none yet */
         mdb_txn_abort(tx.txn);
     }
     pthread_rwlock_unlock(&e->resize_lock);

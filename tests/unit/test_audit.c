@@ -15,7 +15,7 @@
 #include "check.h"
 #include "srv.h"
 
-#define DIR_TEMPLATE "/tmp/kvmock-audit-XXXXXX"
+#define DIR_TEMPLATE "/tmp/kvmock-audit-XXXXXX" /* mkdtemp() fills in the X's */
 #define PRODUCERS 4
 #define PER_PRODUCER 6000 /* 24000 in all: the writer's queue passes a batch's 4096 records */
 
