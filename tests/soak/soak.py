@@ -1,19 +1,29 @@
-"""Soak: mixed traffic (get, wrap, unwrap, create, delete, recover) from several
-concurrent clients at a steady rate for a while, with tokens expiring and
-being refreshed. Checks: zero unexpected errors, resident memory at the end
-within 10% of what it was after warm-up, no growth in open file descriptors.
+"""Soak: mixed traffic (get, wrap, unwrap, create, delete, recover, purge) from
+several concurrent clients at a steady rate for a while, with tokens expiring
+and being refreshed. Checks: zero unexpected errors, no growth in open file
+descriptors, and no growth of anonymous memory once the run is steady.
 
-  soak.py --kvmock build/kvmock [--seconds 600] [--clients 8] [--rate 200]
+  soak.py --kvmock build/kvmock [--seconds 600] [--clients 8] [--rate 25]
+
+The memory check separates a leak from bounded structures filling (memos, the
+parsed-key cache, worker threads started on demand, the allocator's arenas),
+which can take minutes at this rate: after a warm-up of a quarter of the run,
+anonymous RSS is sampled every few seconds, and the median of the last third
+of the samples may exceed the median of the first third by at most
+--max-rss-growth. A leak grows for the whole run and shows between the two;
+a cache that is full by the first third does not. The data stay bounded too:
+each client purges its EC key after 32 versions and starts it again.
 
 The test command runs a 60-second version on the sanitizer build, where it
 checks errors and file descriptors (AddressSanitizer's allocator decides RSS
-there); the full 10-minute run on a release build also holds RSS to +10%.
+there); the full 10-minute run on a release build also checks memory.
 """
 import argparse
 import base64
 import json
 import os
 import random
+import statistics
 import sys
 import threading
 import time
@@ -22,6 +32,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from harness import Kvmock  # noqa: E402
 
 API = "api-version=7.4"
+EC_VERSIONS = 32  # a client purges its EC key after this many versions
+SAMPLE_EVERY = 5  # seconds between memory samples
 
 
 def b64(data):
@@ -67,10 +79,10 @@ class Client(threading.Thread):
 
     def run(self):
         name = f"soak-{self.index}"
-        st, key = self.call("POST", f"/keys/{name}/create", {"kty": "RSA", "key_size": 2048})
+        st, _ = self.call("POST", f"/keys/{name}/create", {"kty": "RSA", "key_size": 2048})
         self.expect("create", st, (200,))
-        versions = [key["key"]["kid"].rsplit("/", 1)[1]] if st == 200 else []
         wrapped = []
+        ec_versions = 0
         interval = 1.0 / self.rate
         while not self.stop.is_set():
             t0 = time.time()
@@ -96,8 +108,18 @@ class Client(threading.Thread):
                     if st == 200 and base64.urlsafe_b64decode(body["value"] + "==") != data:
                         self.stats["errors"].append(f"client {self.index}: unwrap mismatch")
                 elif op == "create":
+                    if ec_versions >= EC_VERSIONS:
+                        # delete and purge: all versions go, and the name is free again
+                        st, _ = self.call("DELETE", f"/keys/{name}-ec")
+                        self.expect("delete before purge", st, (200,))
+                        st, _ = self.call("DELETE", f"/deletedkeys/{name}-ec")
+                        self.expect("purge", st, (204,))
+                        st, _ = self.call("GET", f"/keys/{name}-ec")
+                        self.expect("get purged", st, (404,))
+                        ec_versions = 0
                     st, body = self.call("POST", f"/keys/{name}-ec/create", {"kty": "EC"})
                     self.expect("create ec", st, (200,))
+                    ec_versions += st == 200
                 elif op == "cycle":
                     # delete, read it as deleted, recover: the key comes back whole
                     st, _ = self.call("DELETE", f"/keys/{name}-ec")
@@ -118,9 +140,10 @@ def main():
     p.add_argument("--seconds", type=int, default=600)
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--rate", type=float, default=25.0, help="requests per second per client")
-    p.add_argument("--max-rss-growth", type=float, default=0.10,
-                   help="allowed growth of anonymous RSS after warm-up (negative: report only; "
-                        "for sanitizer builds, whose allocator decides RSS)")
+    p.add_argument("--max-rss-growth", type=float, default=0.05,
+                   help="allowed growth of anonymous RSS from the first third of the samples "
+                        "after warm-up to the last third (negative: report only; for sanitizer "
+                        "builds, whose allocator decides RSS)")
     a = p.parse_args()
     stats = {"requests": 0, "errors": [], "token_refreshes": 0}
     # Under AddressSanitizer, freed memory waits in a quarantine of up to 256 MB,
@@ -132,19 +155,26 @@ def main():
         clients = [Client(kv, i, stop, a.rate, stats) for i in range(a.clients)]
         for c in clients:
             c.start()
-        warmup = min(60, a.seconds // 4)
-        time.sleep(warmup)
-        rss0, fd0, file0 = rss_kib(pid), fd_count(pid), rss_kib(pid, "RssFile")
-        time.sleep(a.seconds - warmup)
+        start = time.time()
+        time.sleep(a.seconds / 4)
+        fd0, file0 = fd_count(pid), rss_kib(pid, "RssFile")
+        samples = []
+        while time.time() - start < a.seconds:
+            samples.append(rss_kib(pid))
+            time.sleep(min(SAMPLE_EVERY, max(0.0, a.seconds - (time.time() - start))))
         stop.set()
         for c in clients:
             c.join(timeout=30)
         time.sleep(1)
-        rss1, fd1, file1 = rss_kib(pid), fd_count(pid), rss_kib(pid, "RssFile")
-    growth = (rss1 - rss0) / rss0 if rss0 else 0.0
+        fd1, file1 = fd_count(pid), rss_kib(pid, "RssFile")
+    third = max(1, len(samples) // 3)
+    first, last = statistics.median(samples[:third]), statistics.median(samples[-third:])
+    growth = (last - first) / first if first else 0.0
     print(f"soak: {a.seconds} s, {a.clients} clients, {stats['requests']} requests, "
           f"{stats['token_refreshes']} token refreshes, {len(stats['errors'])} unexpected errors")
-    print(f"soak: anonymous RSS after warm-up {rss0} KiB, at the end {rss1} KiB ({growth:+.1%}); "
+    print(f"soak: anonymous RSS after warm-up, {len(samples)} samples every {SAMPLE_EVERY} s: "
+          f"{min(samples)}..{max(samples)} KiB; median of the first third {first:.0f} KiB, "
+          f"of the last third {last:.0f} KiB ({growth:+.1%}); "
           f"file-backed RSS {file0} -> {file1} KiB (LMDB pages, audit log included); "
           f"open fds {fd0} -> {fd1}")
     for e in stats["errors"][:20]:
