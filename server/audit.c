@@ -36,7 +36,15 @@
 #define AUDIT_DELAY_MS 100
 #define AUDIT_BATCH_MAX 4096 /* records per transaction */
 #define AUDIT_QUEUE_FIRST (64 << 10)
-#define AUDIT_QUEUE_KEEP (4 << 20) /* a drained queue larger than this is freed */
+/* A drained queue is kept for the next round unless it is larger than this or
+ * than four times what its round used: the room a burst or a slow commit made
+ * goes back once the load is lighter again. */
+#define AUDIT_QUEUE_KEEP (4 << 20)
+/* Bytes queued and not yet taken by the writer beyond which a request waits
+ * for the writer's commit: when the disk stalls, requests slow down instead of
+ * memory growing without bound. 16 MiB is about 29 000 records of 580 bytes,
+ * most of a second at the busiest rate measured (36 k gets/s, bench/RESULTS.md). */
+#define AUDIT_QUEUE_MAX_DEFAULT (16 << 20)
 
 /* Queued records, back to back, each with its NUL. The texts are copied in:
  * a record freed by the writer thread would go back to the allocator arena of
@@ -51,6 +59,7 @@ struct audit_queue {
 struct srv_audit_log {
     struct ks_env *ks;
     size_t keep;
+    size_t max;                /* queued bytes before a request waits */
     pthread_mutex_t mu;
     pthread_cond_t work;       /* to the writer: records queued, someone waits, or stop */
     pthread_cond_t done;       /* from the writer: `committed` moved */
@@ -58,6 +67,8 @@ struct srv_audit_log {
     struct audit_queue spare;  /* the writer's last, emptied, for the next round */
     uint64_t queued, committed; /* counts of records ever queued / handled */
     uint64_t wanted;            /* the writer commits at once up to here */
+    uint64_t waits;             /* requests that waited for room in the queue */
+    size_t writing;             /* capacity of the queue the writer is committing */
     struct timespec first_at;   /* when the oldest queued record arrived */
     int stop;
     pthread_t thread;
@@ -117,17 +128,20 @@ static void *writer(void *arg)
         struct audit_queue batch = a->queue;
         a->queue = a->spare;
         a->spare = (struct audit_queue){0};
+        a->writing = batch.cap;
         clock_gettime(CLOCK_MONOTONIC, &a->first_at);
         pthread_mutex_unlock(&a->mu);
-        size_t n = batch.n;
+        size_t n = batch.n, used = batch.len;
         commit_queue(a, &batch);
-        if (batch.cap > AUDIT_QUEUE_KEEP) {
+        if (batch.cap > AUDIT_QUEUE_KEEP ||
+            (batch.cap > AUDIT_QUEUE_FIRST && batch.cap / 4 > used)) {
             /* a burst is over: give its queue back (enqueue starts a new one) */
             free(batch.bytes);
             batch = (struct audit_queue){0};
         }
         pthread_mutex_lock(&a->mu);
         a->spare = batch;
+        a->writing = 0;
         a->committed += n;
         pthread_cond_broadcast(&a->done);
     }
@@ -135,13 +149,15 @@ static void *writer(void *arg)
     return NULL;
 }
 
-enum kv_status srv_audit_start(struct ks_env *ks, size_t keep, struct srv_audit_log **out)
+enum kv_status srv_audit_start(struct ks_env *ks, size_t keep, size_t queue_max,
+                               struct srv_audit_log **out)
 {
     struct srv_audit_log *a = calloc(1, sizeof(*a));
     if (a == NULL)
         return KV_ERR_NOMEM;
     a->ks = ks;
     a->keep = keep;
+    a->max = queue_max ? queue_max : AUDIT_QUEUE_MAX_DEFAULT;
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
@@ -198,13 +214,37 @@ void srv_audit_flush(struct srv_audit_log *a)
     pthread_mutex_unlock(&a->mu);
 }
 
-/* Queue a copy of one record for the writer; @p text is freed. */
+void srv_audit_stats(struct srv_audit_log *a, struct srv_audit_stats *out)
+{
+    *out = (struct srv_audit_stats){0};
+    if (a == NULL)
+        return;
+    pthread_mutex_lock(&a->mu);
+    out->queued = a->queued - a->committed;
+    out->bytes = a->queue.cap + a->spare.cap + a->writing;
+    out->waits = a->waits;
+    pthread_mutex_unlock(&a->mu);
+}
+
+/* Queue a copy of one record for the writer; @p text is freed. When the queue
+ * is full, ask the writer to take it now and wait until it has: the writer is
+ * still committing the queue it took before, or the disk would have emptied
+ * this one. */
 static enum kv_status enqueue(struct srv_audit_log *a, char *text)
 {
     size_t len = strlen(text) + 1;
     enum kv_status st = KV_OK;
+    int waited = 0;
     pthread_mutex_lock(&a->mu);
     struct audit_queue *q = &a->queue;
+    while (q->n > 0 && q->len + len > a->max) {
+        a->waits += !waited;
+        waited = 1;
+        if (a->wanted < a->queued)
+            a->wanted = a->queued;
+        pthread_cond_signal(&a->work);
+        pthread_cond_wait(&a->done, &a->mu);
+    }
     if (q->cap - q->len < len) {
         size_t cap = q->cap ? q->cap : AUDIT_QUEUE_FIRST;
         while (cap - q->len < len)

@@ -235,7 +235,7 @@ static int run(const struct srv_config *cfg)
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    if (srv_audit_start(srv.ks, cfg->audit_max, &srv.audit) != KV_OK) {
+    if (srv_audit_start(srv.ks, cfg->audit_max, 0, &srv.audit) != KV_OK) {
         kv_log(KV_LOG_ERROR, "cannot start the audit writer");
         goto out;
     }

@@ -157,6 +157,16 @@ void srv_metrics_page(struct srv_req *req)
             "# HELP kvmock_lmdb_map_size_bytes Current LMDB map size (it grows when full).\n"
             "# TYPE kvmock_lmdb_map_size_bytes gauge\nkvmock_lmdb_map_size_bytes %zu\n",
         used, size);
+    struct srv_audit_stats audit;
+    srv_audit_stats(req->srv->audit, &audit);
+    add(&t, "# HELP kvmock_audit_queue_records Audit records queued and not yet committed.\n"
+            "# TYPE kvmock_audit_queue_records gauge\nkvmock_audit_queue_records %llu\n"
+            "# HELP kvmock_audit_queue_bytes Memory held by the audit writer's queues.\n"
+            "# TYPE kvmock_audit_queue_bytes gauge\nkvmock_audit_queue_bytes %zu\n"
+            "# HELP kvmock_audit_queue_waits_total Requests that waited for room in the audit "
+            "queue.\n"
+            "# TYPE kvmock_audit_queue_waits_total counter\nkvmock_audit_queue_waits_total %llu\n",
+        (unsigned long long)audit.queued, audit.bytes, (unsigned long long)audit.waits);
     if (t.failed) {
         free(t.buf);
         srv_send_error(req, KV_ERR_NOMEM, NULL);

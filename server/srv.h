@@ -245,11 +245,23 @@ void srv_audit_attach(struct srv_req *req);
 
 /**
  * @brief Start the audit writer: one thread that commits queued records in
- * batches to the audit table, keeping at most @p keep records (0: all).
+ * batches to the audit table, keeping at most @p keep records (0: all). A
+ * request whose record would take the queue past @p queue_max bytes (0: 16 MiB)
+ * waits until the writer takes the queue.
  * @return KV_OK, KV_ERR_NOMEM, KV_ERR_INTERNAL.
  */
-enum kv_status srv_audit_start(struct ks_env *ks, size_t keep,
+enum kv_status srv_audit_start(struct ks_env *ks, size_t keep, size_t queue_max,
                                struct srv_audit_log **out) KV_MUST_CHECK;
+
+/** What the audit writer holds (for /metrics). */
+struct srv_audit_stats {
+    uint64_t queued; /**< records queued and not yet committed */
+    size_t bytes;    /**< memory held by the queues, the one being committed included */
+    uint64_t waits;  /**< requests that waited for room in the queue */
+};
+
+/** @brief Fill @p out; all zero when @p audit is NULL. */
+void srv_audit_stats(struct srv_audit_log *audit, struct srv_audit_stats *out);
 
 /** @brief Commit every record queued so far, then return. NULL is a no-op. */
 void srv_audit_flush(struct srv_audit_log *audit);

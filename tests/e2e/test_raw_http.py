@@ -362,6 +362,12 @@ def main():
             check('kvmock_keys{vault="default",state="live"}' in text)
             check("kvmock_request_duration_seconds_bucket{le=\"+Inf\"}" in text)
             check("kvmock_lmdb_map_used_bytes" in text and "kvmock_lmdb_map_size_bytes" in text)
+            gauges = {l.split()[0]: float(l.split()[1]) for l in text.splitlines()
+                      if l.startswith("kvmock_audit_queue_")}
+            # a server this lightly used has queued some records, never filled the queue
+            check(gauges.get("kvmock_audit_queue_bytes", 0) > 0, gauges)
+            eq(gauges.get("kvmock_audit_queue_waits_total"), 0.0)
+            check(gauges.get("kvmock_audit_queue_records", -1) >= 0, gauges)
             live = [l for l in text.splitlines() if l.startswith('kvmock_keys{vault="default",state="live"}')]
             eq(int(live[0].split()[-1]), len(key_names()))
             # one JSON line per request, with no token or key material in it

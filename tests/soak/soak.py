@@ -42,7 +42,8 @@ def b64(data):
 
 def rss_kib(pid, field="RssAnon"):
     """Resident KiB: RssAnon is the heap and stacks; RssFile includes the pages of
-    the LMDB file (which holds the growing audit log) and shared libraries."""
+    the LMDB file (which holds the growing audit log) and shared libraries.
+    (Any number field of /proc/PID/status: "Threads" too.)"""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith(field + ":"):
@@ -52,6 +53,16 @@ def rss_kib(pid, field="RssAnon"):
 
 def fd_count(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def audit_queue_kib(kv):
+    """What the audit writer's queues hold (KiB), from /metrics: beside RSS, so
+    that growth can be told apart from the queues making room after a slow commit."""
+    st, _, body = kv.http("GET", "/metrics")
+    for line in body.decode().splitlines() if st == 200 else []:
+        if line.startswith("kvmock_audit_queue_bytes "):
+            return int(line.split()[1]) // 1024
+    return -1
 
 
 class Client(threading.Thread):
@@ -158,9 +169,11 @@ def main():
         start = time.time()
         time.sleep(a.seconds / 4)
         fd0, file0 = fd_count(pid), rss_kib(pid, "RssFile")
-        samples = []
+        samples, threads, queues = [], [], []
         while time.time() - start < a.seconds:
             samples.append(rss_kib(pid))
+            threads.append(rss_kib(pid, "Threads"))
+            queues.append(audit_queue_kib(kv))
             time.sleep(min(SAMPLE_EVERY, max(0.0, a.seconds - (time.time() - start))))
         stop.set()
         for c in clients:
@@ -177,6 +190,9 @@ def main():
           f"of the last third {last:.0f} KiB ({growth:+.1%}); "
           f"file-backed RSS {file0} -> {file1} KiB (LMDB pages, audit log included); "
           f"open fds {fd0} -> {fd1}")
+    print(f"soak: beside those samples, threads {threads[0]} -> {threads[-1]} "
+          f"({min(threads)}..{max(threads)}), audit queues {queues[0]} -> {queues[-1]} KiB "
+          f"({min(queues)}..{max(queues)})")
     for e in stats["errors"][:20]:
         print("  error:", e)
     rss_ok = a.max_rss_growth < 0 or growth <= a.max_rss_growth

@@ -1,7 +1,9 @@
 /*
  * The audit writer (server/audit.c): records queued by many threads at once
  * are all committed, each thread's in the order it queued them, whether the
- * writer takes them on its delay, when a batch fills up, on a flush or at stop.
+ * writer takes them on its delay, when a batch fills up, on a flush or at stop;
+ * the room a burst took is given back after it; and with a full queue the
+ * threads wait for the writer instead of the queue growing.
  */
 #include <civetweb.h>
 #include <cjson/cJSON.h>
@@ -18,6 +20,9 @@
 #define DIR_TEMPLATE "/tmp/kvmock-audit-XXXXXX" /* mkdtemp() fills in the X's */
 #define PRODUCERS 4
 #define PER_PRODUCER 6000 /* 24000 in all: the writer's queue passes a batch's 4096 records */
+#define QUEUE_FIRST (64 << 10)  /* what audit.c allocates for an empty queue */
+#define SMALL_QUEUE (256 << 10) /* about 700 records, where a batch is 4096 */
+#define SMALL_BURST 3000
 
 struct producer {
     const struct srv *srv;
@@ -99,7 +104,7 @@ int main(void)
     struct ks_open_opts o = {.data_dir = dir};
     CHECK_ST(ks_open(&o, &ks), KV_OK);
     struct srv srv = {.ks = ks};
-    CHECK_ST(srv_audit_start(ks, 0, &srv.audit), KV_OK);
+    CHECK_ST(srv_audit_start(ks, 0, 0, &srv.audit), KV_OK);
     if (ks == NULL || srv.audit == NULL)
         return 1;
 
@@ -123,13 +128,40 @@ int main(void)
     for (int i = 1; i <= PRODUCERS; i++)
         CHECK(t.count[i] == PER_PRODUCER + 10);
 
+    /* the burst's queues (megabytes) were given back: after one more light
+     * round, the writer holds one empty queue's room at most */
+    run_producers(&srv, PER_PRODUCER + 10, 10);
+    srv_audit_flush(srv.audit);
+    struct srv_audit_stats stats;
+    srv_audit_stats(srv.audit, &stats);
+    CHECK(stats.queued == 0 && stats.waits == 0);
+    CHECK(stats.bytes <= QUEUE_FIRST);
+
     /* and what is queued when the writer stops is committed by the stop */
-    run_producers(&srv, PER_PRODUCER + 10, 500);
+    run_producers(&srv, PER_PRODUCER + 20, 500);
     srv_audit_stop(srv.audit);
     tally(ks, &t);
     CHECK(t.malformed == 0 && t.out_of_order == 0);
     for (int i = 1; i <= PRODUCERS; i++)
-        CHECK(t.count[i] == PER_PRODUCER + 510);
+        CHECK(t.count[i] == PER_PRODUCER + 520);
+
+    /* a full queue: the threads wait for the writer (a batch would be 4096
+     * records, six times what this queue holds), and nothing is lost */
+    CHECK_ST(srv_audit_start(ks, 0, SMALL_QUEUE, &srv.audit), KV_OK);
+    if (srv.audit == NULL)
+        return 1;
+    run_producers(&srv, PER_PRODUCER + 520, SMALL_BURST);
+    srv_audit_stats(srv.audit, &stats);
+    CHECK(stats.waits > 0);
+    CHECK(stats.bytes <= 3 * SMALL_QUEUE); /* the queue, its spare and the one being written */
+    srv_audit_flush(srv.audit);
+    srv_audit_stats(srv.audit, &stats);
+    CHECK(stats.queued == 0);
+    tally(ks, &t);
+    CHECK(t.malformed == 0 && t.out_of_order == 0);
+    for (int i = 1; i <= PRODUCERS; i++)
+        CHECK(t.count[i] == PER_PRODUCER + 520 + SMALL_BURST);
+    srv_audit_stop(srv.audit);
 
     ks_close(ks);
     check_remove_dir(dir);
