@@ -5,18 +5,31 @@
 
 #include "memo.h"
 
-struct slot {
-    pthread_mutex_t mu;
+/*
+ * Two ways per set: records whose ids hash to the same set can both be
+ * remembered, and a new one replaces the one used less recently. With one way,
+ * two records of a working set that shared a slot evicted each other on every
+ * use: a page of 25 keys had two to four such records (bench/PROFILE.md).
+ */
+#define WAYS 2
+
+struct entry {
     unsigned char *rec; /* id bytes, then record bytes */
     size_t id_len, rec_len;
     void *obj; /* NULL: empty */
 };
 
+struct set {
+    pthread_mutex_t mu;
+    struct entry way[WAYS];
+    unsigned recent; /* the way hit or filled last */
+};
+
 struct ks_memo {
-    size_t n, obj_size;
+    size_t n, obj_size; /* sets */
     ks_memo_copy_fn copy;
     ks_memo_clear_fn clear;
-    struct slot slots[];
+    struct set sets[];
 };
 
 static int copy_obj(const struct ks_memo *m, void *dst, const void *src)
@@ -27,25 +40,28 @@ static int copy_obj(const struct ks_memo *m, void *dst, const void *src)
     return 0;
 }
 
-static struct slot *slot_of(struct ks_memo *m, const void *id, size_t id_len)
+static struct set *set_of(struct ks_memo *m, const void *id, size_t id_len)
 {
     unsigned h = 2166136261u;
     for (size_t i = 0; i < id_len; i++)
         h = (h ^ ((const unsigned char *)id)[i]) * 16777619u;
-    return &m->slots[h % m->n];
+    return &m->sets[h % m->n];
 }
 
-static void empty(struct ks_memo *m, struct slot *s)
+static int same_id(const struct entry *e, const void *id, size_t id_len)
 {
-    if (s->obj != NULL) {
+    return e->obj != NULL && e->id_len == id_len && memcmp(e->rec, id, id_len) == 0;
+}
+
+static void empty(struct ks_memo *m, struct entry *e)
+{
+    if (e->obj != NULL) {
         if (m->clear != NULL)
-            m->clear(s->obj);
-        free(s->obj);
+            m->clear(e->obj);
+        free(e->obj);
     }
-    free(s->rec);
-    s->obj = NULL;
-    s->rec = NULL;
-    s->id_len = s->rec_len = 0;
+    free(e->rec);
+    *e = (struct entry){0};
 }
 
 struct ks_memo *ks_memo_new(size_t slots, size_t obj_size, ks_memo_copy_fn copy,
@@ -53,15 +69,16 @@ struct ks_memo *ks_memo_new(size_t slots, size_t obj_size, ks_memo_copy_fn copy,
 {
     if (slots == 0)
         return NULL;
-    struct ks_memo *m = calloc(1, sizeof(*m) + slots * sizeof(struct slot));
+    size_t n = (slots + WAYS - 1) / WAYS;
+    struct ks_memo *m = calloc(1, sizeof(*m) + n * sizeof(struct set));
     if (m == NULL)
         return NULL;
-    m->n = slots;
+    m->n = n;
     m->obj_size = obj_size;
     m->copy = copy;
     m->clear = clear;
-    for (size_t i = 0; i < slots; i++)
-        pthread_mutex_init(&m->slots[i].mu, NULL);
+    for (size_t i = 0; i < n; i++)
+        pthread_mutex_init(&m->sets[i].mu, NULL);
     return m;
 }
 
@@ -70,8 +87,9 @@ void ks_memo_free(struct ks_memo *m)
     if (m == NULL)
         return;
     for (size_t i = 0; i < m->n; i++) {
-        empty(m, &m->slots[i]);
-        pthread_mutex_destroy(&m->slots[i].mu);
+        for (unsigned w = 0; w < WAYS; w++)
+            empty(m, &m->sets[i].way[w]);
+        pthread_mutex_destroy(&m->sets[i].mu);
     }
     free(m);
 }
@@ -79,12 +97,18 @@ void ks_memo_free(struct ks_memo *m)
 int ks_memo_get(struct ks_memo *m, const void *id, size_t id_len, const void *rec,
                 size_t rec_len, void *out)
 {
-    struct slot *s = slot_of(m, id, id_len);
+    struct set *s = set_of(m, id, id_len);
     int hit = 0;
     pthread_mutex_lock(&s->mu);
-    if (s->obj != NULL && s->id_len == id_len && s->rec_len == rec_len &&
-        memcmp(s->rec, id, id_len) == 0 && memcmp(s->rec + id_len, rec, rec_len) == 0)
-        hit = copy_obj(m, out, s->obj) == 0;
+    for (unsigned w = 0; w < WAYS; w++) {
+        const struct entry *e = &s->way[w];
+        if (same_id(e, id, id_len) && e->rec_len == rec_len &&
+            memcmp(e->rec + id_len, rec, rec_len) == 0) {
+            hit = copy_obj(m, out, e->obj) == 0;
+            s->recent = w;
+            break;
+        }
+    }
     pthread_mutex_unlock(&s->mu);
     return hit;
 }
@@ -101,12 +125,21 @@ void ks_memo_put(struct ks_memo *m, const void *id, size_t id_len, const void *r
     }
     memcpy(bytes, id, id_len);
     memcpy(bytes + id_len, rec, rec_len);
-    struct slot *s = slot_of(m, id, id_len);
+    struct set *s = set_of(m, id, id_len);
     pthread_mutex_lock(&s->mu);
-    empty(m, s);
-    s->rec = bytes;
-    s->id_len = id_len;
-    s->rec_len = rec_len;
-    s->obj = dup;
+    /* the way that holds this id (its record changed), else an empty one, else
+     * the one used less recently */
+    unsigned w = WAYS;
+    for (unsigned i = 0; i < WAYS && w == WAYS; i++)
+        if (same_id(&s->way[i], id, id_len))
+            w = i;
+    for (unsigned i = 0; i < WAYS && w == WAYS; i++)
+        if (s->way[i].obj == NULL)
+            w = i;
+    if (w == WAYS)
+        w = (s->recent + 1) % WAYS;
+    empty(m, &s->way[w]);
+    s->way[w] = (struct entry){bytes, id_len, rec_len, dup};
+    s->recent = w;
     pthread_mutex_unlock(&s->mu);
 }

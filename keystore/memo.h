@@ -6,7 +6,8 @@
  * per slot, the bytes of one record and what they parsed to. A lookup gives
  * the parsed object only when the record's bytes are exactly the remembered
  * ones, so nothing is ever stale and nothing has to be invalidated when a
- * record changes. Thread-safe; a slot is chosen by a hash of the record's id.
+ * record changes. Thread-safe. Slots go in sets of two, chosen by a hash of
+ * the record's id; a new record takes the less recently used slot of its set.
  */
 #ifndef KS_MEMO_H
 #define KS_MEMO_H

@@ -1,4 +1,5 @@
-/* The memo of parsed records: a hit needs the same id and byte-identical record. */
+/* The memo of parsed records: a hit needs the same id and byte-identical record;
+ * slots go in sets of two, each replacing its less recently used slot. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,6 +28,13 @@ static int obj_copy(void *dst, const void *src)
 static void obj_clear(void *p)
 {
     free(((struct obj *)p)->text);
+}
+
+/* Clear what a hit copied out, so that a later miss leaves nothing to free twice. */
+static void drop(struct obj *o)
+{
+    obj_clear(o);
+    o->text = NULL;
 }
 
 int main(void)
@@ -67,6 +75,37 @@ int main(void)
         obj_clear(&got);
     }
     CHECK(right);
+
+    /* two slots are one set: two records are both remembered, and a third
+     * replaces the one used less recently */
+    struct ks_memo *two = ks_memo_new(2, sizeof(struct obj), obj_copy, obj_clear);
+    CHECK(two != NULL);
+    if (two == NULL)
+        CHECK_DONE();
+    struct obj x = {10, "x"}, y = {11, "y"}, z = {12, "z"};
+    ks_memo_put(two, "x", 1, "rx", 2, &x);
+    ks_memo_put(two, "y", 1, "ry", 2, &y);
+    CHECK(ks_memo_get(two, "x", 1, "rx", 2, &out) && out.value == 10);
+    drop(&out);
+    CHECK(ks_memo_get(two, "y", 1, "ry", 2, &out) && out.value == 11);
+    drop(&out);
+    CHECK(ks_memo_get(two, "x", 1, "rx", 2, &out)); /* x is now the recent one */
+    drop(&out);
+    ks_memo_put(two, "z", 1, "rz", 2, &z);
+    CHECK(!ks_memo_get(two, "y", 1, "ry", 2, &out));
+    CHECK(ks_memo_get(two, "x", 1, "rx", 2, &out) && out.value == 10);
+    drop(&out);
+    CHECK(ks_memo_get(two, "z", 1, "rz", 2, &out) && out.value == 12);
+    drop(&out);
+    /* a changed record of a remembered id takes that id's slot, not the other */
+    struct obj x2 = {20, "x2"};
+    ks_memo_put(two, "x", 1, "rx2", 3, &x2);
+    CHECK(!ks_memo_get(two, "x", 1, "rx", 2, &out));
+    CHECK(ks_memo_get(two, "x", 1, "rx2", 3, &out) && out.value == 20);
+    drop(&out);
+    CHECK(ks_memo_get(two, "z", 1, "rz", 2, &out) && out.value == 12);
+    drop(&out);
+    ks_memo_free(two);
 
     /* a failing copy: no hit on get, nothing stored on put */
     fail_copies = 1;
