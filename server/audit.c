@@ -38,7 +38,7 @@
 #define AUDIT_QUEUE_FIRST (64 << 10)
 /* A drained queue is kept for the next round unless it is larger than this or
  * than four times what its round used: the room a burst or a slow commit made
- * goes back once the load is lighter again. */
+ * goes back once the load is lighter again, and all of it once the load stops. */
 #define AUDIT_QUEUE_KEEP (4 << 20)
 /* Bytes queued and not yet taken by the writer beyond which a request waits
  * for the writer's commit: when the disk stalls, requests slow down instead of
@@ -73,6 +73,16 @@ struct srv_audit_log {
     int stop;
     pthread_t thread;
 };
+
+/* An empty queue's room beyond a first allocation goes back: the writer is
+ * idle, so a burst is over (under a steady load the queue is not found empty). */
+static void release_idle(struct audit_queue *q)
+{
+    if (q->cap > AUDIT_QUEUE_FIRST) {
+        free(q->bytes);
+        *q = (struct audit_queue){0};
+    }
+}
 
 /* Commit every record of @p q, AUDIT_BATCH_MAX to a transaction, and empty it. */
 static void commit_queue(struct srv_audit_log *a, struct audit_queue *q)
@@ -118,6 +128,8 @@ static void *writer(void *arg)
         if (a->queue.n == 0) {
             if (a->stop)
                 break;
+            release_idle(&a->queue);
+            release_idle(&a->spare);
             pthread_cond_wait(&a->work, &a->mu);
             continue;
         }
