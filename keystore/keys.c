@@ -348,6 +348,26 @@ struct ks_memo *ks_head_memo_new(size_t slots)
     return ks_memo_new(slots, sizeof(struct head), NULL, NULL);
 }
 
+/* Whether the sweep has to look at a key: deleted (its purge date will come)
+ * or with a rotation policy that rotates. The `sweep` table holds exactly
+ * these heads, so a sweep reads them and not every key of the store. */
+static int sweep_wanted(const struct head *h)
+{
+    if (h->deleted_date != 0 || h->scheduled_purge != 0)
+        return 1;
+    for (size_t i = 0; h->policy.is_set && i < h->policy.n_actions; i++)
+        if (h->policy.actions[i].rotate)
+            return 1;
+    return 0;
+}
+
+static enum kv_status sweep_mark(struct ks_txn *tx, const struct loc *l, const struct head *h)
+{
+    if (sweep_wanted(h))
+        return ks_txn_put(tx, tx->env->db_sweep, l->bytes, l->head_len, "", 0);
+    return ks_txn_del(tx, tx->env->db_sweep, l->bytes, l->head_len);
+}
+
 static enum kv_status head_write(struct ks_txn *tx, const struct loc *l, const struct head *h)
 {
     enum kv_status st = KV_ERR_NOMEM;
@@ -372,6 +392,8 @@ static enum kv_status head_write(struct ks_txn *tx, const struct loc *l, const s
     if (json == NULL)
         goto out;
     st = ks_txn_put(tx, tx->env->db_heads, l->bytes, l->head_len, json, strlen(json));
+    if (st == KV_OK)
+        st = sweep_mark(tx, l, h);
 out:
     cJSON_Delete(o);
     cJSON_free(json);
@@ -404,7 +426,8 @@ static enum kv_status purge_records(struct ks_txn *tx, const struct loc *l)
     mdb_cursor_close(cur);
     if (rc != 0 && rc != MDB_NOTFOUND)
         return KV_ERR_STORE;
-    return ks_txn_del(tx, tx->env->db_heads, l->bytes, l->head_len);
+    enum kv_status st = ks_txn_del(tx, tx->env->db_sweep, l->bytes, l->head_len);
+    return st != KV_OK ? st : ks_txn_del(tx, tx->env->db_heads, l->bytes, l->head_len);
 }
 
 /* ---- create -------------------------------------------------------------------- */
@@ -1774,11 +1797,12 @@ static int rotation_due(struct ks_txn *tx, const MDB_val *hk, const struct head 
     return 0;
 }
 
+/* The due purges and rotations among the heads of the `sweep` table. */
 static enum kv_status sweep_scan_fn(struct ks_txn *tx, void *arg)
 {
     struct sweep_arg *a = arg;
     MDB_cursor *cur = NULL;
-    if (mdb_cursor_open(tx->txn, tx->env->db_heads, &cur) != 0)
+    if (mdb_cursor_open(tx->txn, tx->env->db_sweep, &cur) != 0)
         return KV_ERR_STORE;
     int64_t now = ks_now();
     MDB_val k, v;
@@ -1816,6 +1840,30 @@ static enum kv_status sweep_scan_fn(struct ks_txn *tx, void *arg)
         it->purge = purge;
     }
     mdb_cursor_close(cur);
+    return st;
+}
+
+enum kv_status ks_sweep_index_fill(struct ks_txn *tx)
+{
+    MDB_cursor *cur = NULL;
+    if (mdb_cursor_open(tx->txn, tx->env->db_heads, &cur) != 0)
+        return KV_ERR_STORE;
+    MDB_val k, v;
+    enum kv_status st = KV_OK;
+    int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    for (; rc == 0 && st == KV_OK; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        struct loc l;
+        struct head h;
+        if (k.mv_size >= LOC_MAX)
+            continue;
+        memcpy(l.bytes, k.mv_data, k.mv_size);
+        l.head_len = l.len = k.mv_size;
+        if (head_read(tx, &l, &h) == KV_OK && sweep_wanted(&h))
+            st = ks_txn_put(tx, tx->env->db_sweep, l.bytes, l.head_len, "", 0);
+    }
+    mdb_cursor_close(cur);
+    if (st == KV_OK && rc != MDB_NOTFOUND)
+        st = KV_ERR_STORE;
     return st;
 }
 

@@ -18,8 +18,11 @@
 #define DEFAULT_THREADS 1000
 #define SPARE_READERS 64 /* reader slots beyond one per thread: nested reads */
 
+static enum kv_status grow_map(struct ks_env *e);
+
 static enum kv_status open_dbs(struct ks_env *e)
 {
+retry:;
     MDB_txn *txn = NULL;
     if (mdb_txn_begin(e->env, NULL, 0, &txn) != 0)
         return KV_ERR_STORE;
@@ -31,10 +34,29 @@ static enum kv_status open_dbs(struct ks_env *e)
     static const char *const tables[KS_TABLE_COUNT] = {"policies", "roles", "audit"};
     for (int t = 0; rc == 0 && t < KS_TABLE_COUNT; t++)
         rc = mdb_dbi_open(txn, tables[t], MDB_CREATE, &e->db_tables[t]);
+    int fill = 0;
+    if (rc == 0) {
+        rc = mdb_dbi_open(txn, "sweep", 0, &e->db_sweep);
+        if (rc == MDB_NOTFOUND) { /* a store from before the table */
+            fill = 1;
+            rc = mdb_dbi_open(txn, "sweep", MDB_CREATE, &e->db_sweep);
+        }
+    }
     if (rc != 0) {
         kv_log(KV_LOG_ERROR, "cannot open LMDB databases: %s", mdb_strerror(rc));
         mdb_txn_abort(txn);
         return KV_ERR_STORE;
+    }
+    if (fill) {
+        struct ks_txn tx = {.env = e, .txn = txn};
+        enum kv_status st = ks_sweep_index_fill(&tx);
+        if (st != KV_OK) {
+            mdb_txn_abort(txn);
+            if (tx.map_full && grow_map(e) == KV_OK)
+                goto retry;
+            kv_log(KV_LOG_ERROR, "cannot fill the sweep table");
+            return st;
+        }
     }
     rc = mdb_txn_commit(txn);
     if (rc != 0) {
@@ -164,9 +186,6 @@ enum kv_status ks_open(const struct ks_open_opts *opts, struct ks_env **out)
     }
     /* A map larger than asked (set by an earlier run) is kept: 0 adopts the file's size. */
     (void)mdb_env_set_mapsize(e->env, 0);
-    st = open_dbs(e);
-    if (st != KV_OK)
-        goto out;
     e->cache = ks_cache_new(opts->cache_entries ? opts->cache_entries : DEFAULT_CACHE_ENTRIES);
     e->vault_memo = ks_memo_new(KS_VAULT_MEMO_SLOTS, sizeof(struct ks_vault), NULL, NULL);
     e->key_memo = ks_key_memo_new(KS_KEY_MEMO_SLOTS);
@@ -176,6 +195,9 @@ enum kv_status ks_open(const struct ks_open_opts *opts, struct ks_env **out)
         st = KV_ERR_NOMEM;
         goto out;
     }
+    st = open_dbs(e); /* after the memos: a store from before the sweep table reads its heads */
+    if (st != KV_OK)
+        goto out;
     *out = e;
     e = NULL;
     st = KV_OK;

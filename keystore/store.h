@@ -24,6 +24,7 @@
 struct ks_env {
     MDB_env *env;
     MDB_dbi db_vaults, db_keys, db_heads;
+    MDB_dbi db_sweep; /**< heads the sweep looks at (keys.c ks_sweep_index_fill) */
     MDB_dbi db_tables[KS_TABLE_COUNT]; /**< policies, roles, audit (records.c) */
     pthread_rwlock_t resize_lock;
     unsigned char *root_key; /**< sodium_malloc'd, KS_ROOT_KEY_LEN bytes */
@@ -56,6 +57,13 @@ struct ks_txn {
  * @return KV_OK, KV_ERR_BAD_PARAM, KV_ERR_PURGE_PROTECTED, KV_ERR_STORE, KV_ERR_NOMEM.
  */
 enum kv_status ks_vault_write(struct ks_txn *tx, const struct ks_vault *vault) KV_MUST_CHECK;
+
+/**
+ * @brief Fill the new `sweep` table from every head (keys.c): a store written
+ * before the table existed gets it once, when it is opened.
+ * @return KV_OK, KV_ERR_STORE, KV_ERR_NOMEM.
+ */
+enum kv_status ks_sweep_index_fill(struct ks_txn *tx) KV_MUST_CHECK;
 
 /** @brief The memo of parsed key versions (keys.c). @return NULL when out of memory. */
 struct ks_memo *ks_key_memo_new(size_t slots);

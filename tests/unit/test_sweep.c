@@ -1,0 +1,161 @@
+/*
+ * The sweep's table: it holds exactly the heads the sweep has to look at
+ * (deleted keys and keys whose rotation policy rotates), every write of a
+ * head keeps it so, and a store written before the table existed gets it
+ * filled when it is opened.
+ */
+#include <lmdb.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "check.h"
+#include "ks.h"
+#include "store.h" /* the sweep table, to count what it holds */
+
+#define DIR_TEMPLATE "/tmp/kvmock-sweep-XXXXXX" /* mkdtemp() fills in the X's */
+#define PLAIN_KEYS   20
+
+static char dir[sizeof(DIR_TEMPLATE)];
+
+static struct ks_env *open_store(void)
+{
+    struct ks_env *env = NULL;
+    struct ks_open_opts o = {.data_dir = dir};
+    CHECK_ST(ks_open(&o, &env), KV_OK);
+    return env;
+}
+
+static enum kv_status count_fn(struct ks_txn *tx, void *arg)
+{
+    MDB_stat st;
+    if (mdb_stat(tx->txn, tx->env->db_sweep, &st) != 0)
+        return KV_ERR_STORE;
+    *(size_t *)arg = st.ms_entries;
+    return KV_OK;
+}
+
+static size_t in_table(struct ks_env *env)
+{
+    size_t n = (size_t)-1;
+    CHECK_ST(ks_txn_read(env, count_fn, &n), KV_OK);
+    return n;
+}
+
+static void create(struct ks_env *env, const char *name)
+{
+    struct ks_create p = {.kty = KS_KTY_OCT, .attrs = {.enabled = 1}};
+    struct ks_key *k = NULL;
+    CHECK_ST(ks_key_create(env, "sw", name, &p, &k), KV_OK);
+    ks_key_free(k);
+}
+
+static void set_policy(struct ks_env *env, const char *name, int rotate)
+{
+    struct ks_rotation_policy in = {
+        .n_actions = 1,
+        .actions = {{.rotate = rotate, .after_create = "P30D", .after_create_s = 30 * 86400}}};
+    if (!rotate) {
+        /* a notification only: nothing for the sweep to do */
+        in.expiry_s = 60 * 86400;
+        snprintf(in.expiry, sizeof(in.expiry), "P60D");
+    }
+    struct ks_rotation_policy out;
+    CHECK_ST(ks_rotation_policy_set(env, "sw", name, &in, &out), KV_OK);
+}
+
+static void delete_key(struct ks_env *env, const char *name)
+{
+    struct ks_key *d = NULL;
+    CHECK_ST(ks_key_delete(env, "sw", name, &d), KV_OK);
+    ks_key_free(d);
+}
+
+/* Take the table out with LMDB itself, as a store from before it would be. */
+static void drop_table(void)
+{
+    char path[sizeof(dir) + 16];
+    snprintf(path, sizeof(path), "%s/kvmock.mdb", dir);
+    MDB_env *e = NULL;
+    MDB_txn *txn = NULL;
+    MDB_dbi dbi;
+    CHECK(mdb_env_create(&e) == 0);
+    CHECK(mdb_env_set_maxdbs(e, 8) == 0);
+    CHECK(mdb_env_open(e, path, MDB_NOSUBDIR, 0600) == 0);
+    CHECK(mdb_txn_begin(e, NULL, 0, &txn) == 0);
+    CHECK(mdb_dbi_open(txn, "sweep", 0, &dbi) == 0);
+    CHECK(mdb_drop(txn, dbi, 1) == 0);
+    CHECK(mdb_txn_commit(txn) == 0);
+    CHECK(mdb_txn_begin(e, NULL, MDB_RDONLY, &txn) == 0);
+    CHECK(mdb_dbi_open(txn, "sweep", 0, &dbi) == MDB_NOTFOUND);
+    mdb_txn_abort(txn);
+    mdb_env_close(e);
+}
+
+int main(void)
+{
+    CHECK(sodium_init() >= 0);
+    memcpy(dir, DIR_TEMPLATE, sizeof(DIR_TEMPLATE));
+    CHECK(mkdtemp(dir) != NULL);
+    struct ks_env *env = open_store();
+    if (env == NULL)
+        return 1;
+    struct ks_vault v = {.soft_delete = 1, .retention_days = 7};
+    snprintf(v.name, sizeof(v.name), "sw");
+    snprintf(v.tenant_id, sizeof(v.tenant_id), "t");
+    CHECK_ST(ks_vault_put(env, &v), KV_OK);
+
+    /* plain keys are not in it; a deleted key and a rotating one are */
+    char name[16];
+    for (int i = 0; i < PLAIN_KEYS; i++) {
+        snprintf(name, sizeof(name), "plain%02d", i);
+        create(env, name);
+    }
+    create(env, "gone");
+    create(env, "rot");
+    create(env, "note");
+    CHECK(in_table(env) == 0);
+    delete_key(env, "gone");
+    set_policy(env, "rot", 1);
+    set_policy(env, "note", 0);
+    CHECK(in_table(env) == 2);
+
+    /* recovered, it leaves; deleted again and purged, it leaves */
+    struct ks_key *r = NULL;
+    CHECK_ST(ks_deleted_recover(env, "sw", "gone", &r), KV_OK);
+    ks_key_free(r);
+    CHECK(in_table(env) == 1);
+    delete_key(env, "gone");
+    CHECK(in_table(env) == 2);
+    CHECK_ST(ks_deleted_purge(env, "sw", "gone"), KV_OK);
+    CHECK(in_table(env) == 1);
+
+    /* a rotation keeps a rotating key in it; a policy that stops rotating takes it out */
+    r = NULL;
+    CHECK_ST(ks_key_rotate(env, "sw", "rot", &r), KV_OK);
+    ks_key_free(r);
+    CHECK(in_table(env) == 1);
+    set_policy(env, "rot", 0);
+    CHECK(in_table(env) == 0);
+    set_policy(env, "rot", 1);
+    delete_key(env, "plain00");
+    CHECK(in_table(env) == 2);
+    ks_close(env);
+
+    /* a store from before the table: opening it fills the table from the heads,
+     * and the sweep finds what is due in it */
+    drop_table();
+    env = open_store();
+    if (env == NULL)
+        return 1;
+    CHECK(in_table(env) == 2);
+    size_t purged = 0, rotated = 0;
+    ks_clock_advance(31 * 86400);
+    CHECK_ST(ks_sweep(env, &purged, &rotated), KV_OK);
+    CHECK(purged == 1 && rotated == 1);
+    CHECK(in_table(env) == 1); /* the rotating key stays: its next rotation will come */
+    ks_close(env);
+
+    check_remove_dir(dir);
+    CHECK_DONE();
+}
