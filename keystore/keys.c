@@ -2004,6 +2004,9 @@ struct count_arg {
     size_t live, deleted;
 };
 
+/* Count the vault's heads without reading them, then take out the deleted ones
+ * and those past their purge date, which are all in the `sweep` table: a count
+ * parses the few deleted and rotating keys, not every key of the vault. */
 static enum kv_status count_fn(struct ks_txn *tx, void *arg)
 {
     struct count_arg *a = arg;
@@ -2011,22 +2014,34 @@ static enum kv_status count_fn(struct ks_txn *tx, void *arg)
     size_t plen = strlen(a->vault) + 1;
     lower(prefix, a->vault, plen - 1);
     prefix[plen - 1] = '\0';
-    MDB_cursor *cur = NULL;
-    if (mdb_cursor_open(tx->txn, tx->env->db_heads, &cur) != 0)
-        return KV_ERR_STORE;
-    MDB_val k = {plen, prefix}, v;
+    size_t heads = 0, gone = 0;
+    MDB_dbi dbis[2] = {tx->env->db_heads, tx->env->db_sweep};
     int64_t now = ks_now();
-    for (int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-         rc == 0 && k.mv_size >= plen && memcmp(k.mv_data, prefix, plen) == 0;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        struct head h;
-        memset(&h, 0, sizeof(h));
-        if (head_listed(&v, 0, &h))
-            a->live++;
-        else if (head_state(&h, now) == HEAD_DELETED)
-            a->deleted++;
+    for (int d = 0; d < 2; d++) {
+        MDB_cursor *cur = NULL;
+        if (mdb_cursor_open(tx->txn, dbis[d], &cur) != 0)
+            return KV_ERR_STORE;
+        MDB_val k = {plen, prefix}, v;
+        for (int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+             rc == 0 && k.mv_size >= plen && memcmp(k.mv_data, prefix, plen) == 0;
+             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+            struct loc l;
+            struct head h;
+            if (d == 0) {
+                heads++;
+            } else if (k.mv_size < LOC_MAX) {
+                memcpy(l.bytes, k.mv_data, k.mv_size);
+                l.head_len = l.len = k.mv_size;
+                if (head_read(tx, &l, &h) != KV_OK)
+                    continue;
+                enum head_state hs = head_state(&h, now);
+                a->deleted += hs == HEAD_DELETED;
+                gone += hs == HEAD_GONE;
+            }
+        }
+        mdb_cursor_close(cur);
     }
-    mdb_cursor_close(cur);
+    a->live = heads - a->deleted - gone;
     return KV_OK;
 }
 

@@ -2,7 +2,7 @@
  * The sweep's table: it holds exactly the heads the sweep has to look at
  * (deleted keys and keys whose rotation policy rotates), every write of a
  * head keeps it so, and a store written before the table existed gets it
- * filled when it is opened.
+ * filled when it is opened. Key counts take their deleted keys from it.
  */
 #include <lmdb.h>
 #include <sodium.h>
@@ -140,6 +140,10 @@ int main(void)
     set_policy(env, "rot", 1);
     delete_key(env, "plain00");
     CHECK(in_table(env) == 2);
+    /* the counts /metrics shows take the deleted keys from the table */
+    size_t live = 0, deleted = 0;
+    CHECK_ST(ks_vault_key_count(env, "sw", &live, &deleted), KV_OK);
+    CHECK(live == PLAIN_KEYS + 1 && deleted == 1); /* the plain ones but one, rot and note */
     ks_close(env);
 
     /* a store from before the table: opening it fills the table from the heads,
@@ -151,6 +155,9 @@ int main(void)
     CHECK(in_table(env) == 2);
     size_t purged = 0, rotated = 0;
     ks_clock_advance(31 * 86400);
+    /* past its purge date, not yet swept: neither live nor deleted */
+    CHECK_ST(ks_vault_key_count(env, "sw", &live, &deleted), KV_OK);
+    CHECK(live == PLAIN_KEYS + 1 && deleted == 0);
     CHECK_ST(ks_sweep(env, &purged, &rotated), KV_OK);
     CHECK(purged == 1 && rotated == 1);
     CHECK(in_table(env) == 1); /* the rotating key stays: its next rotation will come */
