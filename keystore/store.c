@@ -34,21 +34,19 @@ retry:;
     static const char *const tables[KS_TABLE_COUNT] = {"policies", "roles", "audit"};
     for (int t = 0; rc == 0 && t < KS_TABLE_COUNT; t++)
         rc = mdb_dbi_open(txn, tables[t], MDB_CREATE, &e->db_tables[t]);
-    int fill = 0;
-    if (rc == 0) {
-        rc = mdb_dbi_open(txn, "sweep", 0, &e->db_sweep);
-        if (rc == MDB_NOTFOUND) { /* a store from before the table */
-            fill = 1;
-            rc = mdb_dbi_open(txn, "sweep", MDB_CREATE, &e->db_sweep);
-        }
-    }
+    if (rc == 0)
+        rc = mdb_dbi_open(txn, "sweep", MDB_CREATE, &e->db_sweep);
+    MDB_envinfo info;
+    if (rc == 0)
+        rc = mdb_env_info(e->env, &info);
     if (rc != 0) {
         kv_log(KV_LOG_ERROR, "cannot open LMDB databases: %s", mdb_strerror(rc));
         mdb_txn_abort(txn);
         return KV_ERR_STORE;
     }
-    if (fill) {
-        struct ks_txn tx = {.env = e, .txn = txn};
+    struct ks_txn tx = {.env = e, .txn = txn};
+    if (!ks_sweep_index_current(&tx, info.me_last_txnid)) {
+        kv_log(KV_LOG_INFO, "filling the sweep table (the store was not closed by this kvmock)");
         enum kv_status st = ks_sweep_index_fill(&tx);
         if (st != KV_OK) {
             mdb_txn_abort(txn);
@@ -63,7 +61,24 @@ retry:;
         kv_log(KV_LOG_ERROR, "cannot create LMDB databases: %s", mdb_strerror(rc));
         return KV_ERR_STORE;
     }
+    e->dbs_open = 1;
     return KV_OK;
+}
+
+/* Note a clean close in the sweep table (ks_sweep_index_fill). */
+static void note_close(struct ks_env *e)
+{
+    struct ks_txn tx = {.env = e};
+    enum kv_status st = KV_ERR_STORE;
+    if (mdb_txn_begin(e->env, NULL, 0, &tx.txn) == 0) {
+        st = ks_sweep_index_closed(&tx);
+        if (st == KV_OK)
+            st = mdb_txn_commit(tx.txn) == 0 ? KV_OK : KV_ERR_STORE;
+        else
+            mdb_txn_abort(tx.txn);
+    }
+    if (st != KV_OK)
+        kv_log(KV_LOG_WARN, "could not note the clean close: the next start reads every key once");
 }
 
 
@@ -212,6 +227,8 @@ void ks_close(struct ks_env *e)
         return;
     if (e->reader_key_made)
         pthread_key_delete(e->reader_key); /* no thread's end runs reader_end now */
+    if (e->dbs_open)
+        note_close(e);
     while (e->readers != NULL) {
         struct ks_reader *r = e->readers;
         e->readers = r->next;

@@ -25,6 +25,7 @@ struct ks_env {
     MDB_env *env;
     MDB_dbi db_vaults, db_keys, db_heads;
     MDB_dbi db_sweep; /**< heads the sweep looks at (keys.c ks_sweep_index_fill) */
+    int dbs_open;     /**< the named databases are open: ks_close() notes the close */
     MDB_dbi db_tables[KS_TABLE_COUNT]; /**< policies, roles, audit (records.c) */
     pthread_rwlock_t resize_lock;
     unsigned char *root_key; /**< sodium_malloc'd, KS_ROOT_KEY_LEN bytes */
@@ -59,11 +60,19 @@ struct ks_txn {
 enum kv_status ks_vault_write(struct ks_txn *tx, const struct ks_vault *vault) KV_MUST_CHECK;
 
 /**
- * @brief Fill the new `sweep` table from every head (keys.c): a store written
- * before the table existed gets it once, when it is opened.
+ * @brief Fill the `sweep` table anew from every head (keys.c). ks_open() does it
+ * unless the table notes that this kvmock closed the store cleanly and nothing
+ * wrote to it since: a store from before the table, one an older kvmock wrote
+ * to (which does not keep the table), or one after a crash.
  * @return KV_OK, KV_ERR_STORE, KV_ERR_NOMEM.
  */
 enum kv_status ks_sweep_index_fill(struct ks_txn *tx) KV_MUST_CHECK;
+
+/** @brief Whether the `sweep` table's note of a clean close is transaction @p last_txnid. */
+int ks_sweep_index_current(struct ks_txn *tx, size_t last_txnid);
+
+/** @brief Note in the `sweep` table that @p tx, the last of a clean close, is the store's last. */
+enum kv_status ks_sweep_index_closed(struct ks_txn *tx) KV_MUST_CHECK;
 
 /** @brief The memo of parsed key versions (keys.c). @return NULL when out of memory. */
 struct ks_memo *ks_key_memo_new(size_t slots);

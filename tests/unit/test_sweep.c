@@ -2,9 +2,11 @@
  * The sweep's table: it holds exactly the heads the sweep has to look at
  * (deleted keys and keys whose rotation policy rotates), every write of a
  * head keeps it so, and a store written before the table existed gets it
- * filled when it is opened. Key counts take their deleted keys from it.
+ * filled when it is opened, as does one that something else wrote to after
+ * this kvmock last closed it. Key counts take their deleted keys from it.
  */
 #include <lmdb.h>
+#include <stdint.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
@@ -26,12 +28,19 @@ static struct ks_env *open_store(void)
     return env;
 }
 
+/* Heads in the table (not its note of a clean close, whose key starts with NUL). */
 static enum kv_status count_fn(struct ks_txn *tx, void *arg)
 {
-    MDB_stat st;
-    if (mdb_stat(tx->txn, tx->env->db_sweep, &st) != 0)
+    MDB_cursor *cur = NULL;
+    if (mdb_cursor_open(tx->txn, tx->env->db_sweep, &cur) != 0)
         return KV_ERR_STORE;
-    *(size_t *)arg = st.ms_entries;
+    size_t n = 0;
+    MDB_val k, v;
+    for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+        n += k.mv_size > 0 && ((const char *)k.mv_data)[0] != '\0';
+    mdb_cursor_close(cur);
+    *(size_t *)arg = n;
     return KV_OK;
 }
 
@@ -89,6 +98,35 @@ static void drop_table(void)
     CHECK(mdb_txn_begin(e, NULL, MDB_RDONLY, &txn) == 0);
     CHECK(mdb_dbi_open(txn, "sweep", 0, &dbi) == MDB_NOTFOUND);
     mdb_txn_abort(txn);
+    mdb_env_close(e);
+}
+
+/* Take one head out of the table with LMDB itself, as an older kvmock's delete
+ * would leave it; with @p note, also write the note of a clean close, as if
+ * this kvmock had closed the store right after. */
+static void forget(const char *vault, const char *name, int note)
+{
+    char path[sizeof(dir) + 16], key[64];
+    snprintf(path, sizeof(path), "%s/kvmock.mdb", dir);
+    size_t vlen = strlen(vault), klen = vlen + 1 + strlen(name);
+    memcpy(key, vault, vlen + 1);
+    memcpy(key + vlen + 1, name, strlen(name));
+    MDB_env *e = NULL;
+    MDB_txn *txn = NULL;
+    MDB_dbi dbi;
+    CHECK(mdb_env_create(&e) == 0);
+    CHECK(mdb_env_set_maxdbs(e, 8) == 0);
+    CHECK(mdb_env_open(e, path, MDB_NOSUBDIR, 0600) == 0);
+    CHECK(mdb_txn_begin(e, NULL, 0, &txn) == 0);
+    CHECK(mdb_dbi_open(txn, "sweep", 0, &dbi) == 0);
+    MDB_val k = {klen, key};
+    CHECK(mdb_del(txn, dbi, &k, NULL) == 0);
+    if (note) {
+        uint64_t id = mdb_txn_id(txn);
+        MDB_val nk = {7, "\0closed"}, nv = {sizeof(id), &id};
+        CHECK(mdb_put(txn, dbi, &nk, &nv, 0) == 0);
+    }
+    CHECK(mdb_txn_commit(txn) == 0);
     mdb_env_close(e);
 }
 
@@ -161,6 +199,23 @@ int main(void)
     CHECK_ST(ks_sweep(env, &purged, &rotated), KV_OK);
     CHECK(purged == 1 && rotated == 1);
     CHECK(in_table(env) == 1); /* the rotating key stays: its next rotation will come */
+
+    /* after a write by something else (an older kvmock), the next open fills
+     * the table again; after this kvmock's own clean close it does not */
+    delete_key(env, "plain01");
+    CHECK(in_table(env) == 2);
+    ks_close(env);
+    forget("sw", "plain01", 0);
+    env = open_store();
+    if (env == NULL)
+        return 1;
+    CHECK(in_table(env) == 2);
+    ks_close(env);
+    forget("sw", "plain01", 1);
+    env = open_store();
+    if (env == NULL)
+        return 1;
+    CHECK(in_table(env) == 1); /* trusted: what this test took out stays out */
     ks_close(env);
 
     check_remove_dir(dir);
