@@ -53,6 +53,16 @@ static void loc_set_version(struct loc *l, const char *version)
     l->len = l->head_len + 1 + KS_VERSION_LEN;
 }
 
+/* The location of a head from its key in `heads` or `sweep`. @return 0 when it cannot be one. */
+static int loc_of_head(struct loc *l, const MDB_val *k)
+{
+    if (k->mv_size >= LOC_MAX)
+        return 0;
+    memcpy(l->bytes, k->mv_data, k->mv_size);
+    l->head_len = l->len = k->mv_size;
+    return 1;
+}
+
 static int version_valid(const char *v)
 {
     size_t n = 0;
@@ -1815,10 +1825,8 @@ static enum kv_status sweep_scan_fn(struct ks_txn *tx, void *arg)
             k.mv_size - (size_t)(sep - kb) - 1 > KS_NAME_MAX)
             continue;
         struct loc l;
-        memcpy(l.bytes, kb, k.mv_size);
-        l.head_len = l.len = k.mv_size;
         struct head h;
-        if (head_read(tx, &l, &h) != KV_OK)
+        if (!loc_of_head(&l, &k) || head_read(tx, &l, &h) != KV_OK)
             continue;
         enum head_state hs = head_state(&h, now);
         int purge = hs == HEAD_GONE;
@@ -1878,11 +1886,7 @@ enum kv_status ks_sweep_index_fill(struct ks_txn *tx)
     for (; rc == 0 && st == KV_OK; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         struct loc l;
         struct head h;
-        if (k.mv_size >= LOC_MAX)
-            continue;
-        memcpy(l.bytes, k.mv_data, k.mv_size);
-        l.head_len = l.len = k.mv_size;
-        if (head_read(tx, &l, &h) == KV_OK && sweep_wanted(&h))
+        if (loc_of_head(&l, &k) && head_read(tx, &l, &h) == KV_OK && sweep_wanted(&h))
             st = ks_txn_put(tx, tx->env->db_sweep, l.bytes, l.head_len, "", 0);
     }
     mdb_cursor_close(cur);
@@ -1953,12 +1957,8 @@ enum kv_status ks_vault_keys_purge(struct ks_txn *tx, const char *lname)
         MDB_val k = {plen, (void *)lname}, v;
         int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
         struct loc l;
-        int found = rc == 0 && k.mv_size >= plen && k.mv_size < LOC_MAX &&
-                    memcmp(k.mv_data, lname, plen) == 0;
-        if (found) {
-            memcpy(l.bytes, k.mv_data, k.mv_size);
-            l.head_len = l.len = k.mv_size;
-        }
+        int found = rc == 0 && k.mv_size >= plen && memcmp(k.mv_data, lname, plen) == 0 &&
+                    loc_of_head(&l, &k);
         mdb_cursor_close(cur);
         if (rc != 0 && rc != MDB_NOTFOUND)
             return KV_ERR_STORE;
@@ -2038,34 +2038,35 @@ static enum kv_status count_fn(struct ks_txn *tx, void *arg)
     size_t plen = strlen(a->vault) + 1;
     lower(prefix, a->vault, plen - 1);
     prefix[plen - 1] = '\0';
-    size_t heads = 0, gone = 0;
-    MDB_dbi dbis[2] = {tx->env->db_heads, tx->env->db_sweep};
-    int64_t now = ks_now();
-    for (int d = 0; d < 2; d++) {
-        MDB_cursor *cur = NULL;
-        if (mdb_cursor_open(tx->txn, dbis[d], &cur) != 0)
-            return KV_ERR_STORE;
-        MDB_val k = {plen, prefix}, v;
-        for (int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-             rc == 0 && k.mv_size >= plen && memcmp(k.mv_data, prefix, plen) == 0;
-             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-            struct loc l;
-            struct head h;
-            if (d == 0) {
-                heads++;
-            } else if (k.mv_size < LOC_MAX) {
-                memcpy(l.bytes, k.mv_data, k.mv_size);
-                l.head_len = l.len = k.mv_size;
-                if (head_read(tx, &l, &h) != KV_OK)
-                    continue;
-                enum head_state hs = head_state(&h, now);
-                a->deleted += hs == HEAD_DELETED;
-                gone += hs == HEAD_GONE;
-            }
-        }
-        mdb_cursor_close(cur);
+    MDB_cursor *heads = NULL, *sweep = NULL;
+    if (mdb_cursor_open(tx->txn, tx->env->db_heads, &heads) != 0)
+        return KV_ERR_STORE;
+    if (mdb_cursor_open(tx->txn, tx->env->db_sweep, &sweep) != 0) {
+        mdb_cursor_close(heads);
+        return KV_ERR_STORE;
     }
-    a->live = heads - a->deleted - gone;
+    size_t all = 0, gone = 0;
+    MDB_val k = {plen, prefix}, v;
+    for (int rc = mdb_cursor_get(heads, &k, &v, MDB_SET_RANGE);
+         rc == 0 && k.mv_size >= plen && memcmp(k.mv_data, prefix, plen) == 0;
+         rc = mdb_cursor_get(heads, &k, &v, MDB_NEXT))
+        all++;
+    int64_t now = ks_now();
+    k = (MDB_val){plen, prefix};
+    for (int rc = mdb_cursor_get(sweep, &k, &v, MDB_SET_RANGE);
+         rc == 0 && k.mv_size >= plen && memcmp(k.mv_data, prefix, plen) == 0;
+         rc = mdb_cursor_get(sweep, &k, &v, MDB_NEXT)) {
+        struct loc l;
+        struct head h;
+        if (!loc_of_head(&l, &k) || head_read(tx, &l, &h) != KV_OK)
+            continue;
+        enum head_state hs = head_state(&h, now);
+        a->deleted += hs == HEAD_DELETED;
+        gone += hs == HEAD_GONE;
+    }
+    mdb_cursor_close(heads);
+    mdb_cursor_close(sweep);
+    a->live = all - a->deleted - gone;
     return KV_OK;
 }
 

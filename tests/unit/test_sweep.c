@@ -80,44 +80,49 @@ static void delete_key(struct ks_env *env, const char *name)
     ks_key_free(d);
 }
 
-/* Take the table out with LMDB itself, as a store from before it would be. */
-static void drop_table(void)
+/* A write transaction on the store with LMDB itself, as another program's. */
+static MDB_env *raw_begin(MDB_txn **txn)
 {
     char path[sizeof(dir) + 16];
     snprintf(path, sizeof(path), "%s/kvmock.mdb", dir);
     MDB_env *e = NULL;
-    MDB_txn *txn = NULL;
-    MDB_dbi dbi;
     CHECK(mdb_env_create(&e) == 0);
     CHECK(mdb_env_set_maxdbs(e, 8) == 0);
     CHECK(mdb_env_open(e, path, MDB_NOSUBDIR, 0600) == 0);
-    CHECK(mdb_txn_begin(e, NULL, 0, &txn) == 0);
-    CHECK(mdb_dbi_open(txn, "sweep", 0, &dbi) == 0);
-    CHECK(mdb_drop(txn, dbi, 1) == 0);
+    CHECK(mdb_txn_begin(e, NULL, 0, txn) == 0);
+    return e;
+}
+
+static void raw_commit(MDB_env *e, MDB_txn *txn)
+{
     CHECK(mdb_txn_commit(txn) == 0);
-    CHECK(mdb_txn_begin(e, NULL, MDB_RDONLY, &txn) == 0);
-    CHECK(mdb_dbi_open(txn, "sweep", 0, &dbi) == MDB_NOTFOUND);
-    mdb_txn_abort(txn);
     mdb_env_close(e);
 }
 
-/* Take one head out of the table with LMDB itself, as an older kvmock's delete
- * would leave it; with @p note, also write the note of a clean close, as if
- * this kvmock had closed the store right after. */
+/* Take the table out, as a store from before it would be. */
+static void drop_table(void)
+{
+    MDB_txn *txn = NULL;
+    MDB_dbi dbi;
+    MDB_env *e = raw_begin(&txn);
+    CHECK(mdb_dbi_open(txn, "sweep", 0, &dbi) == 0);
+    CHECK(mdb_drop(txn, dbi, 1) == 0);
+    CHECK(mdb_dbi_open(txn, "sweep", 0, &dbi) == MDB_NOTFOUND);
+    raw_commit(e, txn);
+}
+
+/* Take one head out of the table, as an older kvmock's delete would leave it;
+ * with @p note, also write the note of a clean close, as if this kvmock had
+ * closed the store right after. */
 static void forget(const char *vault, const char *name, int note)
 {
-    char path[sizeof(dir) + 16], key[64];
-    snprintf(path, sizeof(path), "%s/kvmock.mdb", dir);
+    char key[64];
     size_t vlen = strlen(vault), klen = vlen + 1 + strlen(name);
     memcpy(key, vault, vlen + 1);
     memcpy(key + vlen + 1, name, strlen(name));
-    MDB_env *e = NULL;
     MDB_txn *txn = NULL;
     MDB_dbi dbi;
-    CHECK(mdb_env_create(&e) == 0);
-    CHECK(mdb_env_set_maxdbs(e, 8) == 0);
-    CHECK(mdb_env_open(e, path, MDB_NOSUBDIR, 0600) == 0);
-    CHECK(mdb_txn_begin(e, NULL, 0, &txn) == 0);
+    MDB_env *e = raw_begin(&txn);
     CHECK(mdb_dbi_open(txn, "sweep", 0, &dbi) == 0);
     MDB_val k = {klen, key};
     CHECK(mdb_del(txn, dbi, &k, NULL) == 0);
@@ -126,8 +131,7 @@ static void forget(const char *vault, const char *name, int note)
         MDB_val nk = {7, "\0closed"}, nv = {sizeof(id), &id};
         CHECK(mdb_put(txn, dbi, &nk, &nv, 0) == 0);
     }
-    CHECK(mdb_txn_commit(txn) == 0);
-    mdb_env_close(e);
+    raw_commit(e, txn);
 }
 
 int main(void)
