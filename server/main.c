@@ -321,6 +321,13 @@ int main(int argc, char **argv)
     /* Hundreds of workers: few malloc arenas keep memory from spreading thin. */
     mallopt(M_ARENA_MAX, 2);
 #endif
+    /* Fixed thresholds instead of glibc's sliding ones. Freeing a large block
+     * (an audit queue of up to 16 MiB) would raise both for good, and then the
+     * top of a worker arena, which malloc_trim never shrinks, kept up to 32 MiB
+     * of freed memory after a burst. 4 MiB keeps the 3 MiB of lists LMDB
+     * allocates and frees for every nested write transaction on the heap. */
+    mallopt(M_MMAP_THRESHOLD, 4 << 20);
+    mallopt(M_TRIM_THRESHOLD, 4 << 20);
 
     unsigned features = mg_init_library(MG_FEATURES_TLS);
     if (!(features & MG_FEATURES_TLS) || !mg_check_feature(MG_FEATURES_IPV6)) {
