@@ -240,6 +240,9 @@ static int run(const struct srv_config *cfg)
         goto out;
     }
 
+    /* Start-up's writes freed LMDB's lists of a nested transaction (3 MiB, on
+     * the heap): give their pages back before the workers' tables are built. */
+    malloc_trim(0);
     ctx = start_civetweb(cfg, &srv, &tls);
     if (ctx == NULL)
         goto out;
