@@ -17,6 +17,7 @@
  * a raw request never gets a 5xx other than civetweb's 505 for a bad HTTP version.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <civetweb.h>
 #include <lmdb.h>
 #include <netinet/in.h>
@@ -124,6 +125,18 @@ static void conn_close(struct conn *c)
     c->fd = -1;
 }
 
+/* Whether the call that returned @p rc on @p c was cut short by a signal (libFuzzer's
+ * timeout alarm) and is to be made again. Reads errno first: call right after. */
+static int interrupted(const struct conn *c, int rc)
+{
+    if (errno != EINTR)
+        return 0;
+    if (c->ssl == NULL)
+        return rc < 0;
+    int e = SSL_get_error(c->ssl, rc);
+    return e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE;
+}
+
 static int conn_open(struct conn *c, enum port p)
 {
     int port = p == HTTPS ? srv.https_port : srv.http_port;
@@ -136,6 +149,7 @@ static int conn_open(struct conn *c, enum port p)
     setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (connect(c->fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+        fprintf(stderr, "connect to port %d: %s\n", port, strerror(errno));
         conn_close(c);
         return -1;
     }
@@ -143,7 +157,14 @@ static int conn_open(struct conn *c, enum port p)
         c->ssl = SSL_new(client_ctx);
         SSL_set_fd(c->ssl, c->fd);
         SSL_set_tlsext_host_name(c->ssl, "localhost");
-        if (SSL_connect(c->ssl) != 1) {
+        int rc;
+        do
+            rc = SSL_connect(c->ssl);
+        while (rc != 1 && interrupted(c, rc));
+        if (rc != 1) {
+            int e = errno;
+            fprintf(stderr, "TLS handshake on port %d: SSL error %d, %s\n", port,
+                    SSL_get_error(c->ssl, rc), strerror(e));
             conn_close(c);
             return -1;
         }
@@ -156,6 +177,8 @@ static int conn_write(struct conn *c, const void *p, size_t n)
     const char *b = p;
     while (n > 0) {
         int w = c->ssl ? SSL_write(c->ssl, b, (int)n) : (int)send(c->fd, b, n, MSG_NOSIGNAL);
+        if (w <= 0 && interrupted(c, w))
+            continue;
         if (w <= 0)
             return -1;
         b += w;
@@ -166,7 +189,11 @@ static int conn_write(struct conn *c, const void *p, size_t n)
 
 static int conn_read(struct conn *c, char *p, size_t n)
 {
-    return c->ssl ? SSL_read(c->ssl, p, (int)n) : (int)recv(c->fd, p, n, 0);
+    int r;
+    do
+        r = c->ssl ? SSL_read(c->ssl, p, (int)n) : (int)recv(c->fd, p, n, 0);
+    while (r <= 0 && interrupted(c, r));
+    return r;
 }
 
 /* Read one response. Returns the status (0 when none arrived); the body in *body. */
@@ -287,6 +314,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         kv_file_read(tls.ca_pem, 65536, &srv.ca_pem, &srv.ca_pem_len) != KV_OK)
         abort();
     snprintf(srv.identity_header, sizeof(srv.identity_header), "kvmock");
+    snprintf(srv.clock_path, sizeof(srv.clock_path), "%s/clock.json", dir);
     srv.https_port = free_port();
     srv.http_port = free_port();
 
