@@ -1851,16 +1851,11 @@ static enum kv_status sweep_scan_fn(struct ks_txn *tx, void *arg)
     return st;
 }
 
-/* The sweep table's note of the last transaction of a clean close: a key no
- * head can have (a head's starts with a vault name, never empty). */
-static const char sweep_closed[] = "\0closed";
-#define SWEEP_CLOSED_LEN (sizeof(sweep_closed) - 1)
-
 int ks_sweep_index_current(struct ks_txn *tx, size_t last_txnid)
 {
     MDB_val v;
     uint64_t id;
-    if (ks_txn_get(tx, tx->env->db_sweep, sweep_closed, SWEEP_CLOSED_LEN, &v) != KV_OK ||
+    if (ks_txn_get(tx, tx->env->db_sweep, KS_SWEEP_CLOSED, KS_SWEEP_CLOSED_LEN, &v) != KV_OK ||
         v.mv_size != sizeof(id))
         return 0;
     memcpy(&id, v.mv_data, sizeof(id));
@@ -1870,7 +1865,7 @@ int ks_sweep_index_current(struct ks_txn *tx, size_t last_txnid)
 enum kv_status ks_sweep_index_closed(struct ks_txn *tx)
 {
     uint64_t id = (uint64_t)mdb_txn_id(tx->txn);
-    return ks_txn_put(tx, tx->env->db_sweep, sweep_closed, SWEEP_CLOSED_LEN, &id, sizeof(id));
+    return ks_txn_put(tx, tx->env->db_sweep, KS_SWEEP_CLOSED, KS_SWEEP_CLOSED_LEN, &id, sizeof(id));
 }
 
 enum kv_status ks_sweep_index_fill(struct ks_txn *tx)

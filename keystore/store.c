@@ -65,19 +65,16 @@ retry:;
     return KV_OK;
 }
 
+static enum kv_status note_close_fn(struct ks_txn *tx, void *arg)
+{
+    (void)arg;
+    return ks_sweep_index_closed(tx);
+}
+
 /* Note a clean close in the sweep table (ks_sweep_index_fill). */
 static void note_close(struct ks_env *e)
 {
-    struct ks_txn tx = {.env = e};
-    enum kv_status st = KV_ERR_STORE;
-    if (mdb_txn_begin(e->env, NULL, 0, &tx.txn) == 0) {
-        st = ks_sweep_index_closed(&tx);
-        if (st == KV_OK)
-            st = mdb_txn_commit(tx.txn) == 0 ? KV_OK : KV_ERR_STORE;
-        else
-            mdb_txn_abort(tx.txn);
-    }
-    if (st != KV_OK)
+    if (ks_txn_write(e, note_close_fn, NULL) != KV_OK)
         kv_log(KV_LOG_WARN, "could not note the clean close: the next start reads every key once");
 }
 

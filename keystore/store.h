@@ -68,6 +68,11 @@ enum kv_status ks_vault_write(struct ks_txn *tx, const struct ks_vault *vault) K
  */
 enum kv_status ks_sweep_index_fill(struct ks_txn *tx) KV_MUST_CHECK;
 
+/** The `sweep` table's key of its note of a clean close (the last transaction's
+ * id): a key no head can have, as a head's starts with a vault name. */
+#define KS_SWEEP_CLOSED     "\0closed"
+#define KS_SWEEP_CLOSED_LEN (sizeof(KS_SWEEP_CLOSED) - 1)
+
 /** @brief Whether the `sweep` table's note of a clean close is transaction @p last_txnid. */
 int ks_sweep_index_current(struct ks_txn *tx, size_t last_txnid);
 

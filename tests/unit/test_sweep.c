@@ -128,10 +128,18 @@ static void forget(const char *vault, const char *name, int note)
     CHECK(mdb_del(txn, dbi, &k, NULL) == 0);
     if (note) {
         uint64_t id = mdb_txn_id(txn);
-        MDB_val nk = {7, "\0closed"}, nv = {sizeof(id), &id};
+        MDB_val nk = {KS_SWEEP_CLOSED_LEN, KS_SWEEP_CLOSED}, nv = {sizeof(id), &id};
         CHECK(mdb_put(txn, dbi, &nk, &nv, 0) == 0);
     }
     raw_commit(e, txn);
+}
+
+/* Close @p env, forget plain01 as forget() does, and open the store again. */
+static struct ks_env *reopen_forgetting(struct ks_env *env, int note)
+{
+    ks_close(env);
+    forget("sw", "plain01", note);
+    return open_store();
 }
 
 int main(void)
@@ -208,15 +216,11 @@ int main(void)
      * the table again; after this kvmock's own clean close it does not */
     delete_key(env, "plain01");
     CHECK(in_table(env) == 2);
-    ks_close(env);
-    forget("sw", "plain01", 0);
-    env = open_store();
+    env = reopen_forgetting(env, 0);
     if (env == NULL)
         return 1;
     CHECK(in_table(env) == 2);
-    ks_close(env);
-    forget("sw", "plain01", 1);
-    env = open_store();
+    env = reopen_forgetting(env, 1);
     if (env == NULL)
         return 1;
     CHECK(in_table(env) == 1); /* trusted: what this test took out stays out */
