@@ -70,6 +70,7 @@ enum kv_status {
     KV_ERR_VAULT_DELETED,    /**< 409 ConflictError: a deleted vault holds the name */
     KV_ERR_ARM_NO_DELETED_VAULT,   /**< 400 SoftDeletedVaultDoesNotExist: nothing to recover */
     KV_ERR_ARM_PURGE_NOT_ALLOWED,  /**< 405 MethodNotAllowed: purge under purge protection */
+    KV_ERR_ARM_NO_SUBSCRIPTION,    /**< 404 SubscriptionNotFound */
 
     /* 500 */
     KV_ERR_NOMEM,    /**< allocation failed */

@@ -132,7 +132,7 @@ enum kv_status pol_add_identity(struct pol_ctx *c, const struct pol_identity *id
         snprintf(n->tenant_id, sizeof(n->tenant_id), "%s", c->tenant_id);
     if (n->resource_id[0] == '\0')
         snprintf(n->resource_id, sizeof(n->resource_id),
-                 "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/kvmock/"
+                 "/subscriptions/" POL_SUBSCRIPTION "/resourceGroups/" POL_RESOURCE_GROUP "/"
                  "providers/Microsoft.ManagedIdentity/userAssignedIdentities/%s",
                  n->name);
     return KV_OK;

@@ -18,6 +18,10 @@
 
 #define POL_ID_MAX 64
 #define POL_AUD_MAX 256
+/** The one subscription kvmock lists (management paths accept any). */
+#define POL_SUBSCRIPTION "00000000-0000-0000-0000-000000000000"
+/** The resource group of kvmock's own resources (management paths accept any). */
+#define POL_RESOURCE_GROUP "kvmock"
 
 /** Key permissions of an access policy, one per data-plane route family. */
 enum pol_perm {

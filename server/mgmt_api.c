@@ -8,9 +8,14 @@
  *   GET              /subscriptions/S/providers/Microsoft.KeyVault/locations/L/deletedVaults/V
  *   POST             .../locations/L/deletedVaults/V/purge
  *   {PUT,GET,DELETE} {scope}/providers/Microsoft.Authorization/roleAssignments/ID
+ *   GET              /subscriptions[/S], /tenants     (what `az login` lists)
+ *   GET              /subscriptions/S[/resourceGroups/G]/resources, .../vaults, .../managedHSMs
+ *   GET              /metadata/endpoints              (the cloud's endpoints, no token)
  *
  * Any subscription, resource group and location is accepted. Callers need a token
- * for https://management.azure.com from an identity with `manage`.
+ * for https://management.azure.com from an identity with `manage`; the lists of
+ * subscriptions and tenants answer any identity (an empty list of subscriptions
+ * to one that may not manage), and the cloud metadata needs no token.
  *
  * Deleting a vault with soft delete on moves it to the deleted state (keystore
  * vaults.c); PUT with properties.createMode "recover" brings it back.
@@ -51,6 +56,13 @@ static int known(const char *v, const char *const *list, size_t n)
 
 /* ---- authentication and the caller's right to manage ------------------------------------ */
 
+/* Whether the authenticated caller is an identity with `manage`, in its own tenant. */
+static int may_manage(const struct srv_req *req)
+{
+    const struct pol_identity *id = pol_find_identity(req->srv->pol, NULL, req->who.oid, NULL);
+    return id != NULL && id->manage && strcasecmp(id->tenant_id, req->who.tid) == 0;
+}
+
 static enum kv_status authorize(struct srv_req *req, const char *action, const char *scope)
 {
     const char *auds[] = {"https://management.azure.com", "https://management.core.windows.net"};
@@ -58,8 +70,7 @@ static enum kv_status authorize(struct srv_req *req, const char *action, const c
         srv_send_error(req, KV_ERR_ARM_UNAUTHORIZED, NULL);
         return KV_ERR_ARM_UNAUTHORIZED;
     }
-    const struct pol_identity *id = pol_find_identity(req->srv->pol, NULL, req->who.oid, NULL);
-    if (id == NULL || !id->manage || strcasecmp(id->tenant_id, req->who.tid) != 0) {
+    if (!may_manage(req)) {
         srv_send_errorf(req, KV_ERR_ARM_FORBIDDEN,
                         "The client '%s' with object id '%s' does not have authorization to "
                         "perform action '%s' over scope '%.300s' or the scope is invalid.",
@@ -111,11 +122,13 @@ static cJSON *policies_json(struct srv_req *req, const char *vault)
     return arr;
 }
 
-/* The vault's ARM id: the request path up to and including the vault name. */
+/* The vault's ARM id: the request's subscription and resource group (kvmock keeps
+ * neither: any are accepted), or kvmock's own group for a subscription-wide list. */
 static void vault_id(const struct srv_req *req, const char *name, char *out, size_t cap)
 {
+    int in_group = req->nseg >= 4 && strcasecmp(req->seg[2], "resourceGroups") == 0;
     snprintf(out, cap, "/subscriptions/%s/resourceGroups/%s/providers/Microsoft.KeyVault/vaults/%s",
-             req->seg[1], req->seg[3], name);
+             req->seg[1], in_group ? req->seg[3] : POL_RESOURCE_GROUP, name);
 }
 
 static cJSON *vault_json(struct srv_req *req, const struct ks_vault *v, const char *location)
@@ -346,7 +359,24 @@ static void vault_delete(struct srv_req *req, const char *name)
     srv_send_empty(req, 200);
 }
 
-static void vault_list(struct srv_req *req)
+/* The generic resource of a vault (GET .../resources): id, name, type, location, tags. */
+static cJSON *vault_resource_json(struct srv_req *req, const struct ks_vault *v)
+{
+    char id[1024];
+    vault_id(req, v->name, id, sizeof(id));
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL || !cJSON_AddStringToObject(o, "id", id) ||
+        !cJSON_AddStringToObject(o, "name", v->name) ||
+        !cJSON_AddStringToObject(o, "type", "Microsoft.KeyVault/vaults") ||
+        !cJSON_AddStringToObject(o, "location", "local") || !cJSON_AddObjectToObject(o, "tags")) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* Every vault, as vaults or (@p as_resources) as generic resources. */
+static void vault_list(struct srv_req *req, int as_resources)
 {
     char(*names)[KS_VAULT_NAME_MAX + 1] = calloc(256, sizeof(*names));
     size_t n = names ? ks_vault_list(req->srv->ks, names, 256) : 0;
@@ -356,7 +386,7 @@ static void vault_list(struct srv_req *req)
         struct ks_vault v;
         if (ks_vault_get(req->srv->ks, names[i], &v) != KV_OK)
             continue;
-        cJSON *item = vault_json(req, &v, "local");
+        cJSON *item = as_resources ? vault_resource_json(req, &v) : vault_json(req, &v, "local");
         if (item != NULL)
             cJSON_AddItemToArray(value, item);
     }
@@ -618,6 +648,235 @@ static void deleted_vaults_endpoint(struct srv_req *req, const char *scope)
         srv_send_error(req, KV_ERR_METHOD_NOT_ALLOWED, NULL);
 }
 
+/* ---- what the Azure CLI asks of Resource Manager: cloud metadata, subscriptions, tenants ----- */
+
+static const char *const subscription_api_versions[] = {
+    "2016-06-01", "2018-06-01", "2019-06-01", "2019-11-01", "2020-01-01",
+    "2021-01-01", "2022-01-01", "2022-09-01", "2022-12-01",
+};
+
+/* 2015-01-01 answers ARM's first shape (one object); the later versions a list of clouds. */
+static const char *const metadata_api_versions[] = {
+    "2015-01-01", "2018-01-01", "2019-05-01", "2020-06-01", "2022-09-01",
+};
+
+static int api_version_is(struct srv_req *req, const char *const *list, size_t n, const char *use)
+{
+    if (known(srv_query_get(req, "api-version"), list, n))
+        return 1;
+    srv_send_errorf(req, KV_ERR_ARM_BAD_REQUEST,
+                    "The api-version is missing or not supported (use %s).", use);
+    return 0;
+}
+
+/* GET /metadata/endpoints: where this cloud's Resource Manager, sign-in and vaults are
+ * (`az cloud register --endpoint-resource-manager`, ARM_CLOUD_METADATA_URL). No token. */
+static void cloud_metadata(struct srv_req *req)
+{
+    if (!api_version_is(req, metadata_api_versions,
+                        sizeof(metadata_api_versions) / sizeof(metadata_api_versions[0]),
+                        "2022-09-01"))
+        return;
+    char base[SRV_HOST_MAX + 16], dns[64];
+    srv_base_url(req, base, sizeof(base) - 1);
+    size_t len = strlen(base);
+    snprintf(base + len, sizeof(base) - len, "/");
+    snprintf(dns, sizeof(dns), "vault.localhost:%d", req->srv->https_port);
+    int first_shape = strcmp(srv_query_get(req, "api-version"), "2015-01-01") == 0;
+    cJSON *cloud = cJSON_CreateObject();
+    cJSON *auth = cloud ? cJSON_AddObjectToObject(cloud, "authentication") : NULL;
+    cJSON *auds = auth ? cJSON_AddArrayToObject(auth, "audiences") : NULL;
+    int ok = auds && cJSON_AddStringToObject(auth, "loginEndpoint", base) &&
+             cJSON_AddItemToArray(auds,
+                                  cJSON_CreateString("https://management.core.windows.net/")) &&
+             cJSON_AddItemToArray(auds, cJSON_CreateString("https://management.azure.com/"));
+    if (ok && first_shape) {
+        ok = cJSON_AddStringToObject(cloud, "galleryEndpoint", base) &&
+             cJSON_AddStringToObject(cloud, "graphEndpoint", "https://graph.windows.net/");
+    } else if (ok) {
+        cJSON *suffixes = cJSON_AddObjectToObject(cloud, "suffixes");
+        ok = suffixes && cJSON_AddStringToObject(cloud, "name", "kvmock") &&
+             cJSON_AddStringToObject(cloud, "resourceManager", base) &&
+             cJSON_AddStringToObject(cloud, "gallery", base) &&
+             cJSON_AddStringToObject(cloud, "graph", "https://graph.windows.net/") &&
+             cJSON_AddStringToObject(cloud, "graphAudience", "https://graph.windows.net/") &&
+             cJSON_AddStringToObject(cloud, "microsoftGraphResourceId",
+                                     "https://graph.microsoft.com/") &&
+             cJSON_AddStringToObject(auth, "tenant", "common") &&
+             cJSON_AddStringToObject(auth, "identityProvider", "AAD") &&
+             cJSON_AddStringToObject(suffixes, "keyVaultDns", dns);
+    }
+    cJSON *doc = cloud;
+    if (ok && !first_shape) {
+        doc = cJSON_CreateArray();
+        ok = doc != NULL && cJSON_AddItemToArray(doc, cloud);
+        if (!ok)
+            cJSON_Delete(doc); /* without the cloud, deleted below */
+    }
+    if (!ok) {
+        cJSON_Delete(cloud);
+        doc = NULL;
+    }
+    srv_send_json(req, 200, doc);
+}
+
+static cJSON *subscription_json(const struct srv_req *req)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON *policies = o ? cJSON_AddObjectToObject(o, "subscriptionPolicies") : NULL;
+    if (policies == NULL ||
+        !cJSON_AddStringToObject(o, "id", "/subscriptions/" POL_SUBSCRIPTION) ||
+        !cJSON_AddStringToObject(o, "subscriptionId", POL_SUBSCRIPTION) ||
+        !cJSON_AddStringToObject(o, "tenantId", pol_tenant(req->srv->pol)) ||
+        !cJSON_AddStringToObject(o, "displayName", "kvmock") ||
+        !cJSON_AddStringToObject(o, "state", "Enabled") ||
+        !cJSON_AddStringToObject(o, "authorizationSource", "RoleBased") ||
+        !cJSON_AddArrayToObject(o, "managedByTenants") ||
+        !cJSON_AddStringToObject(policies, "locationPlacementId", "Public_2014-09-01") ||
+        !cJSON_AddStringToObject(policies, "quotaId", "PayAsYouGo_2014-09-01") ||
+        !cJSON_AddStringToObject(policies, "spendingLimit", "Off")) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* Send {"value": [@p item]}: an empty list when @p want is 0; a failed allocation when
+ * @p want is set and @p item is NULL. Takes @p item. */
+static void send_list(struct srv_req *req, int want, cJSON *item)
+{
+    cJSON *doc = cJSON_CreateObject();
+    cJSON *value = doc ? cJSON_AddArrayToObject(doc, "value") : NULL;
+    if (value == NULL || (want && (item == NULL || !cJSON_AddItemToArray(value, item)))) {
+        cJSON_Delete(item);
+        cJSON_Delete(doc);
+        doc = NULL;
+    }
+    srv_send_json(req, 200, doc);
+}
+
+/* GET /subscriptions[/{id}] and GET /tenants, with a management token. kvmock has one
+ * subscription, in the main tenant, and lists it to the identities that may manage;
+ * the others get an empty list, as ARM lists only what a caller has a role on. */
+static void subscriptions_and_tenants(struct srv_req *req)
+{
+    int tenants = seg_is(req, 0, "tenants");
+    req->operation = tenants           ? "TenantList"
+                     : req->nseg == 1 ? "SubscriptionList"
+                                      : "SubscriptionGet";
+    const char *auds[] = {"https://management.azure.com", "https://management.core.windows.net"};
+    if (srv_authenticate(req, auds, 2) != KV_OK) {
+        srv_send_error(req, KV_ERR_ARM_UNAUTHORIZED, NULL);
+        return;
+    }
+    req->policy_match = 1;
+    if (strcmp(req->ri->request_method, "GET") != 0) {
+        srv_send_error(req, KV_ERR_METHOD_NOT_ALLOWED, NULL);
+        return;
+    }
+    if (!api_version_is(req, subscription_api_versions,
+                        sizeof(subscription_api_versions) / sizeof(subscription_api_versions[0]),
+                        "2022-12-01"))
+        return;
+    if (tenants) {
+        char id[POL_ID_MAX + 16];
+        snprintf(id, sizeof(id), "/tenants/%s", req->who.tid);
+        cJSON *t = cJSON_CreateObject();
+        if (t != NULL && (!cJSON_AddStringToObject(t, "id", id) ||
+                          !cJSON_AddStringToObject(t, "tenantId", req->who.tid) ||
+                          !cJSON_AddStringToObject(t, "tenantCategory", "Home") ||
+                          !cJSON_AddStringToObject(t, "displayName", "kvmock") ||
+                          !cJSON_AddStringToObject(t, "tenantType", "AAD"))) {
+            cJSON_Delete(t);
+            t = NULL;
+        }
+        send_list(req, 1, t);
+        return;
+    }
+    int mine = may_manage(req) && strcasecmp(req->who.tid, pol_tenant(req->srv->pol)) == 0;
+    if (req->nseg == 1) {
+        send_list(req, mine, mine ? subscription_json(req) : NULL);
+    } else if (mine && strcasecmp(req->seg[1], POL_SUBSCRIPTION) == 0) {
+        cJSON *o = subscription_json(req);
+        if (o == NULL)
+            srv_send_error(req, KV_ERR_NOMEM, NULL);
+        else
+            srv_send_json(req, 200, o);
+    } else {
+        srv_send_errorf(req, KV_ERR_ARM_NO_SUBSCRIPTION,
+                        "The subscription '%.64s' could not be found.", req->seg[1]);
+    }
+}
+
+static const char *const resources_api_versions[] = {
+    "2015-11-01", "2016-09-01", "2019-10-01", "2020-06-01", "2021-04-01", "2022-09-01",
+};
+
+/* GET .../resources[?$filter=resourceType eq 'T']: kvmock's resources are its vaults.
+ * Other filters are refused rather than answered wrongly. */
+static void generic_resources(struct srv_req *req)
+{
+    if (!api_version_is(req, resources_api_versions,
+                        sizeof(resources_api_versions) / sizeof(resources_api_versions[0]),
+                        "2021-04-01"))
+        return;
+    const char *filter = srv_query_get(req, "$filter");
+    static const char prefix[] = "resourceType eq '", vaults[] = "Microsoft.KeyVault/vaults";
+    size_t plen = sizeof(prefix) - 1, flen = filter ? strlen(filter) : 0;
+    if (filter == NULL) {
+        vault_list(req, 1);
+        return;
+    }
+    /* resourceType eq 'T', T without quotes */
+    if (flen <= plen || strncasecmp(filter, prefix, plen) != 0 || filter[flen - 1] != '\'' ||
+        memchr(filter + plen, '\'', flen - plen - 1) != NULL) {
+        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST,
+                       "kvmock filters resources by type only: $filter=resourceType eq '...'.");
+        return;
+    }
+    size_t tlen = flen - plen - 1;
+    if (tlen == sizeof(vaults) - 1 && strncasecmp(filter + plen, vaults, tlen) == 0)
+        vault_list(req, 1);
+    else
+        send_list(req, 0, NULL);
+}
+
+/* The lists that span a subscription or a resource group: GET .../resources, the vaults
+ * of a subscription, and the managed HSMs (kvmock has none: an empty list, as Azure
+ * answers a subscription without any). Returns 0 when the path is not one of them. */
+static int collection(struct srv_req *req, const char *scope)
+{
+    size_t n = req->nseg;
+    int group = n >= 4 && seg_is(req, 2, "resourceGroups");
+    size_t at = group ? 4 : 2; /* where "resources" or "providers" is */
+    int resources = n == at + 1 && seg_is(req, at, "resources");
+    int kv = n == at + 3 && seg_is(req, at, "providers") &&
+             seg_is(req, at + 1, "Microsoft.KeyVault");
+    int vaults = kv && !group && seg_is(req, at + 2, "vaults");
+    int hsms = kv && (seg_is(req, at + 2, "managedHSMs") ||
+                      (!group && seg_is(req, at + 2, "deletedManagedHSMs")));
+    if (!resources && !vaults && !hsms)
+        return 0;
+    req->operation = hsms ? "ManagedHsmList" : resources ? "ResourceList" : "VaultList";
+    if (authorize(req, hsms ? "Microsoft.KeyVault/managedHSMs/read"
+                            : resources ? "Microsoft.Resources/subscriptions/resources/read"
+                                        : "Microsoft.KeyVault/vaults/read",
+                  scope) != KV_OK)
+        return 1;
+    if (strcmp(req->ri->request_method, "GET") != 0)
+        srv_send_error(req, KV_ERR_METHOD_NOT_ALLOWED, NULL);
+    else if (resources)
+        generic_resources(req);
+    else if (!api_version_is(req, arm_api_versions,
+                             sizeof(arm_api_versions) / sizeof(arm_api_versions[0]), "2023-07-01"))
+        ; /* answered */
+    else if (hsms)
+        send_list(req, 0, NULL);
+    else
+        vault_list(req, 0);
+    return 1;
+}
+
 /* ---- role assignments ------------------------------------------------------------------------ */
 
 static cJSON *assignment_json(const char *scope, const struct pol_role_assignment *r)
@@ -626,7 +885,7 @@ static cJSON *assignment_json(const char *scope, const struct pol_role_assignmen
     snprintf(id, sizeof(id), "%s/providers/Microsoft.Authorization/roleAssignments/%s", scope,
              r->id);
     snprintf(def, sizeof(def),
-             "/subscriptions/00000000-0000-0000-0000-000000000000/providers/"
+             "/subscriptions/" POL_SUBSCRIPTION "/providers/"
              "Microsoft.Authorization/roleDefinitions/%s",
              pol_role_id(r->role));
     cJSON *o = cJSON_CreateObject();
@@ -768,12 +1027,26 @@ int srv_mgmt_endpoint(struct srv_req *req)
             return 1;
         }
     }
+    /* msrestazure appends "/metadata/endpoints" to an endpoint that ends in "/" */
+    size_t m = req->nseg == 3 && req->seg[0][0] == '\0';
+    if (req->nseg == 2 + m && seg_is(req, m, "metadata") && seg_is(req, m + 1, "endpoints") &&
+        strcmp(req->ri->request_method, "GET") == 0) {
+        cloud_metadata(req);
+        return 1;
+    }
+    if ((req->nseg == 1 && seg_is(req, 0, "tenants")) ||
+        ((req->nseg == 1 || req->nseg == 2) && seg_is(req, 0, "subscriptions"))) {
+        subscriptions_and_tenants(req);
+        return 1;
+    }
     if (!seg_is(req, 0, "subscriptions"))
         return 0;
 
     char scope[1024];
     join(req, req->nseg, scope, sizeof(scope));
     const char *method = req->ri->request_method;
+    if (collection(req, scope))
+        return 1;
     if (req->nseg >= 5 && seg_is(req, 2, "providers") && seg_is(req, 3, "Microsoft.KeyVault")) {
         deleted_vaults_endpoint(req, scope);
         return 1;
@@ -802,7 +1075,7 @@ int srv_mgmt_endpoint(struct srv_req *req)
         return 1;
     }
     if (req->nseg == 7 && strcmp(method, "GET") == 0) {
-        vault_list(req);
+        vault_list(req, 0);
     } else if (req->nseg == 8 && strcmp(method, "PUT") == 0) {
         vault_put(req, req->seg[7]);
     } else if (req->nseg == 8 && strcmp(method, "GET") == 0) {

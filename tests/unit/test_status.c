@@ -41,6 +41,11 @@ int main(void)
     row(KV_ERR_ROUTE_NOT_FOUND, 404, "NotFound", NULL);
     row(KV_ERR_METHOD_NOT_ALLOWED, 405, "MethodNotAllowed", NULL);
     row(KV_ERR_KEY_DELETED_RECOVERABLE, 409, "Conflict", "ObjectIsDeletedButRecoverable");
+    /* the management plane speaks Resource Manager's codes */
+    row(KV_ERR_ARM_UNAUTHORIZED, 401, "InvalidAuthenticationToken", NULL);
+    row(KV_ERR_ARM_FORBIDDEN, 403, "AuthorizationFailed", NULL);
+    row(KV_ERR_ARM_NOT_FOUND, 404, "ResourceNotFound", NULL);
+    row(KV_ERR_ARM_NO_SUBSCRIPTION, 404, "SubscriptionNotFound", NULL);
     CHECK(kv_status_info(KV_ERR_NOMEM)->http_status == 500);
     /* out-of-range values map to something printable */
     CHECK(kv_status_info((enum kv_status)9999) != NULL);

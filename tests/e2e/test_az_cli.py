@@ -1,0 +1,323 @@
+"""The Azure CLI (Debian's azure-cli) against kvmock, unmodified: the cloud comes
+from kvmock's /metadata/endpoints (ARM_CLOUD_METADATA_URL), `az login --identity`
+gets its token from kvmock's managed-identity endpoint and lists kvmock's
+subscription, `az keyvault` manages vaults (create, show, list, set-policy,
+update, delete, list-deleted, show-deleted, recover, purge), and `az rest` drives the data plane.
+Raw HTTP checks the answers
+the CLI does not show: the metadata's two shapes, the subscription and tenant
+lists, generic resources, status codes and error bodies.
+
+Debian's azure-cli 2.45 cannot run `az keyvault key ...` at all (its package
+lacks azure.keyvault.v7_0 and fails before sending a request), so the keys go
+through `az rest`, as the README says."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.parse
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Kvmock, Runner, check, eq, parse_args, b64url, unb64url  # noqa: E402
+
+TENANT = "6b766d6f-636b-4000-8000-000000000001"
+SUB = "00000000-0000-0000-0000-000000000000"
+APP = {"name": "app", "objectId": "0a000000-0000-4000-8000-0000000000a1",
+       "clientId": "0c000000-0000-4000-8000-0000000000a1", "default": True, "manage": True}
+READER = {"name": "reader", "objectId": "0a000000-0000-4000-8000-0000000000b1",
+          "clientId": "0c000000-0000-4000-8000-0000000000b1"}
+CONFIG = {"tenantId": TENANT, "identities": [APP, READER]}
+MGMT = "https://management.azure.com"
+ARM_API = "api-version=2023-07-01"
+SUB_API = "api-version=2022-12-01"
+
+
+def main():
+    args = parse_args()
+    runner = Runner()
+    az_bin = shutil.which("az")
+    check(az_bin is not None, "az is not installed (scripts/install-deps.sh --test installs "
+                              "Debian's azure-cli)")
+    config_dir = tempfile.mkdtemp(prefix="kvmock-az-")
+    with Kvmock(args.kvmock, config=CONFIG) as kv:
+        P = kv.https_port
+        base = f"https://localhost:{P}"
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("AZURE_", "MSI_", "IDENTITY_", "ARM_"))
+               and k.lower() not in ("https_proxy", "http_proxy", "all_proxy")}
+        env.update({
+            "AZURE_CONFIG_DIR": config_dir,
+            "ARM_CLOUD_METADATA_URL": f"{base}/metadata/endpoints?api-version=2022-09-01",
+            "MSI_ENDPOINT": f"http://127.0.0.1:{kv.http_port}/msi/token",
+            "MSI_SECRET": kv.identity_header,
+            "REQUESTS_CA_BUNDLE": kv.ca_path,
+            "SSL_CERT_FILE": kv.ca_path,
+            "AZURE_CORE_COLLECT_TELEMETRY": "false",
+            "AZURE_CORE_NO_COLOR": "true",
+            "NO_PROXY": "*",
+        })
+
+        def az(*argv, ok=True):
+            """Run az with kvmock's cloud; the parsed JSON output (None when empty)."""
+            proc = subprocess.run([az_bin, *argv, "--output", "json"], env=env,
+                                  capture_output=True, text=True, timeout=120)
+            if ok and proc.returncode != 0:
+                raise AssertionError(f"az {' '.join(argv)} exited {proc.returncode}:\n"
+                                     f"{proc.stderr[-3000:]}")
+            if not ok:
+                return proc
+            return json.loads(proc.stdout) if proc.stdout.strip() else None
+
+        def arm(method, path, token=True, body=None):
+            tok = kv.token(MGMT) if token is True else token
+            st, _, resp = kv.https(method, path, body, token=tok)
+            return st, (json.loads(resp) if resp else None)
+
+        # ---- raw HTTP: what az reads, exactly ----------------------------------------------
+
+        @runner.test
+        def cloud_metadata_needs_no_token_and_names_kvmock():
+            st, _, body = kv.https("GET", "/metadata/endpoints?api-version=2022-09-01", token=None)
+            eq(st, 200, body)
+            clouds = json.loads(body)
+            eq(len(clouds), 1, clouds)
+            c = clouds[0]
+            eq(c["name"], "kvmock")
+            eq(c["resourceManager"], f"{base}/")
+            eq(c["authentication"]["loginEndpoint"], f"{base}/")
+            eq(c["authentication"]["audiences"][0], "https://management.core.windows.net/")
+            check("https://management.azure.com/" in c["authentication"]["audiences"], c)
+            eq(c["suffixes"]["keyVaultDns"], f"vault.localhost:{P}")
+            # the first shape, which `az cloud register --endpoint-resource-manager` reads,
+            # also under the double slash msrestazure sends
+            for path in ("/metadata/endpoints?api-version=2015-01-01",
+                         "//metadata/endpoints?api-version=2015-01-01"):
+                st, _, body = kv.https("GET", path, token=None)
+                eq(st, 200, body)
+                doc = json.loads(body)
+                eq(doc["authentication"]["loginEndpoint"], f"{base}/")
+                check(doc["galleryEndpoint"] and doc["graphEndpoint"], doc)
+            st, err = arm("GET", "/metadata/endpoints", token=None)
+            eq(st, 400, err)
+            eq(err["error"]["code"], "BadRequest")
+            check("api-version" in err["error"]["message"], err)
+
+        @runner.test
+        def subscriptions_are_listed_to_who_may_manage():
+            st, doc = arm("GET", f"/subscriptions?{SUB_API}")
+            eq(st, 200, doc)
+            eq(len(doc["value"]), 1, doc)
+            s = doc["value"][0]
+            eq(s["id"], f"/subscriptions/{SUB}")
+            eq(s["subscriptionId"], SUB)
+            eq(s["tenantId"], TENANT)
+            eq(s["state"], "Enabled")
+            eq(s["displayName"], "kvmock")
+            st, one = arm("GET", f"/subscriptions/{SUB}?{SUB_API}")
+            eq((st, one), (200, s))
+            # an identity without `manage` has no role on it: an empty list, as ARM answers
+            reader = kv.token(MGMT, client_id=READER["clientId"])
+            eq(arm("GET", f"/subscriptions?{SUB_API}", token=reader), (200, {"value": []}))
+            st, err = arm("GET", f"/subscriptions/{SUB}?{SUB_API}", token=reader)
+            eq(st, 404, err)
+            eq(err["error"]["code"], "SubscriptionNotFound")
+            other = "11111111-2222-4333-8444-555555555555"
+            st, err = arm("GET", f"/subscriptions/{other}?{SUB_API}")
+            eq(st, 404, err)
+            eq(err["error"]["code"], "SubscriptionNotFound")
+            check(other in err["error"]["message"], err)
+
+        @runner.test
+        def subscriptions_refuse_bad_calls():
+            st, err = arm("GET", f"/subscriptions?{SUB_API}", token=None)
+            eq(st, 401, err)
+            eq(err["error"]["code"], "InvalidAuthenticationToken")
+            st, err = arm("GET", f"/subscriptions?{SUB_API}", token=kv.token())  # a vault token
+            eq(st, 401, err)
+            st, err = arm("GET", "/subscriptions?api-version=1999-01-01")
+            eq(st, 400, err)
+            eq(err["error"]["code"], "BadRequest")
+            st, err = arm("DELETE", f"/subscriptions/{SUB}?{SUB_API}")
+            eq(st, 405, err)
+
+        @runner.test
+        def tenants_list_the_callers_tenant():
+            for token in (kv.token(MGMT), kv.token(MGMT, client_id=READER["clientId"])):
+                st, doc = arm("GET", f"/tenants?{SUB_API}", token=token)
+                eq(st, 200, doc)
+                eq([t["tenantId"] for t in doc["value"]], [TENANT])
+                eq(doc["value"][0]["id"], f"/tenants/{TENANT}")
+
+        @runner.test
+        def vaults_as_generic_resources():
+            path = f"/subscriptions/{SUB}/resources"
+            st, doc = arm("GET", f"{path}?$filter=resourceType%20eq%20%27Microsoft.KeyVault%2F"
+                                 f"vaults%27&api-version=2015-11-01")
+            eq(st, 200, doc)
+            default = [r for r in doc["value"] if r["name"] == "default"]
+            eq(len(default), 1, doc)
+            eq(default[0]["type"], "Microsoft.KeyVault/vaults")
+            eq(default[0]["id"], f"/subscriptions/{SUB}/resourceGroups/kvmock/providers/"
+                                 f"Microsoft.KeyVault/vaults/default")
+            # the id leads to the vault
+            st, vault = arm("GET", f"{default[0]['id']}?{ARM_API}")
+            eq(st, 200, vault)
+            eq(vault["properties"]["vaultUri"], f"https://default.vault.localhost:{P}/")
+            st, doc = arm("GET", f"{path}?$filter=resourceType%20eq%20%27Microsoft.Compute%2F"
+                                 f"virtualMachines%27&api-version=2021-04-01")
+            eq((st, doc), (200, {"value": []}))
+            for bad in ("tagName eq 'x'", "resourceType eq '", "resourceType eq 'a'b'",
+                        "resourceType eq 'Microsoft.KeyVault/vaults", "", "'" * 3000):
+                q = urllib.parse.quote(bad)
+                st, err = arm("GET", f"{path}?$filter={q}&api-version=2021-04-01")
+                eq(st, 400, (bad[:40], err))
+                eq(err["error"]["code"], "BadRequest")
+            st, doc = arm("GET", f"{path}?$filter=RESOURCETYPE%20EQ%20%27microsoft.keyvault%2F"
+                                 f"VAULTS%27&api-version=2021-04-01")
+            eq(st, 200, doc)
+            check("default" in [r["name"] for r in doc["value"]], doc)
+            st, doc = arm("GET", f"/subscriptions/{SUB}/resourceGroups/any/resources?"
+                                 f"api-version=2021-04-01")
+            eq(st, 200, doc)
+            check(any(r["id"].endswith("/resourceGroups/any/providers/Microsoft.KeyVault/"
+                                       "vaults/default") for r in doc["value"]), doc)
+            # the vaults of the subscription, whole
+            st, doc = arm("GET", f"/subscriptions/{SUB}/providers/Microsoft.KeyVault/vaults?{ARM_API}")
+            eq(st, 200, doc)
+            check(any(v["name"] == "default" and "vaultUri" in v["properties"]
+                      for v in doc["value"]), doc)
+            # kvmock has no managed HSMs
+            for p in (f"/subscriptions/{SUB}/providers/Microsoft.KeyVault/deletedManagedHSMs",
+                      f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.KeyVault/managedHSMs"):
+                eq(arm("GET", f"{p}?{ARM_API}"), (200, {"value": []}))
+            reader = kv.token(MGMT, client_id=READER["clientId"])
+            st, err = arm("GET", f"{path}?api-version=2021-04-01", token=reader)
+            eq(st, 403, err)
+            eq(err["error"]["code"], "AuthorizationFailed")
+
+        # ---- the CLI itself -------------------------------------------------------------
+
+        @runner.test
+        def az_login_with_the_managed_identity():
+            az("cloud", "set", "--name", "kvmock")
+            accounts = az("login", "--identity")
+            eq([a["id"] for a in accounts], [SUB], accounts)
+            eq(accounts[0]["tenantId"], TENANT)
+            eq(accounts[0]["environmentName"], "kvmock")
+            show = az("account", "show")
+            eq(show["id"], SUB)
+            eq(show["user"]["type"], "servicePrincipal")
+            cloud = az("cloud", "show")
+            eq(cloud["endpoints"]["resourceManager"], f"{base}/")
+            eq(cloud["suffixes"]["keyvaultDns"], f".vault.localhost:{P}")
+
+        @runner.test
+        def az_cloud_register_reads_the_metadata():
+            # the other way in: register a cloud from its Resource Manager URL alone
+            other = dict(env, AZURE_CONFIG_DIR=tempfile.mkdtemp(prefix="kvmock-az-", dir=config_dir))
+            other.pop("ARM_CLOUD_METADATA_URL")
+            cmd = [az_bin, "cloud", "register", "--name", "kvmock2", "--endpoint-resource-manager",
+                   f"{base}/", "--suffix-keyvault-dns", f".vault.localhost:{P}"]
+            proc = subprocess.run(cmd, env=other, capture_output=True, text=True, timeout=120)
+            eq(proc.returncode, 0, proc.stderr[-3000:])
+            proc = subprocess.run([az_bin, "cloud", "show", "--name", "kvmock2", "--output", "json"],
+                                  env=other, capture_output=True, text=True, timeout=120)
+            eq(proc.returncode, 0, proc.stderr[-3000:])
+            ends = json.loads(proc.stdout)["endpoints"]
+            eq(ends["activeDirectory"], f"{base}/")
+            eq(ends["activeDirectoryResourceId"], "https://management.core.windows.net/")
+
+        @runner.test
+        def az_token_is_one_kvmock_accepts():
+            tok = az("account", "get-access-token", "--resource", "https://vault.azure.net")
+            eq(tok["tenant"], TENANT)
+            st, _, body = kv.https("GET", "/keys?api-version=7.4", token=tok["accessToken"],
+                                   host=f"default.vault.localhost:{P}")
+            eq(st, 200, body)
+
+        @runner.test
+        def az_rest_drives_the_data_plane():
+            url = f"https://default.vault.localhost:{P}/keys/az-cmk"
+            key = az("rest", "--method", "post", "--url", f"{url}/create?api-version=7.4",
+                     "--resource", "https://vault.azure.net",
+                     "--body", json.dumps({"kty": "RSA", "key_size": 2048}))
+            check(key["key"]["kid"].startswith(f"{url}/"), key)
+            dek = os.urandom(32)
+            kid = key["key"]["kid"]
+            wrapped = az("rest", "--method", "post", "--url", f"{kid}/wrapkey?api-version=7.4",
+                         "--resource", "https://vault.azure.net",
+                         "--body", json.dumps({"alg": "RSA-OAEP-256", "value": b64url(dek)}))
+            plain = az("rest", "--method", "post", "--url", f"{url}//unwrapkey?api-version=7.4",
+                       "--resource", "https://vault.azure.net",
+                       "--body", json.dumps({"alg": "RSA-OAEP-256", "value": wrapped["value"]}))
+            eq(unb64url(plain["value"]), dek)
+            # an error reaches the user with Key Vault's code
+            proc = az("rest", "--method", "get", "--url", f"{url}-missing?api-version=7.4",
+                      "--resource", "https://vault.azure.net", ok=False)
+            check(proc.returncode != 0 and "KeyNotFound" in proc.stderr, proc.stderr[-2000:])
+
+        @runner.test
+        def az_keyvault_manages_vaults():
+            made = az("keyvault", "create", "--name", "azv", "--resource-group", "rg",
+                      "--location", "westeurope", "--no-self-perms")
+            eq(made["name"], "azv")
+            eq(made["properties"]["vaultUri"], f"https://azv.vault.localhost:{P}/")
+            eq(made["properties"]["accessPolicies"], [])
+            # without a resource group az finds the vault through the generic resources
+            eq(az("keyvault", "show", "--name", "azv")["name"], "azv")
+            check({"azv", "default"} <= {v["name"] for v in az("keyvault", "list")})
+            # no policy yet: the vault refuses the identity
+            url = f"https://azv.vault.localhost:{P}/keys/k1/create?api-version=7.4"
+            body = json.dumps({"kty": "EC", "crv": "P-256"})
+            proc = az("rest", "--method", "post", "--url", url, "--resource",
+                      "https://vault.azure.net", "--body", body, ok=False)
+            check(proc.returncode != 0 and "Forbidden" in proc.stderr, proc.stderr[-2000:])
+            pol = az("keyvault", "set-policy", "--name", "azv", "--object-id", APP["objectId"],
+                     "--key-permissions", "get", "create", "list")
+            eq([p["objectId"] for p in pol["properties"]["accessPolicies"]], [APP["objectId"]])
+            key = az("rest", "--method", "post", "--url", url, "--resource",
+                     "https://vault.azure.net", "--body", body)
+            eq(key["key"]["crv"], "P-256")
+            # update: under RBAC the access policy no longer lets the identity in
+            upd = az("keyvault", "update", "--name", "azv", "--enable-rbac-authorization", "true")
+            eq(upd["properties"]["enableRbacAuthorization"], True)
+            proc = az("rest", "--method", "get", "--url",
+                      f"https://azv.vault.localhost:{P}/keys/k1?api-version=7.4",
+                      "--resource", "https://vault.azure.net", ok=False)
+            check(proc.returncode != 0 and "ForbiddenByRbac" in proc.stderr, proc.stderr[-2000:])
+            upd = az("keyvault", "update", "--name", "azv", "--enable-rbac-authorization", "false")
+            eq(upd["properties"]["enableRbacAuthorization"], False)
+
+            az("keyvault", "delete", "--name", "azv")
+            check("azv" not in {v["name"] for v in az("keyvault", "list")})
+            deleted = az("keyvault", "list-deleted")
+            eq([d["name"] for d in deleted], ["azv"])
+            eq(az("keyvault", "show-deleted", "--name", "azv")["properties"]["vaultId"],
+               f"/subscriptions/{SUB}/resourceGroups/kvmock/providers/Microsoft.KeyVault/vaults/azv")
+            eq(az("keyvault", "recover", "--name", "azv")["name"], "azv")
+            got = az("rest", "--method", "get", "--url",
+                     f"https://azv.vault.localhost:{P}/keys/k1?api-version=7.4",
+                     "--resource", "https://vault.azure.net")
+            eq(got["key"]["kid"], key["key"]["kid"])
+            az("keyvault", "delete", "--name", "azv")
+            az("keyvault", "purge", "--name", "azv")
+            eq(az("keyvault", "list-deleted"), [])
+
+        @runner.test
+        def audited():
+            ops = {(r["operationName"], r["properties"]["httpStatusCode"])
+                   for r in kv.audit_records()}
+            for want in (("SubscriptionList", 200), ("SubscriptionGet", 404), ("TenantList", 200),
+                         ("ResourceList", 200), ("ManagedHsmList", 200), ("VaultPut", 201)):
+                check(want in ops, f"{want} audited")
+
+        try:
+            runner.run_collected()
+        finally:
+            shutil.rmtree(config_dir, ignore_errors=True)
+    sys.exit(runner.exit_code())
+
+
+if __name__ == "__main__":
+    main()
