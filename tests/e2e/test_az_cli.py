@@ -305,6 +305,29 @@ def main():
             eq(az("keyvault", "list-deleted"), [])
 
         @runner.test
+        def az_rest_assigns_a_role_on_an_rbac_vault():
+            made = az("keyvault", "create", "--name", "azrbac", "--resource-group", "rg",
+                      "--location", "westeurope", "--enable-rbac-authorization", "true")
+            eq(made["properties"]["enableRbacAuthorization"], True)
+            keys = f"https://azrbac.vault.localhost:{P}/keys"
+            create = ["rest", "--method", "post", "--url", f"{keys}/k/create?api-version=7.4",
+                      "--resource", "https://vault.azure.net", "--body", '{"kty": "RSA"}']
+            proc = az(*create, ok=False)
+            check(proc.returncode != 0 and "ForbiddenByRbac" in proc.stderr, proc.stderr[-2000:])
+            # `az role` is broken in Debian's package; the same PUT through az rest
+            scope = made["id"]
+            officer = (f"/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/"
+                       "14b46e9e-c2b7-41b4-b07b-48a6ebf60603")  # Key Vault Crypto Officer
+            ra = az("rest", "--method", "put", "--url",
+                    f"{base}{scope}/providers/Microsoft.Authorization/roleAssignments/"
+                    "5d3c1a2b-0000-4000-8000-00000000a2a1?api-version=2022-04-01",
+                    "--body", json.dumps({"properties": {"roleDefinitionId": officer,
+                                                         "principalId": APP["objectId"]}}))
+            eq(ra["properties"]["principalId"], APP["objectId"])
+            key = az(*create)
+            check(key["key"]["kid"].startswith(f"{keys}/k/"), key)
+
+        @runner.test
         def audited():
             ops = {(r["operationName"], r["properties"]["httpStatusCode"])
                    for r in kv.audit_records()}
