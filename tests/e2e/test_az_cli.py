@@ -229,6 +229,29 @@ def main():
             eq(ends["activeDirectoryResourceId"], "https://management.core.windows.net/")
 
         @runner.test
+        def az_login_as_a_user_assigned_identity():
+            # --username picks the identity (client_id= on the token endpoint); one that may
+            # not manage sees no subscription, so only a tenant-level login is possible
+            other = dict(env, AZURE_CONFIG_DIR=tempfile.mkdtemp(prefix="kvmock-az-", dir=config_dir))
+
+            def run(*argv):
+                proc = subprocess.run([az_bin, *argv, "--output", "json"], env=other,
+                                      capture_output=True, text=True, timeout=120)
+                return proc.returncode, proc.stdout, proc.stderr
+
+            eq(run("cloud", "set", "--name", "kvmock")[0], 0)
+            rc, _, err = run("login", "--identity", "--username", READER["clientId"])
+            check(rc != 0 and "subscriptions" in err.lower(), err[-2000:])
+            rc, out, err = run("login", "--identity", "--username", READER["clientId"],
+                               "--allow-no-subscriptions")
+            eq(rc, 0, err[-2000:])
+            eq(json.loads(out)[0]["tenantId"], TENANT)
+            rc, out, err = run("account", "get-access-token", "--resource", "https://vault.azure.net")
+            eq(rc, 0, err[-2000:])
+            claims = json.loads(unb64url(json.loads(out)["accessToken"].split(".")[1]))
+            eq((claims["oid"], claims["appid"]), (READER["objectId"], READER["clientId"]))
+
+        @runner.test
         def az_token_is_one_kvmock_accepts():
             tok = az("account", "get-access-token", "--resource", "https://vault.azure.net")
             eq(tok["tenant"], TENANT)
