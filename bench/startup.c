@@ -1,10 +1,10 @@
 /*
  * startup: time from exec of a server to its first 200 on GET /healthz.
  *
- *   startup --port HTTP_PORT [--reps N] [--fresh DIR] -- COMMAND [ARGS...]
+ *   startup --port HTTP_PORT [--reps N] [--fresh DIR] [--log FILE] -- COMMAND [ARGS...]
  *
  * For each repetition: remove DIR first when --fresh is given (outside the
- * timed window), start COMMAND (its output goes to /dev/null), then poll
+ * timed window), start COMMAND (its output appended to FILE, or /dev/null), then poll
  * http://127.0.0.1:PORT/healthz as fast as a connect allows (every 0.2 ms while
  * refused) until it answers 200; then stop the server with SIGTERM and wait for
  * it (that time is reported too). Prints one line per repetition and a final
@@ -74,7 +74,7 @@ static int cmp(const void *a, const void *b)
 int main(int argc, char **argv)
 {
     int port = 0, reps = 1, i = 1;
-    const char *fresh = NULL;
+    const char *fresh = NULL, *log = "/dev/null";
     for (; i < argc; i++) {
         if (strcmp(argv[i], "--port") == 0 && i + 1 < argc)
             port = atoi(argv[++i]);
@@ -82,6 +82,8 @@ int main(int argc, char **argv)
             reps = atoi(argv[++i]);
         else if (strcmp(argv[i], "--fresh") == 0 && i + 1 < argc)
             fresh = argv[++i];
+        else if (strcmp(argv[i], "--log") == 0 && i + 1 < argc)
+            log = argv[++i];
         else if (strcmp(argv[i], "--") == 0) {
             i++;
             break;
@@ -89,7 +91,8 @@ int main(int argc, char **argv)
             break;
     }
     if (port <= 0 || reps < 1 || i >= argc) {
-        fprintf(stderr, "usage: startup --port HTTP_PORT [--reps N] [--fresh DIR] -- CMD [ARGS]\n");
+        fprintf(stderr, "usage: startup --port HTTP_PORT [--reps N] [--fresh DIR] [--log FILE] "
+                        "-- CMD [ARGS]\n");
         return 2;
     }
     double *ms = calloc((size_t)reps, sizeof(double));
@@ -110,10 +113,10 @@ int main(int argc, char **argv)
         if (pid < 0)
             return 2;
         if (pid == 0) {
-            int dn = open("/dev/null", O_WRONLY);
-            if (dn >= 0) {
-                dup2(dn, 1);
-                dup2(dn, 2);
+            int out = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+            if (out >= 0) {
+                dup2(out, 1);
+                dup2(out, 2);
             }
             execvp(argv[i], argv + i);
             _exit(127);
