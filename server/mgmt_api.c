@@ -813,10 +813,14 @@ static const char *const resources_api_versions[] = {
 };
 
 /* GET .../resources[?$filter=resourceType eq 'T']: kvmock's resources are its vaults.
- * Other filters are refused rather than answered wrongly. */
+ * Other filters are refused rather than answered wrongly. The api-version is
+ * Microsoft.Resources', or the Key Vault one that @azure/arm-keyvault sends for its
+ * vaults.list when its client's api-version is set. */
 static void generic_resources(struct srv_req *req)
 {
-    if (!api_version_is(req, resources_api_versions,
+    if (!known(srv_query_get(req, "api-version"), arm_api_versions,
+               sizeof(arm_api_versions) / sizeof(arm_api_versions[0])) &&
+        !api_version_is(req, resources_api_versions,
                         sizeof(resources_api_versions) / sizeof(resources_api_versions[0]),
                         "2021-04-01"))
         return;

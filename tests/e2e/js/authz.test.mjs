@@ -273,6 +273,26 @@ async function scenario() {
     assert.ok(added.properties.accessPolicies.some((p) => p.objectId === DISK.objectId), "add answers the policies");
   });
 
+  await group("management plane lists: vaults.list (generic resources), listBySubscription, listByResourceGroup", async () => {
+    const mgmt = arm(ciCred());
+    const all = async (it) => { const out = []; for await (const v of it) out.push(v); return out; };
+    const listed = await all(mgmt.vaults.list());
+    const cmk = listed.find((v) => v.name === "cmk");
+    assert.ok(cmk, `vaults.list names cmk: ${JSON.stringify(listed.map((v) => v.name))}`);
+    assert.equal(cmk.type, "Microsoft.KeyVault/vaults", "vaults.list type");
+    assert.equal(cmk.id, `/subscriptions/${SUBSCRIPTION}/resourceGroups/kvmock/providers/Microsoft.KeyVault/vaults/cmk`, "vaults.list id");
+    // the client's own default api-version goes to /resources too
+    assert.ok((await all(arm(ciCred(), null).vaults.list())).some((v) => v.name === "cmk"),
+      "vaults.list with the SDK's default api-version");
+    const bySub = await all(mgmt.vaults.listBySubscription());
+    assert.equal(bySub.find((v) => v.name === "cmk")?.properties.vaultUri,
+      `https://cmk.vault.localhost:${env.httpsPort}/`, "listBySubscription gives whole vaults");
+    const byGroup = await all(mgmt.vaults.listByResourceGroup(RG));
+    assert.ok(byGroup.some((v) => v.id === `/subscriptions/${SUBSCRIPTION}/resourceGroups/${RG}/providers/Microsoft.KeyVault/vaults/cmk`),
+      "listByResourceGroup ids carry the group asked for");
+    await expectRestError(all(arm(diskCred()).vaults.list()), 403, "AuthorizationFailed", "vaults.list as disk-service");
+  });
+
   await group("management plane refuses an identity without manage (disk-service): 403 AuthorizationFailed", async () => {
     const mgmt = arm(diskCred());
     await expectRestError(mgmt.vaults.get(RG, "cmk"), 403, "AuthorizationFailed", "vaults.get as disk-service");
