@@ -20,9 +20,11 @@ log free of sanitizer reports (AddressSanitizer, LeakSanitizer, UBSan's
 import argparse
 import atexit
 import base64
+import errno
 import http.client
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -65,10 +67,40 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
+def _ephemeral_low() -> int:
+    """The first port the kernel hands out to connect() and bind(0)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(port) -> bool:
+    """Whether a listener could take @port on 127.0.0.1 and ::1 (kvmock binds both)."""
+    for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as s:
+                s.bind((host, port))
+        except OSError as e:
+            if family == socket.AF_INET6 and e.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+                continue  # no IPv6 loopback here
+            return False
+    return True
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free on both loopbacks, below the kernel's ephemeral range. A port from
+    bind(0) is an ephemeral one: while kvmock is down for a restart on the same ports,
+    any outgoing connection on the machine (another test's, under ctest -j) may take it
+    as its local port, and the restart then fails to bind."""
+    low = _ephemeral_low()
+    first = 10000 if low > 12000 else 1024
+    for _ in range(500):
+        port = random.randrange(first, max(low, first + 1))
+        if _bindable(port):
+            return port
+    raise RuntimeError(f"no free port in {first}..{low - 1}")
 
 
 def check(cond, msg="check failed"):
