@@ -1045,6 +1045,22 @@ static void h_release(struct srv_req *req)
                    "no release policy.");
 }
 
+/* GET /keys/{name}/{version}/attestation (7.6): an attestation is the HSM's statement
+ * that it made the key; kvmock has no HSM to make one, and says so. */
+static void h_attestation(struct srv_req *req)
+{
+    struct ks_key *k = NULL;
+    enum kv_status st = ks_key_get(req->srv->ks, req->vault, req->key_name, req->version, &k);
+    ks_key_free(k);
+    if (st != KV_OK) {
+        send_key_error(req, st, NULL);
+        return;
+    }
+    srv_send_error(req, KV_ERR_BAD_PARAM,
+                   "Key attestation is not supported by kvmock: it is given only for keys made "
+                   "in a hardware security module (Managed HSM).");
+}
+
 /* Literal segments come before {name} and {version} so that they win; the
  * method decides between "POST /keys/restore" and an import named "restore". */
 const struct srv_route srv_key_routes[] = {
@@ -1058,6 +1074,10 @@ const struct srv_route srv_key_routes[] = {
      h_policy_get},
     {"KeyRotationPolicySet", "PUT", "/keys/{name}/rotationpolicy", POL_KEYS_SETROTATIONPOLICY, SRV_BODY_JSON,
      h_policy_set},
+    /* the TypeSpec-made clients (@azure/keyvault-keys 4.10) leave the version out */
+    {"KeyRelease", "POST", "/keys/{name}/release", POL_KEYS_RELEASE, SRV_BODY_JSON, h_release},
+    {"KeyGetAttestation", "GET", "/keys/{name}/attestation", POL_KEYS_GET, SRV_BODY_NONE,
+     h_attestation},
     {"KeyGet", "GET", "/keys/{name}", POL_KEYS_GET, SRV_BODY_NONE, h_get},
     {"KeyImport", "PUT", "/keys/{name}", POL_KEYS_IMPORT, SRV_BODY_JSON, h_import},
     {"KeyDelete", "DELETE", "/keys/{name}", POL_KEYS_DELETE, SRV_BODY_NONE, h_delete},
@@ -1065,6 +1085,8 @@ const struct srv_route srv_key_routes[] = {
     {"KeyGet", "GET", "/keys/{name}/{version}", POL_KEYS_GET, SRV_BODY_NONE, h_get},
     {"KeyUpdate", "PATCH", "/keys/{name}/{version}", POL_KEYS_UPDATE, SRV_BODY_JSON, h_update},
     {"KeyRelease", "POST", "/keys/{name}/{version}/release", POL_KEYS_RELEASE, SRV_BODY_JSON, h_release},
+    {"KeyGetAttestation", "GET", "/keys/{name}/{version}/attestation", POL_KEYS_GET, SRV_BODY_NONE,
+     h_attestation},
     {"KeyEncrypt", "POST", "/keys/{name}/{version}/encrypt", POL_KEYS_ENCRYPT, SRV_BODY_JSON, h_encrypt},
     {"KeyDecrypt", "POST", "/keys/{name}/{version}/decrypt", POL_KEYS_DECRYPT, SRV_BODY_JSON, h_decrypt},
     {"KeySign", "POST", "/keys/{name}/{version}/sign", POL_KEYS_SIGN, SRV_BODY_JSON, h_sign},

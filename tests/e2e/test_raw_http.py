@@ -136,6 +136,27 @@ def main():
             expect_error(call("DELETE", f"/keys?{API}"), 405, "MethodNotAllowed")
 
         @runner.test
+        def release_and_attestation_are_refused_with_a_reason():
+            # kvmock never makes exportable keys and has no HSM: a clear 400 once the key
+            # is found (a missing one is 404 first)
+            version = base["key"]["kid"].rsplit("/", 1)[1]
+            # (the TypeSpec-made clients leave an absent version out: /keys/base/attestation)
+            for path in ("/keys/base//attestation", "/keys/base/attestation",
+                         f"/keys/base/{version}/attestation"):
+                err = expect_error(call("GET", f"{path}?api-version=7.6"), 400, "BadParameter")
+                check("attestation" in err["message"], err)
+            for path in ("/keys/base//release", "/keys/base/release",
+                         f"/keys/base/{version}/release"):
+                err = expect_error(call("POST", f"{path}?{API}",
+                                        {"target": "eyJhbGciOiJub25lIn0.e30."}), 400, "BadParameter")
+                check("release" in err["message"].lower(), err)
+            expect_error(call("GET", f"/keys/nokey//attestation?api-version=7.6"), 404, "KeyNotFound")
+            expect_error(call("POST", f"/keys/nokey//release?{API}", {"target": "x"}),
+                         404, "KeyNotFound")
+            expect_error(call("POST", f"/keys/base//attestation?api-version=7.6"),
+                         405, "MethodNotAllowed")
+
+        @runner.test
         def path_quirks_mean_latest():
             kid = base["key"]["kid"]
             for path in ("/keys/base", "/keys/base/", "/keys/BASE/"):

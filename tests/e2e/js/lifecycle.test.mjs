@@ -96,6 +96,18 @@ async function scenario() {
     assert.ok(!n.properties.recoverableDays, `nosoft: no recoverableDays (got ${n.properties.recoverableDays})`);
   });
 
+  await group("getKeyAttestation and releaseKey: 400 BadParameter saying why (no HSM, no exportable keys); 404 for no key", async () => {
+    const k = await client.createRsaKey("att", { keySize: 2048 });
+    for (const version of [undefined, k.properties.version]) {
+      const err = await expectRestError(client.getKeyAttestation("att", version ? { version } : {}), 400,
+        "BadParameter", `getKeyAttestation (version ${version ?? "latest"})`);
+      assert.match(err.message, /attestation/, "the message names attestation");
+    }
+    const rel = await expectRestError(client.releaseKey("att", "eyJhbGciOiJub25lIn0.e30."), 400, "BadParameter", "releaseKey");
+    assert.match(rel.message, /release/i, "the message names release");
+    await expectRestError(client.getKeyAttestation("no-such-key"), 404, "KeyNotFound", "getKeyAttestation of no key");
+  });
+
   await group("delete (poller), getDeletedKey, listDeletedKeys, name reuse 409, recover, purge 204", async () => {
     const k1 = await client.createRsaKey("life", { keySize: 2048 });
     const k2 = await client.createRsaKey("life", { keySize: 2048 });
