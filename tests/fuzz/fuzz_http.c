@@ -80,6 +80,7 @@ static const struct tmpl templates[] = {
      "Metadata: true\r\nContent-Type: application/x-www-form-urlencoded\r\n", 0},
     {"POST", "/admin/clock", HTTP, TOK_NONE, NULL, NULL, 0},
     {NULL, NULL, HTTPS, TOK_VAULT, NULL, NULL, 0}, /* raw */
+    {NULL, NULL, HTTPS, TOK_MGMT, NULL, NULL, 0},  /* raw, with a management token */
 };
 #define NTEMPLATES (sizeof(templates) / sizeof(templates[0]))
 

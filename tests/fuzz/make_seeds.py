@@ -106,7 +106,8 @@ def main():
 
     # ---- HTTP: template byte, variant byte, body
     T = {"create": 0, "import": 1, "update": 2, "op": 3, "policy": 4, "restore": 5, "rng": 6,
-         "entra": 7, "vault": 8, "policies": 9, "role": 10, "msi": 11, "clock": 12, "raw": 13}
+         "entra": 7, "vault": 8, "policies": 9, "role": 10, "msi": 11, "clock": 12, "raw": 13,
+         "rawmgmt": 14}
     ops = ["rsa//wrapkey", "rsa//unwrapkey", "rsa//encrypt", "rsa//decrypt", "rsa//sign",
            "rsa//verify", "ec//sign", "ec//verify", "oct//wrapkey", "oct//unwrapkey", "oct//encrypt",
            "oct//decrypt", "oct//sign", "oct//verify", "rsa//release"]
@@ -178,8 +179,17 @@ def main():
                               "GET /deletedkeys?api-version=7.4&$skiptoken=00 HTTP/1.1",
                               "POST /keys/rsa/backup?api-version=7.4 HTTP/1.1",
                               "GET /subscriptions/s/resourceGroups/g/providers/Microsoft.KeyVault/"
-                              "vaults?api-version=2023-07-01 HTTP/1.1\r\nX-A: b"]):
+                              "vaults?api-version=2023-07-01 HTTP/1.1\r\nX-A: b",
+                              "GET /keys/rsa/attestation?api-version=7.6 HTTP/1.1"]):
         http(f"raw{i}", "raw", 0, line)
+    for i, line in enumerate(["GET /subscriptions?api-version=2022-12-01 HTTP/1.1",
+                              "GET /subscriptions/s/resources?$filter=resourceType%20eq%20%27"
+                              "Microsoft.KeyVault%2Fvaults%27&api-version=2015-11-01 HTTP/1.1",
+                              "GET //metadata/endpoints?api-version=2015-01-01 HTTP/1.1",
+                              "GET /tenants?api-version=2022-12-01 HTTP/1.1",
+                              "GET /subscriptions/s/providers/Microsoft.KeyVault/deletedVaults"
+                              "?api-version=2023-07-01&$top=1 HTTP/1.1"]):
+        http(f"rawmgmt{i}", "rawmgmt", 0, line)
 
     if restore_dir:
         for name in sorted(os.listdir(restore_dir)):
