@@ -231,9 +231,12 @@ void ks_txn_attach(struct ks_attach *a);
 
 /* ---- vaults ----------------------------------------------------------------- */
 
+#define KS_LOCATION_MAX 64 /**< an Azure region's name, e.g. "westeurope" */
+
 struct ks_vault {
     char name[KS_VAULT_NAME_MAX + 1]; /**< lowercase */
     char tenant_id[KS_TENANT_MAX + 1];
+    char location[KS_LOCATION_MAX + 1]; /**< as created through ARM; "" when none was given */
     int soft_delete;      /**< enableSoftDelete */
     int retention_days;   /**< softDeleteRetentionInDays, 7..90 */
     int purge_protection; /**< enablePurgeProtection */

@@ -547,6 +547,8 @@ enum kv_status ks_vault_read(struct ks_txn *tx, const char *name, struct ks_vaul
     const cJSON *tid = cJSON_GetObjectItemCaseSensitive(o, "tenantId");
     if (cJSON_IsString(tid))
         snprintf(vault.tenant_id, sizeof(vault.tenant_id), "%s", tid->valuestring);
+    const char *loc = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "location"));
+    snprintf(vault.location, sizeof(vault.location), "%s", loc ? loc : "");
     vault.soft_delete = json_bool(o, "enableSoftDelete");
     vault.purge_protection = json_bool(o, "enablePurgeProtection");
     vault.rbac = json_bool(o, "enableRbacAuthorization");
@@ -561,7 +563,8 @@ enum kv_status ks_vault_read(struct ks_txn *tx, const char *name, struct ks_vaul
 enum kv_status ks_vault_write(struct ks_txn *tx, const struct ks_vault *vault)
 {
     if (!ks_vault_name_valid(vault->name) || vault->retention_days < 7 ||
-        vault->retention_days > 90 || (vault->purge_protection && !vault->soft_delete))
+        vault->retention_days > 90 || (vault->purge_protection && !vault->soft_delete) ||
+        memchr(vault->location, '\0', sizeof(vault->location)) == NULL)
         return KV_ERR_BAD_PARAM;
     struct ks_vault old;
     enum kv_status st = ks_vault_read(tx, vault->name, &old);
@@ -577,7 +580,8 @@ enum kv_status ks_vault_write(struct ks_txn *tx, const struct ks_vault *vault)
         !cJSON_AddBoolToObject(o, "enableSoftDelete", vault->soft_delete) ||
         !cJSON_AddNumberToObject(o, "softDeleteRetentionInDays", vault->retention_days) ||
         !cJSON_AddBoolToObject(o, "enablePurgeProtection", vault->purge_protection) ||
-        !cJSON_AddBoolToObject(o, "enableRbacAuthorization", vault->rbac))
+        !cJSON_AddBoolToObject(o, "enableRbacAuthorization", vault->rbac) ||
+        (vault->location[0] != '\0' && !cJSON_AddStringToObject(o, "location", vault->location)))
         goto out;
     json = cJSON_PrintUnformatted(o);
     if (json != NULL)

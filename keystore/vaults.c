@@ -66,6 +66,8 @@ static enum kv_status parse_deleted(const MDB_val *v, const char *lname,
     snprintf(d.vault.name, sizeof(d.vault.name), "%s", lname);
     const char *tid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(vault, "tenantId"));
     snprintf(d.vault.tenant_id, sizeof(d.vault.tenant_id), "%s", tid ? tid : "");
+    const char *loc = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(vault, "location"));
+    snprintf(d.vault.location, sizeof(d.vault.location), "%s", loc ? loc : "");
     d.vault.soft_delete = jtrue(vault, "enableSoftDelete");
     d.vault.purge_protection = jtrue(vault, "enablePurgeProtection");
     d.vault.rbac = jtrue(vault, "enableRbacAuthorization");

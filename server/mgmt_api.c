@@ -131,7 +131,14 @@ static void vault_id(const struct srv_req *req, const char *name, char *out, siz
              req->seg[1], in_group ? req->seg[3] : POL_RESOURCE_GROUP, name);
 }
 
-static cJSON *vault_json(struct srv_req *req, const struct ks_vault *v, const char *location)
+/* Where the vault is: as created, or "local" for one made without a location (the
+ * configuration's vaults). */
+static const char *location_of(const struct ks_vault *v)
+{
+    return v->location[0] != '\0' ? v->location : "local";
+}
+
+static cJSON *vault_json(struct srv_req *req, const struct ks_vault *v)
 {
     char id[1024], uri[128];
     vault_id(req, v->name, id, sizeof(id));
@@ -147,7 +154,8 @@ static cJSON *vault_json(struct srv_req *req, const struct ks_vault *v, const ch
     int ok = policies && cJSON_AddStringToObject(o, "id", id) &&
              cJSON_AddStringToObject(o, "name", v->name) &&
              cJSON_AddStringToObject(o, "type", "Microsoft.KeyVault/vaults") &&
-             cJSON_AddStringToObject(o, "location", location) && cJSON_AddObjectToObject(o, "tags") &&
+             cJSON_AddStringToObject(o, "location", location_of(v)) &&
+             cJSON_AddObjectToObject(o, "tags") &&
              cJSON_AddStringToObject(sku, "family", "A") &&
              cJSON_AddStringToObject(sku, "name", "standard") &&
              cJSON_AddStringToObject(props, "tenantId", v->tenant_id) &&
@@ -203,7 +211,7 @@ static enum kv_status parse_policy(const cJSON *o, const char *vault, const char
 
 /* PUT .../vaults/V with properties.createMode "recover": the deleted vault comes back
  * as it was, with its keys and access policies; the other properties are ignored. */
-static void vault_recover(struct srv_req *req, const char *name, const char *location)
+static void vault_recover(struct srv_req *req, const char *name)
 {
     req->operation = "VaultRecover";
     struct ks_vault v;
@@ -217,7 +225,7 @@ static void vault_recover(struct srv_req *req, const char *name, const char *loc
         return;
     }
     kv_log(KV_LOG_INFO, "vault '%s' recovered by %s", name, req->who.oid);
-    srv_send_json(req, 200, vault_json(req, &v, location ? location : "local"));
+    srv_send_json(req, 200, vault_json(req, &v));
 }
 
 
@@ -230,8 +238,14 @@ static void vault_put(struct srv_req *req, const char *name)
         return;
     }
     const cJSON *props = cJSON_GetObjectItemCaseSensitive(req->body, "properties");
-    const char *location =
-        cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(req->body, "location"));
+    const cJSON *loc = cJSON_GetObjectItemCaseSensitive(req->body, "location");
+    const char *location = cJSON_GetStringValue(loc);
+    if (loc != NULL && !cJSON_IsNull(loc) &&
+        (location == NULL || location[0] == '\0' || strlen(location) > KS_LOCATION_MAX)) {
+        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST,
+                       "The 'location' must be a region's name of at most 64 characters.");
+        return;
+    }
     if (!ks_vault_name_valid(name)) {
         srv_send_errorf(req, KV_ERR_ARM_BAD_REQUEST,
                         "The vault name '%.64s' is invalid: 3-24 lowercase letters, digits and "
@@ -251,12 +265,15 @@ static void vault_put(struct srv_req *req, const char *name)
         return;
     }
     if (cJSON_IsString(mode) && strcasecmp(mode->valuestring, "recover") == 0) {
-        vault_recover(req, name, location);
+        vault_recover(req, name);
         return;
     }
     struct ks_vault old, v = {0};
     int exists = ks_vault_get(req->srv->ks, name, &old) == KV_OK;
     snprintf(v.name, sizeof(v.name), "%s", name);
+    /* a vault stays where it was made (one from the configuration has no place yet) */
+    snprintf(v.location, sizeof(v.location), "%s",
+             exists && old.location[0] != '\0' ? old.location : location ? location : "");
     const char *tenant = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(props, "tenantId"));
     snprintf(v.tenant_id, sizeof(v.tenant_id), "%s",
              tenant && strlen(tenant) < sizeof(v.tenant_id) ? tenant : pol_tenant(req->srv->pol));
@@ -319,7 +336,7 @@ static void vault_put(struct srv_req *req, const char *name)
         return;
     }
     kv_log(KV_LOG_INFO, "vault '%s' %s by %s", name, exists ? "updated" : "created", req->who.oid);
-    cJSON *doc = vault_json(req, &v, location ? location : "local");
+    cJSON *doc = vault_json(req, &v);
     srv_send_json(req, exists ? 200 : 201, doc);
 }
 
@@ -333,7 +350,7 @@ static void vault_get(struct srv_req *req, const char *name)
                         name, req->seg[3]);
         return;
     }
-    srv_send_json(req, 200, vault_json(req, &v, "local"));
+    srv_send_json(req, 200, vault_json(req, &v));
 }
 
 static void vault_delete(struct srv_req *req, const char *name)
@@ -368,7 +385,8 @@ static cJSON *vault_resource_json(struct srv_req *req, const struct ks_vault *v)
     if (o == NULL || !cJSON_AddStringToObject(o, "id", id) ||
         !cJSON_AddStringToObject(o, "name", v->name) ||
         !cJSON_AddStringToObject(o, "type", "Microsoft.KeyVault/vaults") ||
-        !cJSON_AddStringToObject(o, "location", "local") || !cJSON_AddObjectToObject(o, "tags")) {
+        !cJSON_AddStringToObject(o, "location", location_of(v)) ||
+        !cJSON_AddObjectToObject(o, "tags")) {
         cJSON_Delete(o);
         return NULL;
     }
@@ -386,7 +404,7 @@ static void vault_list(struct srv_req *req, int as_resources)
         struct ks_vault v;
         if (ks_vault_get(req->srv->ks, names[i], &v) != KV_OK)
             continue;
-        cJSON *item = as_resources ? vault_resource_json(req, &v) : vault_json(req, &v, "local");
+        cJSON *item = as_resources ? vault_resource_json(req, &v) : vault_json(req, &v);
         if (item != NULL)
             cJSON_AddItemToArray(value, item);
     }
@@ -484,10 +502,13 @@ static void access_policies(struct srv_req *req, const char *name, const char *k
 /* ---- deleted vaults ---------------------------------------------------------------------- */
 
 /* A DeletedVault: id, name, type and properties {vaultId, location, deletionDate,
- * scheduledPurgeDate, tags, purgeProtectionEnabled}. */
+ * scheduledPurgeDate, tags, purgeProtectionEnabled}. @p location stands in for a
+ * vault made without one. */
 static cJSON *deleted_vault_json(struct srv_req *req, const struct ks_deleted_vault *d,
                                  const char *location)
 {
+    if (d->vault.location[0] != '\0')
+        location = d->vault.location; /* where it was made, whatever the path says */
     char id[1024], when[32], purge[32];
     snprintf(id, sizeof(id),
              "/subscriptions/%s/providers/Microsoft.KeyVault/locations/%.64s/deletedVaults/%s",

@@ -285,10 +285,12 @@ def main():
             made = az("keyvault", "create", "--name", "azv", "--resource-group", "rg",
                       "--location", "westeurope", "--no-self-perms")
             eq(made["name"], "azv")
+            eq(made["location"], "westeurope")
             eq(made["properties"]["vaultUri"], f"https://azv.vault.localhost:{P}/")
             eq(made["properties"]["accessPolicies"], [])
             # without a resource group az finds the vault through the generic resources
-            eq(az("keyvault", "show", "--name", "azv")["name"], "azv")
+            shown = az("keyvault", "show", "--name", "azv")
+            eq((shown["name"], shown["location"]), ("azv", "westeurope"))
             check({"azv", "default"} <= {v["name"] for v in az("keyvault", "list")})
             # no policy yet: the vault refuses the identity
             url = f"https://azv.vault.localhost:{P}/keys/k1/create?api-version=7.4"
@@ -318,7 +320,9 @@ def main():
             eq([d["name"] for d in deleted], ["azv"])
             eq(az("keyvault", "show-deleted", "--name", "azv")["properties"]["vaultId"],
                f"/subscriptions/{SUB}/resourceGroups/kvmock/providers/Microsoft.KeyVault/vaults/azv")
-            eq(az("keyvault", "recover", "--name", "azv")["name"], "azv")
+            eq(deleted[0]["properties"]["location"], "westeurope")
+            back = az("keyvault", "recover", "--name", "azv")
+            eq((back["name"], back["location"]), ("azv", "westeurope"))
             got = az("rest", "--method", "get", "--url",
                      f"https://azv.vault.localhost:{P}/keys/k1?api-version=7.4",
                      "--resource", "https://vault.azure.net")

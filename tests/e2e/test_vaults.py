@@ -134,6 +134,7 @@ def main():
             st, _, body = put_vault("sdv", days=30, mode="recover")
             eq(st, 200, body)
             eq(body["name"], "sdv")
+            eq(body["location"], "westeurope")  # where it was made
             eq(body["properties"]["softDeleteRetentionInDays"], 7)  # as it was
             eq(body["properties"]["vaultUri"], f"https://sdv.vault.localhost:{P}/")
             st, got = data("GET", "sdv", "/keys/cmk")
@@ -143,6 +144,24 @@ def main():
             check("sdv" not in deleted_names())
             st, _, body = mgmt("GET", f"{DELETED}/locations/westeurope/deletedVaults/sdv?{API}")
             eq(st, 404, body)
+
+        @runner.test
+        def a_vault_keeps_its_location():
+            st, _, body = mgmt("PUT", f"{ARM}/loc?{API}", {"location": "northeurope", "properties": {
+                "tenantId": TENANT, "sku": {"family": "A", "name": "standard"}}})
+            eq((st, body["location"]), (201, "northeurope"), body)
+            st, _, body = mgmt("GET", f"{ARM}/loc?{API}")
+            eq((st, body["location"]), (200, "northeurope"), body)
+            # an update names another region: the vault stays where it is, as in Azure
+            st, _, body = put_vault("loc", days=30)
+            eq((st, body["location"]), (200, "northeurope"), body)
+            for bad in (7, "", "x" * 65, {"name": "westeurope"}):
+                st, _, body = mgmt("PUT", f"{ARM}/badloc?{API}", {"location": bad, "properties": {
+                    "tenantId": TENANT, "sku": {"family": "A", "name": "standard"}}})
+                eq(st, 400, body)
+                eq(body["error"]["code"], "BadRequest")
+                check("location" in body["error"]["message"], body)
+            eq(mgmt("GET", f"{ARM}/badloc?{API}")[0], 404)
 
         @runner.test
         def recover_needs_a_deleted_vault():
@@ -267,6 +286,7 @@ def main():
             st, _, after = mgmt("GET", f"{DELETED}/locations/westeurope/deletedVaults/sdr?{API}")
             eq(st, 200, after)
             eq(after, before)
+            eq(after["properties"]["location"], "westeurope")
             eq(data("GET", "sdr", "/keys/cmk")[0], 404)
             eq(put_vault("sdr")[0], 409)
             eq(put_vault("sdr", mode="recover")[0], 200)

@@ -216,6 +216,36 @@ static void paging(void)
     CHECK_ST(ks_deleted_vault_list(env, NULL, 0, page, &n, next), KV_ERR_BAD_MAXRESULTS);
 }
 
+/* A vault keeps the location it was made in through an update, a soft delete, a
+ * recovery and a reopen (persists() below); one made without a location has none. */
+static void location_is_kept(void)
+{
+    struct ks_vault v = vault("where", 1, 7, 0), got;
+    snprintf(v.location, sizeof(v.location), "westeurope");
+    CHECK_ST(ks_vault_create(env, &v), KV_OK);
+    CHECK_ST(ks_vault_get(env, "where", &got), KV_OK);
+    CHECK_STR(got.location, "westeurope");
+    got.rbac = 1;
+    CHECK_ST(ks_vault_put(env, &got), KV_OK);
+    CHECK_ST(ks_vault_get(env, "where", &got), KV_OK);
+    CHECK_STR(got.location, "westeurope");
+    CHECK(got.rbac);
+    struct ks_deleted_vault d;
+    CHECK_ST(ks_vault_soft_delete(env, "where", "id", &d), KV_OK);
+    CHECK_STR(d.vault.location, "westeurope");
+    CHECK_ST(ks_deleted_vault_get(env, "where", &d), KV_OK);
+    CHECK_STR(d.vault.location, "westeurope");
+    CHECK_ST(ks_deleted_vault_recover(env, "where", &got), KV_OK);
+    CHECK_STR(got.location, "westeurope");
+    CHECK_ST(ks_vault_get(env, "other", &got), KV_OK);
+    CHECK_STR(got.location, "");
+    /* a location that fills the field to its last byte is refused, not cut */
+    struct ks_vault full = vault("full", 1, 7, 0);
+    memset(full.location, 'x', sizeof(full.location));
+    CHECK_ST(ks_vault_create(env, &full), KV_ERR_BAD_PARAM);
+    CHECK_ST(ks_vault_get(env, "full", &got), KV_ERR_VAULT_NOT_FOUND);
+}
+
 static void persists(void)
 {
     ks_close(env);
@@ -231,6 +261,8 @@ static void persists(void)
     CHECK_ST(ks_vault_get(env, "pb", &v), KV_ERR_VAULT_NOT_FOUND);
     CHECK_ST(ks_deleted_vault_recover(env, "pb", &v), KV_OK);
     CHECK_ST(ks_vault_get(env, "pb", &v), KV_OK);
+    CHECK_ST(ks_vault_get(env, "where", &v), KV_OK);
+    CHECK_STR(v.location, "westeurope");
 }
 
 static void cleanup(void)
@@ -251,6 +283,7 @@ int main(void)
         purge_and_protection();
         scheduled_purge();
         paging();
+        location_is_kept();
         persists();
         ks_close(env);
     }

@@ -206,7 +206,9 @@ async function scenario() {
     assert.equal(made.properties.enablePurgeProtection, true, "enablePurgeProtection");
     assert.equal(made.properties.softDeleteRetentionInDays, 7, "softDeleteRetentionInDays");
 
+    assert.equal(made.location, "westeurope", "location as created");
     const got = await mgmt.vaults.get(RG, "made");
+    assert.equal(got.location, "westeurope", "vaults.get location: where it was made");
     assert.equal(got.properties.vaultUri, made.properties.vaultUri, "vaults.get vaultUri");
     assert.equal(got.properties.enablePurgeProtection, true, "vaults.get enablePurgeProtection");
     assert.equal(got.properties.tenantId, TENANT, "vaults.get tenantId");
@@ -215,6 +217,7 @@ async function scenario() {
 
     const cmkVault = await mgmt.vaults.get(RG, "cmk");
     assert.equal(cmkVault.properties.vaultUri, `https://cmk.vault.localhost:${env.httpsPort}/`, "vaults.get of the configured vault cmk");
+    assert.equal(cmkVault.location, "local", "a configured vault was made nowhere in particular");
 
     // The new vault answers at once, with its policies.
     const k = await keys("made", ciCred()).createEcKey("k", { curve: "P-256" });
