@@ -227,9 +227,12 @@ static int read_response(struct conn *c, char **body, size_t *body_len, int *clo
         }
     }
     buf[len] = '\0';
+    /* the status follows the first space: civetweb echoes the request's version, which
+     * need not be three characters ("HTTP/1.333000000 505") */
     int status = 0;
-    if (len > 12 && strncmp(buf, "HTTP/1.", 7) == 0)
-        status = atoi(buf + 9);
+    const char *sp = strncmp(buf, "HTTP/", 5) == 0 ? memchr(buf, ' ', len) : NULL;
+    if (sp != NULL)
+        status = atoi(sp + 1);
     if (head_end != NULL) {
         *body_len = len - (size_t)(head_end + 4 - buf);
         *body = strndup(head_end + 4, *body_len);
