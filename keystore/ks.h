@@ -280,6 +280,9 @@ enum kv_status ks_vault_key_count(struct ks_env *env, const char *name, size_t *
 /** @brief The LMDB map: bytes in use (pages used x page size) and its current size. */
 void ks_map_usage(struct ks_env *env, size_t *used, size_t *size);
 
+/** @brief Where @p v is: its location, or "local" for a vault made without one. */
+const char *ks_vault_location(const struct ks_vault *v);
+
 /**
  * @brief The recovery level a vault gives its keys ("Recoverable+Purgeable", ...)
  * and the recoverable days (0 without soft delete). Static string.

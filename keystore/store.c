@@ -624,6 +624,11 @@ enum kv_status ks_vault_get(struct ks_env *e, const char *name, struct ks_vault 
     return st;
 }
 
+const char *ks_vault_location(const struct ks_vault *v)
+{
+    return v->location[0] != '\0' ? v->location : "local";
+}
+
 const char *ks_vault_recovery_level(const struct ks_vault *v, int *recoverable_days)
 {
     if (!v->soft_delete) {

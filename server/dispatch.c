@@ -182,9 +182,10 @@ static void vault_api(struct srv_req *req)
     if (st == KV_ERR_ACCESS_DENIED) {
         srv_send_errorf(req, st,
                         "The user, group or application 'appid=%s;oid=%s' does not have keys %s "
-                        "permission on key vault '%s;location=local'. For help resolving this "
+                        "permission on key vault '%s;location=%s'. For help resolving this "
                         "issue, please see https://go.microsoft.com/fwlink/?linkid=2125287",
-                        req->who.appid, req->who.oid, pol_perm_name(route->perm), vault.name);
+                        req->who.appid, req->who.oid, pol_perm_name(route->perm), vault.name,
+                        ks_vault_location(&vault));
         return;
     }
     if (st == KV_ERR_RBAC_DENIED) {
@@ -192,8 +193,9 @@ static void vault_api(struct srv_req *req)
                         "Caller is not authorized to perform action on resource. If role "
                         "assignments, deny assignments or role definitions were changed recently, "
                         "please observe propagation time. Caller: appid=%s;oid=%s. Action: "
-                        "'keys/%s'. Vault: %s;location=local.",
-                        req->who.appid, req->who.oid, pol_perm_name(route->perm), vault.name);
+                        "'keys/%s'. Vault: %s;location=%s.",
+                        req->who.appid, req->who.oid, pol_perm_name(route->perm), vault.name,
+                        ks_vault_location(&vault));
         return;
     }
     if (st == KV_ERR_UNAUTHORIZED) {

@@ -131,13 +131,6 @@ static void vault_id(const struct srv_req *req, const char *name, char *out, siz
              req->seg[1], in_group ? req->seg[3] : POL_RESOURCE_GROUP, name);
 }
 
-/* Where the vault is: as created, or "local" for one made without a location (the
- * configuration's vaults). */
-static const char *location_of(const struct ks_vault *v)
-{
-    return v->location[0] != '\0' ? v->location : "local";
-}
-
 static cJSON *vault_json(struct srv_req *req, const struct ks_vault *v)
 {
     char id[1024], uri[128];
@@ -154,7 +147,7 @@ static cJSON *vault_json(struct srv_req *req, const struct ks_vault *v)
     int ok = policies && cJSON_AddStringToObject(o, "id", id) &&
              cJSON_AddStringToObject(o, "name", v->name) &&
              cJSON_AddStringToObject(o, "type", "Microsoft.KeyVault/vaults") &&
-             cJSON_AddStringToObject(o, "location", location_of(v)) &&
+             cJSON_AddStringToObject(o, "location", ks_vault_location(v)) &&
              cJSON_AddObjectToObject(o, "tags") &&
              cJSON_AddStringToObject(sku, "family", "A") &&
              cJSON_AddStringToObject(sku, "name", "standard") &&
@@ -385,7 +378,7 @@ static cJSON *vault_resource_json(struct srv_req *req, const struct ks_vault *v)
     if (o == NULL || !cJSON_AddStringToObject(o, "id", id) ||
         !cJSON_AddStringToObject(o, "name", v->name) ||
         !cJSON_AddStringToObject(o, "type", "Microsoft.KeyVault/vaults") ||
-        !cJSON_AddStringToObject(o, "location", location_of(v)) ||
+        !cJSON_AddStringToObject(o, "location", ks_vault_location(v)) ||
         !cJSON_AddObjectToObject(o, "tags")) {
         cJSON_Delete(o);
         return NULL;

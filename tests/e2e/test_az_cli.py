@@ -298,6 +298,7 @@ def main():
             proc = az("rest", "--method", "post", "--url", url, "--resource",
                       "https://vault.azure.net", "--body", body, ok=False)
             check(proc.returncode != 0 and "Forbidden" in proc.stderr, proc.stderr[-2000:])
+            check("key vault 'azv;location=westeurope'" in proc.stderr, proc.stderr[-2000:])
             pol = az("keyvault", "set-policy", "--name", "azv", "--object-id", APP["objectId"],
                      "--key-permissions", "get", "create", "list")
             eq([p["objectId"] for p in pol["properties"]["accessPolicies"]], [APP["objectId"]])

@@ -225,6 +225,7 @@ static void location_is_kept(void)
     CHECK_ST(ks_vault_create(env, &v), KV_OK);
     CHECK_ST(ks_vault_get(env, "where", &got), KV_OK);
     CHECK_STR(got.location, "westeurope");
+    CHECK_STR(ks_vault_location(&got), "westeurope");
     got.rbac = 1;
     CHECK_ST(ks_vault_put(env, &got), KV_OK);
     CHECK_ST(ks_vault_get(env, "where", &got), KV_OK);
@@ -239,6 +240,7 @@ static void location_is_kept(void)
     CHECK_STR(got.location, "westeurope");
     CHECK_ST(ks_vault_get(env, "other", &got), KV_OK);
     CHECK_STR(got.location, "");
+    CHECK_STR(ks_vault_location(&got), "local");
     /* a location that fills the field to its last byte is refused, not cut */
     struct ks_vault full = vault("full", 1, 7, 0);
     memset(full.location, 'x', sizeof(full.location));
