@@ -71,6 +71,7 @@ enum kv_status {
     KV_ERR_ARM_NO_DELETED_VAULT,   /**< 400 SoftDeletedVaultDoesNotExist: nothing to recover */
     KV_ERR_ARM_PURGE_NOT_ALLOWED,  /**< 405 MethodNotAllowed: purge under purge protection */
     KV_ERR_ARM_NO_SUBSCRIPTION,    /**< 404 SubscriptionNotFound */
+    KV_ERR_ARM_NO_LOCATION,        /**< 400 LocationRequired: a vault PUT without one */
 
     /* 500 */
     KV_ERR_NOMEM,    /**< allocation failed */

@@ -96,6 +96,8 @@ static const struct kv_status_info table[KV_STATUS_COUNT] = {
         "Operation 'DeletedVaultPurge' is not allowed."),
     ROW(KV_ERR_ARM_NO_SUBSCRIPTION, 404, "SubscriptionNotFound", NULL,
         "The subscription could not be found."),
+    ROW(KV_ERR_ARM_NO_LOCATION, 400, "LocationRequired", NULL,
+        "The location property is required for this definition."),
 
     ROW(KV_ERR_NOMEM, 500, "InternalServerError", NULL, "The server ran out of memory."),
     ROW(KV_ERR_STORE, 500, "InternalServerError", NULL, "The key store failed."),
@@ -150,6 +152,7 @@ static const char *const names[KV_STATUS_COUNT] = {
     NAME(KV_ERR_ARM_NO_DELETED_VAULT),
     NAME(KV_ERR_ARM_PURGE_NOT_ALLOWED),
     NAME(KV_ERR_ARM_NO_SUBSCRIPTION),
+    NAME(KV_ERR_ARM_NO_LOCATION),
     NAME(KV_ERR_NOMEM),
     NAME(KV_ERR_STORE),
     NAME(KV_ERR_CRYPTO),

@@ -233,8 +233,11 @@ static void vault_put(struct srv_req *req, const char *name)
     const cJSON *props = cJSON_GetObjectItemCaseSensitive(req->body, "properties");
     const cJSON *loc = cJSON_GetObjectItemCaseSensitive(req->body, "location");
     const char *location = cJSON_GetStringValue(loc);
-    if (loc != NULL && !cJSON_IsNull(loc) &&
-        (location == NULL || location[0] == '\0' || strlen(location) > KS_LOCATION_MAX)) {
+    if (loc == NULL || cJSON_IsNull(loc)) {
+        srv_send_error(req, KV_ERR_ARM_NO_LOCATION, NULL); /* as ARM, for any PUT */
+        return;
+    }
+    if (location == NULL || location[0] == '\0' || strlen(location) > KS_LOCATION_MAX) {
         srv_send_error(req, KV_ERR_ARM_BAD_REQUEST,
                        "The 'location' must be a region's name of at most 64 characters.");
         return;

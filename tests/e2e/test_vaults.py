@@ -161,6 +161,11 @@ def main():
                 eq(st, 400, body)
                 eq(body["error"]["code"], "BadRequest")
                 check("location" in body["error"]["message"], body)
+            for body in ({"properties": {"tenantId": TENANT, "sku": {"family": "A", "name": "standard"}}},
+                         {"location": None, "properties": {}}):
+                st, _, err = mgmt("PUT", f"{ARM}/badloc?{API}", body)
+                eq(st, 400, err)
+                eq(err["error"]["code"], "LocationRequired")
             eq(mgmt("GET", f"{ARM}/badloc?{API}")[0], 404)
 
         @runner.test
