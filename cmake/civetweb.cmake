@@ -20,7 +20,7 @@ if(NOT EXISTS "${KVMOCK_CIVETWEB_SOURCE}/src/civetweb.c")
     endif()
 endif()
 
-# Two changes to civetweb 1.15, as patches applied in order to a copy in the
+# Three changes to civetweb 1.15, as patches applied in order to a copy in the
 # build tree (docs/architecture.md has the reasoning):
 # - worker threads start on demand, up to num_threads (civetweb 1.16 has the
 #   same idea as its prespawn_threads option). kvmock keeps 256 workers so that
@@ -29,9 +29,14 @@ endif()
 # - the scan for the end of a request's headers skips eight bytes at a time
 #   while none is a control character, instead of calling isprint() on every
 #   byte, with the same answer for every input: the two scans per request were
-#   26k of the 65k instructions kvmock spent on a GET /healthz.
+#   26k of the 65k instructions kvmock spent on a GET /healthz;
+# - the answer to a request civetweb cannot parse says "HTTP/1.1" and
+#   "Connection: close" instead of echoing the client's bytes in its status
+#   line: after a failed parse the version pointed at the rest of the request,
+#   CR LF and headers included (found by fuzz_http, tests/fuzz/RESULTS.md F6).
 set(KVMOCK_CIVETWEB_PATCHES "${CMAKE_SOURCE_DIR}/cmake/civetweb-workers-on-demand.patch"
-                            "${CMAKE_SOURCE_DIR}/cmake/civetweb-header-scan.patch")
+                            "${CMAKE_SOURCE_DIR}/cmake/civetweb-header-scan.patch"
+                            "${CMAKE_SOURCE_DIR}/cmake/civetweb-status-line.patch")
 set(KVMOCK_CIVETWEB_PATCHED "${CMAKE_BINARY_DIR}/civetweb-patched/src/civetweb.c")
 set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS
              ${KVMOCK_CIVETWEB_PATCHES} "${KVMOCK_CIVETWEB_SOURCE}/src/civetweb.c")
