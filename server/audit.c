@@ -14,6 +14,9 @@
  *   thread, which commits the queue at most AUDIT_DELAY_MS later; reading the
  *   log through the server (/admin/audit, the web view) first commits what is
  *   queued, so a client that has an answer finds its record.
+ * A state change first waits for the records queued before it to be committed,
+ * so that the log keeps the order in which calls were answered: a refusal
+ * answered before an access policy was granted comes before the grant.
  * The table keeps the newest `--audit-max` records (0: all).
  */
 #include <pthread.h>
@@ -386,6 +389,9 @@ void srv_audit_attach(struct srv_req *req)
 {
     if (!changes_state(req))
         return;
+    /* the records of calls answered before this one go first (the queue is
+     * empty under a load of state changes alone) */
+    srv_audit_flush(req->srv->audit);
     req->attach = (struct ks_attach){
         .table = KS_TABLE_AUDIT,
         .keep = req->srv->audit ? req->srv->audit->keep : 0,
@@ -409,7 +415,9 @@ void srv_audit(struct srv_req *req)
     if (text != NULL && req->srv->audit != NULL && !changed_state(req)) {
         st = enqueue(req->srv->audit, text);
     } else if (text != NULL) {
-        /* committed now, in the keystore's next group commit */
+        /* committed now, in the keystore's next group commit, after the records
+         * queued before it */
+        srv_audit_flush(req->srv->audit);
         const void *val = text;
         size_t len = strlen(text);
         st = ks_record_append_many(req->srv->ks, KS_TABLE_AUDIT, &val, &len, 1,

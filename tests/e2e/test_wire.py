@@ -6,7 +6,8 @@
 - A verified token's claims are cached, but every check still runs on every
   request: a token used once is refused after it expires and for another audience.
 - Audit records: a state change's record is committed before its answer (the
-  LMDB file holds it while the server runs); a read's record is in /admin/audit
+  LMDB file holds it while the server runs), after the records of the calls
+  answered before it, so the log is in answer order; a read's record is in /admin/audit
   as soon as the read was answered; records queued at SIGTERM are committed;
   --audit-max keeps only the newest records.
 - --sync none and data still keep every acknowledged write when kvmock is killed.
@@ -25,6 +26,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Kvmock, Runner, check, eq, parse_args  # noqa: E402
 
 API = "api-version=7.4"
+TENANT = "6b766d6f-636b-4000-8000-000000000001"
+APP = {"name": "app", "objectId": "0a000000-0000-4000-8000-0000000000a1",
+       "clientId": "0c000000-0000-4000-8000-0000000000a1", "default": True, "manage": True}
+LIMITED = {"name": "limited", "objectId": "0a000000-0000-4000-8000-0000000000b2",
+           "clientId": "0c000000-0000-4000-8000-0000000000b2"}
 
 
 def claims(token):
@@ -66,7 +72,7 @@ def audit_lines(kv):
 def main():
     args = parse_args()
     runner = Runner()
-    with Kvmock(args.kvmock) as kv:
+    with Kvmock(args.kvmock, config={"tenantId": TENANT, "identities": [APP, LIMITED]}) as kv:
         token = kv.token()
         host = f"default.vault.localhost:{kv.https_port}"
 
@@ -210,9 +216,42 @@ def main():
                 eq(kv.https(method, path, body, host=host, token=token)[0], want, f"{method} {path}")
             got = [(r["operationName"], r["properties"]["httpStatusCode"])
                    for r in audit_ops_since(kv, before) if "/keys/once" in r["properties"]["id"]]
-            # once each; the log's order is commit order (a refusal's record is queued,
-            # a change's commits with it), not answer order
-            eq(sorted(got), sorted((op, want) for _, _, _, want, op in calls))
+            # once each, in the order answered: a refusal's record is queued and a change's
+            # commits with the change, after the records queued before it
+            eq(got, [(op, want) for _, _, _, want, op in calls])
+
+        @runner.test
+        def a_grant_comes_after_the_refusals_before_it():
+            # lab 5's revocation window: refusals of one identity, then at once (well within
+            # the writer's 100 ms) a management change and a data-plane change; the log keeps
+            # the order answered, read both through the server and from the file
+            other = kv.token(client_id=LIMITED["clientId"])
+            mtok = kv.token("https://management.azure.com")
+            marks = []
+            for i in range(3):
+                eq(kv.https("GET", f"/keys/wire?{API}", host=host, token=other)[0], 403)
+                entry = {"tenantId": TENANT, "objectId": LIMITED["objectId"],
+                         "permissions": {"keys": ["list"]}}
+                st, _, body = kv.https(
+                    "PUT", f"/subscriptions/s/resourceGroups/g/providers/Microsoft.KeyVault/vaults/"
+                    f"default/accessPolicies/{'add' if i % 2 == 0 else 'remove'}?api-version=2023-07-01",
+                    {"properties": {"accessPolicies": [entry]}}, token=mtok)
+                eq(st, 200, body)
+                eq(kv.https("POST", f"/keys/wire-order-{i}/create?{API}", {"kty": "EC"},
+                            host=host, token=other)[0], 403)
+                eq(kv.https("POST", f"/keys/wire-order-{i}/create?{API}", {"kty": "EC"},
+                            host=host, token=token)[0], 200)
+                marks.append(f"/keys/wire-order-{i}")
+            want = []
+            for i in range(3):
+                want += [("KeyGet", 403), ("VaultAccessPolicyUpdate", 200), ("KeyCreate", 403),
+                         ("KeyCreate", 200)]
+            for records in (kv.audit_records(), audit_lines(kv)):
+                got = [(r["operationName"], r["properties"]["httpStatusCode"]) for r in records
+                       if r["identity"]["claim"]["oid"] == LIMITED["objectId"]
+                       or r["operationName"] == "VaultAccessPolicyUpdate"
+                       or any(m in r["properties"]["id"] for m in marks)]
+                eq(got[-12:], want)
 
         @runner.test
         def read_record_is_there_once_answered():
