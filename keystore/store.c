@@ -521,9 +521,20 @@ size_t ks_vault_lower(const char *name, char out[KS_VAULT_NAME_MAX + 1])
     return n;
 }
 
-static int json_bool(const cJSON *o, const char *name)
+void ks_vault_from_json(const cJSON *o, const char *lname, struct ks_vault *out)
 {
-    return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, name));
+    struct ks_vault v = {0};
+    snprintf(v.name, sizeof(v.name), "%s", lname);
+    const char *tid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "tenantId"));
+    snprintf(v.tenant_id, sizeof(v.tenant_id), "%s", tid ? tid : "");
+    const char *loc = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "location"));
+    snprintf(v.location, sizeof(v.location), "%s", loc ? loc : "");
+    v.soft_delete = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "enableSoftDelete"));
+    v.purge_protection = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "enablePurgeProtection"));
+    v.rbac = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "enableRbacAuthorization"));
+    const cJSON *days = cJSON_GetObjectItemCaseSensitive(o, "softDeleteRetentionInDays");
+    v.retention_days = cJSON_IsNumber(days) ? days->valueint : 90;
+    *out = v;
 }
 
 enum kv_status ks_vault_read(struct ks_txn *tx, const char *name, struct ks_vault *out)
@@ -542,18 +553,8 @@ enum kv_status ks_vault_read(struct ks_txn *tx, const char *name, struct ks_vaul
     cJSON *o = cJSON_ParseWithLength(v.mv_data, v.mv_size);
     if (o == NULL)
         return KV_ERR_STORE;
-    struct ks_vault vault = {0};
-    snprintf(vault.name, sizeof(vault.name), "%s", lname);
-    const cJSON *tid = cJSON_GetObjectItemCaseSensitive(o, "tenantId");
-    if (cJSON_IsString(tid))
-        snprintf(vault.tenant_id, sizeof(vault.tenant_id), "%s", tid->valuestring);
-    const char *loc = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "location"));
-    snprintf(vault.location, sizeof(vault.location), "%s", loc ? loc : "");
-    vault.soft_delete = json_bool(o, "enableSoftDelete");
-    vault.purge_protection = json_bool(o, "enablePurgeProtection");
-    vault.rbac = json_bool(o, "enableRbacAuthorization");
-    const cJSON *days = cJSON_GetObjectItemCaseSensitive(o, "softDeleteRetentionInDays");
-    vault.retention_days = cJSON_IsNumber(days) ? days->valueint : 90;
+    struct ks_vault vault;
+    ks_vault_from_json(o, lname, &vault);
     cJSON_Delete(o);
     ks_memo_put(tx->env->vault_memo, lname, strlen(lname), v.mv_data, v.mv_size, &vault);
     *out = vault;

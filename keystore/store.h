@@ -13,6 +13,7 @@
 #ifndef KS_STORE_H
 #define KS_STORE_H
 
+#include <cjson/cJSON.h>
 #include <lmdb.h>
 #include <pthread.h>
 
@@ -58,6 +59,10 @@ struct ks_txn {
  * @return KV_OK, KV_ERR_BAD_PARAM, KV_ERR_PURGE_PROTECTED, KV_ERR_STORE, KV_ERR_NOMEM.
  */
 enum kv_status ks_vault_write(struct ks_txn *tx, const struct ks_vault *vault) KV_MUST_CHECK;
+
+/** @brief A vault's properties from its record (a live vault's, or the one a deleted
+ * vault's record keeps), named @p lname. */
+void ks_vault_from_json(const cJSON *o, const char *lname, struct ks_vault *out);
 
 /**
  * @brief Fill the `sweep` table anew from every head (keys.c). ks_open() does it

@@ -46,11 +46,6 @@ static int64_t jnum(const cJSON *o, const char *name)
     return cJSON_IsNumber(n) ? (int64_t)n->valuedouble : 0;
 }
 
-static int jtrue(const cJSON *o, const char *name)
-{
-    return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, name));
-}
-
 /* Decode a deleted-vault record. */
 static enum kv_status parse_deleted(const MDB_val *v, const char *lname,
                                     struct ks_deleted_vault *out)
@@ -63,16 +58,7 @@ static enum kv_status parse_deleted(const MDB_val *v, const char *lname,
     }
     struct ks_deleted_vault d;
     memset(&d, 0, sizeof(d));
-    snprintf(d.vault.name, sizeof(d.vault.name), "%s", lname);
-    const char *tid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(vault, "tenantId"));
-    snprintf(d.vault.tenant_id, sizeof(d.vault.tenant_id), "%s", tid ? tid : "");
-    const char *loc = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(vault, "location"));
-    snprintf(d.vault.location, sizeof(d.vault.location), "%s", loc ? loc : "");
-    d.vault.soft_delete = jtrue(vault, "enableSoftDelete");
-    d.vault.purge_protection = jtrue(vault, "enablePurgeProtection");
-    d.vault.rbac = jtrue(vault, "enableRbacAuthorization");
-    const cJSON *days = cJSON_GetObjectItemCaseSensitive(vault, "softDeleteRetentionInDays");
-    d.vault.retention_days = cJSON_IsNumber(days) ? days->valueint : 90;
+    ks_vault_from_json(vault, lname, &d.vault);
     const char *rid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "resourceId"));
     snprintf(d.resource_id, sizeof(d.resource_id), "%s", rid ? rid : "");
     d.deleted_date = jnum(doc, "deletionDate");
