@@ -1029,36 +1029,33 @@ static void h_rng(struct srv_req *req)
     sodium_memzero(bytes, sizeof(bytes));
 }
 
-/* POST /keys/{name}/{version}/release: kvmock never creates exportable keys, so
- * there is nothing it could release; it says so rather than faking a release. */
-static void h_release(struct srv_req *req)
+/* Refuse an operation kvmock cannot do on any key, with @p why: once the key is
+ * found (a missing key is KeyNotFound first, as for every key route). */
+static void refuse_on_key(struct srv_req *req, const char *why)
 {
     struct ks_key *k = NULL;
     enum kv_status st = ks_key_get(req->srv->ks, req->vault, req->key_name, req->version, &k);
     ks_key_free(k);
-    if (st != KV_OK) {
+    if (st != KV_OK)
         send_key_error(req, st, NULL);
-        return;
-    }
-    srv_send_error(req, KV_ERR_BAD_PARAM,
-                   "Key release is not supported by kvmock: keys are never exportable and carry "
-                   "no release policy.");
+    else
+        srv_send_error(req, KV_ERR_BAD_PARAM, why);
+}
+
+/* POST /keys/{name}/{version}/release: kvmock never creates exportable keys, so
+ * there is nothing it could release; it says so rather than faking a release. */
+static void h_release(struct srv_req *req)
+{
+    refuse_on_key(req, "Key release is not supported by kvmock: keys are never exportable and "
+                       "carry no release policy.");
 }
 
 /* GET /keys/{name}/{version}/attestation (7.6): an attestation is the HSM's statement
  * that it made the key; kvmock has no HSM to make one, and says so. */
 static void h_attestation(struct srv_req *req)
 {
-    struct ks_key *k = NULL;
-    enum kv_status st = ks_key_get(req->srv->ks, req->vault, req->key_name, req->version, &k);
-    ks_key_free(k);
-    if (st != KV_OK) {
-        send_key_error(req, st, NULL);
-        return;
-    }
-    srv_send_error(req, KV_ERR_BAD_PARAM,
-                   "Key attestation is not supported by kvmock: it is given only for keys made "
-                   "in a hardware security module (Managed HSM).");
+    refuse_on_key(req, "Key attestation is not supported by kvmock: it is given only for keys "
+                       "made in a hardware security module (Managed HSM).");
 }
 
 /* Literal segments come before {name} and {version} so that they win; the

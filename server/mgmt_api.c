@@ -54,6 +54,21 @@ static int known(const char *v, const char *const *list, size_t n)
     return 0;
 }
 
+/* Whether the request's api-version is one of @p list; else answer 400 naming @p what
+ * ("Microsoft.KeyVault (use 2023-07-01)") and return 0. */
+static int api_version_ok_n(struct srv_req *req, const char *const *list, size_t n,
+                            const char *what)
+{
+    if (known(srv_query_get(req, "api-version"), list, n))
+        return 1;
+    srv_send_errorf(req, KV_ERR_ARM_BAD_REQUEST,
+                    "The api-version is missing or not supported for %s.", what);
+    return 0;
+}
+#define API_VERSION_OK(req, list, what) \
+    api_version_ok_n((req), (list), sizeof(list) / sizeof((list)[0]), (what))
+#define KEYVAULT_API "Microsoft.KeyVault (use 2023-07-01)"
+
 /* ---- authentication and the caller's right to manage ------------------------------------ */
 
 /* Whether the authenticated caller is an identity with `manage`, in its own tenant. */
@@ -63,13 +78,20 @@ static int may_manage(const struct srv_req *req)
     return id != NULL && id->manage && strcasecmp(id->tenant_id, req->who.tid) == 0;
 }
 
-static enum kv_status authorize(struct srv_req *req, const char *action, const char *scope)
+/* A token for Resource Manager, verified; else 401 answered. */
+static enum kv_status authenticate(struct srv_req *req)
 {
     const char *auds[] = {"https://management.azure.com", "https://management.core.windows.net"};
-    if (srv_authenticate(req, auds, 2) != KV_OK) {
-        srv_send_error(req, KV_ERR_ARM_UNAUTHORIZED, NULL);
+    if (srv_authenticate(req, auds, 2) == KV_OK)
+        return KV_OK;
+    srv_send_error(req, KV_ERR_ARM_UNAUTHORIZED, NULL);
+    return KV_ERR_ARM_UNAUTHORIZED;
+}
+
+static enum kv_status authorize(struct srv_req *req, const char *action, const char *scope)
+{
+    if (authenticate(req) != KV_OK)
         return KV_ERR_ARM_UNAUTHORIZED;
-    }
     if (!may_manage(req)) {
         srv_send_errorf(req, KV_ERR_ARM_FORBIDDEN,
                         "The client '%s' with object id '%s' does not have authorization to "
@@ -131,12 +153,29 @@ static void vault_id(const struct srv_req *req, const char *name, char *out, siz
              req->seg[1], in_group ? req->seg[3] : POL_RESOURCE_GROUP, name);
 }
 
+/* The generic resource of a vault (GET .../resources): id, name, type, location, tags. */
+static cJSON *vault_resource_json(struct srv_req *req, const struct ks_vault *v)
+{
+    char id[1024];
+    vault_id(req, v->name, id, sizeof(id));
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL || !cJSON_AddStringToObject(o, "id", id) ||
+        !cJSON_AddStringToObject(o, "name", v->name) ||
+        !cJSON_AddStringToObject(o, "type", "Microsoft.KeyVault/vaults") ||
+        !cJSON_AddStringToObject(o, "location", ks_vault_location(v)) ||
+        !cJSON_AddObjectToObject(o, "tags")) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* A vault: its generic resource with the sku and the properties. */
 static cJSON *vault_json(struct srv_req *req, const struct ks_vault *v)
 {
-    char id[1024], uri[128];
-    vault_id(req, v->name, id, sizeof(id));
+    char uri[128];
     snprintf(uri, sizeof(uri), "https://%s.vault.localhost:%d/", v->name, req->srv->https_port);
-    cJSON *o = cJSON_CreateObject();
+    cJSON *o = vault_resource_json(req, v);
     cJSON *props = o ? cJSON_AddObjectToObject(o, "properties") : NULL;
     cJSON *sku = props ? cJSON_AddObjectToObject(props, "sku") : NULL;
     cJSON *policies = sku ? policies_json(req, v->name) : NULL;
@@ -144,12 +183,7 @@ static cJSON *vault_json(struct srv_req *req, const struct ks_vault *v)
         cJSON_Delete(policies);
         policies = NULL;
     }
-    int ok = policies && cJSON_AddStringToObject(o, "id", id) &&
-             cJSON_AddStringToObject(o, "name", v->name) &&
-             cJSON_AddStringToObject(o, "type", "Microsoft.KeyVault/vaults") &&
-             cJSON_AddStringToObject(o, "location", ks_vault_location(v)) &&
-             cJSON_AddObjectToObject(o, "tags") &&
-             cJSON_AddStringToObject(sku, "family", "A") &&
+    int ok = policies && cJSON_AddStringToObject(sku, "family", "A") &&
              cJSON_AddStringToObject(sku, "name", "standard") &&
              cJSON_AddStringToObject(props, "tenantId", v->tenant_id) &&
              cJSON_AddStringToObject(props, "vaultUri", uri) &&
@@ -269,7 +303,7 @@ static void vault_put(struct srv_req *req, const char *name)
     snprintf(v.name, sizeof(v.name), "%s", name);
     /* a vault stays where it was made (one from the configuration has no place yet) */
     snprintf(v.location, sizeof(v.location), "%s",
-             exists && old.location[0] != '\0' ? old.location : location ? location : "");
+             exists && old.location[0] != '\0' ? old.location : location);
     const char *tenant = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(props, "tenantId"));
     snprintf(v.tenant_id, sizeof(v.tenant_id), "%s",
              tenant && strlen(tenant) < sizeof(v.tenant_id) ? tenant : pol_tenant(req->srv->pol));
@@ -370,23 +404,6 @@ static void vault_delete(struct srv_req *req, const char *name)
     kv_log(KV_LOG_INFO, "vault '%s' %s by %s", name, d.deleted_date ? "soft-deleted" : "deleted",
            req->who.oid);
     srv_send_empty(req, 200);
-}
-
-/* The generic resource of a vault (GET .../resources): id, name, type, location, tags. */
-static cJSON *vault_resource_json(struct srv_req *req, const struct ks_vault *v)
-{
-    char id[1024];
-    vault_id(req, v->name, id, sizeof(id));
-    cJSON *o = cJSON_CreateObject();
-    if (o == NULL || !cJSON_AddStringToObject(o, "id", id) ||
-        !cJSON_AddStringToObject(o, "name", v->name) ||
-        !cJSON_AddStringToObject(o, "type", "Microsoft.KeyVault/vaults") ||
-        !cJSON_AddStringToObject(o, "location", ks_vault_location(v)) ||
-        !cJSON_AddObjectToObject(o, "tags")) {
-        cJSON_Delete(o);
-        return NULL;
-    }
-    return o;
 }
 
 /* Every vault, as vaults or (@p as_resources) as generic resources. */
@@ -648,13 +665,8 @@ static void deleted_vaults_endpoint(struct srv_req *req, const char *scope)
         srv_send_error(req, KV_ERR_ROUTE_NOT_FOUND, NULL);
         return;
     }
-    if (!known(srv_query_get(req, "api-version"), arm_api_versions,
-               sizeof(arm_api_versions) / sizeof(arm_api_versions[0]))) {
-        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST,
-                       "The api-version is missing or not supported for Microsoft.KeyVault "
-                       "(use 2023-07-01).");
+    if (!API_VERSION_OK(req, arm_api_versions, KEYVAULT_API))
         return;
-    }
     if (list && strcmp(method, "GET") == 0)
         deleted_vault_list(req);
     else if (req->nseg == 8 && strcmp(method, "GET") == 0)
@@ -677,22 +689,11 @@ static const char *const metadata_api_versions[] = {
     "2015-01-01", "2018-01-01", "2019-05-01", "2020-06-01", "2022-09-01",
 };
 
-static int api_version_is(struct srv_req *req, const char *const *list, size_t n, const char *use)
-{
-    if (known(srv_query_get(req, "api-version"), list, n))
-        return 1;
-    srv_send_errorf(req, KV_ERR_ARM_BAD_REQUEST,
-                    "The api-version is missing or not supported (use %s).", use);
-    return 0;
-}
-
 /* GET /metadata/endpoints: where this cloud's Resource Manager, sign-in and vaults are
  * (`az cloud register --endpoint-resource-manager`, ARM_CLOUD_METADATA_URL). No token. */
 static void cloud_metadata(struct srv_req *req)
 {
-    if (!api_version_is(req, metadata_api_versions,
-                        sizeof(metadata_api_versions) / sizeof(metadata_api_versions[0]),
-                        "2022-09-01"))
+    if (!API_VERSION_OK(req, metadata_api_versions, "the cloud's metadata (use 2022-09-01)"))
         return;
     char base[SRV_HOST_MAX + 16], dns[64];
     srv_base_url(req, base, sizeof(base) - 1);
@@ -781,19 +782,14 @@ static void subscriptions_and_tenants(struct srv_req *req)
     req->operation = tenants           ? "TenantList"
                      : req->nseg == 1 ? "SubscriptionList"
                                       : "SubscriptionGet";
-    const char *auds[] = {"https://management.azure.com", "https://management.core.windows.net"};
-    if (srv_authenticate(req, auds, 2) != KV_OK) {
-        srv_send_error(req, KV_ERR_ARM_UNAUTHORIZED, NULL);
+    if (authenticate(req) != KV_OK)
         return;
-    }
     req->policy_match = 1;
     if (strcmp(req->ri->request_method, "GET") != 0) {
         srv_send_error(req, KV_ERR_METHOD_NOT_ALLOWED, NULL);
         return;
     }
-    if (!api_version_is(req, subscription_api_versions,
-                        sizeof(subscription_api_versions) / sizeof(subscription_api_versions[0]),
-                        "2022-12-01"))
+    if (!API_VERSION_OK(req, subscription_api_versions, "Microsoft.Resources (use 2022-12-01)"))
         return;
     if (tenants) {
         char id[POL_ID_MAX + 16];
@@ -837,9 +833,7 @@ static void generic_resources(struct srv_req *req)
 {
     if (!known(srv_query_get(req, "api-version"), arm_api_versions,
                sizeof(arm_api_versions) / sizeof(arm_api_versions[0])) &&
-        !api_version_is(req, resources_api_versions,
-                        sizeof(resources_api_versions) / sizeof(resources_api_versions[0]),
-                        "2021-04-01"))
+        !API_VERSION_OK(req, resources_api_versions, "Microsoft.Resources (use 2021-04-01)"))
         return;
     const char *filter = srv_query_get(req, "$filter");
     static const char prefix[] = "resourceType eq '", vaults[] = "Microsoft.KeyVault/vaults";
@@ -888,8 +882,7 @@ static int collection(struct srv_req *req, const char *scope)
         srv_send_error(req, KV_ERR_METHOD_NOT_ALLOWED, NULL);
     else if (resources)
         generic_resources(req);
-    else if (!api_version_is(req, arm_api_versions,
-                             sizeof(arm_api_versions) / sizeof(arm_api_versions[0]), "2023-07-01"))
+    else if (!API_VERSION_OK(req, arm_api_versions, KEYVAULT_API))
         ; /* answered */
     else if (hsms)
         send_list(req, 0, NULL);
@@ -1033,13 +1026,9 @@ int srv_mgmt_endpoint(struct srv_req *req)
                                                                               : "RoleAssignmentGet";
             if (authorize(req, "Microsoft.Authorization/roleAssignments/write", scope) != KV_OK)
                 return 1;
-            if (!known(srv_query_get(req, "api-version"), authz_api_versions,
-                       sizeof(authz_api_versions) / sizeof(authz_api_versions[0]))) {
-                srv_send_error(req, KV_ERR_ARM_BAD_REQUEST,
-                               "The api-version is missing or not supported for "
-                               "Microsoft.Authorization (use 2022-04-01).");
+            if (!API_VERSION_OK(req, authz_api_versions,
+                                "Microsoft.Authorization (use 2022-04-01)"))
                 return 1;
-            }
             if (i + 4 != req->nseg) {
                 srv_send_error(req, KV_ERR_ROUTE_NOT_FOUND, NULL);
                 return 1;
@@ -1088,13 +1077,8 @@ int srv_mgmt_endpoint(struct srv_req *req)
         srv_send_error(req, KV_ERR_ROUTE_NOT_FOUND, NULL);
         return 1;
     }
-    if (!known(srv_query_get(req, "api-version"), arm_api_versions,
-               sizeof(arm_api_versions) / sizeof(arm_api_versions[0]))) {
-        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST,
-                       "The api-version is missing or not supported for Microsoft.KeyVault "
-                       "(use 2023-07-01).");
+    if (!API_VERSION_OK(req, arm_api_versions, KEYVAULT_API))
         return 1;
-    }
     if (req->nseg == 7 && strcmp(method, "GET") == 0) {
         vault_list(req, 0);
     } else if (req->nseg == 8 && strcmp(method, "PUT") == 0) {
