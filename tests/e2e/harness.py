@@ -37,6 +37,12 @@ import traceback
 import urllib.parse
 
 SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "runtime error:")
+
+# The tenant of the tests' configuration files, and their default identity, which
+# may manage: {"tenantId": TENANT, "identities": [APP, ...]}.
+TENANT = "6b766d6f-636b-4000-8000-000000000001"
+APP = {"name": "app", "objectId": "0a000000-0000-4000-8000-0000000000a1",
+       "clientId": "0c000000-0000-4000-8000-0000000000a1", "default": True, "manage": True}
 READY_PREFIX = "kvmock ready"
 BIND_FAILURE_MARKS = ("Address already in use", "cannot start the server on ports")
 

@@ -19,12 +19,9 @@ import tempfile
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Kvmock, Runner, check, eq, parse_args, b64url, unb64url  # noqa: E402
+from harness import Kvmock, Runner, check, eq, parse_args, b64url, unb64url, TENANT, APP  # noqa: E402
 
-TENANT = "6b766d6f-636b-4000-8000-000000000001"
 SUB = "00000000-0000-0000-0000-000000000000"
-APP = {"name": "app", "objectId": "0a000000-0000-4000-8000-0000000000a1",
-       "clientId": "0c000000-0000-4000-8000-0000000000a1", "default": True, "manage": True}
 READER = {"name": "reader", "objectId": "0a000000-0000-4000-8000-0000000000b1",
           "clientId": "0c000000-0000-4000-8000-0000000000b1"}
 CONFIG = {"tenantId": TENANT, "identities": [APP, READER]}

@@ -8,14 +8,13 @@ import secrets
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Kvmock, Runner, check, eq, parse_args, b64url, unb64url  # noqa: E402
+from harness import Kvmock, Runner, check, eq, parse_args, b64url, unb64url, TENANT  # noqa: E402
 
 from azure.core.exceptions import HttpResponseError
 from azure.identity import ClientSecretCredential, ManagedIdentityCredential
 from azure.keyvault.keys import KeyClient
 from azure.keyvault.keys.crypto import CryptographyClient, KeyWrapAlgorithm
 
-TENANT = "6b766d6f-636b-4000-8000-000000000001"
 OTHER_TENANT = "6b766d6f-636b-4000-8000-0000000000ff"
 APP = {"name": "app", "objectId": "0a000000-0000-4000-8000-000000000001",
        "clientId": "0c000000-0000-4000-8000-000000000001", "default": True}

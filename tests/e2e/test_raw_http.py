@@ -7,10 +7,9 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Kvmock, Runner, check, eq, parse_args, b64url, unb64url  # noqa: E402
+from harness import Kvmock, Runner, check, eq, parse_args, b64url, unb64url, TENANT  # noqa: E402
 
 API = "api-version=7.4"
-TENANT = "6b766d6f-636b-4000-8000-000000000001"
 CONFIG = {
     "vaults": [
         {"name": "default"},

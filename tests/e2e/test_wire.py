@@ -23,12 +23,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Kvmock, Runner, check, eq, parse_args  # noqa: E402
+from harness import Kvmock, Runner, check, eq, parse_args, TENANT, APP  # noqa: E402
 
 API = "api-version=7.4"
-TENANT = "6b766d6f-636b-4000-8000-000000000001"
-APP = {"name": "app", "objectId": "0a000000-0000-4000-8000-0000000000a1",
-       "clientId": "0c000000-0000-4000-8000-0000000000a1", "default": True, "manage": True}
 LIMITED = {"name": "limited", "objectId": "0a000000-0000-4000-8000-0000000000b2",
            "clientId": "0c000000-0000-4000-8000-0000000000b2"}
 
