@@ -121,66 +121,6 @@ static enum kv_status jbuf(const cJSON *o, const char *name, struct kv_buf *out)
     return kv_b64url_decode(s, out) == KV_OK ? KV_OK : KV_ERR_STORE;
 }
 
-/* ---- tags ---------------------------------------------------------------------- */
-
-void ks_tags_clear(struct ks_tags *t)
-{
-    if (t == NULL)
-        return;
-    for (size_t i = 0; i < t->count; i++) {
-        free(t->names[i]);
-        free(t->values[i]);
-    }
-    free(t->names);
-    free(t->values);
-    t->names = t->values = NULL;
-    t->count = 0;
-}
-
-static enum kv_status tags_from_json(const cJSON *o, struct ks_tags *out)
-{
-    struct ks_tags t = {0};
-    int n = cJSON_GetArraySize(o);
-    if (n == 0) {
-        *out = t;
-        return KV_OK;
-    }
-    t.names = calloc((size_t)n, sizeof(char *));
-    t.values = calloc((size_t)n, sizeof(char *));
-    if (t.names == NULL || t.values == NULL)
-        goto fail;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, o)
-    {
-        if (!cJSON_IsString(it))
-            continue;
-        t.names[t.count] = strdup(it->string);
-        t.values[t.count] = strdup(it->valuestring);
-        t.count++;
-        if (t.names[t.count - 1] == NULL || t.values[t.count - 1] == NULL)
-            goto fail;
-    }
-    *out = t;
-    return KV_OK;
-fail:
-    ks_tags_clear(&t);
-    free(t.names);
-    free(t.values);
-    return KV_ERR_NOMEM;
-}
-
-static cJSON *tags_to_json(const struct ks_tags *t)
-{
-    cJSON *o = cJSON_CreateObject();
-    for (size_t i = 0; o != NULL && i < t->count; i++) {
-        if (cJSON_AddStringToObject(o, t->names[i], t->values[i]) == NULL) {
-            cJSON_Delete(o);
-            return NULL;
-        }
-    }
-    return o;
-}
-
 /* ---- keys ----------------------------------------------------------------------- */
 
 void ks_key_free(struct ks_key *k)
@@ -240,7 +180,7 @@ static enum kv_status key_from_record(const MDB_val *val, const char *version,
         goto out;
     const cJSON *tags = cJSON_GetObjectItemCaseSensitive(o, "tags");
     if (cJSON_IsObject(tags)) {
-        st = tags_from_json(tags, &k->tags);
+        st = ks_tags_from_json(tags, &k->tags);
         if (st != KV_OK)
             goto out;
     }
@@ -1292,7 +1232,7 @@ static enum kv_status update_fn(struct ks_txn *tx, void *arg)
     if (ok && u->ops_set)
         ok = replace_number(o, "ops", (double)u->ops);
     if (ok && u->tags_set)
-        ok = replace_item(o, "tags", tags_to_json(&u->tags));
+        ok = replace_item(o, "tags", ks_tags_to_json(&u->tags));
     if (ok)
         ok = replace_number(o, "updated", (double)ks_now());
     if (ok)

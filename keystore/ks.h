@@ -229,6 +229,17 @@ struct ks_attach {
  */
 void ks_txn_attach(struct ks_attach *a);
 
+/* ---- tags (of a key version, and of a vault) -------------------------------- */
+
+struct ks_tags {
+    size_t count;
+    char **names;  /**< owned */
+    char **values; /**< owned */
+};
+
+/** @brief Free the tag strings and reset to empty. */
+void ks_tags_clear(struct ks_tags *tags);
+
 /* ---- vaults ----------------------------------------------------------------- */
 
 #define KS_LOCATION_MAX 64 /**< an Azure region's name, e.g. "westeurope" */
@@ -241,6 +252,10 @@ struct ks_vault {
     int retention_days;   /**< softDeleteRetentionInDays, 7..90 */
     int purge_protection; /**< enablePurgeProtection */
     int rbac;             /**< enableRbacAuthorization */
+    /** In, for ks_vault_put() and ks_vault_create(): the tags to store, which replace
+     * the stored ones; NULL keeps them (a new vault has none). Borrowed. Reads leave it
+     * NULL: ks_vault_tags() reads a vault's tags. */
+    const struct ks_tags *tags;
 };
 
 /**
@@ -257,6 +272,14 @@ enum kv_status ks_vault_put(struct ks_env *env, const struct ks_vault *vault) KV
  */
 enum kv_status ks_vault_get(struct ks_env *env, const char *name,
                             struct ks_vault *out) KV_MUST_CHECK;
+
+/**
+ * @brief Read the tags of a vault, or (@p deleted) of a deleted vault as it was deleted.
+ * @param[out] out the tags, owned by the caller (ks_tags_clear()); empty when it has none.
+ * @return KV_OK, KV_ERR_VAULT_NOT_FOUND, KV_ERR_STORE, KV_ERR_NOMEM.
+ */
+enum kv_status ks_vault_tags(struct ks_env *env, const char *name, int deleted,
+                             struct ks_tags *out) KV_MUST_CHECK;
 
 /**
  * @brief Delete a vault with every key and version in it, in one transaction.
@@ -368,15 +391,6 @@ enum kv_status ks_deleted_vault_recover(struct ks_env *env, const char *name,
 enum kv_status ks_deleted_vault_purge(struct ks_env *env, const char *name) KV_MUST_CHECK;
 
 /* ---- keys ------------------------------------------------------------------ */
-
-struct ks_tags {
-    size_t count;
-    char **names;  /**< owned */
-    char **values; /**< owned */
-};
-
-/** @brief Free the tag strings and reset to empty. */
-void ks_tags_clear(struct ks_tags *tags);
 
 struct ks_attrs {
     int enabled;

@@ -521,6 +521,66 @@ size_t ks_vault_lower(const char *name, char out[KS_VAULT_NAME_MAX + 1])
     return n;
 }
 
+/* ---- tags ---------------------------------------------------------------------- */
+
+void ks_tags_clear(struct ks_tags *t)
+{
+    if (t == NULL)
+        return;
+    for (size_t i = 0; i < t->count; i++) {
+        free(t->names[i]);
+        free(t->values[i]);
+    }
+    free(t->names);
+    free(t->values);
+    t->names = t->values = NULL;
+    t->count = 0;
+}
+
+enum kv_status ks_tags_from_json(const cJSON *o, struct ks_tags *out)
+{
+    struct ks_tags t = {0};
+    int n = cJSON_GetArraySize(o);
+    if (n == 0) {
+        *out = t;
+        return KV_OK;
+    }
+    t.names = calloc((size_t)n, sizeof(char *));
+    t.values = calloc((size_t)n, sizeof(char *));
+    if (t.names == NULL || t.values == NULL)
+        goto fail;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, o)
+    {
+        if (!cJSON_IsString(it))
+            continue;
+        t.names[t.count] = strdup(it->string);
+        t.values[t.count] = strdup(it->valuestring);
+        t.count++;
+        if (t.names[t.count - 1] == NULL || t.values[t.count - 1] == NULL)
+            goto fail;
+    }
+    *out = t;
+    return KV_OK;
+fail:
+    ks_tags_clear(&t);
+    free(t.names);
+    free(t.values);
+    return KV_ERR_NOMEM;
+}
+
+cJSON *ks_tags_to_json(const struct ks_tags *t)
+{
+    cJSON *o = cJSON_CreateObject();
+    for (size_t i = 0; o != NULL && i < t->count; i++) {
+        if (cJSON_AddStringToObject(o, t->names[i], t->values[i]) == NULL) {
+            cJSON_Delete(o);
+            return NULL;
+        }
+    }
+    return o;
+}
+
 void ks_vault_from_json(const cJSON *o, const char *lname, struct ks_vault *out)
 {
     struct ks_vault v = {0};
@@ -574,6 +634,21 @@ enum kv_status ks_vault_write(struct ks_txn *tx, const struct ks_vault *vault)
     /* Purge protection cannot be turned off once on. */
     if (st == KV_OK && old.purge_protection && !vault->purge_protection)
         return KV_ERR_PURGE_PROTECTED;
+    /* The tags: the given ones, else the stored ones, kept as they are. */
+    cJSON *tags = NULL;
+    if (vault->tags != NULL) {
+        tags = ks_tags_to_json(vault->tags);
+        if (tags == NULL)
+            return KV_ERR_NOMEM;
+    } else if (st == KV_OK) {
+        MDB_val raw;
+        st = ks_txn_get(tx, tx->env->db_vaults, vault->name, strlen(vault->name), &raw);
+        cJSON *rec = st == KV_OK ? cJSON_ParseWithLength(raw.mv_data, raw.mv_size) : NULL;
+        if (st != KV_OK || rec == NULL)
+            return st != KV_OK ? st : KV_ERR_STORE;
+        tags = cJSON_DetachItemFromObjectCaseSensitive(rec, "tags");
+        cJSON_Delete(rec);
+    }
     st = KV_ERR_NOMEM;
     char *json = NULL;
     cJSON *o = cJSON_CreateObject();
@@ -584,11 +659,17 @@ enum kv_status ks_vault_write(struct ks_txn *tx, const struct ks_vault *vault)
         !cJSON_AddBoolToObject(o, "enableRbacAuthorization", vault->rbac) ||
         (vault->location[0] != '\0' && !cJSON_AddStringToObject(o, "location", vault->location)))
         goto out;
+    if (tags != NULL && cJSON_GetArraySize(tags) > 0) {
+        if (!cJSON_AddItemToObject(o, "tags", tags))
+            goto out;
+        tags = NULL; /* owned by o */
+    }
     json = cJSON_PrintUnformatted(o);
     if (json != NULL)
         st = ks_txn_put(tx, tx->env->db_vaults, vault->name, strlen(vault->name), json,
                         strlen(json));
 out:
+    cJSON_Delete(tags);
     cJSON_Delete(o);
     cJSON_free(json);
     return st;

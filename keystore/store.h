@@ -60,6 +60,13 @@ struct ks_txn {
  */
 enum kv_status ks_vault_write(struct ks_txn *tx, const struct ks_vault *vault) KV_MUST_CHECK;
 
+/** @brief Tags from a record's "tags" object (non-string members are skipped).
+ * @return KV_OK, KV_ERR_NOMEM. */
+enum kv_status ks_tags_from_json(const cJSON *o, struct ks_tags *out) KV_MUST_CHECK;
+
+/** @brief A record's "tags" object; NULL when out of memory. */
+cJSON *ks_tags_to_json(const struct ks_tags *t);
+
 /** @brief A vault's properties from its record (a live vault's, or the one a deleted
  * vault's record keeps), named @p lname. */
 void ks_vault_from_json(const cJSON *o, const char *lname, struct ks_vault *out);

@@ -392,6 +392,50 @@ enum kv_status ks_deleted_vault_recover(struct ks_env *env, const char *name, st
     return st;
 }
 
+/* ---- tags -------------------------------------------------------------------------------- */
+
+struct tags_arg {
+    const char *lname;
+    int deleted;
+    struct ks_tags out;
+};
+
+static enum kv_status tags_fn(struct ks_txn *tx, void *arg)
+{
+    struct tags_arg *a = arg;
+    char k[DKEY_MAX];
+    size_t klen = a->deleted ? dkey(k, a->lname) : strlen(a->lname);
+    MDB_val v;
+    enum kv_status st = ks_txn_get(tx, tx->env->db_vaults, a->deleted ? k : a->lname, klen, &v);
+    if (st != KV_OK)
+        return st == KV_ERR_KEY_NOT_FOUND ? KV_ERR_VAULT_NOT_FOUND : st;
+    cJSON *doc = cJSON_ParseWithLength(v.mv_data, v.mv_size);
+    /* a deleted vault's record keeps the vault's own under "vault" */
+    const cJSON *vault = a->deleted ? cJSON_GetObjectItemCaseSensitive(doc, "vault") : doc;
+    if (!cJSON_IsObject(vault)) {
+        cJSON_Delete(doc);
+        return KV_ERR_STORE;
+    }
+    st = ks_tags_from_json(cJSON_GetObjectItemCaseSensitive(vault, "tags"), &a->out);
+    cJSON_Delete(doc);
+    return st;
+}
+
+enum kv_status ks_vault_tags(struct ks_env *env, const char *name, int deleted, struct ks_tags *out)
+{
+    struct tags_arg a = {.deleted = deleted};
+    char lname[KS_VAULT_NAME_MAX + 1];
+    if (!norm_name(name, lname))
+        return KV_ERR_VAULT_NOT_FOUND;
+    a.lname = lname;
+    enum kv_status st = ks_txn_read(env, tags_fn, &a);
+    if (st == KV_OK)
+        *out = a.out;
+    else
+        ks_tags_clear(&a.out);
+    return st;
+}
+
 /* ---- create ---------------------------------------------------------------------------------- */
 
 struct create_arg {

@@ -248,6 +248,56 @@ static void location_is_kept(void)
     CHECK_ST(ks_vault_get(env, "full", &got), KV_ERR_VAULT_NOT_FOUND);
 }
 
+/* Check that @p name (deleted or live) has exactly the one tag @p tag = @p value, or no
+ * tags when @p tag is NULL. */
+static void check_tags(const char *name, int deleted, const char *tag, const char *value)
+{
+    struct ks_tags t = {0};
+    CHECK_ST(ks_vault_tags(env, name, deleted, &t), KV_OK);
+    CHECK(t.count == (tag ? 1u : 0u));
+    if (tag != NULL && t.count == 1) {
+        CHECK_STR(t.names[0], tag);
+        CHECK_STR(t.values[0], value);
+    }
+    ks_tags_clear(&t);
+}
+
+static void tags_are_kept(void)
+{
+    char *names[] = {"team"}, *values[] = {"payments"}, *values2[] = {"ledger"};
+    struct ks_tags tags = {1, names, values}, tags2 = {1, names, values2}, none = {0};
+    struct ks_vault v = vault("tagged", 1, 7, 0), got;
+    v.tags = &tags;
+    CHECK_ST(ks_vault_create(env, &v), KV_OK);
+    check_tags("tagged", 0, "team", "payments");
+    check_tags("TAGGED", 0, "team", "payments");
+    /* a write without tags keeps them; reads never hand out a pointer */
+    CHECK_ST(ks_vault_get(env, "tagged", &got), KV_OK);
+    CHECK(got.tags == NULL);
+    got.rbac = 1;
+    CHECK_ST(ks_vault_put(env, &got), KV_OK);
+    check_tags("tagged", 0, "team", "payments");
+    got.tags = &tags2;
+    CHECK_ST(ks_vault_put(env, &got), KV_OK);
+    check_tags("tagged", 0, "team", "ledger");
+    /* a deleted vault keeps them, and its recovery brings them back */
+    CHECK_ST(ks_vault_soft_delete(env, "tagged", "id", NULL), KV_OK);
+    struct ks_tags t = {0};
+    CHECK_ST(ks_vault_tags(env, "tagged", 0, &t), KV_ERR_VAULT_NOT_FOUND);
+    check_tags("tagged", 1, "team", "ledger");
+    CHECK_ST(ks_deleted_vault_recover(env, "tagged", &got), KV_OK);
+    check_tags("tagged", 0, "team", "ledger");
+    CHECK_ST(ks_vault_tags(env, "tagged", 1, &t), KV_ERR_VAULT_NOT_FOUND);
+    /* empty tags replace them; a vault without any has none */
+    got.tags = &none;
+    CHECK_ST(ks_vault_put(env, &got), KV_OK);
+    check_tags("tagged", 0, NULL, NULL);
+    check_tags("other", 0, NULL, NULL);
+    CHECK_ST(ks_vault_tags(env, "nosuchvault", 0, &t), KV_ERR_VAULT_NOT_FOUND);
+    CHECK_ST(ks_vault_tags(env, "", 0, &t), KV_ERR_VAULT_NOT_FOUND);
+    CHECK(t.count == 0 && t.names == NULL);
+}
+
 static void persists(void)
 {
     ks_close(env);
@@ -286,6 +336,7 @@ int main(void)
         scheduled_purge();
         paging();
         location_is_kept();
+        tags_are_kept();
         persists();
         ks_close(env);
     }
