@@ -1,7 +1,7 @@
 /*
  * The management plane, in Azure Resource Manager's shapes, on the HTTPS port:
  *
- *   {PUT,GET,DELETE} /subscriptions/S/resourceGroups/G/providers/Microsoft.KeyVault/vaults/V
+ *   {PUT,PATCH,GET,DELETE} /subscriptions/S/resourceGroups/G/providers/Microsoft.KeyVault/vaults/V
  *   GET              /subscriptions/S/resourceGroups/G/providers/Microsoft.KeyVault/vaults
  *   PUT              .../vaults/V/accessPolicies/{add|replace|remove}
  *   GET              /subscriptions/S/providers/Microsoft.KeyVault/deletedVaults
@@ -31,6 +31,11 @@
 #include "srv.h"
 
 #define MAX_POLICIES 1024
+
+/* Resource Manager's limits on a resource's tags */
+#define TAGS_MAX      50
+#define TAG_NAME_MAX  512
+#define TAG_VALUE_MAX 256
 
 static const char *const arm_api_versions[] = {
     "2015-06-01", "2016-10-01", "2018-02-14", "2019-09-01", "2021-04-01-preview",
@@ -153,6 +158,18 @@ static void vault_id(const struct srv_req *req, const char *name, char *out, siz
              req->seg[1], in_group ? req->seg[3] : POL_RESOURCE_GROUP, name);
 }
 
+/* Add the tags of vault @p name (@p deleted: as it was deleted) to @p o as "tags". */
+static int add_tags(struct srv_req *req, cJSON *o, const char *name, int deleted)
+{
+    struct ks_tags t = {0};
+    cJSON *tags = cJSON_AddObjectToObject(o, "tags");
+    int ok = tags != NULL && ks_vault_tags(req->srv->ks, name, deleted, &t) == KV_OK;
+    for (size_t i = 0; ok && i < t.count; i++)
+        ok = cJSON_AddStringToObject(tags, t.names[i], t.values[i]) != NULL;
+    ks_tags_clear(&t);
+    return ok;
+}
+
 /* The generic resource of a vault (GET .../resources): id, name, type, location, tags. */
 static cJSON *vault_resource_json(struct srv_req *req, const struct ks_vault *v)
 {
@@ -163,11 +180,66 @@ static cJSON *vault_resource_json(struct srv_req *req, const struct ks_vault *v)
         !cJSON_AddStringToObject(o, "name", v->name) ||
         !cJSON_AddStringToObject(o, "type", "Microsoft.KeyVault/vaults") ||
         !cJSON_AddStringToObject(o, "location", ks_vault_location(v)) ||
-        !cJSON_AddObjectToObject(o, "tags")) {
+        !add_tags(req, o, v->name, 0)) {
         cJSON_Delete(o);
         return NULL;
     }
     return o;
+}
+
+/* The "tags" of a request body, checked against Resource Manager's rules, as borrowed
+ * strings in @p out (free out->names and out->values, not the strings). Returns 0 and
+ * answers 400 when they break a rule. */
+static int parse_tags(struct srv_req *req, const cJSON *o, struct ks_tags *out)
+{
+    memset(out, 0, sizeof(*out));
+    int n = cJSON_GetArraySize(o);
+    if (!cJSON_IsObject(o)) {
+        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST, "The 'tags' must be an object of strings.");
+        return 0;
+    }
+    if (n > TAGS_MAX) {
+        srv_send_errorf(req, KV_ERR_ARM_BAD_REQUEST,
+                        "The resource has %d tags; at most %d are allowed.", n, TAGS_MAX);
+        return 0;
+    }
+    out->names = calloc((size_t)n + 1, sizeof(char *));
+    out->values = calloc((size_t)n + 1, sizeof(char *));
+    if (out->names == NULL || out->values == NULL) {
+        free(out->names);
+        free(out->values);
+        srv_send_error(req, KV_ERR_NOMEM, NULL);
+        return 0;
+    }
+    const cJSON *it;
+    cJSON_ArrayForEach(it, o)
+    {
+        const char *bad = NULL;
+        size_t len = strlen(it->string);
+        if (!cJSON_IsString(it))
+            bad = "has a value that is not a string";
+        else if (len == 0 || len > TAG_NAME_MAX)
+            bad = "is empty or longer than 512 characters";
+        else if (strlen(it->valuestring) > TAG_VALUE_MAX)
+            bad = "has a value longer than 256 characters";
+        else if (strpbrk(it->string, "<>%&\\?/") != NULL)
+            bad = "has reserved characters '<,>,%,&,\\,?,/'";
+        for (size_t i = 0; bad == NULL && i < len; i++)
+            if ((unsigned char)it->string[i] < 0x20)
+                bad = "has control characters";
+        if (bad != NULL) {
+            srv_send_errorf(req, KV_ERR_ARM_BAD_REQUEST, "The tag name '%.64s' %s.", it->string,
+                            bad);
+            free(out->names);
+            free(out->values);
+            memset(out, 0, sizeof(*out));
+            return 0;
+        }
+        out->names[out->count] = it->string;
+        out->values[out->count] = it->valuestring;
+        out->count++;
+    }
+    return 1;
 }
 
 /* A vault: its generic resource with the sku and the properties. */
@@ -255,36 +327,41 @@ static void vault_recover(struct srv_req *req, const char *name)
     srv_send_json(req, 200, vault_json(req, &v));
 }
 
-
-static void vault_put(struct srv_req *req, const char *name)
+static void vault_not_found(struct srv_req *req, const char *name)
 {
-    char why[256] = "";
-    enum kv_status st = srv_read_json_body(req);
-    if (st != KV_OK) {
-        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST, "The request body is not a JSON object.");
-        return;
-    }
+    srv_send_errorf(req, KV_ERR_ARM_NOT_FOUND,
+                    "The Resource 'Microsoft.KeyVault/vaults/%.64s' under resource group "
+                    "'%.90s' was not found.",
+                    name, req->seg[3]);
+}
+
+/* Check the shape of a vault PUT or PATCH body; 0 when it answered 400. */
+static int vault_body_ok(struct srv_req *req, const char *name, int patch)
+{
     const cJSON *props = cJSON_GetObjectItemCaseSensitive(req->body, "properties");
     const cJSON *loc = cJSON_GetObjectItemCaseSensitive(req->body, "location");
     const char *location = cJSON_GetStringValue(loc);
-    if (loc == NULL || cJSON_IsNull(loc)) {
+    if (!patch && (loc == NULL || cJSON_IsNull(loc))) {
         srv_send_error(req, KV_ERR_ARM_NO_LOCATION, NULL); /* as ARM, for any PUT */
-        return;
+        return 0;
     }
-    if (location == NULL || location[0] == '\0' || strlen(location) > KS_LOCATION_MAX) {
+    if (!patch && (location == NULL || location[0] == '\0' || strlen(location) > KS_LOCATION_MAX)) {
         srv_send_error(req, KV_ERR_ARM_BAD_REQUEST,
                        "The 'location' must be a region's name of at most 64 characters.");
-        return;
+        return 0;
     }
-    if (!ks_vault_name_valid(name)) {
+    if (!patch && !ks_vault_name_valid(name)) {
         srv_send_errorf(req, KV_ERR_ARM_BAD_REQUEST,
                         "The vault name '%.64s' is invalid: 3-24 lowercase letters, digits and "
                         "dashes.", name);
-        return;
+        return 0;
     }
-    if (!cJSON_IsObject(props)) {
-        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST, "The 'properties' object is required.");
-        return;
+    if (patch ? props != NULL && !cJSON_IsNull(props) && !cJSON_IsObject(props)
+              : !cJSON_IsObject(props)) {
+        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST,
+                       patch ? "The 'properties' must be an object."
+                             : "The 'properties' object is required.");
+        return 0;
     }
     const cJSON *mode = cJSON_GetObjectItemCaseSensitive(props, "createMode");
     if (mode != NULL && !cJSON_IsNull(mode) &&
@@ -292,55 +369,88 @@ static void vault_put(struct srv_req *req, const char *name)
                                    strcasecmp(mode->valuestring, "recover") != 0))) {
         srv_send_error(req, KV_ERR_ARM_BAD_REQUEST,
                        "properties.createMode must be 'default' or 'recover'.");
+        return 0;
+    }
+    return 1;
+}
+
+/* PUT (create or replace) or, with @p patch, PATCH (change what the body names) a vault.
+ * A PUT needs a location and properties, and its tags replace the vault's (none given,
+ * none kept), as Resource Manager replaces a whole resource; a PATCH changes only what
+ * it names, of a vault that exists. */
+static void vault_put(struct srv_req *req, const char *name, int patch)
+{
+    char why[256] = "";
+    enum kv_status st = srv_read_json_body(req);
+    if (st != KV_OK) {
+        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST, "The request body is not a JSON object.");
         return;
     }
-    if (cJSON_IsString(mode) && strcasecmp(mode->valuestring, "recover") == 0) {
+    if (!vault_body_ok(req, name, patch))
+        return;
+    const cJSON *props = cJSON_GetObjectItemCaseSensitive(req->body, "properties");
+    const char *location =
+        cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(req->body, "location"));
+    const cJSON *mode = cJSON_GetObjectItemCaseSensitive(props, "createMode");
+    if (!patch && cJSON_IsString(mode) && strcasecmp(mode->valuestring, "recover") == 0) {
         vault_recover(req, name);
         return;
     }
     struct ks_vault old, v = {0};
     int exists = ks_vault_get(req->srv->ks, name, &old) == KV_OK;
+    if (patch && !exists) {
+        vault_not_found(req, name);
+        return;
+    }
+    const cJSON *tags_in = cJSON_GetObjectItemCaseSensitive(req->body, "tags");
+    struct ks_tags tags = {0};
+    if (tags_in != NULL && !cJSON_IsNull(tags_in)) {
+        if (!parse_tags(req, tags_in, &tags))
+            return;
+        v.tags = &tags;
+    } else if (!patch) {
+        v.tags = &tags; /* none */
+    }
     snprintf(v.name, sizeof(v.name), "%s", name);
     /* a vault stays where it was made (one from the configuration has no place yet) */
     snprintf(v.location, sizeof(v.location), "%s",
-             exists && old.location[0] != '\0' ? old.location : location);
+             exists && (patch || old.location[0] != '\0') ? old.location : location);
     const char *tenant = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(props, "tenantId"));
     snprintf(v.tenant_id, sizeof(v.tenant_id), "%s",
-             tenant && strlen(tenant) < sizeof(v.tenant_id) ? tenant : pol_tenant(req->srv->pol));
+             tenant && strlen(tenant) < sizeof(v.tenant_id) ? tenant
+             : exists                                       ? old.tenant_id
+                                                            : pol_tenant(req->srv->pol));
     const cJSON *sd = cJSON_GetObjectItemCaseSensitive(props, "enableSoftDelete");
     const cJSON *days = cJSON_GetObjectItemCaseSensitive(props, "softDeleteRetentionInDays");
     const cJSON *pp = cJSON_GetObjectItemCaseSensitive(props, "enablePurgeProtection");
     const cJSON *rbac = cJSON_GetObjectItemCaseSensitive(props, "enableRbacAuthorization");
-    v.soft_delete = sd == NULL || cJSON_IsNull(sd) ? (exists ? old.soft_delete : 1) : cJSON_IsTrue(sd);
+    v.soft_delete =
+        sd == NULL || cJSON_IsNull(sd) ? (exists ? old.soft_delete : 1) : cJSON_IsTrue(sd);
     v.retention_days = cJSON_IsNumber(days) ? days->valueint : (exists ? old.retention_days : 90);
     v.purge_protection = cJSON_IsBool(pp) ? cJSON_IsTrue(pp) : (exists && old.purge_protection);
     v.rbac = cJSON_IsBool(rbac) ? cJSON_IsTrue(rbac) : (exists && old.rbac);
-    if ((days != NULL && !cJSON_IsNumber(days)) || v.retention_days < 7 || v.retention_days > 90) {
-        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST,
-                       "softDeleteRetentionInDays must be an integer between 7 and 90.");
-        return;
-    }
-    if (v.purge_protection && !v.soft_delete) {
-        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST,
-                       "enablePurgeProtection requires enableSoftDelete.");
-        return;
-    }
-    if (exists && old.purge_protection && !v.purge_protection) {
-        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST,
-                       "The property \"enablePurgeProtection\" cannot be set to false. Enabling "
-                       "the purge protection for a vault is an irreversible action.");
-        return;
-    }
+    const char *bad = NULL;
+    if ((days != NULL && !cJSON_IsNull(days) && !cJSON_IsNumber(days)) || v.retention_days < 7 ||
+        v.retention_days > 90)
+        bad = "softDeleteRetentionInDays must be an integer between 7 and 90.";
+    else if (v.purge_protection && !v.soft_delete)
+        bad = "enablePurgeProtection requires enableSoftDelete.";
+    else if (exists && old.purge_protection && !v.purge_protection)
+        bad = "The property \"enablePurgeProtection\" cannot be set to false. Enabling the purge "
+              "protection for a vault is an irreversible action.";
     /* The access policies in the body replace the vault's, all checked first. */
     const cJSON *list = cJSON_GetObjectItemCaseSensitive(props, "accessPolicies");
+    if (bad == NULL && list != NULL && !cJSON_IsNull(list) && !cJSON_IsArray(list))
+        bad = "accessPolicies must be an array.";
     size_t n = cJSON_IsArray(list) ? (size_t)cJSON_GetArraySize(list) : 0;
-    if (list != NULL && !cJSON_IsNull(list) && !cJSON_IsArray(list)) {
-        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST, "accessPolicies must be an array.");
-        return;
-    }
-    struct pol_access_policy *policies = n ? calloc(n, sizeof(*policies)) : NULL;
-    if (n && policies == NULL) {
-        srv_send_error(req, KV_ERR_NOMEM, NULL);
+    struct pol_access_policy *policies = bad == NULL && n ? calloc(n, sizeof(*policies)) : NULL;
+    if (bad != NULL || (n && policies == NULL)) {
+        free(tags.names);
+        free(tags.values);
+        if (bad != NULL)
+            srv_send_error(req, KV_ERR_ARM_BAD_REQUEST, bad);
+        else
+            srv_send_error(req, KV_ERR_NOMEM, NULL);
         return;
     }
     size_t i = 0;
@@ -354,8 +464,11 @@ static void vault_put(struct srv_req *req, const char *name)
     /* A new vault refuses a name that a deleted vault holds. */
     if (st == KV_OK)
         st = exists ? ks_vault_put(req->srv->ks, &v) : ks_vault_create(req->srv->ks, &v);
+    free(tags.names);
+    free(tags.values);
+    v.tags = NULL;
     /* A new vault starts with no access policies, whatever a purged namesake left. */
-    if (st == KV_OK && (list != NULL || !exists))
+    if (st == KV_OK && (cJSON_IsArray(list) || !exists))
         st = pol_policy_clear(req->srv->pol, name);
     for (i = 0; st == KV_OK && i < n; i++)
         st = pol_policy_put(req->srv->pol, &policies[i]);
@@ -374,10 +487,7 @@ static void vault_get(struct srv_req *req, const char *name)
 {
     struct ks_vault v;
     if (ks_vault_get(req->srv->ks, name, &v) != KV_OK) {
-        srv_send_errorf(req, KV_ERR_ARM_NOT_FOUND,
-                        "The Resource 'Microsoft.KeyVault/vaults/%.64s' under resource group "
-                        "'%.90s' was not found.",
-                        name, req->seg[3]);
+        vault_not_found(req, name);
         return;
     }
     srv_send_json(req, 200, vault_json(req, &v));
@@ -537,7 +647,7 @@ static cJSON *deleted_vault_json(struct srv_req *req, const struct ks_deleted_va
         !cJSON_AddStringToObject(props, "location", location) ||
         !cJSON_AddStringToObject(props, "deletionDate", when) ||
         !cJSON_AddStringToObject(props, "scheduledPurgeDate", purge) ||
-        !cJSON_AddObjectToObject(props, "tags") ||
+        !add_tags(req, props, d->vault.name, 1) ||
         !cJSON_AddBoolToObject(props, "purgeProtectionEnabled", d->vault.purge_protection)) {
         cJSON_Delete(o);
         return NULL;
@@ -684,9 +794,10 @@ static const char *const subscription_api_versions[] = {
     "2021-01-01", "2022-01-01", "2022-09-01", "2022-12-01",
 };
 
-/* 2015-01-01 answers ARM's first shape (one object); the later versions a list of clouds. */
+/* 1.0 (go-autorest's EnvironmentFromURL) and 2015-01-01 answer ARM's first shape (one
+ * object); the later versions a list of clouds. */
 static const char *const metadata_api_versions[] = {
-    "2015-01-01", "2018-01-01", "2019-05-01", "2020-06-01", "2022-09-01",
+    "1.0", "2015-01-01", "2018-01-01", "2019-05-01", "2020-06-01", "2022-09-01",
 };
 
 /* GET /metadata/endpoints: where this cloud's Resource Manager, sign-in and vaults are
@@ -700,7 +811,8 @@ static void cloud_metadata(struct srv_req *req)
     size_t len = strlen(base);
     snprintf(base + len, sizeof(base) - len, "/");
     snprintf(dns, sizeof(dns), "vault.localhost:%d", req->srv->https_port);
-    int first_shape = strcmp(srv_query_get(req, "api-version"), "2015-01-01") == 0;
+    const char *version = srv_query_get(req, "api-version");
+    int first_shape = strcmp(version, "1.0") == 0 || strcmp(version, "2015-01-01") == 0;
     cJSON *cloud = cJSON_CreateObject();
     cJSON *auth = cloud ? cJSON_AddObjectToObject(cloud, "authentication") : NULL;
     cJSON *auds = auth ? cJSON_AddArrayToObject(auth, "audiences") : NULL;
@@ -1066,6 +1178,7 @@ int srv_mgmt_endpoint(struct srv_req *req)
     req->operation = req->nseg == 10                  ? "VaultAccessPolicyUpdate"
                      : req->nseg == 7                 ? "VaultList"
                      : strcmp(method, "PUT") == 0     ? "VaultPut"
+                     : strcmp(method, "PATCH") == 0   ? "VaultPatch"
                      : strcmp(method, "DELETE") == 0  ? "VaultDelete"
                                                       : "VaultGet";
     if (authorize(req, strcmp(method, "GET") == 0 ? "Microsoft.KeyVault/vaults/read"
@@ -1082,7 +1195,9 @@ int srv_mgmt_endpoint(struct srv_req *req)
     if (req->nseg == 7 && strcmp(method, "GET") == 0) {
         vault_list(req, 0);
     } else if (req->nseg == 8 && strcmp(method, "PUT") == 0) {
-        vault_put(req, req->seg[7]);
+        vault_put(req, req->seg[7], 0);
+    } else if (req->nseg == 8 && strcmp(method, "PATCH") == 0) {
+        vault_put(req, req->seg[7], 1);
     } else if (req->nseg == 8 && strcmp(method, "GET") == 0) {
         vault_get(req, req->seg[7]);
     } else if (req->nseg == 8 && strcmp(method, "DELETE") == 0) {

@@ -116,7 +116,7 @@ def main():
             props = d["properties"]
             eq(props["vaultId"], f"{ARM}/sdv")
             eq(props["location"], "westeurope")
-            eq(props["tags"], {})
+            eq(props["tags"], {})  # made without tags
             eq(props["purgeProtectionEnabled"], False)
             deleted = iso(props["deletionDate"])
             check(before <= deleted <= before + 60, props)
@@ -164,6 +164,98 @@ def main():
                 eq(st, 400, err)
                 eq(err["error"]["code"], "LocationRequired")
             eq(mgmt("GET", f"{ARM}/badloc?{API}")[0], 404)
+
+        @runner.test
+        def tags_are_kept_replaced_by_put_and_patched():
+            base = {"location": "westeurope", "properties": {
+                "tenantId": TENANT, "sku": {"family": "A", "name": "standard"},
+                "softDeleteRetentionInDays": 7}}
+            st, _, body = mgmt("PUT", f"{ARM}/tagged?{API}", dict(base, tags={"team": "payments",
+                                                                               "env": "ci"}))
+            eq((st, body["tags"]), (201, {"team": "payments", "env": "ci"}), body)
+            st, _, body = mgmt("GET", f"{ARM}/tagged?{API}")
+            eq((st, body["tags"]), (200, {"team": "payments", "env": "ci"}), body)
+            st, _, body = mgmt("GET", f"/subscriptions/{SUB}/resources?$filter="
+                                      "resourceType%20eq%20'Microsoft.KeyVault%2Fvaults'&"
+                                      "api-version=2021-04-01")
+            eq(st, 200, body)
+            eq([r["tags"] for r in body["value"] if r["name"] == "tagged"],
+               [{"team": "payments", "env": "ci"}])
+            # PATCH: the tags it names replace the vault's; the rest stays
+            st, _, body = mgmt("PATCH", f"{ARM}/tagged?{API}", {"tags": {"team": "ledger"}})
+            eq((st, body["tags"]), (200, {"team": "ledger"}), body)
+            eq(body["properties"]["softDeleteRetentionInDays"], 7)
+            eq(body["location"], "westeurope")
+            # PATCH of a property keeps the tags
+            st, _, body = mgmt("PATCH", f"{ARM}/tagged?{API}",
+                               {"properties": {"enableRbacAuthorization": True}})
+            eq((st, body["tags"], body["properties"]["enableRbacAuthorization"]),
+               (200, {"team": "ledger"}, True), body)
+            # a deleted vault shows its tags, and its recovery keeps them
+            eq(mgmt("DELETE", f"{ARM}/tagged?{API}")[0], 200)
+            st, _, d = mgmt("GET", f"{DELETED}/locations/westeurope/deletedVaults/tagged?{API}")
+            eq((st, d["properties"]["tags"]), (200, {"team": "ledger"}), d)
+            st, _, body = mgmt("PUT", f"{ARM}/tagged?{API}", {"location": "westeurope", "properties": {
+                "createMode": "recover"}})
+            eq((st, body["tags"]), (200, {"team": "ledger"}), body)
+            # PUT replaces the whole resource: no tags given, none kept
+            st, _, body = mgmt("PUT", f"{ARM}/tagged?{API}", base)
+            eq((st, body["tags"]), (200, {}), body)
+            eq(mgmt("GET", f"{ARM}/tagged?{API}")[2]["tags"], {})
+
+        @runner.test
+        def bad_tags_are_refused_and_change_nothing():
+            base = {"location": "westeurope", "properties": {
+                "tenantId": TENANT, "sku": {"family": "A", "name": "standard"}}}
+            st, _, body = mgmt("PUT", f"{ARM}/badtags?{API}", dict(base, tags={"keep": "me"}))
+            eq(st, 201, body)
+            bad = [
+                (["a"], "object"),
+                ({"n": 1}, "not a string"),
+                ({"a/b": "x"}, "reserved characters"),
+                ({"a%b": "x"}, "reserved characters"),
+                ({"": "x"}, "empty"),
+                ({"n" * 513: "x"}, "512"),
+                ({"n": "v" * 257}, "256"),
+                ({"t%d" % i: "x" for i in range(51)}, "at most 50"),
+            ]
+            for tags, why in bad:
+                for method, name in (("PUT", "badtags"), ("PATCH", "badtags"), ("PUT", "newtags")):
+                    body = dict(base, tags=tags) if method == "PUT" else {"tags": tags}
+                    st, _, err = mgmt(method, f"{ARM}/{name}?{API}", body)
+                    eq(st, 400, (method, name, tags, err))
+                    eq(err["error"]["code"], "BadRequest", err)
+                    check(why in err["error"]["message"], (why, err))
+            eq(mgmt("GET", f"{ARM}/badtags?{API}")[2]["tags"], {"keep": "me"})
+            eq(mgmt("GET", f"{ARM}/newtags?{API}")[0], 404)
+            # the limits themselves are allowed
+            ok = {"t%d" % i: "v" * 256 for i in range(49)}
+            ok["n" * 512] = ""
+            st, _, body = mgmt("PATCH", f"{ARM}/badtags?{API}", {"tags": ok})
+            eq((st, body["tags"]), (200, ok), str(body)[:300])
+
+        @runner.test
+        def patch_needs_a_vault_and_a_well_formed_body():
+            st, _, err = mgmt("PATCH", f"{ARM}/nosuchvault?{API}", {"tags": {"a": "b"}})
+            eq((st, err["error"]["code"]), (404, "ResourceNotFound"), err)
+            check("nosuchvault" in err["error"]["message"], err)
+            eq(mgmt("GET", f"{ARM}/nosuchvault?{API}")[0], 404)
+            eq(put_vault("patched")[0], 201)
+            st, _, err = mgmt("PATCH", f"{ARM}/patched?{API}", {"properties": "x"})
+            eq((st, err["error"]["code"]), (400, "BadRequest"), err)
+            st, _, err = mgmt("PATCH", f"{ARM}/patched?{API}",
+                              {"properties": {"softDeleteRetentionInDays": 3}})
+            eq((st, err["error"]["code"]), (400, "BadRequest"), err)
+            # a PATCH needs no location, and keeps the access policies it does not name
+            st, _, body = mgmt("PATCH", f"{ARM}/patched?{API}",
+                               {"properties": {"softDeleteRetentionInDays": 30}})
+            eq(st, 200, body)
+            eq(body["properties"]["softDeleteRetentionInDays"], 30)
+            eq([p["objectId"] for p in body["properties"]["accessPolicies"]], [APP["objectId"]])
+            create_key("patched", "k")
+            # the PATCH is audited as VaultPatch
+            ops = [r["operationName"] for r in kv.audit_records()]
+            check("VaultPatch" in ops, ops[-10:])
 
         @runner.test
         def recover_needs_a_deleted_vault():
