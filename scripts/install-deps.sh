@@ -3,8 +3,8 @@
 #
 #   scripts/install-deps.sh          build and run the server
 #   scripts/install-deps.sh --test   also everything the test suite needs:
-#                                    the Python and JavaScript Azure SDKs, the Azure
-#                                    CLI, Chromium for the web view test, and
+#                                    the Python, JavaScript and Go Azure SDKs, the
+#                                    Azure CLI, Chromium for the web view test, and
 #                                    *.vault.localhost name resolution (libnss-myhostname)
 set -eu
 cd "$(dirname "$0")/.."
@@ -33,7 +33,8 @@ export DEBIAN_FRONTEND=noninteractive
 packages="build-essential cmake pkg-config dpkg-dev patch ca-certificates curl
           libcivetweb-dev liblmdb-dev lmdb-utils libcjson-dev libsodium-dev libssl-dev"
 if [ "$with_tests" -eq 1 ]; then
-    packages="$packages python3 python3-azure azure-cli libnss-myhostname chromium openssl clang libclang-rt-14-dev"
+    packages="$packages python3 python3-azure azure-cli libnss-myhostname chromium openssl clang libclang-rt-14-dev
+              golang-go golang-github-azure-azure-sdk-for-go-dev"
     # Node.js and npm for the JavaScript SDK tests: Debian's, unless the machine
     # already has a Node.js with npm (apt must not replace it).
     if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then

@@ -14,6 +14,7 @@
  *   GET  /{tenant}/discovery/v2.0/keys
  *   POST /{tenant}/oauth2/v2.0/token   grant_type=client_credentials, client_id,
  *                                      client_secret, scope=R/.default
+ *   POST /{tenant}/oauth2/token        the same in Entra's v1 shape, resource=R
  *
  * Errors are 400 JSON in the OAuth shape: the libraries read a 400 as "no
  * identity here" and never retry it, unlike a 5xx.
@@ -279,7 +280,43 @@ static void openid_configuration(struct srv_req *req, const char *tenant)
     srv_send_json(req, 200, ok ? doc : (cJSON_Delete(doc), NULL));
 }
 
-static void client_credentials(struct srv_req *req, const char *tenant)
+/* The token's audience from a v2.0 request's scope ("R/.default", the first scope only) or
+ * a v1 request's resource. Returns 0 and answers the error when there is none. */
+static int requested_audience(struct srv_req *req, const struct mi_params *p, int v1, char *aud,
+                              size_t size)
+{
+    if (v1) {
+        if (p->resource == NULL || p->resource[0] == '\0') {
+            send_aad_error(req, 400, "invalid_request",
+                           "AADSTS900144: The request body must contain the following "
+                           "parameter: 'resource'.");
+            return 0;
+        }
+        if (strlen(p->resource) >= size) {
+            send_aad_error(req, 400, "invalid_resource", "AADSTS500011: The resource is too long.");
+            return 0;
+        }
+        snprintf(aud, size, "%s", p->resource);
+        return 1;
+    }
+    /* the first scope names the audience; the whole list must end in one too */
+    size_t all = p->scope ? strlen(p->scope) : 0;
+    const char *space = all ? strchr(p->scope, ' ') : NULL;
+    size_t n = space ? (size_t)(space - p->scope) : all;
+    if (all < 10 || strcmp(p->scope + all - 9, "/.default") != 0 || n < 10 ||
+        strncmp(p->scope + n - 9, "/.default", 9) != 0 || n - 9 >= size) {
+        send_aad_error(req, 400, "invalid_scope",
+                       "AADSTS1002012: The scope must be a resource followed by /.default.");
+        return 0;
+    }
+    snprintf(aud, size, "%.*s", (int)(n - 9), p->scope);
+    return 1;
+}
+
+/* POST /{tenant}/oauth2/v2.0/token (MSAL) or /{tenant}/oauth2/token (v1: ADAL, go-autorest's
+ * adal), grant_type=client_credentials. v1 names the audience with resource= and answers
+ * its times as strings, with expires_on and resource. */
+static void client_credentials(struct srv_req *req, const char *tenant, int v1)
 {
     struct mi_params p = {0};
     size_t len = 0;
@@ -310,26 +347,28 @@ static void client_credentials(struct srv_req *req, const char *tenant)
                sodium_memcmp(p.client_secret, id->client_secret, strlen(id->client_secret)) != 0) {
         send_aad_error(req, 401, "invalid_client",
                        "AADSTS7000215: Invalid client secret provided.");
-    } else if (p.scope == NULL || strlen(p.scope) < 10 ||
-               strcmp(p.scope + strlen(p.scope) - 9, "/.default") != 0 ||
-               strlen(p.scope) - 9 >= sizeof(aud)) {
-        send_aad_error(req, 400, "invalid_scope",
-                       "AADSTS1002012: The scope must be a resource followed by /.default.");
-    } else {
-        /* the first scope only: "R/.default" */
-        const char *space = strchr(p.scope, ' ');
-        size_t n = (space ? (size_t)(space - p.scope) : strlen(p.scope)) - 9;
-        snprintf(aud, sizeof(aud), "%.*s", (int)n, p.scope);
+    } else if (requested_audience(req, &p, v1, aud, sizeof(aud))) {
         char *token = NULL;
         int64_t now = ks_now(), exp = 0;
         if (pol_token_issue(req->srv->pol, id, aud, now, &token, &exp) != KV_OK) {
             srv_send_error(req, KV_ERR_NOMEM, NULL);
         } else {
+            char expires_in[24], expires_on[24], not_before[24];
+            snprintf(expires_in, sizeof(expires_in), "%lld", (long long)(exp - now));
+            snprintf(expires_on, sizeof(expires_on), "%lld", (long long)exp);
+            snprintf(not_before, sizeof(not_before), "%lld", (long long)now);
             cJSON *doc = cJSON_CreateObject();
-            int ok = doc && cJSON_AddStringToObject(doc, "token_type", "Bearer") &&
-                     cJSON_AddNumberToObject(doc, "expires_in", (double)(exp - now)) &&
-                     cJSON_AddNumberToObject(doc, "ext_expires_in", (double)(exp - now)) &&
-                     cJSON_AddStringToObject(doc, "access_token", token);
+            int ok = doc && cJSON_AddStringToObject(doc, "token_type", "Bearer");
+            if (v1)
+                ok = ok && cJSON_AddStringToObject(doc, "expires_in", expires_in) &&
+                     cJSON_AddStringToObject(doc, "ext_expires_in", expires_in) &&
+                     cJSON_AddStringToObject(doc, "expires_on", expires_on) &&
+                     cJSON_AddStringToObject(doc, "not_before", not_before) &&
+                     cJSON_AddStringToObject(doc, "resource", aud);
+            else
+                ok = ok && cJSON_AddNumberToObject(doc, "expires_in", (double)(exp - now)) &&
+                     cJSON_AddNumberToObject(doc, "ext_expires_in", (double)(exp - now));
+            ok = ok && cJSON_AddStringToObject(doc, "access_token", token);
             sodium_memzero(token, strlen(token));
             free(token);
             kv_log(KV_LOG_DEBUG, "%s token issued to %s for %s", req->request_id, id->name, aud);
@@ -349,7 +388,11 @@ int srv_entra_endpoint(struct srv_req *req)
     const char *s1 = req->seg[1], *s2 = req->nseg > 2 ? req->seg[2] : "";
     if (req->nseg == 4 && strcmp(s1, "oauth2") == 0 && strcmp(s2, "v2.0") == 0 &&
         strcmp(req->seg[3], "token") == 0) {
-        client_credentials(req, tenant);
+        client_credentials(req, tenant, 0);
+        return 1;
+    }
+    if (req->nseg == 3 && strcmp(s1, "oauth2") == 0 && strcmp(s2, "token") == 0) {
+        client_credentials(req, tenant, 1);
         return 1;
     }
     if (req->nseg == 4 && strcmp(s1, "v2.0") == 0 && strcmp(s2, ".well-known") == 0 &&
