@@ -280,8 +280,9 @@ def main():
         @runner.test
         def az_keyvault_manages_vaults():
             made = az("keyvault", "create", "--name", "azv", "--resource-group", "rg",
-                      "--location", "westeurope", "--no-self-perms")
+                      "--location", "westeurope", "--no-self-perms", "--tags", "team=payments")
             eq(made["name"], "azv")
+            eq(made["tags"], {"team": "payments"})
             eq(made["location"], "westeurope")
             eq(made["properties"]["vaultUri"], f"https://azv.vault.localhost:{P}/")
             eq(made["properties"]["accessPolicies"], [])
@@ -311,6 +312,11 @@ def main():
             check(proc.returncode != 0 and "ForbiddenByRbac" in proc.stderr, proc.stderr[-2000:])
             upd = az("keyvault", "update", "--name", "azv", "--enable-rbac-authorization", "false")
             eq(upd["properties"]["enableRbacAuthorization"], False)
+            # az's update is a GET and a PUT of the whole vault: the tags go along
+            eq(upd["tags"], {"team": "payments"})
+            upd = az("keyvault", "update", "--name", "azv", "--set", "tags.tier=1")
+            eq(upd["tags"], {"team": "payments", "tier": "1"})
+            eq(az("keyvault", "show", "--name", "azv")["tags"], {"team": "payments", "tier": "1"})
 
             az("keyvault", "delete", "--name", "azv")
             check("azv" not in {v["name"] for v in az("keyvault", "list")})

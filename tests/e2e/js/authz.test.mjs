@@ -182,6 +182,7 @@ async function scenario() {
     const mgmt = arm(ciCred());
     const params = {
       location: "westeurope",
+      tags: { team: "payments" },
       properties: {
         tenantId: TENANT,
         sku: { family: "A", name: "standard" },
@@ -212,6 +213,7 @@ async function scenario() {
     assert.equal(got.properties.vaultUri, made.properties.vaultUri, "vaults.get vaultUri");
     assert.equal(got.properties.enablePurgeProtection, true, "vaults.get enablePurgeProtection");
     assert.equal(got.properties.tenantId, TENANT, "vaults.get tenantId");
+    assert.deepEqual(got.tags, { team: "payments" }, "vaults.get tags as created");
     const policyOids = (got.properties.accessPolicies ?? []).map((p) => p.objectId).sort();
     assert.deepEqual(policyOids, [CI.objectId, DISK.objectId].sort(), "vaults.get access policies");
 
@@ -235,6 +237,20 @@ async function scenario() {
     await expectRestError(mgmt.vaults.beginCreateOrUpdateAndWait(RG, "made", off, { updateIntervalInMs: 100 }), 400, undefined,
       "turning purge protection off");
     assert.equal((await mgmt.vaults.get(RG, "made")).properties.enablePurgeProtection, true, "still on");
+
+    // vaults.update is a PATCH: the tags it names replace the vault's, the rest stays.
+    const patchSince = rec.exchanges.length;
+    const patched = await mgmt.vaults.update(RG, "made", { tags: { team: "ledger", tier: "1" } });
+    assert.equal(rec.find(patchSince, "PATCH", /\/vaults\/made$/).length, 1, `one PATCH (saw ${rec.describe(patchSince)})`);
+    assert.deepEqual(patched.tags, { team: "ledger", tier: "1" }, "vaults.update tags");
+    assert.equal(patched.properties.enablePurgeProtection, true, "vaults.update keeps purge protection");
+    assert.deepEqual((await mgmt.vaults.get(RG, "made")).tags, { team: "ledger", tier: "1" }, "tags after the PATCH");
+    const retention = await mgmt.vaults.update(RG, "made", { properties: { softDeleteRetentionInDays: 30 } });
+    assert.equal(retention.properties.softDeleteRetentionInDays, 30, "vaults.update of a property");
+    assert.deepEqual(retention.tags, { team: "ledger", tier: "1" }, "a PATCH without tags keeps them");
+    // back to 7 days, which the soft-delete group below counts on
+    const back = await mgmt.vaults.update(RG, "made", { properties: { softDeleteRetentionInDays: 7 } });
+    assert.equal(back.properties.softDeleteRetentionInDays, 7, "retention back to 7 days");
   });
 
   await group("management plane: updateAccessPolicy remove -> disk-service's next unwrap 403; add -> works again", async () => {
