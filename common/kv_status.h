@@ -72,6 +72,9 @@ enum kv_status {
     KV_ERR_ARM_PURGE_NOT_ALLOWED,  /**< 405 MethodNotAllowed: purge under purge protection */
     KV_ERR_ARM_NO_SUBSCRIPTION,    /**< 404 SubscriptionNotFound */
     KV_ERR_ARM_NO_LOCATION,        /**< 400 LocationRequired: a vault PUT without one */
+    KV_ERR_ARM_NO_GROUP,           /**< 404 ResourceGroupNotFound */
+    KV_ERR_ARM_GROUP_LOCATION,     /**< 409 InvalidResourceGroupLocation: it is elsewhere */
+    KV_ERR_ARM_VAULT_EXISTS,       /**< 409 VaultAlreadyExists: another group holds the name */
 
     /* 500 */
     KV_ERR_NOMEM,    /**< allocation failed */

@@ -243,11 +243,15 @@ void ks_tags_clear(struct ks_tags *tags);
 /* ---- vaults ----------------------------------------------------------------- */
 
 #define KS_LOCATION_MAX 64 /**< an Azure region's name, e.g. "westeurope" */
+#define KS_GROUP_MAX    90 /**< a resource group's name */
 
 struct ks_vault {
     char name[KS_VAULT_NAME_MAX + 1]; /**< lowercase */
     char tenant_id[KS_TENANT_MAX + 1];
     char location[KS_LOCATION_MAX + 1]; /**< as created through ARM; "" when none was given */
+    /** The resource group it was created in through ARM, as named then; "" for a vault of
+     * the configuration file, which belongs to none. A write with "" keeps the stored one. */
+    char group[KS_GROUP_MAX + 1];
     int soft_delete;      /**< enableSoftDelete */
     int retention_days;   /**< softDeleteRetentionInDays, 7..90 */
     int purge_protection; /**< enablePurgeProtection */
@@ -389,6 +393,48 @@ enum kv_status ks_deleted_vault_recover(struct ks_env *env, const char *name,
  *   removed), KV_ERR_STORE.
  */
 enum kv_status ks_deleted_vault_purge(struct ks_env *env, const char *name) KV_MUST_CHECK;
+
+/* ---- resource groups -------------------------------------------------------- */
+
+/** A resource group: the management plane's container of vaults. */
+struct ks_group {
+    char name[KS_GROUP_MAX + 1];        /**< as created; matched case-insensitively */
+    char location[KS_LOCATION_MAX + 1]; /**< where it was created */
+    const struct ks_tags *tags; /**< in, for ks_group_put(): replaces the stored tags; NULL
+                                     keeps them. Reads leave it NULL. */
+};
+
+/** @brief Whether @p name is a resource group's name: 1..90 letters, digits, '_', '-', '.',
+ * '(' and ')' (any UTF-8 letter counts as a letter), not ending in '.'. */
+int ks_group_name_valid(const char *name);
+
+/**
+ * @brief Create a resource group, or update an existing one's tags.
+ * @param[out] created 1 when the group is new (may be NULL).
+ * @return KV_OK, KV_ERR_BAD_PARAM (bad name or location), KV_ERR_ARM_GROUP_LOCATION (it
+ *   exists in another location; nothing changed), KV_ERR_STORE, KV_ERR_NOMEM.
+ */
+enum kv_status ks_group_put(struct ks_env *env, const struct ks_group *group,
+                            int *created) KV_MUST_CHECK;
+
+/**
+ * @brief Read a resource group, and (@p tags not NULL) its tags, owned by the caller.
+ * @return KV_OK, KV_ERR_ARM_NO_GROUP, KV_ERR_STORE, KV_ERR_NOMEM.
+ */
+enum kv_status ks_group_get(struct ks_env *env, const char *name, struct ks_group *out,
+                            struct ks_tags *tags) KV_MUST_CHECK;
+
+/**
+ * @brief List resource groups in name order (lowercase), at most @p cap of them.
+ * @return how many there are (may exceed @p cap).
+ */
+size_t ks_group_list(struct ks_env *env, char (*names)[KS_GROUP_MAX + 1], size_t cap);
+
+/**
+ * @brief Remove a resource group's record. Its vaults are the caller's to delete first.
+ * @return KV_OK, KV_ERR_ARM_NO_GROUP, KV_ERR_STORE.
+ */
+enum kv_status ks_group_delete(struct ks_env *env, const char *name) KV_MUST_CHECK;
 
 /* ---- keys ------------------------------------------------------------------ */
 

@@ -589,6 +589,8 @@ void ks_vault_from_json(const cJSON *o, const char *lname, struct ks_vault *out)
     snprintf(v.tenant_id, sizeof(v.tenant_id), "%s", tid ? tid : "");
     const char *loc = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "location"));
     snprintf(v.location, sizeof(v.location), "%s", loc ? loc : "");
+    const char *group = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "resourceGroup"));
+    snprintf(v.group, sizeof(v.group), "%s", group ? group : "");
     v.soft_delete = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "enableSoftDelete"));
     v.purge_protection = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "enablePurgeProtection"));
     v.rbac = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "enableRbacAuthorization"));
@@ -625,12 +627,15 @@ enum kv_status ks_vault_write(struct ks_txn *tx, const struct ks_vault *vault)
 {
     if (!ks_vault_name_valid(vault->name) || vault->retention_days < 7 ||
         vault->retention_days > 90 || (vault->purge_protection && !vault->soft_delete) ||
-        memchr(vault->location, '\0', sizeof(vault->location)) == NULL)
+        memchr(vault->location, '\0', sizeof(vault->location)) == NULL ||
+        memchr(vault->group, '\0', sizeof(vault->group)) == NULL ||
+        (vault->group[0] != '\0' && !ks_group_name_valid(vault->group)))
         return KV_ERR_BAD_PARAM;
     struct ks_vault old;
     enum kv_status st = ks_vault_read(tx, vault->name, &old);
     if (st != KV_OK && st != KV_ERR_VAULT_NOT_FOUND)
         return st;
+    int exists = st == KV_OK;
     /* Purge protection cannot be turned off once on. */
     if (st == KV_OK && old.purge_protection && !vault->purge_protection)
         return KV_ERR_PURGE_PROTECTED;
@@ -658,6 +663,10 @@ enum kv_status ks_vault_write(struct ks_txn *tx, const struct ks_vault *vault)
         !cJSON_AddBoolToObject(o, "enablePurgeProtection", vault->purge_protection) ||
         !cJSON_AddBoolToObject(o, "enableRbacAuthorization", vault->rbac) ||
         (vault->location[0] != '\0' && !cJSON_AddStringToObject(o, "location", vault->location)))
+        goto out;
+    /* the group: the given one, else the stored one */
+    const char *group = vault->group[0] != '\0' ? vault->group : (exists ? old.group : "");
+    if (group[0] != '\0' && !cJSON_AddStringToObject(o, "resourceGroup", group))
         goto out;
     if (tags != NULL && cJSON_GetArraySize(tags) > 0) {
         if (!cJSON_AddItemToObject(o, "tags", tags))

@@ -47,6 +47,9 @@ int main(void)
     row(KV_ERR_ARM_NOT_FOUND, 404, "ResourceNotFound", NULL);
     row(KV_ERR_ARM_NO_SUBSCRIPTION, 404, "SubscriptionNotFound", NULL);
     row(KV_ERR_ARM_NO_LOCATION, 400, "LocationRequired", NULL);
+    row(KV_ERR_ARM_NO_GROUP, 404, "ResourceGroupNotFound", NULL);
+    row(KV_ERR_ARM_GROUP_LOCATION, 409, "InvalidResourceGroupLocation", NULL);
+    row(KV_ERR_ARM_VAULT_EXISTS, 409, "VaultAlreadyExists", NULL);
     CHECK(kv_status_info(KV_ERR_NOMEM)->http_status == 500);
     /* out-of-range values map to something printable */
     CHECK(kv_status_info((enum kv_status)9999) != NULL);

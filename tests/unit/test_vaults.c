@@ -298,6 +298,83 @@ static void tags_are_kept(void)
     CHECK(t.count == 0 && t.names == NULL);
 }
 
+static void resource_groups(void)
+{
+    CHECK(ks_group_name_valid("rg"));
+    CHECK(ks_group_name_valid("My_Group-1.(x)"));
+    CHECK(ks_group_name_valid("gr\xc3\xbcppe"));
+    CHECK(!ks_group_name_valid(""));
+    CHECK(!ks_group_name_valid("ends."));
+    CHECK(!ks_group_name_valid("a/b"));
+    CHECK(!ks_group_name_valid("a b"));
+    char longest[KS_GROUP_MAX + 2];
+    memset(longest, 'g', sizeof(longest) - 1);
+    longest[KS_GROUP_MAX] = '\0';
+    CHECK(ks_group_name_valid(longest));
+    longest[KS_GROUP_MAX] = 'g';
+    longest[KS_GROUP_MAX + 1] = '\0';
+    CHECK(!ks_group_name_valid(longest));
+
+    char *names[] = {"cost"}, *values[] = {"1"};
+    struct ks_tags tags = {1, names, values}, t = {0};
+    struct ks_group g = {.name = "Team-RG", .location = "westeurope", .tags = &tags}, got;
+    int created = 0;
+    CHECK_ST(ks_group_put(env, &g, &created), KV_OK);
+    CHECK(created);
+    CHECK_ST(ks_group_get(env, "team-rg", &got, &t), KV_OK);
+    CHECK_STR(got.name, "Team-RG"); /* the name as created, found in any case */
+    CHECK_STR(got.location, "westeurope");
+    CHECK(got.tags == NULL);
+    CHECK(t.count == 1 && strcmp(t.values[0], "1") == 0);
+    ks_tags_clear(&t);
+    /* again, in another case and without tags: no change, not created */
+    struct ks_group again = {.name = "TEAM-rg", .location = "WestEurope"};
+    CHECK_ST(ks_group_put(env, &again, &created), KV_OK);
+    CHECK(!created);
+    CHECK_ST(ks_group_get(env, "Team-RG", &got, &t), KV_OK);
+    CHECK_STR(got.name, "Team-RG");
+    CHECK(t.count == 1);
+    ks_tags_clear(&t);
+    /* a group stays where it was made */
+    struct ks_group moved = {.name = "team-rg", .location = "northeurope"};
+    CHECK_ST(ks_group_put(env, &moved, NULL), KV_ERR_ARM_GROUP_LOCATION);
+    CHECK_ST(ks_group_get(env, "team-rg", &got, NULL), KV_OK);
+    CHECK_STR(got.location, "westeurope");
+    struct ks_group bad = {.name = "a/b", .location = "westeurope"}, nowhere = {.name = "x"};
+    CHECK_ST(ks_group_put(env, &bad, NULL), KV_ERR_BAD_PARAM);
+    CHECK_ST(ks_group_put(env, &nowhere, NULL), KV_ERR_BAD_PARAM);
+    CHECK_ST(ks_group_get(env, "a/b", &got, NULL), KV_ERR_ARM_NO_GROUP);
+
+    /* groups are listed in name order, and are not vaults */
+    struct ks_group other = {.name = "alpha", .location = "westeurope"};
+    CHECK_ST(ks_group_put(env, &other, NULL), KV_OK);
+    char list[8][KS_GROUP_MAX + 1];
+    CHECK(ks_group_list(env, list, 8) == 2);
+    CHECK_STR(list[0], "alpha");
+    CHECK_STR(list[1], "team-rg");
+    CHECK(!listed("alpha") && !listed("team-rg"));
+
+    /* a vault keeps its group; a write that names none keeps it */
+    struct ks_vault v = vault("grouped", 1, 7, 0), gv;
+    snprintf(v.group, sizeof(v.group), "Team-RG");
+    CHECK_ST(ks_vault_create(env, &v), KV_OK);
+    CHECK_ST(ks_vault_get(env, "grouped", &gv), KV_OK);
+    CHECK_STR(gv.group, "Team-RG");
+    gv.group[0] = '\0';
+    gv.rbac = 1;
+    CHECK_ST(ks_vault_put(env, &gv), KV_OK);
+    CHECK_ST(ks_vault_get(env, "grouped", &gv), KV_OK);
+    CHECK_STR(gv.group, "Team-RG");
+    struct ks_vault badgroup = vault("badgroup", 1, 7, 0);
+    snprintf(badgroup.group, sizeof(badgroup.group), "no/such");
+    CHECK_ST(ks_vault_create(env, &badgroup), KV_ERR_BAD_PARAM);
+
+    CHECK_ST(ks_group_delete(env, "ALPHA"), KV_OK);
+    CHECK_ST(ks_group_delete(env, "alpha"), KV_ERR_ARM_NO_GROUP);
+    CHECK_ST(ks_group_get(env, "alpha", &got, NULL), KV_ERR_ARM_NO_GROUP);
+    CHECK(ks_group_list(env, list, 8) == 1);
+}
+
 static void persists(void)
 {
     ks_close(env);
@@ -315,6 +392,11 @@ static void persists(void)
     CHECK_ST(ks_vault_get(env, "pb", &v), KV_OK);
     CHECK_ST(ks_vault_get(env, "where", &v), KV_OK);
     CHECK_STR(v.location, "westeurope");
+    CHECK_ST(ks_vault_get(env, "grouped", &v), KV_OK);
+    CHECK_STR(v.group, "Team-RG");
+    struct ks_group group;
+    CHECK_ST(ks_group_get(env, "team-rg", &group, NULL), KV_OK);
+    CHECK_STR(group.location, "westeurope");
 }
 
 static void cleanup(void)
@@ -337,6 +419,7 @@ int main(void)
         paging();
         location_is_kept();
         tags_are_kept();
+        resource_groups();
         persists();
         ks_close(env);
     }
