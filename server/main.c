@@ -138,6 +138,20 @@ static enum kv_status apply_config(const struct srv_config *cfg, struct srv *srv
             return st;
         }
     }
+    /* The configuration file's vaults are in kvmock's own resource group. */
+    struct ks_group group;
+    st = ks_group_get(srv->ks, POL_RESOURCE_GROUP, &group, NULL);
+    if (st == KV_ERR_ARM_NO_GROUP) {
+        memset(&group, 0, sizeof(group));
+        snprintf(group.name, sizeof(group.name), "%s", POL_RESOURCE_GROUP);
+        snprintf(group.location, sizeof(group.location), "local");
+        st = ks_group_put(srv->ks, &group, NULL);
+    }
+    if (st != KV_OK) {
+        kv_log(KV_LOG_ERROR, "cannot store resource group '%s': %s", POL_RESOURCE_GROUP,
+               kv_status_name(st));
+        return st;
+    }
     return KV_OK;
 }
 

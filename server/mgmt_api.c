@@ -1,6 +1,7 @@
 /*
  * The management plane, in Azure Resource Manager's shapes, on the HTTPS port:
  *
+ *   {PUT,PATCH,GET,HEAD,DELETE} /subscriptions/S/resourcegroups/G   (and GET of the list)
  *   {PUT,PATCH,GET,DELETE} /subscriptions/S/resourceGroups/G/providers/Microsoft.KeyVault/vaults/V
  *   GET              /subscriptions/S/resourceGroups/G/providers/Microsoft.KeyVault/vaults
  *   PUT              .../vaults/V/accessPolicies/{add|replace|remove}
@@ -12,7 +13,10 @@
  *   GET              /subscriptions/S[/resourceGroups/G]/resources, .../vaults, .../managedHSMs
  *   GET              /metadata/endpoints              (the cloud's endpoints, no token)
  *
- * Any subscription, resource group and location is accepted. Callers need a token
+ * Any subscription and location is accepted. A vault is in the resource group it was
+ * created in (one that does not exist yet is created with it); the configuration
+ * file's vaults are in POL_RESOURCE_GROUP, and answer through any group's path too.
+ * Deleting a group deletes its vaults. Callers need a token
  * for https://management.azure.com from an identity with `manage`; the lists of
  * subscriptions and tenants answer any identity (an empty list of subscriptions
  * to one that may not manage), and the cloud metadata needs no token.
@@ -151,11 +155,38 @@ static cJSON *policies_json(struct srv_req *req, const char *vault)
 
 /* The vault's ARM id: the request's subscription and resource group (kvmock keeps
  * neither: any are accepted), or kvmock's own group for a subscription-wide list. */
-static void vault_id(const struct srv_req *req, const char *name, char *out, size_t cap)
+/* The resource group a request's path names, or NULL. */
+static const char *path_group(const struct srv_req *req)
 {
-    int in_group = req->nseg >= 4 && strcasecmp(req->seg[2], "resourceGroups") == 0;
+    return req->nseg >= 4 && strcasecmp(req->seg[2], "resourceGroups") == 0 ? req->seg[3] : NULL;
+}
+
+/* A vault's resource group: the one it was created in; POL_RESOURCE_GROUP for a vault of
+ * the configuration file. */
+static const char *vault_group(const struct ks_vault *v)
+{
+    return v->group[0] != '\0' ? v->group : POL_RESOURCE_GROUP;
+}
+
+/* Whether the path (of one vault) reaches vault @p v: through its own group; a vault of
+ * the configuration file through any group, as before kvmock kept groups. */
+static int in_path_group(const struct srv_req *req, const struct ks_vault *v)
+{
+    const char *group = path_group(req);
+    return v->group[0] == '\0' || group == NULL || strcasecmp(v->group, group) == 0;
+}
+
+/* Whether a list of the path's group (or of the subscription) shows vault @p v. */
+static int listed_in_path_group(const struct srv_req *req, const struct ks_vault *v)
+{
+    const char *group = path_group(req);
+    return group == NULL || strcasecmp(vault_group(v), group) == 0;
+}
+
+static void vault_id(const struct srv_req *req, const struct ks_vault *v, char *out, size_t cap)
+{
     snprintf(out, cap, "/subscriptions/%s/resourceGroups/%s/providers/Microsoft.KeyVault/vaults/%s",
-             req->seg[1], in_group ? req->seg[3] : POL_RESOURCE_GROUP, name);
+             req->seg[1], vault_group(v), v->name);
 }
 
 /* Add the tags of vault @p name (@p deleted: as it was deleted) to @p o as "tags". */
@@ -174,7 +205,7 @@ static int add_tags(struct srv_req *req, cJSON *o, const char *name, int deleted
 static cJSON *vault_resource_json(struct srv_req *req, const struct ks_vault *v)
 {
     char id[1024];
-    vault_id(req, v->name, id, sizeof(id));
+    vault_id(req, v, id, sizeof(id));
     cJSON *o = cJSON_CreateObject();
     if (o == NULL || !cJSON_AddStringToObject(o, "id", id) ||
         !cJSON_AddStringToObject(o, "name", v->name) ||
@@ -335,6 +366,25 @@ static void vault_not_found(struct srv_req *req, const char *name)
                     name, req->seg[3]);
 }
 
+/* Create resource group @p name in @p location unless it exists; @p canonical gets its name
+ * as it was created. */
+static enum kv_status group_ensure(struct srv_req *req, const char *name, const char *location,
+                                   char canonical[KS_GROUP_MAX + 1])
+{
+    struct ks_group g;
+    enum kv_status st = ks_group_get(req->srv->ks, name, &g, NULL);
+    snprintf(canonical, KS_GROUP_MAX + 1, "%s", st == KV_OK ? g.name : name);
+    if (st != KV_ERR_ARM_NO_GROUP)
+        return st;
+    memset(&g, 0, sizeof(g));
+    snprintf(g.name, sizeof(g.name), "%s", name);
+    snprintf(g.location, sizeof(g.location), "%s", location);
+    st = ks_group_put(req->srv->ks, &g, NULL);
+    if (st == KV_OK)
+        kv_log(KV_LOG_INFO, "resource group '%s' created for a vault by %s", name, req->who.oid);
+    return st;
+}
+
 /* Check the shape of a vault PUT or PATCH body; 0 when it answered 400. */
 static int vault_body_ok(struct srv_req *req, const char *name, int patch)
 {
@@ -398,8 +448,20 @@ static void vault_put(struct srv_req *req, const char *name, int patch)
     }
     struct ks_vault old, v = {0};
     int exists = ks_vault_get(req->srv->ks, name, &old) == KV_OK;
-    if (patch && !exists) {
+    const char *group = path_group(req);
+    if ((patch && !exists) || (patch && !in_path_group(req, &old))) {
         vault_not_found(req, name);
+        return;
+    }
+    if (exists && !in_path_group(req, &old)) {
+        srv_send_errorf(req, KV_ERR_ARM_VAULT_EXISTS,
+                        "The vault name '%.64s' is already in use. Vault names are globally "
+                        "unique so it is possible that the name is already taken.", name);
+        return;
+    }
+    if (!exists && !ks_group_name_valid(group)) {
+        srv_send_errorf(req, KV_ERR_ARM_BAD_REQUEST, "The resource group name '%.100s' is invalid.",
+                        group ? group : "");
         return;
     }
     const cJSON *tags_in = cJSON_GetObjectItemCaseSensitive(req->body, "tags");
@@ -412,6 +474,8 @@ static void vault_put(struct srv_req *req, const char *name, int patch)
         v.tags = &tags; /* none */
     }
     snprintf(v.name, sizeof(v.name), "%s", name);
+    if (!exists) /* an existing vault keeps its group ("" keeps it) */
+        snprintf(v.group, sizeof(v.group), "%s", group);
     /* a vault stays where it was made (one from the configuration has no place yet) */
     snprintf(v.location, sizeof(v.location), "%s",
              exists && (patch || old.location[0] != '\0') ? old.location : location);
@@ -438,6 +502,13 @@ static void vault_put(struct srv_req *req, const char *name, int patch)
     else if (exists && old.purge_protection && !v.purge_protection)
         bad = "The property \"enablePurgeProtection\" cannot be set to false. Enabling the purge "
               "protection for a vault is an irreversible action.";
+    /* as in Azure, soft delete once on stays on, with the retention it was given */
+    else if (exists && old.soft_delete && !v.soft_delete)
+        bad = "The property \"enableSoftDelete\" cannot be set to false. Enabling the soft "
+              "delete for a vault is an irreversible action.";
+    else if (exists && old.soft_delete && v.retention_days != old.retention_days)
+        bad = "The property \"softDeleteRetentionInDays\" has been set already and it cannot "
+              "be modified.";
     /* The access policies in the body replace the vault's, all checked first. */
     const cJSON *list = cJSON_GetObjectItemCaseSensitive(props, "accessPolicies");
     if (bad == NULL && list != NULL && !cJSON_IsNull(list) && !cJSON_IsArray(list))
@@ -461,7 +532,11 @@ static void vault_put(struct srv_req *req, const char *name, int patch)
         if (st != KV_OK)
             break;
     }
-    /* A new vault refuses a name that a deleted vault holds. */
+    /* A new vault's group comes into being with it, if need be (kvmock does not ask
+     * for the group first, as Azure does). A new vault refuses a name that a deleted
+     * vault holds. */
+    if (st == KV_OK && !exists)
+        st = group_ensure(req, group, v.location, v.group);
     if (st == KV_OK)
         st = exists ? ks_vault_put(req->srv->ks, &v) : ks_vault_create(req->srv->ks, &v);
     free(tags.names);
@@ -486,33 +561,46 @@ static void vault_put(struct srv_req *req, const char *name, int patch)
 static void vault_get(struct srv_req *req, const char *name)
 {
     struct ks_vault v;
-    if (ks_vault_get(req->srv->ks, name, &v) != KV_OK) {
+    if (ks_vault_get(req->srv->ks, name, &v) != KV_OK || !in_path_group(req, &v)) {
         vault_not_found(req, name);
         return;
     }
     srv_send_json(req, 200, vault_json(req, &v));
 }
 
-static void vault_delete(struct srv_req *req, const char *name)
+/* Delete vault @p v: to the deleted state with soft delete, else at once. */
+static enum kv_status delete_vault(struct srv_req *req, const struct ks_vault *v)
 {
     char id[1024];
-    vault_id(req, name, id, sizeof(id));
+    vault_id(req, v, id, sizeof(id));
     struct ks_deleted_vault d;
-    enum kv_status st = ks_vault_soft_delete(req->srv->ks, name, id, &d);
+    enum kv_status st = ks_vault_soft_delete(req->srv->ks, v->name, id, &d);
+    /* A vault removed at once takes its access policies along; a deleted one
+     * keeps them for its recovery (they go when it is purged). */
+    if (st == KV_OK && d.deleted_date == 0)
+        st = pol_policy_clear(req->srv->pol, v->name);
+    if (st == KV_OK)
+        kv_log(KV_LOG_INFO, "vault '%s' %s by %s", v->name,
+               d.deleted_date ? "soft-deleted" : "deleted", req->who.oid);
+    return st;
+}
+
+static void vault_delete(struct srv_req *req, const char *name)
+{
+    struct ks_vault v;
+    enum kv_status st = ks_vault_get(req->srv->ks, name, &v);
+    if (st == KV_OK && !in_path_group(req, &v))
+        st = KV_ERR_VAULT_NOT_FOUND; /* not in this group: nothing to delete here */
+    if (st == KV_OK)
+        st = delete_vault(req, &v);
     if (st == KV_ERR_VAULT_NOT_FOUND) {
         srv_send_empty(req, 204);
         return;
     }
-    /* A vault removed at once takes its access policies along; a deleted one
-     * keeps them for its recovery (they go when it is purged). */
-    if (st == KV_OK && d.deleted_date == 0)
-        st = pol_policy_clear(req->srv->pol, name);
     if (st != KV_OK) {
         srv_send_error(req, st == KV_ERR_BAD_PARAM ? KV_ERR_ARM_BAD_REQUEST : st, NULL);
         return;
     }
-    kv_log(KV_LOG_INFO, "vault '%s' %s by %s", name, d.deleted_date ? "soft-deleted" : "deleted",
-           req->who.oid);
     srv_send_empty(req, 200);
 }
 
@@ -525,7 +613,7 @@ static void vault_list(struct srv_req *req, int as_resources)
     cJSON *value = doc ? cJSON_AddArrayToObject(doc, "value") : NULL;
     for (size_t i = 0; value != NULL && i < n && i < 256; i++) {
         struct ks_vault v;
-        if (ks_vault_get(req->srv->ks, names[i], &v) != KV_OK)
+        if (ks_vault_get(req->srv->ks, names[i], &v) != KV_OK || !listed_in_path_group(req, &v))
             continue;
         cJSON *item = as_resources ? vault_resource_json(req, &v) : vault_json(req, &v);
         if (item != NULL)
@@ -540,7 +628,7 @@ static void access_policies(struct srv_req *req, const char *name, const char *k
 {
     char why[256] = "";
     struct ks_vault v;
-    if (ks_vault_get(req->srv->ks, name, &v) != KV_OK) {
+    if (ks_vault_get(req->srv->ks, name, &v) != KV_OK || !in_path_group(req, &v)) {
         srv_send_errorf(req, KV_ERR_ARM_NOT_FOUND,
                         "The Resource 'Microsoft.KeyVault/vaults/%.64s' was not found.", name);
         return;
@@ -606,7 +694,7 @@ static void access_policies(struct srv_req *req, const char *name, const char *k
     }
     kv_log(KV_LOG_INFO, "vault '%s' access policies: %s by %s", name, kind, req->who.oid);
     char id[1100];
-    vault_id(req, name, id, sizeof(id) - 40);
+    vault_id(req, &v, id, sizeof(id) - 40);
     size_t len = strlen(id);
     snprintf(id + len, sizeof(id) - len, "/accessPolicies/%s", kind);
     cJSON *doc = cJSON_CreateObject();
@@ -934,7 +1022,9 @@ static void subscriptions_and_tenants(struct srv_req *req)
 }
 
 static const char *const resources_api_versions[] = {
-    "2015-11-01", "2016-09-01", "2019-10-01", "2020-06-01", "2021-04-01", "2022-09-01",
+    "2015-11-01", "2016-09-01", "2019-05-01", "2019-07-01", "2019-10-01", "2020-06-01",
+    "2020-10-01", "2021-01-01", "2021-04-01", "2022-09-01", "2023-07-01", "2024-03-01",
+    "2024-07-01", "2024-11-01",
 };
 
 /* GET .../resources[?$filter=resourceType eq 'T']: kvmock's resources are its vaults.
@@ -1001,6 +1091,188 @@ static int collection(struct srv_req *req, const char *scope)
     else
         vault_list(req, 0);
     return 1;
+}
+
+/* ---- resource groups --------------------------------------------------------------------------- */
+
+static cJSON *group_json(const struct srv_req *req, const struct ks_group *g,
+                         const struct ks_tags *t)
+{
+    char id[200];
+    snprintf(id, sizeof(id), "/subscriptions/%s/resourceGroups/%s", req->seg[1], g->name);
+    cJSON *o = cJSON_CreateObject();
+    cJSON *tags = o ? cJSON_AddObjectToObject(o, "tags") : NULL;
+    cJSON *props = tags ? cJSON_AddObjectToObject(o, "properties") : NULL;
+    int ok = props && cJSON_AddStringToObject(o, "id", id) &&
+             cJSON_AddStringToObject(o, "name", g->name) &&
+             cJSON_AddStringToObject(o, "type", "Microsoft.Resources/resourceGroups") &&
+             cJSON_AddStringToObject(o, "location", g->location) &&
+             cJSON_AddStringToObject(props, "provisioningState", "Succeeded");
+    for (size_t i = 0; ok && i < t->count; i++)
+        ok = cJSON_AddStringToObject(tags, t->names[i], t->values[i]) != NULL;
+    if (!ok) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+static void group_not_found(struct srv_req *req, const char *name)
+{
+    srv_send_errorf(req, KV_ERR_ARM_NO_GROUP, "Resource group '%.100s' could not be found.", name);
+}
+
+/* Answer group @p name with @p status: 200, or 201 when just created. */
+static void group_answer(struct srv_req *req, const char *name, int status)
+{
+    struct ks_group g;
+    struct ks_tags t = {0};
+    enum kv_status st = ks_group_get(req->srv->ks, name, &g, &t);
+    if (st == KV_ERR_ARM_NO_GROUP)
+        group_not_found(req, name);
+    else if (st != KV_OK)
+        srv_send_error(req, st, NULL);
+    else
+        srv_send_json(req, status, group_json(req, &g, &t));
+    ks_tags_clear(&t);
+}
+
+/* PUT (create, or replace the tags) or PATCH (the tags it names) a resource group. */
+static void group_put(struct srv_req *req, const char *name, int patch)
+{
+    if (srv_read_json_body(req) != KV_OK) {
+        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST, "The request body is not a JSON object.");
+        return;
+    }
+    struct ks_group g = {0}, old;
+    int exists = ks_group_get(req->srv->ks, name, &old, NULL) == KV_OK;
+    const cJSON *loc = cJSON_GetObjectItemCaseSensitive(req->body, "location");
+    const char *location = cJSON_GetStringValue(loc);
+    if (patch && !exists) {
+        group_not_found(req, name);
+        return;
+    }
+    if (!patch && (loc == NULL || cJSON_IsNull(loc))) {
+        srv_send_error(req, KV_ERR_ARM_NO_LOCATION, NULL);
+        return;
+    }
+    if (!patch && (location == NULL || location[0] == '\0' || strlen(location) > KS_LOCATION_MAX)) {
+        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST,
+                       "The 'location' must be a region's name of at most 64 characters.");
+        return;
+    }
+    if (!ks_group_name_valid(name)) {
+        srv_send_errorf(req, KV_ERR_ARM_BAD_REQUEST,
+                        "Resource group name '%.100s' is invalid: 1-90 letters, digits, '_', '-', "
+                        "'.', '(' and ')', not ending in '.'.", name);
+        return;
+    }
+    snprintf(g.name, sizeof(g.name), "%s", name);
+    snprintf(g.location, sizeof(g.location), "%s", patch ? old.location : location);
+    const cJSON *tags_in = cJSON_GetObjectItemCaseSensitive(req->body, "tags");
+    struct ks_tags tags = {0};
+    if (tags_in != NULL && !cJSON_IsNull(tags_in) && !parse_tags(req, tags_in, &tags))
+        return;
+    if (!patch || (tags_in != NULL && !cJSON_IsNull(tags_in)))
+        g.tags = &tags; /* a PUT replaces them: none given, none kept */
+    int created = 0;
+    enum kv_status st = ks_group_put(req->srv->ks, &g, &created);
+    free(tags.names);
+    free(tags.values);
+    if (st == KV_ERR_ARM_GROUP_LOCATION)
+        srv_send_errorf(req, st,
+                        "Invalid resource group location '%.64s'. The Resource group already "
+                        "exists in location '%.64s'.",
+                        location, old.location);
+    else if (st != KV_OK)
+        srv_send_error(req, st, NULL);
+    else
+        group_answer(req, name, created ? 201 : 200);
+}
+
+/* DELETE a resource group: its vaults first (each as a vault DELETE does it), then the group. */
+static void group_delete(struct srv_req *req, const char *name)
+{
+    struct ks_group g;
+    enum kv_status st = ks_group_get(req->srv->ks, name, &g, NULL);
+    if (st == KV_ERR_ARM_NO_GROUP) {
+        group_not_found(req, name);
+        return;
+    }
+    char(*names)[KS_VAULT_NAME_MAX + 1] = st == KV_OK ? calloc(256, sizeof(*names)) : NULL;
+    if (st == KV_OK && names == NULL)
+        st = KV_ERR_NOMEM;
+    size_t n = names ? ks_vault_list(req->srv->ks, names, 256) : 0;
+    for (size_t i = 0; st == KV_OK && i < n && i < 256; i++) {
+        struct ks_vault v;
+        if (ks_vault_get(req->srv->ks, names[i], &v) == KV_OK &&
+            strcasecmp(vault_group(&v), name) == 0)
+            st = delete_vault(req, &v);
+    }
+    free(names);
+    if (st == KV_OK)
+        st = ks_group_delete(req->srv->ks, name);
+    if (st != KV_OK && st != KV_ERR_ARM_NO_GROUP) {
+        srv_send_error(req, st, NULL);
+        return;
+    }
+    kv_log(KV_LOG_INFO, "resource group '%s' deleted by %s", name, req->who.oid);
+    srv_send_empty(req, 200);
+}
+
+static void group_list(struct srv_req *req)
+{
+    char(*names)[KS_GROUP_MAX + 1] = calloc(256, sizeof(*names));
+    size_t n = names ? ks_group_list(req->srv->ks, names, 256) : 0;
+    cJSON *doc = names ? cJSON_CreateObject() : NULL;
+    cJSON *value = doc ? cJSON_AddArrayToObject(doc, "value") : NULL;
+    for (size_t i = 0; value != NULL && i < n && i < 256; i++) {
+        struct ks_group g;
+        struct ks_tags t = {0};
+        if (ks_group_get(req->srv->ks, names[i], &g, &t) == KV_OK) {
+            cJSON *item = group_json(req, &g, &t);
+            if (item != NULL)
+                cJSON_AddItemToArray(value, item);
+        }
+        ks_tags_clear(&t);
+    }
+    free(names);
+    srv_send_json(req, 200, value ? doc : (cJSON_Delete(doc), NULL));
+}
+
+/* /subscriptions/S/resourcegroups[/G]: what `az group` and the resources clients ask for. */
+static void groups_endpoint(struct srv_req *req, const char *scope)
+{
+    const char *method = req->ri->request_method;
+    int one = req->nseg == 4, get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    int del = strcmp(method, "DELETE") == 0;
+    req->operation = !one ? "ResourceGroupList"
+                     : get ? "ResourceGroupGet"
+                     : del ? "ResourceGroupDelete"
+                           : "ResourceGroupPut";
+    if (authorize(req, get ? "Microsoft.Resources/subscriptions/resourceGroups/read"
+                     : del ? "Microsoft.Resources/subscriptions/resourceGroups/delete"
+                           : "Microsoft.Resources/subscriptions/resourceGroups/write",
+                  scope) != KV_OK)
+        return;
+    if (!API_VERSION_OK(req, resources_api_versions, "Microsoft.Resources (use 2021-04-01)"))
+        return;
+    const char *name = one ? req->seg[3] : NULL;
+    struct ks_group g;
+    if (!one && strcmp(method, "GET") == 0 && srv_query_get(req, "$filter") != NULL)
+        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST, "kvmock lists resource groups unfiltered.");
+    else if (!one && strcmp(method, "GET") == 0)
+        group_list(req);
+    else if (one && strcmp(method, "GET") == 0)
+        group_answer(req, name, 200);
+    else if (one && strcmp(method, "HEAD") == 0)
+        srv_send_empty(req, ks_group_get(req->srv->ks, name, &g, NULL) == KV_OK ? 204 : 404);
+    else if (one && (strcmp(method, "PUT") == 0 || strcmp(method, "PATCH") == 0))
+        group_put(req, name, strcmp(method, "PATCH") == 0);
+    else if (one && del)
+        group_delete(req, name);
+    else
+        srv_send_error(req, KV_ERR_METHOD_NOT_ALLOWED, NULL);
 }
 
 /* ---- role assignments ------------------------------------------------------------------------ */
@@ -1167,6 +1439,10 @@ int srv_mgmt_endpoint(struct srv_req *req)
     char scope[1024];
     join(req, req->nseg, scope, sizeof(scope));
     const char *method = req->ri->request_method;
+    if ((req->nseg == 3 || req->nseg == 4) && seg_is(req, 2, "resourceGroups")) {
+        groups_endpoint(req, scope);
+        return 1;
+    }
     if (collection(req, scope))
         return 1;
     if (req->nseg >= 5 && seg_is(req, 2, "providers") && seg_is(req, 3, "Microsoft.KeyVault")) {

@@ -174,11 +174,15 @@ def main():
                                  f"VAULTS%27&api-version=2021-04-01")
             eq(st, 200, doc)
             check("default" in [r["name"] for r in doc["value"]], doc)
-            st, doc = arm("GET", f"/subscriptions/{SUB}/resourceGroups/any/resources?"
+            # a group's resources: the configuration file's vaults are in group kvmock
+            st, doc = arm("GET", f"/subscriptions/{SUB}/resourceGroups/kvmock/resources?"
                                  f"api-version=2021-04-01")
             eq(st, 200, doc)
-            check(any(r["id"].endswith("/resourceGroups/any/providers/Microsoft.KeyVault/"
-                                       "vaults/default") for r in doc["value"]), doc)
+            check(any(r["id"] == f"/subscriptions/{SUB}/resourceGroups/kvmock/providers/"
+                                 "Microsoft.KeyVault/vaults/default" for r in doc["value"]), doc)
+            st, doc = arm("GET", f"/subscriptions/{SUB}/resourceGroups/any/resources?"
+                                 f"api-version=2021-04-01")
+            eq((st, doc["value"]), (200, []), doc)
             # the vaults of the subscription, whole
             st, doc = arm("GET", f"/subscriptions/{SUB}/providers/Microsoft.KeyVault/vaults?{ARM_API}")
             eq(st, 200, doc)
@@ -323,7 +327,7 @@ def main():
             deleted = az("keyvault", "list-deleted")
             eq([d["name"] for d in deleted], ["azv"])
             eq(az("keyvault", "show-deleted", "--name", "azv")["properties"]["vaultId"],
-               f"/subscriptions/{SUB}/resourceGroups/kvmock/providers/Microsoft.KeyVault/vaults/azv")
+               f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/azv")
             eq(deleted[0]["properties"]["location"], "westeurope")
             back = az("keyvault", "recover", "--name", "azv")
             eq((back["name"], back["location"]), ("azv", "westeurope"))
@@ -334,6 +338,38 @@ def main():
             az("keyvault", "delete", "--name", "azv")
             az("keyvault", "purge", "--name", "azv")
             eq(az("keyvault", "list-deleted"), [])
+
+        @runner.test
+        def az_group_holds_vaults():
+            eq(az("group", "exists", "--name", "team-rg"), False)
+            made = az("group", "create", "--name", "team-rg", "--location", "northeurope",
+                      "--tags", "cost=1")
+            eq((made["name"], made["location"], made["tags"]), ("team-rg", "northeurope", {"cost": "1"}))
+            eq(made["id"], f"/subscriptions/{SUB}/resourceGroups/team-rg")
+            eq(made["properties"]["provisioningState"], "Succeeded")
+            eq(az("group", "exists", "--name", "team-rg"), True)
+            eq(az("group", "show", "--name", "TEAM-RG")["name"], "team-rg")
+            check("team-rg" in {g["name"] for g in az("group", "list")})
+            # without --location, az takes the group's
+            vault = az("keyvault", "create", "--name", "teamv", "--resource-group", "team-rg",
+                       "--no-self-perms")
+            eq(vault["location"], "northeurope")
+            eq(vault["id"], f"/subscriptions/{SUB}/resourceGroups/team-rg/providers/"
+                            "Microsoft.KeyVault/vaults/teamv")
+            eq([v["name"] for v in az("keyvault", "list", "--resource-group", "team-rg")], ["teamv"])
+            # another group does not hold it
+            proc = az("keyvault", "show", "--name", "teamv", "--resource-group", "rg", ok=False)
+            check(proc.returncode != 0 and "ResourceNotFound" in proc.stderr, proc.stderr[-2000:])
+            # a group moves nowhere
+            proc = az("group", "create", "--name", "team-rg", "--location", "westeurope", ok=False)
+            check(proc.returncode != 0 and "InvalidResourceGroupLocation" in proc.stderr,
+                  proc.stderr[-2000:])
+            # deleting the group deletes its vaults (soft delete: they can be recovered)
+            az("group", "delete", "--name", "team-rg", "--yes")
+            eq(az("group", "exists", "--name", "team-rg"), False)
+            check("teamv" not in {v["name"] for v in az("keyvault", "list")})
+            eq([d["name"] for d in az("keyvault", "list-deleted")], ["teamv"])
+            az("keyvault", "purge", "--name", "teamv")
 
         @runner.test
         def az_rest_assigns_a_role_on_an_rbac_vault():
@@ -363,7 +399,8 @@ def main():
             ops = {(r["operationName"], r["properties"]["httpStatusCode"])
                    for r in kv.audit_records()}
             for want in (("SubscriptionList", 200), ("SubscriptionGet", 404), ("TenantList", 200),
-                         ("ResourceList", 200), ("ManagedHsmList", 200), ("VaultPut", 201)):
+                         ("ResourceList", 200), ("ManagedHsmList", 200), ("VaultPut", 201),
+                         ("ResourceGroupPut", 201), ("ResourceGroupDelete", 200)):
                 check(want in ops, f"{want} audited")
 
         try:

@@ -1,6 +1,6 @@
 """The Azure SDK for Go against kvmock, unmodified: Debian's
 golang-github-azure-azure-sdk-for-go (Key Vault 7.1 data plane, the
-Microsoft.KeyVault 2019-09-01 management client) and go-autorest's
+Microsoft.KeyVault 2019-09-01 management client, resource groups) and go-autorest's
 authorizers, as a Go program would use them. The Go tests are in go/; this
 driver builds them once and runs them under each way a Go program signs in:
 

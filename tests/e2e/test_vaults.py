@@ -150,7 +150,7 @@ def main():
             st, _, body = mgmt("GET", f"{ARM}/loc?{API}")
             eq((st, body["location"]), (200, "northeurope"), body)
             # an update names another region: the vault stays where it is, as in Azure
-            st, _, body = put_vault("loc", days=30)
+            st, _, body = put_vault("loc", days=90)
             eq((st, body["location"]), (200, "northeurope"), body)
             for bad in (7, "", "x" * 65, {"name": "westeurope"}):
                 st, _, body = mgmt("PUT", f"{ARM}/badloc?{API}", {"location": bad, "properties": {
@@ -248,14 +248,125 @@ def main():
             eq((st, err["error"]["code"]), (400, "BadRequest"), err)
             # a PATCH needs no location, and keeps the access policies it does not name
             st, _, body = mgmt("PATCH", f"{ARM}/patched?{API}",
-                               {"properties": {"softDeleteRetentionInDays": 30}})
+                               {"properties": {"enableRbacAuthorization": False}})
             eq(st, 200, body)
-            eq(body["properties"]["softDeleteRetentionInDays"], 30)
+            eq(body["properties"]["softDeleteRetentionInDays"], 7)
             eq([p["objectId"] for p in body["properties"]["accessPolicies"]], [APP["objectId"]])
             create_key("patched", "k")
             # the PATCH is audited as VaultPatch
             ops = [r["operationName"] for r in kv.audit_records()]
             check("VaultPatch" in ops, ops[-10:])
+
+        @runner.test
+        def soft_delete_and_its_retention_cannot_be_undone():
+            eq(put_vault("keepsd", days=7)[0], 201)
+            for method, body, prop in (
+                    ("PATCH", {"properties": {"enableSoftDelete": False}}, "enableSoftDelete"),
+                    ("PATCH", {"properties": {"softDeleteRetentionInDays": 30}},
+                     "softDeleteRetentionInDays"),
+                    ("PUT", None, "softDeleteRetentionInDays")):
+                if body is None:
+                    st, _, err = put_vault("keepsd", days=90)
+                else:
+                    st, _, err = mgmt(method, f"{ARM}/keepsd?{API}", body)
+                eq((st, err["error"]["code"]), (400, "BadRequest"), err)
+                check(f'"{prop}"' in err["error"]["message"], err)
+            st, _, body = mgmt("GET", f"{ARM}/keepsd?{API}")
+            eq((body["properties"]["enableSoftDelete"], body["properties"]["softDeleteRetentionInDays"]),
+               (True, 7), body)
+            # the same values again are no change; a vault without soft delete may turn it on,
+            # with the retention it chooses then
+            eq(put_vault("keepsd", days=7)[0], 200)
+            eq(put_vault("nosd", soft_delete=False)[0], 201)
+            st, _, body = mgmt("PATCH", f"{ARM}/nosd?{API}", {"properties": {
+                "enableSoftDelete": True, "softDeleteRetentionInDays": 30}})
+            eq((st, body["properties"]["softDeleteRetentionInDays"]), (200, 30), body)
+            eq(mgmt("PATCH", f"{ARM}/nosd?{API}",
+                    {"properties": {"softDeleteRetentionInDays": 7}})[0], 400)
+
+        @runner.test
+        def resource_groups_hold_vaults():
+            GROUPS = f"/subscriptions/{SUB}/resourcegroups"
+            RAPI = "api-version=2021-04-01"
+            # kvmock's own group holds the configuration file's vaults
+            st, _, g = mgmt("GET", f"{GROUPS}/kvmock?{RAPI}")
+            eq((st, g["location"]), (200, "local"), g)
+            st, _, g = mgmt("PUT", f"{GROUPS}/Team-RG?{RAPI}", {"location": "northeurope",
+                                                               "tags": {"cost": "1"}})
+            eq(st, 201, g)
+            eq(g, {"id": f"/subscriptions/{SUB}/resourceGroups/Team-RG", "name": "Team-RG",
+                   "type": "Microsoft.Resources/resourceGroups", "location": "northeurope",
+                   "tags": {"cost": "1"}, "properties": {"provisioningState": "Succeeded"}})
+            eq(mgmt("HEAD", f"{GROUPS}/team-rg?{RAPI}")[0], 204)
+            eq(mgmt("HEAD", f"{GROUPS}/nogroup?{RAPI}")[0], 404)
+            st, _, err = mgmt("GET", f"{GROUPS}/nogroup?{RAPI}")
+            eq((st, err["error"]["code"]), (404, "ResourceGroupNotFound"), err)
+            check("nogroup" in err["error"]["message"], err)
+            # PUT again: same place, tags replaced; PATCH: only the tags it names
+            st, _, g = mgmt("PUT", f"{GROUPS}/team-rg?{RAPI}", {"location": "northeurope"})
+            eq((st, g["name"], g["tags"]), (200, "Team-RG", {}), g)
+            st, _, g = mgmt("PATCH", f"{GROUPS}/team-rg?{RAPI}", {"tags": {"owner": "x"}})
+            eq((st, g["tags"], g["location"]), (200, {"owner": "x"}, "northeurope"), g)
+            for method, path, body, status, code in (
+                    ("PUT", "team-rg", {"location": "westeurope"}, 409, "InvalidResourceGroupLocation"),
+                    ("PUT", "new-rg", {}, 400, "LocationRequired"),
+                    ("PUT", "bad%2Fname", {"location": "westeurope"}, 400, "BadRequest"),
+                    ("PUT", "ends.", {"location": "westeurope"}, 400, "BadRequest"),
+                    ("PUT", "new-rg", {"location": "westeurope", "tags": {"a/b": "c"}}, 400,
+                     "BadRequest"),
+                    ("PATCH", "nogroup", {"tags": {}}, 404, "ResourceGroupNotFound"),
+                    ("DELETE", "nogroup", None, 404, "ResourceGroupNotFound")):
+                st, _, err = mgmt(method, f"{GROUPS}/{path}?{RAPI}", body)
+                eq((st, err["error"]["code"]), (status, code), (method, path, err))
+            eq(mgmt("GET", f"{GROUPS}/new-rg?{RAPI}")[0], 404)
+            eq(mgmt("GET", f"{GROUPS}/team-rg?{RAPI}")[2]["location"], "northeurope")
+            st, _, lst = mgmt("GET", f"{GROUPS}?{RAPI}")
+            check({"kvmock", "Team-RG"} <= {g["name"] for g in lst["value"]}, lst)
+            st, _, err = mgmt("GET", f"{GROUPS}?api-version=1999-01-01")
+            eq((st, err["error"]["code"]), (400, "BadRequest"), err)
+
+            # a vault is in the group it was made in, and only there
+            IN = f"/subscriptions/{SUB}/resourceGroups/team-rg/providers/Microsoft.KeyVault/vaults"
+            body = {"location": "northeurope", "properties": {
+                "tenantId": TENANT, "sku": {"family": "A", "name": "standard"},
+                "accessPolicies": [{"tenantId": TENANT, "objectId": APP["objectId"],
+                                    "permissions": {"keys": ["all"]}}]}}
+            st, _, v = mgmt("PUT", f"{IN}/grouped?{API}", body)
+            eq((st, v["id"]), (201, f"/subscriptions/{SUB}/resourceGroups/Team-RG/providers/"
+                                    "Microsoft.KeyVault/vaults/grouped"), v)
+            create_key("grouped", "k")
+            st, _, err = mgmt("GET", f"{ARM}/grouped?{API}")
+            eq((st, err["error"]["code"]), (404, "ResourceNotFound"), err)
+            st, _, err = mgmt("PUT", f"{ARM}/grouped?{API}", body)
+            eq((st, err["error"]["code"]), (409, "VaultAlreadyExists"), err)
+            eq(mgmt("PATCH", f"{ARM}/grouped?{API}", {"tags": {}})[0], 404)
+            eq(mgmt("DELETE", f"{ARM}/grouped?{API}")[0], 204)  # nothing of that name there
+            eq(data("GET", "grouped", "/keys/k")[0], 200)
+            st, _, lst = mgmt("GET", f"{IN}?{API}")
+            eq([x["name"] for x in lst["value"]], ["grouped"])
+            check("grouped" not in [x["name"] for x in mgmt("GET", f"{ARM}?{API}")[2]["value"]])
+            # the configuration file's vaults still answer through any group
+            eq(mgmt("GET", f"{IN}/default?{API}")[0], 200)
+            # a vault made in a group that does not exist yet brings it along
+            AUTO = f"/subscriptions/{SUB}/resourceGroups/auto-rg/providers/Microsoft.KeyVault/vaults"
+            eq(mgmt("PUT", f"{AUTO}/autov?{API}", body)[0], 201)
+            eq(mgmt("GET", f"{GROUPS}/auto-rg?{RAPI}")[2]["location"], "northeurope")
+            st, _, err = mgmt("PUT", f"/subscriptions/{SUB}/resourceGroups/bad%2Fg/providers/"
+                                     f"Microsoft.KeyVault/vaults/badg?{API}", body)
+            eq((st, err["error"]["code"]), (400, "BadRequest"), err)
+
+            # deleting a group deletes its vaults, each as a vault DELETE does
+            eq(mgmt("DELETE", f"{GROUPS}/TEAM-RG?{RAPI}")[0], 200)
+            eq(mgmt("GET", f"{GROUPS}/team-rg?{RAPI}")[0], 404)
+            eq(data("GET", "grouped", "/keys/k")[0], 404)
+            check("grouped" in deleted_names())
+            eq(mgmt("GET", f"{AUTO}/autov?{API}")[0], 200)  # another group's vault stays
+            st, _, d = mgmt("GET", f"{DELETED}/locations/northeurope/deletedVaults/grouped?{API}")
+            eq(d["properties"]["vaultId"], f"/subscriptions/{SUB}/resourceGroups/Team-RG/providers/"
+                                          "Microsoft.KeyVault/vaults/grouped")
+            ops = [r["operationName"] for r in kv.audit_records()]
+            check({"ResourceGroupPut", "ResourceGroupGet", "ResourceGroupDelete",
+                   "ResourceGroupList"} <= set(ops), ops[-20:])
 
         @runner.test
         def recover_needs_a_deleted_vault():

@@ -1,7 +1,7 @@
 // The Azure SDK for Go against kvmock, unmodified: Debian's
-// golang-github-azure-azure-sdk-for-go (the Key Vault data plane at 7.1 and
-// the Microsoft.KeyVault management client at 2019-09-01) with go-autorest's
-// authorizers. tests/e2e/test_go_sdk.py builds this package and runs its tests
+// golang-github-azure-azure-sdk-for-go (the Key Vault data plane at 7.1, the
+// Microsoft.KeyVault management client at 2019-09-01 and the resource groups
+// client at 2021-04-01) with go-autorest's authorizers. tests/e2e/test_go_sdk.py builds this package and runs its tests
 // against a kvmock it started, one group at a time, each with the environment
 // a user would set:
 //
@@ -39,6 +39,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/services/keyvault/auth"
 	mgmt "github.com/Azure/azure-sdk-for-go/services/keyvault/mgmt/2019-09-01/keyvault"
 	"github.com/Azure/azure-sdk-for-go/services/keyvault/v7.1/keyvault"
+	"github.com/Azure/azure-sdk-for-go/services/resources/mgmt/2021-04-01/resources"
 	"github.com/Azure/go-autorest/autorest"
 	"github.com/Azure/go-autorest/autorest/azure"
 	azauth "github.com/Azure/go-autorest/autorest/azure/auth"
@@ -523,6 +524,19 @@ func TestARM(t *testing.T) {
 	must(t, err, "GetAuthorizer for Resource Manager")
 
 	sub := "00000000-0000-0000-0000-000000000000"
+	groups := resources.NewGroupsClientWithBaseURI(cloud.ResourceManagerEndpoint, sub)
+	groups.Authorizer = authorizer
+	groups.PollingDelay = 100 * time.Millisecond
+	group, err := groups.CreateOrUpdate(ctx, rg, resources.Group{Location: to.StringPtr("westeurope")})
+	must(t, err, "Groups.CreateOrUpdate")
+	if to.String(group.ID) != "/subscriptions/"+sub+"/resourceGroups/"+rg || to.String(group.Location) != "westeurope" {
+		t.Fatalf("group %s in %s", to.String(group.ID), to.String(group.Location))
+	}
+	exists, err := groups.CheckExistence(ctx, rg)
+	must(t, err, "Groups.CheckExistence")
+	if exists.StatusCode != http.StatusNoContent {
+		t.Fatalf("CheckExistence of a group answered %d", exists.StatusCode)
+	}
 	vaults := mgmt.NewVaultsClientWithBaseURI(cloud.ResourceManagerEndpoint, sub)
 	vaults.Authorizer = authorizer
 	vaults.PollingDelay = 100 * time.Millisecond
@@ -619,5 +633,14 @@ func TestARM(t *testing.T) {
 	_, err = vaults.GetDeleted(ctx, name, "westeurope")
 	if st, _ := serviceError(t, err); st != http.StatusNotFound {
 		t.Fatalf("get deleted after purge answered %d", st)
+	}
+
+	// The group goes with what is left in it.
+	del, err := groups.Delete(ctx, rg, "")
+	must(t, err, "Groups.Delete")
+	must(t, del.WaitForCompletionRef(ctx, groups.Client), "Groups.Delete completion")
+	exists, err = groups.CheckExistence(ctx, rg)
+	if exists.StatusCode != http.StatusNotFound {
+		t.Fatalf("CheckExistence after the delete answered %d (%v)", exists.StatusCode, err)
 	}
 }

@@ -245,12 +245,13 @@ async function scenario() {
     assert.deepEqual(patched.tags, { team: "ledger", tier: "1" }, "vaults.update tags");
     assert.equal(patched.properties.enablePurgeProtection, true, "vaults.update keeps purge protection");
     assert.deepEqual((await mgmt.vaults.get(RG, "made")).tags, { team: "ledger", tier: "1" }, "tags after the PATCH");
-    const retention = await mgmt.vaults.update(RG, "made", { properties: { softDeleteRetentionInDays: 30 } });
-    assert.equal(retention.properties.softDeleteRetentionInDays, 30, "vaults.update of a property");
-    assert.deepEqual(retention.tags, { team: "ledger", tier: "1" }, "a PATCH without tags keeps them");
-    // back to 7 days, which the soft-delete group below counts on
-    const back = await mgmt.vaults.update(RG, "made", { properties: { softDeleteRetentionInDays: 7 } });
-    assert.equal(back.properties.softDeleteRetentionInDays, 7, "retention back to 7 days");
+    const rbac = await mgmt.vaults.update(RG, "made", { properties: { enabledForDiskEncryption: true, enableRbacAuthorization: false } });
+    assert.equal(rbac.properties.enableRbacAuthorization, false, "vaults.update of a property");
+    assert.deepEqual(rbac.tags, { team: "ledger", tier: "1" }, "a PATCH without tags keeps them");
+    // Soft delete's retention is set for good when the vault is made, as in Azure.
+    await expectRestError(mgmt.vaults.update(RG, "made", { properties: { softDeleteRetentionInDays: 30 } }), 400, "BadRequest",
+      "changing the retention");
+    assert.equal((await mgmt.vaults.get(RG, "made")).properties.softDeleteRetentionInDays, 7, "retention unchanged");
   });
 
   await group("management plane: updateAccessPolicy remove -> disk-service's next unwrap 403; add -> works again", async () => {
@@ -306,9 +307,14 @@ async function scenario() {
     const bySub = await all(mgmt.vaults.listBySubscription());
     assert.equal(bySub.find((v) => v.name === "cmk")?.properties.vaultUri,
       `https://cmk.vault.localhost:${env.httpsPort}/`, "listBySubscription gives whole vaults");
+    // the configuration file's vaults are in kvmock's own group; the others in theirs
+    const inKvmock = await all(mgmt.vaults.listByResourceGroup("kvmock"));
+    assert.ok(inKvmock.some((v) => v.id === `/subscriptions/${SUBSCRIPTION}/resourceGroups/kvmock/providers/Microsoft.KeyVault/vaults/cmk`),
+      `listByResourceGroup(kvmock) lists cmk: ${JSON.stringify(inKvmock.map((v) => v.id))}`);
     const byGroup = await all(mgmt.vaults.listByResourceGroup(RG));
-    assert.ok(byGroup.some((v) => v.id === `/subscriptions/${SUBSCRIPTION}/resourceGroups/${RG}/providers/Microsoft.KeyVault/vaults/cmk`),
-      "listByResourceGroup ids carry the group asked for");
+    assert.ok(!byGroup.some((v) => v.name === "cmk"), "cmk is not in group rg");
+    assert.ok(byGroup.every((v) => v.id.startsWith(`/subscriptions/${SUBSCRIPTION}/resourceGroups/${RG}/`)),
+      `listByResourceGroup(rg) ids are in rg: ${JSON.stringify(byGroup.map((v) => v.id))}`);
     await expectRestError(all(arm(diskCred()).vaults.list()), 403, "AuthorizationFailed", "vaults.list as disk-service");
   });
 
