@@ -17,8 +17,9 @@ static const char *const operations[] = {
     "KeyGetDeleted", "KeyListDeleted", "KeyRecover", "KeyPurge", "KeyBackup", "KeyRestore",
     "KeyRotate", "KeyRotationPolicyGet", "KeyRotationPolicySet", "KeyEncrypt", "KeyDecrypt",
     "KeySign", "KeyVerify", "KeyWrap", "KeyUnwrap", "KeyRelease", "GetRandomBytes",
-    "Authentication", "VaultPut", "VaultGet", "VaultDelete", "VaultList",
+    "Authentication", "VaultPut", "VaultPatch", "VaultGet", "VaultDelete", "VaultList",
     "VaultAccessPolicyUpdate", "RoleAssignmentPut", "RoleAssignmentGet", "RoleAssignmentDelete",
+    "ResourceGroupPut", "ResourceGroupGet", "ResourceGroupDelete", "ResourceGroupList",
     "other",
 };
 #define N_OPS (sizeof(operations) / sizeof(operations[0]))

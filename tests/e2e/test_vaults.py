@@ -367,6 +367,11 @@ def main():
             ops = [r["operationName"] for r in kv.audit_records()]
             check({"ResourceGroupPut", "ResourceGroupGet", "ResourceGroupDelete",
                    "ResourceGroupList"} <= set(ops), ops[-20:])
+            metrics = kv.http("GET", "/metrics")[2].decode()
+            for line in ('operation="ResourceGroupPut",status="201"',
+                         'operation="ResourceGroupDelete",status="200"',
+                         'operation="VaultPatch",status="404"'):
+                check(line in metrics, line)
 
         @runner.test
         def recover_needs_a_deleted_vault():
