@@ -341,6 +341,9 @@ static enum kv_status parse_policy(const cJSON *o, const char *vault, const char
 
 /* PUT .../vaults/V with properties.createMode "recover": the deleted vault comes back
  * as it was, with its keys and access policies; the other properties are ignored. */
+static enum kv_status group_ensure(struct srv_req *req, const char *name, const char *location,
+                                   char canonical[KS_GROUP_MAX + 1]);
+
 static void vault_recover(struct srv_req *req, const char *name)
 {
     req->operation = "VaultRecover";
@@ -350,6 +353,10 @@ static void vault_recover(struct srv_req *req, const char *name)
         srv_send_error(req, KV_ERR_ARM_NO_DELETED_VAULT, NULL);
         return;
     }
+    /* its group comes back with it, if it went in the meantime */
+    char group[KS_GROUP_MAX + 1];
+    if (st == KV_OK && v.group[0] != '\0')
+        st = group_ensure(req, v.group, ks_vault_location(&v), group);
     if (st != KV_OK) {
         srv_send_error(req, st, NULL);
         return;

@@ -364,6 +364,12 @@ def main():
             st, _, d = mgmt("GET", f"{DELETED}/locations/northeurope/deletedVaults/grouped?{API}")
             eq(d["properties"]["vaultId"], f"/subscriptions/{SUB}/resourceGroups/Team-RG/providers/"
                                           "Microsoft.KeyVault/vaults/grouped")
+            # recovering the vault brings its group back
+            st, _, v = mgmt("PUT", f"{IN}/grouped?{API}", dict(body, properties={"createMode": "recover"}))
+            eq((st, v["id"]), (200, f"/subscriptions/{SUB}/resourceGroups/Team-RG/providers/"
+                                    "Microsoft.KeyVault/vaults/grouped"), v)
+            eq(mgmt("GET", f"{GROUPS}/team-rg?{RAPI}")[2]["location"], "northeurope")
+            eq(data("GET", "grouped", "/keys/k")[0], 200)
             ops = [r["operationName"] for r in kv.audit_records()]
             check({"ResourceGroupPut", "ResourceGroupGet", "ResourceGroupDelete",
                    "ResourceGroupList"} <= set(ops), ops[-20:])
