@@ -58,6 +58,7 @@ static const char *const key_ops[] = {
     "oct//wrapkey", "oct//unwrapkey", "oct//encrypt", "oct//decrypt",
     "oct//sign",    "oct//verify",    "rsa//release", NULL};
 static const char *const policy_kinds[] = {"add", "replace", "remove", NULL};
+static const char *const groups[] = {"fzg", "g", NULL}; /* g holds vault fzv */
 
 static const struct tmpl templates[] = {
     {"POST", "/keys/fz/create?api-version=7.4", HTTPS, TOK_VAULT, NULL, NULL, 1},
@@ -81,6 +82,13 @@ static const struct tmpl templates[] = {
     {"POST", "/admin/clock", HTTP, TOK_NONE, NULL, NULL, 0},
     {NULL, NULL, HTTPS, TOK_VAULT, NULL, NULL, 0}, /* raw */
     {NULL, NULL, HTTPS, TOK_MGMT, NULL, NULL, 0},  /* raw, with a management token */
+    {"PATCH", SUB "?api-version=2023-07-01", HTTPS, TOK_MGMT, NULL, NULL, 0},
+    {"PUT", "/subscriptions/s/resourcegroups/%s?api-version=2021-04-01", HTTPS, TOK_MGMT, groups,
+     NULL, 0},
+    {"PATCH", "/subscriptions/s/resourcegroups/%s?api-version=2021-04-01", HTTPS, TOK_MGMT, groups,
+     NULL, 0},
+    {"POST", "/" TENANT "/oauth2/token", HTTPS, TOK_NONE, NULL,
+     "Content-Type: application/x-www-form-urlencoded\r\n", 0},
 };
 #define NTEMPLATES (sizeof(templates) / sizeof(templates[0]))
 

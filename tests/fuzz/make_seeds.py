@@ -107,7 +107,7 @@ def main():
     # ---- HTTP: template byte, variant byte, body
     T = {"create": 0, "import": 1, "update": 2, "op": 3, "policy": 4, "restore": 5, "rng": 6,
          "entra": 7, "vault": 8, "policies": 9, "role": 10, "msi": 11, "clock": 12, "raw": 13,
-         "rawmgmt": 14}
+         "rawmgmt": 14, "vaultpatch": 15, "group": 16, "grouppatch": 17, "entrav1": 18}
     ops = ["rsa//wrapkey", "rsa//unwrapkey", "rsa//encrypt", "rsa//decrypt", "rsa//sign",
            "rsa//verify", "ec//sign", "ec//verify", "oct//wrapkey", "oct//unwrapkey", "oct//encrypt",
            "oct//decrypt", "oct//sign", "oct//verify", "rsa//release"]
@@ -172,6 +172,14 @@ def main():
                             "12338af0-0e69-4776-bea7-57ae8d297424",
         "principalId": "6b766d6f-636b-4000-8000-0000000000a1"}})
     http("msi", "msi", 0, "resource=https%3A%2F%2Fvault.azure.net&client_id=x")
+    http("vault-patch", "vaultpatch", 0, {"tags": {"team": "fz", "env": "ci"},
+                                          "properties": {"enableRbacAuthorization": False}})
+    for i, name in enumerate(["fzg", "g"]):
+        http(f"group-{name}", "group", i, {"location": "westeurope", "tags": {"cost": "1"}})
+        http(f"group-patch-{name}", "grouppatch", i, {"tags": {"owner": "fz"}})
+    http("entra-v1", "entrav1", 0, "grant_type=client_credentials&client_id="
+         "6b766d6f-636b-4000-8000-0000000000c1&client_secret=s3cret"
+         "&resource=https%3A%2F%2Fvault.azure.net")
     http("clock", "clock", 0, {"advanceSeconds": 86400})
     for i, line in enumerate(["GET /keys?api-version=7.4&maxresults=2 HTTP/1.1",
                               "GET /keys/rsa/versions?api-version=7.4 HTTP/1.1",
@@ -188,7 +196,11 @@ def main():
                               "GET //metadata/endpoints?api-version=2015-01-01 HTTP/1.1",
                               "GET /tenants?api-version=2022-12-01 HTTP/1.1",
                               "GET /subscriptions/s/providers/Microsoft.KeyVault/deletedVaults"
-                              "?api-version=2023-07-01&$top=1 HTTP/1.1"]):
+                              "?api-version=2023-07-01&$top=1 HTTP/1.1",
+                              "GET /subscriptions/s/resourcegroups?api-version=2021-04-01 HTTP/1.1",
+                              "HEAD /subscriptions/s/resourcegroups/fzg?api-version=2021-04-01 HTTP/1.1",
+                              "DELETE /subscriptions/s/resourcegroups/fzg?api-version=2021-04-01 "
+                              "HTTP/1.1"]):
         http(f"rawmgmt{i}", "rawmgmt", 0, line)
 
     if restore_dir:
