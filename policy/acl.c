@@ -98,10 +98,46 @@ static int copy_lower(char *dst, size_t cap, const char *src, size_t len)
     return 0;
 }
 
+/* The broader ARM scopes: /subscriptions/S and /subscriptions/S/resourceGroups/G (a
+ * trailing slash allowed). Returns 1 and sets @p group ("" for the subscription) when
+ * @p scope is one of them. */
+static int broad_scope(const char *scope, char group[KS_GROUP_MAX + 1])
+{
+    if (strncasecmp(scope, "/subscriptions/", 15) != 0)
+        return 0;
+    const char *sub = scope + 15, *end = strchr(sub, '/');
+    size_t slen = end ? (size_t)(end - sub) : strlen(sub);
+    if (slen == 0 || slen >= POL_ID_MAX)
+        return 0;
+    if (end == NULL || end[1] == '\0') {
+        group[0] = '\0';
+        return 1;
+    }
+    if (strncasecmp(end, "/resourceGroups/", 16) != 0)
+        return 0;
+    const char *g = end + 16;
+    size_t glen = strlen(g);
+    if (glen > 0 && g[glen - 1] == '/')
+        glen--;
+    if (glen == 0 || glen > KS_GROUP_MAX || memchr(g, '/', glen) != NULL)
+        return 0;
+    memcpy(group, g, glen);
+    group[glen] = '\0';
+    return ks_group_name_valid(group);
+}
+
 enum kv_status pol_scope_parse(const char *scope, char vault[KS_VAULT_NAME_MAX + 1],
-                               char key[KS_NAME_MAX + 1])
+                               char key[KS_NAME_MAX + 1], char group[KS_GROUP_MAX + 1])
 {
     const char *p = scope;
+    if (group != NULL) {
+        group[0] = '\0';
+        if (broad_scope(scope, group)) {
+            vault[0] = key[0] = '\0';
+            return KV_OK;
+        }
+        group[0] = '\0';
+    }
     /* The ARM form: /subscriptions/S/resourceGroups/G/providers/Microsoft.KeyVault/vaults/... */
     if (strncasecmp(p, "/subscriptions/", 15) == 0) {
         static const char prov[] = "/providers/microsoft.keyvault";
@@ -213,7 +249,9 @@ static char *role_json(const struct pol_role_assignment *r)
     if (o && cJSON_AddStringToObject(o, "id", r->id) &&
         cJSON_AddStringToObject(o, "principalId", r->principal_id) &&
         cJSON_AddStringToObject(o, "role", pol_role_id(r->role)) &&
-        cJSON_AddStringToObject(o, "vault", r->vault) && cJSON_AddStringToObject(o, "key", r->key))
+        cJSON_AddStringToObject(o, "vault", r->vault) &&
+        cJSON_AddStringToObject(o, "key", r->key) &&
+        (r->group[0] == '\0' || cJSON_AddStringToObject(o, "group", r->group)))
         text = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return text;
@@ -228,7 +266,8 @@ static int role_from_json(const void *val, size_t len, struct pol_role_assignmen
              copy_str(o, "id", r->id, sizeof(r->id), 1) &&
              copy_str(o, "principalId", r->principal_id, sizeof(r->principal_id), 1) &&
              copy_str(o, "vault", r->vault, sizeof(r->vault), 1) &&
-             copy_str(o, "key", r->key, sizeof(r->key), 0);
+             copy_str(o, "key", r->key, sizeof(r->key), 0) &&
+             copy_str(o, "group", r->group, sizeof(r->group), 0);
     cJSON_Delete(o);
     return ok;
 }
@@ -372,8 +411,14 @@ size_t pol_policy_list(struct pol_ctx *c, const char *vault, struct pol_access_p
 enum kv_status pol_role_put(struct pol_ctx *c, const struct pol_role_assignment *ra)
 {
     char key[POL_ID_MAX + 1];
+    /* a vault's or key's scope; else a group's (a valid name) or the subscription's ("") */
+    int vault_scope = ra->vault[0] != '\0';
     if ((unsigned)ra->role >= POL_ROLE_COUNT || ra->principal_id[0] == '\0' ||
-        !ks_vault_name_valid(ra->vault) || (ra->key[0] != '\0' && !ks_key_name_valid(ra->key)) ||
+        memchr(ra->group, '\0', sizeof(ra->group)) == NULL ||
+        (vault_scope ? !ks_vault_name_valid(ra->vault) || ra->group[0] != '\0'
+                     : ra->key[0] != '\0' ||
+                           (ra->group[0] != '\0' && !ks_group_name_valid(ra->group))) ||
+        (ra->key[0] != '\0' && !ks_key_name_valid(ra->key)) ||
         copy_lower(key, sizeof(key), ra->id, strlen(ra->id)) != 0)
         return KV_ERR_BAD_PARAM;
     char *json = role_json(ra);
@@ -402,6 +447,29 @@ enum kv_status pol_role_remove(struct pol_ctx *c, const char *id)
     enum kv_status st = ks_record_del(c->ks, KS_TABLE_ROLES, key, strlen(key) + 1, NULL);
     if (st == KV_OK)
         st = reload(c);
+    pthread_rwlock_unlock(&c->lock);
+    return st;
+}
+
+enum kv_status pol_role_remove_group(struct pol_ctx *c, const char *group)
+{
+    enum kv_status st = KV_OK;
+    pthread_rwlock_wrlock(&c->lock);
+    int removed = 0;
+    for (size_t i = 0; st == KV_OK && i < c->n_roles; i++) {
+        const struct pol_role_assignment *r = &c->roles[i];
+        char key[POL_ID_MAX + 1];
+        if (r->vault[0] != '\0' || r->group[0] == '\0' || strcasecmp(r->group, group) != 0 ||
+            copy_lower(key, sizeof(key), r->id, strlen(r->id)) != 0)
+            continue;
+        st = ks_record_del(c->ks, KS_TABLE_ROLES, key, strlen(key) + 1, NULL);
+        removed = 1;
+    }
+    if (removed) {
+        enum kv_status rst = reload(c);
+        if (st == KV_OK)
+            st = rst;
+    }
     pthread_rwlock_unlock(&c->lock);
     return st;
 }
@@ -449,13 +517,20 @@ enum kv_status pol_allowed(struct pol_ctx *c, const struct pol_claims *who,
         return KV_ERR_UNAUTHORIZED;
 
     enum kv_status st = vault->rbac ? KV_ERR_RBAC_DENIED : KV_ERR_ACCESS_DENIED;
+    const char *group = vault->group[0] != '\0' ? vault->group : POL_RESOURCE_GROUP;
     pthread_rwlock_rdlock(&c->lock);
     if (vault->rbac) {
         for (size_t i = 0; i < c->n_roles && st != KV_OK; i++) {
             const struct pol_role_assignment *r = &c->roles[i];
-            if (strcasecmp(r->principal_id, who->oid) != 0 ||
-                strcasecmp(r->vault, vault->name) != 0)
+            if (strcasecmp(r->principal_id, who->oid) != 0)
                 continue;
+            if (r->vault[0] == '\0') {
+                /* the subscription's scope reaches every vault; a group's, those in it */
+                if (r->group[0] != '\0' && strcasecmp(r->group, group) != 0)
+                    continue;
+            } else if (strcasecmp(r->vault, vault->name) != 0) {
+                continue;
+            }
             /* a vault-scope assignment reaches every key; a key-scope one only its key */
             if (r->key[0] != '\0' && (key_name == NULL || strcasecmp(r->key, key_name) != 0))
                 continue;

@@ -183,22 +183,27 @@ const char *pol_role_id(enum pol_role role);
 /** @brief The key permissions a role's data actions grant. */
 pol_perms pol_role_perms(enum pol_role role);
 
-/** A role assignment at vault or key scope. */
+/** A role assignment at the scope of a key, a vault, a resource group or the subscription:
+ * the broader scopes reach every vault in them. */
 struct pol_role_assignment {
     char id[POL_ID_MAX]; /**< the assignment's name (a GUID) */
     char principal_id[POL_ID_MAX];
     enum pol_role role;
-    char vault[KS_VAULT_NAME_MAX + 1];
-    char key[KS_NAME_MAX + 1]; /**< "" = the whole vault */
+    char vault[KS_VAULT_NAME_MAX + 1]; /**< "" = a group's or the subscription's scope */
+    char key[KS_NAME_MAX + 1];         /**< "" = the whole vault */
+    char group[KS_GROUP_MAX + 1];      /**< a group's scope (vault ""); "" otherwise */
 };
 
 /**
  * @brief Parse a scope: "/vaults/V[/keys/K]" or the ARM form
- * "/subscriptions/S/resourceGroups/G/providers/Microsoft.KeyVault/vaults/V[/keys/K]".
+ * "/subscriptions/S/resourceGroups/G/providers/Microsoft.KeyVault/vaults/V[/keys/K]";
+ * with @p group not NULL also "/subscriptions/S/resourceGroups/G" (vault "", the group
+ * in @p group) and "/subscriptions/S" (all three "").
  * @return KV_OK or KV_ERR_BAD_PARAM.
  */
 enum kv_status pol_scope_parse(const char *scope, char vault[KS_VAULT_NAME_MAX + 1],
-                               char key[KS_NAME_MAX + 1]) KV_MUST_CHECK;
+                               char key[KS_NAME_MAX + 1],
+                               char group[KS_GROUP_MAX + 1]) KV_MUST_CHECK;
 
 /**
  * @brief Keep access policies and role assignments in @p ks (tables
@@ -233,6 +238,10 @@ enum kv_status pol_role_put(struct pol_ctx *ctx,
 /** @brief Remove a role assignment. @return KV_OK, KV_ERR_BAD_PARAM (no such id), KV_ERR_STORE. */
 enum kv_status pol_role_remove(struct pol_ctx *ctx, const char *id) KV_MUST_CHECK;
 
+/** @brief Remove the role assignments at a resource group's scope, as deleting the group
+ * does. @return KV_OK (also when there were none), KV_ERR_STORE. */
+enum kv_status pol_role_remove_group(struct pol_ctx *ctx, const char *group) KV_MUST_CHECK;
+
 /**
  * @brief Copy the role assignments of a vault (at any scope in it) into @p out.
  * @return how many there are (may exceed @p cap).
@@ -248,7 +257,8 @@ int pol_role_get(struct pol_ctx *ctx, const char *id, struct pol_role_assignment
  * on the key @p key_name (may be NULL). Under access policies, an entry for the
  * caller's tenant and object id (and application id, when the entry names one)
  * must grant the permission. Under RBAC, a role assignment to the caller at the
- * vault's scope or at the key's scope must grant it.
+ * key's, the vault's, its resource group's (POL_RESOURCE_GROUP for a vault without
+ * one) or the subscription's scope must grant it.
  * @return KV_OK, KV_ERR_UNAUTHORIZED (token from another tenant),
  *   KV_ERR_ACCESS_DENIED, KV_ERR_RBAC_DENIED.
  */

@@ -483,7 +483,7 @@ static enum kv_status parse_roles(struct srv_config *cfg, const cJSON *list, cha
             return st;
         if (role[0] == '\0' || pol_role_parse(role, &r->role) != KV_OK)
             return fail(err, cap, "config: %s: unknown role '%s'", where, role);
-        if (pol_scope_parse(scope, r->vault, r->key) != KV_OK)
+        if (pol_scope_parse(scope, r->vault, r->key, NULL) != KV_OK)
             return fail(err, cap,
                         "config: %s: scope '%s' must be /vaults/NAME or /vaults/NAME/keys/KEY",
                         where, scope);

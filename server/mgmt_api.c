@@ -1218,6 +1218,8 @@ static void group_delete(struct srv_req *req, const char *name)
     }
     free(names);
     if (st == KV_OK)
+        st = pol_role_remove_group(req->srv->pol, name);
+    if (st == KV_OK)
         st = ks_group_delete(req->srv->ks, name);
     if (st != KV_OK && st != KV_ERR_ARM_NO_GROUP) {
         srv_send_error(req, st, NULL);
@@ -1316,11 +1318,12 @@ static void role_assignment(struct srv_req *req, const char *scope, const char *
         return;
     }
     if (strcmp(method, "GET") == 0 || strcmp(method, "DELETE") == 0) {
-        char sv[KS_VAULT_NAME_MAX + 1], sk[KS_NAME_MAX + 1];
+        char sv[KS_VAULT_NAME_MAX + 1], sk[KS_NAME_MAX + 1], sg[KS_GROUP_MAX + 1];
         int found = pol_role_get(req->srv->pol, id, &r);
         /* an assignment answers only at its own scope */
-        if (found && (pol_scope_parse(scope, sv, sk) != KV_OK || strcasecmp(sv, r.vault) != 0 ||
-                      strcasecmp(sk, r.key) != 0))
+        if (found &&
+            (pol_scope_parse(scope, sv, sk, sg) != KV_OK || strcasecmp(sv, r.vault) != 0 ||
+             strcasecmp(sk, r.key) != 0 || strcasecmp(sg, r.group) != 0))
             found = 0;
         if (!found) {
             if (strcmp(method, "DELETE") == 0) {
@@ -1348,14 +1351,21 @@ static void role_assignment(struct srv_req *req, const char *scope, const char *
     }
     memset(&r, 0, sizeof(r));
     snprintf(r.id, sizeof(r.id), "%s", id);
-    if (pol_scope_parse(scope, r.vault, r.key) != KV_OK) {
+    if (pol_scope_parse(scope, r.vault, r.key, r.group) != KV_OK) {
         srv_send_errorf(req, KV_ERR_ARM_BAD_REQUEST,
-                        "The scope '%.300s' is not a Key Vault vault or key.", scope);
+                        "The scope '%.300s' is not a subscription, resource group, Key Vault "
+                        "vault or key.",
+                        scope);
         return;
     }
     struct ks_vault v;
-    if (ks_vault_get(req->srv->ks, r.vault, &v) != KV_OK) {
+    struct ks_group g;
+    if (r.vault[0] != '\0' && ks_vault_get(req->srv->ks, r.vault, &v) != KV_OK) {
         srv_send_errorf(req, KV_ERR_ARM_NOT_FOUND, "The vault '%s' was not found.", r.vault);
+        return;
+    }
+    if (r.group[0] != '\0' && ks_group_get(req->srv->ks, r.group, &g, NULL) != KV_OK) {
+        group_not_found(req, r.group);
         return;
     }
     enum kv_status st = srv_read_json_body(req);

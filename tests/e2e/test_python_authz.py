@@ -44,7 +44,8 @@ CONFIG = {
          "scope": "/vaults/rbac/keys/disk"},
     ],
 }
-ARM = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.KeyVault/vaults"
+SUB = "00000000-0000-0000-0000-000000000000"
+ARM = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.KeyVault/vaults"
 
 
 def inner_code(err):
@@ -197,6 +198,91 @@ def main():
             eq(st, 400, resp)
             st, _, resp = kv.https("GET", f"{ARM}/made?api-version=2023-07-01", token=tok)
             eq(json.loads(resp)["properties"]["enablePurgeProtection"], True)
+
+        @runner.test
+        def roles_at_group_and_subscription_scope_through_the_python_mgmt_sdks():
+            # Debian's azure-mgmt-resource, -authorization and -keyvault, unmodified
+            from azure.mgmt.authorization import AuthorizationManagementClient
+            from azure.mgmt.authorization.models import RoleAssignmentCreateParameters
+            from azure.mgmt.keyvault import KeyVaultManagementClient
+            from azure.mgmt.resource import ResourceManagementClient
+            from azure.core.exceptions import ResourceNotFoundError
+            opts = {"base_url": authority, "credential_scopes": ["https://management.azure.com/.default"]}
+            rm = ResourceManagementClient(ci_cred(), SUB, **opts)
+            am = AuthorizationManagementClient(ci_cred(), SUB, **opts)
+            km = KeyVaultManagementClient(ci_cred(), SUB, **opts)
+            roles = f"/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions"
+            officer, service = (f"{roles}/14b46e9e-c2b7-41b4-b07b-48a6ebf60603",
+                                f"{roles}/e147488a-f6f5-4113-8e2d-b22465e65bf6")
+            group = rm.resource_groups.create_or_update("rbac-rg", {"location": "westeurope"})
+            eq((group.name, group.location), ("rbac-rg", "westeurope"))
+            check(rm.resource_groups.check_existence("rbac-rg"), "the group exists")
+            vault = km.vaults.begin_create_or_update("rbac-rg", "grouprbac", {
+                "location": "westeurope", "properties": {
+                    "tenant_id": TENANT, "sku": {"family": "A", "name": "standard"},
+                    "enable_rbac_authorization": True, "soft_delete_retention_in_days": 7}}).result()
+            eq(vault.id, f"/subscriptions/{SUB}/resourceGroups/rbac-rg/providers/"
+                         "Microsoft.KeyVault/vaults/grouprbac")
+            ci_keys = KeyClient(kv.vault_url("grouprbac"), ci_cred())
+            try:
+                ci_keys.create_rsa_key("k")
+                check(False, "no role yet: the create must be refused")
+            except HttpResponseError as e:
+                eq((e.status_code, inner_code(e)), (403, "ForbiddenByRbac"))
+            # Crypto Officer for ci on the whole subscription: every RBAC vault
+            sub_ra = am.role_assignments.create(
+                f"/subscriptions/{SUB}", "5d3c1a2b-0000-4000-8000-0000000005b1",
+                RoleAssignmentCreateParameters(role_definition_id=officer,
+                                               principal_id=CI["objectId"]))
+            try:
+                eq(sub_ra.scope, f"/subscriptions/{SUB}")
+                key = ci_keys.create_rsa_key("k")
+                KeyClient(kv.vault_url("rbac"), ci_cred()).get_key("disk")  # a configured vault
+                # Crypto Service Encryption User for disk-service on the group only
+                disk_crypto = CryptographyClient(key.id, disk_cred())
+                try:
+                    disk_crypto.wrap_key(KeyWrapAlgorithm.rsa_oaep_256, b"k" * 32)
+                    check(False, "no role yet for disk-service")
+                except HttpResponseError as e:
+                    eq(e.status_code, 403)
+                group_scope = f"/subscriptions/{SUB}/resourceGroups/rbac-rg"
+                am.role_assignments.create(
+                    group_scope, "5d3c1a2b-0000-4000-8000-0000000005b2",
+                    RoleAssignmentCreateParameters(role_definition_id=service,
+                                                   principal_id=DISK["objectId"]))
+                got = am.role_assignments.get(group_scope, "5d3c1a2b-0000-4000-8000-0000000005b2")
+                eq((got.principal_id, got.scope), (DISK["objectId"], group_scope))
+                wrapped = disk_crypto.wrap_key(KeyWrapAlgorithm.rsa_oaep_256, b"k" * 32)
+                eq(disk_crypto.unwrap_key(KeyWrapAlgorithm.rsa_oaep_256, wrapped.encrypted_key).key,
+                   b"k" * 32)
+                # the group's scope does not reach a vault in another group
+                try:
+                    KeyClient(kv.vault_url("rbac"), disk_cred()).get_key("other")
+                    check(False, "disk-service's group role reaches no other group")
+                except HttpResponseError as e:
+                    eq(e.status_code, 403)
+                # an assignment answers at its own scope only
+                try:
+                    am.role_assignments.get(f"/subscriptions/{SUB}", "5d3c1a2b-0000-4000-8000-0000000005b2")
+                    check(False, "found at the wrong scope")
+                except ResourceNotFoundError:
+                    pass
+                # deleting the group deletes its vault and the assignments at its scope
+                rm.resource_groups.begin_delete("rbac-rg").result()
+                check(not rm.resource_groups.check_existence("rbac-rg"), "the group is gone")
+                try:
+                    am.role_assignments.get(group_scope, "5d3c1a2b-0000-4000-8000-0000000005b2")
+                    check(False, "the group's assignment outlived the group")
+                except ResourceNotFoundError:
+                    pass
+                check("grouprbac" in [d.name for d in km.vaults.list_deleted()], "soft-deleted")
+            finally:
+                am.role_assignments.delete(f"/subscriptions/{SUB}", "5d3c1a2b-0000-4000-8000-0000000005b1")
+            try:
+                am.role_assignments.get(f"/subscriptions/{SUB}", "5d3c1a2b-0000-4000-8000-0000000005b1")
+                check(False, "the subscription's assignment was deleted")
+            except ResourceNotFoundError:
+                pass
 
         @runner.test
         def refused_tokens_are_401_and_audited():

@@ -177,17 +177,81 @@ int main(void)
 
     /* scopes */
     char sv[KS_VAULT_NAME_MAX + 1], sk[KS_NAME_MAX + 1];
-    CHECK_ST(pol_scope_parse("/vaults/cmk", sv, sk), KV_OK);
+    CHECK_ST(pol_scope_parse("/vaults/cmk", sv, sk, NULL), KV_OK);
     CHECK(strcmp(sv, "cmk") == 0 && sk[0] == '\0');
-    CHECK_ST(pol_scope_parse("/vaults/CMK/keys/Disk", sv, sk), KV_OK);
+    CHECK_ST(pol_scope_parse("/vaults/CMK/keys/Disk", sv, sk, NULL), KV_OK);
     CHECK(strcmp(sv, "cmk") == 0 && strcmp(sk, "Disk") == 0);
     CHECK_ST(pol_scope_parse("/subscriptions/0/resourceGroups/rg/providers/Microsoft.KeyVault/"
                              "vaults/cmk/keys/disk",
-                             sv, sk),
+                             sv, sk, NULL),
              KV_OK);
     CHECK(strcmp(sv, "cmk") == 0 && strcmp(sk, "disk") == 0);
-    CHECK_ST(pol_scope_parse("/vaults/cmk/secrets/s", sv, sk), KV_ERR_BAD_PARAM);
-    CHECK_ST(pol_scope_parse("/keys/disk", sv, sk), KV_ERR_BAD_PARAM);
+    CHECK_ST(pol_scope_parse("/vaults/cmk/secrets/s", sv, sk, NULL), KV_ERR_BAD_PARAM);
+    CHECK_ST(pol_scope_parse("/keys/disk", sv, sk, NULL), KV_ERR_BAD_PARAM);
+    /* the broader scopes, only when the caller takes a group */
+    char sg[KS_GROUP_MAX + 1];
+    CHECK_ST(pol_scope_parse("/subscriptions/0/resourceGroups/Team-RG", sv, sk, sg), KV_OK);
+    CHECK(sv[0] == '\0' && sk[0] == '\0' && strcmp(sg, "Team-RG") == 0);
+    CHECK_ST(pol_scope_parse("/subscriptions/0/resourceGroups/rg/", sv, sk, sg), KV_OK);
+    CHECK(strcmp(sg, "rg") == 0);
+    CHECK_ST(pol_scope_parse("/subscriptions/0", sv, sk, sg), KV_OK);
+    CHECK(sv[0] == '\0' && sk[0] == '\0' && sg[0] == '\0');
+    CHECK_ST(pol_scope_parse("/subscriptions/0/resourceGroups/rg/providers/Microsoft.KeyVault/"
+                             "vaults/cmk",
+                             sv, sk, sg),
+             KV_OK);
+    CHECK(strcmp(sv, "cmk") == 0 && sg[0] == '\0');
+    CHECK_ST(pol_scope_parse("/subscriptions/0", sv, sk, NULL), KV_ERR_BAD_PARAM);
+    CHECK_ST(pol_scope_parse("/subscriptions/0/resourceGroups/a%2Fb", sv, sk, sg), KV_ERR_BAD_PARAM);
+    CHECK_ST(pol_scope_parse("/subscriptions//resourceGroups/rg", sv, sk, sg), KV_ERR_BAD_PARAM);
+    CHECK_ST(pol_scope_parse("/subscriptions/0/locations/x", sv, sk, sg), KV_ERR_BAD_PARAM);
+
+    /* a group's scope reaches the vaults in it (a vault without one is in kvmock's), the
+     * subscription's every vault */
+    struct ks_vault in_team = vault("teamv", 1), config_vault = vault("cfgv", 1);
+    snprintf(in_team.group, sizeof(in_team.group), "Team-RG");
+    struct pol_role_assignment group_scope = {.id = "ra-g", .principal_id = "grouper",
+                                              .role = POL_ROLE_CRYPTO_USER, .group = "team-rg"};
+    CHECK_ST(pol_role_put(c, &group_scope), KV_OK);
+    struct pol_claims grouper = who("t1", "grouper", "x");
+    expect(c, grouper, in_team, "k", POL_KEYS_ENCRYPT, KV_OK);
+    expect(c, grouper, in_team, "k", POL_KEYS_DELETE, KV_ERR_RBAC_DENIED); /* the role's limit */
+    expect(c, grouper, config_vault, "k", POL_KEYS_ENCRYPT, KV_ERR_RBAC_DENIED);
+    struct pol_role_assignment kvmock_scope = {.id = "ra-k", .principal_id = "grouper",
+                                               .role = POL_ROLE_READER, .group = POL_RESOURCE_GROUP};
+    CHECK_ST(pol_role_put(c, &kvmock_scope), KV_OK);
+    expect(c, grouper, config_vault, "k", POL_KEYS_GET, KV_OK);
+    struct pol_role_assignment sub_scope = {.id = "ra-s", .principal_id = "subber",
+                                            .role = POL_ROLE_CRYPTO_OFFICER};
+    CHECK_ST(pol_role_put(c, &sub_scope), KV_OK);
+    expect(c, who("t1", "subber", "x"), in_team, "k", POL_KEYS_PURGE, KV_OK);
+    expect(c, who("t1", "subber", "x"), config_vault, "k", POL_KEYS_CREATE, KV_OK);
+    /* ... under RBAC only */
+    struct ks_vault policies_vault = vault("polv", 0);
+    expect(c, who("t1", "subber", "x"), policies_vault, "k", POL_KEYS_GET, KV_ERR_ACCESS_DENIED);
+    /* a broad scope names no key, and a group's scope a valid group */
+    struct pol_role_assignment keyless = {.id = "ra-x", .principal_id = "x",
+                                          .role = POL_ROLE_READER, .key = "k"};
+    CHECK_ST(pol_role_put(c, &keyless), KV_ERR_BAD_PARAM);
+    struct pol_role_assignment badgroup = {.id = "ra-y", .principal_id = "x",
+                                           .role = POL_ROLE_READER, .group = "a/b"};
+    CHECK_ST(pol_role_put(c, &badgroup), KV_ERR_BAD_PARAM);
+    struct pol_role_assignment both = {.id = "ra-z", .principal_id = "x", .role = POL_ROLE_READER,
+                                       .vault = "cmk", .group = "rg"};
+    CHECK_ST(pol_role_put(c, &both), KV_ERR_BAD_PARAM);
+    /* they persist */
+    pol_free(c);
+    c = NULL;
+    CHECK_ST(pol_new(dir, "t1", &c), KV_OK);
+    CHECK_ST(pol_attach(c, ks), KV_OK);
+    expect(c, grouper, in_team, "k", POL_KEYS_ENCRYPT, KV_OK);
+    CHECK(pol_role_get(c, "ra-g", &got) && strcmp(got.group, "team-rg") == 0 && got.vault[0] == 0);
+    /* deleting the group takes its assignments along, and only those */
+    CHECK_ST(pol_role_remove_group(c, "TEAM-RG"), KV_OK);
+    expect(c, grouper, in_team, "k", POL_KEYS_ENCRYPT, KV_ERR_RBAC_DENIED);
+    CHECK(!pol_role_get(c, "ra-g", &got) && pol_role_get(c, "ra-k", &got) &&
+          pol_role_get(c, "ra-s", &got) && pol_role_get(c, "ra-2", &got));
+    CHECK_ST(pol_role_remove_group(c, "team-rg"), KV_OK);
 
     pol_free(c);
     ks_close(ks);
