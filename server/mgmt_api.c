@@ -5,6 +5,7 @@
  *   {PUT,PATCH,GET,DELETE} /subscriptions/S/resourceGroups/G/providers/Microsoft.KeyVault/vaults/V
  *   GET              /subscriptions/S/resourceGroups/G/providers/Microsoft.KeyVault/vaults
  *   PUT              .../vaults/V/accessPolicies/{add|replace|remove}
+ *   {PUT,GET}        .../vaults/V/keys[/K[/versions[/VER]]]  (mgmt_keys.c)
  *   GET              /subscriptions/S/providers/Microsoft.KeyVault/deletedVaults
  *   GET              /subscriptions/S/providers/Microsoft.KeyVault/locations/L/deletedVaults/V
  *   POST             .../locations/L/deletedVaults/V/purge
@@ -717,6 +718,31 @@ static void access_policies(struct srv_req *req, const char *name, const char *k
     srv_send_json(req, 200, doc);
 }
 
+static int seg_is(const struct srv_req *req, size_t i, const char *want);
+
+/* .../vaults/V/keys[/K[/versions[/VER]]]: the path's shape, and the vault, checked here;
+ * mgmt_keys.c does the rest. */
+static void vault_keys(struct srv_req *req)
+{
+    size_t n = req->nseg;
+    int shape = seg_is(req, 2, "resourceGroups") && seg_is(req, 4, "providers") &&
+                seg_is(req, 5, "Microsoft.KeyVault") && seg_is(req, 6, "vaults") &&
+                (n == 9 || n == 10 || ((n == 11 || n == 12) && seg_is(req, 10, "versions")));
+    if (!shape) {
+        srv_send_error(req, KV_ERR_ROUTE_NOT_FOUND, NULL);
+        return;
+    }
+    struct ks_vault v;
+    if (ks_vault_get(req->srv->ks, req->seg[7], &v) != KV_OK || !in_path_group(req, &v)) {
+        vault_not_found(req, req->seg[7]);
+        return;
+    }
+    char id[1024];
+    vault_id(req, &v, id, sizeof(id));
+    srv_mgmt_vault_keys(req, &v, id, n >= 10 ? req->seg[9] : NULL, n == 12 ? req->seg[11] : NULL,
+                        n >= 11);
+}
+
 /* ---- deleted vaults ---------------------------------------------------------------------- */
 
 /* A DeletedVault: id, name, type and properties {vaultId, location, deletionDate,
@@ -848,7 +874,6 @@ static void deleted_vault_purge(struct srv_req *req, const char *name)
     srv_send_empty(req, 200);
 }
 
-static int seg_is(const struct srv_req *req, size_t i, const char *want);
 
 /* /subscriptions/S/providers/Microsoft.KeyVault/deletedVaults and
  * /subscriptions/S/providers/Microsoft.KeyVault/locations/L/deletedVaults/V[/purge] */
@@ -1468,6 +1493,18 @@ int srv_mgmt_endpoint(struct srv_req *req)
     }
     if (req->nseg >= 8)
         snprintf(req->vault, sizeof(req->vault), "%.*s", KS_VAULT_NAME_MAX, req->seg[7]);
+    int keys = req->nseg >= 9 && seg_is(req, 8, "keys");
+    if (keys) {
+        int put = strcmp(method, "PUT") == 0;
+        req->operation = put ? "VaultKeyPut" : req->nseg == 10 || req->nseg == 12 ? "VaultKeyGet"
+                                                                                   : "VaultKeyList";
+        if (authorize(req, put ? "Microsoft.KeyVault/vaults/keys/write"
+                               : "Microsoft.KeyVault/vaults/keys/read",
+                      scope) == KV_OK &&
+            API_VERSION_OK(req, arm_api_versions, KEYVAULT_API))
+            vault_keys(req);
+        return 1;
+    }
     req->operation = req->nseg == 10                  ? "VaultAccessPolicyUpdate"
                      : req->nseg == 7                 ? "VaultList"
                      : strcmp(method, "PUT") == 0     ? "VaultPut"

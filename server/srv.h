@@ -219,6 +219,15 @@ int srv_entra_endpoint(struct srv_req *req);
 int srv_mgmt_endpoint(struct srv_req *req);
 
 /**
+ * @brief Microsoft.KeyVault/vaults/keys (mgmt_keys.c): PUT (create if absent) or GET of key
+ * @p name (@p version: one version), the vault's keys (@p name NULL) or, with @p versions,
+ * a key's versions. The caller has authorized the request and found vault @p v, whose
+ * resource id is @p vault_id.
+ */
+void srv_mgmt_vault_keys(struct srv_req *req, const struct ks_vault *v, const char *vault_id,
+                         const char *name, const char *version, int versions);
+
+/**
  * @brief Authenticate the request's bearer token for one of @p auds.
  * @return KV_OK (req->who set) or KV_ERR_UNAUTHORIZED.
  */

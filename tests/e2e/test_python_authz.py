@@ -285,6 +285,32 @@ def main():
                 pass
 
         @runner.test
+        def keys_through_resource_manager_with_the_python_mgmt_sdk():
+            from azure.mgmt.keyvault import KeyVaultManagementClient
+            km = KeyVaultManagementClient(ci_cred(), SUB, base_url=authority,
+                                          credential_scopes=["https://management.azure.com/.default"])
+            km.vaults.begin_create_or_update("keys-rg", "armkv", {
+                "location": "northeurope", "properties": {
+                    "tenant_id": TENANT, "sku": {"family": "A", "name": "standard"},
+                    "access_policies": [{"tenant_id": TENANT, "object_id": CI["objectId"],
+                                         "permissions": {"keys": ["get", "list", "wrapKey"]}}]}}).result()
+            made = km.keys.create_if_not_exist("keys-rg", "armkv", "cmk", {
+                "properties": {"kty": "RSA", "key_size": 3072, "key_ops": ["wrapKey", "unwrapKey"]},
+                "tags": {"purpose": "cmk"}})
+            eq((made.name, made.kty, made.key_size, made.tags), ("cmk", "RSA", 3072, {"purpose": "cmk"}))
+            eq(made.location, "northeurope")
+            eq(km.keys.get("keys-rg", "armkv", "cmk").key_uri_with_version, made.key_uri_with_version)
+            eq([k.name for k in km.keys.list("keys-rg", "armkv")], ["cmk"])
+            versions = [v.name for v in km.keys.list_versions("keys-rg", "armkv", "cmk")]
+            eq(versions, [made.key_uri_with_version.rsplit("/", 1)[1]])
+            # the data plane's own key: ci's access policy lets it wrap with it
+            key = KeyClient(kv.vault_url("armkv"), ci_cred()).get_key("cmk")
+            eq(key.id, made.key_uri_with_version)
+            wrapped = CryptographyClient(key.id, ci_cred()).wrap_key(KeyWrapAlgorithm.rsa_oaep_256,
+                                                                      b"d" * 32)
+            eq(len(wrapped.encrypted_key), 384)
+
+        @runner.test
         def refused_tokens_are_401_and_audited():
             good = kv.token(client_id=CI["clientId"])
             parts = good.split(".")

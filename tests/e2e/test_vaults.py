@@ -380,6 +380,92 @@ def main():
                 check(line in metrics, line)
 
         @runner.test
+        def keys_through_resource_manager():
+            eq(put_vault("armkeys")[0], 201)
+            KEYS = f"{ARM}/armkeys/keys"
+            body = {"properties": {"kty": "RSA", "keySize": 3072, "keyOps": ["wrapKey", "unwrapKey"],
+                                   "attributes": {"enabled": True, "exp": 4102444800}},
+                    "tags": {"purpose": "cmk"}}
+            st, _, k = mgmt("PUT", f"{KEYS}/cmk?{API}", body)
+            eq(st, 200, k)
+            eq((k["id"], k["name"], k["type"], k["location"], k["tags"]),
+               (f"{ARM}/armkeys/keys/cmk", "cmk", "Microsoft.KeyVault/vaults/keys", "westeurope",
+                {"purpose": "cmk"}))
+            props = k["properties"]
+            eq((props["kty"], props["keySize"], props["keyOps"]), ("RSA", 3072, ["wrapKey", "unwrapKey"]))
+            eq(props["keyUri"], f"https://armkeys.vault.localhost:{P}/keys/cmk")
+            version = props["keyUriWithVersion"].rsplit("/", 1)[1]
+            eq(len(version), 32)
+            eq((props["attributes"]["enabled"], props["attributes"]["exp"]), (True, 4102444800))
+            eq(props["attributes"]["recoveryLevel"], "CustomizedRecoverable+Purgeable")
+            check(not ({"n", "e", "d", "p", "q"} & set(props)), "no key material")
+            # the data plane has the same key, and wraps with it
+            st, dk = data("GET", "armkeys", "/keys/cmk")
+            eq((st, dk["key"]["kid"]), (200, props["keyUriWithVersion"]), dk)
+            dek = secrets.token_bytes(32)
+            eq(unwrap("armkeys", "cmk", wrap("armkeys", "cmk", dek)), dek)
+            # a second PUT answers the key as it is: no new version, nothing changed
+            st, _, again = mgmt("PUT", f"{KEYS}/cmk?{API}",
+                                {"properties": {"kty": "EC", "curveName": "P-384"}})
+            eq((st, again["properties"]["keyUriWithVersion"], again["properties"]["kty"]),
+               (200, props["keyUriWithVersion"], "RSA"), again)
+            st, _, ec = mgmt("PUT", f"{KEYS}/ec?{API}", {"properties": {"kty": "EC-HSM",
+                                                                       "curveName": "P-384"}})
+            eq((st, ec["properties"]["kty"], ec["properties"]["curveName"]), (200, "EC-HSM", "P-384"), ec)
+            check("keySize" not in ec["properties"], ec)
+            # one version, the versions, the list
+            st, _, one = mgmt("GET", f"{KEYS}/cmk/versions/{version}?{API}")
+            eq((st, one["name"], one["type"], one["id"]),
+               (200, version, "Microsoft.KeyVault/vaults/keys/versions",
+                f"{ARM}/armkeys/keys/cmk/versions/{version}"), one)
+            st, second = data("POST", "armkeys", "/keys/cmk/create", {"kty": "RSA"})
+            eq(st, 200, second)
+            st, _, vs = mgmt("GET", f"{KEYS}/cmk/versions?{API}")
+            eq(sorted(v["name"] for v in vs["value"]),
+               sorted([version, second["key"]["kid"].rsplit("/", 1)[1]]))
+            st, _, cur = mgmt("GET", f"{KEYS}/cmk?{API}")
+            eq(cur["properties"]["keyUriWithVersion"], second["key"]["kid"])
+            for i in range(27):
+                create_key("armkeys", f"many{i:02d}")
+            st, _, page = mgmt("GET", f"{KEYS}?{API}")
+            eq((st, len(page["value"])), (200, 25), page)
+            check(all(set(x["properties"]) == {"attributes", "keyUri"} for x in page["value"]), page)
+            link = page["nextLink"]
+            check(link.startswith(f"https://localhost:{P}{ARM}/armkeys/keys?api-version="), link)
+            st, _, page2 = mgmt("GET", link[link.index("/subscriptions"):])
+            eq(st, 200, page2)
+            names = [x["name"] for x in page["value"] + page2["value"]]
+            eq(len(names), len(set(names)))
+            check({"cmk", "ec", "many00", "many26"} <= set(names), names)
+            # errors, and nothing made
+            for path, bad, status, code in (
+                    (f"{KEYS}/k1", {"properties": {"kty": "oct"}}, 400, "BadRequest"),
+                    (f"{KEYS}/k1", {"properties": {}}, 400, "BadRequest"),
+                    (f"{KEYS}/k1", {}, 400, "BadRequest"),
+                    (f"{KEYS}/k1", {"properties": {"kty": "RSA", "keySize": 1000}}, 400, "BadRequest"),
+                    (f"{KEYS}/k1", {"properties": {"kty": "RSA", "curveName": "P-256"}}, 400, "BadRequest"),
+                    (f"{KEYS}/k1", {"properties": {"kty": "EC", "keyOps": ["fly"]}}, 400, "BadRequest"),
+                    (f"{KEYS}/k1", {"properties": {"kty": "RSA", "attributes": {"exportable": True}}},
+                     400, "BadRequest"),
+                    (f"{KEYS}/bad_name", {"properties": {"kty": "RSA"}}, 400, "BadRequest"),
+                    (f"{ARM}/nosuchvault/keys/k1", {"properties": {"kty": "RSA"}}, 404, "ResourceNotFound")):
+                st, _, err = mgmt("PUT", f"{path}?{API}", bad)
+                eq((st, err["error"]["code"]), (status, code), (path, bad, err))
+            eq(data("GET", "armkeys", "/keys/k1")[0], 404)
+            st, _, err = mgmt("GET", f"{KEYS}/k1?{API}")
+            eq((st, err["error"]["code"]), (404, "ResourceNotFound"), err)
+            eq(mgmt("GET", f"{KEYS}/cmk/versions/{'0' * 32}?{API}")[0], 404)
+            eq(mgmt("DELETE", f"{KEYS}/cmk?{API}")[0], 405)
+            # a soft-deleted name is held
+            eq(data("DELETE", "armkeys", "/keys/ec")[0], 200)
+            st, _, err = mgmt("PUT", f"{KEYS}/ec?{API}", {"properties": {"kty": "EC"}})
+            eq((st, err["error"]["code"]), (409, "Conflict"), err)
+            # the management right is needed
+            st, _, err = mgmt("GET", f"{KEYS}?{API}", token=kv.token("https://management.azure.com",
+                                                                      client_id=DISK["clientId"]))
+            eq((st, err["error"]["code"]), (403, "AuthorizationFailed"), err)
+
+        @runner.test
         def recover_needs_a_deleted_vault():
             st, _, body = put_vault("nothere", mode="recover")
             eq(st, 400, body)

@@ -599,6 +599,47 @@ func TestARM(t *testing.T) {
 	must(t, err, "CreateKey after the policy grants create")
 	kidParts(t, vaultURI, created.Key.Kid)
 
+	// Keys through Resource Manager (as ARM templates make them): created if absent,
+	// the data plane's own keys.
+	armKeys := mgmt.NewKeysClientWithBaseURI(cloud.ResourceManagerEndpoint, sub)
+	armKeys.Authorizer = authorizer
+	cmk, err := armKeys.CreateIfNotExist(ctx, rg, name, "cmk", mgmt.KeyCreateParameters{
+		Tags: map[string]*string{"purpose": to.StringPtr("cmk")},
+		Properties: &mgmt.KeyProperties{Kty: mgmt.RSA, KeySize: to.Int32Ptr(2048),
+			KeyOps: &[]mgmt.JSONWebKeyOperation{mgmt.JSONWebKeyOperationWrapKey, mgmt.JSONWebKeyOperationUnwrapKey}},
+	})
+	must(t, err, "Keys.CreateIfNotExist")
+	if cmk.KeyProperties == nil || cmk.Kty != mgmt.RSA || to.Int32(cmk.KeySize) != 2048 ||
+		to.String(cmk.Tags["purpose"]) != "cmk" || to.String(cmk.ID) != to.String(vault.ID)+"/keys/cmk" {
+		t.Fatalf("ARM key: %s %+v", to.String(cmk.ID), cmk.KeyProperties)
+	}
+	again, err := armKeys.CreateIfNotExist(ctx, rg, name, "cmk", mgmt.KeyCreateParameters{
+		Properties: &mgmt.KeyProperties{Kty: mgmt.EC, CurveName: mgmt.P256}})
+	must(t, err, "Keys.CreateIfNotExist again")
+	if to.String(again.KeyURIWithVersion) != to.String(cmk.KeyURIWithVersion) || again.Kty != mgmt.RSA {
+		t.Fatalf("a second create changed the key: %s %s", to.String(again.KeyURIWithVersion), again.Kty)
+	}
+	onData, err := data.GetKey(ctx, vaultURI, "cmk", "")
+	must(t, err, "GetKey of the ARM key on the data plane")
+	if to.String(onData.Key.Kid) != to.String(cmk.KeyURIWithVersion) {
+		t.Fatalf("data plane kid %s, ARM keyUriWithVersion %s", to.String(onData.Key.Kid), to.String(cmk.KeyURIWithVersion))
+	}
+	keyCount := 0
+	kit, err := armKeys.ListComplete(ctx, rg, name)
+	for ; err == nil && kit.NotDone(); err = kit.NextWithContext(ctx) {
+		keyCount++
+	}
+	must(t, err, "Keys.List")
+	if keyCount != 2 {
+		t.Fatalf("Keys.List lists %d keys, want k and cmk", keyCount)
+	}
+	version := to.String(cmk.KeyURIWithVersion)[strings.LastIndex(to.String(cmk.KeyURIWithVersion), "/")+1:]
+	byVersion, err := armKeys.GetVersion(ctx, rg, name, "cmk", version)
+	must(t, err, "Keys.GetVersion")
+	if to.String(byVersion.Name) != version {
+		t.Fatalf("Keys.GetVersion name %s", to.String(byVersion.Name))
+	}
+
 	patched, err := vaults.Update(ctx, rg, name, mgmt.VaultPatchParameters{
 		Tags: map[string]*string{"made-by": to.StringPtr("go"), "patched": to.StringPtr("yes")}})
 	must(t, err, "Update")

@@ -1,0 +1,329 @@
+/*
+ * Keys on the management plane (Microsoft.KeyVault/vaults/keys), as ARM templates,
+ * Bicep and the management SDKs see them:
+ *
+ *   PUT  .../vaults/V/keys/K                   create the key if it does not exist
+ *   GET  .../vaults/V/keys/K[/versions/VER]    the current version, or one version
+ *   GET  .../vaults/V/keys[?$skiptoken=T]      the vault's keys, 25 a page
+ *   GET  .../vaults/V/keys/K/versions          a key's versions
+ *
+ * A PUT creates the first version of a key that does not exist, and answers an
+ * existing key as it is: it never makes a new version nor changes a key, as in
+ * Azure. Keys are the data plane's own (the same store, versions and tags); no
+ * private material is ever answered. mgmt_api.c routes here after it checked the
+ * caller and found the vault.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kv_log.h"
+#include "srv.h"
+
+/* The ARM id of the vault @p vault_id's key @p name (and @p version, when not NULL). */
+static void key_arm_id(const char *vault_id, const char *name, const char *version, char *out,
+                       size_t cap)
+{
+    if (version != NULL)
+        snprintf(out, cap, "%s/keys/%s/versions/%s", vault_id, name, version);
+    else
+        snprintf(out, cap, "%s/keys/%s", vault_id, name);
+}
+
+/* A Key resource: id, name, type, location, tags and properties {attributes, kty, keyOps,
+ * keySize or curveName, keyUri, keyUriWithVersion}. @p as_version answers the resource
+ * of one version (…/versions/VER); @p brief, the list's short form (attributes, keyUri). */
+static cJSON *key_json(struct srv_req *req, const struct ks_vault *v, const char *vault_id,
+                       const struct ks_key *k, int as_version, int brief)
+{
+    char id[1400], uri[256], uri_version[300];
+    key_arm_id(vault_id, k->name, as_version ? k->version : NULL, id, sizeof(id));
+    snprintf(uri, sizeof(uri), "https://%s.vault.localhost:%d/keys/%s", v->name,
+             req->srv->https_port, k->name);
+    snprintf(uri_version, sizeof(uri_version), "%s/%s", uri, k->version);
+    cJSON *o = cJSON_CreateObject();
+    cJSON *tags = o ? cJSON_AddObjectToObject(o, "tags") : NULL;
+    cJSON *props = tags ? cJSON_AddObjectToObject(o, "properties") : NULL;
+    cJSON *attrs = props ? cJSON_AddObjectToObject(props, "attributes") : NULL;
+    int ok = attrs && cJSON_AddStringToObject(o, "id", id) &&
+             cJSON_AddStringToObject(o, "name", as_version ? k->version : k->name) &&
+             cJSON_AddStringToObject(o, "type", as_version ? "Microsoft.KeyVault/vaults/keys/versions"
+                                                           : "Microsoft.KeyVault/vaults/keys") &&
+             cJSON_AddStringToObject(o, "location", ks_vault_location(v)) &&
+             cJSON_AddBoolToObject(attrs, "enabled", k->attrs.enabled) &&
+             cJSON_AddNumberToObject(attrs, "created", (double)k->attrs.created) &&
+             cJSON_AddNumberToObject(attrs, "updated", (double)k->attrs.updated) &&
+             cJSON_AddStringToObject(attrs, "recoveryLevel", k->recovery_level) &&
+             cJSON_AddBoolToObject(attrs, "exportable", k->attrs.exportable) &&
+             cJSON_AddStringToObject(props, "keyUri", uri);
+    if (ok && k->attrs.nbf != 0)
+        ok = cJSON_AddNumberToObject(attrs, "nbf", (double)k->attrs.nbf) != NULL;
+    if (ok && k->attrs.exp != 0)
+        ok = cJSON_AddNumberToObject(attrs, "exp", (double)k->attrs.exp) != NULL;
+    for (size_t i = 0; ok && i < k->tags.count; i++)
+        ok = cJSON_AddStringToObject(tags, k->tags.names[i], k->tags.values[i]) != NULL;
+    if (ok && !brief) {
+        cJSON *ops = cJSON_AddArrayToObject(props, "keyOps");
+        ok = ops && cJSON_AddStringToObject(props, "kty", ks_kty_name(k->kty, k->hsm)) &&
+             cJSON_AddStringToObject(props, "keyUriWithVersion", uri_version);
+        for (unsigned bit = 1; ok && bit <= KS_OP_ALL; bit <<= 1) {
+            const char *name = (k->ops & bit) ? ks_keyop_name(bit) : NULL;
+            if (name != NULL)
+                ok = cJSON_AddItemToArray(ops, cJSON_CreateString(name));
+        }
+        if (ok && k->kty == KS_KTY_EC)
+            ok = cJSON_AddStringToObject(props, "curveName", ks_crv_name(k->pub.crv)) != NULL;
+        else if (ok && k->kty == KS_KTY_RSA)
+            ok = cJSON_AddNumberToObject(props, "keySize", k->pub.size_bits) != NULL;
+    }
+    if (!ok) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+static void key_not_found(struct srv_req *req, const char *vault, const char *name)
+{
+    srv_send_errorf(req, KV_ERR_ARM_NOT_FOUND,
+                    "The Resource 'Microsoft.KeyVault/vaults/%.64s/keys/%.127s' under resource "
+                    "group '%.90s' was not found.",
+                    vault, name, req->seg[3]);
+}
+
+/* An int64 member of @p o into @p out (0 when absent); 0 when it is not a whole number. */
+static int opt_time(const cJSON *o, const char *name, int64_t *out)
+{
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(o, name);
+    *out = 0;
+    if (n == NULL || cJSON_IsNull(n))
+        return 1;
+    if (!cJSON_IsNumber(n) || n->valuedouble < 0 || n->valuedouble > 253402300799.0 ||
+        n->valuedouble != (double)(int64_t)n->valuedouble)
+        return 0;
+    *out = (int64_t)n->valuedouble;
+    return 1;
+}
+
+/* The create parameters of a PUT body {properties: {kty, keySize, curveName, keyOps,
+ * attributes}, tags}; 0 with @p why set when they are not valid. Tags are borrowed from the
+ * body (free tags.names and tags.values only). */
+static int parse_create(const cJSON *body, struct ks_create *p, char *why, size_t cap)
+{
+    const cJSON *props = cJSON_GetObjectItemCaseSensitive(body, "properties");
+    const cJSON *attrs = cJSON_GetObjectItemCaseSensitive(props, "attributes");
+    const cJSON *size = cJSON_GetObjectItemCaseSensitive(props, "keySize");
+    const cJSON *ops = cJSON_GetObjectItemCaseSensitive(props, "keyOps");
+    const cJSON *tags = cJSON_GetObjectItemCaseSensitive(body, "tags");
+    const char *kty = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(props, "kty"));
+    const cJSON *crv_item = cJSON_GetObjectItemCaseSensitive(props, "curveName");
+    const char *crv = cJSON_GetStringValue(crv_item);
+    const cJSON *enabled = cJSON_GetObjectItemCaseSensitive(attrs, "enabled");
+    memset(p, 0, sizeof(*p));
+    p->attrs.enabled = 1;
+    if (!cJSON_IsObject(props)) {
+        snprintf(why, cap, "The 'properties' object is required.");
+        return 0;
+    }
+    /* a vault keeps RSA and EC keys; oct keys are a managed HSM's */
+    if (kty == NULL || ks_kty_parse(kty, &p->kty, &p->hsm) != KV_OK || p->kty == KS_KTY_OCT) {
+        snprintf(why, cap, "properties.kty must be one of RSA, RSA-HSM, EC and EC-HSM.");
+        return 0;
+    }
+    if (size != NULL && !cJSON_IsNull(size) &&
+        (!cJSON_IsNumber(size) || p->kty != KS_KTY_RSA || size->valuedouble < 0 ||
+         size->valuedouble > 65536)) {
+        snprintf(why, cap, "properties.keySize is an RSA key's size in bits.");
+        return 0;
+    }
+    p->size_bits = cJSON_IsNumber(size) ? size->valueint : 0;
+    if (crv_item != NULL && !cJSON_IsNull(crv_item) &&
+        (crv == NULL || p->kty != KS_KTY_EC || ks_crv_parse(crv, &p->crv) != KV_OK)) {
+        snprintf(why, cap, "properties.curveName is an EC key's curve: P-256, P-256K, P-384 or "
+                           "P-521.");
+        return 0;
+    }
+    if (ops != NULL && !cJSON_IsNull(ops)) {
+        const cJSON *op;
+        if (!cJSON_IsArray(ops)) {
+            snprintf(why, cap, "properties.keyOps must be an array.");
+            return 0;
+        }
+        p->ops_set = 1;
+        cJSON_ArrayForEach(op, ops)
+        {
+            unsigned bit = 0;
+            if (!cJSON_IsString(op) || ks_keyop_parse(op->valuestring, &bit) != KV_OK) {
+                snprintf(why, cap, "properties.keyOps: '%.40s' is not a key operation.",
+                         cJSON_IsString(op) ? op->valuestring : "?");
+                return 0;
+            }
+            p->ops |= bit;
+        }
+    }
+    if ((attrs != NULL && !cJSON_IsNull(attrs) && !cJSON_IsObject(attrs)) ||
+        (enabled != NULL && !cJSON_IsNull(enabled) && !cJSON_IsBool(enabled)) ||
+        !opt_time(attrs, "nbf", &p->attrs.nbf) || !opt_time(attrs, "exp", &p->attrs.exp) ||
+        cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(attrs, "exportable"))) {
+        snprintf(why, cap, "properties.attributes: enabled is a boolean, nbf and exp are Unix "
+                           "times, and kvmock makes no exportable keys.");
+        return 0;
+    }
+    if (cJSON_IsBool(enabled))
+        p->attrs.enabled = cJSON_IsTrue(enabled);
+    if (tags != NULL && !cJSON_IsNull(tags)) {
+        size_t n = (size_t)cJSON_GetArraySize(tags), i = 0;
+        const cJSON *t;
+        if (!cJSON_IsObject(tags) || n > 15) {
+            snprintf(why, cap, "The 'tags' must be an object of at most 15 strings.");
+            return 0;
+        }
+        p->tags.names = calloc(n + 1, sizeof(char *));
+        p->tags.values = calloc(n + 1, sizeof(char *));
+        if (p->tags.names == NULL || p->tags.values == NULL) {
+            free(p->tags.names);
+            free(p->tags.values);
+            memset(&p->tags, 0, sizeof(p->tags));
+            snprintf(why, cap, "out of memory");
+            return 0;
+        }
+        cJSON_ArrayForEach(t, tags)
+        {
+            if (!cJSON_IsString(t) || strlen(t->string) > 256 || strlen(t->valuestring) > 256) {
+                free(p->tags.names);
+                free(p->tags.values);
+                memset(&p->tags, 0, sizeof(p->tags));
+                snprintf(why, cap, "A key's tag names and values are strings of at most 256 "
+                                   "characters.");
+                return 0;
+            }
+            p->tags.names[i] = t->string;
+            p->tags.values[i] = t->valuestring;
+            p->tags.count = ++i;
+        }
+    }
+    return 1;
+}
+
+static void key_put(struct srv_req *req, const struct ks_vault *v, const char *vault_id,
+                    const char *name)
+{
+    struct ks_key *k = NULL;
+    enum kv_status st = ks_key_get(req->srv->ks, v->name, name, NULL, &k);
+    if (st == KV_OK) { /* it exists: answered as it is, nothing written */
+        srv_send_json(req, 200, key_json(req, v, vault_id, k, 0, 0));
+        ks_key_free(k);
+        return;
+    }
+    if (st != KV_ERR_KEY_NOT_FOUND) {
+        srv_send_error(req, st, NULL);
+        return;
+    }
+    char why[200] = "";
+    struct ks_create p;
+    if (srv_read_json_body(req) != KV_OK) {
+        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST, "The request body is not a JSON object.");
+        return;
+    }
+    if (!parse_create(req->body, &p, why, sizeof(why))) {
+        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST, why);
+        return;
+    }
+    st = ks_key_create(req->srv->ks, v->name, name, &p, &k);
+    free(p.tags.names);
+    free(p.tags.values);
+    switch (st) {
+    case KV_OK:
+        kv_log(KV_LOG_INFO, "key '%s' created in vault '%s' through Resource Manager by %s", name,
+               v->name, req->who.oid);
+        srv_send_json(req, 200, key_json(req, v, vault_id, k, 0, 0));
+        break;
+    case KV_ERR_BAD_KEY_NAME:
+    case KV_ERR_BAD_KEY_SIZE:
+    case KV_ERR_BAD_CURVE:
+    case KV_ERR_BAD_EXPONENT:
+    case KV_ERR_BAD_KTY:
+        srv_send_errorf(req, KV_ERR_ARM_BAD_REQUEST, "The key '%.127s' cannot be created: %s.",
+                        name, kv_status_info(st)->message);
+        break;
+    case KV_ERR_KEY_DELETED_RECOVERABLE:
+        srv_send_errorf(req, KV_ERR_ARM_CONFLICT,
+                        "A key named '%.127s' is deleted and can be recovered: recover or purge "
+                        "it on the data plane first.",
+                        name);
+        break;
+    default:
+        srv_send_error(req, st, NULL);
+    }
+    ks_key_free(k);
+}
+
+/* GET of the keys (@p name NULL) or of one key's versions, a page at a time. */
+static void key_list(struct srv_req *req, const struct ks_vault *v, const char *vault_id,
+                     const char *name)
+{
+    struct ks_key_page *page = NULL;
+    const char *skip = srv_query_get(req, "$skiptoken");
+    enum kv_status st =
+        name ? ks_key_list_versions(req->srv->ks, v->name, name, skip, KS_PAGE_MAX, &page)
+             : ks_key_list(req->srv->ks, v->name, skip, KS_PAGE_MAX, &page);
+    if (st == KV_ERR_KEY_NOT_FOUND) {
+        key_not_found(req, v->name, name);
+        return;
+    }
+    if (st == KV_ERR_BAD_SKIPTOKEN) {
+        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST, "The $skiptoken is not valid.");
+        return;
+    }
+    if (st != KV_OK) {
+        srv_send_error(req, st, NULL);
+        return;
+    }
+    cJSON *doc = cJSON_CreateObject();
+    cJSON *value = doc ? cJSON_AddArrayToObject(doc, "value") : NULL;
+    int ok = value != NULL;
+    for (size_t i = 0; ok && i < page->count; i++) {
+        cJSON *it = key_json(req, v, vault_id, page->items[i], name != NULL, name == NULL);
+        ok = it != NULL && cJSON_AddItemToArray(value, it);
+        if (!ok)
+            cJSON_Delete(it);
+    }
+    if (ok && page->next[0] != '\0') {
+        char base[SRV_HOST_MAX + 16], link[1800];
+        srv_base_url(req, base, sizeof(base));
+        const char *api = srv_query_get(req, "api-version");
+        /* api-versions, key names and skip tokens are URL-safe as they are */
+        snprintf(link, sizeof(link), "%s%s/keys%s%s%s?api-version=%s&%%24skiptoken=%s", base,
+                 vault_id, name ? "/" : "", name ? name : "", name ? "/versions" : "",
+                 api ? api : "", page->next);
+        ok = cJSON_AddStringToObject(doc, "nextLink", link) != NULL;
+    }
+    ks_key_page_free(page);
+    srv_send_json(req, 200, ok ? doc : (cJSON_Delete(doc), NULL));
+}
+
+void srv_mgmt_vault_keys(struct srv_req *req, const struct ks_vault *v, const char *vault_id,
+                         const char *name, const char *version, int versions)
+{
+    const char *method = req->ri->request_method;
+    int get = strcmp(method, "GET") == 0;
+    if (name == NULL && get) {
+        key_list(req, v, vault_id, NULL);
+    } else if (name != NULL && versions && version == NULL && get) {
+        key_list(req, v, vault_id, name);
+    } else if (name != NULL && !versions && strcmp(method, "PUT") == 0) {
+        key_put(req, v, vault_id, name);
+    } else if (name != NULL && get) {
+        struct ks_key *k = NULL;
+        enum kv_status st = ks_key_get(req->srv->ks, v->name, name, version, &k);
+        if (st == KV_ERR_KEY_NOT_FOUND)
+            key_not_found(req, v->name, version ? version : name);
+        else if (st != KV_OK)
+            srv_send_error(req, st, NULL);
+        else
+            srv_send_json(req, 200, key_json(req, v, vault_id, k, version != NULL, 0));
+        ks_key_free(k);
+    } else {
+        srv_send_error(req, KV_ERR_METHOD_NOT_ALLOWED, NULL);
+    }
+}
