@@ -474,13 +474,29 @@ enum kv_status pol_role_remove_group(struct pol_ctx *c, const char *group)
     return st;
 }
 
-size_t pol_role_list(struct pol_ctx *c, const char *vault, struct pol_role_assignment *out,
-                     size_t cap)
+/* Whether assignment @p r reaches vault @p v (whose group is @p group): at the vault's scope
+ * or a key's in it, at the group's, or at the subscription's. */
+static int reaches(const struct pol_role_assignment *r, const struct ks_vault *v,
+                   const char *group)
+{
+    if (r->vault[0] != '\0')
+        return strcasecmp(r->vault, v->name) == 0;
+    return r->group[0] == '\0' || strcasecmp(r->group, group) == 0;
+}
+
+static const char *vault_group(const struct ks_vault *v)
+{
+    return v->group[0] != '\0' ? v->group : POL_RESOURCE_GROUP;
+}
+
+size_t pol_role_list(struct pol_ctx *c, const struct ks_vault *vault,
+                     struct pol_role_assignment *out, size_t cap)
 {
     size_t n = 0;
+    const char *group = vault_group(vault);
     pthread_rwlock_rdlock(&c->lock);
     for (size_t i = 0; i < c->n_roles; i++) {
-        if (strcasecmp(c->roles[i].vault, vault) != 0)
+        if (!reaches(&c->roles[i], vault, group))
             continue;
         if (n < cap)
             out[n] = c->roles[i];
@@ -517,20 +533,14 @@ enum kv_status pol_allowed(struct pol_ctx *c, const struct pol_claims *who,
         return KV_ERR_UNAUTHORIZED;
 
     enum kv_status st = vault->rbac ? KV_ERR_RBAC_DENIED : KV_ERR_ACCESS_DENIED;
-    const char *group = vault->group[0] != '\0' ? vault->group : POL_RESOURCE_GROUP;
+    const char *group = vault_group(vault);
     pthread_rwlock_rdlock(&c->lock);
     if (vault->rbac) {
         for (size_t i = 0; i < c->n_roles && st != KV_OK; i++) {
             const struct pol_role_assignment *r = &c->roles[i];
-            if (strcasecmp(r->principal_id, who->oid) != 0)
+            /* the subscription's scope reaches every vault; a group's, those in it */
+            if (strcasecmp(r->principal_id, who->oid) != 0 || !reaches(r, vault, group))
                 continue;
-            if (r->vault[0] == '\0') {
-                /* the subscription's scope reaches every vault; a group's, those in it */
-                if (r->group[0] != '\0' && strcasecmp(r->group, group) != 0)
-                    continue;
-            } else if (strcasecmp(r->vault, vault->name) != 0) {
-                continue;
-            }
             /* a vault-scope assignment reaches every key; a key-scope one only its key */
             if (r->key[0] != '\0' && (key_name == NULL || strcasecmp(r->key, key_name) != 0))
                 continue;

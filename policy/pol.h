@@ -243,11 +243,13 @@ enum kv_status pol_role_remove(struct pol_ctx *ctx, const char *id) KV_MUST_CHEC
 enum kv_status pol_role_remove_group(struct pol_ctx *ctx, const char *group) KV_MUST_CHECK;
 
 /**
- * @brief Copy the role assignments of a vault (at any scope in it) into @p out.
+ * @brief Copy the role assignments that reach @p vault into @p out: at its scope or a key's
+ * in it, at its resource group's (POL_RESOURCE_GROUP for a vault without one) and at the
+ * subscription's.
  * @return how many there are (may exceed @p cap).
  */
-size_t pol_role_list(struct pol_ctx *ctx, const char *vault, struct pol_role_assignment *out,
-                     size_t cap);
+size_t pol_role_list(struct pol_ctx *ctx, const struct ks_vault *vault,
+                     struct pol_role_assignment *out, size_t cap);
 
 /** @brief Find a role assignment by id. @return 1 and fill @p out when found. */
 int pol_role_get(struct pol_ctx *ctx, const char *id, struct pol_role_assignment *out);

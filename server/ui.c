@@ -114,7 +114,8 @@ static int add_deleted(struct srv_req *req, const char *vault, cJSON *deleted)
     return 1;
 }
 
-static void add_access(struct srv_req *req, const char *vault, cJSON *policies, cJSON *roles)
+static void add_access(struct srv_req *req, const struct ks_vault *vault, cJSON *policies,
+                       cJSON *roles)
 {
     struct pol_access_policy *p = calloc(UI_MAX_ENTRIES, sizeof(*p));
     struct pol_role_assignment *r = calloc(UI_MAX_ENTRIES, sizeof(*r));
@@ -123,7 +124,7 @@ static void add_access(struct srv_req *req, const char *vault, cJSON *policies, 
         free(r);
         return;
     }
-    size_t np = pol_policy_list(req->srv->pol, vault, p, UI_MAX_ENTRIES);
+    size_t np = pol_policy_list(req->srv->pol, vault->name, p, UI_MAX_ENTRIES);
     for (size_t i = 0; i < np && i < UI_MAX_ENTRIES; i++) {
         cJSON *o = cJSON_CreateObject();
         cJSON *keys = o ? cJSON_AddArrayToObject(o, "keys") : NULL;
@@ -139,9 +140,13 @@ static void add_access(struct srv_req *req, const char *vault, cJSON *policies, 
     }
     size_t nr = pol_role_list(req->srv->pol, vault, r, UI_MAX_ENTRIES);
     for (size_t i = 0; i < nr && i < UI_MAX_ENTRIES; i++) {
-        char scope[KS_VAULT_NAME_MAX + KS_NAME_MAX + 16];
-        snprintf(scope, sizeof(scope), "/vaults/%s%s%s", r[i].vault, r[i].key[0] ? "/keys/" : "",
-                 r[i].key);
+        char scope[KS_VAULT_NAME_MAX + KS_NAME_MAX + KS_GROUP_MAX + 64];
+        if (r[i].vault[0] != '\0')
+            snprintf(scope, sizeof(scope), "/vaults/%s%s%s", r[i].vault,
+                     r[i].key[0] ? "/keys/" : "", r[i].key);
+        else /* a resource group's scope, or the subscription's */
+            snprintf(scope, sizeof(scope), "/subscriptions/" POL_SUBSCRIPTION "%s%s",
+                     r[i].group[0] ? "/resourceGroups/" : "", r[i].group);
         cJSON *o = cJSON_CreateObject();
         if (o == NULL || !cJSON_AddItemToArray(roles, o))
             break;
@@ -181,7 +186,7 @@ static void send_state(struct srv_req *req)
              cJSON_AddBoolToObject(props, "enableRbacAuthorization", v.rbac) &&
              add_keys(req, v.name, keys) && add_deleted(req, v.name, deleted);
         if (ok)
-            add_access(req, v.name, policies, roles);
+            add_access(req, &v, policies, roles);
         else if (o != NULL && roles == NULL)
             cJSON_Delete(o);
     }

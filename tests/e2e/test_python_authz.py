@@ -252,6 +252,12 @@ def main():
                                                    principal_id=DISK["objectId"]))
                 got = am.role_assignments.get(group_scope, "5d3c1a2b-0000-4000-8000-0000000005b2")
                 eq((got.principal_id, got.scope), (DISK["objectId"], group_scope))
+                # the web view shows both as reaching the vault
+                st, _, state = kv.http("GET", "/ui/api/state")
+                eq(st, 200)
+                vault_state = [x for x in json.loads(state)["vaults"] if x["name"] == "grouprbac"][0]
+                eq(sorted(r["scope"] for r in vault_state["roleAssignments"]),
+                   [f"/subscriptions/{SUB}", group_scope])
                 wrapped = disk_crypto.wrap_key(KeyWrapAlgorithm.rsa_oaep_256, b"k" * 32)
                 eq(disk_crypto.unwrap_key(KeyWrapAlgorithm.rsa_oaep_256, wrapped.encrypted_key).key,
                    b"k" * 32)

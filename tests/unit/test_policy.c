@@ -246,6 +246,18 @@ int main(void)
     CHECK_ST(pol_attach(c, ks), KV_OK);
     expect(c, grouper, in_team, "k", POL_KEYS_ENCRYPT, KV_OK);
     CHECK(pol_role_get(c, "ra-g", &got) && strcmp(got.group, "team-rg") == 0 && got.vault[0] == 0);
+    /* the list of what reaches a vault holds the broad scopes too */
+    struct pol_role_assignment reach[16];
+    size_t nl = pol_role_list(c, &in_team, reach, 16);
+    int saw_group = 0, saw_sub = 0, saw_other = 0;
+    for (size_t i = 0; i < nl && i < 16; i++) {
+        saw_group |= strcmp(reach[i].id, "ra-g") == 0;
+        saw_sub |= strcmp(reach[i].id, "ra-s") == 0;
+        saw_other |= strcmp(reach[i].id, "ra-k") == 0 || strcmp(reach[i].id, "ra-2") == 0;
+    }
+    CHECK(nl == 2 && saw_group && saw_sub && !saw_other);
+    nl = pol_role_list(c, &r, reach, 16); /* cmk: ra-2, ra-3, kvmock's ra-k, the subscription's */
+    CHECK(nl == 4);
     /* deleting the group takes its assignments along, and only those */
     CHECK_ST(pol_role_remove_group(c, "TEAM-RG"), KV_OK);
     expect(c, grouper, in_team, "k", POL_KEYS_ENCRYPT, KV_ERR_RBAC_DENIED);
