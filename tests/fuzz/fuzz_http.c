@@ -89,6 +89,8 @@ static const struct tmpl templates[] = {
      NULL, 0},
     {"POST", "/" TENANT "/oauth2/token", HTTPS, TOK_NONE, NULL,
      "Content-Type: application/x-www-form-urlencoded\r\n", 0},
+    /* one name only: a PUT of an existing key answers it and makes nothing */
+    {"PUT", SUB "/keys/armk?api-version=2023-07-01", HTTPS, TOK_MGMT, NULL, NULL, 0},
 };
 #define NTEMPLATES (sizeof(templates) / sizeof(templates[0]))
 

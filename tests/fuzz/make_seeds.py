@@ -107,7 +107,8 @@ def main():
     # ---- HTTP: template byte, variant byte, body
     T = {"create": 0, "import": 1, "update": 2, "op": 3, "policy": 4, "restore": 5, "rng": 6,
          "entra": 7, "vault": 8, "policies": 9, "role": 10, "msi": 11, "clock": 12, "raw": 13,
-         "rawmgmt": 14, "vaultpatch": 15, "group": 16, "grouppatch": 17, "entrav1": 18}
+         "rawmgmt": 14, "vaultpatch": 15, "group": 16, "grouppatch": 17, "entrav1": 18,
+         "armkey": 19}
     ops = ["rsa//wrapkey", "rsa//unwrapkey", "rsa//encrypt", "rsa//decrypt", "rsa//sign",
            "rsa//verify", "ec//sign", "ec//verify", "oct//wrapkey", "oct//unwrapkey", "oct//encrypt",
            "oct//decrypt", "oct//sign", "oct//verify", "rsa//release"]
@@ -177,6 +178,10 @@ def main():
     for i, name in enumerate(["fzg", "g"]):
         http(f"group-{name}", "group", i, {"location": "westeurope", "tags": {"cost": "1"}})
         http(f"group-patch-{name}", "grouppatch", i, {"tags": {"owner": "fz"}})
+    http("arm-key", "armkey", 0, {"properties": {"kty": "EC", "curveName": "P-256",
+                                                 "keyOps": ["sign", "verify"],
+                                                 "attributes": {"enabled": True, "exp": 4102444800}},
+                                  "tags": {"purpose": "fz"}})
     http("entra-v1", "entrav1", 0, "grant_type=client_credentials&client_id="
          "6b766d6f-636b-4000-8000-0000000000c1&client_secret=s3cret"
          "&resource=https%3A%2F%2Fvault.azure.net")
@@ -200,7 +205,11 @@ def main():
                               "GET /subscriptions/s/resourcegroups?api-version=2021-04-01 HTTP/1.1",
                               "HEAD /subscriptions/s/resourcegroups/fzg?api-version=2021-04-01 HTTP/1.1",
                               "DELETE /subscriptions/s/resourcegroups/fzg?api-version=2021-04-01 "
-                              "HTTP/1.1"]):
+                              "HTTP/1.1",
+                              "GET /subscriptions/s/resourceGroups/g/providers/Microsoft.KeyVault/"
+                              "vaults/fzv/keys?api-version=2023-07-01 HTTP/1.1",
+                              "GET /subscriptions/s/resourceGroups/g/providers/Microsoft.KeyVault/"
+                              "vaults/fzv/keys/armk/versions?api-version=2023-07-01 HTTP/1.1"]):
         http(f"rawmgmt{i}", "rawmgmt", 0, line)
 
     if restore_dir:
