@@ -293,6 +293,34 @@ async function scenario() {
     assert.ok(added.properties.accessPolicies.some((p) => p.objectId === DISK.objectId), "add answers the policies");
   });
 
+  await group("management plane keys: keys.createIfNotExist, get, getVersion, list, listVersions (@azure/arm-keyvault)", async () => {
+    const mgmt = arm(ciCred());
+    const made = await mgmt.keys.createIfNotExist(RG, "made", "armk",
+      { properties: { kty: "EC", curveName: "P-256", keyOps: ["sign", "verify"] }, tags: { purpose: "arm" } });
+    assert.equal(made.kty, "EC", "kty");
+    assert.equal(made.curveName, "P-256", "curveName");
+    assert.deepEqual(made.keyOps, ["sign", "verify"], "keyOps");
+    assert.deepEqual(made.tags, { purpose: "arm" }, "tags");
+    assert.equal(made.keyUri, `https://made.vault.localhost:${env.httpsPort}/keys/armk`, "keyUri");
+    const again = await mgmt.keys.createIfNotExist(RG, "made", "armk", { properties: { kty: "RSA" } });
+    assert.equal(again.keyUriWithVersion, made.keyUriWithVersion, "a second create answers the same version");
+    assert.equal(again.kty, "EC", "and changes nothing");
+    // the data plane's own key
+    const dataKey = await keys("made", ciCred()).getKey("armk");
+    assert.equal(dataKey.id, made.keyUriWithVersion, "the data plane has it");
+    const version = made.keyUriWithVersion.split("/").pop();
+    assert.equal((await mgmt.keys.getVersion(RG, "made", "armk", version)).name, version, "getVersion");
+    assert.equal((await mgmt.keys.get(RG, "made", "armk")).keyUriWithVersion, made.keyUriWithVersion, "get");
+    const all = [];
+    for await (const k of mgmt.keys.list(RG, "made")) all.push(k.name);
+    assert.ok(all.includes("armk"), `keys.list: ${JSON.stringify(all)}`);
+    const versions = [];
+    for await (const v of mgmt.keys.listVersions(RG, "made", "armk")) versions.push(v.name);
+    assert.deepEqual(versions, [version], "listVersions");
+    await expectRestError(mgmt.keys.createIfNotExist(RG, "made", "bad", { properties: { kty: "oct" } }), 400, "BadRequest",
+      "an oct key in a vault");
+  });
+
   await group("management plane lists: vaults.list (generic resources), listBySubscription, listByResourceGroup", async () => {
     const mgmt = arm(ciCred());
     const all = async (it) => { const out = []; for await (const v of it) out.push(v); return out; };
