@@ -20,7 +20,7 @@ static const char *const operations[] = {
     "Authentication", "VaultPut", "VaultPatch", "VaultGet", "VaultDelete", "VaultList",
     "VaultAccessPolicyUpdate", "RoleAssignmentPut", "RoleAssignmentGet", "RoleAssignmentDelete",
     "ResourceGroupPut", "ResourceGroupGet", "ResourceGroupDelete", "ResourceGroupList",
-    "VaultKeyPut", "VaultKeyGet", "VaultKeyList",
+    "VaultKeyPut", "VaultKeyGet", "VaultKeyList", "VaultCheckName",
     "other",
 };
 #define N_OPS (sizeof(operations) / sizeof(operations[0]))

@@ -9,6 +9,7 @@
  *   GET              /subscriptions/S/providers/Microsoft.KeyVault/deletedVaults
  *   GET              /subscriptions/S/providers/Microsoft.KeyVault/locations/L/deletedVaults/V
  *   POST             .../locations/L/deletedVaults/V/purge
+ *   POST             /subscriptions/S/providers/Microsoft.KeyVault/checkNameAvailability
  *   {PUT,GET,DELETE} {scope}/providers/Microsoft.Authorization/roleAssignments/ID
  *   GET              /subscriptions[/S], /tenants     (what `az login` lists)
  *   GET              /subscriptions/S[/resourceGroups/G]/resources, .../vaults, .../managedHSMs
@@ -877,9 +878,65 @@ static void deleted_vault_purge(struct srv_req *req, const char *name)
 
 /* /subscriptions/S/providers/Microsoft.KeyVault/deletedVaults and
  * /subscriptions/S/providers/Microsoft.KeyVault/locations/L/deletedVaults/V[/purge] */
+/* POST /subscriptions/S/providers/Microsoft.KeyVault/checkNameAvailability
+ * {"name": N, "type": "Microsoft.KeyVault/vaults"}: whether a vault could take the name.
+ * A live or a deleted vault holds it. */
+static void check_name(struct srv_req *req)
+{
+    if (srv_read_json_body(req) != KV_OK) {
+        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST, "The request body is not a JSON object.");
+        return;
+    }
+    const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(req->body, "name"));
+    const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(req->body, "type"));
+    if (name == NULL || type == NULL || strcasecmp(type, "Microsoft.KeyVault/vaults") != 0) {
+        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST,
+                       "The body needs a 'name' and the 'type' Microsoft.KeyVault/vaults.");
+        return;
+    }
+    char lname[KS_VAULT_NAME_MAX + 1], message[400] = "";
+    const char *reason = NULL;
+    struct ks_vault v;
+    struct ks_deleted_vault d;
+    size_t n = strlen(name);
+    for (size_t i = 0; i < n && i < KS_VAULT_NAME_MAX; i++) /* names match in any case */
+        lname[i] = (name[i] >= 'A' && name[i] <= 'Z') ? (char)(name[i] - 'A' + 'a') : name[i];
+    lname[n < KS_VAULT_NAME_MAX ? n : KS_VAULT_NAME_MAX] = '\0';
+    if (n < 3 || n > KS_VAULT_NAME_MAX || !ks_vault_name_valid(lname)) {
+        reason = "AccountNameInvalid";
+        snprintf(message, sizeof(message),
+                 "The vault name '%.64s' is invalid: 3-24 letters, digits and dashes.", name);
+    } else if (ks_vault_get(req->srv->ks, lname, &v) == KV_OK ||
+               ks_deleted_vault_get(req->srv->ks, lname, &d) == KV_OK) {
+        reason = "AlreadyExists";
+        snprintf(message, sizeof(message),
+                 "The vault name '%s' is already in use. Vault names are globally unique so it "
+                 "is possible that the name is already taken, or held by a deleted vault until "
+                 "it is purged.",
+                 lname);
+    }
+    cJSON *doc = cJSON_CreateObject();
+    int ok = doc && cJSON_AddBoolToObject(doc, "nameAvailable", reason == NULL);
+    if (ok && reason != NULL)
+        ok = cJSON_AddStringToObject(doc, "reason", reason) &&
+             cJSON_AddStringToObject(doc, "message", message);
+    srv_send_json(req, 200, ok ? doc : (cJSON_Delete(doc), NULL));
+}
+
 static void deleted_vaults_endpoint(struct srv_req *req, const char *scope)
 {
     const char *method = req->ri->request_method;
+    if (req->nseg == 5 && seg_is(req, 4, "checkNameAvailability")) {
+        req->operation = "VaultCheckName";
+        if (authorize(req, "Microsoft.KeyVault/checkNameAvailability/read", scope) != KV_OK ||
+            !API_VERSION_OK(req, arm_api_versions, KEYVAULT_API))
+            return;
+        if (strcmp(method, "POST") == 0)
+            check_name(req);
+        else
+            srv_send_error(req, KV_ERR_METHOD_NOT_ALLOWED, NULL);
+        return;
+    }
     int list = req->nseg == 5 && seg_is(req, 4, "deletedVaults");
     int one = (req->nseg == 8 || req->nseg == 9) && seg_is(req, 4, "locations") &&
               seg_is(req, 6, "deletedVaults") && (req->nseg == 8 || seg_is(req, 8, "purge"));

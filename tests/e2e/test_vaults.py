@@ -466,6 +466,28 @@ def main():
             eq((st, err["error"]["code"]), (403, "AuthorizationFailed"), err)
 
         @runner.test
+        def name_availability():
+            CHECK = f"/subscriptions/{SUB}/providers/Microsoft.KeyVault/checkNameAvailability?{API}"
+            eq(put_vault("takenname")[0], 201)
+            eq(put_vault("gonename")[0], 201)
+            eq(mgmt("DELETE", f"{ARM}/gonename?{API}")[0], 200)
+            for name, available, reason in (("freename", True, None), ("takenname", False, "AlreadyExists"),
+                                            ("TAKENNAME", False, "AlreadyExists"),
+                                            ("gonename", False, "AlreadyExists"),  # deleted, not purged
+                                            ("default", False, "AlreadyExists"),
+                                            ("ab", False, "AccountNameInvalid"),
+                                            ("bad_name", False, "AccountNameInvalid"),
+                                            ("x" * 25, False, "AccountNameInvalid")):
+                st, _, doc = mgmt("POST", CHECK, {"name": name, "type": "Microsoft.KeyVault/vaults"})
+                eq((st, doc["nameAvailable"], doc.get("reason")), (200, available, reason), (name, doc))
+                check(available or doc["message"], doc)
+            for bad in ({"name": "x"}, {"type": "Microsoft.KeyVault/vaults"},
+                        {"name": "abc", "type": "Microsoft.Storage/storageAccounts"}):
+                st, _, err = mgmt("POST", CHECK, bad)
+                eq((st, err["error"]["code"]), (400, "BadRequest"), err)
+            eq(mgmt("GET", CHECK)[0], 405)
+
+        @runner.test
         def recover_needs_a_deleted_vault():
             st, _, body = put_vault("nothere", mode="recover")
             eq(st, 400, body)

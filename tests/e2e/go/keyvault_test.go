@@ -541,6 +541,12 @@ func TestARM(t *testing.T) {
 	vaults.Authorizer = authorizer
 	vaults.PollingDelay = 100 * time.Millisecond
 	name := uniqueName("go-vault")
+	free, err := vaults.CheckNameAvailability(ctx, mgmt.VaultCheckNameAvailabilityParameters{
+		Name: to.StringPtr(name), Type: to.StringPtr("Microsoft.KeyVault/vaults")})
+	must(t, err, "CheckNameAvailability")
+	if !to.Bool(free.NameAvailable) {
+		t.Fatalf("%s is not available: %s %s", name, free.Reason, to.String(free.Message))
+	}
 	self := env(t, "KVMOCK_OBJECT_ID")
 	future, err := vaults.CreateOrUpdate(ctx, rg, name, mgmt.VaultCreateOrUpdateParameters{
 		Location: to.StringPtr("westeurope"),
@@ -565,6 +571,12 @@ func TestARM(t *testing.T) {
 		t.Fatalf("created vault id %s in %s, want %s in westeurope", to.String(vault.ID), to.String(vault.Location), wantID)
 	}
 	vaultURI := strings.TrimSuffix(to.String(vault.Properties.VaultURI), "/")
+	taken, err := vaults.CheckNameAvailability(ctx, mgmt.VaultCheckNameAvailabilityParameters{
+		Name: to.StringPtr(name), Type: to.StringPtr("Microsoft.KeyVault/vaults")})
+	must(t, err, "CheckNameAvailability of a taken name")
+	if to.Bool(taken.NameAvailable) || taken.Reason != mgmt.AlreadyExists {
+		t.Fatalf("a taken name: available %v, reason %s", to.Bool(taken.NameAvailable), taken.Reason)
+	}
 	if !strings.HasPrefix(vaultURI, "https://"+name+".vault.") {
 		t.Fatalf("vaultUri %s", vaultURI)
 	}
