@@ -1925,6 +1925,7 @@ enum kv_status ks_vault_delete(struct ks_env *env, const char *name)
 }
 
 struct vault_list_arg {
+    const char *after; /* lowercase; "" = from the start */
     char (*names)[KS_VAULT_NAME_MAX + 1];
     size_t cap, count;
 };
@@ -1935,11 +1936,14 @@ static enum kv_status vault_list_fn(struct ks_txn *tx, void *arg)
     MDB_cursor *cur = NULL;
     if (mdb_cursor_open(tx->txn, tx->env->db_vaults, &cur) != 0)
         return KV_ERR_STORE;
-    MDB_val k, v;
-    for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+    size_t alen = strlen(a->after);
+    MDB_val k = {alen, (void *)a->after}, v;
+    for (int rc = mdb_cursor_get(cur, &k, &v, alen ? MDB_SET_RANGE : MDB_FIRST); rc == 0;
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         if (memchr(k.mv_data, '\0', k.mv_size) != NULL)
-            continue; /* a deleted vault's record (vaults.c) */
+            continue; /* a deleted vault's or a group's record (vaults.c, groups.c) */
+        if (alen && k.mv_size == alen && memcmp(k.mv_data, a->after, alen) == 0)
+            continue; /* the names after it */
         if (a->count < a->cap && k.mv_size <= KS_VAULT_NAME_MAX) {
             memcpy(a->names[a->count], k.mv_data, k.mv_size);
             a->names[a->count][k.mv_size] = '\0';
@@ -1952,7 +1956,16 @@ static enum kv_status vault_list_fn(struct ks_txn *tx, void *arg)
 
 size_t ks_vault_list(struct ks_env *env, char (*names)[KS_VAULT_NAME_MAX + 1], size_t cap)
 {
-    struct vault_list_arg a = {names, cap, 0};
+    return ks_vault_list_from(env, NULL, names, cap);
+}
+
+size_t ks_vault_list_from(struct ks_env *env, const char *after,
+                          char (*names)[KS_VAULT_NAME_MAX + 1], size_t cap)
+{
+    char lafter[KS_VAULT_NAME_MAX + 1] = "";
+    if (after != NULL && after[0] != '\0' && ks_vault_lower(after, lafter) == 0)
+        return 0; /* not a vault name: the list is empty (see ks.h) */
+    struct vault_list_arg a = {lafter, names, cap, 0};
     if (ks_txn_read(env, vault_list_fn, &a) != KV_OK)
         return 0;
     return a.count;

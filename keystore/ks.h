@@ -298,6 +298,14 @@ enum kv_status ks_vault_delete(struct ks_env *env, const char *name) KV_MUST_CHE
 size_t ks_vault_list(struct ks_env *env, char (*names)[KS_VAULT_NAME_MAX + 1], size_t cap);
 
 /**
+ * @brief ks_vault_list() from the first name after @p after (NULL or "": from the start;
+ * matched case-insensitively; one longer than a vault name lists nothing).
+ * @return how many vaults there are from there (may exceed @p cap).
+ */
+size_t ks_vault_list_from(struct ks_env *env, const char *after,
+                          char (*names)[KS_VAULT_NAME_MAX + 1], size_t cap);
+
+/**
  * @brief Count a vault's keys: live ones and soft-deleted ones (scans the vault's heads).
  * @return KV_OK, KV_ERR_STORE.
  */

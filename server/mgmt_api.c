@@ -613,20 +613,62 @@ static void vault_delete(struct srv_req *req, const char *name)
     srv_send_empty(req, 200);
 }
 
-/* Every vault, as vaults or (@p as_resources) as generic resources. */
+/* The request's own URL with $skiptoken set to @p token: the next page's link, with every
+ * other query parameter (api-version, $top, $filter) kept as the client sent it. */
+static void next_link(const struct srv_req *req, const char *token, char *out, size_t cap)
+{
+    char base[SRV_HOST_MAX + 16];
+    srv_base_url(req, base, sizeof(base));
+    int len = snprintf(out, cap, "%s%s?", base, req->ri->local_uri_raw);
+    const char *q = req->ri->query_string ? req->ri->query_string : "";
+    while (*q && len > 0 && (size_t)len < cap) {
+        const char *amp = strchr(q, '&');
+        size_t n = amp ? (size_t)(amp - q) : strlen(q);
+        if (strncmp(q, "$skiptoken=", 11) != 0 && strncasecmp(q, "%24skiptoken=", 13) != 0)
+            len += snprintf(out + len, cap - (size_t)len, "%.*s&", (int)n, q);
+        q += n + (amp != NULL);
+    }
+    if (len > 0 && (size_t)len < cap)
+        snprintf(out + len, cap - (size_t)len, "%%24skiptoken=%s", token);
+}
+
+/* The vaults, as vaults or (@p as_resources) as generic resources: of the path's group, or
+ * of the subscription. Pages of $top (at most and by default 256) vaults, in name order;
+ * a page that filters by group may hold fewer. */
 static void vault_list(struct srv_req *req, int as_resources)
 {
-    char(*names)[KS_VAULT_NAME_MAX + 1] = calloc(256, sizeof(*names));
-    size_t n = names ? ks_vault_list(req->srv->ks, names, 256) : 0;
+    const char *top = srv_query_get(req, "$top"), *skip = srv_query_get(req, "$skiptoken");
+    long max = 256;
+    if (top != NULL) {
+        char *end = NULL;
+        max = strtol(top, &end, 10);
+        if (end == top || *end != '\0' || max < 1) {
+            srv_send_error(req, KV_ERR_ARM_BAD_REQUEST, "$top must be a positive integer.");
+            return;
+        }
+        max = max < 256 ? max : 256;
+    }
+    if (skip != NULL && !ks_vault_name_valid(skip)) {
+        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST, "The $skiptoken is not valid.");
+        return;
+    }
+    char(*names)[KS_VAULT_NAME_MAX + 1] = calloc((size_t)max, sizeof(*names));
+    size_t n = names ? ks_vault_list_from(req->srv->ks, skip, names, (size_t)max) : 0;
     cJSON *doc = names ? cJSON_CreateObject() : NULL;
     cJSON *value = doc ? cJSON_AddArrayToObject(doc, "value") : NULL;
-    for (size_t i = 0; value != NULL && i < n && i < 256; i++) {
+    for (size_t i = 0; value != NULL && i < n && i < (size_t)max; i++) {
         struct ks_vault v;
         if (ks_vault_get(req->srv->ks, names[i], &v) != KV_OK || !listed_in_path_group(req, &v))
             continue;
         cJSON *item = as_resources ? vault_resource_json(req, &v) : vault_json(req, &v);
         if (item != NULL)
             cJSON_AddItemToArray(value, item);
+    }
+    if (value != NULL && n > (size_t)max) {
+        char link[2048];
+        next_link(req, names[max - 1], link, sizeof(link));
+        if (cJSON_AddStringToObject(doc, "nextLink", link) == NULL)
+            value = NULL;
     }
     free(names);
     srv_send_json(req, 200, value ? doc : (cJSON_Delete(doc), NULL));
@@ -1291,12 +1333,19 @@ static void group_delete(struct srv_req *req, const char *name)
     char(*names)[KS_VAULT_NAME_MAX + 1] = st == KV_OK ? calloc(256, sizeof(*names)) : NULL;
     if (st == KV_OK && names == NULL)
         st = KV_ERR_NOMEM;
-    size_t n = names ? ks_vault_list(req->srv->ks, names, 256) : 0;
-    for (size_t i = 0; st == KV_OK && i < n && i < 256; i++) {
-        struct ks_vault v;
-        if (ks_vault_get(req->srv->ks, names[i], &v) == KV_OK &&
-            strcasecmp(vault_group(&v), name) == 0)
-            st = delete_vault(req, &v);
+    /* every vault, a page of names at a time, after the last name of the page before */
+    char after[KS_VAULT_NAME_MAX + 1] = "";
+    for (size_t n = 256; st == KV_OK && n == 256;) {
+        n = ks_vault_list_from(req->srv->ks, after, names, 256);
+        n = n < 256 ? n : 256;
+        for (size_t i = 0; st == KV_OK && i < n; i++) {
+            struct ks_vault v;
+            if (ks_vault_get(req->srv->ks, names[i], &v) == KV_OK &&
+                strcasecmp(vault_group(&v), name) == 0)
+                st = delete_vault(req, &v);
+        }
+        if (n > 0)
+            snprintf(after, sizeof(after), "%s", names[n - 1]);
     }
     free(names);
     if (st == KV_OK)

@@ -575,6 +575,40 @@ def main():
             eq(st, 400, body)
 
         @runner.test
+        def vault_lists_are_paged():
+            for i in range(7):
+                eq(put_vault(f"vp{i}")[0], 201)
+
+            def follow(path):
+                names, pages = [], 0
+                while path:
+                    st, _, page = mgmt("GET", path)
+                    eq(st, 200, page)
+                    names += [x["name"] for x in page["value"]]
+                    pages += 1
+                    link = page.get("nextLink")
+                    path = link[link.index("/subscriptions"):] if link else None
+                    check(link is None or link.startswith(f"https://localhost:{P}/subscriptions/"), link)
+                return names, pages
+
+            whole, pages = follow(f"{ARM}?{API}")
+            eq(pages, 1)
+            check({f"vp{i}" for i in range(7)} <= set(whole), whole)
+            paged, pages = follow(f"{ARM}?{API}&$top=3")
+            eq(paged, whole)
+            check(pages >= 3, pages)
+            # a generic resources list keeps its $filter from page to page
+            RES = (f"/subscriptions/{SUB}/resources?$filter=resourceType%20eq%20"
+                   "%27Microsoft.KeyVault%2Fvaults%27&api-version=2021-04-01")
+            everywhere, _ = follow(RES)
+            paged, pages = follow(RES + "&$top=2")
+            eq(paged, everywhere)
+            check(pages >= 4, pages)
+            for bad in ("$top=0", "$top=x", "$skiptoken=NOT%20A%20NAME"):
+                st, _, err = mgmt("GET", f"{ARM}?{API}&{bad}")
+                eq((st, err["error"]["code"]), (400, "BadRequest"), (bad, err))
+
+        @runner.test
         def manage_right_is_required():
             tok = kv.token("https://management.azure.com", client_id=DISK["clientId"])
             for method, path in (("GET", f"{DELETED}/deletedVaults?{API}"),

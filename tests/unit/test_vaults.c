@@ -369,6 +369,21 @@ static void resource_groups(void)
     snprintf(badgroup.group, sizeof(badgroup.group), "no/such");
     CHECK_ST(ks_vault_create(env, &badgroup), KV_ERR_BAD_PARAM);
 
+    /* a list can start after any name, and never shows a group's record */
+    char all[64][KS_VAULT_NAME_MAX + 1], rest[64][KS_VAULT_NAME_MAX + 1];
+    size_t nall = ks_vault_list(env, all, 64);
+    CHECK(nall >= 3 && nall <= 64);
+    size_t nrest = ks_vault_list_from(env, "GROUPED", rest, 64);
+    size_t at = 0;
+    while (at < nall && strcmp(all[at], "grouped") != 0)
+        at++;
+    CHECK(at < nall && nrest == nall - at - 1);
+    for (size_t i = 0; i < nrest && at + 1 + i < nall; i++)
+        CHECK_STR(rest[i], all[at + 1 + i]);
+    CHECK(ks_vault_list_from(env, "zzzz", rest, 64) == 0);
+    CHECK(ks_vault_list_from(env, "", rest, 64) == nall);
+    CHECK(ks_vault_list_from(env, "a-name-longer-than-24-chars", rest, 64) == 0);
+
     CHECK_ST(ks_group_delete(env, "ALPHA"), KV_OK);
     CHECK_ST(ks_group_delete(env, "alpha"), KV_ERR_ARM_NO_GROUP);
     CHECK_ST(ks_group_get(env, "alpha", &got, NULL), KV_ERR_ARM_NO_GROUP);
