@@ -613,9 +613,7 @@ static void vault_delete(struct srv_req *req, const char *name)
     srv_send_empty(req, 200);
 }
 
-/* The request's own URL with $skiptoken set to @p token: the next page's link, with every
- * other query parameter (api-version, $top, $filter) kept as the client sent it. */
-static void next_link(const struct srv_req *req, const char *token, char *out, size_t cap)
+void srv_arm_next_link(const struct srv_req *req, const char *token, char *out, size_t cap)
 {
     char base[SRV_HOST_MAX + 16];
     srv_base_url(req, base, sizeof(base));
@@ -666,7 +664,7 @@ static void vault_list(struct srv_req *req, int as_resources)
     }
     if (value != NULL && n > (size_t)max) {
         char link[2048];
-        next_link(req, names[max - 1], link, sizeof(link));
+        srv_arm_next_link(req, names[max - 1], link, sizeof(link));
         if (cJSON_AddStringToObject(doc, "nextLink", link) == NULL)
             value = NULL;
     }
@@ -864,14 +862,8 @@ static void deleted_vault_list(struct srv_req *req)
             cJSON_Delete(it);
     }
     if (ok && next[0] != '\0') {
-        char base[SRV_HOST_MAX + 16], link[1400];
-        srv_base_url(req, base, sizeof(base));
-        const char *api = srv_query_get(req, "api-version");
-        /* api-version values and vault names are URL-safe as they are */
-        snprintf(link, sizeof(link),
-                 "%s/subscriptions/%.64s/providers/Microsoft.KeyVault/deletedVaults"
-                 "?api-version=%s&%%24top=%d&%%24skiptoken=%s",
-                 base, req->seg[1], api ? api : "", max, next);
+        char link[2048];
+        srv_arm_next_link(req, next, link, sizeof(link));
         ok = cJSON_AddStringToObject(doc, "nextLink", link) != NULL;
     }
     if (!ok) {

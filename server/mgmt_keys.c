@@ -289,13 +289,8 @@ static void key_list(struct srv_req *req, const struct ks_vault *v, const char *
             cJSON_Delete(it);
     }
     if (ok && page->next[0] != '\0') {
-        char base[SRV_HOST_MAX + 16], link[1800];
-        srv_base_url(req, base, sizeof(base));
-        const char *api = srv_query_get(req, "api-version");
-        /* api-versions, key names and skip tokens are URL-safe as they are */
-        snprintf(link, sizeof(link), "%s%s/keys%s%s%s?api-version=%s&%%24skiptoken=%s", base,
-                 vault_id, name ? "/" : "", name ? name : "", name ? "/versions" : "",
-                 api ? api : "", page->next);
+        char link[2048];
+        srv_arm_next_link(req, page->next, link, sizeof(link)); /* skip tokens are URL-safe */
         ok = cJSON_AddStringToObject(doc, "nextLink", link) != NULL;
     }
     ks_key_page_free(page);

@@ -219,6 +219,13 @@ int srv_entra_endpoint(struct srv_req *req);
 int srv_mgmt_endpoint(struct srv_req *req);
 
 /**
+ * @brief A management-plane list's next link: the request's own URL with `$skiptoken` set to
+ * @p token (URL-safe), every other query parameter ($top, $filter, api-version) kept as
+ * the client sent it (mgmt_api.c).
+ */
+void srv_arm_next_link(const struct srv_req *req, const char *token, char *out, size_t cap);
+
+/**
  * @brief Microsoft.KeyVault/vaults/keys (mgmt_keys.c): PUT (create if absent) or GET of key
  * @p name (@p version: one version), the vault's keys (@p name NULL) or, with @p versions,
  * a key's versions. The caller has authorized the request and found vault @p v, whose
