@@ -338,11 +338,12 @@ struct ks_deleted_vault {
 };
 
 /**
- * @brief Create a vault, unless a deleted vault holds the name. A deleted vault
- * whose scheduled purge date has passed is purged first and does not hold it.
- * Otherwise as ks_vault_put() (which updates live vaults).
- * @return KV_OK, KV_ERR_VAULT_DELETED (a deleted vault holds the name), and the
- *   errors of ks_vault_put().
+ * @brief Create a vault, unless a live or a deleted vault holds the name. A deleted
+ * vault whose scheduled purge date has passed is purged first and does not hold it.
+ * Otherwise as ks_vault_put() (which updates live vaults). The check and the write
+ * are one transaction: of two creates of one name, one gets KV_ERR_ARM_VAULT_EXISTS.
+ * @return KV_OK, KV_ERR_ARM_VAULT_EXISTS (a live vault has the name),
+ *   KV_ERR_VAULT_DELETED (a deleted vault holds it), and the errors of ks_vault_put().
  */
 enum kv_status ks_vault_create(struct ks_env *env, const struct ks_vault *vault) KV_MUST_CHECK;
 

@@ -448,8 +448,12 @@ struct create_arg {
 static enum kv_status create_fn(struct ks_txn *tx, void *arg)
 {
     struct create_arg *a = arg;
+    struct ks_vault live;
+    enum kv_status st = ks_vault_read(tx, a->lname, &live);
+    if (st != KV_ERR_VAULT_NOT_FOUND)
+        return st == KV_OK ? KV_ERR_ARM_VAULT_EXISTS : st;
     struct ks_deleted_vault d;
-    enum kv_status st = read_deleted(tx, a->lname, &d);
+    st = read_deleted(tx, a->lname, &d);
     if (st == KV_OK && !due(&d, ks_now()))
         return KV_ERR_VAULT_DELETED;
     if (st == KV_OK)

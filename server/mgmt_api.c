@@ -389,6 +389,13 @@ static enum kv_status group_ensure(struct srv_req *req, const char *name, const 
     snprintf(g.name, sizeof(g.name), "%s", name);
     snprintf(g.location, sizeof(g.location), "%s", location);
     st = ks_group_put(req->srv->ks, &g, NULL);
+    if (st == KV_ERR_ARM_GROUP_LOCATION) {
+        /* another request made it meanwhile, elsewhere: it exists, which is all we need */
+        st = ks_group_get(req->srv->ks, name, &g, NULL);
+        if (st == KV_OK)
+            snprintf(canonical, KS_GROUP_MAX + 1, "%s", g.name);
+        return st;
+    }
     if (st == KV_OK)
         kv_log(KV_LOG_INFO, "resource group '%s' created for a vault by %s", name, req->who.oid);
     return st;
@@ -557,6 +564,13 @@ static void vault_put(struct srv_req *req, const char *name, int patch)
     for (i = 0; st == KV_OK && i < n; i++)
         st = pol_policy_put(req->srv->pol, &policies[i]);
     free(policies);
+    if (st == KV_ERR_ARM_VAULT_EXISTS) { /* another request created it meanwhile */
+        srv_send_errorf(req, st,
+                        "The vault name '%.64s' is already in use: another request created it "
+                        "while this one ran.",
+                        name);
+        return;
+    }
     if (st != KV_OK) {
         int told = st == KV_ERR_ARM_BAD_REQUEST || st == KV_ERR_VAULT_DELETED;
         srv_send_error(req, told ? st : KV_ERR_INTERNAL, why[0] ? why : NULL);

@@ -575,6 +575,39 @@ def main():
             eq(st, 400, body)
 
         @runner.test
+        def one_name_created_at_once_from_two_groups_goes_to_one():
+            import threading
+            tok = kv.token("https://management.azure.com")
+            body = {"location": "westeurope", "properties": {
+                "tenantId": TENANT, "sku": {"family": "A", "name": "standard"}}}
+            for attempt in range(3):
+                name, results = f"race{attempt}", []
+
+                def put(group):
+                    path = (f"/subscriptions/{SUB}/resourceGroups/{group}/providers/"
+                            f"Microsoft.KeyVault/vaults/{name}?{API}")
+                    st, _, resp = kv.https("PUT", path, body, token=tok)
+                    results.append((group, st, json.loads(resp)))
+
+                threads = [threading.Thread(target=put, args=(f"race-g{i % 4}",)) for i in range(8)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                created = [(g, r) for g, st, r in results if st == 201]
+                eq(len(created), 1, [(g, st) for g, st, _ in results])
+                winner = created[0][0]
+                for group, st, resp in results:
+                    if group.lower() != winner.lower():  # another group: never this vault
+                        eq((st, resp["error"]["code"]), (409, "VaultAlreadyExists"), resp)
+                    else:
+                        check(st in (200, 201) or (st == 409 and resp["error"]["code"] ==
+                                                   "VaultAlreadyExists"), (st, resp))
+                st, _, got = mgmt("GET", f"/subscriptions/{SUB}/resourceGroups/{winner}/providers/"
+                                         f"Microsoft.KeyVault/vaults/{name}?{API}")
+                eq((st, got["id"].split("/")[4]), (200, winner), got)
+
+        @runner.test
         def vault_lists_are_paged():
             for i in range(7):
                 eq(put_vault(f"vp{i}")[0], 201)

@@ -365,6 +365,12 @@ static void resource_groups(void)
     CHECK_ST(ks_vault_put(env, &gv), KV_OK);
     CHECK_ST(ks_vault_get(env, "grouped", &gv), KV_OK);
     CHECK_STR(gv.group, "Team-RG");
+    /* a create finds the name taken by a live vault, in the transaction that would write */
+    struct ks_vault twice = vault("grouped", 1, 7, 0);
+    snprintf(twice.group, sizeof(twice.group), "alpha");
+    CHECK_ST(ks_vault_create(env, &twice), KV_ERR_ARM_VAULT_EXISTS);
+    CHECK_ST(ks_vault_get(env, "grouped", &gv), KV_OK);
+    CHECK_STR(gv.group, "Team-RG");
     struct ks_vault badgroup = vault("badgroup", 1, 7, 0);
     snprintf(badgroup.group, sizeof(badgroup.group), "no/such");
     CHECK_ST(ks_vault_create(env, &badgroup), KV_ERR_BAD_PARAM);
