@@ -452,6 +452,7 @@ struct create_arg {
     struct ks_key *key; /* filled: name, version, pub, attrs, tags, ops */
     const char *record;
     int existing_only; /* rotate: the key must exist and be live */
+    int new_only;      /* create if absent: a live key is KV_ERR_KEY_EXISTS */
 };
 
 static enum kv_status create_fn(struct ks_txn *tx, void *arg)
@@ -468,6 +469,8 @@ static enum kv_status create_fn(struct ks_txn *tx, void *arg)
     if (st == KV_OK) {
         switch (head_state(&h, ks_now())) {
         case HEAD_LIVE:
+            if (a->new_only)
+                return KV_ERR_KEY_EXISTS;
             break;
         case HEAD_DELETED:
             return a->existing_only ? KV_ERR_KEY_NOT_FOUND : KV_ERR_KEY_DELETED_RECOVERABLE;
@@ -594,6 +597,7 @@ struct version_spec {
     struct ks_attrs attrs;
     const struct ks_tags *tags;
     int existing_only;
+    int new_only;
 };
 
 /* Seal material @p m (consumed) and store it as a new version of vault/name. */
@@ -634,7 +638,7 @@ static enum kv_status store_version(struct ks_env *env, const char *vault, const
     if (st != KV_OK)
         goto out;
 
-    struct create_arg a = {vault, &l, k, record, spec->existing_only};
+    struct create_arg a = {vault, &l, k, record, spec->existing_only, spec->new_only};
     st = ks_txn_write(env, create_fn, &a);
     if (st != KV_OK)
         goto out;
@@ -669,7 +673,7 @@ enum kv_status ks_key_create(struct ks_env *env, const char *vault, const char *
     if (st != KV_OK)
         return st;
     struct version_spec spec = {p->kty, p->hsm, p->ops_set ? p->ops : default_ops(p->kty),
-                                p->attrs, &p->tags, 0};
+                                p->attrs, &p->tags, 0, p->new_only};
     return store_version(env, vault, name, m, &spec, out);
 }
 

@@ -498,6 +498,8 @@ struct ks_create {
     int ops_set;            /**< 0 = the kty's default key_ops */
     struct ks_attrs attrs;  /**< enabled, nbf, exp, exportable; created/updated ignored */
     struct ks_tags tags;    /**< borrowed: copied into the record */
+    int new_only; /**< create the key only if it has no live version: KV_ERR_KEY_EXISTS
+                       otherwise, decided in the transaction that would write */
 };
 
 /**
@@ -506,6 +508,7 @@ struct ks_create {
  * @return KV_OK; KV_ERR_VAULT_NOT_FOUND; KV_ERR_BAD_KEY_NAME, KV_ERR_BAD_KEY_SIZE,
  *   KV_ERR_BAD_CURVE, KV_ERR_BAD_EXPONENT, KV_ERR_BAD_KTY;
  *   KV_ERR_KEY_DELETED_RECOVERABLE when the name is soft-deleted;
+ *   KV_ERR_KEY_EXISTS with new_only when the key exists;
  *   KV_ERR_STORE, KV_ERR_CRYPTO, KV_ERR_NOMEM.
  */
 enum kv_status ks_key_create(struct ks_env *env, const char *vault, const char *name,

@@ -229,13 +229,18 @@ static void key_put(struct srv_req *req, const struct ks_vault *v, const char *v
         srv_send_error(req, KV_ERR_ARM_BAD_REQUEST, why);
         return;
     }
+    p.new_only = 1; /* another request may create it meanwhile: then answer that one */
     st = ks_key_create(req->srv->ks, v->name, name, &p, &k);
     free(p.tags.names);
     free(p.tags.values);
+    int created = st == KV_OK;
+    if (st == KV_ERR_KEY_EXISTS)
+        st = ks_key_get(req->srv->ks, v->name, name, NULL, &k);
     switch (st) {
     case KV_OK:
-        kv_log(KV_LOG_INFO, "key '%s' created in vault '%s' through Resource Manager by %s", name,
-               v->name, req->who.oid);
+        if (created)
+            kv_log(KV_LOG_INFO, "key '%s' created in vault '%s' through Resource Manager by %s",
+                   name, v->name, req->who.oid);
         srv_send_json(req, 200, key_json(req, v, vault_id, k, 0, 0));
         break;
     case KV_ERR_BAD_KEY_NAME:

@@ -460,6 +460,24 @@ def main():
             eq(data("DELETE", "armkeys", "/keys/ec")[0], 200)
             st, _, err = mgmt("PUT", f"{KEYS}/ec?{API}", {"properties": {"kty": "EC"}})
             eq((st, err["error"]["code"]), (409, "Conflict"), err)
+            # PUTs of one new key at once make one key with one version, and all answer it
+            import threading
+            tok, answers = kv.token("https://management.azure.com"), []
+
+            def put_key():
+                st, _, resp = kv.https("PUT", f"{KEYS}/raced?{API}",
+                                       {"properties": {"kty": "EC", "curveName": "P-256"}}, token=tok)
+                answers.append((st, json.loads(resp)))
+
+            threads = [threading.Thread(target=put_key) for _ in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            eq({st for st, _ in answers}, {200}, answers)
+            eq(len({a["properties"]["keyUriWithVersion"] for _, a in answers}), 1, answers)
+            st, _, vs = mgmt("GET", f"{KEYS}/raced/versions?{API}")
+            eq((st, len(vs["value"])), (200, 1), vs)
             # the management right is needed
             st, _, err = mgmt("GET", f"{KEYS}?{API}", token=kv.token("https://management.azure.com",
                                                                       client_id=DISK["clientId"]))

@@ -161,6 +161,18 @@ static void keys(struct ks_env *env)
     CHECK_ST(ks_key_create(env, "nosuch", "k", &ec, &nk), KV_ERR_VAULT_NOT_FOUND);
     CHECK(nk == NULL);
 
+    /* new_only: the first create makes the key, the next finds it and writes nothing */
+    struct ks_create once = {.kty = KS_KTY_EC, .attrs = {.enabled = 1}, .new_only = 1};
+    struct ks_key *first = NULL;
+    CHECK_ST(ks_key_create(env, "default", "once", &once, &first), KV_OK);
+    CHECK_ST(ks_key_create(env, "default", "once", &once, &nk), KV_ERR_KEY_EXISTS);
+    CHECK(nk == NULL);
+    struct ks_key_page *versions = NULL;
+    CHECK_ST(ks_key_list_versions(env, "default", "once", NULL, 25, &versions), KV_OK);
+    CHECK(versions != NULL && versions->count == 1);
+    ks_key_page_free(versions);
+    ks_key_free(first);
+
     /* the store holds the public modulus in the clear (the scan can find things) */
     char *n64 = NULL;
     CHECK_ST(kv_b64url_encode(k1->pub.n.data, k1->pub.n.len, &n64), KV_OK);
