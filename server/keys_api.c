@@ -202,6 +202,17 @@ static void tags_release_borrowed(struct ks_tags *t)
     t->count = 0;
 }
 
+enum kv_status srv_key_tags_parse(const cJSON *body, struct ks_tags *out, char *why, size_t cap)
+{
+    struct field_error fe = {{0}};
+    enum kv_status st = parse_tags(body, out, &fe);
+    if (st != KV_OK) {
+        tags_release_borrowed(out);
+        snprintf(why, cap, "%s", fe.message[0] ? fe.message : "The tags could not be read.");
+    }
+    return st;
+}
+
 /* ---- JSON builders ------------------------------------------------------------------
  * Written with kv_json (no cJSON tree): these answers are the ones given most. */
 

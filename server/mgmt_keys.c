@@ -107,14 +107,13 @@ static int opt_time(const cJSON *o, const char *name, int64_t *out)
 
 /* The create parameters of a PUT body {properties: {kty, keySize, curveName, keyOps,
  * attributes}, tags}; 0 with @p why set when they are not valid. Tags are borrowed from the
- * body (free tags.names and tags.values only). */
+ * body (free tags.names and tags.values only; nothing to free on failure). */
 static int parse_create(const cJSON *body, struct ks_create *p, char *why, size_t cap)
 {
     const cJSON *props = cJSON_GetObjectItemCaseSensitive(body, "properties");
     const cJSON *attrs = cJSON_GetObjectItemCaseSensitive(props, "attributes");
     const cJSON *size = cJSON_GetObjectItemCaseSensitive(props, "keySize");
     const cJSON *ops = cJSON_GetObjectItemCaseSensitive(props, "keyOps");
-    const cJSON *tags = cJSON_GetObjectItemCaseSensitive(body, "tags");
     const char *kty = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(props, "kty"));
     const cJSON *crv_item = cJSON_GetObjectItemCaseSensitive(props, "curveName");
     const char *crv = cJSON_GetStringValue(crv_item);
@@ -171,38 +170,8 @@ static int parse_create(const cJSON *body, struct ks_create *p, char *why, size_
     }
     if (cJSON_IsBool(enabled))
         p->attrs.enabled = cJSON_IsTrue(enabled);
-    if (tags != NULL && !cJSON_IsNull(tags)) {
-        size_t n = (size_t)cJSON_GetArraySize(tags), i = 0;
-        const cJSON *t;
-        if (!cJSON_IsObject(tags) || n > 15) {
-            snprintf(why, cap, "The 'tags' must be an object of at most 15 strings.");
-            return 0;
-        }
-        p->tags.names = calloc(n + 1, sizeof(char *));
-        p->tags.values = calloc(n + 1, sizeof(char *));
-        if (p->tags.names == NULL || p->tags.values == NULL) {
-            free(p->tags.names);
-            free(p->tags.values);
-            memset(&p->tags, 0, sizeof(p->tags));
-            snprintf(why, cap, "out of memory");
-            return 0;
-        }
-        cJSON_ArrayForEach(t, tags)
-        {
-            if (!cJSON_IsString(t) || strlen(t->string) > 256 || strlen(t->valuestring) > 256) {
-                free(p->tags.names);
-                free(p->tags.values);
-                memset(&p->tags, 0, sizeof(p->tags));
-                snprintf(why, cap, "A key's tag names and values are strings of at most 256 "
-                                   "characters.");
-                return 0;
-            }
-            p->tags.names[i] = t->string;
-            p->tags.values[i] = t->valuestring;
-            p->tags.count = ++i;
-        }
-    }
-    return 1;
+    /* a key's tags, as the data plane takes them */
+    return srv_key_tags_parse(body, &p->tags, why, cap) == KV_OK;
 }
 
 static void key_put(struct srv_req *req, const struct ks_vault *v, const char *vault_id,

@@ -219,6 +219,14 @@ int srv_entra_endpoint(struct srv_req *req);
 int srv_mgmt_endpoint(struct srv_req *req);
 
 /**
+ * @brief A key's "tags" in @p body, checked as the data plane checks them (at most 15,
+ * names of 1-512 characters, values of at most 256), as strings borrowed from @p body:
+ * free out->names and out->values only (keys_api.c).
+ * @return KV_OK; else KV_ERR_BAD_PARAM or KV_ERR_NOMEM with @p why set and @p out empty.
+ */
+enum kv_status srv_key_tags_parse(const cJSON *body, struct ks_tags *out, char *why, size_t cap);
+
+/**
  * @brief A management-plane list's next link: the request's own URL with `$skiptoken` set to
  * @p token (URL-safe), every other query parameter ($top, $filter, api-version) kept as
  * the client sent it (mgmt_api.c).

@@ -448,6 +448,9 @@ def main():
                     (f"{KEYS}/k1", {"properties": {"kty": "RSA", "attributes": {"exportable": True}}},
                      400, "BadRequest"),
                     (f"{KEYS}/bad_name", {"properties": {"kty": "RSA"}}, 400, "BadRequest"),
+                    (f"{KEYS}/k1", {"properties": {"kty": "EC"}, "tags": {f"t{i}": "v" for i in range(16)}},
+                     400, "BadRequest"),
+                    (f"{KEYS}/k1", {"properties": {"kty": "EC"}, "tags": {"n": 5}}, 400, "BadRequest"),
                     (f"{ARM}/nosuchvault/keys/k1", {"properties": {"kty": "RSA"}}, 404, "ResourceNotFound")):
                 st, _, err = mgmt("PUT", f"{path}?{API}", bad)
                 eq((st, err["error"]["code"]), (status, code), (path, bad, err))
