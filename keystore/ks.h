@@ -108,6 +108,11 @@ enum kv_status ks_alg_parse(const char *name, enum ks_alg *alg) KV_MUST_CHECK;
 int ks_key_name_valid(const char *name);
 /** @brief Whether a vault name matches ^[0-9a-z-]{1,24}$ (lowercase). */
 int ks_vault_name_valid(const char *name);
+/**
+ * @brief Lowercase a vault name into @p out (vault names match case-insensitively).
+ * @return its length, or 0 when @p name is NULL, empty or longer than a vault name.
+ */
+size_t ks_vault_lower(const char *name, char out[KS_VAULT_NAME_MAX + 1]);
 
 /* ---- the clock ------------------------------------------------------------ */
 

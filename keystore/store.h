@@ -111,11 +111,6 @@ typedef enum kv_status (*ks_txn_fn)(struct ks_txn *tx, void *arg);
  */
 enum kv_status ks_txn_write(struct ks_env *env, ks_txn_fn fn, void *arg) KV_MUST_CHECK;
 
-/**
- * @brief Lowercase a vault name into @p out (vault names match case-insensitively).
- * @return its length, or 0 when @p name is NULL, empty or longer than a vault name.
- */
-size_t ks_vault_lower(const char *name, char out[KS_VAULT_NAME_MAX + 1]);
 
 /**
  * @brief Append records inside @p tx (records.c; ks_record_append_many() is this

@@ -946,11 +946,8 @@ static void check_name(struct srv_req *req)
     const char *reason = NULL;
     struct ks_vault v;
     struct ks_deleted_vault d;
-    size_t n = strlen(name);
-    for (size_t i = 0; i < n && i < KS_VAULT_NAME_MAX; i++) /* names match in any case */
-        lname[i] = (name[i] >= 'A' && name[i] <= 'Z') ? (char)(name[i] - 'A' + 'a') : name[i];
-    lname[n < KS_VAULT_NAME_MAX ? n : KS_VAULT_NAME_MAX] = '\0';
-    if (n < 3 || n > KS_VAULT_NAME_MAX || !ks_vault_name_valid(lname)) {
+    size_t n = ks_vault_lower(name, lname); /* names match in any case */
+    if (n < 3 || !ks_vault_name_valid(lname)) {
         reason = "AccountNameInvalid";
         snprintf(message, sizeof(message),
                  "The vault name '%.64s' is invalid: 3-24 letters, digits and dashes.", name);
