@@ -401,21 +401,30 @@ static enum kv_status group_ensure(struct srv_req *req, const char *name, const 
     return st;
 }
 
+/* A PUT body's "location", which every PUT of a resource names, as ARM requires; NULL
+ * when it answered 400. */
+static const char *put_location(struct srv_req *req)
+{
+    const cJSON *loc = cJSON_GetObjectItemCaseSensitive(req->body, "location");
+    const char *location = cJSON_GetStringValue(loc);
+    if (loc == NULL || cJSON_IsNull(loc)) {
+        srv_send_error(req, KV_ERR_ARM_NO_LOCATION, NULL);
+        return NULL;
+    }
+    if (location == NULL || location[0] == '\0' || strlen(location) > KS_LOCATION_MAX) {
+        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST,
+                       "The 'location' must be a region's name of at most 64 characters.");
+        return NULL;
+    }
+    return location;
+}
+
 /* Check the shape of a vault PUT or PATCH body; 0 when it answered 400. */
 static int vault_body_ok(struct srv_req *req, const char *name, int patch)
 {
     const cJSON *props = cJSON_GetObjectItemCaseSensitive(req->body, "properties");
-    const cJSON *loc = cJSON_GetObjectItemCaseSensitive(req->body, "location");
-    const char *location = cJSON_GetStringValue(loc);
-    if (!patch && (loc == NULL || cJSON_IsNull(loc))) {
-        srv_send_error(req, KV_ERR_ARM_NO_LOCATION, NULL); /* as ARM, for any PUT */
+    if (!patch && put_location(req) == NULL)
         return 0;
-    }
-    if (!patch && (location == NULL || location[0] == '\0' || strlen(location) > KS_LOCATION_MAX)) {
-        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST,
-                       "The 'location' must be a region's name of at most 64 characters.");
-        return 0;
-    }
     if (!patch && !ks_vault_name_valid(name)) {
         srv_send_errorf(req, KV_ERR_ARM_BAD_REQUEST,
                         "The vault name '%.64s' is invalid: 3-24 lowercase letters, digits and "
@@ -1280,21 +1289,13 @@ static void group_put(struct srv_req *req, const char *name, int patch)
     }
     struct ks_group g = {0}, old;
     int exists = ks_group_get(req->srv->ks, name, &old, NULL) == KV_OK;
-    const cJSON *loc = cJSON_GetObjectItemCaseSensitive(req->body, "location");
-    const char *location = cJSON_GetStringValue(loc);
     if (patch && !exists) {
         group_not_found(req, name);
         return;
     }
-    if (!patch && (loc == NULL || cJSON_IsNull(loc))) {
-        srv_send_error(req, KV_ERR_ARM_NO_LOCATION, NULL);
+    const char *location = patch ? old.location : put_location(req);
+    if (location == NULL)
         return;
-    }
-    if (!patch && (location == NULL || location[0] == '\0' || strlen(location) > KS_LOCATION_MAX)) {
-        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST,
-                       "The 'location' must be a region's name of at most 64 characters.");
-        return;
-    }
     if (!ks_group_name_valid(name)) {
         srv_send_errorf(req, KV_ERR_ARM_BAD_REQUEST,
                         "Resource group name '%.100s' is invalid: 1-90 letters, digits, '_', '-', "
@@ -1302,7 +1303,7 @@ static void group_put(struct srv_req *req, const char *name, int patch)
         return;
     }
     snprintf(g.name, sizeof(g.name), "%s", name);
-    snprintf(g.location, sizeof(g.location), "%s", patch ? old.location : location);
+    snprintf(g.location, sizeof(g.location), "%s", location);
     const cJSON *tags_in = cJSON_GetObjectItemCaseSensitive(req->body, "tags");
     struct ks_tags tags = {0};
     if (tags_in != NULL && !cJSON_IsNull(tags_in) && !parse_tags(req, tags_in, &tags))
