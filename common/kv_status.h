@@ -75,6 +75,10 @@ enum kv_status {
     KV_ERR_ARM_NO_GROUP,           /**< 404 ResourceGroupNotFound */
     KV_ERR_ARM_GROUP_LOCATION,     /**< 409 InvalidResourceGroupLocation: it is elsewhere */
     KV_ERR_ARM_VAULT_EXISTS,       /**< 409 VaultAlreadyExists: another group holds the name */
+    KV_ERR_ARM_ROLE_EXISTS,        /**< 409 RoleAssignmentExists: same principal, role, scope */
+    KV_ERR_ARM_ROLE_UPDATE,        /**< 400 RoleAssignmentUpdateNotPermitted */
+    KV_ERR_ARM_ROLE_ID,            /**< 400 InvalidRoleAssignmentId: the name is not a GUID */
+    KV_ERR_ARM_NO_ROLE_DEFINITION, /**< 404 RoleDefinitionDoesNotExist */
 
     /* 500 */
     KV_ERR_NOMEM,    /**< allocation failed */

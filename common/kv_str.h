@@ -30,6 +30,9 @@ int kv_str_join_n(char *out, size_t cap, const char *p1, size_t n1, ...);
  */
 void kv_str_uuid(char out[37], const unsigned char bytes[16]);
 
+/** @brief Whether @p s is a UUID in its 36-character form (hex digits of either case). */
+int kv_str_is_uuid(const char *s);
+
 /**
  * @brief Write UTC time @p t as `YYYY-MM-DDTHH:MM:SSZ` and a NUL into @p out
  * (years 0 to 9999; others are written as 0000-01-01T00:00:00Z).

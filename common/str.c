@@ -59,6 +59,18 @@ void kv_str_uuid(char out[37], const unsigned char bytes[16])
     *d = '\0';
 }
 
+int kv_str_is_uuid(const char *s)
+{
+    for (int i = 0; i < 36; i++) {
+        char c = s[i];
+        int dash = i == 8 || i == 13 || i == 18 || i == 23;
+        int hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+        if (dash ? c != '-' : !hex)
+            return 0;
+    }
+    return s[36] == '\0';
+}
+
 static char *digits(char *d, int v, int n)
 {
     for (int i = n - 1; i >= 0; i--) {

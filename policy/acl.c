@@ -408,6 +408,13 @@ size_t pol_policy_list(struct pol_ctx *c, const char *vault, struct pol_access_p
     return n;
 }
 
+/* Whether two assignments have one scope. */
+static int same_scope(const struct pol_role_assignment *a, const struct pol_role_assignment *b)
+{
+    return strcasecmp(a->vault, b->vault) == 0 && strcasecmp(a->key, b->key) == 0 &&
+           strcasecmp(a->group, b->group) == 0;
+}
+
 enum kv_status pol_role_put(struct pol_ctx *c, const struct pol_role_assignment *ra)
 {
     char key[POL_ID_MAX + 1];
@@ -425,9 +432,22 @@ enum kv_status pol_role_put(struct pol_ctx *c, const struct pol_role_assignment 
     if (json == NULL)
         return KV_ERR_NOMEM;
     pthread_rwlock_wrlock(&c->lock);
+    /* As in Azure, one principal, role and scope make one assignment, and an assignment
+     * keeps its principal, role and scope: checked under the write lock, so two writers
+     * cannot both pass. */
+    enum kv_status st = KV_OK;
+    for (size_t i = 0; st == KV_OK && i < c->n_roles; i++) {
+        const struct pol_role_assignment *r = &c->roles[i];
+        int same = r->role == ra->role && strcasecmp(r->principal_id, ra->principal_id) == 0 &&
+                   same_scope(r, ra);
+        if (strcasecmp(r->id, ra->id) == 0)
+            st = same ? KV_OK : KV_ERR_ARM_ROLE_UPDATE;
+        else if (same)
+            st = KV_ERR_ARM_ROLE_EXISTS;
+    }
     /* the NUL is part of the key, so one id is never a prefix of another */
-    enum kv_status st =
-        ks_record_put(c->ks, KS_TABLE_ROLES, key, strlen(key) + 1, json, strlen(json));
+    if (st == KV_OK)
+        st = ks_record_put(c->ks, KS_TABLE_ROLES, key, strlen(key) + 1, json, strlen(json));
     if (st == KV_OK)
         st = reload(c);
     pthread_rwlock_unlock(&c->lock);
@@ -451,7 +471,9 @@ enum kv_status pol_role_remove(struct pol_ctx *c, const char *id)
     return st;
 }
 
-enum kv_status pol_role_remove_group(struct pol_ctx *c, const char *group)
+/* Remove the assignments at vault @p vault's scope or a key's in it (@p vault not NULL),
+ * else those at group @p group's scope. */
+static enum kv_status remove_at(struct pol_ctx *c, const char *vault, const char *group)
 {
     enum kv_status st = KV_OK;
     pthread_rwlock_wrlock(&c->lock);
@@ -459,8 +481,10 @@ enum kv_status pol_role_remove_group(struct pol_ctx *c, const char *group)
     for (size_t i = 0; st == KV_OK && i < c->n_roles; i++) {
         const struct pol_role_assignment *r = &c->roles[i];
         char key[POL_ID_MAX + 1];
-        if (r->vault[0] != '\0' || r->group[0] == '\0' || strcasecmp(r->group, group) != 0 ||
-            copy_lower(key, sizeof(key), r->id, strlen(r->id)) != 0)
+        int hit = vault != NULL ? strcasecmp(r->vault, vault) == 0
+                                : r->vault[0] == '\0' && r->group[0] != '\0' &&
+                                      strcasecmp(r->group, group) == 0;
+        if (!hit || copy_lower(key, sizeof(key), r->id, strlen(r->id)) != 0)
             continue;
         st = ks_record_del(c->ks, KS_TABLE_ROLES, key, strlen(key) + 1, NULL);
         removed = 1;
@@ -472,6 +496,26 @@ enum kv_status pol_role_remove_group(struct pol_ctx *c, const char *group)
     }
     pthread_rwlock_unlock(&c->lock);
     return st;
+}
+
+enum kv_status pol_role_remove_group(struct pol_ctx *c, const char *group)
+{
+    return group[0] != '\0' ? remove_at(c, NULL, group) : KV_ERR_BAD_PARAM;
+}
+
+enum kv_status pol_role_remove_vault(struct pol_ctx *c, const char *vault)
+{
+    return vault[0] != '\0' ? remove_at(c, vault, NULL) : KV_ERR_BAD_PARAM;
+}
+
+size_t pol_role_all(struct pol_ctx *c, struct pol_role_assignment *out, size_t cap)
+{
+    pthread_rwlock_rdlock(&c->lock);
+    size_t n = c->n_roles;
+    for (size_t i = 0; i < n && i < cap; i++)
+        out[i] = c->roles[i];
+    pthread_rwlock_unlock(&c->lock);
+    return n;
 }
 
 /* Whether assignment @p r reaches vault @p v (whose group is @p group): at the vault's scope

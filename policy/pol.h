@@ -231,7 +231,14 @@ enum kv_status pol_policy_clear(struct pol_ctx *ctx, const char *vault) KV_MUST_
 size_t pol_policy_list(struct pol_ctx *ctx, const char *vault, struct pol_access_policy *out,
                        size_t cap);
 
-/** @brief Add or replace (same id) a role assignment. */
+/**
+ * @brief Add a role assignment, or put one again unchanged (same id). As in Azure, one
+ * principal, role and scope make one assignment, and an assignment's principal, role
+ * and scope never change.
+ * @return KV_OK, KV_ERR_BAD_PARAM, KV_ERR_ARM_ROLE_EXISTS (another id has this principal,
+ *   role and scope), KV_ERR_ARM_ROLE_UPDATE (the id has another principal, role or scope),
+ *   KV_ERR_NOMEM, KV_ERR_STORE.
+ */
 enum kv_status pol_role_put(struct pol_ctx *ctx,
                             const struct pol_role_assignment *ra) KV_MUST_CHECK;
 
@@ -241,6 +248,15 @@ enum kv_status pol_role_remove(struct pol_ctx *ctx, const char *id) KV_MUST_CHEC
 /** @brief Remove the role assignments at a resource group's scope, as deleting the group
  * does. @return KV_OK (also when there were none), KV_ERR_STORE. */
 enum kv_status pol_role_remove_group(struct pol_ctx *ctx, const char *group) KV_MUST_CHECK;
+
+/** @brief Remove the role assignments at a vault's scope and its keys', as deleting the
+ * vault does in Azure (recovering it does not bring them back).
+ * @return KV_OK (also when there were none), KV_ERR_STORE. */
+enum kv_status pol_role_remove_vault(struct pol_ctx *ctx, const char *vault) KV_MUST_CHECK;
+
+/** @brief Copy every role assignment into @p out (at most @p cap).
+ * @return how many there are (may exceed @p cap). */
+size_t pol_role_all(struct pol_ctx *ctx, struct pol_role_assignment *out, size_t cap);
 
 /**
  * @brief Copy the role assignments that reach @p vault into @p out: at its scope or a key's

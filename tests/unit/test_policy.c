@@ -265,6 +265,56 @@ int main(void)
           pol_role_get(c, "ra-s", &got) && pol_role_get(c, "ra-2", &got));
     CHECK_ST(pol_role_remove_group(c, "team-rg"), KV_OK);
 
+    /* one principal, role and scope make one assignment (a principal in any case) ... */
+    struct pol_role_assignment again = vault_scope;
+    CHECK_ST(pol_role_put(c, &again), KV_OK); /* the same, put again */
+    snprintf(again.id, sizeof(again.id), "ra-2b");
+    snprintf(again.principal_id, sizeof(again.principal_id), "ADMIN");
+    CHECK_ST(pol_role_put(c, &again), KV_ERR_ARM_ROLE_EXISTS);
+    CHECK(!pol_role_get(c, "ra-2b", &got));
+    again.role = POL_ROLE_READER; /* another role: another assignment */
+    CHECK_ST(pol_role_put(c, &again), KV_OK);
+    struct pol_role_assignment sub_again = sub_scope;
+    snprintf(sub_again.id, sizeof(sub_again.id), "ra-s2");
+    CHECK_ST(pol_role_put(c, &sub_again), KV_ERR_ARM_ROLE_EXISTS);
+    /* ... and an assignment keeps its principal, role and scope */
+    struct pol_role_assignment moved = vault_scope;
+    snprintf(moved.principal_id, sizeof(moved.principal_id), "someone-else");
+    CHECK_ST(pol_role_put(c, &moved), KV_ERR_ARM_ROLE_UPDATE);
+    moved = vault_scope;
+    moved.role = POL_ROLE_READER;
+    CHECK_ST(pol_role_put(c, &moved), KV_ERR_ARM_ROLE_UPDATE);
+    moved = vault_scope;
+    snprintf(moved.key, sizeof(moved.key), "k");
+    CHECK_ST(pol_role_put(c, &moved), KV_ERR_ARM_ROLE_UPDATE);
+    CHECK(pol_role_get(c, "ra-2", &got) && strcmp(got.principal_id, "admin") == 0 &&
+          got.role == POL_ROLE_CRYPTO_OFFICER && got.key[0] == '\0');
+
+    /* deleting a vault takes the assignments at its and its keys' scopes, and only those */
+    struct pol_role_assignment on_key = {.id = "ra-4", .principal_id = "app-oid",
+                                         .role = POL_ROLE_CRYPTO_USER, .vault = "cmk",
+                                         .key = "disk"};
+    CHECK_ST(pol_role_put(c, &on_key), KV_OK);
+    struct pol_role_assignment elsewhere = {.id = "ra-5", .principal_id = "app-oid",
+                                            .role = POL_ROLE_READER, .vault = "cmk2"};
+    CHECK_ST(pol_role_put(c, &elsewhere), KV_OK);
+    size_t before = pol_role_all(c, NULL, 0);
+    CHECK_ST(pol_role_remove_vault(c, "CMK"), KV_OK);
+    CHECK(!pol_role_get(c, "ra-2", &got) && !pol_role_get(c, "ra-2b", &got) &&
+          !pol_role_get(c, "ra-3", &got) && !pol_role_get(c, "ra-4", &got));
+    CHECK(pol_role_get(c, "ra-5", &got) && pol_role_get(c, "ra-k", &got) &&
+          pol_role_get(c, "ra-s", &got));
+    expect(c, adm, r, "any-key", POL_KEYS_GET, KV_ERR_RBAC_DENIED);
+    struct pol_role_assignment all[16];
+    size_t n_all = pol_role_all(c, all, 16);
+    CHECK(n_all == before - 4 && n_all == 3);
+    CHECK(pol_role_all(c, all, 1) == 3); /* the count, whatever fits */
+    CHECK_ST(pol_role_remove_vault(c, "cmk"), KV_OK); /* none left: nothing to do */
+    CHECK_ST(pol_role_remove_vault(c, ""), KV_ERR_BAD_PARAM);
+    /* the same assignment can now be made again, under a new name */
+    snprintf(again.id, sizeof(again.id), "ra-2c");
+    CHECK_ST(pol_role_put(c, &again), KV_OK);
+
     pol_free(c);
     ks_close(ks);
     cleanup();

@@ -50,6 +50,10 @@ int main(void)
     row(KV_ERR_ARM_NO_GROUP, 404, "ResourceGroupNotFound", NULL);
     row(KV_ERR_ARM_GROUP_LOCATION, 409, "InvalidResourceGroupLocation", NULL);
     row(KV_ERR_ARM_VAULT_EXISTS, 409, "VaultAlreadyExists", NULL);
+    row(KV_ERR_ARM_ROLE_EXISTS, 409, "RoleAssignmentExists", NULL);
+    row(KV_ERR_ARM_ROLE_UPDATE, 400, "RoleAssignmentUpdateNotPermitted", NULL);
+    row(KV_ERR_ARM_ROLE_ID, 400, "InvalidRoleAssignmentId", NULL);
+    row(KV_ERR_ARM_NO_ROLE_DEFINITION, 404, "RoleDefinitionDoesNotExist", NULL);
     CHECK(kv_status_info(KV_ERR_NOMEM)->http_status == 500);
     /* out-of-range values map to something printable */
     CHECK(kv_status_info((enum kv_status)9999) != NULL);

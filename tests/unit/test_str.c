@@ -69,6 +69,15 @@ static void uuid(void)
              b[15]);
     CHECK_STR(out, want);
     CHECK(strlen(out) == 36);
+    CHECK(kv_str_is_uuid(out));
+    CHECK(kv_str_is_uuid("5D3C1A2B-0000-4000-8000-0000000005B1"));
+    CHECK(!kv_str_is_uuid(""));
+    CHECK(!kv_str_is_uuid("kv-role-assignment"));
+    CHECK(!kv_str_is_uuid("5d3c1a2b-0000-4000-8000-0000000005b"));   /* one digit short */
+    CHECK(!kv_str_is_uuid("5d3c1a2b-0000-4000-8000-0000000005b10")); /* one too many */
+    CHECK(!kv_str_is_uuid("5d3c1a2b00000-4000-8000-0000000005b1"));  /* a dash missing */
+    CHECK(!kv_str_is_uuid("5d3c1a2g-0000-4000-8000-0000000005b1"));  /* not hex */
+    CHECK(!kv_str_is_uuid("{5d3c1a2b-0000-4000-8000-0000000005b1}"));
 }
 
 static void utc(void)
