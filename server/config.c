@@ -496,6 +496,16 @@ static enum kv_status parse_roles(struct srv_config *cfg, const cJSON *list, cha
             crypto_generichash(h, sizeof(h), (unsigned char *)text, strlen(text), NULL, 0);
             kv_str_uuid(r->id, h);
         }
+        for (size_t j = 0; j < cfg->n_roles; j++) {
+            const struct pol_role_assignment *o2 = &cfg->roles[j];
+            if (o2->role == r->role && strcasecmp(o2->principal_id, r->principal_id) == 0 &&
+                strcasecmp(o2->vault, r->vault) == 0 && strcasecmp(o2->key, r->key) == 0 &&
+                strcasecmp(o2->id, r->id) != 0)
+                return fail(err, cap,
+                            "config: %s gives roleAssignments[%zu]'s principal, role and scope "
+                            "another name: one assignment has one name",
+                            where, j);
+        }
         cfg->n_roles++;
     }
     return KV_OK;

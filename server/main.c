@@ -127,6 +127,10 @@ static enum kv_status apply_config(const struct srv_config *cfg, struct srv *srv
             return KV_ERR_BAD_PARAM;
         }
         st = ks_vault_put(srv->ks, v);
+        if (st == KV_OK && is_new) /* nothing of a purged namesake's */
+            st = pol_policy_clear(srv->pol, v->name);
+        if (st == KV_OK && is_new)
+            st = pol_role_remove_vault(srv->pol, v->name);
         if (st == KV_OK && is_new)
             st = seed_policies(cfg, i, srv);
         for (size_t r = 0; st == KV_OK && is_new && r < cfg->n_roles; r++) {

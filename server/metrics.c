@@ -19,6 +19,7 @@ static const char *const operations[] = {
     "KeySign", "KeyVerify", "KeyWrap", "KeyUnwrap", "KeyRelease", "GetRandomBytes",
     "Authentication", "VaultPut", "VaultPatch", "VaultGet", "VaultDelete", "VaultList",
     "VaultAccessPolicyUpdate", "RoleAssignmentPut", "RoleAssignmentGet", "RoleAssignmentDelete",
+    "RoleAssignmentList", "RoleDefinitionGet", "RoleDefinitionList",
     "ResourceGroupPut", "ResourceGroupGet", "ResourceGroupDelete", "ResourceGroupList",
     "VaultKeyPut", "VaultKeyGet", "VaultKeyList", "VaultCheckName",
     "other",

@@ -165,14 +165,14 @@ static const char *path_group(const struct srv_req *req)
 
 /* A vault's resource group: the one it was created in; POL_RESOURCE_GROUP for a vault of
  * the configuration file. */
-static const char *vault_group(const struct ks_vault *v)
+const char *srv_vault_group(const struct ks_vault *v)
 {
     return v->group[0] != '\0' ? v->group : POL_RESOURCE_GROUP;
 }
 
 /* Whether the path (of one vault) reaches vault @p v: through its own group; a vault of
  * the configuration file through any group, as before kvmock kept groups. */
-static int in_path_group(const struct srv_req *req, const struct ks_vault *v)
+int srv_in_path_group(const struct srv_req *req, const struct ks_vault *v)
 {
     const char *group = path_group(req);
     return v->group[0] == '\0' || group == NULL || strcasecmp(v->group, group) == 0;
@@ -182,13 +182,13 @@ static int in_path_group(const struct srv_req *req, const struct ks_vault *v)
 static int listed_in_path_group(const struct srv_req *req, const struct ks_vault *v)
 {
     const char *group = path_group(req);
-    return group == NULL || strcasecmp(vault_group(v), group) == 0;
+    return group == NULL || strcasecmp(srv_vault_group(v), group) == 0;
 }
 
 static void vault_id(const struct srv_req *req, const struct ks_vault *v, char *out, size_t cap)
 {
     snprintf(out, cap, "/subscriptions/%s/resourceGroups/%s/providers/Microsoft.KeyVault/vaults/%s",
-             req->seg[1], vault_group(v), v->name);
+             req->seg[1], srv_vault_group(v), v->name);
 }
 
 /* Add the tags of vault @p name (@p deleted: as it was deleted) to @p o as "tags". */
@@ -474,11 +474,11 @@ static void vault_put(struct srv_req *req, const char *name, int patch)
     struct ks_vault old, v = {0};
     int exists = ks_vault_get(req->srv->ks, name, &old) == KV_OK;
     const char *group = path_group(req);
-    if ((patch && !exists) || (patch && !in_path_group(req, &old))) {
+    if ((patch && !exists) || (patch && !srv_in_path_group(req, &old))) {
         vault_not_found(req, name);
         return;
     }
-    if (exists && !in_path_group(req, &old)) {
+    if (exists && !srv_in_path_group(req, &old)) {
         srv_send_errorf(req, KV_ERR_ARM_VAULT_EXISTS,
                         "The vault name '%.64s' is already in use. Vault names are globally "
                         "unique so it is possible that the name is already taken.", name);
@@ -567,9 +567,12 @@ static void vault_put(struct srv_req *req, const char *name, int patch)
     free(tags.names);
     free(tags.values);
     v.tags = NULL;
-    /* A new vault starts with no access policies, whatever a purged namesake left. */
+    /* A new vault starts with no access policies, whatever a purged namesake left, and
+     * no role assignments (a store of an older kvmock kept a deleted vault's). */
     if (st == KV_OK && (cJSON_IsArray(list) || !exists))
         st = pol_policy_clear(req->srv->pol, name);
+    if (st == KV_OK && !exists)
+        st = pol_role_remove_vault(req->srv->pol, name);
     for (i = 0; st == KV_OK && i < n; i++)
         st = pol_policy_put(req->srv->pol, &policies[i]);
     free(policies);
@@ -593,7 +596,7 @@ static void vault_put(struct srv_req *req, const char *name, int patch)
 static void vault_get(struct srv_req *req, const char *name)
 {
     struct ks_vault v;
-    if (ks_vault_get(req->srv->ks, name, &v) != KV_OK || !in_path_group(req, &v)) {
+    if (ks_vault_get(req->srv->ks, name, &v) != KV_OK || !srv_in_path_group(req, &v)) {
         vault_not_found(req, name);
         return;
     }
@@ -608,9 +611,12 @@ static enum kv_status delete_vault(struct srv_req *req, const struct ks_vault *v
     struct ks_deleted_vault d;
     enum kv_status st = ks_vault_soft_delete(req->srv->ks, v->name, id, &d);
     /* A vault removed at once takes its access policies along; a deleted one
-     * keeps them for its recovery (they go when it is purged). */
+     * keeps them for its recovery (they go when it is purged). The role assignments at
+     * its scope go either way, as in Azure: recovery does not bring them back. */
     if (st == KV_OK && d.deleted_date == 0)
         st = pol_policy_clear(req->srv->pol, v->name);
+    if (st == KV_OK)
+        st = pol_role_remove_vault(req->srv->pol, v->name);
     if (st == KV_OK)
         kv_log(KV_LOG_INFO, "vault '%s' %s by %s", v->name,
                d.deleted_date ? "soft-deleted" : "deleted", req->who.oid);
@@ -621,7 +627,7 @@ static void vault_delete(struct srv_req *req, const char *name)
 {
     struct ks_vault v;
     enum kv_status st = ks_vault_get(req->srv->ks, name, &v);
-    if (st == KV_OK && !in_path_group(req, &v))
+    if (st == KV_OK && !srv_in_path_group(req, &v))
         st = KV_ERR_VAULT_NOT_FOUND; /* not in this group: nothing to delete here */
     if (st == KV_OK)
         st = delete_vault(req, &v);
@@ -700,7 +706,7 @@ static void access_policies(struct srv_req *req, const char *name, const char *k
 {
     char why[256] = "";
     struct ks_vault v;
-    if (ks_vault_get(req->srv->ks, name, &v) != KV_OK || !in_path_group(req, &v)) {
+    if (ks_vault_get(req->srv->ks, name, &v) != KV_OK || !srv_in_path_group(req, &v)) {
         srv_send_errorf(req, KV_ERR_ARM_NOT_FOUND,
                         "The Resource 'Microsoft.KeyVault/vaults/%.64s' was not found.", name);
         return;
@@ -797,7 +803,7 @@ static void vault_keys(struct srv_req *req)
         return;
     }
     struct ks_vault v;
-    if (ks_vault_get(req->srv->ks, req->seg[7], &v) != KV_OK || !in_path_group(req, &v)) {
+    if (ks_vault_get(req->srv->ks, req->seg[7], &v) != KV_OK || !srv_in_path_group(req, &v)) {
         vault_not_found(req, req->seg[7]);
         return;
     }
@@ -1345,7 +1351,7 @@ static void group_delete(struct srv_req *req, const char *name)
         for (size_t i = 0; st == KV_OK && i < n; i++) {
             struct ks_vault v;
             if (ks_vault_get(req->srv->ks, names[i], &v) == KV_OK &&
-                strcasecmp(vault_group(&v), name) == 0)
+                strcasecmp(srv_vault_group(&v), name) == 0)
                 st = delete_vault(req, &v);
         }
         if (n > 0)
@@ -1419,120 +1425,6 @@ static void groups_endpoint(struct srv_req *req, const char *scope)
         srv_send_error(req, KV_ERR_METHOD_NOT_ALLOWED, NULL);
 }
 
-/* ---- role assignments ------------------------------------------------------------------------ */
-
-static cJSON *assignment_json(const char *scope, const struct pol_role_assignment *r)
-{
-    char id[1200], def[200];
-    snprintf(id, sizeof(id), "%s/providers/Microsoft.Authorization/roleAssignments/%s", scope,
-             r->id);
-    snprintf(def, sizeof(def),
-             "/subscriptions/" POL_SUBSCRIPTION "/providers/"
-             "Microsoft.Authorization/roleDefinitions/%s",
-             pol_role_id(r->role));
-    cJSON *o = cJSON_CreateObject();
-    cJSON *props = o ? cJSON_AddObjectToObject(o, "properties") : NULL;
-    if (props == NULL || !cJSON_AddStringToObject(o, "id", id) ||
-        !cJSON_AddStringToObject(o, "name", r->id) ||
-        !cJSON_AddStringToObject(o, "type", "Microsoft.Authorization/roleAssignments") ||
-        !cJSON_AddStringToObject(props, "roleDefinitionId", def) ||
-        !cJSON_AddStringToObject(props, "principalId", r->principal_id) ||
-        !cJSON_AddStringToObject(props, "scope", scope)) {
-        cJSON_Delete(o);
-        return NULL;
-    }
-    return o;
-}
-
-static void role_assignment(struct srv_req *req, const char *scope, const char *id)
-{
-    const char *method = req->ri->request_method;
-    struct pol_role_assignment r;
-    if (strlen(id) == 0 || strlen(id) >= sizeof(r.id)) {
-        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST, "The role assignment name is invalid.");
-        return;
-    }
-    if (strcmp(method, "GET") == 0 || strcmp(method, "DELETE") == 0) {
-        char sv[KS_VAULT_NAME_MAX + 1], sk[KS_NAME_MAX + 1], sg[KS_GROUP_MAX + 1];
-        int found = pol_role_get(req->srv->pol, id, &r);
-        /* an assignment answers only at its own scope */
-        if (found &&
-            (pol_scope_parse(scope, sv, sk, sg) != KV_OK || strcasecmp(sv, r.vault) != 0 ||
-             strcasecmp(sk, r.key) != 0 || strcasecmp(sg, r.group) != 0))
-            found = 0;
-        if (!found) {
-            if (strcmp(method, "DELETE") == 0) {
-                srv_send_empty(req, 204);
-                return;
-            }
-            srv_send_errorf(req, KV_ERR_ARM_NOT_FOUND,
-                            "The role assignment '%s' is not found.", id);
-            return;
-        }
-        if (strcmp(method, "DELETE") == 0) {
-            enum kv_status st = pol_role_remove(req->srv->pol, id);
-            if (st != KV_OK) {
-                srv_send_error(req, st, NULL);
-                return;
-            }
-            kv_log(KV_LOG_INFO, "role assignment %s removed by %s", id, req->who.oid);
-        }
-        srv_send_json(req, 200, assignment_json(scope, &r));
-        return;
-    }
-    if (strcmp(method, "PUT") != 0) {
-        srv_send_error(req, KV_ERR_METHOD_NOT_ALLOWED, NULL);
-        return;
-    }
-    memset(&r, 0, sizeof(r));
-    snprintf(r.id, sizeof(r.id), "%s", id);
-    if (pol_scope_parse(scope, r.vault, r.key, r.group) != KV_OK) {
-        srv_send_errorf(req, KV_ERR_ARM_BAD_REQUEST,
-                        "The scope '%.300s' is not a subscription, resource group, Key Vault "
-                        "vault or key.",
-                        scope);
-        return;
-    }
-    struct ks_vault v;
-    struct ks_group g;
-    if (r.vault[0] != '\0' && ks_vault_get(req->srv->ks, r.vault, &v) != KV_OK) {
-        srv_send_errorf(req, KV_ERR_ARM_NOT_FOUND, "The vault '%s' was not found.", r.vault);
-        return;
-    }
-    if (r.group[0] != '\0' && ks_group_get(req->srv->ks, r.group, &g, NULL) != KV_OK) {
-        group_not_found(req, r.group);
-        return;
-    }
-    enum kv_status st = srv_read_json_body(req);
-    const cJSON *props = cJSON_GetObjectItemCaseSensitive(req->body, "properties");
-    const char *def =
-        cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(props, "roleDefinitionId"));
-    const char *principal =
-        cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(props, "principalId"));
-    if (st != KV_OK || def == NULL || principal == NULL || principal[0] == '\0' ||
-        strlen(principal) >= sizeof(r.principal_id)) {
-        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST,
-                       "properties.roleDefinitionId and properties.principalId are required.");
-        return;
-    }
-    if (pol_role_parse(def, &r.role) != KV_OK) {
-        srv_send_errorf(req, KV_ERR_ARM_BAD_REQUEST,
-                        "The role definition '%.200s' is not a Key Vault data-plane role.", def);
-        return;
-    }
-    snprintf(r.principal_id, sizeof(r.principal_id), "%s", principal);
-    struct pol_role_assignment old;
-    int existed = pol_role_get(req->srv->pol, id, &old);
-    st = pol_role_put(req->srv->pol, &r);
-    if (st != KV_OK) {
-        srv_send_error(req, st == KV_ERR_BAD_PARAM ? KV_ERR_ARM_BAD_REQUEST : st, NULL);
-        return;
-    }
-    kv_log(KV_LOG_INFO, "role assignment %s (%s) put by %s", id, pol_role_name(r.role),
-           req->who.oid);
-    srv_send_json(req, existed ? 200 : 201, assignment_json(scope, &r));
-}
-
 /* ---- dispatch ---------------------------------------------------------------------------- */
 
 /* The raw path up to the segment @p upto (exclusive), joined again. */
@@ -1551,31 +1443,47 @@ static int seg_is(const struct srv_req *req, size_t i, const char *want)
 
 int srv_mgmt_endpoint(struct srv_req *req)
 {
-    /* role assignments: {scope}/providers/Microsoft.Authorization/roleAssignments/{id} */
+    /* Clients that join an endpoint ending in "/" with a path or a scope that starts with
+     * one send "//subscriptions/...": msrestazure's "/metadata/endpoints", the Go SDK's
+     * "/{scope}/providers/...". Resource Manager reads them as one "/". */
+    if (req->nseg > 1 && req->seg[0][0] == '\0' &&
+        (seg_is(req, 1, "subscriptions") || seg_is(req, 1, "providers") ||
+         seg_is(req, 1, "metadata") || seg_is(req, 1, "tenants"))) {
+        memmove(&req->seg[0], &req->seg[1], (req->nseg - 1) * sizeof(req->seg[0]));
+        req->nseg--;
+    }
+    /* {scope}/providers/Microsoft.Authorization/roleAssignments[/{id}] and
+     * .../roleDefinitions[/{id}] (mgmt_authz.c) */
     for (size_t i = 0; i + 2 < req->nseg; i++) {
-        if (seg_is(req, i, "providers") && seg_is(req, i + 1, "Microsoft.Authorization") &&
-            seg_is(req, i + 2, "roleAssignments")) {
-            char scope[1024];
-            join(req, i, scope, sizeof(scope));
-            req->operation = strcmp(req->ri->request_method, "PUT") == 0      ? "RoleAssignmentPut"
-                             : strcmp(req->ri->request_method, "DELETE") == 0 ? "RoleAssignmentDelete"
-                                                                              : "RoleAssignmentGet";
-            if (authorize(req, "Microsoft.Authorization/roleAssignments/write", scope) != KV_OK)
-                return 1;
-            if (!API_VERSION_OK(req, authz_api_versions,
-                                "Microsoft.Authorization (use 2022-04-01)"))
-                return 1;
-            if (i + 4 != req->nseg) {
-                srv_send_error(req, KV_ERR_ROUTE_NOT_FOUND, NULL);
-                return 1;
-            }
-            role_assignment(req, scope, req->seg[i + 3]);
+        int defs = seg_is(req, i + 2, "roleDefinitions");
+        if (!seg_is(req, i, "providers") || !seg_is(req, i + 1, "Microsoft.Authorization") ||
+            (!defs && !seg_is(req, i + 2, "roleAssignments")))
+            continue;
+        const char *method = req->ri->request_method;
+        const char *id = i + 4 == req->nseg ? req->seg[i + 3] : NULL;
+        int put = strcmp(method, "PUT") == 0, del = strcmp(method, "DELETE") == 0;
+        char scope[1024], action[64];
+        join(req, i, scope, sizeof(scope));
+        req->operation = defs         ? (id ? "RoleDefinitionGet" : "RoleDefinitionList")
+                         : id == NULL ? "RoleAssignmentList"
+                         : put        ? "RoleAssignmentPut"
+                         : del        ? "RoleAssignmentDelete"
+                                      : "RoleAssignmentGet";
+        snprintf(action, sizeof(action), "Microsoft.Authorization/%s/%s",
+                 defs ? "roleDefinitions" : "roleAssignments",
+                 put ? "write" : del ? "delete" : "read");
+        if (authorize(req, action, scope) != KV_OK)
+            return 1;
+        if (!API_VERSION_OK(req, authz_api_versions, "Microsoft.Authorization (use 2022-04-01)"))
+            return 1;
+        if (i + 4 < req->nseg) {
+            srv_send_error(req, KV_ERR_ROUTE_NOT_FOUND, NULL);
             return 1;
         }
+        srv_mgmt_authz(req, scope, defs, id);
+        return 1;
     }
-    /* msrestazure appends "/metadata/endpoints" to an endpoint that ends in "/" */
-    size_t m = req->nseg == 3 && req->seg[0][0] == '\0';
-    if (req->nseg == 2 + m && seg_is(req, m, "metadata") && seg_is(req, m + 1, "endpoints") &&
+    if (req->nseg == 2 && seg_is(req, 0, "metadata") && seg_is(req, 1, "endpoints") &&
         strcmp(req->ri->request_method, "GET") == 0) {
         cloud_metadata(req);
         return 1;

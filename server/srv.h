@@ -233,6 +233,24 @@ enum kv_status srv_key_tags_parse(const cJSON *body, struct ks_tags *out, char *
  */
 void srv_arm_next_link(const struct srv_req *req, const char *token, char *out, size_t cap);
 
+/** @brief A vault's resource group: the one it was created in; POL_RESOURCE_GROUP for a
+ * vault of the configuration file (mgmt_api.c). */
+const char *srv_vault_group(const struct ks_vault *v);
+
+/** @brief Whether the request's path (of one vault, or a scope in it) reaches vault @p v:
+ * through its own group; a vault of the configuration file through any group
+ * (mgmt_api.c). */
+int srv_in_path_group(const struct srv_req *req, const struct ks_vault *v);
+
+/**
+ * @brief Microsoft.Authorization (mgmt_authz.c): role assignments at @p scope (a
+ * subscription, resource group, vault or key; @p id NULL: the list) or, with
+ * @p role_definitions, the built-in Key Vault role definitions. The caller has authorized
+ * the request and checked its api-version.
+ */
+void srv_mgmt_authz(struct srv_req *req, const char *scope, int role_definitions,
+                    const char *id);
+
 /**
  * @brief Microsoft.KeyVault/vaults/keys (mgmt_keys.c): PUT (create if absent) or GET of key
  * @p name (@p version: one version), the vault's keys (@p name NULL) or, with @p versions,

@@ -1,6 +1,7 @@
 """The Azure SDK for Go against kvmock, unmodified: Debian's
 golang-github-azure-azure-sdk-for-go (Key Vault 7.1 data plane, the
-Microsoft.KeyVault 2019-09-01 management client, resource groups) and go-autorest's
+Microsoft.KeyVault 2019-09-01 management client, resource groups, role definitions
+and assignments) and go-autorest's
 authorizers, as a Go program would use them. The Go tests are in go/; this
 driver builds them once and runs them under each way a Go program signs in:
 
@@ -122,7 +123,7 @@ def run_all(runner, kv, binary, work):
 
     @runner.test
     def managed_identity_manages_vaults():
-        eq(go_tests(msi, "^TestARM$"), ["TestARM"])
+        eq(sorted(go_tests(msi, "^(TestARM|TestRBAC)$")), ["TestARM", "TestRBAC"])
 
     @runner.test
     def user_assigned_identity_is_held_to_its_policy():
@@ -137,7 +138,8 @@ def run_all(runner, kv, binary, work):
     @runner.test
     def client_credentials_through_a_cloud_file():
         before = len(kv.audit_records())
-        eq(sorted(go_tests(client_secret, "^(TestKeys|TestARM)$")), ["TestARM", "TestKeys"])
+        eq(sorted(go_tests(client_secret, "^(TestKeys|TestARM|TestRBAC)$")),
+           ["TestARM", "TestKeys", "TestRBAC"])
         # every call was the client's own, on its data plane and on Resource Manager
         who = {(r["operationName"], r["identity"]["claim"]["oid"]) for r in kv.audit_records()[before:]}
         check(("KeyCreate", CI["objectId"]) in who and ("VaultPut", CI["objectId"]) in who, who)

@@ -216,6 +216,25 @@ int main(void)
     refused("{\"roleAssignments\":[{\"principalId\":\"p\",\"roleDefinitionName\":\"Key Vault Reader\","
             "\"scope\":\"/secrets/v\"}]}",
             "scope '/secrets/v'");
+    /* one principal, role and scope make one assignment: two names for one are refused;
+     * the same assignment twice (one derived name) is one */
+    refused("{\"roleAssignments\":["
+            "{\"principalId\":\"p\",\"roleDefinitionName\":\"Key Vault Reader\","
+            "\"scope\":\"/vaults/v\",\"name\":\"5d3c1a2b-0000-4000-8000-000000000001\"},"
+            "{\"principalId\":\"P\",\"roleDefinitionId\":\"21090545-7ca7-4776-b22c-e363652d74d2\","
+            "\"scope\":\"/vaults/V/\"}]}",
+            "roleAssignments[1] gives roleAssignments[0]'s principal, role and scope another name");
+    struct srv_config twice;
+    char *targv[] = {"kvmock", "--config", cfg_path, NULL};
+    CHECK_ST(load(&twice, "{\"roleAssignments\":["
+                          "{\"principalId\":\"p\",\"roleDefinitionName\":\"Key Vault Reader\","
+                          "\"scope\":\"/vaults/v\"},"
+                          "{\"principalId\":\"p\",\"roleDefinitionName\":\"Key Vault Reader\","
+                          "\"scope\":\"/vaults/v\"}]}",
+                  3, targv),
+             KV_OK);
+    CHECK(twice.n_roles == 2 && strcmp(twice.roles[0].id, twice.roles[1].id) == 0);
+    srv_config_free(&twice);
     refused("[]", "JSON object");
     unlink(cfg_path);
     refused(NULL, "cannot read");

@@ -1,7 +1,8 @@
 // The Azure SDK for Go against kvmock, unmodified: Debian's
 // golang-github-azure-azure-sdk-for-go (the Key Vault data plane at 7.1, the
-// Microsoft.KeyVault management client at 2019-09-01 and the resource groups
-// client at 2021-04-01) with go-autorest's authorizers. tests/e2e/test_go_sdk.py builds this package and runs its tests
+// Microsoft.KeyVault management client at 2019-09-01, the resource groups
+// client at 2021-04-01 and, in rbac_test.go, the authorization client) with
+// go-autorest's authorizers. tests/e2e/test_go_sdk.py builds this package and runs its tests
 // against a kvmock it started, one group at a time, each with the environment
 // a user would set:
 //
@@ -506,10 +507,11 @@ func TestDenied(t *testing.T) {
 // TestARM: the environment from kvmock's /metadata/endpoints, then vaults
 // through the management client: create (a long-running operation), get,
 // list, access policy, patch, delete, the deleted view, and purge.
-func TestARM(t *testing.T) {
+// armAuthorizer is Resource Manager's environment, read from kvmock's metadata endpoint,
+// and an authorizer for it from the SDK's own environment variables.
+func armAuthorizer(t *testing.T) (azure.Environment, autorest.Authorizer) {
+	t.Helper()
 	armURL := env(t, "KVMOCK_ARM_URL")
-	rg := env(t, "KVMOCK_RG")
-	tenant := uuid.FromStringOrNil(env(t, "AZURE_TENANT_ID"))
 	cloud, err := azure.EnvironmentFromURL(armURL)
 	must(t, err, "EnvironmentFromURL")
 	if cloud.ActiveDirectoryEndpoint != armURL || cloud.ResourceManagerEndpoint != armURL ||
@@ -522,6 +524,13 @@ func TestARM(t *testing.T) {
 	settings.Values[azauth.Resource] = cloud.TokenAudience
 	authorizer, err := settings.GetAuthorizer()
 	must(t, err, "GetAuthorizer for Resource Manager")
+	return cloud, authorizer
+}
+
+func TestARM(t *testing.T) {
+	rg := env(t, "KVMOCK_RG")
+	tenant := uuid.FromStringOrNil(env(t, "AZURE_TENANT_ID"))
+	cloud, authorizer := armAuthorizer(t)
 
 	sub := "00000000-0000-0000-0000-000000000000"
 	groups := resources.NewGroupsClientWithBaseURI(cloud.ResourceManagerEndpoint, sub)

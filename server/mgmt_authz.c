@@ -1,0 +1,487 @@
+/*
+ * Microsoft.Authorization on the management plane, for Key Vault's data-plane roles:
+ *
+ *   PUT|GET|DELETE {scope}/providers/Microsoft.Authorization/roleAssignments/{guid}
+ *   GET {scope}/providers/Microsoft.Authorization/roleAssignments[?$filter=F]
+ *   GET {scope}/providers/Microsoft.Authorization/roleDefinitions[?$filter=F]
+ *   GET {scope}/providers/Microsoft.Authorization/roleDefinitions/{guid}
+ *
+ * A scope is the subscription, a resource group, a vault or a key in it. As in Azure,
+ * an assignment is named by a GUID, one principal, role and scope make one assignment
+ * (409 RoleAssignmentExists), an assignment's principal, role and scope never change
+ * (400 RoleAssignmentUpdateNotPermitted), and a list shows the assignments at, above and
+ * below its scope (`atScope()`: at and above). The role definitions are the five built-in
+ * Key Vault roles that kvmock evaluates, as Azure defines them. mgmt_api.c routes here
+ * after it checked the caller and the api-version.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "kv_log.h"
+#include "kv_str.h"
+#include "srv.h"
+
+/* ---- role definitions ------------------------------------------------------------------- */
+
+/* The control-plane actions that Azure's Key Vault Administrator, Crypto Officer and
+ * Reader roles share. */
+#define VAULT_READER_ACTIONS                                                                       \
+    "Microsoft.Authorization/*/read", "Microsoft.Insights/alertRules/*",                           \
+        "Microsoft.Resources/deployments/*",                                                       \
+        "Microsoft.Resources/subscriptions/resourceGroups/read", "Microsoft.Support/*",            \
+        "Microsoft.KeyVault/checkNameAvailability/read", "Microsoft.KeyVault/deletedVaults/read",  \
+        "Microsoft.KeyVault/locations/*/read", "Microsoft.KeyVault/vaults/*/read",                 \
+        "Microsoft.KeyVault/operations/read"
+
+#define ACTIONS_MAX 10
+
+/* Azure's definition of each role that policy/ evaluates, in enum pol_role's order. */
+static const struct {
+    const char *description;
+    const char *actions[ACTIONS_MAX + 1];
+    const char *data_actions[ACTIONS_MAX + 1];
+} definitions[POL_ROLE_COUNT] = {
+    [POL_ROLE_ADMINISTRATOR] =
+        {"Perform all data plane operations on a key vault and all objects in it, including "
+         "certificates, keys, and secrets. Cannot manage key vault resources or manage role "
+         "assignments. Only works for key vaults that use the 'Azure role-based access "
+         "control' permission model.",
+         {VAULT_READER_ACTIONS, NULL},
+         {"Microsoft.KeyVault/vaults/*", NULL}},
+    [POL_ROLE_CRYPTO_OFFICER] =
+        {"Perform any action on the keys of a key vault, except manage permissions. Only works "
+         "for key vaults that use the 'Azure role-based access control' permission model.",
+         {VAULT_READER_ACTIONS, NULL},
+         {"Microsoft.KeyVault/vaults/keys/*", "Microsoft.KeyVault/vaults/keyrotationpolicies/*",
+          NULL}},
+    [POL_ROLE_CRYPTO_USER] =
+        {"Perform cryptographic operations using keys. Only works for key vaults that use the "
+         "'Azure role-based access control' permission model.",
+         {NULL},
+         {"Microsoft.KeyVault/vaults/keys/read", "Microsoft.KeyVault/vaults/keys/update/action",
+          "Microsoft.KeyVault/vaults/keys/backup/action",
+          "Microsoft.KeyVault/vaults/keys/encrypt/action",
+          "Microsoft.KeyVault/vaults/keys/decrypt/action",
+          "Microsoft.KeyVault/vaults/keys/wrap/action",
+          "Microsoft.KeyVault/vaults/keys/unwrap/action",
+          "Microsoft.KeyVault/vaults/keys/sign/action",
+          "Microsoft.KeyVault/vaults/keys/verify/action", NULL}},
+    [POL_ROLE_CRYPTO_SERVICE_ENCRYPTION_USER] =
+        {"Read metadata of keys and perform wrap/unwrap operations. Only works for key vaults "
+         "that use the 'Azure role-based access control' permission model.",
+         {"Microsoft.EventGrid/eventSubscriptions/write",
+          "Microsoft.EventGrid/eventSubscriptions/read",
+          "Microsoft.EventGrid/eventSubscriptions/delete", NULL},
+         {"Microsoft.KeyVault/vaults/keys/read", "Microsoft.KeyVault/vaults/keys/wrap/action",
+          "Microsoft.KeyVault/vaults/keys/unwrap/action", NULL}},
+    [POL_ROLE_READER] =
+        {"Read metadata of key vaults and its certificates, keys, and secrets. Cannot read "
+         "sensitive values such as secret contents or key material. Only works for key vaults "
+         "that use the 'Azure role-based access control' permission model.",
+         {VAULT_READER_ACTIONS, NULL},
+         {"Microsoft.KeyVault/vaults/*/read",
+          "Microsoft.KeyVault/vaults/secrets/readMetadata/action", NULL}},
+};
+
+/* The subscription a request's path names ("" outside one): ids are given under it. */
+static const char *path_subscription(const struct srv_req *req)
+{
+    return req->nseg >= 2 && strcasecmp(req->seg[0], "subscriptions") == 0 ? req->seg[1] : "";
+}
+
+static cJSON *string_array(cJSON *parent, const char *name, const char *const *items)
+{
+    cJSON *a = cJSON_AddArrayToObject(parent, name);
+    for (size_t i = 0; a != NULL && items != NULL && items[i] != NULL; i++) {
+        cJSON *s = cJSON_CreateString(items[i]);
+        if (s == NULL || !cJSON_AddItemToArray(a, s)) {
+            cJSON_Delete(s);
+            return NULL;
+        }
+    }
+    return a;
+}
+
+static cJSON *definition_json(const struct srv_req *req, enum pol_role role)
+{
+    char id[300];
+    const char *sub = path_subscription(req);
+    snprintf(id, sizeof(id), "%s%s/providers/Microsoft.Authorization/roleDefinitions/%s",
+             sub[0] ? "/subscriptions/" : "", sub, pol_role_id(role));
+    cJSON *o = cJSON_CreateObject();
+    cJSON *props = o ? cJSON_AddObjectToObject(o, "properties") : NULL;
+    cJSON *perms = props ? cJSON_AddArrayToObject(props, "permissions") : NULL;
+    cJSON *p = perms ? cJSON_CreateObject() : NULL;
+    static const char *const root[] = {"/", NULL};
+    int ok = p != NULL && cJSON_AddItemToArray(perms, p);
+    if (!ok)
+        cJSON_Delete(p);
+    ok = ok && cJSON_AddStringToObject(o, "id", id) &&
+         cJSON_AddStringToObject(o, "name", pol_role_id(role)) &&
+         cJSON_AddStringToObject(o, "type", "Microsoft.Authorization/roleDefinitions") &&
+         cJSON_AddStringToObject(props, "roleName", pol_role_name(role)) &&
+         cJSON_AddStringToObject(props, "type", "BuiltInRole") &&
+         cJSON_AddStringToObject(props, "description", definitions[role].description) &&
+         string_array(props, "assignableScopes", root) &&
+         string_array(p, "actions", definitions[role].actions) &&
+         string_array(p, "notActions", NULL) &&
+         string_array(p, "dataActions", definitions[role].data_actions) &&
+         string_array(p, "notDataActions", NULL);
+    if (!ok) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* "roleName eq 'N'" or "type eq 'T'" (N and T compared in any case) as @p field, @p value;
+ * "atScopeAndBelow()" (every definition here is assignable everywhere) as "", "". */
+static int definition_filter(const char *f, char field[16], char value[160])
+{
+    field[0] = value[0] = '\0';
+    if (f == NULL || strcmp(f, "atScopeAndBelow()") == 0)
+        return 1;
+    int end = 0;
+    return sscanf(f, "%15[A-Za-z] eq '%159[^']'%n", field, value, &end) == 2 && f[end] == '\0' &&
+           (strcmp(field, "roleName") == 0 || strcmp(field, "type") == 0);
+}
+
+static void definitions_list(struct srv_req *req)
+{
+    const char *filter = srv_query_get(req, "$filter");
+    char field[16], value[160];
+    if (!definition_filter(filter, field, value)) {
+        srv_send_errorf(req, KV_ERR_ARM_BAD_REQUEST,
+                        "The $filter '%.200s' is not supported: use roleName eq '{name}', "
+                        "type eq '{type}' or atScopeAndBelow().",
+                        filter);
+        return;
+    }
+    cJSON *doc = cJSON_CreateObject();
+    cJSON *value_list = doc ? cJSON_AddArrayToObject(doc, "value") : NULL;
+    int ok = value_list != NULL;
+    for (int r = 0; ok && r < POL_ROLE_COUNT; r++) {
+        if ((strcmp(field, "roleName") == 0 && strcasecmp(value, pol_role_name(r)) != 0) ||
+            (strcmp(field, "type") == 0 && strcasecmp(value, "BuiltInRole") != 0))
+            continue;
+        cJSON *d = definition_json(req, (enum pol_role)r);
+        ok = d != NULL && cJSON_AddItemToArray(value_list, d);
+        if (!ok)
+            cJSON_Delete(d);
+    }
+    if (!ok) {
+        cJSON_Delete(doc);
+        doc = NULL;
+    }
+    srv_send_json(req, 200, doc);
+}
+
+static void definition_get(struct srv_req *req, const char *id)
+{
+    for (int r = 0; r < POL_ROLE_COUNT; r++) {
+        if (strcasecmp(id, pol_role_id(r)) == 0) {
+            srv_send_json(req, 200, definition_json(req, (enum pol_role)r));
+            return;
+        }
+    }
+    srv_send_errorf(req, KV_ERR_ARM_NO_ROLE_DEFINITION,
+                    "The specified role definition with ID '%.64s' does not exist. kvmock "
+                    "knows the built-in Key Vault data-plane roles only.",
+                    id);
+}
+
+/* ---- role assignments ------------------------------------------------------------------- */
+
+static void bad_id(struct srv_req *req, const char *id)
+{
+    srv_send_errorf(req, KV_ERR_ARM_ROLE_ID,
+                    "The role assignment ID '%.64s' is not valid. The role assignment ID must be "
+                    "a GUID.",
+                    id);
+}
+
+static cJSON *assignment_json(const char *scope, const struct pol_role_assignment *r,
+                              const char *sub)
+{
+    char id[1200], def[200];
+    snprintf(id, sizeof(id), "%s/providers/Microsoft.Authorization/roleAssignments/%s", scope,
+             r->id);
+    snprintf(def, sizeof(def),
+             "/subscriptions/%s/providers/Microsoft.Authorization/roleDefinitions/%s",
+             sub[0] ? sub : POL_SUBSCRIPTION, pol_role_id(r->role));
+    cJSON *o = cJSON_CreateObject();
+    cJSON *props = o ? cJSON_AddObjectToObject(o, "properties") : NULL;
+    if (props == NULL || !cJSON_AddStringToObject(o, "id", id) ||
+        !cJSON_AddStringToObject(o, "name", r->id) ||
+        !cJSON_AddStringToObject(o, "type", "Microsoft.Authorization/roleAssignments") ||
+        !cJSON_AddStringToObject(props, "roleDefinitionId", def) ||
+        !cJSON_AddStringToObject(props, "principalId", r->principal_id) ||
+        !cJSON_AddStringToObject(props, "scope", scope)) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* Where a scope is: the vault's or key's, else the group's, else the subscription's. */
+struct where {
+    char vault[KS_VAULT_NAME_MAX + 1];
+    char key[KS_NAME_MAX + 1];
+    char group[KS_GROUP_MAX + 1]; /* of the vault, for a vault's or key's scope */
+};
+
+/* Parse the request's scope and check that what it names exists; else answer. */
+static int scope_find(struct srv_req *req, const char *scope, struct where *w)
+{
+    memset(w, 0, sizeof(*w));
+    if (pol_scope_parse(scope, w->vault, w->key, w->group) != KV_OK) {
+        srv_send_errorf(req, KV_ERR_ARM_BAD_REQUEST,
+                        "The scope '%.300s' is not a subscription, resource group, Key Vault "
+                        "vault or key.",
+                        scope);
+        return 0;
+    }
+    struct ks_vault v;
+    struct ks_group g;
+    if (w->vault[0] != '\0') {
+        if (ks_vault_get(req->srv->ks, w->vault, &v) != KV_OK || !srv_in_path_group(req, &v)) {
+            srv_send_errorf(req, KV_ERR_ARM_NOT_FOUND, "The vault '%s' was not found.", w->vault);
+            return 0;
+        }
+        snprintf(w->group, sizeof(w->group), "%s", srv_vault_group(&v));
+    } else if (w->group[0] != '\0' && ks_group_get(req->srv->ks, w->group, &g, NULL) != KV_OK) {
+        srv_send_errorf(req, KV_ERR_ARM_NO_GROUP, "Resource group '%.100s' could not be found.",
+                        w->group);
+        return 0;
+    }
+    return 1;
+}
+
+/* Where assignment @p r is (its vault's group looked up); 0 when its vault is gone. */
+static int assignment_where(struct srv_req *req, const struct pol_role_assignment *r,
+                            struct where *w)
+{
+    memset(w, 0, sizeof(*w));
+    snprintf(w->vault, sizeof(w->vault), "%s", r->vault);
+    snprintf(w->key, sizeof(w->key), "%s", r->key);
+    snprintf(w->group, sizeof(w->group), "%s", r->group);
+    struct ks_vault v;
+    if (r->vault[0] == '\0')
+        return 1;
+    if (ks_vault_get(req->srv->ks, r->vault, &v) != KV_OK)
+        return 0;
+    snprintf(w->group, sizeof(w->group), "%s", srv_vault_group(&v));
+    return 1;
+}
+
+/* Whether scope @p a contains scope @p b (or is it): the subscription contains every
+ * scope, a group its vaults, a vault its keys. */
+static int contains(const struct where *a, const struct where *b)
+{
+    if (a->group[0] == '\0')
+        return 1; /* the subscription */
+    if (strcasecmp(a->group, b->group) != 0)
+        return 0;
+    if (a->vault[0] == '\0')
+        return 1; /* the group */
+    if (strcasecmp(a->vault, b->vault) != 0)
+        return 0;
+    return a->key[0] == '\0' || strcasecmp(a->key, b->key) == 0;
+}
+
+static void where_scope(const struct where *w, const char *sub, char *out, size_t cap)
+{
+    int n = snprintf(out, cap, "/subscriptions/%s", sub[0] ? sub : POL_SUBSCRIPTION);
+    if (w->group[0] != '\0' && n > 0 && (size_t)n < cap)
+        n += snprintf(out + n, cap - (size_t)n, "/resourceGroups/%s", w->group);
+    if (w->vault[0] != '\0' && n > 0 && (size_t)n < cap)
+        n +=
+            snprintf(out + n, cap - (size_t)n, "/providers/Microsoft.KeyVault/vaults/%s", w->vault);
+    if (w->key[0] != '\0' && n > 0 && (size_t)n < cap)
+        snprintf(out + n, cap - (size_t)n, "/keys/%s", w->key);
+}
+
+/* A list's $filter: "atScope()", "principalId eq '{id}'" or "assignedTo('{id}')", alone
+ * or joined by " and ". */
+struct assignment_filter {
+    int at_scope;
+    char principal[POL_ID_MAX];
+};
+
+static int assignment_filter(const char *f, struct assignment_filter *out)
+{
+    memset(out, 0, sizeof(*out));
+    while (f != NULL && *f != '\0') {
+        int end = 0;
+        char id[POL_ID_MAX] = "";
+        if (strncmp(f, "atScope()", 9) == 0) {
+            out->at_scope = 1;
+            end = 9;
+        } else if (sscanf(f, "principalId eq '%63[^']'%n", id, &end) == 1 ||
+                   sscanf(f, "assignedTo('%63[^']')%n", id, &end) == 1) {
+            snprintf(out->principal, sizeof(out->principal), "%s", id);
+        } else {
+            return 0;
+        }
+        f += end;
+        if (strncmp(f, " and ", 5) == 0 && f[5] != '\0')
+            f += 5;
+        else if (*f != '\0')
+            return 0;
+    }
+    return 1;
+}
+
+static void assignments_list(struct srv_req *req, const char *scope)
+{
+    const char *filter = srv_query_get(req, "$filter");
+    struct assignment_filter af;
+    if (!assignment_filter(filter, &af)) {
+        srv_send_errorf(req, KV_ERR_ARM_BAD_REQUEST,
+                        "The $filter '%.200s' is not supported: use atScope(), "
+                        "principalId eq '{id}' or assignedTo('{id}'), joined by 'and'.",
+                        filter);
+        return;
+    }
+    struct where at;
+    if (!scope_find(req, scope, &at))
+        return;
+    size_t n = pol_role_all(req->srv->pol, NULL, 0);
+    struct pol_role_assignment *all = calloc(n ? n : 1, sizeof(*all));
+    n = all ? pol_role_all(req->srv->pol, all, n) : 0; /* as many as still fit */
+    cJSON *doc = all ? cJSON_CreateObject() : NULL;
+    cJSON *value = doc ? cJSON_AddArrayToObject(doc, "value") : NULL;
+    const char *sub = path_subscription(req);
+    int ok = value != NULL;
+    for (size_t i = 0; ok && i < n; i++) {
+        struct where w;
+        char own[1024];
+        if ((af.principal[0] && strcasecmp(af.principal, all[i].principal_id) != 0) ||
+            !assignment_where(req, &all[i], &w) ||
+            !(contains(&w, &at) || (!af.at_scope && contains(&at, &w))))
+            continue;
+        where_scope(&w, sub, own, sizeof(own));
+        cJSON *item = assignment_json(own, &all[i], sub);
+        ok = item != NULL && cJSON_AddItemToArray(value, item);
+        if (!ok)
+            cJSON_Delete(item);
+    }
+    free(all);
+    if (!ok) {
+        cJSON_Delete(doc);
+        doc = NULL;
+    }
+    srv_send_json(req, 200, doc);
+}
+
+/* GET or DELETE of assignment @p id: it answers only at its own scope. */
+static void assignment_get_or_delete(struct srv_req *req, const char *scope, const char *id)
+{
+    struct pol_role_assignment r;
+    char sv[KS_VAULT_NAME_MAX + 1], sk[KS_NAME_MAX + 1], sg[KS_GROUP_MAX + 1];
+    int found = pol_role_get(req->srv->pol, id, &r);
+    int del = strcmp(req->ri->request_method, "DELETE") == 0;
+    if (!found && !kv_str_is_uuid(id)) { /* a configured assignment may have any name */
+        bad_id(req, id);
+        return;
+    }
+    if (found && (pol_scope_parse(scope, sv, sk, sg) != KV_OK || strcasecmp(sv, r.vault) != 0 ||
+                  strcasecmp(sk, r.key) != 0 || strcasecmp(sg, r.group) != 0))
+        found = 0;
+    if (!found) {
+        if (del)
+            srv_send_empty(req, 204);
+        else
+            srv_send_errorf(req, KV_ERR_ARM_NOT_FOUND, "The role assignment '%s' is not found.",
+                            id);
+        return;
+    }
+    if (del) {
+        enum kv_status st = pol_role_remove(req->srv->pol, id);
+        if (st != KV_OK) {
+            srv_send_error(req, st, NULL);
+            return;
+        }
+        kv_log(KV_LOG_INFO, "role assignment %s removed by %s", id, req->who.oid);
+    }
+    srv_send_json(req, 200, assignment_json(scope, &r, path_subscription(req)));
+}
+
+static void assignment_put(struct srv_req *req, const char *scope, const char *id)
+{
+    struct pol_role_assignment r;
+    memset(&r, 0, sizeof(r));
+    if (!kv_str_is_uuid(id)) {
+        bad_id(req, id);
+        return;
+    }
+    snprintf(r.id, sizeof(r.id), "%s", id);
+    struct where at;
+    if (!scope_find(req, scope, &at))
+        return;
+    snprintf(r.vault, sizeof(r.vault), "%s", at.vault);
+    snprintf(r.key, sizeof(r.key), "%s", at.key);
+    if (at.vault[0] == '\0')
+        snprintf(r.group, sizeof(r.group), "%s", at.group);
+    enum kv_status st = srv_read_json_body(req);
+    const cJSON *props = cJSON_GetObjectItemCaseSensitive(req->body, "properties");
+    const char *def =
+        cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(props, "roleDefinitionId"));
+    const char *principal =
+        cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(props, "principalId"));
+    if (st != KV_OK || def == NULL || principal == NULL || principal[0] == '\0' ||
+        strlen(principal) >= sizeof(r.principal_id)) {
+        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST,
+                       "properties.roleDefinitionId and properties.principalId are required.");
+        return;
+    }
+    if (pol_role_parse(def, &r.role) != KV_OK) {
+        srv_send_errorf(req, KV_ERR_ARM_BAD_REQUEST,
+                        "The role definition '%.200s' is not a Key Vault data-plane role.", def);
+        return;
+    }
+    snprintf(r.principal_id, sizeof(r.principal_id), "%s", principal);
+    struct pol_role_assignment old;
+    int existed = pol_role_get(req->srv->pol, id, &old);
+    st = pol_role_put(req->srv->pol, &r);
+    if (st == KV_ERR_ARM_ROLE_EXISTS || st == KV_ERR_ARM_ROLE_UPDATE) {
+        srv_send_error(req, st, NULL);
+        return;
+    }
+    if (st != KV_OK) {
+        srv_send_error(req, st == KV_ERR_BAD_PARAM ? KV_ERR_ARM_BAD_REQUEST : st, NULL);
+        return;
+    }
+    kv_log(KV_LOG_INFO, "role assignment %s (%s) put by %s", id, pol_role_name(r.role),
+           req->who.oid);
+    srv_send_json(req, existed ? 200 : 201, assignment_json(scope, &r, path_subscription(req)));
+}
+
+void srv_mgmt_authz(struct srv_req *req, const char *scope, int role_definitions, const char *id)
+{
+    const char *method = req->ri->request_method;
+    int get = strcmp(method, "GET") == 0;
+    if (role_definitions) {
+        if (!get)
+            srv_send_error(req, KV_ERR_METHOD_NOT_ALLOWED, NULL);
+        else if (id == NULL)
+            definitions_list(req);
+        else
+            definition_get(req, id);
+    } else if (id == NULL) {
+        if (get)
+            assignments_list(req, scope);
+        else
+            srv_send_error(req, KV_ERR_METHOD_NOT_ALLOWED, NULL);
+    } else if (strlen(id) >= POL_ID_MAX) {
+        bad_id(req, id);
+    } else if (get || strcmp(method, "DELETE") == 0) {
+        assignment_get_or_delete(req, scope, id);
+    } else if (strcmp(method, "PUT") == 0) {
+        assignment_put(req, scope, id);
+    } else {
+        srv_send_error(req, KV_ERR_METHOD_NOT_ALLOWED, NULL);
+    }
+}

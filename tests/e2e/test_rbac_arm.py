@@ -1,0 +1,338 @@
+"""Role definitions and role assignments through Microsoft.Authorization, as Azure
+answers them, driven by Debian's azure-mgmt-authorization (unmodified) and raw HTTP:
+the built-in Key Vault role definitions and their lookup by name, assignment lists at
+every scope with atScope(), principalId and assignedTo() filters, one assignment per
+principal, role and scope (409 RoleAssignmentExists), immutable assignments (400
+RoleAssignmentUpdateNotPermitted), GUID names (400 InvalidRoleAssignmentId), and the
+assignments at a vault's scope going with the vault (recovery does not restore them)."""
+import json
+import os
+import secrets
+import sys
+import threading
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Kvmock, Runner, check, eq, parse_args, TENANT, APP  # noqa: E402
+
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.identity import ManagedIdentityCredential
+from azure.keyvault.keys import KeyClient
+from azure.keyvault.keys.crypto import CryptographyClient, KeyWrapAlgorithm
+from azure.mgmt.authorization import AuthorizationManagementClient
+from azure.mgmt.authorization.models import RoleAssignmentCreateParameters
+from azure.mgmt.keyvault import KeyVaultManagementClient
+
+DISK = {"name": "disk", "objectId": "0a000000-0000-4000-8000-0000000000d1",
+        "clientId": "0c000000-0000-4000-8000-0000000000d1"}
+CONFIG = {"tenantId": TENANT, "identities": [APP, DISK]}
+SUB = "00000000-0000-0000-0000-000000000000"
+AUTHZ = "api-version=2022-04-01"
+NOBODY = "0a000000-0000-4000-8000-0000000000e1"  # a principal kvmock issues no tokens for
+ROLES = {
+    "Key Vault Administrator": "00482a5a-887f-4fb3-b363-3b7fe8e74483",
+    "Key Vault Crypto Officer": "14b46e9e-c2b7-41b4-b07b-48a6ebf60603",
+    "Key Vault Crypto User": "12338af0-0e69-4776-bea7-57ae8d297424",
+    "Key Vault Crypto Service Encryption User": "e147488a-f6f5-4113-8e2d-b22465e65bf6",
+    "Key Vault Reader": "21090545-7ca7-4776-b22c-e363652d74d2",
+}
+
+
+def group_scope(group):
+    return f"/subscriptions/{SUB}/resourceGroups/{group}"
+
+
+def vault_scope(group, vault):
+    return f"{group_scope(group)}/providers/Microsoft.KeyVault/vaults/{vault}"
+
+
+def main():
+    args = parse_args()
+    runner = Runner()
+    with Kvmock(args.kvmock, config=CONFIG) as kv:
+        kv.apply_env()
+        authority = f"https://localhost:{kv.https_port}"
+        opts = {"base_url": authority, "credential_scopes": ["https://management.azure.com/.default"]}
+        app_cred = ManagedIdentityCredential()
+        disk_cred = ManagedIdentityCredential(client_id=DISK["clientId"])
+        am = AuthorizationManagementClient(app_cred, SUB, **opts)
+        km = KeyVaultManagementClient(app_cred, SUB, **opts)
+
+        def mgmt(method, path, body=None):
+            tok = kv.token("https://management.azure.com")
+            st, _, resp = kv.https(method, path, body, token=tok)
+            return st, (json.loads(resp) if resp else None)
+
+        def make_vault(group, name, soft_delete=True):
+            return km.vaults.begin_create_or_update(group, name, {
+                "location": "westeurope", "properties": {
+                    "tenant_id": TENANT, "sku": {"family": "A", "name": "standard"},
+                    "enable_rbac_authorization": True, "enable_soft_delete": soft_delete,
+                    "soft_delete_retention_in_days": 7}}).result()
+
+        def role_id(name):
+            # how scripts find a role: by name, through the role definitions
+            found = list(am.role_definitions.list(f"/subscriptions/{SUB}",
+                                                  filter=f"roleName eq '{name}'"))
+            eq(len(found), 1, name)
+            return found[0].id
+
+        def assign(scope, role, principal, name=None):
+            return am.role_assignments.create(
+                scope, name or str(uuid.uuid4()),
+                RoleAssignmentCreateParameters(role_definition_id=role_id(role),
+                                               principal_id=principal))
+
+        def names(assignments):
+            return sorted(a.name for a in assignments)
+
+        @runner.test
+        def role_definitions_are_the_built_in_key_vault_roles():
+            defs = list(am.role_definitions.list(f"/subscriptions/{SUB}"))
+            eq(sorted((d.role_name, d.name) for d in defs), sorted(ROLES.items()))
+            for d in defs:
+                eq(d.id, f"/subscriptions/{SUB}/providers/Microsoft.Authorization/"
+                         f"roleDefinitions/{d.name}")
+                eq((d.type, d.role_type, d.assignable_scopes),
+                   ("Microsoft.Authorization/roleDefinitions", "BuiltInRole", ["/"]))
+                check("role-based access control" in d.description, d.description)
+            by_name = {d.role_name: d for d in defs}
+            eq(by_name["Key Vault Crypto Service Encryption User"].permissions[0].data_actions,
+               ["Microsoft.KeyVault/vaults/keys/read", "Microsoft.KeyVault/vaults/keys/wrap/action",
+                "Microsoft.KeyVault/vaults/keys/unwrap/action"])
+            eq(len(by_name["Key Vault Crypto User"].permissions[0].data_actions), 9)
+            eq(by_name["Key Vault Crypto Officer"].permissions[0].data_actions,
+               ["Microsoft.KeyVault/vaults/keys/*", "Microsoft.KeyVault/vaults/keyrotationpolicies/*"])
+            eq(by_name["Key Vault Crypto User"].permissions[0].actions, [])
+            # looked up by name (any case), by type, by id, and at another scope
+            found = list(am.role_definitions.list(f"/subscriptions/{SUB}",
+                                                  filter="roleName eq 'key vault crypto user'"))
+            eq([d.name for d in found], [ROLES["Key Vault Crypto User"]])
+            eq(len(list(am.role_definitions.list(f"/subscriptions/{SUB}",
+                                                 filter="type eq 'BuiltInRole'"))), 5)
+            eq(list(am.role_definitions.list(f"/subscriptions/{SUB}", filter="type eq 'CustomRole'")),
+               [])
+            eq(list(am.role_definitions.list(f"/subscriptions/{SUB}", filter="roleName eq 'Owner'")),
+               [])
+            got = am.role_definitions.get(group_scope("any"), ROLES["Key Vault Reader"])
+            eq((got.role_name, got.permissions[0].data_actions),
+               ("Key Vault Reader", ["Microsoft.KeyVault/vaults/*/read",
+                                     "Microsoft.KeyVault/vaults/secrets/readMetadata/action"]))
+            got = am.role_definitions.get_by_id(
+                f"/providers/Microsoft.Authorization/roleDefinitions/{ROLES['Key Vault Administrator']}")
+            eq((got.id, got.role_name),
+               (f"/providers/Microsoft.Authorization/roleDefinitions/{ROLES['Key Vault Administrator']}",
+                "Key Vault Administrator"))
+            try:
+                am.role_definitions.get(f"/subscriptions/{SUB}", "8e3af657-a8ff-443c-a75c-2fe8c4bcb635")
+                check(False, "kvmock has no Owner role")
+            except ResourceNotFoundError as e:
+                eq(e.error.code, "RoleDefinitionDoesNotExist")
+            # raw: an unsupported filter, and definitions are read-only
+            st, body = mgmt("GET", f"/subscriptions/{SUB}/providers/Microsoft.Authorization/"
+                                   f"roleDefinitions?$filter=roleName%20ne%20'x'&{AUTHZ}")
+            eq((st, body["error"]["code"]), (400, "BadRequest"), body)
+            st, body = mgmt("PUT", f"/subscriptions/{SUB}/providers/Microsoft.Authorization/"
+                                   f"roleDefinitions/{uuid.uuid4()}?{AUTHZ}", {"properties": {}})
+            eq(st, 405, body)
+            # a scope joined to an endpoint that ends in "/" (the Go SDK sends "//subscriptions")
+            st, body = mgmt("GET", f"//subscriptions/{SUB}/providers/Microsoft.Authorization/"
+                                   f"roleDefinitions?{AUTHZ}")
+            eq((st, len(body["value"])), (200, 5), body)
+
+        @runner.test
+        def assignment_lists_at_every_scope_with_filters():
+            make_vault("lists-rg", "lists")
+            make_vault("lists-other", "listsother")
+            key = f"{vault_scope('lists-rg', 'lists')}/keys/k"
+            made = {
+                "sub": assign(f"/subscriptions/{SUB}", "Key Vault Reader", NOBODY),
+                "group": assign(group_scope("lists-rg"), "Key Vault Crypto User", DISK["objectId"]),
+                "vault": assign(vault_scope("lists-rg", "lists"),
+                                "Key Vault Crypto Service Encryption User", DISK["objectId"]),
+                "key": assign(key, "Key Vault Crypto Officer", NOBODY),
+                "other": assign(vault_scope("lists-other", "listsother"), "Key Vault Reader",
+                                DISK["objectId"]),
+            }
+            try:
+                n = {k: v.name for k, v in made.items()}
+
+                def want(*keys):
+                    return sorted(n[k] for k in keys)
+
+                eq(made["key"].scope, key)
+                eq(names(am.role_assignments.list_for_subscription()),
+                   want("sub", "group", "vault", "key", "other"))
+                eq(names(am.role_assignments.list_for_subscription(filter="atScope()")), want("sub"))
+                eq(names(am.role_assignments.list_for_resource_group("lists-rg")),
+                   want("sub", "group", "vault", "key"))
+                eq(names(am.role_assignments.list_for_resource_group("lists-rg", filter="atScope()")),
+                   want("sub", "group"))
+                eq(names(am.role_assignments.list_for_resource(
+                    "lists-rg", "Microsoft.KeyVault", "vaults", "lists")),
+                   want("sub", "group", "vault", "key"))
+                eq(names(am.role_assignments.list_for_resource(
+                    "lists-rg", "Microsoft.KeyVault", "vaults", "lists", filter="atScope()")),
+                   want("sub", "group", "vault"))
+                eq(names(am.role_assignments.list_for_scope(key)), want("sub", "group", "vault", "key"))
+                eq(names(am.role_assignments.list_for_subscription(
+                    filter=f"principalId eq '{DISK['objectId']}'")), want("group", "vault", "other"))
+                eq(names(am.role_assignments.list_for_scope(
+                    vault_scope("lists-rg", "lists"), filter=f"atScope() and assignedTo('{NOBODY}')")),
+                   want("sub"))
+                # each item names its own scope and role
+                listed = {a.name: a for a in am.role_assignments.list_for_scope(key)}
+                eq(listed[n["vault"]].scope, vault_scope("lists-rg", "lists"))
+                eq(listed[n["group"]].scope, group_scope("lists-rg"))
+                eq(listed[n["sub"]].scope, f"/subscriptions/{SUB}")
+                check(listed[n["key"]].role_definition_id.endswith(ROLES["Key Vault Crypto Officer"]))
+                eq(listed[n["vault"]].principal_id, DISK["objectId"])
+                # raw: what does not exist, and filters kvmock does not know
+                base = "/providers/Microsoft.Authorization/roleAssignments"
+                st, body = mgmt("GET", f"{vault_scope('lists-rg', 'nosuchvault')}{base}?{AUTHZ}")
+                eq((st, body["error"]["code"]), (404, "ResourceNotFound"), body)
+                st, body = mgmt("GET", f"{vault_scope('lists-other', 'lists')}{base}?{AUTHZ}")
+                eq((st, body["error"]["code"]), (404, "ResourceNotFound"), body)  # another group's
+                st, body = mgmt("GET", f"{group_scope('nosuchgroup')}{base}?{AUTHZ}")
+                eq((st, body["error"]["code"]), (404, "ResourceGroupNotFound"), body)
+                for bad in ("principalId%20eq%20x", "atScope()%20or%20atScope()", "roleName%20eq%20'x'",
+                            "atScope()%20and%20"):
+                    st, body = mgmt("GET", f"/subscriptions/{SUB}{base}?$filter={bad}&{AUTHZ}")
+                    eq((st, body["error"]["code"]), (400, "BadRequest"), (bad, body))
+                st, body = mgmt("POST", f"/subscriptions/{SUB}{base}?{AUTHZ}", {})
+                eq(st, 405, body)
+            finally:
+                for a in made.values():
+                    am.role_assignments.delete_by_id(a.id)
+            eq(list(am.role_assignments.list_for_subscription()), [])
+
+        @runner.test
+        def one_principal_role_and_scope_make_one_assignment():
+            make_vault("one-rg", "onevault")
+            scope = vault_scope("one-rg", "onevault")
+            first = assign(scope, "Key Vault Crypto User", DISK["objectId"])
+            path = f"{scope}/providers/Microsoft.Authorization/roleAssignments"
+            body = {"properties": {"roleDefinitionId": first.role_definition_id,
+                                   "principalId": DISK["objectId"]}}
+            try:
+                # the same PUT again is fine; the same assignment under another name is not
+                st, got = mgmt("PUT", f"{path}/{first.name}?{AUTHZ}", body)
+                eq((st, got["name"]), (200, first.name), got)
+                try:
+                    assign(scope, "Key Vault Crypto User", DISK["objectId"])
+                    check(False, "a second name for one assignment must be refused")
+                except HttpResponseError as e:
+                    eq((e.status_code, e.error.code, e.error.message),
+                       (409, "RoleAssignmentExists", "The role assignment already exists."))
+                # another role for the same principal at the same scope is another assignment
+                other = assign(scope, "Key Vault Reader", DISK["objectId"])
+                am.role_assignments.delete_by_id(other.id)
+                # an assignment keeps its principal, role and scope
+                changes = [
+                    (path, {"properties": {"roleDefinitionId": first.role_definition_id,
+                                           "principalId": NOBODY}}),
+                    (path, {"properties": {"roleDefinitionId": role_id("Key Vault Reader"),
+                                           "principalId": DISK["objectId"]}}),
+                    (f"{scope}/keys/k/providers/Microsoft.Authorization/roleAssignments", body),
+                    (f"/subscriptions/{SUB}/providers/Microsoft.Authorization/roleAssignments", body),
+                ]
+                for where, change in changes:
+                    st, got = mgmt("PUT", f"{where}/{first.name}?{AUTHZ}", change)
+                    eq((st, got["error"]["code"]), (400, "RoleAssignmentUpdateNotPermitted"), got)
+                    eq(got["error"]["message"], "Tenant ID, application ID, principal ID, and "
+                                                "scope are not allowed to be updated.")
+                now = am.role_assignments.get(scope, first.name)
+                eq((now.principal_id, now.role_definition_id, now.scope),
+                   (DISK["objectId"], first.role_definition_id, scope))
+                eq(names(am.role_assignments.list_for_scope(scope)), [first.name])
+                # names are GUIDs
+                for method in ("PUT", "GET", "DELETE"):
+                    st, got = mgmt(method, f"{path}/kv-role-assignment?{AUTHZ}",
+                                   body if method == "PUT" else None)
+                    eq((st, got["error"]["code"]), (400, "InvalidRoleAssignmentId"), (method, got))
+                    eq(got["error"]["message"], "The role assignment ID 'kv-role-assignment' is "
+                                                "not valid. The role assignment ID must be a GUID.")
+                # eight PUTs of one new assignment under eight names at once: one is made
+                results = []
+                racers = [threading.Thread(target=lambda: results.append(mgmt(
+                    "PUT", f"{path}/{uuid.uuid4()}?{AUTHZ}",
+                    {"properties": {"roleDefinitionId": role_id("Key Vault Reader"),
+                                    "principalId": NOBODY}})[0])) for _ in range(8)]
+                for t in racers:
+                    t.start()
+                for t in racers:
+                    t.join()
+                eq(sorted(results), [201] + [409] * 7)
+                eq(len([a for a in am.role_assignments.list_for_scope(scope)
+                        if a.principal_id == NOBODY]), 1)
+            finally:
+                for a in am.role_assignments.list_for_scope(scope):
+                    am.role_assignments.delete_by_id(a.id)
+
+        @runner.test
+        def a_vaults_role_assignments_go_with_the_vault():
+            make_vault("gone-rg", "gonevault")
+            scope = vault_scope("gone-rg", "gonevault")
+            officer = assign(scope, "Key Vault Crypto Officer", APP["objectId"])
+            service = assign(f"{scope}/keys/cmk", "Key Vault Crypto Service Encryption User",
+                             DISK["objectId"])
+            broad = assign(group_scope("gone-rg"), "Key Vault Reader", NOBODY)
+            try:
+                key = KeyClient(kv.vault_url("gonevault"), app_cred).create_rsa_key("cmk")
+                disk = CryptographyClient(key.id, disk_cred)
+                dek = secrets.token_bytes(32)
+                wrapped = disk.wrap_key(KeyWrapAlgorithm.rsa_oaep_256, dek).encrypted_key
+                # soft delete, then recover: the vault and its key come back, its roles do not
+                km.vaults.delete("gone-rg", "gonevault")
+                eq(names(am.role_assignments.list_for_subscription()), [broad.name])
+                km.vaults.begin_create_or_update("gone-rg", "gonevault", {
+                    "location": "westeurope", "properties": {
+                        "tenant_id": TENANT, "sku": {"family": "A", "name": "standard"},
+                        "create_mode": "recover"}}).result()
+                eq(names(am.role_assignments.list_for_scope(scope)), [broad.name])
+                for gone in (officer, service):
+                    try:
+                        am.role_assignments.get_by_id(gone.id)
+                        check(False, "the vault's assignment outlived its deletion")
+                    except ResourceNotFoundError:
+                        pass
+                try:
+                    disk.unwrap_key(KeyWrapAlgorithm.rsa_oaep_256, wrapped)
+                    check(False, "the key's role went with the vault")
+                except HttpResponseError as e:
+                    eq(e.status_code, 403)
+                # made again, as after a recovery in Azure: new names, no conflict
+                assign(f"{scope}/keys/cmk", "Key Vault Crypto Service Encryption User",
+                       DISK["objectId"])
+                eq(disk.unwrap_key(KeyWrapAlgorithm.rsa_oaep_256, wrapped).key, dek)
+                # a vault without soft delete, deleted and made again, starts with none
+                make_vault("gone-rg", "hardvault", soft_delete=False)
+                assign(vault_scope("gone-rg", "hardvault"), "Key Vault Reader", DISK["objectId"])
+                km.vaults.delete("gone-rg", "hardvault")
+                make_vault("gone-rg", "hardvault", soft_delete=False)
+                eq(names(am.role_assignments.list_for_scope(vault_scope("gone-rg", "hardvault"))),
+                   [broad.name])
+                try:
+                    KeyClient(kv.vault_url("hardvault"), disk_cred).get_key("x")
+                    check(False, "no role on the new vault")
+                except HttpResponseError as e:
+                    eq(e.status_code, 403)
+            finally:
+                for a in am.role_assignments.list_for_subscription():
+                    am.role_assignments.delete_by_id(a.id)
+
+        @runner.test
+        def the_audit_log_and_metrics_name_the_new_operations():
+            ops = {r["operationName"] for r in kv.audit_records()}
+            for op in ("RoleDefinitionList", "RoleDefinitionGet", "RoleAssignmentList",
+                       "RoleAssignmentPut", "RoleAssignmentDelete", "RoleAssignmentGet"):
+                check(op in ops, op)
+            st, _, metrics = kv.http("GET", "/metrics")
+            eq(st, 200)
+            check('operation="RoleAssignmentList"' in metrics.decode(), "metrics count lists")
+
+        runner.run()
+
+
+if __name__ == "__main__":
+    main()
