@@ -59,6 +59,8 @@ static const char *const key_ops[] = {
     "oct//sign",    "oct//verify",    "rsa//release", NULL};
 static const char *const policy_kinds[] = {"add", "replace", "remove", NULL};
 static const char *const groups[] = {"fzg", "g", NULL}; /* g holds vault fzv */
+static const char *const role_scopes[] = {"/subscriptions/s", "/subscriptions/s/resourceGroups/g",
+                                          SUB, SUB "/keys/rsa", NULL};
 
 static const struct tmpl templates[] = {
     {"POST", "/keys/fz/create?api-version=7.4", HTTPS, TOK_VAULT, NULL, NULL, 1},
@@ -91,6 +93,12 @@ static const struct tmpl templates[] = {
      "Content-Type: application/x-www-form-urlencoded\r\n", 0},
     /* one name only: a PUT of an existing key answers it and makes nothing */
     {"PUT", SUB "/keys/armk?api-version=2023-07-01", HTTPS, TOK_MGMT, NULL, NULL, 0},
+    /* one name: a second body for it is refused (RoleAssignmentUpdateNotPermitted) or
+     * puts it again */
+    {"PUT",
+     "%s/providers/Microsoft.Authorization/roleAssignments/"
+     "1f1f1f1f-1f1f-4f1f-8f1f-1f1f1f1f1f1f?api-version=2022-04-01",
+     HTTPS, TOK_MGMT, role_scopes, NULL, 0},
 };
 #define NTEMPLATES (sizeof(templates) / sizeof(templates[0]))
 

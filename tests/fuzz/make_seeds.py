@@ -108,7 +108,7 @@ def main():
     T = {"create": 0, "import": 1, "update": 2, "op": 3, "policy": 4, "restore": 5, "rng": 6,
          "entra": 7, "vault": 8, "policies": 9, "role": 10, "msi": 11, "clock": 12, "raw": 13,
          "rawmgmt": 14, "vaultpatch": 15, "group": 16, "grouppatch": 17, "entrav1": 18,
-         "armkey": 19}
+         "armkey": 19, "rolescope": 20}
     ops = ["rsa//wrapkey", "rsa//unwrapkey", "rsa//encrypt", "rsa//decrypt", "rsa//sign",
            "rsa//verify", "ec//sign", "ec//verify", "oct//wrapkey", "oct//unwrapkey", "oct//encrypt",
            "oct//decrypt", "oct//sign", "oct//verify", "rsa//release"]
@@ -186,6 +186,11 @@ def main():
          "6b766d6f-636b-4000-8000-0000000000c1&client_secret=s3cret"
          "&resource=https%3A%2F%2Fvault.azure.net")
     http("clock", "clock", 0, {"advanceSeconds": 86400})
+    for variant in range(4):  # the subscription, group g, vault fzv, key rsa
+        http(f"rolescope{variant}", "rolescope", variant, {"properties": {
+            "roleDefinitionId": "/subscriptions/s/providers/Microsoft.Authorization/"
+                                "roleDefinitions/21090545-7ca7-4776-b22c-e363652d74d2",
+            "principalId": "0a000000-0000-4000-8000-00000000000%d" % variant}})
     for i, line in enumerate(["GET /keys?api-version=7.4&maxresults=2 HTTP/1.1",
                               "GET /keys/rsa/versions?api-version=7.4 HTTP/1.1",
                               "DELETE /keys/upd?api-version=7.4 HTTP/1.1",
@@ -209,7 +214,19 @@ def main():
                               "GET /subscriptions/s/resourceGroups/g/providers/Microsoft.KeyVault/"
                               "vaults/fzv/keys?api-version=2023-07-01 HTTP/1.1",
                               "GET /subscriptions/s/resourceGroups/g/providers/Microsoft.KeyVault/"
-                              "vaults/fzv/keys/armk/versions?api-version=2023-07-01 HTTP/1.1"]):
+                              "vaults/fzv/keys/armk/versions?api-version=2023-07-01 HTTP/1.1",
+                              "GET /subscriptions/s/resourceGroups/g/providers/Microsoft.Authorization/"
+                              "roleAssignments?$filter=atScope()%20and%20assignedTo('x')"
+                              "&api-version=2022-04-01 HTTP/1.1",
+                              "GET /subscriptions/s/providers/Microsoft.Authorization/roleAssignments"
+                              "?$filter=principalId%20eq%20'0a'&api-version=2022-04-01 HTTP/1.1",
+                              "GET //subscriptions/s/providers/Microsoft.Authorization/roleDefinitions"
+                              "?$filter=roleName%20eq%20'Key%20Vault%20Reader'&api-version=2022-04-01 "
+                              "HTTP/1.1",
+                              "GET /providers/Microsoft.Authorization/roleDefinitions/"
+                              "21090545-7ca7-4776-b22c-e363652d74d2?api-version=2022-04-01 HTTP/1.1",
+                              "DELETE /subscriptions/s/providers/Microsoft.Authorization/roleAssignments/"
+                              "1f1f1f1f-1f1f-4f1f-8f1f-1f1f1f1f1f1f?api-version=2022-04-01 HTTP/1.1"]):
         http(f"rawmgmt{i}", "rawmgmt", 0, line)
 
     if restore_dir:
