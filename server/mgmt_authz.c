@@ -348,9 +348,12 @@ static void assignments_list(struct srv_req *req, const char *scope)
     struct where at;
     if (!scope_find(req, scope, &at))
         return;
-    size_t n = pol_role_all(req->srv->pol, NULL, 0);
-    struct pol_role_assignment *all = calloc(n ? n : 1, sizeof(*all));
-    n = all ? pol_role_all(req->srv->pol, all, n) : 0; /* as many as still fit */
+    /* a copy of the assignments: more made between the count and the copy may be left
+     * out, as if they had come after the list */
+    size_t cap = pol_role_all(req->srv->pol, NULL, 0) + 1;
+    struct pol_role_assignment *all = calloc(cap, sizeof(*all));
+    size_t n = all ? pol_role_all(req->srv->pol, all, cap) : 0;
+    n = n < cap ? n : cap;
     cJSON *doc = all ? cJSON_CreateObject() : NULL;
     cJSON *value = doc ? cJSON_AddArrayToObject(doc, "value") : NULL;
     const char *sub = path_subscription(req);
