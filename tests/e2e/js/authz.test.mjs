@@ -6,7 +6,9 @@
 // enforced per call, and revocation through the management plane with
 // @azure/arm-keyvault, including soft delete of whole vaults (delete,
 // getDeleted, listDeleted, recover through createMode "recover",
-// beginPurgeDeletedAndWait). The JS counterpart of test_python_authz.py.
+// beginPurgeDeletedAndWait), and RBAC through @azure/arm-authorization (a role
+// found by name, assigned, listed, removed). The JS counterpart of
+// test_python_authz.py.
 //
 //   npm ci --prefix tests/e2e/js
 //   node tests/e2e/js/authz.test.mjs --kvmock build/kvmock
@@ -61,6 +63,7 @@ async function scenario() {
   const { ClientSecretCredential, ManagedIdentityCredential } = await import("@azure/identity");
   const { KeyClient, CryptographyClient } = await import("@azure/keyvault-keys");
   const { KeyVaultManagementClient } = await import("@azure/arm-keyvault");
+  const { AuthorizationManagementClient } = await import("@azure/arm-authorization");
 
   const env = scenarioEnv();
   const rec = makeRecorder();
@@ -349,6 +352,45 @@ async function scenario() {
   await group("management plane refuses an identity without manage (disk-service): 403 AuthorizationFailed", async () => {
     const mgmt = arm(diskCred());
     await expectRestError(mgmt.vaults.get(RG, "cmk"), 403, "AuthorizationFailed", "vaults.get as disk-service");
+  });
+
+  await group("RBAC through @azure/arm-authorization: a role found by name, assigned at a key, listed, refused twice, removed", async () => {
+    const authz = new AuthorizationManagementClient(ciCred(), SUBSCRIPTION, rec.options({
+      endpoint: authority, credentialScopes: ["https://management.azure.com/.default"],
+    }));
+    const found = [];
+    for await (const d of authz.roleDefinitions.list(`/subscriptions/${SUBSCRIPTION}`,
+      { filter: "roleName eq 'Key Vault Crypto Service Encryption User'" })) found.push(d);
+    assert.equal(found.length, 1, "one role of that name");
+    assert.equal(found[0].name, "e147488a-f6f5-4113-8e2d-b22465e65bf6", "its id");
+    assert.equal(found[0].roleType, "BuiltInRole", "built in");
+    assert.deepEqual(found[0].permissions[0].dataActions, ["Microsoft.KeyVault/vaults/keys/read",
+      "Microsoft.KeyVault/vaults/keys/wrap/action", "Microsoft.KeyVault/vaults/keys/unwrap/action"], "its data actions");
+
+    const key = await keys("rbac", ciCred()).createRsaKey("js-arm-authz", { keySize: 2048 });
+    const scope = `/subscriptions/${SUBSCRIPTION}/resourceGroups/${RG}/providers/Microsoft.KeyVault/vaults/rbac/keys/js-arm-authz`;
+    const disk = crypto(key.id, diskCred());
+    await refused(disk.wrapKey("RSA-OAEP-256", randomBytes(32)), "ForbiddenByRbac", "wrap before the assignment");
+    const body = { roleDefinitionId: found[0].id, principalId: DISK.objectId, principalType: "ServicePrincipal" };
+    const name = "6a7b8c9d-0000-4000-8000-00000000a001";
+    const made = await authz.roleAssignments.create(scope, name, body);
+    assert.equal(made.scope, scope, "scope");
+    assert.equal(made.principalId, DISK.objectId, "principalId");
+    const dek = randomBytes(32);
+    sameBytes((await disk.unwrapKey("RSA-OAEP-256", (await disk.wrapKey("RSA-OAEP-256", dek)).result)).result, dek,
+      "disk-service wraps and unwraps under its new role");
+
+    await expectRestError(authz.roleAssignments.create(scope, "6a7b8c9d-0000-4000-8000-00000000a002", body),
+      409, "RoleAssignmentExists", "the same assignment under a second name");
+    const listed = [];
+    for await (const a of authz.roleAssignments.listForScope(scope, { filter: "atScope()" })) listed.push(a);
+    // at the key's scope and above: ci's Crypto Officer at the vault and the new one
+    // (disk-service's role at key "disk" is beside it, not above)
+    assert.deepEqual(listed.map((a) => `${a.principalId} ${a.scope.split("/vaults/")[1]}`).sort(),
+      [`${CI.objectId} rbac`, `${DISK.objectId} rbac/keys/js-arm-authz`],
+      "listForScope(atScope()) shows the assignments at the key and above");
+    await authz.roleAssignments.delete(scope, name);
+    await refused(disk.wrapKey("RSA-OAEP-256", dek), "ForbiddenByRbac", "wrap after the assignment was deleted");
   });
 
   await group("management plane soft delete: vaults.delete, getDeleted, listDeleted, recover (createMode recover), beginPurgeDeletedAndWait", async () => {
