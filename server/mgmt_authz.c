@@ -453,6 +453,18 @@ static void assignment_put(struct srv_req *req, const char *scope, const char *i
         srv_send_error(req, st, NULL);
         return;
     }
+    /* The vault was found before the assignment was stored, in another transaction: if
+     * it was deleted meanwhile, its deletion may have removed its assignments before this
+     * one came, so this one goes too, as if it had come first. */
+    struct ks_vault v;
+    if (st == KV_OK && r.vault[0] != '\0' && ks_vault_get(req->srv->ks, r.vault, &v) != KV_OK) {
+        st = pol_role_remove(req->srv->pol, id);
+        if (st == KV_OK || st == KV_ERR_BAD_PARAM) /* removed, by this or by the deletion */
+            srv_send_errorf(req, KV_ERR_ARM_NOT_FOUND, "The vault '%s' was not found.", r.vault);
+        else
+            srv_send_error(req, st, NULL);
+        return;
+    }
     if (st != KV_OK) {
         srv_send_error(req, st == KV_ERR_BAD_PARAM ? KV_ERR_ARM_BAD_REQUEST : st, NULL);
         return;

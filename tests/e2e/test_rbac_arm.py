@@ -322,6 +322,40 @@ def main():
                     am.role_assignments.delete_by_id(a.id)
 
         @runner.test
+        def role_puts_racing_a_vault_delete_leave_no_assignment_behind():
+            # PUTs at a vault's scope while the vault is deleted: each either came first (the
+            # deletion removed it) or found no vault (404); none survives into the recovery
+            leftovers = []
+            for round_ in range(6):
+                name = f"race{round_}"
+                make_vault("race-rg", name)
+                scope = vault_scope("race-rg", name)
+                reader = role_id("Key Vault Reader")
+                statuses = []
+
+                def put(i):
+                    statuses.append(mgmt("PUT", f"{scope}/providers/Microsoft.Authorization/"
+                                                f"roleAssignments/{uuid.uuid4()}?{AUTHZ}",
+                                         {"properties": {"roleDefinitionId": reader,
+                                                         "principalId": f"0a000000-0000-4000-8000-"
+                                                                        f"00000000f{round_}{i:02d}"}})[0])
+
+                threads = [threading.Thread(target=put, args=(i,)) for i in range(12)]
+                threads.insert(6, threading.Thread(target=lambda: km.vaults.delete("race-rg", name)))
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                check(set(statuses) <= {201, 404}, statuses)
+                km.vaults.begin_create_or_update("race-rg", name, {
+                    "location": "westeurope", "properties": {
+                        "tenant_id": TENANT, "sku": {"family": "A", "name": "standard"},
+                        "create_mode": "recover"}}).result()
+                leftovers += [a.name for a in am.role_assignments.list_for_scope(scope, filter="atScope()")
+                              if a.scope == scope]
+            eq(leftovers, [])
+
+        @runner.test
         def the_audit_log_and_metrics_name_the_new_operations():
             ops = {r["operationName"] for r in kv.audit_records()}
             for op in ("RoleDefinitionList", "RoleDefinitionGet", "RoleAssignmentList",
