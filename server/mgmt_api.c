@@ -1358,10 +1358,12 @@ static void group_delete(struct srv_req *req, const char *name)
             snprintf(after, sizeof(after), "%s", names[n - 1]);
     }
     free(names);
-    if (st == KV_OK)
-        st = pol_role_remove_group(req->srv->pol, name);
+    /* the group first, its assignments after: a role PUT that stores one in between finds
+     * the group gone and takes it back (mgmt_authz.c) */
     if (st == KV_OK)
         st = ks_group_delete(req->srv->ks, name);
+    if (st == KV_OK)
+        st = pol_role_remove_group(req->srv->pol, name);
     if (st != KV_OK && st != KV_ERR_ARM_NO_GROUP) {
         srv_send_error(req, st, NULL);
         return;

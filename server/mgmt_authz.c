@@ -453,16 +453,23 @@ static void assignment_put(struct srv_req *req, const char *scope, const char *i
         srv_send_error(req, st, NULL);
         return;
     }
-    /* The vault was found before the assignment was stored, in another transaction: if
-     * it was deleted meanwhile, its deletion may have removed its assignments before this
-     * one came, so this one goes too, as if it had come first. */
+    /* The vault or group was found before the assignment was stored, in another
+     * transaction: if it was deleted meanwhile, its deletion may have removed its
+     * assignments before this one came, so this one goes too, as if it had come first. */
     struct ks_vault v;
-    if (st == KV_OK && r.vault[0] != '\0' && ks_vault_get(req->srv->ks, r.vault, &v) != KV_OK) {
+    struct ks_group g;
+    int gone = r.vault[0] != '\0'   ? ks_vault_get(req->srv->ks, r.vault, &v) != KV_OK
+               : r.group[0] != '\0' ? ks_group_get(req->srv->ks, r.group, &g, NULL) != KV_OK
+                                    : 0;
+    if (st == KV_OK && gone) {
         st = pol_role_remove(req->srv->pol, id);
-        if (st == KV_OK || st == KV_ERR_BAD_PARAM) /* removed, by this or by the deletion */
+        if (st != KV_OK && st != KV_ERR_BAD_PARAM) /* else removed, by this or the deletion */
+            srv_send_error(req, st, NULL);
+        else if (r.vault[0] != '\0')
             srv_send_errorf(req, KV_ERR_ARM_NOT_FOUND, "The vault '%s' was not found.", r.vault);
         else
-            srv_send_error(req, st, NULL);
+            srv_send_errorf(req, KV_ERR_ARM_NO_GROUP, "Resource group '%.100s' could not be found.",
+                            r.group);
         return;
     }
     if (st != KV_OK) {

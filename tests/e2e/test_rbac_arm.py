@@ -322,7 +322,7 @@ def main():
                     am.role_assignments.delete_by_id(a.id)
 
         @runner.test
-        def role_puts_racing_a_vault_delete_leave_no_assignment_behind():
+        def role_puts_racing_a_vault_or_group_delete_leave_no_assignment_behind():
             # PUTs at a vault's scope while the vault is deleted: each either came first (the
             # deletion removed it) or found no vault (404); none survives into the recovery
             leftovers = []
@@ -353,6 +353,35 @@ def main():
                         "create_mode": "recover"}}).result()
                 leftovers += [a.name for a in am.role_assignments.list_for_scope(scope, filter="atScope()")
                               if a.scope == scope]
+            eq(leftovers, [])
+            # the same at a resource group's scope, racing the group's DELETE
+            for round_ in range(4):
+                group = f"race-group{round_}"
+                st, body = mgmt("PUT", f"{group_scope(group)}?api-version=2021-04-01",
+                                {"location": "westeurope"})
+                eq(st, 201, body)
+                statuses = []
+
+                def put_at_group(i):
+                    statuses.append(mgmt("PUT", f"{group_scope(group)}/providers/Microsoft.Authorization/"
+                                                f"roleAssignments/{uuid.uuid4()}?{AUTHZ}",
+                                         {"properties": {"roleDefinitionId": role_id("Key Vault Reader"),
+                                                         "principalId": f"0a000000-0000-4000-8000-"
+                                                                        f"00000000e{round_}{i:02d}"}})[0])
+
+                threads = [threading.Thread(target=put_at_group, args=(i,)) for i in range(12)]
+                threads.insert(6, threading.Thread(
+                    target=lambda: mgmt("DELETE", f"{group_scope(group)}?api-version=2021-04-01")))
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                check(set(statuses) <= {201, 404}, statuses)
+                st, body = mgmt("PUT", f"{group_scope(group)}?api-version=2021-04-01",
+                                {"location": "westeurope"})
+                eq(st, 201, body)
+                leftovers += [a.name for a in am.role_assignments.list_for_resource_group(
+                    group, filter="atScope()") if a.scope == group_scope(group)]
             eq(leftovers, [])
 
         @runner.test
