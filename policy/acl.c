@@ -57,6 +57,24 @@ static const struct {
     [POL_ROLE_READER] = {"Key Vault Reader", "21090545-7ca7-4776-b22c-e363652d74d2",
                          BIT(POL_KEYS_GET) | BIT(POL_KEYS_LIST) |
                              BIT(POL_KEYS_GETROTATIONPOLICY)},
+    /* keys/release/action */
+    [POL_ROLE_CRYPTO_SERVICE_RELEASE_USER] = {"Key Vault Crypto Service Release User",
+                                              "08bbd89e-9f13-488c-ac41-acfcb10c90ab",
+                                              BIT(POL_KEYS_RELEASE)},
+    /* certificates/read, secrets/getSecret and readMetadata, keys/read */
+    [POL_ROLE_CERTIFICATE_USER] = {"Key Vault Certificate User",
+                                   "db79e9a7-68ee-4b58-9aeb-b90e7c24fcba",
+                                   BIT(POL_KEYS_GET) | BIT(POL_KEYS_LIST)},
+    /* nothing on keys: certificates, secrets, the management plane, role assignments */
+    [POL_ROLE_CERTIFICATES_OFFICER] = {"Key Vault Certificates Officer",
+                                       "a4417e6f-fecd-4de8-b567-7b0420556985", 0},
+    [POL_ROLE_SECRETS_OFFICER] = {"Key Vault Secrets Officer",
+                                  "b86a8fe4-44ce-4948-aee5-eccb2c155cd7", 0},
+    [POL_ROLE_SECRETS_USER] = {"Key Vault Secrets User", "4633458b-17de-408a-b874-0445c86b69e6",
+                               0},
+    [POL_ROLE_CONTRIBUTOR] = {"Key Vault Contributor", "f25e0fa2-a7c8-4377-a976-54943a77a395", 0},
+    [POL_ROLE_DATA_ACCESS_ADMINISTRATOR] = {"Key Vault Data Access Administrator",
+                                            "8b54135c-b56d-4d72-a534-26097cfdc8d8", 0},
 };
 
 enum kv_status pol_role_parse(const char *text, enum pol_role *out)

@@ -160,13 +160,22 @@ struct pol_access_policy {
     pol_perms keys;
 };
 
-/** The built-in Key Vault data-plane roles. */
+/** The built-in Key Vault roles. The ones after POL_ROLE_READER grant little or nothing on
+ * keys (they are for secrets, certificates or the management plane); kvmock keeps their
+ * assignments so that deployments which make them work as in Azure. */
 enum pol_role {
     POL_ROLE_ADMINISTRATOR = 0,
     POL_ROLE_CRYPTO_OFFICER,
     POL_ROLE_CRYPTO_USER,
     POL_ROLE_CRYPTO_SERVICE_ENCRYPTION_USER,
     POL_ROLE_READER,
+    POL_ROLE_CRYPTO_SERVICE_RELEASE_USER, /**< keys/release only */
+    POL_ROLE_CERTIFICATE_USER,            /**< keys/read among certificate rights */
+    POL_ROLE_CERTIFICATES_OFFICER,
+    POL_ROLE_SECRETS_OFFICER,
+    POL_ROLE_SECRETS_USER,
+    POL_ROLE_CONTRIBUTOR,              /**< the management plane, no data access */
+    POL_ROLE_DATA_ACCESS_ADMINISTRATOR, /**< role assignments, no data access */
     POL_ROLE_COUNT
 };
 

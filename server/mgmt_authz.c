@@ -10,9 +10,9 @@
  * an assignment is named by a GUID, one principal, role and scope make one assignment
  * (409 RoleAssignmentExists), an assignment's principal, role and scope never change
  * (400 RoleAssignmentUpdateNotPermitted), and a list shows the assignments at, above and
- * below its scope (`atScope()`: at and above). The role definitions are the five built-in
- * Key Vault roles that kvmock evaluates, as Azure defines them. mgmt_api.c routes here
- * after it checked the caller and the api-version.
+ * below its scope (`atScope()`: at and above). The role definitions are Azure's built-in
+ * Key Vault roles, as Azure defines them; policy/ evaluates what each grants on keys.
+ * mgmt_api.c routes here after it checked the caller and the api-version.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,11 +37,28 @@
 
 #define ACTIONS_MAX 10
 
-/* Azure's definition of each role that policy/ evaluates, in enum pol_role's order. */
+/* The one built-in Key Vault role with a condition: which roles it may assign and remove. */
+#define DATA_ROLES                                                                                 \
+    "{00482a5a-887f-4fb3-b363-3b7fe8e74483, a4417e6f-fecd-4de8-b567-7b0420556985, "                \
+    "14b46e9e-c2b7-41b4-b07b-48a6ebf60603, e147488a-f6f5-4113-8e2d-b22465e65bf6, "                 \
+    "12338af0-0e69-4776-bea7-57ae8d297424, 21090545-7ca7-4776-b22c-e363652d74d2, "                 \
+    "b86a8fe4-44ce-4948-aee5-eccb2c155cd7, 4633458b-17de-408a-b874-0445c86b69e6}"
+#define DATA_ACCESS_CONDITION                                                                      \
+    "((!(ActionMatches{'Microsoft.Authorization/roleAssignments/write'})) OR "                     \
+    "(@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] "                         \
+    "ForAnyOfAnyValues:GuidEquals" DATA_ROLES ")) AND "                                            \
+    "((!(ActionMatches{'Microsoft.Authorization/roleAssignments/delete'})) OR "                    \
+    "(@Resource[Microsoft.Authorization/roleAssignments:RoleDefinitionId] "                        \
+    "ForAnyOfAnyValues:GuidEquals" DATA_ROLES "))"
+
+/* Azure's definition of each role, in enum pol_role's order (Azure's built-in roles
+ * reference, the Security section). */
 static const struct {
     const char *description;
     const char *actions[ACTIONS_MAX + 1];
+    const char *not_actions[ACTIONS_MAX + 1];
     const char *data_actions[ACTIONS_MAX + 1];
+    const char *condition; /* with conditionVersion 2.0 */
 } definitions[POL_ROLE_COUNT] = {
     [POL_ROLE_ADMINISTRATOR] =
         {"Perform all data plane operations on a key vault and all objects in it, including "
@@ -49,16 +66,21 @@ static const struct {
          "assignments. Only works for key vaults that use the 'Azure role-based access "
          "control' permission model.",
          {VAULT_READER_ACTIONS, NULL},
-         {"Microsoft.KeyVault/vaults/*", NULL}},
+         {NULL},
+         {"Microsoft.KeyVault/vaults/*", NULL},
+         NULL},
     [POL_ROLE_CRYPTO_OFFICER] =
         {"Perform any action on the keys of a key vault, except manage permissions. Only works "
          "for key vaults that use the 'Azure role-based access control' permission model.",
          {VAULT_READER_ACTIONS, NULL},
+         {NULL},
          {"Microsoft.KeyVault/vaults/keys/*", "Microsoft.KeyVault/vaults/keyrotationpolicies/*",
-          NULL}},
+          NULL},
+         NULL},
     [POL_ROLE_CRYPTO_USER] =
         {"Perform cryptographic operations using keys. Only works for key vaults that use the "
          "'Azure role-based access control' permission model.",
+         {NULL},
          {NULL},
          {"Microsoft.KeyVault/vaults/keys/read", "Microsoft.KeyVault/vaults/keys/update/action",
           "Microsoft.KeyVault/vaults/keys/backup/action",
@@ -67,22 +89,94 @@ static const struct {
           "Microsoft.KeyVault/vaults/keys/wrap/action",
           "Microsoft.KeyVault/vaults/keys/unwrap/action",
           "Microsoft.KeyVault/vaults/keys/sign/action",
-          "Microsoft.KeyVault/vaults/keys/verify/action", NULL}},
+          "Microsoft.KeyVault/vaults/keys/verify/action", NULL},
+         NULL},
     [POL_ROLE_CRYPTO_SERVICE_ENCRYPTION_USER] =
         {"Read metadata of keys and perform wrap/unwrap operations. Only works for key vaults "
          "that use the 'Azure role-based access control' permission model.",
          {"Microsoft.EventGrid/eventSubscriptions/write",
           "Microsoft.EventGrid/eventSubscriptions/read",
           "Microsoft.EventGrid/eventSubscriptions/delete", NULL},
+         {NULL},
          {"Microsoft.KeyVault/vaults/keys/read", "Microsoft.KeyVault/vaults/keys/wrap/action",
-          "Microsoft.KeyVault/vaults/keys/unwrap/action", NULL}},
+          "Microsoft.KeyVault/vaults/keys/unwrap/action", NULL},
+         NULL},
     [POL_ROLE_READER] =
         {"Read metadata of key vaults and its certificates, keys, and secrets. Cannot read "
          "sensitive values such as secret contents or key material. Only works for key vaults "
          "that use the 'Azure role-based access control' permission model.",
          {VAULT_READER_ACTIONS, NULL},
+         {NULL},
          {"Microsoft.KeyVault/vaults/*/read",
-          "Microsoft.KeyVault/vaults/secrets/readMetadata/action", NULL}},
+          "Microsoft.KeyVault/vaults/secrets/readMetadata/action", NULL},
+         NULL},
+    [POL_ROLE_CRYPTO_SERVICE_RELEASE_USER] =
+        {"Release keys. Only works for key vaults that use the 'Azure role-based access "
+         "control' permission model.",
+         {NULL},
+         {NULL},
+         {"Microsoft.KeyVault/vaults/keys/release/action", NULL},
+         NULL},
+    [POL_ROLE_CERTIFICATE_USER] =
+        {"Read certificate contents. Only works for key vaults that use the 'Azure role-based "
+         "access control' permission model.",
+         {NULL},
+         {NULL},
+         {"Microsoft.KeyVault/vaults/certificates/read",
+          "Microsoft.KeyVault/vaults/secrets/getSecret/action",
+          "Microsoft.KeyVault/vaults/secrets/readMetadata/action",
+          "Microsoft.KeyVault/vaults/keys/read", NULL},
+         NULL},
+    [POL_ROLE_CERTIFICATES_OFFICER] =
+        {"Perform any action on the certificates of a key vault, except manage permissions. "
+         "Only works for key vaults that use the 'Azure role-based access control' permission "
+         "model.",
+         {VAULT_READER_ACTIONS, NULL},
+         {NULL},
+         {"Microsoft.KeyVault/vaults/certificatecas/*", "Microsoft.KeyVault/vaults/certificates/*",
+          "Microsoft.KeyVault/vaults/certificatecontacts/write", NULL},
+         NULL},
+    [POL_ROLE_SECRETS_OFFICER] =
+        {"Perform any action on the secrets of a key vault, except manage permissions. Only "
+         "works for key vaults that use the 'Azure role-based access control' permission model.",
+         {VAULT_READER_ACTIONS, NULL},
+         {NULL},
+         {"Microsoft.KeyVault/vaults/secrets/*", NULL},
+         NULL},
+    [POL_ROLE_SECRETS_USER] =
+        {"Read secret contents. Only works for key vaults that use the 'Azure role-based access "
+         "control' permission model.",
+         {NULL},
+         {NULL},
+         {"Microsoft.KeyVault/vaults/secrets/getSecret/action",
+          "Microsoft.KeyVault/vaults/secrets/readMetadata/action", NULL},
+         NULL},
+    [POL_ROLE_CONTRIBUTOR] = {"Lets you manage key vaults, but not access to them.",
+                              {"Microsoft.Authorization/*/read", "Microsoft.Insights/alertRules/*",
+                               "Microsoft.KeyVault/*", "Microsoft.Resources/deployments/*",
+                               "Microsoft.Resources/subscriptions/resourceGroups/read",
+                               "Microsoft.Support/*", NULL},
+                              {"Microsoft.KeyVault/locations/deletedVaults/purge/action",
+                               "Microsoft.KeyVault/hsmPools/*", "Microsoft.KeyVault/managedHsms/*",
+                               NULL},
+                              {NULL},
+                              NULL},
+    [POL_ROLE_DATA_ACCESS_ADMINISTRATOR] =
+        {"Manage access to Azure Key Vault by adding or removing role assignments for the Key "
+         "Vault Administrator, Key Vault Certificates Officer, Key Vault Crypto Officer, Key "
+         "Vault Crypto Service Encryption User, Key Vault Crypto User, Key Vault Reader, Key "
+         "Vault Secrets Officer, or Key Vault Secrets User roles. Includes an ABAC condition to "
+         "constrain role assignments.",
+         {"Microsoft.Authorization/roleAssignments/write",
+          "Microsoft.Authorization/roleAssignments/delete", "Microsoft.Authorization/*/read",
+          "Microsoft.Resources/deployments/*",
+          "Microsoft.Resources/subscriptions/resourceGroups/read",
+          "Microsoft.Resources/subscriptions/read", "Microsoft.Management/managementGroups/read",
+          "Microsoft.Resources/deployments/*", "Microsoft.Support/*",
+          "Microsoft.KeyVault/vaults/*/read", NULL},
+         {NULL},
+         {NULL},
+         DATA_ACCESS_CONDITION},
 };
 
 /* The subscription a request's path names ("" outside one): ids are given under it. */
@@ -126,9 +220,12 @@ static cJSON *definition_json(const struct srv_req *req, enum pol_role role)
          cJSON_AddStringToObject(props, "description", definitions[role].description) &&
          string_array(props, "assignableScopes", root) &&
          string_array(p, "actions", definitions[role].actions) &&
-         string_array(p, "notActions", NULL) &&
+         string_array(p, "notActions", definitions[role].not_actions) &&
          string_array(p, "dataActions", definitions[role].data_actions) &&
          string_array(p, "notDataActions", NULL);
+    if (ok && definitions[role].condition != NULL)
+        ok = cJSON_AddStringToObject(p, "conditionVersion", "2.0") &&
+             cJSON_AddStringToObject(p, "condition", definitions[role].condition);
     if (!ok) {
         cJSON_Delete(o);
         return NULL;
@@ -188,7 +285,7 @@ static void definition_get(struct srv_req *req, const char *id)
     }
     srv_send_errorf(req, KV_ERR_ARM_NO_ROLE_DEFINITION,
                     "The specified role definition with ID '%.64s' does not exist. kvmock "
-                    "knows the built-in Key Vault data-plane roles only.",
+                    "knows the built-in Key Vault roles only.",
                     id);
 }
 
@@ -442,7 +539,9 @@ static void assignment_put(struct srv_req *req, const char *scope, const char *i
     }
     if (pol_role_parse(def, &r.role) != KV_OK) {
         srv_send_errorf(req, KV_ERR_ARM_BAD_REQUEST,
-                        "The role definition '%.200s' is not a Key Vault data-plane role.", def);
+                        "The role definition '%.200s' is not a built-in Key Vault role, the only "
+                        "roles kvmock knows.",
+                        def);
         return;
     }
     snprintf(r.principal_id, sizeof(r.principal_id), "%s", principal);

@@ -35,6 +35,13 @@ ROLES = {
     "Key Vault Crypto User": "12338af0-0e69-4776-bea7-57ae8d297424",
     "Key Vault Crypto Service Encryption User": "e147488a-f6f5-4113-8e2d-b22465e65bf6",
     "Key Vault Reader": "21090545-7ca7-4776-b22c-e363652d74d2",
+    "Key Vault Crypto Service Release User": "08bbd89e-9f13-488c-ac41-acfcb10c90ab",
+    "Key Vault Certificate User": "db79e9a7-68ee-4b58-9aeb-b90e7c24fcba",
+    "Key Vault Certificates Officer": "a4417e6f-fecd-4de8-b567-7b0420556985",
+    "Key Vault Secrets Officer": "b86a8fe4-44ce-4948-aee5-eccb2c155cd7",
+    "Key Vault Secrets User": "4633458b-17de-408a-b874-0445c86b69e6",
+    "Key Vault Contributor": "f25e0fa2-a7c8-4377-a976-54943a77a395",
+    "Key Vault Data Access Administrator": "8b54135c-b56d-4d72-a534-26097cfdc8d8",
 }
 
 
@@ -95,7 +102,8 @@ def main():
                          f"roleDefinitions/{d.name}")
                 eq((d.type, d.role_type, d.assignable_scopes),
                    ("Microsoft.Authorization/roleDefinitions", "BuiltInRole", ["/"]))
-                check("role-based access control" in d.description, d.description)
+                check(d.description.endswith(".") and "Key Vault" in d.description.title(),
+                      d.description)
             by_name = {d.role_name: d for d in defs}
             eq(by_name["Key Vault Crypto Service Encryption User"].permissions[0].data_actions,
                ["Microsoft.KeyVault/vaults/keys/read", "Microsoft.KeyVault/vaults/keys/wrap/action",
@@ -104,12 +112,24 @@ def main():
             eq(by_name["Key Vault Crypto Officer"].permissions[0].data_actions,
                ["Microsoft.KeyVault/vaults/keys/*", "Microsoft.KeyVault/vaults/keyrotationpolicies/*"])
             eq(by_name["Key Vault Crypto User"].permissions[0].actions, [])
+            eq(by_name["Key Vault Secrets User"].permissions[0].data_actions,
+               ["Microsoft.KeyVault/vaults/secrets/getSecret/action",
+                "Microsoft.KeyVault/vaults/secrets/readMetadata/action"])
+            eq(by_name["Key Vault Contributor"].permissions[0].not_actions,
+               ["Microsoft.KeyVault/locations/deletedVaults/purge/action",
+                "Microsoft.KeyVault/hsmPools/*", "Microsoft.KeyVault/managedHsms/*"])
+            # the SDK's model has no place for a role's condition: raw
+            st, body = mgmt("GET", f"/providers/Microsoft.Authorization/roleDefinitions/"
+                                   f"{ROLES['Key Vault Data Access Administrator']}?{AUTHZ}")
+            perm = body["properties"]["permissions"][0]
+            eq((st, perm["conditionVersion"]), (200, "2.0"), body)
+            check(perm["condition"].count(ROLES["Key Vault Crypto Officer"]) == 2, perm["condition"])
             # looked up by name (any case), by type, by id, and at another scope
             found = list(am.role_definitions.list(f"/subscriptions/{SUB}",
                                                   filter="roleName eq 'key vault crypto user'"))
             eq([d.name for d in found], [ROLES["Key Vault Crypto User"]])
             eq(len(list(am.role_definitions.list(f"/subscriptions/{SUB}",
-                                                 filter="type eq 'BuiltInRole'"))), 5)
+                                                 filter="type eq 'BuiltInRole'"))), len(ROLES))
             eq(list(am.role_definitions.list(f"/subscriptions/{SUB}", filter="type eq 'CustomRole'")),
                [])
             eq(list(am.role_definitions.list(f"/subscriptions/{SUB}", filter="roleName eq 'Owner'")),
@@ -138,7 +158,52 @@ def main():
             # a scope joined to an endpoint that ends in "/" (the Go SDK sends "//subscriptions")
             st, body = mgmt("GET", f"//subscriptions/{SUB}/providers/Microsoft.Authorization/"
                                    f"roleDefinitions?{AUTHZ}")
-            eq((st, len(body["value"])), (200, 5), body)
+            eq((st, len(body["value"])), (200, len(ROLES)), body)
+
+        @runner.test
+        def the_other_key_vault_roles_grant_on_keys_what_azure_grants():
+            make_vault("roles-rg", "rolesvault")
+            scope = vault_scope("roles-rg", "rolesvault")
+            officer = assign(scope, "Key Vault Crypto Officer", APP["objectId"])
+            key = KeyClient(kv.vault_url("rolesvault"), app_cred).create_rsa_key("k")
+            disk_keys = KeyClient(kv.vault_url("rolesvault"), disk_cred)
+            disk_crypto = CryptographyClient(key.id, disk_cred)
+
+            def refused(action, what):
+                try:
+                    action()
+                    check(False, f"{what} must be refused")
+                except HttpResponseError as e:
+                    eq((e.status_code, e.error.code), (403, "Forbidden"), what)
+
+            made = []
+            try:
+                # secrets, certificates and the management plane: nothing on keys
+                for role in ("Key Vault Secrets Officer", "Key Vault Secrets User",
+                             "Key Vault Certificates Officer", "Key Vault Contributor",
+                             "Key Vault Data Access Administrator"):
+                    made.append(assign(scope, role, DISK["objectId"]))
+                    refused(lambda: disk_keys.get_key("k"), f"get under {role}")
+                # Certificate User reads keys, and no more
+                made.append(assign(scope, "Key Vault Certificate User", DISK["objectId"]))
+                eq(disk_keys.get_key("k").id, key.id)
+                refused(lambda: disk_crypto.unwrap_key(KeyWrapAlgorithm.rsa_oaep_256, b"x" * 256),
+                        "unwrap under Certificate User")
+                # Crypto Service Release User may ask for a release (refused for what kvmock
+                # keys are: not exportable), and nothing else
+                release = f"/keys/k/{key.properties.version}/release?api-version=7.4"
+                st, _, body = kv.https("POST", release, {"target": "x"},
+                                       host=f"rolesvault.vault.localhost:{kv.https_port}",
+                                       token=kv.token(client_id=DISK["clientId"]))
+                eq(st, 403, body)
+                made.append(assign(scope, "Key Vault Crypto Service Release User", DISK["objectId"]))
+                st, _, body = kv.https("POST", release, {"target": "x"},
+                                       host=f"rolesvault.vault.localhost:{kv.https_port}",
+                                       token=kv.token(client_id=DISK["clientId"]))
+                eq(st, 400, body)
+            finally:
+                for a in made + [officer]:
+                    am.role_assignments.delete_by_id(a.id)
 
         @runner.test
         def assignment_lists_at_every_scope_with_filters():

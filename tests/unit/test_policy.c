@@ -132,6 +132,17 @@ int main(void)
              KV_OK);
     CHECK(role == POL_ROLE_CRYPTO_USER);
     CHECK_ST(pol_role_parse("Owner", &role), KV_ERR_BAD_PARAM);
+    /* the other built-in Key Vault roles: what they grant on keys */
+    CHECK_ST(pol_role_parse("Key Vault Secrets Officer", &role), KV_OK);
+    CHECK(role == POL_ROLE_SECRETS_OFFICER && pol_role_perms(role) == 0);
+    CHECK_ST(pol_role_parse("4633458b-17de-408a-b874-0445c86b69e6", &role), KV_OK);
+    CHECK(role == POL_ROLE_SECRETS_USER && pol_role_perms(role) == 0);
+    CHECK_ST(pol_role_parse("Key Vault Certificate User", &role), KV_OK);
+    CHECK(pol_role_perms(role) == (((pol_perms)1u << POL_KEYS_GET) | ((pol_perms)1u << POL_KEYS_LIST)));
+    CHECK_ST(pol_role_parse("Key Vault Crypto Service Release User", &role), KV_OK);
+    CHECK(pol_role_perms(role) == ((pol_perms)1u << POL_KEYS_RELEASE));
+    for (int k = POL_ROLE_CERTIFICATES_OFFICER; k < POL_ROLE_COUNT; k++) /* nothing on keys */
+        CHECK(pol_role_perms((enum pol_role)k) == 0 && strlen(pol_role_id((enum pol_role)k)) == 36);
 
     struct pol_role_assignment key_scope = {.id = "ra-1", .principal_id = "app-oid",
                                             .role = POL_ROLE_CRYPTO_SERVICE_ENCRYPTION_USER,
