@@ -260,6 +260,12 @@ static int policy_from_json(const void *val, size_t len, struct pol_access_polic
     return ok;
 }
 
+/* Add string @p v as @p name unless it is empty. */
+static int add_nonempty(cJSON *o, const char *name, const char *v)
+{
+    return v[0] == '\0' || cJSON_AddStringToObject(o, name, v) != NULL;
+}
+
 static char *role_json(const struct pol_role_assignment *r)
 {
     cJSON *o = cJSON_CreateObject();
@@ -268,11 +274,23 @@ static char *role_json(const struct pol_role_assignment *r)
         cJSON_AddStringToObject(o, "principalId", r->principal_id) &&
         cJSON_AddStringToObject(o, "role", pol_role_id(r->role)) &&
         cJSON_AddStringToObject(o, "vault", r->vault) &&
-        cJSON_AddStringToObject(o, "key", r->key) &&
-        (r->group[0] == '\0' || cJSON_AddStringToObject(o, "group", r->group)))
+        cJSON_AddStringToObject(o, "key", r->key) && add_nonempty(o, "group", r->group) &&
+        add_nonempty(o, "principalType", r->principal_type) &&
+        add_nonempty(o, "description", r->description) &&
+        cJSON_AddNumberToObject(o, "created", (double)r->created) &&
+        cJSON_AddNumberToObject(o, "updated", (double)r->updated) &&
+        add_nonempty(o, "createdBy", r->created_by) && add_nonempty(o, "updatedBy", r->updated_by))
         text = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return text;
+}
+
+/* A whole number of seconds, or 0. */
+static int64_t seconds(const cJSON *o, const char *name)
+{
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(o, name);
+    double v = cJSON_IsNumber(n) ? n->valuedouble : 0;
+    return v >= 0 && v < 253402300800.0 ? (int64_t)v : 0; /* up to the year 9999 */
 }
 
 static int role_from_json(const void *val, size_t len, struct pol_role_assignment *r)
@@ -285,7 +303,15 @@ static int role_from_json(const void *val, size_t len, struct pol_role_assignmen
              copy_str(o, "principalId", r->principal_id, sizeof(r->principal_id), 1) &&
              copy_str(o, "vault", r->vault, sizeof(r->vault), 1) &&
              copy_str(o, "key", r->key, sizeof(r->key), 0) &&
-             copy_str(o, "group", r->group, sizeof(r->group), 0);
+             copy_str(o, "group", r->group, sizeof(r->group), 0) &&
+             copy_str(o, "principalType", r->principal_type, sizeof(r->principal_type), 0) &&
+             copy_str(o, "description", r->description, sizeof(r->description), 0) &&
+             copy_str(o, "createdBy", r->created_by, sizeof(r->created_by), 0) &&
+             copy_str(o, "updatedBy", r->updated_by, sizeof(r->updated_by), 0);
+    if (ok) {
+        r->created = seconds(o, "created");
+        r->updated = seconds(o, "updated");
+    }
     cJSON_Delete(o);
     return ok;
 }
@@ -433,6 +459,18 @@ static int same_scope(const struct pol_role_assignment *a, const struct pol_role
            strcasecmp(a->group, b->group) == 0;
 }
 
+const char *const pol_principal_types[] = {"User", "Group", "ServicePrincipal", "ForeignGroup",
+                                           "Device", NULL};
+
+static int principal_type_valid(const char *t)
+{
+    for (size_t i = 0; t[0] != '\0' && pol_principal_types[i] != NULL; i++) {
+        if (strcmp(t, pol_principal_types[i]) == 0)
+            return 1;
+    }
+    return t[0] == '\0';
+}
+
 enum kv_status pol_role_put(struct pol_ctx *c, const struct pol_role_assignment *ra)
 {
     char key[POL_ID_MAX + 1];
@@ -444,11 +482,15 @@ enum kv_status pol_role_put(struct pol_ctx *c, const struct pol_role_assignment 
                      : ra->key[0] != '\0' ||
                            (ra->group[0] != '\0' && !ks_group_name_valid(ra->group))) ||
         (ra->key[0] != '\0' && !ks_key_name_valid(ra->key)) ||
+        memchr(ra->principal_type, '\0', sizeof(ra->principal_type)) == NULL ||
+        !principal_type_valid(ra->principal_type) ||
+        memchr(ra->description, '\0', sizeof(ra->description)) == NULL ||
+        memchr(ra->updated_by, '\0', sizeof(ra->updated_by)) == NULL ||
         copy_lower(key, sizeof(key), ra->id, strlen(ra->id)) != 0)
         return KV_ERR_BAD_PARAM;
-    char *json = role_json(ra);
-    if (json == NULL)
-        return KV_ERR_NOMEM;
+    struct pol_role_assignment rec = *ra; /* a new one is created when it is updated */
+    rec.created = ra->updated;
+    snprintf(rec.created_by, sizeof(rec.created_by), "%s", ra->updated_by);
     pthread_rwlock_wrlock(&c->lock);
     /* As in Azure, one principal, role and scope make one assignment, and an assignment
      * keeps its principal, role and scope: checked under the write lock, so two writers
@@ -458,11 +500,17 @@ enum kv_status pol_role_put(struct pol_ctx *c, const struct pol_role_assignment 
         const struct pol_role_assignment *r = &c->roles[i];
         int same = r->role == ra->role && strcasecmp(r->principal_id, ra->principal_id) == 0 &&
                    same_scope(r, ra);
-        if (strcasecmp(r->id, ra->id) == 0)
+        if (strcasecmp(r->id, ra->id) == 0) {
             st = same ? KV_OK : KV_ERR_ARM_ROLE_UPDATE;
-        else if (same)
+            rec.created = r->created; /* an update keeps the creation */
+            snprintf(rec.created_by, sizeof(rec.created_by), "%s", r->created_by);
+        } else if (same) {
             st = KV_ERR_ARM_ROLE_EXISTS;
+        }
     }
+    char *json = st == KV_OK ? role_json(&rec) : NULL;
+    if (st == KV_OK && json == NULL)
+        st = KV_ERR_NOMEM;
     /* the NUL is part of the key, so one id is never a prefix of another */
     if (st == KV_OK)
         st = ks_record_put(c->ks, KS_TABLE_ROLES, key, strlen(key) + 1, json, strlen(json));

@@ -17,6 +17,8 @@
 #include "kv_status.h"
 
 #define POL_ID_MAX 64
+#define POL_PRINCIPAL_TYPE_MAX 24 /**< "ServicePrincipal" and the other principal types */
+#define POL_DESCRIPTION_MAX 1024  /**< a role assignment's description, with its NUL */
 #define POL_AUD_MAX 256
 /** The one subscription kvmock lists (management paths accept any). */
 #define POL_SUBSCRIPTION "00000000-0000-0000-0000-000000000000"
@@ -201,7 +203,15 @@ struct pol_role_assignment {
     char vault[KS_VAULT_NAME_MAX + 1]; /**< "" = a group's or the subscription's scope */
     char key[KS_NAME_MAX + 1];         /**< "" = the whole vault */
     char group[KS_GROUP_MAX + 1];      /**< a group's scope (vault ""); "" otherwise */
+    /* What Resource Manager tells about an assignment; none of it decides access. */
+    char principal_type[POL_PRINCIPAL_TYPE_MAX]; /**< one of pol_principal_types; "" = unsaid */
+    char description[POL_DESCRIPTION_MAX];       /**< "" = none */
+    int64_t created, updated; /**< kvmock's clock; 0 = unknown (made by an older kvmock) */
+    char created_by[POL_ID_MAX], updated_by[POL_ID_MAX]; /**< object ids; "" = the config */
 };
+
+/** The principal types an assignment may name, NULL-terminated. */
+extern const char *const pol_principal_types[];
 
 /**
  * @brief Parse a scope: "/vaults/V[/keys/K]" or the ARM form
@@ -241,9 +251,11 @@ size_t pol_policy_list(struct pol_ctx *ctx, const char *vault, struct pol_access
                        size_t cap);
 
 /**
- * @brief Add a role assignment, or put one again unchanged (same id). As in Azure, one
+ * @brief Add a role assignment, or put one again (same id): its description and
+ * principal type may change, and it keeps its creation time and creator. As in Azure, one
  * principal, role and scope make one assignment, and an assignment's principal, role
- * and scope never change.
+ * and scope never change. The caller sets @p ra's `updated` and `updated_by`; a new
+ * assignment takes them as its creation too.
  * @return KV_OK, KV_ERR_BAD_PARAM, KV_ERR_ARM_ROLE_EXISTS (another id has this principal,
  *   role and scope), KV_ERR_ARM_ROLE_UPDATE (the id has another principal, role or scope),
  *   KV_ERR_NOMEM, KV_ERR_STORE.

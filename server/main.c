@@ -134,8 +134,11 @@ static enum kv_status apply_config(const struct srv_config *cfg, struct srv *srv
         if (st == KV_OK && is_new)
             st = seed_policies(cfg, i, srv);
         for (size_t r = 0; st == KV_OK && is_new && r < cfg->n_roles; r++) {
-            if (strcmp(cfg->roles[r].vault, v->name) == 0)
-                st = pol_role_put(srv->pol, &cfg->roles[r]);
+            if (strcmp(cfg->roles[r].vault, v->name) == 0) {
+                struct pol_role_assignment made = cfg->roles[r];
+                made.updated = ks_now(); /* made now, by the configuration ("" as its maker) */
+                st = pol_role_put(srv->pol, &made);
+            }
         }
         if (st != KV_OK) {
             kv_log(KV_LOG_ERROR, "cannot store vault '%s': %s", v->name, kv_status_name(st));

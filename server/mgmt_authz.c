@@ -299,6 +299,12 @@ static void bad_id(struct srv_req *req, const char *id)
                     id);
 }
 
+/* Add @p v as @p name, or null when it is empty. */
+static int add_or_null(cJSON *o, const char *name, const char *v)
+{
+    return (v[0] ? cJSON_AddStringToObject(o, name, v) : cJSON_AddNullToObject(o, name)) != NULL;
+}
+
 static cJSON *assignment_json(const char *scope, const struct pol_role_assignment *r,
                               const char *sub)
 {
@@ -308,14 +314,28 @@ static cJSON *assignment_json(const char *scope, const struct pol_role_assignmen
     snprintf(def, sizeof(def),
              "/subscriptions/%s/providers/Microsoft.Authorization/roleDefinitions/%s",
              sub[0] ? sub : POL_SUBSCRIPTION, pol_role_id(r->role));
+    char created[21], updated[21];
+    kv_str_utc(created, r->created);
+    kv_str_utc(updated, r->updated);
     cJSON *o = cJSON_CreateObject();
     cJSON *props = o ? cJSON_AddObjectToObject(o, "properties") : NULL;
+    /* kvmock's identities are service principals (managed identities, applications): the
+     * type of a principal whose assignment did not say */
+    const char *type = r->principal_type[0] ? r->principal_type : "ServicePrincipal";
     if (props == NULL || !cJSON_AddStringToObject(o, "id", id) ||
         !cJSON_AddStringToObject(o, "name", r->id) ||
         !cJSON_AddStringToObject(o, "type", "Microsoft.Authorization/roleAssignments") ||
         !cJSON_AddStringToObject(props, "roleDefinitionId", def) ||
         !cJSON_AddStringToObject(props, "principalId", r->principal_id) ||
-        !cJSON_AddStringToObject(props, "scope", scope)) {
+        !cJSON_AddStringToObject(props, "principalType", type) ||
+        !cJSON_AddStringToObject(props, "scope", scope) || !add_or_null(props, "condition", "") ||
+        !add_or_null(props, "conditionVersion", "") ||
+        !add_or_null(props, "createdOn", r->created ? created : "") ||
+        !add_or_null(props, "updatedOn", r->updated ? updated : "") ||
+        !add_or_null(props, "createdBy", r->created_by) ||
+        !add_or_null(props, "updatedBy", r->updated_by) ||
+        !add_or_null(props, "delegatedManagedIdentityResourceId", "") ||
+        !add_or_null(props, "description", r->description)) {
         cJSON_Delete(o);
         return NULL;
     }
@@ -537,6 +557,47 @@ static void assignment_put(struct srv_req *req, const char *scope, const char *i
                        "properties.roleDefinitionId and properties.principalId are required.");
         return;
     }
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(props, "principalType");
+    const cJSON *about = cJSON_GetObjectItemCaseSensitive(props, "description");
+    const cJSON *condition = cJSON_GetObjectItemCaseSensitive(props, "condition");
+    if ((type != NULL && !cJSON_IsNull(type) && !cJSON_IsString(type)) ||
+        (about != NULL && !cJSON_IsNull(about) && !cJSON_IsString(about))) {
+        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST,
+                       "properties.principalType and properties.description are strings.");
+        return;
+    }
+    if (cJSON_IsString(type) && type->valuestring[0] != '\0') {
+        int known = 0;
+        for (size_t i = 0; pol_principal_types[i] != NULL; i++)
+            known |= strcmp(type->valuestring, pol_principal_types[i]) == 0;
+        if (!known) {
+            srv_send_errorf(req, KV_ERR_ARM_BAD_REQUEST,
+                            "The principal type '%.40s' is not one of User, Group, "
+                            "ServicePrincipal, ForeignGroup and Device.",
+                            type->valuestring);
+            return;
+        }
+        snprintf(r.principal_type, sizeof(r.principal_type), "%s", type->valuestring);
+    }
+    if (cJSON_IsString(about) && strlen(about->valuestring) >= sizeof(r.description)) {
+        srv_send_errorf(req, KV_ERR_ARM_BAD_REQUEST,
+                        "The description has more than the %zu characters kvmock keeps.",
+                        sizeof(r.description) - 1);
+        return;
+    }
+    if (cJSON_IsString(about))
+        snprintf(r.description, sizeof(r.description), "%s", about->valuestring);
+    /* Azure evaluates a condition on every access the assignment grants; kvmock does not,
+     * and an assignment without its condition would grant more than it says */
+    if (condition != NULL && !cJSON_IsNull(condition) &&
+        !(cJSON_IsString(condition) && condition->valuestring[0] == '\0')) {
+        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST,
+                       "kvmock does not evaluate role assignment conditions: make the "
+                       "assignment without properties.condition.");
+        return;
+    }
+    r.updated = ks_now();
+    snprintf(r.updated_by, sizeof(r.updated_by), "%s", req->who.oid);
     if (pol_role_parse(def, &r.role) != KV_OK) {
         srv_send_errorf(req, KV_ERR_ARM_BAD_REQUEST,
                         "The role definition '%.200s' is not a built-in Key Vault role, the only "
@@ -577,6 +638,7 @@ static void assignment_put(struct srv_req *req, const char *scope, const char *i
     }
     kv_log(KV_LOG_INFO, "role assignment %s (%s) put by %s", id, pol_role_name(r.role),
            req->who.oid);
+    pol_role_get(req->srv->pol, id, &r); /* as stored: an update keeps its creation */
     srv_send_json(req, existed ? 200 : 201, assignment_json(scope, &r, path_subscription(req)));
 }
 

@@ -335,6 +335,49 @@ def main():
                     am.role_assignments.delete_by_id(a.id)
 
         @runner.test
+        def assignments_carry_principal_type_description_and_times():
+            make_vault("meta-rg", "metavault")
+            scope = vault_scope("meta-rg", "metavault")
+            name = str(uuid.uuid4())
+            made = am.role_assignments.create(scope, name, RoleAssignmentCreateParameters(
+                role_definition_id=role_id("Key Vault Crypto Service Encryption User"),
+                principal_id=DISK["objectId"], principal_type="ServicePrincipal",
+                description="the disk service's CMK"))
+            try:
+                eq((made.principal_type, made.description, made.created_by, made.updated_by),
+                   ("ServicePrincipal", "the disk service's CMK", APP["objectId"], APP["objectId"]))
+                eq(made.created_on, made.updated_on)
+                eq((made.condition, made.condition_version), (None, None))
+                # an update may change the description, and keeps the creation
+                kv.advance_clock(120)  # less than the tokens' life: the SDK keeps its token
+                again = am.role_assignments.create(scope, name, RoleAssignmentCreateParameters(
+                    role_definition_id=made.role_definition_id, principal_id=DISK["objectId"],
+                    description="rotated yearly"))
+                eq((again.description, again.created_on), ("rotated yearly", made.created_on))
+                later = (again.updated_on - made.created_on).total_seconds()
+                check(120 <= later < 130, later)
+                got = am.role_assignments.get(scope, name)
+                eq((got.description, got.created_on, got.updated_on),
+                   ("rotated yearly", made.created_on, again.updated_on))
+                eq(next(a for a in am.role_assignments.list_for_scope(scope) if a.name == name)
+                   .description, "rotated yearly")
+                # what kvmock refuses: an unknown principal type, a condition it would not
+                # evaluate, a description longer than it keeps; none changes the assignment
+                path = f"{scope}/providers/Microsoft.Authorization/roleAssignments/{name}?{AUTHZ}"
+                base = {"roleDefinitionId": made.role_definition_id, "principalId": DISK["objectId"]}
+                for extra, words in (({"principalType": "Robot"}, "principal type 'Robot'"),
+                                     ({"principalType": 7}, "are strings"),
+                                     ({"condition": "@Resource[x] StringEquals 'y'",
+                                       "conditionVersion": "2.0"}, "conditions"),
+                                     ({"description": "d" * 1024}, "1023 characters")):
+                    st, body = mgmt("PUT", path, {"properties": dict(base, **extra)})
+                    eq((st, body["error"]["code"]), (400, "BadRequest"), (extra, body))
+                    check(words in body["error"]["message"], body)
+                eq(am.role_assignments.get(scope, name).description, "rotated yearly")
+            finally:
+                am.role_assignments.delete(scope, name)
+
+        @runner.test
         def a_vaults_role_assignments_go_with_the_vault():
             make_vault("gone-rg", "gonevault")
             scope = vault_scope("gone-rg", "gonevault")

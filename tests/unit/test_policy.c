@@ -326,6 +326,32 @@ int main(void)
     snprintf(again.id, sizeof(again.id), "ra-2c");
     CHECK_ST(pol_role_put(c, &again), KV_OK);
 
+    /* what Resource Manager tells about an assignment: made, then updated */
+    struct pol_role_assignment told = {.id = "ra-6", .principal_id = "svc",
+                                       .role = POL_ROLE_READER, .vault = "cmk2",
+                                       .principal_type = "ServicePrincipal",
+                                       .description = "first", .updated = 1000,
+                                       .updated_by = "maker"};
+    CHECK_ST(pol_role_put(c, &told), KV_OK);
+    told.updated = 2000;
+    snprintf(told.updated_by, sizeof(told.updated_by), "changer");
+    snprintf(told.description, sizeof(told.description), "second");
+    told.principal_type[0] = '\0';
+    CHECK_ST(pol_role_put(c, &told), KV_OK);
+    pol_free(c);
+    c = NULL;
+    CHECK_ST(pol_new(dir, "t1", &c), KV_OK);
+    CHECK_ST(pol_attach(c, ks), KV_OK);
+    CHECK(pol_role_get(c, "ra-6", &got) && got.created == 1000 && got.updated == 2000 &&
+          strcmp(got.created_by, "maker") == 0 && strcmp(got.updated_by, "changer") == 0 &&
+          strcmp(got.description, "second") == 0 && got.principal_type[0] == '\0');
+    snprintf(told.principal_type, sizeof(told.principal_type), "Robot");
+    CHECK_ST(pol_role_put(c, &told), KV_ERR_BAD_PARAM);
+    memset(told.description, 'd', sizeof(told.description)); /* no NUL */
+    snprintf(told.principal_type, sizeof(told.principal_type), "Group");
+    CHECK_ST(pol_role_put(c, &told), KV_ERR_BAD_PARAM);
+    CHECK(pol_role_get(c, "ra-6", &got) && strcmp(got.description, "second") == 0);
+
     pol_free(c);
     ks_close(ks);
     cleanup();
