@@ -22,7 +22,8 @@ static const char *const api_versions[] = {
     "2016-10-01",    "7.0",           "7.1",           "7.2",
     "7.3",           "7.3-preview",   "7.4",           "7.4-preview.1",
     "7.5",           "7.5-preview.1", "7.6",           "7.6-preview.1",
-    "7.6-preview.2", "2025-06-01-preview", "2025-07-01", "2026-01-01-preview",
+    "7.6-preview.2", "2025-06-01-preview", "2025-07-01-preview", "2025-07-01",
+    "2026-01-01-preview",
 };
 
 #define LATEST_API_VERSION "2025-07-01"

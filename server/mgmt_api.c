@@ -48,6 +48,7 @@ static const char *const arm_api_versions[] = {
     "2021-06-01-preview", "2021-10-01", "2021-11-01-preview", "2022-02-01-preview",
     "2022-07-01", "2022-11-01", "2023-02-01", "2023-07-01", "2023-08-01-preview",
     "2024-04-01-preview", "2024-11-01", "2024-12-01-preview", "2025-05-01",
+    "2026-02-01", "2026-03-01-preview", "2026-04-01-preview",
 };
 
 static const char *const authz_api_versions[] = {
@@ -89,11 +90,17 @@ static int may_manage(const struct srv_req *req)
     return id != NULL && id->manage && strcasecmp(id->tenant_id, req->who.tid) == 0;
 }
 
-/* A token for Resource Manager, verified; else 401 answered. */
+/* A token for Resource Manager, verified; else 401 answered. Its audience is Azure's
+ * Resource Manager, or kvmock's own endpoint as the request reached it: the newer
+ * management SDKs (@azure/arm-keyvault 5) ask for "{endpoint}/.default", as Resource
+ * Manager is its own audience in Azure. */
 static enum kv_status authenticate(struct srv_req *req)
 {
-    const char *auds[] = {"https://management.azure.com", "https://management.core.windows.net"};
-    if (srv_authenticate(req, auds, 2) == KV_OK)
+    char self[SRV_HOST_MAX + 16];
+    srv_base_url(req, self, sizeof(self));
+    const char *auds[] = {"https://management.azure.com", "https://management.core.windows.net",
+                          self};
+    if (srv_authenticate(req, auds, 3) == KV_OK)
         return KV_OK;
     srv_send_error(req, KV_ERR_ARM_UNAUTHORIZED, NULL);
     return KV_ERR_ARM_UNAUTHORIZED;

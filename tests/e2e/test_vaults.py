@@ -674,6 +674,12 @@ def main():
             check("pga" in deleted_names(), "nothing was purged")
             st, _, _ = kv.https("GET", f"{DELETED}/deletedVaults?{API}", token=kv.token())
             eq(st, 401)
+            # a token for kvmock's own endpoint is one for Resource Manager (the newer
+            # management SDKs ask for "{endpoint}/.default"); another host's is not
+            for aud, want in ((f"https://localhost:{P}", 200), (f"https://localhost:{P}/", 200),
+                              ("https://localhost:1", 401), ("https://example.com", 401)):
+                st, _, body = kv.https("GET", f"{DELETED}/deletedVaults?{API}", token=kv.token(aud))
+                eq(st, want, (aud, body))
 
         @runner.test
         def audited():

@@ -76,10 +76,11 @@ async function scenario() {
   const diskCred = () => new ManagedIdentityCredential({ clientId: DISK.clientId });
   const keys = (vault, cred) => new KeyClient(env.vaultUrl(vault), cred, rec.options());
   const crypto = (key, cred) => new CryptographyClient(key, cred, rec.options());
-  // apiVersion null: the SDK's own default (2025-05-01 in 4.0.0).
+  // apiVersion null: the SDK's own default (2026-02-01 in 5.0.0). No scope is given: the
+  // client asks for "{endpoint}/.default", a token kvmock's endpoint takes as Azure's
+  // Resource Manager takes one for itself.
   const arm = (cred, apiVersion = ARM_API_VERSION) => new KeyVaultManagementClient(cred, SUBSCRIPTION, rec.options({
     endpoint: authority,
-    credentialScopes: ["https://management.azure.com/.default"],
     ...(apiVersion ? { apiVersion } : {}),
   }));
 
@@ -279,8 +280,8 @@ async function scenario() {
     sameBytes((await c.unwrapKey("RSA-OAEP-256", wrapped)).result, dek, "unwrap after the grant");
   });
 
-  await group("management plane with @azure/arm-keyvault's default api-version: vaults.get and updateAccessPolicy", async () => {
-    // @azure/arm-keyvault 4.0.0 sends api-version=2025-05-01 unless told otherwise.
+  await group("management plane with @azure/arm-keyvault's default api-version and scope: vaults.get and updateAccessPolicy", async () => {
+    // @azure/arm-keyvault 5.0.0 sends api-version=2026-02-01 unless told otherwise.
     const mgmt = arm(ciCred(), null);
     const since = rec.exchanges.length;
     let got;
@@ -290,6 +291,11 @@ async function scenario() {
       const x = rec.exchanges.slice(since).find((e) => e.method === "GET");
       if (x) console.log(`     [authz] GET ${x.url.pathname}${x.url.search} -> ${x.status} ${x.body.slice(0, 300)}`);
     }
+    const sent = rec.exchanges.slice(since).find((e) => e.method === "GET");
+    assert.equal(sent.url.searchParams.get("api-version"), "2026-02-01", "the SDK's own api-version");
+    // the token it asked for: the endpoint's own audience
+    const tok = await ciCred().getToken(`${authority}/.default`);
+    assert.equal(decodeJwt(tok.token).aud, authority, "audience");
     assert.equal(got.properties.vaultUri, `https://cmk.vault.localhost:${env.httpsPort}/`, "vaultUri");
     const entry = { tenantId: TENANT, objectId: DISK.objectId, permissions: DISK_PERMS };
     const added = await mgmt.vaults.updateAccessPolicy(RG, "cmk", "add", { properties: { accessPolicies: [entry] } });
