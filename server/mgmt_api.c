@@ -1180,7 +1180,7 @@ static void subscriptions_and_tenants(struct srv_req *req)
 static const char *const resources_api_versions[] = {
     "2015-11-01", "2016-09-01", "2019-05-01", "2019-07-01", "2019-10-01", "2020-06-01",
     "2020-10-01", "2021-01-01", "2021-04-01", "2022-09-01", "2023-07-01", "2024-03-01",
-    "2024-07-01", "2024-11-01",
+    "2024-07-01", "2024-11-01", "2025-04-01",
 };
 
 /* GET .../resources[?$filter=resourceType eq 'T']: kvmock's resources are its vaults.

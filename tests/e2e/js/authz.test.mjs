@@ -6,7 +6,8 @@
 // enforced per call, and revocation through the management plane with
 // @azure/arm-keyvault, including soft delete of whole vaults (delete,
 // getDeleted, listDeleted, recover through createMode "recover",
-// beginPurgeDeletedAndWait), and RBAC through @azure/arm-authorization (a role
+// beginPurgeDeletedAndWait), resource groups through @azure/arm-resources, and RBAC
+// through @azure/arm-authorization (a role
 // found by name, assigned, listed, removed). The JS counterpart of
 // test_python_authz.py.
 //
@@ -64,6 +65,7 @@ async function scenario() {
   const { KeyClient, CryptographyClient } = await import("@azure/keyvault-keys");
   const { KeyVaultManagementClient } = await import("@azure/arm-keyvault");
   const { AuthorizationManagementClient } = await import("@azure/arm-authorization");
+  const { ResourceManagementClient } = await import("@azure/arm-resources");
 
   const env = scenarioEnv();
   const rec = makeRecorder();
@@ -397,6 +399,30 @@ async function scenario() {
       "listForScope(atScope()) shows the assignments at the key and above");
     await authz.roleAssignments.delete(scope, name);
     await refused(disk.wrapKey("RSA-OAEP-256", dek), "ForbiddenByRbac", "wrap after the assignment was deleted");
+  });
+
+  await group("resource groups through @azure/arm-resources 8.0.0 (api-version 2025-04-01): create, get, list, exists, delete with its vault", async () => {
+    const rm = new ResourceManagementClient(ciCred(), SUBSCRIPTION, rec.options({ endpoint: authority }));
+    const since = rec.exchanges.length;
+    const made = await rm.resourceGroups.createOrUpdate("js-rg", { location: "northeurope", tags: { team: "js" } });
+    assert.deepEqual([made.name, made.location, made.tags], ["js-rg", "northeurope", { team: "js" }], "created");
+    assert.equal(rec.find(since, "PUT", /\/resourcegroups\/js-rg$/i)[0].url.searchParams.get("api-version"),
+      "2025-04-01", "the SDK's own api-version");
+    assert.equal((await rm.resourceGroups.get("js-rg")).location, "northeurope", "get");
+    const names = [];
+    for await (const g of rm.resourceGroups.list()) names.push(g.name);
+    assert.ok(names.includes("js-rg"), `listed: ${names}`);
+    assert.equal((await rm.resourceGroups.checkExistence("js-rg")).body, true, "exists");
+    // a vault in it goes with it (soft delete)
+    const mgmt = arm(ciCred());
+    await mgmt.vaults.beginCreateOrUpdateAndWait("js-rg", "jsrgvault", {
+      location: "northeurope",
+      properties: { tenantId: TENANT, sku: { family: "A", name: "standard" }, accessPolicies: [] },
+    }, { updateIntervalInMs: 100 });
+    await rm.resourceGroups.delete("js-rg", { updateIntervalInMs: 100 });
+    assert.equal((await rm.resourceGroups.checkExistence("js-rg")).body, false, "gone");
+    const deleted = await mgmt.vaults.getDeleted("jsrgvault", "northeurope");
+    assert.equal(deleted.name, "jsrgvault", "its vault is soft-deleted");
   });
 
   await group("management plane soft delete: vaults.delete, getDeleted, listDeleted, recover (createMode recover), beginPurgeDeletedAndWait", async () => {
