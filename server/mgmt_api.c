@@ -52,9 +52,10 @@ static const char *const arm_api_versions[] = {
 };
 
 static const char *const authz_api_versions[] = {
-    "2015-07-01", "2018-01-01-preview", "2018-09-01-preview", "2020-03-01-preview",
-    "2020-04-01-preview", "2020-08-01-preview", "2020-10-01-preview", "2021-04-01-preview",
-    "2022-01-01-preview", "2022-04-01",
+    "2015-07-01",         "2018-01-01-preview", "2018-09-01-preview", "2020-03-01-preview",
+    "2020-04-01-preview", "2020-08-01-preview", "2020-10-01",         "2020-10-01-preview",
+    "2021-04-01-preview", "2022-01-01-preview", "2022-03-01",         "2022-04-01",
+    "2022-05-01-preview",
 };
 
 static int known(const char *v, const char *const *list, size_t n)
