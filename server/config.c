@@ -483,9 +483,10 @@ static enum kv_status parse_roles(struct srv_config *cfg, const cJSON *list, cha
             return st;
         if (role[0] == '\0' || pol_role_parse(role, &r->role) != KV_OK)
             return fail(err, cap, "config: %s: unknown role '%s'", where, role);
-        if (pol_scope_parse(scope, r->vault, r->key, NULL) != KV_OK)
+        if (pol_scope_parse(scope, r->vault, r->key, r->group) != KV_OK)
             return fail(err, cap,
-                        "config: %s: scope '%s' must be /vaults/NAME or /vaults/NAME/keys/KEY",
+                        "config: %s: scope '%s' must be /vaults/NAME, /vaults/NAME/keys/KEY, "
+                        "/subscriptions/SUB/resourceGroups/GROUP or /subscriptions/SUB",
                         where, scope);
         if (r->id[0] == '\0') {
             /* a stable id derived from the assignment, so restarts do not duplicate it */
@@ -500,7 +501,7 @@ static enum kv_status parse_roles(struct srv_config *cfg, const cJSON *list, cha
             const struct pol_role_assignment *o2 = &cfg->roles[j];
             if (o2->role == r->role && strcasecmp(o2->principal_id, r->principal_id) == 0 &&
                 strcasecmp(o2->vault, r->vault) == 0 && strcasecmp(o2->key, r->key) == 0 &&
-                strcasecmp(o2->id, r->id) != 0)
+                strcasecmp(o2->group, r->group) == 0 && strcasecmp(o2->id, r->id) != 0)
                 return fail(err, cap,
                             "config: %s gives roleAssignments[%zu]'s principal, role and scope "
                             "another name: one assignment has one name",

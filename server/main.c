@@ -64,6 +64,19 @@ static int mkdir_p(const char *path, mode_t mode)
 
 /* Seed a new vault's access policies: the configured ones, or else every key
  * permission for its creator, the default identity (as in the portal). */
+/* Resource group @p name, made in location "local" unless it exists. */
+static enum kv_status ensure_group(struct srv *srv, const char *name)
+{
+    struct ks_group g;
+    enum kv_status st = ks_group_get(srv->ks, name, &g, NULL);
+    if (st != KV_ERR_ARM_NO_GROUP)
+        return st;
+    memset(&g, 0, sizeof(g));
+    snprintf(g.name, sizeof(g.name), "%s", name);
+    snprintf(g.location, sizeof(g.location), "local");
+    return ks_group_put(srv->ks, &g, NULL);
+}
+
 static enum kv_status seed_policies(const struct srv_config *cfg, size_t vi, struct srv *srv)
 {
     const struct ks_vault *v = &cfg->vaults[vi];
@@ -145,17 +158,28 @@ static enum kv_status apply_config(const struct srv_config *cfg, struct srv *srv
             return st;
         }
     }
-    /* The configuration file's vaults are in kvmock's own resource group. */
+    /* The configuration file's vaults are in kvmock's own resource group. Its creation
+     * marks a data folder's first start: the file's role assignments at a group's or the
+     * subscription's scope are seeded then, as a vault's are when the vault is made (the
+     * management plane changes them afterwards, and a restart keeps that). */
     struct ks_group group;
     st = ks_group_get(srv->ks, POL_RESOURCE_GROUP, &group, NULL);
-    if (st == KV_ERR_ARM_NO_GROUP) {
-        memset(&group, 0, sizeof(group));
-        snprintf(group.name, sizeof(group.name), "%s", POL_RESOURCE_GROUP);
-        snprintf(group.location, sizeof(group.location), "local");
-        st = ks_group_put(srv->ks, &group, NULL);
+    int first = st == KV_ERR_ARM_NO_GROUP;
+    if (first)
+        st = ensure_group(srv, POL_RESOURCE_GROUP);
+    for (size_t r = 0; st == KV_OK && first && r < cfg->n_roles; r++) {
+        struct pol_role_assignment made = cfg->roles[r];
+        if (made.vault[0] != '\0')
+            continue;
+        if (made.group[0] != '\0')
+            st = ensure_group(srv, made.group);
+        made.updated = ks_now();
+        if (st == KV_OK)
+            st = pol_role_put(srv->pol, &made);
     }
     if (st != KV_OK) {
-        kv_log(KV_LOG_ERROR, "cannot store resource group '%s': %s", POL_RESOURCE_GROUP,
+        kv_log(KV_LOG_ERROR, "cannot store the configuration's resource groups and their role "
+                             "assignments: %s",
                kv_status_name(st));
         return st;
     }

@@ -493,6 +493,53 @@ def main():
             eq(leftovers, [])
 
         @runner.test
+        def the_config_files_broad_scopes_are_seeded_at_the_first_start():
+            # another kvmock, whose file gives disk Crypto Officer on the subscription and
+            # Reader on a group the file names; they are seeded when its data folder is new
+            config = dict(CONFIG, roleAssignments=[
+                {"principalId": DISK["objectId"], "roleDefinitionName": "Key Vault Crypto Officer",
+                 "scope": f"/subscriptions/{SUB}"},
+                {"principalId": DISK["objectId"], "roleDefinitionName": "Key Vault Reader",
+                 "scope": group_scope("ci-rg")}])
+            with Kvmock(args.kvmock, config=config) as kv2:
+                tok = kv2.token("https://management.azure.com")
+
+                def mgmt2(method, path, body=None):
+                    st, _, resp = kv2.https(method, path, body, token=tok)
+                    return st, (json.loads(resp) if resp else None)
+
+                base = f"/subscriptions/{SUB}/providers/Microsoft.Authorization/roleAssignments"
+                st, body = mgmt2("GET", f"{base}?{AUTHZ}")
+                eq(st, 200, body)
+                eq(sorted(a["properties"]["scope"] for a in body["value"]),
+                   sorted([f"/subscriptions/{SUB}", group_scope("ci-rg")]))
+                st, body = mgmt2("GET", f"{group_scope('ci-rg')}?api-version=2021-04-01")
+                eq((st, body["location"]), (200, "local"), body)  # the file's group was made
+                # an RBAC vault made later through Resource Manager is reached
+                st, body = mgmt2("PUT", f"{vault_scope('later-rg', 'latervault')}?api-version=2023-07-01",
+                                 {"location": "westeurope", "properties": {
+                                     "tenantId": TENANT, "sku": {"family": "A", "name": "standard"},
+                                     "enableRbacAuthorization": True}})
+                eq(st, 201, body)
+                disk_tok = kv2.token(client_id=DISK["clientId"])
+                st, _, body = kv2.https("POST", "/keys/k/create?api-version=7.4", {"kty": "RSA"},
+                                        host=f"latervault.vault.localhost:{kv2.https_port}",
+                                        token=disk_tok)
+                eq(st, 200, body)
+                # removed through the management plane: a restart does not seed it again
+                sub_one = next(a for a in mgmt2("GET", f"{base}?$filter=atScope()&{AUTHZ}")[1]["value"])
+                st, _ = mgmt2("DELETE", f"{sub_one['id']}?{AUTHZ}")
+                eq(st, 200)
+                kv2.restart()
+                tok = kv2.token("https://management.azure.com")
+                st, body = mgmt2("GET", f"{base}?{AUTHZ}")
+                eq([a["properties"]["scope"] for a in body["value"]], [group_scope("ci-rg")])
+                st, _, body = kv2.https("POST", "/keys/k2/create?api-version=7.4", {"kty": "RSA"},
+                                        host=f"latervault.vault.localhost:{kv2.https_port}",
+                                        token=kv2.token(client_id=DISK["clientId"]))
+                eq(st, 403, body)
+
+        @runner.test
         def the_audit_log_and_metrics_name_the_new_operations():
             ops = {r["operationName"] for r in kv.audit_records()}
             for op in ("RoleDefinitionList", "RoleDefinitionGet", "RoleAssignmentList",

@@ -224,6 +224,24 @@ int main(void)
             "{\"principalId\":\"P\",\"roleDefinitionId\":\"21090545-7ca7-4776-b22c-e363652d74d2\","
             "\"scope\":\"/vaults/V/\"}]}",
             "roleAssignments[1] gives roleAssignments[0]'s principal, role and scope another name");
+    /* a resource group's and the subscription's scope */
+    struct srv_config broad;
+    char *bargv[] = {"kvmock", "--config", cfg_path, NULL};
+    CHECK_ST(load(&broad, "{\"roleAssignments\":["
+                          "{\"principalId\":\"p\",\"roleDefinitionName\":\"Key Vault Reader\","
+                          "\"scope\":\"/subscriptions/s/resourceGroups/CI-rg\"},"
+                          "{\"principalId\":\"p\",\"roleDefinitionName\":\"Key Vault Reader\","
+                          "\"scope\":\"/subscriptions/s\"}]}",
+                  3, bargv),
+             KV_OK);
+    CHECK(broad.n_roles == 2 && strcmp(broad.roles[0].group, "CI-rg") == 0 &&
+          broad.roles[0].vault[0] == '\0' && broad.roles[1].group[0] == '\0' &&
+          broad.roles[1].vault[0] == '\0' && broad.roles[1].key[0] == '\0' &&
+          strcmp(broad.roles[0].id, broad.roles[1].id) != 0);
+    srv_config_free(&broad);
+    refused("{\"roleAssignments\":[{\"principalId\":\"p\",\"roleDefinitionName\":\"Key Vault Reader\","
+            "\"scope\":\"/subscriptions/s/resourceGroups/a%2Fb\"}]}",
+            "must be /vaults/NAME");
     struct srv_config twice;
     char *targv[] = {"kvmock", "--config", cfg_path, NULL};
     CHECK_ST(load(&twice, "{\"roleAssignments\":["
