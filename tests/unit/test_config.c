@@ -33,6 +33,19 @@ static void refused(const char *json, const char *want)
     srv_config_free(&cfg);
 }
 
+/* A configuration of two Key Vault Reader assignments for principal "p", at @p a and @p b. */
+static enum kv_status two_readers(struct srv_config *cfg, const char *a, const char *b)
+{
+    char json[512];
+    snprintf(json, sizeof(json),
+             "{\"roleAssignments\":["
+             "{\"principalId\":\"p\",\"roleDefinitionName\":\"Key Vault Reader\",\"scope\":\"%s\"},"
+             "{\"principalId\":\"p\",\"roleDefinitionName\":\"Key Vault Reader\",\"scope\":\"%s\"}]}",
+             a, b);
+    char *argv[] = {"kvmock", "--config", cfg_path, NULL};
+    return load(cfg, json, 3, argv);
+}
+
 int main(void)
 {
     int fd = mkstemp(cfg_path);
@@ -226,13 +239,7 @@ int main(void)
             "roleAssignments[1] gives roleAssignments[0]'s principal, role and scope another name");
     /* a resource group's and the subscription's scope */
     struct srv_config broad;
-    char *bargv[] = {"kvmock", "--config", cfg_path, NULL};
-    CHECK_ST(load(&broad, "{\"roleAssignments\":["
-                          "{\"principalId\":\"p\",\"roleDefinitionName\":\"Key Vault Reader\","
-                          "\"scope\":\"/subscriptions/s/resourceGroups/CI-rg\"},"
-                          "{\"principalId\":\"p\",\"roleDefinitionName\":\"Key Vault Reader\","
-                          "\"scope\":\"/subscriptions/s\"}]}",
-                  3, bargv),
+    CHECK_ST(two_readers(&broad, "/subscriptions/s/resourceGroups/CI-rg", "/subscriptions/s"),
              KV_OK);
     CHECK(broad.n_roles == 2 && strcmp(broad.roles[0].group, "CI-rg") == 0 &&
           broad.roles[0].vault[0] == '\0' && broad.roles[1].group[0] == '\0' &&
@@ -243,14 +250,7 @@ int main(void)
             "\"scope\":\"/subscriptions/s/resourceGroups/a%2Fb\"}]}",
             "must be /vaults/NAME");
     struct srv_config twice;
-    char *targv[] = {"kvmock", "--config", cfg_path, NULL};
-    CHECK_ST(load(&twice, "{\"roleAssignments\":["
-                          "{\"principalId\":\"p\",\"roleDefinitionName\":\"Key Vault Reader\","
-                          "\"scope\":\"/vaults/v\"},"
-                          "{\"principalId\":\"p\",\"roleDefinitionName\":\"Key Vault Reader\","
-                          "\"scope\":\"/vaults/v\"}]}",
-                  3, targv),
-             KV_OK);
+    CHECK_ST(two_readers(&twice, "/vaults/v", "/vaults/v"), KV_OK);
     CHECK(twice.n_roles == 2 && strcmp(twice.roles[0].id, twice.roles[1].id) == 0);
     srv_config_free(&twice);
     refused("[]", "JSON object");
