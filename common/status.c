@@ -112,6 +112,8 @@ static const struct kv_status_info table[KV_STATUS_COUNT] = {
         "The role assignment ID is not valid. The role assignment ID must be a GUID."),
     ROW(KV_ERR_ARM_NO_ROLE_DEFINITION, 404, "RoleDefinitionDoesNotExist", NULL,
         "The specified role definition does not exist."),
+    ROW(KV_ERR_ARM_PRINCIPAL_TYPE, 400, "UnmatchedPrincipalType", NULL,
+        "The principal's type is different from the specified principal type."),
 
     ROW(KV_ERR_NOMEM, 500, "InternalServerError", NULL, "The server ran out of memory."),
     ROW(KV_ERR_STORE, 500, "InternalServerError", NULL, "The key store failed."),
@@ -174,6 +176,7 @@ static const char *const names[KV_STATUS_COUNT] = {
     NAME(KV_ERR_ARM_ROLE_UPDATE),
     NAME(KV_ERR_ARM_ROLE_ID),
     NAME(KV_ERR_ARM_NO_ROLE_DEFINITION),
+    NAME(KV_ERR_ARM_PRINCIPAL_TYPE),
     NAME(KV_ERR_NOMEM),
     NAME(KV_ERR_STORE),
     NAME(KV_ERR_CRYPTO),

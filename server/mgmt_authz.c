@@ -579,6 +579,16 @@ static void assignment_put(struct srv_req *req, const char *scope, const char *i
         }
         snprintf(r.principal_type, sizeof(r.principal_type), "%s", type->valuestring);
     }
+    /* kvmock's identities are service principals; Azure checks a stated type against the
+     * directory (another principal's type kvmock cannot know, and keeps as stated) */
+    if (r.principal_type[0] != '\0' && strcmp(r.principal_type, "ServicePrincipal") != 0 &&
+        pol_find_identity(req->srv->pol, NULL, principal, NULL) != NULL) {
+        srv_send_errorf(req, KV_ERR_ARM_PRINCIPAL_TYPE,
+                        "The PrincipalId '%.64s' has type 'ServicePrincipal' , which is different "
+                        "from specified PrinciaplType '%s'.",
+                        principal, r.principal_type);
+        return;
+    }
     if (cJSON_IsString(about) && strlen(about->valuestring) >= sizeof(r.description)) {
         srv_send_errorf(req, KV_ERR_ARM_BAD_REQUEST,
                         "The description has more than the %zu characters kvmock keeps.",

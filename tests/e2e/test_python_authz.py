@@ -233,7 +233,8 @@ def main():
             sub_ra = am.role_assignments.create(
                 f"/subscriptions/{SUB}", "5d3c1a2b-0000-4000-8000-0000000005b1",
                 RoleAssignmentCreateParameters(role_definition_id=officer,
-                                               principal_id=CI["objectId"]))
+                                               principal_id=CI["objectId"],
+                                               principal_type="ServicePrincipal"))
             try:
                 eq(sub_ra.scope, f"/subscriptions/{SUB}")
                 key = ci_keys.create_rsa_key("k")
@@ -249,7 +250,8 @@ def main():
                 am.role_assignments.create(
                     group_scope, "5d3c1a2b-0000-4000-8000-0000000005b2",
                     RoleAssignmentCreateParameters(role_definition_id=service,
-                                                   principal_id=DISK["objectId"]))
+                                                   principal_id=DISK["objectId"],
+                                                   principal_type="ServicePrincipal"))
                 got = am.role_assignments.get(group_scope, "5d3c1a2b-0000-4000-8000-0000000005b2")
                 eq((got.principal_id, got.scope), (DISK["objectId"], group_scope))
                 # the web view shows both as reaching the vault

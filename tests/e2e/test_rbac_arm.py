@@ -85,10 +85,13 @@ def main():
             return found[0].id
 
         def assign(scope, role, principal, name=None):
+            # The SDK's model says principal_type "User" unless told; Azure then refuses a
+            # service principal (UnmatchedPrincipalType), as kvmock does for its identities
             return am.role_assignments.create(
                 scope, name or str(uuid.uuid4()),
                 RoleAssignmentCreateParameters(role_definition_id=role_id(role),
-                                               principal_id=principal))
+                                               principal_id=principal,
+                                               principal_type="ServicePrincipal"))
 
         def names(assignments):
             return sorted(a.name for a in assignments)
@@ -352,7 +355,7 @@ def main():
                 kv.advance_clock(120)  # less than the tokens' life: the SDK keeps its token
                 again = am.role_assignments.create(scope, name, RoleAssignmentCreateParameters(
                     role_definition_id=made.role_definition_id, principal_id=DISK["objectId"],
-                    description="rotated yearly"))
+                    principal_type="ServicePrincipal", description="rotated yearly"))
                 eq((again.description, again.created_on), ("rotated yearly", made.created_on))
                 later = (again.updated_on - made.created_on).total_seconds()
                 check(120 <= later < 130, later)
@@ -361,6 +364,24 @@ def main():
                    ("rotated yearly", made.created_on, again.updated_on))
                 eq(next(a for a in am.role_assignments.list_for_scope(scope) if a.name == name)
                    .description, "rotated yearly")
+                # the SDK's default type, "User", for one of kvmock's identities (service
+                # principals): refused as Azure refuses it, and nothing changes
+                try:
+                    am.role_assignments.create(scope, name, RoleAssignmentCreateParameters(
+                        role_definition_id=made.role_definition_id, principal_id=DISK["objectId"],
+                        description="as a user"))
+                    check(False, "a service principal stated as a User must be refused")
+                except HttpResponseError as e:
+                    eq((e.status_code, e.error.code), (400, "UnmatchedPrincipalType"))
+                    check(f"The PrincipalId '{DISK['objectId']}' has type 'ServicePrincipal'"
+                          in e.error.message, e.error.message)
+                # a principal kvmock does not know keeps the type it was given
+                other = am.role_assignments.create(scope, str(uuid.uuid4()),
+                                                   RoleAssignmentCreateParameters(
+                                                       role_definition_id=made.role_definition_id,
+                                                       principal_id=NOBODY))
+                eq(other.principal_type, "User")
+                am.role_assignments.delete_by_id(other.id)
                 # what kvmock refuses: an unknown principal type, a condition it would not
                 # evaluate, a description longer than it keeps; none changes the assignment
                 path = f"{scope}/providers/Microsoft.Authorization/roleAssignments/{name}?{AUTHZ}"
