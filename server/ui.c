@@ -117,8 +117,12 @@ static int add_deleted(struct srv_req *req, const char *vault, cJSON *deleted)
 static void add_access(struct srv_req *req, const struct ks_vault *vault, cJSON *policies,
                        cJSON *roles)
 {
+    /* as many role assignments as reach the vault (each is over a kilobyte), at most
+     * UI_MAX_ENTRIES */
+    size_t rcap = pol_role_list(req->srv->pol, vault, NULL, 0) + 1;
+    rcap = rcap < UI_MAX_ENTRIES ? rcap : UI_MAX_ENTRIES;
     struct pol_access_policy *p = calloc(UI_MAX_ENTRIES, sizeof(*p));
-    struct pol_role_assignment *r = calloc(UI_MAX_ENTRIES, sizeof(*r));
+    struct pol_role_assignment *r = calloc(rcap, sizeof(*r));
     if (p == NULL || r == NULL) {
         free(p);
         free(r);
@@ -138,8 +142,8 @@ static void add_access(struct srv_req *req, const struct ks_vault *vault, cJSON 
                 cJSON_AddItemToArray(keys, cJSON_CreateString(pol_perm_name((enum pol_perm)b)));
         }
     }
-    size_t nr = pol_role_list(req->srv->pol, vault, r, UI_MAX_ENTRIES);
-    for (size_t i = 0; i < nr && i < UI_MAX_ENTRIES; i++) {
+    size_t nr = pol_role_list(req->srv->pol, vault, r, rcap);
+    for (size_t i = 0; i < nr && i < rcap; i++) {
         char scope[KS_VAULT_NAME_MAX + KS_NAME_MAX + KS_GROUP_MAX + 64];
         if (r[i].vault[0] != '\0')
             snprintf(scope, sizeof(scope), "/vaults/%s%s%s", r[i].vault,
