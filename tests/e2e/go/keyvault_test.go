@@ -527,6 +527,15 @@ func armAuthorizer(t *testing.T) (azure.Environment, autorest.Authorizer) {
 	return cloud, authorizer
 }
 
+// vaultsClient is the Microsoft.KeyVault vaults client on kvmock's Resource Manager,
+// polling its long-running operations every 100 ms.
+func vaultsClient(cloud azure.Environment, authorizer autorest.Authorizer, sub string) mgmt.VaultsClient {
+	vaults := mgmt.NewVaultsClientWithBaseURI(cloud.ResourceManagerEndpoint, sub)
+	vaults.Authorizer = authorizer
+	vaults.PollingDelay = 100 * time.Millisecond
+	return vaults
+}
+
 func TestARM(t *testing.T) {
 	rg := env(t, "KVMOCK_RG")
 	tenant := uuid.FromStringOrNil(env(t, "AZURE_TENANT_ID"))
@@ -546,9 +555,7 @@ func TestARM(t *testing.T) {
 	if exists.StatusCode != http.StatusNoContent {
 		t.Fatalf("CheckExistence of a group answered %d", exists.StatusCode)
 	}
-	vaults := mgmt.NewVaultsClientWithBaseURI(cloud.ResourceManagerEndpoint, sub)
-	vaults.Authorizer = authorizer
-	vaults.PollingDelay = 100 * time.Millisecond
+	vaults := vaultsClient(cloud, authorizer, sub)
 	name := uniqueName("go-vault")
 	free, err := vaults.CheckNameAvailability(ctx, mgmt.VaultCheckNameAvailabilityParameters{
 		Name: to.StringPtr(name), Type: to.StringPtr("Microsoft.KeyVault/vaults")})

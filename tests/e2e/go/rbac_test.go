@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	mgmt "github.com/Azure/azure-sdk-for-go/services/keyvault/mgmt/2019-09-01/keyvault"
 	"github.com/Azure/azure-sdk-for-go/services/keyvault/v7.1/keyvault"
@@ -23,9 +22,7 @@ func TestRBAC(t *testing.T) {
 	cloud, authorizer := armAuthorizer(t)
 	sub := "00000000-0000-0000-0000-000000000000"
 
-	vaults := mgmt.NewVaultsClientWithBaseURI(cloud.ResourceManagerEndpoint, sub)
-	vaults.Authorizer = authorizer
-	vaults.PollingDelay = 100 * time.Millisecond
+	vaults := vaultsClient(cloud, authorizer, sub)
 	name := uniqueName("go-rbac")
 	future, err := vaults.CreateOrUpdate(ctx, rg, name, mgmt.VaultCreateOrUpdateParameters{
 		Location: to.StringPtr("westeurope"),
