@@ -79,6 +79,7 @@ static enum kv_status parse_group(const MDB_val *v, struct ks_group *out, struct
 struct put_arg {
     const struct ks_group *group;
     int created;
+    struct ks_group *existing; /* ks_group_ensure(): an existing group is read here, kept */
 };
 
 static enum kv_status put_fn(struct ks_txn *tx, void *arg)
@@ -92,6 +93,8 @@ static enum kv_status put_fn(struct ks_txn *tx, void *arg)
     if (st != KV_OK && st != KV_ERR_KEY_NOT_FOUND)
         return st;
     a->created = st == KV_ERR_KEY_NOT_FOUND;
+    if (!a->created && a->existing != NULL)
+        return parse_group(&old, a->existing, NULL);
     cJSON *rec =
         a->created ? cJSON_CreateObject() : cJSON_ParseWithLength(old.mv_data, old.mv_size);
     if (rec == NULL)
@@ -124,16 +127,41 @@ static enum kv_status put_fn(struct ks_txn *tx, void *arg)
     return st;
 }
 
+/* A valid name and a location. */
+static int group_valid(const struct ks_group *g)
+{
+    return ks_group_name_valid(g->name) && memchr(g->location, '\0', sizeof(g->location)) &&
+           g->location[0] != '\0';
+}
+
 enum kv_status ks_group_put(struct ks_env *env, const struct ks_group *group, int *created)
 {
-    if (!ks_group_name_valid(group->name) ||
-        memchr(group->location, '\0', sizeof(group->location)) == NULL ||
-        group->location[0] == '\0')
+    if (!group_valid(group))
         return KV_ERR_BAD_PARAM;
-    struct put_arg a = {group, 0};
+    struct put_arg a = {group, 0, NULL};
     enum kv_status st = ks_txn_write(env, put_fn, &a);
     if (st == KV_OK && created != NULL)
         *created = a.created;
+    return st;
+}
+
+enum kv_status ks_group_ensure(struct ks_env *env, const struct ks_group *group,
+                               struct ks_group *out, int *created)
+{
+    if (!group_valid(group))
+        return KV_ERR_BAD_PARAM;
+    struct ks_group found = {0};
+    struct put_arg a = {group, 0, &found};
+    enum kv_status st = ks_txn_write(env, put_fn, &a);
+    if (st == KV_OK) {
+        if (a.created) {
+            snprintf(found.name, sizeof(found.name), "%s", group->name);
+            snprintf(found.location, sizeof(found.location), "%s", group->location);
+        }
+        *out = found;
+        if (created != NULL)
+            *created = a.created;
+    }
     return st;
 }
 

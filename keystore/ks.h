@@ -432,6 +432,16 @@ enum kv_status ks_group_put(struct ks_env *env, const struct ks_group *group,
                             int *created) KV_MUST_CHECK;
 
 /**
+ * @brief Create resource group @p group unless a group of its name exists, in one write
+ * transaction: of concurrent calls for one name, one creates it and the others find it.
+ * @param[out] out the group as stored (its name as created, its location).
+ * @param[out] created 1 when this call made it (may be NULL).
+ * @return KV_OK, KV_ERR_BAD_PARAM (bad name or location), KV_ERR_STORE, KV_ERR_NOMEM.
+ */
+enum kv_status ks_group_ensure(struct ks_env *env, const struct ks_group *group,
+                               struct ks_group *out, int *created) KV_MUST_CHECK;
+
+/**
  * @brief Read a resource group, and (@p tags not NULL) its tags, owned by the caller.
  * @return KV_OK, KV_ERR_ARM_NO_GROUP, KV_ERR_STORE, KV_ERR_NOMEM.
  */

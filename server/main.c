@@ -67,14 +67,10 @@ static int mkdir_p(const char *path, mode_t mode)
 /* Resource group @p name, made in location "local" unless it exists. */
 static enum kv_status ensure_group(struct srv *srv, const char *name)
 {
-    struct ks_group g;
-    enum kv_status st = ks_group_get(srv->ks, name, &g, NULL);
-    if (st != KV_ERR_ARM_NO_GROUP)
-        return st;
-    memset(&g, 0, sizeof(g));
-    snprintf(g.name, sizeof(g.name), "%s", name);
-    snprintf(g.location, sizeof(g.location), "local");
-    return ks_group_put(srv->ks, &g, NULL);
+    struct ks_group want = {0}, found;
+    snprintf(want.name, sizeof(want.name), "%s", name);
+    snprintf(want.location, sizeof(want.location), "local");
+    return ks_group_ensure(srv->ks, &want, &found, NULL);
 }
 
 static enum kv_status seed_policies(const struct srv_config *cfg, size_t vi, struct srv *srv)

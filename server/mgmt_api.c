@@ -388,23 +388,14 @@ static void vault_not_found(struct srv_req *req, const char *name)
 static enum kv_status group_ensure(struct srv_req *req, const char *name, const char *location,
                                    char canonical[KS_GROUP_MAX + 1])
 {
-    struct ks_group g;
-    enum kv_status st = ks_group_get(req->srv->ks, name, &g, NULL);
-    snprintf(canonical, KS_GROUP_MAX + 1, "%s", st == KV_OK ? g.name : name);
-    if (st != KV_ERR_ARM_NO_GROUP)
-        return st;
-    memset(&g, 0, sizeof(g));
-    snprintf(g.name, sizeof(g.name), "%s", name);
-    snprintf(g.location, sizeof(g.location), "%s", location);
-    st = ks_group_put(req->srv->ks, &g, NULL);
-    if (st == KV_ERR_ARM_GROUP_LOCATION) {
-        /* another request made it meanwhile, elsewhere: it exists, which is all we need */
-        st = ks_group_get(req->srv->ks, name, &g, NULL);
-        if (st == KV_OK)
-            snprintf(canonical, KS_GROUP_MAX + 1, "%s", g.name);
-        return st;
-    }
+    struct ks_group want = {0}, g;
+    snprintf(want.name, sizeof(want.name), "%s", name);
+    snprintf(want.location, sizeof(want.location), "%s", location);
+    int created = 0;
+    enum kv_status st = ks_group_ensure(req->srv->ks, &want, &g, &created);
     if (st == KV_OK)
+        snprintf(canonical, KS_GROUP_MAX + 1, "%s", g.name);
+    if (created)
         kv_log(KV_LOG_INFO, "resource group '%s' created for a vault by %s", name, req->who.oid);
     return st;
 }

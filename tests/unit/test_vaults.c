@@ -344,6 +344,22 @@ static void resource_groups(void)
     CHECK_ST(ks_group_put(env, &bad, NULL), KV_ERR_BAD_PARAM);
     CHECK_ST(ks_group_put(env, &nowhere, NULL), KV_ERR_BAD_PARAM);
     CHECK_ST(ks_group_get(env, "a/b", &got, NULL), KV_ERR_ARM_NO_GROUP);
+    /* made unless it exists: an existing group is answered as it is, wherever asked for */
+    CHECK_ST(ks_group_ensure(env, &moved, &got, &created), KV_OK);
+    CHECK(!created);
+    CHECK_STR(got.name, "Team-RG");
+    CHECK_STR(got.location, "westeurope");
+    CHECK_ST(ks_group_get(env, "team-rg", &got, &t), KV_OK);
+    CHECK(t.count == 1 && strcmp(got.location, "westeurope") == 0); /* unchanged */
+    ks_tags_clear(&t);
+    struct ks_group fresh = {.name = "Made-Once", .location = "local"};
+    CHECK_ST(ks_group_ensure(env, &fresh, &got, &created), KV_OK);
+    CHECK(created);
+    CHECK_STR(got.name, "Made-Once");
+    CHECK_STR(got.location, "local");
+    CHECK_ST(ks_group_ensure(env, &bad, &got, NULL), KV_ERR_BAD_PARAM);
+    CHECK_ST(ks_group_ensure(env, &nowhere, &got, NULL), KV_ERR_BAD_PARAM);
+    CHECK_ST(ks_group_delete(env, "made-once"), KV_OK);
 
     /* groups are listed in name order, and are not vaults */
     struct ks_group other = {.name = "alpha", .location = "westeurope"};
