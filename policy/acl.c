@@ -452,20 +452,25 @@ size_t pol_policy_list(struct pol_ctx *c, const char *vault, struct pol_access_p
     return n;
 }
 
-/* Whether two assignments have one scope. */
-static int same_scope(const struct pol_role_assignment *a, const struct pol_role_assignment *b)
+int pol_role_same_scope(const struct pol_role_assignment *a,
+                        const struct pol_role_assignment *b)
 {
     return strcasecmp(a->vault, b->vault) == 0 && strcasecmp(a->key, b->key) == 0 &&
            strcasecmp(a->group, b->group) == 0;
 }
 
-const char *const pol_principal_types[] = {"User", "Group", "ServicePrincipal", "ForeignGroup",
-                                           "Device", NULL};
-
-static int principal_type_valid(const char *t)
+int pol_role_same(const struct pol_role_assignment *a, const struct pol_role_assignment *b)
 {
-    for (size_t i = 0; t[0] != '\0' && pol_principal_types[i] != NULL; i++) {
-        if (strcmp(t, pol_principal_types[i]) == 0)
+    return a->role == b->role && strcasecmp(a->principal_id, b->principal_id) == 0 &&
+           pol_role_same_scope(a, b);
+}
+
+int pol_principal_type_valid(const char *t)
+{
+    static const char *const types[] = {"User", "Group", "ServicePrincipal", "ForeignGroup",
+                                        "Device"};
+    for (size_t i = 0; t[0] != '\0' && i < sizeof(types) / sizeof(types[0]); i++) {
+        if (strcmp(t, types[i]) == 0)
             return 1;
     }
     return t[0] == '\0';
@@ -483,7 +488,7 @@ enum kv_status pol_role_put(struct pol_ctx *c, const struct pol_role_assignment 
                            (ra->group[0] != '\0' && !ks_group_name_valid(ra->group))) ||
         (ra->key[0] != '\0' && !ks_key_name_valid(ra->key)) ||
         memchr(ra->principal_type, '\0', sizeof(ra->principal_type)) == NULL ||
-        !principal_type_valid(ra->principal_type) ||
+        !pol_principal_type_valid(ra->principal_type) ||
         memchr(ra->description, '\0', sizeof(ra->description)) == NULL ||
         memchr(ra->updated_by, '\0', sizeof(ra->updated_by)) == NULL ||
         copy_lower(key, sizeof(key), ra->id, strlen(ra->id)) != 0)
@@ -498,8 +503,7 @@ enum kv_status pol_role_put(struct pol_ctx *c, const struct pol_role_assignment 
     enum kv_status st = KV_OK;
     for (size_t i = 0; st == KV_OK && i < c->n_roles; i++) {
         const struct pol_role_assignment *r = &c->roles[i];
-        int same = r->role == ra->role && strcasecmp(r->principal_id, ra->principal_id) == 0 &&
-                   same_scope(r, ra);
+        int same = pol_role_same(r, ra);
         if (strcasecmp(r->id, ra->id) == 0) {
             st = same ? KV_OK : KV_ERR_ARM_ROLE_UPDATE;
             rec.created = r->created; /* an update keeps the creation */

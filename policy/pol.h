@@ -204,14 +204,21 @@ struct pol_role_assignment {
     char key[KS_NAME_MAX + 1];         /**< "" = the whole vault */
     char group[KS_GROUP_MAX + 1];      /**< a group's scope (vault ""); "" otherwise */
     /* What Resource Manager tells about an assignment; none of it decides access. */
-    char principal_type[POL_PRINCIPAL_TYPE_MAX]; /**< one of pol_principal_types; "" = unsaid */
+    char principal_type[POL_PRINCIPAL_TYPE_MAX]; /**< see pol_principal_type_valid(); "" = unsaid */
     char description[POL_DESCRIPTION_MAX];       /**< "" = none */
     int64_t created, updated; /**< kvmock's clock; 0 = unknown (made by an older kvmock) */
     char created_by[POL_ID_MAX], updated_by[POL_ID_MAX]; /**< object ids; "" = the config */
 };
 
-/** The principal types an assignment may name, NULL-terminated. */
-extern const char *const pol_principal_types[];
+/** @brief Whether @p type is a principal type an assignment may name ("" = unsaid). */
+int pol_principal_type_valid(const char *type);
+
+/** @brief Whether two assignments have one scope (names compared in any case). */
+int pol_role_same_scope(const struct pol_role_assignment *a,
+                        const struct pol_role_assignment *b);
+
+/** @brief Whether two assignments are one: the same principal, role and scope. */
+int pol_role_same(const struct pol_role_assignment *a, const struct pol_role_assignment *b);
 
 /**
  * @brief Parse a scope: "/vaults/V[/keys/K]" or the ARM form

@@ -498,10 +498,7 @@ static enum kv_status parse_roles(struct srv_config *cfg, const cJSON *list, cha
             kv_str_uuid(r->id, h);
         }
         for (size_t j = 0; j < cfg->n_roles; j++) {
-            const struct pol_role_assignment *o2 = &cfg->roles[j];
-            if (o2->role == r->role && strcasecmp(o2->principal_id, r->principal_id) == 0 &&
-                strcasecmp(o2->vault, r->vault) == 0 && strcasecmp(o2->key, r->key) == 0 &&
-                strcasecmp(o2->group, r->group) == 0 && strcasecmp(o2->id, r->id) != 0)
+            if (pol_role_same(&cfg->roles[j], r) && strcasecmp(cfg->roles[j].id, r->id) != 0)
                 return fail(err, cap,
                             "config: %s gives roleAssignments[%zu]'s principal, role and scope "
                             "another name: one assignment has one name",

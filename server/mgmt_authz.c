@@ -499,16 +499,15 @@ static void assignments_list(struct srv_req *req, const char *scope)
 /* GET or DELETE of assignment @p id: it answers only at its own scope. */
 static void assignment_get_or_delete(struct srv_req *req, const char *scope, const char *id)
 {
-    struct pol_role_assignment r;
-    char sv[KS_VAULT_NAME_MAX + 1], sk[KS_NAME_MAX + 1], sg[KS_GROUP_MAX + 1];
+    struct pol_role_assignment r, at;
     int found = pol_role_get(req->srv->pol, id, &r);
     int del = strcmp(req->ri->request_method, "DELETE") == 0;
     if (!found && !kv_str_is_uuid(id)) { /* a configured assignment may have any name */
         bad_id(req, id);
         return;
     }
-    if (found && (pol_scope_parse(scope, sv, sk, sg) != KV_OK || strcasecmp(sv, r.vault) != 0 ||
-                  strcasecmp(sk, r.key) != 0 || strcasecmp(sg, r.group) != 0))
+    if (found && (pol_scope_parse(scope, at.vault, at.key, at.group) != KV_OK ||
+                  !pol_role_same_scope(&r, &at)))
         found = 0;
     if (!found) {
         if (del)
@@ -566,11 +565,8 @@ static void assignment_put(struct srv_req *req, const char *scope, const char *i
                        "properties.principalType and properties.description are strings.");
         return;
     }
-    if (cJSON_IsString(type) && type->valuestring[0] != '\0') {
-        int known = 0;
-        for (size_t i = 0; pol_principal_types[i] != NULL; i++)
-            known |= strcmp(type->valuestring, pol_principal_types[i]) == 0;
-        if (!known) {
+    if (cJSON_IsString(type)) {
+        if (!pol_principal_type_valid(type->valuestring)) {
             srv_send_errorf(req, KV_ERR_ARM_BAD_REQUEST,
                             "The principal type '%.40s' is not one of User, Group, "
                             "ServicePrincipal, ForeignGroup and Device.",
