@@ -690,14 +690,8 @@ static void vault_list(struct srv_req *req, int as_resources)
         if (item != NULL)
             cJSON_AddItemToArray(value, item);
     }
-    if (value != NULL && n > (size_t)max) {
-        char link[2048];
-        srv_arm_next_link(req, names[max - 1], link, sizeof(link));
-        if (cJSON_AddStringToObject(doc, "nextLink", link) == NULL)
-            value = NULL;
-    }
+    srv_arm_send_page(req, doc, value != NULL, n > (size_t)max ? names[max - 1] : NULL);
     free(names);
-    srv_send_json(req, 200, value ? doc : (cJSON_Delete(doc), NULL));
 }
 
 /* PUT .../accessPolicies/{add|replace|remove} */
@@ -889,17 +883,7 @@ static void deleted_vault_list(struct srv_req *req)
         if (!ok)
             cJSON_Delete(it);
     }
-    if (ok && next[0] != '\0') {
-        char link[2048];
-        srv_arm_next_link(req, next, link, sizeof(link));
-        ok = cJSON_AddStringToObject(doc, "nextLink", link) != NULL;
-    }
-    if (!ok) {
-        cJSON_Delete(doc);
-        srv_send_error(req, KV_ERR_NOMEM, NULL);
-        return;
-    }
-    srv_send_json(req, 200, doc);
+    srv_arm_send_page(req, doc, ok, next);
 }
 
 /* GET .../locations/L/deletedVaults/V */
@@ -1265,9 +1249,23 @@ static cJSON *group_json(const struct srv_req *req, const struct ks_group *g,
     return o;
 }
 
-static void group_not_found(struct srv_req *req, const char *name)
+void srv_arm_group_not_found(struct srv_req *req, const char *name)
 {
     srv_send_errorf(req, KV_ERR_ARM_NO_GROUP, "Resource group '%.100s' could not be found.", name);
+}
+
+void srv_arm_send_page(struct srv_req *req, cJSON *doc, int ok, const char *next)
+{
+    if (ok && next != NULL && next[0] != '\0') {
+        char link[2048];
+        srv_arm_next_link(req, next, link, sizeof(link)); /* skip tokens are URL-safe */
+        ok = cJSON_AddStringToObject(doc, "nextLink", link) != NULL;
+    }
+    if (!ok) {
+        cJSON_Delete(doc);
+        doc = NULL; /* answered as out of memory */
+    }
+    srv_send_json(req, 200, doc);
 }
 
 /* Answer group @p name with @p status: 200, or 201 when just created. */
@@ -1277,7 +1275,7 @@ static void group_answer(struct srv_req *req, const char *name, int status)
     struct ks_tags t = {0};
     enum kv_status st = ks_group_get(req->srv->ks, name, &g, &t);
     if (st == KV_ERR_ARM_NO_GROUP)
-        group_not_found(req, name);
+        srv_arm_group_not_found(req, name);
     else if (st != KV_OK)
         srv_send_error(req, st, NULL);
     else
@@ -1295,7 +1293,7 @@ static void group_put(struct srv_req *req, const char *name, int patch)
     struct ks_group g = {0}, old;
     int exists = ks_group_get(req->srv->ks, name, &old, NULL) == KV_OK;
     if (patch && !exists) {
-        group_not_found(req, name);
+        srv_arm_group_not_found(req, name);
         return;
     }
     const char *location = patch ? old.location : put_location(req);
@@ -1336,7 +1334,7 @@ static void group_delete(struct srv_req *req, const char *name)
     struct ks_group g;
     enum kv_status st = ks_group_get(req->srv->ks, name, &g, NULL);
     if (st == KV_ERR_ARM_NO_GROUP) {
-        group_not_found(req, name);
+        srv_arm_group_not_found(req, name);
         return;
     }
     char(*names)[KS_VAULT_NAME_MAX + 1] = st == KV_OK ? calloc(256, sizeof(*names)) : NULL;

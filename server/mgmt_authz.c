@@ -349,6 +349,32 @@ struct where {
     char group[KS_GROUP_MAX + 1]; /* of the vault, for a vault's or key's scope */
 };
 
+/* Whether the vault a scope names (@p vault not "", read into @p v), else its group
+ * (@p group not ""), exists as the request's path reaches it: KV_OK, KV_ERR_ARM_NOT_FOUND or
+ * KV_ERR_ARM_NO_GROUP. */
+static enum kv_status scope_status(struct srv_req *req, const char *vault, const char *group,
+                                   struct ks_vault *v)
+{
+    struct ks_group g;
+    if (vault[0] != '\0')
+        return ks_vault_get(req->srv->ks, vault, v) == KV_OK && srv_in_path_group(req, v)
+                   ? KV_OK
+                   : KV_ERR_ARM_NOT_FOUND;
+    if (group[0] != '\0' && ks_group_get(req->srv->ks, group, &g, NULL) != KV_OK)
+        return KV_ERR_ARM_NO_GROUP;
+    return KV_OK;
+}
+
+/* Answer scope_status()'s @p st. */
+static void scope_not_found(struct srv_req *req, enum kv_status st, const char *vault,
+                            const char *group)
+{
+    if (st == KV_ERR_ARM_NO_GROUP)
+        srv_arm_group_not_found(req, group);
+    else
+        srv_send_errorf(req, KV_ERR_ARM_NOT_FOUND, "The vault '%s' was not found.", vault);
+}
+
 /* Parse the request's scope and check that what it names exists; else answer. */
 static int scope_find(struct srv_req *req, const char *scope, struct where *w)
 {
@@ -361,18 +387,13 @@ static int scope_find(struct srv_req *req, const char *scope, struct where *w)
         return 0;
     }
     struct ks_vault v;
-    struct ks_group g;
-    if (w->vault[0] != '\0') {
-        if (ks_vault_get(req->srv->ks, w->vault, &v) != KV_OK || !srv_in_path_group(req, &v)) {
-            srv_send_errorf(req, KV_ERR_ARM_NOT_FOUND, "The vault '%s' was not found.", w->vault);
-            return 0;
-        }
-        snprintf(w->group, sizeof(w->group), "%s", srv_vault_group(&v));
-    } else if (w->group[0] != '\0' && ks_group_get(req->srv->ks, w->group, &g, NULL) != KV_OK) {
-        srv_send_errorf(req, KV_ERR_ARM_NO_GROUP, "Resource group '%.100s' could not be found.",
-                        w->group);
+    enum kv_status st = scope_status(req, w->vault, w->group, &v);
+    if (st != KV_OK) {
+        scope_not_found(req, st, w->vault, w->group);
         return 0;
     }
+    if (w->vault[0] != '\0')
+        snprintf(w->group, sizeof(w->group), "%s", srv_vault_group(&v));
     return 1;
 }
 
@@ -623,19 +644,13 @@ static void assignment_put(struct srv_req *req, const char *scope, const char *i
      * transaction: if it was deleted meanwhile, its deletion may have removed its
      * assignments before this one came, so this one goes too, as if it had come first. */
     struct ks_vault v;
-    struct ks_group g;
-    int gone = r.vault[0] != '\0'   ? ks_vault_get(req->srv->ks, r.vault, &v) != KV_OK
-               : r.group[0] != '\0' ? ks_group_get(req->srv->ks, r.group, &g, NULL) != KV_OK
-                                    : 0;
-    if (st == KV_OK && gone) {
+    enum kv_status gone = st == KV_OK ? scope_status(req, r.vault, r.group, &v) : KV_OK;
+    if (gone != KV_OK) {
         st = pol_role_remove(req->srv->pol, id);
         if (st != KV_OK && st != KV_ERR_BAD_PARAM) /* else removed, by this or the deletion */
             srv_send_error(req, st, NULL);
-        else if (r.vault[0] != '\0')
-            srv_send_errorf(req, KV_ERR_ARM_NOT_FOUND, "The vault '%s' was not found.", r.vault);
         else
-            srv_send_errorf(req, KV_ERR_ARM_NO_GROUP, "Resource group '%.100s' could not be found.",
-                            r.group);
+            scope_not_found(req, gone, r.vault, r.group);
         return;
     }
     if (st != KV_OK) {

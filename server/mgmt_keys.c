@@ -262,13 +262,8 @@ static void key_list(struct srv_req *req, const struct ks_vault *v, const char *
         if (!ok)
             cJSON_Delete(it);
     }
-    if (ok && page->next[0] != '\0') {
-        char link[2048];
-        srv_arm_next_link(req, page->next, link, sizeof(link)); /* skip tokens are URL-safe */
-        ok = cJSON_AddStringToObject(doc, "nextLink", link) != NULL;
-    }
+    srv_arm_send_page(req, doc, ok, page->next);
     ks_key_page_free(page);
-    srv_send_json(req, 200, ok ? doc : (cJSON_Delete(doc), NULL));
 }
 
 void srv_mgmt_vault_keys(struct srv_req *req, const struct ks_vault *v, const char *vault_id,

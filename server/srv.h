@@ -233,6 +233,16 @@ enum kv_status srv_key_tags_parse(const cJSON *body, struct ks_tags *out, char *
  */
 void srv_arm_next_link(const struct srv_req *req, const char *token, char *out, size_t cap);
 
+/**
+ * @brief Answer a management-plane list page, taking @p doc ({"value": [...]}): with a
+ * `nextLink` to @p next when it is not NULL or empty; out of memory when @p ok is 0 (a part
+ * of the page could not be built) (mgmt_api.c).
+ */
+void srv_arm_send_page(struct srv_req *req, cJSON *doc, int ok, const char *next);
+
+/** @brief Answer 404 ResourceGroupNotFound for group @p name (mgmt_api.c). */
+void srv_arm_group_not_found(struct srv_req *req, const char *name);
+
 /** @brief A vault's resource group: the one it was created in; POL_RESOURCE_GROUP for a
  * vault of the configuration file (mgmt_api.c). */
 const char *srv_vault_group(const struct ks_vault *v);
