@@ -865,18 +865,12 @@ static void deleted_vault_list(struct srv_req *req)
     struct ks_deleted_vault page[KS_PAGE_MAX];
     size_t n = 0;
     char next[KS_VAULT_NAME_MAX + 1];
-    enum kv_status st = ks_deleted_vault_list(req->srv->ks, skip, max, page, &n, next);
-    if (st == KV_ERR_BAD_SKIPTOKEN) {
-        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST, "The $skiptoken is not valid.");
+    cJSON *value = NULL;
+    cJSON *doc = srv_arm_page_begin(
+        req, ks_deleted_vault_list(req->srv->ks, skip, max, page, &n, next), &value);
+    if (doc == NULL)
         return;
-    }
-    if (st != KV_OK) {
-        srv_send_error(req, st, NULL);
-        return;
-    }
-    cJSON *doc = cJSON_CreateObject();
-    cJSON *value = doc ? cJSON_AddArrayToObject(doc, "value") : NULL;
-    int ok = value != NULL;
+    int ok = 1;
     for (size_t i = 0; ok && i < n; i++) {
         cJSON *it = deleted_vault_json(req, &page[i], "local");
         ok = it != NULL && cJSON_AddItemToArray(value, it);
@@ -1252,6 +1246,26 @@ static cJSON *group_json(const struct srv_req *req, const struct ks_group *g,
 void srv_arm_group_not_found(struct srv_req *req, const char *name)
 {
     srv_send_errorf(req, KV_ERR_ARM_NO_GROUP, "Resource group '%.100s' could not be found.", name);
+}
+
+cJSON *srv_arm_page_begin(struct srv_req *req, enum kv_status st, cJSON **value)
+{
+    if (st == KV_ERR_BAD_SKIPTOKEN) {
+        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST, "The $skiptoken is not valid.");
+        return NULL;
+    }
+    if (st != KV_OK) {
+        srv_send_error(req, st, NULL);
+        return NULL;
+    }
+    cJSON *doc = cJSON_CreateObject();
+    *value = doc ? cJSON_AddArrayToObject(doc, "value") : NULL;
+    if (*value == NULL) {
+        cJSON_Delete(doc);
+        srv_send_error(req, KV_ERR_NOMEM, NULL);
+        return NULL;
+    }
+    return doc;
 }
 
 void srv_arm_send_page(struct srv_req *req, cJSON *doc, int ok, const char *next)

@@ -245,17 +245,13 @@ static void key_list(struct srv_req *req, const struct ks_vault *v, const char *
         key_not_found(req, v->name, name);
         return;
     }
-    if (st == KV_ERR_BAD_SKIPTOKEN) {
-        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST, "The $skiptoken is not valid.");
+    cJSON *value = NULL;
+    cJSON *doc = srv_arm_page_begin(req, st, &value);
+    if (doc == NULL) {
+        ks_key_page_free(page);
         return;
     }
-    if (st != KV_OK) {
-        srv_send_error(req, st, NULL);
-        return;
-    }
-    cJSON *doc = cJSON_CreateObject();
-    cJSON *value = doc ? cJSON_AddArrayToObject(doc, "value") : NULL;
-    int ok = value != NULL;
+    int ok = 1;
     for (size_t i = 0; ok && i < page->count; i++) {
         cJSON *it = key_json(req, v, vault_id, page->items[i], name != NULL, name == NULL);
         ok = it != NULL && cJSON_AddItemToArray(value, it);

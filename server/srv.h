@@ -234,6 +234,13 @@ enum kv_status srv_key_tags_parse(const cJSON *body, struct ks_tags *out, char *
 void srv_arm_next_link(const struct srv_req *req, const char *token, char *out, size_t cap);
 
 /**
+ * @brief Begin a management-plane list page after the keystore's answer @p st: the
+ * document, its "value" array in @p value; NULL once the error is answered (400 for a
+ * $skiptoken that is not valid, @p st's own, or out of memory) (mgmt_api.c).
+ */
+cJSON *srv_arm_page_begin(struct srv_req *req, enum kv_status st, cJSON **value);
+
+/**
  * @brief Answer a management-plane list page, taking @p doc ({"value": [...]}): with a
  * `nextLink` to @p next when it is not NULL or empty; out of memory when @p ok is 0 (a part
  * of the page could not be built) (mgmt_api.c).
