@@ -1468,9 +1468,10 @@ int srv_mgmt_endpoint(struct srv_req *req)
     /* {scope}/providers/Microsoft.Authorization/roleAssignments[/{id}] and
      * .../roleDefinitions[/{id}] (mgmt_authz.c) */
     for (size_t i = 0; i + 2 < req->nseg; i++) {
+        if (!seg_is(req, i, "providers") || !seg_is(req, i + 1, "Microsoft.Authorization"))
+            continue; /* every data-plane request passes here: one comparison a segment */
         int defs = seg_is(req, i + 2, "roleDefinitions");
-        if (!seg_is(req, i, "providers") || !seg_is(req, i + 1, "Microsoft.Authorization") ||
-            (!defs && !seg_is(req, i + 2, "roleAssignments")))
+        if (!defs && !seg_is(req, i + 2, "roleAssignments"))
             continue;
         const char *method = req->ri->request_method;
         const char *id = i + 4 == req->nseg ? req->seg[i + 3] : NULL;
