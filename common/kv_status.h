@@ -42,6 +42,8 @@ enum kv_status {
     /* 403 Forbidden */
     KV_ERR_ACCESS_DENIED,     /**< access policy denies the permission */
     KV_ERR_RBAC_DENIED,       /**< role assignments deny the data action */
+    KV_ERR_FIREWALL_DENIED,   /**< the vault's network rules do not let the client in */
+    KV_ERR_PUBLIC_DISABLED,   /**< the vault's public network access is disabled */
     KV_ERR_KEY_OP_FORBIDDEN,  /**< the operation is not in the version's key_ops */
     KV_ERR_KEY_DISABLED,      /**< the key version is disabled */
     KV_ERR_KEY_NOT_YET_VALID, /**< now is before the version's nbf */

@@ -245,6 +245,40 @@ struct ks_tags {
 /** @brief Free the tag strings and reset to empty. */
 void ks_tags_clear(struct ks_tags *tags);
 
+/* ---- a vault's network rules (its firewall) ------------------------------------ */
+
+#define KS_IP_RULES_MAX   1000 /**< Key Vault's limit of IP rules a vault */
+#define KS_VNET_RULES_MAX 200  /**< and of virtual network rules */
+#define KS_VNET_ID_MAX    1024 /**< a subnet's resource id */
+
+struct ks_vnet_rule {
+    char *id;           /**< the subnet's resource id, owned */
+    int ignore_missing; /**< ignoreMissingVnetServiceEndpoint */
+};
+
+/** The rule lists of a vault's networkAcls. */
+struct ks_net_rules {
+    size_t ip_count;
+    char **ip; /**< CIDR ranges in their canonical text (kv_cidr_format), owned */
+    size_t vnet_count;
+    struct ks_vnet_rule *vnet; /**< owned */
+};
+
+/** @brief Free the rules and reset to none. */
+void ks_net_rules_clear(struct ks_net_rules *rules);
+
+struct cJSON;
+struct ks_vault;
+
+/**
+ * @brief A vault's networkAcls in Resource Manager's shape, which is also the shape its
+ * record keeps: `{"bypass", "defaultAction", "ipRules": [{"value"}],
+ * "virtualNetworkRules": [{"id", "ignoreMissingVnetServiceEndpoint"}]}`, from @p v's
+ * flags and the lists @p rules (NULL: none).
+ * @return a new cJSON object, or NULL when out of memory.
+ */
+struct cJSON *ks_net_acls_json(const struct ks_vault *v, const struct ks_net_rules *rules);
+
 /* ---- vaults ----------------------------------------------------------------- */
 
 #define KS_LOCATION_MAX 64 /**< an Azure region's name, e.g. "westeurope" */
@@ -265,7 +299,28 @@ struct ks_vault {
      * the stored ones; NULL keeps them (a new vault has none). Borrowed. Reads leave it
      * NULL: ks_vault_tags() reads a vault's tags. */
     const struct ks_tags *tags;
+    int premium;                 /**< sku "premium" (else "standard") */
+    int for_deployment;          /**< enabledForDeployment */
+    int for_disk_encryption;     /**< enabledForDiskEncryption */
+    int for_template_deployment; /**< enabledForTemplateDeployment */
+    int public_network_disabled; /**< publicNetworkAccess "Disabled" */
+    /** networkAcls was given; without it the vault has no network rules, and the three
+     * below are 0 */
+    int net_acls;
+    int net_deny;        /**< networkAcls.defaultAction "Deny" (else "Allow") */
+    int net_bypass_none; /**< networkAcls.bypass "None" (else "AzureServices") */
+    /** In, as @ref tags: the rule lists to store with networkAcls; NULL keeps the stored
+     * ones (none without networkAcls). Reads leave it NULL: ks_vault_net_rules() reads
+     * them, which only a vault with @ref net_deny needs on a request. */
+    const struct ks_net_rules *net_rules;
 };
+
+/**
+ * @brief Copy the properties kvmock keeps for Resource Manager (the sku, the enabledFor*
+ * switches, publicNetworkAccess and networkAcls' flags) from @p from to @p to, and set
+ * to->net_rules to NULL, so that ks_vault_put() keeps the stored rule lists as well.
+ */
+void ks_vault_copy_arm_props(struct ks_vault *to, const struct ks_vault *from);
 
 /**
  * @brief Create or replace a vault's properties.
@@ -289,6 +344,15 @@ enum kv_status ks_vault_get(struct ks_env *env, const char *name,
  */
 enum kv_status ks_vault_tags(struct ks_env *env, const char *name, int deleted,
                              struct ks_tags *out) KV_MUST_CHECK;
+
+/**
+ * @brief Read the rule lists of a vault's networkAcls.
+ * @param[out] out the rules, owned by the caller (ks_net_rules_clear()); empty when it
+ *   has none.
+ * @return KV_OK, KV_ERR_VAULT_NOT_FOUND, KV_ERR_STORE, KV_ERR_NOMEM.
+ */
+enum kv_status ks_vault_net_rules(struct ks_env *env, const char *name,
+                                  struct ks_net_rules *out) KV_MUST_CHECK;
 
 /**
  * @brief Delete a vault with every key and version in it, in one transaction.

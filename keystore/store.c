@@ -596,6 +596,24 @@ void ks_vault_from_json(const cJSON *o, const char *lname, struct ks_vault *out)
     v.rbac = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "enableRbacAuthorization"));
     const cJSON *days = cJSON_GetObjectItemCaseSensitive(o, "softDeleteRetentionInDays");
     v.retention_days = cJSON_IsNumber(days) ? days->valueint : 90;
+    const char *sku = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "sku"));
+    v.premium = sku != NULL && strcmp(sku, "premium") == 0;
+    v.for_deployment = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "enabledForDeployment"));
+    v.for_disk_encryption =
+        cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "enabledForDiskEncryption"));
+    v.for_template_deployment =
+        cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "enabledForTemplateDeployment"));
+    const char *pna = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "publicNetworkAccess"));
+    v.public_network_disabled = pna != NULL && strcmp(pna, "Disabled") == 0;
+    const cJSON *acls = cJSON_GetObjectItemCaseSensitive(o, "networkAcls");
+    if (cJSON_IsObject(acls)) {
+        const char *action =
+            cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(acls, "defaultAction"));
+        const char *bypass = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(acls, "bypass"));
+        v.net_acls = 1;
+        v.net_deny = action != NULL && strcmp(action, "Deny") == 0;
+        v.net_bypass_none = bypass != NULL && strcmp(bypass, "None") == 0;
+    }
     *out = v;
 }
 
@@ -629,7 +647,9 @@ enum kv_status ks_vault_write(struct ks_txn *tx, const struct ks_vault *vault)
         vault->retention_days > 90 || (vault->purge_protection && !vault->soft_delete) ||
         memchr(vault->location, '\0', sizeof(vault->location)) == NULL ||
         memchr(vault->group, '\0', sizeof(vault->group)) == NULL ||
-        (vault->group[0] != '\0' && !ks_group_name_valid(vault->group)))
+        (vault->group[0] != '\0' && !ks_group_name_valid(vault->group)) ||
+        (vault->net_rules != NULL && !ks_net_rules_valid(vault->net_rules)) ||
+        (!vault->net_acls && (vault->net_deny || vault->net_bypass_none)))
         return KV_ERR_BAD_PARAM;
     struct ks_vault old;
     enum kv_status st = ks_vault_read(tx, vault->name, &old);
@@ -639,20 +659,33 @@ enum kv_status ks_vault_write(struct ks_txn *tx, const struct ks_vault *vault)
     /* Purge protection cannot be turned off once on. */
     if (st == KV_OK && old.purge_protection && !vault->purge_protection)
         return KV_ERR_PURGE_PROTECTED;
-    /* The tags: the given ones, else the stored ones, kept as they are. */
-    cJSON *tags = NULL;
-    if (vault->tags != NULL) {
-        tags = ks_tags_to_json(vault->tags);
-        if (tags == NULL)
-            return KV_ERR_NOMEM;
-    } else if (st == KV_OK) {
+    /* The tags and the network rule lists: the given ones, else the stored ones. */
+    cJSON *tags = NULL, *acls = NULL, *rec = NULL;
+    struct ks_net_rules kept = {0};
+    const struct ks_net_rules *rules = vault->net_rules;
+    if (exists && (vault->tags == NULL || (vault->net_acls && rules == NULL))) {
         MDB_val raw;
         st = ks_txn_get(tx, tx->env->db_vaults, vault->name, strlen(vault->name), &raw);
-        cJSON *rec = st == KV_OK ? cJSON_ParseWithLength(raw.mv_data, raw.mv_size) : NULL;
+        rec = st == KV_OK ? cJSON_ParseWithLength(raw.mv_data, raw.mv_size) : NULL;
         if (st != KV_OK || rec == NULL)
             return st != KV_OK ? st : KV_ERR_STORE;
+    }
+    st = KV_OK;
+    if (vault->net_acls && rules == NULL && rec != NULL) {
+        st = ks_net_rules_from_json(cJSON_GetObjectItemCaseSensitive(rec, "networkAcls"), &kept);
+        rules = &kept;
+    }
+    if (st == KV_OK && vault->net_acls && (acls = ks_net_acls_json(vault, rules)) == NULL)
+        st = KV_ERR_NOMEM;
+    if (st == KV_OK && vault->tags != NULL && (tags = ks_tags_to_json(vault->tags)) == NULL)
+        st = KV_ERR_NOMEM;
+    else if (st == KV_OK && vault->tags == NULL && rec != NULL)
         tags = cJSON_DetachItemFromObjectCaseSensitive(rec, "tags");
-        cJSON_Delete(rec);
+    cJSON_Delete(rec);
+    ks_net_rules_clear(&kept);
+    if (st != KV_OK) {
+        cJSON_Delete(acls);
+        return st;
     }
     st = KV_ERR_NOMEM;
     char *json = NULL;
@@ -673,12 +706,27 @@ enum kv_status ks_vault_write(struct ks_txn *tx, const struct ks_vault *vault)
             goto out;
         tags = NULL; /* owned by o */
     }
+    /* the rest of Resource Manager's properties, when not their defaults */
+    if ((vault->premium && !cJSON_AddStringToObject(o, "sku", "premium")) ||
+        (vault->for_deployment && !cJSON_AddTrueToObject(o, "enabledForDeployment")) ||
+        (vault->for_disk_encryption && !cJSON_AddTrueToObject(o, "enabledForDiskEncryption")) ||
+        (vault->for_template_deployment &&
+         !cJSON_AddTrueToObject(o, "enabledForTemplateDeployment")) ||
+        (vault->public_network_disabled &&
+         !cJSON_AddStringToObject(o, "publicNetworkAccess", "Disabled")))
+        goto out;
+    if (acls != NULL) {
+        if (!cJSON_AddItemToObject(o, "networkAcls", acls))
+            goto out;
+        acls = NULL; /* owned by o */
+    }
     json = cJSON_PrintUnformatted(o);
     if (json != NULL)
         st = ks_txn_put(tx, tx->env->db_vaults, vault->name, strlen(vault->name), json,
                         strlen(json));
 out:
     cJSON_Delete(tags);
+    cJSON_Delete(acls);
     cJSON_Delete(o);
     cJSON_free(json);
     return st;

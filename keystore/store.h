@@ -67,6 +67,14 @@ enum kv_status ks_tags_from_json(const cJSON *o, struct ks_tags *out) KV_MUST_CH
 /** @brief A record's "tags" object; NULL when out of memory. */
 cJSON *ks_tags_to_json(const struct ks_tags *t);
 
+/** @brief Whether @p r is within Key Vault's limits, with every IP rule a CIDR range in
+ * its canonical text (kv_cidr_format) and every subnet id of 1..KS_VNET_ID_MAX bytes. */
+int ks_net_rules_valid(const struct ks_net_rules *r);
+
+/** @brief The rule lists of a record's "networkAcls" object (NULL: none).
+ * @return KV_OK, KV_ERR_NOMEM. */
+enum kv_status ks_net_rules_from_json(const cJSON *acls, struct ks_net_rules *out) KV_MUST_CHECK;
+
 /** @brief A vault's properties from its record (a live vault's, or the one a deleted
  * vault's record keeps), named @p lname. */
 void ks_vault_from_json(const cJSON *o, const char *lname, struct ks_vault *out);

@@ -299,6 +299,20 @@ size_t pol_role_list(struct pol_ctx *ctx, const struct ks_vault *vault,
 int pol_role_get(struct pol_ctx *ctx, const char *id, struct pol_role_assignment *out);
 
 /**
+ * @brief Decide whether a data-plane request from the address @p client (as the
+ * socket reports it) passes @p vault's network rules, as Key Vault's firewall
+ * decides before it looks at permissions. With public network access disabled
+ * nothing passes: kvmock has no private links and no trusted services. A vault that
+ * denies by default lets in an address in one of @p rules' IP ranges; virtual
+ * network rules never match, as no request comes through a virtual network.
+ * @param rules the vault's rule lists (ks_vault_net_rules()); may be NULL when the
+ *   vault does not deny by default.
+ * @return KV_OK, KV_ERR_PUBLIC_DISABLED, KV_ERR_FIREWALL_DENIED.
+ */
+enum kv_status pol_network_allowed(const struct ks_vault *vault, const struct ks_net_rules *rules,
+                                   const char *client);
+
+/**
  * @brief Decide whether @p who may use @p perm on @p vault, and for a key scope
  * on the key @p key_name (may be NULL). Under access policies, an entry for the
  * caller's tenant and object id (and application id, when the entry names one)

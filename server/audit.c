@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kv_ip.h"
 #include "kv_log.h"
 #include "kv_str.h"
 #include "srv.h"
@@ -357,7 +358,7 @@ static char *record_text(const struct srv_req *req, int status)
     kv_json_str(&j, "resultType", status >= 200 && status < 300 ? "Success" : "Failure");
     kv_json_str(&j, "resultSignature", reason(status));
     kv_json_int(&j, "durationMs", duration);
-    kv_json_str(&j, "callerIpAddress", req->ri->remote_addr);
+    kv_json_str(&j, "callerIpAddress", kv_ip_unmapped(req->ri->remote_addr));
     kv_json_str(&j, "correlationId", req->request_id);
     kv_json_open(&j, "identity", '{');
     kv_json_open(&j, "claim", '{');

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "kv_file.h"
+#include "kv_ip.h"
 #include "kv_log.h"
 #include "kv_str.h"
 #include "srv.h"
@@ -124,6 +125,35 @@ static enum kv_status take_name_version(struct srv_req *req, const struct srv_ro
     return KV_OK;
 }
 
+/* Key Vault's firewall, which decides before the permissions. Its refusals name the
+ * client's address, the caller and the vault, as Key Vault's do. */
+static enum kv_status firewall(struct srv_req *req, const struct ks_vault *vault)
+{
+    struct ks_net_rules rules = {0};
+    enum kv_status st =
+        vault->net_deny ? ks_vault_net_rules(req->srv->ks, vault->name, &rules) : KV_OK;
+    if (st == KV_OK)
+        st = pol_network_allowed(vault, &rules, req->ri->remote_addr);
+    ks_net_rules_clear(&rules);
+    if (st == KV_ERR_FIREWALL_DENIED)
+        srv_send_errorf(req, st,
+                        "Client address is not authorized and caller is not a trusted "
+                        "service.\r\nClient address: %s\r\nCaller: appid=%s;oid=%s;"
+                        "iss=https://sts.windows.net/%s/\r\nVault: %s;location=%s",
+                        kv_ip_unmapped(req->ri->remote_addr), req->who.appid, req->who.oid,
+                        req->who.tid, vault->name, ks_vault_location(vault));
+    else if (st == KV_ERR_PUBLIC_DISABLED)
+        srv_send_errorf(req, st,
+                        "Public network access is disabled and request is not from a trusted "
+                        "service nor via an approved private link.\r\nCaller: appid=%s;oid=%s;"
+                        "iss=https://sts.windows.net/%s/\r\nVault: %s;location=%s",
+                        req->who.appid, req->who.oid, req->who.tid, vault->name,
+                        ks_vault_location(vault));
+    else if (st != KV_OK)
+        srv_send_error(req, st, NULL);
+    return st;
+}
+
 static void vault_api(struct srv_req *req)
 {
     if (srv_resolve_vault(req) != KV_OK) {
@@ -176,6 +206,8 @@ static void vault_api(struct srv_req *req)
     req->route = route->pattern;
     req->route_def = route;
     if (take_name_version(req, route, name, version) != KV_OK)
+        return;
+    if ((vault.public_network_disabled || vault.net_deny) && firewall(req, &vault) != KV_OK)
         return;
 
     st = pol_allowed(req->srv->pol, &req->who, &vault, req->key_name[0] ? req->key_name : NULL,

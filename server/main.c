@@ -135,7 +135,12 @@ static enum kv_status apply_config(const struct srv_config *cfg, struct srv *srv
                    v->name);
             return KV_ERR_BAD_PARAM;
         }
-        st = ks_vault_put(srv->ks, v);
+        /* the file names none of the properties kvmock keeps for Resource Manager: the
+         * management plane's firewall and sku stay as they were */
+        struct ks_vault put = *v;
+        if (!is_new)
+            ks_vault_copy_arm_props(&put, &old);
+        st = ks_vault_put(srv->ks, &put);
         if (st == KV_OK && is_new) /* nothing of a purged namesake's */
             st = pol_policy_clear(srv->pol, v->name);
         if (st == KV_OK && is_new)

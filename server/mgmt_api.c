@@ -290,14 +290,12 @@ static cJSON *vault_json(struct srv_req *req, const struct ks_vault *v)
     snprintf(uri, sizeof(uri), "https://%s.vault.localhost:%d/", v->name, req->srv->https_port);
     cJSON *o = vault_resource_json(req, v);
     cJSON *props = o ? cJSON_AddObjectToObject(o, "properties") : NULL;
-    cJSON *sku = props ? cJSON_AddObjectToObject(props, "sku") : NULL;
-    cJSON *policies = sku ? policies_json(req, v->name) : NULL;
+    cJSON *policies = props ? policies_json(req, v->name) : NULL;
     if (policies != NULL && !cJSON_AddItemToObject(props, "accessPolicies", policies)) {
         cJSON_Delete(policies);
         policies = NULL;
     }
-    int ok = policies && cJSON_AddStringToObject(sku, "family", "A") &&
-             cJSON_AddStringToObject(sku, "name", "standard") &&
+    int ok = policies && srv_vault_props_json(req, props, v) &&
              cJSON_AddStringToObject(props, "tenantId", v->tenant_id) &&
              cJSON_AddStringToObject(props, "vaultUri", uri) &&
              cJSON_AddBoolToObject(props, "enableSoftDelete", v->soft_delete) &&
@@ -517,6 +515,9 @@ static void vault_put(struct srv_req *req, const char *name, int patch)
     v.retention_days = cJSON_IsNumber(days) ? days->valueint : (exists ? old.retention_days : 90);
     v.purge_protection = cJSON_IsBool(pp) ? cJSON_IsTrue(pp) : (exists && old.purge_protection);
     v.rbac = cJSON_IsBool(rbac) ? cJSON_IsTrue(rbac) : (exists && old.rbac);
+    if (exists) /* what the body does not name stays as it was */
+        ks_vault_copy_arm_props(&v, &old);
+    struct ks_net_rules rules = {0};
     const char *bad = NULL;
     if ((days != NULL && !cJSON_IsNull(days) && !cJSON_IsNumber(days)) || v.retention_days < 7 ||
         v.retention_days > 90)
@@ -533,6 +534,8 @@ static void vault_put(struct srv_req *req, const char *name, int patch)
     else if (exists && old.soft_delete && v.retention_days != old.retention_days)
         bad = "The property \"softDeleteRetentionInDays\" has been set already and it cannot "
               "be modified.";
+    else
+        bad = srv_vault_props_parse(props, &v, &rules, why, sizeof(why));
     /* The access policies in the body replace the vault's, all checked first. */
     const cJSON *list = cJSON_GetObjectItemCaseSensitive(props, "accessPolicies");
     if (bad == NULL && list != NULL && !cJSON_IsNull(list) && !cJSON_IsArray(list))
@@ -542,6 +545,7 @@ static void vault_put(struct srv_req *req, const char *name, int patch)
     if (bad != NULL || (n && policies == NULL)) {
         free(tags.names);
         free(tags.values);
+        ks_net_rules_clear(&rules);
         if (bad != NULL)
             srv_send_error(req, KV_ERR_ARM_BAD_REQUEST, bad);
         else
@@ -566,6 +570,8 @@ static void vault_put(struct srv_req *req, const char *name, int patch)
     free(tags.names);
     free(tags.values);
     v.tags = NULL;
+    ks_net_rules_clear(&rules);
+    v.net_rules = NULL;
     /* A new vault starts with no access policies, whatever a purged namesake left, and
      * no role assignments (a store of an older kvmock kept a deleted vault's). */
     if (st == KV_OK && (cJSON_IsArray(list) || !exists))

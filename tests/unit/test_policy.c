@@ -43,6 +43,34 @@ static void expect(struct pol_ctx *c, struct pol_claims w, struct ks_vault v, co
     }
 }
 
+/* The firewall: public network access first, then the IP rules of a vault that denies. */
+static void network(void)
+{
+    char *ips[] = {"not a rule", "203.0.113.0/24", "::1/128"};
+    struct ks_net_rules rules = {3, ips, 0, NULL}, none = {0};
+    struct ks_vault v = vault("walled", 0);
+    CHECK_ST(pol_network_allowed(&v, NULL, "198.51.100.1"), KV_OK); /* no rules */
+    v.net_acls = 1;
+    CHECK_ST(pol_network_allowed(&v, &rules, "198.51.100.1"), KV_OK); /* Allow by default */
+    v.net_deny = 1;
+    CHECK_ST(pol_network_allowed(&v, &rules, "198.51.100.1"), KV_ERR_FIREWALL_DENIED);
+    CHECK_ST(pol_network_allowed(&v, &rules, "203.0.113.9"), KV_OK);
+    CHECK_ST(pol_network_allowed(&v, &rules, "::ffff:203.0.113.9"), KV_OK);
+    CHECK_ST(pol_network_allowed(&v, &rules, "::1"), KV_OK);
+    CHECK_ST(pol_network_allowed(&v, &rules, "::2"), KV_ERR_FIREWALL_DENIED);
+    CHECK_ST(pol_network_allowed(&v, &rules, ""), KV_ERR_FIREWALL_DENIED);
+    CHECK_ST(pol_network_allowed(&v, &none, "203.0.113.9"), KV_ERR_FIREWALL_DENIED);
+    CHECK_ST(pol_network_allowed(&v, NULL, "203.0.113.9"), KV_ERR_FIREWALL_DENIED);
+    /* a trusted-services bypass lets no caller of kvmock's through */
+    v.net_bypass_none = 0;
+    CHECK_ST(pol_network_allowed(&v, &none, "127.0.0.1"), KV_ERR_FIREWALL_DENIED);
+    /* disabled public access refuses even an address the rules let in */
+    v.public_network_disabled = 1;
+    CHECK_ST(pol_network_allowed(&v, &rules, "203.0.113.9"), KV_ERR_PUBLIC_DISABLED);
+    v.net_deny = 0;
+    CHECK_ST(pol_network_allowed(&v, &rules, "203.0.113.9"), KV_ERR_PUBLIC_DISABLED);
+}
+
 static void cleanup(void)
 {
     check_remove_dir(dir);
@@ -52,6 +80,7 @@ int main(void)
 {
     CHECK(sodium_init() >= 0);
     CHECK(mkdtemp(dir) != NULL);
+    network();
     struct ks_env *ks = NULL;
     struct pol_ctx *c = NULL;
     struct ks_open_opts o = {.data_dir = dir};

@@ -34,6 +34,8 @@ int main(void)
     row(KV_ERR_API_VERSION_BAD, 400, "BadParameter", NULL);
     row(KV_ERR_UNAUTHORIZED, 401, "Unauthorized", NULL);
     row(KV_ERR_ACCESS_DENIED, 403, "Forbidden", "AccessDenied");
+    row(KV_ERR_FIREWALL_DENIED, 403, "Forbidden", "ForbiddenByFirewall");
+    row(KV_ERR_PUBLIC_DISABLED, 403, "Forbidden", "ForbiddenByConnection");
     row(KV_ERR_RBAC_DENIED, 403, "Forbidden", "ForbiddenByRbac");
     row(KV_ERR_KEY_OP_FORBIDDEN, 403, "Forbidden", "KeyOperationForbidden");
     row(KV_ERR_KEY_NOT_FOUND, 404, "KeyNotFound", NULL);

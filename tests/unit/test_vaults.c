@@ -412,6 +412,87 @@ static void resource_groups(void)
     CHECK(ks_group_list(env, list, 8) == 1);
 }
 
+/* The network rules: flags with the vault, the lists apart; kept, replaced, refused. */
+static void network_rules(void)
+{
+    char *ips[] = {"203.0.113.0/24", "2001:db8::/32"}, *bad_ip[] = {"203.0.113.7"};
+    struct ks_vnet_rule vnets[] = {{"/subscriptions/s/resourceGroups/g/providers/"
+                                    "Microsoft.Network/virtualNetworks/n/subnets/m",
+                                    1}};
+    struct ks_net_rules rules = {2, ips, 1, vnets}, one = {1, ips, 0, NULL};
+    struct ks_vault v = vault("walled", 1, 7, 0), got;
+    v.premium = v.for_disk_encryption = v.public_network_disabled = 1;
+    v.net_acls = v.net_deny = v.net_bypass_none = 1;
+    v.net_rules = &rules;
+    CHECK_ST(ks_vault_create(env, &v), KV_OK);
+    CHECK_ST(ks_vault_get(env, "walled", &got), KV_OK);
+    CHECK(got.premium && got.for_disk_encryption && !got.for_deployment &&
+          !got.for_template_deployment && got.public_network_disabled);
+    CHECK(got.net_acls && got.net_deny && got.net_bypass_none && got.net_rules == NULL);
+    struct ks_net_rules r = {0};
+    CHECK_ST(ks_vault_net_rules(env, "WALLED", &r), KV_OK);
+    CHECK(r.ip_count == 2 && r.vnet_count == 1);
+    if (r.ip_count == 2 && r.vnet_count == 1) {
+        CHECK_STR(r.ip[0], "203.0.113.0/24");
+        CHECK_STR(r.ip[1], "2001:db8::/32");
+        CHECK_STR(r.vnet[0].id, vnets[0].id);
+        CHECK(r.vnet[0].ignore_missing == 1);
+    }
+    ks_net_rules_clear(&r);
+    CHECK(r.ip == NULL && r.ip_count == 0 && r.vnet == NULL);
+
+    /* a write without lists keeps them, with the flags it gives */
+    got.net_deny = 0;
+    got.public_network_disabled = 0;
+    CHECK_ST(ks_vault_put(env, &got), KV_OK);
+    CHECK_ST(ks_vault_get(env, "walled", &got), KV_OK);
+    CHECK(got.net_acls && !got.net_deny && !got.public_network_disabled && got.premium);
+    CHECK_ST(ks_vault_net_rules(env, "walled", &r), KV_OK);
+    CHECK(r.ip_count == 2 && r.vnet_count == 1);
+    ks_net_rules_clear(&r);
+    /* given lists replace them */
+    got.net_rules = &one;
+    CHECK_ST(ks_vault_put(env, &got), KV_OK);
+    CHECK_ST(ks_vault_net_rules(env, "walled", &r), KV_OK);
+    CHECK(r.ip_count == 1 && r.vnet_count == 0);
+    ks_net_rules_clear(&r);
+
+    /* refused, and nothing changes: a rule not in canonical text, too many rules, flags
+     * without networkAcls */
+    struct ks_net_rules not_canonical = {1, bad_ip, 0, NULL};
+    struct ks_net_rules too_many = {KS_IP_RULES_MAX + 1, ips, 0, NULL};
+    struct ks_vault w = got;
+    w.net_rules = &not_canonical;
+    CHECK_ST(ks_vault_put(env, &w), KV_ERR_BAD_PARAM);
+    w.net_rules = &too_many;
+    CHECK_ST(ks_vault_put(env, &w), KV_ERR_BAD_PARAM);
+    w.net_rules = NULL;
+    w.net_acls = 0;
+    w.net_deny = 1;
+    CHECK_ST(ks_vault_put(env, &w), KV_ERR_BAD_PARAM);
+    CHECK_ST(ks_vault_net_rules(env, "walled", &r), KV_OK);
+    CHECK(r.ip_count == 1);
+    CHECK_STR(r.ip_count ? r.ip[0] : "", "203.0.113.0/24");
+    ks_net_rules_clear(&r);
+
+    /* without networkAcls the vault has no rules; copying the properties carries them */
+    struct ks_vault plain = vault("walled", 1, 7, 0);
+    ks_vault_copy_arm_props(&plain, &got);
+    CHECK(plain.premium && plain.net_acls && plain.net_rules == NULL);
+    CHECK_ST(ks_vault_put(env, &plain), KV_OK);
+    CHECK_ST(ks_vault_net_rules(env, "walled", &r), KV_OK);
+    CHECK(r.ip_count == 1);
+    ks_net_rules_clear(&r);
+    plain = vault("walled", 1, 7, 0);
+    CHECK_ST(ks_vault_put(env, &plain), KV_OK);
+    CHECK_ST(ks_vault_get(env, "walled", &got), KV_OK);
+    CHECK(!got.net_acls && !got.premium);
+    CHECK_ST(ks_vault_net_rules(env, "walled", &r), KV_OK);
+    CHECK(r.ip_count == 0 && r.vnet_count == 0);
+    CHECK_ST(ks_vault_net_rules(env, "nosuchvault", &r), KV_ERR_VAULT_NOT_FOUND);
+    CHECK_ST(ks_vault_net_rules(env, "", &r), KV_ERR_VAULT_NOT_FOUND);
+}
+
 static void persists(void)
 {
     ks_close(env);
@@ -456,6 +537,7 @@ int main(void)
         paging();
         location_is_kept();
         tags_are_kept();
+        network_rules();
         resource_groups();
         persists();
         ks_close(env);

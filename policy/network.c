@@ -1,0 +1,18 @@
+/* A vault's firewall: public network access and networkAcls (pol_network_allowed). */
+#include "kv_ip.h"
+#include "pol.h"
+
+enum kv_status pol_network_allowed(const struct ks_vault *vault, const struct ks_net_rules *rules,
+                                   const char *client)
+{
+    if (vault->public_network_disabled)
+        return KV_ERR_PUBLIC_DISABLED;
+    if (!vault->net_deny)
+        return KV_OK;
+    for (size_t i = 0; rules != NULL && i < rules->ip_count; i++) {
+        struct kv_cidr range;
+        if (kv_cidr_parse(rules->ip[i], &range) && kv_cidr_contains(&range, client))
+            return KV_OK;
+    }
+    return KV_ERR_FIREWALL_DENIED;
+}
