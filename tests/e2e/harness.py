@@ -413,9 +413,11 @@ class Kvmock:
     def ssl_context(self):
         return ssl.create_default_context(cafile=self.ca_path)
 
-    def https(self, method, path, body=None, headers=None, host=None, token=True, timeout=60):
+    def https(self, method, path, body=None, headers=None, host=None, token=True, timeout=60,
+              addr="127.0.0.1"):
         """Raw HTTPS, certificate verification on (trusting ca_path), connected to
-        127.0.0.1 with Host and SNI from `host` (default localhost:{https_port}).
+        `addr` (default 127.0.0.1; "::1" for IPv6) with Host and SNI from `host`
+        (default localhost:{https_port}).
         token: True = a fresh default token, a str = that token, None = no header."""
         headers = dict(headers or {})
         host = host or f"localhost:{self.https_port}"
@@ -432,7 +434,7 @@ class Kvmock:
 
         class Conn(http.client.HTTPSConnection):
             def connect(inner):
-                sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+                sock = socket.create_connection((addr, port), timeout=timeout)
                 inner.sock = ctx.wrap_socket(sock, server_hostname=name)
 
         return self._exchange(Conn("127.0.0.1", port, context=ctx, timeout=timeout),
