@@ -321,6 +321,27 @@ def main():
             upd = az("keyvault", "update", "--name", "azv", "--set", "tags.tier=1")
             eq(upd["tags"], {"team": "payments", "tier": "1"})
             eq(az("keyvault", "show", "--name", "azv")["tags"], {"team": "payments", "tier": "1"})
+            # the firewall as az sets it: rules for loopback, then deny by default
+            az("keyvault", "network-rule", "add", "--name", "azv", "--ip-address", "127.0.0.1")
+            added = az("keyvault", "network-rule", "add", "--name", "azv", "--ip-address", "::1")
+            eq(added["properties"]["networkAcls"]["ipRules"],
+               [{"value": "127.0.0.1/32"}, {"value": "::1/128"}])
+            upd = az("keyvault", "update", "--name", "azv", "--default-action", "Deny")
+            eq(upd["properties"]["networkAcls"]["defaultAction"], "Deny")
+            listed = az("keyvault", "network-rule", "list", "--name", "azv")
+            eq(listed["ipRules"], [{"value": "127.0.0.1/32"}, {"value": "::1/128"}])
+            got = az("rest", "--method", "get", "--url",
+                     f"https://azv.vault.localhost:{P}/keys/k1?api-version=7.4",
+                     "--resource", "https://vault.azure.net")
+            eq(got["key"]["kid"], key["key"]["kid"])
+            az("keyvault", "network-rule", "remove", "--name", "azv", "--ip-address", "127.0.0.1/32")
+            az("keyvault", "network-rule", "remove", "--name", "azv", "--ip-address", "::1/128")
+            proc = az("rest", "--method", "get", "--url",
+                      f"https://azv.vault.localhost:{P}/keys/k1?api-version=7.4",
+                      "--resource", "https://vault.azure.net", ok=False)
+            check(proc.returncode != 0 and "ForbiddenByFirewall" in proc.stderr, proc.stderr[-2000:])
+            upd = az("keyvault", "update", "--name", "azv", "--default-action", "Allow")
+            eq(upd["properties"]["networkAcls"]["defaultAction"], "Allow")
 
             az("keyvault", "delete", "--name", "azv")
             check("azv" not in {v["name"] for v in az("keyvault", "list")})
