@@ -496,8 +496,8 @@ static void vault_put(struct srv_req *req, const char *name, int patch)
         v.tags = &tags; /* none */
     }
     snprintf(v.name, sizeof(v.name), "%s", name);
-    if (!exists) /* an existing vault keeps its group ("" keeps it) */
-        snprintf(v.group, sizeof(v.group), "%s", group);
+    /* an existing vault keeps its group, which its answer names */
+    snprintf(v.group, sizeof(v.group), "%s", exists ? old.group : group);
     /* a vault stays where it was made (one from the configuration has no place yet) */
     snprintf(v.location, sizeof(v.location), "%s",
              exists && (patch || old.location[0] != '\0') ? old.location : location);
