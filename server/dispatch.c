@@ -207,11 +207,13 @@ static void vault_api(struct srv_req *req)
     req->route_def = route;
     if (take_name_version(req, route, name, version) != KV_OK)
         return;
-    if ((vault.public_network_disabled || vault.net_deny) && firewall(req, &vault) != KV_OK)
-        return;
 
     st = pol_allowed(req->srv->pol, &req->who, &vault, req->key_name[0] ? req->key_name : NULL,
                      route->perm);
+    /* the firewall decides after the token's directory and before the permissions */
+    if (st != KV_ERR_UNAUTHORIZED && (vault.public_network_disabled || vault.net_deny) &&
+        firewall(req, &vault) != KV_OK)
+        return;
     if (st == KV_ERR_ACCESS_DENIED) {
         srv_send_errorf(req, st,
                         "The user, group or application 'appid=%s;oid=%s' does not have keys %s "

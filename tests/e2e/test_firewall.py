@@ -16,7 +16,13 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.identity import ManagedIdentityCredential
 from azure.keyvault.keys import KeyClient
 
-CONFIG = {"tenantId": TENANT, "identities": [APP], "vaults": [{"name": "default"}]}
+# no access policy anywhere, and an identity of another directory
+NOBODY = {"name": "nobody", "objectId": "0a000000-0000-4000-8000-0000000000b1",
+          "clientId": "0c000000-0000-4000-8000-0000000000b1"}
+GUEST = {"name": "guest", "objectId": "0a000000-0000-4000-8000-0000000000b2",
+         "clientId": "0c000000-0000-4000-8000-0000000000b2",
+         "tenantId": "6b766d6f-636b-4000-8000-0000000000ff"}
+CONFIG = {"tenantId": TENANT, "identities": [APP, NOBODY, GUEST], "vaults": [{"name": "default"}]}
 SUB = "00000000-0000-0000-0000-000000000000"
 ARM = f"/subscriptions/{SUB}/resourceGroups/fw-rg/providers/Microsoft.KeyVault/vaults"
 API = "api-version=2023-07-01"
@@ -44,11 +50,13 @@ def main():
             body.update(props)
             st, out = mgmt("PUT", f"{ARM}/{name}", {"location": "westeurope", "properties": body})
             check(st in (200, 201), out)
+            eq(out["id"], f"{ARM}/{name}")
             return out["properties"]
 
         def patch_vault(name, **props):
             st, out = mgmt("PATCH", f"{ARM}/{name}", {"properties": props})
             eq(st, 200, out)
+            eq(out["id"], f"{ARM}/{name}")  # in its own group
             return out["properties"]
 
         def data(method, vault, path, body=None, token=True, addr="127.0.0.1"):
@@ -146,10 +154,18 @@ def main():
             check(challenge.startswith("Bearer authorization="), hdrs)
             refused("fwraw", "127.0.0.1", "127.0.0.1")
             refused("fwraw", "::1", "::1")
+            # a token of another directory is refused first (401, as from any vault); a
+            # caller the access policies refuse hears of the firewall first
+            vault_aud = f"https://vault.localhost:{P}"
+            st, _, err = data("GET", "fwraw", "/keys", token=kv.token(vault_aud, GUEST["clientId"]))
+            eq((st, err["error"]["code"]), (401, "Unauthorized"), err)
+            st, _, err = data("GET", "fwraw", "/keys", token=kv.token(vault_aud, NOBODY["clientId"]))
+            eq((st, err["error"]["innererror"]["code"]), (403, "ForbiddenByFirewall"), err)
+            check(f"oid={NOBODY['objectId']}" in err["error"]["message"], err)
             # the refusal is audited with the client's address and no policy match
             rec = [r for r in kv.audit_records() if r["properties"]["httpStatusCode"] == 403 and
                    r["properties"].get("vault") == "fwraw"]
-            eq(len(rec), 2, rec)
+            eq(len(rec), 3, rec)
             eq(rec[0]["operationName"], "KeyCreate")
             eq(rec[0]["callerIpAddress"], "127.0.0.1")
             eq(rec[1]["callerIpAddress"], "::1")
@@ -188,6 +204,10 @@ def main():
                                f"iss=https://sts.windows.net/{TENANT}/\r\n"
                                "Vault: fwoff;location=westeurope",
                     "innererror": {"code": "ForbiddenByConnection"}}})
+            # the access policies are not asked: the firewall answers for everyone
+            st, _, err = data("GET", "fwoff", "/keys",
+                              token=kv.token(f"https://vault.localhost:{P}", NOBODY["clientId"]))
+            eq((st, err["error"]["innererror"]["code"]), (403, "ForbiddenByConnection"), err)
             # the management plane is not behind the vault's firewall
             st, got = mgmt("GET", f"{ARM}/fwoff")
             eq(st, 200, got)
