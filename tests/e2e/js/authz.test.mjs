@@ -6,7 +6,10 @@
 // enforced per call, and revocation through the management plane with
 // @azure/arm-keyvault, including soft delete of whole vaults (delete,
 // getDeleted, listDeleted, recover through createMode "recover",
-// beginPurgeDeletedAndWait), resource groups through @azure/arm-resources, and RBAC
+// beginPurgeDeletedAndWait), the vault firewall (networkAcls and
+// publicNetworkAccess set through vaults.beginCreateOrUpdateAndWait and
+// vaults.update, enforced on the data plane with 403 ForbiddenByFirewall /
+// ForbiddenByConnection), resource groups through @azure/arm-resources, and RBAC
 // through @azure/arm-authorization (a role
 // found by name, assigned, listed, removed). The JS counterpart of
 // test_python_authz.py.
@@ -330,6 +333,75 @@ async function scenario() {
     assert.deepEqual(versions, [version], "listVersions");
     await expectRestError(mgmt.keys.createIfNotExist(RG, "made", "bad", { properties: { kty: "oct" } }), 400, "BadRequest",
       "an oct key in a vault");
+  });
+
+  await group("vault firewall (@azure/arm-keyvault networkAcls, publicNetworkAccess): the data plane refuses 403 ForbiddenByFirewall / ForbiddenByConnection", async () => {
+    const mgmt = arm(ciCred());
+    const FW_RG = "js-fw";
+    const name = "jsfirewall";
+    const ipValues = (v) => (v.properties.networkAcls?.ipRules ?? []).map((r) => r.value).sort();
+    const made = await mgmt.vaults.beginCreateOrUpdateAndWait(FW_RG, name, {
+      location: "westeurope",
+      properties: {
+        tenantId: TENANT,
+        sku: { family: "A", name: "premium" },
+        enabledForDiskEncryption: true,
+        networkAcls: { defaultAction: "Deny", bypass: "AzureServices", ipRules: [{ value: "203.0.113.7" }] },
+        accessPolicies: [{ tenantId: TENANT, objectId: CI.objectId, permissions: ALL }],
+      },
+    }, { updateIntervalInMs: 100 });
+    for (const [v, what] of [[made, "the PUT's answer"], [await mgmt.vaults.get(FW_RG, name), "vaults.get"]]) {
+      assert.deepEqual(ipValues(v), ["203.0.113.7/32"], `${what}: ipRules in canonical form`);
+      assert.equal(v.properties.networkAcls?.defaultAction, "Deny", `${what}: defaultAction`);
+      assert.equal(v.properties.networkAcls?.bypass, "AzureServices", `${what}: bypass`);
+      assert.equal(v.properties.sku?.name, "premium", `${what}: sku.name`);
+      assert.equal(v.properties.enabledForDiskEncryption, true, `${what}: enabledForDiskEncryption`);
+      assert.equal(v.properties.publicNetworkAccess, "Enabled", `${what}: publicNetworkAccess`);
+    }
+
+    // 127.0.0.1 (or ::1) is in no rule: refused before the access policy (all keys) is read
+    const client = keys(name, ciCred());
+    const since = rec.exchanges.length;
+    const body = await refused(client.createRsaKey("refused", { keySize: 2048 }), "ForbiddenByFirewall",
+      "create from an address in no ipRule", { oid: CI.objectId });
+    assert.equal(rec.find(since, "POST", "/keys/refused/create").at(-1)?.status, 403,
+      `the create reached the server and was answered 403 (saw ${rec.describe(since)})`);
+    const message = body.error?.message ?? "";
+    assert.ok(message.includes("Client address is not authorized"), `the firewall's message: ${message}`);
+    assert.match(message, /\r\nClient address: (127\.0\.0\.1|::1)\r\n/, "the message names the client's address");
+    assert.ok(message.includes(`\r\nVault: ${name};location=westeurope`), `the message names the vault: ${message}`);
+
+    // vaults.update with networkAcls replaces the rule set: loopback is let in
+    const opened = await mgmt.vaults.update(FW_RG, name, { properties: {
+      networkAcls: { defaultAction: "Deny", ipRules: [{ value: "127.0.0.0/8" }, { value: "::1/128" }] },
+    } });
+    assert.deepEqual(ipValues(opened), ["127.0.0.0/8", "::1/128"].sort(), "vaults.update: the PATCH's rules replace the old");
+    assert.equal(opened.properties.networkAcls?.defaultAction, "Deny", "vaults.update: defaultAction");
+    assert.equal(opened.properties.sku?.name, "premium", "vaults.update keeps the sku");
+    assert.equal(opened.id, `/subscriptions/${SUBSCRIPTION}/resourceGroups/${FW_RG}/providers/Microsoft.KeyVault/vaults/${name}`,
+      "vaults.update answers the vault in its own group");
+    const allowed = await client.createRsaKey("allowed", { keySize: 2048 });
+    assert.equal(allowed.name, "allowed", "create from loopback once it is in an ipRule");
+    assert.equal((await client.getKey("allowed")).id, allowed.id, "get from loopback");
+    await expectRestError(client.getKey("refused"), 404, "KeyNotFound", "the refused create made nothing");
+
+    // publicNetworkAccess Disabled refuses every address; a PATCH without networkAcls keeps them
+    const closed = await mgmt.vaults.update(FW_RG, name, { properties: { publicNetworkAccess: "Disabled" } });
+    assert.equal(closed.properties.publicNetworkAccess, "Disabled", "vaults.update: publicNetworkAccess");
+    const shut = await refused(client.getKey("allowed"), "ForbiddenByConnection", "get with public network access disabled",
+      { oid: CI.objectId });
+    assert.ok(!(shut.error?.message ?? "").includes("Client address is not authorized"),
+      `not the ipRules' refusal: ${shut.error?.message}`);
+    const after = await mgmt.vaults.get(FW_RG, name);
+    assert.equal(after.id, `/subscriptions/${SUBSCRIPTION}/resourceGroups/${FW_RG}/providers/Microsoft.KeyVault/vaults/${name}`,
+      "vaults.get: still in its group");
+    assert.equal(after.properties.publicNetworkAccess, "Disabled", "vaults.get: publicNetworkAccess");
+    assert.deepEqual(ipValues(after), ["127.0.0.0/8", "::1/128"].sort(), "vaults.get: the ipRules kept by a PATCH without networkAcls");
+    assert.equal(after.properties.networkAcls?.defaultAction, "Deny", "vaults.get: defaultAction kept");
+
+    // the management plane is no part of the vault's firewall
+    await mgmt.vaults.delete(FW_RG, name);
+    await expectRestError(mgmt.vaults.get(FW_RG, name), 404, "ResourceNotFound", "vaults.get after the delete");
   });
 
   await group("management plane lists: vaults.list (generic resources), listBySubscription, listByResourceGroup", async () => {
