@@ -10,6 +10,7 @@
 #include "config.h"
 #include "kv_file.h"
 #include "kv_str.h"
+#include "vault_props.h"
 
 #include <sodium.h>
 
@@ -317,13 +318,40 @@ static enum kv_status parse_identity(const cJSON *o, size_t i, struct pol_identi
     return st;
 }
 
+/* Whether the vault properties @p p name one of those kept for Resource Manager. */
+static int names_arm_props(const cJSON *p)
+{
+    static const char *const arm[] = {"sku",
+                                      "enabledForDeployment",
+                                      "enabledForDiskEncryption",
+                                      "enabledForTemplateDeployment",
+                                      "publicNetworkAccess",
+                                      "networkAcls",
+                                      NULL};
+    for (const char *const *a = arm; *a != NULL; a++) {
+        if (cJSON_GetObjectItemCaseSensitive(p, *a) != NULL)
+            return 1;
+    }
+    return 0;
+}
+
 static enum kv_status parse_vault(const cJSON *o, size_t i, const char *tenant,
-                                  struct ks_vault *v, char *err, size_t cap)
+                                  struct ks_vault *v, struct ks_net_rules *rules, int *arm_given,
+                                  char *err, size_t cap)
 {
     static const char *const fields[] = {"name", "properties", NULL};
-    static const char *const props[] = {"enableSoftDelete", "softDeleteRetentionInDays",
-                                        "enablePurgeProtection", "enableRbacAuthorization",
-                                        "accessPolicies", NULL};
+    static const char *const props[] = {"enableSoftDelete",
+                                        "softDeleteRetentionInDays",
+                                        "enablePurgeProtection",
+                                        "enableRbacAuthorization",
+                                        "accessPolicies",
+                                        "sku",
+                                        "enabledForDeployment",
+                                        "enabledForDiskEncryption",
+                                        "enabledForTemplateDeployment",
+                                        "publicNetworkAccess",
+                                        "networkAcls",
+                                        NULL};
     char where[64];
     snprintf(where, sizeof(where), "vaults[%zu]", i);
     if (!cJSON_IsObject(o))
@@ -369,6 +397,11 @@ static enum kv_status parse_vault(const cJSON *o, size_t i, const char *tenant,
     if (v->purge_protection && !v->soft_delete)
         return fail(err, cap, "config: vault '%s': enablePurgeProtection requires enableSoftDelete",
                     v->name);
+    char why[256];
+    const char *bad = srv_vault_props_parse(p, v, rules, why, sizeof(why));
+    if (bad != NULL)
+        return fail(err, cap, "config: vault '%s': %s", v->name, bad);
+    *arm_given = names_arm_props(p);
     return KV_OK;
 }
 
@@ -555,14 +588,19 @@ static enum kv_status parse_file(struct srv_config *cfg, const cJSON *doc, char 
         if (n > 0) {
             cfg->vaults = calloc(n, sizeof(*cfg->vaults));
             cfg->policies_given = calloc(n, sizeof(*cfg->policies_given));
-            if (cfg->vaults == NULL || cfg->policies_given == NULL)
+            cfg->arm_given = calloc(n, sizeof(*cfg->arm_given));
+            cfg->net_rules = calloc(n, sizeof(*cfg->net_rules));
+            if (cfg->vaults == NULL || cfg->policies_given == NULL || cfg->arm_given == NULL ||
+                cfg->net_rules == NULL)
                 return KV_ERR_NOMEM;
         }
         const cJSON *o;
         cJSON_ArrayForEach(o, vaults)
         {
-            struct ks_vault *v = &cfg->vaults[cfg->n_vaults];
-            st = parse_vault(o, cfg->n_vaults, cfg->tenant_id, v, err, cap);
+            size_t vi = cfg->n_vaults;
+            struct ks_vault *v = &cfg->vaults[vi];
+            st = parse_vault(o, vi, cfg->tenant_id, v, &cfg->net_rules[vi], &cfg->arm_given[vi],
+                             err, cap);
             if (st != KV_OK)
                 return st;
             for (size_t j = 0; j < cfg->n_vaults; j++) {
@@ -628,7 +666,10 @@ static enum kv_status complete(struct srv_config *cfg, char *err, size_t cap)
     if (cfg->n_vaults == 0) {
         cfg->vaults = calloc(1, sizeof(*cfg->vaults));
         cfg->policies_given = calloc(1, sizeof(*cfg->policies_given));
-        if (cfg->vaults == NULL || cfg->policies_given == NULL)
+        cfg->arm_given = calloc(1, sizeof(*cfg->arm_given));
+        cfg->net_rules = calloc(1, sizeof(*cfg->net_rules));
+        if (cfg->vaults == NULL || cfg->policies_given == NULL || cfg->arm_given == NULL ||
+            cfg->net_rules == NULL)
             return KV_ERR_NOMEM;
         struct ks_vault *v = &cfg->vaults[0];
         snprintf(v->name, sizeof(v->name), "default");
@@ -672,7 +713,11 @@ void srv_config_free(struct srv_config *cfg)
     if (cfg->identities != NULL)
         explicit_bzero(cfg->identities, cfg->n_identities * sizeof(*cfg->identities));
     free(cfg->identities);
+    for (size_t i = 0; cfg->net_rules != NULL && i < cfg->n_vaults; i++)
+        ks_net_rules_clear(&cfg->net_rules[i]);
     free(cfg->vaults);
+    free(cfg->net_rules);
+    free(cfg->arm_given);
     free(cfg->policies);
     free(cfg->policies_given);
     free(cfg->roles);

@@ -45,6 +45,12 @@ struct srv_config {
     size_t n_identities;
     struct ks_vault *vaults;
     size_t n_vaults;
+    /* per vault: whether the file names one of the properties kept for Resource Manager
+     * (sku, enabledFor*, publicNetworkAccess, networkAcls: then the file's apply at every
+     * start, else the store's stay), and its networkAcls' rule lists, which the vault's
+     * net_rules points at when it has any */
+    int *arm_given;
+    struct ks_net_rules *net_rules;
     /* access policies of the vaults (vault names inside); a vault listed in
      * policies_given has exactly these, else its creator (the default identity)
      * holds every key permission */

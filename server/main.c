@@ -135,10 +135,10 @@ static enum kv_status apply_config(const struct srv_config *cfg, struct srv *srv
                    v->name);
             return KV_ERR_BAD_PARAM;
         }
-        /* the file names none of the properties kvmock keeps for Resource Manager: the
-         * management plane's firewall and sku stay as they were */
+        /* when the file names none of the properties kvmock keeps for Resource Manager,
+         * the management plane's firewall and sku stay as they were */
         struct ks_vault put = *v;
-        if (!is_new)
+        if (!is_new && !cfg->arm_given[i])
             ks_vault_copy_arm_props(&put, &old);
         st = ks_vault_put(srv->ks, &put);
         if (st == KV_OK && is_new) /* nothing of a purged namesake's */

@@ -21,6 +21,7 @@
 #include "kv_json.h"
 #include "kv_status.h"
 #include "pol.h"
+#include "vault_props.h"
 
 #define SRV_BODY_MAX (1024 * 1024) /**< request body cap */
 #define SRV_HOST_MAX 256
@@ -259,21 +260,6 @@ const char *srv_vault_group(const struct ks_vault *v);
  * (mgmt_api.c). */
 int srv_in_path_group(const struct srv_req *req, const struct ks_vault *v);
 
-/**
- * @brief Read the vault properties kvmock keeps beyond its own from a PUT or PATCH
- * body's (or the configuration file's) "properties": `sku`, `enabledForDeployment`,
- * `enabledForDiskEncryption`, `enabledForTemplateDeployment`, `publicNetworkAccess`
- * and `networkAcls` (vault_props.c). @p v holds the values to keep for what is not
- * given. A given networkAcls replaces the vault's whole rule set, its lists in
- * @p rules (then v->net_rules points at it; free with ks_net_rules_clear()).
- * @return NULL, or why the body is refused (400), possibly in @p why.
- */
-const char *srv_vault_props_parse(const cJSON *props, struct ks_vault *v,
-                                  struct ks_net_rules *rules, char *why, size_t cap);
-
-/** @brief Add those properties to a vault's answer's "properties"; 0 when out of memory
- * or the store failed. */
-int srv_vault_props_json(struct srv_req *req, cJSON *props, const struct ks_vault *v);
 
 /**
  * @brief Microsoft.Authorization (mgmt_authz.c): role assignments at @p scope (a

@@ -4,7 +4,8 @@ plane with Debian's azure-mgmt-keyvault unmodified and in raw HTTP, and enforced
 the data plane against the real key SDK and raw HTTP: the exact 403 bodies, the
 client's address over IPv4 and IPv6, nothing changed by a refused call, the audit
 record, bad rules refused with nothing changed, and the rules kept across PATCH,
-soft delete and recovery, and restarts (a configured vault's too)."""
+soft delete and recovery, and restarts (a configured vault's too), and a firewall
+set by the configuration file."""
 import json
 import os
 import sys
@@ -22,7 +23,11 @@ NOBODY = {"name": "nobody", "objectId": "0a000000-0000-4000-8000-0000000000b1",
 GUEST = {"name": "guest", "objectId": "0a000000-0000-4000-8000-0000000000b2",
          "clientId": "0c000000-0000-4000-8000-0000000000b2",
          "tenantId": "6b766d6f-636b-4000-8000-0000000000ff"}
-CONFIG = {"tenantId": TENANT, "identities": [APP, NOBODY, GUEST], "vaults": [{"name": "default"}]}
+# a configured vault with a firewall of its own, and one without
+CONFIG = {"tenantId": TENANT, "identities": [APP, NOBODY, GUEST], "vaults": [
+    {"name": "default"},
+    {"name": "walled", "properties": {"networkAcls": {
+        "defaultAction": "Deny", "ipRules": [{"value": "198.51.100.0/24"}]}}}]}
 SUB = "00000000-0000-0000-0000-000000000000"
 ARM = f"/subscriptions/{SUB}/resourceGroups/fw-rg/providers/Microsoft.KeyVault/vaults"
 API = "api-version=2023-07-01"
@@ -299,7 +304,15 @@ def main():
                 "sku": {"family": "A", "name": "premium"}}})
             eq(st, 200, got)
             refused("default", "127.0.0.1", "127.0.0.1", "local")
+            # a vault whose firewall the file sets gets the file's at every start
+            refused("walled", "127.0.0.1", "127.0.0.1", "local")
+            walled = default.replace("/default", "/walled")
+            st, got = mgmt("PATCH", walled, {"properties": {
+                "networkAcls": {"defaultAction": "Deny", "ipRules": LOOPBACK}}})
+            eq(st, 200, got)
+            let_in("walled", "127.0.0.1")
             kv.restart()
+            refused("walled", "127.0.0.1", "127.0.0.1", "local")
             refused("default", "127.0.0.1", "127.0.0.1", "local")
             refused("fwkeep", "127.0.0.1", "127.0.0.1")
             st, got = mgmt("GET", default)

@@ -194,6 +194,33 @@ int main(void)
     CHECK(strlen(cfg.roles[0].id) == 36 && strcmp(cfg.roles[0].id, cfg.roles[1].id) != 0);
     srv_config_free(&cfg);
 
+    /* the firewall and the other properties kept for Resource Manager, as an ARM body has
+     * them; a vault that names none of them keeps the store's (arm_given 0) */
+    {
+        char *argv[] = {"kvmock", "--config", cfg_path, NULL};
+        CHECK_ST(load(&cfg,
+                      "{\"vaults\":[{\"name\":\"walled\",\"properties\":{\"sku\":{\"family\":"
+                      "\"A\",\"name\":\"premium\"},\"publicNetworkAccess\":\"Disabled\","
+                      "\"networkAcls\":{\"defaultAction\":\"Deny\",\"ipRules\":[{\"value\":"
+                      "\"127.0.0.1\"},{\"value\":\"::1/128\"}]}}},{\"name\":\"plain\"}]}",
+                      3, argv),
+                 KV_OK);
+        CHECK(cfg.n_vaults == 2);
+        if (cfg.n_vaults == 2) {
+            const struct ks_vault *w = &cfg.vaults[0];
+            CHECK(w->premium && w->public_network_disabled && w->net_acls && w->net_deny &&
+                  !w->net_bypass_none && cfg.arm_given[0] == 1);
+            CHECK(w->net_rules == &cfg.net_rules[0] && cfg.net_rules[0].ip_count == 2);
+            if (cfg.net_rules[0].ip_count == 2) {
+                CHECK_STR(cfg.net_rules[0].ip[0], "127.0.0.1/32");
+                CHECK_STR(cfg.net_rules[0].ip[1], "::1/128");
+            }
+            CHECK(!cfg.vaults[1].net_acls && cfg.vaults[1].net_rules == NULL &&
+                  cfg.arm_given[1] == 0);
+        }
+        srv_config_free(&cfg);
+    }
+
     /* the rules, each with a message naming the problem */
     refused("{\"vaults\":[{\"name\":\"v\",\"properties\":{\"softDeleteRetentionInDays\":6}}]}",
             "between 7 and 90");
@@ -202,6 +229,11 @@ int main(void)
     refused("{\"vaults\":[{\"name\":\"v\",\"properties\":{\"enableSoftDelete\":false,"
             "\"enablePurgeProtection\":true}}]}",
             "requires enableSoftDelete");
+    refused("{\"vaults\":[{\"name\":\"v\",\"properties\":{\"networkAcls\":{\"ipRules\":"
+            "[{\"value\":\"10.0.0.0/33\"}]}}}]}",
+            "vault 'v': Invalid value found at properties.networkAcls.ipRules[0].value");
+    refused("{\"vaults\":[{\"name\":\"v\",\"properties\":{\"publicNetworkAccess\":\"off\"}}]}",
+            "vault 'v': publicNetworkAccess must be");
     refused("{\"tenantID\":\"x\"}", "unknown field 'tenantID'");
     refused("{\"vaults\":[{\"name\":\"v\",\"colour\":1}]}", "unknown field 'colour'");
     refused("{\"vaults\":[{\"name\":\"v\",\"properties\":{\"softDelete\":true}}]}",

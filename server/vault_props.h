@@ -1,0 +1,33 @@
+/**
+ * @file vault_props.h
+ * @brief The vault properties kvmock keeps for Resource Manager beyond its own (sku,
+ * enabledFor*, publicNetworkAccess, networkAcls), read from the management plane's
+ * bodies and the configuration file, and written into a vault's answer.
+ */
+#ifndef KV_VAULT_PROPS_H
+#define KV_VAULT_PROPS_H
+
+#include <cjson/cJSON.h>
+#include <stddef.h>
+
+#include "ks.h"
+
+struct srv_req;
+
+/**
+ * @brief Read the vault properties kvmock keeps beyond its own from a PUT or PATCH
+ * body's (or the configuration file's) "properties": `sku`, `enabledForDeployment`,
+ * `enabledForDiskEncryption`, `enabledForTemplateDeployment`, `publicNetworkAccess`
+ * and `networkAcls` (vault_props.c). @p v holds the values to keep for what is not
+ * given. A given networkAcls replaces the vault's whole rule set, its lists in
+ * @p rules (then v->net_rules points at it; free with ks_net_rules_clear()).
+ * @return NULL, or why the body is refused (400), possibly in @p why.
+ */
+const char *srv_vault_props_parse(const cJSON *props, struct ks_vault *v,
+                                  struct ks_net_rules *rules, char *why, size_t cap);
+
+/** @brief Add those properties to a vault's answer's "properties"; 0 when out of memory
+ * or the store failed. */
+int srv_vault_props_json(struct srv_req *req, cJSON *props, const struct ks_vault *v);
+
+#endif
