@@ -188,7 +188,8 @@ static void send_state(struct srv_req *req)
              cJSON_AddNumberToObject(props, "softDeleteRetentionInDays", v.retention_days) &&
              cJSON_AddBoolToObject(props, "enablePurgeProtection", v.purge_protection) &&
              cJSON_AddBoolToObject(props, "enableRbacAuthorization", v.rbac) &&
-             add_keys(req, v.name, keys) && add_deleted(req, v.name, deleted);
+             srv_vault_props_json(req, props, &v) && add_keys(req, v.name, keys) &&
+             add_deleted(req, v.name, deleted);
         if (ok)
             add_access(req, &v, policies, roles);
         else if (o != NULL && roles == NULL)

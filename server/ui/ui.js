@@ -20,6 +20,15 @@ function table(headers, rows, rowClass) {
   return el("table", {}, el("thead", {}, el("tr", {}, ...headers.map((h) => el("th", {}, h)))), body);
 }
 
+// Who the vault's firewall lets in, as the portal's Networking page says it.
+function network(p) {
+  if (p.publicNetworkAccess === "Disabled") return "public access disabled";
+  const acls = p.networkAcls;
+  if (!acls || acls.defaultAction !== "Deny") return "all networks";
+  const ranges = acls.ipRules.map((r) => r.value);
+  return `selected addresses (${ranges.length ? ranges.join(" ") : "none"})`;
+}
+
 function renderVault(v) {
   const p = v.properties;
   const box = el("div", { class: "vault", "data-vault": v.name });
@@ -28,6 +37,7 @@ function renderVault(v) {
     `soft delete: ${p.enableSoftDelete ? `on, ${p.softDeleteRetentionInDays} days` : "off"} · ` +
     `purge protection: ${p.enablePurgeProtection ? "on" : "off"} · ` +
     `authorization: ${p.enableRbacAuthorization ? "RBAC" : "access policies"} · ` +
+    `network: ${network(p)} · ` +
     `recovery level: ${v.recoveryLevel}`));
   const versions = [];
   for (const k of v.keys) {

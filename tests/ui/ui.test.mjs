@@ -32,7 +32,8 @@ const config = {
       accessPolicies: [
         { objectId: "0a000000-0000-4000-8000-0000000000a1", permissions: { keys: ["all"] } },
         { objectId: SERVICE.objectId, permissions: { keys: ["get", "wrapKey", "unwrapKey"] } }] } },
-    { name: "rbac", properties: { enableRbacAuthorization: true } },
+    { name: "rbac", properties: { enableRbacAuthorization: true, networkAcls: {
+      defaultAction: "Deny", ipRules: [{ value: "127.0.0.0/8" }, { value: "::1/128" }] } } },
   ],
   roleAssignments: [{ principalId: SERVICE.objectId,
                       roleDefinitionName: "Key Vault Crypto Service Encryption User",
@@ -133,6 +134,9 @@ try {
   const rbac = page.locator('.vault[data-vault="rbac"]');
   assert.equal(await rbac.locator("tr.role-row", { hasText: "Key Vault Crypto Service Encryption User" }).count(), 1);
   assert.match(await cmk.locator(".props").textContent(), /purge protection: on/);
+  assert.match(await cmk.locator(".props").textContent(), /network: all networks/);
+  assert.match(await rbac.locator(".props").textContent(),
+    /network: selected addresses \(127\.0\.0\.0\/8 ::1\/128\)/);
   // the audit stream: the denied create is highlighted
   await page.waitForSelector("#audit tr.denied");
   const deniedRow = page.locator("#audit tr.denied", { hasText: "KeyCreate" });
