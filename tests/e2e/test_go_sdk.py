@@ -123,7 +123,8 @@ def run_all(runner, kv, binary, work):
 
     @runner.test
     def managed_identity_manages_vaults():
-        eq(sorted(go_tests(msi, "^(TestARM|TestRBAC)$")), ["TestARM", "TestRBAC"])
+        eq(sorted(go_tests(msi, "^(TestARM|TestRBAC|TestFirewall)$")),
+           ["TestARM", "TestFirewall", "TestRBAC"])
 
     @runner.test
     def user_assigned_identity_is_held_to_its_policy():
