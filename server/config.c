@@ -604,8 +604,10 @@ static enum kv_status parse_file(struct srv_config *cfg, const cJSON *doc, char 
             if (st != KV_OK)
                 return st;
             for (size_t j = 0; j < cfg->n_vaults; j++) {
-                if (strcmp(cfg->vaults[j].name, v->name) == 0)
+                if (strcmp(cfg->vaults[j].name, v->name) == 0) {
+                    ks_net_rules_clear(&cfg->net_rules[vi]); /* not counted yet */
                     return fail(err, cap, "config: vault '%s' is named twice", v->name);
+                }
             }
             cfg->n_vaults++;
             st = parse_policies(cfg, o, cfg->n_vaults - 1, err, cap);

@@ -234,6 +234,10 @@ int main(void)
             "vault 'v': Invalid value found at properties.networkAcls.ipRules[0].value");
     refused("{\"vaults\":[{\"name\":\"v\",\"properties\":{\"publicNetworkAccess\":\"off\"}}]}",
             "vault 'v': publicNetworkAccess must be");
+    /* refused after its rules were read: they are freed (the sanitizer build checks) */
+    refused("{\"vaults\":[{\"name\":\"v\"},{\"name\":\"v\",\"properties\":{\"networkAcls\":"
+            "{\"ipRules\":[{\"value\":\"10.0.0.0/8\"}]}}}]}",
+            "vault 'v' is named twice");
     refused("{\"tenantID\":\"x\"}", "unknown field 'tenantID'");
     refused("{\"vaults\":[{\"name\":\"v\",\"colour\":1}]}", "unknown field 'colour'");
     refused("{\"vaults\":[{\"name\":\"v\",\"properties\":{\"softDelete\":true}}]}",
