@@ -284,6 +284,34 @@ static void restore_after(const struct op *op, const char *name)
     ks_key_free(k);
 }
 
+/* A vault's firewall: its record written with rule lists, written again keeping them,
+ * and the lists read back. */
+static enum kv_status run_net_rules(const struct op *op, const char *name)
+{
+    (void)op;
+    (void)name;
+    char *ips[] = {"203.0.113.0/24", "2001:db8::/32"};
+    struct ks_vnet_rule vnets[] = {{"/subscriptions/s/resourceGroups/g/providers/Microsoft.Network/"
+                                    "virtualNetworks/n/subnets/m",
+                                    1}};
+    struct ks_net_rules rules = {2, ips, 1, vnets}, got = {0};
+    struct ks_vault v = {.soft_delete = 1, .retention_days = 7, .net_acls = 1, .net_deny = 1};
+    snprintf(v.name, sizeof(v.name), "fw");
+    snprintf(v.tenant_id, sizeof(v.tenant_id), "t");
+    v.net_rules = &rules;
+    enum kv_status st = ks_vault_put(env, &v);
+    v.net_rules = NULL; /* keeps the stored lists */
+    if (st == KV_OK)
+        st = ks_vault_put(env, &v);
+    if (st == KV_OK)
+        st = ks_vault_net_rules(env, "fw", &got);
+    if (st == KV_OK && (got.ip_count != 2 || got.vnet_count != 1 ||
+                        strcmp(got.ip[1], ips[1]) != 0 || strcmp(got.vnet[0].id, vnets[0].id) != 0))
+        st = KV_ERR_INTERNAL;
+    ks_net_rules_clear(&got);
+    return st;
+}
+
 static enum kv_status run_seal(const struct op *op, const char *name)
 {
     (void)op;
@@ -331,6 +359,7 @@ static const struct op ops[] = {
     {"backup EC", run_backup, NULL, NULL, "k-ec", 0, 0, 0, 0},
     {"restore RSA (2 versions)", run_restore, NULL, restore_after, "bk", 0, 0, 0, 0},
     {"seal and unseal", run_seal, NULL, NULL, "-", 0, 0, 0, 0},
+    {"vault firewall rules", run_net_rules, NULL, NULL, "-", 0, 0, 0, 0},
 };
 
 /* ---- the loop ------------------------------------------------------------------------- */
