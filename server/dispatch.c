@@ -156,6 +156,7 @@ static enum kv_status firewall(struct srv_req *req, const struct ks_vault *vault
 
 static void vault_api(struct srv_req *req)
 {
+    req->data_plane = 1;
     if (srv_resolve_vault(req) != KV_OK) {
         snprintf(req->resource, sizeof(req->resource), "https://vault.azure.net");
         srv_send_error(req, KV_ERR_BAD_PARAM, "The Host header is missing or malformed.");

@@ -7,6 +7,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "kv_ip.h"
 #include "kv_log.h"
 #include "kv_str.h"
 #include "srv.h"
@@ -115,6 +116,14 @@ static void send_response(struct srv_req *req, int http_status, const char *cont
     hput(&h, "\r\nCache-Control: no-cache\r\n");
     hline(&h, "x-ms-request-id", req->request_id);
     hput(&h, "x-ms-keyvault-service-version: kvmock\r\n");
+    if (req->data_plane) { /* the address a vault's firewall rule must name */
+        const char *addr = kv_ip_unmapped(req->ri->remote_addr);
+        int v6 = strchr(addr, ':') != NULL;
+        hput(&h, v6 ? "x-ms-keyvault-network-info: conn_type=Ipv6;addr="
+                    : "x-ms-keyvault-network-info: conn_type=Ipv4;addr=");
+        hput(&h, addr);
+        hput(&h, v6 ? ";act_addr_fam=InterNetworkV6;\r\n" : ";act_addr_fam=InterNetwork;\r\n");
+    }
     hline(&h, "WWW-Authenticate", challenge);
     hline(&h, "Date", http_date());
     hline(&h, "Connection", keep_alive(req) ? "keep-alive" : "close");

@@ -67,6 +67,7 @@ struct srv_req {
     char host[SRV_HOST_MAX];
     char vault[KS_VAULT_NAME_MAX + 1];
     char resource[SRV_HOST_MAX + 16];
+    int data_plane; /**< a Key Vault API request: its answers say where the client was seen */
 
     struct pol_claims who; /**< set once the token verified */
     char key_name[KS_NAME_MAX + 1];

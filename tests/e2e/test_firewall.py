@@ -71,8 +71,13 @@ def main():
 
         def refused(vault, addr, address_text, location="westeurope"):
             """The exact refusal of a client at `addr` by `vault`'s IP rules."""
-            st, _, err = data("POST", vault, "/keys/refused/create", {"kty": "EC"}, addr=addr)
+            st, hdrs, err = data("POST", vault, "/keys/refused/create", {"kty": "EC"}, addr=addr)
             eq(st, 403, err)
+            # as Key Vault's answers, it says where the client was seen
+            v6 = ":" in address_text
+            eq({k.lower(): v for k, v in hdrs.items()}.get("x-ms-keyvault-network-info"),
+               f"conn_type={'Ipv6' if v6 else 'Ipv4'};addr={address_text};"
+               f"act_addr_fam={'InterNetworkV6' if v6 else 'InterNetwork'};")
             eq(err, {"error": {
                 "code": "Forbidden",
                 "message": "Client address is not authorized and caller is not a trusted "
@@ -213,9 +218,12 @@ def main():
             st, _, err = data("GET", "fwoff", "/keys",
                               token=kv.token(f"https://vault.localhost:{P}", NOBODY["clientId"]))
             eq((st, err["error"]["innererror"]["code"]), (403, "ForbiddenByConnection"), err)
-            # the management plane is not behind the vault's firewall
-            st, got = mgmt("GET", f"{ARM}/fwoff")
+            # the management plane is not behind the vault's firewall (nor a vault's host)
+            st, hdrs, resp = kv.https("GET", f"{ARM}/fwoff?{API}",
+                                      token=kv.token("https://management.azure.com"))
+            got = json.loads(resp)
             eq(st, 200, got)
+            check("x-ms-keyvault-network-info" not in {k.lower() for k in hdrs}, hdrs)
             eq(got["properties"]["publicNetworkAccess"], "Disabled")
             eq(got["properties"]["networkAcls"]["ipRules"], LOOPBACK)
             # a PATCH without networkAcls keeps the rules, which then let loopback in
