@@ -242,20 +242,28 @@ static enum kv_status parse_command_line(struct srv_config *cfg, int argc, char 
 
 /* ---- the configuration file ---------------------------------------------------------- */
 
-/* Refuse any member not in @p allowed, naming it. */
-static enum kv_status only_fields(const cJSON *o, const char *const *allowed, const char *where,
-                                  char *err, size_t cap)
+/* Refuse any member neither in @p allowed nor one @p also (may be NULL) knows, naming it. */
+static enum kv_status only_fields_or(const cJSON *o, const char *const *allowed,
+                                     int (*also)(const char *), const char *where, char *err,
+                                     size_t cap)
 {
     const cJSON *m;
     cJSON_ArrayForEach(m, o)
     {
-        int known = 0;
+        int known = also != NULL && also(m->string);
         for (const char *const *a = allowed; *a != NULL && !known; a++)
             known = strcmp(m->string, *a) == 0;
         if (!known)
             return fail(err, cap, "config: unknown field '%s' in %s", m->string, where);
     }
     return KV_OK;
+}
+
+/* Refuse any member not in @p allowed, naming it. */
+static enum kv_status only_fields(const cJSON *o, const char *const *allowed, const char *where,
+                                  char *err, size_t cap)
+{
+    return only_fields_or(o, allowed, NULL, where, err, cap);
 }
 
 static enum kv_status get_string(const cJSON *o, const char *name, const char *where, char *dst,
@@ -321,15 +329,10 @@ static enum kv_status parse_identity(const cJSON *o, size_t i, struct pol_identi
 /* Whether the vault properties @p p name one of those kept for Resource Manager. */
 static int names_arm_props(const cJSON *p)
 {
-    static const char *const arm[] = {"sku",
-                                      "enabledForDeployment",
-                                      "enabledForDiskEncryption",
-                                      "enabledForTemplateDeployment",
-                                      "publicNetworkAccess",
-                                      "networkAcls",
-                                      NULL};
-    for (const char *const *a = arm; *a != NULL; a++) {
-        if (cJSON_GetObjectItemCaseSensitive(p, *a) != NULL)
+    const cJSON *m;
+    cJSON_ArrayForEach(m, p)
+    {
+        if (srv_vault_arm_prop(m->string))
             return 1;
     }
     return 0;
@@ -340,18 +343,9 @@ static enum kv_status parse_vault(const cJSON *o, size_t i, const char *tenant,
                                   char *err, size_t cap)
 {
     static const char *const fields[] = {"name", "properties", NULL};
-    static const char *const props[] = {"enableSoftDelete",
-                                        "softDeleteRetentionInDays",
-                                        "enablePurgeProtection",
-                                        "enableRbacAuthorization",
-                                        "accessPolicies",
-                                        "sku",
-                                        "enabledForDeployment",
-                                        "enabledForDiskEncryption",
-                                        "enabledForTemplateDeployment",
-                                        "publicNetworkAccess",
-                                        "networkAcls",
-                                        NULL};
+    static const char *const props[] = {"enableSoftDelete", "softDeleteRetentionInDays",
+                                        "enablePurgeProtection", "enableRbacAuthorization",
+                                        "accessPolicies", NULL};
     char where[64];
     snprintf(where, sizeof(where), "vaults[%zu]", i);
     if (!cJSON_IsObject(o))
@@ -375,7 +369,7 @@ static enum kv_status parse_vault(const cJSON *o, size_t i, const char *tenant,
     snprintf(where, sizeof(where), "vaults[%zu].properties", i);
     if (!cJSON_IsObject(p))
         return fail(err, cap, "config: %s must be an object", where);
-    st = only_fields(p, props, where, err, cap);
+    st = only_fields_or(p, props, srv_vault_arm_prop, where, err, cap);
     if (st == KV_OK)
         st = get_bool(p, "enableSoftDelete", where, &v->soft_delete, err, cap);
     if (st == KV_OK)

@@ -129,6 +129,22 @@ static const char *parse_rules(const cJSON *acls, struct ks_net_rules *r, char *
     return NULL;
 }
 
+int srv_vault_arm_prop(const char *name)
+{
+    static const char *const names[] = {"sku",
+                                        "enabledForDeployment",
+                                        "enabledForDiskEncryption",
+                                        "enabledForTemplateDeployment",
+                                        "publicNetworkAccess",
+                                        "networkAcls",
+                                        NULL};
+    for (const char *const *n = names; *n != NULL; n++) {
+        if (strcmp(name, *n) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 const char *srv_vault_props_parse(const cJSON *props, struct ks_vault *v,
                                   struct ks_net_rules *rules, char *why, size_t cap)
 {

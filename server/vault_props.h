@@ -14,6 +14,9 @@
 
 struct srv_req;
 
+/** @brief Whether @p name is one of those properties (`sku`, `networkAcls`, …). */
+int srv_vault_arm_prop(const char *name);
+
 /**
  * @brief Read the vault properties kvmock keeps beyond its own from a PUT or PATCH
  * body's (or the configuration file's) "properties": `sku`, `enabledForDeployment`,
