@@ -62,6 +62,17 @@ int ks_net_rules_valid(const struct ks_net_rules *r)
     return 1;
 }
 
+/* A new object at the end of @p array; NULL when out of memory. */
+static cJSON *append_object(cJSON *array)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o != NULL && !cJSON_AddItemToArray(array, o)) {
+        cJSON_Delete(o);
+        o = NULL;
+    }
+    return o;
+}
+
 cJSON *ks_net_acls_json(const struct ks_vault *v, const struct ks_net_rules *r)
 {
     cJSON *o = cJSON_CreateObject();
@@ -71,22 +82,12 @@ cJSON *ks_net_acls_json(const struct ks_vault *v, const struct ks_net_rules *r)
              cJSON_AddStringToObject(o, "bypass", v->net_bypass_none ? "None" : "AzureServices") &&
              cJSON_AddStringToObject(o, "defaultAction", v->net_deny ? "Deny" : "Allow");
     for (size_t i = 0; ok && r != NULL && i < r->ip_count; i++) {
-        cJSON *rule = cJSON_CreateObject();
-        if (rule == NULL || !cJSON_AddItemToArray(ips, rule)) {
-            cJSON_Delete(rule);
-            ok = 0;
-            break;
-        }
-        ok = cJSON_AddStringToObject(rule, "value", r->ip[i]) != NULL;
+        cJSON *rule = append_object(ips);
+        ok = rule && cJSON_AddStringToObject(rule, "value", r->ip[i]);
     }
     for (size_t i = 0; ok && r != NULL && i < r->vnet_count; i++) {
-        cJSON *rule = cJSON_CreateObject();
-        if (rule == NULL || !cJSON_AddItemToArray(vnets, rule)) {
-            cJSON_Delete(rule);
-            ok = 0;
-            break;
-        }
-        ok = cJSON_AddStringToObject(rule, "id", r->vnet[i].id) &&
+        cJSON *rule = append_object(vnets);
+        ok = rule && cJSON_AddStringToObject(rule, "id", r->vnet[i].id) &&
              cJSON_AddBoolToObject(rule, "ignoreMissingVnetServiceEndpoint",
                                    r->vnet[i].ignore_missing);
     }
