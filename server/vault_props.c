@@ -115,9 +115,10 @@ static const char *parse_rules(const cJSON *acls, struct ks_net_rules *r, char *
         if (id == NULL || !subnet_id_valid(id) ||
             !bool_member(it, "ignoreMissingVnetServiceEndpoint", &ignore)) {
             snprintf(why, cap,
-                     "Invalid value found at properties.networkAcls.virtualNetworkRules[%d]: the "
-                     "id must be a subnet's resource id (/subscriptions/…/resourceGroups/…/"
-                     "providers/Microsoft.Network/virtualNetworks/…/subnets/…).",
+                     "Invalid value found at properties.networkAcls.virtualNetworkRules[%d]: "
+                     "'id' must be a subnet's resource id (/subscriptions/…/resourceGroups/…/"
+                     "providers/Microsoft.Network/virtualNetworks/…/subnets/…) and "
+                     "'ignoreMissingVnetServiceEndpoint' true or false.",
                      i);
             return why;
         }
