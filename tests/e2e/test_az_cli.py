@@ -342,6 +342,14 @@ def main():
             check(proc.returncode != 0 and "ForbiddenByFirewall" in proc.stderr, proc.stderr[-2000:])
             upd = az("keyvault", "update", "--name", "azv", "--default-action", "Allow")
             eq(upd["properties"]["networkAcls"]["defaultAction"], "Allow")
+            upd = az("keyvault", "update", "--name", "azv", "--public-network-access", "Disabled")
+            eq(upd["properties"]["publicNetworkAccess"], "Disabled")
+            proc = az("rest", "--method", "get", "--url",
+                      f"https://azv.vault.localhost:{P}/keys/k1?api-version=7.4",
+                      "--resource", "https://vault.azure.net", ok=False)
+            check(proc.returncode != 0 and "ForbiddenByConnection" in proc.stderr, proc.stderr[-2000:])
+            upd = az("keyvault", "update", "--name", "azv", "--public-network-access", "Enabled")
+            eq(upd["properties"]["publicNetworkAccess"], "Enabled")
 
             az("keyvault", "delete", "--name", "azv")
             check("azv" not in {v["name"] for v in az("keyvault", "list")})

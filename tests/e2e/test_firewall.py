@@ -152,6 +152,19 @@ def main():
             key = keys.create_rsa_key("cmk")
             eq(keys.get_key("cmk").id, key.id)
             eq(km.vaults.get("fw-rg", "fwpy").properties.sku.name, "premium")  # kept
+            # public network access off, through the SDK's model, and on again
+            closed = km.vaults.update("fw-rg", "fwpy", VaultPatchParameters(
+                properties=VaultPatchProperties(public_network_access="Disabled")))
+            eq(closed.properties.public_network_access, "Disabled")
+            try:
+                keys.get_key("cmk")
+                check(False, "public network access is disabled")
+            except HttpResponseError as e:
+                body = json.loads(e.response.text())
+                eq((e.status_code, body["error"]["innererror"]["code"]), (403, "ForbiddenByConnection"))
+            km.vaults.update("fw-rg", "fwpy", VaultPatchParameters(
+                properties=VaultPatchProperties(public_network_access="Enabled")))
+            eq(keys.get_key("cmk").id, key.id)
 
         @runner.test
         def refusals_are_key_vaults_and_come_after_authentication():
