@@ -603,7 +603,8 @@ void ks_vault_from_json(const cJSON *o, const char *lname, struct ks_vault *out)
         cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "enabledForDiskEncryption"));
     v.for_template_deployment =
         cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "enabledForTemplateDeployment"));
-    const char *pna = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "publicNetworkAccess"));
+    const char *pna =
+        cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "publicNetworkAccess"));
     v.public_network_disabled = pna != NULL && strcmp(pna, "Disabled") == 0;
     const cJSON *acls = cJSON_GetObjectItemCaseSensitive(o, "networkAcls");
     if (cJSON_IsObject(acls)) {

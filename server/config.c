@@ -338,9 +338,8 @@ static int names_arm_props(const cJSON *p)
     return 0;
 }
 
-static enum kv_status parse_vault(const cJSON *o, size_t i, const char *tenant,
-                                  struct ks_vault *v, struct ks_net_rules *rules, int *arm_given,
-                                  char *err, size_t cap)
+static enum kv_status parse_vault(const cJSON *o, size_t i, const char *tenant, struct ks_vault *v,
+                                  struct ks_net_rules *rules, int *arm_given, char *err, size_t cap)
 {
     static const char *const fields[] = {"name", "properties", NULL};
     static const char *const props[] = {"enableSoftDelete", "softDeleteRetentionInDays",

@@ -261,7 +261,6 @@ const char *srv_vault_group(const struct ks_vault *v);
  * (mgmt_api.c). */
 int srv_in_path_group(const struct srv_req *req, const struct ks_vault *v);
 
-
 /**
  * @brief Microsoft.Authorization (mgmt_authz.c): role assignments at @p scope (a
  * subscription, resource group, vault or key; @p id NULL: the list) or, with
