@@ -191,12 +191,8 @@ const char *srv_vault_props_parse(const cJSON *props, struct ks_vault *v,
 
 int srv_vault_props_json(struct srv_req *req, cJSON *props, const struct ks_vault *v)
 {
-    cJSON *sku = cJSON_GetObjectItemCaseSensitive(props, "sku");
-    if (!cJSON_IsObject(sku) && (sku = cJSON_AddObjectToObject(props, "sku")) == NULL)
-        return 0;
-    cJSON_DeleteItemFromObjectCaseSensitive(sku, "family");
-    cJSON_DeleteItemFromObjectCaseSensitive(sku, "name");
-    if (!cJSON_AddStringToObject(sku, "family", "A") ||
+    cJSON *sku = cJSON_AddObjectToObject(props, "sku");
+    if (sku == NULL || !cJSON_AddStringToObject(sku, "family", "A") ||
         !cJSON_AddStringToObject(sku, "name", v->premium ? "premium" : "standard") ||
         !cJSON_AddBoolToObject(props, "enabledForDeployment", v->for_deployment) ||
         !cJSON_AddBoolToObject(props, "enabledForDiskEncryption", v->for_disk_encryption) ||
