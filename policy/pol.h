@@ -70,6 +70,9 @@ struct pol_identity {
     char client_secret[256]; /**< "" for managed identities */
     int is_default;
     int manage;
+    /** stands for a trusted Azure service (as Azure Storage or SQL reach a vault for a
+     * customer-managed key): a vault's firewall lets it through unless its bypass is None */
+    int trusted_service;
 };
 
 /** Claims of a verified token. */
@@ -299,17 +302,19 @@ size_t pol_role_list(struct pol_ctx *ctx, const struct ks_vault *vault,
 int pol_role_get(struct pol_ctx *ctx, const char *id, struct pol_role_assignment *out);
 
 /**
- * @brief Decide whether a data-plane request from the address @p client (as the
- * socket reports it) passes @p vault's network rules, as Key Vault's firewall
- * decides before it looks at permissions. With public network access disabled
- * nothing passes: kvmock has no private links and no trusted services. A vault that
- * denies by default lets in an address in one of @p rules' IP ranges; virtual
- * network rules never match, as no request comes through a virtual network.
+ * @brief Decide whether a data-plane request of @p who from the address @p client (as
+ * the socket reports it) passes @p vault's network rules, as Key Vault's firewall
+ * decides before it looks at permissions. An identity marked as a trusted service
+ * passes unless the vault's bypass is None. Otherwise: with public network access
+ * disabled nothing passes (kvmock has no private links); a vault that denies by
+ * default lets in an address in one of @p rules' IP ranges; virtual network rules
+ * never match, as no request comes through a virtual network.
  * @param rules the vault's rule lists (ks_vault_net_rules()); may be NULL when the
  *   vault does not deny by default.
  * @return KV_OK, KV_ERR_PUBLIC_DISABLED, KV_ERR_FIREWALL_DENIED.
  */
-enum kv_status pol_network_allowed(const struct ks_vault *vault, const struct ks_net_rules *rules,
+enum kv_status pol_network_allowed(const struct pol_ctx *ctx, const struct pol_claims *who,
+                                   const struct ks_vault *vault, const struct ks_net_rules *rules,
                                    const char *client);
 
 /**

@@ -297,9 +297,9 @@ static enum kv_status get_bool(const cJSON *o, const char *name, const char *whe
 static enum kv_status parse_identity(const cJSON *o, size_t i, struct pol_identity *id,
                                      char *err, size_t cap)
 {
-    static const char *const fields[] = {"name",     "objectId",   "clientId", "clientSecret",
-                                         "tenantId", "resourceId", "default",  "manage",
-                                         NULL};
+    static const char *const fields[] = {"name",     "objectId",   "clientId",       "clientSecret",
+                                         "tenantId", "resourceId", "default",        "manage",
+                                         "trustedService", NULL};
     char where[48];
     snprintf(where, sizeof(where), "identities[%zu]", i);
     if (!cJSON_IsObject(o))
@@ -323,6 +323,8 @@ static enum kv_status parse_identity(const cJSON *o, size_t i, struct pol_identi
         st = get_bool(o, "default", where, &id->is_default, err, cap);
     if (st == KV_OK)
         st = get_bool(o, "manage", where, &id->manage, err, cap);
+    if (st == KV_OK)
+        st = get_bool(o, "trustedService", where, &id->trusted_service, err, cap);
     return st;
 }
 

@@ -133,7 +133,7 @@ static enum kv_status firewall(struct srv_req *req, const struct ks_vault *vault
     enum kv_status st =
         vault->net_deny ? ks_vault_net_rules(req->srv->ks, vault->name, &rules) : KV_OK;
     if (st == KV_OK)
-        st = pol_network_allowed(vault, &rules, req->ri->remote_addr);
+        st = pol_network_allowed(req->srv->pol, &req->who, vault, &rules, req->ri->remote_addr);
     ks_net_rules_clear(&rules);
     if (st == KV_ERR_FIREWALL_DENIED)
         srv_send_errorf(req, st,

@@ -3,9 +3,9 @@ virtual network rules, bypass) and publicNetworkAccess, set through the manageme
 plane with Debian's azure-mgmt-keyvault unmodified and in raw HTTP, and enforced on
 the data plane against the real key SDK and raw HTTP: the exact 403 bodies, the
 client's address over IPv4 and IPv6, nothing changed by a refused call, the audit
-record, bad rules refused with nothing changed, and the rules kept across PATCH,
-soft delete and recovery, and restarts (a configured vault's too), and a firewall
-set by the configuration file."""
+record, a trusted service's bypass, bad rules refused with nothing changed, and the
+rules kept across PATCH, soft delete and recovery, and restarts (a configured vault's
+too), and a firewall set by the configuration file."""
 import json
 import os
 import sys
@@ -24,7 +24,10 @@ GUEST = {"name": "guest", "objectId": "0a000000-0000-4000-8000-0000000000b2",
          "clientId": "0c000000-0000-4000-8000-0000000000b2",
          "tenantId": "6b766d6f-636b-4000-8000-0000000000ff"}
 # a configured vault with a firewall of its own, and one without
-CONFIG = {"tenantId": TENANT, "identities": [APP, NOBODY, GUEST], "vaults": [
+# an Azure service reaching vaults for customer-managed keys, as Azure Storage does
+STORAGE = {"name": "storage", "objectId": "0a000000-0000-4000-8000-0000000000b3",
+           "clientId": "0c000000-0000-4000-8000-0000000000b3", "trustedService": True}
+CONFIG = {"tenantId": TENANT, "identities": [APP, NOBODY, GUEST, STORAGE], "vaults": [
     {"name": "default"},
     {"name": "walled", "properties": {"networkAcls": {
         "defaultAction": "Deny", "ipRules": [{"value": "198.51.100.0/24"}]}}}]}
@@ -244,6 +247,35 @@ def main():
             eq(props["networkAcls"]["ipRules"], LOOPBACK)
             let_in("fwoff", "127.0.0.1")
             let_in("fwoff", "::1")
+
+        @runner.test
+        def a_trusted_service_passes_unless_the_bypass_is_none():
+            put_vault("fwtrust", accessPolicies=ALL_KEYS + [
+                {"tenantId": TENANT, "objectId": STORAGE["objectId"],
+                 "permissions": {"keys": ["get", "list", "wrapKey", "unwrapKey"]}}],
+                networkAcls={"defaultAction": "Deny", "bypass": "AzureServices"})
+            vault_aud = f"https://vault.localhost:{P}"
+
+            def as_storage(addr="127.0.0.1"):
+                return data("GET", "fwtrust", "/keys", addr=addr,
+                            token=kv.token(vault_aud, STORAGE["clientId"]))
+
+            for addr in ("127.0.0.1", "::1"):
+                st, _, body = as_storage(addr)
+                eq(st, 200, body)
+            refused("fwtrust", "127.0.0.1", "127.0.0.1")  # everyone else
+            # public access disabled: the bypass still lets the trusted service in
+            patch_vault("fwtrust", publicNetworkAccess="Disabled")
+            st, _, body = as_storage()
+            eq(st, 200, body)
+            st, _, err = data("GET", "fwtrust", "/keys")
+            eq((st, err["error"]["innererror"]["code"]), (403, "ForbiddenByConnection"), err)
+            # bypass None: the trusted service is refused like any caller
+            patch_vault("fwtrust", publicNetworkAccess="Enabled",
+                        networkAcls={"defaultAction": "Deny", "bypass": "None"})
+            st, _, err = as_storage()
+            eq((st, err["error"]["innererror"]["code"]), (403, "ForbiddenByFirewall"), err)
+            check(f"oid={STORAGE['objectId']}" in err["error"]["message"], err)
 
         @runner.test
         def bad_rules_are_refused_and_change_nothing():

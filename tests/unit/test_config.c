@@ -148,7 +148,8 @@ int main(void)
     char *argvc[] = {"kvmock", "--config", cfg_path, NULL};
     CHECK_ST(load(&cfg,
                   "{\"tenantId\":\"t-1\",\"identityHeader\":\"s3cret\","
-                  "\"identities\":[{\"name\":\"app\",\"objectId\":\"o1\",\"clientId\":\"c1\"},"
+                  "\"identities\":[{\"name\":\"app\",\"objectId\":\"o1\",\"clientId\":\"c1\","
+                  "\"trustedService\":true},"
                   "{\"name\":\"ci\",\"objectId\":\"o2\",\"clientId\":\"c2\",\"default\":true,"
                   "\"clientSecret\":\"x\",\"manage\":true}],"
                   "\"vaults\":[{\"name\":\"cmk\",\"properties\":{\"enableSoftDelete\":true,"
@@ -163,6 +164,7 @@ int main(void)
     CHECK_STR(cfg.tenant_id, "t-1");
     CHECK_STR(cfg.identity_header, "s3cret");
     CHECK(cfg.n_identities == 2 && !cfg.identities[0].is_default && cfg.identities[1].is_default);
+    CHECK(cfg.identities[0].trusted_service && !cfg.identities[1].trusted_service);
     CHECK(cfg.n_vaults == 2);
     CHECK(cfg.vaults[0].retention_days == 7 && cfg.vaults[0].purge_protection);
     CHECK_STR(cfg.vaults[0].tenant_id, "t-1");
@@ -245,6 +247,9 @@ int main(void)
     refused("{\"identities\":[{\"name\":\"a\",\"objectId\":\"o\",\"clientId\":\"c\",\"x\":1}]}",
             "unknown field 'x'");
     refused("{\"identities\":[{\"name\":\"a\",\"objectId\":\"o\"}]}", "needs 'clientId'");
+    refused("{\"identities\":[{\"name\":\"a\",\"objectId\":\"o\",\"clientId\":\"c\","
+            "\"trustedService\":\"yes\"}]}",
+            "'trustedService' in identities[0] must be true or false");
     refused("{\"identities\":[{\"name\":\"a\",\"objectId\":\"o\",\"clientId\":\"c\","
             "\"default\":true},{\"name\":\"b\",\"objectId\":\"p\",\"clientId\":\"d\","
             "\"default\":true}]}",

@@ -43,32 +43,46 @@ static void expect(struct pol_ctx *c, struct pol_claims w, struct ks_vault v, co
     }
 }
 
-/* The firewall: public network access first, then the IP rules of a vault that denies. */
-static void network(void)
+/* The firewall: a trusted service's bypass first, then public network access, then the
+ * IP rules of a vault that denies by default. */
+static void network(struct pol_ctx *c)
 {
+    struct pol_identity storage = {.trusted_service = 1};
+    snprintf(storage.name, sizeof(storage.name), "storage");
+    snprintf(storage.object_id, sizeof(storage.object_id), "o-storage");
+    snprintf(storage.client_id, sizeof(storage.client_id), "c-storage");
+    CHECK_ST(pol_add_identity(c, &storage), KV_OK);
+    struct pol_claims app = who("t1", "o-app", "c-app"), svc = who("t1", "o-storage", "c-storage");
     char *ips[] = {"not a rule", "203.0.113.0/24", "::1/128"};
     struct ks_net_rules rules = {3, ips, 0, NULL}, none = {0};
     struct ks_vault v = vault("walled", 0);
-    CHECK_ST(pol_network_allowed(&v, NULL, "198.51.100.1"), KV_OK); /* no rules */
+    CHECK_ST(pol_network_allowed(c, &app, &v, NULL, "198.51.100.1"), KV_OK); /* no rules */
     v.net_acls = 1;
-    CHECK_ST(pol_network_allowed(&v, &rules, "198.51.100.1"), KV_OK); /* Allow by default */
+    CHECK_ST(pol_network_allowed(c, &app, &v, &rules, "198.51.100.1"), KV_OK); /* Allow */
     v.net_deny = 1;
-    CHECK_ST(pol_network_allowed(&v, &rules, "198.51.100.1"), KV_ERR_FIREWALL_DENIED);
-    CHECK_ST(pol_network_allowed(&v, &rules, "203.0.113.9"), KV_OK);
-    CHECK_ST(pol_network_allowed(&v, &rules, "::ffff:203.0.113.9"), KV_OK);
-    CHECK_ST(pol_network_allowed(&v, &rules, "::1"), KV_OK);
-    CHECK_ST(pol_network_allowed(&v, &rules, "::2"), KV_ERR_FIREWALL_DENIED);
-    CHECK_ST(pol_network_allowed(&v, &rules, ""), KV_ERR_FIREWALL_DENIED);
-    CHECK_ST(pol_network_allowed(&v, &none, "203.0.113.9"), KV_ERR_FIREWALL_DENIED);
-    CHECK_ST(pol_network_allowed(&v, NULL, "203.0.113.9"), KV_ERR_FIREWALL_DENIED);
-    /* a trusted-services bypass lets no caller of kvmock's through */
-    v.net_bypass_none = 0;
-    CHECK_ST(pol_network_allowed(&v, &none, "127.0.0.1"), KV_ERR_FIREWALL_DENIED);
-    /* disabled public access refuses even an address the rules let in */
+    CHECK_ST(pol_network_allowed(c, &app, &v, &rules, "198.51.100.1"), KV_ERR_FIREWALL_DENIED);
+    CHECK_ST(pol_network_allowed(c, &app, &v, &rules, "203.0.113.9"), KV_OK);
+    CHECK_ST(pol_network_allowed(c, &app, &v, &rules, "::ffff:203.0.113.9"), KV_OK);
+    CHECK_ST(pol_network_allowed(c, &app, &v, &rules, "::1"), KV_OK);
+    CHECK_ST(pol_network_allowed(c, &app, &v, &rules, "::2"), KV_ERR_FIREWALL_DENIED);
+    CHECK_ST(pol_network_allowed(c, &app, &v, &rules, ""), KV_ERR_FIREWALL_DENIED);
+    CHECK_ST(pol_network_allowed(c, &app, &v, &none, "203.0.113.9"), KV_ERR_FIREWALL_DENIED);
+    CHECK_ST(pol_network_allowed(c, &app, &v, NULL, "203.0.113.9"), KV_ERR_FIREWALL_DENIED);
+    /* bypass AzureServices lets the trusted service through from anywhere, and no one
+     * else; bypass None lets no one */
+    CHECK_ST(pol_network_allowed(c, &svc, &v, &none, "198.51.100.1"), KV_OK);
+    v.net_bypass_none = 1;
+    CHECK_ST(pol_network_allowed(c, &svc, &v, &none, "198.51.100.1"), KV_ERR_FIREWALL_DENIED);
+    CHECK_ST(pol_network_allowed(c, &svc, &v, &rules, "203.0.113.9"), KV_OK); /* its address */
+    /* disabled public access refuses even an address the rules let in; only the trusted
+     * service's bypass passes it */
     v.public_network_disabled = 1;
-    CHECK_ST(pol_network_allowed(&v, &rules, "203.0.113.9"), KV_ERR_PUBLIC_DISABLED);
+    CHECK_ST(pol_network_allowed(c, &app, &v, &rules, "203.0.113.9"), KV_ERR_PUBLIC_DISABLED);
+    CHECK_ST(pol_network_allowed(c, &svc, &v, &rules, "203.0.113.9"), KV_ERR_PUBLIC_DISABLED);
+    v.net_bypass_none = 0;
+    CHECK_ST(pol_network_allowed(c, &svc, &v, &rules, "198.51.100.1"), KV_OK);
     v.net_deny = 0;
-    CHECK_ST(pol_network_allowed(&v, &rules, "203.0.113.9"), KV_ERR_PUBLIC_DISABLED);
+    CHECK_ST(pol_network_allowed(c, &app, &v, &rules, "203.0.113.9"), KV_ERR_PUBLIC_DISABLED);
 }
 
 static void cleanup(void)
@@ -80,7 +94,6 @@ int main(void)
 {
     CHECK(sodium_init() >= 0);
     CHECK(mkdtemp(dir) != NULL);
-    network();
     struct ks_env *ks = NULL;
     struct pol_ctx *c = NULL;
     struct ks_open_opts o = {.data_dir = dir};
@@ -89,6 +102,7 @@ int main(void)
     if (ks == NULL || c == NULL)
         CHECK_DONE();
     CHECK_ST(pol_attach(c, ks), KV_OK);
+    network(c);
 
     /* permission names */
     pol_perms bits = 0;
