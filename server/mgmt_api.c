@@ -524,7 +524,9 @@ static void vault_put(struct srv_req *req, const char *name, int patch)
         bad = "softDeleteRetentionInDays must be an integer between 7 and 90.";
     else if (v.purge_protection && !v.soft_delete)
         bad = "enablePurgeProtection requires enableSoftDelete.";
-    else if (exists && old.purge_protection && !v.purge_protection)
+    /* as in Azure, the property takes only true: false is refused even for a new vault,
+     * and one left out keeps what the vault has */
+    else if (cJSON_IsFalse(pp))
         bad = "The property \"enablePurgeProtection\" cannot be set to false. Enabling the purge "
               "protection for a vault is an irreversible action.";
     /* as in Azure, soft delete once on stays on, with the retention it was given */

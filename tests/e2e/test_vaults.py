@@ -285,6 +285,28 @@ def main():
                     {"properties": {"softDeleteRetentionInDays": 7}})[0], 400)
 
         @runner.test
+        def purge_protection_takes_only_true():
+            # Azure refuses false even for a new vault (the property cannot be set to false),
+            # and a vault without purge protection keeps it off when the property is left out
+            message = ('The property "enablePurgeProtection" cannot be set to false. Enabling '
+                       'the purge protection for a vault is an irreversible action.')
+            body = {"location": "westeurope", "properties": {
+                "tenantId": TENANT, "sku": {"family": "A", "name": "standard"},
+                "enablePurgeProtection": False}}
+            st, _, err = mgmt("PUT", f"{ARM}/ppfalse?{API}", body)
+            eq((st, err["error"]), (400, {"code": "BadRequest", "message": message}), err)
+            eq(mgmt("GET", f"{ARM}/ppfalse?{API}")[0], 404)  # not made
+            eq(put_vault("ppfalse")[0], 201)
+            st, _, err = mgmt("PATCH", f"{ARM}/ppfalse?{API}",
+                              {"properties": {"enablePurgeProtection": False}})
+            eq((st, err["error"]["message"]), (400, message), err)
+            st, _, got = mgmt("GET", f"{ARM}/ppfalse?{API}")
+            check("enablePurgeProtection" not in got["properties"], got)  # absent, as in Azure
+            st, _, got = mgmt("PATCH", f"{ARM}/ppfalse?{API}",
+                              {"properties": {"enablePurgeProtection": True}})
+            eq((st, got["properties"]["enablePurgeProtection"]), (200, True), got)
+
+        @runner.test
         def resource_groups_hold_vaults():
             GROUPS = f"/subscriptions/{SUB}/resourcegroups"
             RAPI = "api-version=2021-04-01"
