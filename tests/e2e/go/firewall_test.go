@@ -43,31 +43,19 @@ func TestFirewall(t *testing.T) {
 	rg := env(t, "KVMOCK_RG")
 	self := env(t, "KVMOCK_OBJECT_ID")
 	tenant := uuid.FromStringOrNil(env(t, "AZURE_TENANT_ID"))
-	cloud, authorizer := armAuthorizer(t)
-	sub := "00000000-0000-0000-0000-000000000000"
-
-	vaults := vaultsClient(cloud, authorizer, sub)
-	name := uniqueName("go-fw")
-	future, err := vaults.CreateOrUpdate(ctx, rg, name, mgmt.VaultCreateOrUpdateParameters{
-		Location: to.StringPtr("westeurope"),
-		Properties: &mgmt.VaultProperties{
-			TenantID: &tenant,
-			Sku:      &mgmt.Sku{Family: to.StringPtr("A"), Name: mgmt.Premium},
-			AccessPolicies: &[]mgmt.AccessPolicyEntry{{
-				TenantID: &tenant, ObjectID: to.StringPtr(self),
-				Permissions: &mgmt.Permissions{Keys: &[]mgmt.KeyPermissions{
-					mgmt.KeyPermissionsGet, mgmt.KeyPermissionsCreate}},
-			}},
-			NetworkAcls: &mgmt.NetworkRuleSet{
-				DefaultAction: mgmt.Deny, Bypass: mgmt.AzureServices,
-				IPRules: &[]mgmt.IPRule{{Value: to.StringPtr("203.0.113.7")}},
-			},
+	vaults, vault := createVault(t, "go-fw", mgmt.VaultProperties{
+		Sku: &mgmt.Sku{Family: to.StringPtr("A"), Name: mgmt.Premium},
+		AccessPolicies: &[]mgmt.AccessPolicyEntry{{
+			TenantID: &tenant, ObjectID: to.StringPtr(self),
+			Permissions: &mgmt.Permissions{Keys: &[]mgmt.KeyPermissions{
+				mgmt.KeyPermissionsGet, mgmt.KeyPermissionsCreate}},
+		}},
+		NetworkAcls: &mgmt.NetworkRuleSet{
+			DefaultAction: mgmt.Deny, Bypass: mgmt.AzureServices,
+			IPRules: &[]mgmt.IPRule{{Value: to.StringPtr("203.0.113.7")}},
 		},
 	})
-	must(t, err, "CreateOrUpdate of a vault with a firewall")
-	must(t, future.WaitForCompletionRef(ctx, vaults.Client), "CreateOrUpdate completion")
-	vault, err := future.Result(vaults)
-	must(t, err, "CreateOrUpdate result")
+	name := to.String(vault.Name)
 	if got := ipRules(vault); len(got) != 1 || got[0] != "203.0.113.7/32" ||
 		vault.Properties.NetworkAcls.DefaultAction != mgmt.Deny || vault.Properties.Sku.Name != mgmt.Premium {
 		t.Fatalf("the vault's firewall: rules %v, default %s, sku %s", got,
@@ -77,7 +65,7 @@ func TestFirewall(t *testing.T) {
 
 	// Loopback is in no rule: refused before the access policy is asked.
 	data := dataClient(t)
-	_, err = data.CreateKey(ctx, vaultURI, "refused", keyvault.KeyCreateParameters{Kty: keyvault.EC})
+	_, err := data.CreateKey(ctx, vaultURI, "refused", keyvault.KeyCreateParameters{Kty: keyvault.EC})
 	expectError(t, err, http.StatusForbidden, "Forbidden")
 	if code := innerCode(t, err); code != "ForbiddenByFirewall" {
 		t.Fatalf("innererror %q, want ForbiddenByFirewall", code)

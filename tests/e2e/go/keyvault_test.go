@@ -536,6 +536,23 @@ func vaultsClient(cloud azure.Environment, authorizer autorest.Authorizer, sub s
 	return vaults
 }
 
+// createVault makes a vault named PREFIX-… in $KVMOCK_RG, in westeurope, with PROPS in the
+// tenant $AZURE_TENANT_ID, and answers its client and the vault.
+func createVault(t *testing.T, prefix string, props mgmt.VaultProperties) (mgmt.VaultsClient, mgmt.Vault) {
+	t.Helper()
+	tenant := uuid.FromStringOrNil(env(t, "AZURE_TENANT_ID"))
+	props.TenantID = &tenant
+	cloud, authorizer := armAuthorizer(t)
+	vaults := vaultsClient(cloud, authorizer, "00000000-0000-0000-0000-000000000000")
+	future, err := vaults.CreateOrUpdate(ctx, env(t, "KVMOCK_RG"), uniqueName(prefix),
+		mgmt.VaultCreateOrUpdateParameters{Location: to.StringPtr("westeurope"), Properties: &props})
+	must(t, err, "CreateOrUpdate of a "+prefix+" vault")
+	must(t, future.WaitForCompletionRef(ctx, vaults.Client), "CreateOrUpdate completion")
+	vault, err := future.Result(vaults)
+	must(t, err, "CreateOrUpdate result")
+	return vaults, vault
+}
+
 func TestARM(t *testing.T) {
 	rg := env(t, "KVMOCK_RG")
 	tenant := uuid.FromStringOrNil(env(t, "AZURE_TENANT_ID"))

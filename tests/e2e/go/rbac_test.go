@@ -18,28 +18,18 @@ import (
 func TestRBAC(t *testing.T) {
 	rg := env(t, "KVMOCK_RG")
 	self := env(t, "KVMOCK_OBJECT_ID")
-	tenant := uuid.FromStringOrNil(env(t, "AZURE_TENANT_ID"))
 	cloud, authorizer := armAuthorizer(t)
 	sub := "00000000-0000-0000-0000-000000000000"
 
-	vaults := vaultsClient(cloud, authorizer, sub)
-	name := uniqueName("go-rbac")
-	future, err := vaults.CreateOrUpdate(ctx, rg, name, mgmt.VaultCreateOrUpdateParameters{
-		Location: to.StringPtr("westeurope"),
-		Properties: &mgmt.VaultProperties{
-			TenantID:                &tenant,
-			Sku:                     &mgmt.Sku{Family: to.StringPtr("A"), Name: mgmt.Standard},
-			EnableRbacAuthorization: to.BoolPtr(true),
-		},
+	vaults, vault := createVault(t, "go-rbac", mgmt.VaultProperties{
+		Sku:                     &mgmt.Sku{Family: to.StringPtr("A"), Name: mgmt.Standard},
+		EnableRbacAuthorization: to.BoolPtr(true),
 	})
-	must(t, err, "CreateOrUpdate of an RBAC vault")
-	must(t, future.WaitForCompletionRef(ctx, vaults.Client), "CreateOrUpdate completion")
-	vault, err := future.Result(vaults)
-	must(t, err, "CreateOrUpdate result")
+	name := to.String(vault.Name)
 	scope := to.String(vault.ID)
 	vaultURI := strings.TrimSuffix(to.String(vault.Properties.VaultURI), "/")
 	data := dataClient(t)
-	_, err = data.CreateKey(ctx, vaultURI, "k", keyvault.KeyCreateParameters{Kty: keyvault.RSA})
+	_, err := data.CreateKey(ctx, vaultURI, "k", keyvault.KeyCreateParameters{Kty: keyvault.RSA})
 	expectError(t, err, http.StatusForbidden, "Forbidden")
 
 	// The role, found by its name.
