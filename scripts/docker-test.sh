@@ -285,6 +285,17 @@ log "PASS /data/root.key is -rw------- 10001/10001 (not root)"
 curl -fsS --noproxy '*' --cacert "$work/ca.pem" -o /dev/null "https://default.vault.localhost:$HTTPS_PORT/healthz" ||
     fail "curl https://default.vault.localhost:$HTTPS_PORT/healthz with the CA"
 log "PASS curl --cacert ca.pem https://default.vault.localhost:$HTTPS_PORT/healthz"
+# what a vault firewall sees through a published port (README, Docker): not the host's loopback
+info=$(curl -sS --noproxy '*' --cacert "$work/ca.pem" -o /dev/null \
+    -w '%header{x-ms-keyvault-network-info}' "https://default.vault.localhost:$HTTPS_PORT/keys?api-version=7.4")
+case "$info" in
+    conn_type=Ipv4\;addr=*\;act_addr_fam=InterNetwork\; | conn_type=Ipv6\;addr=*\;act_addr_fam=InterNetworkV6\;) ;;
+    *) fail "x-ms-keyvault-network-info through the published port: '$info'" ;;
+esac
+case "$info" in
+    *addr=127.* | *addr=::1\;*) fail "through the published port kvmock saw the host's loopback: '$info'" ;;
+esac
+log "PASS through the published port a vault firewall sees the Docker network: $info"
 docker run --rm --label "kvmock-docker-test=$run_id" --add-host default.vault.localhost:host-gateway \
     -v "$work/ca.pem:/kvmock-ca.pem:ro" --entrypoint python3 kvmock-example-app -c "
 import ssl, urllib.request
