@@ -77,6 +77,7 @@ enum kv_status {
     KV_ERR_ARM_NO_GROUP,           /**< 404 ResourceGroupNotFound */
     KV_ERR_ARM_GROUP_LOCATION,     /**< 409 InvalidResourceGroupLocation: it is elsewhere */
     KV_ERR_ARM_VAULT_EXISTS,       /**< 409 VaultAlreadyExists: another group holds the name */
+    KV_ERR_ARM_VAULT_NAME,         /**< 400 VaultNameNotValid: not a name Azure gives a vault */
     KV_ERR_ARM_ROLE_EXISTS,        /**< 409 RoleAssignmentExists: same principal, role, scope */
     KV_ERR_ARM_ROLE_UPDATE,        /**< 400 RoleAssignmentUpdateNotPermitted */
     KV_ERR_ARM_ROLE_ID,            /**< 400 InvalidRoleAssignmentId: the name is not a GUID */

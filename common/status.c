@@ -109,6 +109,9 @@ static const struct kv_status_info table[KV_STATUS_COUNT] = {
         "The resource group already exists in another location."),
     ROW(KV_ERR_ARM_VAULT_EXISTS, 409, "VaultAlreadyExists", NULL,
         "The vault name is already in use. Vault names are globally unique."),
+    ROW(KV_ERR_ARM_VAULT_NAME, 400, "VaultNameNotValid", NULL,
+        "A vault's name must be between 3-24 alphanumeric characters. The name must begin with "
+        "a letter, end with a letter or digit, and not contain consecutive hyphens."),
     ROW(KV_ERR_ARM_ROLE_EXISTS, 409, "RoleAssignmentExists", NULL,
         "The role assignment already exists."),
     ROW(KV_ERR_ARM_ROLE_UPDATE, 400, "RoleAssignmentUpdateNotPermitted", NULL,
@@ -179,6 +182,7 @@ static const char *const names[KV_STATUS_COUNT] = {
     NAME(KV_ERR_ARM_NO_GROUP),
     NAME(KV_ERR_ARM_GROUP_LOCATION),
     NAME(KV_ERR_ARM_VAULT_EXISTS),
+    NAME(KV_ERR_ARM_VAULT_NAME),
     NAME(KV_ERR_ARM_ROLE_EXISTS),
     NAME(KV_ERR_ARM_ROLE_UPDATE),
     NAME(KV_ERR_ARM_ROLE_ID),

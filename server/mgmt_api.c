@@ -417,17 +417,38 @@ static const char *put_location(struct srv_req *req)
 }
 
 /* Check the shape of a vault PUT or PATCH body; 0 when it answered 400. */
-static int vault_body_ok(struct srv_req *req, const char *name, int patch)
+/* Whether @p name is one Azure gives a new vault: 3-24 letters, digits and dashes, a letter
+ * first, a letter or digit last, no two dashes in a row (letters of either case). */
+static int arm_vault_name_valid(const char *name)
+{
+    size_t n = strlen(name);
+    if (n < 3 || n > KS_VAULT_NAME_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        int letter = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+        int digit = c >= '0' && c <= '9';
+        if (!(letter || digit || c == '-') || (i == 0 && !letter) ||
+            (i == n - 1 && c == '-') || (c == '-' && name[i + 1] == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+/* Answer 400 VaultNameNotValid for @p name, with Azure's message. */
+static void vault_name_not_valid(struct srv_req *req, const char *name)
+{
+    srv_send_errorf(req, KV_ERR_ARM_VAULT_NAME,
+                    "The vault name '%.64s' is invalid. %s Follow this link for more "
+                    "information: https://go.microsoft.com/fwlink/?linkid=2147742",
+                    name, kv_status_info(KV_ERR_ARM_VAULT_NAME)->message);
+}
+
+static int vault_body_ok(struct srv_req *req, int patch)
 {
     const cJSON *props = cJSON_GetObjectItemCaseSensitive(req->body, "properties");
     if (!patch && put_location(req) == NULL)
         return 0;
-    if (!patch && !ks_vault_name_valid(name)) {
-        srv_send_errorf(req, KV_ERR_ARM_BAD_REQUEST,
-                        "The vault name '%.64s' is invalid: 3-24 lowercase letters, digits and "
-                        "dashes.", name);
-        return 0;
-    }
     if (patch ? props != NULL && !cJSON_IsNull(props) && !cJSON_IsObject(props)
               : !cJSON_IsObject(props)) {
         srv_send_error(req, KV_ERR_ARM_BAD_REQUEST,
@@ -450,15 +471,23 @@ static int vault_body_ok(struct srv_req *req, const char *name, int patch)
  * A PUT needs a location and properties, and its tags replace the vault's (none given,
  * none kept), as Resource Manager replaces a whole resource; a PATCH changes only what
  * it names, of a vault that exists. */
-static void vault_put(struct srv_req *req, const char *name, int patch)
+static void vault_put(struct srv_req *req, const char *path_name, int patch)
 {
-    char why[256] = "";
+    char why[256] = "", name[KS_VAULT_NAME_MAX + 1];
     enum kv_status st = srv_read_json_body(req);
     if (st != KV_OK) {
         srv_send_error(req, KV_ERR_ARM_BAD_REQUEST, "The request body is not a JSON object.");
         return;
     }
-    if (!vault_body_ok(req, name, patch))
+    /* names match in any case, and vaults keep theirs in lowercase, as their hosts have it */
+    if (ks_vault_lower(path_name, name) == 0 || !ks_vault_name_valid(name)) {
+        if (patch)
+            vault_not_found(req, path_name);
+        else
+            vault_name_not_valid(req, path_name);
+        return;
+    }
+    if (!vault_body_ok(req, patch))
         return;
     const cJSON *props = cJSON_GetObjectItemCaseSensitive(req->body, "properties");
     const char *location =
@@ -473,6 +502,10 @@ static void vault_put(struct srv_req *req, const char *name, int patch)
     const char *group = path_group(req);
     if ((patch && !exists) || (patch && !srv_in_path_group(req, &old))) {
         vault_not_found(req, name);
+        return;
+    }
+    if (!exists && !arm_vault_name_valid(path_name)) {
+        vault_name_not_valid(req, path_name);
         return;
     }
     if (exists && !srv_in_path_group(req, &old)) {
@@ -946,11 +979,11 @@ static void check_name(struct srv_req *req)
     const char *reason = NULL;
     struct ks_vault v;
     struct ks_deleted_vault d;
-    size_t n = ks_vault_lower(name, lname); /* names match in any case */
-    if (n < 3 || !ks_vault_name_valid(lname)) {
+    ks_vault_lower(name, lname); /* names match in any case */
+    if (!arm_vault_name_valid(name)) {
         reason = "AccountNameInvalid";
-        snprintf(message, sizeof(message),
-                 "The vault name '%.64s' is invalid: 3-24 letters, digits and dashes.", name);
+        snprintf(message, sizeof(message), "The vault name '%.64s' is invalid. %s", name,
+                 kv_status_info(KV_ERR_ARM_VAULT_NAME)->message);
     } else if (ks_vault_get(req->srv->ks, lname, &v) == KV_OK ||
                ks_deleted_vault_get(req->srv->ks, lname, &d) == KV_OK) {
         reason = "AlreadyExists";

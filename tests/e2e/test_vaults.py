@@ -520,7 +520,11 @@ def main():
                                             ("default", False, "AlreadyExists"),
                                             ("ab", False, "AccountNameInvalid"),
                                             ("bad_name", False, "AccountNameInvalid"),
-                                            ("x" * 25, False, "AccountNameInvalid")):
+                                            ("x" * 25, False, "AccountNameInvalid"),
+                                            ("5vault", False, "AccountNameInvalid"),
+                                            ("vault-", False, "AccountNameInvalid"),
+                                            ("my--vault", False, "AccountNameInvalid"),
+                                            ("My-Vault-9", True, None)):
                 st, _, doc = mgmt("POST", CHECK, {"name": name, "type": "Microsoft.KeyVault/vaults"})
                 eq((st, doc["nameAvailable"], doc.get("reason")), (200, available, reason), (name, doc))
                 check(available or doc["message"], doc)
@@ -529,6 +533,28 @@ def main():
                 st, _, err = mgmt("POST", CHECK, bad)
                 eq((st, err["error"]["code"]), (400, "BadRequest"), err)
             eq(mgmt("GET", CHECK)[0], 405)
+
+        @runner.test
+        def a_new_vault_takes_azures_names():
+            # 3-24 letters, digits and dashes, a letter first, a letter or digit last, no two
+            # dashes in a row; Azure's code and message (seen in its deployment errors)
+            for name in ("ab", "5vault", "vault-", "-vault", "my--vault", "bad_name", "x" * 25):
+                st, _, err = put_vault(name)
+                eq((st, err["error"]["code"]), (400, "VaultNameNotValid"), (name, err))
+                eq(err["error"]["message"],
+                   f"The vault name '{name}' is invalid. A vault's name must be between 3-24 "
+                   "alphanumeric characters. The name must begin with a letter, end with a "
+                   "letter or digit, and not contain consecutive hyphens. Follow this link for "
+                   "more information: https://go.microsoft.com/fwlink/?linkid=2147742")
+                eq(mgmt("GET", f"{ARM}/{name}?{API}")[0], 404, name)
+            # either case: the vault is its lowercase name, as its host has it
+            st, _, made = put_vault("My-Vault-9")
+            eq((st, made["name"]), (201, "my-vault-9"), made)
+            eq(made["properties"]["vaultUri"], f"https://my-vault-9.vault.localhost:{P}/")
+            st, _, got = mgmt("PATCH", f"{ARM}/MY-VAULT-9?{API}", {"tags": {"a": "b"}})
+            eq((st, got["name"], got["tags"]), (200, "my-vault-9", {"a": "b"}), got)
+            st, _, err = mgmt("PATCH", f"{ARM}/my--vault?{API}", {"tags": {}})
+            eq((st, err["error"]["code"]), (404, "ResourceNotFound"), err)
 
         @runner.test
         def recover_needs_a_deleted_vault():

@@ -52,6 +52,7 @@ int main(void)
     row(KV_ERR_ARM_NO_GROUP, 404, "ResourceGroupNotFound", NULL);
     row(KV_ERR_ARM_GROUP_LOCATION, 409, "InvalidResourceGroupLocation", NULL);
     row(KV_ERR_ARM_VAULT_EXISTS, 409, "VaultAlreadyExists", NULL);
+    row(KV_ERR_ARM_VAULT_NAME, 400, "VaultNameNotValid", NULL);
     row(KV_ERR_ARM_ROLE_EXISTS, 409, "RoleAssignmentExists", NULL);
     row(KV_ERR_ARM_ROLE_UPDATE, 400, "RoleAssignmentUpdateNotPermitted", NULL);
     row(KV_ERR_ARM_ROLE_ID, 400, "InvalidRoleAssignmentId", NULL);
