@@ -394,6 +394,8 @@ static enum kv_status parse_vault(const cJSON *o, size_t i, const char *tenant, 
                     v->name);
     char why[256];
     const char *bad = srv_vault_props_parse(p, v, rules, why, sizeof(why));
+    if (bad == srv_vault_props_nomem)
+        return KV_ERR_NOMEM;
     if (bad != NULL)
         return fail(err, cap, "config: vault '%s': %s", v->name, bad);
     *arm_given = names_arm_props(p);

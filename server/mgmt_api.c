@@ -416,7 +416,6 @@ static const char *put_location(struct srv_req *req)
     return location;
 }
 
-/* Check the shape of a vault PUT or PATCH body; 0 when it answered 400. */
 /* Whether @p name is one Azure gives a new vault: 3-24 letters, digits and dashes, a letter
  * first, a letter or digit last, no two dashes in a row (letters of either case). */
 static int arm_vault_name_valid(const char *name)
@@ -444,6 +443,7 @@ static void vault_name_not_valid(struct srv_req *req, const char *name)
                     name, kv_status_info(KV_ERR_ARM_VAULT_NAME)->message);
 }
 
+/* Check the shape of a vault PUT or PATCH body; 0 when it answered 400. */
 static int vault_body_ok(struct srv_req *req, int patch)
 {
     const cJSON *props = cJSON_GetObjectItemCaseSensitive(req->body, "properties");
@@ -581,7 +581,7 @@ static void vault_put(struct srv_req *req, const char *path_name, int patch)
         free(tags.names);
         free(tags.values);
         ks_net_rules_clear(&rules);
-        if (bad != NULL)
+        if (bad != NULL && bad != srv_vault_props_nomem)
             srv_send_error(req, KV_ERR_ARM_BAD_REQUEST, bad);
         else
             srv_send_error(req, KV_ERR_NOMEM, NULL);

@@ -130,6 +130,8 @@ static const char *parse_rules(const cJSON *acls, struct ks_net_rules *r, char *
     return NULL;
 }
 
+const char srv_vault_props_nomem[] = "Out of memory.";
+
 int srv_vault_arm_prop(const char *name)
 {
     static const char *const names[] = {"sku",
@@ -180,7 +182,7 @@ const char *srv_vault_props_parse(const cJSON *props, struct ks_vault *v,
     const char *bad = parse_rules(acls, rules, why, cap);
     if (bad != NULL) {
         ks_net_rules_clear(rules);
-        return bad[0] ? bad : "Out of memory.";
+        return bad[0] ? bad : srv_vault_props_nomem;
     }
     v->net_acls = 1;
     v->net_deny = deny;

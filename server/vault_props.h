@@ -14,6 +14,9 @@
 
 struct srv_req;
 
+/** The answer of srv_vault_props_parse() when out of memory (not the body's fault). */
+extern const char srv_vault_props_nomem[];
+
 /** @brief Whether @p name is one of those properties (`sku`, `networkAcls`, …). */
 int srv_vault_arm_prop(const char *name);
 
@@ -24,7 +27,8 @@ int srv_vault_arm_prop(const char *name);
  * and `networkAcls` (vault_props.c). @p v holds the values to keep for what is not
  * given. A given networkAcls replaces the vault's whole rule set, its lists in
  * @p rules (then v->net_rules points at it; free with ks_net_rules_clear()).
- * @return NULL, or why the body is refused (400), possibly in @p why.
+ * @return NULL, or why the body is refused (400), possibly in @p why;
+ *   srv_vault_props_nomem when out of memory.
  */
 const char *srv_vault_props_parse(const cJSON *props, struct ks_vault *v,
                                   struct ks_net_rules *rules, char *why, size_t cap);
