@@ -28,19 +28,6 @@ void ks_net_rules_clear(struct ks_net_rules *r)
     memset(r, 0, sizeof(*r));
 }
 
-void ks_vault_copy_arm_props(struct ks_vault *to, const struct ks_vault *from)
-{
-    to->premium = from->premium;
-    to->for_deployment = from->for_deployment;
-    to->for_disk_encryption = from->for_disk_encryption;
-    to->for_template_deployment = from->for_template_deployment;
-    to->public_network_disabled = from->public_network_disabled;
-    to->net_acls = from->net_acls;
-    to->net_deny = from->net_deny;
-    to->net_bypass_none = from->net_bypass_none;
-    to->net_rules = NULL;
-}
-
 int ks_net_rules_valid(const struct ks_net_rules *r)
 {
     if (r->ip_count > KS_IP_RULES_MAX || r->vnet_count > KS_VNET_RULES_MAX)

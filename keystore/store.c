@@ -618,6 +618,19 @@ void ks_vault_from_json(const cJSON *o, const char *lname, struct ks_vault *out)
     *out = v;
 }
 
+void ks_vault_copy_arm_props(struct ks_vault *to, const struct ks_vault *from)
+{
+    to->premium = from->premium;
+    to->for_deployment = from->for_deployment;
+    to->for_disk_encryption = from->for_disk_encryption;
+    to->for_template_deployment = from->for_template_deployment;
+    to->public_network_disabled = from->public_network_disabled;
+    to->net_acls = from->net_acls;
+    to->net_deny = from->net_deny;
+    to->net_bypass_none = from->net_bypass_none;
+    to->net_rules = NULL;
+}
+
 enum kv_status ks_vault_read(struct ks_txn *tx, const char *name, struct ks_vault *out)
 {
     char lname[KS_VAULT_NAME_MAX + 1];
