@@ -95,6 +95,8 @@ void pol_free(struct pol_ctx *c)
         return;
     if (c->secret != NULL)
         sodium_free(c->secret);
+    for (size_t i = 0; i < c->n_ids; i++)
+        pol_creds_free(c->ids[i].creds);
     if (c->ids != NULL)
         sodium_memzero(c->ids, c->n_ids * sizeof(*c->ids)); /* client secrets */
     free(c->ids);
@@ -114,7 +116,7 @@ const char *pol_tenant(const struct pol_ctx *c)
     return c->tenant_id;
 }
 
-enum kv_status pol_add_identity(struct pol_ctx *c, const struct pol_identity *id)
+enum kv_status pol_add_identity(struct pol_ctx *c, struct pol_identity *id)
 {
     for (size_t i = 0; i < c->n_ids; i++) {
         const struct pol_identity *o = &c->ids[i];
@@ -128,6 +130,7 @@ enum kv_status pol_add_identity(struct pol_ctx *c, const struct pol_identity *id
     c->ids = ids;
     struct pol_identity *n = &ids[c->n_ids++];
     *n = *id;
+    id->creds = NULL; /* the context's now */
     if (n->tenant_id[0] == '\0')
         snprintf(n->tenant_id, sizeof(n->tenant_id), "%s", c->tenant_id);
     if (n->resource_id[0] == '\0')

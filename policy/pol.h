@@ -5,7 +5,9 @@
  * kvmock is its own identity provider: it issues HS256 JWTs for its
  * identities and accepts only tokens it signed. The evaluator pol_allowed()
  * decides whether an authenticated caller may use a permission on a vault.
- * This layer knows nothing of HTTP and does no crypto on keys.
+ * It also checks the client assertions (RFC 7523) an application proves itself
+ * with instead of a secret: a certificate's, or a federated issuer's token.
+ * This layer knows nothing of HTTP and does no crypto on a vault's keys.
  */
 #ifndef POL_H
 #define POL_H
@@ -61,6 +63,8 @@ const char *pol_perm_name(enum pol_perm perm);
 int pol_perm_changes_state(enum pol_perm perm);
 
 /** An identity kvmock issues tokens for. */
+struct pol_creds;
+
 struct pol_identity {
     char name[POL_ID_MAX];
     char object_id[POL_ID_MAX];
@@ -68,6 +72,9 @@ struct pol_identity {
     char tenant_id[POL_ID_MAX];
     char resource_id[512];
     char client_secret[256]; /**< "" for managed identities */
+    /** certificates and federated credentials (client assertions), or NULL; owned by the
+     * holder of the identity: pol_add_identity() takes them */
+    struct pol_creds *creds;
     int is_default;
     int manage;
     /** stands for a trusted Azure service (as Azure Storage or SQL reach a vault for a
@@ -104,11 +111,12 @@ const char *pol_tenant(const struct pol_ctx *ctx);
 
 /**
  * @brief Add an identity (copied). An empty tenant_id takes the main tenant; an
- * empty resource_id takes the default user-assigned identity resource id.
+ * empty resource_id takes the default user-assigned identity resource id. On
+ * success the context owns @p id->creds and @p id->creds is set to NULL.
  * @return KV_OK, KV_ERR_BAD_PARAM (duplicate object or client id, or a second
  *   default), KV_ERR_NOMEM.
  */
-enum kv_status pol_add_identity(struct pol_ctx *ctx, const struct pol_identity *id) KV_MUST_CHECK;
+enum kv_status pol_add_identity(struct pol_ctx *ctx, struct pol_identity *id) KV_MUST_CHECK;
 
 /**
  * @brief Find a managed identity by client id, object id or resource id (at most
@@ -330,5 +338,85 @@ enum kv_status pol_network_allowed(const struct pol_ctx *ctx, const struct pol_c
 enum kv_status pol_allowed(struct pol_ctx *ctx, const struct pol_claims *who,
                            const struct ks_vault *vault, const char *key_name,
                            enum pol_perm perm) KV_MUST_CHECK;
+
+/* ---- client assertions (RFC 7523): certificates and federated credentials ----------------- */
+
+#define POL_CREDS_CERTS_MAX 16     /**< certificates of one identity */
+#define POL_CREDS_FEDERATED_MAX 20 /**< federated credentials of one identity, as in Entra */
+#define POL_FEDERATED_FIELD_MAX 600 /**< issuer, subject and audience, in bytes, as in Entra */
+#define POL_JWKS_KEYS_MAX 16       /**< keys of one federated issuer */
+#define POL_ASSERTION_SKEW 300     /**< seconds of clock skew allowed around nbf and exp */
+/** The audience a federated credential expects when it names none (Entra's default). */
+#define POL_FEDERATED_AUDIENCE "api://AzureADTokenExchange"
+
+/** @brief Free an identity's credentials. NULL is a no-op. */
+void pol_creds_free(struct pol_creds *creds);
+
+/**
+ * @brief Register every certificate (each `-----BEGIN CERTIFICATE-----` block) of a PEM
+ * text, as an application registration holds the public part of its certificates. Other
+ * blocks (a private key kept in the same file) are not read. @p *creds is created when NULL.
+ * @param[out] added how many certificates the text held (at least one on KV_OK).
+ * @param[out] err a message on KV_ERR_BAD_PARAM.
+ * @return KV_OK, KV_ERR_BAD_PARAM (no certificate, a block that is not one, or more than
+ *   POL_CREDS_CERTS_MAX), KV_ERR_NOMEM.
+ */
+enum kv_status pol_creds_add_certificates(struct pol_creds **creds, const char *pem, size_t len,
+                                          size_t *added, char *err, size_t cap) KV_MUST_CHECK;
+
+/**
+ * @brief Register a federated credential: an assertion whose `iss`, `sub` and `aud` are
+ * these (compared exactly, as Entra does) and whose signature one of the issuer's keys
+ * verifies. kvmock cannot fetch an issuer's keys, so they are given as the issuer publishes
+ * them: a JWKS document (`{"keys": [...]}`; RSA keys, and EC keys on P-256, P-384, P-521).
+ * @p *creds is created when NULL.
+ * @param[out] err a message on KV_ERR_BAD_PARAM.
+ * @return KV_OK, KV_ERR_BAD_PARAM, KV_ERR_NOMEM.
+ */
+enum kv_status pol_creds_add_federated(struct pol_creds **creds, const char *issuer,
+                                       const char *subject, const char *audience,
+                                       const char *jwks, size_t jwks_len, char *err,
+                                       size_t cap) KV_MUST_CHECK;
+
+/** @brief How many certificates and federated credentials @p creds holds (NULL: none). */
+size_t pol_creds_count(const struct pol_creds *creds, size_t *n_federated);
+
+/** Why a client assertion was refused (the token endpoint answers Entra's error for each). */
+enum pol_assertion {
+    POL_ASSERTION_OK = 0,
+    POL_ASSERTION_MALFORMED,     /**< not a JWS with JSON header and claims; see detail */
+    POL_ASSERTION_NO_THUMBPRINT, /**< a certificate's assertion without x5t or x5t#S256 */
+    POL_ASSERTION_KEY_NOT_FOUND, /**< no registered certificate or issuer key matches */
+    POL_ASSERTION_BAD_SIGNATURE, /**< the key was found, the signature does not verify */
+    POL_ASSERTION_AUDIENCE,      /**< a certificate's assertion not meant for this endpoint */
+    POL_ASSERTION_TIME,          /**< now is outside nbf..exp (with POL_ASSERTION_SKEW) */
+    POL_ASSERTION_NO_ISSUER,     /**< no federated credential has the assertion's issuer */
+    POL_ASSERTION_NO_AUDIENCE,   /**< ... with that issuer, none has its audience */
+    POL_ASSERTION_NO_SUBJECT,    /**< ... with that issuer and audience, none has its subject */
+};
+
+/** What a refused assertion's error message quotes. No part of it is secret. */
+struct pol_assertion_info {
+    const char *detail;  /**< POL_ASSERTION_MALFORMED: what is wrong (static text) */
+    int federated;       /**< taken for a federated assertion (not the application's own) */
+    char key_id[130];    /**< the thumbprint (hex, upper case) or the issuer key's kid */
+    char iss[POL_FEDERATED_FIELD_MAX + 1];
+    char sub[POL_FEDERATED_FIELD_MAX + 1];
+    char aud[POL_FEDERATED_FIELD_MAX + 1]; /**< the first audience */
+    int64_t nbf, exp;                      /**< 0 when absent */
+};
+
+/**
+ * @brief Check a client assertion presented by @p id. An assertion whose `iss` and `sub`
+ * are the identity's client id is the application's own, signed with one of its
+ * certificates (RS256 or PS256, found by `x5t` or `x5t#S256`), and its `aud` must be one
+ * of @p endpoints (the token endpoint's URLs). Any other assertion is a federated one,
+ * matched against the identity's federated credentials. Either way `exp` is required and
+ * @p now must lie between `nbf` and `exp`.
+ * @param[out] info what the error message quotes; always set.
+ */
+enum pol_assertion pol_assertion_check(const struct pol_identity *id, const char *assertion,
+                                       const char *const *endpoints, size_t n_endpoints,
+                                       int64_t now, struct pol_assertion_info *info);
 
 #endif

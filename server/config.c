@@ -294,16 +294,110 @@ static enum kv_status get_bool(const cJSON *o, const char *name, const char *whe
     return KV_OK;
 }
 
-static enum kv_status parse_identity(const cJSON *o, size_t i, struct pol_identity *id,
-                                     char *err, size_t cap)
+/* The text of a file the configuration names: a relative path is taken from the
+ * configuration file's folder. The caller wipes and frees *text. */
+static enum kv_status read_named_file(const char *config_path, const char *path, const char *what,
+                                      char **text, size_t *len, char *err, size_t cap)
 {
-    static const char *const fields[] = {"name",     "objectId",   "clientId",       "clientSecret",
-                                         "tenantId", "resourceId", "default",        "manage",
-                                         "trustedService", NULL};
-    char where[48];
-    snprintf(where, sizeof(where), "identities[%zu]", i);
+    char full[8192];
+    const char *slash = strrchr(config_path, '/');
+    if (path[0] == '/' || slash == NULL)
+        snprintf(full, sizeof(full), "%s", path);
+    else
+        snprintf(full, sizeof(full), "%.*s/%s", (int)(slash - config_path), config_path, path);
+    if (kv_file_read(full, CONFIG_FILE_MAX, text, len) != KV_OK)
+        return fail(err, cap, "config: cannot read %s '%s'", what, full);
+    return KV_OK;
+}
+
+/* "clientCertificates": PEM texts or paths of PEM files, one string or an array. */
+static enum kv_status parse_certificates(const cJSON *v, const char *config_path,
+                                         const char *where, struct pol_identity *id, char *err,
+                                         size_t cap)
+{
+    const cJSON *one = cJSON_IsString(v) ? v : NULL, *item;
+    if (one == NULL && (!cJSON_IsArray(v) || cJSON_GetArraySize(v) == 0))
+        return fail(err, cap, "config: 'clientCertificates' in %s must be a PEM text or a path, "
+                              "or a non-empty array of them", where);
+    size_t nth = 0;
+    for (item = one ? one : v->child; item != NULL; item = one ? NULL : item->next) {
+        if (!cJSON_IsString(item))
+            return fail(err, cap, "config: clientCertificates[%zu] in %s must be a string", nth,
+                        where);
+        const char *s = item->valuestring;
+        char *text = NULL;
+        size_t len = strlen(s), added = 0;
+        enum kv_status st = KV_OK;
+        if (strstr(s, "-----BEGIN") == NULL)
+            st = read_named_file(config_path, s, "the certificate file", &text, &len, err, cap);
+        char why[256] = "";
+        if (st == KV_OK)
+            st = pol_creds_add_certificates(&id->creds, text ? text : s, len, &added, why,
+                                            sizeof(why));
+        if (text != NULL)
+            sodium_memzero(text, len); /* the file may hold a private key too */
+        free(text);
+        if (st == KV_ERR_BAD_PARAM && why[0] != '\0')
+            return fail(err, cap, "config: clientCertificates[%zu] in %s: %s", nth, where, why);
+        if (st != KV_OK)
+            return st;
+        nth++;
+    }
+    return KV_OK;
+}
+
+static enum kv_status parse_federated_one(const cJSON *o, const char *config_path,
+                                          const char *where, struct pol_identity *id, char *err,
+                                          size_t cap)
+{
+    static const char *const fields[] = {"name",   "issuer", "subject", "audiences",
+                                         "jwks",   "description", NULL};
     if (!cJSON_IsObject(o))
         return fail(err, cap, "config: %s must be an object", where);
+    enum kv_status st = only_fields(o, fields, where, err, cap);
+    if (st != KV_OK)
+        return st;
+    const cJSON *iss = cJSON_GetObjectItemCaseSensitive(o, "issuer");
+    const cJSON *sub = cJSON_GetObjectItemCaseSensitive(o, "subject");
+    const cJSON *auds = cJSON_GetObjectItemCaseSensitive(o, "audiences");
+    const cJSON *jwks = cJSON_GetObjectItemCaseSensitive(o, "jwks");
+    if (!cJSON_IsString(iss) || !cJSON_IsString(sub))
+        return fail(err, cap, "config: %s needs 'issuer' and 'subject' strings", where);
+    if (auds != NULL && (!cJSON_IsArray(auds) || cJSON_GetArraySize(auds) != 1 ||
+                         !cJSON_IsString(auds->child)))
+        return fail(err, cap, "config: 'audiences' in %s must be an array of one string, as "
+                              "in Entra", where);
+    if (!cJSON_IsObject(jwks) && !cJSON_IsString(jwks))
+        return fail(err, cap, "config: %s needs 'jwks': the issuer's keys, as a JWKS document "
+                              "or the path of a file holding one", where);
+    char *text = NULL;
+    size_t len = 0;
+    if (cJSON_IsString(jwks))
+        st = read_named_file(config_path, jwks->valuestring, "the jwks file", &text, &len, err,
+                             cap);
+    else if ((text = cJSON_PrintUnformatted(jwks)) == NULL)
+        st = KV_ERR_NOMEM;
+    else
+        len = strlen(text);
+    char why[256] = "";
+    if (st == KV_OK)
+        st = pol_creds_add_federated(&id->creds, iss->valuestring, sub->valuestring,
+                                     auds ? auds->child->valuestring : POL_FEDERATED_AUDIENCE,
+                                     text, len, why, sizeof(why));
+    free(text);
+    if (st == KV_ERR_BAD_PARAM && why[0] != '\0')
+        return fail(err, cap, "config: %s: %s", where, why);
+    return st;
+}
+
+static enum kv_status parse_identity_fields(const cJSON *o, const char *config_path,
+                                            const char *where, struct pol_identity *id,
+                                            char *err, size_t cap)
+{
+    static const char *const fields[] = {
+        "name",         "objectId", "clientId",          "clientSecret",
+        "tenantId",     "resourceId", "default",         "manage",
+        "trustedService", "clientCertificates", "federatedCredentials", NULL};
     enum kv_status st = only_fields(o, fields, where, err, cap);
     if (st == KV_OK)
         st = get_string(o, "name", where, id->name, sizeof(id->name), 1, err, cap);
@@ -325,6 +419,34 @@ static enum kv_status parse_identity(const cJSON *o, size_t i, struct pol_identi
         st = get_bool(o, "manage", where, &id->manage, err, cap);
     if (st == KV_OK)
         st = get_bool(o, "trustedService", where, &id->trusted_service, err, cap);
+    const cJSON *certs = cJSON_GetObjectItemCaseSensitive(o, "clientCertificates");
+    if (st == KV_OK && certs != NULL)
+        st = parse_certificates(certs, config_path, where, id, err, cap);
+    const cJSON *feds = cJSON_GetObjectItemCaseSensitive(o, "federatedCredentials"), *f;
+    if (st == KV_OK && feds != NULL && !cJSON_IsArray(feds))
+        st = fail(err, cap, "config: 'federatedCredentials' in %s must be an array", where);
+    size_t nth = 0;
+    for (f = st == KV_OK && feds != NULL ? feds->child : NULL; f != NULL && st == KV_OK;
+         f = f->next) {
+        char fwhere[96];
+        snprintf(fwhere, sizeof(fwhere), "%s.federatedCredentials[%zu]", where, nth++);
+        st = parse_federated_one(f, config_path, fwhere, id, err, cap);
+    }
+    return st;
+}
+
+static enum kv_status parse_identity(const cJSON *o, size_t i, const char *config_path,
+                                     struct pol_identity *id, char *err, size_t cap)
+{
+    char where[48];
+    snprintf(where, sizeof(where), "identities[%zu]", i);
+    if (!cJSON_IsObject(o))
+        return fail(err, cap, "config: %s must be an object", where);
+    enum kv_status st = parse_identity_fields(o, config_path, where, id, err, cap);
+    if (st != KV_OK) {
+        pol_creds_free(id->creds); /* the identity is not counted: nothing else frees them */
+        id->creds = NULL;
+    }
     return st;
 }
 
@@ -569,8 +691,8 @@ static enum kv_status parse_file(struct srv_config *cfg, const cJSON *doc, char 
         const cJSON *o;
         cJSON_ArrayForEach(o, ids)
         {
-            st = parse_identity(o, cfg->n_identities, &cfg->identities[cfg->n_identities], err,
-                                cap);
+            st = parse_identity(o, cfg->n_identities, cfg->config_path,
+                                &cfg->identities[cfg->n_identities], err, cap);
             if (st != KV_OK)
                 return st;
             cfg->n_identities++;
@@ -709,6 +831,8 @@ void srv_config_free(struct srv_config *cfg)
 {
     for (size_t i = 0; i < cfg->n_hostnames; i++)
         free(cfg->hostnames[i]);
+    for (size_t i = 0; i < cfg->n_identities; i++)
+        pol_creds_free(cfg->identities[i].creds);
     if (cfg->identities != NULL)
         explicit_bzero(cfg->identities, cfg->n_identities * sizeof(*cfg->identities));
     free(cfg->identities);

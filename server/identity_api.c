@@ -8,12 +8,15 @@
  *   IMDS          GET  /metadata/identity/oauth2/token[/]?resource=R  Metadata: true
  *
  * and, on the HTTPS port, an Entra-shaped client-credentials authority for
- * identities with a client secret (srv_entra_endpoint()):
+ * identities with a client secret, certificates or federated credentials
+ * (srv_entra_endpoint()):
  *
  *   GET  /{tenant}/v2.0/.well-known/openid-configuration
  *   GET  /{tenant}/discovery/v2.0/keys
  *   POST /{tenant}/oauth2/v2.0/token   grant_type=client_credentials, client_id,
- *                                      client_secret, scope=R/.default
+ *                                      client_secret or client_assertion_type=
+ *                                      urn:ietf:params:oauth:client-assertion-type:jwt-bearer
+ *                                      and client_assertion, scope=R/.default
  *   POST /{tenant}/oauth2/token        the same in Entra's v1 shape, resource=R
  *
  * Errors are 400 JSON in the OAuth shape: the libraries read a 400 as "no
@@ -23,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <sodium.h>
 
@@ -30,6 +34,8 @@
 #include "srv.h"
 
 #define FORM_MAX 4096
+#define TOKEN_FORM_MAX 32768 /* a client assertion may carry its certificate chain (x5c) */
+#define JWT_BEARER "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 enum mi_flavour { MI_APP_SERVICE, MI_IMDS };
 
@@ -70,6 +76,7 @@ struct mi_params {
     char *form; /* owned copy of the body, split in place */
     const char *resource, *client_id, *object_id, *resource_id;
     const char *grant_type, *client_secret, *scope;
+    const char *assertion_type, *assertion;
 };
 
 static void form_lookup(struct mi_params *p, char *form)
@@ -98,6 +105,10 @@ static void form_lookup(struct mi_params *p, char *form)
             p->client_secret = v;
         else if (strcmp(pair, "scope") == 0)
             p->scope = v;
+        else if (strcmp(pair, "client_assertion_type") == 0)
+            p->assertion_type = v;
+        else if (strcmp(pair, "client_assertion") == 0)
+            p->assertion = v;
     }
 }
 
@@ -271,6 +282,11 @@ static void openid_configuration(struct srv_req *req, const char *tenant)
         {"jwks_uri", "/discovery/v2.0/keys"},
         {"issuer", "/v2.0"},
     };
+    cJSON *methods = doc ? cJSON_AddArrayToObject(doc, "token_endpoint_auth_methods_supported")
+                         : NULL;
+    ok = ok && methods != NULL &&
+         cJSON_AddItemToArray(methods, cJSON_CreateString("client_secret_post")) &&
+         cJSON_AddItemToArray(methods, cJSON_CreateString("private_key_jwt"));
     for (size_t i = 0; ok && i < sizeof(endpoints) / sizeof(endpoints[0]); i++) {
         snprintf(v, sizeof(v), "%s%s", base, endpoints[i].suffix);
         ok = cJSON_AddStringToObject(doc, endpoints[i].name, v) != NULL;
@@ -313,6 +329,161 @@ static int requested_audience(struct srv_req *req, const struct mi_params *p, in
     return 1;
 }
 
+static void iso_time(int64_t t, char *out, size_t size)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    if (gmtime_r(&tt, &tm) == NULL || strftime(out, size, "%Y-%m-%dT%H:%M:%S.0000000Z", &tm) == 0)
+        snprintf(out, size, "%lld", (long long)t);
+}
+
+/* Entra's answer to a refused client assertion. */
+static void send_assertion_error(struct srv_req *req, const struct pol_identity *id,
+                                 enum pol_assertion res, const struct pol_assertion_info *info,
+                                 const char *endpoint, int64_t now)
+{
+    static const char fic_hint[] =
+        "Please note that the matching is done using a case-sensitive comparison. Check your "
+        "federated identity credential Subject, Audience and Issuer against the presented "
+        "assertion (kvmock: the identity's federatedCredentials in its configuration file).";
+    char msg[2560], a[40], b[40], c[40];
+    switch (res) {
+    case POL_ASSERTION_OK:
+        return;
+    case POL_ASSERTION_MALFORMED:
+        snprintf(msg, sizeof(msg), "AADSTS50027: Invalid JWT token: %s.",
+                 info->detail ? info->detail : "malformed");
+        break;
+    case POL_ASSERTION_NO_THUMBPRINT:
+        snprintf(msg, sizeof(msg), "AADSTS50027: Invalid JWT token. No certificate thumbprint "
+                                   "specified in token header.");
+        break;
+    case POL_ASSERTION_KEY_NOT_FOUND:
+        if (info->federated)
+            snprintf(msg, sizeof(msg),
+                     "AADSTS700027: Client assertion contains an invalid signature. [Reason - "
+                     "The key was not found., Key id used by the issuer: '%s', Please see the "
+                     "jwks of the federated credential for issuer '%s' of app Id '%s'.]",
+                     info->key_id, info->iss, id->client_id);
+        else
+            snprintf(msg, sizeof(msg),
+                     "AADSTS700027: The certificate with identifier used to sign the client "
+                     "assertion is not registered on application. [Reason - The key was not "
+                     "found., Thumbprint of key used by client: '%s', Please see the "
+                     "clientCertificates of app Id '%s' in kvmock's configuration file.]",
+                     info->key_id, id->client_id);
+        break;
+    case POL_ASSERTION_BAD_SIGNATURE:
+        snprintf(msg, sizeof(msg),
+                 "AADSTS700027: Client assertion contains an invalid signature. [Reason - The "
+                 "provided signature value did not match the expected signature value., %s: "
+                 "'%s']",
+                 info->federated ? "Key id used by the issuer" : "Thumbprint of key used by client",
+                 info->key_id);
+        break;
+    case POL_ASSERTION_AUDIENCE:
+        snprintf(msg, sizeof(msg),
+                 "AADSTS700023: Client assertion audience claim does not match Realm issuer. "
+                 "The assertion's audience is '%s'; the token endpoint is '%s'.",
+                 info->aud, endpoint);
+        break;
+    case POL_ASSERTION_TIME:
+        iso_time(now, a, sizeof(a));
+        iso_time(info->nbf, b, sizeof(b));
+        iso_time(info->exp, c, sizeof(c));
+        snprintf(msg, sizeof(msg),
+                 "AADSTS700024: Client assertion is not within its valid time range. Current "
+                 "time: %s, assertion valid from %s, expiry time of assertion %s.",
+                 a, b, info->exp ? c : "(none)");
+        break;
+    case POL_ASSERTION_NO_ISSUER:
+        snprintf(msg, sizeof(msg),
+                 "AADSTS700211: No matching federated identity record found for presented "
+                 "assertion issuer '%s'. %s",
+                 info->iss, fic_hint);
+        break;
+    case POL_ASSERTION_NO_AUDIENCE:
+        snprintf(msg, sizeof(msg),
+                 "AADSTS700212: No matching federated identity record found for presented "
+                 "assertion audience '%s'. %s",
+                 info->aud, fic_hint);
+        break;
+    case POL_ASSERTION_NO_SUBJECT:
+        snprintf(msg, sizeof(msg),
+                 "AADSTS700213: No matching federated identity record found for presented "
+                 "assertion subject '%s'. %s",
+                 info->sub, fic_hint);
+        break;
+    }
+    send_aad_error(req, 401, "invalid_client", msg);
+}
+
+/* Whether the client proved who it is, with its secret or a client assertion. Answers the
+ * error when not. */
+static int client_authenticated(struct srv_req *req, const char *tenant,
+                                const struct mi_params *p, const struct pol_identity *id)
+{
+    static const char missing[] = "AADSTS7000216: 'client_assertion', 'client_secret' or "
+                                  "'request' is required for the 'client_credentials' grant type.";
+    if (p->assertion == NULL && p->assertion_type == NULL) {
+        size_t want = strlen(id->client_secret);
+        if (p->client_secret == NULL) {
+            send_aad_error(req, 400, "invalid_request", missing);
+            return 0;
+        }
+        if (want == 0 || strlen(p->client_secret) != want ||
+            sodium_memcmp(p->client_secret, id->client_secret, want) != 0) {
+            send_aad_error(req, 401, "invalid_client",
+                           "AADSTS7000215: Invalid client secret provided.");
+            return 0;
+        }
+        return 1;
+    }
+    if (p->client_secret != NULL) {
+        send_aad_error(req, 400, "invalid_request",
+                       "AADSTS50027: A request gives either a client_secret or a "
+                       "client_assertion, not both.");
+        return 0;
+    }
+    if (p->assertion_type == NULL || strcmp(p->assertion_type, JWT_BEARER) != 0) {
+        send_aad_error(req, 400, "invalid_request",
+                       "AADSTS50027: client_assertion_type must be " JWT_BEARER ".");
+        return 0;
+    }
+    if (p->assertion == NULL || p->assertion[0] == '\0') {
+        send_aad_error(req, 400, "invalid_request", missing);
+        return 0;
+    }
+    /* The application's own assertion names the token endpoint as its audience, by the
+     * tenant in the path or the identity's own tenant, in v2.0's or v1's shape. */
+    char base[SRV_HOST_MAX + 16], urls[4][SRV_HOST_MAX + 16 + POL_ID_MAX + 24];
+    const char *endpoints[4];
+    size_t n = 0;
+    srv_base_url(req, base, sizeof(base));
+    for (int t = 0; t < 2; t++) {
+        const char *tid = t == 0 ? tenant : id->tenant_id;
+        if (t == 1 && strcasecmp(tid, tenant) == 0)
+            break;
+        snprintf(urls[n], sizeof(urls[n]), "%s/%s/oauth2/v2.0/token", base, tid);
+        endpoints[n] = urls[n];
+        n++;
+        snprintf(urls[n], sizeof(urls[n]), "%s/%s/oauth2/token", base, tid);
+        endpoints[n] = urls[n];
+        n++;
+    }
+    /* the assertion is signed against the wall clock, not kvmock's (POST /admin/clock) */
+    int64_t now = (int64_t)time(NULL);
+    struct pol_assertion_info info;
+    enum pol_assertion res = pol_assertion_check(id, p->assertion, endpoints, n, now, &info);
+    if (res != POL_ASSERTION_OK) {
+        kv_log(KV_LOG_DEBUG, "%s client assertion for %s refused (%d)", req->request_id,
+               id->name, (int)res);
+        send_assertion_error(req, id, res, &info, endpoints[0], now);
+        return 0;
+    }
+    return 1;
+}
+
 /* POST /{tenant}/oauth2/v2.0/token (MSAL) or /{tenant}/oauth2/token (v1: ADAL, go-autorest's
  * adal), grant_type=client_credentials. v1 names the audience with resource= and answers
  * its times as strings, with expires_on and resource. */
@@ -324,30 +495,30 @@ static void client_credentials(struct srv_req *req, const char *tenant, int v1)
         srv_send_error(req, KV_ERR_METHOD_NOT_ALLOWED, NULL);
         return;
     }
-    if (srv_read_body(req, FORM_MAX, &p.form, &len) != KV_OK) {
+    if (srv_read_body(req, TOKEN_FORM_MAX, &p.form, &len) != KV_OK) {
         send_aad_error(req, 400, "invalid_request", "AADSTS900144: The request body is too large.");
         return;
     }
     form_lookup(&p, p.form);
     const struct pol_identity *id =
         p.client_id ? pol_find_identity(req->srv->pol, p.client_id, NULL, NULL) : NULL;
+    size_t n_federated = 0;
+    int is_app = id != NULL && (id->client_secret[0] != '\0' ||
+                                pol_creds_count(id->creds, &n_federated) + n_federated > 0);
     char aud[POL_AUD_MAX];
     if (p.grant_type == NULL || strcmp(p.grant_type, "client_credentials") != 0) {
         send_aad_error(req, 400, "unsupported_grant_type",
                        "AADSTS70003: The app requested an unsupported grant type; only "
                        "client_credentials is served.");
-    } else if (id == NULL || id->client_secret[0] == '\0') {
+    } else if (!is_app) {
         send_aad_error(req, 400, "unauthorized_client",
                        "AADSTS700016: Application with the given identifier was not found in the "
                        "directory.");
     } else if (strcasecmp(tenant, id->tenant_id) != 0 && strcasecmp(tenant, "organizations") != 0) {
         send_aad_error(req, 400, "invalid_request",
                        "AADSTS90002: The application does not belong to this tenant.");
-    } else if (p.client_secret == NULL || strlen(p.client_secret) != strlen(id->client_secret) ||
-               sodium_memcmp(p.client_secret, id->client_secret, strlen(id->client_secret)) != 0) {
-        send_aad_error(req, 401, "invalid_client",
-                       "AADSTS7000215: Invalid client secret provided.");
-    } else if (requested_audience(req, &p, v1, aud, sizeof(aud))) {
+    } else if (client_authenticated(req, tenant, &p, id) &&
+               requested_audience(req, &p, v1, aud, sizeof(aud))) {
         char *token = NULL;
         int64_t now = ks_now(), exp = 0;
         if (pol_token_issue(req->srv->pol, id, aud, now, &token, &exp) != KV_OK) {
@@ -376,7 +547,7 @@ static void client_credentials(struct srv_req *req, const char *tenant, int v1)
         }
     }
     if (p.form != NULL)
-        sodium_memzero(p.form, len); /* it held the secret */
+        sodium_memzero(p.form, len); /* it held the secret or the assertion */
     free(p.form);
 }
 

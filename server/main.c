@@ -97,9 +97,10 @@ static enum kv_status seed_policies(const struct srv_config *cfg, size_t vi, str
 /*
  * Write the configured identities and vaults into the running state. Access
  * policies and role assignments are seeded when their vault is new: after
- * that, LMDB holds them and the management plane changes them.
+ * that, LMDB holds them and the management plane changes them. The identities'
+ * credentials move to the policy context.
  */
-static enum kv_status apply_config(const struct srv_config *cfg, struct srv *srv)
+static enum kv_status apply_config(struct srv_config *cfg, struct srv *srv)
 {
     for (size_t i = 0; i < cfg->n_identities; i++) {
         enum kv_status st = pol_add_identity(srv->pol, &cfg->identities[i]);
@@ -224,7 +225,7 @@ static struct mg_context *start_civetweb(const struct srv_config *cfg, struct sr
     return ctx;
 }
 
-static int run(const struct srv_config *cfg)
+static int run(struct srv_config *cfg)
 {
     int rc = 1;
     struct srv srv;
