@@ -341,11 +341,11 @@ enum kv_status pol_allowed(struct pol_ctx *ctx, const struct pol_claims *who,
 
 /* ---- client assertions (RFC 7523): certificates and federated credentials ----------------- */
 
-#define POL_CREDS_CERTS_MAX 16     /**< certificates of one identity */
-#define POL_CREDS_FEDERATED_MAX 20 /**< federated credentials of one identity, as in Entra */
+#define POL_CREDS_CERTS_MAX     16  /**< certificates of one identity */
+#define POL_CREDS_FEDERATED_MAX 20  /**< federated credentials of one identity, as in Entra */
 #define POL_FEDERATED_FIELD_MAX 600 /**< issuer, subject and audience, in bytes, as in Entra */
-#define POL_JWKS_KEYS_MAX 16       /**< keys of one federated issuer */
-#define POL_ASSERTION_SKEW 300     /**< seconds of clock skew allowed around nbf and exp */
+#define POL_JWKS_KEYS_MAX       16  /**< keys of one federated issuer */
+#define POL_ASSERTION_SKEW      300 /**< seconds of clock skew allowed around nbf and exp */
 /** The audience a federated credential expects when it names none (Entra's default). */
 #define POL_FEDERATED_AUDIENCE "api://AzureADTokenExchange"
 
@@ -374,9 +374,8 @@ enum kv_status pol_creds_add_certificates(struct pol_creds **creds, const char *
  * @return KV_OK, KV_ERR_BAD_PARAM, KV_ERR_NOMEM.
  */
 enum kv_status pol_creds_add_federated(struct pol_creds **creds, const char *issuer,
-                                       const char *subject, const char *audience,
-                                       const char *jwks, size_t jwks_len, char *err,
-                                       size_t cap) KV_MUST_CHECK;
+                                       const char *subject, const char *audience, const char *jwks,
+                                       size_t jwks_len, char *err, size_t cap) KV_MUST_CHECK;
 
 /** @brief How many certificates and federated credentials @p creds holds (NULL: none). */
 size_t pol_creds_count(const struct pol_creds *creds, size_t *n_federated);
@@ -397,9 +396,9 @@ enum pol_assertion {
 
 /** What a refused assertion's error message quotes. No part of it is secret. */
 struct pol_assertion_info {
-    const char *detail;  /**< POL_ASSERTION_MALFORMED: what is wrong (static text) */
-    int federated;       /**< taken for a federated assertion (not the application's own) */
-    char key_id[130];    /**< the thumbprint (hex, upper case) or the issuer key's kid */
+    const char *detail; /**< POL_ASSERTION_MALFORMED: what is wrong (static text) */
+    int federated;      /**< taken for a federated assertion (not the application's own) */
+    char key_id[130];   /**< the thumbprint (hex, upper case) or the issuer key's kid */
     char iss[POL_FEDERATED_FIELD_MAX + 1];
     char sub[POL_FEDERATED_FIELD_MAX + 1];
     char aud[POL_FEDERATED_FIELD_MAX + 1]; /**< the first audience */

@@ -311,14 +311,15 @@ static enum kv_status read_named_file(const char *config_path, const char *path,
 }
 
 /* "clientCertificates": PEM texts or paths of PEM files, one string or an array. */
-static enum kv_status parse_certificates(const cJSON *v, const char *config_path,
-                                         const char *where, struct pol_identity *id, char *err,
-                                         size_t cap)
+static enum kv_status parse_certificates(const cJSON *v, const char *config_path, const char *where,
+                                         struct pol_identity *id, char *err, size_t cap)
 {
     const cJSON *one = cJSON_IsString(v) ? v : NULL, *item;
     if (one == NULL && (!cJSON_IsArray(v) || cJSON_GetArraySize(v) == 0))
-        return fail(err, cap, "config: 'clientCertificates' in %s must be a PEM text or a path, "
-                              "or a non-empty array of them", where);
+        return fail(err, cap,
+                    "config: 'clientCertificates' in %s must be a PEM text or a path, "
+                    "or a non-empty array of them",
+                    where);
     size_t nth = 0;
     for (item = one ? one : v->child; item != NULL; item = one ? NULL : item->next) {
         if (!cJSON_IsString(item))
@@ -350,8 +351,8 @@ static enum kv_status parse_federated_one(const cJSON *o, const char *config_pat
                                           const char *where, struct pol_identity *id, char *err,
                                           size_t cap)
 {
-    static const char *const fields[] = {"name",   "issuer", "subject", "audiences",
-                                         "jwks",   "description", NULL};
+    static const char *const fields[] = {"name", "issuer",      "subject", "audiences",
+                                         "jwks", "description", NULL};
     if (!cJSON_IsObject(o))
         return fail(err, cap, "config: %s must be an object", where);
     enum kv_status st = only_fields(o, fields, where, err, cap);
@@ -363,18 +364,22 @@ static enum kv_status parse_federated_one(const cJSON *o, const char *config_pat
     const cJSON *jwks = cJSON_GetObjectItemCaseSensitive(o, "jwks");
     if (!cJSON_IsString(iss) || !cJSON_IsString(sub))
         return fail(err, cap, "config: %s needs 'issuer' and 'subject' strings", where);
-    if (auds != NULL && (!cJSON_IsArray(auds) || cJSON_GetArraySize(auds) != 1 ||
-                         !cJSON_IsString(auds->child)))
-        return fail(err, cap, "config: 'audiences' in %s must be an array of one string, as "
-                              "in Entra", where);
+    if (auds != NULL &&
+        (!cJSON_IsArray(auds) || cJSON_GetArraySize(auds) != 1 || !cJSON_IsString(auds->child)))
+        return fail(err, cap,
+                    "config: 'audiences' in %s must be an array of one string, as "
+                    "in Entra",
+                    where);
     if (!cJSON_IsObject(jwks) && !cJSON_IsString(jwks))
-        return fail(err, cap, "config: %s needs 'jwks': the issuer's keys, as a JWKS document "
-                              "or the path of a file holding one", where);
+        return fail(err, cap,
+                    "config: %s needs 'jwks': the issuer's keys, as a JWKS document "
+                    "or the path of a file holding one",
+                    where);
     char *text = NULL;
     size_t len = 0;
     if (cJSON_IsString(jwks))
-        st = read_named_file(config_path, jwks->valuestring, "the jwks file", &text, &len, err,
-                             cap);
+        st =
+            read_named_file(config_path, jwks->valuestring, "the jwks file", &text, &len, err, cap);
     else if ((text = cJSON_PrintUnformatted(jwks)) == NULL)
         st = KV_ERR_NOMEM;
     else
@@ -382,8 +387,8 @@ static enum kv_status parse_federated_one(const cJSON *o, const char *config_pat
     char why[256] = "";
     if (st == KV_OK)
         st = pol_creds_add_federated(&id->creds, iss->valuestring, sub->valuestring,
-                                     auds ? auds->child->valuestring : POL_FEDERATED_AUDIENCE,
-                                     text, len, why, sizeof(why));
+                                     auds ? auds->child->valuestring : POL_FEDERATED_AUDIENCE, text,
+                                     len, why, sizeof(why));
     free(text);
     if (st == KV_ERR_BAD_PARAM && why[0] != '\0')
         return fail(err, cap, "config: %s: %s", where, why);
@@ -391,13 +396,21 @@ static enum kv_status parse_federated_one(const cJSON *o, const char *config_pat
 }
 
 static enum kv_status parse_identity_fields(const cJSON *o, const char *config_path,
-                                            const char *where, struct pol_identity *id,
-                                            char *err, size_t cap)
+                                            const char *where, struct pol_identity *id, char *err,
+                                            size_t cap)
 {
-    static const char *const fields[] = {
-        "name",         "objectId", "clientId",          "clientSecret",
-        "tenantId",     "resourceId", "default",         "manage",
-        "trustedService", "clientCertificates", "federatedCredentials", NULL};
+    static const char *const fields[] = {"name",
+                                         "objectId",
+                                         "clientId",
+                                         "clientSecret",
+                                         "tenantId",
+                                         "resourceId",
+                                         "default",
+                                         "manage",
+                                         "trustedService",
+                                         "clientCertificates",
+                                         "federatedCredentials",
+                                         NULL};
     enum kv_status st = only_fields(o, fields, where, err, cap);
     if (st == KV_OK)
         st = get_string(o, "name", where, id->name, sizeof(id->name), 1, err, cap);

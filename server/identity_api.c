@@ -35,7 +35,7 @@
 
 #define FORM_MAX 4096
 #define TOKEN_FORM_MAX 32768 /* a client assertion may carry its certificate chain (x5c) */
-#define JWT_BEARER "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+#define JWT_BEARER     "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 enum mi_flavour { MI_APP_SERVICE, MI_IMDS };
 
@@ -282,8 +282,8 @@ static void openid_configuration(struct srv_req *req, const char *tenant)
         {"jwks_uri", "/discovery/v2.0/keys"},
         {"issuer", "/v2.0"},
     };
-    cJSON *methods = doc ? cJSON_AddArrayToObject(doc, "token_endpoint_auth_methods_supported")
-                         : NULL;
+    cJSON *methods =
+        doc ? cJSON_AddArrayToObject(doc, "token_endpoint_auth_methods_supported") : NULL;
     ok = ok && methods != NULL &&
          cJSON_AddItemToArray(methods, cJSON_CreateString("client_secret_post")) &&
          cJSON_AddItemToArray(methods, cJSON_CreateString("private_key_jwt"));
@@ -355,8 +355,9 @@ static void send_assertion_error(struct srv_req *req, const struct pol_identity 
                  info->detail ? info->detail : "malformed");
         break;
     case POL_ASSERTION_NO_THUMBPRINT:
-        snprintf(msg, sizeof(msg), "AADSTS50027: Invalid JWT token. No certificate thumbprint "
-                                   "specified in token header.");
+        snprintf(msg, sizeof(msg),
+                 "AADSTS50027: Invalid JWT token. No certificate thumbprint "
+                 "specified in token header.");
         break;
     case POL_ASSERTION_KEY_NOT_FOUND:
         if (info->federated)
@@ -420,8 +421,8 @@ static void send_assertion_error(struct srv_req *req, const struct pol_identity 
 
 /* Whether the client proved who it is, with its secret or a client assertion. Answers the
  * error when not. */
-static int client_authenticated(struct srv_req *req, const char *tenant,
-                                const struct mi_params *p, const struct pol_identity *id)
+static int client_authenticated(struct srv_req *req, const char *tenant, const struct mi_params *p,
+                                const struct pol_identity *id)
 {
     static const char missing[] = "AADSTS7000216: 'client_assertion', 'client_secret' or "
                                   "'request' is required for the 'client_credentials' grant type.";
@@ -476,8 +477,8 @@ static int client_authenticated(struct srv_req *req, const char *tenant,
     struct pol_assertion_info info;
     enum pol_assertion res = pol_assertion_check(id, p->assertion, endpoints, n, now, &info);
     if (res != POL_ASSERTION_OK) {
-        kv_log(KV_LOG_DEBUG, "%s client assertion for %s refused (%d)", req->request_id,
-               id->name, (int)res);
+        kv_log(KV_LOG_DEBUG, "%s client assertion for %s refused (%d)", req->request_id, id->name,
+               (int)res);
         send_assertion_error(req, id, res, &info, endpoints[0], now);
         return 0;
     }
