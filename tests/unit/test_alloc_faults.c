@@ -37,6 +37,8 @@
 #include "seal.h"
 #include "store.h"
 #include "kv_log.h"
+#include "pol.h"
+#include "testassert.h"
 #include "testkeys.h"
 
 #define VAULT "v"
@@ -312,6 +314,35 @@ static enum kv_status run_net_rules(const struct op *op, const char *name)
     return st;
 }
 
+/* Client assertions (policy/assertion.c): a certificate and an issuer's JWKS registered, then
+ * the application's own RS256 assertion and a federated ES256 one checked (testassert.h). The
+ * run without failures must accept both; under a failed allocation a refusal is what a client
+ * would see, so any refusal counts as the clean error here: what this checks is that nothing
+ * is left behind. */
+
+static enum kv_status run_assertions(const struct op *op, const char *name)
+{
+    (void)op;
+    (void)name;
+    static const char *const endpoints[] = {TESTASSERT_ENDPOINT};
+    struct pol_identity id = {.client_id = TESTASSERT_CLIENT};
+    struct pol_assertion_info info;
+    char err[256];
+    size_t added = 0;
+    enum kv_status st = pol_creds_add_certificates(
+        &id.creds, testassert_cert_pem, strlen(testassert_cert_pem), &added, err, sizeof(err));
+    if (st == KV_OK)
+        st = pol_creds_add_federated(&id.creds, TESTASSERT_ISSUER, "ci", POL_FEDERATED_AUDIENCE,
+                                     testassert_jwks, strlen(testassert_jwks), err, sizeof(err));
+    if (st == KV_OK && (pol_assertion_check(&id, testassert_own_assertion, endpoints, 1,
+                                            TESTASSERT_NOW, &info) != POL_ASSERTION_OK ||
+                        pol_assertion_check(&id, testassert_federated_assertion, endpoints, 1,
+                                            TESTASSERT_NOW, &info) != POL_ASSERTION_OK))
+        st = KV_ERR_NOMEM;
+    pol_creds_free(id.creds);
+    return st == KV_ERR_BAD_PARAM ? KV_ERR_NOMEM : st;
+}
+
 static enum kv_status run_seal(const struct op *op, const char *name)
 {
     (void)op;
@@ -360,6 +391,7 @@ static const struct op ops[] = {
     {"restore RSA (2 versions)", run_restore, NULL, restore_after, "bk", 0, 0, 0, 0},
     {"seal and unseal", run_seal, NULL, NULL, "-", 0, 0, 0, 0},
     {"vault firewall rules", run_net_rules, NULL, NULL, "-", 0, 0, 0, 0},
+    {"client assertions", run_assertions, NULL, NULL, "-", 0, 0, 0, 0},
 };
 
 /* ---- the loop ------------------------------------------------------------------------- */

@@ -5,6 +5,7 @@
 
 #include "check.h"
 #include "config.h"
+#include "testassert.h"
 
 static char err[1024];
 static char cfg_path[] = "/tmp/kvmock-config-XXXXXX";
@@ -44,6 +45,100 @@ static enum kv_status two_readers(struct srv_config *cfg, const char *a, const c
              a, b);
     char *argv[] = {"kvmock", "--config", cfg_path, NULL};
     return load(cfg, json, 3, argv);
+}
+
+/* An identity's certificates and federated credentials: PEM text or files beside the
+ * configuration, JWKS inline or in a file, and the refusals, which name the field. */
+static void client_assertions(void)
+{
+    char pem_path[64], jwks_path[64], json[8192];
+    snprintf(pem_path, sizeof(pem_path), "%s.pem", cfg_path);
+    snprintf(jwks_path, sizeof(jwks_path), "%s.jwks", cfg_path);
+    FILE *f = fopen(pem_path, "w");
+    fprintf(f, "-----BEGIN PRIVATE KEY-----\nnever read\n-----END PRIVATE KEY-----\n%s",
+            testassert_cert_pem);
+    fclose(f);
+    f = fopen(jwks_path, "w");
+    fputs(testassert_jwks, f);
+    fclose(f);
+    const char *pem_name = strrchr(pem_path, '/') + 1, *jwks_name = strrchr(jwks_path, '/') + 1;
+
+    /* a path relative to the configuration file, an inline JWKS and a JWKS file */
+    snprintf(json, sizeof(json),
+             "{\"identities\":[{\"name\":\"ci\",\"objectId\":\"o\",\"clientId\":\"c\","
+             "\"clientCertificates\":\"%s\",\"federatedCredentials\":["
+             "{\"name\":\"a\",\"issuer\":\"https://i\",\"subject\":\"s\",\"jwks\":%s},"
+             "{\"issuer\":\"https://i\",\"subject\":\"t\",\"audiences\":[\"api://x\"],"
+             "\"description\":\"d\",\"jwks\":\"%s\"}]}]}",
+             pem_name, testassert_jwks, jwks_name);
+    struct srv_config cfg;
+    char *argv[] = {"kvmock", "--config", cfg_path, NULL};
+    CHECK_ST(load(&cfg, json, 3, argv), KV_OK);
+    size_t nf = 0;
+    CHECK(cfg.n_identities == 1 && pol_creds_count(cfg.identities[0].creds, &nf) == 1 && nf == 2);
+    srv_config_free(&cfg);
+
+    /* the PEM text itself, in an array, next to an absolute path */
+    char inline_pem[4096];
+    size_t o = 0;
+    for (const char *p = testassert_cert_pem; *p && o + 3 < sizeof(inline_pem); p++) {
+        if (*p == '\n') {
+            inline_pem[o++] = '\\';
+            inline_pem[o++] = 'n';
+        } else {
+            inline_pem[o++] = *p;
+        }
+    }
+    inline_pem[o] = '\0';
+    snprintf(json, sizeof(json),
+             "{\"identities\":[{\"name\":\"ci\",\"objectId\":\"o\",\"clientId\":\"c\","
+             "\"clientCertificates\":[\"%s\",\"%s\"]}]}",
+             inline_pem, pem_path);
+    CHECK_ST(load(&cfg, json, 3, argv), KV_OK);
+    CHECK(cfg.n_identities == 1 && pol_creds_count(cfg.identities[0].creds, NULL) == 2);
+    srv_config_free(&cfg);
+
+#define IDENT "{\"identities\":[{\"name\":\"a\",\"objectId\":\"o\",\"clientId\":\"c\","
+    refused(IDENT "\"clientCertificates\":\"no-such.pem\"}]}",
+            "cannot read the certificate file '/tmp/no-such.pem'");
+    refused(IDENT "\"clientCertificates\":7}]}", "'clientCertificates' in identities[0] must be");
+    refused(IDENT "\"clientCertificates\":[]}]}", "must be a PEM text or a path");
+    refused(IDENT "\"clientCertificates\":[7]}]}", "clientCertificates[0] in identities[0] must");
+    refused(IDENT "\"clientCertificates\":\"-----BEGIN PRIVATE KEY-----\\nx\\n\"}]}",
+            "clientCertificates[0] in identities[0]: no certificate");
+    refused(IDENT "\"federatedCredentials\":{}}]}", "'federatedCredentials' in identities[0]");
+    refused(IDENT "\"federatedCredentials\":[7]}]}",
+            "identities[0].federatedCredentials[0] must be an object");
+    refused(IDENT "\"federatedCredentials\":[{\"issuer\":\"i\",\"subject\":\"s\"}]}]}",
+            "identities[0].federatedCredentials[0] needs 'jwks'");
+    refused(IDENT "\"federatedCredentials\":[{\"issuer\":\"i\",\"jwks\":{}}]}]}",
+            "needs 'issuer' and 'subject'");
+    refused(IDENT "\"federatedCredentials\":[{\"issuer\":\"i\",\"subject\":\"s\",\"audiences\":"
+                  "[\"a\",\"b\"],\"jwks\":{}}]}]}",
+            "must be an array of one string");
+    refused(IDENT "\"federatedCredentials\":[{\"issuer\":\"i\",\"subject\":\"s\",\"x\":1}]}]}",
+            "unknown field 'x' in identities[0].federatedCredentials[0]");
+    refused(IDENT "\"federatedCredentials\":[{\"issuer\":\"i\",\"subject\":\"s\",\"jwks\":"
+                  "{\"keys\":[{\"kty\":\"oct\",\"k\":\"AA\"}]}}]}]}",
+            "federatedCredentials[0]: key 1 of the jwks has kty 'oct'");
+    refused(IDENT "\"federatedCredentials\":[{\"issuer\":\"i\",\"subject\":\"s\",\"jwks\":"
+                  "\"no-such.jwks\"}]}]}",
+            "cannot read the jwks file");
+    /* certificates read, then a federated credential refused: nothing is left behind */
+    snprintf(json, sizeof(json),
+             IDENT "\"clientCertificates\":\"%s\",\"federatedCredentials\":[{\"issuer\":\"i\","
+                   "\"subject\":\"s\",\"jwks\":{\"keys\":[]}}]}]}",
+             pem_name);
+    refused(json, "holds no signing key");
+    /* the second identity refused after the first one's credentials were read */
+    snprintf(json, sizeof(json),
+             IDENT "\"clientCertificates\":\"%s\"},{\"name\":\"b\",\"objectId\":\"p\","
+                   "\"clientId\":\"d\",\"clientCertificates\":\"-----BEGIN CERTIFICATE-----\"}]}",
+             pem_name);
+    refused(json, "clientCertificates[0] in identities[1]");
+#undef IDENT
+    unlink(pem_path);
+    unlink(jwks_path);
 }
 
 int main(void)
@@ -295,6 +390,7 @@ int main(void)
     CHECK(twice.n_roles == 2 && strcmp(twice.roles[0].id, twice.roles[1].id) == 0);
     srv_config_free(&twice);
     refused("[]", "JSON object");
+    client_assertions();
     unlink(cfg_path);
     refused(NULL, "cannot read");
     CHECK_DONE();
