@@ -3,6 +3,10 @@ from kvmock's /metadata/endpoints (ARM_CLOUD_METADATA_URL), `az login --identity
 gets its token from kvmock's managed-identity endpoint and lists kvmock's
 subscription, `az keyvault` manages vaults (create, show, list, set-policy,
 update, delete, list-deleted, show-deleted, recover, purge), and `az rest` drives the data plane.
+`az login --service-principal` signs in as CI pipelines do, with a certificate
+(MSAL's RS256 assertion with x5t, and with x5c) and with a federated token (an
+OIDC issuer's JWT this test signs), against identities whose clientCertificates
+and federatedCredentials the test generates before kvmock starts.
 Raw HTTP checks the answers
 the CLI does not show: the metadata's two shapes, the subscription and tenant
 lists, generic resources, status codes and error bodies.
@@ -10,13 +14,18 @@ lists, generic resources, status codes and error bodies.
 Debian's azure-cli 2.45 cannot run `az keyvault key ...` at all (its package
 lacks azure.keyvault.v7_0 and fails before sending a request), so the keys go
 through `az rest`, as the README says."""
+import datetime
+import hashlib
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.parse
+import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Kvmock, Runner, check, eq, parse_args, b64url, unb64url, TENANT, APP  # noqa: E402
@@ -24,10 +33,117 @@ from harness import Kvmock, Runner, check, eq, parse_args, b64url, unb64url, TEN
 SUB = "00000000-0000-0000-0000-000000000000"
 READER = {"name": "reader", "objectId": "0a000000-0000-4000-8000-0000000000b1",
           "clientId": "0c000000-0000-4000-8000-0000000000b1"}
-CONFIG = {"tenantId": TENANT, "identities": [APP, READER]}
+# Service principals of CI pipelines: one signs in with a certificate (and may manage),
+# one with a federated token. Their credentials are made at run time (make_credentials).
+CI_CERT = {"name": "ci-cert", "objectId": "0a000000-0000-4000-8000-0000000000c1",
+           "clientId": "0c000000-0000-4000-8000-0000000000c1", "manage": True}
+CI_OIDC = {"name": "ci-oidc", "objectId": "0a000000-0000-4000-8000-0000000000c2",
+           "clientId": "0c000000-0000-4000-8000-0000000000c2"}
+OIDC_ISSUER = "https://ci.kvmock.test/oidc"
+OIDC_SUBJECT = "repo:kvmock/kvmock:ref:refs/heads/main"
+OIDC_AUDIENCE = "api://AzureADTokenExchange"
+CONFIG = {"tenantId": TENANT, "identities": [APP, READER, CI_CERT, CI_OIDC]}
 MGMT = "https://management.azure.com"
 ARM_API = "api-version=2023-07-01"
 SUB_API = "api-version=2022-12-01"
+
+
+def self_signed(folder, name):
+    """A new RSA key and its self-signed certificate in one PEM file, as `az login
+    --service-principal --password` takes it; (path, the certificate's SHA-1 hex)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .sign(key, hashes.SHA256()))
+    path = os.path.join(folder, f"{name}.pem")
+    with open(path, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    return path, cert.fingerprint(hashes.SHA1()).hex().upper()
+
+
+def make_credentials(folder):
+    """Give CI_CERT a certificate (the key + certificate PEM file az signs with: kvmock
+    ignores the key) and CI_OIDC a federated credential with the issuer's public key;
+    the issuer's private key (to sign federated tokens) and its kid."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    CI_CERT["clientCertificates"] = self_signed(folder, "ci-cert")[0]
+    issuer_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    kid = "ci-oidc-key-1"
+    pub = issuer_key.public_key().public_numbers()
+    jwk = {"kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid,
+           "n": b64url(pub.n.to_bytes((pub.n.bit_length() + 7) // 8, "big")),
+           "e": b64url(pub.e.to_bytes((pub.e.bit_length() + 7) // 8, "big"))}
+    CI_OIDC["federatedCredentials"] = [{"name": "ci-main", "issuer": OIDC_ISSUER,
+                                        "subject": OIDC_SUBJECT, "audiences": [OIDC_AUDIENCE],
+                                        "jwks": {"keys": [jwk]}}]
+    return issuer_key, kid
+
+
+def federated_token(key, kid, subject=OIDC_SUBJECT, lifetime=600):
+    """A JWT as a CI's OIDC issuer signs it (RS256, with kid) for Entra's token exchange."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+    now = int(time.time())
+    header = {"alg": "RS256", "typ": "JWT", "kid": kid}
+    claims = {"iss": OIDC_ISSUER, "sub": subject, "aud": OIDC_AUDIENCE, "iat": now,
+              "nbf": now, "exp": now + lifetime, "jti": str(uuid.uuid4())}
+    signing_input = (b64url(json.dumps(header).encode()) + "."
+                     + b64url(json.dumps(claims).encode()))
+    sig = key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return signing_input + "." + b64url(sig)
+
+
+def seed_msal_instance_discovery(az_config_dir, base):
+    """az's MSAL (1.21) asks login.microsoftonline.com's instance discovery about any
+    sign-in host it does not know (the README's limit of `az login --service-principal`).
+    Offline, put the answers into az's MSAL HTTP cache (AZURE_CONFIG_DIR/msal_http_cache.bin,
+    a pickled dict that MSAL's ThrottledHttpClient reads before any GET, kept 24 h), as the
+    discovery would answer for an allowed host: tenant discovery at kvmock's
+    openid-configuration. Everything else az sends then goes to kvmock."""
+    import requests  # az's own dependency: MSAL caches requests' responses
+
+    def answer(doc):
+        resp = requests.models.Response()
+        resp.status_code = 200
+        resp.encoding = "utf-8"
+        resp.headers["Content-Type"] = "application/json; charset=utf-8"
+        resp._content = json.dumps(doc).encode()
+        return resp
+
+    def sha(raw):
+        return hashlib.sha256(repr(raw).encode()).hexdigest()
+
+    discovery = "https://login.microsoftonline.com/common/discovery/instance"
+    metadata = [{"preferred_network": "localhost", "preferred_cache": "localhost",
+                 "aliases": ["localhost"]}]
+    # Authority(): the authority's host without its port, then its path
+    params = {"authorization_endpoint": f"https://localhost/{TENANT}/oauth2/v2.0/authorize",
+              "api-version": "1.0"}
+    authority = answer({"tenant_discovery_endpoint":
+                        f"{base}/{TENANT}/v2.0/.well-known/openid-configuration",
+                        "api-version": "1.1", "metadata": metadata})
+    # acquire_token_silent(): the aliases of the public cloud's hosts
+    aliases_url = (f"{discovery}?api-version=1.1&authorization_endpoint="
+                   "https://login.microsoftonline.com/common/oauth2/authorize")
+    entries = {f"GET {discovery} hash={sha(params)} 2xx": authority,
+               f"GET {aliases_url} hash={sha('')} 2xx": answer({"metadata": metadata})}
+    now = int(time.time())
+    expires = now + 24 * 3600
+    cache = dict(entries)
+    cache["_index_"] = ([[expires, now, k] for k in sorted(entries)],
+                        {k: [expires, now] for k in entries})
+    with open(os.path.join(az_config_dir, "msal_http_cache.bin"), "wb") as f:
+        pickle.dump(cache, f)
 
 
 def main():
@@ -37,6 +153,8 @@ def main():
     check(az_bin is not None, "az is not installed (scripts/install-deps.sh --test installs "
                               "Debian's azure-cli)")
     config_dir = tempfile.mkdtemp(prefix="kvmock-az-")
+    cred_dir = tempfile.mkdtemp(prefix="credentials-", dir=config_dir)
+    issuer_key, issuer_kid = make_credentials(cred_dir)
     with Kvmock(args.kvmock, config=CONFIG) as kv:
         P = kv.https_port
         base = f"https://localhost:{P}"
@@ -422,6 +540,116 @@ def main():
             eq(ra["properties"]["principalId"], APP["objectId"])
             key = az(*create)
             check(key["key"]["kid"].startswith(f"{keys}/k/"), key)
+
+        # ---- service principals: certificate and federated token ----------------------------
+
+        def az_as_a_service_principal():
+            """A run(*argv) -> (rc, stdout, stderr) in a fresh AZURE_CONFIG_DIR on kvmock's
+            cloud, MSAL's instance discovery answered from its cache."""
+            other = dict(env, AZURE_CONFIG_DIR=tempfile.mkdtemp(prefix="kvmock-az-", dir=config_dir))
+
+            def run(*argv):
+                proc = subprocess.run([az_bin, *argv, "--output", "json"], env=other,
+                                      capture_output=True, text=True, timeout=120)
+                return proc.returncode, proc.stdout, proc.stderr
+
+            eq(run("cloud", "set", "--name", "kvmock")[0], 0)
+            seed_msal_instance_discovery(other["AZURE_CONFIG_DIR"], base)
+            return run
+
+        def vault_token_claims(run):
+            rc, out, err = run("account", "get-access-token", "--resource", "https://vault.azure.net")
+            eq(rc, 0, err[-2000:])
+            tok = json.loads(out)
+            eq(tok["tenant"], TENANT)
+            return json.loads(unb64url(tok["accessToken"].split(".")[1])), tok["accessToken"]
+
+        @runner.test
+        def az_login_with_a_client_certificate():
+            run = az_as_a_service_principal()
+            pem = CI_CERT["clientCertificates"]
+            rc, out, err = run("login", "--service-principal", "--username", CI_CERT["clientId"],
+                               "--password", pem, "--tenant", TENANT)
+            eq(rc, 0, err[-2000:])
+            accounts = json.loads(out)
+            eq([a["id"] for a in accounts], [SUB], accounts)
+            eq(accounts[0]["user"], {"name": CI_CERT["clientId"], "type": "servicePrincipal"})
+            eq((accounts[0]["cloudName"], accounts[0]["tenantId"]), ("kvmock", TENANT), accounts)
+            claims, _ = vault_token_claims(run)
+            eq((claims["oid"], claims["appid"], claims["tid"]),
+               (CI_CERT["objectId"], CI_CERT["clientId"], TENANT))
+            # a pipeline's work: a vault, a policy for itself, a key through the data plane
+            rc, out, err = run("keyvault", "create", "--name", "cicert", "--resource-group", "rg",
+                               "--location", "westeurope", "--no-self-perms")
+            eq(rc, 0, err[-2000:])
+            eq(json.loads(out)["properties"]["vaultUri"], f"https://cicert.vault.localhost:{P}/")
+            rc, out, err = run("keyvault", "set-policy", "--name", "cicert", "--object-id",
+                               CI_CERT["objectId"], "--key-permissions", "create", "get")
+            eq(rc, 0, err[-2000:])
+            url = f"https://cicert.vault.localhost:{P}/keys/ci-key"
+            rc, out, err = run("rest", "--method", "post", "--url", f"{url}/create?api-version=7.4",
+                               "--resource", "https://vault.azure.net",
+                               "--body", json.dumps({"kty": "RSA", "key_size": 2048}))
+            eq(rc, 0, err[-2000:])
+            kid = json.loads(out)["key"]["kid"]
+            check(kid.startswith(f"{url}/"), kid)
+            rc, out, err = run("rest", "--method", "get", "--url", f"{kid}?api-version=7.4",
+                               "--resource", "https://vault.azure.net")
+            eq(rc, 0, err[-2000:])
+            eq(json.loads(out)["key"]["kid"], kid)
+            for cmd in (("delete",), ("purge",)):
+                rc, _, err = run("keyvault", *cmd, "--name", "cicert")
+                eq(rc, 0, err[-2000:])
+            # --use-cert-sn-issuer: MSAL also sends the certificate chain (x5c header)
+            run = az_as_a_service_principal()
+            rc, out, err = run("login", "--service-principal", "--username", CI_CERT["clientId"],
+                               "--password", pem, "--tenant", TENANT, "--use-cert-sn-issuer")
+            eq(rc, 0, err[-2000:])
+            eq([a["id"] for a in json.loads(out)], [SUB])
+            claims, _ = vault_token_claims(run)
+            eq((claims["oid"], claims["appid"]), (CI_CERT["objectId"], CI_CERT["clientId"]))
+
+        @runner.test
+        def az_login_with_a_federated_token():
+            run = az_as_a_service_principal()
+            jwt = federated_token(issuer_key, issuer_kid)
+            login = ("login", "--service-principal", "--username", CI_OIDC["clientId"],
+                     "--federated-token", jwt, "--tenant", TENANT)
+            # CI_OIDC may not manage: it sees no subscription
+            rc, _, err = run(*login)
+            check(rc != 0 and "subscriptions" in err.lower(), err[-2000:])
+            rc, out, err = run(*login, "--allow-no-subscriptions")
+            eq(rc, 0, err[-2000:])
+            accounts = json.loads(out)
+            eq([a["tenantId"] for a in accounts], [TENANT], accounts)
+            eq(accounts[0]["user"], {"name": CI_OIDC["clientId"], "type": "servicePrincipal"})
+            claims, token = vault_token_claims(run)
+            eq((claims["oid"], claims["appid"], claims["tid"]),
+               (CI_OIDC["objectId"], CI_OIDC["clientId"], TENANT))
+            # kvmock takes the token; without a policy the vault refuses this identity
+            st, _, body = kv.https("GET", "/keys?api-version=7.4", token=token,
+                                   host=f"default.vault.localhost:{P}")
+            eq(st, 403, body)
+            check(CI_OIDC["objectId"] in body.decode(), body)
+
+        @runner.test
+        def az_login_refuses_unregistered_credentials():
+            # a certificate kvmock does not know for this client
+            other_pem, thumb = self_signed(cred_dir, "not-registered")
+            run = az_as_a_service_principal()
+            rc, out, err = run("login", "--service-principal", "--username", CI_CERT["clientId"],
+                               "--password", other_pem, "--tenant", TENANT)
+            check(rc != 0 and "AADSTS700027" in err, (rc, out, err[-2000:]))
+            check(thumb in err, (thumb, err[-2000:]))
+            # a federated token of the right issuer and audience, for another subject
+            run = az_as_a_service_principal()
+            jwt = federated_token(issuer_key, issuer_kid,
+                                  subject="repo:kvmock/kvmock:pull_request")
+            rc, out, err = run("login", "--service-principal", "--username", CI_OIDC["clientId"],
+                               "--federated-token", jwt, "--tenant", TENANT,
+                               "--allow-no-subscriptions")
+            check(rc != 0 and "AADSTS700213" in err, (rc, out, err[-2000:]))
+            check("repo:kvmock/kvmock:pull_request" in err, err[-2000:])
 
         @runner.test
         def audited():
