@@ -64,6 +64,36 @@ def main():
     write("fuzz_token", "raw-empty", b"\x00..")
     write("fuzz_token", "mutate", b"\x02" + bytes([5, ord("x"), 200, ord("A"), 250, ord("_")]))
 
+    # ---- client assertions: 0 raw, 1 "header\0claims" (a junk signature), 2 mutations of the
+    # valid ones of tests/unit/testassert.h (byte 1 picks), 3 a PEM text / JWKS registered
+    client, endpoint = "0c000000-0000-4000-8000-000000000002", "https://localhost:8443/t/oauth2/v2.0/token"
+    own = {"aud": endpoint, "iss": client, "sub": client, "exp": 1800000600}
+    fed = {"aud": ["api://AzureADTokenExchange"], "iss": "https://issuer.example", "sub": "ci",
+           "nbf": 1800000000, "exp": 1800000600}
+    for i, (h, c) in enumerate(((
+            {"alg": "RS256", "x5t": b64url(b"\1" * 20)}, own),
+            ({"alg": "PS256", "x5t#S256": b64url(b"\2" * 32)}, own),
+            ({"alg": "ES256", "kid": "e1"}, fed), ({"alg": "RS384"}, fed),
+            ({"alg": "ES512", "kid": "e1"}, dict(fed, aud="api://other")),
+            ({"alg": "none"}, own), ({"alg": "RS256"}, dict(own, exp="soon")),
+            ({"alg": "PS512", "kid": 7}, dict(fed, iss=None)))):
+        write("fuzz_assertion", f"signed-{i}", b"\x01" + json.dumps(h).encode() + b"\0"
+              + json.dumps(c).encode())
+    write("fuzz_assertion", "raw-dots", b"\x00a.b.c")
+    write("fuzz_assertion", "raw-parts", b"\x00" + ".".join(
+        [b64url(b'{"alg":"RS256"}'), b64url(json.dumps(own).encode()), b64url(b"\0" * 256)]).encode())
+    for i, m in enumerate((b"\x00\x05x\x40A", b"\x01\x90_\xf0-", b"\x00", b"\x01\x02.")):
+        write("fuzz_assertion", f"mutate-{i}", b"\x02" + m)
+    k = ec.generate_private_key(ec.SECP256R1()).public_key().public_numbers()
+    write("fuzz_assertion", "jwks-ec", b"\x03" + json.dumps({"keys": [
+        {"kty": "EC", "crv": "P-256", "kid": "a", "x": b64url(be(k.x, 32)), "y": b64url(be(k.y, 32))}]}).encode())
+    r = rsa.generate_private_key(65537, 2048).public_key().public_numbers()
+    write("fuzz_assertion", "jwks-rsa", b"\x03" + json.dumps({"keys": [
+        {"kty": "RSA", "use": "sig", "n": b64url(be(r.n)), "e": b64url(be(r.e))},
+        {"kty": "RSA", "use": "enc", "n": "AQAB", "e": "AQAB"}]}).encode())
+    write("fuzz_assertion", "pem", b"\x03-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
+          b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+
     # ---- router: method byte, decode-size byte, "PATH[?QUERY]"
     routes = ["/keys?api-version=7.4&maxresults=2", "/keys/name/create?api-version=7.4",
               "/keys/k/0123456789abcdef0123456789abcdef/wrapkey", "/keys/k//unwrapkey",
