@@ -588,8 +588,11 @@ static enum pol_assertion by_certificate(const struct pol_creds *c, const struct
         return POL_ASSERTION_KEY_NOT_FOUND;
     if (!signature_ok(j, a, found->key))
         return POL_ASSERTION_BAD_SIGNATURE;
+    /* the endpoint as the client called it: go-autorest's adal names it with its query
+     * (".../oauth2/token?api-version=1.0"), which Entra takes */
+    size_t n = strcspn(info->aud, "?#");
     for (size_t i = 0; i < n_endpoints; i++)
-        if (strcmp(info->aud, endpoints[i]) == 0)
+        if (strncmp(info->aud, endpoints[i], n) == 0 && endpoints[i][n] == '\0')
             return POL_ASSERTION_OK;
     return POL_ASSERTION_AUDIENCE;
 }

@@ -409,7 +409,7 @@ struct pol_assertion_info {
  * @brief Check a client assertion presented by @p id. An assertion whose `iss` and `sub`
  * are the identity's client id is the application's own, signed with one of its
  * certificates (RS256 or PS256, found by `x5t` or `x5t#S256`), and its `aud` must be one
- * of @p endpoints (the token endpoint's URLs). Any other assertion is a federated one,
+ * of @p endpoints (the token endpoint's URLs; a query string on `aud` is ignored). Any other assertion is a federated one,
  * matched against the identity's federated credentials. Either way `exp` is required and
  * @p now must lie between `nbf` and `exp`.
  * @param[out] info what the error message quotes; always set.

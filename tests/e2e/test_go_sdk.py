@@ -9,7 +9,9 @@ driver builds them once and runs them under each way a Go program signs in:
   default identity and, with AZURE_CLIENT_ID, a user-assigned one;
 - client credentials on Entra's v1 endpoint (/{tenant}/oauth2/token with
   resource=), the cloud described by a file (AZURE_ENVIRONMENT=AzureStackCloud,
-  AZURE_ENVIRONMENT_FILEPATH), as for any cloud that is not Azure's own.
+  AZURE_ENVIRONMENT_FILEPATH), as for any cloud that is not Azure's own: with a
+  client secret, and with a client certificate (AZURE_CERTIFICATE_PATH, a PKCS#12
+  file; adal signs an RS256 assertion for the v1 endpoint).
 
 Raw HTTP checks what the SDK hides: the v1 token answer's exact shape and
 its errors, and the cloud metadata in the shape go-autorest asks for."""
@@ -32,16 +34,21 @@ READER = {"name": "reader", "objectId": "0a000000-0000-4000-8000-0000000000c1",
 CI = {"name": "ci", "objectId": "0a000000-0000-4000-8000-0000000000c2",
       "clientId": "0c000000-0000-4000-8000-0000000000c2", "clientSecret": "go-ci-secret",
       "manage": True}
+# its clientCertificates are made at start (make_certificate)
+CERT = {"name": "ci-cert", "objectId": "0a000000-0000-4000-8000-0000000000c3",
+        "clientId": "0c000000-0000-4000-8000-0000000000c3"}
 ALL = {"keys": ["all"]}
 CONFIG = {
     "tenantId": TENANT,
-    "identities": [APP, READER, CI],
+    "identities": [APP, READER, CI, CERT],
     "vaults": [{"name": "default", "properties": {"accessPolicies": [
         {"objectId": APP["objectId"], "permissions": ALL},
         {"objectId": CI["objectId"], "permissions": ALL},
+        {"objectId": CERT["objectId"], "permissions": ALL},
         {"objectId": READER["objectId"], "permissions": {"keys": ["get", "list"]}},
     ]}}],
 }
+PFX_PASSWORD = "go-cert-password"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
@@ -61,22 +68,40 @@ def build_go_tests(out_dir, cache_dir):
     return binary
 
 
+def make_certificate(work):
+    """A self-signed RSA certificate for CERT: its PEM goes in the configuration, its key and
+    certificate in a PKCS#12 file as go-autorest reads it (golang.org/x/crypto/pkcs12 reads
+    only the legacy SHA-1/3DES encryption)."""
+    key, crt, pfx = (os.path.join(work, n) for n in ("ci.key", "ci.crt", "ci.pfx"))
+    for cmd in (["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                 "-out", crt, "-days", "30", "-subj", "/CN=ci-cert"],
+                ["openssl", "pkcs12", "-export", "-inkey", key, "-in", crt, "-out", pfx,
+                 "-passout", "pass:" + PFX_PASSWORD, "-certpbe", "PBE-SHA1-3DES",
+                 "-keypbe", "PBE-SHA1-3DES", "-macalg", "sha1"]):
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        check(proc.returncode == 0, f"{cmd[:2]}: {proc.stderr}")
+    with open(crt, encoding="ascii") as f:
+        CERT["clientCertificates"] = f.read()
+    return pfx
+
+
 def main():
     args = parse_args()
     runner = Runner()
     work = tempfile.mkdtemp(prefix="kvmock-go-")
     try:
+        pfx = make_certificate(work)
         # the build cache lives beside kvmock's binary, in the build folder
         binary = build_go_tests(work, os.path.join(os.path.dirname(os.path.abspath(args.kvmock)),
                                                    "go-cache"))
         with Kvmock(args.kvmock, config=CONFIG) as kv:
-            run_all(runner, kv, binary, work)
+            run_all(runner, kv, binary, work, pfx)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     sys.exit(runner.exit_code())
 
 
-def run_all(runner, kv, binary, work):
+def run_all(runner, kv, binary, work, pfx):
     P = kv.https_port
     arm = f"https://localhost:{P}/"
     cloud_file = os.path.join(work, "cloud.json")
@@ -145,6 +170,25 @@ def run_all(runner, kv, binary, work):
         who = {(r["operationName"], r["identity"]["claim"]["oid"]) for r in kv.audit_records()[before:]}
         check(("KeyCreate", CI["objectId"]) in who and ("VaultPut", CI["objectId"]) in who, who)
         eq({oid for _, oid in who}, {CI["objectId"]})
+
+    @runner.test
+    def client_certificate_through_a_cloud_file():
+        before = len(kv.audit_records())
+        certificate = dict(client_secret, AZURE_CLIENT_ID=CERT["clientId"],
+                           AZURE_CERTIFICATE_PATH=pfx, AZURE_CERTIFICATE_PASSWORD=PFX_PASSWORD,
+                           KVMOCK_OBJECT_ID=CERT["objectId"])
+        del certificate["AZURE_CLIENT_SECRET"]
+        eq(go_tests(certificate, "^TestKeys$"), ["TestKeys"])
+        who = {(r["operationName"], r["identity"]["claim"]["oid"]) for r in kv.audit_records()[before:]}
+        check(("KeyCreate", CERT["objectId"]) in who, who)
+        eq({oid for _, oid in who}, {CERT["objectId"]})
+        # the same file with another identity's client id: its certificate is not registered
+        other = dict(certificate, AZURE_CLIENT_ID=CI["clientId"])
+        proc = subprocess.run([binary, "-test.v", "-test.count=1", "-test.run", "^TestKeys$"],
+                              env=dict(base_env, **other), capture_output=True, text=True,
+                              timeout=600, cwd=work)
+        check(proc.returncode != 0 and "AADSTS700027" in proc.stdout + proc.stderr,
+              (proc.stdout + proc.stderr)[-3000:])
 
     def v1_token(form):
         return kv.https("POST", f"/{TENANT}/oauth2/token", token=None,

@@ -261,6 +261,22 @@ static void certificates(EVP_PKEY *key, EVP_PKEY *other, EVP_PKEY *ec)
              "\"sub\":\"%s\",\"exp\":%d}",
              CLIENT, CLIENT, NOW + 600);
     CHECK(check_one(&id, hdr, other_aud, key, "RS256", &info) == POL_ASSERTION_OK);
+    /* go-autorest's adal names the v1 endpoint with its query */
+    snprintf(other_aud, sizeof(other_aud),
+             "{\"aud\":\"https://localhost:8443/tenant-1/oauth2/token?api-version=1.0\","
+             "\"iss\":\"%s\",\"sub\":\"%s\",\"exp\":%d}",
+             CLIENT, CLIENT, NOW + 600);
+    CHECK(check_one(&id, hdr, other_aud, key, "RS256", &info) == POL_ASSERTION_OK);
+    snprintf(other_aud, sizeof(other_aud),
+             "{\"aud\":\"https://localhost:8443/tenant-1/oauth2/tokens?x\",\"iss\":\"%s\","
+             "\"sub\":\"%s\",\"exp\":%d}",
+             CLIENT, CLIENT, NOW + 600);
+    CHECK(check_one(&id, hdr, other_aud, key, "RS256", &info) == POL_ASSERTION_AUDIENCE);
+    snprintf(other_aud, sizeof(other_aud),
+             "{\"aud\":\"https://localhost:8443/tenant-1/oauth2\",\"iss\":\"%s\","
+             "\"sub\":\"%s\",\"exp\":%d}",
+             CLIENT, CLIENT, NOW + 600);
+    CHECK(check_one(&id, hdr, other_aud, key, "RS256", &info) == POL_ASSERTION_AUDIENCE);
 
     /* time: expired, not yet valid, no exp, within the skew */
     static const struct {
