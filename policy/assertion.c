@@ -29,7 +29,6 @@
 #include "kv_buf.h"
 #include "pol.h"
 
-#define ASSERTION_MAX 16384
 #define KID_MAX       128
 
 struct cert {
@@ -439,7 +438,7 @@ static cJSON *json_part(const char *b64)
 static const char *jws_parse(const char *text, struct jws *j)
 {
     size_t len = strlen(text);
-    if (len >= ASSERTION_MAX)
+    if (len >= POL_ASSERTION_MAX)
         return "the assertion is too long";
     char *parts = strdup(text);
     if (parts == NULL)

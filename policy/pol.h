@@ -346,6 +346,7 @@ enum kv_status pol_allowed(struct pol_ctx *ctx, const struct pol_claims *who,
 #define POL_FEDERATED_FIELD_MAX 600 /**< issuer, subject and audience, in bytes, as in Entra */
 #define POL_JWKS_KEYS_MAX       16  /**< keys of one federated issuer */
 #define POL_ASSERTION_SKEW      300 /**< seconds of clock skew allowed around nbf and exp */
+#define POL_ASSERTION_MAX       32768 /**< bytes of an assertion (x5c may carry a chain) */
 /** The audience a federated credential expects when it names none (Entra's default). */
 #define POL_FEDERATED_AUDIENCE "api://AzureADTokenExchange"
 

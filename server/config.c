@@ -295,9 +295,10 @@ static enum kv_status get_bool(const cJSON *o, const char *name, const char *whe
 }
 
 /* The text of a file the configuration names: a relative path is taken from the
- * configuration file's folder. The caller wipes and frees *text. */
+ * configuration file's folder. The caller wipes and frees *text; @p why says what failed,
+ * for the caller to name the field. */
 static enum kv_status read_named_file(const char *config_path, const char *path, const char *what,
-                                      char **text, size_t *len, char *err, size_t cap)
+                                      char **text, size_t *len, char *why, size_t cap)
 {
     char full[8192];
     const char *slash = strrchr(config_path, '/');
@@ -305,8 +306,10 @@ static enum kv_status read_named_file(const char *config_path, const char *path,
         snprintf(full, sizeof(full), "%s", path);
     else
         snprintf(full, sizeof(full), "%.*s/%s", (int)(slash - config_path), config_path, path);
-    if (kv_file_read(full, CONFIG_FILE_MAX, text, len) != KV_OK)
-        return fail(err, cap, "config: cannot read %s '%s'", what, full);
+    if (kv_file_read(full, CONFIG_FILE_MAX, text, len) != KV_OK) {
+        snprintf(why, cap, "cannot read %s '%s'", what, full);
+        return KV_ERR_BAD_PARAM;
+    }
     return KV_OK;
 }
 
@@ -329,9 +332,10 @@ static enum kv_status parse_certificates(const cJSON *v, const char *config_path
         char *text = NULL;
         size_t len = strlen(s), added = 0;
         enum kv_status st = KV_OK;
+        char why[1024] = "";
         if (strstr(s, "-----BEGIN") == NULL)
-            st = read_named_file(config_path, s, "the certificate file", &text, &len, err, cap);
-        char why[256] = "";
+            st = read_named_file(config_path, s, "the certificate file", &text, &len, why,
+                                 sizeof(why));
         if (st == KV_OK)
             st = pol_creds_add_certificates(&id->creds, text ? text : s, len, &added, why,
                                             sizeof(why));
@@ -375,16 +379,15 @@ static enum kv_status parse_federated_one(const cJSON *o, const char *config_pat
                     "config: %s needs 'jwks': the issuer's keys, as a JWKS document "
                     "or the path of a file holding one",
                     where);
-    char *text = NULL;
+    char *text = NULL, why[1024] = "";
     size_t len = 0;
     if (cJSON_IsString(jwks))
-        st =
-            read_named_file(config_path, jwks->valuestring, "the jwks file", &text, &len, err, cap);
+        st = read_named_file(config_path, jwks->valuestring, "the jwks file", &text, &len, why,
+                             sizeof(why));
     else if ((text = cJSON_PrintUnformatted(jwks)) == NULL)
         st = KV_ERR_NOMEM;
     else
         len = strlen(text);
-    char why[256] = "";
     if (st == KV_OK)
         st = pol_creds_add_federated(&id->creds, iss->valuestring, sub->valuestring,
                                      auds ? auds->child->valuestring : POL_FEDERATED_AUDIENCE, text,

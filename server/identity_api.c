@@ -34,7 +34,7 @@
 #include "srv.h"
 
 #define FORM_MAX 4096
-#define TOKEN_FORM_MAX 32768 /* a client assertion may carry its certificate chain (x5c) */
+#define TOKEN_FORM_MAX POL_ASSERTION_MAX /* a client assertion may carry its chain (x5c) */
 #define JWT_BEARER     "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 enum mi_flavour { MI_APP_SERVICE, MI_IMDS };

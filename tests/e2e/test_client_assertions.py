@@ -697,6 +697,10 @@ def run(args, runner, work):
             check(30 * 1024 < len(body) < 32 * 1024, len(body))
             st, _, resp = post_token(body)
             eq(st, 200, resp)
+            # an assertion carrying a long chain in x5c is read whole: over 20 KiB is fine
+            long = own(header={"x5c": ["A" * (20 * 1024)]})
+            check(len(long) > 20 * 1024, len(long))
+            issued(assertion_form(long, cid), CERT_APP)
 
         # ---- secrets ------------------------------------------------------------------------
 
@@ -742,11 +746,11 @@ def run(args, runner, work):
         return with_identity(federatedCredentials=[cred])
 
     def bad_certificates_are_refused_at_start():
-        # a path is taken from the configuration file's folder; the message names the
-        # file it tried (a0d0885 names neither clientCertificates nor the identity here)
+        # a path is taken from the configuration file's folder; the message names the field
+        # and the file it tried
         start_fails(args.kvmock, work, "missing-file",
                     with_identity(clientCertificates="certs/missing.pem"),
-                    ["config: cannot read the certificate file",
+                    ["config: clientCertificates[0] in identities[1]: cannot read the certificate file",
                      os.path.join(work, "refused", "missing-file", "certs", "missing.pem")])
         key_lines = [ln for ln in key_pem(app_key).decode().splitlines()
                      if ln and not ln.startswith("-----")]
@@ -779,7 +783,7 @@ def run(args, runner, work):
         start_fails(args.kvmock, work, "unknown-field", with_federated(claimsMatchingExpression="x"),
                     [where, "unknown field 'claimsMatchingExpression'"])
         start_fails(args.kvmock, work, "missing-jwks-file", with_federated(jwks="jwks/none.json"),
-                    ["config: cannot read the jwks file",
+                    [f"config: {where}: cannot read the jwks file",
                      os.path.join(work, "refused", "missing-jwks-file", "jwks", "none.json")])
         start_fails(args.kvmock, work, "rsa-1024",
                     with_federated(jwks={"keys": [jwk(small_key, "small")]}), [where, "2048"])

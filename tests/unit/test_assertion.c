@@ -320,9 +320,9 @@ static void certificates(EVP_PKEY *key, EVP_PKEY *other, EVP_PKEY *ec)
              "{\"aud\":\"%s\",\"iss\":\"%s\",\"sub\":\"%s\",\"exp\":\"soon\"}", ENDPOINT, CLIENT,
              CLIENT);
     CHECK(check_one(&id, hdr, claims, key, "RS256", &info) == POL_ASSERTION_MALFORMED);
-    char *huge = malloc(20000);
-    memset(huge, 'A', 19999);
-    huge[19999] = '\0';
+    char *huge = malloc(POL_ASSERTION_MAX + 10);
+    memset(huge, 'A', POL_ASSERTION_MAX + 9);
+    huge[POL_ASSERTION_MAX + 9] = '\0';
     huge[100] = huge[200] = '.';
     CHECK(pol_assertion_check(&id, huge, endpoints, 2, NOW, &info) == POL_ASSERTION_MALFORMED);
     free(huge);

@@ -100,7 +100,8 @@ static void client_assertions(void)
 
 #define IDENT "{\"identities\":[{\"name\":\"a\",\"objectId\":\"o\",\"clientId\":\"c\","
     refused(IDENT "\"clientCertificates\":\"no-such.pem\"}]}",
-            "cannot read the certificate file '/tmp/no-such.pem'");
+            "clientCertificates[0] in identities[0]: cannot read the certificate file "
+            "'/tmp/no-such.pem'");
     refused(IDENT "\"clientCertificates\":7}]}", "'clientCertificates' in identities[0] must be");
     refused(IDENT "\"clientCertificates\":[]}]}", "must be a PEM text or a path");
     refused(IDENT "\"clientCertificates\":[7]}]}", "clientCertificates[0] in identities[0] must");
@@ -123,7 +124,7 @@ static void client_assertions(void)
             "federatedCredentials[0]: key 1 of the jwks has kty 'oct'");
     refused(IDENT "\"federatedCredentials\":[{\"issuer\":\"i\",\"subject\":\"s\",\"jwks\":"
                   "\"no-such.jwks\"}]}]}",
-            "cannot read the jwks file");
+            "identities[0].federatedCredentials[0]: cannot read the jwks file '/tmp/no-such.jwks'");
     /* certificates read, then a federated credential refused: nothing is left behind */
     snprintf(json, sizeof(json),
              IDENT "\"clientCertificates\":\"%s\",\"federatedCredentials\":[{\"issuer\":\"i\","
