@@ -381,7 +381,8 @@ enum kv_status pol_creds_add_federated(struct pol_creds **creds, const char *iss
 /** @brief How many certificates and federated credentials @p creds holds (NULL: none). */
 size_t pol_creds_count(const struct pol_creds *creds, size_t *n_federated);
 
-/** Why a client assertion was refused (the token endpoint answers Entra's error for each). */
+/** Why a client assertion was refused (the token endpoint answers Entra's error for each).
+ * The federated misses come last, in this order: nearer misses compare greater. */
 enum pol_assertion {
     POL_ASSERTION_OK = 0,
     POL_ASSERTION_MALFORMED,     /**< not a JWS with JSON header and claims; see detail */

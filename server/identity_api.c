@@ -398,23 +398,21 @@ static void send_assertion_error(struct srv_req *req, const struct pol_identity 
                  a, b, info->exp ? c : "(none)");
         break;
     case POL_ASSERTION_NO_ISSUER:
-        snprintf(msg, sizeof(msg),
-                 "AADSTS700211: No matching federated identity record found for presented "
-                 "assertion issuer '%s'. %s",
-                 info->iss, fic_hint);
-        break;
     case POL_ASSERTION_NO_AUDIENCE:
+    case POL_ASSERTION_NO_SUBJECT: {
+        /* in pol.h's order: issuer, audience, subject */
+        static const struct {
+            int code;
+            const char *what;
+        } fic[] = {{700211, "issuer"}, {700212, "audience"}, {700213, "subject"}};
+        const char *const values[] = {info->iss, info->aud, info->sub};
+        size_t k = (size_t)(res - POL_ASSERTION_NO_ISSUER);
         snprintf(msg, sizeof(msg),
-                 "AADSTS700212: No matching federated identity record found for presented "
-                 "assertion audience '%s'. %s",
-                 info->aud, fic_hint);
+                 "AADSTS%d: No matching federated identity record found for presented "
+                 "assertion %s '%s'. %s",
+                 fic[k].code, fic[k].what, values[k], fic_hint);
         break;
-    case POL_ASSERTION_NO_SUBJECT:
-        snprintf(msg, sizeof(msg),
-                 "AADSTS700213: No matching federated identity record found for presented "
-                 "assertion subject '%s'. %s",
-                 info->sub, fic_hint);
-        break;
+    }
     }
     send_aad_error(req, 401, "invalid_client", msg);
 }

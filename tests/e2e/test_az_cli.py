@@ -347,10 +347,10 @@ def main():
             eq(ends["activeDirectory"], f"{base}/")
             eq(ends["activeDirectoryResourceId"], "https://management.core.windows.net/")
 
-        @runner.test
-        def az_login_as_a_user_assigned_identity():
-            # --username picks the identity (client_id= on the token endpoint); one that may
-            # not manage sees no subscription, so only a tenant-level login is possible
+        def az_in_a_fresh_config(discovery_cached=False):
+            """A run(*argv) -> (rc, stdout, stderr) in a fresh AZURE_CONFIG_DIR on kvmock's
+            cloud; with discovery_cached, MSAL's instance discovery answered from its cache
+            (seed_msal_instance_discovery)."""
             other = dict(env, AZURE_CONFIG_DIR=tempfile.mkdtemp(prefix="kvmock-az-", dir=config_dir))
 
             def run(*argv):
@@ -359,6 +359,15 @@ def main():
                 return proc.returncode, proc.stdout, proc.stderr
 
             eq(run("cloud", "set", "--name", "kvmock")[0], 0)
+            if discovery_cached:
+                seed_msal_instance_discovery(other["AZURE_CONFIG_DIR"], base)
+            return run
+
+        @runner.test
+        def az_login_as_a_user_assigned_identity():
+            # --username picks the identity (client_id= on the token endpoint); one that may
+            # not manage sees no subscription, so only a tenant-level login is possible
+            run = az_in_a_fresh_config()
             rc, _, err = run("login", "--identity", "--username", READER["clientId"])
             check(rc != 0 and "subscriptions" in err.lower(), err[-2000:])
             rc, out, err = run("login", "--identity", "--username", READER["clientId"],
@@ -543,20 +552,6 @@ def main():
 
         # ---- service principals: certificate and federated token ----------------------------
 
-        def az_as_a_service_principal():
-            """A run(*argv) -> (rc, stdout, stderr) in a fresh AZURE_CONFIG_DIR on kvmock's
-            cloud, MSAL's instance discovery answered from its cache."""
-            other = dict(env, AZURE_CONFIG_DIR=tempfile.mkdtemp(prefix="kvmock-az-", dir=config_dir))
-
-            def run(*argv):
-                proc = subprocess.run([az_bin, *argv, "--output", "json"], env=other,
-                                      capture_output=True, text=True, timeout=120)
-                return proc.returncode, proc.stdout, proc.stderr
-
-            eq(run("cloud", "set", "--name", "kvmock")[0], 0)
-            seed_msal_instance_discovery(other["AZURE_CONFIG_DIR"], base)
-            return run
-
         def vault_token_claims(run):
             rc, out, err = run("account", "get-access-token", "--resource", "https://vault.azure.net")
             eq(rc, 0, err[-2000:])
@@ -566,7 +561,7 @@ def main():
 
         @runner.test
         def az_login_with_a_client_certificate():
-            run = az_as_a_service_principal()
+            run = az_in_a_fresh_config(discovery_cached=True)
             pem = CI_CERT["clientCertificates"]
             rc, out, err = run("login", "--service-principal", "--username", CI_CERT["clientId"],
                                "--password", pem, "--tenant", TENANT)
@@ -601,7 +596,7 @@ def main():
                 rc, _, err = run("keyvault", *cmd, "--name", "cicert")
                 eq(rc, 0, err[-2000:])
             # --use-cert-sn-issuer: MSAL also sends the certificate chain (x5c header)
-            run = az_as_a_service_principal()
+            run = az_in_a_fresh_config(discovery_cached=True)
             rc, out, err = run("login", "--service-principal", "--username", CI_CERT["clientId"],
                                "--password", pem, "--tenant", TENANT, "--use-cert-sn-issuer")
             eq(rc, 0, err[-2000:])
@@ -611,7 +606,7 @@ def main():
 
         @runner.test
         def az_login_with_a_federated_token():
-            run = az_as_a_service_principal()
+            run = az_in_a_fresh_config(discovery_cached=True)
             jwt = federated_token(issuer_key, issuer_kid)
             login = ("login", "--service-principal", "--username", CI_OIDC["clientId"],
                      "--federated-token", jwt, "--tenant", TENANT)
@@ -636,13 +631,13 @@ def main():
         def az_login_refuses_unregistered_credentials():
             # a certificate kvmock does not know for this client
             other_pem, thumb = self_signed(cred_dir, "not-registered")
-            run = az_as_a_service_principal()
+            run = az_in_a_fresh_config(discovery_cached=True)
             rc, out, err = run("login", "--service-principal", "--username", CI_CERT["clientId"],
                                "--password", other_pem, "--tenant", TENANT)
             check(rc != 0 and "AADSTS700027" in err, (rc, out, err[-2000:]))
             check(thumb in err, (thumb, err[-2000:]))
             # a federated token of the right issuer and audience, for another subject
-            run = az_as_a_service_principal()
+            run = az_in_a_fresh_config(discovery_cached=True)
             jwt = federated_token(issuer_key, issuer_kid,
                                   subject="repo:kvmock/kvmock:pull_request")
             rc, out, err = run("login", "--service-principal", "--username", CI_OIDC["clientId"],
