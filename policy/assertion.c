@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "kv_buf.h"
 #include "pol.h"
@@ -33,6 +34,7 @@
 
 struct cert {
     unsigned char sha1[20], sha256[32]; /* of the DER certificate */
+    int64_t not_before, not_after;      /* its validity, which Entra gives the key credential */
     EVP_PKEY *key;
 };
 
@@ -111,6 +113,16 @@ static const char *find(const char *hay, const char *end, const char *needle)
     return NULL;
 }
 
+/* An ASN.1 time as Unix seconds. */
+static int asn1_seconds(const ASN1_TIME *t, int64_t *out)
+{
+    struct tm tm;
+    if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
+        return 0;
+    *out = (int64_t)timegm(&tm);
+    return 1;
+}
+
 /* One PEM certificate block into a registered certificate. */
 static enum kv_status read_cert(const char *pem, size_t len, size_t nth, struct cert *out,
                                 char *err, size_t cap)
@@ -128,6 +140,9 @@ static enum kv_status read_cert(const char *pem, size_t len, size_t nth, struct 
     out->key = X509_get_pubkey(x);
     if (der_len <= 0 || out->key == NULL) {
         st = KV_ERR_NOMEM;
+    } else if (!asn1_seconds(X509_get0_notBefore(x), &out->not_before) ||
+               !asn1_seconds(X509_get0_notAfter(x), &out->not_after)) {
+        st = bad(err, cap, "certificate %zu has unreadable validity dates", nth);
     } else if (!EVP_PKEY_is_a(out->key, "RSA")) {
         st = bad(err, cap,
                  "certificate %zu does not hold an RSA key (Entra signs and checks "
@@ -563,7 +578,7 @@ static void hex_upper(const unsigned char *b, size_t n, char *out)
 /* The application's own assertion: a certificate's key by its thumbprint. */
 static enum pol_assertion by_certificate(const struct pol_creds *c, const struct jws *j, size_t a,
                                          const char *const *endpoints, size_t n_endpoints,
-                                         struct pol_assertion_info *info)
+                                         int64_t now, struct pol_assertion_info *info)
 {
     if (algs[a].kind == ES || algs[a].bits != 256) {
         info->detail = "a certificate's assertion is signed with RS256 or PS256";
@@ -587,6 +602,10 @@ static enum pol_assertion by_certificate(const struct pol_creds *c, const struct
         return POL_ASSERTION_KEY_NOT_FOUND;
     if (!signature_ok(j, a, found->key))
         return POL_ASSERTION_BAD_SIGNATURE;
+    info->key_start = found->not_before;
+    info->key_end = found->not_after;
+    if (now < found->not_before || now > found->not_after)
+        return POL_ASSERTION_KEY_EXPIRED;
     /* the endpoint as the client called it: go-autorest's adal names it with its query
      * (".../oauth2/token?api-version=1.0"), which Entra takes */
     size_t n = strcspn(info->aud, "?#");
@@ -679,7 +698,7 @@ enum pol_assertion pol_assertion_check(const struct pol_identity *id, const char
         snprintf(info->sub, sizeof(info->sub), "%s", sub);
         snprintf(info->aud, sizeof(info->aud), "%s", aud->valuestring);
         info->federated = strcmp(iss, id->client_id) != 0 || strcmp(sub, id->client_id) != 0;
-        res = !info->federated ? by_certificate(id->creds, &j, a, endpoints, n_endpoints, info)
+        res = !info->federated ? by_certificate(id->creds, &j, a, endpoints, n_endpoints, now, info)
                                : by_federation(id->creds, &j, a, info);
         if (res == POL_ASSERTION_OK && (!has_exp || now >= info->exp + POL_ASSERTION_SKEW ||
                                         (has_nbf && now < info->nbf - POL_ASSERTION_SKEW)))

@@ -389,6 +389,7 @@ enum pol_assertion {
     POL_ASSERTION_NO_THUMBPRINT, /**< a certificate's assertion without x5t or x5t#S256 */
     POL_ASSERTION_KEY_NOT_FOUND, /**< no registered certificate or issuer key matches */
     POL_ASSERTION_BAD_SIGNATURE, /**< the key was found, the signature does not verify */
+    POL_ASSERTION_KEY_EXPIRED,   /**< signed by a certificate outside its validity dates */
     POL_ASSERTION_AUDIENCE,      /**< a certificate's assertion not meant for this endpoint */
     POL_ASSERTION_TIME,          /**< now is outside nbf..exp (with POL_ASSERTION_SKEW) */
     POL_ASSERTION_NO_ISSUER,     /**< no federated credential has the assertion's issuer */
@@ -405,14 +406,17 @@ struct pol_assertion_info {
     char sub[POL_FEDERATED_FIELD_MAX + 1];
     char aud[POL_FEDERATED_FIELD_MAX + 1]; /**< the first audience */
     int64_t nbf, exp;                      /**< 0 when absent */
+    int64_t key_start, key_end;            /**< POL_ASSERTION_KEY_EXPIRED: the certificate's */
 };
 
 /**
  * @brief Check a client assertion presented by @p id. An assertion whose `iss` and `sub`
  * are the identity's client id is the application's own, signed with one of its
- * certificates (RS256 or PS256, found by `x5t` or `x5t#S256`), and its `aud` must be one
- * of @p endpoints (the token endpoint's URLs; a query string on `aud` is ignored). Any other assertion is a federated one,
- * matched against the identity's federated credentials. Either way `exp` is required and
+ * certificates (RS256 or PS256, found by `x5t` or `x5t#S256`) within its validity dates,
+ * and its `aud` must be one
+ * of @p endpoints (the token endpoint's URLs; a query string on `aud` is ignored). Any other
+ * assertion is a federated one, matched against the identity's federated credentials. Either way
+ * `exp` is required and
  * @p now must lie between `nbf` and `exp`.
  * @param[out] info what the error message quotes; always set.
  */

@@ -307,7 +307,7 @@ static enum kv_status read_named_file(const char *config_path, const char *path,
     else
         snprintf(full, sizeof(full), "%.*s/%s", (int)(slash - config_path), config_path, path);
     if (kv_file_read(full, CONFIG_FILE_MAX, text, len) != KV_OK) {
-        snprintf(why, cap, "cannot read %s '%s'", what, full);
+        snprintf(why, cap, "cannot read %s '%.768s'", what, full); /* a path's first 768 bytes */
         return KV_ERR_BAD_PARAM;
     }
     return KV_OK;

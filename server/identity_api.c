@@ -337,6 +337,15 @@ static void iso_time(int64_t t, char *out, size_t size)
         snprintf(out, size, "%lld", (long long)t);
 }
 
+/* A key credential's date as Entra quotes it: 02/07/2021 17:00:39 (UTC). */
+static void us_time(int64_t t, char *out, size_t size)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    if (gmtime_r(&tt, &tm) == NULL || strftime(out, size, "%m/%d/%Y %H:%M:%S", &tm) == 0)
+        snprintf(out, size, "%lld", (long long)t);
+}
+
 /* Entra's answer to a refused client assertion. */
 static void send_assertion_error(struct srv_req *req, const struct pol_identity *id,
                                  enum pol_assertion res, const struct pol_assertion_info *info,
@@ -381,6 +390,15 @@ static void send_assertion_error(struct srv_req *req, const struct pol_identity 
                  "'%s']",
                  info->federated ? "Key id used by the issuer" : "Thumbprint of key used by client",
                  info->key_id);
+        break;
+    case POL_ASSERTION_KEY_EXPIRED:
+        us_time(info->key_start, a, sizeof(a));
+        us_time(info->key_end, b, sizeof(b));
+        snprintf(msg, sizeof(msg),
+                 "AADSTS700027: Client assertion contains an invalid signature. [Reason - The key "
+                 "used is expired., Thumbprint of key used by client: '%s', Found key 'Start=%s, "
+                 "End=%s']",
+                 info->key_id, a, b);
         break;
     case POL_ASSERTION_AUDIENCE:
         snprintf(msg, sizeof(msg),

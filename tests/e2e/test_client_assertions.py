@@ -73,13 +73,14 @@ def new_rsa(bits=2048):
     return rsa.generate_private_key(public_exponent=65537, key_size=bits)
 
 
-def self_signed(key, cn):
+def self_signed(key, cn, from_days=-1, to_days=30):
+    """A certificate valid from from_days to to_days around now."""
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
     return (x509.CertificateBuilder().subject_name(name).issuer_name(name)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=30))
+            .not_valid_before(now + datetime.timedelta(days=from_days))
+            .not_valid_after(now + datetime.timedelta(days=to_days))
             .sign(key, hashes.SHA256()))
 
 
@@ -208,6 +209,10 @@ def run(args, runner, work):
     # a second certificate of the application, given inline in the configuration
     second_key = new_rsa()
     second_cert = self_signed(second_key, "cert-app-2")
+    # two more of its certificates: one expired yesterday, one valid only from tomorrow
+    expired_key, early_key = new_rsa(), new_rsa()
+    expired_cert = self_signed(expired_key, "cert-app-expired", -10, -1)
+    early_cert = self_signed(early_key, "cert-app-early", 1, 30)
     # a certificate registered nowhere
     stray_key = new_rsa()
     stray_cert = self_signed(stray_key, "stray")
@@ -222,7 +227,9 @@ def run(args, runner, work):
           json.dumps({"keys": [jwk(gh_key, "gh-1", use="sig", alg="ES256")]}))
 
     cert_app = dict(CERT_APP, clientCertificates=["certs/cert-app.pem",
-                                                  cert_pem(second_cert).decode()])
+                                                  cert_pem(second_cert).decode(),
+                                                  cert_pem(expired_cert).decode()
+                                                  + cert_pem(early_cert).decode()])
     workload = dict(WORKLOAD, federatedCredentials=[
         {"name": "k8s", "issuer": K8S_ISS, "subject": K8S_SUB, "jwks": k8s_jwks,
          "description": "the cluster's service account"},
@@ -598,6 +605,15 @@ def run(args, runner, work):
                            "AADSTS700027: Client assertion contains an invalid signature. "
                            "[Reason - The provided signature value did not match")
             check(app_cert.fingerprint(hashes.SHA1()).hex().upper() in desc, desc)
+            # a registered certificate outside its validity dates: Entra's key credential has
+            # expired (or not started), its dates quoted as Entra quotes them
+            for k, c in ((expired_key, expired_cert), (early_key, early_cert)):
+                refused(assertion_form(own(k, c), cid), 401, "invalid_client",
+                        "AADSTS700027: Client assertion contains an invalid signature. "
+                        "[Reason - The key used is expired.",
+                        [f"'{c.fingerprint(hashes.SHA1()).hex().upper()}'",
+                         "Found key 'Start=" + c.not_valid_before.strftime("%m/%d/%Y %H:%M:%S")
+                         + ", End=" + c.not_valid_after.strftime("%m/%d/%Y %H:%M:%S") + "'"])
             # a payload changed after signing (its sub and iss still the client's)
             h, c, s = own().split(".")
             claims = json.loads(unb64url(c))

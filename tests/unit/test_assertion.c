@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "check.h"
 #include "kv_buf.h"
@@ -28,8 +29,10 @@ static EVP_PKEY *rsa_key(void)
     return EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
 }
 
-/* A self-signed certificate of @p key, as PEM (the caller frees it), and its DER digests. */
-static char *self_signed(EVP_PKEY *key, unsigned char sha1[20], unsigned char sha256[32])
+/* A self-signed certificate of @p key valid from @p from to @p to (Unix seconds), as PEM
+ * (the caller frees it), and its DER digests. */
+static char *certificate(EVP_PKEY *key, time_t from, time_t to, unsigned char sha1[20],
+                         unsigned char sha256[32])
 {
     X509 *x = X509_new();
     X509_NAME *name = X509_NAME_new();
@@ -38,8 +41,8 @@ static char *self_signed(EVP_PKEY *key, unsigned char sha1[20], unsigned char sh
         goto out;
     X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"ci", -1, -1, 0);
     ASN1_INTEGER_set(X509_get_serialNumber(x), 7);
-    X509_gmtime_adj(X509_getm_notBefore(x), 0);
-    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+    X509_time_adj_ex(X509_getm_notBefore(x), 0, 0, &from);
+    X509_time_adj_ex(X509_getm_notAfter(x), 0, 0, &to);
     X509_set_subject_name(x, name);
     X509_set_issuer_name(x, name);
     X509_set_pubkey(x, key);
@@ -60,6 +63,12 @@ out:
     X509_NAME_free(name);
     X509_free(x);
     return pem;
+}
+
+/* A certificate valid around NOW. */
+static char *self_signed(EVP_PKEY *key, unsigned char sha1[20], unsigned char sha256[32])
+{
+    return certificate(key, NOW - 86400, NOW + 86400, sha1, sha256);
 }
 
 static char *b64(const void *data, size_t len)
@@ -318,6 +327,30 @@ static void certificates(EVP_PKEY *key, EVP_PKEY *other, EVP_PKEY *ec)
     huge[100] = huge[200] = '.';
     CHECK(pol_assertion_check(&id, huge, endpoints, 2, NOW, &info) == POL_ASSERTION_MALFORMED);
     free(huge);
+
+    /* a certificate outside its validity dates: Entra's key credential has expired (or has not
+     * started); checked after the signature, so its dates are quoted only to the key's holder */
+    for (int late = 0; late < 2; late++) {
+        unsigned char e1[20], e256[32];
+        char *old_pem = late ? certificate(other, NOW - 3 * 86400, NOW - 86400, e1, e256)
+                             : certificate(other, NOW + 60, NOW + 86400, e1, e256);
+        struct pol_identity dated = {.name = "dated", .client_id = CLIENT};
+        CHECK_ST(pol_creds_add_certificates(&dated.creds, old_pem, strlen(old_pem), &added, err,
+                                            sizeof(err)),
+                 KV_OK);
+        char *e64 = b64(e1, 20), dh[128];
+        snprintf(dh, sizeof(dh), "{\"alg\":\"RS256\",\"x5t\":\"%s\"}", e64);
+        snprintf(claims, sizeof(claims),
+                 "{\"aud\":\"%s\",\"iss\":\"%s\",\"sub\":\"%s\",\"exp\":%d}", ENDPOINT, CLIENT,
+                 CLIENT, NOW + 600);
+        CHECK(check_one(&dated, dh, claims, other, "RS256", &info) == POL_ASSERTION_KEY_EXPIRED);
+        CHECK(info.key_start == (late ? NOW - 3 * 86400 : NOW + 60));
+        CHECK(info.key_end == (late ? NOW - 86400 : NOW + 86400));
+        CHECK(check_one(&dated, dh, claims, key, "RS256", &info) == POL_ASSERTION_BAD_SIGNATURE);
+        free(e64);
+        free(old_pem);
+        pol_creds_free(dated.creds);
+    }
 
     /* an identity without credentials finds no key */
     struct pol_identity bare = {.name = "bare", .client_id = CLIENT};
