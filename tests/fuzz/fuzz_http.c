@@ -35,6 +35,7 @@
 #include "srv.h"
 #include "store.h"
 #include "tls.h"
+#include "../unit/testassert.h"
 
 #define TENANT "6b766d6f-636b-4000-8000-000000000001"
 #define SUB    "/subscriptions/s/resourceGroups/g/providers/Microsoft.KeyVault/vaults/fzv"
@@ -106,6 +107,10 @@ static char dir[128];
 static struct srv srv;
 static struct mg_context *mg;
 static SSL_CTX *client_ctx;
+/* an application proving itself with client assertions (tests/unit/testassert.h) */
+static struct pol_identity ci = {.name = "ci",
+                                 .object_id = "6b766d6f-636b-4000-8000-0000000000a2",
+                                 .client_id = TESTASSERT_CLIENT};
 static struct pol_identity app = {.name = "app",
                                   .object_id = "6b766d6f-636b-4000-8000-0000000000a1",
                                   .client_id = "6b766d6f-636b-4000-8000-0000000000c1",
@@ -316,8 +321,16 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         ks_open(&opts, &srv.ks) != KV_OK)
         abort();
     mdb_env_set_flags(srv.ks->env, MDB_NOSYNC, 1);
+    char why[256];
+    size_t added = 0;
+    if (pol_creds_add_certificates(&ci.creds, testassert_cert_pem, strlen(testassert_cert_pem),
+                                   &added, why, sizeof(why)) != KV_OK ||
+        pol_creds_add_federated(&ci.creds, TESTASSERT_ISSUER, "ci", POL_FEDERATED_AUDIENCE,
+                                testassert_jwks, strlen(testassert_jwks), why,
+                                sizeof(why)) != KV_OK)
+        abort();
     if (pol_new(dir, TENANT, &srv.pol) != KV_OK || pol_add_identity(srv.pol, &app) != KV_OK ||
-        pol_attach(srv.pol, srv.ks) != KV_OK)
+        pol_add_identity(srv.pol, &ci) != KV_OK || pol_attach(srv.pol, srv.ks) != KV_OK)
         abort();
     struct ks_vault v = {
         .name = "default", .tenant_id = TENANT, .soft_delete = 0, .retention_days = 7};

@@ -9,6 +9,7 @@ Usage: make_seeds.py [--restore-seeds DIR]"""
 import base64
 import json
 import os
+import re
 import struct
 import sys
 
@@ -29,6 +30,15 @@ def write(target, name, data):
         data = data.encode()
     with open(os.path.join(d, name), "wb") as f:
         f.write(data)
+
+
+def testassert_string(name):
+    """A string constant of tests/unit/testassert.h (adjacent literals joined)."""
+    with open(os.path.join(HERE, "..", "unit", "testassert.h"), encoding="ascii") as f:
+        text = f.read()
+    body = text[text.index(f"{name}[] ="):]
+    body = body[:body.index(";")]
+    return "".join(re.findall(r'"((?:[^"\\]|\\.)*)"', body)).encode().decode("unicode_escape")
 
 
 def be(n, size=None):
@@ -212,6 +222,18 @@ def main():
                                                  "keyOps": ["sign", "verify"],
                                                  "attributes": {"enabled": True, "exp": 4102444800}},
                                   "tags": {"purpose": "fz"}})
+    # client assertions of tests/unit/testassert.h, for fuzz_http's identity "ci": the
+    # federated one is accepted (its exp is in 2027), the application's own names another
+    # endpoint as its audience
+    own_assertion, federated_assertion = (testassert_string(n) for n in
+                                          ("testassert_own_assertion", "testassert_federated_assertion"))
+    bearer = "urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"
+    for i, (path, a) in enumerate((("entra", federated_assertion), ("entra", own_assertion),
+                                   ("entrav1", federated_assertion))):
+        audience = ("resource=https%3A%2F%2Fvault.azure.net" if path == "entrav1"
+                    else "scope=https%3A%2F%2Fvault.azure.net%2F.default")
+        http(f"assertion-{i}", path, 0, "grant_type=client_credentials&client_id="
+             f"{client}&client_assertion_type={bearer}&client_assertion={a}&{audience}")
     http("entra-v1", "entrav1", 0, "grant_type=client_credentials&client_id="
          "6b766d6f-636b-4000-8000-0000000000c1&client_secret=s3cret"
          "&resource=https%3A%2F%2Fvault.azure.net")
