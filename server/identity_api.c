@@ -13,6 +13,8 @@
  *
  *   GET  /{tenant}/v2.0/.well-known/openid-configuration
  *   GET  /{tenant}/discovery/v2.0/keys
+ *   GET  /common/discovery/instance    MSAL's instance discovery (for a client that reaches
+ *                                      kvmock as login.microsoftonline.com)
  *   POST /{tenant}/oauth2/v2.0/token   grant_type=client_credentials, client_id,
  *                                      client_secret or client_assertion_type=
  *                                      urn:ietf:params:oauth:client-assertion-type:jwt-bearer
@@ -568,6 +570,49 @@ static void client_credentials(struct srv_req *req, const char *tenant, int v1)
     free(p.form);
 }
 
+/* GET /{tenant}/discovery/instance?authorization_endpoint=URL: the instance discovery MSAL
+ * asks login.microsoftonline.com for before it trusts an authority it does not know, and for
+ * the aliases of one it does. Only a client that reaches kvmock under that name asks kvmock:
+ * the authority is then kvmock, and its discovery document is kvmock's own. */
+static void instance_discovery(struct srv_req *req)
+{
+    if (strcmp(req->ri->request_method, "GET") != 0) {
+        srv_send_error(req, KV_ERR_METHOD_NOT_ALLOWED, NULL);
+        return;
+    }
+    /* https://HOST[:PORT]/TENANT/oauth2/v2.0/authorize: the authority's host and tenant */
+    const char *ep = srv_query_get(req, "authorization_endpoint");
+    const char *host = ep && strncmp(ep, "https://", 8) == 0 ? ep + 8 : NULL;
+    size_t host_len = host ? strcspn(host, "/") : 0;
+    const char *tenant = host && host[host_len] == '/' ? host + host_len + 1 : NULL;
+    size_t tenant_len = tenant ? strcspn(tenant, "/") : 0;
+    if (host_len == 0 || host_len >= SRV_HOST_MAX || tenant_len == 0 || tenant_len >= POL_ID_MAX) {
+        send_aad_error(req, 400, "invalid_instance",
+                       "AADSTS50049: Unknown or invalid instance: give authorization_endpoint, "
+                       "https://HOST/TENANT/oauth2/v2.0/authorize.");
+        return;
+    }
+    char base[SRV_HOST_MAX + 16], url[SRV_HOST_MAX + POL_ID_MAX + 64], authority[SRV_HOST_MAX];
+    srv_base_url(req, base, sizeof(base));
+    snprintf(url, sizeof(url), "%s/%.*s/v2.0/.well-known/openid-configuration", base,
+             (int)tenant_len, tenant);
+    snprintf(authority, sizeof(authority), "%.*s", (int)host_len, host);
+    cJSON *doc = cJSON_CreateObject();
+    cJSON *meta = doc ? cJSON_AddArrayToObject(doc, "metadata") : NULL;
+    cJSON *entry = cJSON_CreateObject();
+    cJSON *aliases = entry ? cJSON_AddArrayToObject(entry, "aliases") : NULL;
+    int ok = meta != NULL && aliases != NULL &&
+             cJSON_AddStringToObject(doc, "tenant_discovery_endpoint", url) &&
+             cJSON_AddStringToObject(doc, "api-version", "1.1") &&
+             cJSON_AddStringToObject(entry, "preferred_network", authority) &&
+             cJSON_AddStringToObject(entry, "preferred_cache", authority) &&
+             cJSON_AddItemToArray(aliases, cJSON_CreateString(authority)) &&
+             cJSON_AddItemToArray(meta, entry);
+    if (!ok && (meta == NULL || entry != cJSON_GetArrayItem(meta, 0)))
+        cJSON_Delete(entry);
+    srv_send_json(req, 200, ok ? doc : (cJSON_Delete(doc), NULL));
+}
+
 int srv_entra_endpoint(struct srv_req *req)
 {
     if (req->nseg < 2 || req->seg[0][0] == '\0' || strlen(req->seg[0]) >= POL_ID_MAX)
@@ -577,6 +622,10 @@ int srv_entra_endpoint(struct srv_req *req)
     if (req->nseg == 4 && strcmp(s1, "oauth2") == 0 && strcmp(s2, "v2.0") == 0 &&
         strcmp(req->seg[3], "token") == 0) {
         client_credentials(req, tenant, 0);
+        return 1;
+    }
+    if (req->nseg == 3 && strcmp(s1, "discovery") == 0 && strcmp(s2, "instance") == 0) {
+        instance_discovery(req);
         return 1;
     }
     if (req->nseg == 3 && strcmp(s1, "oauth2") == 0 && strcmp(s2, "token") == 0) {

@@ -286,8 +286,14 @@ static int parse_tags(struct srv_req *req, const cJSON *o, struct ks_tags *out)
 /* A vault: its generic resource with the sku and the properties. */
 static cJSON *vault_json(struct srv_req *req, const struct ks_vault *v)
 {
+    /* a client that reaches kvmock as Azure's Resource Manager reaches its vaults under
+     * Azure's names too; any other, at kvmock's own */
     char uri[128];
-    snprintf(uri, sizeof(uri), "https://%s.vault.localhost:%d/", v->name, req->srv->https_port);
+    if (strcasecmp(req->host, "management.azure.com") == 0 ||
+        strcasecmp(req->host, "management.azure.com:443") == 0)
+        snprintf(uri, sizeof(uri), "https://%s.vault.azure.net/", v->name);
+    else
+        snprintf(uri, sizeof(uri), "https://%s.vault.localhost:%d/", v->name, req->srv->https_port);
     cJSON *o = vault_resource_json(req, v);
     cJSON *props = o ? cJSON_AddObjectToObject(o, "properties") : NULL;
     cJSON *policies = props ? policies_json(req, v->name) : NULL;
