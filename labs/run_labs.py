@@ -15,6 +15,10 @@
    the scratch folder and compares what it prints (stdout and stderr
    together) with the ```output block that follows it. The lab's last step
    must run its labs/checks/NN-check.py, and print "lab N: PASS".
+   A ```restart block (one line, "build/kvmock ...") is what the learner
+   types in terminal 1 after Ctrl-C: kvmock is stopped with SIGTERM (exit
+   code 0 expected) and started again with that command line, on the same
+   ports and in the same folder (so with the same lab-data).
 5. Stops kvmock with SIGTERM and insists on exit code 0 and a log free of
    sanitizer reports.
 
@@ -46,9 +50,12 @@ FENCE = re.compile(r"^```(\S*)\s*$")
 # ---- Markdown -------------------------------------------------------------------------------
 
 class Step:
-    def __init__(self, path, line, command, expected, expected_line):
+    """A ```sh block and its ```output block, or (restart=True) a ```restart block."""
+
+    def __init__(self, path, line, command, expected, expected_line, restart=False):
         self.path, self.line, self.command = path, line, command
         self.expected, self.expected_line = expected, expected_line
+        self.restart = restart
 
     def where(self):
         return f"{os.path.relpath(self.path, os.path.dirname(LABS))}:{self.line}"
@@ -74,8 +81,20 @@ def fenced_blocks(text):
     return blocks
 
 
+def restart_command(body):
+    """The words of a ```restart block: one `build/kvmock ...` line, ports left to the runner."""
+    lines = [line for line in body.split("\n") if line.strip()]
+    words = lines[0].split() if len(lines) == 1 else []
+    if not words or words[0] != "build/kvmock":
+        raise ValueError("a ```restart block must hold one line, `build/kvmock ...`")
+    if any(w.startswith(("--https-port", "--http-port")) for w in words):
+        raise ValueError("a ```restart block must not choose the ports (the runner keeps them)")
+    return words
+
+
 def parse_lab(path):
-    """The steps of one lab: each ```sh block and the ```output block after it."""
+    """The steps of one lab: each ```sh block and the ```output block after it,
+    and each ```restart block."""
     with open(path, encoding="utf-8") as f:
         blocks = fenced_blocks(f.read())
     steps, pending = [], None
@@ -88,6 +107,12 @@ def parse_lab(path):
             pending = None
         elif info == "sh":
             pending = (line, body)
+        elif info == "restart":
+            try:
+                restart_command(body)
+            except ValueError as e:
+                raise ValueError(f"{path}:{line}: {e}") from None
+            steps.append(Step(path, line, body.strip(), "", line, restart=True))
         elif info == "output":
             raise ValueError(f"{path}:{line}: an ```output block without a ```sh block before it")
     if pending is not None:
@@ -196,14 +221,19 @@ class Server:
         self.proc = None
         self.log_path = os.path.join(workdir, "kvmock.log")
 
-    def start(self):
-        words = readme_start_command()
-        for attempt in range(3):
-            self.https = free_port()
-            self.http = free_port({self.https})
+    def start(self, words, ports=None):
+        """Start `words` (a `build/kvmock ...` command line) on free ports, or on PORTS
+        (https, http) again, and wait for its ready line."""
+        for attempt in range(10 if ports else 3):
+            if ports:
+                self.https, self.http = ports
+            else:
+                self.https = free_port()
+                self.http = free_port({self.https})
             cmd = [self.binary] + words[1:] + ["--https-port", str(self.https),
                                                "--http-port", str(self.http)]
             env = {k: v for k, v in os.environ.items() if not k.startswith("KVMOCK_")}
+            start = len(self.log_text())
             with open(self.log_path, "ab") as log:
                 log.write(("==== " + " ".join(cmd) + "\n").encode())
                 log.flush()
@@ -211,15 +241,22 @@ class Server:
                                              stdin=subprocess.DEVNULL, stdout=log, stderr=log)
             deadline = time.time() + 30
             while time.time() < deadline:
-                if "kvmock ready" in self.log_text():
+                if "kvmock ready" in self.log_text()[start:]:
                     return
                 if self.proc.poll() is not None:
                     break
                 time.sleep(0.05)
             self.kill()
-            if "Address already in use" not in self.log_text():
+            if "Address already in use" not in self.log_text()[start:]:
                 break
+            time.sleep(0.5 if ports else 0)  # the same ports: give the old sockets time to go
         raise SystemExit("kvmock did not start:\n" + self.log_text()[-3000:])
+
+    def restart(self, words):
+        """Stop (SIGTERM) and start WORDS on the same ports; the stop's exit code."""
+        rc = self.stop()
+        self.start(words, (self.https, self.http))
+        return rc
 
     def log_text(self):
         try:
@@ -321,13 +358,21 @@ def main():
     started = time.time()
     bindings, count = {}, 0
     try:
-        server.start()
+        server.start(readme_start_command())
         env = lab_env(workdir, server)
         print(f"kvmock on https {server.https} / http {server.http}; scratch folder {workdir}")
         for path, steps in plan:
             lab_started, lab_failures = time.time(), len(failures)
             for step in steps:
                 count += 1
+                if step.restart:
+                    rc = server.restart(restart_command(step.command))
+                    if args.verbose:
+                        print(f"---- {step.where()}\nrestarted: {step.command} (stop: exit {rc})")
+                    if rc != 0:
+                        failures.append(f"{step.where()}: kvmock exited with {rc} on SIGTERM "
+                                        "before the restart (expected 0)")
+                    continue
                 actual = run_step(step, workdir, env, server)
                 expected = ports_in(step.expected, server.https, server.http)
                 if args.verbose:

@@ -32,6 +32,22 @@ class Parse(unittest.TestCase):
                          [("echo a\necho b", "a\nb"), ("true", "")])
         self.assertEqual(steps[0].line, 3)
 
+    def test_restart_blocks(self):
+        steps = lab("```sh\ntrue\n```\n```output\n```\n\n```restart\n"
+                    "build/kvmock --data ./lab-data --config lab-work/config.json\n```\n"
+                    "```sh\necho a\n```\n```output\na\n```\n")
+        self.assertEqual([s.restart for s in steps], [False, True, False])
+        self.assertEqual(run_labs.restart_command(steps[1].command),
+                         ["build/kvmock", "--data", "./lab-data", "--config", "lab-work/config.json"])
+        for text in ("```restart\nkvmock --data x\n```\n",             # not build/kvmock
+                     "```restart\nbuild/kvmock\nbuild/kvmock\n```\n",  # two lines
+                     "```restart\n```\n",
+                     "```restart\nbuild/kvmock --https-port 1\n```\n",  # the runner keeps the ports
+                     "```restart\nbuild/kvmock\n```\n```output\n```\n",  # nothing to compare
+                     "```sh\nx\n```\n```restart\nbuild/kvmock\n```\n```output\n```\n"):
+            with self.assertRaises(ValueError, msg=text):
+                lab(text)
+
     def test_sh_needs_output(self):
         for text in ("```sh\nx\n```\n", "```sh\nx\n```\n```text\ny\n```\n```output\n```\n",
                      "```output\nz\n```\n", "```sh\nx\n"):
@@ -81,11 +97,15 @@ class TheLabs(unittest.TestCase):
         with open(os.path.join(ROOT, "labs", "README.md"), encoding="utf-8") as f:
             listed = re.findall(r"^\| \[\d+\. [^]]+\]\((\d\d-[a-z-]+\.md)\)", f.read(), re.M)
         self.assertEqual(labs, listed)
-        self.assertEqual(len(labs), 6, labs)
+        self.assertEqual(len(labs), 7, labs)
         for name in labs:
             steps = run_labs.parse_lab(os.path.join(ROOT, "labs", name))
             self.assertIn(f"labs/checks/{name[:2]}-check.py", steps[-1].command, name)
             self.assertIn(f"lab {int(name[:2])}: PASS", steps[-1].expected, name)
+            for step in steps:  # a restart keeps the labs' one data folder
+                if step.restart:
+                    words = run_labs.restart_command(step.command)
+                    self.assertEqual(words[words.index("--data") + 1], "./lab-data", step.where())
 
     def test_readme_has_the_start_command_and_env(self):
         self.assertEqual(run_labs.readme_start_command(),
