@@ -38,11 +38,12 @@ class Parse(unittest.TestCase):
                     "```sh\necho a\n```\n```output\na\n```\n")
         self.assertEqual([s.restart for s in steps], [False, True, False])
         self.assertEqual(run_labs.restart_command(steps[1].command),
-                         ["build/kvmock", "--data", "./lab-data", "--config", "lab-work/config.json"])
-        for text in ("```restart\nkvmock --data x\n```\n",             # not build/kvmock
-                     "```restart\nbuild/kvmock\nbuild/kvmock\n```\n",  # two lines
-                     "```restart\n```\n",
-                     "```restart\nbuild/kvmock --https-port 1\n```\n",  # the runner keeps the ports
+                         ["build/kvmock", "--data", "./lab-data",
+                          "--config", "lab-work/config.json"])
+        for text in ("```restart\nkvmock --data x\n```\n",               # not build/kvmock
+                     "```restart\nbuild/kvmock\nbuild/kvmock\n```\n",    # two lines
+                     "```restart\n```\n",                                 # none
+                     "```restart\nbuild/kvmock --https-port 1\n```\n",   # the runner's ports
                      "```restart\nbuild/kvmock\n```\n```output\n```\n",  # nothing to compare
                      "```sh\nx\n```\n```restart\nbuild/kvmock\n```\n```output\n```\n"):
             with self.assertRaises(ValueError, msg=text):
