@@ -33,13 +33,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc;
     (void)argv;
     kv_log_set_level(KV_LOG_ERROR);
-    char err[256];
-    size_t added = 0;
-    if (pol_creds_add_certificates(&id.creds, testassert_cert_pem, strlen(testassert_cert_pem),
-                                   &added, err, sizeof(err)) != KV_OK ||
-        pol_creds_add_federated(&id.creds, TESTASSERT_ISSUER, "ci", POL_FEDERATED_AUDIENCE,
-                                testassert_jwks, strlen(testassert_jwks), err,
-                                sizeof(err)) != KV_OK)
+    if (testassert_register(&id.creds) != KV_OK)
         abort();
     struct pol_assertion_info info;
     for (size_t i = 0; i < 2; i++)

@@ -321,13 +321,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         ks_open(&opts, &srv.ks) != KV_OK)
         abort();
     mdb_env_set_flags(srv.ks->env, MDB_NOSYNC, 1);
-    char why[256];
-    size_t added = 0;
-    if (pol_creds_add_certificates(&ci.creds, testassert_cert_pem, strlen(testassert_cert_pem),
-                                   &added, why, sizeof(why)) != KV_OK ||
-        pol_creds_add_federated(&ci.creds, TESTASSERT_ISSUER, "ci", POL_FEDERATED_AUDIENCE,
-                                testassert_jwks, strlen(testassert_jwks), why,
-                                sizeof(why)) != KV_OK)
+    if (testassert_register(&ci.creds) != KV_OK)
         abort();
     if (pol_new(dir, TENANT, &srv.pol) != KV_OK || pol_add_identity(srv.pol, &app) != KV_OK ||
         pol_add_identity(srv.pol, &ci) != KV_OK || pol_attach(srv.pol, srv.ks) != KV_OK)

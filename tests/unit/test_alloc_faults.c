@@ -327,13 +327,7 @@ static enum kv_status run_assertions(const struct op *op, const char *name)
     static const char *const endpoints[] = {TESTASSERT_ENDPOINT};
     struct pol_identity id = {.client_id = TESTASSERT_CLIENT};
     struct pol_assertion_info info;
-    char err[256];
-    size_t added = 0;
-    enum kv_status st = pol_creds_add_certificates(
-        &id.creds, testassert_cert_pem, strlen(testassert_cert_pem), &added, err, sizeof(err));
-    if (st == KV_OK)
-        st = pol_creds_add_federated(&id.creds, TESTASSERT_ISSUER, "ci", POL_FEDERATED_AUDIENCE,
-                                     testassert_jwks, strlen(testassert_jwks), err, sizeof(err));
+    enum kv_status st = testassert_register(&id.creds);
     if (st == KV_OK && (pol_assertion_check(&id, testassert_own_assertion, endpoints, 1,
                                             TESTASSERT_NOW, &info) != POL_ASSERTION_OK ||
                         pol_assertion_check(&id, testassert_federated_assertion, endpoints, 1,

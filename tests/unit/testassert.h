@@ -7,6 +7,10 @@
 #ifndef TESTASSERT_H
 #define TESTASSERT_H
 
+#include <string.h>
+
+#include "pol.h"
+
 #define TESTASSERT_CLIENT   "0c000000-0000-4000-8000-000000000002"
 #define TESTASSERT_ENDPOINT "https://localhost:8443/t/oauth2/v2.0/token"
 #define TESTASSERT_ISSUER   "https://issuer.example"
@@ -46,5 +50,19 @@ static const char testassert_federated_assertion[] =
     "eyJhbGciOiJFUzI1NiIsImtpZCI6ImUxIn0.eyJhdWQiOiJhcGk6Ly9BenVyZUFEVG9rZW5FeGNoYW5nZSIsImlzcy"
     "I6Imh0dHBzOi8vaXNzdWVyLmV4YW1wbGUiLCJzdWIiOiJjaSIsImV4cCI6MTgwMDAwMDYwMH0.GFYGo63DpzXMhJCm"
     "YJKgas5DGdVvRk1Vx5Pr05yNHov3xecHFYW8LRy4k1zDfvg1TtQO5207OPNaIg1WpeJcZA";
+
+/* Register the certificate and the issuer's JWKS (issuer TESTASSERT_ISSUER, subject "ci")
+ * with @p creds, as a configuration file would. */
+static inline enum kv_status testassert_register(struct pol_creds **creds)
+{
+    char err[256];
+    size_t added = 0;
+    enum kv_status st = pol_creds_add_certificates(
+        creds, testassert_cert_pem, strlen(testassert_cert_pem), &added, err, sizeof(err));
+    if (st == KV_OK)
+        st = pol_creds_add_federated(creds, TESTASSERT_ISSUER, "ci", POL_FEDERATED_AUDIENCE,
+                                     testassert_jwks, strlen(testassert_jwks), err, sizeof(err));
+    return st;
+}
 
 #endif
