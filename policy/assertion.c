@@ -96,6 +96,30 @@ size_t pol_creds_count(const struct pol_creds *c, size_t *n_federated)
     return c ? c->n_certs : 0;
 }
 
+static void hex_upper(const unsigned char *b, size_t n, char *out);
+
+int pol_creds_certificate_at(const struct pol_creds *c, size_t i, char thumbprint[41],
+                             int64_t *not_before, int64_t *not_after)
+{
+    if (c == NULL || i >= c->n_certs)
+        return 0;
+    hex_upper(c->certs[i].sha1, sizeof(c->certs[i].sha1), thumbprint);
+    *not_before = c->certs[i].not_before;
+    *not_after = c->certs[i].not_after;
+    return 1;
+}
+
+int pol_creds_federated_at(const struct pol_creds *c, size_t i, const char **issuer,
+                           const char **subject, const char **audience)
+{
+    if (c == NULL || i >= c->n_federated)
+        return 0;
+    *issuer = c->federated[i].issuer;
+    *subject = c->federated[i].subject;
+    *audience = c->federated[i].audience;
+    return 1;
+}
+
 static enum kv_status creds_get(struct pol_creds **c)
 {
     if (*c == NULL)

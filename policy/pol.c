@@ -141,6 +141,16 @@ enum kv_status pol_add_identity(struct pol_ctx *c, struct pol_identity *id)
     return KV_OK;
 }
 
+size_t pol_identity_count(const struct pol_ctx *c)
+{
+    return c->n_ids;
+}
+
+const struct pol_identity *pol_identity_at(const struct pol_ctx *c, size_t i)
+{
+    return i < c->n_ids ? &c->ids[i] : NULL;
+}
+
 const struct pol_identity *pol_find_identity(const struct pol_ctx *c, const char *client_id,
                                              const char *object_id, const char *resource_id)
 {

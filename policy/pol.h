@@ -118,6 +118,12 @@ const char *pol_tenant(const struct pol_ctx *ctx);
  */
 enum kv_status pol_add_identity(struct pol_ctx *ctx, struct pol_identity *id) KV_MUST_CHECK;
 
+/** @brief How many identities the context holds; pol_identity_at() reads them in order. */
+size_t pol_identity_count(const struct pol_ctx *ctx);
+
+/** @brief The @p i-th identity (owned by the context), or NULL past the end. */
+const struct pol_identity *pol_identity_at(const struct pol_ctx *ctx, size_t i);
+
 /**
  * @brief Find a managed identity by client id, object id or resource id (at most
  * one non-NULL); with all NULL, the default identity.
@@ -380,6 +386,20 @@ enum kv_status pol_creds_add_federated(struct pol_creds **creds, const char *iss
 
 /** @brief How many certificates and federated credentials @p creds holds (NULL: none). */
 size_t pol_creds_count(const struct pol_creds *creds, size_t *n_federated);
+
+/**
+ * @brief The @p i-th certificate's SHA-1 thumbprint (hex, upper case, as Entra and the
+ * portal show it) and validity. @return 0 past the end.
+ */
+int pol_creds_certificate_at(const struct pol_creds *creds, size_t i, char thumbprint[41],
+                             int64_t *not_before, int64_t *not_after);
+
+/**
+ * @brief The @p i-th federated credential's issuer, subject and audience (owned by
+ * @p creds). @return 0 past the end.
+ */
+int pol_creds_federated_at(const struct pol_creds *creds, size_t i, const char **issuer,
+                           const char **subject, const char **audience);
 
 /** Why a client assertion was refused (the token endpoint answers Entra's error for each).
  * The federated misses come last, in this order: nearer misses compare greater. */

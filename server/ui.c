@@ -163,13 +163,64 @@ static void add_access(struct srv_req *req, const struct ks_vault *vault, cJSON 
     free(r);
 }
 
+/* Who can sign in, and with what: never a secret, only whether there is one. */
+static int add_identities(struct srv_req *req, cJSON *arr)
+{
+    for (size_t i = 0; i < pol_identity_count(req->srv->pol); i++) {
+        const struct pol_identity *id = pol_identity_at(req->srv->pol, i);
+        cJSON *o = cJSON_CreateObject();
+        cJSON *certs = o ? cJSON_AddArrayToObject(o, "certificates") : NULL;
+        cJSON *feds = o ? cJSON_AddArrayToObject(o, "federatedCredentials") : NULL;
+        if (feds == NULL || !cJSON_AddItemToArray(arr, o)) {
+            cJSON_Delete(o);
+            return 0;
+        }
+        int ok = cJSON_AddStringToObject(o, "name", id->name) &&
+                 cJSON_AddStringToObject(o, "objectId", id->object_id) &&
+                 cJSON_AddStringToObject(o, "clientId", id->client_id) &&
+                 cJSON_AddStringToObject(o, "tenantId", id->tenant_id) &&
+                 cJSON_AddBoolToObject(o, "default", id->is_default) &&
+                 cJSON_AddBoolToObject(o, "manage", id->manage) &&
+                 cJSON_AddBoolToObject(o, "trustedService", id->trusted_service) &&
+                 cJSON_AddBoolToObject(o, "clientSecret", id->client_secret[0] != '\0');
+        char thumbprint[41];
+        int64_t from = 0, to = 0;
+        for (size_t c = 0; ok && pol_creds_certificate_at(id->creds, c, thumbprint, &from, &to);
+             c++) {
+            cJSON *e = cJSON_CreateObject();
+            ok = e != NULL && cJSON_AddItemToArray(certs, e) &&
+                 cJSON_AddStringToObject(e, "thumbprint", thumbprint) &&
+                 cJSON_AddNumberToObject(e, "notBefore", (double)from) &&
+                 cJSON_AddNumberToObject(e, "notAfter", (double)to);
+            if (!ok && e != NULL && cJSON_GetArrayItem(certs, (int)c) != e)
+                cJSON_Delete(e);
+        }
+        const char *iss, *sub, *aud;
+        for (size_t f = 0; ok && pol_creds_federated_at(id->creds, f, &iss, &sub, &aud); f++) {
+            cJSON *e = cJSON_CreateObject();
+            ok = e != NULL && cJSON_AddItemToArray(feds, e) &&
+                 cJSON_AddStringToObject(e, "issuer", iss) &&
+                 cJSON_AddStringToObject(e, "subject", sub) &&
+                 cJSON_AddStringToObject(e, "audience", aud);
+            if (!ok && e != NULL && cJSON_GetArrayItem(feds, (int)f) != e)
+                cJSON_Delete(e);
+        }
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
 static void send_state(struct srv_req *req)
 {
     char(*names)[KS_VAULT_NAME_MAX + 1] = calloc(UI_MAX_VAULTS, sizeof(*names));
     size_t n = names ? ks_vault_list(req->srv->ks, names, UI_MAX_VAULTS) : 0;
     cJSON *doc = names ? cJSON_CreateObject() : NULL;
     cJSON *vaults = doc ? cJSON_AddArrayToObject(doc, "vaults") : NULL;
-    int ok = vaults != NULL && cJSON_AddNumberToObject(doc, "now", (double)ks_now()) != NULL;
+    cJSON *identities = doc ? cJSON_AddArrayToObject(doc, "identities") : NULL;
+    int ok = vaults != NULL && identities != NULL &&
+             cJSON_AddNumberToObject(doc, "now", (double)ks_now()) != NULL &&
+             add_identities(req, identities);
     for (size_t i = 0; ok && i < n && i < UI_MAX_VAULTS; i++) {
         struct ks_vault v;
         if (ks_vault_get(req->srv->ks, names[i], &v) != KV_OK)

@@ -67,11 +67,29 @@ function renderVault(v) {
   return box;
 }
 
+// How each identity signs in: a managed identity's endpoint, or an application's secret,
+// certificates and federated credentials (never the secret itself).
+function signsInWith(id) {
+  const ways = [];
+  if (id.clientSecret) ways.push("client secret");
+  for (const c of id.certificates) ways.push(`certificate ${c.thumbprint} (until ${when(c.notAfter)})`);
+  for (const f of id.federatedCredentials) ways.push(`federated: ${f.issuer} ${f.subject}`);
+  return ways.length ? ways.join("; ") : "managed identity";
+}
+
+function renderIdentities(ids) {
+  return table(["identity", "object id", "client id", "signs in with"],
+    ids.map((i) => ({ cells: [i.name + (i.default ? " (default)" : ""), i.objectId, i.clientId,
+                              signsInWith(i)] })),
+    () => "identity-row");
+}
+
 async function refreshState() {
   const res = await fetch("/ui/api/state");
   if (!res.ok) return;
   const state = await res.json();
   document.getElementById("now").textContent = when(state.now);
+  document.getElementById("identities").replaceChildren(renderIdentities(state.identities));
   const root = document.getElementById("vaults");
   root.replaceChildren(...state.vaults.map(renderVault));
 }

@@ -2,11 +2,14 @@
 // playwright-core): after a small customer-managed-key story, the page shows
 // the vaults, key versions, the deleted key with its purge date, the access
 // policies, role assignments and the audit stream with the denied call
-// highlighted; the clock button moves kvmock's clock. A screenshot is kept
-// as an artifact.
+// highlighted, the identities with how each signs in (a managed identity; an
+// application's secret, never shown, its certificate's thumbprint and its federated
+// credential); the clock button moves kvmock's clock. A screenshot is kept as an
+// artifact.
 //
 //   node tests/ui/ui.test.mjs --kvmock build/kvmock [--screenshot FILE]
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
+import { generateKeyPairSync, X509Certificate } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { request as httpsRequest } from "node:https";
 import { createServer } from "node:net";
@@ -24,9 +27,23 @@ assert.ok(binary && args.includes("--kvmock"), "usage: ui.test.mjs --kvmock BINA
 const TENANT = "6b766d6f-636b-4000-8000-000000000001";
 const SERVICE = { name: "disk-service", objectId: "0a000000-0000-4000-8000-0000000000d1",
                   clientId: "0c000000-0000-4000-8000-0000000000d1" };
+// an application with a secret, a certificate and a federated credential
+const dir = mkdtempSync(join(tmpdir(), "kvmock-ui-"));
+execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", join(dir, "ci.key"),
+                         "-out", join(dir, "ci.crt"), "-days", "30", "-subj", "/CN=pipeline"],
+             { stdio: "ignore" });
+const certPem = readFileSync(join(dir, "ci.crt"), "utf8");
+const THUMBPRINT = new X509Certificate(certPem).fingerprint.replaceAll(":", "");
+const PIPELINE_SECRET = "pipeline-secret-not-for-the-page";
+const ciJwk = generateKeyPairSync("ec", { namedCurve: "P-256" }).publicKey.export({ format: "jwk" });
+const PIPELINE = { name: "pipeline", objectId: "0a000000-0000-4000-8000-0000000000c1",
+                   clientId: "0c000000-0000-4000-8000-0000000000c1", clientSecret: PIPELINE_SECRET,
+                   clientCertificates: "ci.crt",
+                   federatedCredentials: [{ issuer: "https://ci.example", subject: "repo:shop/app:ref:refs/heads/main",
+                                            jwks: { keys: [{ ...ciJwk, kid: "ci-1" }] } }] };
 const config = {
   identities: [{ name: "learner", objectId: "0a000000-0000-4000-8000-0000000000a1",
-                 clientId: "0c000000-0000-4000-8000-0000000000a1", default: true }, SERVICE],
+                 clientId: "0c000000-0000-4000-8000-0000000000a1", default: true }, SERVICE, PIPELINE],
   vaults: [
     { name: "cmk", properties: { softDeleteRetentionInDays: 7, enablePurgeProtection: true,
       accessPolicies: [
@@ -45,7 +62,6 @@ const freePort = () => new Promise((resolve) => {
   s.listen(0, "127.0.0.1", () => { const { port } = s.address(); s.close(() => resolve(port)); });
 });
 
-const dir = mkdtempSync(join(tmpdir(), "kvmock-ui-"));
 writeFileSync(join(dir, "config.json"), JSON.stringify(config));
 const httpsPort = await freePort();
 let httpPort = await freePort();
@@ -137,6 +153,18 @@ try {
   assert.match(await cmk.locator(".props").textContent(), /network: all networks/);
   assert.match(await rbac.locator(".props").textContent(),
     /network: selected addresses \(127\.0\.0\.0\/8 ::1\/128\)/);
+  // the identities and how each signs in; the secret is neither on the page nor in its data
+  const ids = page.locator("#identities tr.identity-row");
+  assert.equal(await ids.count(), 3);
+  assert.match(await ids.filter({ hasText: "disk-service" }).textContent(), /managed identity/);
+  assert.match(await ids.filter({ hasText: "learner" }).textContent(), /learner \(default\)/);
+  const pipeline = await ids.filter({ hasText: "pipeline" }).textContent();
+  assert.match(pipeline, /client secret; certificate [0-9A-F]{40} \(until /);
+  assert.ok(pipeline.includes(`certificate ${THUMBPRINT} `), pipeline);
+  assert.ok(pipeline.includes("federated: https://ci.example repo:shop/app:ref:refs/heads/main"), pipeline);
+  const state = await (await fetch(`http://127.0.0.1:${httpPort}/ui/api/state`)).text();
+  assert.ok(!state.includes(PIPELINE_SECRET) && !(await page.content()).includes(PIPELINE_SECRET));
+  assert.equal(JSON.parse(state).identities.find((i) => i.name === "pipeline").clientSecret, true);
   // the audit stream: the denied create is highlighted
   await page.waitForSelector("#audit tr.denied");
   const deniedRow = page.locator("#audit tr.denied", { hasText: "KeyCreate" });
