@@ -186,6 +186,16 @@ static void certificates(EVP_PKEY *key, EVP_PKEY *other, EVP_PKEY *ec)
     CHECK_ST(pol_creds_add_certificates(&id.creds, both, strlen(both), &added, err, sizeof(err)),
              KV_OK);
     CHECK(added == 1 && pol_creds_count(id.creds, NULL) == 1);
+    /* what the web view shows of it: the SHA-1 thumbprint in upper-case hex, its dates */
+    char tp[41], want_tp[41];
+    int64_t from = 0, to = 0;
+    for (int i = 0; i < 20; i++)
+        snprintf(want_tp + 2 * i, 3, "%02X", sha1[i]);
+    CHECK(pol_creds_certificate_at(id.creds, 0, tp, &from, &to));
+    CHECK_STR(tp, want_tp);
+    CHECK(from == NOW - 86400 && to == NOW + 86400);
+    CHECK(!pol_creds_certificate_at(id.creds, 1, tp, &from, &to));
+    CHECK(!pol_creds_certificate_at(NULL, 0, tp, &from, &to));
 
     /* refusals leave what is there */
     static const char no_cert[] = "-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n";
@@ -385,6 +395,13 @@ static void federated(EVP_PKEY *rsa, EVP_PKEY *other, EVP_PKEY *ec)
              KV_OK);
     size_t nf = 0;
     CHECK(pol_creds_count(id.creds, &nf) == 0 && nf == 2);
+    const char *iss = NULL, *sub = NULL, *aud = NULL;
+    CHECK(pol_creds_federated_at(id.creds, 1, &iss, &sub, &aud));
+    CHECK_STR(iss, "https://token.actions.githubusercontent.com");
+    CHECK_STR(sub, "repo:org/app:ref:refs/heads/main");
+    CHECK_STR(aud, "api://AzureADTokenExchange");
+    CHECK(!pol_creds_federated_at(id.creds, 2, &iss, &sub, &aud));
+    CHECK(!pol_creds_federated_at(NULL, 0, &iss, &sub, &aud));
 
     /* refusals */
     CHECK_ST(pol_creds_add_federated(&id.creds, ISSUER, SUBJECT, "a", jwks, strlen(jwks), err,

@@ -39,6 +39,11 @@ int main(void)
     struct pol_identity dup = {.name = "dup", .object_id = "oid-1", .client_id = "cid-9"};
     CHECK_ST(pol_add_identity(c, &dup), KV_ERR_BAD_PARAM);
 
+    /* in the order added */
+    CHECK(pol_identity_count(c) == 2);
+    CHECK(pol_identity_at(c, 1) != NULL && strcmp(pol_identity_at(c, 1)->name, "guest") == 0);
+    CHECK(pol_identity_at(c, 2) == NULL);
+
     /* lookup by each selector, and the default */
     const struct pol_identity *id = pol_find_identity(c, NULL, NULL, NULL);
     CHECK(id != NULL && strcmp(id->name, "app") == 0);
