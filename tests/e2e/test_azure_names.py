@@ -1,12 +1,14 @@
 """kvmock reached under Azure's own names, as a client whose resolver sends
 login.microsoftonline.com, management.azure.com and *.vault.azure.net (port 443) to
 kvmock sees it: /etc/hosts lines and a published port 443 in a CI job, here a
-sitecustomize.py that maps those names for the Python process it is loaded in
-(the SDKs and az are not changed; only name resolution is).
+sitecustomize.py that maps those names for the Python process it is loaded in,
+and for Node.js a preloaded module that sends its TLS connections to those names
+to kvmock (the SDKs and az are not changed; only where a name leads is).
 
 kvmock's certificate covers those names (--hostname). The clients then need no
-option at all: Debian's azure-identity 1.13 DefaultAzureCredential() with a
-client certificate from the environment, and KeyClient on https://NAME.vault.azure.net;
+option at all: DefaultAzureCredential() with a client certificate from the
+environment (Debian's azure-identity 1.13, and @azure/identity), and KeyClient on
+https://NAME.vault.azure.net;
 `az login --service-principal` with a certificate on az's own AzureCloud, then the
 management plane. MSAL's instance discovery (GET /common/discovery/instance) is
 answered by kvmock, and checked raw."""
@@ -46,6 +48,42 @@ def _getaddrinfo(host, port, *args, **kwargs):
 
 
 socket.getaddrinfo = _getaddrinfo
+'''
+
+# The same for Node.js (node --require): the TLS connections to those names go to kvmock's
+# port, still checked against the name (SNI and the certificate).
+PRELOAD_JS = '''
+const tls = require("tls");
+const names = new Set(process.env.KVMOCK_AZURE_NAMES.split(","));
+const port = Number(process.env.KVMOCK_AZURE_PORT);
+const connect = tls.connect;
+tls.connect = function (...args) {
+  const opts = args.find((a) => a && typeof a === "object");
+  if (opts && names.has(opts.host) && Number(opts.port || 443) === 443) {
+    opts.servername = opts.servername || opts.host;
+    opts.host = "127.0.0.1";
+    opts.port = port;
+  }
+  return connect.apply(this, args);
+};
+'''
+
+JS_SCRIPT = '''
+const { DefaultAzureCredential } = require("@azure/identity");
+const { KeyClient, CryptographyClient } = require("@azure/keyvault-keys");
+const { randomBytes } = require("crypto");
+(async () => {
+  const cred = new DefaultAzureCredential();
+  const client = new KeyClient("https://cmk.vault.azure.net", cred);
+  const key = await client.createRsaKey("from-node");
+  const crypto = new CryptographyClient(key, cred);
+  const dek = randomBytes(32);
+  const wrapped = await crypto.wrapKey("RSA-OAEP-256", dek);
+  const back = await crypto.unwrapKey("RSA-OAEP-256", wrapped.result);
+  if (!Buffer.from(back.result).equals(dek)) throw new Error("unwrap gave other bytes");
+  const token = (await cred.getToken("https://vault.azure.net/.default")).token;
+  console.log(JSON.stringify({ kid: key.id, token }));
+})().catch((e) => { console.error(e); process.exit(1); });
 '''
 
 SDK_SCRIPT = '''
@@ -150,6 +188,26 @@ def main():
             proc = subprocess.run(["/usr/bin/python3", "-c", SDK_SCRIPT], env=plain,
                                   capture_output=True, text=True, timeout=300, cwd=work)
             check(proc.returncode != 0, proc.stdout[-2000:])
+
+        @runner.test
+        def javascript_default_credential_under_azure_names():
+            js = os.path.join(os.path.dirname(os.path.abspath(__file__)), "js", "node_modules")
+            check(os.path.isdir(os.path.join(js, "@azure", "identity")),
+                  "npm ci --prefix tests/e2e/js first (the test command does)")
+            for name, text in (("preload.cjs", PRELOAD_JS), ("names.cjs", JS_SCRIPT)):
+                with open(os.path.join(work, name), "w", encoding="utf-8") as f:
+                    f.write(text)
+            js_env = dict(env, NODE_PATH=js, NODE_EXTRA_CA_CERTS=kv.ca_path,
+                          AZURE_TENANT_ID=TENANT, AZURE_CLIENT_ID=CI["clientId"],
+                          AZURE_CLIENT_CERTIFICATE_PATH=pem)
+            proc = subprocess.run(["node", "--require", os.path.join(work, "preload.cjs"),
+                                   os.path.join(work, "names.cjs")], env=js_env,
+                                  capture_output=True, text=True, timeout=300, cwd=work)
+            eq(proc.returncode, 0, proc.stderr[-4000:])
+            out = json.loads(proc.stdout.strip().splitlines()[-1])
+            check(out["kid"].startswith("https://cmk.vault.azure.net/keys/from-node/"), out["kid"])
+            claims = json.loads(unb64url(out["token"].split(".")[1]))
+            eq((claims["oid"], claims["appid"]), (CI["objectId"], CI["clientId"]))
 
         @runner.test
         def az_login_on_azure_cloud():
