@@ -288,6 +288,7 @@ static void openid_configuration(struct srv_req *req, const char *tenant)
         doc ? cJSON_AddArrayToObject(doc, "token_endpoint_auth_methods_supported") : NULL;
     ok = ok && methods != NULL &&
          cJSON_AddItemToArray(methods, cJSON_CreateString("client_secret_post")) &&
+         cJSON_AddItemToArray(methods, cJSON_CreateString("client_secret_basic")) &&
          cJSON_AddItemToArray(methods, cJSON_CreateString("private_key_jwt"));
     for (size_t i = 0; ok && i < sizeof(endpoints) / sizeof(endpoints[0]); i++) {
         snprintf(v, sizeof(v), "%s%s", base, endpoints[i].suffix);
@@ -503,6 +504,41 @@ static int client_authenticated(struct srv_req *req, const char *tenant, const s
     return 1;
 }
 
+/* client_secret_basic (RFC 6749 2.3.1): "Authorization: Basic base64(id:secret)", each part
+ * form-encoded, into @p buf, and p's client id and secret pointing into it. Returns 0 and
+ * answers the error when the header is there but not usable, or when the body authenticates
+ * the client as well; 1 otherwise. */
+static int basic_client(struct srv_req *req, struct mi_params *p, char *buf, size_t size)
+{
+    const char *h = srv_header(req, "Authorization");
+    if (h == NULL || strncasecmp(h, "Basic ", 6) != 0)
+        return 1;
+    size_t n = 0;
+    char *colon = NULL;
+    if (sodium_base642bin((unsigned char *)buf, size - 1, h + 6, strlen(h + 6), NULL, &n, NULL,
+                          sodium_base64_VARIANT_ORIGINAL) != 0 ||
+        (buf[n] = '\0', colon = strchr(buf, ':')) == NULL || strlen(buf) != n) {
+        send_aad_error(req, 401, "invalid_client",
+                       "AADSTS7000215: The client credentials in the Authorization header are "
+                       "not base64(client_id:client_secret).");
+        return 0;
+    }
+    *colon = '\0';
+    char *id = buf, *secret = colon + 1;
+    if (mg_url_decode(id, (int)strlen(id), id, (int)strlen(id) + 1, 1) < 0 ||
+        mg_url_decode(secret, (int)strlen(secret), secret, (int)strlen(secret) + 1, 1) < 0 ||
+        (p->client_id != NULL && strcmp(p->client_id, id) != 0) || p->client_secret != NULL ||
+        p->assertion != NULL) {
+        send_aad_error(req, 400, "invalid_request",
+                       "AADSTS50027: The client authenticates once: in the Authorization header "
+                       "or in the body, and the client_id of both must agree.");
+        return 0;
+    }
+    p->client_id = id;
+    p->client_secret = secret;
+    return 1;
+}
+
 /* POST /{tenant}/oauth2/v2.0/token (MSAL) or /{tenant}/oauth2/token (v1: ADAL, go-autorest's
  * adal), grant_type=client_credentials. v1 names the audience with resource= and answers
  * its times as strings, with expires_on and resource. */
@@ -519,6 +555,14 @@ static void client_credentials(struct srv_req *req, const char *tenant, int v1)
         return;
     }
     form_lookup(&p, p.form);
+    char basic[1024];
+    if (!basic_client(req, &p, basic, sizeof(basic))) {
+        sodium_memzero(basic, sizeof(basic));
+        if (p.form != NULL)
+            sodium_memzero(p.form, len);
+        free(p.form);
+        return;
+    }
     const struct pol_identity *id =
         p.client_id ? pol_find_identity(req->srv->pol, p.client_id, NULL, NULL) : NULL;
     size_t n_federated = 0;
@@ -568,6 +612,7 @@ static void client_credentials(struct srv_req *req, const char *tenant, int v1)
     if (p.form != NULL)
         sodium_memzero(p.form, len); /* it held the secret or the assertion */
     free(p.form);
+    sodium_memzero(basic, sizeof(basic));
 }
 
 /* GET /{tenant}/discovery/instance?authorization_endpoint=URL: the instance discovery MSAL

@@ -2,6 +2,7 @@
 user-assigned managed identities, client credentials against kvmock's
 Entra-shaped authority, access policies and RBAC enforced per call,
 revocation through the management plane, refused tokens, and the audit log."""
+import base64
 import json
 import os
 import secrets
@@ -99,6 +100,47 @@ def main():
                                    headers={"Content-Type": "application/x-www-form-urlencoded"})
             eq(st, 400)
             eq(json.loads(body)["error"], "unauthorized_client")
+
+        @runner.test
+        def client_secret_basic():
+            # RFC 6749 2.3.1, as generic OAuth clients send it: the id and secret, each
+            # form-encoded, in an Authorization: Basic header
+            def post(auth, extra=b""):
+                headers = {"Content-Type": "application/x-www-form-urlencoded"}
+                if auth is not None:
+                    headers["Authorization"] = "Basic " + base64.b64encode(auth).decode()
+                return kv.https("POST", f"/{TENANT}/oauth2/v2.0/token", token=None,
+                                body=b"grant_type=client_credentials&scope=https%3A%2F%2F"
+                                     b"vault.azure.net%2F.default" + extra, headers=headers)
+
+            good = CI["clientId"].encode() + b":" + CI["clientSecret"].encode()
+            st, _, body = post(good)
+            eq(st, 200, body)
+            claims = json.loads(unb64url(json.loads(body)["access_token"].split(".")[1]))
+            eq(claims["oid"], CI["objectId"])
+            # the body may name the same client, not another, and may not authenticate again
+            eq(post(good, b"&client_id=" + CI["clientId"].encode())[0], 200)
+            cases = [
+                (post(CI["clientId"].encode() + b":wrong"), 401, "invalid_client", "AADSTS7000215"),
+                (post(b"no-colon"), 401, "invalid_client", "AADSTS7000215"),
+                (post(good, b"&client_id=" + DISK["clientId"].encode()), 400, "invalid_request",
+                 "AADSTS50027"),
+                (post(good, b"&client_secret=" + CI["clientSecret"].encode()), 400,
+                 "invalid_request", "AADSTS50027"),
+            ]
+            for (st, _, body), status, error, mark in cases:
+                eq(st, status, body)
+                doc = json.loads(body)
+                eq(doc["error"], error, body)
+                check(mark in doc["error_description"] and "access_token" not in doc, body)
+            st, _, body = kv.https("POST", f"/{TENANT}/oauth2/v2.0/token", token=None,
+                                   body=b"grant_type=client_credentials&scope=x%2F.default",
+                                   headers={"Authorization": "Basic !!!",
+                                            "Content-Type": "application/x-www-form-urlencoded"})
+            eq(st, 401, body)
+            st, _, body = kv.https("GET", f"/{TENANT}/v2.0/.well-known/openid-configuration",
+                                   token=None)
+            check("client_secret_basic" in json.loads(body)["token_endpoint_auth_methods_supported"])
 
         @runner.test
         def access_policy_grants_exactly_get_wrap_unwrap():
