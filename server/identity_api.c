@@ -33,6 +33,7 @@
 #include <sodium.h>
 
 #include "kv_log.h"
+#include "kv_str.h"
 #include "srv.h"
 
 #define FORM_MAX 4096
@@ -332,12 +333,12 @@ static int requested_audience(struct srv_req *req, const struct mi_params *p, in
     return 1;
 }
 
+/* Entra's timestamps: 2024-10-02T22:05:03.0000000Z. */
 static void iso_time(int64_t t, char *out, size_t size)
 {
-    time_t tt = (time_t)t;
-    struct tm tm;
-    if (gmtime_r(&tt, &tm) == NULL || strftime(out, size, "%Y-%m-%dT%H:%M:%S.0000000Z", &tm) == 0)
-        snprintf(out, size, "%lld", (long long)t);
+    char utc[21];
+    kv_str_utc(utc, t); /* 2024-10-02T22:05:03Z */
+    snprintf(out, size, "%.19s.0000000Z", utc);
 }
 
 /* A key credential's date as Entra quotes it: 02/07/2021 17:00:39 (UTC). */

@@ -286,14 +286,9 @@ static int parse_tags(struct srv_req *req, const cJSON *o, struct ks_tags *out)
 /* A vault: its generic resource with the sku and the properties. */
 static cJSON *vault_json(struct srv_req *req, const struct ks_vault *v)
 {
-    /* a client that reaches kvmock as Azure's Resource Manager reaches its vaults under
-     * Azure's names too; any other, at kvmock's own */
-    char uri[128];
-    if (strcasecmp(req->host, "management.azure.com") == 0 ||
-        strcasecmp(req->host, "management.azure.com:443") == 0)
-        snprintf(uri, sizeof(uri), "https://%s.vault.azure.net/", v->name);
-    else
-        snprintf(uri, sizeof(uri), "https://%s.vault.localhost:%d/", v->name, req->srv->https_port);
+    char dns[64], uri[128];
+    srv_vault_dns(req, dns, sizeof(dns));
+    snprintf(uri, sizeof(uri), "https://%s.%s/", v->name, dns);
     cJSON *o = vault_resource_json(req, v);
     cJSON *props = o ? cJSON_AddObjectToObject(o, "properties") : NULL;
     cJSON *policies = props ? policies_json(req, v->name) : NULL;
@@ -1071,7 +1066,7 @@ static void cloud_metadata(struct srv_req *req)
     srv_base_url(req, base, sizeof(base) - 1);
     size_t len = strlen(base);
     snprintf(base + len, sizeof(base) - len, "/");
-    snprintf(dns, sizeof(dns), "vault.localhost:%d", req->srv->https_port);
+    srv_vault_dns(req, dns, sizeof(dns));
     const char *version = srv_query_get(req, "api-version");
     int first_shape = strcmp(version, "1.0") == 0 || strcmp(version, "2015-01-01") == 0;
     cJSON *cloud = cJSON_CreateObject();

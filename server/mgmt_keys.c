@@ -36,10 +36,10 @@ static void key_arm_id(const char *vault_id, const char *name, const char *versi
 static cJSON *key_json(struct srv_req *req, const struct ks_vault *v, const char *vault_id,
                        const struct ks_key *k, int as_version, int brief)
 {
-    char id[1400], uri[256], uri_version[300];
+    char id[1400], dns[64], uri[256], uri_version[300];
     key_arm_id(vault_id, k->name, as_version ? k->version : NULL, id, sizeof(id));
-    snprintf(uri, sizeof(uri), "https://%s.vault.localhost:%d/keys/%s", v->name,
-             req->srv->https_port, k->name);
+    srv_vault_dns(req, dns, sizeof(dns));
+    snprintf(uri, sizeof(uri), "https://%s.%s/keys/%s", v->name, dns, k->name);
     snprintf(uri_version, sizeof(uri_version), "%s/%s", uri, k->version);
     cJSON *o = cJSON_CreateObject();
     cJSON *tags = o ? cJSON_AddObjectToObject(o, "tags") : NULL;

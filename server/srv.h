@@ -167,6 +167,13 @@ void srv_base_url(const struct srv_req *req, char *out, size_t cap);
  */
 enum kv_status srv_resolve_vault(struct srv_req *req) KV_MUST_CHECK;
 
+/**
+ * @brief The DNS suffix of the vaults as the client sees them: "vault.azure.net" for a client
+ * that reached kvmock as Azure's Resource Manager (management.azure.com), else kvmock's own
+ * "vault.localhost:PORT". Vault URIs in management answers are "https://NAME." + this.
+ */
+void srv_vault_dns(const struct srv_req *req, char *out, size_t cap);
+
 /* ---- dispatch (dispatch.c) ----------------------------------------------------------- */
 
 /** @brief civetweb's begin_request callback: handles every request. */

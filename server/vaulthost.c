@@ -1,5 +1,7 @@
 /* The vault a request is for, from its Host header. */
+#include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "kv_str.h"
 #include "srv.h"
@@ -52,4 +54,15 @@ enum kv_status srv_resolve_vault(struct srv_req *req)
         kv_str_join(req->resource, sizeof(req->resource), "https://vault.azure.net", NULL);
     }
     return KV_OK;
+}
+
+void srv_vault_dns(const struct srv_req *req, char *out, size_t cap)
+{
+    /* a client that reaches kvmock as Azure's Resource Manager reaches its vaults under
+     * Azure's names too; any other, at kvmock's own */
+    if (strcasecmp(req->host, "management.azure.com") == 0 ||
+        strcasecmp(req->host, "management.azure.com:443") == 0)
+        snprintf(out, cap, "vault.azure.net");
+    else
+        snprintf(out, cap, "vault.localhost:%d", req->srv->https_port);
 }

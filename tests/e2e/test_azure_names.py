@@ -229,6 +229,11 @@ def main():
             vault = az("keyvault", "show", "--name", "cmk", "--resource-group", "kvmock")
             eq(vault["name"], "cmk")
             eq(vault["properties"]["vaultUri"], "https://cmk.vault.azure.net/")
+            # a key as a Resource Manager resource names its URI under the same name
+            key = az("rest", "--method", "get", "--url",
+                     f"https://management.azure.com/subscriptions/{SUB}/resourceGroups/kvmock/"
+                     "providers/Microsoft.KeyVault/vaults/cmk/keys/by-name?api-version=2023-07-01")
+            eq(key["properties"]["keyUri"], "https://cmk.vault.azure.net/keys/by-name")
             tok = az("account", "get-access-token", "--resource", "https://vault.azure.net")
             claims = json.loads(unb64url(tok["accessToken"].split(".")[1]))
             eq(claims["oid"], CI["objectId"])
