@@ -35,20 +35,30 @@ enum kv_status {
     KV_ERR_BAD_MAXRESULTS,   /**< maxresults outside 1..25 */
     KV_ERR_BAD_SKIPTOKEN,    /**< $skiptoken is not one kvmock issued */
     KV_ERR_BAD_BACKUP,       /**< a backup blob is corrupt or from another server */
+    /* secure key release: Key Vault's AKV.SKR codes */
+    KV_ERR_SKR_PREMIUM,               /**< exportable key outside a premium vault (AKV.SKR.1001) */
+    KV_ERR_SKR_NO_POLICY,             /**< exportable key without a release policy (1004) */
+    KV_ERR_SKR_POLICY_NOT_EXPORTABLE, /**< release policy on a non-exportable key (1005) */
+    KV_ERR_SKR_NOT_HSM,           /**< exportable key of a software type (RSA, EC, oct) (1006) */
+    KV_ERR_SKR_UNREACHABLE,       /**< the policy's attestation authority is unknown (1012) */
+    KV_ERR_SKR_EXPORTABLE_CHANGE, /**< an update that changes `exportable` (1014) */
+    KV_ERR_SKR_IMMUTABLE,         /**< an update of an immutable release policy (1020) */
 
     /* 401 */
     KV_ERR_UNAUTHORIZED, /**< no, malformed, expired or foreign bearer token */
 
     /* 403 Forbidden */
-    KV_ERR_ACCESS_DENIED,     /**< access policy denies the permission */
-    KV_ERR_RBAC_DENIED,       /**< role assignments deny the data action */
-    KV_ERR_FIREWALL_DENIED,   /**< the vault's network rules do not let the client in */
-    KV_ERR_PUBLIC_DISABLED,   /**< the vault's public network access is disabled */
-    KV_ERR_KEY_OP_FORBIDDEN,  /**< the operation is not in the version's key_ops */
-    KV_ERR_KEY_DISABLED,      /**< the key version is disabled */
-    KV_ERR_KEY_NOT_YET_VALID, /**< now is before the version's nbf */
-    KV_ERR_KEY_EXPIRED,       /**< now is after the version's exp */
-    KV_ERR_PURGE_PROTECTED,   /**< purge refused under purge protection */
+    KV_ERR_ACCESS_DENIED,      /**< access policy denies the permission */
+    KV_ERR_RBAC_DENIED,        /**< role assignments deny the data action */
+    KV_ERR_FIREWALL_DENIED,    /**< the vault's network rules do not let the client in */
+    KV_ERR_PUBLIC_DISABLED,    /**< the vault's public network access is disabled */
+    KV_ERR_KEY_OP_FORBIDDEN,   /**< the operation is not in the version's key_ops */
+    KV_ERR_KEY_DISABLED,       /**< the key version is disabled */
+    KV_ERR_KEY_NOT_YET_VALID,  /**< now is before the version's nbf */
+    KV_ERR_KEY_EXPIRED,        /**< now is after the version's exp */
+    KV_ERR_PURGE_PROTECTED,    /**< purge refused under purge protection */
+    KV_ERR_KEY_NOT_EXPORTABLE, /**< release of a key that is not exportable */
+    KV_ERR_SKR_ATTESTATION,    /**< the attestation token does not meet the release policy */
 
     /* 404 */
     KV_ERR_KEY_NOT_FOUND,         /**< key or version not found */
@@ -62,14 +72,15 @@ enum kv_status {
     /* 409 Conflict */
     KV_ERR_KEY_DELETED_RECOVERABLE, /**< the name is soft-deleted */
     KV_ERR_KEY_EXISTS,              /**< restore onto an existing name */
+    KV_ERR_RELEASE_POLICY_CHANGED,  /**< a release raced an update of the release policy */
 
     /* Azure Resource Manager (the management plane) */
-    KV_ERR_ARM_BAD_REQUEST,  /**< 400 BadRequest: a management request body or parameter */
-    KV_ERR_ARM_UNAUTHORIZED, /**< 401 InvalidAuthenticationToken */
-    KV_ERR_ARM_FORBIDDEN,    /**< 403 AuthorizationFailed: the caller may not manage */
-    KV_ERR_ARM_NOT_FOUND,    /**< 404 ResourceNotFound */
-    KV_ERR_ARM_CONFLICT,     /**< 409 Conflict */
-    KV_ERR_VAULT_DELETED,    /**< 409 ConflictError: a deleted vault holds the name */
+    KV_ERR_ARM_BAD_REQUEST,        /**< 400 BadRequest: a management request body or parameter */
+    KV_ERR_ARM_UNAUTHORIZED,       /**< 401 InvalidAuthenticationToken */
+    KV_ERR_ARM_FORBIDDEN,          /**< 403 AuthorizationFailed: the caller may not manage */
+    KV_ERR_ARM_NOT_FOUND,          /**< 404 ResourceNotFound */
+    KV_ERR_ARM_CONFLICT,           /**< 409 Conflict */
+    KV_ERR_VAULT_DELETED,          /**< 409 ConflictError: a deleted vault holds the name */
     KV_ERR_ARM_NO_DELETED_VAULT,   /**< 400 SoftDeletedVaultDoesNotExist: nothing to recover */
     KV_ERR_ARM_PURGE_NOT_ALLOWED,  /**< 405 MethodNotAllowed: purge under purge protection */
     KV_ERR_ARM_NO_SUBSCRIPTION,    /**< 404 SubscriptionNotFound */

@@ -1724,3 +1724,139 @@ enum kv_status ks_material_op(const struct ks_material *m, unsigned op,
     out->verified = r.verified;
     return KV_OK;
 }
+
+/* ---- secure key release ------------------------------------------------------------- */
+
+#define RELEASE_KEK_LEN 32 /* AES-256 */
+
+/* The private key as the release carries it: PKCS#8 DER for RSA and EC, oct's bytes. */
+static enum kv_status release_plaintext(const struct ks_material *m, struct kv_buf *out)
+{
+    if (m->kty == KS_KTY_OCT)
+        return kv_buf_dup(m->oct, m->oct_len, out);
+    EVP_PKEY *ec = NULL;
+    const EVP_PKEY *pkey = m->pkey;
+    if (m->kty == KS_KTY_EC) {
+        enum kv_status st = ec_pkey(m->curve, m->d, m->curve->field_len, m->point, 0, &ec);
+        if (st != KV_OK)
+            return st;
+        pkey = ec;
+    }
+    enum kv_status st = KV_ERR_CRYPTO;
+    struct kv_buf der = {0};
+    PKCS8_PRIV_KEY_INFO *p8 = EVP_PKEY2PKCS8(pkey);
+    int len = p8 != NULL ? i2d_PKCS8_PRIV_KEY_INFO(p8, NULL) : 0;
+    if (len > 0) {
+        st = kv_buf_alloc((size_t)len, &der);
+        unsigned char *p = der.data;
+        if (st == KV_OK && i2d_PKCS8_PRIV_KEY_INFO(p8, &p) != len)
+            st = KV_ERR_CRYPTO;
+    } else if (openssl_oom()) {
+        st = KV_ERR_NOMEM;
+    }
+    if (st == KV_OK) {
+        *out = der;
+        der = (struct kv_buf){0};
+    }
+    kv_buf_wipe(&der);
+    PKCS8_PRIV_KEY_INFO_free(p8);
+    EVP_PKEY_free(ec);
+    ERR_clear_error();
+    return st;
+}
+
+/* The target's RSA public key, 2048 to 4096 bits. */
+static enum kv_status release_target(const struct kv_buf *n, const struct kv_buf *e, EVP_PKEY **out)
+{
+    BIGNUM *bn = bn_from(n, 0), *be = bn_from(e, 0);
+    OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+    OSSL_PARAM *params = NULL;
+    EVP_PKEY_CTX *ctx = NULL;
+    EVP_PKEY *pkey = NULL;
+    enum kv_status st = KV_ERR_NOMEM;
+    if (bn == NULL || be == NULL || bld == NULL ||
+        OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, bn) != 1 ||
+        OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, be) != 1 ||
+        (params = OSSL_PARAM_BLD_to_param(bld)) == NULL)
+        goto out;
+    st = KV_ERR_BAD_PARAM;
+    int bits = BN_num_bits(bn);
+    if (bits < 2048 || bits > 4096 || BN_is_odd(be) == 0 || BN_is_one(be))
+        goto out;
+    ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
+    if (ctx == NULL || EVP_PKEY_fromdata_init(ctx) <= 0 ||
+        EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) <= 0) {
+        st = openssl_oom() ? KV_ERR_NOMEM : KV_ERR_BAD_PARAM;
+        goto out;
+    }
+    *out = pkey;
+    pkey = NULL;
+    st = KV_OK;
+out:
+    EVP_PKEY_free(pkey);
+    EVP_PKEY_CTX_free(ctx);
+    OSSL_PARAM_free(params);
+    OSSL_PARAM_BLD_free(bld);
+    BN_free(bn);
+    BN_free(be);
+    ERR_clear_error();
+    return st;
+}
+
+enum kv_status ks_material_release(const struct ks_material *m, enum ks_release_enc enc,
+                                   const struct kv_buf *n, const struct kv_buf *e,
+                                   struct kv_buf *out)
+{
+    const EVP_MD *md = enc == KS_RELEASE_RSA_AES_KEY_WRAP_256   ? EVP_sha256()
+                       : enc == KS_RELEASE_RSA_AES_KEY_WRAP_384 ? EVP_sha384()
+                                                                : EVP_sha1();
+    unsigned char kek[RELEASE_KEK_LEN];
+    struct kv_buf plain = {0}, res = {0};
+    EVP_PKEY *target = NULL;
+    EVP_PKEY_CTX *pctx = NULL;
+    EVP_CIPHER_CTX *cctx = NULL;
+    enum kv_status st = release_target(n, e, &target);
+    if (st != KV_OK)
+        return st;
+    randombytes_buf(kek, sizeof(kek));
+    st = release_plaintext(m, &plain);
+    if (st != KV_OK)
+        goto out;
+    size_t rsa_len = (size_t)EVP_PKEY_get_size(target);
+    size_t kw_len = (plain.len + 7) / 8 * 8 + 8; /* RFC 5649: padded, plus the AIV */
+    st = kv_buf_alloc(rsa_len + kw_len, &res);
+    if (st != KV_OK)
+        goto out;
+    st = KV_ERR_CRYPTO;
+    size_t got = rsa_len;
+    pctx = EVP_PKEY_CTX_new_from_pkey(NULL, target, NULL);
+    if (pctx == NULL || EVP_PKEY_encrypt_init(pctx) <= 0 ||
+        EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_OAEP_PADDING) <= 0 ||
+        EVP_PKEY_CTX_set_rsa_oaep_md(pctx, md) <= 0 ||
+        EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, md) <= 0 ||
+        EVP_PKEY_encrypt(pctx, res.data, &got, kek, sizeof(kek)) <= 0 || got != rsa_len)
+        goto out;
+    int l1 = 0, l2 = 0;
+    cctx = EVP_CIPHER_CTX_new();
+    if (cctx == NULL)
+        goto out;
+    EVP_CIPHER_CTX_set_flags(cctx, EVP_CIPHER_CTX_FLAG_WRAP_ALLOW);
+    if (EVP_EncryptInit_ex(cctx, EVP_aes_256_wrap_pad(), NULL, kek, NULL) != 1 ||
+        EVP_EncryptUpdate(cctx, res.data + rsa_len, &l1, plain.data, (int)plain.len) != 1 ||
+        EVP_EncryptFinal_ex(cctx, res.data + rsa_len + l1, &l2) != 1 || (size_t)(l1 + l2) != kw_len)
+        goto out;
+    *out = res;
+    res = (struct kv_buf){0};
+    st = KV_OK;
+out:
+    if (st == KV_ERR_CRYPTO && openssl_oom())
+        st = KV_ERR_NOMEM;
+    sodium_memzero(kek, sizeof(kek));
+    kv_buf_wipe(&plain);
+    kv_buf_free(&res);
+    EVP_CIPHER_CTX_free(cctx);
+    EVP_PKEY_CTX_free(pctx);
+    EVP_PKEY_free(target);
+    ERR_clear_error();
+    return st;
+}

@@ -101,4 +101,18 @@ enum kv_status ks_material_op(const struct ks_material *m, unsigned op,
                               const struct ks_op_params *params,
                               struct ks_op_result *out) KV_MUST_CHECK;
 
+/**
+ * @brief Secure key release: the private key of @p m for the holder of an RSA key (@p n,
+ * @p e, 2048-4096 bits), as Key Vault releases it: a fresh AES-256 key encrypted with
+ * RSA-OAEP (SHA-1, SHA-256 or SHA-384 as @p enc says; MGF1 the same, no label), followed
+ * by the key wrapped under it with AES key wrap with padding (RFC 5649). The key is its
+ * PKCS#8 DER for RSA and EC, its bytes for oct.
+ * @param[out] out release with kv_buf_free().
+ * @return KV_OK, KV_ERR_BAD_PARAM (the target is not such an RSA key), KV_ERR_CRYPTO,
+ *   KV_ERR_NOMEM.
+ */
+enum kv_status ks_material_release(const struct ks_material *m, enum ks_release_enc enc,
+                                   const struct kv_buf *n, const struct kv_buf *e,
+                                   struct kv_buf *out) KV_MUST_CHECK;
+
 #endif

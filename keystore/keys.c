@@ -123,12 +123,56 @@ static enum kv_status jbuf(const cJSON *o, const char *name, struct kv_buf *out)
 
 /* ---- keys ----------------------------------------------------------------------- */
 
+void ks_release_policy_clear(struct ks_release_policy *rp)
+{
+    free(rp->content_type);
+    free(rp->data);
+    memset(rp, 0, sizeof(*rp));
+}
+
+static enum kv_status release_policy_copy(const struct ks_release_policy *src,
+                                          struct ks_release_policy *dst)
+{
+    memset(dst, 0, sizeof(*dst));
+    if (src == NULL || !src->set)
+        return KV_OK;
+    const char *ct = src->content_type != NULL && src->content_type[0] != '\0'
+                         ? src->content_type
+                         : KS_RELEASE_POLICY_CONTENT_TYPE;
+    dst->content_type = strdup(ct);
+    dst->data = strdup(src->data != NULL ? src->data : "");
+    if (dst->content_type == NULL || dst->data == NULL) {
+        ks_release_policy_clear(dst);
+        return KV_ERR_NOMEM;
+    }
+    dst->set = 1;
+    dst->immutable = src->immutable;
+    return KV_OK;
+}
+
+/* A release policy as a version record keeps it: {"ct", "data", "imm"}. */
+static enum kv_status release_policy_from_json(const cJSON *o, struct ks_release_policy *out)
+{
+    struct ks_release_policy rp = {0};
+    if (o == NULL)
+        return KV_OK;
+    const char *ct = jstr(o, "ct"), *data = jstr(o, "data");
+    if (!cJSON_IsObject(o) || ct == NULL || data == NULL)
+        return KV_ERR_STORE;
+    rp.set = 1;
+    rp.immutable = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "imm"));
+    rp.content_type = (char *)ct;
+    rp.data = (char *)data;
+    return release_policy_copy(&rp, out);
+}
+
 void ks_key_free(struct ks_key *k)
 {
     if (k == NULL)
         return;
     ks_pub_clear(&k->pub);
     ks_tags_clear(&k->tags);
+    ks_release_policy_clear(&k->release_policy);
     free(k);
 }
 
@@ -184,6 +228,9 @@ static enum kv_status key_from_record(const MDB_val *val, const char *version,
         if (st != KV_OK)
             goto out;
     }
+    st = release_policy_from_json(cJSON_GetObjectItemCaseSensitive(o, "rp"), &k->release_policy);
+    if (st != KV_OK)
+        goto out;
     set_recovery(k, vault);
     *out = k;
     k = NULL;
@@ -441,6 +488,14 @@ static enum kv_status record_json(const struct ks_key *k, const struct kv_buf *s
             kv_json_str(&j, k->tags.names[i], k->tags.values[i]);
         kv_json_close(&j, '}');
     }
+    if (k->release_policy.set) {
+        kv_json_open(&j, "rp", '{');
+        kv_json_str(&j, "ct", k->release_policy.content_type);
+        kv_json_str(&j, "data", k->release_policy.data);
+        if (k->release_policy.immutable)
+            kv_json_bool(&j, "imm", 1);
+        kv_json_close(&j, '}');
+    }
     kv_json_close(&j, '}');
     *out = kv_json_take(&j, NULL);
     return *out != NULL ? KV_OK : KV_ERR_NOMEM;
@@ -462,6 +517,8 @@ static enum kv_status create_fn(struct ks_txn *tx, void *arg)
     enum kv_status st = ks_vault_read(tx, a->vault, &vault);
     if (st != KV_OK)
         return st;
+    if (a->key->attrs.exportable && !vault.premium)
+        return KV_ERR_SKR_PREMIUM;
     struct head h;
     st = head_read(tx, a->l, &h);
     if (st != KV_OK && st != KV_ERR_KEY_NOT_FOUND)
@@ -538,6 +595,7 @@ static int key_copy(void *dst, const void *src)
     memset(&d->pub.x, 0, sizeof(d->pub.x));
     memset(&d->pub.y, 0, sizeof(d->pub.y));
     memset(&d->tags, 0, sizeof(d->tags));
+    memset(&d->release_policy, 0, sizeof(d->release_policy));
     const struct kv_buf *from[] = {&s->pub.n, &s->pub.e, &s->pub.x, &s->pub.y};
     struct kv_buf *to[] = {&d->pub.n, &d->pub.e, &d->pub.x, &d->pub.y};
     for (size_t i = 0; i < 4; i++) {
@@ -550,6 +608,11 @@ static int key_copy(void *dst, const void *src)
         ks_pub_clear(&d->pub);
         return -1;
     }
+    if (release_policy_copy(&s->release_policy, &d->release_policy) != KV_OK) {
+        ks_pub_clear(&d->pub);
+        ks_tags_clear(&d->tags);
+        return -1;
+    }
     return 0;
 }
 
@@ -558,6 +621,7 @@ static void key_clear(void *obj)
     struct ks_key *k = obj;
     ks_pub_clear(&k->pub);
     ks_tags_clear(&k->tags);
+    ks_release_policy_clear(&k->release_policy);
 }
 
 struct ks_memo *ks_key_memo_new(size_t slots)
@@ -598,7 +662,19 @@ struct version_spec {
     const struct ks_tags *tags;
     int existing_only;
     int new_only;
+    const struct ks_release_policy *release_policy; /* NULL: none */
 };
+
+/* Secure key release's rules for a new version, those that need no vault. */
+static enum kv_status release_rules(const struct version_spec *spec)
+{
+    int has_policy = spec->release_policy != NULL && spec->release_policy->set;
+    if (!spec->attrs.exportable)
+        return has_policy ? KV_ERR_SKR_POLICY_NOT_EXPORTABLE : KV_OK;
+    if (!spec->hsm)
+        return KV_ERR_SKR_NOT_HSM;
+    return has_policy ? KV_OK : KV_ERR_SKR_NO_POLICY;
+}
 
 /* Seal material @p m (consumed) and store it as a new version of vault/name. */
 static enum kv_status store_version(struct ks_env *env, const char *vault, const char *name,
@@ -623,6 +699,8 @@ static enum kv_status store_version(struct ks_env *env, const char *vault, const
     k->attrs = spec->attrs;
     k->attrs.created = k->attrs.updated = ks_now();
     st = tags_copy(spec->tags, &k->tags);
+    if (st == KV_OK)
+        st = release_policy_copy(spec->release_policy, &k->release_policy);
     if (st != KV_OK)
         goto out;
 
@@ -664,6 +742,13 @@ enum kv_status ks_key_create(struct ks_env *env, const char *vault, const char *
     enum kv_status st = ks_txn_read(env, vault_exists_fn, (void *)vault);
     if (st != KV_OK)
         return st;
+    struct version_spec spec = {
+        p->kty,      p->hsm,           p->ops_set ? p->ops : default_ops(p->kty),
+        p->attrs,    &p->tags,         0,
+        p->new_only, p->release_policy};
+    st = release_rules(&spec);
+    if (st != KV_OK)
+        return st;
     int bits = p->size_bits;
     if (bits == 0)
         bits = p->kty == KS_KTY_OCT ? 256 : 2048;
@@ -672,8 +757,6 @@ enum kv_status ks_key_create(struct ks_env *env, const char *vault, const char *
                               p->crv != KS_CRV_NONE ? p->crv : KS_CRV_P256, &m);
     if (st != KV_OK)
         return st;
-    struct version_spec spec = {p->kty, p->hsm, p->ops_set ? p->ops : default_ops(p->kty),
-                                p->attrs, &p->tags, 0, p->new_only};
     return store_version(env, vault, name, m, &spec, out);
 }
 
@@ -685,13 +768,17 @@ enum kv_status ks_key_import(struct ks_env *env, const char *vault, const char *
     enum kv_status st = ks_txn_read(env, vault_exists_fn, (void *)vault);
     if (st != KV_OK)
         return st;
+    struct version_spec spec = {
+        p->jwk.kty, p->hsm,           p->ops_set ? p->ops : default_ops(p->jwk.kty),
+        p->attrs,   &p->tags,         0,
+        0,          p->release_policy};
+    st = release_rules(&spec);
+    if (st != KV_OK)
+        return st;
     struct ks_material *m = NULL;
     st = ks_material_from_jwk(&p->jwk, &m);
     if (st != KV_OK)
         return st;
-    struct version_spec spec = {p->jwk.kty, p->hsm,
-                                p->ops_set ? p->ops : default_ops(p->jwk.kty), p->attrs,
-                                &p->tags, 0};
     return store_version(env, vault, name, m, &spec, out);
 }
 
@@ -1061,6 +1148,82 @@ out:
     return st;
 }
 
+/* ---- secure key release ------------------------------------------------------------- */
+
+struct release_arg {
+    const char *vault;
+    struct loc *l;
+    const char *version;
+    const char *policy;
+    char resolved[KS_VERSION_LEN + 1];
+    struct ks_key *key;   /* out */
+    struct kv_buf sealed; /* out */
+};
+
+static enum kv_status release_fn(struct ks_txn *tx, void *arg)
+{
+    struct release_arg *a = arg;
+    struct ks_vault vault;
+    enum kv_status st = ks_vault_read(tx, a->vault, &vault);
+    if (st == KV_OK)
+        st = resolve_version(tx, a->l, a->version, a->resolved);
+    MDB_val v;
+    if (st == KV_OK)
+        st = ks_txn_get(tx, tx->env->db_keys, a->l->bytes, a->l->len, &v);
+    if (st == KV_OK)
+        st = key_read(tx->env, &v, a->resolved, &vault, &a->key);
+    if (st != KV_OK)
+        return st;
+    const struct ks_key *k = a->key;
+    int64_t now = ks_now();
+    if (!k->attrs.exportable || !k->release_policy.set)
+        return KV_ERR_KEY_NOT_EXPORTABLE;
+    if (!k->attrs.enabled)
+        return KV_ERR_KEY_DISABLED;
+    if (k->attrs.nbf != 0 && now < k->attrs.nbf)
+        return KV_ERR_KEY_NOT_YET_VALID;
+    if (k->attrs.exp != 0 && now >= k->attrs.exp)
+        return KV_ERR_KEY_EXPIRED;
+    if (a->policy == NULL || strcmp(a->policy, k->release_policy.data) != 0)
+        return KV_ERR_RELEASE_POLICY_CHANGED;
+    cJSON *o = cJSON_ParseWithLength(v.mv_data, v.mv_size);
+    st = o != NULL ? jbuf(o, "sealed", &a->sealed) : KV_ERR_STORE;
+    cJSON_Delete(o);
+    return st;
+}
+
+enum kv_status ks_key_release(struct ks_env *env, const char *vault, const char *name,
+                              const char *version, const char *policy, enum ks_release_enc enc,
+                              const struct kv_buf *n, const struct kv_buf *e, struct ks_key **key,
+                              struct kv_buf *wrapped)
+{
+    if (!names_fit(vault, name))
+        return KV_ERR_KEY_NOT_FOUND;
+    if (ks_release_enc_name(enc) == NULL)
+        return KV_ERR_BAD_PARAM;
+    struct loc l;
+    loc_init(&l, vault, name);
+    struct release_arg a = {.vault = vault, .l = &l, .version = version, .policy = policy};
+    struct kv_buf plain = {0};
+    struct ks_material *m = NULL;
+    enum kv_status st = ks_txn_read(env, release_fn, &a);
+    if (st == KV_OK)
+        st = ks_unseal(env->root_key, l.bytes, l.len, a.sealed.data, a.sealed.len, &plain);
+    if (st == KV_OK)
+        st = ks_material_deserialize(a.key->kty, plain.data, plain.len, &m);
+    kv_buf_wipe(&plain);
+    if (st == KV_OK)
+        st = ks_material_release(m, enc, n, e, wrapped);
+    ks_material_free(m);
+    kv_buf_free(&a.sealed);
+    if (st == KV_OK) {
+        *key = a.key;
+        a.key = NULL;
+    }
+    ks_key_free(a.key);
+    return st;
+}
+
 /* ---- delete, deleted keys, recover, purge ---------------------------------------- */
 
 /* Read the current version record of a head into a key. */
@@ -1225,9 +1388,37 @@ static enum kv_status update_fn(struct ks_txn *tx, void *arg)
     char *json = NULL;
     if (o == NULL)
         return KV_ERR_STORE;
+    /* Secure key release: exportable is fixed at creation, and an immutable policy too. */
+    int exportable = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "exportable"));
+    const cJSON *rp = cJSON_GetObjectItemCaseSensitive(o, "rp");
+    if (u->exportable_set && u->exportable != exportable)
+        st = KV_ERR_SKR_EXPORTABLE_CHANGE;
+    else if (u->release_policy != NULL && !exportable)
+        st = KV_ERR_SKR_POLICY_NOT_EXPORTABLE;
+    else if (u->release_policy != NULL && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rp, "imm")))
+        st = KV_ERR_SKR_IMMUTABLE;
+    if (st != KV_OK) {
+        cJSON_Delete(o);
+        return st;
+    }
     st = KV_ERR_NOMEM;
     int ok = 1;
-    if (u->enabled_set)
+    if (u->release_policy != NULL) {
+        const struct ks_release_policy *np = u->release_policy;
+        cJSON *item = cJSON_CreateObject();
+        ok = item != NULL &&
+             cJSON_AddStringToObject(item, "ct",
+                                     np->content_type != NULL && np->content_type[0] != '\0'
+                                         ? np->content_type
+                                         : KS_RELEASE_POLICY_CONTENT_TYPE) != NULL &&
+             cJSON_AddStringToObject(item, "data", np->data != NULL ? np->data : "") != NULL &&
+             (!np->immutable || cJSON_AddTrueToObject(item, "imm") != NULL);
+        if (!ok)
+            cJSON_Delete(item);
+        else
+            ok = replace_item(o, "rp", item);
+    }
+    if (ok && u->enabled_set)
         ok = replace_item(o, "enabled", cJSON_CreateBool(u->enabled));
     if (ok && u->nbf_set)
         ok = replace_number(o, "nbf", (double)u->nbf);
@@ -1361,6 +1552,7 @@ enum kv_status ks_key_rotate(struct ks_env *env, const char *vault, const char *
         struct version_spec spec = {cur->kty, cur->hsm, cur->ops, {0}, &cur->tags, 1};
         spec.attrs.enabled = 1;
         spec.attrs.exportable = cur->attrs.exportable;
+        spec.release_policy = &cur->release_policy;
         if (pol.is_set && pol.expiry_s > 0)
             spec.attrs.exp = ks_now() + pol.expiry_s;
         st = store_version(env, vault, cur->name, m, &spec, out);

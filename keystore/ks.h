@@ -546,6 +546,21 @@ struct ks_pub {
 /** @brief Free the buffers of @p pub. */
 void ks_pub_clear(struct ks_pub *pub);
 
+/** A key version's release policy (secure key release). */
+struct ks_release_policy {
+    int set;            /**< 0: the version has none */
+    int immutable;      /**< once set, the policy cannot be replaced */
+    char *content_type; /**< owned; "application/json; charset=utf-8" unless given */
+    char *data;         /**< owned: the policy document, as the policy layer normalized it */
+};
+
+/** The content type of a release policy that names none (Key Vault's default). */
+#define KS_RELEASE_POLICY_CONTENT_TYPE "application/json; charset=utf-8"
+#define KS_CONTENT_TYPE_MAX            128 /**< bytes of a release policy's content type */
+
+/** @brief Free the strings of @p rp and reset it to none. */
+void ks_release_policy_clear(struct ks_release_policy *rp);
+
 /** One key version as callers see it. Never holds private material. */
 struct ks_key {
     char name[KS_NAME_MAX + 1]; /**< original casing */
@@ -556,6 +571,7 @@ struct ks_key {
     struct ks_pub pub;
     struct ks_attrs attrs;
     struct ks_tags tags;
+    struct ks_release_policy release_policy; /**< exportable keys only */
     int managed;
     int64_t deleted_date;       /**< 0 while the key is live */
     int64_t scheduled_purge;    /**< 0 while the key is live */
@@ -577,15 +593,22 @@ struct ks_create {
     int ops_set;            /**< 0 = the kty's default key_ops */
     struct ks_attrs attrs;  /**< enabled, nbf, exp, exportable; created/updated ignored */
     struct ks_tags tags;    /**< borrowed: copied into the record */
+    /** borrowed; NULL or not set for none. An exportable key must have one, and only an
+     *  exportable key may: see ks_key_create() */
+    const struct ks_release_policy *release_policy;
     int new_only; /**< create the key only if it has no live version: KV_ERR_KEY_EXISTS
                        otherwise, decided in the transaction that would write */
 };
 
 /**
  * @brief Create a key, or a new version of an existing one, in one transaction.
+ * An exportable key (secure key release) must be of a hardware type (`hsm`), carry a
+ * release policy and live in a premium vault; a key that is not exportable carries none.
  * @param[out] out the new version; release with ks_key_free().
  * @return KV_OK; KV_ERR_VAULT_NOT_FOUND; KV_ERR_BAD_KEY_NAME, KV_ERR_BAD_KEY_SIZE,
  *   KV_ERR_BAD_CURVE, KV_ERR_BAD_EXPONENT, KV_ERR_BAD_KTY;
+ *   KV_ERR_SKR_NOT_HSM, KV_ERR_SKR_NO_POLICY, KV_ERR_SKR_POLICY_NOT_EXPORTABLE,
+ *   KV_ERR_SKR_PREMIUM (the vault's sku is standard);
  *   KV_ERR_KEY_DELETED_RECOVERABLE when the name is soft-deleted;
  *   KV_ERR_KEY_EXISTS with new_only when the key exists;
  *   KV_ERR_STORE, KV_ERR_CRYPTO, KV_ERR_NOMEM.
@@ -715,12 +738,18 @@ struct ks_update {
     unsigned ops;
     int tags_set;
     struct ks_tags tags; /**< borrowed; replaces the old tags wholesale */
+    int exportable_set, exportable; /**< may only repeat the version's own */
+    /** borrowed; NULL keeps the version's policy. Only an exportable version has one, and
+     *  an immutable one is never replaced. */
+    const struct ks_release_policy *release_policy;
 };
 
 /**
  * @brief Update the attributes, key_ops or tags of one version and bump `updated`.
  * @param[in] version NULL or "" for the current version.
- * @return KV_OK, KV_ERR_KEY_NOT_FOUND, KV_ERR_VAULT_NOT_FOUND, KV_ERR_STORE, KV_ERR_NOMEM.
+ * @return KV_OK, KV_ERR_KEY_NOT_FOUND, KV_ERR_VAULT_NOT_FOUND, KV_ERR_SKR_EXPORTABLE_CHANGE,
+ *   KV_ERR_SKR_POLICY_NOT_EXPORTABLE, KV_ERR_SKR_IMMUTABLE (nothing changed),
+ *   KV_ERR_STORE, KV_ERR_NOMEM.
  */
 enum kv_status ks_key_update(struct ks_env *env, const char *vault, const char *name,
                              const char *version, const struct ks_update *u,
@@ -740,21 +769,58 @@ struct ks_import {
     int hsm;
     unsigned ops; /**< used only when ops_set */
     int ops_set;
-    struct ks_attrs attrs; /**< enabled, nbf, exp */
+    struct ks_attrs attrs; /**< enabled, nbf, exp, exportable */
     struct ks_tags tags;   /**< borrowed */
+    const struct ks_release_policy *release_policy; /**< as for ks_key_create() */
 };
 
 /**
- * @brief Import a private key as a new version (a new key when the name is new).
- * @return KV_OK, KV_ERR_BAD_JWK, KV_ERR_BAD_KEY_SIZE, KV_ERR_BAD_CURVE, KV_ERR_BAD_KEY_NAME,
- *   KV_ERR_KEY_DELETED_RECOVERABLE, KV_ERR_VAULT_NOT_FOUND, KV_ERR_STORE, KV_ERR_NOMEM.
+ * @brief Import a private key as a new version (a new key when the name is new). An
+ * exportable one follows ks_key_create()'s rules.
+ * @return KV_OK, KV_ERR_BAD_JWK, the KV_ERR_SKR_ statuses of ks_key_create(), KV_ERR_BAD_KEY_SIZE,
+ * KV_ERR_BAD_CURVE, KV_ERR_BAD_KEY_NAME, KV_ERR_KEY_DELETED_RECOVERABLE, KV_ERR_VAULT_NOT_FOUND,
+ * KV_ERR_STORE, KV_ERR_NOMEM.
  */
 enum kv_status ks_key_import(struct ks_env *env, const char *vault, const char *name,
                              const struct ks_import *p, struct ks_key **out) KV_MUST_CHECK;
 
+/* ---- secure key release --------------------------------------------------------- */
+
+/** How a released key is wrapped for its target (KeyReleaseParameters' `enc`): an
+ *  ephemeral AES-256 key under RSA-OAEP with this hash (MGF1 the same), then the key
+ *  (PKCS#8 for RSA and EC, the raw bytes for oct) under AES key wrap with padding. */
+enum ks_release_enc {
+    KS_RELEASE_CKM_RSA_AES_KEY_WRAP = 0, /**< SHA-1; the service's default */
+    KS_RELEASE_RSA_AES_KEY_WRAP_256,     /**< SHA-256 */
+    KS_RELEASE_RSA_AES_KEY_WRAP_384,     /**< SHA-384 */
+};
+
+/** @brief The wire name ("CKM_RSA_AES_KEY_WRAP"). Static string. */
+const char *ks_release_enc_name(enum ks_release_enc enc);
+/** @brief Parse a wire name (case-sensitive). @return KV_OK or KV_ERR_BAD_PARAM. */
+enum kv_status ks_release_enc_parse(const char *name, enum ks_release_enc *out) KV_MUST_CHECK;
+
+/**
+ * @brief Release a version of a live key: its private material wrapped for the RSA
+ * public key (@p n, @p e; 2048-4096 bits) as @p enc says. The caller has decided that
+ * the release policy allows it; @p policy is the policy text it decided on, and the
+ * release is refused with KV_ERR_RELEASE_POLICY_CHANGED if the version's policy has changed since.
+ * @param[in] version NULL or "" for the current version.
+ * @param[out] key the version released (with its policy); release with ks_key_free().
+ * @param[out] wrapped the RSA-OAEP block, then the AES-wrapped key; kv_buf_free().
+ * @return KV_OK; KV_ERR_KEY_NOT_FOUND; KV_ERR_KEY_NOT_EXPORTABLE; KV_ERR_KEY_DISABLED,
+ *   KV_ERR_KEY_NOT_YET_VALID, KV_ERR_KEY_EXPIRED; KV_ERR_RELEASE_POLICY_CHANGED;
+ *   KV_ERR_BAD_PARAM (target key); KV_ERR_STORE, KV_ERR_CRYPTO, KV_ERR_NOMEM.
+ */
+enum kv_status ks_key_release(struct ks_env *env, const char *vault, const char *name,
+                              const char *version, const char *policy, enum ks_release_enc enc,
+                              const struct kv_buf *n, const struct kv_buf *e, struct ks_key **key,
+                              struct kv_buf *wrapped) KV_MUST_CHECK;
+
 /**
  * @brief Rotate: add a version with the current version's type, size or curve,
- * exponent, key_ops and tags. The rotation policy's expiry applies to it.
+ * exponent, key_ops and tags (and exportable with its release policy). The rotation policy's expiry
+ * applies to it.
  * @return KV_OK, KV_ERR_KEY_NOT_FOUND, KV_ERR_VAULT_NOT_FOUND, KV_ERR_STORE, KV_ERR_CRYPTO,
  *   KV_ERR_NOMEM.
  */

@@ -178,3 +178,26 @@ int64_t ks_clock_offset(void)
 {
     return atomic_load(&clock_offset);
 }
+
+static const char *const release_encs[] = {
+    [KS_RELEASE_CKM_RSA_AES_KEY_WRAP] = "CKM_RSA_AES_KEY_WRAP",
+    [KS_RELEASE_RSA_AES_KEY_WRAP_256] = "RSA_AES_KEY_WRAP_256",
+    [KS_RELEASE_RSA_AES_KEY_WRAP_384] = "RSA_AES_KEY_WRAP_384",
+};
+
+const char *ks_release_enc_name(enum ks_release_enc enc)
+{
+    return (unsigned)enc < sizeof(release_encs) / sizeof(release_encs[0]) ? release_encs[enc]
+                                                                          : NULL;
+}
+
+enum kv_status ks_release_enc_parse(const char *name, enum ks_release_enc *out)
+{
+    for (size_t i = 0; name != NULL && i < sizeof(release_encs) / sizeof(release_encs[0]); i++) {
+        if (strcmp(name, release_encs[i]) == 0) {
+            *out = (enum ks_release_enc)i;
+            return KV_OK;
+        }
+    }
+    return KV_ERR_BAD_PARAM;
+}

@@ -27,7 +27,7 @@ int main(void)
         CHECK(i->http_status >= 200 && i->http_status < 600);
         CHECK(strncmp(kv_status_name((enum kv_status)st), "KV_", 3) == 0);
         /* client errors must never be 5xx: the SDKs retry those with back-off */
-        if (st >= KV_ERR_BAD_PARAM && st <= KV_ERR_BAD_BACKUP)
+        if (st >= KV_ERR_BAD_PARAM && st <= KV_ERR_SKR_IMMUTABLE)
             CHECK(i->http_status == 400);
     }
     row(KV_ERR_BAD_PARAM, 400, "BadParameter", NULL);
@@ -38,6 +38,15 @@ int main(void)
     row(KV_ERR_PUBLIC_DISABLED, 403, "Forbidden", "ForbiddenByConnection");
     row(KV_ERR_RBAC_DENIED, 403, "Forbidden", "ForbiddenByRbac");
     row(KV_ERR_KEY_OP_FORBIDDEN, 403, "Forbidden", "KeyOperationForbidden");
+    /* secure key release: Key Vault's AKV.SKR codes lead its messages */
+    row(KV_ERR_SKR_PREMIUM, 400, "BadParameter", NULL);
+    row(KV_ERR_SKR_IMMUTABLE, 400, "BadParameter", NULL);
+    CHECK(strncmp(kv_status_info(KV_ERR_SKR_NO_POLICY)->message, "AKV.SKR.1004: ", 14) == 0);
+    CHECK(strncmp(kv_status_info(KV_ERR_SKR_EXPORTABLE_CHANGE)->message, "AKV.SKR.1014: ", 14) ==
+          0);
+    row(KV_ERR_SKR_ATTESTATION, 403, "Forbidden", NULL);
+    row(KV_ERR_KEY_NOT_EXPORTABLE, 403, "Forbidden", NULL);
+    row(KV_ERR_RELEASE_POLICY_CHANGED, 409, "Conflict", NULL);
     row(KV_ERR_KEY_NOT_FOUND, 404, "KeyNotFound", NULL);
     row(KV_ERR_VAULT_NOT_FOUND, 404, "VaultNotFound", NULL);
     row(KV_ERR_ROUTE_NOT_FOUND, 404, "NotFound", NULL);
