@@ -13,13 +13,8 @@
  * the fact that it is one, and it is never logged.
  */
 #include <cjson/cJSON.h>
-#include <openssl/bn.h>
-#include <openssl/core_names.h>
-#include <openssl/ecdsa.h>
 #include <openssl/evp.h>
-#include <openssl/param_build.h>
 #include <openssl/pem.h>
-#include <openssl/rsa.h>
 #include <openssl/x509.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -27,10 +22,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "jose.h"
 #include "kv_buf.h"
 #include "pol.h"
-
-#define KID_MAX       128
 
 struct cert {
     unsigned char sha1[20], sha256[32]; /* of the DER certificate */
@@ -38,16 +32,11 @@ struct cert {
     EVP_PKEY *key;
 };
 
-struct issuer_key {
-    char kid[KID_MAX]; /* "" when the JWK names none */
-    EVP_PKEY *key;
-};
-
 struct federated {
     char issuer[POL_FEDERATED_FIELD_MAX + 1];
     char subject[POL_FEDERATED_FIELD_MAX + 1];
     char audience[POL_FEDERATED_FIELD_MAX + 1];
-    struct issuer_key keys[POL_JWKS_KEYS_MAX];
+    struct jose_key keys[POL_JWKS_KEYS_MAX];
     size_t n_keys;
 };
 
@@ -72,8 +61,7 @@ static enum kv_status bad(char *err, size_t cap, const char *fmt, ...)
 
 static void federated_clear(struct federated *f)
 {
-    for (size_t i = 0; i < f->n_keys; i++)
-        EVP_PKEY_free(f->keys[i].key);
+    jose_keys_free(f->keys, f->n_keys);
     f->n_keys = 0;
 }
 
@@ -226,145 +214,6 @@ enum kv_status pol_creds_add_certificates(struct pol_creds **creds, const char *
 
 /* ---- federated issuers' keys (JWKS) ------------------------------------------------------ */
 
-static const struct {
-    const char *crv, *group;
-    size_t coord; /* bytes of x and of y */
-} curves[] = {
-    {"P-256", "prime256v1", 32},
-    {"P-384", "secp384r1", 48},
-    {"P-521", "secp521r1", 66},
-};
-
-static enum kv_status member_b64url(const cJSON *k, const char *name, struct kv_buf *out)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(k, name);
-    if (!cJSON_IsString(v) || v->valuestring[0] == '\0')
-        return KV_ERR_BAD_PARAM;
-    return kv_b64url_decode(v->valuestring, out) == KV_ERR_NOMEM ? KV_ERR_NOMEM
-           : out->len == 0                                       ? KV_ERR_BAD_PARAM
-                                                                 : KV_OK;
-}
-
-static enum kv_status pkey_from(const char *type, OSSL_PARAM *params, EVP_PKEY **out)
-{
-    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, type, NULL);
-    enum kv_status st = KV_ERR_BAD_PARAM;
-    *out = NULL;
-    if (ctx == NULL)
-        return KV_ERR_NOMEM;
-    if (EVP_PKEY_fromdata_init(ctx) == 1 &&
-        EVP_PKEY_fromdata(ctx, out, EVP_PKEY_PUBLIC_KEY, params) == 1) {
-        EVP_PKEY_CTX *check = EVP_PKEY_CTX_new_from_pkey(NULL, *out, NULL);
-        st = check == NULL                       ? KV_ERR_NOMEM
-             : EVP_PKEY_public_check(check) == 1 ? KV_OK
-                                                 : KV_ERR_BAD_PARAM;
-        EVP_PKEY_CTX_free(check);
-        if (st != KV_OK) {
-            EVP_PKEY_free(*out);
-            *out = NULL;
-        }
-    }
-    EVP_PKEY_CTX_free(ctx);
-    return st;
-}
-
-static enum kv_status rsa_jwk(const cJSON *k, EVP_PKEY **out)
-{
-    struct kv_buf n = {0}, e = {0};
-    BIGNUM *bn_n = NULL, *bn_e = NULL;
-    OSSL_PARAM_BLD *bld = NULL;
-    OSSL_PARAM *params = NULL;
-    enum kv_status st = member_b64url(k, "n", &n);
-    if (st == KV_OK)
-        st = member_b64url(k, "e", &e);
-    if (st == KV_OK && (n.len < 256 || n.len > 2048 || e.len > 8))
-        st = KV_ERR_BAD_PARAM; /* 2048 to 16384 bits, as Entra takes */
-    if (st == KV_OK) {
-        st = KV_ERR_NOMEM;
-        bn_n = BN_bin2bn(n.data, (int)n.len, NULL);
-        bn_e = BN_bin2bn(e.data, (int)e.len, NULL);
-        bld = OSSL_PARAM_BLD_new();
-        if (bn_n && bn_e && bld && OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, bn_n) &&
-            OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, bn_e) &&
-            (params = OSSL_PARAM_BLD_to_param(bld)) != NULL)
-            st = pkey_from("RSA", params, out);
-    }
-    OSSL_PARAM_free(params);
-    OSSL_PARAM_BLD_free(bld);
-    BN_free(bn_n);
-    BN_free(bn_e);
-    kv_buf_free(&n);
-    kv_buf_free(&e);
-    return st;
-}
-
-static enum kv_status ec_jwk(const cJSON *k, EVP_PKEY **out)
-{
-    const cJSON *crv = cJSON_GetObjectItemCaseSensitive(k, "crv");
-    size_t c = 0;
-    while (c < sizeof(curves) / sizeof(curves[0]) &&
-           !(cJSON_IsString(crv) && strcmp(crv->valuestring, curves[c].crv) == 0))
-        c++;
-    if (c == sizeof(curves) / sizeof(curves[0]))
-        return KV_ERR_BAD_PARAM;
-    struct kv_buf x = {0}, y = {0};
-    enum kv_status st = member_b64url(k, "x", &x);
-    if (st == KV_OK)
-        st = member_b64url(k, "y", &y);
-    if (st == KV_OK && (x.len != curves[c].coord || y.len != curves[c].coord))
-        st = KV_ERR_BAD_PARAM;
-    if (st == KV_OK) {
-        unsigned char point[1 + 2 * 66];
-        point[0] = 0x04; /* uncompressed */
-        memcpy(point + 1, x.data, x.len);
-        memcpy(point + 1 + x.len, y.data, y.len);
-        OSSL_PARAM params[] = {
-            OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, (char *)curves[c].group,
-                                             0),
-            OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, point, 1 + 2 * x.len),
-            OSSL_PARAM_construct_end(),
-        };
-        st = pkey_from("EC", params, out);
-    }
-    kv_buf_free(&x);
-    kv_buf_free(&y);
-    return st;
-}
-
-/* One JWK of an issuer's JWKS. Encryption keys are left out (*out stays NULL). */
-static enum kv_status issuer_key(const cJSON *k, size_t nth, struct issuer_key *out, char *err,
-                                 size_t cap)
-{
-    const cJSON *kty = cJSON_GetObjectItemCaseSensitive(k, "kty");
-    const cJSON *kid = cJSON_GetObjectItemCaseSensitive(k, "kid");
-    const cJSON *use = cJSON_GetObjectItemCaseSensitive(k, "use");
-    out->key = NULL;
-    if (!cJSON_IsObject(k) || !cJSON_IsString(kty))
-        return bad(err, cap, "key %zu of the jwks is not a JWK with a kty", nth);
-    if (kid != NULL && (!cJSON_IsString(kid) || strlen(kid->valuestring) >= KID_MAX))
-        return bad(err, cap, "key %zu of the jwks: kid must be a string of at most %d bytes", nth,
-                   KID_MAX - 1);
-    if (use != NULL && !cJSON_IsString(use))
-        return bad(err, cap, "key %zu of the jwks: use must be a string", nth);
-    if (use != NULL && strcmp(use->valuestring, "sig") != 0)
-        return KV_OK;
-    snprintf(out->kid, sizeof(out->kid), "%s", kid ? kid->valuestring : "");
-    enum kv_status st;
-    if (strcmp(kty->valuestring, "RSA") == 0)
-        st = rsa_jwk(k, &out->key);
-    else if (strcmp(kty->valuestring, "EC") == 0)
-        st = ec_jwk(k, &out->key);
-    else
-        return bad(err, cap, "key %zu of the jwks has kty '%.16s'; RSA and EC are read", nth,
-                   kty->valuestring);
-    if (st == KV_ERR_BAD_PARAM)
-        return bad(err, cap,
-                   "key %zu of the jwks is not a valid public %s key (RSA: n of 2048 to 16384 "
-                   "bits and e; EC: crv P-256, P-384 or P-521 and its x and y)",
-                   nth, kty->valuestring);
-    return st;
-}
-
 static enum kv_status check_field(const char *name, const char *v, char *err, size_t cap)
 {
     if (v == NULL || v[0] == '\0')
@@ -394,37 +243,13 @@ enum kv_status pol_creds_add_federated(struct pol_creds **creds, const char *iss
                        "a federated credential with this issuer and subject is "
                        "already there (Entra keeps one)");
     }
-    cJSON *doc = cJSON_ParseWithLength(jwks, jwks_len);
-    const cJSON *keys = doc ? cJSON_GetObjectItemCaseSensitive(doc, "keys") : NULL;
-    if (!cJSON_IsArray(keys)) {
-        cJSON_Delete(doc);
-        return bad(err, cap, "'jwks' must be a JWKS document: {\"keys\": [...]}");
-    }
     struct federated *f = calloc(1, sizeof(*f));
-    if (f == NULL) {
-        cJSON_Delete(doc);
+    if (f == NULL)
         return KV_ERR_NOMEM;
-    }
     snprintf(f->issuer, sizeof(f->issuer), "%s", issuer);
     snprintf(f->subject, sizeof(f->subject), "%s", subject);
     snprintf(f->audience, sizeof(f->audience), "%s", audience);
-    const cJSON *k;
-    size_t nth = 0;
-    cJSON_ArrayForEach(k, keys)
-    {
-        nth++;
-        if (f->n_keys == POL_JWKS_KEYS_MAX) {
-            st = bad(err, cap, "the jwks has more than %d signing keys", POL_JWKS_KEYS_MAX);
-            break;
-        }
-        st = issuer_key(k, nth, &f->keys[f->n_keys], err, cap);
-        if (st != KV_OK)
-            break;
-        f->n_keys += f->keys[f->n_keys].key != NULL;
-    }
-    cJSON_Delete(doc);
-    if (st == KV_OK && f->n_keys == 0)
-        st = bad(err, cap, "the jwks holds no signing key");
+    st = jose_jwks_read(jwks, jwks_len, 0, f->keys, POL_JWKS_KEYS_MAX, &f->n_keys, err, cap);
     if (st == KV_OK)
         st = creds_get(creds);
     if (st == KV_OK) {
@@ -445,148 +270,23 @@ enum kv_status pol_creds_add_federated(struct pol_creds **creds, const char *iss
 
 /* ---- checking an assertion --------------------------------------------------------------- */
 
-struct jws {
-    cJSON *header, *claims;
-    struct kv_buf sig;
-    const char *signed_part; /* header.claims, as sent */
-    size_t signed_len;
-};
-
-static void jws_clear(struct jws *j)
+/* What a parse failure of an assertion is called. */
+static const char *parse_detail(enum jose_parse p)
 {
-    cJSON_Delete(j->header);
-    cJSON_Delete(j->claims);
-    kv_buf_free(&j->sig);
-}
-
-static cJSON *json_part(const char *b64)
-{
-    struct kv_buf raw = {0};
-    if (b64[0] == '\0' || kv_b64url_decode(b64, &raw) != KV_OK)
+    switch (p) {
+    case JOSE_PARSED:
         return NULL;
-    cJSON *doc = cJSON_ParseWithLength((const char *)raw.data, raw.len);
-    kv_buf_free(&raw);
-    if (doc != NULL && !cJSON_IsObject(doc)) {
-        cJSON_Delete(doc);
-        doc = NULL;
-    }
-    return doc;
-}
-
-/* Split a compact JWS and decode its parts. Returns NULL, or what is wrong. */
-static const char *jws_parse(const char *text, struct jws *j)
-{
-    size_t len = strlen(text);
-    if (len >= POL_ASSERTION_MAX)
+    case JOSE_TOO_LONG:
         return "the assertion is too long";
-    char *parts = strdup(text);
-    if (parts == NULL)
+    case JOSE_NOT_COMPACT:
+        return "the assertion is not a JWS in compact form (three parts)";
+    case JOSE_NOT_JSON:
+        return "the assertion's header or claims are not base64url JSON objects";
+    case JOSE_BAD_SIG:
+        return "the assertion's signature is not base64url";
+    default:
         return "out of memory";
-    char *dot1 = strchr(parts, '.'), *dot2 = dot1 ? strchr(dot1 + 1, '.') : NULL;
-    const char *why = NULL;
-    if (dot2 == NULL || strchr(dot2 + 1, '.') != NULL) {
-        why = "the assertion is not a JWS in compact form (three parts)";
-    } else {
-        *dot1 = *dot2 = '\0';
-        j->header = json_part(parts);
-        j->claims = json_part(dot1 + 1);
-        if (j->header == NULL || j->claims == NULL)
-            why = "the assertion's header or claims are not base64url JSON objects";
-        else if (dot2[1] == '\0' || kv_b64url_decode(dot2 + 1, &j->sig) != KV_OK)
-            why = "the assertion's signature is not base64url";
-        j->signed_part = text;
-        j->signed_len = (size_t)(dot2 - parts);
     }
-    free(parts);
-    return why;
-}
-
-static const char *str_member(const cJSON *o, const char *name)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
-/* A NumericDate claim: 1 and its value, 0 when absent, -1 when not a number. */
-static int date_member(const cJSON *o, const char *name, int64_t *out)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
-    if (v == NULL)
-        return 0;
-    if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 1e15)
-        return -1;
-    *out = (int64_t)v->valuedouble;
-    return 1;
-}
-
-enum sig_alg { RS, PS, ES };
-
-static const struct {
-    const char *name;
-    enum sig_alg kind;
-    int bits; /* of the digest */
-} algs[] = {
-    {"RS256", RS, 256}, {"RS384", RS, 384}, {"RS512", RS, 512},
-    {"PS256", PS, 256}, {"PS384", PS, 384}, {"PS512", PS, 512},
-    {"ES256", ES, 256}, {"ES384", ES, 384}, {"ES512", ES, 512},
-};
-
-static const EVP_MD *digest_of(int bits)
-{
-    return bits == 256 ? EVP_sha256() : bits == 384 ? EVP_sha384() : EVP_sha512();
-}
-
-/* JOSE's r||s into DER, which OpenSSL verifies. */
-static int ecdsa_der(const struct kv_buf *sig, unsigned char **der, int *der_len)
-{
-    if (sig->len % 2 != 0 || sig->len > 2 * 66)
-        return 0;
-    ECDSA_SIG *s = ECDSA_SIG_new();
-    BIGNUM *r = BN_bin2bn(sig->data, (int)sig->len / 2, NULL);
-    BIGNUM *v = BN_bin2bn(sig->data + sig->len / 2, (int)sig->len / 2, NULL);
-    if (s == NULL || r == NULL || v == NULL || ECDSA_SIG_set0(s, r, v) != 1) {
-        BN_free(r);
-        BN_free(v);
-        ECDSA_SIG_free(s);
-        return 0;
-    }
-    *der = NULL;
-    *der_len = i2d_ECDSA_SIG(s, der);
-    ECDSA_SIG_free(s);
-    return *der_len > 0;
-}
-
-/* Whether @p key verifies the JWS's signature under algorithm @p a. */
-static int signature_ok(const struct jws *j, size_t a, EVP_PKEY *key)
-{
-    int is_rsa = EVP_PKEY_is_a(key, "RSA"), ok = 0;
-    if ((algs[a].kind == ES) == is_rsa)
-        return 0;
-    if (algs[a].kind == ES) {
-        /* ES256 on P-256, ES384 on P-384, ES512 on P-521 */
-        int curve_bits = algs[a].bits == 512 ? 521 : algs[a].bits;
-        if (EVP_PKEY_get_bits(key) != curve_bits ||
-            j->sig.len != 2 * (size_t)((curve_bits + 7) / 8))
-            return 0;
-    }
-    const unsigned char *sig = j->sig.data;
-    unsigned char *der = NULL;
-    int sig_len = (int)j->sig.len;
-    if (algs[a].kind == ES && !ecdsa_der(&j->sig, &der, &sig_len))
-        return 0;
-    if (der != NULL)
-        sig = der;
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    EVP_PKEY_CTX *pctx = NULL;
-    if (md != NULL && EVP_DigestVerifyInit(md, &pctx, digest_of(algs[a].bits), NULL, key) == 1 &&
-        (algs[a].kind != PS ||
-         (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) == 1 &&
-          EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) == 1)))
-        ok = EVP_DigestVerify(md, sig, (size_t)sig_len, (const unsigned char *)j->signed_part,
-                              j->signed_len) == 1;
-    EVP_MD_CTX_free(md);
-    OPENSSL_free(der);
-    return ok;
 }
 
 static void hex_upper(const unsigned char *b, size_t n, char *out)
@@ -600,15 +300,16 @@ static void hex_upper(const unsigned char *b, size_t n, char *out)
 }
 
 /* The application's own assertion: a certificate's key by its thumbprint. */
-static enum pol_assertion by_certificate(const struct pol_creds *c, const struct jws *j, size_t a,
-                                         const char *const *endpoints, size_t n_endpoints,
-                                         int64_t now, struct pol_assertion_info *info)
+static enum pol_assertion by_certificate(const struct pol_creds *c, const struct jose_jws *j,
+                                         const struct jose_alg *alg, const char *const *endpoints,
+                                         size_t n_endpoints, int64_t now,
+                                         struct pol_assertion_info *info)
 {
-    if (algs[a].kind == ES || algs[a].bits != 256) {
+    if (alg->kind == JOSE_ES || alg->bits != 256) {
         info->detail = "a certificate's assertion is signed with RS256 or PS256";
         return POL_ASSERTION_MALFORMED;
     }
-    const char *t256 = str_member(j->header, "x5t#S256"), *t1 = str_member(j->header, "x5t");
+    const char *t256 = jose_str(j->header, "x5t#S256"), *t1 = jose_str(j->header, "x5t");
     struct kv_buf tp = {0};
     size_t want = t256 ? 32 : 20;
     if ((t256 == NULL && t1 == NULL) || kv_b64url_decode(t256 ? t256 : t1, &tp) != KV_OK ||
@@ -624,7 +325,7 @@ static enum pol_assertion by_certificate(const struct pol_creds *c, const struct
     kv_buf_free(&tp);
     if (found == NULL)
         return POL_ASSERTION_KEY_NOT_FOUND;
-    if (!signature_ok(j, a, found->key))
+    if (jose_verify(j, alg, found->key) != 1)
         return POL_ASSERTION_BAD_SIGNATURE;
     info->key_start = found->not_before;
     info->key_end = found->not_after;
@@ -656,8 +357,8 @@ static int has_audience(const cJSON *claims, const char *want)
 }
 
 /* A federated assertion: issuer, then audience, then subject, then the issuer's key. */
-static enum pol_assertion by_federation(const struct pol_creds *c, const struct jws *j, size_t a,
-                                        struct pol_assertion_info *info)
+static enum pol_assertion by_federation(const struct pol_creds *c, const struct jose_jws *j,
+                                        const struct jose_alg *alg, struct pol_assertion_info *info)
 {
     /* the nearest miss is the one reported: issuer, then audience, then subject */
     enum pol_assertion nearest = POL_ASSERTION_NO_ISSUER;
@@ -676,58 +377,55 @@ static enum pol_assertion by_federation(const struct pol_creds *c, const struct 
     }
     if (f == NULL)
         return nearest;
-    const char *kid = str_member(j->header, "kid");
+    const char *kid = jose_str(j->header, "kid");
     snprintf(info->key_id, sizeof(info->key_id), "%s", kid ? kid : "");
-    int found = 0;
-    for (size_t i = 0; i < f->n_keys; i++) {
-        if (kid != NULL && f->keys[i].kid[0] != '\0' && strcmp(kid, f->keys[i].kid) != 0)
-            continue;
-        found = 1;
-        if (signature_ok(j, a, f->keys[i].key))
-            return POL_ASSERTION_OK;
+    switch (jose_verify_keys(j, alg, f->keys, f->n_keys, kid)) {
+    case JOSE_VERIFIED:
+        return POL_ASSERTION_OK;
+    case JOSE_NO_KEY:
+        return POL_ASSERTION_KEY_NOT_FOUND;
+    default:
+        return POL_ASSERTION_BAD_SIGNATURE;
     }
-    return found ? POL_ASSERTION_BAD_SIGNATURE : POL_ASSERTION_KEY_NOT_FOUND;
 }
 
 enum pol_assertion pol_assertion_check(const struct pol_identity *id, const char *assertion,
                                        const char *const *endpoints, size_t n_endpoints,
                                        int64_t now, struct pol_assertion_info *info)
 {
-    struct jws j = {0};
+    struct jose_jws j = {0};
     memset(info, 0, sizeof(*info));
-    info->detail = jws_parse(assertion, &j);
+    info->detail = parse_detail(jose_jws_parse(assertion, POL_ASSERTION_MAX - 1, &j));
     enum pol_assertion res = POL_ASSERTION_MALFORMED;
-    const char *alg = j.header ? str_member(j.header, "alg") : NULL;
-    size_t a = 0;
-    while (alg != NULL && a < sizeof(algs) / sizeof(algs[0]) && strcmp(alg, algs[a].name) != 0)
-        a++;
-    const char *iss = j.claims ? str_member(j.claims, "iss") : NULL;
-    const char *sub = j.claims ? str_member(j.claims, "sub") : NULL;
+    const struct jose_alg *alg = j.header ? jose_alg(jose_str(j.header, "alg")) : NULL;
+    const char *iss = j.claims ? jose_str(j.claims, "iss") : NULL;
+    const char *sub = j.claims ? jose_str(j.claims, "sub") : NULL;
     const cJSON *aud = j.claims ? cJSON_GetObjectItemCaseSensitive(j.claims, "aud") : NULL;
     if (cJSON_IsArray(aud))
         aud = cJSON_GetArrayItem(aud, 0);
     int has_nbf = 0, has_exp = 0;
     if (info->detail != NULL) {
         /* as parsed */
-    } else if (alg == NULL || a == sizeof(algs) / sizeof(algs[0])) {
+    } else if (alg == NULL) {
         info->detail = "the header's alg is not one of RS256, RS384, RS512, PS256, PS384, "
                        "PS512, ES256, ES384, ES512";
     } else if (iss == NULL || sub == NULL || !cJSON_IsString(aud)) {
         info->detail = "the claims iss, sub and aud are required strings";
-    } else if ((has_nbf = date_member(j.claims, "nbf", &info->nbf)) < 0 ||
-               (has_exp = date_member(j.claims, "exp", &info->exp)) < 0) {
+    } else if ((has_nbf = jose_date(j.claims, "nbf", &info->nbf)) < 0 ||
+               (has_exp = jose_date(j.claims, "exp", &info->exp)) < 0) {
         info->detail = "the claims nbf and exp must be NumericDates";
     } else {
         snprintf(info->iss, sizeof(info->iss), "%s", iss);
         snprintf(info->sub, sizeof(info->sub), "%s", sub);
         snprintf(info->aud, sizeof(info->aud), "%s", aud->valuestring);
         info->federated = strcmp(iss, id->client_id) != 0 || strcmp(sub, id->client_id) != 0;
-        res = !info->federated ? by_certificate(id->creds, &j, a, endpoints, n_endpoints, now, info)
-                               : by_federation(id->creds, &j, a, info);
+        res = !info->federated
+                  ? by_certificate(id->creds, &j, alg, endpoints, n_endpoints, now, info)
+                  : by_federation(id->creds, &j, alg, info);
         if (res == POL_ASSERTION_OK && (!has_exp || now >= info->exp + POL_ASSERTION_SKEW ||
                                         (has_nbf && now < info->nbf - POL_ASSERTION_SKEW)))
             res = POL_ASSERTION_TIME;
     }
-    jws_clear(&j);
+    jose_jws_clear(&j);
     return res;
 }

@@ -34,6 +34,14 @@ struct pol_ctx {
     size_t n_policies;
     struct pol_role_assignment *roles;
     size_t n_roles;
+
+    /* Attestation authorities trusted for secure key release (release.c): set up with the
+     * configuration, before any request, and read without a lock. */
+    struct pol_authority *authorities;
+    size_t n_authorities;
 };
+
+/** @brief Free the trusted attestation authorities (release.c). */
+void pol_release_free_authorities(struct pol_ctx *ctx);
 
 #endif

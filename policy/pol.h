@@ -444,4 +444,94 @@ enum pol_assertion pol_assertion_check(const struct pol_identity *id, const char
                                        const char *const *endpoints, size_t n_endpoints,
                                        int64_t now, struct pol_assertion_info *info);
 
+/* ---- secure key release: release policies and attestation tokens (release.c) --------------
+ *
+ * An exportable key carries a release policy (Key Vault's grammar): a list of attestation
+ * authorities (Azure Attestation instances), each with conditions on the claims of a token
+ * it signed. A release presents such a token; the key is released, wrapped for the RSA key
+ * the token names in `x-ms-runtime.keys`, when an authority of the policy signed it and
+ * its claims meet that authority's conditions. kvmock fetches nothing: the authorities it
+ * trusts, with their signing keys, come from the configuration. */
+
+#define POL_RELEASE_POLICY_MAX 32768 /**< bytes of a release policy document */
+#define POL_ATTESTATION_MAX    65536 /**< bytes of an attestation token */
+#define POL_AUTHORITIES_MAX    16    /**< attestation authorities kvmock trusts */
+#define POL_AUTHORITY_MAX      512   /**< bytes of an authority's URL */
+#define POL_RELEASE_KID_MAX    256   /**< bytes of the target key's kid */
+#define POL_RELEASE_DEPTH_MAX  8     /**< nesting of anyOf/allOf in a policy */
+
+/**
+ * @brief Trust an attestation authority: tokens whose `iss` is @p authority (one trailing
+ * slash ignored on either side) are verified with a key of @p jwks, the document the
+ * authority publishes at its `jwks_uri` (`{"keys": [...]}`: RSA keys by `n`/`e` or by
+ * `x5c`, EC keys on P-256, P-384, P-521; RS, PS and ES signatures).
+ * @param[out] err a message on KV_ERR_BAD_PARAM (an authority that is not an https URL,
+ *   one already trusted, a bad JWKS, more than POL_AUTHORITIES_MAX).
+ * @return KV_OK, KV_ERR_BAD_PARAM, KV_ERR_NOMEM.
+ */
+enum kv_status pol_attestation_trust(struct pol_ctx *ctx, const char *authority, const char *jwks,
+                                     size_t jwks_len, char *err, size_t cap) KV_MUST_CHECK;
+
+/** @brief The @p i-th trusted authority's URL as given, or NULL past the end. */
+const char *pol_attestation_authority_at(const struct pol_ctx *ctx, size_t i);
+
+/**
+ * @brief Check a release policy against Key Vault's grammar and write it as Key Vault
+ * stores and returns it: compact JSON; "version" then "anyOf"; in each authority object
+ * "authority" then its "allOf" or "anyOf"; in each condition "claim" then its operator;
+ * the values of `equals` and `notEquals` as strings.
+ * @param[out] out the normalized text (malloc()ed, NUL-terminated), set on KV_OK.
+ * @param[out] err on KV_ERR_BAD_PARAM, Key Vault's message: "AKV.SKR.1013: Malformed Key
+ *   Release Policy - Unable to Json Deserialize the policy object." for text that is not
+ *   JSON, else "AKV.SKR.1013: Malformed Key Release Policy - " and what is wrong.
+ * @return KV_OK, KV_ERR_BAD_PARAM, KV_ERR_NOMEM.
+ */
+enum kv_status pol_release_policy_normalize(const char *doc, size_t len, char **out, char *err,
+                                            size_t cap) KV_MUST_CHECK;
+
+/** The key a release is wrapped for: the first RSA key of the token's `x-ms-runtime.keys`
+ *  whose `use` is "enc" or whose `key_ops` holds "encrypt". */
+struct pol_release_target {
+    struct kv_buf n, e;            /**< big-endian, owned */
+    char kid[POL_RELEASE_KID_MAX]; /**< its `kid`, "" when it has none */
+};
+
+/** @brief Free the buffers of @p t. */
+void pol_release_target_clear(struct pol_release_target *t);
+
+/** What a release's attestation token came to. */
+enum pol_release {
+    POL_RELEASE_OK = 0,
+    POL_RELEASE_MALFORMED,     /**< not a signed JWT, or over POL_ATTESTATION_MAX */
+    POL_RELEASE_NOT_IN_POLICY, /**< its issuer is none of the policy's authorities */
+    POL_RELEASE_UNREACHABLE,   /**< the policy names its issuer, but kvmock does not trust
+                                    that authority (it can fetch no keys) */
+    POL_RELEASE_BAD_SIGNATURE, /**< no key of the authority verifies it (or no key has its
+                                    kid, or its alg is not RS/PS/ES) */
+    POL_RELEASE_TIME,          /**< no `exp`, or @p now outside `nbf`-`exp` with
+                                    POL_ASSERTION_SKEW seconds of skew */
+    POL_RELEASE_DENIED,        /**< its claims do not meet the authority's conditions */
+    POL_RELEASE_NO_KEY,        /**< no RSA key (2048-4096 bits) fit for encryption */
+    POL_RELEASE_NOMEM,
+};
+
+/**
+ * @brief Decide a release: whether @p token, an attestation token, meets @p policy (a
+ * text pol_release_policy_normalize() wrote), and which key the release is wrapped for.
+ * The token's `iss` picks the policy's authority object (a trailing slash ignored); the
+ * authority must be trusted (pol_attestation_trust()) and one of its keys must verify
+ * the token; then the object's conditions are evaluated on the token's claims: a claim
+ * is a dotted path through objects, a missing one fails its condition, `equals` and
+ * `notEquals` compare text (a boolean claim is "true" or "false", a number its decimal
+ * form), `less`, `lessOrEquals`, `greater` and `greaterOrEquals` compare numbers,
+ * `exists` tests presence; `allOf` needs every condition, `anyOf` one.
+ * @param[in] now Unix seconds (the real clock: tokens come from outside kvmock).
+ * @param[out] out the target key, set on POL_RELEASE_OK.
+ * @param[out] why on a refusal, a sentence saying what failed (quoting no secret), always
+ *   NUL-terminated.
+ */
+enum pol_release pol_release_check(const struct pol_ctx *ctx, const char *policy, size_t policy_len,
+                                   const char *token, int64_t now, struct pol_release_target *out,
+                                   char *why, size_t cap);
+
 #endif

@@ -677,10 +677,70 @@ static enum kv_status parse_roles(struct srv_config *cfg, const cJSON *list, cha
     return KV_OK;
 }
 
+/* attestationAuthorities: [{"authority": URL, "jwks": a JWKS document or a file's path}],
+ * the Azure Attestation instances release policies may name. Their keys are checked when
+ * the policy layer takes them (main.c). */
+static enum kv_status parse_authorities(struct srv_config *cfg, const cJSON *list, char *err,
+                                        size_t cap)
+{
+    static const char *const fields[] = {"authority", "jwks", NULL};
+    if (list == NULL)
+        return KV_OK;
+    if (!cJSON_IsArray(list))
+        return fail(err, cap, "config: 'attestationAuthorities' must be an array");
+    size_t n = (size_t)cJSON_GetArraySize(list);
+    if (n > POL_AUTHORITIES_MAX)
+        return fail(err, cap, "config: 'attestationAuthorities' may list at most %d authorities",
+                    POL_AUTHORITIES_MAX);
+    if (n == 0)
+        return KV_OK;
+    cfg->authorities = calloc(n, sizeof(*cfg->authorities));
+    if (cfg->authorities == NULL)
+        return KV_ERR_NOMEM;
+    const cJSON *o;
+    cJSON_ArrayForEach(o, list)
+    {
+        char where[64], why[1024] = "";
+        snprintf(where, sizeof(where), "attestationAuthorities[%zu]", cfg->n_authorities);
+        if (!cJSON_IsObject(o))
+            return fail(err, cap, "config: %s must be an object", where);
+        enum kv_status st = only_fields(o, fields, where, err, cap);
+        if (st != KV_OK)
+            return st;
+        const cJSON *url = cJSON_GetObjectItemCaseSensitive(o, "authority");
+        const cJSON *jwks = cJSON_GetObjectItemCaseSensitive(o, "jwks");
+        if (!cJSON_IsString(url))
+            return fail(err, cap, "config: %s needs 'authority': the attestation service's URL",
+                        where);
+        if (!cJSON_IsObject(jwks) && !cJSON_IsString(jwks))
+            return fail(err, cap,
+                        "config: %s needs 'jwks': the authority's signing keys, as a JWKS "
+                        "document or the path of a file holding one",
+                        where);
+        struct srv_authority *a = &cfg->authorities[cfg->n_authorities];
+        if (cJSON_IsString(jwks))
+            st = read_named_file(cfg->config_path, jwks->valuestring, "the jwks file", &a->jwks,
+                                 &a->jwks_len, why, sizeof(why));
+        else if ((a->jwks = cJSON_PrintUnformatted(jwks)) == NULL)
+            st = KV_ERR_NOMEM;
+        else
+            a->jwks_len = strlen(a->jwks);
+        if (st == KV_OK && (a->authority = strdup(url->valuestring)) == NULL)
+            st = KV_ERR_NOMEM;
+        cfg->n_authorities++; /* freed with the configuration, whole or not */
+        if (st == KV_ERR_BAD_PARAM && why[0] != '\0')
+            return fail(err, cap, "config: %s: %s", where, why);
+        if (st != KV_OK)
+            return st;
+    }
+    return KV_OK;
+}
+
 static enum kv_status parse_file(struct srv_config *cfg, const cJSON *doc, char *err, size_t cap)
 {
-    static const char *const fields[] = {"tenantId", "identityHeader", "identities", "vaults",
-                                         "roleAssignments", NULL};
+    static const char *const fields[] = {"tenantId", "identityHeader",  "identities",
+                                         "vaults",   "roleAssignments", "attestationAuthorities",
+                                         NULL};
     if (!cJSON_IsObject(doc))
         return fail(err, cap, "config: the file must hold a JSON object");
     enum kv_status st = only_fields(doc, fields, "the top level", err, cap);
@@ -750,7 +810,11 @@ static enum kv_status parse_file(struct srv_config *cfg, const cJSON *doc, char 
                 return st;
         }
     }
-    return parse_roles(cfg, cJSON_GetObjectItemCaseSensitive(doc, "roleAssignments"), err, cap);
+    st = parse_roles(cfg, cJSON_GetObjectItemCaseSensitive(doc, "roleAssignments"), err, cap);
+    if (st == KV_OK)
+        st = parse_authorities(cfg, cJSON_GetObjectItemCaseSensitive(doc, "attestationAuthorities"),
+                               err, cap);
+    return st;
 }
 
 static enum kv_status load_file(struct srv_config *cfg, char *err, size_t cap)
@@ -860,5 +924,10 @@ void srv_config_free(struct srv_config *cfg)
     free(cfg->policies);
     free(cfg->policies_given);
     free(cfg->roles);
+    for (size_t i = 0; i < cfg->n_authorities; i++) {
+        free(cfg->authorities[i].authority);
+        free(cfg->authorities[i].jwks);
+    }
+    free(cfg->authorities);
     memset(cfg, 0, sizeof(*cfg));
 }

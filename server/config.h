@@ -59,6 +59,13 @@ struct srv_config {
     int *policies_given; /**< per vault */
     struct pol_role_assignment *roles;
     size_t n_roles;
+    /* attestation authorities trusted for secure key release: URL and JWKS text (owned) */
+    struct srv_authority {
+        char *authority;
+        char *jwks;
+        size_t jwks_len;
+    } * authorities;
+    size_t n_authorities;
 };
 
 /**

@@ -1,13 +1,16 @@
 /* The keys data plane: JSON in, keystore call, JSON out. */
+#include <ctype.h>
 #include <math.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "kv_str.h"
 #include "srv.h"
+#include "tls.h"
 
 #define TAGS_MAX 15
 #define TAG_NAME_MAX 512
@@ -213,6 +216,59 @@ enum kv_status srv_key_tags_parse(const cJSON *body, struct ks_tags *out, char *
     return st;
 }
 
+/* A release policy (KeyReleasePolicy: {contentType, immutable, data}); `data` is the
+ * base64url of the policy document, which the policy layer checks and normalizes. On
+ * success @p rp owns its strings and is set when the body has one. Errors are written
+ * to @p why (the policy layer's messages run longer than a field error's). */
+static enum kv_status parse_release_policy(const cJSON *body, struct ks_release_policy *rp,
+                                           char *why, size_t cap)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(body, "release_policy");
+    memset(rp, 0, sizeof(*rp));
+    if (v == NULL || cJSON_IsNull(v))
+        return KV_OK;
+    const cJSON *ct = cJSON_GetObjectItemCaseSensitive(v, "contentType");
+    const cJSON *imm = cJSON_GetObjectItemCaseSensitive(v, "immutable");
+    const cJSON *data = cJSON_GetObjectItemCaseSensitive(v, "data");
+    const char *bad = NULL;
+    if (!cJSON_IsObject(v))
+        bad = "The parameter 'release_policy' must be an object.";
+    else if (ct != NULL && !cJSON_IsNull(ct) &&
+             (!cJSON_IsString(ct) || strlen(ct->valuestring) >= KS_CONTENT_TYPE_MAX ||
+              strncasecmp(ct->valuestring, "application/json", 16) != 0))
+        bad = "The parameter 'release_policy.contentType' must be application/json, with or "
+              "without a charset.";
+    else if (imm != NULL && !cJSON_IsNull(imm) && !cJSON_IsBool(imm))
+        bad = "The parameter 'release_policy.immutable' must be a boolean.";
+    else if (!cJSON_IsString(data) || data->valuestring[0] == '\0')
+        bad = "The parameter 'release_policy.data' is required: the base64url of the policy.";
+    if (bad != NULL) {
+        snprintf(why, cap, "%s", bad);
+        return KV_ERR_BAD_PARAM;
+    }
+    struct kv_buf doc = {0};
+    if (kv_b64url_decode(data->valuestring, &doc) != KV_OK) {
+        snprintf(why, cap, "The parameter 'release_policy.data' is not valid base64url.");
+        return KV_ERR_BAD_PARAM;
+    }
+    char *normalized = NULL;
+    enum kv_status st =
+        pol_release_policy_normalize((const char *)doc.data, doc.len, &normalized, why, cap);
+    kv_buf_free(&doc);
+    if (st != KV_OK)
+        return st;
+    rp->content_type =
+        strdup(cJSON_IsString(ct) ? ct->valuestring : KS_RELEASE_POLICY_CONTENT_TYPE);
+    if (rp->content_type == NULL) {
+        free(normalized);
+        return KV_ERR_NOMEM;
+    }
+    rp->data = normalized;
+    rp->immutable = cJSON_IsTrue(imm);
+    rp->set = 1;
+    return KV_OK;
+}
+
 /* ---- JSON builders ------------------------------------------------------------------
  * Written with kv_json (no cJSON tree): these answers are the ones given most. */
 
@@ -294,13 +350,30 @@ static void deleted_fields(struct kv_json *j, const struct srv_req *req, const s
     kv_json_int(j, "scheduledPurgeDate", k->scheduled_purge);
 }
 
-/* KeyBundle: {key, attributes, tags?}, and a deleted key's members (DeletedKeyBundle). */
+/* A key's release policy as Key Vault returns it: contentType only where asked (@p
+ * content_type), the document in base64url, immutable. */
+static void release_policy_json(struct kv_json *j, const struct ks_release_policy *rp,
+                                int content_type)
+{
+    if (!rp->set)
+        return;
+    kv_json_open(j, "release_policy", '{');
+    if (content_type)
+        kv_json_str(j, "contentType", rp->content_type);
+    kv_json_b64url(j, "data", rp->data, strlen(rp->data));
+    kv_json_bool(j, "immutable", rp->immutable);
+    kv_json_close(j, '}');
+}
+
+/* KeyBundle: {key, attributes, tags?, release_policy?}, and a deleted key's members
+ * (DeletedKeyBundle). */
 static void bundle_json(struct kv_json *j, const struct srv_req *req, const struct ks_key *k)
 {
     kv_json_open(j, NULL, '{');
     jwk_json(j, req, k);
     attributes_json(j, k);
     tags_json(j, &k->tags);
+    release_policy_json(j, &k->release_policy, 1);
     if (k->deleted_date != 0)
         deleted_fields(j, req, k);
     kv_json_close(j, '}');
@@ -362,12 +435,15 @@ static void h_create(struct srv_req *req)
         st = parse_attributes(body, &p.attrs, &fe);
     if (st == KV_OK)
         st = parse_tags(body, &p.tags, &fe);
-    if (st == KV_OK && (p.attrs.exportable ||
-                        cJSON_GetObjectItemCaseSensitive(body, "release_policy") != NULL))
-        st = bad_field(&fe, "release_policy", "is not supported: kvmock does not release keys");
+    struct ks_release_policy rp = {0};
+    char why[512] = "";
+    if (st == KV_OK) {
+        st = parse_release_policy(body, &rp, why, sizeof(why));
+        p.release_policy = &rp;
+    }
     if (st != KV_OK) {
         tags_release_borrowed(&p.tags);
-        srv_send_error(req, st, fe.message[0] ? fe.message : NULL);
+        srv_send_error(req, st, why[0] ? why : fe.message[0] ? fe.message : NULL);
         return;
     }
     if (p.kty == KS_KTY_EC && crv == NULL && size != 0) {
@@ -376,6 +452,7 @@ static void h_create(struct srv_req *req)
                                                                                     : KS_CRV_NONE;
         if (p.crv == KS_CRV_NONE) {
             tags_release_borrowed(&p.tags);
+            ks_release_policy_clear(&rp);
             srv_send_error(req, KV_ERR_BAD_KEY_SIZE, NULL);
             return;
         }
@@ -387,6 +464,7 @@ static void h_create(struct srv_req *req)
     struct ks_key *k = NULL;
     st = ks_key_create(req->srv->ks, req->vault, req->key_name, &p, &k);
     tags_release_borrowed(&p.tags);
+    ks_release_policy_clear(&rp);
     if (st != KV_OK) {
         send_key_error(req, st, NULL);
         return;
@@ -665,16 +743,28 @@ static void h_update(struct srv_req *req)
         u.tags_set = 1;
         st = parse_tags(body, &u.tags, &fe);
     }
-    if (st == KV_OK && cJSON_GetObjectItemCaseSensitive(body, "release_policy") != NULL)
-        st = bad_field(&fe, "release_policy", "is not supported: kvmock does not release keys");
+    if (st == KV_OK && cJSON_IsObject(attrs)) {
+        int exportable = -1;
+        st = opt_bool(attrs, "exportable", &exportable, &fe);
+        u.exportable_set = exportable != -1;
+        u.exportable = exportable;
+    }
+    struct ks_release_policy rp = {0};
+    char why[512] = "";
+    if (st == KV_OK) {
+        st = parse_release_policy(body, &rp, why, sizeof(why));
+        if (rp.set)
+            u.release_policy = &rp;
+    }
     if (st != KV_OK) {
         tags_release_borrowed(&u.tags);
-        srv_send_error(req, st, fe.message[0] ? fe.message : NULL);
+        srv_send_error(req, st, why[0] ? why : fe.message[0] ? fe.message : NULL);
         return;
     }
     struct ks_key *k = NULL;
     st = ks_key_update(req->srv->ks, req->vault, req->key_name, req->version, &u, &k);
     tags_release_borrowed(&u.tags);
+    ks_release_policy_clear(&rp);
     if (st != KV_OK) {
         send_key_error(req, st, NULL);
         return;
@@ -749,9 +839,12 @@ static void h_import(struct srv_req *req)
         st = parse_attributes(body, &p.attrs, &fe);
     if (st == KV_OK)
         st = parse_tags(body, &p.tags, &fe);
-    if (st == KV_OK && (p.attrs.exportable ||
-                        cJSON_GetObjectItemCaseSensitive(body, "release_policy") != NULL))
-        st = bad_field(&fe, "release_policy", "is not supported: kvmock does not release keys");
+    struct ks_release_policy rp = {0};
+    char why[512] = "";
+    if (st == KV_OK) {
+        st = parse_release_policy(body, &rp, why, sizeof(why));
+        p.release_policy = &rp;
+    }
     if (st == KV_OK) {
         struct ks_key *k = NULL;
         st = ks_key_import(req->srv->ks, req->vault, req->key_name, &p, &k);
@@ -763,10 +856,11 @@ static void h_import(struct srv_req *req)
         else
             send_key_error(req, st, NULL);
     } else {
-        srv_send_error(req, st, fe.message[0] ? fe.message : NULL);
+        srv_send_error(req, st, why[0] ? why : fe.message[0] ? fe.message : NULL);
     }
     jwk_wipe(&p.jwk);
     tags_release_borrowed(&p.tags);
+    ks_release_policy_clear(&rp);
 }
 
 static void h_rotate(struct srv_req *req)
@@ -1053,12 +1147,188 @@ static void refuse_on_key(struct srv_req *req, const char *why)
         srv_send_error(req, KV_ERR_BAD_PARAM, why);
 }
 
-/* POST /keys/{name}/{version}/release: kvmock never creates exportable keys, so
- * there is nothing it could release; it says so rather than faking a release. */
+/* ---- secure key release ----------------------------------------------------------------- */
+
+#define RELEASE_TRIES 3 /* a release that races updates of the policy decides again */
+
+/* key_hsm: base64url of {"schema_version", "header": {"kid", "alg": "dir", "enc"},
+ * "ciphertext"}, as Key Vault sends it and its clients read it. */
+static char *key_hsm(const char *target_kid, const char *enc, const struct kv_buf *wrapped)
+{
+    struct kv_json j;
+    size_t len = 0;
+    char *out = NULL;
+    kv_json_init(&j);
+    kv_json_open(&j, NULL, '{');
+    kv_json_str(&j, "schema_version", "1.0");
+    kv_json_open(&j, "header", '{');
+    kv_json_str(&j, "kid", target_kid);
+    kv_json_str(&j, "alg", "dir");
+    kv_json_str(&j, "enc", enc);
+    kv_json_close(&j, '}');
+    add_b64(&j, "ciphertext", wrapped);
+    kv_json_close(&j, '}');
+    char *text = kv_json_take(&j, &len);
+    if (text != NULL && kv_b64url_encode(text, len, &out) != KV_OK)
+        out = NULL;
+    free(text);
+    return out;
+}
+
+/* The signed statement's payload: what was asked (api-version, enc, the kid as the URL
+ * named it, the nonce) and the key, with key_hsm, its attributes and its policy. */
+static char *release_payload(const struct srv_req *req, const struct ks_key *k, const char *enc,
+                             const char *nonce, const char *hsm, size_t *len)
+{
+    char kid[SRV_HOST_MAX + KS_NAME_MAX + KS_VERSION_LEN + 32];
+    const char *api = srv_query_get(req, "api-version");
+    struct kv_json j;
+    kv_json_init(&j);
+    kv_json_open(&j, NULL, '{');
+    kv_json_open(&j, "request", '{');
+    kv_json_str(&j, "api-version", api != NULL ? api : "");
+    kv_json_str(&j, "enc", enc);
+    key_id(req, k->name, req->version[0] != '\0' ? req->version : NULL, kid, sizeof(kid));
+    kv_json_str(&j, "kid", kid);
+    if (nonce != NULL)
+        kv_json_str(&j, "nonce", nonce);
+    kv_json_close(&j, '}');
+    kv_json_open(&j, "response", '{');
+    kv_json_open(&j, "key", '{');
+    kv_json_open(&j, "key", '{');
+    key_id(req, k->name, k->version, kid, sizeof(kid));
+    kv_json_str(&j, "kid", kid);
+    kv_json_str(&j, "kty", ks_kty_name(k->kty, k->hsm));
+    kv_json_open(&j, "key_ops", '[');
+    for (unsigned bit = 1; bit <= KS_OP_EXPORT; bit <<= 1) {
+        if (k->ops & bit)
+            kv_json_str(&j, NULL, ks_keyop_name(bit));
+    }
+    kv_json_close(&j, ']');
+    if (k->kty == KS_KTY_RSA) {
+        add_b64(&j, "n", &k->pub.n);
+        add_b64(&j, "e", &k->pub.e);
+    } else if (k->kty == KS_KTY_EC) {
+        kv_json_str(&j, "crv", ks_crv_name(k->pub.crv));
+        add_b64(&j, "x", &k->pub.x);
+        add_b64(&j, "y", &k->pub.y);
+    }
+    kv_json_str(&j, "key_hsm", hsm);
+    kv_json_close(&j, '}');
+    attributes_json(&j, k);
+    tags_json(&j, &k->tags);
+    release_policy_json(&j, &k->release_policy, 0);
+    kv_json_close(&j, '}');
+    kv_json_close(&j, '}');
+    kv_json_close(&j, '}');
+    return kv_json_take(&j, len);
+}
+
+/* Answer a refused attestation: Key Vault's message, then what kvmock found wrong (the
+ * policy layer's clause, as a sentence). */
+static void send_release_refusal(struct srv_req *req, enum pol_release r, const char *clause)
+{
+    char why[600];
+    size_t n = (size_t)snprintf(why, sizeof(why), "%s", clause);
+    if (n > 0 && n + 1 < sizeof(why) && why[n - 1] != '.')
+        snprintf(why + n, sizeof(why) - n, ".");
+    why[0] = (char)toupper((unsigned char)why[0]);
+    if (r == POL_RELEASE_NOMEM) {
+        srv_send_error(req, KV_ERR_NOMEM, NULL);
+    } else if (r == POL_RELEASE_UNREACHABLE) {
+        srv_send_errorf(req, KV_ERR_SKR_UNREACHABLE,
+                        "AKV.SKR.1012: The specified attestation service cannot be reached. %s",
+                        why);
+    } else {
+        srv_send_errorf(req, KV_ERR_SKR_ATTESTATION,
+                        "Target environment attestation statement cannot be verified. %s", why);
+    }
+}
+
+/* POST /keys/{name}/{version}/release: the key, wrapped for the key the attestation
+ * token names, when the token meets the version's release policy. */
 static void h_release(struct srv_req *req)
 {
-    refuse_on_key(req, "Key release is not supported by kvmock: keys are never exportable and "
-                       "carry no release policy.");
+    struct field_error fe = {{0}};
+    const char *target = NULL, *nonce = NULL, *enc_name = NULL;
+    enum ks_release_enc enc = KS_RELEASE_CKM_RSA_AES_KEY_WRAP;
+    enum kv_status st = opt_string(req->body, "target", &target, &fe);
+    if (st == KV_OK && (target == NULL || target[0] == '\0'))
+        st = bad_field(&fe, "target", "is required: the attestation token of the environment");
+    if (st == KV_OK)
+        st = opt_string(req->body, "nonce", &nonce, &fe);
+    if (st == KV_OK)
+        st = opt_string(req->body, "enc", &enc_name, &fe);
+    if (st == KV_OK && enc_name != NULL && ks_release_enc_parse(enc_name, &enc) != KV_OK)
+        st = bad_field(&fe, "enc",
+                       "must be CKM_RSA_AES_KEY_WRAP, RSA_AES_KEY_WRAP_256 or "
+                       "RSA_AES_KEY_WRAP_384");
+    if (st != KV_OK) {
+        srv_send_error(req, st, fe.message);
+        return;
+    }
+
+    struct ks_key *k = NULL, *released = NULL;
+    struct kv_buf wrapped = {0};
+    struct pol_release_target t = {0};
+    char why[512] = "";
+    for (int attempt = 0; attempt < RELEASE_TRIES; attempt++) {
+        ks_key_free(k);
+        k = NULL;
+        pol_release_target_clear(&t);
+        st = ks_key_get(req->srv->ks, req->vault, req->key_name, req->version, &k);
+        if (st == KV_OK && (!k->attrs.exportable || !k->release_policy.set))
+            st = KV_ERR_KEY_NOT_EXPORTABLE;
+        if (st != KV_OK)
+            break;
+        enum pol_release r =
+            pol_release_check(req->srv->pol, k->release_policy.data, strlen(k->release_policy.data),
+                              target, (int64_t)time(NULL), &t, why, sizeof(why));
+        if (r != POL_RELEASE_OK) {
+            send_release_refusal(req, r, why);
+            goto out;
+        }
+        st = ks_key_release(req->srv->ks, req->vault, req->key_name, k->version,
+                            k->release_policy.data, enc, &t.n, &t.e, &released, &wrapped);
+        if (st != KV_ERR_RELEASE_POLICY_CHANGED)
+            break;
+    }
+    if (st == KV_ERR_BAD_PARAM) {
+        srv_send_error(req, KV_ERR_SKR_ATTESTATION,
+                       "Target environment attestation statement cannot be verified. Its "
+                       "x-ms-runtime key is not an RSA public key of 2048 to 4096 bits.");
+        goto out;
+    }
+    if (st != KV_OK) {
+        send_key_error(req, st, "release");
+        goto out;
+    }
+    const char *enc_text = ks_release_enc_name(enc);
+    char *hsm = key_hsm(t.kid, enc_text, &wrapped), *payload = NULL, *jws = NULL;
+    size_t len = 0;
+    st = KV_ERR_NOMEM;
+    if (hsm != NULL)
+        payload = release_payload(req, released, enc_text, nonce, hsm, &len);
+    if (payload != NULL)
+        st = srv_signer_sign(req->srv->signer, payload, len, &jws);
+    if (st == KV_OK) {
+        struct kv_json j;
+        kv_json_init(&j);
+        kv_json_open(&j, NULL, '{');
+        kv_json_str(&j, "value", jws);
+        kv_json_close(&j, '}');
+        srv_send_json_text(req, 200, &j);
+    } else {
+        srv_send_error(req, st, NULL);
+    }
+    free(jws);
+    free(payload);
+    free(hsm);
+out:
+    ks_key_free(k);
+    ks_key_free(released);
+    kv_buf_free(&wrapped);
+    pol_release_target_clear(&t);
 }
 
 /* GET /keys/{name}/{version}/attestation (7.6): an attestation is the HSM's statement

@@ -110,6 +110,17 @@ static enum kv_status apply_config(struct srv_config *cfg, struct srv *srv)
             return st;
         }
     }
+    for (size_t i = 0; i < cfg->n_authorities; i++) {
+        const struct srv_authority *a = &cfg->authorities[i];
+        char why[1024] = "";
+        enum kv_status st =
+            pol_attestation_trust(srv->pol, a->authority, a->jwks, a->jwks_len, why, sizeof(why));
+        if (st != KV_OK) {
+            kv_log(KV_LOG_ERROR, "config: attestationAuthorities[%zu]: %s", i,
+                   why[0] != '\0' ? why : "out of memory");
+            return st;
+        }
+    }
     enum kv_status st = pol_attach(srv->pol, srv->ks);
     if (st != KV_OK) {
         kv_log(KV_LOG_ERROR, "cannot load access policies and role assignments");
@@ -273,6 +284,10 @@ static int run(struct srv_config *cfg)
         kv_log(KV_LOG_ERROR, "cannot read '%s'", tls.ca_pem);
         goto out;
     }
+    if (srv_signer_open(&tls, &srv.signer) != KV_OK) {
+        kv_log(KV_LOG_ERROR, "cannot load the key release certificate '%s'", tls.release_pem);
+        goto out;
+    }
 
     /* Workers inherit this mask, so only sigwait() below sees the stop signals. */
     sigset_t stop;
@@ -334,6 +349,7 @@ out:
         mg_stop(ctx); /* waits for every in-flight request */
     srv_audit_stop(srv.audit); /* commits the records still queued */
     free(srv.ca_pem);
+    srv_signer_free(srv.signer);
     pol_free(srv.pol);
     ks_close(srv.ks);
     return rc;

@@ -164,8 +164,10 @@ static int parse_create(const cJSON *body, struct ks_create *p, char *why, size_
         (enabled != NULL && !cJSON_IsNull(enabled) && !cJSON_IsBool(enabled)) ||
         !opt_time(attrs, "nbf", &p->attrs.nbf) || !opt_time(attrs, "exp", &p->attrs.exp) ||
         cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(attrs, "exportable"))) {
-        snprintf(why, cap, "properties.attributes: enabled is a boolean, nbf and exp are Unix "
-                           "times, and kvmock makes no exportable keys.");
+        snprintf(why, cap,
+                 "properties.attributes: enabled is a boolean, nbf and exp are Unix "
+                 "times, and exportable keys (with their release policy) are made "
+                 "through the data plane.");
         return 0;
     }
     if (cJSON_IsBool(enabled))

@@ -28,6 +28,8 @@
 #define SRV_MAX_QUERY 32
 #define SRV_MAX_SEGMENTS 16
 
+struct srv_signer;
+
 /** State shared by every request. Read-only once the server runs. */
 struct srv {
     struct ks_env *ks;
@@ -39,6 +41,7 @@ struct srv {
     int ui_enabled; /**< the web view at /ui on the HTTP port */
     char clock_path[4200]; /**< DATA/clock.json: the clock's offset, kept across restarts */
     struct srv_audit_log *audit; /**< the audit writer (audit.c); NULL: write directly */
+    struct srv_signer *signer;   /**< signs released keys (tls.h); NULL: release refused */
 };
 
 struct srv_query {

@@ -19,13 +19,18 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <sodium.h>
+
+#include "kv_buf.h"
 #include "kv_file.h"
+#include "kv_json.h"
 #include "kv_log.h"
 
 #define TLS_SUBDIR      "tls"
 #define CA_PEM_NAME     "ca.pem"
 #define CA_KEY_NAME     "ca.key"
 #define SERVER_PEM_NAME "server.pem"
+#define RELEASE_PEM_NAME "release.pem"
 
 #define DIR_MODE  0700u
 #define KEY_MODE  0600u /* ca.key and server.pem */
@@ -33,6 +38,8 @@
 
 #define CA_CN         "kvmock local CA"
 #define SERVER_CN     "localhost"
+#define RELEASE_CN    "kvmock key release"
+#define RELEASE_BITS  2048
 #define EC_CURVE      "P-256"
 #define BACKDATE_SECS (60L * 60)  /* notBefore is an hour ago, for clock skew */
 #define CA_DAYS       3650        /* ten years */
@@ -447,35 +454,38 @@ out:
     return st;
 }
 
-/* Issue a server certificate for the built-in names and @p hostnames, and write server.pem. */
+/* The built-in names and @p hostnames, as a subjectAltName. */
+static enum kv_status server_names(const char *const *hostnames, size_t n, GENERAL_NAMES **out)
+{
+    enum kv_status st = KV_OK;
+    GENERAL_NAMES *gens = sk_GENERAL_NAME_new_null();
+    if (gens == NULL) {
+        log_crypto("building the subjectAltName");
+        return KV_ERR_CRYPTO;
+    }
+    for (size_t i = 0; st == KV_OK && i < sizeof(builtin_names) / sizeof(builtin_names[0]); i++)
+        st = san_add(gens, builtin_names[i]);
+    for (size_t i = 0; st == KV_OK && i < n; i++)
+        st = san_add(gens, hostnames[i] != NULL ? hostnames[i] : "");
+    if (st != KV_OK) {
+        sk_GENERAL_NAME_pop_free(gens, GENERAL_NAME_free);
+        return st;
+    }
+    *out = gens;
+    return KV_OK;
+}
+
+/* Issue a server certificate for the names @p gens, and write server.pem. */
 static enum kv_status issue_server(const char *path, X509 *ca, EVP_PKEY *ca_key,
-                                   const char *const *hostnames, size_t n)
+                                   GENERAL_NAMES *gens)
 {
     enum kv_status st = KV_ERR_CRYPTO;
     X509 *cert = NULL;
-    GENERAL_NAMES *gens = NULL;
     EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", EC_CURVE);
     if (key == NULL) {
         log_crypto("generating the server key");
         goto out;
     }
-
-    gens = sk_GENERAL_NAME_new_null();
-    if (gens == NULL) {
-        log_crypto("building the subjectAltName");
-        goto out;
-    }
-    for (size_t i = 0; i < sizeof(builtin_names) / sizeof(builtin_names[0]); i++) {
-        st = san_add(gens, builtin_names[i]);
-        if (st != KV_OK)
-            goto out;
-    }
-    for (size_t i = 0; i < n; i++) {
-        st = san_add(gens, hostnames[i] != NULL ? hostnames[i] : "");
-        if (st != KV_OK)
-            goto out;
-    }
-    st = KV_ERR_CRYPTO;
 
     cert = new_cert(key, SERVER_CN, ca, SERVER_DAYS);
     if (cert == NULL || !add_ext(cert, ca, NID_basic_constraints, "critical,CA:FALSE") ||
@@ -494,7 +504,65 @@ static enum kv_status issue_server(const char *path, X509 *ca, EVP_PKEY *ca_key,
     kv_log(KV_LOG_INFO, "TLS: issued a server certificate for %d names in %s",
            sk_GENERAL_NAME_num(gens), path);
 out:
-    sk_GENERAL_NAME_pop_free(gens, GENERAL_NAME_free);
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    return st;
+}
+
+/* The RSA key of an existing release.pem, or NULL when there is none to keep. */
+static EVP_PKEY *release_key_kept(const char *path)
+{
+    char *pem = NULL;
+    size_t len = 0;
+    if (access(path, F_OK) != 0 || read_file(path, &pem, &len) != KV_OK)
+        return NULL;
+    EVP_PKEY *key = NULL;
+    BIO *bio = BIO_new_mem_buf(pem, (int)len);
+    if (bio != NULL)
+        key = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
+    BIO_free(bio);
+    OPENSSL_cleanse(pem, len);
+    free(pem);
+    if (key != NULL && (!EVP_PKEY_is_a(key, "RSA") || EVP_PKEY_get_bits(key) != RELEASE_BITS)) {
+        EVP_PKEY_free(key);
+        key = NULL;
+    }
+    if (key == NULL) {
+        ERR_clear_error();
+        kv_log(KV_LOG_WARN, "TLS: %s holds no usable RSA key; making a new one", path);
+    }
+    return key;
+}
+
+/*
+ * Issue the key release certificate, which signs released keys as Key Vault's own
+ * certificate does: for the server's names, by the local CA, with the RSA key of the
+ * release.pem already there (RSA key generation takes a while: it is made once).
+ */
+static enum kv_status issue_release(const char *path, X509 *ca, EVP_PKEY *ca_key,
+                                    GENERAL_NAMES *gens)
+{
+    enum kv_status st = KV_ERR_CRYPTO;
+    X509 *cert = NULL;
+    EVP_PKEY *key = release_key_kept(path);
+    if (key == NULL)
+        key = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)RELEASE_BITS);
+    if (key == NULL) {
+        log_crypto("generating the key release key");
+        goto out;
+    }
+    cert = new_cert(key, RELEASE_CN, ca, SERVER_DAYS);
+    if (cert == NULL || !add_ext(cert, ca, NID_basic_constraints, "critical,CA:FALSE") ||
+        !add_ext(cert, ca, NID_key_usage, "critical,digitalSignature") ||
+        !add_ext(cert, ca, NID_subject_key_identifier, "hash") ||
+        !add_ext(cert, ca, NID_authority_key_identifier, "keyid:always") ||
+        X509_add1_ext_i2d(cert, NID_subject_alt_name, gens, 0, X509V3_ADD_DEFAULT) != 1 ||
+        X509_sign(cert, ca_key, EVP_sha256()) <= 0) {
+        log_crypto("issuing the key release certificate");
+        goto out;
+    }
+    st = write_pem(path, cert, key, KEY_MODE);
+out:
     X509_free(cert);
     EVP_PKEY_free(key);
     return st;
@@ -507,12 +575,16 @@ enum kv_status srv_tls_prepare(const char *data_dir, const char *const *hostname
     char tls_dir[4096], key_path[4096];
     X509 *ca = NULL;
     EVP_PKEY *ca_key = NULL;
+    GENERAL_NAMES *gens = NULL;
     struct srv_tls_paths paths;
 
     if ((st = join(tls_dir, sizeof(tls_dir), data_dir, TLS_SUBDIR)) != KV_OK ||
         (st = join(paths.ca_pem, sizeof(paths.ca_pem), tls_dir, CA_PEM_NAME)) != KV_OK ||
         (st = join(key_path, sizeof(key_path), tls_dir, CA_KEY_NAME)) != KV_OK ||
-        (st = join(paths.server_pem, sizeof(paths.server_pem), tls_dir, SERVER_PEM_NAME)) != KV_OK)
+        (st = join(paths.server_pem, sizeof(paths.server_pem), tls_dir, SERVER_PEM_NAME)) !=
+            KV_OK ||
+        (st = join(paths.release_pem, sizeof(paths.release_pem), tls_dir, RELEASE_PEM_NAME)) !=
+            KV_OK)
         goto out;
     if ((st = ensure_dir(data_dir, 0)) != KV_OK || (st = ensure_dir(tls_dir, 1)) != KV_OK)
         goto out;
@@ -532,13 +604,175 @@ enum kv_status srv_tls_prepare(const char *data_dir, const char *const *hostname
     if (st != KV_OK)
         goto out;
 
-    st = issue_server(paths.server_pem, ca, ca_key, hostnames, n);
+    st = server_names(hostnames, n, &gens);
+    if (st == KV_OK)
+        st = issue_server(paths.server_pem, ca, ca_key, gens);
+    if (st == KV_OK)
+        st = issue_release(paths.release_pem, ca, ca_key, gens);
     if (st != KV_OK)
         goto out;
     sync_dir(tls_dir);
     *out = paths;
 out:
+    sk_GENERAL_NAME_pop_free(gens, GENERAL_NAME_free);
     X509_free(ca);
     EVP_PKEY_free(ca_key);
+    return st;
+}
+
+/* ---- the key release signer -------------------------------------------------------------- */
+
+struct srv_signer {
+    EVP_PKEY *key;
+    char *header; /* the JWS header, base64url */
+};
+
+void srv_signer_free(struct srv_signer *s)
+{
+    if (s == NULL)
+        return;
+    EVP_PKEY_free(s->key);
+    free(s->header);
+    free(s);
+}
+
+/* A certificate's DER in standard base64, as x5c carries it. */
+static char *cert_b64(X509 *cert)
+{
+    unsigned char *der = NULL;
+    int len = i2d_X509(cert, &der);
+    if (len <= 0)
+        return NULL;
+    size_t cap = sodium_base64_encoded_len((size_t)len, sodium_base64_VARIANT_ORIGINAL);
+    char *out = malloc(cap);
+    if (out != NULL)
+        sodium_bin2base64(out, cap, der, (size_t)len, sodium_base64_VARIANT_ORIGINAL);
+    OPENSSL_free(der);
+    return out;
+}
+
+/* Key Vault's header: RS256, the certificate's SHA-1 thumbprint as kid (hex) and x5t, its
+ * SHA-256 thumbprint as x5t#S256, and the chain up to the CA in x5c. */
+static enum kv_status signer_header(X509 *cert, X509 *ca, char **out)
+{
+    unsigned char sha1[20], sha256[32];
+    unsigned len1 = 0, len256 = 0;
+    if (X509_digest(cert, EVP_sha1(), sha1, &len1) != 1 ||
+        X509_digest(cert, EVP_sha256(), sha256, &len256) != 1 || len1 != 20 || len256 != 32)
+        return KV_ERR_CRYPTO;
+    char kid[41];
+    for (size_t i = 0; i < sizeof(sha1); i++)
+        snprintf(kid + 2 * i, 3, "%02X", sha1[i]);
+    char *leaf = cert_b64(cert), *root = cert_b64(ca), *text = NULL;
+    size_t text_len = 0;
+    if (leaf != NULL && root != NULL) {
+        struct kv_json j;
+        kv_json_init(&j);
+        kv_json_open(&j, NULL, '{');
+        kv_json_str(&j, "alg", "RS256");
+        kv_json_str(&j, "kid", kid);
+        kv_json_b64url(&j, "x5t", sha1, sizeof(sha1));
+        kv_json_str(&j, "typ", "JWT");
+        kv_json_b64url(&j, "x5t#S256", sha256, sizeof(sha256));
+        kv_json_open(&j, "x5c", '[');
+        kv_json_str(&j, NULL, leaf);
+        kv_json_str(&j, NULL, root);
+        kv_json_close(&j, ']');
+        kv_json_close(&j, '}');
+        text = kv_json_take(&j, &text_len);
+    }
+    enum kv_status st = text != NULL ? kv_b64url_encode(text, text_len, out) : KV_ERR_NOMEM;
+    free(leaf);
+    free(root);
+    free(text);
+    return st;
+}
+
+static X509 *first_cert(const char *path)
+{
+    char *pem = NULL;
+    size_t len = 0;
+    if (read_file(path, &pem, &len) != KV_OK)
+        return NULL;
+    BIO *bio = BIO_new_mem_buf(pem, (int)len);
+    X509 *cert = bio != NULL ? PEM_read_bio_X509(bio, NULL, no_passphrase, NULL) : NULL;
+    BIO_free(bio);
+    free(pem);
+    return cert;
+}
+
+enum kv_status srv_signer_open(const struct srv_tls_paths *paths, struct srv_signer **out)
+{
+    enum kv_status st = KV_ERR_NOMEM;
+    struct srv_signer *s = calloc(1, sizeof(*s));
+    X509 *cert = first_cert(paths->release_pem), *ca = first_cert(paths->ca_pem);
+    if (s == NULL)
+        goto out;
+    st = KV_ERR_CRYPTO;
+    if (cert == NULL || ca == NULL) {
+        log_crypto("reading the key release certificate");
+        goto out;
+    }
+    s->key = release_key_kept(paths->release_pem);
+    if (s->key == NULL || EVP_PKEY_eq(X509_get0_pubkey(cert), s->key) != 1)
+        goto out;
+    st = signer_header(cert, ca, &s->header);
+    if (st != KV_OK)
+        goto out;
+    *out = s;
+    s = NULL;
+out:
+    ERR_clear_error();
+    X509_free(cert);
+    X509_free(ca);
+    srv_signer_free(s);
+    return st;
+}
+
+enum kv_status srv_signer_sign(const struct srv_signer *s, const char *payload, size_t len,
+                               char **out)
+{
+    char *body = NULL, *sig_text = NULL, *jws = NULL;
+    unsigned char *sig = NULL;
+    size_t sig_len = 0;
+    EVP_MD_CTX *md = NULL;
+    enum kv_status st = kv_b64url_encode(payload, len, &body);
+    if (st != KV_OK)
+        return st;
+    size_t hlen = strlen(s->header), blen = strlen(body);
+    char *input = malloc(hlen + 1 + blen + 1);
+    st = KV_ERR_NOMEM;
+    if (input == NULL)
+        goto out;
+    memcpy(input, s->header, hlen);
+    input[hlen] = '.';
+    memcpy(input + hlen + 1, body, blen + 1);
+    st = KV_ERR_CRYPTO;
+    md = EVP_MD_CTX_new();
+    if (md == NULL || EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, s->key) != 1 ||
+        EVP_DigestSign(md, NULL, &sig_len, (unsigned char *)input, hlen + 1 + blen) != 1 ||
+        (sig = malloc(sig_len)) == NULL ||
+        EVP_DigestSign(md, sig, &sig_len, (unsigned char *)input, hlen + 1 + blen) != 1)
+        goto out;
+    st = kv_b64url_encode(sig, sig_len, &sig_text);
+    if (st != KV_OK)
+        goto out;
+    st = KV_ERR_NOMEM;
+    size_t slen = strlen(sig_text);
+    jws = malloc(hlen + 1 + blen + 1 + slen + 1);
+    if (jws == NULL)
+        goto out;
+    memcpy(jws, input, hlen + 1 + blen);
+    jws[hlen + 1 + blen] = '.';
+    memcpy(jws + hlen + 1 + blen + 1, sig_text, slen + 1);
+    *out = jws;
+    st = KV_OK;
+out:
+    ERR_clear_error();
+    EVP_MD_CTX_free(md);
+    free(sig);
+    free(sig_text);
+    free(input);
+    free(body);
     return st;
 }

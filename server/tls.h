@@ -11,6 +11,10 @@
  * - `server.pem`: the server certificate followed by its private key,
  *   mode 0600, re-issued with a fresh key at every start. It is the file
  *   civetweb's `ssl_certificate` option names.
+ * - `release.pem`: the key release certificate followed by its RSA-2048 private
+ *   key, mode 0600. It signs released keys (secure key release), as Key Vault's
+ *   own certificate does; the certificate is re-issued at every start for the
+ *   server's names, the key made once and kept.
  *
  * Keys are EC P-256; certificates are X.509 v3 signed with ECDSA-SHA256 and
  * pass OpenSSL's X509_V_FLAG_X509_STRICT checks (Python 3.13's default).
@@ -27,6 +31,7 @@ struct srv_tls_paths {
     char ca_pem[4096];     /**< DATA/tls/ca.pem: the CA certificate clients trust */
     char server_pem[4096]; /**< DATA/tls/server.pem: server cert + its private key (mode 0600),
                                 for civetweb's ssl_certificate */
+    char release_pem[4096]; /**< DATA/tls/release.pem: the key release certificate + its key */
 };
 
 /**
@@ -68,5 +73,28 @@ struct srv_tls_paths {
  */
 enum kv_status srv_tls_prepare(const char *data_dir, const char *const *hostnames, size_t n,
                                struct srv_tls_paths *out) KV_MUST_CHECK;
+
+/** Signs what kvmock releases: compact JWS, RS256, with the release certificate's chain. */
+struct srv_signer;
+
+/**
+ * @brief Load the key release certificate and key that srv_tls_prepare() left.
+ * @param[out] out release with srv_signer_free().
+ * @return KV_OK, KV_ERR_CRYPTO (logged), KV_ERR_INTERNAL, KV_ERR_NOMEM.
+ */
+enum kv_status srv_signer_open(const struct srv_tls_paths *paths,
+                               struct srv_signer **out) KV_MUST_CHECK;
+
+/** @brief Free a signer. NULL is a no-op. */
+void srv_signer_free(struct srv_signer *s);
+
+/**
+ * @brief Sign @p payload as a compact JWS: Key Vault's header (alg RS256, kid and x5t the
+ * certificate's SHA-1 thumbprint, typ JWT, x5t#S256, x5c: the certificate and the CA).
+ * @param[out] out the JWS, malloc()ed; the caller frees it.
+ * @return KV_OK, KV_ERR_CRYPTO, KV_ERR_NOMEM.
+ */
+enum kv_status srv_signer_sign(const struct srv_signer *s, const char *payload, size_t len,
+                               char **out) KV_MUST_CHECK;
 
 #endif

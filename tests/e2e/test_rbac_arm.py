@@ -192,18 +192,21 @@ def main():
                 eq(disk_keys.get_key("k").id, key.id)
                 refused(lambda: disk_crypto.unwrap_key(KeyWrapAlgorithm.rsa_oaep_256, b"x" * 256),
                         "unwrap under Certificate User")
-                # Crypto Service Release User may ask for a release (refused for what kvmock
-                # keys are: not exportable), and nothing else
+                # Crypto Service Release User may ask for a release (refused then for what
+                # this key is: not exportable, rather than by the roles), and nothing else
                 release = f"/keys/k/{key.properties.version}/release?api-version=7.4"
                 st, _, body = kv.https("POST", release, {"target": "x"},
                                        host=f"rolesvault.vault.localhost:{kv.https_port}",
                                        token=kv.token(client_id=DISK["clientId"]))
-                eq(st, 403, body)
+                eq((st, json.loads(body)["error"]["innererror"]["code"]), (403, "ForbiddenByRbac"),
+                   body)
                 made.append(assign(scope, "Key Vault Crypto Service Release User", DISK["objectId"]))
                 st, _, body = kv.https("POST", release, {"target": "x"},
                                        host=f"rolesvault.vault.localhost:{kv.https_port}",
                                        token=kv.token(client_id=DISK["clientId"]))
-                eq(st, 400, body)
+                eq(st, 403, body)
+                check("not exportable" in json.loads(body)["error"]["message"], body)
+                check("innererror" not in json.loads(body)["error"], body)
             finally:
                 for a in made + [officer]:
                     am.role_assignments.delete_by_id(a.id)

@@ -41,6 +41,12 @@ def testassert_string(name):
     return "".join(re.findall(r'"((?:[^"\\]|\\.)*)"', body)).encode().decode("unicode_escape")
 
 
+def testassert_cert_b64():
+    """The certificate of tests/unit/testassert.h as x5c holds it (base64 DER, one line)."""
+    pem = testassert_string("testassert_cert_pem")
+    return "".join(l for l in pem.splitlines() if l and not l.startswith("-----"))
+
+
 def be(n, size=None):
     size = size or max(1, (n.bit_length() + 7) // 8)
     return n.to_bytes(size, "big")
@@ -103,6 +109,34 @@ def main():
         {"kty": "RSA", "use": "enc", "n": "AQAB", "e": "AQAB"}]}).encode())
     write("fuzz_assertion", "pem", b"\x03-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
           b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+
+    # ---- release: 0 policy, 1 "POLICY\0CLAIMS" (claims signed by the target), 2 mutations, 3 JWKS
+    policy = {"version": "1.0.0", "anyOf": [{"authority": "https://attest.example/", "allOf": [
+        {"claim": "sdk-test", "equals": True},
+        {"anyOf": [{"claim": "x-ms-isolation-tee.x-ms-attestation-type", "equals": "sevsnpvm"},
+                   {"claim": "svn", "greater": "2"}]}]}]}
+    old = {"version": "1.0", "anyOf": [{"authority": "https://attest.example", "anyOf": [
+        {"claim": "sdk-test", "condition": "equals", "value": "true"}]}]}
+    write("fuzz_release", "policy", b"\x00" + json.dumps(policy).encode())
+    write("fuzz_release", "policy-old", b"\x00" + json.dumps(old).encode())
+    write("fuzz_release", "policy-bad", b"\x00" + b'{"version":"1.0.0","anyOf":[{"authority":"http://a"}]}')
+    rt = rsa.generate_private_key(65537, 2048).public_key().public_numbers()
+    runtime = {"keys": [{"kty": "EC", "crv": "P-256", "use": "enc", "x": "AA", "y": "AA"},
+                        {"kty": "RSA", "kid": "k", "key_ops": ["encrypt"], "e": b64url(be(rt.e)),
+                         "n": b64url(be(rt.n))}]}
+    claims = {"iss": "https://attest.example", "exp": 1900000000, "nbf": 1700000000, "sdk-test": True,
+              "svn": 3, "x-ms-runtime": runtime}
+    write("fuzz_release", "signed", b"\x01" + json.dumps(policy).encode() + b"\0" + json.dumps(claims).encode())
+    tee = dict(claims)
+    del tee["x-ms-runtime"]
+    tee["x-ms-isolation-tee"] = {"x-ms-attestation-type": "sevsnpvm", "x-ms-runtime": runtime}
+    write("fuzz_release", "signed-tee", b"\x01" + json.dumps(old).encode() + b"\0" + json.dumps(tee).encode())
+    for i, m in enumerate((b"\x05x", b"\x90_\xf0-", b"", b"\x02.")):
+        write("fuzz_release", f"mutate-{i}", b"\x02" + m)
+    k = ec.generate_private_key(ec.SECP384R1()).public_key().public_numbers()
+    write("fuzz_release", "jwks", b"\x03" + json.dumps({"keys": [
+        {"kty": "EC", "crv": "P-384", "kid": "a", "x": b64url(be(k.x, 48)), "y": b64url(be(k.y, 48))},
+        {"kty": "RSA", "kid": "c", "x5c": [testassert_cert_b64()]}]}).encode())
 
     # ---- router: method byte, decode-size byte, "PATH[?QUERY]"
     routes = ["/keys?api-version=7.4&maxresults=2", "/keys/name/create?api-version=7.4",

@@ -337,6 +337,60 @@ static enum kv_status run_assertions(const struct op *op, const char *name)
     return st == KV_ERR_BAD_PARAM ? KV_ERR_NOMEM : st;
 }
 
+/* Secure key release (policy/release.c): two attestation authorities trusted (an ES256 JWKS,
+ * and the RSA certificate of testassert.h published as x5c only), a release policy
+ * normalized, and a token of the first authority (made once with Python's cryptography,
+ * valid at TESTASSERT_NOW) checked against it, which releases for its runtime RSA key. As for
+ * client assertions, a refusal under a failed allocation is the clean error; what this checks
+ * is that nothing is left behind. */
+#define REL_AUTHORITY "https://attest.example"
+static const char rel_jwks[] =
+    "{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-256\",\"kid\":\"a1\",\"use\":\"sig\",\"x\":\"EaDDmFWL"
+    "v7mbMR30BtuSQvemesMxmFZOr-F5rSCA_dg\",\"y\":\"-jsOuvHjuJc0G0PF0vqdd61QWzsqehG54Sw_OmT4vD0\"}"
+    "]}";
+static const char rel_token[] =
+    "eyJhbGciOiJFUzI1NiIsImtpZCI6ImExIiwidHlwIjoiSldUIn0.eyJpc3MiOiJodHRwczovL2F0dGVzdC5leGFtcGxl"
+    "LyIsImV4cCI6MTgwMDAwMDYwMCwic2RrLXRlc3QiOnRydWUsIngtbXMtaXNvbGF0aW9uLXRlZSI6eyJ4LW1zLWF0dGVz"
+    "dGF0aW9uLXR5cGUiOiJzZXZzbnB2bSJ9LCJzdm4iOjMsIngtbXMtcnVudGltZSI6eyJrZXlzIjpbeyJrdHkiOiJSU0Ei"
+    "LCJraWQiOiJmYWtlLXJlbGVhc2Uta2V5IiwidXNlIjoiZW5jIiwiZSI6IkFRQUIiLCJuIjoicXNmNkxTY1ZfejlKQWp5"
+    "SkYteTFQVkRMeVMxLTNfcVVpRkVNM3ZhOEplR3p5SktoWW5xVEkybHdEcjhUczVnd2J2cWRwTXY5TU1pSmZGQ1NuVktZ"
+    "SmQ0SmllUVNCM1dUd2lMWUdoRnZLZEhSVHh0NGhucVAtM3lUQzZKdWhfQ2FhNGNSUVdFNDItX1pKVGlMaE93VmQyY3J1"
+    "Tnk4dlN5RmJyUjhHNXl6RktXQ3dpU3BYTE1JZVhxYkcwRDJtcko0TndSbUZfSW9LUERiSnoydU9Zay12czByVndjanBy"
+    "QVpLOW9Gajh3bmpweHRPdzVFaDhHalIzcVp6a3JSTklvUk1oWjNDWjBHMHp3T0dfdHUxc3VJdFBScTFPWmFWcDk5QkRB"
+    "VlBnaXRyZUkxYkE3Yko5a1E2TGVucERiWHp1MDNJODdBc0ZCVkNwdlJlSjg3TXZZNnlRIn1dfX0.agBHwlVxwsBuGIV2"
+    "Oh0qZ2UzIMHc5elxZEHWU8W3KTb4hQvIC4DGZ2eUyefF9zfFwTT_BT0cqEZIcWLtyldsxw";
+static const char rel_policy[] =
+    "{\"version\":\"1.0.0\",\"anyOf\":[{\"authority\":\"https://attest.example\",\"allOf\":[{"
+    "\"claim\":\"sdk-test\",\"equals\":true},{\"anyOf\":[{\"claim\":\"x-ms-isolation-tee.x-ms-"
+    "attestation-type\",\"equals\":\"sevsnpvm\"},{\"claim\":\"svn\",\"greater\":\"2\"}]}]}]}";
+static char rel_x5c_jwks[4096]; /* made from testassert_cert_pem in main() */
+
+static enum kv_status run_release(const struct op *op, const char *name)
+{
+    (void)op;
+    (void)name;
+    struct pol_ctx *ctx = NULL;
+    struct pol_release_target t = {0};
+    char err[256], why[256], *norm = NULL;
+    enum kv_status st = pol_new(dir, "t", &ctx);
+    if (st == KV_OK)
+        st =
+            pol_attestation_trust(ctx, REL_AUTHORITY, rel_jwks, strlen(rel_jwks), err, sizeof(err));
+    if (st == KV_OK)
+        st = pol_attestation_trust(ctx, "https://x5c.example", rel_x5c_jwks, strlen(rel_x5c_jwks),
+                                   err, sizeof(err));
+    if (st == KV_OK)
+        st = pol_release_policy_normalize(rel_policy, strlen(rel_policy), &norm, err, sizeof(err));
+    if (st == KV_OK && (pol_release_check(ctx, norm, strlen(norm), rel_token, TESTASSERT_NOW, &t,
+                                          why, sizeof(why)) != POL_RELEASE_OK ||
+                        t.n.len != 256 || strcmp(t.kid, "fake-release-key") != 0))
+        st = KV_ERR_NOMEM;
+    pol_release_target_clear(&t);
+    free(norm);
+    pol_free(ctx);
+    return st == KV_ERR_BAD_PARAM ? KV_ERR_NOMEM : st;
+}
+
 static enum kv_status run_seal(const struct op *op, const char *name)
 {
     (void)op;
@@ -362,22 +416,27 @@ static const struct op ops[] = {
     {"import EC P-256", run_import, fresh_name, NULL, "i-ec", KS_KTY_EC, 0, 0, 0},
     {"import oct 256", run_import, fresh_name, NULL, "i-oct", KS_KTY_OCT, 0, 0, 0},
     {"import RSA, new version", run_import, NULL, NULL, "k-rsa-nv", KS_KTY_RSA, 0, 0, 0, 1},
-    {"unwrap RSA-OAEP-256", run_keyop, keyop_prepare, keyop_uncache, "k-rsa", 0, 0, KS_ALG_RSA_OAEP_256,
-     KS_OP_UNWRAP},
+    {"unwrap RSA-OAEP-256", run_keyop, keyop_prepare, keyop_uncache, "k-rsa", 0, 0,
+     KS_ALG_RSA_OAEP_256, KS_OP_UNWRAP},
     {"decrypt RSA-OAEP", run_keyop, keyop_prepare, keyop_uncache, "k-rsa", 0, 0, KS_ALG_RSA_OAEP,
      KS_OP_DECRYPT},
-    {"sign PS256", run_keyop, keyop_prepare, keyop_uncache, "k-rsa", 0, 0, KS_ALG_PS256, KS_OP_SIGN},
-    {"wrap RSA1_5", run_keyop, keyop_prepare, keyop_uncache, "k-rsa", 0, 0, KS_ALG_RSA1_5, KS_OP_WRAP},
-    {"encrypt RSA-OAEP-256", run_keyop, keyop_prepare, keyop_uncache, "k-rsa", 0, 0, KS_ALG_RSA_OAEP_256,
-     KS_OP_ENCRYPT},
+    {"sign PS256", run_keyop, keyop_prepare, keyop_uncache, "k-rsa", 0, 0, KS_ALG_PS256,
+     KS_OP_SIGN},
+    {"wrap RSA1_5", run_keyop, keyop_prepare, keyop_uncache, "k-rsa", 0, 0, KS_ALG_RSA1_5,
+     KS_OP_WRAP},
+    {"encrypt RSA-OAEP-256", run_keyop, keyop_prepare, keyop_uncache, "k-rsa", 0, 0,
+     KS_ALG_RSA_OAEP_256, KS_OP_ENCRYPT},
     {"sign ES256", run_keyop, keyop_prepare, keyop_uncache, "k-ec", 0, 0, KS_ALG_ES256, KS_OP_SIGN},
-    {"verify ES256", run_keyop, keyop_prepare, keyop_uncache, "k-ec", 0, 0, KS_ALG_ES256, KS_OP_VERIFY},
-    {"unwrap A256KW", run_keyop, keyop_prepare, keyop_uncache, "k-oct", 0, 0, KS_ALG_A256KW, KS_OP_UNWRAP},
-    {"wrap A256KW", run_keyop, keyop_prepare, keyop_uncache, "k-oct", 0, 0, KS_ALG_A256KW, KS_OP_WRAP},
+    {"verify ES256", run_keyop, keyop_prepare, keyop_uncache, "k-ec", 0, 0, KS_ALG_ES256,
+     KS_OP_VERIFY},
+    {"unwrap A256KW", run_keyop, keyop_prepare, keyop_uncache, "k-oct", 0, 0, KS_ALG_A256KW,
+     KS_OP_UNWRAP},
+    {"wrap A256KW", run_keyop, keyop_prepare, keyop_uncache, "k-oct", 0, 0, KS_ALG_A256KW,
+     KS_OP_WRAP},
     {"decrypt A256GCM", run_keyop, keyop_prepare, keyop_uncache, "k-oct", 0, 0, KS_ALG_A256GCM,
      KS_OP_DECRYPT},
-    {"encrypt A256CBCPAD", run_keyop, keyop_prepare, keyop_uncache, "k-oct", 0, 0, KS_ALG_A256CBCPAD,
-     KS_OP_ENCRYPT},
+    {"encrypt A256CBCPAD", run_keyop, keyop_prepare, keyop_uncache, "k-oct", 0, 0,
+     KS_ALG_A256CBCPAD, KS_OP_ENCRYPT},
     {"rotate EC", run_rotate, NULL, NULL, "ec-existing", 0, 0, 0, 0},
     {"rotate oct", run_rotate, NULL, NULL, "k-oct2", 0, 0, 0, 0},
     {"backup RSA (2 versions)", run_backup, NULL, NULL, "k-rsa", 0, 0, 0, 0},
@@ -386,6 +445,7 @@ static const struct op ops[] = {
     {"seal and unseal", run_seal, NULL, NULL, "-", 0, 0, 0, 0},
     {"vault firewall rules", run_net_rules, NULL, NULL, "-", 0, 0, 0, 0},
     {"client assertions", run_assertions, NULL, NULL, "-", 0, 0, 0, 0},
+    {"secure key release", run_release, NULL, NULL, "-", 0, 0, 0, 0},
 };
 
 /* ---- the loop ------------------------------------------------------------------------- */
@@ -572,6 +632,17 @@ int main(void)
         return 1;
     }
     kv_log_set_level((enum kv_log_level)-1); /* the store logs each failed transaction */
+    {
+        /* the x5c JWKS: the certificate's PEM body on one line */
+        size_t n = (size_t)snprintf(rel_x5c_jwks, sizeof(rel_x5c_jwks),
+                                    "{\"keys\":[{\"kty\":\"RSA\",\"kid\":\"c\",\"x5c\":[\"");
+        const char *body = strchr(testassert_cert_pem, '\n') + 1;
+        const char *end = strstr(body, "-----END");
+        for (const char *c = body; c < end && n + 8 < sizeof(rel_x5c_jwks); c++)
+            if (*c != '\n')
+                rel_x5c_jwks[n++] = *c;
+        snprintf(rel_x5c_jwks + n, sizeof(rel_x5c_jwks) - n, "\"]}]}");
+    }
     if (tk_store_open(dir, VAULT, &env, &tk) != 0) {
         fprintf(stderr, "cannot open the store with the test keys in %s\n", dir);
         return 1;

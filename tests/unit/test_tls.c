@@ -18,7 +18,7 @@
 #include "tls.h"
 
 static char dir[] = "/tmp/kvmock-tls-XXXXXX";
-static char tls_dir[512], ca_pem[512], ca_key[512], server_pem[512];
+static char tls_dir[512], ca_pem[512], ca_key[512], server_pem[512], release_pem[512];
 
 static unsigned file_mode(const char *path)
 {
@@ -155,8 +155,10 @@ static void check_first_start(void)
     CHECK(file_mode(tls_dir) == 0700);
     CHECK(file_mode(ca_key) == 0600);
     CHECK(file_mode(server_pem) == 0600);
+    CHECK(file_mode(release_pem) == 0600);
+    CHECK_STR(p.release_pem, release_pem);
     CHECK(file_mode(ca_pem) != 07777 && (file_mode(ca_pem) & 0022) == 0);
-    CHECK(count_entries(tls_dir) == 3);
+    CHECK(count_entries(tls_dir) == 4);
 
     X509 *ca = load_cert(ca_pem);
     X509 *srv = load_cert(server_pem);
@@ -265,7 +267,7 @@ static void check_restart(void)
     CHECK_ST(srv_tls_prepare(dir, one, 1, &p), KV_OK);
     CHECK(file_mode(tls_dir) == 0700);
     CHECK(file_mode(server_pem) == 0600);
-    CHECK(count_entries(tls_dir) == 3);
+    CHECK(count_entries(tls_dir) == 4);
 
     char *ca2 = slurp(ca_pem, &ca2_len), *key2 = slurp(ca_key, &key2_len);
     char *srv2 = slurp(server_pem, &srv2_len);
@@ -293,6 +295,88 @@ static void check_restart(void)
     free(ca2);
     free(key2);
     free(srv2);
+}
+
+/* The key release certificate: RSA-2048 for the server's names, issued by the CA, its key
+ * kept across starts; the signer's JWS carries Key Vault's header and verifies with it. */
+static void check_release_signer(void)
+{
+    X509 *ca = load_cert(ca_pem), *rel = load_cert(release_pem);
+    EVP_PKEY *key1 = load_key(release_pem);
+    CHECK(ca != NULL && rel != NULL && key1 != NULL);
+    struct srv_tls_paths p;
+    const char *const names[] = {"kvmock"};
+    CHECK_ST(srv_tls_prepare(dir, names, 1, &p), KV_OK);
+    X509 *rel2 = load_cert(release_pem);
+    EVP_PKEY *key2 = load_key(release_pem);
+    CHECK(rel2 != NULL && key2 != NULL);
+    if (ca == NULL || rel == NULL || rel2 == NULL || key1 == NULL || key2 == NULL)
+        goto out;
+    CHECK(EVP_PKEY_is_a(key2, "RSA") && EVP_PKEY_get_bits(key2) == 2048);
+    CHECK(EVP_PKEY_eq(key1, key2) == 1); /* made once, kept */
+    CHECK(ASN1_INTEGER_cmp(X509_get0_serialNumber(rel), X509_get0_serialNumber(rel2)) != 0);
+    CHECK(X509_check_host(rel2, "kvmock", 0, 0, NULL) == 1);
+    CHECK(X509_check_host(rel2, "cmk.vault.localhost", 0, 0, NULL) == 1);
+    CHECK(X509_verify(rel2, X509_get0_pubkey(ca)) == 1);
+
+    struct srv_signer *s = NULL;
+    CHECK_ST(srv_signer_open(&p, &s), KV_OK);
+    char *jws = NULL;
+    static const char payload[] = "{\"request\":{}}";
+    if (s != NULL)
+        CHECK_ST(srv_signer_sign(s, payload, strlen(payload), &jws), KV_OK);
+    const char *d1 = jws != NULL ? strchr(jws, '.') : NULL;
+    const char *d2 = d1 != NULL ? strchr(d1 + 1, '.') : NULL;
+    CHECK(d2 != NULL);
+    if (d2 != NULL) {
+        /* the header: {"alg":"RS256","kid":"<SHA-1 hex>",...,"x5c":[leaf, CA]} */
+        unsigned char raw[8192], sig[512];
+        char b64[8192];
+        size_t n = (size_t)(d1 - jws);
+        CHECK(n < sizeof(b64) - 4);
+        memcpy(b64, jws, n);
+        for (size_t i = 0; i < n; i++)
+            b64[i] = b64[i] == '-' ? '+' : b64[i] == '_' ? '/' : b64[i];
+        while (n % 4 != 0)
+            b64[n++] = '=';
+        int len = EVP_DecodeBlock(raw, (unsigned char *)b64, (int)n);
+        CHECK(len > 0);
+        raw[len > 0 ? len : 0] = '\0';
+        static const char head[] = "{\"alg\":\"RS256\",\"kid\":\"";
+        CHECK(strncmp((char *)raw, head, sizeof(head) - 1) == 0);
+        CHECK(strstr((char *)raw, "\"typ\":\"JWT\"") != NULL);
+        CHECK(strstr((char *)raw, "\"x5c\":[\"MII") != NULL);
+        unsigned char sha1[20];
+        unsigned sl = 0;
+        char hex[41];
+        CHECK(X509_digest(rel2, EVP_sha1(), sha1, &sl) == 1);
+        for (size_t i = 0; i < 20; i++)
+            snprintf(hex + 2 * i, 3, "%02X", sha1[i]);
+        CHECK(strstr((char *)raw, hex) != NULL);
+        /* the signature over header.payload, with the certificate's key */
+        n = strlen(d2 + 1);
+        CHECK(n < sizeof(b64) - 4);
+        memcpy(b64, d2 + 1, n);
+        for (size_t i = 0; i < n; i++)
+            b64[i] = b64[i] == '-' ? '+' : b64[i] == '_' ? '/' : b64[i];
+        while (n % 4 != 0)
+            b64[n++] = '=';
+        len = EVP_DecodeBlock(sig, (unsigned char *)b64, (int)n);
+        EVP_MD_CTX *md = EVP_MD_CTX_new();
+        CHECK(md != NULL &&
+              EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, X509_get0_pubkey(rel2)) == 1 &&
+              EVP_DigestVerify(md, sig, 256, (const unsigned char *)jws, (size_t)(d2 - jws)) == 1);
+        CHECK(len >= 256);
+        EVP_MD_CTX_free(md);
+    }
+    free(jws);
+    srv_signer_free(s);
+out:
+    X509_free(ca);
+    X509_free(rel);
+    X509_free(rel2);
+    EVP_PKEY_free(key1);
+    EVP_PKEY_free(key2);
 }
 
 /* An unusable CA is refused, never silently replaced. */
@@ -382,9 +466,11 @@ int main(void)
     snprintf(ca_pem, sizeof(ca_pem), "%s/tls/ca.pem", dir);
     snprintf(ca_key, sizeof(ca_key), "%s/tls/ca.key", dir);
     snprintf(server_pem, sizeof(server_pem), "%s/tls/server.pem", dir);
+    snprintf(release_pem, sizeof(release_pem), "%s/tls/release.pem", dir);
 
     check_first_start();
     check_restart();
+    check_release_signer();
     check_refusals();
 
     remove_tree(dir);

@@ -96,15 +96,15 @@ async function scenario() {
     assert.ok(!n.properties.recoverableDays, `nosoft: no recoverableDays (got ${n.properties.recoverableDays})`);
   });
 
-  await group("getKeyAttestation and releaseKey: 400 BadParameter saying why (no HSM, no exportable keys); 404 for no key", async () => {
+  await group("getKeyAttestation: 400 BadParameter saying why (no HSM); releaseKey of a key that is not exportable: 403; 404 for no key", async () => {
     const k = await client.createRsaKey("att", { keySize: 2048 });
     for (const version of [undefined, k.properties.version]) {
       const err = await expectRestError(client.getKeyAttestation("att", version ? { version } : {}), 400,
         "BadParameter", `getKeyAttestation (version ${version ?? "latest"})`);
       assert.match(err.message, /attestation/, "the message names attestation");
     }
-    const rel = await expectRestError(client.releaseKey("att", "eyJhbGciOiJub25lIn0.e30."), 400, "BadParameter", "releaseKey");
-    assert.match(rel.message, /release/i, "the message names release");
+    const rel = await expectRestError(client.releaseKey("att", "eyJhbGciOiJub25lIn0.e30."), 403, "Forbidden", "releaseKey");
+    assert.match(rel.message, /release .*not exportable/i, "the message says why");
     await expectRestError(client.getKeyAttestation("no-such-key"), 404, "KeyNotFound", "getKeyAttestation of no key");
   });
 
