@@ -665,9 +665,18 @@ struct version_spec {
     const struct ks_release_policy *release_policy; /* NULL: none */
 };
 
-/* Secure key release's rules for a new version, those that need no vault. */
-static enum kv_status release_rules(const struct version_spec *spec)
+/* Secure key release's rules for a new version, those that need no vault. A new version
+ * of an exportable key that names no policy takes its current version's, as the policy
+ * is required only of a key's first version; @p inherited then holds it. */
+static enum kv_status release_rules(struct ks_env *env, const char *vault, const char *name,
+                                    struct version_spec *spec, struct ks_key **inherited)
 {
+    if (spec->attrs.exportable && spec->hsm &&
+        (spec->release_policy == NULL || !spec->release_policy->set) &&
+        ks_key_get(env, vault, name, NULL, inherited) == KV_OK) {
+        if ((*inherited)->attrs.exportable && (*inherited)->release_policy.set)
+            spec->release_policy = &(*inherited)->release_policy;
+    }
     int has_policy = spec->release_policy != NULL && spec->release_policy->set;
     if (!spec->attrs.exportable)
         return has_policy ? KV_ERR_SKR_POLICY_NOT_EXPORTABLE : KV_OK;
@@ -746,18 +755,22 @@ enum kv_status ks_key_create(struct ks_env *env, const char *vault, const char *
         p->kty,      p->hsm,           p->ops_set ? p->ops : default_ops(p->kty),
         p->attrs,    &p->tags,         0,
         p->new_only, p->release_policy};
-    st = release_rules(&spec);
-    if (st != KV_OK)
+    struct ks_key *current = NULL;
+    st = release_rules(env, vault, name, &spec, &current);
+    if (st != KV_OK) {
+        ks_key_free(current);
         return st;
+    }
     int bits = p->size_bits;
     if (bits == 0)
         bits = p->kty == KS_KTY_OCT ? 256 : 2048;
     struct ks_material *m = NULL;
     st = ks_material_generate(p->kty, bits, p->exponent ? p->exponent : 65537,
                               p->crv != KS_CRV_NONE ? p->crv : KS_CRV_P256, &m);
-    if (st != KV_OK)
-        return st;
-    return store_version(env, vault, name, m, &spec, out);
+    if (st == KV_OK)
+        st = store_version(env, vault, name, m, &spec, out);
+    ks_key_free(current);
+    return st;
 }
 
 enum kv_status ks_key_import(struct ks_env *env, const char *vault, const char *name,
@@ -772,14 +785,15 @@ enum kv_status ks_key_import(struct ks_env *env, const char *vault, const char *
         p->jwk.kty, p->hsm,           p->ops_set ? p->ops : default_ops(p->jwk.kty),
         p->attrs,   &p->tags,         0,
         0,          p->release_policy};
-    st = release_rules(&spec);
-    if (st != KV_OK)
-        return st;
+    struct ks_key *current = NULL;
+    st = release_rules(env, vault, name, &spec, &current);
     struct ks_material *m = NULL;
-    st = ks_material_from_jwk(&p->jwk, &m);
-    if (st != KV_OK)
-        return st;
-    return store_version(env, vault, name, m, &spec, out);
+    if (st == KV_OK)
+        st = ks_material_from_jwk(&p->jwk, &m);
+    if (st == KV_OK)
+        st = store_version(env, vault, name, m, &spec, out);
+    ks_key_free(current);
+    return st;
 }
 
 /* ---- get ------------------------------------------------------------------------- */

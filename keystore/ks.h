@@ -604,6 +604,7 @@ struct ks_create {
  * @brief Create a key, or a new version of an existing one, in one transaction.
  * An exportable key (secure key release) must be of a hardware type (`hsm`), carry a
  * release policy and live in a premium vault; a key that is not exportable carries none.
+ * A new version of an exportable key given no policy takes its current version's.
  * @param[out] out the new version; release with ks_key_free().
  * @return KV_OK; KV_ERR_VAULT_NOT_FOUND; KV_ERR_BAD_KEY_NAME, KV_ERR_BAD_KEY_SIZE,
  *   KV_ERR_BAD_CURVE, KV_ERR_BAD_EXPONENT, KV_ERR_BAD_KTY;

@@ -743,6 +743,13 @@ enum pol_release pol_release_check(const struct pol_ctx *ctx, const char *policy
         res = parse_failure(parsed, why, cap);
         goto out;
     }
+    if (cJSON_GetObjectItemCaseSensitive(j.header, "crit") != NULL) {
+        /* RFC 7515 4.1.11: extensions the recipient must understand, and kvmock knows none */
+        say(why, cap,
+            "the token's header names critical extensions (crit), which kvmock does "
+            "not understand");
+        goto out;
+    }
     const char *iss = jose_str(j.claims, "iss");
     if (iss == NULL) {
         say(why, cap, "the attestation token has no 'iss' claim");

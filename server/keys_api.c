@@ -216,6 +216,23 @@ enum kv_status srv_key_tags_parse(const cJSON *body, struct ks_tags *out, char *
     return st;
 }
 
+/* Whether the request's api-version came before secure key release (7.3-preview): the
+ * versions kvmock knows that are 2016-10-01 or 7.0-7.2. */
+static int before_release(const struct srv_req *req)
+{
+    const char *v = srv_query_get(req, "api-version");
+    return v != NULL && (strcmp(v, "2016-10-01") == 0 ||
+                         (v[0] == '7' && v[1] == '.' && v[2] >= '0' && v[2] <= '2'));
+}
+
+/* An exportable key, or a release policy, asked for in an api-version older than secure
+ * key release: Key Vault's AKV.SKR.1001, which names that condition. */
+static int release_too_early(const struct srv_req *req, const cJSON *body, int exportable)
+{
+    const cJSON *rp = cJSON_GetObjectItemCaseSensitive(body, "release_policy");
+    return before_release(req) && (exportable || (rp != NULL && !cJSON_IsNull(rp)));
+}
+
 /* A release policy (KeyReleasePolicy: {contentType, immutable, data}); `data` is the
  * base64url of the policy document, which the policy layer checks and normalizes. On
  * success @p rp owns its strings and is set when the body has one. Errors are written
@@ -437,6 +454,8 @@ static void h_create(struct srv_req *req)
         st = parse_tags(body, &p.tags, &fe);
     struct ks_release_policy rp = {0};
     char why[512] = "";
+    if (st == KV_OK && release_too_early(req, body, p.attrs.exportable))
+        st = KV_ERR_SKR_PREMIUM;
     if (st == KV_OK) {
         st = parse_release_policy(body, &rp, why, sizeof(why));
         p.release_policy = &rp;
@@ -751,6 +770,8 @@ static void h_update(struct srv_req *req)
     }
     struct ks_release_policy rp = {0};
     char why[512] = "";
+    if (st == KV_OK && release_too_early(req, body, u.exportable_set && u.exportable))
+        st = KV_ERR_SKR_PREMIUM;
     if (st == KV_OK) {
         st = parse_release_policy(body, &rp, why, sizeof(why));
         if (rp.set)
@@ -841,6 +862,8 @@ static void h_import(struct srv_req *req)
         st = parse_tags(body, &p.tags, &fe);
     struct ks_release_policy rp = {0};
     char why[512] = "";
+    if (st == KV_OK && release_too_early(req, body, p.attrs.exportable))
+        st = KV_ERR_SKR_PREMIUM;
     if (st == KV_OK) {
         st = parse_release_policy(body, &rp, why, sizeof(why));
         p.release_policy = &rp;

@@ -170,6 +170,13 @@ static int parse_create(const cJSON *body, struct ks_create *p, char *why, size_
                  "through the data plane.");
         return 0;
     }
+    const cJSON *rp = cJSON_GetObjectItemCaseSensitive(props, "release_policy");
+    if (rp != NULL && !cJSON_IsNull(rp)) {
+        snprintf(why, cap,
+                 "properties.release_policy: exportable keys (with their release "
+                 "policy) are made through the data plane.");
+        return 0;
+    }
     if (cJSON_IsBool(enabled))
         p->attrs.enabled = cJSON_IsTrue(enabled);
     /* a key's tags, as the data plane takes them */

@@ -76,6 +76,16 @@ static void rules(void)
         ks_key_free(k);
     }
 
+    /* a new version of an exportable key takes the current version's policy when given
+     * none; one of a key that is not exportable does not */
+    CHECK_ST(create("prem", "k", KS_KTY_OCT, 1, 1, NULL, &k), KV_OK);
+    if (k != NULL)
+        CHECK(k->release_policy.set && strcmp(k->release_policy.data, policy_a) == 0);
+    ks_key_free(k);
+    CHECK_ST(create("prem", "k0", KS_KTY_OCT, 1, 0, NULL, &k), KV_OK);
+    ks_key_free(k);
+    CHECK_ST(create("prem", "k0", KS_KTY_OCT, 1, 1, NULL, &k), KV_ERR_SKR_NO_POLICY);
+
     /* import follows the same rules */
     unsigned char bytes[32] = {1};
     struct ks_import im = {.jwk = {.kty = KS_KTY_OCT, .k = {bytes, sizeof(bytes)}},

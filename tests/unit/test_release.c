@@ -750,6 +750,16 @@ static void results(void)
     tok = token(ra, "RS256", "r1", "{\"iss\":7}");
     CHECK(decide(p, tok, NOW, NULL, "has no 'iss' claim") == POL_RELEASE_MALFORMED);
     free(tok);
+    /* critical header extensions: kvmock understands none (RFC 7515 4.1.11) */
+    char *crit_claims = strdup(claims(RSA_AUTH, "'sdk-test':true"));
+    tok = jws("{\"alg\":\"RS256\",\"kid\":\"r1\",\"crit\":[\"exp\"]}", crit_claims, ra, "RS256");
+    CHECK(decide(p, tok, NOW, NULL, "names critical extensions (crit)") == POL_RELEASE_MALFORMED);
+    free(tok);
+    /* the same token without crit is granted: the refusal above is crit's */
+    tok = jws("{\"alg\":\"RS256\",\"kid\":\"r1\"}", crit_claims, ra, "RS256");
+    CHECK(decide(p, tok, NOW, NULL, NULL) == POL_RELEASE_OK);
+    free(tok);
+    free(crit_claims);
     CHECK(pol_release_check(ctx, p, strlen(p), NULL, NOW, &t, why, sizeof(why)) ==
           POL_RELEASE_MALFORMED);
     char *huge = malloc(POL_ATTESTATION_MAX + 2);
