@@ -1275,6 +1275,14 @@ static void h_release(struct srv_req *req)
     struct field_error fe = {{0}};
     const char *target = NULL, *nonce = NULL, *enc_name = NULL;
     enum ks_release_enc enc = KS_RELEASE_CKM_RSA_AES_KEY_WRAP;
+    if (before_release(req)) {
+        /* as Key Vault answered release in an api-version that did not have it */
+        srv_send_errorf(req, KV_ERR_BAD_PARAM,
+                        "Release is not enabled in API version '%.32s': it needs 7.3-preview or "
+                        "later.",
+                        srv_query_get(req, "api-version"));
+        return;
+    }
     enum kv_status st = opt_string(req->body, "target", &target, &fe);
     if (st == KV_OK && (target == NULL || target[0] == '\0'))
         st = bad_field(&fe, "target", "is required: the attestation token of the environment");

@@ -680,6 +680,12 @@ def run(args, runner, work):
                          api="7.2"), 400, "BadParameter", MSG_1001, what="update at 7.2")
             eq(call("PATCH", "/keys/early", {"release_policy": body["release_policy"]})[0], 200,
                "update at the test's own version")
+            # and release itself came with 7.3-preview
+            for api in ("7.0", "7.2"):
+                st, doc = release_raw("early", api=api)
+                eq(st, 400, doc)
+                check("7.3-preview" in doc["error"]["message"], doc)
+            eq(release_raw("early", api="7.3")[0], 200, "release at 7.3")
 
         @runner.test
         def malformed_policies_are_refused():
