@@ -284,7 +284,8 @@ static int run(struct srv_config *cfg)
         kv_log(KV_LOG_ERROR, "cannot read '%s'", tls.ca_pem);
         goto out;
     }
-    if (srv_signer_open(&tls, &srv.signer) != KV_OK) {
+    if (srv_signer_open(&tls, (const char *const *)cfg->hostnames, cfg->n_hostnames, &srv.signer) !=
+        KV_OK) {
         kv_log(KV_LOG_ERROR, "cannot load the key release certificate '%s'", tls.release_pem);
         goto out;
     }

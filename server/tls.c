@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -537,7 +538,8 @@ static EVP_PKEY *release_key_kept(const char *path)
 /*
  * Issue the key release certificate, which signs released keys as Key Vault's own
  * certificate does: for the server's names, by the local CA, with the RSA key of the
- * release.pem already there (RSA key generation takes a while: it is made once).
+ * release.pem already there, or a new one (RSA key generation takes tens of milliseconds:
+ * it is made once, at the first release, not at start).
  */
 static enum kv_status issue_release(const char *path, X509 *ca, EVP_PKEY *ca_key,
                                     GENERAL_NAMES *gens)
@@ -579,8 +581,10 @@ enum kv_status srv_tls_prepare(const char *data_dir, const char *const *hostname
     struct srv_tls_paths paths;
 
     if ((st = join(tls_dir, sizeof(tls_dir), data_dir, TLS_SUBDIR)) != KV_OK ||
+        (st = join(paths.tls_dir, sizeof(paths.tls_dir), data_dir, TLS_SUBDIR)) != KV_OK ||
         (st = join(paths.ca_pem, sizeof(paths.ca_pem), tls_dir, CA_PEM_NAME)) != KV_OK ||
         (st = join(key_path, sizeof(key_path), tls_dir, CA_KEY_NAME)) != KV_OK ||
+        (st = join(paths.ca_key, sizeof(paths.ca_key), tls_dir, CA_KEY_NAME)) != KV_OK ||
         (st = join(paths.server_pem, sizeof(paths.server_pem), tls_dir, SERVER_PEM_NAME)) !=
             KV_OK ||
         (st = join(paths.release_pem, sizeof(paths.release_pem), tls_dir, RELEASE_PEM_NAME)) !=
@@ -607,7 +611,8 @@ enum kv_status srv_tls_prepare(const char *data_dir, const char *const *hostname
     st = server_names(hostnames, n, &gens);
     if (st == KV_OK)
         st = issue_server(paths.server_pem, ca, ca_key, gens);
-    if (st == KV_OK)
+    /* the release certificate is renewed for this start's names when its key exists */
+    if (st == KV_OK && access(paths.release_pem, F_OK) == 0)
         st = issue_release(paths.release_pem, ca, ca_key, gens);
     if (st != KV_OK)
         goto out;
@@ -623,8 +628,13 @@ out:
 /* ---- the key release signer -------------------------------------------------------------- */
 
 struct srv_signer {
+    pthread_mutex_t mu;
+    int ready; /* key and header are set (under mu) */
     EVP_PKEY *key;
     char *header; /* the JWS header, base64url */
+    struct srv_tls_paths paths;
+    char **names; /* the server's extra names, for a certificate made at the first release */
+    size_t n_names;
 };
 
 void srv_signer_free(struct srv_signer *s)
@@ -633,6 +643,10 @@ void srv_signer_free(struct srv_signer *s)
         return;
     EVP_PKEY_free(s->key);
     free(s->header);
+    for (size_t i = 0; i < s->n_names; i++)
+        free(s->names[i]);
+    free(s->names);
+    pthread_mutex_destroy(&s->mu);
     free(s);
 }
 
@@ -701,42 +715,96 @@ static X509 *first_cert(const char *path)
     return cert;
 }
 
-enum kv_status srv_signer_open(const struct srv_tls_paths *paths, struct srv_signer **out)
+/* Read release.pem's certificate and key into @p s. */
+static enum kv_status signer_load(struct srv_signer *s)
 {
-    enum kv_status st = KV_ERR_NOMEM;
-    struct srv_signer *s = calloc(1, sizeof(*s));
-    X509 *cert = first_cert(paths->release_pem), *ca = first_cert(paths->ca_pem);
-    if (s == NULL)
-        goto out;
-    st = KV_ERR_CRYPTO;
+    enum kv_status st = KV_ERR_CRYPTO;
+    X509 *cert = first_cert(s->paths.release_pem), *ca = first_cert(s->paths.ca_pem);
     if (cert == NULL || ca == NULL) {
         log_crypto("reading the key release certificate");
         goto out;
     }
-    s->key = release_key_kept(paths->release_pem);
+    s->key = release_key_kept(s->paths.release_pem);
     if (s->key == NULL || EVP_PKEY_eq(X509_get0_pubkey(cert), s->key) != 1)
         goto out;
     st = signer_header(cert, ca, &s->header);
-    if (st != KV_OK)
-        goto out;
-    *out = s;
-    s = NULL;
+    if (st == KV_OK)
+        s->ready = 1;
 out:
+    if (!s->ready) {
+        EVP_PKEY_free(s->key);
+        s->key = NULL;
+    }
     ERR_clear_error();
     X509_free(cert);
     X509_free(ca);
-    srv_signer_free(s);
     return st;
 }
 
-enum kv_status srv_signer_sign(const struct srv_signer *s, const char *payload, size_t len,
-                               char **out)
+/* The first release of a data folder without release.pem: make its key and certificate. */
+static enum kv_status signer_make(struct srv_signer *s)
+{
+    X509 *ca = NULL;
+    EVP_PKEY *ca_key = NULL;
+    GENERAL_NAMES *gens = NULL;
+    enum kv_status st = load_ca(s->paths.tls_dir, s->paths.ca_pem, s->paths.ca_key, &ca, &ca_key);
+    if (st == KV_OK)
+        st = server_names((const char *const *)s->names, s->n_names, &gens);
+    if (st == KV_OK)
+        st = issue_release(s->paths.release_pem, ca, ca_key, gens);
+    if (st == KV_OK) {
+        sync_dir(s->paths.tls_dir);
+        kv_log(KV_LOG_INFO, "TLS: made the key release certificate in %s", s->paths.release_pem);
+        st = signer_load(s);
+    }
+    sk_GENERAL_NAME_pop_free(gens, GENERAL_NAME_free);
+    X509_free(ca);
+    EVP_PKEY_free(ca_key);
+    return st;
+}
+
+enum kv_status srv_signer_open(const struct srv_tls_paths *paths, const char *const *hostnames,
+                               size_t n, struct srv_signer **out)
+{
+    struct srv_signer *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return KV_ERR_NOMEM;
+    if (pthread_mutex_init(&s->mu, NULL) != 0) {
+        free(s);
+        return KV_ERR_INTERNAL;
+    }
+    s->paths = *paths;
+    enum kv_status st = KV_OK;
+    if (n > 0 && (s->names = calloc(n, sizeof(char *))) == NULL)
+        st = KV_ERR_NOMEM;
+    for (size_t i = 0; st == KV_OK && i < n; i++) {
+        s->names[i] = strdup(hostnames[i] != NULL ? hostnames[i] : "");
+        if (s->names[i] == NULL)
+            st = KV_ERR_NOMEM;
+        else
+            s->n_names++;
+    }
+    if (st == KV_OK && access(paths->release_pem, F_OK) == 0)
+        st = signer_load(s);
+    if (st != KV_OK) {
+        srv_signer_free(s);
+        return st;
+    }
+    *out = s;
+    return KV_OK;
+}
+
+enum kv_status srv_signer_sign(struct srv_signer *s, const char *payload, size_t len, char **out)
 {
     char *body = NULL, *sig_text = NULL, *jws = NULL;
     unsigned char *sig = NULL;
     size_t sig_len = 0;
     EVP_MD_CTX *md = NULL;
-    enum kv_status st = kv_b64url_encode(payload, len, &body);
+    pthread_mutex_lock(&s->mu);
+    enum kv_status st = s->ready ? KV_OK : signer_make(s);
+    pthread_mutex_unlock(&s->mu);
+    if (st == KV_OK)
+        st = kv_b64url_encode(payload, len, &body);
     if (st != KV_OK)
         return st;
     size_t hlen = strlen(s->header), blen = strlen(body);

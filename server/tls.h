@@ -13,8 +13,9 @@
  *   civetweb's `ssl_certificate` option names.
  * - `release.pem`: the key release certificate followed by its RSA-2048 private
  *   key, mode 0600. It signs released keys (secure key release), as Key Vault's
- *   own certificate does; the certificate is re-issued at every start for the
- *   server's names, the key made once and kept.
+ *   own certificate does. Its key is made at the data folder's first release (an
+ *   RSA key takes tens of milliseconds, which no start should wait for) and kept;
+ *   the certificate is re-issued at every start for the server's names.
  *
  * Keys are EC P-256; certificates are X.509 v3 signed with ECDSA-SHA256 and
  * pass OpenSSL's X509_V_FLAG_X509_STRICT checks (Python 3.13's default).
@@ -28,6 +29,8 @@
 
 /** Paths of the files srv_tls_prepare() leaves in DATA/tls. */
 struct srv_tls_paths {
+    char tls_dir[4096];    /**< DATA/tls */
+    char ca_key[4096];     /**< DATA/tls/ca.key */
     char ca_pem[4096];     /**< DATA/tls/ca.pem: the CA certificate clients trust */
     char server_pem[4096]; /**< DATA/tls/server.pem: server cert + its private key (mode 0600),
                                 for civetweb's ssl_certificate */
@@ -78,12 +81,14 @@ enum kv_status srv_tls_prepare(const char *data_dir, const char *const *hostname
 struct srv_signer;
 
 /**
- * @brief Load the key release certificate and key that srv_tls_prepare() left.
+ * @brief Load the key release certificate and key that srv_tls_prepare() renewed; when
+ * the data folder has none yet, the first srv_signer_sign() makes them, for @p hostnames
+ * (copied) as srv_tls_prepare() would.
  * @param[out] out release with srv_signer_free().
  * @return KV_OK, KV_ERR_CRYPTO (logged), KV_ERR_INTERNAL, KV_ERR_NOMEM.
  */
-enum kv_status srv_signer_open(const struct srv_tls_paths *paths,
-                               struct srv_signer **out) KV_MUST_CHECK;
+enum kv_status srv_signer_open(const struct srv_tls_paths *paths, const char *const *hostnames,
+                               size_t n, struct srv_signer **out) KV_MUST_CHECK;
 
 /** @brief Free a signer. NULL is a no-op. */
 void srv_signer_free(struct srv_signer *s);
@@ -94,7 +99,7 @@ void srv_signer_free(struct srv_signer *s);
  * @param[out] out the JWS, malloc()ed; the caller frees it.
  * @return KV_OK, KV_ERR_CRYPTO, KV_ERR_NOMEM.
  */
-enum kv_status srv_signer_sign(const struct srv_signer *s, const char *payload, size_t len,
+enum kv_status srv_signer_sign(struct srv_signer *s, const char *payload, size_t len,
                                char **out) KV_MUST_CHECK;
 
 #endif

@@ -155,10 +155,11 @@ static void check_first_start(void)
     CHECK(file_mode(tls_dir) == 0700);
     CHECK(file_mode(ca_key) == 0600);
     CHECK(file_mode(server_pem) == 0600);
-    CHECK(file_mode(release_pem) == 0600);
+    /* the key release certificate comes with the first release, not at start */
+    CHECK(access(release_pem, F_OK) != 0);
     CHECK_STR(p.release_pem, release_pem);
     CHECK(file_mode(ca_pem) != 07777 && (file_mode(ca_pem) & 0022) == 0);
-    CHECK(count_entries(tls_dir) == 4);
+    CHECK(count_entries(tls_dir) == 3);
 
     X509 *ca = load_cert(ca_pem);
     X509 *srv = load_cert(server_pem);
@@ -267,7 +268,7 @@ static void check_restart(void)
     CHECK_ST(srv_tls_prepare(dir, one, 1, &p), KV_OK);
     CHECK(file_mode(tls_dir) == 0700);
     CHECK(file_mode(server_pem) == 0600);
-    CHECK(count_entries(tls_dir) == 4);
+    CHECK(count_entries(tls_dir) == 3);
 
     char *ca2 = slurp(ca_pem, &ca2_len), *key2 = slurp(ca_key, &key2_len);
     char *srv2 = slurp(server_pem, &srv2_len);
@@ -297,15 +298,28 @@ static void check_restart(void)
     free(srv2);
 }
 
-/* The key release certificate: RSA-2048 for the server's names, issued by the CA, its key
- * kept across starts; the signer's JWS carries Key Vault's header and verifies with it. */
+/* The key release certificate: made at the first signature (RSA-2048, for the server's
+ * names, issued by the CA), its key kept and its certificate renewed by later starts; the
+ * signer's JWS carries Key Vault's header and verifies with it. */
 static void check_release_signer(void)
 {
+    struct srv_tls_paths p;
+    const char *const names[] = {"kvmock"};
+    struct srv_signer *first = NULL;
+    char *jws1 = NULL;
+    CHECK_ST(srv_tls_prepare(dir, names, 1, &p), KV_OK);
+    CHECK(access(release_pem, F_OK) != 0);
+    CHECK_ST(srv_signer_open(&p, names, 1, &first), KV_OK);
+    CHECK(access(release_pem, F_OK) != 0);
+    if (first != NULL)
+        CHECK_ST(srv_signer_sign(first, "{}", 2, &jws1), KV_OK);
+    CHECK(jws1 != NULL && file_mode(release_pem) == 0600 && count_entries(tls_dir) == 4);
+    free(jws1);
+    srv_signer_free(first);
+
     X509 *ca = load_cert(ca_pem), *rel = load_cert(release_pem);
     EVP_PKEY *key1 = load_key(release_pem);
     CHECK(ca != NULL && rel != NULL && key1 != NULL);
-    struct srv_tls_paths p;
-    const char *const names[] = {"kvmock"};
     CHECK_ST(srv_tls_prepare(dir, names, 1, &p), KV_OK);
     X509 *rel2 = load_cert(release_pem);
     EVP_PKEY *key2 = load_key(release_pem);
@@ -320,7 +334,7 @@ static void check_release_signer(void)
     CHECK(X509_verify(rel2, X509_get0_pubkey(ca)) == 1);
 
     struct srv_signer *s = NULL;
-    CHECK_ST(srv_signer_open(&p, &s), KV_OK);
+    CHECK_ST(srv_signer_open(&p, names, 1, &s), KV_OK);
     char *jws = NULL;
     static const char payload[] = "{\"request\":{}}";
     if (s != NULL)
