@@ -1341,7 +1341,8 @@ static void h_release(struct srv_req *req)
     if (hsm != NULL)
         payload = release_payload(req, released, enc_text, nonce, hsm, &len);
     if (payload != NULL)
-        st = srv_signer_sign(req->srv->signer, payload, len, &jws);
+        st = req->srv->signer != NULL ? srv_signer_sign(req->srv->signer, payload, len, &jws)
+                                      : KV_ERR_INTERNAL;
     if (st == KV_OK) {
         struct kv_json j;
         kv_json_init(&j);

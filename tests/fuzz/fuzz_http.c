@@ -53,11 +53,23 @@ struct tmpl {
     int cleanup; /* delete the key named in the answer's kid after a 2xx */
 };
 
-static const char *const key_ops[] = {
-    "rsa//wrapkey", "rsa//unwrapkey", "rsa//encrypt", "rsa//decrypt",
-    "rsa//sign",    "rsa//verify",    "ec//sign",     "ec//verify",
-    "oct//wrapkey", "oct//unwrapkey", "oct//encrypt", "oct//decrypt",
-    "oct//sign",    "oct//verify",    "rsa//release", NULL};
+static const char *const key_ops[] = {"rsa//wrapkey",
+                                      "rsa//unwrapkey",
+                                      "rsa//encrypt",
+                                      "rsa//decrypt",
+                                      "rsa//sign",
+                                      "rsa//verify",
+                                      "ec//sign",
+                                      "ec//verify",
+                                      "oct//wrapkey",
+                                      "oct//unwrapkey",
+                                      "oct//encrypt",
+                                      "oct//decrypt",
+                                      "oct//sign",
+                                      "oct//verify",
+                                      "rsa//release",
+                                      "skr//release",
+                                      NULL};
 static const char *const policy_kinds[] = {"add", "replace", "remove", NULL};
 static const char *const groups[] = {"fzg", "g", NULL}; /* g holds vault fzv */
 static const char *const role_scopes[] = {"/subscriptions/s", "/subscriptions/s/resourceGroups/g",
@@ -290,6 +302,33 @@ static void make_key(const char *name, enum ks_kty kty)
     ks_key_free(k);
 }
 
+/* An exportable oct-HSM key whose release policy trusts testassert.h's issuer (trusted as
+ * an attestation authority) for tokens with sub "ci": the federated assertion meets it, and
+ * is then refused for having no x-ms-runtime key. */
+static void make_exportable(void)
+{
+    static const char doc[] =
+        "{\"version\":\"1.0.0\",\"anyOf\":[{\"authority\":\"" TESTASSERT_ISSUER
+        "\",\"allOf\":[{\"claim\":\"sub\",\"equals\":\"ci\"}]}]}";
+    char err[256];
+    char *normalized = NULL;
+    if (pol_attestation_trust(srv.pol, TESTASSERT_ISSUER, testassert_jwks, strlen(testassert_jwks),
+                              err, sizeof(err)) != KV_OK ||
+        pol_release_policy_normalize(doc, strlen(doc), &normalized, err, sizeof(err)) != KV_OK)
+        abort();
+    struct ks_release_policy rp = {.set = 1, .data = normalized};
+    struct ks_create c = {.kty = KS_KTY_OCT,
+                          .hsm = 1,
+                          .size_bits = 256,
+                          .attrs = {.enabled = 1, .exportable = 1},
+                          .release_policy = &rp};
+    struct ks_key *k = NULL;
+    if (ks_key_create(srv.ks, "default", "skr", &c, &k) != KV_OK)
+        abort();
+    ks_key_free(k);
+    free(normalized);
+}
+
 static void cleanup(void)
 {
     conn_close(&conns[0]);
@@ -298,6 +337,7 @@ static void cleanup(void)
         mg_stop(mg);
     SSL_CTX_free(client_ctx);
     free(srv.ca_pem);
+    srv_signer_free(srv.signer);
     pol_free(srv.pol);
     ks_close(srv.ks);
     mg_exit_library();
@@ -326,8 +366,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     if (pol_new(dir, TENANT, &srv.pol) != KV_OK || pol_add_identity(srv.pol, &app) != KV_OK ||
         pol_add_identity(srv.pol, &ci) != KV_OK || pol_attach(srv.pol, srv.ks) != KV_OK)
         abort();
-    struct ks_vault v = {
-        .name = "default", .tenant_id = TENANT, .soft_delete = 0, .retention_days = 7};
+    /* premium: exportable keys (secure key release) may be made */
+    struct ks_vault v = {.name = "default",
+                         .tenant_id = TENANT,
+                         .soft_delete = 0,
+                         .retention_days = 7,
+                         .premium = 1};
     struct pol_access_policy p = {.vault = "default", .tenant_id = TENANT, .keys = POL_PERMS_ALL};
     snprintf(p.object_id, sizeof(p.object_id), "%s", app.object_id);
     if (ks_vault_put(srv.ks, &v) != KV_OK || pol_policy_put(srv.pol, &p) != KV_OK)
@@ -337,10 +381,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     make_key("oct", KS_KTY_OCT);
     make_key("upd", KS_KTY_EC);
     make_key("rot", KS_KTY_EC);
+    make_exportable();
 
     struct srv_tls_paths tls;
     if (srv_tls_prepare(dir, NULL, 0, &tls) != KV_OK ||
-        kv_file_read(tls.ca_pem, 65536, &srv.ca_pem, &srv.ca_pem_len) != KV_OK)
+        kv_file_read(tls.ca_pem, 65536, &srv.ca_pem, &srv.ca_pem_len) != KV_OK ||
+        srv_signer_open(&tls, NULL, 0, &srv.signer) != KV_OK)
         abort();
     snprintf(srv.identity_header, sizeof(srv.identity_header), "kvmock");
     snprintf(srv.clock_path, sizeof(srv.clock_path), "%s/clock.json", dir);

@@ -271,6 +271,24 @@ def main():
     http("entra-v1", "entrav1", 0, "grant_type=client_credentials&client_id="
          "6b766d6f-636b-4000-8000-0000000000c1&client_secret=s3cret"
          "&resource=https%3A%2F%2Fvault.azure.net")
+    # secure key release: an exportable key with its policy (the vault is premium), a
+    # policy given to a key that is not exportable, and releases of fuzz_http's "skr"
+    # (variant 15) with testassert.h's federated assertion as the attestation token
+    # (its issuer is a trusted authority; the token meets skr's policy and names no
+    # x-ms-runtime key) and with a junk one
+    policy = json.dumps({"version": "1.0.0", "anyOf": [{"authority": "https://issuer.example",
+                         "allOf": [{"claim": "sub", "equals": "ci"},
+                                   {"anyOf": [{"claim": "exp", "greater": 1},
+                                              {"claim": "x.y", "exists": True}]}]}]})
+    data = base64.urlsafe_b64encode(policy.encode()).rstrip(b"=").decode()
+    http("create-exportable", "create", 0, {"kty": "oct-HSM", "key_size": 256,
+                                            "attributes": {"exportable": True},
+                                            "release_policy": {"data": data, "immutable": True}})
+    http("update-policy", "update", 0, {"release_policy": {"data": data,
+                                                           "contentType": "application/json"}})
+    http("release-skr", "op", 15, {"target": federated_assertion, "nonce": "n\u00e9",
+                                   "enc": "RSA_AES_KEY_WRAP_256"})
+    http("release-junk", "op", 15, {"target": "e30.e30.AA", "enc": "CKM_RSA_AES_KEY_WRAP"})
     http("clock", "clock", 0, {"advanceSeconds": 86400})
     for variant in range(4):  # the subscription, group g, vault fzv, key rsa
         http(f"rolescope{variant}", "rolescope", variant, {"properties": {
