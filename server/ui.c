@@ -81,6 +81,13 @@ static int add_keys(struct srv_req *req, const char *vault, cJSON *keys)
                     cJSON_AddNumberToObject(o, "created", (double)v->attrs.created);
                     cJSON_AddNumberToObject(o, "exp", (double)v->attrs.exp);
                     add_ops(o, v->ops);
+                    /* secure key release: whether it may leave the vault, under what */
+                    cJSON_AddBoolToObject(o, "exportable", v->attrs.exportable);
+                    if (v->release_policy.set) {
+                        cJSON_AddStringToObject(o, "releasePolicy", v->release_policy.data);
+                        cJSON_AddBoolToObject(o, "releasePolicyImmutable",
+                                              v->release_policy.immutable);
+                    }
                 }
                 snprintf(vtoken, sizeof(vtoken), "%s", vp->next);
                 ks_key_page_free(vp);

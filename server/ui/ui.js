@@ -29,6 +29,18 @@ function network(p) {
   return `selected addresses (${ranges.length ? ranges.join(" ") : "none"})`;
 }
 
+// Secure key release: "no", or "exportable" with the authorities its policy trusts and
+// whether the policy is locked.
+function release(ver) {
+  if (!ver.exportable) return "no";
+  let authorities = [];
+  try {
+    authorities = JSON.parse(ver.releasePolicy).anyOf.map((a) => a.authority);
+  } catch (e) { /* shown without them */ }
+  return `exportable to ${authorities.join(", ")}` +
+         (ver.releasePolicyImmutable ? " (policy immutable)" : "");
+}
+
 function renderVault(v) {
   const p = v.properties;
   const box = el("div", { class: "vault", "data-vault": v.name });
@@ -45,12 +57,14 @@ function renderVault(v) {
       versions.push({
         disabled: !ver.enabled,
         cells: [k.name, ver.version + (ver.version === k.current ? " (current)" : ""), ver.kty,
-                ver.enabled ? "yes" : "no", when(ver.created), when(ver.exp), ver.keyOps.join(" ")],
+                ver.enabled ? "yes" : "no", when(ver.created), when(ver.exp), ver.keyOps.join(" "),
+                release(ver)],
       });
     }
   }
   box.append(el("h3", {}, "Keys"));
-  box.append(table(["key", "version", "type", "enabled", "created", "expires", "operations"], versions,
+  box.append(table(["key", "version", "type", "enabled", "created", "expires", "operations",
+                    "release"], versions,
     (r) => (r.disabled ? "disabled key-row" : "key-row")));
   box.append(el("h3", {}, "Deleted keys"));
   box.append(table(["key", "deleted", "scheduled purge"],

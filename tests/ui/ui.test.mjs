@@ -46,6 +46,7 @@ const config = {
                  clientId: "0c000000-0000-4000-8000-0000000000a1", default: true }, SERVICE, PIPELINE],
   vaults: [
     { name: "cmk", properties: { softDeleteRetentionInDays: 7, enablePurgeProtection: true,
+      sku: { family: "A", name: "premium" },
       accessPolicies: [
         { objectId: "0a000000-0000-4000-8000-0000000000a1", permissions: { keys: ["all"] } },
         { objectId: SERVICE.objectId, permissions: { keys: ["get", "wrapKey", "unwrapKey"] } }] } },
@@ -128,6 +129,12 @@ try {
   assert.equal((await vault("POST", "cmk", "/keys/disk/rotate", null, learner)).status, 200);
   assert.equal((await vault("POST", "cmk", "/keys/old/create", { kty: "EC" }, learner)).status, 200);
   assert.equal((await vault("DELETE", "cmk", "/keys/old", null, learner)).status, 200);
+  const releasePolicy = { version: "1.0.0", anyOf: [{ authority: "https://maa.example",
+    allOf: [{ claim: "x-ms-attestation-type", equals: "sevsnpvm" }] }] };
+  assert.equal((await vault("POST", "cmk", "/keys/kek/create", { kty: "oct-HSM",
+    attributes: { exportable: true },
+    release_policy: { data: Buffer.from(JSON.stringify(releasePolicy)).toString("base64url"),
+                      immutable: true } }, learner)).status, 200);
   const denied = await vault("POST", "cmk", "/keys/other/create", { kty: "RSA" }, service);
   assert.equal(denied.status, 403);
 
@@ -137,9 +144,12 @@ try {
   await page.goto(`http://127.0.0.1:${httpPort}/ui`);
   const cmk = page.locator('.vault[data-vault="cmk"]');
   await cmk.waitFor();
-  // two versions of "disk", one current
-  await page.waitForFunction(() => document.querySelectorAll('.vault[data-vault="cmk"] tr.key-row').length === 2);
-  assert.equal(await cmk.locator("tr.key-row", { hasText: "(current)" }).count(), 1);
+  // two versions of "disk", one current, and the exportable "kek"
+  await page.waitForFunction(() => document.querySelectorAll('.vault[data-vault="cmk"] tr.key-row').length === 3);
+  assert.equal(await cmk.locator("tr.key-row", { hasText: "disk" }).filter({ hasText: "(current)" }).count(), 1);
+  assert.match(await cmk.locator("tr.key-row", { hasText: "kek" }).textContent(),
+    /exportable to https:\/\/maa\.example \(policy immutable\)/);
+  assert.equal(await cmk.locator("tr.key-row", { hasText: "disk" }).filter({ hasText: "exportable" }).count(), 0);
   // the deleted key with its scheduled purge date, 7 days after deletion
   const del = cmk.locator("tr.deleted-row", { hasText: "old" });
   assert.equal(await del.count(), 1);
