@@ -1783,10 +1783,11 @@ static enum kv_status release_target(const struct kv_buf *n, const struct kv_buf
     int bits = BN_num_bits(bn);
     if (bits < 2048 || bits > 4096 || BN_is_odd(be) == 0 || BN_is_one(be))
         goto out;
+    /* the shape is checked above: a failure from here on is OpenSSL's, not the target's */
     ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
     if (ctx == NULL || EVP_PKEY_fromdata_init(ctx) <= 0 ||
         EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) <= 0) {
-        st = openssl_oom() ? KV_ERR_NOMEM : KV_ERR_BAD_PARAM;
+        st = openssl_oom() ? KV_ERR_NOMEM : KV_ERR_CRYPTO;
         goto out;
     }
     *out = pkey;

@@ -8,6 +8,7 @@
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/ecdsa.h>
+#include <openssl/err.h>
 #include <openssl/param_build.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
@@ -266,6 +267,17 @@ static enum kv_status member_b64url(const cJSON *k, const char *name, struct kv_
                                                                  : KV_OK;
 }
 
+/* Whether OpenSSL's error queue says it ran out of memory: then a refused key is the
+ * server's trouble, not a bad key. Empties the queue. */
+static int openssl_oom(void)
+{
+    int oom = 0;
+    unsigned long e;
+    while ((e = ERR_get_error()) != 0)
+        oom |= ERR_GET_REASON(e) == ERR_R_MALLOC_FAILURE;
+    return oom;
+}
+
 static enum kv_status pkey_from(const char *type, OSSL_PARAM *params, EVP_PKEY **out)
 {
     EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, type, NULL);
@@ -285,6 +297,9 @@ static enum kv_status pkey_from(const char *type, OSSL_PARAM *params, EVP_PKEY *
             *out = NULL;
         }
     }
+    if (st == KV_ERR_BAD_PARAM && openssl_oom())
+        st = KV_ERR_NOMEM;
+    ERR_clear_error();
     EVP_PKEY_CTX_free(ctx);
     return st;
 }
@@ -352,6 +367,9 @@ static enum kv_status x5c_jwk(const cJSON *k, EVP_PKEY **out)
             *out = NULL;
         }
     }
+    if (st == KV_ERR_BAD_PARAM && openssl_oom())
+        st = KV_ERR_NOMEM;
+    ERR_clear_error();
     X509_free(x);
     free(der);
     return st;

@@ -3,7 +3,8 @@
  * and no block it frees still holds private key bytes.
  *
  * Each path below (create, import, a key operation on a cache miss, rotate,
- * backup, restore, seal/unseal, refused inputs) runs once with two observers:
+ * backup, restore, seal/unseal, refused inputs, secure key release) runs once with two
+ * observers:
  *
  * (a) Wipe accounting. The producers of plaintext are wrapped with the
  *     linker's --wrap (ks_unseal's output, ks_material_serialize's output, the
@@ -692,6 +693,53 @@ static void path_restore(const char *what, const char *name, const struct kv_buf
         delete_key(name);
 }
 
+/* Secure key release: an exportable copy of a known key, in the premium vault "p", released
+ * for the recipient's RSA key. The unsealed material and the PKCS#8 (or oct bytes) the
+ * release wraps are wiped; nothing of the key is left in freed blocks. */
+static struct kv_buf target_n, target_e;
+
+static void path_release(const char *what, const char *name, const struct ks_jwk *jwk,
+                         enum ks_release_enc enc)
+{
+    static const char policy[] = "{\"version\":\"1.0.0\",\"anyOf\":[]}";
+    struct ks_release_policy rp = {.set = 1, .data = (char *)policy};
+    struct ks_import p = {
+        .jwk = *jwk, .hsm = 1, .attrs = {.enabled = 1, .exportable = 1}, .release_policy = &rp};
+    struct ks_key *k = NULL;
+    CHECK_ST(ks_key_import(env, "p", name, &p, &k), KV_OK);
+    ks_key_free(k);
+    k = NULL;
+    struct kv_buf wrapped = {0};
+    memos_reset();
+    path_begin();
+    CHECK_ST(ks_key_release(env, "p", name, NULL, policy, enc, &target_n, &target_e, &k, &wrapped),
+             KV_OK);
+    ks_key_free(k);
+    kv_buf_free(&wrapped); /* the released key, under the recipient's key: not plaintext */
+    /* the unsealed material is the registered plaintext; what the release wrapped (PKCS#8,
+     * oct bytes) is made inside crypto.c, and the freed-block scan looks for it */
+    path_end(what, 1, 0);
+}
+
+static void release_setup(void)
+{
+    struct ks_vault v = {.soft_delete = 0, .retention_days = 7, .premium = 1};
+    snprintf(v.name, sizeof(v.name), "p");
+    snprintf(v.tenant_id, sizeof(v.tenant_id), "t");
+    CHECK_ST(ks_vault_put(env, &v), KV_OK);
+    EVP_PKEY *t = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+    BIGNUM *n = NULL, *e = NULL;
+    CHECK(t != NULL && EVP_PKEY_get_bn_param(t, OSSL_PKEY_PARAM_RSA_N, &n) == 1 &&
+          EVP_PKEY_get_bn_param(t, OSSL_PKEY_PARAM_RSA_E, &e) == 1);
+    CHECK_ST(kv_buf_alloc((size_t)BN_num_bytes(n), &target_n), KV_OK);
+    CHECK_ST(kv_buf_alloc((size_t)BN_num_bytes(e), &target_e), KV_OK);
+    BN_bn2bin(n, target_n.data);
+    BN_bn2bin(e, target_e.data);
+    BN_free(n);
+    BN_free(e);
+    EVP_PKEY_free(t);
+}
+
 static const char backup_ad[] = "kvmock key backup"; /* keys.c's associated data */
 
 /* A backup whose second version's material is cut short by a bad character:
@@ -948,6 +996,15 @@ int main(int argc, char **argv)
     kv_buf_free(&bad);
     path_seal();
     path_b64_refused();
+    release_setup();
+    path_release("release RSA (CKM_RSA_AES_KEY_WRAP)", "x-rsa", &tk.rsa,
+                 KS_RELEASE_CKM_RSA_AES_KEY_WRAP);
+    path_release("release EC (RSA_AES_KEY_WRAP_256)", "x-ec", &tk.ec,
+                 KS_RELEASE_RSA_AES_KEY_WRAP_256);
+    path_release("release oct (RSA_AES_KEY_WRAP_384)", "x-oct", &tk.oct,
+                 KS_RELEASE_RSA_AES_KEY_WRAP_384);
+    kv_buf_free(&target_n);
+    kv_buf_free(&target_e);
 
     ah_on_free(NULL);
     for (size_t i = 0; i < 3; i++)
