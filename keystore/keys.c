@@ -1367,14 +1367,29 @@ struct update_arg {
     struct ks_key *key; /* out */
 };
 
-/* Replace a member, or add it: records leave out members at their default. */
+/* Replace a member, or add it: records leave out members at their default. The name is
+ * copied here, and only then is the tree changed: cJSON 1.7.15's ReplaceItemInObject does
+ * not check its own copy of the name, so out of memory it put in a member without one,
+ * which the record then kept (as "") and the real member lost. */
 static int replace_item(cJSON *o, const char *name, cJSON *item)
 {
     if (item == NULL)
         return 0;
-    if (cJSON_GetObjectItemCaseSensitive(o, name) != NULL)
-        return cJSON_ReplaceItemInObjectCaseSensitive(o, name, item) ? 1 : (cJSON_Delete(item), 0);
-    return cJSON_AddItemToObject(o, name, item) ? 1 : (cJSON_Delete(item), 0);
+    size_t len = strlen(name) + 1;
+    char *key = cJSON_malloc(len);
+    if (key == NULL) {
+        cJSON_Delete(item);
+        return 0;
+    }
+    memcpy(key, name, len);
+    item->string = key; /* a new item: it had no name */
+    item->type &= ~cJSON_StringIsConst;
+    cJSON *old = cJSON_GetObjectItemCaseSensitive(o, name);
+    /* neither call allocates */
+    if (old != NULL ? cJSON_ReplaceItemViaPointer(o, old, item) : cJSON_AddItemToArray(o, item))
+        return 1;
+    cJSON_Delete(item);
+    return 0;
 }
 
 static int replace_number(cJSON *o, const char *name, double value)
