@@ -288,9 +288,12 @@ static enum kv_status pkey_from(const char *type, OSSL_PARAM *params, EVP_PKEY *
     if (EVP_PKEY_fromdata_init(ctx) == 1 &&
         EVP_PKEY_fromdata(ctx, out, EVP_PKEY_PUBLIC_KEY, params) == 1) {
         EVP_PKEY_CTX *check = EVP_PKEY_CTX_new_from_pkey(NULL, *out, NULL);
-        st = check == NULL                       ? KV_ERR_NOMEM
-             : EVP_PKEY_public_check(check) == 1 ? KV_OK
-                                                 : KV_ERR_BAD_PARAM;
+        /* a key whose size OpenSSL could not cache (out of memory) refuses every later
+         * signature: it is not kept */
+        st = check == NULL                                                  ? KV_ERR_NOMEM
+             : EVP_PKEY_get_size(*out) <= 0 || EVP_PKEY_get_bits(*out) <= 0 ? KV_ERR_NOMEM
+             : EVP_PKEY_public_check(check) == 1                            ? KV_OK
+                                                                            : KV_ERR_BAD_PARAM;
         EVP_PKEY_CTX_free(check);
         if (st != KV_OK) {
             EVP_PKEY_free(*out);
@@ -360,7 +363,11 @@ static enum kv_status x5c_jwk(const cJSON *k, EVP_PKEY **out)
         (x = d2i_X509(NULL, &p, (long)der_len)) != NULL && p == der + der_len &&
         (*out = X509_get_pubkey(x)) != NULL) {
         int bits = EVP_PKEY_get_bits(*out);
-        if (EVP_PKEY_is_a(*out, "RSA") && bits >= 2048 && bits <= 16384) {
+        if (bits <= 0 || EVP_PKEY_get_size(*out) <= 0) {
+            st = KV_ERR_NOMEM; /* as in pkey_from */
+            EVP_PKEY_free(*out);
+            *out = NULL;
+        } else if (EVP_PKEY_is_a(*out, "RSA") && bits >= 2048 && bits <= 16384) {
             st = KV_OK;
         } else {
             EVP_PKEY_free(*out);
@@ -431,6 +438,8 @@ static enum kv_status jwk_key(const cJSON *k, size_t nth, unsigned flags, struct
         cJSON_GetObjectItemCaseSensitive(k, "n") == NULL &&
         cJSON_GetObjectItemCaseSensitive(k, "x5c") != NULL) {
         st = x5c_jwk(k, &out->key);
+        if (st == KV_ERR_BAD_PARAM) /* OpenSSL does not always say it ran out of memory */
+            st = x5c_jwk(k, &out->key);
         if (st == KV_ERR_BAD_PARAM)
             return bad(err, cap,
                        "key %zu of the jwks: x5c[0] is not a base64 DER certificate of an RSA "
@@ -445,6 +454,8 @@ static enum kv_status jwk_key(const cJSON *k, size_t nth, unsigned flags, struct
     else
         return bad(err, cap, "key %zu of the jwks has kty '%.16s'; RSA and EC are read", nth,
                    kty->valuestring);
+    if (st == KV_ERR_BAD_PARAM) /* as above: a key refused is built a second time first */
+        st = strcmp(kty->valuestring, "RSA") == 0 ? rsa_jwk(k, &out->key) : ec_jwk(k, &out->key);
     if (st == KV_ERR_BAD_PARAM)
         return bad(err, cap,
                    "key %zu of the jwks is not a valid public %s key (RSA: n of 2048 to 16384 "
@@ -660,6 +671,9 @@ enum jose_verdict jose_verify_keys(const struct jose_jws *j, const struct jose_a
             continue;
         found = 1;
         int ok = jose_verify(j, alg, keys[i].key);
+        if (ok == 0) /* a signature refused is checked a second time: OpenSSL does not always
+                        say that it ran out of memory */
+            ok = jose_verify(j, alg, keys[i].key);
         if (ok != 0)
             return ok > 0 ? JOSE_VERIFIED : JOSE_VERIFY_NOMEM;
     }

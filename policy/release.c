@@ -669,8 +669,11 @@ static int target_from(const cJSON *k, struct pol_release_target *t)
         if (bits < 2048 || bits > 4096 || e.len == 0 || e.len > 8)
             st = KV_ERR_BAD_PARAM;
     }
-    if (st == KV_OK)
+    if (st == KV_OK) {
         st = jose_rsa_public(&n, &e, &key);
+        if (st == KV_ERR_BAD_PARAM) /* OpenSSL does not always say it ran out of memory */
+            st = jose_rsa_public(&n, &e, &key);
+    }
     EVP_PKEY_free(key);
     if (st != KV_OK) {
         kv_buf_free(&n);
