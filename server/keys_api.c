@@ -367,6 +367,18 @@ static void deleted_fields(struct kv_json *j, const struct srv_req *req, const s
     kv_json_int(j, "scheduledPurgeDate", k->scheduled_purge);
 }
 
+/* The release policy of a create, import or update (@p exportable: whether it makes the key
+ * exportable), refused in an api-version before secure key release. */
+static enum kv_status take_release_policy(const struct srv_req *req, const cJSON *body,
+                                          int exportable, struct ks_release_policy *rp, char *why,
+                                          size_t cap)
+{
+    memset(rp, 0, sizeof(*rp));
+    if (release_too_early(req, body, exportable))
+        return KV_ERR_SKR_PREMIUM;
+    return parse_release_policy(body, rp, why, cap);
+}
+
 /* A key's release policy as Key Vault returns it: contentType only where asked (@p
  * content_type), the document in base64url, immutable. */
 static void release_policy_json(struct kv_json *j, const struct ks_release_policy *rp,
@@ -454,10 +466,8 @@ static void h_create(struct srv_req *req)
         st = parse_tags(body, &p.tags, &fe);
     struct ks_release_policy rp = {0};
     char why[512] = "";
-    if (st == KV_OK && release_too_early(req, body, p.attrs.exportable))
-        st = KV_ERR_SKR_PREMIUM;
     if (st == KV_OK) {
-        st = parse_release_policy(body, &rp, why, sizeof(why));
+        st = take_release_policy(req, body, p.attrs.exportable, &rp, why, sizeof(why));
         p.release_policy = &rp;
     }
     if (st != KV_OK) {
@@ -770,10 +780,9 @@ static void h_update(struct srv_req *req)
     }
     struct ks_release_policy rp = {0};
     char why[512] = "";
-    if (st == KV_OK && release_too_early(req, body, u.exportable_set && u.exportable))
-        st = KV_ERR_SKR_PREMIUM;
     if (st == KV_OK) {
-        st = parse_release_policy(body, &rp, why, sizeof(why));
+        st =
+            take_release_policy(req, body, u.exportable_set && u.exportable, &rp, why, sizeof(why));
         if (rp.set)
             u.release_policy = &rp;
     }
@@ -862,10 +871,8 @@ static void h_import(struct srv_req *req)
         st = parse_tags(body, &p.tags, &fe);
     struct ks_release_policy rp = {0};
     char why[512] = "";
-    if (st == KV_OK && release_too_early(req, body, p.attrs.exportable))
-        st = KV_ERR_SKR_PREMIUM;
     if (st == KV_OK) {
-        st = parse_release_policy(body, &rp, why, sizeof(why));
+        st = take_release_policy(req, body, p.attrs.exportable, &rp, why, sizeof(why));
         p.release_policy = &rp;
     }
     if (st == KV_OK) {
