@@ -16,7 +16,6 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,18 +45,6 @@ struct pol_creds {
     struct federated *federated;
     size_t n_federated;
 };
-
-static enum kv_status bad(char *err, size_t cap, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static enum kv_status bad(char *err, size_t cap, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, cap, fmt, ap);
-    va_end(ap);
-    return KV_ERR_BAD_PARAM;
-}
 
 static void federated_clear(struct federated *f)
 {
@@ -145,7 +132,7 @@ static enum kv_status read_cert(const char *pem, size_t len, size_t nth, struct 
     X509 *x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
     BIO_free(bio);
     if (x == NULL)
-        return bad(err, cap, "certificate %zu is not a readable X.509 certificate", nth);
+        return jose_bad(err, cap, "certificate %zu is not a readable X.509 certificate", nth);
     enum kv_status st = KV_OK;
     unsigned char *der = NULL;
     int der_len = i2d_X509(x, &der);
@@ -154,12 +141,12 @@ static enum kv_status read_cert(const char *pem, size_t len, size_t nth, struct 
         st = KV_ERR_NOMEM;
     } else if (!asn1_seconds(X509_get0_notBefore(x), &out->not_before) ||
                !asn1_seconds(X509_get0_notAfter(x), &out->not_after)) {
-        st = bad(err, cap, "certificate %zu has unreadable validity dates", nth);
+        st = jose_bad(err, cap, "certificate %zu has unreadable validity dates", nth);
     } else if (!EVP_PKEY_is_a(out->key, "RSA")) {
-        st = bad(err, cap,
-                 "certificate %zu does not hold an RSA key (Entra signs and checks "
-                 "client assertions with RSA certificates only)",
-                 nth);
+        st = jose_bad(err, cap,
+                      "certificate %zu does not hold an RSA key (Entra signs and checks "
+                      "client assertions with RSA certificates only)",
+                      nth);
     } else if (EVP_Digest(der, (size_t)der_len, out->sha1, NULL, EVP_sha1(), NULL) != 1 ||
                EVP_Digest(der, (size_t)der_len, out->sha256, NULL, EVP_sha256(), NULL) != 1) {
         st = KV_ERR_NOMEM;
@@ -187,9 +174,9 @@ enum kv_status pol_creds_add_certificates(struct pol_creds **creds, const char *
          p = find(p, stop, begin)) {
         const char *e = find(p, stop, end);
         if (e == NULL) {
-            st = bad(err, cap, "certificate %zu has no -----END CERTIFICATE----- line", n + 1);
+            st = jose_bad(err, cap, "certificate %zu has no -----END CERTIFICATE----- line", n + 1);
         } else if (have + n >= POL_CREDS_CERTS_MAX) {
-            st = bad(err, cap, "more than %d certificates", POL_CREDS_CERTS_MAX);
+            st = jose_bad(err, cap, "more than %d certificates", POL_CREDS_CERTS_MAX);
         } else {
             e += sizeof(end) - 1;
             st = read_cert(p, (size_t)(e - p), n + 1, &found[n], err, cap);
@@ -198,7 +185,7 @@ enum kv_status pol_creds_add_certificates(struct pol_creds **creds, const char *
         }
     }
     if (st == KV_OK && n == 0)
-        st = bad(err, cap, "no certificate (a -----BEGIN CERTIFICATE----- block) found");
+        st = jose_bad(err, cap, "no certificate (a -----BEGIN CERTIFICATE----- block) found");
     if (st == KV_OK)
         st = creds_get(creds);
     if (st != KV_OK) {
@@ -217,9 +204,9 @@ enum kv_status pol_creds_add_certificates(struct pol_creds **creds, const char *
 static enum kv_status check_field(const char *name, const char *v, char *err, size_t cap)
 {
     if (v == NULL || v[0] == '\0')
-        return bad(err, cap, "'%s' is required", name);
+        return jose_bad(err, cap, "'%s' is required", name);
     if (strlen(v) > POL_FEDERATED_FIELD_MAX)
-        return bad(err, cap, "'%s' is longer than %d bytes", name, POL_FEDERATED_FIELD_MAX);
+        return jose_bad(err, cap, "'%s' is longer than %d bytes", name, POL_FEDERATED_FIELD_MAX);
     return KV_OK;
 }
 
@@ -235,13 +222,13 @@ enum kv_status pol_creds_add_federated(struct pol_creds **creds, const char *iss
     if (st != KV_OK)
         return st;
     if (*creds != NULL && (*creds)->n_federated >= POL_CREDS_FEDERATED_MAX)
-        return bad(err, cap, "more than %d federated credentials", POL_CREDS_FEDERATED_MAX);
+        return jose_bad(err, cap, "more than %d federated credentials", POL_CREDS_FEDERATED_MAX);
     for (size_t i = 0; *creds != NULL && i < (*creds)->n_federated; i++) {
         const struct federated *o = &(*creds)->federated[i];
         if (strcmp(o->issuer, issuer) == 0 && strcmp(o->subject, subject) == 0)
-            return bad(err, cap,
-                       "a federated credential with this issuer and subject is "
-                       "already there (Entra keeps one)");
+            return jose_bad(err, cap,
+                            "a federated credential with this issuer and subject is "
+                            "already there (Entra keeps one)");
     }
     struct federated *f = calloc(1, sizeof(*f));
     if (f == NULL)

@@ -18,10 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static enum kv_status bad(char *err, size_t cap, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static enum kv_status bad(char *err, size_t cap, const char *fmt, ...)
+enum kv_status jose_bad(char *err, size_t cap, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -424,12 +421,12 @@ static enum kv_status jwk_key(const cJSON *k, size_t nth, unsigned flags, struct
     const cJSON *use = cJSON_GetObjectItemCaseSensitive(k, "use");
     out->key = NULL;
     if (!cJSON_IsObject(k) || !cJSON_IsString(kty))
-        return bad(err, cap, "key %zu of the jwks is not a JWK with a kty", nth);
+        return jose_bad(err, cap, "key %zu of the jwks is not a JWK with a kty", nth);
     if (kid != NULL && (!cJSON_IsString(kid) || strlen(kid->valuestring) >= JOSE_KID_MAX))
-        return bad(err, cap, "key %zu of the jwks: kid must be a string of at most %d bytes", nth,
-                   JOSE_KID_MAX - 1);
+        return jose_bad(err, cap, "key %zu of the jwks: kid must be a string of at most %d bytes",
+                        nth, JOSE_KID_MAX - 1);
     if (use != NULL && !cJSON_IsString(use))
-        return bad(err, cap, "key %zu of the jwks: use must be a string", nth);
+        return jose_bad(err, cap, "key %zu of the jwks: use must be a string", nth);
     if (use != NULL && strcmp(use->valuestring, "sig") != 0)
         return KV_OK;
     snprintf(out->kid, sizeof(out->kid), "%s", kid ? kid->valuestring : "");
@@ -441,10 +438,10 @@ static enum kv_status jwk_key(const cJSON *k, size_t nth, unsigned flags, struct
         if (st == KV_ERR_BAD_PARAM) /* OpenSSL does not always say it ran out of memory */
             st = x5c_jwk(k, &out->key);
         if (st == KV_ERR_BAD_PARAM)
-            return bad(err, cap,
-                       "key %zu of the jwks: x5c[0] is not a base64 DER certificate of an RSA "
-                       "key of 2048 to 16384 bits",
-                       nth);
+            return jose_bad(err, cap,
+                            "key %zu of the jwks: x5c[0] is not a base64 DER certificate of an RSA "
+                            "key of 2048 to 16384 bits",
+                            nth);
         return st;
     }
     if (strcmp(kty->valuestring, "RSA") == 0)
@@ -452,15 +449,15 @@ static enum kv_status jwk_key(const cJSON *k, size_t nth, unsigned flags, struct
     else if (strcmp(kty->valuestring, "EC") == 0)
         st = ec_jwk(k, &out->key);
     else
-        return bad(err, cap, "key %zu of the jwks has kty '%.16s'; RSA and EC are read", nth,
-                   kty->valuestring);
+        return jose_bad(err, cap, "key %zu of the jwks has kty '%.16s'; RSA and EC are read", nth,
+                        kty->valuestring);
     if (st == KV_ERR_BAD_PARAM) /* as above: a key refused is built a second time first */
         st = strcmp(kty->valuestring, "RSA") == 0 ? rsa_jwk(k, &out->key) : ec_jwk(k, &out->key);
     if (st == KV_ERR_BAD_PARAM)
-        return bad(err, cap,
-                   "key %zu of the jwks is not a valid public %s key (RSA: n of 2048 to 16384 "
-                   "bits and e; EC: crv P-256, P-384 or P-521 and its x and y)",
-                   nth, kty->valuestring);
+        return jose_bad(err, cap,
+                        "key %zu of the jwks is not a valid public %s key (RSA: n of 2048 to 16384 "
+                        "bits and e; EC: crv P-256, P-384 or P-521 and its x and y)",
+                        nth, kty->valuestring);
     return st;
 }
 
@@ -483,7 +480,7 @@ enum kv_status jose_jwks_read(const char *jwks, size_t len, unsigned flags, stru
         return st;
     if (!cJSON_IsArray(list)) {
         cJSON_Delete(doc);
-        return bad(err, cap, "'jwks' must be a JWKS document: {\"keys\": [...]}");
+        return jose_bad(err, cap, "'jwks' must be a JWKS document: {\"keys\": [...]}");
     }
     const cJSON *k;
     size_t nth = 0, got = 0;
@@ -491,7 +488,7 @@ enum kv_status jose_jwks_read(const char *jwks, size_t len, unsigned flags, stru
     {
         nth++;
         if (got == max) {
-            st = bad(err, cap, "the jwks has more than %zu signing keys", max);
+            st = jose_bad(err, cap, "the jwks has more than %zu signing keys", max);
             break;
         }
         st = jwk_key(k, nth, flags, &keys[got], err, cap);
@@ -501,7 +498,7 @@ enum kv_status jose_jwks_read(const char *jwks, size_t len, unsigned flags, stru
     }
     cJSON_Delete(doc);
     if (st == KV_OK && got == 0)
-        st = bad(err, cap, "the jwks holds no signing key");
+        st = jose_bad(err, cap, "the jwks holds no signing key");
     if (st != KV_OK) {
         jose_keys_free(keys, got);
         return st;

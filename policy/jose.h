@@ -137,4 +137,9 @@ enum jose_verdict {
 enum jose_verdict jose_verify_keys(const struct jose_jws *j, const struct jose_alg *alg,
                                    const struct jose_key *keys, size_t n, const char *kid);
 
+/** @brief Write a message into @p err (as snprintf) and return KV_ERR_BAD_PARAM: how
+ * jose.c and its users refuse what they were given. */
+enum kv_status jose_bad(char *err, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 #endif
