@@ -101,6 +101,9 @@ enum kv_status {
     KV_ERR_CRYPTO,   /**< an OpenSSL or libsodium call failed unexpectedly */
     KV_ERR_INTERNAL, /**< anything else that is kvmock's fault */
 
+    /* 507 */
+    KV_ERR_STORE_FULL, /**< the data folder cannot grow: file system full, quota, file size limit */
+
     KV_STATUS_COUNT
 };
 

@@ -149,6 +149,11 @@ static const struct kv_status_info table[KV_STATUS_COUNT] = {
     ROW(KV_ERR_STORE, 500, "InternalServerError", NULL, "The key store failed."),
     ROW(KV_ERR_CRYPTO, 500, "InternalServerError", NULL, "A cryptographic operation failed."),
     ROW(KV_ERR_INTERNAL, 500, "InternalServerError", NULL, "An internal error occurred."),
+    /* kvmock's own condition, which Key Vault never meets: 507 says what it is, and the
+     * SDKs' retry policies do not wait on it as they would on a 500 */
+    ROW(KV_ERR_STORE_FULL, 507, "InsufficientStorage", NULL,
+        "kvmock cannot write to its data folder: its file system is full, or the store file "
+        "reached a limit on its size. Nothing was changed."),
 };
 
 #define NAME(st) [st] = #st
@@ -224,6 +229,7 @@ static const char *const names[KV_STATUS_COUNT] = {
     NAME(KV_ERR_STORE),
     NAME(KV_ERR_CRYPTO),
     NAME(KV_ERR_INTERNAL),
+    NAME(KV_ERR_STORE_FULL),
 };
 
 const struct kv_status_info *kv_status_info(enum kv_status st)

@@ -179,6 +179,26 @@ enum kv_status ks_record_put(struct ks_env *env, enum ks_table table, const void
 enum kv_status ks_record_del(struct ks_env *env, enum ks_table table, const void *prefix,
                              size_t prefix_len, size_t *deleted) KV_MUST_CHECK;
 
+/**
+ * One change to a table of another layer. Several go into one transaction, all or
+ * none: with ks_record_apply(), or with a vault's own write by ks_vault_put_with().
+ */
+struct ks_record_op {
+    enum ks_table table;
+    const void *key; /**< the record's key; for a delete, the prefix of the keys to delete */
+    size_t key_len;  /**< 1 to 511 */
+    const void *val; /**< the value to store (replacing), or NULL to delete */
+    size_t val_len;
+};
+
+/**
+ * @brief Apply @p ops in order in one transaction: every change or none.
+ * @return KV_OK, KV_ERR_BAD_PARAM (an op is malformed: nothing is written), KV_ERR_STORE,
+ *   KV_ERR_STORE_FULL.
+ */
+enum kv_status ks_record_apply(struct ks_env *env, const struct ks_record_op *ops,
+                               size_t n) KV_MUST_CHECK;
+
 /** Called for each record of a scan; anything but KV_OK stops the scan and is returned. */
 typedef enum kv_status (*ks_record_fn)(const void *key, size_t key_len, const void *val,
                                        size_t val_len, void *arg);
@@ -415,6 +435,16 @@ struct ks_deleted_vault {
  *   KV_ERR_VAULT_DELETED (a deleted vault holds it), and the errors of ks_vault_put().
  */
 enum kv_status ks_vault_create(struct ks_env *env, const struct ks_vault *vault) KV_MUST_CHECK;
+
+/**
+ * @brief ks_vault_create() (@p create not 0) or ks_vault_put(), and @p ops, in one
+ * transaction: the vault is written only if every op succeeds, and the ops only if the
+ * vault is. Another layer's records that belong with the vault (its access policies and
+ * role assignments) so never exist without it, nor it without them.
+ * @return as ks_vault_create() or ks_vault_put(), and as ks_record_apply().
+ */
+enum kv_status ks_vault_put_with(struct ks_env *env, const struct ks_vault *vault, int create,
+                                 const struct ks_record_op *ops, size_t n) KV_MUST_CHECK;
 
 /**
  * @brief Delete a vault as Azure does. With soft delete on, the vault moves to

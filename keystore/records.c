@@ -4,70 +4,97 @@
 #include "kv_log.h"
 #include "store.h"
 
-struct put_arg {
-    MDB_dbi dbi;
-    const void *key, *val;
-    size_t key_len, val_len;
-};
-
-static enum kv_status put_fn(struct ks_txn *tx, void *arg)
-{
-    struct put_arg *a = arg;
-    return ks_txn_put(tx, a->dbi, a->key, a->key_len, a->val, a->val_len);
-}
-
 static int table_ok(enum ks_table t)
 {
     return (unsigned)t < KS_TABLE_COUNT;
 }
 
-enum kv_status ks_record_put(struct ks_env *env, enum ks_table table, const void *key,
-                             size_t key_len, const void *val, size_t val_len)
+static int op_ok(const struct ks_record_op *op)
 {
-    if (!table_ok(table) || key_len == 0 || key_len > 511)
-        return KV_ERR_BAD_PARAM;
-    struct put_arg a = {env->db_tables[table], key, val, key_len, val_len};
-    return ks_txn_write(env, put_fn, &a);
+    return table_ok(op->table) && op->key != NULL && op->key_len > 0 && op->key_len <= 511 &&
+           (op->val != NULL || op->val_len == 0);
 }
 
-struct del_arg {
-    MDB_dbi dbi;
-    const void *prefix;
-    size_t prefix_len;
-    size_t deleted;
-};
-
-static enum kv_status del_fn(struct ks_txn *tx, void *arg)
+/* Delete the records of @p dbi whose key starts with @p prefix; count them in @p deleted. */
+static enum kv_status del_prefix(struct ks_txn *tx, MDB_dbi dbi, const void *prefix,
+                                 size_t prefix_len, size_t *deleted)
 {
-    struct del_arg *a = arg;
     MDB_cursor *cur = NULL;
-    a->deleted = 0;
-    if (mdb_cursor_open(tx->txn, a->dbi, &cur) != 0)
+    if (mdb_cursor_open(tx->txn, dbi, &cur) != 0)
         return KV_ERR_STORE;
     int rc;
     for (;;) {
-        MDB_val k = {a->prefix_len, (void *)a->prefix}, v;
+        MDB_val k = {prefix_len, (void *)prefix}, v;
         rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-        if (rc != 0 || k.mv_size < a->prefix_len || memcmp(k.mv_data, a->prefix, a->prefix_len))
+        if (rc != 0 || k.mv_size < prefix_len || memcmp(k.mv_data, prefix, prefix_len))
             break;
         rc = mdb_cursor_del(cur, 0);
         if (rc == MDB_MAP_FULL)
             tx->map_full = 1;
         if (rc != 0)
             break;
-        a->deleted++;
+        (*deleted)++;
     }
     mdb_cursor_close(cur);
     return rc == 0 || rc == MDB_NOTFOUND ? KV_OK : KV_ERR_STORE;
 }
 
+enum kv_status ks_records_apply_tx(struct ks_txn *tx, const struct ks_record_op *ops, size_t n,
+                                   size_t *deleted)
+{
+    size_t gone = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!op_ok(&ops[i]))
+            return KV_ERR_BAD_PARAM;
+    }
+    enum kv_status st = KV_OK;
+    for (size_t i = 0; i < n && st == KV_OK; i++) {
+        MDB_dbi dbi = tx->env->db_tables[ops[i].table];
+        st = ops[i].val != NULL
+                 ? ks_txn_put(tx, dbi, ops[i].key, ops[i].key_len, ops[i].val, ops[i].val_len)
+                 : del_prefix(tx, dbi, ops[i].key, ops[i].key_len, &gone);
+    }
+    if (deleted != NULL)
+        *deleted = gone;
+    return st;
+}
+
+struct apply_arg {
+    const struct ks_record_op *ops;
+    size_t n, deleted;
+};
+
+static enum kv_status apply_fn(struct ks_txn *tx, void *arg)
+{
+    struct apply_arg *a = arg;
+    return ks_records_apply_tx(tx, a->ops, a->n, &a->deleted);
+}
+
+enum kv_status ks_record_apply(struct ks_env *env, const struct ks_record_op *ops, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!op_ok(&ops[i]))
+            return KV_ERR_BAD_PARAM;
+    }
+    struct apply_arg a = {ops, n, 0};
+    return n == 0 ? KV_OK : ks_txn_write(env, apply_fn, &a);
+}
+
+enum kv_status ks_record_put(struct ks_env *env, enum ks_table table, const void *key,
+                             size_t key_len, const void *val, size_t val_len)
+{
+    struct ks_record_op op = {table, key, key_len, val != NULL ? val : "", val_len};
+    return ks_record_apply(env, &op, 1);
+}
+
 enum kv_status ks_record_del(struct ks_env *env, enum ks_table table, const void *prefix,
                              size_t prefix_len, size_t *deleted)
 {
-    if (!table_ok(table) || prefix_len == 0 || prefix_len > 511)
+    struct ks_record_op op = {table, prefix, prefix_len, NULL, 0};
+    if (!op_ok(&op))
         return KV_ERR_BAD_PARAM;
-    struct del_arg a = {env->db_tables[table], prefix, prefix_len, 0};
-    enum kv_status st = ks_txn_write(env, del_fn, &a);
+    struct apply_arg a = {&op, 1, 0};
+    enum kv_status st = ks_txn_write(env, apply_fn, &a);
     if (st == KV_OK && deleted != NULL)
         *deleted = a.deleted;
     return st;

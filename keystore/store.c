@@ -8,6 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include "crypto.h"
 #include "kv_file.h"
@@ -246,6 +249,42 @@ void ks_close(struct ks_env *e)
     free(e);
 }
 
+/* Room the store file needs to be able to take a commit: below it, a failed write is
+ * taken for a data folder that cannot grow. */
+#define ROOM_NEEDED ((unsigned long long)1 << 20)
+
+/*
+ * A commit failed with @p rc: log why and say whether the data folder cannot grow
+ * (KV_ERR_STORE_FULL: its file system full, a quota, or a limit on the file's size)
+ * or the store failed otherwise (KV_ERR_STORE). LMDB reports a short write as EIO,
+ * so an EIO also counts as full when the file system, or the file's size limit,
+ * leaves less than ROOM_NEEDED.
+ */
+static enum kv_status commit_failed(struct ks_env *e, int rc)
+{
+    int full = rc == ENOSPC || rc == EDQUOT || rc == EFBIG;
+    char why[160] = "";
+    int fd = -1;
+    struct statvfs fs;
+    struct stat st;
+    struct rlimit lim;
+    if ((full || rc == EIO) && mdb_env_get_fd(e->env, &fd) == 0) {
+        if (fstatvfs(fd, &fs) == 0 && (unsigned long long)fs.f_bavail * fs.f_frsize < ROOM_NEEDED) {
+            full = 1;
+            snprintf(why, sizeof(why), " (the data folder's file system has %llu KiB free)",
+                     (unsigned long long)fs.f_bavail * fs.f_frsize >> 10);
+        } else if (fstat(fd, &st) == 0 && getrlimit(RLIMIT_FSIZE, &lim) == 0 &&
+                   lim.rlim_cur != RLIM_INFINITY &&
+                   (unsigned long long)st.st_size + ROOM_NEEDED > lim.rlim_cur) {
+            full = 1;
+            snprintf(why, sizeof(why), " (the store file is %llu KiB, its size limit %llu KiB)",
+                     (unsigned long long)st.st_size >> 10, (unsigned long long)lim.rlim_cur >> 10);
+        }
+    }
+    kv_log(KV_LOG_ERROR, "commit failed: %s%s", mdb_strerror(rc), why);
+    return full ? KV_ERR_STORE_FULL : KV_ERR_STORE;
+}
+
 /* Double the map. No transaction is active: the caller holds no resize lock. */
 static enum kv_status grow_map(struct ks_env *e)
 {
@@ -320,8 +359,7 @@ static int run_child(struct ks_env *e, MDB_txn *parent, struct ks_writer *w)
         if (rc == MDB_MAP_FULL) {
             tx.map_full = 1;
         } else if (rc != 0) {
-            kv_log(KV_LOG_ERROR, "commit failed: %s", mdb_strerror(rc));
-            st = KV_ERR_STORE;
+            st = commit_failed(e, rc);
         }
     } else {
         mdb_txn_abort(tx.txn);
@@ -358,10 +396,10 @@ static void run_batch(struct ks_env *e, struct ks_writer *w)
             full = 1;
             w = first; /* nothing of this parent was kept: every writer runs again */
         } else if (rc != 0) {
-            kv_log(KV_LOG_ERROR, "commit failed: %s", mdb_strerror(rc));
+            enum kv_status failed = commit_failed(e, rc);
             for (struct ks_writer *x = first; x != w; x = x->next)
                 if (x->st == KV_OK)
-                    x->st = KV_ERR_STORE;
+                    x->st = failed;
         }
         pthread_rwlock_unlock(&e->resize_lock);
         if (!full)

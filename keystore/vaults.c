@@ -441,6 +441,9 @@ enum kv_status ks_vault_tags(struct ks_env *env, const char *name, int deleted, 
 struct create_arg {
     const char *lname;
     const struct ks_vault *vault;
+    int create;
+    const struct ks_record_op *ops;
+    size_t n_ops;
 };
 
 /* A deleted vault holds its name until its scheduled purge date; one past that
@@ -449,27 +452,35 @@ static enum kv_status create_fn(struct ks_txn *tx, void *arg)
 {
     struct create_arg *a = arg;
     struct ks_vault live;
-    enum kv_status st = ks_vault_read(tx, a->lname, &live);
+    enum kv_status st = a->create ? ks_vault_read(tx, a->lname, &live) : KV_ERR_VAULT_NOT_FOUND;
     if (st != KV_ERR_VAULT_NOT_FOUND)
         return st == KV_OK ? KV_ERR_ARM_VAULT_EXISTS : st;
     struct ks_deleted_vault d;
-    st = read_deleted(tx, a->lname, &d);
+    st = a->create ? read_deleted(tx, a->lname, &d) : KV_ERR_VAULT_NOT_FOUND;
     if (st == KV_OK && !due(&d, ks_now()))
         return KV_ERR_VAULT_DELETED;
     if (st == KV_OK)
         st = purge_deleted(tx, a->lname);
     else if (st == KV_ERR_VAULT_NOT_FOUND)
         st = KV_OK;
-    return st == KV_OK ? ks_vault_write(tx, a->vault) : st;
+    if (st == KV_OK)
+        st = ks_vault_write(tx, a->vault);
+    return st == KV_OK ? ks_records_apply_tx(tx, a->ops, a->n_ops, NULL) : st;
 }
 
-enum kv_status ks_vault_create(struct ks_env *env, const struct ks_vault *vault)
+enum kv_status ks_vault_put_with(struct ks_env *env, const struct ks_vault *vault, int create,
+                                 const struct ks_record_op *ops, size_t n)
 {
     char lname[KS_VAULT_NAME_MAX + 1];
     if (!norm_name(vault->name, lname))
         return KV_ERR_BAD_PARAM;
-    struct create_arg a = {lname, vault};
+    struct create_arg a = {lname, vault, create, ops, n};
     return ks_txn_write(env, create_fn, &a);
+}
+
+enum kv_status ks_vault_create(struct ks_env *env, const struct ks_vault *vault)
+{
+    return ks_vault_put_with(env, vault, 1, NULL, 0);
 }
 
 /* ---- the sweep ------------------------------------------------------------------------------- */

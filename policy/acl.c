@@ -318,9 +318,13 @@ static int role_from_json(const void *val, size_t len, struct pol_role_assignmen
 
 /* ---- loading ---------------------------------------------------------------------------- */
 
+/* The snapshot being loaded: it replaces the current one only once complete. */
 struct load_arg {
-    struct pol_ctx *c;
     enum ks_table table;
+    struct pol_access_policy *policies;
+    size_t n_policies;
+    struct pol_role_assignment *roles;
+    size_t n_roles;
 };
 
 static enum kv_status load_fn(const void *key, size_t key_len, const void *val, size_t val_len,
@@ -329,44 +333,59 @@ static enum kv_status load_fn(const void *key, size_t key_len, const void *val, 
     (void)key;
     (void)key_len;
     struct load_arg *a = arg;
-    struct pol_ctx *c = a->c;
     if (a->table == KS_TABLE_POLICIES) {
         struct pol_access_policy p;
         if (!policy_from_json(val, val_len, &p))
             return KV_OK; /* skip what cannot be read */
-        struct pol_access_policy *n = realloc(c->policies, (c->n_policies + 1) * sizeof(*n));
+        struct pol_access_policy *n = realloc(a->policies, (a->n_policies + 1) * sizeof(*n));
         if (n == NULL)
             return KV_ERR_NOMEM;
-        c->policies = n;
-        c->policies[c->n_policies++] = p;
+        a->policies = n;
+        a->policies[a->n_policies++] = p;
     } else {
         struct pol_role_assignment r;
         if (!role_from_json(val, val_len, &r))
             return KV_OK;
-        struct pol_role_assignment *n = realloc(c->roles, (c->n_roles + 1) * sizeof(*n));
+        struct pol_role_assignment *n = realloc(a->roles, (a->n_roles + 1) * sizeof(*n));
         if (n == NULL)
             return KV_ERR_NOMEM;
-        c->roles = n;
-        c->roles[c->n_roles++] = r;
+        a->roles = n;
+        a->roles[a->n_roles++] = r;
     }
     return KV_OK;
 }
 
-/* Reload the snapshot from LMDB. The caller holds the write lock. */
-static enum kv_status reload(struct pol_ctx *c)
+/* Make @p next the snapshot (the caller holds the write lock); @p next is emptied. */
+static void install(struct pol_ctx *c, struct load_arg *next)
 {
     free(c->policies);
     free(c->roles);
-    c->policies = NULL;
-    c->roles = NULL;
-    c->n_policies = c->n_roles = 0;
-    struct load_arg a = {c, KS_TABLE_POLICIES};
+    c->policies = next->policies;
+    c->n_policies = next->n_policies;
+    c->roles = next->roles;
+    c->n_roles = next->n_roles;
+    next->policies = NULL;
+    next->roles = NULL;
+    next->n_policies = next->n_roles = 0;
+}
+
+/* Reload the snapshot from LMDB. The caller holds the write lock. A reload that fails
+ * (out of memory) keeps the snapshot it had rather than a part of the new one. */
+static enum kv_status reload(struct pol_ctx *c)
+{
+    struct load_arg a = {.table = KS_TABLE_POLICIES};
     enum kv_status st = ks_record_scan(c->ks, KS_TABLE_POLICIES, NULL, 0, NULL, 0, load_fn, &a);
     if (st == KV_OK) {
         a.table = KS_TABLE_ROLES;
         st = ks_record_scan(c->ks, KS_TABLE_ROLES, NULL, 0, NULL, 0, load_fn, &a);
     }
-    return st;
+    if (st != KV_OK) {
+        free(a.policies);
+        free(a.roles);
+        return st;
+    }
+    install(c, &a);
+    return KV_OK;
 }
 
 enum kv_status pol_attach(struct pol_ctx *c, struct ks_env *ks)
@@ -374,64 +393,6 @@ enum kv_status pol_attach(struct pol_ctx *c, struct ks_env *ks)
     pthread_rwlock_wrlock(&c->lock);
     c->ks = ks;
     enum kv_status st = reload(c);
-    pthread_rwlock_unlock(&c->lock);
-    return st;
-}
-
-/* ---- changes ----------------------------------------------------------------------------- */
-
-enum kv_status pol_policy_put(struct pol_ctx *c, const struct pol_access_policy *p)
-{
-    char key[512];
-    size_t klen = policy_key(p, key, sizeof(key));
-    char *json = klen ? policy_json(p) : NULL;
-    if (klen == 0 || !ks_vault_name_valid(p->vault) || p->object_id[0] == '\0' ||
-        p->tenant_id[0] == '\0') {
-        cJSON_free(json);
-        return KV_ERR_BAD_PARAM;
-    }
-    if (json == NULL)
-        return KV_ERR_NOMEM;
-    pthread_rwlock_wrlock(&c->lock);
-    enum kv_status st = ks_record_put(c->ks, KS_TABLE_POLICIES, key, klen, json, strlen(json));
-    if (st == KV_OK)
-        st = reload(c);
-    pthread_rwlock_unlock(&c->lock);
-    cJSON_free(json);
-    return st;
-}
-
-enum kv_status pol_policy_remove(struct pol_ctx *c, const char *vault, const char *tenant_id,
-                                 const char *object_id, const char *application_id)
-{
-    struct pol_access_policy p = {0};
-    snprintf(p.vault, sizeof(p.vault), "%s", vault);
-    snprintf(p.tenant_id, sizeof(p.tenant_id), "%s", tenant_id);
-    snprintf(p.object_id, sizeof(p.object_id), "%s", object_id);
-    snprintf(p.application_id, sizeof(p.application_id), "%s",
-             application_id ? application_id : "");
-    char key[512];
-    size_t klen = policy_key(&p, key, sizeof(key));
-    if (klen == 0)
-        return KV_ERR_BAD_PARAM;
-    pthread_rwlock_wrlock(&c->lock);
-    enum kv_status st = ks_record_del(c->ks, KS_TABLE_POLICIES, key, klen, NULL);
-    if (st == KV_OK)
-        st = reload(c);
-    pthread_rwlock_unlock(&c->lock);
-    return st;
-}
-
-enum kv_status pol_policy_clear(struct pol_ctx *c, const char *vault)
-{
-    char prefix[KS_VAULT_NAME_MAX + 2];
-    size_t vlen = strlen(vault);
-    if (vlen == 0 || copy_lower(prefix, sizeof(prefix) - 1, vault, vlen) != 0)
-        return KV_ERR_BAD_PARAM;
-    pthread_rwlock_wrlock(&c->lock);
-    enum kv_status st = ks_record_del(c->ks, KS_TABLE_POLICIES, prefix, vlen + 1, NULL);
-    if (st == KV_OK)
-        st = reload(c);
     pthread_rwlock_unlock(&c->lock);
     return st;
 }
@@ -476,106 +437,404 @@ int pol_principal_type_valid(const char *t)
     return t[0] == '\0';
 }
 
-enum kv_status pol_role_put(struct pol_ctx *c, const struct pol_role_assignment *ra)
+/* ---- changes ----------------------------------------------------------------------------- */
+
+/*
+ * A change is built as a list of record operations first, from the snapshot, and then
+ * written in one keystore transaction (with the vault's own write when there is one),
+ * all under the write lock: access control never shows half a change, and a change
+ * that fails leaves nothing behind.
+ */
+struct batch {
+    struct ks_record_op *ops;
+    size_t n, cap;
+    /* The snapshot after the change, made before it is written: once the write is
+     * committed, installing it cannot fail. Ordered as LMDB orders the records. */
+    struct load_arg next;
+};
+
+/* Add an operation; the key and value are copied. A NULL @p val deletes (by prefix). */
+static enum kv_status batch_add(struct batch *b, enum ks_table table, const void *key,
+                                size_t key_len, const char *val)
 {
-    char key[POL_ID_MAX + 1];
+    size_t val_len = val != NULL ? strlen(val) : 0;
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? 2 * b->cap : 8;
+        struct ks_record_op *ops = realloc(b->ops, cap * sizeof(*ops));
+        if (ops == NULL)
+            return KV_ERR_NOMEM;
+        b->ops = ops;
+        b->cap = cap;
+    }
+    char *buf = malloc(key_len + val_len + 1);
+    if (buf == NULL)
+        return KV_ERR_NOMEM;
+    memcpy(buf, key, key_len);
+    if (val != NULL)
+        memcpy(buf + key_len, val, val_len + 1);
+    b->ops[b->n++] =
+        (struct ks_record_op){table, buf, key_len, val ? buf + key_len : NULL, val_len};
+    return KV_OK;
+}
+
+static void batch_free(struct batch *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        free((void *)b->ops[i].key); /* the key and value share one block */
+    free(b->ops);
+    free(b->next.policies);
+    free(b->next.roles);
+}
+
+/* The role assignments' LMDB key: the lowercase id and its NUL, so that one id is never
+ * a prefix of another. @return its length, or 0 when the id does not fit. */
+static size_t role_key(const char *id, char out[POL_ID_MAX + 1])
+{
+    return copy_lower(out, POL_ID_MAX + 1, id, strlen(id)) == 0 ? strlen(out) + 1 : 0;
+}
+
+static int policy_valid(const struct pol_access_policy *p)
+{
+    return ks_vault_name_valid(p->vault) && p->object_id[0] != '\0' && p->tenant_id[0] != '\0';
+}
+
+static int role_valid(const struct pol_role_assignment *ra)
+{
     /* a vault's or key's scope; else a group's (a valid name) or the subscription's ("") */
     int vault_scope = ra->vault[0] != '\0';
-    if ((unsigned)ra->role >= POL_ROLE_COUNT || ra->principal_id[0] == '\0' ||
-        memchr(ra->group, '\0', sizeof(ra->group)) == NULL ||
-        (vault_scope ? !ks_vault_name_valid(ra->vault) || ra->group[0] != '\0'
-                     : ra->key[0] != '\0' ||
-                           (ra->group[0] != '\0' && !ks_group_name_valid(ra->group))) ||
-        (ra->key[0] != '\0' && !ks_key_name_valid(ra->key)) ||
-        memchr(ra->principal_type, '\0', sizeof(ra->principal_type)) == NULL ||
-        !pol_principal_type_valid(ra->principal_type) ||
-        memchr(ra->description, '\0', sizeof(ra->description)) == NULL ||
-        memchr(ra->updated_by, '\0', sizeof(ra->updated_by)) == NULL ||
-        copy_lower(key, sizeof(key), ra->id, strlen(ra->id)) != 0)
-        return KV_ERR_BAD_PARAM;
-    struct pol_role_assignment rec = *ra; /* a new one is created when it is updated */
-    rec.created = ra->updated;
-    snprintf(rec.created_by, sizeof(rec.created_by), "%s", ra->updated_by);
-    pthread_rwlock_wrlock(&c->lock);
-    /* As in Azure, one principal, role and scope make one assignment, and an assignment
-     * keeps its principal, role and scope: checked under the write lock, so two writers
-     * cannot both pass. */
-    enum kv_status st = KV_OK;
-    for (size_t i = 0; st == KV_OK && i < c->n_roles; i++) {
-        const struct pol_role_assignment *r = &c->roles[i];
+    char key[POL_ID_MAX + 1];
+    return (unsigned)ra->role < POL_ROLE_COUNT && ra->principal_id[0] != '\0' &&
+           memchr(ra->group, '\0', sizeof(ra->group)) != NULL &&
+           (vault_scope
+                ? ks_vault_name_valid(ra->vault) && ra->group[0] == '\0'
+                : ra->key[0] == '\0' && (ra->group[0] == '\0' || ks_group_name_valid(ra->group))) &&
+           (ra->key[0] == '\0' || ks_key_name_valid(ra->key)) &&
+           memchr(ra->principal_type, '\0', sizeof(ra->principal_type)) != NULL &&
+           pol_principal_type_valid(ra->principal_type) &&
+           memchr(ra->description, '\0', sizeof(ra->description)) != NULL &&
+           memchr(ra->updated_by, '\0', sizeof(ra->updated_by)) != NULL &&
+           role_key(ra->id, key) != 0;
+}
+
+/* Whether the change takes role assignment @p r away before it puts any. */
+static int role_cleared(const struct pol_acl_change *chg, const struct pol_role_assignment *r)
+{
+    return chg->clear_roles && strcasecmp(r->vault, chg->vault) == 0;
+}
+
+/*
+ * Check role assignment @p i of the change against the assignments that stay and the
+ * change's earlier ones, as in Azure: one principal, role and scope make one
+ * assignment, and an assignment keeps its principal, role and scope. Fill @p rec with
+ * the record to store: a new assignment's creation is this update; an existing one's
+ * is kept.
+ */
+static enum kv_status role_check(const struct pol_ctx *c, const struct pol_acl_change *chg,
+                                 size_t i, struct pol_role_assignment *rec)
+{
+    const struct pol_role_assignment *ra = &chg->roles[i];
+    *rec = *ra;
+    rec->created = ra->updated;
+    snprintf(rec->created_by, sizeof(rec->created_by), "%s", ra->updated_by);
+    for (size_t j = 0; j < c->n_roles + i; j++) {
+        int earlier = j >= c->n_roles;
+        const struct pol_role_assignment *r = earlier ? &chg->roles[j - c->n_roles] : &c->roles[j];
+        if (!earlier && role_cleared(chg, r))
+            continue;
         int same = pol_role_same(r, ra);
         if (strcasecmp(r->id, ra->id) == 0) {
-            st = same ? KV_OK : KV_ERR_ARM_ROLE_UPDATE;
-            rec.created = r->created; /* an update keeps the creation */
-            snprintf(rec.created_by, sizeof(rec.created_by), "%s", r->created_by);
+            if (!same)
+                return KV_ERR_ARM_ROLE_UPDATE;
+            if (!earlier) { /* an update keeps the creation */
+                rec->created = r->created;
+                snprintf(rec->created_by, sizeof(rec->created_by), "%s", r->created_by);
+            }
         } else if (same) {
-            st = KV_ERR_ARM_ROLE_EXISTS;
+            return KV_ERR_ARM_ROLE_EXISTS;
         }
     }
-    char *json = st == KV_OK ? role_json(&rec) : NULL;
-    if (st == KV_OK && json == NULL)
+    return KV_OK;
+}
+
+/* The permissions an entry of a change leaves its identity, from what it had. */
+static pol_perms updated_perms(enum pol_update kind, pol_perms had, pol_perms given)
+{
+    switch (kind) {
+    case POL_UPDATE_ADD: return had | given;
+    case POL_UPDATE_REMOVE: return given ? had & ~given : 0; /* the listed ones, or all */
+    default: return given; /* POL_UPDATE_SET, POL_UPDATE_REPLACE */
+    }
+}
+
+static int same_identity(const struct pol_access_policy *a, const struct pol_access_policy *b)
+{
+    return strcasecmp(a->vault, b->vault) == 0 && strcasecmp(a->tenant_id, b->tenant_id) == 0 &&
+           strcasecmp(a->object_id, b->object_id) == 0 &&
+           strcasecmp(a->application_id, b->application_id) == 0;
+}
+
+/* The permissions identity @p p holds before entry @p i of the change: from the change's
+ * latest earlier entry for it, else from the snapshot (none when the change clears). */
+static pol_perms perms_before(const struct pol_ctx *c, const struct pol_acl_change *chg,
+                              const pol_perms *made, size_t i)
+{
+    const struct pol_access_policy *p = &chg->policies[i];
+    for (size_t j = i; j-- > 0;) {
+        if (same_identity(&chg->policies[j], p))
+            return made[j];
+    }
+    for (size_t j = 0; !chg->clear_policies && j < c->n_policies; j++) {
+        if (same_identity(&c->policies[j], p))
+            return c->policies[j].keys;
+    }
+    return 0;
+}
+
+/* LMDB's order: the bytes of the keys, then the shorter first. */
+static int key_order(const char *a, size_t alen, const char *b, size_t blen)
+{
+    int d = memcmp(a, b, alen < blen ? alen : blen);
+    return d != 0 ? d : (alen > blen) - (alen < blen);
+}
+
+static int policy_order(const void *x, const void *y)
+{
+    char a[512], b[512];
+    size_t alen = policy_key(x, a, sizeof(a)), blen = policy_key(y, b, sizeof(b));
+    return key_order(a, alen, b, blen);
+}
+
+static int role_order(const void *x, const void *y)
+{
+    char a[POL_ID_MAX + 1], b[POL_ID_MAX + 1];
+    size_t alen = role_key(((const struct pol_role_assignment *)x)->id, a);
+    size_t blen = role_key(((const struct pol_role_assignment *)y)->id, b);
+    return key_order(a, alen, b, blen);
+}
+
+/* Start the next snapshot from the current one, with room for @p more_policies and
+ * @p more_roles, leaving out the access policies of a vault the change clears and the
+ * role assignments it takes away (@p chg NULL: none). */
+static enum kv_status next_begin(const struct pol_ctx *c, const struct pol_acl_change *chg,
+                                 size_t more_policies, size_t more_roles, struct load_arg *n)
+{
+    n->policies = malloc((c->n_policies + more_policies + 1) * sizeof(*n->policies));
+    n->roles = malloc((c->n_roles + more_roles + 1) * sizeof(*n->roles));
+    if (n->policies == NULL || n->roles == NULL)
+        return KV_ERR_NOMEM;
+    for (size_t i = 0; i < c->n_policies; i++) {
+        if (chg == NULL || !chg->clear_policies || strcasecmp(c->policies[i].vault, chg->vault))
+            n->policies[n->n_policies++] = c->policies[i];
+    }
+    for (size_t i = 0; i < c->n_roles; i++) {
+        if (chg == NULL || !role_cleared(chg, &c->roles[i]))
+            n->roles[n->n_roles++] = c->roles[i];
+    }
+    return KV_OK;
+}
+
+/* Put access policy @p p into the next snapshot in place of its identity's (@p drop:
+ * only take that one out). */
+static void next_policy(struct load_arg *n, const struct pol_access_policy *p, int drop)
+{
+    size_t i = 0;
+    while (i < n->n_policies && !same_identity(&n->policies[i], p))
+        i++;
+    if (i < n->n_policies) /* at most one per identity */
+        n->policies[i] = n->policies[--n->n_policies];
+    if (!drop)
+        n->policies[n->n_policies++] = *p;
+}
+
+/* Put role assignment @p r into the next snapshot in place of the one with its id. */
+static void next_role(struct load_arg *n, const struct pol_role_assignment *r)
+{
+    size_t i = 0;
+    while (i < n->n_roles && strcasecmp(n->roles[i].id, r->id) != 0)
+        i++;
+    n->roles[i] = *r;
+    if (i == n->n_roles)
+        n->n_roles++;
+}
+
+static void next_sort(struct load_arg *n)
+{
+    qsort(n->policies, n->n_policies, sizeof(*n->policies), policy_order);
+    qsort(n->roles, n->n_roles, sizeof(*n->roles), role_order);
+}
+
+/* Turn @p chg into record operations and the snapshot after them. The caller holds
+ * the write lock. */
+static enum kv_status build(const struct pol_ctx *c, const struct pol_acl_change *chg,
+                            struct batch *b)
+{
+    char key[512];
+    size_t vlen = chg->vault != NULL ? strlen(chg->vault) : 0;
+    if (vlen == 0 ? chg->clear_policies || chg->clear_roles || chg->n_policies
+                  : copy_lower(key, sizeof(key) - 1, chg->vault, vlen) != 0)
+        return KV_ERR_BAD_PARAM;
+    for (size_t i = 0; i < chg->n_policies; i++) {
+        if (!policy_valid(&chg->policies[i]) || strcasecmp(chg->policies[i].vault, chg->vault) != 0)
+            return KV_ERR_BAD_PARAM;
+    }
+    for (size_t i = 0; i < chg->n_roles; i++) {
+        if (!role_valid(&chg->roles[i]))
+            return KV_ERR_BAD_PARAM;
+    }
+    enum kv_status st = next_begin(c, chg, chg->n_policies, chg->n_roles, &b->next);
+    if (st == KV_OK && chg->clear_policies) /* vault\0 is the prefix of its policies' keys */
+        st = batch_add(b, KS_TABLE_POLICIES, key, vlen + 1, NULL);
+    for (size_t i = 0; st == KV_OK && chg->clear_roles && i < c->n_roles; i++) {
+        size_t klen = role_key(c->roles[i].id, key);
+        if (role_cleared(chg, &c->roles[i]) && klen != 0)
+            st = batch_add(b, KS_TABLE_ROLES, key, klen, NULL);
+    }
+    pol_perms *made = chg->n_policies ? calloc(chg->n_policies, sizeof(*made)) : NULL;
+    if (chg->n_policies && made == NULL)
         st = KV_ERR_NOMEM;
-    /* the NUL is part of the key, so one id is never a prefix of another */
+    for (size_t i = 0; st == KV_OK && i < chg->n_policies; i++) {
+        struct pol_access_policy p = chg->policies[i];
+        p.keys = made[i] = updated_perms(chg->kind, perms_before(c, chg, made, i), p.keys);
+        /* an update that leaves an identity no permission removes its entry */
+        int drop = chg->kind != POL_UPDATE_SET && p.keys == 0;
+        size_t klen = policy_key(&p, key, sizeof(key));
+        char *json = klen && !drop ? policy_json(&p) : NULL;
+        if (klen == 0)
+            st = KV_ERR_BAD_PARAM;
+        else if (!drop && json == NULL)
+            st = KV_ERR_NOMEM;
+        else
+            st = batch_add(b, KS_TABLE_POLICIES, key, klen, json);
+        cJSON_free(json);
+        next_policy(&b->next, &p, drop);
+    }
+    free(made);
+    for (size_t i = 0; st == KV_OK && i < chg->n_roles; i++) {
+        struct pol_role_assignment rec;
+        st = role_check(c, chg, i, &rec);
+        char *json = st == KV_OK ? role_json(&rec) : NULL;
+        if (st == KV_OK && json == NULL)
+            st = KV_ERR_NOMEM;
+        if (st == KV_OK)
+            st = batch_add(b, KS_TABLE_ROLES, key, role_key(rec.id, key), json);
+        cJSON_free(json);
+        if (st == KV_OK)
+            next_role(&b->next, &rec);
+    }
     if (st == KV_OK)
-        st = ks_record_put(c->ks, KS_TABLE_ROLES, key, strlen(key) + 1, json, strlen(json));
+        next_sort(&b->next);
+    return st;
+}
+
+/* Write vault @p v (when not NULL) and change @p chg in one transaction, then reload. */
+static enum kv_status commit(struct pol_ctx *c, const struct ks_vault *v, int create,
+                             const struct pol_acl_change *chg)
+{
+    struct batch b = {0};
+    pthread_rwlock_wrlock(&c->lock);
+    enum kv_status st = build(c, chg, &b);
     if (st == KV_OK)
-        st = reload(c);
+        st = v != NULL ? ks_vault_put_with(c->ks, v, create, b.ops, b.n)
+                       : ks_record_apply(c->ks, b.ops, b.n);
+    if (st == KV_OK)
+        install(c, &b.next);
     pthread_rwlock_unlock(&c->lock);
-    cJSON_free(json);
+    batch_free(&b);
+    return st;
+}
+
+enum kv_status pol_vault_put(struct pol_ctx *c, const struct ks_vault *v, int create,
+                             const struct pol_acl_change *chg)
+{
+    struct pol_acl_change none = {.vault = v->name};
+    if (chg != NULL && strcasecmp(chg->vault, v->name) != 0)
+        return KV_ERR_BAD_PARAM;
+    return commit(c, v, create, chg != NULL ? chg : &none);
+}
+
+enum kv_status pol_acl_apply(struct pol_ctx *c, const struct pol_acl_change *chg)
+{
+    return commit(c, NULL, 0, chg);
+}
+
+enum kv_status pol_policy_put(struct pol_ctx *c, const struct pol_access_policy *p)
+{
+    struct pol_acl_change chg = {.vault = p->vault, .policies = p, .n_policies = 1};
+    return pol_acl_apply(c, &chg);
+}
+
+enum kv_status pol_policy_remove(struct pol_ctx *c, const char *vault, const char *tenant_id,
+                                 const char *object_id, const char *application_id)
+{
+    struct pol_access_policy p = {0};
+    snprintf(p.vault, sizeof(p.vault), "%s", vault);
+    snprintf(p.tenant_id, sizeof(p.tenant_id), "%s", tenant_id);
+    snprintf(p.object_id, sizeof(p.object_id), "%s", object_id);
+    snprintf(p.application_id, sizeof(p.application_id), "%s",
+             application_id ? application_id : "");
+    struct pol_acl_change chg = {
+        .vault = vault, .kind = POL_UPDATE_REMOVE, .policies = &p, .n_policies = 1};
+    return pol_acl_apply(c, &chg);
+}
+
+enum kv_status pol_policy_clear(struct pol_ctx *c, const char *vault)
+{
+    struct pol_acl_change chg = {.vault = vault, .clear_policies = 1};
+    return pol_acl_apply(c, &chg);
+}
+
+enum kv_status pol_role_put(struct pol_ctx *c, const struct pol_role_assignment *ra)
+{
+    struct pol_acl_change chg = {.vault = ra->vault, .roles = ra, .n_roles = 1};
+    return pol_acl_apply(c, &chg);
+}
+
+/* Remove, in one transaction, the assignments with id @p id (not NULL), else those at
+ * group @p group's scope. @return KV_ERR_BAD_PARAM when an id matched none. */
+static enum kv_status remove_roles(struct pol_ctx *c, const char *id, const char *group)
+{
+    struct batch b = {0};
+    char key[POL_ID_MAX + 1];
+    enum kv_status st = KV_OK;
+    pthread_rwlock_wrlock(&c->lock);
+    st = next_begin(c, NULL, 0, 0, &b.next);
+    b.next.n_roles = 0; /* kept below */
+    for (size_t i = 0; st == KV_OK && i < c->n_roles; i++) {
+        const struct pol_role_assignment *r = &c->roles[i];
+        int hit = id != NULL ? strcasecmp(r->id, id) == 0
+                             : r->vault[0] == '\0' && r->group[0] != '\0' &&
+                                   strcasecmp(r->group, group) == 0;
+        size_t klen = hit ? role_key(r->id, key) : 0;
+        if (klen != 0)
+            st = batch_add(&b, KS_TABLE_ROLES, key, klen, NULL);
+        else
+            b.next.roles[b.next.n_roles++] = *r;
+    }
+    if (st == KV_OK && b.n == 0 && id != NULL)
+        st = KV_ERR_BAD_PARAM;
+    if (st == KV_OK)
+        st = ks_record_apply(c->ks, b.ops, b.n);
+    if (st == KV_OK)
+        install(c, &b.next);
+    pthread_rwlock_unlock(&c->lock);
+    batch_free(&b);
     return st;
 }
 
 enum kv_status pol_role_remove(struct pol_ctx *c, const char *id)
 {
-    struct pol_role_assignment r;
-    if (!pol_role_get(c, id, &r))
-        return KV_ERR_BAD_PARAM;
-    char key[POL_ID_MAX + 1];
-    if (copy_lower(key, sizeof(key), r.id, strlen(r.id)) != 0)
-        return KV_ERR_BAD_PARAM;
-    pthread_rwlock_wrlock(&c->lock);
-    enum kv_status st = ks_record_del(c->ks, KS_TABLE_ROLES, key, strlen(key) + 1, NULL);
-    if (st == KV_OK)
-        st = reload(c);
-    pthread_rwlock_unlock(&c->lock);
-    return st;
-}
-
-/* Remove the assignments at vault @p vault's scope or a key's in it (@p vault not NULL),
- * else those at group @p group's scope. */
-static enum kv_status remove_at(struct pol_ctx *c, const char *vault, const char *group)
-{
-    enum kv_status st = KV_OK;
-    pthread_rwlock_wrlock(&c->lock);
-    int removed = 0;
-    for (size_t i = 0; st == KV_OK && i < c->n_roles; i++) {
-        const struct pol_role_assignment *r = &c->roles[i];
-        char key[POL_ID_MAX + 1];
-        int hit = vault != NULL ? strcasecmp(r->vault, vault) == 0
-                                : r->vault[0] == '\0' && r->group[0] != '\0' &&
-                                      strcasecmp(r->group, group) == 0;
-        if (!hit || copy_lower(key, sizeof(key), r->id, strlen(r->id)) != 0)
-            continue;
-        st = ks_record_del(c->ks, KS_TABLE_ROLES, key, strlen(key) + 1, NULL);
-        removed = 1;
-    }
-    if (removed) {
-        enum kv_status rst = reload(c);
-        if (st == KV_OK)
-            st = rst;
-    }
-    pthread_rwlock_unlock(&c->lock);
-    return st;
+    return remove_roles(c, id, NULL);
 }
 
 enum kv_status pol_role_remove_group(struct pol_ctx *c, const char *group)
 {
-    return group[0] != '\0' ? remove_at(c, NULL, group) : KV_ERR_BAD_PARAM;
+    return group[0] != '\0' ? remove_roles(c, NULL, group) : KV_ERR_BAD_PARAM;
 }
 
 enum kv_status pol_role_remove_vault(struct pol_ctx *c, const char *vault)
 {
-    return vault[0] != '\0' ? remove_at(c, vault, NULL) : KV_ERR_BAD_PARAM;
+    struct pol_acl_change chg = {.vault = vault, .clear_roles = 1};
+    return vault[0] != '\0' ? pol_acl_apply(c, &chg) : KV_ERR_BAD_PARAM;
 }
 
 size_t pol_role_all(struct pol_ctx *c, struct pol_role_assignment *out, size_t cap)

@@ -255,6 +255,47 @@ enum kv_status pol_scope_parse(const char *scope, char vault[KS_VAULT_NAME_MAX +
  */
 enum kv_status pol_attach(struct pol_ctx *ctx, struct ks_env *ks) KV_MUST_CHECK;
 
+/** How the access policies of a change meet the ones their identities have. */
+enum pol_update {
+    POL_UPDATE_SET = 0, /**< stored as given, also with no permission */
+    POL_UPDATE_ADD,     /**< their permissions are added to the identity's */
+    POL_UPDATE_REPLACE, /**< they replace the identity's permissions */
+    POL_UPDATE_REMOVE,  /**< their permissions are taken away (none listed: all) */
+};
+
+/**
+ * A change to access control that takes effect as one: written in one keystore
+ * transaction (with the vault's own write, for pol_vault_put()) and mirrored at once,
+ * so that no request sees a part of it and a change that fails leaves nothing.
+ */
+struct pol_acl_change {
+    /** The vault whose access policies or role assignments change; NULL or "" for a
+     * change of role assignments at a group's or the subscription's scope only. */
+    const char *vault;
+    int clear_policies; /**< the vault's access policies go first */
+    int clear_roles;    /**< the role assignments at its scope and its keys' go first */
+    /** Then these access policies of the vault, in order: stored, or, with an update
+     * kind other than POL_UPDATE_SET that leaves an identity no permission, removed. */
+    const struct pol_access_policy *policies;
+    size_t n_policies;
+    enum pol_update kind;
+    /** And these role assignments are made, each as pol_role_put() makes one. */
+    const struct pol_role_assignment *roles;
+    size_t n_roles;
+};
+
+/**
+ * @brief Write vault @p v, created (@p create: as ks_vault_create()) or updated (as
+ * ks_vault_put()), and its access control change @p chg (NULL: none; its vault must be
+ * @p v's) in one transaction.
+ * @return KV_OK, KV_ERR_BAD_PARAM, the errors of ks_vault_put_with() and pol_role_put().
+ */
+enum kv_status pol_vault_put(struct pol_ctx *ctx, const struct ks_vault *v, int create,
+                             const struct pol_acl_change *chg) KV_MUST_CHECK;
+
+/** @brief Apply access control change @p chg alone. @return as pol_vault_put(). */
+enum kv_status pol_acl_apply(struct pol_ctx *ctx, const struct pol_acl_change *chg) KV_MUST_CHECK;
+
 /** @brief Add or replace (same vault, tenant, object and application) an access policy. */
 enum kv_status pol_policy_put(struct pol_ctx *ctx,
                               const struct pol_access_policy *p) KV_MUST_CHECK;

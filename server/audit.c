@@ -299,6 +299,7 @@ static const char *reason(int status)
     case 404: return "NotFound";
     case 405: return "MethodNotAllowed";
     case 409: return "Conflict";
+    case 507: return "InsufficientStorage";
     default: return status >= 500 ? "InternalServerError" : "Other";
     }
 }

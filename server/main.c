@@ -62,8 +62,6 @@ static int mkdir_p(const char *path, mode_t mode)
     return 0;
 }
 
-/* Seed a new vault's access policies: the configured ones, or else every key
- * permission for its creator, the default identity (as in the portal). */
 /* Resource group @p name, made in location "local" unless it exists. */
 static enum kv_status ensure_group(struct srv *srv, const char *name)
 {
@@ -73,25 +71,57 @@ static enum kv_status ensure_group(struct srv *srv, const char *name)
     return ks_group_ensure(srv->ks, &want, &found, NULL);
 }
 
-static enum kv_status seed_policies(const struct srv_config *cfg, size_t vi, struct srv *srv)
+/*
+ * Write new vault @p put (the configuration's vault @p vi) with its access control, in
+ * one transaction: nothing of a purged namesake's, then the configured access policies
+ * (or else every key permission for its creator, the default identity, as in the
+ * portal) and the role assignments at its scope. A start cut short before that commit
+ * finds the vault new again at the next start, and one after it finds it whole.
+ */
+static enum kv_status create_vault(const struct srv_config *cfg, size_t vi, struct srv *srv,
+                                   const struct ks_vault *put)
 {
-    const struct ks_vault *v = &cfg->vaults[vi];
+    const char *name = cfg->vaults[vi].name;
+    struct pol_access_policy creator = {.keys = POL_PERMS_ALL};
+    struct pol_acl_change chg = {.vault = name, .clear_policies = 1, .clear_roles = 1};
+    size_t np = 0, nr = 0;
+    for (size_t i = 0; i < cfg->n_policies; i++)
+        np += strcmp(cfg->policies[i].vault, name) == 0;
+    for (size_t r = 0; r < cfg->n_roles; r++)
+        nr += strcmp(cfg->roles[r].vault, name) == 0;
+    struct pol_access_policy *policies = np ? calloc(np, sizeof(*policies)) : NULL;
+    struct pol_role_assignment *roles = nr ? calloc(nr, sizeof(*roles)) : NULL;
+    enum kv_status st = KV_OK;
+    if ((np && policies == NULL) || (nr && roles == NULL))
+        st = KV_ERR_NOMEM;
+    for (size_t i = 0, n = 0; st == KV_OK && i < cfg->n_policies; i++) {
+        if (strcmp(cfg->policies[i].vault, name) == 0)
+            policies[n++] = cfg->policies[i];
+    }
+    for (size_t r = 0, n = 0; st == KV_OK && r < cfg->n_roles; r++) {
+        if (strcmp(cfg->roles[r].vault, name) == 0) {
+            roles[n] = cfg->roles[r];
+            roles[n++].updated = ks_now(); /* made now, by the configuration ("" its maker) */
+        }
+    }
     if (!cfg->policies_given[vi]) {
-        const struct pol_identity *creator = pol_find_identity(srv->pol, NULL, NULL, NULL);
-        struct pol_access_policy p = {.keys = POL_PERMS_ALL};
-        snprintf(p.vault, sizeof(p.vault), "%s", v->name);
-        snprintf(p.tenant_id, sizeof(p.tenant_id), "%s", creator->tenant_id);
-        snprintf(p.object_id, sizeof(p.object_id), "%s", creator->object_id);
-        return pol_policy_put(srv->pol, &p);
+        const struct pol_identity *who = pol_find_identity(srv->pol, NULL, NULL, NULL);
+        snprintf(creator.vault, sizeof(creator.vault), "%s", name);
+        snprintf(creator.tenant_id, sizeof(creator.tenant_id), "%s", who->tenant_id);
+        snprintf(creator.object_id, sizeof(creator.object_id), "%s", who->object_id);
+        chg.policies = &creator;
+        chg.n_policies = 1;
+    } else {
+        chg.policies = policies;
+        chg.n_policies = np;
     }
-    for (size_t i = 0; i < cfg->n_policies; i++) {
-        if (strcmp(cfg->policies[i].vault, v->name) != 0)
-            continue;
-        enum kv_status st = pol_policy_put(srv->pol, &cfg->policies[i]);
-        if (st != KV_OK)
-            return st;
-    }
-    return KV_OK;
+    chg.roles = roles;
+    chg.n_roles = nr;
+    if (st == KV_OK)
+        st = pol_vault_put(srv->pol, put, 0, &chg);
+    free(policies);
+    free(roles);
+    return st;
 }
 
 /*
@@ -152,20 +182,7 @@ static enum kv_status apply_config(struct srv_config *cfg, struct srv *srv)
         struct ks_vault put = *v;
         if (!is_new && !cfg->arm_given[i])
             ks_vault_copy_arm_props(&put, &old);
-        st = ks_vault_put(srv->ks, &put);
-        if (st == KV_OK && is_new) /* nothing of a purged namesake's */
-            st = pol_policy_clear(srv->pol, v->name);
-        if (st == KV_OK && is_new)
-            st = pol_role_remove_vault(srv->pol, v->name);
-        if (st == KV_OK && is_new)
-            st = seed_policies(cfg, i, srv);
-        for (size_t r = 0; st == KV_OK && is_new && r < cfg->n_roles; r++) {
-            if (strcmp(cfg->roles[r].vault, v->name) == 0) {
-                struct pol_role_assignment made = cfg->roles[r];
-                made.updated = ks_now(); /* made now, by the configuration ("" as its maker) */
-                st = pol_role_put(srv->pol, &made);
-            }
-        }
+        st = is_new ? create_vault(cfg, i, srv, &put) : ks_vault_put(srv->ks, &put);
         if (st != KV_OK) {
             kv_log(KV_LOG_ERROR, "cannot store vault '%s': %s", v->name, kv_status_name(st));
             return st;
@@ -174,22 +191,33 @@ static enum kv_status apply_config(struct srv_config *cfg, struct srv *srv)
     /* The configuration file's vaults are in kvmock's own resource group. Its creation
      * marks a data folder's first start: the file's role assignments at a group's or the
      * subscription's scope are seeded then, as a vault's are when the vault is made (the
-     * management plane changes them afterwards, and a restart keeps that). */
+     * management plane changes them afterwards, and a restart keeps that). The group is
+     * made last, so that a start cut short before it seeds them again (the same
+     * assignments: putting them again changes nothing). */
     struct ks_group group;
     st = ks_group_get(srv->ks, POL_RESOURCE_GROUP, &group, NULL);
     int first = st == KV_ERR_ARM_NO_GROUP;
-    if (first)
-        st = ensure_group(srv, POL_RESOURCE_GROUP);
+    st = first ? KV_OK : st;
+    size_t nr = 0;
+    struct pol_role_assignment *roles =
+        first && cfg->n_roles ? calloc(cfg->n_roles, sizeof(*roles)) : NULL;
+    if (first && cfg->n_roles && roles == NULL)
+        st = KV_ERR_NOMEM;
     for (size_t r = 0; st == KV_OK && first && r < cfg->n_roles; r++) {
-        struct pol_role_assignment made = cfg->roles[r];
-        if (made.vault[0] != '\0')
+        if (cfg->roles[r].vault[0] != '\0')
             continue;
-        if (made.group[0] != '\0')
-            st = ensure_group(srv, made.group);
-        made.updated = ks_now();
-        if (st == KV_OK)
-            st = pol_role_put(srv->pol, &made);
+        if (cfg->roles[r].group[0] != '\0' &&
+            strcasecmp(cfg->roles[r].group, POL_RESOURCE_GROUP) != 0)
+            st = ensure_group(srv, cfg->roles[r].group);
+        roles[nr] = cfg->roles[r];
+        roles[nr++].updated = ks_now();
     }
+    struct pol_acl_change chg = {.roles = roles, .n_roles = nr};
+    if (st == KV_OK && nr > 0)
+        st = pol_acl_apply(srv->pol, &chg);
+    free(roles);
+    if (st == KV_OK && first)
+        st = ensure_group(srv, POL_RESOURCE_GROUP);
     if (st != KV_OK) {
         kv_log(KV_LOG_ERROR, "cannot store the configuration's resource groups and their role "
                              "assignments: %s",
@@ -248,6 +276,9 @@ static int run(struct srv_config *cfg)
     srv.ui_enabled = cfg->ui;
     snprintf(srv.identity_header, sizeof(srv.identity_header), "%s", cfg->identity_header);
 
+    /* A write past a limit on file sizes (ulimit -f) fails with EFBIG, answered as a full
+     * data folder, rather than killing the server. */
+    signal(SIGXFSZ, SIG_IGN);
     if (mkdir_p(cfg->data_dir, 0700) != 0) {
         kv_log(KV_LOG_ERROR, "cannot create the data folder '%s': %s", cfg->data_dir,
                strerror(errno));

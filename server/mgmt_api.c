@@ -601,21 +601,21 @@ static void vault_put(struct srv_req *req, const char *path_name, int patch)
      * vault holds. */
     if (st == KV_OK && !exists)
         st = group_ensure(req, group, v.location, v.group);
+    /* The vault and its access policies are one write. A new vault starts with no access
+     * policies but the body's, whatever a purged namesake left, and no role assignments
+     * (a store of an older kvmock kept a deleted vault's). */
+    struct pol_acl_change chg = {.vault = v.name,
+                                 .clear_policies = cJSON_IsArray(list) || !exists,
+                                 .clear_roles = !exists,
+                                 .policies = policies,
+                                 .n_policies = n};
     if (st == KV_OK)
-        st = exists ? ks_vault_put(req->srv->ks, &v) : ks_vault_create(req->srv->ks, &v);
+        st = pol_vault_put(req->srv->pol, &v, !exists, &chg);
     free(tags.names);
     free(tags.values);
     v.tags = NULL;
     ks_net_rules_clear(&rules);
     v.net_rules = NULL;
-    /* A new vault starts with no access policies, whatever a purged namesake left, and
-     * no role assignments (a store of an older kvmock kept a deleted vault's). */
-    if (st == KV_OK && (cJSON_IsArray(list) || !exists))
-        st = pol_policy_clear(req->srv->pol, name);
-    if (st == KV_OK && !exists)
-        st = pol_role_remove_vault(req->srv->pol, name);
-    for (i = 0; st == KV_OK && i < n; i++)
-        st = pol_policy_put(req->srv->pol, &policies[i]);
     free(policies);
     if (st == KV_ERR_ARM_VAULT_EXISTS) { /* another request created it meanwhile */
         srv_send_errorf(req, st,
@@ -625,7 +625,8 @@ static void vault_put(struct srv_req *req, const char *path_name, int patch)
         return;
     }
     if (st != KV_OK) {
-        int told = st == KV_ERR_ARM_BAD_REQUEST || st == KV_ERR_VAULT_DELETED;
+        int told =
+            st == KV_ERR_ARM_BAD_REQUEST || st == KV_ERR_VAULT_DELETED || st == KV_ERR_STORE_FULL;
         srv_send_error(req, told ? st : KV_ERR_INTERNAL, why[0] ? why : NULL);
         return;
     }
@@ -759,48 +760,32 @@ static void access_policies(struct srv_req *req, const char *name, const char *k
         srv_send_error(req, KV_ERR_ARM_BAD_REQUEST, "properties.accessPolicies is required.");
         return;
     }
-    struct pol_access_policy *current = calloc(MAX_POLICIES, sizeof(*current));
-    if (current == NULL) {
+    /* every entry is checked before anything changes, and the change is one write */
+    size_t n = (size_t)cJSON_GetArraySize(list);
+    struct pol_access_policy *given = n ? calloc(n, sizeof(*given)) : NULL;
+    if (n && given == NULL) {
         srv_send_error(req, KV_ERR_NOMEM, NULL);
         return;
     }
-    size_t n = pol_policy_list(req->srv->pol, name, current, MAX_POLICIES);
+    size_t i = 0;
     const cJSON *o;
-    /* check every entry before changing anything */
     cJSON_ArrayForEach(o, list)
     {
-        struct pol_access_policy p;
-        st = parse_policy(o, name, v.tenant_id, &p, why, sizeof(why));
+        st = parse_policy(o, name, v.tenant_id, &given[i++], why, sizeof(why));
         if (st != KV_OK) {
-            free(current);
+            free(given);
             srv_send_error(req, st, why);
             return;
         }
     }
-    cJSON_ArrayForEach(o, list)
-    {
-        struct pol_access_policy p;
-        st = parse_policy(o, name, v.tenant_id, &p, why, sizeof(why));
-        pol_perms had = 0;
-        for (size_t i = 0; i < n && i < MAX_POLICIES; i++) {
-            if (strcasecmp(current[i].tenant_id, p.tenant_id) == 0 &&
-                strcasecmp(current[i].object_id, p.object_id) == 0 &&
-                strcasecmp(current[i].application_id, p.application_id) == 0)
-                had = current[i].keys;
-        }
-        if (add)
-            p.keys |= had;
-        else if (!replace)
-            p.keys = p.keys ? had & ~p.keys : 0; /* remove: the listed permissions, or all */
-        if (p.keys == 0)
-            st = pol_policy_remove(req->srv->pol, name, p.tenant_id, p.object_id,
-                                   p.application_id);
-        else
-            st = pol_policy_put(req->srv->pol, &p);
-        if (st != KV_OK)
-            break;
-    }
-    free(current);
+    struct pol_acl_change chg = {.vault = v.name,
+                                 .policies = given,
+                                 .n_policies = n,
+                                 .kind = add       ? POL_UPDATE_ADD
+                                         : replace ? POL_UPDATE_REPLACE
+                                                   : POL_UPDATE_REMOVE};
+    st = pol_acl_apply(req->srv->pol, &chg);
+    free(given);
     if (st != KV_OK) {
         srv_send_error(req, st, NULL);
         return;
