@@ -49,6 +49,7 @@
 
 static char dir[] = "/tmp/kvmock-faults-XXXXXX";
 static struct ks_env *env;
+static struct pol_ctx *acl; /* access control over env, for the vault op */
 static struct testkeys tk;
 static struct kv_buf backup_blob; /* of "bk", which is purged before the restore loop */
 static unsigned long iter;        /* distinct names for successful runs */
@@ -118,7 +119,40 @@ static int tested(int sparse, unsigned long n)
 
 /* ---- what the store holds for one name ------------------------------------------ */
 
-/* A fingerprint of a key: its live versions in order, or its absence. */
+static enum kv_status tally_fn(const void *key, size_t key_len, const void *val, size_t val_len,
+                               void *arg)
+{
+    (void)key;
+    (void)key_len;
+    (void)val;
+    (void)val_len;
+    ++*(size_t *)arg;
+    return KV_OK;
+}
+
+/* The vault named @p name with its access control, as the store holds it (the vault,
+ * its access policies, the role assignment "ra-NAME") and as the policy layer mirrors it. */
+static size_t vault_print(const char *name, char *out, size_t cap)
+{
+    struct ks_vault v;
+    char key[KS_VAULT_NAME_MAX + 8];
+    size_t policies = 0, roles = 0, nlen = strlen(name);
+    memcpy(key, name, nlen + 1);
+    CHECK_ST(ks_record_scan(env, KS_TABLE_POLICIES, key, nlen + 1, NULL, 0, tally_fn, &policies),
+             KV_OK);
+    snprintf(key, sizeof(key), "ra-%s", name);
+    CHECK_ST(ks_record_scan(env, KS_TABLE_ROLES, key, strlen(key) + 1, NULL, 0, tally_fn, &roles),
+             KV_OK);
+    struct pol_access_policy mirrored[4];
+    struct pol_role_assignment ra;
+    return (size_t)snprintf(out, cap, "|vault %s, %zu/%zu policies, %zu/%d roles",
+                            kv_status_name(ks_vault_get(env, name, &v)), policies,
+                            pol_policy_list(acl, name, mirrored, 4), roles,
+                            pol_role_get(acl, key, &ra));
+}
+
+/* A fingerprint of a key: its live versions in order, or its absence; and of a vault of
+ * that name. */
 static void fingerprint(const char *name, char *out, size_t cap)
 {
     struct ks_key_page *page = NULL;
@@ -132,8 +166,11 @@ static void fingerprint(const char *name, char *out, size_t cap)
     struct ks_key *k = NULL;
     st = ks_key_get(env, VAULT, name, NULL, &k);
     if (len < cap)
-        snprintf(out + len, cap - len, "|%s:%s", kv_status_name(st), st == KV_OK ? k->version : "");
+        len += (size_t)snprintf(out + len, cap - len, "|%s:%s", kv_status_name(st),
+                                st == KV_OK ? k->version : "");
     ks_key_free(k);
+    if (len < cap)
+        vault_print(name, out + len, cap - len);
 }
 
 /* Drop a version's parsed material from the cache, so the next operation opens the seal. */
@@ -485,6 +522,37 @@ static enum kv_status run_seal(const struct op *op, const char *name)
     return st;
 }
 
+/* A vault made with its access policies and a role assignment, as one write. */
+static enum kv_status run_vault(const struct op *op, const char *name)
+{
+    (void)op;
+    struct ks_vault v = {.soft_delete = 1, .retention_days = 90, .rbac = 1};
+    snprintf(v.name, sizeof(v.name), "%s", name);
+    snprintf(v.tenant_id, sizeof(v.tenant_id), "t");
+    struct pol_access_policy p = {.tenant_id = "t", .object_id = "o", .keys = POL_PERMS_ALL};
+    snprintf(p.vault, sizeof(p.vault), "%s", name);
+    struct pol_role_assignment ra = {.principal_id = "o", .role = POL_ROLE_CRYPTO_USER};
+    snprintf(ra.id, sizeof(ra.id), "ra-%s", name);
+    snprintf(ra.vault, sizeof(ra.vault), "%s", name);
+    struct pol_acl_change chg = {.vault = name,
+                                 .clear_policies = 1,
+                                 .clear_roles = 1,
+                                 .policies = &p,
+                                 .n_policies = 1,
+                                 .roles = &ra,
+                                 .n_roles = 1};
+    return pol_vault_put(acl, &v, 1, &chg);
+}
+
+/* After a vault op that succeeded (with nothing armed): all of it is there. */
+static void vault_made(const struct op *op, const char *name)
+{
+    (void)op;
+    char print[256];
+    vault_print(name, print, sizeof(print));
+    CHECK_STR(print, "|vault KV_OK, 1/1 policies, 1/1 roles");
+}
+
 static const struct op ops[] = {
     {"create EC P-256", run_create, fresh_name, NULL, "c-ec", KS_KTY_EC, 0, 0, 0},
     {"create oct 256", run_create, fresh_name, NULL, "c-oct", KS_KTY_OCT, 256, 0, 0},
@@ -534,6 +602,7 @@ static const struct op ops[] = {
      KS_RELEASE_CKM_RSA_AES_KEY_WRAP, 0, 0},
     {"release oct (keystore)", run_ks_release, NULL, NULL, "x-oct", 0,
      KS_RELEASE_RSA_AES_KEY_WRAP_384, 0, 0},
+    {"vault with access control", run_vault, fresh_name, vault_made, "acl", 0, 0, 0, 0},
 };
 
 /* ---- the loop ------------------------------------------------------------------------- */
@@ -751,6 +820,9 @@ int main(void)
     CHECK_ST(ks_key_delete(env, VAULT, "bk", &gone), KV_OK);
     ks_key_free(gone);
     make_inputs();
+    CHECK_ST(pol_new(dir, "t", &acl), KV_OK);
+    if (acl != NULL)
+        CHECK_ST(pol_attach(acl, env), KV_OK);
     {
         /* secure key release: VAULT made premium, exportable keys, a recipient's RSA key */
         struct ks_vault v;
@@ -815,6 +887,7 @@ int main(void)
     kv_buf_free(&gcm_iv);
     kv_buf_free(&gcm_tag);
     tk_free(&tk);
+    pol_free(acl);
     ks_close(env);
     check_remove_dir(dir);
     CHECK_DONE();

@@ -90,6 +90,144 @@ static void cleanup(void)
     check_remove_dir(dir);
 }
 
+static struct pol_access_policy ap(const char *vault, const char *oid, pol_perms keys)
+{
+    struct pol_access_policy p = {.keys = keys};
+    snprintf(p.vault, sizeof(p.vault), "%s", vault);
+    snprintf(p.tenant_id, sizeof(p.tenant_id), "t1");
+    snprintf(p.object_id, sizeof(p.object_id), "%s", oid);
+    return p;
+}
+
+/* The permissions @p oid has in @p vault's access policies; -1 without an entry. */
+static long perms_of(struct pol_ctx *c, const char *vault, const char *oid)
+{
+    struct pol_access_policy list[16];
+    size_t n = pol_policy_list(c, vault, list, 16);
+    for (size_t i = 0; i < n && i < 16; i++) {
+        if (strcmp(list[i].object_id, oid) == 0)
+            return (long)list[i].keys;
+    }
+    return -1;
+}
+
+static int same_policy(const struct pol_access_policy *a, const struct pol_access_policy *b)
+{
+    return !strcmp(a->vault, b->vault) && !strcmp(a->tenant_id, b->tenant_id) &&
+           !strcmp(a->object_id, b->object_id) && !strcmp(a->application_id, b->application_id) &&
+           a->keys == b->keys;
+}
+
+static int same_role(const struct pol_role_assignment *a, const struct pol_role_assignment *b)
+{
+    return !strcmp(a->id, b->id) && pol_role_same(a, b) && a->created == b->created &&
+           a->updated == b->updated && !strcmp(a->created_by, b->created_by) &&
+           !strcmp(a->updated_by, b->updated_by) && !strcmp(a->description, b->description) &&
+           !strcmp(a->principal_type, b->principal_type);
+}
+
+/* The snapshot a change installs is the one a reload from the store reads, in order. */
+static void same_as_reloaded(struct pol_ctx *c, struct ks_env *ks)
+{
+    static struct pol_access_policy a[64], b[64];
+    static struct pol_role_assignment ra[64], rb[64];
+    struct pol_ctx *fresh = NULL;
+    CHECK_ST(pol_new(dir, "t1", &fresh), KV_OK);
+    if (fresh == NULL)
+        return;
+    CHECK_ST(pol_attach(fresh, ks), KV_OK);
+    const char *vaults[] = {"acl1", "acl2", "cmk", "cmk2"};
+    for (size_t v = 0; v < 4; v++) {
+        size_t na = pol_policy_list(c, vaults[v], a, 64),
+               nb = pol_policy_list(fresh, vaults[v], b, 64);
+        CHECK(na == nb && na <= 64);
+        for (size_t i = 0; i < na && i < nb && i < 64; i++)
+            CHECK(same_policy(&a[i], &b[i]));
+    }
+    size_t na = pol_role_all(c, ra, 64), nb = pol_role_all(fresh, rb, 64);
+    CHECK(na == nb && na <= 64);
+    for (size_t i = 0; i < na && i < nb && i < 64; i++)
+        CHECK(same_role(&ra[i], &rb[i]));
+    pol_free(fresh);
+}
+
+#define P(x) ((pol_perms)1u << (x))
+
+/* Changes of access control as one write: a vault with its access policies and role
+ * assignments, all or nothing, and the update kinds of Resource Manager's
+ * accessPolicies add, replace and remove. */
+static void changes(struct pol_ctx *c, struct ks_env *ks)
+{
+    struct ks_vault v = vault("acl1", 1), got;
+    struct pol_access_policy two[] = {ap("acl1", "zed", P(POL_KEYS_GET)),
+                                      ap("acl1", "amy", POL_PERMS_ALL)};
+    struct pol_role_assignment role = {
+        .id = "ra-acl1", .principal_id = "bob", .role = POL_ROLE_CRYPTO_USER, .vault = "acl1"};
+    struct pol_acl_change chg = {.vault = "acl1",
+                                 .clear_policies = 1,
+                                 .clear_roles = 1,
+                                 .policies = two,
+                                 .n_policies = 2,
+                                 .roles = &role,
+                                 .n_roles = 1};
+    CHECK_ST(pol_vault_put(c, &v, 1, &chg), KV_OK);
+    CHECK_ST(ks_vault_get(ks, "acl1", &got), KV_OK);
+    CHECK(perms_of(c, "acl1", "zed") == P(POL_KEYS_GET) &&
+          perms_of(c, "acl1", "amy") == POL_PERMS_ALL);
+    expect(c, who("t1", "bob", ""), v, "k", POL_KEYS_WRAP, KV_OK);
+    same_as_reloaded(c, ks);
+
+    /* a change that cannot be made writes nothing: a second assignment of one principal,
+     * role and scope under another id, or a vault that exists already */
+    struct ks_vault v2 = vault("acl2", 1);
+    struct pol_role_assignment twin = role;
+    snprintf(twin.id, sizeof(twin.id), "ra-twin");
+    struct pol_access_policy one = ap("acl2", "zed", P(POL_KEYS_GET));
+    struct pol_acl_change bad = {
+        .vault = "acl2", .policies = &one, .n_policies = 1, .roles = &twin, .n_roles = 1};
+    CHECK_ST(pol_vault_put(c, &v2, 1, &bad), KV_ERR_ARM_ROLE_EXISTS);
+    CHECK_ST(ks_vault_get(ks, "acl2", &got), KV_ERR_VAULT_NOT_FOUND);
+    CHECK(perms_of(c, "acl2", "zed") == -1 && !pol_role_get(c, "ra-twin", &twin));
+    chg.n_roles = 0;
+    CHECK_ST(pol_vault_put(c, &v, 1, &chg), KV_ERR_ARM_VAULT_EXISTS);
+    struct pol_acl_change other = {.vault = "acl2", .policies = &one, .n_policies = 1};
+    CHECK_ST(pol_vault_put(c, &v, 0, &other), KV_ERR_BAD_PARAM); /* another vault's */
+    CHECK(perms_of(c, "acl2", "zed") == -1);
+
+    /* clearing the vault's assignments frees their principal, role and scope for another
+     * id in the same change */
+    struct pol_acl_change reassign = {
+        .vault = "acl1", .clear_roles = 1, .roles = &twin, .n_roles = 1};
+    CHECK_ST(pol_acl_apply(c, &reassign), KV_OK);
+    CHECK(!pol_role_get(c, "ra-acl1", &role) && pol_role_get(c, "ra-twin", &role));
+
+    /* add, replace, remove: from what the identity has, and from the change's own
+     * earlier entries for it */
+    struct pol_access_policy upd[] = {ap("acl1", "zed", P(POL_KEYS_LIST)),
+                                      ap("acl1", "zed", P(POL_KEYS_SIGN))};
+    struct pol_acl_change add = {
+        .vault = "acl1", .policies = upd, .n_policies = 2, .kind = POL_UPDATE_ADD};
+    CHECK_ST(pol_acl_apply(c, &add), KV_OK);
+    CHECK(perms_of(c, "acl1", "zed") == (P(POL_KEYS_GET) | P(POL_KEYS_LIST) | P(POL_KEYS_SIGN)));
+    struct pol_acl_change remove = {
+        .vault = "acl1", .policies = upd, .n_policies = 1, .kind = POL_UPDATE_REMOVE};
+    CHECK_ST(pol_acl_apply(c, &remove), KV_OK);
+    CHECK(perms_of(c, "acl1", "zed") == (P(POL_KEYS_GET) | P(POL_KEYS_SIGN)));
+    struct pol_access_policy none = ap("acl1", "zed", 0);
+    remove.policies = &none; /* no permission listed: all of them, and the entry */
+    CHECK_ST(pol_acl_apply(c, &remove), KV_OK);
+    CHECK(perms_of(c, "acl1", "zed") == -1 && perms_of(c, "acl1", "amy") == POL_PERMS_ALL);
+    struct pol_access_policy amy0 = ap("acl1", "amy", 0);
+    struct pol_acl_change replace = {
+        .vault = "acl1", .policies = &amy0, .n_policies = 1, .kind = POL_UPDATE_REPLACE};
+    CHECK_ST(pol_acl_apply(c, &replace), KV_OK);
+    CHECK(perms_of(c, "acl1", "amy") == -1);
+    struct pol_acl_change set = {.vault = "acl1", .policies = &amy0, .n_policies = 1};
+    CHECK_ST(pol_acl_apply(c, &set), KV_OK); /* stored as given: an entry without permission */
+    CHECK(perms_of(c, "acl1", "amy") == 0);
+    same_as_reloaded(c, ks);
+}
+
 int main(void)
 {
     CHECK(sodium_init() >= 0);
@@ -394,6 +532,7 @@ int main(void)
     snprintf(told.principal_type, sizeof(told.principal_type), "Group");
     CHECK_ST(pol_role_put(c, &told), KV_ERR_BAD_PARAM);
     CHECK(pol_role_get(c, "ra-6", &got) && strcmp(got.description, "second") == 0);
+    changes(c, ks);
 
     pol_free(c);
     ks_close(ks);

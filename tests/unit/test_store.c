@@ -7,6 +7,8 @@
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -634,6 +636,133 @@ static void attached_records(void)
     ks_close(env);
 }
 
+static enum kv_status tally_fn(const void *key, size_t key_len, const void *val, size_t val_len,
+                               void *arg)
+{
+    (void)key;
+    (void)key_len;
+    (void)val;
+    (void)val_len;
+    ++*(size_t *)arg;
+    return KV_OK;
+}
+
+static size_t count_records(struct ks_env *env, enum ks_table t, const char *prefix, size_t len)
+{
+    size_t n = 0;
+    CHECK_ST(ks_record_scan(env, t, prefix, len, NULL, 0, tally_fn, &n), KV_OK);
+    return n;
+}
+
+/* Record changes of other layers go in one transaction, with a vault's write or alone:
+ * every change or none. */
+static void record_batches(void)
+{
+    struct ks_env *env = open_store(0);
+    if (env == NULL)
+        return;
+    const struct ks_record_op seed[] = {
+        {KS_TABLE_POLICIES, "v1\0a", 4, "1", 1},
+        {KS_TABLE_POLICIES, "v1\0b", 4, "2", 1},
+        {KS_TABLE_POLICIES, "v10\0a", 5, "3", 1},
+        {KS_TABLE_ROLES, "r1", 3, "x", 1},
+    };
+    CHECK_ST(ks_record_apply(env, seed, 4), KV_OK);
+    CHECK(count_records(env, KS_TABLE_POLICIES, NULL, 0) == 3);
+
+    /* a delete by prefix takes v1's two, not v10's; a put in the same batch stays */
+    const struct ks_record_op swap[] = {
+        {KS_TABLE_POLICIES, "v1\0", 3, NULL, 0},
+        {KS_TABLE_POLICIES, "v1\0c", 4, "4", 1},
+    };
+    CHECK_ST(ks_record_apply(env, swap, 2), KV_OK);
+    CHECK(count_records(env, KS_TABLE_POLICIES, "v1\0", 3) == 1);
+    CHECK(count_records(env, KS_TABLE_POLICIES, "v10\0", 4) == 1);
+
+    /* a malformed op refuses the whole batch, the ops before it too */
+    const struct ks_record_op bad[][2] = {
+        {{KS_TABLE_ROLES, "r2", 3, "y", 1}, {KS_TABLE_ROLES, "", 0, "z", 1}},
+        {{KS_TABLE_ROLES, "r2", 3, "y", 1}, {KS_TABLE_COUNT, "r3", 3, "z", 1}},
+        {{KS_TABLE_ROLES, "r2", 3, "y", 1}, {KS_TABLE_ROLES, NULL, 3, "z", 1}},
+        {{KS_TABLE_ROLES, "r2", 3, "y", 1}, {KS_TABLE_ROLES, "r3", 3, NULL, 1}},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        CHECK_ST(ks_record_apply(env, bad[i], 2), KV_ERR_BAD_PARAM);
+    CHECK(count_records(env, KS_TABLE_ROLES, NULL, 0) == 1);
+
+    /* a vault and its records: created together */
+    struct ks_vault v = {.soft_delete = 1, .retention_days = 90};
+    snprintf(v.name, sizeof(v.name), "batched");
+    snprintf(v.tenant_id, sizeof(v.tenant_id), "t");
+    const struct ks_record_op with[] = {{KS_TABLE_POLICIES, "batched\0o", 9, "p", 1},
+                                        {KS_TABLE_ROLES, "rb", 3, "r", 1}};
+    CHECK_ST(ks_vault_put_with(env, &v, 1, with, 2), KV_OK);
+    struct ks_vault got;
+    CHECK_ST(ks_vault_get(env, "batched", &got), KV_OK);
+    CHECK(count_records(env, KS_TABLE_POLICIES, "batched\0", 8) == 1);
+
+    /* a create of a name in use writes none of its records */
+    const struct ks_record_op again[] = {{KS_TABLE_POLICIES, "batched\0q", 9, "p", 1}};
+    CHECK_ST(ks_vault_put_with(env, &v, 1, again, 1), KV_ERR_ARM_VAULT_EXISTS);
+    CHECK(count_records(env, KS_TABLE_POLICIES, "batched\0", 8) == 1);
+
+    /* records that cannot be written keep the vault from being written */
+    struct ks_vault other = v;
+    snprintf(other.name, sizeof(other.name), "unwritten");
+    CHECK_ST(ks_vault_put_with(env, &other, 1, bad[0], 2), KV_ERR_BAD_PARAM);
+    CHECK_ST(ks_vault_get(env, "unwritten", &got), KV_ERR_VAULT_NOT_FOUND);
+    CHECK(count_records(env, KS_TABLE_ROLES, NULL, 0) == 2);
+
+    /* an update with records; a bad vault (retention 3 days) writes neither */
+    v.retention_days = 30;
+    CHECK_ST(ks_vault_put_with(env, &v, 0, again, 1), KV_OK);
+    CHECK(count_records(env, KS_TABLE_POLICIES, "batched\0", 8) == 2);
+    v.retention_days = 3;
+    const struct ks_record_op more[] = {{KS_TABLE_POLICIES, "batched\0r", 9, "p", 1}};
+    CHECK(ks_vault_put_with(env, &v, 0, more, 1) != KV_OK);
+    CHECK(count_records(env, KS_TABLE_POLICIES, "batched\0", 8) == 2);
+    CHECK_ST(ks_vault_get(env, "batched", &got), KV_OK);
+    CHECK(got.retention_days == 30);
+    ks_close(env);
+}
+
+/* A store that cannot grow (here: a limit on file sizes, as `ulimit -f` sets) refuses
+ * writes with KV_ERR_STORE_FULL, keeps answering reads, and takes writes again once
+ * there is room. */
+static void store_full(void)
+{
+    struct ks_env *env = open_store(0);
+    if (env == NULL)
+        return;
+    put_vault(env, "full");
+    struct rlimit was;
+    CHECK(getrlimit(RLIMIT_FSIZE, &was) == 0);
+    void (*old)(int) = signal(SIGXFSZ, SIG_IGN);
+    char path[sizeof(dir) + 16];
+    snprintf(path, sizeof(path), "%s/kvmock.mdb", dir);
+    struct stat sb;
+    CHECK(stat(path, &sb) == 0);
+    struct rlimit lim = {(rlim_t)sb.st_size, was.rlim_max};
+    CHECK(setrlimit(RLIMIT_FSIZE, &lim) == 0);
+    char val[3000], key[16];
+    memset(val, 'v', sizeof(val));
+    enum kv_status st = KV_OK;
+    int written = 0;
+    for (int i = 0; i < 1000 && st == KV_OK; i++) {
+        snprintf(key, sizeof(key), "fill-%04d", i);
+        st = ks_record_put(env, KS_TABLE_AUDIT, key, strlen(key), val, sizeof(val));
+        written += st == KV_OK;
+    }
+    CHECK_ST(st, KV_ERR_STORE_FULL);
+    CHECK(count_records(env, KS_TABLE_AUDIT, "fill-", 5) == (size_t)written);
+    struct ks_vault got;
+    CHECK_ST(ks_vault_get(env, "full", &got), KV_OK);
+    CHECK(setrlimit(RLIMIT_FSIZE, &was) == 0);
+    signal(SIGXFSZ, old);
+    CHECK_ST(ks_record_put(env, KS_TABLE_AUDIT, "after", 5, val, sizeof(val)), KV_OK);
+    ks_close(env);
+}
+
 /* Vaults, keys, paging and the record log in one store, then that store reopened. */
 static void one_store_reopened(void)
 {
@@ -781,5 +910,7 @@ int main(void)
     in_fresh_dir(older_records);
     in_fresh_dir(attached_records);
     in_fresh_dir(kept_readers);
+    in_fresh_dir(record_batches);
+    in_fresh_dir(store_full);
     CHECK_DONE();
 }
