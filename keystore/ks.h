@@ -464,6 +464,18 @@ enum kv_status ks_vault_soft_delete(struct ks_env *env, const char *name,
                                     struct ks_deleted_vault *out) KV_MUST_CHECK;
 
 /**
+ * @brief ks_vault_soft_delete(), and in the same transaction @p ops, then, when the
+ * vault is removed at once (no soft delete), @p ops_removed: another layer's records
+ * that go with the vault (the role assignments at its scope; its access policies,
+ * which a soft-deleted vault keeps for its recovery).
+ * @return as ks_vault_soft_delete(), and as ks_record_apply().
+ */
+enum kv_status ks_vault_delete_with(struct ks_env *env, const char *name, const char *resource_id,
+                                    const struct ks_record_op *ops, size_t n,
+                                    const struct ks_record_op *ops_removed, size_t n_removed,
+                                    struct ks_deleted_vault *out) KV_MUST_CHECK;
+
+/**
  * @brief Read a deleted vault. One whose scheduled purge date has passed is
  * purged now and is not found.
  * @param[in] name matched case-insensitively.

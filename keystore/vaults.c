@@ -92,12 +92,27 @@ static int due(const struct ks_deleted_vault *d, int64_t now)
 struct delete_arg {
     const char *lname;
     const char *resource_id;
+    const struct ks_record_op *ops, *ops_removed;
+    size_t n_ops, n_removed;
     struct ks_deleted_vault out;
 };
 
+static enum kv_status delete_vault(struct ks_txn *tx, struct delete_arg *a);
+
+/* The vault's deletion, then the other layers' records that go with it. */
 static enum kv_status delete_fn(struct ks_txn *tx, void *arg)
 {
     struct delete_arg *a = arg;
+    enum kv_status st = delete_vault(tx, a);
+    if (st == KV_OK)
+        st = ks_records_apply_tx(tx, a->ops, a->n_ops, NULL);
+    if (st == KV_OK && a->out.deleted_date == 0)
+        st = ks_records_apply_tx(tx, a->ops_removed, a->n_removed, NULL);
+    return st;
+}
+
+static enum kv_status delete_vault(struct ks_txn *tx, struct delete_arg *a)
+{
     struct ks_vault v;
     enum kv_status st = ks_vault_read(tx, a->lname, &v);
     if (st != KV_OK)
@@ -147,6 +162,14 @@ out:
 enum kv_status ks_vault_soft_delete(struct ks_env *env, const char *name, const char *resource_id,
                                     struct ks_deleted_vault *out)
 {
+    return ks_vault_delete_with(env, name, resource_id, NULL, 0, NULL, 0, out);
+}
+
+enum kv_status ks_vault_delete_with(struct ks_env *env, const char *name, const char *resource_id,
+                                    const struct ks_record_op *ops, size_t n,
+                                    const struct ks_record_op *ops_removed, size_t n_removed,
+                                    struct ks_deleted_vault *out)
+{
     char lname[KS_VAULT_NAME_MAX + 1];
     if (!norm_name(name, lname))
         return KV_ERR_VAULT_NOT_FOUND;
@@ -154,7 +177,12 @@ enum kv_status ks_vault_soft_delete(struct ks_env *env, const char *name, const 
         resource_id = "";
     if (strlen(resource_id) > KS_RESOURCE_ID_MAX)
         return KV_ERR_BAD_PARAM;
-    struct delete_arg a = {.lname = lname, .resource_id = resource_id};
+    struct delete_arg a = {.lname = lname,
+                           .resource_id = resource_id,
+                           .ops = ops,
+                           .ops_removed = ops_removed,
+                           .n_ops = n,
+                           .n_removed = n_removed};
     enum kv_status st = ks_txn_write(env, delete_fn, &a);
     if (st == KV_OK && out != NULL)
         *out = a.out;

@@ -757,6 +757,39 @@ enum kv_status pol_acl_apply(struct pol_ctx *c, const struct pol_acl_change *chg
     return commit(c, NULL, 0, chg);
 }
 
+enum kv_status pol_vault_delete(struct pol_ctx *c, const char *name, const char *resource_id,
+                                struct ks_deleted_vault *out)
+{
+    struct pol_acl_change its_roles = {.vault = name, .clear_roles = 1};
+    struct pol_acl_change its_policies = {.vault = name, .clear_policies = 1};
+    struct batch always = {0}, removed = {0};
+    struct ks_deleted_vault d;
+    pthread_rwlock_wrlock(&c->lock);
+    enum kv_status st = build(c, &its_roles, &always);
+    if (st == KV_OK)
+        st = build(c, &its_policies, &removed);
+    if (st == KV_OK)
+        st = ks_vault_delete_with(c->ks, name, resource_id, always.ops, always.n, removed.ops,
+                                  removed.n, &d);
+    if (st == KV_OK) {
+        /* the roles of the one snapshot; the policies of the other when the vault went */
+        struct load_arg *policies_from = d.deleted_date == 0 ? &removed.next : &always.next;
+        struct pol_access_policy *keep = always.next.policies;
+        size_t n_keep = always.next.n_policies;
+        always.next.policies = policies_from->policies;
+        always.next.n_policies = policies_from->n_policies;
+        policies_from->policies = keep;
+        policies_from->n_policies = n_keep;
+        install(c, &always.next);
+        if (out != NULL)
+            *out = d;
+    }
+    pthread_rwlock_unlock(&c->lock);
+    batch_free(&always);
+    batch_free(&removed);
+    return st;
+}
+
 enum kv_status pol_policy_put(struct pol_ctx *c, const struct pol_access_policy *p)
 {
     struct pol_acl_change chg = {.vault = p->vault, .policies = p, .n_policies = 1};

@@ -296,6 +296,16 @@ enum kv_status pol_vault_put(struct pol_ctx *ctx, const struct ks_vault *v, int 
 /** @brief Apply access control change @p chg alone. @return as pol_vault_put(). */
 enum kv_status pol_acl_apply(struct pol_ctx *ctx, const struct pol_acl_change *chg) KV_MUST_CHECK;
 
+/**
+ * @brief Delete vault @p name as ks_vault_soft_delete() does, and in the same transaction
+ * the role assignments at its scope and its keys' (Azure deletes them, and recovery does
+ * not bring them back) and, when the vault is removed at once (no soft delete), its
+ * access policies (a soft-deleted vault keeps them for its recovery).
+ * @return as ks_vault_soft_delete().
+ */
+enum kv_status pol_vault_delete(struct pol_ctx *ctx, const char *name, const char *resource_id,
+                                struct ks_deleted_vault *out) KV_MUST_CHECK;
+
 /** @brief Add or replace (same vault, tenant, object and application) an access policy. */
 enum kv_status pol_policy_put(struct pol_ctx *ctx,
                               const struct pol_access_policy *p) KV_MUST_CHECK;

@@ -651,14 +651,10 @@ static enum kv_status delete_vault(struct srv_req *req, const struct ks_vault *v
     char id[1024];
     vault_id(req, v, id, sizeof(id));
     struct ks_deleted_vault d;
-    enum kv_status st = ks_vault_soft_delete(req->srv->ks, v->name, id, &d);
     /* A vault removed at once takes its access policies along; a deleted one
      * keeps them for its recovery (they go when it is purged). The role assignments at
      * its scope go either way, as in Azure: recovery does not bring them back. */
-    if (st == KV_OK && d.deleted_date == 0)
-        st = pol_policy_clear(req->srv->pol, v->name);
-    if (st == KV_OK)
-        st = pol_role_remove_vault(req->srv->pol, v->name);
+    enum kv_status st = pol_vault_delete(req->srv->pol, v->name, id, &d);
     if (st == KV_OK)
         kv_log(KV_LOG_INFO, "vault '%s' %s by %s", v->name,
                d.deleted_date ? "soft-deleted" : "deleted", req->who.oid);

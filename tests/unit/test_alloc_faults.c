@@ -49,7 +49,10 @@
 
 static char dir[] = "/tmp/kvmock-faults-XXXXXX";
 static struct ks_env *env;
-static struct pol_ctx *acl; /* access control over env, for the vault op */
+/* Access control over env for the vault ops: made for each run before it (its snapshot
+ * lives as long as it, and a run that succeeds replaces it), freed after a run that
+ * succeeded was checked, so that the snapshot is not taken for a leak. */
+static struct pol_ctx *acl;
 static struct testkeys tk;
 static struct kv_buf backup_blob; /* of "bk", which is purged before the restore loop */
 static unsigned long iter;        /* distinct names for successful runs */
@@ -147,8 +150,8 @@ static size_t vault_print(const char *name, char *out, size_t cap)
     struct pol_role_assignment ra;
     return (size_t)snprintf(out, cap, "|vault %s, %zu/%zu policies, %zu/%d roles",
                             kv_status_name(ks_vault_get(env, name, &v)), policies,
-                            pol_policy_list(acl, name, mirrored, 4), roles,
-                            pol_role_get(acl, key, &ra));
+                            acl ? pol_policy_list(acl, name, mirrored, 4) : 0, roles,
+                            acl ? pol_role_get(acl, key, &ra) : 0);
 }
 
 /* A fingerprint of a key: its live versions in order, or its absence; and of a vault of
@@ -522,11 +525,11 @@ static enum kv_status run_seal(const struct op *op, const char *name)
     return st;
 }
 
-/* A vault made with its access policies and a role assignment, as one write. */
+/* A vault made with its access policies and a role assignment, as one write (for the
+ * deletion: one without soft delete, whose deletion takes them all). */
 static enum kv_status run_vault(const struct op *op, const char *name)
 {
-    (void)op;
-    struct ks_vault v = {.soft_delete = 1, .retention_days = 90, .rbac = 1};
+    struct ks_vault v = {.soft_delete = op->size == 0, .retention_days = 90, .rbac = 1};
     snprintf(v.name, sizeof(v.name), "%s", name);
     snprintf(v.tenant_id, sizeof(v.tenant_id), "t");
     struct pol_access_policy p = {.tenant_id = "t", .object_id = "o", .keys = POL_PERMS_ALL};
@@ -544,6 +547,17 @@ static enum kv_status run_vault(const struct op *op, const char *name)
     return pol_vault_put(acl, &v, 1, &chg);
 }
 
+/* A fresh name, and the access control the run changes. */
+static void vault_prepare(const struct op *op, char *name, size_t cap)
+{
+    pol_free(acl);
+    acl = NULL;
+    CHECK_ST(pol_new(dir, "t", &acl), KV_OK);
+    if (acl != NULL)
+        CHECK_ST(pol_attach(acl, env), KV_OK);
+    fresh_name(op, name, cap);
+}
+
 /* After a vault op that succeeded (with nothing armed): all of it is there. */
 static void vault_made(const struct op *op, const char *name)
 {
@@ -551,6 +565,32 @@ static void vault_made(const struct op *op, const char *name)
     char print[256];
     vault_print(name, print, sizeof(print));
     CHECK_STR(print, "|vault KV_OK, 1/1 policies, 1/1 roles");
+    pol_free(acl);
+    acl = NULL;
+}
+
+/* A fresh vault without soft delete, with its access control, to be deleted. */
+static void vault_to_delete(const struct op *op, char *name, size_t cap)
+{
+    vault_prepare(op, name, cap);
+    CHECK_ST(run_vault(op, name), KV_OK);
+}
+
+static enum kv_status run_vault_delete(const struct op *op, const char *name)
+{
+    (void)op;
+    struct ks_deleted_vault d;
+    return pol_vault_delete(acl, name, NULL, &d);
+}
+
+static void vault_gone(const struct op *op, const char *name)
+{
+    (void)op;
+    char print[256];
+    vault_print(name, print, sizeof(print));
+    CHECK_STR(print, "|vault KV_ERR_VAULT_NOT_FOUND, 0/0 policies, 0/0 roles");
+    pol_free(acl);
+    acl = NULL;
 }
 
 static const struct op ops[] = {
@@ -602,7 +642,9 @@ static const struct op ops[] = {
      KS_RELEASE_CKM_RSA_AES_KEY_WRAP, 0, 0},
     {"release oct (keystore)", run_ks_release, NULL, NULL, "x-oct", 0,
      KS_RELEASE_RSA_AES_KEY_WRAP_384, 0, 0},
-    {"vault with access control", run_vault, fresh_name, vault_made, "acl", 0, 0, 0, 0},
+    {"vault with access control", run_vault, vault_prepare, vault_made, "acl", 0, 0, 0, 0},
+    {"vault deletion, its access", run_vault_delete, vault_to_delete, vault_gone, "del", 0, 1, 0,
+     0},
 };
 
 /* ---- the loop ------------------------------------------------------------------------- */
@@ -820,9 +862,6 @@ int main(void)
     CHECK_ST(ks_key_delete(env, VAULT, "bk", &gone), KV_OK);
     ks_key_free(gone);
     make_inputs();
-    CHECK_ST(pol_new(dir, "t", &acl), KV_OK);
-    if (acl != NULL)
-        CHECK_ST(pol_attach(acl, env), KV_OK);
     {
         /* secure key release: VAULT made premium, exportable keys, a recipient's RSA key */
         struct ks_vault v;

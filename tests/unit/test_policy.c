@@ -226,6 +226,31 @@ static void changes(struct pol_ctx *c, struct ks_env *ks)
     CHECK_ST(pol_acl_apply(c, &set), KV_OK); /* stored as given: an entry without permission */
     CHECK(perms_of(c, "acl1", "amy") == 0);
     same_as_reloaded(c, ks);
+
+    /* a vault's deletion takes the role assignments at its scope along, in its own
+     * transaction; a soft-deleted vault keeps its access policies, one removed at once
+     * does not */
+    struct ks_deleted_vault d;
+    CHECK_ST(pol_vault_delete(c, "acl1", "id", &d), KV_OK);
+    CHECK(d.deleted_date != 0 && !pol_role_get(c, "ra-twin", &role));
+    CHECK(perms_of(c, "acl1", "amy") == 0);
+    same_as_reloaded(c, ks);
+    struct ks_vault hard = vault("acl2", 1);
+    hard.soft_delete = 0;
+    struct pol_access_policy kept = ap("acl2", "zed", P(POL_KEYS_GET));
+    struct pol_role_assignment r2 = {.id = "ra-acl2",
+                                     .principal_id = "bob",
+                                     .role = POL_ROLE_READER,
+                                     .vault = "acl2",
+                                     .key = "k"};
+    struct pol_acl_change made = {
+        .vault = "acl2", .policies = &kept, .n_policies = 1, .roles = &r2, .n_roles = 1};
+    CHECK_ST(pol_vault_put(c, &hard, 1, &made), KV_OK);
+    CHECK_ST(pol_vault_delete(c, "acl2", NULL, &d), KV_OK);
+    CHECK(d.deleted_date == 0 && perms_of(c, "acl2", "zed") == -1 &&
+          !pol_role_get(c, "ra-acl2", &r2));
+    CHECK_ST(pol_vault_delete(c, "acl2", NULL, &d), KV_ERR_VAULT_NOT_FOUND);
+    same_as_reloaded(c, ks);
 }
 
 int main(void)
