@@ -299,10 +299,11 @@ static enum pol_assertion by_certificate(const struct pol_creds *c, const struct
     const char *t256 = jose_str(j->header, "x5t#S256"), *t1 = jose_str(j->header, "x5t");
     struct kv_buf tp = {0};
     size_t want = t256 ? 32 : 20;
-    if ((t256 == NULL && t1 == NULL) || kv_b64url_decode(t256 ? t256 : t1, &tp) != KV_OK ||
-        tp.len != want) {
+    enum kv_status st =
+        t256 == NULL && t1 == NULL ? KV_ERR_BAD_PARAM : kv_b64url_decode(t256 ? t256 : t1, &tp);
+    if (st != KV_OK || tp.len != want) {
         kv_buf_free(&tp);
-        return POL_ASSERTION_NO_THUMBPRINT;
+        return st == KV_ERR_NOMEM ? POL_ASSERTION_NOMEM : POL_ASSERTION_NO_THUMBPRINT;
     }
     hex_upper(tp.data, tp.len, info->key_id);
     const struct cert *found = NULL;
@@ -312,8 +313,9 @@ static enum pol_assertion by_certificate(const struct pol_creds *c, const struct
     kv_buf_free(&tp);
     if (found == NULL)
         return POL_ASSERTION_KEY_NOT_FOUND;
-    if (jose_verify(j, alg, found->key) != 1)
-        return POL_ASSERTION_BAD_SIGNATURE;
+    int verified = jose_verify(j, alg, found->key);
+    if (verified != 1)
+        return verified < 0 ? POL_ASSERTION_NOMEM : POL_ASSERTION_BAD_SIGNATURE;
     info->key_start = found->not_before;
     info->key_end = found->not_after;
     if (now < found->not_before || now > found->not_after)
@@ -371,6 +373,8 @@ static enum pol_assertion by_federation(const struct pol_creds *c, const struct 
         return POL_ASSERTION_OK;
     case JOSE_NO_KEY:
         return POL_ASSERTION_KEY_NOT_FOUND;
+    case JOSE_VERIFY_NOMEM:
+        return POL_ASSERTION_NOMEM;
     default:
         return POL_ASSERTION_BAD_SIGNATURE;
     }
@@ -382,8 +386,9 @@ enum pol_assertion pol_assertion_check(const struct pol_identity *id, const char
 {
     struct jose_jws j = {0};
     memset(info, 0, sizeof(*info));
-    info->detail = parse_detail(jose_jws_parse(assertion, POL_ASSERTION_MAX - 1, &j));
-    enum pol_assertion res = POL_ASSERTION_MALFORMED;
+    enum jose_parse parsed = jose_jws_parse(assertion, POL_ASSERTION_MAX - 1, &j);
+    info->detail = parse_detail(parsed);
+    enum pol_assertion res = parsed == JOSE_NOMEM ? POL_ASSERTION_NOMEM : POL_ASSERTION_MALFORMED;
     const struct jose_alg *alg = j.header ? jose_alg(jose_str(j.header, "alg")) : NULL;
     const char *iss = j.claims ? jose_str(j.claims, "iss") : NULL;
     const char *sub = j.claims ? jose_str(j.claims, "sub") : NULL;
@@ -392,7 +397,7 @@ enum pol_assertion pol_assertion_check(const struct pol_identity *id, const char
         aud = cJSON_GetArrayItem(aud, 0);
     int has_nbf = 0, has_exp = 0;
     if (info->detail != NULL) {
-        /* as parsed */
+        /* as parsed (or out of memory) */
     } else if (alg == NULL) {
         info->detail = "the header's alg is not one of RS256, RS384, RS512, PS256, PS384, "
                        "PS512, ES256, ES384, ES512";

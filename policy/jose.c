@@ -625,7 +625,7 @@ static int ecdsa_der(const struct kv_buf *sig, unsigned char **der, int *der_len
     return *der_len > 0 ? 1 : -1;
 }
 
-int jose_verify(const struct jose_jws *j, const struct jose_alg *alg, EVP_PKEY *key)
+static int verify_once(const struct jose_jws *j, const struct jose_alg *alg, EVP_PKEY *key)
 {
     int is_rsa = EVP_PKEY_is_a(key, "RSA"), ok = 0;
     if ((alg->kind == JOSE_ES) == is_rsa)
@@ -659,6 +659,14 @@ int jose_verify(const struct jose_jws *j, const struct jose_alg *alg, EVP_PKEY *
     return ok;
 }
 
+int jose_verify(const struct jose_jws *j, const struct jose_alg *alg, EVP_PKEY *key)
+{
+    int ok = verify_once(j, alg, key);
+    /* a signature refused is checked a second time: OpenSSL does not always say that it
+     * ran out of memory */
+    return ok == 0 ? verify_once(j, alg, key) : ok;
+}
+
 enum jose_verdict jose_verify_keys(const struct jose_jws *j, const struct jose_alg *alg,
                                    const struct jose_key *keys, size_t n, const char *kid)
 {
@@ -668,9 +676,6 @@ enum jose_verdict jose_verify_keys(const struct jose_jws *j, const struct jose_a
             continue;
         found = 1;
         int ok = jose_verify(j, alg, keys[i].key);
-        if (ok == 0) /* a signature refused is checked a second time: OpenSSL does not always
-                        say that it ran out of memory */
-            ok = jose_verify(j, alg, keys[i].key);
         if (ok != 0)
             return ok > 0 ? JOSE_VERIFIED : JOSE_VERIFY_NOMEM;
     }

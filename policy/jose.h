@@ -117,7 +117,8 @@ const struct jose_alg *jose_alg(const char *name);
 
 /**
  * @brief Whether @p key verifies @p j's signature under @p alg (ES256 on P-256, ES384 on
- * P-384, ES512 on P-521, the signature as JOSE's r||s).
+ * P-384, ES512 on P-521, the signature as JOSE's r||s). A signature refused is checked a
+ * second time, as OpenSSL does not always say that it ran out of memory.
  * @return 1 verified, 0 not, -1 out of memory.
  */
 int jose_verify(const struct jose_jws *j, const struct jose_alg *alg, EVP_PKEY *key);

@@ -466,6 +466,7 @@ enum pol_assertion {
     POL_ASSERTION_NO_ISSUER,     /**< no federated credential has the assertion's issuer */
     POL_ASSERTION_NO_AUDIENCE,   /**< ... with that issuer, none has its audience */
     POL_ASSERTION_NO_SUBJECT,    /**< ... with that issuer and audience, none has its subject */
+    POL_ASSERTION_NOMEM,         /**< out of memory: nothing is known of the assertion */
 };
 
 /** What a refused assertion's error message quotes. No part of it is secret. */

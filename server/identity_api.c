@@ -363,6 +363,9 @@ static void send_assertion_error(struct srv_req *req, const struct pol_identity 
     switch (res) {
     case POL_ASSERTION_OK:
         return;
+    case POL_ASSERTION_NOMEM: /* the server's fault: not the client's assertion */
+        srv_send_error(req, KV_ERR_NOMEM, NULL);
+        return;
     case POL_ASSERTION_MALFORMED:
         snprintf(msg, sizeof(msg), "AADSTS50027: Invalid JWT token: %s.",
                  info->detail ? info->detail : "malformed");
