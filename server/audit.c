@@ -343,6 +343,10 @@ static char *record_text(const struct srv_req *req, int status)
     srv_base_url(req, uri, sizeof(uri));
     size_t at = strlen(uri);
     kv_str_join_n(uri + at, sizeof(uri) - at, req->ri->local_uri_raw, 512, NULL);
+    /* the client's User-Agent, cut at a length kept for every record */
+    char agent[257];
+    const char *ua = srv_header(req, "User-Agent");
+    kv_str_join_n(agent, sizeof(agent), ua != NULL ? ua : "", sizeof(agent) - 1, NULL);
     id[0] = '\0';
     if (req->key_name[0] != '\0')
         kv_str_join(id, sizeof(id), "https://", req->host, "/keys/", req->key_name,
@@ -360,7 +364,9 @@ static char *record_text(const struct srv_req *req, int status)
     kv_json_str(&j, "resultSignature", reason(status));
     kv_json_int(&j, "durationMs", duration);
     kv_json_str(&j, "callerIpAddress", kv_ip_unmapped(req->ri->remote_addr));
-    kv_json_str(&j, "correlationId", req->request_id);
+    /* as in Key Vault: the id the client passed to find its calls again, else kvmock's */
+    kv_json_str(&j, "correlationId",
+                req->client_request_id[0] ? req->client_request_id : req->request_id);
     kv_json_open(&j, "identity", '{');
     kv_json_open(&j, "claim", '{');
     kv_json_str(&j, "oid", req->who.oid);
@@ -374,6 +380,9 @@ static char *record_text(const struct srv_req *req, int status)
     kv_json_str(&j, "requestUri", uri);
     kv_json_bool(&j, "isAccessPolicyMatch", req->policy_match);
     kv_json_str(&j, "vault", req->vault);
+    kv_json_str(&j, "requestId", req->request_id);
+    if (agent[0] != '\0')
+        kv_json_str(&j, "clientInfo", agent);
     kv_json_close(&j, '}');
     kv_json_close(&j, '}');
     return kv_json_take(&j, NULL);

@@ -349,7 +349,9 @@ static void log_request(struct srv_req *req)
         cJSON_AddNumberToObject(o, "latency_ms", (double)ms) &&
         cJSON_AddStringToObject(o, "vault", req->vault) &&
         cJSON_AddStringToObject(o, "oid", req->who.oid) &&
-        cJSON_AddStringToObject(o, "request_id", req->request_id))
+        cJSON_AddStringToObject(o, "request_id", req->request_id) &&
+        (req->client_request_id[0] == '\0' ||
+         cJSON_AddStringToObject(o, "client_request_id", req->client_request_id)))
         text = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     if (text != NULL && strlen(text) > 2) {

@@ -137,6 +137,13 @@ enum kv_status srv_req_init(struct srv_req *req, struct mg_connection *conn,
     req->start_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 
     request_id(req->request_id);
+    const char *cid = mg_get_header(conn, "x-ms-client-request-id");
+    size_t clen = cid != NULL ? strlen(cid) : 0;
+    int visible = clen > 0 && clen <= SRV_CLIENT_REQUEST_ID_MAX;
+    for (size_t i = 0; visible && i < clen; i++)
+        visible = cid[i] > ' ' && cid[i] < 0x7f;
+    if (visible)
+        memcpy(req->client_request_id, cid, clen + 1);
 
     /* The Host as sent, when it looks like one: ids and links are built from it. */
     const char *host = mg_get_header(conn, "Host");

@@ -115,6 +115,8 @@ static void send_response(struct srv_req *req, int http_status, const char *cont
     hput_num(&h, len);
     hput(&h, "\r\nCache-Control: no-cache\r\n");
     hline(&h, "x-ms-request-id", req->request_id);
+    if (req->client_request_id[0] != '\0')
+        hline(&h, "x-ms-client-request-id", req->client_request_id);
     hput(&h, "x-ms-keyvault-service-version: kvmock\r\n");
     if (req->data_plane) { /* the address a vault's firewall rule must name */
         const char *addr = kv_ip_unmapped(req->ri->remote_addr);

@@ -49,6 +49,8 @@ struct srv_query {
     char *value; /**< percent-decoded */
 };
 
+#define SRV_CLIENT_REQUEST_ID_MAX 128
+
 /** One request being handled. Lives on the worker thread's stack. */
 struct srv_req {
     struct mg_connection *conn;
@@ -56,6 +58,9 @@ struct srv_req {
     const struct srv *srv;
     int is_https;
     char request_id[37];
+    /** The client's x-ms-client-request-id, echoed and audited as Key Vault does; "" when it
+     * sent none or one that is not 1 to SRV_CLIENT_REQUEST_ID_MAX visible ASCII characters */
+    char client_request_id[SRV_CLIENT_REQUEST_ID_MAX + 1];
 
     /* the path split into raw segments (not collapsed: "a//b" has an empty one) */
     char *path_buf;

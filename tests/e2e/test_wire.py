@@ -9,7 +9,8 @@
   LMDB file holds it while the server runs), after the records of the calls
   answered before it, so the log is in answer order; a read's record is in /admin/audit
   as soon as the read was answered; records queued at SIGTERM are committed;
-  --audit-max keeps only the newest records.
+  --audit-max keeps only the newest records. The client's x-ms-client-request-id is
+  echoed and is the record's correlationId, as in Key Vault.
 - --sync none and data still keep every acknowledged write when kvmock is killed.
 """
 import base64
@@ -268,6 +269,31 @@ def main():
             uris = [r["properties"]["requestUri"] for r in kv.audit_records()]
             check(any(u.endswith('/keys/q"u\\ote') for u in uris),
                   f"the record holds the path as sent: {uris[-1]!r}")
+
+        @runner.test
+        def client_request_id_is_echoed_and_audited():
+            # as Key Vault: the client's x-ms-client-request-id comes back, and the audit
+            # record's correlationId is it; kvmock's own id stays in properties.requestId
+            mine = "c0ffee00-1111-4222-8333-444455556666"
+            st, hdrs, _ = kv.https("GET", f"/keys/committed?{API}", host=host, token=token,
+                                   headers={"x-ms-client-request-id": mine,
+                                            "User-Agent": "azsdk-python-keyvault-keys/4.x"})
+            eq(st, 200)
+            eq(hdrs.get("x-ms-client-request-id"), mine, "echoed")
+            rec = kv.audit_records()[-1]
+            eq(rec["correlationId"], mine, "correlationId")
+            eq(rec["properties"]["requestId"], hdrs.get("x-ms-request-id"), "requestId")
+            eq(rec["properties"]["clientInfo"], "azsdk-python-keyvault-keys/4.x", "clientInfo")
+            # none, or one that is not 1 to 128 visible characters: not echoed, and the
+            # record correlates by kvmock's own id
+            for bad in (None, "has space", "x" * 129):
+                extra = {} if bad is None else {"x-ms-client-request-id": bad}
+                st, hdrs, _ = kv.https("GET", f"/keys/committed?{API}", host=host, token=token,
+                                       headers=extra)
+                eq(st, 200)
+                check("x-ms-client-request-id" not in hdrs, f"{bad!r} not echoed: {hdrs}")
+                rec = kv.audit_records()[-1]
+                eq(rec["correlationId"], hdrs.get("x-ms-request-id"), f"{bad!r}: correlationId")
 
         runner.run_collected()
 
