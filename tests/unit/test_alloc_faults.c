@@ -564,15 +564,21 @@ static void vault_prepare(const struct op *op, char *name, size_t cap)
     fresh_name(op, name, cap);
 }
 
-/* After a vault op that succeeded (with nothing armed): all of it is there. */
+/* After a vault op that succeeded (with nothing armed): the vault and its access control
+ * are as @p want says, in the store and in the snapshot, which then goes. */
+static void vault_is(const char *name, const char *want)
+{
+    char print[256];
+    vault_print(name, print, sizeof(print));
+    CHECK_STR(print, want);
+    pol_free(acl);
+    acl = NULL;
+}
+
 static void vault_made(const struct op *op, const char *name)
 {
     (void)op;
-    char print[256];
-    vault_print(name, print, sizeof(print));
-    CHECK_STR(print, "|vault KV_OK, 1/1 policies, 1/1 roles");
-    pol_free(acl);
-    acl = NULL;
+    vault_is(name, "|vault KV_OK, 1/1 policies, 1/1 roles");
 }
 
 /* A fresh vault without soft delete, with its access control, to be deleted. */
@@ -592,11 +598,7 @@ static enum kv_status run_vault_delete(const struct op *op, const char *name)
 static void vault_gone(const struct op *op, const char *name)
 {
     (void)op;
-    char print[256];
-    vault_print(name, print, sizeof(print));
-    CHECK_STR(print, "|vault KV_ERR_VAULT_NOT_FOUND, 0/0 policies, 0/0 roles");
-    pol_free(acl);
-    acl = NULL;
+    vault_is(name, "|vault KV_ERR_VAULT_NOT_FOUND, 0/0 policies, 0/0 roles");
 }
 
 static const struct op ops[] = {
