@@ -149,8 +149,8 @@ static const struct kv_status_info table[KV_STATUS_COUNT] = {
     ROW(KV_ERR_STORE, 500, "InternalServerError", NULL, "The key store failed."),
     ROW(KV_ERR_CRYPTO, 500, "InternalServerError", NULL, "A cryptographic operation failed."),
     ROW(KV_ERR_INTERNAL, 500, "InternalServerError", NULL, "An internal error occurred."),
-    /* kvmock's own condition, which Key Vault never meets: 507 says what it is, and the
-     * SDKs' retry policies do not wait on it as they would on a 500 */
+    /* kvmock's own condition, which Key Vault never meets: 507 says what it is (the SDKs
+     * retry it as they retry a 500, and then report it with this message) */
     ROW(KV_ERR_STORE_FULL, 507, "InsufficientStorage", NULL,
         "kvmock cannot write to its data folder: its file system is full, or the store file "
         "reached a limit on its size. Nothing was changed."),
