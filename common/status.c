@@ -149,8 +149,10 @@ static const struct kv_status_info table[KV_STATUS_COUNT] = {
     ROW(KV_ERR_STORE, 500, "InternalServerError", NULL, "The key store failed."),
     ROW(KV_ERR_CRYPTO, 500, "InternalServerError", NULL, "A cryptographic operation failed."),
     ROW(KV_ERR_INTERNAL, 500, "InternalServerError", NULL, "An internal error occurred."),
-    /* kvmock's own condition, which Key Vault never meets: 507 says what it is (the SDKs
-     * retry it as they retry a 500, and then report it with this message) */
+    /* kvmock's own condition, which Key Vault never meets: 507 says what it is. The SDKs
+     * retry it, then report this message: @azure/core-rest-pipeline as a 500; azure-core
+     * for Python for GET, PUT and DELETE only, where it retries a 500 for POST and PATCH
+     * too (so a create or an update that cannot be stored fails at once) */
     ROW(KV_ERR_STORE_FULL, 507, "InsufficientStorage", NULL,
         "kvmock cannot write to its data folder: its file system is full, or the store file "
         "reached a limit on its size. Nothing was changed."),
