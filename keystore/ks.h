@@ -404,6 +404,10 @@ enum kv_status ks_vault_key_count(struct ks_env *env, const char *name, size_t *
 /** @brief The LMDB map: bytes in use (pages used x page size) and its current size. */
 void ks_map_usage(struct ks_env *env, size_t *used, size_t *size);
 
+/** @brief Commits that failed since the store opened: because the data folder could not
+ * grow (@p full: a full file system, a quota, a file size limit), and for other causes. */
+void ks_commit_failures(struct ks_env *env, unsigned long long *full, unsigned long long *other);
+
 /** @brief Where @p v is: its location, or "local" for a vault made without one. */
 const char *ks_vault_location(const struct ks_vault *v);
 

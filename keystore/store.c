@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <semaphore.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -282,7 +283,14 @@ static enum kv_status commit_failed(struct ks_env *e, int rc)
         }
     }
     kv_log(KV_LOG_ERROR, "commit failed: %s%s", mdb_strerror(rc), why);
+    atomic_fetch_add(full ? &e->commits_full : &e->commits_failed, 1);
     return full ? KV_ERR_STORE_FULL : KV_ERR_STORE;
+}
+
+void ks_commit_failures(struct ks_env *e, unsigned long long *full, unsigned long long *other)
+{
+    *full = atomic_load(&e->commits_full);
+    *other = atomic_load(&e->commits_failed);
 }
 
 /* Double the map. No transaction is active: the caller holds no resize lock. */

@@ -16,6 +16,7 @@
 #include <cjson/cJSON.h>
 #include <lmdb.h>
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "cache.h"
 #include "memo.h"
@@ -41,6 +42,8 @@ struct ks_env {
     int reader_key_made;
     pthread_mutex_t readers_mu;
     struct ks_reader *readers; /**< every thread's, for ks_close() */
+    /* commits that failed: the data folder could not grow, or another cause (metrics) */
+    _Atomic unsigned long long commits_full, commits_failed;
 };
 
 /** A transaction in progress. */

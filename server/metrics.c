@@ -160,6 +160,15 @@ void srv_metrics_page(struct srv_req *req)
             "# HELP kvmock_lmdb_map_size_bytes Current LMDB map size (it grows when full).\n"
             "# TYPE kvmock_lmdb_map_size_bytes gauge\nkvmock_lmdb_map_size_bytes %zu\n",
         used, size);
+    unsigned long long full = 0, other = 0;
+    ks_commit_failures(req->srv->ks, &full, &other);
+    add(&t,
+        "# HELP kvmock_store_commit_failures_total Writes the store could not commit: the "
+        "data folder could not grow (full), or another cause.\n"
+        "# TYPE kvmock_store_commit_failures_total counter\n"
+        "kvmock_store_commit_failures_total{reason=\"full\"} %llu\n"
+        "kvmock_store_commit_failures_total{reason=\"other\"} %llu\n",
+        full, other);
     struct srv_audit_stats audit;
     srv_audit_stats(req->srv->audit, &audit);
     add(&t, "# HELP kvmock_audit_queue_records Audit records queued and not yet committed.\n"

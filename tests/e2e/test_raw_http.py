@@ -383,6 +383,9 @@ def main():
             check('kvmock_keys{vault="default",state="live"}' in text)
             check("kvmock_request_duration_seconds_bucket{le=\"+Inf\"}" in text)
             check("kvmock_lmdb_map_used_bytes" in text and "kvmock_lmdb_map_size_bytes" in text)
+            for reason in ("full", "other"):  # no write failed here
+                check(f'kvmock_store_commit_failures_total{{reason="{reason}"}} 0\n' in text,
+                      f"commit failures ({reason}) in:\n{text[-1500:]}")
             gauges = {l.split()[0]: float(l.split()[1]) for l in text.splitlines()
                       if l.startswith("kvmock_audit_queue_")}
             # a server this lightly used has queued some records, never filled the queue

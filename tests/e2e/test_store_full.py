@@ -16,8 +16,9 @@ What is proven:
    ("kvmock cannot write to its data folder..."), on the data plane (create,
    update, delete and import of keys) and on the management plane (a vault
    PUT, an access-policy add), and nothing of it is stored. Reads (get key,
-   list keys, /healthz) keep answering 200; the server keeps running and stops
-   with exit code 0 and no sanitizer report.
+   list keys, /healthz) keep answering 200; /metrics counts the commits refused
+   (kvmock_store_commit_failures_total{reason="full"}); the server keeps running and
+   stops with exit code 0 and no sanitizer report.
 2. When space comes back (the limit lifted), writes succeed again without a
    restart.
 3. After a restart, every key whose create was acknowledged is there, none
@@ -401,6 +402,14 @@ def main():
                     api.verify_keys({name.format(i=i): was}, f"after a {what} that got 507")
 
                 api.refused_when_full(keys, what, call, stored, unchanged)
+
+            # /metrics counts the commits refused for room
+            st, _, text = kv.http("GET", "/metrics")
+            full = [l for l in text.decode().splitlines()
+                    if l.startswith('kvmock_store_commit_failures_total{reason="full"}')]
+            check(st == 200 and full and float(full[0].split()[-1]) >= len(writes),
+                  f"/metrics: expected kvmock_store_commit_failures_total{{reason=\"full\"}} of "
+                  f"at least {len(writes)} (one 507 per kind of write), got {full}")
 
             # reads go on while the store is full
             api.must(200, "GET", "/keys/victim")

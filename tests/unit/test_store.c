@@ -754,6 +754,9 @@ static void store_full(void)
         written += st == KV_OK;
     }
     CHECK_ST(st, KV_ERR_STORE_FULL);
+    unsigned long long full = 0, other = 0;
+    ks_commit_failures(env, &full, &other);
+    CHECK(full == 1 && other == 0);
     CHECK(count_records(env, KS_TABLE_AUDIT, "fill-", 5) == (size_t)written);
     struct ks_vault got;
     CHECK_ST(ks_vault_get(env, "full", &got), KV_OK);
