@@ -163,8 +163,8 @@ void srv_metrics_page(struct srv_req *req)
     unsigned long long full = 0, other = 0;
     ks_commit_failures(req->srv->ks, &full, &other);
     add(&t,
-        "# HELP kvmock_store_commit_failures_total Writes the store could not commit: the "
-        "data folder could not grow (full), or another cause.\n"
+        "# HELP kvmock_store_commit_failures_total Store commits (each of one or more writes) "
+        "that failed: the data folder could not grow (full), or another cause.\n"
         "# TYPE kvmock_store_commit_failures_total counter\n"
         "kvmock_store_commit_failures_total{reason=\"full\"} %llu\n"
         "kvmock_store_commit_failures_total{reason=\"other\"} %llu\n",
