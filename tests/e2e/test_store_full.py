@@ -15,7 +15,8 @@ What is proven:
 1. A write that cannot be stored answers HTTP 507 InsufficientStorage
    ("kvmock cannot write to its data folder..."), on the data plane (create,
    update, delete and import of keys) and on the management plane (a vault
-   PUT, an access-policy add), and nothing of it is stored. Reads (get key,
+   PUT, an access-policy add), and nothing of it is stored; the Python SDK
+   raises it with kvmock's message. Reads (get key,
    list keys, /healthz) keep answering 200; /metrics counts the commits refused
    (kvmock_store_commit_failures_total{reason="full"}); the server keeps running and
    stops with exit code 0 and no sanitizer report.
@@ -402,6 +403,26 @@ def main():
                     api.verify_keys({name.format(i=i): was}, f"after a {what} that got 507")
 
                 api.refused_when_full(keys, what, call, stored, unchanged)
+
+            # what a user of the Python SDK (Debian's python3-azure) sees: the status and
+            # kvmock's message, at once for a create (azure-core does not retry a POST's 507)
+            kv.apply_env()
+            from azure.core.exceptions import HttpResponseError
+            from azure.identity import ManagedIdentityCredential
+            from azure.keyvault.keys import KeyClient
+            client = KeyClient(kv.vault_url(), ManagedIdentityCredential(),
+                               verify_challenge_resource=False)
+            try:
+                for i in range(FILL_MAX):  # free pages inside the file may take a few
+                    client.create_oct_key(f"sdk-{i}", tags=big_tags("k"))
+                    keys[f"sdk-{i}"] = big_tags("k")
+                raise AssertionError(f"expected the SDK to raise on a full store, but {FILL_MAX} "
+                                     "creates succeeded")
+            except HttpResponseError as e:
+                keys[f"sdk-{i}"] = None
+                check(e.status_code == 507 and FULL_MESSAGE in str(e),
+                      f"the SDK's error: expected 507 and {FULL_MESSAGE!r}, got {e.status_code} "
+                      f"{str(e)[:300]!r}")
 
             # /metrics counts the commits refused for room
             st, _, text = kv.http("GET", "/metrics")
