@@ -15,6 +15,7 @@
 #include "check.h"
 #include "kv_buf.h"
 #include "pol.h"
+#include "testjws.h"
 
 #define CLIENT   "0c000000-0000-4000-8000-000000000002"
 #define ENDPOINT "https://localhost:8443/tenant-1/oauth2/v2.0/token"
@@ -71,66 +72,11 @@ static char *self_signed(EVP_PKEY *key, unsigned char sha1[20], unsigned char sh
     return certificate(key, NOW - 86400, NOW + 86400, sha1, sha256);
 }
 
-static char *b64(const void *data, size_t len)
-{
-    char *out = NULL;
-    if (kv_b64url_encode(data, len, &out) != KV_OK)
-        abort();
-    return out;
-}
-
-/* A compact JWS of @p header and @p claims, signed with @p key under @p alg ("none" leaves
- * the signature a single byte). */
-static char *jws(const char *header, const char *claims, EVP_PKEY *key, const char *alg)
-{
-    char *h = b64(header, strlen(header)), *c = b64(claims, strlen(claims));
-    size_t n = strlen(h) + 1 + strlen(c);
-    char *input = malloc(n + 1);
-    snprintf(input, n + 1, "%s.%s", h, c);
-    unsigned char sig[1024];
-    size_t sig_len = sizeof(sig);
-    if (strcmp(alg, "none") == 0) {
-        sig[0] = 0;
-        sig_len = 1;
-    } else {
-        const EVP_MD *md = strstr(alg, "384")   ? EVP_sha384()
-                           : strstr(alg, "512") ? EVP_sha512()
-                                                : EVP_sha256();
-        EVP_MD_CTX *m = EVP_MD_CTX_new();
-        EVP_PKEY_CTX *pctx = NULL;
-        EVP_DigestSignInit(m, &pctx, md, NULL, key);
-        if (alg[0] == 'P') {
-            EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING);
-            EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST);
-        }
-        EVP_DigestSign(m, sig, &sig_len, (const unsigned char *)input, n);
-        EVP_MD_CTX_free(m);
-        if (alg[0] == 'E') { /* DER to JOSE's r||s */
-            const unsigned char *p = sig;
-            ECDSA_SIG *s = d2i_ECDSA_SIG(NULL, &p, (long)sig_len);
-            size_t coord = strcmp(alg, "ES256") == 0 ? 32 : strcmp(alg, "ES384") == 0 ? 48 : 66;
-            BN_bn2binpad(ECDSA_SIG_get0_r(s), sig, (int)coord);
-            BN_bn2binpad(ECDSA_SIG_get0_s(s), sig + coord, (int)coord);
-            sig_len = 2 * coord;
-            ECDSA_SIG_free(s);
-        }
-    }
-    char *s = b64(sig, sig_len);
-    size_t total = n + 1 + strlen(s);
-    char *out = malloc(total + 1);
-    snprintf(out, total + 1, "%s.%s", input, s);
-    free(h);
-    free(c);
-    free(s);
-    free(input);
-    return out;
-}
-
 static enum pol_assertion check_one(const struct pol_identity *id, const char *header,
                                     const char *claims, EVP_PKEY *key, const char *alg,
                                     struct pol_assertion_info *info)
 {
-    char *a = jws(header, claims, key, alg);
+    char *a = testjws_sign(header, claims, key, alg);
     enum pol_assertion r = pol_assertion_check(id, a, endpoints, 2, NOW, info);
     free(a);
     return r;
@@ -146,7 +92,7 @@ static char *jwk_of(EVP_PKEY *key, const char *kid)
         EVP_PKEY_get_bn_param(key, "e", &e);
         unsigned char nb[512], eb[8];
         int nl = BN_bn2bin(n, nb), el = BN_bn2bin(e, eb);
-        char *n64 = b64(nb, (size_t)nl), *e64 = b64(eb, (size_t)el);
+        char *n64 = testjws_b64(nb, (size_t)nl), *e64 = testjws_b64(eb, (size_t)el);
         snprintf(out, 2048,
                  "{\"kty\":\"RSA\",\"use\":\"sig\",\"kid\":\"%s\",\"n\":\"%s\",\"e\":\"%s\"}", kid,
                  n64, e64);
@@ -159,7 +105,7 @@ static char *jwk_of(EVP_PKEY *key, const char *kid)
         size_t len = 0;
         EVP_PKEY_get_octet_string_param(key, "encoded-pub-key", pt, sizeof(pt), &len);
         size_t coord = (len - 1) / 2;
-        char *x = b64(pt + 1, coord), *y = b64(pt + 1 + coord, coord);
+        char *x = testjws_b64(pt + 1, coord), *y = testjws_b64(pt + 1 + coord, coord);
         snprintf(out, 2048,
                  "{\"kty\":\"EC\",\"crv\":\"P-256\",\"kid\":\"%s\",\"x\":\"%s\",\"y\":\"%s\"}", kid,
                  x, y);
@@ -233,7 +179,7 @@ static void certificates(EVP_PKEY *key, EVP_PKEY *other, EVP_PKEY *ec)
 
     struct pol_assertion_info info;
     char x5t[128], hdr[256], claims[512];
-    char *t1 = b64(sha1, 20), *t256 = b64(sha256, 32), *o1 = b64(osha1, 20);
+    char *t1 = testjws_b64(sha1, 20), *t256 = testjws_b64(sha256, 32), *o1 = testjws_b64(osha1, 20);
     snprintf(claims, sizeof(claims),
              "{\"aud\":\"%s\",\"iss\":\"%s\",\"sub\":\"%s\",\"jti\":\"j\",\"nbf\":%d,\"exp\":%d}",
              ENDPOINT, CLIENT, CLIENT, NOW - 10, NOW + 600);
@@ -348,7 +294,7 @@ static void certificates(EVP_PKEY *key, EVP_PKEY *other, EVP_PKEY *ec)
         CHECK_ST(pol_creds_add_certificates(&dated.creds, old_pem, strlen(old_pem), &added, err,
                                             sizeof(err)),
                  KV_OK);
-        char *e64 = b64(e1, 20), dh[128];
+        char *e64 = testjws_b64(e1, 20), dh[128];
         snprintf(dh, sizeof(dh), "{\"alg\":\"RS256\",\"x5t\":\"%s\"}", e64);
         snprintf(claims, sizeof(claims),
                  "{\"aud\":\"%s\",\"iss\":\"%s\",\"sub\":\"%s\",\"exp\":%d}", ENDPOINT, CLIENT,

@@ -17,6 +17,7 @@
 #include "check.h"
 #include "kv_buf.h"
 #include "pol.h"
+#include "testjws.h"
 
 #define NOW       1800000000
 #define EXP       (NOW + 600)
@@ -59,60 +60,6 @@ static const char *F(const char *fmt, ...)
     return J(out);
 }
 
-static char *b64(const void *data, size_t len)
-{
-    char *out = NULL;
-    if (kv_b64url_encode(data, len, &out) != KV_OK)
-        abort();
-    return out;
-}
-
-/* A compact JWS of @p header and @p claims signed with @p key under @p alg ("none" and "HS256"
- * leave the signature a single byte). */
-static char *jws(const char *header, const char *claims, EVP_PKEY *key, const char *alg)
-{
-    char *h = b64(header, strlen(header)), *c = b64(claims, strlen(claims));
-    size_t n = strlen(h) + 1 + strlen(c);
-    char *input = malloc(n + 1);
-    snprintf(input, n + 1, "%s.%s", h, c);
-    unsigned char sig[1024];
-    size_t sig_len = sizeof(sig);
-    if (strcmp(alg, "none") == 0 || alg[0] == 'H') {
-        sig[0] = 0;
-        sig_len = 1;
-    } else {
-        const EVP_MD *md = strstr(alg, "384")   ? EVP_sha384()
-                           : strstr(alg, "512") ? EVP_sha512()
-                                                : EVP_sha256();
-        EVP_MD_CTX *m = EVP_MD_CTX_new();
-        EVP_PKEY_CTX *pctx = NULL;
-        EVP_DigestSignInit(m, &pctx, md, NULL, key);
-        if (alg[0] == 'P') {
-            EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING);
-            EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST);
-        }
-        EVP_DigestSign(m, sig, &sig_len, (const unsigned char *)input, n);
-        EVP_MD_CTX_free(m);
-        if (alg[0] == 'E') { /* DER to JOSE's r||s */
-            const unsigned char *p = sig;
-            ECDSA_SIG *s = d2i_ECDSA_SIG(NULL, &p, (long)sig_len);
-            BN_bn2binpad(ECDSA_SIG_get0_r(s), sig, 32);
-            BN_bn2binpad(ECDSA_SIG_get0_s(s), sig + 32, 32);
-            sig_len = 64;
-            ECDSA_SIG_free(s);
-        }
-    }
-    char *s = b64(sig, sig_len);
-    size_t total = n + 1 + strlen(s);
-    char *out = malloc(total + 1);
-    snprintf(out, total + 1, "%s.%s", input, s);
-    free(h);
-    free(c);
-    free(s);
-    free(input);
-    return out;
-}
-
 /* A token: header {alg, kid (NULL: none), typ}, the claims as given. */
 static char *token(EVP_PKEY *key, const char *alg, const char *kid, const char *claims)
 {
@@ -122,7 +69,7 @@ static char *token(EVP_PKEY *key, const char *alg, const char *kid, const char *
                  kid);
     else
         snprintf(header, sizeof(header), "{\"alg\":\"%s\",\"typ\":\"JWT\"}", alg);
-    return jws(header, claims, key, alg);
+    return testjws_sign(header, claims, key, alg);
 }
 
 /* An RSA key's n (with @p zero_pad leading zero bytes) and e, base64url. */
@@ -133,8 +80,8 @@ static void rsa_ne(EVP_PKEY *key, int zero_pad, char **n64, char **e64)
     EVP_PKEY_get_bn_param(key, "e", &e);
     unsigned char nb[1024] = {0}, eb[8];
     int nl = BN_bn2bin(n, nb + zero_pad), el = BN_bn2bin(e, eb);
-    *n64 = b64(nb, (size_t)nl + (size_t)zero_pad);
-    *e64 = b64(eb, (size_t)el);
+    *n64 = testjws_b64(nb, (size_t)nl + (size_t)zero_pad);
+    *e64 = testjws_b64(eb, (size_t)el);
     BN_free(n);
     BN_free(e);
 }
@@ -156,7 +103,7 @@ static char *ec_jwk(EVP_PKEY *key, const char *members)
     size_t len = 0;
     char *out = malloc(1024);
     EVP_PKEY_get_octet_string_param(key, "encoded-pub-key", pt, sizeof(pt), &len);
-    char *x = b64(pt + 1, 32), *y = b64(pt + 33, 32);
+    char *x = testjws_b64(pt + 1, 32), *y = testjws_b64(pt + 33, 32);
     snprintf(out, 1024, "{\"kty\":\"EC\",\"crv\":\"P-256\",%s\"x\":\"%s\",\"y\":\"%s\"}", members,
              x, y);
     free(x);
@@ -689,7 +636,7 @@ static void results(void)
     CHECK(decide(policy, tok, NOW, &t, NULL) == POL_RELEASE_OK);
     char *n64 = NULL, *e64 = NULL;
     rsa_ne(rt, 0, &n64, &e64);
-    char *got_n = b64(t.n.data, t.n.len), *got_e = b64(t.e.data, t.e.len);
+    char *got_n = testjws_b64(t.n.data, t.n.len), *got_e = testjws_b64(t.e.data, t.e.len);
     CHECK_STR(got_n, n64);
     CHECK_STR(got_e, e64);
     CHECK_STR(t.kid, "fake-release-key");
@@ -752,11 +699,12 @@ static void results(void)
     free(tok);
     /* critical header extensions: kvmock understands none (RFC 7515 4.1.11) */
     char *crit_claims = strdup(claims(RSA_AUTH, "'sdk-test':true"));
-    tok = jws("{\"alg\":\"RS256\",\"kid\":\"r1\",\"crit\":[\"exp\"]}", crit_claims, ra, "RS256");
+    tok = testjws_sign("{\"alg\":\"RS256\",\"kid\":\"r1\",\"crit\":[\"exp\"]}", crit_claims, ra,
+                       "RS256");
     CHECK(decide(p, tok, NOW, NULL, "names critical extensions (crit)") == POL_RELEASE_MALFORMED);
     free(tok);
     /* the same token without crit is granted: the refusal above is crit's */
-    tok = jws("{\"alg\":\"RS256\",\"kid\":\"r1\"}", crit_claims, ra, "RS256");
+    tok = testjws_sign("{\"alg\":\"RS256\",\"kid\":\"r1\"}", crit_claims, ra, "RS256");
     CHECK(decide(p, tok, NOW, NULL, NULL) == POL_RELEASE_OK);
     free(tok);
     free(crit_claims);
@@ -818,7 +766,7 @@ static void results(void)
     tok = token(ra, "none", NULL, good);
     CHECK(decide(policy, tok, NOW, NULL, "alg is not one of") == POL_RELEASE_BAD_SIGNATURE);
     free(tok);
-    tok = jws("{\"kid\":\"r1\"}", good, ra, "RS256");
+    tok = testjws_sign("{\"kid\":\"r1\"}", good, ra, "RS256");
     CHECK(decide(policy, tok, NOW, NULL, "alg is not one of") == POL_RELEASE_BAD_SIGNATURE);
     free(tok);
     tok = token(ra, "RS256", "nope", good);
@@ -1170,7 +1118,7 @@ static void authorities_and_keys(void)
             continue;
         }
         if (r == POL_RELEASE_OK && strcmp(cases[i].kid, "large") != 0) {
-            char *got = b64(t.n.data, t.n.len), *got_e = b64(t.e.data, t.e.len);
+            char *got = testjws_b64(t.n.data, t.n.len), *got_e = testjws_b64(t.e.data, t.e.len);
             CHECK_STR(got, n64);
             CHECK_STR(got_e, "AQAB");
             free(got);
