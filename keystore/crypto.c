@@ -474,23 +474,32 @@ enum kv_status ks_material_generate(enum ks_kty kty, int size_bits, unsigned lon
  * key check on it (RSA: primes, n = p*q, d, CRT values; EC: point on the curve,
  * private scalar in range, public = d*G).
  */
+/*
+ * A key of @p type ("RSA", "EC") from @p params, with @p selection (EVP_PKEY_KEYPAIR,
+ * EVP_PKEY_PUBLIC_KEY). @return KV_OK, KV_ERR_NOMEM, KV_ERR_CRYPTO (OpenSSL could not set
+ * up the import) or KV_ERR_BAD_PARAM (OpenSSL refused the parts).
+ */
+static enum kv_status pkey_fromdata(const char *type, int selection, const OSSL_PARAM *params,
+                                    EVP_PKEY **out)
+{
+    enum kv_status st = KV_ERR_CRYPTO;
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, type, NULL);
+    if (ctx != NULL && EVP_PKEY_fromdata_init(ctx) > 0)
+        st = EVP_PKEY_fromdata(ctx, out, selection, (OSSL_PARAM *)params) > 0 ? KV_OK
+             : openssl_oom()                                                  ? KV_ERR_NOMEM
+                                                                              : KV_ERR_BAD_PARAM;
+    EVP_PKEY_CTX_free(ctx);
+    return st;
+}
+
 static enum kv_status pkey_from_params_once(const char *type, const OSSL_PARAM *params,
                                             EVP_PKEY **out)
 {
-    enum kv_status st = KV_ERR_BAD_JWK;
     EVP_PKEY *pkey = NULL;
     EVP_PKEY_CTX *check = NULL;
-    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, type, NULL);
-    if (ctx == NULL) {
-        st = KV_ERR_CRYPTO;
-        goto out;
-    }
-    if (EVP_PKEY_fromdata_init(ctx) <= 0) {
-        st = KV_ERR_CRYPTO;
-        goto out;
-    }
-    if (EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_KEYPAIR, (OSSL_PARAM *)params) <= 0) {
-        st = openssl_oom() ? KV_ERR_NOMEM : KV_ERR_BAD_JWK;
+    enum kv_status st = pkey_fromdata(type, EVP_PKEY_KEYPAIR, params, &pkey);
+    if (st != KV_OK) {
+        st = st == KV_ERR_BAD_PARAM ? KV_ERR_BAD_JWK : st;
         goto out;
     }
     check = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
@@ -511,7 +520,6 @@ static enum kv_status pkey_from_params_once(const char *type, const OSSL_PARAM *
     st = KV_OK;
 out:
     EVP_PKEY_CTX_free(check);
-    EVP_PKEY_CTX_free(ctx);
     EVP_PKEY_free(pkey);
     return st;
 }
@@ -604,7 +612,6 @@ static enum kv_status ec_pkey(const struct curve *c, const unsigned char *d, siz
     BIGNUM *bn = bn_from(&dbuf, 1);
     OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
     OSSL_PARAM *params = NULL;
-    EVP_PKEY_CTX *ctx = NULL;
     EVP_PKEY *pkey = NULL;
     if (bn == NULL || bld == NULL ||
         OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, c->group, 0) != 1 ||
@@ -619,19 +626,17 @@ static enum kv_status ec_pkey(const struct curve *c, const unsigned char *d, siz
         st = pkey_from_params("EC", params, out);
         goto out;
     }
-    st = KV_ERR_CRYPTO;
-    ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
-    if (ctx == NULL || EVP_PKEY_fromdata_init(ctx) <= 0 ||
-        EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_KEYPAIR, params) <= 0 || !pkey_usable(pkey)) {
+    st = pkey_fromdata("EC", EVP_PKEY_KEYPAIR, params, &pkey);
+    if (st == KV_OK && !pkey_usable(pkey))
         st = openssl_oom() ? KV_ERR_NOMEM : KV_ERR_CRYPTO;
+    if (st != KV_OK) {
+        st = st == KV_ERR_BAD_PARAM ? KV_ERR_CRYPTO : st; /* its own store's parts */
         goto out;
     }
     *out = pkey;
     pkey = NULL;
-    st = KV_OK;
 out:
     EVP_PKEY_free(pkey);
-    EVP_PKEY_CTX_free(ctx);
     OSSL_PARAM_free(params);
     OSSL_PARAM_BLD_free(bld);
     BN_clear_free(bn);
@@ -1771,7 +1776,6 @@ static enum kv_status release_target(const struct kv_buf *n, const struct kv_buf
     BIGNUM *bn = bn_from(n, 0), *be = bn_from(e, 0);
     OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
     OSSL_PARAM *params = NULL;
-    EVP_PKEY_CTX *ctx = NULL;
     EVP_PKEY *pkey = NULL;
     enum kv_status st = KV_ERR_NOMEM;
     if (bn == NULL || be == NULL || bld == NULL ||
@@ -1784,18 +1788,15 @@ static enum kv_status release_target(const struct kv_buf *n, const struct kv_buf
     if (bits < 2048 || bits > 4096 || BN_is_odd(be) == 0 || BN_is_one(be))
         goto out;
     /* the shape is checked above: a failure from here on is OpenSSL's, not the target's */
-    ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
-    if (ctx == NULL || EVP_PKEY_fromdata_init(ctx) <= 0 ||
-        EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) <= 0) {
-        st = openssl_oom() ? KV_ERR_NOMEM : KV_ERR_CRYPTO;
-        goto out;
+    st = pkey_fromdata("RSA", EVP_PKEY_PUBLIC_KEY, params, &pkey);
+    if (st == KV_ERR_BAD_PARAM)
+        st = KV_ERR_CRYPTO;
+    if (st == KV_OK) {
+        *out = pkey;
+        pkey = NULL;
     }
-    *out = pkey;
-    pkey = NULL;
-    st = KV_OK;
 out:
     EVP_PKEY_free(pkey);
-    EVP_PKEY_CTX_free(ctx);
     OSSL_PARAM_free(params);
     OSSL_PARAM_BLD_free(bld);
     BN_free(bn);
