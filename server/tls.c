@@ -476,36 +476,41 @@ static enum kv_status server_names(const char *const *hostnames, size_t n, GENER
     return KV_OK;
 }
 
+/* Issue a certificate of the local CA for @p key, the names @p gens and (not NULL) the
+ * extended key usage @p eku, and write it with its key to @p path. */
+static enum kv_status issue_leaf(const char *path, EVP_PKEY *key, const char *cn, const char *eku,
+                                 X509 *ca, EVP_PKEY *ca_key, GENERAL_NAMES *gens, const char *what)
+{
+    X509 *cert = new_cert(key, cn, ca, SERVER_DAYS);
+    enum kv_status st = KV_ERR_CRYPTO;
+    if (cert == NULL || !add_ext(cert, ca, NID_basic_constraints, "critical,CA:FALSE") ||
+        !add_ext(cert, ca, NID_key_usage, "critical,digitalSignature") ||
+        (eku != NULL && !add_ext(cert, ca, NID_ext_key_usage, eku)) ||
+        !add_ext(cert, ca, NID_subject_key_identifier, "hash") ||
+        !add_ext(cert, ca, NID_authority_key_identifier, "keyid:always") ||
+        X509_add1_ext_i2d(cert, NID_subject_alt_name, gens, 0, X509V3_ADD_DEFAULT) != 1 ||
+        X509_sign(cert, ca_key, EVP_sha256()) <= 0)
+        log_crypto(what);
+    else
+        st = write_pem(path, cert, key, KEY_MODE);
+    X509_free(cert);
+    return st;
+}
+
 /* Issue a server certificate for the names @p gens, and write server.pem. */
 static enum kv_status issue_server(const char *path, X509 *ca, EVP_PKEY *ca_key,
                                    GENERAL_NAMES *gens)
 {
-    enum kv_status st = KV_ERR_CRYPTO;
-    X509 *cert = NULL;
     EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", EC_CURVE);
     if (key == NULL) {
         log_crypto("generating the server key");
-        goto out;
+        return KV_ERR_CRYPTO;
     }
-
-    cert = new_cert(key, SERVER_CN, ca, SERVER_DAYS);
-    if (cert == NULL || !add_ext(cert, ca, NID_basic_constraints, "critical,CA:FALSE") ||
-        !add_ext(cert, ca, NID_key_usage, "critical,digitalSignature") ||
-        !add_ext(cert, ca, NID_ext_key_usage, "serverAuth") ||
-        !add_ext(cert, ca, NID_subject_key_identifier, "hash") ||
-        !add_ext(cert, ca, NID_authority_key_identifier, "keyid:always") ||
-        X509_add1_ext_i2d(cert, NID_subject_alt_name, gens, 0, X509V3_ADD_DEFAULT) != 1 ||
-        X509_sign(cert, ca_key, EVP_sha256()) <= 0) {
-        log_crypto("issuing the server certificate");
-        goto out;
-    }
-    st = write_pem(path, cert, key, KEY_MODE);
-    if (st != KV_OK)
-        goto out;
-    kv_log(KV_LOG_INFO, "TLS: issued a server certificate for %d names in %s",
-           sk_GENERAL_NAME_num(gens), path);
-out:
-    X509_free(cert);
+    enum kv_status st = issue_leaf(path, key, SERVER_CN, "serverAuth", ca, ca_key, gens,
+                                   "issuing the server certificate");
+    if (st == KV_OK)
+        kv_log(KV_LOG_INFO, "TLS: issued a server certificate for %d names in %s",
+               sk_GENERAL_NAME_num(gens), path);
     EVP_PKEY_free(key);
     return st;
 }
@@ -544,28 +549,15 @@ static EVP_PKEY *release_key_kept(const char *path)
 static enum kv_status issue_release(const char *path, X509 *ca, EVP_PKEY *ca_key,
                                     GENERAL_NAMES *gens)
 {
-    enum kv_status st = KV_ERR_CRYPTO;
-    X509 *cert = NULL;
     EVP_PKEY *key = release_key_kept(path);
     if (key == NULL)
         key = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)RELEASE_BITS);
     if (key == NULL) {
         log_crypto("generating the key release key");
-        goto out;
+        return KV_ERR_CRYPTO;
     }
-    cert = new_cert(key, RELEASE_CN, ca, SERVER_DAYS);
-    if (cert == NULL || !add_ext(cert, ca, NID_basic_constraints, "critical,CA:FALSE") ||
-        !add_ext(cert, ca, NID_key_usage, "critical,digitalSignature") ||
-        !add_ext(cert, ca, NID_subject_key_identifier, "hash") ||
-        !add_ext(cert, ca, NID_authority_key_identifier, "keyid:always") ||
-        X509_add1_ext_i2d(cert, NID_subject_alt_name, gens, 0, X509V3_ADD_DEFAULT) != 1 ||
-        X509_sign(cert, ca_key, EVP_sha256()) <= 0) {
-        log_crypto("issuing the key release certificate");
-        goto out;
-    }
-    st = write_pem(path, cert, key, KEY_MODE);
-out:
-    X509_free(cert);
+    enum kv_status st = issue_leaf(path, key, RELEASE_CN, NULL, ca, ca_key, gens,
+                                   "issuing the key release certificate");
     EVP_PKEY_free(key);
     return st;
 }
