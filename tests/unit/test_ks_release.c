@@ -14,6 +14,7 @@
 #include "check.h"
 #include "ks.h"
 #include "kv_buf.h"
+#include "testkeys.h"
 
 static char dir[] = "/tmp/kvmock-release-XXXXXX";
 static struct ks_env *env;
@@ -315,16 +316,8 @@ static void release_refusals(void)
 static void make_target(void)
 {
     target = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
-    CHECK(target != NULL);
-    BIGNUM *n = NULL, *e = NULL;
-    CHECK(EVP_PKEY_get_bn_param(target, OSSL_PKEY_PARAM_RSA_N, &n) == 1 &&
-          EVP_PKEY_get_bn_param(target, OSSL_PKEY_PARAM_RSA_E, &e) == 1);
-    CHECK_ST(kv_buf_alloc((size_t)BN_num_bytes(n), &target_n), KV_OK);
-    CHECK_ST(kv_buf_alloc((size_t)BN_num_bytes(e), &target_e), KV_OK);
-    BN_bn2bin(n, target_n.data);
-    BN_bn2bin(e, target_e.data);
-    BN_free(n);
-    BN_free(e);
+    CHECK(target != NULL && tk_bn(target, OSSL_PKEY_PARAM_RSA_N, 0, &target_n) == 0 &&
+          tk_bn(target, OSSL_PKEY_PARAM_RSA_E, 0, &target_e) == 0);
 }
 
 int main(void)

@@ -728,15 +728,8 @@ static void release_setup(void)
     snprintf(v.tenant_id, sizeof(v.tenant_id), "t");
     CHECK_ST(ks_vault_put(env, &v), KV_OK);
     EVP_PKEY *t = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
-    BIGNUM *n = NULL, *e = NULL;
-    CHECK(t != NULL && EVP_PKEY_get_bn_param(t, OSSL_PKEY_PARAM_RSA_N, &n) == 1 &&
-          EVP_PKEY_get_bn_param(t, OSSL_PKEY_PARAM_RSA_E, &e) == 1);
-    CHECK_ST(kv_buf_alloc((size_t)BN_num_bytes(n), &target_n), KV_OK);
-    CHECK_ST(kv_buf_alloc((size_t)BN_num_bytes(e), &target_e), KV_OK);
-    BN_bn2bin(n, target_n.data);
-    BN_bn2bin(e, target_e.data);
-    BN_free(n);
-    BN_free(e);
+    CHECK(t != NULL && tk_bn(t, OSSL_PKEY_PARAM_RSA_N, 0, &target_n) == 0 &&
+          tk_bn(t, OSSL_PKEY_PARAM_RSA_E, 0, &target_e) == 0);
     EVP_PKEY_free(t);
 }
 

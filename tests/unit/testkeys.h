@@ -17,7 +17,7 @@ struct testkeys {
     struct ks_jwk rsa, ec, oct; /* owned buffers */
 };
 
-static int tk_bn(EVP_PKEY *pkey, const char *name, size_t pad, struct kv_buf *out)
+static inline int tk_bn(EVP_PKEY *pkey, const char *name, size_t pad, struct kv_buf *out)
 {
     BIGNUM *bn = NULL;
     if (EVP_PKEY_get_bn_param(pkey, name, &bn) != 1)
@@ -28,7 +28,7 @@ static int tk_bn(EVP_PKEY *pkey, const char *name, size_t pad, struct kv_buf *ou
     return ok ? 0 : -1;
 }
 
-static int tk_make(struct testkeys *t)
+static inline int tk_make(struct testkeys *t)
 {
     memset(t, 0, sizeof(*t));
     EVP_PKEY *rsa = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
@@ -57,7 +57,7 @@ static int tk_make(struct testkeys *t)
     return bad ? -1 : 0;
 }
 
-static void tk_jwk_free(struct ks_jwk *j)
+static inline void tk_jwk_free(struct ks_jwk *j)
 {
     struct kv_buf *b[] = {&j->n, &j->e, &j->d, &j->p, &j->q, &j->dp, &j->dq, &j->qi,
                           &j->x, &j->y, &j->k};
@@ -65,7 +65,7 @@ static void tk_jwk_free(struct ks_jwk *j)
         kv_buf_wipe(b[i]);
 }
 
-static void tk_free(struct testkeys *t)
+static inline void tk_free(struct testkeys *t)
 {
     tk_jwk_free(&t->rsa);
     tk_jwk_free(&t->ec);
@@ -74,7 +74,8 @@ static void tk_free(struct testkeys *t)
 
 /* The store both tests run on: opened in @p dir (a mkdtemp template), with the
  * known keys made and a vault @p vault without soft delete. @return 0 or -1. */
-static int tk_store_open(char *dir, const char *vault, struct ks_env **env, struct testkeys *tk)
+static inline int tk_store_open(char *dir, const char *vault, struct ks_env **env,
+                                struct testkeys *tk)
 {
     if (sodium_init() < 0 || mkdtemp(dir) == NULL)
         return -1;
