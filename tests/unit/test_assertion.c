@@ -35,19 +35,10 @@ static EVP_PKEY *rsa_key(void)
 static char *certificate(EVP_PKEY *key, time_t from, time_t to, unsigned char sha1[20],
                          unsigned char sha256[32])
 {
-    X509 *x = X509_new();
-    X509_NAME *name = X509_NAME_new();
+    X509 *x = testjws_self_signed(key, "ci", from, to);
     char *pem = NULL;
-    if (x == NULL || name == NULL)
-        goto out;
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"ci", -1, -1, 0);
-    ASN1_INTEGER_set(X509_get_serialNumber(x), 7);
-    X509_time_adj_ex(X509_getm_notBefore(x), 0, 0, &from);
-    X509_time_adj_ex(X509_getm_notAfter(x), 0, 0, &to);
-    X509_set_subject_name(x, name);
-    X509_set_issuer_name(x, name);
-    X509_set_pubkey(x, key);
-    X509_sign(x, key, EVP_sha256());
+    if (x == NULL)
+        return NULL;
     unsigned char *der = NULL;
     int len = i2d_X509(x, &der);
     EVP_Digest(der, (size_t)len, sha1, NULL, EVP_sha1(), NULL);
@@ -60,8 +51,6 @@ static char *certificate(EVP_PKEY *key, time_t from, time_t to, unsigned char sh
     pem = calloc(1, (size_t)n + 1);
     memcpy(pem, data, (size_t)n);
     BIO_free(bio);
-out:
-    X509_NAME_free(name);
     X509_free(x);
     return pem;
 }

@@ -7,9 +7,11 @@
 #include <openssl/ecdsa.h>
 #include <openssl/evp.h>
 #include <openssl/rsa.h>
+#include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "kv_buf.h"
 
@@ -67,6 +69,29 @@ static inline char *testjws_sign(const char *header, const char *claims, EVP_PKE
     free(s);
     free(input);
     return out;
+}
+
+/* A self-signed certificate of @p key, named CN=@p cn, valid from @p from to @p to (Unix
+ * seconds), as a client's or an attestation authority's own certificate; NULL when out of
+ * memory. The caller frees it. */
+static inline X509 *testjws_self_signed(EVP_PKEY *key, const char *cn, time_t from, time_t to)
+{
+    X509 *x = X509_new();
+    X509_NAME *name = X509_NAME_new();
+    int ok = x != NULL && name != NULL &&
+             X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1,
+                                        0) == 1 &&
+             ASN1_INTEGER_set(X509_get_serialNumber(x), 1) == 1 &&
+             X509_time_adj_ex(X509_getm_notBefore(x), 0, 0, &from) != NULL &&
+             X509_time_adj_ex(X509_getm_notAfter(x), 0, 0, &to) != NULL &&
+             X509_set_subject_name(x, name) == 1 && X509_set_issuer_name(x, name) == 1 &&
+             X509_set_pubkey(x, key) == 1 && X509_sign(x, key, EVP_sha256()) > 0;
+    X509_NAME_free(name);
+    if (!ok) {
+        X509_free(x);
+        return NULL;
+    }
+    return x;
 }
 
 #endif
