@@ -36,6 +36,7 @@ import uuid
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Kvmock, Runner, check, eq, parse_args, b64url, unb64url, int_bytes,  # noqa: E402
                      free_port, TENANT, APP, SANITIZER_MARKS)
+from test_secret_scan import Scanner  # noqa: E402  (its search for private bytes)
 
 from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives import hashes, hmac, serialization  # noqa: E402
@@ -212,28 +213,6 @@ MULTI_POLICY = {"version": "1.0.0", "anyOf": [
     {"authority": AUTH2, "allOf": [{"claim": "x-ms-attestation-type", "equals": "sevsnpvm"}]},
     {"authority": AUTH3 + "/", "anyOf": [{"claim": "sdk-test", "equals": "yes"},
                                          {"claim": "x-ms-attestation-type", "equals": "tdxvm"}]}]}
-
-
-# ---- finding private material in a text -------------------------------------------------
-
-def forms(value):
-    out = {"raw": value, "hex": value.hex().encode(), "HEX": value.hex().upper().encode()}
-    for k in range(3):
-        part = value[k:k + (len(value) - k) // 3 * 3]
-        out[f"base64url+{k}"] = base64.urlsafe_b64encode(part).rstrip(b"=")
-        out[f"base64+{k}"] = base64.b64encode(part).rstrip(b"=")
-    return out
-
-
-def find_secrets(secrets_by_label, data):
-    """[(label, form)] of every secret with a 16-byte / 24-character piece in data."""
-    found = []
-    for label, value in secrets_by_label.items():
-        for form, enc in forms(value).items():
-            size = 16 if form == "raw" else 24
-            if any(enc[i:i + size] in data for i in range(0, len(enc) - size + 1, size)):
-                found.append((label, form))
-    return found
 
 
 def write(path, data):
@@ -1433,8 +1412,9 @@ def run(args, runner, work):
                 log = f.read()
             check(b"release" in log.lower(), "the log holds the releases")
             planted = b"x" + base64.b64encode(next(iter(released.values())))[3:60] + b"y"
-            check(find_secrets(released, planted), "the search finds a planted piece")
-            found = find_secrets(released, log)
+            scanner = Scanner(released)
+            check(scanner.scan(planted), "the search finds a planted piece")
+            found = scanner.scan(log)
             eq(found, [], "released private keys in kvmock's log")
             for mark in SANITIZER_MARKS:
                 check(mark.encode() not in log, mark)
