@@ -171,15 +171,6 @@ enum kv_status ks_record_put(struct ks_env *env, enum ks_table table, const void
                              size_t key_len, const void *val, size_t val_len) KV_MUST_CHECK;
 
 /**
- * @brief Delete the records whose key starts with @p prefix (one record when the
- * prefix is a whole key).
- * @param[out] deleted how many were deleted (may be NULL).
- * @return KV_OK, KV_ERR_STORE.
- */
-enum kv_status ks_record_del(struct ks_env *env, enum ks_table table, const void *prefix,
-                             size_t prefix_len, size_t *deleted) KV_MUST_CHECK;
-
-/**
  * One change to a table of another layer. Several go into one transaction, all or
  * none: with ks_record_apply(), or with a vault's own write by ks_vault_put_with().
  */

@@ -15,9 +15,9 @@ static int op_ok(const struct ks_record_op *op)
            (op->val != NULL || op->val_len == 0);
 }
 
-/* Delete the records of @p dbi whose key starts with @p prefix; count them in @p deleted. */
+/* Delete the records of @p dbi whose key starts with @p prefix. */
 static enum kv_status del_prefix(struct ks_txn *tx, MDB_dbi dbi, const void *prefix,
-                                 size_t prefix_len, size_t *deleted)
+                                 size_t prefix_len)
 {
     MDB_cursor *cur = NULL;
     if (mdb_cursor_open(tx->txn, dbi, &cur) != 0)
@@ -33,50 +33,41 @@ static enum kv_status del_prefix(struct ks_txn *tx, MDB_dbi dbi, const void *pre
             tx->map_full = 1;
         if (rc != 0)
             break;
-        (*deleted)++;
     }
     mdb_cursor_close(cur);
     return rc == 0 || rc == MDB_NOTFOUND ? KV_OK : KV_ERR_STORE;
 }
 
-enum kv_status ks_records_apply_tx(struct ks_txn *tx, const struct ks_record_op *ops, size_t n,
-                                   size_t *deleted)
+enum kv_status ks_records_apply_tx(struct ks_txn *tx, const struct ks_record_op *ops, size_t n)
 {
-    size_t gone = 0;
     for (size_t i = 0; i < n; i++) {
         if (!op_ok(&ops[i]))
-            return KV_ERR_BAD_PARAM;
+            return KV_ERR_BAD_PARAM; /* before any change: the batch is all or nothing */
     }
     enum kv_status st = KV_OK;
     for (size_t i = 0; i < n && st == KV_OK; i++) {
         MDB_dbi dbi = tx->env->db_tables[ops[i].table];
         st = ops[i].val != NULL
                  ? ks_txn_put(tx, dbi, ops[i].key, ops[i].key_len, ops[i].val, ops[i].val_len)
-                 : del_prefix(tx, dbi, ops[i].key, ops[i].key_len, &gone);
+                 : del_prefix(tx, dbi, ops[i].key, ops[i].key_len);
     }
-    if (deleted != NULL)
-        *deleted = gone;
     return st;
 }
 
 struct apply_arg {
     const struct ks_record_op *ops;
-    size_t n, deleted;
+    size_t n;
 };
 
 static enum kv_status apply_fn(struct ks_txn *tx, void *arg)
 {
     struct apply_arg *a = arg;
-    return ks_records_apply_tx(tx, a->ops, a->n, &a->deleted);
+    return ks_records_apply_tx(tx, a->ops, a->n);
 }
 
 enum kv_status ks_record_apply(struct ks_env *env, const struct ks_record_op *ops, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        if (!op_ok(&ops[i]))
-            return KV_ERR_BAD_PARAM;
-    }
-    struct apply_arg a = {ops, n, 0};
+    struct apply_arg a = {ops, n};
     return n == 0 ? KV_OK : ks_txn_write(env, apply_fn, &a);
 }
 
@@ -85,19 +76,6 @@ enum kv_status ks_record_put(struct ks_env *env, enum ks_table table, const void
 {
     struct ks_record_op op = {table, key, key_len, val != NULL ? val : "", val_len};
     return ks_record_apply(env, &op, 1);
-}
-
-enum kv_status ks_record_del(struct ks_env *env, enum ks_table table, const void *prefix,
-                             size_t prefix_len, size_t *deleted)
-{
-    struct ks_record_op op = {table, prefix, prefix_len, NULL, 0};
-    if (!op_ok(&op))
-        return KV_ERR_BAD_PARAM;
-    struct apply_arg a = {&op, 1, 0};
-    enum kv_status st = ks_txn_write(env, apply_fn, &a);
-    if (st == KV_OK && deleted != NULL)
-        *deleted = a.deleted;
-    return st;
 }
 
 struct scan_arg {

@@ -122,12 +122,9 @@ typedef enum kv_status (*ks_txn_fn)(struct ks_txn *tx, void *arg);
  */
 enum kv_status ks_txn_write(struct ks_env *env, ks_txn_fn fn, void *arg) KV_MUST_CHECK;
 
-/**
- * @brief ks_record_apply() inside @p tx.
- * @param[out] deleted how many records the deletes removed (may be NULL).
- */
-enum kv_status ks_records_apply_tx(struct ks_txn *tx, const struct ks_record_op *ops, size_t n,
-                                   size_t *deleted) KV_MUST_CHECK;
+/** @brief ks_record_apply() inside @p tx. */
+enum kv_status ks_records_apply_tx(struct ks_txn *tx, const struct ks_record_op *ops,
+                                   size_t n) KV_MUST_CHECK;
 
 /**
  * @brief Append records inside @p tx (records.c; ks_record_append_many() is this

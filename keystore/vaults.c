@@ -105,9 +105,9 @@ static enum kv_status delete_fn(struct ks_txn *tx, void *arg)
     struct delete_arg *a = arg;
     enum kv_status st = delete_vault(tx, a);
     if (st == KV_OK)
-        st = ks_records_apply_tx(tx, a->ops, a->n_ops, NULL);
+        st = ks_records_apply_tx(tx, a->ops, a->n_ops);
     if (st == KV_OK && a->out.deleted_date == 0)
-        st = ks_records_apply_tx(tx, a->ops_removed, a->n_removed, NULL);
+        st = ks_records_apply_tx(tx, a->ops_removed, a->n_removed);
     return st;
 }
 
@@ -493,7 +493,7 @@ static enum kv_status create_fn(struct ks_txn *tx, void *arg)
         st = KV_OK;
     if (st == KV_OK)
         st = ks_vault_write(tx, a->vault);
-    return st == KV_OK ? ks_records_apply_tx(tx, a->ops, a->n_ops, NULL) : st;
+    return st == KV_OK ? ks_records_apply_tx(tx, a->ops, a->n_ops) : st;
 }
 
 enum kv_status ks_vault_put_with(struct ks_env *env, const struct ks_vault *vault, int create,

@@ -796,20 +796,6 @@ enum kv_status pol_policy_put(struct pol_ctx *c, const struct pol_access_policy 
     return pol_acl_apply(c, &chg);
 }
 
-enum kv_status pol_policy_remove(struct pol_ctx *c, const char *vault, const char *tenant_id,
-                                 const char *object_id, const char *application_id)
-{
-    struct pol_access_policy p = {0};
-    snprintf(p.vault, sizeof(p.vault), "%s", vault);
-    snprintf(p.tenant_id, sizeof(p.tenant_id), "%s", tenant_id);
-    snprintf(p.object_id, sizeof(p.object_id), "%s", object_id);
-    snprintf(p.application_id, sizeof(p.application_id), "%s",
-             application_id ? application_id : "");
-    struct pol_acl_change chg = {
-        .vault = vault, .kind = POL_UPDATE_REMOVE, .policies = &p, .n_policies = 1};
-    return pol_acl_apply(c, &chg);
-}
-
 enum kv_status pol_policy_clear(struct pol_ctx *c, const char *vault)
 {
     struct pol_acl_change chg = {.vault = vault, .clear_policies = 1};
@@ -862,12 +848,6 @@ enum kv_status pol_role_remove(struct pol_ctx *c, const char *id)
 enum kv_status pol_role_remove_group(struct pol_ctx *c, const char *group)
 {
     return group[0] != '\0' ? remove_roles(c, NULL, group) : KV_ERR_BAD_PARAM;
-}
-
-enum kv_status pol_role_remove_vault(struct pol_ctx *c, const char *vault)
-{
-    struct pol_acl_change chg = {.vault = vault, .clear_roles = 1};
-    return vault[0] != '\0' ? pol_acl_apply(c, &chg) : KV_ERR_BAD_PARAM;
 }
 
 size_t pol_role_all(struct pol_ctx *c, struct pol_role_assignment *out, size_t cap)

@@ -310,11 +310,6 @@ enum kv_status pol_vault_delete(struct pol_ctx *ctx, const char *name, const cha
 enum kv_status pol_policy_put(struct pol_ctx *ctx,
                               const struct pol_access_policy *p) KV_MUST_CHECK;
 
-/** @brief Remove an access policy. @return KV_OK (also when there was none), KV_ERR_STORE. */
-enum kv_status pol_policy_remove(struct pol_ctx *ctx, const char *vault, const char *tenant_id,
-                                 const char *object_id,
-                                 const char *application_id) KV_MUST_CHECK;
-
 /** @brief Remove every access policy of a vault. */
 enum kv_status pol_policy_clear(struct pol_ctx *ctx, const char *vault) KV_MUST_CHECK;
 
@@ -344,11 +339,6 @@ enum kv_status pol_role_remove(struct pol_ctx *ctx, const char *id) KV_MUST_CHEC
 /** @brief Remove the role assignments at a resource group's scope, as deleting the group
  * does. @return KV_OK (also when there were none), KV_ERR_STORE. */
 enum kv_status pol_role_remove_group(struct pol_ctx *ctx, const char *group) KV_MUST_CHECK;
-
-/** @brief Remove the role assignments at a vault's scope and its keys', as deleting the
- * vault does in Azure (recovering it does not bring them back).
- * @return KV_OK (also when there were none), KV_ERR_STORE. */
-enum kv_status pol_role_remove_vault(struct pol_ctx *ctx, const char *vault) KV_MUST_CHECK;
 
 /** @brief Copy every role assignment into @p out (at most @p cap).
  * @return how many there are (may exceed @p cap). */

@@ -43,6 +43,27 @@ static void expect(struct pol_ctx *c, struct pol_claims w, struct ks_vault v, co
     }
 }
 
+/* An identity's whole access policy taken away, as Resource Manager's accessPolicies/remove
+ * with no permission listed does. */
+static enum kv_status remove_policy(struct pol_ctx *c, const char *vault, const char *tid,
+                                    const char *oid)
+{
+    struct pol_access_policy p = {0};
+    snprintf(p.vault, sizeof(p.vault), "%s", vault);
+    snprintf(p.tenant_id, sizeof(p.tenant_id), "%s", tid);
+    snprintf(p.object_id, sizeof(p.object_id), "%s", oid);
+    struct pol_acl_change chg = {
+        .vault = vault, .kind = POL_UPDATE_REMOVE, .policies = &p, .n_policies = 1};
+    return pol_acl_apply(c, &chg);
+}
+
+/* The role assignments at a vault's scope and its keys' taken away. */
+static enum kv_status remove_vault_roles(struct pol_ctx *c, const char *vault)
+{
+    struct pol_acl_change chg = {.vault = vault, .clear_roles = 1};
+    return pol_acl_apply(c, &chg);
+}
+
 /* The firewall: a trusted service's bypass first, then public network access, then the
  * IP rules of a vault that denies by default. */
 static void network(struct pol_ctx *c)
@@ -317,11 +338,11 @@ int main(void)
     struct pol_access_policy list[8];
     CHECK(pol_policy_list(c, "cmk", list, 8) == 3);
     CHECK(pol_policy_list(c, "other", list, 8) == 0);
-    CHECK_ST(pol_policy_remove(c, "cmk", "t1", "app-oid", ""), KV_OK);
+    CHECK_ST(remove_policy(c, "cmk", "t1", "app-oid"), KV_OK);
     expect(c, app, v, "k", POL_KEYS_UNWRAP, KV_ERR_ACCESS_DENIED);
     expect(c, adm, v, "k", POL_KEYS_UNWRAP, KV_OK);
     /* removing the unbound entry leaves the application-bound one */
-    CHECK_ST(pol_policy_remove(c, "cmk", "t1", "user", ""), KV_OK);
+    CHECK_ST(remove_policy(c, "cmk", "t1", "user"), KV_OK);
     expect(c, who("t1", "user", "the-app"), v, NULL, POL_KEYS_LIST, KV_OK);
     CHECK_ST(pol_policy_put(c, &cmk), KV_OK);
     expect(c, app, v, "k", POL_KEYS_UNWRAP, KV_OK);
@@ -516,7 +537,7 @@ int main(void)
                                             .role = POL_ROLE_READER, .vault = "cmk2"};
     CHECK_ST(pol_role_put(c, &elsewhere), KV_OK);
     size_t before = pol_role_all(c, NULL, 0);
-    CHECK_ST(pol_role_remove_vault(c, "CMK"), KV_OK);
+    CHECK_ST(remove_vault_roles(c, "CMK"), KV_OK);
     CHECK(!pol_role_get(c, "ra-2", &got) && !pol_role_get(c, "ra-2b", &got) &&
           !pol_role_get(c, "ra-3", &got) && !pol_role_get(c, "ra-4", &got));
     CHECK(pol_role_get(c, "ra-5", &got) && pol_role_get(c, "ra-k", &got) &&
@@ -526,8 +547,8 @@ int main(void)
     size_t n_all = pol_role_all(c, all, 16);
     CHECK(n_all == before - 4 && n_all == 3);
     CHECK(pol_role_all(c, all, 1) == 3); /* the count, whatever fits */
-    CHECK_ST(pol_role_remove_vault(c, "cmk"), KV_OK); /* none left: nothing to do */
-    CHECK_ST(pol_role_remove_vault(c, ""), KV_ERR_BAD_PARAM);
+    CHECK_ST(remove_vault_roles(c, "cmk"), KV_OK); /* none left: nothing to do */
+    CHECK_ST(remove_vault_roles(c, ""), KV_ERR_BAD_PARAM);
     /* the same assignment can now be made again, under a new name */
     snprintf(again.id, sizeof(again.id), "ra-2c");
     CHECK_ST(pol_role_put(c, &again), KV_OK);
