@@ -59,6 +59,7 @@ enum kv_status {
     KV_ERR_PURGE_PROTECTED,    /**< purge refused under purge protection */
     KV_ERR_KEY_NOT_EXPORTABLE, /**< release of a key that is not exportable */
     KV_ERR_SKR_ATTESTATION,    /**< the attestation token does not meet the release policy */
+    KV_ERR_HSM_STANDARD,       /**< a hardware key (RSA-HSM, EC-HSM, oct-HSM) in a standard vault */
 
     /* 404 */
     KV_ERR_KEY_NOT_FOUND,         /**< key or version not found */

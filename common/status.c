@@ -87,6 +87,9 @@ static const struct kv_status_info table[KV_STATUS_COUNT] = {
         "Operation release is not allowed on a key that is not exportable."),
     ROW(KV_ERR_SKR_ATTESTATION, 403, "Forbidden", NULL,
         "Target environment attestation statement cannot be verified."),
+    /* Key Vault's wording, as the Azure CLI prints it */
+    ROW(KV_ERR_HSM_STANDARD, 403, "Forbidden", NULL,
+        "Hardware key operation not allowed on standard vault"),
 
     ROW(KV_ERR_KEY_NOT_FOUND, 404, "KeyNotFound", NULL,
         "The key was not found in this key vault."),
@@ -200,6 +203,7 @@ static const char *const names[KV_STATUS_COUNT] = {
     NAME(KV_ERR_PURGE_PROTECTED),
     NAME(KV_ERR_KEY_NOT_EXPORTABLE),
     NAME(KV_ERR_SKR_ATTESTATION),
+    NAME(KV_ERR_HSM_STANDARD),
     NAME(KV_ERR_KEY_NOT_FOUND),
     NAME(KV_ERR_DELETED_KEY_NOT_FOUND),
     NAME(KV_ERR_VAULT_NOT_FOUND),

@@ -519,6 +519,9 @@ static enum kv_status create_fn(struct ks_txn *tx, void *arg)
         return st;
     if (a->key->attrs.exportable && !vault.premium)
         return KV_ERR_SKR_PREMIUM;
+    /* a new hardware key; one made while the vault was premium still rotates */
+    if (a->key->hsm && !vault.premium && !a->existing_only)
+        return KV_ERR_HSM_STANDARD;
     struct head h;
     st = head_read(tx, a->l, &h);
     if (st != KV_OK && st != KV_ERR_KEY_NOT_FOUND)
@@ -647,10 +650,18 @@ static enum kv_status key_read(struct ks_env *env, const MDB_val *val, const cha
     return st;
 }
 
-static enum kv_status vault_exists_fn(struct ks_txn *tx, void *arg)
+struct vault_takes_arg {
+    const char *vault;
+    int hsm_key; /* a hardware key that is not exportable (those get AKV.SKR's answers) */
+};
+
+/* Whether the vault exists and takes the key (create_fn decides again, when it writes). */
+static enum kv_status vault_takes_fn(struct ks_txn *tx, void *arg)
 {
+    const struct vault_takes_arg *a = arg;
     struct ks_vault v;
-    return ks_vault_read(tx, arg, &v);
+    enum kv_status st = ks_vault_read(tx, a->vault, &v);
+    return st == KV_OK && a->hsm_key && !v.premium ? KV_ERR_HSM_STANDARD : st;
 }
 
 /* What a new version is made of, besides its material. */
@@ -747,8 +758,10 @@ enum kv_status ks_key_create(struct ks_env *env, const char *vault, const char *
 {
     if (!ks_key_name_valid(name))
         return KV_ERR_BAD_KEY_NAME;
-    /* Refuse an unknown vault before spending seconds on an RSA key. */
-    enum kv_status st = ks_txn_read(env, vault_exists_fn, (void *)vault);
+    /* Refuse an unknown vault, or one that takes no such key, before spending seconds on
+     * an RSA key. */
+    struct vault_takes_arg takes = {vault, p->hsm && !p->attrs.exportable};
+    enum kv_status st = ks_txn_read(env, vault_takes_fn, &takes);
     if (st != KV_OK)
         return st;
     struct version_spec spec = {
@@ -778,7 +791,8 @@ enum kv_status ks_key_import(struct ks_env *env, const char *vault, const char *
 {
     if (!ks_key_name_valid(name))
         return KV_ERR_BAD_KEY_NAME;
-    enum kv_status st = ks_txn_read(env, vault_exists_fn, (void *)vault);
+    struct vault_takes_arg takes = {vault, 0};
+    enum kv_status st = ks_txn_read(env, vault_takes_fn, &takes);
     if (st != KV_OK)
         return st;
     struct version_spec spec = {
@@ -1838,6 +1852,8 @@ static enum kv_status restore_fn(struct ks_txn *tx, void *arg)
         st = key_from_record(&rv, jstr(item, "version"), &vault, &check);
         if (st == KV_ERR_STORE) /* out of memory, or a bad record: a second try says which */
             st = key_from_record(&rv, jstr(item, "version"), &vault, &check);
+        if (st == KV_OK && check->hsm && !vault.premium)
+            st = KV_ERR_HSM_STANDARD;
         ks_key_free(check);
         if (st == KV_OK)
             st = ks_txn_put(tx, tx->env->db_keys, vl.bytes, vl.len, json, strlen(json));

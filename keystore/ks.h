@@ -639,6 +639,7 @@ struct ks_create {
 
 /**
  * @brief Create a key, or a new version of an existing one, in one transaction.
+ * A hardware key (`hsm`) is made only in a premium vault, as in Key Vault.
  * An exportable key (secure key release) must be of a hardware type (`hsm`), carry a
  * release policy and live in a premium vault; a key that is not exportable carries none.
  * A new version of an exportable key given no policy takes its current version's.
@@ -647,6 +648,8 @@ struct ks_create {
  *   KV_ERR_BAD_CURVE, KV_ERR_BAD_EXPONENT, KV_ERR_BAD_KTY;
  *   KV_ERR_SKR_NOT_HSM, KV_ERR_SKR_NO_POLICY, KV_ERR_SKR_POLICY_NOT_EXPORTABLE,
  *   KV_ERR_SKR_PREMIUM (the vault's sku is standard);
+ *   KV_ERR_HSM_STANDARD (a hardware key, the vault's sku standard; checked after the
+ *   KV_ERR_SKR_ statuses);
  *   KV_ERR_KEY_DELETED_RECOVERABLE when the name is soft-deleted;
  *   KV_ERR_KEY_EXISTS with new_only when the key exists;
  *   KV_ERR_STORE, KV_ERR_CRYPTO, KV_ERR_NOMEM.
@@ -815,7 +818,8 @@ struct ks_import {
 /**
  * @brief Import a private key as a new version (a new key when the name is new). An
  * exportable one follows ks_key_create()'s rules.
- * @return KV_OK, KV_ERR_BAD_JWK, the KV_ERR_SKR_ statuses of ks_key_create(), KV_ERR_BAD_KEY_SIZE,
+ * @return KV_OK, KV_ERR_BAD_JWK, the KV_ERR_SKR_ statuses of ks_key_create() and its
+ * KV_ERR_HSM_STANDARD, KV_ERR_BAD_KEY_SIZE,
  * KV_ERR_BAD_CURVE, KV_ERR_BAD_KEY_NAME, KV_ERR_KEY_DELETED_RECOVERABLE, KV_ERR_VAULT_NOT_FOUND,
  * KV_ERR_STORE, KV_ERR_NOMEM.
  */
@@ -858,7 +862,7 @@ enum kv_status ks_key_release(struct ks_env *env, const char *vault, const char 
 /**
  * @brief Rotate: add a version with the current version's type, size or curve,
  * exponent, key_ops and tags (and exportable with its release policy). The rotation policy's expiry
- * applies to it.
+ * applies to it. A hardware key rotates in a vault whose sku became standard after it was made.
  * @return KV_OK, KV_ERR_KEY_NOT_FOUND, KV_ERR_VAULT_NOT_FOUND, KV_ERR_STORE, KV_ERR_CRYPTO,
  *   KV_ERR_NOMEM.
  */
@@ -916,7 +920,8 @@ enum kv_status ks_key_backup(struct ks_env *env, const char *vault, const char *
  * @brief Restore a backup into @p vault with the same version ids.
  * @param[out] out the current version.
  * @return KV_OK; KV_ERR_BAD_BACKUP (corrupt or from another kvmock); KV_ERR_KEY_EXISTS;
- *   KV_ERR_KEY_DELETED_RECOVERABLE; KV_ERR_VAULT_NOT_FOUND, KV_ERR_STORE, KV_ERR_NOMEM.
+ *   KV_ERR_KEY_DELETED_RECOVERABLE; KV_ERR_HSM_STANDARD (a hardware key into a standard
+ *   vault); KV_ERR_VAULT_NOT_FOUND, KV_ERR_STORE, KV_ERR_NOMEM.
  */
 enum kv_status ks_key_restore(struct ks_env *env, const char *vault, const unsigned char *blob,
                               size_t len, struct ks_key **out) KV_MUST_CHECK;

@@ -877,6 +877,7 @@ static enum kv_status complete(struct srv_config *cfg, char *err, size_t cap)
         snprintf(v->tenant_id, sizeof(v->tenant_id), "%s", cfg->tenant_id);
         v->soft_delete = 1;
         v->retention_days = 90;
+        v->premium = 1; /* every key type: hardware keys, exportable keys */
         cfg->n_vaults = 1;
     }
     return KV_OK;

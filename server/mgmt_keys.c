@@ -226,6 +226,7 @@ static void key_put(struct srv_req *req, const struct ks_vault *v, const char *v
     case KV_ERR_BAD_CURVE:
     case KV_ERR_BAD_EXPONENT:
     case KV_ERR_BAD_KTY:
+    case KV_ERR_HSM_STANDARD:
         srv_send_errorf(req, KV_ERR_ARM_BAD_REQUEST, "The key '%.127s' cannot be created: %s.",
                         name, kv_status_info(st)->message);
         break;

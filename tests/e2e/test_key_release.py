@@ -553,8 +553,12 @@ def run(args, runner, work):
                              {"kty": "RSA-HSM", "attributes": {"exportable": True},
                               "release_policy": {"data": b64url(policy_bytes(MAIN_POLICY))}},
                              vault=vault), 400, "BadParameter", MSG_1001, what=f"raw {vault}")
-                # the same key without exportable is fine there
-                c.create_rsa_key("std-plain", hardware_protected=True)
+                # the same key without exportable: a hardware key, which a standard vault
+                # does not make either (a vault of the file without a sku is standard)
+                sdk_refused(lambda: c.create_rsa_key("std-plain", hardware_protected=True), 403,
+                            "Forbidden", "Hardware key operation not allowed on standard vault",
+                            what=f"hardware key in {vault}")
+                absent("std-plain", vault)
             # and the same request in the premium vault is not refused
             st, doc = call("POST", "/keys/prem-raw/create",
                            {"kty": "RSA-HSM", "attributes": {"exportable": True},

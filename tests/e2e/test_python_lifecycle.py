@@ -1,6 +1,7 @@
 """Key lifecycle through the real Python SDK: soft delete, recover, purge,
 purge protection, update, import, rotate and its policy, backup/restore,
 and the customer-managed-key scenario on a purge-protected vault."""
+import json
 import os
 import secrets
 import sys
@@ -20,9 +21,12 @@ from azure.keyvault.keys import (
 from azure.keyvault.keys.crypto import CryptographyClient, KeyWrapAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+PREMIUM = {"family": "A", "name": "premium"}
+HSM_REFUSED = "Hardware key operation not allowed on standard vault"
 CONFIG = {
     "vaults": [
-        {"name": "default"},
+        {"name": "default", "properties": {"sku": PREMIUM}},
+        # a vault of the file without a sku is standard, as `az keyvault create` makes it
         {"name": "cmk", "properties": {"enableSoftDelete": True, "softDeleteRetentionInDays": 7,
                                         "enablePurgeProtection": True}},
         {"name": "nosoft", "properties": {"enableSoftDelete": False}},
@@ -216,6 +220,62 @@ def main():
                 check(False, "a corrupt blob must be refused")
             except HttpResponseError as e:
                 eq(e.status_code, 400)
+
+        @runner.test
+        def hardware_keys_need_a_premium_vault():
+            """Key Vault makes RSA-HSM, EC-HSM and oct-HSM keys only in a premium vault: a
+            create, an import or a restore into a standard one is 403, and stores nothing."""
+            def refused(what, fn, name, vault=cmk):
+                try:
+                    fn()
+                    check(False, f"{what}: a hardware key in a standard vault must be refused")
+                except HttpResponseError as e:
+                    eq((e.status_code, e.error.code, e.error.message),
+                       (403, "Forbidden", HSM_REFUSED), what)
+                try:
+                    vault.get_key(name)
+                    check(False, f"{what}: a refused key is not stored")
+                except ResourceNotFoundError:
+                    pass
+
+            refused("create RSA-HSM", lambda: cmk.create_rsa_key("hw-rsa", hardware_protected=True),
+                    "hw-rsa")
+            refused("create EC-HSM", lambda: cmk.create_ec_key("hw-ec", hardware_protected=True),
+                    "hw-ec")
+            refused("create oct-HSM", lambda: cmk.create_oct_key("hw-oct", hardware_protected=True),
+                    "hw-oct")
+            refused("RSA-HSM by kty", lambda: cmk.create_key("hw-kty", "RSA-HSM"), "hw-kty")
+            priv = ec.generate_private_key(ec.SECP256R1())
+            n = priv.private_numbers()
+            jwk = JsonWebKey(kty="EC", crv="P-256", x=n.public_numbers.x.to_bytes(32, "big"),
+                             y=n.public_numbers.y.to_bytes(32, "big"),
+                             d=n.private_value.to_bytes(32, "big"))
+            refused("import with Hsm", lambda: cmk.import_key("hw-imp", jwk, hardware_protected=True),
+                    "hw-imp")
+            # an existing software key gets no hardware version either
+            cmk.create_ec_key("hw-later")
+            try:
+                cmk.create_ec_key("hw-later", hardware_protected=True)
+                check(False, "a hardware version of a software key in a standard vault")
+            except HttpResponseError as e:
+                eq(e.status_code, 403)
+            eq(len(list(cmk.list_properties_of_key_versions("hw-later"))), 1)
+            # the same keys in a premium vault, and software keys in the standard one
+            eq(client.create_rsa_key("hw-rsa", hardware_protected=True).key_type, "RSA-HSM")
+            eq(client.import_key("hw-imp", jwk, hardware_protected=True).key_type, "EC-HSM")
+            eq(cmk.create_rsa_key("sw-rsa").key_type, "RSA")
+            eq(cmk.import_key("sw-imp", jwk).key_type, "EC")
+            # a premium vault's hardware key does not restore into a standard vault; a software
+            # key does
+            refused("restore", lambda: cmk.restore_key_backup(client.backup_key("hw-rsa")), "hw-rsa")
+            client.create_ec_key("sw-bk")
+            eq(cmk.restore_key_backup(client.backup_key("sw-bk")).key_type, "EC")
+            # what the SDK hides: the whole error body
+            st, _, body = kv.https("POST", "/keys/hw-raw/create?api-version=7.4",
+                                   {"kty": "EC-HSM", "crv": "P-384"},
+                                   host=kv.vault_url("cmk")[len("https://"):])
+            eq((st, json.loads(body)), (403, {"error": {"code": "Forbidden",
+                                                        "message": HSM_REFUSED}}))
 
         @runner.test
         def customer_managed_key_scenario():

@@ -170,6 +170,7 @@ def scenario(runner, kv, url, prefix, resource, **client_kwargs):
     def rsa_keys():
         check_rsa(create("rsa", "rsa3072", size=3072), "rsa3072", 3072)
         check_rsa(create("rsa", "rsae3", size=2048, public_exponent=3), "rsae3", 2048, e=b"\x03")
+        # the built-in vault "default" is premium: it makes hardware keys
         check_rsa(create("rsa", "rsahsm", size=2048, hardware_protected=True), "rsahsm", 2048,
                   kty="RSA-HSM")
         check_rsa(create("rsa", "rsadefault"), "rsadefault", 2048)  # default size 2048

@@ -431,8 +431,17 @@ def main():
                                 {"properties": {"kty": "EC", "curveName": "P-384"}})
             eq((st, again["properties"]["keyUriWithVersion"], again["properties"]["kty"]),
                (200, props["keyUriWithVersion"], "RSA"), again)
-            st, _, ec = mgmt("PUT", f"{KEYS}/ec?{API}", {"properties": {"kty": "EC-HSM",
-                                                                       "curveName": "P-384"}})
+            # a hardware key needs a premium vault, as on the data plane
+            hsm = {"properties": {"kty": "EC-HSM", "curveName": "P-384"}}
+            st, _, err = mgmt("PUT", f"{KEYS}/ec?{API}", hsm)
+            eq((st, err["error"]), (400, {"code": "BadRequest", "message": "The key 'ec' cannot be "
+                                          "created: Hardware key operation not allowed on "
+                                          "standard vault."}), err)
+            eq(data("GET", "armkeys", "/keys/ec")[0], 404)
+            st, _, up = mgmt("PATCH", f"{ARM}/armkeys?{API}",
+                             {"properties": {"sku": {"family": "A", "name": "premium"}}})
+            eq((st, up["properties"]["sku"]["name"]), (200, "premium"), up)
+            st, _, ec = mgmt("PUT", f"{KEYS}/ec?{API}", hsm)
             eq((st, ec["properties"]["kty"], ec["properties"]["curveName"]), (200, "EC-HSM", "P-384"), ec)
             check("keySize" not in ec["properties"], ec)
             # one version, the versions, the list

@@ -165,7 +165,7 @@ int main(void)
     CHECK(cfg.n_identities == 1 && cfg.identities[0].is_default && cfg.identities[0].manage);
     CHECK(cfg.n_vaults == 1 && strcmp(cfg.vaults[0].name, "default") == 0);
     CHECK(cfg.vaults[0].soft_delete && cfg.vaults[0].retention_days == 90 &&
-          !cfg.vaults[0].purge_protection);
+          !cfg.vaults[0].purge_protection && cfg.vaults[0].premium); /* every key type */
     srv_config_free(&cfg);
 
     /* flags, both spellings, and the environment under them */
@@ -265,6 +265,7 @@ int main(void)
     CHECK(cfg.vaults[0].retention_days == 7 && cfg.vaults[0].purge_protection);
     CHECK_STR(cfg.vaults[0].tenant_id, "t-1");
     CHECK(!cfg.vaults[1].soft_delete);
+    CHECK(!cfg.vaults[0].premium && !cfg.vaults[1].premium); /* a file's vault: standard */
     srv_config_free(&cfg);
 
     /* access policies and role assignments */

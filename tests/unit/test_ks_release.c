@@ -1,6 +1,7 @@
 /*
  * Secure key release in the keystore: the rules for exportable keys and their release
- * policies (create, import, update, rotate, backup/restore), and ks_key_release(), whose
+ * policies (create, import, update, rotate, backup/restore), and for hardware keys, which
+ * only premium vaults make; and ks_key_release(), whose
  * output is opened here with OpenSSL as a release's recipient opens it.
  */
 #include <openssl/core_names.h>
@@ -100,6 +101,47 @@ static void rules(void)
     im.release_policy = &rp;
     CHECK_ST(ks_key_import(env, "prem", "imp", &im, &k), KV_OK);
     ks_key_free(k);
+}
+
+/* Hardware keys (kty RSA-HSM, EC-HSM, oct-HSM) are made only in a premium vault. */
+static void hardware_keys(void)
+{
+    struct ks_key *k = NULL;
+    const enum ks_kty kinds[] = {KS_KTY_RSA, KS_KTY_EC, KS_KTY_OCT};
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        CHECK_ST(create("std", "hw", kinds[i], 1, 0, NULL, &k), KV_ERR_HSM_STANDARD);
+        CHECK_ST(create("std", "sw", kinds[i], 0, 0, NULL, &k), KV_OK);
+        ks_key_free(k);
+    }
+    CHECK_ST(ks_key_get(env, "std", "hw", NULL, &k), KV_ERR_KEY_NOT_FOUND);
+    CHECK_ST(create("std", "sw", KS_KTY_EC, 1, 0, NULL, &k), KV_ERR_HSM_STANDARD); /* a version */
+
+    /* an import is decided in the transaction that writes */
+    unsigned char bytes[32] = {2};
+    struct ks_import im = {
+        .jwk = {.kty = KS_KTY_OCT, .k = {bytes, sizeof(bytes)}}, .hsm = 1, .attrs = {.enabled = 1}};
+    CHECK_ST(ks_key_import(env, "std", "hw", &im, &k), KV_ERR_HSM_STANDARD);
+    CHECK_ST(ks_key_get(env, "std", "hw", NULL, &k), KV_ERR_KEY_NOT_FOUND);
+
+    /* a premium vault's hardware key restores into premium vaults only */
+    CHECK_ST(create("prem", "hw", KS_KTY_EC, 1, 0, NULL, &k), KV_OK);
+    ks_key_free(k);
+    struct kv_buf blob = {0};
+    CHECK_ST(ks_key_backup(env, "prem", "hw", &blob), KV_OK);
+    CHECK_ST(ks_key_restore(env, "std", blob.data, blob.len, &k), KV_ERR_HSM_STANDARD);
+    CHECK_ST(ks_key_get(env, "std", "hw", NULL, &k), KV_ERR_KEY_NOT_FOUND);
+    put_vault("hw-target", 1);
+    CHECK_ST(ks_key_restore(env, "hw-target", blob.data, blob.len, &k), KV_OK);
+    ks_key_free(k);
+    kv_buf_free(&blob);
+
+    /* a vault made standard again: its hardware keys rotate, no new one is made */
+    put_vault("hw-target", 0);
+    CHECK_ST(ks_key_rotate(env, "hw-target", "hw", &k), KV_OK);
+    if (k != NULL)
+        CHECK(k->hsm && k->kty == KS_KTY_EC);
+    ks_key_free(k);
+    CHECK_ST(create("hw-target", "hw", KS_KTY_EC, 1, 0, NULL, &k), KV_ERR_HSM_STANDARD);
 }
 
 static void update(void)
@@ -331,6 +373,7 @@ int main(void)
         put_vault("std", 0);
         put_vault("prem", 1);
         rules();
+        hardware_keys();
         update();
         release();
         release_refusals();

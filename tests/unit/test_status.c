@@ -45,6 +45,7 @@ int main(void)
     CHECK(strncmp(kv_status_info(KV_ERR_SKR_EXPORTABLE_CHANGE)->message, "AKV.SKR.1014: ", 14) ==
           0);
     row(KV_ERR_SKR_ATTESTATION, 403, "Forbidden", NULL);
+    row(KV_ERR_HSM_STANDARD, 403, "Forbidden", NULL);
     row(KV_ERR_KEY_NOT_EXPORTABLE, 403, "Forbidden", NULL);
     row(KV_ERR_RELEASE_POLICY_CHANGED, 409, "Conflict", NULL);
     row(KV_ERR_KEY_NOT_FOUND, 404, "KeyNotFound", NULL);

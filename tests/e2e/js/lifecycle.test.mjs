@@ -22,7 +22,8 @@ import {
 
 const CONFIG = {
   vaults: [
-    { name: "default" },
+    { name: "default", properties: { sku: { family: "A", name: "premium" } } },
+    // a vault of the file without a sku is standard: it makes no hardware keys
     { name: "cmk", properties: { softDeleteRetentionInDays: 7, enablePurgeProtection: true } },
     { name: "nosoft", properties: { enableSoftDelete: false } },
   ],
@@ -202,10 +203,15 @@ async function scenario() {
     sameBytes((await crypto(k1.id).unwrapKey("RSA-OAEP", ct)).result, cek, "unwrap after re-enabling");
   });
 
-  await group("importKey: RSA (hardwareProtected -> RSA-HSM) and EC P-384 from node:crypto JWKs; inconsistent JWK -> 400, nothing stored", async () => {
+  await group("importKey: RSA (hardwareProtected -> RSA-HSM; 403 in a standard vault) and EC P-384 from node:crypto JWKs; inconsistent JWK -> 400, nothing stored", async () => {
     const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
     const jwk = privateKey.export({ format: "jwk" });
-    const k = await client.importKey("imported-rsa", jwkToSdk(jwk, { keyOps: ["wrapKey", "unwrapKey"] }), { hardwareProtected: true });
+    const hsmImport = (c, name) => c.importKey(name, jwkToSdk(jwk, { keyOps: ["wrapKey", "unwrapKey"] }), { hardwareProtected: true });
+    const refused = await expectRestError(hsmImport(cmk, "imported-rsa"), 403, "Forbidden", "hardware key into a standard vault");
+    assert.equal(refused.message, "Hardware key operation not allowed on standard vault", "Key Vault's message");
+    await expectRestError(cmk.getKey("imported-rsa"), 404, "KeyNotFound", "a refused import stores nothing");
+    await expectRestError(cmk.createKey("hw-oct", "oct-HSM"), 403, "Forbidden", "oct-HSM in a standard vault");
+    const k = await hsmImport(client, "imported-rsa");
     assert.equal(k.keyType, "RSA-HSM", "keyType");
     assert.equal(k.key.kty, "RSA-HSM", "key.kty");
     sameBytes(k.key.n, Buffer.from(jwk.n, "base64url"), "modulus");
