@@ -517,11 +517,15 @@ static enum kv_status create_fn(struct ks_txn *tx, void *arg)
     enum kv_status st = ks_vault_read(tx, a->vault, &vault);
     if (st != KV_OK)
         return st;
-    if (a->key->attrs.exportable && !vault.premium)
-        return KV_ERR_SKR_PREMIUM;
-    /* a new hardware key; one made while the vault was premium still rotates */
-    if (a->key->hsm && !vault.premium && !a->existing_only)
-        return KV_ERR_HSM_STANDARD;
+    /* The sku decides which keys a vault makes. A rotation adds a version to a key the
+     * vault holds, whatever its sku has become since: else a key whose rotation policy
+     * rotates would fail at every sweep, and hold up the sweep's other work. */
+    if (!vault.premium && !a->existing_only) {
+        if (a->key->attrs.exportable)
+            return KV_ERR_SKR_PREMIUM;
+        if (a->key->hsm)
+            return KV_ERR_HSM_STANDARD;
+    }
     struct head h;
     st = head_read(tx, a->l, &h);
     if (st != KV_OK && st != KV_ERR_KEY_NOT_FOUND)

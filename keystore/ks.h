@@ -862,7 +862,8 @@ enum kv_status ks_key_release(struct ks_env *env, const char *vault, const char 
 /**
  * @brief Rotate: add a version with the current version's type, size or curve,
  * exponent, key_ops and tags (and exportable with its release policy). The rotation policy's expiry
- * applies to it. A hardware key rotates in a vault whose sku became standard after it was made.
+ * applies to it. A hardware or exportable key rotates in a vault whose sku became standard
+ * after it was made.
  * @return KV_OK, KV_ERR_KEY_NOT_FOUND, KV_ERR_VAULT_NOT_FOUND, KV_ERR_STORE, KV_ERR_CRYPTO,
  *   KV_ERR_NOMEM.
  */

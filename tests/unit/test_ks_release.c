@@ -134,14 +134,34 @@ static void hardware_keys(void)
     CHECK_ST(ks_key_restore(env, "hw-target", blob.data, blob.len, &k), KV_OK);
     ks_key_free(k);
     kv_buf_free(&blob);
+    /* an exportable key there, which kvmock's clock rotates after 30 days */
+    struct ks_release_policy rp = policy(policy_a, 0);
+    CHECK_ST(create("hw-target", "exp", KS_KTY_OCT, 1, 1, &rp, &k), KV_OK);
+    ks_key_free(k);
+    struct ks_rotation_policy rot = {
+        .n_actions = 1,
+        .actions = {{.rotate = 1, .after_create = "P30D", .after_create_s = 30 * 86400}}};
+    struct ks_rotation_policy rot_out;
+    CHECK_ST(ks_rotation_policy_set(env, "hw-target", "exp", &rot, &rot_out), KV_OK);
 
-    /* a vault made standard again: its hardware keys rotate, no new one is made */
+    /* a vault made standard again: its keys rotate, by hand and by the clock (else the
+     * sweep stops at them), and no new hardware or exportable key is made */
     put_vault("hw-target", 0);
     CHECK_ST(ks_key_rotate(env, "hw-target", "hw", &k), KV_OK);
     if (k != NULL)
         CHECK(k->hsm && k->kty == KS_KTY_EC);
     ks_key_free(k);
     CHECK_ST(create("hw-target", "hw", KS_KTY_EC, 1, 0, NULL, &k), KV_ERR_HSM_STANDARD);
+    CHECK_ST(create("hw-target", "exp", KS_KTY_OCT, 1, 1, NULL, &k), KV_ERR_SKR_PREMIUM);
+    ks_clock_advance(31 * 86400); /* the last check of this program: the clock stays moved */
+    size_t rotated = 0;
+    CHECK_ST(ks_sweep(env, NULL, &rotated), KV_OK);
+    CHECK(rotated == 1);
+    CHECK_ST(ks_key_get(env, "hw-target", "exp", NULL, &k), KV_OK);
+    if (k != NULL)
+        CHECK(k->hsm && k->attrs.exportable && strcmp(k->release_policy.data, policy_a) == 0 &&
+              k->attrs.created > ks_now() - 60);
+    ks_key_free(k);
 }
 
 static void update(void)
@@ -373,10 +393,10 @@ int main(void)
         put_vault("std", 0);
         put_vault("prem", 1);
         rules();
-        hardware_keys();
         update();
         release();
         release_refusals();
+        hardware_keys(); /* last: it moves kvmock's clock */
     }
     ks_close(env);
     EVP_PKEY_free(target);
