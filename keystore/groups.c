@@ -173,17 +173,28 @@ struct get_arg {
     struct ks_tags *tags;
 };
 
+/* Group @p name's record in @p out. */
+static enum kv_status group_record(struct ks_txn *tx, const char *name, MDB_val *out)
+{
+    char k[GKEY_MAX];
+    size_t klen = gkey(k, name);
+    enum kv_status st =
+        klen ? ks_txn_get(tx, tx->env->db_vaults, k, klen, out) : KV_ERR_KEY_NOT_FOUND;
+    return st == KV_ERR_KEY_NOT_FOUND ? KV_ERR_ARM_NO_GROUP : st;
+}
+
+enum kv_status ks_group_exists_tx(struct ks_txn *tx, const char *name)
+{
+    MDB_val v;
+    return group_record(tx, name, &v);
+}
+
 static enum kv_status get_fn(struct ks_txn *tx, void *arg)
 {
     struct get_arg *a = arg;
-    char k[GKEY_MAX];
-    size_t klen = gkey(k, a->name);
     MDB_val v;
-    enum kv_status st =
-        klen ? ks_txn_get(tx, tx->env->db_vaults, k, klen, &v) : KV_ERR_KEY_NOT_FOUND;
-    if (st != KV_OK)
-        return st == KV_ERR_KEY_NOT_FOUND ? KV_ERR_ARM_NO_GROUP : st;
-    return parse_group(&v, &a->out, a->tags);
+    enum kv_status st = group_record(tx, a->name, &v);
+    return st == KV_OK ? parse_group(&v, &a->out, a->tags) : st;
 }
 
 enum kv_status ks_group_get(struct ks_env *env, const char *name, struct ks_group *out,

@@ -190,6 +190,16 @@ struct ks_record_op {
 enum kv_status ks_record_apply(struct ks_env *env, const struct ks_record_op *ops,
                                size_t n) KV_MUST_CHECK;
 
+/**
+ * @brief ks_record_apply(), only while vault @p vault exists (not deleted), or, when
+ * @p vault is NULL or "", resource group @p group (NULL or "": no condition). The check and
+ * the changes are one transaction: a deletion of the vault or group comes wholly before
+ * or wholly after them.
+ * @return as ks_record_apply(), and KV_ERR_VAULT_NOT_FOUND or KV_ERR_ARM_NO_GROUP.
+ */
+enum kv_status ks_record_apply_at(struct ks_env *env, const char *vault, const char *group,
+                                  const struct ks_record_op *ops, size_t n) KV_MUST_CHECK;
+
 /** Called for each record of a scan; anything but KV_OK stops the scan and is returned. */
 typedef enum kv_status (*ks_record_fn)(const void *key, size_t key_len, const void *val,
                                        size_t val_len, void *arg);

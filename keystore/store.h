@@ -156,6 +156,10 @@ enum kv_status ks_txn_get(struct ks_txn *tx, MDB_dbi dbi, const void *key, size_
 enum kv_status ks_txn_del(struct ks_txn *tx, MDB_dbi dbi, const void *key,
                           size_t key_len) KV_MUST_CHECK;
 
+/** @brief Whether resource group @p name exists. @return KV_OK, KV_ERR_ARM_NO_GROUP,
+ *  KV_ERR_STORE. */
+enum kv_status ks_group_exists_tx(struct ks_txn *tx, const char *name) KV_MUST_CHECK;
+
 /** @brief Read a vault record inside a transaction. @return KV_OK, KV_ERR_VAULT_NOT_FOUND... */
 enum kv_status ks_vault_read(struct ks_txn *tx, const char *name,
                              struct ks_vault *out) KV_MUST_CHECK;

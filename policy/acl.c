@@ -726,16 +726,21 @@ static enum kv_status build(const struct pol_ctx *c, const struct pol_acl_change
     return st;
 }
 
-/* Write vault @p v (when not NULL) and change @p chg in one transaction, then reload. */
+/* Write vault @p v (when not NULL) and change @p chg in one transaction, then reload.
+ * With @p scope, the change is written only while its scope's vault or group exists. */
 static enum kv_status commit(struct pol_ctx *c, const struct ks_vault *v, int create,
-                             const struct pol_acl_change *chg)
+                             const struct pol_acl_change *chg,
+                             const struct pol_role_assignment *scope)
 {
     struct batch b = {0};
     pthread_rwlock_wrlock(&c->lock);
     enum kv_status st = build(c, chg, &b);
-    if (st == KV_OK)
-        st = v != NULL ? ks_vault_put_with(c->ks, v, create, b.ops, b.n)
-                       : ks_record_apply(c->ks, b.ops, b.n);
+    if (st == KV_OK && v != NULL)
+        st = ks_vault_put_with(c->ks, v, create, b.ops, b.n);
+    else if (st == KV_OK && scope != NULL)
+        st = ks_record_apply_at(c->ks, scope->vault, scope->group, b.ops, b.n);
+    else if (st == KV_OK)
+        st = ks_record_apply(c->ks, b.ops, b.n);
     if (st == KV_OK)
         install(c, &b.next);
     pthread_rwlock_unlock(&c->lock);
@@ -749,12 +754,12 @@ enum kv_status pol_vault_put(struct pol_ctx *c, const struct ks_vault *v, int cr
     struct pol_acl_change none = {.vault = v->name};
     if (chg != NULL && strcasecmp(chg->vault, v->name) != 0)
         return KV_ERR_BAD_PARAM;
-    return commit(c, v, create, chg != NULL ? chg : &none);
+    return commit(c, v, create, chg != NULL ? chg : &none, NULL);
 }
 
 enum kv_status pol_acl_apply(struct pol_ctx *c, const struct pol_acl_change *chg)
 {
-    return commit(c, NULL, 0, chg);
+    return commit(c, NULL, 0, chg, NULL);
 }
 
 enum kv_status pol_vault_delete(struct pol_ctx *c, const char *name, const char *resource_id,
@@ -805,7 +810,7 @@ enum kv_status pol_policy_clear(struct pol_ctx *c, const char *vault)
 enum kv_status pol_role_put(struct pol_ctx *c, const struct pol_role_assignment *ra)
 {
     struct pol_acl_change chg = {.vault = ra->vault, .roles = ra, .n_roles = 1};
-    return pol_acl_apply(c, &chg);
+    return commit(c, NULL, 0, &chg, ra);
 }
 
 /* Remove, in one transaction, the assignments with id @p id (not NULL), else those at

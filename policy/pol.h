@@ -279,7 +279,8 @@ struct pol_acl_change {
     const struct pol_access_policy *policies;
     size_t n_policies;
     enum pol_update kind;
-    /** And these role assignments are made, each as pol_role_put() makes one. */
+    /** And these role assignments are made, each as pol_role_put() makes one (but
+     * whether their scope exists is the caller's to know). */
     const struct pol_role_assignment *roles;
     size_t n_roles;
 };
@@ -325,10 +326,13 @@ size_t pol_policy_list(struct pol_ctx *ctx, const char *vault, struct pol_access
  * principal type may change, and it keeps its creation time and creator. As in Azure, one
  * principal, role and scope make one assignment, and an assignment's principal, role
  * and scope never change. The caller sets @p ra's `updated` and `updated_by`; a new
- * assignment takes them as its creation too.
+ * assignment takes them as its creation too. It is stored only while its scope exists
+ * (its vault, or its resource group), decided in the transaction that writes it: a
+ * deletion of the vault or group, which removes the assignments at its scope, comes
+ * wholly before (and this one is refused) or wholly after (and removes it too).
  * @return KV_OK, KV_ERR_BAD_PARAM, KV_ERR_ARM_ROLE_EXISTS (another id has this principal,
  *   role and scope), KV_ERR_ARM_ROLE_UPDATE (the id has another principal, role or scope),
- *   KV_ERR_NOMEM, KV_ERR_STORE.
+ *   KV_ERR_VAULT_NOT_FOUND, KV_ERR_ARM_NO_GROUP, KV_ERR_NOMEM, KV_ERR_STORE.
  */
 enum kv_status pol_role_put(struct pol_ctx *ctx,
                             const struct pol_role_assignment *ra) KV_MUST_CHECK;

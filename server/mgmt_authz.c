@@ -635,22 +635,16 @@ static void assignment_put(struct srv_req *req, const char *scope, const char *i
     snprintf(r.principal_id, sizeof(r.principal_id), "%s", principal);
     struct pol_role_assignment old;
     int existed = pol_role_get(req->srv->pol, id, &old);
+    /* the vault or group was found above; whether it still exists is decided again in
+     * the transaction that stores the assignment, as a deletion may have come between */
     st = pol_role_put(req->srv->pol, &r);
     if (st == KV_ERR_ARM_ROLE_EXISTS || st == KV_ERR_ARM_ROLE_UPDATE) {
         srv_send_error(req, st, NULL);
         return;
     }
-    /* The vault or group was found before the assignment was stored, in another
-     * transaction: if it was deleted meanwhile, its deletion may have removed its
-     * assignments before this one came, so this one goes too, as if it had come first. */
-    struct ks_vault v;
-    enum kv_status gone = st == KV_OK ? scope_status(req, r.vault, r.group, &v) : KV_OK;
-    if (gone != KV_OK) {
-        st = pol_role_remove(req->srv->pol, id);
-        if (st != KV_OK && st != KV_ERR_BAD_PARAM) /* else removed, by this or the deletion */
-            srv_send_error(req, st, NULL);
-        else
-            scope_not_found(req, gone, r.vault, r.group);
+    if (st == KV_ERR_VAULT_NOT_FOUND || st == KV_ERR_ARM_NO_GROUP) {
+        scope_not_found(req, st == KV_ERR_ARM_NO_GROUP ? st : KV_ERR_ARM_NOT_FOUND, r.vault,
+                        r.group);
         return;
     }
     if (st != KV_OK) {

@@ -32,6 +32,22 @@ static struct ks_vault vault(const char *name, int rbac)
     return v;
 }
 
+/* Vault @p name, stored (role assignments need their scope to exist). */
+static void stored_vault(struct ks_env *ks, const char *name)
+{
+    struct ks_vault v = vault(name, 1);
+    CHECK_ST(ks_vault_put(ks, &v), KV_OK);
+}
+
+static void stored_group(struct ks_env *ks, const char *name)
+{
+    struct ks_group g = {.location = "local"};
+    snprintf(g.name, sizeof(g.name), "%s", name);
+    int created = 0;
+    CHECK_ST(ks_group_put(ks, &g, &created), KV_OK);
+    CHECK(created);
+}
+
 static void expect(struct pol_ctx *c, struct pol_claims w, struct ks_vault v, const char *key,
                    enum pol_perm perm, enum kv_status want)
 {
@@ -371,9 +387,15 @@ int main(void)
     for (int k = POL_ROLE_CERTIFICATES_OFFICER; k < POL_ROLE_COUNT; k++) /* nothing on keys */
         CHECK(pol_role_perms((enum pol_role)k) == 0 && strlen(pol_role_id((enum pol_role)k)) == 36);
 
+    /* an assignment is made only at a scope that exists, decided when it is written */
     struct pol_role_assignment key_scope = {.id = "ra-1", .principal_id = "app-oid",
                                             .role = POL_ROLE_CRYPTO_SERVICE_ENCRYPTION_USER,
                                             .vault = "cmk", .key = "disk"};
+    struct pol_role_assignment none;
+    CHECK_ST(pol_role_put(c, &key_scope), KV_ERR_VAULT_NOT_FOUND);
+    CHECK(!pol_role_get(c, "ra-1", &none) && pol_role_all(c, NULL, 0) == 0);
+    stored_vault(ks, "cmk");
+    stored_vault(ks, "cmk2");
     CHECK_ST(pol_role_put(c, &key_scope), KV_OK);
     expect(c, app, r, "disk", POL_KEYS_UNWRAP, KV_OK);
     expect(c, app, r, "disk", POL_KEYS_GET, KV_OK);
@@ -450,6 +472,10 @@ int main(void)
     snprintf(in_team.group, sizeof(in_team.group), "Team-RG");
     struct pol_role_assignment group_scope = {.id = "ra-g", .principal_id = "grouper",
                                               .role = POL_ROLE_CRYPTO_USER, .group = "team-rg"};
+    CHECK_ST(pol_role_put(c, &group_scope), KV_ERR_ARM_NO_GROUP);
+    CHECK(!pol_role_get(c, "ra-g", &none));
+    stored_group(ks, "Team-RG");
+    stored_group(ks, POL_RESOURCE_GROUP);
     CHECK_ST(pol_role_put(c, &group_scope), KV_OK);
     struct pol_claims grouper = who("t1", "grouper", "x");
     expect(c, grouper, in_team, "k", POL_KEYS_ENCRYPT, KV_OK);

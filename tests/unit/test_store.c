@@ -723,6 +723,26 @@ static void record_batches(void)
     CHECK(count_records(env, KS_TABLE_POLICIES, "batched\0", 8) == 2);
     CHECK_ST(ks_vault_get(env, "batched", &got), KV_OK);
     CHECK(got.retention_days == 30);
+
+    /* records written only while their vault or group exists */
+    const struct ks_record_op at[] = {{KS_TABLE_ROLES, "ra", 3, "a", 1}};
+    CHECK_ST(ks_record_apply_at(env, "nosuchvault", NULL, at, 1), KV_ERR_VAULT_NOT_FOUND);
+    CHECK_ST(ks_record_apply_at(env, NULL, "nosuchgroup", at, 1), KV_ERR_ARM_NO_GROUP);
+    CHECK_ST(ks_record_apply_at(env, "", "nosuchgroup", at, 1), KV_ERR_ARM_NO_GROUP);
+    CHECK(count_records(env, KS_TABLE_ROLES, "ra", 3) == 0);
+    CHECK_ST(ks_record_apply_at(env, "BATCHED", "nosuchgroup", at, 1), KV_OK); /* the vault's */
+    CHECK(count_records(env, KS_TABLE_ROLES, "ra", 3) == 1);
+    struct ks_group g = {.name = "Team", .location = "local"};
+    int created = 0;
+    CHECK_ST(ks_group_put(env, &g, &created), KV_OK);
+    const struct ks_record_op at_group[] = {{KS_TABLE_ROLES, "rg", 3, "g", 1}};
+    CHECK_ST(ks_record_apply_at(env, NULL, "team", at_group, 1), KV_OK);
+    CHECK_ST(ks_record_apply_at(env, NULL, NULL, at_group, 1), KV_OK); /* no condition */
+    CHECK(count_records(env, KS_TABLE_ROLES, "rg", 3) == 1);
+    /* a soft-deleted vault is not there */
+    struct ks_deleted_vault d;
+    CHECK_ST(ks_vault_soft_delete(env, "batched", "", &d), KV_OK);
+    CHECK_ST(ks_record_apply_at(env, "batched", NULL, at_group, 1), KV_ERR_VAULT_NOT_FOUND);
     ks_close(env);
 }
 
