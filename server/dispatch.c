@@ -7,6 +7,7 @@
  *   Host -> bearer token -> vault -> api-version -> route -> permission
  *        -> JSON body -> handler -> keystore
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -154,6 +155,18 @@ static enum kv_status firewall(struct srv_req *req, const struct ks_vault *vault
     return st;
 }
 
+/* A location as Azure names the region in x-ms-keyvault-region: its letters and digits,
+ * in lowercase ("West Europe": "westeurope"); nothing else can reach a header. */
+static void region_name(const char *location, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (const char *c = location; *c != '\0' && n + 1 < cap; c++) {
+        if (isalnum((unsigned char)*c))
+            out[n++] = (char)tolower((unsigned char)*c);
+    }
+    out[n] = '\0';
+}
+
 static void vault_api(struct srv_req *req)
 {
     req->data_plane = 1;
@@ -184,6 +197,7 @@ static void vault_api(struct srv_req *req)
             srv_send_error(req, st, NULL);
         return;
     }
+    region_name(ks_vault_location(&vault), req->region, sizeof(req->region));
     if (check_api_version(req) != KV_OK)
         return;
 

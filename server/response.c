@@ -126,6 +126,8 @@ static void send_response(struct srv_req *req, int http_status, const char *cont
         hput(&h, addr);
         hput(&h, v6 ? ";act_addr_fam=InterNetworkV6;\r\n" : ";act_addr_fam=InterNetwork;\r\n");
     }
+    if (req->region[0] != '\0')
+        hline(&h, "x-ms-keyvault-region", req->region);
     hline(&h, "WWW-Authenticate", challenge);
     hline(&h, "Date", http_date());
     hline(&h, "Connection", keep_alive(req) ? "keep-alive" : "close");

@@ -76,6 +76,7 @@ struct srv_req {
     char vault[KS_VAULT_NAME_MAX + 1];
     char resource[SRV_HOST_MAX + 16];
     int data_plane; /**< a Key Vault API request: its answers say where the client was seen */
+    char region[KS_LOCATION_MAX + 1]; /**< the vault's location, once found ("": not yet) */
 
     struct pol_claims who; /**< set once the token verified */
     char key_name[KS_NAME_MAX + 1];

@@ -81,6 +81,7 @@ def main():
             eq({k.lower(): v for k, v in hdrs.items()}.get("x-ms-keyvault-network-info"),
                f"conn_type={'Ipv6' if v6 else 'Ipv4'};addr={address_text};"
                f"act_addr_fam={'InterNetworkV6' if v6 else 'InterNetwork'};")
+            eq({k.lower(): v for k, v in hdrs.items()}.get("x-ms-keyvault-region"), location)
             eq(err, {"error": {
                 "code": "Forbidden",
                 "message": "Client address is not authorized and caller is not a trusted "

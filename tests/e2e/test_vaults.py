@@ -38,7 +38,8 @@ def main():
             st, hdrs, resp = kv.https(method, path, body, token=tok)
             return st, hdrs, (json.loads(resp) if resp else None)
 
-        def put_vault(name, days=7, purge_protection=False, soft_delete=True, mode=None):
+        def put_vault(name, days=7, purge_protection=False, soft_delete=True, mode=None,
+                      location="westeurope"):
             props = {"tenantId": TENANT, "sku": {"family": "A", "name": "standard"},
                      "enableSoftDelete": soft_delete, "softDeleteRetentionInDays": days,
                      "accessPolicies": [{"tenantId": TENANT, "objectId": APP["objectId"],
@@ -47,7 +48,7 @@ def main():
                 props["enablePurgeProtection"] = True
             if mode:
                 props["createMode"] = mode
-            return mgmt("PUT", f"{ARM}/{name}?{API}", {"location": "westeurope",
+            return mgmt("PUT", f"{ARM}/{name}?{API}", {"location": location,
                                                         "properties": props})
 
         def data(method, vault, path, body=None):
@@ -750,6 +751,28 @@ def main():
                          ("VaultPurge", 200), ("VaultPurge", 405), ("VaultPut", 409),
                          ("VaultListDeleted", 403)):
                 check(want in ops, f"{want} audited")
+
+        @runner.test
+        def answers_name_the_vaults_region():
+            """x-ms-keyvault-region, as Key Vault sends it: the vault's location as a region's
+            name (its letters and digits, lowercase); "local" for a vault of the file."""
+            def region(vault):
+                st, hdrs, _ = kv.https("GET", "/keys?api-version=7.4",
+                                       host=f"{vault}.vault.localhost:{P}")
+                eq(st, 200)
+                check("x-injected" not in hdrs, hdrs)
+                return hdrs.get("x-ms-keyvault-region")
+
+            eq(region("default"), "local")
+            for name, location, want in (("regionv", "West US 2", "westus2"),
+                                         ("regione", "westeurope", "westeurope"),
+                                         ("regionx", "x\r\nx-injected: 1", "xxinjected1")):
+                eq(put_vault(name, location=location)[0], 201)
+                eq(region(name), want, location)
+            # no vault, no region
+            st, hdrs, _ = kv.https("GET", "/keys?api-version=7.4",
+                                   host=f"novault.vault.localhost:{P}")
+            eq((st, hdrs.get("x-ms-keyvault-region")), (404, None))
 
         @runner.test
         def the_deleted_state_survives_a_restart():

@@ -115,6 +115,7 @@ def main():
                 eq(h["content-type"], "application/json; charset=utf-8")
                 eq(h["cache-control"], "no-cache")
                 eq(h["x-ms-keyvault-service-version"], "kvmock")
+                eq(h["x-ms-keyvault-region"], "local")  # a vault of the file
                 ids.append(h["x-ms-request-id"])
                 eq(h["connection"], "keep-alive")
                 check(h["date"].endswith(" GMT"), h["date"])
