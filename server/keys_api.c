@@ -318,6 +318,8 @@ static void attributes_json(struct kv_json *j, const struct ks_key *k)
     kv_json_int(j, "recoverableDays", k->recoverable_days);
     if (k->attrs.exportable)
         kv_json_bool(j, "exportable", 1);
+    if (k->hsm) /* the platform Key Vault names for its premium vaults' hardware keys */
+        kv_json_str(j, "hsmPlatform", "2");
     kv_json_close(j, '}');
 }
 

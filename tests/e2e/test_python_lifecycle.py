@@ -270,7 +270,13 @@ def main():
             refused("restore", lambda: cmk.restore_key_backup(client.backup_key("hw-rsa")), "hw-rsa")
             client.create_ec_key("sw-bk")
             eq(cmk.restore_key_backup(client.backup_key("sw-bk")).key_type, "EC")
-            # what the SDK hides: the whole error body
+            # what this SDK hides: the platform Key Vault names for a hardware key, and none
+            # for a software key
+            for vault, name, want in (("default", "hw-rsa", "2"), ("cmk", "sw-rsa", None)):
+                st, _, body = kv.https("GET", f"/keys/{name}?api-version=7.5",
+                                       host=kv.vault_url(vault)[len("https://"):])
+                eq((st, json.loads(body)["attributes"].get("hsmPlatform")), (200, want), name)
+            # and the whole error body
             st, _, body = kv.https("POST", "/keys/hw-raw/create?api-version=7.4",
                                    {"kty": "EC-HSM", "crv": "P-384"},
                                    host=kv.vault_url("cmk")[len("https://"):])

@@ -213,6 +213,7 @@ async function scenario() {
     await expectRestError(cmk.createKey("hw-oct", "oct-HSM"), 403, "Forbidden", "oct-HSM in a standard vault");
     const k = await hsmImport(client, "imported-rsa");
     assert.equal(k.keyType, "RSA-HSM", "keyType");
+    assert.equal(k.properties.hsmPlatform, "2", "hsmPlatform of a hardware key");
     assert.equal(k.key.kty, "RSA-HSM", "key.kty");
     sameBytes(k.key.n, Buffer.from(jwk.n, "base64url"), "modulus");
     sameBytes(k.key.e, Buffer.from(jwk.e, "base64url"), "exponent");
@@ -228,6 +229,7 @@ async function scenario() {
     const ejwk = ec.privateKey.export({ format: "jwk" });
     const ek = await client.importKey("imported-ec", jwkToSdk(ejwk));
     assert.equal(ek.keyType, "EC", "EC keyType (no hardwareProtected)");
+    assert.equal(ek.properties.hsmPlatform, undefined, "no hsmPlatform for a software key");
     assert.equal(ek.key.crv, "P-384", "crv");
     sameBytes(ek.key.x, Buffer.from(ejwk.x, "base64url"), "x");
     sameBytes(ek.key.y, Buffer.from(ejwk.y, "base64url"), "y");
