@@ -531,6 +531,15 @@ static enum kv_status run_seal(const struct op *op, const char *name)
     return st;
 }
 
+/* The role assignment "ra-NAME" at vault @p name's scope. */
+static struct pol_role_assignment vault_role(const char *name)
+{
+    struct pol_role_assignment ra = {.principal_id = "o", .role = POL_ROLE_CRYPTO_USER};
+    snprintf(ra.id, sizeof(ra.id), "ra-%s", name);
+    snprintf(ra.vault, sizeof(ra.vault), "%s", name);
+    return ra;
+}
+
 /* A vault made with its access policies and a role assignment, as one write (for the
  * deletion: one without soft delete, whose deletion takes them all). */
 static enum kv_status run_vault(const struct op *op, const char *name)
@@ -540,9 +549,7 @@ static enum kv_status run_vault(const struct op *op, const char *name)
     snprintf(v.tenant_id, sizeof(v.tenant_id), "t");
     struct pol_access_policy p = {.tenant_id = "t", .object_id = "o", .keys = POL_PERMS_ALL};
     snprintf(p.vault, sizeof(p.vault), "%s", name);
-    struct pol_role_assignment ra = {.principal_id = "o", .role = POL_ROLE_CRYPTO_USER};
-    snprintf(ra.id, sizeof(ra.id), "ra-%s", name);
-    snprintf(ra.vault, sizeof(ra.vault), "%s", name);
+    struct pol_role_assignment ra = vault_role(name);
     struct pol_acl_change chg = {.vault = name,
                                  .clear_policies = 1,
                                  .clear_roles = 1,
@@ -601,6 +608,30 @@ static void vault_gone(const struct op *op, const char *name)
     vault_is(name, "|vault KV_ERR_VAULT_NOT_FOUND, 0/0 policies, 0/0 roles");
 }
 
+/* A vault without access control, where the run puts a role assignment (whose scope must
+ * exist when it is written). */
+static void vault_for_role(const struct op *op, char *name, size_t cap)
+{
+    vault_prepare(op, name, cap);
+    struct ks_vault v = {.soft_delete = 1, .retention_days = 90, .rbac = 1};
+    snprintf(v.name, sizeof(v.name), "%s", name);
+    snprintf(v.tenant_id, sizeof(v.tenant_id), "t");
+    CHECK_ST(pol_vault_put(acl, &v, 1, NULL), KV_OK);
+}
+
+static enum kv_status run_role_put(const struct op *op, const char *name)
+{
+    (void)op;
+    struct pol_role_assignment ra = vault_role(name);
+    return pol_role_put(acl, &ra);
+}
+
+static void role_made(const struct op *op, const char *name)
+{
+    (void)op;
+    vault_is(name, "|vault KV_OK, 0/0 policies, 1/1 roles");
+}
+
 static const struct op ops[] = {
     {"create EC P-256", run_create, fresh_name, NULL, "c-ec", KS_KTY_EC, 0, 0, 0},
     {"create oct 256", run_create, fresh_name, NULL, "c-oct", KS_KTY_OCT, 256, 0, 0},
@@ -651,6 +682,7 @@ static const struct op ops[] = {
     {"release oct (keystore)", run_ks_release, NULL, NULL, "x-oct", 0,
      KS_RELEASE_RSA_AES_KEY_WRAP_384, 0, 0},
     {"vault with access control", run_vault, vault_prepare, vault_made, "acl", 0, 0, 0, 0},
+    {"role assignment at a vault", run_role_put, vault_for_role, role_made, "rol", 0, 0, 0, 0},
     {"vault deletion, its access", run_vault_delete, vault_to_delete, vault_gone, "del", 0, 1, 0,
      0},
 };
