@@ -519,6 +519,17 @@ enum kv_status ks_deleted_vault_recover(struct ks_env *env, const char *name,
  */
 enum kv_status ks_deleted_vault_purge(struct ks_env *env, const char *name) KV_MUST_CHECK;
 
+/**
+ * @brief ks_deleted_vault_purge(), and in the same transaction @p ops, the other layers'
+ * records of the vault, unless a live vault of the name holds them now (then only the
+ * deleted vault's record goes).
+ * @param[out] applied (may be NULL) whether @p ops were applied.
+ * @return as ks_deleted_vault_purge(), and as ks_record_apply().
+ */
+enum kv_status ks_deleted_vault_purge_with(struct ks_env *env, const char *name,
+                                           const struct ks_record_op *ops, size_t n,
+                                           int *applied) KV_MUST_CHECK;
+
 /* ---- resource groups -------------------------------------------------------- */
 
 /** A resource group: the management plane's container of vaults. */

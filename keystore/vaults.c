@@ -195,28 +195,36 @@ struct purge_arg {
     const char *lname;
     int only_due; /* the sweep: purge only when the scheduled date has passed */
     int purged;
+    /* the other layers' records of the vault, which go with its keys */
+    const struct ks_record_op *ops;
+    size_t n_ops;
+    int applied; /* out: whether they went */
 };
 
-/* Remove the deleted vault @p lname and its keys inside @p tx. */
-static enum kv_status purge_deleted(struct ks_txn *tx, const char *lname)
+/* Remove the deleted vault @p a->lname and its keys inside @p tx. */
+static enum kv_status purge_deleted(struct ks_txn *tx, struct purge_arg *a)
 {
-    /* A live vault of the same name shares the key records: they are its keys
-     * now, so only the deleted record goes. */
+    /* A live vault of the same name shares the key records (and the other layers'):
+     * they are its own now, so only the deleted record goes. */
     struct ks_vault live;
-    enum kv_status st = ks_vault_read(tx, lname, &live);
-    if (st == KV_ERR_VAULT_NOT_FOUND)
-        st = ks_vault_keys_purge(tx, lname);
+    enum kv_status st = ks_vault_read(tx, a->lname, &live);
+    if (st == KV_ERR_VAULT_NOT_FOUND) {
+        st = ks_vault_keys_purge(tx, a->lname);
+        if (st == KV_OK)
+            st = ks_records_apply_tx(tx, a->ops, a->n_ops);
+        a->applied = st == KV_OK;
+    }
     if (st != KV_OK)
         return st;
     char k[DKEY_MAX];
-    return ks_txn_del(tx, tx->env->db_vaults, k, dkey(k, lname));
+    return ks_txn_del(tx, tx->env->db_vaults, k, dkey(k, a->lname));
 }
 
 static enum kv_status purge_fn(struct ks_txn *tx, void *arg)
 {
     struct purge_arg *a = arg;
     struct ks_deleted_vault d;
-    a->purged = 0;
+    a->purged = a->applied = 0;
     enum kv_status st = read_deleted(tx, a->lname, &d);
     if (st != KV_OK)
         return st;
@@ -225,7 +233,7 @@ static enum kv_status purge_fn(struct ks_txn *tx, void *arg)
         return KV_OK; /* recovered or changed since the scan */
     if (d.vault.purge_protection && !due(&d, now))
         return KV_ERR_PURGE_PROTECTED;
-    st = purge_deleted(tx, a->lname);
+    st = purge_deleted(tx, a);
     a->purged = st == KV_OK;
     return st;
 }
@@ -242,11 +250,23 @@ static enum kv_status purge_if_due(struct ks_env *env, const char *lname, int *p
 
 enum kv_status ks_deleted_vault_purge(struct ks_env *env, const char *name)
 {
+    return ks_deleted_vault_purge_with(env, name, NULL, 0, NULL);
+}
+
+enum kv_status ks_deleted_vault_purge_with(struct ks_env *env, const char *name,
+                                           const struct ks_record_op *ops, size_t n,
+                                           int *applied)
+{
     char lname[KS_VAULT_NAME_MAX + 1];
+    if (applied != NULL)
+        *applied = 0;
     if (!norm_name(name, lname))
         return KV_ERR_VAULT_NOT_FOUND;
-    struct purge_arg a = {.lname = lname};
-    return ks_txn_write(env, purge_fn, &a);
+    struct purge_arg a = {.lname = lname, .ops = ops, .n_ops = n};
+    enum kv_status st = ks_txn_write(env, purge_fn, &a);
+    if (st == KV_OK && applied != NULL)
+        *applied = a.applied;
+    return st;
 }
 
 /* ---- get and list -------------------------------------------------------------------------- */
@@ -487,8 +507,9 @@ static enum kv_status create_fn(struct ks_txn *tx, void *arg)
     st = a->create ? read_deleted(tx, a->lname, &d) : KV_ERR_VAULT_NOT_FOUND;
     if (st == KV_OK && !due(&d, ks_now()))
         return KV_ERR_VAULT_DELETED;
+    struct purge_arg due_one = {.lname = a->lname};
     if (st == KV_OK)
-        st = purge_deleted(tx, a->lname);
+        st = purge_deleted(tx, &due_one);
     else if (st == KV_ERR_VAULT_NOT_FOUND)
         st = KV_OK;
     if (st == KV_OK)

@@ -795,15 +795,25 @@ enum kv_status pol_vault_delete(struct pol_ctx *c, const char *name, const char 
     return st;
 }
 
+enum kv_status pol_deleted_vault_purge(struct pol_ctx *c, const char *name)
+{
+    struct pol_acl_change its_policies = {.vault = name, .clear_policies = 1};
+    struct batch b = {0};
+    int applied = 0;
+    pthread_rwlock_wrlock(&c->lock);
+    enum kv_status st = build(c, &its_policies, &b);
+    if (st == KV_OK)
+        st = ks_deleted_vault_purge_with(c->ks, name, b.ops, b.n, &applied);
+    if (st == KV_OK && applied)
+        install(c, &b.next);
+    pthread_rwlock_unlock(&c->lock);
+    batch_free(&b);
+    return st;
+}
+
 enum kv_status pol_policy_put(struct pol_ctx *c, const struct pol_access_policy *p)
 {
     struct pol_acl_change chg = {.vault = p->vault, .policies = p, .n_policies = 1};
-    return pol_acl_apply(c, &chg);
-}
-
-enum kv_status pol_policy_clear(struct pol_ctx *c, const char *vault)
-{
-    struct pol_acl_change chg = {.vault = vault, .clear_policies = 1};
     return pol_acl_apply(c, &chg);
 }
 

@@ -307,12 +307,16 @@ enum kv_status pol_acl_apply(struct pol_ctx *ctx, const struct pol_acl_change *c
 enum kv_status pol_vault_delete(struct pol_ctx *ctx, const char *name, const char *resource_id,
                                 struct ks_deleted_vault *out) KV_MUST_CHECK;
 
+/**
+ * @brief Purge deleted vault @p name as ks_deleted_vault_purge() does, and in the same
+ * transaction its access policies, which it kept for a recovery.
+ * @return as ks_deleted_vault_purge().
+ */
+enum kv_status pol_deleted_vault_purge(struct pol_ctx *ctx, const char *name) KV_MUST_CHECK;
+
 /** @brief Add or replace (same vault, tenant, object and application) an access policy. */
 enum kv_status pol_policy_put(struct pol_ctx *ctx,
                               const struct pol_access_policy *p) KV_MUST_CHECK;
-
-/** @brief Remove every access policy of a vault. */
-enum kv_status pol_policy_clear(struct pol_ctx *ctx, const char *vault) KV_MUST_CHECK;
 
 /**
  * @brief Copy a vault's access policies into @p out (at most @p cap).

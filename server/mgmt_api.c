@@ -923,13 +923,11 @@ static void deleted_vault_get(struct srv_req *req, const char *location, const c
  * purges at once and answers 200 with no body, which the SDK pollers take as done. */
 static void deleted_vault_purge(struct srv_req *req, const char *name)
 {
-    enum kv_status st = ks_deleted_vault_purge(req->srv->ks, name);
+    enum kv_status st = pol_deleted_vault_purge(req->srv->pol, name);
     if (st == KV_ERR_VAULT_NOT_FOUND) {
         deleted_not_found(req, name);
         return;
     }
-    if (st == KV_OK)
-        st = pol_policy_clear(req->srv->pol, name);
     if (st != KV_OK) {
         srv_send_error(req, st == KV_ERR_PURGE_PROTECTED ? KV_ERR_ARM_PURGE_NOT_ALLOWED : st, NULL);
         return;

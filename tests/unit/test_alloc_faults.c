@@ -133,8 +133,9 @@ static enum kv_status tally_fn(const void *key, size_t key_len, const void *val,
     return KV_OK;
 }
 
-/* The vault named @p name with its access control, as the store holds it (the vault,
- * its access policies, the role assignment "ra-NAME") and as the policy layer mirrors it. */
+/* The vault named @p name with its access control, as the store holds it (the vault, a
+ * deleted vault of the name, its access policies, the role assignment "ra-NAME") and as
+ * the policy layer mirrors it. */
 static size_t vault_print(const char *name, char *out, size_t cap)
 {
     struct ks_vault v;
@@ -148,8 +149,10 @@ static size_t vault_print(const char *name, char *out, size_t cap)
              KV_OK);
     struct pol_access_policy mirrored[4];
     struct pol_role_assignment ra;
-    return (size_t)snprintf(out, cap, "|vault %s, %zu/%zu policies, %zu/%d roles",
-                            kv_status_name(ks_vault_get(env, name, &v)), policies,
+    struct ks_deleted_vault d;
+    return (size_t)snprintf(out, cap, "|vault %s, deleted %s, %zu/%zu policies, %zu/%d roles",
+                            kv_status_name(ks_vault_get(env, name, &v)),
+                            kv_status_name(ks_deleted_vault_get(env, name, &d)), policies,
                             acl ? pol_policy_list(acl, name, mirrored, 4) : 0, roles,
                             acl ? pol_role_get(acl, key, &ra) : 0);
 }
@@ -585,7 +588,7 @@ static void vault_is(const char *name, const char *want)
 static void vault_made(const struct op *op, const char *name)
 {
     (void)op;
-    vault_is(name, "|vault KV_OK, 1/1 policies, 1/1 roles");
+    vault_is(name, "|vault KV_OK, deleted KV_ERR_VAULT_NOT_FOUND, 1/1 policies, 1/1 roles");
 }
 
 /* A fresh vault without soft delete, with its access control, to be deleted. */
@@ -605,7 +608,22 @@ static enum kv_status run_vault_delete(const struct op *op, const char *name)
 static void vault_gone(const struct op *op, const char *name)
 {
     (void)op;
-    vault_is(name, "|vault KV_ERR_VAULT_NOT_FOUND, 0/0 policies, 0/0 roles");
+    vault_is(name, "|vault KV_ERR_VAULT_NOT_FOUND, deleted KV_ERR_VAULT_NOT_FOUND, 0/0 policies, "
+                   "0/0 roles");
+}
+
+/* A soft-deleted vault that kept its access policies, to be purged with them. */
+static void vault_deleted(const struct op *op, char *name, size_t cap)
+{
+    vault_to_delete(op, name, cap);
+    struct ks_deleted_vault d;
+    CHECK_ST(pol_vault_delete(acl, name, NULL, &d), KV_OK);
+}
+
+static enum kv_status run_vault_purge(const struct op *op, const char *name)
+{
+    (void)op;
+    return pol_deleted_vault_purge(acl, name);
 }
 
 /* A vault without access control, where the run puts a role assignment (whose scope must
@@ -629,7 +647,7 @@ static enum kv_status run_role_put(const struct op *op, const char *name)
 static void role_made(const struct op *op, const char *name)
 {
     (void)op;
-    vault_is(name, "|vault KV_OK, 0/0 policies, 1/1 roles");
+    vault_is(name, "|vault KV_OK, deleted KV_ERR_VAULT_NOT_FOUND, 0/0 policies, 1/1 roles");
 }
 
 static const struct op ops[] = {
@@ -685,6 +703,7 @@ static const struct op ops[] = {
     {"role assignment at a vault", run_role_put, vault_for_role, role_made, "rol", 0, 0, 0, 0},
     {"vault deletion, its access", run_vault_delete, vault_to_delete, vault_gone, "del", 0, 1, 0,
      0},
+    {"deleted vault purge", run_vault_purge, vault_deleted, vault_gone, "pur", 0, 0, 0, 0},
 };
 
 /* ---- the loop ------------------------------------------------------------------------- */

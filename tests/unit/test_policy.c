@@ -288,6 +288,24 @@ static void changes(struct pol_ctx *c, struct ks_env *ks)
           !pol_role_get(c, "ra-acl2", &r2));
     CHECK_ST(pol_vault_delete(c, "acl2", NULL, &d), KV_ERR_VAULT_NOT_FOUND);
     same_as_reloaded(c, ks);
+
+    /* a purge takes the access policies the deleted vault kept, in its transaction; one
+     * refused under purge protection keeps them */
+    CHECK(perms_of(c, "acl1", "amy") == 0);
+    CHECK_ST(pol_deleted_vault_purge(c, "ACL1"), KV_OK);
+    CHECK(perms_of(c, "acl1", "amy") == -1);
+    same_as_reloaded(c, ks);
+    CHECK_ST(pol_deleted_vault_purge(c, "acl1"), KV_ERR_VAULT_NOT_FOUND);
+    CHECK_ST(pol_deleted_vault_purge(c, "Bad_Name"), KV_ERR_VAULT_NOT_FOUND);
+    struct ks_vault guarded = vault("acl3", 1);
+    guarded.purge_protection = 1;
+    struct pol_access_policy held = ap("acl3", "zed", P(POL_KEYS_GET));
+    struct pol_acl_change with_held = {.vault = "acl3", .policies = &held, .n_policies = 1};
+    CHECK_ST(pol_vault_put(c, &guarded, 1, &with_held), KV_OK);
+    CHECK_ST(pol_vault_delete(c, "acl3", NULL, &d), KV_OK);
+    CHECK_ST(pol_deleted_vault_purge(c, "acl3"), KV_ERR_PURGE_PROTECTED);
+    CHECK(perms_of(c, "acl3", "zed") == P(POL_KEYS_GET));
+    same_as_reloaded(c, ks);
 }
 
 int main(void)
