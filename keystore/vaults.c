@@ -254,8 +254,7 @@ enum kv_status ks_deleted_vault_purge(struct ks_env *env, const char *name)
 }
 
 enum kv_status ks_deleted_vault_purge_with(struct ks_env *env, const char *name,
-                                           const struct ks_record_op *ops, size_t n,
-                                           int *applied)
+                                           const struct ks_record_op *ops, size_t n, int *applied)
 {
     char lname[KS_VAULT_NAME_MAX + 1];
     if (applied != NULL)
