@@ -113,6 +113,21 @@ def said(st, doc):
     return f"{st} {json.dumps(doc)[:300]}"
 
 
+def verify_recorded(records, get, part, kind, when):
+    """Each of @records ({name: what it holds, or None}) as acknowledged: 404 for None (its
+    write got 507, or it was deleted), else 200 and part(doc) equal to what it holds.
+    get(name) answers (status, doc); @kind names the objects ("key", "vault")."""
+    for name, want in sorted(records.items()):
+        st, doc = get(name)
+        if want is None:
+            check(st == 404, f"{when}: {kind} {name} must not exist (its write got 507 or it "
+                             f"was deleted): expected 404, got {said(st, doc)}")
+        else:
+            check(st == 200, f"{when}: {kind} {name} was acknowledged: expected 200, "
+                             f"got {said(st, doc)}")
+            same(part(doc), want, f"{when}: {kind} {name}")
+
+
 def same(got, want, what):
     """@got must equal @want; for dicts the message names the keys that differ."""
     if got == want:
@@ -254,15 +269,8 @@ class Api:
 
     def verify_keys(self, keys, when):
         """Every key of @keys as recorded: its tags, or 404 for None."""
-        for name, tags in sorted(keys.items()):
-            st, doc = self.data("GET", f"/keys/{name}")
-            if tags is None:
-                check(st == 404, f"{when}: key {name} must not exist (its write got 507 or it "
-                                 f"was deleted): expected 404, got {said(st, doc)}")
-            else:
-                check(st == 200, f"{when}: key {name} was acknowledged: expected 200, "
-                                 f"got {said(st, doc)}")
-                same(doc.get("tags"), tags, f"{when}: tags of key {name}")
+        verify_recorded(keys, lambda name: self.data("GET", f"/keys/{name}"),
+                        lambda doc: doc.get("tags"), "key", when)
 
 
 # ---- 4. a first start cut short ---------------------------------------------------------------
@@ -523,15 +531,8 @@ def main():
             held[IDLE["objectId"]] = ["get"]
             kv.restart()
             same(policies("held"), held, "policies of vault 'held' after a restart")
-            for name, want in sorted(made.items()):
-                st, doc = api.arm("GET", f"/{name}")
-                if want is None:
-                    check(st == 404, f"after a restart, vault {name} (its PUT got 507): expected "
-                                     f"404, got {said(st, doc)}")
-                else:
-                    check(st == 200, f"after a restart, vault {name}: expected 200, got "
-                                     f"{said(st, doc)}")
-                    same(policies_of(doc), want, f"after a restart, policies of vault {name}")
+            verify_recorded(made, lambda name: api.arm("GET", f"/{name}"), policies_of,
+                            "vault (its access policies)", "after a restart")
             api.verify_keys(keys, "after a restart")
 
     @runner.test

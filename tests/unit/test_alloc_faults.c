@@ -40,6 +40,7 @@
 #include "pol.h"
 #include "testassert.h"
 #include "testkeys.h"
+#include "testrecords.h"
 
 #define VAULT "v"
 #define WINDOW_HEAD 40
@@ -122,17 +123,6 @@ static int tested(int sparse, unsigned long n)
 
 /* ---- what the store holds for one name ------------------------------------------ */
 
-static enum kv_status tally_fn(const void *key, size_t key_len, const void *val, size_t val_len,
-                               void *arg)
-{
-    (void)key;
-    (void)key_len;
-    (void)val;
-    (void)val_len;
-    ++*(size_t *)arg;
-    return KV_OK;
-}
-
 /* The vault named @p name with its access control, as the store holds it (the vault, a
  * deleted vault of the name, its access policies, the role assignment "ra-NAME") and as
  * the policy layer mirrors it. */
@@ -140,13 +130,9 @@ static size_t vault_print(const char *name, char *out, size_t cap)
 {
     struct ks_vault v;
     char key[KS_VAULT_NAME_MAX + 8];
-    size_t policies = 0, roles = 0, nlen = strlen(name);
-    memcpy(key, name, nlen + 1);
-    CHECK_ST(ks_record_scan(env, KS_TABLE_POLICIES, key, nlen + 1, NULL, 0, tally_fn, &policies),
-             KV_OK);
+    size_t policies = tr_count(env, KS_TABLE_POLICIES, name, strlen(name) + 1);
     snprintf(key, sizeof(key), "ra-%s", name);
-    CHECK_ST(ks_record_scan(env, KS_TABLE_ROLES, key, strlen(key) + 1, NULL, 0, tally_fn, &roles),
-             KV_OK);
+    size_t roles = tr_count(env, KS_TABLE_ROLES, key, strlen(key) + 1);
     struct pol_access_policy mirrored[4];
     struct pol_role_assignment ra;
     struct ks_deleted_vault d;

@@ -16,6 +16,7 @@
 #include "ks.h"
 #include "kv_buf.h"
 #include "store.h" /* ks_txn_write(), for the group commit */
+#include "testrecords.h"
 
 #include <pthread.h>
 #include <semaphore.h>
@@ -636,24 +637,6 @@ static void attached_records(void)
     ks_close(env);
 }
 
-static enum kv_status tally_fn(const void *key, size_t key_len, const void *val, size_t val_len,
-                               void *arg)
-{
-    (void)key;
-    (void)key_len;
-    (void)val;
-    (void)val_len;
-    ++*(size_t *)arg;
-    return KV_OK;
-}
-
-static size_t count_records(struct ks_env *env, enum ks_table t, const char *prefix, size_t len)
-{
-    size_t n = 0;
-    CHECK_ST(ks_record_scan(env, t, prefix, len, NULL, 0, tally_fn, &n), KV_OK);
-    return n;
-}
-
 /* Record changes of other layers go in one transaction, with a vault's write or alone:
  * every change or none. */
 static void record_batches(void)
@@ -668,7 +651,7 @@ static void record_batches(void)
         {KS_TABLE_ROLES, "r1", 3, "x", 1},
     };
     CHECK_ST(ks_record_apply(env, seed, 4), KV_OK);
-    CHECK(count_records(env, KS_TABLE_POLICIES, NULL, 0) == 3);
+    CHECK(tr_count(env, KS_TABLE_POLICIES, NULL, 0) == 3);
 
     /* a delete by prefix takes v1's two, not v10's; a put in the same batch stays */
     const struct ks_record_op swap[] = {
@@ -676,8 +659,8 @@ static void record_batches(void)
         {KS_TABLE_POLICIES, "v1\0c", 4, "4", 1},
     };
     CHECK_ST(ks_record_apply(env, swap, 2), KV_OK);
-    CHECK(count_records(env, KS_TABLE_POLICIES, "v1\0", 3) == 1);
-    CHECK(count_records(env, KS_TABLE_POLICIES, "v10\0", 4) == 1);
+    CHECK(tr_count(env, KS_TABLE_POLICIES, "v1\0", 3) == 1);
+    CHECK(tr_count(env, KS_TABLE_POLICIES, "v10\0", 4) == 1);
 
     /* a malformed op refuses the whole batch, the ops before it too */
     const struct ks_record_op bad[][2] = {
@@ -688,7 +671,7 @@ static void record_batches(void)
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         CHECK_ST(ks_record_apply(env, bad[i], 2), KV_ERR_BAD_PARAM);
-    CHECK(count_records(env, KS_TABLE_ROLES, NULL, 0) == 1);
+    CHECK(tr_count(env, KS_TABLE_ROLES, NULL, 0) == 1);
 
     /* a vault and its records: created together */
     struct ks_vault v = {.soft_delete = 1, .retention_days = 90};
@@ -699,28 +682,28 @@ static void record_batches(void)
     CHECK_ST(ks_vault_put_with(env, &v, 1, with, 2), KV_OK);
     struct ks_vault got;
     CHECK_ST(ks_vault_get(env, "batched", &got), KV_OK);
-    CHECK(count_records(env, KS_TABLE_POLICIES, "batched\0", 8) == 1);
+    CHECK(tr_count(env, KS_TABLE_POLICIES, "batched\0", 8) == 1);
 
     /* a create of a name in use writes none of its records */
     const struct ks_record_op again[] = {{KS_TABLE_POLICIES, "batched\0q", 9, "p", 1}};
     CHECK_ST(ks_vault_put_with(env, &v, 1, again, 1), KV_ERR_ARM_VAULT_EXISTS);
-    CHECK(count_records(env, KS_TABLE_POLICIES, "batched\0", 8) == 1);
+    CHECK(tr_count(env, KS_TABLE_POLICIES, "batched\0", 8) == 1);
 
     /* records that cannot be written keep the vault from being written */
     struct ks_vault other = v;
     snprintf(other.name, sizeof(other.name), "unwritten");
     CHECK_ST(ks_vault_put_with(env, &other, 1, bad[0], 2), KV_ERR_BAD_PARAM);
     CHECK_ST(ks_vault_get(env, "unwritten", &got), KV_ERR_VAULT_NOT_FOUND);
-    CHECK(count_records(env, KS_TABLE_ROLES, NULL, 0) == 2);
+    CHECK(tr_count(env, KS_TABLE_ROLES, NULL, 0) == 2);
 
     /* an update with records; a bad vault (retention 3 days) writes neither */
     v.retention_days = 30;
     CHECK_ST(ks_vault_put_with(env, &v, 0, again, 1), KV_OK);
-    CHECK(count_records(env, KS_TABLE_POLICIES, "batched\0", 8) == 2);
+    CHECK(tr_count(env, KS_TABLE_POLICIES, "batched\0", 8) == 2);
     v.retention_days = 3;
     const struct ks_record_op more[] = {{KS_TABLE_POLICIES, "batched\0r", 9, "p", 1}};
     CHECK(ks_vault_put_with(env, &v, 0, more, 1) != KV_OK);
-    CHECK(count_records(env, KS_TABLE_POLICIES, "batched\0", 8) == 2);
+    CHECK(tr_count(env, KS_TABLE_POLICIES, "batched\0", 8) == 2);
     CHECK_ST(ks_vault_get(env, "batched", &got), KV_OK);
     CHECK(got.retention_days == 30);
 
@@ -729,16 +712,16 @@ static void record_batches(void)
     CHECK_ST(ks_record_apply_at(env, "nosuchvault", NULL, at, 1), KV_ERR_VAULT_NOT_FOUND);
     CHECK_ST(ks_record_apply_at(env, NULL, "nosuchgroup", at, 1), KV_ERR_ARM_NO_GROUP);
     CHECK_ST(ks_record_apply_at(env, "", "nosuchgroup", at, 1), KV_ERR_ARM_NO_GROUP);
-    CHECK(count_records(env, KS_TABLE_ROLES, "ra", 3) == 0);
+    CHECK(tr_count(env, KS_TABLE_ROLES, "ra", 3) == 0);
     CHECK_ST(ks_record_apply_at(env, "BATCHED", "nosuchgroup", at, 1), KV_OK); /* the vault's */
-    CHECK(count_records(env, KS_TABLE_ROLES, "ra", 3) == 1);
+    CHECK(tr_count(env, KS_TABLE_ROLES, "ra", 3) == 1);
     struct ks_group g = {.name = "Team", .location = "local"};
     int created = 0;
     CHECK_ST(ks_group_put(env, &g, &created), KV_OK);
     const struct ks_record_op at_group[] = {{KS_TABLE_ROLES, "rg", 3, "g", 1}};
     CHECK_ST(ks_record_apply_at(env, NULL, "team", at_group, 1), KV_OK);
     CHECK_ST(ks_record_apply_at(env, NULL, NULL, at_group, 1), KV_OK); /* no condition */
-    CHECK(count_records(env, KS_TABLE_ROLES, "rg", 3) == 1);
+    CHECK(tr_count(env, KS_TABLE_ROLES, "rg", 3) == 1);
     /* a soft-deleted vault is not there */
     struct ks_deleted_vault d;
     CHECK_ST(ks_vault_soft_delete(env, "batched", "", &d), KV_OK);
@@ -777,7 +760,7 @@ static void store_full(void)
     unsigned long long full = 0, other = 0;
     ks_commit_failures(env, &full, &other);
     CHECK(full == 1 && other == 0);
-    CHECK(count_records(env, KS_TABLE_AUDIT, "fill-", 5) == (size_t)written);
+    CHECK(tr_count(env, KS_TABLE_AUDIT, "fill-", 5) == (size_t)written);
     struct ks_vault got;
     CHECK_ST(ks_vault_get(env, "full", &got), KV_OK);
     CHECK(setrlimit(RLIMIT_FSIZE, &was) == 0);
