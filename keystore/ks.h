@@ -512,23 +512,17 @@ enum kv_status ks_deleted_vault_recover(struct ks_env *env, const char *name,
                                         struct ks_vault *out) KV_MUST_CHECK;
 
 /**
- * @brief Purge a deleted vault and every key in it, for good.
+ * @brief Purge a deleted vault and every key in it, for good, and in the same transaction
+ * @p ops (NULL: none), the other layers' records of the vault, unless a live vault of the
+ * name holds them now (then only the deleted vault's record goes).
+ * @param[out] applied (may be NULL) whether @p ops were applied.
  * @return KV_OK, KV_ERR_VAULT_NOT_FOUND (no such deleted vault), KV_ERR_PURGE_PROTECTED
  *   (purge protection is on and the scheduled purge date has not come; nothing
- *   removed), KV_ERR_STORE.
+ *   removed), KV_ERR_STORE, and as ks_record_apply().
  */
-enum kv_status ks_deleted_vault_purge(struct ks_env *env, const char *name) KV_MUST_CHECK;
-
-/**
- * @brief ks_deleted_vault_purge(), and in the same transaction @p ops, the other layers'
- * records of the vault, unless a live vault of the name holds them now (then only the
- * deleted vault's record goes).
- * @param[out] applied (may be NULL) whether @p ops were applied.
- * @return as ks_deleted_vault_purge(), and as ks_record_apply().
- */
-enum kv_status ks_deleted_vault_purge_with(struct ks_env *env, const char *name,
-                                           const struct ks_record_op *ops, size_t n,
-                                           int *applied) KV_MUST_CHECK;
+enum kv_status ks_deleted_vault_purge(struct ks_env *env, const char *name,
+                                      const struct ks_record_op *ops, size_t n,
+                                      int *applied) KV_MUST_CHECK;
 
 /* ---- resource groups -------------------------------------------------------- */
 

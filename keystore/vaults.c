@@ -248,13 +248,8 @@ static enum kv_status purge_if_due(struct ks_env *env, const char *lname, int *p
     return st == KV_ERR_VAULT_NOT_FOUND ? KV_OK : st;
 }
 
-enum kv_status ks_deleted_vault_purge(struct ks_env *env, const char *name)
-{
-    return ks_deleted_vault_purge_with(env, name, NULL, 0, NULL);
-}
-
-enum kv_status ks_deleted_vault_purge_with(struct ks_env *env, const char *name,
-                                           const struct ks_record_op *ops, size_t n, int *applied)
+enum kv_status ks_deleted_vault_purge(struct ks_env *env, const char *name,
+                                      const struct ks_record_op *ops, size_t n, int *applied)
 {
     char lname[KS_VAULT_NAME_MAX + 1];
     if (applied != NULL)

@@ -803,7 +803,7 @@ enum kv_status pol_deleted_vault_purge(struct pol_ctx *c, const char *name)
     pthread_rwlock_wrlock(&c->lock);
     enum kv_status st = build(c, &its_policies, &b);
     if (st == KV_OK)
-        st = ks_deleted_vault_purge_with(c->ks, name, b.ops, b.n, &applied);
+        st = ks_deleted_vault_purge(c->ks, name, b.ops, b.n, &applied);
     if (st == KV_OK && applied)
         install(c, &b.next);
     pthread_rwlock_unlock(&c->lock);

@@ -107,7 +107,7 @@ static void delete_then_recover(void)
     CHECK_ST(key_get("sv", "cmk", ver), KV_OK);
     CHECK_ST(ks_deleted_vault_get(env, "sv", &g), KV_ERR_VAULT_NOT_FOUND);
     CHECK_ST(ks_deleted_vault_recover(env, "sv", &r), KV_ERR_VAULT_NOT_FOUND);
-    CHECK_ST(ks_deleted_vault_purge(env, "sv"), KV_ERR_VAULT_NOT_FOUND);
+    CHECK_ST(ks_deleted_vault_purge(env, "sv", NULL, 0, NULL), KV_ERR_VAULT_NOT_FOUND);
 }
 
 static void without_soft_delete(void)
@@ -131,7 +131,7 @@ static void purge_and_protection(void)
     put_vault("open", 1, 7, 0);
     create_key("open", "k", ver);
     CHECK_ST(ks_vault_soft_delete(env, "open", "id", NULL), KV_OK);
-    CHECK_ST(ks_deleted_vault_purge(env, "open"), KV_OK);
+    CHECK_ST(ks_deleted_vault_purge(env, "open", NULL, 0, NULL), KV_OK);
     struct ks_deleted_vault g;
     CHECK_ST(ks_deleted_vault_get(env, "open", &g), KV_ERR_VAULT_NOT_FOUND);
     put_vault("open", 1, 7, 0);
@@ -142,12 +142,12 @@ static void purge_and_protection(void)
     struct ks_deleted_vault d;
     CHECK_ST(ks_vault_soft_delete(env, "locked", "id", &d), KV_OK);
     CHECK(d.vault.purge_protection);
-    CHECK_ST(ks_deleted_vault_purge(env, "locked"), KV_ERR_PURGE_PROTECTED);
+    CHECK_ST(ks_deleted_vault_purge(env, "locked", NULL, 0, NULL), KV_ERR_PURGE_PROTECTED);
     ks_clock_advance(d.scheduled_purge - ks_now() - 1);
-    CHECK_ST(ks_deleted_vault_purge(env, "locked"), KV_ERR_PURGE_PROTECTED);
+    CHECK_ST(ks_deleted_vault_purge(env, "locked", NULL, 0, NULL), KV_ERR_PURGE_PROTECTED);
     CHECK_ST(ks_deleted_vault_get(env, "locked", &g), KV_OK); /* nothing was removed */
     ks_clock_advance(1);
-    CHECK_ST(ks_deleted_vault_purge(env, "locked"), KV_OK);
+    CHECK_ST(ks_deleted_vault_purge(env, "locked", NULL, 0, NULL), KV_OK);
     put_vault("locked", 1, 7, 1);
     CHECK_ST(key_get("locked", "k", NULL), KV_ERR_KEY_NOT_FOUND);
 }
