@@ -8,8 +8,7 @@ static const struct kv_status_info table[KV_STATUS_COUNT] = {
     ROW(KV_OK, 200, "OK", NULL, "OK"),
 
     ROW(KV_ERR_BAD_PARAM, 400, "BadParameter", NULL, "The request is invalid."),
-    ROW(KV_ERR_BAD_JSON, 400, "BadParameter", NULL,
-        "The request body is not a valid JSON object."),
+    ROW(KV_ERR_BAD_JSON, 400, "BadParameter", NULL, "The request body is not a valid JSON object."),
     ROW(KV_ERR_BODY_TOO_LARGE, 400, "BadParameter", NULL,
         "The request body is larger than the allowed maximum of 1048576 bytes."),
     ROW(KV_ERR_API_VERSION, 400, "BadParameter", NULL,
@@ -91,8 +90,7 @@ static const struct kv_status_info table[KV_STATUS_COUNT] = {
     ROW(KV_ERR_HSM_STANDARD, 403, "Forbidden", NULL,
         "Hardware key operation not allowed on standard vault"),
 
-    ROW(KV_ERR_KEY_NOT_FOUND, 404, "KeyNotFound", NULL,
-        "The key was not found in this key vault."),
+    ROW(KV_ERR_KEY_NOT_FOUND, 404, "KeyNotFound", NULL, "The key was not found in this key vault."),
     ROW(KV_ERR_DELETED_KEY_NOT_FOUND, 404, "KeyNotFound", NULL, "Deleted Key not found."),
     ROW(KV_ERR_VAULT_NOT_FOUND, 404, "VaultNotFound", NULL, "The vault was not found."),
     ROW(KV_ERR_ROUTE_NOT_FOUND, 404, "NotFound", NULL,
@@ -145,6 +143,8 @@ static const struct kv_status_info table[KV_STATUS_COUNT] = {
         "The role assignment ID is not valid. The role assignment ID must be a GUID."),
     ROW(KV_ERR_ARM_NO_ROLE_DEFINITION, 404, "RoleDefinitionDoesNotExist", NULL,
         "The specified role definition does not exist."),
+    ROW(KV_ERR_ARM_NO_ROLE_ASSIGNMENT, 404, "RoleAssignmentNotFound", NULL,
+        "The role assignment does not exist."),
     ROW(KV_ERR_ARM_PRINCIPAL_TYPE, 400, "UnmatchedPrincipalType", NULL,
         "The principal's type is different from the specified principal type."),
 
@@ -230,6 +230,7 @@ static const char *const names[KV_STATUS_COUNT] = {
     NAME(KV_ERR_ARM_ROLE_UPDATE),
     NAME(KV_ERR_ARM_ROLE_ID),
     NAME(KV_ERR_ARM_NO_ROLE_DEFINITION),
+    NAME(KV_ERR_ARM_NO_ROLE_ASSIGNMENT),
     NAME(KV_ERR_ARM_PRINCIPAL_TYPE),
     NAME(KV_ERR_NOMEM),
     NAME(KV_ERR_STORE),

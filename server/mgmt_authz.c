@@ -517,10 +517,12 @@ static void assignments_list(struct srv_req *req, const char *scope)
     srv_send_json(req, 200, doc);
 }
 
-/* GET or DELETE of assignment @p id: it answers only at its own scope. */
+/* GET or DELETE of assignment @p id: it answers only at its own scope, reached through
+ * the group its vault is in, as a PUT and a list reach it. */
 static void assignment_get_or_delete(struct srv_req *req, const char *scope, const char *id)
 {
     struct pol_role_assignment r, at;
+    struct ks_vault v;
     int found = pol_role_get(req->srv->pol, id, &r);
     int del = strcmp(req->ri->request_method, "DELETE") == 0;
     if (!found && !kv_str_is_uuid(id)) { /* a configured assignment may have any name */
@@ -528,14 +530,15 @@ static void assignment_get_or_delete(struct srv_req *req, const char *scope, con
         return;
     }
     if (found && (pol_scope_parse(scope, at.vault, at.key, at.group) != KV_OK ||
-                  !pol_role_same_scope(&r, &at)))
+                  !pol_role_same_scope(&r, &at) ||
+                  (at.vault[0] != '\0' && scope_status(req, at.vault, "", &v) != KV_OK)))
         found = 0;
     if (!found) {
         if (del)
             srv_send_empty(req, 204);
         else
-            srv_send_errorf(req, KV_ERR_ARM_NOT_FOUND, "The role assignment '%s' is not found.",
-                            id);
+            srv_send_errorf(req, KV_ERR_ARM_NO_ROLE_ASSIGNMENT,
+                            "The role assignment '%s' does not exist.", id);
         return;
     }
     if (del) {

@@ -266,6 +266,18 @@ def main():
                 eq((st, body["error"]["code"]), (404, "ResourceNotFound"), body)  # another group's
                 st, body = mgmt("GET", f"{group_scope('nosuchgroup')}{base}?{AUTHZ}")
                 eq((st, body["error"]["code"]), (404, "ResourceGroupNotFound"), body)
+                # one assignment, through another group's path: not there, and a DELETE
+                # there leaves it in place
+                for scope in (vault_scope("lists-other", "lists"),
+                              f"{vault_scope('lists-other', 'lists')}/keys/k"):
+                    one = n["vault"] if "/keys/" not in scope else n["key"]
+                    st, body = mgmt("GET", f"{scope}{base}/{one}?{AUTHZ}")
+                    eq((st, body["error"]["code"]), (404, "RoleAssignmentNotFound"), (scope, body))
+                    st, body = mgmt("DELETE", f"{scope}{base}/{one}?{AUTHZ}")
+                    eq(st, 204, (scope, body))
+                eq(am.role_assignments.get(vault_scope("lists-rg", "lists"), n["vault"]).name,
+                   n["vault"])
+                eq(am.role_assignments.get(key, n["key"]).name, n["key"])
                 for bad in ("principalId%20eq%20x", "atScope()%20or%20atScope()", "roleName%20eq%20'x'",
                             "atScope()%20and%20"):
                     st, body = mgmt("GET", f"/subscriptions/{SUB}{base}?$filter={bad}&{AUTHZ}")
