@@ -1093,6 +1093,11 @@ struct op_arg {
     int need_sealed;
 };
 
+/* The operations a key's nbf/exp window limits. As in Key Vault, a version outside it
+ * still decrypts, unwraps and verifies: what was made while it was valid stays readable,
+ * and a key can be tried before its nbf. */
+#define DATED_OPS (KS_OP_ENCRYPT | KS_OP_WRAP | KS_OP_SIGN)
+
 static enum kv_status op_fn(struct ks_txn *tx, void *arg)
 {
     struct op_arg *a = arg;
@@ -1118,9 +1123,9 @@ static enum kv_status op_fn(struct ks_txn *tx, void *arg)
         st = KV_ERR_KEY_OP_FORBIDDEN;
     else if (!k->attrs.enabled)
         st = KV_ERR_KEY_DISABLED;
-    else if (k->attrs.nbf != 0 && now < k->attrs.nbf)
+    else if ((a->op & DATED_OPS) && k->attrs.nbf != 0 && now < k->attrs.nbf)
         st = KV_ERR_KEY_NOT_YET_VALID;
-    else if (k->attrs.exp != 0 && now >= k->attrs.exp)
+    else if ((a->op & DATED_OPS) && k->attrs.exp != 0 && now >= k->attrs.exp)
         st = KV_ERR_KEY_EXPIRED;
     ks_key_free(k);
     if (st == KV_OK && a->need_sealed) {

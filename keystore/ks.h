@@ -736,7 +736,8 @@ void ks_op_result_clear(struct ks_op_result *res);
  * @param[in] op one of KS_OP_ENCRYPT, _DECRYPT, _SIGN, _VERIFY, _WRAP, _UNWRAP.
  * @param[in] version NULL or "" for the current version.
  * @return KV_OK; KV_ERR_KEY_NOT_FOUND; KV_ERR_KEY_OP_FORBIDDEN (op not in key_ops);
- *   KV_ERR_KEY_DISABLED, KV_ERR_KEY_NOT_YET_VALID, KV_ERR_KEY_EXPIRED;
+ *   KV_ERR_KEY_DISABLED; KV_ERR_KEY_NOT_YET_VALID, KV_ERR_KEY_EXPIRED (encrypt, wrap and
+ *   sign only: decrypt, unwrap and verify work outside the version's nbf/exp window);
  *   KV_ERR_BAD_ALG, KV_ERR_BAD_INPUT_LENGTH, KV_ERR_CRYPTO_FAILED; KV_ERR_STORE, KV_ERR_NOMEM.
  */
 enum kv_status ks_key_op(struct ks_env *env, const char *vault, const char *name,

@@ -1,10 +1,12 @@
 """Key lifecycle through the real Python SDK: soft delete, recover, purge,
 purge protection, update, import, rotate and its policy, backup/restore,
 and the customer-managed-key scenario on a purge-protected vault."""
+import base64
 import json
 import os
 import secrets
 import sys
+from datetime import timedelta
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Kvmock, Runner, check, eq, parse_args, int_bytes  # noqa: E402
@@ -18,7 +20,12 @@ from azure.keyvault.keys import (
     KeyRotationPolicy,
     KeyRotationPolicyAction,
 )
-from azure.keyvault.keys.crypto import CryptographyClient, KeyWrapAlgorithm
+from azure.keyvault.keys.crypto import (
+    CryptographyClient,
+    EncryptionAlgorithm,
+    KeyWrapAlgorithm,
+    SignatureAlgorithm,
+)
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 PREMIUM = {"family": "A", "name": "premium"}
@@ -124,6 +131,61 @@ def main():
                 check(False, "a disabled version must refuse operations")
             except HttpResponseError as e:
                 eq(e.status_code, 403)
+
+        @runner.test
+        def versions_outside_their_window_still_decrypt_unwrap_and_verify():
+            # Key Vault: outside nbf/exp, decrypt, unwrap and verify still work (no 403), so
+            # that what a key protected while valid stays readable; encrypt, wrap and sign
+            # are refused
+            host = kv.vault_url("default")[len("https://"):]
+            late = client.create_rsa_key("dated")
+            early = client.create_rsa_key("dated")
+            made = {}
+            for k in (late, early):
+                crypto = CryptographyClient(k.id, cred)
+                dek = secrets.token_bytes(32)
+                digest = secrets.token_bytes(32)
+                made[k.properties.version] = (
+                    dek, crypto.wrap_key(KeyWrapAlgorithm.rsa_oaep_256, dek).encrypted_key,
+                    crypto.encrypt(EncryptionAlgorithm.rsa_oaep_256, dek).ciphertext,
+                    digest, crypto.sign(SignatureAlgorithm.rs256, digest).signature)
+            created = late.properties.created_on
+            client.update_key_properties("dated", late.properties.version,
+                                         expires_on=created - timedelta(minutes=1))
+            client.update_key_properties("dated", early.properties.version,
+                                         not_before=created + timedelta(days=1))
+
+            def b64(b):
+                return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+            for k, refusal in ((late, "KeyExpired"), (early, "KeyNotYetValid")):
+                v = k.properties.version
+                dek, wrapped, ciphertext, digest, signature = made[v]
+                crypto = CryptographyClient(k.id, cred)
+                eq(crypto.unwrap_key(KeyWrapAlgorithm.rsa_oaep_256, wrapped).key, dek, refusal)
+                eq(crypto.decrypt(EncryptionAlgorithm.rsa_oaep_256, ciphertext).plaintext, dek,
+                   refusal)
+                # the SDK verifies locally with the public key: ask the server
+                st, _, body = kv.https("POST", f"/keys/dated/{v}/verify?api-version=7.5",
+                                       {"alg": "RS256", "digest": b64(digest),
+                                        "value": b64(signature)}, host=host)
+                eq((st, json.loads(body)), (200, {"value": True}), refusal)
+                for op, body in (("wrapkey", {"alg": "RSA-OAEP-256", "value": b64(dek)}),
+                                 ("encrypt", {"alg": "RSA-OAEP-256", "value": b64(dek)}),
+                                 ("sign", {"alg": "RS256", "value": b64(digest)})):
+                    st, _, answer = kv.https("POST", f"/keys/dated/{v}/{op}?api-version=7.5",
+                                             body, host=host)
+                    err = json.loads(answer)["error"]
+                    eq((st, err["code"], err["innererror"]["code"]), (403, "Forbidden", refusal),
+                       (op, answer))
+            # a disabled version refuses them all
+            client.update_key_properties("dated", late.properties.version, enabled=False)
+            try:
+                CryptographyClient(late.id, cred).unwrap_key(KeyWrapAlgorithm.rsa_oaep_256,
+                                                             made[late.properties.version][1])
+                check(False, "a disabled version must refuse unwrap")
+            except HttpResponseError as e:
+                eq((e.status_code, e.error.code), (403, "Forbidden"))
 
         @runner.test
         def import_rsa_ec():

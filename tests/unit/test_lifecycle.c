@@ -166,6 +166,29 @@ static void no_soft_delete(void)
     ks_key_free(d);
 }
 
+/* Wrap @p p->value with version @p version of soft/upd inside its window, move the window
+ * with @p outside, then check that a wrap is refused with @p refused and that the value
+ * still unwraps. */
+static void unwrap_outside_window(const char *version, const struct ks_op_params *p,
+                                  const struct ks_update *outside, enum kv_status refused)
+{
+    struct ks_update valid = {.nbf_set = 1, .nbf = 0, .exp_set = 1, .exp = 0};
+    struct ks_key *u = NULL;
+    struct ks_op_result wrapped = {0}, r = {0};
+    CHECK_ST(ks_key_update(env, "soft", "upd", version, &valid, &u), KV_OK);
+    ks_key_free(u);
+    u = NULL;
+    CHECK_ST(ks_key_op(env, "soft", "upd", version, KS_OP_WRAP, p, &wrapped), KV_OK);
+    CHECK_ST(ks_key_update(env, "soft", "upd", version, outside, &u), KV_OK);
+    ks_key_free(u);
+    CHECK_ST(ks_key_op(env, "soft", "upd", version, KS_OP_WRAP, p, &r), refused);
+    struct ks_op_params back = {.alg = p->alg, .value = {wrapped.value.data, wrapped.value.len}};
+    CHECK_ST(ks_key_op(env, "soft", "upd", version, KS_OP_UNWRAP, &back, &r), KV_OK);
+    CHECK(r.value.len == p->value.len && memcmp(r.value.data, p->value.data, p->value.len) == 0);
+    ks_op_result_clear(&r);
+    ks_op_result_clear(&wrapped);
+}
+
 static void update(void)
 {
     struct ks_key *k1 = create("soft", "upd", KS_KTY_RSA);
@@ -209,6 +232,11 @@ static void update(void)
     ks_key_free(u);
     u = NULL;
     CHECK_ST(ks_key_op(env, "soft", "upd", k1->version, KS_OP_WRAP, &p, &r), KV_ERR_KEY_EXPIRED);
+    /* outside the window, what the version wrapped while valid still unwraps */
+    struct ks_update expired = {.exp_set = 1, .exp = ks_now() - 1};
+    struct ks_update early = {.exp_set = 1, .exp = 0, .nbf_set = 1, .nbf = ks_now() + 100};
+    unwrap_outside_window(k1->version, &p, &expired, KV_ERR_KEY_EXPIRED);
+    unwrap_outside_window(k1->version, &p, &early, KV_ERR_KEY_NOT_YET_VALID);
     /* the current version is unaffected */
     CHECK_ST(ks_key_op(env, "soft", "upd", NULL, KS_OP_WRAP, &p, &r), KV_OK);
     ks_op_result_clear(&r);
