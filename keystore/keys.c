@@ -16,6 +16,7 @@
 
 #include "crypto.h"
 #include "kv_json.h"
+#include "kv_log.h"
 #include "kv_str.h"
 #include "store.h"
 #include "vaults.h"
@@ -508,6 +509,7 @@ struct create_arg {
     const char *record;
     int existing_only; /* rotate: the key must exist and be live */
     int new_only;      /* create if absent: a live key is KV_ERR_KEY_EXISTS */
+    const char *if_current; /* NULL, or only while this is the current version */
 };
 
 static enum kv_status create_fn(struct ks_txn *tx, void *arg)
@@ -548,6 +550,11 @@ static enum kv_status create_fn(struct ks_txn *tx, void *arg)
             break;
         }
     }
+    /* A rotation the sweep found due is done once: when the version it judged is no longer
+     * the current one (another sweep or a client rotated the key since), the key the sweep
+     * saw is not there any more. */
+    if (st == KV_OK && a->if_current != NULL && strcmp(h.current, a->if_current) != 0)
+        return KV_ERR_KEY_NOT_FOUND;
     if (st == KV_ERR_KEY_NOT_FOUND) {
         if (a->existing_only)
             return st;
@@ -678,6 +685,7 @@ struct version_spec {
     int existing_only;
     int new_only;
     const struct ks_release_policy *release_policy; /* NULL: none */
+    const char *if_current;                         /* as in struct create_arg */
 };
 
 /* Secure key release's rules for a new version, those that need no vault. A new version
@@ -740,7 +748,8 @@ static enum kv_status store_version(struct ks_env *env, const char *vault, const
     if (st != KV_OK)
         goto out;
 
-    struct create_arg a = {vault, &l, k, record, spec->existing_only, spec->new_only};
+    struct create_arg a = {vault,           &l, k, record, spec->existing_only, spec->new_only,
+                           spec->if_current};
     st = ks_txn_write(env, create_fn, &a);
     if (st != KV_OK)
         goto out;
@@ -1585,8 +1594,10 @@ static unsigned long exponent_of(const struct ks_pub *pub)
     return e;
 }
 
-enum kv_status ks_key_rotate(struct ks_env *env, const char *vault, const char *name,
-                             struct ks_key **out)
+/* Add a version to vault/name like its current one; with @p if_current, only while that
+ * is still the current version (else KV_ERR_KEY_NOT_FOUND). */
+static enum kv_status rotate(struct ks_env *env, const char *vault, const char *name,
+                             const char *if_current, struct ks_key **out)
 {
     struct ks_key *cur = NULL;
     struct ks_rotation_policy pol;
@@ -1597,20 +1608,29 @@ enum kv_status ks_key_rotate(struct ks_env *env, const char *vault, const char *
         ks_key_free(cur);
         return st;
     }
+    /* an imported key may have an exponent kvmock does not generate: its new version
+     * gets the usual one */
+    unsigned long e = exponent_of(&cur->pub);
     struct ks_material *m = NULL;
-    st = ks_material_generate(cur->kty, cur->pub.size_bits, exponent_of(&cur->pub), cur->pub.crv,
-                              &m);
+    st = ks_material_generate(cur->kty, cur->pub.size_bits, e == 3 ? 3 : 65537, cur->pub.crv, &m);
     if (st == KV_OK) {
         struct version_spec spec = {cur->kty, cur->hsm, cur->ops, {0}, &cur->tags, 1};
         spec.attrs.enabled = 1;
         spec.attrs.exportable = cur->attrs.exportable;
         spec.release_policy = &cur->release_policy;
+        spec.if_current = if_current;
         if (pol.is_set && pol.expiry_s > 0)
             spec.attrs.exp = ks_now() + pol.expiry_s;
         st = store_version(env, vault, cur->name, m, &spec, out);
     }
     ks_key_free(cur);
     return st;
+}
+
+enum kv_status ks_key_rotate(struct ks_env *env, const char *vault, const char *name,
+                             struct ks_key **out)
+{
+    return rotate(env, vault, name, NULL, out);
 }
 
 /* ---- backup and restore --------------------------------------------------------------- */
@@ -1962,7 +1982,8 @@ out:
 struct sweep_item {
     char vault[KS_VAULT_NAME_MAX + 1];
     char name[KS_NAME_MAX + 1];
-    int purge; /* 1: purge; 0: rotate */
+    char current[KS_VERSION_LEN + 1]; /* a rotation: the version found due */
+    int purge;                        /* 1: purge; 0: rotate */
 };
 
 struct sweep_arg {
@@ -2035,6 +2056,7 @@ static enum kv_status sweep_scan_fn(struct ks_txn *tx, void *arg)
         struct sweep_item *it = &a->items[a->count++];
         snprintf(it->vault, sizeof(it->vault), "%.*s", (int)(sep - kb), kb);
         snprintf(it->name, sizeof(it->name), "%s", h.name);
+        memcpy(it->current, h.current, sizeof(it->current));
         it->purge = purge;
     }
     mdb_cursor_close(cur);
@@ -2102,25 +2124,37 @@ enum kv_status ks_sweep(struct ks_env *env, size_t *purged, size_t *rotated)
 {
     struct sweep_arg a = {0};
     size_t np = 0, nr = 0;
+    enum kv_status first_failure = KV_OK;
     enum kv_status st = ks_vault_sweep(env, &np); /* deleted vaults past their date */
     if (st == KV_OK)
         st = ks_txn_read(env, sweep_scan_fn, &a);
+    /* One item that fails does not hold up the others: each is its own transaction, and
+     * the first failure is returned after all were tried (the next sweep tries it again). */
     for (size_t i = 0; st == KV_OK && i < a.count; i++) {
         const struct sweep_item *it = &a.items[i];
+        enum kv_status one;
         if (it->purge) {
             struct purge_due_arg pa = {it};
-            st = ks_txn_write(env, purge_due_fn, &pa);
-            np++;
+            one = ks_txn_write(env, purge_due_fn, &pa);
+            np += one == KV_OK;
         } else {
             struct ks_key *k = NULL;
-            st = ks_key_rotate(env, it->vault, it->name, &k);
+            one = rotate(env, it->vault, it->name, it->current, &k);
             ks_key_free(k);
-            if (st == KV_ERR_KEY_NOT_FOUND || st == KV_ERR_VAULT_NOT_FOUND)
-                st = KV_OK; /* deleted since the scan, or its vault is in the deleted state */
-            else
-                nr++;
+            nr += one == KV_OK;
+            /* deleted or rotated since the scan, or its vault is in the deleted state */
+            if (one == KV_ERR_KEY_NOT_FOUND || one == KV_ERR_VAULT_NOT_FOUND)
+                one = KV_OK;
+        }
+        if (one != KV_OK) {
+            kv_log(KV_LOG_WARN, "sweep: %s of key '%s' in vault '%s' failed: %s",
+                   it->purge ? "purge" : "rotation", it->name, it->vault, kv_status_name(one));
+            if (first_failure == KV_OK)
+                first_failure = one;
         }
     }
+    if (st == KV_OK)
+        st = first_failure;
     free(a.items);
     if (purged != NULL)
         *purged = np;

@@ -877,9 +877,9 @@ enum kv_status ks_key_release(struct ks_env *env, const char *vault, const char 
 
 /**
  * @brief Rotate: add a version with the current version's type, size or curve,
- * exponent, key_ops and tags (and exportable with its release policy). The rotation policy's expiry
- * applies to it. A hardware or exportable key rotates in a vault whose sku became standard
- * after it was made.
+ * exponent (65537 for an imported key's exponent other than 3 or 65537), key_ops and tags
+ * (and exportable with its release policy). The rotation policy's expiry applies to it. A hardware
+ * or exportable key rotates in a vault whose sku became standard after it was made.
  * @return KV_OK, KV_ERR_KEY_NOT_FOUND, KV_ERR_VAULT_NOT_FOUND, KV_ERR_STORE, KV_ERR_CRYPTO,
  *   KV_ERR_NOMEM.
  */
@@ -946,9 +946,13 @@ enum kv_status ks_key_restore(struct ks_env *env, const char *vault, const unsig
 /**
  * @brief Apply what kvmock's clock has made due: purge deleted vaults (with their
  * keys) and soft-deleted keys past their scheduled purge date, and rotate keys
- * whose Rotate trigger has passed (not in deleted vaults).
- * @param[out] purged, rotated counts (may be NULL); purged counts vaults and keys.
- * @return KV_OK or the first failure.
+ * whose Rotate trigger has passed (not in deleted vaults). A trigger rotates its key once,
+ * also when sweeps run at once or a client rotates the key meanwhile. Each purge and
+ * rotation is its own transaction: one that fails does not stop the others (it is logged,
+ * and the next sweep tries it again).
+ * @param[out] purged, rotated counts (may be NULL) of what was done; purged counts vaults
+ *   and keys.
+ * @return KV_OK or the first failure, after every item was tried.
  */
 enum kv_status ks_sweep(struct ks_env *env, size_t *purged, size_t *rotated) KV_MUST_CHECK;
 

@@ -5,6 +5,7 @@ import base64
 import json
 import os
 import secrets
+import subprocess
 import sys
 from datetime import timedelta
 
@@ -26,6 +27,7 @@ from azure.keyvault.keys.crypto import (
     KeyWrapAlgorithm,
     SignatureAlgorithm,
 )
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 PREMIUM = {"family": "A", "name": "premium"}
@@ -255,12 +257,27 @@ def main():
                 check(False, "expiryTime under 28 days must be refused")
             except HttpResponseError as e:
                 eq(e.status_code, 400)
+            # an imported key whose public exponent kvmock does not generate (17) rotates
+            # to a version with 65537, and does not hold up the keys the sweep meets after it
+            pem = subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt",
+                                  "rsa_keygen_bits:2048", "-pkeyopt", "rsa_keygen_pubexp:17"],
+                                 check=True, capture_output=True).stdout
+            odd = serialization.load_pem_private_key(pem, password=None).private_numbers()
+            eq(odd.public_numbers.e, 17)
+            jwk = JsonWebKey(kty="RSA", n=int_bytes(odd.public_numbers.n),
+                             e=int_bytes(odd.public_numbers.e), d=int_bytes(odd.d),
+                             p=int_bytes(odd.p), q=int_bytes(odd.q), dp=int_bytes(odd.dmp1),
+                             dq=int_bytes(odd.dmq1), qi=int_bytes(odd.iqmp))
+            eq(client.import_key("a-odd", jwk).key.e, b"\x11")  # sorts before "rot"
+            client.update_key_rotation_policy("a-odd", policy)
             # the trigger fires when kvmock's clock passes it
             before = len(list(client.list_properties_of_key_versions("rot")))
             kv.advance_clock(31 * DAY)
             fresh_clients()
             after = len(list(client.list_properties_of_key_versions("rot")))
             eq(after, before + 1)
+            eq(len(list(client.list_properties_of_key_versions("a-odd"))), 2)
+            eq(client.get_key("a-odd").key.e, b"\x01\x00\x01")
 
         @runner.test
         def backup_restore():

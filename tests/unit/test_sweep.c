@@ -6,6 +6,7 @@
  * this kvmock last closed it. Key counts take their deleted keys from it.
  */
 #include <lmdb.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -160,6 +161,44 @@ static struct ks_env *reopen_forgetting(struct ks_env *env, int note)
     return open_store();
 }
 
+static size_t versions(struct ks_env *env, const char *name)
+{
+    struct ks_key_page *page = NULL;
+    CHECK_ST(ks_key_list_versions(env, "sw", name, NULL, 25, &page), KV_OK);
+    size_t n = page != NULL ? page->count : 0;
+    ks_key_page_free(page);
+    return n;
+}
+
+static void *sweep_thread(void *arg)
+{
+    CHECK_ST(ks_sweep(arg, NULL, NULL), KV_OK);
+    return NULL;
+}
+
+/* Two sweeps at once (the periodic one and one after the clock moved) rotate a due key
+ * once: the second finds the version it judged due is no longer the current one. An
+ * RSA key, whose new material takes long enough to make that both sweeps scan before
+ * either writes. */
+static void sweeps_at_once_rotate_once(struct ks_env *env)
+{
+    struct ks_create p = {.kty = KS_KTY_RSA, .size_bits = 2048, .attrs = {.enabled = 1}};
+    struct ks_key *k = NULL;
+    CHECK_ST(ks_key_create(env, "sw", "twice", &p, &k), KV_OK);
+    ks_key_free(k);
+    set_policy(env, "twice", 1);
+    CHECK_ST(ks_sweep(env, NULL, NULL), KV_OK); /* what was due before is done */
+    for (size_t round = 1; round <= 3; round++) {
+        ks_clock_advance(31 * 86400);
+        pthread_t t[2];
+        for (int i = 0; i < 2; i++)
+            CHECK(pthread_create(&t[i], NULL, sweep_thread, env) == 0);
+        for (int i = 0; i < 2; i++)
+            pthread_join(t[i], NULL);
+        CHECK(versions(env, "twice") == 1 + round);
+    }
+}
+
 int main(void)
 {
     CHECK(sodium_init() >= 0);
@@ -243,6 +282,7 @@ int main(void)
     if (env == NULL)
         return 1;
     CHECK(in_table(env) == 1); /* trusted: what this test took out stays out */
+    sweeps_at_once_rotate_once(env);
     ks_close(env);
 
     check_remove_dir(dir);
