@@ -13,7 +13,7 @@
 #include "tls.h"
 
 #define TAGS_MAX 15
-#define TAG_NAME_MAX 512
+#define TAG_NAME_MAX  256 /* Key Vault's limits on a key's tags */
 #define TAG_VALUE_MAX 256
 
 /* ---- errors that name the key --------------------------------------------------- */
@@ -187,8 +187,9 @@ static enum kv_status parse_tags(const cJSON *o, struct ks_tags *t, struct field
     {
         if (!cJSON_IsString(it) || strlen(it->string) == 0 ||
             strlen(it->string) > TAG_NAME_MAX || strlen(it->valuestring) > TAG_VALUE_MAX)
-            return bad_field(fe, "tags", "must map names of 1-512 characters to strings of at "
-                                         "most 256 characters");
+            return bad_field(fe, "tags",
+                             "must map names of 1-256 characters to strings of at "
+                             "most 256 characters");
         t->names[t->count] = it->string;
         t->values[t->count] = it->valuestring;
         t->count++;

@@ -232,6 +232,10 @@ def main():
                 ("POST", "/keys/new1/create", {"kty": "RSA", "key_ops": ["fly"]}),
                 ("POST", "/keys/new1/create", {"kty": "RSA", "attributes": {"enabled": "yes"}}),
                 ("POST", "/keys/new1/create", {"kty": "RSA", "tags": {"a": 1}}),
+                # Key Vault's tags: at most 15, names and values of at most 256 characters
+                ("POST", "/keys/new1/create", {"kty": "EC", "tags": {"n" * 257: "v"}}),
+                ("POST", "/keys/new1/create", {"kty": "EC", "tags": {"n": "v" * 257}}),
+                ("POST", "/keys/new1/create", {"kty": "EC", "tags": {f"t{i}": "" for i in range(16)}}),
                 ("POST", "/keys/bad_name/create", {"kty": "RSA"}),
                 ("POST", "/keys/" + "a" * 128 + "/create", {"kty": "RSA"}),
             ]
@@ -241,6 +245,9 @@ def main():
             huge = b'{"kty":"RSA","tags":{"a":"' + b"x" * (1024 * 1024) + b'"}}'
             expect_error(call("POST", f"/keys/new1/create?{API}", huge), 400, "BadParameter")
             eq(key_names(), before)
+            widest = {f"{i:02d}" + "n" * 254: "v" * 256 for i in range(15)}
+            st, _, body = call("POST", f"/keys/tagged/create?{API}", {"kty": "EC", "tags": widest})
+            eq((st, json.loads(body)["tags"]), (200, widest))
 
             wrap = f"/keys/base//wrapkey?{API}"
             unwrap = f"/keys/base//unwrapkey?{API}"
