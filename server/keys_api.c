@@ -581,6 +581,11 @@ static void h_versions(struct srv_req *req)
     if (st == KV_OK)
         st = ks_key_list_versions(req->srv->ks, req->vault, req->key_name,
                                   srv_query_get(req, "$skiptoken"), max, &page);
+    if (st == KV_ERR_KEY_NOT_FOUND) {
+        /* as Key Vault answers for a key it does not hold: no versions, not a 404 */
+        page = calloc(1, sizeof(*page));
+        st = page != NULL ? KV_OK : KV_ERR_NOMEM;
+    }
     if (st != KV_OK) {
         send_key_error(req, st, NULL);
         return;

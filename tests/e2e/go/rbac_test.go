@@ -83,7 +83,7 @@ func TestRBAC(t *testing.T) {
 	_, err = data.CreateKey(ctx, vaultURI, "k2", keyvault.KeyCreateParameters{Kty: keyvault.RSA})
 	expectError(t, err, http.StatusForbidden, "Forbidden")
 	_, err = assignments.Get(ctx, scope, assignment, "")
-	expectError(t, err, http.StatusNotFound, "ResourceNotFound")
+	expectError(t, err, http.StatusNotFound, "RoleAssignmentNotFound")
 	_, err = vaults.Delete(ctx, rg, name)
 	must(t, err, "Delete the vault")
 }
