@@ -157,6 +157,15 @@ enum kv_status pol_token_verify(const struct pol_ctx *ctx, const char *token, in
                                 const char *const *auds, size_t n_auds,
                                 struct pol_claims *out) KV_MUST_CHECK;
 
+/**
+ * @brief pol_token_verify(), and when a token kvmock issued is refused only for its
+ * audience (signed, in its time, of an existing identity), that audience in
+ * @p wrong_aud (else ""): a client that asked for a token for another resource is told so.
+ */
+enum kv_status pol_token_check(const struct pol_ctx *ctx, const char *token, int64_t now,
+                               const char *const *auds, size_t n_auds, struct pol_claims *out,
+                               char wrong_aud[POL_AUD_MAX]) KV_MUST_CHECK;
+
 /* ---- access policies and role assignments ----------------------------------------- */
 
 /** A set of key permissions: bit (1u << enum pol_perm). */

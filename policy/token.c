@@ -190,7 +190,16 @@ static void cache_put(const struct pol_ctx *c, const char *token, size_t len,
 enum kv_status pol_token_verify(const struct pol_ctx *c, const char *token, int64_t now,
                                 const char *const *auds, size_t n_auds, struct pol_claims *out)
 {
+    char wrong_aud[POL_AUD_MAX];
+    return pol_token_check(c, token, now, auds, n_auds, out, wrong_aud);
+}
+
+enum kv_status pol_token_check(const struct pol_ctx *c, const char *token, int64_t now,
+                               const char *const *auds, size_t n_auds, struct pol_claims *out,
+                               char wrong_aud[POL_AUD_MAX])
+{
     enum kv_status st = KV_ERR_UNAUTHORIZED;
+    wrong_aud[0] = '\0';
     struct kv_buf sig = {0};
     struct pol_claims cl = {0};
     size_t len = strlen(token);
@@ -227,6 +236,8 @@ enum kv_status pol_token_verify(const struct pol_ctx *c, const char *token, int6
             break;
         }
     }
+    if (st != KV_OK)
+        memcpy(wrong_aud, cl.aud, sizeof(cl.aud));
 out:
     kv_buf_free(&sig);
     return st;

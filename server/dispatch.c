@@ -69,7 +69,7 @@ enum kv_status srv_authenticate(struct srv_req *req, const char *const *auds, si
     const char *token = auth + 7;
     while (*token == ' ')
         token++;
-    return pol_token_verify(req->srv->pol, token, ks_now(), auds, n_auds, &req->who);
+    return pol_token_check(req->srv->pol, token, ks_now(), auds, n_auds, &req->who, req->wrong_aud);
 }
 
 static enum kv_status authenticate(struct srv_req *req)
@@ -182,8 +182,14 @@ static void vault_api(struct srv_req *req)
         /* Key Vault: no bearer token at all (none, or another scheme) is "missing";
          * a bearer token that does not verify is "invalid". */
         int bearer = auth != NULL && strncasecmp(auth, "Bearer ", 7) == 0;
-        srv_send_error(req, KV_ERR_UNAUTHORIZED,
-                       bearer ? "The access token is invalid or has expired." : NULL);
+        if (req->wrong_aud[0] != '\0') /* Key Vault's words, naming its own audience */
+            srv_send_errorf(req, KV_ERR_UNAUTHORIZED,
+                            "AKV10022: Invalid audience. Expected https://vault.azure.net, "
+                            "found: %s.",
+                            req->wrong_aud);
+        else
+            srv_send_error(req, KV_ERR_UNAUTHORIZED,
+                           bearer ? "The access token is invalid or has expired." : NULL);
         return;
     }
 

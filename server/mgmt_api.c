@@ -103,7 +103,16 @@ static enum kv_status authenticate(struct srv_req *req)
                           self};
     if (srv_authenticate(req, auds, 3) == KV_OK)
         return KV_OK;
-    srv_send_error(req, KV_ERR_ARM_UNAUTHORIZED, NULL);
+    if (req->wrong_aud[0] != '\0') /* Resource Manager's words */
+        srv_send_errorf(req, KV_ERR_ARM_TOKEN_AUDIENCE,
+                        "The access token has been obtained for wrong audience or resource "
+                        "'%s'. It should exactly match with one of the allowed audiences "
+                        "'https://management.core.windows.net/','https://management.core."
+                        "windows.net','https://management.azure.com/','https://"
+                        "management.azure.com'.",
+                        req->wrong_aud);
+    else
+        srv_send_error(req, KV_ERR_ARM_UNAUTHORIZED, NULL);
     return KV_ERR_ARM_UNAUTHORIZED;
 }
 

@@ -79,6 +79,8 @@ struct srv_req {
     char region[KS_LOCATION_MAX + 1]; /**< the vault's location, once found ("": not yet) */
 
     struct pol_claims who; /**< set once the token verified */
+    /** a token kvmock issued, refused only for this audience ("": not so refused) */
+    char wrong_aud[POL_AUD_MAX];
     char key_name[KS_NAME_MAX + 1];
     char version[KS_VERSION_LEN + 1];
 
@@ -297,7 +299,8 @@ void srv_mgmt_vault_keys(struct srv_req *req, const struct ks_vault *v, const ch
 
 /**
  * @brief Authenticate the request's bearer token for one of @p auds.
- * @return KV_OK (req->who set) or KV_ERR_UNAUTHORIZED.
+ * @return KV_OK (req->who set) or KV_ERR_UNAUTHORIZED (req->wrong_aud set when the
+ *   audience was the token's only fault).
  */
 enum kv_status srv_authenticate(struct srv_req *req, const char *const *auds,
                                 size_t n_auds) KV_MUST_CHECK;

@@ -111,6 +111,23 @@ def main():
                 eq(st, 401, f"token {bad[:20]}... refused")
                 check("www-authenticate" in hdrs)
                 eq(error_of(body)["code"], "Unauthorized")
+            # a token kvmock issued for another resource: Key Vault's AKV10022 names it
+            st, _, body = call("GET", f"/keys?{API}", token=kv.token("https://management.azure.com"))
+            eq((st, error_of(body)), (401, {
+                "code": "Unauthorized",
+                "message": "AKV10022: Invalid audience. Expected https://vault.azure.net, "
+                           "found: https://management.azure.com."}))
+            # and on the management plane, Resource Manager's 401 for a vault token
+            st, _, body = call("GET", "/subscriptions/00000000-0000-0000-0000-000000000000/resourcegroups"
+                               "?api-version=2021-04-01",
+                               token=good)
+            err = error_of(body)
+            eq((st, err["code"]), (401, "InvalidAuthenticationTokenAudience"), body)
+            eq(err["message"], "The access token has been obtained for wrong audience or resource "
+                               "'https://vault.azure.net'. It should exactly match with one of the "
+                               "allowed audiences 'https://management.core.windows.net/',"
+                               "'https://management.core.windows.net','https://management.azure.com/',"
+                               "'https://management.azure.com'.")
             # audiences: the challenge resource of the vault host works
             eq(call("GET", f"/keys?{API}", host=vault_host,
                     token=kv.token(f"https://vault.localhost:{P}"))[0], 200)

@@ -120,6 +120,19 @@ int main(void)
     const char *const other_auds[] = {"https://management.azure.com"};
     CHECK_ST(verify(c, tok, now), KV_OK);
     CHECK_ST(pol_token_verify(c, tok, now, other_auds, 1, &cl), KV_ERR_UNAUTHORIZED);
+    /* refused for its audience alone, the token's audience is told; for anything else,
+     * nothing is */
+    char wrong_aud[POL_AUD_MAX] = "x";
+    CHECK_ST(pol_token_check(c, tok, now, other_auds, 1, &cl, wrong_aud), KV_ERR_UNAUTHORIZED);
+    CHECK(strcmp(wrong_aud, "https://vault.azure.net") == 0);
+    CHECK_ST(pol_token_check(c, tok, now, vault_auds, 2, &cl, wrong_aud), KV_OK);
+    CHECK(wrong_aud[0] == '\0');
+    CHECK_ST(pol_token_check(c, tok, now + 2 * POL_TOKEN_LIFETIME, other_auds, 1, &cl, wrong_aud),
+             KV_ERR_UNAUTHORIZED);
+    CHECK(wrong_aud[0] == '\0');
+    CHECK_ST(pol_token_check(c, "garbage", now, other_auds, 1, &cl, wrong_aud),
+             KV_ERR_UNAUTHORIZED);
+    CHECK(wrong_aud[0] == '\0');
     char *many[600];
     int all_ok = 1;
     for (int round = 0; round < 2; round++) {
