@@ -147,6 +147,8 @@ static const struct kv_status_info table[KV_STATUS_COUNT] = {
         "The role assignment does not exist."),
     ROW(KV_ERR_ARM_TOKEN_AUDIENCE, 401, "InvalidAuthenticationTokenAudience", NULL,
         "The access token has been obtained for wrong audience or resource."),
+    ROW(KV_ERR_ARM_RBAC_DENIED, 400, "ForbiddenByRbac", NULL,
+        "Caller is not authorized to perform action on resource."),
     ROW(KV_ERR_ARM_PRINCIPAL_TYPE, 400, "UnmatchedPrincipalType", NULL,
         "The principal's type is different from the specified principal type."),
 
@@ -234,6 +236,7 @@ static const char *const names[KV_STATUS_COUNT] = {
     NAME(KV_ERR_ARM_NO_ROLE_DEFINITION),
     NAME(KV_ERR_ARM_NO_ROLE_ASSIGNMENT),
     NAME(KV_ERR_ARM_TOKEN_AUDIENCE),
+    NAME(KV_ERR_ARM_RBAC_DENIED),
     NAME(KV_ERR_ARM_PRINCIPAL_TYPE),
     NAME(KV_ERR_NOMEM),
     NAME(KV_ERR_STORE),

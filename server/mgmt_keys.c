@@ -11,8 +11,11 @@
  * existing key as it is: it never makes a new version nor changes a key, as in
  * Azure. Keys are the data plane's own (the same store, versions and tags); no
  * private material is ever answered. mgmt_api.c routes here after it checked the
- * caller and found the vault.
+ * caller and found the vault. On a vault that uses RBAC, each call also needs the
+ * caller's data-plane permission (data_allowed()), as Key Vault grants Resource
+ * Manager's calls on the caller's behalf by the caller's role assignments.
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,6 +92,40 @@ static void key_not_found(struct srv_req *req, const char *vault, const char *na
                     "The Resource 'Microsoft.KeyVault/vaults/%.64s/keys/%.127s' under resource "
                     "group '%.90s' was not found.",
                     vault, name, req->seg[3]);
+}
+
+/* On a vault that uses RBAC, Resource Manager reaches Key Vault on the caller's behalf, and
+ * Key Vault grants the call by the caller's data-plane role assignments, as for the caller's
+ * own calls: 1 when @p perm is granted on the key @p name (NULL: the vault's keys); else 0,
+ * with the refusal sent. Azure answers it 400, with Key Vault's ForbiddenByRbac message naming
+ * the caller as KeyVault/ManagementPlane (Azure/bicep#6539, pulumi/pulumi-azure-native#890).
+ * A vault under access policies answers 1: there Resource Manager checks only its own roles,
+ * which `manage` stands for. */
+static int data_allowed(struct srv_req *req, const struct ks_vault *v, const char *vault_id,
+                        const char *name, enum pol_perm perm)
+{
+    if (!v->rbac || pol_allowed(req->srv->pol, &req->who, v, name, perm) == KV_OK)
+        return 1;
+    /* the refused data action, on the key or the vault, named as Azure names them */
+    char resource[1400], message[2048];
+    if (name != NULL)
+        key_arm_id(vault_id, name, NULL, resource, sizeof(resource));
+    else
+        snprintf(resource, sizeof(resource), "%s", vault_id);
+    for (char *c = resource; *c != '\0'; c++)
+        *c = (char)tolower((unsigned char)*c);
+    snprintf(message, sizeof(message),
+             "[ForbiddenByRbac (Forbidden)] Caller is not authorized to perform action on "
+             "resource.\r\nIf role assignments, deny assignments or role definitions were changed "
+             "recently, please observe propagation time.\r\nCaller: "
+             "name=KeyVault/ManagementPlane;appid=%s;oid=%s;iss=https://sts.windows.net/%s/\r\n"
+             "Action: 'Microsoft.KeyVault/vaults/keys/%s'\r\nResource: '%s'\r\nAssignment: "
+             "(not found)\r\nVault: %s;location=%s\r\n",
+             req->who.appid, req->who.oid, req->who.tid,
+             perm == POL_KEYS_CREATE ? "create/action" : "read", resource, v->name,
+             ks_vault_location(v));
+    srv_send_error(req, KV_ERR_ARM_RBAC_DENIED, message); /* Resource Manager's 400 */
+    return 0;
 }
 
 /* An int64 member of @p o into @p out (0 when absent); 0 when it is not a whole number. */
@@ -187,6 +224,9 @@ static void key_put(struct srv_req *req, const struct ks_vault *v, const char *v
                     const char *name)
 {
     struct ks_key *k = NULL;
+    /* as in Azure, a PUT first reads the key (keys/read), and needs create only to make it */
+    if (!data_allowed(req, v, vault_id, name, POL_KEYS_GET))
+        return;
     enum kv_status st = ks_key_get(req->srv->ks, v->name, name, NULL, &k);
     if (st == KV_OK) { /* it exists: answered as it is, nothing written */
         srv_send_json(req, 200, key_json(req, v, vault_id, k, 0, 0));
@@ -197,6 +237,8 @@ static void key_put(struct srv_req *req, const struct ks_vault *v, const char *v
         srv_send_error(req, st, NULL);
         return;
     }
+    if (!data_allowed(req, v, vault_id, name, POL_KEYS_CREATE))
+        return;
     char why[200] = "";
     struct ks_create p;
     if (srv_read_json_body(req) != KV_OK) {
@@ -278,12 +320,16 @@ void srv_mgmt_vault_keys(struct srv_req *req, const struct ks_vault *v, const ch
     const char *method = req->ri->request_method;
     int get = strcmp(method, "GET") == 0;
     if (name == NULL && get) {
-        key_list(req, v, vault_id, NULL);
+        if (data_allowed(req, v, vault_id, NULL, POL_KEYS_LIST))
+            key_list(req, v, vault_id, NULL);
     } else if (name != NULL && versions && version == NULL && get) {
-        key_list(req, v, vault_id, name);
+        if (data_allowed(req, v, vault_id, name, POL_KEYS_LIST))
+            key_list(req, v, vault_id, name);
     } else if (name != NULL && !versions && strcmp(method, "PUT") == 0) {
         key_put(req, v, vault_id, name);
     } else if (name != NULL && get) {
+        if (!data_allowed(req, v, vault_id, name, POL_KEYS_GET))
+            return;
         struct ks_key *k = NULL;
         enum kv_status st = ks_key_get(req->srv->ks, v->name, name, version, &k);
         if (st == KV_ERR_KEY_NOT_FOUND)

@@ -3,8 +3,9 @@ answers them, driven by Debian's azure-mgmt-authorization (unmodified) and raw H
 the built-in Key Vault role definitions and their lookup by name, assignment lists at
 every scope with atScope(), principalId and assignedTo() filters, one assignment per
 principal, role and scope (409 RoleAssignmentExists), immutable assignments (400
-RoleAssignmentUpdateNotPermitted), GUID names (400 InvalidRoleAssignmentId), and the
-assignments at a vault's scope going with the vault (recovery does not restore them)."""
+RoleAssignmentUpdateNotPermitted), GUID names (400 InvalidRoleAssignmentId), the
+assignments at a vault's scope going with the vault (recovery does not restore them), and
+Resource Manager's key calls on an RBAC vault held to the caller's data roles."""
 import json
 import os
 import secrets
@@ -25,7 +26,10 @@ from azure.mgmt.keyvault import KeyVaultManagementClient
 
 DISK = {"name": "disk", "objectId": "0a000000-0000-4000-8000-0000000000d1",
         "clientId": "0c000000-0000-4000-8000-0000000000d1"}
-CONFIG = {"tenantId": TENANT, "identities": [APP, DISK]}
+# an operator: manages vaults through Resource Manager, and holds no data role of its own
+OPS = {"name": "ops", "objectId": "0a000000-0000-4000-8000-0000000000b1",
+       "clientId": "0c000000-0000-4000-8000-0000000000b1", "manage": True}
+CONFIG = {"tenantId": TENANT, "identities": [APP, DISK, OPS]}
 SUB = "00000000-0000-0000-0000-000000000000"
 AUTHZ = "api-version=2022-04-01"
 NOBODY = "0a000000-0000-4000-8000-0000000000e1"  # a principal kvmock issues no tokens for
@@ -574,6 +578,115 @@ def main():
                                         host=f"latervault.vault.localhost:{kv2.https_port}",
                                         token=kv2.token(client_id=DISK["clientId"]))
                 eq(st, 403, body)
+
+        @runner.test
+        def resource_manager_key_calls_on_an_rbac_vault_need_the_callers_data_roles():
+            # Resource Manager reaches Key Vault on the caller's behalf, and on an RBAC vault
+            # Key Vault grants the call by the caller's data-plane roles (Azure/bicep#6539,
+            # pulumi/pulumi-azure-native#890): `manage` alone reads and makes no key
+            make_vault("armkeys-rg", "armrbac")
+            scope = vault_scope("armkeys-rg", "armrbac")
+            keys = f"{scope}/keys"
+            api = "api-version=2023-07-01"
+            new_key = {"properties": {"kty": "RSA", "keySize": 2048}}
+            ops_cred = ManagedIdentityCredential(client_id=OPS["clientId"])
+            ops_km = KeyVaultManagementClient(ops_cred, SUB, **opts)
+            app_keys = KeyClient(kv.vault_url("armrbac"), app_cred)
+
+            def ops(method, path, body=None):
+                tok = kv.token("https://management.azure.com", client_id=OPS["clientId"])
+                st, _, resp = kv.https(method, path, body, token=tok)
+                return st, (json.loads(resp) if resp else None)
+
+            def refused(method, path, action, resource, what, body=None):
+                # Azure answers 400 with Key Vault's refusal, ForbiddenByRbac, the caller named
+                # as Resource Manager acting for it
+                st, got = ops(method, f"{path}?{api}", body)
+                eq(st, 400, (what, got))
+                eq(got["error"]["code"], "ForbiddenByRbac", (what, got))
+                msg = got["error"]["message"]
+                check(msg.startswith("[ForbiddenByRbac (Forbidden)] Caller is not authorized to "
+                                     "perform action on resource.\r\n"), (what, msg))
+                for line in (f"Caller: name=KeyVault/ManagementPlane;appid={OPS['clientId']};"
+                             f"oid={OPS['objectId']};iss=https://sts.windows.net/{TENANT}/",
+                             f"Action: 'Microsoft.KeyVault/vaults/keys/{action}'",
+                             f"Resource: '{resource.lower()}'", "Assignment: (not found)",
+                             "Vault: armrbac;location=westeurope"):
+                    check(f"\r\n{line}\r\n" in msg, (what, line, msg))
+
+            made = [assign(scope, "Key Vault Crypto Officer", APP["objectId"])]
+            try:
+                existing = app_keys.create_rsa_key("existing", size=2048)
+                version = existing.properties.version
+                # no data role: every key call is refused, the existence check first
+                for method, path, action, resource in (
+                        ("PUT", f"{keys}/armkey", "read", f"{keys}/armkey"),
+                        ("PUT", f"{keys}/existing", "read", f"{keys}/existing"),
+                        ("GET", f"{keys}/existing", "read", f"{keys}/existing"),
+                        ("GET", f"{keys}/nosuchkey", "read", f"{keys}/nosuchkey"),
+                        ("GET", f"{keys}/existing/versions", "read", f"{keys}/existing"),
+                        ("GET", f"{keys}/existing/versions/{version}", "read", f"{keys}/existing"),
+                        ("GET", keys, "read", scope)):
+                    refused(method, path, action, resource, f"{method} {path} without a role",
+                            new_key if method == "PUT" else None)
+                try:
+                    ops_km.keys.create_if_not_exist("armkeys-rg", "armrbac", "sdkkey", new_key)
+                    check(False, "keys.create_if_not_exist without a data role must be refused")
+                except HttpResponseError as e:
+                    eq(e.status_code, 400)
+                    check("ForbiddenByRbac" in e.message, e.message)
+                eq(sorted(k.name for k in app_keys.list_properties_of_keys()), ["existing"])
+                # a role that reads keys but makes none: reads work, a new key is refused
+                made.append(assign(scope, "Key Vault Crypto User", OPS["objectId"]))
+                st, got = ops("GET", f"{keys}/existing?{api}")
+                eq((st, got["properties"]["keyUriWithVersion"]), (200, existing.id), got)
+                st, got = ops("GET", f"{keys}?{api}")
+                eq((st, [k["name"] for k in got["value"]]), (200, ["existing"]), got)
+                st, got = ops("GET", f"{keys}/existing/versions?{api}")
+                eq((st, [k["name"] for k in got["value"]]), (200, [version]), got)
+                st, got = ops("GET", f"{keys}/existing/versions/{version}?{api}")
+                eq((st, got["name"]), (200, version), got)
+                st, got = ops("GET", f"{keys}/nosuchkey?{api}")
+                eq((st, got["error"]["code"]), (404, "ResourceNotFound"), got)
+                st, got = ops("PUT", f"{keys}/existing?{api}", new_key)  # answered as it is
+                eq((st, got["properties"]["keyUriWithVersion"]), (200, existing.id), got)
+                refused("PUT", f"{keys}/armkey", "create/action", f"{keys}/armkey",
+                        "PUT of a new key under Crypto User", new_key)
+                eq(sorted(k.name for k in app_keys.list_properties_of_keys()), ["existing"])
+                # Crypto Officer on one key: that key may be made, the vault's keys not listed
+                made.append(assign(f"{keys}/scoped", "Key Vault Crypto Officer", OPS["objectId"]))
+                am.role_assignments.delete_by_id(made.pop(1).id)
+                st, got = ops("PUT", f"{keys}/scoped?{api}", new_key)
+                eq((st, got["name"]), (200, "scoped"), got)
+                refused("GET", keys, "read", scope, "list with a key's role only")
+                refused("PUT", f"{keys}/armkey", "read", f"{keys}/armkey",
+                        "PUT of another key with a key's role only", new_key)
+                # Crypto Officer on the vault: the same calls work, through the SDK as well
+                made.append(assign(scope, "Key Vault Crypto Officer", OPS["objectId"]))
+                st, got = ops("PUT", f"{keys}/armkey?{api}", new_key)
+                eq((st, got["name"], got["properties"]["kty"]), (200, "armkey", "RSA"), got)
+                eq(app_keys.get_key("armkey").id, got["properties"]["keyUriWithVersion"])
+                sdk = ops_km.keys.create_if_not_exist("armkeys-rg", "armrbac", "sdkkey", new_key)
+                eq((sdk.name, ops_km.keys.get("armkeys-rg", "armrbac", "sdkkey").key_uri_with_version),
+                   ("sdkkey", sdk.key_uri_with_version))
+                eq(sorted(k.name for k in ops_km.keys.list("armkeys-rg", "armrbac")),
+                   ["armkey", "existing", "scoped", "sdkkey"])
+            finally:
+                for a in made:
+                    am.role_assignments.delete_by_id(a.id)
+            # a vault under access policies: Resource Manager's own roles (`manage`) are
+            # enough, as before, though no access policy names the caller
+            st, got = ops("PUT", f"{vault_scope('armkeys-rg', 'armpolicy')}?{api}",
+                          {"location": "westeurope", "properties": {
+                              "tenantId": TENANT, "sku": {"family": "A", "name": "standard"},
+                              "accessPolicies": []}})
+            eq(st, 201, got)
+            policy_keys = f"{vault_scope('armkeys-rg', 'armpolicy')}/keys"
+            st, got = ops("PUT", f"{policy_keys}/armkey?{api}", new_key)
+            eq((st, got["name"]), (200, "armkey"), got)
+            eq(ops("GET", f"{policy_keys}/armkey?{api}")[0], 200)
+            st, got = ops("GET", f"{policy_keys}?{api}")
+            eq((st, [k["name"] for k in got["value"]]), (200, ["armkey"]), got)
 
         @runner.test
         def the_audit_log_and_metrics_name_the_new_operations():
