@@ -1298,6 +1298,8 @@ struct lifecycle_arg {
 static enum kv_status lifecycle_fn(struct ks_txn *tx, void *arg)
 {
     struct lifecycle_arg *a = arg;
+    ks_key_free(a->key); /* a write's body runs again when its batch met a full map */
+    a->key = NULL;
     struct ks_vault vault;
     enum kv_status st = ks_vault_read(tx, a->vault, &vault);
     if (st != KV_OK)
@@ -1432,6 +1434,8 @@ static int replace_number(cJSON *o, const char *name, double value)
 static enum kv_status update_fn(struct ks_txn *tx, void *arg)
 {
     struct update_arg *a = arg;
+    ks_key_free(a->key); /* as in lifecycle_fn() */
+    a->key = NULL;
     const struct ks_update *u = a->u;
     struct ks_vault vault;
     enum kv_status st = ks_vault_read(tx, a->vault, &vault);
@@ -1849,6 +1853,8 @@ struct restore_arg {
 static enum kv_status restore_fn(struct ks_txn *tx, void *arg)
 {
     struct restore_arg *a = arg;
+    ks_key_free(a->key); /* as in lifecycle_fn() */
+    a->key = NULL;
     struct ks_vault vault;
     enum kv_status st = ks_vault_read(tx, a->vault, &vault);
     if (st != KV_OK)

@@ -547,11 +547,11 @@ enum kv_status ks_txn_del(struct ks_txn *tx, MDB_dbi dbi, const void *key, size_
 {
     MDB_val k = {key_len, (void *)key};
     int rc = mdb_del(tx->txn, dbi, &k, NULL);
-    if (rc != 0 && rc != MDB_NOTFOUND) {
+    if (rc == MDB_MAP_FULL) /* a delete takes pages too: the writer runs again */
+        tx->map_full = 1;
+    else if (rc != 0 && rc != MDB_NOTFOUND)
         kv_log(KV_LOG_ERROR, "delete failed: %s", mdb_strerror(rc));
-        return KV_ERR_STORE;
-    }
-    return KV_OK;
+    return rc == 0 || rc == MDB_NOTFOUND ? KV_OK : KV_ERR_STORE;
 }
 
 /* ---- vaults ------------------------------------------------------------------ */

@@ -50,7 +50,7 @@ struct ks_env {
 struct ks_txn {
     struct ks_env *env;
     MDB_txn *txn;
-    int map_full; /**< set by ks_txn_put() when the map filled up */
+    int map_full; /**< set by ks_txn_put() and ks_txn_del() when the map filled up */
 };
 
 /* Slots of the memos of parsed records (memo.h): the hot set, bounded. */

@@ -280,6 +280,79 @@ static void map_growth(void)
     ks_close(env);
 }
 
+/* Writers whose bodies hand a key back (update, delete and recover, restore) in batches
+ * with creates that fill a tiny map: a batch that meets the full map runs its bodies
+ * again after the map grows, and each key handed back is the last run's (the sanitizer
+ * build's leak check sees any that was dropped). */
+struct filler_arg {
+    struct ks_env *env;
+    int done;
+};
+
+static void *filler_thread(void *arg)
+{
+    struct filler_arg *f = arg;
+    char name[32], tag_names[15][8], value[257];
+    char *names[15], *values[15];
+    memset(value, 'v', 256);
+    value[256] = '\0';
+    for (int t = 0; t < 15; t++) {
+        snprintf(tag_names[t], sizeof(tag_names[t]), "t%02d", t);
+        names[t] = tag_names[t];
+        values[t] = value;
+    }
+    for (int i = 0; i < 300; i++) {
+        snprintf(name, sizeof(name), "fill%03d", i);
+        struct ks_create p = {
+            .kty = KS_KTY_OCT, .attrs = {.enabled = 1}, .tags = {15, names, values}};
+        struct ks_key *k = NULL;
+        CHECK_ST(ks_key_create(f->env, "grow", name, &p, &k), KV_OK);
+        ks_key_free(k);
+    }
+    __atomic_store_n(&f->done, 1, __ATOMIC_SEQ_CST);
+    return NULL;
+}
+
+static void bodies_run_again_after_growth(void)
+{
+    struct ks_env *env = open_store(64 * 1024);
+    if (env == NULL)
+        return;
+    put_vault(env, "grow");
+    ks_key_free(create(env, "grow", "upd", KS_KTY_OCT));
+    ks_key_free(create(env, "grow", "life", KS_KTY_OCT));
+    ks_key_free(create(env, "grow", "back", KS_KTY_OCT));
+    struct filler_arg f = {env, 0};
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, filler_thread, &f) == 0);
+    int rounds = 0;
+    for (; !__atomic_load_n(&f.done, __ATOMIC_SEQ_CST); rounds++) {
+        struct ks_update u = {.enabled_set = 1, .enabled = rounds % 2};
+        struct ks_key *k = NULL;
+        CHECK_ST(ks_key_update(env, "grow", "upd", NULL, &u, &k), KV_OK);
+        ks_key_free(k);
+        k = NULL;
+        CHECK_ST(ks_key_delete(env, "grow", "life", &k), KV_OK);
+        ks_key_free(k);
+        k = NULL;
+        CHECK_ST(ks_deleted_recover(env, "grow", "life", &k), KV_OK);
+        ks_key_free(k);
+        k = NULL;
+        struct kv_buf blob = {0};
+        CHECK_ST(ks_key_backup(env, "grow", "back", &blob), KV_OK);
+        CHECK_ST(ks_key_delete(env, "grow", "back", &k), KV_OK);
+        ks_key_free(k);
+        k = NULL;
+        CHECK_ST(ks_deleted_purge(env, "grow", "back"), KV_OK);
+        CHECK_ST(ks_key_restore(env, "grow", blob.data, blob.len, &k), KV_OK);
+        ks_key_free(k);
+        kv_buf_free(&blob);
+    }
+    pthread_join(t, NULL);
+    CHECK(rounds > 0);
+    ks_close(env);
+}
+
 /* ---- group commit: concurrent writers share commits, each in its own child ---- */
 
 #define WRITERS 8
@@ -912,6 +985,7 @@ int main(void)
     CHECK(sodium_init() >= 0);
     in_fresh_dir(one_store_reopened);
     in_fresh_dir(map_growth);
+    in_fresh_dir(bodies_run_again_after_growth);
     in_fresh_dir(group_commit);
     in_fresh_dir(older_records);
     in_fresh_dir(attached_records);
