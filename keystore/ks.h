@@ -441,12 +441,23 @@ struct ks_deleted_vault {
  */
 enum kv_status ks_vault_create(struct ks_env *env, const struct ks_vault *vault) KV_MUST_CHECK;
 
+/** How ks_vault_put_with() writes a vault. */
+enum ks_vault_write {
+    KS_VAULT_UPDATE = -1, /**< the live vault only: KV_ERR_VAULT_NOT_FOUND when it is not */
+    KS_VAULT_PUT = 0,     /**< create or replace, as ks_vault_put() */
+    KS_VAULT_CREATE = 1,  /**< a new vault only, as ks_vault_create() */
+};
+
 /**
- * @brief ks_vault_create() (@p create not 0) or ks_vault_put(), and @p ops, in one
- * transaction: the vault is written only if every op succeeds, and the ops only if the
- * vault is. Another layer's records that belong with the vault (its access policies and
- * role assignments) so never exist without it, nor it without them.
- * @return as ks_vault_create() or ks_vault_put(), and as ks_record_apply().
+ * @brief ks_vault_create() (@p create KS_VAULT_CREATE), ks_vault_put() (KS_VAULT_PUT:
+ * create or replace) or an update (KS_VAULT_UPDATE: ks_vault_put() of the live vault), and
+ * @p ops, in one transaction: the vault is written only if every op succeeds, and the ops
+ * only if the vault is. Another layer's records that belong with the vault (its access
+ * policies and role assignments) so never exist without it, nor it without them. An
+ * update checks that the vault is live in that transaction: one deleted (soft or not)
+ * since the caller read it, or never made, is refused and nothing is written.
+ * @return as ks_vault_create() or ks_vault_put(), and as ks_record_apply(); an update,
+ *   KV_ERR_VAULT_NOT_FOUND when the vault is not live.
  */
 enum kv_status ks_vault_put_with(struct ks_env *env, const struct ks_vault *vault, int create,
                                  const struct ks_record_op *ops, size_t n) KV_MUST_CHECK;

@@ -483,17 +483,25 @@ enum kv_status ks_vault_tags(struct ks_env *env, const char *name, int deleted, 
 struct create_arg {
     const char *lname;
     const struct ks_vault *vault;
-    int create;
+    int create; /* enum ks_vault_write */
     const struct ks_record_op *ops;
     size_t n_ops;
 };
 
 /* A deleted vault holds its name until its scheduled purge date; one past that
- * date is purged here, in the transaction that creates the new vault. */
+ * date is purged here, in the transaction that creates the new vault. An update
+ * applies only while the vault is live: a deletion committed since the caller read it
+ * is not undone. */
 static enum kv_status create_fn(struct ks_txn *tx, void *arg)
 {
     struct create_arg *a = arg;
     struct ks_vault live;
+    if (a->create == KS_VAULT_UPDATE) {
+        enum kv_status st = ks_vault_read(tx, a->lname, &live);
+        if (st == KV_OK)
+            st = ks_vault_write(tx, a->vault);
+        return st == KV_OK ? ks_records_apply_tx(tx, a->ops, a->n_ops) : st;
+    }
     enum kv_status st = a->create ? ks_vault_read(tx, a->lname, &live) : KV_ERR_VAULT_NOT_FOUND;
     if (st != KV_ERR_VAULT_NOT_FOUND)
         return st == KV_OK ? KV_ERR_ARM_VAULT_EXISTS : st;
@@ -523,7 +531,7 @@ enum kv_status ks_vault_put_with(struct ks_env *env, const struct ks_vault *vaul
 
 enum kv_status ks_vault_create(struct ks_env *env, const struct ks_vault *vault)
 {
-    return ks_vault_put_with(env, vault, 1, NULL, 0);
+    return ks_vault_put_with(env, vault, KS_VAULT_CREATE, NULL, 0);
 }
 
 /* ---- the sweep ------------------------------------------------------------------------------- */

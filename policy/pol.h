@@ -295,9 +295,9 @@ struct pol_acl_change {
 };
 
 /**
- * @brief Write vault @p v, created (@p create: as ks_vault_create()) or updated (as
- * ks_vault_put()), and its access control change @p chg (NULL: none; its vault must be
- * @p v's) in one transaction.
+ * @brief Write vault @p v as ks_vault_put_with() does with @p create (KS_VAULT_CREATE,
+ * KS_VAULT_PUT, or KS_VAULT_UPDATE: only while the vault is live), and its access control
+ * change @p chg (NULL: none; its vault must be @p v's) in one transaction.
  * @return KV_OK, KV_ERR_BAD_PARAM, the errors of ks_vault_put_with() and pol_role_put().
  */
 enum kv_status pol_vault_put(struct pol_ctx *ctx, const struct ks_vault *v, int create,

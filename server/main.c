@@ -118,7 +118,7 @@ static enum kv_status create_vault(const struct srv_config *cfg, size_t vi, stru
     chg.roles = roles;
     chg.n_roles = nr;
     if (st == KV_OK)
-        st = pol_vault_put(srv->pol, put, 0, &chg);
+        st = pol_vault_put(srv->pol, put, KS_VAULT_PUT, &chg);
     free(policies);
     free(roles);
     return st;

@@ -208,19 +208,24 @@ static void vault_id(const struct srv_req *req, const struct ks_vault *v, char *
              req->seg[1], srv_vault_group(v), v->name);
 }
 
-/* Add the tags of vault @p name (@p deleted: as it was deleted) to @p o as "tags". */
-static int add_tags(struct srv_req *req, cJSON *o, const char *name, int deleted)
+/* Add @p known, or (NULL) the tags of vault @p name read from the store (@p deleted: as
+ * it was deleted), to @p o as "tags". */
+static int add_tags(struct srv_req *req, cJSON *o, const char *name, int deleted,
+                    const struct ks_tags *known)
 {
     struct ks_tags t = {0};
     cJSON *tags = cJSON_AddObjectToObject(o, "tags");
-    int ok = tags != NULL && ks_vault_tags(req->srv->ks, name, deleted, &t) == KV_OK;
-    for (size_t i = 0; ok && i < t.count; i++)
-        ok = cJSON_AddStringToObject(tags, t.names[i], t.values[i]) != NULL;
+    int ok =
+        tags != NULL && (known != NULL || ks_vault_tags(req->srv->ks, name, deleted, &t) == KV_OK);
+    const struct ks_tags *shown = known != NULL ? known : &t;
+    for (size_t i = 0; ok && i < shown->count; i++)
+        ok = cJSON_AddStringToObject(tags, shown->names[i], shown->values[i]) != NULL;
     ks_tags_clear(&t);
     return ok;
 }
 
-/* The generic resource of a vault (GET .../resources): id, name, type, location, tags. */
+/* The generic resource of a vault (GET .../resources): id, name, type, location, tags
+ * (v->tags when set, as a write gave them, else read). */
 static cJSON *vault_resource_json(struct srv_req *req, const struct ks_vault *v)
 {
     char id[1024];
@@ -230,7 +235,7 @@ static cJSON *vault_resource_json(struct srv_req *req, const struct ks_vault *v)
         !cJSON_AddStringToObject(o, "name", v->name) ||
         !cJSON_AddStringToObject(o, "type", "Microsoft.KeyVault/vaults") ||
         !cJSON_AddStringToObject(o, "location", ks_vault_location(v)) ||
-        !add_tags(req, o, v->name, 0)) {
+        !add_tags(req, o, v->name, 0, v->tags)) {
         cJSON_Delete(o);
         return NULL;
     }
@@ -292,10 +297,27 @@ static int parse_tags(struct srv_req *req, const cJSON *o, struct ks_tags *out)
     return 1;
 }
 
-/* A vault: its generic resource with the sku and the properties. */
+/* Add networkAcls with the rule lists @p v->net_rules (a write's) to @p props; nothing
+ * when they are not set. 0 when out of memory. */
+static int add_known_acls(cJSON *props, const struct ks_vault *v)
+{
+    if (!v->net_acls || v->net_rules == NULL)
+        return 1;
+    cJSON *acls = ks_net_acls_json(v, v->net_rules);
+    if (acls != NULL && cJSON_AddItemToObject(props, "networkAcls", acls))
+        return 1;
+    cJSON_Delete(acls);
+    return 0;
+}
+
+/* A vault: its generic resource with the sku and the properties. Its tags and network
+ * rule lists are v->tags and v->net_rules when set (a write's, as written), else read:
+ * a vault deleted since @p v was read has none to read, and gives NULL. */
 static cJSON *vault_json(struct srv_req *req, const struct ks_vault *v)
 {
     char dns[64], uri[128];
+    struct ks_vault read_rules = *v; /* srv_vault_props_json() reads them when net_acls */
+    read_rules.net_acls = v->net_acls && v->net_rules == NULL;
     srv_vault_dns(req, dns, sizeof(dns));
     snprintf(uri, sizeof(uri), "https://%s.%s/", v->name, dns);
     cJSON *o = vault_resource_json(req, v);
@@ -305,8 +327,8 @@ static cJSON *vault_json(struct srv_req *req, const struct ks_vault *v)
         cJSON_Delete(policies);
         policies = NULL;
     }
-    int ok = policies && srv_vault_props_json(req, props, v) &&
-             cJSON_AddStringToObject(props, "tenantId", v->tenant_id) &&
+    int ok = policies && srv_vault_props_json(req, props, &read_rules) &&
+             add_known_acls(props, v) && cJSON_AddStringToObject(props, "tenantId", v->tenant_id) &&
              cJSON_AddStringToObject(props, "vaultUri", uri) &&
              cJSON_AddBoolToObject(props, "enableSoftDelete", v->soft_delete) &&
              cJSON_AddNumberToObject(props, "softDeleteRetentionInDays", v->retention_days) &&
@@ -477,6 +499,11 @@ static int vault_body_ok(struct srv_req *req, int patch)
     return 1;
 }
 
+/* The answer to a write that would turn purge protection off. */
+static const char purge_protection_stays[] =
+    "The property \"enablePurgeProtection\" cannot be set to false. Enabling the purge "
+    "protection for a vault is an irreversible action.";
+
 /* PUT (create or replace) or, with @p patch, PATCH (change what the body names) a vault.
  * A PUT needs a location and properties, and its tags replace the vault's (none given,
  * none kept), as Resource Manager replaces a whole resource; a PATCH changes only what
@@ -570,8 +597,7 @@ static void vault_put(struct srv_req *req, const char *path_name, int patch)
     /* as in Azure, the property takes only true: false is refused even for a new vault,
      * and one left out keeps what the vault has */
     else if (cJSON_IsFalse(pp))
-        bad = "The property \"enablePurgeProtection\" cannot be set to false. Enabling the purge "
-              "protection for a vault is an irreversible action.";
+        bad = purge_protection_stays;
     /* as in Azure, soft delete once on stays on, with the retention it was given */
     else if (exists && old.soft_delete && !v.soft_delete)
         bad = "The property \"enableSoftDelete\" cannot be set to false. Enabling the soft "
@@ -618,30 +644,47 @@ static void vault_put(struct srv_req *req, const char *path_name, int patch)
                                  .clear_roles = !exists,
                                  .policies = policies,
                                  .n_policies = n};
+    /* The answer shows the vault as written, not as read again after the write (a
+     * deletion right after it would leave nothing to read): the tags and network rule
+     * lists the body gives, else the vault's as they are now, which the write keeps. */
+    struct ks_tags kept_tags = {0};
+    struct ks_net_rules kept_rules = {0};
+    if (st == KV_OK && exists && v.tags == NULL)
+        st = ks_vault_tags(req->srv->ks, name, 0, &kept_tags);
+    if (st == KV_OK && exists && v.net_acls && v.net_rules == NULL)
+        st = ks_vault_net_rules(req->srv->ks, name, &kept_rules);
+    /* An update applies only while the vault is live, checked as it writes: a
+     * deletion committed since the vault was read above is not undone. */
     if (st == KV_OK)
-        st = pol_vault_put(req->srv->pol, &v, !exists, &chg);
-    free(tags.names);
-    free(tags.values);
-    v.tags = NULL;
-    ks_net_rules_clear(&rules);
-    v.net_rules = NULL;
+        st = pol_vault_put(req->srv->pol, &v, exists ? KS_VAULT_UPDATE : KS_VAULT_CREATE, &chg);
     free(policies);
     if (st == KV_ERR_ARM_VAULT_EXISTS) { /* another request created it meanwhile */
         srv_send_errorf(req, st,
                         "The vault name '%.64s' is already in use: another request created it "
                         "while this one ran.",
                         name);
-        return;
-    }
-    if (st != KV_OK) {
+    } else if (st == KV_ERR_VAULT_NOT_FOUND) { /* deleted meanwhile: nothing was written */
+        vault_not_found(req, name);
+    } else if (st == KV_ERR_PURGE_PROTECTED) { /* another request turned it on meanwhile */
+        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST, purge_protection_stays);
+    } else if (st != KV_OK) {
         int told =
             st == KV_ERR_ARM_BAD_REQUEST || st == KV_ERR_VAULT_DELETED || st == KV_ERR_STORE_FULL;
         srv_send_error(req, told ? st : KV_ERR_INTERNAL, why[0] ? why : NULL);
-        return;
+    } else {
+        kv_log(KV_LOG_INFO, "vault '%s' %s by %s", name, exists ? "updated" : "created",
+               req->who.oid);
+        if (v.tags == NULL)
+            v.tags = &kept_tags;
+        if (v.net_acls && v.net_rules == NULL)
+            v.net_rules = &kept_rules;
+        srv_send_json(req, exists ? 200 : 201, vault_json(req, &v));
     }
-    kv_log(KV_LOG_INFO, "vault '%s' %s by %s", name, exists ? "updated" : "created", req->who.oid);
-    cJSON *doc = vault_json(req, &v);
-    srv_send_json(req, exists ? 200 : 201, doc);
+    free(tags.names);
+    free(tags.values);
+    ks_tags_clear(&kept_tags);
+    ks_net_rules_clear(&rules);
+    ks_net_rules_clear(&kept_rules);
 }
 
 static void vault_get(struct srv_req *req, const char *name)
@@ -863,7 +906,7 @@ static cJSON *deleted_vault_json(struct srv_req *req, const struct ks_deleted_va
         !cJSON_AddStringToObject(props, "location", location) ||
         !cJSON_AddStringToObject(props, "deletionDate", when) ||
         !cJSON_AddStringToObject(props, "scheduledPurgeDate", purge) ||
-        !add_tags(req, props, d->vault.name, 1) ||
+        !add_tags(req, props, d->vault.name, 1, NULL) ||
         !cJSON_AddBoolToObject(props, "purgeProtectionEnabled", d->vault.purge_protection)) {
         cJSON_Delete(o);
         return NULL;

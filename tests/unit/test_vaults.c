@@ -11,6 +11,7 @@
 
 #include "check.h"
 #include "ks.h"
+#include "testrecords.h"
 
 #define DAY 86400
 
@@ -493,6 +494,57 @@ static void network_rules(void)
     CHECK_ST(ks_vault_net_rules(env, "", &r), KV_ERR_VAULT_NOT_FOUND);
 }
 
+/* An update (ks_vault_put_with(), create < 0) applies only while the vault is live: one
+ * that was deleted (soft or hard) or never made is refused in the write's transaction,
+ * and nothing of it is written, neither the vault nor the records that go with it. */
+static void update_needs_a_live_vault(void)
+{
+    static const char key[] = "upd\0x", val[] = "{}";
+    struct ks_record_op op = {KS_TABLE_POLICIES, key, sizeof(key) - 1, val, sizeof(val) - 1};
+    struct ks_vault v = vault("upd", 1, 7, 0), got;
+    struct ks_deleted_vault d;
+    CHECK_ST(ks_vault_create(env, &v), KV_OK);
+    /* live: the update applies */
+    v.rbac = 1;
+    CHECK_ST(ks_vault_put_with(env, &v, -1, &op, 1), KV_OK);
+    CHECK_ST(ks_vault_get(env, "upd", &got), KV_OK);
+    CHECK(got.rbac == 1);
+    CHECK(tr_count(env, KS_TABLE_POLICIES, "upd", 4) == 1);
+    CHECK_ST(ks_record_apply(env, &(struct ks_record_op){KS_TABLE_POLICIES, "upd", 4, NULL, 0}, 1),
+             KV_OK);
+    /* soft-deleted: refused; the deleted record stays, no live vault comes back */
+    CHECK_ST(ks_vault_soft_delete(env, "upd", "id", NULL), KV_OK);
+    v.rbac = 0;
+    CHECK_ST(ks_vault_put_with(env, &v, -1, &op, 1), KV_ERR_VAULT_NOT_FOUND);
+    CHECK_ST(ks_vault_put_with(env, &v, -1, NULL, 0), KV_ERR_VAULT_NOT_FOUND);
+    CHECK_ST(ks_vault_get(env, "upd", &got), KV_ERR_VAULT_NOT_FOUND);
+    CHECK(!listed("upd"));
+    CHECK_ST(ks_deleted_vault_get(env, "upd", &d), KV_OK);
+    CHECK(d.vault.rbac == 1); /* as it was deleted */
+    CHECK(tr_count(env, KS_TABLE_POLICIES, "upd", 4) == 0);
+    /* and it recovers as it was deleted */
+    CHECK_ST(ks_deleted_vault_recover(env, "upd", &got), KV_OK);
+    CHECK(got.rbac == 1);
+    /* never made: refused, nothing written */
+    struct ks_vault never = vault("nevermade", 1, 7, 0);
+    CHECK_ST(ks_vault_put_with(env, &never, -1, &op, 1), KV_ERR_VAULT_NOT_FOUND);
+    CHECK_ST(ks_vault_get(env, "nevermade", &got), KV_ERR_VAULT_NOT_FOUND);
+    CHECK_ST(ks_deleted_vault_get(env, "nevermade", &d), KV_ERR_VAULT_NOT_FOUND);
+    CHECK(!listed("nevermade"));
+    CHECK(tr_count(env, KS_TABLE_POLICIES, "upd", 4) == 0);
+    /* removed at once (no soft delete): refused as well, nothing comes back */
+    struct ks_vault hard = vault("updhard", 0, 7, 0);
+    CHECK_ST(ks_vault_create(env, &hard), KV_OK);
+    CHECK_ST(ks_vault_soft_delete(env, "updhard", "id", &d), KV_OK);
+    CHECK(d.deleted_date == 0);
+    CHECK_ST(ks_vault_put_with(env, &hard, -1, NULL, 0), KV_ERR_VAULT_NOT_FOUND);
+    CHECK_ST(ks_vault_get(env, "updhard", &got), KV_ERR_VAULT_NOT_FOUND);
+    CHECK(!listed("updhard"));
+    /* a put (create 0) still creates or replaces, as the configuration file's vaults need */
+    CHECK_ST(ks_vault_put_with(env, &hard, 0, NULL, 0), KV_OK);
+    CHECK_ST(ks_vault_get(env, "updhard", &got), KV_OK);
+}
+
 static void persists(void)
 {
     ks_close(env);
@@ -538,6 +590,7 @@ int main(void)
         location_is_kept();
         tags_are_kept();
         network_rules();
+        update_needs_a_live_vault();
         resource_groups();
         persists();
         ks_close(env);
