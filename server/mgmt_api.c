@@ -694,7 +694,12 @@ static void vault_get(struct srv_req *req, const char *name)
         vault_not_found(req, name);
         return;
     }
-    srv_send_json(req, 200, vault_json(req, &v));
+    cJSON *doc = vault_json(req, &v);
+    /* its tags and rules are read after it: a vault deleted in between has none */
+    if (doc == NULL && ks_vault_get(req->srv->ks, name, &v) == KV_ERR_VAULT_NOT_FOUND)
+        vault_not_found(req, name);
+    else
+        srv_send_json(req, 200, doc);
 }
 
 /* Delete vault @p v: to the deleted state with soft delete, else at once. */

@@ -849,6 +849,22 @@ def main():
                     eq(put_vault(name, mode="recover")[0], 200, name)
 
         @runner.test
+        def a_get_racing_a_delete_answers_the_vault_or_404():
+            for i in range(16):
+                name = f"getdel{i}"
+                eq(put_vault(name)[0], 201)
+                eq(mgmt("PATCH", f"{ARM}/{name}?{API}", MANY_RULES)[0], 200)
+                get_time = time.monotonic()
+                eq(mgmt("GET", f"{ARM}/{name}?{API}")[0], 200)
+                get_time = time.monotonic() - get_time
+                (gst, gbody), (dst, _) = race(name, ("GET", None), ("DELETE", None),
+                                              get_time / 4 * (i % 6))
+                eq(dst, 200, name)
+                check(gst in (200, 404), (name, gst, gbody))
+                if gst == 200:
+                    eq(len(gbody["properties"]["networkAcls"]["ipRules"]), 1000, name)
+
+        @runner.test
         def a_patch_racing_purge_protection_is_refused_not_failed():
             step = patch_time() / 5
             for i in range(8):
