@@ -748,8 +748,13 @@ static enum kv_status store_version(struct ks_env *env, const char *vault, const
     if (st != KV_OK)
         goto out;
 
-    struct create_arg a = {vault,           &l, k, record, spec->existing_only, spec->new_only,
-                           spec->if_current};
+    struct create_arg a = {.vault = vault,
+                           .l = &l,
+                           .key = k,
+                           .record = record,
+                           .existing_only = spec->existing_only,
+                           .new_only = spec->new_only,
+                           .if_current = spec->if_current};
     st = ks_txn_write(env, create_fn, &a);
     if (st != KV_OK)
         goto out;
