@@ -97,6 +97,7 @@ enum kv_status {
     KV_ERR_ARM_NO_ROLE_ASSIGNMENT, /**< 404 RoleAssignmentNotFound (at the scope asked) */
     KV_ERR_ARM_TOKEN_AUDIENCE,     /**< 401 InvalidAuthenticationTokenAudience */
     KV_ERR_ARM_RBAC_DENIED,        /**< 400 ForbiddenByRbac: Key Vault's refusal, through ARM */
+    KV_ERR_ARM_TOKEN_TENANT,       /**< 401 InvalidAuthenticationTokenTenant */
     KV_ERR_ARM_PRINCIPAL_TYPE,     /**< 400 UnmatchedPrincipalType */
 
     /* 500 */

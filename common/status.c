@@ -149,6 +149,8 @@ static const struct kv_status_info table[KV_STATUS_COUNT] = {
         "The access token has been obtained for wrong audience or resource."),
     ROW(KV_ERR_ARM_RBAC_DENIED, 400, "ForbiddenByRbac", NULL,
         "Caller is not authorized to perform action on resource."),
+    ROW(KV_ERR_ARM_TOKEN_TENANT, 401, "InvalidAuthenticationTokenTenant", NULL,
+        "The access token is from the wrong issuer."),
     ROW(KV_ERR_ARM_PRINCIPAL_TYPE, 400, "UnmatchedPrincipalType", NULL,
         "The principal's type is different from the specified principal type."),
 
@@ -237,6 +239,7 @@ static const char *const names[KV_STATUS_COUNT] = {
     NAME(KV_ERR_ARM_NO_ROLE_ASSIGNMENT),
     NAME(KV_ERR_ARM_TOKEN_AUDIENCE),
     NAME(KV_ERR_ARM_RBAC_DENIED),
+    NAME(KV_ERR_ARM_TOKEN_TENANT),
     NAME(KV_ERR_ARM_PRINCIPAL_TYPE),
     NAME(KV_ERR_NOMEM),
     NAME(KV_ERR_STORE),

@@ -84,11 +84,12 @@ static int api_version_ok_n(struct srv_req *req, const char *const *list, size_t
 
 /* ---- authentication and the caller's right to manage ------------------------------------ */
 
-/* Whether the authenticated caller is an identity with `manage`, in its own tenant. */
+/* Whether the authenticated caller is an identity with `manage` (its token's tenant is its
+ * own: pol_token_check() made sure). */
 static int may_manage(const struct srv_req *req)
 {
     const struct pol_identity *id = pol_find_identity(req->srv->pol, NULL, req->who.oid, NULL);
-    return id != NULL && id->manage && strcasecmp(id->tenant_id, req->who.tid) == 0;
+    return id != NULL && id->manage;
 }
 
 /* A token for Resource Manager, verified; else 401 answered. Its audience is Azure's
@@ -120,6 +121,16 @@ static enum kv_status authorize(struct srv_req *req, const char *action, const c
 {
     if (authenticate(req) != KV_OK)
         return KV_ERR_ARM_UNAUTHORIZED;
+    const char *tenant = pol_tenant(req->srv->pol);
+    if (strcasecmp(req->who.tid, tenant) != 0) { /* kvmock's one subscription is its tenant's */
+        srv_send_errorf(req, KV_ERR_ARM_TOKEN_TENANT,
+                        "The access token is from the wrong issuer 'https://sts.windows.net/%s/'. "
+                        "It must match the tenant 'https://sts.windows.net/%s/' associated with "
+                        "this subscription. Please use the authority (URL) "
+                        "'https://login.windows.net/%s' to get the token.",
+                        req->who.tid, tenant, tenant);
+        return KV_ERR_ARM_UNAUTHORIZED;
+    }
     if (!may_manage(req)) {
         srv_send_errorf(req, KV_ERR_ARM_FORBIDDEN,
                         "The client '%s' with object id '%s' does not have authorization to "

@@ -26,10 +26,14 @@ DISK = {"name": "disk-service", "objectId": "0a000000-0000-4000-8000-00000000000
         "clientId": "0c000000-0000-4000-8000-000000000003"}
 GUEST = {"name": "guest", "objectId": "0a000000-0000-4000-8000-000000000004",
          "clientId": "0c000000-0000-4000-8000-000000000004", "tenantId": OTHER_TENANT}
+# an administrator of another tenant: kvmock's subscription is not its tenant's
+GUEST_ADMIN = {"name": "guest-admin", "objectId": "0a000000-0000-4000-8000-000000000005",
+               "clientId": "0c000000-0000-4000-8000-000000000005", "tenantId": OTHER_TENANT,
+               "manage": True}
 ALL = {"keys": ["all"]}
 CONFIG = {
     "tenantId": TENANT,
-    "identities": [APP, CI, DISK, GUEST],
+    "identities": [APP, CI, DISK, GUEST, GUEST_ADMIN],
     "vaults": [
         {"name": "cmk", "properties": {"accessPolicies": [
             {"objectId": CI["objectId"], "permissions": ALL},
@@ -220,6 +224,25 @@ def main():
             # and a vault token is not a management token
             st, _, _ = kv.https("GET", f"{ARM}/cmk?api-version=2023-07-01", token=kv.token())
             eq(st, 401)
+            # an identity of another tenant, even one that may manage, gets Resource
+            # Manager's 401 for the wrong tenant on the subscription's resources, and sees
+            # no subscription
+            guest = kv.token("https://management.azure.com", client_id=GUEST_ADMIN["clientId"])
+            for method, path, body in (
+                    ("GET", f"{ARM}/cmk?api-version=2023-07-01", None),
+                    ("PUT", f"{ARM}/cmk/accessPolicies/add?api-version=2023-07-01",
+                     {"properties": {"accessPolicies": [entry]}}),
+                    ("GET", f"/subscriptions/{SUB}/resourcegroups?api-version=2021-04-01", None)):
+                st, _, answer = kv.https(method, path, body, token=guest)
+                err = json.loads(answer)["error"]
+                eq((st, err["code"]), (401, "InvalidAuthenticationTokenTenant"), (path, answer))
+                eq(err["message"], f"The access token is from the wrong issuer "
+                                   f"'https://sts.windows.net/{OTHER_TENANT}/'. It must match the "
+                                   f"tenant 'https://sts.windows.net/{TENANT}/' associated with "
+                                   f"this subscription. Please use the authority (URL) "
+                                   f"'https://login.windows.net/{TENANT}' to get the token.")
+            st, _, answer = kv.https("GET", "/subscriptions?api-version=2022-12-01", token=guest)
+            eq((st, json.loads(answer)["value"]), (200, []))
 
         @runner.test
         def management_creates_vaults_with_purge_protection():

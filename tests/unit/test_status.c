@@ -70,6 +70,7 @@ int main(void)
     row(KV_ERR_ARM_NO_ROLE_ASSIGNMENT, 404, "RoleAssignmentNotFound", NULL);
     row(KV_ERR_ARM_TOKEN_AUDIENCE, 401, "InvalidAuthenticationTokenAudience", NULL);
     row(KV_ERR_ARM_RBAC_DENIED, 400, "ForbiddenByRbac", NULL);
+    row(KV_ERR_ARM_TOKEN_TENANT, 401, "InvalidAuthenticationTokenTenant", NULL);
     row(KV_ERR_ARM_PRINCIPAL_TYPE, 400, "UnmatchedPrincipalType", NULL);
     CHECK(kv_status_info(KV_ERR_NOMEM)->http_status == 500);
     /* out-of-range values map to something printable */
