@@ -300,8 +300,23 @@ static void openid_configuration(struct srv_req *req, const char *tenant)
     srv_send_json(req, 200, ok ? doc : (cJSON_Delete(doc), NULL));
 }
 
-/* The token's audience from a v2.0 request's scope ("R/.default", the first scope only) or
- * a v1 request's resource. Returns 0 and answers the error when there is none. */
+/* Whether every space-separated item of @p scope after the first (of length @p n) is the
+ * first again: a token is for one resource. */
+static int one_resource(const char *scope, size_t n)
+{
+    for (const char *s = scope + n; *s != '\0';) {
+        while (*s == ' ')
+            s++;
+        size_t len = strcspn(s, " ");
+        if (len != 0 && (len != n || strncmp(s, scope, n) != 0))
+            return 0;
+        s += len;
+    }
+    return 1;
+}
+
+/* The token's audience from a v2.0 request's scope ("R/.default") or a v1 request's
+ * resource. Returns 0 and answers the error when there is none. */
 static int requested_audience(struct srv_req *req, const struct mi_params *p, int v1, char *aud,
                               size_t size)
 {
@@ -327,6 +342,15 @@ static int requested_audience(struct srv_req *req, const struct mi_params *p, in
         strncmp(p->scope + n - 9, "/.default", 9) != 0 || n - 9 >= size) {
         send_aad_error(req, 400, "invalid_scope",
                        "AADSTS1002012: The scope must be a resource followed by /.default.");
+        return 0;
+    }
+    if (!one_resource(p->scope, n)) { /* Entra's words: one token, one resource */
+        char why[600];
+        snprintf(why, sizeof(why),
+                 "AADSTS70011: The provided value for the input parameter 'scope' is not valid. "
+                 "The scope %.400s is not valid.",
+                 p->scope);
+        send_aad_error(req, 400, "invalid_scope", why);
         return 0;
     }
     snprintf(aud, size, "%.*s", (int)(n - 9), p->scope);

@@ -7,6 +7,7 @@ import json
 import os
 import secrets
 import sys
+import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Kvmock, Runner, check, eq, parse_args, b64url, unb64url, TENANT  # noqa: E402
@@ -104,6 +105,23 @@ def main():
                                    headers={"Content-Type": "application/x-www-form-urlencoded"})
             eq(st, 400)
             eq(json.loads(body)["error"], "unauthorized_client")
+            # one token is for one resource: Entra refuses a scope naming two (AADSTS70011);
+            # the same resource twice is still one
+            form = (b"grant_type=client_credentials&client_id=" + CI["clientId"].encode()
+                    + b"&client_secret=" + CI["clientSecret"].encode() + b"&scope=")
+            two = "https://vault.azure.net/.default https://management.azure.com/.default"
+            st, _, body = kv.https("POST", f"/{TENANT}/oauth2/v2.0/token", token=None,
+                                   body=form + urllib.parse.quote(two).encode(),
+                                   headers={"Content-Type": "application/x-www-form-urlencoded"})
+            eq((st, json.loads(body)["error"]), (400, "invalid_scope"), body)
+            eq(json.loads(body)["error_description"],
+               f"AADSTS70011: The provided value for the input parameter 'scope' is not valid. "
+               f"The scope {two} is not valid.")
+            same = "https://vault.azure.net/.default https://vault.azure.net/.default"
+            st, _, body = kv.https("POST", f"/{TENANT}/oauth2/v2.0/token", token=None,
+                                   body=form + urllib.parse.quote(same).encode(),
+                                   headers={"Content-Type": "application/x-www-form-urlencoded"})
+            eq(st, 200, body)
 
         @runner.test
         def client_secret_basic():
