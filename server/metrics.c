@@ -16,17 +16,19 @@ static const char *const operations[] = {
     "KeyCreate", "KeyImport", "KeyGet", "KeyList", "KeyListVersions", "KeyUpdate", "KeyDelete",
     "KeyGetDeleted", "KeyListDeleted", "KeyRecover", "KeyPurge", "KeyBackup", "KeyRestore",
     "KeyRotate", "KeyRotationPolicyGet", "KeyRotationPolicySet", "KeyEncrypt", "KeyDecrypt",
-    "KeySign", "KeyVerify", "KeyWrap", "KeyUnwrap", "KeyRelease", "GetRandomBytes",
-    "Authentication", "VaultPut", "VaultPatch", "VaultGet", "VaultDelete", "VaultList",
+    "KeySign", "KeyVerify", "KeyWrap", "KeyUnwrap", "KeyRelease", "KeyGetAttestation",
+    "GetRandomBytes", "Authentication", "VaultPut", "VaultPatch", "VaultGet", "VaultDelete",
+    "VaultList", "VaultGetDeleted", "VaultListDeleted", "VaultRecover", "VaultPurge",
     "VaultAccessPolicyUpdate", "RoleAssignmentPut", "RoleAssignmentGet", "RoleAssignmentDelete",
     "RoleAssignmentList", "RoleDefinitionGet", "RoleDefinitionList",
     "ResourceGroupPut", "ResourceGroupGet", "ResourceGroupDelete", "ResourceGroupList",
-    "VaultKeyPut", "VaultKeyGet", "VaultKeyList", "VaultCheckName",
+    "VaultKeyPut", "VaultKeyGet", "VaultKeyList", "VaultCheckName", "ResourceList",
+    "ManagedHsmList", "SubscriptionList", "SubscriptionGet", "TenantList",
     "other",
 };
 #define N_OPS (sizeof(operations) / sizeof(operations[0]))
 
-static const int statuses[] = {200, 201, 204, 400, 401, 403, 404, 405, 409, 500, 0};
+static const int statuses[] = {200, 201, 204, 400, 401, 403, 404, 405, 409, 413, 500, 507, 0};
 #define N_STATUS (sizeof(statuses) / sizeof(statuses[0])) /* the last is "other" */
 
 static const int64_t buckets_ms[] = {1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500};

@@ -401,7 +401,8 @@ def main():
             metrics = kv.http("GET", "/metrics")[2].decode()
             for line in ('operation="ResourceGroupPut",status="201"',
                          'operation="ResourceGroupDelete",status="200"',
-                         'operation="VaultPatch",status="404"'):
+                         'operation="VaultPatch",status="404"',
+                         'operation="VaultRecover",status="200"'):
                 check(line in metrics, line)
 
         @runner.test
