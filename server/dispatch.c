@@ -283,13 +283,6 @@ static void vault_api(struct srv_req *req)
 
 /* ---- the HTTP port: health, CA certificate, token endpoints, admin ----------------- */
 
-static int from_loopback(const struct srv_req *req)
-{
-    const char *ip = req->ri->remote_addr;
-    return strncmp(ip, "127.", 4) == 0 || strcmp(ip, "::1") == 0 ||
-           strncmp(ip, "::ffff:127.", 11) == 0;
-}
-
 static void admin_clock(struct srv_req *req)
 {
     enum kv_status st = srv_read_json_body(req);
@@ -338,8 +331,10 @@ static void http_port(struct srv_req *req)
         /* answered */
     } else if (path_is(req, "admin", "clock") || path_is(req, "admin", "audit")) {
         int clock = strcasecmp(req->seg[1], "clock") == 0;
-        if (!from_loopback(req))
-            srv_send_error(req, KV_ERR_ACCESS_DENIED, "Admin endpoints answer on loopback only.");
+        if (!srv_local_only(req))
+            srv_send_error(req, KV_ERR_ACCESS_DENIED,
+                           "Admin endpoints answer on loopback only, to a loopback host name, "
+                           "and not to another site's page.");
         else if (strcmp(method, clock ? "POST" : "GET") != 0)
             srv_send_error(req, KV_ERR_METHOD_NOT_ALLOWED, NULL);
         else if (clock)

@@ -184,6 +184,51 @@ const char *srv_header(const struct srv_req *req, const char *name)
     return mg_get_header(req->conn, name);
 }
 
+/* Whether host[:port] @p h (@p len bytes) names the loopback interface. */
+static int loopback_host(const char *h, size_t len)
+{
+    if (len > 0 && h[0] == '[')
+        return len >= 5 && strncmp(h, "[::1]", 5) == 0 && (len == 5 || h[5] == ':');
+    size_t n = 0;
+    while (n < len && h[n] != ':')
+        n++;
+    if (n == 9 && strncasecmp(h, "localhost", 9) == 0)
+        return 1;
+    if (n > 10 && strncasecmp(h + n - 10, ".localhost", 10) == 0)
+        return 1;
+    unsigned a, b, c, d;
+    char tail;
+    char ip[16];
+    if (n == 0 || n >= sizeof(ip))
+        return 0;
+    memcpy(ip, h, n);
+    ip[n] = '\0';
+    return sscanf(ip, "%u.%u.%u.%u%c", &a, &b, &c, &d, &tail) == 4 && a == 127 && b < 256 &&
+           c < 256 && d < 256;
+}
+
+int srv_local_only(const struct srv_req *req)
+{
+    const char *ip = req->ri->remote_addr;
+    if (!(strncmp(ip, "127.", 4) == 0 || strcmp(ip, "::1") == 0 ||
+          strncmp(ip, "::ffff:127.", 11) == 0))
+        return 0;
+    const char *host = srv_header(req, "Host");
+    if (host != NULL && !loopback_host(host, strlen(host)))
+        return 0;
+    const char *site = srv_header(req, "Sec-Fetch-Site");
+    if (site != NULL && strcasecmp(site, "cross-site") == 0)
+        return 0;
+    const char *origin = srv_header(req, "Origin");
+    if (origin == NULL)
+        return 1;
+    const char *o = strstr(origin, "://");
+    if (o == NULL)
+        return 0; /* "null" (a sandboxed or file: page), or not an origin */
+    o += 3;
+    return loopback_host(o, strcspn(o, "/"));
+}
+
 enum kv_status srv_read_body(struct srv_req *req, size_t max, char **out, size_t *out_len)
 {
     long long declared = req->ri->content_length;
@@ -193,6 +238,12 @@ enum kv_status srv_read_body(struct srv_req *req, size_t max, char **out, size_t
     char *buf = malloc(cap);
     if (buf == NULL)
         return KV_ERR_NOMEM;
+    /* RFC 9110 10.1.1: a client that expects 100-continue waits for it (curl a second)
+     * before it sends the body */
+    const char *expect = srv_header(req, "Expect");
+    if (expect != NULL && strcasecmp(expect, "100-continue") == 0 &&
+        req->ri->http_version != NULL && strcmp(req->ri->http_version, "1.1") == 0)
+        mg_write(req->conn, "HTTP/1.1 100 Continue\r\n\r\n", 25);
     for (;;) {
         if (len + 1 == cap) {
             if (cap > max) {

@@ -137,6 +137,9 @@ static void send_response(struct srv_req *req, int http_status, const char *cont
         return;
     }
     size_t n = h.len;
+    /* RFC 9110 9.3.2: the answer to HEAD is the headers of a GET's, without the body */
+    if (strcmp(req->ri->request_method, "HEAD") == 0)
+        len = 0;
     char *one = len > 0 && len <= SEND_COPY_MAX ? malloc(n + len) : NULL;
     if (one != NULL) {
         memcpy(one, h.buf, n);
@@ -213,14 +216,27 @@ void srv_send_error(struct srv_req *req, enum kv_status st, const char *message)
         "{\"error\":{\"code\":\"InternalServerError\",\"message\":\"Out of memory.\"}}";
     const char *body = text ? text : fallback;
 
+    /* Every 401 carries a challenge (RFC 9110 15.5.2): Key Vault's names its authority and
+     * resource; Resource Manager's is the one its SDKs' challenge parsers know */
     char challenge[SRV_HOST_MAX + 192];
-    if (st == KV_ERR_UNAUTHORIZED)
+    const char *shown = NULL;
+    if (st == KV_ERR_UNAUTHORIZED) {
         snprintf(challenge, sizeof(challenge),
                  "Bearer authorization=\"https://login.microsoftonline.com/%s\", "
                  "resource=\"%s\"",
                  pol_tenant(req->srv->pol), req->resource);
-    send_response(req, info->http_status, "application/json; charset=utf-8",
-                  st == KV_ERR_UNAUTHORIZED ? challenge : NULL, body, strlen(body));
+        shown = challenge;
+    } else if (info->http_status == 401) {
+        shown = srv_header(req, "Authorization") == NULL
+                    ? "Bearer authorization_uri=\"https://login.windows.net/\", "
+                      "error=\"invalid_token\", error_description=\"The authentication failed "
+                      "because of missing 'Authorization' header.\""
+                    : "Bearer authorization_uri=\"https://login.windows.net/\", "
+                      "error=\"invalid_token\", error_description=\"The access token is "
+                      "invalid.\"";
+    }
+    send_response(req, info->http_status, "application/json; charset=utf-8", shown, body,
+                  strlen(body));
     cJSON_free(text);
 }
 

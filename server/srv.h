@@ -118,6 +118,15 @@ const char *srv_query_get(const struct srv_req *req, const char *name);
 const char *srv_header(const struct srv_req *req, const char *name);
 
 /**
+ * @brief Whether a request for the loopback-only endpoints (the web view, /admin) may be
+ * answered: it comes from a loopback address, names a loopback host (localhost, *.localhost,
+ * 127.x.x.x, [::1]; so a web page cannot reach them through a DNS name it rebound), and is
+ * not a browser's request from another site's page (its Origin is a loopback host, and
+ * Sec-Fetch-Site is not cross-site). curl and the SDKs send neither header.
+ */
+int srv_local_only(const struct srv_req *req);
+
+/**
  * @brief Read the body (looping, chunked or not) up to SRV_BODY_MAX and parse it
  * as a JSON object into req->body. An empty body gives an empty object.
  * @return KV_OK, KV_ERR_BODY_TOO_LARGE, KV_ERR_BAD_JSON, KV_ERR_NOMEM.

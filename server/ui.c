@@ -270,10 +270,10 @@ int srv_ui_endpoint(struct srv_req *req)
         srv_send_error(req, KV_ERR_ROUTE_NOT_FOUND, "The web view is off (--ui off).");
         return 1;
     }
-    const char *ip = req->ri->remote_addr;
-    if (!(strncmp(ip, "127.", 4) == 0 || strcmp(ip, "::1") == 0 ||
-          strncmp(ip, "::ffff:127.", 11) == 0)) {
-        srv_send_error(req, KV_ERR_ACCESS_DENIED, "The web view answers on loopback only.");
+    if (!srv_local_only(req)) {
+        srv_send_error(req, KV_ERR_ACCESS_DENIED,
+                       "The web view answers on loopback only, to a loopback host name, and "
+                       "not to another site's page.");
         return 1;
     }
     if (strcmp(req->ri->request_method, "GET") != 0) {

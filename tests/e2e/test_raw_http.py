@@ -4,6 +4,7 @@ bad input (each followed by a check that nothing changed), and the lifecycle
 refusals."""
 import json
 import os
+import socket
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -118,11 +119,15 @@ def main():
                 "message": "AKV10022: Invalid audience. Expected https://vault.azure.net, "
                            "found: https://management.azure.com."}))
             # and on the management plane, Resource Manager's 401 for a vault token
-            st, _, body = call("GET", "/subscriptions/00000000-0000-0000-0000-000000000000/resourcegroups"
+            st, hdrs, body = call("GET", "/subscriptions/00000000-0000-0000-0000-000000000000/resourcegroups"
                                "?api-version=2021-04-01",
                                token=good)
             err = error_of(body)
             eq((st, err["code"]), (401, "InvalidAuthenticationTokenAudience"), body)
+            # every 401 carries a challenge, Resource Manager's here
+            eq(hdrs.get("www-authenticate"), 'Bearer authorization_uri="https://login.windows.net/", '
+                                             'error="invalid_token", error_description="The access '
+                                             'token is invalid."')
             eq(err["message"], "The access token has been obtained for wrong audience or resource "
                                "'https://vault.azure.net'. It should exactly match with one of the "
                                "allowed audiences 'https://management.core.windows.net/',"
@@ -300,6 +305,65 @@ def main():
             kv.advance_clock(3601)
             expect_error(call("GET", f"/keys?{API}", token=tok), 401, "Unauthorized")
             eq(call("GET", f"/keys?{API}", token=kv.token())[0], 200)
+
+        @runner.test
+        def head_expect_and_loopback_only_endpoints():
+            def raw(request, wait_for=b"\r\n\r\n", more=None):
+                """Send @request on a fresh connection to the HTTP port; return what came
+                back by the end of the headers (and, with @more, after sending it)."""
+                s = socket.create_connection(("127.0.0.1", kv.http_port), timeout=5)
+                try:
+                    s.sendall(request)
+                    got = b""
+                    while wait_for not in got:
+                        chunk = s.recv(65536)
+                        if not chunk:
+                            break
+                        got += chunk
+                    if more is not None:
+                        s.sendall(more)
+                    s.settimeout(0.3)  # anything more the server sent with it
+                    try:
+                        while True:
+                            chunk = s.recv(65536)
+                            if not chunk:
+                                break
+                            got += chunk
+                    except socket.timeout:
+                        pass
+                    return got
+                finally:
+                    s.close()
+
+            # HEAD: the headers of the GET, no body (RFC 9110 9.3.2), also for an error
+            for path, status in ((b"/healthz", b"200"), (b"/nowhere", b"404")):
+                got = raw(b"HEAD " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                head, _, rest = got.partition(b"\r\n\r\n")
+                check(head.startswith(b"HTTP/1.1 " + status), got)
+                check(b"Content-Length: " in head, head)
+                eq(rest, b"", path)
+            # Expect: 100-continue: the interim answer comes before the body is sent
+            body = b'{"advanceSeconds": 0}'
+            got = raw(b"POST /admin/clock HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                      b"application/json\r\nExpect: 100-continue\r\nContent-Length: "
+                      + str(len(body)).encode() + b"\r\n\r\n", more=body)
+            check(got.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200"), got[:200])
+            # the loopback-only endpoints refuse what a web page of another site can send:
+            # a cross-site Origin, Sec-Fetch-Site: cross-site, a Host that is not loopback
+            # (a DNS name rebound to 127.0.0.1); curl's requests and kvmock's own page pass
+            clock = b"POST /admin/clock HTTP/1.1\r\nContent-Length: " + str(len(body)).encode()
+            for extra, status in (
+                    (b"Host: 127.0.0.1\r\n", b"200"),
+                    (b"Host: localhost:8080\r\nOrigin: http://localhost:8080\r\n", b"200"),
+                    (b"Host: 127.0.0.1\r\nOrigin: https://evil.example\r\n", b"403"),
+                    (b"Host: 127.0.0.1\r\nOrigin: null\r\n", b"403"),
+                    (b"Host: 127.0.0.1\r\nSec-Fetch-Site: cross-site\r\n", b"403"),
+                    (b"Host: attacker.example:8080\r\n", b"403")):
+                got = raw(clock + b"\r\n" + extra + b"Content-Type: text/plain\r\n\r\n" + body)
+                check(got.startswith(b"HTTP/1.1 " + status), (extra, got[:300]))
+            for host, status in ((b"127.0.0.1", b"200"), (b"rebound.example", b"403")):
+                got = raw(b"GET /ui/api/state HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+                check(got.startswith(b"HTTP/1.1 " + status), (host, got[:300]))
 
         @runner.test
         def identity_endpoints():
