@@ -121,8 +121,10 @@ enum kv_status pol_add_identity(struct pol_ctx *c, struct pol_identity *id)
 {
     for (size_t i = 0; i < c->n_ids; i++) {
         const struct pol_identity *o = &c->ids[i];
-        if (strcmp(o->object_id, id->object_id) == 0 || strcmp(o->client_id, id->client_id) == 0 ||
-            (o->is_default && id->is_default))
+        /* ids are GUIDs, which every lookup matches without regard to case */
+        if (strcasecmp(o->object_id, id->object_id) == 0 ||
+            strcasecmp(o->client_id, id->client_id) == 0 || (o->is_default && id->is_default) ||
+            (id->resource_id[0] != '\0' && strcasecmp(o->resource_id, id->resource_id) == 0))
             return KV_ERR_BAD_PARAM;
     }
     struct pol_identity *ids = realloc(c->ids, (c->n_ids + 1) * sizeof(*ids));

@@ -38,6 +38,11 @@ int main(void)
     CHECK_ST(pol_add_identity(c, &guest), KV_OK);
     struct pol_identity dup = {.name = "dup", .object_id = "oid-1", .client_id = "cid-9"};
     CHECK_ST(pol_add_identity(c, &dup), KV_ERR_BAD_PARAM);
+    /* ids match without regard to case, so one that differs only in case repeats another */
+    struct pol_identity upper = {.name = "upper", .object_id = "OID-1", .client_id = "cid-8"};
+    CHECK_ST(pol_add_identity(c, &upper), KV_ERR_BAD_PARAM);
+    struct pol_identity upper_client = {.name = "uc", .object_id = "oid-7", .client_id = "CID-2"};
+    CHECK_ST(pol_add_identity(c, &upper_client), KV_ERR_BAD_PARAM);
 
     /* in the order added */
     CHECK(pol_identity_count(c) == 2);
