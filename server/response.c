@@ -111,9 +111,12 @@ static void send_response(struct srv_req *req, int http_status, const char *cont
     hput(&h, mg_get_response_code_text(req->conn, http_status));
     hput(&h, "\r\n");
     hline(&h, "Content-Type", content_type);
-    hput(&h, "Content-Length: ");
-    hput_num(&h, len);
-    hput(&h, "\r\nCache-Control: no-cache\r\n");
+    if (http_status != 204) { /* RFC 9110 8.6: a 204 carries no Content-Length */
+        hput(&h, "Content-Length: ");
+        hput_num(&h, len);
+        hput(&h, "\r\n");
+    }
+    hput(&h, "Cache-Control: no-cache\r\n");
     hline(&h, "x-ms-request-id", req->request_id);
     if (req->client_request_id[0] != '\0')
         hline(&h, "x-ms-client-request-id", req->client_request_id);

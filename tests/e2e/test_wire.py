@@ -212,7 +212,10 @@ def main():
                      ("DELETE", f"/deletedkeys/once?{API}", None, 404, "KeyPurge")]
             before = len(audit_lines(kv))
             for method, path, body, want, _ in calls:
-                eq(kv.https(method, path, body, host=host, token=token)[0], want, f"{method} {path}")
+                st, hdrs, _ = kv.https(method, path, body, host=host, token=token)
+                eq(st, want, f"{method} {path}")
+                # RFC 9110 8.6: a 204 carries no Content-Length
+                eq("content-length" in hdrs, want != 204, (method, path, hdrs))
             got = [(r["operationName"], r["properties"]["httpStatusCode"])
                    for r in audit_ops_since(kv, before) if "/keys/once" in r["properties"]["id"]]
             # once each, in the order answered: a refusal's record is queued and a change's
