@@ -446,6 +446,7 @@ struct page_arg {
     int max, count;
     unsigned char next[8];
     int more;
+    unsigned long long last; /* the sequence number of the last record in the page */
 };
 
 static enum kv_status page_fn(const void *key, size_t key_len, const void *val, size_t val_len,
@@ -462,6 +463,12 @@ static enum kv_status page_fn(const void *key, size_t key_len, const void *val, 
     if (rec != NULL && !cJSON_AddItemToArray(a->value, rec)) {
         cJSON_Delete(rec);
         return KV_ERR_NOMEM;
+    }
+    if (key_len == 8) {
+        const unsigned char *k = key;
+        a->last = 0;
+        for (int i = 0; i < 8; i++)
+            a->last = (a->last << 8) | k[i];
     }
     a->count++;
     return KV_OK;
@@ -494,7 +501,7 @@ void srv_audit_page(struct srv_req *req)
             from[i] = (unsigned char)(seq >> (56 - 8 * i));
     }
     cJSON *doc = cJSON_CreateObject();
-    struct page_arg a = {doc ? cJSON_AddArrayToObject(doc, "value") : NULL, max, 0, {0}, 0};
+    struct page_arg a = {doc ? cJSON_AddArrayToObject(doc, "value") : NULL, max, 0, {0}, 0, 0};
     if (a.value == NULL) {
         cJSON_Delete(doc);
         srv_send_error(req, KV_ERR_NOMEM, NULL);
@@ -519,6 +526,16 @@ void srv_audit_page(struct srv_req *req)
     } else {
         ok = cJSON_AddNullToObject(doc, "nextLink") != NULL;
     }
+    /* where a reader that follows the log asks next, even on the last page: records are
+     * numbered, and the oldest go when the log is full, so a count of records seen is not
+     * a position (kvmock's own member; an empty page keeps the token it was asked with) */
+    char resume[24];
+    if (a.count > 0)
+        snprintf(resume, sizeof(resume), "%llu", a.last + 1);
+    else
+        snprintf(resume, sizeof(resume), "%s", token != NULL ? token : "1");
+    if (ok)
+        ok = cJSON_AddStringToObject(doc, "resumeToken", resume) != NULL;
     srv_send_json(req, 200, ok ? doc : (cJSON_Delete(doc), NULL));
 }
 

@@ -123,17 +123,15 @@ async function refreshAudit() {
         el("td", {}, r.time), el("td", {}, r.operationName), el("td", {}, status),
         el("td", {}, r.identity.claim.oid || ""), el("td", {}, r.properties.vault || ""),
         el("td", {}, key)));
-      auditSeen++;
     }
     if (!doc.nextLink) {
-      // resume after the last record seen
-      auditNext = `/admin/audit?maxresults=1000&$skiptoken=${auditSeen + 1}`;
+      // resume after the last record seen (by its number: the oldest go when the log is full)
+      auditNext = `/admin/audit?maxresults=1000&$skiptoken=${doc.resumeToken}`;
       return;
     }
     auditNext = doc.nextLink.replace(/^https?:\/\/[^/]+/, "");
   }
 }
-let auditSeen = 0;
 
 document.getElementById("advance").addEventListener("click", async () => {
   const days = Number(document.getElementById("advance-days").value || 0);
