@@ -479,7 +479,8 @@ static int names_arm_props(const cJSON *p)
 }
 
 static enum kv_status parse_vault(const cJSON *o, size_t i, const char *tenant, struct ks_vault *v,
-                                  struct ks_net_rules *rules, int *arm_given, char *err, size_t cap)
+                                  struct ks_net_rules *rules, unsigned *given, char *err,
+                                  size_t cap)
 {
     static const char *const fields[] = {"name", "properties", NULL};
     static const char *const props[] = {"enableSoftDelete", "softDeleteRetentionInDays",
@@ -536,7 +537,18 @@ static enum kv_status parse_vault(const cJSON *o, size_t i, const char *tenant, 
         return KV_ERR_NOMEM;
     if (bad != NULL)
         return fail(err, cap, "config: vault '%s': %s", v->name, bad);
-    *arm_given = names_arm_props(p);
+    static const struct {
+        const char *name;
+        unsigned bit;
+    } named[] = {{"enableSoftDelete", SRV_GIVEN_SOFT_DELETE},
+                 {"softDeleteRetentionInDays", SRV_GIVEN_RETENTION},
+                 {"enablePurgeProtection", SRV_GIVEN_PURGE_PROTECTION},
+                 {"enableRbacAuthorization", SRV_GIVEN_RBAC}};
+    *given = names_arm_props(p) ? SRV_GIVEN_ARM : 0;
+    for (size_t k = 0; k < sizeof(named) / sizeof(named[0]); k++) {
+        if (cJSON_GetObjectItemCaseSensitive(p, named[k].name) != NULL)
+            *given |= named[k].bit;
+    }
     return KV_OK;
 }
 
@@ -783,9 +795,9 @@ static enum kv_status parse_file(struct srv_config *cfg, const cJSON *doc, char 
         if (n > 0) {
             cfg->vaults = calloc(n, sizeof(*cfg->vaults));
             cfg->policies_given = calloc(n, sizeof(*cfg->policies_given));
-            cfg->arm_given = calloc(n, sizeof(*cfg->arm_given));
+            cfg->given = calloc(n, sizeof(*cfg->given));
             cfg->net_rules = calloc(n, sizeof(*cfg->net_rules));
-            if (cfg->vaults == NULL || cfg->policies_given == NULL || cfg->arm_given == NULL ||
+            if (cfg->vaults == NULL || cfg->policies_given == NULL || cfg->given == NULL ||
                 cfg->net_rules == NULL)
                 return KV_ERR_NOMEM;
         }
@@ -794,8 +806,8 @@ static enum kv_status parse_file(struct srv_config *cfg, const cJSON *doc, char 
         {
             size_t vi = cfg->n_vaults;
             struct ks_vault *v = &cfg->vaults[vi];
-            st = parse_vault(o, vi, cfg->tenant_id, v, &cfg->net_rules[vi], &cfg->arm_given[vi],
-                             err, cap);
+            st = parse_vault(o, vi, cfg->tenant_id, v, &cfg->net_rules[vi], &cfg->given[vi], err,
+                             cap);
             if (st != KV_OK)
                 return st;
             for (size_t j = 0; j < cfg->n_vaults; j++) {
@@ -867,9 +879,9 @@ static enum kv_status complete(struct srv_config *cfg, char *err, size_t cap)
     if (cfg->n_vaults == 0) {
         cfg->vaults = calloc(1, sizeof(*cfg->vaults));
         cfg->policies_given = calloc(1, sizeof(*cfg->policies_given));
-        cfg->arm_given = calloc(1, sizeof(*cfg->arm_given));
+        cfg->given = calloc(1, sizeof(*cfg->given)); /* names nothing: a restart keeps all */
         cfg->net_rules = calloc(1, sizeof(*cfg->net_rules));
-        if (cfg->vaults == NULL || cfg->policies_given == NULL || cfg->arm_given == NULL ||
+        if (cfg->vaults == NULL || cfg->policies_given == NULL || cfg->given == NULL ||
             cfg->net_rules == NULL)
             return KV_ERR_NOMEM;
         struct ks_vault *v = &cfg->vaults[0];
@@ -921,7 +933,7 @@ void srv_config_free(struct srv_config *cfg)
         ks_net_rules_clear(&cfg->net_rules[i]);
     free(cfg->vaults);
     free(cfg->net_rules);
-    free(cfg->arm_given);
+    free(cfg->given);
     free(cfg->policies);
     free(cfg->policies_given);
     free(cfg->roles);

@@ -24,6 +24,16 @@
 #define SRV_DEFAULT_OBJECT_ID "6b766d6f-636b-4000-8000-0000000000a1"
 #define SRV_DEFAULT_CLIENT_ID "6b766d6f-636b-4000-8000-0000000000c1"
 
+/** Properties a configuration file's vault names (struct srv_config.given). */
+enum {
+    SRV_GIVEN_ARM = 1u << 0, /**< any kept for Resource Manager: sku, enabledFor*,
+                                  publicNetworkAccess, networkAcls */
+    SRV_GIVEN_SOFT_DELETE = 1u << 1,
+    SRV_GIVEN_RETENTION = 1u << 2,
+    SRV_GIVEN_PURGE_PROTECTION = 1u << 3,
+    SRV_GIVEN_RBAC = 1u << 4,
+};
+
 struct srv_config {
     /* command line and environment */
     char data_dir[4096];
@@ -45,11 +55,11 @@ struct srv_config {
     size_t n_identities;
     struct ks_vault *vaults;
     size_t n_vaults;
-    /* per vault: whether the file names one of the properties kept for Resource Manager
-     * (sku, enabledFor*, publicNetworkAccess, networkAcls: then the file's apply at every
-     * start, else the store's stay), and its networkAcls' rule lists, which the vault's
+    /* per vault: which properties the file names (SRV_GIVEN_*; on an existing vault only
+     * those change at a start, the others keep what the store has, the management
+     * plane's changes included), and its networkAcls' rule lists, which the vault's
      * net_rules points at when it has any */
-    int *arm_given;
+    unsigned *given;
     struct ks_net_rules *net_rules;
     /* access policies of the vaults (vault names inside); a vault listed in
      * policies_given has exactly these, else its creator (the default identity)

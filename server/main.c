@@ -171,17 +171,32 @@ static enum kv_status apply_config(struct srv_config *cfg, struct srv *srv)
                    v->name);
             continue;
         }
-        if (!is_new && old.purge_protection && !v->purge_protection) {
+        /* On a vault that exists, what the file does not name stays as the store has it,
+         * the management plane's changes included: the firewall and sku (when the file
+         * names none of them) and each of the vault's own settings. */
+        unsigned given = cfg->given[i];
+        struct ks_vault put = *v;
+        if (!is_new && !(given & SRV_GIVEN_ARM))
+            ks_vault_copy_arm_props(&put, &old);
+        if (!is_new && !(given & SRV_GIVEN_SOFT_DELETE))
+            put.soft_delete = old.soft_delete;
+        if (!is_new && !(given & SRV_GIVEN_RETENTION))
+            put.retention_days = old.retention_days;
+        if (!is_new && !(given & SRV_GIVEN_PURGE_PROTECTION))
+            put.purge_protection = old.purge_protection;
+        if (!is_new && !(given & SRV_GIVEN_RBAC))
+            put.rbac = old.rbac;
+        if (!is_new && old.purge_protection && !put.purge_protection) {
             kv_log(KV_LOG_ERROR,
                    "config: vault '%s' has purge protection, which cannot be turned off once on",
                    v->name);
             return KV_ERR_BAD_PARAM;
         }
-        /* when the file names none of the properties kvmock keeps for Resource Manager,
-         * the management plane's firewall and sku stay as they were */
-        struct ks_vault put = *v;
-        if (!is_new && !cfg->arm_given[i])
-            ks_vault_copy_arm_props(&put, &old);
+        if (put.purge_protection && !put.soft_delete) {
+            kv_log(KV_LOG_ERROR,
+                   "config: vault '%s' has purge protection, which needs soft delete on", v->name);
+            return KV_ERR_BAD_PARAM;
+        }
         st = is_new ? create_vault(cfg, i, srv, &put) : ks_vault_put(srv->ks, &put);
         if (st != KV_OK) {
             kv_log(KV_LOG_ERROR, "cannot store vault '%s': %s", v->name, kv_status_name(st));

@@ -918,6 +918,24 @@ def main():
             kv.restart()
             eq(data("GET", "default", "/keys/keep")[0], 200)
 
+        @runner.test
+        def a_restart_keeps_what_the_management_plane_set_on_the_built_in_vault():
+            # no vault in the file: the built-in "default" is seeded once; a restart keeps
+            # its settings as the management plane left them, purge protection included
+            # (which used to stop the next start)
+            path = f"{ARM}/default?{API}"
+            st, _, v = mgmt("PATCH", path, {"properties": {"enableRbacAuthorization": True,
+                                                           "enablePurgeProtection": True}})
+            eq(st, 200, v)
+            kv.restart()
+            st, _, v = mgmt("GET", path)
+            eq(st, 200, v)
+            eq((v["properties"]["enableRbacAuthorization"],
+                v["properties"].get("enablePurgeProtection"),
+                v["properties"]["softDeleteRetentionInDays"]), (True, True, 90), v)
+            st, _, v = mgmt("PATCH", path, {"properties": {"enableRbacAuthorization": False}})
+            eq((st, v["properties"]["enableRbacAuthorization"]), (200, False), v)
+
         runner.run_collected()
     sys.exit(runner.exit_code())
 

@@ -286,6 +286,8 @@ int main(void)
     CHECK_STR(cfg.policies[0].tenant_id, "t-1");
     CHECK(cfg.policies_given[0] && !cfg.policies_given[1]);
     CHECK(cfg.vaults[2].rbac);
+    /* what each vault names, so that a restart changes only that on an existing vault */
+    CHECK(cfg.given[0] == 0 && cfg.given[1] == 0 && cfg.given[2] == SRV_GIVEN_RBAC);
     CHECK(cfg.n_roles == 2);
     CHECK(cfg.roles[0].role == POL_ROLE_CRYPTO_SERVICE_ENCRYPTION_USER);
     CHECK_STR(cfg.roles[0].key, "disk");
@@ -294,7 +296,7 @@ int main(void)
     srv_config_free(&cfg);
 
     /* the firewall and the other properties kept for Resource Manager, as an ARM body has
-     * them; a vault that names none of them keeps the store's (arm_given 0) */
+     * them; a vault that names none of them keeps the store's (given without SRV_GIVEN_ARM) */
     {
         char *argv[] = {"kvmock", "--config", cfg_path, NULL};
         CHECK_ST(load(&cfg,
@@ -308,14 +310,13 @@ int main(void)
         if (cfg.n_vaults == 2) {
             const struct ks_vault *w = &cfg.vaults[0];
             CHECK(w->premium && w->public_network_disabled && w->net_acls && w->net_deny &&
-                  !w->net_bypass_none && cfg.arm_given[0] == 1);
+                  !w->net_bypass_none && cfg.given[0] == SRV_GIVEN_ARM);
             CHECK(w->net_rules == &cfg.net_rules[0] && cfg.net_rules[0].ip_count == 2);
             if (cfg.net_rules[0].ip_count == 2) {
                 CHECK_STR(cfg.net_rules[0].ip[0], "127.0.0.1/32");
                 CHECK_STR(cfg.net_rules[0].ip[1], "::1/128");
             }
-            CHECK(!cfg.vaults[1].net_acls && cfg.vaults[1].net_rules == NULL &&
-                  cfg.arm_given[1] == 0);
+            CHECK(!cfg.vaults[1].net_acls && cfg.vaults[1].net_rules == NULL && cfg.given[1] == 0);
         }
         srv_config_free(&cfg);
     }
