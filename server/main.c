@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -242,6 +244,38 @@ static enum kv_status apply_config(struct srv_config *cfg, struct srv *srv)
     return KV_OK;
 }
 
+/*
+ * One server per data folder: two would each keep their own access control, clock and
+ * caches in memory, and answer differently. An exclusive lock on DATA/kvmock.lock, held
+ * until the process ends (the kernel drops it on exit or a kill), with the holder's pid
+ * in the file for the message. @return the lock's descriptor, or -1 (logged).
+ */
+static int lock_data_dir(const char *dir)
+{
+    char path[sizeof(((struct srv_config *)0)->data_dir) + 16];
+    snprintf(path, sizeof(path), "%s/kvmock.lock", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        kv_log(KV_LOG_ERROR, "cannot open '%s': %s", path, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        char pid[24] = "";
+        ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        kv_log(KV_LOG_ERROR, "the data folder '%s' is in use by another kvmock%s%s%s", dir,
+               pid[0] ? " (pid " : "", pid, pid[0] ? ")" : "");
+        close(fd);
+        return -1;
+    }
+    char pid[24];
+    int len = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len)
+        kv_log(KV_LOG_WARN, "cannot write the pid into '%s'", path);
+    return fd;
+}
+
 static struct mg_context *start_civetweb(const struct srv_config *cfg, struct srv *srv,
                                          const struct srv_tls_paths *tls)
 {
@@ -299,6 +333,9 @@ static int run(struct srv_config *cfg)
                strerror(errno));
         return 1;
     }
+    int lock = lock_data_dir(cfg->data_dir);
+    if (lock < 0)
+        return 1;
     /* The clock offset /admin/clock set, so retention and expiry survive a restart. */
     snprintf(srv.clock_path, sizeof(srv.clock_path), "%s/clock.json", cfg->data_dir);
     char *clock_text = NULL;
@@ -399,6 +436,7 @@ out:
     srv_signer_free(srv.signer);
     pol_free(srv.pol);
     ks_close(srv.ks);
+    close(lock);
     return rc;
 }
 

@@ -6,11 +6,12 @@ import json
 import os
 import secrets
 import stat
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (  # noqa: E402
-    Kvmock, Runner, check, eq, parse_args, b64url, unb64url, int_bytes)
+    Kvmock, Runner, check, eq, parse_args, b64url, unb64url, int_bytes, free_port)
 
 from azure.core.exceptions import HttpResponseError  # noqa: E402
 from azure.core.rest import HttpRequest  # noqa: E402
@@ -64,6 +65,19 @@ def main():
             # sanity: the old version unwraps before the restart
             eq(CryptographyClient(v1.id, ManagedIdentityCredential()).unwrap_key(
                 KeyWrapAlgorithm.rsa_oaep_256, state["server_ct"]).key, dek)
+
+        @runner.test
+        def a_second_server_on_the_same_folder_is_refused():
+            # each keeps its access control, clock and caches in memory: two would differ
+            before = sorted(os.listdir(kv.data_dir))
+            https, http = free_port(), free_port()
+            r = subprocess.run([kv.binary, "--data", kv.data_dir, "--https-port", str(https),
+                                "--http-port", str(http if http != https else https + 1)],
+                               capture_output=True, text=True, timeout=30)
+            eq(r.returncode, 1, r.stderr)
+            check(f"is in use by another kvmock (pid {kv.proc.pid})" in r.stderr, r.stderr)
+            eq(sorted(os.listdir(kv.data_dir)), before)
+            eq(kv.http("GET", "/healthz")[0], 200)
 
         @runner.test
         def restart_on_the_same_folder_and_ports():
