@@ -1,4 +1,5 @@
 /* Command line, environment and the configuration file. */
+#include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdarg.h>
@@ -83,11 +84,17 @@ static enum kv_status add_hostname(struct srv_config *cfg, const char *name, siz
         return fail(err, cap, "--hostname '%.*s...' is too long", 32, name);
     for (size_t i = 0; i < len; i++) {
         char c = name[i];
+        /* '_' as in Compose's container names, which the certificate takes too */
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '-' || c == ':' || c == '*'))
+              c == '.' || c == '-' || c == ':' || c == '*' || c == '_'))
             return fail(err, cap, "--hostname '%.*s' is not a host name or address", (int)len,
                         name);
     }
+    char text[254];
+    struct in6_addr a6;
+    snprintf(text, sizeof(text), "%.*s", (int)len, name);
+    if (memchr(name, ':', len) != NULL && inet_pton(AF_INET6, text, &a6) != 1)
+        return fail(err, cap, "--hostname '%s' is not a host name or address", text);
     if (cfg->n_hostnames == SRV_MAX_HOSTNAMES)
         return fail(err, cap, "at most %d host names are supported", SRV_MAX_HOSTNAMES);
     char *copy = strndup(name, len);

@@ -457,7 +457,7 @@ int main(int argc, char **argv)
         return srv_audit_dump(dir);
     }
     struct srv_config cfg;
-    char err[1024];
+    char err[4096]; /* a message, then the whole usage (about 1.5 KB) */
     enum kv_status st = srv_config_load(argc, argv, &cfg, err, sizeof(err));
     if (st != KV_OK) {
         int help = err[0] == '\0';

@@ -364,6 +364,12 @@ def main():
             r = subprocess.run([kv.binary, "--audit-max", "-1"], capture_output=True, text=True)
             eq(r.returncode, 2)
             check("--audit-max must be" in r.stderr, r.stderr)
+            # an unknown option: the message, then the whole usage (it was cut short)
+            r = subprocess.run([kv.binary, "--bogus", "1"], capture_output=True, text=True)
+            usage = subprocess.run([kv.binary, "--help"], capture_output=True, text=True).stdout
+            eq(r.returncode, 2)
+            check(r.stderr.startswith("kvmock: unknown option '--bogus'"), r.stderr)
+            check(r.stderr.rstrip().endswith(usage.rstrip()), r.stderr[-300:])
 
         runner.run_tests(runner.tests[-2:])
     # --sync none: a write is acknowledged before any sync, yet a killed kvmock

@@ -197,6 +197,16 @@ int main(void)
     CHECK_ST(load(&cfg, NULL, 3, argv3), KV_ERR_BAD_PARAM);
     CHECK(strstr(err, "--frobnicate") != NULL);
     srv_config_free(&cfg);
+    /* host names: '_' as Compose names containers, as the certificate takes them; one
+     * with ':' only when it is an IPv6 address */
+    char *names_ok[] = {"kvmock", "--hostname", "proj_kvmock_1,::1,fd00::7", NULL};
+    CHECK_ST(load(&cfg, NULL, 3, names_ok), KV_OK);
+    CHECK(cfg.n_hostnames == 3);
+    srv_config_free(&cfg);
+    char *names_bad[] = {"kvmock", "--hostname", "host:name", NULL};
+    CHECK_ST(load(&cfg, NULL, 3, names_bad), KV_ERR_BAD_PARAM);
+    CHECK(strstr(err, "'host:name' is not a host name or address") != NULL);
+    srv_config_free(&cfg);
     char *argv4[] = {"kvmock", "--data", NULL};
     CHECK_ST(load(&cfg, NULL, 2, argv4), KV_ERR_BAD_PARAM);
     srv_config_free(&cfg);
