@@ -899,6 +899,19 @@ static enum kv_status complete(struct srv_config *cfg, char *err, size_t cap)
         v->premium = 1; /* every key type: hardware keys, exportable keys */
         cfg->n_vaults = 1;
     }
+    /* a role at a vault's (or key's) scope is seeded when the file's vault is made: one
+     * naming another vault would never be, and a typo would pass unseen */
+    for (size_t r = 0; r < cfg->n_roles; r++) {
+        const char *vault = cfg->roles[r].vault;
+        size_t v = 0;
+        while (vault[0] != '\0' && v < cfg->n_vaults && strcmp(cfg->vaults[v].name, vault) != 0)
+            v++;
+        if (vault[0] != '\0' && v == cfg->n_vaults)
+            return fail(err, cap,
+                        "config: roleAssignments[%zu]: its scope names vault '%s', which the "
+                        "file does not define",
+                        r, vault);
+    }
     return KV_OK;
 }
 

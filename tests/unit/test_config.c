@@ -399,9 +399,14 @@ int main(void)
             "\"scope\":\"/subscriptions/s/resourceGroups/a%2Fb\"}]}",
             "must be /vaults/NAME");
     struct srv_config twice;
-    CHECK_ST(two_readers(&twice, "/vaults/v", "/vaults/v"), KV_OK);
+    CHECK_ST(two_readers(&twice, "/vaults/default", "/vaults/default"), KV_OK);
     CHECK(twice.n_roles == 2 && strcmp(twice.roles[0].id, twice.roles[1].id) == 0);
     srv_config_free(&twice);
+    /* a vault's scope must name a vault of the file (the built-in one without vaults) */
+    refused("{\"roleAssignments\":[{\"principalId\":\"p\",\"roleDefinitionName\":"
+            "\"Key Vault Reader\",\"scope\":\"/vaults/nosuchvault/keys/k\"}]}",
+            "roleAssignments[0]: its scope names vault 'nosuchvault', which the file does not "
+            "define");
     refused("[]", "JSON object");
     client_assertions();
     unlink(cfg_path);
