@@ -126,6 +126,60 @@ static enum kv_status create_vault(const struct srv_config *cfg, size_t vi, stru
     return st;
 }
 
+enum file_vault { FILE_VAULT_NEW, FILE_VAULT_EXISTS, FILE_VAULT_DELETED };
+
+/*
+ * What the file's vault @p i makes of the store's: a new vault, or the existing one with
+ * the settings the file names (@p put), or nothing while it is deleted. On a vault that
+ * exists, what the file does not name stays as the store has it, the management plane's
+ * changes included: the firewall and sku (when the file names none of them) and each of
+ * the vault's own settings. @return KV_OK, or KV_ERR_BAD_PARAM (logged) for settings the
+ * vault cannot take.
+ */
+static enum kv_status file_vault(const struct srv_config *cfg, size_t i, struct srv *srv,
+                                 struct ks_vault *put, enum file_vault *what)
+{
+    const struct ks_vault *v = &cfg->vaults[i];
+    struct ks_vault old;
+    enum kv_status st = ks_vault_get(srv->ks, v->name, &old);
+    if (st != KV_OK && st != KV_ERR_VAULT_NOT_FOUND)
+        return st;
+    int is_new = st == KV_ERR_VAULT_NOT_FOUND;
+    struct ks_deleted_vault gone;
+    *what = is_new ? FILE_VAULT_NEW : FILE_VAULT_EXISTS;
+    if (is_new && ks_deleted_vault_get(srv->ks, v->name, &gone) == KV_OK) {
+        /* Deleted through the management plane: it stays deleted until it is
+         * recovered (createMode recover) or purged, as in Azure. */
+        kv_log(KV_LOG_INFO, "config: vault '%s' is deleted; recover or purge it first", v->name);
+        *what = FILE_VAULT_DELETED;
+        return KV_OK;
+    }
+    unsigned given = cfg->given[i];
+    *put = *v;
+    if (!is_new && !(given & SRV_GIVEN_ARM))
+        ks_vault_copy_arm_props(put, &old);
+    if (!is_new && !(given & SRV_GIVEN_SOFT_DELETE))
+        put->soft_delete = old.soft_delete;
+    if (!is_new && !(given & SRV_GIVEN_RETENTION))
+        put->retention_days = old.retention_days;
+    if (!is_new && !(given & SRV_GIVEN_PURGE_PROTECTION))
+        put->purge_protection = old.purge_protection;
+    if (!is_new && !(given & SRV_GIVEN_RBAC))
+        put->rbac = old.rbac;
+    if (!is_new && old.purge_protection && !put->purge_protection) {
+        kv_log(KV_LOG_ERROR,
+               "config: vault '%s' has purge protection, which cannot be turned off once on",
+               v->name);
+        return KV_ERR_BAD_PARAM;
+    }
+    if (put->purge_protection && !put->soft_delete) {
+        kv_log(KV_LOG_ERROR, "config: vault '%s' has purge protection, which needs soft delete on",
+               v->name);
+        return KV_ERR_BAD_PARAM;
+    }
+    return KV_OK;
+}
+
 /*
  * Write the configured identities and vaults into the running state. Access
  * policies and role assignments are seeded when their vault is new: after
@@ -158,50 +212,23 @@ static enum kv_status apply_config(struct srv_config *cfg, struct srv *srv)
         kv_log(KV_LOG_ERROR, "cannot load access policies and role assignments");
         return st;
     }
+    /* Every vault is checked before any is written: a file refused for one of them
+     * changes nothing in the data folder. */
+    struct ks_vault put;
+    enum file_vault what;
     for (size_t i = 0; i < cfg->n_vaults; i++) {
-        const struct ks_vault *v = &cfg->vaults[i];
-        struct ks_vault old;
-        st = ks_vault_get(srv->ks, v->name, &old);
-        int is_new = st == KV_ERR_VAULT_NOT_FOUND;
-        if (st != KV_OK && !is_new)
+        st = file_vault(cfg, i, srv, &put, &what);
+        if (st != KV_OK)
             return st;
-        struct ks_deleted_vault gone;
-        if (is_new && ks_deleted_vault_get(srv->ks, v->name, &gone) == KV_OK) {
-            /* Deleted through the management plane: it stays deleted until it is
-             * recovered (createMode recover) or purged, as in Azure. */
-            kv_log(KV_LOG_INFO, "config: vault '%s' is deleted; recover or purge it first",
-                   v->name);
-            continue;
-        }
-        /* On a vault that exists, what the file does not name stays as the store has it,
-         * the management plane's changes included: the firewall and sku (when the file
-         * names none of them) and each of the vault's own settings. */
-        unsigned given = cfg->given[i];
-        struct ks_vault put = *v;
-        if (!is_new && !(given & SRV_GIVEN_ARM))
-            ks_vault_copy_arm_props(&put, &old);
-        if (!is_new && !(given & SRV_GIVEN_SOFT_DELETE))
-            put.soft_delete = old.soft_delete;
-        if (!is_new && !(given & SRV_GIVEN_RETENTION))
-            put.retention_days = old.retention_days;
-        if (!is_new && !(given & SRV_GIVEN_PURGE_PROTECTION))
-            put.purge_protection = old.purge_protection;
-        if (!is_new && !(given & SRV_GIVEN_RBAC))
-            put.rbac = old.rbac;
-        if (!is_new && old.purge_protection && !put.purge_protection) {
-            kv_log(KV_LOG_ERROR,
-                   "config: vault '%s' has purge protection, which cannot be turned off once on",
-                   v->name);
-            return KV_ERR_BAD_PARAM;
-        }
-        if (put.purge_protection && !put.soft_delete) {
-            kv_log(KV_LOG_ERROR,
-                   "config: vault '%s' has purge protection, which needs soft delete on", v->name);
-            return KV_ERR_BAD_PARAM;
-        }
-        st = is_new ? create_vault(cfg, i, srv, &put) : ks_vault_put(srv->ks, &put);
+    }
+    for (size_t i = 0; i < cfg->n_vaults; i++) {
+        st = file_vault(cfg, i, srv, &put, &what);
+        if (st == KV_OK && what != FILE_VAULT_DELETED)
+            st = what == FILE_VAULT_NEW ? create_vault(cfg, i, srv, &put)
+                                        : ks_vault_put(srv->ks, &put);
         if (st != KV_OK) {
-            kv_log(KV_LOG_ERROR, "cannot store vault '%s': %s", v->name, kv_status_name(st));
+            kv_log(KV_LOG_ERROR, "cannot store vault '%s': %s", cfg->vaults[i].name,
+                   kv_status_name(st));
             return st;
         }
     }

@@ -204,6 +204,37 @@ def main():
             check(now < ahead + 600, f"kvmock's clock jumped to {now}")
 
         runner.run_collected()
+
+    # a configuration refused for one vault writes none of the others
+    first = {"vaults": [{"name": "a"}, {"name": "b", "properties": {
+        "enablePurgeProtection": True}}]}
+    with Kvmock(args.kvmock, config=first) as kv:
+        @runner.test
+        def a_refused_configuration_changes_nothing():
+            kv.stop()
+            with open(kv.config) as f:
+                good = f.read()
+            bad = {"vaults": first["vaults"][:1] + [{"name": "c"}, {
+                "name": "b", "properties": {"enablePurgeProtection": False}}]}
+            with open(kv.config, "w") as f:
+                json.dump(bad, f)
+            https, http = free_port(), free_port()
+            r = subprocess.run([kv.binary, "--data", kv.data_dir, "--config", kv.config,
+                                "--https-port", str(https),
+                                "--http-port", str(http if http != https else https + 1)],
+                               capture_output=True, text=True, timeout=30)
+            eq(r.returncode, 1, r.stderr)
+            check("'b' has purge protection, which cannot be turned off" in r.stderr, r.stderr)
+            with open(kv.config, "w") as f:
+                f.write(good)
+            kv.start()
+            tok = kv.token("https://management.azure.com")
+            arm = ("/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/kvmock/"
+                   "providers/Microsoft.KeyVault/vaults")
+            eq(kv.https("GET", f"{arm}/c?api-version=2023-07-01", token=tok)[0], 404)
+            eq(kv.https("GET", f"{arm}/a?api-version=2023-07-01", token=tok)[0], 200)
+
+        runner.run_tests(runner.tests[-1:])
     sys.exit(runner.exit_code())
 
 
