@@ -214,24 +214,23 @@ static enum kv_status apply_config(struct srv_config *cfg, struct srv *srv)
     }
     /* Every vault is checked before any is written: a file refused for one of them
      * changes nothing in the data folder. */
-    struct ks_vault put;
-    enum file_vault what;
-    for (size_t i = 0; i < cfg->n_vaults; i++) {
-        st = file_vault(cfg, i, srv, &put, &what);
+    struct ks_vault *puts = calloc(cfg->n_vaults, sizeof(*puts));
+    enum file_vault *what = calloc(cfg->n_vaults, sizeof(*what));
+    st = cfg->n_vaults == 0 || (puts != NULL && what != NULL) ? KV_OK : KV_ERR_NOMEM;
+    for (size_t i = 0; st == KV_OK && i < cfg->n_vaults; i++)
+        st = file_vault(cfg, i, srv, &puts[i], &what[i]);
+    for (size_t i = 0; st == KV_OK && i < cfg->n_vaults; i++) {
+        if (what[i] != FILE_VAULT_DELETED)
+            st = what[i] == FILE_VAULT_NEW ? create_vault(cfg, i, srv, &puts[i])
+                                           : ks_vault_put(srv->ks, &puts[i]);
         if (st != KV_OK)
-            return st;
-    }
-    for (size_t i = 0; i < cfg->n_vaults; i++) {
-        st = file_vault(cfg, i, srv, &put, &what);
-        if (st == KV_OK && what != FILE_VAULT_DELETED)
-            st = what == FILE_VAULT_NEW ? create_vault(cfg, i, srv, &put)
-                                        : ks_vault_put(srv->ks, &put);
-        if (st != KV_OK) {
             kv_log(KV_LOG_ERROR, "cannot store vault '%s': %s", cfg->vaults[i].name,
                    kv_status_name(st));
-            return st;
-        }
     }
+    free(puts);
+    free(what);
+    if (st != KV_OK)
+        return st;
     /* The configuration file's vaults are in kvmock's own resource group. Its creation
      * marks a data folder's first start: the file's role assignments at a group's or the
      * subscription's scope are seeded then, as a vault's are when the vault is made (the

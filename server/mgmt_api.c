@@ -308,27 +308,12 @@ static int parse_tags(struct srv_req *req, const cJSON *o, struct ks_tags *out)
     return 1;
 }
 
-/* Add networkAcls with the rule lists @p v->net_rules (a write's) to @p props; nothing
- * when they are not set. 0 when out of memory. */
-static int add_known_acls(cJSON *props, const struct ks_vault *v)
-{
-    if (!v->net_acls || v->net_rules == NULL)
-        return 1;
-    cJSON *acls = ks_net_acls_json(v, v->net_rules);
-    if (acls != NULL && cJSON_AddItemToObject(props, "networkAcls", acls))
-        return 1;
-    cJSON_Delete(acls);
-    return 0;
-}
-
 /* A vault: its generic resource with the sku and the properties. Its tags and network
  * rule lists are v->tags and v->net_rules when set (a write's, as written), else read:
  * a vault deleted since @p v was read has none to read, and gives NULL. */
 static cJSON *vault_json(struct srv_req *req, const struct ks_vault *v)
 {
     char dns[64], uri[128];
-    struct ks_vault read_rules = *v; /* srv_vault_props_json() reads them when net_acls */
-    read_rules.net_acls = v->net_acls && v->net_rules == NULL;
     srv_vault_dns(req, dns, sizeof(dns));
     snprintf(uri, sizeof(uri), "https://%s.%s/", v->name, dns);
     cJSON *o = vault_resource_json(req, v);
@@ -338,8 +323,8 @@ static cJSON *vault_json(struct srv_req *req, const struct ks_vault *v)
         cJSON_Delete(policies);
         policies = NULL;
     }
-    int ok = policies && srv_vault_props_json(req, props, &read_rules) &&
-             add_known_acls(props, v) && cJSON_AddStringToObject(props, "tenantId", v->tenant_id) &&
+    int ok = policies && srv_vault_props_json(req, props, v) &&
+             cJSON_AddStringToObject(props, "tenantId", v->tenant_id) &&
              cJSON_AddStringToObject(props, "vaultUri", uri) &&
              cJSON_AddBoolToObject(props, "enableSoftDelete", v->soft_delete) &&
              cJSON_AddNumberToObject(props, "softDeleteRetentionInDays", v->retention_days) &&

@@ -204,10 +204,11 @@ int srv_vault_props_json(struct srv_req *req, cJSON *props, const struct ks_vaul
         return 0;
     if (!v->net_acls)
         return 1;
+    /* the rule lists a write gave the vault, else the store's */
     struct ks_net_rules rules = {0};
-    if (ks_vault_net_rules(req->srv->ks, v->name, &rules) != KV_OK)
+    if (v->net_rules == NULL && ks_vault_net_rules(req->srv->ks, v->name, &rules) != KV_OK)
         return 0;
-    cJSON *acls = ks_net_acls_json(v, &rules);
+    cJSON *acls = ks_net_acls_json(v, v->net_rules != NULL ? v->net_rules : &rules);
     int ok = acls != NULL && cJSON_AddItemToObject(props, "networkAcls", acls);
     if (!ok)
         cJSON_Delete(acls);

@@ -34,7 +34,8 @@ const char *srv_vault_props_parse(const cJSON *props, struct ks_vault *v,
                                   struct ks_net_rules *rules, char *why, size_t cap);
 
 /** @brief Add those properties to a vault's answer's "properties" (which has none of
- * them yet); 0 when out of memory or the store failed. */
+ * them yet): the network rule lists are @p v->net_rules when set (as a write gave them),
+ * else read from the store. 0 when out of memory or the store failed. */
 int srv_vault_props_json(struct srv_req *req, cJSON *props, const struct ks_vault *v);
 
 #endif
