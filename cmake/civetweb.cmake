@@ -20,7 +20,7 @@ if(NOT EXISTS "${KVMOCK_CIVETWEB_SOURCE}/src/civetweb.c")
     endif()
 endif()
 
-# Three changes to civetweb 1.15, as patches applied in order to a copy in the
+# Four changes to civetweb 1.15, as patches applied in order to a copy in the
 # build tree (docs/architecture.md has the reasoning):
 # - worker threads start on demand, up to num_threads (civetweb 1.16 has the
 #   same idea as its prespawn_threads option). kvmock keeps 256 workers so that
@@ -33,10 +33,17 @@ endif()
 # - the answer to a request civetweb cannot parse says "HTTP/1.1" and
 #   "Connection: close" instead of echoing the client's bytes in its status
 #   line: after a failed parse the version pointed at the rest of the request,
-#   CR LF and headers included (found by fuzz_http, tests/fuzz/RESULTS.md F6).
+#   CR LF and headers included (found by fuzz_http, tests/fuzz/RESULTS.md F6);
+# - a request whose body's length could be read two ways is a bad request, and
+#   its connection closes (RFC 9112 sections 5.1 and 6.3): Transfer-Encoding
+#   with Content-Length, either one twice, a Content-Length that is not digits,
+#   or whitespace before a field's colon. civetweb framed such a request by the
+#   first header it looked at, so a proxy in front that chose the other could
+#   have its next request smuggled in the body.
 set(KVMOCK_CIVETWEB_PATCHES "${CMAKE_SOURCE_DIR}/cmake/civetweb-workers-on-demand.patch"
                             "${CMAKE_SOURCE_DIR}/cmake/civetweb-header-scan.patch"
-                            "${CMAKE_SOURCE_DIR}/cmake/civetweb-status-line.patch")
+                            "${CMAKE_SOURCE_DIR}/cmake/civetweb-status-line.patch"
+                            "${CMAKE_SOURCE_DIR}/cmake/civetweb-framing.patch")
 set(KVMOCK_CIVETWEB_PATCHED "${CMAKE_BINARY_DIR}/civetweb-patched/src/civetweb.c")
 set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS
              ${KVMOCK_CIVETWEB_PATCHES} "${KVMOCK_CIVETWEB_SOURCE}/src/civetweb.c")

@@ -306,35 +306,35 @@ def main():
             expect_error(call("GET", f"/keys?{API}", token=tok), 401, "Unauthorized")
             eq(call("GET", f"/keys?{API}", token=kv.token())[0], 200)
 
-        @runner.test
-        def head_expect_and_loopback_only_endpoints():
-            def raw(request, wait_for=b"\r\n\r\n", more=None):
-                """Send @request on a fresh connection to the HTTP port; return what came
-                back by the end of the headers (and, with @more, after sending it)."""
-                s = socket.create_connection(("127.0.0.1", kv.http_port), timeout=5)
+        def raw(request, wait_for=b"\r\n\r\n", more=None):
+            """Send @request on a fresh connection to the HTTP port; return what came
+            back by the end of the headers (and, with @more, after sending it)."""
+            s = socket.create_connection(("127.0.0.1", kv.http_port), timeout=5)
+            try:
+                s.sendall(request)
+                got = b""
+                while wait_for not in got:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    got += chunk
+                if more is not None:
+                    s.sendall(more)
+                s.settimeout(0.3)  # anything more the server sent with it
                 try:
-                    s.sendall(request)
-                    got = b""
-                    while wait_for not in got:
+                    while True:
                         chunk = s.recv(65536)
                         if not chunk:
                             break
                         got += chunk
-                    if more is not None:
-                        s.sendall(more)
-                    s.settimeout(0.3)  # anything more the server sent with it
-                    try:
-                        while True:
-                            chunk = s.recv(65536)
-                            if not chunk:
-                                break
-                            got += chunk
-                    except socket.timeout:
-                        pass
-                    return got
-                finally:
-                    s.close()
+                except socket.timeout:
+                    pass
+                return got
+            finally:
+                s.close()
 
+        @runner.test
+        def head_expect_and_loopback_only_endpoints():
             # HEAD: the headers of the GET, no body (RFC 9110 9.3.2), also for an error
             for path, status in ((b"/healthz", b"200"), (b"/nowhere", b"404")):
                 got = raw(b"HEAD " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
@@ -364,6 +364,42 @@ def main():
             for host, status in ((b"127.0.0.1", b"200"), (b"rebound.example", b"403")):
                 got = raw(b"GET /ui/api/state HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
                 check(got.startswith(b"HTTP/1.1 " + status), (host, got[:300]))
+
+        @runner.test
+        def a_body_length_read_two_ways_is_refused_and_the_connection_closed():
+            # RFC 9112 sections 5.1 and 6.3. Each request's body is a second request; a
+            # server that framed the first by one header and a proxy in front that framed
+            # it by the other would disagree on where that second request starts.
+            inner = b"GET /nowhere HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+            n = str(len(inner)).encode()
+            chunked = b"0\r\n\r\n" + inner
+
+            def sent(framing, body):
+                return raw(b"POST /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n" + framing
+                           + b"\r\n" + body)
+
+            # the control: a body framed one way only; the second request on the
+            # connection is answered as well, so the refusals below can fail
+            got = sent(b"Content-Length: 0 \r\n", inner)
+            check(got.startswith(b"HTTP/1.1 200") and got.count(b"HTTP/1.1 ") == 2
+                  and b"HTTP/1.1 404" in got, got[:600])
+            got = sent(b"Transfer-Encoding: chunked\r\n", chunked)
+            check(got.count(b"HTTP/1.1 ") == 2 and b"HTTP/1.1 404" in got, got[:600])
+            for framing, body in (
+                    (b"Content-Length: 0\r\nTransfer-Encoding: chunked\r\n", chunked),
+                    (b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n", chunked),
+                    (b"Content-Length: 0\r\nContent-Length: " + n + b"\r\n", inner),
+                    (b"Content-Length: 0\r\nContent-Length: 0\r\n", inner),
+                    (b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n", chunked),
+                    (b"Content-Length : 0\r\n", inner),
+                    (b"Content-Length: +0\r\n", inner),
+                    (b"Content-Length: 0x\r\n", inner),
+                    (b"Content-Length:  0, 0\r\n", inner)):
+                got = sent(framing, body)
+                check(got.startswith(b"HTTP/1.1 4"), (framing, got[:300]))
+                head = got.partition(b"\r\n\r\n")[0]
+                check(b"Connection: close" in head, (framing, head))
+                eq(got.count(b"HTTP/1.1 "), 1, (framing, got[:600]))
 
         @runner.test
         def identity_endpoints():
