@@ -334,9 +334,7 @@ static int success_status(const struct srv_req *req)
 /* The AuditEvent record of @p req as if it answered @p status (malloc()ed). */
 static char *record_text(const struct srv_req *req, int status)
 {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    int64_t duration = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 - req->start_ms;
+    int64_t duration = (srv_monotonic_us() - req->start_us) / 1000; /* DurationMs */
 
     char when[21], uri[SRV_HOST_MAX + 600], id[SRV_HOST_MAX + KS_NAME_MAX + KS_VERSION_LEN + 32];
     kv_str_utc(when, ks_now());

@@ -349,10 +349,8 @@ static void http_port(struct srv_req *req)
 /* One JSON log line per request, and the metrics: no bodies, tokens or keys. */
 static void log_request(struct srv_req *req)
 {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    int64_t ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 - req->start_ms;
-    srv_metrics_record(req, ms);
+    int64_t us = srv_monotonic_us() - req->start_us;
+    srv_metrics_record(req, us);
     if (!kv_log_enabled(KV_LOG_INFO))
         return;
     cJSON *o = cJSON_CreateObject();
@@ -361,7 +359,7 @@ static void log_request(struct srv_req *req)
         cJSON_AddStringToObject(o, "route", req->route ? req->route : "-") &&
         cJSON_AddStringToObject(o, "operation", req->operation ? req->operation : "-") &&
         cJSON_AddNumberToObject(o, "status", req->status) &&
-        cJSON_AddNumberToObject(o, "latency_ms", (double)ms) &&
+        cJSON_AddNumberToObject(o, "latency_ms", (double)us / 1000.0) &&
         cJSON_AddStringToObject(o, "vault", req->vault) &&
         cJSON_AddStringToObject(o, "oid", req->who.oid) &&
         cJSON_AddStringToObject(o, "request_id", req->request_id) &&

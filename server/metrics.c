@@ -31,12 +31,14 @@ static const char *const operations[] = {
 static const int statuses[] = {200, 201, 204, 400, 401, 403, 404, 405, 409, 413, 500, 507, 0};
 #define N_STATUS (sizeof(statuses) / sizeof(statuses[0])) /* the last is "other" */
 
-static const int64_t buckets_ms[] = {1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500};
-#define N_BUCKETS (sizeof(buckets_ms) / sizeof(buckets_ms[0]))
+/* upper bounds in microseconds: most answers take well under a millisecond */
+static const int64_t buckets_us[] = {100,   250,   500,    1000,   2500,   5000,    10000,
+                                     25000, 50000, 100000, 250000, 500000, 1000000, 2500000};
+#define N_BUCKETS (sizeof(buckets_us) / sizeof(buckets_us[0]))
 
 static atomic_ullong requests[N_OPS][N_STATUS];
 static atomic_ullong latency[N_BUCKETS + 1]; /* the last is +Inf */
-static atomic_ullong latency_sum_ms, latency_count;
+static atomic_ullong latency_sum_us, latency_count;
 
 /* The operation's row. A worker thread mostly serves the same operation again
  * (a client's loop), so the last answer is tried first, confirmed by one
@@ -55,7 +57,7 @@ static size_t op_index(const char *op)
     return N_OPS - 1;
 }
 
-void srv_metrics_record(const struct srv_req *req, int64_t latency_ms)
+void srv_metrics_record(const struct srv_req *req, int64_t latency_us)
 {
     size_t s = N_STATUS - 1;
     for (size_t i = 0; i + 1 < N_STATUS; i++) {
@@ -65,13 +67,13 @@ void srv_metrics_record(const struct srv_req *req, int64_t latency_ms)
     atomic_fetch_add(&requests[op_index(req->operation)][s], 1);
     size_t b = N_BUCKETS;
     for (size_t i = 0; i < N_BUCKETS; i++) {
-        if (latency_ms <= buckets_ms[i]) {
+        if (latency_us <= buckets_us[i]) {
             b = i;
             break;
         }
     }
     atomic_fetch_add(&latency[b], 1);
-    atomic_fetch_add(&latency_sum_ms, (unsigned long long)(latency_ms > 0 ? latency_ms : 0));
+    atomic_fetch_add(&latency_sum_us, (unsigned long long)(latency_us > 0 ? latency_us : 0));
     atomic_fetch_add(&latency_count, 1);
 }
 
@@ -136,13 +138,14 @@ void srv_metrics_page(struct srv_req *req)
     for (size_t b = 0; b <= N_BUCKETS; b++) {
         cumulative += atomic_load(&latency[b]);
         if (b < N_BUCKETS)
-            add(&t, "kvmock_request_duration_seconds_bucket{le=\"%.3f\"} %llu\n",
-                (double)buckets_ms[b] / 1000.0, cumulative);
+            add(&t, "kvmock_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
+                (double)buckets_us[b] / 1e6, cumulative);
         else
             add(&t, "kvmock_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n", cumulative);
     }
-    add(&t, "kvmock_request_duration_seconds_sum %.3f\nkvmock_request_duration_seconds_count %llu\n",
-        (double)atomic_load(&latency_sum_ms) / 1000.0, atomic_load(&latency_count));
+    add(&t,
+        "kvmock_request_duration_seconds_sum %.6f\nkvmock_request_duration_seconds_count %llu\n",
+        (double)atomic_load(&latency_sum_us) / 1e6, atomic_load(&latency_count));
 
     add(&t, "# HELP kvmock_keys Keys per vault and state.\n# TYPE kvmock_keys gauge\n");
     char(*names)[KS_VAULT_NAME_MAX + 1] = calloc(256, sizeof(*names));

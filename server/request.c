@@ -124,6 +124,13 @@ static enum kv_status split_query(struct srv_req *req, const char *qs)
     return KV_OK;
 }
 
+int64_t srv_monotonic_us(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
+}
+
 enum kv_status srv_req_init(struct srv_req *req, struct mg_connection *conn,
                             const struct srv *srv)
 {
@@ -132,9 +139,7 @@ enum kv_status srv_req_init(struct srv_req *req, struct mg_connection *conn,
     req->srv = srv;
     req->ri = mg_get_request_info(conn);
     req->is_https = req->ri->is_ssl;
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    req->start_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    req->start_us = srv_monotonic_us();
 
     request_id(req->request_id);
     const char *cid = mg_get_header(conn, "x-ms-client-request-id");

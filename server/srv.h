@@ -88,7 +88,7 @@ struct srv_req {
 
     /* for the audit log */
     int status;            /**< the HTTP status sent, 0 until a response is sent */
-    int64_t start_ms;      /**< when the request arrived (monotonic) */
+    int64_t start_us;      /**< when the request arrived (monotonic, microseconds) */
     const char *operation; /**< the audit operation name, NULL = not audited */
     const char *route;     /**< the matched route pattern, for the request log */
     const struct srv_route *route_def; /**< the matched data-plane route, NULL elsewhere */
@@ -107,6 +107,9 @@ struct srv_req {
  */
 enum kv_status srv_req_init(struct srv_req *req, struct mg_connection *conn,
                             const struct srv *srv) KV_MUST_CHECK;
+
+/** @brief The monotonic clock in microseconds (a request's start and its latency). */
+int64_t srv_monotonic_us(void);
 
 /** @brief Free what srv_req_init() and the handlers allocated. */
 void srv_req_release(struct srv_req *req);
@@ -371,7 +374,7 @@ int srv_audit_dump(const char *data_dir);
 int srv_ui_endpoint(struct srv_req *req);
 
 /** @brief Count a finished request in the metrics (metrics.c). */
-void srv_metrics_record(const struct srv_req *req, int64_t latency_ms);
+void srv_metrics_record(const struct srv_req *req, int64_t latency_us);
 
 /** @brief How many requests have been answered since start. */
 unsigned long long srv_metrics_answered(void);

@@ -505,7 +505,18 @@ def main():
             text = body.decode()
             check('kvmock_requests_total{operation="KeyCreate",status="200"}' in text, text[:500])
             check('kvmock_keys{vault="default",state="live"}' in text)
-            check("kvmock_request_duration_seconds_bucket{le=\"+Inf\"}" in text)
+            # the latency histogram resolves below a millisecond: its bounds from 100 µs,
+            # counts that only grow, and a sum in microseconds
+            hist = [l.split() for l in text.splitlines()
+                    if l.startswith("kvmock_request_duration_seconds")]
+            bounds = [h[0].split('le="')[1].rstrip('"}') for h in hist if "_bucket" in h[0]]
+            eq(bounds, ["0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01",
+                        "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf"])
+            counts = [int(h[1]) for h in hist if "_bucket" in h[0]]
+            eq(counts, sorted(counts))
+            total = {h[0]: float(h[1]) for h in hist if "_bucket" not in h[0]}
+            eq(total["kvmock_request_duration_seconds_count"], float(counts[-1]))
+            check(0 < total["kvmock_request_duration_seconds_sum"] < counts[-1] * 2.5, total)
             check("kvmock_lmdb_map_used_bytes" in text and "kvmock_lmdb_map_size_bytes" in text)
             for reason in ("full", "other"):  # no write failed here
                 check(f'kvmock_store_commit_failures_total{{reason="{reason}"}} 0\n' in text,
