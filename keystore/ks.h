@@ -163,7 +163,10 @@ void ks_close(struct ks_env *env);
 /* ---- records of other layers: access policies, role assignments, audit ------------ */
 
 /** Tables the keystore stores for the policy and server layers, which own
- *  their meaning; the keystore only keeps them durable and transactional. */
+ *  their meaning; the keystore only keeps them durable and transactional. One rule
+ *  ties a table to vaults: a key of KS_TABLE_POLICIES begins with its vault's
+ *  lowercase name and a NUL, and such records go with the vault whenever a deleted
+ *  vault is purged (by a caller, by the sweep, or found past its date on access). */
 enum ks_table { KS_TABLE_POLICIES = 0, KS_TABLE_ROLES, KS_TABLE_AUDIT, KS_TABLE_COUNT };
 
 /** @brief Store @p val under @p key (replacing). @return KV_OK, KV_ERR_BAD_PARAM, KV_ERR_STORE. */

@@ -201,7 +201,7 @@ struct purge_arg {
     int applied; /* out: whether they went */
 };
 
-/* Remove the deleted vault @p a->lname and its keys inside @p tx. */
+/* Remove the deleted vault @p a->lname, its keys and its access policies inside @p tx. */
 static enum kv_status purge_deleted(struct ks_txn *tx, struct purge_arg *a)
 {
     /* A live vault of the same name shares the key records (and the other layers'):
@@ -209,7 +209,11 @@ static enum kv_status purge_deleted(struct ks_txn *tx, struct purge_arg *a)
     struct ks_vault live;
     enum kv_status st = ks_vault_read(tx, a->lname, &live);
     if (st == KV_ERR_VAULT_NOT_FOUND) {
+        /* the access policies kept for its recovery (ks.h, enum ks_table) */
+        struct ks_record_op policies = {KS_TABLE_POLICIES, a->lname, strlen(a->lname) + 1, NULL, 0};
         st = ks_vault_keys_purge(tx, a->lname);
+        if (st == KV_OK)
+            st = ks_records_apply_tx(tx, &policies, 1);
         if (st == KV_OK)
             st = ks_records_apply_tx(tx, a->ops, a->n_ops);
         a->applied = st == KV_OK;

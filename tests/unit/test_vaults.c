@@ -163,6 +163,11 @@ static void scheduled_purge(void)
         .n_actions = 1, .actions = {{.rotate = 1, .after_create = "P1D", .after_create_s = DAY}}};
     struct ks_rotation_policy pol;
     CHECK_ST(ks_rotation_policy_set(env, "swept", "k", &in, &pol), KV_OK);
+    /* access policies kept for a recovery, and one of a vault whose name it begins */
+    static const char its[] = "swept\0oid", other[] = "swept2\0oid";
+    struct ks_record_op policies[] = {{KS_TABLE_POLICIES, its, sizeof(its) - 1, "{}", 2},
+                                      {KS_TABLE_POLICIES, other, sizeof(other) - 1, "{}", 2}};
+    CHECK_ST(ks_record_apply(env, policies, 2), KV_OK);
     struct ks_deleted_vault d;
     CHECK_ST(ks_vault_soft_delete(env, "swept", "id", &d), KV_OK);
     /* a rotation due in a deleted vault neither runs nor stops the sweep */
@@ -179,14 +184,20 @@ static void scheduled_purge(void)
     size_t live = 9, deleted = 9;
     CHECK_ST(ks_vault_key_count(env, "swept", &live, &deleted), KV_OK);
     CHECK(live == 0 && deleted == 0); /* the keys went with it */
+    CHECK(tr_count(env, KS_TABLE_POLICIES, "swept", 6) == 0); /* and its access policies */
+    CHECK(tr_count(env, KS_TABLE_POLICIES, "swept2", 7) == 1);
 
     /* on access: a get, a create and a recover find it gone */
     put_vault("lapsed", 1, 7, 0);
     create_key("lapsed", "k", ver);
+    CHECK_ST(ks_record_apply(
+                 env, &(struct ks_record_op){KS_TABLE_POLICIES, "lapsed\0oid", 10, "{}", 2}, 1),
+             KV_OK);
     CHECK_ST(ks_vault_soft_delete(env, "lapsed", "id", &d), KV_OK);
     ks_clock_advance(7 * DAY);
     struct ks_vault r;
     CHECK_ST(ks_deleted_vault_recover(env, "lapsed", &r), KV_ERR_VAULT_NOT_FOUND);
+    CHECK(tr_count(env, KS_TABLE_POLICIES, "lapsed", 7) == 0);
     CHECK_ST(ks_vault_key_count(env, "lapsed", &live, &deleted), KV_OK);
     CHECK(live == 0);
     put_vault("lapsed", 1, 7, 0);
