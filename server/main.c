@@ -12,7 +12,9 @@
 #include <string.h>
 #include <time.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -302,6 +304,38 @@ static int lock_data_dir(const char *dir)
     return fd;
 }
 
+/*
+ * Whether @p port can be listened on as civetweb will ("+PORT": IPv6 and IPv4 on one
+ * socket, SO_REUSEADDR), tried before anything is written to the data folder: a start
+ * refused for a taken port then leaves the folder as it was, without the configuration's
+ * vaults. civetweb's own bind still decides (another process may take it in between).
+ * @return 0, or the errno of the bind.
+ */
+static int port_free(int port)
+{
+    int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int v6 = fd >= 0;
+    if (!v6) /* no IPv6 here: civetweb listens on IPv4 alone */
+        fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0; /* nothing to learn: civetweb will say */
+    int on = 1, off = 0, err = 0;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+    struct sockaddr_in6 a6 = {
+        .sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port), .sin6_addr = IN6ADDR_ANY_INIT};
+    struct sockaddr_in a4 = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_ANY)};
+    if (v6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off));
+    if ((v6 ? bind(fd, (struct sockaddr *)&a6, sizeof(a6))
+            : bind(fd, (struct sockaddr *)&a4, sizeof(a4))) != 0 ||
+        listen(fd, 1) != 0)
+        err = errno;
+    close(fd);
+    return err;
+}
+
 static struct mg_context *start_civetweb(const struct srv_config *cfg, struct srv *srv,
                                          const struct srv_tls_paths *tls)
 {
@@ -362,6 +396,16 @@ static int run(struct srv_config *cfg)
     int lock = lock_data_dir(cfg->data_dir);
     if (lock < 0)
         return 1;
+    const int ports[] = {cfg->https_port, cfg->http_port};
+    for (size_t i = 0; i < 2; i++) {
+        int err = port_free(ports[i]);
+        if (err != 0) {
+            kv_log(KV_LOG_ERROR, "cannot start the server on ports %d and %d: port %d: %s",
+                   cfg->https_port, cfg->http_port, ports[i], strerror(err));
+            close(lock);
+            return 1;
+        }
+    }
     /* The clock offset /admin/clock set, so retention and expiry survive a restart. */
     snprintf(srv.clock_path, sizeof(srv.clock_path), "%s/clock.json", cfg->data_dir);
     char *clock_text = NULL;

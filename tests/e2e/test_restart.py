@@ -8,6 +8,7 @@ import secrets
 import stat
 import subprocess
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (  # noqa: E402
@@ -77,6 +78,24 @@ def main():
             eq(r.returncode, 1, r.stderr)
             check(f"is in use by another kvmock (pid {kv.proc.pid})" in r.stderr, r.stderr)
             eq(sorted(os.listdir(kv.data_dir)), before)
+            eq(kv.http("GET", "/healthz")[0], 200)
+
+        @runner.test
+        def a_start_on_a_taken_port_writes_nothing():
+            # the configuration's vault must not be stored by a server that never served
+            with tempfile.TemporaryDirectory(prefix="kvmock-taken-") as tmp:
+                conf = os.path.join(tmp, "kvmock.json")
+                with open(conf, "w", encoding="utf-8") as f:
+                    json.dump({"vaults": [{"name": "default"}, {"name": "taken"}]}, f)
+                data = os.path.join(tmp, "data")
+                for https, http, taken in ((kv.https_port, free_port(), kv.https_port),
+                                           (free_port(), kv.http_port, kv.http_port)):
+                    r = subprocess.run([kv.binary, "--data", data, "--config", conf,
+                                        "--https-port", str(https), "--http-port", str(http)],
+                                       capture_output=True, text=True, timeout=30)
+                    eq(r.returncode, 1, r.stderr)
+                    eq(os.listdir(data), ["kvmock.lock"])
+                    check(f"port {taken}: Address already in use" in r.stderr, r.stderr)
             eq(kv.http("GET", "/healthz")[0], 200)
 
         @runner.test
