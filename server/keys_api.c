@@ -957,6 +957,26 @@ static int parse_duration(const char *s, int64_t *out)
     return 0;
 }
 
+/* Key Vault's own Notify action: 30 days before expiry. */
+#define DEFAULT_NOTIFY   "P30D"
+#define DEFAULT_NOTIFY_S (30 * 86400)
+
+/* A vault's policy always has a Notify action: one set without it gets the service's,
+ * after the caller's actions, whether or not it has an expiryTime (Key Vault answers so). */
+static void add_default_notify(struct ks_rotation_policy *p)
+{
+    for (size_t i = 0; i < p->n_actions; i++) {
+        if (!p->actions[i].rotate)
+            return;
+    }
+    if (p->n_actions == KS_POLICY_ACTIONS_MAX)
+        return;
+    struct ks_lifetime_action *la = &p->actions[p->n_actions++];
+    memset(la, 0, sizeof(*la));
+    snprintf(la->before_expiry, sizeof(la->before_expiry), "%s", DEFAULT_NOTIFY);
+    la->before_expiry_s = DEFAULT_NOTIFY_S;
+}
+
 static enum kv_status parse_policy(const cJSON *body, struct ks_rotation_policy *p,
                                    struct field_error *fe)
 {
@@ -978,8 +998,10 @@ static enum kv_status parse_policy(const cJSON *body, struct ks_rotation_policy 
             snprintf(p->expiry, sizeof(p->expiry), "%s", expiry);
         }
     }
-    if (actions == NULL || cJSON_IsNull(actions))
+    if (actions == NULL || cJSON_IsNull(actions)) {
+        add_default_notify(p);
         return KV_OK;
+    }
     if (!cJSON_IsArray(actions))
         return bad_field(fe, "lifetimeActions", "must be an array");
     int rotates = 0, notifies = 0;
@@ -1013,20 +1035,24 @@ static enum kv_status parse_policy(const cJSON *body, struct ks_rotation_policy 
             return bad_field(fe, "lifetimeActions.trigger", "must hold ISO 8601 durations");
         if (secs < 7 * 86400)
             return bad_field(fe, "lifetimeActions.trigger", "must be at least 7 days (P7D)");
+        /* A Notify action is taken as Key Vault gives it: its own, 30 days before expiry,
+         * comes with a policy that has no expiryTime, or a shorter one, and a client
+         * sends it back with the policy it read. A Rotate action must fit the policy. */
         if (ac != NULL) {
             snprintf(la->after_create, sizeof(la->after_create), "%s", ac);
             la->after_create_s = secs;
         } else {
-            if (p->expiry_s == 0)
+            if (p->expiry_s == 0 && la->rotate)
                 return bad_field(fe, "lifetimeActions.trigger",
                                  "timeBeforeExpiry needs attributes.expiryTime");
             snprintf(la->before_expiry, sizeof(la->before_expiry), "%s", be);
             la->before_expiry_s = secs;
         }
-        if (p->expiry_s != 0 && secs >= p->expiry_s)
+        if (la->rotate && p->expiry_s != 0 && secs >= p->expiry_s)
             return bad_field(fe, "lifetimeActions.trigger", "must be shorter than expiryTime");
         p->n_actions++;
     }
+    add_default_notify(p);
     return KV_OK;
 }
 
@@ -1045,7 +1071,7 @@ static void send_policy(struct srv_req *req, const struct ks_rotation_policy *p)
         ok = ok && a && cJSON_AddItemToArray(actions, a);
         cJSON *t = ok ? cJSON_AddObjectToObject(a, "trigger") : NULL;
         cJSON *act = ok ? cJSON_AddObjectToObject(a, "action") : NULL;
-        ok = ok && t && act && cJSON_AddStringToObject(t, "timeBeforeExpiry", "P30D") &&
+        ok = ok && t && act && cJSON_AddStringToObject(t, "timeBeforeExpiry", DEFAULT_NOTIFY) &&
              cJSON_AddStringToObject(act, "type", "Notify");
     }
     for (size_t i = 0; ok && p->is_set && i < p->n_actions; i++) {

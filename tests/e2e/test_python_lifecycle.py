@@ -280,6 +280,50 @@ def main():
             eq(client.get_key("a-odd").key.e, b"\x01\x00\x01")
 
         @runner.test
+        def rotation_policy_keeps_a_notify_action():
+            # Key Vault adds its Notify action (30 days before expiry) to a policy set
+            # without one, as its recordings show (Python 7.3, JS 7.4-preview.1), even
+            # with no expiryTime; a Notify the caller gives is kept as given.
+            client.create_ec_key("notify")
+            rotate = KeyRotationLifetimeAction(KeyRotationPolicyAction.rotate,
+                                               time_after_create="P2M")
+            got = client.update_key_rotation_policy(
+                "notify", KeyRotationPolicy(lifetime_actions=[rotate]))
+            eq([(a.action.lower(), a.time_after_create, a.time_before_expiry)
+                for a in got.lifetime_actions],
+               [("rotate", "P2M", None), ("notify", None, "P30D")])
+            eq(got.expires_in, None)
+            got = client.get_key_rotation_policy("notify")
+            eq([a.action.lower() for a in got.lifetime_actions], ["rotate", "notify"])
+            # the policy as read goes back as it is, also with an expiryTime shorter than
+            # the added Notify's 30 days
+            for expires_in, after in ((None, "P2M"), ("P28D", "P7D")):
+                act = KeyRotationLifetimeAction(KeyRotationPolicyAction.rotate,
+                                                time_after_create=after)
+                got = client.update_key_rotation_policy(
+                    "notify", KeyRotationPolicy(expires_in=expires_in, lifetime_actions=[act]))
+                again = client.update_key_rotation_policy("notify", got)
+                eq([(a.action.lower(), a.time_after_create, a.time_before_expiry)
+                    for a in again.lifetime_actions],
+                   [("rotate", after, None), ("notify", None, "P30D")])
+                eq(again.expires_in, expires_in)
+            notify = KeyRotationLifetimeAction(KeyRotationPolicyAction.notify,
+                                               time_before_expiry="P60D")
+            got = client.update_key_rotation_policy(
+                "notify", KeyRotationPolicy(expires_in="P90D", lifetime_actions=[notify]))
+            eq([(a.action.lower(), a.time_before_expiry) for a in got.lifetime_actions],
+               [("notify", "P60D")])
+            # an empty list of actions: the service's Notify alone
+            st, _, body = kv.https("PUT", "/keys/notify/rotationpolicy?api-version=7.5",
+                                   {"lifetimeActions": [], "attributes": {}})
+            eq(st, 200)
+            answer = json.loads(body)
+            eq(answer["lifetimeActions"],
+               [{"trigger": {"timeBeforeExpiry": "P30D"}, "action": {"type": "Notify"}}])
+            check("expiryTime" not in answer["attributes"] and
+                  "created" in answer["attributes"], f"attributes: {answer['attributes']}")
+
+        @runner.test
         def backup_restore():
             k = client.create_ec_key("bk", curve="P-256")
             blob = client.backup_key("bk")

@@ -260,12 +260,13 @@ async function scenario() {
     });
     assert.equal(set.expiresIn, "P90D", "expiresIn");
     assert.deepEqual(set.lifetimeActions?.map((a) => [a.action, a.timeAfterCreate, a.timeBeforeExpiry]),
-      [["Rotate", "P30D", undefined]], `lifetimeActions: ${JSON.stringify(set.lifetimeActions)}`);
+      [["Rotate", "P30D", undefined], ["Notify", undefined, "P30D"]],
+      `lifetimeActions, with Key Vault's own Notify added: ${JSON.stringify(set.lifetimeActions)}`);
     assert.ok(set.createdOn instanceof Date && set.updatedOn instanceof Date, "policy created/updated dates");
     assert.equal(set.id, `${env.vaultUrl("default")}/keys/rot/rotationpolicy`, "policy id");
     const got = await client.getKeyRotationPolicy("rot");
     assert.equal(got.expiresIn, "P90D", "getKeyRotationPolicy sees expiresIn");
-    assert.deepEqual(got.lifetimeActions?.map((a) => [a.action, a.timeAfterCreate]), [["Rotate", "P30D"]], "getKeyRotationPolicy sees the action");
+    assert.deepEqual(got.lifetimeActions?.map((a) => [a.action, a.timeAfterCreate]), [["Rotate", "P30D"], ["Notify", undefined]], "getKeyRotationPolicy sees the actions");
 
     const r = await client.rotateKey("rot");
     assert.notEqual(r.properties.version, k.properties.version, "rotation makes a new version");
