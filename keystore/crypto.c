@@ -1458,9 +1458,11 @@ static enum kv_status cbc_crypt(const struct ks_material *m, const struct ks_op_
     size_t n = p->value.len;
     if (n > OP_INPUT_MAX)
         return KV_ERR_BAD_INPUT_LENGTH;
-    /* Without padding the input is whole blocks; with it, so is every ciphertext. */
-    if ((!pad || !enc) && n % AES_BLOCK_LEN != 0)
+    /* Every ciphertext is whole blocks. Without padding, as Managed HSM does, a plaintext
+     * is filled with zero bytes to whole blocks, and its decryption keeps them. */
+    if (!enc && n % AES_BLOCK_LEN != 0)
         return KV_ERR_BAD_INPUT_LENGTH;
+    size_t zeros = !pad && enc && n % AES_BLOCK_LEN != 0 ? AES_BLOCK_LEN - n % AES_BLOCK_LEN : 0;
     if (pad && !enc && n == 0)
         return KV_ERR_BAD_INPUT_LENGTH;
     if (p->iv.len != AES_BLOCK_LEN && !(enc && p->iv.len == 0))
@@ -1485,6 +1487,13 @@ static enum kv_status cbc_crypt(const struct ks_material *m, const struct ks_op_
         goto out;
     if (n > 0 && EVP_CipherUpdate(ctx, buf.data, &len, p->value.data, (int)n) != 1)
         goto out;
+    if (zeros > 0) {
+        static const unsigned char zero[AES_BLOCK_LEN];
+        int more = 0;
+        if (EVP_CipherUpdate(ctx, buf.data + len, &more, zero, (int)zeros) != 1)
+            goto out;
+        len += more;
+    }
     if (EVP_CipherFinal_ex(ctx, buf.data + len, &fin) != 1) {
         st = enc ? KV_ERR_CRYPTO : KV_ERR_CRYPTO_FAILED; /* bad padding */
         goto out;

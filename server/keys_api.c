@@ -595,6 +595,33 @@ static void h_versions(struct srv_req *req)
     send_page(req, page, path, 1, max);
 }
 
+static int is_gcm(enum ks_alg alg)
+{
+    return alg == KS_ALG_A128GCM || alg == KS_ALG_A192GCM || alg == KS_ALG_A256GCM;
+}
+
+/* The length of the digest an RSA or ECDSA signature algorithm signs; 0 for the others. */
+static size_t digest_len(enum ks_alg alg)
+{
+    switch (alg) {
+    case KS_ALG_RS256:
+    case KS_ALG_PS256:
+    case KS_ALG_ES256:
+    case KS_ALG_ES256K:
+        return 32;
+    case KS_ALG_RS384:
+    case KS_ALG_PS384:
+    case KS_ALG_ES384:
+        return 48;
+    case KS_ALG_RS512:
+    case KS_ALG_PS512:
+    case KS_ALG_ES512:
+        return 64;
+    default:
+        return 0;
+    }
+}
+
 /* encrypt, decrypt, sign, verify, wrapKey, unwrapKey: one body shape, one result shape. */
 static void key_operation(struct srv_req *req, unsigned op)
 {
@@ -629,6 +656,15 @@ static void key_operation(struct srv_req *req, unsigned op)
         goto out;
     }
     st = ks_key_op(req->srv->ks, req->vault, req->key_name, req->version, op, &p, &res);
+    if (st == KV_ERR_BAD_INPUT_LENGTH && op == KS_OP_SIGN && digest_len(p.alg) != 0 &&
+        p.value.len != digest_len(p.alg)) {
+        /* Key Vault's words for a digest of the wrong length */
+        srv_send_errorf(req, st,
+                        "Invalid length of 'value': %zu bytes. %s requires %zu bytes, encoded "
+                        "with base64url.",
+                        p.value.len, alg, digest_len(p.alg));
+        goto out;
+    }
     if (st != KV_OK) {
         send_key_error(req, st, opname);
         goto out;
@@ -650,7 +686,8 @@ static void key_operation(struct srv_req *req, unsigned op)
             add_b64(&j, "iv", &res.iv);
         if (res.tag.len > 0)
             add_b64(&j, "tag", &res.tag);
-        if (p.aad.len > 0)
+        /* as Key Vault does: a GCM encryption echoes aad; CBC and decryptions do not */
+        if (op == KS_OP_ENCRYPT && is_gcm(p.alg) && p.aad.len > 0)
             add_b64(&j, "aad", &p.aad);
     }
     kv_json_close(&j, '}');

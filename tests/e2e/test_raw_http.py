@@ -299,6 +299,69 @@ def main():
             check("wrapKey" in err["message"], err["message"])
 
         @runner.test
+        def aes_answers_are_managed_hsms():
+            # The key, iv, plaintext and ciphertexts of the Python SDK's recorded
+            # test_symmetric_encrypt_and_decrypt against Managed HSM (api-version
+            # 2025-07-01): A256CBC fills the plaintext with zero bytes to whole blocks, the
+            # answers carry aad only for a GCM encryption, and a decryption answers kid and
+            # value alone.
+            k = unb64url("4n7QyEUSu9VbavQ00jfBH-ujEYcPgPLC4zZCYPMcgsg")
+            pt = (b"5063e6aaa845f150200547944fd199679c98ed6f99da0a0b2dafeaf1f4684496fd532c1c22"
+                  b"9968cb9dee44957fcef7ccef59ceda0b362e56bcd78fd3faee5781c623c0bb22b35beabde0"
+                  b"664fd30e0e824aba3dd1b0afffc4a3d955ede20cf6a854d52cfd")
+            iv, aad = "ibitv7BzReNZiTKgnFF0QQ", b64url(b"test")
+            cbc_ct = ("LMKuK63LOzPyZzk-GMl79Lciw-LNxXt5H9zA7ZTgfpIHvM5_XY9h8q0ils-y85LvB-Bj8jx7KmDA"
+                      "acxkXIXxrdhHz7c5URCoOh0HrwXW7QqBVnWarK4D04X_2KG2otO0DFTFfuVcs3flnFUF2bAEujPb"
+                      "3SA5FHlBLPhDge4elcbWn3XXtJVOzCian2Z3O04xyI_QAZp8Ds4K4XSHtU_P238YWRvcNc399qEY"
+                      "ptrlWjHNxxFxxAC4Hc44pAGus3cCJfUmfl8S8IDlUyQKOpqmtA")
+            gcm_ct = ("Ah24klwuVjMHHg3zN20nJ02Y103zBVk_MfeETBZN2GIQMRbWt_SW4KVxU2n1aolCDjLppqjzsiHj"
+                      "UQCsAota0o_MXB1VdIIYfyhl-U8JfNVr82UM0vDbI4Lw6Adacku9Cxvar_47ciL0P-h574S7mEOf"
+                      "qPFaGtjPOkq3jnzxKBQ-MV5aJumm6L2ItXeTuRQ_8qw4ECz5t4yKTwPqEg_VdKAFt09jiVuRlCNu"
+                      "aWz2R3GJfMHvvsWgPSQ6fzPXbedSNuGRmjHlVRs")
+            st, _, body = call("PUT", f"/keys/aes256?{API}",
+                               {"key": {"kty": "oct", "k": b64url(k),
+                                        "key_ops": ["encrypt", "decrypt", "wrapKey", "unwrapKey"]}})
+            eq(st, 200, body)
+            kid = json.loads(body)["key"]["kid"]
+            enc, dec = f"/keys/aes256//encrypt?{API}", f"/keys/aes256//decrypt?{API}"
+
+            st, _, body = call("POST", enc, {"alg": "A256CBC", "value": b64url(pt), "iv": iv,
+                                             "aad": aad})
+            eq(st, 200, body)
+            eq(json.loads(body), {"kid": kid, "iv": iv, "value": cbc_ct})
+            st, _, body = call("POST", dec, {"alg": "A256CBC", "value": cbc_ct, "iv": iv})
+            eq((st, json.loads(body)), (200, {"kid": kid, "value": b64url(pt + bytes(8))}))
+
+            st, _, body = call("POST", enc, {"alg": "A256CBCPAD", "value": b64url(pt),
+                                             "iv": iv, "aad": aad})
+            eq(st, 200, body)
+            # the same blocks but the last, which holds PKCS#7 padding
+            eq(json.loads(body), {"kid": kid, "iv": iv,
+                                  "value": cbc_ct[:256] + "iqWw_oS3hdD48u_EhIUSvg"})
+
+            st, _, body = call("POST", dec, {"alg": "A256GCM", "value": gcm_ct,
+                                             "iv": "g7R9Hdi2pUxlAUMX",
+                                             "tag": "gGCZjvAWmsqHBw9M537kAQ", "aad": aad})
+            eq((st, json.loads(body)), (200, {"kid": kid, "value": b64url(pt)}))
+            st, _, body = call("POST", enc, {"alg": "A256GCM", "value": b64url(pt), "aad": aad})
+            eq(st, 200, body)
+            doc = json.loads(body)
+            eq((sorted(doc), doc["aad"]), (["aad", "iv", "kid", "tag", "value"], aad))
+
+        @runner.test
+        def a_digest_of_the_wrong_length_is_key_vaults_error():
+            # Key Vault's words, as its users quote them
+            st, _, body = call("POST", f"/keys/ec256/create?{API}", {"kty": "EC", "crv": "P-256"})
+            eq(st, 200, body)
+            for name, alg, n, want in (("base", "RS256", 10, 32), ("base", "PS512", 32, 64),
+                                       ("ec256", "ES256", 44, 32)):
+                err = expect_error(call("POST", f"/keys/{name}//sign?{API}",
+                                        {"alg": alg, "value": b64url(b"d" * n)}),
+                                   400, "BadParameter")
+                eq(err["message"], f"Invalid length of 'value': {n} bytes. {alg} requires "
+                                   f"{want} bytes, encoded with base64url.")
+
+        @runner.test
         def expired_token_after_the_clock_moves():
             tok = kv.token()
             eq(call("GET", f"/keys?{API}", token=tok)[0], 200)
