@@ -79,7 +79,7 @@ static const struct kv_status_info table[KV_STATUS_COUNT] = {
         "The operation is not allowed before the key's activation date (nbf)."),
     ROW(KV_ERR_KEY_EXPIRED, 403, "Forbidden", "KeyExpired",
         "The operation is not allowed on an expired key."),
-    ROW(KV_ERR_PURGE_PROTECTED, 403, "Forbidden", "PurgeProtected",
+    ROW(KV_ERR_PURGE_PROTECTED, 403, "Forbidden", NULL,
         "Operation \"purge\" is not allowed because purge protection is enabled for this vault. "
         "Key Vault service will automatically purge it after the retention period has passed."),
     ROW(KV_ERR_KEY_NOT_EXPORTABLE, 403, "Forbidden", NULL,

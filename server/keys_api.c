@@ -53,6 +53,14 @@ static void send_key_error(struct srv_req *req, enum kv_status st, const char *o
                         "purged.",
                         req->key_name);
         break;
+    case KV_ERR_PURGE_PROTECTED:
+        /* Key Vault names the vault and its region on a second line */
+        srv_send_errorf(req, st,
+                        "Operation \"purge\" is not allowed because purge protection is enabled "
+                        "for this vault. Key Vault service will automatically purge it after the "
+                        "retention period has passed.\r\nVault: %s;location=%s",
+                        req->vault, req->region);
+        break;
     default:
         srv_send_error(req, st, NULL);
     }
@@ -305,7 +313,9 @@ static void key_id(const struct srv_req *req, const char *name, const char *vers
                 version != NULL ? version : "", NULL);
 }
 
-static void attributes_json(struct kv_json *j, const struct ks_key *k)
+/* A key's attributes. @p name_exportable: name exportable even when false, as Key Vault does in
+ * a key bundle from api-version 7.3 on. */
+static void attributes_json(struct kv_json *j, const struct ks_key *k, int name_exportable)
 {
     kv_json_open(j, "attributes", '{');
     kv_json_bool(j, "enabled", k->attrs.enabled);
@@ -317,8 +327,8 @@ static void attributes_json(struct kv_json *j, const struct ks_key *k)
     kv_json_int(j, "updated", k->attrs.updated);
     kv_json_str(j, "recoveryLevel", k->recovery_level);
     kv_json_int(j, "recoverableDays", k->recoverable_days);
-    if (k->attrs.exportable)
-        kv_json_bool(j, "exportable", 1);
+    if (k->attrs.exportable || name_exportable)
+        kv_json_bool(j, "exportable", k->attrs.exportable);
     if (k->hsm) /* the platform Key Vault names for its premium vaults' hardware keys */
         kv_json_str(j, "hsmPlatform", "2");
     kv_json_close(j, '}');
@@ -403,7 +413,7 @@ static void bundle_json(struct kv_json *j, const struct srv_req *req, const stru
 {
     kv_json_open(j, NULL, '{');
     jwk_json(j, req, k);
-    attributes_json(j, k);
+    attributes_json(j, k, !before_release(req));
     tags_json(j, &k->tags);
     release_policy_json(j, &k->release_policy, 1);
     if (k->deleted_date != 0)
@@ -419,7 +429,7 @@ static void item_json(struct kv_json *j, const struct srv_req *req, const struct
     key_id(req, k->name, with_version ? k->version : NULL, kid, sizeof(kid));
     kv_json_open(j, NULL, '{');
     kv_json_str(j, "kid", kid);
-    attributes_json(j, k);
+    attributes_json(j, k, 0);
     tags_json(j, &k->tags);
     if (k->deleted_date != 0)
         deleted_fields(j, req, k);
@@ -532,7 +542,8 @@ static enum kv_status page_size(const struct srv_req *req, int *out)
     return KV_OK;
 }
 
-/* {"value": [...], "nextLink": "...|null"} with an absolute next link on our own host. */
+/* {"value": [...], "nextLink": "...|null"} with an absolute next link on our own host. As
+ * Key Vault's, the link repeats maxresults only when the request gave it. */
 static void send_page(struct srv_req *req, struct ks_key_page *page, const char *path,
                       int with_version, int max)
 {
@@ -544,12 +555,15 @@ static void send_page(struct srv_req *req, struct ks_key_page *page, const char 
         item_json(&j, req, page->items[i], with_version);
     kv_json_close(&j, ']');
     if (page->next[0] != '\0') {
-        char base[SRV_HOST_MAX + 16], link[1024];
+        char base[SRV_HOST_MAX + 16], link[1024], size[24] = "";
         srv_base_url(req, base, sizeof(base));
-        const char *api = srv_query_get(req, "api-version");
+        const char *api = srv_query_get(req, "api-version"),
+                   *asked = srv_query_get(req, "maxresults");
+        if (asked != NULL && asked[0] != '\0')
+            snprintf(size, sizeof(size), "&maxresults=%d", max);
         /* api-version values are [0-9a-z.-]: safe in a URL as they are. */
-        snprintf(link, sizeof(link), "%s%s?api-version=%s&$skiptoken=%s&maxresults=%d", base,
-                 path, api ? api : "", page->next, max);
+        snprintf(link, sizeof(link), "%s%s?api-version=%s&$skiptoken=%s%s", base, path,
+                 api ? api : "", page->next, size);
         kv_json_str(&j, "nextLink", link);
     } else {
         kv_json_str(&j, "nextLink", NULL);
@@ -1316,7 +1330,7 @@ static char *release_payload(const struct srv_req *req, const struct ks_key *k, 
     }
     kv_json_str(&j, "key_hsm", hsm);
     kv_json_close(&j, '}');
-    attributes_json(&j, k);
+    attributes_json(&j, k, 0);
     tags_json(&j, &k->tags);
     release_policy_json(&j, &k->release_policy, 0);
     kv_json_close(&j, '}');

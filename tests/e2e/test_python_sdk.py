@@ -137,6 +137,8 @@ def scenario(runner, kv, url, prefix, resource, **client_kwargs):
         eq(p.updated_on, p.created_on, "updated == created on a new key")
         eq(p.recovery_level, "Recoverable+Purgeable", "recoveryLevel of the default vault")
         eq(p.recoverable_days, 90, "recoverableDays of the default vault")
+        # Key Vault (api-version 7.3 and later) answers exportable false for a key that is not
+        eq(p.exportable, False, "exportable of a key made without it")
 
     def check_rsa(k, name, size, kty="RSA", e=b"\x01\x00\x01"):
         check_bundle(k, name, kty, RSA_OPS)
