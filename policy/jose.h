@@ -100,7 +100,8 @@ void jose_jws_clear(struct jose_jws *j);
 /** @brief The string member @p name of object @p o, or NULL. */
 const char *jose_str(const cJSON *o, const char *name);
 
-/** @brief A NumericDate claim: 1 and its value, 0 when absent, -1 when not a number. */
+/** @brief A NumericDate claim: 1 and its value, 0 when absent, -1 when not a number (a JSON
+ *  number, or a string of up to 15 decimal digits as MSAL.NET writes them). */
 int jose_date(const cJSON *o, const char *name, int64_t *out);
 
 /** JWS signature algorithms. */

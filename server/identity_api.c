@@ -5,7 +5,9 @@
  *   App Service   GET  /msi/token?api-version=2019-08-01&resource=R   X-IDENTITY-HEADER
  *   Azure ML      GET  /msi/token?api-version=2017-09-01&resource=R   secret
  *   Cloud Shell   POST /msi/token  (form body resource=R)             Metadata: true
+ *                 GET  /msi/token?resource=R  (MSAL4J)                Metadata: true
  *   IMDS          GET  /metadata/identity/oauth2/token[/]?resource=R  Metadata: true
+ *                 (also //metadata/..., as MSAL4J builds it from AZURE_POD_IDENTITY_AUTHORITY_HOST)
  *
  * and, on the HTTPS port, an Entra-shaped client-credentials authority for
  * identities with a client secret, certificates or federated credentials
@@ -53,10 +55,13 @@ static void send_oauth_error(struct srv_req *req, const char *error, const char 
     srv_send_json(req, 400, doc);
 }
 
-/* The path, without one trailing slash, compared case-insensitively. */
-static int raw_path_is(const struct srv_req *req, const char *want)
+/* The path, without one trailing slash, compared case-insensitively. With @p extra_slashes,
+ * the path may start with more than one slash. */
+static int raw_path_is(const struct srv_req *req, const char *want, int extra_slashes)
 {
     const char *p = req->ri->local_uri_raw;
+    while (extra_slashes && p[0] == '/' && p[1] == '/')
+        p++;
     size_t n = strlen(want);
     return strncasecmp(p, want, n) == 0 && (p[n] == '\0' || (p[n] == '/' && p[n + 1] == '\0'));
 }
@@ -199,6 +204,14 @@ static void app_service(struct srv_req *req)
         issue(req, &p);
         return;
     }
+    /* Cloud Shell as MSAL4J asks it: a GET with the parameters in the query. A request that
+     * names an identity header must still name the right one. */
+    if (strcmp(method, "GET") == 0 && header_equals(req, "Metadata", "true") &&
+        srv_header(req, "X-IDENTITY-HEADER") == NULL && srv_header(req, "secret") == NULL) {
+        query_lookup(req, &p);
+        issue(req, &p);
+        return;
+    }
     if (strcmp(method, "POST") == 0 && header_equals(req, "Metadata", "true")) {
         /* Cloud Shell: the parameters come as a form body. */
         size_t len = 0;
@@ -240,11 +253,12 @@ static void imds(struct srv_req *req)
 
 int srv_identity_endpoint(struct srv_req *req)
 {
-    if (raw_path_is(req, "/msi/token")) {
+    if (raw_path_is(req, "/msi/token", 0)) {
         app_service(req);
         return 1;
     }
-    if (raw_path_is(req, "/metadata/identity/oauth2/token")) {
+    /* MSAL4J joins AZURE_POD_IDENTITY_AUTHORITY_HOST and the path with one slash too many */
+    if (raw_path_is(req, "/metadata/identity/oauth2/token", 1)) {
         imds(req);
         return 1;
     }
