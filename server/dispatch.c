@@ -142,22 +142,20 @@ static enum kv_status firewall(struct srv_req *req, const struct ks_vault *vault
                         "service.\r\nClient address: %s\r\nCaller: appid=%s;oid=%s;"
                         "iss=https://sts.windows.net/%s/\r\nVault: %s;location=%s",
                         kv_ip_unmapped(req->ri->remote_addr), req->who.appid, req->who.oid,
-                        req->who.tid, vault->name, ks_vault_location(vault));
+                        req->who.tid, vault->name, req->region);
     else if (st == KV_ERR_PUBLIC_DISABLED)
         srv_send_errorf(req, st,
                         "Public network access is disabled and request is not from a trusted "
                         "service nor via an approved private link.\r\nCaller: appid=%s;oid=%s;"
                         "iss=https://sts.windows.net/%s/\r\nVault: %s;location=%s",
-                        req->who.appid, req->who.oid, req->who.tid, vault->name,
-                        ks_vault_location(vault));
+                        req->who.appid, req->who.oid, req->who.tid, vault->name, req->region);
     else if (st != KV_OK)
         srv_send_error(req, st, NULL);
     return st;
 }
 
-/* A location as Azure names the region in x-ms-keyvault-region: its letters and digits,
- * in lowercase ("West Europe": "westeurope"); nothing else can reach a header. */
-static void region_name(const char *location, char *out, size_t cap)
+/* Only letters and digits: nothing else can reach a header. */
+void srv_region_name(const char *location, char *out, size_t cap)
 {
     size_t n = 0;
     for (const char *c = location; *c != '\0' && n + 1 < cap; c++) {
@@ -203,7 +201,7 @@ static void vault_api(struct srv_req *req)
             srv_send_error(req, st, NULL);
         return;
     }
-    region_name(ks_vault_location(&vault), req->region, sizeof(req->region));
+    srv_region_name(ks_vault_location(&vault), req->region, sizeof(req->region));
     if (check_api_version(req) != KV_OK)
         return;
 
@@ -241,7 +239,7 @@ static void vault_api(struct srv_req *req)
                         "permission on key vault '%s;location=%s'. For help resolving this "
                         "issue, please see https://go.microsoft.com/fwlink/?linkid=2125287",
                         req->who.appid, req->who.oid, pol_perm_name(route->perm), vault.name,
-                        ks_vault_location(&vault));
+                        req->region);
         return;
     }
     if (st == KV_ERR_RBAC_DENIED) {
@@ -251,7 +249,7 @@ static void vault_api(struct srv_req *req)
                         "please observe propagation time. Caller: appid=%s;oid=%s. Action: "
                         "'keys/%s'. Vault: %s;location=%s.",
                         req->who.appid, req->who.oid, pol_perm_name(route->perm), vault.name,
-                        ks_vault_location(&vault));
+                        req->region);
         return;
     }
     if (st == KV_ERR_UNAUTHORIZED) {

@@ -107,13 +107,14 @@ static int data_allowed(struct srv_req *req, const struct ks_vault *v, const cha
     if (!v->rbac || pol_allowed(req->srv->pol, &req->who, v, name, perm) == KV_OK)
         return 1;
     /* the refused data action, on the key or the vault, named as Azure names them */
-    char resource[1400], message[2048];
+    char resource[1400], message[2560], region[KS_LOCATION_MAX + 1];
     if (name != NULL)
         key_arm_id(vault_id, name, NULL, resource, sizeof(resource));
     else
         snprintf(resource, sizeof(resource), "%s", vault_id);
     for (char *c = resource; *c != '\0'; c++)
         *c = (char)tolower((unsigned char)*c);
+    srv_region_name(ks_vault_location(v), region, sizeof(region));
     snprintf(message, sizeof(message),
              "[ForbiddenByRbac (Forbidden)] Caller is not authorized to perform action on "
              "resource.\r\nIf role assignments, deny assignments or role definitions were changed "
@@ -122,8 +123,7 @@ static int data_allowed(struct srv_req *req, const struct ks_vault *v, const cha
              "Action: 'Microsoft.KeyVault/vaults/keys/%s'\r\nResource: '%s'\r\nAssignment: "
              "(not found)\r\nVault: %s;location=%s\r\n",
              req->who.appid, req->who.oid, req->who.tid,
-             perm == POL_KEYS_CREATE ? "create/action" : "read", resource, v->name,
-             ks_vault_location(v));
+             perm == POL_KEYS_CREATE ? "create/action" : "read", resource, v->name, region);
     srv_send_error(req, KV_ERR_ARM_RBAC_DENIED, message); /* Resource Manager's 400 */
     return 0;
 }

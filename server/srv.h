@@ -202,6 +202,13 @@ void srv_vault_dns(const struct srv_req *req, char *out, size_t cap);
 /** @brief civetweb's begin_request callback: handles every request. */
 int srv_dispatch(struct mg_connection *conn);
 
+/**
+ * @brief A vault's location as Key Vault names its region in x-ms-keyvault-region and in
+ * its refusals ("Vault: NAME;location=REGION"): the letters and digits, in lowercase
+ * ("West US 2": "westus2"). @p out (of @p cap bytes, at least 1) is always terminated.
+ */
+void srv_region_name(const char *location, char *out, size_t cap);
+
 /* ---- handlers ------------------------------------------------------------------------ */
 
 /** A route handler. The dispatcher has authenticated, authorised and parsed. */

@@ -777,6 +777,35 @@ def main():
                                    host=f"novault.vault.localhost:{P}")
             eq((st, hdrs.get("x-ms-keyvault-region")), (404, None))
 
+            # Key Vault's refusals name the vault's region the same way
+            # ("'kv;location=westus2'", never the "West US 2" a PUT gave).
+            def refusal(vault, props):
+                body = {"location": "West US 2",
+                        "properties": dict({"tenantId": TENANT,
+                                            "sku": {"family": "A", "name": "standard"}},
+                                           **props)}
+                eq(mgmt("PUT", f"{ARM}/{vault}?{API}", body)[0], 201, vault)
+                st, _, resp = kv.https("GET", "/keys?api-version=7.4",
+                                       host=f"{vault}.vault.localhost:{P}")
+                eq(st, 403, (vault, resp))
+                return json.loads(resp)["error"]["message"]
+
+            msg = refusal("regionap", {"accessPolicies": []})
+            check("does not have keys list permission on key vault 'regionap;location=westus2'."
+                  in msg, msg)
+            msg = refusal("regionrb", {"enableRbacAuthorization": True})
+            check(msg.endswith("Vault: regionrb;location=westus2."), msg)
+            msg = refusal("regionfw", {"accessPolicies": [], "networkAcls": {
+                "defaultAction": "Deny", "ipRules": [{"value": "198.51.100.0/24"}]}})
+            check(msg.endswith("\r\nVault: regionfw;location=westus2"), msg)
+            msg = refusal("regionpn", {"accessPolicies": [], "publicNetworkAccess": "Disabled"})
+            check(msg.endswith("\r\nVault: regionpn;location=westus2"), msg)
+            # Resource Manager's key calls on an RBAC vault quote Key Vault's refusal
+            st, _, got = mgmt("GET", f"{ARM}/regionrb/keys/k1?{API}")
+            eq(st, 400, got)
+            check(got["error"]["message"].endswith("\r\nVault: regionrb;location=westus2\r\n"),
+                  got)
+
         # A PATCH with many firewall rules takes long enough to parse and write that a
         # DELETE sent with it lands in between its read of the vault and its write.
         MANY_RULES = {"properties": {"networkAcls": {
