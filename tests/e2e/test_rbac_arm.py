@@ -692,7 +692,8 @@ def main():
         def the_audit_log_and_metrics_name_the_new_operations():
             ops = {r["operationName"] for r in kv.audit_records()}
             for op in ("RoleDefinitionList", "RoleDefinitionGet", "RoleAssignmentList",
-                       "RoleAssignmentPut", "RoleAssignmentDelete", "RoleAssignmentGet"):
+                       "RoleAssignmentPut", "RoleAssignmentDelete", "RoleAssignmentGet",
+                       "VaultKeyPut", "VaultKeyGet", "VaultKeyList"):
                 check(op in ops, op)
             st, _, metrics = kv.http("GET", "/metrics")
             eq(st, 200)

@@ -746,13 +746,25 @@ def main():
                 eq(st, want, (aud, body))
 
         @runner.test
+        def published_api_versions_are_accepted():
+            """Every published Microsoft.KeyVault api-version, the newest previews included
+            (as the README lists them); another is Resource Manager's 400."""
+            for version in ("2015-06-01", "2019-09-01", "2023-07-01", "2025-05-01",
+                            "2026-02-01", "2026-03-01-preview", "2026-04-01-preview"):
+                st, _, body = mgmt("GET", f"{ARM}/default?api-version={version}")
+                eq((st, body["name"]), (200, "default"), version)
+            for version in ("2026-05-01", "2023-07-01-preview", ""):
+                st, _, body = mgmt("GET", f"{ARM}/default?api-version={version}")
+                eq((st, body["error"]["code"]), (400, "BadRequest"), version)
+
+        @runner.test
         def audited():
             records = kv.audit_records()
             ops = {(r["operationName"], r["properties"]["httpStatusCode"]) for r in records}
             for want in (("VaultDelete", 200), ("VaultListDeleted", 200), ("VaultGetDeleted", 200),
                          ("VaultGetDeleted", 404), ("VaultRecover", 200), ("VaultRecover", 400),
                          ("VaultPurge", 200), ("VaultPurge", 405), ("VaultPut", 409),
-                         ("VaultListDeleted", 403)):
+                         ("VaultListDeleted", 403), ("VaultCheckName", 200)):
                 check(want in ops, f"{want} audited")
 
         @runner.test
