@@ -403,8 +403,8 @@ enum pol_assertion pol_assertion_check(const struct pol_identity *id, const char
                        "PS512, ES256, ES384, ES512";
     } else if (iss == NULL || sub == NULL || !cJSON_IsString(aud)) {
         info->detail = "the claims iss, sub and aud are required strings";
-    } else if ((has_nbf = jose_date(j.claims, "nbf", &info->nbf)) < 0 ||
-               (has_exp = jose_date(j.claims, "exp", &info->exp)) < 0) {
+    } else if ((has_nbf = jose_date_or_digits(j.claims, "nbf", &info->nbf)) < 0 ||
+               (has_exp = jose_date_or_digits(j.claims, "exp", &info->exp)) < 0) {
         info->detail = "the claims nbf and exp must be NumericDates";
     } else {
         snprintf(info->iss, sizeof(info->iss), "%s", iss);

@@ -580,18 +580,22 @@ int jose_date(const cJSON *o, const char *name, int64_t *out)
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
     if (v == NULL)
         return 0;
-    if (cJSON_IsString(v)) {
-        /* MSAL.NET writes its assertion's nbf and exp as strings of digits; Entra takes them */
-        const char *s = v->valuestring;
-        size_t n = strspn(s, "0123456789");
-        if (n == 0 || n > 15 || s[n] != '\0')
-            return -1;
-        *out = (int64_t)strtoll(s, NULL, 10);
-        return 1;
-    }
     if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 1e15)
         return -1;
     *out = (int64_t)v->valuedouble;
+    return 1;
+}
+
+int jose_date_or_digits(const cJSON *o, const char *name, int64_t *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+    if (!cJSON_IsString(v))
+        return jose_date(o, name, out);
+    const char *s = v->valuestring;
+    size_t n = strspn(s, "0123456789");
+    if (n == 0 || n > 15 || s[n] != '\0')
+        return -1;
+    *out = (int64_t)strtoll(s, NULL, 10);
     return 1;
 }
 

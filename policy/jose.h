@@ -100,9 +100,12 @@ void jose_jws_clear(struct jose_jws *j);
 /** @brief The string member @p name of object @p o, or NULL. */
 const char *jose_str(const cJSON *o, const char *name);
 
-/** @brief A NumericDate claim: 1 and its value, 0 when absent, -1 when not a number (a JSON
- *  number, or a string of up to 15 decimal digits as MSAL.NET writes them). */
+/** @brief A NumericDate claim: 1 and its value, 0 when absent, -1 when not a number. */
 int jose_date(const cJSON *o, const char *name, int64_t *out);
+
+/** @brief jose_date(), but a string of 1 to 15 decimal digits is taken too: MSAL.NET writes
+ *  its client assertions' nbf and exp so, and Entra takes them (client assertions only). */
+int jose_date_or_digits(const cJSON *o, const char *name, int64_t *out);
 
 /** JWS signature algorithms. */
 enum jose_sig { JOSE_RS, JOSE_PS, JOSE_ES };
