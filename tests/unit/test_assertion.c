@@ -246,6 +246,30 @@ static void certificates(EVP_PKEY *key, EVP_PKEY *other, EVP_PKEY *ec)
         CHECK(check_one(&id, hdr, c, key, "RS256", &info) == times[i].want);
     }
     CHECK(info.exp == 0);
+    /* nbf and exp as strings of digits, as MSAL.NET writes them; other strings are not dates */
+    char n[16], e[16], quoted_n[24], quoted_e[24], plus_n[24], space_e[24], long_e[32];
+    snprintf(n, sizeof(n), "%d", NOW - 10);
+    snprintf(e, sizeof(e), "%d", NOW + 600);
+    snprintf(quoted_n, sizeof(quoted_n), "\"%s\"", n);
+    snprintf(quoted_e, sizeof(quoted_e), "\"%s\"", e);
+    snprintf(plus_n, sizeof(plus_n), "\"+%s\"", n);
+    snprintf(space_e, sizeof(space_e), "\"%s \"", e);
+    snprintf(long_e, sizeof(long_e), "\"1000000%s\"", e); /* 16 digits */
+    const struct {
+        const char *nbf, *exp;
+        enum pol_assertion want;
+    } texts[] = {
+        {quoted_n, quoted_e, POL_ASSERTION_OK}, {n, quoted_e, POL_ASSERTION_OK},
+        {plus_n, e, POL_ASSERTION_MALFORMED},   {n, space_e, POL_ASSERTION_MALFORMED},
+        {n, "\"\"", POL_ASSERTION_MALFORMED},   {n, long_e, POL_ASSERTION_MALFORMED},
+    };
+    for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+        char c[512];
+        snprintf(c, sizeof(c),
+                 "{\"aud\":\"%s\",\"iss\":\"%s\",\"sub\":\"%s\",\"nbf\":%s,\"exp\":%s}", ENDPOINT,
+                 CLIENT, CLIENT, texts[i].nbf, texts[i].exp);
+        CHECK(check_one(&id, hdr, c, key, "RS256", &info) == texts[i].want);
+    }
 
     /* malformed: parts, base64, JSON, claims */
     static const char *const junk[] = {
