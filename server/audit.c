@@ -19,10 +19,12 @@
  * answered before an access policy was granted comes before the grant.
  * The table keeps the newest `--audit-max` records (0: all).
  */
+#include <ctype.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -287,21 +289,49 @@ out:
     return st;
 }
 
+/* Key Vault's resultSignature: the status's reason phrase (RFC 9110), as "Not Found". */
 static const char *reason(int status)
 {
     switch (status) {
     case 200: return "OK";
     case 201: return "Created";
-    case 204: return "NoContent";
-    case 400: return "BadRequest";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
     case 401: return "Unauthorized";
     case 403: return "Forbidden";
-    case 404: return "NotFound";
-    case 405: return "MethodNotAllowed";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
     case 409: return "Conflict";
-    case 507: return "InsufficientStorage";
-    default: return status >= 500 ? "InternalServerError" : "Other";
+    case 413: return "Content Too Large";
+    case 415: return "Unsupported Media Type";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    case 507: return "Insufficient Storage";
+    default: return status >= 500 ? "Internal Server Error" : "Other";
     }
+}
+
+/* Key Vault's resourceId: the vault's Resource Manager id in capitals. A data-plane call
+ * names the vault's own group; a management call the subscription and group of its path
+ * (kvmock's own for a path without one). */
+static void resource_id(const struct srv_req *req, char *out, size_t cap)
+{
+    const char *sub = POL_SUBSCRIPTION, *group = POL_RESOURCE_GROUP;
+    if (req->vault_group[0] != '\0') {
+        group = req->vault_group;
+    } else if (!req->data_plane && req->nseg >= 2 &&
+               strcasecmp(req->seg[0], "subscriptions") == 0) {
+        sub = req->seg[1];
+        if (req->nseg >= 4 && strcasecmp(req->seg[2], "resourceGroups") == 0)
+            group = req->seg[3];
+    }
+    kv_str_join(out, cap, "/SUBSCRIPTIONS/", sub, "/RESOURCEGROUPS/", group,
+                "/PROVIDERS/MICROSOFT.KEYVAULT/VAULTS/", req->vault, NULL);
+    for (char *c = out; *c != '\0'; c++)
+        *c = (char)toupper((unsigned char)*c);
 }
 
 /* Whether the call changes what the store holds when it succeeds: on the data
@@ -336,11 +366,24 @@ static char *record_text(const struct srv_req *req, int status)
 {
     int64_t duration = (srv_monotonic_us() - req->start_us) / 1000; /* DurationMs */
 
-    char when[21], uri[SRV_HOST_MAX + 600], id[SRV_HOST_MAX + KS_NAME_MAX + KS_VERSION_LEN + 32];
+    char when[21], uri[SRV_HOST_MAX + 1200], id[SRV_HOST_MAX + KS_NAME_MAX + KS_VERSION_LEN + 32];
+    char rid[SRV_HOST_MAX + KS_GROUP_MAX + KS_VAULT_NAME_MAX + 96], ms[24];
     kv_str_utc(when, ks_now());
+    /* the URL as asked, query included (each part cut at a length kept for every record) */
     srv_base_url(req, uri, sizeof(uri));
     size_t at = strlen(uri);
     kv_str_join_n(uri + at, sizeof(uri) - at, req->ri->local_uri_raw, 512, NULL);
+    const char *query = req->ri->query_string;
+    if (query != NULL && query[0] != '\0') {
+        at = strlen(uri);
+        kv_str_join(uri + at, sizeof(uri) - at, "?", NULL);
+        at = strlen(uri);
+        kv_str_join_n(uri + at, sizeof(uri) - at, query, 512, NULL);
+    }
+    snprintf(ms, sizeof(ms), "%lld", (long long)duration);
+    if (req->vault[0] != '\0')
+        resource_id(req, rid, sizeof(rid));
+    const char *api = srv_query_get(req, "api-version");
     /* the client's User-Agent, cut at a length kept for every record */
     char agent[257];
     const char *ua = srv_header(req, "User-Agent");
@@ -356,11 +399,19 @@ static char *record_text(const struct srv_req *req, int status)
     kv_json_init(&j);
     kv_json_open(&j, NULL, '{');
     kv_json_str(&j, "time", when);
+    if (req->vault[0] != '\0')
+        kv_json_str(&j, "resourceId", rid);
     kv_json_str(&j, "category", "AuditEvent");
     kv_json_str(&j, "operationName", req->operation);
-    kv_json_str(&j, "resultType", status >= 200 && status < 300 ? "Success" : "Failure");
+    if (api != NULL)
+        kv_json_str(&j, "operationVersion", api);
+    /* Key Vault's "Success" means the call was answered: a refusal is one too; its status
+     * is in resultSignature and properties.httpStatusCode */
+    kv_json_str(&j, "resultType", status < 500 ? "Success" : "Failure");
     kv_json_str(&j, "resultSignature", reason(status));
-    kv_json_int(&j, "durationMs", duration);
+    if (status >= 300 && req->error[0] != '\0')
+        kv_json_str(&j, "resultDescription", req->error);
+    kv_json_str(&j, "durationMs", ms); /* a string, as Key Vault sends it */
     kv_json_str(&j, "callerIpAddress", kv_ip_unmapped(req->ri->remote_addr));
     /* as in Key Vault: the id the client passed to find its calls again, else kvmock's */
     kv_json_str(&j, "correlationId",
@@ -376,7 +427,11 @@ static char *record_text(const struct srv_req *req, int status)
     kv_json_str(&j, "id", id);
     kv_json_int(&j, "httpStatusCode", status);
     kv_json_str(&j, "requestUri", uri);
-    kv_json_bool(&j, "isAccessPolicyMatch", req->policy_match);
+    /* a data-plane call says how its access was checked: by the vault's access policies
+     * or by role assignments (a management call, by Resource Manager, says neither) */
+    if (req->data_plane)
+        kv_json_bool(&j, req->vault_rbac ? "isRbacAuthorized" : "isAccessPolicyMatch",
+                     req->policy_match);
     kv_json_str(&j, "vault", req->vault);
     kv_json_str(&j, "requestId", req->request_id);
     if (agent[0] != '\0')

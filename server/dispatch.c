@@ -202,6 +202,8 @@ static void vault_api(struct srv_req *req)
         return;
     }
     srv_region_name(ks_vault_location(&vault), req->region, sizeof(req->region));
+    snprintf(req->vault_group, sizeof(req->vault_group), "%s", srv_vault_group(&vault));
+    req->vault_rbac = vault.rbac;
     if (check_api_version(req) != KV_OK)
         return;
 

@@ -209,6 +209,8 @@ void srv_send_error(struct srv_req *req, enum kv_status st, const char *message)
     cJSON *err = cJSON_AddObjectToObject(doc, "error");
     cJSON_AddStringToObject(err, "code", info->code);
     cJSON_AddStringToObject(err, "message", message ? message : info->message);
+    /* the audit record's resultDescription */
+    snprintf(req->error, sizeof(req->error), "%s", message ? message : info->message);
     if (info->inner_code != NULL) {
         cJSON *inner = cJSON_AddObjectToObject(err, "innererror");
         cJSON_AddStringToObject(inner, "code", info->inner_code);

@@ -93,6 +93,10 @@ struct srv_req {
     const char *route;     /**< the matched route pattern, for the request log */
     const struct srv_route *route_def; /**< the matched data-plane route, NULL elsewhere */
     int policy_match;      /**< the caller's access was checked and granted */
+    int vault_rbac;        /**< the vault authorizes by role assignments (data plane) */
+    /** the vault's resource group, once found on the data plane ("": the path's) */
+    char vault_group[KS_GROUP_MAX + 1];
+    char error[512];       /**< the message of the error answered ("": none) */
     int audited;           /**< the audit record has been written */
     struct ks_attach attach; /**< a state change's record, committed with the change */
 };

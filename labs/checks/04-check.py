@@ -21,7 +21,7 @@ def first(pred, start=0):
 def mgmt(kind):
     return lambda r: (r["operationName"] == "VaultAccessPolicyUpdate" and who(r) == "learner"
                       and r["properties"]["httpStatusCode"] == 200
-                      and r["properties"]["requestUri"].endswith(f"/cmk/accessPolicies/{kind}"))
+                      and r["properties"]["requestUri"].split("?")[0].endswith(f"/cmk/accessPolicies/{kind}"))
 
 
 def call(op, status, key):
@@ -53,7 +53,7 @@ check(perms == ["get", "unwrapKey", "wrapKey"],
 
 def role(op, status):
     return lambda r: (r["operationName"] == op and r["properties"]["httpStatusCode"] == status
-                      and r["properties"]["requestUri"].endswith(
+                      and r["properties"]["requestUri"].split("?")[0].endswith(
                           f"/vaults/rbac/keys/reports/providers/Microsoft.Authorization/"
                           f"roleAssignments/{ASSIGNMENT}"))
 

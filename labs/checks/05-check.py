@@ -19,7 +19,7 @@ def lines(path):
 
 
 unwraps = [f"{r['time']} {who(r)} {r['properties']['id']}" for r in records
-           if r["operationName"] == "KeyUnwrap" and r["resultType"] == "Success"]
+           if r["operationName"] == "KeyUnwrap" and r["properties"]["httpStatusCode"] == 200]
 mine = lines("lab-work/unwraps.txt")
 check(mine == unwraps, f"lab-work/unwraps.txt: {len(unwraps)} unwraps, as in the audit log",
       "missing: step 3" if mine is None else

@@ -256,6 +256,88 @@ def main():
                 eq(got[-12:], want)
 
         @runner.test
+        def records_carry_key_vaults_fields_and_forms():
+            # Key Vault's AuditEvent records as a storage account or an event hub receives
+            # them (learn.microsoft.com/azure/key-vault/general/logging and records quoted
+            # from real vaults): resourceId is the vault's ARM id in capitals, operationVersion
+            # the api-version asked for, durationMs a string, requestUri the URL with its
+            # query, resultSignature the status's reason phrase, resultType "Success" for an
+            # answered refusal too, and resultDescription the error's message
+            sub = "00000000-0000-0000-0000-000000000000"
+
+            def last():
+                return kv.audit_records()[-1]
+
+            st, _, _ = kv.https("GET", f"/keys/wire?{API}", host=host, token=token)
+            eq(st, 200)
+            r = last()
+            eq(r["resourceId"], f"/SUBSCRIPTIONS/{sub}/RESOURCEGROUPS/KVMOCK/PROVIDERS/"
+                                "MICROSOFT.KEYVAULT/VAULTS/DEFAULT")
+            eq((r["operationName"], r["operationVersion"], r["resultType"], r["resultSignature"]),
+               ("KeyGet", "7.4", "Success", "OK"))
+            check(isinstance(r["durationMs"], str) and r["durationMs"].isdigit(), r["durationMs"])
+            check("resultDescription" not in r, r)
+            check(r["properties"]["requestUri"].endswith(f"/keys/wire?{API}"), r["properties"])
+            eq(r["properties"]["isAccessPolicyMatch"], True)
+            check("isRbacAuthorized" not in r["properties"], r["properties"])
+
+            st, _, body = kv.https("GET", f"/keys/no-such-key?{API}", host=host, token=token)
+            eq(st, 404)
+            r = last()
+            eq((r["resultType"], r["resultSignature"], r["properties"]["httpStatusCode"]),
+               ("Success", "Not Found", 404))
+            eq(r["resultDescription"], json.loads(body)["error"]["message"])
+
+            st, _, body = kv.https("POST", f"/keys/wire/create?{API}", {"kty": "XX"}, host=host,
+                                   token=token)
+            eq(st, 400)
+            eq((last()["resultType"], last()["resultSignature"]), ("Success", "Bad Request"))
+
+            other = kv.token(client_id=LIMITED["clientId"])
+            st, _, body = kv.https("GET", f"/keys/wire?{API}", host=host, token=other)
+            eq(st, 403)
+            r = last()
+            eq((r["resultType"], r["resultSignature"]), ("Success", "Forbidden"))
+            eq(r["resultDescription"], json.loads(body)["error"]["message"])
+            eq(r["properties"]["isAccessPolicyMatch"], False)
+
+            st, _, _ = kv.https("GET", f"/keys/wire?api-version=7.5", host=host, token="x.y.z")
+            eq(st, 401)
+            r = last()
+            eq((r["operationName"], r["operationVersion"], r["resultType"], r["resultSignature"]),
+               ("Authentication", "7.5", "Success", "Unauthorized"))
+
+            # the management plane: the vault's own group, in capitals
+            mtok = kv.token("https://management.azure.com")
+            path = ("/subscriptions/" + sub + "/resourceGroups/Wire-RG/providers/"
+                    "Microsoft.KeyVault/vaults/wire-rbac")
+            check(kv.https("PUT", "/subscriptions/" + sub + "/resourcegroups/Wire-RG"
+                           "?api-version=2021-04-01", {"location": "westus2"},
+                           token=mtok)[0] in (200, 201))
+            st, _, body = kv.https("PUT", f"{path}?api-version=2023-07-01", {
+                "location": "westus2", "properties": {
+                    "tenantId": TENANT, "sku": {"family": "A", "name": "standard"},
+                    "enableRbacAuthorization": True}}, token=mtok)
+            check(st in (200, 201), body)
+            r = last()
+            eq((r["operationName"], r["operationVersion"], r["resultSignature"]),
+               ("VaultPut", "2023-07-01", "Created" if st == 201 else "OK"))
+            eq(r["resourceId"], f"/SUBSCRIPTIONS/{sub}/RESOURCEGROUPS/WIRE-RG/PROVIDERS/"
+                                "MICROSOFT.KEYVAULT/VAULTS/WIRE-RBAC")
+            check(r["properties"]["requestUri"].endswith(f"{path}?api-version=2023-07-01"),
+                  r["properties"])
+
+            # an RBAC vault's records say whether a role assignment allowed the call
+            rhost = f"wire-rbac.vault.localhost:{kv.https_port}"
+            st, _, body = kv.https("GET", f"/keys?{API}", host=rhost, token=other)
+            eq(st, 403, body)
+            r = last()
+            eq(r["resourceId"], f"/SUBSCRIPTIONS/{sub}/RESOURCEGROUPS/WIRE-RG/PROVIDERS/"
+                                "MICROSOFT.KEYVAULT/VAULTS/WIRE-RBAC")
+            eq(r["properties"]["isRbacAuthorized"], False)
+            check("isAccessPolicyMatch" not in r["properties"], r["properties"])
+
+        @runner.test
         def read_record_is_there_once_answered():
             for _ in range(3):
                 eq(kv.https("GET", f"/keys/committed?{API}", host=host, token=token)[0], 200)
@@ -271,7 +353,7 @@ def main():
             check(status.startswith("HTTP/1.1 404"), status)
             s.close()
             uris = [r["properties"]["requestUri"] for r in kv.audit_records()]
-            check(any(u.endswith('/keys/q"u\\ote') for u in uris),
+            check(any(u.endswith(f'/keys/q"u\\ote?{API}') for u in uris),
                   f"the record holds the path as sent: {uris[-1]!r}")
 
         @runner.test

@@ -3,7 +3,8 @@
  * are all committed, each thread's in the order it queued them, whether the
  * writer takes them on its delay, when a batch fills up, on a flush or at stop;
  * the room a burst took is given back after it; and with a full queue the
- * threads wait for the writer instead of the queue growing.
+ * threads wait for the writer instead of the queue growing. A record has Key
+ * Vault's fields in Key Vault's forms.
  */
 #include <civetweb.h>
 #include <cjson/cJSON.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -81,6 +83,79 @@ static void tally(struct ks_env *ks, struct tally *t)
 {
     memset(t, 0, sizeof(*t));
     CHECK_ST(ks_record_scan(ks, KS_TABLE_AUDIT, NULL, 0, NULL, 0, tally_fn, t), KV_OK);
+}
+
+/* The one record in the table (malloc()ed), or NULL. */
+static enum kv_status one_fn(const void *key, size_t key_len, const void *val, size_t val_len,
+                             void *arg)
+{
+    (void)key;
+    (void)key_len;
+    cJSON **out = arg;
+    cJSON_Delete(*out);
+    *out = cJSON_ParseWithLength(val, val_len);
+    return KV_OK;
+}
+
+static const char *str_at(const cJSON *o, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static int str_is(const cJSON *o, const char *name, const char *want)
+{
+    const char *v = str_at(o, name);
+    if (v == NULL || strcmp(v, want) != 0) {
+        fprintf(stderr, "%s: %s, want %s\n", name, v ? v : "(none)", want);
+        return 0;
+    }
+    return 1;
+}
+
+/* One record as Key Vault writes it (learn.microsoft.com/azure/key-vault/general/logging,
+ * and records of real vaults): a refused read of a missing key. */
+static void record_fields(const char *dir)
+{
+    struct ks_env *ks = NULL;
+    char sub[4200];
+    snprintf(sub, sizeof(sub), "%s/fields", dir);
+    CHECK(mkdir(sub, 0700) == 0);
+    struct ks_open_opts o = {.data_dir = sub};
+    CHECK_ST(ks_open(&o, &ks), KV_OK);
+    if (ks == NULL)
+        return;
+    struct srv srv = {.ks = ks};
+    struct mg_request_info ri = {.request_method = "GET",
+                                 .local_uri_raw = "/keys/missing",
+                                 .query_string = "api-version=7.4&x=%2F"};
+    snprintf(ri.remote_addr, sizeof(ri.remote_addr), "127.0.0.9");
+    char name[] = "api-version", value[] = "7.4";
+    struct srv_req req = {
+        .ri = &ri, .srv = &srv, .is_https = 1, .status = 404, .operation = "KeyGet"};
+    req.query[0] = (struct srv_query){name, value};
+    req.nquery = 1;
+    snprintf(req.request_id, sizeof(req.request_id), "r-1");
+    snprintf(req.host, sizeof(req.host), "audit.vault.azure.net");
+    snprintf(req.vault, sizeof(req.vault), "audit");
+    snprintf(req.key_name, sizeof(req.key_name), "missing");
+    srv_audit(&req);
+    cJSON *rec = NULL;
+    CHECK_ST(ks_record_scan(ks, KS_TABLE_AUDIT, NULL, 0, NULL, 0, one_fn, &rec), KV_OK);
+    CHECK(rec != NULL);
+    const cJSON *props = cJSON_GetObjectItemCaseSensitive(rec, "properties");
+    CHECK(str_is(rec, "resourceId",
+                 "/SUBSCRIPTIONS/00000000-0000-0000-0000-000000000000/"
+                 "RESOURCEGROUPS/KVMOCK/PROVIDERS/MICROSOFT.KEYVAULT/"
+                 "VAULTS/AUDIT"));
+    CHECK(str_is(rec, "operationVersion", "7.4"));
+    CHECK(str_is(rec, "resultType", "Success"));
+    CHECK(str_is(rec, "resultSignature", "Not Found"));
+    CHECK(str_at(rec, "durationMs") != NULL); /* a string, as in the storage account */
+    CHECK(str_is(props, "requestUri",
+                 "https://audit.vault.azure.net/keys/missing?api-version=7.4&x=%2F"));
+    cJSON_Delete(rec);
+    ks_close(ks);
 }
 
 static void run_producers(const struct srv *srv, int first, int count)
@@ -172,6 +247,7 @@ int main(void)
     srv_audit_stop(srv.audit);
 
     ks_close(ks);
+    record_fields(dir);
     check_remove_dir(dir);
     CHECK_DONE();
 }
