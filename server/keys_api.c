@@ -1291,7 +1291,9 @@ static char *key_hsm(const char *target_kid, const char *enc, const struct kv_bu
 }
 
 /* The signed statement's payload: what was asked (api-version, enc, the kid as the URL
- * named it, the nonce) and the key, with key_hsm, its attributes and its policy. */
+ * named it, the nonce) and the key, with key_hsm, its attributes and its policy. The key's
+ * kty is the plain type (RSA, EC, oct): Key Vault leaves out -HSM there, though the key's
+ * bundle has it. */
 static char *release_payload(const struct srv_req *req, const struct ks_key *k, const char *enc,
                              const char *nonce, const char *hsm, size_t *len)
 {
@@ -1313,7 +1315,7 @@ static char *release_payload(const struct srv_req *req, const struct ks_key *k, 
     kv_json_open(&j, "key", '{');
     key_id(req, k->name, k->version, kid, sizeof(kid));
     kv_json_str(&j, "kid", kid);
-    kv_json_str(&j, "kty", ks_kty_name(k->kty, k->hsm));
+    kv_json_str(&j, "kty", ks_kty_name(k->kty, 0));
     kv_json_open(&j, "key_ops", '[');
     for (unsigned bit = 1; bit <= KS_OP_EXPORT; bit <<= 1) {
         if (k->ops & bit)

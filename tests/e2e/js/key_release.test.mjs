@@ -169,7 +169,8 @@ async function scenario() {
     assert.deepEqual(payload.request, want, "the signed request");
     const k = payload.response.key;
     assert.equal(k.key.kid, key.id, "the released version");
-    assert.equal(k.key.kty, key.keyType, "kty");
+    // the released key's type without -HSM, as Key Vault's recorded releases show
+    assert.equal(k.key.kty, key.keyType.replace(/-HSM$/, ""), "kty");
     assert.equal(k.attributes.exportable, true, "attributes.exportable");
     assert.deepEqual(k.release_policy, { data: Buffer.from(NORMALIZED).toString("base64url"), immutable: false },
       "the signed release_policy");
