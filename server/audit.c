@@ -388,10 +388,19 @@ static char *record_text(const struct srv_req *req, int status)
     char agent[257];
     const char *ua = srv_header(req, "User-Agent");
     kv_str_join_n(agent, sizeof(agent), ua != NULL ? ua : "", sizeof(agent) - 1, NULL);
+    /* properties.id, as Key Vault names the object of the call: a key or one of its
+     * versions, a deleted key, the vault for a management call on it; a call about no one
+     * object (a list) has none */
     id[0] = '\0';
-    if (req->key_name[0] != '\0')
-        kv_str_join(id, sizeof(id), "https://", req->host, "/keys/", req->key_name,
-                    req->version[0] ? "/" : "", req->version, NULL);
+    int deleted = req->route != NULL && strncmp(req->route, "/deletedkeys/", 13) == 0;
+    if (req->key_name[0] != '\0') {
+        kv_str_join(id, sizeof(id), "https://", req->host, deleted ? "/deletedkeys/" : "/keys/",
+                    req->key_name, req->version[0] ? "/" : "", req->version, NULL);
+    } else if (!req->data_plane && req->vault[0] != '\0') {
+        char dns[SRV_HOST_MAX];
+        srv_vault_dns(req, dns, sizeof(dns));
+        kv_str_join(id, sizeof(id), "https://", req->vault, ".", dns, "/", NULL);
+    }
 
     /* Written with kv_json: this runs for every request, and a cJSON tree
      * would allocate every member. */
@@ -424,7 +433,8 @@ static char *record_text(const struct srv_req *req, int status)
     kv_json_close(&j, '}');
     kv_json_close(&j, '}');
     kv_json_open(&j, "properties", '{');
-    kv_json_str(&j, "id", id);
+    if (id[0] != '\0')
+        kv_json_str(&j, "id", id);
     kv_json_int(&j, "httpStatusCode", status);
     kv_json_str(&j, "requestUri", uri);
     /* a data-plane call says how its access was checked: by the vault's access policies

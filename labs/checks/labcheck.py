@@ -125,7 +125,9 @@ def who(record):
 
 def key_of(record):
     """"vault/key" of a record ("vault" when it names no key)."""
-    kid = record["properties"]["id"]
+    kid = record["properties"].get("id", "")  # a list's record names no object
+    # a key's id, or a deleted key's (…/deletedkeys/NAME)
+    kid = kid.replace("/deletedkeys/", "/keys/")
     name = kid.split("/keys/", 1)[1].split("/")[0] if "/keys/" in kid else ""
     return record["properties"]["vault"] + ("/" + name if name else "")
 

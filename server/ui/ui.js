@@ -118,7 +118,9 @@ async function refreshAudit() {
     for (const r of doc.value) {
       const status = r.properties.httpStatusCode;
       const denied = status === 401 || status === 403;
-      const key = r.properties.id ? r.properties.id.replace(/^https:\/\/[^/]+\/keys\//, "") : "";
+      // a key's id (or a deleted key's); a vault's or none for the others
+      const named = /^https:\/\/[^/]+\/(?:deleted)?keys\/(.+)$/.exec(r.properties.id || "");
+      const key = named ? named[1] : "";
       body.prepend(el("tr", { class: denied ? "denied audit-row" : "audit-row" },
         el("td", {}, r.time), el("td", {}, r.operationName), el("td", {}, status),
         el("td", {}, r.identity.claim.oid || ""), el("td", {}, r.properties.vault || ""),
