@@ -55,10 +55,7 @@ static void send_key_error(struct srv_req *req, enum kv_status st, const char *o
         break;
     case KV_ERR_PURGE_PROTECTED:
         /* Key Vault names the vault and its region on a second line */
-        srv_send_errorf(req, st,
-                        "Operation \"purge\" is not allowed because purge protection is enabled "
-                        "for this vault. Key Vault service will automatically purge it after the "
-                        "retention period has passed.\r\nVault: %s;location=%s",
+        srv_send_errorf(req, st, "%s\r\nVault: %s;location=%s", kv_status_info(st)->message,
                         req->vault, req->region);
         break;
     default:
