@@ -427,9 +427,10 @@ static char *record_text(const struct srv_req *req, int status)
                 req->client_request_id[0] ? req->client_request_id : req->request_id);
     kv_json_open(&j, "identity", '{');
     kv_json_open(&j, "claim", '{');
-    kv_json_str(&j, "oid", req->who.oid);
+    /* the caller's object id as Key Vault's records name it: by the token's own claim on
+     * the data plane, by Entra's long claim name in a record of Resource Manager's call */
+    kv_json_str(&j, req->data_plane ? "oid" : SRV_AUDIT_CLAIM_OBJECT_ID, req->who.oid);
     kv_json_str(&j, "appid", req->who.appid);
-    kv_json_str(&j, "tid", req->who.tid);
     kv_json_close(&j, '}');
     kv_json_close(&j, '}');
     kv_json_open(&j, "properties", '{');

@@ -119,7 +119,10 @@ def audit():
 
 
 def who(record):
-    oid = record["identity"]["claim"]["oid"]
+    # a data-plane record names the caller "oid", as its token; a management record by
+    # Entra's long claim name, as Resource Manager's do
+    claim = record["identity"]["claim"]
+    oid = claim.get("oid") or claim.get("http://schemas.microsoft.com/identity/claims/objectidentifier")
     return NAMES.get(oid, oid)
 
 

@@ -108,6 +108,13 @@ async function refreshState() {
   root.replaceChildren(...state.vaults.map(renderVault));
 }
 
+// The caller's object id: "oid" in a data-plane record, as its token names it; Entra's
+// long claim name in a management record, as Resource Manager's records have it.
+function callerOid(r) {
+  const claim = r.identity.claim;
+  return claim.oid || claim["http://schemas.microsoft.com/identity/claims/objectidentifier"] || "";
+}
+
 let auditNext = "/admin/audit?maxresults=1000";
 async function refreshAudit() {
   while (auditNext) {
@@ -123,7 +130,7 @@ async function refreshAudit() {
       const key = named ? named[1] : "";
       body.prepend(el("tr", { class: denied ? "denied audit-row" : "audit-row" },
         el("td", {}, r.time), el("td", {}, r.operationName), el("td", {}, status),
-        el("td", {}, r.identity.claim.oid || ""), el("td", {}, r.properties.vault || ""),
+        el("td", {}, callerOid(r)), el("td", {}, r.properties.vault || ""),
         el("td", {}, key)));
     }
     if (!doc.nextLink) {

@@ -24,7 +24,7 @@ import tempfile
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Kvmock, Runner, check, eq, parse_args, unb64url, TENANT, APP  # noqa: E402
+from harness import Kvmock, Runner, check, eq, parse_args, unb64url, TENANT, APP, caller_oid  # noqa: E402
 
 GO_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "go")
 # Debian installs the SDK and its dependencies as GOPATH sources.
@@ -156,7 +156,7 @@ def run_all(runner, kv, binary, work, pfx):
         before = len(kv.audit_records())
         eq(go_tests(dict(msi, AZURE_CLIENT_ID=READER["clientId"]), "^TestDenied$"), ["TestDenied"])
         # the token was the reader's: its refusal and its list are audited as the reader's
-        ops = {(r["operationName"], r["properties"]["httpStatusCode"], r["identity"]["claim"]["oid"])
+        ops = {(r["operationName"], r["properties"]["httpStatusCode"], caller_oid(r))
                for r in kv.audit_records()[before:]}
         check(("KeyCreate", 403, READER["objectId"]) in ops, ops)
         check(("KeyList", 200, READER["objectId"]) in ops, ops)
@@ -167,7 +167,7 @@ def run_all(runner, kv, binary, work, pfx):
         eq(sorted(go_tests(client_secret, "^(TestKeys|TestARM|TestRBAC)$")),
            ["TestARM", "TestKeys", "TestRBAC"])
         # every call was the client's own, on its data plane and on Resource Manager
-        who = {(r["operationName"], r["identity"]["claim"]["oid"]) for r in kv.audit_records()[before:]}
+        who = {(r["operationName"], caller_oid(r)) for r in kv.audit_records()[before:]}
         check(("KeyCreate", CI["objectId"]) in who and ("VaultPut", CI["objectId"]) in who, who)
         eq({oid for _, oid in who}, {CI["objectId"]})
 
@@ -179,7 +179,7 @@ def run_all(runner, kv, binary, work, pfx):
                            KVMOCK_OBJECT_ID=CERT["objectId"])
         del certificate["AZURE_CLIENT_SECRET"]
         eq(go_tests(certificate, "^TestKeys$"), ["TestKeys"])
-        who = {(r["operationName"], r["identity"]["claim"]["oid"]) for r in kv.audit_records()[before:]}
+        who = {(r["operationName"], caller_oid(r)) for r in kv.audit_records()[before:]}
         check(("KeyCreate", CERT["objectId"]) in who, who)
         eq({oid for _, oid in who}, {CERT["objectId"]})
         # the same file with another identity's client id: its certificate is not registered

@@ -10,7 +10,7 @@ import sys
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Kvmock, Runner, check, eq, parse_args, b64url, unb64url, TENANT  # noqa: E402
+from harness import Kvmock, Runner, check, eq, parse_args, b64url, unb64url, TENANT, caller_oid  # noqa: E402
 
 from azure.core.exceptions import HttpResponseError
 from azure.identity import ClientSecretCredential, ManagedIdentityCredential
@@ -442,7 +442,7 @@ def main():
         @runner.test
         def audit_records_allowed_and_denied_calls():
             records = kv.audit_records()
-            ops = {(r["operationName"], r["properties"]["httpStatusCode"], r["identity"]["claim"]["oid"])
+            ops = {(r["operationName"], r["properties"]["httpStatusCode"], caller_oid(r))
                    for r in records}
             check(("KeyUnwrap", 200, DISK["objectId"]) in ops, "unwrap allowed is audited")
             check(("KeyCreate", 403, DISK["objectId"]) in ops, "create denied is audited")

@@ -24,7 +24,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Kvmock, Runner, check, eq, parse_args, TENANT, APP  # noqa: E402
+from harness import Kvmock, Runner, check, eq, parse_args, TENANT, APP, OBJECT_ID_CLAIM, caller_oid  # noqa: E402
 
 API = "api-version=7.4"
 LIMITED = {"name": "limited", "objectId": "0a000000-0000-4000-8000-0000000000b2",
@@ -253,7 +253,7 @@ def main():
                          ("KeyCreate", 200)]
             for records in (kv.audit_records(), audit_lines(kv)):
                 got = [(r["operationName"], r["properties"]["httpStatusCode"]) for r in records
-                       if r["identity"]["claim"]["oid"] == LIMITED["objectId"]
+                       if caller_oid(r) == LIMITED["objectId"]
                        or r["operationName"] == "VaultAccessPolicyUpdate"
                        or any(m in r["properties"].get("id", "") for m in marks)]
                 eq(got[-12:], want)
@@ -283,6 +283,8 @@ def main():
             check(r["properties"]["requestUri"].endswith(f"/keys/wire?{API}"), r["properties"])
             eq(r["properties"]["isAccessPolicyMatch"], True)
             check("isRbacAuthorized" not in r["properties"], r["properties"])
+            # the caller as the token names it (oid, appid), without its tenant
+            eq(r["identity"]["claim"], {"oid": APP["objectId"], "appid": APP["clientId"]})
 
             st, _, body = kv.https("GET", f"/keys/no-such-key?{API}", host=host, token=token)
             eq(st, 404)
@@ -329,6 +331,8 @@ def main():
                                 "MICROSOFT.KEYVAULT/VAULTS/WIRE-RBAC")
             check(r["properties"]["requestUri"].endswith(f"{path}?api-version=2023-07-01"),
                   r["properties"])
+            # Resource Manager's record names the caller by Entra's long claim name
+            eq(r["identity"]["claim"], {OBJECT_ID_CLAIM: APP["objectId"], "appid": APP["clientId"]})
 
             # an RBAC vault's records say whether a role assignment allowed the call
             rhost = f"wire-rbac.vault.localhost:{kv.https_port}"

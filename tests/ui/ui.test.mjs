@@ -88,8 +88,8 @@ async function waitReady() {
   throw new Error("kvmock did not start:\n" + output);
 }
 
-async function token(clientId) {
-  const q = new URLSearchParams({ "api-version": "2019-08-01", resource: "https://vault.azure.net" });
+async function token(clientId, resource = "https://vault.azure.net") {
+  const q = new URLSearchParams({ "api-version": "2019-08-01", resource });
   if (clientId) q.set("client_id", clientId);
   const res = await fetch(`http://127.0.0.1:${httpPort}/msi/token?${q}`,
                           { headers: { "X-IDENTITY-HEADER": "kvmock" } });
@@ -97,14 +97,16 @@ async function token(clientId) {
   return (await res.json()).access_token;
 }
 
+// a call on a vault's data plane, or with vaultName null on the management plane
 function vault(method, vaultName, path, body, tok) {
   const ca = readFileSync(join(dir, "data", "tls", "ca.pem"));
+  const host = vaultName ? `${vaultName}.vault.localhost` : "localhost";
+  const api = vaultName ? "7.4" : "2023-07-01";
   return new Promise((resolve, reject) => {
     const data = body ? JSON.stringify(body) : "";
     const req = httpsRequest({ host: "127.0.0.1", port: httpsPort, method,
-                               path: `${path}?api-version=7.4`, ca,
-                               servername: `${vaultName}.vault.localhost`,
-                               headers: { Host: `${vaultName}.vault.localhost:${httpsPort}`,
+                               path: `${path}?api-version=${api}`, ca, servername: host,
+                               headers: { Host: `${host}:${httpsPort}`,
                                           Authorization: `Bearer ${tok}`,
                                           "Content-Type": "application/json",
                                           "Content-Length": Buffer.byteLength(data) } },
@@ -137,6 +139,9 @@ try {
                       immutable: true } }, learner)).status, 200);
   const denied = await vault("POST", "cmk", "/keys/other/create", { kty: "RSA" }, service);
   assert.equal(denied.status, 403);
+  const arm = await token(undefined, "https://management.azure.com");
+  assert.equal((await vault("GET", null, `/subscriptions/${"0".repeat(8)}-0000-0000-0000-${"0".repeat(12)}` +
+                            "/providers/Microsoft.KeyVault/vaults", null, arm)).status, 200);
 
   browser = await chromium.launch({ executablePath: "/usr/bin/chromium",
                                     args: ["--no-sandbox", "--disable-gpu"] });
@@ -181,6 +186,10 @@ try {
   assert.equal(await deniedRow.count(), 1);
   assert.match(await deniedRow.textContent(), /403/);
   assert.ok(await page.locator("#audit tr.audit-row", { hasText: "KeyRotate" }).count() >= 1);
+  // the caller of a management call too, whose record names it by Entra's long claim name
+  const listRow = page.locator("#audit tr.audit-row", { hasText: "VaultList" });
+  assert.equal(await listRow.count(), 1);
+  assert.ok((await listRow.textContent()).includes("0a000000-0000-4000-8000-0000000000a1"));
   // the clock: advancing 8 days passes the 7-day retention, the deleted key goes
   const before = await page.locator("#now").textContent();
   await page.fill("#advance-days", "8");

@@ -85,7 +85,7 @@ static void tally(struct ks_env *ks, struct tally *t)
     CHECK_ST(ks_record_scan(ks, KS_TABLE_AUDIT, NULL, 0, NULL, 0, tally_fn, t), KV_OK);
 }
 
-/* The one record in the table (malloc()ed), or NULL. */
+/* The table's last record (malloc()ed), or NULL. */
 static enum kv_status one_fn(const void *key, size_t key_len, const void *val, size_t val_len,
                              void *arg)
 {
@@ -139,11 +139,22 @@ static void record_fields(const char *dir)
     snprintf(req.host, sizeof(req.host), "audit.vault.azure.net");
     snprintf(req.vault, sizeof(req.vault), "audit");
     snprintf(req.key_name, sizeof(req.key_name), "missing");
+    snprintf(req.who.oid, sizeof(req.who.oid), "0b1d0000-0000-4000-8000-000000000001");
+    snprintf(req.who.appid, sizeof(req.who.appid), "a9900000-0000-4000-8000-000000000001");
+    snprintf(req.who.tid, sizeof(req.who.tid), "71d00000-0000-4000-8000-000000000001");
+    req.data_plane = 1;
     srv_audit(&req);
     cJSON *rec = NULL;
     CHECK_ST(ks_record_scan(ks, KS_TABLE_AUDIT, NULL, 0, NULL, 0, one_fn, &rec), KV_OK);
     CHECK(rec != NULL);
     const cJSON *props = cJSON_GetObjectItemCaseSensitive(rec, "properties");
+    /* a data-plane record names the caller by the token's claims, oid and appid, and
+     * not its tenant, as Key Vault's records do */
+    const cJSON *claim = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(rec, "identity"), "claim");
+    CHECK(str_is(claim, "oid", "0b1d0000-0000-4000-8000-000000000001"));
+    CHECK(str_is(claim, "appid", "a9900000-0000-4000-8000-000000000001"));
+    CHECK(cJSON_GetArraySize(claim) == 2);
     CHECK(str_is(rec, "resourceId",
                  "/SUBSCRIPTIONS/00000000-0000-0000-0000-000000000000/"
                  "RESOURCEGROUPS/KVMOCK/PROVIDERS/MICROSOFT.KEYVAULT/"
@@ -154,6 +165,22 @@ static void record_fields(const char *dir)
     CHECK(str_at(rec, "durationMs") != NULL); /* a string, as in the storage account */
     CHECK(str_is(props, "requestUri",
                  "https://audit.vault.azure.net/keys/missing?api-version=7.4&x=%2F"));
+    cJSON_Delete(rec);
+
+    /* a management call's record names the caller by Entra's long claim name, as
+     * Resource Manager's records do */
+    req.data_plane = 0;
+    req.operation = "VaultGet";
+    req.audited = 0;
+    srv_audit(&req);
+    rec = NULL;
+    CHECK_ST(ks_record_scan(ks, KS_TABLE_AUDIT, NULL, 0, NULL, 0, one_fn, &rec), KV_OK);
+    CHECK(rec != NULL);
+    claim = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(rec, "identity"),
+                                             "claim");
+    CHECK(str_is(claim, SRV_AUDIT_CLAIM_OBJECT_ID, "0b1d0000-0000-4000-8000-000000000001"));
+    CHECK(str_is(claim, "appid", "a9900000-0000-4000-8000-000000000001"));
+    CHECK(cJSON_GetArraySize(claim) == 2);
     cJSON_Delete(rec);
     ks_close(ks);
 }
