@@ -35,6 +35,8 @@ enum kv_status {
     KV_ERR_BAD_MAXRESULTS,   /**< maxresults outside 1..25 */
     KV_ERR_BAD_SKIPTOKEN,    /**< $skiptoken is not one kvmock issued */
     KV_ERR_BAD_BACKUP,       /**< a backup blob is corrupt or from another server */
+    KV_ERR_BYOK_KEK,  /**< a BYOK blob's key exchange key is not an import-only RSA key here */
+    KV_ERR_BYOK_BLOB, /**< a BYOK blob cannot be opened, or holds another kind of key */
     /* secure key release: Key Vault's AKV.SKR codes */
     KV_ERR_SKR_PREMIUM,               /**< exportable key outside a premium vault (AKV.SKR.1001) */
     KV_ERR_SKR_NO_POLICY,             /**< exportable key without a release policy (1004) */

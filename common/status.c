@@ -42,6 +42,12 @@ static const struct kv_status_info table[KV_STATUS_COUNT] = {
     ROW(KV_ERR_BAD_SKIPTOKEN, 400, "BadParameter", NULL, "The $skiptoken is not valid."),
     ROW(KV_ERR_BAD_BACKUP, 400, "BadParameter", NULL,
         "The backup blob is corrupt or was not produced by this service."),
+    ROW(KV_ERR_BYOK_KEK, 400, "BadParameter", NULL,
+        "The key exchange key named in the key transfer blob (header.kid) must be a key of "
+        "this vault of type RSA-HSM, enabled, whose only key operation is 'import'."),
+    ROW(KV_ERR_BYOK_BLOB, 400, "BadParameter", NULL,
+        "The key transfer blob (key_hsm) could not be opened with its key exchange key, or it "
+        "does not hold a private key of the type (and curve) of the request."),
     ROW(KV_ERR_SKR_PREMIUM, 400, "BadParameter", NULL,
         "AKV.SKR.1001: The exportable attribute is only supported with premium vaults and API "
         "version >= '7.3-preview'."),
@@ -190,6 +196,8 @@ static const char *const names[KV_STATUS_COUNT] = {
     NAME(KV_ERR_BAD_MAXRESULTS),
     NAME(KV_ERR_BAD_SKIPTOKEN),
     NAME(KV_ERR_BAD_BACKUP),
+    NAME(KV_ERR_BYOK_KEK),
+    NAME(KV_ERR_BYOK_BLOB),
     NAME(KV_ERR_SKR_PREMIUM),
     NAME(KV_ERR_SKR_NO_POLICY),
     NAME(KV_ERR_SKR_POLICY_NOT_EXPORTABLE),

@@ -1871,3 +1871,141 @@ out:
     ERR_clear_error();
     return st;
 }
+
+/* ---- bring your own key (BYOK) ----------------------------------------------------- */
+
+static const EVP_MD *byok_md(enum ks_release_enc enc)
+{
+    return enc == KS_RELEASE_RSA_AES_KEY_WRAP_256   ? EVP_sha256()
+           : enc == KS_RELEASE_RSA_AES_KEY_WRAP_384 ? EVP_sha384()
+                                                    : EVP_sha1();
+}
+
+/* One big-endian part of @p pkey into @p out (allocated; wiped by ks_jwk_parts_wipe). */
+static enum kv_status byok_part(const EVP_PKEY *pkey, const char *param, struct kv_buf *out)
+{
+    BIGNUM *bn = NULL;
+    if (EVP_PKEY_get_bn_param(pkey, param, &bn) != 1 || bn == NULL)
+        return openssl_oom() ? KV_ERR_NOMEM : KV_ERR_BYOK_BLOB;
+    int len = BN_num_bytes(bn);
+    enum kv_status st = kv_buf_alloc(len > 0 ? (size_t)len : 1, out);
+    if (st == KV_OK && BN_bn2bin(bn, out->data) != len)
+        st = KV_ERR_CRYPTO;
+    if (st == KV_OK)
+        out->len = (size_t)len;
+    BN_clear_free(bn);
+    return st;
+}
+
+/* The parts of the private key in PKCS#8 DER @p der, into @p out as @p kty's JWK. */
+static enum kv_status byok_parts(const struct kv_buf *der, enum ks_kty kty, struct ks_jwk *out)
+{
+    const unsigned char *p = der->data;
+    PKCS8_PRIV_KEY_INFO *p8 = d2i_PKCS8_PRIV_KEY_INFO(NULL, &p, (long)der->len);
+    EVP_PKEY *pkey = NULL;
+    enum kv_status st = KV_ERR_BYOK_BLOB;
+    if (p8 == NULL || p != der->data + der->len || (pkey = EVP_PKCS82PKEY(p8)) == NULL)
+        goto out;
+    if (kty == KS_KTY_RSA && EVP_PKEY_is_a(pkey, "RSA")) {
+        static const char *const names[8] = {
+            OSSL_PKEY_PARAM_RSA_N,         OSSL_PKEY_PARAM_RSA_E,
+            OSSL_PKEY_PARAM_RSA_D,         OSSL_PKEY_PARAM_RSA_FACTOR1,
+            OSSL_PKEY_PARAM_RSA_FACTOR2,   OSSL_PKEY_PARAM_RSA_EXPONENT1,
+            OSSL_PKEY_PARAM_RSA_EXPONENT2, OSSL_PKEY_PARAM_RSA_COEFFICIENT1};
+        struct kv_buf *parts[8] = {&out->n, &out->e,  &out->d,  &out->p,
+                                   &out->q, &out->dp, &out->dq, &out->qi};
+        st = KV_OK;
+        for (int i = 0; st == KV_OK && i < 8; i++)
+            st = byok_part(pkey, names[i], parts[i]);
+    } else if (kty == KS_KTY_EC && EVP_PKEY_is_a(pkey, "EC")) {
+        const struct curve *c = curve_of(pkey);
+        if (c == NULL || (out->crv != KS_CRV_NONE && out->crv != c->crv)) {
+            st = c == NULL ? KV_ERR_BAD_CURVE : KV_ERR_BYOK_BLOB;
+            goto out;
+        }
+        out->crv = c->crv;
+        st = byok_part(pkey, OSSL_PKEY_PARAM_EC_PUB_X, &out->x);
+        if (st == KV_OK)
+            st = byok_part(pkey, OSSL_PKEY_PARAM_EC_PUB_Y, &out->y);
+        if (st == KV_OK)
+            st = byok_part(pkey, OSSL_PKEY_PARAM_PRIV_KEY, &out->d);
+    }
+out:
+    if (st == KV_ERR_BYOK_BLOB && openssl_oom())
+        st = KV_ERR_NOMEM;
+    EVP_PKEY_free(pkey);
+    PKCS8_PRIV_KEY_INFO_free(p8);
+    ERR_clear_error();
+    return st;
+}
+
+enum kv_status ks_material_byok_open(const struct ks_material *kek, enum ks_release_enc enc,
+                                     const struct kv_buf *ct, struct ks_jwk *out)
+{
+    if (kek->kty != KS_KTY_RSA || kek->pkey == NULL)
+        return KV_ERR_BYOK_KEK;
+    size_t rsa_len = (size_t)EVP_PKEY_get_size(kek->pkey);
+    /* the wrapped AES key, then at least one block and the AIV of RFC 5649 */
+    if (ct->len < rsa_len + 16 || (ct->len - rsa_len) % 8 != 0)
+        return KV_ERR_BYOK_BLOB;
+    const EVP_MD *md = byok_md(enc);
+    unsigned char aes[512]; /* an RSA-4096 block at most */
+    size_t aes_len = sizeof(aes);
+    struct kv_buf plain = {0};
+    EVP_CIPHER_CTX *cctx = NULL;
+    enum kv_status st = KV_ERR_BYOK_BLOB;
+    EVP_PKEY_CTX *pctx = EVP_PKEY_CTX_new_from_pkey(NULL, kek->pkey, NULL);
+    if (pctx == NULL || EVP_PKEY_decrypt_init(pctx) <= 0 ||
+        EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_OAEP_PADDING) <= 0 ||
+        EVP_PKEY_CTX_set_rsa_oaep_md(pctx, md) <= 0 ||
+        EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, md) <= 0) {
+        st = openssl_oom() ? KV_ERR_NOMEM : KV_ERR_CRYPTO;
+        goto out;
+    }
+    if (EVP_PKEY_decrypt(pctx, aes, &aes_len, ct->data, rsa_len) <= 0 ||
+        (aes_len != 16 && aes_len != 24 && aes_len != 32))
+        goto out;
+    size_t wrapped = ct->len - rsa_len;
+    if (kv_buf_alloc(wrapped, &plain) != KV_OK) {
+        st = KV_ERR_NOMEM;
+        goto out;
+    }
+    int l1 = 0, l2 = 0;
+    cctx = EVP_CIPHER_CTX_new();
+    if (cctx == NULL) {
+        st = KV_ERR_NOMEM;
+        goto out;
+    }
+    EVP_CIPHER_CTX_set_flags(cctx, EVP_CIPHER_CTX_FLAG_WRAP_ALLOW);
+    if (EVP_DecryptInit_ex(cctx, aes_evp(AES_WRAP_PAD, aes_len), NULL, aes, NULL) != 1 ||
+        EVP_DecryptUpdate(cctx, plain.data, &l1, ct->data + rsa_len, (int)wrapped) != 1 ||
+        EVP_DecryptFinal_ex(cctx, plain.data + l1, &l2) != 1)
+        goto out;
+    plain.len = (size_t)(l1 + l2);
+    if (out->kty == KS_KTY_OCT) {
+        st = plain.len == 16 || plain.len == 24 || plain.len == 32
+                 ? kv_buf_dup(plain.data, plain.len, &out->k)
+                 : KV_ERR_BAD_KEY_SIZE;
+    } else {
+        st = byok_parts(&plain, out->kty, out);
+    }
+out:
+    if (st == KV_ERR_BYOK_BLOB && openssl_oom())
+        st = KV_ERR_NOMEM;
+    sodium_memzero(aes, sizeof(aes));
+    kv_buf_wipe(&plain);
+    EVP_CIPHER_CTX_free(cctx);
+    EVP_PKEY_CTX_free(pctx);
+    ERR_clear_error();
+    if (st != KV_OK)
+        ks_jwk_parts_wipe(out);
+    return st;
+}
+
+void ks_jwk_parts_wipe(struct ks_jwk *j)
+{
+    struct kv_buf *bufs[] = {&j->n,  &j->e,  &j->d, &j->p, &j->q, &j->dp,
+                             &j->dq, &j->qi, &j->x, &j->y, &j->k};
+    for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++)
+        kv_buf_wipe(bufs[i]);
+}

@@ -804,6 +804,9 @@ enum kv_status ks_key_create(struct ks_env *env, const char *vault, const char *
     return st;
 }
 
+static enum kv_status byok_open(struct ks_env *env, const char *vault, const struct ks_byok *b,
+                                struct ks_jwk *jwk);
+
 enum kv_status ks_key_import(struct ks_env *env, const char *vault, const char *name,
                              const struct ks_import *p, struct ks_key **out)
 {
@@ -820,8 +823,12 @@ enum kv_status ks_key_import(struct ks_env *env, const char *vault, const char *
     struct ks_key *current = NULL;
     st = release_rules(env, vault, name, &spec, &current);
     struct ks_material *m = NULL;
+    struct ks_jwk opened = {.kty = p->jwk.kty, .crv = p->jwk.crv};
+    if (st == KV_OK && p->byok != NULL)
+        st = byok_open(env, vault, p->byok, &opened);
     if (st == KV_OK)
-        st = ks_material_from_jwk(&p->jwk, &m);
+        st = ks_material_from_jwk(p->byok != NULL ? &opened : &p->jwk, &m);
+    ks_jwk_parts_wipe(&opened);
     if (st == KV_OK)
         st = store_version(env, vault, name, m, &spec, out);
     ks_key_free(current);
@@ -1105,6 +1112,7 @@ struct op_arg {
     char stored_name[KS_NAME_MAX + 1];
     struct kv_buf sealed; /* copied out of the map when the cache misses */
     int need_sealed;
+    unsigned key_ops; /* out: the version's key_ops */
 };
 
 /* The operations a key's nbf/exp window limits. As in Key Vault, a version outside it
@@ -1131,6 +1139,7 @@ static enum kv_status op_fn(struct ks_txn *tx, void *arg)
     if (st != KV_OK)
         return st;
     a->kty = k->kty;
+    a->key_ops = k->ops;
     kv_str_join(a->stored_name, sizeof(a->stored_name), k->name, NULL);
     int64_t now = ks_now();
     if ((k->ops & a->op) == 0)
@@ -1195,6 +1204,36 @@ enum kv_status ks_key_op(struct ks_env *env, const char *vault, const char *name
     }
 out:
     ks_cache_release(env->cache, ref);
+    kv_buf_free(&a.sealed);
+    return st;
+}
+
+/* Bring your own key: the key of @p b's blob, opened with the key exchange key it names,
+ * into @p jwk's parts. The KEK is a live version of an RSA key of the same vault, enabled,
+ * whose only operation is import, as Key Vault's BYOK requires. */
+static enum kv_status byok_open(struct ks_env *env, const char *vault, const struct ks_byok *b,
+                                struct ks_jwk *jwk)
+{
+    if (!names_fit(vault, b->kek_name))
+        return KV_ERR_BYOK_KEK;
+    struct loc l;
+    loc_init(&l, vault, b->kek_name);
+    struct op_arg a = {
+        .vault = vault, .l = &l, .version = b->kek_version, .op = KS_OP_IMPORT, .need_sealed = 1};
+    enum kv_status st = ks_txn_read(env, op_fn, &a);
+    if (st == KV_ERR_KEY_NOT_FOUND || st == KV_ERR_KEY_OP_FORBIDDEN || st == KV_ERR_KEY_DISABLED ||
+        (st == KV_OK && (a.kty != KS_KTY_RSA || a.key_ops != KS_OP_IMPORT)))
+        st = KV_ERR_BYOK_KEK;
+    struct kv_buf plain = {0};
+    struct ks_material *kek = NULL;
+    if (st == KV_OK)
+        st = ks_unseal(env->root_key, l.bytes, l.len, a.sealed.data, a.sealed.len, &plain);
+    if (st == KV_OK)
+        st = ks_material_deserialize(a.kty, plain.data, plain.len, &kek);
+    kv_buf_wipe(&plain);
+    if (st == KV_OK)
+        st = ks_material_byok_open(kek, b->enc, &b->ciphertext, jwk);
+    ks_material_free(kek);
     kv_buf_free(&a.sealed);
     return st;
 }

@@ -835,8 +835,28 @@ struct ks_jwk {
     struct kv_buf k;                         /**< oct */
 };
 
+/** How a released key is wrapped for its target (KeyReleaseParameters' `enc`), and how a
+ *  key transfer blob of bring your own key (BYOK) wraps its key: an
+ *  ephemeral AES-256 key under RSA-OAEP with this hash (MGF1 the same), then the key
+ *  (PKCS#8 for RSA and EC, the raw bytes for oct) under AES key wrap with padding. */
+enum ks_release_enc {
+    KS_RELEASE_CKM_RSA_AES_KEY_WRAP = 0, /**< SHA-1; the service's default */
+    KS_RELEASE_RSA_AES_KEY_WRAP_256,     /**< SHA-256 */
+    KS_RELEASE_RSA_AES_KEY_WRAP_384,     /**< SHA-384 */
+};
+
+/** Bring your own key: an imported key that arrives wrapped for a key exchange key (KEK)
+ *  of the vault, in a key transfer blob (JsonWebKey's `key_hsm`), as @p enc says. */
+struct ks_byok {
+    char kek_name[KS_NAME_MAX + 1];
+    char kek_version[KS_VERSION_LEN + 1]; /**< "" = the KEK's current version */
+    enum ks_release_enc enc;
+    struct kv_buf ciphertext; /**< borrowed: the wrapped AES key, then the wrapped key */
+};
+
 struct ks_import {
-    struct ks_jwk jwk;
+    struct ks_jwk jwk;          /**< with byok: only kty and, if given, crv */
+    const struct ks_byok *byok; /**< NULL: the key is jwk's parts */
     int hsm;
     unsigned ops; /**< used only when ops_set */
     int ops_set;
@@ -847,25 +867,19 @@ struct ks_import {
 
 /**
  * @brief Import a private key as a new version (a new key when the name is new). An
- * exportable one follows ks_key_create()'s rules.
- * @return KV_OK, KV_ERR_BAD_JWK, the KV_ERR_SKR_ statuses of ks_key_create() and its
- * KV_ERR_HSM_STANDARD, KV_ERR_BAD_KEY_SIZE,
- * KV_ERR_BAD_CURVE, KV_ERR_BAD_KEY_NAME, KV_ERR_KEY_DELETED_RECOVERABLE, KV_ERR_VAULT_NOT_FOUND,
- * KV_ERR_STORE, KV_ERR_NOMEM.
+ * exportable one follows ks_key_create()'s rules. With @p p->byok the key is unwrapped
+ * first with the key exchange key it names, which must be a live version of an RSA key of
+ * the same vault, enabled, whose only operation is import (KV_ERR_BYOK_KEK otherwise); a
+ * blob that does not open, or holds another type or curve than jwk's, is KV_ERR_BYOK_BLOB.
+ * @return KV_OK, KV_ERR_BAD_JWK, KV_ERR_BYOK_KEK, KV_ERR_BYOK_BLOB, the KV_ERR_SKR_ statuses of
+ * ks_key_create() and its KV_ERR_HSM_STANDARD, KV_ERR_BAD_KEY_SIZE, KV_ERR_BAD_CURVE,
+ * KV_ERR_BAD_KEY_NAME, KV_ERR_KEY_DELETED_RECOVERABLE, KV_ERR_VAULT_NOT_FOUND, KV_ERR_STORE,
+ * KV_ERR_NOMEM.
  */
 enum kv_status ks_key_import(struct ks_env *env, const char *vault, const char *name,
                              const struct ks_import *p, struct ks_key **out) KV_MUST_CHECK;
 
 /* ---- secure key release --------------------------------------------------------- */
-
-/** How a released key is wrapped for its target (KeyReleaseParameters' `enc`): an
- *  ephemeral AES-256 key under RSA-OAEP with this hash (MGF1 the same), then the key
- *  (PKCS#8 for RSA and EC, the raw bytes for oct) under AES key wrap with padding. */
-enum ks_release_enc {
-    KS_RELEASE_CKM_RSA_AES_KEY_WRAP = 0, /**< SHA-1; the service's default */
-    KS_RELEASE_RSA_AES_KEY_WRAP_256,     /**< SHA-256 */
-    KS_RELEASE_RSA_AES_KEY_WRAP_384,     /**< SHA-384 */
-};
 
 /** @brief The wire name ("CKM_RSA_AES_KEY_WRAP"). Static string. */
 const char *ks_release_enc_name(enum ks_release_enc enc);

@@ -858,8 +858,10 @@ static void h_update(struct srv_req *req)
     send_bundle(req, k);
 }
 
-/* The private JWK of an import; buffers are decoded into @p j and owned by it. */
-static enum kv_status parse_jwk(const cJSON *key, struct ks_jwk *j, struct field_error *fe)
+/* The private JWK of an import; buffers are decoded into @p j and owned by it. A JWK
+ * with key_hsm (@p byok) brings its key in a transfer blob: only its type and curve here. */
+static enum kv_status parse_jwk(const cJSON *key, int byok, struct ks_jwk *j,
+                                struct field_error *fe)
 {
     static const char *const rsa[] = {"n", "e", "d", "p", "q", "dp", "dq", "qi"};
     const char *kty = NULL, *crv = NULL;
@@ -869,6 +871,15 @@ static enum kv_status parse_jwk(const cJSON *key, struct ks_jwk *j, struct field
     enum kv_status st = opt_string(key, "kty", &kty, fe);
     if (st == KV_OK && (kty == NULL || ks_kty_parse(kty, &j->kty, &hsm) != KV_OK))
         st = bad_field(fe, "key.kty", "is missing or not a supported key type");
+    if (st == KV_OK && byok) {
+        /* Key Vault's BYOK brings hardware keys only */
+        if (!hsm)
+            return bad_field(fe, "key.kty", "must be RSA-HSM, EC-HSM or oct-HSM with key_hsm");
+        st = opt_string(key, "crv", &crv, fe);
+        if (st == KV_OK && crv != NULL && ks_crv_parse(crv, &j->crv) != KV_OK)
+            st = bad_field(fe, "key.crv", "is not a supported curve");
+        return st;
+    }
     if (st == KV_OK && j->kty == KS_KTY_RSA) {
         struct kv_buf *bufs[] = {&j->n, &j->e, &j->d, &j->p, &j->q, &j->dp, &j->dq, &j->qi};
         for (size_t i = 0; st == KV_OK && i < sizeof(rsa) / sizeof(rsa[0]); i++) {
@@ -896,6 +907,79 @@ static enum kv_status parse_jwk(const cJSON *key, struct ks_jwk *j, struct field
     return st;
 }
 
+/* A key identifier's host, and the key's name and version (none: "") from its path
+ * /keys/NAME[/VERSION][/]; 0 when it is not one. */
+static int kid_parse(const char *kid, char host[SRV_HOST_MAX], char name[KS_NAME_MAX + 1],
+                     char version[KS_VERSION_LEN + 1])
+{
+    if (strncmp(kid, "https://", 8) != 0)
+        return 0;
+    const char *h = kid + 8, *path = strchr(h, '/');
+    if (path == NULL || path == h || (size_t)(path - h) >= SRV_HOST_MAX ||
+        strncmp(path, "/keys/", 6) != 0)
+        return 0;
+    kv_str_join_n(host, SRV_HOST_MAX, h, (size_t)(path - h), NULL);
+    const char *n = path + 6, *slash = strchr(n, '/');
+    size_t nlen = slash ? (size_t)(slash - n) : strlen(n);
+    const char *v = slash ? slash + 1 : "";
+    size_t vlen = strcspn(v, "/");
+    if (nlen == 0 || nlen > KS_NAME_MAX || (vlen != 0 && vlen != KS_VERSION_LEN) ||
+        (v[vlen] == '/' && v[vlen + 1] != '\0'))
+        return 0;
+    kv_str_join_n(name, KS_NAME_MAX + 1, n, nlen, NULL);
+    kv_str_join_n(version, KS_VERSION_LEN + 1, v, vlen, NULL);
+    return 1;
+}
+
+/* Whether a key identifier's host names the vault of @p req: its own host, or a host whose
+ * first label is the vault's name (NAME.vault.azure.net when kvmock answers Azure's names). */
+static int kid_host_is_vault(const struct srv_req *req, const char *host)
+{
+    size_t label = strcspn(host, ".");
+    return strcasecmp(host, req->host) == 0 || (host[label] == '.' && label == strlen(req->vault) &&
+                                                strncasecmp(host, req->vault, label) == 0);
+}
+
+/*
+ * Bring your own key: JsonWebKey's key_hsm is base64url of a key transfer blob, the JSON
+ * {"schema_version": "1.0.0", "header": {"kid": the KEK's id, "alg": "dir", "enc":
+ * "CKM_RSA_AES_KEY_WRAP" (or RSA_AES_KEY_WRAP_256/_384)}, "ciphertext": base64url,
+ * "generator": the tool} (Key Vault's BYOK specification). The KEK must be a key of the
+ * vault of the request. @p b's ciphertext is allocated; free it with kv_buf_free().
+ */
+static enum kv_status parse_byok(const struct srv_req *req, const cJSON *key, struct ks_byok *b,
+                                 struct field_error *fe)
+{
+    struct kv_buf text = {0};
+    const char *hsm = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(key, "key_hsm"));
+    if (hsm == NULL || kv_b64url_decode(hsm, &text) != KV_OK)
+        return bad_field(fe, "key.key_hsm", "must be base64url of a key transfer blob");
+    cJSON *blob = cJSON_ParseWithLength((const char *)text.data, text.len);
+    kv_buf_free(&text);
+    const cJSON *header = cJSON_GetObjectItemCaseSensitive(blob, "header");
+    const char *kid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(header, "kid"));
+    const char *alg = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(header, "alg"));
+    const char *enc = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(header, "enc"));
+    const char *ct = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(blob, "ciphertext"));
+    char host[SRV_HOST_MAX];
+    enum kv_status st = KV_OK;
+    if (!cJSON_IsObject(blob) || kid == NULL || ct == NULL)
+        st = bad_field(fe, "key.key_hsm",
+                       "is not a key transfer blob: it needs header.kid and ciphertext");
+    else if (alg == NULL || strcmp(alg, "dir") != 0)
+        st = bad_field(fe, "key.key_hsm", "must name header.alg 'dir'");
+    else if (enc == NULL || ks_release_enc_parse(enc, &b->enc) != KV_OK)
+        st = bad_field(fe, "key.key_hsm",
+                       "must name header.enc CKM_RSA_AES_KEY_WRAP, RSA_AES_KEY_WRAP_256 or "
+                       "RSA_AES_KEY_WRAP_384");
+    else if (!kid_parse(kid, host, b->kek_name, b->kek_version) || !kid_host_is_vault(req, host))
+        st = KV_ERR_BYOK_KEK; /* a key exchange key of this vault, by its id */
+    else if (kv_b64url_decode(ct, &b->ciphertext) != KV_OK)
+        st = bad_field(fe, "key.key_hsm", "must carry its ciphertext in base64url");
+    cJSON_Delete(blob);
+    return st;
+}
+
 static void jwk_wipe(struct ks_jwk *j)
 {
     struct kv_buf *bufs[] = {&j->n, &j->e, &j->d, &j->p, &j->q, &j->dp,
@@ -908,8 +992,14 @@ static void h_import(struct srv_req *req)
 {
     struct field_error fe = {{0}};
     struct ks_import p = {.attrs = {.enabled = 1}};
+    struct ks_byok byok = {0};
     const cJSON *body = req->body, *key = cJSON_GetObjectItemCaseSensitive(body, "key");
-    enum kv_status st = parse_jwk(key, &p.jwk, &fe);
+    int has_hsm = cJSON_GetObjectItemCaseSensitive(key, "key_hsm") != NULL;
+    enum kv_status st = parse_jwk(key, has_hsm, &p.jwk, &fe);
+    if (st == KV_OK && has_hsm) {
+        st = parse_byok(req, key, &byok, &fe);
+        p.byok = &byok;
+    }
     if (st == KV_OK)
         st = opt_bool(body, "Hsm", &p.hsm, &fe);
     if (st == KV_OK) {
@@ -944,6 +1034,7 @@ static void h_import(struct srv_req *req)
     } else {
         srv_send_error(req, st, why[0] ? why : fe.message[0] ? fe.message : NULL);
     }
+    kv_buf_free(&byok.ciphertext);
     jwk_wipe(&p.jwk);
     tags_release_borrowed(&p.tags);
     ks_release_policy_clear(&rp);

@@ -1295,6 +1295,97 @@ static void test_jwk_oct(void)
     CHECK(m == NULL);
 }
 
+/* ---- bring your own key ------------------------------------------------------------ */
+
+static int jwk_empty(const struct ks_jwk *j)
+{
+    return j->n.len + j->e.len + j->d.len + j->p.len + j->q.len + j->dp.len + j->dq.len +
+               j->qi.len + j->x.len + j->y.len + j->k.len ==
+           0;
+}
+
+/* A key transfer blob's ciphertext is what a release gives (the same envelope): made by
+ * ks_material_release for the KEK's public key, opened by ks_material_byok_open with the
+ * KEK, it gives back the target's parts. The envelope against an outside implementation
+ * is e2e.byok's (Python's cryptography makes the blobs there). */
+static void test_byok(void)
+{
+    const struct ks_material *kek = rsa[0];
+    struct ks_pub kp = {0};
+    CHECK_ST(ks_material_public(kek, &kp), KV_OK);
+    const struct ks_material *targets[] = {rsa[1], ec[0], ec[2], ec[3], oct[2]};
+    const enum ks_release_enc encs[] = {KS_RELEASE_CKM_RSA_AES_KEY_WRAP,
+                                        KS_RELEASE_RSA_AES_KEY_WRAP_256,
+                                        KS_RELEASE_RSA_AES_KEY_WRAP_384};
+    for (size_t t = 0; t < sizeof(targets) / sizeof(targets[0]); t++) {
+        for (size_t e = 0; e < 3; e++) {
+            struct kv_buf ct = {0};
+            CHECK_ST(ks_material_release(targets[t], encs[e], &kp.n, &kp.e, &ct), KV_OK);
+            struct ks_jwk jwk = {.kty = ks_material_kty(targets[t])};
+            CHECK_ST(ks_material_byok_open(kek, encs[e], &ct, &jwk), KV_OK);
+            struct ks_material *m = NULL;
+            CHECK_ST(ks_material_from_jwk(&jwk, &m), KV_OK);
+            ks_jwk_parts_wipe(&jwk);
+            CHECK(jwk_empty(&jwk));
+            if (m != NULL && ks_material_kty(m) == KS_KTY_OCT) {
+                struct kv_buf a = {0}, b = {0};
+                CHECK_ST(ks_material_serialize(m, &a), KV_OK);
+                CHECK_ST(ks_material_serialize(targets[t], &b), KV_OK);
+                CHECK(buf_eq(&a, &b));
+                kv_buf_wipe(&a);
+                kv_buf_wipe(&b);
+            } else {
+                CHECK(m != NULL && pub_eq(m, targets[t]));
+            }
+            ks_material_free(m);
+
+            /* opened with another hash than it was made with */
+            struct ks_jwk other = {.kty = ks_material_kty(targets[t])};
+            CHECK_ST(ks_material_byok_open(kek, encs[(e + 1) % 3], &ct, &other), KV_ERR_BYOK_BLOB);
+            CHECK(jwk_empty(&other));
+            /* a changed byte of the wrapped key, then of the wrapped AES key */
+            for (size_t at = 0; at < 2; at++) {
+                size_t i = at == 0 ? ct.len - 1 : 7;
+                ct.data[i] ^= 0x40;
+                struct ks_jwk bad = {.kty = ks_material_kty(targets[t])};
+                CHECK_ST(ks_material_byok_open(kek, encs[e], &ct, &bad), KV_ERR_BYOK_BLOB);
+                CHECK(jwk_empty(&bad));
+                ct.data[i] ^= 0x40;
+            }
+            kv_buf_free(&ct);
+        }
+    }
+
+    /* another type, or another curve, than the blob holds */
+    struct kv_buf ct = {0};
+    CHECK_ST(ks_material_release(ec[0], KS_RELEASE_CKM_RSA_AES_KEY_WRAP, &kp.n, &kp.e, &ct), KV_OK);
+    struct ks_jwk as_rsa = {.kty = KS_KTY_RSA};
+    CHECK_ST(ks_material_byok_open(kek, KS_RELEASE_CKM_RSA_AES_KEY_WRAP, &ct, &as_rsa),
+             KV_ERR_BYOK_BLOB);
+    struct ks_jwk as_p384 = {.kty = KS_KTY_EC, .crv = KS_CRV_P384};
+    CHECK_ST(ks_material_byok_open(kek, KS_RELEASE_CKM_RSA_AES_KEY_WRAP, &ct, &as_p384),
+             KV_ERR_BYOK_BLOB);
+    struct ks_jwk as_p256 = {.kty = KS_KTY_EC, .crv = KS_CRV_P256};
+    CHECK_ST(ks_material_byok_open(kek, KS_RELEASE_CKM_RSA_AES_KEY_WRAP, &ct, &as_p256), KV_OK);
+    ks_jwk_parts_wipe(&as_p256);
+    /* the wrong key exchange key: another RSA key, or not an RSA key */
+    struct ks_jwk wrong = {.kty = KS_KTY_EC};
+    CHECK_ST(ks_material_byok_open(rsa[2], KS_RELEASE_CKM_RSA_AES_KEY_WRAP, &ct, &wrong),
+             KV_ERR_BYOK_BLOB);
+    CHECK_ST(ks_material_byok_open(ec[0], KS_RELEASE_CKM_RSA_AES_KEY_WRAP, &ct, &wrong),
+             KV_ERR_BYOK_KEK);
+    /* cut short: the RSA block alone, or a wrapped part that is not whole 8-byte blocks */
+    struct kv_buf cut = {ct.data, kp.n.len};
+    CHECK_ST(ks_material_byok_open(kek, KS_RELEASE_CKM_RSA_AES_KEY_WRAP, &cut, &wrong),
+             KV_ERR_BYOK_BLOB);
+    cut.len = ct.len - 3;
+    CHECK_ST(ks_material_byok_open(kek, KS_RELEASE_CKM_RSA_AES_KEY_WRAP, &cut, &wrong),
+             KV_ERR_BYOK_BLOB);
+    CHECK(jwk_empty(&wrong));
+    kv_buf_free(&ct);
+    ks_pub_clear(&kp);
+}
+
 /* ---- result handling and threads ------------------------------------------------- */
 
 static void test_result_fields(void)
@@ -1383,6 +1474,7 @@ int main(void)
     test_jwk_rsa();
     test_jwk_ec();
     test_jwk_oct();
+    test_byok();
     test_result_fields();
     test_threads();
 
