@@ -1919,10 +1919,8 @@ static enum kv_status byok_parts(const struct kv_buf *der, enum ks_kty kty, stru
             st = byok_part(pkey, names[i], parts[i]);
     } else if (kty == KS_KTY_EC && EVP_PKEY_is_a(pkey, "EC")) {
         const struct curve *c = curve_of(pkey);
-        if (c == NULL || (out->crv != KS_CRV_NONE && out->crv != c->crv)) {
-            st = c == NULL ? KV_ERR_BAD_CURVE : KV_ERR_BYOK_BLOB;
-            goto out;
-        }
+        if (c == NULL || (out->crv != KS_CRV_NONE && out->crv != c->crv))
+            goto out; /* a curve kvmock has not, or not the one asked for */
         out->crv = c->crv;
         st = byok_part(pkey, OSSL_PKEY_PARAM_EC_PUB_X, &out->x);
         if (st == KV_OK)
@@ -1939,7 +1937,7 @@ out:
     return st;
 }
 
-enum kv_status ks_material_byok_open(const struct ks_material *kek, enum ks_release_enc enc,
+static enum kv_status byok_open_once(const struct ks_material *kek, enum ks_release_enc enc,
                                      const struct kv_buf *ct, struct ks_jwk *out)
 {
     if (kek->kty != KS_KTY_RSA || kek->pkey == NULL)
@@ -1999,6 +1997,18 @@ out:
     ERR_clear_error();
     if (st != KV_OK)
         ks_jwk_parts_wipe(out);
+    return st;
+}
+
+/* OpenSSL hides why an RSA decryption failed, an allocation failure included, and a
+ * PKCS#8 parse that ran out of memory need not say so: a blob refused once is opened
+ * again before it is called bad (as rsa_decrypt and pkey_from_params do). */
+enum kv_status ks_material_byok_open(const struct ks_material *kek, enum ks_release_enc enc,
+                                     const struct kv_buf *ct, struct ks_jwk *out)
+{
+    enum kv_status st = byok_open_once(kek, enc, ct, out);
+    if (st == KV_ERR_BYOK_BLOB)
+        st = byok_open_once(kek, enc, ct, out);
     return st;
 }
 

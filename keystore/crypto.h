@@ -108,7 +108,7 @@ enum kv_status ks_material_op(const struct ks_material *m, unsigned op,
  * JWK of @p out->kty (and @p out->crv when set), for ks_material_from_jwk() to check and
  * build; release them with ks_jwk_parts_wipe().
  * @return KV_OK, KV_ERR_BYOK_KEK (@p kek is not RSA), KV_ERR_BYOK_BLOB (it does not open,
- *   or holds another type or curve), KV_ERR_BAD_CURVE, KV_ERR_BAD_KEY_SIZE (oct),
+ *   or holds another type or curve), KV_ERR_BAD_KEY_SIZE (oct),
  *   KV_ERR_CRYPTO, KV_ERR_NOMEM.
  */
 enum kv_status ks_material_byok_open(const struct ks_material *kek, enum ks_release_enc enc,

@@ -42,10 +42,10 @@
 #include "testkeys.h"
 #include "testrecords.h"
 
-#define VAULT "v"
-#define WINDOW_HEAD 40
-#define WINDOW_TAIL 10
-#define WINDOW_STRIDE 23
+#define VAULT               "v"
+#define WINDOW_HEAD         40
+#define WINDOW_TAIL         10
+#define WINDOW_STRIDE       23
 #define AFTER_KEYGEN_STRIDE 13
 
 static char dir[] = "/tmp/kvmock-faults-XXXXXX";
@@ -78,15 +78,15 @@ static void window_close(void)
         win_to[n_windows++] = ah_count();
 }
 
-#define WRAP(ret, fn, params, args)                                                              \
-    ret __real_##fn params;                                                                      \
-    ret __wrap_##fn params;                                                                      \
-    ret __wrap_##fn params                                                                       \
-    {                                                                                            \
-        window_open();                                                                           \
-        ret r_ = __real_##fn args;                                                               \
-        window_close();                                                                          \
-        return r_;                                                                               \
+#define WRAP(ret, fn, params, args)                                                                \
+    ret __real_##fn params;                                                                        \
+    ret __wrap_##fn params;                                                                        \
+    ret __wrap_##fn params                                                                         \
+    {                                                                                              \
+        window_open();                                                                             \
+        ret r_ = __real_##fn args;                                                                 \
+        window_close();                                                                            \
+        return r_;                                                                                 \
     }
 
 WRAP(enum kv_status, ks_material_generate,
@@ -234,6 +234,19 @@ static enum kv_status run_import(const struct op *op, const char *name)
 {
     struct ks_import p = {.attrs = {.enabled = 1}};
     p.jwk = op->kty == KS_KTY_RSA ? tk.rsa : op->kty == KS_KTY_EC ? tk.ec : tk.oct;
+    struct ks_key *k = NULL;
+    enum kv_status st = ks_key_import(env, VAULT, name, &p, &k);
+    ks_key_free(k);
+    return st;
+}
+
+/* Bring your own key: the test EC key wrapped for the import-only KEK "kek" (the test RSA
+ * key) as a release wraps it, imported under a new name. */
+static struct ks_byok byok = {.kek_name = "kek", .enc = KS_RELEASE_CKM_RSA_AES_KEY_WRAP};
+
+static enum kv_status run_byok(const struct op *op, const char *name)
+{
+    struct ks_import p = {.jwk = {.kty = op->kty}, .byok = &byok, .attrs = {.enabled = 1}};
     struct ks_key *k = NULL;
     enum kv_status st = ks_key_import(env, VAULT, name, &p, &k);
     ks_key_free(k);
@@ -510,7 +523,8 @@ static enum kv_status run_seal(const struct op *op, const char *name)
     (void)name;
     static const unsigned char ad[] = "v\0seal\0loc";
     struct kv_buf sealed = {0}, plain = {0};
-    enum kv_status st = ks_seal(env->root_key, ad, sizeof(ad), tk.rsa.d.data, tk.rsa.d.len, &sealed);
+    enum kv_status st =
+        ks_seal(env->root_key, ad, sizeof(ad), tk.rsa.d.data, tk.rsa.d.len, &sealed);
     if (st == KV_OK)
         st = ks_unseal(env->root_key, ad, sizeof(ad), sealed.data, sealed.len, &plain);
     if (st == KV_OK && (plain.len != tk.rsa.d.len || memcmp(plain.data, tk.rsa.d.data, plain.len)))
@@ -645,6 +659,7 @@ static const struct op ops[] = {
     {"import EC P-256", run_import, fresh_name, NULL, "i-ec", KS_KTY_EC, 0, 0, 0},
     {"import oct 256", run_import, fresh_name, NULL, "i-oct", KS_KTY_OCT, 0, 0, 0},
     {"import RSA, new version", run_import, NULL, NULL, "k-rsa-nv", KS_KTY_RSA, 0, 0, 0, 1},
+    {"import EC P-256 by BYOK", run_byok, fresh_name, NULL, "b-ec", KS_KTY_EC, 0, 0, 0, 1},
     {"unwrap RSA-OAEP-256", run_keyop, keyop_prepare, keyop_uncache, "k-rsa", 0, 0,
      KS_ALG_RSA_OAEP_256, KS_OP_UNWRAP},
     {"decrypt RSA-OAEP", run_keyop, keyop_prepare, keyop_uncache, "k-rsa", 0, 0, KS_ALG_RSA_OAEP,
@@ -696,8 +711,7 @@ static const struct op ops[] = {
 
 static int clean_error(enum kv_status st)
 {
-    return st == KV_ERR_NOMEM || st == KV_ERR_STORE || st == KV_ERR_CRYPTO ||
-           st == KV_ERR_INTERNAL;
+    return st == KV_ERR_NOMEM || st == KV_ERR_STORE || st == KV_ERR_CRYPTO || st == KV_ERR_INTERNAL;
 }
 
 struct tally {
@@ -810,8 +824,8 @@ static void fault_loop(const struct op *op)
     }
     total_points += t.points;
     total_ops++;
-    printf("%-26s %5lu allocations, %5lu failed in turn (%lu runs, %lu s): ", op->what,
-           clean_count, t.points, t.runs, (unsigned long)(time(NULL) - t0));
+    printf("%-26s %5lu allocations, %5lu failed in turn (%lu runs, %lu s): ", op->what, clean_count,
+           t.points, t.runs, (unsigned long)(time(NULL) - t0));
     for (int s = 0; s < KV_STATUS_COUNT; s++)
         if (t.by_status[s])
             printf("%s %lu ", kv_status_name((enum kv_status)s), t.by_status[s]);
@@ -875,7 +889,7 @@ int main(void)
         fprintf(stderr, "OpenSSL allocated before the allocation hooks were installed\n");
         return 1;
     }
-    kv_log_set_level((enum kv_log_level)-1); /* the store logs each failed transaction */
+    kv_log_set_level((enum kv_log_level) - 1); /* the store logs each failed transaction */
     {
         /* the x5c JWKS: the certificate's PEM body on one line */
         size_t n = (size_t)snprintf(rel_x5c_jwks, sizeof(rel_x5c_jwks),
@@ -928,6 +942,20 @@ int main(void)
         rcpt_n = tk.rsa.n; /* the test RSA key's public half stands for the recipient's */
         rcpt_e = tk.rsa.e;
     }
+    {
+        /* bring your own key: the KEK, and the test EC key wrapped for it */
+        struct ks_import p = {
+            .jwk = tk.rsa, .ops = KS_OP_IMPORT, .ops_set = 1, .attrs = {.enabled = 1}};
+        struct ks_key *k = NULL;
+        CHECK_ST(ks_key_import(env, VAULT, "kek", &p, &k), KV_OK);
+        ks_key_free(k);
+        struct ks_material *m = NULL;
+        CHECK_ST(ks_material_from_jwk(&tk.ec, &m), KV_OK);
+        if (m != NULL)
+            CHECK_ST(ks_material_release(m, byok.enc, &tk.rsa.n, &tk.rsa.e, &byok.ciphertext),
+                     KV_OK);
+        ks_material_free(m);
+    }
     /* verify ES256 takes a digest and a signature: sign a digest first */
     {
         struct kv_buf digest = {0};
@@ -968,6 +996,7 @@ int main(void)
         for (size_t j = 0; j < 8; j++)
             kv_buf_free(&op_input[i][j]);
     kv_buf_free(&backup_blob);
+    kv_buf_free(&byok.ciphertext);
     kv_buf_free(&gcm_iv);
     kv_buf_free(&gcm_tag);
     tk_free(&tk);
