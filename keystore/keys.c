@@ -812,7 +812,9 @@ enum kv_status ks_key_import(struct ks_env *env, const char *vault, const char *
 {
     if (!ks_key_name_valid(name))
         return KV_ERR_BAD_KEY_NAME;
-    struct vault_takes_arg takes = {vault, 0};
+    /* a hardware key in a standard vault is refused before its key is built or unwrapped,
+     * as a create's is */
+    struct vault_takes_arg takes = {vault, p->hsm && !p->attrs.exportable};
     enum kv_status st = ks_txn_read(env, vault_takes_fn, &takes);
     if (st != KV_OK)
         return st;
@@ -1113,6 +1115,7 @@ struct op_arg {
     struct kv_buf sealed; /* copied out of the map when the cache misses */
     int need_sealed;
     unsigned key_ops; /* out: the version's key_ops */
+    int hsm;          /* out: a hardware key */
 };
 
 /* The operations a key's nbf/exp window limits. As in Key Vault, a version outside it
@@ -1140,6 +1143,7 @@ static enum kv_status op_fn(struct ks_txn *tx, void *arg)
         return st;
     a->kty = k->kty;
     a->key_ops = k->ops;
+    a->hsm = k->hsm;
     kv_str_join(a->stored_name, sizeof(a->stored_name), k->name, NULL);
     int64_t now = ks_now();
     if ((k->ops & a->op) == 0)
@@ -1209,8 +1213,8 @@ out:
 }
 
 /* Bring your own key: the key of @p b's blob, opened with the key exchange key it names,
- * into @p jwk's parts. The KEK is a live version of an RSA key of the same vault, enabled,
- * whose only operation is import, as Key Vault's BYOK requires. */
+ * into @p jwk's parts. The KEK is a live version of an RSA-HSM key of the same vault,
+ * enabled, whose only operation is import, as Key Vault's BYOK requires. */
 static enum kv_status byok_open(struct ks_env *env, const char *vault, const struct ks_byok *b,
                                 struct ks_jwk *jwk)
 {
@@ -1222,7 +1226,7 @@ static enum kv_status byok_open(struct ks_env *env, const char *vault, const str
         .vault = vault, .l = &l, .version = b->kek_version, .op = KS_OP_IMPORT, .need_sealed = 1};
     enum kv_status st = ks_txn_read(env, op_fn, &a);
     if (st == KV_ERR_KEY_NOT_FOUND || st == KV_ERR_KEY_OP_FORBIDDEN || st == KV_ERR_KEY_DISABLED ||
-        (st == KV_OK && (a.kty != KS_KTY_RSA || a.key_ops != KS_OP_IMPORT)))
+        (st == KV_OK && (a.kty != KS_KTY_RSA || !a.hsm || a.key_ops != KS_OP_IMPORT)))
         st = KV_ERR_BYOK_KEK;
     struct kv_buf plain = {0};
     struct ks_material *kek = NULL;

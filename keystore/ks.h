@@ -868,8 +868,9 @@ struct ks_import {
 /**
  * @brief Import a private key as a new version (a new key when the name is new). An
  * exportable one follows ks_key_create()'s rules. With @p p->byok the key is unwrapped
- * first with the key exchange key it names, which must be a live version of an RSA key of
- * the same vault, enabled, whose only operation is import (KV_ERR_BYOK_KEK otherwise); a
+ * first with the key exchange key it names, which must be a live version of an RSA-HSM key
+ * of the same vault, enabled, whose only operation is import (KV_ERR_BYOK_KEK otherwise; an
+ * empty kek_name names none); a
  * blob that does not open, or holds another type or curve than jwk's, is KV_ERR_BYOK_BLOB.
  * @return KV_OK, KV_ERR_BAD_JWK, KV_ERR_BYOK_KEK, KV_ERR_BYOK_BLOB, the KV_ERR_SKR_ statuses of
  * ks_key_create() and its KV_ERR_HSM_STANDARD, KV_ERR_BAD_KEY_SIZE, KV_ERR_BAD_CURVE,

@@ -931,13 +931,14 @@ static int kid_parse(const char *kid, char host[SRV_HOST_MAX], char name[KS_NAME
     return 1;
 }
 
-/* Whether a key identifier's host names the vault of @p req: its own host, or a host whose
- * first label is the vault's name (NAME.vault.azure.net when kvmock answers Azure's names). */
+/* Whether a key identifier's host names the vault of @p req: its own host, or NAME.vault.*
+ * for the vault NAME (NAME.vault.azure.net when kvmock answers under Azure's names). */
 static int kid_host_is_vault(const struct srv_req *req, const char *host)
 {
     size_t label = strcspn(host, ".");
-    return strcasecmp(host, req->host) == 0 || (host[label] == '.' && label == strlen(req->vault) &&
-                                                strncasecmp(host, req->vault, label) == 0);
+    return strcasecmp(host, req->host) == 0 ||
+           (label == strlen(req->vault) && strncasecmp(host, req->vault, label) == 0 &&
+            strncasecmp(host + label, ".vault.", 7) == 0);
 }
 
 /*
@@ -972,10 +973,13 @@ static enum kv_status parse_byok(const struct srv_req *req, const cJSON *key, st
         st = bad_field(fe, "key.key_hsm",
                        "must name header.enc CKM_RSA_AES_KEY_WRAP, RSA_AES_KEY_WRAP_256 or "
                        "RSA_AES_KEY_WRAP_384");
-    else if (!kid_parse(kid, host, b->kek_name, b->kek_version) || !kid_host_is_vault(req, host))
-        st = KV_ERR_BYOK_KEK; /* a key exchange key of this vault, by its id */
     else if (kv_b64url_decode(ct, &b->ciphertext) != KV_OK)
         st = bad_field(fe, "key.key_hsm", "must carry its ciphertext in base64url");
+    /* a kid that names no key of this vault leaves the KEK unnamed: the keystore refuses
+     * it (KV_ERR_BYOK_KEK) after the checks that come first, the vault's sku among them */
+    if (st == KV_OK &&
+        (!kid_parse(kid, host, b->kek_name, b->kek_version) || !kid_host_is_vault(req, host)))
+        b->kek_name[0] = '\0';
     cJSON_Delete(blob);
     return st;
 }

@@ -945,7 +945,7 @@ int main(void)
     {
         /* bring your own key: the KEK, and the test EC key wrapped for it */
         struct ks_import p = {
-            .jwk = tk.rsa, .ops = KS_OP_IMPORT, .ops_set = 1, .attrs = {.enabled = 1}};
+            .jwk = tk.rsa, .hsm = 1, .ops = KS_OP_IMPORT, .ops_set = 1, .attrs = {.enabled = 1}};
         struct ks_key *k = NULL;
         CHECK_ST(ks_key_import(env, VAULT, "kek", &p, &k), KV_OK);
         ks_key_free(k);

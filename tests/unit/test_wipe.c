@@ -722,8 +722,9 @@ static void path_release(const char *what, const char *name, const struct ks_jwk
 }
 
 /* Bring your own key: the key wrapped (outside the path, as a release wraps it) for the
- * import-only KEK "kek" (the known RSA key), imported: the KEK's material, the AES key and
- * the PKCS#8 or oct bytes opened in crypto.c, and the JWK parts made of them, are wiped. */
+ * import-only KEK "kek" of the premium vault "p" (the known RSA key), imported: the KEK's material,
+ * the AES key and the PKCS#8 or oct bytes opened in crypto.c, and the JWK parts made of them, are
+ * wiped. */
 static void path_byok(const char *what, const struct ks_jwk *jwk, enum ks_release_enc enc)
 {
     struct ks_material *m = NULL;
@@ -732,15 +733,17 @@ static void path_byok(const char *what, const struct ks_jwk *jwk, enum ks_releas
     if (m != NULL)
         CHECK_ST(ks_material_release(m, enc, &tk.rsa.n, &tk.rsa.e, &b.ciphertext), KV_OK);
     ks_material_free(m);
-    struct ks_import p = {.jwk = {.kty = jwk->kty}, .byok = &b, .attrs = {.enabled = 1}};
+    struct ks_import p = {.jwk = {.kty = jwk->kty}, .byok = &b, .hsm = 1, .attrs = {.enabled = 1}};
     struct ks_key *k = NULL;
     memos_reset();
     path_begin();
-    CHECK_ST(ks_key_import(env, VAULT, "byok", &p, &k), KV_OK);
+    CHECK_ST(ks_key_import(env, "p", "byok", &p, &k), KV_OK);
     ks_key_free(k);
     path_end(what, 1, 0);
     kv_buf_free(&b.ciphertext);
-    delete_key("byok");
+    k = NULL;
+    CHECK_ST(ks_key_delete(env, "p", "byok", &k), KV_OK);
+    ks_key_free(k);
 }
 
 static void release_setup(void)
@@ -984,16 +987,6 @@ int main(int argc, char **argv)
     path_import("import EC P-256", &tk.ec);
     path_import("import oct 256", &tk.oct);
     path_import_refused();
-    {
-        struct ks_import kek = {
-            .jwk = tk.rsa, .ops = KS_OP_IMPORT, .ops_set = 1, .attrs = {.enabled = 1}};
-        struct ks_key *k = NULL;
-        CHECK_ST(ks_key_import(env, VAULT, "kek", &kek, &k), KV_OK);
-        ks_key_free(k);
-    }
-    path_byok("import EC P-256 by BYOK", &tk.ec, KS_RELEASE_CKM_RSA_AES_KEY_WRAP);
-    path_byok("import oct 256 by BYOK", &tk.oct, KS_RELEASE_RSA_AES_KEY_WRAP_256);
-    path_byok("import RSA 2048 by BYOK", &tk.rsa, KS_RELEASE_RSA_AES_KEY_WRAP_384);
     path_keyop("unwrap RSA-OAEP-256 (cache miss)", "k-rsa", KS_ALG_RSA_OAEP_256, KS_OP_UNWRAP,
                KS_OP_WRAP);
     path_keyop("decrypt RSA1_5 (cache miss)", "k-rsa", KS_ALG_RSA1_5, KS_OP_DECRYPT, KS_OP_ENCRYPT);
@@ -1030,6 +1023,17 @@ int main(int argc, char **argv)
                  KS_RELEASE_RSA_AES_KEY_WRAP_384);
     kv_buf_free(&target_n);
     kv_buf_free(&target_e);
+    {
+        /* bring your own key, into the premium vault "p" */
+        struct ks_import kek = {
+            .jwk = tk.rsa, .hsm = 1, .ops = KS_OP_IMPORT, .ops_set = 1, .attrs = {.enabled = 1}};
+        struct ks_key *k = NULL;
+        CHECK_ST(ks_key_import(env, "p", "kek", &kek, &k), KV_OK);
+        ks_key_free(k);
+    }
+    path_byok("import EC P-256 by BYOK", &tk.ec, KS_RELEASE_CKM_RSA_AES_KEY_WRAP);
+    path_byok("import oct 256 by BYOK", &tk.oct, KS_RELEASE_RSA_AES_KEY_WRAP_256);
+    path_byok("import RSA 2048 by BYOK", &tk.rsa, KS_RELEASE_RSA_AES_KEY_WRAP_384);
 
     ah_on_free(NULL);
     for (size_t i = 0; i < 3; i++)
