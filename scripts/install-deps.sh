@@ -33,7 +33,7 @@ export DEBIAN_FRONTEND=noninteractive
 packages="build-essential cmake pkg-config dpkg-dev patch ca-certificates curl
           libcivetweb-dev liblmdb-dev lmdb-utils libcjson-dev libsodium-dev libssl-dev"
 if [ "$with_tests" -eq 1 ]; then
-    packages="$packages python3 python3-azure azure-cli libnss-myhostname chromium openssl clang libclang-rt-14-dev
+    packages="$packages python3 python3-azure python3-aiohttp azure-cli libnss-myhostname chromium openssl clang libclang-rt-14-dev
               golang-go golang-github-azure-azure-sdk-for-go-dev"
     # Node.js and npm for the JavaScript SDK tests: Debian's, unless the machine
     # already has a Node.js with npm (apt must not replace it).
