@@ -2006,9 +2006,14 @@ out:
 enum kv_status ks_material_byok_open(const struct ks_material *kek, enum ks_release_enc enc,
                                      const struct kv_buf *ct, struct ks_jwk *out)
 {
+    enum ks_crv asked = out->crv; /* a refusal gives @p out back as it came */
     enum kv_status st = byok_open_once(kek, enc, ct, out);
-    if (st == KV_ERR_BYOK_BLOB)
+    if (st == KV_ERR_BYOK_BLOB) {
+        out->crv = asked;
         st = byok_open_once(kek, enc, ct, out);
+    }
+    if (st != KV_OK)
+        out->crv = asked;
     return st;
 }
 

@@ -13,7 +13,8 @@ import re
 import struct
 import sys
 
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CORPUS = os.path.join(HERE, "corpus")
@@ -50,6 +51,57 @@ def testassert_cert_b64():
 def be(n, size=None):
     size = size or max(1, (n.bit_length() + 7) // 8)
     return n.to_bytes(size, "big")
+
+
+def pkcs8(key):
+    return key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def byok_seeds():
+    """fuzz_byok: byte 0 = enc + 3 * mode (0 wrapped, 5 raw, 6 a bad AES key, 7 one change;
+    byte 0 / 24 picks the last two's variant), byte 1 = kty + 3 * crv + 15 * AES size
+    (kty 0 RSA, 1 EC, 2 oct; crv 0 none, 1 P-256, 2 P-256K, 3 P-384, 4 P-521; AES 16/24/32),
+    then the key the blob carries (PKCS#8 DER, or the oct bytes)."""
+    RSA_, EC_, OCT = 0, 1, 2
+
+    def seed(name, enc, kty, crv, body, mode=0, sub=0, aes=2):
+        write("fuzz_byok", name, bytes([enc + 3 * mode + 24 * sub, kty + 3 * crv + 15 * aes]) + body)
+
+    rsa_der = pkcs8(rsa.generate_private_key(65537, 2048))
+    for enc in range(3):
+        seed(f"rsa2048-enc{enc}", enc, RSA_, 0, rsa_der, aes=enc)
+    seed("rsa2048-as-ec", 0, EC_, 1, rsa_der)
+    seed("rsa2048-as-oct", 1, OCT, 0, rsa_der)
+    ecs = {}
+    for crv, curve in ((1, ec.SECP256R1()), (2, ec.SECP256K1()), (3, ec.SECP384R1()), (4, ec.SECP521R1())):
+        ecs[crv] = der = pkcs8(ec.generate_private_key(curve))
+        seed(f"ec-{curve.name}", crv % 3, EC_, crv, der, aes=crv % 3)
+        seed(f"ec-{curve.name}-any-curve", 2, EC_, 0, der)
+    # x and d with a leading zero byte: the parts come without it (big-endian numbers)
+    while True:
+        k = ec.generate_private_key(ec.SECP256R1())
+        if k.private_numbers().public_numbers.x >> 248 == 0 and k.private_numbers().private_value >> 248 != 0:
+            break
+    seed("ec-secp256r1-short-x", 0, EC_, 1, pkcs8(k))
+    while True:
+        k = ec.generate_private_key(ec.SECP384R1())
+        if k.private_numbers().private_value >> 376 == 0:
+            break
+    seed("ec-secp384r1-short-d", 1, EC_, 0, pkcs8(k))
+    seed("p256-as-p384", 0, EC_, 3, ecs[1])
+    seed("p521-as-p256k", 1, EC_, 2, ecs[4])
+    seed("p256-as-rsa", 2, RSA_, 0, ecs[1])
+    ed = pkcs8(ed25519.Ed25519PrivateKey.generate())
+    seed("ed25519-as-ec", 0, EC_, 0, ed)
+    seed("ed25519-as-rsa", 1, RSA_, 0, ed)
+    for n in (16, 24, 32, 20):
+        seed(f"oct{n}", n % 3, OCT, 0, os.urandom(n), aes=(n // 8) % 3)
+    seed("oct32-as-ec", 0, EC_, 1, os.urandom(32))
+    seed("raw", 0, RSA_, 0, os.urandom(256 + 40), mode=5)
+    seed("bad-aes-key", 1, OCT, 0, os.urandom(32), mode=6, sub=3)
+    for sub in range(5):
+        seed(f"changed-{sub}", sub % 3, EC_, 1, ecs[1], mode=7, sub=sub)
 
 
 def main():
@@ -137,6 +189,8 @@ def main():
     write("fuzz_release", "jwks", b"\x03" + json.dumps({"keys": [
         {"kty": "EC", "crv": "P-384", "kid": "a", "x": b64url(be(k.x, 48)), "y": b64url(be(k.y, 48))},
         {"kty": "RSA", "kid": "c", "x5c": [testassert_cert_b64()]}]}).encode())
+
+    byok_seeds()
 
     # ---- router: method byte, decode-size byte, "PATH[?QUERY]"
     routes = ["/keys?api-version=7.4&maxresults=2", "/keys/name/create?api-version=7.4",

@@ -17,7 +17,7 @@ set -eu
 seconds=${1:-30}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=${KVMOCK_FUZZ_BUILD:-$root/build-fuzz}
-targets=${KVMOCK_FUZZ_TARGETS:-"fuzz_b64url fuzz_token fuzz_assertion fuzz_route fuzz_jwk fuzz_restore fuzz_http fuzz_release"}
+targets=${KVMOCK_FUZZ_TARGETS:-"fuzz_b64url fuzz_token fuzz_assertion fuzz_route fuzz_jwk fuzz_restore fuzz_http fuzz_release fuzz_byok"}
 jobs=${KVMOCK_FUZZ_JOBS:-$(nproc)}
 
 # the targets' temporary data folders: a crashing run cannot remove its own
