@@ -870,8 +870,9 @@ struct ks_import {
  * exportable one follows ks_key_create()'s rules. With @p p->byok the key is unwrapped
  * first with the key exchange key it names, which must be a live version of an RSA-HSM key
  * of the same vault, enabled, whose only operation is import (KV_ERR_BYOK_KEK otherwise; an
- * empty kek_name names none); a
- * blob that does not open, or holds another type or curve than jwk's, is KV_ERR_BYOK_BLOB.
+ * empty kek_name names none); a blob that does not open, or holds another type or curve
+ * than jwk's, is KV_ERR_BYOK_BLOB. A hardware key (@p p->hsm) in a standard vault is
+ * refused (KV_ERR_HSM_STANDARD) before its key is built or unwrapped.
  * @return KV_OK, KV_ERR_BAD_JWK, KV_ERR_BYOK_KEK, KV_ERR_BYOK_BLOB, the KV_ERR_SKR_ statuses of
  * ks_key_create() and its KV_ERR_HSM_STANDARD, KV_ERR_BAD_KEY_SIZE, KV_ERR_BAD_CURVE,
  * KV_ERR_BAD_KEY_NAME, KV_ERR_KEY_DELETED_RECOVERABLE, KV_ERR_VAULT_NOT_FOUND, KV_ERR_STORE,
