@@ -20,7 +20,7 @@ if(NOT EXISTS "${KVMOCK_CIVETWEB_SOURCE}/src/civetweb.c")
     endif()
 endif()
 
-# Four changes to civetweb 1.15, as patches applied in order to a copy in the
+# Five changes to civetweb 1.15, as patches applied in order to a copy in the
 # build tree (docs/architecture.md has the reasoning):
 # - worker threads start on demand, up to num_threads (civetweb 1.16 has the
 #   same idea as its prespawn_threads option). kvmock keeps 256 workers so that
@@ -39,11 +39,17 @@ endif()
 #   with Content-Length, either one twice, a Content-Length that is not digits,
 #   or whitespace before a field's colon. civetweb framed such a request by the
 #   first header it looked at, so a proxy in front that chose the other could
-#   have its next request smuggled in the body.
+#   have its next request smuggled in the body;
+# - a worker whose keep-alive connection is idle gives it up when accepted
+#   connections wait for a worker and no more workers can start (one worker per
+#   waiting connection); civetweb held it until the keep-alive timeout, so a
+#   client that left connections open (one per call) made the next ones wait
+#   for seconds.
 set(KVMOCK_CIVETWEB_PATCHES "${CMAKE_SOURCE_DIR}/cmake/civetweb-workers-on-demand.patch"
                             "${CMAKE_SOURCE_DIR}/cmake/civetweb-header-scan.patch"
                             "${CMAKE_SOURCE_DIR}/cmake/civetweb-status-line.patch"
-                            "${CMAKE_SOURCE_DIR}/cmake/civetweb-framing.patch")
+                            "${CMAKE_SOURCE_DIR}/cmake/civetweb-framing.patch"
+                            "${CMAKE_SOURCE_DIR}/cmake/civetweb-keep-alive-yield.patch")
 set(KVMOCK_CIVETWEB_PATCHED "${CMAKE_BINARY_DIR}/civetweb-patched/src/civetweb.c")
 set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS
              ${KVMOCK_CIVETWEB_PATCHES} "${KVMOCK_CIVETWEB_SOURCE}/src/civetweb.c")

@@ -534,6 +534,68 @@ def main():
             alive("slowloris")
 
         @runner.test
+        def idle_keep_alive_connections_give_way():
+            """Every worker held by a keep-alive connection between two requests: a new
+            connection is served by one of them giving its connection up, not when a
+            keep-alive timeout ends (cmake/civetweb-keep-alive-yield.patch). The 8 clients
+            send a request every second, under the 5 s timeout, so without that they would
+            hold the 8 workers for as long as they run (8 s here), and the new connection
+            would wait for them to stop. Exactly one of them is closed for the newcomer."""
+            import http.client
+            with Kvmock(args.kvmock, config=cfg, extra_args=["--threads", "8"]) as small:
+                ctx = ssl.create_default_context(cafile=small.ca_path)
+                port = small.https_port
+                started, stop = threading.Barrier(9), threading.Event()
+                closed, failed, lock = [], [], threading.Lock()
+
+                def healthz(conn):
+                    conn.request("GET", "/healthz")
+                    r = conn.getresponse()
+                    r.read()
+                    return r.status
+
+                def keeper(i):
+                    conn = http.client.HTTPSConnection("localhost", port, context=ctx, timeout=30)
+                    try:
+                        ok = healthz(conn) == 200
+                    except (OSError, http.client.HTTPException) as e:
+                        ok = False
+                        with lock:
+                            failed.append(f"keeper {i}: {e!r}")
+                    started.wait()
+                    while ok and not stop.wait(1.0):
+                        try:
+                            healthz(conn)
+                        except (OSError, http.client.HTTPException):
+                            with lock:
+                                closed.append(i)  # the server gave its worker away
+                            break
+                    conn.close()
+
+                keepers = [threading.Thread(target=keeper, args=(i,), daemon=True)
+                           for i in range(8)]
+                for t in keepers:
+                    t.start()
+                started.wait()
+                time.sleep(0.5)  # the 8 connections idle between two requests
+                deadline = threading.Timer(8.0, stop.set)
+                deadline.start()
+                newcomer = http.client.HTTPSConnection("localhost", port, context=ctx, timeout=30)
+                st = healthz(newcomer)
+                while_running = not stop.is_set()
+                newcomer.close()
+                time.sleep(1.5)  # each keeper's next request: the one given up fails
+                stop.set()
+                deadline.cancel()
+                for t in keepers:
+                    t.join(timeout=30)
+                eq(failed, [], "the 8 keep-alive clients' first requests")
+                eq(st, 200, "the new connection's request")
+                check(while_running, "the new connection was served only after the 8 "
+                      "keep-alive clients stopped: no idle worker gave its connection up")
+                eq(len(closed), 1, f"keep-alive connections given up: {closed}")
+
+        @runner.test
         def old_tls_versions_refused():
             for name, version in (("TLS 1.0", ssl.TLSVersion.TLSv1), ("TLS 1.1", ssl.TLSVersion.TLSv1_1)):
                 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
