@@ -1881,7 +1881,7 @@ static const EVP_MD *byok_md(enum ks_release_enc enc)
                                                     : EVP_sha1();
 }
 
-/* One big-endian part of @p pkey into @p out (allocated; wiped by ks_jwk_parts_wipe). */
+/* One big-endian part of @p pkey into @p out (allocated; wiped by ks_jwk_wipe). */
 static enum kv_status byok_part(const EVP_PKEY *pkey, const char *param, struct kv_buf *out)
 {
     BIGNUM *bn = NULL;
@@ -1996,7 +1996,7 @@ out:
     EVP_PKEY_CTX_free(pctx);
     ERR_clear_error();
     if (st != KV_OK)
-        ks_jwk_parts_wipe(out);
+        ks_jwk_wipe(out);
     return st;
 }
 
@@ -2017,7 +2017,7 @@ enum kv_status ks_material_byok_open(const struct ks_material *kek, enum ks_rele
     return st;
 }
 
-void ks_jwk_parts_wipe(struct ks_jwk *j)
+void ks_jwk_wipe(struct ks_jwk *j)
 {
     struct kv_buf *bufs[] = {&j->n,  &j->e,  &j->d, &j->p, &j->q, &j->dp,
                              &j->dq, &j->qi, &j->x, &j->y, &j->k};

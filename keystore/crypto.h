@@ -106,16 +106,13 @@ enum kv_status ks_material_op(const struct ks_material *m, unsigned op,
  * exchange key @p kek: RSA-OAEP as @p enc says gives an AES key, which unwraps (RFC 5649)
  * the key: PKCS#8 for RSA and EC, the raw bytes for oct. Its parts go into @p out as the
  * JWK of @p out->kty (and @p out->crv when set), for ks_material_from_jwk() to check and
- * build; release them with ks_jwk_parts_wipe().
+ * build; release them with ks_jwk_wipe().
  * @return KV_OK, KV_ERR_BYOK_KEK (@p kek is not RSA), KV_ERR_BYOK_BLOB (it does not open,
  *   or holds another type or curve), KV_ERR_BAD_KEY_SIZE (oct),
  *   KV_ERR_CRYPTO, KV_ERR_NOMEM.
  */
 enum kv_status ks_material_byok_open(const struct ks_material *kek, enum ks_release_enc enc,
                                      const struct kv_buf *ct, struct ks_jwk *out) KV_MUST_CHECK;
-
-/** @brief Wipe and free the parts ks_material_byok_open() filled in. */
-void ks_jwk_parts_wipe(struct ks_jwk *j);
 
 /**
  * @brief Secure key release: the private key of @p m for the holder of an RSA key (@p n,

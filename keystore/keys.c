@@ -830,7 +830,7 @@ enum kv_status ks_key_import(struct ks_env *env, const char *vault, const char *
         st = byok_open(env, vault, p->byok, &opened);
     if (st == KV_OK)
         st = ks_material_from_jwk(p->byok != NULL ? &opened : &p->jwk, &m);
-    ks_jwk_parts_wipe(&opened);
+    ks_jwk_wipe(&opened);
     if (st == KV_OK)
         st = store_version(env, vault, name, m, &spec, out);
     ks_key_free(current);

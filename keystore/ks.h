@@ -835,6 +835,10 @@ struct ks_jwk {
     struct kv_buf k;                         /**< oct */
 };
 
+/** @brief Wipe and free a JWK's parts, when its holder allocated them (all of them may be
+ *  empty); kty and crv stay. */
+void ks_jwk_wipe(struct ks_jwk *j);
+
 /** How a released key is wrapped for its target (KeyReleaseParameters' `enc`), and how a
  *  key transfer blob of bring your own key (BYOK) wraps its key: an
  *  ephemeral AES-256 key under RSA-OAEP with this hash (MGF1 the same), then the key

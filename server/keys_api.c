@@ -984,14 +984,6 @@ static enum kv_status parse_byok(const struct srv_req *req, const cJSON *key, st
     return st;
 }
 
-static void jwk_wipe(struct ks_jwk *j)
-{
-    struct kv_buf *bufs[] = {&j->n, &j->e, &j->d, &j->p, &j->q, &j->dp,
-                             &j->dq, &j->qi, &j->x, &j->y, &j->k};
-    for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++)
-        kv_buf_wipe(bufs[i]);
-}
-
 static void h_import(struct srv_req *req)
 {
     struct field_error fe = {{0}};
@@ -1039,7 +1031,7 @@ static void h_import(struct srv_req *req)
         srv_send_error(req, st, why[0] ? why : fe.message[0] ? fe.message : NULL);
     }
     kv_buf_free(&byok.ciphertext);
-    jwk_wipe(&p.jwk);
+    ks_jwk_wipe(&p.jwk);
     tags_release_borrowed(&p.tags);
     ks_release_policy_clear(&rp);
 }

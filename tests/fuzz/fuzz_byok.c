@@ -317,7 +317,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         check_import(&j);
     }
-    ks_jwk_parts_wipe(&j);
+    ks_jwk_wipe(&j);
     FUZZ_ASSERT(parts_empty(&j));
     kv_buf_free(&ct);
     return 0;

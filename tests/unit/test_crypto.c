@@ -1325,7 +1325,7 @@ static void test_byok(void)
             CHECK_ST(ks_material_byok_open(kek, encs[e], &ct, &jwk), KV_OK);
             struct ks_material *m = NULL;
             CHECK_ST(ks_material_from_jwk(&jwk, &m), KV_OK);
-            ks_jwk_parts_wipe(&jwk);
+            ks_jwk_wipe(&jwk);
             CHECK(jwk_empty(&jwk));
             if (m != NULL && ks_material_kty(m) == KS_KTY_OCT) {
                 struct kv_buf a = {0}, b = {0};
@@ -1367,7 +1367,7 @@ static void test_byok(void)
              KV_ERR_BYOK_BLOB);
     struct ks_jwk as_p256 = {.kty = KS_KTY_EC, .crv = KS_CRV_P256};
     CHECK_ST(ks_material_byok_open(kek, KS_RELEASE_CKM_RSA_AES_KEY_WRAP, &ct, &as_p256), KV_OK);
-    ks_jwk_parts_wipe(&as_p256);
+    ks_jwk_wipe(&as_p256);
     /* the wrong key exchange key: another RSA key, or not an RSA key */
     struct ks_jwk wrong = {.kty = KS_KTY_EC};
     CHECK_ST(ks_material_byok_open(rsa[2], KS_RELEASE_CKM_RSA_AES_KEY_WRAP, &ct, &wrong),
