@@ -1814,13 +1814,19 @@ out:
     return st;
 }
 
+/* The RSA-OAEP hash (and MGF1's) of a release's or a BYOK blob's wrapping. */
+static const EVP_MD *wrap_md(enum ks_release_enc enc)
+{
+    return enc == KS_RELEASE_RSA_AES_KEY_WRAP_256   ? EVP_sha256()
+           : enc == KS_RELEASE_RSA_AES_KEY_WRAP_384 ? EVP_sha384()
+                                                    : EVP_sha1();
+}
+
 enum kv_status ks_material_release(const struct ks_material *m, enum ks_release_enc enc,
                                    const struct kv_buf *n, const struct kv_buf *e,
                                    struct kv_buf *out)
 {
-    const EVP_MD *md = enc == KS_RELEASE_RSA_AES_KEY_WRAP_256   ? EVP_sha256()
-                       : enc == KS_RELEASE_RSA_AES_KEY_WRAP_384 ? EVP_sha384()
-                                                                : EVP_sha1();
+    const EVP_MD *md = wrap_md(enc);
     unsigned char kek[RELEASE_KEK_LEN];
     struct kv_buf plain = {0}, res = {0};
     EVP_PKEY *target = NULL;
@@ -1873,13 +1879,6 @@ out:
 }
 
 /* ---- bring your own key (BYOK) ----------------------------------------------------- */
-
-static const EVP_MD *byok_md(enum ks_release_enc enc)
-{
-    return enc == KS_RELEASE_RSA_AES_KEY_WRAP_256   ? EVP_sha256()
-           : enc == KS_RELEASE_RSA_AES_KEY_WRAP_384 ? EVP_sha384()
-                                                    : EVP_sha1();
-}
 
 /* One big-endian part of @p pkey into @p out (allocated; wiped by ks_jwk_wipe). */
 static enum kv_status byok_part(const EVP_PKEY *pkey, const char *param, struct kv_buf *out)
@@ -1946,7 +1945,7 @@ static enum kv_status byok_open_once(const struct ks_material *kek, enum ks_rele
     /* the wrapped AES key, then at least one block and the AIV of RFC 5649 */
     if (ct->len < rsa_len + 16 || (ct->len - rsa_len) % 8 != 0)
         return KV_ERR_BYOK_BLOB;
-    const EVP_MD *md = byok_md(enc);
+    const EVP_MD *md = wrap_md(enc);
     unsigned char aes[512]; /* an RSA-4096 block at most */
     size_t aes_len = sizeof(aes);
     struct kv_buf plain = {0};
