@@ -427,10 +427,14 @@ static char *record_text(const struct srv_req *req, int status)
                 req->client_request_id[0] ? req->client_request_id : req->request_id);
     kv_json_open(&j, "identity", '{');
     kv_json_open(&j, "claim", '{');
-    /* the caller's object id as Key Vault's records name it: by the token's own claim on
-     * the data plane, by Entra's long claim name in a record of Resource Manager's call */
-    kv_json_str(&j, req->data_plane ? "oid" : SRV_AUDIT_CLAIM_OBJECT_ID, req->who.oid);
+    /* the token's oid, appid and tid in every record, as kvmock's interface names them;
+     * a record of Resource Manager's call also names the object id by Entra's long claim
+     * name, as Resource Manager's records do */
+    kv_json_str(&j, "oid", req->who.oid);
     kv_json_str(&j, "appid", req->who.appid);
+    kv_json_str(&j, "tid", req->who.tid);
+    if (!req->data_plane)
+        kv_json_str(&j, SRV_AUDIT_CLAIM_OBJECT_ID, req->who.oid);
     kv_json_close(&j, '}');
     kv_json_close(&j, '}');
     kv_json_open(&j, "properties", '{');
@@ -438,11 +442,11 @@ static char *record_text(const struct srv_req *req, int status)
         kv_json_str(&j, "id", id);
     kv_json_int(&j, "httpStatusCode", status);
     kv_json_str(&j, "requestUri", uri);
-    /* a data-plane call says how its access was checked: by the vault's access policies
-     * or by role assignments (a management call, by Resource Manager, says neither) */
-    if (req->data_plane)
-        kv_json_bool(&j, req->vault_rbac ? "isRbacAuthorized" : "isAccessPolicyMatch",
-                     req->policy_match);
+    /* whether the caller's access allowed the call, in every record as kvmock's interface
+     * names it; a call to a vault of role assignments also says so as Key Vault does */
+    kv_json_bool(&j, "isAccessPolicyMatch", req->policy_match);
+    if (req->data_plane && req->vault_rbac)
+        kv_json_bool(&j, "isRbacAuthorized", req->policy_match);
     kv_json_str(&j, "vault", req->vault);
     kv_json_str(&j, "requestId", req->request_id);
     if (agent[0] != '\0')

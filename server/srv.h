@@ -328,8 +328,8 @@ void srv_mgmt_vault_keys(struct srv_req *req, const struct ks_vault *v, const ch
 enum kv_status srv_authenticate(struct srv_req *req, const char *const *auds,
                                 size_t n_auds) KV_MUST_CHECK;
 
-/** The claim that names the caller's object id in a management call's audit record, as
- * Resource Manager's records do (a data-plane record says "oid", as the token). */
+/** The claim that also names the caller's object id in a management call's audit record,
+ * as Resource Manager's records do (every record says "oid", as the token). */
 #define SRV_AUDIT_CLAIM_OBJECT_ID "http://schemas.microsoft.com/identity/claims/objectidentifier"
 
 /**

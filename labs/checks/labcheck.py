@@ -119,10 +119,7 @@ def audit():
 
 
 def who(record):
-    # a data-plane record names the caller "oid", as its token; a management record by
-    # Entra's long claim name, as Resource Manager's do
-    claim = record["identity"]["claim"]
-    oid = claim.get("oid") or claim.get("http://schemas.microsoft.com/identity/claims/objectidentifier")
+    oid = record["identity"]["claim"]["oid"]
     return NAMES.get(oid, oid)
 
 

@@ -108,11 +108,9 @@ async function refreshState() {
   root.replaceChildren(...state.vaults.map(renderVault));
 }
 
-// The caller's object id: "oid" in a data-plane record, as its token names it; Entra's
-// long claim name in a management record, as Resource Manager's records have it.
+// The caller's object id, as its token names it ("oid", in every record).
 function callerOid(r) {
-  const claim = r.identity.claim;
-  return claim.oid || claim["http://schemas.microsoft.com/identity/claims/objectidentifier"] || "";
+  return r.identity.claim.oid || "";
 }
 
 let auditNext = "/admin/audit?maxresults=1000";

@@ -109,15 +109,14 @@ def free_port() -> int:
     raise RuntimeError(f"no free port in {first}..{low - 1}")
 
 
-# The claim naming the caller's object id in a management call's audit record, as
-# Resource Manager's records name it; a data-plane record says "oid", as the token does.
+# The claim that also names the caller's object id in a management call's audit record,
+# as Resource Manager's records name it; every record says "oid", as the token does.
 OBJECT_ID_CLAIM = "http://schemas.microsoft.com/identity/claims/objectidentifier"
 
 
 def caller_oid(record):
     """The object id of an audit record's caller, data plane or management."""
-    claim = record["identity"]["claim"]
-    return claim["oid"] if "oid" in claim else claim[OBJECT_ID_CLAIM]
+    return record["identity"]["claim"]["oid"]
 
 
 def check(cond, msg="check failed"):

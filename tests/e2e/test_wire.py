@@ -22,6 +22,7 @@ import ssl
 import subprocess
 import sys
 import time
+import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Kvmock, Runner, check, eq, parse_args, TENANT, APP, OBJECT_ID_CLAIM, caller_oid  # noqa: E402
@@ -283,8 +284,9 @@ def main():
             check(r["properties"]["requestUri"].endswith(f"/keys/wire?{API}"), r["properties"])
             eq(r["properties"]["isAccessPolicyMatch"], True)
             check("isRbacAuthorized" not in r["properties"], r["properties"])
-            # the caller as the token names it (oid, appid), without its tenant
-            eq(r["identity"]["claim"], {"oid": APP["objectId"], "appid": APP["clientId"]})
+            # the caller as kvmock's interface names it: the token's oid, appid and tid
+            eq(r["identity"]["claim"],
+               {"oid": APP["objectId"], "appid": APP["clientId"], "tid": TENANT})
 
             st, _, body = kv.https("GET", f"/keys/no-such-key?{API}", host=host, token=token)
             eq(st, 404)
@@ -331,10 +333,14 @@ def main():
                                 "MICROSOFT.KEYVAULT/VAULTS/WIRE-RBAC")
             check(r["properties"]["requestUri"].endswith(f"{path}?api-version=2023-07-01"),
                   r["properties"])
-            # Resource Manager's record names the caller by Entra's long claim name
-            eq(r["identity"]["claim"], {OBJECT_ID_CLAIM: APP["objectId"], "appid": APP["clientId"]})
+            # Resource Manager's record also names the object id by Entra's long claim name
+            eq(r["identity"]["claim"], {"oid": APP["objectId"], OBJECT_ID_CLAIM: APP["objectId"],
+                                        "appid": APP["clientId"], "tid": TENANT})
+            eq(r["properties"]["isAccessPolicyMatch"], True)
+            check("isRbacAuthorized" not in r["properties"], r["properties"])
 
-            # an RBAC vault's records say whether a role assignment allowed the call
+            # an RBAC vault's records say whether a role assignment allowed the call, as
+            # Key Vault's isRbacAuthorized and as the interface's isAccessPolicyMatch
             rhost = f"wire-rbac.vault.localhost:{kv.https_port}"
             st, _, body = kv.https("GET", f"/keys?{API}", host=rhost, token=other)
             eq(st, 403, body)
@@ -342,7 +348,19 @@ def main():
             eq(r["resourceId"], f"/SUBSCRIPTIONS/{sub}/RESOURCEGROUPS/WIRE-RG/PROVIDERS/"
                                 "MICROSOFT.KEYVAULT/VAULTS/WIRE-RBAC")
             eq(r["properties"]["isRbacAuthorized"], False)
-            check("isAccessPolicyMatch" not in r["properties"], r["properties"])
+            eq(r["properties"]["isAccessPolicyMatch"], False)
+            reader = "21090545-7ca7-4776-b22c-e363652d74d2"  # Key Vault Reader
+            st, _, body = kv.https(
+                "PUT", f"{path}/providers/Microsoft.Authorization/roleAssignments/"
+                f"{uuid.uuid4()}?api-version=2022-04-01", {"properties": {
+                    "roleDefinitionId": f"/subscriptions/{sub}/providers/"
+                                        f"Microsoft.Authorization/roleDefinitions/{reader}",
+                    "principalId": APP["objectId"], "principalType": "ServicePrincipal"}},
+                token=mtok)
+            eq(st, 201, body)
+            eq(kv.https("GET", f"/keys?{API}", host=rhost, token=token)[0], 200)
+            eq((last()["properties"]["isRbacAuthorized"],
+                last()["properties"]["isAccessPolicyMatch"]), (True, True))
             # properties.id names the call's object as Key Vault's do: none for a list, the
             # vault's URI for a management call on it, /deletedkeys/ for a deleted key
             check("id" not in r["properties"], r["properties"])

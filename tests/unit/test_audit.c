@@ -143,18 +143,23 @@ static void record_fields(const char *dir)
     snprintf(req.who.appid, sizeof(req.who.appid), "a9900000-0000-4000-8000-000000000001");
     snprintf(req.who.tid, sizeof(req.who.tid), "71d00000-0000-4000-8000-000000000001");
     req.data_plane = 1;
+    req.policy_match = 1;
     srv_audit(&req);
     cJSON *rec = NULL;
     CHECK_ST(ks_record_scan(ks, KS_TABLE_AUDIT, NULL, 0, NULL, 0, one_fn, &rec), KV_OK);
     CHECK(rec != NULL);
     const cJSON *props = cJSON_GetObjectItemCaseSensitive(rec, "properties");
-    /* a data-plane record names the caller by the token's claims, oid and appid, and
-     * not its tenant, as Key Vault's records do */
+    /* a data-plane record names the caller by the token's oid, appid and tid, as kvmock's
+     * interface says */
     const cJSON *claim = cJSON_GetObjectItemCaseSensitive(
         cJSON_GetObjectItemCaseSensitive(rec, "identity"), "claim");
     CHECK(str_is(claim, "oid", "0b1d0000-0000-4000-8000-000000000001"));
     CHECK(str_is(claim, "appid", "a9900000-0000-4000-8000-000000000001"));
-    CHECK(cJSON_GetArraySize(claim) == 2);
+    CHECK(str_is(claim, "tid", "71d00000-0000-4000-8000-000000000001"));
+    CHECK(cJSON_GetArraySize(claim) == 3);
+    /* a vault of access policies: whether they allowed the call, and nothing of roles */
+    CHECK(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(props, "isAccessPolicyMatch")));
+    CHECK(cJSON_GetObjectItemCaseSensitive(props, "isRbacAuthorized") == NULL);
     CHECK(str_is(rec, "resourceId",
                  "/SUBSCRIPTIONS/00000000-0000-0000-0000-000000000000/"
                  "RESOURCEGROUPS/KVMOCK/PROVIDERS/MICROSOFT.KEYVAULT/"
@@ -167,9 +172,24 @@ static void record_fields(const char *dir)
                  "https://audit.vault.azure.net/keys/missing?api-version=7.4&x=%2F"));
     cJSON_Delete(rec);
 
-    /* a management call's record names the caller by Entra's long claim name, as
-     * Resource Manager's records do */
+    /* a vault of role assignments: isAccessPolicyMatch as the interface names it, and
+     * isRbacAuthorized as Key Vault writes it, both saying whether the call was allowed */
+    req.vault_rbac = 1;
+    req.policy_match = 0;
+    req.audited = 0;
+    srv_audit(&req);
+    rec = NULL;
+    CHECK_ST(ks_record_scan(ks, KS_TABLE_AUDIT, NULL, 0, NULL, 0, one_fn, &rec), KV_OK);
+    CHECK(rec != NULL);
+    props = cJSON_GetObjectItemCaseSensitive(rec, "properties");
+    CHECK(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(props, "isAccessPolicyMatch")));
+    CHECK(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(props, "isRbacAuthorized")));
+    cJSON_Delete(rec);
+
+    /* a management call's record also names the object id by Entra's long claim name, as
+     * Resource Manager's records do, and says nothing of roles */
     req.data_plane = 0;
+    req.policy_match = 1;
     req.operation = "VaultGet";
     req.audited = 0;
     srv_audit(&req);
@@ -178,9 +198,14 @@ static void record_fields(const char *dir)
     CHECK(rec != NULL);
     claim = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(rec, "identity"),
                                              "claim");
+    CHECK(str_is(claim, "oid", "0b1d0000-0000-4000-8000-000000000001"));
     CHECK(str_is(claim, SRV_AUDIT_CLAIM_OBJECT_ID, "0b1d0000-0000-4000-8000-000000000001"));
     CHECK(str_is(claim, "appid", "a9900000-0000-4000-8000-000000000001"));
-    CHECK(cJSON_GetArraySize(claim) == 2);
+    CHECK(str_is(claim, "tid", "71d00000-0000-4000-8000-000000000001"));
+    CHECK(cJSON_GetArraySize(claim) == 4);
+    props = cJSON_GetObjectItemCaseSensitive(rec, "properties");
+    CHECK(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(props, "isAccessPolicyMatch")));
+    CHECK(cJSON_GetObjectItemCaseSensitive(props, "isRbacAuthorized") == NULL);
     cJSON_Delete(rec);
     ks_close(ks);
 }
