@@ -101,6 +101,18 @@ def main():
             return sorted(a.name for a in assignments)
 
         @runner.test
+        def every_api_version_of_the_installed_management_sdk_reads_a_vault():
+            # Debian's azure-mgmt-keyvault carries models for older api-versions, previews
+            # among them; a script pinned to one still reads the vault through it
+            make_vault("versions-rg", "versions")
+            for version in ("2016-10-01", "2018-02-14", "2019-09-01", "2020-04-01-preview",
+                            "2021-04-01-preview", "2021-06-01-preview", "2021-10-01",
+                            "2022-07-01"):
+                client = KeyVaultManagementClient(app_cred, SUB, api_version=version, **opts)
+                got = client.vaults.get("versions-rg", "versions")
+                eq((got.name, got.properties.tenant_id), ("versions", TENANT), version)
+
+        @runner.test
         def role_definitions_are_the_built_in_key_vault_roles():
             defs = list(am.role_definitions.list(f"/subscriptions/{SUB}"))
             eq(sorted((d.role_name, d.name) for d in defs), sorted(ROLES.items()))

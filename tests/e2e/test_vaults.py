@@ -749,8 +749,10 @@ def main():
         def published_api_versions_are_accepted():
             """Every published Microsoft.KeyVault api-version, the newest previews included
             (as the README lists them); another is Resource Manager's 400."""
-            for version in ("2015-06-01", "2019-09-01", "2023-07-01", "2025-05-01",
-                            "2026-02-01", "2026-03-01-preview", "2026-04-01-preview"):
+            for version in ("2015-06-01", "2018-02-14-preview", "2019-09-01",
+                            "2020-04-01-preview", "2023-07-01", "2025-05-01", "2026-02-01",
+                            "2026-03-01-preview", "2026-04-01", "2026-04-01-preview",
+                            "2026-05-15-preview"):
                 st, _, body = mgmt("GET", f"{ARM}/default?api-version={version}")
                 eq((st, body["name"]), (200, "default"), version)
             for version in ("2026-05-01", "2023-07-01-preview", ""):
