@@ -129,11 +129,16 @@ static enum kv_status apply(struct srv_config *cfg, const char *flag, const char
         return KV_OK;
     }
     if (strcmp(flag, "--hostname") == 0) {
-        /* the environment form is comma-separated */
+        /* the environment form is comma-separated, with or without spaces after the commas
+         * ("a.example, b.example") */
         const char *p = value;
         for (;;) {
             const char *comma = strchr(p, ',');
             size_t len = comma ? (size_t)(comma - p) : strlen(p);
+            for (; len > 0 && (*p == ' ' || *p == '\t'); len--)
+                p++;
+            while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+                len--;
             enum kv_status st = add_hostname(cfg, p, len, err, cap);
             if (st != KV_OK || comma == NULL)
                 return st;
@@ -485,6 +490,43 @@ static int names_arm_props(const cJSON *p)
     return 0;
 }
 
+/* Refuse an unknown member of the Resource Manager objects inside a vault's properties
+ * @p p, named @p at in messages (their sku, networkAcls and its rules), as of the properties
+ * themselves: a typo such as "defaultActon" would otherwise leave a firewall open without a word.
+ * Members of the wrong type are srv_vault_props_parse()'s to refuse. */
+static enum kv_status only_arm_fields(const cJSON *p, const char *at, char *err, size_t cap)
+{
+    static const char *const sku[] = {"family", "name", NULL};
+    static const char *const acls[] = {"bypass", "defaultAction", "ipRules", "virtualNetworkRules",
+                                       NULL};
+    static const char *const ip_rule[] = {"value", NULL};
+    static const char *const vnet_rule[] = {"id", "ignoreMissingVnetServiceEndpoint", NULL};
+    char where[160];
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(p, "sku");
+    snprintf(where, sizeof(where), "%s.sku", at);
+    enum kv_status st = cJSON_IsObject(o) ? only_fields(o, sku, where, err, cap) : KV_OK;
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(p, "networkAcls");
+    if (st != KV_OK || !cJSON_IsObject(a))
+        return st;
+    snprintf(where, sizeof(where), "%s.networkAcls", at);
+    st = only_fields(a, acls, where, err, cap);
+    static const struct {
+        const char *list;
+        const char *const *fields;
+    } lists[] = {{"ipRules", ip_rule}, {"virtualNetworkRules", vnet_rule}};
+    for (size_t l = 0; l < sizeof(lists) / sizeof(lists[0]) && st == KV_OK; l++) {
+        const cJSON *rule;
+        size_t n = 0;
+        cJSON_ArrayForEach(rule, cJSON_GetObjectItemCaseSensitive(a, lists[l].list))
+        {
+            snprintf(where, sizeof(where), "%s.networkAcls.%s[%zu]", at, lists[l].list, n++);
+            if (st == KV_OK && cJSON_IsObject(rule))
+                st = only_fields(rule, lists[l].fields, where, err, cap);
+        }
+    }
+    return st;
+}
+
 static enum kv_status parse_vault(const cJSON *o, size_t i, const char *tenant, struct ks_vault *v,
                                   struct ks_net_rules *rules, unsigned *given, char *err,
                                   size_t cap)
@@ -517,6 +559,8 @@ static enum kv_status parse_vault(const cJSON *o, size_t i, const char *tenant, 
     if (!cJSON_IsObject(p))
         return fail(err, cap, "config: %s must be an object", where);
     st = only_fields_or(p, props, srv_vault_arm_prop, where, err, cap);
+    if (st == KV_OK)
+        st = only_arm_fields(p, where, err, cap);
     if (st == KV_OK)
         st = get_bool(p, "enableSoftDelete", where, &v->soft_delete, err, cap);
     if (st == KV_OK)

@@ -203,6 +203,12 @@ int main(void)
     CHECK_ST(load(&cfg, NULL, 3, names_ok), KV_OK);
     CHECK(cfg.n_hostnames == 3);
     srv_config_free(&cfg);
+    /* KVMOCK_HOSTNAMES as people write lists: spaces after the commas are not part of a name */
+    char *names_spaced[] = {"kvmock", "--hostname", "a.example, b.example ,\tc", NULL};
+    CHECK_ST(load(&cfg, NULL, 3, names_spaced), KV_OK);
+    CHECK(cfg.n_hostnames == 3 && strcmp(cfg.hostnames[0], "a.example") == 0 &&
+          strcmp(cfg.hostnames[1], "b.example") == 0 && strcmp(cfg.hostnames[2], "c") == 0);
+    srv_config_free(&cfg);
     char *names_bad[] = {"kvmock", "--hostname", "host:name", NULL};
     CHECK_ST(load(&cfg, NULL, 3, names_bad), KV_ERR_BAD_PARAM);
     CHECK(strstr(err, "'host:name' is not a host name or address") != NULL);
@@ -354,6 +360,39 @@ int main(void)
             "unknown field 'softDelete'");
     refused("{\"identities\":[{\"name\":\"a\",\"objectId\":\"o\",\"clientId\":\"c\",\"x\":1}]}",
             "unknown field 'x'");
+    /* inside the Resource Manager objects too: a misspelt defaultAction would leave the
+     * firewall open without a word */
+    refused("{\"vaults\":[{\"name\":\"v\",\"properties\":{\"networkAcls\":"
+            "{\"defaultActon\":\"Deny\"}}}]}",
+            "unknown field 'defaultActon' in vaults[0].properties.networkAcls");
+    refused("{\"vaults\":[{\"name\":\"v\",\"properties\":{\"sku\":"
+            "{\"family\":\"A\",\"nmae\":\"premium\"}}}]}",
+            "unknown field 'nmae' in vaults[0].properties.sku");
+    refused("{\"vaults\":[{\"name\":\"v\",\"properties\":{\"networkAcls\":{\"ipRules\":"
+            "[{\"value\":\"10.0.0.1\"},{\"value\":\"10.0.0.2\",\"action\":\"Allow\"}]}}}]}",
+            "unknown field 'action' in vaults[0].properties.networkAcls.ipRules[1]");
+    refused("{\"vaults\":[{\"name\":\"v\",\"properties\":{\"networkAcls\":"
+            "{\"virtualNetworkRules\":[{\"id\":\"/subscriptions/s/resourceGroups/g/providers/"
+            "Microsoft.Network/virtualNetworks/n/subnets/m\",\"ignoreMissingVnetServiceEndpiont\":"
+            "true}]}}}]}",
+            "unknown field 'ignoreMissingVnetServiceEndpiont' in "
+            "vaults[0].properties.networkAcls.virtualNetworkRules[0]");
+    {
+        /* every field Resource Manager's models name is taken */
+        struct srv_config all;
+        char *args[] = {"kvmock", "--config", cfg_path, NULL};
+        CHECK_ST(load(&all,
+                      "{\"vaults\":[{\"name\":\"v\",\"properties\":{"
+                      "\"sku\":{\"family\":\"A\",\"name\":\"premium\"},\"networkAcls\":{"
+                      "\"bypass\":\"None\",\"defaultAction\":\"Deny\","
+                      "\"ipRules\":[{\"value\":\"10.0.0.1\"}],\"virtualNetworkRules\":[{\"id\":"
+                      "\"/subscriptions/s/resourceGroups/g/providers/Microsoft.Network/"
+                      "virtualNetworks/n/subnets/m\",\"ignoreMissingVnetServiceEndpoint\":true}]}}}]}",
+                      3, args),
+                 KV_OK);
+        CHECK(all.n_vaults == 1 && all.vaults[0].premium && all.vaults[0].net_deny);
+        srv_config_free(&all);
+    }
     refused("{\"identities\":[{\"name\":\"a\",\"objectId\":\"o\"}]}", "needs 'clientId'");
     refused("{\"identities\":[{\"name\":\"a\",\"objectId\":\"o\",\"clientId\":\"c\","
             "\"trustedService\":\"yes\"}]}",
