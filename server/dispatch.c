@@ -101,7 +101,9 @@ static enum kv_status take_name_version(struct srv_req *req, const struct srv_ro
 {
     if (name != NULL) {
         if (!ks_key_name_valid(name)) {
-            if (route->perm == POL_KEYS_CREATE || route->perm == POL_KEYS_IMPORT) {
+            /* the REST specification gives the name's pattern on these three routes */
+            if (route->perm == POL_KEYS_CREATE || route->perm == POL_KEYS_IMPORT ||
+                route->perm == POL_KEYS_ROTATE) {
                 srv_send_errorf(req, KV_ERR_BAD_KEY_NAME,
                                 "The request URI contains an invalid name: %.160s", name);
                 return KV_ERR_BAD_KEY_NAME;

@@ -293,6 +293,10 @@ def main():
                 ("POST", "/keys/new1/create", {"kty": "EC", "tags": {f"t{i}": "" for i in range(16)}}),
                 ("POST", "/keys/bad_name/create", {"kty": "RSA"}),
                 ("POST", "/keys/" + "a" * 128 + "/create", {"kty": "RSA"}),
+                # the REST specification's name pattern is on create, import and rotate
+                ("PUT", "/keys/bad_name", {"key": {"kty": "oct", "k": "AAAAAAAAAAAAAAAAAAAAAA"}}),
+                ("POST", "/keys/bad_name/rotate", None),
+                ("POST", "/keys/" + "a" * 128 + "/rotate", None),
             ]
             for method, path, body in cases:
                 expect_error(call(method, f"{path}?{API}", body), 400, "BadParameter")
