@@ -1986,12 +1986,14 @@ static enum kv_status restore_check(const cJSON *doc, struct head *h)
 }
 
 enum kv_status ks_key_restore(struct ks_env *env, const char *vault, const unsigned char *blob,
-                              size_t len, struct ks_key **out)
+                              size_t len, char name[KS_NAME_MAX + 1], struct ks_key **out)
 {
     struct kv_buf plain = {0};
     cJSON *doc = NULL;
     struct restore_arg a = {vault, NULL, NULL, {{0}}, NULL};
     struct loc l;
+    if (name != NULL)
+        name[0] = '\0';
     enum kv_status st = ks_unseal(env->root_key, backup_ad, sizeof(backup_ad), blob, len, &plain);
     if (st != KV_OK) {
         st = st == KV_ERR_NOMEM ? st : KV_ERR_BAD_BACKUP;
@@ -2003,6 +2005,8 @@ enum kv_status ks_key_restore(struct ks_env *env, const char *vault, const unsig
     st = doc != NULL ? restore_check(doc, &a.head) : KV_ERR_BAD_BACKUP;
     if (st != KV_OK)
         goto out;
+    if (name != NULL)
+        kv_str_join(name, KS_NAME_MAX + 1, a.head.name, NULL);
     if (strlen(vault) > KS_VAULT_NAME_MAX) {
         st = KV_ERR_VAULT_NOT_FOUND;
         goto out;

@@ -969,13 +969,16 @@ enum kv_status ks_key_backup(struct ks_env *env, const char *vault, const char *
 
 /**
  * @brief Restore a backup into @p vault with the same version ids.
+ * @param[out] name (may be NULL) the blob's key name once the blob opened, also when the
+ *   restore is then refused (a name in use, say); "" before.
  * @param[out] out the current version.
  * @return KV_OK; KV_ERR_BAD_BACKUP (corrupt or from another kvmock); KV_ERR_KEY_EXISTS;
  *   KV_ERR_KEY_DELETED_RECOVERABLE; KV_ERR_HSM_STANDARD (a hardware key into a standard
  *   vault); KV_ERR_VAULT_NOT_FOUND, KV_ERR_STORE, KV_ERR_NOMEM.
  */
 enum kv_status ks_key_restore(struct ks_env *env, const char *vault, const unsigned char *blob,
-                              size_t len, struct ks_key **out) KV_MUST_CHECK;
+                              size_t len, char name[KS_NAME_MAX + 1],
+                              struct ks_key **out) KV_MUST_CHECK;
 
 /**
  * @brief Apply what kvmock's clock has made due: purge deleted vaults (with their

@@ -18,6 +18,15 @@
 
 /* ---- errors that name the key --------------------------------------------------- */
 
+/* The 409 of a create, an import or a restore whose name a soft-deleted key holds. */
+static void send_deleted_recoverable(struct srv_req *req, const char *name)
+{
+    srv_send_errorf(req, KV_ERR_KEY_DELETED_RECOVERABLE,
+                    "Key %s is currently in a deleted but recoverable state, and its name "
+                    "cannot be reused; in this state, the key can only be recovered or purged.",
+                    name);
+}
+
 static void send_key_error(struct srv_req *req, enum kv_status st, const char *op)
 {
     char id[KS_NAME_MAX + KS_VERSION_LEN + 2];
@@ -47,11 +56,7 @@ static void send_key_error(struct srv_req *req, enum kv_status st, const char *o
         srv_send_errorf(req, st, "Operation %s is not allowed on a disabled key.", op ? op : "");
         break;
     case KV_ERR_KEY_DELETED_RECOVERABLE:
-        srv_send_errorf(req, st,
-                        "Key %s is currently in a deleted but recoverable state, and its name "
-                        "cannot be reused; in this state, the key can only be recovered or "
-                        "purged.",
-                        req->key_name);
+        send_deleted_recoverable(req, req->key_name);
         break;
     case KV_ERR_PURGE_PROTECTED:
         /* Key Vault names the vault and its region on a second line */
@@ -1301,14 +1306,17 @@ static void h_restore(struct srv_req *req)
         return;
     }
     struct ks_key *k = NULL;
-    st = ks_key_restore(req->srv->ks, req->vault, blob.data, blob.len, &k);
+    char name[KS_NAME_MAX + 1];
+    st = ks_key_restore(req->srv->ks, req->vault, blob.data, blob.len, name, &k);
     kv_buf_free(&blob);
     if (st == KV_OK) {
         send_bundle(req, k);
     } else if (st == KV_ERR_BAD_BACKUP) {
         srv_send_error(req, st, "Backup blob contains invalid or corrupt version.");
+    } else if (st == KV_ERR_KEY_DELETED_RECOVERABLE) {
+        /* the name comes from the blob: a soft-deleted key is named as a create names it */
+        send_deleted_recoverable(req, name);
     } else {
-        /* the name comes from the blob: report without one */
         srv_send_error(req, st, NULL);
     }
 }

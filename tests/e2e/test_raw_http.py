@@ -544,6 +544,9 @@ def main():
                 return call(method, f"{path}?{API}", body, host=cmk, token=tok)
 
             eq(c("POST", "/keys/disk/create", {"kty": "RSA"})[0], 200)
+            st, _, body = c("POST", "/keys/disk/backup")
+            eq(st, 200)
+            disk_backup = json.loads(body)["value"]
             st, _, body = c("DELETE", "/keys/disk")
             eq(st, 200)
             deleted = json.loads(body)
@@ -559,8 +562,15 @@ def main():
                'retention period has passed.\r\nVault: cmk;location=local')
             eq(c("GET", "/deletedkeys/disk")[0], 200)
             # name reuse refused; still deleted afterwards
-            expect_error(c("POST", "/keys/disk/create", {"kty": "RSA"}), 409, "Conflict",
-                         "ObjectIsDeletedButRecoverable")
+            reused = ("Key disk is currently in a deleted but recoverable state, and its name "
+                      "cannot be reused; in this state, the key can only be recovered or purged.")
+            err = expect_error(c("POST", "/keys/disk/create", {"kty": "RSA"}), 409, "Conflict",
+                               "ObjectIsDeletedButRecoverable")
+            eq(err["message"], reused)
+            # a restore names the key of its blob the same way
+            err = expect_error(c("POST", "/keys/restore", {"value": disk_backup}), 409,
+                               "Conflict", "ObjectIsDeletedButRecoverable")
+            eq(err["message"], reused)
             expect_error(c("GET", "/keys/disk"), 404, "KeyNotFound")
             eq(c("GET", "/deletedkeys/disk")[0], 200)
             # operations on what is not deleted / not there

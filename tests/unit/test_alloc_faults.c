@@ -315,7 +315,7 @@ static enum kv_status run_restore(const struct op *op, const char *name)
     (void)op;
     (void)name;
     struct ks_key *k = NULL;
-    enum kv_status st = ks_key_restore(env, VAULT, backup_blob.data, backup_blob.len, &k);
+    enum kv_status st = ks_key_restore(env, VAULT, backup_blob.data, backup_blob.len, NULL, &k);
     ks_key_free(k);
     return st;
 }

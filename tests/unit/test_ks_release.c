@@ -128,10 +128,10 @@ static void hardware_keys(void)
     ks_key_free(k);
     struct kv_buf blob = {0};
     CHECK_ST(ks_key_backup(env, "prem", "hw", &blob), KV_OK);
-    CHECK_ST(ks_key_restore(env, "std", blob.data, blob.len, &k), KV_ERR_HSM_STANDARD);
+    CHECK_ST(ks_key_restore(env, "std", blob.data, blob.len, NULL, &k), KV_ERR_HSM_STANDARD);
     CHECK_ST(ks_key_get(env, "std", "hw", NULL, &k), KV_ERR_KEY_NOT_FOUND);
     put_vault("hw-target", 1);
-    CHECK_ST(ks_key_restore(env, "hw-target", blob.data, blob.len, &k), KV_OK);
+    CHECK_ST(ks_key_restore(env, "hw-target", blob.data, blob.len, NULL, &k), KV_OK);
     ks_key_free(k);
     kv_buf_free(&blob);
     /* an exportable key there, which kvmock's clock rotates after 30 days */
@@ -207,7 +207,7 @@ static void update(void)
     struct kv_buf blob = {0};
     CHECK_ST(ks_key_backup(env, "prem", "u", &blob), KV_OK);
     put_vault("prem2", 1);
-    CHECK_ST(ks_key_restore(env, "prem2", blob.data, blob.len, &r), KV_OK);
+    CHECK_ST(ks_key_restore(env, "prem2", blob.data, blob.len, NULL, &r), KV_OK);
     if (r != NULL)
         CHECK(r->attrs.exportable && strcmp(r->release_policy.data, policy_b) == 0);
     ks_key_free(r);

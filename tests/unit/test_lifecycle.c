@@ -307,19 +307,22 @@ static void backup_restore(void)
     CHECK_ST(ks_key_backup(env, "soft", "bk", &blob), KV_OK);
     CHECK(blob.len > 0);
     /* restoring over a live key conflicts */
-    CHECK_ST(ks_key_restore(env, "soft", blob.data, blob.len, &r), KV_ERR_KEY_EXISTS);
+    CHECK_ST(ks_key_restore(env, "soft", blob.data, blob.len, NULL, &r), KV_ERR_KEY_EXISTS);
     /* a soft-deleted name conflicts too */
     CHECK_ST(ks_key_delete(env, "soft", "bk", &d), KV_OK);
-    CHECK_ST(ks_key_restore(env, "soft", blob.data, blob.len, &r),
+    char name[KS_NAME_MAX + 1];
+    CHECK_ST(ks_key_restore(env, "soft", blob.data, blob.len, name, &r),
              KV_ERR_KEY_DELETED_RECOVERABLE);
+    CHECK(strcmp(name, "bk") == 0); /* the blob's name, for the refusal's message */
     CHECK_ST(ks_deleted_purge(env, "soft", "bk"), KV_OK);
-    /* a corrupt blob is refused */
+    /* a corrupt blob is refused, naming nothing */
     blob.data[blob.len / 2] ^= 1;
-    CHECK_ST(ks_key_restore(env, "soft", blob.data, blob.len, &r), KV_ERR_BAD_BACKUP);
+    CHECK_ST(ks_key_restore(env, "soft", blob.data, blob.len, name, &r), KV_ERR_BAD_BACKUP);
+    CHECK(name[0] == '\0');
     blob.data[blob.len / 2] ^= 1;
-    CHECK_ST(ks_key_restore(env, "soft", blob.data, 10, &r), KV_ERR_BAD_BACKUP);
+    CHECK_ST(ks_key_restore(env, "soft", blob.data, 10, NULL, &r), KV_ERR_BAD_BACKUP);
     /* restored into another vault: same versions, old ciphertext unwraps */
-    CHECK_ST(ks_key_restore(env, "paged", blob.data, blob.len, &r), KV_OK);
+    CHECK_ST(ks_key_restore(env, "paged", blob.data, blob.len, NULL, &r), KV_OK);
     CHECK(r != NULL && strcmp(r->version, k2->version) == 0);
     struct ks_op_params q = {.alg = KS_ALG_RSA_OAEP_256, .value = w.value};
     CHECK_ST(ks_key_op(env, "paged", "bk", k1->version, KS_OP_UNWRAP, &q, &u), KV_OK);

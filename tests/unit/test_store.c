@@ -344,7 +344,7 @@ static void bodies_run_again_after_growth(void)
         ks_key_free(k);
         k = NULL;
         CHECK_ST(ks_deleted_purge(env, "grow", "back"), KV_OK);
-        CHECK_ST(ks_key_restore(env, "grow", blob.data, blob.len, &k), KV_OK);
+        CHECK_ST(ks_key_restore(env, "grow", blob.data, blob.len, NULL, &k), KV_OK);
         ks_key_free(k);
         kv_buf_free(&blob);
     }

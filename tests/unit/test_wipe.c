@@ -685,7 +685,7 @@ static void path_restore(const char *what, const char *name, const struct kv_buf
     struct ks_key *k = NULL;
     memos_reset();
     path_begin();
-    CHECK_ST(ks_key_restore(env, VAULT, blob->data, blob->len, &k), want);
+    CHECK_ST(ks_key_restore(env, VAULT, blob->data, blob->len, NULL, &k), want);
     ks_key_free(k);
     /* the document's unseal; each version: its parsed string, its decoded bytes */
     path_end(what, want == KV_OK ? 1 + 2 * versions : 1, 0);
