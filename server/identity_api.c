@@ -230,10 +230,14 @@ static void app_service(struct srv_req *req)
         srv_send_error(req, KV_ERR_METHOD_NOT_ALLOWED, NULL);
         return;
     }
-    send_oauth_error(req, "invalid_request",
-                     srv_header(req, "X-IDENTITY-HEADER") || srv_header(req, "secret")
-                         ? "The identity header does not match."
-                         : "Required header X-IDENTITY-HEADER not specified");
+    const char *why = "Required header X-IDENTITY-HEADER not specified";
+    if (strcmp(method, "POST") == 0 &&
+        (header_equals(req, "X-IDENTITY-HEADER", secret) || header_equals(req, "secret", secret)))
+        why = "A request with an identity header is a GET (App Service, Azure ML); a POST is "
+              "Cloud Shell's, with the header 'Metadata: true'.";
+    else if (srv_header(req, "X-IDENTITY-HEADER") || srv_header(req, "secret"))
+        why = "The identity header does not match.";
+    send_oauth_error(req, "invalid_request", why);
 }
 
 static void imds(struct srv_req *req)

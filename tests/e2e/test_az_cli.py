@@ -346,6 +346,22 @@ def main():
             ends = json.loads(proc.stdout)["endpoints"]
             eq(ends["activeDirectory"], f"{base}/")
             eq(ends["activeDirectoryResourceId"], "https://management.core.windows.net/")
+            # the older shape it reads names no Microsoft Graph, which az keyvault create
+            # needs (the README says so); the README's --cloud-config registration names it
+            eq(ends.get("microsoftGraphResourceId"), None)
+            config = {"endpoints": {"resourceManager": f"{base}/",
+                                    "microsoftGraphResourceId": "https://graph.microsoft.com/"},
+                      "suffixes": {"keyvaultDns": f".vault.localhost:{P}"}}
+            for argv in (["cloud", "register", "--name", "kvmock3", "--cloud-config",
+                          json.dumps(config)],
+                         ["cloud", "set", "--name", "kvmock3"],
+                         ["login", "--identity"],
+                         ["keyvault", "create", "--name", "regv", "--resource-group", "reg-rg",
+                          "--location", "westeurope", "--no-self-perms"]):
+                proc = subprocess.run([az_bin, *argv, "--output", "json"], env=other,
+                                      capture_output=True, text=True, timeout=120)
+                eq(proc.returncode, 0, (argv, proc.stderr[-3000:]))
+            eq(json.loads(proc.stdout)["name"], "regv")
 
         def az_in_a_fresh_config(discovery_cached=False):
             """A run(*argv) -> (rc, stdout, stderr) in a fresh AZURE_CONFIG_DIR on kvmock's

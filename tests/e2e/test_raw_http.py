@@ -516,6 +516,17 @@ def main():
                                   headers={"X-IDENTITY-HEADER": "wrong"})
             eq(st, 400)
             check("access_token" not in json.loads(body))
+            eq(json.loads(body)["error_description"], "The identity header does not match.")
+            # Azure ML's endpoint takes GETs: a POST with the right header is told so, not
+            # that its header does not match
+            for header in ("X-IDENTITY-HEADER", "secret"):
+                st, _, body = kv.http("POST", "/msi/token",
+                                      b"resource=r&api-version=2017-09-01",
+                                      headers={header: kv.identity_header,
+                                               "Content-Type": "application/x-www-form-urlencoded"})
+                eq((st, json.loads(body)["error_description"]),
+                   (400, "A request with an identity header is a GET (App Service, Azure ML); "
+                         "a POST is Cloud Shell's, with the header 'Metadata: true'."), header)
             st, _, body = kv.http("GET", "/msi/token?api-version=2019-08-01&resource=r&client_id=nobody",
                                   headers={"X-IDENTITY-HEADER": kv.identity_header})
             eq(st, 400)
