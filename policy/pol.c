@@ -119,12 +119,22 @@ const char *pol_tenant(const struct pol_ctx *c)
 
 enum kv_status pol_add_identity(struct pol_ctx *c, struct pol_identity *id)
 {
+    /* the resource id mi_res_id= finds it by: its own, or the one its name makes */
+    char rid[sizeof(id->resource_id)];
+    if (id->resource_id[0] != '\0')
+        snprintf(rid, sizeof(rid), "%s", id->resource_id);
+    else
+        snprintf(rid, sizeof(rid),
+                 "/subscriptions/" POL_SUBSCRIPTION "/resourceGroups/" POL_RESOURCE_GROUP "/"
+                 "providers/Microsoft.ManagedIdentity/userAssignedIdentities/%s",
+                 id->name);
     for (size_t i = 0; i < c->n_ids; i++) {
         const struct pol_identity *o = &c->ids[i];
-        /* ids are GUIDs, which every lookup matches without regard to case */
+        /* ids are GUIDs, which every lookup matches without regard to case; so are resource
+         * ids, names included */
         if (strcasecmp(o->object_id, id->object_id) == 0 ||
             strcasecmp(o->client_id, id->client_id) == 0 || (o->is_default && id->is_default) ||
-            (id->resource_id[0] != '\0' && strcasecmp(o->resource_id, id->resource_id) == 0))
+            strcasecmp(o->resource_id, rid) == 0)
             return KV_ERR_BAD_PARAM;
     }
     struct pol_identity *ids = realloc(c->ids, (c->n_ids + 1) * sizeof(*ids));
@@ -136,11 +146,7 @@ enum kv_status pol_add_identity(struct pol_ctx *c, struct pol_identity *id)
     id->creds = NULL; /* the context's now */
     if (n->tenant_id[0] == '\0')
         snprintf(n->tenant_id, sizeof(n->tenant_id), "%s", c->tenant_id);
-    if (n->resource_id[0] == '\0')
-        snprintf(n->resource_id, sizeof(n->resource_id),
-                 "/subscriptions/" POL_SUBSCRIPTION "/resourceGroups/" POL_RESOURCE_GROUP "/"
-                 "providers/Microsoft.ManagedIdentity/userAssignedIdentities/%s",
-                 n->name);
+    memcpy(n->resource_id, rid, sizeof(rid));
     return KV_OK;
 }
 

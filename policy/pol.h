@@ -113,8 +113,9 @@ const char *pol_tenant(const struct pol_ctx *ctx);
  * @brief Add an identity (copied). An empty tenant_id takes the main tenant; an
  * empty resource_id takes the default user-assigned identity resource id. On
  * success the context owns @p id->creds and @p id->creds is set to NULL.
- * @return KV_OK, KV_ERR_BAD_PARAM (duplicate object or client id, or a second
- *   default), KV_ERR_NOMEM.
+ * @return KV_OK, KV_ERR_BAD_PARAM (duplicate object, client or resource id, the
+ *   default one included, so two names that differ only in case; or a second default),
+ *   KV_ERR_NOMEM.
  */
 enum kv_status pol_add_identity(struct pol_ctx *ctx, struct pol_identity *id) KV_MUST_CHECK;
 

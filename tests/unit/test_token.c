@@ -43,6 +43,16 @@ int main(void)
     CHECK_ST(pol_add_identity(c, &upper), KV_ERR_BAD_PARAM);
     struct pol_identity upper_client = {.name = "uc", .object_id = "oid-7", .client_id = "CID-2"};
     CHECK_ST(pol_add_identity(c, &upper_client), KV_ERR_BAD_PARAM);
+    /* a name makes the default resource id mi_res_id= finds: "Guest" would make guest's
+     * (resource ids match without regard to case), and so would an explicit one */
+    struct pol_identity same_name = {.name = "Guest", .object_id = "oid-6", .client_id = "cid-6"};
+    CHECK_ST(pol_add_identity(c, &same_name), KV_ERR_BAD_PARAM);
+    CHECK(same_name.resource_id[0] == '\0'); /* a refused identity is left as it came */
+    struct pol_identity same_rid = {
+        .name = "other", .object_id = "oid-5", .client_id = "cid-5",
+        .resource_id = "/subscriptions/" POL_SUBSCRIPTION "/resourceGroups/" POL_RESOURCE_GROUP
+                       "/providers/Microsoft.ManagedIdentity/userAssignedIdentities/guest"};
+    CHECK_ST(pol_add_identity(c, &same_rid), KV_ERR_BAD_PARAM);
 
     /* in the order added */
     CHECK(pol_identity_count(c) == 2);
