@@ -32,6 +32,99 @@ enum kv_status pol_perm_parse(const char *name, pol_perms *out)
 
 #define BIT(p) ((pol_perms)1u << (p))
 
+/* Resource Manager's permission names of each list (its KeyPermissions, SecretPermissions,
+ * CertificatePermissions and StoragePermissions). The key list's first POL_PERM_COUNT
+ * names are the enum pol_perm's, in its order. */
+static const char *const secret_names[] = {"all",    "get",     "list",    "set",  "delete",
+                                           "backup", "restore", "recover", "purge"};
+static const char *const certificate_names[] = {
+    "all",        "get",           "list",           "delete",     "create",
+    "import",     "update",        "managecontacts", "getissuers", "listissuers",
+    "setissuers", "deleteissuers", "manageissuers",  "recover",    "purge",
+    "backup",     "restore"};
+static const char *const storage_names[] = {
+    "all",   "get",    "list",    "delete", "set",     "update", "regeneratekey", "recover",
+    "purge", "backup", "restore", "setsas", "listsas", "getsas", "deletesas"};
+
+const char *pol_list_name(enum pol_list list)
+{
+    static const char *const names[POL_LIST_COUNT] = {"keys", "secrets", "certificates", "storage"};
+    return (unsigned)list < POL_LIST_COUNT ? names[list] : "unknown";
+}
+
+const char *pol_list_noun(enum pol_list list)
+{
+    static const char *const nouns[POL_LIST_COUNT] = {"key", "secret", "certificate", "storage"};
+    return (unsigned)list < POL_LIST_COUNT ? nouns[list] : "unknown";
+}
+
+const char *pol_list_entry(enum pol_list list, unsigned index)
+{
+    switch (list) {
+    case POL_LIST_KEYS:
+        return index < POL_PERM_COUNT    ? pol_perm_name((enum pol_perm)index)
+               : index == POL_PERM_COUNT ? "all"
+                                         : NULL;
+    case POL_LIST_SECRETS:
+        return index < sizeof(secret_names) / sizeof(*secret_names) ? secret_names[index] : NULL;
+    case POL_LIST_CERTIFICATES:
+        return index < sizeof(certificate_names) / sizeof(*certificate_names)
+                   ? certificate_names[index]
+                   : NULL;
+    case POL_LIST_STORAGE:
+        return index < sizeof(storage_names) / sizeof(*storage_names) ? storage_names[index] : NULL;
+    default:
+        return NULL;
+    }
+}
+
+static int list_has(const struct pol_perm_list *l, unsigned index)
+{
+    for (unsigned i = 0; i < l->n; i++) {
+        if (l->name[i] == index)
+            return 1;
+    }
+    return 0;
+}
+
+enum kv_status pol_list_add(struct pol_perm_list *l, enum pol_list list, const char *name)
+{
+    const char *entry;
+    for (unsigned i = 0; (entry = pol_list_entry(list, i)) != NULL; i++) {
+        if (strcasecmp(entry, name) != 0)
+            continue;
+        if (!list_has(l, i) && l->n < POL_LIST_MAX)
+            l->name[l->n++] = (unsigned char)i;
+        return KV_OK;
+    }
+    return KV_ERR_BAD_PARAM;
+}
+
+void pol_policy_settle(struct pol_access_policy *p)
+{
+    struct pol_perm_list *l = &p->lists[POL_LIST_KEYS];
+    if (l->n == 0) {
+        for (unsigned i = 0; i < POL_PERM_COUNT; i++) {
+            if (p->keys & BIT(i))
+                l->name[l->n++] = (unsigned char)i;
+        }
+        return;
+    }
+    p->keys = 0;
+    for (unsigned i = 0; i < l->n; i++)
+        p->keys |= l->name[i] < POL_PERM_COUNT ? BIT(l->name[i]) : POL_PERMS_ALL; /* "all" */
+}
+
+/* Whether @p p lists no permission at all. */
+static int policy_empty(const struct pol_access_policy *p)
+{
+    for (int k = 0; k < POL_LIST_COUNT; k++) {
+        if (p->lists[k].n != 0)
+            return 0;
+    }
+    return 1;
+}
+
 static const struct {
     const char *name;
     const char *id;
@@ -212,18 +305,22 @@ static size_t policy_key(const struct pol_access_policy *p, char *out, size_t ca
     return len;
 }
 
+/* A record: the entry's identity and its lists, each name in the order given (a settled
+ * entry: its key list names its keys). */
 static char *policy_json(const struct pol_access_policy *p)
 {
     cJSON *o = cJSON_CreateObject();
-    cJSON *keys = o ? cJSON_AddArrayToObject(o, "keys") : NULL;
     char *text = NULL;
-    int ok = keys && cJSON_AddStringToObject(o, "vault", p->vault) &&
+    int ok = o && cJSON_AddStringToObject(o, "vault", p->vault) &&
              cJSON_AddStringToObject(o, "tenantId", p->tenant_id) &&
              cJSON_AddStringToObject(o, "objectId", p->object_id) &&
              cJSON_AddStringToObject(o, "applicationId", p->application_id);
-    for (int i = 0; ok && i < POL_PERM_COUNT; i++) {
-        if (p->keys & BIT(i))
-            ok = cJSON_AddItemToArray(keys, cJSON_CreateString(pol_perm_name((enum pol_perm)i)));
+    for (int k = 0; ok && k < POL_LIST_COUNT; k++) {
+        cJSON *arr = cJSON_AddArrayToObject(o, pol_list_name((enum pol_list)k));
+        ok = arr != NULL;
+        for (unsigned i = 0; ok && i < p->lists[k].n; i++)
+            ok = cJSON_AddItemToArray(
+                arr, cJSON_CreateString(pol_list_entry((enum pol_list)k, p->lists[k].name[i])));
     }
     if (ok)
         text = cJSON_PrintUnformatted(o);
@@ -248,14 +345,19 @@ static int policy_from_json(const void *val, size_t len, struct pol_access_polic
              copy_str(o, "tenantId", p->tenant_id, sizeof(p->tenant_id), 1) &&
              copy_str(o, "objectId", p->object_id, sizeof(p->object_id), 1) &&
              copy_str(o, "applicationId", p->application_id, sizeof(p->application_id), 0);
-    const cJSON *keys = ok ? cJSON_GetObjectItemCaseSensitive(o, "keys") : NULL;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, keys)
-    {
-        pol_perms bits = 0;
-        if (cJSON_IsString(it) && pol_perm_parse(it->valuestring, &bits) == KV_OK)
-            p->keys |= bits;
+    /* a record of an older kvmock has the key list alone, in Key Vault's order */
+    for (int k = 0; ok && k < POL_LIST_COUNT; k++) {
+        const cJSON *it;
+        cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(o, pol_list_name((enum pol_list)k)))
+        {
+            /* a name kvmock never writes has nothing to keep */
+            enum kv_status added =
+                cJSON_IsString(it) ? pol_list_add(&p->lists[k], (enum pol_list)k, it->valuestring)
+                                   : KV_ERR_BAD_PARAM;
+            (void)added;
+        }
     }
+    pol_policy_settle(p);
     cJSON_Delete(o);
     return ok;
 }
@@ -556,14 +658,33 @@ static enum kv_status role_check(const struct pol_ctx *c, const struct pol_acl_c
     return KV_OK;
 }
 
-/* The permissions an entry of a change leaves its identity, from what it had. */
-static pol_perms updated_perms(enum pol_update kind, pol_perms had, pol_perms given)
+/* What entry @p p of a change (settled) leaves its identity, from what it had, @p had:
+ * @p p's lists become the result and its keys the key permissions they name. */
+static void update_policy(enum pol_update kind, const struct pol_access_policy *had,
+                          struct pol_access_policy *p)
 {
-    switch (kind) {
-    case POL_UPDATE_ADD: return had | given;
-    case POL_UPDATE_REMOVE: return given ? had & ~given : 0; /* the listed ones, or all */
-    default: return given; /* POL_UPDATE_SET, POL_UPDATE_REPLACE */
+    int none_listed = kind == POL_UPDATE_REMOVE && policy_empty(p); /* takes them all */
+    for (int k = 0; k < POL_LIST_COUNT && (kind == POL_UPDATE_ADD || kind == POL_UPDATE_REMOVE);
+         k++) {
+        const struct pol_perm_list *given = &p->lists[k];
+        /* "all" taken away empties its list; another name goes by itself (a list holding
+         * "all" keeps it) */
+        unsigned all = k == POL_LIST_KEYS ? POL_PERM_COUNT : 0;
+        int remove_all = none_listed || list_has(given, all);
+        struct pol_perm_list l = {0};
+        for (unsigned i = 0; i < had->lists[k].n; i++) {
+            unsigned char name = had->lists[k].name[i];
+            if (kind == POL_UPDATE_ADD || (!remove_all && !list_has(given, name)))
+                l.name[l.n++] = name;
+        }
+        for (unsigned i = 0; kind == POL_UPDATE_ADD && i < given->n; i++) {
+            if (!list_has(&l, given->name[i]))
+                l.name[l.n++] = given->name[i];
+        }
+        p->lists[k] = l;
     }
+    p->keys = 0; /* from the key list alone */
+    pol_policy_settle(p);
 }
 
 static int same_identity(const struct pol_access_policy *a, const struct pol_access_policy *b)
@@ -573,21 +694,23 @@ static int same_identity(const struct pol_access_policy *a, const struct pol_acc
            strcasecmp(a->application_id, b->application_id) == 0;
 }
 
-/* The permissions identity @p p holds before entry @p i of the change: from the change's
- * latest earlier entry for it, else from the snapshot (none when the change clears). */
-static pol_perms perms_before(const struct pol_ctx *c, const struct pol_acl_change *chg,
-                              const pol_perms *made, size_t i)
+/* What identity @p p's entry is before entry @p i of the change: the change's latest
+ * earlier entry for it, else the snapshot's (none when the change clears). */
+static const struct pol_access_policy *policy_before(const struct pol_ctx *c,
+                                                     const struct pol_acl_change *chg,
+                                                     const struct pol_access_policy *made, size_t i)
 {
+    static const struct pol_access_policy none;
     const struct pol_access_policy *p = &chg->policies[i];
     for (size_t j = i; j-- > 0;) {
         if (same_identity(&chg->policies[j], p))
-            return made[j];
+            return &made[j];
     }
     for (size_t j = 0; !chg->clear_policies && j < c->n_policies; j++) {
         if (same_identity(&c->policies[j], p))
-            return c->policies[j].keys;
+            return &c->policies[j];
     }
-    return 0;
+    return &none;
 }
 
 /* LMDB's order: the bytes of the keys, then the shorter first. */
@@ -689,14 +812,17 @@ static enum kv_status build(const struct pol_ctx *c, const struct pol_acl_change
         if (role_cleared(chg, &c->roles[i]) && klen != 0)
             st = batch_add(b, KS_TABLE_ROLES, key, klen, NULL);
     }
-    pol_perms *made = chg->n_policies ? calloc(chg->n_policies, sizeof(*made)) : NULL;
+    struct pol_access_policy *made =
+        chg->n_policies ? calloc(chg->n_policies, sizeof(*made)) : NULL;
     if (chg->n_policies && made == NULL)
         st = KV_ERR_NOMEM;
     for (size_t i = 0; st == KV_OK && i < chg->n_policies; i++) {
         struct pol_access_policy p = chg->policies[i];
-        p.keys = made[i] = updated_perms(chg->kind, perms_before(c, chg, made, i), p.keys);
+        pol_policy_settle(&p);
+        update_policy(chg->kind, policy_before(c, chg, made, i), &p);
+        made[i] = p;
         /* an update that leaves an identity no permission removes its entry */
-        int drop = chg->kind != POL_UPDATE_SET && p.keys == 0;
+        int drop = chg->kind != POL_UPDATE_SET && policy_empty(&p);
         size_t klen = policy_key(&p, key, sizeof(key));
         char *json = klen && !drop ? policy_json(&p) : NULL;
         if (klen == 0)

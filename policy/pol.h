@@ -180,14 +180,58 @@ typedef uint32_t pol_perms;
  */
 enum kv_status pol_perm_parse(const char *name, pol_perms *out) KV_MUST_CHECK;
 
-/** An access policy entry of a vault (Azure's accessPolicies[] item, keys only). */
+/** The permission lists of an access policy, as Resource Manager names them. */
+enum pol_list {
+    POL_LIST_KEYS = 0,
+    POL_LIST_SECRETS,
+    POL_LIST_CERTIFICATES,
+    POL_LIST_STORAGE,
+    POL_LIST_COUNT
+};
+
+#define POL_LIST_MAX 24 /**< names in one list: each name of the longest list once */
+
+/** One permission list as the client gave it: its names' order, each once, by their
+ * index in the list's table of Key Vault's names (pol_list_entry()). */
+struct pol_perm_list {
+    unsigned char n;
+    unsigned char name[POL_LIST_MAX];
+};
+
+/** "keys", "secrets", "certificates" or "storage". */
+const char *pol_list_name(enum pol_list list);
+
+/** What one of @p list's permissions is, for messages: "key", "secret", "certificate",
+ * "storage". */
+const char *pol_list_noun(enum pol_list list);
+
+/** Name @p index of @p list's table, as Key Vault spells it ("wrapKey", "getsas"), or NULL. */
+const char *pol_list_entry(enum pol_list list, unsigned index);
+
+/**
+ * @brief Append permission @p name (any case) to @p l unless it is there.
+ * @return KV_OK, or KV_ERR_BAD_PARAM when @p name is not one of @p list's.
+ */
+enum kv_status pol_list_add(struct pol_perm_list *l, enum pol_list list,
+                            const char *name) KV_MUST_CHECK;
+
+/**
+ * An access policy entry of a vault (Azure's accessPolicies[] item). Its lists are kept
+ * as given and answered so; kvmock grants from @p keys, the key permissions they name. An
+ * entry made with @p keys alone (its key list empty) shows them in Key Vault's order.
+ */
 struct pol_access_policy {
     char vault[KS_VAULT_NAME_MAX + 1];
     char tenant_id[POL_ID_MAX];
     char object_id[POL_ID_MAX];
     char application_id[POL_ID_MAX]; /**< "" = any application */
     pol_perms keys;
+    struct pol_perm_list lists[POL_LIST_COUNT];
 };
+
+/** @brief Make @p p's key list and its @p keys agree: the list from @p keys when the
+ * list is empty, else @p keys from the list. */
+void pol_policy_settle(struct pol_access_policy *p);
 
 /** The built-in Key Vault roles. The ones after POL_ROLE_READER grant little or nothing on
  * keys (they are for secrets, certificates or the management plane); kvmock keeps their

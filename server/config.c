@@ -654,18 +654,21 @@ static enum kv_status parse_policies(struct srv_config *cfg, const cJSON *vault_
         st = only_fields(perms, perm_fields, where, err, cap);
         if (st != KV_OK)
             return st;
-        const cJSON *keys = cJSON_GetObjectItemCaseSensitive(perms, "keys");
-        if (keys != NULL && !cJSON_IsArray(keys))
-            return fail(err, cap, "config: %s: permissions.keys must be an array", where);
-        const cJSON *k;
-        cJSON_ArrayForEach(k, keys)
-        {
-            pol_perms bits = 0;
-            if (!cJSON_IsString(k) || pol_perm_parse(k->valuestring, &bits) != KV_OK)
-                return fail(err, cap, "config: %s: unknown key permission '%s'", where,
-                            cJSON_IsString(k) ? k->valuestring : "?");
-            p.keys |= bits;
+        /* each list as Resource Manager takes it, kept in its order; kvmock grants keys' */
+        for (int l = 0; l < POL_LIST_COUNT; l++) {
+            const cJSON *names = cJSON_GetObjectItemCaseSensitive(perms, pol_list_name(l));
+            if (names != NULL && !cJSON_IsArray(names))
+                return fail(err, cap, "config: %s: permissions.%s must be an array", where,
+                            pol_list_name(l));
+            const cJSON *k;
+            cJSON_ArrayForEach(k, names)
+            {
+                if (!cJSON_IsString(k) || pol_list_add(&p.lists[l], l, k->valuestring) != KV_OK)
+                    return fail(err, cap, "config: %s: unknown %s permission '%s'", where,
+                                pol_list_noun(l), cJSON_IsString(k) ? k->valuestring : "?");
+            }
         }
+        pol_policy_settle(&p);
         st = add_policy(cfg, &p);
         if (st != KV_OK)
             return st;

@@ -146,20 +146,25 @@ static enum kv_status authorize(struct srv_req *req, const char *action, const c
 
 /* ---- JSON ---------------------------------------------------------------------------------- */
 
+/* An accessPolicies[] item: each permission list in the order it was given (storage's
+ * only when it names any, as Resource Manager leaves it out otherwise). */
 static cJSON *policy_json(const struct pol_access_policy *p)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON *perms = o ? cJSON_AddObjectToObject(o, "permissions") : NULL;
-    cJSON *keys = perms ? cJSON_AddArrayToObject(perms, "keys") : NULL;
-    int ok = keys && cJSON_AddArrayToObject(perms, "secrets") &&
-             cJSON_AddArrayToObject(perms, "certificates") &&
-             cJSON_AddStringToObject(o, "tenantId", p->tenant_id) &&
+    int ok = perms && cJSON_AddStringToObject(o, "tenantId", p->tenant_id) &&
              cJSON_AddStringToObject(o, "objectId", p->object_id);
     if (ok && p->application_id[0] != '\0')
         ok = cJSON_AddStringToObject(o, "applicationId", p->application_id) != NULL;
-    for (int i = 0; ok && i < POL_PERM_COUNT; i++) {
-        if (p->keys & ((pol_perms)1u << i))
-            ok = cJSON_AddItemToArray(keys, cJSON_CreateString(pol_perm_name((enum pol_perm)i)));
+    for (int k = 0; ok && k < POL_LIST_COUNT; k++) {
+        const struct pol_perm_list *l = &p->lists[k];
+        if (k == POL_LIST_STORAGE && l->n == 0)
+            continue;
+        cJSON *arr = cJSON_AddArrayToObject(perms, pol_list_name((enum pol_list)k));
+        ok = arr != NULL;
+        for (unsigned i = 0; ok && i < l->n; i++)
+            ok = cJSON_AddItemToArray(
+                arr, cJSON_CreateString(pol_list_entry((enum pol_list)k, l->name[i])));
     }
     if (!ok) {
         cJSON_Delete(o);
@@ -351,27 +356,33 @@ static enum kv_status parse_policy(const cJSON *o, const char *vault, const char
     const char *oid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "objectId"));
     const char *app = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "applicationId"));
     const cJSON *perms = cJSON_GetObjectItemCaseSensitive(o, "permissions");
-    const cJSON *keys = cJSON_GetObjectItemCaseSensitive(perms, "keys");
     if (!cJSON_IsObject(o) || oid == NULL || oid[0] == '\0' || strlen(oid) >= POL_ID_MAX ||
         (t != NULL && strlen(t) >= POL_ID_MAX) || (app != NULL && strlen(app) >= POL_ID_MAX) ||
-        !cJSON_IsObject(perms) || (keys != NULL && !cJSON_IsArray(keys))) {
+        !cJSON_IsObject(perms)) {
         snprintf(why, cap, "An access policy needs objectId and permissions.");
         return KV_ERR_ARM_BAD_REQUEST;
     }
     snprintf(p->tenant_id, sizeof(p->tenant_id), "%s", t ? t : tenant);
     snprintf(p->object_id, sizeof(p->object_id), "%s", oid);
     snprintf(p->application_id, sizeof(p->application_id), "%s", app ? app : "");
-    const cJSON *k;
-    cJSON_ArrayForEach(k, keys)
-    {
-        pol_perms bits = 0;
-        if (!cJSON_IsString(k) || pol_perm_parse(k->valuestring, &bits) != KV_OK) {
-            snprintf(why, cap, "Invalid key permission '%.64s'.",
-                     cJSON_IsString(k) ? k->valuestring : "?");
+    /* every list kept as given, in its order; kvmock grants from the key list */
+    for (int l = 0; l < POL_LIST_COUNT; l++) {
+        const cJSON *list = cJSON_GetObjectItemCaseSensitive(perms, pol_list_name(l));
+        if (list != NULL && !cJSON_IsNull(list) && !cJSON_IsArray(list)) {
+            snprintf(why, cap, "permissions.%s must be an array.", pol_list_name(l));
             return KV_ERR_ARM_BAD_REQUEST;
         }
-        p->keys |= bits;
+        const cJSON *k;
+        cJSON_ArrayForEach(k, list)
+        {
+            if (!cJSON_IsString(k) || pol_list_add(&p->lists[l], l, k->valuestring) != KV_OK) {
+                snprintf(why, cap, "Invalid %s permission '%.64s'.", pol_list_noun(l),
+                         cJSON_IsString(k) ? k->valuestring : "?");
+                return KV_ERR_ARM_BAD_REQUEST;
+            }
+        }
     }
+    pol_policy_settle(p);
     return KV_OK;
 }
 

@@ -238,6 +238,73 @@ def main():
             eq((st, body["tags"]), (200, ok), str(body)[:300])
 
         @runner.test
+        def access_policies_keep_every_list_as_given():
+            # Resource Manager keeps an access policy's lists as the client gave them: secret,
+            # certificate and storage permissions too (Terraform's and az's access policies
+            # name them), each list in its order; kvmock grants from the key list
+            def disk_perms(vault):
+                return [p["permissions"] for p in vault["properties"]["accessPolicies"]
+                        if p["objectId"] == DISK["objectId"]][0]
+
+            entry = {"tenantId": TENANT, "objectId": DISK["objectId"], "permissions": {
+                "keys": ["WrapKey", "get", "unwrapkey", "get"],
+                "secrets": ["set", "Get"], "certificates": ["ManageIssuers", "list"],
+                "storage": ["getsas"]}}
+            st, _, body = mgmt("PUT", f"{ARM}/listsv?{API}", {"location": "westeurope",
+                               "properties": {"tenantId": TENANT,
+                                              "sku": {"family": "A", "name": "standard"},
+                                              "accessPolicies": [entry, {
+                                                  "tenantId": TENANT, "objectId": APP["objectId"],
+                                                  "permissions": {"keys": ["all"]}}]}})
+            eq(st, 201, body)
+            want = {"keys": ["wrapKey", "get", "unwrapKey"], "secrets": ["set", "get"],
+                    "certificates": ["manageissuers", "list"], "storage": ["getsas"]}
+            eq(disk_perms(body), want)
+            eq(disk_perms(mgmt("GET", f"{ARM}/listsv?{API}")[2]), want)
+            # "all" stays "all", as given
+            eq([p["permissions"] for p in body["properties"]["accessPolicies"]
+                if p["objectId"] == APP["objectId"]],
+               [{"keys": ["all"], "secrets": [], "certificates": []}])
+            # add appends what is not there yet; remove takes away what it names, and
+            # "all" its whole list; storage is left out once empty, as Azure answers
+            add = {"properties": {"accessPolicies": [{"tenantId": TENANT, "objectId": DISK["objectId"],
+                   "permissions": {"keys": ["sign", "get"], "secrets": ["list"]}}]}}
+            st, _, body = mgmt("PUT", f"{ARM}/listsv/accessPolicies/add?{API}", add)
+            eq(st, 200, body)
+            eq(disk_perms(body),
+               dict(want, keys=["wrapKey", "get", "unwrapKey", "sign"],
+                    secrets=["set", "get", "list"]))
+            remove = {"properties": {"accessPolicies": [{"tenantId": TENANT,
+                      "objectId": DISK["objectId"], "permissions": {"keys": ["get"],
+                                                               "storage": ["all"]}}]}}
+            st, _, body = mgmt("PUT", f"{ARM}/listsv/accessPolicies/remove?{API}", remove)
+            eq(st, 200, body)
+            eq(disk_perms(body),
+               {"keys": ["wrapKey", "unwrapKey", "sign"], "secrets": ["set", "get", "list"],
+                "certificates": ["manageissuers", "list"]})
+            # the key list is what the data plane grants
+            tok = kv.token(client_id=DISK["clientId"])
+            host = f"listsv.vault.localhost:{P}"
+            st, _, resp = kv.https("POST", "/keys/k/create?api-version=7.4", {"kty": "RSA"},
+                                   host=host)
+            eq(st, 200, resp)
+            version = json.loads(resp)["key"]["kid"].rsplit("/", 1)[1]
+            eq(kv.https("GET", "/keys/k?api-version=7.4", host=host, token=tok)[0], 403)
+            st, _, resp = kv.https("POST", f"/keys/k/{version}/sign?api-version=7.4",
+                                   {"alg": "RS256", "value": "A" * 43}, host=host, token=tok)
+            eq(st, 200, resp)
+            # a name a list does not know is refused, naming it, and changes nothing
+            for lst, name in (("secrets", "wrapKey"), ("certificates", "fly"), ("keys", "set")):
+                bad = {"properties": {"accessPolicies": [{"tenantId": TENANT,
+                       "objectId": DISK["objectId"], "permissions": {lst: [name]}}]}}
+                st, _, err = mgmt("PUT", f"{ARM}/listsv/accessPolicies/add?{API}", bad)
+                eq((st, err["error"]["code"]), (400, "BadRequest"), err)
+                noun = {"secrets": "secret", "certificates": "certificate", "keys": "key"}[lst]
+                eq(err["error"]["message"], f"Invalid {noun} permission '{name}'.")
+            eq(disk_perms(mgmt("GET", f"{ARM}/listsv?{API}")[2])["keys"],
+               ["wrapKey", "unwrapKey", "sign"])
+
+        @runner.test
         def patch_needs_a_vault_and_a_well_formed_body():
             st, _, err = mgmt("PATCH", f"{ARM}/nosuchvault?{API}", {"tags": {"a": "b"}})
             eq((st, err["error"]["code"]), (404, "ResourceNotFound"), err)

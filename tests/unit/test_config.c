@@ -285,21 +285,30 @@ int main(void)
     srv_config_free(&cfg);
 
     /* access policies and role assignments */
-    CHECK_ST(load(&cfg,
-                  "{\"tenantId\":\"t-1\",\"vaults\":[{\"name\":\"cmk\",\"properties\":{"
-                  "\"accessPolicies\":[{\"objectId\":\"o1\",\"permissions\":{\"keys\":[\"get\","
-                  "\"WrapKey\",\"unwrapKey\"],\"secrets\":[]}}]}},{\"name\":\"open\"},"
-                  "{\"name\":\"rb\",\"properties\":{\"enableRbacAuthorization\":true}}],"
-                  "\"roleAssignments\":[{\"principalId\":\"o1\",\"roleDefinitionName\":"
-                  "\"Key Vault Crypto Service Encryption User\",\"scope\":\"/vaults/rb/keys/disk\"},"
-                  "{\"principalId\":\"o2\",\"roleDefinitionId\":\"14b46e9e-c2b7-41b4-b07b-48a6ebf60603\","
-                  "\"scope\":\"/subscriptions/s/resourceGroups/g/providers/Microsoft.KeyVault/vaults/rb\"}]}",
-                  3, argvc),
-             KV_OK);
+    CHECK_ST(
+        load(
+            &cfg,
+            "{\"tenantId\":\"t-1\",\"vaults\":[{\"name\":\"cmk\",\"properties\":{"
+            "\"accessPolicies\":[{\"objectId\":\"o1\",\"permissions\":{\"keys\":[\"get\","
+            "\"WrapKey\",\"unwrapKey\"],\"secrets\":[\"Get\",\"list\"]}}]}},{\"name\":\"open\"},"
+            "{\"name\":\"rb\",\"properties\":{\"enableRbacAuthorization\":true}}],"
+            "\"roleAssignments\":[{\"principalId\":\"o1\",\"roleDefinitionName\":"
+            "\"Key Vault Crypto Service Encryption User\",\"scope\":\"/vaults/rb/keys/disk\"},"
+            "{\"principalId\":\"o2\",\"roleDefinitionId\":\"14b46e9e-c2b7-41b4-b07b-48a6ebf60603\","
+            "\"scope\":\"/subscriptions/s/resourceGroups/g/providers/Microsoft.KeyVault/vaults/"
+            "rb\"}]}",
+            3, argvc),
+        KV_OK);
     CHECK(cfg.n_policies == 1 && strcmp(cfg.policies[0].vault, "cmk") == 0);
     CHECK(cfg.policies[0].keys ==
           ((1u << POL_KEYS_GET) | (1u << POL_KEYS_WRAP) | (1u << POL_KEYS_UNWRAP)));
     CHECK_STR(cfg.policies[0].tenant_id, "t-1");
+    /* every list kept in its order, as Resource Manager keeps it */
+    CHECK(cfg.policies[0].lists[POL_LIST_KEYS].n == 3 &&
+          cfg.policies[0].lists[POL_LIST_KEYS].name[1] == POL_KEYS_WRAP);
+    CHECK(cfg.policies[0].lists[POL_LIST_SECRETS].n == 2 &&
+          strcmp(pol_list_entry(POL_LIST_SECRETS, cfg.policies[0].lists[POL_LIST_SECRETS].name[0]),
+                 "get") == 0);
     CHECK(cfg.policies_given[0] && !cfg.policies_given[1]);
     CHECK(cfg.vaults[2].rbac);
     /* what each vault names, so that a restart changes only that on an existing vault */
@@ -409,14 +418,22 @@ int main(void)
     refused("{\"vaults\":[{\"name\":\"v\",\"properties\":{\"accessPolicies\":[{\"objectId\":\"o\","
             "\"permissions\":{\"keys\":[\"fly\"]}}]}}]}",
             "unknown key permission 'fly'");
-    refused("{\"vaults\":[{\"name\":\"v\",\"properties\":{\"accessPolicies\":[{\"objectId\":\"o\"}]}}]}",
+    refused("{\"vaults\":[{\"name\":\"v\",\"properties\":{\"accessPolicies\":[{\"objectId\":\"o\","
+            "\"permissions\":{\"keys\":[\"get\"],\"secrets\":[\"wrapKey\"]}}]}}]}",
+            "unknown secret permission 'wrapKey'");
+    refused("{\"vaults\":[{\"name\":\"v\",\"properties\":{\"accessPolicies\":[{\"objectId\":\"o\","
+            "\"permissions\":{\"certificates\":\"get\"}}]}}]}",
+            "permissions.certificates must be an array");
+    refused("{\"vaults\":[{\"name\":\"v\",\"properties\":{\"accessPolicies\":[{\"objectId\":\"o\"}]"
+            "}}]}",
             "needs 'permissions'");
     refused("{\"roleAssignments\":[{\"principalId\":\"p\",\"roleDefinitionName\":\"Owner\","
             "\"scope\":\"/vaults/v\"}]}",
             "unknown role 'Owner'");
-    refused("{\"roleAssignments\":[{\"principalId\":\"p\",\"roleDefinitionName\":\"Key Vault Reader\","
-            "\"scope\":\"/secrets/v\"}]}",
-            "scope '/secrets/v'");
+    refused(
+        "{\"roleAssignments\":[{\"principalId\":\"p\",\"roleDefinitionName\":\"Key Vault Reader\","
+        "\"scope\":\"/secrets/v\"}]}",
+        "scope '/secrets/v'");
     /* one principal, role and scope make one assignment: two names for one are refused;
      * the same assignment twice (one derived name) is one */
     refused("{\"roleAssignments\":["

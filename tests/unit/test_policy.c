@@ -152,7 +152,28 @@ static int same_policy(const struct pol_access_policy *a, const struct pol_acces
 {
     return !strcmp(a->vault, b->vault) && !strcmp(a->tenant_id, b->tenant_id) &&
            !strcmp(a->object_id, b->object_id) && !strcmp(a->application_id, b->application_id) &&
-           a->keys == b->keys;
+           a->keys == b->keys && memcmp(a->lists, b->lists, sizeof(a->lists)) == 0;
+}
+
+/* Whether list @p l of @p oid's entry in @p vault names exactly @p want, in its order
+ * (a NULL-ended array). */
+static int list_is(struct pol_ctx *c, const char *vault, const char *oid, enum pol_list l,
+                   const char *const *want)
+{
+    static struct pol_access_policy all[64];
+    size_t n = pol_policy_list(c, vault, all, 64);
+    for (size_t i = 0; i < n && i < 64; i++) {
+        if (strcmp(all[i].object_id, oid) != 0)
+            continue;
+        size_t k = 0;
+        for (; want[k] != NULL; k++) {
+            if (k >= all[i].lists[l].n ||
+                strcmp(pol_list_entry(l, all[i].lists[l].name[k]), want[k]) != 0)
+                return 0;
+        }
+        return k == all[i].lists[l].n;
+    }
+    return 0;
 }
 
 static int same_role(const struct pol_role_assignment *a, const struct pol_role_assignment *b)
@@ -308,6 +329,92 @@ static void changes(struct pol_ctx *c, struct ks_env *ks)
     same_as_reloaded(c, ks);
 }
 
+/* Permission lists as Resource Manager keeps them: every list in the order given, each
+ * name once and as Key Vault spells it; kvmock grants from the key list. */
+static void lists(struct pol_ctx *c, struct ks_env *ks)
+{
+    stored_vault(ks, "cmk2");
+    struct pol_access_policy p = ap("cmk2", "lia", 0);
+    static const char *const keys[] = {"WrapKey", "get", "unwrapkey", "get", NULL};
+    for (size_t i = 0; keys[i] != NULL; i++)
+        CHECK_ST(pol_list_add(&p.lists[POL_LIST_KEYS], POL_LIST_KEYS, keys[i]), KV_OK);
+    CHECK_ST(pol_list_add(&p.lists[POL_LIST_SECRETS], POL_LIST_SECRETS, "set"), KV_OK);
+    CHECK_ST(pol_list_add(&p.lists[POL_LIST_SECRETS], POL_LIST_SECRETS, "Get"), KV_OK);
+    CHECK_ST(pol_list_add(&p.lists[POL_LIST_CERTIFICATES], POL_LIST_CERTIFICATES, "ManageIssuers"),
+             KV_OK);
+    CHECK_ST(pol_list_add(&p.lists[POL_LIST_STORAGE], POL_LIST_STORAGE, "getsas"), KV_OK);
+    CHECK_ST(pol_list_add(&p.lists[POL_LIST_SECRETS], POL_LIST_SECRETS, "wrapKey"),
+             KV_ERR_BAD_PARAM);
+    CHECK_ST(pol_list_add(&p.lists[POL_LIST_KEYS], POL_LIST_KEYS, "set"), KV_ERR_BAD_PARAM);
+    struct pol_acl_change set = {.vault = "cmk2", .policies = &p, .n_policies = 1};
+    CHECK_ST(pol_acl_apply(c, &set), KV_OK);
+    CHECK(list_is(c, "cmk2", "lia", POL_LIST_KEYS,
+                  (const char *const[]){"wrapKey", "get", "unwrapKey", NULL}));
+    CHECK(list_is(c, "cmk2", "lia", POL_LIST_SECRETS, (const char *const[]){"set", "get", NULL}));
+    CHECK(list_is(c, "cmk2", "lia", POL_LIST_CERTIFICATES,
+                  (const char *const[]){"manageissuers", NULL}));
+    CHECK(list_is(c, "cmk2", "lia", POL_LIST_STORAGE, (const char *const[]){"getsas", NULL}));
+    CHECK(perms_of(c, "cmk2", "lia") == (P(POL_KEYS_WRAP) | P(POL_KEYS_GET) | P(POL_KEYS_UNWRAP)));
+    same_as_reloaded(c, ks);
+
+    /* add appends what is not there; remove takes the names listed, and "all" its list */
+    struct pol_access_policy more = ap("cmk2", "lia", 0);
+    CHECK_ST(pol_list_add(&more.lists[POL_LIST_KEYS], POL_LIST_KEYS, "sign"), KV_OK);
+    CHECK_ST(pol_list_add(&more.lists[POL_LIST_KEYS], POL_LIST_KEYS, "get"), KV_OK);
+    CHECK_ST(pol_list_add(&more.lists[POL_LIST_SECRETS], POL_LIST_SECRETS, "list"), KV_OK);
+    struct pol_acl_change add = {
+        .vault = "cmk2", .policies = &more, .n_policies = 1, .kind = POL_UPDATE_ADD};
+    CHECK_ST(pol_acl_apply(c, &add), KV_OK);
+    CHECK(list_is(c, "cmk2", "lia", POL_LIST_KEYS,
+                  (const char *const[]){"wrapKey", "get", "unwrapKey", "sign", NULL}));
+    CHECK(list_is(c, "cmk2", "lia", POL_LIST_SECRETS,
+                  (const char *const[]){"set", "get", "list", NULL}));
+    struct pol_access_policy less = ap("cmk2", "lia", 0);
+    CHECK_ST(pol_list_add(&less.lists[POL_LIST_KEYS], POL_LIST_KEYS, "get"), KV_OK);
+    CHECK_ST(pol_list_add(&less.lists[POL_LIST_SECRETS], POL_LIST_SECRETS, "all"), KV_OK);
+    struct pol_acl_change remove = {
+        .vault = "cmk2", .policies = &less, .n_policies = 1, .kind = POL_UPDATE_REMOVE};
+    CHECK_ST(pol_acl_apply(c, &remove), KV_OK);
+    CHECK(list_is(c, "cmk2", "lia", POL_LIST_KEYS,
+                  (const char *const[]){"wrapKey", "unwrapKey", "sign", NULL}));
+    CHECK(list_is(c, "cmk2", "lia", POL_LIST_SECRETS, (const char *const[]){NULL}));
+    CHECK(perms_of(c, "cmk2", "lia") == (P(POL_KEYS_WRAP) | P(POL_KEYS_UNWRAP) | P(POL_KEYS_SIGN)));
+
+    /* an entry left with secret permissions only stays, and grants nothing on keys */
+    struct pol_access_policy keys_gone = ap("cmk2", "lia", 0);
+    CHECK_ST(pol_list_add(&keys_gone.lists[POL_LIST_KEYS], POL_LIST_KEYS, "all"), KV_OK);
+    remove.policies = &keys_gone;
+    CHECK_ST(pol_acl_apply(c, &remove), KV_OK);
+    CHECK(perms_of(c, "cmk2", "lia") == 0);
+    CHECK(list_is(c, "cmk2", "lia", POL_LIST_CERTIFICATES,
+                  (const char *const[]){"manageissuers", NULL}));
+    expect(c, who("t1", "lia", ""), vault("cmk2", 0), "k", POL_KEYS_WRAP, KV_ERR_ACCESS_DENIED);
+    same_as_reloaded(c, ks);
+
+    /* a record an older kvmock wrote names its key permissions alone, in Key Vault's order */
+    static const char old[] = "{\"keys\":[\"get\",\"wrapKey\"],\"vault\":\"cmk2\","
+                              "\"tenantId\":\"t1\",\"objectId\":\"old\",\"applicationId\":\"\"}";
+    static const char old_key[] = "cmk2\0t1\0old\0\0";
+    struct ks_record_op op = {KS_TABLE_POLICIES, old_key, sizeof(old_key) - 1, old,
+                              sizeof(old) - 1};
+    CHECK_ST(ks_record_apply(ks, &op, 1), KV_OK);
+    struct pol_ctx *fresh = NULL;
+    CHECK_ST(pol_new(dir, "t1", &fresh), KV_OK);
+    if (fresh == NULL)
+        return;
+    CHECK_ST(pol_attach(fresh, ks), KV_OK);
+    CHECK(perms_of(fresh, "cmk2", "old") == (P(POL_KEYS_GET) | P(POL_KEYS_WRAP)));
+    CHECK(list_is(fresh, "cmk2", "old", POL_LIST_KEYS,
+                  (const char *const[]){"get", "wrapKey", NULL}));
+    CHECK(list_is(fresh, "cmk2", "old", POL_LIST_SECRETS, (const char *const[]){NULL}));
+    pol_free(fresh);
+    CHECK_ST(ks_record_apply(
+                 ks,
+                 &(struct ks_record_op){KS_TABLE_POLICIES, old_key, sizeof(old_key) - 1, NULL, 0},
+                 1),
+             KV_OK);
+}
+
 int main(void)
 {
     CHECK(sodium_init() >= 0);
@@ -321,6 +428,7 @@ int main(void)
         CHECK_DONE();
     CHECK_ST(pol_attach(c, ks), KV_OK);
     network(c);
+    lists(c, ks);
 
     /* permission names */
     pol_perms bits = 0;
