@@ -764,8 +764,9 @@ void srv_arm_next_link(const struct srv_req *req, const char *token, char *out, 
 }
 
 /* The vaults, as vaults or (@p as_resources) as generic resources: of the path's group, or
- * of the subscription. Pages of $top (at most and by default 256) vaults, in name order;
- * a page that filters by group may hold fewer. */
+ * of the subscription. Pages of $top (at most and by default 256) vaults, in name order: a
+ * group's page reads on past other groups' vaults until it is full (only the last page may
+ * hold fewer, even none when the vaults after the previous page are all other groups'). */
 static void vault_list(struct srv_req *req, int as_resources)
 {
     const char *top = srv_query_get(req, "$top"), *skip = srv_query_get(req, "$skiptoken");
@@ -784,18 +785,33 @@ static void vault_list(struct srv_req *req, int as_resources)
         return;
     }
     char(*names)[KS_VAULT_NAME_MAX + 1] = calloc((size_t)max, sizeof(*names));
-    size_t n = names ? ks_vault_list_from(req->srv->ks, skip, names, (size_t)max) : 0;
     cJSON *doc = names ? cJSON_CreateObject() : NULL;
     cJSON *value = doc ? cJSON_AddArrayToObject(doc, "value") : NULL;
-    for (size_t i = 0; value != NULL && i < n && i < (size_t)max; i++) {
-        struct ks_vault v;
-        if (ks_vault_get(req->srv->ks, names[i], &v) != KV_OK || !listed_in_path_group(req, &v))
-            continue;
-        cJSON *item = as_resources ? vault_resource_json(req, &v) : vault_json(req, &v);
-        if (item != NULL)
-            cJSON_AddItemToArray(value, item);
+    char after[KS_VAULT_NAME_MAX + 1], token[KS_VAULT_NAME_MAX + 1] = "";
+    snprintf(after, sizeof(after), "%s", skip != NULL ? skip : "");
+    size_t listed = 0;
+    for (int done = value == NULL; !done;) {
+        size_t n = ks_vault_list_from(req->srv->ks, after, names, (size_t)max);
+        size_t take = n < (size_t)max ? n : (size_t)max;
+        for (size_t i = 0; i < take && !done; i++) {
+            struct ks_vault v;
+            if (ks_vault_get(req->srv->ks, names[i], &v) != KV_OK || !listed_in_path_group(req, &v))
+                continue;
+            cJSON *item = as_resources ? vault_resource_json(req, &v) : vault_json(req, &v);
+            if (item != NULL)
+                cJSON_AddItemToArray(value, item);
+            if (++listed == (size_t)max) { /* full: the next page starts after this one */
+                if (i + 1 < n)
+                    snprintf(token, sizeof(token), "%s", names[i]);
+                done = 1;
+            }
+        }
+        if (!done && n > take)
+            snprintf(after, sizeof(after), "%s", names[take - 1]);
+        else
+            done = 1;
     }
-    srv_arm_send_page(req, doc, value != NULL, n > (size_t)max ? names[max - 1] : NULL);
+    srv_arm_send_page(req, doc, value != NULL, token[0] != '\0' ? token : NULL);
     free(names);
 }
 

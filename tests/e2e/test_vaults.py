@@ -764,13 +764,17 @@ def main():
             for i in range(7):
                 eq(put_vault(f"vp{i}")[0], 201)
 
-            def follow(path):
+            def follow(path, top=None):
                 names, pages = [], 0
                 while path:
                     st, _, page = mgmt("GET", path)
                     eq(st, 200, page)
                     names += [x["name"] for x in page["value"]]
                     pages += 1
+                    # a group's page reads on past other groups' vaults (the
+                    # configuration's "default" is in group kvmock) until it is full
+                    if top and page.get("nextLink"):
+                        eq(len(page["value"]), top, (pages, page["value"]))
                     link = page.get("nextLink")
                     path = link[link.index("/subscriptions"):] if link else None
                     check(link is None or link.startswith(f"https://localhost:{P}/subscriptions/"), link)
@@ -779,14 +783,14 @@ def main():
             whole, pages = follow(f"{ARM}?{API}")
             eq(pages, 1)
             check({f"vp{i}" for i in range(7)} <= set(whole), whole)
-            paged, pages = follow(f"{ARM}?{API}&$top=3")
+            paged, pages = follow(f"{ARM}?{API}&$top=3", 3)
             eq(paged, whole)
             check(pages >= 3, pages)
             # a generic resources list keeps its $filter from page to page
             RES = (f"/subscriptions/{SUB}/resources?$filter=resourceType%20eq%20"
                    "%27Microsoft.KeyVault%2Fvaults%27&api-version=2021-04-01")
             everywhere, _ = follow(RES)
-            paged, pages = follow(RES + "&$top=2")
+            paged, pages = follow(RES + "&$top=2", 2)
             eq(paged, everywhere)
             check(pages >= 4, pages)
             for bad in ("$top=0", "$top=x", "$skiptoken=NOT%20A%20NAME"):
