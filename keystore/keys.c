@@ -1,8 +1,9 @@
 /* Key records and versions: create, get, list, list versions, key operations.
  *
  * Records are JSON text. A version record (db `keys`, key vault\0name\0version)
- * holds the public JWK parts, attributes, tags, key_ops and the sealed private
- * material; a head record (db `heads`, key vault\0name) names the current
+ * holds the public JWK parts, attributes, tags, key_ops (a bit set, "ops", and the
+ * client's order of it, "ops_order", left out when it is the fixed order) and the sealed
+ * private material; a head record (db `heads`, key vault\0name) names the current
  * version and the deleted state. Names in LMDB keys are lowercase, so lookups
  * are case-insensitive; records keep the original casing.
  */
@@ -111,6 +112,33 @@ static const char *jstr(const cJSON *o, const char *name)
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
+/* The order of a key_ops as a record holds it: 0 (the fixed order) when absent, as in the
+ * records of kvmock before it kept the order, or when it is no 32-bit number. */
+static uint32_t jorder(const cJSON *o)
+{
+    int64_t v = jint(o, "ops_order");
+    return v > 0 && v <= (int64_t)UINT32_MAX ? (uint32_t)v : 0;
+}
+
+/* The order to keep for the set @p ops given as @p order: the codes of its operations as
+ * they are shown, each once; 0 when that is the fixed order, which is then left out of the
+ * record. */
+static uint32_t order_kept(unsigned ops, uint32_t order)
+{
+    unsigned list[KS_OPS_MAX];
+    size_t n = ks_keyops_list(ops, order, list);
+    uint32_t kept = 0;
+    int fixed = 1;
+    for (size_t i = 0; i < n; i++) {
+        unsigned code = 1;
+        while ((1u << (code - 1)) != list[i])
+            code++;
+        kept |= (uint32_t)code << (4 * i);
+        fixed &= i == 0 || list[i] > list[i - 1];
+    }
+    return fixed ? 0 : kept;
+}
+
 static enum kv_status jbuf(const cJSON *o, const char *name, struct kv_buf *out)
 {
     const char *s = jstr(o, name);
@@ -211,6 +239,7 @@ static enum kv_status key_from_record(const MDB_val *val, const char *version,
     snprintf(k->name, sizeof(k->name), "%s", name);
     snprintf(k->version, sizeof(k->version), "%s", version);
     k->ops = (unsigned)jint(o, "ops");
+    k->ops_order = jorder(o);
     k->attrs.enabled = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "enabled"));
     k->attrs.exportable = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "exportable"));
     k->attrs.nbf = jint(o, "nbf");
@@ -466,6 +495,8 @@ static enum kv_status record_json(const struct ks_key *k, const struct kv_buf *s
     kv_json_str(&j, "name", k->name);
     kv_json_str(&j, "kty", ks_kty_name(k->kty, k->hsm));
     kv_json_int(&j, "ops", k->ops);
+    if (k->ops_order != 0)
+        kv_json_int(&j, "ops_order", k->ops_order);
     kv_json_bool(&j, "enabled", k->attrs.enabled);
     if (k->attrs.exportable)
         kv_json_bool(&j, "exportable", 1);
@@ -680,6 +711,7 @@ struct version_spec {
     enum ks_kty kty;
     int hsm;
     unsigned ops;
+    uint32_t ops_order; /* 0: the fixed order */
     struct ks_attrs attrs;
     const struct ks_tags *tags;
     int existing_only;
@@ -728,6 +760,7 @@ static enum kv_status store_version(struct ks_env *env, const char *vault, const
     k->kty = spec->kty;
     k->hsm = spec->hsm;
     k->ops = spec->ops;
+    k->ops_order = order_kept(spec->ops, spec->ops_order);
     k->attrs = spec->attrs;
     k->attrs.created = k->attrs.updated = ks_now();
     st = tags_copy(spec->tags, &k->tags);
@@ -782,10 +815,14 @@ enum kv_status ks_key_create(struct ks_env *env, const char *vault, const char *
     enum kv_status st = ks_txn_read(env, vault_takes_fn, &takes);
     if (st != KV_OK)
         return st;
-    struct version_spec spec = {
-        p->kty,      p->hsm,           p->ops_set ? p->ops : default_ops(p->kty),
-        p->attrs,    &p->tags,         0,
-        p->new_only, p->release_policy};
+    struct version_spec spec = {.kty = p->kty,
+                                .hsm = p->hsm,
+                                .ops = p->ops_set ? p->ops : default_ops(p->kty),
+                                .ops_order = p->ops_set ? p->ops_order : 0,
+                                .attrs = p->attrs,
+                                .tags = &p->tags,
+                                .new_only = p->new_only,
+                                .release_policy = p->release_policy};
     struct ks_key *current = NULL;
     st = release_rules(env, vault, name, &spec, &current);
     if (st != KV_OK) {
@@ -818,10 +855,13 @@ enum kv_status ks_key_import(struct ks_env *env, const char *vault, const char *
     enum kv_status st = ks_txn_read(env, vault_takes_fn, &takes);
     if (st != KV_OK)
         return st;
-    struct version_spec spec = {
-        p->jwk.kty, p->hsm,           p->ops_set ? p->ops : default_ops(p->jwk.kty),
-        p->attrs,   &p->tags,         0,
-        0,          p->release_policy};
+    struct version_spec spec = {.kty = p->jwk.kty,
+                                .hsm = p->hsm,
+                                .ops = p->ops_set ? p->ops : default_ops(p->jwk.kty),
+                                .ops_order = p->ops_set ? p->ops_order : 0,
+                                .attrs = p->attrs,
+                                .tags = &p->tags,
+                                .release_policy = p->release_policy};
     struct ks_key *current = NULL;
     st = release_rules(env, vault, name, &spec, &current);
     struct ks_material *m = NULL;
@@ -1539,6 +1579,14 @@ static enum kv_status update_fn(struct ks_txn *tx, void *arg)
         ok = replace_number(o, "exp", (double)u->exp);
     if (ok && u->ops_set)
         ok = replace_number(o, "ops", (double)u->ops);
+    if (ok && u->ops_set) {
+        /* the new key_ops' own order; none left of the old when it is the fixed order */
+        uint32_t order = order_kept(u->ops, u->ops_order);
+        if (order != 0)
+            ok = replace_number(o, "ops_order", (double)order);
+        else
+            cJSON_DeleteItemFromObjectCaseSensitive(o, "ops_order");
+    }
     if (ok && u->tags_set)
         ok = replace_item(o, "tags", ks_tags_to_json(&u->tags));
     if (ok)
@@ -1666,7 +1714,12 @@ static enum kv_status rotate(struct ks_env *env, const char *vault, const char *
     struct ks_material *m = NULL;
     st = ks_material_generate(cur->kty, cur->pub.size_bits, e == 3 ? 3 : 65537, cur->pub.crv, &m);
     if (st == KV_OK) {
-        struct version_spec spec = {cur->kty, cur->hsm, cur->ops, {0}, &cur->tags, 1};
+        struct version_spec spec = {.kty = cur->kty,
+                                    .hsm = cur->hsm,
+                                    .ops = cur->ops,
+                                    .ops_order = cur->ops_order,
+                                    .tags = &cur->tags,
+                                    .existing_only = 1};
         spec.attrs.enabled = 1;
         spec.attrs.exportable = cur->attrs.exportable;
         spec.release_policy = &cur->release_policy;

@@ -48,6 +48,16 @@ enum ks_keyop {
     KS_OP_EXPORT = 1u << 7,
 };
 #define KS_OP_ALL 0xffu
+#define KS_OPS_MAX 8 /**< operations a key_ops holds at most: each KS_OP_ bit once */
+
+/*
+ * A key_ops in the order the client gave it, beside its KS_OP_ bit set (`ops_order` in
+ * struct ks_key and the others): a sequence of up to KS_OPS_MAX 4-bit codes, the first in
+ * the lowest four bits, each an operation's bit index plus one (1 encrypt ... 8 export), a
+ * code 0 ending it. An order of 0 is the fixed order (the KS_OP_ bits from the lowest),
+ * that of a key made without key_ops (its kty's default) and of a record written before
+ * kvmock kept the order. Checks use the bit set only; the order is what answers show.
+ */
 
 /** Algorithms of the key operations (Key Vault's JsonWebKeyEncryptionAlgorithm
  *  and JsonWebKeySignatureAlgorithm). */
@@ -100,6 +110,20 @@ enum kv_status ks_crv_parse(const char *name, enum ks_crv *crv) KV_MUST_CHECK;
 const char *ks_keyop_name(unsigned op);
 /** @brief Parse one operation name. @return KV_OK or KV_ERR_BAD_KEY_OPS. */
 enum kv_status ks_keyop_parse(const char *name, unsigned *op) KV_MUST_CHECK;
+/**
+ * @brief Add one operation, as a client's key_ops names it next, to a set and its order:
+ * its bit to @p ops and, the first time only, its code to @p order (a duplicate changes
+ * nothing). Start from 0 and 0. @p op other than one KS_OP_ bit is ignored.
+ */
+void ks_keyops_add(unsigned *ops, uint32_t *order, unsigned op);
+/**
+ * @brief The operations of the set @p ops in the order to show them: those @p order names,
+ * in its order, then any others of @p ops in the fixed order. Each bit of @p ops comes
+ * once and nothing else comes, whatever @p order holds (0: the fixed order).
+ * @param[out] out KS_OPS_MAX slots, filled with single KS_OP_ bits.
+ * @return how many slots were filled.
+ */
+size_t ks_keyops_list(unsigned ops, uint32_t order, unsigned out[KS_OPS_MAX]);
 /** @brief The wire name of an algorithm ("RSA-OAEP-256"); NULL for KS_ALG_NONE. */
 const char *ks_alg_name(enum ks_alg alg);
 /** @brief Parse an algorithm name. @return KV_OK or KV_ERR_BAD_ALG. */
@@ -633,7 +657,8 @@ struct ks_key {
     char version[KS_VERSION_LEN + 1];
     enum ks_kty kty;
     int hsm;
-    unsigned ops; /**< KS_OP_* bits */
+    unsigned ops;       /**< KS_OP_* bits */
+    uint32_t ops_order; /**< the order key_ops are shown in (ks_keyops_list()); 0: fixed */
     struct ks_pub pub;
     struct ks_attrs attrs;
     struct ks_tags tags;
@@ -657,6 +682,7 @@ struct ks_create {
     enum ks_crv crv;        /**< EC: default P-256 */
     unsigned ops;           /**< KS_OP_* bits; used only when ops_set */
     int ops_set;            /**< 0 = the kty's default key_ops */
+    uint32_t ops_order;     /**< the client's order of ops (ks_keyops_add()); 0: fixed */
     struct ks_attrs attrs;  /**< enabled, nbf, exp, exportable; created/updated ignored */
     struct ks_tags tags;    /**< borrowed: copied into the record */
     /** borrowed; NULL or not set for none. An exportable key must have one, and only an
@@ -807,6 +833,7 @@ struct ks_update {
     int64_t exp; /**< 0 clears */
     int ops_set;
     unsigned ops;
+    uint32_t ops_order; /**< with ops: their order (ks_keyops_add()); 0: the fixed order */
     int tags_set;
     struct ks_tags tags; /**< borrowed; replaces the old tags wholesale */
     int exportable_set, exportable; /**< may only repeat the version's own */
@@ -816,7 +843,8 @@ struct ks_update {
 };
 
 /**
- * @brief Update the attributes, key_ops or tags of one version and bump `updated`.
+ * @brief Update the attributes, key_ops or tags of one version and bump `updated`. New
+ * key_ops replace the old with their order (ops_order).
  * @param[in] version NULL or "" for the current version.
  * @return KV_OK, KV_ERR_KEY_NOT_FOUND, KV_ERR_VAULT_NOT_FOUND, KV_ERR_SKR_EXPORTABLE_CHANGE,
  *   KV_ERR_SKR_POLICY_NOT_EXPORTABLE, KV_ERR_SKR_IMMUTABLE (nothing changed),
@@ -864,6 +892,7 @@ struct ks_import {
     int hsm;
     unsigned ops; /**< used only when ops_set */
     int ops_set;
+    uint32_t ops_order;    /**< the client's order of ops (ks_keyops_add()); 0: fixed */
     struct ks_attrs attrs; /**< enabled, nbf, exp, exportable */
     struct ks_tags tags;   /**< borrowed */
     const struct ks_release_policy *release_policy; /**< as for ks_key_create() */
@@ -911,9 +940,9 @@ enum kv_status ks_key_release(struct ks_env *env, const char *vault, const char 
 
 /**
  * @brief Rotate: add a version with the current version's type, size or curve,
- * exponent (65537 for an imported key's exponent other than 3 or 65537), key_ops and tags
- * (and exportable with its release policy). The rotation policy's expiry applies to it. A hardware
- * or exportable key rotates in a vault whose sku became standard after it was made.
+ * exponent (65537 for an imported key's exponent other than 3 or 65537), key_ops (in their
+ * order) and tags (and exportable with its release policy). The rotation policy's expiry applies to
+ * it. A hardware or exportable key rotates in a vault whose sku became standard after it was made.
  * @return KV_OK, KV_ERR_KEY_NOT_FOUND, KV_ERR_VAULT_NOT_FOUND, KV_ERR_STORE, KV_ERR_CRYPTO,
  *   KV_ERR_NOMEM.
  */

@@ -83,6 +83,52 @@ enum kv_status ks_keyop_parse(const char *name, unsigned *op)
     return KV_ERR_BAD_KEY_OPS;
 }
 
+/* The bit index of a single KS_OP_ bit, or -1. */
+static int op_index(unsigned op)
+{
+    for (int i = 0; i < KS_OPS_MAX; i++) {
+        if (op == (1u << i))
+            return i;
+    }
+    return -1;
+}
+
+void ks_keyops_add(unsigned *ops, uint32_t *order, unsigned op)
+{
+    int i = op_index(op);
+    if (i < 0 || (*ops & op) != 0)
+        return;
+    /* each new operation is a new bit, so at most KS_OPS_MAX codes: the last fills the word */
+    int n = 0;
+    while (n < KS_OPS_MAX && ((*order >> (4 * n)) & 0xfu) != 0)
+        n++;
+    if (n < KS_OPS_MAX)
+        *order |= (uint32_t)(i + 1) << (4 * n);
+    *ops |= op;
+}
+
+size_t ks_keyops_list(unsigned ops, uint32_t order, unsigned out[KS_OPS_MAX])
+{
+    unsigned done = 0;
+    size_t n = 0;
+    for (int s = 0; s < KS_OPS_MAX; s++) {
+        unsigned code = (order >> (4 * s)) & 0xfu;
+        if (code == 0)
+            break;
+        unsigned op = code <= KS_OPS_MAX ? 1u << (code - 1) : 0;
+        if ((ops & op) != 0 && (done & op) == 0) {
+            out[n++] = op;
+            done |= op;
+        }
+    }
+    for (int i = 0; i < KS_OPS_MAX; i++) {
+        unsigned op = 1u << i;
+        if ((ops & op) != 0 && (done & op) == 0)
+            out[n++] = op;
+    }
+    return n;
+}
+
 static const char *const alg_names[KS_ALG_COUNT] = {
     [KS_ALG_NONE] = NULL,
     [KS_ALG_RSA_OAEP] = "RSA-OAEP",

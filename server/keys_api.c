@@ -134,7 +134,8 @@ static enum kv_status opt_b64(const cJSON *o, const char *name, struct kv_buf *o
     return KV_OK;
 }
 
-static enum kv_status parse_key_ops(const cJSON *o, unsigned *ops, int *set,
+/* A key_ops array: its operations as a set and in the client's order (duplicates once). */
+static enum kv_status parse_key_ops(const cJSON *o, unsigned *ops, uint32_t *order, int *set,
                                     struct field_error *fe)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "key_ops");
@@ -144,15 +145,17 @@ static enum kv_status parse_key_ops(const cJSON *o, unsigned *ops, int *set,
     if (!cJSON_IsArray(v))
         return bad_field(fe, "key_ops", "must be an array of strings");
     unsigned bits = 0;
+    uint32_t seq = 0;
     const cJSON *it;
     cJSON_ArrayForEach(it, v)
     {
         unsigned op = 0;
         if (!cJSON_IsString(it) || ks_keyop_parse(it->valuestring, &op) != KV_OK)
             return bad_field(fe, "key_ops", "contains an unknown key operation");
-        bits |= op;
+        ks_keyops_add(&bits, &seq, op);
     }
     *ops = bits;
+    *order = seq;
     *set = 1;
     return KV_OK;
 }
@@ -336,6 +339,17 @@ static void attributes_json(struct kv_json *j, const struct ks_key *k, int name_
     kv_json_close(j, '}');
 }
 
+/* A version's key_ops, in the order its client gave them. */
+static void key_ops_json(struct kv_json *j, const struct ks_key *k)
+{
+    unsigned list[KS_OPS_MAX];
+    size_t n = ks_keyops_list(k->ops, k->ops_order, list);
+    kv_json_open(j, "key_ops", '[');
+    for (size_t i = 0; i < n; i++)
+        kv_json_str(j, NULL, ks_keyop_name(list[i]));
+    kv_json_close(j, ']');
+}
+
 static void tags_json(struct kv_json *j, const struct ks_tags *t)
 {
     if (t->count == 0)
@@ -352,12 +366,7 @@ static void jwk_json(struct kv_json *j, const struct srv_req *req, const struct 
     char kid[SRV_HOST_MAX + KS_NAME_MAX + KS_VERSION_LEN + 32];
     key_id(req, k->name, k->version, kid, sizeof(kid));
     kv_json_open(j, "key", '{');
-    kv_json_open(j, "key_ops", '[');
-    for (unsigned bit = 1; bit <= KS_OP_EXPORT; bit <<= 1) {
-        if (k->ops & bit)
-            kv_json_str(j, NULL, ks_keyop_name(bit));
-    }
-    kv_json_close(j, ']');
+    key_ops_json(j, k);
     kv_json_str(j, "kid", kid);
     kv_json_str(j, "kty", ks_kty_name(k->kty, k->hsm));
     if (k->kty == KS_KTY_RSA) {
@@ -474,7 +483,7 @@ static void h_create(struct srv_req *req)
     if (st == KV_OK && crv != NULL && ks_crv_parse(crv, &p.crv) != KV_OK)
         st = bad_field(&fe, "crv", "is not a supported curve");
     if (st == KV_OK)
-        st = parse_key_ops(body, &p.ops, &p.ops_set, &fe);
+        st = parse_key_ops(body, &p.ops, &p.ops_order, &p.ops_set, &fe);
     if (st == KV_OK)
         st = parse_attributes(body, &p.attrs, &fe);
     if (st == KV_OK)
@@ -815,7 +824,7 @@ static void h_update(struct srv_req *req)
     const cJSON *body = req->body, *attrs = cJSON_GetObjectItemCaseSensitive(body, "attributes");
     int present = 0;
 
-    enum kv_status st = parse_key_ops(body, &u.ops, &u.ops_set, &fe);
+    enum kv_status st = parse_key_ops(body, &u.ops, &u.ops_order, &u.ops_set, &fe);
     if (st == KV_OK && attrs != NULL && !cJSON_IsNull(attrs) && !cJSON_IsObject(attrs))
         st = bad_field(&fe, "attributes", "must be an object");
     if (st == KV_OK && cJSON_IsObject(attrs)) {
@@ -1011,7 +1020,7 @@ static void h_import(struct srv_req *req)
             p.hsm = 1;
     }
     if (st == KV_OK)
-        st = parse_key_ops(key, &p.ops, &p.ops_set, &fe);
+        st = parse_key_ops(key, &p.ops, &p.ops_order, &p.ops_set, &fe);
     if (st == KV_OK)
         st = parse_attributes(body, &p.attrs, &fe);
     if (st == KV_OK)
@@ -1408,12 +1417,7 @@ static char *release_payload(const struct srv_req *req, const struct ks_key *k, 
     key_id(req, k->name, k->version, kid, sizeof(kid));
     kv_json_str(&j, "kid", kid);
     kv_json_str(&j, "kty", ks_kty_name(k->kty, 0));
-    kv_json_open(&j, "key_ops", '[');
-    for (unsigned bit = 1; bit <= KS_OP_EXPORT; bit <<= 1) {
-        if (k->ops & bit)
-            kv_json_str(&j, NULL, ks_keyop_name(bit));
-    }
-    kv_json_close(&j, ']');
+    key_ops_json(&j, k);
     if (k->kty == KS_KTY_RSA) {
         add_b64(&j, "n", &k->pub.n);
         add_b64(&j, "e", &k->pub.e);

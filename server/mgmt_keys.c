@@ -69,11 +69,11 @@ static cJSON *key_json(struct srv_req *req, const struct ks_vault *v, const char
         cJSON *ops = cJSON_AddArrayToObject(props, "keyOps");
         ok = ops && cJSON_AddStringToObject(props, "kty", ks_kty_name(k->kty, k->hsm)) &&
              cJSON_AddStringToObject(props, "keyUriWithVersion", uri_version);
-        for (unsigned bit = 1; ok && bit <= KS_OP_ALL; bit <<= 1) {
-            const char *name = (k->ops & bit) ? ks_keyop_name(bit) : NULL;
-            if (name != NULL)
-                ok = cJSON_AddItemToArray(ops, cJSON_CreateString(name));
-        }
+        /* in the order the key's client gave them */
+        unsigned list[KS_OPS_MAX];
+        size_t n = ks_keyops_list(k->ops, k->ops_order, list);
+        for (size_t i = 0; ok && i < n; i++)
+            ok = cJSON_AddItemToArray(ops, cJSON_CreateString(ks_keyop_name(list[i])));
         if (ok && k->kty == KS_KTY_EC)
             ok = cJSON_AddStringToObject(props, "curveName", ks_crv_name(k->pub.crv)) != NULL;
         else if (ok && k->kty == KS_KTY_RSA)
@@ -194,7 +194,7 @@ static int parse_create(const cJSON *body, struct ks_create *p, char *why, size_
                          cJSON_IsString(op) ? op->valuestring : "?");
                 return 0;
             }
-            p->ops |= bit;
+            ks_keyops_add(&p->ops, &p->ops_order, bit); /* in order, each once */
         }
     }
     if ((attrs != NULL && !cJSON_IsNull(attrs) && !cJSON_IsObject(attrs)) ||

@@ -384,11 +384,12 @@ def run(kv, runner):
         remember("raw", target)
         exp = 4102444800  # 2100-01-01
         st, doc = put("raw-rsa", "RSA-HSM", blob(keks[2048], target.plain, label="raw"),
-                      key_ops=["sign", "verify"], attributes={"enabled": False, "exp": exp},
+                      key_ops=["verify", "sign", "verify"],
+                      attributes={"enabled": False, "exp": exp},
                       tags={"team": "byok"})
         eq(st, 200, doc)
         eq(doc["key"]["kty"], "RSA-HSM", "kty")
-        eq(doc["key"]["key_ops"], ["sign", "verify"], "key_ops as asked")
+        eq(doc["key"]["key_ops"], ["verify", "sign"], "key_ops as asked: in order, each once")
         eq((doc["attributes"]["enabled"], doc["attributes"]["exp"]), (False, exp), "attributes")
         eq(doc["tags"], {"team": "byok"}, "tags")
         same_public(doc["key"], target, "raw RSA")

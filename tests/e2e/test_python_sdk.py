@@ -445,6 +445,17 @@ def scenario(runner, kv, url, prefix, resource, **client_kwargs):
               in [(r[0], path_of(r[1]), r[2]) for r in rec.since(m)], rec.since(m))
 
     @runner.test
+    def key_operations_keep_their_order():
+        # as Key Vault: in the order they were given (Terraform's azurerm compares them so)
+        ops = ["decrypt", "encrypt", "sign", "unwrapKey", "verify", "wrapKey"]
+        k = create("rsa", "ordered", key_operations=ops)
+        eq(k.key_operations, ops, "create")
+        eq(client.get_key(prefix + "ordered").key_operations, ops, "get")
+        u = client.update_key_properties(prefix + "ordered", key_operations=["unwrapKey", "wrapKey"])
+        eq(u.key_operations, ["unwrapKey", "wrapKey"], "update")
+        eq(client.get_key(prefix + "ordered").key_operations, ["unwrapKey", "wrapKey"], "get")
+
+    @runner.test
     def missing_keys():
         e = expect_error(lambda: client.get_key(prefix + "nosuch"), 404, "KeyNotFound",
                          cls=ResourceNotFoundError)

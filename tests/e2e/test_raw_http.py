@@ -336,6 +336,78 @@ def main():
             check("wrapKey" in err["message"], err["message"])
 
         @runner.test
+        def key_ops_keep_the_clients_order():
+            # Key Vault answers key_ops in the order they were sent (the REST specification's
+            # UpdateKey example: ["decrypt","encrypt"] back as sent), and Terraform's azurerm
+            # keeps key_opts as an ordered list: an answer in another order is a change in
+            # every plan. This is the order of its documentation's example; kvmock's own
+            # order, of a key made without key_ops, is encrypt, decrypt, sign, verify,
+            # wrapKey, unwrapKey.
+            tf = ["decrypt", "encrypt", "sign", "unwrapKey", "verify", "wrapKey"]
+
+            def ops_of(resp, what):
+                st, _, body = resp
+                eq(st, 200, f"{what}: {body[:300]!r}")
+                return json.loads(body)["key"]["key_ops"]
+
+            st, _, body = call("POST", f"/keys/ordered/create?{API}", {"kty": "RSA", "key_ops": tf})
+            eq(st, 200, body)
+            first = json.loads(body)
+            eq(first["key"]["key_ops"], tf, "create")
+            v1 = first["key"]["kid"].rsplit("/", 1)[1]
+            eq(ops_of(call("GET", f"/keys/ordered?{API}"), "get"), tf, "get")
+            eq(ops_of(call("GET", f"/keys/ordered/{v1}?{API}"), "get the version"), tf,
+               "get the version")
+            # a rotation's new version keeps them
+            rotated = ops_of(call("POST", f"/keys/ordered/rotate?{API}"), "rotate")
+            eq(rotated, tf, "rotate")
+            st, _, body = call("GET", f"/keys/ordered?{API}")
+            v2 = json.loads(body)["key"]["kid"].rsplit("/", 1)[1]
+            check(v2 != v1, "rotate made a version")
+            eq(json.loads(body)["key"]["key_ops"], tf, "the rotated version")
+            # backup, delete, purge, restore: every version as it was
+            st, _, body = call("POST", f"/keys/ordered/backup?{API}")
+            eq(st, 200, body)
+            blob = json.loads(body)["value"]
+            eq(ops_of(call("DELETE", f"/keys/ordered?{API}"), "delete"), tf, "delete")
+            eq(ops_of(call("GET", f"/deletedkeys/ordered?{API}"), "deleted key"), tf,
+               "deleted key")
+            eq(call("DELETE", f"/deletedkeys/ordered?{API}")[0], 204, "purge")
+            eq(ops_of(call("POST", f"/keys/restore?{API}", {"value": blob}), "restore"), tf,
+               "restore")
+            for v in (v1, v2):
+                eq(ops_of(call("GET", f"/keys/ordered/{v}?{API}"), "restored version"), tf,
+                   f"restored version {v}")
+            # PATCH: the new key_ops, in their order, and none of the old order left
+            eq(ops_of(call("PATCH", f"/keys/ordered?{API}", {"key_ops": ["wrapKey", "unwrapKey"]}),
+                      "update"), ["wrapKey", "unwrapKey"], "update")
+            eq(ops_of(call("GET", f"/keys/ordered?{API}"), "get"), ["wrapKey", "unwrapKey"],
+               "after the update")
+            # a duplicate is answered once, where it first came
+            eq(ops_of(call("PATCH", f"/keys/ordered/{v2}?{API}",
+                           {"key_ops": ["unwrapKey", "wrapKey", "unwrapKey"]}), "update"),
+               ["unwrapKey", "wrapKey"], "update with a duplicate")
+            eq(ops_of(call("GET", f"/keys/ordered/{v1}?{API}"), "the other version"), tf,
+               "the other version keeps its own")
+            eq(ops_of(call("POST", f"/keys/dup/create?{API}",
+                           {"kty": "EC", "key_ops": ["verify", "sign", "verify"]}), "create"),
+               ["verify", "sign"], "create with a duplicate")
+            # an import keeps its JWK's order
+            st, _, body = call("PUT", f"/keys/ordered-aes?{API}",
+                               {"key": {"kty": "oct", "k": b64url(os.urandom(32)),
+                                        "key_ops": ["unwrapKey", "encrypt", "wrapKey", "decrypt"]}})
+            eq(st, 200, body)
+            eq(json.loads(body)["key"]["key_ops"], ["unwrapKey", "encrypt", "wrapKey", "decrypt"],
+               "import")
+            # the checks are the set's: an operation left out is still refused
+            expect_error(call("POST", f"/keys/dup//wrapkey?{API}",
+                              {"alg": "RSA-OAEP", "value": b64url(b"k" * 32)}),
+                         403, "Forbidden", "KeyOperationForbidden")
+            # a key made without key_ops answers its kty's default in kvmock's order
+            eq(base["key"]["key_ops"], ["encrypt", "decrypt", "sign", "verify", "wrapKey",
+                                        "unwrapKey"], "the default")
+
+        @runner.test
         def aes_answers_are_managed_hsms():
             # The key, iv, plaintext and ciphertexts of the Python SDK's recorded
             # test_symmetric_encrypt_and_decrypt against Managed HSM (api-version

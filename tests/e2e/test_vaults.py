@@ -592,6 +592,44 @@ def main():
             eq((st, err["error"]["code"]), (403, "AuthorizationFailed"), err)
 
         @runner.test
+        def resource_manager_keys_keep_the_order_of_key_ops():
+            # Terraform's azurerm and ARM templates compare keyOps as an ordered list: the
+            # key's resource answers them in the order of the PUT, as the data plane does
+            eq(put_vault("armorder")[0], 201)
+            KEYS = f"{ARM}/armorder/keys"
+            tf = ["decrypt", "encrypt", "sign", "unwrapKey", "verify", "wrapKey"]
+            st, _, k = mgmt("PUT", f"{KEYS}/tf?{API}",
+                            {"properties": {"kty": "RSA", "keyOps": tf + ["encrypt"]}})
+            eq(st, 200, k)
+            eq(k["properties"]["keyOps"], tf, "PUT: in order, a duplicate once")
+            version = k["properties"]["keyUriWithVersion"].rsplit("/", 1)[1]
+            st, _, got = mgmt("GET", f"{KEYS}/tf?{API}")
+            eq((st, got["properties"]["keyOps"]), (200, tf), got)
+            st, _, one = mgmt("GET", f"{KEYS}/tf/versions/{version}?{API}")
+            eq((st, one["properties"]["keyOps"]), (200, tf), one)
+            # a second PUT answers the key as it is, its order too
+            st, _, again = mgmt("PUT", f"{KEYS}/tf?{API}",
+                                {"properties": {"kty": "RSA", "keyOps": ["sign"]}})
+            eq((st, again["properties"]["keyOps"]), (200, tf), again)
+            # the data plane answers the same order
+            st, dk = data("GET", "armorder", "/keys/tf")
+            eq((st, dk["key"]["key_ops"]), (200, tf), dk)
+            # a key made through the data plane with an order shows it here, and a PATCH's
+            # new order too
+            st, made = data("POST", "armorder", "/keys/dp/create",
+                            {"kty": "EC", "key_ops": ["verify", "sign"]})
+            eq(st, 200, made)
+            st, _, dp = mgmt("GET", f"{KEYS}/dp?{API}")
+            eq((st, dp["properties"]["keyOps"]), (200, ["verify", "sign"]), dp)
+            eq(data("PATCH", "armorder", "/keys/dp", {"key_ops": ["sign", "verify"]})[0], 200)
+            st, _, dp = mgmt("GET", f"{KEYS}/dp?{API}")
+            eq((st, dp["properties"]["keyOps"]), (200, ["sign", "verify"]), dp)
+            # without keyOps: the kty's default in kvmock's order, as before
+            st, _, ec = mgmt("PUT", f"{KEYS}/plain?{API}", {"properties": {"kty": "RSA"}})
+            eq((st, ec["properties"]["keyOps"]),
+               (200, ["encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey"]), ec)
+
+        @runner.test
         def name_availability():
             CHECK = f"/subscriptions/{SUB}/providers/Microsoft.KeyVault/checkNameAvailability?{API}"
             eq(put_vault("takenname")[0], 201)

@@ -12,6 +12,7 @@
 #include "check.h"
 #include "ks.h"
 #include "kv_buf.h"
+#include "testkeyops.h"
 
 static char dir[] = "/tmp/kvmock-life-XXXXXX";
 static struct ks_env *env;
@@ -337,6 +338,104 @@ out:
     ks_key_free(d);
 }
 
+/* key_ops keep the client's order through update, rotate, the sweep's rotation, delete and
+ * backup/restore. */
+static void key_ops_order(void)
+{
+    put_vault("ordered", 1, 7, 0);
+    struct ks_create p = {.kty = KS_KTY_RSA, .ops_set = 1, .attrs = {.enabled = 1}};
+    ko_parse(KO_TERRAFORM, 6, &p.ops, &p.ops_order);
+    struct ks_key *k1 = NULL, *k2 = NULL, *u = NULL, *r = NULL, *g = NULL;
+    struct kv_buf blob = {0};
+    CHECK_ST(ks_key_create(env, "ordered", "tf", &p, &k1), KV_OK);
+    CHECK_ST(ks_key_create(env, "ordered", "tf", &p, &k2), KV_OK);
+    if (k1 == NULL || k2 == NULL)
+        goto out;
+    KO_CHECK(k2, KO_TERRAFORM_TEXT);
+
+    /* an update of the current version with another order answers and keeps that one */
+    const char *uw[] = {"unwrapKey", "wrapKey"};
+    struct ks_update up = {.ops_set = 1};
+    ko_parse(uw, 2, &up.ops, &up.ops_order);
+    CHECK_ST(ks_key_update(env, "ordered", "tf", NULL, &up, &u), KV_OK);
+    KO_CHECK(u, "unwrapKey,wrapKey");
+    ks_key_free(u);
+    u = NULL;
+    CHECK_ST(ks_key_get(env, "ordered", "tf", NULL, &u), KV_OK);
+    KO_CHECK(u, "unwrapKey,wrapKey");
+    ks_key_free(u);
+    u = NULL;
+    /* only that version: the first keeps its own */
+    CHECK_ST(ks_key_get(env, "ordered", "tf", k1->version, &u), KV_OK);
+    KO_CHECK(u, KO_TERRAFORM_TEXT);
+    ks_key_free(u);
+    u = NULL;
+    /* the same set in the fixed order leaves none of the old order behind */
+    const char *wu[] = {"wrapKey", "unwrapKey"};
+    ko_parse(wu, 2, &up.ops, &up.ops_order);
+    CHECK_ST(ks_key_update(env, "ordered", "tf", NULL, &up, &u), KV_OK);
+    KO_CHECK(u, "wrapKey,unwrapKey");
+    ks_key_free(u);
+    u = NULL;
+    ko_parse(uw, 2, &up.ops, &up.ops_order);
+    CHECK_ST(ks_key_update(env, "ordered", "tf", NULL, &up, &u), KV_OK);
+    ks_key_free(u);
+    u = NULL;
+    /* an update without key_ops keeps them and their order */
+    struct ks_update en = {.enabled_set = 1, .enabled = 1};
+    CHECK_ST(ks_key_update(env, "ordered", "tf", NULL, &en, &u), KV_OK);
+    KO_CHECK(u, "unwrapKey,wrapKey");
+    ks_key_free(u);
+    u = NULL;
+
+    /* a rotation's new version keeps the current version's order */
+    CHECK_ST(ks_key_rotate(env, "ordered", "tf", &r), KV_OK);
+    CHECK(r != NULL && strcmp(r->version, k2->version) != 0);
+    KO_CHECK(r, "unwrapKey,wrapKey");
+    /* so does the sweep's */
+    struct ks_rotation_policy in = {
+        .n_actions = 1,
+        .actions = {{.rotate = 1, .after_create = "P30D", .after_create_s = 30 * 86400}}};
+    struct ks_rotation_policy pol;
+    CHECK_ST(ks_rotation_policy_set(env, "ordered", "tf", &in, &pol), KV_OK);
+    size_t purged = 0, rotated = 0;
+    ks_clock_advance(30 * 86400);
+    CHECK_ST(ks_sweep(env, &purged, &rotated), KV_OK);
+    CHECK(rotated >= 1);
+    CHECK_ST(ks_key_get(env, "ordered", "tf", NULL, &u), KV_OK);
+    CHECK(u != NULL && r != NULL && strcmp(u->version, r->version) != 0);
+    KO_CHECK(u, "unwrapKey,wrapKey");
+    ks_key_free(u);
+    u = NULL;
+
+    /* backup, delete (the deleted key shows them), purge, restore: every version as it was */
+    CHECK_ST(ks_key_backup(env, "ordered", "tf", &blob), KV_OK);
+    CHECK_ST(ks_key_delete(env, "ordered", "tf", &u), KV_OK);
+    KO_CHECK(u, "unwrapKey,wrapKey");
+    ks_key_free(u);
+    u = NULL;
+    CHECK_ST(ks_deleted_get(env, "ordered", "tf", &u), KV_OK);
+    KO_CHECK(u, "unwrapKey,wrapKey");
+    ks_key_free(u);
+    u = NULL;
+    CHECK_ST(ks_deleted_purge(env, "ordered", "tf"), KV_OK);
+    CHECK_ST(ks_key_restore(env, "ordered", blob.data, blob.len, NULL, &g), KV_OK);
+    KO_CHECK(g, "unwrapKey,wrapKey");
+    CHECK_ST(ks_key_get(env, "ordered", "tf", k1->version, &u), KV_OK);
+    KO_CHECK(u, KO_TERRAFORM_TEXT);
+    ks_key_free(u);
+    u = NULL;
+    CHECK_ST(ks_key_get(env, "ordered", "tf", r != NULL ? r->version : "", &u), KV_OK);
+    KO_CHECK(u, "unwrapKey,wrapKey");
+out:
+    kv_buf_free(&blob);
+    ks_key_free(k1);
+    ks_key_free(k2);
+    ks_key_free(u);
+    ks_key_free(r);
+    ks_key_free(g);
+}
+
 static void cleanup(void)
 {
     check_remove_dir(dir);
@@ -357,6 +456,7 @@ int main(void)
         update();
         rotate_and_policy();
         backup_restore();
+        key_ops_order();
         ks_close(env);
     }
     cleanup();

@@ -16,6 +16,7 @@
 #include "ks.h"
 #include "kv_buf.h"
 #include "store.h" /* ks_txn_write(), for the group commit */
+#include "testkeyops.h"
 #include "testrecords.h"
 
 #include <pthread.h>
@@ -499,6 +500,123 @@ static void older_records(void)
     CHECK(g != NULL && g->tags.count == 1 && strcmp(g->tags.values[0], "ci") == 0 &&
           g->attrs.nbf == 1000);
     ks_key_free(g);
+    ks_key_free(k);
+    ks_close(env);
+}
+
+/* ---- key_ops in the client's order ------------------------------------------------- */
+
+/* Remove the order of a version's record, as kvmock wrote records before it kept one. */
+static enum kv_status drop_order_fn(struct ks_txn *tx, void *arg)
+{
+    struct rewrite_arg *a = arg;
+    char key[128];
+    size_t vl = strlen(a->vault), nl = strlen(a->name);
+    memcpy(key, a->vault, vl + 1);
+    memcpy(key + vl + 1, a->name, nl + 1);
+    memcpy(key + vl + 1 + nl + 1, a->version, KS_VERSION_LEN);
+    size_t kl = vl + nl + 2 + KS_VERSION_LEN;
+    MDB_val v;
+    enum kv_status st = ks_txn_get(tx, tx->env->db_keys, key, kl, &v);
+    if (st != KV_OK)
+        return st;
+    char rec[4096];
+    if (v.mv_size >= sizeof(rec))
+        return KV_ERR_INTERNAL;
+    memcpy(rec, v.mv_data, v.mv_size);
+    rec[v.mv_size] = '\0';
+    char *at = strstr(rec, ",\"ops_order\":");
+    if (at == NULL)
+        return KV_ERR_INTERNAL; /* the version was written with its order */
+    char *end = at + strlen(",\"ops_order\":");
+    while (*end >= '0' && *end <= '9')
+        end++;
+    memmove(at, end, strlen(end) + 1);
+    return ks_txn_put(tx, tx->env->db_keys, key, kl, rec, strlen(rec));
+}
+
+static void key_ops_order(void)
+{
+    unsigned ops = 0, list[KS_OPS_MAX];
+    uint32_t order = 0;
+    /* first occurrences in their order, a duplicate once */
+    const char *dup[] = {"wrapKey", "encrypt", "wrapKey", "decrypt", "encrypt"};
+    ko_parse(dup, 5, &ops, &order);
+    CHECK(ops == (KS_OP_WRAP | KS_OP_ENCRYPT | KS_OP_DECRYPT));
+    CHECK(ks_keyops_list(ops, order, list) == 3 && list[0] == KS_OP_WRAP &&
+          list[1] == KS_OP_ENCRYPT && list[2] == KS_OP_DECRYPT);
+    /* all eight, last first: the order fills its 32 bits */
+    const char *all[] = {"export", "import", "unwrapKey", "wrapKey",
+                         "verify", "sign",   "decrypt",   "encrypt"};
+    ko_parse(all, 8, &ops, &order);
+    CHECK(ops == KS_OP_ALL && order == 0x12345678u);
+    CHECK(ks_keyops_list(ops, order, list) == 8 && list[0] == KS_OP_EXPORT &&
+          list[7] == KS_OP_ENCRYPT);
+    /* 0 is the fixed order; an order that does not fit its set (from a backup blob, say)
+     * still shows the set, each once, and nothing else: its codes of operations outside the
+     * set, unknown codes (9-15) and repeats are passed over, and what it leaves out follows
+     * in the fixed order */
+    CHECK(ks_keyops_list(KS_OP_SIGN | KS_OP_ENCRYPT, 0, list) == 2 && list[0] == KS_OP_ENCRYPT &&
+          list[1] == KS_OP_SIGN);
+    CHECK(ks_keyops_list(KS_OP_ENCRYPT | KS_OP_SIGN | KS_OP_VERIFY, 0x4f924u, list) == 3 &&
+          list[0] == KS_OP_VERIFY && list[1] == KS_OP_ENCRYPT && list[2] == KS_OP_SIGN);
+    CHECK(ks_keyops_list(0, 0x21u, list) == 0);
+
+    struct ks_env *env = open_store(0);
+    if (env == NULL)
+        return;
+    put_vault(env, "ord");
+    /* a create with an order answers it, and so do get and both lists */
+    struct ks_create p = {.kty = KS_KTY_RSA, .ops_set = 1, .attrs = {.enabled = 1}};
+    ko_parse(KO_TERRAFORM, 6, &p.ops, &p.ops_order);
+    struct ks_key *k = NULL, *g = NULL;
+    struct ks_key_page *page = NULL;
+    CHECK_ST(ks_key_create(env, "ord", "tf", &p, &k), KV_OK);
+    KO_CHECK(k, KO_TERRAFORM_TEXT);
+    CHECK_ST(ks_key_get(env, "ord", "TF", NULL, &g), KV_OK);
+    KO_CHECK(g, KO_TERRAFORM_TEXT);
+    CHECK(g != NULL && g->ops == (KS_OP_ALL & ~(KS_OP_IMPORT | KS_OP_EXPORT)));
+    ks_key_free(g);
+    g = NULL;
+    CHECK_ST(ks_key_list_versions(env, "ord", "tf", NULL, 25, &page), KV_OK);
+    KO_CHECK(page != NULL && page->count == 1 ? page->items[0] : NULL, KO_TERRAFORM_TEXT);
+    ks_key_page_free(page);
+    page = NULL;
+    CHECK_ST(ks_key_list(env, "ord", NULL, 25, &page), KV_OK);
+    KO_CHECK(page != NULL && page->count == 1 ? page->items[0] : NULL, KO_TERRAFORM_TEXT);
+    ks_key_page_free(page);
+    /* the order changes no check: the set's operations work */
+    unsigned char secret[32] = {7};
+    struct ks_op_params wp = {.alg = KS_ALG_RSA_OAEP, .value = {secret, sizeof(secret)}};
+    struct ks_op_result r = {0};
+    CHECK_ST(ks_key_op(env, "ord", "tf", NULL, KS_OP_WRAP, &wp, &r), KV_OK);
+    ks_op_result_clear(&r);
+
+    /* a key made without key_ops shows its kty's default in the fixed order, as does one
+     * whose key_ops were given in the fixed order: neither keeps an order */
+    struct ks_key *plain = create(env, "ord", "plain", KS_KTY_RSA);
+    KO_CHECK(plain, KO_FIXED_TEXT);
+    CHECK(plain != NULL && plain->ops_order == 0);
+    const char *fixed[] = {"encrypt", "decrypt", "encrypt"};
+    struct ks_create fp = {.kty = KS_KTY_EC, .ops_set = 1, .attrs = {.enabled = 1}};
+    ko_parse(fixed, 3, &fp.ops, &fp.ops_order);
+    CHECK_ST(ks_key_create(env, "ord", "fixed", &fp, &g), KV_OK);
+    KO_CHECK(g, "encrypt,decrypt");
+    CHECK(g != NULL && g->ops_order == 0);
+    ks_key_free(g);
+    g = NULL;
+
+    /* a record written before kvmock kept the order (no ops_order) reads in the fixed
+     * order, with the same set */
+    if (k != NULL) {
+        struct rewrite_arg a = {env, "ord", "tf", k->version};
+        CHECK_ST(ks_txn_write(env, drop_order_fn, &a), KV_OK);
+        CHECK_ST(ks_key_get(env, "ord", "tf", NULL, &g), KV_OK);
+        KO_CHECK(g, KO_FIXED_TEXT);
+        CHECK(g != NULL && g->ops == k->ops && g->ops_order == 0);
+        ks_key_free(g);
+    }
+    ks_key_free(plain);
     ks_key_free(k);
     ks_close(env);
 }
@@ -988,6 +1106,7 @@ int main(void)
     in_fresh_dir(bodies_run_again_after_growth);
     in_fresh_dir(group_commit);
     in_fresh_dir(older_records);
+    in_fresh_dir(key_ops_order);
     in_fresh_dir(attached_records);
     in_fresh_dir(kept_readers);
     in_fresh_dir(record_batches);
