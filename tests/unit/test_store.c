@@ -442,17 +442,25 @@ struct rewrite_arg {
     const char *vault, *name, *version;
 };
 
+/* The `keys` key of @p a's version in @p key (128 bytes); its length. The `heads` key of
+ * its key is its start, without the version and the NUL before it. */
+static size_t version_key(const struct rewrite_arg *a, char key[128])
+{
+    size_t vl = strlen(a->vault), nl = strlen(a->name);
+    memcpy(key, a->vault, vl + 1);
+    memcpy(key + vl + 1, a->name, nl + 1);
+    memcpy(key + vl + 1 + nl + 1, a->version, KS_VERSION_LEN);
+    return vl + nl + 2 + KS_VERSION_LEN;
+}
+
 /* Add the members a record now leaves out at their default, as older records have. */
 static enum kv_status spell_out_fn(struct ks_txn *tx, void *arg)
 {
     struct rewrite_arg *a = arg;
     char key[128];
-    size_t vl = strlen(a->vault), nl = strlen(a->name);
-    memcpy(key, a->vault, vl + 1);
-    memcpy(key + vl + 1, a->name, nl + 1);
-    memcpy(key + vl + 1 + nl + 1, a->version, KS_VERSION_LEN);
+    size_t kl = version_key(a, key);
     MDB_val v;
-    enum kv_status st = ks_txn_get(tx, tx->env->db_keys, key, vl + nl + 2 + KS_VERSION_LEN, &v);
+    enum kv_status st = ks_txn_get(tx, tx->env->db_keys, key, kl, &v);
     if (st != KV_OK)
         return st;
     char rec[4096];
@@ -460,14 +468,14 @@ static enum kv_status spell_out_fn(struct ks_txn *tx, void *arg)
                      (int)v.mv_size - 1, (const char *)v.mv_data);
     if (n <= 0 || (size_t)n >= sizeof(rec))
         return KV_ERR_INTERNAL;
-    st = ks_txn_put(tx, tx->env->db_keys, key, vl + nl + 2 + KS_VERSION_LEN, rec, (size_t)n);
+    st = ks_txn_put(tx, tx->env->db_keys, key, kl, rec, (size_t)n);
     if (st != KV_OK)
         return st;
     char head[256];
     n = snprintf(head, sizeof(head),
                  "{\"name\":\"%s\",\"current\":\"%s\",\"deleted\":0,\"purge\":0}", a->name,
                  a->version);
-    return ks_txn_put(tx, tx->env->db_heads, key, vl + nl + 1, head, (size_t)n);
+    return ks_txn_put(tx, tx->env->db_heads, key, kl - KS_VERSION_LEN - 1, head, (size_t)n);
 }
 
 static void older_records(void)
@@ -511,11 +519,7 @@ static enum kv_status drop_order_fn(struct ks_txn *tx, void *arg)
 {
     struct rewrite_arg *a = arg;
     char key[128];
-    size_t vl = strlen(a->vault), nl = strlen(a->name);
-    memcpy(key, a->vault, vl + 1);
-    memcpy(key + vl + 1, a->name, nl + 1);
-    memcpy(key + vl + 1 + nl + 1, a->version, KS_VERSION_LEN);
-    size_t kl = vl + nl + 2 + KS_VERSION_LEN;
+    size_t kl = version_key(a, key);
     MDB_val v;
     enum kv_status st = ks_txn_get(tx, tx->env->db_keys, key, kl, &v);
     if (st != KV_OK)
