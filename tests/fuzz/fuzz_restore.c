@@ -159,7 +159,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     }
     struct ks_key *k = NULL;
-    enum kv_status st = ks_key_restore(env, VAULT, blob.data, blob.len, &k);
+    enum kv_status st = ks_key_restore(env, VAULT, blob.data, blob.len, NULL, &k);
     kv_buf_free(&blob);
     if (st != KV_OK) {
         FUZZ_ASSERT(k == NULL);
