@@ -453,14 +453,22 @@ static size_t version_key(const struct rewrite_arg *a, char key[128])
     return vl + nl + 2 + KS_VERSION_LEN;
 }
 
+/* Read @p a's version record into @p v, its key into @p key and the key's length @p kl. */
+static enum kv_status version_get(struct ks_txn *tx, const struct rewrite_arg *a, char key[128],
+                                  size_t *kl, MDB_val *v)
+{
+    *kl = version_key(a, key);
+    return ks_txn_get(tx, tx->env->db_keys, key, *kl, v);
+}
+
 /* Add the members a record now leaves out at their default, as older records have. */
 static enum kv_status spell_out_fn(struct ks_txn *tx, void *arg)
 {
     struct rewrite_arg *a = arg;
     char key[128];
-    size_t kl = version_key(a, key);
+    size_t kl;
     MDB_val v;
-    enum kv_status st = ks_txn_get(tx, tx->env->db_keys, key, kl, &v);
+    enum kv_status st = version_get(tx, a, key, &kl, &v);
     if (st != KV_OK)
         return st;
     char rec[4096];
@@ -519,9 +527,9 @@ static enum kv_status drop_order_fn(struct ks_txn *tx, void *arg)
 {
     struct rewrite_arg *a = arg;
     char key[128];
-    size_t kl = version_key(a, key);
+    size_t kl;
     MDB_val v;
-    enum kv_status st = ks_txn_get(tx, tx->env->db_keys, key, kl, &v);
+    enum kv_status st = version_get(tx, a, key, &kl, &v);
     if (st != KV_OK)
         return st;
     char rec[4096];
