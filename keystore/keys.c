@@ -125,15 +125,12 @@ static uint32_t jorder(const cJSON *o)
  * record. */
 static uint32_t order_kept(unsigned ops, uint32_t order)
 {
-    unsigned list[KS_OPS_MAX];
+    unsigned list[KS_OPS_MAX], set = 0;
     size_t n = ks_keyops_list(ops, order, list);
     uint32_t kept = 0;
     int fixed = 1;
     for (size_t i = 0; i < n; i++) {
-        unsigned code = 1;
-        while ((1u << (code - 1)) != list[i])
-            code++;
-        kept |= (uint32_t)code << (4 * i);
+        ks_keyops_add(&set, &kept, list[i]);
         fixed &= i == 0 || list[i] > list[i - 1];
     }
     return fixed ? 0 : kept;

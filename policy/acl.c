@@ -15,19 +15,19 @@
 
 /* ---- permissions and roles ------------------------------------------------------------ */
 
+/* The key permissions entry @p index of the key list's table grants ("all": every one). */
+static pol_perms entry_perms(unsigned index)
+{
+    return index < POL_PERM_COUNT ? (pol_perms)1u << index : POL_PERMS_ALL;
+}
+
 enum kv_status pol_perm_parse(const char *name, pol_perms *out)
 {
-    if (strcasecmp(name, "all") == 0) {
-        *out = POL_PERMS_ALL;
-        return KV_OK;
-    }
-    for (int p = 0; p < POL_PERM_COUNT; p++) {
-        if (strcasecmp(name, pol_perm_name((enum pol_perm)p)) == 0) {
-            *out = (pol_perms)1u << p;
-            return KV_OK;
-        }
-    }
-    return KV_ERR_BAD_PARAM;
+    struct pol_perm_list l = {0};
+    enum kv_status st = pol_list_add(&l, POL_LIST_KEYS, name);
+    if (st == KV_OK)
+        *out = entry_perms(l.name[0]);
+    return st;
 }
 
 #define BIT(p) ((pol_perms)1u << (p))
@@ -112,7 +112,7 @@ void pol_policy_settle(struct pol_access_policy *p)
     }
     p->keys = 0;
     for (unsigned i = 0; i < l->n; i++)
-        p->keys |= l->name[i] < POL_PERM_COUNT ? BIT(l->name[i]) : POL_PERMS_ALL; /* "all" */
+        p->keys |= entry_perms(l->name[i]);
 }
 
 /* Whether @p p lists no permission at all. */

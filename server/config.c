@@ -655,20 +655,13 @@ static enum kv_status parse_policies(struct srv_config *cfg, const cJSON *vault_
         if (st != KV_OK)
             return st;
         /* each list as Resource Manager takes it, kept in its order; kvmock grants keys' */
-        for (int l = 0; l < POL_LIST_COUNT; l++) {
-            const cJSON *names = cJSON_GetObjectItemCaseSensitive(perms, pol_list_name(l));
-            if (names != NULL && !cJSON_IsArray(names))
-                return fail(err, cap, "config: %s: permissions.%s must be an array", where,
-                            pol_list_name(l));
-            const cJSON *k;
-            cJSON_ArrayForEach(k, names)
-            {
-                if (!cJSON_IsString(k) || pol_list_add(&p.lists[l], l, k->valuestring) != KV_OK)
-                    return fail(err, cap, "config: %s: unknown %s permission '%s'", where,
-                                pol_list_noun(l), cJSON_IsString(k) ? k->valuestring : "?");
-            }
-        }
-        pol_policy_settle(&p);
+        enum pol_list bad;
+        const char *name;
+        if (!srv_policy_lists_parse(perms, 0, &p, &bad, &name))
+            return name == NULL ? fail(err, cap, "config: %s: permissions.%s must be an array",
+                                       where, pol_list_name(bad))
+                                : fail(err, cap, "config: %s: unknown %s permission '%s'", where,
+                                       pol_list_noun(bad), name);
         st = add_policy(cfg, &p);
         if (st != KV_OK)
             return st;

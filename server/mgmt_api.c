@@ -366,23 +366,15 @@ static enum kv_status parse_policy(const cJSON *o, const char *vault, const char
     snprintf(p->object_id, sizeof(p->object_id), "%s", oid);
     snprintf(p->application_id, sizeof(p->application_id), "%s", app ? app : "");
     /* every list kept as given, in its order; kvmock grants from the key list */
-    for (int l = 0; l < POL_LIST_COUNT; l++) {
-        const cJSON *list = cJSON_GetObjectItemCaseSensitive(perms, pol_list_name(l));
-        if (list != NULL && !cJSON_IsNull(list) && !cJSON_IsArray(list)) {
-            snprintf(why, cap, "permissions.%s must be an array.", pol_list_name(l));
-            return KV_ERR_ARM_BAD_REQUEST;
-        }
-        const cJSON *k;
-        cJSON_ArrayForEach(k, list)
-        {
-            if (!cJSON_IsString(k) || pol_list_add(&p->lists[l], l, k->valuestring) != KV_OK) {
-                snprintf(why, cap, "Invalid %s permission '%.64s'.", pol_list_noun(l),
-                         cJSON_IsString(k) ? k->valuestring : "?");
-                return KV_ERR_ARM_BAD_REQUEST;
-            }
-        }
+    enum pol_list bad;
+    const char *name;
+    if (!srv_policy_lists_parse(perms, 1, p, &bad, &name)) {
+        if (name == NULL)
+            snprintf(why, cap, "permissions.%s must be an array.", pol_list_name(bad));
+        else
+            snprintf(why, cap, "Invalid %s permission '%.64s'.", pol_list_noun(bad), name);
+        return KV_ERR_ARM_BAD_REQUEST;
     }
-    pol_policy_settle(p);
     return KV_OK;
 }
 

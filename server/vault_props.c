@@ -132,6 +132,27 @@ static const char *parse_rules(const cJSON *acls, struct ks_net_rules *r, char *
 
 const char srv_vault_props_nomem[] = "Out of memory.";
 
+int srv_policy_lists_parse(const cJSON *perms, int allow_null, struct pol_access_policy *p,
+                           enum pol_list *bad_list, const char **bad_name)
+{
+    for (int l = 0; l < POL_LIST_COUNT; l++) {
+        const cJSON *names = cJSON_GetObjectItemCaseSensitive(perms, pol_list_name(l));
+        *bad_list = (enum pol_list)l;
+        *bad_name = NULL;
+        if (names != NULL && !cJSON_IsArray(names) && !(allow_null && cJSON_IsNull(names)))
+            return 0;
+        const cJSON *k;
+        cJSON_ArrayForEach(k, names)
+        {
+            *bad_name = cJSON_IsString(k) ? k->valuestring : "?";
+            if (!cJSON_IsString(k) || pol_list_add(&p->lists[l], l, k->valuestring) != KV_OK)
+                return 0;
+        }
+    }
+    pol_policy_settle(p);
+    return 1;
+}
+
 int srv_vault_arm_prop(const char *name)
 {
     static const char *const names[] = {"sku",

@@ -11,6 +11,7 @@
 #include <stddef.h>
 
 #include "ks.h"
+#include "pol.h"
 
 struct srv_req;
 
@@ -32,6 +33,16 @@ int srv_vault_arm_prop(const char *name);
  */
 const char *srv_vault_props_parse(const cJSON *props, struct ks_vault *v,
                                   struct ks_net_rules *rules, char *why, size_t cap);
+
+/**
+ * @brief Read an access policy's permission lists (`keys`, `secrets`, `certificates`,
+ * `storage`) from its "permissions" object @p perms into @p p's lists, each in its order,
+ * and settle @p p (pol_policy_settle()). A list may be absent, or null with @p allow_null.
+ * @return 1; 0 when list @p bad_list is no array (@p bad_name NULL) or names what it does
+ *   not know (@p bad_name that name, "?" for a non-string).
+ */
+int srv_policy_lists_parse(const cJSON *perms, int allow_null, struct pol_access_policy *p,
+                           enum pol_list *bad_list, const char **bad_name);
 
 /** @brief Add those properties to a vault's answer's "properties" (which has none of
  * them yet): the network rule lists are @p v->net_rules when set (as a write gave them),
