@@ -332,6 +332,15 @@ struct cJSON *ks_net_acls_json(const struct ks_vault *v, const struct ks_net_rul
 #define KS_LOCATION_MAX 64 /**< an Azure region's name, e.g. "westeurope" */
 #define KS_GROUP_MAX    90 /**< a resource group's name */
 
+#define KS_BY_MAX 64 /**< a caller's client id, as a vault's systemData names it */
+
+/** A change to a vault through Resource Manager, for its answer's systemData. */
+struct ks_vault_change {
+    int64_t at;             /**< kvmock's clock, Unix seconds; 0 when not known */
+    char by[KS_BY_MAX + 1]; /**< the caller's client id; "" when not known */
+    char by_type[16];       /**< "Application" or "ManagedIdentity"; "" when not known */
+};
+
 struct ks_vault {
     char name[KS_VAULT_NAME_MAX + 1]; /**< lowercase */
     char tenant_id[KS_TENANT_MAX + 1];
@@ -361,6 +370,11 @@ struct ks_vault {
      * ones (none without networkAcls). Reads leave it NULL: ks_vault_net_rules() reads
      * them, which only a vault with @ref net_deny needs on a request. */
     const struct ks_net_rules *net_rules;
+    /** Who made the vault, and who changed it last (Resource Manager's systemData). In,
+     * for writes: @ref modified is this write's change (the first write's is also
+     * @ref created, which writes never change); with at 0 the stored ones stay, and a new
+     * vault gets the time alone, as one made by kvmock itself (the configuration file). */
+    struct ks_vault_change created, modified;
 };
 
 /**

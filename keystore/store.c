@@ -627,6 +627,27 @@ cJSON *ks_tags_to_json(const struct ks_tags *t)
     return o;
 }
 
+/* A vault record's "created" or "modified": {"at": N, "by": "...", "byType": "..."} */
+static void change_from_json(const cJSON *o, struct ks_vault_change *out)
+{
+    const cJSON *at = cJSON_GetObjectItemCaseSensitive(o, "at");
+    const char *by = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "by"));
+    const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "byType"));
+    out->at = cJSON_IsNumber(at) ? (int64_t)at->valuedouble : 0;
+    snprintf(out->by, sizeof(out->by), "%s", by ? by : "");
+    snprintf(out->by_type, sizeof(out->by_type), "%s", type ? type : "");
+}
+
+static int change_to_json(cJSON *o, const char *name, const struct ks_vault_change *c)
+{
+    if (c->at == 0)
+        return 1;
+    cJSON *j = cJSON_AddObjectToObject(o, name);
+    return j != NULL && cJSON_AddNumberToObject(j, "at", (double)c->at) != NULL &&
+           (c->by[0] == '\0' || cJSON_AddStringToObject(j, "by", c->by) != NULL) &&
+           (c->by_type[0] == '\0' || cJSON_AddStringToObject(j, "byType", c->by_type) != NULL);
+}
+
 void ks_vault_from_json(const cJSON *o, const char *lname, struct ks_vault *out)
 {
     struct ks_vault v = {0};
@@ -661,6 +682,8 @@ void ks_vault_from_json(const cJSON *o, const char *lname, struct ks_vault *out)
         v.net_deny = action != NULL && strcmp(action, "Deny") == 0;
         v.net_bypass_none = bypass != NULL && strcmp(bypass, "None") == 0;
     }
+    change_from_json(cJSON_GetObjectItemCaseSensitive(o, "created"), &v.created);
+    change_from_json(cJSON_GetObjectItemCaseSensitive(o, "modified"), &v.modified);
     *out = v;
 }
 
@@ -707,6 +730,8 @@ enum kv_status ks_vault_write(struct ks_txn *tx, const struct ks_vault *vault)
         vault->retention_days > 90 || (vault->purge_protection && !vault->soft_delete) ||
         memchr(vault->location, '\0', sizeof(vault->location)) == NULL ||
         memchr(vault->group, '\0', sizeof(vault->group)) == NULL ||
+        memchr(vault->modified.by, '\0', sizeof(vault->modified.by)) == NULL ||
+        memchr(vault->modified.by_type, '\0', sizeof(vault->modified.by_type)) == NULL ||
         (vault->group[0] != '\0' && !ks_group_name_valid(vault->group)) ||
         (vault->net_rules != NULL && !ks_net_rules_valid(vault->net_rules)) ||
         (!vault->net_acls && (vault->net_deny || vault->net_bypass_none)))
@@ -760,6 +785,15 @@ enum kv_status ks_vault_write(struct ks_txn *tx, const struct ks_vault *vault)
     /* the group: the given one, else the stored one */
     const char *group = vault->group[0] != '\0' ? vault->group : (exists ? old.group : "");
     if (group[0] != '\0' && !cJSON_AddStringToObject(o, "resourceGroup", group))
+        goto out;
+    /* this write's change, else the stored one (a new vault's: now, by kvmock); the
+     * first write's stays the creation */
+    struct ks_vault_change now = {.at = ks_now()};
+    const struct ks_vault_change *modified = vault->modified.at != 0 ? &vault->modified
+                                             : exists                ? &old.modified
+                                                                     : &now;
+    if (!change_to_json(o, "created", exists ? &old.created : modified) ||
+        !change_to_json(o, "modified", modified))
         goto out;
     if (tags != NULL && cJSON_GetArraySize(tags) > 0) {
         if (!cJSON_AddItemToObject(o, "tags", tags))

@@ -160,6 +160,13 @@ const struct pol_identity *pol_identity_at(const struct pol_ctx *c, size_t i)
     return i < c->n_ids ? &c->ids[i] : NULL;
 }
 
+int pol_identity_is_app(const struct pol_identity *id)
+{
+    size_t n_federated = 0;
+    return id->client_secret[0] != '\0' ||
+           pol_creds_count(id->creds, &n_federated) + n_federated > 0;
+}
+
 const struct pol_identity *pol_find_identity(const struct pol_ctx *c, const char *client_id,
                                              const char *object_id, const char *resource_id)
 {

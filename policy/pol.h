@@ -134,6 +134,13 @@ const struct pol_identity *pol_find_identity(const struct pol_ctx *ctx, const ch
                                              const char *object_id, const char *resource_id);
 
 /**
+ * @brief Whether @p id is an application: it has a client secret, certificates or
+ * federated credentials, and Entra's client-credentials endpoint serves it. The other
+ * identities are managed identities.
+ */
+int pol_identity_is_app(const struct pol_identity *id);
+
+/**
  * @brief Issue a token for @p id with audience @p aud, valid from @p now for
  * POL_TOKEN_LIFETIME seconds.
  * @param[out] token a new string; the caller frees it.

@@ -611,9 +611,7 @@ static void client_credentials(struct srv_req *req, const char *tenant, int v1)
     }
     const struct pol_identity *id =
         p.client_id ? pol_find_identity(req->srv->pol, p.client_id, NULL, NULL) : NULL;
-    size_t n_federated = 0;
-    int is_app = id != NULL && (id->client_secret[0] != '\0' ||
-                                pol_creds_count(id->creds, &n_federated) + n_federated > 0);
+    int is_app = id != NULL && pol_identity_is_app(id);
     char aud[POL_AUD_MAX];
     if (p.grant_type == NULL || strcmp(p.grant_type, "client_credentials") != 0) {
         send_aad_error(req, 400, "unsupported_grant_type",

@@ -315,6 +315,43 @@ static int parse_tags(struct srv_req *req, const cJSON *o, struct ks_tags *out)
     return 1;
 }
 
+/* Resource Manager's systemData of vault @p v: who made it and who changed it last, and
+ * when, as far as kvmock knows (nothing for a vault of an older kvmock not changed since) */
+static int add_system_data(cJSON *o, const struct ks_vault *v)
+{
+    static const char *const names[2][3] = {
+        {"createdAt", "createdBy", "createdByType"},
+        {"lastModifiedAt", "lastModifiedBy", "lastModifiedByType"}};
+    const struct ks_vault_change *changes[2] = {&v->created, &v->modified};
+    if (v->created.at == 0 && v->modified.at == 0)
+        return 1;
+    cJSON *sd = cJSON_AddObjectToObject(o, "systemData");
+    int ok = sd != NULL;
+    for (size_t i = 0; ok && i < 2; i++) {
+        const struct ks_vault_change *c = changes[i];
+        char when[32];
+        if (c->at == 0)
+            continue;
+        kv_str_utc(when, c->at);
+        ok = cJSON_AddStringToObject(sd, names[i][0], when) &&
+             (c->by[0] == '\0' || cJSON_AddStringToObject(sd, names[i][1], c->by)) &&
+             (c->by_type[0] == '\0' || cJSON_AddStringToObject(sd, names[i][2], c->by_type));
+    }
+    return ok;
+}
+
+/* This request's change to a vault, for its systemData: now, by the caller. */
+static void caller_change(const struct srv_req *req, struct ks_vault_change *out)
+{
+    const struct pol_identity *id = pol_find_identity(req->srv->pol, req->who.appid, NULL, NULL);
+    memset(out, 0, sizeof(*out));
+    out->at = ks_now();
+    snprintf(out->by, sizeof(out->by), "%s", req->who.appid);
+    if (id != NULL)
+        snprintf(out->by_type, sizeof(out->by_type), "%s",
+                 pol_identity_is_app(id) ? "Application" : "ManagedIdentity");
+}
+
 /* A vault: its generic resource with the sku and the properties. Its tags and network
  * rule lists are v->tags and v->net_rules when set (a write's, as written), else read:
  * a vault deleted since @p v was read has none to read, and gives NULL. */
@@ -339,6 +376,8 @@ static cJSON *vault_json(struct srv_req *req, const struct ks_vault *v)
              cJSON_AddStringToObject(props, "provisioningState", "Succeeded");
     if (ok && v->purge_protection)
         ok = cJSON_AddBoolToObject(props, "enablePurgeProtection", 1) != NULL;
+    if (ok)
+        ok = add_system_data(o, v);
     if (!ok) {
         cJSON_Delete(o);
         return NULL;
@@ -567,6 +606,8 @@ static void vault_put(struct srv_req *req, const char *path_name, int patch)
         v.tags = &tags; /* none */
     }
     snprintf(v.name, sizeof(v.name), "%s", name);
+    caller_change(req, &v.modified);
+    v.created = exists ? old.created : v.modified; /* as the write keeps it */
     /* an existing vault keeps its group, which its answer names */
     snprintf(v.group, sizeof(v.group), "%s", exists ? old.group : group);
     /* a vault stays where it was made (one from the configuration has no place yet) */
@@ -861,15 +902,16 @@ static void access_policies(struct srv_req *req, const char *name, const char *k
         return;
     }
     kv_log(KV_LOG_INFO, "vault '%s' access policies: %s by %s", name, kind, req->who.oid);
+    /* Azure's answer names no operation kind: its id ends in ".../accessPolicies/" and it
+     * has no name (the REST specification's Vaults_UpdateAccessPolicy example) */
     char id[1100];
     vault_id(req, &v, id, sizeof(id) - 40);
     size_t len = strlen(id);
-    snprintf(id + len, sizeof(id) - len, "/accessPolicies/%s", kind);
+    snprintf(id + len, sizeof(id) - len, "/accessPolicies/");
     cJSON *doc = cJSON_CreateObject();
     cJSON *props = doc ? cJSON_AddObjectToObject(doc, "properties") : NULL;
     cJSON *policies = props ? policies_json(req, name) : NULL;
     if (policies == NULL || !cJSON_AddStringToObject(doc, "id", id) ||
-        !cJSON_AddStringToObject(doc, "name", kind) ||
         !cJSON_AddStringToObject(doc, "type", "Microsoft.KeyVault/vaults/accessPolicies") ||
         !cJSON_AddItemToObject(props, "accessPolicies", policies)) {
         cJSON_Delete(doc);

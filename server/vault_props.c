@@ -2,6 +2,7 @@
  * enabledFor* switches, publicNetworkAccess and networkAcls (the firewall that
  * pol_network_allowed() applies on the data plane). Read from a management-plane PUT or
  * PATCH body and from the configuration file, and written into a vault's answer. */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,9 +123,22 @@ static const char *parse_rules(const cJSON *acls, struct ks_net_rules *r, char *
                      i);
             return why;
         }
-        r->vnet[r->vnet_count].ignore_missing = ignore;
-        if ((r->vnet[r->vnet_count++].id = strdup(id)) == NULL)
+        /* Resource Manager answers a subnet's id in lowercase, so one subnet named in
+         * two casings is one rule (the first one's ignoreMissingVnetServiceEndpoint) */
+        char *lower = strdup(id);
+        if (lower == NULL)
             return "";
+        for (char *c = lower; *c != '\0'; c++)
+            *c = (char)tolower((unsigned char)*c);
+        int seen = 0;
+        for (size_t j = 0; j < r->vnet_count && !seen; j++)
+            seen = strcmp(r->vnet[j].id, lower) == 0;
+        if (seen) {
+            free(lower);
+        } else {
+            r->vnet[r->vnet_count].ignore_missing = ignore;
+            r->vnet[r->vnet_count++].id = lower;
+        }
         i++;
     }
     return NULL;

@@ -116,14 +116,22 @@ def main():
                         default_action="Deny", bypass="AzureServices",
                         ip_rules=[IPRule(value="203.0.113.7"), IPRule(value="203.0.113.7/32"),
                                   IPRule(value="2001:DB8::/32")],
-                        virtual_network_rules=[VirtualNetworkRule(id=SUBNET)])))).result()
+                        virtual_network_rules=[VirtualNetworkRule(id=SUBNET),
+                                               VirtualNetworkRule(id=SUBNET.lower(),
+                                                                  ignore_missing_vnet_service_endpoint=True)])))).result()
             acls = made.properties.network_acls
             eq((acls.default_action, acls.bypass), ("Deny", "AzureServices"))
             # an address alone is its /32, and the same range twice is one rule
             eq([r.value for r in acls.ip_rules], ["203.0.113.7/32", "2001:db8::/32"])
+            # Resource Manager answers a subnet's id in lowercase; one subnet in two
+            # casings is one rule
             eq([(r.id, r.ignore_missing_vnet_service_endpoint) for r in acls.virtual_network_rules],
-               [(SUBNET, False)])
+               [(SUBNET.lower(), False)])
             eq(made.properties.sku.name, "premium")
+            # systemData, as the SDK reads it
+            eq((made.system_data.created_by, made.system_data.created_by_type,
+                made.system_data.created_at == made.system_data.last_modified_at),
+               (APP["clientId"], "ManagedIdentity", True))
             eq(made.properties.enabled_for_disk_encryption, True)
             eq(made.properties.enabled_for_deployment, False)
             eq(made.properties.public_network_access, "Enabled")

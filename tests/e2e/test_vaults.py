@@ -11,13 +11,17 @@ import secrets
 import sys
 import threading
 import time
+import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Kvmock, Runner, check, eq, parse_args, b64url, unb64url, TENANT, APP  # noqa: E402
 
 DISK = {"name": "disk", "objectId": "0a000000-0000-4000-8000-0000000000a2",
         "clientId": "0c000000-0000-4000-8000-0000000000a2"}
-CONFIG = {"tenantId": TENANT, "identities": [APP, DISK]}
+OPS = {"name": "ops", "objectId": "0a000000-0000-4000-8000-0000000000a3",
+       "clientId": "0c000000-0000-4000-8000-0000000000a3", "clientSecret": "ops-secret",
+       "manage": True}
+CONFIG = {"tenantId": TENANT, "identities": [APP, DISK, OPS]}
 SUB = "00000000-0000-0000-0000-000000000000"
 ARM = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.KeyVault/vaults"
 DELETED = f"/subscriptions/{SUB}/providers/Microsoft.KeyVault"
@@ -87,6 +91,57 @@ def main():
 
         def unknown_vault_answer():
             return data("GET", "neverexisted", "/keys/k")
+
+        @runner.test
+        def system_data_names_who_made_and_changed_a_vault():
+            # an application (client credentials) makes it, a managed identity changes it
+            form = urllib.parse.urlencode({
+                "grant_type": "client_credentials", "client_id": OPS["clientId"],
+                "client_secret": OPS["clientSecret"],
+                "scope": "https://management.azure.com/.default"}).encode()
+            st, _, body = kv.https("POST", f"/{TENANT}/oauth2/v2.0/token", form, token=None,
+                                   headers={"Content-Type": "application/x-www-form-urlencoded"})
+            eq(st, 200, body)
+            ops = json.loads(body)["access_token"]
+            before = kv.advance_clock(0)
+            st, _, made = mgmt("PUT", f"{ARM}/stamped?{API}", {
+                "location": "westeurope", "properties": {"tenantId": TENANT}}, token=ops)
+            eq(st, 201, made)
+            sd = made["systemData"]
+            eq((sd["createdBy"], sd["createdByType"], sd["lastModifiedBy"],
+                sd["lastModifiedByType"]),
+               (OPS["clientId"], "Application", OPS["clientId"], "Application"))
+            created = iso(sd["createdAt"])
+            check(before <= created <= kv.advance_clock(0), sd)
+            eq(sd["lastModifiedAt"], sd["createdAt"])
+            st, _, got = mgmt("GET", f"{ARM}/stamped?{API}")
+            eq(got["systemData"], sd)
+            # a later change: the creation stays
+            kv.advance_clock(DAY)
+            st, _, changed = mgmt("PATCH", f"{ARM}/stamped?{API}",
+                                  {"properties": {"enableRbacAuthorization": True}})
+            eq(st, 200, changed)
+            eq(changed["systemData"], {
+                "createdAt": sd["createdAt"], "createdBy": OPS["clientId"],
+                "createdByType": "Application",
+                "lastModifiedAt": changed["systemData"]["lastModifiedAt"],
+                "lastModifiedBy": APP["clientId"], "lastModifiedByType": "ManagedIdentity"})
+            check(iso(changed["systemData"]["lastModifiedAt"]) >= created + DAY, changed)
+            # lists, a restart, delete and recover keep it
+            st, _, page = mgmt("GET", f"{ARM}?{API}")
+            eq([v["systemData"] for v in page["value"] if v["name"] == "stamped"],
+               [changed["systemData"]])
+            kv.restart()
+            eq(mgmt("GET", f"{ARM}/stamped?{API}")[2]["systemData"], changed["systemData"])
+            eq(mgmt("DELETE", f"{ARM}/stamped?{API}")[0], 200)
+            st, _, back = mgmt("PUT", f"{ARM}/stamped?{API}", {
+                "location": "westeurope", "properties": {"createMode": "recover"}})
+            eq((st, back["systemData"]), (200, changed["systemData"]), back)
+            # a vault of the configuration file: made by kvmock itself, the time alone
+            default = (f"/subscriptions/{SUB}/resourceGroups/kvmock/providers/"
+                       f"Microsoft.KeyVault/vaults/default?{API}")
+            st, _, mine = mgmt("GET", default)
+            eq((st, sorted(mine["systemData"])), (200, ["createdAt", "lastModifiedAt"]), mine)
 
         @runner.test
         def delete_recover_round_trip():
@@ -271,6 +326,9 @@ def main():
                    "permissions": {"keys": ["sign", "get"], "secrets": ["list"]}}]}}
             st, _, body = mgmt("PUT", f"{ARM}/listsv/accessPolicies/add?{API}", add)
             eq(st, 200, body)
+            # Azure's answer names no operation kind (the REST specification's example)
+            eq((body["id"], body["type"], "name" in body),
+               (f"{ARM}/listsv/accessPolicies/", "Microsoft.KeyVault/vaults/accessPolicies", False))
             eq(disk_perms(body),
                dict(want, keys=["wrapKey", "get", "unwrapKey", "sign"],
                     secrets=["set", "get", "list"]))

@@ -400,6 +400,10 @@ int main(void)
                       3, args),
                  KV_OK);
         CHECK(all.n_vaults == 1 && all.vaults[0].premium && all.vaults[0].net_deny);
+        /* a subnet's id is kept in lowercase, as Resource Manager answers it */
+        CHECK(all.net_rules[0].vnet_count == 1);
+        CHECK_STR(all.net_rules[0].vnet[0].id, "/subscriptions/s/resourcegroups/g/providers/"
+                                               "microsoft.network/virtualnetworks/n/subnets/m");
         srv_config_free(&all);
     }
     refused("{\"identities\":[{\"name\":\"a\",\"objectId\":\"o\"}]}", "needs 'clientId'");

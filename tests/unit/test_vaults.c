@@ -556,6 +556,70 @@ static void update_needs_a_live_vault(void)
     CHECK_ST(ks_vault_get(env, "updhard", &got), KV_OK);
 }
 
+static struct ks_vault_change change(int64_t at, const char *by, const char *type)
+{
+    struct ks_vault_change c = {.at = at};
+    snprintf(c.by, sizeof(c.by), "%s", by);
+    snprintf(c.by_type, sizeof(c.by_type), "%s", type);
+    return c;
+}
+
+static void check_change(const struct ks_vault_change *c, int64_t at, const char *by,
+                         const char *type)
+{
+    CHECK(c->at == at);
+    CHECK_STR(c->by, by);
+    CHECK_STR(c->by_type, type);
+}
+
+/* systemData: the first write's change is the creation, a later write's the last change,
+ * and a write without one (the configuration file at a start) keeps both */
+static void changes_are_stamped(void)
+{
+    struct ks_vault v = vault("stamped", 1, 7, 0), got;
+    v.modified = change(1000, "app-1", "Application");
+    CHECK_ST(ks_vault_create(env, &v), KV_OK);
+    CHECK_ST(ks_vault_get(env, "stamped", &got), KV_OK);
+    check_change(&got.created, 1000, "app-1", "Application");
+    check_change(&got.modified, 1000, "app-1", "Application");
+    v.modified = change(2000, "mi-2", "ManagedIdentity");
+    v.created = change(5, "forged", "Application"); /* never written */
+    CHECK_ST(ks_vault_put_with(env, &v, KS_VAULT_UPDATE, NULL, 0), KV_OK);
+    CHECK_ST(ks_vault_get(env, "stamped", &got), KV_OK);
+    check_change(&got.created, 1000, "app-1", "Application");
+    check_change(&got.modified, 2000, "mi-2", "ManagedIdentity");
+    v.modified = change(0, "", "");
+    v.rbac = 1;
+    CHECK_ST(ks_vault_put(env, &v), KV_OK);
+    CHECK_ST(ks_vault_get(env, "stamped", &got), KV_OK);
+    CHECK(got.rbac == 1);
+    check_change(&got.created, 1000, "app-1", "Application");
+    check_change(&got.modified, 2000, "mi-2", "ManagedIdentity");
+    /* kept through soft delete and recovery */
+    struct ks_deleted_vault d;
+    CHECK_ST(ks_vault_soft_delete(env, "stamped", "id", NULL), KV_OK);
+    CHECK_ST(ks_deleted_vault_get(env, "stamped", &d), KV_OK);
+    check_change(&d.vault.modified, 2000, "mi-2", "ManagedIdentity");
+    CHECK_ST(ks_deleted_vault_recover(env, "stamped", &got), KV_OK);
+    check_change(&got.created, 1000, "app-1", "Application");
+    CHECK_ST(ks_vault_get(env, "stamped", &got), KV_OK);
+    check_change(&got.modified, 2000, "mi-2", "ManagedIdentity");
+    /* a vault kvmock makes itself: the time alone */
+    struct ks_vault mine = vault("stampedbykvmock", 1, 7, 0);
+    int64_t before = ks_now();
+    CHECK_ST(ks_vault_put(env, &mine), KV_OK);
+    CHECK_ST(ks_vault_get(env, "stampedbykvmock", &got), KV_OK);
+    CHECK(got.created.at >= before && got.created.at <= ks_now());
+    check_change(&got.modified, got.created.at, "", "");
+    CHECK_STR(got.created.by, "");
+    /* a change that does not fit its fields is refused */
+    memset(v.modified.by_type, 'x', sizeof(v.modified.by_type));
+    v.modified.at = 3000;
+    CHECK_ST(ks_vault_put(env, &v), KV_ERR_BAD_PARAM);
+    CHECK_ST(ks_vault_get(env, "stamped", &got), KV_OK);
+    check_change(&got.modified, 2000, "mi-2", "ManagedIdentity");
+}
+
 static void persists(void)
 {
     ks_close(env);
@@ -575,6 +639,9 @@ static void persists(void)
     CHECK_STR(v.location, "westeurope");
     CHECK_ST(ks_vault_get(env, "grouped", &v), KV_OK);
     CHECK_STR(v.group, "Team-RG");
+    CHECK_ST(ks_vault_get(env, "stamped", &v), KV_OK);
+    check_change(&v.created, 1000, "app-1", "Application");
+    check_change(&v.modified, 2000, "mi-2", "ManagedIdentity");
     struct ks_group group;
     CHECK_ST(ks_group_get(env, "team-rg", &group, NULL), KV_OK);
     CHECK_STR(group.location, "westeurope");
@@ -602,6 +669,7 @@ int main(void)
         tags_are_kept();
         network_rules();
         update_needs_a_live_vault();
+        changes_are_stamped();
         resource_groups();
         persists();
         ks_close(env);
