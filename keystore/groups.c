@@ -10,6 +10,7 @@
  * group's record does not list its vaults, so a vault and its group are never
  * written in one transaction.
  */
+#include <ctype.h>
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,6 +83,25 @@ struct put_arg {
     struct ks_group *existing; /* ks_group_ensure(): an existing group is read here, kept */
 };
 
+/* Whether two region names are one region, as Resource Manager reads them: in any case,
+ * with or without spaces ("West Europe" is "westeurope"; older kvmocks kept the name as
+ * given) */
+static int same_location(const char *a, const char *b)
+{
+    for (;;) {
+        while (*a == ' ')
+            a++;
+        while (*b == ' ')
+            b++;
+        if (tolower((unsigned char)*a) != tolower((unsigned char)*b))
+            return 0;
+        if (*a == '\0')
+            return 1;
+        a++;
+        b++;
+    }
+}
+
 static enum kv_status put_fn(struct ks_txn *tx, void *arg)
 {
     struct put_arg *a = arg;
@@ -101,7 +121,7 @@ static enum kv_status put_fn(struct ks_txn *tx, void *arg)
         return a->created ? KV_ERR_NOMEM : KV_ERR_STORE;
     /* A group stays where it was made, and keeps the name it was made with. */
     const char *loc = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rec, "location"));
-    if (!a->created && (loc == NULL || strcasecmp(loc, g->location) != 0)) {
+    if (!a->created && (loc == NULL || !same_location(loc, g->location))) {
         cJSON_Delete(rec);
         return loc == NULL ? KV_ERR_STORE : KV_ERR_ARM_GROUP_LOCATION;
     }

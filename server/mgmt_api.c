@@ -26,6 +26,7 @@
  * Deleting a vault with soft delete on moves it to the deleted state (keystore
  * vaults.c); PUT with properties.createMode "recover" brings it back.
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -470,22 +471,28 @@ static enum kv_status group_ensure(struct srv_req *req, const char *name, const 
     return st;
 }
 
-/* A PUT body's "location", which every PUT of a resource names, as ARM requires; NULL
- * when it answered 400. */
-static const char *put_location(struct srv_req *req)
+/* A PUT body's "location", which every PUT of a resource names, as ARM requires, in
+ * @p out as Resource Manager answers it: lowercase, without spaces ("West Europe" is
+ * "westeurope"). 0 when it answered 400. */
+static int put_location(struct srv_req *req, char out[KS_LOCATION_MAX + 1])
 {
     const cJSON *loc = cJSON_GetObjectItemCaseSensitive(req->body, "location");
     const char *location = cJSON_GetStringValue(loc);
     if (loc == NULL || cJSON_IsNull(loc)) {
         srv_send_error(req, KV_ERR_ARM_NO_LOCATION, NULL);
-        return NULL;
+        return 0;
     }
-    if (location == NULL || location[0] == '\0' || strlen(location) > KS_LOCATION_MAX) {
+    size_t n = 0;
+    for (const char *c = location; c != NULL && *c != '\0' && n <= KS_LOCATION_MAX; c++)
+        if (*c != ' ')
+            out[n++] = (char)tolower((unsigned char)*c);
+    if (n == 0 || n > KS_LOCATION_MAX) {
         srv_send_error(req, KV_ERR_ARM_BAD_REQUEST,
                        "The 'location' must be a region's name of at most 64 characters.");
-        return NULL;
+        return 0;
     }
-    return location;
+    out[n] = '\0';
+    return 1;
 }
 
 /* Whether @p name is one Azure gives a new vault: 3-24 letters, digits and dashes, a letter
@@ -515,11 +522,13 @@ static void vault_name_not_valid(struct srv_req *req, const char *name)
                     name, kv_status_info(KV_ERR_ARM_VAULT_NAME)->message);
 }
 
-/* Check the shape of a vault PUT or PATCH body; 0 when it answered 400. */
-static int vault_body_ok(struct srv_req *req, int patch)
+/* Check the shape of a vault PUT or PATCH body, and read a PUT's location into
+ * @p location; 0 when it answered 400. */
+static int vault_body_ok(struct srv_req *req, int patch, char location[KS_LOCATION_MAX + 1])
 {
     const cJSON *props = cJSON_GetObjectItemCaseSensitive(req->body, "properties");
-    if (!patch && put_location(req) == NULL)
+    location[0] = '\0';
+    if (!patch && !put_location(req, location))
         return 0;
     if (patch ? props != NULL && !cJSON_IsNull(props) && !cJSON_IsObject(props)
               : !cJSON_IsObject(props)) {
@@ -564,11 +573,10 @@ static void vault_put(struct srv_req *req, const char *path_name, int patch)
             vault_name_not_valid(req, path_name);
         return;
     }
-    if (!vault_body_ok(req, patch))
+    char location[KS_LOCATION_MAX + 1];
+    if (!vault_body_ok(req, patch, location))
         return;
     const cJSON *props = cJSON_GetObjectItemCaseSensitive(req->body, "properties");
-    const char *location =
-        cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(req->body, "location"));
     const cJSON *mode = cJSON_GetObjectItemCaseSensitive(props, "createMode");
     if (!patch && cJSON_IsString(mode) && strcasecmp(mode->valuestring, "recover") == 0) {
         vault_recover(req, name);
@@ -1447,8 +1455,10 @@ static void group_put(struct srv_req *req, const char *name, int patch)
         srv_arm_group_not_found(req, name);
         return;
     }
-    const char *location = patch ? old.location : put_location(req);
-    if (location == NULL)
+    char location[KS_LOCATION_MAX + 1];
+    if (patch)
+        snprintf(location, sizeof(location), "%s", old.location);
+    else if (!put_location(req, location))
         return;
     if (!ks_group_name_valid(name)) {
         srv_send_errorf(req, KV_ERR_ARM_BAD_REQUEST,

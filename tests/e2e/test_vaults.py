@@ -210,7 +210,12 @@ def main():
             # an update names another region: the vault stays where it is, as in Azure
             st, _, body = put_vault("loc", days=90)
             eq((st, body["location"]), (200, "northeurope"), body)
-            for bad in (7, "", "x" * 65, {"name": "westeurope"}):
+            # a region's display name answers as Resource Manager names it
+            st, _, body = put_vault("locshown", location="West Europe")
+            eq((st, body["location"]), (201, "westeurope"), body)
+            st, _, body = mgmt("GET", f"{ARM}/locshown?{API}")
+            eq((st, body["location"]), (200, "westeurope"), body)
+            for bad in (7, "", "   ", "x" * 65, {"name": "westeurope"}):
                 st, _, body = mgmt("PUT", f"{ARM}/badloc?{API}", {"location": bad, "properties": {
                     "tenantId": TENANT, "sku": {"family": "A", "name": "standard"}}})
                 eq(st, 400, body)
@@ -453,8 +458,8 @@ def main():
             eq((st, err["error"]["code"]), (404, "ResourceGroupNotFound"), err)
             check("nogroup" in err["error"]["message"], err)
             # PUT again: same place, tags replaced; PATCH: only the tags it names
-            st, _, g = mgmt("PUT", f"{GROUPS}/team-rg?{RAPI}", {"location": "northeurope"})
-            eq((st, g["name"], g["tags"]), (200, "Team-RG", {}), g)
+            st, _, g = mgmt("PUT", f"{GROUPS}/team-rg?{RAPI}", {"location": "North Europe"})
+            eq((st, g["name"], g["tags"], g["location"]), (200, "Team-RG", {}, "northeurope"), g)
             st, _, g = mgmt("PATCH", f"{GROUPS}/team-rg?{RAPI}", {"tags": {"owner": "x"}})
             eq((st, g["tags"], g["location"]), (200, {"owner": "x"}, "northeurope"), g)
             for method, path, body, status, code in (

@@ -347,6 +347,11 @@ static void resource_groups(void)
     CHECK_STR(got.name, "Team-RG");
     CHECK(t.count == 1);
     ks_tags_clear(&t);
+    /* a region's name with spaces (as older kvmocks kept a display name) is the same region */
+    struct ks_group spaced = {.name = "team-rg", .location = " West Europe"};
+    CHECK_ST(ks_group_put(env, &spaced, NULL), KV_OK);
+    struct ks_group prefix = {.name = "team-rg", .location = "west"};
+    CHECK_ST(ks_group_put(env, &prefix, NULL), KV_ERR_ARM_GROUP_LOCATION);
     /* a group stays where it was made */
     struct ks_group moved = {.name = "team-rg", .location = "northeurope"};
     CHECK_ST(ks_group_put(env, &moved, NULL), KV_ERR_ARM_GROUP_LOCATION);
