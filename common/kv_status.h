@@ -101,6 +101,8 @@ enum kv_status {
     KV_ERR_ARM_RBAC_DENIED,        /**< 400 ForbiddenByRbac: Key Vault's refusal, through ARM */
     KV_ERR_ARM_TOKEN_TENANT,       /**< 401 InvalidAuthenticationTokenTenant */
     KV_ERR_ARM_PRINCIPAL_TYPE,     /**< 400 UnmatchedPrincipalType */
+    KV_ERR_ARM_ROLE_NAME_EXISTS,   /**< 409 RoleDefinitionWithSameNameExists */
+    KV_ERR_ARM_ROLE_IN_USE,        /**< 409 RoleDefinitionHasAssignments: deleting a used role */
 
     /* 500 */
     KV_ERR_NOMEM,    /**< allocation failed */

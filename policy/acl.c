@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "internal.h"
+#include "kv_str.h"
 
 /* ---- permissions and roles ------------------------------------------------------------ */
 
@@ -198,6 +199,11 @@ pol_perms pol_role_perms(enum pol_role r)
     return (unsigned)r < POL_ROLE_COUNT ? roles[r].perms : 0;
 }
 
+const char *pol_assignment_role_id(const struct pol_role_assignment *r)
+{
+    return r->role == POL_ROLE_CUSTOM ? r->role_def : pol_role_id(r->role);
+}
+
 /* Copy @p len bytes of @p src as a lowercase string into @p dst. */
 static int copy_lower(char *dst, size_t cap, const char *src, size_t len)
 {
@@ -374,7 +380,7 @@ static char *role_json(const struct pol_role_assignment *r)
     char *text = NULL;
     if (o && cJSON_AddStringToObject(o, "id", r->id) &&
         cJSON_AddStringToObject(o, "principalId", r->principal_id) &&
-        cJSON_AddStringToObject(o, "role", pol_role_id(r->role)) &&
+        cJSON_AddStringToObject(o, "role", pol_assignment_role_id(r)) &&
         cJSON_AddStringToObject(o, "vault", r->vault) &&
         cJSON_AddStringToObject(o, "key", r->key) && add_nonempty(o, "group", r->group) &&
         add_nonempty(o, "principalType", r->principal_type) &&
@@ -400,8 +406,14 @@ static int role_from_json(const void *val, size_t len, struct pol_role_assignmen
     cJSON *o = cJSON_ParseWithLength(val, len);
     memset(r, 0, sizeof(*r));
     const char *role = o ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "role")) : NULL;
-    int ok = o && role && pol_role_parse(role, &r->role) == KV_OK &&
-             copy_str(o, "id", r->id, sizeof(r->id), 1) &&
+    /* a role that is no built-in one is a custom definition's GUID */
+    int known = role != NULL && pol_role_parse(role, &r->role) == KV_OK;
+    if (role != NULL && !known && kv_str_is_uuid(role) &&
+        copy_lower(r->role_def, sizeof(r->role_def), role, strlen(role)) == 0) {
+        r->role = POL_ROLE_CUSTOM;
+        known = 1;
+    }
+    int ok = o && known && copy_str(o, "id", r->id, sizeof(r->id), 1) &&
              copy_str(o, "principalId", r->principal_id, sizeof(r->principal_id), 1) &&
              copy_str(o, "vault", r->vault, sizeof(r->vault), 1) &&
              copy_str(o, "key", r->key, sizeof(r->key), 0) &&
@@ -427,14 +439,16 @@ struct load_arg {
     size_t n_policies;
     struct pol_role_assignment *roles;
     size_t n_roles;
+    struct pol_role_def *defs; /* custom role definitions: loaded by reload() only */
+    size_t n_defs;
 };
 
 static enum kv_status load_fn(const void *key, size_t key_len, const void *val, size_t val_len,
                               void *arg)
 {
-    (void)key;
-    (void)key_len;
     struct load_arg *a = arg;
+    if (a->table == KS_TABLE_ROLES && pol_defs_record(key, key_len))
+        return pol_defs_load(val, val_len, &a->defs, &a->n_defs);
     if (a->table == KS_TABLE_POLICIES) {
         struct pol_access_policy p;
         if (!policy_from_json(val, val_len, &p))
@@ -484,9 +498,13 @@ static enum kv_status reload(struct pol_ctx *c)
     if (st != KV_OK) {
         free(a.policies);
         free(a.roles);
+        pol_role_defs_free(a.defs, a.n_defs);
         return st;
     }
     install(c, &a);
+    pol_role_defs_free(c->defs, c->n_defs);
+    c->defs = a.defs;
+    c->n_defs = a.n_defs;
     return KV_OK;
 }
 
@@ -524,8 +542,8 @@ int pol_role_same_scope(const struct pol_role_assignment *a,
 
 int pol_role_same(const struct pol_role_assignment *a, const struct pol_role_assignment *b)
 {
-    return a->role == b->role && strcasecmp(a->principal_id, b->principal_id) == 0 &&
-           pol_role_same_scope(a, b);
+    return a->role == b->role && strcasecmp(a->role_def, b->role_def) == 0 &&
+           strcasecmp(a->principal_id, b->principal_id) == 0 && pol_role_same_scope(a, b);
 }
 
 int pol_principal_type_valid(const char *t)
@@ -605,8 +623,10 @@ static int role_valid(const struct pol_role_assignment *ra)
     /* a vault's or key's scope; else a group's (a valid name) or the subscription's ("") */
     int vault_scope = ra->vault[0] != '\0';
     char key[POL_ID_MAX + 1];
-    return (unsigned)ra->role < POL_ROLE_COUNT && ra->principal_id[0] != '\0' &&
-           memchr(ra->group, '\0', sizeof(ra->group)) != NULL &&
+    int custom = ra->role == POL_ROLE_CUSTOM;
+    return ((unsigned)ra->role < POL_ROLE_COUNT || custom) &&
+           (custom ? kv_str_is_uuid(ra->role_def) : ra->role_def[0] == '\0') &&
+           ra->principal_id[0] != '\0' && memchr(ra->group, '\0', sizeof(ra->group)) != NULL &&
            (vault_scope
                 ? ks_vault_name_valid(ra->vault) && ra->group[0] == '\0'
                 : ra->key[0] == '\0' && (ra->group[0] == '\0' || ks_group_name_valid(ra->group))) &&
@@ -801,7 +821,9 @@ static enum kv_status build(const struct pol_ctx *c, const struct pol_acl_change
             return KV_ERR_BAD_PARAM;
     }
     for (size_t i = 0; i < chg->n_roles; i++) {
-        if (!role_valid(&chg->roles[i]))
+        const struct pol_role_assignment *ra = &chg->roles[i];
+        if (!role_valid(ra) ||
+            (ra->role == POL_ROLE_CUSTOM && !pol_def_exists_locked(c, ra->role_def)))
             return KV_ERR_BAD_PARAM;
     }
     enum kv_status st = next_begin(c, chg, chg->n_policies, chg->n_roles, &b->next);
@@ -1071,7 +1093,9 @@ enum kv_status pol_allowed(struct pol_ctx *c, const struct pol_claims *who,
             /* a vault-scope assignment reaches every key; a key-scope one only its key */
             if (r->key[0] != '\0' && (key_name == NULL || strcasecmp(r->key, key_name) != 0))
                 continue;
-            if (pol_role_perms(r->role) & BIT(perm))
+            pol_perms granted = r->role == POL_ROLE_CUSTOM ? pol_def_perms_locked(c, r->role_def)
+                                                           : pol_role_perms(r->role);
+            if (granted & BIT(perm))
                 st = KV_OK;
         }
     } else {

@@ -34,12 +34,28 @@ struct pol_ctx {
     size_t n_policies;
     struct pol_role_assignment *roles;
     size_t n_roles;
+    /* Custom role definitions (roledefs.c), in GUID order, under the same lock. */
+    struct pol_role_def *defs;
+    size_t n_defs;
 
     /* Attestation authorities trusted for secure key release (release.c): set up with the
      * configuration, before any request, and read without a lock. */
     struct pol_authority *authorities;
     size_t n_authorities;
 };
+
+/* ---- custom role definitions (roledefs.c) ---- */
+
+/** @brief Whether a role table key is a custom role definition's (else an assignment's). */
+int pol_defs_record(const void *key, size_t key_len);
+/** @brief Append the definition of record @p val to @p defs (a record that cannot be read
+ * is skipped). @return KV_OK or KV_ERR_NOMEM. */
+enum kv_status pol_defs_load(const void *val, size_t len, struct pol_role_def **defs,
+                             size_t *n) KV_MUST_CHECK;
+/** @brief What custom definition @p guid grants on keys (0: none such). Lock held. */
+pol_perms pol_def_perms_locked(const struct pol_ctx *ctx, const char *guid);
+/** @brief Whether custom definition @p guid exists. Lock held. */
+int pol_def_exists_locked(const struct pol_ctx *ctx, const char *guid);
 
 /** @brief Free the trusted attestation authorities (release.c). */
 void pol_release_free_authorities(struct pol_ctx *ctx);

@@ -102,6 +102,7 @@ void pol_free(struct pol_ctx *c)
     free(c->ids);
     free(c->policies);
     free(c->roles);
+    pol_role_defs_free(c->defs, c->n_defs);
     pol_release_free_authorities(c);
     if (c->token_cache != NULL) {
         for (size_t i = 0; i < POL_TOKEN_CACHE_SLOTS; i++)

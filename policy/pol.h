@@ -254,9 +254,11 @@ enum pol_role {
     POL_ROLE_CERTIFICATES_OFFICER,
     POL_ROLE_SECRETS_OFFICER,
     POL_ROLE_SECRETS_USER,
-    POL_ROLE_CONTRIBUTOR,              /**< the management plane, no data access */
+    POL_ROLE_CONTRIBUTOR,               /**< the management plane, no data access */
     POL_ROLE_DATA_ACCESS_ADMINISTRATOR, /**< role assignments, no data access */
-    POL_ROLE_COUNT
+    POL_ROLE_COUNT,
+    /** a custom role definition (pol_role_def): the assignment's role_def names it */
+    POL_ROLE_CUSTOM = POL_ROLE_COUNT
 };
 
 /**
@@ -278,6 +280,7 @@ struct pol_role_assignment {
     char id[POL_ID_MAX]; /**< the assignment's name (a GUID) */
     char principal_id[POL_ID_MAX];
     enum pol_role role;
+    char role_def[POL_ID_MAX];         /**< POL_ROLE_CUSTOM: the definition's GUID; else "" */
     char vault[KS_VAULT_NAME_MAX + 1]; /**< "" = a group's or the subscription's scope */
     char key[KS_NAME_MAX + 1];         /**< "" = the whole vault */
     char group[KS_GROUP_MAX + 1];      /**< a group's scope (vault ""); "" otherwise */
@@ -287,6 +290,92 @@ struct pol_role_assignment {
     int64_t created, updated; /**< kvmock's clock; 0 = unknown (made by an older kvmock) */
     char created_by[POL_ID_MAX], updated_by[POL_ID_MAX]; /**< object ids; "" = the config */
 };
+
+/** @brief An assignment's role definition GUID: a built-in role's, or its custom one's. */
+const char *pol_assignment_role_id(const struct pol_role_assignment *r);
+
+#define POL_ROLE_NAME_MAX 256 /**< a custom role's roleName, its NUL included */
+
+/**
+ * A custom role definition (Resource Manager's CustomRole), directory-wide as in Azure.
+ * kvmock evaluates what its data actions grant on keys; the rest of it (its actions,
+ * assignable scopes and description) the management plane keeps as @ref doc.
+ */
+struct pol_role_def {
+    char id[POL_ID_MAX];          /**< its GUID, in lowercase */
+    char name[POL_ROLE_NAME_MAX]; /**< roleName: no other role, built-in or custom, has it */
+    pol_perms perms;              /**< what it grants on keys: pol_data_actions_perms() */
+    char *doc;                    /**< the management plane's text of it; owned */
+};
+
+/**
+ * @brief The key permissions that data actions @p grant, less @p deny, give (Azure's
+ * dataActions and notDataActions: "Microsoft.KeyVault/vaults/keys/unwrap/action"; ASCII
+ * case ignored, '*' matches any characters). Data actions on anything but keys give none.
+ */
+pol_perms pol_data_actions_perms(const char *const *grant, size_t n_grant, const char *const *deny,
+                                 size_t n_deny);
+
+/**
+ * @brief Create or replace custom role definition @p def->id (a GUID that is no built-in
+ * role's) named @p def->name; its permissions are those @p grant less @p deny give, and
+ * @p def->doc is copied. A replaced definition's assignments grant the new permissions at
+ * once.
+ * @param[out] created 1 when it is new (may be NULL).
+ * @return KV_OK, KV_ERR_BAD_PARAM (an id that is no GUID or a built-in role's, an empty
+ *   name or one too long, no doc), KV_ERR_ARM_ROLE_NAME_EXISTS (another role, built-in or
+ *   custom, has the name, in any case), KV_ERR_NOMEM, KV_ERR_STORE, KV_ERR_STORE_FULL.
+ */
+enum kv_status pol_role_def_put(struct pol_ctx *ctx, const struct pol_role_def *def,
+                                const char *const *grant, size_t n_grant, const char *const *deny,
+                                size_t n_deny, int *created) KV_MUST_CHECK;
+
+/**
+ * @brief Copy custom role definition @p id (its GUID, or a path ending in it) into @p out
+ * (release with pol_role_def_clear()).
+ * @return KV_OK, KV_ERR_ARM_NO_ROLE_DEFINITION, KV_ERR_NOMEM.
+ */
+enum kv_status pol_role_def_get(struct pol_ctx *ctx, const char *id,
+                                struct pol_role_def *out) KV_MUST_CHECK;
+
+/**
+ * @brief Copy the custom role definitions, in GUID order, into @p out (each released with
+ * pol_role_def_clear()).
+ * @param[out] n how many were copied.
+ * @return KV_OK, KV_ERR_NOMEM (nothing copied).
+ */
+enum kv_status pol_role_def_list(struct pol_ctx *ctx, struct pol_role_def **out,
+                                 size_t *n) KV_MUST_CHECK;
+
+/**
+ * @brief Delete custom role definition @p id, unless a role assignment uses it.
+ * @param[out] out the deleted definition (may be NULL; release with pol_role_def_clear()).
+ * @return KV_OK, KV_ERR_ARM_NO_ROLE_DEFINITION, KV_ERR_ARM_ROLE_IN_USE, KV_ERR_NOMEM,
+ *   KV_ERR_STORE.
+ */
+enum kv_status pol_role_def_delete(struct pol_ctx *ctx, const char *id,
+                                   struct pol_role_def *out) KV_MUST_CHECK;
+
+/** @brief Free what @p d owns (its doc); NULL is a no-op. */
+void pol_role_def_clear(struct pol_role_def *d);
+
+/** @brief pol_role_def_clear() each of @p n definitions, then free the array. */
+void pol_role_defs_free(struct pol_role_def *defs, size_t n);
+
+/**
+ * @brief pol_role_parse(), and else a custom role definition by GUID, by a path ending in
+ * it or by name (in any case): @p role is POL_ROLE_CUSTOM and @p def its GUID.
+ * @return KV_OK or KV_ERR_BAD_PARAM (no such role).
+ */
+enum kv_status pol_role_resolve(struct pol_ctx *ctx, const char *text, enum pol_role *role,
+                                char def[POL_ID_MAX]) KV_MUST_CHECK;
+
+/**
+ * @brief The name of assignment @p r's role (a custom one's as it is now; "" when it is
+ * gone) into @p out.
+ */
+void pol_assignment_role_name(struct pol_ctx *ctx, const struct pol_role_assignment *r, char *out,
+                              size_t cap);
 
 /** @brief Whether @p type is a principal type an assignment may name ("" = unsaid). */
 int pol_principal_type_valid(const char *type);

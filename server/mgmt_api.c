@@ -11,6 +11,7 @@
  *   POST             .../locations/L/deletedVaults/V/purge
  *   POST             /subscriptions/S/providers/Microsoft.KeyVault/checkNameAvailability
  *   {PUT,GET,DELETE} {scope}/providers/Microsoft.Authorization/roleAssignments/ID
+ *   {PUT,GET,DELETE} {scope}/providers/Microsoft.Authorization/roleDefinitions/ID
  *   GET              /subscriptions[/S], /tenants     (what `az login` lists)
  *   GET              /subscriptions/S[/resourceGroups/G]/resources, .../vaults, .../managedHSMs
  *   GET              /metadata/endpoints              (the cloud's endpoints, no token)
@@ -1625,7 +1626,10 @@ int srv_mgmt_endpoint(struct srv_req *req)
         int put = strcmp(method, "PUT") == 0, del = strcmp(method, "DELETE") == 0;
         char scope[1024], action[64];
         join(req, i, scope, sizeof(scope));
-        req->operation = defs         ? (id ? "RoleDefinitionGet" : "RoleDefinitionList")
+        req->operation = defs         ? (id == NULL ? "RoleDefinitionList"
+                                         : put      ? "RoleDefinitionPut"
+                                         : del      ? "RoleDefinitionDelete"
+                                                    : "RoleDefinitionGet")
                          : id == NULL ? "RoleAssignmentList"
                          : put        ? "RoleAssignmentPut"
                          : del        ? "RoleAssignmentDelete"

@@ -4,14 +4,15 @@
  *   PUT|GET|DELETE {scope}/providers/Microsoft.Authorization/roleAssignments/{guid}
  *   GET {scope}/providers/Microsoft.Authorization/roleAssignments[?$filter=F]
  *   GET {scope}/providers/Microsoft.Authorization/roleDefinitions[?$filter=F]
- *   GET {scope}/providers/Microsoft.Authorization/roleDefinitions/{guid}
+ *   PUT|GET|DELETE {scope}/providers/Microsoft.Authorization/roleDefinitions/{guid}
  *
  * A scope is the subscription, a resource group, a vault or a key in it. As in Azure,
  * an assignment is named by a GUID, one principal, role and scope make one assignment
  * (409 RoleAssignmentExists), an assignment's principal, role and scope never change
  * (400 RoleAssignmentUpdateNotPermitted), and a list shows the assignments at, above and
  * below its scope (`atScope()`: at and above). The role definitions are Azure's built-in
- * Key Vault roles, as Azure defines them; policy/ evaluates what each grants on keys.
+ * Key Vault roles, as Azure defines them, and the custom roles made here (directory-wide,
+ * names unique in any case); policy/ evaluates what each grants on keys.
  * mgmt_api.c routes here after it checked the caller and the api-version.
  */
 #include <stdio.h>
@@ -245,6 +246,8 @@ static int definition_filter(const char *f, char field[16], char value[160])
            (strcmp(field, "roleName") == 0 || strcmp(field, "type") == 0);
 }
 
+static cJSON *custom_json(const struct srv_req *req, const struct pol_role_def *d);
+
 static void definitions_list(struct srv_req *req)
 {
     const char *filter = srv_query_get(req, "$filter");
@@ -268,6 +271,19 @@ static void definitions_list(struct srv_req *req)
         if (!ok)
             cJSON_Delete(d);
     }
+    struct pol_role_def *custom = NULL;
+    size_t n = 0;
+    ok = ok && pol_role_def_list(req->srv->pol, &custom, &n) == KV_OK;
+    for (size_t i = 0; ok && i < n; i++) {
+        if ((strcmp(field, "roleName") == 0 && strcasecmp(value, custom[i].name) != 0) ||
+            (strcmp(field, "type") == 0 && strcasecmp(value, "CustomRole") != 0))
+            continue;
+        cJSON *d = custom_json(req, &custom[i]);
+        ok = d != NULL && cJSON_AddItemToArray(value_list, d);
+        if (!ok)
+            cJSON_Delete(d);
+    }
+    pol_role_defs_free(custom, n);
     if (!ok) {
         cJSON_Delete(doc);
         doc = NULL;
@@ -283,10 +299,267 @@ static void definition_get(struct srv_req *req, const char *id)
             return;
         }
     }
+    struct pol_role_def d;
+    if (pol_role_def_get(req->srv->pol, id, &d) == KV_OK) {
+        srv_send_json(req, 200, custom_json(req, &d));
+        pol_role_def_clear(&d);
+        return;
+    }
     srv_send_errorf(req, KV_ERR_ARM_NO_ROLE_DEFINITION,
                     "The specified role definition with ID '%.64s' does not exist. kvmock "
-                    "knows the built-in Key Vault roles only.",
+                    "knows the built-in Key Vault roles and the custom roles made here.",
                     id);
+}
+
+/* ---- custom role definitions ------------------------------------------------------------- */
+
+/* A custom role definition's answer: Resource Manager's id, name and type around the
+ * properties kept when it was made. */
+static cJSON *custom_json(const struct srv_req *req, const struct pol_role_def *d)
+{
+    char id[300];
+    const char *sub = path_subscription(req);
+    snprintf(id, sizeof(id),
+             "/subscriptions/%s/providers/Microsoft.Authorization/roleDefinitions/%s",
+             sub[0] ? sub : POL_SUBSCRIPTION, d->id);
+    cJSON *o = cJSON_CreateObject();
+    cJSON *props = cJSON_Parse(d->doc);
+    if (o == NULL || props == NULL || !cJSON_AddItemToObject(o, "properties", props)) {
+        cJSON_Delete(o);
+        cJSON_Delete(props);
+        return NULL;
+    }
+    if (!cJSON_AddStringToObject(o, "id", id) || !cJSON_AddStringToObject(o, "name", d->id) ||
+        !cJSON_AddStringToObject(o, "type", "Microsoft.Authorization/roleDefinitions")) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* The four action lists of a permissions entry, each an array of strings (absent or null:
+ * none). */
+static const char *const action_lists[] = {"actions", "notActions", "dataActions",
+                                           "notDataActions"};
+
+/* Check a PUT body's properties; NULL when they are well formed, else why not. */
+static const char *custom_props_bad(const cJSON *props)
+{
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(props, "roleName");
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(props, "type");
+    const cJSON *about = cJSON_GetObjectItemCaseSensitive(props, "description");
+    const cJSON *perms = cJSON_GetObjectItemCaseSensitive(props, "permissions");
+    const cJSON *scopes = cJSON_GetObjectItemCaseSensitive(props, "assignableScopes");
+    if (!cJSON_IsObject(props))
+        return "The 'properties' object is required.";
+    if (!cJSON_IsString(name) || name->valuestring[0] == '\0' ||
+        strlen(name->valuestring) >= POL_ROLE_NAME_MAX)
+        return "properties.roleName is required: a name of at most 255 characters.";
+    if (type != NULL && !cJSON_IsNull(type) &&
+        !(cJSON_IsString(type) && strcasecmp(type->valuestring, "CustomRole") == 0))
+        return "properties.type must be CustomRole: only custom roles can be made.";
+    if (about != NULL && !cJSON_IsNull(about) && !cJSON_IsString(about))
+        return "properties.description must be a string.";
+    if (!cJSON_IsArray(perms))
+        return "properties.permissions must be an array of permissions.";
+    const cJSON *p, *it;
+    cJSON_ArrayForEach(p, perms)
+    {
+        if (!cJSON_IsObject(p))
+            return "Each of properties.permissions must be an object.";
+        for (size_t i = 0; i < sizeof(action_lists) / sizeof(action_lists[0]); i++) {
+            const cJSON *l = cJSON_GetObjectItemCaseSensitive(p, action_lists[i]);
+            if (l != NULL && !cJSON_IsNull(l) && !cJSON_IsArray(l))
+                return "The actions, notActions, dataActions and notDataActions of a permission "
+                       "must be arrays of strings.";
+            const cJSON *items = cJSON_IsArray(l) ? l : NULL;
+            cJSON_ArrayForEach(it, items)
+            {
+                if (!cJSON_IsString(it) || it->valuestring[0] == '\0')
+                    return "The actions, notActions, dataActions and notDataActions of a "
+                           "permission must be arrays of strings.";
+            }
+        }
+    }
+    if (!cJSON_IsArray(scopes) || cJSON_GetArraySize(scopes) == 0)
+        return "properties.assignableScopes is required: the scopes the role may be assigned "
+               "at.";
+    cJSON_ArrayForEach(it, scopes)
+    {
+        char vault[KS_VAULT_NAME_MAX + 1], key[KS_NAME_MAX + 1], group[KS_GROUP_MAX + 1];
+        if (!cJSON_IsString(it) || pol_scope_parse(it->valuestring, vault, key, group) != KV_OK)
+            return "Each of properties.assignableScopes must be a subscription, a resource "
+                   "group, or a Key Vault vault or key.";
+    }
+    return NULL;
+}
+
+/* The properties to keep of a custom role: the body's, in Resource Manager's shape (every
+ * list present), with the creation of @p old (a replaced definition's; NULL: this one).
+ * Also fills @p grant and @p deny (borrowed from the body). */
+static char *custom_doc(struct srv_req *req, const cJSON *props, const struct pol_role_def *old,
+                        const char ***grant, size_t *n_grant, const char ***deny, size_t *n_deny)
+{
+    char now[21];
+    kv_str_utc(now, ks_now());
+    cJSON *kept = old != NULL ? cJSON_Parse(old->doc) : NULL;
+    const char *created_on =
+        cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(kept, "createdOn"));
+    const char *created_by =
+        cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(kept, "createdBy"));
+    const cJSON *about = cJSON_GetObjectItemCaseSensitive(props, "description");
+    const cJSON *perms = cJSON_GetObjectItemCaseSensitive(props, "permissions");
+    cJSON *o = cJSON_CreateObject();
+    cJSON *list = o ? cJSON_AddArrayToObject(o, "permissions") : NULL;
+    cJSON *scopes = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(props, "assignableScopes"), 1);
+    if (scopes != NULL && (list == NULL || !cJSON_AddItemToObject(o, "assignableScopes", scopes))) {
+        cJSON_Delete(scopes);
+        scopes = NULL;
+    }
+    int ok = scopes != NULL &&
+             cJSON_AddStringToObject(
+                 o, "roleName", cJSON_GetObjectItemCaseSensitive(props, "roleName")->valuestring) &&
+             cJSON_AddStringToObject(o, "type", "CustomRole") &&
+             cJSON_AddStringToObject(o, "description",
+                                     cJSON_IsString(about) ? about->valuestring : "") &&
+             cJSON_AddStringToObject(o, "createdOn", created_on ? created_on : now) &&
+             cJSON_AddStringToObject(o, "updatedOn", now) &&
+             cJSON_AddStringToObject(o, "createdBy", created_by ? created_by : req->who.oid) &&
+             cJSON_AddStringToObject(o, "updatedBy", req->who.oid);
+    cJSON_Delete(kept);
+    size_t cap = 1;
+    const cJSON *p, *it;
+    cJSON_ArrayForEach(p, perms)
+    {
+        cap += (size_t)cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(p, "dataActions")) +
+               (size_t)cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(p, "notDataActions"));
+    }
+    *grant = calloc(cap, sizeof(**grant));
+    *deny = calloc(cap, sizeof(**deny));
+    *n_grant = *n_deny = 0;
+    ok = ok && *grant != NULL && *deny != NULL;
+    const cJSON *entries = ok ? perms : NULL;
+    cJSON_ArrayForEach(p, entries)
+    {
+        cJSON *entry = cJSON_CreateObject();
+        ok = ok && entry != NULL && cJSON_AddItemToArray(list, entry);
+        if (!ok) {
+            cJSON_Delete(entry);
+            break;
+        }
+        for (size_t i = 0; ok && i < sizeof(action_lists) / sizeof(action_lists[0]); i++) {
+            const cJSON *l = cJSON_GetObjectItemCaseSensitive(p, action_lists[i]);
+            cJSON *copy = cJSON_IsArray(l) ? cJSON_Duplicate(l, 1) : cJSON_CreateArray();
+            ok = copy != NULL && cJSON_AddItemToObject(entry, action_lists[i], copy);
+            if (!ok)
+                cJSON_Delete(copy);
+            const cJSON *actions = ok && i >= 2 && cJSON_IsArray(l) ? l : NULL;
+            cJSON_ArrayForEach(it, actions)
+            {
+                if (i == 2)
+                    (*grant)[(*n_grant)++] = it->valuestring;
+                else
+                    (*deny)[(*n_deny)++] = it->valuestring;
+            }
+        }
+    }
+    char *text = ok ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    return text;
+}
+
+/* PUT .../roleDefinitions/{id}: create or replace a custom role. */
+static void definition_put(struct srv_req *req, const char *id)
+{
+    enum pol_role builtin;
+    if (!kv_str_is_uuid(id)) {
+        srv_send_errorf(req, KV_ERR_ARM_BAD_REQUEST,
+                        "The role definition ID '%.64s' is not valid: it must be a GUID.", id);
+        return;
+    }
+    if (pol_role_parse(id, &builtin) == KV_OK) {
+        srv_send_errorf(req, KV_ERR_ARM_BAD_REQUEST,
+                        "The role definition '%s' is the built-in role '%s', which cannot be "
+                        "changed.",
+                        id, pol_role_name(builtin));
+        return;
+    }
+    const cJSON *props = srv_read_json_body(req) == KV_OK
+                             ? cJSON_GetObjectItemCaseSensitive(req->body, "properties")
+                             : NULL;
+    const char *bad = custom_props_bad(props);
+    if (bad != NULL) {
+        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST, bad);
+        return;
+    }
+    struct pol_role_def old, def = {0};
+    int replaced = pol_role_def_get(req->srv->pol, id, &old) == KV_OK;
+    const char **grant = NULL, **deny = NULL;
+    size_t n_grant = 0, n_deny = 0;
+    char *doc = custom_doc(req, props, replaced ? &old : NULL, &grant, &n_grant, &deny, &n_deny);
+    if (replaced)
+        pol_role_def_clear(&old);
+    snprintf(def.id, sizeof(def.id), "%s", id);
+    snprintf(def.name, sizeof(def.name), "%s",
+             cJSON_GetObjectItemCaseSensitive(props, "roleName")->valuestring);
+    def.doc = doc;
+    int created = 0;
+    enum kv_status st =
+        doc != NULL ? pol_role_def_put(req->srv->pol, &def, grant, n_grant, deny, n_deny, &created)
+                    : KV_ERR_NOMEM;
+    free(grant);
+    free(deny);
+    cJSON_free(doc);
+    if (st == KV_ERR_ARM_ROLE_NAME_EXISTS) {
+        srv_send_errorf(req, st,
+                        "A role definition named '%.255s' already exists in this directory; role "
+                        "names are unique in any case.",
+                        def.name);
+        return;
+    }
+    if (st != KV_OK) {
+        srv_send_error(req, st == KV_ERR_BAD_PARAM ? KV_ERR_ARM_BAD_REQUEST : st, NULL);
+        return;
+    }
+    kv_log(KV_LOG_INFO, "custom role '%s' (%s) %s by %s", def.name, id,
+           created ? "created" : "replaced", req->who.oid);
+    struct pol_role_def made;
+    if (pol_role_def_get(req->srv->pol, id, &made) != KV_OK) { /* deleted meanwhile */
+        srv_send_errorf(req, KV_ERR_ARM_NO_ROLE_DEFINITION,
+                        "The role definition '%s' was deleted while it was written.", id);
+        return;
+    }
+    srv_send_json(req, created ? 201 : 200, custom_json(req, &made));
+    pol_role_def_clear(&made);
+}
+
+/* DELETE .../roleDefinitions/{id}: a custom role that no assignment uses. */
+static void definition_delete(struct srv_req *req, const char *id)
+{
+    enum pol_role builtin;
+    if (pol_role_parse(id, &builtin) == KV_OK) {
+        srv_send_errorf(req, KV_ERR_ARM_BAD_REQUEST,
+                        "The role definition '%s' is the built-in role '%s', which cannot be "
+                        "deleted.",
+                        id, pol_role_name(builtin));
+        return;
+    }
+    struct pol_role_def d;
+    enum kv_status st = pol_role_def_delete(req->srv->pol, id, &d);
+    if (st == KV_ERR_ARM_NO_ROLE_DEFINITION) {
+        srv_send_empty(req, 204);
+    } else if (st == KV_ERR_ARM_ROLE_IN_USE) {
+        srv_send_errorf(req, st,
+                        "There are existing role assignments referencing role '%s'. Delete "
+                        "them first.",
+                        id);
+    } else if (st != KV_OK) {
+        srv_send_error(req, st, NULL);
+    } else {
+        kv_log(KV_LOG_INFO, "custom role '%s' (%s) deleted by %s", d.name, d.id, req->who.oid);
+        srv_send_json(req, 200, custom_json(req, &d));
+        pol_role_def_clear(&d);
+    }
 }
 
 /* ---- role assignments ------------------------------------------------------------------- */
@@ -313,7 +586,7 @@ static cJSON *assignment_json(const char *scope, const struct pol_role_assignmen
              r->id);
     snprintf(def, sizeof(def),
              "/subscriptions/%s/providers/Microsoft.Authorization/roleDefinitions/%s",
-             sub[0] ? sub : POL_SUBSCRIPTION, pol_role_id(r->role));
+             sub[0] ? sub : POL_SUBSCRIPTION, pol_assignment_role_id(r));
     char created[21], updated[21];
     kv_str_utc(created, r->created);
     kv_str_utc(updated, r->updated);
@@ -628,10 +901,10 @@ static void assignment_put(struct srv_req *req, const char *scope, const char *i
     }
     r.updated = ks_now();
     snprintf(r.updated_by, sizeof(r.updated_by), "%s", req->who.oid);
-    if (pol_role_parse(def, &r.role) != KV_OK) {
+    if (pol_role_resolve(req->srv->pol, def, &r.role, r.role_def) != KV_OK) {
         srv_send_errorf(req, KV_ERR_ARM_BAD_REQUEST,
-                        "The role definition '%.200s' is not a built-in Key Vault role, the only "
-                        "roles kvmock knows.",
+                        "The role definition '%.200s' is neither a built-in Key Vault role nor a "
+                        "custom role made here.",
                         def);
         return;
     }
@@ -654,8 +927,9 @@ static void assignment_put(struct srv_req *req, const char *scope, const char *i
         srv_send_error(req, st == KV_ERR_BAD_PARAM ? KV_ERR_ARM_BAD_REQUEST : st, NULL);
         return;
     }
-    kv_log(KV_LOG_INFO, "role assignment %s (%s) put by %s", id, pol_role_name(r.role),
-           req->who.oid);
+    char role_name[POL_ROLE_NAME_MAX];
+    pol_assignment_role_name(req->srv->pol, &r, role_name, sizeof(role_name));
+    kv_log(KV_LOG_INFO, "role assignment %s (%s) put by %s", id, role_name, req->who.oid);
     pol_role_get(req->srv->pol, id, &r); /* as stored: an update keeps its creation */
     srv_send_json(req, existed ? 200 : 201, assignment_json(scope, &r, path_subscription(req)));
 }
@@ -665,12 +939,16 @@ void srv_mgmt_authz(struct srv_req *req, const char *scope, int role_definitions
     const char *method = req->ri->request_method;
     int get = strcmp(method, "GET") == 0;
     if (role_definitions) {
-        if (!get)
-            srv_send_error(req, KV_ERR_METHOD_NOT_ALLOWED, NULL);
-        else if (id == NULL)
+        if (get && id == NULL)
             definitions_list(req);
-        else
+        else if (get)
             definition_get(req, id);
+        else if (id != NULL && strcmp(method, "PUT") == 0)
+            definition_put(req, id);
+        else if (id != NULL && strcmp(method, "DELETE") == 0)
+            definition_delete(req, id);
+        else
+            srv_send_error(req, KV_ERR_METHOD_NOT_ALLOWED, NULL);
     } else if (id == NULL) {
         if (get)
             assignments_list(req, scope);

@@ -166,7 +166,9 @@ static void add_access(struct srv_req *req, const struct ks_vault *vault, cJSON 
             break;
         cJSON_AddStringToObject(o, "id", r[i].id);
         cJSON_AddStringToObject(o, "principalId", r[i].principal_id);
-        cJSON_AddStringToObject(o, "role", pol_role_name(r[i].role));
+        char role[POL_ROLE_NAME_MAX];
+        pol_assignment_role_name(req->srv->pol, &r[i], role, sizeof(role));
+        cJSON_AddStringToObject(o, "role", role);
         cJSON_AddStringToObject(o, "scope", scope);
     }
     free(p);

@@ -167,13 +167,18 @@ def main():
                 check(False, "kvmock has no Owner role")
             except ResourceNotFoundError as e:
                 eq(e.error.code, "RoleDefinitionDoesNotExist")
-            # raw: an unsupported filter, and definitions are read-only
+            # raw: an unsupported filter; built-in definitions cannot change, and a custom
+            # one without its properties is refused (test_custom_roles.py: custom roles)
             st, body = mgmt("GET", f"/subscriptions/{SUB}/providers/Microsoft.Authorization/"
                                    f"roleDefinitions?$filter=roleName%20ne%20'x'&{AUTHZ}")
             eq((st, body["error"]["code"]), (400, "BadRequest"), body)
-            st, body = mgmt("PUT", f"/subscriptions/{SUB}/providers/Microsoft.Authorization/"
-                                   f"roleDefinitions/{uuid.uuid4()}?{AUTHZ}", {"properties": {}})
-            eq(st, 405, body)
+            for name in (uuid.uuid4(), ROLES["Key Vault Reader"]):
+                st, body = mgmt("PUT", f"/subscriptions/{SUB}/providers/Microsoft.Authorization/"
+                                       f"roleDefinitions/{name}?{AUTHZ}", {"properties": {}})
+                eq((st, body["error"]["code"]), (400, "BadRequest"), body)
+            st, body = mgmt("DELETE", f"/subscriptions/{SUB}/providers/Microsoft.Authorization/"
+                                      f"roleDefinitions/{ROLES['Key Vault Reader']}?{AUTHZ}")
+            eq((st, body["error"]["code"]), (400, "BadRequest"), body)
             # a scope joined to an endpoint that ends in "/" (the Go SDK sends "//subscriptions")
             st, body = mgmt("GET", f"//subscriptions/{SUB}/providers/Microsoft.Authorization/"
                                    f"roleDefinitions?{AUTHZ}")

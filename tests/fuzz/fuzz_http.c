@@ -112,6 +112,12 @@ static const struct tmpl templates[] = {
      "%s/providers/Microsoft.Authorization/roleAssignments/"
      "1f1f1f1f-1f1f-4f1f-8f1f-1f1f1f1f1f1f?api-version=2022-04-01",
      HTTPS, TOK_MGMT, role_scopes, NULL, 0},
+    /* a custom role definition, one name: made, replaced or refused; the role assignment
+     * templates may name it */
+    {"PUT",
+     "%s/providers/Microsoft.Authorization/roleDefinitions/"
+     "2f2f2f2f-2f2f-4f2f-8f2f-2f2f2f2f2f2f?api-version=2022-04-01",
+     HTTPS, TOK_MGMT, role_scopes, NULL, 0},
 };
 #define NTEMPLATES (sizeof(templates) / sizeof(templates[0]))
 

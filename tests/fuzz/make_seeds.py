@@ -236,7 +236,7 @@ def main():
     T = {"create": 0, "import": 1, "update": 2, "op": 3, "policy": 4, "restore": 5, "rng": 6,
          "entra": 7, "vault": 8, "policies": 9, "role": 10, "msi": 11, "clock": 12, "raw": 13,
          "rawmgmt": 14, "vaultpatch": 15, "group": 16, "grouppatch": 17, "entrav1": 18,
-         "armkey": 19, "rolescope": 20}
+         "armkey": 19, "rolescope": 20, "roledef": 21}
     ops = ["rsa//wrapkey", "rsa//unwrapkey", "rsa//encrypt", "rsa//decrypt", "rsa//sign",
            "rsa//verify", "ec//sign", "ec//verify", "oct//wrapkey", "oct//unwrapkey", "oct//encrypt",
            "oct//decrypt", "oct//sign", "oct//verify", "rsa//release"]
@@ -349,6 +349,19 @@ def main():
             "roleDefinitionId": "/subscriptions/s/providers/Microsoft.Authorization/"
                                 "roleDefinitions/21090545-7ca7-4776-b22c-e363652d74d2",
             "principalId": "0a000000-0000-4000-8000-00000000000%d" % variant}})
+    custom = "/subscriptions/s/providers/Microsoft.Authorization/roleDefinitions/" \
+             "2f2f2f2f-2f2f-4f2f-8f2f-2f2f2f2f2f2f"
+    for variant, (name, actions) in enumerate([
+            ("CMK Unwrap", ["Microsoft.KeyVault/vaults/keys/read",
+                            "Microsoft.KeyVault/vaults/keys/unwrap/action"]),
+            ("All but purge", ["Microsoft.KeyVault/vaults/*"])]):
+        http(f"roledef{variant}", "roledef", variant, {"properties": {
+            "roleName": name, "type": "CustomRole", "description": "d",
+            "permissions": [{"actions": [], "notActions": [], "dataActions": actions,
+                             "notDataActions": ["Microsoft.KeyVault/vaults/keys/purge/action"]}],
+            "assignableScopes": ["/subscriptions/s"]}})
+    http("rolescope-custom", "rolescope", 2, {"properties": {
+        "roleDefinitionId": custom, "principalId": "0a000000-0000-4000-8000-00000000000c"}})
     for i, line in enumerate(["GET /keys?api-version=7.4&maxresults=2 HTTP/1.1",
                               "GET /keys/rsa/versions?api-version=7.4 HTTP/1.1",
                               "DELETE /keys/upd?api-version=7.4 HTTP/1.1",
@@ -384,7 +397,11 @@ def main():
                               "GET /providers/Microsoft.Authorization/roleDefinitions/"
                               "21090545-7ca7-4776-b22c-e363652d74d2?api-version=2022-04-01 HTTP/1.1",
                               "DELETE /subscriptions/s/providers/Microsoft.Authorization/roleAssignments/"
-                              "1f1f1f1f-1f1f-4f1f-8f1f-1f1f1f1f1f1f?api-version=2022-04-01 HTTP/1.1"]):
+                              "1f1f1f1f-1f1f-4f1f-8f1f-1f1f1f1f1f1f?api-version=2022-04-01 HTTP/1.1",
+                              "DELETE /subscriptions/s/providers/Microsoft.Authorization/roleDefinitions/"
+                              "2f2f2f2f-2f2f-4f2f-8f2f-2f2f2f2f2f2f?api-version=2022-04-01 HTTP/1.1",
+                              "GET /subscriptions/s/providers/Microsoft.Authorization/roleDefinitions"
+                              "?$filter=type%20eq%20'CustomRole'&api-version=2022-04-01 HTTP/1.1"]):
         http(f"rawmgmt{i}", "rawmgmt", 0, line)
 
     if restore_dir:

@@ -162,7 +162,16 @@ static void fingerprint(const char *name, char *out, size_t cap)
                                 st == KV_OK ? k->version : "");
     ks_key_free(k);
     if (len < cap)
-        vault_print(name, out + len, cap - len);
+        len += vault_print(name, out + len, cap - len);
+    /* custom role definitions, stored and mirrored */
+    struct pol_role_def *defs = NULL;
+    size_t n = 0;
+    if (acl != NULL && pol_role_def_list(acl, &defs, &n) != KV_OK)
+        n = 9999; /* cannot fail: nothing is armed here */
+    pol_role_defs_free(defs, n == 9999 ? 0 : n);
+    if (len < cap)
+        snprintf(out + len, cap - len, "|%zu/%zu role definitions",
+                 tr_count(env, KS_TABLE_ROLES, "\0def\0", 5), n);
 }
 
 /* Drop a version's parsed material from the cache, so the next operation opens the seal. */
@@ -650,6 +659,67 @@ static void role_made(const struct op *op, const char *name)
     vault_is(name, "|vault KV_OK, deleted KV_ERR_VAULT_NOT_FOUND, 0/0 policies, 1/1 roles");
 }
 
+/* Custom role definitions: made (a fresh GUID) and deleted. */
+static char def_guid[37];
+static const char *const def_grant[] = {"Microsoft.KeyVault/vaults/keys/read",
+                                        "Microsoft.KeyVault/vaults/keys/*wrap/action"};
+static const char *const def_deny[] = {"Microsoft.KeyVault/vaults/keys/wrap/action"};
+
+static void def_prepare(const struct op *op, char *name, size_t cap)
+{
+    vault_prepare(op, name, cap);
+    snprintf(def_guid, sizeof(def_guid), "6f1c0e6a-0000-4000-8000-%012lu", iter);
+}
+
+static enum kv_status run_def_put(const struct op *op, const char *name)
+{
+    (void)op;
+    struct pol_role_def d = {.doc = "{\"roleName\":\"r\"}"};
+    snprintf(d.id, sizeof(d.id), "%s", def_guid);
+    snprintf(d.name, sizeof(d.name), "role %s", name);
+    int created = 0;
+    return pol_role_def_put(acl, &d, def_grant, 2, def_deny, 1, &created);
+}
+
+static void def_made(const struct op *op, const char *name)
+{
+    (void)op;
+    (void)name;
+    struct pol_role_def d;
+    CHECK_ST(pol_role_def_get(acl, def_guid, &d), KV_OK);
+    CHECK(d.perms == (((pol_perms)1u << POL_KEYS_GET) | ((pol_perms)1u << POL_KEYS_LIST) |
+                      ((pol_perms)1u << POL_KEYS_UNWRAP)));
+    pol_role_def_clear(&d);
+    pol_free(acl);
+    acl = NULL;
+}
+
+static void def_to_delete(const struct op *op, char *name, size_t cap)
+{
+    def_prepare(op, name, cap);
+    CHECK_ST(run_def_put(op, name), KV_OK);
+}
+
+static enum kv_status run_def_delete(const struct op *op, const char *name)
+{
+    (void)op;
+    (void)name;
+    struct pol_role_def d;
+    enum kv_status st = pol_role_def_delete(acl, def_guid, &d);
+    pol_role_def_clear(&d);
+    return st;
+}
+
+static void def_gone(const struct op *op, const char *name)
+{
+    (void)op;
+    (void)name;
+    struct pol_role_def d;
+    CHECK_ST(pol_role_def_get(acl, def_guid, &d), KV_ERR_ARM_NO_ROLE_DEFINITION);
+    pol_free(acl);
+    acl = NULL;
+}
+
 static const struct op ops[] = {
     {"create EC P-256", run_create, fresh_name, NULL, "c-ec", KS_KTY_EC, 0, 0, 0},
     {"create oct 256", run_create, fresh_name, NULL, "c-oct", KS_KTY_OCT, 256, 0, 0},
@@ -705,6 +775,8 @@ static const struct op ops[] = {
     {"vault deletion, its access", run_vault_delete, vault_to_delete, vault_gone, "del", 0, 1, 0,
      0},
     {"deleted vault purge", run_vault_purge, vault_deleted, vault_gone, "pur", 0, 0, 0, 0},
+    {"custom role definition", run_def_put, def_prepare, def_made, "def", 0, 0, 0, 0},
+    {"custom role deletion", run_def_delete, def_to_delete, def_gone, "dd", 0, 0, 0, 0},
 };
 
 /* ---- the loop ------------------------------------------------------------------------- */

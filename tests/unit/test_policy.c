@@ -415,6 +415,145 @@ static void lists(struct pol_ctx *c, struct ks_env *ks)
              KV_OK);
 }
 
+/* Custom role definitions: what data actions grant (Azure's built-in roles' own data
+ * actions give what those roles grant), their life, their names, their use by
+ * assignments, evaluation and persistence. */
+static void custom_roles(struct pol_ctx *c, struct ks_env *ks)
+{
+#define KV_KEYS "Microsoft.KeyVault/vaults/keys/"
+    static const char *const officer[] = {KV_KEYS "*",
+                                          "Microsoft.KeyVault/vaults/keyrotationpolicies/*"};
+    static const char *const user[] = {
+        KV_KEYS "read",           KV_KEYS "update/action",  KV_KEYS "backup/action",
+        KV_KEYS "encrypt/action", KV_KEYS "decrypt/action", KV_KEYS "wrap/action",
+        KV_KEYS "unwrap/action",  KV_KEYS "sign/action",    KV_KEYS "verify/action"};
+    static const char *const reader[] = {"Microsoft.KeyVault/vaults/*/read",
+                                         "Microsoft.KeyVault/vaults/secrets/readMetadata/action"};
+    static const char *const admin[] = {"Microsoft.KeyVault/vaults/*"};
+    static const char *const secrets[] = {"Microsoft.KeyVault/vaults/secrets/*"};
+    CHECK(pol_data_actions_perms(officer, 2, NULL, 0) == pol_role_perms(POL_ROLE_CRYPTO_OFFICER));
+    CHECK(pol_data_actions_perms(user, 9, NULL, 0) == pol_role_perms(POL_ROLE_CRYPTO_USER));
+    CHECK(pol_data_actions_perms(reader, 2, NULL, 0) == pol_role_perms(POL_ROLE_READER));
+    CHECK(pol_data_actions_perms(admin, 1, NULL, 0) == pol_role_perms(POL_ROLE_ADMINISTRATOR));
+    CHECK(pol_data_actions_perms(secrets, 1, NULL, 0) == 0);
+    /* less the denied ones; any case; '*' anywhere; nothing from a near miss */
+    static const char *const deny[] = {KV_KEYS "DELETE", KV_KEYS "purge/*"};
+    CHECK(pol_data_actions_perms(officer, 1, deny, 2) ==
+          (POL_PERMS_ALL & ~P(POL_KEYS_DELETE) & ~P(POL_KEYS_PURGE) &
+           ~P(POL_KEYS_GETROTATIONPOLICY) & ~P(POL_KEYS_SETROTATIONPOLICY)));
+    static const char *const odd[] = {"microsoft.keyvault/VAULTS/keys/UNWRAP/action", "*/wrap/*",
+                                      KV_KEYS "sign", KV_KEYS "read/x"};
+    CHECK(pol_data_actions_perms(odd, 4, NULL, 0) == (P(POL_KEYS_UNWRAP) | P(POL_KEYS_WRAP)));
+    static const char *const everything[] = {"*"};
+    CHECK(pol_data_actions_perms(everything, 1, everything, 1) == 0);
+
+    /* made, found by id and name, listed */
+    static const char *const unwrap_only[] = {KV_KEYS "read", KV_KEYS "unwrap/action"};
+    struct pol_role_def def = {.id = "6F1C0E6A-0000-4000-8000-0000000000C1",
+                               .name = "CMK Unwrap",
+                               .doc = "{\"roleName\":\"CMK Unwrap\"}"},
+                        got;
+    int created = 0;
+    CHECK_ST(pol_role_def_put(c, &def, unwrap_only, 2, NULL, 0, &created), KV_OK);
+    CHECK(created);
+    CHECK_ST(pol_role_def_get(c,
+                              "/providers/Microsoft.Authorization/roleDefinitions/"
+                              "6f1c0e6a-0000-4000-8000-0000000000c1",
+                              &got),
+             KV_OK);
+    CHECK_STR(got.id, "6f1c0e6a-0000-4000-8000-0000000000c1");
+    CHECK_STR(got.name, "CMK Unwrap");
+    CHECK_STR(got.doc, def.doc);
+    CHECK(got.perms == (P(POL_KEYS_GET) | P(POL_KEYS_LIST) | P(POL_KEYS_UNWRAP)));
+    pol_role_def_clear(&got);
+    enum pol_role role;
+    char def_id[POL_ID_MAX];
+    CHECK_ST(pol_role_resolve(c, "cmk unwrap", &role, def_id), KV_OK);
+    CHECK(role == POL_ROLE_CUSTOM && strcmp(def_id, "6f1c0e6a-0000-4000-8000-0000000000c1") == 0);
+    CHECK_ST(pol_role_resolve(c, "Key Vault Reader", &role, def_id), KV_OK);
+    CHECK(role == POL_ROLE_READER && def_id[0] == '\0');
+    CHECK_ST(pol_role_resolve(c, "6f1c0e6a-0000-4000-8000-0000000000c9", &role, def_id),
+             KV_ERR_BAD_PARAM);
+    /* names are unique in any case, built-in ones included; ids are GUIDs, not built-in */
+    struct pol_role_def twin = def;
+    snprintf(twin.id, sizeof(twin.id), "6f1c0e6a-0000-4000-8000-0000000000c2");
+    snprintf(twin.name, sizeof(twin.name), "CMK UNWRAP");
+    CHECK_ST(pol_role_def_put(c, &twin, unwrap_only, 2, NULL, 0, NULL),
+             KV_ERR_ARM_ROLE_NAME_EXISTS);
+    snprintf(twin.name, sizeof(twin.name), "key vault reader");
+    CHECK_ST(pol_role_def_put(c, &twin, unwrap_only, 2, NULL, 0, NULL),
+             KV_ERR_ARM_ROLE_NAME_EXISTS);
+    struct pol_role_def bad = def;
+    snprintf(bad.id, sizeof(bad.id), "not-a-guid");
+    CHECK_ST(pol_role_def_put(c, &bad, NULL, 0, NULL, 0, NULL), KV_ERR_BAD_PARAM);
+    snprintf(bad.id, sizeof(bad.id), "21090545-7ca7-4776-b22c-e363652d74d2"); /* Reader's */
+    CHECK_ST(pol_role_def_put(c, &bad, NULL, 0, NULL, 0, NULL), KV_ERR_BAD_PARAM);
+    CHECK_ST(pol_role_def_get(c, "6f1c0e6a-0000-4000-8000-0000000000c2", &got),
+             KV_ERR_ARM_NO_ROLE_DEFINITION);
+    struct pol_role_def *all = NULL;
+    size_t n = 0;
+    CHECK_ST(pol_role_def_list(c, &all, &n), KV_OK);
+    CHECK(n == 1 && all != NULL && strcmp(all[0].name, "CMK Unwrap") == 0);
+    pol_role_defs_free(all, n);
+
+    /* assigned and evaluated; replaced: the assignment grants the new actions at once */
+    stored_vault(ks, "custv");
+    struct ks_vault v = vault("custv", 1);
+    struct pol_claims disk = who("t1", "disk", "x");
+    struct pol_role_assignment ra = {
+        .id = "ra-c", .principal_id = "disk", .role = POL_ROLE_CUSTOM, .vault = "custv"};
+    snprintf(ra.role_def, sizeof(ra.role_def), "%s", def_id);
+    CHECK_ST(pol_role_resolve(c, "CMK Unwrap", &role, ra.role_def), KV_OK);
+    CHECK_ST(pol_role_put(c, &ra), KV_OK);
+    CHECK_STR(pol_assignment_role_id(&ra), "6f1c0e6a-0000-4000-8000-0000000000c1");
+    char name[POL_ROLE_NAME_MAX];
+    pol_assignment_role_name(c, &ra, name, sizeof(name));
+    CHECK_STR(name, "CMK Unwrap");
+    expect(c, disk, v, "k", POL_KEYS_UNWRAP, KV_OK);
+    expect(c, disk, v, "k", POL_KEYS_WRAP, KV_ERR_RBAC_DENIED);
+    static const char *const both[] = {KV_KEYS "read", KV_KEYS "*wrap/action"};
+    CHECK_ST(pol_role_def_put(c, &def, both, 2, NULL, 0, &created), KV_OK);
+    CHECK(!created);
+    expect(c, disk, v, "k", POL_KEYS_WRAP, KV_OK);
+    /* one principal, role and scope make one assignment, custom roles too */
+    struct pol_role_assignment again = ra;
+    snprintf(again.id, sizeof(again.id), "ra-c2");
+    CHECK_ST(pol_role_put(c, &again), KV_ERR_ARM_ROLE_EXISTS);
+    /* an assignment of a definition that does not exist is refused */
+    struct pol_role_assignment ghost = ra;
+    snprintf(ghost.id, sizeof(ghost.id), "ra-ghost");
+    snprintf(ghost.role_def, sizeof(ghost.role_def), "6f1c0e6a-0000-4000-8000-0000000000c9");
+    CHECK_ST(pol_role_put(c, &ghost), KV_ERR_BAD_PARAM);
+
+    /* persisted: a new context reads the definition and the assignment's grant */
+    struct pol_ctx *fresh = NULL;
+    CHECK_ST(pol_new(dir, "t1", &fresh), KV_OK);
+    if (fresh != NULL) {
+        CHECK_ST(pol_attach(fresh, ks), KV_OK);
+        expect(fresh, disk, v, "k", POL_KEYS_WRAP, KV_OK);
+        expect(fresh, disk, v, "k", POL_KEYS_SIGN, KV_ERR_RBAC_DENIED);
+        struct pol_role_assignment back;
+        CHECK(pol_role_get(fresh, "ra-c", &back) && back.role == POL_ROLE_CUSTOM &&
+              strcmp(back.role_def, ra.role_def) == 0);
+        pol_free(fresh);
+    }
+
+    /* deleted only once no assignment uses it */
+    CHECK_ST(pol_role_def_delete(c, def.id, &got), KV_ERR_ARM_ROLE_IN_USE);
+    CHECK(got.doc == NULL);
+    CHECK_ST(pol_role_remove(c, "ra-c"), KV_OK);
+    CHECK_ST(pol_role_def_delete(c, def.id, &got), KV_OK);
+    CHECK_STR(got.name, "CMK Unwrap");
+    pol_role_def_clear(&got);
+    CHECK_ST(pol_role_def_delete(c, def.id, NULL), KV_ERR_ARM_NO_ROLE_DEFINITION);
+    CHECK_ST(pol_role_def_list(c, &all, &n), KV_OK);
+    CHECK(n == 0);
+    pol_role_defs_free(all, n);
+    CHECK_ST(pol_role_put(c, &ra), KV_ERR_BAD_PARAM);
+    expect(c, disk, v, "k", POL_KEYS_UNWRAP, KV_ERR_RBAC_DENIED);
+#undef KV_KEYS
+}
+
 int main(void)
 {
     CHECK(sodium_init() >= 0);
@@ -429,6 +568,7 @@ int main(void)
     CHECK_ST(pol_attach(c, ks), KV_OK);
     network(c);
     lists(c, ks);
+    custom_roles(c, ks);
 
     /* permission names */
     pol_perms bits = 0;
