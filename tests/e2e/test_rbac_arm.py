@@ -708,13 +708,16 @@ def main():
         @runner.test
         def the_audit_log_and_metrics_name_the_new_operations():
             ops = {r["operationName"] for r in kv.audit_records()}
-            for op in ("RoleDefinitionList", "RoleDefinitionGet", "RoleAssignmentList",
-                       "RoleAssignmentPut", "RoleAssignmentDelete", "RoleAssignmentGet",
-                       "VaultKeyPut", "VaultKeyGet", "VaultKeyList"):
+            for op in ("RoleDefinitionList", "RoleDefinitionGet", "RoleDefinitionPut",
+                       "RoleDefinitionDelete", "RoleAssignmentList", "RoleAssignmentPut",
+                       "RoleAssignmentDelete", "RoleAssignmentGet", "VaultKeyPut", "VaultKeyGet",
+                       "VaultKeyList"):
                 check(op in ops, op)
             st, _, metrics = kv.http("GET", "/metrics")
             eq(st, 200)
-            check('operation="RoleAssignmentList"' in metrics.decode(), "metrics count lists")
+            for op in ("RoleAssignmentList", "RoleDefinitionPut", "RoleDefinitionDelete"):
+                check(f'operation="{op}",status="400"' in metrics.decode() or
+                      f'operation="{op}",status="200"' in metrics.decode(), op)
 
         runner.run()
 
