@@ -1,5 +1,6 @@
 /* Command line, environment and the configuration file. */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdarg.h>
@@ -11,6 +12,7 @@
 #include "config.h"
 #include "kv_file.h"
 #include "kv_str.h"
+#include "srv.h"
 #include "vault_props.h"
 
 #include <sodium.h>
@@ -669,6 +671,113 @@ static enum kv_status parse_policies(struct srv_config *cfg, const cJSON *vault_
     return KV_OK;
 }
 
+/* roleDefinitions: [{"name": GUID (or "id"; made from the roleName when neither is
+ * given), "properties": {"roleName", "description", "permissions", "assignableScopes"}}],
+ * custom roles as Resource Manager has them. */
+static enum kv_status parse_role_defs(struct srv_config *cfg, const cJSON *list, char *err,
+                                      size_t cap)
+{
+    static const char *const fields[] = {"name", "id", "properties", NULL};
+    static const char *const prop_fields[] = {"roleName",    "description",      "type",
+                                              "permissions", "assignableScopes", NULL};
+    static const char *const perm_fields[] = {"actions", "notActions", "dataActions",
+                                              "notDataActions", NULL};
+    if (list == NULL)
+        return KV_OK;
+    if (!cJSON_IsArray(list))
+        return fail(err, cap, "config: 'roleDefinitions' must be an array");
+    size_t n = (size_t)cJSON_GetArraySize(list);
+    if (n == 0)
+        return KV_OK;
+    cfg->role_defs = calloc(n, sizeof(*cfg->role_defs));
+    if (cfg->role_defs == NULL)
+        return KV_ERR_NOMEM;
+    const cJSON *o;
+    cJSON_ArrayForEach(o, list)
+    {
+        char where[48], what[64];
+        snprintf(where, sizeof(where), "roleDefinitions[%zu]", cfg->n_role_defs);
+        snprintf(what, sizeof(what), "roleDefinitions[%zu].properties", cfg->n_role_defs);
+        struct srv_role_def_cfg *d = &cfg->role_defs[cfg->n_role_defs];
+        const cJSON *props = cJSON_GetObjectItemCaseSensitive(o, "properties");
+        if (!cJSON_IsObject(o))
+            return fail(err, cap, "config: %s must be an object", where);
+        enum kv_status st = only_fields(o, fields, where, err, cap);
+        if (st == KV_OK)
+            st = get_string(o, "name", where, d->id, sizeof(d->id), 0, err, cap);
+        if (st == KV_OK && d->id[0] == '\0')
+            st = get_string(o, "id", where, d->id, sizeof(d->id), 0, err, cap);
+        if (st == KV_OK && !cJSON_IsObject(props))
+            return fail(err, cap, "config: %s needs 'properties', an object", where);
+        if (st == KV_OK)
+            st = only_fields(props, prop_fields, what, err, cap);
+        const cJSON *p, *perms = cJSON_GetObjectItemCaseSensitive(props, "permissions");
+        cJSON_ArrayForEach(p, perms)
+        {
+            if (st == KV_OK && cJSON_IsObject(p))
+                st = only_fields(p, perm_fields, what, err, cap);
+        }
+        if (st != KV_OK)
+            return st;
+        const char *bad = srv_role_def_bad(props);
+        if (bad != NULL)
+            return fail(err, cap, "config: %s: %s", where, bad);
+        const char *name = cJSON_GetObjectItemCaseSensitive(props, "roleName")->valuestring;
+        enum pol_role builtin;
+        if (pol_role_parse(name, &builtin) == KV_OK)
+            return fail(err, cap, "config: %s: '%s' is a built-in role's name", where, name);
+        snprintf(d->name, sizeof(d->name), "%s", name);
+        if (d->id[0] == '\0') {
+            /* a stable id made from the name, so that restarts keep it */
+            unsigned char h[16];
+            char text[POL_ROLE_NAME_MAX + 16];
+            snprintf(text, sizeof(text), "kvmock role|%s", name);
+            for (char *c = text; *c != '\0'; c++)
+                *c = (char)tolower((unsigned char)*c);
+            crypto_generichash(h, sizeof(h), (unsigned char *)text, strlen(text), NULL, 0);
+            kv_str_uuid(d->id, h);
+        }
+        if (!kv_str_is_uuid(d->id) || pol_role_parse(d->id, &builtin) == KV_OK)
+            return fail(err, cap,
+                        "config: %s: its name '%s' must be a GUID, and no built-in "
+                        "role's",
+                        where, d->id);
+        for (char *c = d->id; *c != '\0'; c++)
+            *c = (char)tolower((unsigned char)*c);
+        for (size_t j = 0; j < cfg->n_role_defs; j++) {
+            if (strcmp(cfg->role_defs[j].id, d->id) == 0 ||
+                strcasecmp(cfg->role_defs[j].name, d->name) == 0)
+                return fail(err, cap, "config: %s has the name or roleName of roleDefinitions[%zu]",
+                            where, j);
+        }
+        d->props = cJSON_Duplicate(props, 1);
+        if (d->props == NULL)
+            return KV_ERR_NOMEM;
+        cfg->n_role_defs++;
+    }
+    return KV_OK;
+}
+
+/* Role @p text (a name, a GUID or a path ending in one): a built-in role, else one of the
+ * file's roleDefinitions. */
+static int config_role(const struct srv_config *cfg, const char *text,
+                       struct pol_role_assignment *r)
+{
+    if (pol_role_parse(text, &r->role) == KV_OK)
+        return 1;
+    const char *slash = strrchr(text, '/');
+    const char *guid = slash != NULL ? slash + 1 : text;
+    for (size_t i = 0; i < cfg->n_role_defs; i++) {
+        if (strcasecmp(cfg->role_defs[i].name, text) == 0 ||
+            strcasecmp(cfg->role_defs[i].id, guid) == 0) {
+            r->role = POL_ROLE_CUSTOM;
+            snprintf(r->role_def, sizeof(r->role_def), "%s", cfg->role_defs[i].id);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static enum kv_status parse_roles(struct srv_config *cfg, const cJSON *list, char *err,
                                   size_t cap)
 {
@@ -708,8 +817,11 @@ static enum kv_status parse_roles(struct srv_config *cfg, const cJSON *list, cha
             st = get_string(o, "id", where, r->id, sizeof(r->id), 0, err, cap);
         if (st != KV_OK)
             return st;
-        if (role[0] == '\0' || pol_role_parse(role, &r->role) != KV_OK)
-            return fail(err, cap, "config: %s: unknown role '%s'", where, role);
+        if (role[0] == '\0' || !config_role(cfg, role, r))
+            return fail(err, cap,
+                        "config: %s: unknown role '%s' (neither a built-in Key Vault role nor "
+                        "one of the file's roleDefinitions)",
+                        where, role);
         if (pol_scope_parse(scope, r->vault, r->key, r->group) != KV_OK)
             return fail(err, cap,
                         "config: %s: scope '%s' must be /vaults/NAME, /vaults/NAME/keys/KEY, "
@@ -719,7 +831,7 @@ static enum kv_status parse_roles(struct srv_config *cfg, const cJSON *list, cha
             /* a stable id derived from the assignment, so restarts do not duplicate it */
             unsigned char h[16];
             char text[700];
-            snprintf(text, sizeof(text), "%s|%s|%s", r->principal_id, pol_role_id(r->role),
+            snprintf(text, sizeof(text), "%s|%s|%s", r->principal_id, pol_assignment_role_id(r),
                      scope);
             crypto_generichash(h, sizeof(h), (unsigned char *)text, strlen(text), NULL, 0);
             kv_str_uuid(r->id, h);
@@ -797,9 +909,9 @@ static enum kv_status parse_authorities(struct srv_config *cfg, const cJSON *lis
 
 static enum kv_status parse_file(struct srv_config *cfg, const cJSON *doc, char *err, size_t cap)
 {
-    static const char *const fields[] = {"tenantId", "identityHeader",  "identities",
-                                         "vaults",   "roleAssignments", "attestationAuthorities",
-                                         NULL};
+    static const char *const fields[] = {
+        "tenantId",        "identityHeader",         "identities", "vaults", "roleDefinitions",
+        "roleAssignments", "attestationAuthorities", NULL};
     if (!cJSON_IsObject(doc))
         return fail(err, cap, "config: the file must hold a JSON object");
     enum kv_status st = only_fields(doc, fields, "the top level", err, cap);
@@ -869,7 +981,9 @@ static enum kv_status parse_file(struct srv_config *cfg, const cJSON *doc, char 
                 return st;
         }
     }
-    st = parse_roles(cfg, cJSON_GetObjectItemCaseSensitive(doc, "roleAssignments"), err, cap);
+    st = parse_role_defs(cfg, cJSON_GetObjectItemCaseSensitive(doc, "roleDefinitions"), err, cap);
+    if (st == KV_OK)
+        st = parse_roles(cfg, cJSON_GetObjectItemCaseSensitive(doc, "roleAssignments"), err, cap);
     if (st == KV_OK)
         st = parse_authorities(cfg, cJSON_GetObjectItemCaseSensitive(doc, "attestationAuthorities"),
                                err, cap);
@@ -997,6 +1111,9 @@ void srv_config_free(struct srv_config *cfg)
     free(cfg->policies);
     free(cfg->policies_given);
     free(cfg->roles);
+    for (size_t i = 0; cfg->role_defs != NULL && i < cfg->n_role_defs; i++)
+        cJSON_Delete(cfg->role_defs[i].props);
+    free(cfg->role_defs);
     for (size_t i = 0; i < cfg->n_authorities; i++) {
         free(cfg->authorities[i].authority);
         free(cfg->authorities[i].jwks);

@@ -69,6 +69,14 @@ struct srv_config {
     int *policies_given; /**< per vault */
     struct pol_role_assignment *roles;
     size_t n_roles;
+    /* custom role definitions, made or replaced at every start: id (a GUID, lowercase),
+     * roleName, and the properties as the file gives them (owned, checked) */
+    struct srv_role_def_cfg {
+        char id[POL_ID_MAX];
+        char name[POL_ROLE_NAME_MAX];
+        struct cJSON *props;
+    } * role_defs;
+    size_t n_role_defs;
     /* attestation authorities trusted for secure key release: URL and JWKS text (owned) */
     struct srv_authority {
         char *authority;

@@ -188,6 +188,36 @@ static enum kv_status file_vault(const struct srv_config *cfg, size_t i, struct 
  * that, LMDB holds them and the management plane changes them. The identities'
  * credentials move to the policy context.
  */
+/* Make or replace custom role definition @p d of the configuration file (as it was made
+ * by kvmock itself: no caller; a replaced one keeps its creation). */
+static enum kv_status file_role_def(struct srv *srv, const struct srv_role_def_cfg *d)
+{
+    struct pol_role_def old, def = {0};
+    int replaces = pol_role_def_get(srv->pol, d->id, &old) == KV_OK;
+    const char **grant = NULL, **deny = NULL;
+    size_t n_grant = 0, n_deny = 0;
+    def.doc =
+        srv_role_def_doc(d->props, NULL, replaces ? &old : NULL, &grant, &n_grant, &deny, &n_deny);
+    if (replaces)
+        pol_role_def_clear(&old);
+    snprintf(def.id, sizeof(def.id), "%s", d->id);
+    snprintf(def.name, sizeof(def.name), "%s", d->name);
+    enum kv_status st = def.doc != NULL
+                            ? pol_role_def_put(srv->pol, &def, grant, n_grant, deny, n_deny, NULL)
+                            : KV_ERR_NOMEM;
+    if (st == KV_ERR_ARM_ROLE_NAME_EXISTS)
+        kv_log(KV_LOG_ERROR,
+               "config: custom role '%s' (%s): a custom role made through the management plane "
+               "has its name; delete that one or rename this one",
+               d->name, d->id);
+    else if (st != KV_OK)
+        kv_log(KV_LOG_ERROR, "cannot store custom role '%s': %s", d->name, kv_status_name(st));
+    free(grant);
+    free(deny);
+    cJSON_free(def.doc);
+    return st;
+}
+
 static enum kv_status apply_config(struct srv_config *cfg, struct srv *srv)
 {
     for (size_t i = 0; i < cfg->n_identities; i++) {
@@ -214,6 +244,11 @@ static enum kv_status apply_config(struct srv_config *cfg, struct srv *srv)
         kv_log(KV_LOG_ERROR, "cannot load access policies and role assignments");
         return st;
     }
+    /* the file's custom roles, before the assignments that name them */
+    for (size_t i = 0; st == KV_OK && i < cfg->n_role_defs; i++)
+        st = file_role_def(srv, &cfg->role_defs[i]);
+    if (st != KV_OK)
+        return st;
     /* Every vault is checked before any is written: a file refused for one of them
      * changes nothing in the data folder. */
     struct ks_vault *puts = calloc(cfg->n_vaults, sizeof(*puts));

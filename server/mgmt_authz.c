@@ -342,8 +342,7 @@ static cJSON *custom_json(const struct srv_req *req, const struct pol_role_def *
 static const char *const action_lists[] = {"actions", "notActions", "dataActions",
                                            "notDataActions"};
 
-/* Check a PUT body's properties; NULL when they are well formed, else why not. */
-static const char *custom_props_bad(const cJSON *props)
+const char *srv_role_def_bad(const cJSON *props)
 {
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(props, "roleName");
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(props, "type");
@@ -394,11 +393,8 @@ static const char *custom_props_bad(const cJSON *props)
     return NULL;
 }
 
-/* The properties to keep of a custom role: the body's, in Resource Manager's shape (every
- * list present), with the creation of @p old (a replaced definition's; NULL: this one).
- * Also fills @p grant and @p deny (borrowed from the body). */
-static char *custom_doc(struct srv_req *req, const cJSON *props, const struct pol_role_def *old,
-                        const char ***grant, size_t *n_grant, const char ***deny, size_t *n_deny)
+char *srv_role_def_doc(const cJSON *props, const char *by, const struct pol_role_def *old,
+                       const char ***grant, size_t *n_grant, const char ***deny, size_t *n_deny)
 {
     char now[21];
     kv_str_utc(now, ks_now());
@@ -424,8 +420,12 @@ static char *custom_doc(struct srv_req *req, const cJSON *props, const struct po
                                      cJSON_IsString(about) ? about->valuestring : "") &&
              cJSON_AddStringToObject(o, "createdOn", created_on ? created_on : now) &&
              cJSON_AddStringToObject(o, "updatedOn", now) &&
-             cJSON_AddStringToObject(o, "createdBy", created_by ? created_by : req->who.oid) &&
-             cJSON_AddStringToObject(o, "updatedBy", req->who.oid);
+             (old != NULL  ? (created_by ? cJSON_AddStringToObject(o, "createdBy", created_by)
+                                         : cJSON_AddNullToObject(o, "createdBy"))
+              : by != NULL ? cJSON_AddStringToObject(o, "createdBy", by)
+                           : cJSON_AddNullToObject(o, "createdBy")) &&
+             (by != NULL ? cJSON_AddStringToObject(o, "updatedBy", by)
+                         : cJSON_AddNullToObject(o, "updatedBy"));
     cJSON_Delete(kept);
     size_t cap = 1;
     const cJSON *p, *it;
@@ -487,7 +487,7 @@ static void definition_put(struct srv_req *req, const char *id)
     const cJSON *props = srv_read_json_body(req) == KV_OK
                              ? cJSON_GetObjectItemCaseSensitive(req->body, "properties")
                              : NULL;
-    const char *bad = custom_props_bad(props);
+    const char *bad = srv_role_def_bad(props);
     if (bad != NULL) {
         srv_send_error(req, KV_ERR_ARM_BAD_REQUEST, bad);
         return;
@@ -496,7 +496,8 @@ static void definition_put(struct srv_req *req, const char *id)
     int replaced = pol_role_def_get(req->srv->pol, id, &old) == KV_OK;
     const char **grant = NULL, **deny = NULL;
     size_t n_grant = 0, n_deny = 0;
-    char *doc = custom_doc(req, props, replaced ? &old : NULL, &grant, &n_grant, &deny, &n_deny);
+    char *doc = srv_role_def_doc(props, req->who.oid, replaced ? &old : NULL, &grant, &n_grant,
+                                 &deny, &n_deny);
     if (replaced)
         pol_role_def_clear(&old);
     snprintf(def.id, sizeof(def.id), "%s", id);
@@ -529,7 +530,9 @@ static void definition_put(struct srv_req *req, const char *id)
                         "The role definition '%s' was deleted while it was written.", id);
         return;
     }
-    srv_send_json(req, created ? 201 : 200, custom_json(req, &made));
+    /* 201 for a replaced one too: the REST specification's only answer, and the SDKs
+     * take no other */
+    srv_send_json(req, 201, custom_json(req, &made));
     pol_role_def_clear(&made);
 }
 

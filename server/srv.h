@@ -305,11 +305,29 @@ int srv_in_path_group(const struct srv_req *req, const struct ks_vault *v);
 /**
  * @brief Microsoft.Authorization (mgmt_authz.c): role assignments at @p scope (a
  * subscription, resource group, vault or key; @p id NULL: the list) or, with
- * @p role_definitions, the built-in Key Vault role definitions. The caller has authorized
- * the request and checked its api-version.
+ * @p role_definitions, the built-in Key Vault role definitions and the custom ones. The
+ * caller has authorized the request and checked its api-version.
  */
 void srv_mgmt_authz(struct srv_req *req, const char *scope, int role_definitions,
                     const char *id);
+
+/**
+ * @brief Check a custom role definition's properties (Resource Manager's roleName, type,
+ * description, permissions and assignableScopes), for a PUT and for the configuration
+ * file. @return NULL when they are well formed, else why not (a static string).
+ */
+const char *srv_role_def_bad(const cJSON *props);
+
+/**
+ * @brief The text to keep of a custom role definition: @p props (checked) in Resource
+ * Manager's shape, every list present, made now by @p by (an object id; NULL: the
+ * configuration file), keeping the creation of @p old (the definition it replaces, or
+ * NULL). Fills @p grant and @p deny with the data actions and not-data-actions of every
+ * permission (borrowed from @p props; the arrays are the caller's to free).
+ * @return the text (cJSON_free()), or NULL when out of memory.
+ */
+char *srv_role_def_doc(const cJSON *props, const char *by, const struct pol_role_def *old,
+                       const char ***grant, size_t *n_grant, const char ***deny, size_t *n_deny);
 
 /**
  * @brief Microsoft.KeyVault/vaults/keys (mgmt_keys.c): PUT (create if absent) or GET of key

@@ -5,6 +5,7 @@
 
 #include "check.h"
 #include "config.h"
+#include "kv_str.h"
 #include "testassert.h"
 
 static char err[1024];
@@ -45,6 +46,70 @@ static enum kv_status two_readers(struct srv_config *cfg, const char *a, const c
              a, b);
     char *argv[] = {"kvmock", "--config", cfg_path, NULL};
     return load(cfg, json, 3, argv);
+}
+
+/* Custom role definitions of the file: their ids (given, or made from the name and the
+ * same at every start), the assignments that name them, and the refusals. */
+static void role_definitions(void)
+{
+#define PERMS  "\"permissions\":[{\"dataActions\":[\"Microsoft.KeyVault/vaults/keys/read\"]}]"
+#define SCOPES "\"assignableScopes\":[\"/subscriptions/s\"]"
+    struct srv_config cfg;
+    char *argv[] = {"kvmock", "--config", cfg_path, NULL};
+    static const char two[] =
+        "{\"vaults\":[{\"name\":\"v\"},{\"name\":\"w\"}],\"roleDefinitions\":["
+        "{\"name\":\"6F1C0E6A-0000-4000-8000-0000000000C1\",\"properties\":{"
+        "\"roleName\":\"CMK Reader\"," PERMS "," SCOPES "}},"
+        "{\"properties\":{\"roleName\":\"Key Lister\",\"description\":\"d\","
+        "\"type\":\"CustomRole\"," PERMS "," SCOPES "}}],"
+        "\"roleAssignments\":["
+        "{\"principalId\":\"p\",\"roleDefinitionName\":\"cmk reader\",\"scope\":\"/vaults/v\"},"
+        "{\"principalId\":\"p\",\"roleDefinitionId\":\"/subscriptions/s/providers/"
+        "Microsoft.Authorization/roleDefinitions/6f1c0e6a-0000-4000-8000-0000000000c1\","
+        "\"scope\":\"/vaults/w\"},"
+        "{\"principalId\":\"p\",\"roleDefinitionName\":\"Key Lister\",\"scope\":\"/vaults/v\"}]}";
+    CHECK_ST(load(&cfg, two, 3, argv), KV_OK);
+    CHECK(cfg.n_role_defs == 2 && cfg.n_roles == 3);
+    char made[POL_ID_MAX] = "";
+    if (cfg.n_role_defs == 2 && cfg.n_roles == 3) {
+        CHECK_STR(cfg.role_defs[0].id, "6f1c0e6a-0000-4000-8000-0000000000c1");
+        CHECK_STR(cfg.role_defs[1].name, "Key Lister");
+        CHECK(kv_str_is_uuid(cfg.role_defs[1].id));
+        snprintf(made, sizeof(made), "%s", cfg.role_defs[1].id);
+        CHECK(cfg.roles[0].role == POL_ROLE_CUSTOM && cfg.roles[1].role == POL_ROLE_CUSTOM);
+        CHECK_STR(cfg.roles[0].role_def, cfg.role_defs[0].id);
+        CHECK_STR(cfg.roles[1].role_def, cfg.role_defs[0].id);
+        CHECK_STR(cfg.roles[2].role_def, made);
+    }
+    srv_config_free(&cfg);
+    /* the id made from the name is the same at the next start */
+    CHECK_ST(load(&cfg, two, 3, argv), KV_OK);
+    CHECK(cfg.n_role_defs == 2 && strcmp(cfg.role_defs[1].id, made) == 0);
+    srv_config_free(&cfg);
+    refused("{\"roleDefinitions\":{}}", "'roleDefinitions' must be an array");
+    refused("{\"roleDefinitions\":[{\"name\":\"x\"}]}", "needs 'properties'");
+    refused("{\"roleDefinitions\":[{\"properties\":{\"roleName\":\"r\"," PERMS "," SCOPES
+            ",\"assignableScope\":[]}}]}",
+            "unknown field 'assignableScope' in roleDefinitions[0].properties");
+    refused("{\"roleDefinitions\":[{\"properties\":{\"roleName\":\"r\",\"permissions\":[{"
+            "\"dataAction\":[]}]," SCOPES "}}]}",
+            "unknown field 'dataAction' in roleDefinitions[0].properties");
+    refused("{\"roleDefinitions\":[{\"properties\":{\"roleName\":\"r\"," PERMS "}}]}",
+            "roleDefinitions[0]: properties.assignableScopes is required");
+    refused("{\"roleDefinitions\":[{\"properties\":{\"roleName\":\"Key Vault Reader\"," PERMS
+            "," SCOPES "}}]}",
+            "'Key Vault Reader' is a built-in role's name");
+    refused("{\"roleDefinitions\":[{\"name\":\"r1\",\"properties\":{\"roleName\":\"r\"," PERMS
+            "," SCOPES "}}]}",
+            "its name 'r1' must be a GUID");
+    refused("{\"roleDefinitions\":[{\"properties\":{\"roleName\":\"r\"," PERMS "," SCOPES
+            "}},{\"properties\":{\"roleName\":\"R\"," PERMS "," SCOPES "}}]}",
+            "roleDefinitions[1] has the name or roleName of roleDefinitions[0]");
+    refused("{\"roleAssignments\":[{\"principalId\":\"p\",\"roleDefinitionName\":\"CMK Reader\","
+            "\"scope\":\"/vaults/v\"}]}",
+            "unknown role 'CMK Reader'");
+#undef PERMS
+#undef SCOPES
 }
 
 /* An identity's certificates and federated credentials: PEM text or files beside the
@@ -469,6 +534,7 @@ int main(void)
             "define");
     refused("[]", "JSON object");
     client_assertions();
+    role_definitions();
     unlink(cfg_path);
     refused(NULL, "cannot read");
     CHECK_DONE();
