@@ -468,22 +468,28 @@ char *srv_role_def_doc(const cJSON *props, const char *by, const struct pol_role
     return text;
 }
 
+/* Answer 400 when @p id is a built-in role's, which cannot be @p done; 1 when it did. */
+static int built_in_refused(struct srv_req *req, const char *id, const char *done)
+{
+    enum pol_role builtin;
+    if (pol_role_parse(id, &builtin) != KV_OK)
+        return 0;
+    srv_send_errorf(req, KV_ERR_ARM_BAD_REQUEST,
+                    "The role definition '%s' is the built-in role '%s', which cannot be %s.", id,
+                    pol_role_name(builtin), done);
+    return 1;
+}
+
 /* PUT .../roleDefinitions/{id}: create or replace a custom role. */
 static void definition_put(struct srv_req *req, const char *id)
 {
-    enum pol_role builtin;
     if (!kv_str_is_uuid(id)) {
         srv_send_errorf(req, KV_ERR_ARM_BAD_REQUEST,
                         "The role definition ID '%.64s' is not valid: it must be a GUID.", id);
         return;
     }
-    if (pol_role_parse(id, &builtin) == KV_OK) {
-        srv_send_errorf(req, KV_ERR_ARM_BAD_REQUEST,
-                        "The role definition '%s' is the built-in role '%s', which cannot be "
-                        "changed.",
-                        id, pol_role_name(builtin));
+    if (built_in_refused(req, id, "changed"))
         return;
-    }
     const cJSON *props = srv_read_json_body(req) == KV_OK
                              ? cJSON_GetObjectItemCaseSensitive(req->body, "properties")
                              : NULL;
@@ -539,14 +545,8 @@ static void definition_put(struct srv_req *req, const char *id)
 /* DELETE .../roleDefinitions/{id}: a custom role that no assignment uses. */
 static void definition_delete(struct srv_req *req, const char *id)
 {
-    enum pol_role builtin;
-    if (pol_role_parse(id, &builtin) == KV_OK) {
-        srv_send_errorf(req, KV_ERR_ARM_BAD_REQUEST,
-                        "The role definition '%s' is the built-in role '%s', which cannot be "
-                        "deleted.",
-                        id, pol_role_name(builtin));
+    if (built_in_refused(req, id, "deleted"))
         return;
-    }
     struct pol_role_def d;
     enum kv_status st = pol_role_def_delete(req->srv->pol, id, &d);
     if (st == KV_ERR_ARM_NO_ROLE_DEFINITION) {

@@ -387,6 +387,27 @@ class Kvmock:
         os.environ["NO_PROXY"] = "*"
         os.environ.update(self.sdk_env())
 
+    def az_env(self, config_dir) -> dict:
+        """The environment for Debian's az against this server: its cloud's metadata from
+        kvmock, Cloud Shell's managed identity (MSI_ENDPOINT), the CA, its own config
+        folder, and none of this process's Azure or proxy variables."""
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("AZURE_", "MSI_", "IDENTITY_", "ARM_"))
+               and k.lower() not in ("https_proxy", "http_proxy", "all_proxy")}
+        env.update({
+            "AZURE_CONFIG_DIR": config_dir,
+            "ARM_CLOUD_METADATA_URL":
+                f"https://localhost:{self.https_port}/metadata/endpoints?api-version=2022-09-01",
+            "MSI_ENDPOINT": f"http://127.0.0.1:{self.http_port}/msi/token",
+            "MSI_SECRET": self.identity_header,
+            "REQUESTS_CA_BUNDLE": self.ca_path,
+            "SSL_CERT_FILE": self.ca_path,
+            "AZURE_CORE_COLLECT_TELEMETRY": "false",
+            "AZURE_CORE_NO_COLOR": "true",
+            "NO_PROXY": "*",
+        })
+        return env
+
     # ---- raw HTTP ------------------------------------------------------------------------
 
     @staticmethod

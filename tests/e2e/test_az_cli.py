@@ -158,20 +158,7 @@ def main():
     with Kvmock(args.kvmock, config=CONFIG) as kv:
         P = kv.https_port
         base = f"https://localhost:{P}"
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("AZURE_", "MSI_", "IDENTITY_", "ARM_"))
-               and k.lower() not in ("https_proxy", "http_proxy", "all_proxy")}
-        env.update({
-            "AZURE_CONFIG_DIR": config_dir,
-            "ARM_CLOUD_METADATA_URL": f"{base}/metadata/endpoints?api-version=2022-09-01",
-            "MSI_ENDPOINT": f"http://127.0.0.1:{kv.http_port}/msi/token",
-            "MSI_SECRET": kv.identity_header,
-            "REQUESTS_CA_BUNDLE": kv.ca_path,
-            "SSL_CERT_FILE": kv.ca_path,
-            "AZURE_CORE_COLLECT_TELEMETRY": "false",
-            "AZURE_CORE_NO_COLOR": "true",
-            "NO_PROXY": "*",
-        })
+        env = kv.az_env(config_dir)
 
         def az(*argv, ok=True):
             """Run az with kvmock's cloud; the parsed JSON output (None when empty)."""
