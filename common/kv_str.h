@@ -33,6 +33,15 @@ void kv_str_uuid(char out[37], const unsigned char bytes[16]);
 /** @brief Whether @p s is a UUID in its 36-character form (hex digits of either case). */
 int kv_str_is_uuid(const char *s);
 
+/** @brief Turn the ASCII capitals of @p s into small letters, in place. */
+void kv_str_lower(char *s);
+
+/**
+ * @brief A region's name as Resource Manager writes it, into @p out (at most @p cap bytes
+ * with the NUL): its letters and digits, in small letters ("West Europe" is "westeurope").
+ */
+void kv_str_region(const char *location, char *out, size_t cap);
+
 /**
  * @brief Write UTC time @p t as `YYYY-MM-DDTHH:MM:SSZ` and a NUL into @p out
  * (years 0 to 9999; others are written as 0000-01-01T00:00:00Z).

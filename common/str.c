@@ -1,6 +1,7 @@
 /* Bounded text joining without printf (kv_str.h). */
 #include "kv_str.h"
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <string.h>
 #include <time.h>
@@ -102,4 +103,20 @@ void kv_str_utc(char out[21], int64_t t)
     d = digits(d, tm.tm_sec, 2);
     *d++ = 'Z';
     *d = '\0';
+}
+
+void kv_str_lower(char *s)
+{
+    for (; *s != '\0'; s++)
+        *s = (char)tolower((unsigned char)*s);
+}
+
+void kv_str_region(const char *location, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (const char *c = location; *c != '\0' && n + 1 < cap; c++) {
+        if (isalnum((unsigned char)*c))
+            out[n++] = (char)tolower((unsigned char)*c);
+    }
+    out[n] = '\0';
 }

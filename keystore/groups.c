@@ -10,13 +10,13 @@
  * group's record does not list its vaults, so a vault and its group are never
  * written in one transaction.
  */
-#include <ctype.h>
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "kv_str.h"
 #include "store.h"
 
 #define KS_GROUP_PREFIX     "\0group\0"
@@ -83,23 +83,14 @@ struct put_arg {
     struct ks_group *existing; /* ks_group_ensure(): an existing group is read here, kept */
 };
 
-/* Whether two region names are one region, as Resource Manager reads them: in any case,
- * with or without spaces ("West Europe" is "westeurope"; older kvmocks kept the name as
- * given) */
+/* Whether two region names are one region, as Resource Manager writes them
+ * (kv_str_region(): "West Europe" is "westeurope"; older kvmocks kept the name as given) */
 static int same_location(const char *a, const char *b)
 {
-    for (;;) {
-        while (*a == ' ')
-            a++;
-        while (*b == ' ')
-            b++;
-        if (tolower((unsigned char)*a) != tolower((unsigned char)*b))
-            return 0;
-        if (*a == '\0')
-            return 1;
-        a++;
-        b++;
-    }
+    char ra[KS_LOCATION_MAX + 1], rb[KS_LOCATION_MAX + 1];
+    kv_str_region(a, ra, sizeof(ra));
+    kv_str_region(b, rb, sizeof(rb));
+    return strcmp(ra, rb) == 0;
 }
 
 static enum kv_status put_fn(struct ks_txn *tx, void *arg)

@@ -124,8 +124,8 @@ static int guid_of(const char *text, char out[POL_ID_MAX])
     const char *guid = slash != NULL ? slash + 1 : text;
     if (!kv_str_is_uuid(guid))
         return 0;
-    for (size_t i = 0; i <= strlen(guid); i++)
-        out[i] = (char)tolower((unsigned char)guid[i]);
+    snprintf(out, POL_ID_MAX, "%s", guid);
+    kv_str_lower(out);
     return 1;
 }
 

@@ -1,6 +1,5 @@
 /* Command line, environment and the configuration file. */
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdarg.h>
@@ -671,6 +670,14 @@ static enum kv_status parse_policies(struct srv_config *cfg, const cJSON *vault_
     return KV_OK;
 }
 
+/* A UUID made from @p text: the same text gives the same one at every start. */
+static void stable_uuid(const char *text, char out[37])
+{
+    unsigned char h[16];
+    crypto_generichash(h, sizeof(h), (const unsigned char *)text, strlen(text), NULL, 0);
+    kv_str_uuid(out, h);
+}
+
 /* roleDefinitions: [{"name": GUID (or "id"; made from the roleName when neither is
  * given), "properties": {"roleName", "description", "permissions", "assignableScopes"}}],
  * custom roles as Resource Manager has them. */
@@ -729,21 +736,17 @@ static enum kv_status parse_role_defs(struct srv_config *cfg, const cJSON *list,
         snprintf(d->name, sizeof(d->name), "%s", name);
         if (d->id[0] == '\0') {
             /* a stable id made from the name, so that restarts keep it */
-            unsigned char h[16];
             char text[POL_ROLE_NAME_MAX + 16];
             snprintf(text, sizeof(text), "kvmock role|%s", name);
-            for (char *c = text; *c != '\0'; c++)
-                *c = (char)tolower((unsigned char)*c);
-            crypto_generichash(h, sizeof(h), (unsigned char *)text, strlen(text), NULL, 0);
-            kv_str_uuid(d->id, h);
+            kv_str_lower(text);
+            stable_uuid(text, d->id);
         }
         if (!kv_str_is_uuid(d->id) || pol_role_parse(d->id, &builtin) == KV_OK)
             return fail(err, cap,
                         "config: %s: its name '%s' must be a GUID, and no built-in "
                         "role's",
                         where, d->id);
-        for (char *c = d->id; *c != '\0'; c++)
-            *c = (char)tolower((unsigned char)*c);
+        kv_str_lower(d->id);
         for (size_t j = 0; j < cfg->n_role_defs; j++) {
             if (strcmp(cfg->role_defs[j].id, d->id) == 0 ||
                 strcasecmp(cfg->role_defs[j].name, d->name) == 0)
@@ -829,12 +832,10 @@ static enum kv_status parse_roles(struct srv_config *cfg, const cJSON *list, cha
                         where, scope);
         if (r->id[0] == '\0') {
             /* a stable id derived from the assignment, so restarts do not duplicate it */
-            unsigned char h[16];
             char text[700];
             snprintf(text, sizeof(text), "%s|%s|%s", r->principal_id, pol_assignment_role_id(r),
                      scope);
-            crypto_generichash(h, sizeof(h), (unsigned char *)text, strlen(text), NULL, 0);
-            kv_str_uuid(r->id, h);
+            stable_uuid(text, r->id);
         }
         for (size_t j = 0; j < cfg->n_roles; j++) {
             if (pol_role_same(&cfg->roles[j], r) && strcasecmp(cfg->roles[j].id, r->id) != 0)

@@ -7,7 +7,6 @@
  *   Host -> bearer token -> vault -> api-version -> route -> permission
  *        -> JSON body -> handler -> keystore
  */
-#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -156,17 +155,6 @@ static enum kv_status firewall(struct srv_req *req, const struct ks_vault *vault
     return st;
 }
 
-/* Only letters and digits: nothing else can reach a header. */
-void srv_region_name(const char *location, char *out, size_t cap)
-{
-    size_t n = 0;
-    for (const char *c = location; *c != '\0' && n + 1 < cap; c++) {
-        if (isalnum((unsigned char)*c))
-            out[n++] = (char)tolower((unsigned char)*c);
-    }
-    out[n] = '\0';
-}
-
 static void vault_api(struct srv_req *req)
 {
     req->data_plane = 1;
@@ -203,7 +191,8 @@ static void vault_api(struct srv_req *req)
             srv_send_error(req, st, NULL);
         return;
     }
-    srv_region_name(ks_vault_location(&vault), req->region, sizeof(req->region));
+    /* only letters and digits: nothing else can reach a header */
+    kv_str_region(ks_vault_location(&vault), req->region, sizeof(req->region));
     snprintf(req->vault_group, sizeof(req->vault_group), "%s", srv_vault_group(&vault));
     req->vault_rbac = vault.rbac;
     if (check_api_version(req) != KV_OK)

@@ -192,19 +192,7 @@ static enum kv_status file_vault(const struct srv_config *cfg, size_t i, struct 
  * by kvmock itself: no caller; a replaced one keeps its creation). */
 static enum kv_status file_role_def(struct srv *srv, const struct srv_role_def_cfg *d)
 {
-    struct pol_role_def old, def = {0};
-    int replaces = pol_role_def_get(srv->pol, d->id, &old) == KV_OK;
-    const char **grant = NULL, **deny = NULL;
-    size_t n_grant = 0, n_deny = 0;
-    def.doc =
-        srv_role_def_doc(d->props, NULL, replaces ? &old : NULL, &grant, &n_grant, &deny, &n_deny);
-    if (replaces)
-        pol_role_def_clear(&old);
-    snprintf(def.id, sizeof(def.id), "%s", d->id);
-    snprintf(def.name, sizeof(def.name), "%s", d->name);
-    enum kv_status st = def.doc != NULL
-                            ? pol_role_def_put(srv->pol, &def, grant, n_grant, deny, n_deny, NULL)
-                            : KV_ERR_NOMEM;
+    enum kv_status st = srv_role_def_put(srv, d->id, d->props, NULL, NULL);
     if (st == KV_ERR_ARM_ROLE_NAME_EXISTS)
         kv_log(KV_LOG_ERROR,
                "config: custom role '%s' (%s): a custom role made through the management plane "
@@ -212,9 +200,6 @@ static enum kv_status file_role_def(struct srv *srv, const struct srv_role_def_c
                d->name, d->id);
     else if (st != KV_OK)
         kv_log(KV_LOG_ERROR, "cannot store custom role '%s': %s", d->name, kv_status_name(st));
-    free(grant);
-    free(deny);
-    cJSON_free(def.doc);
     return st;
 }
 

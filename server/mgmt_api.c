@@ -27,7 +27,6 @@
  * Deleting a vault with soft delete on moves it to the deleted state (keystore
  * vaults.c); PUT with properties.createMode "recover" brings it back.
  */
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -473,8 +472,8 @@ static enum kv_status group_ensure(struct srv_req *req, const char *name, const 
 }
 
 /* A PUT body's "location", which every PUT of a resource names, as ARM requires, in
- * @p out as Resource Manager answers it: lowercase, without spaces ("West Europe" is
- * "westeurope"). 0 when it answered 400. */
+ * @p out as Resource Manager answers it (kv_str_region(): "West Europe" is "westeurope").
+ * 0 when it answered 400. */
 static int put_location(struct srv_req *req, char out[KS_LOCATION_MAX + 1])
 {
     const cJSON *loc = cJSON_GetObjectItemCaseSensitive(req->body, "location");
@@ -483,16 +482,13 @@ static int put_location(struct srv_req *req, char out[KS_LOCATION_MAX + 1])
         srv_send_error(req, KV_ERR_ARM_NO_LOCATION, NULL);
         return 0;
     }
-    size_t n = 0;
-    for (const char *c = location; c != NULL && *c != '\0' && n <= KS_LOCATION_MAX; c++)
-        if (*c != ' ')
-            out[n++] = (char)tolower((unsigned char)*c);
-    if (n == 0 || n > KS_LOCATION_MAX) {
+    if (location != NULL && strlen(location) <= KS_LOCATION_MAX)
+        kv_str_region(location, out, KS_LOCATION_MAX + 1);
+    if (location == NULL || strlen(location) > KS_LOCATION_MAX || out[0] == '\0') {
         srv_send_error(req, KV_ERR_ARM_BAD_REQUEST,
                        "The 'location' must be a region's name of at most 64 characters.");
         return 0;
     }
-    out[n] = '\0';
     return 1;
 }
 

@@ -393,16 +393,29 @@ const char *srv_role_def_bad(const cJSON *props)
     return NULL;
 }
 
-char *srv_role_def_doc(const cJSON *props, const char *by, const struct pol_role_def *old,
-                       const char ***grant, size_t *n_grant, const char ***deny, size_t *n_deny)
+/* Add @p v as @p name, or null when it is empty. */
+static int add_or_null(cJSON *o, const char *name, const char *v)
+{
+    return (v[0] ? cJSON_AddStringToObject(o, name, v) : cJSON_AddNullToObject(o, name)) != NULL;
+}
+
+/* The text to keep of a custom role definition: @p props (checked) in Resource Manager's
+ * shape, every list present, made now by @p by (NULL: kvmock), keeping the creation of
+ * @p old (the one it replaces, or NULL). Fills @p grant and @p deny with the data actions
+ * and not-data-actions of every permission (borrowed from @p props; the arrays are the
+ * caller's to free). NULL when out of memory. */
+static char *role_def_doc(const cJSON *props, const char *by, const struct pol_role_def *old,
+                          const char ***grant, size_t *n_grant, const char ***deny, size_t *n_deny)
 {
     char now[21];
     kv_str_utc(now, ks_now());
     cJSON *kept = old != NULL ? cJSON_Parse(old->doc) : NULL;
     const char *created_on =
         cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(kept, "createdOn"));
-    const char *created_by =
-        cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(kept, "createdBy"));
+    /* a replaced one keeps its creator (null: kvmock's own) */
+    const char *creator =
+        old != NULL ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(kept, "createdBy"))
+                    : by;
     const cJSON *about = cJSON_GetObjectItemCaseSensitive(props, "description");
     const cJSON *perms = cJSON_GetObjectItemCaseSensitive(props, "permissions");
     cJSON *o = cJSON_CreateObject();
@@ -420,12 +433,8 @@ char *srv_role_def_doc(const cJSON *props, const char *by, const struct pol_role
                                      cJSON_IsString(about) ? about->valuestring : "") &&
              cJSON_AddStringToObject(o, "createdOn", created_on ? created_on : now) &&
              cJSON_AddStringToObject(o, "updatedOn", now) &&
-             (old != NULL  ? (created_by ? cJSON_AddStringToObject(o, "createdBy", created_by)
-                                         : cJSON_AddNullToObject(o, "createdBy"))
-              : by != NULL ? cJSON_AddStringToObject(o, "createdBy", by)
-                           : cJSON_AddNullToObject(o, "createdBy")) &&
-             (by != NULL ? cJSON_AddStringToObject(o, "updatedBy", by)
-                         : cJSON_AddNullToObject(o, "updatedBy"));
+             add_or_null(o, "createdBy", creator != NULL ? creator : "") &&
+             add_or_null(o, "updatedBy", by != NULL ? by : "");
     cJSON_Delete(kept);
     size_t cap = 1;
     const cJSON *p, *it;
@@ -468,6 +477,28 @@ char *srv_role_def_doc(const cJSON *props, const char *by, const struct pol_role
     return text;
 }
 
+enum kv_status srv_role_def_put(const struct srv *srv, const char *id, const cJSON *props,
+                                const char *by, int *created)
+{
+    struct pol_role_def old, def = {0};
+    int replaces = pol_role_def_get(srv->pol, id, &old) == KV_OK;
+    const char **grant = NULL, **deny = NULL;
+    size_t n_grant = 0, n_deny = 0;
+    def.doc = role_def_doc(props, by, replaces ? &old : NULL, &grant, &n_grant, &deny, &n_deny);
+    if (replaces)
+        pol_role_def_clear(&old);
+    snprintf(def.id, sizeof(def.id), "%s", id);
+    snprintf(def.name, sizeof(def.name), "%s",
+             cJSON_GetObjectItemCaseSensitive(props, "roleName")->valuestring);
+    enum kv_status st =
+        def.doc != NULL ? pol_role_def_put(srv->pol, &def, grant, n_grant, deny, n_deny, created)
+                        : KV_ERR_NOMEM;
+    free(grant);
+    free(deny);
+    cJSON_free(def.doc);
+    return st;
+}
+
 /* Answer 400 when @p id is a built-in role's, which cannot be @p done; 1 when it did. */
 static int built_in_refused(struct srv_req *req, const char *id, const char *done)
 {
@@ -498,37 +529,21 @@ static void definition_put(struct srv_req *req, const char *id)
         srv_send_error(req, KV_ERR_ARM_BAD_REQUEST, bad);
         return;
     }
-    struct pol_role_def old, def = {0};
-    int replaced = pol_role_def_get(req->srv->pol, id, &old) == KV_OK;
-    const char **grant = NULL, **deny = NULL;
-    size_t n_grant = 0, n_deny = 0;
-    char *doc = srv_role_def_doc(props, req->who.oid, replaced ? &old : NULL, &grant, &n_grant,
-                                 &deny, &n_deny);
-    if (replaced)
-        pol_role_def_clear(&old);
-    snprintf(def.id, sizeof(def.id), "%s", id);
-    snprintf(def.name, sizeof(def.name), "%s",
-             cJSON_GetObjectItemCaseSensitive(props, "roleName")->valuestring);
-    def.doc = doc;
+    const char *name = cJSON_GetObjectItemCaseSensitive(props, "roleName")->valuestring;
     int created = 0;
-    enum kv_status st =
-        doc != NULL ? pol_role_def_put(req->srv->pol, &def, grant, n_grant, deny, n_deny, &created)
-                    : KV_ERR_NOMEM;
-    free(grant);
-    free(deny);
-    cJSON_free(doc);
+    enum kv_status st = srv_role_def_put(req->srv, id, props, req->who.oid, &created);
     if (st == KV_ERR_ARM_ROLE_NAME_EXISTS) {
         srv_send_errorf(req, st,
                         "A role definition named '%.255s' already exists in this directory; role "
                         "names are unique in any case.",
-                        def.name);
+                        name);
         return;
     }
     if (st != KV_OK) {
         srv_send_error(req, st == KV_ERR_BAD_PARAM ? KV_ERR_ARM_BAD_REQUEST : st, NULL);
         return;
     }
-    kv_log(KV_LOG_INFO, "custom role '%s' (%s) %s by %s", def.name, id,
+    kv_log(KV_LOG_INFO, "custom role '%s' (%s) %s by %s", name, id,
            created ? "created" : "replaced", req->who.oid);
     struct pol_role_def made;
     if (pol_role_def_get(req->srv->pol, id, &made) != KV_OK) { /* deleted meanwhile */
@@ -573,12 +588,6 @@ static void bad_id(struct srv_req *req, const char *id)
                     "The role assignment ID '%.64s' is not valid. The role assignment ID must be "
                     "a GUID.",
                     id);
-}
-
-/* Add @p v as @p name, or null when it is empty. */
-static int add_or_null(cJSON *o, const char *name, const char *v)
-{
-    return (v[0] ? cJSON_AddStringToObject(o, name, v) : cJSON_AddNullToObject(o, name)) != NULL;
 }
 
 static cJSON *assignment_json(const char *scope, const struct pol_role_assignment *r,

@@ -15,12 +15,12 @@
  * caller's data-plane permission (data_allowed()), as Key Vault grants Resource
  * Manager's calls on the caller's behalf by the caller's role assignments.
  */
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kv_log.h"
+#include "kv_str.h"
 #include "srv.h"
 
 /* The ARM id of the vault @p vault_id's key @p name (and @p version, when not NULL). */
@@ -31,6 +31,18 @@ static void key_arm_id(const char *vault_id, const char *name, const char *versi
         snprintf(out, cap, "%s/keys/%s/versions/%s", vault_id, name, version);
     else
         snprintf(out, cap, "%s/keys/%s", vault_id, name);
+}
+
+int srv_key_ops_json(cJSON *o, const struct ks_key *k)
+{
+    cJSON *arr = cJSON_AddArrayToObject(o, "keyOps");
+    unsigned list[KS_OPS_MAX];
+    size_t n = ks_keyops_list(k->ops, k->ops_order, list);
+    for (size_t i = 0; arr != NULL && i < n; i++) {
+        if (!cJSON_AddItemToArray(arr, cJSON_CreateString(ks_keyop_name(list[i]))))
+            return 0;
+    }
+    return arr != NULL;
 }
 
 /* A Key resource: id, name, type, location, tags and properties {attributes, kty, keyOps,
@@ -66,14 +78,9 @@ static cJSON *key_json(struct srv_req *req, const struct ks_vault *v, const char
     for (size_t i = 0; ok && i < k->tags.count; i++)
         ok = cJSON_AddStringToObject(tags, k->tags.names[i], k->tags.values[i]) != NULL;
     if (ok && !brief) {
-        cJSON *ops = cJSON_AddArrayToObject(props, "keyOps");
-        ok = ops && cJSON_AddStringToObject(props, "kty", ks_kty_name(k->kty, k->hsm)) &&
+        ok = srv_key_ops_json(props, k) &&
+             cJSON_AddStringToObject(props, "kty", ks_kty_name(k->kty, k->hsm)) &&
              cJSON_AddStringToObject(props, "keyUriWithVersion", uri_version);
-        /* in the order the key's client gave them */
-        unsigned list[KS_OPS_MAX];
-        size_t n = ks_keyops_list(k->ops, k->ops_order, list);
-        for (size_t i = 0; ok && i < n; i++)
-            ok = cJSON_AddItemToArray(ops, cJSON_CreateString(ks_keyop_name(list[i])));
         if (ok && k->kty == KS_KTY_EC)
             ok = cJSON_AddStringToObject(props, "curveName", ks_crv_name(k->pub.crv)) != NULL;
         else if (ok && k->kty == KS_KTY_RSA)
@@ -112,9 +119,8 @@ static int data_allowed(struct srv_req *req, const struct ks_vault *v, const cha
         key_arm_id(vault_id, name, NULL, resource, sizeof(resource));
     else
         snprintf(resource, sizeof(resource), "%s", vault_id);
-    for (char *c = resource; *c != '\0'; c++)
-        *c = (char)tolower((unsigned char)*c);
-    srv_region_name(ks_vault_location(v), region, sizeof(region));
+    kv_str_lower(resource);
+    kv_str_region(ks_vault_location(v), region, sizeof(region));
     snprintf(message, sizeof(message),
              "[ForbiddenByRbac (Forbidden)] Caller is not authorized to perform action on "
              "resource.\r\nIf role assignments, deny assignments or role definitions were changed "

@@ -206,13 +206,6 @@ void srv_vault_dns(const struct srv_req *req, char *out, size_t cap);
 /** @brief civetweb's begin_request callback: handles every request. */
 int srv_dispatch(struct mg_connection *conn);
 
-/**
- * @brief A vault's location as Key Vault names its region in x-ms-keyvault-region and in
- * its refusals ("Vault: NAME;location=REGION"): the letters and digits, in lowercase
- * ("West US 2": "westus2"). @p out (of @p cap bytes, at least 1) is always terminated.
- */
-void srv_region_name(const char *location, char *out, size_t cap);
-
 /* ---- handlers ------------------------------------------------------------------------ */
 
 /** A route handler. The dispatcher has authenticated, authorised and parsed. */
@@ -319,15 +312,20 @@ void srv_mgmt_authz(struct srv_req *req, const char *scope, int role_definitions
 const char *srv_role_def_bad(const cJSON *props);
 
 /**
- * @brief The text to keep of a custom role definition: @p props (checked) in Resource
- * Manager's shape, every list present, made now by @p by (an object id; NULL: the
- * configuration file), keeping the creation of @p old (the definition it replaces, or
- * NULL). Fills @p grant and @p deny with the data actions and not-data-actions of every
- * permission (borrowed from @p props; the arrays are the caller's to free).
- * @return the text (cJSON_free()), or NULL when out of memory.
+ * @brief Make or replace custom role definition @p id (a GUID) from @p props, checked with
+ * srv_role_def_bad(), as made now by @p by (an object id; NULL: kvmock itself, for the
+ * configuration file); a replaced one keeps its creation.
+ * @param[out] created whether it is new (may be NULL).
+ * @return as pol_role_def_put(), and KV_ERR_NOMEM.
  */
-char *srv_role_def_doc(const cJSON *props, const char *by, const struct pol_role_def *old,
-                       const char ***grant, size_t *n_grant, const char ***deny, size_t *n_deny);
+enum kv_status srv_role_def_put(const struct srv *srv, const char *id, const cJSON *props,
+                                const char *by, int *created) KV_MUST_CHECK;
+
+/**
+ * @brief Add a version's key_ops to @p o as "keyOps", in the order its client gave them
+ * (Resource Manager's key resources and the web view). @return 0 when out of memory.
+ */
+int srv_key_ops_json(cJSON *o, const struct ks_key *k);
 
 /**
  * @brief Microsoft.KeyVault/vaults/keys (mgmt_keys.c): PUT (create if absent) or GET of key

@@ -36,19 +36,6 @@ static void send_file(struct srv_req *req, const char *name)
     srv_send_error(req, KV_ERR_ROUTE_NOT_FOUND, NULL);
 }
 
-/* A version's key_ops, in the order its client gave them. */
-static int add_ops(cJSON *o, const struct ks_key *k)
-{
-    cJSON *arr = cJSON_AddArrayToObject(o, "keyOps");
-    unsigned list[KS_OPS_MAX];
-    size_t n = ks_keyops_list(k->ops, k->ops_order, list);
-    for (size_t i = 0; arr != NULL && i < n; i++) {
-        if (!cJSON_AddItemToArray(arr, cJSON_CreateString(ks_keyop_name(list[i]))))
-            return 0;
-    }
-    return arr != NULL;
-}
-
 /* Every version of every live key of a vault, page by page. */
 static int add_keys(struct srv_req *req, const char *vault, cJSON *keys)
 {
@@ -83,7 +70,7 @@ static int add_keys(struct srv_req *req, const char *vault, cJSON *keys)
                     cJSON_AddBoolToObject(o, "enabled", v->attrs.enabled);
                     cJSON_AddNumberToObject(o, "created", (double)v->attrs.created);
                     cJSON_AddNumberToObject(o, "exp", (double)v->attrs.exp);
-                    add_ops(o, v);
+                    srv_key_ops_json(o, v);
                     /* secure key release: whether it may leave the vault, under what */
                     cJSON_AddBoolToObject(o, "exportable", v->attrs.exportable);
                     if (v->release_policy.set) {

@@ -2,13 +2,13 @@
  * enabledFor* switches, publicNetworkAccess and networkAcls (the firewall that
  * pol_network_allowed() applies on the data plane). Read from a management-plane PUT or
  * PATCH body and from the configuration file, and written into a vault's answer. */
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "kv_ip.h"
+#include "kv_str.h"
 #include "srv.h"
 
 /* Whether @p id is a subnet's resource id:
@@ -128,8 +128,7 @@ static const char *parse_rules(const cJSON *acls, struct ks_net_rules *r, char *
         char *lower = strdup(id);
         if (lower == NULL)
             return "";
-        for (char *c = lower; *c != '\0'; c++)
-            *c = (char)tolower((unsigned char)*c);
+        kv_str_lower(lower);
         int seen = 0;
         for (size_t j = 0; j < r->vnet_count && !seen; j++)
             seen = strcmp(r->vnet[j].id, lower) == 0;

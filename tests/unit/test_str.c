@@ -78,6 +78,18 @@ static void uuid(void)
     CHECK(!kv_str_is_uuid("5d3c1a2b00000-4000-8000-0000000005b1"));  /* a dash missing */
     CHECK(!kv_str_is_uuid("5d3c1a2g-0000-4000-8000-0000000005b1"));  /* not hex */
     CHECK(!kv_str_is_uuid("{5d3c1a2b-0000-4000-8000-0000000005b1}"));
+
+    /* small letters in place; region names as Resource Manager writes them */
+    char text[] = "MiXeD-Case/ID";
+    kv_str_lower(text);
+    CHECK_STR(text, "mixed-case/id");
+    char region[16];
+    kv_str_region("West US 2", region, sizeof(region));
+    CHECK_STR(region, "westus2");
+    kv_str_region("North Europe and more", region, 8);
+    CHECK_STR(region, "northeu");
+    kv_str_region("  ", region, sizeof(region));
+    CHECK_STR(region, "");
 }
 
 static void utc(void)
