@@ -103,6 +103,8 @@ enum kv_status {
     KV_ERR_ARM_PRINCIPAL_TYPE,     /**< 400 UnmatchedPrincipalType */
     KV_ERR_ARM_ROLE_NAME_EXISTS,   /**< 409 RoleDefinitionWithSameNameExists */
     KV_ERR_ARM_ROLE_IN_USE,        /**< 409 RoleDefinitionHasAssignments: deleting a used role */
+    KV_ERR_HSM_NO_ROLE_DEFINITION, /**< 404 RoleDefinitionNotFound: a Managed HSM's */
+    KV_ERR_HSM_ACCESS_DENIED,      /**< 403 AccessDenied: a Managed HSM's local roles refuse */
 
     /* 500 */
     KV_ERR_NOMEM,    /**< allocation failed */

@@ -691,15 +691,17 @@ static enum kv_status key_read(struct ks_env *env, const MDB_val *val, const cha
 
 struct vault_takes_arg {
     const char *vault;
-    int hsm_key; /* a hardware key that is not exportable (those get AKV.SKR's answers) */
+    int hsm_key;     /* a hardware key that is not exportable (those get AKV.SKR's answers) */
+    int managed_hsm; /* out: the vault is a Managed HSM, whose every key is a hardware key */
 };
 
 /* Whether the vault exists and takes the key (create_fn decides again, when it writes). */
 static enum kv_status vault_takes_fn(struct ks_txn *tx, void *arg)
 {
-    const struct vault_takes_arg *a = arg;
+    struct vault_takes_arg *a = arg;
     struct ks_vault v;
     enum kv_status st = ks_vault_read(tx, a->vault, &v);
+    a->managed_hsm = st == KV_OK && v.hsm;
     return st == KV_OK && a->hsm_key && !v.premium ? KV_ERR_HSM_STANDARD : st;
 }
 
@@ -808,12 +810,13 @@ enum kv_status ks_key_create(struct ks_env *env, const char *vault, const char *
         return KV_ERR_BAD_KEY_NAME;
     /* Refuse an unknown vault, or one that takes no such key, before spending seconds on
      * an RSA key. */
-    struct vault_takes_arg takes = {vault, p->hsm && !p->attrs.exportable};
+    struct vault_takes_arg takes = {vault, p->hsm && !p->attrs.exportable, 0};
     enum kv_status st = ks_txn_read(env, vault_takes_fn, &takes);
     if (st != KV_OK)
         return st;
+    /* a Managed HSM answers a request for RSA, EC or oct with RSA-HSM, EC-HSM or oct-HSM */
     struct version_spec spec = {.kty = p->kty,
-                                .hsm = p->hsm,
+                                .hsm = p->hsm || takes.managed_hsm,
                                 .ops = p->ops_set ? p->ops : default_ops(p->kty),
                                 .ops_order = p->ops_set ? p->ops_order : 0,
                                 .attrs = p->attrs,
@@ -848,12 +851,12 @@ enum kv_status ks_key_import(struct ks_env *env, const char *vault, const char *
         return KV_ERR_BAD_KEY_NAME;
     /* a hardware key in a standard vault is refused before its key is built or unwrapped,
      * as a create's is */
-    struct vault_takes_arg takes = {vault, p->hsm && !p->attrs.exportable};
+    struct vault_takes_arg takes = {vault, p->hsm && !p->attrs.exportable, 0};
     enum kv_status st = ks_txn_read(env, vault_takes_fn, &takes);
     if (st != KV_OK)
         return st;
     struct version_spec spec = {.kty = p->jwk.kty,
-                                .hsm = p->hsm,
+                                .hsm = p->hsm || takes.managed_hsm,
                                 .ops = p->ops_set ? p->ops : default_ops(p->jwk.kty),
                                 .ops_order = p->ops_set ? p->ops_order : 0,
                                 .attrs = p->attrs,

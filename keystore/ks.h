@@ -352,6 +352,10 @@ struct ks_vault {
     int retention_days;   /**< softDeleteRetentionInDays, 7..90 */
     int purge_protection; /**< enablePurgeProtection */
     int rbac;             /**< enableRbacAuthorization */
+    /** A Managed HSM (answering at NAME.managedhsm.*), not a vault: its keys are reached
+     * through its local role assignments alone. One name is a vault's or an HSM's, never
+     * both: a write of the other kind over it is KV_ERR_ARM_VAULT_EXISTS. */
+    int hsm;
     /** In, for ks_vault_put() and ks_vault_create(): the tags to store, which replace
      * the stored ones; NULL keeps them (a new vault has none). Borrowed. Reads leave it
      * NULL: ks_vault_tags() reads a vault's tags. */

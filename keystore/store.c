@@ -661,6 +661,8 @@ void ks_vault_from_json(const cJSON *o, const char *lname, struct ks_vault *out)
     v.soft_delete = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "enableSoftDelete"));
     v.purge_protection = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "enablePurgeProtection"));
     v.rbac = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "enableRbacAuthorization"));
+    const char *kind = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "kind"));
+    v.hsm = kind != NULL && strcmp(kind, "managedHSM") == 0;
     const cJSON *days = cJSON_GetObjectItemCaseSensitive(o, "softDeleteRetentionInDays");
     v.retention_days = cJSON_IsNumber(days) ? days->valueint : 90;
     const char *sku = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "sku"));
@@ -741,6 +743,9 @@ enum kv_status ks_vault_write(struct ks_txn *tx, const struct ks_vault *vault)
     if (st != KV_OK && st != KV_ERR_VAULT_NOT_FOUND)
         return st;
     int exists = st == KV_OK;
+    /* A vault's name is not an HSM's, nor the reverse. */
+    if (exists && old.hsm != vault->hsm)
+        return KV_ERR_ARM_VAULT_EXISTS;
     /* Purge protection cannot be turned off once on. */
     if (st == KV_OK && old.purge_protection && !vault->purge_protection)
         return KV_ERR_PURGE_PROTECTED;
@@ -780,6 +785,7 @@ enum kv_status ks_vault_write(struct ks_txn *tx, const struct ks_vault *vault)
         !cJSON_AddNumberToObject(o, "softDeleteRetentionInDays", vault->retention_days) ||
         !cJSON_AddBoolToObject(o, "enablePurgeProtection", vault->purge_protection) ||
         !cJSON_AddBoolToObject(o, "enableRbacAuthorization", vault->rbac) ||
+        (vault->hsm && !cJSON_AddStringToObject(o, "kind", "managedHSM")) ||
         (vault->location[0] != '\0' && !cJSON_AddStringToObject(o, "location", vault->location)))
         goto out;
     /* the group: the given one, else the stored one */

@@ -186,17 +186,21 @@ enum kv_status pol_role_parse(const char *text, enum pol_role *out)
 
 const char *pol_role_name(enum pol_role r)
 {
-    return (unsigned)r < POL_ROLE_COUNT ? roles[r].name : "unknown";
+    return (unsigned)r < POL_ROLE_COUNT ? roles[r].name
+           : pol_role_is_hsm(r)         ? pol_hsm_role_name(r)
+                                        : "unknown";
 }
 
 const char *pol_role_id(enum pol_role r)
 {
-    return (unsigned)r < POL_ROLE_COUNT ? roles[r].id : "";
+    return (unsigned)r < POL_ROLE_COUNT ? roles[r].id
+           : pol_role_is_hsm(r)         ? pol_hsm_role_id(r)
+                                        : "";
 }
 
 pol_perms pol_role_perms(enum pol_role r)
 {
-    return (unsigned)r < POL_ROLE_COUNT ? roles[r].perms : 0;
+    return (unsigned)r < POL_ROLE_COUNT ? roles[r].perms : pol_hsm_role_perms(r);
 }
 
 const char *pol_assignment_role_id(const struct pol_role_assignment *r)
@@ -383,6 +387,8 @@ static char *role_json(const struct pol_role_assignment *r)
         cJSON_AddStringToObject(o, "role", pol_assignment_role_id(r)) &&
         cJSON_AddStringToObject(o, "vault", r->vault) &&
         cJSON_AddStringToObject(o, "key", r->key) && add_nonempty(o, "group", r->group) &&
+        (!r->hsm || cJSON_AddTrueToObject(o, "hsm")) &&
+        (!r->hsm_keys || cJSON_AddTrueToObject(o, "hsmKeys")) &&
         add_nonempty(o, "principalType", r->principal_type) &&
         add_nonempty(o, "description", r->description) &&
         cJSON_AddNumberToObject(o, "created", (double)r->created) &&
@@ -406,9 +412,12 @@ static int role_from_json(const void *val, size_t len, struct pol_role_assignmen
     cJSON *o = cJSON_ParseWithLength(val, len);
     memset(r, 0, sizeof(*r));
     const char *role = o ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "role")) : NULL;
+    r->hsm = o != NULL && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "hsm"));
+    r->hsm_keys = r->hsm && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "hsmKeys"));
     /* a role that is no built-in one is a custom definition's GUID */
-    int known = role != NULL && pol_role_parse(role, &r->role) == KV_OK;
-    if (role != NULL && !known && kv_str_is_uuid(role) &&
+    int known = role != NULL && (r->hsm ? pol_hsm_role_parse(role, &r->role) == KV_OK
+                                        : pol_role_parse(role, &r->role) == KV_OK);
+    if (role != NULL && !known && !r->hsm && kv_str_is_uuid(role) &&
         copy_lower(r->role_def, sizeof(r->role_def), role, strlen(role)) == 0) {
         r->role = POL_ROLE_CUSTOM;
         known = 1;
@@ -624,7 +633,11 @@ static int role_valid(const struct pol_role_assignment *ra)
     int vault_scope = ra->vault[0] != '\0';
     char key[POL_ID_MAX + 1];
     int custom = ra->role == POL_ROLE_CUSTOM;
-    return ((unsigned)ra->role < POL_ROLE_COUNT || custom) &&
+    /* a Managed HSM's local assignment names a local role, at the HSM's scope or a key's */
+    if (ra->hsm ? !pol_role_is_hsm(ra->role) || ra->vault[0] == '\0'
+                : pol_role_is_hsm(ra->role) || ra->hsm_keys)
+        return 0;
+    return ((unsigned)ra->role < POL_ROLE_COUNT || custom || ra->hsm) &&
            (custom ? kv_str_is_uuid(ra->role_def) : ra->role_def[0] == '\0') &&
            ra->principal_id[0] != '\0' && memchr(ra->group, '\0', sizeof(ra->group)) != NULL &&
            (vault_scope
@@ -1028,6 +1041,9 @@ size_t pol_role_all(struct pol_ctx *c, struct pol_role_assignment *out, size_t c
 static int reaches(const struct pol_role_assignment *r, const struct ks_vault *v,
                    const char *group)
 {
+    /* a Managed HSM has its local assignments alone, which reach nothing else */
+    if (r->hsm != v->hsm)
+        return 0;
     if (r->vault[0] != '\0')
         return strcasecmp(r->vault, v->name) == 0;
     return r->group[0] == '\0' || strcasecmp(r->group, group) == 0;
@@ -1074,17 +1090,19 @@ int pol_role_get(struct pol_ctx *c, const char *id, struct pol_role_assignment *
 enum kv_status pol_allowed(struct pol_ctx *c, const struct pol_claims *who,
                            const struct ks_vault *vault, const char *key_name, enum pol_perm perm)
 {
-    if ((unsigned)perm >= POL_PERM_COUNT)
+    if ((unsigned)perm >= POL_PERM_HSM_END)
         return KV_ERR_ACCESS_DENIED;
     /* Tokens only work in their own directory. */
     const char *vault_tenant = vault->tenant_id[0] ? vault->tenant_id : c->tenant_id;
     if (strcasecmp(who->tid, vault_tenant) != 0)
         return KV_ERR_UNAUTHORIZED;
 
-    enum kv_status st = vault->rbac ? KV_ERR_RBAC_DENIED : KV_ERR_ACCESS_DENIED;
+    /* a Managed HSM decides by its local role assignments alone */
+    int rbac = vault->rbac || vault->hsm;
+    enum kv_status st = rbac ? KV_ERR_RBAC_DENIED : KV_ERR_ACCESS_DENIED;
     const char *group = vault_group(vault);
     pthread_rwlock_rdlock(&c->lock);
-    if (vault->rbac) {
+    if (rbac) {
         for (size_t i = 0; i < c->n_roles && st != KV_OK; i++) {
             const struct pol_role_assignment *r = &c->roles[i];
             /* the subscription's scope reaches every vault; a group's, those in it */

@@ -57,6 +57,13 @@ pol_perms pol_def_perms_locked(const struct pol_ctx *ctx, const char *guid);
 /** @brief Whether custom definition @p guid exists. Lock held. */
 int pol_def_exists_locked(const struct pol_ctx *ctx, const char *guid);
 
+/* ---- Managed HSM's local roles (hsm.c) ---- */
+
+/** @brief A local role's name, GUID and grant; NULL (0) for any other role. */
+const char *pol_hsm_role_name(enum pol_role role);
+const char *pol_hsm_role_id(enum pol_role role);
+pol_perms pol_hsm_role_perms(enum pol_role role);
+
 /** @brief Free the trusted attestation authorities (release.c). */
 void pol_release_free_authorities(struct pol_ctx *ctx);
 

@@ -7,7 +7,7 @@
 #include "internal.h"
 #include "kv_file.h"
 
-static const char *const perm_names[POL_PERM_COUNT] = {
+static const char *const perm_names[POL_PERM_HSM_END] = {
     [POL_KEYS_GET] = "get",
     [POL_KEYS_LIST] = "list",
     [POL_KEYS_CREATE] = "create",
@@ -28,11 +28,17 @@ static const char *const perm_names[POL_PERM_COUNT] = {
     [POL_KEYS_ROTATE] = "rotate",
     [POL_KEYS_GETROTATIONPOLICY] = "getrotationpolicy",
     [POL_KEYS_SETROTATIONPOLICY] = "setrotationpolicy",
+    [POL_HSM_DELETED_READ] = "keys/deletedKeys/read/action",
+    [POL_HSM_RNG] = "rng/action",
+    [POL_HSM_ROLES_READ] = "roleAssignments/read/action",
+    [POL_HSM_ROLES_WRITE] = "roleAssignments/write/action",
+    [POL_HSM_ROLES_DELETE] = "roleAssignments/delete/action",
+    [POL_HSM_ROLEDEFS_READ] = "roleDefinitions/read/action",
 };
 
 const char *pol_perm_name(enum pol_perm perm)
 {
-    return (unsigned)perm < POL_PERM_COUNT ? perm_names[perm] : "unknown";
+    return (unsigned)perm < POL_PERM_HSM_END ? perm_names[perm] : "unknown";
 }
 
 int pol_perm_changes_state(enum pol_perm perm)
@@ -47,6 +53,8 @@ int pol_perm_changes_state(enum pol_perm perm)
     case POL_KEYS_PURGE:
     case POL_KEYS_ROTATE:
     case POL_KEYS_SETROTATIONPOLICY:
+    case POL_HSM_ROLES_WRITE:
+    case POL_HSM_ROLES_DELETE:
         return 1;
     default:
         return 0;

@@ -49,7 +49,16 @@ enum pol_perm {
     POL_KEYS_ROTATE,
     POL_KEYS_GETROTATIONPOLICY,
     POL_KEYS_SETROTATIONPOLICY,
-    POL_PERM_COUNT
+    POL_PERM_COUNT,
+    /* Managed HSM's own data actions, which its local roles grant beside the key
+     * permissions above (no access policy names them) */
+    POL_HSM_DELETED_READ = POL_PERM_COUNT, /**< keys/deletedKeys/read: get and list deleted keys */
+    POL_HSM_RNG,                           /**< rng: random bytes */
+    POL_HSM_ROLES_READ,                    /**< roleAssignments/read */
+    POL_HSM_ROLES_WRITE,                   /**< roleAssignments/write */
+    POL_HSM_ROLES_DELETE,                  /**< roleAssignments/delete */
+    POL_HSM_ROLEDEFS_READ,                 /**< roleDefinitions/read */
+    POL_PERM_HSM_END
 };
 
 /** @brief The access-policy spelling of a permission ("wrapKey"). Static string. */
@@ -258,8 +267,33 @@ enum pol_role {
     POL_ROLE_DATA_ACCESS_ADMINISTRATOR, /**< role assignments, no data access */
     POL_ROLE_COUNT,
     /** a custom role definition (pol_role_def): the assignment's role_def names it */
-    POL_ROLE_CUSTOM = POL_ROLE_COUNT
+    POL_ROLE_CUSTOM = POL_ROLE_COUNT,
+    /* Managed HSM's built-in local roles: assignable in a Managed HSM only, and the only
+     * roles there */
+    POL_ROLE_HSM_FIRST,
+    POL_ROLE_HSM_ADMINISTRATOR = POL_ROLE_HSM_FIRST, /**< role assignments, no keys */
+    POL_ROLE_HSM_CRYPTO_OFFICER, /**< deleted keys and role assignments, no other key use */
+    POL_ROLE_HSM_CRYPTO_USER,
+    POL_ROLE_HSM_POLICY_ADMINISTRATOR,
+    POL_ROLE_HSM_CRYPTO_AUDITOR,
+    POL_ROLE_HSM_CRYPTO_SERVICE_RELEASE_USER,
+    POL_ROLE_HSM_CRYPTO_SERVICE_ENCRYPTION_USER,
+    POL_ROLE_HSM_BACKUP_USER,
+    POL_ROLE_HSM_END
 };
+
+/** @brief Whether @p role is one of Managed HSM's local roles. */
+int pol_role_is_hsm(enum pol_role role);
+
+/**
+ * @brief Parse one of Managed HSM's local roles by name ("Managed HSM Crypto User"), by
+ * GUID or by a roleDefinitionId path ending in the GUID.
+ * @return KV_OK or KV_ERR_BAD_PARAM.
+ */
+enum kv_status pol_hsm_role_parse(const char *text, enum pol_role *out) KV_MUST_CHECK;
+
+/** @brief Managed HSM's data actions of local role @p role (NULL-terminated static list). */
+const char *const *pol_hsm_role_actions(enum pol_role role);
 
 /**
  * @brief Parse a role by name ("Key Vault Crypto User"), by role definition id
@@ -267,11 +301,11 @@ enum pol_role {
  * @return KV_OK or KV_ERR_BAD_PARAM.
  */
 enum kv_status pol_role_parse(const char *text, enum pol_role *out) KV_MUST_CHECK;
-/** @brief The role's name. Static string. */
+/** @brief The role's name (a built-in or a local role). Static string. */
 const char *pol_role_name(enum pol_role role);
-/** @brief The role definition GUID. Static string. */
+/** @brief The role definition GUID (a built-in or a local role). Static string. */
 const char *pol_role_id(enum pol_role role);
-/** @brief The key permissions a role's data actions grant. */
+/** @brief The permissions a role's data actions grant (a built-in or a local role). */
 pol_perms pol_role_perms(enum pol_role role);
 
 /** A role assignment at the scope of a key, a vault, a resource group or the subscription:
@@ -284,6 +318,11 @@ struct pol_role_assignment {
     char vault[KS_VAULT_NAME_MAX + 1]; /**< "" = a group's or the subscription's scope */
     char key[KS_NAME_MAX + 1];         /**< "" = the whole vault */
     char group[KS_GROUP_MAX + 1];      /**< a group's scope (vault ""); "" otherwise */
+    /** 1: a Managed HSM's local assignment (vault is the HSM; its role a local one), which
+     * Resource Manager never lists; 0: Resource Manager's */
+    int hsm;
+    /** a local assignment at the HSM's "/keys" scope (the same reach as "/", named apart) */
+    int hsm_keys;
     /* What Resource Manager tells about an assignment; none of it decides access. */
     char principal_type[POL_PRINCIPAL_TYPE_MAX]; /**< see pol_principal_type_valid(); "" = unsaid */
     char description[POL_DESCRIPTION_MAX];       /**< "" = none */
@@ -315,6 +354,14 @@ struct pol_role_def {
  */
 pol_perms pol_data_actions_perms(const char *const *grant, size_t n_grant, const char *const *deny,
                                  size_t n_deny);
+
+/**
+ * @brief What Managed HSM's data actions @p grant give ("Microsoft.KeyVault/managedHsm/keys/
+ * wrap/action"; case ignored, '*' wildcards): key permissions and the POL_HSM_* actions.
+ * Actions kvmock has no call for (backups of the whole HSM, settings, the security domain,
+ * export, derive) give nothing.
+ */
+pol_perms pol_hsm_actions_perms(const char *const *grant, size_t n_grant);
 
 /**
  * @brief Create or replace custom role definition @p def->id (a GUID that is no built-in

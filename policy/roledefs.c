@@ -53,6 +53,40 @@ static const struct {
     {"Microsoft.KeyVault/vaults/keyrotationpolicies/write", BIT(POL_KEYS_SETROTATIONPOLICY)},
 };
 
+/* Managed HSM's data actions (Microsoft.KeyVault/managedHsm/...) and what each one is:
+ * key permissions, and its own actions on deleted keys, random bytes and role assignments. */
+#define HSM "Microsoft.KeyVault/managedHsm/"
+static const struct {
+    const char *action;
+    pol_perms perms;
+} hsm_actions[] = {
+    {HSM "keys/read/action",
+     BIT(POL_KEYS_GET) | BIT(POL_KEYS_LIST) | BIT(POL_KEYS_GETROTATIONPOLICY)},
+    {HSM "keys/write/action", BIT(POL_KEYS_UPDATE) | BIT(POL_KEYS_SETROTATIONPOLICY)},
+    {HSM "keys/create", BIT(POL_KEYS_CREATE)},
+    {HSM "keys/delete", BIT(POL_KEYS_DELETE)},
+    {HSM "keys/import/action", BIT(POL_KEYS_IMPORT)},
+    {HSM "keys/rotate/action", BIT(POL_KEYS_ROTATE)},
+    {HSM "keys/release/action", BIT(POL_KEYS_RELEASE)},
+    {HSM "keys/backup/action", BIT(POL_KEYS_BACKUP)},
+    {HSM "keys/restore/action", BIT(POL_KEYS_RESTORE)},
+    {HSM "keys/encrypt/action", BIT(POL_KEYS_ENCRYPT)},
+    {HSM "keys/decrypt/action", BIT(POL_KEYS_DECRYPT)},
+    {HSM "keys/wrap/action", BIT(POL_KEYS_WRAP)},
+    {HSM "keys/unwrap/action", BIT(POL_KEYS_UNWRAP)},
+    {HSM "keys/sign/action", BIT(POL_KEYS_SIGN)},
+    {HSM "keys/verify/action", BIT(POL_KEYS_VERIFY)},
+    {HSM "keys/deletedKeys/read/action", BIT(POL_HSM_DELETED_READ)},
+    {HSM "keys/deletedKeys/delete", BIT(POL_KEYS_PURGE)},
+    {HSM "keys/deletedKeys/recover/action", BIT(POL_KEYS_RECOVER)},
+    {HSM "rng/action", BIT(POL_HSM_RNG)},
+    {HSM "roleAssignments/read/action", BIT(POL_HSM_ROLES_READ)},
+    {HSM "roleAssignments/write/action", BIT(POL_HSM_ROLES_WRITE)},
+    {HSM "roleAssignments/delete/action", BIT(POL_HSM_ROLES_DELETE)},
+    {HSM "roleDefinitions/read/action", BIT(POL_HSM_ROLEDEFS_READ)},
+};
+#undef HSM
+
 /* Whether action @p s matches pattern @p pat: ASCII case ignored, '*' any characters. */
 static int action_matches(const char *pat, const char *s)
 {
@@ -93,6 +127,16 @@ pol_perms pol_data_actions_perms(const char *const *grant, size_t n_grant, const
         if (any_matches(grant, n_grant, key_actions[i].action) &&
             !any_matches(deny, n_deny, key_actions[i].action))
             perms |= key_actions[i].perms;
+    }
+    return perms;
+}
+
+pol_perms pol_hsm_actions_perms(const char *const *grant, size_t n_grant)
+{
+    pol_perms perms = 0;
+    for (size_t i = 0; i < sizeof(hsm_actions) / sizeof(hsm_actions[0]); i++) {
+        if (any_matches(grant, n_grant, hsm_actions[i].action))
+            perms |= hsm_actions[i].perms;
     }
     return perms;
 }

@@ -329,7 +329,9 @@ static void resource_id(const struct srv_req *req, char *out, size_t cap)
             group = req->seg[3];
     }
     kv_str_join(out, cap, "/SUBSCRIPTIONS/", sub, "/RESOURCEGROUPS/", group,
-                "/PROVIDERS/MICROSOFT.KEYVAULT/VAULTS/", req->vault, NULL);
+                req->hsm && req->data_plane ? "/PROVIDERS/MICROSOFT.KEYVAULT/MANAGEDHSMS/"
+                                            : "/PROVIDERS/MICROSOFT.KEYVAULT/VAULTS/",
+                req->vault, NULL);
     for (char *c = out; *c != '\0'; c++)
         *c = (char)toupper((unsigned char)*c);
 }

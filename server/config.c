@@ -781,6 +781,49 @@ static int config_role(const struct srv_config *cfg, const char *text,
     return 0;
 }
 
+/* A managed HSM's scope in the file: /managedHSMs/NAME[/keys[/KEY]], or Resource Manager's
+ * form of it (.../providers/Microsoft.KeyVault/managedHSMs/NAME...), NAME one of the file's
+ * managedHsms. @return 1 and fill @p r's scope when it is one, 0 when it is no HSM's scope,
+ * -1 when it is a bad one. */
+static int hsm_scope_parse(const struct srv_config *cfg, const char *scope,
+                           struct pol_role_assignment *r)
+{
+    static const char arm[] = "/providers/Microsoft.KeyVault/managedHSMs/";
+    const char *p = NULL;
+    if (strncasecmp(scope, "/managedHSMs/", 13) == 0)
+        p = scope + 13;
+    for (const char *q = scope; p == NULL && *q != '\0'; q++) {
+        if (strncasecmp(q, arm, sizeof(arm) - 1) == 0)
+            p = q + sizeof(arm) - 1;
+    }
+    if (p == NULL)
+        return 0;
+    const char *end = strchr(p, '/');
+    size_t len = end ? (size_t)(end - p) : strlen(p);
+    if (len == 0 || len > KS_VAULT_NAME_MAX)
+        return -1;
+    kv_str_join_n(r->vault, sizeof(r->vault), p, len, NULL);
+    kv_str_lower(r->vault);
+    int known = 0;
+    for (size_t i = 0; i < cfg->n_vaults; i++)
+        known |= cfg->vaults[i].hsm && strcmp(cfg->vaults[i].name, r->vault) == 0;
+    if (!known)
+        return -1;
+    r->hsm = 1;
+    r->key[0] = '\0';
+    if (end == NULL || strcmp(end, "/") == 0)
+        return 1;
+    if (strcasecmp(end, "/keys") == 0 || strcasecmp(end, "/keys/") == 0) {
+        r->hsm_keys = 1;
+        return 1;
+    }
+    if (strncasecmp(end, "/keys/", 6) != 0 || strlen(end + 6) > KS_NAME_MAX ||
+        !ks_key_name_valid(end + 6))
+        return -1;
+    snprintf(r->key, sizeof(r->key), "%s", end + 6);
+    return 1;
+}
+
 static enum kv_status parse_roles(struct srv_config *cfg, const cJSON *list, char *err,
                                   size_t cap)
 {
@@ -793,14 +836,18 @@ static enum kv_status parse_roles(struct srv_config *cfg, const cJSON *list, cha
     size_t n = (size_t)cJSON_GetArraySize(list);
     if (n == 0)
         return KV_OK;
-    cfg->roles = calloc(n, sizeof(*cfg->roles));
-    if (cfg->roles == NULL)
+    /* after the managed HSMs' initial administrators */
+    struct pol_role_assignment *more = realloc(cfg->roles, (cfg->n_roles + n) * sizeof(*more));
+    if (more == NULL)
         return KV_ERR_NOMEM;
+    cfg->roles = more;
+    memset(cfg->roles + cfg->n_roles, 0, n * sizeof(*more));
+    size_t base = cfg->n_roles;
     const cJSON *o;
     cJSON_ArrayForEach(o, list)
     {
         char where[48], scope[600] = "", role[160] = "";
-        snprintf(where, sizeof(where), "roleAssignments[%zu]", cfg->n_roles);
+        snprintf(where, sizeof(where), "roleAssignments[%zu]", cfg->n_roles - base);
         struct pol_role_assignment *r = &cfg->roles[cfg->n_roles];
         if (!cJSON_IsObject(o))
             return fail(err, cap, "config: %s must be an object", where);
@@ -820,12 +867,23 @@ static enum kv_status parse_roles(struct srv_config *cfg, const cJSON *list, cha
             st = get_string(o, "id", where, r->id, sizeof(r->id), 0, err, cap);
         if (st != KV_OK)
             return st;
-        if (role[0] == '\0' || !config_role(cfg, role, r))
+        int hsm_scope = hsm_scope_parse(cfg, scope, r);
+        if (hsm_scope < 0)
+            return fail(err, cap,
+                        "config: %s: scope '%s' must be /managedHSMs/NAME, /managedHSMs/NAME/keys "
+                        "or /managedHSMs/NAME/keys/KEY, NAME one of the file's managedHsms",
+                        where, scope);
+        if (hsm_scope && (role[0] == '\0' || pol_hsm_role_parse(role, &r->role) != KV_OK))
+            return fail(err, cap, "config: %s: unknown role '%s' (not a Managed HSM role)", where,
+                        role);
+        if (hsm_scope)
+            ; /* a managed HSM's local assignment */
+        else if (role[0] == '\0' || !config_role(cfg, role, r))
             return fail(err, cap,
                         "config: %s: unknown role '%s' (neither a built-in Key Vault role nor "
                         "one of the file's roleDefinitions)",
                         where, role);
-        if (pol_scope_parse(scope, r->vault, r->key, r->group) != KV_OK)
+        if (!hsm_scope && pol_scope_parse(scope, r->vault, r->key, r->group) != KV_OK)
             return fail(err, cap,
                         "config: %s: scope '%s' must be /vaults/NAME, /vaults/NAME/keys/KEY, "
                         "/subscriptions/SUB/resourceGroups/GROUP or /subscriptions/SUB",
@@ -839,10 +897,14 @@ static enum kv_status parse_roles(struct srv_config *cfg, const cJSON *list, cha
         }
         for (size_t j = 0; j < cfg->n_roles; j++) {
             if (pol_role_same(&cfg->roles[j], r) && strcasecmp(cfg->roles[j].id, r->id) != 0)
-                return fail(err, cap,
-                            "config: %s gives roleAssignments[%zu]'s principal, role and scope "
-                            "another name: one assignment has one name",
-                            where, j);
+                return j < base ? fail(err, cap,
+                                       "config: %s repeats an initial administrator of managed "
+                                       "HSM '%s'",
+                                       where, r->vault)
+                                : fail(err, cap,
+                                       "config: %s gives roleAssignments[%zu]'s principal, role "
+                                       "and scope another name: one assignment has one name",
+                                       where, j - base);
         }
         cfg->n_roles++;
     }
@@ -908,11 +970,112 @@ static enum kv_status parse_authorities(struct srv_config *cfg, const cJSON *lis
     return KV_OK;
 }
 
+/* managedHsms[i]: {"name", "properties": {"initialAdminObjectIds": [...],
+ * "enableSoftDelete": true, "softDeleteRetentionInDays", "enablePurgeProtection"}}, as
+ * Resource Manager's managedHSMs resource names them. The HSM is one more of cfg->vaults
+ * (marked hsm), and each initial administrator a local Managed HSM Administrator at "/",
+ * seeded when the HSM is made. */
+static enum kv_status parse_hsm(struct srv_config *cfg, const cJSON *o, size_t i, char *err,
+                                size_t cap)
+{
+    static const char *const fields[] = {"name", "properties", NULL};
+    static const char *const props[] = {"initialAdminObjectIds", "enableSoftDelete",
+                                        "softDeleteRetentionInDays", "enablePurgeProtection", NULL};
+    char where[64];
+    snprintf(where, sizeof(where), "managedHsms[%zu]", i);
+    size_t vi = cfg->n_vaults;
+    struct ks_vault *v = &cfg->vaults[vi];
+    if (!cJSON_IsObject(o))
+        return fail(err, cap, "config: %s must be an object", where);
+    enum kv_status st = only_fields(o, fields, where, err, cap);
+    if (st == KV_OK)
+        st = get_string(o, "name", where, v->name, sizeof(v->name), 1, err, cap);
+    if (st != KV_OK)
+        return st;
+    if (!ks_vault_name_valid(v->name))
+        return fail(err, cap,
+                    "config: managed HSM name '%s' must be 1-24 lowercase letters, digits and '-'",
+                    v->name);
+    for (size_t j = 0; j < vi; j++) {
+        if (strcmp(cfg->vaults[j].name, v->name) == 0)
+            return fail(err, cap,
+                        "config: '%s' names a %s already; a managed HSM needs a name "
+                        "of its own",
+                        v->name, cfg->vaults[j].hsm ? "managed HSM" : "vault");
+    }
+    snprintf(v->tenant_id, sizeof(v->tenant_id), "%s", cfg->tenant_id);
+    v->hsm = 1;
+    v->premium = 1; /* every key of an HSM is a hardware key */
+    v->soft_delete = 1;
+    v->retention_days = 90;
+    cfg->policies_given[vi] = 1; /* none: an HSM has role assignments alone */
+    cfg->given[vi] = SRV_GIVEN_SOFT_DELETE | SRV_GIVEN_RETENTION | SRV_GIVEN_PURGE_PROTECTION;
+
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(o, "properties");
+    snprintf(where, sizeof(where), "managedHsms[%zu].properties", i);
+    if (!cJSON_IsObject(p))
+        return fail(err, cap, "config: %s must be an object with initialAdminObjectIds", where);
+    st = only_fields(p, props, where, err, cap);
+    int soft_delete = 1;
+    if (st == KV_OK)
+        st = get_bool(p, "enableSoftDelete", where, &soft_delete, err, cap);
+    if (st == KV_OK)
+        st = get_bool(p, "enablePurgeProtection", where, &v->purge_protection, err, cap);
+    if (st != KV_OK)
+        return st;
+    if (!soft_delete)
+        return fail(err, cap,
+                    "config: managed HSM '%s': soft delete is always on in a managed "
+                    "HSM (enableSoftDelete must be true)",
+                    v->name);
+    const cJSON *days = cJSON_GetObjectItemCaseSensitive(p, "softDeleteRetentionInDays");
+    if (days != NULL) {
+        if (!cJSON_IsNumber(days) || days->valuedouble != floor(days->valuedouble) ||
+            days->valuedouble < 7 || days->valuedouble > 90)
+            return fail(err, cap,
+                        "config: managed HSM '%s': softDeleteRetentionInDays must be an integer "
+                        "between 7 and 90",
+                        v->name);
+        v->retention_days = (int)days->valuedouble;
+    }
+    const cJSON *admins = cJSON_GetObjectItemCaseSensitive(p, "initialAdminObjectIds");
+    if (!cJSON_IsArray(admins) || cJSON_GetArraySize(admins) == 0)
+        return fail(err, cap,
+                    "config: managed HSM '%s': initialAdminObjectIds must list the object ids "
+                    "of its first administrators",
+                    v->name);
+    struct pol_role_assignment *more =
+        realloc(cfg->roles, (cfg->n_roles + (size_t)cJSON_GetArraySize(admins)) * sizeof(*more));
+    if (more == NULL)
+        return KV_ERR_NOMEM;
+    cfg->roles = more;
+    const cJSON *a;
+    cJSON_ArrayForEach(a, admins)
+    {
+        const char *oid = cJSON_GetStringValue(a);
+        if (oid == NULL || oid[0] == '\0' || strlen(oid) >= POL_ID_MAX)
+            return fail(err, cap,
+                        "config: managed HSM '%s': initialAdminObjectIds must hold object ids",
+                        v->name);
+        struct pol_role_assignment *r = &cfg->roles[cfg->n_roles];
+        *r = (struct pol_role_assignment){.hsm = 1, .role = POL_ROLE_HSM_ADMINISTRATOR};
+        snprintf(r->principal_id, sizeof(r->principal_id), "%s", oid);
+        snprintf(r->vault, sizeof(r->vault), "%s", v->name);
+        char text[POL_ID_MAX + KS_VAULT_NAME_MAX + 32];
+        snprintf(text, sizeof(text), "%s|%s|/managedHSMs/%s", oid, pol_role_id(r->role), v->name);
+        stable_uuid(text, r->id);
+        cfg->n_roles++;
+    }
+    cfg->n_vaults++;
+    return KV_OK;
+}
+
 static enum kv_status parse_file(struct srv_config *cfg, const cJSON *doc, char *err, size_t cap)
 {
     static const char *const fields[] = {
-        "tenantId",        "identityHeader",         "identities", "vaults", "roleDefinitions",
-        "roleAssignments", "attestationAuthorities", NULL};
+        "tenantId",    "identityHeader",  "identities",      "vaults",
+        "managedHsms", "roleDefinitions", "roleAssignments", "attestationAuthorities",
+        NULL};
     if (!cJSON_IsObject(doc))
         return fail(err, cap, "config: the file must hold a JSON object");
     enum kv_status st = only_fields(doc, fields, "the top level", err, cap);
@@ -948,10 +1111,14 @@ static enum kv_status parse_file(struct srv_config *cfg, const cJSON *doc, char 
     }
 
     const cJSON *vaults = cJSON_GetObjectItemCaseSensitive(doc, "vaults");
-    if (vaults != NULL) {
-        if (!cJSON_IsArray(vaults))
-            return fail(err, cap, "config: 'vaults' must be an array");
-        size_t n = (size_t)cJSON_GetArraySize(vaults);
+    const cJSON *hsms = cJSON_GetObjectItemCaseSensitive(doc, "managedHsms");
+    if (hsms != NULL && !cJSON_IsArray(hsms))
+        return fail(err, cap, "config: 'managedHsms' must be an array");
+    if (vaults != NULL && !cJSON_IsArray(vaults))
+        return fail(err, cap, "config: 'vaults' must be an array");
+    if (vaults != NULL || hsms != NULL) {
+        /* a Managed HSM is kept as a vault marked as one */
+        size_t n = (size_t)cJSON_GetArraySize(vaults) + (size_t)cJSON_GetArraySize(hsms);
         if (n > 0) {
             cfg->vaults = calloc(n, sizeof(*cfg->vaults));
             cfg->policies_given = calloc(n, sizeof(*cfg->policies_given));
@@ -978,6 +1145,13 @@ static enum kv_status parse_file(struct srv_config *cfg, const cJSON *doc, char 
             }
             cfg->n_vaults++;
             st = parse_policies(cfg, o, cfg->n_vaults - 1, err, cap);
+            if (st != KV_OK)
+                return st;
+        }
+        size_t i = 0;
+        cJSON_ArrayForEach(o, hsms)
+        {
+            st = parse_hsm(cfg, o, i++, err, cap);
             if (st != KV_OK)
                 return st;
         }

@@ -71,10 +71,16 @@ enum kv_status srv_authenticate(struct srv_req *req, const char *const *auds, si
     return pol_token_check(req->srv->pol, token, ks_now(), auds, n_auds, &req->who, req->wrong_aud);
 }
 
+/* The audience a token for this host must have: Key Vault's or Managed HSM's. */
+static const char *service_audience(const struct srv_req *req)
+{
+    return req->hsm ? "https://managedhsm.azure.net" : "https://vault.azure.net";
+}
+
 static enum kv_status authenticate(struct srv_req *req)
 {
-    const char *auds[] = {req->resource, "https://vault.azure.net", KEYVAULT_APP_ID};
-    return srv_authenticate(req, auds, sizeof(auds) / sizeof(auds[0]));
+    const char *auds[] = {req->resource, service_audience(req), KEYVAULT_APP_ID};
+    return srv_authenticate(req, auds, sizeof(auds) / sizeof(auds[0]) - (req->hsm ? 1 : 0));
 }
 
 static enum kv_status check_api_version(struct srv_req *req)
@@ -172,9 +178,8 @@ static void vault_api(struct srv_req *req)
         int bearer = auth != NULL && strncasecmp(auth, "Bearer ", 7) == 0;
         if (req->wrong_aud[0] != '\0') /* Key Vault's words, naming its own audience */
             srv_send_errorf(req, KV_ERR_UNAUTHORIZED,
-                            "AKV10022: Invalid audience. Expected https://vault.azure.net, "
-                            "found: %s.",
-                            req->wrong_aud);
+                            "AKV10022: Invalid audience. Expected %s, found: %s.",
+                            service_audience(req), req->wrong_aud);
         else
             srv_send_error(req, KV_ERR_UNAUTHORIZED,
                            bearer ? "The access token is invalid or has expired." : NULL);
@@ -184,6 +189,8 @@ static void vault_api(struct srv_req *req)
     struct ks_vault vault;
     enum kv_status st = req->vault[0] ? ks_vault_get(req->srv->ks, req->vault, &vault)
                                       : KV_ERR_VAULT_NOT_FOUND;
+    if (st == KV_OK && vault.hsm != req->hsm) /* a vault's name at an HSM's host, or back */
+        st = KV_ERR_VAULT_NOT_FOUND;
     if (st != KV_OK) {
         if (st == KV_ERR_VAULT_NOT_FOUND)
             srv_send_errorf(req, st, "Vault not found: %s", req->host);
@@ -200,8 +207,12 @@ static void vault_api(struct srv_req *req)
 
     const struct srv_route *route = NULL;
     const char *name = NULL, *version = NULL;
-    switch (srv_route_match(srv_key_routes, srv_key_routes_count, req->ri->request_method,
-                            req->seg, req->nseg, &route, &name, &version)) {
+    enum srv_match match =
+        vault.hsm && srv_hsm_rbac_path(req)
+            ? srv_hsm_rbac_match(req, &route, &name)
+            : srv_route_match(srv_key_routes, srv_key_routes_count, req->ri->request_method,
+                              req->seg, req->nseg, &route, &name, &version);
+    switch (match) {
     case SRV_MATCH_OK:
         break;
     case SRV_MATCH_BAD_METHOD:
@@ -220,8 +231,9 @@ static void vault_api(struct srv_req *req)
     if (take_name_version(req, route, name, version) != KV_OK)
         return;
 
+    enum pol_perm perm = vault.hsm ? srv_hsm_perm(route) : route->perm;
     st = pol_allowed(req->srv->pol, &req->who, &vault, req->key_name[0] ? req->key_name : NULL,
-                     route->perm);
+                     perm);
     /* the firewall decides after the token's directory and before the permissions */
     if (st != KV_ERR_UNAUTHORIZED && (vault.public_network_disabled || vault.net_deny) &&
         firewall(req, &vault) != KV_OK)
@@ -233,6 +245,10 @@ static void vault_api(struct srv_req *req)
                         "issue, please see https://go.microsoft.com/fwlink/?linkid=2125287",
                         req->who.appid, req->who.oid, pol_perm_name(route->perm), vault.name,
                         req->region);
+        return;
+    }
+    if (st == KV_ERR_RBAC_DENIED && vault.hsm) {
+        srv_hsm_denied(req, perm);
         return;
     }
     if (st == KV_ERR_RBAC_DENIED) {
@@ -396,6 +412,8 @@ int srv_dispatch(struct mg_connection *conn)
         send_health(&req);
     } else if (req.is_https && srv_entra_endpoint(&req)) {
         /* answered */
+    } else if (req.is_https && srv_host_is_hsm(req.host)) {
+        vault_api(&req); /* a Managed HSM's own role assignments are not Resource Manager's */
     } else if (req.is_https && srv_mgmt_endpoint(&req)) {
         /* answered */
     } else if (req.is_https) {

@@ -211,14 +211,15 @@ const char *srv_vault_group(const struct ks_vault *v)
 int srv_in_path_group(const struct srv_req *req, const struct ks_vault *v)
 {
     const char *group = path_group(req);
-    return v->group[0] == '\0' || group == NULL || strcasecmp(v->group, group) == 0;
+    /* a Managed HSM is no vault of Resource Manager's vaults */
+    return !v->hsm && (v->group[0] == '\0' || group == NULL || strcasecmp(v->group, group) == 0);
 }
 
 /* Whether a list of the path's group (or of the subscription) shows vault @p v. */
 static int listed_in_path_group(const struct srv_req *req, const struct ks_vault *v)
 {
     const char *group = path_group(req);
-    return group == NULL || strcasecmp(srv_vault_group(v), group) == 0;
+    return !v->hsm && (group == NULL || strcasecmp(srv_vault_group(v), group) == 0);
 }
 
 static void vault_id(const struct srv_req *req, const struct ks_vault *v, char *out, size_t cap)
@@ -1505,7 +1506,7 @@ static void group_delete(struct srv_req *req, const char *name)
         n = n < 256 ? n : 256;
         for (size_t i = 0; st == KV_OK && i < n; i++) {
             struct ks_vault v;
-            if (ks_vault_get(req->srv->ks, names[i], &v) == KV_OK &&
+            if (ks_vault_get(req->srv->ks, names[i], &v) == KV_OK && !v.hsm &&
                 strcasecmp(srv_vault_group(&v), name) == 0)
                 st = delete_vault(req, &v);
         }

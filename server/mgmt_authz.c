@@ -784,7 +784,8 @@ static void assignments_list(struct srv_req *req, const char *scope)
     for (size_t i = 0; ok && i < n; i++) {
         struct where w;
         char own[1024];
-        if ((af.principal[0] && strcasecmp(af.principal, all[i].principal_id) != 0) ||
+        if (all[i].hsm || /* a Managed HSM's local assignment is none of Resource Manager's */
+            (af.principal[0] && strcasecmp(af.principal, all[i].principal_id) != 0) ||
             !assignment_where(req, &all[i], &w) ||
             !(contains(&w, &at) || (!af.at_scope && contains(&at, &w))))
             continue;

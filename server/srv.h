@@ -75,6 +75,7 @@ struct srv_req {
     char host[SRV_HOST_MAX];
     char vault[KS_VAULT_NAME_MAX + 1];
     char resource[SRV_HOST_MAX + 16];
+    int hsm;        /**< the Host names a Managed HSM (NAME.managedhsm.DOMAIN) */
     int data_plane; /**< a Key Vault API request: its answers say where the client was seen */
     char region[KS_LOCATION_MAX + 1]; /**< the vault's location, once found ("": not yet) */
 
@@ -83,6 +84,10 @@ struct srv_req {
     char wrong_aud[POL_AUD_MAX];
     char key_name[KS_NAME_MAX + 1];
     char version[KS_VERSION_LEN + 1];
+    /* a Managed HSM's access control: the assignment or definition named ("": a list),
+     * and whether the scope was "/keys" (a key's is key_name) */
+    char hsm_item[POL_ID_MAX];
+    int hsm_keys;
 
     cJSON *body; /**< parsed JSON body (object), or NULL when the route has none */
 
@@ -188,11 +193,16 @@ void srv_base_url(const struct srv_req *req, char *out, size_t cap);
 
 /**
  * @brief Resolve the vault and the challenge resource from the Host header:
- * `NAME.vault.DOMAIN[:port]` is vault NAME with resource `https://vault.DOMAIN[:port]`;
- * any other host is vault `default` with resource `https://vault.azure.net`.
+ * `NAME.vault.DOMAIN[:port]` is vault NAME with resource `https://vault.DOMAIN[:port]`,
+ * `NAME.managedhsm.DOMAIN[:port]` Managed HSM NAME (req->hsm) with resource
+ * `https://managedhsm.DOMAIN[:port]`; any other host is vault `default` with resource
+ * `https://vault.azure.net`.
  * @return KV_OK or KV_ERR_BAD_PARAM (missing or malformed Host).
  */
 enum kv_status srv_resolve_vault(struct srv_req *req) KV_MUST_CHECK;
+
+/** @brief Whether host name @p host (a port may follow) is `NAME.managedhsm.DOMAIN`. */
+int srv_host_is_hsm(const char *host);
 
 /**
  * @brief The DNS suffix of the vaults as the client sees them: "vault.azure.net" for a client
@@ -237,6 +247,26 @@ enum srv_match { SRV_MATCH_OK, SRV_MATCH_NO_ROUTE, SRV_MATCH_BAD_METHOD };
 enum srv_match srv_route_match(const struct srv_route *table, size_t n, const char *method,
                                char *const *seg, size_t nseg, const struct srv_route **route,
                                const char **name, const char **version);
+
+/* ---- a Managed HSM's access control (hsm_api.c) --------------------------------------- */
+
+/** @brief Whether the path is one of a Managed HSM's access control (it names providers). */
+int srv_hsm_rbac_path(const struct srv_req *req);
+
+/**
+ * @brief Match the path as `{scope}/providers/Microsoft.Authorization/{roleAssignments|
+ * roleDefinitions}[/{name}]`: set req->hsm_item and req->hsm_keys, and @p key to the
+ * scope's key name (NULL for "/" and "/keys").
+ */
+enum srv_match srv_hsm_rbac_match(struct srv_req *req, const struct srv_route **route,
+                                  const char **key);
+
+/** @brief The permission @p route needs in a Managed HSM (its own names for reading
+ * deleted keys and for random bytes; else the route's). */
+enum pol_perm srv_hsm_perm(const struct srv_route *route);
+
+/** @brief Answer a Managed HSM's 403 for a call that needed @p perm. */
+void srv_hsm_denied(struct srv_req *req, enum pol_perm perm);
 
 /** The data-plane route table (keys_api.c). */
 extern const struct srv_route srv_key_routes[];

@@ -51,7 +51,8 @@
 #define HOSTNAME_MAX  253
 
 /* Names every server certificate carries, before the configured ones. */
-static const char *const builtin_names[] = {"localhost", "127.0.0.1", "::1", "*.vault.localhost"};
+static const char *const builtin_names[] = {"localhost", "127.0.0.1", "::1", "*.vault.localhost",
+                                            "*.managedhsm.localhost"};
 
 /* Log @p what with the first queued OpenSSL error, then clear the queue. */
 static void log_crypto(const char *what)

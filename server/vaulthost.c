@@ -6,6 +6,13 @@
 #include "kv_str.h"
 #include "srv.h"
 
+int srv_host_is_hsm(const char *host)
+{
+    const char *dot = strchr(host, '.');
+    return dot != NULL && dot != host && strncasecmp(dot, ".managedhsm.", 12) == 0 &&
+           dot[12] != '\0' && dot[12] != ':';
+}
+
 enum kv_status srv_resolve_vault(struct srv_req *req)
 {
     /* srv_req_init keeps a Host that fits and has only host characters */
@@ -39,9 +46,12 @@ enum kv_status srv_resolve_vault(struct srv_req *req)
             *p = (char)(*p - 'A' + 'a');
     }
 
-    /* NAME.vault.DOMAIN names vault NAME; anything else is the default vault. */
+    /* NAME.vault.DOMAIN names vault NAME, NAME.managedhsm.DOMAIN Managed HSM NAME;
+     * anything else is the default vault. */
     const char *dot = strchr(name, '.');
-    if (dot != NULL && dot != name && strncmp(dot, ".vault.", 7) == 0 && dot[7] != '\0') {
+    req->hsm = srv_host_is_hsm(name);
+    if (dot != NULL && dot != name &&
+        ((strncmp(dot, ".vault.", 7) == 0 && dot[7] != '\0') || req->hsm)) {
         size_t label = (size_t)(dot - name);
         if (label <= KS_VAULT_NAME_MAX)
             kv_str_join_n(req->vault, sizeof(req->vault), name, label, NULL);

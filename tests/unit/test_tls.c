@@ -227,12 +227,14 @@ static void check_first_start(void)
     CHECK(verify(srv, ca, "my-vault.vault.localhost") == X509_V_OK);
     CHECK(verify(srv, ca, "evil.example") == X509_V_ERR_HOSTNAME_MISMATCH);
 
-    /* names: 4 built in, plus kvmock, 10.1.2.3 and fd00::7 (duplicates and "" skipped) */
-    CHECK(san_count(srv) == 7);
+    /* names: 5 built in, plus kvmock, 10.1.2.3 and fd00::7 (duplicates and "" skipped) */
+    CHECK(san_count(srv) == 8);
     CHECK(has_host(srv, "localhost"));
     CHECK(has_host(srv, "LOCALHOST"));
     CHECK(has_host(srv, "default.vault.localhost"));
     CHECK(has_host(srv, "my-vault.vault.localhost"));
+    CHECK(has_host(srv, "my-hsm.managedhsm.localhost")); /* Managed HSMs */
+    CHECK(verify(srv, ca, "my-hsm.managedhsm.localhost") == X509_V_OK);
     CHECK(has_host(srv, "kvmock"));
     CHECK(has_ip(srv, "127.0.0.1"));
     CHECK(has_ip(srv, "::1"));
@@ -285,7 +287,7 @@ static void check_restart(void)
         CHECK(verify(srv, ca, "x.vault.localhost") == X509_V_OK);
         CHECK(has_ip(srv, "::1") && has_ip(srv, "127.0.0.1"));
         CHECK(!has_host(srv, "kvmock")); /* only the names of this start */
-        CHECK(san_count(srv) == 5);
+        CHECK(san_count(srv) == 6);
     }
     X509_free(ca);
     X509_free(srv);
