@@ -417,7 +417,7 @@ static int role_from_json(const void *val, size_t len, struct pol_role_assignmen
     /* a role that is no built-in one is a custom definition's GUID */
     int known = role != NULL && (r->hsm ? pol_hsm_role_parse(role, &r->role) == KV_OK
                                         : pol_role_parse(role, &r->role) == KV_OK);
-    if (role != NULL && !known && !r->hsm && kv_str_is_uuid(role) &&
+    if (role != NULL && !known && kv_str_is_uuid(role) &&
         copy_lower(r->role_def, sizeof(r->role_def), role, strlen(role)) == 0) {
         r->role = POL_ROLE_CUSTOM;
         known = 1;
@@ -634,7 +634,7 @@ static int role_valid(const struct pol_role_assignment *ra)
     char key[POL_ID_MAX + 1];
     int custom = ra->role == POL_ROLE_CUSTOM;
     /* a Managed HSM's local assignment names a local role, at the HSM's scope or a key's */
-    if (ra->hsm ? !pol_role_is_hsm(ra->role) || ra->vault[0] == '\0'
+    if (ra->hsm ? !(pol_role_is_hsm(ra->role) || custom) || ra->vault[0] == '\0'
                 : pol_role_is_hsm(ra->role) || ra->hsm_keys)
         return 0;
     return ((unsigned)ra->role < POL_ROLE_COUNT || custom || ra->hsm) &&
@@ -835,8 +835,8 @@ static enum kv_status build(const struct pol_ctx *c, const struct pol_acl_change
     }
     for (size_t i = 0; i < chg->n_roles; i++) {
         const struct pol_role_assignment *ra = &chg->roles[i];
-        if (!role_valid(ra) ||
-            (ra->role == POL_ROLE_CUSTOM && !pol_def_exists_locked(c, ra->role_def)))
+        if (!role_valid(ra) || (ra->role == POL_ROLE_CUSTOM &&
+                                !pol_def_exists_locked(c, ra->role_def, ra->hsm ? ra->vault : "")))
             return KV_ERR_BAD_PARAM;
     }
     enum kv_status st = next_begin(c, chg, chg->n_policies, chg->n_roles, &b->next);

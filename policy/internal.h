@@ -54,8 +54,9 @@ enum kv_status pol_defs_load(const void *val, size_t len, struct pol_role_def **
                              size_t *n) KV_MUST_CHECK;
 /** @brief What custom definition @p guid grants on keys (0: none such). Lock held. */
 pol_perms pol_def_perms_locked(const struct pol_ctx *ctx, const char *guid);
-/** @brief Whether custom definition @p guid exists. Lock held. */
-int pol_def_exists_locked(const struct pol_ctx *ctx, const char *guid);
+/** @brief Whether custom definition @p guid exists, of Managed HSM @p hsm ("": Resource
+ * Manager's). Lock held. */
+int pol_def_exists_locked(const struct pol_ctx *ctx, const char *guid, const char *hsm);
 
 /* ---- Managed HSM's local roles (hsm.c) ---- */
 

@@ -34,6 +34,8 @@ static const char *const perm_names[POL_PERM_HSM_END] = {
     [POL_HSM_ROLES_WRITE] = "roleAssignments/write/action",
     [POL_HSM_ROLES_DELETE] = "roleAssignments/delete/action",
     [POL_HSM_ROLEDEFS_READ] = "roleDefinitions/read/action",
+    [POL_HSM_ROLEDEFS_WRITE] = "roleDefinitions/write/action",
+    [POL_HSM_ROLEDEFS_DELETE] = "roleDefinitions/delete/action",
 };
 
 const char *pol_perm_name(enum pol_perm perm)
@@ -55,6 +57,8 @@ int pol_perm_changes_state(enum pol_perm perm)
     case POL_KEYS_SETROTATIONPOLICY:
     case POL_HSM_ROLES_WRITE:
     case POL_HSM_ROLES_DELETE:
+    case POL_HSM_ROLEDEFS_WRITE:
+    case POL_HSM_ROLEDEFS_DELETE:
         return 1;
     default:
         return 0;

@@ -58,6 +58,8 @@ enum pol_perm {
     POL_HSM_ROLES_WRITE,                   /**< roleAssignments/write */
     POL_HSM_ROLES_DELETE,                  /**< roleAssignments/delete */
     POL_HSM_ROLEDEFS_READ,                 /**< roleDefinitions/read */
+    POL_HSM_ROLEDEFS_WRITE,                /**< roleDefinitions/write */
+    POL_HSM_ROLEDEFS_DELETE,               /**< roleDefinitions/delete */
     POL_PERM_HSM_END
 };
 
@@ -345,6 +347,10 @@ struct pol_role_def {
     char name[POL_ROLE_NAME_MAX]; /**< roleName: no other role, built-in or custom, has it */
     pol_perms perms;              /**< what it grants on keys: pol_data_actions_perms() */
     char *doc;                    /**< the management plane's text of it; owned */
+    /** "": Resource Manager's, directory-wide; else the Managed HSM whose local role it is:
+     * its data actions are Managed HSM's (pol_hsm_actions_perms()), its name is unique among
+     * that HSM's roles (an HSM's may be empty), and only that HSM's assignments name it */
+    char hsm[KS_VAULT_NAME_MAX + 1];
 };
 
 /**
@@ -365,7 +371,9 @@ pol_perms pol_hsm_actions_perms(const char *const *grant, size_t n_grant);
 
 /**
  * @brief Create or replace custom role definition @p def->id (a GUID that is no built-in
- * role's) named @p def->name; its permissions are those @p grant less @p deny give, and
+ * role's) named @p def->name, Resource Manager's or (@p def->hsm) a Managed HSM's: a
+ * definition does not move between the two (KV_ERR_BAD_PARAM). Its permissions are those
+ * @p grant less @p deny give, and
  * @p def->doc is copied. A replaced definition's assignments grant the new permissions at
  * once.
  * @param[out] created 1 when it is new (may be NULL).

@@ -84,6 +84,8 @@ static const struct {
     {HSM "roleAssignments/write/action", BIT(POL_HSM_ROLES_WRITE)},
     {HSM "roleAssignments/delete/action", BIT(POL_HSM_ROLES_DELETE)},
     {HSM "roleDefinitions/read/action", BIT(POL_HSM_ROLEDEFS_READ)},
+    {HSM "roleDefinitions/write/action", BIT(POL_HSM_ROLEDEFS_WRITE)},
+    {HSM "roleDefinitions/delete/action", BIT(POL_HSM_ROLEDEFS_DELETE)},
 };
 #undef HSM
 
@@ -209,6 +211,17 @@ static int strings_of(const cJSON *a, const char ***out, size_t *n)
     return 1;
 }
 
+/* What definition @p d grants: from Resource Manager's data actions, or a Managed HSM's.
+ * (Each of an HSM's permissions comes from one data action, so its grant less its deny is
+ * what the actions of one take away from the other's.) */
+static pol_perms def_perms(const struct pol_role_def *d, const char *const *grant, size_t n_grant,
+                           const char *const *deny, size_t n_deny)
+{
+    if (d->hsm[0] == '\0')
+        return pol_data_actions_perms(grant, n_grant, deny, n_deny);
+    return pol_hsm_actions_perms(grant, n_grant) & ~pol_hsm_actions_perms(deny, n_deny);
+}
+
 /* The record of a definition: what it is made of, the doc included. */
 static char *def_record(const struct pol_role_def *d, const char *const *grant, size_t n_grant,
                         const char *const *deny, size_t n_deny)
@@ -218,7 +231,8 @@ static char *def_record(const struct pol_role_def *d, const char *const *grant, 
     cJSON *x = o ? cJSON_AddArrayToObject(o, "notDataActions") : NULL;
     int ok = g != NULL && x != NULL && cJSON_AddStringToObject(o, "id", d->id) &&
              cJSON_AddStringToObject(o, "name", d->name) &&
-             cJSON_AddStringToObject(o, "doc", d->doc);
+             cJSON_AddStringToObject(o, "doc", d->doc) &&
+             (d->hsm[0] == '\0' || cJSON_AddStringToObject(o, "hsm", d->hsm));
     for (size_t i = 0; ok && i < n_grant + n_deny; i++) {
         cJSON *s = cJSON_CreateString(i < n_grant ? grant[i] : deny[i - n_grant]);
         ok = s != NULL && cJSON_AddItemToArray(i < n_grant ? g : x, s);
@@ -236,18 +250,20 @@ enum kv_status pol_defs_load(const void *val, size_t len, struct pol_role_def **
     const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "id"));
     const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "name"));
     const char *doc = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "doc"));
+    const char *hsm = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "hsm"));
     const char **grant = NULL, **deny = NULL;
     size_t n_grant = 0, n_deny = 0;
     struct pol_role_def d = {0};
     int readable =
         id != NULL && name != NULL && doc != NULL && guid_of(id, d.id) &&
-        strlen(name) < sizeof(d.name) &&
+        strlen(name) < sizeof(d.name) && (hsm == NULL || strlen(hsm) < sizeof(d.hsm)) &&
         strings_of(cJSON_GetObjectItemCaseSensitive(o, "dataActions"), &grant, &n_grant) &&
         strings_of(cJSON_GetObjectItemCaseSensitive(o, "notDataActions"), &deny, &n_deny);
     enum kv_status st = KV_OK; /* a record that cannot be read is skipped */
     if (readable) {
         snprintf(d.name, sizeof(d.name), "%s", name);
-        d.perms = pol_data_actions_perms(grant, n_grant, deny, n_deny);
+        snprintf(d.hsm, sizeof(d.hsm), "%s", hsm != NULL ? hsm : "");
+        d.perms = def_perms(&d, grant, n_grant, deny, n_deny);
         d.doc = strdup(doc);
         struct pol_role_def *more = realloc(*defs, (*n + 1) * sizeof(**defs));
         if (d.doc == NULL || more == NULL) {
@@ -282,9 +298,10 @@ pol_perms pol_def_perms_locked(const struct pol_ctx *c, const char *guid)
     return d != NULL ? d->perms : 0;
 }
 
-int pol_def_exists_locked(const struct pol_ctx *c, const char *guid)
+int pol_def_exists_locked(const struct pol_ctx *c, const char *guid, const char *hsm)
 {
-    return def_find(c, guid) != NULL;
+    const struct pol_role_def *d = def_find(c, guid);
+    return d != NULL && strcasecmp(d->hsm, hsm) == 0;
 }
 
 /* Copy @p from into @p to, the doc as a copy of its own. */
@@ -306,14 +323,19 @@ enum kv_status pol_role_def_put(struct pol_ctx *c, const struct pol_role_def *de
 {
     struct pol_role_def d = {0};
     enum pol_role builtin;
+    int hsm = def->hsm[0] != '\0';
+    /* an HSM's roles against its built-in ones, Resource Manager's against Key Vault's */
     if (!guid_of(def->id, d.id) || pol_role_parse(d.id, &builtin) == KV_OK ||
-        def->name[0] == '\0' || memchr(def->name, '\0', sizeof(def->name)) == NULL ||
-        def->doc == NULL)
+        pol_hsm_role_parse(d.id, &builtin) == KV_OK || (def->name[0] == '\0' && !hsm) ||
+        memchr(def->name, '\0', sizeof(def->name)) == NULL ||
+        memchr(def->hsm, '\0', sizeof(def->hsm)) == NULL || def->doc == NULL)
         return KV_ERR_BAD_PARAM;
-    if (pol_role_parse(def->name, &builtin) == KV_OK)
+    if (hsm ? pol_hsm_role_parse(def->name, &builtin) == KV_OK
+            : pol_role_parse(def->name, &builtin) == KV_OK)
         return KV_ERR_ARM_ROLE_NAME_EXISTS; /* a built-in role's name */
     snprintf(d.name, sizeof(d.name), "%s", def->name);
-    d.perms = pol_data_actions_perms(grant, n_grant, deny, n_deny);
+    snprintf(d.hsm, sizeof(d.hsm), "%s", def->hsm);
+    d.perms = def_perms(&d, grant, n_grant, deny, n_deny);
     d.doc = (char *)def->doc; /* borrowed for the record */
     char *rec = def_record(&d, grant, n_grant, deny, n_deny);
     d.doc = rec != NULL ? strdup(def->doc) : NULL;
@@ -326,10 +348,15 @@ enum kv_status pol_role_def_put(struct pol_ctx *c, const struct pol_role_def *de
     pthread_rwlock_wrlock(&c->lock);
     enum kv_status st = KV_OK;
     for (size_t i = 0; i < c->n_defs && st == KV_OK; i++) {
-        if (strcmp(c->defs[i].id, d.id) != 0 && strcasecmp(c->defs[i].name, d.name) == 0)
+        if (strcmp(c->defs[i].id, d.id) != 0 && strcasecmp(c->defs[i].hsm, d.hsm) == 0 &&
+            d.name[0] != '\0' && strcasecmp(c->defs[i].name, d.name) == 0)
             st = KV_ERR_ARM_ROLE_NAME_EXISTS;
     }
     struct pol_role_def *old = st == KV_OK ? def_find(c, d.id) : NULL;
+    if (old != NULL && strcmp(old->hsm, d.hsm) != 0) {
+        st = KV_ERR_BAD_PARAM; /* the GUID is another scope's role */
+        old = NULL;
+    }
     /* a new one goes into a new array, made before the write: once the write is committed,
      * nothing can fail */
     struct pol_role_def *next = NULL;
@@ -443,6 +470,8 @@ enum kv_status pol_role_resolve(struct pol_ctx *c, const char *text, enum pol_ro
     pthread_rwlock_rdlock(&c->lock);
     for (size_t i = 0; i < c->n_defs && st != KV_OK; i++) {
         const struct pol_role_def *d = &c->defs[i];
+        if (d->hsm[0] != '\0') /* a Managed HSM's */
+            continue;
         if ((by_id && strcmp(d->id, guid) == 0) || strcasecmp(d->name, text) == 0) {
             snprintf(def, POL_ID_MAX, "%s", d->id);
             *role = POL_ROLE_CUSTOM;

@@ -26,6 +26,8 @@ static void h_assignment_put(struct srv_req *req);
 static void h_assignment_delete(struct srv_req *req);
 static void h_definition_list(struct srv_req *req);
 static void h_definition_get(struct srv_req *req);
+static void h_definition_put(struct srv_req *req);
+static void h_definition_delete(struct srv_req *req);
 
 enum {
     ASSIGNMENTS_LIST,
@@ -34,6 +36,8 @@ enum {
     ASSIGNMENT_DELETE,
     DEFINITIONS_LIST,
     DEFINITION_GET,
+    DEFINITION_PUT,
+    DEFINITION_DELETE,
     ROUTE_COUNT
 };
 
@@ -56,6 +60,12 @@ static const struct srv_route routes[ROUTE_COUNT] = {
     [DEFINITION_GET] = {"RoleDefinitionGet", "GET",
                         "{scope}/providers/Microsoft.Authorization/roleDefinitions/{name}",
                         POL_HSM_ROLEDEFS_READ, SRV_BODY_NONE, h_definition_get},
+    [DEFINITION_PUT] = {"RoleDefinitionCreate", "PUT",
+                        "{scope}/providers/Microsoft.Authorization/roleDefinitions/{name}",
+                        POL_HSM_ROLEDEFS_WRITE, SRV_BODY_JSON, h_definition_put, 201},
+    [DEFINITION_DELETE] = {"RoleDefinitionDelete", "DELETE",
+                           "{scope}/providers/Microsoft.Authorization/roleDefinitions/{name}",
+                           POL_HSM_ROLEDEFS_DELETE, SRV_BODY_NONE, h_definition_delete},
 };
 
 /* The path's parts: the scope's segments, then providers/Microsoft.Authorization/{kind}
@@ -113,8 +123,13 @@ enum srv_match srv_hsm_rbac_match(struct srv_req *req, const struct srv_route **
     const char *m = req->ri->request_method;
     int get = strcmp(m, "GET") == 0;
     const struct srv_route *r = NULL;
-    if (p.definitions)
-        r = !get ? NULL : p.name ? &routes[DEFINITION_GET] : &routes[DEFINITIONS_LIST];
+    if (p.definitions && p.name == NULL)
+        r = get ? &routes[DEFINITIONS_LIST] : NULL;
+    else if (p.definitions)
+        r = get                        ? &routes[DEFINITION_GET]
+            : strcmp(m, "PUT") == 0    ? &routes[DEFINITION_PUT]
+            : strcmp(m, "DELETE") == 0 ? &routes[DEFINITION_DELETE]
+                                       : NULL;
     else if (p.name == NULL)
         r = get ? &routes[ASSIGNMENTS_LIST] : NULL;
     else
@@ -212,7 +227,7 @@ static cJSON *assignment_json(const struct pol_role_assignment *r)
     scope_text(r, scope, sizeof(scope));
     /* the id names no scope, whatever the assignment's */
     snprintf(id, sizeof(id), "/providers/Microsoft.Authorization/roleAssignments/%s", r->id);
-    snprintf(def, sizeof(def), DEF_PREFIX "%s", pol_role_id(r->role));
+    snprintf(def, sizeof(def), DEF_PREFIX "%s", pol_assignment_role_id(r));
     cJSON *o = cJSON_CreateObject();
     cJSON *props = o ? cJSON_AddObjectToObject(o, "properties") : NULL;
     if (props == NULL || !cJSON_AddStringToObject(o, "id", id) ||
@@ -261,6 +276,52 @@ static cJSON *definition_json(enum pol_role role)
     return o;
 }
 
+/* A custom role of this HSM: its definition as answered, from the properties it keeps. */
+static cJSON *custom_json(const struct pol_role_def *d)
+{
+    char id[160];
+    snprintf(id, sizeof(id), DEF_PREFIX "%s", d->id);
+    cJSON *o = cJSON_CreateObject();
+    cJSON *props = cJSON_Parse(d->doc);
+    if (o == NULL || props == NULL || !cJSON_AddStringToObject(o, "id", id) ||
+        !cJSON_AddStringToObject(o, "name", d->id) ||
+        !cJSON_AddItemToObject(o, "properties", props) ||
+        !cJSON_AddStringToObject(o, "type", "Microsoft.Authorization/roleDefinitions")) {
+        if (cJSON_GetObjectItemCaseSensitive(o, "properties") != props)
+            cJSON_Delete(props);
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* Custom role @p id of HSM @p hsm into @p d (release with pol_role_def_clear()). */
+static int custom_role(struct srv_req *req, const char *hsm, const char *id, struct pol_role_def *d)
+{
+    if (pol_role_def_get(req->srv->pol, id, d) == KV_OK && strcasecmp(d->hsm, hsm) == 0)
+        return 1;
+    pol_role_def_clear(d);
+    return 0;
+}
+
+/* The role @p text names (a roleDefinitionId, a GUID or a name) among HSM @p v's: a built-in
+ * local role, or one of its custom roles by GUID. Sets @p r's role. */
+static int local_role(struct srv_req *req, const struct ks_vault *v, const char *text,
+                      struct pol_role_assignment *r)
+{
+    if (pol_hsm_role_parse(text, &r->role) == KV_OK)
+        return 1;
+    const char *slash = strrchr(text, '/');
+    const char *guid = slash != NULL ? slash + 1 : text;
+    struct pol_role_def d;
+    if (!kv_str_is_uuid(guid) || !custom_role(req, v->name, guid, &d))
+        return 0;
+    r->role = POL_ROLE_CUSTOM;
+    snprintf(r->role_def, sizeof(r->role_def), "%s", d.id);
+    pol_role_def_clear(&d);
+    return 1;
+}
+
 /* ---- handlers -------------------------------------------------------------------------- */
 
 /* The HSM the request is for (dispatch found it before the route). */
@@ -279,11 +340,11 @@ static int at_req_scope(const struct srv_req *req, const struct pol_role_assignm
     return strcasecmp(r->key, req->key_name) == 0;
 }
 
-/* Whether assignment @p r of the HSM shows in a list at the request's scope: at it, or
- * below it unless the filter is atScope(). */
+/* Whether assignment @p r of the HSM shows in a list at the request's scope: at it or above
+ * it (the whole HSM's), and below it unless the filter is atScope(). */
 static int listed(const struct srv_req *req, const struct pol_role_assignment *r, int at_scope)
 {
-    return at_req_scope(req, r) || (!at_scope && req->key_name[0] == '\0');
+    return r->key[0] == '\0' || at_req_scope(req, r) || (!at_scope && req->key_name[0] == '\0');
 }
 
 static void h_assignment_list(struct srv_req *req)
@@ -394,7 +455,7 @@ static void h_assignment_put(struct srv_req *req)
         return;
     }
     struct pol_role_assignment r = {.hsm = 1, .hsm_keys = req->hsm_keys && !req->key_name[0]};
-    if (pol_hsm_role_parse(def, &r.role) != KV_OK) {
+    if (!local_role(req, &v, def, &r)) {
         srv_send_errorf(req, KV_ERR_BAD_PARAM,
                         "The role definition '%.200s' is not a role of this managed HSM.", def);
         return;
@@ -434,6 +495,19 @@ static void h_definition_list(struct srv_req *req)
         if (!ok)
             cJSON_Delete(item);
     }
+    /* then the HSM's own */
+    struct pol_role_def *custom = NULL;
+    size_t n = 0;
+    ok = ok && pol_role_def_list(req->srv->pol, &custom, &n) == KV_OK;
+    for (size_t i = 0; ok && i < n; i++) {
+        if (strcasecmp(custom[i].hsm, req->vault) != 0)
+            continue;
+        cJSON *item = custom_json(&custom[i]);
+        ok = item != NULL && cJSON_AddItemToArray(value, item);
+        if (!ok)
+            cJSON_Delete(item);
+    }
+    pol_role_defs_free(custom, n);
     if (!ok) {
         cJSON_Delete(doc);
         doc = NULL;
@@ -441,13 +515,238 @@ static void h_definition_list(struct srv_req *req)
     srv_send_json(req, 200, doc);
 }
 
+static void definition_not_found(struct srv_req *req)
+{
+    srv_send_errorf(req, KV_ERR_HSM_NO_ROLE_DEFINITION,
+                    "Requested role definition not found (Activity ID: %s)", req->request_id);
+}
+
 static void h_definition_get(struct srv_req *req)
 {
     enum pol_role role;
-    if (!kv_str_is_uuid(req->hsm_item) || pol_hsm_role_parse(req->hsm_item, &role) != KV_OK) {
-        srv_send_errorf(req, KV_ERR_HSM_NO_ROLE_DEFINITION,
-                        "Requested role definition not found (Activity ID: %s)", req->request_id);
+    struct pol_role_def d;
+    if (!kv_str_is_uuid(req->hsm_item)) {
+        definition_not_found(req);
+    } else if (pol_hsm_role_parse(req->hsm_item, &role) == KV_OK) {
+        srv_send_json(req, 200, definition_json(role));
+    } else if (custom_role(req, req->vault, req->hsm_item, &d)) {
+        srv_send_json(req, 200, custom_json(&d));
+        pol_role_def_clear(&d);
+    } else {
+        definition_not_found(req);
+    }
+}
+
+/* A role definition's name must be a GUID, and no built-in role's. */
+static int definition_name_ok(struct srv_req *req)
+{
+    enum pol_role role;
+    if (!kv_str_is_uuid(req->hsm_item)) {
+        srv_send_errorf(req, KV_ERR_BAD_PARAM,
+                        "Role definition name must be a GUID (Activity ID: %s)", req->request_id);
+        return 0;
+    }
+    if (pol_hsm_role_parse(req->hsm_item, &role) == KV_OK) {
+        srv_send_errorf(req, KV_ERR_BAD_PARAM,
+                        "Cannot re-use the name/GUID matching that of a built-in role. Please use "
+                        "a unique role ID. (Activity ID: %s)",
+                        req->request_id);
+        return 0;
+    }
+    return 1;
+}
+
+/* Whether @p a is absent or an array of strings. */
+static int strings_or_absent(const cJSON *a)
+{
+    const cJSON *it;
+    if (a == NULL)
+        return 1;
+    if (!cJSON_IsArray(a))
+        return 0;
+    cJSON_ArrayForEach(it, a)
+    {
+        if (!cJSON_IsString(it))
+            return 0;
+    }
+    return 1;
+}
+
+/* Append the strings of @p a to @p out (capacity counted by the caller). */
+static void take_strings(const cJSON *a, const char **out, size_t *n)
+{
+    const cJSON *it;
+    cJSON_ArrayForEach(it, a) out[(*n)++] = it->valuestring;
+}
+
+/* A custom role's properties as given: NULL when fine, else what is wrong. */
+static const char *definition_body_error(const cJSON *props, size_t *n_actions)
+{
+    static const char *const lists[] = {"actions", "notActions", "dataActions", "notDataActions"};
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(props, "roleName");
+    const cJSON *desc = cJSON_GetObjectItemCaseSensitive(props, "description");
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(props, "type");
+    const cJSON *perms = cJSON_GetObjectItemCaseSensitive(props, "permissions");
+    const cJSON *scopes = cJSON_GetObjectItemCaseSensitive(props, "assignableScopes");
+    const cJSON *it;
+    *n_actions = 0;
+    if (!cJSON_IsObject(props))
+        return "The role definition needs its properties.";
+    if ((name != NULL && !cJSON_IsString(name)) ||
+        (name != NULL && strlen(name->valuestring) >= POL_ROLE_NAME_MAX))
+        return "properties.roleName must be a string of at most 255 characters.";
+    if (desc != NULL && !cJSON_IsString(desc))
+        return "properties.description must be a string.";
+    if (type != NULL && !(cJSON_IsString(type) && strcmp(type->valuestring, "CustomRole") == 0))
+        return "properties.type of a role definition made here must be CustomRole.";
+    if (perms != NULL && !cJSON_IsArray(perms))
+        return "properties.permissions must be an array.";
+    cJSON_ArrayForEach(it, perms)
+    {
+        if (!cJSON_IsObject(it))
+            return "properties.permissions must hold objects.";
+        for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+            const cJSON *list = cJSON_GetObjectItemCaseSensitive(it, lists[i]);
+            if (!strings_or_absent(list))
+                return "A permission's actions, notActions, dataActions and notDataActions "
+                       "must be arrays of strings.";
+            *n_actions += (size_t)cJSON_GetArraySize(list);
+        }
+    }
+    if (!strings_or_absent(scopes))
+        return "properties.assignableScopes must be an array of strings.";
+    cJSON_ArrayForEach(it, scopes)
+    {
+        if (strcmp(it->valuestring, "/") != 0 && strcmp(it->valuestring, "/keys") != 0)
+            return "A managed HSM role's assignableScopes are \"/\" and \"/keys\".";
+    }
+    return NULL;
+}
+
+/* The properties kept and answered for a custom role: each list present (empty when not
+ * given), assignableScopes ["/"] and type CustomRole when not given. NULL: out of memory. */
+static char *definition_doc(const cJSON *props)
+{
+    static const char *const lists[] = {"actions", "dataActions", "notActions", "notDataActions"};
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(props, "roleName");
+    const cJSON *desc = cJSON_GetObjectItemCaseSensitive(props, "description");
+    const cJSON *scopes = cJSON_GetObjectItemCaseSensitive(props, "assignableScopes");
+    cJSON *o = cJSON_CreateObject();
+    cJSON *s = scopes != NULL ? cJSON_Duplicate(scopes, 1)
+                              : cJSON_CreateStringArray((const char *[]){"/"}, 1);
+    int ok = o != NULL && s != NULL && cJSON_AddItemToObject(o, "assignableScopes", s);
+    if (!ok)
+        cJSON_Delete(s);
+    cJSON *perms = ok && cJSON_AddStringToObject(o, "description", desc ? desc->valuestring : "")
+                       ? cJSON_AddArrayToObject(o, "permissions")
+                       : NULL;
+    ok = perms != NULL;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(props, "permissions"))
+    {
+        cJSON *p = ok ? cJSON_CreateObject() : NULL;
+        ok = p != NULL && cJSON_AddItemToArray(perms, p);
+        if (!ok)
+            cJSON_Delete(p);
+        for (size_t i = 0; ok && i < sizeof(lists) / sizeof(lists[0]); i++) {
+            const cJSON *list = cJSON_GetObjectItemCaseSensitive(it, lists[i]);
+            cJSON *copy = list != NULL ? cJSON_Duplicate(list, 1) : cJSON_CreateArray();
+            ok = copy != NULL && cJSON_AddItemToObject(p, lists[i], copy);
+            if (!ok)
+                cJSON_Delete(copy);
+        }
+    }
+    char *text = NULL;
+    if (ok && cJSON_AddStringToObject(o, "roleName", name ? name->valuestring : "") &&
+        cJSON_AddStringToObject(o, "type", "CustomRole"))
+        text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return text;
+}
+
+static void h_definition_put(struct srv_req *req)
+{
+    struct ks_vault v;
+    if (!definition_name_ok(req) || !this_hsm(req, &v))
+        return;
+    const cJSON *props = cJSON_GetObjectItemCaseSensitive(req->body, "properties");
+    size_t n_actions = 0;
+    const char *bad = definition_body_error(props, &n_actions);
+    if (bad != NULL) {
+        srv_send_errorf(req, KV_ERR_BAD_PARAM, "%s (Activity ID: %s)", bad, req->request_id);
         return;
     }
-    srv_send_json(req, 200, definition_json(role));
+    /* every permission entry's dataActions, less every entry's notDataActions */
+    const char **grant = calloc(n_actions + 1, sizeof(*grant));
+    const char **deny = calloc(n_actions + 1, sizeof(*deny));
+    size_t n_grant = 0, n_deny = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(props, "permissions"))
+    {
+        if (grant != NULL && deny != NULL) {
+            take_strings(cJSON_GetObjectItemCaseSensitive(it, "dataActions"), grant, &n_grant);
+            take_strings(cJSON_GetObjectItemCaseSensitive(it, "notDataActions"), deny, &n_deny);
+        }
+    }
+    struct pol_role_def def = {.doc = grant && deny ? definition_doc(props) : NULL};
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(props, "roleName");
+    snprintf(def.id, sizeof(def.id), "%s", req->hsm_item);
+    snprintf(def.name, sizeof(def.name), "%s", name != NULL ? name->valuestring : "");
+    snprintf(def.hsm, sizeof(def.hsm), "%s", v.name);
+    enum kv_status st =
+        def.doc != NULL ? pol_role_def_put(req->srv->pol, &def, grant, n_grant, deny, n_deny, NULL)
+                        : KV_ERR_NOMEM;
+    free(grant);
+    free(deny);
+    cJSON_free(def.doc);
+    struct pol_role_def made;
+    if (st == KV_ERR_ARM_ROLE_NAME_EXISTS)
+        srv_send_errorf(req, KV_ERR_BAD_PARAM,
+                        "A role definition named '%s' exists already. (Activity ID: %s)", def.name,
+                        req->request_id);
+    else if (st == KV_ERR_BAD_PARAM)
+        srv_send_errorf(req, KV_ERR_BAD_PARAM,
+                        "The role definition name '%s' is in use. Please use a unique role ID. "
+                        "(Activity ID: %s)",
+                        def.id, req->request_id);
+    else if (st != KV_OK)
+        srv_send_error(req, st, NULL);
+    else if (!custom_role(req, v.name, def.id, &made)) /* deleted meanwhile */
+        definition_not_found(req);
+    else {
+        kv_log(KV_LOG_INFO, "managed HSM %s: custom role %s put by %s", v.name, def.id,
+               req->who.oid);
+        /* 201 for a replaced one too, as a Managed HSM answers */
+        srv_send_json(req, 201, custom_json(&made));
+        pol_role_def_clear(&made);
+    }
+}
+
+static void h_definition_delete(struct srv_req *req)
+{
+    struct ks_vault v;
+    struct pol_role_def d;
+    if (!definition_name_ok(req) || !this_hsm(req, &v))
+        return;
+    if (!custom_role(req, v.name, req->hsm_item, &d)) {
+        definition_not_found(req);
+        return;
+    }
+    pol_role_def_clear(&d);
+    enum kv_status st = pol_role_def_delete(req->srv->pol, req->hsm_item, &d);
+    if (st == KV_ERR_ARM_NO_ROLE_DEFINITION) {
+        definition_not_found(req);
+    } else if (st == KV_ERR_ARM_ROLE_IN_USE) {
+        srv_send_errorf(req, KV_ERR_BAD_PARAM,
+                        "The role definition is assigned; delete its role assignments first. "
+                        "(Activity ID: %s)",
+                        req->request_id);
+    } else if (st != KV_OK) {
+        srv_send_error(req, st, NULL);
+    } else {
+        kv_log(KV_LOG_INFO, "managed HSM %s: custom role %s deleted by %s", v.name, d.id,
+               req->who.oid);
+        srv_send_json(req, 200, custom_json(&d));
+        pol_role_def_clear(&d);
+    }
 }

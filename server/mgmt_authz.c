@@ -275,7 +275,8 @@ static void definitions_list(struct srv_req *req)
     size_t n = 0;
     ok = ok && pol_role_def_list(req->srv->pol, &custom, &n) == KV_OK;
     for (size_t i = 0; ok && i < n; i++) {
-        if ((strcmp(field, "roleName") == 0 && strcasecmp(value, custom[i].name) != 0) ||
+        if (custom[i].hsm[0] != '\0' || /* a Managed HSM's local role */
+            (strcmp(field, "roleName") == 0 && strcasecmp(value, custom[i].name) != 0) ||
             (strcmp(field, "type") == 0 && strcasecmp(value, "CustomRole") != 0))
             continue;
         cJSON *d = custom_json(req, &custom[i]);
@@ -300,11 +301,12 @@ static void definition_get(struct srv_req *req, const char *id)
         }
     }
     struct pol_role_def d;
-    if (pol_role_def_get(req->srv->pol, id, &d) == KV_OK) {
+    if (pol_role_def_get(req->srv->pol, id, &d) == KV_OK && d.hsm[0] == '\0') {
         srv_send_json(req, 200, custom_json(req, &d));
         pol_role_def_clear(&d);
         return;
     }
+    pol_role_def_clear(&d);
     srv_send_errorf(req, KV_ERR_ARM_NO_ROLE_DEFINITION,
                     "The specified role definition with ID '%.64s' does not exist. kvmock "
                     "knows the built-in Key Vault roles and the custom roles made here.",
@@ -563,7 +565,13 @@ static void definition_delete(struct srv_req *req, const char *id)
     if (built_in_refused(req, id, "deleted"))
         return;
     struct pol_role_def d;
-    enum kv_status st = pol_role_def_delete(req->srv->pol, id, &d);
+    /* a Managed HSM's local role is none of Resource Manager's */
+    enum kv_status st = pol_role_def_get(req->srv->pol, id, &d);
+    if (st == KV_OK && d.hsm[0] != '\0')
+        st = KV_ERR_ARM_NO_ROLE_DEFINITION;
+    pol_role_def_clear(&d);
+    if (st == KV_OK)
+        st = pol_role_def_delete(req->srv->pol, id, &d);
     if (st == KV_ERR_ARM_NO_ROLE_DEFINITION) {
         srv_send_empty(req, 204);
     } else if (st == KV_ERR_ARM_ROLE_IN_USE) {
