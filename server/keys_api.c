@@ -1553,12 +1553,14 @@ out:
     pol_release_target_clear(&t);
 }
 
-/* GET /keys/{name}/{version}/attestation (7.6): an attestation is the HSM's statement
- * that it made the key; kvmock has no HSM to make one, and says so. */
+/* GET /keys/{name}/{version}/attestation (7.6): an attestation is the HSM's statement,
+ * signed by the HSM's maker, that it made the key; kvmock has no hardware to make one,
+ * in its managed HSMs either, and says so. */
 static void h_attestation(struct srv_req *req)
 {
-    refuse_on_key(req, "Key attestation is not supported by kvmock: it is given only for keys "
-                       "made in a hardware security module (Managed HSM).");
+    refuse_on_key(req, "Key attestation is not supported by kvmock: it is the hardware's "
+                       "statement, signed by its maker, that it made the key, and kvmock has no "
+                       "such hardware.");
 }
 
 /* Literal segments come before {name} and {version} so that they win; the

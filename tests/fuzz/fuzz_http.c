@@ -41,7 +41,10 @@
 #define SUB    "/subscriptions/s/resourceGroups/g/providers/Microsoft.KeyVault/vaults/fzv"
 
 enum port { HTTPS, HTTP };
-enum tok { TOK_NONE, TOK_VAULT, TOK_MGMT };
+enum tok { TOK_NONE, TOK_VAULT, TOK_MGMT, TOK_HSM };
+
+/* Managed HSM fzh's host: the fuzzer's identity administers it and is its Crypto User */
+#define HSM_HOST "fzh.managedhsm.localhost"
 
 struct tmpl {
     const char *method;
@@ -74,6 +77,7 @@ static const char *const policy_kinds[] = {"add", "replace", "remove", NULL};
 static const char *const groups[] = {"fzg", "g", NULL}; /* g holds vault fzv */
 static const char *const role_scopes[] = {"/subscriptions/s", "/subscriptions/s/resourceGroups/g",
                                           SUB, SUB "/keys/rsa", NULL};
+static const char *const hsm_scopes[] = {"", "/keys", "/keys/hk", "//", NULL};
 
 static const struct tmpl templates[] = {
     {"POST", "/keys/fz/create?api-version=7.4", HTTPS, TOK_VAULT, NULL, NULL, 1},
@@ -118,6 +122,17 @@ static const struct tmpl templates[] = {
      "%s/providers/Microsoft.Authorization/roleDefinitions/"
      "2f2f2f2f-2f2f-4f2f-8f2f-2f2f2f2f2f2f?api-version=2022-04-01",
      HTTPS, TOK_MGMT, role_scopes, NULL, 0},
+    /* Managed HSM fzh: a local role assignment and a custom role of one name each (the
+     * assignment may name the custom role), and a key of one name */
+    {"PUT",
+     "%s/providers/Microsoft.Authorization/roleAssignments/"
+     "3f3f3f3f-3f3f-4f3f-8f3f-3f3f3f3f3f3f?api-version=7.5",
+     HTTPS, TOK_HSM, hsm_scopes, NULL, 0},
+    {"PUT",
+     "%s/providers/Microsoft.Authorization/roleDefinitions/"
+     "4f4f4f4f-4f4f-4f4f-8f4f-4f4f4f4f4f4f?api-version=7.5",
+     HTTPS, TOK_HSM, hsm_scopes, NULL, 0},
+    {"POST", "/keys/hk/create?api-version=7.5", HTTPS, TOK_HSM, NULL, NULL, 0},
 };
 #define NTEMPLATES (sizeof(templates) / sizeof(templates[0]))
 
@@ -335,6 +350,29 @@ static void make_exportable(void)
     free(normalized);
 }
 
+/* Managed HSM fzh, whose administrator and Crypto User the fuzzer's identity is. */
+static void make_hsm(void)
+{
+    struct ks_vault h = {.name = "fzh",
+                         .tenant_id = TENANT,
+                         .soft_delete = 1,
+                         .retention_days = 7,
+                         .premium = 1,
+                         .hsm = 1};
+    struct pol_role_assignment admin = {.id = "5f5f5f5f-5f5f-4f5f-8f5f-5f5f5f5f5f5f",
+                                        .role = POL_ROLE_HSM_ADMINISTRATOR,
+                                        .vault = "fzh",
+                                        .hsm = 1};
+    struct pol_role_assignment user = admin;
+    snprintf(user.id, sizeof(user.id), "6f6f6f6f-6f6f-4f6f-8f6f-6f6f6f6f6f6f");
+    user.role = POL_ROLE_HSM_CRYPTO_USER;
+    snprintf(admin.principal_id, sizeof(admin.principal_id), "%s", app.object_id);
+    snprintf(user.principal_id, sizeof(user.principal_id), "%s", app.object_id);
+    if (ks_vault_put(srv.ks, &h) != KV_OK || pol_role_put(srv.pol, &admin) != KV_OK ||
+        pol_role_put(srv.pol, &user) != KV_OK)
+        abort();
+}
+
 static void cleanup(void)
 {
     conn_close(&conns[0]);
@@ -388,6 +426,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     make_key("upd", KS_KTY_EC);
     make_key("rot", KS_KTY_EC);
     make_exportable();
+    make_hsm();
 
     struct srv_tls_paths tls;
     if (srv_tls_prepare(dir, NULL, 0, &tls) != KV_OK ||
@@ -477,8 +516,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     char *tok = t->tok == TOK_NONE ? NULL
-                                   : issue(t->tok == TOK_MGMT ? "https://management.azure.com"
-                                                              : "https://vault.azure.net");
+                                   : issue(t->tok == TOK_MGMT  ? "https://management.azure.com"
+                                           : t->tok == TOK_HSM ? "https://managedhsm.azure.net"
+                                                               : "https://vault.azure.net");
+    const char *host = t->tok == TOK_HSM ? HSM_HOST : "localhost";
     size_t cap = body_len + 8192;
     char *req = malloc(cap);
     size_t len;
@@ -500,10 +541,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                 tok);
     } else {
         len = (size_t)snprintf(req, cap,
-                               "%s %s HTTP/1.1\r\nHost: localhost\r\n%s%s%s%s"
+                               "%s %s HTTP/1.1\r\nHost: %s\r\n%s%s%s%s"
                                "Content-Length: %zu\r\n\r\n",
-                               t->method, path, tok ? "Authorization: Bearer " : "", tok ? tok : "",
-                               tok ? "\r\n" : "", t->extra_header ? t->extra_header : "", body_len);
+                               t->method, path, host, tok ? "Authorization: Bearer " : "",
+                               tok ? tok : "", tok ? "\r\n" : "",
+                               t->extra_header ? t->extra_header : "", body_len);
         memcpy(req + len, body, body_len);
         len += body_len;
     }

@@ -236,7 +236,8 @@ def main():
     T = {"create": 0, "import": 1, "update": 2, "op": 3, "policy": 4, "restore": 5, "rng": 6,
          "entra": 7, "vault": 8, "policies": 9, "role": 10, "msi": 11, "clock": 12, "raw": 13,
          "rawmgmt": 14, "vaultpatch": 15, "group": 16, "grouppatch": 17, "entrav1": 18,
-         "armkey": 19, "rolescope": 20, "roledef": 21}
+         "armkey": 19, "rolescope": 20, "roledef": 21, "hsmrole": 22, "hsmroledef": 23,
+         "hsmcreate": 24}
     ops = ["rsa//wrapkey", "rsa//unwrapkey", "rsa//encrypt", "rsa//decrypt", "rsa//sign",
            "rsa//verify", "ec//sign", "ec//verify", "oct//wrapkey", "oct//unwrapkey", "oct//encrypt",
            "oct//decrypt", "oct//sign", "oct//verify", "rsa//release"]
@@ -301,6 +302,20 @@ def main():
                             "12338af0-0e69-4776-bea7-57ae8d297424",
         "principalId": "6b766d6f-636b-4000-8000-0000000000a1"}})
     http("msi", "msi", 0, "resource=https%3A%2F%2Fvault.azure.net&client_id=x")
+    # Managed HSM fzh (scopes "", "/keys", "/keys/hk", "//")
+    for i in range(4):
+        http(f"hsm-role-{i}", "hsmrole", i, {"properties": {
+            "roleDefinitionId": "Microsoft.KeyVault/providers/Microsoft.Authorization/roleDefinitions/"
+                                + ("4f4f4f4f-4f4f-4f4f-8f4f-4f4f4f4f4f4f" if i % 2 else
+                                   "21dbd100-6940-42c2-9190-5d6cb909625b"),
+            "principalId": "6b766d6f-636b-4000-8000-0000000000b1"}})
+    http("hsm-roledef", "hsmroledef", 0, {"properties": {
+        "roleName": "fz wrap", "description": "d", "type": "CustomRole",
+        "permissions": [{"dataActions": ["Microsoft.KeyVault/managedHsm/keys/*"],
+                         "notDataActions": ["Microsoft.KeyVault/managedHsm/keys/delete"]},
+                        {"actions": [], "dataActions": ["Microsoft.KeyVault/managedHsm/rng/action"]}],
+        "assignableScopes": ["/", "/keys"]}})
+    http("hsm-create", "hsmcreate", 0, {"kty": "RSA", "key_size": 2048})
     http("vault-patch", "vaultpatch", 0, {"tags": {"team": "fz", "env": "ci"},
                                           "properties": {"enableRbacAuthorization": False}})
     for i, name in enumerate(["fzg", "g"]):
