@@ -201,7 +201,7 @@ static void vault_api(struct srv_req *req)
     /* only letters and digits: nothing else can reach a header */
     kv_str_region(ks_vault_location(&vault), req->region, sizeof(req->region));
     snprintf(req->vault_group, sizeof(req->vault_group), "%s", srv_vault_group(&vault));
-    req->vault_rbac = vault.rbac;
+    req->vault_rbac = vault.rbac || vault.hsm; /* an HSM has role assignments alone */
     if (check_api_version(req) != KV_OK)
         return;
 

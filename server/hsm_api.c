@@ -106,8 +106,9 @@ static int parse(const struct srv_req *req, struct rbac_path *p)
 
 int srv_hsm_rbac_path(const struct srv_req *req)
 {
-    for (size_t i = 0; i < req->nseg; i++) {
-        if (strcasecmp(req->seg[i], "providers") == 0)
+    for (size_t i = 0; i + 1 < req->nseg; i++) {
+        if (strcasecmp(req->seg[i], "providers") == 0 &&
+            strcasecmp(req->seg[i + 1], "Microsoft.Authorization") == 0)
             return 1;
     }
     return 0;
@@ -228,11 +229,13 @@ static cJSON *assignment_json(const struct pol_role_assignment *r)
     /* the id names no scope, whatever the assignment's */
     snprintf(id, sizeof(id), "/providers/Microsoft.Authorization/roleAssignments/%s", r->id);
     snprintf(def, sizeof(def), DEF_PREFIX "%s", pol_assignment_role_id(r));
+    /* in Managed HSM's order: id, name, properties, type */
     cJSON *o = cJSON_CreateObject();
-    cJSON *props = o ? cJSON_AddObjectToObject(o, "properties") : NULL;
-    if (props == NULL || !cJSON_AddStringToObject(o, "id", id) ||
-        !cJSON_AddStringToObject(o, "name", r->id) ||
-        !cJSON_AddStringToObject(props, "principalId", r->principal_id) ||
+    cJSON *props = o != NULL && cJSON_AddStringToObject(o, "id", id) &&
+                           cJSON_AddStringToObject(o, "name", r->id)
+                       ? cJSON_AddObjectToObject(o, "properties")
+                       : NULL;
+    if (props == NULL || !cJSON_AddStringToObject(props, "principalId", r->principal_id) ||
         !cJSON_AddStringToObject(props, "roleDefinitionId", def) ||
         !cJSON_AddStringToObject(props, "scope", scope) ||
         !cJSON_AddStringToObject(o, "type", "Microsoft.Authorization/roleAssignments")) {
@@ -247,7 +250,10 @@ static cJSON *definition_json(enum pol_role role)
     char id[160];
     snprintf(id, sizeof(id), DEF_PREFIX "%s", pol_role_id(role));
     cJSON *o = cJSON_CreateObject();
-    cJSON *props = o ? cJSON_AddObjectToObject(o, "properties") : NULL;
+    cJSON *props = o != NULL && cJSON_AddStringToObject(o, "id", id) &&
+                           cJSON_AddStringToObject(o, "name", pol_role_id(role))
+                       ? cJSON_AddObjectToObject(o, "properties")
+                       : NULL;
     cJSON *scopes = props ? cJSON_AddArrayToObject(props, "assignableScopes") : NULL;
     cJSON *perms = props && scopes && cJSON_AddItemToArray(scopes, cJSON_CreateString("/")) &&
                            cJSON_AddStringToObject(props, "description", "")
@@ -267,8 +273,6 @@ static cJSON *definition_json(enum pol_role role)
         !cJSON_AddArrayToObject(perm, "notDataActions") ||
         !cJSON_AddStringToObject(props, "roleName", pol_role_name(role)) ||
         !cJSON_AddStringToObject(props, "type", "AKVBuiltInRole") ||
-        !cJSON_AddStringToObject(o, "id", id) ||
-        !cJSON_AddStringToObject(o, "name", pol_role_id(role)) ||
         !cJSON_AddStringToObject(o, "type", "Microsoft.Authorization/roleDefinitions")) {
         cJSON_Delete(o);
         return NULL;

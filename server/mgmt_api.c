@@ -854,6 +854,119 @@ static void vault_list(struct srv_req *req, int as_resources)
     free(names);
 }
 
+/* ---- managed HSMs (read only: they are made by the configuration file) ------------ */
+
+/* Managed HSM @p v as Resource Manager answers it. Its initialAdminObjectIds are the
+ * principals that hold Managed HSM Administrator at its scope "/" now. */
+static cJSON *hsm_json(struct srv_req *req, const struct ks_vault *v)
+{
+    char id[1024], dns[64], uri[160];
+    snprintf(id, sizeof(id),
+             "/subscriptions/%s/resourceGroups/%s/providers/Microsoft.KeyVault/managedHSMs/%s",
+             req->seg[1], srv_vault_group(v), v->name);
+    srv_hsm_dns(req, dns, sizeof(dns));
+    snprintf(uri, sizeof(uri), "https://%s.%s/", v->name, dns);
+    size_t cap = pol_role_list(req->srv->pol, v, NULL, 0) + 1;
+    struct pol_role_assignment *roles = calloc(cap, sizeof(*roles));
+    size_t n = roles != NULL ? pol_role_list(req->srv->pol, v, roles, cap) : 0;
+    n = n < cap ? n : cap;
+    cJSON *o = cJSON_CreateObject();
+    int ok = o != NULL && cJSON_AddStringToObject(o, "id", id) &&
+             cJSON_AddStringToObject(o, "name", v->name) &&
+             cJSON_AddStringToObject(o, "type", "Microsoft.KeyVault/managedHSMs") &&
+             cJSON_AddStringToObject(o, "location", ks_vault_location(v)) &&
+             add_tags(req, o, v->name, 0, NULL);
+    cJSON *sku = ok ? cJSON_AddObjectToObject(o, "sku") : NULL;
+    cJSON *props = sku ? cJSON_AddObjectToObject(o, "properties") : NULL;
+    ok = props != NULL && cJSON_AddStringToObject(sku, "family", "B") &&
+         cJSON_AddStringToObject(sku, "name", "Standard_B1") &&
+         cJSON_AddStringToObject(props, "tenantId", v->tenant_id) &&
+         cJSON_AddStringToObject(props, "hsmUri", uri);
+    cJSON *admins = ok ? cJSON_AddArrayToObject(props, "initialAdminObjectIds") : NULL;
+    cJSON *acls = admins ? cJSON_AddObjectToObject(props, "networkAcls") : NULL;
+    cJSON *sd = acls ? cJSON_AddObjectToObject(props, "securityDomainProperties") : NULL;
+    ok = roles != NULL && sd != NULL && cJSON_AddBoolToObject(props, "enableSoftDelete", 1) &&
+         cJSON_AddNumberToObject(props, "softDeleteRetentionInDays", v->retention_days) &&
+         cJSON_AddBoolToObject(props, "enablePurgeProtection", v->purge_protection) &&
+         cJSON_AddStringToObject(props, "provisioningState", "Succeeded") &&
+         cJSON_AddStringToObject(props, "statusMessage",
+                                 "The Managed HSM is provisioned and ready to use.") &&
+         cJSON_AddStringToObject(props, "publicNetworkAccess", "Enabled") &&
+         cJSON_AddStringToObject(acls, "bypass", "AzureServices") &&
+         cJSON_AddStringToObject(acls, "defaultAction", "Allow") &&
+         cJSON_AddArrayToObject(acls, "ipRules") &&
+         cJSON_AddArrayToObject(acls, "virtualNetworkRules") &&
+         cJSON_AddStringToObject(sd, "activationStatus", "Active") &&
+         cJSON_AddStringToObject(sd, "activationStatusMessage",
+                                 "Your HSM has been activated and can be used for "
+                                 "cryptographic operations.") &&
+         cJSON_AddArrayToObject(props, "regions") && add_system_data(o, v);
+    for (size_t i = 0; ok && i < n; i++) {
+        if (roles[i].role == POL_ROLE_HSM_ADMINISTRATOR && roles[i].key[0] == '\0' &&
+            !roles[i].hsm_keys)
+            ok = cJSON_AddItemToArray(admins, cJSON_CreateString(roles[i].principal_id));
+    }
+    free(roles);
+    if (!ok) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* Whether @p v is a managed HSM that the path's group (or the subscription) holds. */
+static int hsm_in_path_group(const struct srv_req *req, const struct ks_vault *v)
+{
+    const char *group = path_group(req);
+    return v->hsm && (group == NULL || strcasecmp(srv_vault_group(v), group) == 0);
+}
+
+/* GET .../managedHSMs: every managed HSM of the subscription or the path's group. */
+static void hsm_list(struct srv_req *req)
+{
+    char(*names)[KS_VAULT_NAME_MAX + 1] = calloc(256, sizeof(*names));
+    cJSON *doc = names ? cJSON_CreateObject() : NULL;
+    cJSON *value = doc ? cJSON_AddArrayToObject(doc, "value") : NULL;
+    int ok = value != NULL;
+    char after[KS_VAULT_NAME_MAX + 1] = "";
+    for (size_t n = 256; ok && n == 256;) {
+        n = ks_vault_list_from(req->srv->ks, after, names, 256);
+        n = n < 256 ? n : 256;
+        for (size_t i = 0; ok && i < n; i++) {
+            struct ks_vault v;
+            if (ks_vault_get(req->srv->ks, names[i], &v) != KV_OK || !hsm_in_path_group(req, &v))
+                continue;
+            cJSON *item = hsm_json(req, &v);
+            ok = item != NULL && cJSON_AddItemToArray(value, item);
+            if (!ok)
+                cJSON_Delete(item);
+        }
+        if (n > 0)
+            snprintf(after, sizeof(after), "%s", names[n - 1]);
+    }
+    free(names);
+    srv_arm_send_page(req, doc, ok, NULL);
+}
+
+/* .../resourceGroups/G/providers/Microsoft.KeyVault/managedHSMs/NAME */
+static void hsm_endpoint(struct srv_req *req, const char *name)
+{
+    struct ks_vault v;
+    if (strcmp(req->ri->request_method, "GET") != 0) {
+        srv_send_errorf(req, KV_ERR_ARM_BAD_REQUEST,
+                        "kvmock makes managed HSMs from its configuration file ('managedHsms'); "
+                        "Resource Manager reads them but does not %s them.",
+                        strcmp(req->ri->request_method, "DELETE") == 0 ? "delete" : "write");
+    } else if (ks_vault_get(req->srv->ks, name, &v) != KV_OK || !hsm_in_path_group(req, &v)) {
+        srv_send_errorf(req, KV_ERR_ARM_NOT_FOUND,
+                        "The Resource 'Microsoft.KeyVault/managedHSMs/%.64s' under resource "
+                        "group '%.90s' was not found.",
+                        name, req->seg[3]);
+    } else {
+        srv_send_json(req, 200, hsm_json(req, &v));
+    }
+}
+
 /* PUT .../accessPolicies/{add|replace|remove} */
 static void access_policies(struct srv_req *req, const char *name, const char *kind)
 {
@@ -1328,8 +1441,8 @@ static void generic_resources(struct srv_req *req)
 }
 
 /* The lists that span a subscription or a resource group: GET .../resources, the vaults
- * of a subscription, and the managed HSMs (kvmock has none: an empty list, as Azure
- * answers a subscription without any). Returns 0 when the path is not one of them. */
+ * of a subscription, and the managed HSMs (and the deleted ones: none). Returns 0 when the
+ * path is not one of them. */
 static int collection(struct srv_req *req, const char *scope)
 {
     size_t n = req->nseg;
@@ -1355,8 +1468,10 @@ static int collection(struct srv_req *req, const char *scope)
         generic_resources(req);
     else if (!API_VERSION_OK(req, arm_api_versions, KEYVAULT_API))
         ; /* answered */
+    else if (hsms && seg_is(req, at + 2, "deletedManagedHSMs"))
+        send_list(req, 0, NULL); /* an HSM of the configuration file is never deleted */
     else if (hsms)
-        send_list(req, 0, NULL);
+        hsm_list(req);
     else
         vault_list(req, 0);
     return 1;
@@ -1673,6 +1788,18 @@ int srv_mgmt_endpoint(struct srv_req *req)
     }
     if (req->nseg >= 8)
         snprintf(req->vault, sizeof(req->vault), "%.*s", KS_VAULT_NAME_MAX, req->seg[7]);
+    if (req->nseg == 8 && seg_is(req, 2, "resourceGroups") && seg_is(req, 4, "providers") &&
+        seg_is(req, 5, "Microsoft.KeyVault") && seg_is(req, 6, "managedHSMs")) {
+        int get = strcmp(method, "GET") == 0;
+        req->operation = get ? "ManagedHsmGet" : "ManagedHsmWrite";
+        if (authorize(req,
+                      get ? "Microsoft.KeyVault/managedHSMs/read"
+                          : "Microsoft.KeyVault/managedHSMs/write",
+                      scope) == KV_OK &&
+            API_VERSION_OK(req, arm_api_versions, KEYVAULT_API))
+            hsm_endpoint(req, req->seg[7]);
+        return 1;
+    }
     int keys = req->nseg >= 9 && seg_is(req, 8, "keys");
     if (keys) {
         int put = strcmp(method, "PUT") == 0;

@@ -211,6 +211,9 @@ int srv_host_is_hsm(const char *host);
  */
 void srv_vault_dns(const struct srv_req *req, char *out, size_t cap);
 
+/** @brief srv_vault_dns() for the managed HSMs: "managedhsm.azure.net" or kvmock's own. */
+void srv_hsm_dns(const struct srv_req *req, char *out, size_t cap);
+
 /* ---- dispatch (dispatch.c) ----------------------------------------------------------- */
 
 /** @brief civetweb's begin_request callback: handles every request. */
@@ -250,7 +253,8 @@ enum srv_match srv_route_match(const struct srv_route *table, size_t n, const ch
 
 /* ---- a Managed HSM's access control (hsm_api.c) --------------------------------------- */
 
-/** @brief Whether the path is one of a Managed HSM's access control (it names providers). */
+/** @brief Whether the path is one of a Managed HSM's access control (it names
+ * providers/Microsoft.Authorization). */
 int srv_hsm_rbac_path(const struct srv_req *req);
 
 /**

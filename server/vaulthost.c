@@ -66,13 +66,24 @@ enum kv_status srv_resolve_vault(struct srv_req *req)
     return KV_OK;
 }
 
-void srv_vault_dns(const struct srv_req *req, char *out, size_t cap)
+/* The DNS suffix of @p service ("vault", "managedhsm") as the client sees it. */
+static void service_dns(const struct srv_req *req, const char *service, char *out, size_t cap)
 {
     /* a client that reaches kvmock as Azure's Resource Manager reaches its vaults under
      * Azure's names too; any other, at kvmock's own */
     if (strcasecmp(req->host, "management.azure.com") == 0 ||
         strcasecmp(req->host, "management.azure.com:443") == 0)
-        snprintf(out, cap, "vault.azure.net");
+        snprintf(out, cap, "%s.azure.net", service);
     else
-        snprintf(out, cap, "vault.localhost:%d", req->srv->https_port);
+        snprintf(out, cap, "%s.localhost:%d", service, req->srv->https_port);
+}
+
+void srv_vault_dns(const struct srv_req *req, char *out, size_t cap)
+{
+    service_dns(req, "vault", out, cap);
+}
+
+void srv_hsm_dns(const struct srv_req *req, char *out, size_t cap)
+{
+    service_dns(req, "managedhsm", out, cap);
 }
