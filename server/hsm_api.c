@@ -447,21 +447,23 @@ static void h_assignment_put(struct srv_req *req)
         cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(props, "principalId"));
     if (!cJSON_IsObject(props) || def == NULL || principal == NULL || principal[0] == '\0' ||
         strlen(principal) >= POL_ID_MAX) {
-        srv_send_error(req, KV_ERR_BAD_PARAM,
-                       "The role assignment needs properties.roleDefinitionId and "
-                       "properties.principalId.");
+        srv_send_errorf(req, KV_ERR_BAD_PARAM,
+                        "The role assignment needs properties.roleDefinitionId and "
+                        "properties.principalId. (Activity ID: %s)",
+                        req->request_id);
         return;
     }
     if (!kv_str_is_uuid(req->hsm_item)) {
         srv_send_errorf(req, KV_ERR_BAD_PARAM,
-                        "The role assignment name '%.64s' is not valid: it must be a GUID.",
-                        req->hsm_item);
+                        "Role assignment name must be a GUID (Activity ID: %s)", req->request_id);
         return;
     }
     struct pol_role_assignment r = {.hsm = 1, .hsm_keys = req->hsm_keys && !req->key_name[0]};
     if (!local_role(req, &v, def, &r)) {
         srv_send_errorf(req, KV_ERR_BAD_PARAM,
-                        "The role definition '%.200s' is not a role of this managed HSM.", def);
+                        "The role definition '%.200s' is not a role of this managed HSM. "
+                        "(Activity ID: %s)",
+                        def, req->request_id);
         return;
     }
     snprintf(r.id, sizeof(r.id), "%s", req->hsm_item);

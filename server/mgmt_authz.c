@@ -541,8 +541,15 @@ static void definition_put(struct srv_req *req, const char *id)
                         name);
         return;
     }
+    if (st == KV_ERR_BAD_PARAM) { /* the body passed: the GUID is a managed HSM's role */
+        srv_send_errorf(req, KV_ERR_ARM_BAD_REQUEST,
+                        "The role definition ID '%s' is a managed HSM's local role; choose "
+                        "another GUID.",
+                        id);
+        return;
+    }
     if (st != KV_OK) {
-        srv_send_error(req, st == KV_ERR_BAD_PARAM ? KV_ERR_ARM_BAD_REQUEST : st, NULL);
+        srv_send_error(req, st, NULL);
         return;
     }
     kv_log(KV_LOG_INFO, "custom role '%s' (%s) %s by %s", name, id,
