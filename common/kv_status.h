@@ -105,6 +105,7 @@ enum kv_status {
     KV_ERR_ARM_ROLE_IN_USE,        /**< 409 RoleDefinitionHasAssignments: deleting a used role */
     KV_ERR_HSM_NO_ROLE_DEFINITION, /**< 404 RoleDefinitionNotFound: a Managed HSM's */
     KV_ERR_HSM_ACCESS_DENIED,      /**< 403 AccessDenied: a Managed HSM's local roles refuse */
+    KV_ERR_BACKUP_KIND, /**< 400 BadParameter: a vault's backup to an HSM, or the reverse */
 
     /* 500 */
     KV_ERR_NOMEM,    /**< allocation failed */

@@ -167,6 +167,8 @@ static const struct kv_status_info table[KV_STATUS_COUNT] = {
         "Requested role definition not found."),
     ROW(KV_ERR_HSM_ACCESS_DENIED, 403, "AccessDenied", NULL,
         "Not authorized to access the resource."),
+    ROW(KV_ERR_BACKUP_KIND, 400, "BadParameter", NULL,
+        "A key vault's backup is restored to a key vault, a managed HSM's to a managed HSM."),
 
     ROW(KV_ERR_NOMEM, 500, "InternalServerError", NULL, "The server ran out of memory."),
     ROW(KV_ERR_STORE, 500, "InternalServerError", NULL, "The key store failed."),
@@ -261,6 +263,7 @@ static const char *const names[KV_STATUS_COUNT] = {
     NAME(KV_ERR_ARM_ROLE_IN_USE),
     NAME(KV_ERR_HSM_NO_ROLE_DEFINITION),
     NAME(KV_ERR_HSM_ACCESS_DENIED),
+    NAME(KV_ERR_BACKUP_KIND),
     NAME(KV_ERR_NOMEM),
     NAME(KV_ERR_STORE),
     NAME(KV_ERR_CRYPTO),

@@ -1752,6 +1752,7 @@ struct backup_arg {
     struct loc *l;
     struct head head;
     cJSON *versions; /* out: [{"version", "record"}] with records as stored */
+    int managed_hsm; /* out: the key is a Managed HSM's */
 };
 
 static enum kv_status backup_fn(struct ks_txn *tx, void *arg)
@@ -1761,6 +1762,7 @@ static enum kv_status backup_fn(struct ks_txn *tx, void *arg)
     enum kv_status st = ks_vault_read(tx, a->vault, &vault);
     if (st != KV_OK)
         return st;
+    a->managed_hsm = vault.hsm;
     st = head_read(tx, a->l, &a->head);
     if (st != KV_OK)
         return st;
@@ -1901,14 +1903,15 @@ enum kv_status ks_key_backup(struct ks_env *env, const char *vault, const char *
         cJSON_Delete(doc);
         return KV_ERR_NOMEM;
     }
-    struct backup_arg a = {vault, &l, {{0}}, versions};
+    struct backup_arg a = {vault, &l, {{0}}, versions, 0};
     enum kv_status st = ks_txn_read(env, backup_fn, &a);
     if (st != KV_OK)
         goto out;
     st = KV_ERR_NOMEM;
     if (!cJSON_AddStringToObject(doc, "format", BACKUP_FORMAT) ||
         !cJSON_AddStringToObject(doc, "name", a.head.name) ||
-        !cJSON_AddStringToObject(doc, "current", a.head.current))
+        !cJSON_AddStringToObject(doc, "current", a.head.current) ||
+        (a.managed_hsm && !cJSON_AddTrueToObject(doc, "managedHsm")))
         goto out;
     if (a.head.policy.is_set) {
         cJSON *pol = policy_to_json(&a.head.policy);
@@ -1960,6 +1963,9 @@ static enum kv_status restore_fn(struct ks_txn *tx, void *arg)
     enum kv_status st = ks_vault_read(tx, a->vault, &vault);
     if (st != KV_OK)
         return st;
+    /* a vault's backup goes back to a vault, a Managed HSM's to a Managed HSM */
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a->doc, "managedHsm")) != vault.hsm)
+        return KV_ERR_BACKUP_KIND;
     struct head h;
     st = head_read(tx, a->l, &h);
     if (st == KV_OK) {

@@ -1021,7 +1021,8 @@ enum kv_status ks_key_backup(struct ks_env *env, const char *vault, const char *
  * @param[out] out the current version.
  * @return KV_OK; KV_ERR_BAD_BACKUP (corrupt or from another kvmock); KV_ERR_KEY_EXISTS;
  *   KV_ERR_KEY_DELETED_RECOVERABLE; KV_ERR_HSM_STANDARD (a hardware key into a standard
- *   vault); KV_ERR_VAULT_NOT_FOUND, KV_ERR_STORE, KV_ERR_NOMEM.
+ *   vault); KV_ERR_BACKUP_KIND (a vault's backup into a Managed HSM, or the reverse);
+ *   KV_ERR_VAULT_NOT_FOUND, KV_ERR_STORE, KV_ERR_NOMEM.
  */
 enum kv_status ks_key_restore(struct ks_env *env, const char *vault, const unsigned char *blob,
                               size_t len, char name[KS_NAME_MAX + 1],

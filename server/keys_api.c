@@ -1322,6 +1322,12 @@ static void h_restore(struct srv_req *req)
         send_bundle(req, k);
     } else if (st == KV_ERR_BAD_BACKUP) {
         srv_send_error(req, st, "Backup blob contains invalid or corrupt version.");
+    } else if (st == KV_ERR_BACKUP_KIND) {
+        srv_send_error(req, st,
+                       req->hsm ? "The backup was made in a key vault; a managed HSM restores "
+                                  "only backups made in a managed HSM."
+                                : "The backup was made in a managed HSM; a key vault restores "
+                                  "only backups made in a key vault.");
     } else if (st == KV_ERR_KEY_DELETED_RECOVERABLE) {
         /* the name comes from the blob: a soft-deleted key is named as a create names it */
         send_deleted_recoverable(req, name);

@@ -441,6 +441,38 @@ static void cleanup(void)
     check_remove_dir(dir);
 }
 
+/* A Managed HSM's backup goes back to a Managed HSM, a vault's to a vault; a refused restore
+ * writes nothing. */
+static void backup_kinds(void)
+{
+    struct ks_vault h = {.soft_delete = 1, .retention_days = 7, .premium = 1, .hsm = 1};
+    snprintf(h.name, sizeof(h.name), "hsm");
+    snprintf(h.tenant_id, sizeof(h.tenant_id), "t");
+    CHECK_ST(ks_vault_put(env, &h), KV_OK);
+    put_vault("vlt", 1, 7, 0);
+    struct ks_key *hk = create("hsm", "hk", KS_KTY_RSA), *vk = create("vlt", "vk", KS_KTY_EC);
+    struct kv_buf hb = {0}, vb = {0};
+    struct ks_key *r = NULL;
+    CHECK(hk != NULL && hk->hsm); /* an HSM's key is a hardware key */
+    CHECK(vk != NULL && !vk->hsm);
+    CHECK_ST(ks_key_backup(env, "hsm", "hk", &hb), KV_OK);
+    CHECK_ST(ks_key_backup(env, "vlt", "vk", &vb), KV_OK);
+    CHECK_ST(ks_key_restore(env, "vlt", hb.data, hb.len, NULL, &r), KV_ERR_BACKUP_KIND);
+    CHECK_ST(ks_key_restore(env, "hsm", vb.data, vb.len, NULL, &r), KV_ERR_BACKUP_KIND);
+    CHECK_ST(ks_key_get(env, "vlt", "hk", NULL, &r), KV_ERR_KEY_NOT_FOUND);
+    CHECK_ST(ks_key_get(env, "hsm", "vk", NULL, &r), KV_ERR_KEY_NOT_FOUND);
+    /* into another HSM it goes, as into another vault */
+    snprintf(h.name, sizeof(h.name), "hsm2");
+    CHECK_ST(ks_vault_put(env, &h), KV_OK);
+    CHECK_ST(ks_key_restore(env, "hsm2", hb.data, hb.len, NULL, &r), KV_OK);
+    CHECK(r != NULL && r->hsm && strcmp(r->version, hk->version) == 0);
+    ks_key_free(r);
+    ks_key_free(hk);
+    ks_key_free(vk);
+    kv_buf_free(&hb);
+    kv_buf_free(&vb);
+}
+
 int main(void)
 {
     CHECK(sodium_init() >= 0);
@@ -457,6 +489,7 @@ int main(void)
         rotate_and_policy();
         backup_restore();
         key_ops_order();
+        backup_kinds();
         ks_close(env);
     }
     cleanup();
