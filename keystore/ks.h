@@ -218,13 +218,14 @@ enum kv_status ks_record_apply(struct ks_env *env, const struct ks_record_op *op
                                size_t n) KV_MUST_CHECK;
 
 /**
- * @brief ks_record_apply(), only while vault @p vault exists (not deleted), or, when
- * @p vault is NULL or "", resource group @p group (NULL or "": no condition). The check and
- * the changes are one transaction: a deletion of the vault or group comes wholly before
- * or wholly after them.
- * @return as ks_record_apply(), and KV_ERR_VAULT_NOT_FOUND or KV_ERR_ARM_NO_GROUP.
+ * @brief ks_record_apply(), only while vault @p vault exists (not deleted) and is a
+ * Managed HSM exactly when @p hsm is set, or, when @p vault is NULL or "", resource group
+ * @p group (NULL or "": no condition). The check and the changes are one transaction: a
+ * deletion of the vault or group comes wholly before or wholly after them.
+ * @return as ks_record_apply(), and KV_ERR_VAULT_NOT_FOUND (none, or of the other kind) or
+ *   KV_ERR_ARM_NO_GROUP.
  */
-enum kv_status ks_record_apply_at(struct ks_env *env, const char *vault, const char *group,
+enum kv_status ks_record_apply_at(struct ks_env *env, const char *vault, int hsm, const char *group,
                                   const struct ks_record_op *ops, size_t n) KV_MUST_CHECK;
 
 /** Called for each record of a scan; anything but KV_OK stops the scan and is returned. */

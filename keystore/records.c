@@ -56,6 +56,7 @@ enum kv_status ks_records_apply_tx(struct ks_txn *tx, const struct ks_record_op 
 
 struct apply_arg {
     const char *vault, *group; /* what must exist: see ks_record_apply_at() */
+    int hsm;                   /* the vault is a Managed HSM */
     const struct ks_record_op *ops;
     size_t n;
 };
@@ -65,23 +66,25 @@ static enum kv_status apply_fn(struct ks_txn *tx, void *arg)
     struct apply_arg *a = arg;
     struct ks_vault v;
     enum kv_status st = KV_OK;
-    if (a->vault != NULL && a->vault[0] != '\0')
+    if (a->vault != NULL && a->vault[0] != '\0') {
         st = ks_vault_read(tx, a->vault, &v);
-    else if (a->group != NULL && a->group[0] != '\0')
+        if (st == KV_OK && v.hsm != a->hsm)
+            st = KV_ERR_VAULT_NOT_FOUND;
+    } else if (a->group != NULL && a->group[0] != '\0')
         st = ks_group_exists_tx(tx, a->group);
     return st == KV_OK ? ks_records_apply_tx(tx, a->ops, a->n) : st;
 }
 
 enum kv_status ks_record_apply(struct ks_env *env, const struct ks_record_op *ops, size_t n)
 {
-    struct apply_arg a = {NULL, NULL, ops, n};
+    struct apply_arg a = {NULL, NULL, 0, ops, n};
     return n == 0 ? KV_OK : ks_txn_write(env, apply_fn, &a);
 }
 
-enum kv_status ks_record_apply_at(struct ks_env *env, const char *vault, const char *group,
+enum kv_status ks_record_apply_at(struct ks_env *env, const char *vault, int hsm, const char *group,
                                   const struct ks_record_op *ops, size_t n)
 {
-    struct apply_arg a = {vault, group, ops, n};
+    struct apply_arg a = {vault, group, hsm != 0, ops, n};
     return ks_txn_write(env, apply_fn, &a);
 }
 

@@ -545,8 +545,9 @@ size_t pol_policy_list(struct pol_ctx *c, const char *vault, struct pol_access_p
 int pol_role_same_scope(const struct pol_role_assignment *a,
                         const struct pol_role_assignment *b)
 {
+    /* a Managed HSM's "/" and "/keys" reach alike but are two scopes, as it names them */
     return strcasecmp(a->vault, b->vault) == 0 && strcasecmp(a->key, b->key) == 0 &&
-           strcasecmp(a->group, b->group) == 0;
+           strcasecmp(a->group, b->group) == 0 && a->hsm == b->hsm && a->hsm_keys == b->hsm_keys;
 }
 
 int pol_role_same(const struct pol_role_assignment *a, const struct pol_role_assignment *b)
@@ -899,7 +900,7 @@ static enum kv_status commit(struct pol_ctx *c, const struct ks_vault *v, int cr
     if (st == KV_OK && v != NULL)
         st = ks_vault_put_with(c->ks, v, create, b.ops, b.n);
     else if (st == KV_OK && scope != NULL)
-        st = ks_record_apply_at(c->ks, scope->vault, scope->group, b.ops, b.n);
+        st = ks_record_apply_at(c->ks, scope->vault, scope->hsm, scope->group, b.ops, b.n);
     else if (st == KV_OK)
         st = ks_record_apply(c->ks, b.ops, b.n);
     if (st == KV_OK)
@@ -915,6 +916,11 @@ enum kv_status pol_vault_put(struct pol_ctx *c, const struct ks_vault *v, int cr
     struct pol_acl_change none = {.vault = v->name};
     if (chg != NULL && strcasecmp(chg->vault, v->name) != 0)
         return KV_ERR_BAD_PARAM;
+    /* a Managed HSM's assignments are its local ones, a vault's never are */
+    for (size_t i = 0; chg != NULL && i < chg->n_roles; i++) {
+        if (chg->roles[i].vault[0] != '\0' && chg->roles[i].hsm != v->hsm)
+            return KV_ERR_BAD_PARAM;
+    }
     return commit(c, v, create, chg != NULL ? chg : &none, NULL);
 }
 

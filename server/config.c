@@ -842,7 +842,7 @@ static enum kv_status parse_roles(struct srv_config *cfg, const cJSON *list, cha
         return KV_ERR_NOMEM;
     cfg->roles = more;
     memset(cfg->roles + cfg->n_roles, 0, n * sizeof(*more));
-    size_t base = cfg->n_roles;
+    size_t base = cfg->n_admin_roles;
     const cJSON *o;
     cJSON_ArrayForEach(o, list)
     {
@@ -1066,6 +1066,7 @@ static enum kv_status parse_hsm(struct srv_config *cfg, const cJSON *o, size_t i
         stable_uuid(text, r->id);
         cfg->n_roles++;
     }
+    cfg->n_admin_roles = cfg->n_roles;
     cfg->n_vaults++;
     return KV_OK;
 }
@@ -1230,7 +1231,7 @@ static enum kv_status complete(struct srv_config *cfg, char *err, size_t cap)
     }
     /* a role at a vault's (or key's) scope is seeded when the file's vault is made: one
      * naming another vault would never be, and a typo would pass unseen */
-    for (size_t r = 0; r < cfg->n_roles; r++) {
+    for (size_t r = cfg->n_admin_roles; r < cfg->n_roles; r++) {
         const char *vault = cfg->roles[r].vault;
         size_t v = 0;
         while (vault[0] != '\0' && v < cfg->n_vaults && strcmp(cfg->vaults[v].name, vault) != 0)
@@ -1239,7 +1240,12 @@ static enum kv_status complete(struct srv_config *cfg, char *err, size_t cap)
             return fail(err, cap,
                         "config: roleAssignments[%zu]: its scope names vault '%s', which the "
                         "file does not define",
-                        r, vault);
+                        r - cfg->n_admin_roles, vault);
+        if (vault[0] != '\0' && cfg->vaults[v].hsm != cfg->roles[r].hsm)
+            return fail(err, cap,
+                        "config: roleAssignments[%zu]: '%s' is a managed HSM; its scopes are "
+                        "/managedHSMs/%s[/keys[/KEY]]",
+                        r - cfg->n_admin_roles, vault, vault);
     }
     return KV_OK;
 }

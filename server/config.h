@@ -69,6 +69,9 @@ struct srv_config {
     int *policies_given; /**< per vault */
     struct pol_role_assignment *roles;
     size_t n_roles;
+    /** the first of roles are the managed HSMs' initial administrators; the file's
+     * roleAssignments follow */
+    size_t n_admin_roles;
     /* custom role definitions, made or replaced at every start: id (a GUID, lowercase),
      * roleName, and the properties as the file gives them (owned, checked) */
     struct srv_role_def_cfg {

@@ -207,6 +207,200 @@ static void client_assertions(void)
     unlink(jwks_path);
 }
 
+/* Managed HSMs of the file: each one more of cfg->vaults, marked as an HSM, with a local
+ * Managed HSM Administrator per initialAdminObjectIds entry (an id that is the same at every
+ * start); local role assignments at their scopes; the refusals, which name the problem. */
+static void managed_hsms(void)
+{
+    struct srv_config cfg;
+    char *argv[] = {"kvmock", "--config", cfg_path, NULL};
+    static const char good[] =
+        "{\"tenantId\":\"t-1\",\"vaults\":[{\"name\":\"v\"}],\"managedHsms\":["
+        "{\"name\":\"hsm1\",\"properties\":{\"initialAdminObjectIds\":[\"a1\",\"a2\"],"
+        "\"softDeleteRetentionInDays\":7,\"enablePurgeProtection\":true,"
+        "\"enableSoftDelete\":true}},"
+        "{\"name\":\"hsm2\",\"properties\":{\"initialAdminObjectIds\":[\"a1\"]}}],"
+        "\"roleAssignments\":["
+        "{\"principalId\":\"u1\",\"roleDefinitionName\":\"Managed HSM Crypto User\","
+        "\"scope\":\"/managedHSMs/hsm1\"},"
+        "{\"principalId\":\"u2\",\"roleDefinitionId\":\"515eb02d-2335-4d2d-92f2-b1cbdf9c3778\","
+        "\"scope\":\"/managedHSMs/HSM1/keys\"},"
+        "{\"principalId\":\"u3\",\"roleDefinitionId\":\"Microsoft.KeyVault/providers/"
+        "Microsoft.Authorization/roleDefinitions/33413926-3206-4cdd-b39a-83574fe37a17\","
+        "\"scope\":\"/managedHSMs/hsm1/keys/Disk-1\"},"
+        "{\"principalId\":\"u4\",\"roleDefinitionName\":\"managed hsm backup user\",\"scope\":"
+        "\"/subscriptions/s/resourceGroups/g/providers/Microsoft.KeyVault/managedHSMs/hsm2/keys/"
+        "k\"},"
+        "{\"principalId\":\"u5\",\"roleDefinitionName\":\"Managed HSM Crypto Auditor\",\"scope\":"
+        "\"/subscriptions/s/resourceGroups/g/providers/Microsoft.KeyVault/managedHSMs/hsm2\"},"
+        "{\"principalId\":\"a1\",\"roleDefinitionName\":\"Managed HSM Administrator\","
+        "\"scope\":\"/managedHSMs/hsm1\"},"
+        "{\"principalId\":\"u6\",\"roleDefinitionName\":\"Key Vault Reader\","
+        "\"scope\":\"/vaults/v\"}]}";
+    CHECK_ST(load(&cfg, good, 3, argv), KV_OK);
+    if (cfg.n_vaults != 3 || cfg.n_roles != 10) {
+        fprintf(stderr, "managed HSMs: %zu vaults, %zu roles (%s)\n", cfg.n_vaults, cfg.n_roles,
+                err);
+        check_failures++;
+        srv_config_free(&cfg);
+        return;
+    }
+    const struct ks_vault *v = &cfg.vaults[0], *h1 = &cfg.vaults[1], *h2 = &cfg.vaults[2];
+    CHECK(strcmp(v->name, "v") == 0 && v->hsm == 0);
+    CHECK_STR(h1->name, "hsm1");
+    CHECK(h1->hsm == 1 && h1->premium == 1 && h1->soft_delete == 1 && h1->retention_days == 7 &&
+          h1->purge_protection == 1);
+    CHECK_STR(h1->tenant_id, "t-1");
+    CHECK_STR(h2->name, "hsm2");
+    CHECK(h2->hsm == 1 && h2->premium == 1 && h2->soft_delete == 1 && h2->retention_days == 90 &&
+          h2->purge_protection == 0);
+    /* an HSM has no access policies: the file's (none) are all it has */
+    CHECK(cfg.policies_given[1] && cfg.policies_given[2]);
+    /* the initial administrators come first, one per id and HSM */
+    static const char *const admins[][2] = {{"a1", "hsm1"}, {"a2", "hsm1"}, {"a1", "hsm2"}};
+    char ids[10][POL_ID_MAX];
+    for (size_t i = 0; i < 10; i++)
+        snprintf(ids[i], sizeof(ids[i]), "%s", cfg.roles[i].id);
+    for (size_t i = 0; i < 3; i++) {
+        const struct pol_role_assignment *r = &cfg.roles[i];
+        CHECK(r->hsm == 1 && r->hsm_keys == 0 && r->role == POL_ROLE_HSM_ADMINISTRATOR &&
+              r->key[0] == '\0' && r->group[0] == '\0' && kv_str_is_uuid(r->id));
+        CHECK_STR(r->principal_id, admins[i][0]);
+        CHECK_STR(r->vault, admins[i][1]);
+    }
+    CHECK(strcmp(ids[0], ids[1]) != 0 && strcmp(ids[0], ids[2]) != 0 &&
+          strcmp(ids[1], ids[2]) != 0);
+    /* the file's assignments: "/", "/keys", a key's scope, Resource Manager's forms */
+    static const struct {
+        const char *principal, *vault, *key;
+        enum pol_role role;
+        int hsm, hsm_keys;
+    } want[] = {
+        {"u1", "hsm1", "", POL_ROLE_HSM_CRYPTO_USER, 1, 0},
+        {"u2", "hsm1", "", POL_ROLE_HSM_CRYPTO_OFFICER, 1, 1},
+        {"u3", "hsm1", "Disk-1", POL_ROLE_HSM_CRYPTO_SERVICE_ENCRYPTION_USER, 1, 0},
+        {"u4", "hsm2", "k", POL_ROLE_HSM_BACKUP_USER, 1, 0},
+        {"u5", "hsm2", "", POL_ROLE_HSM_CRYPTO_AUDITOR, 1, 0},
+        {"a1", "hsm1", "", POL_ROLE_HSM_ADMINISTRATOR, 1, 0},
+        {"u6", "v", "", POL_ROLE_READER, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        const struct pol_role_assignment *r = &cfg.roles[3 + i];
+        if (strcmp(r->principal_id, want[i].principal) != 0 || strcmp(r->vault, want[i].vault) ||
+            strcmp(r->key, want[i].key) != 0 || r->role != want[i].role || r->hsm != want[i].hsm ||
+            r->hsm_keys != want[i].hsm_keys || r->group[0] != '\0' || !kv_str_is_uuid(r->id)) {
+            fprintf(stderr, "roles[%zu]: %s %s/%s role %d hsm %d keys %d, want %s %s/%s %d %d %d\n",
+                    3 + i, r->principal_id, r->vault, r->key, (int)r->role, r->hsm, r->hsm_keys,
+                    want[i].principal, want[i].vault, want[i].key, (int)want[i].role, want[i].hsm,
+                    want[i].hsm_keys);
+            check_failures++;
+        }
+    }
+    /* an initial administrator given again as the file's assignment is one assignment */
+    CHECK_STR(cfg.roles[8].id, cfg.roles[0].id);
+    srv_config_free(&cfg);
+    /* the same ids at the next start */
+    CHECK_ST(load(&cfg, good, 3, argv), KV_OK);
+    CHECK(cfg.n_roles == 10);
+    for (size_t i = 0; i < 10 && i < cfg.n_roles; i++)
+        CHECK_STR(cfg.roles[i].id, ids[i]);
+    srv_config_free(&cfg);
+
+#define HSM_A(props) "{\"managedHsms\":[{\"name\":\"h\",\"properties\":{" props "}}]}"
+#define ADM          "\"initialAdminObjectIds\":[\"a\"]"
+    refused("{\"managedHsms\":{}}", "'managedHsms' must be an array");
+    refused("{\"managedHsms\":[7]}", "managedHsms[0] must be an object");
+    refused("{\"managedHsms\":[{\"name\":\"h\"}]}",
+            "managedHsms[0].properties must be an object with initialAdminObjectIds");
+    refused(HSM_A(""), "managed HSM 'h': initialAdminObjectIds must list the object ids");
+    refused(HSM_A("\"initialAdminObjectIds\":[]"),
+            "managed HSM 'h': initialAdminObjectIds must list the object ids");
+    refused(HSM_A("\"initialAdminObjectIds\":\"a\""),
+            "managed HSM 'h': initialAdminObjectIds must list the object ids");
+    refused(HSM_A("\"initialAdminObjectIds\":[7]"),
+            "managed HSM 'h': initialAdminObjectIds must hold object ids");
+    refused(HSM_A("\"initialAdminObjectIds\":[\"a\",\"\"]"),
+            "managed HSM 'h': initialAdminObjectIds must hold object ids");
+    refused(HSM_A(ADM ",\"enableSoftDelete\":false"),
+            "managed HSM 'h': soft delete is always on in a managed HSM (enableSoftDelete must "
+            "be true)");
+    refused(HSM_A(ADM ",\"enableSoftDelete\":\"yes\""),
+            "'enableSoftDelete' in managedHsms[0].properties must be true or false");
+    refused(HSM_A(ADM ",\"enablePurgeProtection\":1"),
+            "'enablePurgeProtection' in managedHsms[0].properties must be true or false");
+    static const char *const days[] = {"6", "91", "0", "7.5", "\"30\"", "-7"};
+    for (size_t i = 0; i < sizeof(days) / sizeof(days[0]); i++) {
+        char json[256];
+        snprintf(json, sizeof(json), HSM_A(ADM ",\"softDeleteRetentionInDays\":%s"), days[i]);
+        refused(json, "managed HSM 'h': softDeleteRetentionInDays must be an integer between 7 "
+                      "and 90");
+    }
+    refused("{\"managedHsms\":[{\"name\":\"h\",\"sku\":{},\"properties\":{" ADM "}}]}",
+            "unknown field 'sku' in managedHsms[0]");
+    refused(HSM_A(ADM ",\"enableRbacAuthorization\":true"),
+            "unknown field 'enableRbacAuthorization' in managedHsms[0].properties");
+    refused(HSM_A(ADM ",\"initialAdminObjectIDs\":[\"a\"]"),
+            "unknown field 'initialAdminObjectIDs' in managedHsms[0].properties");
+    refused("{\"managedHsms\":[{\"name\":\"Bad_Name\",\"properties\":{" ADM "}}]}",
+            "managed HSM name 'Bad_Name' must be 1-24 lowercase letters, digits and '-'");
+    /* one name, one vault or HSM */
+    refused("{\"vaults\":[{\"name\":\"h\"}],\"managedHsms\":[{\"name\":\"h\",\"properties\":{" ADM
+            "}}]}",
+            "'h' names a vault already; a managed HSM needs a name of its own");
+    refused("{\"managedHsms\":[{\"name\":\"h\",\"properties\":{" ADM "}},{\"name\":\"h\","
+            "\"properties\":{" ADM "}}]}",
+            "'h' names a managed HSM already; a managed HSM needs a name of its own");
+
+    /* the file's assignments at an HSM's scope */
+#define HSM_RA(role, scope)                                                                        \
+    "{\"vaults\":[{\"name\":\"v\"}],\"managedHsms\":[{\"name\":\"h\",\"properties\":{" ADM "}}],"  \
+    "\"roleAssignments\":[{\"principalId\":\"p\",\"roleDefinitionName\":\"" role "\","             \
+    "\"scope\":\"" scope "\"}]}"
+#define SCOPE_MSG(scope)                                                                           \
+    "roleAssignments[0]: scope '" scope "' must be /managedHSMs/NAME, /managedHSMs/NAME/keys or "  \
+    "/managedHSMs/NAME/keys/KEY, NAME one of the file's managedHsms"
+    refused(HSM_RA("Managed HSM Crypto User", "/managedHSMs/nohsm"),
+            SCOPE_MSG("/managedHSMs/nohsm"));
+    refused(HSM_RA("Managed HSM Crypto User", "/managedHSMs/v"), SCOPE_MSG("/managedHSMs/v"));
+    refused(HSM_RA("Managed HSM Crypto User",
+                   "/subscriptions/s/resourceGroups/g/providers/Microsoft.KeyVault/managedHSMs/"
+                   "nohsm/keys"),
+            "roleAssignments[0]: scope '/subscriptions/s/resourceGroups/g/providers/"
+            "Microsoft.KeyVault/managedHSMs/nohsm/keys' must be /managedHSMs/NAME");
+    refused(HSM_RA("Managed HSM Crypto User", "/managedHSMs/h/keys/bad_key"),
+            SCOPE_MSG("/managedHSMs/h/keys/bad_key"));
+    refused(HSM_RA("Managed HSM Crypto User", "/managedHSMs/h/keys/a/b"),
+            SCOPE_MSG("/managedHSMs/h/keys/a/b"));
+    refused(HSM_RA("Managed HSM Crypto User", "/managedHSMs/h/secrets"),
+            SCOPE_MSG("/managedHSMs/h/secrets"));
+    refused(HSM_RA("Managed HSM Crypto User", "/managedHSMs/"), SCOPE_MSG("/managedHSMs/"));
+    refused(HSM_RA("Key Vault Crypto User", "/managedHSMs/h"),
+            "roleAssignments[0]: unknown role 'Key Vault Crypto User' (not a Managed HSM role)");
+    refused(HSM_RA("12338af0-0e69-4776-bea7-57ae8d297424", "/managedHSMs/h/keys"),
+            "roleAssignments[0]: unknown role '12338af0-0e69-4776-bea7-57ae8d297424' (not a "
+            "Managed HSM role)");
+    refused(HSM_RA("Managed HSM Crypto User", "/vaults/v"),
+            "roleAssignments[0]: unknown role 'Managed HSM Crypto User' (neither a built-in Key "
+            "Vault role nor one of the file's roleDefinitions)");
+    /* an initial administrator given again under another name (Resource Manager's form of
+     * the scope derives another one) */
+    refused("{\"managedHsms\":[{\"name\":\"h\",\"properties\":{" ADM "}}],"
+            "\"roleAssignments\":[{\"principalId\":\"A\",\"roleDefinitionId\":"
+            "\"a290e904-7015-4bba-90c8-60543313cdb4\",\"scope\":\"/subscriptions/s/"
+            "resourceGroups/g/providers/Microsoft.KeyVault/managedHSMs/h\"}]}",
+            "roleAssignments[0] repeats an initial administrator of managed HSM 'h'");
+    /* an HSM is no vault: a vault's scope naming one is refused, not stored to no effect */
+    refused("{\"managedHsms\":[{\"name\":\"h\",\"properties\":{" ADM "}}],"
+            "\"roleAssignments\":[{\"principalId\":\"q\",\"roleDefinitionName\":"
+            "\"Key Vault Reader\",\"scope\":\"/vaults/h\"}]}",
+            "config: roleAssignments[0]: 'h' is a managed HSM; its scopes are "
+            "/managedHSMs/h[/keys[/KEY]]");
+#undef HSM_RA
+#undef SCOPE_MSG
+#undef HSM_A
+#undef ADM
+}
+
 int main(void)
 {
     int fd = mkstemp(cfg_path);
@@ -535,6 +729,7 @@ int main(void)
     refused("[]", "JSON object");
     client_assertions();
     role_definitions();
+    managed_hsms();
     unlink(cfg_path);
     refused(NULL, "cannot read");
     CHECK_DONE();

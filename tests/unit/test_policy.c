@@ -1,12 +1,14 @@
 /*
  * The evaluator: access policies per permission and `all`, application-bound
  * entries, tenant mismatch, RBAC roles and scope inheritance, persistence and
- * revocation.
+ * revocation; Managed HSM's data actions, local roles and local role assignments.
  */
+#include <ctype.h>
 #include <dirent.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -554,6 +556,477 @@ static void custom_roles(struct pol_ctx *c, struct ks_env *ks)
 #undef KV_KEYS
 }
 
+/* ---- Managed HSM: its data actions, its local roles and their assignments ---------------- */
+
+#define MHSM    "Microsoft.KeyVault/managedHsm/"
+#define HSM_ALL ((pol_perms)((1u << POL_PERM_HSM_END) - 1)) /* every permission an HSM checks */
+
+/* What Managed HSM's data actions give: each one kvmock has a call for gives exactly its
+ * permission, '*' and any case match as in custom roles, and the others give nothing. */
+static void hsm_actions(void)
+{
+    static const struct {
+        const char *action;
+        pol_perms want;
+    } each[] = {
+        {MHSM "keys/read/action",
+         P(POL_KEYS_GET) | P(POL_KEYS_LIST) | P(POL_KEYS_GETROTATIONPOLICY)},
+        {MHSM "keys/write/action", P(POL_KEYS_UPDATE) | P(POL_KEYS_SETROTATIONPOLICY)},
+        {MHSM "keys/create", P(POL_KEYS_CREATE)},
+        {MHSM "keys/delete", P(POL_KEYS_DELETE)},
+        {MHSM "keys/import/action", P(POL_KEYS_IMPORT)},
+        {MHSM "keys/rotate/action", P(POL_KEYS_ROTATE)},
+        {MHSM "keys/release/action", P(POL_KEYS_RELEASE)},
+        {MHSM "keys/backup/action", P(POL_KEYS_BACKUP)},
+        {MHSM "keys/restore/action", P(POL_KEYS_RESTORE)},
+        {MHSM "keys/encrypt/action", P(POL_KEYS_ENCRYPT)},
+        {MHSM "keys/decrypt/action", P(POL_KEYS_DECRYPT)},
+        {MHSM "keys/wrap/action", P(POL_KEYS_WRAP)},
+        {MHSM "keys/unwrap/action", P(POL_KEYS_UNWRAP)},
+        {MHSM "keys/sign/action", P(POL_KEYS_SIGN)},
+        {MHSM "keys/verify/action", P(POL_KEYS_VERIFY)},
+        {MHSM "keys/deletedKeys/read/action", P(POL_HSM_DELETED_READ)},
+        {MHSM "keys/deletedKeys/delete", P(POL_KEYS_PURGE)},
+        {MHSM "keys/deletedKeys/recover/action", P(POL_KEYS_RECOVER)},
+        {MHSM "rng/action", P(POL_HSM_RNG)},
+        {MHSM "roleAssignments/read/action", P(POL_HSM_ROLES_READ)},
+        {MHSM "roleAssignments/write/action", P(POL_HSM_ROLES_WRITE)},
+        {MHSM "roleAssignments/delete/action", P(POL_HSM_ROLES_DELETE)},
+        {MHSM "roleDefinitions/read/action", P(POL_HSM_ROLEDEFS_READ)},
+        {MHSM "roleDefinitions/write/action", P(POL_HSM_ROLEDEFS_WRITE)},
+        {MHSM "roleDefinitions/delete/action", P(POL_HSM_ROLEDEFS_DELETE)},
+        /* no call of kvmock's needs these */
+        {MHSM "keys/export/action", 0},
+        {MHSM "keys/derive/action", 0},
+        {MHSM "backup/start/action", 0},
+        {MHSM "backup/status/action", 0},
+        {MHSM "restore/start/action", 0},
+        {MHSM "restore/status/action", 0},
+        {MHSM "settings/read/action", 0},
+        {MHSM "settings/write/action", 0},
+        {MHSM "securitydomain/download/action", 0},
+        {MHSM "securitydomain/upload/action", 0},
+        {MHSM "securitydomain/transferkey/read", 0},
+        /* near misses, and Key Vault's own spelling of an action */
+        {MHSM "keys/wrap", 0},
+        {MHSM "keys/read", 0},
+        {MHSM "keys/wrap/action/x", 0},
+        {"Microsoft.KeyVault/managedHsms/keys/wrap/action", 0},
+        {"Microsoft.KeyVault/vaults/keys/wrap/action", 0},
+        {"Microsoft.KeyVault/vaults/keys/read", 0},
+        {"", 0},
+        /* any case; '*' anywhere */
+        {"microsoft.keyvault/MANAGEDHSM/Keys/UnWrap/ACTION", P(POL_KEYS_UNWRAP)},
+        {"*/wrap/*", P(POL_KEYS_WRAP)},
+        {MHSM "roleAssignments/*",
+         P(POL_HSM_ROLES_READ) | P(POL_HSM_ROLES_WRITE) | P(POL_HSM_ROLES_DELETE)},
+        {MHSM "keys/deletedKeys/*",
+         P(POL_HSM_DELETED_READ) | P(POL_KEYS_PURGE) | P(POL_KEYS_RECOVER)},
+        {MHSM "keys/*", POL_PERMS_ALL | P(POL_HSM_DELETED_READ)},
+        {MHSM "keys/*/action",
+         (POL_PERMS_ALL & ~P(POL_KEYS_CREATE) & ~P(POL_KEYS_DELETE) & ~P(POL_KEYS_PURGE)) |
+             P(POL_HSM_DELETED_READ)},
+        {MHSM "*", HSM_ALL},
+        {"*", HSM_ALL},
+    };
+    for (size_t i = 0; i < sizeof(each) / sizeof(each[0]); i++) {
+        pol_perms got = pol_hsm_actions_perms(&each[i].action, 1);
+        if (got != each[i].want) {
+            fprintf(stderr, "pol_hsm_actions_perms(%s) = %#x, want %#x\n", each[i].action,
+                    (unsigned)got, (unsigned)each[i].want);
+            check_failures++;
+        }
+    }
+    /* several at once give what each gives; none gives nothing; NULL entries are skipped */
+    static const char *const three[] = {MHSM "keys/read/action", NULL, MHSM "rng/action",
+                                        MHSM "keys/export/action"};
+    CHECK(pol_hsm_actions_perms(three, 4) ==
+          (P(POL_KEYS_GET) | P(POL_KEYS_LIST) | P(POL_KEYS_GETROTATIONPOLICY) | P(POL_HSM_RNG)));
+    CHECK(pol_hsm_actions_perms(three, 0) == 0);
+    /* Key Vault's table does not read Managed HSM's actions */
+    static const char *const hsm_wrap[] = {MHSM "keys/wrap/action", MHSM "keys/*"};
+    CHECK(pol_data_actions_perms(hsm_wrap, 2, NULL, 0) == 0);
+}
+
+static void upper(char *s)
+{
+    for (; *s != '\0'; s++)
+        *s = (char)toupper((unsigned char)*s);
+}
+
+/* Managed HSM's eight local roles: names, GUIDs, what each grants, how they are parsed, and
+ * that they are no Key Vault roles (nor the reverse). */
+static void hsm_role_table(struct pol_ctx *c)
+{
+    const pol_perms read = P(POL_KEYS_GET) | P(POL_KEYS_LIST) | P(POL_KEYS_GETROTATIONPOLICY);
+    const pol_perms roles_rwd =
+        P(POL_HSM_ROLES_READ) | P(POL_HSM_ROLES_WRITE) | P(POL_HSM_ROLES_DELETE);
+    const pol_perms defs = P(POL_HSM_ROLEDEFS_READ), roles_r = P(POL_HSM_ROLES_READ);
+    const pol_perms defs_rwd = defs | P(POL_HSM_ROLEDEFS_WRITE) | P(POL_HSM_ROLEDEFS_DELETE);
+    const struct {
+        enum pol_role role;
+        const char *name, *id;
+        pol_perms want;
+    } local[] = {
+        {POL_ROLE_HSM_ADMINISTRATOR, "Managed HSM Administrator",
+         "a290e904-7015-4bba-90c8-60543313cdb4", roles_rwd | defs_rwd},
+        {POL_ROLE_HSM_CRYPTO_OFFICER, "Managed HSM Crypto Officer",
+         "515eb02d-2335-4d2d-92f2-b1cbdf9c3778",
+         roles_rwd | defs_rwd | P(POL_HSM_DELETED_READ) | P(POL_KEYS_PURGE) | P(POL_KEYS_RECOVER)},
+        {POL_ROLE_HSM_CRYPTO_USER, "Managed HSM Crypto User",
+         "21dbd100-6940-42c2-9190-5d6cb909625b",
+         (POL_PERMS_ALL & ~P(POL_KEYS_RECOVER) & ~P(POL_KEYS_PURGE)) | P(POL_HSM_RNG) | roles_r |
+             defs},
+        {POL_ROLE_HSM_POLICY_ADMINISTRATOR, "Managed HSM Policy Administrator",
+         "4bd23610-cdcf-4971-bdee-bdc562cc28e4", roles_rwd | defs_rwd},
+        {POL_ROLE_HSM_CRYPTO_AUDITOR, "Managed HSM Crypto Auditor",
+         "2c18b078-7c48-4d3a-af88-5a3a1b3f82b3", roles_r | defs | read | P(POL_HSM_DELETED_READ)},
+        {POL_ROLE_HSM_CRYPTO_SERVICE_RELEASE_USER, "Managed HSM Crypto Service Release User",
+         "21dbd100-6940-42c2-9190-5d6cb909625c", P(POL_KEYS_RELEASE)},
+        {POL_ROLE_HSM_CRYPTO_SERVICE_ENCRYPTION_USER, "Managed HSM Crypto Service Encryption User",
+         "33413926-3206-4cdd-b39a-83574fe37a17", read | P(POL_KEYS_WRAP) | P(POL_KEYS_UNWRAP)},
+        {POL_ROLE_HSM_BACKUP_USER, "Managed HSM Backup User",
+         "7b127d3c-77bd-4e3e-bbe0-dbb8971fa7f8", P(POL_KEYS_BACKUP)},
+    };
+    CHECK(sizeof(local) / sizeof(local[0]) == POL_ROLE_HSM_END - POL_ROLE_HSM_FIRST);
+    for (size_t i = 0; i < sizeof(local) / sizeof(local[0]); i++) {
+        enum pol_role r = local[i].role, got = POL_ROLE_READER;
+        char text[160], def[POL_ID_MAX];
+        CHECK(pol_role_is_hsm(r));
+        CHECK_STR(pol_role_name(r), local[i].name);
+        CHECK_STR(pol_role_id(r), local[i].id);
+        if (pol_role_perms(r) != local[i].want) {
+            fprintf(stderr, "pol_role_perms(%s) = %#x, want %#x\n", local[i].name,
+                    (unsigned)pol_role_perms(r), (unsigned)local[i].want);
+            check_failures++;
+        }
+        /* the role's own data actions give what it grants */
+        const char *const *actions = pol_hsm_role_actions(r);
+        size_t n = 0;
+        while (actions[n] != NULL)
+            n++;
+        CHECK(n > 0 && pol_hsm_actions_perms(actions, n) == local[i].want);
+        /* parsed by name (any case), by GUID (any case) and by the HSM's roleDefinitionId */
+        CHECK_ST(pol_hsm_role_parse(local[i].name, &got), KV_OK);
+        CHECK(got == r);
+        snprintf(text, sizeof(text), "%s", local[i].name);
+        upper(text);
+        got = POL_ROLE_READER;
+        CHECK_ST(pol_hsm_role_parse(text, &got), KV_OK);
+        CHECK(got == r);
+        got = POL_ROLE_READER;
+        CHECK_ST(pol_hsm_role_parse(local[i].id, &got), KV_OK);
+        CHECK(got == r);
+        snprintf(text, sizeof(text), "%s", local[i].id);
+        upper(text);
+        got = POL_ROLE_READER;
+        CHECK_ST(pol_hsm_role_parse(text, &got), KV_OK);
+        CHECK(got == r);
+        snprintf(text, sizeof(text),
+                 "Microsoft.KeyVault/providers/Microsoft.Authorization/roleDefinitions/%s",
+                 local[i].id);
+        got = POL_ROLE_READER;
+        CHECK_ST(pol_hsm_role_parse(text, &got), KV_OK);
+        CHECK(got == r);
+        /* ... and never as a Key Vault role, built-in or custom */
+        CHECK_ST(pol_role_parse(local[i].name, &got), KV_ERR_BAD_PARAM);
+        CHECK_ST(pol_role_parse(local[i].id, &got), KV_ERR_BAD_PARAM);
+        CHECK_ST(pol_role_parse(text, &got), KV_ERR_BAD_PARAM);
+        CHECK_ST(pol_role_resolve(c, local[i].name, &got, def), KV_ERR_BAD_PARAM);
+        CHECK_ST(pol_role_resolve(c, local[i].id, &got, def), KV_ERR_BAD_PARAM);
+    }
+    /* the Administrator has no key permission at all */
+    CHECK((pol_role_perms(POL_ROLE_HSM_ADMINISTRATOR) & POL_PERMS_ALL) == 0);
+    /* Key Vault's roles are not local ones, by name, GUID or path */
+    enum pol_role got = POL_ROLE_READER;
+    for (int r = 0; r < POL_ROLE_COUNT; r++) {
+        char text[160];
+        CHECK(!pol_role_is_hsm((enum pol_role)r) &&
+              pol_hsm_role_actions((enum pol_role)r)[0] == NULL);
+        CHECK_ST(pol_hsm_role_parse(pol_role_name((enum pol_role)r), &got), KV_ERR_BAD_PARAM);
+        CHECK_ST(pol_hsm_role_parse(pol_role_id((enum pol_role)r), &got), KV_ERR_BAD_PARAM);
+        snprintf(text, sizeof(text),
+                 "Microsoft.KeyVault/providers/Microsoft.Authorization/roleDefinitions/%s",
+                 pol_role_id((enum pol_role)r));
+        CHECK_ST(pol_hsm_role_parse(text, &got), KV_ERR_BAD_PARAM);
+    }
+    CHECK(got == POL_ROLE_READER); /* left alone on a refusal */
+    CHECK(!pol_role_is_hsm(POL_ROLE_CUSTOM) && !pol_role_is_hsm(POL_ROLE_HSM_END));
+    static const char *const not_roles[] = {
+        "",
+        "Managed HSM",
+        "Managed HSM Crypto User ",
+        "Managed HSM ARM User",
+        "770fd66c-6266-4643-9d4e-b616870898d5",
+        "Microsoft.KeyVault/providers/Microsoft.Authorization/roleDefinitions/",
+        "21dbd100-6940-42c2-9190-5d6cb909625"};
+    for (size_t i = 0; i < sizeof(not_roles) / sizeof(not_roles[0]); i++)
+        CHECK_ST(pol_hsm_role_parse(not_roles[i], &got), KV_ERR_BAD_PARAM);
+}
+
+/* A local assignment of HSM @p hsm. @p scope is "/", "/keys" or a key's name. */
+static struct pol_role_assignment local_ra(const char *id, const char *principal,
+                                           enum pol_role role, const char *hsm, const char *scope)
+{
+    struct pol_role_assignment r = {.role = role, .hsm = 1};
+    snprintf(r.id, sizeof(r.id), "%s", id);
+    snprintf(r.principal_id, sizeof(r.principal_id), "%s", principal);
+    snprintf(r.vault, sizeof(r.vault), "%s", hsm);
+    if (strcmp(scope, "/keys") == 0)
+        r.hsm_keys = 1;
+    else if (strcmp(scope, "/") != 0)
+        snprintf(r.key, sizeof(r.key), "%s", scope);
+    return r;
+}
+
+/* Whether the ids of @p list (@p n of them) are exactly those of @p want (NULL-ended), in
+ * any order. */
+static int ids_are(const struct pol_role_assignment *list, size_t n, const char *const *want)
+{
+    size_t k = 0;
+    for (; want[k] != NULL; k++) {
+        int found = 0;
+        for (size_t i = 0; i < n; i++)
+            found |= strcmp(list[i].id, want[k]) == 0;
+        if (!found)
+            return 0;
+    }
+    return k == n;
+}
+
+/* What @p who may do on key @p key of @p hsm: exactly @p perms, of every permission. */
+static void grants_exactly(struct pol_ctx *c, struct pol_claims w, struct ks_vault hsm,
+                           const char *key, pol_perms perms)
+{
+    for (int p = 0; p < POL_PERM_HSM_END; p++)
+        expect(c, w, hsm, key, (enum pol_perm)p, perms & P(p) ? KV_OK : KV_ERR_RBAC_DENIED);
+}
+
+/* Local role assignments in Managed HSMs: evaluated alone there (never access policies,
+ * never Resource Manager's), reaching nothing else; refused with a role of the other kind;
+ * listed per HSM; persisted with their flags. */
+static void hsm_assignments(struct pol_ctx *c, struct ks_env *ks)
+{
+    /* hsm1 made as the configuration makes one, with its administrator, and with rbac 0;
+     * hsm2 by the keystore alone */
+    struct ks_vault h1 = vault("hsm1", 0), h2 = vault("hsm2", 1), got1, got2;
+    h1.hsm = h2.hsm = h1.premium = h2.premium = 1;
+    struct pol_role_assignment admin =
+        local_ra("la-admin", "hsm-admin", POL_ROLE_HSM_ADMINISTRATOR, "hsm1", "/");
+    struct pol_acl_change seed = {.vault = "hsm1", .roles = &admin, .n_roles = 1};
+    CHECK_ST(pol_vault_put(c, &h1, KS_VAULT_CREATE, &seed), KV_OK);
+    CHECK_ST(ks_vault_put(ks, &h2), KV_OK);
+    CHECK_ST(ks_vault_get(ks, "hsm1", &got1), KV_OK);
+    CHECK_ST(ks_vault_get(ks, "hsm2", &got2), KV_OK);
+    CHECK(got1.hsm == 1 && got1.rbac == 0 && got2.hsm == 1);
+    /* a vault of an HSM's name, and the reverse, are refused with what they carry */
+    struct ks_vault as_vault = vault("hsm1", 1), as_hsm = vault("cmk2", 1);
+    as_hsm.hsm = 1;
+    struct pol_role_assignment rm = {
+        .id = "ra-hsm-v", .principal_id = "rm-user", .role = POL_ROLE_READER, .vault = "hsm1"};
+    struct pol_acl_change with_rm = {.vault = "hsm1", .roles = &rm, .n_roles = 1};
+    CHECK_ST(pol_vault_put(c, &as_vault, KS_VAULT_PUT, &with_rm), KV_ERR_ARM_VAULT_EXISTS);
+    CHECK_ST(pol_vault_put(c, &as_hsm, KS_VAULT_PUT, NULL), KV_ERR_ARM_VAULT_EXISTS);
+    struct pol_role_assignment none;
+    CHECK(!pol_role_get(c, "ra-hsm-v", &none));
+
+    struct pol_role_assignment local[] = {
+        local_ra("la-user", "hsm-user", POL_ROLE_HSM_CRYPTO_USER, "hsm1", "/"),
+        local_ra("la-keys", "hsm-officer", POL_ROLE_HSM_CRYPTO_OFFICER, "hsm1", "/keys"),
+        local_ra("la-key", "one-key", POL_ROLE_HSM_CRYPTO_SERVICE_ENCRYPTION_USER, "hsm1", "k1"),
+        local_ra("la-audit", "hsm-auditor", POL_ROLE_HSM_CRYPTO_AUDITOR, "hsm1", "/keys"),
+        local_ra("la-other", "other-user", POL_ROLE_HSM_CRYPTO_USER, "hsm2", "/"),
+    };
+    for (size_t i = 0; i < sizeof(local) / sizeof(local[0]); i++)
+        CHECK_ST(pol_role_put(c, &local[i]), KV_OK);
+    /* Resource Manager's assignments at the subscription's and kvmock's group's scopes, which
+     * reach every vault (hsm1 has no group: it would be kvmock's) */
+    struct pol_role_assignment sub = {
+        .id = "ra-hsm-sub", .principal_id = "rm-admin", .role = POL_ROLE_ADMINISTRATOR};
+    struct pol_role_assignment grp = {.id = "ra-hsm-grp",
+                                      .principal_id = "rm-admin",
+                                      .role = POL_ROLE_CRYPTO_USER,
+                                      .group = POL_RESOURCE_GROUP};
+    CHECK_ST(pol_role_put(c, &sub), KV_OK);
+    CHECK_ST(pol_role_put(c, &grp), KV_OK);
+
+    const pol_perms user = pol_role_perms(POL_ROLE_HSM_CRYPTO_USER);
+    const pol_perms officer = pol_role_perms(POL_ROLE_HSM_CRYPTO_OFFICER);
+    const pol_perms auditor = pol_role_perms(POL_ROLE_HSM_CRYPTO_AUDITOR);
+    const pol_perms admin_perms = pol_role_perms(POL_ROLE_HSM_ADMINISTRATOR);
+    const pol_perms enc = P(POL_KEYS_GET) | P(POL_KEYS_LIST) | P(POL_KEYS_GETROTATIONPOLICY) |
+                          P(POL_KEYS_WRAP) | P(POL_KEYS_UNWRAP);
+    struct pol_claims u = who("t1", "HSM-USER", "x"), o = who("t1", "hsm-officer", "x"),
+                      a = who("t1", "hsm-admin", "x"), k = who("t1", "one-key", "x"),
+                      au = who("t1", "hsm-auditor", "x"), other = who("t1", "other-user", "x"),
+                      rm_admin = who("t1", "rm-admin", "x");
+    /* "/" and "/keys" reach every key, and the HSM itself (no key) */
+    grants_exactly(c, u, got1, "k1", user);
+    grants_exactly(c, u, got1, NULL, user);
+    grants_exactly(c, o, got1, "k2", officer);
+    grants_exactly(c, o, got1, NULL, officer);
+    grants_exactly(c, au, got1, "k2", auditor);
+    grants_exactly(c, a, got1, "k1", admin_perms);
+    grants_exactly(c, a, got1, NULL, admin_perms);
+    /* a key's scope reaches that key (in any case) and no other, nor the HSM */
+    grants_exactly(c, k, got1, "k1", enc);
+    grants_exactly(c, k, got1, "K1", enc);
+    grants_exactly(c, k, got1, "k2", 0);
+    grants_exactly(c, k, got1, NULL, 0);
+    /* another HSM's assignment does not reach this one, nor this one's that one */
+    grants_exactly(c, other, got1, "k1", 0);
+    grants_exactly(c, other, got2, "k1", user);
+    grants_exactly(c, u, got2, "k1", 0);
+    /* Resource Manager's assignments reach no HSM, though they reach a vault */
+    grants_exactly(c, rm_admin, got1, "k1", 0);
+    grants_exactly(c, rm_admin, got2, NULL, 0);
+    struct ks_vault cmk = vault("cmk", 1);
+    expect(c, rm_admin, cmk, "k1", POL_KEYS_PURGE, KV_OK);
+    /* a local assignment does not reach a vault, even one the HSM's name were a vault's */
+    struct ks_vault named_like = got1;
+    named_like.hsm = 0;
+    named_like.rbac = 1;
+    expect(c, u, named_like, "k1", POL_KEYS_GET, KV_ERR_RBAC_DENIED);
+    expect(c, o, named_like, "k1", POL_KEYS_PURGE, KV_ERR_RBAC_DENIED);
+    expect(c, rm_admin, named_like, "k1", POL_KEYS_PURGE, KV_OK);
+    /* another tenant's token: not even asked */
+    expect(c, who("t2", "hsm-user", "x"), got1, "k1", POL_KEYS_GET, KV_ERR_UNAUTHORIZED);
+    /* an access policy never grants in an HSM, though hsm1's record has rbac 0 */
+    struct pol_access_policy all = ap("hsm1", "policy-user", POL_PERMS_ALL);
+    CHECK_ST(pol_policy_put(c, &all), KV_OK);
+    struct pol_claims pu = who("t1", "policy-user", "x");
+    grants_exactly(c, pu, got1, "k1", 0);
+    expect(c, pu, named_like, "k1", POL_KEYS_GET, KV_ERR_RBAC_DENIED);
+    named_like.rbac = 0; /* the entry itself grants, where access policies count */
+    expect(c, pu, named_like, "k1", POL_KEYS_GET, KV_OK);
+    CHECK_ST(remove_policy(c, "hsm1", "t1", "policy-user"), KV_OK);
+
+    /* an assignment of the wrong kind is refused, and nothing is stored */
+    struct pol_role_assignment bad[] = {
+        local_ra("la-bad1", "x", POL_ROLE_CRYPTO_USER, "hsm1", "/"), /* a Key Vault role */
+        local_ra("la-bad2", "x", POL_ROLE_ADMINISTRATOR, "hsm1", "/keys"),
+        local_ra("la-bad3", "x", POL_ROLE_CUSTOM, "hsm1", "/"),
+        local_ra("la-bad4", "x", POL_ROLE_HSM_CRYPTO_USER, "", "/"), /* no HSM */
+        local_ra("la-bad5", "x", POL_ROLE_HSM_CRYPTO_USER, "hsm1", "bad_key"),
+        local_ra("la-bad6", "", POL_ROLE_HSM_CRYPTO_USER, "hsm1", "/"),
+    };
+    snprintf(bad[2].role_def, sizeof(bad[2].role_def), "6f1c0e6a-0000-4000-8000-0000000000c1");
+    struct pol_role_assignment rm_bad[] = {
+        /* Resource Manager's with a local role, at the HSM's scope or a vault's */
+        {.id = "ra-bad1", .principal_id = "x", .role = POL_ROLE_HSM_CRYPTO_USER, .vault = "hsm1"},
+        {.id = "ra-bad2", .principal_id = "x", .role = POL_ROLE_HSM_ADMINISTRATOR, .vault = "cmk"},
+        {.id = "ra-bad3", .principal_id = "x", .role = POL_ROLE_HSM_BACKUP_USER},
+        /* ... or a local assignment's "/keys" flag */
+        {.id = "ra-bad4",
+         .principal_id = "x",
+         .role = POL_ROLE_READER,
+         .vault = "cmk",
+         .hsm_keys = 1},
+    };
+    size_t n_before = pol_role_all(c, NULL, 0);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        CHECK_ST(pol_role_put(c, &bad[i]), KV_ERR_BAD_PARAM);
+        CHECK(!pol_role_get(c, bad[i].id, &none));
+    }
+    for (size_t i = 0; i < sizeof(rm_bad) / sizeof(rm_bad[0]); i++) {
+        CHECK_ST(pol_role_put(c, &rm_bad[i]), KV_ERR_BAD_PARAM);
+        CHECK(!pol_role_get(c, rm_bad[i].id, &none));
+    }
+    struct pol_role_assignment nowhere =
+        local_ra("la-nowhere", "x", POL_ROLE_HSM_CRYPTO_USER, "nohsm", "/");
+    CHECK_ST(pol_role_put(c, &nowhere), KV_ERR_VAULT_NOT_FOUND);
+    /* one principal, role and scope make one assignment here too */
+    struct pol_role_assignment twin = local[0];
+    snprintf(twin.id, sizeof(twin.id), "la-twin");
+    snprintf(twin.principal_id, sizeof(twin.principal_id), "Hsm-User");
+    CHECK_ST(pol_role_put(c, &twin), KV_ERR_ARM_ROLE_EXISTS);
+    CHECK(pol_role_all(c, NULL, 0) == n_before);
+    /* and an assignment keeps its principal, role and scope */
+    struct pol_role_assignment moved = local[0];
+    moved.role = POL_ROLE_HSM_CRYPTO_AUDITOR;
+    CHECK_ST(pol_role_put(c, &moved), KV_ERR_ARM_ROLE_UPDATE);
+    moved = local[0];
+    snprintf(moved.key, sizeof(moved.key), "k1");
+    CHECK_ST(pol_role_put(c, &moved), KV_ERR_ARM_ROLE_UPDATE);
+    moved = local[0];
+    snprintf(moved.vault, sizeof(moved.vault), "hsm2");
+    CHECK_ST(pol_role_put(c, &moved), KV_ERR_ARM_ROLE_UPDATE);
+    /* "/" and "/keys" reach alike but are two scopes: the name keeps its own, and the same
+     * principal and role may hold both */
+    moved = local[0];
+    moved.hsm_keys = 1;
+    CHECK_ST(pol_role_put(c, &moved), KV_ERR_ARM_ROLE_UPDATE);
+    snprintf(moved.id, sizeof(moved.id), "la-user-keys");
+    CHECK_ST(pol_role_put(c, &moved), KV_OK);
+    CHECK_ST(pol_role_remove(c, "la-user-keys"), KV_OK);
+    /* the scope's record must be of the assignment's kind: a local assignment at a vault,
+     * a Resource Manager one at an HSM, or an HSM written with a vault's, is refused */
+    struct ks_vault cmk_rec; /* a vault that exists: refused for its kind */
+    CHECK_ST(ks_vault_get(ks, "cmk", &cmk_rec), KV_OK);
+    struct pol_role_assignment at_vault = local[0];
+    snprintf(at_vault.id, sizeof(at_vault.id), "la-at-vault");
+    snprintf(at_vault.vault, sizeof(at_vault.vault), "cmk");
+    CHECK_ST(pol_role_put(c, &at_vault), KV_ERR_VAULT_NOT_FOUND);
+    struct pol_role_assignment at_hsm = {
+        .id = "ra-at-hsm", .principal_id = "x", .role = POL_ROLE_READER, .vault = "hsm1"};
+    CHECK_ST(pol_role_put(c, &at_hsm), KV_ERR_VAULT_NOT_FOUND);
+    struct pol_acl_change mixed = {.vault = "hsm1", .roles = &at_hsm, .n_roles = 1};
+    CHECK_ST(pol_vault_put(c, &got1, KS_VAULT_PUT, &mixed), KV_ERR_BAD_PARAM);
+    CHECK(!pol_role_get(c, "la-at-vault", &none) && !pol_role_get(c, "ra-at-hsm", &none));
+    CHECK_ST(pol_role_put(c, &local[0]), KV_OK); /* the same, put again */
+    struct pol_role_assignment back;
+    CHECK(pol_role_get(c, "la-user", &back) && back.hsm == 1 && back.hsm_keys == 0 &&
+          back.role == POL_ROLE_HSM_CRYPTO_USER && back.key[0] == '\0' &&
+          strcmp(back.vault, "hsm1") == 0);
+
+    /* the list of an HSM holds its local assignments alone; a vault's none of them */
+    struct pol_role_assignment list[32];
+    size_t n = pol_role_list(c, &got1, list, 32);
+    CHECK(n <= 32 && ids_are(list, n,
+                             (const char *const[]){"la-admin", "la-user", "la-keys", "la-key",
+                                                   "la-audit", NULL}));
+    n = pol_role_list(c, &got2, list, 32);
+    CHECK(n <= 32 && ids_are(list, n, (const char *const[]){"la-other", NULL}));
+    n = pol_role_list(c, &cmk, list, 32);
+    for (size_t i = 0; i < n && i < 32; i++)
+        CHECK(list[i].hsm == 0 && strncmp(list[i].id, "la-", 3) != 0);
+    int saw_sub = 0;
+    for (size_t i = 0; i < n && i < 32; i++)
+        saw_sub |= strcmp(list[i].id, "ra-hsm-sub") == 0;
+    CHECK(saw_sub);
+
+    /* the hsm and hsmKeys flags survive a restart */
+    struct pol_ctx *fresh = NULL;
+    CHECK_ST(pol_new(dir, "t1", &fresh), KV_OK);
+    if (fresh != NULL) {
+        CHECK_ST(pol_attach(fresh, ks), KV_OK);
+        for (size_t i = 0; i < sizeof(local) / sizeof(local[0]); i++) {
+            CHECK(pol_role_get(fresh, local[i].id, &back));
+            CHECK(back.hsm == 1 && back.hsm_keys == local[i].hsm_keys &&
+                  back.role == local[i].role && strcasecmp(back.vault, local[i].vault) == 0 &&
+                  strcmp(back.key, local[i].key) == 0);
+        }
+        CHECK(pol_role_get(fresh, "la-admin", &back) && back.hsm == 1 && back.hsm_keys == 0 &&
+              back.role == POL_ROLE_HSM_ADMINISTRATOR);
+        CHECK(pol_role_get(fresh, "ra-hsm-sub", &back) && back.hsm == 0 && back.hsm_keys == 0);
+        grants_exactly(fresh, o, got1, "k2", officer);
+        grants_exactly(fresh, k, got1, "k1", enc);
+        grants_exactly(fresh, k, got1, "k2", 0);
+        grants_exactly(fresh, rm_admin, got1, "k1", 0);
+        n = pol_role_list(fresh, &got1, list, 32);
+        CHECK(n == 5);
+        pol_free(fresh);
+    }
+
+    /* revoked at once */
+    CHECK_ST(pol_role_remove(c, "la-keys"), KV_OK);
+    grants_exactly(c, o, got1, "k2", 0);
+    CHECK_ST(pol_role_remove(c, "ra-hsm-sub"), KV_OK);
+    CHECK_ST(pol_role_remove(c, "ra-hsm-grp"), KV_OK);
+}
+#undef MHSM
+#undef HSM_ALL
+
 int main(void)
 {
     CHECK(sodium_init() >= 0);
@@ -871,6 +1344,9 @@ int main(void)
     CHECK_ST(pol_role_put(c, &told), KV_ERR_BAD_PARAM);
     CHECK(pol_role_get(c, "ra-6", &got) && strcmp(got.description, "second") == 0);
     changes(c, ks);
+    hsm_actions();
+    hsm_role_table(c);
+    hsm_assignments(c, ks);
 
     pol_free(c);
     ks_close(ks);

@@ -912,23 +912,25 @@ static void record_batches(void)
 
     /* records written only while their vault or group exists */
     const struct ks_record_op at[] = {{KS_TABLE_ROLES, "ra", 3, "a", 1}};
-    CHECK_ST(ks_record_apply_at(env, "nosuchvault", NULL, at, 1), KV_ERR_VAULT_NOT_FOUND);
-    CHECK_ST(ks_record_apply_at(env, NULL, "nosuchgroup", at, 1), KV_ERR_ARM_NO_GROUP);
-    CHECK_ST(ks_record_apply_at(env, "", "nosuchgroup", at, 1), KV_ERR_ARM_NO_GROUP);
+    CHECK_ST(ks_record_apply_at(env, "nosuchvault", 0, NULL, at, 1), KV_ERR_VAULT_NOT_FOUND);
+    CHECK_ST(ks_record_apply_at(env, NULL, 0, "nosuchgroup", at, 1), KV_ERR_ARM_NO_GROUP);
+    CHECK_ST(ks_record_apply_at(env, "", 0, "nosuchgroup", at, 1), KV_ERR_ARM_NO_GROUP);
     CHECK(tr_count(env, KS_TABLE_ROLES, "ra", 3) == 0);
-    CHECK_ST(ks_record_apply_at(env, "BATCHED", "nosuchgroup", at, 1), KV_OK); /* the vault's */
+    CHECK_ST(ks_record_apply_at(env, "BATCHED", 0, "nosuchgroup", at, 1), KV_OK); /* the vault's */
+    /* the vault must be of the kind named: "batched" is no Managed HSM */
+    CHECK_ST(ks_record_apply_at(env, "batched", 1, NULL, at, 1), KV_ERR_VAULT_NOT_FOUND);
     CHECK(tr_count(env, KS_TABLE_ROLES, "ra", 3) == 1);
     struct ks_group g = {.name = "Team", .location = "local"};
     int created = 0;
     CHECK_ST(ks_group_put(env, &g, &created), KV_OK);
     const struct ks_record_op at_group[] = {{KS_TABLE_ROLES, "rg", 3, "g", 1}};
-    CHECK_ST(ks_record_apply_at(env, NULL, "team", at_group, 1), KV_OK);
-    CHECK_ST(ks_record_apply_at(env, NULL, NULL, at_group, 1), KV_OK); /* no condition */
+    CHECK_ST(ks_record_apply_at(env, NULL, 0, "team", at_group, 1), KV_OK);
+    CHECK_ST(ks_record_apply_at(env, NULL, 0, NULL, at_group, 1), KV_OK); /* no condition */
     CHECK(tr_count(env, KS_TABLE_ROLES, "rg", 3) == 1);
     /* a soft-deleted vault is not there */
     struct ks_deleted_vault d;
     CHECK_ST(ks_vault_soft_delete(env, "batched", "", &d), KV_OK);
-    CHECK_ST(ks_record_apply_at(env, "batched", NULL, at_group, 1), KV_ERR_VAULT_NOT_FOUND);
+    CHECK_ST(ks_record_apply_at(env, "batched", 0, NULL, at_group, 1), KV_ERR_VAULT_NOT_FOUND);
     ks_close(env);
 }
 

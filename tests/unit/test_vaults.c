@@ -1,7 +1,8 @@
 /*
  * Soft delete of whole vaults in the keystore (vaults.c): the deleted state,
  * the name it holds, recovery with the keys, purge and purge protection, the
- * scheduled purge by the sweep and on access, paging, and persistence.
+ * scheduled purge by the sweep and on access, paging, and persistence; Managed HSMs'
+ * records and their hardware keys.
  */
 #include <dirent.h>
 #include <sodium.h>
@@ -625,6 +626,101 @@ static void changes_are_stamped(void)
     check_change(&got.modified, 2000, "mi-2", "ManagedIdentity");
 }
 
+/* A Managed HSM is a vault record marked as one: it reads back so (through a soft delete and
+ * a recovery too), one name is a vault's or an HSM's and never changes kind, and every key
+ * an HSM makes is a hardware key. */
+static void managed_hsms(void)
+{
+    struct ks_vault h = vault("hsm1", 1, 7, 0), got;
+    h.hsm = h.premium = 1;
+    CHECK_ST(ks_vault_put(env, &h), KV_OK);
+    CHECK_ST(ks_vault_get(env, "HSM1", &got), KV_OK);
+    CHECK(got.hsm == 1 && got.premium == 1 && got.soft_delete == 1 && got.retention_days == 7 &&
+          got.rbac == 0);
+    CHECK_ST(ks_vault_put(env, &h), KV_OK); /* put again as what it is */
+    CHECK_ST(ks_vault_get(env, "other", &got), KV_OK);
+    CHECK(got.hsm == 0);
+
+    /* a vault over the HSM's name, by any write, is refused; nothing of it is written */
+    static const char key[] = "hsm1\0x", val[] = "{}";
+    struct ks_record_op op = {KS_TABLE_POLICIES, key, sizeof(key) - 1, val, sizeof(val) - 1};
+    struct ks_vault v = vault("hsm1", 1, 90, 0);
+    v.rbac = 1;
+    CHECK_ST(ks_vault_put(env, &v), KV_ERR_ARM_VAULT_EXISTS);
+    CHECK_ST(ks_vault_create(env, &v), KV_ERR_ARM_VAULT_EXISTS);
+    CHECK_ST(ks_vault_put_with(env, &v, KS_VAULT_UPDATE, &op, 1), KV_ERR_ARM_VAULT_EXISTS);
+    CHECK_ST(ks_vault_put_with(env, &v, KS_VAULT_PUT, &op, 1), KV_ERR_ARM_VAULT_EXISTS);
+    CHECK(tr_count(env, KS_TABLE_POLICIES, "hsm1", 5) == 0);
+    CHECK_ST(ks_vault_get(env, "hsm1", &got), KV_OK);
+    CHECK(got.hsm == 1 && got.premium == 1 && got.retention_days == 7 && got.rbac == 0);
+    /* and an HSM over a vault's name */
+    struct ks_vault over = vault("other", 1, 7, 0);
+    over.hsm = over.premium = over.rbac = 1;
+    CHECK_ST(ks_vault_put(env, &over), KV_ERR_ARM_VAULT_EXISTS);
+    CHECK_ST(ks_vault_create(env, &over), KV_ERR_ARM_VAULT_EXISTS);
+    CHECK_ST(ks_vault_put_with(env, &over, KS_VAULT_UPDATE, NULL, 0), KV_ERR_ARM_VAULT_EXISTS);
+    CHECK_ST(ks_vault_get(env, "other", &got), KV_OK);
+    CHECK(got.hsm == 0 && got.retention_days == 90 && got.rbac == 0 && got.premium == 0);
+
+    /* RSA, EC and oct asked for make RSA-HSM, EC-HSM and oct-HSM in an HSM, with the
+     * recovery level of its retention; in a vault they stay software keys */
+    static const struct {
+        enum ks_kty kty;
+        const char *name, *wire;
+    } kinds[] = {
+        {KS_KTY_RSA, "r", "RSA-HSM"}, {KS_KTY_EC, "e", "EC-HSM"}, {KS_KTY_OCT, "o", "oct-HSM"}};
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        struct ks_create p = {.kty = kinds[i].kty, .attrs = {.enabled = 1}};
+        struct ks_key *k = NULL, *again = NULL;
+        CHECK_ST(ks_key_create(env, "hsm1", kinds[i].name, &p, &k), KV_OK);
+        CHECK(k != NULL && k->hsm == 1 && k->kty == kinds[i].kty);
+        CHECK_STR(k ? ks_kty_name(k->kty, k->hsm) : NULL, kinds[i].wire);
+        CHECK_ST(ks_key_get(env, "hsm1", kinds[i].name, NULL, &again), KV_OK);
+        CHECK(again != NULL && again->hsm == 1 && again->kty == kinds[i].kty);
+        CHECK_STR(again ? again->recovery_level : NULL, "CustomizedRecoverable+Purgeable");
+        CHECK(again != NULL && again->recoverable_days == 7);
+        ks_key_free(k);
+        ks_key_free(again);
+    }
+    struct ks_create soft = {.kty = KS_KTY_OCT, .attrs = {.enabled = 1}};
+    struct ks_key *k = NULL;
+    CHECK_ST(ks_key_create(env, "other", "soft", &soft, &k), KV_OK);
+    CHECK(k != NULL && k->hsm == 0);
+    CHECK_STR(k ? ks_kty_name(k->kty, k->hsm) : NULL, "oct");
+    ks_key_free(k);
+    k = NULL;
+    /* a new version in the HSM is a hardware key too; a default retention gives Key Vault's
+     * default recovery level */
+    struct ks_vault h2 = vault("hsm2", 1, 90, 0);
+    h2.hsm = h2.premium = 1;
+    CHECK_ST(ks_vault_create(env, &h2), KV_OK);
+    CHECK_ST(ks_key_create(env, "hsm2", "o", &soft, &k), KV_OK);
+    ks_key_free(k);
+    k = NULL;
+    CHECK_ST(ks_key_create(env, "hsm2", "o", &soft, &k), KV_OK);
+    CHECK(k != NULL && k->hsm == 1);
+    ks_key_free(k);
+    k = NULL;
+    CHECK_ST(ks_key_get(env, "hsm2", "o", NULL, &k), KV_OK);
+    CHECK(k != NULL && k->hsm == 1 && k->recoverable_days == 90);
+    CHECK_STR(k ? k->recovery_level : NULL, "Recoverable+Purgeable");
+    ks_key_free(k);
+
+    /* soft-deleted and recovered, it is still an HSM, and holds its name from vaults */
+    struct ks_deleted_vault d;
+    CHECK_ST(ks_vault_soft_delete(env, "hsm2", "id", &d), KV_OK);
+    CHECK(d.vault.hsm == 1);
+    CHECK_ST(ks_deleted_vault_get(env, "hsm2", &d), KV_OK);
+    CHECK(d.vault.hsm == 1 && d.vault.premium == 1);
+    struct ks_vault v2 = vault("hsm2", 1, 90, 0);
+    CHECK_ST(ks_vault_create(env, &v2), KV_ERR_VAULT_DELETED);
+    CHECK_ST(ks_deleted_vault_recover(env, "hsm2", &got), KV_OK);
+    CHECK(got.hsm == 1);
+    CHECK_ST(ks_vault_get(env, "hsm2", &got), KV_OK);
+    CHECK(got.hsm == 1 && got.premium == 1);
+    CHECK_ST(ks_vault_put(env, &v2), KV_ERR_ARM_VAULT_EXISTS);
+}
+
 static void persists(void)
 {
     ks_close(env);
@@ -647,6 +743,14 @@ static void persists(void)
     CHECK_ST(ks_vault_get(env, "stamped", &v), KV_OK);
     check_change(&v.created, 1000, "app-1", "Application");
     check_change(&v.modified, 2000, "mi-2", "ManagedIdentity");
+    CHECK_ST(ks_vault_get(env, "hsm1", &v), KV_OK);
+    CHECK(v.hsm == 1 && v.premium == 1 && v.retention_days == 7);
+    CHECK_ST(ks_vault_get(env, "other", &v), KV_OK);
+    CHECK(v.hsm == 0);
+    struct ks_key *k = NULL;
+    CHECK_ST(ks_key_get(env, "hsm1", "e", NULL, &k), KV_OK);
+    CHECK(k != NULL && k->hsm == 1 && k->kty == KS_KTY_EC);
+    ks_key_free(k);
     struct ks_group group;
     CHECK_ST(ks_group_get(env, "team-rg", &group, NULL), KV_OK);
     CHECK_STR(group.location, "westeurope");
@@ -676,6 +780,7 @@ int main(void)
         update_needs_a_live_vault();
         changes_are_stamped();
         resource_groups();
+        managed_hsms();
         persists();
         ks_close(env);
     }
