@@ -329,8 +329,8 @@ static void resource_id(const struct srv_req *req, char *out, size_t cap)
             group = req->seg[3];
     }
     kv_str_join(out, cap, "/SUBSCRIPTIONS/", sub, "/RESOURCEGROUPS/", group,
-                req->hsm && req->data_plane ? "/PROVIDERS/MICROSOFT.KEYVAULT/MANAGEDHSMS/"
-                                            : "/PROVIDERS/MICROSOFT.KEYVAULT/VAULTS/",
+                req->hsm ? "/PROVIDERS/MICROSOFT.KEYVAULT/MANAGEDHSMS/"
+                         : "/PROVIDERS/MICROSOFT.KEYVAULT/VAULTS/",
                 req->vault, NULL);
     for (char *c = out; *c != '\0'; c++)
         *c = (char)toupper((unsigned char)*c);
@@ -400,7 +400,10 @@ static char *record_text(const struct srv_req *req, int status)
                     req->key_name, req->version[0] ? "/" : "", req->version, NULL);
     } else if (!req->data_plane && req->vault[0] != '\0') {
         char dns[SRV_HOST_MAX];
-        srv_vault_dns(req, dns, sizeof(dns));
+        if (req->hsm)
+            srv_hsm_dns(req, dns, sizeof(dns));
+        else
+            srv_vault_dns(req, dns, sizeof(dns));
         kv_str_join(id, sizeof(id), "https://", req->vault, ".", dns, "/", NULL);
     }
 

@@ -1603,12 +1603,46 @@ static void group_put(struct srv_req *req, const char *name, int patch)
 }
 
 /* DELETE a resource group: its vaults first (each as a vault DELETE does it), then the group. */
+/* The first managed HSM in group @p group into @p out; 0 when it holds none. */
+static int group_hsm(struct srv_req *req, const char *group, char out[KS_VAULT_NAME_MAX + 1])
+{
+    char(*names)[KS_VAULT_NAME_MAX + 1] = calloc(256, sizeof(*names));
+    char after[KS_VAULT_NAME_MAX + 1] = "";
+    int found = 0;
+    for (size_t n = 256; names != NULL && !found && n == 256;) {
+        n = ks_vault_list_from(req->srv->ks, after, names, 256);
+        n = n < 256 ? n : 256;
+        for (size_t i = 0; !found && i < n; i++) {
+            struct ks_vault v;
+            found = ks_vault_get(req->srv->ks, names[i], &v) == KV_OK && v.hsm &&
+                    strcasecmp(srv_vault_group(&v), group) == 0;
+            if (found)
+                snprintf(out, KS_VAULT_NAME_MAX + 1, "%s", v.name);
+        }
+        if (n > 0)
+            snprintf(after, sizeof(after), "%s", names[n - 1]);
+    }
+    free(names);
+    return found;
+}
+
 static void group_delete(struct srv_req *req, const char *name)
 {
     struct ks_group g;
     enum kv_status st = ks_group_get(req->srv->ks, name, &g, NULL);
     if (st == KV_ERR_ARM_NO_GROUP) {
         srv_arm_group_not_found(req, name);
+        return;
+    }
+    /* a group with a managed HSM is not deleted: the configuration file makes HSMs, and
+     * Resource Manager deletes none */
+    char hsm[KS_VAULT_NAME_MAX + 1];
+    if (st == KV_OK && group_hsm(req, name, hsm)) {
+        srv_send_errorf(req, KV_ERR_ARM_CONFLICT,
+                        "The resource group '%s' holds managed HSM '%s', which kvmock makes from "
+                        "its configuration file and Resource Manager does not delete; nothing "
+                        "was deleted.",
+                        name, hsm);
         return;
     }
     char(*names)[KS_VAULT_NAME_MAX + 1] = st == KV_OK ? calloc(256, sizeof(*names)) : NULL;
@@ -1790,11 +1824,13 @@ int srv_mgmt_endpoint(struct srv_req *req)
         snprintf(req->vault, sizeof(req->vault), "%.*s", KS_VAULT_NAME_MAX, req->seg[7]);
     if (req->nseg == 8 && seg_is(req, 2, "resourceGroups") && seg_is(req, 4, "providers") &&
         seg_is(req, 5, "Microsoft.KeyVault") && seg_is(req, 6, "managedHSMs")) {
-        int get = strcmp(method, "GET") == 0;
+        int get = strcmp(method, "GET") == 0, del = strcmp(method, "DELETE") == 0;
         req->operation = get ? "ManagedHsmGet" : "ManagedHsmWrite";
+        req->hsm = 1; /* audited as the HSM's */
         if (authorize(req,
-                      get ? "Microsoft.KeyVault/managedHSMs/read"
-                          : "Microsoft.KeyVault/managedHSMs/write",
+                      get   ? "Microsoft.KeyVault/managedHSMs/read"
+                      : del ? "Microsoft.KeyVault/managedHSMs/delete"
+                            : "Microsoft.KeyVault/managedHSMs/write",
                       scope) == KV_OK &&
             API_VERSION_OK(req, arm_api_versions, KEYVAULT_API))
             hsm_endpoint(req, req->seg[7]);
@@ -1818,7 +1854,9 @@ int srv_mgmt_endpoint(struct srv_req *req)
                      : strcmp(method, "PATCH") == 0   ? "VaultPatch"
                      : strcmp(method, "DELETE") == 0  ? "VaultDelete"
                                                       : "VaultGet";
-    if (authorize(req, strcmp(method, "GET") == 0 ? "Microsoft.KeyVault/vaults/read"
+    if (authorize(req,
+                  strcmp(method, "GET") == 0      ? "Microsoft.KeyVault/vaults/read"
+                  : strcmp(method, "DELETE") == 0 ? "Microsoft.KeyVault/vaults/delete"
                                                   : "Microsoft.KeyVault/vaults/write",
                   scope) != KV_OK)
         return 1;

@@ -822,7 +822,7 @@ static void assignments_list(struct srv_req *req, const char *scope)
  * the group its vault is in, as a PUT and a list reach it. */
 static void assignment_get_or_delete(struct srv_req *req, const char *scope, const char *id)
 {
-    struct pol_role_assignment r, at;
+    struct pol_role_assignment r, at = {0};
     struct ks_vault v;
     int found = pol_role_get(req->srv->pol, id, &r);
     int del = strcmp(req->ri->request_method, "DELETE") == 0;

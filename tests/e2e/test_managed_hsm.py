@@ -34,9 +34,20 @@ kvmock's token endpoint:
 - the audit log names the HSM (resourceId .../MANAGEDHSMS/HSM1), RoleDefinitionCreate and
   RoleDefinitionDelete included;
 - an HSM kept 7 days answers CustomizedRecoverable+Purgeable, recoverableDays 7;
+- Resource Manager reads the HSMs (raw HTTP, Debian's azure-mgmt-keyvault at 2022-07-01 and
+  `az keyvault list --resource-type hsm` / `az keyvault show --hsm-name`): both in the group
+  kvmock, whole, none in another group, none deleted; 404 ResourceNotFound for another group,
+  a vault's name and an unknown one; PUT, PATCH and DELETE of managedHSMs/NAME are 400 and
+  change nothing, nor do Resource Manager's vault calls on an HSM's name; the vault lists and
+  .../resources never show an HSM; an identity without `manage` (the HSM's own administrator)
+  is refused as on vaults;
+- initialAdminObjectIds are the principals holding Managed HSM Administrator at "/" now: one
+  assigned through the HSM's access control API is listed, deleted it is not (the file's
+  administrator's too), one at "/keys" or a key is not;
 - the HSM, its keys, the API's assignments and custom roles survive a restart, and the
   file's assignments are not made twice;
 - configurations kvmock must refuse at start, naming the problem."""
+import calendar
 import json
 import os
 import re
@@ -45,6 +56,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.parse
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -58,6 +71,8 @@ from azure.keyvault.administration import (KeyVaultAccessControlClient, KeyVault
 from azure.keyvault.keys import KeyClient
 from azure.keyvault.keys.crypto import (CryptographyClient, KeyWrapAlgorithm,
                                         SignatureAlgorithm)
+from azure.mgmt.keyvault import KeyVaultManagementClient
+from azure.mgmt.keyvault.models import ManagedHsm, ManagedHsmProperties, ManagedHsmSku
 
 
 def ident(name, n):
@@ -78,6 +93,13 @@ HSM_AUD = "https://managedhsm.azure.net"
 ARM_VAULTS = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.KeyVault/vaults"
 ARM_API = "api-version=2023-07-01"
 AUTHZ = "api-version=2022-04-01"  # Resource Manager's Microsoft.Authorization
+# Resource Manager's managed HSMs: those of the configuration file are in the group kvmock
+GROUP = f"/subscriptions/{SUB}/resourceGroups"
+ARM_HSMS = f"{GROUP}/kvmock/providers/Microsoft.KeyVault/managedHSMs"
+SUB_HSMS = f"/subscriptions/{SUB}/providers/Microsoft.KeyVault/managedHSMs"
+DELETED_HSMS = f"/subscriptions/{SUB}/providers/Microsoft.KeyVault/deletedManagedHSMs"
+NOT_WRITTEN = ("kvmock makes managed HSMs from its configuration file ('managedHsms'); "
+               "Resource Manager reads them but does not {} them.")
 RA = "/providers/Microsoft.Authorization/roleAssignments"
 RD = "/providers/Microsoft.Authorization/roleDefinitions"
 DEF_PREFIX = "Microsoft.KeyVault/providers/Microsoft.Authorization/roleDefinitions/"
@@ -129,6 +151,26 @@ CONFIG = {
 FILE_ASSIGNMENTS = sorted([(ADMIN["objectId"], ADMINISTRATOR, "/"),
                            (MAKER["objectId"], CRYPTO_USER, "/keys"),
                            (OFFICER["objectId"], CRYPTO_OFFICER, "/")])
+
+
+# A script that runs Debian's az on each command of a JSON list (argv[1]), all in one Python
+# process, as /usr/bin/az (azure.cli.__main__) runs one: AzCli.invoke, without telemetry. One
+# process spares each command az's start (about a second). Prints [[exit code, what az
+# printed], ...] on its last line.
+AZ_IN_ONE_PROCESS = """
+import io, json, sys
+from azure.cli.core import get_default_cli
+results = []
+for argv in json.loads(sys.argv[1]):
+    out = io.StringIO()
+    try:
+        code = get_default_cli().invoke(argv + ["--output", "json"], out_file=out)
+    except SystemExit as e:
+        code = 1 if e.code is None else e.code
+    results.append([code, out.getvalue()])
+print()
+print(json.dumps(results))
+"""
 
 
 def start_fails(binary, work, name, config, wants):
@@ -300,6 +342,58 @@ def main():
             """A raw assignment PUT with a fresh name: (status, headers, body)."""
             return hsm("PUT", f"{scope}{RA}/{uuid.uuid4()}", {"properties": {
                 "roleDefinitionId": role, "principalId": principal}}, name=name)
+
+        # ---- Resource Manager ------------------------------------------------------------------
+
+        def arm(method, path, body=None, who=APP, api=ARM_API):
+            """A Resource Manager call as @who: (status, parsed body or None)."""
+            sep = "&" if "?" in path else "?"
+            st, _, resp = kv.https(method, f"{path}{sep}{api}", body, token=tok(who, MGMT))
+            return st, (json.loads(resp) if resp else None)
+
+        def iso(text):
+            return calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ"))
+
+        def hsm_arm(name, system_data, admins=(ADMIN["objectId"],), days=90):
+            """Managed HSM @name of the configuration file as Resource Manager answers it."""
+            return {"id": f"{ARM_HSMS}/{name}", "name": name,
+                    "type": "Microsoft.KeyVault/managedHSMs", "location": "local", "tags": {},
+                    "sku": {"family": "B", "name": "Standard_B1"},
+                    "properties": {
+                        "tenantId": TENANT, "hsmUri": f"{hsm_url(name)}/",
+                        "initialAdminObjectIds": list(admins),
+                        "networkAcls": {"bypass": "AzureServices", "defaultAction": "Allow",
+                                        "ipRules": [], "virtualNetworkRules": []},
+                        "securityDomainProperties": {
+                            "activationStatus": "Active",
+                            "activationStatusMessage": "Your HSM has been activated and can be "
+                                                       "used for cryptographic operations."},
+                        "enableSoftDelete": True, "softDeleteRetentionInDays": days,
+                        "enablePurgeProtection": False, "provisioningState": "Succeeded",
+                        "statusMessage": "The Managed HSM is provisioned and ready to use.",
+                        "publicNetworkAccess": "Enabled", "regions": []},
+                    "systemData": system_data}
+
+        def arm_not_found(name, group="kvmock"):
+            return (404, {"error": {"code": "ResourceNotFound", "message":
+                                    f"The Resource 'Microsoft.KeyVault/managedHSMs/{name}' under "
+                                    f"resource group '{group}' was not found."}})
+
+        def management(who=APP):
+            """Debian's azure-mgmt-keyvault (api-version 2022-07-01) as @who."""
+            return KeyVaultManagementClient(mi(who), SUB, base_url=f"https://localhost:{P}",
+                                            credential_scopes=[f"{MGMT}/.default"])
+
+        def sdk_refused(call, status, code, message=None, what=""):
+            """@call, through the management SDK, fails with @status and @code (and @message)."""
+            try:
+                call()
+            except HttpResponseError as e:
+                eq((e.status_code, e.error.code), (status, code), what)
+                if message is not None:
+                    eq(e.error.message, message, what)
+                return
+            raise AssertionError(f"{what}: not refused")
 
         # ---- 1. the challenge and the audience -------------------------------------------------
 
@@ -1222,7 +1316,356 @@ def main():
             # hsm7's keys are not hsm1's
             eq(hsm("GET", "/keys/r7rsa", who=MAKER)[0], 404)
 
-        # ---- 15. a restart ---------------------------------------------------------------------
+        # ---- 15. Resource Manager reads the HSMs -----------------------------------------------
+
+        @runner.test
+        def resource_manager_reads_the_hsms():
+            now = kv.advance_clock(0)
+            st, listed = arm("GET", SUB_HSMS)
+            eq(st, 200, listed)
+            eq(list(listed), ["value"], listed)  # one page: no nextLink
+            eq([h["name"] for h in listed["value"]], ["hsm1", "hsm7"], listed)
+            for h in listed["value"]:
+                # made by kvmock itself, from its file: the time alone
+                sd = h["systemData"]
+                eq((sorted(sd), sd["lastModifiedAt"]),
+                   (["createdAt", "lastModifiedAt"], sd["createdAt"]), sd)
+                check(iso(sd["createdAt"]) <= now, (sd, now))
+            want = [hsm_arm("hsm1", listed["value"][0]["systemData"]),
+                    hsm_arm("hsm7", listed["value"][1]["systemData"], days=7)]
+            eq(listed["value"], want)
+            # the file's group lists both, whatever its case; each is read alone, by any case
+            for path in (ARM_HSMS, ARM_HSMS.replace("/kvmock/", "/KVMOCK/")):
+                eq(arm("GET", path), (200, {"value": want}), path)
+            for one in want:
+                for name in (one["name"], one["name"].upper()):
+                    eq(arm("GET", f"{ARM_HSMS}/{name}"), (200, one), name)
+            # another group holds none; none is deleted
+            eq(arm("GET", f"{GROUP}/rg/providers/Microsoft.KeyVault/managedHSMs"),
+               (200, {"value": []}))
+            eq(arm("GET", DELETED_HSMS), (200, {"value": []}))
+            # another group's, a vault's name, an unknown name
+            for group, name in (("rg", "hsm1"), ("kvmock", "vault1"), ("kvmock", "nohsm")):
+                eq(arm("GET", f"{GROUP}/{group}/providers/Microsoft.KeyVault/managedHSMs/{name}"),
+                   arm_not_found(name, group), (group, name))
+            st, body = arm("GET", f"{ARM_HSMS}/hsm1", api="api-version=1999-01-01")
+            eq((st, body["error"]["code"]), (400, "BadRequest"), body)
+            # the hsmUri leads to the HSM
+            uri = urllib.parse.urlsplit(want[1]["properties"]["hsmUri"])
+            st, _, body = kv.https("GET", f"{uri.path}keys?api-version=7.4", token=tok(MAKER),
+                                   host=uri.netloc)
+            eq(st, 200, body)
+            # the vault lists and Resource Manager's resources never show an HSM
+            vault1 = f"{GROUP}/kvmock/providers/Microsoft.KeyVault/vaults/vault1"
+            for path in (f"/subscriptions/{SUB}/providers/Microsoft.KeyVault/vaults",
+                         f"{GROUP}/kvmock/providers/Microsoft.KeyVault/vaults"):
+                st, body = arm("GET", path)
+                eq((st, [(v["id"], v["type"]) for v in body["value"]]),
+                   (200, [(vault1, "Microsoft.KeyVault/vaults")]), path)
+            for path in (f"/subscriptions/{SUB}/resources", f"{GROUP}/kvmock/resources",
+                         f"/subscriptions/{SUB}/resources?$filter=resourceType%20eq%20"
+                         "%27Microsoft.KeyVault%2Fvaults%27"):
+                st, body = arm("GET", path, api="api-version=2021-04-01")
+                eq((st, [(r["id"], r["type"]) for r in body["value"]]),
+                   (200, [(vault1, "Microsoft.KeyVault/vaults")]), path)
+            eq(arm("GET", f"/subscriptions/{SUB}/resources?$filter=resourceType%20eq%20"
+                          "%27Microsoft.KeyVault%2FmanagedHSMs%27", api="api-version=2021-04-01"),
+               (200, {"value": []}))
+            # the audit log names Resource Manager's operations
+            records = kv.audit_records()
+
+            def ops(path):
+                return {(r["operationName"], r["properties"]["httpStatusCode"]) for r in records
+                        if r["properties"]["requestUri"] == f"https://localhost:{P}{path}"}
+
+            eq(ops(f"{SUB_HSMS}?{ARM_API}"), {("ManagedHsmList", 200)})
+            eq(ops(f"{ARM_HSMS}/hsm1?{ARM_API}"), {("ManagedHsmGet", 200)})
+            eq(ops(f"{GROUP}/rg/providers/Microsoft.KeyVault/managedHSMs/hsm1?{ARM_API}"),
+               {("ManagedHsmGet", 404)})
+            # and the HSM as the HSM it is: its resource id and its own URL
+            got = [r for r in records
+                   if r["properties"]["requestUri"] == f"https://localhost:{P}{ARM_HSMS}/hsm1?{ARM_API}"]
+            check(got, "the GET's record")
+            for r in got:
+                eq(r["resourceId"], f"/SUBSCRIPTIONS/{SUB}/RESOURCEGROUPS/KVMOCK/PROVIDERS/"
+                                    "MICROSOFT.KEYVAULT/MANAGEDHSMS/HSM1", r)
+                eq(r["properties"]["id"], f"https://hsm1.managedhsm.localhost:{P}/", r)
+
+        @runner.test
+        def the_management_sdk_reads_the_hsms():
+            st, listed = arm("GET", SUB_HSMS)
+            eq(st, 200, listed)
+
+            def known(h):
+                """Raw answer @h less what the SDK's api-version (2022-07-01) does not know,
+                its times in seconds."""
+                d = json.loads(json.dumps(h))
+                for k in ("securityDomainProperties", "regions"):
+                    del d["properties"][k]
+                d["systemData"] = {k: iso(v) for k, v in d["systemData"].items()}
+                return d
+
+            def sdk_view(h):
+                """The SDK's ManagedHsm @h as known() has an answer."""
+                d = h.serialize(keep_readonly=True)
+                eq(sorted(d["systemData"]), ["createdAt", "lastModifiedAt"], d)
+                d["systemData"] = {
+                    "createdAt": int(h.system_data.created_at.timestamp()),
+                    "lastModifiedAt": int(h.system_data.last_modified_at.timestamp())}
+                return d
+
+            want = [known(h) for h in listed["value"]]
+            km = management()
+            eq([sdk_view(h) for h in km.managed_hsms.list_by_subscription()], want)
+            eq([sdk_view(h) for h in km.managed_hsms.list_by_resource_group("kvmock")], want)
+            eq(list(km.managed_hsms.list_by_resource_group("rg")), [])
+            one = km.managed_hsms.get("kvmock", "hsm7")
+            eq(sdk_view(one), want[1])
+            eq((one.name, one.properties.hsm_uri, one.properties.soft_delete_retention_in_days,
+                one.properties.enable_soft_delete, one.properties.provisioning_state,
+                one.sku.family, one.sku.name, one.properties.initial_admin_object_ids),
+               ("hsm7", f"{hsm_url('hsm7')}/", 7, True, "Succeeded", "B", "Standard_B1",
+                [ADMIN["objectId"]]))
+            for group, name in (("rg", "hsm1"), ("kvmock", "vault1"), ("kvmock", "nohsm")):
+                try:
+                    km.managed_hsms.get(group, name)
+                    raise AssertionError(f"{group}/{name} found")
+                except ResourceNotFoundError as e:
+                    eq((e.status_code, {"error": {"code": e.error.code,
+                                                  "message": e.error.message}}),
+                       arm_not_found(name, group), (group, name))
+            eq(list(km.managed_hsms.list_deleted()), [])
+            # its vault lists show no HSM
+            eq([v.name for v in km.vaults.list_by_subscription()], ["vault1"])
+            eq([v.name for v in km.vaults.list_by_resource_group("kvmock")], ["vault1"])
+            eq([(v.name, v.type) for v in km.vaults.list()],
+               [("vault1", "Microsoft.KeyVault/vaults")])
+
+        # ---- 16. Resource Manager writes no HSM ------------------------------------------------
+
+        @runner.test
+        def resource_manager_writes_no_hsm():
+            def state():
+                """What a write could have changed: Resource Manager's view, the HSMs' local
+                assignments, definitions and keys."""
+                return (arm("GET", SUB_HSMS), arm("GET", DELETED_HSMS), assignments(),
+                        assignments("hsm7"), definitions(), hsm("GET", "/keys", who=MAKER)[2],
+                        hsm("GET", "/keys", who=MAKER, name="hsm7")[2])
+
+            before = state()
+            made = {"location": "local", "sku": {"family": "B", "name": "Standard_B1"},
+                    "properties": {"tenantId": TENANT,
+                                   "initialAdminObjectIds": [USER["objectId"]]}}
+            for group in ("kvmock", "rg"):
+                for name in ("hsm1", "hsm7", "hsmnew", "vault1"):
+                    path = f"{GROUP}/{group}/providers/Microsoft.KeyVault/managedHSMs/{name}"
+                    for method, body, verb in (("PUT", made, "write"),
+                                               ("PATCH", {"tags": {"by": "arm"}}, "write"),
+                                               ("DELETE", None, "delete")):
+                        eq(arm(method, path, body),
+                           (400, {"error": {"code": "BadRequest",
+                                            "message": NOT_WRITTEN.format(verb)}}),
+                           (method, path))
+            eq(state(), before)
+            eq(arm("GET", f"{ARM_HSMS}/hsmnew"), arm_not_found("hsmnew"))
+            # the SDK's create, update and delete: the same 400
+            km = management()
+            sdk_refused(lambda: km.managed_hsms.begin_create_or_update(
+                "kvmock", "hsmnew", ManagedHsm(
+                    location="local", sku=ManagedHsmSku(family="B", name="Standard_B1"),
+                    properties=ManagedHsmProperties(
+                        tenant_id=TENANT, initial_admin_object_ids=[USER["objectId"]]))),
+                400, "BadRequest", NOT_WRITTEN.format("write"), "create")
+            sdk_refused(lambda: km.managed_hsms.begin_update(
+                "kvmock", "hsm1", ManagedHsm(location="local", tags={"by": "sdk"})),
+                400, "BadRequest", NOT_WRITTEN.format("write"), "update")
+            sdk_refused(lambda: km.managed_hsms.begin_delete("kvmock", "hsm7"),
+                        400, "BadRequest", NOT_WRITTEN.format("delete"), "delete")
+            eq(state(), before)
+            # Resource Manager's vault calls on an HSM's name find no vault and change nothing
+            vault = f"{GROUP}/kvmock/providers/Microsoft.KeyVault/vaults/hsm1"
+            eq(arm("DELETE", vault), (204, None))  # as for any vault that is not there
+            for method, path, body in (
+                    ("PATCH", vault, {"properties": {"enableRbacAuthorization": True}}),
+                    ("PUT", f"{vault}/accessPolicies/add", {"properties": {"accessPolicies": [
+                        {"tenantId": TENANT, "objectId": USER["objectId"],
+                         "permissions": {"keys": ["all"]}}]}}),
+                    ("PUT", f"{vault}/keys/armkey", {"properties": {"kty": "RSA"}}),
+                    ("GET", f"/subscriptions/{SUB}/providers/Microsoft.KeyVault/locations/local/"
+                            "deletedVaults/hsm1", None),
+                    ("POST", f"/subscriptions/{SUB}/providers/Microsoft.KeyVault/locations/local/"
+                             "deletedVaults/hsm1/purge", None)):
+                st, got = arm(method, path, body)
+                eq((st, got["error"]["code"]), (404, "ResourceNotFound"), (method, path, got))
+            eq(state(), before)
+            # nor does the deletion of the HSMs' group: refused whole, its vault kept too
+            vaults_before = arm("GET", f"{GROUP}/kvmock/providers/Microsoft.KeyVault/vaults")
+            eq(arm("DELETE", f"{GROUP}/kvmock", api="api-version=2021-04-01"),
+               (409, {"error": {"code": "Conflict", "message":
+                   "The resource group 'kvmock' holds managed HSM 'hsm1', which kvmock makes from "
+                   "its configuration file and Resource Manager does not delete; nothing was "
+                   "deleted."}}))
+            eq(arm("GET", f"{GROUP}/kvmock", api="api-version=2021-04-01")[0], 200)
+            eq(arm("GET", f"{GROUP}/kvmock/providers/Microsoft.KeyVault/vaults"), vaults_before)
+            eq(state(), before)
+
+        @runner.test
+        def only_who_may_manage_reads_the_hsms():
+            def refused(got, action, scope, what):
+                eq(got, (403, {"error": {"code": "AuthorizationFailed", "message": (
+                    f"The client '{ADMIN['clientId']}' with object id '{ADMIN['objectId']}' does "
+                    f"not have authorization to perform action '{action}' over scope '{scope}' "
+                    "or the scope is invalid.")}}), what)
+
+            # the HSM's own administrator may not manage: Resource Manager refuses it the HSMs
+            # as it refuses it the vaults
+            vaults = f"/subscriptions/{SUB}/providers/Microsoft.KeyVault/vaults"
+            vault1 = f"{GROUP}/kvmock/providers/Microsoft.KeyVault/vaults/vault1"
+            refused(arm("GET", vaults, who=ADMIN), "Microsoft.KeyVault/vaults/read", vaults,
+                    "the vaults")
+            refused(arm("GET", vault1, who=ADMIN), "Microsoft.KeyVault/vaults/read", vault1,
+                    "a vault")
+            for path in (SUB_HSMS, ARM_HSMS, f"{ARM_HSMS}/hsm1", f"{ARM_HSMS}/nohsm",
+                         DELETED_HSMS):
+                refused(arm("GET", path, who=ADMIN), "Microsoft.KeyVault/managedHSMs/read", path,
+                        path)
+            for method in ("PUT", "PATCH"):
+                refused(arm(method, f"{ARM_HSMS}/hsm1", {"tags": {}}, who=ADMIN),
+                        "Microsoft.KeyVault/managedHSMs/write", f"{ARM_HSMS}/hsm1", method)
+            refused(arm("DELETE", f"{ARM_HSMS}/hsm1", who=ADMIN),
+                    "Microsoft.KeyVault/managedHSMs/delete", f"{ARM_HSMS}/hsm1", "DELETE")
+            refused(arm("DELETE", vault1, who=ADMIN), "Microsoft.KeyVault/vaults/delete", vault1,
+                    "a vault's DELETE")
+            km = management(ADMIN)
+            sdk_refused(lambda: list(km.managed_hsms.list_by_subscription()), 403,
+                        "AuthorizationFailed", what="the SDK's list")
+            sdk_refused(lambda: km.managed_hsms.get("kvmock", "hsm1"), 403,
+                        "AuthorizationFailed", what="the SDK's get")
+            # a token for the HSM or a vault, or none
+            for aud in (HSM_AUD, "https://vault.azure.net"):
+                st, _, body = kv.https("GET", f"{ARM_HSMS}/hsm1?{ARM_API}", token=tok(APP, aud))
+                err = json.loads(body)["error"]
+                eq((st, err["code"]), (401, "InvalidAuthenticationTokenAudience"), (aud, err))
+                check(f"wrong audience or resource '{aud}'" in err["message"], err)
+            st, _, body = kv.https("GET", f"{SUB_HSMS}?{ARM_API}", token=None)
+            eq((st, json.loads(body)["error"]["code"]), (401, "InvalidAuthenticationToken"), body)
+            # the same calls by one who may
+            eq(arm("GET", f"{ARM_HSMS}/hsm1")[0], 200)
+
+        # ---- 17. initialAdminObjectIds: the administrators at "/" now --------------------------
+
+        @runner.test
+        def initial_admin_object_ids_follow_the_administrators():
+            def admins(name="hsm1"):
+                """initialAdminObjectIds of HSM @name, sorted; the list says the same."""
+                st, one = arm("GET", f"{ARM_HSMS}/{name}")
+                eq(st, 200, one)
+                ids = one["properties"]["initialAdminObjectIds"]
+                eq(len(set(ids)), len(ids), ids)
+                st, listed = arm("GET", SUB_HSMS)
+                eq([h for h in listed["value"] if h["name"] == name], [one])
+                return sorted(ids)
+
+            both = sorted([ADMIN["objectId"], USER["objectId"]])
+            eq((admins(), admins("hsm7")), ([ADMIN["objectId"]], [ADMIN["objectId"]]))
+            before, acc = assignments(), access()
+            first = [a for a in before if a["properties"]["principalId"] == ADMIN["objectId"]]
+            eq(len(first), 1, first)
+            first = first[0]
+            made = []  # (scope, name) of the assignments to delete
+            try:
+                # an Administrator assigned through the access control API (SDK) at "/"
+                ra = acc.create_role_assignment(KeyVaultRoleScope.GLOBAL,
+                                                DEF_PREFIX + ADMINISTRATOR, USER["objectId"])
+                made.append(("", ra.name))
+                eq(admins(), both)
+                eq(admins("hsm7"), [ADMIN["objectId"]])
+                eq(sorted(management().managed_hsms.get("kvmock", "hsm1")
+                          .properties.initial_admin_object_ids), both)
+                # an Administrator at "/keys" or at a key, another role at "/": none of them
+                for principal, role, scope in ((SCOPED, ADMINISTRATOR, "/keys"),
+                                               (CUSTOM, ADMINISTRATOR, "/keys/k1"),
+                                               (UNION, CRYPTO_OFFICER, "")):
+                    st, _, body = assign(principal["objectId"], role, scope)
+                    eq(st, 201, body)
+                    made.append((scope, body["name"]))
+                eq(admins(), both)
+                # the file's administrator's assignment deleted (by the new administrator): it
+                # is no longer listed; made again (under its own name), it is
+                st, _, body = hsm("DELETE", f"{RA}/{first['name']}", who=USER)
+                eq((st, body), (200, first))
+                eq(admins(), [USER["objectId"]])
+                eq(admins("hsm7"), [ADMIN["objectId"]])
+                st, _, body = hsm("PUT", f"{RA}/{first['name']}", {"properties": {
+                    "roleDefinitionId": DEF_PREFIX + ADMINISTRATOR,
+                    "principalId": ADMIN["objectId"]}}, who=USER)
+                eq((st, body), (201, first))
+                eq(admins(), both)
+                # the new administrator deleted: only the file's again
+                eq(hsm("DELETE", f"{RA}/{ra.name}")[0], 200)
+                made.remove(("", ra.name))
+                eq(admins(), [ADMIN["objectId"]])
+            finally:
+                # by the file's Crypto Officer, whatever ADMIN holds by now
+                if hsm("GET", f"{RA}/{first['name']}", who=OFFICER)[0] == 404:
+                    hsm("PUT", f"{RA}/{first['name']}", {"properties": {
+                        "roleDefinitionId": DEF_PREFIX + ADMINISTRATOR,
+                        "principalId": ADMIN["objectId"]}}, who=OFFICER)
+                for scope, name in made:
+                    hsm("DELETE", f"{scope}{RA}/{name}", who=OFFICER)
+            eq(assignments(), before)
+            eq(admins(), [ADMIN["objectId"]])
+
+        # ---- 18. the Azure CLI -----------------------------------------------------------------
+
+        @runner.test
+        def az_lists_and_shows_the_hsms():
+            az_bin = shutil.which("az")
+            check(az_bin is not None, "az is not installed (scripts/install-deps.sh --test "
+                                      "installs Debian's azure-cli)")
+            config_dir = tempfile.mkdtemp(prefix="kvmock-az-")
+            env = dict(kv.az_env(config_dir), AZ_INSTALLER="DEB")  # as /usr/bin/az sets it
+            commands = [["cloud", "set", "--name", "kvmock"],
+                        ["login", "--identity"],
+                        ["keyvault", "list", "--resource-type", "hsm"],
+                        ["keyvault", "list", "--resource-type", "hsm", "-g", "kvmock"],
+                        ["keyvault", "show", "--hsm-name", "hsm1", "-g", "kvmock"],
+                        ["keyvault", "list-deleted", "--resource-type", "hsm"],
+                        ["keyvault", "show", "--hsm-name", "hsm1", "-g", "rg"]]
+            try:
+                proc = subprocess.run([sys.executable, "-c", AZ_IN_ONE_PROCESS,
+                                       json.dumps(commands)], env=env, stdin=subprocess.DEVNULL,
+                                      capture_output=True, text=True, timeout=300)
+                eq(proc.returncode, 0, proc.stderr[-3000:])
+                results = json.loads(proc.stdout.splitlines()[-1])
+            finally:
+                shutil.rmtree(config_dir, ignore_errors=True)
+            eq([r[0] for r in results], [0, 0, 0, 0, 0, 0, 3], proc.stderr[-3000:])
+            out = [json.loads(r[1]) if r[1].strip() else None for r in results]
+            eq([a["id"] for a in out[1]], [SUB])
+
+            def az_view(item):
+                """An HSM as az shows it, as Resource Manager answers it: without az's
+                resourceGroup and the SDK's empty fields, its times as Resource Manager's."""
+                item = dict(item)
+                eq(item.pop("resourceGroup"), "kvmock", item)
+                item["properties"] = {k: v for k, v in item["properties"].items()
+                                      if v is not None}
+                item["systemData"] = {k: v.replace("+00:00", "Z")
+                                      for k, v in item["systemData"].items() if v is not None}
+                return item
+
+            want = arm("GET", SUB_HSMS)[1]["value"]
+            eq([az_view(h) for h in out[2]], want)
+            eq([az_view(h) for h in out[3]], want)
+            eq(az_view(out[4]), want[0])
+            eq(out[5], [])
+            # a group without it: az's exit code 3 and Resource Manager's message
+            eq(out[6], None)
+            check(f"(ResourceNotFound) {arm_not_found('hsm1', 'rg')[1]['error']['message']}"
+                  in proc.stderr, proc.stderr[-3000:])
+
+        # ---- 19. a restart ---------------------------------------------------------------------
 
         @runner.test
         def the_hsm_its_keys_and_assignments_survive_a_restart():
@@ -1287,7 +1730,7 @@ def main():
 
         runner.run_collected()
 
-    # ---- 16. configurations refused at start ---------------------------------------------------
+    # ---- 20. configurations refused at start ---------------------------------------------------
 
     @runner.test
     def configurations_kvmock_refuses():
