@@ -528,6 +528,41 @@ static enum kv_status only_arm_fields(const cJSON *p, const char *at, char *err,
     return st;
 }
 
+/* Entry @p o of a vault or managed HSM list (@p where), with @p fields alone: its name, a
+ * valid vault name, into @p name. @p what names the kind in messages. */
+static enum kv_status parse_named(const cJSON *o, const char *const *fields, const char *where,
+                                  const char *what, char name[KS_VAULT_NAME_MAX + 1], char *err,
+                                  size_t cap)
+{
+    if (!cJSON_IsObject(o))
+        return fail(err, cap, "config: %s must be an object", where);
+    enum kv_status st = only_fields(o, fields, where, err, cap);
+    if (st == KV_OK)
+        st = get_string(o, "name", where, name, KS_VAULT_NAME_MAX + 1, 1, err, cap);
+    if (st == KV_OK && !ks_vault_name_valid(name))
+        return fail(err, cap, "config: %s name '%s' must be 1-24 lowercase letters, digits and '-'",
+                    what, name);
+    return st;
+}
+
+/* softDeleteRetentionInDays of properties @p p, when given, into @p days (7 to 90) of the
+ * vault or HSM (@p what) @p name. */
+static enum kv_status get_retention(const cJSON *p, const char *what, const char *name, int *days,
+                                    char *err, size_t cap)
+{
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(p, "softDeleteRetentionInDays");
+    if (d == NULL)
+        return KV_OK;
+    if (!cJSON_IsNumber(d) || d->valuedouble != floor(d->valuedouble) || d->valuedouble < 7 ||
+        d->valuedouble > 90)
+        return fail(err, cap,
+                    "config: %s '%s': softDeleteRetentionInDays must be an integer between 7 "
+                    "and 90",
+                    what, name);
+    *days = (int)d->valuedouble;
+    return KV_OK;
+}
+
 static enum kv_status parse_vault(const cJSON *o, size_t i, const char *tenant, struct ks_vault *v,
                                   struct ks_net_rules *rules, unsigned *given, char *err,
                                   size_t cap)
@@ -538,17 +573,9 @@ static enum kv_status parse_vault(const cJSON *o, size_t i, const char *tenant, 
                                         "accessPolicies", NULL};
     char where[64];
     snprintf(where, sizeof(where), "vaults[%zu]", i);
-    if (!cJSON_IsObject(o))
-        return fail(err, cap, "config: %s must be an object", where);
-    enum kv_status st = only_fields(o, fields, where, err, cap);
-    if (st == KV_OK)
-        st = get_string(o, "name", where, v->name, sizeof(v->name), 1, err, cap);
+    enum kv_status st = parse_named(o, fields, where, "vault", v->name, err, cap);
     if (st != KV_OK)
         return st;
-    if (!ks_vault_name_valid(v->name))
-        return fail(err, cap,
-                    "config: vault name '%s' must be 1-24 lowercase letters, digits and '-'",
-                    v->name);
     snprintf(v->tenant_id, sizeof(v->tenant_id), "%s", tenant);
     v->soft_delete = 1;
     v->retention_days = 90;
@@ -568,18 +595,10 @@ static enum kv_status parse_vault(const cJSON *o, size_t i, const char *tenant, 
         st = get_bool(p, "enablePurgeProtection", where, &v->purge_protection, err, cap);
     if (st == KV_OK)
         st = get_bool(p, "enableRbacAuthorization", where, &v->rbac, err, cap);
+    if (st == KV_OK)
+        st = get_retention(p, "vault", v->name, &v->retention_days, err, cap);
     if (st != KV_OK)
         return st;
-    const cJSON *days = cJSON_GetObjectItemCaseSensitive(p, "softDeleteRetentionInDays");
-    if (days != NULL) {
-        if (!cJSON_IsNumber(days) || days->valuedouble != floor(days->valuedouble) ||
-            days->valuedouble < 7 || days->valuedouble > 90)
-            return fail(err, cap,
-                        "config: vault '%s': softDeleteRetentionInDays must be an integer "
-                        "between 7 and 90",
-                        v->name);
-        v->retention_days = (int)days->valuedouble;
-    }
     if (v->purge_protection && !v->soft_delete)
         return fail(err, cap, "config: vault '%s': enablePurgeProtection requires enableSoftDelete",
                     v->name);
@@ -985,17 +1004,9 @@ static enum kv_status parse_hsm(struct srv_config *cfg, const cJSON *o, size_t i
     snprintf(where, sizeof(where), "managedHsms[%zu]", i);
     size_t vi = cfg->n_vaults;
     struct ks_vault *v = &cfg->vaults[vi];
-    if (!cJSON_IsObject(o))
-        return fail(err, cap, "config: %s must be an object", where);
-    enum kv_status st = only_fields(o, fields, where, err, cap);
-    if (st == KV_OK)
-        st = get_string(o, "name", where, v->name, sizeof(v->name), 1, err, cap);
+    enum kv_status st = parse_named(o, fields, where, "managed HSM", v->name, err, cap);
     if (st != KV_OK)
         return st;
-    if (!ks_vault_name_valid(v->name))
-        return fail(err, cap,
-                    "config: managed HSM name '%s' must be 1-24 lowercase letters, digits and '-'",
-                    v->name);
     for (size_t j = 0; j < vi; j++) {
         if (strcmp(cfg->vaults[j].name, v->name) == 0)
             return fail(err, cap,
@@ -1028,16 +1039,9 @@ static enum kv_status parse_hsm(struct srv_config *cfg, const cJSON *o, size_t i
                     "config: managed HSM '%s': soft delete is always on in a managed "
                     "HSM (enableSoftDelete must be true)",
                     v->name);
-    const cJSON *days = cJSON_GetObjectItemCaseSensitive(p, "softDeleteRetentionInDays");
-    if (days != NULL) {
-        if (!cJSON_IsNumber(days) || days->valuedouble != floor(days->valuedouble) ||
-            days->valuedouble < 7 || days->valuedouble > 90)
-            return fail(err, cap,
-                        "config: managed HSM '%s': softDeleteRetentionInDays must be an integer "
-                        "between 7 and 90",
-                        v->name);
-        v->retention_days = (int)days->valuedouble;
-    }
+    st = get_retention(p, "managed HSM", v->name, &v->retention_days, err, cap);
+    if (st != KV_OK)
+        return st;
     const cJSON *admins = cJSON_GetObjectItemCaseSensitive(p, "initialAdminObjectIds");
     if (!cJSON_IsArray(admins) || cJSON_GetArraySize(admins) == 0)
         return fail(err, cap,

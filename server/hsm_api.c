@@ -392,11 +392,7 @@ static void h_assignment_list(struct srv_req *req)
             cJSON_Delete(item);
     }
     free(all);
-    if (!ok) {
-        cJSON_Delete(doc);
-        doc = NULL;
-    }
-    srv_send_json(req, 200, doc);
+    srv_arm_send_page(req, doc, ok, NULL); /* no nextLink: one page */
 }
 
 /* Assignment req->hsm_item of this HSM at the request's scope, into @p r; else answer 404. */
@@ -514,11 +510,7 @@ static void h_definition_list(struct srv_req *req)
             cJSON_Delete(item);
     }
     pol_role_defs_free(custom, n);
-    if (!ok) {
-        cJSON_Delete(doc);
-        doc = NULL;
-    }
-    srv_send_json(req, 200, doc);
+    srv_arm_send_page(req, doc, ok, NULL);
 }
 
 static void definition_not_found(struct srv_req *req)
