@@ -369,6 +369,10 @@ pol_perms pol_data_actions_perms(const char *const *grant, size_t n_grant, const
  */
 pol_perms pol_hsm_actions_perms(const char *const *grant, size_t n_grant);
 
+/** @brief The Managed HSM data action that grants @p perm
+ * ("Microsoft.KeyVault/managedHsm/keys/wrap/action"), static; NULL for none. */
+const char *pol_hsm_perm_action(enum pol_perm perm);
+
 /**
  * @brief Create or replace custom role definition @p def->id (a GUID that is no built-in
  * role's) named @p def->name, Resource Manager's or (@p def->hsm) a Managed HSM's: a

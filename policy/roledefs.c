@@ -133,6 +133,15 @@ pol_perms pol_data_actions_perms(const char *const *grant, size_t n_grant, const
     return perms;
 }
 
+const char *pol_hsm_perm_action(enum pol_perm perm)
+{
+    for (size_t i = 0; (unsigned)perm < POL_PERM_HSM_END && i < sizeof(hsm_actions) / sizeof(hsm_actions[0]); i++) {
+        if (hsm_actions[i].perms & BIT(perm))
+            return hsm_actions[i].action;
+    }
+    return NULL;
+}
+
 pol_perms pol_hsm_actions_perms(const char *const *grant, size_t n_grant)
 {
     pol_perms perms = 0;

@@ -158,36 +158,6 @@ enum pol_perm srv_hsm_perm(const struct srv_route *route)
     return route->perm;
 }
 
-/* The Managed HSM data action a permission is ("Microsoft.KeyVault/managedHsm/keys/wrap/action").
- */
-static void action_name(enum pol_perm perm, char *out, size_t cap)
-{
-    static const char *const keys[POL_PERM_COUNT] = {
-        [POL_KEYS_GET] = "keys/read/action",
-        [POL_KEYS_LIST] = "keys/read/action",
-        [POL_KEYS_CREATE] = "keys/create",
-        [POL_KEYS_UPDATE] = "keys/write/action",
-        [POL_KEYS_IMPORT] = "keys/import/action",
-        [POL_KEYS_DELETE] = "keys/delete",
-        [POL_KEYS_RECOVER] = "keys/deletedKeys/recover/action",
-        [POL_KEYS_BACKUP] = "keys/backup/action",
-        [POL_KEYS_RESTORE] = "keys/restore/action",
-        [POL_KEYS_PURGE] = "keys/deletedKeys/delete",
-        [POL_KEYS_ENCRYPT] = "keys/encrypt/action",
-        [POL_KEYS_DECRYPT] = "keys/decrypt/action",
-        [POL_KEYS_WRAP] = "keys/wrap/action",
-        [POL_KEYS_UNWRAP] = "keys/unwrap/action",
-        [POL_KEYS_SIGN] = "keys/sign/action",
-        [POL_KEYS_VERIFY] = "keys/verify/action",
-        [POL_KEYS_RELEASE] = "keys/release/action",
-        [POL_KEYS_ROTATE] = "keys/rotate/action",
-        [POL_KEYS_GETROTATIONPOLICY] = "keys/read/action",
-        [POL_KEYS_SETROTATIONPOLICY] = "keys/write/action",
-    };
-    const char *a = (unsigned)perm < POL_PERM_COUNT ? keys[perm] : pol_perm_name(perm);
-    snprintf(out, cap, "Microsoft.KeyVault/managedHsm/%s", a);
-}
-
 /* The scope as the HSM writes it: "/", "/keys" or "/keys/{name}". */
 static void scope_text(const struct pol_role_assignment *r, char *out, size_t cap)
 {
@@ -207,16 +177,19 @@ static void req_scope(const struct srv_req *req, char *out, size_t cap)
 
 void srv_hsm_denied(struct srv_req *req, enum pol_perm perm)
 {
-    char action[128], scope[KS_NAME_MAX + 8];
-    action_name(perm, action, sizeof(action));
-    int rbac = req->route_def >= &routes[0] && req->route_def < &routes[ROUTE_COUNT];
+    char scope[KS_NAME_MAX + 8];
+    const char *action = pol_hsm_perm_action(perm);
+    int rbac = 0;
+    for (size_t i = 0; i < ROUTE_COUNT; i++)
+        rbac |= req->route_def == &routes[i];
     /* the scope the action was asked at: the access control's own, else the keys' */
     if (rbac)
         req_scope(req, scope, sizeof(scope));
     else
         snprintf(scope, sizeof(scope), "/keys");
     srv_send_errorf(req, KV_ERR_HSM_ACCESS_DENIED,
-                    "Not authorized to access %s on %s (Activity ID: %s)", action, scope,
+                    "Not authorized to access %s on %s (Activity ID: %s)",
+                    action != NULL ? action : "Microsoft.KeyVault/managedHsm", scope,
                     req->request_id);
 }
 
