@@ -2,20 +2,12 @@
 
 python3 labs/checks/04-check.py    (from the root of the clone)
 """
-from labcheck import Check, access_policy, arm, audit, key_of, who
+from labcheck import Check, access_policy, arm, audit, first, in_order, key_of, who
 
 ASSIGNMENT = "dddddddd-0000-4000-8000-0000000000a1"
 
 check = Check(4)
 records = audit()
-
-
-def first(pred, start=0):
-    """Index of the first record from START on that PRED accepts, or None."""
-    for i in range(start, len(records)):
-        if pred(records[i]):
-            return i
-    return None
 
 
 def mgmt(kind):
@@ -29,19 +21,8 @@ def call(op, status, key):
                       and r["properties"]["httpStatusCode"] == status and key_of(r) == key)
 
 
-def chain(*preds):
-    """True if the records hold matches of PREDS in this order."""
-    at = 0
-    for pred in preds:
-        i = first(pred, at)
-        if i is None:
-            return False
-        at = i + 1
-    return True
-
-
-check(chain(mgmt("remove"), call("KeyUnwrap", 403, "cmk/orders"), mgmt("add"),
-            call("KeyUnwrap", 200, "cmk/orders")),
+check(in_order(records, mgmt("remove"), call("KeyUnwrap", 403, "cmk/orders"), mgmt("add"),
+               call("KeyUnwrap", 200, "cmk/orders")),
       "cmk: data-service's access was removed, refused at once (403 on unwrap), and restored",
       "expected in the audit log: accessPolicies/remove, a refused unwrap, accessPolicies/add, "
       "an unwrap: steps 2-4")
@@ -58,16 +39,16 @@ def role(op, status):
                           f"roleAssignments/{ASSIGNMENT}"))
 
 
-check(chain(role("RoleAssignmentPut", 201), call("KeyUnwrap", 200, "rbac/reports"),
-            role("RoleAssignmentDelete", 200)),
+check(in_order(records, role("RoleAssignmentPut", 201), call("KeyUnwrap", 200, "rbac/reports"),
+               role("RoleAssignmentDelete", 200)),
       "rbac: the key-scoped role assignment was created, used, and deleted",
       "expected in the audit log: the PUT at key scope, an unwrap with reports, the DELETE: "
       "steps 6-8")
-check(first(call("KeyWrap", 403, "rbac/billing")) is not None,
+check(first(records, call("KeyWrap", 403, "rbac/billing")) is not None,
       "rbac: data-service was refused on billing (outside the assignment's scope)",
       "no refused wrap on rbac/billing: step 7")
 st, _ = arm("GET", f"/rbac/providers/Microsoft.Authorization/roleAssignments/{ASSIGNMENT}")
-check(st == 404 and chain(role("RoleAssignmentDelete", 200), call("KeyUnwrap", 403, "rbac/reports")),
+check(st == 404 and in_order(records, role("RoleAssignmentDelete", 200), call("KeyUnwrap", 403, "rbac/reports")),
       "rbac: data-service has no role assignment left, and was refused after the delete",
       f"GET of the assignment answered {st}: step 8")
 check.done()

@@ -8,7 +8,7 @@ and finds the refusals and the role changes of the lab in the audit log.
 """
 import urllib.parse
 
-from labcheck import IDS, Check, audit, https, key_of, read_envelope, who
+from labcheck import Check, IDS, audit, https, in_order, key_of, read_envelope, who
 
 HOST = "shop-hsm.managedhsm.localhost"
 DEFS = "Microsoft.KeyVault/providers/Microsoft.Authorization/roleDefinitions/"
@@ -39,25 +39,6 @@ def assignments(identity):
     if st != 200 or not doc:
         return None
     return {(a["properties"]["scope"], a["properties"]["roleDefinitionId"]) for a in doc["value"]}
-
-
-def first(pred, start=0):
-    """Index of the first record from START on that PRED accepts, or None."""
-    for i in range(start, len(records)):
-        if pred(records[i]):
-            return i
-    return None
-
-
-def chain(*preds):
-    """True if the records hold matches of PREDS in this order."""
-    at = 0
-    for pred in preds:
-        i = first(pred, at)
-        if i is None:
-            return False
-        at = i + 1
-    return True
 
 
 def call(op, status, identity, key):
@@ -107,34 +88,34 @@ check(key.get("kty") == "RSA-HSM" and keks == [key.get("kid")] * 2,
       "steps 6, 8 and 11")
 
 st, _ = hsm("GET", "/keys/other-kek")
-check(st == 404 and chain(call("KeyDelete", 200, "learner", "other-kek"),
-                          call("KeyPurge", 403, "learner", "other-kek"),
-                          role("RoleAssignmentCreate", OFFICER_ASSIGNMENT),
-                          call("KeyPurge", 204, "learner", "other-kek")),
+check(st == 404 and in_order(records, call("KeyDelete", 200, "learner", "other-kek"),
+                             call("KeyPurge", 403, "learner", "other-kek"),
+                             role("RoleAssignmentCreate", OFFICER_ASSIGNMENT),
+                             call("KeyPurge", 204, "learner", "other-kek")),
       "shop-hsm/other-kek: deleted and purged, after the Crypto User was refused the purge",
       f"GET other-kek: {st}; expected in the audit log: its delete, a refused purge, the "
       "Crypto Officer's assignment, the purge: steps 12 and 13")
 
 # 3. the refusals
-check(chain(call("KeyCreate", 403, "learner", "order-kek"),
-            role("RoleAssignmentCreate", OFFICER_ASSIGNMENT),
-            call("KeyCreate", 403, "learner", "order-kek"),
-            role("RoleAssignmentDelete", OFFICER_ASSIGNMENT),
-            call("KeyCreate", 200, "learner", "order-kek")),
+check(in_order(records, call("KeyCreate", 403, "learner", "order-kek"),
+               role("RoleAssignmentCreate", OFFICER_ASSIGNMENT),
+               call("KeyCreate", 403, "learner", "order-kek"),
+               role("RoleAssignmentDelete", OFFICER_ASSIGNMENT),
+               call("KeyCreate", 200, "learner", "order-kek")),
       "audit: learner was refused keys/create as Administrator and as Crypto Officer",
       "expected: a refused create, the Crypto Officer's assignment, a refused create, its "
       "deletion, the create: steps 3 to 6")
-check(chain(role("RoleAssignmentCreate", SERVICE_ASSIGNMENT),
-            call("KeyUnwrap", 200, "data-service", "order-kek"),
-            call("KeyWrap", 403, "data-service", "other-kek"),
-            role("RoleAssignmentDelete", SERVICE_ASSIGNMENT),
-            call("KeyUnwrap", 403, "data-service", "order-kek")),
+check(in_order(records, role("RoleAssignmentCreate", SERVICE_ASSIGNMENT),
+               call("KeyUnwrap", 200, "data-service", "order-kek"),
+               call("KeyWrap", 403, "data-service", "other-kek"),
+               role("RoleAssignmentDelete", SERVICE_ASSIGNMENT),
+               call("KeyUnwrap", 403, "data-service", "order-kek")),
       "audit: data-service was refused other-kek, then order-kek after the revocation",
       "expected: the key-scoped assignment, an unwrap, a refused wrap with other-kek, the "
       "deletion, a refused unwrap: steps 8 and 9")
-check(chain(role("RoleAssignmentCreate", UNWRAPPER_ASSIGNMENT),
-            call("KeyUnwrap", 200, "data-service", "order-kek"),
-            call("KeyWrap", 403, "data-service", "order-kek")),
+check(in_order(records, role("RoleAssignmentCreate", UNWRAPPER_ASSIGNMENT),
+               call("KeyUnwrap", 200, "data-service", "order-kek"),
+               call("KeyWrap", 403, "data-service", "order-kek")),
       "audit: data-service unwrapped with Order Unwrapper and was refused the wrap",
       "expected: the Order Unwrapper assignment, an unwrap, a refused wrap: step 11")
 check.done()

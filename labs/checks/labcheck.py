@@ -139,6 +139,25 @@ def find(records, op, status=None, identity=None, key=None):
             and (key is None or key_of(r) == key)]
 
 
+def first(records, pred, start=0):
+    """Index of the first of RECORDS from START on that PRED accepts, or None."""
+    for i in range(start, len(records)):
+        if pred(records[i]):
+            return i
+    return None
+
+
+def in_order(records, *preds):
+    """True if RECORDS hold matches of PREDS in this order."""
+    at = 0
+    for pred in preds:
+        i = first(records, pred, at)
+        if i is None:
+            return False
+        at = i + 1
+    return True
+
+
 def read_envelope(path):
     try:
         with open(path, encoding="utf-8") as f:
