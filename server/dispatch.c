@@ -284,7 +284,9 @@ static void vault_api(struct srv_req *req)
         }
     }
     srv_audit_attach(req);
+    req->found = &vault;
     route->handler(req);
+    req->found = NULL;
     ks_txn_attach(NULL); /* a handler that sent nothing: srv_audit() did not detach */
 }
 

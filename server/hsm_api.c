@@ -301,16 +301,6 @@ static int local_role(struct srv_req *req, const struct ks_vault *v, const char 
 
 /* ---- handlers -------------------------------------------------------------------------- */
 
-/* The HSM the request is for (dispatch found it before the route). */
-static int this_hsm(struct srv_req *req, struct ks_vault *v)
-{
-    if (ks_vault_get(req->srv->ks, req->vault, v) != KV_OK || !v->hsm) {
-        srv_send_errorf(req, KV_ERR_VAULT_NOT_FOUND, "Vault not found: %s", req->host);
-        return 0;
-    }
-    return 1;
-}
-
 /* Whether assignment @p r is at the request's scope ("/" and "/keys" are one). */
 static int at_req_scope(const struct srv_req *req, const struct pol_role_assignment *r)
 {
@@ -326,9 +316,7 @@ static int listed(const struct srv_req *req, const struct pol_role_assignment *r
 
 static void h_assignment_list(struct srv_req *req)
 {
-    struct ks_vault v;
-    if (!this_hsm(req, &v))
-        return;
+    const struct ks_vault *v = req->found; /* dispatch found it, an HSM */
     /* $filter: atScope(), or principalId eq '{id}' */
     const char *filter = srv_query_get(req, "$filter");
     int at_scope = 0;
@@ -348,9 +336,9 @@ static void h_assignment_list(struct srv_req *req)
             return;
         }
     }
-    size_t cap = pol_role_list(req->srv->pol, &v, NULL, 0) + 1;
+    size_t cap = pol_role_list(req->srv->pol, v, NULL, 0) + 1;
     struct pol_role_assignment *all = calloc(cap, sizeof(*all));
-    size_t n = all ? pol_role_list(req->srv->pol, &v, all, cap) : 0;
+    size_t n = all ? pol_role_list(req->srv->pol, v, all, cap) : 0;
     n = n < cap ? n : cap;
     cJSON *doc = all ? cJSON_CreateObject() : NULL;
     cJSON *value = doc ? cJSON_AddArrayToObject(doc, "value") : NULL;
@@ -382,33 +370,30 @@ static int find_assignment(struct srv_req *req, const struct ks_vault *v,
 
 static void h_assignment_get(struct srv_req *req)
 {
-    struct ks_vault v;
     struct pol_role_assignment r;
-    if (this_hsm(req, &v) && find_assignment(req, &v, &r))
+    if (find_assignment(req, req->found, &r))
         srv_send_json(req, 200, assignment_json(&r));
 }
 
 static void h_assignment_delete(struct srv_req *req)
 {
-    struct ks_vault v;
+    const struct ks_vault *v = req->found;
     struct pol_role_assignment r;
-    if (!this_hsm(req, &v) || !find_assignment(req, &v, &r))
+    if (!find_assignment(req, v, &r))
         return;
     enum kv_status st = pol_role_remove(req->srv->pol, r.id);
     if (st != KV_OK) {
         srv_send_error(req, st, NULL);
         return;
     }
-    kv_log(KV_LOG_INFO, "managed HSM %s: role assignment %s deleted by %s", v.name, r.id,
+    kv_log(KV_LOG_INFO, "managed HSM %s: role assignment %s deleted by %s", v->name, r.id,
            req->who.oid);
     srv_send_json(req, 200, assignment_json(&r));
 }
 
 static void h_assignment_put(struct srv_req *req)
 {
-    struct ks_vault v;
-    if (!this_hsm(req, &v))
-        return;
+    const struct ks_vault *v = req->found; /* dispatch found it, an HSM */
     const cJSON *props = cJSON_GetObjectItemCaseSensitive(req->body, "properties");
     const char *def =
         cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(props, "roleDefinitionId"));
@@ -428,7 +413,7 @@ static void h_assignment_put(struct srv_req *req)
         return;
     }
     struct pol_role_assignment r = {.hsm = 1, .hsm_keys = req->hsm_keys && !req->key_name[0]};
-    if (!local_role(req, &v, def, &r)) {
+    if (!local_role(req, v, def, &r)) {
         srv_send_errorf(req, KV_ERR_BAD_PARAM,
                         "The role definition '%.200s' is not a role of this managed HSM. "
                         "(Activity ID: %s)",
@@ -438,7 +423,7 @@ static void h_assignment_put(struct srv_req *req)
     snprintf(r.id, sizeof(r.id), "%s", req->hsm_item);
     kv_str_lower(r.id);
     snprintf(r.principal_id, sizeof(r.principal_id), "%s", principal);
-    snprintf(r.vault, sizeof(r.vault), "%s", v.name);
+    snprintf(r.vault, sizeof(r.vault), "%s", v->name);
     snprintf(r.key, sizeof(r.key), "%s", req->key_name);
     r.updated = ks_now();
     snprintf(r.updated_by, sizeof(r.updated_by), "%s", req->who.oid);
@@ -452,7 +437,7 @@ static void h_assignment_put(struct srv_req *req)
         srv_send_error(req, st, NULL);
         return;
     }
-    kv_log(KV_LOG_INFO, "managed HSM %s: role assignment %s (%s) put by %s", v.name, r.id,
+    kv_log(KV_LOG_INFO, "managed HSM %s: role assignment %s (%s) put by %s", v->name, r.id,
            pol_role_name(r.role), req->who.oid);
     /* 201 even when it was there already: the SDKs take no other answer */
     srv_send_json(req, 201, assignment_json(&r));
@@ -637,8 +622,8 @@ static char *definition_doc(const cJSON *props)
 
 static void h_definition_put(struct srv_req *req)
 {
-    struct ks_vault v;
-    if (!definition_name_ok(req) || !this_hsm(req, &v))
+    const struct ks_vault *v = req->found;
+    if (!definition_name_ok(req))
         return;
     const cJSON *props = cJSON_GetObjectItemCaseSensitive(req->body, "properties");
     size_t n_actions = 0;
@@ -663,7 +648,7 @@ static void h_definition_put(struct srv_req *req)
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(props, "roleName");
     snprintf(def.id, sizeof(def.id), "%s", req->hsm_item);
     snprintf(def.name, sizeof(def.name), "%s", name != NULL ? name->valuestring : "");
-    snprintf(def.hsm, sizeof(def.hsm), "%s", v.name);
+    snprintf(def.hsm, sizeof(def.hsm), "%s", v->name);
     enum kv_status st =
         def.doc != NULL ? pol_role_def_put(req->srv->pol, &def, grant, n_grant, deny, n_deny, NULL)
                         : KV_ERR_NOMEM;
@@ -682,10 +667,10 @@ static void h_definition_put(struct srv_req *req)
                         def.id, req->request_id);
     else if (st != KV_OK)
         srv_send_error(req, st, NULL);
-    else if (!custom_role(req, v.name, def.id, &made)) /* deleted meanwhile */
+    else if (!custom_role(req, v->name, def.id, &made)) /* deleted meanwhile */
         definition_not_found(req);
     else {
-        kv_log(KV_LOG_INFO, "managed HSM %s: custom role %s put by %s", v.name, def.id,
+        kv_log(KV_LOG_INFO, "managed HSM %s: custom role %s put by %s", v->name, def.id,
                req->who.oid);
         /* 201 for a replaced one too, as a Managed HSM answers */
         srv_send_json(req, 201, custom_json(&made));
@@ -695,11 +680,11 @@ static void h_definition_put(struct srv_req *req)
 
 static void h_definition_delete(struct srv_req *req)
 {
-    struct ks_vault v;
+    const struct ks_vault *v = req->found;
     struct pol_role_def d;
-    if (!definition_name_ok(req) || !this_hsm(req, &v))
+    if (!definition_name_ok(req))
         return;
-    if (!custom_role(req, v.name, req->hsm_item, &d)) {
+    if (!custom_role(req, v->name, req->hsm_item, &d)) {
         definition_not_found(req);
         return;
     }
@@ -715,7 +700,7 @@ static void h_definition_delete(struct srv_req *req)
     } else if (st != KV_OK) {
         srv_send_error(req, st, NULL);
     } else {
-        kv_log(KV_LOG_INFO, "managed HSM %s: custom role %s deleted by %s", v.name, d.id,
+        kv_log(KV_LOG_INFO, "managed HSM %s: custom role %s deleted by %s", v->name, d.id,
                req->who.oid);
         srv_send_json(req, 200, custom_json(&d));
         pol_role_def_clear(&d);

@@ -76,6 +76,9 @@ struct srv_req {
     char vault[KS_VAULT_NAME_MAX + 1];
     char resource[SRV_HOST_MAX + 16];
     int hsm;        /**< the Host names a Managed HSM (NAME.managedhsm.DOMAIN) */
+    /** the vault (or HSM) the data plane found for the request, read before its route; set
+     * while its handler runs, else NULL */
+    const struct ks_vault *found;
     int data_plane; /**< a Key Vault API request: its answers say where the client was seen */
     char region[KS_LOCATION_MAX + 1]; /**< the vault's location, once found ("": not yet) */
 

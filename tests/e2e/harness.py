@@ -119,6 +119,38 @@ def caller_oid(record):
     return record["identity"]["claim"]["oid"]
 
 
+def write(path, data):
+    """Write text or bytes to @path, its folders made; returns @path."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb" if isinstance(data, bytes) else "w") as f:
+        f.write(data)
+    return path
+
+
+def start_refused(binary, work, name, config, wants, files=None, secrets=()):
+    """kvmock refuses configuration @config at start (in @work/refused/@name, with @files
+    beside it): a non-zero exit (not a signal), no ready line, a message holding every one
+    of @wants and none of @secrets, and no sanitizer report (a leak on the refusal's path
+    would be one). Returns the output."""
+    folder = os.path.join(work, "refused", name)
+    for rel, data in (files or {}).items():
+        write(os.path.join(folder, rel), data)
+    cfg = write(os.path.join(folder, "config.json"), json.dumps(config))
+    proc = subprocess.run([binary, "--data", os.path.join(folder, "data"), "--config", cfg,
+                           "--https-port", str(free_port()), "--http-port", str(free_port())],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    out = proc.stdout + proc.stderr
+    check(proc.returncode > 0, f"{name}: exit code {proc.returncode} (a signal is negative)\n{out}")
+    check(READY_PREFIX not in out, f"{name}: {out}")
+    for want in wants:
+        check(want in out, f"{name}: {want!r} not in:\n{out}")
+    for mark in SANITIZER_MARKS:
+        check(mark not in out, f"{name}: {out}")
+    for secret in secrets:
+        check(secret not in out, f"{name}: a secret is in the output")
+    return out
+
+
 def check(cond, msg="check failed"):
     if not cond:
         raise AssertionError(msg)

@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,8 +25,8 @@ import uuid
 from contextlib import contextmanager
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Kvmock, Runner, check, eq, parse_args, b64url, unb64url, free_port,  # noqa: E402
-                     TENANT, APP, SANITIZER_MARKS)
+from harness import (Kvmock, Runner, check, eq, parse_args, b64url, unb64url,  # noqa: E402
+                     start_refused, write, TENANT, APP)
 
 from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
@@ -155,37 +154,6 @@ def environment(set_vars, drop=()):
     finally:
         os.environ.clear()
         os.environ.update(saved)
-
-
-def write(path, data):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "wb" if isinstance(data, bytes) else "w") as f:
-        f.write(data)
-    return path
-
-
-def start_fails(binary, work, name, config, wants, files=None, secrets=()):
-    """kvmock refuses `config` at start: a non-zero exit (not a signal), no ready line,
-    a message holding every one of `wants` and none of `secrets`, and no sanitizer
-    report (a leak on the refusal's path would be one)."""
-    folder = os.path.join(work, "refused", name)
-    for rel, data in (files or {}).items():
-        write(os.path.join(folder, rel), data)
-    cfg = write(os.path.join(folder, "config.json"), json.dumps(config))
-    data = os.path.join(folder, "data")
-    proc = subprocess.run([binary, "--data", data, "--config", cfg,
-                           "--https-port", str(free_port()), "--http-port", str(free_port())],
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
-    out = proc.stdout + proc.stderr
-    check(proc.returncode > 0, f"{name}: exit code {proc.returncode} (a signal is negative)\n{out}")
-    check("kvmock ready" not in out, f"{name}: {out}")
-    for want in wants:
-        check(want in out, f"{name}: {want!r} not in:\n{out}")
-    for mark in SANITIZER_MARKS:
-        check(mark not in out, f"{name}: {out}")
-    for secret in secrets:
-        check(secret not in out, f"{name}: a secret is in the output")
-    return out
 
 
 def main():
@@ -764,47 +732,47 @@ def run(args, runner, work):
     def bad_certificates_are_refused_at_start():
         # a path is taken from the configuration file's folder; the message names the field
         # and the file it tried
-        start_fails(args.kvmock, work, "missing-file",
-                    with_identity(clientCertificates="certs/missing.pem"),
-                    ["config: clientCertificates[0] in identities[1]: cannot read the certificate file",
-                     os.path.join(work, "refused", "missing-file", "certs", "missing.pem")])
+        start_refused(args.kvmock, work, "missing-file",
+                      with_identity(clientCertificates="certs/missing.pem"),
+                      ["config: clientCertificates[0] in identities[1]: cannot read the certificate file",
+                       os.path.join(work, "refused", "missing-file", "certs", "missing.pem")])
         key_lines = [ln for ln in key_pem(app_key).decode().splitlines()
                      if ln and not ln.startswith("-----")]
-        start_fails(args.kvmock, work, "key-only", with_identity(clientCertificates="key.pem"),
-                    ["clientCertificates[0] in identities[1]", "no certificate"],
-                    files={"key.pem": key_pem(app_key)}, secrets=key_lines)
-        start_fails(args.kvmock, work, "key-only-inline",
-                    with_identity(clientCertificates=[cert_pem(app_cert).decode(),
-                                                      key_pem(app_key).decode()]),
-                    ["clientCertificates[1] in identities[1]", "no certificate"],
-                    secrets=key_lines)
-        start_fails(args.kvmock, work, "ec-cert",
-                    with_identity(clientCertificates="ec.pem"),
-                    ["clientCertificates[0] in identities[1]", "RSA"],
-                    files={"ec.pem": key_pem(ec_key) + cert_pem(ec_cert)})
-        start_fails(args.kvmock, work, "not-a-cert",
-                    with_identity(clientCertificates="-----BEGIN CERTIFICATE-----\nAAAA\n"
-                                                     "-----END CERTIFICATE-----\n"),
-                    ["clientCertificates[0] in identities[1]", "X.509"])
+        start_refused(args.kvmock, work, "key-only", with_identity(clientCertificates="key.pem"),
+                      ["clientCertificates[0] in identities[1]", "no certificate"],
+                      files={"key.pem": key_pem(app_key)}, secrets=key_lines)
+        start_refused(args.kvmock, work, "key-only-inline",
+                      with_identity(clientCertificates=[cert_pem(app_cert).decode(),
+                                                        key_pem(app_key).decode()]),
+                      ["clientCertificates[1] in identities[1]", "no certificate"],
+                      secrets=key_lines)
+        start_refused(args.kvmock, work, "ec-cert",
+                      with_identity(clientCertificates="ec.pem"),
+                      ["clientCertificates[0] in identities[1]", "RSA"],
+                      files={"ec.pem": key_pem(ec_key) + cert_pem(ec_cert)})
+        start_refused(args.kvmock, work, "not-a-cert",
+                      with_identity(clientCertificates="-----BEGIN CERTIFICATE-----\nAAAA\n"
+                                                       "-----END CERTIFICATE-----\n"),
+                      ["clientCertificates[0] in identities[1]", "X.509"])
 
     def bad_federated_credentials_are_refused_at_start():
         where = "identities[1].federatedCredentials[0]"
-        start_fails(args.kvmock, work, "no-jwks", with_federated(jwks=None), [where, "'jwks'"])
-        start_fails(args.kvmock, work, "oct-key",
-                    with_federated(jwks={"keys": [{"kty": "oct", "k": b64url(b"k" * 32)}]}),
-                    [where, "'oct'"])
-        start_fails(args.kvmock, work, "two-audiences",
-                    with_federated(audiences=["api://AzureADTokenExchange", "api://other"]),
-                    [where, "'audiences'"])
-        start_fails(args.kvmock, work, "unknown-field", with_federated(claimsMatchingExpression="x"),
-                    [where, "unknown field 'claimsMatchingExpression'"])
-        start_fails(args.kvmock, work, "missing-jwks-file", with_federated(jwks="jwks/none.json"),
-                    [f"config: {where}: cannot read the jwks file",
-                     os.path.join(work, "refused", "missing-jwks-file", "jwks", "none.json")])
-        start_fails(args.kvmock, work, "rsa-1024",
-                    with_federated(jwks={"keys": [jwk(small_key, "small")]}), [where, "2048"])
-        start_fails(args.kvmock, work, "no-subject", with_federated(subject=None),
-                    [where, "'subject'"])
+        start_refused(args.kvmock, work, "no-jwks", with_federated(jwks=None), [where, "'jwks'"])
+        start_refused(args.kvmock, work, "oct-key",
+                      with_federated(jwks={"keys": [{"kty": "oct", "k": b64url(b"k" * 32)}]}),
+                      [where, "'oct'"])
+        start_refused(args.kvmock, work, "two-audiences",
+                      with_federated(audiences=["api://AzureADTokenExchange", "api://other"]),
+                      [where, "'audiences'"])
+        start_refused(args.kvmock, work, "unknown-field", with_federated(claimsMatchingExpression="x"),
+                      [where, "unknown field 'claimsMatchingExpression'"])
+        start_refused(args.kvmock, work, "missing-jwks-file", with_federated(jwks="jwks/none.json"),
+                      [f"config: {where}: cannot read the jwks file",
+                       os.path.join(work, "refused", "missing-jwks-file", "jwks", "none.json")])
+        start_refused(args.kvmock, work, "rsa-1024",
+                      with_federated(jwks={"keys": [jwk(small_key, "small")]}), [where, "2048"])
+        start_refused(args.kvmock, work, "no-subject", with_federated(subject=None),
+                      [where, "'subject'"])
 
     runner.run_tests([bad_certificates_are_refused_at_start,
                       bad_federated_credentials_are_refused_at_start])

@@ -35,7 +35,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Kvmock, Runner, check, eq, parse_args, b64url, unb64url, int_bytes,  # noqa: E402
-                     free_port, TENANT, APP, SANITIZER_MARKS)
+                     start_refused, write, TENANT, APP, SANITIZER_MARKS)
 from test_secret_scan import Scanner  # noqa: E402  (its search for private bytes)
 
 from cryptography import x509  # noqa: E402
@@ -213,13 +213,6 @@ MULTI_POLICY = {"version": "1.0.0", "anyOf": [
     {"authority": AUTH2, "allOf": [{"claim": "x-ms-attestation-type", "equals": "sevsnpvm"}]},
     {"authority": AUTH3 + "/", "anyOf": [{"claim": "sdk-test", "equals": "yes"},
                                          {"claim": "x-ms-attestation-type", "equals": "tdxvm"}]}]}
-
-
-def write(path, data):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "wb" if isinstance(data, bytes) else "w") as f:
-        f.write(data)
-    return path
 
 
 def main():
@@ -1432,22 +1425,9 @@ def run(args, runner, work):
     # ---- the configuration's attestation authorities, refused at start --------------------
 
     def start_fails(name, authorities, wants, files=None):
-        folder = os.path.join(work, "refused", name)
-        for rel, data in (files or {}).items():
-            write(os.path.join(folder, rel), data)
-        cfg = write(os.path.join(folder, "config.json"),
-                    json.dumps({"tenantId": TENANT, "identities": [APP],
-                                "attestationAuthorities": authorities}))
-        proc = subprocess.run([args.kvmock, "--data", os.path.join(folder, "data"), "--config", cfg,
-                               "--https-port", str(free_port()), "--http-port", str(free_port())],
-                              stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
-        out = proc.stdout + proc.stderr
-        check(proc.returncode > 0, f"{name}: exit code {proc.returncode}\n{out}")
-        check("kvmock ready" not in out, f"{name}: {out}")
-        for want in wants:
-            check(want in out, f"{name}: {want!r} not in:\n{out}")
-        for mark in SANITIZER_MARKS:
-            check(mark not in out, f"{name}: {out}")
+        start_refused(args.kvmock, work, name, {"tenantId": TENANT, "identities": [APP],
+                                                "attestationAuthorities": authorities},
+                      wants, files)
 
     good_jwks = {"keys": [rsa_pub_jwk(auth_key, kid="a")]}
 

@@ -61,8 +61,8 @@ import urllib.parse
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Kvmock, Runner, SANITIZER_MARKS, b64url, caller_oid, check, eq,  # noqa: E402
-                     free_port, parse_args, TENANT, APP)
+from harness import (Kvmock, Runner, b64url, caller_oid, check, eq,  # noqa: E402
+                     parse_args, start_refused, TENANT, APP)
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.identity import ManagedIdentityCredential
@@ -171,26 +171,6 @@ for argv in json.loads(sys.argv[1]):
 print()
 print(json.dumps(results))
 """
-
-
-def start_fails(binary, work, name, config, wants):
-    """kvmock refuses @config at start: a non-zero exit (not a signal), no ready line, a
-    message holding each of @wants, no sanitizer report."""
-    folder = os.path.join(work, name)
-    os.makedirs(folder)
-    cfg = os.path.join(folder, "config.json")
-    with open(cfg, "w", encoding="utf-8") as f:
-        json.dump(config, f)
-    proc = subprocess.run([binary, "--data", os.path.join(folder, "data"), "--config", cfg,
-                           "--https-port", str(free_port()), "--http-port", str(free_port())],
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
-    out = proc.stdout + proc.stderr
-    check(proc.returncode > 0, f"{name}: exit code {proc.returncode} (a signal is negative)\n{out}")
-    check("kvmock ready" not in out, f"{name}: {out}")
-    for want in wants:
-        check(want in out, f"{name}: {want!r} not in:\n{out}")
-    for mark in SANITIZER_MARKS:
-        check(mark not in out, f"{name}: {out}")
 
 
 def main():
@@ -1743,54 +1723,54 @@ def main():
             return base
 
         try:
-            start_fails(args.kvmock, work, "no-admins", config(managedHsms=[
+            start_refused(args.kvmock, work, "no-admins", config(managedHsms=[
                 {"name": "hsmx", "properties": {"softDeleteRetentionInDays": 7}}]),
                 ["managed HSM 'hsmx': initialAdminObjectIds must list the object ids"])
-            start_fails(args.kvmock, work, "empty-admins", config(managedHsms=[
+            start_refused(args.kvmock, work, "empty-admins", config(managedHsms=[
                 {"name": "hsmx", "properties": {"initialAdminObjectIds": []}}]),
                 ["managed HSM 'hsmx': initialAdminObjectIds must list the object ids"])
-            start_fails(args.kvmock, work, "no-properties", config(managedHsms=[
+            start_refused(args.kvmock, work, "no-properties", config(managedHsms=[
                 {"name": "hsmx"}]), ["initialAdminObjectIds"])
-            start_fails(args.kvmock, work, "no-soft-delete", config(managedHsms=[
+            start_refused(args.kvmock, work, "no-soft-delete", config(managedHsms=[
                 {"name": "hsmx", "properties": {"initialAdminObjectIds": [ADMIN["objectId"]],
                                                 "enableSoftDelete": False}}]),
                 ["managed HSM 'hsmx'", "enableSoftDelete must be true"])
-            start_fails(args.kvmock, work, "retention", config(managedHsms=[
+            start_refused(args.kvmock, work, "retention", config(managedHsms=[
                 {"name": "hsmx", "properties": {"initialAdminObjectIds": [ADMIN["objectId"]],
                                                 "softDeleteRetentionInDays": 6}}]),
                 ["softDeleteRetentionInDays must be an integer between 7 and 90"])
-            start_fails(args.kvmock, work, "unknown-field", config(managedHsms=[
+            start_refused(args.kvmock, work, "unknown-field", config(managedHsms=[
                 {"name": "hsmx", "properties": {"initialAdminObjectIds": [ADMIN["objectId"]],
                                                 "sku": "Standard_B1"}}]), ["sku"])
-            start_fails(args.kvmock, work, "vault-and-hsm", config(vaults=[{"name": "hsmx"}]),
-                        ["'hsmx' names a vault already"])
-            start_fails(args.kvmock, work, "hsm-twice", config(managedHsms=[hsm, hsm]),
-                        ["'hsmx' names a managed HSM already"])
-            start_fails(args.kvmock, work, "key-vault-role", config(roleAssignments=[
+            start_refused(args.kvmock, work, "vault-and-hsm", config(vaults=[{"name": "hsmx"}]),
+                          ["'hsmx' names a vault already"])
+            start_refused(args.kvmock, work, "hsm-twice", config(managedHsms=[hsm, hsm]),
+                          ["'hsmx' names a managed HSM already"])
+            start_refused(args.kvmock, work, "key-vault-role", config(roleAssignments=[
                 {"principalId": ADMIN["objectId"], "roleDefinitionName": "Key Vault Crypto User",
                  "scope": "/managedHSMs/hsmx/keys"}]),
                 ["roleAssignments[0]", "unknown role 'Key Vault Crypto User' "
                                        "(not a Managed HSM role)"])
-            start_fails(args.kvmock, work, "key-vault-role-id", config(roleAssignments=[
+            start_refused(args.kvmock, work, "key-vault-role-id", config(roleAssignments=[
                 {"principalId": ADMIN["objectId"], "roleDefinitionId": KV_CRYPTO_USER,
                  "scope": "/managedHSMs/hsmx"}]),
                 [f"unknown role '{KV_CRYPTO_USER}' (not a Managed HSM role)"])
-            start_fails(args.kvmock, work, "unknown-hsm", config(roleAssignments=[
+            start_refused(args.kvmock, work, "unknown-hsm", config(roleAssignments=[
                 {"principalId": ADMIN["objectId"], "roleDefinitionName": "Managed HSM Crypto User",
                  "scope": "/managedHSMs/nohsm/keys"}]),
                 ["roleAssignments[0]", "scope '/managedHSMs/nohsm/keys' must be /managedHSMs/NAME"])
-            start_fails(args.kvmock, work, "unknown-hsm-arm", config(roleAssignments=[
+            start_refused(args.kvmock, work, "unknown-hsm-arm", config(roleAssignments=[
                 {"principalId": ADMIN["objectId"], "roleDefinitionName": "Managed HSM Crypto User",
                  "scope": f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.KeyVault/"
                           "managedHSMs/nohsm"}]),
                 ["scope '/subscriptions/", "managedHSMs/nohsm' must be /managedHSMs/NAME"])
-            start_fails(args.kvmock, work, "hsm-role-on-vault", config(
+            start_refused(args.kvmock, work, "hsm-role-on-vault", config(
                 vaults=[{"name": "vaultx", "properties": {"enableRbacAuthorization": True}}],
                 roleAssignments=[{"principalId": ADMIN["objectId"],
                                   "roleDefinitionName": "Managed HSM Crypto User",
                                   "scope": "/vaults/vaultx"}]),
                 ["roleAssignments[0]", "unknown role 'Managed HSM Crypto User'"])
-            start_fails(args.kvmock, work, "admin-twice", config(roleAssignments=[
+            start_refused(args.kvmock, work, "admin-twice", config(roleAssignments=[
                 {"principalId": ADMIN["objectId"],
                  "roleDefinitionName": "Managed HSM Administrator",
                  "scope": "/managedHSMs/hsmx", "name": str(uuid.uuid4())}]),

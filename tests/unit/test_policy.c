@@ -707,27 +707,19 @@ static void hsm_role_table(struct pol_ctx *c)
             n++;
         CHECK(n > 0 && pol_hsm_actions_perms(actions, n) == local[i].want);
         /* parsed by name (any case), by GUID (any case) and by the HSM's roleDefinitionId */
-        CHECK_ST(pol_hsm_role_parse(local[i].name, &got), KV_OK);
-        CHECK(got == r);
-        snprintf(text, sizeof(text), "%s", local[i].name);
-        upper(text);
-        got = POL_ROLE_READER;
-        CHECK_ST(pol_hsm_role_parse(text, &got), KV_OK);
-        CHECK(got == r);
-        got = POL_ROLE_READER;
-        CHECK_ST(pol_hsm_role_parse(local[i].id, &got), KV_OK);
-        CHECK(got == r);
-        snprintf(text, sizeof(text), "%s", local[i].id);
-        upper(text);
-        got = POL_ROLE_READER;
-        CHECK_ST(pol_hsm_role_parse(text, &got), KV_OK);
-        CHECK(got == r);
-        snprintf(text, sizeof(text),
-                 "Microsoft.KeyVault/providers/Microsoft.Authorization/roleDefinitions/%s",
-                 local[i].id);
-        got = POL_ROLE_READER;
-        CHECK_ST(pol_hsm_role_parse(text, &got), KV_OK);
-        CHECK(got == r);
+        for (int form = 0; form < 5; form++) {
+            if (form == 4)
+                snprintf(text, sizeof(text),
+                         "Microsoft.KeyVault/providers/Microsoft.Authorization/roleDefinitions/%s",
+                         local[i].id);
+            else
+                snprintf(text, sizeof(text), "%s", form < 2 ? local[i].name : local[i].id);
+            if (form == 1 || form == 3)
+                upper(text);
+            got = POL_ROLE_READER;
+            CHECK_ST(pol_hsm_role_parse(text, &got), KV_OK);
+            CHECK(got == r);
+        }
         /* ... and never as a Key Vault role, built-in or custom */
         CHECK_ST(pol_role_parse(local[i].name, &got), KV_ERR_BAD_PARAM);
         CHECK_ST(pol_role_parse(local[i].id, &got), KV_ERR_BAD_PARAM);
