@@ -171,12 +171,16 @@ static const struct {
                                             "8b54135c-b56d-4d72-a534-26097cfdc8d8", 0},
 };
 
-enum kv_status pol_role_parse(const char *text, enum pol_role *out)
+int pol_role_text_is(const char *text, const char *name, const char *id)
 {
     const char *slash = strrchr(text, '/');
-    const char *guid = slash ? slash + 1 : text;
+    return strcasecmp(text, name) == 0 || strcasecmp(slash ? slash + 1 : text, id) == 0;
+}
+
+enum kv_status pol_role_parse(const char *text, enum pol_role *out)
+{
     for (int r = 0; r < POL_ROLE_COUNT; r++) {
-        if (strcasecmp(text, roles[r].name) == 0 || strcasecmp(guid, roles[r].id) == 0) {
+        if (pol_role_text_is(text, roles[r].name, roles[r].id)) {
             *out = (enum pol_role)r;
             return KV_OK;
         }

@@ -5,7 +5,6 @@
  */
 #include <pthread.h>
 #include <string.h>
-#include <strings.h>
 
 #include "internal.h"
 
@@ -145,10 +144,8 @@ int pol_role_is_hsm(enum pol_role role)
 
 enum kv_status pol_hsm_role_parse(const char *text, enum pol_role *out)
 {
-    const char *slash = strrchr(text, '/');
-    const char *guid = slash ? slash + 1 : text;
     for (int r = 0; r < ROLE_COUNT; r++) {
-        if (strcasecmp(text, roles[r].name) == 0 || strcasecmp(guid, roles[r].id) == 0) {
+        if (pol_role_text_is(text, roles[r].name, roles[r].id)) {
             *out = (enum pol_role)(POL_ROLE_HSM_FIRST + r);
             return KV_OK;
         }

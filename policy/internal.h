@@ -58,6 +58,10 @@ pol_perms pol_def_perms_locked(const struct pol_ctx *ctx, const char *guid);
  * Manager's). Lock held. */
 int pol_def_exists_locked(const struct pol_ctx *ctx, const char *guid, const char *hsm);
 
+/** @brief Whether @p text names the role @p name (any case), or its GUID @p id (any case;
+ * alone, or ending a roleDefinitionId path) (acl.c). */
+int pol_role_text_is(const char *text, const char *name, const char *id);
+
 /* ---- Managed HSM's local roles (hsm.c) ---- */
 
 /** @brief A local role's name, GUID and grant; NULL (0) for any other role. */
