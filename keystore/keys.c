@@ -1740,42 +1740,34 @@ enum kv_status ks_key_rotate(struct ks_env *env, const char *vault, const char *
 
 /* ---- backup and restore --------------------------------------------------------------- */
 
-#define BACKUP_FORMAT "kvmock-key-backup-1"
-/* The first guess at a backup document's printed size: this much, plus per
+/*
+ * A key's backup document: {"format", "name", "current", "versions": [{"version", "record"}],
+ * "policy" (when set), "managedHsm" (true for a Managed HSM's key)}, its records as stored but
+ * with their material plain ("material") instead of sealed to their location ("sealed"): the
+ * blob's own seal keeps it. ks_key_backup's blob holds one; a Managed HSM's full backup
+ * (ks_hsm_backup) holds {"format", "keys": [one per live key]}, under other associated data.
+ */
+#define BACKUP_FORMAT     "kvmock-key-backup-1"
+#define HSM_BACKUP_FORMAT "kvmock-hsm-backup-1"
+/* The first guess at a backup document's printed size: this much per key, plus per
  * version its material's text and this much for the rest of its record. */
 #define BACKUP_PRINT_BASE    1024
 #define BACKUP_PRINT_VERSION 2048
 static const char backup_ad[] = "kvmock key backup";
+static const char hsm_backup_ad[] = "kvmock hsm backup";
 
-struct backup_arg {
-    const char *vault;
-    struct loc *l;
-    struct head head;
-    cJSON *versions; /* out: [{"version", "record"}] with records as stored */
-    int managed_hsm; /* out: the key is a Managed HSM's */
-};
-
-static enum kv_status backup_fn(struct ks_txn *tx, void *arg)
+/* Append to @p versions every version record of the key at @p l, as stored:
+ * {"version", "record"}. */
+static enum kv_status versions_read(struct ks_txn *tx, const struct loc *l, cJSON *versions)
 {
-    struct backup_arg *a = arg;
-    struct ks_vault vault;
-    enum kv_status st = ks_vault_read(tx, a->vault, &vault);
-    if (st != KV_OK)
-        return st;
-    a->managed_hsm = vault.hsm;
-    st = head_read(tx, a->l, &a->head);
-    if (st != KV_OK)
-        return st;
-    if (head_state(&a->head, ks_now()) != HEAD_LIVE)
-        return KV_ERR_KEY_NOT_FOUND;
-
     char prefix[LOC_MAX];
-    memcpy(prefix, a->l->bytes, a->l->head_len);
-    prefix[a->l->head_len] = '\0';
-    size_t plen = a->l->head_len + 1;
+    memcpy(prefix, l->bytes, l->head_len);
+    prefix[l->head_len] = '\0';
+    size_t plen = l->head_len + 1;
     MDB_cursor *cur = NULL;
     if (mdb_cursor_open(tx->txn, tx->env->db_keys, &cur) != 0)
         return KV_ERR_STORE;
+    enum kv_status st = KV_OK;
     MDB_val k = {plen, prefix}, v;
     int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
     for (; rc == 0 && st == KV_OK; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
@@ -1786,7 +1778,7 @@ static enum kv_status backup_fn(struct ks_txn *tx, void *arg)
         char version[KS_VERSION_LEN + 1];
         memcpy(version, (char *)k.mv_data + plen, KS_VERSION_LEN);
         version[KS_VERSION_LEN] = '\0';
-        if (item == NULL || rec == NULL || !cJSON_AddItemToArray(a->versions, item)) {
+        if (item == NULL || rec == NULL || !cJSON_AddItemToArray(versions, item)) {
             cJSON_Delete(item); /* not in the array: ours to free */
             cJSON_Delete(rec);
             st = KV_ERR_NOMEM;
@@ -1798,6 +1790,103 @@ static enum kv_status backup_fn(struct ks_txn *tx, void *arg)
             st = KV_ERR_NOMEM;
             break;
         }
+    }
+    mdb_cursor_close(cur);
+    if (st == KV_OK && rc != 0 && rc != MDB_NOTFOUND)
+        st = KV_ERR_STORE;
+    return st;
+}
+
+/* The backup document of the key at @p l, whose head @p h is live, read inside @p tx, with
+ * its records as stored (sealed: key_doc_unseal() makes them plain). */
+static enum kv_status key_doc_read(struct ks_txn *tx, const struct loc *l, const struct head *h,
+                                   int managed_hsm, cJSON **out)
+{
+    enum kv_status st = KV_ERR_NOMEM;
+    cJSON *doc = cJSON_CreateObject();
+    cJSON *versions = doc ? cJSON_AddArrayToObject(doc, "versions") : NULL;
+    if (versions == NULL || !cJSON_AddStringToObject(doc, "format", BACKUP_FORMAT) ||
+        !cJSON_AddStringToObject(doc, "name", h->name) ||
+        !cJSON_AddStringToObject(doc, "current", h->current) ||
+        (managed_hsm && !cJSON_AddTrueToObject(doc, "managedHsm")))
+        goto out;
+    if (h->policy.is_set) {
+        cJSON *pol = policy_to_json(&h->policy);
+        if (pol == NULL || !cJSON_AddItemToObject(doc, "policy", pol)) {
+            cJSON_Delete(pol);
+            goto out;
+        }
+    }
+    st = versions_read(tx, l, versions);
+    if (st == KV_OK) {
+        *out = doc;
+        doc = NULL;
+    }
+out:
+    cJSON_Delete(doc); /* sealed records only: nothing to wipe */
+    return st;
+}
+
+struct backup_arg {
+    const char *vault;
+    struct loc *l; /* ks_key_backup: the key */
+    cJSON *doc;    /* ks_key_backup: out, the key's document */
+    cJSON *keys;   /* ks_hsm_backup: the full backup's "keys", filled */
+    size_t count;  /* ks_hsm_backup: out, how many keys */
+};
+
+static enum kv_status backup_fn(struct ks_txn *tx, void *arg)
+{
+    struct backup_arg *a = arg;
+    struct ks_vault vault;
+    struct head h;
+    enum kv_status st = ks_vault_read(tx, a->vault, &vault);
+    if (st == KV_OK)
+        st = head_read(tx, a->l, &h);
+    if (st != KV_OK)
+        return st;
+    if (head_state(&h, ks_now()) != HEAD_LIVE)
+        return KV_ERR_KEY_NOT_FOUND;
+    return key_doc_read(tx, a->l, &h, vault.hsm, &a->doc);
+}
+
+/* Every live key of a Managed HSM, in name order: the heads under vault\0. */
+static enum kv_status hsm_backup_fn(struct ks_txn *tx, void *arg)
+{
+    struct backup_arg *a = arg;
+    struct ks_vault vault;
+    enum kv_status st = ks_vault_read(tx, a->vault, &vault);
+    if (st != KV_OK)
+        return st;
+    if (!vault.hsm)
+        return KV_ERR_VAULT_NOT_FOUND;
+    size_t plen = strlen(vault.name) + 1; /* vault\0 */
+    MDB_cursor *cur = NULL;
+    if (mdb_cursor_open(tx->txn, tx->env->db_heads, &cur) != 0)
+        return KV_ERR_STORE;
+    int64_t now = ks_now();
+    MDB_val k = {plen, vault.name}, v;
+    int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    for (; rc == 0 && st == KV_OK; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size < plen || memcmp(k.mv_data, vault.name, plen) != 0)
+            break;
+        size_t rest = k.mv_size - plen;
+        struct loc l;
+        struct head h;
+        cJSON *doc = NULL;
+        if (rest == 0 || rest > KS_NAME_MAX || memchr((char *)k.mv_data + plen, 0, rest) != NULL ||
+            !loc_of_head(&l, &k))
+            continue; /* no key's head */
+        /* a head that does not read fails the backup: one left out would go unnoticed */
+        st = head_read(tx, &l, &h);
+        if (st != KV_OK || head_state(&h, now) != HEAD_LIVE)
+            continue;
+        st = key_doc_read(tx, &l, &h, 1, &doc);
+        if (st == KV_OK && !cJSON_AddItemToArray(a->keys, doc)) {
+            cJSON_Delete(doc);
+            st = KV_ERR_NOMEM;
+        }
+        a->count += st == KV_OK;
     }
     mdb_cursor_close(cur);
     if (st == KV_OK && rc != 0 && rc != MDB_NOTFOUND)
@@ -1850,16 +1939,68 @@ static enum kv_status reseal(struct ks_env *env, cJSON *rec, const struct loc *f
     return st;
 }
 
-/* Wipe every "material" string of a backup document, then free it. */
-static void backup_doc_free(cJSON *doc)
+/* Turn the records of key document @p doc, read from vault @p vault, plain for a backup
+ * (reseal()); adds to @p hint the room its versions take printed. */
+static enum kv_status key_doc_unseal(struct ks_env *env, const char *vault, cJSON *doc,
+                                     size_t *hint)
+{
+    struct loc l;
+    loc_init(&l, vault, jstr(doc, "name"));
+    cJSON *item;
+    cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(doc, "versions"))
+    {
+        struct loc vl = l;
+        loc_set_version(&vl, jstr(item, "version"));
+        cJSON *rec = cJSON_GetObjectItemCaseSensitive(item, "record");
+        enum kv_status st = reseal(env, rec, &vl, NULL);
+        if (st != KV_OK)
+            return st;
+        *hint += BACKUP_PRINT_VERSION + strlen(jstr(rec, "material"));
+    }
+    return KV_OK;
+}
+
+/* Seal the plain material of key document @p doc (checked by restore_check()) to the
+ * locations of its versions in vault @p vault (reseal()), before the write that restores it. */
+static enum kv_status key_doc_reseal(struct ks_env *env, const char *vault, cJSON *doc)
+{
+    struct loc l;
+    loc_init(&l, vault, jstr(doc, "name"));
+    cJSON *item;
+    cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(doc, "versions"))
+    {
+        struct loc vl = l;
+        loc_set_version(&vl, jstr(item, "version"));
+        enum kv_status st =
+            reseal(env, cJSON_GetObjectItemCaseSensitive(item, "record"), NULL, &vl);
+        if (st != KV_OK)
+            return st;
+    }
+    return KV_OK;
+}
+
+/* Wipe every "material" string of one key's backup document. */
+static void key_doc_wipe(const cJSON *doc)
 {
     const cJSON *item;
     cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(doc, "versions"))
     {
-        cJSON *m = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(item, "record"),
-                                                    "material");
+        cJSON *m = cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(item, "record"), "material");
         if (cJSON_IsString(m))
             sodium_memzero(m->valuestring, strlen(m->valuestring));
+    }
+}
+
+/* Wipe every "material" string of a backup document, a key's or a full backup's (those of
+ * each of its "keys"), then free it. NULL is a no-op. */
+static void backup_doc_free(cJSON *doc)
+{
+    const cJSON *key;
+    key_doc_wipe(doc);
+    cJSON_ArrayForEach(key, cJSON_GetObjectItemCaseSensitive(doc, "keys"))
+    {
+        key_doc_wipe(key);
     }
     cJSON_Delete(doc);
 }
@@ -1888,6 +2029,22 @@ static enum kv_status backup_print(cJSON *doc, size_t hint, char **out, size_t *
     }
 }
 
+/* Print backup document @p doc (backup_print(), first with @p hint bytes) and seal the text
+ * under the root key with associated data @p ad into @p out. */
+static enum kv_status backup_seal(struct ks_env *env, cJSON *doc, size_t hint, const char *ad,
+                                  size_t ad_len, struct kv_buf *out)
+{
+    char *text = NULL;
+    size_t cap = 0;
+    enum kv_status st = backup_print(doc, hint, &text, &cap);
+    if (st == KV_OK)
+        st = ks_seal(env->root_key, ad, ad_len, (unsigned char *)text, strlen(text), out);
+    if (text != NULL)
+        sodium_memzero(text, cap);
+    free(text);
+    return st;
+}
+
 enum kv_status ks_key_backup(struct ks_env *env, const char *vault, const char *name,
                              struct kv_buf *out)
 {
@@ -1895,55 +2052,124 @@ enum kv_status ks_key_backup(struct ks_env *env, const char *vault, const char *
         return KV_ERR_KEY_NOT_FOUND;
     struct loc l;
     loc_init(&l, vault, name);
-    cJSON *doc = cJSON_CreateObject();
-    cJSON *versions = doc ? cJSON_AddArrayToObject(doc, "versions") : NULL;
-    char *text = NULL;
-    size_t text_cap = 0;
-    if (versions == NULL) {
-        cJSON_Delete(doc);
-        return KV_ERR_NOMEM;
-    }
-    struct backup_arg a = {vault, &l, {{0}}, versions, 0};
-    enum kv_status st = ks_txn_read(env, backup_fn, &a);
-    if (st != KV_OK)
-        goto out;
-    st = KV_ERR_NOMEM;
-    if (!cJSON_AddStringToObject(doc, "format", BACKUP_FORMAT) ||
-        !cJSON_AddStringToObject(doc, "name", a.head.name) ||
-        !cJSON_AddStringToObject(doc, "current", a.head.current) ||
-        (a.managed_hsm && !cJSON_AddTrueToObject(doc, "managedHsm")))
-        goto out;
-    if (a.head.policy.is_set) {
-        cJSON *pol = policy_to_json(&a.head.policy);
-        if (pol == NULL || !cJSON_AddItemToObject(doc, "policy", pol)) {
-            cJSON_Delete(pol);
-            goto out;
-        }
-    }
-    st = KV_OK;
+    struct backup_arg a = {.vault = vault, .l = &l};
     size_t hint = BACKUP_PRINT_BASE;
-    cJSON *item;
-    cJSON_ArrayForEach(item, versions)
-    {
-        struct loc vl = l;
-        loc_set_version(&vl, jstr(item, "version"));
-        cJSON *rec = cJSON_GetObjectItemCaseSensitive(item, "record");
-        st = reseal(env, rec, &vl, NULL);
-        if (st != KV_OK)
-            goto out;
-        hint += BACKUP_PRINT_VERSION + strlen(jstr(rec, "material"));
-    }
-    st = backup_print(doc, hint, &text, &text_cap);
-    if (st != KV_OK)
+    enum kv_status st = ks_txn_read(env, backup_fn, &a);
+    if (st == KV_OK)
+        st = key_doc_unseal(env, vault, a.doc, &hint);
+    if (st == KV_OK)
+        st = backup_seal(env, a.doc, hint, backup_ad, sizeof(backup_ad), out);
+    backup_doc_free(a.doc);
+    return st;
+}
+
+enum kv_status ks_hsm_backup(struct ks_env *env, const char *vault, struct kv_buf *out,
+                             size_t *keys)
+{
+    if (strlen(vault) > KS_VAULT_NAME_MAX)
+        return KV_ERR_VAULT_NOT_FOUND;
+    enum kv_status st = KV_ERR_NOMEM;
+    struct backup_arg a = {.vault = vault};
+    size_t hint = BACKUP_PRINT_BASE;
+    cJSON *doc = cJSON_CreateObject(), *key;
+    if (doc == NULL || !cJSON_AddStringToObject(doc, "format", HSM_BACKUP_FORMAT) ||
+        (a.keys = cJSON_AddArrayToObject(doc, "keys")) == NULL)
         goto out;
-    st = ks_seal(env->root_key, backup_ad, sizeof(backup_ad), (unsigned char *)text, strlen(text),
-                 out);
+    st = ks_txn_read(env, hsm_backup_fn, &a);
+    cJSON_ArrayForEach(key, a.keys)
+    {
+        if (st != KV_OK)
+            break;
+        hint += BACKUP_PRINT_BASE;
+        st = key_doc_unseal(env, vault, key, &hint);
+    }
+    if (st == KV_OK)
+        st = backup_seal(env, doc, hint, hsm_backup_ad, sizeof(hsm_backup_ad), out);
+    if (st == KV_OK && keys != NULL)
+        *keys = a.count;
 out:
-    if (text != NULL)
-        sodium_memzero(text, text_cap);
-    free(text);
     backup_doc_free(doc);
     return st;
+}
+
+/* Open a backup blob sealed with associated data @p ad into its document (whose plain
+ * material the caller wipes: backup_doc_free()). */
+static enum kv_status backup_open(struct ks_env *env, const char *ad, size_t ad_len,
+                                  const unsigned char *blob, size_t len, cJSON **out)
+{
+    struct kv_buf plain = {0};
+    enum kv_status st = ks_unseal(env->root_key, ad, ad_len, blob, len, &plain);
+    if (st != KV_OK)
+        return st == KV_ERR_NOMEM ? st : KV_ERR_BAD_BACKUP;
+    cJSON *doc = cJSON_ParseWithLength((const char *)plain.data, plain.len);
+    if (doc == NULL) /* out of memory, or not JSON: only a second failure says which */
+        doc = cJSON_ParseWithLength((const char *)plain.data, plain.len);
+    kv_buf_wipe(&plain);
+    if (doc == NULL)
+        return KV_ERR_BAD_BACKUP;
+    *out = doc;
+    return KV_OK;
+}
+
+/* Whether a key may be restored at @p l, inside @p tx: not while a key of the name is live
+ * (KV_ERR_KEY_EXISTS) or soft-deleted (KV_ERR_KEY_DELETED_RECOVERABLE). The records of one
+ * past its purge date go first. */
+static enum kv_status restore_target(struct ks_txn *tx, const struct loc *l)
+{
+    struct head h;
+    enum kv_status st = head_read(tx, l, &h);
+    if (st == KV_ERR_KEY_NOT_FOUND)
+        return KV_OK;
+    if (st != KV_OK)
+        return st;
+    switch (head_state(&h, ks_now())) {
+    case HEAD_LIVE:
+        return KV_ERR_KEY_EXISTS;
+    case HEAD_DELETED:
+        return KV_ERR_KEY_DELETED_RECOVERABLE;
+    default:
+        return purge_records(tx, l);
+    }
+}
+
+/* Write key document @p doc (checked by restore_check(), which filled @p h; its material
+ * resealed to @p l's versions by key_doc_reseal()) at @p l inside @p tx: every version
+ * record, then the head. Every version must read back as a key of @p vault, else
+ * KV_ERR_BAD_BACKUP, and the caller's transaction is aborted: nothing is restored. Adds the
+ * versions written to @p versions. */
+static enum kv_status key_doc_write(struct ks_txn *tx, const struct ks_vault *vault,
+                                    const struct loc *l, const cJSON *doc, const struct head *h,
+                                    size_t *versions)
+{
+    enum kv_status st;
+    const cJSON *item;
+    cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(doc, "versions"))
+    {
+        struct loc vl = *l;
+        loc_set_version(&vl, jstr(item, "version"));
+        /* sealed again: no plain material in the record any more */
+        char *json = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(item, "record"));
+        if (json == NULL)
+            return KV_ERR_NOMEM;
+        /* every version must read back as a key, or nothing is restored */
+        struct ks_key *check = NULL;
+        MDB_val rv = {strlen(json), json};
+        st = key_from_record(&rv, jstr(item, "version"), vault, &check);
+        if (st == KV_ERR_STORE) /* out of memory, or a bad record: a second try says which */
+            st = key_from_record(&rv, jstr(item, "version"), vault, &check);
+        if (st == KV_OK && check->hsm && !vault->premium)
+            st = KV_ERR_HSM_STANDARD;
+        ks_key_free(check);
+        if (st == KV_OK)
+            st = ks_txn_put(tx, tx->env->db_keys, vl.bytes, vl.len, json, strlen(json));
+        else if (st == KV_ERR_STORE)
+            st = KV_ERR_BAD_BACKUP;
+        cJSON_free(json);
+        if (st != KV_OK)
+            return st;
+        (*versions)++;
+    }
+    return head_write(tx, l, h);
 }
 
 struct restore_arg {
@@ -1960,55 +2186,28 @@ static enum kv_status restore_fn(struct ks_txn *tx, void *arg)
     ks_key_free(a->key); /* as in lifecycle_fn() */
     a->key = NULL;
     struct ks_vault vault;
+    size_t versions = 0;
     enum kv_status st = ks_vault_read(tx, a->vault, &vault);
     if (st != KV_OK)
         return st;
     /* a vault's backup goes back to a vault, a Managed HSM's to a Managed HSM */
     if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a->doc, "managedHsm")) != vault.hsm)
         return KV_ERR_BACKUP_KIND;
-    struct head h;
-    st = head_read(tx, a->l, &h);
-    if (st == KV_OK) {
-        enum head_state hs = head_state(&h, ks_now());
-        if (hs == HEAD_LIVE)
-            return KV_ERR_KEY_EXISTS;
-        if (hs == HEAD_DELETED)
-            return KV_ERR_KEY_DELETED_RECOVERABLE;
-        st = purge_records(tx, a->l);
-        if (st != KV_OK)
-            return st;
-    } else if (st != KV_ERR_KEY_NOT_FOUND) {
-        return st;
-    }
-    const cJSON *item;
-    cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(a->doc, "versions"))
-    {
-        struct loc vl = *a->l;
-        loc_set_version(&vl, jstr(item, "version"));
-        char *json = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(item, "record"));
-        if (json == NULL)
-            return KV_ERR_NOMEM;
-        /* every version must read back as a key, or nothing is restored */
-        struct ks_key *check = NULL;
-        MDB_val rv = {strlen(json), json};
-        st = key_from_record(&rv, jstr(item, "version"), &vault, &check);
-        if (st == KV_ERR_STORE) /* out of memory, or a bad record: a second try says which */
-            st = key_from_record(&rv, jstr(item, "version"), &vault, &check);
-        if (st == KV_OK && check->hsm && !vault.premium)
-            st = KV_ERR_HSM_STANDARD;
-        ks_key_free(check);
-        if (st == KV_OK)
-            st = ks_txn_put(tx, tx->env->db_keys, vl.bytes, vl.len, json, strlen(json));
-        else if (st == KV_ERR_STORE)
-            st = KV_ERR_BAD_BACKUP;
-        cJSON_free(json);
-        if (st != KV_OK)
-            return st;
-    }
-    st = head_write(tx, a->l, &a->head);
+    st = restore_target(tx, a->l);
+    if (st == KV_OK)
+        st = key_doc_write(tx, &vault, a->l, a->doc, &a->head, &versions);
     if (st == KV_OK)
         st = current_key(tx, a->l, &a->head, &vault, &a->key);
     return st;
+}
+
+/* The head a key document restores (one restore_check() accepted). */
+static void key_doc_head(const cJSON *doc, struct head *h)
+{
+    memset(h, 0, sizeof(*h));
+    snprintf(h->name, sizeof(h->name), "%s", jstr(doc, "name"));
+    memcpy(h->current, jstr(doc, "current"), KS_VERSION_LEN + 1);
+    policy_from_json(cJSON_GetObjectItemCaseSensitive(doc, "policy"), &h->policy);
 }
 
 /* Check a backup document's shape; fills the head it restores. */
@@ -2037,31 +2236,21 @@ static enum kv_status restore_check(const cJSON *doc, struct head *h)
     }
     if (!has_current)
         return KV_ERR_BAD_BACKUP;
-    memset(h, 0, sizeof(*h));
-    snprintf(h->name, sizeof(h->name), "%s", name);
-    memcpy(h->current, current, KS_VERSION_LEN + 1);
-    policy_from_json(cJSON_GetObjectItemCaseSensitive(doc, "policy"), &h->policy);
+    key_doc_head(doc, h);
     return KV_OK;
 }
 
 enum kv_status ks_key_restore(struct ks_env *env, const char *vault, const unsigned char *blob,
                               size_t len, char name[KS_NAME_MAX + 1], struct ks_key **out)
 {
-    struct kv_buf plain = {0};
     cJSON *doc = NULL;
     struct restore_arg a = {vault, NULL, NULL, {{0}}, NULL};
     struct loc l;
     if (name != NULL)
         name[0] = '\0';
-    enum kv_status st = ks_unseal(env->root_key, backup_ad, sizeof(backup_ad), blob, len, &plain);
-    if (st != KV_OK) {
-        st = st == KV_ERR_NOMEM ? st : KV_ERR_BAD_BACKUP;
-        goto out;
-    }
-    doc = cJSON_ParseWithLength((const char *)plain.data, plain.len);
-    if (doc == NULL) /* out of memory, or not JSON: only a second failure says which */
-        doc = cJSON_ParseWithLength((const char *)plain.data, plain.len);
-    st = doc != NULL ? restore_check(doc, &a.head) : KV_ERR_BAD_BACKUP;
+    enum kv_status st = backup_open(env, backup_ad, sizeof(backup_ad), blob, len, &doc);
+    if (st == KV_OK)
+        st = restore_check(doc, &a.head);
     if (st != KV_OK)
         goto out;
     if (name != NULL)
@@ -2071,15 +2260,9 @@ enum kv_status ks_key_restore(struct ks_env *env, const char *vault, const unsig
         goto out;
     }
     loc_init(&l, vault, a.head.name);
-    cJSON *item;
-    cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(doc, "versions"))
-    {
-        struct loc vl = l;
-        loc_set_version(&vl, jstr(item, "version"));
-        st = reseal(env, cJSON_GetObjectItemCaseSensitive(item, "record"), NULL, &vl);
-        if (st != KV_OK)
-            goto out;
-    }
+    st = key_doc_reseal(env, vault, doc);
+    if (st != KV_OK)
+        goto out;
     a.l = &l;
     a.doc = doc;
     st = ks_txn_write(env, restore_fn, &a);
@@ -2090,7 +2273,110 @@ enum kv_status ks_key_restore(struct ks_env *env, const char *vault, const unsig
 out:
     ks_key_free(a.key);
     backup_doc_free(doc);
-    kv_buf_wipe(&plain);
+    return st;
+}
+
+/* Check a full backup's shape: its format, and each key document's (restore_check()), a
+ * Managed HSM's key. With @p only, *sel is the document of the key a selective restore takes,
+ * or NULL when the backup holds none of that name. */
+static enum kv_status hsm_restore_check(const cJSON *doc, const char *only, cJSON **keys,
+                                        cJSON **sel)
+{
+    const char *format = jstr(doc, "format");
+    cJSON *list = cJSON_GetObjectItemCaseSensitive(doc, "keys");
+    if (format == NULL || strcmp(format, HSM_BACKUP_FORMAT) != 0 || !cJSON_IsArray(list))
+        return KV_ERR_BAD_BACKUP;
+    cJSON *item, *found = NULL;
+    cJSON_ArrayForEach(item, list)
+    {
+        struct head h;
+        if (!cJSON_IsObject(item) || restore_check(item, &h) != KV_OK ||
+            !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(item, "managedHsm")))
+            return KV_ERR_BAD_BACKUP;
+        if (only != NULL && found == NULL && strcasecmp(h.name, only) == 0)
+            found = item;
+    }
+    *keys = list;
+    *sel = found;
+    return KV_OK;
+}
+
+struct hsm_restore_arg {
+    const char *vault;
+    const cJSON *keys; /* the backup's key documents, their material resealed to the vault */
+    int selective;     /* restore only one key... */
+    const cJSON *sel;  /* ...this one (NULL: the backup holds none of the name) */
+    size_t versions;   /* out */
+};
+
+static enum kv_status hsm_restore_fn(struct ks_txn *tx, void *arg)
+{
+    struct hsm_restore_arg *a = arg;
+    a->versions = 0; /* a write's body runs again when its batch met a full map */
+    struct ks_vault vault;
+    enum kv_status st = ks_vault_read(tx, a->vault, &vault);
+    if (st != KV_OK)
+        return st;
+    if (!vault.hsm)
+        return KV_ERR_VAULT_NOT_FOUND;
+    if (a->selective && a->sel == NULL)
+        return KV_ERR_KEY_NOT_FOUND;
+    /* a full restore: first every key of the HSM goes, whatever its state (and the material
+     * cached for it, and its entries in the sweep table) */
+    if (!a->selective)
+        st = ks_vault_keys_purge(tx, vault.name);
+    const cJSON *doc;
+    cJSON_ArrayForEach(doc, a->keys)
+    {
+        if (st != KV_OK)
+            break;
+        if (a->selective && doc != a->sel)
+            continue;
+        struct head h;
+        struct loc l;
+        key_doc_head(doc, &h); /* checked by hsm_restore_check() */
+        loc_init(&l, vault.name, h.name);
+        st = restore_target(tx, &l);
+        /* after a full restore's wipe only a key of the backup can hold the name: two of one
+         * name make no backup */
+        if (!a->selective && (st == KV_ERR_KEY_EXISTS || st == KV_ERR_KEY_DELETED_RECOVERABLE))
+            st = KV_ERR_BAD_BACKUP;
+        if (st == KV_OK)
+            st = key_doc_write(tx, &vault, &l, doc, &h, &a->versions);
+    }
+    return st;
+}
+
+enum kv_status ks_hsm_restore(struct ks_env *env, const char *vault, const unsigned char *blob,
+                              size_t len, const char *only, size_t *versions)
+{
+    cJSON *doc = NULL, *keys = NULL, *sel = NULL, *key;
+    if (versions != NULL)
+        *versions = 0;
+    enum kv_status st = backup_open(env, hsm_backup_ad, sizeof(hsm_backup_ad), blob, len, &doc);
+    if (st == KV_OK)
+        st = hsm_restore_check(doc, only, &keys, &sel);
+    if (st != KV_OK)
+        goto out;
+    if (strlen(vault) > KS_VAULT_NAME_MAX) {
+        st = KV_ERR_VAULT_NOT_FOUND;
+        goto out;
+    }
+    /* sealed to their new locations before the write, as ks_key_restore() does */
+    cJSON_ArrayForEach(key, keys)
+    {
+        if (only != NULL && key != sel)
+            continue;
+        st = key_doc_reseal(env, vault, key);
+        if (st != KV_OK)
+            goto out;
+    }
+    struct hsm_restore_arg a = {vault, keys, only != NULL, sel, 0};
+    st = ks_txn_write(env, hsm_restore_fn, &a);
+    if (st == KV_OK && versions != NULL)
+        *versions = a.versions;
+out:
+    backup_doc_free(doc);
     return st;
 }
 

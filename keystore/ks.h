@@ -191,7 +191,14 @@ void ks_close(struct ks_env *env);
  *  ties a table to vaults: a key of KS_TABLE_POLICIES begins with its vault's
  *  lowercase name and a NUL, and such records go with the vault whenever a deleted
  *  vault is purged (by a caller, by the sweep, or found past its date on access). */
-enum ks_table { KS_TABLE_POLICIES = 0, KS_TABLE_ROLES, KS_TABLE_AUDIT, KS_TABLE_COUNT };
+enum ks_table {
+    KS_TABLE_POLICIES = 0,
+    KS_TABLE_ROLES,
+    KS_TABLE_AUDIT,
+    KS_TABLE_BACKUPS, /**< Managed HSM full backups, by storage folder (server/hsm_backup.c) */
+    KS_TABLE_JOBS,    /**< Managed HSM backup and restore jobs, by job id */
+    KS_TABLE_COUNT
+};
 
 /** @brief Store @p val under @p key (replacing). @return KV_OK, KV_ERR_BAD_PARAM, KV_ERR_STORE. */
 enum kv_status ks_record_put(struct ks_env *env, enum ks_table table, const void *key,
@@ -357,6 +364,10 @@ struct ks_vault {
      * through its local role assignments alone. One name is a vault's or an HSM's, never
      * both: a write of the other kind over it is KV_ERR_ARM_VAULT_EXISTS. */
     int hsm;
+    /** A Managed HSM's setting AllowKeyManagementOperationsThroughARM: Resource Manager may
+     * manage its keys. Out only: writes keep the stored one; ks_hsm_set_arm_key_ops()
+     * changes it. */
+    int arm_key_ops;
     /** In, for ks_vault_put() and ks_vault_create(): the tags to store, which replace
      * the stored ones; NULL keeps them (a new vault has none). Borrowed. Reads leave it
      * NULL: ks_vault_tags() reads a vault's tags. */
@@ -403,6 +414,15 @@ enum kv_status ks_vault_put(struct ks_env *env, const struct ks_vault *vault) KV
  */
 enum kv_status ks_vault_get(struct ks_env *env, const char *name,
                             struct ks_vault *out) KV_MUST_CHECK;
+
+/**
+ * @brief Set Managed HSM @p name's AllowKeyManagementOperationsThroughARM to @p allow,
+ * changing nothing else.
+ * @param[out] out (may be NULL) the HSM as stored after.
+ * @return KV_OK, KV_ERR_VAULT_NOT_FOUND (none, or a vault), KV_ERR_STORE, KV_ERR_STORE_FULL.
+ */
+enum kv_status ks_hsm_set_arm_key_ops(struct ks_env *env, const char *name, int allow,
+                                      struct ks_vault *out) KV_MUST_CHECK;
 
 /**
  * @brief Read the tags of a vault, or (@p deleted) of a deleted vault as it was deleted.
@@ -1028,6 +1048,39 @@ enum kv_status ks_key_backup(struct ks_env *env, const char *vault, const char *
 enum kv_status ks_key_restore(struct ks_env *env, const char *vault, const unsigned char *blob,
                               size_t len, char name[KS_NAME_MAX + 1],
                               struct ks_key **out) KV_MUST_CHECK;
+
+/**
+ * @brief A Managed HSM's full backup: every live key of @p vault (each with every version, its
+ * attributes, tags and rotation policy), read in one transaction, as one blob sealed under the
+ * root key (as ks_key_backup's; its own associated data, so neither kind of blob opens as the
+ * other). Soft-deleted keys are left out.
+ * @param[out] out release with kv_buf_free().
+ * @param[out] keys (may be NULL) how many keys it holds.
+ * @return KV_OK; KV_ERR_VAULT_NOT_FOUND (no such vault, deleted, or not a Managed HSM);
+ *   KV_ERR_STORE, KV_ERR_NOMEM.
+ */
+enum kv_status ks_hsm_backup(struct ks_env *env, const char *vault, struct kv_buf *out,
+                             size_t *keys) KV_MUST_CHECK;
+
+/**
+ * @brief Restore a full backup (ks_hsm_backup) into Managed HSM @p vault, which may be another
+ * HSM of this data folder than the one backed up (material is resealed to the new location).
+ * @p only NULL: a full restore. In ONE write transaction every key of @p vault (live,
+ *   soft-deleted, whatever its purge protection) is removed for good, then every key of the
+ *   backup is written back with its version ids, attributes, tags and rotation policy. All or
+ *   nothing.
+ * @p only a key name: a selective restore of that key alone (name compared ASCII
+ *   case-insensitively), with the refusals of ks_key_restore(): KV_ERR_KEY_EXISTS when the
+ *   name is live, KV_ERR_KEY_DELETED_RECOVERABLE when it is soft-deleted; KV_ERR_KEY_NOT_FOUND
+ *   when the backup holds no such key. Other keys are untouched.
+ * @param[out] versions (may be NULL) how many key versions were restored (0 on failure).
+ * @return KV_OK; KV_ERR_BAD_BACKUP (corrupt, not a full backup, or from another data folder);
+ *   KV_ERR_VAULT_NOT_FOUND (none, deleted, or not a Managed HSM); the refusals above;
+ *   KV_ERR_HSM_STANDARD (an HSM whose sku is standard, which kvmock never makes: as
+ *   ks_key_restore()); KV_ERR_STORE, KV_ERR_STORE_FULL, KV_ERR_NOMEM.
+ */
+enum kv_status ks_hsm_restore(struct ks_env *env, const char *vault, const unsigned char *blob,
+                              size_t len, const char *only, size_t *versions) KV_MUST_CHECK;
 
 /**
  * @brief Apply what kvmock's clock has made due: purge deleted vaults (with their

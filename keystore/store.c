@@ -35,7 +35,8 @@ retry:;
         rc = mdb_dbi_open(txn, "keys", MDB_CREATE, &e->db_keys);
     if (rc == 0)
         rc = mdb_dbi_open(txn, "heads", MDB_CREATE, &e->db_heads);
-    static const char *const tables[KS_TABLE_COUNT] = {"policies", "roles", "audit"};
+    static const char *const tables[KS_TABLE_COUNT] = {"policies", "roles", "audit", "backups",
+                                                       "jobs"};
     for (int t = 0; rc == 0 && t < KS_TABLE_COUNT; t++)
         rc = mdb_dbi_open(txn, tables[t], MDB_CREATE, &e->db_tables[t]);
     if (rc == 0)
@@ -183,7 +184,7 @@ enum kv_status ks_open(const struct ks_open_opts *opts, struct ks_env **out)
         goto out;
     int rc = mdb_env_create(&e->env);
     if (rc == 0)
-        rc = mdb_env_set_maxdbs(e->env, 8);
+        rc = mdb_env_set_maxdbs(e->env, 16);
     if (rc == 0)
         rc = mdb_env_set_maxreaders(
             e->env, (unsigned)(opts->threads ? opts->threads : DEFAULT_THREADS) + SPARE_READERS);
@@ -663,6 +664,8 @@ void ks_vault_from_json(const cJSON *o, const char *lname, struct ks_vault *out)
     v.rbac = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "enableRbacAuthorization"));
     const char *kind = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "kind"));
     v.hsm = kind != NULL && strcmp(kind, "managedHSM") == 0;
+    v.arm_key_ops =
+        cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "allowKeyManagementOperationsThroughARM"));
     const cJSON *days = cJSON_GetObjectItemCaseSensitive(o, "softDeleteRetentionInDays");
     v.retention_days = cJSON_IsNumber(days) ? days->valueint : 90;
     const char *sku = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "sku"));
@@ -726,7 +729,10 @@ enum kv_status ks_vault_read(struct ks_txn *tx, const char *name, struct ks_vaul
     return KV_OK;
 }
 
-enum kv_status ks_vault_write(struct ks_txn *tx, const struct ks_vault *vault)
+/* ks_vault_write(), with AllowKeyManagementOperationsThroughARM set to *arm_key_ops, or
+ * (NULL) kept as stored. */
+static enum kv_status vault_write(struct ks_txn *tx, const struct ks_vault *vault,
+                                  const int *arm_key_ops)
 {
     if (!ks_vault_name_valid(vault->name) || vault->retention_days < 7 ||
         vault->retention_days > 90 || (vault->purge_protection && !vault->soft_delete) ||
@@ -786,6 +792,8 @@ enum kv_status ks_vault_write(struct ks_txn *tx, const struct ks_vault *vault)
         !cJSON_AddBoolToObject(o, "enablePurgeProtection", vault->purge_protection) ||
         !cJSON_AddBoolToObject(o, "enableRbacAuthorization", vault->rbac) ||
         (vault->hsm && !cJSON_AddStringToObject(o, "kind", "managedHSM")) ||
+        ((arm_key_ops != NULL ? *arm_key_ops : exists && old.arm_key_ops) &&
+         !cJSON_AddTrueToObject(o, "allowKeyManagementOperationsThroughARM")) ||
         (vault->location[0] != '\0' && !cJSON_AddStringToObject(o, "location", vault->location)))
         goto out;
     /* the group: the given one, else the stored one */
@@ -830,6 +838,40 @@ out:
     cJSON_Delete(o);
     cJSON_free(json);
     return st;
+}
+
+enum kv_status ks_vault_write(struct ks_txn *tx, const struct ks_vault *vault)
+{
+    return vault_write(tx, vault, NULL);
+}
+
+struct arm_key_ops_arg {
+    const char *name;
+    int allow;
+    struct ks_vault *out;
+};
+
+static enum kv_status arm_key_ops_fn(struct ks_txn *tx, void *arg)
+{
+    struct arm_key_ops_arg *a = arg;
+    struct ks_vault v;
+    enum kv_status st = ks_vault_read(tx, a->name, &v);
+    if (st == KV_OK && !v.hsm)
+        st = KV_ERR_VAULT_NOT_FOUND;
+    if (st != KV_OK)
+        return st;
+    v.modified.at = 0; /* the tags, network rules and changes stay as stored */
+    st = vault_write(tx, &v, &a->allow);
+    if (st == KV_OK && a->out != NULL)
+        st = ks_vault_read(tx, a->name, a->out);
+    return st;
+}
+
+enum kv_status ks_hsm_set_arm_key_ops(struct ks_env *env, const char *name, int allow,
+                                      struct ks_vault *out)
+{
+    struct arm_key_ops_arg a = {name, allow != 0, out};
+    return ks_txn_write(env, arm_key_ops_fn, &a);
 }
 
 static enum kv_status vault_put_fn(struct ks_txn *tx, void *arg)

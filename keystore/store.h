@@ -5,7 +5,8 @@
  * One environment, one file (DATA/kvmock.mdb), named databases:
  * `vaults` (name -> properties), `keys` (vault\0name\0version -> version record),
  * `heads` (vault\0name -> current version and deleted state), plus `policies`,
- * `roles` and `audit` for the policy layer. Record values are JSON text.
+ * `roles` and `audit` for the policy layer, and `backups` and `jobs` for Managed HSM full
+ * backups and their jobs (server/hsm_backup.c). Record values are JSON text, or sealed blobs.
  *
  * Transactions never overlap a map resize: every transaction holds the resize
  * lock shared; growing the map after MDB_MAP_FULL takes it exclusively.
@@ -28,7 +29,7 @@ struct ks_env {
     MDB_dbi db_vaults, db_keys, db_heads;
     MDB_dbi db_sweep; /**< heads the sweep looks at (keys.c ks_sweep_index_fill) */
     int dbs_open;     /**< the named databases are open: ks_close() notes the close */
-    MDB_dbi db_tables[KS_TABLE_COUNT]; /**< policies, roles, audit (records.c) */
+    MDB_dbi db_tables[KS_TABLE_COUNT]; /**< policies, roles, audit, backups, jobs (records.c) */
     pthread_rwlock_t resize_lock;
     unsigned char *root_key; /**< sodium_malloc'd, KS_ROOT_KEY_LEN bytes */
     struct ks_cache *cache;

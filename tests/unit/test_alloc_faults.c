@@ -56,6 +56,8 @@ static struct ks_env *env;
 static struct pol_ctx *acl;
 static struct testkeys tk;
 static struct kv_buf backup_blob; /* of "bk", which is purged before the restore loop */
+#define HSM "hsm"                 /* a Managed HSM, for its full backup and restores */
+static struct kv_buf hsm_blob;    /* its full backup: h-rsa (2 versions) and h-ec */
 static unsigned long iter;        /* distinct names for successful runs */
 
 /* Windows of the run without failures where OpenSSL does the work (key
@@ -143,8 +145,35 @@ static size_t vault_print(const char *name, char *out, size_t cap)
                             acl ? pol_role_get(acl, key, &ra) : 0);
 }
 
-/* A fingerprint of a key: its live versions in order, or its absence; and of a vault of
- * that name. */
+/* The Managed HSM HSM as the store holds it: each live key with its versions, and each
+ * soft-deleted key. */
+static void hsm_print(char *out, size_t cap)
+{
+    struct ks_key_page *page = NULL, *vp = NULL;
+    size_t len = 0;
+    enum kv_status st = ks_key_list(env, HSM, NULL, KS_PAGE_MAX, &page);
+    len += (size_t)snprintf(out + len, cap - len, "|hsm %s:", kv_status_name(st));
+    for (size_t i = 0; st == KV_OK && i < page->count && len < cap; i++) {
+        const char *name = page->items[i]->name;
+        enum kv_status vs = ks_key_list_versions(env, HSM, name, NULL, KS_PAGE_MAX, &vp);
+        len += (size_t)snprintf(out + len, cap - len, " %s=%s", name, kv_status_name(vs));
+        for (size_t j = 0; vs == KV_OK && j < vp->count && len < cap; j++)
+            len += (size_t)snprintf(out + len, cap - len, ",%s", vp->items[j]->version);
+        ks_key_page_free(vp);
+        vp = NULL;
+    }
+    ks_key_page_free(page);
+    page = NULL;
+    st = ks_deleted_list(env, HSM, NULL, KS_PAGE_MAX, &page);
+    if (len < cap)
+        len += (size_t)snprintf(out + len, cap - len, ", deleted %s:", kv_status_name(st));
+    for (size_t i = 0; st == KV_OK && i < page->count && len < cap; i++)
+        len += (size_t)snprintf(out + len, cap - len, " %s", page->items[i]->name);
+    ks_key_page_free(page);
+}
+
+/* A fingerprint of a key: its live versions in order, or its absence; of a vault of that
+ * name; and of the Managed HSM. */
 static void fingerprint(const char *name, char *out, size_t cap)
 {
     struct ks_key_page *page = NULL;
@@ -170,8 +199,10 @@ static void fingerprint(const char *name, char *out, size_t cap)
         n = 9999; /* cannot fail: nothing is armed here */
     pol_role_defs_free(defs, n == 9999 ? 0 : n);
     if (len < cap)
-        snprintf(out + len, cap - len, "|%zu/%zu role definitions",
-                 tr_count(env, KS_TABLE_ROLES, "\0def\0", 5), n);
+        len += (size_t)snprintf(out + len, cap - len, "|%zu/%zu role definitions",
+                                tr_count(env, KS_TABLE_ROLES, "\0def\0", 5), n);
+    if (len < cap)
+        hsm_print(out + len, cap - len);
 }
 
 /* Drop a version's parsed material from the cache, so the next operation opens the seal. */
@@ -334,6 +365,84 @@ static void restore_after(const struct op *op, const char *name)
     (void)op;
     struct ks_key *k = NULL;
     CHECK_ST(ks_key_delete(env, VAULT, name, &k), KV_OK); /* soft delete is off: purged */
+    ks_key_free(k);
+}
+
+/* A Managed HSM's full backup (ks_hsm_backup): both live keys, not the soft-deleted one. */
+static enum kv_status run_hsm_backup(const struct op *op, const char *name)
+{
+    (void)op;
+    (void)name;
+    struct kv_buf b = {0};
+    size_t keys = 0;
+    enum kv_status st = ks_hsm_backup(env, HSM, &b, &keys);
+    if (st == KV_OK && (keys != 2 || b.len == 0))
+        st = KV_ERR_BAD_PARAM; /* a backup without a key: not a clean answer */
+    kv_buf_free(&b);
+    return st;
+}
+
+static void put_hsm_key(const char *name, const struct ks_jwk *jwk)
+{
+    struct ks_import p = {.jwk = *jwk, .attrs = {.enabled = 1}};
+    struct ks_key *k = NULL;
+    CHECK_ST(ks_key_import(env, HSM, name, &p, &k), KV_OK);
+    ks_key_free(k);
+}
+
+/* A full restore of hsm_blob: every key of the HSM goes, the backup's come back. */
+static enum kv_status run_hsm_restore(const struct op *op, const char *name)
+{
+    (void)op;
+    (void)name;
+    size_t versions = 0;
+    enum kv_status st = ks_hsm_restore(env, HSM, hsm_blob.data, hsm_blob.len, NULL, &versions);
+    if (st == KV_OK && versions != 3)
+        st = KV_ERR_BAD_PARAM;
+    return st;
+}
+
+/* Before a full restore: a key the backup does not hold, which the restore removes. */
+static void hsm_extra(const struct op *op, char *name, size_t cap)
+{
+    (void)op;
+    (void)cap;
+    struct ks_key *k = NULL;
+    if (ks_key_get(env, HSM, name, NULL, &k) == KV_ERR_KEY_NOT_FOUND)
+        put_hsm_key(name, &tk.ec);
+    ks_key_free(k);
+}
+
+static void hsm_restored(const struct op *op, const char *name)
+{
+    (void)op;
+    char print[1024];
+    struct ks_key *k = NULL;
+    CHECK_ST(ks_key_get(env, HSM, name, NULL, &k), KV_ERR_KEY_NOT_FOUND);
+    hsm_print(print, sizeof(print));
+    CHECK(strstr(print, " h-ec=KV_OK,") != NULL && strstr(print, " h-rsa=KV_OK,") != NULL &&
+          strstr(print, ", deleted KV_OK:") != NULL && strstr(print, "h-oct") == NULL);
+}
+
+/* A selective restore of key @p name from hsm_blob. */
+static enum kv_status run_hsm_restore_key(const struct op *op, const char *name)
+{
+    (void)op;
+    size_t versions = 0;
+    enum kv_status st = ks_hsm_restore(env, HSM, hsm_blob.data, hsm_blob.len, name, &versions);
+    if (st == KV_OK && versions != 1)
+        st = KV_ERR_BAD_PARAM;
+    return st;
+}
+
+/* Before a selective restore: the key is purged. */
+static void hsm_key_gone(const struct op *op, char *name, size_t cap)
+{
+    (void)op;
+    (void)cap;
+    struct ks_key *k = NULL;
+    if (ks_key_delete(env, HSM, name, &k) == KV_OK)
+        CHECK_ST(ks_deleted_purge(env, HSM, name), KV_OK);
     ks_key_free(k);
 }
 
@@ -756,6 +865,9 @@ static const struct op ops[] = {
     {"backup RSA (2 versions)", run_backup, NULL, NULL, "k-rsa", 0, 0, 0, 0},
     {"backup EC", run_backup, NULL, NULL, "k-ec", 0, 0, 0, 0},
     {"restore RSA (2 versions)", run_restore, NULL, restore_after, "bk", 0, 0, 0, 0},
+    {"HSM full backup", run_hsm_backup, NULL, NULL, "-", 0, 0, 0, 0},
+    {"HSM selective restore", run_hsm_restore_key, hsm_key_gone, NULL, "h-ec", 0, 0, 0, 0},
+    {"HSM full restore", run_hsm_restore, hsm_extra, hsm_restored, "h-extra", 0, 0, 0, 0},
     {"seal and unseal", run_seal, NULL, NULL, "-", 0, 0, 0, 0},
     {"vault firewall rules", run_net_rules, NULL, NULL, "-", 0, 0, 0, 0},
     {"client assertions", run_assertions, NULL, NULL, "-", 0, 0, 0, 0},
@@ -994,6 +1106,32 @@ int main(void)
     ks_key_free(gone);
     make_inputs();
     {
+        /* a Managed HSM: h-rsa with two versions and a rotation policy, h-ec, and h-oct
+         * soft-deleted; its full backup holds the first two */
+        struct ks_vault h = {.soft_delete = 1, .retention_days = 7, .premium = 1, .hsm = 1};
+        snprintf(h.name, sizeof(h.name), HSM);
+        snprintf(h.tenant_id, sizeof(h.tenant_id), "t");
+        CHECK_ST(ks_vault_put(env, &h), KV_OK);
+        put_hsm_key("h-rsa", &tk.rsa);
+        put_hsm_key("h-rsa", &tk.rsa);
+        put_hsm_key("h-ec", &tk.ec);
+        put_hsm_key("h-oct", &tk.oct);
+        struct ks_rotation_policy in = {.expiry = "P60D",
+                                        .expiry_s = 60 * 86400,
+                                        .n_actions = 1,
+                                        .actions = {{.rotate = 1,
+                                                     .after_create = "P30D",
+                                                     .after_create_s = 30 * 86400}}},
+                                  pol;
+        CHECK_ST(ks_rotation_policy_set(env, HSM, "h-rsa", &in, &pol), KV_OK);
+        struct ks_key *k = NULL;
+        CHECK_ST(ks_key_delete(env, HSM, "h-oct", &k), KV_OK);
+        ks_key_free(k);
+        size_t keys = 0;
+        CHECK_ST(ks_hsm_backup(env, HSM, &hsm_blob, &keys), KV_OK);
+        CHECK(keys == 2);
+    }
+    {
         /* secure key release: VAULT made premium, exportable keys, a recipient's RSA key */
         struct ks_vault v;
         CHECK_ST(ks_vault_get(env, VAULT, &v), KV_OK);
@@ -1068,6 +1206,7 @@ int main(void)
         for (size_t j = 0; j < 8; j++)
             kv_buf_free(&op_input[i][j]);
     kv_buf_free(&backup_blob);
+    kv_buf_free(&hsm_blob);
     kv_buf_free(&byok.ciphertext);
     kv_buf_free(&gcm_iv);
     kv_buf_free(&gcm_tag);

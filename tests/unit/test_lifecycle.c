@@ -1,10 +1,13 @@
 /*
  * The key lifecycle in the keystore: active -> deleted -> recovered or purged,
  * retention arithmetic and recovery levels, purge protection, automatic purge,
- * update, import, rotate and its policy, backup/restore.
+ * update, import, rotate and its policy, backup/restore, a Managed HSM's full backup and
+ * its full and selective restores.
  */
+#include <cjson/cJSON.h>
 #include <dirent.h>
 #include <sodium.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -12,6 +15,8 @@
 #include "check.h"
 #include "ks.h"
 #include "kv_buf.h"
+#include "seal.h"
+#include "store.h"
 #include "testkeyops.h"
 
 static char dir[] = "/tmp/kvmock-life-XXXXXX";
@@ -473,6 +478,403 @@ static void backup_kinds(void)
     kv_buf_free(&vb);
 }
 
+/* ---- a Managed HSM's full backup, full restore and selective restore ------------------------ */
+
+static void put_hsm(const char *name, int pp)
+{
+    struct ks_vault h = {
+        .soft_delete = 1, .retention_days = 7, .purge_protection = pp, .premium = 1, .hsm = 1};
+    snprintf(h.name, sizeof(h.name), "%s", name);
+    snprintf(h.tenant_id, sizeof(h.tenant_id), "t");
+    CHECK_ST(ks_vault_put(env, &h), KV_OK);
+}
+
+static size_t add(char *out, size_t cap, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static size_t add(char *out, size_t cap, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (len < cap) {
+        int n = vsnprintf(out + len, cap - len, fmt, ap);
+        len = n < 0 ? cap : len + (size_t)n;
+    }
+    va_end(ap);
+    return len < cap ? len : cap;
+}
+
+/* What vault @p vault holds: each live key with its current version and every version, then
+ * each soft-deleted key. */
+static void vault_state(const char *vault, char *out, size_t cap)
+{
+    struct ks_key_page *page = NULL, *vp = NULL;
+    enum kv_status st = ks_key_list(env, vault, NULL, KS_PAGE_MAX, &page);
+    size_t len = add(out, cap, 0, "%s:", kv_status_name(st));
+    for (size_t i = 0; st == KV_OK && i < page->count; i++) {
+        const struct ks_key *k = page->items[i];
+        enum kv_status vs = ks_key_list_versions(env, vault, k->name, NULL, KS_PAGE_MAX, &vp);
+        len = add(out, cap, len, " %s=%s[%s", k->name, k->version, kv_status_name(vs));
+        for (size_t j = 0; vs == KV_OK && j < vp->count; j++)
+            len = add(out, cap, len, " %s", vp->items[j]->version);
+        len = add(out, cap, len, "]");
+        ks_key_page_free(vp);
+        vp = NULL;
+    }
+    ks_key_page_free(page);
+    page = NULL;
+    st = ks_deleted_list(env, vault, NULL, KS_PAGE_MAX, &page);
+    len = add(out, cap, len, " | deleted %s:", kv_status_name(st));
+    for (size_t i = 0; st == KV_OK && i < page->count; i++)
+        len = add(out, cap, len, " %s", page->items[i]->name);
+    ks_key_page_free(page);
+}
+
+/* What the HSM backup test made in "fullhsm" before the backup, to find again after a restore. */
+struct hsm_fixture {
+    struct ks_key *a1, *a2, *b;             /* Alpha's two versions; beta */
+    struct ks_op_result wrapped, signature; /* by Alpha's first version; by beta */
+    unsigned char secret[32], digest[32];
+};
+
+/* After a full restore of the backup into @p vault: exactly Alpha (both versions) and beta,
+ * as they were, and their material works. */
+static void hsm_restored(const char *vault, const struct hsm_fixture *f)
+{
+    struct ks_key_page *page = NULL;
+    struct ks_key *k = NULL;
+    CHECK_ST(ks_key_list(env, vault, NULL, KS_PAGE_MAX, &page), KV_OK);
+    CHECK(page != NULL && page->count == 2);
+    if (page != NULL && page->count == 2) {
+        CHECK_STR(page->items[0]->name, "Alpha"); /* its casing kept */
+        CHECK_STR(page->items[0]->version, f->a2->version);
+        CHECK_STR(page->items[1]->name, "beta");
+        CHECK_STR(page->items[1]->version, f->b->version);
+    }
+    ks_key_page_free(page);
+    page = NULL;
+    CHECK_ST(ks_key_list_versions(env, vault, "alpha", NULL, KS_PAGE_MAX, &page), KV_OK);
+    CHECK(page != NULL && page->count == 2);
+    for (size_t i = 0; page != NULL && i < page->count; i++)
+        CHECK(strcmp(page->items[i]->version, f->a1->version) == 0 ||
+              strcmp(page->items[i]->version, f->a2->version) == 0);
+    ks_key_page_free(page);
+    page = NULL;
+    CHECK_ST(ks_key_list_versions(env, vault, "beta", NULL, KS_PAGE_MAX, &page), KV_OK);
+    CHECK(page != NULL && page->count == 1);
+    ks_key_page_free(page);
+    /* the first version's public key, and what it wrapped unwraps */
+    CHECK_ST(ks_key_get(env, vault, "alpha", f->a1->version, &k), KV_OK);
+    CHECK(k != NULL && k->hsm && k->pub.n.len == f->a1->pub.n.len &&
+          memcmp(k->pub.n.data, f->a1->pub.n.data, k->pub.n.len) == 0);
+    ks_key_free(k);
+    k = NULL;
+    struct ks_op_params up = {.alg = KS_ALG_RSA_OAEP_256, .value = f->wrapped.value};
+    struct ks_op_result r = {0};
+    CHECK_ST(ks_key_op(env, vault, "alpha", f->a1->version, KS_OP_UNWRAP, &up, &r), KV_OK);
+    CHECK(r.value.len == 32 && memcmp(r.value.data, f->secret, 32) == 0);
+    ks_op_result_clear(&r);
+    /* beta: its tags, its rotation policy, its public key; its old signature verifies, and so
+     * does a new one */
+    CHECK_ST(ks_key_get(env, vault, "beta", NULL, &k), KV_OK);
+    CHECK(k != NULL && k->tags.count == 1 && strcmp(k->tags.names[0], "env") == 0 &&
+          strcmp(k->tags.values[0], "prod") == 0);
+    CHECK(k != NULL && k->pub.x.len == f->b->pub.x.len &&
+          memcmp(k->pub.x.data, f->b->pub.x.data, k->pub.x.len) == 0);
+    ks_key_free(k);
+    struct ks_rotation_policy pol;
+    CHECK_ST(ks_rotation_policy_get(env, vault, "beta", &pol), KV_OK);
+    CHECK(pol.is_set && strcmp(pol.expiry, "P90D") == 0 && pol.n_actions == 1 &&
+          !pol.actions[0].rotate && pol.actions[0].before_expiry_s == 30 * 86400);
+    struct ks_op_params vp = {.alg = KS_ALG_ES256,
+                              .value = f->signature.value,
+                              .digest = {(unsigned char *)f->digest, 32}};
+    CHECK_ST(ks_key_op(env, vault, "beta", NULL, KS_OP_VERIFY, &vp, &r), KV_OK);
+    CHECK(r.verified);
+    ks_op_result_clear(&r);
+    struct ks_op_params sp = {.alg = KS_ALG_ES256, .value = {(unsigned char *)f->digest, 32}};
+    struct ks_op_result s = {0};
+    CHECK_ST(ks_key_op(env, vault, "beta", NULL, KS_OP_SIGN, &sp, &s), KV_OK);
+    vp.value = s.value;
+    CHECK_ST(ks_key_op(env, vault, "beta", NULL, KS_OP_VERIFY, &vp, &r), KV_OK);
+    CHECK(r.verified);
+    ks_op_result_clear(&r);
+    ks_op_result_clear(&s);
+}
+
+static const char hsm_backup_ad[] = "kvmock hsm backup"; /* keys.c's associated data */
+
+/* The document of a full backup blob (test only: holds plain material). */
+static cJSON *hsm_blob_open(const struct kv_buf *blob)
+{
+    struct kv_buf plain = {0};
+    CHECK_ST(ks_unseal(env->root_key, hsm_backup_ad, sizeof(hsm_backup_ad), blob->data, blob->len,
+                       &plain),
+             KV_OK);
+    cJSON *doc = cJSON_ParseWithLength((const char *)plain.data, plain.len);
+    CHECK(doc != NULL);
+    kv_buf_wipe(&plain);
+    return doc;
+}
+
+/* Seal @p doc (freed) as a full backup blob would be. */
+static void hsm_blob_seal(cJSON *doc, struct kv_buf *out)
+{
+    char *text = cJSON_PrintUnformatted(doc);
+    CHECK(text != NULL);
+    if (text != NULL) {
+        CHECK_ST(ks_seal(env->root_key, hsm_backup_ad, sizeof(hsm_backup_ad), (unsigned char *)text,
+                         strlen(text), out),
+                 KV_OK);
+        sodium_memzero(text, strlen(text));
+    }
+    cJSON_free(text);
+    cJSON_Delete(doc);
+}
+
+/* A full restore of @p blob into "fullhsm" refused with @p want, changing nothing. */
+static void hsm_refused(const struct kv_buf *blob, const char *only, enum kv_status want,
+                        const char *why)
+{
+    char before[4096], after[4096];
+    size_t versions = 99;
+    vault_state("fullhsm", before, sizeof(before));
+    enum kv_status st = ks_hsm_restore(env, "fullhsm", blob->data, blob->len, only, &versions);
+    if (st != want)
+        fprintf(stderr, "%s: ks_hsm_restore gave %s, want %s\n", why, kv_status_name(st),
+                kv_status_name(want));
+    CHECK(st == want);
+    CHECK(versions == 0);
+    vault_state("fullhsm", after, sizeof(after));
+    CHECK_STR(after, before);
+}
+
+static void hsm_full_backup(void)
+{
+    char before[4096], after[4096];
+    struct hsm_fixture f = {0};
+    struct kv_buf full = {0}, empty = {0}, one = {0}, bad = {0};
+    struct ks_key *k = NULL;
+    size_t keys = 99, versions = 99;
+    put_hsm("fullhsm", 0);
+    put_hsm("fullhsm2", 1); /* purge protection: a full restore removes its keys all the same */
+    put_hsm("fullhsm3", 0);
+    put_hsm("fullhsm4", 0);
+    put_vault("fullstd", 1, 7, 0);
+
+    /* Alpha with two versions; beta with tags and a rotation policy; gamma soft-deleted */
+    f.a1 = create("fullhsm", "Alpha", KS_KTY_RSA);
+    CHECK_ST(ks_key_rotate(env, "fullhsm", "alpha", &f.a2), KV_OK);
+    char *tn[] = {"env"}, *tv[] = {"prod"};
+    struct ks_create bp = {.kty = KS_KTY_EC, .attrs = {.enabled = 1}, .tags = {1, tn, tv}};
+    CHECK_ST(ks_key_create(env, "fullhsm", "beta", &bp, &f.b), KV_OK);
+    struct ks_rotation_policy in = {.expiry = "P90D",
+                                    .expiry_s = 90 * 86400,
+                                    .n_actions = 1,
+                                    .actions = {{.before_expiry = "P30D",
+                                                 .before_expiry_s = 30 * 86400}}},
+                              pol;
+    CHECK_ST(ks_rotation_policy_set(env, "fullhsm", "beta", &in, &pol), KV_OK);
+    k = create("fullhsm", "gamma", KS_KTY_OCT);
+    ks_key_free(k);
+    k = NULL;
+    CHECK_ST(ks_key_delete(env, "fullhsm", "gamma", &k), KV_OK);
+    ks_key_free(k);
+    k = NULL;
+    k = create("fullstd", "stdkey", KS_KTY_EC);
+    ks_key_free(k);
+    k = NULL;
+    if (f.a1 == NULL || f.a2 == NULL || f.b == NULL)
+        goto out;
+    randombytes_buf(f.secret, sizeof(f.secret));
+    randombytes_buf(f.digest, sizeof(f.digest));
+    struct ks_op_params wp = {.alg = KS_ALG_RSA_OAEP_256, .value = {f.secret, 32}};
+    CHECK_ST(ks_key_op(env, "fullhsm", "alpha", f.a1->version, KS_OP_WRAP, &wp, &f.wrapped), KV_OK);
+    struct ks_op_params sp = {.alg = KS_ALG_ES256, .value = {f.digest, 32}};
+    CHECK_ST(ks_key_op(env, "fullhsm", "beta", NULL, KS_OP_SIGN, &sp, &f.signature), KV_OK);
+
+    /* the backup: the live keys only; of an HSM only */
+    CHECK_ST(ks_hsm_backup(env, "fullhsm", &full, &keys), KV_OK);
+    CHECK(keys == 2 && full.len > 0);
+    CHECK_ST(ks_hsm_backup(env, "fullhsm", &one, NULL), KV_OK); /* keys may be NULL */
+    kv_buf_free(&one);
+    keys = 99;
+    CHECK_ST(ks_hsm_backup(env, "fullstd", &one, &keys), KV_ERR_VAULT_NOT_FOUND);
+    CHECK_ST(ks_hsm_backup(env, "nosuch", &one, &keys), KV_ERR_VAULT_NOT_FOUND);
+    CHECK_ST(ks_hsm_backup(env, "", &one, &keys), KV_ERR_VAULT_NOT_FOUND);
+    CHECK(one.data == NULL && keys == 99);
+    CHECK_ST(ks_vault_soft_delete(env, "fullhsm3", NULL, NULL), KV_OK);
+    CHECK_ST(ks_hsm_backup(env, "fullhsm3", &one, &keys), KV_ERR_VAULT_NOT_FOUND);
+    CHECK_ST(ks_hsm_backup(env, "fullhsm4", &empty, &keys), KV_OK); /* an empty HSM's */
+    CHECK(keys == 0);
+
+    /* a full restore into the same HSM, after a key was added and one deleted: exactly the
+     * backed-up keys, the added one and the soft-deleted gamma gone for good */
+    k = create("fullhsm", "extra", KS_KTY_EC);
+    ks_key_free(k);
+    k = NULL;
+    CHECK_ST(ks_key_delete(env, "fullhsm", "alpha", &k), KV_OK);
+    ks_key_free(k);
+    k = NULL;
+    CHECK_ST(ks_hsm_restore(env, "fullhsm", full.data, full.len, NULL, &versions), KV_OK);
+    CHECK(versions == 3);
+    hsm_restored("fullhsm", &f);
+    CHECK_ST(ks_key_get(env, "fullhsm", "extra", NULL, &k), KV_ERR_KEY_NOT_FOUND);
+    CHECK_ST(ks_deleted_get(env, "fullhsm", "extra", &k), KV_ERR_DELETED_KEY_NOT_FOUND);
+    CHECK_ST(ks_deleted_get(env, "fullhsm", "gamma", &k), KV_ERR_DELETED_KEY_NOT_FOUND);
+    vault_state("fullhsm", after, sizeof(after));
+    CHECK(strstr(after, "| deleted KV_OK:") != NULL &&
+          strcmp(strstr(after, "| deleted KV_OK:"), "| deleted KV_OK:") == 0);
+    /* the restored rotation policy is the sweep's to look at: a sweep runs */
+    size_t purged = 0, rotated = 0;
+    CHECK_ST(ks_sweep(env, &purged, &rotated), KV_OK);
+
+    /* into another HSM, whose purge-protected deleted key and live key go */
+    k = create("fullhsm2", "old", KS_KTY_EC);
+    ks_key_free(k);
+    k = NULL;
+    CHECK_ST(ks_key_delete(env, "fullhsm2", "old", &k), KV_OK);
+    ks_key_free(k);
+    k = NULL;
+    CHECK_ST(ks_deleted_purge(env, "fullhsm2", "old"), KV_ERR_PURGE_PROTECTED);
+    k = create("fullhsm2", "other", KS_KTY_OCT);
+    ks_key_free(k);
+    k = NULL;
+    CHECK_ST(ks_hsm_restore(env, "fullhsm2", full.data, full.len, NULL, &versions), KV_OK);
+    CHECK(versions == 3);
+    hsm_restored("fullhsm2", &f);
+    CHECK_ST(ks_deleted_get(env, "fullhsm2", "old", &k), KV_ERR_DELETED_KEY_NOT_FOUND);
+    CHECK_ST(ks_key_get(env, "fullhsm2", "other", NULL, &k), KV_ERR_KEY_NOT_FOUND);
+
+    /* a selective restore brings back that key alone, and refuses a name in use */
+    k = create("fullhsm", "extra2", KS_KTY_EC);
+    ks_key_free(k);
+    k = NULL;
+    CHECK_ST(ks_key_delete(env, "fullhsm", "beta", &k), KV_OK);
+    ks_key_free(k);
+    k = NULL;
+    CHECK_ST(ks_deleted_purge(env, "fullhsm", "beta"), KV_OK);
+    vault_state("fullhsm", before, sizeof(before));
+    CHECK(strstr(before, "beta") == NULL);
+    CHECK_ST(ks_hsm_restore(env, "fullhsm", full.data, full.len, "BETA", &versions), KV_OK);
+    CHECK(versions == 1);
+    CHECK_ST(ks_key_get(env, "fullhsm", "beta", NULL, &k), KV_OK);
+    CHECK(k != NULL && strcmp(k->version, f.b->version) == 0 && k->tags.count == 1);
+    ks_key_free(k);
+    k = NULL;
+    CHECK_ST(ks_rotation_policy_get(env, "fullhsm", "beta", &pol), KV_OK);
+    CHECK(pol.is_set && strcmp(pol.expiry, "P90D") == 0);
+    {
+        /* the others as they were: what was there before, and beta */
+        char want[4096];
+        vault_state("fullhsm", after, sizeof(after));
+        const char *extra2 = strstr(before, " extra2=");
+        CHECK(extra2 != NULL);
+        if (extra2 != NULL) {
+            struct ks_key_page *vp = NULL;
+            CHECK_ST(ks_key_list_versions(env, "fullhsm", "beta", NULL, KS_PAGE_MAX, &vp), KV_OK);
+            snprintf(want, sizeof(want), "%.*s beta=%s[KV_OK %s]%s", (int)(extra2 - before), before,
+                     f.b->version, vp != NULL ? vp->items[0]->version : "", extra2);
+            ks_key_page_free(vp);
+            CHECK_STR(after, want);
+        }
+    }
+    hsm_refused(&full, "alpha", KV_ERR_KEY_EXISTS, "selective, live");
+    CHECK_ST(ks_key_delete(env, "fullhsm", "alpha", &k), KV_OK);
+    ks_key_free(k);
+    k = NULL;
+    hsm_refused(&full, "Alpha", KV_ERR_KEY_DELETED_RECOVERABLE, "selective, soft-deleted");
+    CHECK_ST(ks_deleted_recover(env, "fullhsm", "alpha", &k), KV_OK);
+    ks_key_free(k);
+    k = NULL;
+    hsm_refused(&full, "gamma", KV_ERR_KEY_NOT_FOUND, "selective, not in the backup");
+    hsm_refused(&full, "extra2", KV_ERR_KEY_NOT_FOUND, "selective, not in the backup");
+    hsm_refused(&full, "no_such", KV_ERR_KEY_NOT_FOUND, "selective, not a key name");
+
+    /* bad blobs change nothing */
+    full.data[full.len / 2] ^= 1;
+    hsm_refused(&full, NULL, KV_ERR_BAD_BACKUP, "tampered");
+    hsm_refused(&full, "beta", KV_ERR_BAD_BACKUP, "tampered, selective");
+    full.data[full.len / 2] ^= 1;
+    struct kv_buf cut = {full.data, 10};
+    hsm_refused(&cut, NULL, KV_ERR_BAD_BACKUP, "cut short");
+    CHECK_ST(ks_key_backup(env, "fullhsm", "alpha", &one), KV_OK);
+    hsm_refused(&one, NULL, KV_ERR_BAD_BACKUP, "a key's backup");
+    hsm_refused(&one, "alpha", KV_ERR_BAD_BACKUP, "a key's backup, selective");
+    kv_buf_free(&one);
+    char name[KS_NAME_MAX + 1];
+    vault_state("fullhsm", before, sizeof(before));
+    CHECK_ST(ks_key_restore(env, "fullhsm", full.data, full.len, name, &k), KV_ERR_BAD_BACKUP);
+    CHECK(name[0] == '\0');
+    CHECK_ST(ks_key_restore(env, "fullhsm2", full.data, full.len, name, &k), KV_ERR_BAD_BACKUP);
+    vault_state("fullhsm", after, sizeof(after));
+    CHECK_STR(after, before);
+    /* documents that are no full backup, sealed as one: refused whole, though a full restore
+     * removes every key first in the transaction it aborts */
+    cJSON *doc = hsm_blob_open(&full);
+    cJSON *second = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(doc, "keys"), 1);
+    cJSON *rec = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(second, "versions"), 0), "record");
+    CHECK(rec != NULL);
+    cJSON_ReplaceItemInObjectCaseSensitive(rec, "kty", cJSON_CreateString("bogus"));
+    hsm_blob_seal(doc, &bad);
+    hsm_refused(&bad, NULL, KV_ERR_BAD_BACKUP, "a record that does not read back");
+    kv_buf_free(&bad);
+    doc = hsm_blob_open(&full);
+    cJSON *keys_doc = cJSON_GetObjectItemCaseSensitive(doc, "keys");
+    cJSON_AddItemToArray(keys_doc, cJSON_Duplicate(cJSON_GetArrayItem(keys_doc, 0), 1));
+    hsm_blob_seal(doc, &bad);
+    hsm_refused(&bad, NULL, KV_ERR_BAD_BACKUP, "a key twice");
+    kv_buf_free(&bad);
+    doc = hsm_blob_open(&full);
+    cJSON_DeleteItemFromObjectCaseSensitive(
+        cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(doc, "keys"), 1), "current");
+    hsm_blob_seal(doc, &bad);
+    hsm_refused(&bad, NULL, KV_ERR_BAD_BACKUP, "a key without its current version");
+    hsm_refused(&bad, "alpha", KV_ERR_BAD_BACKUP, "a key without its current version");
+    kv_buf_free(&bad);
+    doc = hsm_blob_open(&full);
+    cJSON_ReplaceItemInObjectCaseSensitive(doc, "format",
+                                           cJSON_CreateString("kvmock-key-backup-1"));
+    hsm_blob_seal(doc, &bad);
+    hsm_refused(&bad, NULL, KV_ERR_BAD_BACKUP, "another format");
+    kv_buf_free(&bad);
+    doc = hsm_blob_open(&full);
+    cJSON_DeleteItemFromObjectCaseSensitive(
+        cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(doc, "keys"), 0), "managedHsm");
+    hsm_blob_seal(doc, &bad);
+    hsm_refused(&bad, NULL, KV_ERR_BAD_BACKUP, "a vault's key");
+    kv_buf_free(&bad);
+
+    /* only into a Managed HSM that exists */
+    vault_state("fullstd", before, sizeof(before));
+    CHECK_ST(ks_hsm_restore(env, "fullstd", full.data, full.len, NULL, &versions),
+             KV_ERR_VAULT_NOT_FOUND);
+    CHECK_ST(ks_hsm_restore(env, "fullstd", full.data, full.len, "beta", &versions),
+             KV_ERR_VAULT_NOT_FOUND);
+    vault_state("fullstd", after, sizeof(after));
+    CHECK_STR(after, before);
+    CHECK(strstr(after, "stdkey") != NULL);
+    CHECK_ST(ks_hsm_restore(env, "nosuch", full.data, full.len, NULL, &versions),
+             KV_ERR_VAULT_NOT_FOUND);
+    CHECK_ST(ks_hsm_restore(env, "fullhsm3", full.data, full.len, NULL, &versions),
+             KV_ERR_VAULT_NOT_FOUND);
+    CHECK(versions == 0);
+
+    /* an empty HSM's backup, restored in full, leaves none */
+    CHECK_ST(ks_hsm_restore(env, "fullhsm2", empty.data, empty.len, NULL, &versions), KV_OK);
+    CHECK(versions == 0);
+    vault_state("fullhsm2", after, sizeof(after));
+    CHECK_STR(after, "KV_OK: | deleted KV_OK:");
+out:
+    kv_buf_free(&full);
+    kv_buf_free(&empty);
+    ks_op_result_clear(&f.wrapped);
+    ks_op_result_clear(&f.signature);
+    ks_key_free(f.a1);
+    ks_key_free(f.a2);
+    ks_key_free(f.b);
+}
+
 int main(void)
 {
     CHECK(sodium_init() >= 0);
@@ -490,6 +892,7 @@ int main(void)
         backup_restore();
         key_ops_order();
         backup_kinds();
+        hsm_full_backup();
         ks_close(env);
     }
     cleanup();
