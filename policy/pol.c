@@ -36,6 +36,12 @@ static const char *const perm_names[POL_PERM_HSM_END] = {
     [POL_HSM_ROLEDEFS_READ] = "roleDefinitions/read/action",
     [POL_HSM_ROLEDEFS_WRITE] = "roleDefinitions/write/action",
     [POL_HSM_ROLEDEFS_DELETE] = "roleDefinitions/delete/action",
+    [POL_HSM_BACKUP_START] = "backup/start/action",
+    [POL_HSM_BACKUP_STATUS] = "backup/status/action",
+    [POL_HSM_RESTORE_START] = "restore/start/action",
+    [POL_HSM_RESTORE_STATUS] = "restore/status/action",
+    [POL_HSM_SETTINGS_READ] = "settings/read/action",
+    [POL_HSM_SETTINGS_WRITE] = "settings/write/action",
 };
 
 const char *pol_perm_name(enum pol_perm perm)
@@ -59,6 +65,8 @@ int pol_perm_changes_state(enum pol_perm perm)
     case POL_HSM_ROLES_DELETE:
     case POL_HSM_ROLEDEFS_WRITE:
     case POL_HSM_ROLEDEFS_DELETE:
+    case POL_HSM_RESTORE_START:
+    case POL_HSM_SETTINGS_WRITE:
         return 1;
     default:
         return 0;

@@ -60,6 +60,12 @@ enum pol_perm {
     POL_HSM_ROLEDEFS_READ,                 /**< roleDefinitions/read */
     POL_HSM_ROLEDEFS_WRITE,                /**< roleDefinitions/write */
     POL_HSM_ROLEDEFS_DELETE,               /**< roleDefinitions/delete */
+    POL_HSM_BACKUP_START,                  /**< backup/start: a full backup */
+    POL_HSM_BACKUP_STATUS,                 /**< backup/status: a full backup's job */
+    POL_HSM_RESTORE_START,                 /**< restore/start: a full or selective key restore */
+    POL_HSM_RESTORE_STATUS,                /**< restore/status: a restore's job */
+    POL_HSM_SETTINGS_READ,                 /**< settings/read */
+    POL_HSM_SETTINGS_WRITE,                /**< settings/write */
     POL_PERM_HSM_END
 };
 
@@ -187,8 +193,8 @@ enum kv_status pol_token_check(const struct pol_ctx *ctx, const char *token, int
 
 /* ---- access policies and role assignments ----------------------------------------- */
 
-/** A set of key permissions: bit (1u << enum pol_perm). */
-typedef uint32_t pol_perms;
+/** A set of key permissions: bit ((pol_perms)1 << enum pol_perm). */
+typedef uint64_t pol_perms;
 #define POL_PERMS_ALL ((pol_perms)((1u << POL_PERM_COUNT) - 1))
 
 /**

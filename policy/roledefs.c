@@ -54,7 +54,8 @@ static const struct {
 };
 
 /* Managed HSM's data actions (Microsoft.KeyVault/managedHsm/...) and what each one is:
- * key permissions, and its own actions on deleted keys, random bytes and role assignments. */
+ * key permissions, and its own actions on deleted keys, random bytes, role assignments,
+ * full backups and restores, and settings. */
 #define HSM "Microsoft.KeyVault/managedHsm/"
 static const struct {
     const char *action;
@@ -86,6 +87,12 @@ static const struct {
     {HSM "roleDefinitions/read/action", BIT(POL_HSM_ROLEDEFS_READ)},
     {HSM "roleDefinitions/write/action", BIT(POL_HSM_ROLEDEFS_WRITE)},
     {HSM "roleDefinitions/delete/action", BIT(POL_HSM_ROLEDEFS_DELETE)},
+    {HSM "backup/start/action", BIT(POL_HSM_BACKUP_START)},
+    {HSM "backup/status/action", BIT(POL_HSM_BACKUP_STATUS)},
+    {HSM "restore/start/action", BIT(POL_HSM_RESTORE_START)},
+    {HSM "restore/status/action", BIT(POL_HSM_RESTORE_STATUS)},
+    {HSM "settings/read/action", BIT(POL_HSM_SETTINGS_READ)},
+    {HSM "settings/write/action", BIT(POL_HSM_SETTINGS_WRITE)},
 };
 #undef HSM
 

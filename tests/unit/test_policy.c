@@ -559,7 +559,8 @@ static void custom_roles(struct pol_ctx *c, struct ks_env *ks)
 /* ---- Managed HSM: its data actions, its local roles and their assignments ---------------- */
 
 #define MHSM    "Microsoft.KeyVault/managedHsm/"
-#define HSM_ALL ((pol_perms)((1u << POL_PERM_HSM_END) - 1)) /* every permission an HSM checks */
+#define HSM_ALL                                                                                    \
+    ((pol_perms)(((pol_perms)1 << POL_PERM_HSM_END) - 1)) /* every permission an HSM checks */
 
 /* What Managed HSM's data actions give: each one kvmock has a call for gives exactly its
  * permission, '*' and any case match as in custom roles, and the others give nothing. */
@@ -595,15 +596,15 @@ static void hsm_actions(void)
         {MHSM "roleDefinitions/read/action", P(POL_HSM_ROLEDEFS_READ)},
         {MHSM "roleDefinitions/write/action", P(POL_HSM_ROLEDEFS_WRITE)},
         {MHSM "roleDefinitions/delete/action", P(POL_HSM_ROLEDEFS_DELETE)},
+        {MHSM "backup/start/action", P(POL_HSM_BACKUP_START)},
+        {MHSM "backup/status/action", P(POL_HSM_BACKUP_STATUS)},
+        {MHSM "restore/start/action", P(POL_HSM_RESTORE_START)},
+        {MHSM "restore/status/action", P(POL_HSM_RESTORE_STATUS)},
+        {MHSM "settings/read/action", P(POL_HSM_SETTINGS_READ)},
+        {MHSM "settings/write/action", P(POL_HSM_SETTINGS_WRITE)},
         /* no call of kvmock's needs these */
         {MHSM "keys/export/action", 0},
         {MHSM "keys/derive/action", 0},
-        {MHSM "backup/start/action", 0},
-        {MHSM "backup/status/action", 0},
-        {MHSM "restore/start/action", 0},
-        {MHSM "restore/status/action", 0},
-        {MHSM "settings/read/action", 0},
-        {MHSM "settings/write/action", 0},
         {MHSM "securitydomain/download/action", 0},
         {MHSM "securitydomain/upload/action", 0},
         {MHSM "securitydomain/transferkey/read", 0},
@@ -632,8 +633,8 @@ static void hsm_actions(void)
     for (size_t i = 0; i < sizeof(each) / sizeof(each[0]); i++) {
         pol_perms got = pol_hsm_actions_perms(&each[i].action, 1);
         if (got != each[i].want) {
-            fprintf(stderr, "pol_hsm_actions_perms(%s) = %#x, want %#x\n", each[i].action,
-                    (unsigned)got, (unsigned)each[i].want);
+            fprintf(stderr, "pol_hsm_actions_perms(%s) = %#llx, want %#llx\n", each[i].action,
+                    (unsigned long long)got, (unsigned long long)each[i].want);
             check_failures++;
         }
     }
@@ -663,13 +664,16 @@ static void hsm_role_table(struct pol_ctx *c)
         P(POL_HSM_ROLES_READ) | P(POL_HSM_ROLES_WRITE) | P(POL_HSM_ROLES_DELETE);
     const pol_perms defs = P(POL_HSM_ROLEDEFS_READ), roles_r = P(POL_HSM_ROLES_READ);
     const pol_perms defs_rwd = defs | P(POL_HSM_ROLEDEFS_WRITE) | P(POL_HSM_ROLEDEFS_DELETE);
+    const pol_perms backup = P(POL_HSM_BACKUP_START) | P(POL_HSM_BACKUP_STATUS);
+    const pol_perms admin_own = backup | P(POL_HSM_RESTORE_START) | P(POL_HSM_RESTORE_STATUS) |
+                                P(POL_HSM_SETTINGS_READ) | P(POL_HSM_SETTINGS_WRITE);
     const struct {
         enum pol_role role;
         const char *name, *id;
         pol_perms want;
     } local[] = {
         {POL_ROLE_HSM_ADMINISTRATOR, "Managed HSM Administrator",
-         "a290e904-7015-4bba-90c8-60543313cdb4", roles_rwd | defs_rwd},
+         "a290e904-7015-4bba-90c8-60543313cdb4", roles_rwd | defs_rwd | admin_own},
         {POL_ROLE_HSM_CRYPTO_OFFICER, "Managed HSM Crypto Officer",
          "515eb02d-2335-4d2d-92f2-b1cbdf9c3778",
          roles_rwd | defs_rwd | P(POL_HSM_DELETED_READ) | P(POL_KEYS_PURGE) | P(POL_KEYS_RECOVER)},
@@ -686,7 +690,7 @@ static void hsm_role_table(struct pol_ctx *c)
         {POL_ROLE_HSM_CRYPTO_SERVICE_ENCRYPTION_USER, "Managed HSM Crypto Service Encryption User",
          "33413926-3206-4cdd-b39a-83574fe37a17", read | P(POL_KEYS_WRAP) | P(POL_KEYS_UNWRAP)},
         {POL_ROLE_HSM_BACKUP_USER, "Managed HSM Backup User",
-         "7b127d3c-77bd-4e3e-bbe0-dbb8971fa7f8", P(POL_KEYS_BACKUP)},
+         "7b127d3c-77bd-4e3e-bbe0-dbb8971fa7f8", P(POL_KEYS_BACKUP) | backup},
     };
     CHECK(sizeof(local) / sizeof(local[0]) == POL_ROLE_HSM_END - POL_ROLE_HSM_FIRST);
     for (size_t i = 0; i < sizeof(local) / sizeof(local[0]); i++) {
@@ -696,8 +700,8 @@ static void hsm_role_table(struct pol_ctx *c)
         CHECK_STR(pol_role_name(r), local[i].name);
         CHECK_STR(pol_role_id(r), local[i].id);
         if (pol_role_perms(r) != local[i].want) {
-            fprintf(stderr, "pol_role_perms(%s) = %#x, want %#x\n", local[i].name,
-                    (unsigned)pol_role_perms(r), (unsigned)local[i].want);
+            fprintf(stderr, "pol_role_perms(%s) = %#llx, want %#llx\n", local[i].name,
+                    (unsigned long long)pol_role_perms(r), (unsigned long long)local[i].want);
             check_failures++;
         }
         /* the role's own data actions give what it grants */
