@@ -105,7 +105,10 @@ enum kv_status {
     KV_ERR_ARM_ROLE_IN_USE,        /**< 409 RoleDefinitionHasAssignments: deleting a used role */
     KV_ERR_HSM_NO_ROLE_DEFINITION, /**< 404 RoleDefinitionNotFound: a Managed HSM's */
     KV_ERR_HSM_ACCESS_DENIED,      /**< 403 AccessDenied: a Managed HSM's local roles refuse */
-    KV_ERR_BACKUP_KIND, /**< 400 BadParameter: a vault's backup to an HSM, or the reverse */
+    KV_ERR_BACKUP_KIND,       /**< 400 BadParameter: a vault's backup to an HSM, or the reverse */
+    KV_ERR_HSM_BAD_REQUEST,   /**< 400 BadRequest: a Managed HSM's backup or restore refused */
+    KV_ERR_HSM_JOB_NOT_FOUND, /**< 404 NotFound: no such backup or restore job */
+    KV_ERR_HSM_SETTING_NOT_FOUND, /**< 404 SettingNotFound: no such Managed HSM setting */
 
     /* 500 */
     KV_ERR_NOMEM,    /**< allocation failed */

@@ -202,16 +202,28 @@ static void vault_api(struct srv_req *req)
     kv_str_region(ks_vault_location(&vault), req->region, sizeof(req->region));
     snprintf(req->vault_group, sizeof(req->vault_group), "%s", srv_vault_group(&vault));
     req->vault_rbac = vault.rbac || vault.hsm; /* an HSM has role assignments alone */
-    if (check_api_version(req) != KV_OK)
+    /* a job's status URL, as an HSM gives it in Azure-AsyncOperation, has no api-version */
+    int job_url = vault.hsm && srv_hsm_job_path(req) && srv_query_get(req, "api-version") == NULL;
+    if (!job_url && check_api_version(req) != KV_OK)
         return;
 
     const struct srv_route *route = NULL;
     const char *name = NULL, *version = NULL;
-    enum srv_match match =
-        vault.hsm && srv_hsm_rbac_path(req)
-            ? srv_hsm_rbac_match(req, &route, &name)
-            : srv_route_match(srv_key_routes, srv_key_routes_count, req->ri->request_method,
-                              req->seg, req->nseg, &route, &name, &version);
+    enum srv_match match = SRV_MATCH_NO_ROUTE;
+    if (vault.hsm && srv_hsm_rbac_path(req)) {
+        match = srv_hsm_rbac_match(req, &route, &name);
+    } else {
+        /* an HSM's own routes first; the keys API's where they have none for the method */
+        if (vault.hsm)
+            match = srv_hsm_admin_match(req, &route, &name);
+        if (match != SRV_MATCH_OK) {
+            enum srv_match keys =
+                srv_route_match(srv_key_routes, srv_key_routes_count, req->ri->request_method,
+                                req->seg, req->nseg, &route, &name, &version);
+            if (keys != SRV_MATCH_NO_ROUTE || match == SRV_MATCH_NO_ROUTE)
+                match = keys;
+        }
+    }
     switch (match) {
     case SRV_MATCH_OK:
         break;

@@ -182,9 +182,12 @@ void srv_hsm_denied(struct srv_req *req, enum pol_perm perm)
     int rbac = 0;
     for (size_t i = 0; i < ROUTE_COUNT; i++)
         rbac |= req->route_def == &routes[i];
-    /* the scope the action was asked at: the access control's own, else the keys' */
+    /* the scope the action was asked at: the access control's own, the whole HSM's for its
+     * settings, backups and restores, else the keys' */
     if (rbac)
         req_scope(req, scope, sizeof(scope));
+    else if (srv_hsm_admin_route(req->route_def))
+        snprintf(scope, sizeof(scope), "/");
     else
         snprintf(scope, sizeof(scope), "/keys");
     srv_send_errorf(req, KV_ERR_HSM_ACCESS_DENIED,

@@ -132,6 +132,10 @@ static void send_response(struct srv_req *req, int http_status, const char *cont
     if (req->region[0] != '\0')
         hline(&h, "x-ms-keyvault-region", req->region);
     hline(&h, "WWW-Authenticate", challenge);
+    if (req->async_operation != NULL) { /* a job has ended already: a second is enough */
+        hline(&h, "Azure-AsyncOperation", req->async_operation);
+        hput(&h, "Retry-After: 1\r\n");
+    }
     hline(&h, "Date", http_date());
     hline(&h, "Connection", keep_alive(req) ? "keep-alive" : "close");
     hput(&h, "\r\n");

@@ -93,6 +93,9 @@ struct srv_req {
     int hsm_keys;
 
     cJSON *body; /**< parsed JSON body (object), or NULL when the route has none */
+    /** an answer's Azure-AsyncOperation header (a Managed HSM's backup or restore job), or
+     * NULL */
+    const char *async_operation;
 
     /* for the audit log */
     int status;            /**< the HTTP status sent, 0 until a response is sent */
@@ -274,6 +277,24 @@ enum pol_perm srv_hsm_perm(const struct srv_route *route);
 
 /** @brief Answer a Managed HSM's 403 for a call that needed @p perm. */
 void srv_hsm_denied(struct srv_req *req, enum pol_perm perm);
+
+/* ---- a Managed HSM's settings, full backup and restore (hsm_admin.c) ------------------- */
+
+/**
+ * @brief Match the path against a Managed HSM's own routes (settings, backup, restore and
+ * their jobs): set req->hsm_item to the setting or job named, and @p key to the key of a
+ * selective key restore (else NULL).
+ */
+enum srv_match srv_hsm_admin_match(struct srv_req *req, const struct srv_route **route,
+                                   const char **key);
+
+/** @brief Whether the path is a backup's or restore's job status URL ({backup|restore}/{job}/
+ * pending), which clients call as given, without an api-version. */
+int srv_hsm_job_path(const struct srv_req *req);
+
+/** @brief Whether @p route is one of the whole HSM's (settings, backup, full restore, jobs);
+ * a selective key restore is a key's. */
+int srv_hsm_admin_route(const struct srv_route *route);
 
 /** The data-plane route table (keys_api.c). */
 extern const struct srv_route srv_key_routes[];

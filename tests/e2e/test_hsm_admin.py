@@ -1,0 +1,438 @@
+"""A Managed HSM's settings, full backup, full restore and selective key restore, end to end:
+Debian's unmodified azure-keyvault-administration 4.3.0b2 (KeyVaultSettingsClient,
+KeyVaultBackupClient; api-version 7.4-preview.1) and azure-keyvault-keys, with managed
+identities from kvmock's token endpoint, and raw HTTP for what the SDKs hide:
+
+- settings: AllowKeyManagementOperationsThroughARM, false until an administrator sets it;
+  list, get and update through the SDK; the answers whole; a bad value (400), an unknown
+  setting (404) and a caller without settings/read or settings/write (403) change nothing;
+  each HSM has its own;
+- a full backup (202, Azure-AsyncOperation, the job's body in Managed HSM's member order, its
+  folder URL "{container}/mhsm-{name}-{16 digits}") and its job read back; a full restore
+  brings back exactly the keys backed up, every version, tags and the same key material
+  (a signature made before verifies after), and removes what came since, soft-deleted keys
+  included; a selective key restore brings back one purged key; a key that exists, a key the
+  backup lacks and a folder with no backup end as Failed jobs with their error;
+- a restore into another HSM of the same kvmock;
+- the SAS token must have an expiry (Managed HSM's own 400 message), a storage URL must be
+  one, useManagedIdentity stands for the token; refusals change nothing;
+- who may: the Backup User backs up and reads its jobs but may not restore; a Crypto User may
+  neither; the administrator may all (403 AccessDenied, Managed HSM's action names);
+- jobs are the HSM's and of their kind (404 elsewhere); jobs, backups and settings survive a
+  restart; the SAS token is in neither the log nor the data folder."""
+import json
+import os
+import re
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Kvmock, Runner, check, eq, parse_args, TENANT, APP  # noqa: E402
+
+from azure.core.exceptions import HttpResponseError
+from azure.identity import ManagedIdentityCredential
+from azure.keyvault.administration import KeyVaultBackupClient, KeyVaultSettingsClient
+from azure.keyvault.keys import KeyClient
+from azure.keyvault.keys.crypto import CryptographyClient, SignatureAlgorithm
+
+
+def ident(name, n):
+    return {"name": name, "objectId": f"0a000000-0000-4000-8000-0000000005{n:02x}",
+            "clientId": f"0c000000-0000-4000-8000-0000000005{n:02x}"}
+
+
+ADMIN = ident("hsm-admin", 1)      # initialAdminObjectIds of both HSMs
+MAKER = ident("hsm-maker", 2)      # Crypto User at /keys of both
+OFFICER = ident("hsm-officer", 3)  # Crypto Officer at / of both
+BACKUP = ident("hsm-backup", 4)    # Backup User at / of hsma
+HSM_AUD = "https://managedhsm.azure.net"
+SETTING = "AllowKeyManagementOperationsThroughARM"
+ACTION = "Microsoft.KeyVault/managedHsm/"
+CONTAINER = "https://backups.blob.core.windows.net/mhsm"
+SIG = "c2VjcmV0LXNpZ25hdHVyZS1vZi10aGUtc2FzLXRva2Vu"  # must never be kept nor logged
+SAS = f"sv=2021-08-06&se=2030-01-01T00%3A00%3A00Z&sr=c&sp=crdw&sig={SIG}"
+JOB_MEMBERS = ["status", "statusDetails", "error", "startTime", "endTime", "jobId"]
+
+CONFIG = {
+    "tenantId": TENANT,
+    "identities": [APP, ADMIN, MAKER, OFFICER, BACKUP],
+    "managedHsms": [
+        {"name": "hsma", "properties": {"initialAdminObjectIds": [ADMIN["objectId"]]}},
+        {"name": "hsmb", "properties": {"initialAdminObjectIds": [ADMIN["objectId"]]}},
+    ],
+    "roleAssignments": [
+        {"principalId": MAKER["objectId"], "roleDefinitionName": "Managed HSM Crypto User",
+         "scope": "/managedHSMs/hsma/keys"},
+        {"principalId": MAKER["objectId"], "roleDefinitionName": "Managed HSM Crypto User",
+         "scope": "/managedHSMs/hsmb/keys"},
+        {"principalId": OFFICER["objectId"], "roleDefinitionName": "Managed HSM Crypto Officer",
+         "scope": "/managedHSMs/hsma"},
+        {"principalId": OFFICER["objectId"], "roleDefinitionName": "Managed HSM Crypto Officer",
+         "scope": "/managedHSMs/hsmb"},
+        {"principalId": BACKUP["objectId"], "roleDefinitionName": "Managed HSM Backup User",
+         "scope": "/managedHSMs/hsma"},
+    ],
+}
+
+
+def main():
+    args = parse_args()
+    runner = Runner()
+    with Kvmock(args.kvmock, config=CONFIG) as kv:
+        kv.apply_env()
+        P = kv.https_port
+
+        def host(name="hsma"):
+            return f"{name}.managedhsm.localhost:{P}"
+
+        def url(name="hsma"):
+            return f"https://{host(name)}"
+
+        def hsm(method, path, body=None, who=ADMIN, name="hsma", api="7.4"):
+            """A raw call on HSM @name as @who: (status, headers, parsed body or None)."""
+            sep = "&" if "?" in path else "?"
+            st, hdrs, resp = kv.https(method, f"{path}{sep}api-version={api}", body,
+                                      token=kv.token(HSM_AUD, client_id=who["clientId"]),
+                                      host=host(name))
+            return st, hdrs, (json.loads(resp) if resp else None)
+
+        def mi(who):
+            return ManagedIdentityCredential(client_id=who["clientId"])
+
+        def denied(got, action, scope="/", what=""):
+            st, hdrs, body = got
+            eq(st, 403, (what, body))
+            eq(body, {"error": {"code": "AccessDenied", "message":
+                                f"Not authorized to access {ACTION}{action} on {scope} "
+                                f"(Activity ID: {hdrs['x-ms-request-id']})"}}, what)
+
+        def refused(got, status, code, message, what=""):
+            """An error answered whole. Managed HSM's backup and restore errors carry no
+            Activity ID (its access control's do)."""
+            st, _, body = got
+            eq(st, status, (what, body))
+            eq(body, {"error": {"code": code, "message": message}}, what)
+
+        def key_names(name="hsma"):
+            return sorted(k.name for k in KeyClient(url(name), mi(MAKER)).list_properties_of_keys())
+
+        def deleted_names(name="hsma"):
+            st, _, body = hsm("GET", "/deletedkeys", who=OFFICER, name=name)
+            eq(st, 200, body)
+            return sorted(k["kid"].rsplit("/", 1)[1] for k in body["value"])
+
+        def versions(key, name="hsma"):
+            client = KeyClient(url(name), mi(MAKER))
+            return sorted(v.version for v in client.list_properties_of_key_versions(key))
+
+        def job_of(got, kind, what=""):
+            """A job's 202 whole, as Managed HSM answers it: the job just started, its status
+            URL in Azure-AsyncOperation, Retry-After; then the job as the status URL answers
+            it, which is returned."""
+            st, hdrs, started = got
+            eq(st, 202, (what, started))
+            backup = kind == "backup"
+            members = JOB_MEMBERS + (["azureStorageBlobContainerUri"] if backup else [])
+            eq(list(started), members, what)
+            job_id = started["jobId"]
+            check(re.fullmatch(r"[0-9a-f]{32}", job_id), started)
+            eq(started, dict({"status": "InProgress", "statusDetails": None, "error": None,
+                              "startTime": started["startTime"], "endTime": None,
+                              "jobId": job_id},
+                             **({"azureStorageBlobContainerUri": None} if backup else {})), what)
+            eq(hdrs["azure-asyncoperation"], f"{url(kind_host[0])}/{kind}/{job_id}/pending", what)
+            eq(hdrs["retry-after"], "1", what)
+            st, _, body = hsm("GET", f"/{kind}/{job_id}/pending", name=kind_host[0])
+            eq(st, 200, (what, body))
+            eq(list(body), members, what)
+            eq((body["jobId"], body["startTime"]), (job_id, started["startTime"]), what)
+            check(body["startTime"] <= body["endTime"], body)
+            return body
+
+        kind_host = ["hsma"]  # the HSM job_of() reads jobs from
+
+        def backup(who=ADMIN, name="hsma", body=None):
+            kind_host[0] = name
+            return job_of(hsm("POST", "/backup", body or {"storageResourceUri": CONTAINER,
+                                                          "token": SAS}, who=who, name=name),
+                          "backup")
+
+        def restore(folder, key=None, who=ADMIN, name="hsma"):
+            kind_host[0] = name
+            sas = {"storageResourceUri": CONTAINER, "token": SAS}
+            if key is None:
+                got = hsm("PUT", "/restore", {"sasTokenParameters": sas, "folderToRestore": folder},
+                          who=who, name=name)
+            else:
+                got = hsm("PUT", f"/keys/{key}/restore", {"sasTokenParameters": sas,
+                                                         "folder": folder}, who=who, name=name)
+            return job_of(got, "restore")
+
+        def folder_of(job):
+            eq(job["status"], "Succeeded", job)
+            folder_url = job["azureStorageBlobContainerUri"]
+            check(re.fullmatch(re.escape(CONTAINER) + r"/mhsm-[a-z0-9-]+-\d{16}", folder_url),
+                  folder_url)
+            return folder_url.rsplit("/", 1)[1]
+
+        # ---- settings --------------------------------------------------------------------------
+
+        @runner.test
+        def settings_are_read_and_set_through_the_sdk():
+            client = KeyVaultSettingsClient(url(), mi(ADMIN))
+            listed = [(s.name, s.value, s.type) for s in client.list_settings()]
+            eq(listed, [(SETTING, "false", "boolean")])
+            eq(client.get_setting(SETTING).value, "false")
+            updated = client.update_setting(SETTING, "true")
+            eq((updated.name, updated.value, updated.type), (SETTING, "true", "boolean"))
+            eq(client.get_setting(SETTING).value, "true")
+            # whole, in Managed HSM's member order
+            st, _, body = hsm("GET", "/settings")
+            eq(json.dumps(body), json.dumps({"settings": [
+                {"name": SETTING, "type": "boolean", "value": "true"}]}))
+            st, _, body = hsm("GET", f"/settings/{SETTING.lower()}")  # any case
+            eq((st, body), (200, {"name": SETTING, "type": "boolean", "value": "true"}))
+            # hsmb has its own
+            eq(KeyVaultSettingsClient(url("hsmb"), mi(ADMIN)).get_setting(SETTING).value, "false")
+            st, _, body = hsm("PATCH", f"/settings/{SETTING}", {"value": "FALSE"})
+            eq((st, body["value"]), (200, "false"))
+            eq(client.get_setting(SETTING).value, "false")
+
+        @runner.test
+        def refused_settings_calls_change_nothing():
+            client = KeyVaultSettingsClient(url(), mi(ADMIN))
+            client.update_setting(SETTING, "true")
+            for body in ({"value": "yes"}, {"value": True}, {}, {"value": None}):
+                refused(hsm("PATCH", f"/settings/{SETTING}", body), 400, "BadParameter",
+                        f"The value of setting {SETTING} must be the string 'true' or 'false'.",
+                        body)
+            missing = f"Setting 'NoSuchSetting' was not found. This managed HSM has the setting " \
+                      f"{SETTING}."
+            refused(hsm("GET", "/settings/NoSuchSetting"), 404, "SettingNotFound", missing)
+            refused(hsm("PATCH", "/settings/NoSuchSetting", {"value": "true"}), 404,
+                    "SettingNotFound", missing)
+            try:
+                client.get_setting("NoSuchSetting")
+                raise AssertionError("an unknown setting was found")
+            except HttpResponseError as e:
+                eq(e.status_code, 404)
+            # a Crypto User may neither read nor write them
+            denied(hsm("GET", "/settings", who=MAKER), "settings/read/action")
+            denied(hsm("GET", f"/settings/{SETTING}", who=MAKER), "settings/read/action")
+            denied(hsm("PATCH", f"/settings/{SETTING}", {"value": "false"}, who=MAKER),
+                   "settings/write/action")
+            eq(client.get_setting(SETTING).value, "true")
+            client.update_setting(SETTING, "false")
+
+        # ---- full backup and restore -----------------------------------------------------------
+
+        state = {}
+
+        @runner.test
+        def a_full_restore_brings_back_exactly_what_was_backed_up():
+            keys = KeyClient(url(), mi(MAKER))
+            k1 = keys.create_rsa_key("k1", size=2048)
+            keys.create_ec_key("k2", curve="P-256", tags={"team": "blue"})
+            keys.rotate_key("k2")
+            keys.create_oct_key("gone", size=256)
+            keys.begin_delete_key("gone").wait()  # soft-deleted: not in the backup
+            digest = bytes(range(32))
+            sig = CryptographyClient(k1, mi(MAKER)).sign(SignatureAlgorithm.rs256, digest).signature
+            k2_versions = versions("k2")
+            eq(len(k2_versions), 2)
+
+            poller = KeyVaultBackupClient(url(), mi(ADMIN)).begin_backup(CONTAINER, SAS)
+            result = poller.result()
+            folder_url = result.folder_url
+            check(folder_url.startswith(f"{CONTAINER}/mhsm-hsma-"), folder_url)
+            state["folder_url"] = folder_url
+
+            # what comes after: a new key, a deleted one, a changed one
+            keys.create_rsa_key("k3", size=2048)
+            keys.begin_delete_key("k1").wait()
+            keys.update_key_properties("k2", tags={"team": "red"})
+            eq(key_names(), ["k2", "k3"])
+            eq(deleted_names(), ["gone", "k1"])
+
+            KeyVaultBackupClient(url(), mi(ADMIN)).begin_restore(folder_url, SAS).wait()
+            eq(key_names(), ["k1", "k2"])
+            eq(deleted_names(), [])  # the HSM is as it was backed up: no deleted key either
+            eq(versions("k2"), k2_versions)
+            eq(keys.get_key("k2").properties.tags, {"team": "blue"})
+            k1_back = keys.get_key("k1")
+            eq((k1_back.id, k1_back.key.n), (k1.id, k1.key.n))
+            eq(k1_back.key_type, "RSA-HSM")
+            # the same material: a signature made before verifies with the restored key
+            check(CryptographyClient(k1_back, mi(MAKER)).verify(SignatureAlgorithm.rs256, digest,
+                                                                sig).is_valid)
+            # and it still signs
+            CryptographyClient(f"{url()}/keys/k1", mi(MAKER)).sign(SignatureAlgorithm.rs256,
+                                                                   digest)
+
+        @runner.test
+        def a_selective_key_restore_brings_back_one_key():
+            folder_url = state["folder_url"]
+            folder = folder_url.rsplit("/", 1)[1]
+            keys = KeyClient(url(), mi(MAKER))
+            before = versions("k2")
+            keys.begin_delete_key("k2").wait()
+            st, _, _ = hsm("DELETE", "/deletedkeys/k2", who=OFFICER)
+            eq(st, 204)
+            keys.create_rsa_key("k4", size=2048)
+            KeyVaultBackupClient(url(), mi(ADMIN)).begin_restore(folder_url, SAS,
+                                                                 key_name="k2").wait()
+            eq(key_names(), ["k1", "k2", "k4"])  # k4 stays: only k2 was restored
+            eq(versions("k2"), before)
+            # raw: the job says how many versions came back
+            keys.begin_delete_key("k2").wait()
+            eq(hsm("DELETE", "/deletedkeys/k2", who=OFFICER)[0], 204)
+            job = restore(folder, key="k2")
+            eq((job["status"], job["error"]), ("Succeeded", None))
+            eq(job["statusDetails"], "Number of successful key versions restored: 2, "
+                                     "Number of key versions could not overwrite: 0")
+            # a key that exists, a key the backup lacks: Failed jobs, nothing changed
+            job = restore(folder, key="k1")
+            eq((job["status"], job["statusDetails"]), ("Failed", None), job)
+            eq(list(job["error"]), ["code", "message", "innererror"], job)
+            eq(job["error"]["code"], "Conflict", job)
+            job = restore(folder, key="k4")
+            eq(job["status"], "Failed", job)
+            eq(job["error"], {"code": "KeyNotFound", "innererror": None, "message":
+                              f"Key k4 is not in the backup in folder {folder_url}."})
+            eq(key_names(), ["k1", "k2", "k4"])
+            # the SDK sees a Failed job as an error
+            try:
+                KeyVaultBackupClient(url(), mi(ADMIN)).begin_restore(folder_url, SAS,
+                                                                     key_name="k1").wait()
+                raise AssertionError("a restore over a live key succeeded")
+            except HttpResponseError:
+                pass
+
+        @runner.test
+        def a_backup_restores_into_another_hsm():
+            folder = state["folder_url"].rsplit("/", 1)[1]
+            eq(key_names("hsmb"), [])
+            job = restore(folder, name="hsmb")
+            eq(job["status"], "Succeeded", job)
+            eq(key_names("hsmb"), ["k1", "k2"])
+            k1 = KeyClient(url("hsmb"), mi(MAKER)).get_key("k1")
+            check(k1.id.startswith(f"{url('hsmb')}/keys/k1/"), k1.id)
+            CryptographyClient(k1, mi(MAKER)).sign(SignatureAlgorithm.rs256, bytes(32))
+            # hsma's jobs are not hsmb's
+            kind_host[0] = "hsma"
+            st, _, body = hsm("GET", f"/restore/{job['jobId']}/pending", name="hsma")
+            eq((st, body["error"]["code"]), (404, "NotFound"), body)
+
+        @runner.test
+        def backup_jobs_on_the_wire():
+            job = backup()
+            eq((job["status"], job["statusDetails"], job["error"]), ("Succeeded", None, None))
+            folder_of(job)
+            # the status URL is called as given, without an api-version; one given is checked
+            path = f"/backup/{job['jobId']}/pending"
+            st, _, body = kv.https("GET", path, token=kv.token(HSM_AUD, client_id=ADMIN["clientId"]),
+                                   host=host())
+            eq((st, json.loads(body)), (200, job))
+            st, _, body = hsm("GET", path, api="1.0")
+            eq((st, body["error"]["code"]), (400, "BadParameter"), body)
+            # useManagedIdentity stands for the token
+            folder_of(backup(body={"storageResourceUri": CONTAINER + "/",
+                                   "useManagedIdentity": True}))
+            # a job of one kind is not the other's; unknown ones are 404
+            for path in (f"/restore/{job['jobId']}/pending", "/backup/0123/pending",
+                         f"/backup/{'0' * 32}/pending"):
+                st, hdrs, body = hsm("GET", path)
+                eq(st, 404, (path, body))
+                eq(body["error"]["code"], "NotFound", body)
+            st, _, body = hsm("GET", f"/backup/{job['jobId']}/pending", name="hsmb")
+            eq(st, 404, body)
+            # a folder with no backup: a Failed job
+            job = restore("mhsm-hsma-2000010100000000")
+            eq((job["status"], job["error"]),
+               ("Failed", {"code": "BadRequest", "innererror": None, "message":
+                           f"No backup was found in folder {CONTAINER}/mhsm-hsma-2000010100000000."}))
+
+        @runner.test
+        def refused_backups_and_restores_change_nothing():
+            before = key_names()
+            expiry = ("The customer provided SAS token is malformed. The SAS token does not "
+                      "contain the expiry field")
+            for token in ("invalid_sas_token", "sv=1&sig=x", "se=&sig=x", ""):
+                refused(hsm("POST", "/backup", {"storageResourceUri": CONTAINER, "token": token}),
+                        400, "BadRequest", expiry, token)
+            refused(hsm("POST", "/backup", {"storageResourceUri": CONTAINER}), 400, "BadRequest",
+                    "Either a SAS token (token) or useManagedIdentity: true is required.")
+            storage = ("storageResourceUri must be the URL of a blob storage container, such as "
+                       "https://ACCOUNT.blob.core.windows.net/CONTAINER.")
+            for uri in ("backups", "ftp://x/y", "https://", "https://a b/c", 7, None):
+                refused(hsm("POST", "/backup", {"storageResourceUri": uri, "token": SAS}), 400,
+                        "BadRequest", storage, uri)
+            st, _, body = hsm("POST", "/backup", [1])
+            eq((st, body["error"]["code"]), (400, "BadParameter"), body)
+            sas = {"storageResourceUri": CONTAINER, "token": SAS}
+            refused(hsm("PUT", "/restore", {"folderToRestore": "x"}), 400, "BadRequest",
+                    "sasTokenParameters (storageResourceUri, and token or useManagedIdentity) "
+                    "is required.")
+            for folder in ("", "a/b", None, "x" * 101):
+                refused(hsm("PUT", "/restore", {"sasTokenParameters": sas,
+                                                "folderToRestore": folder}),
+                        400, "BadRequest", "folderToRestore must name the backup's folder in the "
+                                           "storage container.", folder)
+            refused(hsm("PUT", "/keys/k1/restore", {"sasTokenParameters": sas, "folderToRestore":
+                                                    "x"}),
+                    400, "BadRequest", "folder must name the backup's folder in the storage "
+                                       "container.")
+            refused(hsm("PUT", "/restore", {"sasTokenParameters": {"storageResourceUri": CONTAINER,
+                                                                   "token": "x"},
+                                            "folderToRestore": "x"}), 400, "BadRequest", expiry)
+            eq(key_names(), before)
+
+        @runner.test
+        def who_may_back_up_and_restore():
+            job = backup(who=BACKUP)  # the Backup User backs up and reads its job
+            folder = folder_of(job)
+            sas = {"storageResourceUri": CONTAINER, "token": SAS}
+            denied(hsm("PUT", "/restore", {"sasTokenParameters": sas, "folderToRestore": folder},
+                       who=BACKUP), "restore/start/action")
+            denied(hsm("PUT", "/keys/k1/restore", {"sasTokenParameters": sas, "folder": folder},
+                       who=BACKUP), "restore/start/action", "/keys")
+            restored = restore(folder)  # the administrator's
+            denied(hsm("GET", f"/restore/{restored['jobId']}/pending", who=BACKUP),
+                   "restore/status/action")
+            denied(hsm("POST", "/backup", sas, who=MAKER), "backup/start/action")
+            denied(hsm("GET", f"/backup/{job['jobId']}/pending", who=MAKER),
+                   "backup/status/action")
+            denied(hsm("PUT", "/restore", {"sasTokenParameters": sas, "folderToRestore": folder},
+                       who=MAKER), "restore/start/action")
+            denied(hsm("POST", "/backup", sas, who=BACKUP, name="hsmb"), "backup/start/action")
+            # the Backup User's backup restores all the same
+            eq(restored["status"], "Succeeded", restored)
+
+        @runner.test
+        def jobs_backups_and_settings_survive_a_restart_and_the_token_is_kept_nowhere():
+            KeyVaultSettingsClient(url("hsmb"), mi(ADMIN)).update_setting(SETTING, "true")
+            job = backup()
+            folder = folder_of(job)
+            kv.restart()
+            st, _, body = hsm("GET", f"/backup/{job['jobId']}/pending")
+            eq((st, body), (200, job))
+            eq(restore(folder)["status"], "Succeeded")
+            eq(KeyVaultSettingsClient(url("hsmb"), mi(ADMIN)).get_setting(SETTING).value, "true")
+            eq(KeyVaultSettingsClient(url(), mi(ADMIN)).get_setting(SETTING).value, "false")
+            with open(kv.log_path, "rb") as f:
+                check(SIG.encode() not in f.read(), "the SAS token is in the log")
+            for root, _, files in os.walk(kv.data_dir):
+                for name in files:
+                    with open(os.path.join(root, name), "rb") as f:
+                        check(SIG.encode() not in f.read(), f"the SAS token is in {name}")
+            # the audit log names the operations and the HSM
+            ops = {r["operationName"] for r in kv.audit_records()
+                   if "/MANAGEDHSMS/HSMA" in r.get("resourceId", "")}
+            for op in ("FullBackup", "FullBackupStatus", "FullRestoreOperation", "RestoreStatus",
+                       "SelectiveKeyRestoreOperation", "GetSettings", "UpdateSetting"):
+                check(op in ops, (op, sorted(ops)))
+
+        runner.run()
+
+
+if __name__ == "__main__":
+    main()
