@@ -78,6 +78,8 @@ static const char *const groups[] = {"fzg", "g", NULL}; /* g holds vault fzv */
 static const char *const role_scopes[] = {"/subscriptions/s", "/subscriptions/s/resourceGroups/g",
                                           SUB, SUB "/keys/rsa", NULL};
 static const char *const hsm_scopes[] = {"", "/keys", "/keys/hk", "//", NULL};
+static const char *const hsm_restores[] = {"restore", "keys/hk/restore", NULL};
+static const char *const hsm_settings[] = {"AllowKeyManagementOperationsThroughARM", "x", NULL};
 
 static const struct tmpl templates[] = {
     {"POST", "/keys/fz/create?api-version=7.4", HTTPS, TOK_VAULT, NULL, NULL, 1},
@@ -133,6 +135,10 @@ static const struct tmpl templates[] = {
      "4f4f4f4f-4f4f-4f4f-8f4f-4f4f4f4f4f4f?api-version=7.5",
      HTTPS, TOK_HSM, hsm_scopes, NULL, 0},
     {"POST", "/keys/hk/create?api-version=7.5", HTTPS, TOK_HSM, NULL, NULL, 0},
+    /* fzh's full backup, its full or selective restore, and its setting */
+    {"POST", "/backup?api-version=7.5", HTTPS, TOK_HSM, NULL, NULL, 0},
+    {"PUT", "/%s?api-version=7.5", HTTPS, TOK_HSM, hsm_restores, NULL, 0},
+    {"PATCH", "/settings/%s?api-version=7.5", HTTPS, TOK_HSM, hsm_settings, NULL, 0},
 };
 #define NTEMPLATES (sizeof(templates) / sizeof(templates[0]))
 

@@ -237,7 +237,7 @@ def main():
          "entra": 7, "vault": 8, "policies": 9, "role": 10, "msi": 11, "clock": 12, "raw": 13,
          "rawmgmt": 14, "vaultpatch": 15, "group": 16, "grouppatch": 17, "entrav1": 18,
          "armkey": 19, "rolescope": 20, "roledef": 21, "hsmrole": 22, "hsmroledef": 23,
-         "hsmcreate": 24}
+         "hsmcreate": 24, "hsmbackup": 25, "hsmrestore": 26, "hsmsetting": 27}
     ops = ["rsa//wrapkey", "rsa//unwrapkey", "rsa//encrypt", "rsa//decrypt", "rsa//sign",
            "rsa//verify", "ec//sign", "ec//verify", "oct//wrapkey", "oct//unwrapkey", "oct//encrypt",
            "oct//decrypt", "oct//sign", "oct//verify", "rsa//release"]
@@ -316,6 +316,18 @@ def main():
                         {"actions": [], "dataActions": ["Microsoft.KeyVault/managedHsm/rng/action"]}],
         "assignableScopes": ["/", "/keys"]}})
     http("hsm-create", "hsmcreate", 0, {"kty": "RSA", "key_size": 2048})
+    sas = "sv=2021-08-06&se=2030-01-01T00%3A00%3A00Z&sr=c&sp=crdw&sig=fz"
+    http("hsm-backup", "hsmbackup", 0, {"storageResourceUri": "https://fz.blob.core.windows.net/c",
+                                        "token": sas})
+    http("hsm-backup-mi", "hsmbackup", 0, {"storageResourceUri": "https://fz.blob.core.windows.net/c",
+                                           "useManagedIdentity": True})
+    http("hsm-restore", "hsmrestore", 0, {"sasTokenParameters": {
+        "storageResourceUri": "https://fz.blob.core.windows.net/c", "token": sas},
+        "folderToRestore": "mhsm-fzh-2026120719000000"})
+    http("hsm-restore-key", "hsmrestore", 1, {"sasTokenParameters": {
+        "storageResourceUri": "https://fz.blob.core.windows.net/c", "token": sas},
+        "folder": "mhsm-fzh-2026120719000000"})
+    http("hsm-setting", "hsmsetting", 0, {"value": "true"})
     http("vault-patch", "vaultpatch", 0, {"tags": {"team": "fz", "env": "ci"},
                                           "properties": {"enableRbacAuthorization": False}})
     for i, name in enumerate(["fzg", "g"]):
