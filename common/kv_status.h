@@ -109,6 +109,7 @@ enum kv_status {
     KV_ERR_HSM_BAD_REQUEST,   /**< 400 BadRequest: a Managed HSM's backup or restore refused */
     KV_ERR_HSM_JOB_NOT_FOUND, /**< 404 NotFound: no such backup or restore job */
     KV_ERR_HSM_SETTING_NOT_FOUND, /**< 404 SettingNotFound: no such Managed HSM setting */
+    KV_ERR_HSM_ARM_KEYS, /**< 403 Forbidden: an HSM's keys through Resource Manager, not allowed */
 
     /* 500 */
     KV_ERR_NOMEM,    /**< allocation failed */

@@ -172,6 +172,8 @@ static const struct kv_status_info table[KV_STATUS_COUNT] = {
     ROW(KV_ERR_HSM_BAD_REQUEST, 400, "BadRequest", NULL, "The request is invalid."),
     ROW(KV_ERR_HSM_JOB_NOT_FOUND, 404, "NotFound", NULL, "The job was not found."),
     ROW(KV_ERR_HSM_SETTING_NOT_FOUND, 404, "SettingNotFound", NULL, "The setting was not found."),
+    ROW(KV_ERR_HSM_ARM_KEYS, 403, "Forbidden", NULL,
+        "Key management operations through Azure Resource Manager are not allowed."),
 
     ROW(KV_ERR_NOMEM, 500, "InternalServerError", NULL, "The server ran out of memory."),
     ROW(KV_ERR_STORE, 500, "InternalServerError", NULL, "The key store failed."),
@@ -270,6 +272,7 @@ static const char *const names[KV_STATUS_COUNT] = {
     NAME(KV_ERR_HSM_BAD_REQUEST),
     NAME(KV_ERR_HSM_JOB_NOT_FOUND),
     NAME(KV_ERR_HSM_SETTING_NOT_FOUND),
+    NAME(KV_ERR_HSM_ARM_KEYS),
     NAME(KV_ERR_NOMEM),
     NAME(KV_ERR_STORE),
     NAME(KV_ERR_CRYPTO),

@@ -228,6 +228,14 @@ static void vault_id(const struct srv_req *req, const struct ks_vault *v, char *
              req->seg[1], srv_vault_group(v), v->name);
 }
 
+/* vault_id() of a managed HSM. */
+static void hsm_id(const struct srv_req *req, const struct ks_vault *v, char *out, size_t cap)
+{
+    snprintf(out, cap,
+             "/subscriptions/%s/resourceGroups/%s/providers/Microsoft.KeyVault/managedHSMs/%s",
+             req->seg[1], srv_vault_group(v), v->name);
+}
+
 /* Add @p known, or (NULL) the tags of vault @p name read from the store (@p deleted: as
  * it was deleted), to @p o as "tags". */
 static int add_tags(struct srv_req *req, cJSON *o, const char *name, int deleted,
@@ -861,9 +869,7 @@ static void vault_list(struct srv_req *req, int as_resources)
 static cJSON *hsm_json(struct srv_req *req, const struct ks_vault *v)
 {
     char id[1024], dns[64], uri[160];
-    snprintf(id, sizeof(id),
-             "/subscriptions/%s/resourceGroups/%s/providers/Microsoft.KeyVault/managedHSMs/%s",
-             req->seg[1], srv_vault_group(v), v->name);
+    hsm_id(req, v, id, sizeof(id));
     srv_hsm_dns(req, dns, sizeof(dns));
     snprintf(uri, sizeof(uri), "https://%s.%s/", v->name, dns);
     size_t cap = pol_role_list(req->srv->pol, v, NULL, 0) + 1;
@@ -1041,25 +1047,38 @@ static void access_policies(struct srv_req *req, const char *name, const char *k
 
 static int seg_is(const struct srv_req *req, size_t i, const char *want);
 
-/* .../vaults/V/keys[/K[/versions[/VER]]]: the path's shape, and the vault, checked here;
- * mgmt_keys.c does the rest. */
-static void vault_keys(struct srv_req *req)
+static int hsm_in_path_group(const struct srv_req *req, const struct ks_vault *v);
+
+/* .../{vaults|managedHSMs}/V/keys[/K[/versions[/VER]]]: the path's shape, and the vault or
+ * HSM, checked here; mgmt_keys.c does the rest. */
+static void vault_keys(struct srv_req *req, int hsm)
 {
     size_t n = req->nseg;
     int shape = seg_is(req, 2, "resourceGroups") && seg_is(req, 4, "providers") &&
-                seg_is(req, 5, "Microsoft.KeyVault") && seg_is(req, 6, "vaults") &&
+                seg_is(req, 5, "Microsoft.KeyVault") &&
+                seg_is(req, 6, hsm ? "managedHSMs" : "vaults") &&
                 (n == 9 || n == 10 || ((n == 11 || n == 12) && seg_is(req, 10, "versions")));
     if (!shape) {
         srv_send_error(req, KV_ERR_ROUTE_NOT_FOUND, NULL);
         return;
     }
     struct ks_vault v;
-    if (ks_vault_get(req->srv->ks, req->seg[7], &v) != KV_OK || !srv_in_path_group(req, &v)) {
-        vault_not_found(req, req->seg[7]);
+    if (ks_vault_get(req->srv->ks, req->seg[7], &v) != KV_OK ||
+        !(hsm ? hsm_in_path_group(req, &v) : srv_in_path_group(req, &v))) {
+        if (hsm)
+            srv_send_errorf(req, KV_ERR_ARM_NOT_FOUND,
+                            "The Resource 'Microsoft.KeyVault/managedHSMs/%.64s' under resource "
+                            "group '%.90s' was not found.",
+                            req->seg[7], req->seg[3]);
+        else
+            vault_not_found(req, req->seg[7]);
         return;
     }
     char id[1024];
-    vault_id(req, &v, id, sizeof(id));
+    if (hsm)
+        hsm_id(req, &v, id, sizeof(id));
+    else
+        vault_id(req, &v, id, sizeof(id));
     srv_mgmt_vault_keys(req, &v, id, n >= 10 ? req->seg[9] : NULL, n == 12 ? req->seg[11] : NULL,
                         n >= 11);
 }
@@ -1838,14 +1857,23 @@ int srv_mgmt_endpoint(struct srv_req *req)
     }
     int keys = req->nseg >= 9 && seg_is(req, 8, "keys");
     if (keys) {
-        int put = strcmp(method, "PUT") == 0;
-        req->operation = put ? "VaultKeyPut" : req->nseg == 10 || req->nseg == 12 ? "VaultKeyGet"
-                                                                                   : "VaultKeyList";
-        if (authorize(req, put ? "Microsoft.KeyVault/vaults/keys/write"
-                               : "Microsoft.KeyVault/vaults/keys/read",
+        int put = strcmp(method, "PUT") == 0, one = req->nseg == 10 || req->nseg == 12;
+        int hsm = seg_is(req, 6, "managedHSMs");
+        req->hsm = hsm; /* an HSM's are audited as the HSM's */
+        req->operation = hsm ? (put   ? "ManagedHsmKeyPut"
+                                : one ? "ManagedHsmKeyGet"
+                                      : "ManagedHsmKeyList")
+                             : (put   ? "VaultKeyPut"
+                                : one ? "VaultKeyGet"
+                                      : "VaultKeyList");
+        if (authorize(req,
+                      hsm ? (put ? "Microsoft.KeyVault/managedHSMs/keys/write"
+                                 : "Microsoft.KeyVault/managedHSMs/keys/read")
+                          : (put ? "Microsoft.KeyVault/vaults/keys/write"
+                                 : "Microsoft.KeyVault/vaults/keys/read"),
                       scope) == KV_OK &&
             API_VERSION_OK(req, arm_api_versions, KEYVAULT_API))
-            vault_keys(req);
+            vault_keys(req, hsm);
         return 1;
     }
     req->operation = req->nseg == 10                  ? "VaultAccessPolicyUpdate"

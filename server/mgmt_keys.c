@@ -1,11 +1,15 @@
 /*
- * Keys on the management plane (Microsoft.KeyVault/vaults/keys), as ARM templates,
- * Bicep and the management SDKs see them:
+ * Keys on the management plane (Microsoft.KeyVault/vaults/keys and managedHSMs/keys), as
+ * ARM templates, Bicep and the management SDKs see them:
  *
  *   PUT  .../vaults/V/keys/K                   create the key if it does not exist
  *   GET  .../vaults/V/keys/K[/versions/VER]    the current version, or one version
  *   GET  .../vaults/V/keys[?$skiptoken=T]      the vault's keys, 25 a page
  *   GET  .../vaults/V/keys/K/versions          a key's versions
+ *
+ * and the same under .../managedHSMs/H, once the HSM's administrator has set its setting
+ * AllowKeyManagementOperationsThroughARM (a Managed HSM does not trust Resource Manager
+ * until then). An HSM's key resources have no location, as Azure answers them.
  *
  * A PUT creates the first version of a key that does not exist, and answers an
  * existing key as it is: it never makes a new version nor changes a key, as in
@@ -45,15 +49,28 @@ int srv_key_ops_json(cJSON *o, const struct ks_key *k)
     return arr != NULL;
 }
 
-/* A Key resource: id, name, type, location, tags and properties {attributes, kty, keyOps,
- * keySize or curveName, keyUri, keyUriWithVersion}. @p as_version answers the resource
- * of one version (…/versions/VER); @p brief, the list's short form (attributes, keyUri). */
+/* A key resource's type, a vault's or an HSM's, of a key or of one version. */
+static const char *key_type(const struct ks_vault *v, int as_version)
+{
+    if (v->hsm)
+        return as_version ? "Microsoft.KeyVault/managedHSMs/keys/versions"
+                          : "Microsoft.KeyVault/managedHSMs/keys";
+    return as_version ? "Microsoft.KeyVault/vaults/keys/versions"
+                      : "Microsoft.KeyVault/vaults/keys";
+}
+
+/* A Key resource: id, name, type, location (a vault's), tags and properties {attributes, kty,
+ * keyOps, keySize or curveName, keyUri, keyUriWithVersion}. @p as_version answers the resource of
+ * one version (…/versions/VER); @p brief, the list's short form (attributes, keyUri). */
 static cJSON *key_json(struct srv_req *req, const struct ks_vault *v, const char *vault_id,
                        const struct ks_key *k, int as_version, int brief)
 {
     char id[1400], dns[64], uri[256], uri_version[300];
     key_arm_id(vault_id, k->name, as_version ? k->version : NULL, id, sizeof(id));
-    srv_vault_dns(req, dns, sizeof(dns));
+    if (v->hsm)
+        srv_hsm_dns(req, dns, sizeof(dns));
+    else
+        srv_vault_dns(req, dns, sizeof(dns));
     snprintf(uri, sizeof(uri), "https://%s.%s/keys/%s", v->name, dns, k->name);
     snprintf(uri_version, sizeof(uri_version), "%s/%s", uri, k->version);
     cJSON *o = cJSON_CreateObject();
@@ -62,9 +79,8 @@ static cJSON *key_json(struct srv_req *req, const struct ks_vault *v, const char
     cJSON *attrs = props ? cJSON_AddObjectToObject(props, "attributes") : NULL;
     int ok = attrs && cJSON_AddStringToObject(o, "id", id) &&
              cJSON_AddStringToObject(o, "name", as_version ? k->version : k->name) &&
-             cJSON_AddStringToObject(o, "type", as_version ? "Microsoft.KeyVault/vaults/keys/versions"
-                                                           : "Microsoft.KeyVault/vaults/keys") &&
-             cJSON_AddStringToObject(o, "location", ks_vault_location(v)) &&
+             cJSON_AddStringToObject(o, "type", key_type(v, as_version)) &&
+             (v->hsm || cJSON_AddStringToObject(o, "location", ks_vault_location(v))) &&
              cJSON_AddBoolToObject(attrs, "enabled", k->attrs.enabled) &&
              cJSON_AddNumberToObject(attrs, "created", (double)k->attrs.created) &&
              cJSON_AddNumberToObject(attrs, "updated", (double)k->attrs.updated) &&
@@ -93,12 +109,12 @@ static cJSON *key_json(struct srv_req *req, const struct ks_vault *v, const char
     return o;
 }
 
-static void key_not_found(struct srv_req *req, const char *vault, const char *name)
+static void key_not_found(struct srv_req *req, const struct ks_vault *v, const char *name)
 {
     srv_send_errorf(req, KV_ERR_ARM_NOT_FOUND,
-                    "The Resource 'Microsoft.KeyVault/vaults/%.64s/keys/%.127s' under resource "
+                    "The Resource 'Microsoft.KeyVault/%s/%.64s/keys/%.127s' under resource "
                     "group '%.90s' was not found.",
-                    vault, name, req->seg[3]);
+                    v->hsm ? "managedHSMs" : "vaults", v->name, name, req->seg[3]);
 }
 
 /* On a vault that uses RBAC, Resource Manager reaches Key Vault on the caller's behalf, and
@@ -111,8 +127,15 @@ static void key_not_found(struct srv_req *req, const char *vault, const char *na
 static int data_allowed(struct srv_req *req, const struct ks_vault *v, const char *vault_id,
                         const char *name, enum pol_perm perm)
 {
-    if (!v->rbac || pol_allowed(req->srv->pol, &req->who, v, name, perm) == KV_OK)
+    if (!(v->rbac || v->hsm) || pol_allowed(req->srv->pol, &req->who, v, name, perm) == KV_OK)
         return 1;
+    if (v->hsm) { /* the HSM's own refusal, by its local role assignments */
+        const char *action = pol_hsm_perm_action(perm);
+        srv_send_errorf(req, KV_ERR_HSM_ACCESS_DENIED,
+                        "Not authorized to access %s on /keys (Activity ID: %s)",
+                        action != NULL ? action : "Microsoft.KeyVault/managedHsm", req->request_id);
+        return 0;
+    }
     /* the refused data action, on the key or the vault, named as Azure names them */
     char resource[1400], message[2560], region[KS_LOCATION_MAX + 1];
     if (name != NULL)
@@ -300,7 +323,7 @@ static void key_list(struct srv_req *req, const struct ks_vault *v, const char *
         name ? ks_key_list_versions(req->srv->ks, v->name, name, skip, KS_PAGE_MAX, &page)
              : ks_key_list(req->srv->ks, v->name, skip, KS_PAGE_MAX, &page);
     if (st == KV_ERR_KEY_NOT_FOUND) {
-        key_not_found(req, v->name, name);
+        key_not_found(req, v, name);
         return;
     }
     cJSON *value = NULL;
@@ -325,6 +348,14 @@ void srv_mgmt_vault_keys(struct srv_req *req, const struct ks_vault *v, const ch
 {
     const char *method = req->ri->request_method;
     int get = strcmp(method, "GET") == 0;
+    if (v->hsm && !v->arm_key_ops) {
+        srv_send_errorf(req, KV_ERR_HSM_ARM_KEYS,
+                        "Key management operations through Azure Resource Manager are not allowed "
+                        "on managed HSM '%s'. Its administrator allows them with the HSM's setting "
+                        "AllowKeyManagementOperationsThroughARM.",
+                        v->name);
+        return;
+    }
     if (name == NULL && get) {
         if (data_allowed(req, v, vault_id, NULL, POL_KEYS_LIST))
             key_list(req, v, vault_id, NULL);
@@ -339,7 +370,7 @@ void srv_mgmt_vault_keys(struct srv_req *req, const struct ks_vault *v, const ch
         struct ks_key *k = NULL;
         enum kv_status st = ks_key_get(req->srv->ks, v->name, name, version, &k);
         if (st == KV_ERR_KEY_NOT_FOUND)
-            key_not_found(req, v->name, version ? version : name);
+            key_not_found(req, v, version ? version : name);
         else if (st != KV_OK)
             srv_send_error(req, st, NULL);
         else

@@ -19,7 +19,11 @@ identities from kvmock's token endpoint, and raw HTTP for what the SDKs hide:
 - who may: the Backup User backs up and reads its jobs but may not restore; a Crypto User may
   neither; the administrator may all (403 AccessDenied, Managed HSM's action names);
 - jobs are the HSM's and of their kind (404 elsewhere); jobs, backups and settings survive a
-  restart; the SAS token is in neither the log nor the data folder."""
+  restart; the SAS token is in neither the log nor the data folder;
+- Resource Manager's managedHSMs/NAME/keys (raw HTTP: Debian's azure-mgmt-keyvault predates
+  it) is refused (403) while AllowKeyManagementOperationsThroughARM is false; once true it
+  makes, reads and lists the HSM's keys (EC-HSM, no location, keyUri at the HSM's host) as
+  the caller's local roles allow (a Crypto Officer is refused keys/read)."""
 import json
 import os
 import re
@@ -41,9 +45,12 @@ def ident(name, n):
 
 
 ADMIN = ident("hsm-admin", 1)      # initialAdminObjectIds of both HSMs
-MAKER = ident("hsm-maker", 2)      # Crypto User at /keys of both
-OFFICER = ident("hsm-officer", 3)  # Crypto Officer at / of both
+MAKER = dict(ident("hsm-maker", 2), manage=True)      # Crypto User at /keys of both
+OFFICER = dict(ident("hsm-officer", 3), manage=True)  # Crypto Officer at / of both
 BACKUP = ident("hsm-backup", 4)    # Backup User at / of hsma
+SUB = "00000000-0000-0000-0000-000000000000"
+MGMT = "https://management.azure.com"
+ARM_HSMS = f"/subscriptions/{SUB}/resourceGroups/kvmock/providers/Microsoft.KeyVault/managedHSMs"
 HSM_AUD = "https://managedhsm.azure.net"
 SETTING = "AllowKeyManagementOperationsThroughARM"
 ACTION = "Microsoft.KeyVault/managedHsm/"
@@ -406,6 +413,63 @@ def main():
             denied(hsm("POST", "/backup", sas, who=BACKUP, name="hsmb"), "backup/start/action")
             # the Backup User's backup restores all the same
             eq(restored["status"], "Succeeded", restored)
+
+        @runner.test
+        def resource_manager_reaches_an_hsms_keys_once_the_setting_allows():
+            base = f"{ARM_HSMS}/hsmb/keys"
+
+            def arm(method, path, body=None, who=MAKER):
+                st, _, resp = kv.https(method, f"{path}?api-version=2023-07-01", body,
+                                       token=kv.token(MGMT, client_id=who["clientId"]))
+                return st, (json.loads(resp) if resp else None)
+
+            forbidden = (403, {"error": {"code": "Forbidden", "message":
+                               "Key management operations through Azure Resource Manager are not "
+                               "allowed on managed HSM 'hsmb'. Its administrator allows them with "
+                               f"the HSM's setting {SETTING}."}})
+            settings = KeyVaultSettingsClient(url("hsmb"), mi(ADMIN))
+            settings.update_setting(SETTING, "false")
+            before = key_names("hsmb")
+            create = {"properties": {"kty": "EC", "curveName": "P-256"}, "tags": {"by": "arm"}}
+            eq(arm("GET", base), forbidden)
+            eq(arm("GET", f"{base}/k1"), forbidden)
+            eq(arm("PUT", f"{base}/armk", create), forbidden)
+            eq(key_names("hsmb"), before)
+
+            settings.update_setting(SETTING, "true")
+            st, body = arm("PUT", f"{base}/armk", create)
+            eq(st, 200, body)
+            made = KeyClient(url("hsmb"), mi(MAKER)).get_key("armk")
+            eq(made.key_type, "EC-HSM")
+            eq(list(body), ["tags", "properties", "id", "name", "type"], body)  # no location
+            eq((body["id"], body["name"], body["type"], body["tags"]),
+               (f"{base}/armk", "armk", "Microsoft.KeyVault/managedHSMs/keys", {"by": "arm"}))
+            props = body["properties"]
+            eq((props["kty"], props["curveName"], props["keyUri"], props["keyUriWithVersion"]),
+               ("EC-HSM", "P-256", f"{url('hsmb')}/keys/armk", made.id))
+            st, body = arm("GET", f"{base}/armk")
+            eq((st, body["properties"]["keyUriWithVersion"]), (200, made.id), body)
+            st, body = arm("GET", base)
+            eq(st, 200, body)
+            eq(sorted(k["name"] for k in body["value"]), sorted(before + ["armk"]))
+            st, body = arm("GET", f"{base}/armk/versions")
+            eq((st, [v["type"] for v in body["value"]]),
+               (200, ["Microsoft.KeyVault/managedHSMs/keys/versions"]), body)
+            # the caller's local roles decide: a Crypto Officer may not read keys
+            st, hdrs, resp = kv.https("GET", f"{base}?api-version=2023-07-01",
+                                      token=kv.token(MGMT, client_id=OFFICER["clientId"]))
+            eq((st, json.loads(resp)), (403, {"error": {"code": "AccessDenied", "message":
+               f"Not authorized to access {ACTION}keys/read/action on /keys "
+               f"(Activity ID: {hdrs['x-ms-request-id']})"}}))
+            # an unknown HSM, and a vault's path naming the HSM
+            st, body = arm("GET", f"{ARM_HSMS}/nohsm/keys")
+            eq((st, body["error"]["code"]), (404, "ResourceNotFound"), body)
+            st, body = arm("GET", base.replace("managedHSMs", "vaults"))
+            eq((st, body["error"]["message"]),
+               (404, "The Resource 'Microsoft.KeyVault/vaults/hsmb' under resource group "
+                     "'kvmock' was not found."), body)
+            settings.update_setting(SETTING, "false")
+            eq(arm("GET", base), forbidden)
 
         @runner.test
         def jobs_backups_and_settings_survive_a_restart_and_the_token_is_kept_nowhere():
