@@ -11,7 +11,13 @@ environment (Debian's azure-identity 1.13, and @azure/identity), and KeyClient o
 https://NAME.vault.azure.net;
 `az login --service-principal` with a certificate on az's own AzureCloud, then the
 management plane. MSAL's instance discovery (GET /common/discovery/instance) is
-answered by kvmock, and checked raw."""
+answered by kvmock, and checked raw.
+
+A Managed HSM the same way, at https://cmk-hsm.managedhsm.azure.net (--hostname
+'*.managedhsm.azure.net'): KeyClient with DefaultAzureCredential; `az keyvault show
+--hsm-name`, and `az rest --resource https://managedhsm.azure.net` for a key, a full backup
+and its restore (Debian's az 2.45 runs neither `az keyvault key` nor its HSM `role`,
+`backup` and `restore` commands: its packaged SDKs lack the API versions they ask for)."""
 import json
 import os
 import shutil
@@ -23,7 +29,10 @@ import urllib.parse
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Kvmock, Runner, check, eq, parse_args, unb64url, TENANT, APP  # noqa: E402
 
-NAMES = ["login.microsoftonline.com", "management.azure.com", "cmk.vault.azure.net"]
+NAMES = ["login.microsoftonline.com", "management.azure.com", "cmk.vault.azure.net",
+         "cmk-hsm.managedhsm.azure.net"]
+HSM_URL = "https://cmk-hsm.managedhsm.azure.net"
+SAS = "sv=2021-08-06&se=2030-01-01T00%3A00%3A00Z&sr=c&sp=crdw&sig=bm90LWEtcmVhbC1zaWc"
 CI = {"name": "pipeline", "objectId": "0a000000-0000-4000-8000-0000000000e1",
       "clientId": "0c000000-0000-4000-8000-0000000000e1", "manage": True}
 SUB = "00000000-0000-0000-0000-000000000000"
@@ -104,6 +113,20 @@ print(json.dumps({"kid": key.id, "names": [k.name for k in client.list_propertie
                   "token": token}))
 '''
 
+# A Managed HSM by its Azure name: the challenge names https://managedhsm.azure.net, which the
+# SDK's challenge-resource check compares with the HSM's own domain
+HSM_SCRIPT = '''
+import json
+from azure.identity import DefaultAzureCredential
+from azure.keyvault.keys import KeyClient
+from azure.keyvault.keys.crypto import CryptographyClient, SignatureAlgorithm
+
+cred = DefaultAzureCredential()
+key = KeyClient("https://cmk-hsm.managedhsm.azure.net", cred).create_ec_key("hsm-by-name")
+sig = CryptographyClient(key, cred).sign(SignatureAlgorithm.es256, bytes(32))
+print(json.dumps({"kid": key.id, "kty": key.key_type, "alg": sig.algorithm}))
+'''
+
 
 def make_certificate(work):
     key, crt, pem = (os.path.join(work, n) for n in ("ci.key", "ci.crt", "ci.pem"))
@@ -127,10 +150,15 @@ def main():
         f.write(SITECUSTOMIZE)
     config = {"tenantId": TENANT, "identities": [APP, dict(CI, clientCertificates=cert)],
               "vaults": [{"name": "cmk", "properties": {"accessPolicies": [
-                  {"objectId": CI["objectId"], "permissions": {"keys": ["all"]}}]}}]}
+                  {"objectId": CI["objectId"], "permissions": {"keys": ["all"]}}]}}],
+              "managedHsms": [{"name": "cmk-hsm", "properties": {
+                  "initialAdminObjectIds": [CI["objectId"]]}}],
+              "roleAssignments": [{"principalId": CI["objectId"],
+                                   "roleDefinitionName": "Managed HSM Crypto User",
+                                   "scope": "/managedHSMs/cmk-hsm/keys"}]}
     # the vaults by a wildcard, as a CI job would name them
     hostnames = ["--hostname", "login.microsoftonline.com", "--hostname", "management.azure.com",
-                 "--hostname", "*.vault.azure.net"]
+                 "--hostname", "*.vault.azure.net", "--hostname", "*.managedhsm.azure.net"]
     with Kvmock(args.kvmock, config=config, extra_args=hostnames) as kv:
         # only what a CI job would set: the identity, and trust in kvmock's CA
         env = {k: v for k, v in os.environ.items()
@@ -190,6 +218,23 @@ def main():
             check(proc.returncode != 0, proc.stdout[-2000:])
 
         @runner.test
+        def a_managed_hsm_under_its_azure_name():
+            sdk_env = dict(env, AZURE_TENANT_ID=TENANT, AZURE_CLIENT_ID=CI["clientId"],
+                           AZURE_CLIENT_CERTIFICATE_PATH=pem)
+            proc = subprocess.run(["/usr/bin/python3", "-c", HSM_SCRIPT], env=sdk_env,
+                                  capture_output=True, text=True, timeout=300, cwd=work)
+            eq(proc.returncode, 0, proc.stderr[-4000:])
+            out = json.loads(proc.stdout.strip().splitlines()[-1])
+            check(out["kid"].startswith(f"{HSM_URL}/keys/hsm-by-name/"), out["kid"])
+            eq((out["kty"], out["alg"]), ("EC-HSM", "ES256"))
+            # the challenge names Managed HSM's own resource
+            st, hdrs, _ = kv.https("GET", "/keys?api-version=7.4", token=None,
+                                   host="cmk-hsm.managedhsm.azure.net")
+            eq((st, hdrs["www-authenticate"]),
+               (401, f'Bearer authorization="https://login.microsoftonline.com/{TENANT}", '
+                     'resource="https://managedhsm.azure.net"'))
+
+        @runner.test
         def javascript_default_credential_under_azure_names():
             js = os.path.join(os.path.dirname(os.path.abspath(__file__)), "js", "node_modules")
             check(os.path.isdir(os.path.join(js, "@azure", "identity")),
@@ -237,6 +282,34 @@ def main():
             tok = az("account", "get-access-token", "--resource", "https://vault.azure.net")
             claims = json.loads(unb64url(tok["accessToken"].split(".")[1]))
             eq(claims["oid"], CI["objectId"])
+
+            # a Managed HSM: Resource Manager by --hsm-name, the data plane by az rest with
+            # Managed HSM's resource
+            hsm = az("keyvault", "show", "--hsm-name", "cmk-hsm")
+            eq(hsm["properties"]["hsmUri"], f"{HSM_URL}/")
+
+            def hsm_rest(method, path, body=None):
+                argv = ["rest", "--method", method, "--resource", "https://managedhsm.azure.net",
+                        "--url", f"{HSM_URL}{path}?api-version=7.4"]
+                return az(*argv, *(["--body", json.dumps(body)] if body is not None else []))
+
+            key = hsm_rest("post", "/keys/az-hsm/create", {"kty": "RSA", "key_size": 2048})
+            check(key["key"]["kid"].startswith(f"{HSM_URL}/keys/az-hsm/"), key)
+            eq(key["key"]["kty"], "RSA-HSM")
+            storage = {"storageResourceUri": "https://cibackups.blob.core.windows.net/mhsm",
+                       "token": SAS}
+            job = hsm_rest("post", "/backup", storage)
+            eq(job["status"], "InProgress", job)
+            job = hsm_rest("get", f"/backup/{job['jobId']}/pending")
+            eq(job["status"], "Succeeded", job)
+            folder_url = job["azureStorageBlobContainerUri"]
+            check(folder_url.startswith("https://cibackups.blob.core.windows.net/mhsm/"
+                                        "mhsm-cmk-hsm-"), job)
+            hsm_rest("delete", "/keys/az-hsm")
+            job = hsm_rest("put", "/restore", {"sasTokenParameters": storage,
+                                               "folderToRestore": folder_url.rsplit("/", 1)[1]})
+            eq(hsm_rest("get", f"/restore/{job['jobId']}/pending")["status"], "Succeeded")
+            eq(hsm_rest("get", "/keys/az-hsm")["key"]["kid"], key["key"]["kid"])
 
         runner.run_collected()
     shutil.rmtree(work, ignore_errors=True)
