@@ -2063,8 +2063,8 @@ enum kv_status ks_key_backup(struct ks_env *env, const char *vault, const char *
     return st;
 }
 
-enum kv_status ks_hsm_backup(struct ks_env *env, const char *vault, struct kv_buf *out,
-                             size_t *keys)
+enum kv_status ks_hsm_backup(struct ks_env *env, const char *vault, const char *access,
+                             struct kv_buf *out, size_t *keys)
 {
     if (strlen(vault) > KS_VAULT_NAME_MAX)
         return KV_ERR_VAULT_NOT_FOUND;
@@ -2073,8 +2073,11 @@ enum kv_status ks_hsm_backup(struct ks_env *env, const char *vault, struct kv_bu
     size_t hint = BACKUP_PRINT_BASE;
     cJSON *doc = cJSON_CreateObject(), *key;
     if (doc == NULL || !cJSON_AddStringToObject(doc, "format", HSM_BACKUP_FORMAT) ||
+        (access != NULL && !cJSON_AddStringToObject(doc, "access", access)) ||
         (a.keys = cJSON_AddArrayToObject(doc, "keys")) == NULL)
         goto out;
+    if (access != NULL)
+        hint += strlen(access) * 2; /* escaped once more */
     st = ks_txn_read(env, hsm_backup_fn, &a);
     cJSON_ArrayForEach(key, a.keys)
     {
@@ -2306,7 +2309,9 @@ struct hsm_restore_arg {
     const cJSON *keys; /* the backup's key documents, their material resealed to the vault */
     int selective;     /* restore only one key... */
     const cJSON *sel;  /* ...this one (NULL: the backup holds none of the name) */
-    size_t versions;   /* out */
+    const struct ks_record_op *ops; /* another layer's changes, after the keys */
+    size_t n_ops;
+    size_t versions; /* out */
 };
 
 static enum kv_status hsm_restore_fn(struct ks_txn *tx, void *arg)
@@ -2344,11 +2349,29 @@ static enum kv_status hsm_restore_fn(struct ks_txn *tx, void *arg)
         if (st == KV_OK)
             st = key_doc_write(tx, &vault, &l, doc, &h, &a->versions);
     }
+    return st == KV_OK ? ks_records_apply_tx(tx, a->ops, a->n_ops) : st;
+}
+
+enum kv_status ks_hsm_backup_access(struct ks_env *env, const unsigned char *blob, size_t len,
+                                    char **out)
+{
+    cJSON *doc = NULL, *keys, *sel;
+    *out = NULL;
+    enum kv_status st = backup_open(env, hsm_backup_ad, sizeof(hsm_backup_ad), blob, len, &doc);
+    if (st == KV_OK)
+        st = hsm_restore_check(doc, NULL, &keys, &sel);
+    const cJSON *access = cJSON_GetObjectItemCaseSensitive(doc, "access");
+    if (st == KV_OK && access != NULL && !cJSON_IsString(access))
+        st = KV_ERR_BAD_BACKUP;
+    if (st == KV_OK && access != NULL && (*out = strdup(access->valuestring)) == NULL)
+        st = KV_ERR_NOMEM;
+    backup_doc_free(doc);
     return st;
 }
 
 enum kv_status ks_hsm_restore(struct ks_env *env, const char *vault, const unsigned char *blob,
-                              size_t len, const char *only, size_t *versions)
+                              size_t len, const char *only, const struct ks_record_op *ops,
+                              size_t n_ops, size_t *versions)
 {
     cJSON *doc = NULL, *keys = NULL, *sel = NULL, *key;
     if (versions != NULL)
@@ -2371,7 +2394,7 @@ enum kv_status ks_hsm_restore(struct ks_env *env, const char *vault, const unsig
         if (st != KV_OK)
             goto out;
     }
-    struct hsm_restore_arg a = {vault, keys, only != NULL, sel, 0};
+    struct hsm_restore_arg a = {vault, keys, only != NULL, sel, ops, n_ops, 0};
     st = ks_txn_write(env, hsm_restore_fn, &a);
     if (st == KV_OK && versions != NULL)
         *versions = a.versions;

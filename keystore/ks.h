@@ -1054,13 +1054,24 @@ enum kv_status ks_key_restore(struct ks_env *env, const char *vault, const unsig
  * attributes, tags and rotation policy), read in one transaction, as one blob sealed under the
  * root key (as ks_key_backup's; its own associated data, so neither kind of blob opens as the
  * other). Soft-deleted keys are left out.
+ * @param access (may be NULL) another layer's text kept with the keys (the HSM's access
+ *   control), which ks_hsm_backup_access() gives back.
  * @param[out] out release with kv_buf_free().
  * @param[out] keys (may be NULL) how many keys it holds.
  * @return KV_OK; KV_ERR_VAULT_NOT_FOUND (no such vault, deleted, or not a Managed HSM);
  *   KV_ERR_STORE, KV_ERR_NOMEM.
  */
-enum kv_status ks_hsm_backup(struct ks_env *env, const char *vault, struct kv_buf *out,
-                             size_t *keys) KV_MUST_CHECK;
+enum kv_status ks_hsm_backup(struct ks_env *env, const char *vault, const char *access,
+                             struct kv_buf *out, size_t *keys) KV_MUST_CHECK;
+
+/**
+ * @brief The text ks_hsm_backup() kept with a full backup's keys.
+ * @param[out] out (release with free()) the text, or NULL when the backup kept none.
+ * @return KV_OK; KV_ERR_BAD_BACKUP (corrupt, not a full backup, or from another data folder);
+ *   KV_ERR_NOMEM.
+ */
+enum kv_status ks_hsm_backup_access(struct ks_env *env, const unsigned char *blob, size_t len,
+                                    char **out) KV_MUST_CHECK;
 
 /**
  * @brief Restore a full backup (ks_hsm_backup) into Managed HSM @p vault, which may be another
@@ -1073,14 +1084,18 @@ enum kv_status ks_hsm_backup(struct ks_env *env, const char *vault, struct kv_bu
  *   case-insensitively), with the refusals of ks_key_restore(): KV_ERR_KEY_EXISTS when the
  *   name is live, KV_ERR_KEY_DELETED_RECOVERABLE when it is soft-deleted; KV_ERR_KEY_NOT_FOUND
  *   when the backup holds no such key. Other keys are untouched.
+ * @param ops, n_ops another layer's changes (the HSM's access control), written in the same
+ *   transaction after the keys: all of it or nothing.
  * @param[out] versions (may be NULL) how many key versions were restored (0 on failure).
  * @return KV_OK; KV_ERR_BAD_BACKUP (corrupt, not a full backup, or from another data folder);
  *   KV_ERR_VAULT_NOT_FOUND (none, deleted, or not a Managed HSM); the refusals above;
  *   KV_ERR_HSM_STANDARD (an HSM whose sku is standard, which kvmock never makes: as
- *   ks_key_restore()); KV_ERR_STORE, KV_ERR_STORE_FULL, KV_ERR_NOMEM.
+ *   ks_key_restore()); KV_ERR_BAD_PARAM (a malformed op); KV_ERR_STORE, KV_ERR_STORE_FULL,
+ *   KV_ERR_NOMEM.
  */
 enum kv_status ks_hsm_restore(struct ks_env *env, const char *vault, const unsigned char *blob,
-                              size_t len, const char *only, size_t *versions) KV_MUST_CHECK;
+                              size_t len, const char *only, const struct ks_record_op *ops,
+                              size_t n_ops, size_t *versions) KV_MUST_CHECK;
 
 /**
  * @brief Apply what kvmock's clock has made due: purge deleted vaults (with their

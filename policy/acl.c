@@ -6,6 +6,7 @@
  * the evaluator takes the read lock and allocates nothing.
  */
 #include <cjson/cJSON.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1140,5 +1141,259 @@ enum kv_status pol_allowed(struct pol_ctx *c, const struct pol_claims *who,
         }
     }
     pthread_rwlock_unlock(&c->lock);
+    return st;
+}
+
+/* ---- a Managed HSM's access control in its full backups ---------------------------------- */
+
+struct access_scan {
+    const char *hsm;
+    cJSON *assignments, *definitions;
+};
+
+/* Keep the records of the HSM's local assignments and custom definitions. */
+static enum kv_status access_scan_fn(const void *key, size_t key_len, const void *val,
+                                     size_t val_len, void *arg)
+{
+    struct access_scan *a = arg;
+    int def = pol_defs_record(key, key_len);
+    cJSON *o = cJSON_ParseWithLength(val, val_len);
+    const char *owner =
+        cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, def ? "hsm" : "vault"));
+    int mine = owner != NULL && strcasecmp(owner, a->hsm) == 0 &&
+               (def || cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "hsm")));
+    if (!mine) {
+        cJSON_Delete(o); /* another scope's, or unreadable: loading skips those too */
+        return KV_OK;
+    }
+    if (!cJSON_AddItemToArray(def ? a->definitions : a->assignments, o)) {
+        cJSON_Delete(o);
+        return KV_ERR_NOMEM;
+    }
+    return KV_OK;
+}
+
+enum kv_status pol_hsm_access_export(struct pol_ctx *c, const char *hsm, char **out)
+{
+    *out = NULL;
+    cJSON *doc = cJSON_CreateObject();
+    struct access_scan a = {hsm, doc ? cJSON_AddArrayToObject(doc, "roleAssignments") : NULL,
+                            doc ? cJSON_AddArrayToObject(doc, "roleDefinitions") : NULL};
+    enum kv_status st = a.assignments != NULL && a.definitions != NULL ? KV_OK : KV_ERR_NOMEM;
+    pthread_rwlock_rdlock(&c->lock);
+    if (st == KV_OK)
+        st = ks_record_scan(c->ks, KS_TABLE_ROLES, NULL, 0, NULL, 0, access_scan_fn, &a);
+    pthread_rwlock_unlock(&c->lock);
+    if (st == KV_OK && (*out = cJSON_PrintUnformatted(doc)) == NULL)
+        st = KV_ERR_NOMEM;
+    cJSON_Delete(doc);
+    return st;
+}
+
+/* Whether assignment @p r is Managed HSM @p hsm's own. */
+static int hsm_local(const struct pol_role_assignment *r, const char *hsm)
+{
+    return r->hsm && strcasecmp(r->vault, hsm) == 0;
+}
+
+/* A new random (version 4) GUID, lowercase. */
+static void new_guid(char out[37])
+{
+    unsigned char b[16];
+    randombytes_buf(b, sizeof(b));
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+             b[14], b[15]);
+}
+
+/* Set string member @p name of object @p o to @p value (last). Not cJSON's replace, which
+ * out of memory leaves a member without a name. */
+static int set_member(cJSON *o, const char *name, const char *value)
+{
+    cJSON *v = cJSON_CreateString(value);
+    cJSON_DeleteItemFromObjectCaseSensitive(o, name);
+    if (v != NULL && cJSON_AddItemToObject(o, name, v))
+        return 1;
+    cJSON_Delete(v);
+    return 0;
+}
+
+/* @p text with every @p from (a GUID) replaced by @p to (one of the same length). */
+static void replace_guid(char *text, const char *from, const char *to)
+{
+    size_t n = strlen(from);
+    for (char *p = text; *p != '\0'; p++) {
+        if (strncasecmp(p, from, n) == 0)
+            memcpy(p, to, n);
+    }
+}
+
+/* The GUIDs a restore gave the backup's definitions that another scope holds. */
+struct guid_map {
+    char (*from)[37], (*to)[37];
+    size_t n;
+};
+
+/* The definitions a restore makes the HSM's, for the next snapshot. */
+struct def_list {
+    struct pol_role_def *v;
+    size_t n;
+};
+
+/* Make definition record @p o Managed HSM @p hsm's, add it to the batch and to @p made; its
+ * GUID, when another scope holds it, becomes a new one (in @p map, for the assignments). */
+static enum kv_status access_put_def(const struct pol_ctx *c, const char *hsm, cJSON *o,
+                                     struct guid_map *map, struct def_list *made, struct batch *b)
+{
+    const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "id"));
+    cJSON *doc = cJSON_GetObjectItemCaseSensitive(o, "doc");
+    if (id == NULL || !kv_str_is_uuid(id) || !cJSON_IsString(doc))
+        return KV_ERR_BAD_BACKUP;
+    char guid[37], fresh[37];
+    snprintf(guid, sizeof(guid), "%s", id);
+    kv_str_lower(guid);
+    for (size_t i = 0; i < c->n_defs; i++) {
+        if (strcmp(c->defs[i].id, guid) == 0 && strcasecmp(c->defs[i].hsm, hsm) != 0) {
+            char(*from)[37] = realloc(map->from, (map->n + 1) * sizeof(*from));
+            if (from != NULL)
+                map->from = from;
+            char(*to)[37] = realloc(map->to, (map->n + 1) * sizeof(*to));
+            if (to != NULL)
+                map->to = to;
+            if (from == NULL || to == NULL)
+                return KV_ERR_NOMEM;
+            new_guid(fresh);
+            memcpy(map->from[map->n], guid, sizeof(guid));
+            memcpy(map->to[map->n++], fresh, sizeof(fresh));
+            replace_guid(doc->valuestring, guid, fresh); /* the answer names it */
+            memcpy(guid, fresh, sizeof(guid));
+            break;
+        }
+    }
+    if (!set_member(o, "id", guid) || !set_member(o, "hsm", hsm))
+        return KV_ERR_NOMEM;
+    char *text = cJSON_PrintUnformatted(o), key[POL_DEF_KEY_MAX];
+    if (text == NULL)
+        return KV_ERR_NOMEM;
+    size_t before = made->n;
+    enum kv_status st = pol_defs_load(text, strlen(text), &made->v, &made->n); /* as loading */
+    if (st == KV_OK && made->n == before) /* out of memory, or unreadable: a second try says */
+        st = pol_defs_load(text, strlen(text), &made->v, &made->n);
+    if (st == KV_OK && made->n != before + 1)
+        st = KV_ERR_BAD_BACKUP; /* a record loading would skip */
+    if (st == KV_OK)
+        st = batch_add(b, KS_TABLE_ROLES, key, pol_def_key(guid, key), text);
+    cJSON_free(text);
+    return st;
+}
+
+/* Make assignment record @p o Managed HSM @p hsm's and add it to the batch: a new id when
+ * another scope holds its id, and its custom role as @p map renamed it. */
+static enum kv_status access_put_role(const struct pol_ctx *c, const char *hsm, cJSON *o,
+                                      const struct guid_map *map, struct batch *b)
+{
+    const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "id"));
+    const char *role = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "role"));
+    if (id == NULL || role == NULL)
+        return KV_ERR_BAD_BACKUP;
+    for (size_t i = 0; i < map->n; i++) {
+        if (strcasecmp(role, map->from[i]) == 0 && !set_member(o, "role", map->to[i]))
+            return KV_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < c->n_roles; i++) {
+        char fresh[37];
+        if (strcasecmp(c->roles[i].id, id) == 0 && !hsm_local(&c->roles[i], hsm)) {
+            new_guid(fresh);
+            if (!set_member(o, "id", fresh))
+                return KV_ERR_NOMEM;
+            break;
+        }
+    }
+    if (!set_member(o, "vault", hsm))
+        return KV_ERR_NOMEM;
+    char *text = cJSON_PrintUnformatted(o), key[POL_ID_MAX + 1];
+    if (text == NULL)
+        return KV_ERR_NOMEM;
+    struct pol_role_assignment r;
+    size_t klen = 0;
+    enum kv_status st = KV_ERR_BAD_BACKUP;
+    /* out of memory, or unreadable: a second try says which */
+    int read = role_from_json(text, strlen(text), &r) || role_from_json(text, strlen(text), &r);
+    if (read && r.hsm && (klen = role_key(r.id, key)) != 0)
+        st = batch_add(b, KS_TABLE_ROLES, key, klen, text);
+    if (st == KV_OK)
+        next_role(&b->next, &r);
+    cJSON_free(text);
+    return st;
+}
+
+enum kv_status pol_hsm_access_restore(struct pol_ctx *c, const char *hsm, const char *access,
+                                      pol_write_fn write, void *arg)
+{
+    if (access == NULL) /* a backup that kept none: the HSM's stay as they are */
+        return write(NULL, 0, arg);
+    cJSON *doc = cJSON_Parse(access), *it;
+    if (doc == NULL) /* out of memory, or not JSON: only a second failure says which */
+        doc = cJSON_Parse(access);
+    cJSON *assignments = cJSON_GetObjectItemCaseSensitive(doc, "roleAssignments");
+    cJSON *definitions = cJSON_GetObjectItemCaseSensitive(doc, "roleDefinitions");
+    if (!cJSON_IsArray(assignments) || !cJSON_IsArray(definitions)) {
+        cJSON_Delete(doc);
+        return KV_ERR_BAD_BACKUP;
+    }
+    struct batch b = {0};
+    struct guid_map map = {0};
+    struct def_list made = {0};
+    struct pol_role_def *defs = NULL; /* the next snapshot's definitions (their docs shared) */
+    size_t n_defs = 0;
+    char key[POL_DEF_KEY_MAX > POL_ID_MAX + 1 ? POL_DEF_KEY_MAX : POL_ID_MAX + 1];
+    struct pol_acl_change clear = {.vault = hsm, .clear_roles = 1}; /* the next snapshot's */
+    pthread_rwlock_wrlock(&c->lock);
+    enum kv_status st = next_begin(c, &clear, 0, (size_t)cJSON_GetArraySize(assignments), &b.next);
+    /* first the HSM's own go, then the backup's are made the HSM's */
+    for (size_t i = 0; st == KV_OK && i < c->n_roles; i++) {
+        size_t klen = role_key(c->roles[i].id, key);
+        if (hsm_local(&c->roles[i], hsm) && klen != 0)
+            st = batch_add(&b, KS_TABLE_ROLES, key, klen, NULL);
+    }
+    for (size_t i = 0; st == KV_OK && i < c->n_defs; i++) {
+        if (strcasecmp(c->defs[i].hsm, hsm) == 0)
+            st = batch_add(&b, KS_TABLE_ROLES, key, pol_def_key(c->defs[i].id, key), NULL);
+    }
+    cJSON_ArrayForEach(it, definitions)
+    {
+        if (st == KV_OK)
+            st = cJSON_IsObject(it) ? access_put_def(c, hsm, it, &map, &made, &b)
+                                    : KV_ERR_BAD_BACKUP;
+    }
+    cJSON_ArrayForEach(it, assignments)
+    {
+        if (st == KV_OK)
+            st = cJSON_IsObject(it) ? access_put_role(c, hsm, it, &map, &b) : KV_ERR_BAD_BACKUP;
+    }
+    /* the snapshot after it is made before the write: once written, nothing can fail */
+    if (st == KV_OK) {
+        next_sort(&b.next);
+        st = pol_defs_next(c, hsm, made.v, made.n, &defs, &n_defs);
+    }
+    if (st == KV_OK)
+        st = write(b.ops, b.n, arg);
+    if (st == KV_OK) {
+        install(c, &b.next);
+        pol_defs_install(c, hsm, defs, n_defs);
+        defs = NULL;
+        free(made.v); /* its definitions are the context's now */
+        made.v = NULL;
+        made.n = 0;
+    }
+    pthread_rwlock_unlock(&c->lock);
+    free(defs);
+    pol_role_defs_free(made.v, made.n);
+    batch_free(&b);
+    free(map.from);
+    free(map.to);
+    cJSON_Delete(doc);
     return st;
 }

@@ -48,10 +48,26 @@ struct pol_ctx {
 
 /** @brief Whether a role table key is a custom role definition's (else an assignment's). */
 int pol_defs_record(const void *key, size_t key_len);
+/** The size of a custom role definition's key in the role table. */
+#define POL_DEF_KEY_MAX (5 + POL_ID_MAX)
+/** @brief The role table key of custom role definition @p guid (lowercase). @return its
+ * length. */
+size_t pol_def_key(const char *guid, char out[POL_DEF_KEY_MAX]);
 /** @brief Append the definition of record @p val to @p defs (a record that cannot be read
  * is skipped). @return KV_OK or KV_ERR_NOMEM. */
 enum kv_status pol_defs_load(const void *val, size_t len, struct pol_role_def **defs,
                              size_t *n) KV_MUST_CHECK;
+/** @brief The definitions after Managed HSM @p hsm's are replaced by @p add: a new array
+ * (release with free() alone) whose entries share their docs with the current ones and
+ * with @p add, which stays the caller's until pol_defs_install() takes it. Lock held.
+ * @return KV_OK or KV_ERR_NOMEM. */
+enum kv_status pol_defs_next(const struct pol_ctx *ctx, const char *hsm,
+                             const struct pol_role_def *add, size_t n_add,
+                             struct pol_role_def **out, size_t *n) KV_MUST_CHECK;
+/** @brief Make @p next (pol_defs_next()'s) the definitions: @p hsm's current ones and the
+ * old array are freed, and @p next's entries (the docs of @p add included) are the
+ * context's from now on. Write lock held; cannot fail. */
+void pol_defs_install(struct pol_ctx *ctx, const char *hsm, struct pol_role_def *next, size_t n);
 /** @brief What custom definition @p guid grants on keys (0: none such). Lock held. */
 pol_perms pol_def_perms_locked(const struct pol_ctx *ctx, const char *guid);
 /** @brief Whether custom definition @p guid exists, of Managed HSM @p hsm ("": Resource

@@ -529,6 +529,32 @@ enum kv_status pol_vault_delete(struct pol_ctx *ctx, const char *name, const cha
  */
 enum kv_status pol_deleted_vault_purge(struct pol_ctx *ctx, const char *name) KV_MUST_CHECK;
 
+/**
+ * @brief Managed HSM @p hsm's local role assignments and custom role definitions, as kept,
+ * in one JSON text for its full backups (pol_hsm_access_restore() takes it back).
+ * @param[out] out release with cJSON_free().
+ * @return KV_OK, KV_ERR_STORE, KV_ERR_NOMEM.
+ */
+enum kv_status pol_hsm_access_export(struct pol_ctx *ctx, const char *hsm,
+                                     char **out) KV_MUST_CHECK;
+
+/** Writes @p ops, with the writer's own changes, in one transaction: all or nothing. */
+typedef enum kv_status (*pol_write_fn)(const struct ks_record_op *ops, size_t n, void *arg);
+
+/**
+ * @brief Make Managed HSM @p hsm's local role assignments and custom role definitions
+ * exactly those of @p access (pol_hsm_access_export()'s text, perhaps another HSM's; NULL:
+ * the backup kept none, and they stay as they are). The changes go to @p write, which writes them
+ * with its own (a full restore's keys) in one transaction; they take effect once it succeeded,
+ * before any other call is decided. An assignment or definition whose id another scope holds (the
+ * backup was another HSM's, which still has them) gets a new one, and the assignments follow their
+ * definition's.
+ * @return KV_OK; KV_ERR_BAD_BACKUP (@p access does not read as such a text); what @p write
+ *   returns; KV_ERR_NOMEM.
+ */
+enum kv_status pol_hsm_access_restore(struct pol_ctx *ctx, const char *hsm, const char *access,
+                                      pol_write_fn write, void *arg) KV_MUST_CHECK;
+
 /** @brief Add or replace (same vault, tenant, object and application) an access policy. */
 enum kv_status pol_policy_put(struct pol_ctx *ctx,
                               const struct pol_access_policy *p) KV_MUST_CHECK;

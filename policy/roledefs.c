@@ -200,6 +200,11 @@ static size_t def_key(const char *guid, char out[DEF_PREFIX_LEN + POL_ID_MAX])
     return DEF_PREFIX_LEN + n;
 }
 
+size_t pol_def_key(const char *guid, char out[POL_DEF_KEY_MAX])
+{
+    return def_key(guid, out);
+}
+
 /* The strings of array @p a (borrowed from it) into a new array @p out; 0 when @p a is
  * not an array of strings or out of memory. */
 static int strings_of(const cJSON *a, const char ***out, size_t *n)
@@ -331,6 +336,37 @@ static enum kv_status def_copy(struct pol_role_def *to, const struct pol_role_de
 static int guid_order(const void *a, const void *b)
 {
     return strcmp(((const struct pol_role_def *)a)->id, ((const struct pol_role_def *)b)->id);
+}
+
+enum kv_status pol_defs_next(const struct pol_ctx *c, const char *hsm,
+                             const struct pol_role_def *add, size_t n_add,
+                             struct pol_role_def **out, size_t *n)
+{
+    struct pol_role_def *v = malloc((c->n_defs + n_add + 1) * sizeof(*v));
+    if (v == NULL)
+        return KV_ERR_NOMEM;
+    size_t k = 0;
+    for (size_t i = 0; i < c->n_defs; i++) {
+        if (strcasecmp(c->defs[i].hsm, hsm) != 0)
+            v[k++] = c->defs[i];
+    }
+    if (n_add > 0)
+        memcpy(v + k, add, n_add * sizeof(*v));
+    *out = v;
+    *n = k + n_add;
+    return KV_OK;
+}
+
+void pol_defs_install(struct pol_ctx *c, const char *hsm, struct pol_role_def *next, size_t n)
+{
+    for (size_t i = 0; i < c->n_defs; i++) {
+        if (strcasecmp(c->defs[i].hsm, hsm) == 0)
+            pol_role_def_clear(&c->defs[i]);
+    }
+    free(c->defs);
+    qsort(next, n, sizeof(*next), guid_order);
+    c->defs = next;
+    c->n_defs = n;
 }
 
 enum kv_status pol_role_def_put(struct pol_ctx *c, const struct pol_role_def *def,

@@ -8,8 +8,9 @@
  *   PUT   /keys/{name}/restore            one key from a backup's folder
  *   GET   /backup/{job}/pending, /restore/{job}/pending   a job
  *
- * kvmock reaches no storage account. A full backup is kept in kvmock's own store (table
- * `backups`), sealed, under the folder URL it answers: the storage URL given, then
+ * kvmock reaches no storage account. A full backup (the keys, and the HSM's local role
+ * assignments and custom roles) is kept in kvmock's own store (table `backups`), sealed,
+ * under the folder URL it answers: the storage URL given, then
  * "/mhsm-NAME-YYYYMMDDHHMMSSff" as Managed HSM names its folders. A restore names that
  * folder again, from any HSM of this data folder. The SAS token is checked as Managed HSM
  * checks it (it must have an expiry) and then dropped: it is never stored nor logged.
@@ -219,12 +220,18 @@ static int storage_parse(struct srv_req *req, const cJSON *o, char out[STORAGE_M
 /* ---- jobs ---------------------------------------------------------------------------- */
 
 /* A job's answer: {status, statusDetails, error, startTime, endTime, jobId[,
- * azureStorageBlobContainerUri]} in Managed HSM's order. @p folder_url NULL: a restore's. */
+ * azureStorageBlobContainerUri]} in Managed HSM's order. @p folder_url NULL: a restore's.
+ * @p started: as it was when it started (InProgress; no details, error, end nor folder). */
 static cJSON *job_json(const char *id, enum kv_status st, const char *message, const char *details,
-                       int64_t start, const char *folder_url)
+                       int64_t start, const char *folder_url, int started)
 {
     cJSON *o = cJSON_CreateObject(), *err = NULL;
-    if (o == NULL || !cJSON_AddStringToObject(o, "status", st == KV_OK ? "Succeeded" : "Failed") ||
+    const char *status = started ? "InProgress" : st == KV_OK ? "Succeeded" : "Failed";
+    if (started) {
+        details = NULL;
+        st = KV_OK; /* no error yet */
+    }
+    if (o == NULL || !cJSON_AddStringToObject(o, "status", status) ||
         (details != NULL ? !cJSON_AddStringToObject(o, "statusDetails", details)
                          : !cJSON_AddNullToObject(o, "statusDetails")))
         goto fail;
@@ -240,12 +247,14 @@ static cJSON *job_json(const char *id, enum kv_status st, const char *message, c
             goto fail;
     }
     if (!cJSON_AddNumberToObject(o, "startTime", (double)start) ||
-        !cJSON_AddNumberToObject(o, "endTime", (double)ks_now()) ||
+        (started ? !cJSON_AddNullToObject(o, "endTime")
+                 : !cJSON_AddNumberToObject(o, "endTime", (double)ks_now())) ||
         !cJSON_AddStringToObject(o, "jobId", id))
         goto fail;
     if (folder_url != NULL &&
-        (st == KV_OK ? !cJSON_AddStringToObject(o, "azureStorageBlobContainerUri", folder_url)
-                     : !cJSON_AddNullToObject(o, "azureStorageBlobContainerUri")))
+        (st == KV_OK && !started
+             ? !cJSON_AddStringToObject(o, "azureStorageBlobContainerUri", folder_url)
+             : !cJSON_AddNullToObject(o, "azureStorageBlobContainerUri")))
         goto fail;
     return o;
 fail:
@@ -253,31 +262,10 @@ fail:
     return NULL;
 }
 
-/* @p answer as the job was when it started: InProgress, no details, error, end nor folder. */
-static enum kv_status job_started(cJSON *answer)
-{
-    static const char *const unset[] = {"statusDetails", "error", "endTime",
-                                        "azureStorageBlobContainerUri"};
-    cJSON *status = cJSON_CreateString("InProgress");
-    if (status == NULL || !cJSON_ReplaceItemInObjectCaseSensitive(answer, "status", status)) {
-        cJSON_Delete(status);
-        return KV_ERR_NOMEM;
-    }
-    for (size_t i = 0; i < sizeof(unset) / sizeof(unset[0]); i++) {
-        cJSON *null = cJSON_CreateNull();
-        if (cJSON_GetObjectItemCaseSensitive(answer, unset[i]) == NULL)
-            cJSON_Delete(null);
-        else if (null == NULL || !cJSON_ReplaceItemInObjectCaseSensitive(answer, unset[i], null)) {
-            cJSON_Delete(null);
-            return KV_ERR_NOMEM;
-        }
-    }
-    return KV_OK;
-}
-
-/* Keep job @p answer (the HSM's, of kind "backup" or "restore") and send it, as it started,
- * with 202 and the job's status URL. */
-static void job_answer(struct srv_req *req, const char *kind, const char *id, cJSON *answer)
+/* Keep job @p answer (the HSM's, of kind "backup" or "restore": how it ended) and send
+ * @p started (the job as it started) with 202 and the job's status URL. Both are freed. */
+static void job_answer(struct srv_req *req, const char *kind, const char *id, cJSON *answer,
+                       cJSON *started)
 {
     cJSON *rec = cJSON_CreateObject();
     char *text = NULL;
@@ -289,10 +277,11 @@ static void job_answer(struct srv_req *req, const char *kind, const char *id, cJ
         st = ks_record_put(req->srv->ks, KS_TABLE_JOBS, id, JOB_ID_LEN, text, strlen(text));
     cJSON_free(text);
     cJSON_Delete(rec);
-    if (st == KV_OK)
-        st = job_started(answer);
+    cJSON_Delete(answer);
+    if (st == KV_OK && started == NULL)
+        st = KV_ERR_NOMEM;
     if (st != KV_OK) {
-        cJSON_Delete(answer);
+        cJSON_Delete(started);
         srv_send_error(req, st, NULL);
         return;
     }
@@ -300,7 +289,7 @@ static void job_answer(struct srv_req *req, const char *kind, const char *id, cJ
     srv_base_url(req, base, sizeof(base));
     kv_str_join(url, sizeof(url), base, "/", kind, "/", id, "/pending", NULL);
     req->async_operation = url;
-    srv_send_json(req, 202, answer);
+    srv_send_json(req, 202, started);
     req->async_operation = NULL;
 }
 
@@ -416,7 +405,11 @@ static void h_backup(struct srv_req *req)
     int64_t start = ks_now();
     struct kv_buf blob = {0};
     size_t keys = 0;
-    enum kv_status st = ks_hsm_backup(req->srv->ks, req->found->name, &blob, &keys);
+    char *access = NULL; /* its local role assignments and custom roles, kept with its keys */
+    enum kv_status st = pol_hsm_access_export(req->srv->pol, req->found->name, &access);
+    if (st == KV_OK)
+        st = ks_hsm_backup(req->srv->ks, req->found->name, access, &blob, &keys);
+    cJSON_free(access);
     if (st == KV_OK)
         st = backup_keep(req, storage, &blob, folder_url);
     kv_buf_free(&blob);
@@ -427,7 +420,22 @@ static void h_backup(struct srv_req *req)
     kv_log(KV_LOG_INFO, "request %s: managed HSM %s: full backup of %zu key(s) to %s",
            req->request_id, req->found->name, keys, folder_url);
     new_job_id(id);
-    job_answer(req, "backup", id, job_json(id, KV_OK, NULL, NULL, start, folder_url));
+    job_answer(req, "backup", id, job_json(id, KV_OK, NULL, NULL, start, folder_url, 0),
+               job_json(id, KV_OK, NULL, NULL, start, folder_url, 1));
+}
+
+/* A full restore's write: the keys, and the access control's changes @p ops with them. */
+struct restore_write {
+    struct srv_req *req;
+    const struct kv_buf *blob;
+    size_t *versions;
+};
+
+static enum kv_status restore_write_fn(const struct ks_record_op *ops, size_t n, void *arg)
+{
+    struct restore_write *w = arg;
+    return ks_hsm_restore(w->req->srv->ks, w->req->found->name, w->blob->data, w->blob->len, NULL,
+                          ops, n, w->versions);
 }
 
 struct blob_find {
@@ -491,14 +499,22 @@ static void h_restore(struct srv_req *req)
         st = KV_ERR_HSM_BAD_REQUEST;
         snprintf(message, sizeof(message), "No backup was found in folder %s.", folder_url);
         why = message;
-    } else {
-        st = ks_hsm_restore(req->srv->ks, req->found->name, f.blob.data, f.blob.len,
-                            selective ? req->key_name : NULL, &versions);
+    } else if (selective) {
+        st = ks_hsm_restore(req->srv->ks, req->found->name, f.blob.data, f.blob.len, req->key_name,
+                            NULL, 0, &versions);
         if (st == KV_ERR_KEY_NOT_FOUND) {
             snprintf(message, sizeof(message), "Key %s is not in the backup in folder %s.",
                      req->key_name, folder_url);
             why = message;
         }
+    } else { /* the keys and the access control the backup kept, in one transaction */
+        char *access = NULL;
+        struct restore_write w = {req, &f.blob, &versions};
+        st = ks_hsm_backup_access(req->srv->ks, f.blob.data, f.blob.len, &access);
+        if (st == KV_OK)
+            st = pol_hsm_access_restore(req->srv->pol, req->found->name, access, restore_write_fn,
+                                        &w);
+        free(access);
     }
     kv_buf_free(&f.blob);
     if (st == KV_OK && selective) {
@@ -516,5 +532,6 @@ static void h_restore(struct srv_req *req)
            req->request_id, req->found->name, selective ? "selective key" : "full", folder_url,
            kv_status_info(st)->code, versions);
     new_job_id(id);
-    job_answer(req, "restore", id, job_json(id, st, why, said, start, NULL));
+    job_answer(req, "restore", id, job_json(id, st, why, said, start, NULL, 0),
+               job_json(id, st, why, said, start, NULL, 1));
 }

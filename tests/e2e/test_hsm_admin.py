@@ -11,9 +11,10 @@ identities from kvmock's token endpoint, and raw HTTP for what the SDKs hide:
   folder URL "{container}/mhsm-{name}-{16 digits}") and its job read back; a full restore
   brings back exactly the keys backed up, every version, tags and the same key material
   (a signature made before verifies after), and removes what came since, soft-deleted keys
-  included; a selective key restore brings back one purged key; a key that exists, a key the
+  included; and exactly the local role assignments and custom roles, in effect at once;
+  a selective key restore brings back one purged key; a key that exists, a key the
   backup lacks and a folder with no backup end as Failed jobs with their error;
-- a restore into another HSM of the same kvmock;
+- a restore into another HSM of the same kvmock, its role assignments those of the backup;
 - the SAS token must have an expiry (Managed HSM's own 400 message), a storage URL must be
   one, useManagedIdentity stands for the token; refusals change nothing;
 - who may: the Backup User backs up and reads its jobs but may not restore; a Crypto User may
@@ -28,6 +29,7 @@ import json
 import os
 import re
 import sys
+import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Kvmock, Runner, check, eq, parse_args, TENANT, APP  # noqa: E402
@@ -36,7 +38,7 @@ from azure.core.exceptions import HttpResponseError
 from azure.identity import ManagedIdentityCredential
 from azure.keyvault.administration import KeyVaultBackupClient, KeyVaultSettingsClient
 from azure.keyvault.keys import KeyClient
-from azure.keyvault.keys.crypto import CryptographyClient, SignatureAlgorithm
+from azure.keyvault.keys.crypto import CryptographyClient, KeyWrapAlgorithm, SignatureAlgorithm
 
 
 def ident(name, n):
@@ -52,6 +54,10 @@ SUB = "00000000-0000-0000-0000-000000000000"
 MGMT = "https://management.azure.com"
 ARM_HSMS = f"/subscriptions/{SUB}/resourceGroups/kvmock/providers/Microsoft.KeyVault/managedHSMs"
 HSM_AUD = "https://managedhsm.azure.net"
+WRAPPER = ident("hsm-wrapper", 5)  # holds a custom role of hsma's
+RA = "/providers/Microsoft.Authorization/roleAssignments"
+RD = "/providers/Microsoft.Authorization/roleDefinitions"
+DEF_PREFIX = "Microsoft.KeyVault/providers/Microsoft.Authorization/roleDefinitions/"
 SETTING = "AllowKeyManagementOperationsThroughARM"
 ACTION = "Microsoft.KeyVault/managedHsm/"
 CONTAINER = "https://backups.blob.core.windows.net/mhsm"
@@ -61,7 +67,7 @@ JOB_MEMBERS = ["status", "statusDetails", "error", "startTime", "endTime", "jobI
 
 CONFIG = {
     "tenantId": TENANT,
-    "identities": [APP, ADMIN, MAKER, OFFICER, BACKUP],
+    "identities": [APP, ADMIN, MAKER, OFFICER, BACKUP, WRAPPER],
     "managedHsms": [
         {"name": "hsma", "properties": {"initialAdminObjectIds": [ADMIN["objectId"]]}},
         {"name": "hsmb", "properties": {"initialAdminObjectIds": [ADMIN["objectId"]]}},
@@ -247,6 +253,7 @@ def main():
             k2_versions = versions("k2")
             eq(len(k2_versions), 2)
 
+            state["holdings"] = holdings()
             poller = KeyVaultBackupClient(url(), mi(ADMIN)).begin_backup(CONTAINER, SAS)
             result = poller.result()
             folder_url = result.folder_url
@@ -274,6 +281,58 @@ def main():
             # and it still signs
             CryptographyClient(f"{url()}/keys/k1", mi(MAKER)).sign(SignatureAlgorithm.rs256,
                                                                    digest)
+
+        def holdings(name="hsma"):
+            """HSM @name's local role assignments: (principal, role GUID, scope)."""
+            st, _, body = hsm("GET", RA, name=name)
+            eq(st, 200, body)
+            return sorted((a["properties"]["principalId"],
+                           a["properties"]["roleDefinitionId"].rsplit("/", 1)[1],
+                           a["properties"]["scope"]) for a in body["value"])
+
+        @runner.test
+        def a_full_restore_brings_back_the_role_assignments_and_custom_roles():
+            guid = str(uuid.uuid4())
+            st, _, body = hsm("PUT", f"{RD}/{guid}", {"properties": {
+                "roleName": "wrapper", "permissions": [
+                    {"dataActions": [f"{ACTION}keys/wrap/action", f"{ACTION}keys/read/action"]}]}})
+            eq(st, 201, body)
+            role = body
+            st, _, body = hsm("PUT", f"{RA}/{uuid.uuid4()}", {"properties": {
+                "roleDefinitionId": DEF_PREFIX + guid, "principalId": WRAPPER["objectId"]}})
+            eq(st, 201, body)
+            KeyClient(url(), mi(MAKER)).create_rsa_key("wrapped", size=2048)
+            wrap = CryptographyClient(f"{url()}/keys/wrapped", mi(WRAPPER))
+            wrap.wrap_key(KeyWrapAlgorithm.rsa_oaep_256, bytes(32))
+            before = holdings()
+            folder = folder_of(backup())
+
+            # since: the Backup User's and the wrapper's assignments and the custom role go,
+            # an officer gets a role
+            st, _, body = hsm("GET", RA)
+            for a in body["value"]:
+                if a["properties"]["principalId"] in (BACKUP["objectId"], WRAPPER["objectId"]):
+                    eq(hsm("DELETE", f"{RA}/{a['name']}")[0], 200)
+            eq(hsm("DELETE", f"{RD}/{guid}")[0], 200)
+            st, _, body = hsm("PUT", f"{RA}/{uuid.uuid4()}", {"properties": {
+                "roleDefinitionId": DEF_PREFIX + "21dbd100-6940-42c2-9190-5d6cb909625b",
+                "principalId": OFFICER["objectId"]}})
+            eq(st, 201, body)
+            check(holdings() != before)
+            denied(hsm("POST", "/backup", {"storageResourceUri": CONTAINER, "token": SAS},
+                       who=BACKUP), "backup/start/action")
+
+            eq(restore(folder)["status"], "Succeeded")
+            eq(holdings(), before)
+            st, _, body = hsm("GET", f"{RD}/{guid}")
+            eq((st, body), (200, role))
+            wrap.wrap_key(KeyWrapAlgorithm.rsa_oaep_256, bytes(32))  # at once
+            folder_of(backup(who=BACKUP))
+            # the officer's role of since is gone: it may not make keys
+            st, _, body = hsm("POST", "/keys/nope/create", {"kty": "EC"}, who=OFFICER)
+            eq(st, 403, body)
+            eq(hsm("DELETE", "/keys/wrapped", who=MAKER)[0], 200)
+            eq(hsm("DELETE", "/deletedkeys/wrapped", who=OFFICER)[0], 204)
 
         @runner.test
         def a_selective_key_restore_brings_back_one_key():
@@ -321,6 +380,8 @@ def main():
             job = restore(folder, name="hsmb")
             eq(job["status"], "Succeeded", job)
             eq(key_names("hsmb"), ["k1", "k2"])
+            # and hsma's role assignments as they were, its Backup User's included
+            eq(holdings("hsmb"), state["holdings"])
             k1 = KeyClient(url("hsmb"), mi(MAKER)).get_key("k1")
             check(k1.id.startswith(f"{url('hsmb')}/keys/k1/"), k1.id)
             CryptographyClient(k1, mi(MAKER)).sign(SignatureAlgorithm.rs256, bytes(32))
@@ -410,7 +471,7 @@ def main():
                    "backup/status/action")
             denied(hsm("PUT", "/restore", {"sasTokenParameters": sas, "folderToRestore": folder},
                        who=MAKER), "restore/start/action")
-            denied(hsm("POST", "/backup", sas, who=BACKUP, name="hsmb"), "backup/start/action")
+            denied(hsm("POST", "/backup", sas, who=MAKER, name="hsmb"), "backup/start/action")
             # the Backup User's backup restores all the same
             eq(restored["status"], "Succeeded", restored)
 

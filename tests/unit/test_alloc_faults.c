@@ -16,6 +16,7 @@
  * except after an RSA keygen or RSA import check (every AFTER_KEYGEN_STRIDE-th:
  * the EC and oct rows run the same code with every allocation failed).
  */
+#include <cjson/cJSON.h>
 #include <sodium.h>
 #include <stdio.h>
 #if defined(__SANITIZE_ADDRESS__)
@@ -375,7 +376,7 @@ static enum kv_status run_hsm_backup(const struct op *op, const char *name)
     (void)name;
     struct kv_buf b = {0};
     size_t keys = 0;
-    enum kv_status st = ks_hsm_backup(env, HSM, &b, &keys);
+    enum kv_status st = ks_hsm_backup(env, HSM, NULL, &b, &keys);
     if (st == KV_OK && (keys != 2 || b.len == 0))
         st = KV_ERR_BAD_PARAM; /* a backup without a key: not a clean answer */
     kv_buf_free(&b);
@@ -396,7 +397,8 @@ static enum kv_status run_hsm_restore(const struct op *op, const char *name)
     (void)op;
     (void)name;
     size_t versions = 0;
-    enum kv_status st = ks_hsm_restore(env, HSM, hsm_blob.data, hsm_blob.len, NULL, &versions);
+    enum kv_status st =
+        ks_hsm_restore(env, HSM, hsm_blob.data, hsm_blob.len, NULL, NULL, 0, &versions);
     if (st == KV_OK && versions != 3)
         st = KV_ERR_BAD_PARAM;
     return st;
@@ -429,7 +431,8 @@ static enum kv_status run_hsm_restore_key(const struct op *op, const char *name)
 {
     (void)op;
     size_t versions = 0;
-    enum kv_status st = ks_hsm_restore(env, HSM, hsm_blob.data, hsm_blob.len, name, &versions);
+    enum kv_status st =
+        ks_hsm_restore(env, HSM, hsm_blob.data, hsm_blob.len, name, NULL, 0, &versions);
     if (st == KV_OK && versions != 1)
         st = KV_ERR_BAD_PARAM;
     return st;
@@ -829,6 +832,57 @@ static void def_gone(const struct op *op, const char *name)
     acl = NULL;
 }
 
+/* The access control part of a full restore (its keys' part is "HSM full restore"): the
+ * HSM's text, exported while role assignment "ra-NAME" was the HSM's, which the restore
+ * brings back. */
+static char *hsm_access;
+
+static enum kv_status hsm_access_write(const struct ks_record_op *ops, size_t n, void *arg);
+
+static void hsm_access_prepare(const struct op *op, char *name, size_t cap)
+{
+    vault_prepare(op, name, cap);
+    /* none of the earlier runs' assignments: each run restores one */
+    CHECK_ST(pol_hsm_access_restore(acl, HSM, "{\"roleAssignments\":[],\"roleDefinitions\":[]}",
+                                    hsm_access_write, NULL),
+             KV_OK);
+    struct pol_role_assignment ra = {.role = POL_ROLE_HSM_CRYPTO_USER, .hsm = 1};
+    snprintf(ra.id, sizeof(ra.id), "ra-%s", name);
+    snprintf(ra.principal_id, sizeof(ra.principal_id), "p-%s", name);
+    snprintf(ra.vault, sizeof(ra.vault), HSM);
+    CHECK_ST(pol_role_put(acl, &ra), KV_OK);
+    cJSON_free(hsm_access);
+    hsm_access = NULL;
+    CHECK_ST(pol_hsm_access_export(acl, HSM, &hsm_access), KV_OK);
+    CHECK_ST(pol_role_remove(acl, ra.id), KV_OK);
+}
+
+static enum kv_status hsm_access_write(const struct ks_record_op *ops, size_t n, void *arg)
+{
+    (void)arg;
+    return ks_record_apply(env, ops, n);
+}
+
+static enum kv_status run_hsm_access_restore(const struct op *op, const char *name)
+{
+    (void)op;
+    (void)name;
+    return pol_hsm_access_restore(acl, HSM, hsm_access, hsm_access_write, NULL);
+}
+
+static void hsm_access_restored(const struct op *op, const char *name)
+{
+    (void)op;
+    char key[KS_NAME_MAX + 8];
+    struct pol_role_assignment ra;
+    snprintf(key, sizeof(key), "ra-%s", name);
+    CHECK(pol_role_get(acl, key, &ra) && ra.hsm && strcmp(ra.vault, HSM) == 0);
+    pol_free(acl);
+    acl = NULL;
+    cJSON_free(hsm_access);
+    hsm_access = NULL;
+}
+
 static const struct op ops[] = {
     {"create EC P-256", run_create, fresh_name, NULL, "c-ec", KS_KTY_EC, 0, 0, 0},
     {"create oct 256", run_create, fresh_name, NULL, "c-oct", KS_KTY_OCT, 256, 0, 0},
@@ -868,6 +922,8 @@ static const struct op ops[] = {
     {"HSM full backup", run_hsm_backup, NULL, NULL, "-", 0, 0, 0, 0},
     {"HSM selective restore", run_hsm_restore_key, hsm_key_gone, NULL, "h-ec", 0, 0, 0, 0},
     {"HSM full restore", run_hsm_restore, hsm_extra, hsm_restored, "h-extra", 0, 0, 0, 0},
+    {"HSM access control restore", run_hsm_access_restore, hsm_access_prepare, hsm_access_restored,
+     "hacc", 0, 0, 0, 0},
     {"seal and unseal", run_seal, NULL, NULL, "-", 0, 0, 0, 0},
     {"vault firewall rules", run_net_rules, NULL, NULL, "-", 0, 0, 0, 0},
     {"client assertions", run_assertions, NULL, NULL, "-", 0, 0, 0, 0},
@@ -1128,7 +1184,7 @@ int main(void)
         CHECK_ST(ks_key_delete(env, HSM, "h-oct", &k), KV_OK);
         ks_key_free(k);
         size_t keys = 0;
-        CHECK_ST(ks_hsm_backup(env, HSM, &hsm_blob, &keys), KV_OK);
+        CHECK_ST(ks_hsm_backup(env, HSM, NULL, &hsm_blob, &keys), KV_OK);
         CHECK(keys == 2);
     }
     {

@@ -638,7 +638,8 @@ static void hsm_refused(const struct kv_buf *blob, const char *only, enum kv_sta
     char before[4096], after[4096];
     size_t versions = 99;
     vault_state("fullhsm", before, sizeof(before));
-    enum kv_status st = ks_hsm_restore(env, "fullhsm", blob->data, blob->len, only, &versions);
+    enum kv_status st =
+        ks_hsm_restore(env, "fullhsm", blob->data, blob->len, only, NULL, 0, &versions);
     if (st != want)
         fprintf(stderr, "%s: ks_hsm_restore gave %s, want %s\n", why, kv_status_name(st),
                 kv_status_name(want));
@@ -693,18 +694,18 @@ static void hsm_full_backup(void)
     CHECK_ST(ks_key_op(env, "fullhsm", "beta", NULL, KS_OP_SIGN, &sp, &f.signature), KV_OK);
 
     /* the backup: the live keys only; of an HSM only */
-    CHECK_ST(ks_hsm_backup(env, "fullhsm", &full, &keys), KV_OK);
+    CHECK_ST(ks_hsm_backup(env, "fullhsm", NULL, &full, &keys), KV_OK);
     CHECK(keys == 2 && full.len > 0);
-    CHECK_ST(ks_hsm_backup(env, "fullhsm", &one, NULL), KV_OK); /* keys may be NULL */
+    CHECK_ST(ks_hsm_backup(env, "fullhsm", NULL, &one, NULL), KV_OK); /* keys may be NULL */
     kv_buf_free(&one);
     keys = 99;
-    CHECK_ST(ks_hsm_backup(env, "fullstd", &one, &keys), KV_ERR_VAULT_NOT_FOUND);
-    CHECK_ST(ks_hsm_backup(env, "nosuch", &one, &keys), KV_ERR_VAULT_NOT_FOUND);
-    CHECK_ST(ks_hsm_backup(env, "", &one, &keys), KV_ERR_VAULT_NOT_FOUND);
+    CHECK_ST(ks_hsm_backup(env, "fullstd", NULL, &one, &keys), KV_ERR_VAULT_NOT_FOUND);
+    CHECK_ST(ks_hsm_backup(env, "nosuch", NULL, &one, &keys), KV_ERR_VAULT_NOT_FOUND);
+    CHECK_ST(ks_hsm_backup(env, "", NULL, &one, &keys), KV_ERR_VAULT_NOT_FOUND);
     CHECK(one.data == NULL && keys == 99);
     CHECK_ST(ks_vault_soft_delete(env, "fullhsm3", NULL, NULL), KV_OK);
-    CHECK_ST(ks_hsm_backup(env, "fullhsm3", &one, &keys), KV_ERR_VAULT_NOT_FOUND);
-    CHECK_ST(ks_hsm_backup(env, "fullhsm4", &empty, &keys), KV_OK); /* an empty HSM's */
+    CHECK_ST(ks_hsm_backup(env, "fullhsm3", NULL, &one, &keys), KV_ERR_VAULT_NOT_FOUND);
+    CHECK_ST(ks_hsm_backup(env, "fullhsm4", NULL, &empty, &keys), KV_OK); /* an empty HSM's */
     CHECK(keys == 0);
 
     /* a full restore into the same HSM, after a key was added and one deleted: exactly the
@@ -715,7 +716,7 @@ static void hsm_full_backup(void)
     CHECK_ST(ks_key_delete(env, "fullhsm", "alpha", &k), KV_OK);
     ks_key_free(k);
     k = NULL;
-    CHECK_ST(ks_hsm_restore(env, "fullhsm", full.data, full.len, NULL, &versions), KV_OK);
+    CHECK_ST(ks_hsm_restore(env, "fullhsm", full.data, full.len, NULL, NULL, 0, &versions), KV_OK);
     CHECK(versions == 3);
     hsm_restored("fullhsm", &f);
     CHECK_ST(ks_key_get(env, "fullhsm", "extra", NULL, &k), KV_ERR_KEY_NOT_FOUND);
@@ -739,7 +740,7 @@ static void hsm_full_backup(void)
     k = create("fullhsm2", "other", KS_KTY_OCT);
     ks_key_free(k);
     k = NULL;
-    CHECK_ST(ks_hsm_restore(env, "fullhsm2", full.data, full.len, NULL, &versions), KV_OK);
+    CHECK_ST(ks_hsm_restore(env, "fullhsm2", full.data, full.len, NULL, NULL, 0, &versions), KV_OK);
     CHECK(versions == 3);
     hsm_restored("fullhsm2", &f);
     CHECK_ST(ks_deleted_get(env, "fullhsm2", "old", &k), KV_ERR_DELETED_KEY_NOT_FOUND);
@@ -755,7 +756,8 @@ static void hsm_full_backup(void)
     CHECK_ST(ks_deleted_purge(env, "fullhsm", "beta"), KV_OK);
     vault_state("fullhsm", before, sizeof(before));
     CHECK(strstr(before, "beta") == NULL);
-    CHECK_ST(ks_hsm_restore(env, "fullhsm", full.data, full.len, "BETA", &versions), KV_OK);
+    CHECK_ST(ks_hsm_restore(env, "fullhsm", full.data, full.len, "BETA", NULL, 0, &versions),
+             KV_OK);
     CHECK(versions == 1);
     CHECK_ST(ks_key_get(env, "fullhsm", "beta", NULL, &k), KV_OK);
     CHECK(k != NULL && strcmp(k->version, f.b->version) == 0 && k->tags.count == 1);
@@ -847,21 +849,22 @@ static void hsm_full_backup(void)
 
     /* only into a Managed HSM that exists */
     vault_state("fullstd", before, sizeof(before));
-    CHECK_ST(ks_hsm_restore(env, "fullstd", full.data, full.len, NULL, &versions),
+    CHECK_ST(ks_hsm_restore(env, "fullstd", full.data, full.len, NULL, NULL, 0, &versions),
              KV_ERR_VAULT_NOT_FOUND);
-    CHECK_ST(ks_hsm_restore(env, "fullstd", full.data, full.len, "beta", &versions),
+    CHECK_ST(ks_hsm_restore(env, "fullstd", full.data, full.len, "beta", NULL, 0, &versions),
              KV_ERR_VAULT_NOT_FOUND);
     vault_state("fullstd", after, sizeof(after));
     CHECK_STR(after, before);
     CHECK(strstr(after, "stdkey") != NULL);
-    CHECK_ST(ks_hsm_restore(env, "nosuch", full.data, full.len, NULL, &versions),
+    CHECK_ST(ks_hsm_restore(env, "nosuch", full.data, full.len, NULL, NULL, 0, &versions),
              KV_ERR_VAULT_NOT_FOUND);
-    CHECK_ST(ks_hsm_restore(env, "fullhsm3", full.data, full.len, NULL, &versions),
+    CHECK_ST(ks_hsm_restore(env, "fullhsm3", full.data, full.len, NULL, NULL, 0, &versions),
              KV_ERR_VAULT_NOT_FOUND);
     CHECK(versions == 0);
 
     /* an empty HSM's backup, restored in full, leaves none */
-    CHECK_ST(ks_hsm_restore(env, "fullhsm2", empty.data, empty.len, NULL, &versions), KV_OK);
+    CHECK_ST(ks_hsm_restore(env, "fullhsm2", empty.data, empty.len, NULL, NULL, 0, &versions),
+             KV_OK);
     CHECK(versions == 0);
     vault_state("fullhsm2", after, sizeof(after));
     CHECK_STR(after, "KV_OK: | deleted KV_OK:");
@@ -873,6 +876,64 @@ out:
     ks_key_free(f.a1);
     ks_key_free(f.a2);
     ks_key_free(f.b);
+}
+
+static enum kv_status count_fn(const void *key, size_t key_len, const void *val, size_t val_len,
+                               void *arg)
+{
+    (void)key;
+    (void)key_len;
+    (void)val;
+    (void)val_len;
+    ++*(size_t *)arg;
+    return KV_OK;
+}
+
+/* Another layer's text kept with a full backup's keys, and its changes written with a full
+ * restore's in one transaction: all or nothing. */
+static void hsm_backup_access(void)
+{
+    struct kv_buf with = {0}, without = {0};
+    char *text = (char *)"x", before[4096], after[4096];
+    size_t versions = 0, n = 0;
+    put_hsm("acchsm", 0);
+    struct ks_key *k = create("acchsm", "acc", KS_KTY_EC);
+    ks_key_free(k);
+    CHECK_ST(ks_hsm_backup(env, "acchsm", "{\"roles\":[\"a\\\"b\"]}", &with, NULL), KV_OK);
+    CHECK_ST(ks_hsm_backup(env, "acchsm", NULL, &without, NULL), KV_OK);
+    CHECK_ST(ks_hsm_backup_access(env, with.data, with.len, &text), KV_OK);
+    CHECK_STR(text != NULL ? text : "(null)", "{\"roles\":[\"a\\\"b\"]}");
+    free(text);
+    CHECK_ST(ks_hsm_backup_access(env, without.data, without.len, &text), KV_OK);
+    CHECK(text == NULL);
+    if (with.len > 0)
+        with.data[with.len / 2] ^= 1;
+    CHECK_ST(ks_hsm_backup_access(env, with.data, with.len, &text), KV_ERR_BAD_BACKUP);
+    CHECK(text == NULL);
+
+    /* the ops are written with the keys */
+    struct ks_record_op ops[2] = {{KS_TABLE_JOBS, "acc-1", 5, "one", 3},
+                                  {KS_TABLE_JOBS, "acc-2", 5, "two", 3}};
+    CHECK_ST(ks_hsm_restore(env, "acchsm", without.data, without.len, NULL, ops, 2, &versions),
+             KV_OK);
+    CHECK(versions == 1);
+    CHECK_ST(ks_record_scan(env, KS_TABLE_JOBS, "acc-", 4, NULL, 0, count_fn, &n), KV_OK);
+    CHECK(n == 2);
+    /* a malformed op: nothing is written, neither the keys nor the other op */
+    k = create("acchsm", "later", KS_KTY_EC);
+    ks_key_free(k);
+    vault_state("acchsm", before, sizeof(before));
+    struct ks_record_op bad[2] = {{KS_TABLE_JOBS, "acc-3", 5, "three", 5},
+                                  {KS_TABLE_JOBS, "acc-4", 0, "four", 4}};
+    CHECK_ST(ks_hsm_restore(env, "acchsm", without.data, without.len, NULL, bad, 2, &versions),
+             KV_ERR_BAD_PARAM);
+    vault_state("acchsm", after, sizeof(after));
+    CHECK_STR(after, before);
+    n = 0;
+    CHECK_ST(ks_record_scan(env, KS_TABLE_JOBS, "acc-", 4, NULL, 0, count_fn, &n), KV_OK);
+    CHECK(n == 2);
+    kv_buf_free(&with);
+    kv_buf_free(&without);
 }
 
 int main(void)
@@ -893,6 +954,7 @@ int main(void)
         key_ops_order();
         backup_kinds();
         hsm_full_backup();
+        hsm_backup_access();
         ks_close(env);
     }
     cleanup();

@@ -3,6 +3,7 @@
  * entries, tenant mismatch, RBAC roles and scope inheritance, persistence and
  * revocation; Managed HSM's data actions, local roles and local role assignments.
  */
+#include <cjson/cJSON.h>
 #include <ctype.h>
 #include <dirent.h>
 #include <sodium.h>
@@ -1023,6 +1024,143 @@ static void hsm_assignments(struct pol_ctx *c, struct ks_env *ks)
 #undef MHSM
 #undef HSM_ALL
 
+/* A full restore's write, standing in for the keystore's: the ops alone, or a failure. */
+struct access_write {
+    struct ks_env *ks;
+    enum kv_status fail; /* KV_OK: write */
+    size_t n;            /* out: the ops it was given */
+};
+
+static enum kv_status access_write_fn(const struct ks_record_op *ops, size_t n, void *arg)
+{
+    struct access_write *w = arg;
+    w->n = n;
+    return w->fail != KV_OK ? w->fail : ks_record_apply(w->ks, ops, n);
+}
+
+/* Every local assignment of @p hsm as "principal role scope" lines, sorted: what it holds. */
+static void hsm_holdings(struct pol_ctx *c, const char *hsm, char *out, size_t cap)
+{
+    struct ks_vault v = vault(hsm, 0);
+    v.hsm = 1;
+    struct pol_role_assignment list[16];
+    size_t n = pol_role_list(c, &v, list, 16), len = 0;
+    char lines[16][200];
+    for (size_t i = 0; i < n && i < 16; i++)
+        snprintf(lines[i], sizeof(lines[i]), "%s %s %s%s|", list[i].principal_id,
+                 pol_assignment_role_id(&list[i]), list[i].hsm_keys ? "/keys" : "/", list[i].key);
+    qsort(lines, n < 16 ? n : 16, sizeof(lines[0]), (int (*)(const void *, const void *))strcmp);
+    out[0] = '\0';
+    for (size_t i = 0; i < n && i < 16; i++)
+        len += (size_t)snprintf(out + len, len < cap ? cap - len : 0, "%s", lines[i]);
+}
+
+/* A Managed HSM's local assignments and custom roles in its full backups: exported as kept,
+ * restored exactly (what came since goes), into the same HSM or another (where ids another
+ * scope holds are made anew, and assignments follow their role), all or nothing. */
+static void hsm_access_backup(struct pol_ctx *c, struct ks_env *ks)
+{
+    struct ks_vault b1 = vault("bk1", 0), b2 = vault("bk2", 0);
+    b1.hsm = b2.hsm = b1.premium = b2.premium = 1;
+    CHECK_ST(ks_vault_put(ks, &b1), KV_OK);
+    CHECK_ST(ks_vault_put(ks, &b2), KV_OK);
+    static const char *const wrap[] = {"Microsoft.KeyVault/managedHsm/keys/wrap/action"};
+    struct pol_role_def def = {.id = "0b0b0b0b-0000-4000-8000-0000000000d1",
+                               .name = "wrapper",
+                               .hsm = "bk1",
+                               .doc = "{\"name\":\"0b0b0b0b-0000-4000-8000-0000000000d1\"}"};
+    CHECK_ST(pol_role_def_put(c, &def, wrap, 1, NULL, 0, NULL), KV_OK);
+    struct pol_role_assignment custom =
+        local_ra("bk-cust", "bk-wrapper", POL_ROLE_CUSTOM, "bk1", "/");
+    snprintf(custom.role_def, sizeof(custom.role_def), "%s", def.id);
+    struct pol_role_assignment ras[] = {
+        local_ra("bk-admin", "bk-admin", POL_ROLE_HSM_ADMINISTRATOR, "bk1", "/"),
+        local_ra("bk-user", "bk-user", POL_ROLE_HSM_CRYPTO_USER, "bk1", "/keys"),
+        local_ra("bk-key", "bk-one", POL_ROLE_HSM_CRYPTO_USER, "bk1", "k1"),
+        local_ra("bk-other", "bk-other", POL_ROLE_HSM_CRYPTO_USER, "bk2", "/"),
+        custom,
+    };
+    for (size_t i = 0; i < sizeof(ras) / sizeof(ras[0]); i++)
+        CHECK_ST(pol_role_put(c, &ras[i]), KV_OK);
+    char *text = NULL, before[1024], after[1024], other[1024];
+    CHECK_ST(pol_hsm_access_export(c, "BK1", &text), KV_OK);
+    CHECK(text != NULL && strstr(text, "bk-user") != NULL && strstr(text, def.id) != NULL &&
+          strstr(text, "bk-other") == NULL);
+    hsm_holdings(c, "bk1", before, sizeof(before));
+    hsm_holdings(c, "bk2", other, sizeof(other));
+    const struct pol_claims wrapper = who("t1", "bk-wrapper", "x"),
+                            user = who("t1", "bk-user", "x");
+    const pol_perms user_perms = pol_role_perms(POL_ROLE_HSM_CRYPTO_USER);
+
+    /* what comes since: one goes, one comes, the custom role goes */
+    CHECK_ST(pol_role_remove(c, "bk-user"), KV_OK);
+    struct pol_role_assignment late =
+        local_ra("bk-late", "bk-late", POL_ROLE_HSM_CRYPTO_USER, "bk1", "/");
+    CHECK_ST(pol_role_put(c, &late), KV_OK);
+    CHECK_ST(pol_role_remove(c, "bk-cust"), KV_OK);
+    CHECK_ST(pol_role_def_delete(c, def.id, NULL), KV_OK);
+    hsm_holdings(c, "bk1", after, sizeof(after));
+    CHECK(strcmp(after, before) != 0);
+
+    /* a write that fails, and texts that do not read: nothing changes */
+    struct access_write w = {ks, KV_ERR_STORE, 0};
+    CHECK_ST(pol_hsm_access_restore(c, "bk1", text, access_write_fn, &w), KV_ERR_STORE);
+    CHECK(w.n > 0);
+    static const char *const bad[] = {
+        "{",
+        "[]",
+        "{\"roleAssignments\":[]}",
+        "{\"roleAssignments\":[1],\"roleDefinitions\":[]}",
+        "{\"roleAssignments\":[{\"id\":\"x\"}],\"roleDefinitions\":[]}",
+        "{\"roleAssignments\":[],\"roleDefinitions\":[{\"id\":\"nope\"}]}"};
+    w.fail = KV_OK;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        CHECK_ST(pol_hsm_access_restore(c, "bk1", bad[i], access_write_fn, &w), KV_ERR_BAD_BACKUP);
+    char now[1024];
+    hsm_holdings(c, "bk1", now, sizeof(now));
+    CHECK_STR(now, after);
+    /* a backup that kept none: the write alone, the HSM's as they are */
+    w.n = 99;
+    CHECK_ST(pol_hsm_access_restore(c, "bk1", NULL, access_write_fn, &w), KV_OK);
+    CHECK(w.n == 0);
+    hsm_holdings(c, "bk1", now, sizeof(now));
+    CHECK_STR(now, after);
+
+    /* restored into the same HSM: exactly as backed up, in effect at once */
+    CHECK_ST(pol_hsm_access_restore(c, "bk1", text, access_write_fn, &w), KV_OK);
+    hsm_holdings(c, "bk1", now, sizeof(now));
+    CHECK_STR(now, before);
+    struct pol_role_assignment got;
+    CHECK(pol_role_get(c, "bk-user", &got) && !pol_role_get(c, "bk-late", &got));
+    expect(c, wrapper, b1, "k9", POL_KEYS_WRAP, KV_OK);
+    grants_exactly(c, user, b1, "k9", user_perms);
+
+    /* into another HSM, while bk1 keeps its own: new ids, the custom role a new GUID that
+     * its assignment follows; bk2's own assignment goes */
+    CHECK_ST(pol_hsm_access_restore(c, "bk2", text, access_write_fn, &w), KV_OK);
+    char copy[1024];
+    hsm_holdings(c, "bk2", copy, sizeof(copy));
+    hsm_holdings(c, "bk1", now, sizeof(now));
+    CHECK_STR(now, before);
+    CHECK(strstr(copy, "bk-other") == NULL && strstr(copy, "bk-admin ") != NULL &&
+          strstr(copy, "bk-user ") != NULL && strstr(copy, def.id) == NULL);
+    CHECK(pol_role_get(c, "bk-user", &got) && strcmp(got.vault, "bk1") == 0);
+    expect(c, wrapper, b2, "k9", POL_KEYS_WRAP, KV_OK);
+    expect(c, wrapper, b2, "k9", POL_KEYS_UNWRAP, KV_ERR_RBAC_DENIED);
+    grants_exactly(c, user, b2, "k9", user_perms);
+    grants_exactly(c, who("t1", "bk-other", "x"), b2, "k9", 0);
+    CHECK(strcmp(other, copy) != 0);
+    /* and it all survives a reload from the store */
+    struct pol_ctx *again = NULL;
+    CHECK_ST(pol_new(dir, "t1", &again), KV_OK);
+    CHECK_ST(pol_attach(again, ks), KV_OK);
+    hsm_holdings(again, "bk2", now, sizeof(now));
+    CHECK_STR(now, copy);
+    expect(again, wrapper, b2, "k9", POL_KEYS_WRAP, KV_OK);
+    pol_free(again);
+    cJSON_free(text);
+}
+
 int main(void)
 {
     CHECK(sodium_init() >= 0);
@@ -1343,6 +1481,7 @@ int main(void)
     hsm_actions();
     hsm_role_table(c);
     hsm_assignments(c, ks);
+    hsm_access_backup(c, ks);
 
     pol_free(c);
     ks_close(ks);
