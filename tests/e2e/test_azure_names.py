@@ -188,14 +188,20 @@ def main():
             st, _, _ = kv.https("POST", f"/common/discovery/instance?{q}", token=None)
             eq(st, 405)
 
-        @runner.test
-        def default_credential_and_key_client_under_azure_names():
-            sdk_env = dict(env, AZURE_TENANT_ID=TENANT, AZURE_CLIENT_ID=CI["clientId"],
-                           AZURE_CLIENT_CERTIFICATE_PATH=pem)
-            proc = subprocess.run(["/usr/bin/python3", "-c", SDK_SCRIPT], env=sdk_env,
+        # the pipeline's identity, by its certificate, for DefaultAzureCredential
+        sdk_env = dict(env, AZURE_TENANT_ID=TENANT, AZURE_CLIENT_ID=CI["clientId"],
+                       AZURE_CLIENT_CERTIFICATE_PATH=pem)
+
+        def python(script, script_env=sdk_env):
+            """Run @script with Debian's Python: what its last line printed, parsed."""
+            proc = subprocess.run(["/usr/bin/python3", "-c", script], env=script_env,
                                   capture_output=True, text=True, timeout=300, cwd=work)
             eq(proc.returncode, 0, proc.stderr[-4000:])
-            out = json.loads(proc.stdout.strip().splitlines()[-1])
+            return json.loads(proc.stdout.strip().splitlines()[-1])
+
+        @runner.test
+        def default_credential_and_key_client_under_azure_names():
+            out = python(SDK_SCRIPT)
             check(out["kid"].startswith("https://cmk.vault.azure.net/keys/by-name/"), out["kid"])
             eq(out["names"], ["by-name"])
             claims = json.loads(unb64url(out["token"].split(".")[1]))
@@ -205,9 +211,7 @@ def main():
             # login.microsoftonline.com's instance discovery first, and kvmock answers it
             local = dict(sdk_env, AZURE_AUTHORITY_HOST=f"https://localhost:{kv.https_port}")
             before = kv.log_tail(100000).count("/common/discovery/instance")
-            proc = subprocess.run(["/usr/bin/python3", "-c", SDK_SCRIPT.replace("by-name", "local")],
-                                  env=local, capture_output=True, text=True, timeout=300, cwd=work)
-            eq(proc.returncode, 0, proc.stderr[-4000:])
+            python(SDK_SCRIPT.replace("by-name", "local"), local)
             check(kv.log_tail(100000).count("/common/discovery/instance") > before,
                   "MSAL did not ask kvmock's instance discovery")
             # without the names mapped, nothing reaches kvmock: the same run fails
@@ -219,12 +223,7 @@ def main():
 
         @runner.test
         def a_managed_hsm_under_its_azure_name():
-            sdk_env = dict(env, AZURE_TENANT_ID=TENANT, AZURE_CLIENT_ID=CI["clientId"],
-                           AZURE_CLIENT_CERTIFICATE_PATH=pem)
-            proc = subprocess.run(["/usr/bin/python3", "-c", HSM_SCRIPT], env=sdk_env,
-                                  capture_output=True, text=True, timeout=300, cwd=work)
-            eq(proc.returncode, 0, proc.stderr[-4000:])
-            out = json.loads(proc.stdout.strip().splitlines()[-1])
+            out = python(HSM_SCRIPT)
             check(out["kid"].startswith(f"{HSM_URL}/keys/hsm-by-name/"), out["kid"])
             eq((out["kty"], out["alg"]), ("EC-HSM", "ES256"))
             # the challenge names Managed HSM's own resource

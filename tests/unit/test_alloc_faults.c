@@ -391,15 +391,14 @@ static void put_hsm_key(const char *name, const struct ks_jwk *jwk)
     ks_key_free(k);
 }
 
-/* A full restore of hsm_blob: every key of the HSM goes, the backup's come back. */
+/* A restore of hsm_blob, of key @p name alone when op->key_op is set (selective), else
+ * full; it must restore op->size key versions. */
 static enum kv_status run_hsm_restore(const struct op *op, const char *name)
 {
-    (void)op;
-    (void)name;
     size_t versions = 0;
-    enum kv_status st =
-        ks_hsm_restore(env, HSM, hsm_blob.data, hsm_blob.len, NULL, NULL, 0, &versions);
-    if (st == KV_OK && versions != 3)
+    enum kv_status st = ks_hsm_restore(env, HSM, hsm_blob.data, hsm_blob.len,
+                                       op->key_op ? name : NULL, NULL, 0, &versions);
+    if (st == KV_OK && versions != (size_t)op->size)
         st = KV_ERR_BAD_PARAM;
     return st;
 }
@@ -424,18 +423,6 @@ static void hsm_restored(const struct op *op, const char *name)
     hsm_print(print, sizeof(print));
     CHECK(strstr(print, " h-ec=KV_OK,") != NULL && strstr(print, " h-rsa=KV_OK,") != NULL &&
           strstr(print, ", deleted KV_OK:") != NULL && strstr(print, "h-oct") == NULL);
-}
-
-/* A selective restore of key @p name from hsm_blob. */
-static enum kv_status run_hsm_restore_key(const struct op *op, const char *name)
-{
-    (void)op;
-    size_t versions = 0;
-    enum kv_status st =
-        ks_hsm_restore(env, HSM, hsm_blob.data, hsm_blob.len, name, NULL, 0, &versions);
-    if (st == KV_OK && versions != 1)
-        st = KV_ERR_BAD_PARAM;
-    return st;
 }
 
 /* Before a selective restore: the key is purged. */
@@ -920,8 +907,8 @@ static const struct op ops[] = {
     {"backup EC", run_backup, NULL, NULL, "k-ec", 0, 0, 0, 0},
     {"restore RSA (2 versions)", run_restore, NULL, restore_after, "bk", 0, 0, 0, 0},
     {"HSM full backup", run_hsm_backup, NULL, NULL, "-", 0, 0, 0, 0},
-    {"HSM selective restore", run_hsm_restore_key, hsm_key_gone, NULL, "h-ec", 0, 0, 0, 0},
-    {"HSM full restore", run_hsm_restore, hsm_extra, hsm_restored, "h-extra", 0, 0, 0, 0},
+    {"HSM selective restore", run_hsm_restore, hsm_key_gone, NULL, "h-ec", 0, 1, 0, 1},
+    {"HSM full restore", run_hsm_restore, hsm_extra, hsm_restored, "h-extra", 0, 3, 0, 0},
     {"HSM access control restore", run_hsm_access_restore, hsm_access_prepare, hsm_access_restored,
      "hacc", 0, 0, 0, 0},
     {"seal and unseal", run_seal, NULL, NULL, "-", 0, 0, 0, 0},
