@@ -204,6 +204,17 @@ enum ks_table {
 enum kv_status ks_record_put(struct ks_env *env, enum ks_table table, const void *key,
                              size_t key_len, const void *val, size_t val_len) KV_MUST_CHECK;
 
+/** @brief Store @p val under @p key only when no record has that key: the check and the
+ * write are one transaction. @return KV_OK, KV_ERR_KEY_EXISTS (nothing written),
+ * KV_ERR_BAD_PARAM, KV_ERR_STORE, KV_ERR_STORE_FULL. */
+enum kv_status ks_record_add(struct ks_env *env, enum ks_table table, const void *key,
+                             size_t key_len, const void *val, size_t val_len) KV_MUST_CHECK;
+
+/** @brief The record of exactly @p key. @param[out] out a copy (kv_buf_free()).
+ * @return KV_OK, KV_ERR_KEY_NOT_FOUND, KV_ERR_BAD_PARAM, KV_ERR_STORE, KV_ERR_NOMEM. */
+enum kv_status ks_record_get(struct ks_env *env, enum ks_table table, const void *key,
+                             size_t key_len, struct kv_buf *out) KV_MUST_CHECK;
+
 /**
  * One change to a table of another layer. Several go into one transaction, all or
  * none: with ks_record_apply(), or with a vault's own write by ks_vault_put_with().

@@ -1,4 +1,5 @@
 /* Records the keystore keeps for other layers: put, delete by prefix, scan, append. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "kv_log.h"
@@ -93,6 +94,67 @@ enum kv_status ks_record_put(struct ks_env *env, enum ks_table table, const void
 {
     struct ks_record_op op = {table, key, key_len, val != NULL ? val : "", val_len};
     return ks_record_apply(env, &op, 1);
+}
+
+struct add_arg {
+    const struct ks_record_op *op;
+};
+
+static enum kv_status add_fn(struct ks_txn *tx, void *arg)
+{
+    const struct ks_record_op *op = ((struct add_arg *)arg)->op;
+    MDB_val v;
+    enum kv_status st = ks_txn_get(tx, tx->env->db_tables[op->table], op->key, op->key_len, &v);
+    if (st == KV_OK)
+        return KV_ERR_KEY_EXISTS;
+    return st == KV_ERR_KEY_NOT_FOUND ? ks_records_apply_tx(tx, op, 1) : st;
+}
+
+enum kv_status ks_record_add(struct ks_env *env, enum ks_table table, const void *key,
+                             size_t key_len, const void *val, size_t val_len)
+{
+    struct ks_record_op op = {table, key, key_len, val != NULL ? val : "", val_len};
+    if (!op_ok(&op))
+        return KV_ERR_BAD_PARAM;
+    struct add_arg a = {&op};
+    return ks_txn_write(env, add_fn, &a);
+}
+
+struct get_arg {
+    enum ks_table table;
+    const void *key;
+    size_t key_len;
+    struct kv_buf *out;
+};
+
+static enum kv_status get_fn(struct ks_txn *tx, void *arg)
+{
+    struct get_arg *a = arg;
+    MDB_val v;
+    enum kv_status st = ks_txn_get(tx, tx->env->db_tables[a->table], a->key, a->key_len, &v);
+    if (st != KV_OK)
+        return st;
+    a->out->data = malloc(v.mv_size > 0 ? v.mv_size : 1);
+    if (a->out->data == NULL)
+        return KV_ERR_NOMEM;
+    memcpy(a->out->data, v.mv_data, v.mv_size);
+    a->out->len = v.mv_size;
+    return KV_OK;
+}
+
+enum kv_status ks_record_get(struct ks_env *env, enum ks_table table, const void *key,
+                             size_t key_len, struct kv_buf *out)
+{
+    out->data = NULL;
+    out->len = 0;
+    struct ks_record_op op = {table, key, key_len, NULL, 0};
+    if (!op_ok(&op))
+        return KV_ERR_BAD_PARAM;
+    struct get_arg a = {table, key, key_len, out};
+    enum kv_status st = ks_txn_read(env, get_fn, &a);
+    if (st != KV_OK)
+        kv_buf_free(out);
+    return st;
 }
 
 struct scan_arg {

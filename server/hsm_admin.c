@@ -20,7 +20,6 @@
  * Managed HSM: an SDK takes a first answer that has ended as the operation's end, failed or
  * not. Retry-After is 1 second (Managed HSM's is 10): the job has ended already.
  */
-#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -300,66 +299,49 @@ static void new_job_id(char out[JOB_ID_LEN + 1])
     sodium_bin2hex(out, JOB_ID_LEN + 1, raw, sizeof(raw));
 }
 
-struct job_find {
-    const char *hsm, *kind;
-    cJSON *answer; /* out */
-};
-
-static enum kv_status job_find_fn(const void *key, size_t key_len, const void *val, size_t val_len,
-                                  void *arg)
+/* The answer of job @p id of Managed HSM @p hsm and of @p kind, or NULL (none such). */
+static enum kv_status job_find(struct srv_req *req, const char *id, const char *kind,
+                               cJSON **answer)
 {
-    struct job_find *f = arg;
-    (void)key;
-    if (key_len != JOB_ID_LEN)
+    struct kv_buf rec = {0};
+    *answer = NULL;
+    enum kv_status st = strlen(id) == JOB_ID_LEN
+                            ? ks_record_get(req->srv->ks, KS_TABLE_JOBS, id, JOB_ID_LEN, &rec)
+                            : KV_ERR_KEY_NOT_FOUND;
+    if (st == KV_ERR_KEY_NOT_FOUND)
         return KV_OK;
-    cJSON *rec = cJSON_ParseWithLength(val, val_len);
-    const char *hsm = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rec, "hsm"));
-    const char *kind = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rec, "kind"));
-    if (rec == NULL)
-        return KV_ERR_NOMEM;
-    if (hsm != NULL && kind != NULL && strcmp(hsm, f->hsm) == 0 && strcmp(kind, f->kind) == 0)
-        f->answer = cJSON_DetachItemFromObjectCaseSensitive(rec, "answer");
-    cJSON_Delete(rec);
-    return KV_OK;
+    cJSON *o = st == KV_OK ? cJSON_ParseWithLength((const char *)rec.data, rec.len) : NULL;
+    kv_buf_free(&rec);
+    if (st == KV_OK && o == NULL)
+        st = KV_ERR_NOMEM;
+    const char *hsm = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "hsm"));
+    const char *k = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "kind"));
+    if (hsm != NULL && k != NULL && strcmp(hsm, req->found->name) == 0 && strcmp(k, kind) == 0)
+        *answer = cJSON_DetachItemFromObjectCaseSensitive(o, "answer");
+    cJSON_Delete(o);
+    return st;
 }
 
 /* GET /{backup|restore}/{job}/pending: a job of this HSM, of that kind. */
 static void h_job(struct srv_req *req)
 {
     const char *id = req->hsm_item;
-    int backup = strcmp(req->route_def->operation, "FullBackupStatus") == 0;
-    struct job_find f = {req->found->name, backup ? "backup" : "restore", NULL};
-    enum kv_status st =
-        strlen(id) == JOB_ID_LEN
-            ? ks_record_scan(req->srv->ks, KS_TABLE_JOBS, id, JOB_ID_LEN, NULL, 0, job_find_fn, &f)
-            : KV_OK;
-    if (st != KV_OK) {
-        cJSON_Delete(f.answer);
+    const char *kind =
+        strcmp(req->route_def->operation, "FullBackupStatus") == 0 ? "backup" : "restore";
+    cJSON *answer = NULL;
+    enum kv_status st = job_find(req, id, kind, &answer);
+    if (st != KV_OK)
         srv_send_error(req, st, NULL);
-    } else if (f.answer == NULL) {
-        srv_send_errorf(req, KV_ERR_HSM_JOB_NOT_FOUND, "No %s job '%.64s' was found.", f.kind, id);
-    } else {
-        srv_send_json(req, 200, f.answer);
-    }
+    else if (answer == NULL)
+        srv_send_errorf(req, KV_ERR_HSM_JOB_NOT_FOUND, "No %s job '%.64s' was found.", kind, id);
+    else
+        srv_send_json(req, 200, answer);
 }
 
 /* ---- backup and restore -------------------------------------------------------------- */
 
-/* Folder names are taken under this lock: two backups in the same hundredth of a second
- * get two folders. */
-static pthread_mutex_t folder_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static enum kv_status exists_fn(const void *key, size_t key_len, const void *val, size_t val_len,
-                                void *arg)
-{
-    (void)key;
-    (void)val;
-    (void)val_len;
-    size_t *want = arg;
-    return key_len == *want ? KV_ERR_KEY_EXISTS : KV_OK;
-}
-
-/* Keep @p blob under a new folder of @p storage: "mhsm-NAME-YYYYMMDDHHMMSSff". */
+/* Keep @p blob under a new folder of @p storage: "mhsm-NAME-YYYYMMDDHHMMSSff" (the next
+ * hundredth of a second's when another backup took that one). */
 static enum kv_status backup_keep(struct srv_req *req, const char *storage,
                                   const struct kv_buf *blob, char folder_url[FOLDER_URL_MAX])
 {
@@ -369,9 +351,8 @@ static enum kv_status backup_keep(struct srv_req *req, const char *storage,
     struct tm tm;
     gmtime_r(&now, &tm);
     long cs = ts.tv_nsec / 10000000;
-    enum kv_status st = KV_OK;
-    pthread_mutex_lock(&folder_lock);
-    for (int tries = 0; tries < 1000; tries++, cs++) {
+    enum kv_status st = KV_ERR_KEY_EXISTS;
+    for (int tries = 0; st == KV_ERR_KEY_EXISTS && tries < 1000; tries++, cs++) {
         if (cs > 99) { /* past the second: the next folder names the next second's 00 */
             now++;
             gmtime_r(&now, &tm);
@@ -382,19 +363,10 @@ static enum kv_status backup_keep(struct srv_req *req, const char *storage,
                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, cs);
         kv_str_join(folder_url, FOLDER_URL_MAX, storage, "/mhsm-", req->found->name, "-", stamp,
                     NULL);
-        size_t len = strlen(folder_url);
-        st = ks_record_scan(req->srv->ks, KS_TABLE_BACKUPS, folder_url, len, NULL, 0, exists_fn,
-                            &len);
-        if (st != KV_ERR_KEY_EXISTS)
-            break;
-    }
-    if (st == KV_OK)
-        st = ks_record_put(req->srv->ks, KS_TABLE_BACKUPS, folder_url, strlen(folder_url),
+        st = ks_record_add(req->srv->ks, KS_TABLE_BACKUPS, folder_url, strlen(folder_url),
                            blob->data, blob->len);
-    else if (st == KV_ERR_KEY_EXISTS)
-        st = KV_ERR_INTERNAL;
-    pthread_mutex_unlock(&folder_lock);
-    return st;
+    }
+    return st == KV_ERR_KEY_EXISTS ? KV_ERR_INTERNAL : st;
 }
 
 static void h_backup(struct srv_req *req)
@@ -438,26 +410,6 @@ static enum kv_status restore_write_fn(const struct ks_record_op *ops, size_t n,
                           ops, n, w->versions);
 }
 
-struct blob_find {
-    size_t key_len;
-    struct kv_buf blob; /* out: a copy */
-};
-
-static enum kv_status blob_find_fn(const void *key, size_t key_len, const void *val, size_t val_len,
-                                   void *arg)
-{
-    struct blob_find *f = arg;
-    (void)key;
-    if (key_len != f->key_len || f->blob.data != NULL)
-        return KV_OK;
-    f->blob.data = malloc(val_len > 0 ? val_len : 1);
-    if (f->blob.data == NULL)
-        return KV_ERR_NOMEM;
-    memcpy(f->blob.data, val, val_len);
-    f->blob.len = val_len;
-    return KV_OK;
-}
-
 /* PUT /restore {sasTokenParameters, folderToRestore} and PUT /keys/{name}/restore
  * {sasTokenParameters, folder}: restore the folder's backup, wholly or one key of it. */
 static void h_restore(struct srv_req *req)
@@ -484,23 +436,22 @@ static void h_restore(struct srv_req *req)
     }
     int64_t start = ks_now();
     kv_str_join(folder_url, sizeof(folder_url), storage, "/", folder, NULL);
-    struct blob_find f = {strlen(folder_url), {0}};
-    enum kv_status st = ks_record_scan(req->srv->ks, KS_TABLE_BACKUPS, folder_url, f.key_len, NULL,
-                                       0, blob_find_fn, &f);
-    if (st != KV_OK) {
-        kv_buf_free(&f.blob);
+    struct kv_buf blob = {0};
+    enum kv_status st =
+        ks_record_get(req->srv->ks, KS_TABLE_BACKUPS, folder_url, strlen(folder_url), &blob);
+    if (st != KV_OK && st != KV_ERR_KEY_NOT_FOUND) {
         srv_send_error(req, st, NULL);
         return;
     }
     char message[FOLDER_URL_MAX + KS_NAME_MAX + 64], details[160];
     const char *why = NULL, *said = NULL;
     size_t versions = 0;
-    if (f.blob.data == NULL) {
+    if (st == KV_ERR_KEY_NOT_FOUND) {
         st = KV_ERR_HSM_BAD_REQUEST;
         snprintf(message, sizeof(message), "No backup was found in folder %s.", folder_url);
         why = message;
     } else if (selective) {
-        st = ks_hsm_restore(req->srv->ks, req->found->name, f.blob.data, f.blob.len, req->key_name,
+        st = ks_hsm_restore(req->srv->ks, req->found->name, blob.data, blob.len, req->key_name,
                             NULL, 0, &versions);
         if (st == KV_ERR_KEY_NOT_FOUND) {
             snprintf(message, sizeof(message), "Key %s is not in the backup in folder %s.",
@@ -509,14 +460,14 @@ static void h_restore(struct srv_req *req)
         }
     } else { /* the keys and the access control the backup kept, in one transaction */
         char *access = NULL;
-        struct restore_write w = {req, &f.blob, &versions};
-        st = ks_hsm_backup_access(req->srv->ks, f.blob.data, f.blob.len, &access);
+        struct restore_write w = {req, &blob, &versions};
+        st = ks_hsm_backup_access(req->srv->ks, blob.data, blob.len, &access);
         if (st == KV_OK)
             st = pol_hsm_access_restore(req->srv->pol, req->found->name, access, restore_write_fn,
                                         &w);
         free(access);
     }
-    kv_buf_free(&f.blob);
+    kv_buf_free(&blob);
     if (st == KV_OK && selective) {
         snprintf(details, sizeof(details),
                  "Number of successful key versions restored: %zu, Number of key versions could "

@@ -840,6 +840,38 @@ static void attached_records(void)
     ks_close(env);
 }
 
+/* One record by its exact key, and a record added only where none is. */
+static void record_get_add(void)
+{
+    struct ks_env *env = open_store(0);
+    if (env == NULL)
+        return;
+    struct kv_buf got = {0};
+    CHECK_ST(ks_record_put(env, KS_TABLE_JOBS, "job", 3, "one", 3), KV_OK);
+    CHECK_ST(ks_record_put(env, KS_TABLE_JOBS, "jobs", 4, "two", 3), KV_OK);
+    CHECK_ST(ks_record_get(env, KS_TABLE_JOBS, "job", 3, &got), KV_OK);
+    CHECK(got.len == 3 && memcmp(got.data, "one", 3) == 0);
+    kv_buf_free(&got);
+    /* the exact key only: neither a prefix nor another table */
+    CHECK_ST(ks_record_get(env, KS_TABLE_JOBS, "jo", 2, &got), KV_ERR_KEY_NOT_FOUND);
+    CHECK(got.data == NULL && got.len == 0);
+    CHECK_ST(ks_record_get(env, KS_TABLE_BACKUPS, "job", 3, &got), KV_ERR_KEY_NOT_FOUND);
+    CHECK_ST(ks_record_get(env, KS_TABLE_COUNT, "job", 3, &got), KV_ERR_BAD_PARAM);
+    CHECK_ST(ks_record_get(env, KS_TABLE_JOBS, "job", 0, &got), KV_ERR_BAD_PARAM);
+    /* an add writes where no record is, and changes nothing where one is */
+    CHECK_ST(ks_record_add(env, KS_TABLE_BACKUPS, "f1", 2, "blob", 4), KV_OK);
+    CHECK_ST(ks_record_add(env, KS_TABLE_BACKUPS, "f1", 2, "other", 5), KV_ERR_KEY_EXISTS);
+    CHECK_ST(ks_record_get(env, KS_TABLE_BACKUPS, "f1", 2, &got), KV_OK);
+    CHECK(got.len == 4 && memcmp(got.data, "blob", 4) == 0);
+    kv_buf_free(&got);
+    CHECK_ST(ks_record_add(env, KS_TABLE_BACKUPS, "f", 1, "", 0), KV_OK); /* a prefix is no key */
+    CHECK_ST(ks_record_get(env, KS_TABLE_BACKUPS, "f", 1, &got), KV_OK);
+    CHECK(got.len == 0);
+    kv_buf_free(&got);
+    CHECK_ST(ks_record_add(env, KS_TABLE_COUNT, "f2", 2, "x", 1), KV_ERR_BAD_PARAM);
+    ks_close(env);
+}
+
 /* Record changes of other layers go in one transaction, with a vault's write or alone:
  * every change or none. */
 static void record_batches(void)
@@ -1124,6 +1156,7 @@ int main(void)
     in_fresh_dir(attached_records);
     in_fresh_dir(kept_readers);
     in_fresh_dir(record_batches);
+    in_fresh_dir(record_get_add);
     in_fresh_dir(store_full);
     CHECK_DONE();
 }
