@@ -30,6 +30,9 @@
 #define KS_PAGE_MAX 25         /**< largest page a list returns */
 #define KS_SKIPTOKEN_MAX 300   /**< longest skip token kvmock issues, with the NUL */
 
+/** A Managed HSM's sku name: Standard_B1, Custom_B32, ... */
+#define KS_HSM_SKU_MAX 15
+
 /** Key types, without the HSM flag (kept separately). */
 enum ks_kty { KS_KTY_RSA = 0, KS_KTY_EC, KS_KTY_OCT };
 
@@ -379,6 +382,9 @@ struct ks_vault {
      * manage its keys. Out only: writes keep the stored one; ks_hsm_set_arm_key_ops()
      * changes it. */
     int arm_key_ops;
+    /** A Managed HSM's sku name (Standard_B1, Custom_B32, ...); "" is Standard_B1. Kept as
+     * written; a vault's is "". */
+    char hsm_sku[KS_HSM_SKU_MAX + 1];
     /** In, for ks_vault_put() and ks_vault_create(): the tags to store, which replace
      * the stored ones; NULL keeps them (a new vault has none). Borrowed. Reads leave it
      * NULL: ks_vault_tags() reads a vault's tags. */
@@ -578,37 +584,39 @@ enum kv_status ks_deleted_vault_get(struct ks_env *env, const char *name,
                                     struct ks_deleted_vault *out) KV_MUST_CHECK;
 
 /**
- * @brief List deleted vaults in name order, one page, skipping those past their
- * scheduled purge date.
+ * @brief List deleted vaults (@p hsm 0) or Managed HSMs (1) in name order, one page,
+ * skipping those past their scheduled purge date.
  * @param[in] after NULL or "" for the first page, else the @p next of the previous page.
  * @param[in] max page size, 1..KS_PAGE_MAX.
  * @param[out] out at least @p max entries; @p count of them are set.
  * @param[out] next the name to pass as @p after for the next page; "" on the last page.
  * @return KV_OK, KV_ERR_BAD_SKIPTOKEN, KV_ERR_BAD_MAXRESULTS, KV_ERR_STORE, KV_ERR_NOMEM.
  */
-enum kv_status ks_deleted_vault_list(struct ks_env *env, const char *after, int max,
+enum kv_status ks_deleted_vault_list(struct ks_env *env, int hsm, const char *after, int max,
                                      struct ks_deleted_vault *out, size_t *count,
                                      char next[KS_VAULT_NAME_MAX + 1]) KV_MUST_CHECK;
 
 /**
- * @brief Recover a deleted vault with its keys, as it was when deleted.
+ * @brief Recover a deleted vault (@p hsm 0) or Managed HSM (1) with its keys, as it was
+ * when deleted.
  * @param[out] out the recovered vault's properties.
- * @return KV_OK, KV_ERR_VAULT_NOT_FOUND (no such deleted vault), KV_ERR_ARM_CONFLICT
+ * @return KV_OK, KV_ERR_VAULT_NOT_FOUND (no such deleted vault of that kind), KV_ERR_ARM_CONFLICT
  *   (a live vault holds the name), KV_ERR_STORE, KV_ERR_NOMEM.
  */
-enum kv_status ks_deleted_vault_recover(struct ks_env *env, const char *name,
+enum kv_status ks_deleted_vault_recover(struct ks_env *env, const char *name, int hsm,
                                         struct ks_vault *out) KV_MUST_CHECK;
 
 /**
- * @brief Purge a deleted vault and every key in it, for good, and in the same transaction
+ * @brief Purge a deleted vault (@p hsm 0) or Managed HSM (1) and every key in it, for good,
+ * and in the same transaction
  * @p ops (NULL: none), the other layers' records of the vault, unless a live vault of the
  * name holds them now (then only the deleted vault's record goes).
  * @param[out] applied (may be NULL) whether @p ops were applied.
- * @return KV_OK, KV_ERR_VAULT_NOT_FOUND (no such deleted vault), KV_ERR_PURGE_PROTECTED
- *   (purge protection is on and the scheduled purge date has not come; nothing
- *   removed), KV_ERR_STORE, and as ks_record_apply().
+ * @return KV_OK, KV_ERR_VAULT_NOT_FOUND (no such deleted vault of that kind),
+ *   KV_ERR_PURGE_PROTECTED (purge protection is on and the scheduled purge date has not
+ *   come; nothing removed), KV_ERR_STORE, and as ks_record_apply().
  */
-enum kv_status ks_deleted_vault_purge(struct ks_env *env, const char *name,
+enum kv_status ks_deleted_vault_purge(struct ks_env *env, const char *name, int hsm,
                                       const struct ks_record_op *ops, size_t n,
                                       int *applied) KV_MUST_CHECK;
 

@@ -666,6 +666,8 @@ void ks_vault_from_json(const cJSON *o, const char *lname, struct ks_vault *out)
     v.hsm = kind != NULL && strcmp(kind, "managedHSM") == 0;
     v.arm_key_ops =
         cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "allowKeyManagementOperationsThroughARM"));
+    const char *hsm_sku = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "hsmSku"));
+    snprintf(v.hsm_sku, sizeof(v.hsm_sku), "%s", hsm_sku ? hsm_sku : "");
     const cJSON *days = cJSON_GetObjectItemCaseSensitive(o, "softDeleteRetentionInDays");
     v.retention_days = cJSON_IsNumber(days) ? days->valueint : 90;
     const char *sku = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "sku"));
@@ -695,6 +697,7 @@ void ks_vault_from_json(const cJSON *o, const char *lname, struct ks_vault *out)
 void ks_vault_copy_arm_props(struct ks_vault *to, const struct ks_vault *from)
 {
     to->premium = from->premium;
+    memcpy(to->hsm_sku, from->hsm_sku, sizeof(to->hsm_sku));
     to->for_deployment = from->for_deployment;
     to->for_disk_encryption = from->for_disk_encryption;
     to->for_template_deployment = from->for_template_deployment;
@@ -738,6 +741,8 @@ static enum kv_status vault_write(struct ks_txn *tx, const struct ks_vault *vaul
         vault->retention_days > 90 || (vault->purge_protection && !vault->soft_delete) ||
         memchr(vault->location, '\0', sizeof(vault->location)) == NULL ||
         memchr(vault->group, '\0', sizeof(vault->group)) == NULL ||
+        memchr(vault->hsm_sku, '\0', sizeof(vault->hsm_sku)) == NULL ||
+        (!vault->hsm && vault->hsm_sku[0] != '\0') ||
         memchr(vault->modified.by, '\0', sizeof(vault->modified.by)) == NULL ||
         memchr(vault->modified.by_type, '\0', sizeof(vault->modified.by_type)) == NULL ||
         (vault->group[0] != '\0' && !ks_group_name_valid(vault->group)) ||
@@ -792,6 +797,7 @@ static enum kv_status vault_write(struct ks_txn *tx, const struct ks_vault *vaul
         !cJSON_AddBoolToObject(o, "enablePurgeProtection", vault->purge_protection) ||
         !cJSON_AddBoolToObject(o, "enableRbacAuthorization", vault->rbac) ||
         (vault->hsm && !cJSON_AddStringToObject(o, "kind", "managedHSM")) ||
+        (vault->hsm_sku[0] != '\0' && !cJSON_AddStringToObject(o, "hsmSku", vault->hsm_sku)) ||
         ((arm_key_ops != NULL ? *arm_key_ops : exists && old.arm_key_ops) &&
          !cJSON_AddTrueToObject(o, "allowKeyManagementOperationsThroughARM")) ||
         (vault->location[0] != '\0' && !cJSON_AddStringToObject(o, "location", vault->location)))

@@ -194,6 +194,7 @@ enum kv_status ks_vault_delete_with(struct ks_env *env, const char *name, const 
 struct purge_arg {
     const char *lname;
     int only_due; /* the sweep: purge only when the scheduled date has passed */
+    int kind;     /* a Managed HSM (1), a vault (0), either (-1) */
     int purged;
     /* the other layers' records of the vault, which go with its keys */
     const struct ks_record_op *ops;
@@ -232,6 +233,8 @@ static enum kv_status purge_fn(struct ks_txn *tx, void *arg)
     enum kv_status st = read_deleted(tx, a->lname, &d);
     if (st != KV_OK)
         return st;
+    if (a->kind >= 0 && d.vault.hsm != a->kind)
+        return KV_ERR_VAULT_NOT_FOUND; /* the other kind's */
     int64_t now = ks_now();
     if (a->only_due && !due(&d, now))
         return KV_OK; /* recovered or changed since the scan */
@@ -245,14 +248,14 @@ static enum kv_status purge_fn(struct ks_txn *tx, void *arg)
 /* Purge @p lname when its scheduled purge date has passed (checked in the transaction). */
 static enum kv_status purge_if_due(struct ks_env *env, const char *lname, int *purged)
 {
-    struct purge_arg a = {.lname = lname, .only_due = 1};
+    struct purge_arg a = {.lname = lname, .only_due = 1, .kind = -1};
     enum kv_status st = ks_txn_write(env, purge_fn, &a);
     if (purged != NULL)
         *purged = st == KV_OK && a.purged;
     return st == KV_ERR_VAULT_NOT_FOUND ? KV_OK : st;
 }
 
-enum kv_status ks_deleted_vault_purge(struct ks_env *env, const char *name,
+enum kv_status ks_deleted_vault_purge(struct ks_env *env, const char *name, int hsm,
                                       const struct ks_record_op *ops, size_t n, int *applied)
 {
     char lname[KS_VAULT_NAME_MAX + 1];
@@ -260,7 +263,7 @@ enum kv_status ks_deleted_vault_purge(struct ks_env *env, const char *name,
         *applied = 0;
     if (!norm_name(name, lname))
         return KV_ERR_VAULT_NOT_FOUND;
-    struct purge_arg a = {.lname = lname, .ops = ops, .n_ops = n};
+    struct purge_arg a = {.lname = lname, .kind = hsm != 0, .ops = ops, .n_ops = n};
     enum kv_status st = ks_txn_write(env, purge_fn, &a);
     if (st == KV_OK && applied != NULL)
         *applied = a.applied;
@@ -300,6 +303,7 @@ enum kv_status ks_deleted_vault_get(struct ks_env *env, const char *name,
 
 struct list_arg {
     const char *after; /* lowercase name or "" */
+    int hsm;           /* list the deleted Managed HSMs (1) or vaults (0) */
     int max;
     struct ks_deleted_vault *out;
     size_t count;
@@ -345,8 +349,8 @@ static enum kv_status walk_deleted(struct ks_txn *tx, const char *after, deleted
 static int list_one(const struct ks_deleted_vault *d, int64_t now, void *arg)
 {
     struct list_arg *a = arg;
-    if (due(d, now))
-        return 1; /* gone; the sweep removes it */
+    if (due(d, now) || d->vault.hsm != a->hsm)
+        return 1; /* gone (the sweep removes it), or the other kind's */
     if (a->count == (size_t)a->max) {
         /* one more exists: the page ends at the previous one */
         snprintf(a->next, sizeof(a->next), "%s", a->out[a->count - 1].vault.name);
@@ -362,7 +366,7 @@ static enum kv_status list_fn(struct ks_txn *tx, void *arg)
     return walk_deleted(tx, a->after, list_one, a);
 }
 
-enum kv_status ks_deleted_vault_list(struct ks_env *env, const char *after, int max,
+enum kv_status ks_deleted_vault_list(struct ks_env *env, int hsm, const char *after, int max,
                                      struct ks_deleted_vault *out, size_t *count,
                                      char next[KS_VAULT_NAME_MAX + 1])
 {
@@ -371,7 +375,7 @@ enum kv_status ks_deleted_vault_list(struct ks_env *env, const char *after, int 
         return KV_ERR_BAD_MAXRESULTS;
     if (after != NULL && after[0] != '\0' && !norm_name(after, lafter))
         return KV_ERR_BAD_SKIPTOKEN;
-    struct list_arg a = {.after = lafter, .max = max, .out = out};
+    struct list_arg a = {.after = lafter, .hsm = hsm != 0, .max = max, .out = out};
     enum kv_status st = ks_txn_read(env, list_fn, &a);
     if (st != KV_OK)
         return st;
@@ -384,6 +388,7 @@ enum kv_status ks_deleted_vault_list(struct ks_env *env, const char *after, int 
 
 struct recover_arg {
     const char *lname;
+    int hsm;
     struct ks_vault out;
 };
 
@@ -402,8 +407,8 @@ static enum kv_status recover_fn(struct ks_txn *tx, void *arg)
     st = parse_deleted(&v, a->lname, &d);
     if (st != KV_OK)
         return st;
-    if (due(&d, ks_now()))
-        return KV_ERR_VAULT_NOT_FOUND; /* gone; the caller purges it */
+    if (due(&d, ks_now()) || d.vault.hsm != a->hsm)
+        return KV_ERR_VAULT_NOT_FOUND; /* gone (the caller purges it), or the other kind's */
     struct ks_vault live;
     st = ks_vault_read(tx, a->lname, &live);
     if (st == KV_OK)
@@ -424,12 +429,13 @@ static enum kv_status recover_fn(struct ks_txn *tx, void *arg)
     return st;
 }
 
-enum kv_status ks_deleted_vault_recover(struct ks_env *env, const char *name, struct ks_vault *out)
+enum kv_status ks_deleted_vault_recover(struct ks_env *env, const char *name, int hsm,
+                                        struct ks_vault *out)
 {
     char lname[KS_VAULT_NAME_MAX + 1];
     if (!norm_name(name, lname))
         return KV_ERR_VAULT_NOT_FOUND;
-    struct recover_arg a = {.lname = lname};
+    struct recover_arg a = {.lname = lname, .hsm = hsm != 0};
     enum kv_status st = ks_txn_write(env, recover_fn, &a);
     if (st == KV_ERR_VAULT_NOT_FOUND && purge_if_due(env, lname, NULL) != KV_OK)
         st = KV_ERR_STORE;

@@ -453,7 +453,8 @@ struct load_arg {
     size_t n_policies;
     struct pol_role_assignment *roles;
     size_t n_roles;
-    struct pol_role_def *defs; /* custom role definitions: loaded by reload() only */
+    /* custom role definitions: loaded by reload(), or a batch's next ones (pol_defs_next()) */
+    struct pol_role_def *defs;
     size_t n_defs;
 };
 
@@ -619,6 +620,7 @@ static void batch_free(struct batch *b)
     free(b->ops);
     free(b->next.policies);
     free(b->next.roles);
+    free(b->next.defs); /* the array alone: its definitions are the context's */
 }
 
 /* The role assignments' LMDB key: the lowercase id and its NUL, so that one id is never
@@ -832,7 +834,7 @@ static enum kv_status build(const struct pol_ctx *c, const struct pol_acl_change
 {
     char key[512];
     size_t vlen = chg->vault != NULL ? strlen(chg->vault) : 0;
-    if (vlen == 0 ? chg->clear_policies || chg->clear_roles || chg->n_policies
+    if (vlen == 0 ? chg->clear_policies || chg->clear_roles || chg->clear_defs || chg->n_policies
                   : copy_lower(key, sizeof(key) - 1, chg->vault, vlen) != 0)
         return KV_ERR_BAD_PARAM;
     for (size_t i = 0; i < chg->n_policies; i++) {
@@ -841,8 +843,11 @@ static enum kv_status build(const struct pol_ctx *c, const struct pol_acl_change
     }
     for (size_t i = 0; i < chg->n_roles; i++) {
         const struct pol_role_assignment *ra = &chg->roles[i];
-        if (!role_valid(ra) || (ra->role == POL_ROLE_CUSTOM &&
-                                !pol_def_exists_locked(c, ra->role_def, ra->hsm ? ra->vault : "")))
+        /* a custom role the change takes away is not assigned by it */
+        if (!role_valid(ra) ||
+            (ra->role == POL_ROLE_CUSTOM &&
+             (!pol_def_exists_locked(c, ra->role_def, ra->hsm ? ra->vault : "") ||
+              (chg->clear_defs && ra->hsm && strcasecmp(ra->vault, chg->vault) == 0))))
             return KV_ERR_BAD_PARAM;
     }
     enum kv_status st = next_begin(c, chg, chg->n_policies, chg->n_roles, &b->next);
@@ -853,6 +858,12 @@ static enum kv_status build(const struct pol_ctx *c, const struct pol_acl_change
         if (role_cleared(chg, &c->roles[i]) && klen != 0)
             st = batch_add(b, KS_TABLE_ROLES, key, klen, NULL);
     }
+    for (size_t i = 0; st == KV_OK && chg->clear_defs && i < c->n_defs; i++) {
+        if (strcasecmp(c->defs[i].hsm, chg->vault) == 0)
+            st = batch_add(b, KS_TABLE_ROLES, key, pol_def_key(c->defs[i].id, key), NULL);
+    }
+    if (st == KV_OK && chg->clear_defs)
+        st = pol_defs_next(c, chg->vault, NULL, 0, &b->next.defs, &b->next.n_defs);
     struct pol_access_policy *made =
         chg->n_policies ? calloc(chg->n_policies, sizeof(*made)) : NULL;
     if (chg->n_policies && made == NULL)
@@ -893,6 +904,18 @@ static enum kv_status build(const struct pol_ctx *c, const struct pol_acl_change
     return st;
 }
 
+/* Install the snapshot that batch @p b, of a change of vault or Managed HSM @p vault, made
+ * (its custom role definitions too, when it took the HSM's away). The caller holds the
+ * write lock, and has written the batch. */
+static void install_batch(struct pol_ctx *c, const char *vault, struct batch *b)
+{
+    install(c, &b->next);
+    if (b->next.defs != NULL)
+        pol_defs_install(c, vault, b->next.defs, b->next.n_defs);
+    b->next.defs = NULL;
+    b->next.n_defs = 0;
+}
+
 /* Write vault @p v (when not NULL) and change @p chg in one transaction, then reload.
  * With @p scope, the change is written only while its scope's vault or group exists. */
 static enum kv_status commit(struct pol_ctx *c, const struct ks_vault *v, int create,
@@ -909,7 +932,7 @@ static enum kv_status commit(struct pol_ctx *c, const struct ks_vault *v, int cr
     else if (st == KV_OK)
         st = ks_record_apply(c->ks, b.ops, b.n);
     if (st == KV_OK)
-        install(c, &b.next);
+        install_batch(c, chg->vault, &b);
     pthread_rwlock_unlock(&c->lock);
     batch_free(&b);
     return st;
@@ -937,18 +960,33 @@ enum kv_status pol_acl_apply(struct pol_ctx *c, const struct pol_acl_change *chg
 enum kv_status pol_vault_delete(struct pol_ctx *c, const char *name, const char *resource_id,
                                 struct ks_deleted_vault *out)
 {
-    struct pol_acl_change its_roles = {.vault = name, .clear_roles = 1};
-    struct pol_acl_change its_policies = {.vault = name, .clear_policies = 1};
     struct batch always = {0}, removed = {0};
     struct ks_deleted_vault d;
+    struct ks_vault v;
     pthread_rwlock_wrlock(&c->lock);
+    /* under the lock, as every vault write takes it: the name stays of this kind */
+    enum kv_status got = ks_vault_get(c->ks, name, &v);
+    if (got != KV_OK && got != KV_ERR_VAULT_NOT_FOUND) { /* out of memory, or the store */
+        pthread_rwlock_unlock(&c->lock);
+        return got;
+    }
+    int hsm = got == KV_OK && v.hsm;
+    /* a vault's role assignments are Resource Manager's and go; an HSM's are its own and
+     * stay, with its custom roles, until it is purged */
+    struct pol_acl_change its_roles = {.vault = name, .clear_roles = !hsm};
+    struct pol_acl_change its_policies = {
+        .vault = name, .clear_policies = 1, .clear_roles = hsm, .clear_defs = hsm};
     enum kv_status st = build(c, &its_roles, &always);
     if (st == KV_OK)
         st = build(c, &its_policies, &removed);
     if (st == KV_OK)
         st = ks_vault_delete_with(c->ks, name, resource_id, always.ops, always.n, removed.ops,
                                   removed.n, &d);
-    if (st == KV_OK) {
+    if (st == KV_OK && hsm && d.deleted_date == 0) {
+        install_batch(c, name, &removed);
+        if (out != NULL)
+            *out = d;
+    } else if (st == KV_OK) {
         /* the roles of the one snapshot; the policies of the other when the vault went */
         struct load_arg *policies_from = d.deleted_date == 0 ? &removed.next : &always.next;
         struct pol_access_policy *keep = always.next.policies;
@@ -967,17 +1005,18 @@ enum kv_status pol_vault_delete(struct pol_ctx *c, const char *name, const char 
     return st;
 }
 
-enum kv_status pol_deleted_vault_purge(struct pol_ctx *c, const char *name)
+enum kv_status pol_deleted_vault_purge(struct pol_ctx *c, const char *name, int hsm)
 {
-    struct pol_acl_change its_policies = {.vault = name, .clear_policies = 1};
+    struct pol_acl_change kept = {
+        .vault = name, .clear_policies = 1, .clear_roles = hsm, .clear_defs = hsm};
     struct batch b = {0};
     int applied = 0;
     pthread_rwlock_wrlock(&c->lock);
-    enum kv_status st = build(c, &its_policies, &b);
+    enum kv_status st = build(c, &kept, &b);
     if (st == KV_OK)
-        st = ks_deleted_vault_purge(c->ks, name, b.ops, b.n, &applied);
+        st = ks_deleted_vault_purge(c->ks, name, hsm, b.ops, b.n, &applied);
     if (st == KV_OK && applied)
-        install(c, &b.next);
+        install_batch(c, name, &b);
     pthread_rwlock_unlock(&c->lock);
     batch_free(&b);
     return st;

@@ -489,6 +489,9 @@ struct pol_acl_change {
     const char *vault;
     int clear_policies; /**< the vault's access policies go first */
     int clear_roles;    /**< the role assignments at its scope and its keys' go first */
+    /** The custom role definitions of Managed HSM @ref vault go first (a new HSM's: none of
+     * a namesake's; a purged one's) */
+    int clear_defs;
     /** Then these access policies of the vault, in order: stored, or, with an update
      * kind other than POL_UPDATE_SET that leaves an identity no permission, removed. */
     const struct pol_access_policy *policies;
@@ -516,18 +519,22 @@ enum kv_status pol_acl_apply(struct pol_ctx *ctx, const struct pol_acl_change *c
  * @brief Delete vault @p name as ks_vault_soft_delete() does, and in the same transaction
  * the role assignments at its scope and its keys' (Azure deletes them, and recovery does
  * not bring them back) and, when the vault is removed at once (no soft delete), its
- * access policies (a soft-deleted vault keeps them for its recovery).
+ * access policies (a soft-deleted vault keeps them for its recovery). A Managed HSM keeps
+ * its local role assignments and custom role definitions, which are its own, for its
+ * recovery: they go when it is purged.
  * @return as ks_vault_soft_delete().
  */
 enum kv_status pol_vault_delete(struct pol_ctx *ctx, const char *name, const char *resource_id,
                                 struct ks_deleted_vault *out) KV_MUST_CHECK;
 
 /**
- * @brief Purge deleted vault @p name as ks_deleted_vault_purge() does, and in the same
- * transaction its access policies, which it kept for a recovery.
+ * @brief Purge deleted vault (@p hsm 0) or Managed HSM (1) @p name as
+ * ks_deleted_vault_purge() does, and in the same transaction what it kept for a recovery:
+ * a vault's access policies, an HSM's local role assignments and custom role definitions.
  * @return as ks_deleted_vault_purge().
  */
-enum kv_status pol_deleted_vault_purge(struct pol_ctx *ctx, const char *name) KV_MUST_CHECK;
+enum kv_status pol_deleted_vault_purge(struct pol_ctx *ctx, const char *name,
+                                       int hsm) KV_MUST_CHECK;
 
 /**
  * @brief Managed HSM @p hsm's local role assignments and custom role definitions, as kept,

@@ -87,7 +87,8 @@ static enum kv_status create_vault(const struct srv_config *cfg, size_t vi, stru
 {
     const char *name = cfg->vaults[vi].name;
     struct pol_access_policy creator = {.keys = POL_PERMS_ALL};
-    struct pol_acl_change chg = {.vault = name, .clear_policies = 1, .clear_roles = 1};
+    struct pol_acl_change chg = {
+        .vault = name, .clear_policies = 1, .clear_roles = 1, .clear_defs = put->hsm};
     size_t np = 0, nr = 0;
     for (size_t i = 0; i < cfg->n_policies; i++)
         np += strcmp(cfg->policies[i].vault, name) == 0;

@@ -13,7 +13,10 @@
  *   {PUT,GET,DELETE} {scope}/providers/Microsoft.Authorization/roleAssignments/ID
  *   {PUT,GET,DELETE} {scope}/providers/Microsoft.Authorization/roleDefinitions/ID
  *   GET              /subscriptions[/S], /tenants     (what `az login` lists)
- *   GET              /subscriptions/S[/resourceGroups/G]/resources, .../vaults, .../managedHSMs
+ *   GET              /subscriptions/S[/resourceGroups/G]/resources, .../vaults
+ *   {PUT,PATCH,GET,DELETE} .../managedHSMs/N, the lists of managedHSMs and deletedManagedHSMs,
+ *                    .../locations/L/deletedManagedHSMs/N[/purge], checkMhsmNameAvailability
+ *                    (routed and authorized here, answered by mgmt_hsm.c)
  *   GET              /metadata/endpoints              (the cloud's endpoints, no token)
  *
  * Any subscription and location is accepted. A vault is in the resource group it was
@@ -194,7 +197,7 @@ static cJSON *policies_json(struct srv_req *req, const char *vault)
 /* The vault's ARM id: the request's subscription and resource group (kvmock keeps
  * neither: any are accepted), or kvmock's own group for a subscription-wide list. */
 /* The resource group a request's path names, or NULL. */
-static const char *path_group(const struct srv_req *req)
+const char *srv_arm_path_group(const struct srv_req *req)
 {
     return req->nseg >= 4 && strcasecmp(req->seg[2], "resourceGroups") == 0 ? req->seg[3] : NULL;
 }
@@ -210,7 +213,7 @@ const char *srv_vault_group(const struct ks_vault *v)
  * the configuration file through any group, as before kvmock kept groups. */
 int srv_in_path_group(const struct srv_req *req, const struct ks_vault *v)
 {
-    const char *group = path_group(req);
+    const char *group = srv_arm_path_group(req);
     /* a Managed HSM is no vault of Resource Manager's vaults */
     return !v->hsm && (v->group[0] == '\0' || group == NULL || strcasecmp(v->group, group) == 0);
 }
@@ -218,7 +221,7 @@ int srv_in_path_group(const struct srv_req *req, const struct ks_vault *v)
 /* Whether a list of the path's group (or of the subscription) shows vault @p v. */
 static int listed_in_path_group(const struct srv_req *req, const struct ks_vault *v)
 {
-    const char *group = path_group(req);
+    const char *group = srv_arm_path_group(req);
     return !v->hsm && (group == NULL || strcasecmp(srv_vault_group(v), group) == 0);
 }
 
@@ -229,17 +232,23 @@ static void vault_id(const struct srv_req *req, const struct ks_vault *v, char *
 }
 
 /* vault_id() of a managed HSM. */
-static void hsm_id(const struct srv_req *req, const struct ks_vault *v, char *out, size_t cap)
+void srv_hsm_arm_id(const struct srv_req *req, const struct ks_vault *v, char *out, size_t cap)
 {
     snprintf(out, cap,
              "/subscriptions/%s/resourceGroups/%s/providers/Microsoft.KeyVault/managedHSMs/%s",
              req->seg[1], srv_vault_group(v), v->name);
 }
 
+int srv_hsm_in_path_group(const struct srv_req *req, const struct ks_vault *v)
+{
+    const char *group = srv_arm_path_group(req);
+    return v->hsm && (group == NULL || strcasecmp(srv_vault_group(v), group) == 0);
+}
+
 /* Add @p known, or (NULL) the tags of vault @p name read from the store (@p deleted: as
  * it was deleted), to @p o as "tags". */
-static int add_tags(struct srv_req *req, cJSON *o, const char *name, int deleted,
-                    const struct ks_tags *known)
+int srv_arm_add_tags(struct srv_req *req, cJSON *o, const char *name, int deleted,
+                     const struct ks_tags *known)
 {
     struct ks_tags t = {0};
     cJSON *tags = cJSON_AddObjectToObject(o, "tags");
@@ -263,7 +272,7 @@ static cJSON *vault_resource_json(struct srv_req *req, const struct ks_vault *v)
         !cJSON_AddStringToObject(o, "name", v->name) ||
         !cJSON_AddStringToObject(o, "type", "Microsoft.KeyVault/vaults") ||
         !cJSON_AddStringToObject(o, "location", ks_vault_location(v)) ||
-        !add_tags(req, o, v->name, 0, v->tags)) {
+        !srv_arm_add_tags(req, o, v->name, 0, v->tags)) {
         cJSON_Delete(o);
         return NULL;
     }
@@ -273,7 +282,7 @@ static cJSON *vault_resource_json(struct srv_req *req, const struct ks_vault *v)
 /* The "tags" of a request body, checked against Resource Manager's rules, as borrowed
  * strings in @p out (free out->names and out->values, not the strings). Returns 0 and
  * answers 400 when they break a rule. */
-static int parse_tags(struct srv_req *req, const cJSON *o, struct ks_tags *out)
+int srv_arm_parse_tags(struct srv_req *req, const cJSON *o, struct ks_tags *out)
 {
     memset(out, 0, sizeof(*out));
     int n = cJSON_GetArraySize(o);
@@ -327,7 +336,7 @@ static int parse_tags(struct srv_req *req, const cJSON *o, struct ks_tags *out)
 
 /* Resource Manager's systemData of vault @p v: who made it and who changed it last, and
  * when, as far as kvmock knows (nothing for a vault of an older kvmock not changed since) */
-static int add_system_data(cJSON *o, const struct ks_vault *v)
+int srv_arm_add_system_data(cJSON *o, const struct ks_vault *v)
 {
     static const char *const names[2][3] = {
         {"createdAt", "createdBy", "createdByType"},
@@ -351,7 +360,7 @@ static int add_system_data(cJSON *o, const struct ks_vault *v)
 }
 
 /* This request's change to a vault, for its systemData: now, by the caller. */
-static void caller_change(const struct srv_req *req, struct ks_vault_change *out)
+void srv_arm_caller_change(const struct srv_req *req, struct ks_vault_change *out)
 {
     const struct pol_identity *id = pol_find_identity(req->srv->pol, req->who.appid, NULL, NULL);
     memset(out, 0, sizeof(*out));
@@ -387,7 +396,7 @@ static cJSON *vault_json(struct srv_req *req, const struct ks_vault *v)
     if (ok && v->purge_protection)
         ok = cJSON_AddBoolToObject(props, "enablePurgeProtection", 1) != NULL;
     if (ok)
-        ok = add_system_data(o, v);
+        ok = srv_arm_add_system_data(o, v);
     if (!ok) {
         cJSON_Delete(o);
         return NULL;
@@ -431,14 +440,11 @@ static enum kv_status parse_policy(const cJSON *o, const char *vault, const char
 
 /* PUT .../vaults/V with properties.createMode "recover": the deleted vault comes back
  * as it was, with its keys and access policies; the other properties are ignored. */
-static enum kv_status group_ensure(struct srv_req *req, const char *name, const char *location,
-                                   char canonical[KS_GROUP_MAX + 1]);
-
 static void vault_recover(struct srv_req *req, const char *name)
 {
     req->operation = "VaultRecover";
     struct ks_vault v;
-    enum kv_status st = ks_deleted_vault_recover(req->srv->ks, name, &v);
+    enum kv_status st = ks_deleted_vault_recover(req->srv->ks, name, 0, &v);
     if (st == KV_ERR_VAULT_NOT_FOUND || st == KV_ERR_ARM_CONFLICT) {
         srv_send_error(req, KV_ERR_ARM_NO_DELETED_VAULT, NULL);
         return;
@@ -446,7 +452,7 @@ static void vault_recover(struct srv_req *req, const char *name)
     /* its group comes back with it, if it went in the meantime */
     char group[KS_GROUP_MAX + 1];
     if (st == KV_OK && v.group[0] != '\0')
-        st = group_ensure(req, v.group, ks_vault_location(&v), group);
+        st = srv_arm_group_ensure(req, v.group, ks_vault_location(&v), group);
     if (st != KV_OK) {
         srv_send_error(req, st, NULL);
         return;
@@ -465,8 +471,8 @@ static void vault_not_found(struct srv_req *req, const char *name)
 
 /* Create resource group @p name in @p location unless it exists; @p canonical gets its name
  * as it was created. */
-static enum kv_status group_ensure(struct srv_req *req, const char *name, const char *location,
-                                   char canonical[KS_GROUP_MAX + 1])
+enum kv_status srv_arm_group_ensure(struct srv_req *req, const char *name, const char *location,
+                                    char canonical[KS_GROUP_MAX + 1])
 {
     struct ks_group want = {0}, g;
     snprintf(want.name, sizeof(want.name), "%s", name);
@@ -483,7 +489,7 @@ static enum kv_status group_ensure(struct srv_req *req, const char *name, const 
 /* A PUT body's "location", which every PUT of a resource names, as ARM requires, in
  * @p out as Resource Manager answers it (kv_str_region(): "West Europe" is "westeurope").
  * 0 when it answered 400. */
-static int put_location(struct srv_req *req, char out[KS_LOCATION_MAX + 1])
+int srv_arm_put_location(struct srv_req *req, char out[KS_LOCATION_MAX + 1])
 {
     const cJSON *loc = cJSON_GetObjectItemCaseSensitive(req->body, "location");
     const char *location = cJSON_GetStringValue(loc);
@@ -503,7 +509,7 @@ static int put_location(struct srv_req *req, char out[KS_LOCATION_MAX + 1])
 
 /* Whether @p name is one Azure gives a new vault: 3-24 letters, digits and dashes, a letter
  * first, a letter or digit last, no two dashes in a row (letters of either case). */
-static int arm_vault_name_valid(const char *name)
+int srv_arm_name_valid(const char *name)
 {
     size_t n = strlen(name);
     if (n < 3 || n > KS_VAULT_NAME_MAX)
@@ -534,7 +540,7 @@ static int vault_body_ok(struct srv_req *req, int patch, char location[KS_LOCATI
 {
     const cJSON *props = cJSON_GetObjectItemCaseSensitive(req->body, "properties");
     location[0] = '\0';
-    if (!patch && !put_location(req, location))
+    if (!patch && !srv_arm_put_location(req, location))
         return 0;
     if (patch ? props != NULL && !cJSON_IsNull(props) && !cJSON_IsObject(props)
               : !cJSON_IsObject(props)) {
@@ -590,12 +596,12 @@ static void vault_put(struct srv_req *req, const char *path_name, int patch)
     }
     struct ks_vault old, v = {0};
     int exists = ks_vault_get(req->srv->ks, name, &old) == KV_OK;
-    const char *group = path_group(req);
+    const char *group = srv_arm_path_group(req);
     if ((patch && !exists) || (patch && !srv_in_path_group(req, &old))) {
         vault_not_found(req, name);
         return;
     }
-    if (!exists && !arm_vault_name_valid(path_name)) {
+    if (!exists && !srv_arm_name_valid(path_name)) {
         vault_name_not_valid(req, path_name);
         return;
     }
@@ -613,14 +619,14 @@ static void vault_put(struct srv_req *req, const char *path_name, int patch)
     const cJSON *tags_in = cJSON_GetObjectItemCaseSensitive(req->body, "tags");
     struct ks_tags tags = {0};
     if (tags_in != NULL && !cJSON_IsNull(tags_in)) {
-        if (!parse_tags(req, tags_in, &tags))
+        if (!srv_arm_parse_tags(req, tags_in, &tags))
             return;
         v.tags = &tags;
     } else if (!patch) {
         v.tags = &tags; /* none */
     }
     snprintf(v.name, sizeof(v.name), "%s", name);
-    caller_change(req, &v.modified);
+    srv_arm_caller_change(req, &v.modified);
     v.created = exists ? old.created : v.modified; /* as the write keeps it */
     /* an existing vault keeps its group, which its answer names */
     snprintf(v.group, sizeof(v.group), "%s", exists ? old.group : group);
@@ -690,8 +696,11 @@ static void vault_put(struct srv_req *req, const char *path_name, int patch)
     /* A new vault's group comes into being with it, if need be (kvmock does not ask
      * for the group first, as Azure does). A new vault refuses a name that a deleted
      * vault holds. */
+    struct ks_deleted_vault gone;
+    if (st == KV_OK && !exists && ks_deleted_vault_get(req->srv->ks, name, &gone) == KV_OK)
+        st = KV_ERR_VAULT_DELETED; /* refused before its group is made (and again as it writes) */
     if (st == KV_OK && !exists)
-        st = group_ensure(req, group, v.location, v.group);
+        st = srv_arm_group_ensure(req, group, v.location, v.group);
     /* The vault and its access policies are one write. A new vault starts with no access
      * policies but the body's, whatever a purged namesake left, and no role assignments
      * (a store of an older kvmock kept a deleted vault's). */
@@ -758,18 +767,20 @@ static void vault_get(struct srv_req *req, const char *name)
         srv_send_json(req, 200, doc);
 }
 
-/* Delete vault @p v: to the deleted state with soft delete, else at once. */
-static enum kv_status delete_vault(struct srv_req *req, const struct ks_vault *v)
+enum kv_status srv_arm_delete(struct srv_req *req, const struct ks_vault *v)
 {
     char id[1024];
-    vault_id(req, v, id, sizeof(id));
+    if (v->hsm)
+        srv_hsm_arm_id(req, v, id, sizeof(id));
+    else
+        vault_id(req, v, id, sizeof(id));
     struct ks_deleted_vault d;
     /* A vault removed at once takes its access policies along; a deleted one
      * keeps them for its recovery (they go when it is purged). The role assignments at
      * its scope go either way, as in Azure: recovery does not bring them back. */
     enum kv_status st = pol_vault_delete(req->srv->pol, v->name, id, &d);
     if (st == KV_OK)
-        kv_log(KV_LOG_INFO, "vault '%s' %s by %s", v->name,
+        kv_log(KV_LOG_INFO, "%s '%s' %s by %s", v->hsm ? "managed HSM" : "vault", v->name,
                d.deleted_date ? "soft-deleted" : "deleted", req->who.oid);
     return st;
 }
@@ -781,7 +792,7 @@ static void vault_delete(struct srv_req *req, const char *name)
     if (st == KV_OK && !srv_in_path_group(req, &v))
         st = KV_ERR_VAULT_NOT_FOUND; /* not in this group: nothing to delete here */
     if (st == KV_OK)
-        st = delete_vault(req, &v);
+        st = srv_arm_delete(req, &v);
     if (st == KV_ERR_VAULT_NOT_FOUND) {
         srv_send_empty(req, 204);
         return;
@@ -862,117 +873,6 @@ static void vault_list(struct srv_req *req, int as_resources)
     free(names);
 }
 
-/* ---- managed HSMs (read only: they are made by the configuration file) ------------ */
-
-/* Managed HSM @p v as Resource Manager answers it. Its initialAdminObjectIds are the
- * principals that hold Managed HSM Administrator at its scope "/" now. */
-static cJSON *hsm_json(struct srv_req *req, const struct ks_vault *v)
-{
-    char id[1024], dns[64], uri[160];
-    hsm_id(req, v, id, sizeof(id));
-    srv_hsm_dns(req, dns, sizeof(dns));
-    snprintf(uri, sizeof(uri), "https://%s.%s/", v->name, dns);
-    size_t cap = pol_role_list(req->srv->pol, v, NULL, 0) + 1;
-    struct pol_role_assignment *roles = calloc(cap, sizeof(*roles));
-    size_t n = roles != NULL ? pol_role_list(req->srv->pol, v, roles, cap) : 0;
-    n = n < cap ? n : cap;
-    cJSON *o = cJSON_CreateObject();
-    int ok = o != NULL && cJSON_AddStringToObject(o, "id", id) &&
-             cJSON_AddStringToObject(o, "name", v->name) &&
-             cJSON_AddStringToObject(o, "type", "Microsoft.KeyVault/managedHSMs") &&
-             cJSON_AddStringToObject(o, "location", ks_vault_location(v)) &&
-             add_tags(req, o, v->name, 0, NULL);
-    cJSON *sku = ok ? cJSON_AddObjectToObject(o, "sku") : NULL;
-    cJSON *props = sku ? cJSON_AddObjectToObject(o, "properties") : NULL;
-    ok = props != NULL && cJSON_AddStringToObject(sku, "family", "B") &&
-         cJSON_AddStringToObject(sku, "name", "Standard_B1") &&
-         cJSON_AddStringToObject(props, "tenantId", v->tenant_id) &&
-         cJSON_AddStringToObject(props, "hsmUri", uri);
-    cJSON *admins = ok ? cJSON_AddArrayToObject(props, "initialAdminObjectIds") : NULL;
-    cJSON *acls = admins ? cJSON_AddObjectToObject(props, "networkAcls") : NULL;
-    cJSON *sd = acls ? cJSON_AddObjectToObject(props, "securityDomainProperties") : NULL;
-    ok = roles != NULL && sd != NULL && cJSON_AddBoolToObject(props, "enableSoftDelete", 1) &&
-         cJSON_AddNumberToObject(props, "softDeleteRetentionInDays", v->retention_days) &&
-         cJSON_AddBoolToObject(props, "enablePurgeProtection", v->purge_protection) &&
-         cJSON_AddStringToObject(props, "provisioningState", "Succeeded") &&
-         cJSON_AddStringToObject(props, "statusMessage",
-                                 "The Managed HSM is provisioned and ready to use.") &&
-         cJSON_AddStringToObject(props, "publicNetworkAccess", "Enabled") &&
-         cJSON_AddStringToObject(acls, "bypass", "AzureServices") &&
-         cJSON_AddStringToObject(acls, "defaultAction", "Allow") &&
-         cJSON_AddArrayToObject(acls, "ipRules") &&
-         cJSON_AddArrayToObject(acls, "virtualNetworkRules") &&
-         cJSON_AddStringToObject(sd, "activationStatus", "Active") &&
-         cJSON_AddStringToObject(sd, "activationStatusMessage",
-                                 "Your HSM has been activated and can be used for "
-                                 "cryptographic operations.") &&
-         cJSON_AddArrayToObject(props, "regions") && add_system_data(o, v);
-    for (size_t i = 0; ok && i < n; i++) {
-        if (roles[i].role == POL_ROLE_HSM_ADMINISTRATOR && roles[i].key[0] == '\0' &&
-            !roles[i].hsm_keys)
-            ok = cJSON_AddItemToArray(admins, cJSON_CreateString(roles[i].principal_id));
-    }
-    free(roles);
-    if (!ok) {
-        cJSON_Delete(o);
-        return NULL;
-    }
-    return o;
-}
-
-/* Whether @p v is a managed HSM that the path's group (or the subscription) holds. */
-static int hsm_in_path_group(const struct srv_req *req, const struct ks_vault *v)
-{
-    const char *group = path_group(req);
-    return v->hsm && (group == NULL || strcasecmp(srv_vault_group(v), group) == 0);
-}
-
-/* GET .../managedHSMs: every managed HSM of the subscription or the path's group. */
-static void hsm_list(struct srv_req *req)
-{
-    char(*names)[KS_VAULT_NAME_MAX + 1] = calloc(256, sizeof(*names));
-    cJSON *doc = names ? cJSON_CreateObject() : NULL;
-    cJSON *value = doc ? cJSON_AddArrayToObject(doc, "value") : NULL;
-    int ok = value != NULL;
-    char after[KS_VAULT_NAME_MAX + 1] = "";
-    for (size_t n = 256; ok && n == 256;) {
-        n = ks_vault_list_from(req->srv->ks, after, names, 256);
-        n = n < 256 ? n : 256;
-        for (size_t i = 0; ok && i < n; i++) {
-            struct ks_vault v;
-            if (ks_vault_get(req->srv->ks, names[i], &v) != KV_OK || !hsm_in_path_group(req, &v))
-                continue;
-            cJSON *item = hsm_json(req, &v);
-            ok = item != NULL && cJSON_AddItemToArray(value, item);
-            if (!ok)
-                cJSON_Delete(item);
-        }
-        if (n > 0)
-            snprintf(after, sizeof(after), "%s", names[n - 1]);
-    }
-    free(names);
-    srv_arm_send_page(req, doc, ok, NULL);
-}
-
-/* .../resourceGroups/G/providers/Microsoft.KeyVault/managedHSMs/NAME */
-static void hsm_endpoint(struct srv_req *req, const char *name)
-{
-    struct ks_vault v;
-    if (strcmp(req->ri->request_method, "GET") != 0) {
-        srv_send_errorf(req, KV_ERR_ARM_BAD_REQUEST,
-                        "kvmock makes managed HSMs from its configuration file ('managedHsms'); "
-                        "Resource Manager reads them but does not %s them.",
-                        strcmp(req->ri->request_method, "DELETE") == 0 ? "delete" : "write");
-    } else if (ks_vault_get(req->srv->ks, name, &v) != KV_OK || !hsm_in_path_group(req, &v)) {
-        srv_send_errorf(req, KV_ERR_ARM_NOT_FOUND,
-                        "The Resource 'Microsoft.KeyVault/managedHSMs/%.64s' under resource "
-                        "group '%.90s' was not found.",
-                        name, req->seg[3]);
-    } else {
-        srv_send_json(req, 200, hsm_json(req, &v));
-    }
-}
-
 /* PUT .../accessPolicies/{add|replace|remove} */
 static void access_policies(struct srv_req *req, const char *name, const char *kind)
 {
@@ -1047,8 +947,6 @@ static void access_policies(struct srv_req *req, const char *name, const char *k
 
 static int seg_is(const struct srv_req *req, size_t i, const char *want);
 
-static int hsm_in_path_group(const struct srv_req *req, const struct ks_vault *v);
-
 /* .../{vaults|managedHSMs}/V/keys[/K[/versions[/VER]]]: the path's shape, and the vault or
  * HSM, checked here; mgmt_keys.c does the rest. */
 static void vault_keys(struct srv_req *req, int hsm)
@@ -1064,7 +962,7 @@ static void vault_keys(struct srv_req *req, int hsm)
     }
     struct ks_vault v;
     if (ks_vault_get(req->srv->ks, req->seg[7], &v) != KV_OK ||
-        !(hsm ? hsm_in_path_group(req, &v) : srv_in_path_group(req, &v))) {
+        !(hsm ? srv_hsm_in_path_group(req, &v) : srv_in_path_group(req, &v))) {
         if (hsm)
             srv_send_errorf(req, KV_ERR_ARM_NOT_FOUND,
                             "The Resource 'Microsoft.KeyVault/managedHSMs/%.64s' under resource "
@@ -1076,7 +974,7 @@ static void vault_keys(struct srv_req *req, int hsm)
     }
     char id[1024];
     if (hsm)
-        hsm_id(req, &v, id, sizeof(id));
+        srv_hsm_arm_id(req, &v, id, sizeof(id));
     else
         vault_id(req, &v, id, sizeof(id));
     srv_mgmt_vault_keys(req, &v, id, n >= 10 ? req->seg[9] : NULL, n == 12 ? req->seg[11] : NULL,
@@ -1108,7 +1006,7 @@ static cJSON *deleted_vault_json(struct srv_req *req, const struct ks_deleted_va
         !cJSON_AddStringToObject(props, "location", location) ||
         !cJSON_AddStringToObject(props, "deletionDate", when) ||
         !cJSON_AddStringToObject(props, "scheduledPurgeDate", purge) ||
-        !add_tags(req, props, d->vault.name, 1, NULL) ||
+        !srv_arm_add_tags(req, props, d->vault.name, 1, NULL) ||
         !cJSON_AddBoolToObject(props, "purgeProtectionEnabled", d->vault.purge_protection)) {
         cJSON_Delete(o);
         return NULL;
@@ -1144,7 +1042,7 @@ static void deleted_vault_list(struct srv_req *req)
     char next[KS_VAULT_NAME_MAX + 1];
     cJSON *value = NULL;
     cJSON *doc = srv_arm_page_begin(
-        req, ks_deleted_vault_list(req->srv->ks, skip, max, page, &n, next), &value);
+        req, ks_deleted_vault_list(req->srv->ks, 0, skip, max, page, &n, next), &value);
     if (doc == NULL)
         return;
     int ok = 1;
@@ -1162,7 +1060,7 @@ static void deleted_vault_get(struct srv_req *req, const char *location, const c
 {
     struct ks_deleted_vault d;
     enum kv_status st = ks_deleted_vault_get(req->srv->ks, name, &d);
-    if (st == KV_ERR_VAULT_NOT_FOUND) {
+    if (st == KV_ERR_VAULT_NOT_FOUND || (st == KV_OK && d.vault.hsm)) {
         deleted_not_found(req, name);
         return;
     }
@@ -1177,7 +1075,7 @@ static void deleted_vault_get(struct srv_req *req, const char *location, const c
  * purges at once and answers 200 with no body, which the SDK pollers take as done. */
 static void deleted_vault_purge(struct srv_req *req, const char *name)
 {
-    enum kv_status st = pol_deleted_vault_purge(req->srv->pol, name);
+    enum kv_status st = pol_deleted_vault_purge(req->srv->pol, name, 0);
     if (st == KV_ERR_VAULT_NOT_FOUND) {
         deleted_not_found(req, name);
         return;
@@ -1214,7 +1112,7 @@ static void check_name(struct srv_req *req)
     struct ks_vault v;
     struct ks_deleted_vault d;
     ks_vault_lower(name, lname); /* names match in any case */
-    if (!arm_vault_name_valid(name)) {
+    if (!srv_arm_name_valid(name)) {
         reason = "AccountNameInvalid";
         snprintf(message, sizeof(message), "The vault name '%.64s' is invalid. %s", name,
                  kv_status_info(KV_ERR_ARM_VAULT_NAME)->message);
@@ -1235,9 +1133,47 @@ static void check_name(struct srv_req *req)
     srv_send_json(req, 200, ok ? doc : (cJSON_Delete(doc), NULL));
 }
 
+/* .../checkMhsmNameAvailability and .../locations/L/deletedManagedHSMs/N[/purge]; 0 when
+ * the path is neither. */
+static int deleted_hsms_endpoint(struct srv_req *req, const char *scope)
+{
+    const char *method = req->ri->request_method;
+    if (req->nseg == 5 && seg_is(req, 4, "checkMhsmNameAvailability")) {
+        req->operation = "ManagedHsmCheckName";
+        if (authorize(req, "Microsoft.KeyVault/checkMhsmNameAvailability/read", scope) != KV_OK ||
+            !API_VERSION_OK(req, arm_api_versions, KEYVAULT_API))
+            return 1;
+        if (strcmp(method, "POST") == 0)
+            srv_mgmt_hsm_check_name(req);
+        else
+            srv_send_error(req, KV_ERR_METHOD_NOT_ALLOWED, NULL);
+        return 1;
+    }
+    int purge = req->nseg == 9 && seg_is(req, 8, "purge");
+    if (!((req->nseg == 8 || purge) && seg_is(req, 4, "locations") &&
+          seg_is(req, 6, "deletedManagedHSMs")))
+        return 0;
+    snprintf(req->vault, sizeof(req->vault), "%.*s", KS_VAULT_NAME_MAX, req->seg[7]);
+    req->hsm = 1; /* audited as the HSM's */
+    req->operation = purge ? "ManagedHsmPurge" : "ManagedHsmGetDeleted";
+    if (authorize(req,
+                  purge ? "Microsoft.KeyVault/locations/deletedManagedHsms/purge/action"
+                        : "Microsoft.KeyVault/locations/deletedManagedHsms/read",
+                  scope) != KV_OK ||
+        !API_VERSION_OK(req, arm_api_versions, KEYVAULT_API))
+        return 1;
+    if (strcmp(method, purge ? "POST" : "GET") == 0)
+        srv_mgmt_deleted_hsm(req, req->seg[7], purge);
+    else
+        srv_send_error(req, KV_ERR_METHOD_NOT_ALLOWED, NULL);
+    return 1;
+}
+
 static void deleted_vaults_endpoint(struct srv_req *req, const char *scope)
 {
     const char *method = req->ri->request_method;
+    if (deleted_hsms_endpoint(req, scope))
+        return;
     if (req->nseg == 5 && seg_is(req, 4, "checkNameAvailability")) {
         req->operation = "VaultCheckName";
         if (authorize(req, "Microsoft.KeyVault/checkNameAvailability/read", scope) != KV_OK ||
@@ -1475,10 +1411,16 @@ static int collection(struct srv_req *req, const char *scope)
                       (!group && seg_is(req, at + 2, "deletedManagedHSMs")));
     if (!resources && !vaults && !hsms)
         return 0;
-    req->operation = hsms ? "ManagedHsmList" : resources ? "ResourceList" : "VaultList";
-    if (authorize(req, hsms ? "Microsoft.KeyVault/managedHSMs/read"
-                            : resources ? "Microsoft.Resources/subscriptions/resources/read"
-                                        : "Microsoft.KeyVault/vaults/read",
+    int deleted_hsms = hsms && seg_is(req, at + 2, "deletedManagedHSMs");
+    req->operation = deleted_hsms ? "ManagedHsmListDeleted"
+                     : hsms       ? "ManagedHsmList"
+                     : resources  ? "ResourceList"
+                                  : "VaultList";
+    if (authorize(req,
+                  deleted_hsms ? "Microsoft.KeyVault/deletedManagedHsms/read"
+                  : hsms       ? "Microsoft.KeyVault/managedHSMs/read"
+                  : resources  ? "Microsoft.Resources/subscriptions/resources/read"
+                               : "Microsoft.KeyVault/vaults/read",
                   scope) != KV_OK)
         return 1;
     if (strcmp(req->ri->request_method, "GET") != 0)
@@ -1487,10 +1429,10 @@ static int collection(struct srv_req *req, const char *scope)
         generic_resources(req);
     else if (!API_VERSION_OK(req, arm_api_versions, KEYVAULT_API))
         ; /* answered */
-    else if (hsms && seg_is(req, at + 2, "deletedManagedHSMs"))
-        send_list(req, 0, NULL); /* an HSM of the configuration file is never deleted */
+    else if (deleted_hsms)
+        srv_mgmt_deleted_hsm_list(req);
     else if (hsms)
-        hsm_list(req);
+        srv_mgmt_hsm_list(req);
     else
         vault_list(req, 0);
     return 1;
@@ -1590,7 +1532,7 @@ static void group_put(struct srv_req *req, const char *name, int patch)
     char location[KS_LOCATION_MAX + 1];
     if (patch)
         snprintf(location, sizeof(location), "%s", old.location);
-    else if (!put_location(req, location))
+    else if (!srv_arm_put_location(req, location))
         return;
     if (!ks_group_name_valid(name)) {
         srv_send_errorf(req, KV_ERR_ARM_BAD_REQUEST,
@@ -1602,7 +1544,7 @@ static void group_put(struct srv_req *req, const char *name, int patch)
     snprintf(g.location, sizeof(g.location), "%s", location);
     const cJSON *tags_in = cJSON_GetObjectItemCaseSensitive(req->body, "tags");
     struct ks_tags tags = {0};
-    if (tags_in != NULL && !cJSON_IsNull(tags_in) && !parse_tags(req, tags_in, &tags))
+    if (tags_in != NULL && !cJSON_IsNull(tags_in) && !srv_arm_parse_tags(req, tags_in, &tags))
         return;
     if (!patch || (tags_in != NULL && !cJSON_IsNull(tags_in)))
         g.tags = &tags; /* a PUT replaces them: none given, none kept */
@@ -1621,30 +1563,8 @@ static void group_put(struct srv_req *req, const char *name, int patch)
         group_answer(req, name, created ? 201 : 200);
 }
 
-/* DELETE a resource group: its vaults first (each as a vault DELETE does it), then the group. */
-/* The first managed HSM in group @p group into @p out; 0 when it holds none. */
-static int group_hsm(struct srv_req *req, const char *group, char out[KS_VAULT_NAME_MAX + 1])
-{
-    char(*names)[KS_VAULT_NAME_MAX + 1] = calloc(256, sizeof(*names));
-    char after[KS_VAULT_NAME_MAX + 1] = "";
-    int found = 0;
-    for (size_t n = 256; names != NULL && !found && n == 256;) {
-        n = ks_vault_list_from(req->srv->ks, after, names, 256);
-        n = n < 256 ? n : 256;
-        for (size_t i = 0; !found && i < n; i++) {
-            struct ks_vault v;
-            found = ks_vault_get(req->srv->ks, names[i], &v) == KV_OK && v.hsm &&
-                    strcasecmp(srv_vault_group(&v), group) == 0;
-            if (found)
-                snprintf(out, KS_VAULT_NAME_MAX + 1, "%s", v.name);
-        }
-        if (n > 0)
-            snprintf(after, sizeof(after), "%s", names[n - 1]);
-    }
-    free(names);
-    return found;
-}
-
+/* DELETE a resource group: its vaults and managed HSMs first (each as its DELETE does it),
+ * then the group. */
 static void group_delete(struct srv_req *req, const char *name)
 {
     struct ks_group g;
@@ -1653,30 +1573,19 @@ static void group_delete(struct srv_req *req, const char *name)
         srv_arm_group_not_found(req, name);
         return;
     }
-    /* a group with a managed HSM is not deleted: the configuration file makes HSMs, and
-     * Resource Manager deletes none */
-    char hsm[KS_VAULT_NAME_MAX + 1];
-    if (st == KV_OK && group_hsm(req, name, hsm)) {
-        srv_send_errorf(req, KV_ERR_ARM_CONFLICT,
-                        "The resource group '%s' holds managed HSM '%s', which kvmock makes from "
-                        "its configuration file and Resource Manager does not delete; nothing "
-                        "was deleted.",
-                        name, hsm);
-        return;
-    }
     char(*names)[KS_VAULT_NAME_MAX + 1] = st == KV_OK ? calloc(256, sizeof(*names)) : NULL;
     if (st == KV_OK && names == NULL)
         st = KV_ERR_NOMEM;
-    /* every vault, a page of names at a time, after the last name of the page before */
+    /* every vault and HSM, a page of names at a time, after the last name of the page before */
     char after[KS_VAULT_NAME_MAX + 1] = "";
     for (size_t n = 256; st == KV_OK && n == 256;) {
         n = ks_vault_list_from(req->srv->ks, after, names, 256);
         n = n < 256 ? n : 256;
         for (size_t i = 0; st == KV_OK && i < n; i++) {
             struct ks_vault v;
-            if (ks_vault_get(req->srv->ks, names[i], &v) == KV_OK && !v.hsm &&
+            if (ks_vault_get(req->srv->ks, names[i], &v) == KV_OK &&
                 strcasecmp(srv_vault_group(&v), name) == 0)
-                st = delete_vault(req, &v);
+                st = srv_arm_delete(req, &v);
         }
         if (n > 0)
             snprintf(after, sizeof(after), "%s", names[n - 1]);
@@ -1844,7 +1753,10 @@ int srv_mgmt_endpoint(struct srv_req *req)
     if (req->nseg == 8 && seg_is(req, 2, "resourceGroups") && seg_is(req, 4, "providers") &&
         seg_is(req, 5, "Microsoft.KeyVault") && seg_is(req, 6, "managedHSMs")) {
         int get = strcmp(method, "GET") == 0, del = strcmp(method, "DELETE") == 0;
-        req->operation = get ? "ManagedHsmGet" : "ManagedHsmWrite";
+        req->operation = get                            ? "ManagedHsmGet"
+                         : del                          ? "ManagedHsmDelete"
+                         : strcmp(method, "PATCH") == 0 ? "ManagedHsmPatch"
+                                                        : "ManagedHsmPut";
         req->hsm = 1; /* audited as the HSM's */
         if (authorize(req,
                       get   ? "Microsoft.KeyVault/managedHSMs/read"
@@ -1852,7 +1764,7 @@ int srv_mgmt_endpoint(struct srv_req *req)
                             : "Microsoft.KeyVault/managedHSMs/write",
                       scope) == KV_OK &&
             API_VERSION_OK(req, arm_api_versions, KEYVAULT_API))
-            hsm_endpoint(req, req->seg[7]);
+            srv_mgmt_hsm(req, req->seg[7]);
         return 1;
     }
     int keys = req->nseg >= 9 && seg_is(req, 8, "keys");

@@ -341,6 +341,67 @@ cJSON *srv_arm_page_begin(struct srv_req *req, enum kv_status st, cJSON **value)
  */
 void srv_arm_send_page(struct srv_req *req, cJSON *doc, int ok, const char *next);
 
+/* ---- the management plane's shared pieces (mgmt_api.c), for mgmt_hsm.c ---- */
+
+/** @brief The resource group the request's path names, or NULL (mgmt_api.c). */
+const char *srv_arm_path_group(const struct srv_req *req);
+
+/** @brief Add the tags @p known, or (NULL) those of vault or HSM @p name read from the store
+ * (@p deleted: as it was deleted), to @p o as "tags". @return 0 when out of memory. */
+int srv_arm_add_tags(struct srv_req *req, cJSON *o, const char *name, int deleted,
+                     const struct ks_tags *known);
+
+/** @brief A body's "tags", checked against Resource Manager's rules, as strings borrowed from
+ * @p o in @p out (free out->names and out->values). @return 0 when it answered 400. */
+int srv_arm_parse_tags(struct srv_req *req, const cJSON *o, struct ks_tags *out);
+
+/** @brief A PUT body's "location", as Resource Manager answers it, in @p out.
+ * @return 0 when it answered 400. */
+int srv_arm_put_location(struct srv_req *req, char out[KS_LOCATION_MAX + 1]);
+
+/** @brief Add the systemData of vault or HSM @p v to @p o. @return 0 when out of memory. */
+int srv_arm_add_system_data(cJSON *o, const struct ks_vault *v);
+
+/** @brief This request's change to a vault or HSM, for its systemData: now, by the caller. */
+void srv_arm_caller_change(const struct srv_req *req, struct ks_vault_change *out);
+
+/** @brief Create resource group @p name in @p location unless it exists; @p canonical gets
+ * its name as it was created. */
+enum kv_status srv_arm_group_ensure(struct srv_req *req, const char *name, const char *location,
+                                    char canonical[KS_GROUP_MAX + 1]);
+
+/** @brief Whether Azure gives a new vault or managed HSM the name @p name: 3-24 letters,
+ * digits and dashes, a letter first, a letter or digit last, no two dashes in a row. */
+int srv_arm_name_valid(const char *name);
+
+/** @brief Delete vault or managed HSM @p v as Resource Manager's DELETE does (pol_vault_delete()).
+ * @return as pol_vault_delete(). */
+enum kv_status srv_arm_delete(struct srv_req *req, const struct ks_vault *v);
+
+/** @brief Managed HSM @p v's Resource Manager id, in the request's subscription. */
+void srv_hsm_arm_id(const struct srv_req *req, const struct ks_vault *v, char *out, size_t cap);
+
+/** @brief Whether @p v is a managed HSM that the path's group (or the subscription) holds. */
+int srv_hsm_in_path_group(const struct srv_req *req, const struct ks_vault *v);
+
+/* ---- managed HSMs on the management plane (mgmt_hsm.c); the caller has authorized the
+ * request and checked its api-version ---- */
+
+/** @brief PUT, PATCH, GET or DELETE of managed HSM @p name (.../managedHSMs/NAME). */
+void srv_mgmt_hsm(struct srv_req *req, const char *name);
+
+/** @brief GET .../managedHSMs: every managed HSM of the subscription or the path's group. */
+void srv_mgmt_hsm_list(struct srv_req *req);
+
+/** @brief GET .../deletedManagedHSMs: the soft-deleted managed HSMs, a page. */
+void srv_mgmt_deleted_hsm_list(struct srv_req *req);
+
+/** @brief GET .../locations/L/deletedManagedHSMs/NAME or, with @p purge, POST .../purge. */
+void srv_mgmt_deleted_hsm(struct srv_req *req, const char *name, int purge);
+
+/** @brief POST .../checkMhsmNameAvailability. */
+void srv_mgmt_hsm_check_name(struct srv_req *req);
+
 /** @brief Answer 404 ResourceGroupNotFound for group @p name (mgmt_api.c). */
 void srv_arm_group_not_found(struct srv_req *req, const char *name);
 

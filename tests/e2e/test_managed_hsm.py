@@ -37,8 +37,8 @@ kvmock's token endpoint:
 - Resource Manager reads the HSMs (raw HTTP, Debian's azure-mgmt-keyvault at 2022-07-01 and
   `az keyvault list --resource-type hsm` / `az keyvault show --hsm-name`): both in the group
   kvmock, whole, none in another group, none deleted; 404 ResourceNotFound for another group,
-  a vault's name and an unknown one; PUT, PATCH and DELETE of managedHSMs/NAME are 400 and
-  change nothing, nor do Resource Manager's vault calls on an HSM's name; the vault lists and
+  a vault's name and an unknown one; Resource Manager's vault calls on an HSM's name change
+  nothing (its writes of HSMs: test_hsm_arm.py); the vault lists and
   .../resources never show an HSM; an identity without `manage` (the HSM's own administrator)
   is refused as on vaults;
 - initialAdminObjectIds are the principals holding Managed HSM Administrator at "/" now: one
@@ -72,7 +72,6 @@ from azure.keyvault.keys import KeyClient
 from azure.keyvault.keys.crypto import (CryptographyClient, KeyWrapAlgorithm,
                                         SignatureAlgorithm)
 from azure.mgmt.keyvault import KeyVaultManagementClient
-from azure.mgmt.keyvault.models import ManagedHsm, ManagedHsmProperties, ManagedHsmSku
 
 
 def ident(name, n):
@@ -98,8 +97,6 @@ GROUP = f"/subscriptions/{SUB}/resourceGroups"
 ARM_HSMS = f"{GROUP}/kvmock/providers/Microsoft.KeyVault/managedHSMs"
 SUB_HSMS = f"/subscriptions/{SUB}/providers/Microsoft.KeyVault/managedHSMs"
 DELETED_HSMS = f"/subscriptions/{SUB}/providers/Microsoft.KeyVault/deletedManagedHSMs"
-NOT_WRITTEN = ("kvmock makes managed HSMs from its configuration file ('managedHsms'); "
-               "Resource Manager reads them but does not {} them.")
 RA = "/providers/Microsoft.Authorization/roleAssignments"
 RD = "/providers/Microsoft.Authorization/roleDefinitions"
 DEF_PREFIX = "Microsoft.KeyVault/providers/Microsoft.Authorization/roleDefinitions/"
@@ -1421,10 +1418,11 @@ def main():
             eq([(v.name, v.type) for v in km.vaults.list()],
                [("vault1", "Microsoft.KeyVault/vaults")])
 
-        # ---- 16. Resource Manager writes no HSM ------------------------------------------------
+        # ---- 16. Resource Manager's vault calls on an HSM's name -------------------------------
+        # (creating, changing, deleting, recovering and purging HSMs: test_hsm_arm.py)
 
         @runner.test
-        def resource_manager_writes_no_hsm():
+        def vault_calls_on_an_hsm_name_find_no_vault():
             def state():
                 """What a write could have changed: Resource Manager's view, the HSMs' local
                 assignments, definitions and keys."""
@@ -1433,35 +1431,6 @@ def main():
                         hsm("GET", "/keys", who=MAKER, name="hsm7")[2])
 
             before = state()
-            made = {"location": "local", "sku": {"family": "B", "name": "Standard_B1"},
-                    "properties": {"tenantId": TENANT,
-                                   "initialAdminObjectIds": [USER["objectId"]]}}
-            for group in ("kvmock", "rg"):
-                for name in ("hsm1", "hsm7", "hsmnew", "vault1"):
-                    path = f"{GROUP}/{group}/providers/Microsoft.KeyVault/managedHSMs/{name}"
-                    for method, body, verb in (("PUT", made, "write"),
-                                               ("PATCH", {"tags": {"by": "arm"}}, "write"),
-                                               ("DELETE", None, "delete")):
-                        eq(arm(method, path, body),
-                           (400, {"error": {"code": "BadRequest",
-                                            "message": NOT_WRITTEN.format(verb)}}),
-                           (method, path))
-            eq(state(), before)
-            eq(arm("GET", f"{ARM_HSMS}/hsmnew"), arm_not_found("hsmnew"))
-            # the SDK's create, update and delete: the same 400
-            km = management()
-            sdk_refused(lambda: km.managed_hsms.begin_create_or_update(
-                "kvmock", "hsmnew", ManagedHsm(
-                    location="local", sku=ManagedHsmSku(family="B", name="Standard_B1"),
-                    properties=ManagedHsmProperties(
-                        tenant_id=TENANT, initial_admin_object_ids=[USER["objectId"]]))),
-                400, "BadRequest", NOT_WRITTEN.format("write"), "create")
-            sdk_refused(lambda: km.managed_hsms.begin_update(
-                "kvmock", "hsm1", ManagedHsm(location="local", tags={"by": "sdk"})),
-                400, "BadRequest", NOT_WRITTEN.format("write"), "update")
-            sdk_refused(lambda: km.managed_hsms.begin_delete("kvmock", "hsm7"),
-                        400, "BadRequest", NOT_WRITTEN.format("delete"), "delete")
-            eq(state(), before)
             # Resource Manager's vault calls on an HSM's name find no vault and change nothing
             vault = f"{GROUP}/kvmock/providers/Microsoft.KeyVault/vaults/hsm1"
             eq(arm("DELETE", vault), (204, None))  # as for any vault that is not there
@@ -1477,16 +1446,6 @@ def main():
                              "deletedVaults/hsm1/purge", None)):
                 st, got = arm(method, path, body)
                 eq((st, got["error"]["code"]), (404, "ResourceNotFound"), (method, path, got))
-            eq(state(), before)
-            # nor does the deletion of the HSMs' group: refused whole, its vault kept too
-            vaults_before = arm("GET", f"{GROUP}/kvmock/providers/Microsoft.KeyVault/vaults")
-            eq(arm("DELETE", f"{GROUP}/kvmock", api="api-version=2021-04-01"),
-               (409, {"error": {"code": "Conflict", "message":
-                   "The resource group 'kvmock' holds managed HSM 'hsm1', which kvmock makes from "
-                   "its configuration file and Resource Manager does not delete; nothing was "
-                   "deleted."}}))
-            eq(arm("GET", f"{GROUP}/kvmock", api="api-version=2021-04-01")[0], 200)
-            eq(arm("GET", f"{GROUP}/kvmock/providers/Microsoft.KeyVault/vaults"), vaults_before)
             eq(state(), before)
 
         @runner.test
@@ -1505,10 +1464,11 @@ def main():
                     "the vaults")
             refused(arm("GET", vault1, who=ADMIN), "Microsoft.KeyVault/vaults/read", vault1,
                     "a vault")
-            for path in (SUB_HSMS, ARM_HSMS, f"{ARM_HSMS}/hsm1", f"{ARM_HSMS}/nohsm",
-                         DELETED_HSMS):
+            for path in (SUB_HSMS, ARM_HSMS, f"{ARM_HSMS}/hsm1", f"{ARM_HSMS}/nohsm"):
                 refused(arm("GET", path, who=ADMIN), "Microsoft.KeyVault/managedHSMs/read", path,
                         path)
+            refused(arm("GET", DELETED_HSMS, who=ADMIN), "Microsoft.KeyVault/deletedManagedHsms/read",
+                    DELETED_HSMS, "the deleted HSMs")
             for method in ("PUT", "PATCH"):
                 refused(arm(method, f"{ARM_HSMS}/hsm1", {"tags": {}}, who=ADMIN),
                         "Microsoft.KeyVault/managedHSMs/write", f"{ARM_HSMS}/hsm1", method)

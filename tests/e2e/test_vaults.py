@@ -185,6 +185,13 @@ def main():
             eq(st, 409, body)
             eq(body["error"]["code"], "ConflictError")
             check("already exists in deleted state" in body["error"]["message"], body)
+            # and so in a group that does not exist: the refusal makes no group
+            groups = f"/subscriptions/{SUB}/resourcegroups"
+            st, _, body = mgmt("PUT", f"{groups}/unmade-rg/providers/Microsoft.KeyVault/vaults/"
+                                      f"sdv?{API}", {"location": "westeurope",
+                                                     "properties": {"tenantId": TENANT}})
+            eq((st, body["error"]["code"]), (409, "ConflictError"), body)
+            eq(mgmt("HEAD", f"{groups}/unmade-rg?api-version=2021-04-01")[0], 404)
 
             st, _, body = put_vault("sdv", days=30, mode="recover")
             eq(st, 200, body)

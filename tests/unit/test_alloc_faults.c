@@ -731,7 +731,7 @@ static void vault_deleted(const struct op *op, char *name, size_t cap)
 static enum kv_status run_vault_purge(const struct op *op, const char *name)
 {
     (void)op;
-    return pol_deleted_vault_purge(acl, name);
+    return pol_deleted_vault_purge(acl, name, 0);
 }
 
 /* A vault without access control, where the run puts a role assignment (whose scope must
@@ -870,6 +870,94 @@ static void hsm_access_restored(const struct op *op, const char *name)
     hsm_access = NULL;
 }
 
+/* A Managed HSM through Resource Manager: made with its administrator "ra-NAME" and nothing
+ * of a namesake's; soft-deleted, it keeps its assignment and custom role; purged, they go. */
+static enum kv_status run_hsm_make(const struct op *op, const char *name)
+{
+    (void)op;
+    struct ks_vault v = {.soft_delete = 1, .retention_days = 7, .hsm = 1, .premium = 1};
+    snprintf(v.name, sizeof(v.name), "%s", name);
+    snprintf(v.tenant_id, sizeof(v.tenant_id), "t");
+    struct pol_role_assignment ra = {.role = POL_ROLE_HSM_ADMINISTRATOR, .hsm = 1};
+    snprintf(ra.id, sizeof(ra.id), "ra-%s", name);
+    snprintf(ra.principal_id, sizeof(ra.principal_id), "admin");
+    snprintf(ra.vault, sizeof(ra.vault), "%s", name);
+    struct pol_acl_change chg = {.vault = name,
+                                 .clear_policies = 1,
+                                 .clear_roles = 1,
+                                 .clear_defs = 1,
+                                 .roles = &ra,
+                                 .n_roles = 1};
+    return pol_vault_put(acl, &v, KS_VAULT_CREATE, &chg);
+}
+
+/* A custom role of Managed HSM @p name (def_guid). */
+static void hsm_def_put(const char *name)
+{
+    struct pol_role_def d = {.doc = "{\"roleName\":\"r\"}"};
+    static const char *const wrap[] = {"Microsoft.KeyVault/managedHsm/keys/wrap/action"};
+    snprintf(d.id, sizeof(d.id), "%s", def_guid);
+    snprintf(d.name, sizeof(d.name), "role %s", name);
+    snprintf(d.hsm, sizeof(d.hsm), "%s", name);
+    CHECK_ST(pol_role_def_put(acl, &d, wrap, 1, NULL, 0, NULL), KV_OK);
+}
+
+/* A fresh name that a purged HSM's custom role still names, as the keystore's sweep leaves
+ * it: the new HSM's creation takes it away. */
+static void hsm_leftover(const struct op *op, char *name, size_t cap)
+{
+    def_prepare(op, name, cap);
+    hsm_def_put(name);
+}
+
+static void hsm_made(const struct op *op, const char *name)
+{
+    (void)op;
+    struct pol_role_def d;
+    CHECK_ST(pol_role_def_get(acl, def_guid, &d), KV_ERR_ARM_NO_ROLE_DEFINITION);
+    vault_is(name, "|vault KV_OK, deleted KV_ERR_VAULT_NOT_FOUND, 0/0 policies, 1/1 roles");
+}
+
+/* A Managed HSM with its administrator and a custom role, to be deleted. */
+static void hsm_to_delete(const struct op *op, char *name, size_t cap)
+{
+    def_prepare(op, name, cap);
+    CHECK_ST(run_hsm_make(op, name), KV_OK);
+    hsm_def_put(name);
+}
+
+static void hsm_deleted_keeps(const struct op *op, const char *name)
+{
+    (void)op;
+    struct pol_role_def d;
+    CHECK_ST(pol_role_def_get(acl, def_guid, &d), KV_OK);
+    pol_role_def_clear(&d);
+    vault_is(name, "|vault KV_ERR_VAULT_NOT_FOUND, deleted KV_OK, 0/0 policies, 1/1 roles");
+}
+
+/* A soft-deleted Managed HSM that kept its access control, to be purged with it. */
+static void hsm_deleted(const struct op *op, char *name, size_t cap)
+{
+    hsm_to_delete(op, name, cap);
+    struct ks_deleted_vault d;
+    CHECK_ST(pol_vault_delete(acl, name, NULL, &d), KV_OK);
+}
+
+static enum kv_status run_hsm_purge(const struct op *op, const char *name)
+{
+    (void)op;
+    return pol_deleted_vault_purge(acl, name, 1);
+}
+
+static void hsm_purged(const struct op *op, const char *name)
+{
+    (void)op;
+    struct pol_role_def d;
+    CHECK_ST(pol_role_def_get(acl, def_guid, &d), KV_ERR_ARM_NO_ROLE_DEFINITION);
+    vault_is(name, "|vault KV_ERR_VAULT_NOT_FOUND, deleted KV_ERR_VAULT_NOT_FOUND, 0/0 policies, "
+                   "0/0 roles");
+}
+
 static const struct op ops[] = {
     {"create EC P-256", run_create, fresh_name, NULL, "c-ec", KS_KTY_EC, 0, 0, 0},
     {"create oct 256", run_create, fresh_name, NULL, "c-oct", KS_KTY_OCT, 256, 0, 0},
@@ -930,6 +1018,10 @@ static const struct op ops[] = {
     {"vault deletion, its access", run_vault_delete, vault_to_delete, vault_gone, "del", 0, 1, 0,
      0},
     {"deleted vault purge", run_vault_purge, vault_deleted, vault_gone, "pur", 0, 0, 0, 0},
+    {"HSM through Resource Manager", run_hsm_make, hsm_leftover, hsm_made, "hm", 0, 0, 0, 0},
+    {"HSM deletion keeps its access", run_vault_delete, hsm_to_delete, hsm_deleted_keeps, "hd", 0,
+     0, 0, 0},
+    {"deleted HSM purge", run_hsm_purge, hsm_deleted, hsm_purged, "hp", 0, 0, 0, 0},
     {"custom role definition", run_def_put, def_prepare, def_made, "def", 0, 0, 0, 0},
     {"custom role deletion", run_def_delete, def_to_delete, def_gone, "dd", 0, 0, 0, 0},
 };

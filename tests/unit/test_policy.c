@@ -316,18 +316,18 @@ static void changes(struct pol_ctx *c, struct ks_env *ks)
     /* a purge takes the access policies the deleted vault kept, in its transaction; one
      * refused under purge protection keeps them */
     CHECK(perms_of(c, "acl1", "amy") == 0);
-    CHECK_ST(pol_deleted_vault_purge(c, "ACL1"), KV_OK);
+    CHECK_ST(pol_deleted_vault_purge(c, "ACL1", 0), KV_OK);
     CHECK(perms_of(c, "acl1", "amy") == -1);
     same_as_reloaded(c, ks);
-    CHECK_ST(pol_deleted_vault_purge(c, "acl1"), KV_ERR_VAULT_NOT_FOUND);
-    CHECK_ST(pol_deleted_vault_purge(c, "Bad_Name"), KV_ERR_VAULT_NOT_FOUND);
+    CHECK_ST(pol_deleted_vault_purge(c, "acl1", 0), KV_ERR_VAULT_NOT_FOUND);
+    CHECK_ST(pol_deleted_vault_purge(c, "Bad_Name", 0), KV_ERR_VAULT_NOT_FOUND);
     struct ks_vault guarded = vault("acl3", 1);
     guarded.purge_protection = 1;
     struct pol_access_policy held = ap("acl3", "zed", P(POL_KEYS_GET));
     struct pol_acl_change with_held = {.vault = "acl3", .policies = &held, .n_policies = 1};
     CHECK_ST(pol_vault_put(c, &guarded, 1, &with_held), KV_OK);
     CHECK_ST(pol_vault_delete(c, "acl3", NULL, &d), KV_OK);
-    CHECK_ST(pol_deleted_vault_purge(c, "acl3"), KV_ERR_PURGE_PROTECTED);
+    CHECK_ST(pol_deleted_vault_purge(c, "acl3", 0), KV_ERR_PURGE_PROTECTED);
     CHECK(perms_of(c, "acl3", "zed") == P(POL_KEYS_GET));
     same_as_reloaded(c, ks);
 }
@@ -1161,6 +1161,104 @@ static void hsm_access_backup(struct pol_ctx *c, struct ks_env *ks)
     cJSON_free(text);
 }
 
+/* Whether custom role definition @p id is kept, in @p c and in a reload from the store. */
+static int def_kept(struct pol_ctx *c, struct ks_env *ks, const char *id)
+{
+    struct pol_role_def d = {0}, r = {0};
+    int kept = pol_role_def_get(c, id, &d) == KV_OK;
+    struct pol_ctx *fresh = NULL;
+    CHECK_ST(pol_new(dir, "t1", &fresh), KV_OK);
+    CHECK_ST(fresh ? pol_attach(fresh, ks) : KV_ERR_NOMEM, KV_OK);
+    int reloaded = fresh != NULL && pol_role_def_get(fresh, id, &r) == KV_OK;
+    CHECK(kept == reloaded);
+    pol_role_def_clear(&d);
+    pol_role_def_clear(&r);
+    pol_free(fresh);
+    return kept;
+}
+
+/* A Managed HSM through Resource Manager's life: made with its administrators and nothing
+ * of a namesake's; soft-deleted, it keeps its local assignments and custom roles, which a
+ * recovery brings back in effect; purged (as an HSM, not as a vault), they go with it. */
+static void hsm_lifecycle(struct pol_ctx *c, struct ks_env *ks)
+{
+    struct ks_vault h = vault("lc1", 1);
+    h.hsm = h.premium = 1;
+    struct pol_role_assignment admin =
+        local_ra("lc-admin", "lc-admin", POL_ROLE_HSM_ADMINISTRATOR, "lc1", "/");
+    struct pol_acl_change made = {.vault = "lc1",
+                                  .clear_policies = 1,
+                                  .clear_roles = 1,
+                                  .clear_defs = 1,
+                                  .roles = &admin,
+                                  .n_roles = 1};
+    CHECK_ST(pol_vault_put(c, &h, KS_VAULT_CREATE, &made), KV_OK);
+    static const char *const wrap[] = {"Microsoft.KeyVault/managedHsm/keys/wrap/action"};
+    struct pol_role_def def = {.id = "0c0c0c0c-0000-4000-8000-0000000000e1",
+                               .name = "lc-wrapper",
+                               .hsm = "lc1",
+                               .doc = "{\"name\":\"0c0c0c0c-0000-4000-8000-0000000000e1\"}"};
+    CHECK_ST(pol_role_def_put(c, &def, wrap, 1, NULL, 0, NULL), KV_OK);
+    struct pol_role_assignment custom =
+        local_ra("lc-cust", "lc-wrapper", POL_ROLE_CUSTOM, "lc1", "/");
+    snprintf(custom.role_def, sizeof(custom.role_def), "%s", def.id);
+    CHECK_ST(pol_role_put(c, &custom), KV_OK);
+    const struct pol_claims wrapper = who("t1", "lc-wrapper", "x");
+    expect(c, wrapper, h, "k1", POL_KEYS_WRAP, KV_OK);
+    char before[1024], now[1024];
+    hsm_holdings(c, "lc1", before, sizeof(before));
+
+    /* soft-deleted: its own access control stays for a recovery */
+    struct ks_deleted_vault d;
+    CHECK_ST(pol_vault_delete(c, "lc1", "/hsm/lc1", &d), KV_OK);
+    CHECK(d.deleted_date != 0 && d.vault.hsm);
+    hsm_holdings(c, "lc1", now, sizeof(now));
+    CHECK_STR(now, before);
+    CHECK(def_kept(c, ks, def.id));
+    same_as_reloaded(c, ks);
+    struct ks_vault back;
+    CHECK_ST(ks_deleted_vault_recover(ks, "lc1", 0, &back), KV_ERR_VAULT_NOT_FOUND);
+    CHECK_ST(ks_deleted_vault_recover(ks, "lc1", 1, &back), KV_OK);
+    expect(c, wrapper, back, "k1", POL_KEYS_WRAP, KV_OK);
+
+    /* purged as an HSM: everything of its goes, in the purge's transaction */
+    CHECK_ST(pol_vault_delete(c, "lc1", "/hsm/lc1", &d), KV_OK);
+    CHECK_ST(pol_deleted_vault_purge(c, "lc1", 0), KV_ERR_VAULT_NOT_FOUND);
+    hsm_holdings(c, "lc1", now, sizeof(now));
+    CHECK_STR(now, before);
+    CHECK_ST(pol_deleted_vault_purge(c, "lc1", 1), KV_OK);
+    struct pol_role_assignment got;
+    CHECK(!pol_role_get(c, "lc-admin", &got) && !pol_role_get(c, "lc-cust", &got));
+    CHECK(!def_kept(c, ks, def.id));
+    same_as_reloaded(c, ks);
+
+    /* one purged by the keystore alone (the sweep, at its purge date) leaves its access
+     * control behind: a new HSM of the name starts without it, and may not assign a custom
+     * role the same change takes away */
+    CHECK_ST(pol_vault_put(c, &h, KS_VAULT_CREATE, &made), KV_OK);
+    CHECK_ST(pol_role_def_put(c, &def, wrap, 1, NULL, 0, NULL), KV_OK);
+    CHECK_ST(pol_role_put(c, &custom), KV_OK);
+    CHECK_ST(pol_vault_delete(c, "lc1", "/hsm/lc1", &d), KV_OK);
+    CHECK_ST(ks_deleted_vault_purge(ks, "lc1", 1, NULL, 0, NULL), KV_OK);
+    CHECK(pol_role_get(c, "lc-cust", &got) && def_kept(c, ks, def.id));
+    struct pol_role_assignment both[] = {admin, custom};
+    struct pol_acl_change reuse = made;
+    reuse.roles = both;
+    reuse.n_roles = 2;
+    CHECK_ST(pol_vault_put(c, &h, KS_VAULT_CREATE, &reuse), KV_ERR_BAD_PARAM);
+    CHECK(pol_role_get(c, "lc-cust", &got) && def_kept(c, ks, def.id));
+    struct pol_role_assignment fresh_admin =
+        local_ra("lc-admin2", "lc-admin2", POL_ROLE_HSM_ADMINISTRATOR, "lc1", "/");
+    made.roles = &fresh_admin;
+    CHECK_ST(pol_vault_put(c, &h, KS_VAULT_CREATE, &made), KV_OK);
+    hsm_holdings(c, "lc1", now, sizeof(now));
+    CHECK(strstr(now, "lc-admin2 ") != NULL && strstr(now, "lc-wrapper") == NULL &&
+          strstr(now, "lc-admin ") == NULL);
+    CHECK(!def_kept(c, ks, def.id));
+    expect(c, wrapper, h, "k1", POL_KEYS_WRAP, KV_ERR_RBAC_DENIED);
+    same_as_reloaded(c, ks);
+}
+
 int main(void)
 {
     CHECK(sodium_init() >= 0);
@@ -1482,6 +1580,7 @@ int main(void)
     hsm_role_table(c);
     hsm_assignments(c, ks);
     hsm_access_backup(c, ks);
+    hsm_lifecycle(c, ks);
 
     pol_free(c);
     ks_close(ks);

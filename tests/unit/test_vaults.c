@@ -100,7 +100,7 @@ static void delete_then_recover(void)
     CHECK_ST(ks_vault_soft_delete(env, "sv", NULL, NULL), KV_ERR_VAULT_NOT_FOUND);
 
     struct ks_vault r;
-    CHECK_ST(ks_deleted_vault_recover(env, "sv", &r), KV_OK);
+    CHECK_ST(ks_deleted_vault_recover(env, "sv", 0, &r), KV_OK);
     CHECK_STR(r.name, "sv");
     CHECK(r.retention_days == 7 && r.soft_delete);
     CHECK_ST(ks_vault_get(env, "sv", &v), KV_OK);
@@ -108,8 +108,8 @@ static void delete_then_recover(void)
     CHECK(listed("sv"));
     CHECK_ST(key_get("sv", "cmk", ver), KV_OK);
     CHECK_ST(ks_deleted_vault_get(env, "sv", &g), KV_ERR_VAULT_NOT_FOUND);
-    CHECK_ST(ks_deleted_vault_recover(env, "sv", &r), KV_ERR_VAULT_NOT_FOUND);
-    CHECK_ST(ks_deleted_vault_purge(env, "sv", NULL, 0, NULL), KV_ERR_VAULT_NOT_FOUND);
+    CHECK_ST(ks_deleted_vault_recover(env, "sv", 0, &r), KV_ERR_VAULT_NOT_FOUND);
+    CHECK_ST(ks_deleted_vault_purge(env, "sv", 0, NULL, 0, NULL), KV_ERR_VAULT_NOT_FOUND);
 }
 
 static void without_soft_delete(void)
@@ -133,7 +133,7 @@ static void purge_and_protection(void)
     put_vault("open", 1, 7, 0);
     create_key("open", "k", ver);
     CHECK_ST(ks_vault_soft_delete(env, "open", "id", NULL), KV_OK);
-    CHECK_ST(ks_deleted_vault_purge(env, "open", NULL, 0, NULL), KV_OK);
+    CHECK_ST(ks_deleted_vault_purge(env, "open", 0, NULL, 0, NULL), KV_OK);
     struct ks_deleted_vault g;
     CHECK_ST(ks_deleted_vault_get(env, "open", &g), KV_ERR_VAULT_NOT_FOUND);
     put_vault("open", 1, 7, 0);
@@ -144,12 +144,12 @@ static void purge_and_protection(void)
     struct ks_deleted_vault d;
     CHECK_ST(ks_vault_soft_delete(env, "locked", "id", &d), KV_OK);
     CHECK(d.vault.purge_protection);
-    CHECK_ST(ks_deleted_vault_purge(env, "locked", NULL, 0, NULL), KV_ERR_PURGE_PROTECTED);
+    CHECK_ST(ks_deleted_vault_purge(env, "locked", 0, NULL, 0, NULL), KV_ERR_PURGE_PROTECTED);
     ks_clock_advance(d.scheduled_purge - ks_now() - 1);
-    CHECK_ST(ks_deleted_vault_purge(env, "locked", NULL, 0, NULL), KV_ERR_PURGE_PROTECTED);
+    CHECK_ST(ks_deleted_vault_purge(env, "locked", 0, NULL, 0, NULL), KV_ERR_PURGE_PROTECTED);
     CHECK_ST(ks_deleted_vault_get(env, "locked", &g), KV_OK); /* nothing was removed */
     ks_clock_advance(1);
-    CHECK_ST(ks_deleted_vault_purge(env, "locked", NULL, 0, NULL), KV_OK);
+    CHECK_ST(ks_deleted_vault_purge(env, "locked", 0, NULL, 0, NULL), KV_OK);
     put_vault("locked", 1, 7, 1);
     CHECK_ST(key_get("locked", "k", NULL), KV_ERR_KEY_NOT_FOUND);
 }
@@ -197,7 +197,7 @@ static void scheduled_purge(void)
     CHECK_ST(ks_vault_soft_delete(env, "lapsed", "id", &d), KV_OK);
     ks_clock_advance(7 * DAY);
     struct ks_vault r;
-    CHECK_ST(ks_deleted_vault_recover(env, "lapsed", &r), KV_ERR_VAULT_NOT_FOUND);
+    CHECK_ST(ks_deleted_vault_recover(env, "lapsed", 0, &r), KV_ERR_VAULT_NOT_FOUND);
     CHECK(tr_count(env, KS_TABLE_POLICIES, "lapsed", 7) == 0);
     CHECK_ST(ks_vault_key_count(env, "lapsed", &live, &deleted), KV_OK);
     CHECK(live == 0);
@@ -215,18 +215,18 @@ static void paging(void)
     struct ks_deleted_vault page[KS_PAGE_MAX];
     size_t n = 0;
     char next[KS_VAULT_NAME_MAX + 1];
-    CHECK_ST(ks_deleted_vault_list(env, NULL, 2, page, &n, next), KV_OK);
+    CHECK_ST(ks_deleted_vault_list(env, 0, NULL, 2, page, &n, next), KV_OK);
     CHECK(n == 2);
     if (n == 2) {
         CHECK_STR(page[0].vault.name, "pa");
         CHECK_STR(page[1].vault.name, "pb");
     }
     CHECK_STR(next, "pb");
-    CHECK_ST(ks_deleted_vault_list(env, next, 2, page, &n, next), KV_OK);
+    CHECK_ST(ks_deleted_vault_list(env, 0, next, 2, page, &n, next), KV_OK);
     CHECK(n == 1 && strcmp(page[0].vault.name, "pc") == 0);
     CHECK_STR(next, "");
-    CHECK_ST(ks_deleted_vault_list(env, "NOT A NAME", 2, page, &n, next), KV_ERR_BAD_SKIPTOKEN);
-    CHECK_ST(ks_deleted_vault_list(env, NULL, 0, page, &n, next), KV_ERR_BAD_MAXRESULTS);
+    CHECK_ST(ks_deleted_vault_list(env, 0, "NOT A NAME", 2, page, &n, next), KV_ERR_BAD_SKIPTOKEN);
+    CHECK_ST(ks_deleted_vault_list(env, 0, NULL, 0, page, &n, next), KV_ERR_BAD_MAXRESULTS);
 }
 
 /* A vault keeps the location it was made in through an update, a soft delete, a
@@ -249,7 +249,7 @@ static void location_is_kept(void)
     CHECK_STR(d.vault.location, "westeurope");
     CHECK_ST(ks_deleted_vault_get(env, "where", &d), KV_OK);
     CHECK_STR(d.vault.location, "westeurope");
-    CHECK_ST(ks_deleted_vault_recover(env, "where", &got), KV_OK);
+    CHECK_ST(ks_deleted_vault_recover(env, "where", 0, &got), KV_OK);
     CHECK_STR(got.location, "westeurope");
     CHECK_ST(ks_vault_get(env, "other", &got), KV_OK);
     CHECK_STR(got.location, "");
@@ -298,7 +298,7 @@ static void tags_are_kept(void)
     struct ks_tags t = {0};
     CHECK_ST(ks_vault_tags(env, "tagged", 0, &t), KV_ERR_VAULT_NOT_FOUND);
     check_tags("tagged", 1, "team", "ledger");
-    CHECK_ST(ks_deleted_vault_recover(env, "tagged", &got), KV_OK);
+    CHECK_ST(ks_deleted_vault_recover(env, "tagged", 0, &got), KV_OK);
     check_tags("tagged", 0, "team", "ledger");
     CHECK_ST(ks_vault_tags(env, "tagged", 1, &t), KV_ERR_VAULT_NOT_FOUND);
     /* empty tags replace them; a vault without any has none */
@@ -540,7 +540,7 @@ static void update_needs_a_live_vault(void)
     CHECK(d.vault.rbac == 1); /* as it was deleted */
     CHECK(tr_count(env, KS_TABLE_POLICIES, "upd", 4) == 0);
     /* and it recovers as it was deleted */
-    CHECK_ST(ks_deleted_vault_recover(env, "upd", &got), KV_OK);
+    CHECK_ST(ks_deleted_vault_recover(env, "upd", 0, &got), KV_OK);
     CHECK(got.rbac == 1);
     /* never made: refused, nothing written */
     struct ks_vault never = vault("nevermade", 1, 7, 0);
@@ -606,7 +606,7 @@ static void changes_are_stamped(void)
     CHECK_ST(ks_vault_soft_delete(env, "stamped", "id", NULL), KV_OK);
     CHECK_ST(ks_deleted_vault_get(env, "stamped", &d), KV_OK);
     check_change(&d.vault.modified, 2000, "mi-2", "ManagedIdentity");
-    CHECK_ST(ks_deleted_vault_recover(env, "stamped", &got), KV_OK);
+    CHECK_ST(ks_deleted_vault_recover(env, "stamped", 0, &got), KV_OK);
     check_change(&got.created, 1000, "app-1", "Application");
     CHECK_ST(ks_vault_get(env, "stamped", &got), KV_OK);
     check_change(&got.modified, 2000, "mi-2", "ManagedIdentity");
@@ -693,7 +693,12 @@ static void managed_hsms(void)
      * default recovery level */
     struct ks_vault h2 = vault("hsm2", 1, 90, 0);
     h2.hsm = h2.premium = 1;
+    snprintf(h2.hsm_sku, sizeof(h2.hsm_sku), "Custom_B32");
     CHECK_ST(ks_vault_create(env, &h2), KV_OK);
+    /* a vault has no HSM sku */
+    struct ks_vault skued = vault("skued", 1, 90, 0);
+    snprintf(skued.hsm_sku, sizeof(skued.hsm_sku), "Standard_B1");
+    CHECK_ST(ks_vault_create(env, &skued), KV_ERR_BAD_PARAM);
     CHECK_ST(ks_key_create(env, "hsm2", "o", &soft, &k), KV_OK);
     ks_key_free(k);
     k = NULL;
@@ -714,8 +719,21 @@ static void managed_hsms(void)
     CHECK(d.vault.hsm == 1 && d.vault.premium == 1);
     struct ks_vault v2 = vault("hsm2", 1, 90, 0);
     CHECK_ST(ks_vault_create(env, &v2), KV_ERR_VAULT_DELETED);
-    CHECK_ST(ks_deleted_vault_recover(env, "hsm2", &got), KV_OK);
+    /* deleted HSMs are not deleted vaults: listed, recovered and purged apart */
+    struct ks_deleted_vault page[KS_PAGE_MAX];
+    size_t n = 0;
+    char next[KS_VAULT_NAME_MAX + 1];
+    CHECK_ST(ks_deleted_vault_list(env, 1, NULL, KS_PAGE_MAX, page, &n, next), KV_OK);
+    CHECK(n == 1 && strcmp(page[0].vault.name, "hsm2") == 0 && next[0] == '\0');
+    CHECK_ST(ks_deleted_vault_list(env, 0, NULL, KS_PAGE_MAX, page, &n, next), KV_OK);
+    for (size_t i = 0; i < n; i++)
+        CHECK(strcmp(page[i].vault.name, "hsm2") != 0);
+    CHECK_ST(ks_deleted_vault_recover(env, "hsm2", 0, &got), KV_ERR_VAULT_NOT_FOUND);
+    CHECK_ST(ks_deleted_vault_purge(env, "hsm2", 0, NULL, 0, NULL), KV_ERR_VAULT_NOT_FOUND);
+    CHECK_ST(ks_deleted_vault_get(env, "hsm2", &d), KV_OK);
+    CHECK_ST(ks_deleted_vault_recover(env, "hsm2", 1, &got), KV_OK);
     CHECK(got.hsm == 1);
+    CHECK_STR(got.hsm_sku, "Custom_B32");
     CHECK_ST(ks_vault_get(env, "hsm2", &got), KV_OK);
     CHECK(got.hsm == 1 && got.premium == 1);
     CHECK_ST(ks_vault_put(env, &v2), KV_ERR_ARM_VAULT_EXISTS);
@@ -734,7 +752,7 @@ static void persists(void)
     CHECK_STR(g.resource_id, "id");
     struct ks_vault v;
     CHECK_ST(ks_vault_get(env, "pb", &v), KV_ERR_VAULT_NOT_FOUND);
-    CHECK_ST(ks_deleted_vault_recover(env, "pb", &v), KV_OK);
+    CHECK_ST(ks_deleted_vault_recover(env, "pb", 0, &v), KV_OK);
     CHECK_ST(ks_vault_get(env, "pb", &v), KV_OK);
     CHECK_ST(ks_vault_get(env, "where", &v), KV_OK);
     CHECK_STR(v.location, "westeurope");
