@@ -371,7 +371,9 @@ static struct mg_context *start_civetweb(const struct srv_config *cfg, struct sr
         "num_threads", threads, /* one per open connection: slow clients must not starve others */
         "enable_keep_alive", "yes",
         "tcp_nodelay", "1", /* headers and body are separate writes: no Nagle stall */
-        "keep_alive_timeout_ms", "5000",
+        /* an idle connection's close can meet the next request its client sends at that
+         * moment: far beyond any pause between a client's calls (docs/reliability.md, D42) */
+        "keep_alive_timeout_ms", "120000",
         "request_timeout_ms", "10000",
         "decode_url", "no", /* the router needs the raw path: "//" is meaningful */
         NULL,
