@@ -218,11 +218,18 @@ int srv_in_path_group(const struct srv_req *req, const struct ks_vault *v)
     return !v->hsm && (v->group[0] == '\0' || group == NULL || strcasecmp(v->group, group) == 0);
 }
 
-/* Whether a list of the path's group (or of the subscription) shows vault @p v. */
-static int listed_in_path_group(const struct srv_req *req, const struct ks_vault *v)
+/* What vault_list() lists: the vaults, or generic resources (vaults, managed HSMs, or
+ * both) */
+enum listing { LIST_VAULTS, LIST_RESOURCES, LIST_RESOURCE_VAULTS, LIST_RESOURCE_HSMS };
+
+/* Whether list @p what of the path's group (or of the subscription) shows vault or HSM @p v. */
+static int listed_in_path_group(const struct srv_req *req, const struct ks_vault *v,
+                                enum listing what)
 {
     const char *group = srv_arm_path_group(req);
-    return !v->hsm && (group == NULL || strcasecmp(srv_vault_group(v), group) == 0);
+    int kind = what == LIST_RESOURCES ||
+               (v->hsm ? what == LIST_RESOURCE_HSMS : what != LIST_RESOURCE_HSMS);
+    return kind && (group == NULL || strcasecmp(srv_vault_group(v), group) == 0);
 }
 
 static void vault_id(const struct srv_req *req, const struct ks_vault *v, char *out, size_t cap)
@@ -261,16 +268,20 @@ int srv_arm_add_tags(struct srv_req *req, cJSON *o, const char *name, int delete
     return ok;
 }
 
-/* The generic resource of a vault (GET .../resources): id, name, type, location, tags
- * (v->tags when set, as a write gave them, else read). */
+/* The generic resource of a vault or managed HSM (GET .../resources): id, name, type,
+ * location, tags (v->tags when set, as a write gave them, else read). */
 static cJSON *vault_resource_json(struct srv_req *req, const struct ks_vault *v)
 {
     char id[1024];
-    vault_id(req, v, id, sizeof(id));
+    if (v->hsm)
+        srv_hsm_arm_id(req, v, id, sizeof(id));
+    else
+        vault_id(req, v, id, sizeof(id));
     cJSON *o = cJSON_CreateObject();
     if (o == NULL || !cJSON_AddStringToObject(o, "id", id) ||
         !cJSON_AddStringToObject(o, "name", v->name) ||
-        !cJSON_AddStringToObject(o, "type", "Microsoft.KeyVault/vaults") ||
+        !cJSON_AddStringToObject(
+            o, "type", v->hsm ? "Microsoft.KeyVault/managedHSMs" : "Microsoft.KeyVault/vaults") ||
         !cJSON_AddStringToObject(o, "location", ks_vault_location(v)) ||
         !srv_arm_add_tags(req, o, v->name, 0, v->tags)) {
         cJSON_Delete(o);
@@ -821,11 +832,12 @@ void srv_arm_next_link(const struct srv_req *req, const char *token, char *out, 
         snprintf(out + len, cap - (size_t)len, "%%24skiptoken=%s", token);
 }
 
-/* The vaults, as vaults or (@p as_resources) as generic resources: of the path's group, or
- * of the subscription. Pages of $top (at most and by default 256) vaults, in name order: a
- * group's page reads on past other groups' vaults until it is full (only the last page may
- * hold fewer, even none when the vaults after the previous page are all other groups'). */
-static void vault_list(struct srv_req *req, int as_resources)
+/* The vaults, as vaults or as generic resources (with or instead of the managed HSMs, as
+ * @p what says): of the path's group, or of the subscription. Pages of $top (at most and by
+ * default 256), in name order: a group's page reads on past other groups' vaults until it
+ * is full (only the last page may hold fewer, even none when the vaults after the previous
+ * page are all other groups'). */
+static void vault_list(struct srv_req *req, enum listing what)
 {
     const char *top = srv_query_get(req, "$top"), *skip = srv_query_get(req, "$skiptoken");
     long max = 256;
@@ -853,9 +865,10 @@ static void vault_list(struct srv_req *req, int as_resources)
         size_t take = n < (size_t)max ? n : (size_t)max;
         for (size_t i = 0; i < take && !done; i++) {
             struct ks_vault v;
-            if (ks_vault_get(req->srv->ks, names[i], &v) != KV_OK || !listed_in_path_group(req, &v))
+            if (ks_vault_get(req->srv->ks, names[i], &v) != KV_OK ||
+                !listed_in_path_group(req, &v, what))
                 continue;
-            cJSON *item = as_resources ? vault_resource_json(req, &v) : vault_json(req, &v);
+            cJSON *item = what != LIST_VAULTS ? vault_resource_json(req, &v) : vault_json(req, &v);
             if (item != NULL)
                 cJSON_AddItemToArray(value, item);
             if (++listed == (size_t)max) { /* full: the next page starts after this one */
@@ -1231,11 +1244,12 @@ static void cloud_metadata(struct srv_req *req)
 {
     if (!API_VERSION_OK(req, metadata_api_versions, "the cloud's metadata (use 2022-09-01)"))
         return;
-    char base[SRV_HOST_MAX + 16], dns[64];
+    char base[SRV_HOST_MAX + 16], dns[64], hsm_dns[64];
     srv_base_url(req, base, sizeof(base) - 1);
     size_t len = strlen(base);
     snprintf(base + len, sizeof(base) - len, "/");
     srv_vault_dns(req, dns, sizeof(dns));
+    srv_hsm_dns(req, hsm_dns, sizeof(hsm_dns));
     const char *version = srv_query_get(req, "api-version");
     int first_shape = strcmp(version, "1.0") == 0 || strcmp(version, "2015-01-01") == 0;
     cJSON *cloud = cJSON_CreateObject();
@@ -1259,7 +1273,8 @@ static void cloud_metadata(struct srv_req *req)
                                      "https://graph.microsoft.com/") &&
              cJSON_AddStringToObject(auth, "tenant", "common") &&
              cJSON_AddStringToObject(auth, "identityProvider", "AAD") &&
-             cJSON_AddStringToObject(suffixes, "keyVaultDns", dns);
+             cJSON_AddStringToObject(suffixes, "keyVaultDns", dns) &&
+             cJSON_AddStringToObject(suffixes, "mhsmDns", hsm_dns);
     }
     cJSON *doc = cloud;
     if (ok && !first_shape) {
@@ -1364,7 +1379,8 @@ static const char *const resources_api_versions[] = {
     "2024-07-01", "2024-11-01", "2025-04-01",
 };
 
-/* GET .../resources[?$filter=resourceType eq 'T']: kvmock's resources are its vaults.
+/* GET .../resources[?$filter=resourceType eq 'T']: kvmock's resources are its vaults and
+ * managed HSMs.
  * Other filters are refused rather than answered wrongly. The api-version is
  * Microsoft.Resources', or the Key Vault one that @azure/arm-keyvault sends for its
  * vaults.list when its client's api-version is set. */
@@ -1375,10 +1391,11 @@ static void generic_resources(struct srv_req *req)
         !API_VERSION_OK(req, resources_api_versions, "Microsoft.Resources (use 2021-04-01)"))
         return;
     const char *filter = srv_query_get(req, "$filter");
-    static const char prefix[] = "resourceType eq '", vaults[] = "Microsoft.KeyVault/vaults";
+    static const char prefix[] = "resourceType eq '", vaults[] = "Microsoft.KeyVault/vaults",
+                      hsms[] = "Microsoft.KeyVault/managedHSMs";
     size_t plen = sizeof(prefix) - 1, flen = filter ? strlen(filter) : 0;
     if (filter == NULL) {
-        vault_list(req, 1);
+        vault_list(req, LIST_RESOURCES);
         return;
     }
     /* resourceType eq 'T', T without quotes */
@@ -1390,7 +1407,9 @@ static void generic_resources(struct srv_req *req)
     }
     size_t tlen = flen - plen - 1;
     if (tlen == sizeof(vaults) - 1 && strncasecmp(filter + plen, vaults, tlen) == 0)
-        vault_list(req, 1);
+        vault_list(req, LIST_RESOURCE_VAULTS);
+    else if (tlen == sizeof(hsms) - 1 && strncasecmp(filter + plen, hsms, tlen) == 0)
+        vault_list(req, LIST_RESOURCE_HSMS);
     else
         send_list(req, 0, NULL);
 }
@@ -1434,7 +1453,7 @@ static int collection(struct srv_req *req, const char *scope)
     else if (hsms)
         srv_mgmt_hsm_list(req);
     else
-        vault_list(req, 0);
+        vault_list(req, LIST_VAULTS);
     return 1;
 }
 
@@ -1808,7 +1827,7 @@ int srv_mgmt_endpoint(struct srv_req *req)
     if (!API_VERSION_OK(req, arm_api_versions, KEYVAULT_API))
         return 1;
     if (req->nseg == 7 && strcmp(method, "GET") == 0) {
-        vault_list(req, 0);
+        vault_list(req, LIST_VAULTS);
     } else if (req->nseg == 8 && strcmp(method, "PUT") == 0) {
         vault_put(req, req->seg[7], 0);
     } else if (req->nseg == 8 && strcmp(method, "PATCH") == 0) {

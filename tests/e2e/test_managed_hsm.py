@@ -38,9 +38,9 @@ kvmock's token endpoint:
   `az keyvault list --resource-type hsm` / `az keyvault show --hsm-name`): both in the group
   kvmock, whole, none in another group, none deleted; 404 ResourceNotFound for another group,
   a vault's name and an unknown one; Resource Manager's vault calls on an HSM's name change
-  nothing (its writes of HSMs: test_hsm_arm.py); the vault lists and
-  .../resources never show an HSM; an identity without `manage` (the HSM's own administrator)
-  is refused as on vaults;
+  nothing (its writes of HSMs: test_hsm_arm.py); the vault lists never show an HSM, and
+  .../resources shows both as generic resources, filtered by resourceType; an identity
+  without `manage` (the HSM's own administrator) is refused as on vaults;
 - initialAdminObjectIds are the principals holding Managed HSM Administrator at "/" now: one
   assigned through the HSM's access control API is listed, deleted it is not (the file's
   administrator's too), one at "/keys" or a key is not;
@@ -1332,22 +1332,30 @@ def main():
             st, _, body = kv.https("GET", f"{uri.path}keys?api-version=7.4", token=tok(MAKER),
                                    host=uri.netloc)
             eq(st, 200, body)
-            # the vault lists and Resource Manager's resources never show an HSM
+            # the vault lists never show an HSM; Resource Manager's resources show both, as
+            # generic resources, and filter them by type
             vault1 = f"{GROUP}/kvmock/providers/Microsoft.KeyVault/vaults/vault1"
             for path in (f"/subscriptions/{SUB}/providers/Microsoft.KeyVault/vaults",
                          f"{GROUP}/kvmock/providers/Microsoft.KeyVault/vaults"):
                 st, body = arm("GET", path)
                 eq((st, [(v["id"], v["type"]) for v in body["value"]]),
                    (200, [(vault1, "Microsoft.KeyVault/vaults")]), path)
-            for path in (f"/subscriptions/{SUB}/resources", f"{GROUP}/kvmock/resources",
-                         f"/subscriptions/{SUB}/resources?$filter=resourceType%20eq%20"
-                         "%27Microsoft.KeyVault%2Fvaults%27"):
+            hsm_resources = [{"id": h["id"], "name": h["name"], "type": h["type"],
+                              "location": h["location"], "tags": h["tags"]} for h in want]
+            resources = f"/subscriptions/{SUB}/resources"
+            by_type = f"{resources}?$filter=resourceType%20eq%20%27Microsoft.KeyVault%2F"
+            for path, names in ((resources, ["hsm1", "hsm7", "vault1"]),
+                                (f"{GROUP}/kvmock/resources", ["hsm1", "hsm7", "vault1"]),
+                                (f"{GROUP}/rg/resources", []),
+                                (f"{by_type}vaults%27", ["vault1"]),
+                                (f"{by_type}managedHSMs%27", ["hsm1", "hsm7"])):
                 st, body = arm("GET", path, api="api-version=2021-04-01")
-                eq((st, [(r["id"], r["type"]) for r in body["value"]]),
-                   (200, [(vault1, "Microsoft.KeyVault/vaults")]), path)
-            eq(arm("GET", f"/subscriptions/{SUB}/resources?$filter=resourceType%20eq%20"
-                          "%27Microsoft.KeyVault%2FmanagedHSMs%27", api="api-version=2021-04-01"),
-               (200, {"value": []}))
+                eq((st, [r["name"] for r in body["value"]]), (200, names), path)
+                for r in body["value"]:
+                    if r["name"] == "vault1":
+                        eq((r["id"], r["type"]), (vault1, "Microsoft.KeyVault/vaults"), path)
+                    else:
+                        eq(r, hsm_resources[names.index(r["name"])], path)
             # the audit log names Resource Manager's operations
             records = kv.audit_records()
 
