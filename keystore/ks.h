@@ -1069,6 +1069,21 @@ enum kv_status ks_key_restore(struct ks_env *env, const char *vault, const unsig
                               struct ks_key **out) KV_MUST_CHECK;
 
 /**
+ * @brief A security domain of Managed HSM @p hsm, as Managed HSM's download gives it: a
+ * fresh master key split into one Shamir share per certificate (any @p required of them
+ * rebuild it), each share encrypted to its certificate's RSA key (JWE, RSA-OAEP-256 and
+ * A256CBC-HS512), and the HSM's domain secret (derived from the root key and the HSM's
+ * name) encrypted under a key derived from the master key (secdomain.c).
+ * @param certs the customer's certificates, DER (3 to 10, RSA keys of 2048 bits or more).
+ * @param[out] out the document's JSON text; release with cJSON_free().
+ * @param[out] why for KV_ERR_BAD_PARAM, what is wrong (static).
+ * @return KV_OK, KV_ERR_BAD_PARAM, KV_ERR_NOMEM.
+ */
+enum kv_status ks_hsm_security_domain(struct ks_env *env, const char *hsm,
+                                      const struct kv_buf *certs, size_t n, int required,
+                                      char **out, const char **why) KV_MUST_CHECK;
+
+/**
  * @brief A Managed HSM's full backup: every live key of @p vault (each with every version, its
  * attributes, tags and rotation policy), read in one transaction, as one blob sealed under the
  * root key (as ks_key_backup's; its own associated data, so neither kind of blob opens as the

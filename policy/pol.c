@@ -42,6 +42,9 @@ static const char *const perm_names[POL_PERM_HSM_END] = {
     [POL_HSM_RESTORE_STATUS] = "restore/status/action",
     [POL_HSM_SETTINGS_READ] = "settings/read/action",
     [POL_HSM_SETTINGS_WRITE] = "settings/write/action",
+    [POL_HSM_SD_DOWNLOAD] = "securitydomain/download/action",
+    [POL_HSM_SD_DOWNLOAD_READ] = "securitydomain/download/read",
+    [POL_HSM_SD_UPLOAD_READ] = "securitydomain/upload/read",
 };
 
 const char *pol_perm_name(enum pol_perm perm)

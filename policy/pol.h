@@ -66,6 +66,9 @@ enum pol_perm {
     POL_HSM_RESTORE_STATUS,                /**< restore/status: a restore's job */
     POL_HSM_SETTINGS_READ,                 /**< settings/read */
     POL_HSM_SETTINGS_WRITE,                /**< settings/write */
+    POL_HSM_SD_DOWNLOAD,                   /**< securitydomain/download/action */
+    POL_HSM_SD_DOWNLOAD_READ,              /**< securitydomain/download/read: its status */
+    POL_HSM_SD_UPLOAD_READ,                /**< securitydomain/upload/read: its status */
     POL_PERM_HSM_END
 };
 
@@ -370,8 +373,8 @@ pol_perms pol_data_actions_perms(const char *const *grant, size_t n_grant, const
 /**
  * @brief What Managed HSM's data actions @p grant give ("Microsoft.KeyVault/managedHsm/keys/
  * wrap/action"; case ignored, '*' wildcards): key permissions and the POL_HSM_* actions.
- * Actions kvmock has no call for (backups of the whole HSM, settings, the security domain,
- * export, derive) give nothing.
+ * Actions kvmock has no call for (the security domain's upload and transfer key, export,
+ * derive) give nothing.
  */
 pol_perms pol_hsm_actions_perms(const char *const *grant, size_t n_grant);
 

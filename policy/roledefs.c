@@ -55,7 +55,7 @@ static const struct {
 
 /* Managed HSM's data actions (Microsoft.KeyVault/managedHsm/...) and what each one is:
  * key permissions, and its own actions on deleted keys, random bytes, role assignments,
- * full backups and restores, and settings. */
+ * full backups and restores, settings, and the security domain's download. */
 #define HSM "Microsoft.KeyVault/managedHsm/"
 static const struct {
     const char *action;
@@ -93,6 +93,9 @@ static const struct {
     {HSM "restore/status/action", BIT(POL_HSM_RESTORE_STATUS)},
     {HSM "settings/read/action", BIT(POL_HSM_SETTINGS_READ)},
     {HSM "settings/write/action", BIT(POL_HSM_SETTINGS_WRITE)},
+    {HSM "securitydomain/download/action", BIT(POL_HSM_SD_DOWNLOAD)},
+    {HSM "securitydomain/download/read", BIT(POL_HSM_SD_DOWNLOAD_READ)},
+    {HSM "securitydomain/upload/read", BIT(POL_HSM_SD_UPLOAD_READ)},
 };
 #undef HSM
 

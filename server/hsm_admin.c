@@ -7,6 +7,8 @@
  *   PUT   /restore                        a full restore from a backup's folder
  *   PUT   /keys/{name}/restore            one key from a backup's folder
  *   GET   /backup/{job}/pending, /restore/{job}/pending   a job
+ *   POST  /securitydomain/download        a security domain (keystore secdomain.c): 202
+ *   GET   /securitydomain/{download|upload}/pending        the HSM's activation
  *
  * kvmock reaches no storage account. A full backup (the keys, and the HSM's local role
  * assignments and custom roles) is kept in kvmock's own store (table `backups`), sealed,
@@ -19,6 +21,10 @@
  * its record (table `jobs`), also after a restart. Clients see a failed job there, as with
  * Managed HSM: an SDK takes a first answer that has ended as the operation's end, failed or
  * not. Retry-After is 1 second (Managed HSM's is 10): the job has ended already.
+ *
+ * kvmock's HSMs are active from the start: a security domain download gives the HSM's
+ * security domain, encrypted to the customer's certificates, and changes nothing; both
+ * status URLs say the HSM is active (the Azure CLI reads the upload's after a download).
  */
 #include <sodium.h>
 #include <stdio.h>
@@ -43,8 +49,10 @@ static void h_setting_update(struct srv_req *req);
 static void h_backup(struct srv_req *req);
 static void h_restore(struct srv_req *req);
 static void h_job(struct srv_req *req);
+static void h_sd_download(struct srv_req *req);
+static void h_sd_status(struct srv_req *req);
 
-enum { KEY_RESTORE = 0, ROUTE_COUNT = 8 };
+enum { KEY_RESTORE = 0, ROUTE_COUNT = 11 };
 
 static const struct srv_route routes[ROUTE_COUNT] = {
     [KEY_RESTORE] = {"SelectiveKeyRestoreOperation", "PUT", "/keys/{name}/restore",
@@ -60,6 +68,12 @@ static const struct srv_route routes[ROUTE_COUNT] = {
      202},
     {"RestoreStatus", "GET", "/restore/{name}/pending", POL_HSM_RESTORE_STATUS, SRV_BODY_NONE,
      h_job},
+    {"SecurityDomainDownload", "POST", "/securitydomain/download", POL_HSM_SD_DOWNLOAD,
+     SRV_BODY_JSON, h_sd_download, 202},
+    {"SecurityDomainDownloadPending", "GET", "/securitydomain/download/pending",
+     POL_HSM_SD_DOWNLOAD_READ, SRV_BODY_NONE, h_sd_status},
+    {"SecurityDomainUploadPending", "GET", "/securitydomain/upload/pending", POL_HSM_SD_UPLOAD_READ,
+     SRV_BODY_NONE, h_sd_status},
 };
 
 enum srv_match srv_hsm_admin_match(struct srv_req *req, const struct srv_route **route,
@@ -485,4 +499,86 @@ static void h_restore(struct srv_req *req)
     new_job_id(id);
     job_answer(req, "restore", id, job_json(id, st, why, said, start, NULL, 0),
                job_json(id, st, why, said, start, NULL, 1));
+}
+
+/* ---- the security domain ------------------------------------------------------------- */
+
+/* POST /securitydomain/download {"certificates": [JWK with x5c, ...], "required": M}: 202
+ * and {"value": the security domain's JSON text}. */
+static void h_sd_download(struct srv_req *req)
+{
+    const cJSON *certs = cJSON_GetObjectItemCaseSensitive(req->body, "certificates"), *c;
+    const cJSON *required = cJSON_GetObjectItemCaseSensitive(req->body, "required");
+    int n = cJSON_GetArraySize(certs), quorum = 2;
+    if (!cJSON_IsArray(certs) || n < 3 || n > 10) {
+        srv_send_error(req, KV_ERR_BAD_PARAM,
+                       "The security domain download needs 3 to 10 certificates, each a JSON web "
+                       "key with its X.509 certificate in x5c.");
+        return;
+    }
+    if (required != NULL && !cJSON_IsNull(required)) {
+        if (!cJSON_IsNumber(required) || required->valuedouble != (double)required->valueint) {
+            srv_send_error(req, KV_ERR_BAD_PARAM, "'required' must be an integer.");
+            return;
+        }
+        quorum = required->valueint;
+    }
+    struct kv_buf der[10] = {{0}};
+    size_t i = 0;
+    enum kv_status st = KV_OK;
+    cJSON_ArrayForEach(c, certs)
+    {
+        const char *b64 =
+            cJSON_GetStringValue(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(c, "x5c"), 0));
+        size_t len = b64 != NULL ? strlen(b64) : 0, got = 0;
+        if (st == KV_OK && (b64 == NULL || len == 0))
+            st = KV_ERR_BAD_PARAM;
+        if (st == KV_OK && kv_buf_alloc(len / 4 * 3 + 3, &der[i]) != KV_OK)
+            st = KV_ERR_NOMEM;
+        if (st == KV_OK && sodium_base642bin(der[i].data, len / 4 * 3 + 3, b64, len, NULL, &got,
+                                             NULL, sodium_base64_VARIANT_ORIGINAL) != 0)
+            st = KV_ERR_BAD_PARAM;
+        if (st == KV_OK)
+            der[i].len = got;
+        i++;
+    }
+    char *sd = NULL;
+    const char *why = st == KV_ERR_BAD_PARAM ? "Each certificate's x5c must hold its X.509 "
+                                               "certificate, in base64."
+                                             : NULL;
+    if (st == KV_OK)
+        st = ks_hsm_security_domain(req->srv->ks, req->found->name, der, (size_t)n, quorum, &sd,
+                                    &why);
+    for (size_t k = 0; k < i; k++)
+        kv_buf_free(&der[k]);
+    cJSON *answer = st == KV_OK ? cJSON_CreateObject() : NULL;
+    if (st == KV_OK && (answer == NULL || !cJSON_AddStringToObject(answer, "value", sd)))
+        st = KV_ERR_NOMEM;
+    cJSON_free(sd);
+    if (st != KV_OK) {
+        cJSON_Delete(answer);
+        srv_send_error(req, st, st == KV_ERR_BAD_PARAM ? why : NULL);
+        return;
+    }
+    kv_log(KV_LOG_INFO, "managed HSM '%s': security domain downloaded by %s", req->found->name,
+           req->who.oid);
+    char base[SRV_HOST_MAX + 16], url[SRV_HOST_MAX + 64];
+    srv_base_url(req, base, sizeof(base));
+    kv_str_join(url, sizeof(url), base, "/securitydomain/download/pending", NULL);
+    req->async_operation = url;
+    srv_send_json(req, 202, answer);
+    req->async_operation = NULL;
+}
+
+/* GET /securitydomain/{download|upload}/pending: the HSM is active. */
+static void h_sd_status(struct srv_req *req)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL || !cJSON_AddStringToObject(o, "status", "Success") ||
+        !cJSON_AddStringToObject(o, "status_details",
+                                 "The managed HSM is active: its security domain is in place.")) {
+        cJSON_Delete(o);
+        o = NULL;
+    }
+    srv_send_json(req, 200, o);
 }

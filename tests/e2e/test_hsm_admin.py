@@ -21,14 +21,30 @@ identities from kvmock's token endpoint, and raw HTTP for what the SDKs hide:
   neither; the administrator may all (403 AccessDenied, Managed HSM's action names);
 - jobs are the HSM's and of their kind (404 elsewhere); jobs, backups and settings survive a
   restart; the SAS token is in neither the log nor the data folder;
+- the security domain's download (raw HTTP: Debian's az 2.45 cannot run `az keyvault
+  security-domain download`, as its packaged azure.keyvault lacks the module it imports):
+  202, Azure-AsyncOperation and {"value": the domain}; the domain opened as the Azure CLI
+  opens it, with its own code (azure.cli.command_modules.keyvault.security_domain): any
+  quorum of the certificates' private keys rebuilds the master key, which opens the domain;
+  two downloads carry one HSM's domain, another HSM's differs; and `az keyvault
+  security-domain restore-blob` (offline) makes a restore blob of it whose domain is the
+  same; both status URLs say Success; refused downloads (too few or many certificates, a
+  quorum out of range, no or a bad x5c, an EC or a 1024-bit RSA certificate, one twice) are
+  400 BadParameter; a Crypto User may neither download nor read the status (403);
 - Resource Manager's managedHSMs/NAME/keys (raw HTTP: Debian's azure-mgmt-keyvault predates
   it) is refused (403) while AllowKeyManagementOperationsThroughARM is false; once true it
   makes, reads and lists the HSM's keys (EC-HSM, no location, keyUri at the HSM's host) as
   the caller's local roles allow (a Crypto Officer is refused keys/read)."""
+import base64
+import datetime
+import hashlib
 import json
 import os
 import re
+import shutil
+import subprocess
 import sys
+import tempfile
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -39,6 +55,15 @@ from azure.identity import ManagedIdentityCredential
 from azure.keyvault.administration import KeyVaultBackupClient, KeyVaultSettingsClient
 from azure.keyvault.keys import KeyClient
 from azure.keyvault.keys.crypto import CryptographyClient, KeyWrapAlgorithm, SignatureAlgorithm
+# the Azure CLI's own security domain code, which opens a downloaded domain
+from azure.cli.command_modules.keyvault.security_domain.jwe import JWE as SDJWE
+from azure.cli.command_modules.keyvault.security_domain.shared_secret import SharedSecret
+from azure.cli.command_modules.keyvault.security_domain.sp800_108 import KDF
+from azure.cli.command_modules.keyvault.security_domain.utils import Utils as SDUtils
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
 
 
 def ident(name, n):
@@ -64,6 +89,39 @@ CONTAINER = "https://backups.blob.core.windows.net/mhsm"
 SIG = "c2VjcmV0LXNpZ25hdHVyZS1vZi10aGUtc2FzLXRva2Vu"  # must never be kept nor logged
 SAS = f"sv=2021-08-06&se=2030-01-01T00%3A00%3A00Z&sr=c&sp=crdw&sig={SIG}"
 JOB_MEMBERS = ["status", "statusDetails", "error", "startTime", "endTime", "jobId"]
+
+
+
+def sd_cert(key, n):
+    """A self-signed certificate of @key, as a customer makes for the security domain."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"security domain {n}")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(n + 1).not_valid_before(now)
+            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+
+
+def der(cert):
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def sd_jwk(pair):
+    """A certificate as the Azure CLI sends it for a download."""
+    cert = pair[1]
+    pub = cert.public_key().public_numbers()
+    b64u = SDUtils.security_domain_b64_url_encode
+    return {"kty": "RSA", "alg": "RSA-OAEP-256", "key_ops": ["verify", "encrypt", "wrapKey"],
+            "x5c": [base64.b64encode(der(cert)).decode()],
+            "x5t": b64u(hashlib.sha1(der(cert)).digest()),
+            "x5t#S256": b64u(hashlib.sha256(der(cert)).digest()),
+            "n": b64u(pub.n.to_bytes((pub.n.bit_length() + 7) // 8, "big")),
+            "e": b64u(pub.e.to_bytes(3, "big"))}
+
+
+_keys = [rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(4)]
+SD_KEYS = [(k, sd_cert(k, i)) for i, k in enumerate(_keys)]
+SD_EC = sd_cert(ec.generate_private_key(ec.SECP256R1()), 8)
+SD_SMALL = sd_cert(rsa.generate_private_key(public_exponent=65537, key_size=1024), 9)
 
 CONFIG = {
     "tenantId": TENANT,
@@ -554,6 +612,160 @@ def main():
                    if "/MANAGEDHSMS/HSMA" in r.get("resourceId", "")}
             for op in ("FullBackup", "FullBackupStatus", "FullRestoreOperation", "RestoreStatus",
                        "SelectiveKeyRestoreOperation", "GetSettings", "UpdateSetting"):
+                check(op in ops, (op, sorted(ops)))
+
+        # ---- the security domain ---------------------------------------------------------------
+
+        def download(certs, required=2, who=ADMIN, name="hsma"):
+            body = {"certificates": [sd_jwk(c) for c in certs]}
+            if required is not None:
+                body["required"] = required
+            return hsm("POST", "/securitydomain/download", body, who=who, name=name, api="7.2")
+
+        def open_domain(text, keys):
+            """The domain secret of security domain @text, opened with private keys @keys
+            (indexes into SD_KEYS) as the Azure CLI opens it."""
+            shared = json.loads(text)["SharedKeys"]
+            shares = []
+            for i in keys:
+                s256 = SDUtils.security_domain_b64_url_encode(
+                    hashlib.sha256(der(SD_KEYS[i][1])).digest())
+                item = [x for x in shared["enc_shares"] if x["x5t_256"] == s256]
+                eq(len(item), 1, (i, shared))
+                share = SDJWE(compact_jwe=item[0]["enc_key"]).decrypt_using_private_key(
+                    SD_KEYS[i][0])
+                shares.append(SDUtils.convert_to_uint16(share))
+            master = SharedSecret.get_plaintext(shares, required=len(keys))
+            data = json.loads(text)["EncData"]
+            eq((data["kdf"], [d["tag"] for d in data["data"]]), ("sp108_kdf", ["kvmock-domain"]))
+            d = data["data"][0]
+            plain = SDJWE(d["compact_jwe"]).decrypt_using_bytes(
+                KDF.sp800_108(master, label=d["tag"], context="", bit_length=512))
+            check(plain is None or len(plain) == 32, plain)
+            return plain  # None: its tag did not match (a wrong master key)
+
+        @runner.test
+        def a_security_domain_download_opens_as_the_cli_opens_it():
+            st, hdrs, body = download(SD_KEYS[:3])
+            eq(st, 202, body)
+            eq((hdrs["azure-asyncoperation"], hdrs["retry-after"]),
+               (f"{url()}/securitydomain/download/pending", "1"))
+            eq(list(body), ["value"])
+            doc = json.loads(body["value"])
+            eq(list(doc), ["EncData", "SharedKeys"])
+            eq((len(doc["SharedKeys"]["enc_shares"]), doc["SharedKeys"]["key_algorithm"],
+                doc["SharedKeys"]["required"]), (3, "shamir_share", 2))
+            domain = open_domain(body["value"], [0, 1])
+            check(domain is not None, "the domain did not open")
+            eq(open_domain(body["value"], [1, 2]), domain)
+            eq(open_domain(body["value"], [2, 0]), domain)
+            # one share is not enough: the master key it gives opens nothing
+            try:
+                one = open_domain(body["value"], [1])
+            except ValueError:  # a value past a byte's: not even a master key
+                one = None
+            eq(one, None)
+            # another download of hsma, four certificates and a quorum of three: its domain
+            st, _, again = download(SD_KEYS, required=3)
+            eq(st, 202, again)
+            eq(open_domain(again["value"], [3, 1, 0]), domain)
+            # hsmb's is another
+            st, _, other = download(SD_KEYS[:3], name="hsmb")
+            eq(st, 202, other)
+            check(open_domain(other["value"], [0, 1]) != domain, "hsmb has hsma's domain")
+            # the status URLs
+            for path in ("/securitydomain/download/pending", "/securitydomain/upload/pending"):
+                st, _, status = hsm("GET", path, api="7.2")
+                eq((st, status), (200, {"status": "Success", "status_details":
+                                        "The managed HSM is active: its security domain is in "
+                                        "place."}), path)
+            # the Azure CLI's offline restore-blob opens it with two of the keys and wraps its
+            # domain for an exchange key (the fourth certificate)
+            work = tempfile.mkdtemp(prefix="kvmock-sd-")
+            try:
+                for i, (key, cert) in enumerate(SD_KEYS):
+                    with open(os.path.join(work, f"k{i}.pem"), "wb") as f:
+                        f.write(key.private_bytes(serialization.Encoding.PEM,
+                                                  serialization.PrivateFormat.PKCS8,
+                                                  serialization.NoEncryption()))
+                    with open(os.path.join(work, f"k{i}.cer"), "wb") as f:
+                        f.write(cert.public_bytes(serialization.Encoding.PEM))
+                with open(os.path.join(work, "sd.json"), "w") as f:
+                    f.write(body["value"])
+                os.mkdir(os.path.join(work, "az"))
+                env = dict(kv.az_env(os.path.join(work, "az")), AZ_INSTALLER="DEB")
+                blob = os.path.join(work, "blob.json")
+                proc = subprocess.run(
+                    ["az", "keyvault", "security-domain", "restore-blob",
+                     "--sd-file", os.path.join(work, "sd.json"),
+                     "--sd-exchange-key", os.path.join(work, "k3.cer"),
+                     "--sd-wrapping-keys", os.path.join(work, "k0.pem"),
+                     os.path.join(work, "k2.pem"), "--sd-file-restore-blob", blob],
+                    env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                    timeout=120)
+                eq(proc.returncode, 0, proc.stderr[-2000:])
+                with open(blob) as f:
+                    restored = json.load(f)
+                master = SDJWE(restored["WrappedKey"]["enc_key"]).decrypt_using_private_key(
+                    SD_KEYS[3][0])
+                d = restored["EncData"]["data"][0]
+                eq(SDJWE(d["compact_jwe"]).decrypt_using_bytes(
+                    KDF.sp800_108(master, label=d["tag"], context="", bit_length=512)), domain)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+
+        @runner.test
+        def refused_security_domain_downloads():
+            certs = ("The security domain download needs 3 to 10 certificates, each a JSON web key "
+                     "with its X.509 certificate in x5c.")
+            bad_cert = ("Each certificate (x5c) must be an X.509 certificate with an RSA key of "
+                        "at least 2048 bits.")
+            quorum = ("The security domain's quorum (required) must be between 2 and the number "
+                      "of certificates.")
+
+            def bad(got, message, what):
+                st, hdrs, body = got
+                eq((st, body), (400, {"error": {"code": "BadParameter", "message": message}}),
+                   what)
+
+            bad(download(SD_KEYS[:2]), certs, "two certificates")
+            bad(download(SD_KEYS * 3), certs, "twelve certificates")
+            bad(hsm("POST", "/securitydomain/download", {"required": 2}, api="7.2"), certs,
+                "none")
+            bad(hsm("POST", "/securitydomain/download", {"certificates": {}}, api="7.2"), certs,
+                "an object")
+            bad(download(SD_KEYS[:3], required=1), quorum, "a quorum of one")
+            bad(download(SD_KEYS[:3], required=4), quorum, "a quorum above the certificates")
+            bad(download(SD_KEYS[:3], required=2.5), "'required' must be an integer.", "2.5")
+            jwks = [sd_jwk(c) for c in SD_KEYS[:3]]
+            for what, change in (("no x5c", lambda j: j.pop("x5c")),
+                                 ("an empty x5c", lambda j: j.update(x5c=[])),
+                                 ("not base64", lambda j: j.update(x5c=["@@@@"]))):
+                broken = [dict(j) for j in jwks]
+                change(broken[2])
+                bad(hsm("POST", "/securitydomain/download", {"certificates": broken},
+                        api="7.2"), "Each certificate's x5c must hold its X.509 certificate, in "
+                                    "base64.", what)
+            for what, cert in (("not a certificate", b"0\x03\x02\x01\x01"),
+                               ("an EC certificate", der(SD_EC)), ("RSA 1024", der(SD_SMALL))):
+                broken = [dict(j) for j in jwks]
+                broken[2]["x5c"] = [base64.b64encode(cert).decode()]
+                bad(hsm("POST", "/securitydomain/download", {"certificates": broken},
+                        api="7.2"), bad_cert, what)
+            bad(download([SD_KEYS[0], SD_KEYS[1], SD_KEYS[0]]),
+                "The certificates must differ: each holds one share of the security domain.",
+                "one certificate twice")
+            # a Crypto User may neither download it nor read its status
+            denied(download(SD_KEYS[:3], who=MAKER), "securitydomain/download/action")
+            st, hdrs, body = hsm("GET", "/securitydomain/download/pending", who=MAKER, api="7.2")
+            denied((st, hdrs, body), "securitydomain/download/read")
+            st, hdrs, body = hsm("GET", "/securitydomain/upload/pending", who=MAKER, api="7.2")
+            denied((st, hdrs, body), "securitydomain/upload/read")
+            # and the audit log names the calls
+            ops = {(r["operationName"], r["properties"]["httpStatusCode"])
+                   for r in kv.audit_records() if "/MANAGEDHSMS/HSMA" in r.get("resourceId", "")}
+            for op in (("SecurityDomainDownload", 202), ("SecurityDomainDownload", 400),
+                       ("SecurityDomainDownload", 403), ("SecurityDomainUploadPending", 403)):
                 check(op in ops, (op, sorted(ops)))
 
         runner.run()

@@ -17,6 +17,8 @@
  * the EC and oct rows run the same code with every allocation failed).
  */
 #include <cjson/cJSON.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
 #include <sodium.h>
 #include <stdio.h>
 #if defined(__SANITIZE_ADDRESS__)
@@ -958,6 +960,40 @@ static void hsm_purged(const struct op *op, const char *name)
                    "0/0 roles");
 }
 
+/* A security domain of HSM for three certificates, made in main(). */
+static struct kv_buf sd_certs[3];
+
+static void sd_cert(struct kv_buf *out)
+{
+    EVP_PKEY *key = EVP_RSA_gen(2048);
+    X509 *x = X509_new();
+    CHECK(key != NULL && x != NULL);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), 0);
+    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+    X509_set_pubkey(x, key);
+    CHECK(X509_sign(x, key, EVP_sha256()) > 0);
+    int len = i2d_X509(x, NULL);
+    CHECK(len > 0 && kv_buf_alloc((size_t)len, out) == KV_OK);
+    unsigned char *p = out->data;
+    i2d_X509(x, &p);
+    X509_free(x);
+    EVP_PKEY_free(key);
+}
+
+static enum kv_status run_security_domain(const struct op *op, const char *name)
+{
+    (void)op;
+    (void)name;
+    char *sd = NULL;
+    const char *why = NULL;
+    enum kv_status st = ks_hsm_security_domain(env, HSM, sd_certs, 3, 2, &sd, &why);
+    if (st == KV_OK && (sd == NULL || strstr(sd, "\"enc_shares\"") == NULL))
+        st = KV_ERR_BAD_PARAM; /* not a clean answer */
+    cJSON_free(sd);
+    return st;
+}
+
 static const struct op ops[] = {
     {"create EC P-256", run_create, fresh_name, NULL, "c-ec", KS_KTY_EC, 0, 0, 0},
     {"create oct 256", run_create, fresh_name, NULL, "c-oct", KS_KTY_OCT, 256, 0, 0},
@@ -997,6 +1033,7 @@ static const struct op ops[] = {
     {"HSM full backup", run_hsm_backup, NULL, NULL, "-", 0, 0, 0, 0},
     {"HSM selective restore", run_hsm_restore, hsm_key_gone, NULL, "h-ec", 0, 1, 0, 1},
     {"HSM full restore", run_hsm_restore, hsm_extra, hsm_restored, "h-extra", 0, 3, 0, 0},
+    {"HSM security domain", run_security_domain, NULL, NULL, "-", 0, 0, 0, 0},
     {"HSM access control restore", run_hsm_access_restore, hsm_access_prepare, hsm_access_restored,
      "hacc", 0, 0, 0, 0},
     {"seal and unseal", run_seal, NULL, NULL, "-", 0, 0, 0, 0},
@@ -1240,6 +1277,8 @@ int main(void)
     CHECK_ST(ks_key_delete(env, VAULT, "bk", &gone), KV_OK);
     ks_key_free(gone);
     make_inputs();
+    for (size_t i = 0; i < 3; i++)
+        sd_cert(&sd_certs[i]);
     {
         /* a Managed HSM: h-rsa with two versions and a rotation policy, h-ec, and h-oct
          * soft-deleted; its full backup holds the first two */
@@ -1342,6 +1381,8 @@ int main(void)
             kv_buf_free(&op_input[i][j]);
     kv_buf_free(&backup_blob);
     kv_buf_free(&hsm_blob);
+    for (size_t i = 0; i < 3; i++)
+        kv_buf_free(&sd_certs[i]);
     kv_buf_free(&byok.ciphertext);
     kv_buf_free(&gcm_iv);
     kv_buf_free(&gcm_tag);
