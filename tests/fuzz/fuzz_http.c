@@ -139,6 +139,22 @@ static const struct tmpl templates[] = {
     {"POST", "/backup?api-version=7.5", HTTPS, TOK_HSM, NULL, NULL, 0},
     {"PUT", "/%s?api-version=7.5", HTTPS, TOK_HSM, hsm_restores, NULL, 0},
     {"PATCH", "/settings/%s?api-version=7.5", HTTPS, TOK_HSM, hsm_settings, NULL, 0},
+    /* Managed HSM fzm through Resource Manager (fzh, which the templates above use, is
+     * left alone): made, changed or refused in either group, and the name check */
+    {"PUT",
+     "/subscriptions/s/resourceGroups/%s/providers/Microsoft.KeyVault/managedHSMs/fzm"
+     "?api-version=2023-07-01",
+     HTTPS, TOK_MGMT, groups, NULL, 0},
+    {"PATCH",
+     "/subscriptions/s/resourceGroups/%s/providers/Microsoft.KeyVault/managedHSMs/fzm"
+     "?api-version=2023-07-01",
+     HTTPS, TOK_MGMT, groups, NULL, 0},
+    {"POST",
+     "/subscriptions/s/providers/Microsoft.KeyVault/checkMhsmNameAvailability"
+     "?api-version=2023-07-01",
+     HTTPS, TOK_MGMT, NULL, NULL, 0},
+    /* fzh's security domain */
+    {"POST", "/securitydomain/download?api-version=7.2", HTTPS, TOK_HSM, NULL, NULL, 0},
 };
 #define NTEMPLATES (sizeof(templates) / sizeof(templates[0]))
 

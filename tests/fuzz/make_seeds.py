@@ -7,14 +7,17 @@ from the target itself: run.sh calls it with FUZZ_RESTORE_SEEDS=DIR; this
 script then copies its backup blobs into fuzz_http's restore seeds.
 Usage: make_seeds.py [--restore-seeds DIR]"""
 import base64
+import datetime
 import json
 import os
 import re
 import struct
 import sys
 
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.x509.oid import NameOID
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CORPUS = os.path.join(HERE, "corpus")
@@ -237,7 +240,8 @@ def main():
          "entra": 7, "vault": 8, "policies": 9, "role": 10, "msi": 11, "clock": 12, "raw": 13,
          "rawmgmt": 14, "vaultpatch": 15, "group": 16, "grouppatch": 17, "entrav1": 18,
          "armkey": 19, "rolescope": 20, "roledef": 21, "hsmrole": 22, "hsmroledef": 23,
-         "hsmcreate": 24, "hsmbackup": 25, "hsmrestore": 26, "hsmsetting": 27}
+         "hsmcreate": 24, "hsmbackup": 25, "hsmrestore": 26, "hsmsetting": 27,
+         "armhsm": 28, "armhsmpatch": 29, "mhsmname": 30, "securitydomain": 31}
     ops = ["rsa//wrapkey", "rsa//unwrapkey", "rsa//encrypt", "rsa//decrypt", "rsa//sign",
            "rsa//verify", "ec//sign", "ec//verify", "oct//wrapkey", "oct//unwrapkey", "oct//encrypt",
            "oct//decrypt", "oct//sign", "oct//verify", "rsa//release"]
@@ -328,6 +332,36 @@ def main():
         "storageResourceUri": "https://fz.blob.core.windows.net/c", "token": sas},
         "folder": "mhsm-fzh-2026120719000000"})
     http("hsm-setting", "hsmsetting", 0, {"value": "true"})
+    # Managed HSM fzm through Resource Manager, in group fzg or g
+    for i, group in enumerate(["fzg", "g"]):
+        http(f"arm-hsm-{group}", "armhsm", i, {
+            "location": "westeurope", "sku": {"family": "B", "name": "Custom_B32"},
+            "tags": {"env": "fz"}, "properties": {
+                "tenantId": "6b766d6f-636b-4000-8000-000000000001",
+                "initialAdminObjectIds": ["6b766d6f-636b-4000-8000-0000000000a1"],
+                "softDeleteRetentionInDays": 7, "enablePurgeProtection": False,
+                "publicNetworkAccess": "Enabled",
+                "networkAcls": {"bypass": "AzureServices", "defaultAction": "Allow",
+                                "ipRules": [{"value": "203.0.113.0/24"}],
+                                "virtualNetworkRules": []}}})
+        http(f"arm-hsm-patch-{group}", "armhsmpatch", i, {
+            "tags": {"owner": "fz"}, "properties": {"enablePurgeProtection": False}})
+    http("arm-hsm-recover", "armhsm", 0, {"location": "westeurope",
+                                          "properties": {"createMode": "recover"}})
+    http("mhsm-name", "mhsmname", 0, {"name": "fzm"})
+    # fzh's security domain: three certificates of RSA keys, a quorum of two
+    sd_certs = []
+    for i in range(3):
+        sd_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        sd_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"sd{i}")])
+        sd_cert = (x509.CertificateBuilder().subject_name(sd_name).issuer_name(sd_name)
+                   .public_key(sd_key.public_key()).serial_number(i + 1)
+                   .not_valid_before(datetime.datetime(2026, 1, 1))
+                   .not_valid_after(datetime.datetime(2036, 1, 1))
+                   .sign(sd_key, hashes.SHA256()))
+        sd_certs.append({"kty": "RSA", "alg": "RSA-OAEP-256", "x5c": [
+            base64.b64encode(sd_cert.public_bytes(serialization.Encoding.DER)).decode()]})
+    http("security-domain", "securitydomain", 0, {"certificates": sd_certs, "required": 2})
     http("vault-patch", "vaultpatch", 0, {"tags": {"team": "fz", "env": "ci"},
                                           "properties": {"enableRbacAuthorization": False}})
     for i, name in enumerate(["fzg", "g"]):
