@@ -455,21 +455,29 @@ static void vault_recover(struct srv_req *req, const char *name)
 {
     req->operation = "VaultRecover";
     struct ks_vault v;
-    enum kv_status st = ks_deleted_vault_recover(req->srv->ks, name, 0, &v);
+    if (srv_arm_recover(req, name, 0, NULL, &v))
+        srv_send_json(req, 200, vault_json(req, &v));
+}
+
+int srv_arm_recover(struct srv_req *req, const char *name, int hsm, const char *none,
+                    struct ks_vault *out)
+{
+    enum kv_status st = ks_deleted_vault_recover(req->srv->ks, name, hsm, out);
     if (st == KV_ERR_VAULT_NOT_FOUND || st == KV_ERR_ARM_CONFLICT) {
-        srv_send_error(req, KV_ERR_ARM_NO_DELETED_VAULT, NULL);
-        return;
+        srv_send_error(req, KV_ERR_ARM_NO_DELETED_VAULT, none);
+        return 0;
     }
     /* its group comes back with it, if it went in the meantime */
     char group[KS_GROUP_MAX + 1];
-    if (st == KV_OK && v.group[0] != '\0')
-        st = srv_arm_group_ensure(req, v.group, ks_vault_location(&v), group);
+    if (st == KV_OK && out->group[0] != '\0')
+        st = srv_arm_group_ensure(req, out->group, ks_vault_location(out), group);
     if (st != KV_OK) {
         srv_send_error(req, st, NULL);
-        return;
+        return 0;
     }
-    kv_log(KV_LOG_INFO, "vault '%s' recovered by %s", name, req->who.oid);
-    srv_send_json(req, 200, vault_json(req, &v));
+    kv_log(KV_LOG_INFO, "%s '%s' recovered by %s", hsm ? "managed HSM" : "vault", name,
+           req->who.oid);
+    return 1;
 }
 
 static void vault_not_found(struct srv_req *req, const char *name)
@@ -571,6 +579,73 @@ static int vault_body_ok(struct srv_req *req, int patch, char location[KS_LOCATI
     return 1;
 }
 
+int srv_arm_resource_fill(struct srv_req *req, int patch, const struct ks_vault *old,
+                          const char *name, const char *group, const char *location,
+                          struct ks_vault *v, struct ks_tags *tags)
+{
+    const cJSON *tags_in = cJSON_GetObjectItemCaseSensitive(req->body, "tags");
+    const cJSON *props = cJSON_GetObjectItemCaseSensitive(req->body, "properties");
+    memset(tags, 0, sizeof(*tags));
+    if (tags_in != NULL && !cJSON_IsNull(tags_in)) {
+        if (!srv_arm_parse_tags(req, tags_in, tags))
+            return 0;
+        v->tags = tags;
+    } else if (!patch) {
+        v->tags = tags; /* none */
+    }
+    snprintf(v->name, sizeof(v->name), "%s", name);
+    srv_arm_caller_change(req, &v->modified);
+    v->created = old != NULL ? old->created : v->modified; /* as the write keeps it */
+    /* an existing one keeps its group, which its answer names */
+    snprintf(v->group, sizeof(v->group), "%s", old != NULL ? old->group : group);
+    /* it stays where it was made (one of the configuration file has no place yet) */
+    snprintf(v->location, sizeof(v->location), "%s",
+             old != NULL && (patch || old->location[0] != '\0') ? old->location : location);
+    const char *tenant = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(props, "tenantId"));
+    snprintf(v->tenant_id, sizeof(v->tenant_id), "%s",
+             tenant && strlen(tenant) < sizeof(v->tenant_id) ? tenant
+             : old != NULL                                   ? old->tenant_id
+                                                             : pol_tenant(req->srv->pol));
+    return 1;
+}
+
+enum kv_status srv_arm_write(struct srv_req *req, struct ks_vault *v, int exists, const char *group,
+                             const struct pol_acl_change *chg, struct srv_arm_kept *kept)
+{
+    enum kv_status st = KV_OK;
+    struct ks_deleted_vault gone;
+    memset(kept, 0, sizeof(*kept));
+    /* A new one's group comes into being with it, if need be (kvmock does not ask for the
+     * group first, as Azure does); a name a deleted one holds is refused before it is made
+     * (and again as it writes). */
+    if (!exists && ks_deleted_vault_get(req->srv->ks, v->name, &gone) == KV_OK)
+        st = KV_ERR_VAULT_DELETED;
+    if (st == KV_OK && !exists)
+        st = srv_arm_group_ensure(req, group, v->location, v->group);
+    /* The answer shows it as written, not as read again after the write (a deletion right
+     * after it would leave nothing to read): the tags and network rule lists the body
+     * gives, else its own as they are now, which the write keeps. */
+    if (st == KV_OK && exists && v->tags == NULL)
+        st = ks_vault_tags(req->srv->ks, v->name, 0, &kept->tags);
+    if (st == KV_OK && exists && v->net_acls && v->net_rules == NULL)
+        st = ks_vault_net_rules(req->srv->ks, v->name, &kept->rules);
+    /* An update applies only while it is live, checked as it writes: a deletion committed
+     * since it was read is not undone. */
+    if (st == KV_OK)
+        st = pol_vault_put(req->srv->pol, v, exists ? KS_VAULT_UPDATE : KS_VAULT_CREATE, chg);
+    if (st == KV_OK && v->tags == NULL)
+        v->tags = &kept->tags;
+    if (st == KV_OK && v->net_acls && v->net_rules == NULL)
+        v->net_rules = &kept->rules;
+    return st;
+}
+
+void srv_arm_kept_free(struct srv_arm_kept *kept)
+{
+    ks_tags_clear(&kept->tags);
+    ks_net_rules_clear(&kept->rules);
+}
+
 /* The answer to a write that would turn purge protection off. */
 static const char purge_protection_stays[] =
     "The property \"enablePurgeProtection\" cannot be set to false. Enabling the purge "
@@ -627,28 +702,9 @@ static void vault_put(struct srv_req *req, const char *path_name, int patch)
                         group ? group : "");
         return;
     }
-    const cJSON *tags_in = cJSON_GetObjectItemCaseSensitive(req->body, "tags");
     struct ks_tags tags = {0};
-    if (tags_in != NULL && !cJSON_IsNull(tags_in)) {
-        if (!srv_arm_parse_tags(req, tags_in, &tags))
-            return;
-        v.tags = &tags;
-    } else if (!patch) {
-        v.tags = &tags; /* none */
-    }
-    snprintf(v.name, sizeof(v.name), "%s", name);
-    srv_arm_caller_change(req, &v.modified);
-    v.created = exists ? old.created : v.modified; /* as the write keeps it */
-    /* an existing vault keeps its group, which its answer names */
-    snprintf(v.group, sizeof(v.group), "%s", exists ? old.group : group);
-    /* a vault stays where it was made (one from the configuration has no place yet) */
-    snprintf(v.location, sizeof(v.location), "%s",
-             exists && (patch || old.location[0] != '\0') ? old.location : location);
-    const char *tenant = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(props, "tenantId"));
-    snprintf(v.tenant_id, sizeof(v.tenant_id), "%s",
-             tenant && strlen(tenant) < sizeof(v.tenant_id) ? tenant
-             : exists                                       ? old.tenant_id
-                                                            : pol_tenant(req->srv->pol));
+    if (!srv_arm_resource_fill(req, patch, exists ? &old : NULL, name, group, location, &v, &tags))
+        return;
     const cJSON *sd = cJSON_GetObjectItemCaseSensitive(props, "enableSoftDelete");
     const cJSON *days = cJSON_GetObjectItemCaseSensitive(props, "softDeleteRetentionInDays");
     const cJSON *pp = cJSON_GetObjectItemCaseSensitive(props, "enablePurgeProtection");
@@ -704,14 +760,6 @@ static void vault_put(struct srv_req *req, const char *path_name, int patch)
         if (st != KV_OK)
             break;
     }
-    /* A new vault's group comes into being with it, if need be (kvmock does not ask
-     * for the group first, as Azure does). A new vault refuses a name that a deleted
-     * vault holds. */
-    struct ks_deleted_vault gone;
-    if (st == KV_OK && !exists && ks_deleted_vault_get(req->srv->ks, name, &gone) == KV_OK)
-        st = KV_ERR_VAULT_DELETED; /* refused before its group is made (and again as it writes) */
-    if (st == KV_OK && !exists)
-        st = srv_arm_group_ensure(req, group, v.location, v.group);
     /* The vault and its access policies are one write. A new vault starts with no access
      * policies but the body's, whatever a purged namesake left, and no role assignments
      * (a store of an older kvmock kept a deleted vault's). */
@@ -720,19 +768,9 @@ static void vault_put(struct srv_req *req, const char *path_name, int patch)
                                  .clear_roles = !exists,
                                  .policies = policies,
                                  .n_policies = n};
-    /* The answer shows the vault as written, not as read again after the write (a
-     * deletion right after it would leave nothing to read): the tags and network rule
-     * lists the body gives, else the vault's as they are now, which the write keeps. */
-    struct ks_tags kept_tags = {0};
-    struct ks_net_rules kept_rules = {0};
-    if (st == KV_OK && exists && v.tags == NULL)
-        st = ks_vault_tags(req->srv->ks, name, 0, &kept_tags);
-    if (st == KV_OK && exists && v.net_acls && v.net_rules == NULL)
-        st = ks_vault_net_rules(req->srv->ks, name, &kept_rules);
-    /* An update applies only while the vault is live, checked as it writes: a
-     * deletion committed since the vault was read above is not undone. */
+    struct srv_arm_kept kept = {0};
     if (st == KV_OK)
-        st = pol_vault_put(req->srv->pol, &v, exists ? KS_VAULT_UPDATE : KS_VAULT_CREATE, &chg);
+        st = srv_arm_write(req, &v, exists, group, &chg, &kept);
     free(policies);
     if (st == KV_ERR_ARM_VAULT_EXISTS) { /* another request created it meanwhile */
         srv_send_errorf(req, st,
@@ -750,17 +788,12 @@ static void vault_put(struct srv_req *req, const char *path_name, int patch)
     } else {
         kv_log(KV_LOG_INFO, "vault '%s' %s by %s", name, exists ? "updated" : "created",
                req->who.oid);
-        if (v.tags == NULL)
-            v.tags = &kept_tags;
-        if (v.net_acls && v.net_rules == NULL)
-            v.net_rules = &kept_rules;
         srv_send_json(req, exists ? 200 : 201, vault_json(req, &v));
     }
     free(tags.names);
     free(tags.values);
-    ks_tags_clear(&kept_tags);
+    srv_arm_kept_free(&kept);
     ks_net_rules_clear(&rules);
-    ks_net_rules_clear(&kept_rules);
 }
 
 static void vault_get(struct srv_req *req, const char *name)
@@ -997,46 +1030,55 @@ static void vault_keys(struct srv_req *req, int hsm)
 /* ---- deleted vaults ---------------------------------------------------------------------- */
 
 /* A DeletedVault: id, name, type and properties {vaultId, location, deletionDate,
- * scheduledPurgeDate, tags, purgeProtectionEnabled}. @p location stands in for a
- * vault made without one. */
-static cJSON *deleted_vault_json(struct srv_req *req, const struct ks_deleted_vault *d,
-                                 const char *location)
+ * scheduledPurgeDate, tags, purgeProtectionEnabled}; a DeletedManagedHsm's properties are
+ * {mhsmId, location, deletionDate, scheduledPurgeDate, purgeProtectionEnabled, tags}, as the
+ * REST specification's examples order them. @p location stands in for one made without one. */
+static cJSON *deleted_json(struct srv_req *req, const struct ks_deleted_vault *d,
+                           const char *location)
 {
+    int hsm = d->vault.hsm;
     if (d->vault.location[0] != '\0')
         location = d->vault.location; /* where it was made, whatever the path says */
     char id[1024], when[32], purge[32];
-    snprintf(id, sizeof(id),
-             "/subscriptions/%s/providers/Microsoft.KeyVault/locations/%.64s/deletedVaults/%s",
-             req->seg[1], location, d->vault.name);
+    snprintf(id, sizeof(id), "/subscriptions/%s/providers/Microsoft.KeyVault/locations/%.64s/%s/%s",
+             req->seg[1], location, hsm ? "deletedManagedHSMs" : "deletedVaults", d->vault.name);
     kv_str_utc(when, d->deleted_date);
     kv_str_utc(purge, d->scheduled_purge);
-    cJSON *o = cJSON_CreateObject();
-    cJSON *props = o ? cJSON_AddObjectToObject(o, "properties") : NULL;
-    if (props == NULL || !cJSON_AddStringToObject(o, "id", id) ||
-        !cJSON_AddStringToObject(o, "name", d->vault.name) ||
-        !cJSON_AddStringToObject(o, "type", "Microsoft.KeyVault/deletedVaults") ||
-        !cJSON_AddStringToObject(props, "vaultId", d->resource_id) ||
-        !cJSON_AddStringToObject(props, "location", location) ||
-        !cJSON_AddStringToObject(props, "deletionDate", when) ||
-        !cJSON_AddStringToObject(props, "scheduledPurgeDate", purge) ||
-        !srv_arm_add_tags(req, props, d->vault.name, 1, NULL) ||
-        !cJSON_AddBoolToObject(props, "purgeProtectionEnabled", d->vault.purge_protection)) {
+    cJSON *o = cJSON_CreateObject(), *props = NULL;
+    int ok = o != NULL && cJSON_AddStringToObject(o, "id", id) &&
+             cJSON_AddStringToObject(o, "name", d->vault.name) &&
+             cJSON_AddStringToObject(o, "type",
+                                     hsm ? "Microsoft.KeyVault/deletedManagedHSMs"
+                                         : "Microsoft.KeyVault/deletedVaults") &&
+             (props = cJSON_AddObjectToObject(o, "properties")) != NULL &&
+             cJSON_AddStringToObject(props, hsm ? "mhsmId" : "vaultId", d->resource_id) &&
+             cJSON_AddStringToObject(props, "location", location) &&
+             cJSON_AddStringToObject(props, "deletionDate", when) &&
+             cJSON_AddStringToObject(props, "scheduledPurgeDate", purge);
+    if (ok && hsm)
+        ok = cJSON_AddBoolToObject(props, "purgeProtectionEnabled", d->vault.purge_protection) &&
+             srv_arm_add_tags(req, props, d->vault.name, 1, NULL);
+    else if (ok)
+        ok = srv_arm_add_tags(req, props, d->vault.name, 1, NULL) &&
+             cJSON_AddBoolToObject(props, "purgeProtectionEnabled", d->vault.purge_protection);
+    if (!ok) {
         cJSON_Delete(o);
         return NULL;
     }
     return o;
 }
 
-static void deleted_not_found(struct srv_req *req, const char *name)
+static void deleted_not_found(struct srv_req *req, const char *name, int hsm)
 {
     srv_send_errorf(req, KV_ERR_ARM_NOT_FOUND,
-                    "The Resource 'Microsoft.KeyVault/deletedVaults/%.64s' under subscription "
-                    "'%.64s' was not found.",
-                    name, req->seg[1]);
+                    "The Resource 'Microsoft.KeyVault/%s/%.64s' under subscription '%.64s' was "
+                    "not found.",
+                    hsm ? "deletedManagedHSMs" : "deletedVaults", name, req->seg[1]);
 }
 
-/* GET /subscriptions/S/providers/Microsoft.KeyVault/deletedVaults[?$top=N&$skiptoken=T] */
-static void deleted_vault_list(struct srv_req *req)
+/* GET /subscriptions/S/providers/Microsoft.KeyVault/deletedVaults[?$top=N&$skiptoken=T], or
+ * (@p hsm) .../deletedManagedHSMs */
+static void deleted_list(struct srv_req *req, int hsm)
 {
     const char *top = srv_query_get(req, "$top");
     const char *skip = srv_query_get(req, "$skiptoken");
@@ -1055,12 +1097,12 @@ static void deleted_vault_list(struct srv_req *req)
     char next[KS_VAULT_NAME_MAX + 1];
     cJSON *value = NULL;
     cJSON *doc = srv_arm_page_begin(
-        req, ks_deleted_vault_list(req->srv->ks, 0, skip, max, page, &n, next), &value);
+        req, ks_deleted_vault_list(req->srv->ks, hsm, skip, max, page, &n, next), &value);
     if (doc == NULL)
         return;
     int ok = 1;
     for (size_t i = 0; ok && i < n; i++) {
-        cJSON *it = deleted_vault_json(req, &page[i], "local");
+        cJSON *it = deleted_json(req, &page[i], "local");
         ok = it != NULL && cJSON_AddItemToArray(value, it);
         if (!ok)
             cJSON_Delete(it);
@@ -1068,46 +1110,55 @@ static void deleted_vault_list(struct srv_req *req)
     srv_arm_send_page(req, doc, ok, next);
 }
 
-/* GET .../locations/L/deletedVaults/V */
-static void deleted_vault_get(struct srv_req *req, const char *location, const char *name)
+/* GET .../locations/L/deletedVaults/V, or (@p hsm) .../deletedManagedHSMs/V */
+static void deleted_get(struct srv_req *req, const char *location, const char *name, int hsm)
 {
     struct ks_deleted_vault d;
     enum kv_status st = ks_deleted_vault_get(req->srv->ks, name, &d);
-    if (st == KV_ERR_VAULT_NOT_FOUND || (st == KV_OK && d.vault.hsm)) {
-        deleted_not_found(req, name);
+    if (st == KV_ERR_VAULT_NOT_FOUND || (st == KV_OK && d.vault.hsm != hsm)) {
+        deleted_not_found(req, name, hsm);
         return;
     }
     if (st != KV_OK) {
         srv_send_error(req, st, NULL);
         return;
     }
-    srv_send_json(req, 200, deleted_vault_json(req, &d, location));
+    srv_send_json(req, 200, deleted_json(req, &d, location));
 }
 
-/* POST .../locations/L/deletedVaults/V/purge: a long-running operation in Azure; kvmock
- * purges at once and answers 200 with no body, which the SDK pollers take as done. */
-static void deleted_vault_purge(struct srv_req *req, const char *name)
+/* POST .../locations/L/deletedVaults/V/purge, or (@p hsm) .../deletedManagedHSMs/V/purge: a
+ * long-running operation in Azure; kvmock purges at once and answers with no body (a
+ * vault's 200, an HSM's 202, as the REST specification has them), which the SDK pollers
+ * take as done. */
+static void deleted_purge(struct srv_req *req, const char *name, int hsm)
 {
-    enum kv_status st = pol_deleted_vault_purge(req->srv->pol, name, 0);
+    enum kv_status st = pol_deleted_vault_purge(req->srv->pol, name, hsm);
     if (st == KV_ERR_VAULT_NOT_FOUND) {
-        deleted_not_found(req, name);
+        deleted_not_found(req, name, hsm);
+        return;
+    }
+    if (st == KV_ERR_PURGE_PROTECTED && hsm) {
+        srv_send_error(req, KV_ERR_ARM_PURGE_NOT_ALLOWED,
+                       "Operation 'DeletedManagedHsmPurge' is not allowed: the managed HSM has "
+                       "purge protection, and its scheduled purge date has not come.");
         return;
     }
     if (st != KV_OK) {
         srv_send_error(req, st == KV_ERR_PURGE_PROTECTED ? KV_ERR_ARM_PURGE_NOT_ALLOWED : st, NULL);
         return;
     }
-    kv_log(KV_LOG_INFO, "deleted vault '%s' purged by %s", name, req->who.oid);
-    srv_send_empty(req, 200);
+    kv_log(KV_LOG_INFO, "deleted %s '%s' purged by %s", hsm ? "managed HSM" : "vault", name,
+           req->who.oid);
+    srv_send_empty(req, hsm ? 202 : 200);
 }
-
 
 /* /subscriptions/S/providers/Microsoft.KeyVault/deletedVaults and
  * /subscriptions/S/providers/Microsoft.KeyVault/locations/L/deletedVaults/V[/purge] */
 /* POST /subscriptions/S/providers/Microsoft.KeyVault/checkNameAvailability
- * {"name": N, "type": "Microsoft.KeyVault/vaults"}: whether a vault could take the name.
- * A live or a deleted vault holds it. */
-static void check_name(struct srv_req *req)
+ * {"name": N, "type": "Microsoft.KeyVault/vaults"}, or (@p hsm) .../checkMhsmNameAvailability
+ * {"name": N}: whether a vault or managed HSM could take the name. A live or a deleted vault
+ * or HSM holds it: in kvmock they share one namespace. */
+static void check_name(struct srv_req *req, int hsm)
 {
     if (srv_read_json_body(req) != KV_OK) {
         srv_send_error(req, KV_ERR_ARM_BAD_REQUEST, "The request body is not a JSON object.");
@@ -1115,9 +1166,11 @@ static void check_name(struct srv_req *req)
     }
     const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(req->body, "name"));
     const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(req->body, "type"));
-    if (name == NULL || type == NULL || strcasecmp(type, "Microsoft.KeyVault/vaults") != 0) {
+    if (name == NULL ||
+        (!hsm && (type == NULL || strcasecmp(type, "Microsoft.KeyVault/vaults") != 0))) {
         srv_send_error(req, KV_ERR_ARM_BAD_REQUEST,
-                       "The body needs a 'name' and the 'type' Microsoft.KeyVault/vaults.");
+                       hsm ? "The body needs the managed HSM's 'name'."
+                           : "The body needs a 'name' and the 'type' Microsoft.KeyVault/vaults.");
         return;
     }
     char lname[KS_VAULT_NAME_MAX + 1], message[400] = "";
@@ -1127,15 +1180,18 @@ static void check_name(struct srv_req *req)
     ks_vault_lower(name, lname); /* names match in any case */
     if (!srv_arm_name_valid(name)) {
         reason = "AccountNameInvalid";
-        snprintf(message, sizeof(message), "The vault name '%.64s' is invalid. %s", name,
-                 kv_status_info(KV_ERR_ARM_VAULT_NAME)->message);
+        snprintf(message, sizeof(message), "The %s name '%.64s' is invalid. %s",
+                 hsm ? "managed HSM" : "vault", name,
+                 hsm ? srv_hsm_name_rules : kv_status_info(KV_ERR_ARM_VAULT_NAME)->message);
     } else if (ks_vault_get(req->srv->ks, lname, &v) == KV_OK ||
                ks_deleted_vault_get(req->srv->ks, lname, &d) == KV_OK) {
         reason = "AlreadyExists";
         snprintf(message, sizeof(message),
-                 "The vault name '%s' is already in use. Vault names are globally unique so it "
-                 "is possible that the name is already taken, or held by a deleted vault until "
-                 "it is purged.",
+                 hsm ? "The name '%s' is already in use, by a managed HSM or a vault, or held by "
+                       "a deleted one until it is purged."
+                     : "The vault name '%s' is already in use. Vault names are globally unique "
+                       "so it is possible that the name is already taken, or held by a deleted "
+                       "vault until it is purged.",
                  lname);
     }
     cJSON *doc = cJSON_CreateObject();
@@ -1157,7 +1213,7 @@ static int deleted_hsms_endpoint(struct srv_req *req, const char *scope)
             !API_VERSION_OK(req, arm_api_versions, KEYVAULT_API))
             return 1;
         if (strcmp(method, "POST") == 0)
-            srv_mgmt_hsm_check_name(req);
+            check_name(req, 1);
         else
             srv_send_error(req, KV_ERR_METHOD_NOT_ALLOWED, NULL);
         return 1;
@@ -1175,8 +1231,10 @@ static int deleted_hsms_endpoint(struct srv_req *req, const char *scope)
                   scope) != KV_OK ||
         !API_VERSION_OK(req, arm_api_versions, KEYVAULT_API))
         return 1;
-    if (strcmp(method, purge ? "POST" : "GET") == 0)
-        srv_mgmt_deleted_hsm(req, req->seg[7], purge);
+    if (purge && strcmp(method, "POST") == 0)
+        deleted_purge(req, req->seg[7], 1);
+    else if (!purge && strcmp(method, "GET") == 0)
+        deleted_get(req, req->seg[5], req->seg[7], 1);
     else
         srv_send_error(req, KV_ERR_METHOD_NOT_ALLOWED, NULL);
     return 1;
@@ -1193,7 +1251,7 @@ static void deleted_vaults_endpoint(struct srv_req *req, const char *scope)
             !API_VERSION_OK(req, arm_api_versions, KEYVAULT_API))
             return;
         if (strcmp(method, "POST") == 0)
-            check_name(req);
+            check_name(req, 0);
         else
             srv_send_error(req, KV_ERR_METHOD_NOT_ALLOWED, NULL);
         return;
@@ -1216,11 +1274,11 @@ static void deleted_vaults_endpoint(struct srv_req *req, const char *scope)
     if (!API_VERSION_OK(req, arm_api_versions, KEYVAULT_API))
         return;
     if (list && strcmp(method, "GET") == 0)
-        deleted_vault_list(req);
+        deleted_list(req, 0);
     else if (req->nseg == 8 && strcmp(method, "GET") == 0)
-        deleted_vault_get(req, req->seg[5], req->seg[7]);
+        deleted_get(req, req->seg[5], req->seg[7], 0);
     else if (req->nseg == 9 && strcmp(method, "POST") == 0)
-        deleted_vault_purge(req, req->seg[7]);
+        deleted_purge(req, req->seg[7], 0);
     else
         srv_send_error(req, KV_ERR_METHOD_NOT_ALLOWED, NULL);
 }
@@ -1449,7 +1507,7 @@ static int collection(struct srv_req *req, const char *scope)
     else if (!API_VERSION_OK(req, arm_api_versions, KEYVAULT_API))
         ; /* answered */
     else if (deleted_hsms)
-        srv_mgmt_deleted_hsm_list(req);
+        deleted_list(req, 1);
     else if (hsms)
         srv_mgmt_hsm_list(req);
     else

@@ -1,21 +1,18 @@
 /*
- * Managed HSMs on the management plane, in Resource Manager's shapes (mgmt_api.c routes
- * and authorizes the requests; these answer them):
+ * Managed HSMs on the management plane, in Resource Manager's shapes. mgmt_api.c routes and
+ * authorizes the requests, and answers the deleted ones' list, get and purge and the name
+ * check as it answers the vaults'; these answer the rest:
  *
- *   {PUT,PATCH,GET,DELETE}
- * /subscriptions/S/resourceGroups/G/providers/Microsoft.KeyVault/managedHSMs/N GET
- * /subscriptions/S[/resourceGroups/G]/providers/Microsoft.KeyVault/managedHSMs GET
- * /subscriptions/S/providers/Microsoft.KeyVault/deletedManagedHSMs GET
- * /subscriptions/S/providers/Microsoft.KeyVault/locations/L/deletedManagedHSMs/N POST
- * .../locations/L/deletedManagedHSMs/N/purge POST
- * /subscriptions/S/providers/Microsoft.KeyVault/checkMhsmNameAvailability
+ *   {PUT,PATCH,GET,DELETE} /subscriptions/S/resourceGroups/G/providers/
+ *                          Microsoft.KeyVault/managedHSMs/N
+ *   GET  /subscriptions/S[/resourceGroups/G]/providers/Microsoft.KeyVault/managedHSMs
  *
  * An HSM is a vault of the keystore marked hsm. One made here gets its initial
  * administrators as local Managed HSM Administrators at "/", and nothing of a purged
  * namesake's (keys, role assignments, custom roles). Soft delete is always on: a deleted
  * HSM keeps its keys, local role assignments, custom roles and settings until it is
  * recovered (PUT with createMode "recover") or purged. kvmock's HSMs are active at once:
- * there is no security domain to download first.
+ * a security domain download (hsm_admin.c) is not needed first.
  */
 #include <sodium.h>
 #include <stdio.h>
@@ -46,6 +43,10 @@ static const char *sku_family(const char *name)
     }
     return "B";
 }
+
+const char srv_hsm_name_rules[] =
+    "A managed HSM's name must be between 3-24 alphanumeric characters. The name must begin "
+    "with a letter, end with a letter or digit, and not contain consecutive hyphens.";
 
 static void hsm_not_found(struct srv_req *req, const char *name)
 {
@@ -242,23 +243,12 @@ static struct pol_role_assignment *initial_admins(const struct srv_req *req, con
 static void hsm_recover(struct srv_req *req, const char *name)
 {
     struct ks_vault v;
-    enum kv_status st = ks_deleted_vault_recover(req->srv->ks, name, 1, &v);
-    if (st == KV_ERR_VAULT_NOT_FOUND || st == KV_ERR_ARM_CONFLICT) {
-        srv_send_error(req, KV_ERR_ARM_NO_DELETED_VAULT,
-                       "A soft deleted managed HSM with the given name does not exist. Ensure "
-                       "that the name for the managed HSM that is being attempted to recover "
-                       "is in a recoverable state.");
+    if (!srv_arm_recover(req, name, 1,
+                         "A soft deleted managed HSM with the given name does not exist. Ensure "
+                         "that the name for the managed HSM that is being attempted to recover "
+                         "is in a recoverable state.",
+                         &v))
         return;
-    }
-    /* its group comes back with it, if it went in the meantime */
-    char group[KS_GROUP_MAX + 1];
-    if (st == KV_OK && v.group[0] != '\0')
-        st = srv_arm_group_ensure(req, v.group, ks_vault_location(&v), group);
-    if (st != KV_OK) {
-        srv_send_error(req, st, NULL);
-        return;
-    }
-    kv_log(KV_LOG_INFO, "managed HSM '%s' recovered by %s", name, req->who.oid);
     srv_send_json(req, 200, hsm_json(req, &v));
 }
 
@@ -279,8 +269,9 @@ static const char *vault_only_property(const cJSON *props)
     return NULL;
 }
 
-/* Check a PUT's or PATCH's body and fill @p v (the HSM to write; @p old when it exists)
- * from it. 0 when it answered 400. */
+/* Check a PUT's or PATCH's properties and fill @p v's (the HSM to write; @p old when it
+ * exists) from them: soft delete, retention, purge protection, the firewall. 0 when it
+ * answered 400. */
 static int hsm_props(struct srv_req *req, const cJSON *props, int exists,
                      const struct ks_vault *old, struct ks_vault *v, struct ks_net_rules *rules)
 {
@@ -289,11 +280,6 @@ static int hsm_props(struct srv_req *req, const cJSON *props, int exists,
     const cJSON *sd = cJSON_GetObjectItemCaseSensitive(props, "enableSoftDelete");
     const cJSON *days = cJSON_GetObjectItemCaseSensitive(props, "softDeleteRetentionInDays");
     const cJSON *pp = cJSON_GetObjectItemCaseSensitive(props, "enablePurgeProtection");
-    const char *tenant = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(props, "tenantId"));
-    snprintf(v->tenant_id, sizeof(v->tenant_id), "%s",
-             tenant && strlen(tenant) < sizeof(v->tenant_id) ? tenant
-             : exists                                        ? old->tenant_id
-                                                             : pol_tenant(req->srv->pol));
     v->hsm = v->premium = v->soft_delete = 1;
     v->retention_days = cJSON_IsNumber(days) ? days->valueint : exists ? old->retention_days : 90;
     /* the REST specification's default for a new HSM: on */
@@ -378,11 +364,8 @@ static void hsm_put(struct srv_req *req, const char *path_name, int patch)
         return;
     }
     if (!exists && (!named || !srv_arm_name_valid(path_name))) {
-        srv_send_errorf(req, KV_ERR_ARM_BAD_REQUEST,
-                        "The managed HSM name '%.64s' is invalid. A managed HSM's name must be "
-                        "between 3-24 alphanumeric characters. The name must begin with a "
-                        "letter, end with a letter or digit, and not contain consecutive hyphens.",
-                        path_name);
+        srv_send_errorf(req, KV_ERR_ARM_BAD_REQUEST, "The managed HSM name '%.64s' is invalid. %s",
+                        path_name, srv_hsm_name_rules);
         return;
     }
     if (exists && !here) {
@@ -406,22 +389,9 @@ static void hsm_put(struct srv_req *req, const char *path_name, int patch)
                         sku_name(&old));
         return;
     }
-    const cJSON *tags_in = cJSON_GetObjectItemCaseSensitive(req->body, "tags");
     struct ks_tags tags = {0};
-    if (tags_in != NULL && !cJSON_IsNull(tags_in)) {
-        if (!srv_arm_parse_tags(req, tags_in, &tags))
-            return;
-        v.tags = &tags;
-    } else if (!patch) {
-        v.tags = &tags; /* none */
-    }
-    snprintf(v.name, sizeof(v.name), "%s", name);
-    srv_arm_caller_change(req, &v.modified);
-    v.created = exists ? old.created : v.modified;
-    /* an HSM keeps its group and its place */
-    snprintf(v.group, sizeof(v.group), "%s", exists ? old.group : group);
-    snprintf(v.location, sizeof(v.location), "%s",
-             exists && (patch || old.location[0] != '\0') ? old.location : location);
+    if (!srv_arm_resource_fill(req, patch, exists ? &old : NULL, name, group, location, &v, &tags))
+        return;
     if (exists)
         ks_vault_copy_arm_props(&v, &old);
     struct ks_net_rules rules = {0};
@@ -434,31 +404,16 @@ static void hsm_put(struct srv_req *req, const char *path_name, int patch)
                        why[0] != '\0' ? why : NULL);
         ok = 0;
     }
-    /* A new HSM's group comes into being with it, if need be. A new HSM has none of a purged
-     * namesake's access control, and its administrators. */
-    enum kv_status st = KV_OK;
-    struct ks_deleted_vault gone;
-    if (ok && !exists && ks_deleted_vault_get(req->srv->ks, name, &gone) == KV_OK)
-        st = KV_ERR_VAULT_DELETED; /* refused before its group is made (and again as it writes) */
-    if (ok && st == KV_OK && !exists)
-        st = srv_arm_group_ensure(req, group, v.location, v.group);
+    /* A new HSM has none of a purged namesake's access control, and its administrators. */
     struct pol_acl_change chg = {.vault = v.name,
                                  .clear_policies = 1,
                                  .clear_roles = 1,
                                  .clear_defs = 1,
                                  .roles = admins,
                                  .n_roles = n_admins};
-    /* the answer shows the HSM as written: the body's tags and rule lists, else the HSM's
-     * as they are now, which the write keeps */
-    struct ks_tags kept_tags = {0};
-    struct ks_net_rules kept_rules = {0};
-    if (ok && st == KV_OK && exists && v.tags == NULL)
-        st = ks_vault_tags(req->srv->ks, name, 0, &kept_tags);
-    if (ok && st == KV_OK && exists && v.net_acls && v.net_rules == NULL)
-        st = ks_vault_net_rules(req->srv->ks, name, &kept_rules);
-    if (ok && st == KV_OK)
-        st = pol_vault_put(req->srv->pol, &v, exists ? KS_VAULT_UPDATE : KS_VAULT_CREATE,
-                           exists ? NULL : &chg);
+    struct srv_arm_kept kept = {0};
+    enum kv_status st =
+        ok ? srv_arm_write(req, &v, exists, group, exists ? NULL : &chg, &kept) : KV_OK;
     free(admins);
     if (!ok) {
         ;                                       /* answered */
@@ -483,17 +438,12 @@ static void hsm_put(struct srv_req *req, const char *path_name, int patch)
     } else {
         kv_log(KV_LOG_INFO, "managed HSM '%s' %s by %s", name, exists ? "updated" : "created",
                req->who.oid);
-        if (v.tags == NULL)
-            v.tags = &kept_tags;
-        if (v.net_acls && v.net_rules == NULL)
-            v.net_rules = &kept_rules;
         srv_send_json(req, 200, hsm_json(req, &v));
     }
     free(tags.names);
     free(tags.values);
-    ks_tags_clear(&kept_tags);
+    srv_arm_kept_free(&kept);
     ks_net_rules_clear(&rules);
-    ks_net_rules_clear(&kept_rules);
 }
 
 void srv_mgmt_hsm(struct srv_req *req, const char *name)
@@ -522,131 +472,4 @@ void srv_mgmt_hsm(struct srv_req *req, const char *name)
     } else {
         srv_send_error(req, KV_ERR_METHOD_NOT_ALLOWED, NULL);
     }
-}
-
-/* ---- deleted HSMs ------------------------------------------------------------------------ */
-
-/* A DeletedManagedHsm: id, name, type and properties {mhsmId, location, deletionDate,
- * scheduledPurgeDate, purgeProtectionEnabled, tags}. */
-static cJSON *deleted_json(struct srv_req *req, const struct ks_deleted_vault *d)
-{
-    const char *location = ks_vault_location(&d->vault);
-    char id[1024], when[32], purge[32];
-    snprintf(id, sizeof(id),
-             "/subscriptions/%s/providers/Microsoft.KeyVault/locations/%s/deletedManagedHSMs/%s",
-             req->seg[1], location, d->vault.name);
-    kv_str_utc(when, d->deleted_date);
-    kv_str_utc(purge, d->scheduled_purge);
-    cJSON *o = cJSON_CreateObject(), *props = NULL;
-    if (o == NULL || !cJSON_AddStringToObject(o, "id", id) ||
-        !cJSON_AddStringToObject(o, "name", d->vault.name) ||
-        !cJSON_AddStringToObject(o, "type", "Microsoft.KeyVault/deletedManagedHSMs") ||
-        (props = cJSON_AddObjectToObject(o, "properties")) == NULL ||
-        !cJSON_AddStringToObject(props, "mhsmId", d->resource_id) ||
-        !cJSON_AddStringToObject(props, "location", location) ||
-        !cJSON_AddStringToObject(props, "deletionDate", when) ||
-        !cJSON_AddStringToObject(props, "scheduledPurgeDate", purge) ||
-        !cJSON_AddBoolToObject(props, "purgeProtectionEnabled", d->vault.purge_protection) ||
-        !srv_arm_add_tags(req, props, d->vault.name, 1, NULL)) {
-        cJSON_Delete(o);
-        return NULL;
-    }
-    return o;
-}
-
-static void deleted_not_found(struct srv_req *req, const char *name)
-{
-    srv_send_errorf(req, KV_ERR_ARM_NOT_FOUND,
-                    "The Resource 'Microsoft.KeyVault/deletedManagedHSMs/%.64s' under "
-                    "subscription '%.64s' was not found.",
-                    name, req->seg[1]);
-}
-
-void srv_mgmt_deleted_hsm_list(struct srv_req *req)
-{
-    const char *skip = srv_query_get(req, "$skiptoken");
-    struct ks_deleted_vault page[KS_PAGE_MAX];
-    size_t n = 0;
-    char next[KS_VAULT_NAME_MAX + 1];
-    cJSON *value = NULL;
-    cJSON *doc = srv_arm_page_begin(
-        req, ks_deleted_vault_list(req->srv->ks, 1, skip, KS_PAGE_MAX, page, &n, next), &value);
-    if (doc == NULL)
-        return;
-    int ok = 1;
-    for (size_t i = 0; ok && i < n; i++) {
-        cJSON *it = deleted_json(req, &page[i]);
-        ok = it != NULL && cJSON_AddItemToArray(value, it);
-        if (!ok)
-            cJSON_Delete(it);
-    }
-    srv_arm_send_page(req, doc, ok, next);
-}
-
-void srv_mgmt_deleted_hsm(struct srv_req *req, const char *name, int purge)
-{
-    if (purge) {
-        /* a long-running operation in Azure: kvmock purges at once, and answers 202 with
-         * nothing to poll, which the SDKs' pollers take as done */
-        enum kv_status st = pol_deleted_vault_purge(req->srv->pol, name, 1);
-        if (st == KV_ERR_VAULT_NOT_FOUND) {
-            deleted_not_found(req, name);
-        } else if (st == KV_ERR_PURGE_PROTECTED) {
-            srv_send_error(req, KV_ERR_ARM_PURGE_NOT_ALLOWED,
-                           "Operation 'DeletedManagedHsmPurge' is not allowed: the managed HSM "
-                           "has purge protection, and its scheduled purge date has not come.");
-        } else if (st != KV_OK) {
-            srv_send_error(req, st, NULL);
-        } else {
-            kv_log(KV_LOG_INFO, "deleted managed HSM '%s' purged by %s", name, req->who.oid);
-            srv_send_empty(req, 202);
-        }
-        return;
-    }
-    struct ks_deleted_vault d;
-    enum kv_status st = ks_deleted_vault_get(req->srv->ks, name, &d);
-    if (st == KV_ERR_VAULT_NOT_FOUND || (st == KV_OK && !d.vault.hsm))
-        deleted_not_found(req, name);
-    else if (st != KV_OK)
-        srv_send_error(req, st, NULL);
-    else
-        srv_send_json(req, 200, deleted_json(req, &d));
-}
-
-void srv_mgmt_hsm_check_name(struct srv_req *req)
-{
-    if (srv_read_json_body(req) != KV_OK) {
-        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST, "The request body is not a JSON object.");
-        return;
-    }
-    const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(req->body, "name"));
-    if (name == NULL) {
-        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST, "The body needs the managed HSM's 'name'.");
-        return;
-    }
-    char lname[KS_VAULT_NAME_MAX + 1], message[400] = "";
-    const char *reason = NULL;
-    struct ks_vault v;
-    struct ks_deleted_vault d;
-    if (!srv_arm_name_valid(name) || ks_vault_lower(name, lname) == 0) {
-        reason = "AccountNameInvalid";
-        snprintf(message, sizeof(message),
-                 "The managed HSM name '%.64s' is invalid. It must be between 3-24 alphanumeric "
-                 "characters, begin with a letter, end with a letter or digit, and not contain "
-                 "consecutive hyphens.",
-                 name);
-    } else if (ks_vault_get(req->srv->ks, lname, &v) == KV_OK ||
-               ks_deleted_vault_get(req->srv->ks, lname, &d) == KV_OK) {
-        reason = "AlreadyExists";
-        snprintf(message, sizeof(message),
-                 "The name '%s' is already in use, by a managed HSM or a vault, or held by a "
-                 "deleted one until it is purged.",
-                 lname);
-    }
-    cJSON *doc = cJSON_CreateObject();
-    int ok = doc && cJSON_AddBoolToObject(doc, "nameAvailable", reason == NULL);
-    if (ok && reason != NULL)
-        ok = cJSON_AddStringToObject(doc, "reason", reason) &&
-             cJSON_AddStringToObject(doc, "message", message);
-    srv_send_json(req, 200, ok ? doc : (cJSON_Delete(doc), NULL));
 }

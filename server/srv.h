@@ -374,6 +374,49 @@ enum kv_status srv_arm_group_ensure(struct srv_req *req, const char *name, const
  * digits and dashes, a letter first, a letter or digit last, no two dashes in a row. */
 int srv_arm_name_valid(const char *name);
 
+/**
+ * @brief The start of a vault's or managed HSM's PUT or PATCH: @p v's Resource Manager part
+ * from the body and the resource as it is (@p old; NULL for a new one): its tags (the
+ * body's, which replace its own; none for a PUT without them; kept by a PATCH without
+ * them), name, this change and its creation, its group (@p group for a new one) and place
+ * (@p location for a new one), its tenant (the body's properties.tenantId, else its own,
+ * else kvmock's).
+ * @param[out] tags the body's tags, which v->tags may point at (free tags->names and
+ *   tags->values).
+ * @return 0 when it answered 400 (bad tags).
+ */
+int srv_arm_resource_fill(struct srv_req *req, int patch, const struct ks_vault *old,
+                          const char *name, const char *group, const char *location,
+                          struct ks_vault *v, struct ks_tags *tags);
+
+/** What srv_arm_write() read for its answer: the tags and rule lists a write kept. */
+struct srv_arm_kept {
+    struct ks_tags tags;
+    struct ks_net_rules rules;
+};
+
+/**
+ * @brief The end of a vault's or managed HSM's PUT or PATCH: a new one's group made (a name
+ * a deleted one holds refused first), then @p v written with access control change @p chg
+ * (pol_vault_put(): a new one only while the name is free, an existing one only while it
+ * lives). On KV_OK, v->tags and v->net_rules show what it holds (the body's, else @p kept).
+ * @return as pol_vault_put(), KV_ERR_VAULT_DELETED, and the group's and reads' errors.
+ *   Release @p kept with srv_arm_kept_free() in any case.
+ */
+enum kv_status srv_arm_write(struct srv_req *req, struct ks_vault *v, int exists, const char *group,
+                             const struct pol_acl_change *chg, struct srv_arm_kept *kept);
+
+void srv_arm_kept_free(struct srv_arm_kept *kept);
+
+/**
+ * @brief Recover deleted vault (@p hsm 0) or managed HSM (1) @p name into @p out, its group
+ * made again if it went meanwhile. @return 1; 0 when it answered (400
+ * SoftDeletedVaultDoesNotExist with message @p none, NULL for the status's own, when there
+ * is no such deleted one).
+ */
+int srv_arm_recover(struct srv_req *req, const char *name, int hsm, const char *none,
+                    struct ks_vault *out);
+
 /** @brief Delete vault or managed HSM @p v as Resource Manager's DELETE does (pol_vault_delete()).
  * @return as pol_vault_delete(). */
 enum kv_status srv_arm_delete(struct srv_req *req, const struct ks_vault *v);
@@ -387,20 +430,14 @@ int srv_hsm_in_path_group(const struct srv_req *req, const struct ks_vault *v);
 /* ---- managed HSMs on the management plane (mgmt_hsm.c); the caller has authorized the
  * request and checked its api-version ---- */
 
+/** What a managed HSM's name must be, as a refusal says it (mgmt_hsm.c). */
+extern const char srv_hsm_name_rules[];
+
 /** @brief PUT, PATCH, GET or DELETE of managed HSM @p name (.../managedHSMs/NAME). */
 void srv_mgmt_hsm(struct srv_req *req, const char *name);
 
 /** @brief GET .../managedHSMs: every managed HSM of the subscription or the path's group. */
 void srv_mgmt_hsm_list(struct srv_req *req);
-
-/** @brief GET .../deletedManagedHSMs: the soft-deleted managed HSMs, a page. */
-void srv_mgmt_deleted_hsm_list(struct srv_req *req);
-
-/** @brief GET .../locations/L/deletedManagedHSMs/NAME or, with @p purge, POST .../purge. */
-void srv_mgmt_deleted_hsm(struct srv_req *req, const char *name, int purge);
-
-/** @brief POST .../checkMhsmNameAvailability. */
-void srv_mgmt_hsm_check_name(struct srv_req *req);
 
 /** @brief Answer 404 ResourceGroupNotFound for group @p name (mgmt_api.c). */
 void srv_arm_group_not_found(struct srv_req *req, const char *name);
