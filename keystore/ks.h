@@ -1068,28 +1068,19 @@ enum kv_status ks_key_restore(struct ks_env *env, const char *vault, const unsig
                               size_t len, char name[KS_NAME_MAX + 1],
                               struct ks_key **out) KV_MUST_CHECK;
 
-/** One of the keys a security domain's shares are encrypted to (ks_hsm_security_domain()). */
-struct ks_sd_key {
-    struct kv_buf der;  /**< its X.509 certificate, DER; or, empty, the RSA key below */
-    struct kv_buf n, e; /**< an RSA public key's modulus and exponent, big-endian */
-    /** The share's "x5t_256" for a key without a certificate (its JWK's "x5t#S256"); ""
-     * for its RFC 7638 thumbprint. A certificate's is its own SHA-256, base64url. */
-    char x5t_s256[64];
-};
-
 /**
  * @brief A security domain of Managed HSM @p hsm, as Managed HSM's download gives it: a
- * fresh master key split into one Shamir share per key (any @p required of them rebuild
- * it), each share encrypted to its key (JWE, RSA-OAEP-256 and A256CBC-HS512), and the HSM's
- * domain secret (derived from the root key and the HSM's name) encrypted under a key
- * derived from the master key (secdomain.c).
- * @param keys the customer's certificates or RSA keys (3 to 10, each of 2048 bits or more).
+ * fresh master key split into one Shamir share per certificate (any @p required of them
+ * rebuild it), each share encrypted to its certificate's RSA key (JWE, RSA-OAEP-256 and
+ * A256CBC-HS512), and the HSM's domain secret (derived from the root key and the HSM's
+ * name) encrypted under a key derived from the master key (secdomain.c).
+ * @param certs the customer's certificates, DER (3 to 10, RSA keys of 2048 bits or more).
  * @param[out] out the document's JSON text; release with cJSON_free().
  * @param[out] why for KV_ERR_BAD_PARAM, what is wrong (static).
  * @return KV_OK, KV_ERR_BAD_PARAM, KV_ERR_NOMEM.
  */
 enum kv_status ks_hsm_security_domain(struct ks_env *env, const char *hsm,
-                                      const struct ks_sd_key *keys, size_t n, int required,
+                                      const struct kv_buf *certs, size_t n, int required,
                                       char **out, const char **why) KV_MUST_CHECK;
 
 /**

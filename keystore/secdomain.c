@@ -20,9 +20,7 @@
 #include <string.h>
 
 #include <cJSON.h>
-#include <openssl/core_names.h>
 #include <openssl/evp.h>
-#include <openssl/param_build.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 #include <sodium.h>
@@ -134,70 +132,20 @@ static char *jwe_compact(const char *header, const unsigned char *ekey, size_t e
     return out;
 }
 
-/* ---- the customer's keys ---------------------------------------------------------------- */
+/* ---- the certificates ------------------------------------------------------------------- */
 
-/* The RSA public key (of at least 2048 bits) of @p k: its certificate's, or its modulus and
- * exponent; NULL when it has none. */
-static EVP_PKEY *sd_key(const struct ks_sd_key *k)
+/* The RSA public key (of at least 2048 bits) of DER certificate @p der, or NULL. */
+static EVP_PKEY *cert_key(const struct kv_buf *der)
 {
-    EVP_PKEY *key = NULL;
-    if (k->der.len > 0) {
-        const unsigned char *p = k->der.data;
-        X509 *x = d2i_X509(NULL, &p, (long)k->der.len);
-        key = x != NULL && p == k->der.data + k->der.len ? X509_get_pubkey(x) : NULL;
-        X509_free(x);
-    } else if (k->n.len > 0 && k->e.len > 0 && k->e.len <= 8) {
-        BIGNUM *n = BN_bin2bn(k->n.data, (int)k->n.len, NULL);
-        BIGNUM *e = BN_bin2bn(k->e.data, (int)k->e.len, NULL);
-        OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
-        OSSL_PARAM *params = NULL;
-        EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
-        if (n != NULL && e != NULL && bld != NULL && ctx != NULL &&
-            OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) == 1 &&
-            OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e) == 1 &&
-            (params = OSSL_PARAM_BLD_to_param(bld)) != NULL && EVP_PKEY_fromdata_init(ctx) == 1)
-            EVP_PKEY_fromdata(ctx, &key, EVP_PKEY_PUBLIC_KEY, params);
-        OSSL_PARAM_free(params);
-        OSSL_PARAM_BLD_free(bld);
-        EVP_PKEY_CTX_free(ctx);
-        BN_free(n);
-        BN_free(e);
+    const unsigned char *p = der->data;
+    X509 *x = d2i_X509(NULL, &p, (long)der->len);
+    EVP_PKEY *k = x != NULL && p == der->data + der->len ? X509_get_pubkey(x) : NULL;
+    X509_free(x);
+    if (k != NULL && (EVP_PKEY_get_base_id(k) != EVP_PKEY_RSA || EVP_PKEY_get_bits(k) < 2048)) {
+        EVP_PKEY_free(k);
+        k = NULL;
     }
-    if (key != NULL &&
-        (EVP_PKEY_get_base_id(key) != EVP_PKEY_RSA || EVP_PKEY_get_bits(key) < 2048)) {
-        EVP_PKEY_free(key);
-        key = NULL;
-    }
-    return key;
-}
-
-/* The share's x5t_256 for key @p k: its certificate's SHA-256, the one its JWK named, or
- * its RFC 7638 thumbprint; NULL when out of memory. */
-static char *sd_thumbprint(const struct ks_sd_key *k)
-{
-    unsigned char sum[crypto_hash_sha256_BYTES];
-    if (k->der.len > 0) {
-        crypto_hash_sha256(sum, k->der.data, k->der.len);
-        return b64url(sum, sizeof(sum));
-    }
-    if (k->x5t_s256[0] != '\0')
-        return strdup(k->x5t_s256);
-    /* {"e":E,"kty":"RSA","n":N}, the modulus without leading zero bytes */
-    size_t skip = 0;
-    while (skip + 1 < k->n.len && k->n.data[skip] == 0)
-        skip++;
-    char *n = b64url(k->n.data + skip, k->n.len - skip), *e = b64url(k->e.data, k->e.len);
-    char *json = NULL, *out = NULL;
-    size_t len = (n ? strlen(n) : 0) + (e ? strlen(e) : 0) + 32;
-    if (n != NULL && e != NULL && (json = malloc(len)) != NULL) {
-        snprintf(json, len, "{\"e\":\"%s\",\"kty\":\"RSA\",\"n\":\"%s\"}", e, n);
-        crypto_hash_sha256(sum, (const unsigned char *)json, strlen(json));
-        out = b64url(sum, sizeof(sum));
-    }
-    free(json);
-    free(n);
-    free(e);
-    return out;
+    return k;
 }
 
 /* The compact JWE of @p share (words, little-endian) to certificate key @p key. */
@@ -241,7 +189,7 @@ static int add_item(cJSON *arr, const char *jwe_name, char *jwe, const char *nam
 }
 
 enum kv_status ks_hsm_security_domain(struct ks_env *env, const char *hsm,
-                                      const struct ks_sd_key *given, size_t n, int required,
+                                      const struct kv_buf *certs, size_t n, int required,
                                       char **out, const char **why)
 {
     *out = NULL;
@@ -258,14 +206,15 @@ enum kv_status ks_hsm_security_domain(struct ks_env *env, const char *hsm,
     EVP_PKEY *keys[10] = {0};
     enum kv_status st = KV_OK;
     for (size_t i = 0; st == KV_OK && i < n; i++) {
-        /* out of memory, or not such a key: only a second failure says which */
-        if ((keys[i] = sd_key(&given[i])) == NULL && (keys[i] = sd_key(&given[i])) == NULL) {
+        /* out of memory, or not such a certificate: only a second failure says which */
+        if ((keys[i] = cert_key(&certs[i])) == NULL && (keys[i] = cert_key(&certs[i])) == NULL) {
             *why = "Each certificate (x5c) must be an X.509 certificate with an RSA key of at "
-                   "least 2048 bits (or, without x5c, its JSON web key an RSA key of as many).";
+                   "least 2048 bits.";
             st = KV_ERR_BAD_PARAM;
         }
         for (size_t j = 0; st == KV_OK && j < i; j++) {
-            if (EVP_PKEY_eq(keys[j], keys[i]) == 1) {
+            if (certs[j].len == certs[i].len &&
+                !memcmp(certs[j].data, certs[i].data, certs[i].len)) {
                 *why = "The certificates must differ: each holds one share of the security "
                        "domain.";
                 st = KV_ERR_BAD_PARAM;
@@ -299,7 +248,9 @@ enum kv_status ks_hsm_security_domain(struct ks_env *env, const char *hsm,
     if (ok)
         shamir_split(master, (int)n, required, words);
     for (size_t i = 0; ok && i < n; i++) {
-        char *s256 = sd_thumbprint(&given[i]);
+        unsigned char thumb[crypto_hash_sha256_BYTES];
+        crypto_hash_sha256(thumb, certs[i].data, certs[i].len);
+        char *s256 = b64url(thumb, sizeof(thumb));
         ok = s256 != NULL && add_item(shares, "enc_key", share_jwe(keys[i], words + i * MASTER_LEN),
                                       "x5t_256", s256);
         free(s256);

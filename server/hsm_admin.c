@@ -503,38 +503,8 @@ static void h_restore(struct srv_req *req)
 
 /* ---- the security domain ------------------------------------------------------------- */
 
-/* One of a download's certificates: a JSON web key with its X.509 certificate in x5c, or,
- * without one, an RSA key's n and e (and its x5t#S256, when named), into @p out. */
-static enum kv_status sd_key_parse(const cJSON *jwk, struct ks_sd_key *out)
-{
-    const char *b64 =
-        cJSON_GetStringValue(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(jwk, "x5c"), 0));
-    if (b64 != NULL) {
-        size_t len = strlen(b64), got = 0;
-        if (len == 0)
-            return KV_ERR_BAD_PARAM;
-        if (kv_buf_alloc(len / 4 * 3 + 3, &out->der) != KV_OK)
-            return KV_ERR_NOMEM;
-        if (sodium_base642bin(out->der.data, len / 4 * 3 + 3, b64, len, NULL, &got, NULL,
-                              sodium_base64_VARIANT_ORIGINAL) != 0)
-            return KV_ERR_BAD_PARAM;
-        out->der.len = got;
-        return KV_OK;
-    }
-    const char *n = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(jwk, "n"));
-    const char *e = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(jwk, "e"));
-    const char *s256 = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(jwk, "x5t#S256"));
-    if (n == NULL || e == NULL || (s256 != NULL && strlen(s256) >= sizeof(out->x5t_s256)))
-        return KV_ERR_BAD_PARAM;
-    snprintf(out->x5t_s256, sizeof(out->x5t_s256), "%s", s256 != NULL ? s256 : "");
-    enum kv_status st = kv_b64url_decode(n, &out->n);
-    if (st == KV_OK)
-        st = kv_b64url_decode(e, &out->e);
-    return st == KV_ERR_NOMEM ? st : st != KV_OK ? KV_ERR_BAD_PARAM : KV_OK;
-}
-
-/* POST /securitydomain/download {"certificates": [JWK, ...], "required": M}: 202 and
- * {"value": the security domain's JSON text}. */
+/* POST /securitydomain/download {"certificates": [JWK with x5c, ...], "required": M}: 202
+ * and {"value": the security domain's JSON text}. */
 static void h_sd_download(struct srv_req *req)
 {
     const cJSON *certs = cJSON_GetObjectItemCaseSensitive(req->body, "certificates"), *c;
@@ -553,28 +523,34 @@ static void h_sd_download(struct srv_req *req)
         }
         quorum = required->valueint;
     }
-    struct ks_sd_key keys[10];
-    memset(keys, 0, sizeof(keys));
+    struct kv_buf der[10] = {{0}};
     size_t i = 0;
     enum kv_status st = KV_OK;
     cJSON_ArrayForEach(c, certs)
     {
+        const char *b64 =
+            cJSON_GetStringValue(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(c, "x5c"), 0));
+        size_t len = b64 != NULL ? strlen(b64) : 0, got = 0;
+        if (st == KV_OK && (b64 == NULL || len == 0))
+            st = KV_ERR_BAD_PARAM;
+        if (st == KV_OK && kv_buf_alloc(len / 4 * 3 + 3, &der[i]) != KV_OK)
+            st = KV_ERR_NOMEM;
+        if (st == KV_OK && sodium_base642bin(der[i].data, len / 4 * 3 + 3, b64, len, NULL, &got,
+                                             NULL, sodium_base64_VARIANT_ORIGINAL) != 0)
+            st = KV_ERR_BAD_PARAM;
         if (st == KV_OK)
-            st = sd_key_parse(c, &keys[i]);
+            der[i].len = got;
         i++;
     }
     char *sd = NULL;
-    const char *why = st == KV_ERR_BAD_PARAM ? "Each certificate needs its X.509 certificate in "
-                                               "x5c, in base64, or an RSA key's n and e."
+    const char *why = st == KV_ERR_BAD_PARAM ? "Each certificate's x5c must hold its X.509 "
+                                               "certificate, in base64."
                                              : NULL;
     if (st == KV_OK)
-        st = ks_hsm_security_domain(req->srv->ks, req->found->name, keys, (size_t)n, quorum, &sd,
+        st = ks_hsm_security_domain(req->srv->ks, req->found->name, der, (size_t)n, quorum, &sd,
                                     &why);
-    for (size_t k = 0; k < i; k++) {
-        kv_buf_free(&keys[k].der);
-        kv_buf_free(&keys[k].n);
-        kv_buf_free(&keys[k].e);
-    }
+    for (size_t k = 0; k < i; k++)
+        kv_buf_free(&der[k]);
     cJSON *answer = st == KV_OK ? cJSON_CreateObject() : NULL;
     if (st == KV_OK && (answer == NULL || !cJSON_AddStringToObject(answer, "value", sd)))
         st = KV_ERR_NOMEM;

@@ -26,13 +26,11 @@ identities from kvmock's token endpoint, and raw HTTP for what the SDKs hide:
   202, Azure-AsyncOperation and {"value": the domain}; the domain opened as the Azure CLI
   opens it, with its own code (azure.cli.command_modules.keyvault.security_domain): any
   quorum of the certificates' private keys rebuilds the master key, which opens the domain;
-  two downloads carry one HSM's domain, another HSM's differs; RSA keys without
-  certificates (n and e, as the Java SDK's tests send them) take shares found by their RFC
-  7638 thumbprints or the x5t#S256 they name; `az keyvault security-domain restore-blob`
-  (offline) makes a restore blob of it whose domain is the same; both status URLs say
-  Success; refused downloads (too few or many certificates, a quorum out of range, no or a
-  bad x5c and no n and e, an EC or a 1024-bit RSA key, one key twice) are 400 BadParameter;
-  a Crypto User may neither download nor read the status (403);
+  two downloads carry one HSM's domain, another HSM's differs; and `az keyvault
+  security-domain restore-blob` (offline) makes a restore blob of it whose domain is the
+  same; both status URLs say Success; refused downloads (too few or many certificates, a
+  quorum out of range, no or a bad x5c, an EC or a 1024-bit RSA certificate, one twice) are
+  400 BadParameter; a Crypto User may neither download nor read the status (403);
 - Resource Manager's managedHSMs/NAME/keys (raw HTTP: Debian's azure-mgmt-keyvault predates
   it) is refused (403) while AllowKeyManagementOperationsThroughARM is false; once true it
   makes, reads and lists the HSM's keys (EC-HSM, no location, keyUri at the HSM's host) as
@@ -624,14 +622,13 @@ def main():
                 body["required"] = required
             return hsm("POST", "/securitydomain/download", body, who=who, name=name, api="7.2")
 
-        def open_domain(text, keys, thumbprint=None):
+        def open_domain(text, keys):
             """The domain secret of security domain @text, opened with private keys @keys
-            (indexes into SD_KEYS) as the Azure CLI opens it, each share found by its
-            certificate's SHA-256 (or @thumbprint(i))."""
+            (indexes into SD_KEYS) as the Azure CLI opens it."""
             shared = json.loads(text)["SharedKeys"]
             shares = []
             for i in keys:
-                s256 = thumbprint(i) if thumbprint else SDUtils.security_domain_b64_url_encode(
+                s256 = SDUtils.security_domain_b64_url_encode(
                     hashlib.sha256(der(SD_KEYS[i][1])).digest())
                 item = [x for x in shared["enc_shares"] if x["x5t_256"] == s256]
                 eq(len(item), 1, (i, shared))
@@ -676,24 +673,6 @@ def main():
             st, _, other = download(SD_KEYS[:3], name="hsmb")
             eq(st, 202, other)
             check(open_domain(other["value"], [0, 1]) != domain, "hsmb has hsma's domain")
-            # RSA keys without certificates, as the Java SDK's tests send them (n and e): each
-            # share is found by its key's RFC 7638 thumbprint, or the x5t#S256 it names
-            bare = [{k: v for k, v in sd_jwk(pair).items() if k in ("kty", "n", "e")}
-                    for pair in SD_KEYS[:3]]
-            bare[2]["x5t#S256"] = "named-by-the-client"
-
-            def rfc7638(i):
-                if i == 2:
-                    return "named-by-the-client"
-                text = json.dumps({"e": bare[i]["e"], "kty": "RSA", "n": bare[i]["n"]},
-                                  separators=(",", ":"), sort_keys=True)
-                return SDUtils.security_domain_b64_url_encode(hashlib.sha256(text.encode()).digest())
-
-            st, _, keyed = hsm("POST", "/securitydomain/download",
-                               {"certificates": bare, "required": 2}, api="7.2")
-            eq(st, 202, keyed)
-            eq(open_domain(keyed["value"], [0, 2], rfc7638), domain)
-            eq(open_domain(keyed["value"], [1, 2], rfc7638), domain)
             # the status URLs
             for path in ("/securitydomain/download/pending", "/securitydomain/upload/pending"):
                 st, _, status = hsm("GET", path, api="7.2")
@@ -740,8 +719,7 @@ def main():
             certs = ("The security domain download needs 3 to 10 certificates, each a JSON web key "
                      "with its X.509 certificate in x5c.")
             bad_cert = ("Each certificate (x5c) must be an X.509 certificate with an RSA key of "
-                        "at least 2048 bits (or, without x5c, its JSON web key an RSA key of as "
-                        "many).")
+                        "at least 2048 bits.")
             quorum = ("The security domain's quorum (required) must be between 2 and the number "
                       "of certificates.")
 
@@ -760,32 +738,23 @@ def main():
             bad(download(SD_KEYS[:3], required=4), quorum, "a quorum above the certificates")
             bad(download(SD_KEYS[:3], required=2.5), "'required' must be an integer.", "2.5")
             jwks = [sd_jwk(c) for c in SD_KEYS[:3]]
-            no_key = ("Each certificate needs its X.509 certificate in x5c, in base64, or an RSA "
-                      "key's n and e.")
-            for what, change in (("no x5c, no n and e",
-                                  lambda j: [j.pop(k) for k in ("x5c", "n", "e")]),
-                                 ("an empty x5c, no n", lambda j: [j.update(x5c=[]), j.pop("n")]),
-                                 ("not base64", lambda j: j.update(x5c=["@@@@"])),
-                                 ("n not base64url", lambda j: [j.pop("x5c"), j.update(n="+/")])):
+            for what, change in (("no x5c", lambda j: j.pop("x5c")),
+                                 ("an empty x5c", lambda j: j.update(x5c=[])),
+                                 ("not base64", lambda j: j.update(x5c=["@@@@"]))):
                 broken = [dict(j) for j in jwks]
                 change(broken[2])
                 bad(hsm("POST", "/securitydomain/download", {"certificates": broken},
-                        api="7.2"), no_key, what)
-            # an RSA key of 1024 bits without its certificate
-            small = {k: v for k, v in sd_jwk((None, SD_SMALL)).items() if k in ("kty", "n", "e")}
-            bad(hsm("POST", "/securitydomain/download", {"certificates": jwks[:2] + [small]},
-                    api="7.2"), bad_cert, "a bare 1024-bit key")
+                        api="7.2"), "Each certificate's x5c must hold its X.509 certificate, in "
+                                    "base64.", what)
             for what, cert in (("not a certificate", b"0\x03\x02\x01\x01"),
                                ("an EC certificate", der(SD_EC)), ("RSA 1024", der(SD_SMALL))):
                 broken = [dict(j) for j in jwks]
                 broken[2]["x5c"] = [base64.b64encode(cert).decode()]
                 bad(hsm("POST", "/securitydomain/download", {"certificates": broken},
                         api="7.2"), bad_cert, what)
-            twice = "The certificates must differ: each holds one share of the security domain."
-            bad(download([SD_KEYS[0], SD_KEYS[1], SD_KEYS[0]]), twice, "one certificate twice")
-            as_key = {k: v for k, v in jwks[0].items() if k in ("kty", "n", "e")}
-            bad(hsm("POST", "/securitydomain/download", {"certificates": jwks[:2] + [as_key]},
-                    api="7.2"), twice, "a certificate's key again without it")
+            bad(download([SD_KEYS[0], SD_KEYS[1], SD_KEYS[0]]),
+                "The certificates must differ: each holds one share of the security domain.",
+                "one certificate twice")
             # a Crypto User may neither download it nor read its status
             denied(download(SD_KEYS[:3], who=MAKER), "securitydomain/download/action")
             st, hdrs, body = hsm("GET", "/securitydomain/download/pending", who=MAKER, api="7.2")

@@ -961,7 +961,7 @@ static void hsm_purged(const struct op *op, const char *name)
 }
 
 /* A security domain of HSM for three certificates, made in main(). */
-static struct ks_sd_key sd_certs[3];
+static struct kv_buf sd_certs[3];
 
 static void sd_cert(struct kv_buf *out)
 {
@@ -1278,7 +1278,7 @@ int main(void)
     ks_key_free(gone);
     make_inputs();
     for (size_t i = 0; i < 3; i++)
-        sd_cert(&sd_certs[i].der);
+        sd_cert(&sd_certs[i]);
     {
         /* a Managed HSM: h-rsa with two versions and a rotation policy, h-ec, and h-oct
          * soft-deleted; its full backup holds the first two */
@@ -1382,7 +1382,7 @@ int main(void)
     kv_buf_free(&backup_blob);
     kv_buf_free(&hsm_blob);
     for (size_t i = 0; i < 3; i++)
-        kv_buf_free(&sd_certs[i].der);
+        kv_buf_free(&sd_certs[i]);
     kv_buf_free(&byok.ciphertext);
     kv_buf_free(&gcm_iv);
     kv_buf_free(&gcm_tag);

@@ -5,7 +5,6 @@
  * inputs (too few or many certificates, a quorum out of range, a certificate that is not
  * one or holds no RSA key of 2048 bits) give nothing. */
 #include <cjson/cJSON.h>
-#include <openssl/bn.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/rsa.h>
@@ -26,8 +25,6 @@ static struct ks_env *env;
 
 static EVP_PKEY *keys[NCERTS];
 static struct kv_buf certs[NCERTS];
-static struct ks_sd_key sdk[NCERTS], bare[NCERTS];       /* the certificates; the keys alone */
-static char thumbs[NCERTS][64], bare_thumbs[NCERTS][64]; /* their x5t_256 */
 
 /* A self-signed certificate of @p key, DER, into @p out. */
 static void make_cert(EVP_PKEY *key, struct kv_buf *out)
@@ -49,30 +46,6 @@ static void make_cert(EVP_PKEY *key, struct kv_buf *out)
     i2d_X509(x, &p);
     X509_NAME_free(name);
     X509_free(x);
-}
-
-/* @p key as a JSON web key's n and e, and its RFC 7638 thumbprint. */
-static void bare_key(EVP_PKEY *key, struct ks_sd_key *out, char thumb[64])
-{
-    BIGNUM *n = NULL, *e = NULL;
-    CHECK(EVP_PKEY_get_bn_param(key, "n", &n) == 1 && EVP_PKEY_get_bn_param(key, "e", &e) == 1);
-    CHECK_ST(kv_buf_alloc((size_t)BN_num_bytes(n), &out->n), KV_OK);
-    CHECK_ST(kv_buf_alloc((size_t)BN_num_bytes(e), &out->e), KV_OK);
-    BN_bn2bin(n, out->n.data);
-    BN_bn2bin(e, out->e.data);
-    char *nb = NULL, *eb = NULL, json[1024], *t = NULL;
-    CHECK_ST(kv_b64url_encode(out->n.data, out->n.len, &nb), KV_OK);
-    CHECK_ST(kv_b64url_encode(out->e.data, out->e.len, &eb), KV_OK);
-    snprintf(json, sizeof(json), "{\"e\":\"%s\",\"kty\":\"RSA\",\"n\":\"%s\"}", eb, nb);
-    unsigned char sum[32];
-    crypto_hash_sha256(sum, (const unsigned char *)json, strlen(json));
-    CHECK_ST(kv_b64url_encode(sum, sizeof(sum), &t), KV_OK);
-    snprintf(thumb, 64, "%s", t ? t : "");
-    free(t);
-    free(nb);
-    free(eb);
-    BN_free(n);
-    BN_free(e);
 }
 
 static EVP_PKEY *rsa_key(int bits)
@@ -201,20 +174,24 @@ static void rebuild(uint16_t shares[][32], int m, unsigned char out[32])
 }
 
 /* Open security domain @p text with private keys @p use (indexes into keys[], @p m of
- * them), their shares found by @p x5t: the domain secret into @p domain. */
-static void open_domain(const char *text, const int *use, int m, char x5t[][64],
-                        unsigned char domain[32])
+ * them): the domain secret into @p domain. */
+static void open_domain(const char *text, const int *use, int m, unsigned char domain[32])
 {
     cJSON *doc = cJSON_Parse(text);
     cJSON *shares = cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "SharedKeys"), "enc_shares");
     uint16_t words[NCERTS][32];
     for (int u = 0; u < m; u++) {
+        unsigned char thumb[32];
+        crypto_hash_sha256(thumb, certs[use[u]].data, certs[use[u]].len);
+        char *s256 = NULL;
+        CHECK_ST(kv_b64url_encode(thumb, sizeof(thumb), &s256), KV_OK);
         const cJSON *it, *mine = NULL;
         cJSON_ArrayForEach(it, shares)
         {
-            if (strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(it, "x5t_256")), x5t[use[u]]) == 0)
+            if (s256 && strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(it, "x5t_256")), s256) == 0)
                 mine = it;
         }
+        free(s256);
         CHECK(mine != NULL && open_share(cJSON_GetStringValue(cJSON_GetObjectItem(mine, "enc_key")),
                                          keys[use[u]], words[u]));
     }
@@ -250,9 +227,9 @@ static void downloads(void)
 {
     char *a = NULL, *b = NULL, *other = NULL;
     const char *why = NULL;
-    CHECK_ST(ks_hsm_security_domain(env, "hsm1", sdk, 3, 2, &a, &why), KV_OK);
-    CHECK_ST(ks_hsm_security_domain(env, "hsm1", sdk, 4, 3, &b, &why), KV_OK);
-    CHECK_ST(ks_hsm_security_domain(env, "hsm2", sdk, 3, 3, &other, &why), KV_OK);
+    CHECK_ST(ks_hsm_security_domain(env, "hsm1", certs, 3, 2, &a, &why), KV_OK);
+    CHECK_ST(ks_hsm_security_domain(env, "hsm1", certs, 4, 3, &b, &why), KV_OK);
+    CHECK_ST(ks_hsm_security_domain(env, "hsm2", certs, 3, 3, &other, &why), KV_OK);
     if (a == NULL || b == NULL || other == NULL)
         return;
     cJSON *doc = cJSON_Parse(a);
@@ -267,33 +244,18 @@ static void downloads(void)
      * three of four; hsm1's domain is the same in both downloads, hsm2's another */
     static const int pairs[3][2] = {{0, 1}, {1, 2}, {0, 2}};
     unsigned char first[32], got[32];
-    open_domain(a, pairs[0], 2, thumbs, first);
+    open_domain(a, pairs[0], 2, first);
     for (int p = 1; p < 3; p++) {
-        open_domain(a, pairs[p], 2, thumbs, got);
+        open_domain(a, pairs[p], 2, got);
         CHECK(memcmp(got, first, 32) == 0);
     }
     static const int triples[2][3] = {{0, 1, 2}, {3, 1, 0}};
     for (int t = 0; t < 2; t++) {
-        open_domain(b, triples[t], 3, thumbs, got);
+        open_domain(b, triples[t], 3, got);
         CHECK(memcmp(got, first, 32) == 0);
     }
-    open_domain(other, triples[0], 3, thumbs, got);
+    open_domain(other, triples[0], 3, got);
     CHECK(memcmp(got, first, 32) != 0);
-    /* RSA keys without certificates, as JSON web keys: their shares are found by their RFC
-     * 7638 thumbprints, or by the x5t#S256 a key names */
-    char *keyed = NULL;
-    snprintf(bare[2].x5t_s256, sizeof(bare[2].x5t_s256), "named-thumbprint");
-    snprintf(bare_thumbs[2], sizeof(bare_thumbs[2]), "named-thumbprint");
-    CHECK_ST(ks_hsm_security_domain(env, "hsm1", bare, 3, 2, &keyed, &why), KV_OK);
-    if (keyed != NULL) {
-        static const int two[2][2] = {{0, 1}, {2, 0}};
-        for (int p = 0; p < 2; p++) {
-            open_domain(keyed, two[p], 2, bare_thumbs, got);
-            CHECK(memcmp(got, first, 32) == 0);
-        }
-    }
-    cJSON_free(keyed);
-    bare[2].x5t_s256[0] = '\0';
     cJSON_free(a);
     cJSON_free(b);
     cJSON_free(other);
@@ -303,46 +265,35 @@ static void refused(void)
 {
     char *out = NULL;
     const char *why = NULL;
-    CHECK_ST(ks_hsm_security_domain(env, "hsm1", sdk, 2, 2, &out, &why), KV_ERR_BAD_PARAM);
+    CHECK_ST(ks_hsm_security_domain(env, "hsm1", certs, 2, 2, &out, &why), KV_ERR_BAD_PARAM);
     CHECK(out == NULL && why != NULL);
-    struct ks_sd_key many[11];
+    struct kv_buf many[11];
     for (int i = 0; i < 11; i++)
-        many[i] = sdk[i % NCERTS];
+        many[i] = certs[i % NCERTS];
     CHECK_ST(ks_hsm_security_domain(env, "hsm1", many, 11, 2, &out, &why), KV_ERR_BAD_PARAM);
-    CHECK_ST(ks_hsm_security_domain(env, "hsm1", sdk, 3, 1, &out, &why), KV_ERR_BAD_PARAM);
-    CHECK_ST(ks_hsm_security_domain(env, "hsm1", sdk, 3, 4, &out, &why), KV_ERR_BAD_PARAM);
-    /* one key twice, also as a certificate and as itself */
-    struct ks_sd_key twice[3] = {sdk[0], sdk[1], sdk[0]};
+    CHECK_ST(ks_hsm_security_domain(env, "hsm1", certs, 3, 1, &out, &why), KV_ERR_BAD_PARAM);
+    struct kv_buf twice[3] = {certs[0], certs[1], certs[0]};
     CHECK_ST(ks_hsm_security_domain(env, "hsm1", twice, 3, 2, &out, &why), KV_ERR_BAD_PARAM);
-    twice[2] = bare[1];
-    CHECK_ST(ks_hsm_security_domain(env, "hsm1", twice, 3, 2, &out, &why), KV_ERR_BAD_PARAM);
-    /* a key with no modulus, or an exponent past 64 bits */
-    struct ks_sd_key odd[3] = {sdk[0], sdk[1], bare[2]};
-    odd[2].n = (struct kv_buf){0};
-    CHECK_ST(ks_hsm_security_domain(env, "hsm1", odd, 3, 2, &out, &why), KV_ERR_BAD_PARAM);
-    unsigned char long_e[9] = {1, 0, 0, 0, 0, 0, 0, 0, 1};
-    odd[2] = bare[2];
-    odd[2].e = (struct kv_buf){.data = long_e, .len = sizeof(long_e)};
-    CHECK_ST(ks_hsm_security_domain(env, "hsm1", odd, 3, 2, &out, &why), KV_ERR_BAD_PARAM);
+    CHECK_ST(ks_hsm_security_domain(env, "hsm1", certs, 3, 4, &out, &why), KV_ERR_BAD_PARAM);
     /* a certificate that is not one, one of an EC key, one of a 1024-bit RSA key */
     EVP_PKEY *ec = EVP_EC_gen("P-256"), *small = rsa_key(1024);
-    struct ks_sd_key bad[3] = {sdk[0], sdk[1], {{0}}};
+    struct kv_buf bad[3] = {certs[0], certs[1], {0}};
     unsigned char junk[] = {0x30, 0x03, 0x02, 0x01, 0x01};
-    bad[2].der = (struct kv_buf){.data = junk, .len = sizeof(junk)};
+    bad[2] = (struct kv_buf){.data = junk, .len = sizeof(junk)};
     CHECK_ST(ks_hsm_security_domain(env, "hsm1", bad, 3, 2, &out, &why), KV_ERR_BAD_PARAM);
     struct kv_buf ec_cert = {0}, small_cert = {0};
     make_cert(ec, &ec_cert);
     make_cert(small, &small_cert);
-    bad[2].der = ec_cert;
+    bad[2] = ec_cert;
     CHECK_ST(ks_hsm_security_domain(env, "hsm1", bad, 3, 2, &out, &why), KV_ERR_BAD_PARAM);
-    bad[2].der = small_cert;
+    bad[2] = small_cert;
     CHECK_ST(ks_hsm_security_domain(env, "hsm1", bad, 3, 2, &out, &why), KV_ERR_BAD_PARAM);
     /* a certificate with bytes after it */
     struct kv_buf longer = {0};
     CHECK_ST(kv_buf_alloc(certs[2].len + 1, &longer), KV_OK);
     memcpy(longer.data, certs[2].data, certs[2].len);
     longer.data[certs[2].len] = 0;
-    bad[2].der = longer;
+    bad[2] = longer;
     CHECK_ST(ks_hsm_security_domain(env, "hsm1", bad, 3, 2, &out, &why), KV_ERR_BAD_PARAM);
     CHECK(out == NULL);
     kv_buf_free(&longer);
@@ -361,14 +312,6 @@ int main(void)
     for (int i = 0; i < NCERTS; i++) {
         keys[i] = rsa_key(2048);
         make_cert(keys[i], &certs[i]);
-        sdk[i].der = certs[i];
-        bare_key(keys[i], &bare[i], bare_thumbs[i]);
-        unsigned char sum[32];
-        char *s256 = NULL;
-        crypto_hash_sha256(sum, certs[i].data, certs[i].len);
-        CHECK_ST(kv_b64url_encode(sum, sizeof(sum), &s256), KV_OK);
-        snprintf(thumbs[i], sizeof(thumbs[i]), "%s", s256 ? s256 : "");
-        free(s256);
     }
     if (env != NULL) {
         downloads();
@@ -378,8 +321,6 @@ int main(void)
     for (int i = 0; i < NCERTS; i++) {
         EVP_PKEY_free(keys[i]);
         kv_buf_free(&certs[i]);
-        kv_buf_free(&bare[i].n);
-        kv_buf_free(&bare[i].e);
     }
     check_remove_dir(dir);
     CHECK_DONE();
