@@ -213,9 +213,8 @@ enum kv_status ks_hsm_security_domain(struct ks_env *env, const char *hsm,
             st = KV_ERR_BAD_PARAM;
         }
         for (size_t j = 0; st == KV_OK && j < i; j++) {
-            if (certs[j].len == certs[i].len &&
-                !memcmp(certs[j].data, certs[i].data, certs[i].len)) {
-                *why = "The certificates must differ: each holds one share of the security "
+            if (EVP_PKEY_eq(keys[j], keys[i]) == 1) { /* two certificates of one key too */
+                *why = "The certificates' keys must differ: each holds one share of the security "
                        "domain.";
                 st = KV_ERR_BAD_PARAM;
             }

@@ -753,7 +753,8 @@ def main():
                 bad(hsm("POST", "/securitydomain/download", {"certificates": broken},
                         api="7.2"), bad_cert, what)
             bad(download([SD_KEYS[0], SD_KEYS[1], SD_KEYS[0]]),
-                "The certificates must differ: each holds one share of the security domain.",
+                "The certificates' keys must differ: each holds one share of the security "
+                "domain.",
                 "one certificate twice")
             # a Crypto User may neither download it nor read its status
             denied(download(SD_KEYS[:3], who=MAKER), "securitydomain/download/action")

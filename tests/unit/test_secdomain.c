@@ -26,14 +26,14 @@ static struct ks_env *env;
 static EVP_PKEY *keys[NCERTS];
 static struct kv_buf certs[NCERTS];
 
-/* A self-signed certificate of @p key, DER, into @p out. */
-static void make_cert(EVP_PKEY *key, struct kv_buf *out)
+/* A self-signed certificate of @p key with serial number @p serial, DER, into @p out. */
+static void make_cert(EVP_PKEY *key, long serial, struct kv_buf *out)
 {
     X509 *x = X509_new();
     X509_NAME *name = X509_NAME_new();
     CHECK(x != NULL && name != NULL);
     X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"sd", -1, -1, 0);
-    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), serial);
     X509_gmtime_adj(X509_getm_notBefore(x), 0);
     X509_gmtime_adj(X509_getm_notAfter(x), 86400);
     X509_set_subject_name(x, name);
@@ -274,6 +274,13 @@ static void refused(void)
     CHECK_ST(ks_hsm_security_domain(env, "hsm1", certs, 3, 1, &out, &why), KV_ERR_BAD_PARAM);
     struct kv_buf twice[3] = {certs[0], certs[1], certs[0]};
     CHECK_ST(ks_hsm_security_domain(env, "hsm1", twice, 3, 2, &out, &why), KV_ERR_BAD_PARAM);
+    /* another certificate of a key already given */
+    struct kv_buf again = {0};
+    make_cert(keys[0], 2, &again);
+    CHECK(again.len != certs[0].len || memcmp(again.data, certs[0].data, again.len) != 0);
+    twice[2] = again;
+    CHECK_ST(ks_hsm_security_domain(env, "hsm1", twice, 3, 2, &out, &why), KV_ERR_BAD_PARAM);
+    kv_buf_free(&again);
     CHECK_ST(ks_hsm_security_domain(env, "hsm1", certs, 3, 4, &out, &why), KV_ERR_BAD_PARAM);
     /* a certificate that is not one, one of an EC key, one of a 1024-bit RSA key */
     EVP_PKEY *ec = EVP_EC_gen("P-256"), *small = rsa_key(1024);
@@ -282,8 +289,8 @@ static void refused(void)
     bad[2] = (struct kv_buf){.data = junk, .len = sizeof(junk)};
     CHECK_ST(ks_hsm_security_domain(env, "hsm1", bad, 3, 2, &out, &why), KV_ERR_BAD_PARAM);
     struct kv_buf ec_cert = {0}, small_cert = {0};
-    make_cert(ec, &ec_cert);
-    make_cert(small, &small_cert);
+    make_cert(ec, 1, &ec_cert);
+    make_cert(small, 1, &small_cert);
     bad[2] = ec_cert;
     CHECK_ST(ks_hsm_security_domain(env, "hsm1", bad, 3, 2, &out, &why), KV_ERR_BAD_PARAM);
     bad[2] = small_cert;
@@ -311,7 +318,7 @@ int main(void)
     CHECK_ST(ks_open(&o, &env), KV_OK);
     for (int i = 0; i < NCERTS; i++) {
         keys[i] = rsa_key(2048);
-        make_cert(keys[i], &certs[i]);
+        make_cert(keys[i], 1, &certs[i]);
     }
     if (env != NULL) {
         downloads();
