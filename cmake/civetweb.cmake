@@ -44,7 +44,11 @@ endif()
 #   connections wait for a worker and no more workers can start (one worker per
 #   waiting connection); civetweb held it until the keep-alive timeout, so a
 #   client that left connections open (one per call) made the next ones wait
-#   for seconds.
+#   for seconds. The keep-alive timeout is the wait for a kept connection's next
+#   request only: once its first bytes arrive, the request has the request
+#   timeout, as on a new connection (civetweb gave it the keep-alive timeout);
+#   and no close, at the timeout or for a newcomer, cuts off a request that has
+#   just reached the socket.
 set(KVMOCK_CIVETWEB_PATCHES "${CMAKE_SOURCE_DIR}/cmake/civetweb-workers-on-demand.patch"
                             "${CMAKE_SOURCE_DIR}/cmake/civetweb-header-scan.patch"
                             "${CMAKE_SOURCE_DIR}/cmake/civetweb-status-line.patch"

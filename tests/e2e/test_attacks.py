@@ -538,7 +538,7 @@ def main():
             """Every worker held by a keep-alive connection between two requests: a new
             connection is served by one of them giving its connection up, not when a
             keep-alive timeout ends (cmake/civetweb-keep-alive-yield.patch). The 8 clients
-            send a request every second, under the 5 s timeout, so without that they would
+            send a request every second, under the 120 s timeout, so without that they would
             hold the 8 workers for as long as they run (8 s here), and the new connection
             would wait for them to stop. Exactly one of them is closed for the newcomer."""
             import http.client
@@ -594,6 +594,35 @@ def main():
                 check(while_running, "the new connection was served only after the 8 "
                       "keep-alive clients stopped: no idle worker gave its connection up")
                 eq(len(closed), 1, f"keep-alive connections given up: {closed}")
+
+        @runner.test
+        def a_kept_alive_connections_partial_request_has_the_request_timeout():
+            """A connection kept alive after a request may wait for its next one as long as
+            the keep-alive timeout (120 s) allows; once that request's first bytes arrive, it
+            has the request timeout (10 s) to finish, as on a new connection, and a client
+            that stops halfway loses the connection then, not 120 s later."""
+            import http.client
+            ctx = ssl.create_default_context(cafile=kv.ca_path)
+            conn = http.client.HTTPSConnection("localhost", P, context=ctx, timeout=60)
+            conn.request("GET", "/healthz")
+            r = conn.getresponse()
+            r.read()
+            eq(r.status, 200)
+            sock = conn.sock
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+            t0 = time.time()
+            try:
+                while sock.recv(4096):
+                    pass  # an answer to the timed-out request, then the close
+                end = "closed"
+            except (OSError, ssl.SSLError) as e:
+                end = type(e).__name__
+            waited = time.time() - t0
+            conn.close()
+            check(end in ("closed", "ConnectionResetError", "SSLEOFError", "SSLZeroReturnError")
+                  and waited < 40, f"the half-sent request's connection: {end} after "
+                                   f"{waited:.1f} s (the request timeout is 10 s)")
+            alive("a kept-alive connection's half-sent request")
 
         @runner.test
         def old_tls_versions_refused():
