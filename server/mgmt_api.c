@@ -553,9 +553,7 @@ static void vault_name_not_valid(struct srv_req *req, const char *name)
                     name, kv_status_info(KV_ERR_ARM_VAULT_NAME)->message);
 }
 
-/* Check the shape of a vault PUT or PATCH body, and read a PUT's location into
- * @p location; 0 when it answered 400. */
-static int vault_body_ok(struct srv_req *req, int patch, char location[KS_LOCATION_MAX + 1])
+int srv_arm_body_ok(struct srv_req *req, int patch, char location[KS_LOCATION_MAX + 1])
 {
     const cJSON *props = cJSON_GetObjectItemCaseSensitive(req->body, "properties");
     location[0] = '\0';
@@ -672,7 +670,7 @@ static void vault_put(struct srv_req *req, const char *path_name, int patch)
         return;
     }
     char location[KS_LOCATION_MAX + 1];
-    if (!vault_body_ok(req, patch, location))
+    if (!srv_arm_body_ok(req, patch, location))
         return;
     const cJSON *props = cJSON_GetObjectItemCaseSensitive(req->body, "properties");
     const cJSON *mode = cJSON_GetObjectItemCaseSensitive(props, "createMode");

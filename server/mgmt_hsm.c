@@ -333,24 +333,10 @@ static void hsm_put(struct srv_req *req, const char *path_name, int patch)
         hsm_not_found(req, path_name);
         return;
     }
+    if (!srv_arm_body_ok(req, patch, location))
+        return;
     const cJSON *props = cJSON_GetObjectItemCaseSensitive(req->body, "properties");
-    if (!patch && !srv_arm_put_location(req, location))
-        return;
-    if (patch ? props != NULL && !cJSON_IsNull(props) && !cJSON_IsObject(props)
-              : !cJSON_IsObject(props)) {
-        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST,
-                       patch ? "The 'properties' must be an object."
-                             : "The 'properties' object is required.");
-        return;
-    }
     const cJSON *mode = cJSON_GetObjectItemCaseSensitive(props, "createMode");
-    if (mode != NULL && !cJSON_IsNull(mode) &&
-        (!cJSON_IsString(mode) || (strcasecmp(mode->valuestring, "default") != 0 &&
-                                   strcasecmp(mode->valuestring, "recover") != 0))) {
-        srv_send_error(req, KV_ERR_ARM_BAD_REQUEST,
-                       "properties.createMode must be 'default' or 'recover'.");
-        return;
-    }
     if (!patch && named && cJSON_IsString(mode) && strcasecmp(mode->valuestring, "recover") == 0) {
         hsm_recover(req, name);
         return;

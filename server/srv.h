@@ -355,6 +355,11 @@ int srv_arm_add_tags(struct srv_req *req, cJSON *o, const char *name, int delete
  * @p o in @p out (free out->names and out->values). @return 0 when it answered 400. */
 int srv_arm_parse_tags(struct srv_req *req, const cJSON *o, struct ks_tags *out);
 
+/** @brief Check the shape of a vault's or managed HSM's PUT or PATCH body (a PUT's location
+ * and properties object, a PATCH's properties if any, createMode "default" or "recover"),
+ * and read a PUT's location into @p location. @return 0 when it answered 400. */
+int srv_arm_body_ok(struct srv_req *req, int patch, char location[KS_LOCATION_MAX + 1]);
+
 /** @brief A PUT body's "location", as Resource Manager answers it, in @p out.
  * @return 0 when it answered 400. */
 int srv_arm_put_location(struct srv_req *req, char out[KS_LOCATION_MAX + 1]);

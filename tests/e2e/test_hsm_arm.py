@@ -62,7 +62,7 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Kvmock, Runner, b64url, check, eq, parse_args,  # noqa: E402
+from harness import (AZ_IN_ONE_PROCESS, Kvmock, Runner, b64url, check, eq, parse_args,  # noqa: E402
                      TENANT, APP)
 
 from azure.core.exceptions import ResourceNotFoundError
@@ -125,23 +125,6 @@ CONFIG = {
     ],
 }
 
-# Debian's az on each command of a JSON list (argv[1]), all in one Python process, as
-# /usr/bin/az runs one (as test_managed_hsm.py does). Prints [[exit code, what az printed],
-# ...] on its last line.
-AZ_IN_ONE_PROCESS = """
-import io, json, sys
-from azure.cli.core import get_default_cli
-results = []
-for argv in json.loads(sys.argv[1]):
-    out = io.StringIO()
-    try:
-        code = get_default_cli().invoke(argv + ["--output", "json"], out_file=out)
-    except SystemExit as e:
-        code = 1 if e.code is None else e.code
-    results.append([code, out.getvalue()])
-print()
-print(json.dumps(results))
-"""
 
 
 def iso(text):

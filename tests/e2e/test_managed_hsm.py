@@ -61,7 +61,7 @@ import urllib.parse
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Kvmock, Runner, b64url, caller_oid, check, eq,  # noqa: E402
+from harness import (AZ_IN_ONE_PROCESS, Kvmock, Runner, b64url, caller_oid, check, eq,  # noqa: E402
                      parse_args, start_refused, TENANT, APP)
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
@@ -150,24 +150,6 @@ FILE_ASSIGNMENTS = sorted([(ADMIN["objectId"], ADMINISTRATOR, "/"),
                            (OFFICER["objectId"], CRYPTO_OFFICER, "/")])
 
 
-# A script that runs Debian's az on each command of a JSON list (argv[1]), all in one Python
-# process, as /usr/bin/az (azure.cli.__main__) runs one: AzCli.invoke, without telemetry. One
-# process spares each command az's start (about a second). Prints [[exit code, what az
-# printed], ...] on its last line.
-AZ_IN_ONE_PROCESS = """
-import io, json, sys
-from azure.cli.core import get_default_cli
-results = []
-for argv in json.loads(sys.argv[1]):
-    out = io.StringIO()
-    try:
-        code = get_default_cli().invoke(argv + ["--output", "json"], out_file=out)
-    except SystemExit as e:
-        code = 1 if e.code is None else e.code
-    results.append([code, out.getvalue()])
-print()
-print(json.dumps(results))
-"""
 
 
 def main():

@@ -17,8 +17,6 @@
  * the EC and oct rows run the same code with every allocation failed).
  */
 #include <cjson/cJSON.h>
-#include <openssl/evp.h>
-#include <openssl/x509.h>
 #include <sodium.h>
 #include <stdio.h>
 #if defined(__SANITIZE_ADDRESS__)
@@ -42,6 +40,7 @@
 #include "kv_log.h"
 #include "pol.h"
 #include "testassert.h"
+#include "testcert.h"
 #include "testkeys.h"
 #include "testrecords.h"
 
@@ -966,18 +965,7 @@ static struct kv_buf sd_certs[3];
 static void sd_cert(struct kv_buf *out)
 {
     EVP_PKEY *key = EVP_RSA_gen(2048);
-    X509 *x = X509_new();
-    CHECK(key != NULL && x != NULL);
-    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
-    X509_gmtime_adj(X509_getm_notBefore(x), 0);
-    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
-    X509_set_pubkey(x, key);
-    CHECK(X509_sign(x, key, EVP_sha256()) > 0);
-    int len = i2d_X509(x, NULL);
-    CHECK(len > 0 && kv_buf_alloc((size_t)len, out) == KV_OK);
-    unsigned char *p = out->data;
-    i2d_X509(x, &p);
-    X509_free(x);
+    CHECK(key != NULL && testcert_make(key, 1, out));
     EVP_PKEY_free(key);
 }
 

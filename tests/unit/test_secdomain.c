@@ -17,6 +17,7 @@
 #include "check.h"
 #include "ks.h"
 #include "kv_buf.h"
+#include "testcert.h"
 
 static char dir[] = "/tmp/kvmock-sd-XXXXXX";
 static struct ks_env *env;
@@ -29,23 +30,7 @@ static struct kv_buf certs[NCERTS];
 /* A self-signed certificate of @p key with serial number @p serial, DER, into @p out. */
 static void make_cert(EVP_PKEY *key, long serial, struct kv_buf *out)
 {
-    X509 *x = X509_new();
-    X509_NAME *name = X509_NAME_new();
-    CHECK(x != NULL && name != NULL);
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"sd", -1, -1, 0);
-    ASN1_INTEGER_set(X509_get_serialNumber(x), serial);
-    X509_gmtime_adj(X509_getm_notBefore(x), 0);
-    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
-    X509_set_subject_name(x, name);
-    X509_set_issuer_name(x, name);
-    X509_set_pubkey(x, key);
-    CHECK(X509_sign(x, key, EVP_sha256()) > 0);
-    int len = i2d_X509(x, NULL);
-    CHECK(len > 0 && kv_buf_alloc((size_t)len, out) == KV_OK);
-    unsigned char *p = out->data;
-    i2d_X509(x, &p);
-    X509_NAME_free(name);
-    X509_free(x);
+    CHECK(testcert_make(key, serial, out));
 }
 
 static EVP_PKEY *rsa_key(int bits)
