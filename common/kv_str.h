@@ -30,6 +30,9 @@ int kv_str_join_n(char *out, size_t cap, const char *p1, size_t n1, ...);
  */
 void kv_str_uuid(char out[37], const unsigned char bytes[16]);
 
+/** @brief A new random (version 4, RFC 4122 variant) UUID, lowercase, and a NUL into @p out. */
+void kv_str_uuid_random(char out[37]);
+
 /** @brief Whether @p s is a UUID in its 36-character form (hex digits of either case). */
 int kv_str_is_uuid(const char *s);
 

@@ -2,6 +2,7 @@
 #include "kv_str.h"
 
 #include <ctype.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <string.h>
 #include <time.h>
@@ -58,6 +59,15 @@ void kv_str_uuid(char out[37], const unsigned char bytes[16])
         *d++ = hex[bytes[i] & 15];
     }
     *d = '\0';
+}
+
+void kv_str_uuid_random(char out[37])
+{
+    unsigned char b[16];
+    randombytes_buf(b, sizeof(b));
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* variant 10 */
+    kv_str_uuid(out, b);
 }
 
 int kv_str_is_uuid(const char *s)

@@ -6,7 +6,6 @@
  * the evaluator takes the read lock and allocates nothing.
  */
 #include <cjson/cJSON.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1235,18 +1234,6 @@ static int hsm_local(const struct pol_role_assignment *r, const char *hsm)
     return r->hsm && strcasecmp(r->vault, hsm) == 0;
 }
 
-/* A new random (version 4) GUID, lowercase. */
-static void new_guid(char out[37])
-{
-    unsigned char b[16];
-    randombytes_buf(b, sizeof(b));
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-             b[14], b[15]);
-}
-
 /* Set string member @p name of object @p o to @p value (last). Not cJSON's replace, which
  * out of memory leaves a member without a name. */
 static int set_member(cJSON *o, const char *name, const char *value)
@@ -1303,7 +1290,7 @@ static enum kv_status access_put_def(const struct pol_ctx *c, const char *hsm, c
                 map->to = to;
             if (from == NULL || to == NULL)
                 return KV_ERR_NOMEM;
-            new_guid(fresh);
+            kv_str_uuid_random(fresh);
             memcpy(map->from[map->n], guid, sizeof(guid));
             memcpy(map->to[map->n++], fresh, sizeof(fresh));
             replace_guid(doc->valuestring, guid, fresh); /* the answer names it */
@@ -1344,7 +1331,7 @@ static enum kv_status access_put_role(const struct pol_ctx *c, const char *hsm, 
     for (size_t i = 0; i < c->n_roles; i++) {
         char fresh[37];
         if (strcasecmp(c->roles[i].id, id) == 0 && !hsm_local(&c->roles[i], hsm)) {
-            new_guid(fresh);
+            kv_str_uuid_random(fresh);
             if (!set_member(o, "id", fresh))
                 return KV_ERR_NOMEM;
             break;

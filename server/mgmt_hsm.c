@@ -14,7 +14,6 @@
  * recovered (PUT with createMode "recover") or purged. kvmock's HSMs are active at once:
  * a security domain download (hsm_admin.c) is not needed first.
  */
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -223,11 +222,7 @@ static struct pol_role_assignment *initial_admins(const struct srv_req *req, con
         if (j < *n)
             continue; /* one assignment for an id named twice */
         struct pol_role_assignment *r = &roles[(*n)++];
-        unsigned char raw[16];
-        randombytes_buf(raw, sizeof(raw));
-        raw[6] = (unsigned char)((raw[6] & 0x0f) | 0x40); /* a version 4 GUID */
-        raw[8] = (unsigned char)((raw[8] & 0x3f) | 0x80);
-        kv_str_uuid(r->id, raw);
+        kv_str_uuid_random(r->id);
         r->hsm = 1;
         r->role = POL_ROLE_HSM_ADMINISTRATOR;
         snprintf(r->principal_id, sizeof(r->principal_id), "%s", it->valuestring);

@@ -171,6 +171,21 @@ print(json.dumps(results))
 """
 
 
+# Managed HSM's token audience, and the prefix of its data actions
+HSM_AUD = "https://managedhsm.azure.net"
+HSM_ACTION = "Microsoft.KeyVault/managedHsm/"
+
+
+def hsm_access_denied(got, action, scope, what=""):
+    """Managed HSM's refusal by its local RBAC, whole: @got is (status, headers, parsed body)
+    of a call refused @action (after HSM_ACTION) on @scope."""
+    st, hdrs, body = got
+    eq(st, 403, (what, body))
+    eq(body, {"error": {"code": "AccessDenied", "message":
+                        f"Not authorized to access {HSM_ACTION}{action} on {scope} "
+                        f"(Activity ID: {hdrs['x-ms-request-id']})"}}, what)
+
+
 def check(cond, msg="check failed"):
     if not cond:
         raise AssertionError(msg)
@@ -525,6 +540,15 @@ class Kvmock:
 
         return self._exchange(Conn("127.0.0.1", port, context=ctx, timeout=timeout),
                               method, path, data, headers)
+
+    def hsm_call(self, method, path, body=None, *, name, client_id, api="7.4"):
+        """A call on Managed HSM @name's host with a managed identity's token for it (the
+        identity of @client_id): (status, headers, parsed body or None)."""
+        sep = "&" if "?" in path else "?"
+        st, hdrs, resp = self.https(method, f"{path}{sep}api-version={api}", body,
+                                    token=self.token(HSM_AUD, client_id=client_id),
+                                    host=f"{name}.managedhsm.localhost:{self.https_port}")
+        return st, hdrs, (json.loads(resp) if resp else None)
 
     def http(self, method, path, body=None, headers=None, timeout=60):
         """Raw plain HTTP to 127.0.0.1:{http_port}."""

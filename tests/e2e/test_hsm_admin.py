@@ -48,7 +48,8 @@ import tempfile
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Kvmock, Runner, check, eq, parse_args, TENANT, APP  # noqa: E402
+from harness import (HSM_ACTION, HSM_AUD, Kvmock, Runner, check, eq,  # noqa: E402
+                     hsm_access_denied, parse_args, TENANT, APP)
 
 from azure.core.exceptions import HttpResponseError
 from azure.identity import ManagedIdentityCredential
@@ -78,13 +79,12 @@ BACKUP = ident("hsm-backup", 4)    # Backup User at / of hsma
 SUB = "00000000-0000-0000-0000-000000000000"
 MGMT = "https://management.azure.com"
 ARM_HSMS = f"/subscriptions/{SUB}/resourceGroups/kvmock/providers/Microsoft.KeyVault/managedHSMs"
-HSM_AUD = "https://managedhsm.azure.net"
 WRAPPER = ident("hsm-wrapper", 5)  # holds a custom role of hsma's
 RA = "/providers/Microsoft.Authorization/roleAssignments"
 RD = "/providers/Microsoft.Authorization/roleDefinitions"
 DEF_PREFIX = "Microsoft.KeyVault/providers/Microsoft.Authorization/roleDefinitions/"
 SETTING = "AllowKeyManagementOperationsThroughARM"
-ACTION = "Microsoft.KeyVault/managedHsm/"
+ACTION = HSM_ACTION
 CONTAINER = "https://backups.blob.core.windows.net/mhsm"
 SIG = "c2VjcmV0LXNpZ25hdHVyZS1vZi10aGUtc2FzLXRva2Vu"  # must never be kept nor logged
 SAS = f"sv=2021-08-06&se=2030-01-01T00%3A00%3A00Z&sr=c&sp=crdw&sig={SIG}"
@@ -160,21 +160,13 @@ def main():
 
         def hsm(method, path, body=None, who=ADMIN, name="hsma", api="7.4"):
             """A raw call on HSM @name as @who: (status, headers, parsed body or None)."""
-            sep = "&" if "?" in path else "?"
-            st, hdrs, resp = kv.https(method, f"{path}{sep}api-version={api}", body,
-                                      token=kv.token(HSM_AUD, client_id=who["clientId"]),
-                                      host=host(name))
-            return st, hdrs, (json.loads(resp) if resp else None)
+            return kv.hsm_call(method, path, body, name=name, client_id=who["clientId"], api=api)
 
         def mi(who):
             return ManagedIdentityCredential(client_id=who["clientId"])
 
         def denied(got, action, scope="/", what=""):
-            st, hdrs, body = got
-            eq(st, 403, (what, body))
-            eq(body, {"error": {"code": "AccessDenied", "message":
-                                f"Not authorized to access {ACTION}{action} on {scope} "
-                                f"(Activity ID: {hdrs['x-ms-request-id']})"}}, what)
+            hsm_access_denied(got, action, scope, what)
 
         def refused(got, status, code, message, what=""):
             """An error answered whole. Managed HSM's backup and restore errors carry no

@@ -62,8 +62,8 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (AZ_IN_ONE_PROCESS, Kvmock, Runner, b64url, check, eq, parse_args,  # noqa: E402
-                     TENANT, APP)
+from harness import (AZ_IN_ONE_PROCESS, HSM_ACTION, HSM_AUD, Kvmock, Runner,  # noqa: E402
+                     b64url, check, eq, hsm_access_denied, parse_args, TENANT, APP)
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.identity import ManagedIdentityCredential
@@ -89,7 +89,6 @@ CFG_ADMIN = ident("cfg-admin", 5)  # initialAdminObjectIds of the file's HSM
 CFG_USER = ident("cfg-user", 6)    # the file's Crypto User at /keys of the file's HSM
 SUB = "00000000-0000-0000-0000-000000000000"
 MGMT = "https://management.azure.com"
-HSM_AUD = "https://managedhsm.azure.net"
 ARM_API = "api-version=2023-07-01"
 RG_API = "api-version=2021-04-01"
 DAY = 86400
@@ -104,7 +103,7 @@ RG = "hsm-rg"  # the group the HSMs are made in (it does not exist before)
 RA = "/providers/Microsoft.Authorization/roleAssignments"
 RD = "/providers/Microsoft.Authorization/roleDefinitions"
 DEF_PREFIX = "Microsoft.KeyVault/providers/Microsoft.Authorization/roleDefinitions/"
-ACTION = "Microsoft.KeyVault/managedHsm/"
+ACTION = HSM_ACTION
 ADMINISTRATOR = "a290e904-7015-4bba-90c8-60543313cdb4"
 CRYPTO_USER = "21dbd100-6940-42c2-9190-5d6cb909625b"
 BUILT_IN = 8  # Managed HSM's built-in local roles
@@ -149,18 +148,10 @@ def main():
 
         def hsm(method, path, body=None, who=ADMIN, name="arm-hsm1"):
             """A data plane call on HSM @name as @who: (status, headers, parsed body or None)."""
-            sep = "&" if "?" in path else "?"
-            st, hdrs, resp = kv.https(method, f"{path}{sep}api-version=7.4", body,
-                                      token=tok(who), host=host(name))
-            return st, hdrs, (json.loads(resp) if resp else None)
+            return kv.hsm_call(method, path, body, name=name, client_id=who["clientId"])
 
         def denied(got, action, scope="/keys", what=""):
-            """Managed HSM's refusal by its local RBAC, whole."""
-            st, hdrs, body = got
-            eq(st, 403, (what, body))
-            eq(body, {"error": {"code": "AccessDenied", "message":
-                                f"Not authorized to access {ACTION}{action} on {scope} "
-                                f"(Activity ID: {hdrs['x-ms-request-id']})"}}, what)
+            hsm_access_denied(got, action, scope, what)
 
         def gone_host(name):
             """HSM @name's host answers as an unknown HSM's does."""

@@ -61,8 +61,9 @@ import urllib.parse
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (AZ_IN_ONE_PROCESS, Kvmock, Runner, b64url, caller_oid, check, eq,  # noqa: E402
-                     parse_args, start_refused, TENANT, APP)
+from harness import (AZ_IN_ONE_PROCESS, HSM_ACTION, HSM_AUD, Kvmock, Runner,  # noqa: E402
+                     b64url, caller_oid, check, eq, hsm_access_denied, parse_args,
+                     start_refused, TENANT, APP)
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.identity import ManagedIdentityCredential
@@ -88,7 +89,6 @@ CUSTOM = ident("hsm-custom", 6)  # holds custom roles of hsm1
 UNION = ident("hsm-union", 7)    # holds a custom role of several permission entries
 SUB = "00000000-0000-0000-0000-000000000000"
 MGMT = "https://management.azure.com"
-HSM_AUD = "https://managedhsm.azure.net"
 ARM_VAULTS = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.KeyVault/vaults"
 ARM_API = "api-version=2023-07-01"
 AUTHZ = "api-version=2022-04-01"  # Resource Manager's Microsoft.Authorization
@@ -100,7 +100,7 @@ DELETED_HSMS = f"/subscriptions/{SUB}/providers/Microsoft.KeyVault/deletedManage
 RA = "/providers/Microsoft.Authorization/roleAssignments"
 RD = "/providers/Microsoft.Authorization/roleDefinitions"
 DEF_PREFIX = "Microsoft.KeyVault/providers/Microsoft.Authorization/roleDefinitions/"
-ACTION = "Microsoft.KeyVault/managedHsm/"
+ACTION = HSM_ACTION
 
 # Managed HSM's built-in local roles, in the order it lists them
 ROLES = [
@@ -170,18 +170,10 @@ def main():
 
         def hsm(method, path, body=None, who=ADMIN, name="hsm1", api="7.4"):
             """A call on HSM @name as @who: (status, headers, parsed body or None)."""
-            sep = "&" if "?" in path else "?"
-            st, hdrs, resp = kv.https(method, f"{path}{sep}api-version={api}", body,
-                                      token=tok(who), host=host(name))
-            return st, hdrs, (json.loads(resp) if resp else None)
+            return kv.hsm_call(method, path, body, name=name, client_id=who["clientId"], api=api)
 
         def denied(got, action, scope="/keys", what=""):
-            """Managed HSM's refusal by its local RBAC, whole."""
-            st, hdrs, body = got
-            eq(st, 403, (what, body))
-            eq(body, {"error": {"code": "AccessDenied", "message":
-                                f"Not authorized to access {ACTION}{action} on {scope} "
-                                f"(Activity ID: {hdrs['x-ms-request-id']})"}}, what)
+            hsm_access_denied(got, action, scope, what)
 
         def sdk_denied(call, action, scope="/keys", what=""):
             """@call, through an SDK, is refused as denied() has it."""
