@@ -541,6 +541,24 @@ class Kvmock:
         return self._exchange(Conn("127.0.0.1", port, context=ctx, timeout=timeout),
                               method, path, data, headers)
 
+    def az_in_one_process(self, commands):
+        """Debian's az on each of @commands (argument lists) in one Python process
+        (AZ_IN_ONE_PROCESS), against this server, with a config folder of its own that is
+        removed after: (exit codes, each command's JSON output parsed or None, az's
+        stderr)."""
+        config_dir = tempfile.mkdtemp(prefix="kvmock-az-")
+        try:
+            env = dict(self.az_env(config_dir), AZ_INSTALLER="DEB")  # as /usr/bin/az sets it
+            proc = subprocess.run([sys.executable, "-c", AZ_IN_ONE_PROCESS,
+                                   json.dumps(commands)], env=env, stdin=subprocess.DEVNULL,
+                                  capture_output=True, text=True, timeout=300)
+        finally:
+            shutil.rmtree(config_dir, ignore_errors=True)
+        eq(proc.returncode, 0, proc.stderr[-3000:])
+        results = json.loads(proc.stdout.splitlines()[-1])
+        return ([r[0] for r in results],
+                [json.loads(r[1]) if r[1].strip() else None for r in results], proc.stderr)
+
     def hsm_call(self, method, path, body=None, *, name, client_id, api="7.4"):
         """A call on Managed HSM @name's host with a managed identity's token for it (the
         identity of @client_id): (status, headers, parsed body or None)."""

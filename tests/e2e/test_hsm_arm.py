@@ -55,14 +55,12 @@ import json
 import os
 import secrets
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (AZ_IN_ONE_PROCESS, HSM_ACTION, HSM_AUD, Kvmock, Runner,  # noqa: E402
+from harness import (HSM_ACTION, HSM_AUD, Kvmock, Runner,  # noqa: E402
                      b64url, check, eq, hsm_access_denied, parse_args, TENANT, APP)
 
 from azure.core.exceptions import ResourceNotFoundError
@@ -836,8 +834,6 @@ def main():
         def az_makes_shows_deletes_recovers_and_purges_hsms():
             check(shutil.which("az") is not None, "az is not installed (scripts/install-deps.sh "
                                                   "--test installs Debian's azure-cli)")
-            config_dir = tempfile.mkdtemp(prefix="kvmock-az-")
-            env = dict(kv.az_env(config_dir), AZ_INSTALLER="DEB")
             admin = ADMIN["objectId"]
             commands = [
                 ["cloud", "set", "--name", "kvmock"],
@@ -858,17 +854,8 @@ def main():
                 ["keyvault", "purge", "--hsm-name", "az-hsm2"],                     # 11
                 ["keyvault", "list-deleted", "--resource-type", "hsm"],             # 12
             ]
-            try:
-                proc = subprocess.run([sys.executable, "-c", AZ_IN_ONE_PROCESS,
-                                       json.dumps(commands)], env=env, stdin=subprocess.DEVNULL,
-                                      capture_output=True, text=True, timeout=300)
-                eq(proc.returncode, 0, proc.stderr[-3000:])
-                results = json.loads(proc.stdout.splitlines()[-1])
-            finally:
-                shutil.rmtree(config_dir, ignore_errors=True)
-            codes = [r[0] for r in results]
-            out = [json.loads(r[1]) if r[1].strip() else None for r in results]
-            eq(codes, [0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0], proc.stderr[-4000:])
+            codes, out, stderr = kv.az_in_one_process(commands)
+            eq(codes, [0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0], stderr[-4000:])
 
             def az_view(item):
                 """An HSM as az shows it, as Resource Manager answers it (test_managed_hsm.py's
@@ -892,7 +879,7 @@ def main():
                       if d["name"].startswith("az-")),
                [("az-hsm1", True), ("az-hsm2", False)])
             # purge protection: az reports Resource Manager's 405
-            check("MethodNotAllowed" in proc.stderr, proc.stderr[-3000:])
+            check("MethodNotAllowed" in stderr, stderr[-3000:])
             eq(az_view(out[9]), hsm1)
             eq(az_view(out[10]), hsm1)
             eq(out[11], None)

@@ -53,7 +53,6 @@ import os
 import re
 import secrets
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -61,7 +60,7 @@ import urllib.parse
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (AZ_IN_ONE_PROCESS, HSM_ACTION, HSM_AUD, Kvmock, Runner,  # noqa: E402
+from harness import (HSM_ACTION, HSM_AUD, Kvmock, Runner,  # noqa: E402
                      b64url, caller_oid, check, eq, hsm_access_denied, parse_args,
                      start_refused, TENANT, APP)
 
@@ -1545,8 +1544,6 @@ def main():
             az_bin = shutil.which("az")
             check(az_bin is not None, "az is not installed (scripts/install-deps.sh --test "
                                       "installs Debian's azure-cli)")
-            config_dir = tempfile.mkdtemp(prefix="kvmock-az-")
-            env = dict(kv.az_env(config_dir), AZ_INSTALLER="DEB")  # as /usr/bin/az sets it
             commands = [["cloud", "set", "--name", "kvmock"],
                         ["login", "--identity"],
                         ["keyvault", "list", "--resource-type", "hsm"],
@@ -1554,16 +1551,8 @@ def main():
                         ["keyvault", "show", "--hsm-name", "hsm1", "-g", "kvmock"],
                         ["keyvault", "list-deleted", "--resource-type", "hsm"],
                         ["keyvault", "show", "--hsm-name", "hsm1", "-g", "rg"]]
-            try:
-                proc = subprocess.run([sys.executable, "-c", AZ_IN_ONE_PROCESS,
-                                       json.dumps(commands)], env=env, stdin=subprocess.DEVNULL,
-                                      capture_output=True, text=True, timeout=300)
-                eq(proc.returncode, 0, proc.stderr[-3000:])
-                results = json.loads(proc.stdout.splitlines()[-1])
-            finally:
-                shutil.rmtree(config_dir, ignore_errors=True)
-            eq([r[0] for r in results], [0, 0, 0, 0, 0, 0, 3], proc.stderr[-3000:])
-            out = [json.loads(r[1]) if r[1].strip() else None for r in results]
+            codes, out, stderr = kv.az_in_one_process(commands)
+            eq(codes, [0, 0, 0, 0, 0, 0, 3], stderr[-3000:])
             eq([a["id"] for a in out[1]], [SUB])
 
             def az_view(item):
@@ -1585,7 +1574,7 @@ def main():
             # a group without it: az's exit code 3 and Resource Manager's message
             eq(out[6], None)
             check(f"(ResourceNotFound) {arm_not_found('hsm1', 'rg')[1]['error']['message']}"
-                  in proc.stderr, proc.stderr[-3000:])
+                  in stderr, stderr[-3000:])
 
         # ---- 19. a restart ---------------------------------------------------------------------
 

@@ -1059,6 +1059,27 @@ static void hsm_holdings(struct pol_ctx *c, const char *hsm, char *out, size_t c
         len += (size_t)snprintf(out + len, len < cap ? cap - len : 0, "%s", lines[i]);
 }
 
+/* Managed HSM's data action that the tests' custom roles grant */
+static const char *const hsm_wrap[] = {"Microsoft.KeyVault/managedHsm/keys/wrap/action"};
+
+/* Put custom role @p def (@p id, @p name) of Managed HSM @p hsm, which grants keys/wrap; and
+ * return assignment @p ra_id of it to @p principal at the HSM's "/", not yet made. @p doc
+ * is the role's text, which @p def borrows. */
+static struct pol_role_assignment hsm_wrap_role(struct pol_ctx *c, struct pol_role_def *def,
+                                                const char *id, const char *name, const char *hsm,
+                                                const char *doc, const char *ra_id,
+                                                const char *principal)
+{
+    *def = (struct pol_role_def){.doc = (char *)doc};
+    snprintf(def->id, sizeof(def->id), "%s", id);
+    snprintf(def->name, sizeof(def->name), "%s", name);
+    snprintf(def->hsm, sizeof(def->hsm), "%s", hsm);
+    CHECK_ST(pol_role_def_put(c, def, hsm_wrap, 1, NULL, 0, NULL), KV_OK);
+    struct pol_role_assignment ra = local_ra(ra_id, principal, POL_ROLE_CUSTOM, hsm, "/");
+    snprintf(ra.role_def, sizeof(ra.role_def), "%s", def->id);
+    return ra;
+}
+
 /* A Managed HSM's local assignments and custom roles in its full backups: exported as kept,
  * restored exactly (what came since goes), into the same HSM or another (where ids another
  * scope holds are made anew, and assignments follow their role), all or nothing. */
@@ -1068,15 +1089,10 @@ static void hsm_access_backup(struct pol_ctx *c, struct ks_env *ks)
     b1.hsm = b2.hsm = b1.premium = b2.premium = 1;
     CHECK_ST(ks_vault_put(ks, &b1), KV_OK);
     CHECK_ST(ks_vault_put(ks, &b2), KV_OK);
-    static const char *const wrap[] = {"Microsoft.KeyVault/managedHsm/keys/wrap/action"};
-    struct pol_role_def def = {.id = "0b0b0b0b-0000-4000-8000-0000000000d1",
-                               .name = "wrapper",
-                               .hsm = "bk1",
-                               .doc = "{\"name\":\"0b0b0b0b-0000-4000-8000-0000000000d1\"}"};
-    CHECK_ST(pol_role_def_put(c, &def, wrap, 1, NULL, 0, NULL), KV_OK);
-    struct pol_role_assignment custom =
-        local_ra("bk-cust", "bk-wrapper", POL_ROLE_CUSTOM, "bk1", "/");
-    snprintf(custom.role_def, sizeof(custom.role_def), "%s", def.id);
+    struct pol_role_def def;
+    struct pol_role_assignment custom = hsm_wrap_role(
+        c, &def, "0b0b0b0b-0000-4000-8000-0000000000d1", "wrapper", "bk1",
+        "{\"name\":\"0b0b0b0b-0000-4000-8000-0000000000d1\"}", "bk-cust", "bk-wrapper");
     struct pol_role_assignment ras[] = {
         local_ra("bk-admin", "bk-admin", POL_ROLE_HSM_ADMINISTRATOR, "bk1", "/"),
         local_ra("bk-user", "bk-user", POL_ROLE_HSM_CRYPTO_USER, "bk1", "/keys"),
@@ -1197,15 +1213,10 @@ static void hsm_lifecycle(struct pol_ctx *c, struct ks_env *ks)
                                   .roles = &admin,
                                   .n_roles = 1};
     CHECK_ST(pol_vault_put(c, &h, KS_VAULT_CREATE, &made), KV_OK);
-    static const char *const wrap[] = {"Microsoft.KeyVault/managedHsm/keys/wrap/action"};
-    struct pol_role_def def = {.id = "0c0c0c0c-0000-4000-8000-0000000000e1",
-                               .name = "lc-wrapper",
-                               .hsm = "lc1",
-                               .doc = "{\"name\":\"0c0c0c0c-0000-4000-8000-0000000000e1\"}"};
-    CHECK_ST(pol_role_def_put(c, &def, wrap, 1, NULL, 0, NULL), KV_OK);
-    struct pol_role_assignment custom =
-        local_ra("lc-cust", "lc-wrapper", POL_ROLE_CUSTOM, "lc1", "/");
-    snprintf(custom.role_def, sizeof(custom.role_def), "%s", def.id);
+    struct pol_role_def def;
+    struct pol_role_assignment custom = hsm_wrap_role(
+        c, &def, "0c0c0c0c-0000-4000-8000-0000000000e1", "lc-wrapper", "lc1",
+        "{\"name\":\"0c0c0c0c-0000-4000-8000-0000000000e1\"}", "lc-cust", "lc-wrapper");
     CHECK_ST(pol_role_put(c, &custom), KV_OK);
     const struct pol_claims wrapper = who("t1", "lc-wrapper", "x");
     expect(c, wrapper, h, "k1", POL_KEYS_WRAP, KV_OK);
@@ -1240,7 +1251,7 @@ static void hsm_lifecycle(struct pol_ctx *c, struct ks_env *ks)
      * control behind: a new HSM of the name starts without it, and may not assign a custom
      * role the same change takes away */
     CHECK_ST(pol_vault_put(c, &h, KS_VAULT_CREATE, &made), KV_OK);
-    CHECK_ST(pol_role_def_put(c, &def, wrap, 1, NULL, 0, NULL), KV_OK);
+    CHECK_ST(pol_role_def_put(c, &def, hsm_wrap, 1, NULL, 0, NULL), KV_OK);
     CHECK_ST(pol_role_put(c, &custom), KV_OK);
     CHECK_ST(pol_vault_delete(c, "lc1", "/hsm/lc1", &d), KV_OK);
     CHECK_ST(ks_deleted_vault_purge(ks, "lc1", 1, NULL, 0, NULL), KV_OK);
