@@ -176,6 +176,18 @@ HSM_AUD = "https://managedhsm.azure.net"
 HSM_ACTION = "Microsoft.KeyVault/managedHsm/"
 
 
+def az_hsm_view(item, group):
+    """A managed HSM as Debian's az shows it, as Resource Manager answers it: without az's
+    resourceGroup (which must be @group) and its SDK's empty fields, its times as Resource
+    Manager writes them."""
+    item = dict(item)
+    eq(item.pop("resourceGroup"), group, item)
+    item["properties"] = {k: v for k, v in item["properties"].items() if v is not None}
+    item["systemData"] = {k: v.replace("+00:00", "Z")
+                          for k, v in item["systemData"].items() if v is not None}
+    return item
+
+
 def hsm_access_denied(got, action, scope, what=""):
     """Managed HSM's refusal by its local RBAC, whole: @got is (status, headers, parsed body)
     of a call refused @action (after HSM_ACTION) on @scope."""

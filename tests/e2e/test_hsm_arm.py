@@ -60,7 +60,7 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (HSM_ACTION, HSM_AUD, Kvmock, Runner,  # noqa: E402
+from harness import (HSM_ACTION, HSM_AUD, Kvmock, az_hsm_view, Runner,  # noqa: E402
                      b64url, check, eq, hsm_access_denied, parse_args, TENANT, APP)
 
 from azure.core.exceptions import ResourceNotFoundError
@@ -858,15 +858,7 @@ def main():
             eq(codes, [0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0], stderr[-4000:])
 
             def az_view(item):
-                """An HSM as az shows it, as Resource Manager answers it (test_managed_hsm.py's
-                az_view)."""
-                item = dict(item)
-                eq(item.pop("resourceGroup"), "az-rg", item)
-                item["properties"] = {k: v for k, v in item["properties"].items()
-                                      if v is not None}
-                item["systemData"] = {k: v.replace("+00:00", "Z")
-                                      for k, v in item["systemData"].items() if v is not None}
-                return item
+                return az_hsm_view(item, "az-rg")
 
             st, hsm1 = arm("GET", hsm_path("az-hsm1", "az-rg"))
             eq(st, 200, hsm1)

@@ -60,7 +60,7 @@ import urllib.parse
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (HSM_ACTION, HSM_AUD, Kvmock, Runner,  # noqa: E402
+from harness import (HSM_ACTION, HSM_AUD, Kvmock, az_hsm_view, Runner,  # noqa: E402
                      b64url, caller_oid, check, eq, hsm_access_denied, parse_args,
                      start_refused, TENANT, APP)
 
@@ -1556,15 +1556,7 @@ def main():
             eq([a["id"] for a in out[1]], [SUB])
 
             def az_view(item):
-                """An HSM as az shows it, as Resource Manager answers it: without az's
-                resourceGroup and the SDK's empty fields, its times as Resource Manager's."""
-                item = dict(item)
-                eq(item.pop("resourceGroup"), "kvmock", item)
-                item["properties"] = {k: v for k, v in item["properties"].items()
-                                      if v is not None}
-                item["systemData"] = {k: v.replace("+00:00", "Z")
-                                      for k, v in item["systemData"].items() if v is not None}
-                return item
+                return az_hsm_view(item, "kvmock")
 
             want = arm("GET", SUB_HSMS)[1]["value"]
             eq([az_view(h) for h in out[2]], want)
