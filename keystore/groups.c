@@ -7,8 +7,8 @@
  *   {"name": "As-Created", "location": "westeurope", "tags": {...}}
  *
  * Which group a vault is in is the vault's own record ("resourceGroup"); the
- * group's record does not list its vaults, so a vault and its group are never
- * written in one transaction.
+ * group's record does not list its vaults. A new vault's group is made in the
+ * vault's own transaction when it does not exist (ks_group_ensure_tx()).
  */
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -156,14 +156,14 @@ enum kv_status ks_group_put(struct ks_env *env, const struct ks_group *group, in
     return st;
 }
 
-enum kv_status ks_group_ensure(struct ks_env *env, const struct ks_group *group,
-                               struct ks_group *out, int *created)
+enum kv_status ks_group_ensure_tx(struct ks_txn *tx, const struct ks_group *group,
+                                  struct ks_group *out, int *created)
 {
     if (!group_valid(group))
         return KV_ERR_BAD_PARAM;
     struct ks_group found = {0};
     struct put_arg a = {group, 0, &found};
-    enum kv_status st = ks_txn_write(env, put_fn, &a);
+    enum kv_status st = put_fn(tx, &a);
     if (st == KV_OK) {
         if (a.created) {
             snprintf(found.name, sizeof(found.name), "%s", group->name);
@@ -174,6 +174,25 @@ enum kv_status ks_group_ensure(struct ks_env *env, const struct ks_group *group,
             *created = a.created;
     }
     return st;
+}
+
+struct ensure_arg {
+    const struct ks_group *group;
+    struct ks_group *out;
+    int *created;
+};
+
+static enum kv_status ensure_fn(struct ks_txn *tx, void *arg)
+{
+    struct ensure_arg *a = arg;
+    return ks_group_ensure_tx(tx, a->group, a->out, a->created);
+}
+
+enum kv_status ks_group_ensure(struct ks_env *env, const struct ks_group *group,
+                               struct ks_group *out, int *created)
+{
+    struct ensure_arg a = {group, out, created};
+    return ks_txn_write(env, ensure_fn, &a);
 }
 
 /* ---- get, list, delete ------------------------------------------------------------------- */

@@ -546,6 +546,21 @@ enum kv_status ks_vault_put_with(struct ks_env *env, const struct ks_vault *vaul
                                  const struct ks_record_op *ops, size_t n) KV_MUST_CHECK;
 
 /**
+ * @brief ks_vault_put_with() of a new vault (KS_VAULT_CREATE), whose resource group (its
+ * `group`, in its location) is made in the same transaction unless a group of that name
+ * exists: a create that is refused leaves no group behind, and a vault is never written
+ * without its group. The vault is written with the group's name as the group has it (names
+ * match in any case).
+ * @param[out] group the group as stored, on KV_OK.
+ * @param[out] created on KV_OK, 1 when this call made the group (may be NULL).
+ * @return as ks_vault_put_with(); KV_ERR_BAD_PARAM also for a bad group name.
+ */
+struct ks_group;
+enum kv_status ks_vault_create_in_group(struct ks_env *env, const struct ks_vault *vault,
+                                        const struct ks_record_op *ops, size_t n,
+                                        struct ks_group *group, int *created) KV_MUST_CHECK;
+
+/**
  * @brief Delete a vault as Azure does. With soft delete on, the vault moves to
  * the deleted state in one transaction: its host stops answering (ks_vault_get()
  * gives KV_ERR_VAULT_NOT_FOUND), its keys are kept, and it is scheduled for purge
@@ -598,7 +613,8 @@ enum kv_status ks_deleted_vault_list(struct ks_env *env, int hsm, const char *af
 
 /**
  * @brief Recover a deleted vault (@p hsm 0) or Managed HSM (1) with its keys, as it was
- * when deleted.
+ * when deleted, and in the same transaction its resource group, if that went meanwhile
+ * (ks_group_ensure(): in the vault's location).
  * @param[out] out the recovered vault's properties.
  * @return KV_OK, KV_ERR_VAULT_NOT_FOUND (no such deleted vault of that kind), KV_ERR_ARM_CONFLICT
  *   (a live vault holds the name), KV_ERR_STORE, KV_ERR_NOMEM.

@@ -123,6 +123,11 @@ typedef enum kv_status (*ks_txn_fn)(struct ks_txn *tx, void *arg);
  */
 enum kv_status ks_txn_write(struct ks_env *env, ks_txn_fn fn, void *arg) KV_MUST_CHECK;
 
+/** @brief ks_group_ensure() inside @p tx (groups.c): @p out and @p created are set only
+ * on KV_OK. */
+enum kv_status ks_group_ensure_tx(struct ks_txn *tx, const struct ks_group *group,
+                                  struct ks_group *out, int *created) KV_MUST_CHECK;
+
 /** @brief ks_record_apply() inside @p tx. */
 enum kv_status ks_records_apply_tx(struct ks_txn *tx, const struct ks_record_op *ops,
                                    size_t n) KV_MUST_CHECK;

@@ -87,6 +87,23 @@ static int due(const struct ks_deleted_vault *d, int64_t now)
     return d->scheduled_purge <= now;
 }
 
+/* Make the resource group of vault @p v (its group, in its location) unless one of that
+ * name exists, in @p tx; @p g gets it as stored, and @p in_group the vault with the group's
+ * name as that has it. */
+static enum kv_status group_for(struct ks_txn *tx, const struct ks_vault *v, struct ks_group *g,
+                                int *created, struct ks_vault *in_group)
+{
+    struct ks_group want = {0};
+    snprintf(want.name, sizeof(want.name), "%s", v->group);
+    snprintf(want.location, sizeof(want.location), "%s", ks_vault_location(v));
+    enum kv_status st = ks_group_ensure_tx(tx, &want, g, created);
+    if (st == KV_OK) {
+        *in_group = *v;
+        snprintf(in_group->group, sizeof(in_group->group), "%s", g->name);
+    }
+    return st;
+}
+
 /* ---- delete ------------------------------------------------------------------------------ */
 
 struct delete_arg {
@@ -424,6 +441,12 @@ static enum kv_status recover_fn(struct ks_txn *tx, void *arg)
     cJSON_free(json);
     if (st == KV_OK)
         st = ks_txn_del(tx, tx->env->db_vaults, k, klen);
+    /* its group comes back with it, if it went in the meantime (a vault of the configuration
+     * file has none) */
+    struct ks_group g;
+    struct ks_vault in_group;
+    if (st == KV_OK && d.vault.group[0] != '\0')
+        st = group_for(tx, &d.vault, &g, NULL, &in_group);
     if (st == KV_OK)
         a->out = d.vault;
     return st;
@@ -496,6 +519,8 @@ struct create_arg {
     int create; /* enum ks_vault_write */
     const struct ks_record_op *ops;
     size_t n_ops;
+    struct ks_group *group; /* ks_vault_create_in_group(): the vault's group, made if need be */
+    int group_created;
 };
 
 /* A deleted vault holds its name until its scheduled purge date; one past that
@@ -524,8 +549,14 @@ static enum kv_status create_fn(struct ks_txn *tx, void *arg)
         st = purge_deleted(tx, &due_one);
     else if (st == KV_ERR_VAULT_NOT_FOUND)
         st = KV_OK;
+    struct ks_vault in_group;
+    const struct ks_vault *v = a->vault;
+    if (st == KV_OK && a->group != NULL) {
+        st = group_for(tx, a->vault, a->group, &a->group_created, &in_group);
+        v = &in_group;
+    }
     if (st == KV_OK)
-        st = ks_vault_write(tx, a->vault);
+        st = ks_vault_write(tx, v);
     return st == KV_OK ? ks_records_apply_tx(tx, a->ops, a->n_ops) : st;
 }
 
@@ -537,6 +568,24 @@ enum kv_status ks_vault_put_with(struct ks_env *env, const struct ks_vault *vaul
         return KV_ERR_BAD_PARAM;
     struct create_arg a = {lname, vault, create, ops, n};
     return ks_txn_write(env, create_fn, &a);
+}
+
+enum kv_status ks_vault_create_in_group(struct ks_env *env, const struct ks_vault *vault,
+                                        const struct ks_record_op *ops, size_t n,
+                                        struct ks_group *group, int *created)
+{
+    char lname[KS_VAULT_NAME_MAX + 1];
+    if (!norm_name(vault->name, lname))
+        return KV_ERR_BAD_PARAM;
+    struct ks_group g;
+    struct create_arg a = {lname, vault, KS_VAULT_CREATE, ops, n, &g, 0};
+    enum kv_status st = ks_txn_write(env, create_fn, &a);
+    if (st == KV_OK) {
+        *group = g;
+        if (created != NULL)
+            *created = a.group_created;
+    }
+    return st;
 }
 
 enum kv_status ks_vault_create(struct ks_env *env, const struct ks_vault *vault)

@@ -917,15 +917,25 @@ static void install_batch(struct pol_ctx *c, const char *vault, struct batch *b)
 
 /* Write vault @p v (when not NULL) and change @p chg in one transaction, then reload.
  * With @p scope, the change is written only while its scope's vault or group exists. */
-static enum kv_status commit(struct pol_ctx *c, const struct ks_vault *v, int create,
+/* A vault's write that goes with an access control change (pol_vault_put()). */
+struct vault_write {
+    const struct ks_vault *v;
+    int create;             /* enum ks_vault_write */
+    struct ks_group *group; /* not NULL: a new vault, its group made with it if need be */
+    int *group_created;
+};
+
+static enum kv_status commit(struct pol_ctx *c, const struct vault_write *w,
                              const struct pol_acl_change *chg,
                              const struct pol_role_assignment *scope)
 {
     struct batch b = {0};
     pthread_rwlock_wrlock(&c->lock);
     enum kv_status st = build(c, chg, &b);
-    if (st == KV_OK && v != NULL)
-        st = ks_vault_put_with(c->ks, v, create, b.ops, b.n);
+    if (st == KV_OK && w != NULL && w->group != NULL)
+        st = ks_vault_create_in_group(c->ks, w->v, b.ops, b.n, w->group, w->group_created);
+    else if (st == KV_OK && w != NULL)
+        st = ks_vault_put_with(c->ks, w->v, w->create, b.ops, b.n);
     else if (st == KV_OK && scope != NULL)
         st = ks_record_apply_at(c->ks, scope->vault, scope->hsm, scope->group, b.ops, b.n);
     else if (st == KV_OK)
@@ -937,23 +947,39 @@ static enum kv_status commit(struct pol_ctx *c, const struct ks_vault *v, int cr
     return st;
 }
 
-enum kv_status pol_vault_put(struct pol_ctx *c, const struct ks_vault *v, int create,
-                             const struct pol_acl_change *chg)
+/* pol_vault_put() and pol_vault_create_in_group(): the checks, then the commit. */
+static enum kv_status vault_commit(struct pol_ctx *c, const struct vault_write *w,
+                                   const struct pol_acl_change *chg)
 {
-    struct pol_acl_change none = {.vault = v->name};
-    if (chg != NULL && strcasecmp(chg->vault, v->name) != 0)
+    struct pol_acl_change none = {.vault = w->v->name};
+    if (chg != NULL && strcasecmp(chg->vault, w->v->name) != 0)
         return KV_ERR_BAD_PARAM;
     /* a Managed HSM's assignments are its local ones, a vault's never are */
     for (size_t i = 0; chg != NULL && i < chg->n_roles; i++) {
-        if (chg->roles[i].vault[0] != '\0' && chg->roles[i].hsm != v->hsm)
+        if (chg->roles[i].vault[0] != '\0' && chg->roles[i].hsm != w->v->hsm)
             return KV_ERR_BAD_PARAM;
     }
-    return commit(c, v, create, chg != NULL ? chg : &none, NULL);
+    return commit(c, w, chg != NULL ? chg : &none, NULL);
+}
+
+enum kv_status pol_vault_put(struct pol_ctx *c, const struct ks_vault *v, int create,
+                             const struct pol_acl_change *chg)
+{
+    struct vault_write w = {v, create, NULL, NULL};
+    return vault_commit(c, &w, chg);
+}
+
+enum kv_status pol_vault_create_in_group(struct pol_ctx *c, const struct ks_vault *v,
+                                         const struct pol_acl_change *chg, struct ks_group *group,
+                                         int *created)
+{
+    struct vault_write w = {v, KS_VAULT_CREATE, group, created};
+    return vault_commit(c, &w, chg);
 }
 
 enum kv_status pol_acl_apply(struct pol_ctx *c, const struct pol_acl_change *chg)
 {
-    return commit(c, NULL, 0, chg, NULL);
+    return commit(c, NULL, chg, NULL);
 }
 
 enum kv_status pol_vault_delete(struct pol_ctx *c, const char *name, const char *resource_id,
@@ -1030,7 +1056,7 @@ enum kv_status pol_policy_put(struct pol_ctx *c, const struct pol_access_policy 
 enum kv_status pol_role_put(struct pol_ctx *c, const struct pol_role_assignment *ra)
 {
     struct pol_acl_change chg = {.vault = ra->vault, .roles = ra, .n_roles = 1};
-    return commit(c, NULL, 0, &chg, ra);
+    return commit(c, NULL, &chg, ra);
 }
 
 /* Remove, in one transaction, the assignments with id @p id (not NULL), else those at

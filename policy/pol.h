@@ -515,6 +515,17 @@ struct pol_acl_change {
 enum kv_status pol_vault_put(struct pol_ctx *ctx, const struct ks_vault *v, int create,
                              const struct pol_acl_change *chg) KV_MUST_CHECK;
 
+/**
+ * @brief pol_vault_put() of a new vault (KS_VAULT_CREATE) with ks_vault_create_in_group():
+ * its resource group is made in the same transaction unless it exists.
+ * @param[out] group the group as stored, on KV_OK.
+ * @param[out] created on KV_OK, 1 when this call made the group (may be NULL).
+ * @return as pol_vault_put().
+ */
+enum kv_status pol_vault_create_in_group(struct pol_ctx *ctx, const struct ks_vault *v,
+                                         const struct pol_acl_change *chg, struct ks_group *group,
+                                         int *created) KV_MUST_CHECK;
+
 /** @brief Apply access control change @p chg alone. @return as pol_vault_put(). */
 enum kv_status pol_acl_apply(struct pol_ctx *ctx, const struct pol_acl_change *chg) KV_MUST_CHECK;
 

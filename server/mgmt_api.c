@@ -467,10 +467,6 @@ int srv_arm_recover(struct srv_req *req, const char *name, int hsm, const char *
         srv_send_error(req, KV_ERR_ARM_NO_DELETED_VAULT, none);
         return 0;
     }
-    /* its group comes back with it, if it went in the meantime */
-    char group[KS_GROUP_MAX + 1];
-    if (st == KV_OK && out->group[0] != '\0')
-        st = srv_arm_group_ensure(req, out->group, ks_vault_location(out), group);
     if (st != KV_OK) {
         srv_send_error(req, st, NULL);
         return 0;
@@ -486,23 +482,6 @@ static void vault_not_found(struct srv_req *req, const char *name)
                     "The Resource 'Microsoft.KeyVault/vaults/%.64s' under resource group "
                     "'%.90s' was not found.",
                     name, req->seg[3]);
-}
-
-/* Create resource group @p name in @p location unless it exists; @p canonical gets its name
- * as it was created. */
-enum kv_status srv_arm_group_ensure(struct srv_req *req, const char *name, const char *location,
-                                    char canonical[KS_GROUP_MAX + 1])
-{
-    struct ks_group want = {0}, g;
-    snprintf(want.name, sizeof(want.name), "%s", name);
-    snprintf(want.location, sizeof(want.location), "%s", location);
-    int created = 0;
-    enum kv_status st = ks_group_ensure(req->srv->ks, &want, &g, &created);
-    if (st == KV_OK)
-        snprintf(canonical, KS_GROUP_MAX + 1, "%s", g.name);
-    if (created)
-        kv_log(KV_LOG_INFO, "resource group '%s' created for a vault by %s", name, req->who.oid);
-    return st;
 }
 
 /* A PUT body's "location", which every PUT of a resource names, as ARM requires, in
@@ -607,19 +586,11 @@ int srv_arm_resource_fill(struct srv_req *req, int patch, const struct ks_vault 
     return 1;
 }
 
-enum kv_status srv_arm_write(struct srv_req *req, struct ks_vault *v, int exists, const char *group,
+enum kv_status srv_arm_write(struct srv_req *req, struct ks_vault *v, int exists,
                              const struct pol_acl_change *chg, struct srv_arm_kept *kept)
 {
     enum kv_status st = KV_OK;
-    struct ks_deleted_vault gone;
     memset(kept, 0, sizeof(*kept));
-    /* A new one's group comes into being with it, if need be (kvmock does not ask for the
-     * group first, as Azure does); a name a deleted one holds is refused before it is made
-     * (and again as it writes). */
-    if (!exists && ks_deleted_vault_get(req->srv->ks, v->name, &gone) == KV_OK)
-        st = KV_ERR_VAULT_DELETED;
-    if (st == KV_OK && !exists)
-        st = srv_arm_group_ensure(req, group, v->location, v->group);
     /* The answer shows it as written, not as read again after the write (a deletion right
      * after it would leave nothing to read): the tags and network rule lists the body
      * gives, else its own as they are now, which the write keeps. */
@@ -628,9 +599,20 @@ enum kv_status srv_arm_write(struct srv_req *req, struct ks_vault *v, int exists
     if (st == KV_OK && exists && v->net_acls && v->net_rules == NULL)
         st = ks_vault_net_rules(req->srv->ks, v->name, &kept->rules);
     /* An update applies only while it is live, checked as it writes: a deletion committed
-     * since it was read is not undone. */
-    if (st == KV_OK)
-        st = pol_vault_put(req->srv->pol, v, exists ? KS_VAULT_UPDATE : KS_VAULT_CREATE, chg);
+     * since it was read is not undone. A new one's group comes into being with it, in its
+     * transaction, if need be (kvmock does not ask for the group first, as Azure does), so a
+     * refused one leaves none. */
+    struct ks_group made;
+    int created = 0;
+    if (st == KV_OK && exists)
+        st = pol_vault_put(req->srv->pol, v, KS_VAULT_UPDATE, chg);
+    else if (st == KV_OK)
+        st = pol_vault_create_in_group(req->srv->pol, v, chg, &made, &created);
+    if (st == KV_OK && !exists)
+        snprintf(v->group, sizeof(v->group), "%s", made.name);
+    if (st == KV_OK && created)
+        kv_log(KV_LOG_INFO, "resource group '%s' created for %s '%s' by %s", made.name,
+               v->hsm ? "managed HSM" : "vault", v->name, req->who.oid);
     if (st == KV_OK && v->tags == NULL)
         v->tags = &kept->tags;
     if (st == KV_OK && v->net_acls && v->net_rules == NULL)
@@ -768,7 +750,7 @@ static void vault_put(struct srv_req *req, const char *path_name, int patch)
                                  .n_policies = n};
     struct srv_arm_kept kept = {0};
     if (st == KV_OK)
-        st = srv_arm_write(req, &v, exists, group, &chg, &kept);
+        st = srv_arm_write(req, &v, exists, &chg, &kept);
     free(policies);
     if (st == KV_ERR_ARM_VAULT_EXISTS) { /* another request created it meanwhile */
         srv_send_errorf(req, st,

@@ -393,8 +393,7 @@ static void hsm_put(struct srv_req *req, const char *path_name, int patch)
                                  .roles = admins,
                                  .n_roles = n_admins};
     struct srv_arm_kept kept = {0};
-    enum kv_status st =
-        ok ? srv_arm_write(req, &v, exists, group, exists ? NULL : &chg, &kept) : KV_OK;
+    enum kv_status st = ok ? srv_arm_write(req, &v, exists, exists ? NULL : &chg, &kept) : KV_OK;
     free(admins);
     if (!ok) {
         ;                                       /* answered */

@@ -370,11 +370,6 @@ int srv_arm_add_system_data(cJSON *o, const struct ks_vault *v);
 /** @brief This request's change to a vault or HSM, for its systemData: now, by the caller. */
 void srv_arm_caller_change(const struct srv_req *req, struct ks_vault_change *out);
 
-/** @brief Create resource group @p name in @p location unless it exists; @p canonical gets
- * its name as it was created. */
-enum kv_status srv_arm_group_ensure(struct srv_req *req, const char *name, const char *location,
-                                    char canonical[KS_GROUP_MAX + 1]);
-
 /** @brief Whether Azure gives a new vault or managed HSM the name @p name: 3-24 letters,
  * digits and dashes, a letter first, a letter or digit last, no two dashes in a row. */
 int srv_arm_name_valid(const char *name);
@@ -401,14 +396,15 @@ struct srv_arm_kept {
 };
 
 /**
- * @brief The end of a vault's or managed HSM's PUT or PATCH: a new one's group made (a name
- * a deleted one holds refused first), then @p v written with access control change @p chg
- * (pol_vault_put(): a new one only while the name is free, an existing one only while it
- * lives). On KV_OK, v->tags and v->net_rules show what it holds (the body's, else @p kept).
- * @return as pol_vault_put(), KV_ERR_VAULT_DELETED, and the group's and reads' errors.
+ * @brief The end of a vault's or managed HSM's PUT or PATCH: @p v written with access
+ * control change @p chg, a new one (only while the name is free) with its group, made if
+ * need be in the same transaction (pol_vault_create_in_group()), an existing one only while
+ * it lives (pol_vault_put()). On KV_OK, v->group is the group's name as the group has it,
+ * and v->tags and v->net_rules show what it holds (the body's, else @p kept).
+ * @return as pol_vault_put(), and the reads' errors.
  *   Release @p kept with srv_arm_kept_free() in any case.
  */
-enum kv_status srv_arm_write(struct srv_req *req, struct ks_vault *v, int exists, const char *group,
+enum kv_status srv_arm_write(struct srv_req *req, struct ks_vault *v, int exists,
                              const struct pol_acl_change *chg, struct srv_arm_kept *kept);
 
 void srv_arm_kept_free(struct srv_arm_kept *kept);

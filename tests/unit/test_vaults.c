@@ -430,6 +430,78 @@ static void resource_groups(void)
     CHECK(ks_group_list(env, list, 8) == 1);
 }
 
+/* A record of another layer's, for a vault: whether it is stored. */
+static int record_kept(const char *key, size_t len)
+{
+    struct kv_buf b = {0};
+    enum kv_status st = ks_record_get(env, KS_TABLE_POLICIES, key, len, &b);
+    kv_buf_free(&b);
+    return st == KV_OK;
+}
+
+/* ks_vault_create_in_group(): a new vault and its group in one transaction, so a refused
+ * create leaves no group; and a recovered vault's group comes back in its transaction. */
+static void groups_made_with_vaults(void)
+{
+    struct ks_group g, got;
+    int created = -1;
+    struct ks_vault v = vault("ingroup", 1, 7, 0), r;
+    snprintf(v.group, sizeof(v.group), "New-RG");
+    snprintf(v.location, sizeof(v.location), "northeurope");
+    struct ks_record_op op = {KS_TABLE_POLICIES, "ingroup\0p", 9, "{}", 2};
+    CHECK_ST(ks_vault_create_in_group(env, &v, &op, 1, &g, &created), KV_OK);
+    CHECK(created == 1);
+    CHECK_STR(g.name, "New-RG");
+    CHECK_STR(g.location, "northeurope");
+    CHECK_ST(ks_group_get(env, "new-rg", &got, NULL), KV_OK);
+    CHECK_STR(got.location, "northeurope");
+    CHECK(record_kept("ingroup\0p", 9));
+    /* a group of the name in another case is the one: the vault takes its name */
+    struct ks_vault second = vault("ingroup2", 1, 7, 0);
+    snprintf(second.group, sizeof(second.group), "NEW-rg");
+    snprintf(second.location, sizeof(second.location), "westus");
+    CHECK_ST(ks_vault_create_in_group(env, &second, NULL, 0, &g, &created), KV_OK);
+    CHECK(created == 0);
+    CHECK_STR(g.name, "New-RG");
+    CHECK_STR(g.location, "northeurope");
+    CHECK_ST(ks_vault_get(env, "ingroup2", &r), KV_OK);
+    CHECK_STR(r.group, "New-RG");
+    CHECK_STR(r.location, "westus");
+
+    /* refused creates make no group and write no record */
+    struct ks_vault taken = vault("ingroup", 1, 7, 0);
+    snprintf(taken.group, sizeof(taken.group), "Taken-RG");
+    struct ks_record_op stray = {KS_TABLE_POLICIES, "ingroup\0q", 9, "{}", 2};
+    CHECK_ST(ks_vault_create_in_group(env, &taken, &stray, 1, &g, &created),
+             KV_ERR_ARM_VAULT_EXISTS);
+    CHECK_ST(ks_group_get(env, "taken-rg", &got, NULL), KV_ERR_ARM_NO_GROUP);
+    CHECK(!record_kept("ingroup\0q", 9));
+    CHECK_ST(ks_vault_soft_delete(env, "ingroup2", "", NULL), KV_OK);
+    struct ks_vault held = vault("ingroup2", 1, 7, 0);
+    snprintf(held.group, sizeof(held.group), "Held-RG");
+    CHECK_ST(ks_vault_create_in_group(env, &held, NULL, 0, &g, &created), KV_ERR_VAULT_DELETED);
+    CHECK_ST(ks_group_get(env, "held-rg", &got, NULL), KV_ERR_ARM_NO_GROUP);
+    struct ks_vault badly = vault("badly", 1, 7, 0);
+    snprintf(badly.group, sizeof(badly.group), "no/such");
+    CHECK_ST(ks_vault_create_in_group(env, &badly, NULL, 0, &g, &created), KV_ERR_BAD_PARAM);
+    CHECK_ST(ks_vault_get(env, "badly", &r), KV_ERR_VAULT_NOT_FOUND);
+
+    /* the group went while the vault was deleted: recovery brings it back, where the vault is */
+    CHECK_ST(ks_vault_soft_delete(env, "ingroup", "", NULL), KV_OK);
+    CHECK_ST(ks_group_delete(env, "new-rg"), KV_OK);
+    CHECK_ST(ks_deleted_vault_recover(env, "ingroup2", 0, &r), KV_OK);
+    CHECK_ST(ks_group_get(env, "new-rg", &got, NULL), KV_OK);
+    CHECK_STR(got.name, "New-RG");
+    CHECK_STR(got.location, "westus");
+    CHECK_ST(ks_deleted_vault_recover(env, "ingroup", 0, &r), KV_OK);
+    CHECK_STR(r.group, "New-RG");
+    CHECK_ST(ks_group_get(env, "new-rg", &got, NULL), KV_OK);
+    CHECK_STR(got.location, "westus"); /* found, not made again */
+    CHECK_ST(ks_vault_delete(env, "ingroup"), KV_OK);
+    CHECK_ST(ks_vault_delete(env, "ingroup2"), KV_OK);
+    CHECK_ST(ks_group_delete(env, "new-rg"), KV_OK);
+}
+
 /* The network rules: flags with the vault, the lists apart; kept, replaced, refused. */
 static void network_rules(void)
 {
@@ -798,6 +870,7 @@ int main(void)
         update_needs_a_live_vault();
         changes_are_stamped();
         resource_groups();
+        groups_made_with_vaults();
         managed_hsms();
         persists();
         ks_close(env);
