@@ -636,6 +636,18 @@ enum kv_status ks_deleted_vault_purge(struct ks_env *env, const char *name, int 
                                       const struct ks_record_op *ops, size_t n,
                                       int *applied) KV_MUST_CHECK;
 
+/**
+ * @brief Apply @p ops (as ks_record_apply()) only when no vault or Managed HSM, live or
+ * deleted, has the name @p name; the check and the changes are one transaction. For the
+ * other layers' records of a vault gone for good without them: one purged by the sweep, or
+ * found past its purge date on a read (those purges take only its keys and access policies).
+ * @param[out] applied whether @p ops were applied (0: the name is held).
+ * @return KV_OK, KV_ERR_BAD_PARAM (not a vault's name), and as ks_record_apply().
+ */
+enum kv_status ks_record_apply_gone(struct ks_env *env, const char *name,
+                                    const struct ks_record_op *ops, size_t n,
+                                    int *applied) KV_MUST_CHECK;
+
 /* ---- resource groups -------------------------------------------------------- */
 
 /** A resource group: the management plane's container of vaults. */

@@ -287,6 +287,42 @@ enum kv_status ks_deleted_vault_purge(struct ks_env *env, const char *name, int 
     return st;
 }
 
+struct gone_arg {
+    const char *lname;
+    const struct ks_record_op *ops;
+    size_t n_ops;
+    int applied;
+};
+
+static enum kv_status gone_fn(struct ks_txn *tx, void *arg)
+{
+    struct gone_arg *a = arg;
+    struct ks_vault live;
+    struct ks_deleted_vault d;
+    a->applied = 0;
+    enum kv_status st = ks_vault_read(tx, a->lname, &live);
+    if (st == KV_ERR_VAULT_NOT_FOUND)
+        st = read_deleted(tx, a->lname, &d);
+    if (st != KV_ERR_VAULT_NOT_FOUND)
+        return st; /* KV_OK: the name is held, and its records with it */
+    a->applied = 1;
+    return ks_records_apply_tx(tx, a->ops, a->n_ops);
+}
+
+enum kv_status ks_record_apply_gone(struct ks_env *env, const char *name,
+                                    const struct ks_record_op *ops, size_t n, int *applied)
+{
+    char lname[KS_VAULT_NAME_MAX + 1];
+    *applied = 0;
+    if (!norm_name(name, lname))
+        return KV_ERR_BAD_PARAM;
+    struct gone_arg a = {lname, ops, n, 0};
+    enum kv_status st = ks_txn_write(env, gone_fn, &a);
+    if (st == KV_OK)
+        *applied = a.applied;
+    return st;
+}
+
 /* ---- get and list -------------------------------------------------------------------------- */
 
 struct get_arg {

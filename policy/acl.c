@@ -1047,6 +1047,89 @@ enum kv_status pol_deleted_vault_purge(struct pol_ctx *c, const char *name, int 
     return st;
 }
 
+/* Add @p name to the @p n names of @p names (capacity @p cap) unless it is there (in any
+ * case). @return 0 when out of memory. */
+static int name_add(char (**names)[KS_VAULT_NAME_MAX + 1], size_t *n, size_t *cap, const char *name)
+{
+    if (name[0] == '\0')
+        return 1; /* a group's or the subscription's scope, or Resource Manager's role */
+    for (size_t i = 0; i < *n; i++) {
+        if (strcasecmp((*names)[i], name) == 0)
+            return 1;
+    }
+    if (*n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 16;
+        char(*nn)[KS_VAULT_NAME_MAX + 1] = realloc(*names, ncap * sizeof(*nn));
+        if (nn == NULL)
+            return 0;
+        *names = nn;
+        *cap = ncap;
+    }
+    snprintf((*names)[(*n)++], KS_VAULT_NAME_MAX + 1, "%s", name);
+    return 1;
+}
+
+/* The vaults and Managed HSMs that access control names: its access policies', its
+ * assignments' and its HSM custom roles'. */
+static enum kv_status named_vaults(struct pol_ctx *c, char (**names)[KS_VAULT_NAME_MAX + 1],
+                                   size_t *n)
+{
+    size_t cap = 0;
+    int ok = 1;
+    *names = NULL;
+    *n = 0;
+    pthread_rwlock_rdlock(&c->lock);
+    for (size_t i = 0; ok && i < c->n_policies; i++)
+        ok = name_add(names, n, &cap, c->policies[i].vault);
+    for (size_t i = 0; ok && i < c->n_roles; i++)
+        ok = name_add(names, n, &cap, c->roles[i].vault);
+    for (size_t i = 0; ok && i < c->n_defs; i++)
+        ok = name_add(names, n, &cap, c->defs[i].hsm);
+    pthread_rwlock_unlock(&c->lock);
+    return ok ? KV_OK : KV_ERR_NOMEM;
+}
+
+enum kv_status pol_vault_gone(struct pol_ctx *c, const char *name, int *cleared)
+{
+    struct ks_vault v;
+    struct ks_deleted_vault d;
+    *cleared = 0;
+    /* a first look without the lock: most names are held */
+    enum kv_status held = ks_vault_get(c->ks, name, &v);
+    if (held == KV_ERR_VAULT_NOT_FOUND)
+        held = ks_deleted_vault_get(c->ks, name, &d);
+    if (held != KV_ERR_VAULT_NOT_FOUND)
+        return held; /* KV_OK: held */
+    struct pol_acl_change gone = {
+        .vault = name, .clear_policies = 1, .clear_roles = 1, .clear_defs = 1};
+    struct batch b = {0};
+    pthread_rwlock_wrlock(&c->lock);
+    enum kv_status st = build(c, &gone, &b);
+    if (st == KV_OK)
+        st = ks_record_apply_gone(c->ks, name, b.ops, b.n, cleared);
+    if (st == KV_OK && *cleared)
+        install_batch(c, name, &b);
+    pthread_rwlock_unlock(&c->lock);
+    batch_free(&b);
+    return st;
+}
+
+enum kv_status pol_sweep(struct pol_ctx *c, size_t *cleared)
+{
+    char(*names)[KS_VAULT_NAME_MAX + 1];
+    size_t n = 0, done = 0;
+    enum kv_status st = named_vaults(c, &names, &n);
+    for (size_t i = 0; st == KV_OK && i < n; i++) {
+        int one = 0;
+        st = pol_vault_gone(c, names[i], &one);
+        done += (size_t)one;
+    }
+    free(names);
+    if (cleared != NULL)
+        *cleared = done;
+    return st;
+}
+
 enum kv_status pol_policy_put(struct pol_ctx *c, const struct pol_access_policy *p)
 {
     struct pol_acl_change chg = {.vault = p->vault, .policies = p, .n_policies = 1};

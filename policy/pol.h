@@ -542,6 +542,26 @@ enum kv_status pol_vault_delete(struct pol_ctx *ctx, const char *name, const cha
                                 struct ks_deleted_vault *out) KV_MUST_CHECK;
 
 /**
+ * @brief Remove the access control of vault or Managed HSM @p name if it is gone for good
+ * without it: purged by the keystore alone (its sweep at the purge date, or a read that
+ * found it past it), which takes only its keys and access policy records. When no vault or
+ * HSM, live or deleted, holds the name, its access policies, the role assignments at its
+ * scope and its keys', and an HSM's custom roles go, in one transaction with that check
+ * (ks_record_apply_gone()).
+ * @param[out] cleared 1 when they went.
+ * @return KV_OK (also when the name is held), KV_ERR_BAD_PARAM, KV_ERR_NOMEM, KV_ERR_STORE.
+ */
+enum kv_status pol_vault_gone(struct pol_ctx *ctx, const char *name, int *cleared) KV_MUST_CHECK;
+
+/**
+ * @brief pol_vault_gone() for each name that access control names (access policies,
+ * assignments, HSM custom roles), each in its own transaction.
+ * @param[out] cleared how many names were cleared (may be NULL).
+ * @return KV_OK, or the first failure: the names after it wait for the next sweep.
+ */
+enum kv_status pol_sweep(struct pol_ctx *ctx, size_t *cleared) KV_MUST_CHECK;
+
+/**
  * @brief Purge deleted vault (@p hsm 0) or Managed HSM (1) @p name as
  * ks_deleted_vault_purge() does, and in the same transaction what it kept for a recovery:
  * a vault's access policies, an HSM's local role assignments and custom role definitions.

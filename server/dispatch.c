@@ -302,6 +302,20 @@ static void vault_api(struct srv_req *req)
     ks_txn_attach(NULL); /* a handler that sent nothing: srv_audit() did not detach */
 }
 
+enum kv_status srv_sweep(const struct srv *srv)
+{
+    size_t purged = 0, rotated = 0, cleared = 0;
+    enum kv_status st = ks_sweep(srv->ks, &purged, &rotated);
+    /* after the keystore's, which may have purged vaults: their access control goes too */
+    enum kv_status pst = pol_sweep(srv->pol, &cleared);
+    if (purged + rotated + cleared > 0)
+        kv_log(KV_LOG_INFO,
+               "sweep: %zu deleted key(s) or vault(s) purged, %zu key(s) rotated; "
+               "access control of %zu purged vault(s) removed",
+               purged, rotated, cleared);
+    return st != KV_OK ? st : pst;
+}
+
 /* ---- the HTTP port: health, CA certificate, token endpoints, admin ----------------- */
 
 static void admin_clock(struct srv_req *req)
@@ -325,11 +339,8 @@ static void admin_clock(struct srv_req *req)
     if (kv_file_write_atomic(req->srv->clock_path, offset, (size_t)len, 0600) != KV_OK)
         kv_log(KV_LOG_WARN, "cannot keep the clock offset in %s", req->srv->clock_path);
     /* What the new time made due happens before the answer. */
-    size_t purged = 0, rotated = 0;
-    if (ks_sweep(req->srv->ks, &purged, &rotated) != KV_OK)
+    if (srv_sweep(req->srv) != KV_OK)
         kv_log(KV_LOG_WARN, "sweep after the clock moved did not finish");
-    else if (purged + rotated > 0)
-        kv_log(KV_LOG_INFO, "sweep: %zu key(s) purged, %zu rotated", purged, rotated);
     cJSON *doc = cJSON_CreateObject();
     if (doc != NULL && cJSON_AddNumberToObject(doc, "now", (double)ks_now()) == NULL) {
         cJSON_Delete(doc);

@@ -509,7 +509,7 @@ static int run(struct srv_config *cfg)
             continue;
         if (++ticks >= SWEEP_INTERVAL_S) {
             ticks = 0;
-            if (ks_sweep(srv.ks, NULL, NULL) != KV_OK)
+            if (srv_sweep(&srv) != KV_OK)
                 kv_log(KV_LOG_WARN, "periodic sweep did not finish");
         }
         unsigned long long served = srv_metrics_answered();

@@ -225,6 +225,14 @@ void srv_hsm_dns(const struct srv_req *req, char *out, size_t cap);
 /** @brief civetweb's begin_request callback: handles every request. */
 int srv_dispatch(struct mg_connection *conn);
 
+/**
+ * @brief What kvmock's clock made due: the keystore's sweep (ks_sweep(): expired deleted
+ * keys and vaults purged, keys rotated), then the access control of the vaults it purged
+ * (pol_sweep()). Every 30 s (main.c) and after `/admin/clock`.
+ * @return KV_OK, or the first failure (logged by the caller; the next sweep tries again).
+ */
+enum kv_status srv_sweep(const struct srv *srv) KV_MUST_CHECK;
+
 /* ---- handlers ------------------------------------------------------------------------ */
 
 /** A route handler. The dispatcher has authenticated, authorised and parsed. */

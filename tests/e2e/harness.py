@@ -330,12 +330,12 @@ class Kvmock:
 
     def _wait_ready(self, deadline):
         while True:
-            for line in self._run_log().splitlines():
+            for line in self.run_log().splitlines():
                 if line.startswith(READY_PREFIX):
                     return line.strip()
             rc = self.proc.poll()
             if rc is not None:
-                text = self._run_log()
+                text = self.run_log()
                 if any(m in text for m in BIND_FAILURE_MARKS):
                     raise _BindFailure()
                 raise RuntimeError(f"kvmock exited with {rc} before its ready line\n"
@@ -344,7 +344,7 @@ class Kvmock:
                 raise RuntimeError("kvmock printed no ready line in time\n" + self.log_tail())
             time.sleep(0.05)
 
-    def _run_log(self):
+    def run_log(self):
         """The log of the current (or last) run only."""
         try:
             with open(self.log_path, "rb") as f:
@@ -354,7 +354,7 @@ class Kvmock:
             return ""
 
     def log_tail(self, n=60):
-        lines = self._run_log().splitlines()[-n:]
+        lines = self.run_log().splitlines()[-n:]
         return f"---- last {len(lines)} lines of {self.log_path}\n" + "\n".join(lines)
 
     def _kill(self):
@@ -382,7 +382,7 @@ class Kvmock:
                                      + self.log_tail(200))
             _LIVE.discard(proc)
             self.proc = None
-            text = self._run_log()
+            text = self.run_log()
             marks = [m for m in SANITIZER_MARKS if m in text]
             if rc != 0 or marks:
                 self._failed = True

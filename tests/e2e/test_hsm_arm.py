@@ -49,7 +49,9 @@ kvmock's token endpoint:
   az's default);
 - the audit log names the operations: ManagedHsmPut, ManagedHsmPatch, ManagedHsmDelete,
   ManagedHsmGet, ManagedHsmList, ManagedHsmListDeleted, ManagedHsmGetDeleted,
-  ManagedHsmPurge, ManagedHsmCheckName."""
+  ManagedHsmPurge, ManagedHsmCheckName;
+- the sweep (kvmock's clock moved past the purge date) purges a deleted HSM, and its local
+  role assignments and custom role go with it (the log says so: nothing else shows them)."""
 import calendar
 import json
 import os
@@ -918,6 +920,33 @@ def main():
             for r in put:
                 eq(r["resourceId"], f"/SUBSCRIPTIONS/{SUB}/RESOURCEGROUPS/{RG.upper()}/"
                                     "PROVIDERS/MICROSOFT.KEYVAULT/MANAGEDHSMS/ARM-HSM1", r)
+
+        # ---- 13. the sweep --------------------------------------------------------------------
+        # (last: the clock's move makes every deleted HSM of the tests above due)
+
+        @runner.test
+        def the_sweep_purges_an_hsm_with_its_access_control():
+            def swept():
+                return [json.loads(line)["msg"] for line in kv.run_log().splitlines()
+                        if "access control of" in line]
+
+            kv.advance_clock(7 * 86400 + 1)  # the deleted HSMs of the tests above go first
+            before = swept()
+            put_hsm("arm-hsm5", enablePurgeProtection=False)
+            eq(hsm("PUT", f"/keys{RA}/{uuid.uuid4()}", {"properties": {
+                "roleDefinitionId": DEF_PREFIX + CRYPTO_USER, "principalId": USER["objectId"]}},
+                name="arm-hsm5")[0], 201)
+            eq(hsm("PUT", f"{RD}/{uuid.uuid4()}", {"properties": {"roleName": "Swept"}},
+                   name="arm-hsm5")[0], 201)
+            eq(arm("DELETE", hsm_path("arm-hsm5"), raw=True)[::2], (200, b""))
+            kv.advance_clock(7 * 86400 + 1)
+            error_of(arm("GET", deleted_path("arm-hsm5")), 404, "ResourceNotFound",
+                     "GET after its purge date")
+            # its assignments and custom role went with it, and the log says so (nothing else
+            # shows them once the HSM is gone)
+            after = swept()
+            eq(len(after), len(before) + 1, kv.log_tail())
+            check(after[-1].endswith("; access control of 1 purged vault(s) removed"), after)
 
         runner.run_collected()
     sys.exit(runner.exit_code())

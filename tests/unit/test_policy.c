@@ -1272,6 +1272,42 @@ static void hsm_lifecycle(struct pol_ctx *c, struct ks_env *ks)
     CHECK(!def_kept(c, ks, def.id));
     expect(c, wrapper, h, "k1", POL_KEYS_WRAP, KV_ERR_RBAC_DENIED);
     same_as_reloaded(c, ks);
+
+    /* pol_sweep() removes what the keystore's purge left, once nothing holds the name */
+    CHECK_ST(pol_role_def_put(c, &def, hsm_wrap, 1, NULL, 0, NULL), KV_OK);
+    CHECK_ST(pol_role_put(c, &custom), KV_OK);
+    CHECK_ST(pol_vault_delete(c, "lc1", "/hsm/lc1", &d), KV_OK);
+    size_t cleared = 9;
+    CHECK_ST(pol_sweep(c, &cleared), KV_OK);
+    CHECK(cleared == 0); /* deleted, not gone: kept for a recovery */
+    CHECK(pol_role_get(c, "lc-admin2", &got) && pol_role_get(c, "lc-cust", &got));
+    CHECK_ST(ks_deleted_vault_purge(ks, "lc1", 1, NULL, 0, NULL), KV_OK);
+    CHECK_ST(pol_sweep(c, &cleared), KV_OK);
+    CHECK(cleared == 1);
+    CHECK(!pol_role_get(c, "lc-admin2", &got) && !pol_role_get(c, "lc-cust", &got));
+    CHECK(!def_kept(c, ks, def.id));
+    hsm_holdings(c, "lc1", now, sizeof(now));
+    CHECK_STR(now, "");
+    same_as_reloaded(c, ks);
+    /* a vault's access policies: the keystore's purge took their records, the sweep their
+     * copies in memory */
+    struct ks_vault plain = vault("lc3", 0);
+    struct pol_access_policy ap = {.keys = POL_PERMS_ALL};
+    snprintf(ap.vault, sizeof(ap.vault), "lc3");
+    snprintf(ap.tenant_id, sizeof(ap.tenant_id), "t1");
+    snprintf(ap.object_id, sizeof(ap.object_id), "lc3-owner");
+    struct pol_acl_change owned = {.vault = "lc3", .policies = &ap, .n_policies = 1};
+    CHECK_ST(pol_vault_put(c, &plain, KS_VAULT_CREATE, &owned), KV_OK);
+    CHECK_ST(pol_vault_delete(c, "lc3", "/v/lc3", &d), KV_OK);
+    CHECK_ST(ks_deleted_vault_purge(ks, "lc3", 0, NULL, 0, NULL), KV_OK);
+    struct pol_access_policy listed[4];
+    CHECK(pol_policy_list(c, "lc3", listed, 4) == 1);
+    CHECK_ST(pol_sweep(c, &cleared), KV_OK);
+    CHECK(cleared == 1 && pol_policy_list(c, "lc3", listed, 4) == 0);
+    /* names still held keep everything */
+    CHECK_ST(pol_sweep(c, &cleared), KV_OK);
+    CHECK(cleared == 0);
+    same_as_reloaded(c, ks);
 }
 
 int main(void)
