@@ -915,8 +915,6 @@ static void install_batch(struct pol_ctx *c, const char *vault, struct batch *b)
     b->next.n_defs = 0;
 }
 
-/* Write vault @p v (when not NULL) and change @p chg in one transaction, then reload.
- * With @p scope, the change is written only while its scope's vault or group exists. */
 /* A vault's write that goes with an access control change (pol_vault_put()). */
 struct vault_write {
     const struct ks_vault *v;
@@ -925,6 +923,9 @@ struct vault_write {
     int *group_created;
 };
 
+/* Write vault @p w->v (when @p w is not NULL) and change @p chg in one transaction, then
+ * reload. With @p scope, the change is written only while its scope's vault or group
+ * exists. */
 static enum kv_status commit(struct pol_ctx *c, const struct vault_write *w,
                              const struct pol_acl_change *chg,
                              const struct pol_role_assignment *scope)
@@ -1119,9 +1120,11 @@ enum kv_status pol_sweep(struct pol_ctx *c, size_t *cleared)
     char(*names)[KS_VAULT_NAME_MAX + 1];
     size_t n = 0, done = 0;
     enum kv_status st = named_vaults(c, &names, &n);
-    for (size_t i = 0; st == KV_OK && i < n; i++) {
+    for (size_t i = 0; i < n; i++) {
         int one = 0;
-        st = pol_vault_gone(c, names[i], &one);
+        enum kv_status one_st = pol_vault_gone(c, names[i], &one);
+        if (st == KV_OK)
+            st = one_st; /* the first failure; the other names are still looked at */
         done += (size_t)one;
     }
     free(names);

@@ -557,7 +557,8 @@ enum kv_status pol_vault_gone(struct pol_ctx *ctx, const char *name, int *cleare
  * @brief pol_vault_gone() for each name that access control names (access policies,
  * assignments, HSM custom roles), each in its own transaction.
  * @param[out] cleared how many names were cleared (may be NULL).
- * @return KV_OK, or the first failure: the names after it wait for the next sweep.
+ * @return KV_OK, or the first failure (each name is looked at; one that failed waits for
+ *   the next sweep).
  */
 enum kv_status pol_sweep(struct pol_ctx *ctx, size_t *cleared) KV_MUST_CHECK;
 
