@@ -1048,46 +1048,49 @@ enum kv_status pol_deleted_vault_purge(struct pol_ctx *c, const char *name, int 
     return st;
 }
 
-/* Add @p name to the @p n names of @p names (capacity @p cap) unless it is there (in any
- * case). @return 0 when out of memory. */
-static int name_add(char (**names)[KS_VAULT_NAME_MAX + 1], size_t *n, size_t *cap, const char *name)
+typedef char vault_name[KS_VAULT_NAME_MAX + 1];
+
+static int name_cmp(const void *a, const void *b)
 {
-    if (name[0] == '\0')
-        return 1; /* a group's or the subscription's scope, or Resource Manager's role */
-    for (size_t i = 0; i < *n; i++) {
-        if (strcasecmp((*names)[i], name) == 0)
-            return 1;
-    }
-    if (*n == *cap) {
-        size_t ncap = *cap ? *cap * 2 : 16;
-        char(*nn)[KS_VAULT_NAME_MAX + 1] = realloc(*names, ncap * sizeof(*nn));
-        if (nn == NULL)
-            return 0;
-        *names = nn;
-        *cap = ncap;
-    }
-    snprintf((*names)[(*n)++], KS_VAULT_NAME_MAX + 1, "%s", name);
-    return 1;
+    return strcasecmp(*(const vault_name *)a, *(const vault_name *)b);
 }
 
-/* The vaults and Managed HSMs that access control names: its access policies', its
- * assignments' and its HSM custom roles'. */
-static enum kv_status named_vaults(struct pol_ctx *c, char (**names)[KS_VAULT_NAME_MAX + 1],
-                                   size_t *n)
+/* Keep @p name as the @p n-th of @p all unless it is "" (a group's or the subscription's
+ * scope, or Resource Manager's custom role). @return how many are kept now. */
+static size_t name_keep(vault_name *all, size_t n, const char *name)
 {
-    size_t cap = 0;
-    int ok = 1;
-    *names = NULL;
+    if (name[0] != '\0')
+        snprintf(all[n++], sizeof(*all), "%s", name);
+    return n;
+}
+
+/* The vaults and Managed HSMs that access control names (its access policies', its
+ * assignments' and its HSM custom roles'), each once: copied under the read lock, sorted
+ * and made unique after it. */
+static enum kv_status named_vaults(struct pol_ctx *c, vault_name **names, size_t *n)
+{
     *n = 0;
     pthread_rwlock_rdlock(&c->lock);
-    for (size_t i = 0; ok && i < c->n_policies; i++)
-        ok = name_add(names, n, &cap, c->policies[i].vault);
-    for (size_t i = 0; ok && i < c->n_roles; i++)
-        ok = name_add(names, n, &cap, c->roles[i].vault);
-    for (size_t i = 0; ok && i < c->n_defs; i++)
-        ok = name_add(names, n, &cap, c->defs[i].hsm);
+    size_t cap = c->n_policies + c->n_roles + c->n_defs;
+    vault_name *all = malloc((cap ? cap : 1) * sizeof(*all));
+    for (size_t i = 0; all != NULL && i < c->n_policies; i++)
+        *n = name_keep(all, *n, c->policies[i].vault);
+    for (size_t i = 0; all != NULL && i < c->n_roles; i++)
+        *n = name_keep(all, *n, c->roles[i].vault);
+    for (size_t i = 0; all != NULL && i < c->n_defs; i++)
+        *n = name_keep(all, *n, c->defs[i].hsm);
     pthread_rwlock_unlock(&c->lock);
-    return ok ? KV_OK : KV_ERR_NOMEM;
+    *names = all;
+    if (all == NULL)
+        return KV_ERR_NOMEM;
+    qsort(all, *n, sizeof(*all), name_cmp);
+    size_t kept = 0;
+    for (size_t i = 0; i < *n; i++) {
+        if (kept == 0 || strcasecmp(all[kept - 1], all[i]) != 0)
+            memmove(all[kept++], all[i], sizeof(*all));
+    }
+    *n = kept;
+    return KV_OK;
 }
 
 enum kv_status pol_vault_gone(struct pol_ctx *c, const char *name, int *cleared)
@@ -1117,7 +1120,7 @@ enum kv_status pol_vault_gone(struct pol_ctx *c, const char *name, int *cleared)
 
 enum kv_status pol_sweep(struct pol_ctx *c, size_t *cleared)
 {
-    char(*names)[KS_VAULT_NAME_MAX + 1];
+    vault_name *names = NULL;
     size_t n = 0, done = 0;
     enum kv_status st = named_vaults(c, &names, &n);
     for (size_t i = 0; i < n; i++) {
