@@ -55,6 +55,7 @@ kvmock's token endpoint:
 import calendar
 import json
 import os
+import re
 import secrets
 import shutil
 import sys
@@ -944,9 +945,10 @@ def main():
                      "GET after its purge date")
             # its assignments and custom role went with it, and the log says so (nothing else
             # shows them once the HSM is gone)
-            after = swept()
-            eq(len(after), len(before) + 1, kv.log_tail())
-            check(after[-1].endswith("; access control of 1 purged vault(s) removed"), after)
+            # (the periodic sweep may have taken a part of it: the lines since are summed)
+            cleared = sum(int(re.search(r"access control of (\d+) purged", msg).group(1))
+                          for msg in swept()[len(before):])
+            eq(cleared, 1, kv.log_tail())
 
         runner.run_collected()
     sys.exit(runner.exit_code())
