@@ -7,7 +7,9 @@ runner would, far enough to test docker/github-actions.yml offline.
   (IMAGE replaces the image expression, which names a registry), network
   alias = service id, its env, ports (`N/tcp` gets a host port from Docker)
   and options; then, as the runner does, wait until Docker reports the
-  container healthy.
+  container healthy. A port published on different host ports for IPv4 and
+  IPv6 (Docker can do that with `N/tcp`) is an error: a client could reach
+  another container port, depending on what its host name resolves to.
 - Steps: `uses:` steps are skipped (actions cannot run here), as are the
   step ids given with --skip. `run:` steps run with the runner's default
   shell, `bash --noprofile --norc -eo pipefail`, with RUNNER_TEMP,
@@ -98,7 +100,13 @@ def main():
             for p in svc.get("ports") or []:
                 cport = str(p).split(":")[-1].split("/")[0]
                 out = docker("port", name, f"{cport}/tcp").stdout.split()
-                ports[(sid, cport)] = out[0].rsplit(":", 1)[1]
+                hosts = {o.rsplit(":", 1)[1] for o in out}
+                if len(hosts) != 1:
+                    # A client whose host name resolves to the other family
+                    # would reach another container port.
+                    raise RuntimeError(f"service {sid}: port {cport} is published on different host "
+                                       f"ports for IPv4 and IPv6: {' '.join(out)}")
+                ports[(sid, cport)] = hosts.pop()
             deadline = time.time() + HEALTH_TIMEOUT_S
             while True:
                 st = docker("inspect", "-f",
