@@ -935,6 +935,42 @@ void ks_op_result_clear(struct ks_op_result *res)
     res->verified = 0;
 }
 
+enum kv_status ks_material_certificate(const struct ks_material *m, const char *cn, int days,
+                                       struct kv_buf *der)
+{
+    *der = (struct kv_buf){0};
+    if (m->kty != KS_KTY_RSA || m->pkey == NULL)
+        return KV_ERR_BAD_ALG;
+    X509 *x = X509_new();
+    X509_NAME *name = X509_NAME_new();
+    unsigned char serial[8];
+    randombytes_buf(serial, sizeof(serial));
+    serial[0] &= 0x7f; /* positive */
+    BIGNUM *bn = BN_bin2bn(serial, sizeof(serial), NULL);
+    int len = 0;
+    int ok = x != NULL && name != NULL && bn != NULL && X509_set_version(x, 2) == 1 &&
+             X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1,
+                                        -1, 0) == 1 &&
+             BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) != NULL &&
+             X509_gmtime_adj(X509_getm_notBefore(x), 0) != NULL &&
+             X509_gmtime_adj(X509_getm_notAfter(x), (long)days * 86400) != NULL &&
+             X509_set_subject_name(x, name) == 1 && X509_set_issuer_name(x, name) == 1 &&
+             X509_set_pubkey(x, m->pkey) == 1 && X509_sign(x, m->pkey, EVP_sha256()) > 0 &&
+             (len = i2d_X509(x, NULL)) > 0;
+    enum kv_status st = ok ? kv_buf_alloc((size_t)len, der) : KV_ERR_CRYPTO;
+    if (st == KV_OK) {
+        unsigned char *p = der->data;
+        if (i2d_X509(x, &p) != len) {
+            kv_buf_free(der);
+            st = KV_ERR_CRYPTO;
+        }
+    }
+    BN_free(bn);
+    X509_NAME_free(name);
+    X509_free(x);
+    return st;
+}
+
 void ks_material_free(struct ks_material *m)
 {
     if (m == NULL)

@@ -72,6 +72,15 @@ enum ks_kty ks_material_kty(const struct ks_material *m);
  */
 enum kv_status ks_material_public(const struct ks_material *m, struct ks_pub *out) KV_MUST_CHECK;
 
+/**
+ * @brief A self-signed X.509 certificate of RSA key @p m (SHA-256), subject and issuer
+ * CN=@p cn, valid from now for @p days days, with a random serial number.
+ * @param[out] der the certificate, DER; release with kv_buf_free().
+ * @return KV_OK, KV_ERR_BAD_ALG (not an RSA key), KV_ERR_CRYPTO, KV_ERR_NOMEM.
+ */
+enum kv_status ks_material_certificate(const struct ks_material *m, const char *cn, int days,
+                                       struct kv_buf *der) KV_MUST_CHECK;
+
 /** @brief Free a material, wiping oct key bytes. NULL is a no-op. */
 void ks_material_free(struct ks_material *m);
 

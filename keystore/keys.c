@@ -2622,6 +2622,8 @@ static enum kv_status vault_delete_fn(struct ks_txn *tx, void *arg)
     enum kv_status st = ks_vault_read(tx, name, &vault);
     if (st == KV_OK)
         st = ks_vault_keys_purge(tx, vault.name);
+    if (st == KV_OK)
+        st = ks_secdomain_purge(tx, vault.name);
     if (st != KV_OK)
         return st;
     return ks_txn_del(tx, tx->env->db_vaults, vault.name, strlen(vault.name));

@@ -1100,8 +1100,9 @@ enum kv_status ks_key_restore(struct ks_env *env, const char *vault, const unsig
  * @brief A security domain of Managed HSM @p hsm, as Managed HSM's download gives it: a
  * fresh master key split into one Shamir share per certificate (any @p required of them
  * rebuild it), each share encrypted to its certificate's RSA key (JWE, RSA-OAEP-256 and
- * A256CBC-HS512), and the HSM's domain secret (derived from the root key and the HSM's
- * name) encrypted under a key derived from the master key (secdomain.c).
+ * A256CBC-HS512), and the HSM's domain secret (the one uploaded into it, else derived from
+ * the root key and the HSM's name) encrypted under a key derived from the master key
+ * (secdomain.c).
  * @param certs the customer's certificates, DER (3 to 10, RSA keys of 2048 bits or more).
  * @param[out] out the document's JSON text; release with cJSON_free().
  * @param[out] why for KV_ERR_BAD_PARAM, what is wrong (static).
@@ -1110,6 +1111,37 @@ enum kv_status ks_key_restore(struct ks_env *env, const char *vault, const unsig
 enum kv_status ks_hsm_security_domain(struct ks_env *env, const char *hsm,
                                       const struct kv_buf *certs, size_t n, int required,
                                       char **out, const char **why) KV_MUST_CHECK;
+
+/**
+ * @brief The transfer key of Managed HSM @p hsm, for a security domain upload: an RSA key of
+ * 2048 bits with its self-signed certificate, made at the first call and kept (its private
+ * key sealed) until the HSM is purged. Every call gives the same one.
+ * @param[out] jwk its public key as a JSON web key's text (kty RSA, alg RSA-OAEP-256, use
+ *   enc, n, e, its certificate in x5c and x5t#S256); release with cJSON_free().
+ * @return KV_OK, KV_ERR_VAULT_NOT_FOUND (no live Managed HSM of the name), KV_ERR_STORE,
+ *   KV_ERR_STORE_FULL, KV_ERR_NOMEM.
+ */
+enum kv_status ks_hsm_transfer_key(struct ks_env *env, const char *hsm, char **jwk) KV_MUST_CHECK;
+
+/**
+ * @brief Upload a security domain into Managed HSM @p hsm: @p blob is a restore blob, as
+ * `az keyvault security-domain restore-blob` makes it from a downloaded domain (a fresh
+ * master key wrapped for the HSM's transfer key, JWE RSA-OAEP-256 and A256CBC-HS512, and the
+ * domain's data encrypted under keys SP 800-108 derives from it). Once it opens, the HSM
+ * holds its domain: later downloads (ks_hsm_security_domain()) carry it.
+ * @param[out] why for KV_ERR_BAD_PARAM, what is wrong (static): not a restore blob, wrapped
+ *   for another transfer key (or none was asked for), does not open, or holds no kvmock
+ *   HSM's domain. Nothing changes then.
+ * @return KV_OK, KV_ERR_BAD_PARAM, KV_ERR_VAULT_NOT_FOUND, KV_ERR_STORE, KV_ERR_STORE_FULL,
+ *   KV_ERR_NOMEM.
+ */
+enum kv_status ks_hsm_security_domain_upload(struct ks_env *env, const char *hsm, const char *blob,
+                                             size_t len, const char **why) KV_MUST_CHECK;
+
+/** @brief Whether a security domain was uploaded into Managed HSM @p hsm (@p yes).
+ *  @return KV_OK, KV_ERR_STORE. */
+enum kv_status ks_hsm_security_domain_uploaded(struct ks_env *env, const char *hsm,
+                                               int *yes) KV_MUST_CHECK;
 
 /**
  * @brief A Managed HSM's full backup: every live key of @p vault (each with every version, its

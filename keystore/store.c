@@ -41,6 +41,8 @@ retry:;
         rc = mdb_dbi_open(txn, tables[t], MDB_CREATE, &e->db_tables[t]);
     if (rc == 0)
         rc = mdb_dbi_open(txn, "sweep", MDB_CREATE, &e->db_sweep);
+    if (rc == 0)
+        rc = mdb_dbi_open(txn, "secdomain", MDB_CREATE, &e->db_secdomain);
     MDB_envinfo info;
     if (rc == 0)
         rc = mdb_env_info(e->env, &info);

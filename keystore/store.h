@@ -28,6 +28,7 @@ struct ks_env {
     MDB_env *env;
     MDB_dbi db_vaults, db_keys, db_heads;
     MDB_dbi db_sweep; /**< heads the sweep looks at (keys.c ks_sweep_index_fill) */
+    MDB_dbi db_secdomain; /**< Managed HSMs' transfer keys and uploaded domains (secdomain.c) */
     int dbs_open;     /**< the named databases are open: ks_close() notes the close */
     MDB_dbi db_tables[KS_TABLE_COUNT]; /**< policies, roles, audit, backups, jobs (records.c) */
     pthread_rwlock_t resize_lock;

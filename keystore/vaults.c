@@ -139,6 +139,8 @@ static enum kv_status delete_vault(struct ks_txn *tx, struct delete_arg *a)
     snprintf(a->out.resource_id, sizeof(a->out.resource_id), "%s", a->resource_id);
     if (!v.soft_delete) {
         st = ks_vault_keys_purge(tx, a->lname);
+        if (st == KV_OK)
+            st = ks_secdomain_purge(tx, a->lname);
         return st == KV_OK ? ks_txn_del(tx, tx->env->db_vaults, a->lname, strlen(a->lname)) : st;
     }
     MDB_val raw;
@@ -230,6 +232,8 @@ static enum kv_status purge_deleted(struct ks_txn *tx, struct purge_arg *a)
         /* the access policies kept for its recovery (ks.h, enum ks_table) */
         struct ks_record_op policies = {KS_TABLE_POLICIES, a->lname, strlen(a->lname) + 1, NULL, 0};
         st = ks_vault_keys_purge(tx, a->lname);
+        if (st == KV_OK)
+            st = ks_secdomain_purge(tx, a->lname);
         if (st == KV_OK)
             st = ks_records_apply_tx(tx, &policies, 1);
         if (st == KV_OK)

@@ -23,6 +23,14 @@
 enum kv_status ks_vault_keys_purge(struct ks_txn *tx, const char *lname) KV_MUST_CHECK;
 
 /**
+ * @brief Remove what secdomain.c keeps of Managed HSM @p lname (lowercase) inside @p tx: its
+ * transfer key and its uploaded security domain. They go with the HSM's record, when it is
+ * purged or removed at once, never with its keys alone (a full restore keeps them).
+ * @return KV_OK, KV_ERR_STORE.
+ */
+enum kv_status ks_secdomain_purge(struct ks_txn *tx, const char *lname) KV_MUST_CHECK;
+
+/**
  * @brief Purge the deleted vaults whose scheduled purge date has passed, each with
  * its keys, in one transaction per vault. ks_sweep() calls it.
  * @param[out] purged how many were purged (may be NULL).

@@ -41,6 +41,7 @@ static size_t live;
 static size_t live_cur; /* live blocks of the current generation */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static unsigned long count, fail_at;
+static int held; /* ah_hold() */
 static int hit;
 static unsigned generation = 1;
 static void (*free_cb)(const unsigned char *, size_t, enum ah_origin, void *);
@@ -121,6 +122,8 @@ static int untrack(const void *p, size_t *size)
 /* Count an allocation; @return 1 when it must fail. */
 static int should_fail(void)
 {
+    if (held)
+        return 0;
     count++;
     if (fail_at != 0 && count == fail_at) {
         hit = 1;
@@ -313,6 +316,13 @@ int ah_disarm(void)
     int h = hit;
     pthread_mutex_unlock(&lock);
     return h;
+}
+
+void ah_hold(int on)
+{
+    pthread_mutex_lock(&lock);
+    held = on;
+    pthread_mutex_unlock(&lock);
 }
 
 unsigned long ah_count(void)

@@ -43,6 +43,7 @@
 #include "testcert.h"
 #include "testkeys.h"
 #include "testrecords.h"
+#include "testsd.h"
 
 #define VAULT               "v"
 #define WINDOW_HEAD         40
@@ -106,6 +107,22 @@ WRAP(enum kv_status, ks_material_op,
      (const struct ks_material *m, unsigned op, const struct ks_op_params *params,
       struct ks_op_result *out),
      (m, op, params, out))
+
+/* OpenSSL 3.0's X509_sign, when an allocation inside it fails, frees a pointer into a block
+ * rather than the block (ASN1_item_sign_ctx, then ASN1_item_d2i_ex: ASan's bad-free). Its
+ * allocations are not failed here; every one around it is. */
+enum kv_status __real_ks_material_certificate(const struct ks_material *m, const char *cn, int days,
+                                              struct kv_buf *der);
+enum kv_status __wrap_ks_material_certificate(const struct ks_material *m, const char *cn, int days,
+                                              struct kv_buf *der);
+enum kv_status __wrap_ks_material_certificate(const struct ks_material *m, const char *cn, int days,
+                                              struct kv_buf *der)
+{
+    ah_hold(1);
+    enum kv_status st = __real_ks_material_certificate(m, cn, days, der);
+    ah_hold(0);
+    return st;
+}
 
 /* Whether allocation @p n is failed in turn: every one outside OpenSSL's
  * windows; inside, the first and last few and every WINDOW_STRIDE-th. */
@@ -174,6 +191,25 @@ static void hsm_print(char *out, size_t cap)
     ks_key_page_free(page);
 }
 
+/* How many records table `secdomain` holds for HSM @p name: its transfer key, an uploaded
+ * domain (keystore/secdomain.c). */
+static size_t sd_records(const char *name)
+{
+    size_t n = 0, plen = strlen(name) + 1;
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    CHECK(mdb_txn_begin(env->env, NULL, MDB_RDONLY, &txn) == 0);
+    CHECK(txn != NULL && mdb_cursor_open(txn, env->db_secdomain, &cur) == 0);
+    MDB_val k = {plen, (void *)name}, v;
+    for (int rc = cur ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) : 1;
+         rc == 0 && k.mv_size >= plen && memcmp(k.mv_data, name, plen) == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+        n++;
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return n;
+}
+
 /* A fingerprint of a key: its live versions in order, or its absence; of a vault of that
  * name; and of the Managed HSM. */
 static void fingerprint(const char *name, char *out, size_t cap)
@@ -205,6 +241,8 @@ static void fingerprint(const char *name, char *out, size_t cap)
                                 tr_count(env, KS_TABLE_ROLES, "\0def\0", 5), n);
     if (len < cap)
         hsm_print(out + len, cap - len);
+    if (len < cap)
+        snprintf(out + len, cap - len, "|%zu security domain record(s)", sd_records(name));
 }
 
 /* Drop a version's parsed material from the cache, so the next operation opens the seal. */
@@ -999,6 +1037,81 @@ static enum kv_status run_security_domain(const struct op *op, const char *name)
     return st;
 }
 
+/* A restore blob for HSM "su", of a domain secret, as `az keyvault security-domain
+ * restore-blob` makes one; and a fresh Managed HSM. */
+static char *sd_blob;
+
+static void hsm_fresh(const struct op *op, char *name, size_t cap)
+{
+    fresh_name(op, name, cap);
+    struct ks_vault v = {.soft_delete = 1, .retention_days = 7, .hsm = 1, .premium = 1};
+    snprintf(v.name, sizeof(v.name), "%s", name);
+    CHECK_ST(ks_vault_create(env, &v), KV_OK);
+}
+
+/* Drop HSM @p arg's uploaded domain (table `secdomain`, "NAME\0domain"). */
+static enum kv_status sd_domain_drop(struct ks_txn *tx, void *arg)
+{
+    char k[KS_VAULT_NAME_MAX + 8];
+    size_t n = strlen(arg);
+    memcpy(k, arg, n + 1);
+    memcpy(k + n + 1, "domain", 6);
+    return ks_txn_del(tx, tx->env->db_secdomain, k, n + 7);
+}
+
+/* HSM "su" with its transfer key, as before an upload, and a restore blob made for it. */
+static void hsm_before_upload(const struct op *op, char *name, size_t cap)
+{
+    (void)op;
+    snprintf(name, cap, "su");
+    if (sd_blob == NULL) {
+        struct ks_vault v = {.soft_delete = 1, .retention_days = 7, .hsm = 1, .premium = 1};
+        snprintf(v.name, sizeof(v.name), "%s", name);
+        CHECK_ST(ks_vault_create(env, &v), KV_OK);
+        char *jwk = NULL;
+        CHECK_ST(ks_hsm_transfer_key(env, name, &jwk), KV_OK);
+        unsigned char domain[32];
+        randombytes_buf(domain, sizeof(domain));
+        sd_blob = jwk != NULL ? testsd_blob(jwk, "kvmock-domain", domain, sizeof(domain)) : NULL;
+        CHECK(sd_blob != NULL);
+        cJSON_free(jwk);
+    }
+    CHECK_ST(ks_txn_write(env, sd_domain_drop, name), KV_OK);
+    CHECK(sd_records(name) == 1);
+}
+
+static enum kv_status run_transfer_key(const struct op *op, const char *name)
+{
+    (void)op;
+    char *jwk = NULL;
+    enum kv_status st = ks_hsm_transfer_key(env, name, &jwk);
+    if (st == KV_OK && (jwk == NULL || strstr(jwk, "\"x5c\"") == NULL))
+        st = KV_ERR_BAD_PARAM; /* not a clean answer */
+    cJSON_free(jwk);
+    return st;
+}
+
+static void transfer_key_made(const struct op *op, const char *name)
+{
+    (void)op;
+    CHECK(sd_records(name) == 1);
+}
+
+static enum kv_status run_sd_upload(const struct op *op, const char *name)
+{
+    (void)op;
+    const char *why = NULL;
+    return ks_hsm_security_domain_upload(env, name, sd_blob, sd_blob ? strlen(sd_blob) : 0, &why);
+}
+
+static void sd_uploaded(const struct op *op, const char *name)
+{
+    (void)op;
+    int yes = 0;
+    CHECK_ST(ks_hsm_security_domain_uploaded(env, name, &yes), KV_OK);
+    CHECK(yes == 1 && sd_records(name) == 2);
+}
+
 static const struct op ops[] = {
     {"create EC P-256", run_create, fresh_name, NULL, "c-ec", KS_KTY_EC, 0, 0, 0},
     {"create oct 256", run_create, fresh_name, NULL, "c-oct", KS_KTY_OCT, 256, 0, 0},
@@ -1039,6 +1152,8 @@ static const struct op ops[] = {
     {"HSM selective restore", run_hsm_restore, hsm_key_gone, NULL, "h-ec", 0, 1, 0, 1},
     {"HSM full restore", run_hsm_restore, hsm_extra, hsm_restored, "h-extra", 0, 3, 0, 0},
     {"HSM security domain", run_security_domain, NULL, NULL, "-", 0, 0, 0, 0},
+    {"HSM transfer key", run_transfer_key, hsm_fresh, transfer_key_made, "tk", 0, 0, 0, 0, 1},
+    {"HSM security domain upload", run_sd_upload, hsm_before_upload, sd_uploaded, "su", 0, 0, 0, 0},
     {"HSM access control restore", run_hsm_access_restore, hsm_access_prepare, hsm_access_restored,
      "hacc", 0, 0, 0, 0},
     {"seal and unseal", run_seal, NULL, NULL, "-", 0, 0, 0, 0},
@@ -1390,6 +1505,7 @@ int main(void)
     kv_buf_free(&hsm_blob);
     for (size_t i = 0; i < 3; i++)
         kv_buf_free(&sd_certs[i]);
+    cJSON_free(sd_blob);
     kv_buf_free(&byok.ciphertext);
     kv_buf_free(&gcm_iv);
     kv_buf_free(&gcm_tag);

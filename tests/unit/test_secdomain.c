@@ -3,7 +3,12 @@
  * A256CBC-HS512), any quorum of shares rebuilding one master key (Lagrange over GF(257)),
  * and the domain datum decrypted under the key SP 800-108 derives from it. Refused
  * inputs (too few or many certificates, a quorum out of range, a certificate that is not
- * one or holds no RSA key of 2048 bits) give nothing. */
+ * one or holds no RSA key of 2048 bits) give nothing.
+ *
+ * The upload: an HSM's transfer key (the same on every ask, another HSM's another, none for
+ * what is no live HSM), a restore blob made for it (testsd.h) of another HSM's domain, after
+ * which the HSM's downloads carry that domain; refused blobs change nothing; and purging
+ * the HSM takes its transfer key and its uploaded domain with it. */
 #include <cjson/cJSON.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
@@ -18,6 +23,7 @@
 #include "ks.h"
 #include "kv_buf.h"
 #include "testcert.h"
+#include "testsd.h"
 
 static char dir[] = "/tmp/kvmock-sd-XXXXXX";
 static struct ks_env *env;
@@ -186,16 +192,7 @@ static void open_domain(const char *text, const int *use, int m, unsigned char d
         cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "EncData"), "data"), 0);
     const char *tag = cJSON_GetStringValue(cJSON_GetObjectItem(datum, "tag"));
     CHECK_STR(tag, "kvmock-domain");
-    /* SP 800-108, counter mode, HMAC-SHA512, one block of 512 bits */
-    static const unsigned char one[4] = {0, 0, 0, 1}, l512[4] = {0, 0, 2, 0}, zero = 0;
-    crypto_auth_hmacsha512_state st;
-    crypto_auth_hmacsha512_init(&st, master, 32);
-    crypto_auth_hmacsha512_update(&st, one, 4);
-    crypto_auth_hmacsha512_update(&st, (const unsigned char *)(tag ? tag : ""),
-                                  tag ? strlen(tag) : 0);
-    crypto_auth_hmacsha512_update(&st, &zero, 1);
-    crypto_auth_hmacsha512_update(&st, l512, 4);
-    crypto_auth_hmacsha512_final(&st, cek);
+    testsd_kdf(master, 32, tag ? tag : "", cek);
     char *h = NULL;
     struct kv_buf part[5] = {{0}}, plain = {0};
     const char *jwe = cJSON_GetStringValue(cJSON_GetObjectItem(datum, "compact_jwe"));
@@ -295,6 +292,197 @@ static void refused(void)
     EVP_PKEY_free(small);
 }
 
+/* The transfer key of @p hsm: its JWK text (cJSON_free()). */
+static char *transfer(const char *hsm)
+{
+    char *jwk = NULL;
+    CHECK_ST(ks_hsm_transfer_key(env, hsm, &jwk), KV_OK);
+    return jwk;
+}
+
+/* @p hsm's domain, as a download of it opens. */
+static void domain_of(const char *hsm, unsigned char out[32])
+{
+    char *sd = NULL;
+    const char *why = NULL;
+    static const int use[2] = {2, 0};
+    memset(out, 0, 32);
+    CHECK_ST(ks_hsm_security_domain(env, hsm, certs, 3, 2, &sd, &why), KV_OK);
+    if (sd != NULL)
+        open_domain(sd, use, 2, out);
+    cJSON_free(sd);
+}
+
+static void make_hsm(const char *name)
+{
+    struct ks_vault v = {.soft_delete = 1, .retention_days = 7, .hsm = 1, .premium = 1};
+    snprintf(v.name, sizeof(v.name), "%s", name);
+    CHECK_ST(ks_vault_create(env, &v), KV_OK);
+}
+
+/* Upload @p blob into @p hsm: its status, and @p want_why when refused. */
+static void upload(const char *hsm, const char *blob, enum kv_status want, const char *want_why)
+{
+    const char *why = NULL;
+    CHECK_ST(ks_hsm_security_domain_upload(env, hsm, blob, blob ? strlen(blob) : 0, &why), want);
+    if (want_why != NULL && (why == NULL || strstr(why, want_why) == NULL)) {
+        fprintf(stderr, "upload into %s: why %s, want %s\n", hsm, why ? why : "(none)", want_why);
+        check_failures++;
+    }
+}
+
+/* @p blob with the character at @p at of member @p path's string changed. */
+static char *tampered(const char *blob, const char *what, size_t at)
+{
+    cJSON *doc = cJSON_Parse(blob);
+    cJSON *item =
+        strcmp(what, "enc_key") == 0
+            ? cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "WrappedKey"), "enc_key")
+            : cJSON_GetObjectItem(
+                  cJSON_GetArrayItem(
+                      cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "EncData"), "data"), 0),
+                  "compact_jwe");
+    char *s = strdup(cJSON_GetStringValue(item));
+    size_t n = strlen(s);
+    s[at % n] = s[at % n] == 'A' ? 'B' : 'A';
+    cJSON_SetValuestring(item, s);
+    free(s);
+    char *out = cJSON_PrintUnformatted(doc);
+    cJSON_Delete(doc);
+    return out;
+}
+
+static void uploads(void)
+{
+    /* no transfer key for what is no live HSM, nor for a vault */
+    char *jwk = NULL;
+    CHECK_ST(ks_hsm_transfer_key(env, "up1", &jwk), KV_ERR_VAULT_NOT_FOUND);
+    struct ks_vault vault = {.soft_delete = 1, .retention_days = 7};
+    snprintf(vault.name, sizeof(vault.name), "upvault");
+    CHECK_ST(ks_vault_create(env, &vault), KV_OK);
+    CHECK_ST(ks_hsm_transfer_key(env, "upvault", &jwk), KV_ERR_VAULT_NOT_FOUND);
+    CHECK(jwk == NULL);
+    make_hsm("up1");
+    make_hsm("up2");
+    /* one transfer key per HSM, the same on each ask (any case of the name), a JWK of its
+     * certificate's RSA key */
+    char *t1 = transfer("up1"), *again = transfer("UP1"), *t2 = transfer("up2");
+    if (t1 == NULL || again == NULL || t2 == NULL)
+        return;
+    CHECK_STR(again, t1);
+    CHECK(strcmp(t1, t2) != 0);
+    cJSON *k = cJSON_Parse(t1);
+    CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(k, "kty")), "RSA");
+    CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(k, "alg")), "RSA-OAEP-256");
+    CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(k, "use")), "enc");
+    CHECK(cJSON_GetObjectItem(k, "d") == NULL && cJSON_GetObjectItem(k, "p") == NULL);
+    const char *x5c = cJSON_GetStringValue(cJSON_GetArrayItem(cJSON_GetObjectItem(k, "x5c"), 0));
+    unsigned char der[4096];
+    size_t der_len = 0;
+    CHECK(x5c != NULL && sodium_base642bin(der, sizeof(der), x5c, strlen(x5c), NULL, &der_len, NULL,
+                                           sodium_base64_VARIANT_ORIGINAL) == 0);
+    unsigned char thumb[32];
+    crypto_hash_sha256(thumb, der, der_len);
+    char *s256 = testsd_b64u(thumb, 32);
+    CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(k, "x5t#S256")), s256);
+    free(s256);
+    const unsigned char *p = der;
+    X509 *cert = d2i_X509(NULL, &p, (long)der_len);
+    BIGNUM *n = NULL;
+    CHECK(cert != NULL && X509_verify(cert, X509_get0_pubkey(cert)) == 1 &&
+          EVP_PKEY_get_bits(X509_get0_pubkey(cert)) == 2048 &&
+          EVP_PKEY_get_bn_param(X509_get0_pubkey(cert), "n", &n) == 1);
+    struct kv_buf nb = {0};
+    CHECK_ST(kv_b64url_decode(cJSON_GetStringValue(cJSON_GetObjectItem(k, "n")), &nb), KV_OK);
+    CHECK(n != NULL && nb.len == (size_t)BN_num_bytes(n));
+    unsigned char nbin[512];
+    CHECK(n != NULL && BN_bn2bin(n, nbin) == (int)nb.len && memcmp(nbin, nb.data, nb.len) == 0);
+    kv_buf_free(&nb);
+    BN_free(n);
+    X509_free(cert);
+    cJSON_Delete(k);
+
+    /* up1's domain uploaded into up2: up2's downloads carry it since */
+    unsigned char d1[32], d2[32], got[32];
+    domain_of("up1", d1);
+    domain_of("up2", d2);
+    CHECK(memcmp(d1, d2, 32) != 0);
+    int yes = -1;
+    CHECK_ST(ks_hsm_security_domain_uploaded(env, "up2", &yes), KV_OK);
+    CHECK(yes == 0);
+    char *blob = testsd_blob(t2, "kvmock-domain", d1, 32);
+    CHECK(blob != NULL);
+
+    /* refused, and nothing changes */
+    const char *shape = "needs its restore blob in 'value'";
+    upload("up2", NULL, KV_ERR_BAD_PARAM, shape);
+    upload("up2", "not json", KV_ERR_BAD_PARAM, shape);
+    upload("up2",
+           "{\"EncData\":{\"data\":[]},\"WrappedKey\":{\"enc_key\":\"a\",\"x5t_256\":\"b\"}}",
+           KV_ERR_BAD_PARAM, shape);
+    upload("up2",
+           "{\"EncData\":{\"data\":[{\"compact_jwe\":1,\"tag\":\"t\"}]},"
+           "\"WrappedKey\":{\"enc_key\":\"a\",\"x5t_256\":\"b\"}}",
+           KV_ERR_BAD_PARAM, shape);
+    upload("up2", "{\"EncData\":{\"data\":[{\"compact_jwe\":\"a\",\"tag\":\"t\"}]}}",
+           KV_ERR_BAD_PARAM, shape);
+    upload("up1", blob, KV_ERR_BAD_PARAM, "wrapped for another transfer key"); /* up2's */
+    make_hsm("up3");                                                           /* none asked */
+    upload("up3", blob, KV_ERR_BAD_PARAM, "wrapped for another transfer key");
+    upload("nohsm", blob, KV_ERR_VAULT_NOT_FOUND, NULL);
+    for (size_t at = 20; at < 400; at += 97) {
+        char *bad = tampered(blob, "enc_key", at), *bad2 = tampered(blob, "compact_jwe", at);
+        upload("up2", bad, KV_ERR_BAD_PARAM, "does not open");
+        upload("up2", bad2, KV_ERR_BAD_PARAM, "does not open");
+        cJSON_free(bad);
+        cJSON_free(bad2);
+    }
+    char *other_tag = testsd_blob(t2, "another-domain", d1, 32);
+    char *short_one = testsd_blob(t2, "kvmock-domain", d1, 31);
+    upload("up2", other_tag, KV_ERR_BAD_PARAM, "holds no kvmock managed HSM's security domain");
+    upload("up2", short_one, KV_ERR_BAD_PARAM, "holds no kvmock managed HSM's security domain");
+    cJSON_free(other_tag);
+    cJSON_free(short_one);
+    CHECK_ST(ks_hsm_security_domain_uploaded(env, "up2", &yes), KV_OK);
+    CHECK(yes == 0);
+    domain_of("up2", got);
+    CHECK(memcmp(got, d2, 32) == 0);
+
+    /* taken */
+    upload("up2", blob, KV_OK, NULL);
+    CHECK_ST(ks_hsm_security_domain_uploaded(env, "up2", &yes), KV_OK);
+    CHECK(yes == 1);
+    domain_of("up2", got);
+    CHECK(memcmp(got, d1, 32) == 0);
+    domain_of("up1", got);
+    CHECK(memcmp(got, d1, 32) == 0);
+    char *t2_after = transfer("up2");
+    CHECK(t2_after != NULL && strcmp(t2_after, t2) == 0);
+    cJSON_free(t2_after);
+
+    /* deleted, it keeps both; purged, both go: a new HSM of the name starts afresh */
+    CHECK_ST(ks_vault_soft_delete(env, "up2", NULL, NULL), KV_OK);
+    CHECK_ST(ks_hsm_transfer_key(env, "up2", &jwk), KV_ERR_VAULT_NOT_FOUND);
+    CHECK_ST(ks_deleted_vault_recover(env, "up2", 1, &vault), KV_OK);
+    domain_of("up2", got);
+    CHECK(memcmp(got, d1, 32) == 0);
+    CHECK_ST(ks_vault_soft_delete(env, "up2", NULL, NULL), KV_OK);
+    CHECK_ST(ks_deleted_vault_purge(env, "up2", 1, NULL, 0, NULL), KV_OK);
+    make_hsm("up2");
+    CHECK_ST(ks_hsm_security_domain_uploaded(env, "up2", &yes), KV_OK);
+    CHECK(yes == 0);
+    domain_of("up2", got);
+    CHECK(memcmp(got, d2, 32) == 0);
+    char *t2_new = transfer("up2");
+    CHECK(t2_new != NULL && strcmp(t2_new, t2) != 0);
+    upload("up2", blob, KV_ERR_BAD_PARAM, "wrapped for another transfer key");
+    cJSON_free(t2_new);
+    cJSON_free(blob);
+    cJSON_free(t1);
+    cJSON_free(again);
+    cJSON_free(t2);
+}
+
 int main(void)
 {
     CHECK(sodium_init() >= 0);
@@ -308,6 +496,7 @@ int main(void)
     if (env != NULL) {
         downloads();
         refused();
+        uploads();
         ks_close(env);
     }
     for (int i = 0; i < NCERTS; i++) {
