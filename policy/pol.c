@@ -45,6 +45,8 @@ static const char *const perm_names[POL_PERM_HSM_END] = {
     [POL_HSM_SD_DOWNLOAD] = "securitydomain/download/action",
     [POL_HSM_SD_DOWNLOAD_READ] = "securitydomain/download/read",
     [POL_HSM_SD_UPLOAD_READ] = "securitydomain/upload/read",
+    [POL_HSM_SD_UPLOAD] = "securitydomain/upload/action",
+    [POL_HSM_SD_TRANSFER_KEY_READ] = "securitydomain/transferkey/read",
 };
 
 const char *pol_perm_name(enum pol_perm perm)
@@ -70,6 +72,7 @@ int pol_perm_changes_state(enum pol_perm perm)
     case POL_HSM_ROLEDEFS_DELETE:
     case POL_HSM_RESTORE_START:
     case POL_HSM_SETTINGS_WRITE:
+    case POL_HSM_SD_UPLOAD:
         return 1;
     default:
         return 0;

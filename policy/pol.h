@@ -69,6 +69,8 @@ enum pol_perm {
     POL_HSM_SD_DOWNLOAD,                   /**< securitydomain/download/action */
     POL_HSM_SD_DOWNLOAD_READ,              /**< securitydomain/download/read: its status */
     POL_HSM_SD_UPLOAD_READ,                /**< securitydomain/upload/read: its status */
+    POL_HSM_SD_UPLOAD,                     /**< securitydomain/upload/action */
+    POL_HSM_SD_TRANSFER_KEY_READ,          /**< securitydomain/transferkey/read: for an upload */
     POL_PERM_HSM_END
 };
 

@@ -96,6 +96,8 @@ static const struct {
     {HSM "securitydomain/download/action", BIT(POL_HSM_SD_DOWNLOAD)},
     {HSM "securitydomain/download/read", BIT(POL_HSM_SD_DOWNLOAD_READ)},
     {HSM "securitydomain/upload/read", BIT(POL_HSM_SD_UPLOAD_READ)},
+    {HSM "securitydomain/upload/action", BIT(POL_HSM_SD_UPLOAD)},
+    {HSM "securitydomain/transferkey/read", BIT(POL_HSM_SD_TRANSFER_KEY_READ)},
 };
 #undef HSM
 

@@ -8,7 +8,8 @@
  *   PUT   /keys/{name}/restore            one key from a backup's folder
  *   GET   /backup/{job}/pending, /restore/{job}/pending   a job
  *   POST  /securitydomain/download        a security domain (keystore secdomain.c): 202
- *   GET   /securitydomain/{download|upload}/pending        the HSM's activation
+ *   GET   /securitydomain/upload        its transfer key; POST: upload a security domain
+ *   GET   /securitydomain/{download|upload}/pending        the HSM's activation, an upload
  *
  * kvmock reaches no storage account. A full backup (the keys, and the HSM's local role
  * assignments and custom roles) is kept in kvmock's own store (table `backups`), sealed,
@@ -25,6 +26,9 @@
  * kvmock's HSMs are active from the start: a security domain download gives the HSM's
  * security domain, encrypted to the customer's certificates, and changes nothing; both
  * status URLs say the HSM is active (the Azure CLI reads the upload's after a download).
+ * An upload gives an HSM another's domain, as for a disaster recovery: the customer gets the
+ * HSM's transfer key, wraps a downloaded domain for it (`az keyvault security-domain
+ * restore-blob`), and uploads that; the HSM's later downloads carry the uploaded domain.
  */
 #include <sodium.h>
 #include <stdio.h>
@@ -50,9 +54,12 @@ static void h_backup(struct srv_req *req);
 static void h_restore(struct srv_req *req);
 static void h_job(struct srv_req *req);
 static void h_sd_download(struct srv_req *req);
-static void h_sd_status(struct srv_req *req);
+static void h_sd_transfer_key(struct srv_req *req);
+static void h_sd_upload(struct srv_req *req);
+static void h_sd_download_status(struct srv_req *req);
+static void h_sd_upload_status(struct srv_req *req);
 
-enum { KEY_RESTORE = 0, ROUTE_COUNT = 11 };
+enum { KEY_RESTORE = 0, ROUTE_COUNT = 13 };
 
 static const struct srv_route routes[ROUTE_COUNT] = {
     [KEY_RESTORE] = {"SelectiveKeyRestoreOperation", "PUT", "/keys/{name}/restore",
@@ -71,9 +78,13 @@ static const struct srv_route routes[ROUTE_COUNT] = {
     {"SecurityDomainDownload", "POST", "/securitydomain/download", POL_HSM_SD_DOWNLOAD,
      SRV_BODY_JSON, h_sd_download, 202},
     {"SecurityDomainDownloadPending", "GET", "/securitydomain/download/pending",
-     POL_HSM_SD_DOWNLOAD_READ, SRV_BODY_NONE, h_sd_status},
+     POL_HSM_SD_DOWNLOAD_READ, SRV_BODY_NONE, h_sd_download_status},
     {"SecurityDomainUploadPending", "GET", "/securitydomain/upload/pending", POL_HSM_SD_UPLOAD_READ,
-     SRV_BODY_NONE, h_sd_status},
+     SRV_BODY_NONE, h_sd_upload_status},
+    {"SecurityDomainTransferKey", "GET", "/securitydomain/upload", POL_HSM_SD_TRANSFER_KEY_READ,
+     SRV_BODY_NONE, h_sd_transfer_key},
+    {"SecurityDomainUpload", "POST", "/securitydomain/upload", POL_HSM_SD_UPLOAD, SRV_BODY_JSON,
+     h_sd_upload, 202},
 };
 
 enum srv_match srv_hsm_admin_match(struct srv_req *req, const struct srv_route **route,
@@ -570,15 +581,83 @@ static void h_sd_download(struct srv_req *req)
     req->async_operation = NULL;
 }
 
-/* GET /securitydomain/{download|upload}/pending: the HSM is active. */
-static void h_sd_status(struct srv_req *req)
+/* A security domain operation's status: it ended, with @p details. */
+static void sd_status(struct srv_req *req, const char *details)
 {
     cJSON *o = cJSON_CreateObject();
     if (o == NULL || !cJSON_AddStringToObject(o, "status", "Success") ||
-        !cJSON_AddStringToObject(o, "status_details",
-                                 "The managed HSM is active: its security domain is in place.")) {
+        !cJSON_AddStringToObject(o, "status_details", details)) {
         cJSON_Delete(o);
         o = NULL;
     }
     srv_send_json(req, 200, o);
+}
+
+#define SD_ACTIVE "The managed HSM is active: its security domain is in place."
+
+/* GET /securitydomain/download/pending: the HSM is active. */
+static void h_sd_download_status(struct srv_req *req)
+{
+    sd_status(req, SD_ACTIVE);
+}
+
+/* GET /securitydomain/upload: the HSM's transfer key, {"key_format": "jwk", "transfer_key":
+ * the JSON web key's text}: a string, as Managed HSM answers it and the Azure CLI reads it. */
+static void h_sd_transfer_key(struct srv_req *req)
+{
+    char *jwk = NULL;
+    enum kv_status st = ks_hsm_transfer_key(req->srv->ks, req->found->name, &jwk);
+    cJSON *o = st == KV_OK ? cJSON_CreateObject() : NULL;
+    if (st == KV_OK && (o == NULL || !cJSON_AddStringToObject(o, "key_format", "jwk") ||
+                        !cJSON_AddStringToObject(o, "transfer_key", jwk)))
+        st = KV_ERR_NOMEM;
+    cJSON_free(jwk);
+    if (st != KV_OK) {
+        cJSON_Delete(o);
+        srv_send_error(req, st, NULL);
+        return;
+    }
+    srv_send_json(req, 200, o);
+}
+
+/* POST /securitydomain/upload {"value": a restore blob's JSON text}: the HSM takes the
+ * domain (keystore secdomain.c). 202, the upload just started as Managed HSM shows it; it has
+ * ended by then, and its status URL says so. */
+static void h_sd_upload(struct srv_req *req)
+{
+    const char *blob = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(req->body, "value"));
+    const char *why = NULL;
+    enum kv_status st = ks_hsm_security_domain_upload(req->srv->ks, req->found->name, blob,
+                                                      blob != NULL ? strlen(blob) : 0, &why);
+    cJSON *o = st == KV_OK ? cJSON_CreateObject() : NULL;
+    if (st == KV_OK &&
+        (o == NULL || !cJSON_AddStringToObject(o, "status", "InProgress") ||
+         !cJSON_AddStringToObject(o, "status_details", "The security domain upload has started.")))
+        st = KV_ERR_NOMEM;
+    if (st != KV_OK) {
+        cJSON_Delete(o);
+        srv_send_error(req, st, st == KV_ERR_BAD_PARAM ? why : NULL);
+        return;
+    }
+    kv_log(KV_LOG_INFO, "managed HSM '%s': security domain uploaded by %s", req->found->name,
+           req->who.oid);
+    char base[SRV_HOST_MAX + 16], url[SRV_HOST_MAX + 64];
+    srv_base_url(req, base, sizeof(base));
+    kv_str_join(url, sizeof(url), base, "/securitydomain/upload/pending", NULL);
+    req->async_operation = url;
+    srv_send_json(req, 202, o);
+    req->async_operation = NULL;
+}
+
+/* GET /securitydomain/upload/pending: an upload has ended, or the HSM is active. */
+static void h_sd_upload_status(struct srv_req *req)
+{
+    int uploaded = 0;
+    enum kv_status st = ks_hsm_security_domain_uploaded(req->srv->ks, req->found->name, &uploaded);
+    if (st != KV_OK) {
+        srv_send_error(req, st, NULL);
+        return;
+    }
+    sd_status(req,
+              uploaded ? "The security domain was uploaded: the managed HSM holds it." : SD_ACTIVE);
 }

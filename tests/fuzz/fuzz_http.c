@@ -155,6 +155,8 @@ static const struct tmpl templates[] = {
      HTTPS, TOK_MGMT, NULL, NULL, 0},
     /* fzh's security domain */
     {"POST", "/securitydomain/download?api-version=7.2", HTTPS, TOK_HSM, NULL, NULL, 0},
+    {"POST", "/securitydomain/upload?api-version=7.2", HTTPS, TOK_HSM, NULL, NULL, 0},
+    {"GET", "/securitydomain/upload?api-version=7.2", HTTPS, TOK_HSM, NULL, NULL, 0},
 };
 #define NTEMPLATES (sizeof(templates) / sizeof(templates[0]))
 

@@ -241,7 +241,8 @@ def main():
          "rawmgmt": 14, "vaultpatch": 15, "group": 16, "grouppatch": 17, "entrav1": 18,
          "armkey": 19, "rolescope": 20, "roledef": 21, "hsmrole": 22, "hsmroledef": 23,
          "hsmcreate": 24, "hsmbackup": 25, "hsmrestore": 26, "hsmsetting": 27,
-         "armhsm": 28, "armhsmpatch": 29, "mhsmname": 30, "securitydomain": 31}
+         "armhsm": 28, "armhsmpatch": 29, "mhsmname": 30, "securitydomain": 31,
+         "sdupload": 32, "sdtransferkey": 33}
     ops = ["rsa//wrapkey", "rsa//unwrapkey", "rsa//encrypt", "rsa//decrypt", "rsa//sign",
            "rsa//verify", "ec//sign", "ec//verify", "oct//wrapkey", "oct//unwrapkey", "oct//encrypt",
            "oct//decrypt", "oct//sign", "oct//verify", "rsa//release"]
@@ -362,6 +363,12 @@ def main():
         sd_certs.append({"kty": "RSA", "alg": "RSA-OAEP-256", "x5c": [
             base64.b64encode(sd_cert.public_bytes(serialization.Encoding.DER)).decode()]})
     http("security-domain", "securitydomain", 0, {"certificates": sd_certs, "required": 2})
+    # an upload's restore blob: the shape the Azure CLI makes (wrapped for no key of fzh's)
+    jwe = ".".join(b64url(os.urandom(n)) for n in (40, 256, 16, 48, 32))
+    http("sd-upload", "sdupload", 0, {"value": json.dumps({
+        "EncData": {"data": [{"compact_jwe": jwe, "tag": "kvmock-domain"}], "kdf": "sp108_kdf"},
+        "WrappedKey": {"enc_key": jwe, "x5t_256": b64url(os.urandom(32))}})})
+    http("sd-transfer-key", "sdtransferkey", 0, b"")
     http("vault-patch", "vaultpatch", 0, {"tags": {"team": "fz", "env": "ci"},
                                           "properties": {"enableRbacAuthorization": False}})
     for i, name in enumerate(["fzg", "g"]):

@@ -606,11 +606,11 @@ static void hsm_actions(void)
         {MHSM "securitydomain/download/action", P(POL_HSM_SD_DOWNLOAD)},
         {MHSM "securitydomain/download/read", P(POL_HSM_SD_DOWNLOAD_READ)},
         {MHSM "securitydomain/upload/read", P(POL_HSM_SD_UPLOAD_READ)},
+        {MHSM "securitydomain/upload/action", P(POL_HSM_SD_UPLOAD)},
+        {MHSM "securitydomain/transferkey/read", P(POL_HSM_SD_TRANSFER_KEY_READ)},
         /* no call of kvmock's needs these */
         {MHSM "keys/export/action", 0},
         {MHSM "keys/derive/action", 0},
-        {MHSM "securitydomain/upload/action", 0},
-        {MHSM "securitydomain/transferkey/read", 0},
         /* near misses, and Key Vault's own spelling of an action */
         {MHSM "keys/wrap", 0},
         {MHSM "keys/read", 0},
@@ -668,10 +668,10 @@ static void hsm_role_table(struct pol_ctx *c)
     const pol_perms defs = P(POL_HSM_ROLEDEFS_READ), roles_r = P(POL_HSM_ROLES_READ);
     const pol_perms defs_rwd = defs | P(POL_HSM_ROLEDEFS_WRITE) | P(POL_HSM_ROLEDEFS_DELETE);
     const pol_perms backup = P(POL_HSM_BACKUP_START) | P(POL_HSM_BACKUP_STATUS);
-    const pol_perms admin_own = backup | P(POL_HSM_RESTORE_START) | P(POL_HSM_RESTORE_STATUS) |
-                                P(POL_HSM_SETTINGS_READ) | P(POL_HSM_SETTINGS_WRITE) |
-                                P(POL_HSM_SD_DOWNLOAD) | P(POL_HSM_SD_DOWNLOAD_READ) |
-                                P(POL_HSM_SD_UPLOAD_READ);
+    const pol_perms admin_own =
+        backup | P(POL_HSM_RESTORE_START) | P(POL_HSM_RESTORE_STATUS) | P(POL_HSM_SETTINGS_READ) |
+        P(POL_HSM_SETTINGS_WRITE) | P(POL_HSM_SD_DOWNLOAD) | P(POL_HSM_SD_DOWNLOAD_READ) |
+        P(POL_HSM_SD_UPLOAD_READ) | P(POL_HSM_SD_UPLOAD) | P(POL_HSM_SD_TRANSFER_KEY_READ);
     const struct {
         enum pol_role role;
         const char *name, *id;
