@@ -21,16 +21,28 @@ identities from kvmock's token endpoint, and raw HTTP for what the SDKs hide:
   neither; the administrator may all (403 AccessDenied, Managed HSM's action names);
 - jobs are the HSM's and of their kind (404 elsewhere); jobs, backups and settings survive a
   restart; the SAS token is in neither the log nor the data folder;
-- the security domain's download (raw HTTP: Debian's az 2.45 cannot run `az keyvault
-  security-domain download`, as its packaged azure.keyvault lacks the module it imports):
-  202, Azure-AsyncOperation and {"value": the domain}; the domain opened as the Azure CLI
-  opens it, with its own code (azure.cli.command_modules.keyvault.security_domain): any
-  quorum of the certificates' private keys rebuilds the master key, which opens the domain;
-  two downloads carry one HSM's domain, another HSM's differs; and `az keyvault
-  security-domain restore-blob` (offline) makes a restore blob of it whose domain is the
-  same; both status URLs say Success; refused downloads (too few or many certificates, a
-  quorum out of range, no or a bad x5c, an EC or a 1024-bit RSA certificate, one twice) are
-  400 BadParameter; a Crypto User may neither download nor read the status (403);
+- the security domain's download and upload (raw HTTP: Debian's az 2.45 cannot run `az
+  keyvault security-domain download`, `init-recovery` nor `upload`, as its packaged
+  azure.keyvault lacks the module their client imports): a download is 202,
+  Azure-AsyncOperation and {"value": the domain}; the domain opened as the Azure CLI opens
+  it, with its own code (azure.cli.command_modules.keyvault.security_domain): any quorum of
+  the certificates' private keys rebuilds the master key, which opens the domain; two
+  downloads carry one HSM's domain, another HSM's differs; and `az keyvault security-domain
+  restore-blob` (offline) makes a restore blob of it whose domain is the same; both status
+  URLs say Success; refused downloads (too few or many certificates, a quorum out of range,
+  no or a bad x5c, an EC or a 1024-bit RSA certificate, one twice) are 400 BadParameter; a
+  Crypto User may neither download nor read the status (403);
+  the transfer key (GET /securitydomain/upload): a JWK as JSON text, RSA-OAEP-256, its
+  self-signed certificate of the same RSA-2048 key in x5c and its SHA-256 thumbprint, no
+  private member; the same on every call and after a restart, each HSM its own; the CLI's
+  init-recovery code writes its certificate; an upload of hsma's domain, made by
+  restore-blob for hsmb's transfer key, into hsmb: 202, Azure-AsyncOperation, the upload's
+  status says uploaded, and hsmb's downloads then carry hsma's domain, after a restart too;
+  a blob the test made with the CLI's code gives the HSM exactly its domain; refused uploads
+  (no blob or a malformed one, one for another transfer key, one that does not open, one
+  that holds no kvmock domain) are 400 BadParameter with their message and change nothing;
+  a Crypto User may neither upload nor read the transfer key (403); the audit log names the
+  calls; neither the wrapped key nor the domain is in the log;
 - Resource Manager's managedHSMs/NAME/keys (raw HTTP: Debian's azure-mgmt-keyvault predates
   it) is refused (403) while AllowKeyManagementOperationsThroughARM is false; once true it
   makes, reads and lists the HSM's keys (EC-HSM, no location, keyUri at the HSM's host) as
@@ -48,22 +60,26 @@ import tempfile
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (HSM_ACTION, HSM_AUD, Kvmock, Runner, check, eq,  # noqa: E402
-                     hsm_access_denied, parse_args, TENANT, APP)
+from harness import (HSM_ACTION, HSM_AUD, Kvmock, Runner, b64url, check, eq,  # noqa: E402
+                     hsm_access_denied, parse_args, unb64url, TENANT, APP)
 
 from azure.core.exceptions import HttpResponseError
 from azure.identity import ManagedIdentityCredential
 from azure.keyvault.administration import KeyVaultBackupClient, KeyVaultSettingsClient
 from azure.keyvault.keys import KeyClient
 from azure.keyvault.keys.crypto import CryptographyClient, KeyWrapAlgorithm, SignatureAlgorithm
-# the Azure CLI's own security domain code, which opens a downloaded domain
+# the Azure CLI's own security domain code, which opens a downloaded domain, makes restore
+# blobs and writes a transfer key's certificate (init-recovery)
+from azure.cli.command_modules.keyvault.custom import security_domain_init_recovery
 from azure.cli.command_modules.keyvault.security_domain.jwe import JWE as SDJWE
+from azure.cli.command_modules.keyvault.security_domain.security_domain import (
+    Datum, SecurityDomainRestoreData)
 from azure.cli.command_modules.keyvault.security_domain.shared_secret import SharedSecret
 from azure.cli.command_modules.keyvault.security_domain.sp800_108 import KDF
 from azure.cli.command_modules.keyvault.security_domain.utils import Utils as SDUtils
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 
 
@@ -636,6 +652,41 @@ def main():
             check(plain is None or len(plain) == 32, plain)
             return plain  # None: its tag did not match (a wrong master key)
 
+        def sd_folder():
+            """A new folder holding SD_KEYS's private keys and certificates side by side
+            (k{i}.pem, k{i}.cer), as the Azure CLI's restore-blob wants them, and a config
+            folder for az (az/)."""
+            work = tempfile.mkdtemp(prefix="kvmock-sd-")
+            for i, (key, cert) in enumerate(SD_KEYS):
+                with open(os.path.join(work, f"k{i}.pem"), "wb") as f:
+                    f.write(key.private_bytes(serialization.Encoding.PEM,
+                                              serialization.PrivateFormat.PKCS8,
+                                              serialization.NoEncryption()))
+                with open(os.path.join(work, f"k{i}.cer"), "wb") as f:
+                    f.write(cert.public_bytes(serialization.Encoding.PEM))
+            os.mkdir(os.path.join(work, "az"))
+            return work
+
+        def restore_blob(work, text, exchange_key, keys=(0, 2)):
+            """`az keyvault security-domain restore-blob` (Debian's az, offline) in folder
+            @work (sd_folder()): the JSON text of the restore blob of security domain @text,
+            opened with the private keys SD_KEYS[@keys] and wrapped for the certificate in PEM
+            file @exchange_key."""
+            tag = uuid.uuid4().hex
+            sd_file, blob = (os.path.join(work, f"{what}-{tag}.json") for what in ("sd", "blob"))
+            with open(sd_file, "w") as f:
+                f.write(text)
+            env = dict(kv.az_env(os.path.join(work, "az")), AZ_INSTALLER="DEB")
+            proc = subprocess.run(
+                ["az", "keyvault", "security-domain", "restore-blob", "--sd-file", sd_file,
+                 "--sd-exchange-key", exchange_key, "--sd-wrapping-keys",
+                 *(os.path.join(work, f"k{i}.pem") for i in keys),
+                 "--sd-file-restore-blob", blob],
+                env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+            eq(proc.returncode, 0, proc.stderr[-2000:])
+            with open(blob) as f:
+                return f.read()
+
         @runner.test
         def a_security_domain_download_opens_as_the_cli_opens_it():
             st, hdrs, body = download(SD_KEYS[:3])
@@ -673,31 +724,10 @@ def main():
                                         "place."}), path)
             # the Azure CLI's offline restore-blob opens it with two of the keys and wraps its
             # domain for an exchange key (the fourth certificate)
-            work = tempfile.mkdtemp(prefix="kvmock-sd-")
+            work = sd_folder()
             try:
-                for i, (key, cert) in enumerate(SD_KEYS):
-                    with open(os.path.join(work, f"k{i}.pem"), "wb") as f:
-                        f.write(key.private_bytes(serialization.Encoding.PEM,
-                                                  serialization.PrivateFormat.PKCS8,
-                                                  serialization.NoEncryption()))
-                    with open(os.path.join(work, f"k{i}.cer"), "wb") as f:
-                        f.write(cert.public_bytes(serialization.Encoding.PEM))
-                with open(os.path.join(work, "sd.json"), "w") as f:
-                    f.write(body["value"])
-                os.mkdir(os.path.join(work, "az"))
-                env = dict(kv.az_env(os.path.join(work, "az")), AZ_INSTALLER="DEB")
-                blob = os.path.join(work, "blob.json")
-                proc = subprocess.run(
-                    ["az", "keyvault", "security-domain", "restore-blob",
-                     "--sd-file", os.path.join(work, "sd.json"),
-                     "--sd-exchange-key", os.path.join(work, "k3.cer"),
-                     "--sd-wrapping-keys", os.path.join(work, "k0.pem"),
-                     os.path.join(work, "k2.pem"), "--sd-file-restore-blob", blob],
-                    env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                    timeout=120)
-                eq(proc.returncode, 0, proc.stderr[-2000:])
-                with open(blob) as f:
-                    restored = json.load(f)
+                restored = json.loads(restore_blob(work, body["value"],
+                                                   os.path.join(work, "k3.cer")))
                 master = SDJWE(restored["WrappedKey"]["enc_key"]).decrypt_using_private_key(
                     SD_KEYS[3][0])
                 d = restored["EncData"]["data"][0]
@@ -760,6 +790,330 @@ def main():
             for op in (("SecurityDomainDownload", 202), ("SecurityDomainDownload", 400),
                        ("SecurityDomainDownload", 403), ("SecurityDomainUploadPending", 403)):
                 check(op in ops, (op, sorted(ops)))
+
+        # ---- the security domain's upload ------------------------------------------------------
+        # Debian's az 2.45 cannot run `az keyvault security-domain init-recovery` nor `upload`
+        # (nor download): their client, the vendored azure_keyvault_t1, imports
+        # azure.keyvault.http_bearer_challenge_cache, which Debian's azure.keyvault lacks (an
+        # ImportError before any call). So: the CLI's own init-recovery code with raw HTTP
+        # under it (CliClient), its offline restore-blob, and the upload in raw HTTP.
+
+        ACTIVE = "The managed HSM is active: its security domain is in place."
+        UPLOADED = "The security domain was uploaded: the managed HSM holds it."
+        NO_BLOB = ("The security domain upload needs its restore blob in 'value': the JSON text "
+                   "`az keyvault security-domain restore-blob` makes, with EncData and "
+                   "WrappedKey.")
+        OTHER_KEY = ("The restore blob is wrapped for another transfer key: get this managed "
+                     "HSM's transfer key (GET /securitydomain/upload) and make the blob for it.")
+        NO_OPEN = ("The restore blob does not open: its wrapped key does not open with the "
+                   "transfer key, or its security domain with the key it wraps.")
+        NOT_KVMOCK = "The restore blob holds no kvmock managed HSM's security domain."
+        JWK_MEMBERS = ["alg", "e", "key_ops", "kid", "kty", "n", "use", "x5c", "x5t#S256"]
+
+        def transfer_key(name="hsma"):
+            """HSM @name's transfer key (GET /securitydomain/upload), checked whole: its JWK
+            and its certificate."""
+            st, _, body = hsm("GET", "/securitydomain/upload", name=name, api="7.2")
+            eq(st, 200, body)
+            eq(sorted(body), ["key_format", "transfer_key"], body)
+            eq(body["key_format"], "jwk", body)
+            check(isinstance(body["transfer_key"], str), body)  # JSON text, as the CLI reads it
+            jwk = json.loads(body["transfer_key"])
+            eq(sorted(jwk), JWK_MEMBERS, jwk)  # public members only: no d, p, q, dp, dq, qi
+            eq((jwk["kty"], jwk["alg"], jwk["use"], jwk["key_ops"]),
+               ("RSA", "RSA-OAEP-256", "enc", ["wrapKey", "encrypt"]), jwk)
+            check(isinstance(jwk["kid"], str) and jwk["kid"], jwk)
+            eq(len(jwk["x5c"]), 1, jwk)
+            cert_der = base64.b64decode(jwk["x5c"][0], validate=True)  # standard base64
+            cert = x509.load_der_x509_certificate(cert_der)
+            eq(der(cert), cert_der)
+            # self-signed, of the JWK's own RSA-2048 key
+            eq(cert.issuer, cert.subject)
+            cert.public_key().verify(cert.signature, cert.tbs_certificate_bytes,
+                                     padding.PKCS1v15(), cert.signature_hash_algorithm)
+            pub = cert.public_key()
+            check(isinstance(pub, rsa.RSAPublicKey), cert)
+            eq(pub.key_size, 2048)
+            for member in ("n", "e", "x5t#S256"):  # base64url, unpadded
+                check(re.fullmatch(r"[A-Za-z0-9_-]+", jwk[member]), (member, jwk[member]))
+            eq((int.from_bytes(unb64url(jwk["n"]), "big"), int.from_bytes(unb64url(jwk["e"]),
+                                                                           "big")),
+               (pub.public_numbers().n, pub.public_numbers().e))
+            eq(jwk["x5t#S256"], b64url(hashlib.sha256(cert_der).digest()))
+            return jwk, cert
+
+        class CliClient:
+            """The Azure CLI's data-plane client as its init-recovery calls it: transfer_key()
+            answers GET /securitydomain/upload's body as text."""
+
+            def __init__(self, name):
+                self.name = name
+
+            def transfer_key(self, vault_base_url):
+                eq(vault_base_url, self.name)
+                st, _, body = kv.https("GET", "/securitydomain/upload?api-version=7.2",
+                                       token=kv.token(HSM_AUD, client_id=ADMIN["clientId"]),
+                                       host=host(self.name))
+                eq(st, 200, body)
+                return body.decode()
+
+        def init_recovery(name, path):
+            """`az keyvault security-domain init-recovery --hsm-name @name --sd-exchange-key
+            @path`, the CLI's own code: the HSM's transfer key's certificate in PEM file @path."""
+            security_domain_init_recovery(CliClient(name), name, path)
+            return path
+
+        def upload(value, who=ADMIN, name="hsma"):
+            return hsm("POST", "/securitydomain/upload", {"value": value}, who=who, name=name,
+                       api="7.2")
+
+        def sd_status(name, kind="upload"):
+            """What HSM @name's /securitydomain/@kind/pending says: its status_details."""
+            st, _, body = hsm("GET", f"/securitydomain/{kind}/pending", name=name, api="7.2")
+            eq(st, 200, (kind, body))
+            eq(sorted(body), ["status", "status_details"], body)
+            eq(body["status"], "Success", body)
+            return body["status_details"]
+
+        def domain_of(name):
+            """The domain secret HSM @name's download carries."""
+            st, _, body = download(SD_KEYS[:3], name=name)
+            eq(st, 202, body)
+            domain = open_domain(body["value"], [0, 1])
+            check(domain is not None, "the domain did not open")
+            return domain
+
+        def make_blob(cert, data):
+            """A restore blob made as the Azure CLI's restore-blob makes one
+            (_security_domain_gen_blob), with its own code: each (tag, plaintext) of @data
+            encrypted under a key derived from a new master key, the master key wrapped for
+            certificate @cert. Its JSON text."""
+            blob = SecurityDomainRestoreData()
+            blob.enc_data.kdf = "sp108_kdf"
+            master = SDUtils.get_random(32)
+            for tag, plain in data:
+                jwe = SDJWE()
+                jwe.encrypt_using_bytes(KDF.sp800_108(master, label=tag, context="",
+                                                      bit_length=512),
+                                        plain, alg_id="A256CBC-HS512", kid=tag)
+                blob.enc_data.data.append(Datum(compact_jwe=jwe.encode_compact(), tag=tag))
+            wrapped = SDJWE()
+            wrapped.encrypt_using_cert(cert, master)
+            blob.wrapped_key.enc_key = wrapped.encode_compact()
+            blob.wrapped_key.x5t_256 = b64url(hashlib.sha256(der(cert)).digest())
+            return json.dumps(blob.to_json())
+
+        def altered(blob, change):
+            """Restore blob @blob (JSON text) after change(its parsed JSON)."""
+            doc = json.loads(blob)
+            change(doc)
+            return json.dumps(doc)
+
+        def flip(compact, part):
+            """Compact JWE @compact with the character in the middle of its @part-th part
+            (1 its encrypted key, 3 its ciphertext, 4 its tag) changed."""
+            parts = compact.split(".")
+            i = len(parts[part]) // 2
+            parts[part] = parts[part][:i] + ("B" if parts[part][i] == "A" else "A") + \
+                parts[part][i + 1:]
+            return ".".join(parts)
+
+        @runner.test
+        def a_managed_hsm_answers_its_transfer_key():
+            jwk, cert = transfer_key("hsma")
+            state["transfer_keys"] = {"hsma": jwk}
+            # the same on every call; hsmb's is another
+            eq(transfer_key("hsma")[0], jwk)
+            other, other_cert = transfer_key("hsmb")
+            state["transfer_keys"]["hsmb"] = other
+            check(other["n"] != jwk["n"], "hsmb has hsma's transfer key")
+            check(other["x5t#S256"] != jwk["x5t#S256"], other)
+            # the Azure CLI's init-recovery reads it and writes its certificate
+            work = tempfile.mkdtemp(prefix="kvmock-sd-")
+            try:
+                with open(init_recovery("hsmb", os.path.join(work, "hsmb.pem")), "rb") as f:
+                    eq(der(x509.load_pem_x509_certificate(f.read())), der(other_cert))
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+            # a Crypto User may not read either
+            for name in ("hsma", "hsmb"):
+                denied(hsm("GET", "/securitydomain/upload", who=MAKER, name=name, api="7.2"),
+                       "securitydomain/transferkey/read", what=name)
+            ops = {(r["operationName"], r["properties"]["httpStatusCode"])
+                   for r in kv.audit_records() if "/MANAGEDHSMS/HSMB" in r.get("resourceId", "")}
+            for op in (("SecurityDomainTransferKey", 200), ("SecurityDomainTransferKey", 403)):
+                check(op in ops, (op, sorted(ops)))
+
+        @runner.test
+        def refused_security_domain_uploads_change_nothing():
+            before = domain_of("hsmb")
+            eq(sd_status("hsmb"), ACTIVE)
+            work = sd_folder()
+            try:
+                st, _, sd = download(SD_KEYS[:3])
+                eq(st, 202, sd)
+                # hsma's domain wrapped for hsmb's transfer key: the blob hsmb would take
+                good = restore_blob(work, sd["value"], init_recovery("hsmb",
+                                                                     os.path.join(work, "b.pem")))
+                for_hsma = restore_blob(work, sd["value"],
+                                        init_recovery("hsma", os.path.join(work, "a.pem")))
+                for_customer = restore_blob(work, sd["value"], os.path.join(work, "k3.cer"))
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+            hsmb_cert = x509.load_der_x509_certificate(
+                base64.b64decode(state["transfer_keys"]["hsmb"]["x5c"][0]))
+
+            def bad(value, message, what):
+                st, _, body = upload(value, name="hsmb")
+                eq((st, body), (400, {"error": {"code": "BadParameter", "message": message}}),
+                   what)
+
+            def datum(doc):
+                return doc["EncData"]["data"][0]
+
+            # no restore blob
+            for what, body in (("no value", {}), ("null", {"value": None}),
+                               ("a number", {"value": 7}),
+                               ("the blob's JSON, not its text", {"value": json.loads(good)})):
+                st, _, got = hsm("POST", "/securitydomain/upload", body, name="hsmb", api="7.2")
+                eq((st, got), (400, {"error": {"code": "BadParameter", "message": NO_BLOB}}),
+                   what)
+            for what, value in (
+                    ("not JSON", "not json"), ("an array", "[]"), ("an empty object", "{}"),
+                    ("no EncData", altered(good, lambda d: d.pop("EncData"))),
+                    ("no WrappedKey", altered(good, lambda d: d.pop("WrappedKey"))),
+                    ("no data", altered(good, lambda d: d["EncData"].update(data=[]))),
+                    ("data not a list", altered(good, lambda d: d["EncData"].update(data="x"))),
+                    ("a datum not an object", altered(good, lambda d: d["EncData"].update(
+                        data=[1]))),
+                    ("a datum without tag", altered(good, lambda d: datum(d).pop("tag"))),
+                    ("a compact_jwe not a string", altered(good, lambda d: datum(d).update(
+                        compact_jwe=5))),
+                    ("no enc_key", altered(good, lambda d: d["WrappedKey"].pop("enc_key"))),
+                    ("an x5t_256 not a string", altered(good, lambda d: d["WrappedKey"].update(
+                        x5t_256=5)))):
+                bad(value, NO_BLOB, what)
+            # wrapped for another key: hsma's transfer key, a customer's certificate
+            bad(for_hsma, OTHER_KEY, "for hsma's transfer key")
+            bad(for_customer, OTHER_KEY, "for a customer's certificate")
+            bad(altered(good, lambda d: d["WrappedKey"].update(
+                x5t_256=json.loads(for_hsma)["WrappedKey"]["x5t_256"])), OTHER_KEY,
+                "hsma's thumbprint")
+            # for hsmb's transfer key, but it does not open
+            another = make_blob(hsmb_cert, [("kvmock-domain", SDUtils.get_random(32))])
+            for what, change in (
+                    ("the wrapped key's encrypted key", lambda d: d["WrappedKey"].update(
+                        enc_key=flip(d["WrappedKey"]["enc_key"], 1))),
+                    ("the wrapped key's ciphertext", lambda d: d["WrappedKey"].update(
+                        enc_key=flip(d["WrappedKey"]["enc_key"], 3))),
+                    ("the wrapped key's tag", lambda d: d["WrappedKey"].update(
+                        enc_key=flip(d["WrappedKey"]["enc_key"], 4))),
+                    ("the wrapped key not a JWE", lambda d: d["WrappedKey"].update(enc_key="x")),
+                    ("the domain's ciphertext", lambda d: datum(d).update(
+                        compact_jwe=flip(datum(d)["compact_jwe"], 3))),
+                    ("the domain's tag", lambda d: datum(d).update(
+                        compact_jwe=flip(datum(d)["compact_jwe"], 4))),
+                    ("the domain not a JWE", lambda d: datum(d).update(compact_jwe="a.b.c.d.e")),
+                    ("another blob's wrapped key", lambda d: d.update(
+                        WrappedKey=json.loads(another)["WrappedKey"]))):
+                bad(altered(good, change), NO_OPEN, what)
+            # it opens, but holds no kvmock HSM's domain
+            for what, data in (
+                    ("another tag", [("other-domain", SDUtils.get_random(32))]),
+                    ("31 bytes", [("kvmock-domain", SDUtils.get_random(31))]),
+                    ("64 bytes", [("kvmock-domain", SDUtils.get_random(64))]),
+                    ("nothing", [("kvmock-domain", b"")]),
+                    ("a datum of another tag too", [("kvmock-domain", SDUtils.get_random(32)),
+                                                    ("other-domain", SDUtils.get_random(32))])):
+                bad(make_blob(hsmb_cert, data), NOT_KVMOCK, what)
+            # a Crypto User may not upload
+            denied(upload(good, who=MAKER, name="hsmb"), "securitydomain/upload/action")
+            # nothing changed: hsmb holds its own domain, has its transfer key, is active
+            eq(domain_of("hsmb"), before)
+            eq(sd_status("hsmb"), ACTIVE)
+            eq(sd_status("hsmb", "download"), ACTIVE)
+            eq(transfer_key("hsmb")[0], state["transfer_keys"]["hsmb"])
+            ops = {(r["operationName"], r["properties"]["httpStatusCode"])
+                   for r in kv.audit_records() if "/MANAGEDHSMS/HSMB" in r.get("resourceId", "")}
+            for op in (("SecurityDomainUpload", 400), ("SecurityDomainUpload", 403)):
+                check(op in ops, (op, sorted(ops)))
+            check(("SecurityDomainUpload", 202) not in ops, sorted(ops))
+
+        @runner.test
+        def an_uploaded_security_domain_is_the_hsms_and_survives_a_restart():
+            domain = domain_of("hsma")
+            check(domain_of("hsmb") != domain, "hsmb has hsma's domain before the upload")
+            work = sd_folder()
+            try:
+                # the customer's recovery: hsma's domain, downloaded, opened with two of its
+                # keys and wrapped for hsmb's transfer key, uploaded to hsmb
+                st, _, sd = download(SD_KEYS[:3])
+                eq(st, 202, sd)
+                blob = restore_blob(work, sd["value"],
+                                    init_recovery("hsmb", os.path.join(work, "hsmb.pem")),
+                                    keys=(2, 1))
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+            eq(json.loads(blob)["WrappedKey"]["x5t_256"],
+               state["transfer_keys"]["hsmb"]["x5t#S256"])
+            st, hdrs, body = upload(blob, name="hsmb")
+            eq((st, body), (202, {"status": "InProgress",
+                                  "status_details": "The security domain upload has started."}))
+            eq((hdrs["azure-asyncoperation"], hdrs["retry-after"]),
+               (f"{url('hsmb')}/securitydomain/upload/pending", "1"))
+            eq(sd_status("hsmb"), UPLOADED)
+            eq(sd_status("hsmb", "download"), ACTIVE)
+            eq(sd_status("hsma"), ACTIVE)  # hsma's is unchanged
+            # hsmb's downloads now carry hsma's domain, whatever their certificates
+            eq(domain_of("hsmb"), domain)
+            st, _, again = download(SD_KEYS, required=3, name="hsmb")
+            eq(st, 202, again)
+            eq(open_domain(again["value"], [3, 0, 2]), domain)
+            eq(domain_of("hsma"), domain)
+            eq(transfer_key("hsmb")[0], state["transfer_keys"]["hsmb"])  # its own still
+            # a refused upload now changes nothing either
+            st, _, body = upload(altered(blob, lambda d: d["WrappedKey"].update(
+                enc_key=flip(d["WrappedKey"]["enc_key"], 3))), name="hsmb")
+            eq((st, body), (400, {"error": {"code": "BadParameter", "message": NO_OPEN}}))
+            eq((domain_of("hsmb"), sd_status("hsmb")), (domain, UPLOADED))
+
+            kv.restart()
+            eq(domain_of("hsmb"), domain)
+            eq(sd_status("hsmb"), UPLOADED)
+            eq(sd_status("hsma"), ACTIVE)
+            for name in ("hsma", "hsmb"):
+                eq(transfer_key(name)[0], state["transfer_keys"][name], name)
+            # neither the wrapped key nor the domain is in the log or the audit records
+            audit = json.dumps(kv.audit_records())
+            with open(kv.log_path, "rb") as f:
+                log = f.read().decode(errors="replace")
+            doc = json.loads(blob)
+            for what, secret in (("the wrapped key", doc["WrappedKey"]["enc_key"]),
+                                 ("the domain's JWE", doc["EncData"]["data"][0]["compact_jwe"]),
+                                 ("the domain", domain.hex()),
+                                 ("the domain", base64.b64encode(domain).decode()),
+                                 ("the domain", b64url(domain))):
+                check(secret not in log, f"{what} is in the log")
+                check(secret not in audit, f"{what} is in the audit records")
+            ops = {(r["operationName"], r["properties"]["httpStatusCode"])
+                   for r in kv.audit_records() if "/MANAGEDHSMS/HSMB" in r.get("resourceId", "")}
+            for op in (("SecurityDomainTransferKey", 200), ("SecurityDomainUpload", 202),
+                       ("SecurityDomainUpload", 400), ("SecurityDomainUploadPending", 200)):
+                check(op in ops, (op, sorted(ops)))
+
+        @runner.test
+        def an_upload_gives_the_hsm_exactly_the_blobs_domain():
+            # a domain the test chose, in a blob made with the CLI's code: hsmb's downloads
+            # then carry exactly it (and its second upload replaces its first)
+            hsmb_cert = x509.load_der_x509_certificate(
+                base64.b64decode(state["transfer_keys"]["hsmb"]["x5c"][0]))
+            hsma_domain = domain_of("hsma")
+            chosen = bytes(SDUtils.get_random(32))
+            st, _, body = upload(make_blob(hsmb_cert, [("kvmock-domain", chosen)]), name="hsmb")
+            eq(st, 202, body)
+            eq(domain_of("hsmb"), chosen)
+            eq(sd_status("hsmb"), UPLOADED)
+            eq(domain_of("hsma"), hsma_domain)
 
         runner.run()
 
