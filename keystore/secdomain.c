@@ -805,27 +805,12 @@ enum kv_status ks_hsm_security_domain_upload(struct ks_env *env, const char *hsm
     return st;
 }
 
-struct uploaded_arg {
-    const char *hsm;
-    int yes;
-};
-
-static enum kv_status uploaded_fn(struct ks_txn *tx, void *arg)
-{
-    struct uploaded_arg *a = arg;
-    char k[REC_KEY_MAX];
-    size_t n = rec_key(k, a->hsm, REC_DOMAIN);
-    MDB_val v;
-    enum kv_status st =
-        n > 0 ? ks_txn_get(tx, tx->env->db_secdomain, k, n, &v) : KV_ERR_KEY_NOT_FOUND;
-    a->yes = st == KV_OK;
-    return st == KV_ERR_KEY_NOT_FOUND ? KV_OK : st;
-}
-
 enum kv_status ks_hsm_security_domain_uploaded(struct ks_env *env, const char *hsm, int *yes)
 {
-    struct uploaded_arg a = {hsm, 0};
-    enum kv_status st = ks_txn_read(env, uploaded_fn, &a);
-    *yes = st == KV_OK && a.yes;
+    unsigned char domain[DOMAIN_LEN];
+    struct domain_arg a = {hsm, domain, 0};
+    enum kv_status st = ks_txn_read(env, domain_read_fn, &a);
+    sodium_memzero(domain, sizeof(domain));
+    *yes = st == KV_OK && a.found;
     return st;
 }

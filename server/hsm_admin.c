@@ -514,6 +514,26 @@ static void h_restore(struct srv_req *req)
 
 /* ---- the security domain ------------------------------------------------------------- */
 
+/* The answer to a security domain download or upload (@p op): 202 with @p answer (taken),
+ * its status URL in Azure-AsyncOperation; or @p st's error, @p why for a bad parameter. */
+static void sd_answer(struct srv_req *req, enum kv_status st, const char *why, cJSON *answer,
+                      const char *op)
+{
+    if (st != KV_OK) {
+        cJSON_Delete(answer);
+        srv_send_error(req, st, st == KV_ERR_BAD_PARAM ? why : NULL);
+        return;
+    }
+    kv_log(KV_LOG_INFO, "managed HSM '%s': security domain %s by %s", req->found->name, op,
+           req->who.oid);
+    char base[SRV_HOST_MAX + 16], url[SRV_HOST_MAX + 64];
+    srv_base_url(req, base, sizeof(base));
+    kv_str_join(url, sizeof(url), base, "/securitydomain/", op, "/pending", NULL);
+    req->async_operation = url;
+    srv_send_json(req, 202, answer);
+    req->async_operation = NULL;
+}
+
 /* POST /securitydomain/download {"certificates": [JWK with x5c, ...], "required": M}: 202
  * and {"value": the security domain's JSON text}. */
 static void h_sd_download(struct srv_req *req)
@@ -566,19 +586,7 @@ static void h_sd_download(struct srv_req *req)
     if (st == KV_OK && (answer == NULL || !cJSON_AddStringToObject(answer, "value", sd)))
         st = KV_ERR_NOMEM;
     cJSON_free(sd);
-    if (st != KV_OK) {
-        cJSON_Delete(answer);
-        srv_send_error(req, st, st == KV_ERR_BAD_PARAM ? why : NULL);
-        return;
-    }
-    kv_log(KV_LOG_INFO, "managed HSM '%s': security domain downloaded by %s", req->found->name,
-           req->who.oid);
-    char base[SRV_HOST_MAX + 16], url[SRV_HOST_MAX + 64];
-    srv_base_url(req, base, sizeof(base));
-    kv_str_join(url, sizeof(url), base, "/securitydomain/download/pending", NULL);
-    req->async_operation = url;
-    srv_send_json(req, 202, answer);
-    req->async_operation = NULL;
+    sd_answer(req, st, why, answer, "download");
 }
 
 /* A security domain operation's status: it ended, with @p details. */
@@ -634,19 +642,7 @@ static void h_sd_upload(struct srv_req *req)
         (o == NULL || !cJSON_AddStringToObject(o, "status", "InProgress") ||
          !cJSON_AddStringToObject(o, "status_details", "The security domain upload has started.")))
         st = KV_ERR_NOMEM;
-    if (st != KV_OK) {
-        cJSON_Delete(o);
-        srv_send_error(req, st, st == KV_ERR_BAD_PARAM ? why : NULL);
-        return;
-    }
-    kv_log(KV_LOG_INFO, "managed HSM '%s': security domain uploaded by %s", req->found->name,
-           req->who.oid);
-    char base[SRV_HOST_MAX + 16], url[SRV_HOST_MAX + 64];
-    srv_base_url(req, base, sizeof(base));
-    kv_str_join(url, sizeof(url), base, "/securitydomain/upload/pending", NULL);
-    req->async_operation = url;
-    srv_send_json(req, 202, o);
-    req->async_operation = NULL;
+    sd_answer(req, st, why, o, "upload");
 }
 
 /* GET /securitydomain/upload/pending: an upload has ended, or the HSM is active. */
