@@ -82,6 +82,11 @@ static const char *const operations[] = {
     "GetSettings",
     "GetSetting",
     "UpdateSetting",
+    "SecurityDomainDownload",
+    "SecurityDomainDownloadPending",
+    "SecurityDomainTransferKey",
+    "SecurityDomainUpload",
+    "SecurityDomainUploadPending",
     "SubscriptionList",
     "SubscriptionGet",
     "TenantList",
@@ -89,7 +94,7 @@ static const char *const operations[] = {
 };
 #define N_OPS (sizeof(operations) / sizeof(operations[0]))
 
-static const int statuses[] = {200, 201, 204, 400, 401, 403, 404, 405, 409, 413, 500, 507, 0};
+static const int statuses[] = {200, 201, 202, 204, 400, 401, 403, 404, 405, 409, 413, 500, 507, 0};
 #define N_STATUS (sizeof(statuses) / sizeof(statuses[0])) /* the last is "other" */
 
 /* upper bounds in microseconds: most answers take well under a millisecond */

@@ -1076,6 +1076,14 @@ def main():
                 enc_key=flip(d["WrappedKey"]["enc_key"], 3))), name="hsmb")
             eq((st, body), (400, {"error": {"code": "BadParameter", "message": NO_OPEN}}))
             eq((domain_of("hsmb"), sd_status("hsmb")), (domain, UPLOADED))
+            # /metrics counts the security domain's calls by their own names and statuses
+            st, _, metrics = kv.http("GET", "/metrics")
+            eq(st, 200)
+            for op, status in (("SecurityDomainTransferKey", 200), ("SecurityDomainUpload", 202),
+                               ("SecurityDomainUpload", 400), ("SecurityDomainUploadPending", 200),
+                               ("SecurityDomainDownload", 202)):
+                line = f'kvmock_requests_total{{operation="{op}",status="{status}"}}'
+                check(line in metrics.decode(), line)
 
             kv.restart()
             eq(domain_of("hsmb"), domain)
