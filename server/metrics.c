@@ -214,14 +214,22 @@ void srv_metrics_page(struct srv_req *req)
         (double)atomic_load(&latency_sum_us) / 1e6, atomic_load(&latency_count));
 
     add(&t, "# HELP kvmock_keys Keys per vault and state.\n# TYPE kvmock_keys gauge\n");
-    char(*names)[KS_VAULT_NAME_MAX + 1] = calloc(256, sizeof(*names));
-    size_t n = names ? ks_vault_list(req->srv->ks, names, 256) : 0;
-    for (size_t i = 0; i < n && i < 256; i++) {
-        size_t live = 0, deleted = 0;
-        if (ks_vault_key_count(req->srv->ks, names[i], &live, &deleted) != KV_OK)
-            continue;
-        add(&t, "kvmock_keys{vault=\"%s\",state=\"live\"} %zu\n", names[i], live);
-        add(&t, "kvmock_keys{vault=\"%s\",state=\"deleted\"} %zu\n", names[i], deleted);
+    /* every vault, a page of names at a time */
+    enum { PAGE = 256 };
+    char(*names)[KS_VAULT_NAME_MAX + 1] = calloc(PAGE, sizeof(*names));
+    size_t n = names ? ks_vault_list_from(req->srv->ks, NULL, names, PAGE) : 0;
+    while (n > 0) {
+        size_t got = n < PAGE ? n : PAGE;
+        for (size_t i = 0; i < got; i++) {
+            size_t live = 0, deleted = 0;
+            if (ks_vault_key_count(req->srv->ks, names[i], &live, &deleted) != KV_OK)
+                continue;
+            add(&t, "kvmock_keys{vault=\"%s\",state=\"live\"} %zu\n", names[i], live);
+            add(&t, "kvmock_keys{vault=\"%s\",state=\"deleted\"} %zu\n", names[i], deleted);
+        }
+        char after[KS_VAULT_NAME_MAX + 1];
+        memcpy(after, names[PAGE - 1], sizeof(after));
+        n = n > PAGE ? ks_vault_list_from(req->srv->ks, after, names, PAGE) : 0;
     }
     free(names);
     size_t used = 0, size = 0;

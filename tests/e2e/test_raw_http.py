@@ -725,6 +725,16 @@ def main():
             check(gauges.get("kvmock_audit_queue_records", -1) >= 0, gauges)
             live = [l for l in text.splitlines() if l.startswith('kvmock_keys{vault="default",state="live"}')]
             eq(int(live[0].split()[-1]), len(key_names()))
+            # every vault has its gauges, however many there are (names are read a page of
+            # 256 at a time): another kvmock with 600
+            many = [f"m{i:03d}" for i in range(600)]
+            with Kvmock(args.kvmock, config={"vaults": [{"name": n} for n in many]}) as other:
+                st, _, body = other.http("GET", "/metrics")
+                eq(st, 200)
+                got = [l.split('"')[1] for l in body.decode().splitlines()
+                       if l.startswith("kvmock_keys{") and 'state="live"' in l]
+                eq((len(got), got[:2], got[-2:]), (600, many[:2], many[-2:]))
+                eq(got, many)
             # one JSON line per request, with no token or key material in it
             tok = kv.token()
             eq(call("GET", f"/keys/base?{API}", token=tok)[0], 200)
