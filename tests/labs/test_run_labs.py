@@ -98,7 +98,7 @@ class TheLabs(unittest.TestCase):
         with open(os.path.join(ROOT, "labs", "README.md"), encoding="utf-8") as f:
             listed = re.findall(r"^\| \[\d+\. [^]]+\]\((\d\d-[a-z-]+\.md)\)", f.read(), re.M)
         self.assertEqual(labs, listed)
-        self.assertEqual(len(labs), 10, labs)
+        self.assertEqual(len(labs), 11, labs)
         for name in labs:
             steps = run_labs.parse_lab(os.path.join(ROOT, "labs", name))
             self.assertIn(f"labs/checks/{name[:2]}-check.py", steps[-1].command, name)
