@@ -105,13 +105,34 @@ static char *b64url(const void *data, size_t len)
     return kv_b64url_encode(data, len, &s) == KV_OK ? s : NULL;
 }
 
+/* A256CBC-HS512's tag: HMAC-SHA512 under the content key's first half of the header's
+ * text (@p aad, @p aad_len bytes), the IV, the ciphertext and the header's length in bits,
+ * cut to 32 bytes (into @p tag). */
+static void cbc_hs512_tag(const unsigned char cek[CEK_LEN], const char *aad, size_t aad_len,
+                          const unsigned char *iv, const unsigned char *ct, size_t ct_len,
+                          unsigned char tag[32])
+{
+    unsigned char al[8], mac[crypto_auth_hmacsha512_BYTES];
+    for (int i = 0; i < 8; i++)
+        al[i] = (unsigned char)(((uint64_t)aad_len * 8) >> (56 - 8 * i));
+    crypto_auth_hmacsha512_state st;
+    crypto_auth_hmacsha512_init(&st, cek, 32);
+    crypto_auth_hmacsha512_update(&st, (const unsigned char *)aad, aad_len);
+    crypto_auth_hmacsha512_update(&st, iv, 16);
+    crypto_auth_hmacsha512_update(&st, ct, ct_len);
+    crypto_auth_hmacsha512_update(&st, al, sizeof(al));
+    crypto_auth_hmacsha512_final(&st, mac);
+    memcpy(tag, mac, 32);
+    sodium_memzero(&st, sizeof(st));
+}
+
 /* A compact JWE of @p plain under content key @p cek, with protected header @p header and
  * (NULL for "dir") the encrypted key @p ekey. NULL when out of memory or OpenSSL fails. */
 static char *jwe_compact(const char *header, const unsigned char *ekey, size_t ekey_len,
                          const unsigned char cek[CEK_LEN], const unsigned char *plain,
                          size_t plain_len)
 {
-    unsigned char iv[16], mac[crypto_auth_hmacsha512_BYTES];
+    unsigned char iv[16], mac[32];
     randombytes_buf(iv, sizeof(iv));
     char *h = b64url(header, strlen(header)), *out = NULL;
     unsigned char *ct = malloc(plain_len + 16);
@@ -122,19 +143,8 @@ static char *jwe_compact(const char *header, const unsigned char *ekey, size_t e
              EVP_EncryptUpdate(ctx, ct, &len, plain, (int)plain_len) == 1 &&
              EVP_EncryptFinal_ex(ctx, ct + len, &fin) == 1;
     if (ok) {
-        /* the tag: HMAC-SHA512 of the header's text, the IV, the ciphertext and the
-         * header's length in bits, cut to 32 bytes */
-        size_t ct_len = (size_t)(len + fin), aad_len = strlen(h);
-        unsigned char al[8];
-        for (int i = 0; i < 8; i++)
-            al[i] = (unsigned char)(((uint64_t)aad_len * 8) >> (56 - 8 * i));
-        crypto_auth_hmacsha512_state st;
-        crypto_auth_hmacsha512_init(&st, cek, 32);
-        crypto_auth_hmacsha512_update(&st, (const unsigned char *)h, aad_len);
-        crypto_auth_hmacsha512_update(&st, iv, sizeof(iv));
-        crypto_auth_hmacsha512_update(&st, ct, ct_len);
-        crypto_auth_hmacsha512_update(&st, al, sizeof(al));
-        crypto_auth_hmacsha512_final(&st, mac);
+        size_t ct_len = (size_t)(len + fin);
+        cbc_hs512_tag(cek, h, strlen(h), iv, ct, ct_len, mac);
         char *k = ekey != NULL ? b64url(ekey, ekey_len) : NULL, *i = b64url(iv, sizeof(iv)),
              *c = b64url(ct, ct_len), *t = b64url(mac, 32);
         size_t total = strlen(h) + (k ? strlen(k) : 0) + (i ? strlen(i) : 0) + (c ? strlen(c) : 0) +
@@ -389,8 +399,10 @@ struct transfer_arg {
     const char *hsm;
     int want_priv;
     struct kv_buf cert, priv; /* out: what the record holds (priv only when asked) */
-    const struct kv_buf *add_cert, *add_priv; /* the write: kept when there is none yet */
-    const unsigned char *domain;              /* the write: an uploaded domain secret */
+    const struct kv_buf *add_cert; /* transfer_keep_fn: the one to keep; domain_keep_fn: the
+                                      one the domain was opened with */
+    const struct kv_buf *add_priv; /* transfer_keep_fn: its private key */
+    const unsigned char *domain;   /* domain_keep_fn: the uploaded domain secret */
 };
 
 /* The HSM must be a live Managed HSM. */
@@ -437,34 +449,26 @@ static enum kv_status transfer_read_fn(struct ks_txn *tx, void *arg)
     return st == KV_OK ? transfer_get(tx, a) : st;
 }
 
-/* Keep a->add_cert and a->add_priv as the HSM's transfer key, unless it has one (then that
- * one is read back), or a->domain as its domain. */
-static enum kv_status secdomain_write_fn(struct ks_txn *tx, void *arg)
+/* The start of both writes: the HSM is live, and its transfer key's record as it is now
+ * (a write's body runs again when its batch met a full map: what a run read goes first). */
+static enum kv_status write_start(struct ks_txn *tx, struct transfer_arg *a)
 {
-    struct transfer_arg *a = arg;
-    kv_buf_free(&a->cert); /* a write's body runs again when its batch met a full map */
+    kv_buf_free(&a->cert);
     kv_buf_wipe(&a->priv);
     enum kv_status st = live_hsm(tx, a->hsm);
-    if (st == KV_OK)
-        st = transfer_get(tx, a);
-    char k[REC_KEY_MAX];
-    struct kv_buf sealed = {0}, rec = {0};
-    if (a->domain != NULL) {
-        /* the domain was opened with this transfer key: it must still be the HSM's */
-        if (st == KV_ERR_KEY_NOT_FOUND ||
-            (st == KV_OK && (a->cert.len != a->add_cert->len ||
-                             memcmp(a->cert.data, a->add_cert->data, a->cert.len) != 0)))
-            st = KV_ERR_BAD_PARAM;
-        size_t n = rec_key(k, a->hsm, REC_DOMAIN);
-        if (st == KV_OK)
-            st = ks_seal(tx->env->root_key, k, n, a->domain, DOMAIN_LEN, &sealed);
-        if (st == KV_OK)
-            st = ks_txn_put(tx, tx->env->db_secdomain, k, n, sealed.data, sealed.len);
-        kv_buf_free(&sealed);
-        return st;
-    }
+    return st == KV_OK ? transfer_get(tx, a) : st;
+}
+
+/* Keep a->add_cert and a->add_priv as the HSM's transfer key, unless it has one: then that
+ * one is read back into a->cert. */
+static enum kv_status transfer_keep_fn(struct ks_txn *tx, void *arg)
+{
+    struct transfer_arg *a = arg;
+    enum kv_status st = write_start(tx, a);
     if (st != KV_ERR_KEY_NOT_FOUND)
         return st; /* KV_OK: it has one, read back */
+    char k[REC_KEY_MAX];
+    struct kv_buf sealed = {0}, rec = {0};
     size_t n = rec_key(k, a->hsm, REC_TRANSFER), clen = a->add_cert->len;
     st = ks_seal(tx->env->root_key, k, n, a->add_priv->data, a->add_priv->len, &sealed);
     if (st == KV_OK)
@@ -483,6 +487,27 @@ static enum kv_status secdomain_write_fn(struct ks_txn *tx, void *arg)
     if (st == KV_OK)
         memcpy(a->cert.data, a->add_cert->data, clen);
     kv_buf_free(&rec);
+    kv_buf_free(&sealed);
+    return st;
+}
+
+/* Keep a->domain as the HSM's domain, while its transfer key is still a->add_cert, the one
+ * that opened it (KV_ERR_BAD_PARAM otherwise). */
+static enum kv_status domain_keep_fn(struct ks_txn *tx, void *arg)
+{
+    struct transfer_arg *a = arg;
+    enum kv_status st = write_start(tx, a);
+    if (st == KV_ERR_KEY_NOT_FOUND ||
+        (st == KV_OK && (a->cert.len != a->add_cert->len ||
+                         memcmp(a->cert.data, a->add_cert->data, a->cert.len) != 0)))
+        st = KV_ERR_BAD_PARAM;
+    char k[REC_KEY_MAX];
+    struct kv_buf sealed = {0};
+    size_t n = rec_key(k, a->hsm, REC_DOMAIN);
+    if (st == KV_OK)
+        st = ks_seal(tx->env->root_key, k, n, a->domain, DOMAIN_LEN, &sealed);
+    if (st == KV_OK)
+        st = ks_txn_put(tx, tx->env->db_secdomain, k, n, sealed.data, sealed.len);
     kv_buf_free(&sealed);
     return st;
 }
@@ -562,7 +587,7 @@ enum kv_status ks_hsm_transfer_key(struct ks_env *env, const char *hsm, char **j
         a.add_cert = &c;
         a.add_priv = &p;
         if (st == KV_OK)
-            st = ks_txn_write(env, secdomain_write_fn, &a);
+            st = ks_txn_write(env, transfer_keep_fn, &a);
         if (st == KV_OK && (a.cert.len != c.len || memcmp(a.cert.data, c.data, c.len) != 0)) {
             cJSON_free(*jwk); /* the other ask's */
             st = transfer_jwk(hsm, &a.cert, jwk);
@@ -622,7 +647,7 @@ static enum kv_status jwe_open(const char *jwe, const struct ks_material *rsa,
                         part[3].len == 0 || part[3].len % 16 != 0 || part[4].len != 32))
         st = KV_ERR_CRYPTO_FAILED;
     cJSON_Delete(hdr);
-    unsigned char cek[CEK_LEN], mac[crypto_auth_hmacsha512_BYTES];
+    unsigned char cek[CEK_LEN], mac[32];
     if (st == KV_OK && rsa != NULL) {
         struct ks_op_params op = {.alg = KS_ALG_RSA_OAEP_256, .value = part[1]};
         struct ks_op_result res = {0};
@@ -636,18 +661,7 @@ static enum kv_status jwe_open(const char *jwe, const struct ks_material *rsa,
         memcpy(cek, dir_key, CEK_LEN);
     }
     if (st == KV_OK) {
-        /* the tag, as jwe_compact() makes it */
-        unsigned char al[8];
-        for (int i = 0; i < 8; i++)
-            al[i] = (unsigned char)(((uint64_t)len[0] * 8) >> (56 - 8 * i));
-        crypto_auth_hmacsha512_state hs;
-        crypto_auth_hmacsha512_init(&hs, cek, 32);
-        crypto_auth_hmacsha512_update(&hs, (const unsigned char *)jwe, len[0]);
-        crypto_auth_hmacsha512_update(&hs, part[2].data, part[2].len);
-        crypto_auth_hmacsha512_update(&hs, part[3].data, part[3].len);
-        crypto_auth_hmacsha512_update(&hs, al, sizeof(al));
-        crypto_auth_hmacsha512_final(&hs, mac);
-        sodium_memzero(&hs, sizeof(hs));
+        cbc_hs512_tag(cek, jwe, len[0], part[2].data, part[3].data, part[3].len, mac);
         if (sodium_memcmp(mac, part[4].data, 32) != 0)
             st = KV_ERR_CRYPTO_FAILED;
     }
@@ -794,7 +808,7 @@ enum kv_status ks_hsm_security_domain_upload(struct ks_env *env, const char *hsm
     if (st == KV_OK) {
         struct kv_buf cert = a.cert;
         a = (struct transfer_arg){.hsm = hsm, .add_cert = &cert, .domain = domain};
-        st = ks_txn_write(env, secdomain_write_fn, &a);
+        st = ks_txn_write(env, domain_keep_fn, &a);
         if (st == KV_ERR_BAD_PARAM) /* the HSM was purged and made again meanwhile */
             *why = WHY_TRANSFER;
         kv_buf_free(&cert);

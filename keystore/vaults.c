@@ -88,8 +88,8 @@ static int due(const struct ks_deleted_vault *d, int64_t now)
 }
 
 /* Make the resource group of vault @p v (its group, in its location) unless one of that
- * name exists, in @p tx; @p g gets it as stored, and @p in_group the vault with the group's
- * name as that has it. */
+ * name exists, in @p tx; @p g gets it as stored, and @p in_group (may be NULL) the vault with
+ * the group's name as that has it. */
 static enum kv_status group_for(struct ks_txn *tx, const struct ks_vault *v, struct ks_group *g,
                                 int *created, struct ks_vault *in_group)
 {
@@ -97,7 +97,7 @@ static enum kv_status group_for(struct ks_txn *tx, const struct ks_vault *v, str
     snprintf(want.name, sizeof(want.name), "%s", v->group);
     snprintf(want.location, sizeof(want.location), "%s", ks_vault_location(v));
     enum kv_status st = ks_group_ensure_tx(tx, &want, g, created);
-    if (st == KV_OK) {
+    if (st == KV_OK && in_group != NULL) {
         *in_group = *v;
         snprintf(in_group->group, sizeof(in_group->group), "%s", g->name);
     }
@@ -484,9 +484,8 @@ static enum kv_status recover_fn(struct ks_txn *tx, void *arg)
     /* its group comes back with it, if it went in the meantime (a vault of the configuration
      * file has none) */
     struct ks_group g;
-    struct ks_vault in_group;
     if (st == KV_OK && d.vault.group[0] != '\0')
-        st = group_for(tx, &d.vault, &g, NULL, &in_group);
+        st = group_for(tx, &d.vault, &g, NULL, NULL);
     if (st == KV_OK)
         a->out = d.vault;
     return st;

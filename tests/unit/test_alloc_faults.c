@@ -1041,12 +1041,18 @@ static enum kv_status run_security_domain(const struct op *op, const char *name)
  * restore-blob` makes one; and a fresh Managed HSM. */
 static char *sd_blob;
 
-static void hsm_fresh(const struct op *op, char *name, size_t cap)
+/* A new Managed HSM named @p name. */
+static void hsm_new(const char *name)
 {
-    fresh_name(op, name, cap);
     struct ks_vault v = {.soft_delete = 1, .retention_days = 7, .hsm = 1, .premium = 1};
     snprintf(v.name, sizeof(v.name), "%s", name);
     CHECK_ST(ks_vault_create(env, &v), KV_OK);
+}
+
+static void hsm_fresh(const struct op *op, char *name, size_t cap)
+{
+    fresh_name(op, name, cap);
+    hsm_new(name);
 }
 
 /* Drop HSM @p arg's uploaded domain (table `secdomain`, "NAME\0domain"). */
@@ -1065,9 +1071,7 @@ static void hsm_before_upload(const struct op *op, char *name, size_t cap)
     (void)op;
     snprintf(name, cap, "su");
     if (sd_blob == NULL) {
-        struct ks_vault v = {.soft_delete = 1, .retention_days = 7, .hsm = 1, .premium = 1};
-        snprintf(v.name, sizeof(v.name), "%s", name);
-        CHECK_ST(ks_vault_create(env, &v), KV_OK);
+        hsm_new(name);
         char *jwk = NULL;
         CHECK_ST(ks_hsm_transfer_key(env, name, &jwk), KV_OK);
         unsigned char domain[32];
