@@ -15,55 +15,31 @@ import; its offline `restore-blob` works and lab 11 uses it).
 
 HSM is a Managed HSM's name (NAME.managedhsm.localhost). It runs as the lab's
 default identity (learner), with a token from kvmock's managed-identity
-endpoint. Needs IDENTITY_ENDPOINT, IDENTITY_HEADER and REQUESTS_CA_BUNDLE
-(labs/README.md); KVMOCK_HTTPS_PORT when kvmock is not on 8443.
+endpoint, through the labs' own calls (labs/checks/labcheck.py). Needs
+IDENTITY_HEADER and REQUESTS_CA_BUNDLE (labs/README.md); KVMOCK_HTTPS_PORT and
+KVMOCK_HTTP_PORT when kvmock is not on 8443 and 8080.
 """
 import base64
 import hashlib
 import json
 import os
-import ssl
 import sys
-import urllib.error
-import urllib.parse
-import urllib.request
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "config.json")
-API = "api-version=7.4"
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "checks"))
+from labcheck import hsm as hsm_call  # noqa: E402  (a call on an HSM's data plane, as the learner)
 
 
 def b64url(data):
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def token():
-    with open(CONFIG, encoding="utf-8") as f:
-        learner = next(i for i in json.load(f)["identities"] if i.get("default"))
-    query = urllib.parse.urlencode({"api-version": "2019-08-01", "client_id": learner["clientId"],
-                                    "resource": "https://managedhsm.azure.net"})
-    req = urllib.request.Request(f"{os.environ['IDENTITY_ENDPOINT']}?{query}",
-                                 headers={"X-IDENTITY-HEADER": os.environ["IDENTITY_HEADER"]})
-    with urllib.request.urlopen(req) as r:
-        return json.load(r)["access_token"]
-
-
-def call(method, hsm, path, body=None):
-    """One call on HSM's data plane: (status, JSON answer)."""
-    port = os.environ.get("KVMOCK_HTTPS_PORT", "8443")
-    url = f"https://{hsm}.managedhsm.localhost:{port}{path}?{API}"
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Authorization": f"Bearer {token()}",
-                                          "Content-Type": "application/json"})
-    ctx = ssl.create_default_context(cafile=os.environ["REQUESTS_CA_BUNDLE"])
-    try:
-        with urllib.request.urlopen(req, context=ctx) as r:
-            return r.status, json.load(r)
-    except urllib.error.HTTPError as e:
-        return e.code, json.load(e)
+def call(method, name, path, body=None):
+    """One call on HSM NAME's data plane: (status, JSON answer)."""
+    status, answer = hsm_call(name, method, path, body)
+    return status, answer or {}
 
 
 def refused(status, answer):

@@ -8,9 +8,9 @@ and finds the refusals and the role changes of the lab in the audit log.
 """
 import urllib.parse
 
-from labcheck import Check, IDS, audit, https, in_order, key_of, read_envelope, who
+import labcheck
+from labcheck import Check, IDS, audit, in_order, key_of, read_envelope, who
 
-HOST = "shop-hsm.managedhsm.localhost"
 DEFS = "Microsoft.KeyVault/providers/Microsoft.Authorization/roleDefinitions/"
 ADMINISTRATOR = DEFS + "a290e904-7015-4bba-90c8-60543313cdb4"
 CRYPTO_USER = DEFS + "21dbd100-6940-42c2-9190-5d6cb909625b"
@@ -26,10 +26,8 @@ records = audit()
 
 
 def hsm(method, path):
-    """A call to shop-hsm's data plane as learner (api-version 7.4 is added)."""
-    sep = "&" if "?" in path else "?"
-    return https(method, HOST, f"{path}{sep}api-version=7.4",
-                 resource="https://managedhsm.azure.net")
+    """A call to shop-hsm's data plane as learner."""
+    return labcheck.hsm("shop-hsm", method, path)
 
 
 def assignments(identity):

@@ -9,19 +9,12 @@ shop-hsm, the one shop-hsm-dr took and the full restore in the audit log.
 import json
 import urllib.parse
 
-from labcheck import Check, IDS, audit, https, in_order
+from labcheck import Check, IDS, audit, hsm, in_order
 
 PRIMARY, RECOVERY = "shop-hsm", "shop-hsm-dr"
 
 check = Check(11)
 records = audit()
-
-
-def hsm(name, method, path):
-    """A call to HSM NAME's data plane as learner (api-version 7.4 is added)."""
-    sep = "&" if "?" in path else "?"
-    return https(method, f"{name}.managedhsm.localhost", f"{path}{sep}api-version=7.4",
-                 resource="https://managedhsm.azure.net")
 
 
 def at(name, op, status):

@@ -75,6 +75,14 @@ def https(method, host, path, body=None, resource=None):
     return resp.status, (json.loads(text) if text.strip() else None)
 
 
+def hsm(name, method, path, body=None):
+    """(status, JSON or None) of a call to Managed HSM NAME's data plane, as the learner
+    (api-version 7.4 is added)."""
+    sep = "&" if "?" in path else "?"
+    return https(method, f"{name}.managedhsm.localhost", f"{path}{sep}api-version=7.4", body,
+                 resource="https://managedhsm.azure.net")
+
+
 def vault(name, method, path):
     """A data-plane call to vault NAME (api-version 7.4 is added)."""
     sep = "&" if "?" in path else "?"
